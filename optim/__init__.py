@@ -1,0 +1,1 @@
+"""Hand-written optimizers: drop-in torch.optim.Optimizer subclasses with fused updates."""

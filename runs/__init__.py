@@ -1,0 +1,1 @@
+"""The experiment runner and the ``stepsize`` command line."""

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print medians and ratios against torch measured in the same process."""

@@ -1,0 +1,1 @@
+"""Learning-rate schedules as closed-form, composable, serialisable functions of the step."""

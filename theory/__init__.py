@@ -1,0 +1,1 @@
+"""Convex problems with known answers, step-size bounds and convergence certificates."""
