@@ -1,1 +1,28 @@
-"""Hand-written optimizers: drop-in torch.optim.Optimizer subclasses with fused updates."""
+"""Hand-written optimizers: drop-in torch.optim.Optimizer subclasses with fused updates.
+
+Each algorithm's rule is written once over lists of tensors and executed one tensor at a time
+(``impl="single"``), over multi-tensor lists (``"foreach"``), or over flat contiguous buffers
+(``"flat"``, the default; ``compile=True`` fuses it into one kernel). See ``optim._base``.
+"""
+
+from optim._base import FusedOptimizer
+from optim.adadelta import Adadelta, adadelta_update
+from optim.adagrad import Adagrad, adagrad_update
+from optim.adam import Adam, AdamW, adam_update
+from optim.rmsprop import RMSprop, rmsprop_update
+from optim.sgd import SGD, sgd_update
+
+__all__ = [
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "FusedOptimizer",
+    "RMSprop",
+    "adadelta_update",
+    "adagrad_update",
+    "adam_update",
+    "rmsprop_update",
+    "sgd_update",
+]

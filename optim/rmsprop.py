@@ -1,0 +1,140 @@
+"""RMSprop: Hinton's lecture 6e (2012); centered variant of Graves (2013)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optim import _foreach as F
+from optim._base import FusedOptimizer, check_interval, check_nonnegative
+
+
+def rmsprop_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    steps: list[Tensor],
+    state: dict[str, list[Tensor]],
+    *,
+    lr: F.Scalar,
+    alpha: F.Scalar,
+    eps: F.Scalar,
+    weight_decay: F.Scalar,
+    momentum: F.Scalar,
+    centered: bool,
+    maximize: bool,
+) -> None:
+    r"""One RMSprop step over lists of tensors, torch.optim.RMSprop's formulation.
+
+    .. math::
+        g_t &= \pm\nabla f(\theta_{t-1}) + \lambda\theta_{t-1}, \qquad
+        v_t = \alpha v_{t-1} + (1-\alpha) g_t^2\\
+        \tilde v_t &= v_t - \bar g_t^2,\ \bar g_t = \alpha\bar g_{t-1} + (1-\alpha) g_t
+            \text{ (centered) else } v_t\\
+        b_t &= \mu b_{t-1} + \frac{g_t}{\sqrt{\tilde v_t} + \epsilon},\quad \theta_t = \theta_{t-1}
+            - \gamma b_t \text{ (momentum) else } \theta_{t-1} - \gamma\frac{g_t}{\sqrt{\tilde v_t}
+            + \epsilon}
+
+    ``state`` holds ``square_avg`` (v), ``grad_avg`` (centered) and ``momentum_buffer``
+    (momentum > 0). The step counter is kept (torch keeps it) but does not enter the formula.
+    """
+    if maximize:
+        grads = list(torch._foreach_neg(grads))
+    if F.may_be_nonzero(weight_decay):
+        grads = F.add_scaled(grads, params, weight_decay)
+    square_avgs = state["square_avg"]
+    F.mul_(square_avgs, alpha)
+    F.addcmul_(square_avgs, grads, grads, 1 - alpha)
+    if centered:
+        grad_avgs = state["grad_avg"]
+        F.lerp_(grad_avgs, grads, 1 - alpha)
+        denominators = list(torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1))
+        torch._foreach_sqrt_(denominators)
+    else:
+        denominators = list(torch._foreach_sqrt(square_avgs))
+    torch._foreach_add_(denominators, eps)
+    if "momentum_buffer" in state:
+        buffers = state["momentum_buffer"]
+        F.mul_(buffers, momentum)
+        torch._foreach_addcdiv_(buffers, grads, denominators)
+        F.add_scaled_(params, buffers, -lr)
+    else:
+        F.addcdiv_(params, grads, denominators, -lr)
+
+
+class RMSprop(FusedOptimizer):
+    """RMSprop (Hinton, 2012; centered: Graves, 2013); drop-in for torch.optim.RMSprop.
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: learning rate gamma >= 0 (default 1e-2); a float or a 0-dim tensor.
+        alpha: smoothing constant in [0, 1] (default 0.99).
+        eps: epsilon >= 0 added to the denominator (default 1e-8).
+        weight_decay: L2 penalty lambda >= 0 (default 0).
+        momentum: momentum factor mu >= 0 (default 0).
+        centered: normalise by the estimated variance of the gradient (default False).
+        maximize: maximise the objective (default False).
+        impl, compile: execution path, see :class:`optim._base.FusedOptimizer`.
+
+    State per parameter (torch's keys): ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0)
+    and ``grad_avg`` (centered). See :func:`rmsprop_update` for the formula.
+    """
+
+    _rule = staticmethod(rmsprop_update)
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | Tensor = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+        impl: str | None = None,
+        compile: bool = False,
+    ) -> None:
+        check_nonnegative(lr, "lr")
+        check_interval(alpha, "alpha", 0.0, 1.0, high_open=False)
+        check_nonnegative(eps, "eps")
+        check_nonnegative(weight_decay, "weight_decay")
+        check_nonnegative(momentum, "momentum")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "alpha": alpha,
+            "eps": eps,
+            "centered": centered,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults, impl=impl, compile=compile)
+
+    def _init_state(self, group: dict, p: Tensor) -> dict[str, Tensor]:
+        state = {"step": self._new_step(p)}
+        for key in self._buffer_keys(group):
+            state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
+    def _buffer_keys(self, group: dict) -> tuple[str, ...]:
+        keys = ["square_avg"]
+        if F.may_be_nonzero(group["momentum"]):
+            keys.append("momentum_buffer")
+        if group["centered"]:
+            keys.append("grad_avg")
+        return tuple(keys)
+
+    def _hyperparameters(self, group: dict, first_step: bool) -> dict[str, Any]:
+        return {
+            "lr": group["lr"],
+            "alpha": group["alpha"],
+            "eps": group["eps"],
+            "weight_decay": group["weight_decay"],
+            "momentum": group["momentum"],
+            "centered": group["centered"],
+            "maximize": group["maximize"],
+        }

@@ -1,0 +1,103 @@
+"""A small random problem on which ours and torch.optim run side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+import optim
+
+SHAPES = [(5, 3), (7,), (2, 2, 2), (4,)]
+
+# Every option named in the issue, for every optimizer: (torch name, constructor kwargs).
+CASES = [
+    ("SGD", {"lr": 0.05}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.2, "weight_decay": 0.01}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "maximize": True}),
+    ("Adam", {"lr": 0.02}),
+    ("Adam", {"lr": 0.02, "amsgrad": True, "weight_decay": 0.01}),
+    ("Adam", {"lr": 0.02, "betas": (0.8, 0.9), "eps": 1e-6, "maximize": True}),
+    ("AdamW", {"lr": 0.02}),
+    ("AdamW", {"lr": 0.02, "amsgrad": True, "weight_decay": 0.1, "maximize": True}),
+    ("Adagrad", {"lr": 0.1}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1}),
+    ("Adagrad", {"lr": 0.1, "weight_decay": 0.01}),
+    ("Adagrad", {"lr": 0.1, "eps": 1e-6, "maximize": True}),
+    ("RMSprop", {"lr": 0.01}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.9, "centered": True, "weight_decay": 0.01}),
+    ("RMSprop", {"lr": 0.01, "alpha": 0.9, "centered": True, "maximize": True}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.5}),
+    ("Adadelta", {}),
+    ("Adadelta", {"lr": 0.5, "rho": 0.8, "weight_decay": 0.01, "maximize": True}),
+]
+IMPLS = ["single", "foreach", "flat"]
+NAMES = sorted({name for name, _ in CASES})
+
+
+def case_id(case: tuple[str, dict]) -> str:
+    name, kwargs = case
+    return name + "(" + ",".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
+
+
+def make_params(dtype: torch.dtype, seed: int = 1) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, dtype=dtype, generator=generator).requires_grad_() for s in SHAPES]
+
+
+def loss_fn(params: list[torch.Tensor], sign: float = 1.0) -> torch.Tensor:
+    """A smooth non-quadratic loss with a different curvature per tensor; bounded below."""
+    total = 0
+    for i, p in enumerate(params):
+        target = torch.linspace(-1, 1, p.numel(), dtype=p.dtype).reshape(p.shape)
+        total = total + (i + 1) * ((p - target) ** 2).sum() + 0.1 * torch.cos(3 * p).sum()
+    return sign * total
+
+
+def two_groups(params: list[torch.Tensor], kwargs: dict) -> list[dict]:
+    """Two param groups, the second with its own learning rate (and weight decay)."""
+    second = {"params": params[2:]}
+    if "lr" in kwargs:
+        second["lr"] = kwargs["lr"] * 0.5
+    if "weight_decay" in kwargs:
+        second["weight_decay"] = kwargs["weight_decay"] * 2
+    return [{"params": params[:2]}, second]
+
+
+def train(
+    make_optimizer: Callable[[list], torch.optim.Optimizer],
+    params: list[torch.Tensor],
+    steps: int,
+    sign: float = 1.0,
+) -> torch.optim.Optimizer:
+    optimizer = make_optimizer(params)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss_fn(params, sign).backward()
+        optimizer.step()
+    return optimizer
+
+
+def relative_error(ours: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """max over tensors of max|ours - ref| / max|ref| (normwise, so near-zero entries are fair)."""
+    return max(
+        ((a.detach() - b.detach()).abs().max() / b.detach().abs().max()).item()
+        for a, b in zip(ours, reference)
+    )
+
+
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+@pytest.fixture(params=CASES, ids=case_id)
+def case(request):
+    return request.param
+
+
+def ours(name: str) -> type:
+    return getattr(optim, name)
+
+
+def theirs(name: str) -> type:
+    return getattr(torch.optim, name)

@@ -1,0 +1,78 @@
+"""Every optimizer x path x option, side by side with torch.optim for 200 steps."""
+
+import pytest
+import torch
+
+from tests.optim.conftest import (
+    IMPLS,
+    TOLERANCE,
+    make_params,
+    ours,
+    relative_error,
+    theirs,
+    train,
+    two_groups,
+)
+
+STEPS = 200
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_matches_torch_with_two_param_groups(case, impl, dtype):
+    name, kwargs = case
+    sign = -1.0 if kwargs.get("maximize") else 1.0
+    reference = make_params(dtype)
+    train(lambda ps: theirs(name)(two_groups(ps, kwargs), **kwargs), reference, STEPS, sign)
+    params = make_params(dtype)
+    train(lambda ps: ours(name)(two_groups(ps, kwargs), impl=impl, **kwargs), params, STEPS, sign)
+    assert relative_error(params, make_params(dtype)) > 1e-3, "the parameters did not move"
+    assert relative_error(params, reference) <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_tensor_hyperparameters_match_float_ones(case, impl):
+    """lr (and momentum / betas where they exist) given as 0-dim tensors change nothing."""
+    name, kwargs = case
+    sign = -1.0 if kwargs.get("maximize") else 1.0
+    as_tensors = dict(kwargs)
+    as_tensors["lr"] = torch.tensor(kwargs.get("lr", 1.0), dtype=torch.float64)
+    if kwargs.get("momentum"):
+        as_tensors["momentum"] = torch.tensor(kwargs["momentum"], dtype=torch.float64)
+    reference = make_params(torch.float64)
+    train(lambda ps: theirs(name)(ps, **kwargs), reference, 50, sign)
+    params = make_params(torch.float64)
+    train(lambda ps: ours(name)(ps, impl=impl, **as_tensors), params, 50, sign)
+    assert relative_error(params, reference) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adagrad", "RMSprop", "Adadelta"])
+def test_complex_parameters_match_torch(name, impl):
+    kwargs = {"lr": 0.01, "momentum": 0.9} if name == "SGD" else {"lr": 0.01}
+
+    def make():
+        generator = torch.Generator().manual_seed(3)
+        return [torch.randn(6, dtype=torch.complex128, generator=generator).requires_grad_()]
+
+    def run(make_optimizer):
+        params = make()
+        optimizer = make_optimizer(params)
+        for _ in range(100):
+            optimizer.zero_grad()
+            (params[0] - (1 + 2j)).abs().pow(2).sum().backward()
+            optimizer.step()
+        return params
+
+    reference = run(lambda ps: theirs(name)(ps, **kwargs))
+    params = run(lambda ps: ours(name)(ps, impl=impl, **kwargs))
+    assert relative_error(params, reference) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_lr_zero_leaves_parameters_unchanged(impl):
+    """lr = 0 (a warmup from zero) must not produce 0/0 in Adam's step-size arithmetic."""
+    params = make_params(torch.float64)
+    before = [p.detach().clone() for p in params]
+    train(lambda ps: ours("Adam")(ps, lr=0.0, impl=impl), params, 3)
+    assert all(torch.equal(a, b) for a, b in zip(params, before))
