@@ -1,0 +1,115 @@
+"""theory.testing: the assertions pass on correct runs and fail with step, value and bound."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from theory.bounds import Bound, gd_bound, gd_divergence_bound, gd_strongly_convex_bound
+from theory.problems import Quadratic
+from theory.testing import assert_bound_holds, assert_converges, assert_rate
+
+
+@pytest.fixture
+def problem():
+    return Quadratic.from_condition_number(4, kappa=5.0, seed=2)
+
+
+def test_assert_converges_passes_and_fails_with_the_numbers(problem):
+    lr = 1 / problem.L
+    trajectory = assert_converges(problem, lambda p: torch.optim.SGD(p, lr=lr), 200, tol=1e-10)
+    assert trajectory.gap[-1] <= 1e-10 * trajectory.gap[0]
+    with pytest.raises(AssertionError) as failure:
+        assert_converges(problem, lambda p: torch.optim.SGD(p, lr=0.01 * lr), 20, tol=1e-10)
+    message = str(failure.value)
+    assert "not converged after 20 steps" in message
+    assert "at step 20" in message
+    assert "tol 1e-10" in message
+    with pytest.raises(AssertionError, match="non-finite at step"):
+        assert_converges(problem, lambda p: torch.optim.SGD(p, lr=1e300), 50)
+    with pytest.raises(ValueError, match="tol must be a positive"):
+        assert_converges(problem, lambda p: torch.optim.SGD(p, lr=lr), 5, tol=0.0)
+
+
+def test_assert_converges_on_distance_and_absolute(problem):
+    lr = 1 / problem.L
+    assert_converges(
+        problem,
+        lambda p: torch.optim.SGD(p, lr=lr),
+        200,
+        tol=1e-6,
+        quantity="distance",
+        relative=False,
+    )
+    with pytest.raises(AssertionError, match=r"\|\|x_k - x\*\|\|"):
+        assert_converges(
+            problem,
+            lambda p: torch.optim.SGD(p, lr=lr),
+            2,
+            tol=1e-6,
+            quantity="distance",
+            relative=False,
+        )
+
+
+def test_assert_bound_holds_names_step_observed_and_bound(problem):
+    lr = 1 / problem.L
+    assert_bound_holds(problem, lambda p: torch.optim.SGD(p, lr=lr), 100, gd_bound(problem, lr))
+    # the 1/L bound does not hold for a run at 2.1/L (which diverges)
+    with pytest.raises(AssertionError) as failure:
+        assert_bound_holds(
+            problem, lambda p: torch.optim.SGD(p, lr=2.1 * lr), 100, gd_bound(problem, lr)
+        )
+    message = str(failure.value)
+    assert "bound 'gd_convex'" in message
+    assert "violated at step" in message
+    found = re.search(
+        r"violated at step (\d+): observed f\(x_k\) - f\* = (\S+) > bound (\S+)", message
+    )
+    assert found is not None, message
+    step, observed, stated_bound = int(found[1]), float(found[2]), float(found[3])
+    assert observed == pytest.approx(problem.gap(_sgd_point(problem, 2.1 * lr, step)), rel=1e-5)
+    assert stated_bound == pytest.approx(float(gd_bound(problem, lr)(step)), rel=1e-5)
+
+
+def _sgd_point(problem, lr, steps):
+    x = problem.x0.clone()
+    for _ in range(steps):
+        x = x - lr * problem.A @ (x - problem.x_star)
+    return x
+
+
+def test_assert_rate(problem):
+    lr = 1 / problem.L
+    certificate = assert_bound_holds(
+        problem, lambda p: torch.optim.SGD(p, lr=lr), 100, gd_strongly_convex_bound(problem, lr)
+    )
+    assert_rate(certificate)
+    with pytest.raises(AssertionError, match="faster than expected"):
+        assert_rate(certificate, at_least=0.999)
+    # a bound that holds (huge constant) but claims a rate GD does not reach
+    too_fast = Bound(
+        name="too_fast",
+        quantity="gap",
+        formula="1e300 * 0.1^k",
+        rate=0.1,
+        values=lambda k: 1e300 * 0.1 ** np.asarray(k, dtype=float),
+    )
+    with pytest.raises(AssertionError, match=r"fitted rate .* exceeds the predicted 0\.1"):
+        assert_rate(assert_bound_holds(problem, lambda p: torch.optim.SGD(p, lr=lr), 30, too_fast))
+    divergence = assert_bound_holds(
+        problem,
+        lambda p: torch.optim.SGD(p, lr=2.1 * lr),
+        60,
+        gd_divergence_bound(problem, 2.1 * lr),
+    )
+    assert_rate(divergence, slack=1e-6)
+    sublinear = assert_bound_holds(
+        problem, lambda p: torch.optim.SGD(p, lr=lr), 10, gd_bound(problem, lr)
+    )
+    with pytest.raises(ValueError, match="no predicted rate"):
+        assert_rate(sublinear)
+    assert sublinear.predicted_order == -1.0

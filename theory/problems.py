@@ -1,0 +1,839 @@
+"""Optimization problems whose answer is known exactly.
+
+Every problem exposes the same small interface so that any ``torch.optim.Optimizer`` can run on it
+and its run can be compared with a textbook bound:
+
+* ``L``: the smoothness constant (largest Hessian eigenvalue; for Rosenbrock the local value at
+  the minimiser, see its docstring), ``mu``: the strong-convexity constant (0 where there is none);
+* ``x_star``: a minimiser (float64 tensor), ``f_star``: the minimum value (float);
+* ``x0``: the starting point (drawn from ``seed`` unless given);
+* ``loss(x)``: a 0-dim tensor, differentiable with autograd; ``grad(x)``: its gradient in closed
+  form; ``parameter()``: a fresh ``torch.nn.Parameter`` at ``x0`` for an optimizer to update;
+* ``loss_at(x, t)``: the loss seen at update ``t`` (the same as ``loss`` except for online
+  problems), ``project(x)``: the projection onto the feasible set applied after every update
+  (the identity except for constrained problems);
+* ``x_star_tol``: a certified bound on the distance between ``x_star`` and the exact minimiser
+  (0 where ``x_star`` is exact up to rounding).
+
+Everything is float64. Randomness comes from ``torch.Generator(seed)``, so a problem is a pure
+function of its arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+import scipy.sparse
+import scipy.sparse.linalg
+import scipy.special
+import torch
+
+DTYPE = torch.float64
+_EPS = float(np.finfo(np.float64).eps)
+
+__all__ = [
+    "LeastSquares",
+    "LogisticRegression",
+    "Problem",
+    "Quadratic",
+    "ReddiCounterexample",
+    "Regret",
+    "Rosenbrock",
+    "WilsonSeparable",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# small shared helpers
+# ----------------------------------------------------------------------------------------------
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")
+    return seed
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(_check_seed(seed))
+
+
+def _vector(name: str, value: Any, dim: int) -> torch.Tensor:
+    """``value`` as a finite float64 vector of length ``dim``, or a ValueError naming ``name``."""
+    try:
+        tensor = torch.as_tensor(
+            np.asarray(value, dtype=np.float64) if not torch.is_tensor(value) else value.detach(),
+            dtype=DTYPE,
+        ).clone()
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a vector of numbers, got {name}={value!r}") from err
+    if tensor.shape != (dim,):
+        raise ValueError(f"{name} must have shape ({dim},), got shape {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} must be finite, got {name}={tensor.tolist()!r}")
+    return tensor
+
+
+def _finite_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {name}={value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {name}={value!r}")
+    return value
+
+
+def _haar_rotation(dim: int, generator: torch.Generator) -> torch.Tensor:
+    """A rotation drawn from the Haar measure: Q of the QR of a Gaussian matrix, signs fixed so
+    that diag(R) > 0 (Mezzadri, 2007, "How to generate random matrices from the classical compact
+    groups")."""
+    gaussian = torch.randn(dim, dim, generator=generator, dtype=DTYPE)
+    q, r = torch.linalg.qr(gaussian)
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+def _data_matrix(name: str, X: Any) -> np.ndarray | scipy.sparse.csr_matrix:
+    """``X`` as a float64 numpy array or scipy CSR matrix of shape (n, d), n, d >= 1."""
+    if scipy.sparse.issparse(X):
+        matrix = scipy.sparse.csr_matrix(X, dtype=np.float64)
+        values = matrix.data
+    else:
+        if torch.is_tensor(X):
+            X = X.detach().cpu().numpy()
+        try:
+            matrix = np.array(X, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be a matrix of numbers, got {type(X).__name__}") from err
+        values = matrix
+    if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 2-D matrix (n samples, d features), got shape "
+            f"{tuple(matrix.shape)}"
+        )
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} must contain only finite values")
+    return matrix
+
+
+def _gram_extreme_eigenvalues(X: np.ndarray | scipy.sparse.csr_matrix) -> tuple[float, float]:
+    """Largest and smallest eigenvalues of X^T X / n.
+
+    Dense X: all eigenvalues of the d x d Gram matrix by LAPACK (``scipy.linalg.eigvalsh``).
+    Sparse X: Lanczos (``scipy.sparse.linalg.eigsh``) on the operator v -> X^T (X v) / n, never
+    forming X^T X. The smallest eigenvalue is reported as 0 when d > n (the Gram matrix is
+    singular) or when it is below the rounding floor 100 d eps lambda_max.
+    """
+    n, d = X.shape
+    if scipy.sparse.issparse(X):
+        operator = scipy.sparse.linalg.LinearOperator(
+            (d, d), matvec=lambda v: X.T @ (X @ v) / n, dtype=np.float64
+        )
+        v0 = np.ones(d) / math.sqrt(d)
+        if d == 1:
+            top = bottom = float((X.T @ (X @ np.ones(1)))[0] / n)
+        else:
+            top = float(
+                scipy.sparse.linalg.eigsh(
+                    operator, k=1, which="LA", v0=v0, return_eigenvectors=False
+                )[0]
+            )
+            bottom = (
+                0.0
+                if d > n
+                else float(
+                    scipy.sparse.linalg.eigsh(
+                        operator, k=1, which="SA", v0=v0, return_eigenvectors=False
+                    )[0]
+                )
+            )
+    else:
+        eigenvalues = scipy.linalg.eigvalsh(X.T @ X / n)
+        top, bottom = float(eigenvalues[-1]), float(eigenvalues[0])
+    if d > n or bottom <= 100 * d * _EPS * top:
+        bottom = 0.0
+    return top, bottom
+
+
+def _torch_matrix(X: np.ndarray | scipy.sparse.csr_matrix) -> torch.Tensor:
+    if scipy.sparse.issparse(X):
+        coo = X.tocoo()
+        indices = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
+        return torch.sparse_coo_tensor(
+            indices, torch.as_tensor(coo.data, dtype=DTYPE), coo.shape, check_invariants=True
+        ).coalesce()
+    return torch.as_tensor(X, dtype=DTYPE)
+
+
+def _matvec(X: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if X.is_sparse:
+        return torch.sparse.mm(X, w.unsqueeze(1)).squeeze(1)
+    return X @ w
+
+
+# ----------------------------------------------------------------------------------------------
+# the interface
+# ----------------------------------------------------------------------------------------------
+class Problem:
+    """Base class: a smooth function with known ``L``, ``mu``, ``x_star``, ``f_star`` and ``x0``.
+
+    Subclasses set the attributes in ``__init__`` and implement ``loss`` (and, where there is a
+    closed form, ``grad``). See the module docstring for the meaning of every attribute.
+    """
+
+    L: float
+    mu: float
+    x_star: torch.Tensor
+    f_star: float
+    x0: torch.Tensor
+    x_star_tol: float = 0.0
+    is_convex: bool = True
+    is_quadratic: bool = False
+
+    @property
+    def dim(self) -> int:
+        """Number of coordinates of x."""
+        return int(self.x_star.numel())
+
+    @property
+    def kappa(self) -> float:
+        """Condition number L / mu (inf when mu = 0)."""
+        return self.L / self.mu if self.mu > 0 else math.inf
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x) as a 0-dim tensor (differentiable with autograd)."""
+        raise NotImplementedError
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        """∇f(x); the default differentiates ``loss`` with autograd."""
+        x = x.detach().to(DTYPE).requires_grad_(True)
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(self.loss(x), x)
+        return gradient
+
+    def loss_at(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """The loss used for update ``t`` (t counts updates already made). Offline problems
+        return ``loss(x)``; online problems (``ReddiCounterexample``) override it."""
+        return self.loss(x)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Projection onto the feasible set, applied after every update (identity here)."""
+        return x
+
+    def parameter(self, dtype: torch.dtype = DTYPE) -> torch.nn.Parameter:
+        """A fresh ``torch.nn.Parameter`` holding a copy of ``x0`` (float64 unless ``dtype``)."""
+        return torch.nn.Parameter(self.x0.detach().clone().to(dtype))
+
+    def gap(self, x: torch.Tensor) -> float:
+        """f(x) - f* as a float."""
+        with torch.no_grad():
+            return float(self.loss(x.detach().to(DTYPE))) - self.f_star
+
+    def distance(self, x: torch.Tensor) -> float:
+        """||x - x*|| as a float."""
+        return float(torch.linalg.vector_norm(x.detach().to(DTYPE) - self.x_star))
+
+    def _start(self, x0: Any, seed: int) -> torch.Tensor:
+        """The given ``x0`` (validated) or a standard normal vector drawn from ``seed``."""
+        if x0 is not None:
+            return _vector("x0", x0, self.dim)
+        return torch.randn(self.dim, generator=_generator(seed), dtype=DTYPE)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dim={self.dim}, L={self.L:.6g}, mu={self.mu:.6g}, "
+            f"f_star={self.f_star:.6g})"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# quadratics
+# ----------------------------------------------------------------------------------------------
+class Quadratic(Problem):
+    r"""f(x) = 1/2 (x - x*)^T A (x - x*) + f*, with A symmetric positive semidefinite.
+
+    ∇f(x) = A (x - x*), ∇²f = A, so ``L`` = λ_max(A) and ``mu`` = λ_min(A) (0 when A is
+    singular). Gradient descent's error evolves as x_k - x* = (I - ηA)^k (x_0 - x*), which is what
+    makes every rate of ``theory.bounds`` exact or tight here.
+
+    Build it from a matrix (``Quadratic(A, ...)``), from a spectrum
+    (``Quadratic.from_spectrum``) or from a condition number (``Quadratic.from_condition_number``);
+    the last two rotate diag(spectrum) by a Haar-random orthogonal Q (seeded): A = Q diag(λ) Q^T.
+
+    Parameters
+    ----------
+    A: symmetric positive semidefinite (d, d) matrix. Symmetry is checked to 1e-12 relative and
+        positive semidefiniteness to -1e-12 λ_max; violations raise ValueError.
+    x_star: the minimiser; default drawn from ``seed`` (standard normal).
+    f_star: the minimum value (default 0).
+    x0: the start; default drawn from ``seed`` (standard normal, independent of ``x_star``).
+    seed: seeds ``x_star`` and ``x0`` (and Q in the constructors).
+
+    Attributes beyond the common interface: ``A``, ``eigenvalues`` (ascending) and
+    ``eigenvectors`` (columns, same order), used by the divergence bound.
+    """
+
+    is_quadratic = True
+
+    def __init__(
+        self,
+        A: Any,
+        x_star: Any = None,
+        f_star: float = 0.0,
+        x0: Any = None,
+        seed: int = 0,
+        *,
+        _spectrum: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
+        generator = _generator(seed)
+        matrix = torch.as_tensor(
+            np.asarray(A, dtype=np.float64) if not torch.is_tensor(A) else A.detach(), dtype=DTYPE
+        ).clone()
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
+            raise ValueError(
+                f"A must be a non-empty square matrix, got shape {tuple(matrix.shape)}"
+            )
+        if not torch.isfinite(matrix).all():
+            raise ValueError("A must contain only finite values")
+        scale = float(matrix.abs().max())
+        asymmetry = float((matrix - matrix.T).abs().max())
+        if asymmetry > 1e-12 * max(scale, 1e-300):
+            raise ValueError(
+                f"A must be symmetric for a Quadratic, got max |A - A^T| = "
+                f"{asymmetry:.3g} (max |A| = {scale:.3g})"
+            )
+        matrix = (matrix + matrix.T) / 2
+        if _spectrum is None:
+            values, vectors = scipy.linalg.eigh(matrix.numpy())
+            eigenvalues = torch.as_tensor(values, dtype=DTYPE)
+            eigenvectors = torch.as_tensor(vectors, dtype=DTYPE)
+        else:
+            eigenvalues, eigenvectors = _spectrum
+        top = float(eigenvalues[-1])
+        if float(eigenvalues[0]) < -1e-12 * max(abs(top), 1e-300) or top <= 0:
+            raise ValueError(
+                f"A must be positive semidefinite and nonzero for a convex Quadratic, got "
+                f"eigenvalues in [{float(eigenvalues[0]):.6g}, {top:.6g}]"
+            )
+        self.A = matrix
+        self.eigenvalues = eigenvalues
+        self.eigenvectors = eigenvectors
+        self.L = top
+        bottom = float(eigenvalues[0])
+        self.mu = bottom if bottom > 1e-12 * top else 0.0
+        dim = matrix.shape[0]
+        self.x_star = (
+            _vector("x_star", x_star, dim)
+            if x_star is not None
+            else torch.randn(dim, generator=generator, dtype=DTYPE)
+        )
+        self.f_star = _finite_float("f_star", f_star)
+        self.x0 = (
+            _vector("x0", x0, dim)
+            if x0 is not None
+            else torch.randn(dim, generator=generator, dtype=DTYPE)
+        )
+
+    @classmethod
+    def from_spectrum(
+        cls,
+        eigenvalues: Sequence[float] | torch.Tensor,
+        seed: int = 0,
+        x_star: Any = None,
+        f_star: float = 0.0,
+        x0: Any = None,
+    ) -> Quadratic:
+        """A = Q diag(eigenvalues) Q^T with Q Haar-random from ``seed``; L and mu are the largest
+        and smallest given eigenvalues exactly (not recomputed)."""
+        values = torch.as_tensor(np.asarray(eigenvalues, dtype=np.float64), dtype=DTYPE)
+        if values.ndim != 1 or values.numel() == 0:
+            raise ValueError(
+                f"eigenvalues must be a non-empty 1-D sequence, got shape {tuple(values.shape)}"
+            )
+        if not torch.isfinite(values).all() or bool((values < 0).any()) or float(values.max()) <= 0:
+            raise ValueError(
+                f"eigenvalues must be finite, non-negative and not all zero for a "
+                f"convex Quadratic, got eigenvalues={values.tolist()!r}"
+            )
+        values, _ = torch.sort(values)
+        rotation = _haar_rotation(values.numel(), _generator(seed))
+        A = (rotation * values.unsqueeze(0)) @ rotation.T
+        # x_star and x0 are drawn after Q from their own generator stream so that two problems
+        # with the same seed and dimension share them whatever the spectrum.
+        generator = torch.Generator().manual_seed(seed + 1_000_003)
+        dim = values.numel()
+        x_star = (
+            x_star if x_star is not None else torch.randn(dim, generator=generator, dtype=DTYPE)
+        )
+        x0 = x0 if x0 is not None else torch.randn(dim, generator=generator, dtype=DTYPE)
+        return cls(
+            (A + A.T) / 2,
+            x_star=x_star,
+            f_star=f_star,
+            x0=x0,
+            seed=seed,
+            _spectrum=(values, rotation),
+        )
+
+    @classmethod
+    def from_condition_number(
+        cls,
+        dim: int,
+        kappa: float,
+        L: float = 1.0,
+        seed: int = 0,
+        spacing: str = "linear",
+        **kwargs: Any,
+    ) -> Quadratic:
+        """Spectrum from mu = L / kappa to L, ``dim`` values spaced ``"linear"``ly or
+        ``"log"``arithmically (both ends included), rotated by a seeded Haar Q."""
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got dim={dim!r}")
+        kappa = _finite_float("kappa", kappa)
+        if kappa < 1:
+            raise ValueError(f"kappa must be >= 1 (it is L / mu), got kappa={kappa!r}")
+        L = _finite_float("L", L)
+        if L <= 0:
+            raise ValueError(f"L must be positive, got L={L!r}")
+        mu = L / kappa
+        if dim == 1:
+            values = np.array([L])
+        elif spacing == "linear":
+            values = np.linspace(mu, L, dim)
+        elif spacing == "log":
+            values = np.geomspace(mu, L, dim)
+        else:
+            raise ValueError(f"spacing must be 'linear' or 'log', got spacing={spacing!r}")
+        values[0], values[-1] = mu if dim > 1 else L, L
+        return cls.from_spectrum(values, seed=seed, **kwargs)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        r = x - self.x_star.to(x.dtype)
+        return 0.5 * (r @ (self.A.to(x.dtype) @ r)) + self.f_star
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        return self.A.to(x.dtype) @ (x.detach() - self.x_star.to(x.dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# least squares and logistic regression
+# ----------------------------------------------------------------------------------------------
+class LeastSquares(Problem):
+    r"""f(w) = ||X w - y||² / (2n).
+
+    ∇f(w) = X^T (X w - y) / n, ∇²f = X^T X / n, so ``L`` = λ_max(X^T X)/n and
+    ``mu`` = λ_min(X^T X)/n (0 when d > n or X is rank deficient), computed with scipy's
+    eigen-solvers: LAPACK on the Gram matrix for dense X, Lanczos (``eigsh``) on the operator
+    v -> X^T X v / n for scipy.sparse X.
+
+    ``x_star`` is the minimum-norm least-squares solution from a stable solver:
+    ``scipy.linalg.lstsq`` (SVD based, LAPACK gelsd) for dense X, ``scipy.sparse.linalg.lsqr``
+    (tolerances 1e-14) for sparse X; ``f_star`` = f(x_star). It is the point gradient descent
+    from x0 = 0 converges to.
+
+    Parameters
+    ----------
+    X: (n, d) numpy array, torch tensor or scipy.sparse matrix, non-empty and finite.
+    y: (n,) targets.
+    x0: start; default standard normal from ``seed``.
+    """
+
+    is_quadratic = True
+
+    def __init__(self, X: Any, y: Any, x0: Any = None, seed: int = 0):
+        self.X_data = _data_matrix("X", X)
+        n = self.X_data.shape[0]
+        self.n = n
+        self.y_data = _vector("y", y, n).numpy()
+        self.L, self.mu = _gram_extreme_eigenvalues(self.X_data)
+        if self.L <= 0:
+            raise ValueError("X must not be all zeros (then L = 0 and the loss is constant)")
+        self._X = _torch_matrix(self.X_data)
+        self._y = torch.as_tensor(self.y_data, dtype=DTYPE)
+        self.x_star = torch.as_tensor(self._solve(), dtype=DTYPE)
+        self.f_star = float(self._numpy_loss(self.x_star.numpy()))
+        if self.mu > 0:
+            residual_grad = self.X_data.T @ (self.X_data @ self.x_star.numpy() - self.y_data) / n
+            self.x_star_tol = float(np.linalg.norm(residual_grad)) / self.mu
+        self.x0 = self._start(x0, seed)
+
+    def _solve(self) -> np.ndarray:
+        if scipy.sparse.issparse(self.X_data):
+            return scipy.sparse.linalg.lsqr(
+                self.X_data,
+                self.y_data,
+                atol=1e-14,
+                btol=1e-14,
+                iter_lim=100 * self.X_data.shape[1],
+            )[0]
+        return scipy.linalg.lstsq(self.X_data, self.y_data)[0]
+
+    def _numpy_loss(self, w: np.ndarray) -> float:
+        residual = self.X_data @ w - self.y_data
+        return float(residual @ residual) / (2 * self.n)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        residual = _matvec(self._X.to(x.dtype), x) - self._y.to(x.dtype)
+        return (residual @ residual) / (2 * self.n)
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        X = self._X.to(x.dtype)
+        residual = _matvec(X, x.detach()) - self._y.to(x.dtype)
+        return _matvec(X.t() if X.is_sparse else X.T, residual) / self.n
+
+
+class LogisticRegression(Problem):
+    r"""f(w) = (1/n) Σ_i log(1 + exp(-y_i x_i^T w)) + (l2/2) ||w||², labels y_i ∈ {-1, +1}.
+
+    ∇f(w) = -(1/n) X^T (y ⊙ σ(-y ⊙ Xw)) + l2 w and ∇²f = (1/n) X^T D X + l2 I with
+    D = diag(σ(m)(1 - σ(m))) ≤ 1/4, so ``L`` = λ_max(X^T X)/(4n) + l2 (scipy eigen-solvers as in
+    ``LeastSquares``) and ``mu`` = l2.
+
+    ``x_star`` is found by ``scipy.optimize.minimize`` (Newton-CG with the exact Hessian-vector
+    product) followed by Newton polishing, and checked: for a mu-strongly convex f,
+    ||w - w*|| ≤ ||∇f(w)|| / mu, so the solve is accepted only when that certificate is at most
+    1e-10 max(1, ||w||) (1e-10 relative); ``x_star_tol`` stores the certificate. ``f_star`` =
+    f(x_star); its error is at most L x_star_tol² / 2.
+
+    Parameters
+    ----------
+    X: (n, d) data (numpy, torch or scipy.sparse), non-empty, finite.
+    y: (n,) labels, each -1 or +1 (anything else raises ValueError).
+    l2: the ridge coefficient, > 0 (it makes the minimiser exist even on separable data).
+    x0: start; default standard normal from ``seed``.
+    """
+
+    def __init__(self, X: Any, y: Any, l2: float, x0: Any = None, seed: int = 0):
+        self.X_data = _data_matrix("X", X)
+        n, _ = self.X_data.shape
+        self.n = n
+        labels = _vector("y", y, n).numpy()
+        bad = labels[(labels != 1.0) & (labels != -1.0)]
+        if bad.size:
+            raise ValueError(
+                f"y must contain only the labels -1 and +1, got y values such as "
+                f"{sorted(set(bad.tolist()))[:5]!r}"
+            )
+        self.y_data = labels
+        l2 = _finite_float("l2", l2)
+        if l2 <= 0:
+            raise ValueError(
+                f"l2 must be positive (it makes f strongly convex and the minimiser "
+                f"exist), got l2={l2!r}"
+            )
+        self.l2 = l2
+        top, _ = _gram_extreme_eigenvalues(self.X_data)
+        self.L = top / 4 + l2
+        self.mu = l2
+        self._X = _torch_matrix(self.X_data)
+        self._y = torch.as_tensor(labels, dtype=DTYPE)
+        w, gradient_norm = self._solve()
+        self.x_star_tol = gradient_norm / self.mu
+        if self.x_star_tol > 1e-10 * max(1.0, float(np.linalg.norm(w))):
+            raise RuntimeError(  # a failure of the solver, not of the user's input
+                f"logistic regression solve did not reach 1e-10 relative accuracy: "
+                f"||grad f(w)|| / mu = {self.x_star_tol:.3g}"
+            )
+        self.x_star = torch.as_tensor(w, dtype=DTYPE)
+        self.f_star = self._numpy_loss(w)
+        self.x0 = self._start(x0, seed)
+
+    # numpy closed forms used by the solver (independent of the torch loss below)
+    def _numpy_loss(self, w: np.ndarray) -> float:
+        margins = self.y_data * (self.X_data @ w)
+        return float(np.mean(np.logaddexp(0.0, -margins)) + 0.5 * self.l2 * (w @ w))
+
+    def _numpy_grad(self, w: np.ndarray) -> np.ndarray:
+        margins = self.y_data * (self.X_data @ w)
+        weights = -self.y_data * scipy.special.expit(-margins) / self.n
+        return self.X_data.T @ weights + self.l2 * w
+
+    def _numpy_hessp(self, w: np.ndarray, v: np.ndarray) -> np.ndarray:
+        margins = self.y_data * (self.X_data @ w)
+        curvature = scipy.special.expit(margins) * scipy.special.expit(-margins)
+        return self.X_data.T @ (curvature * (self.X_data @ v)) / self.n + self.l2 * v
+
+    def _solve(self) -> tuple[np.ndarray, float]:
+        d = self.X_data.shape[1]
+        result = scipy.optimize.minimize(
+            lambda w: (self._numpy_loss(w), self._numpy_grad(w)),
+            np.zeros(d),
+            jac=True,
+            hessp=self._numpy_hessp,
+            method="Newton-CG",
+            options={"xtol": 1e-14, "maxiter": 500},
+        )
+        w = result.x
+        hessian = scipy.sparse.linalg.LinearOperator(
+            (d, d), dtype=np.float64, matvec=lambda v: self._numpy_hessp(w, v)
+        )
+        for _ in range(5):  # Newton polishing: quadratic convergence from the solver's point
+            gradient = self._numpy_grad(w)
+            if np.linalg.norm(gradient) <= 1e-15 * max(1.0, np.linalg.norm(w)) * self.L:
+                break
+            step = scipy.sparse.linalg.cg(hessian, gradient, rtol=1e-15, atol=0.0, maxiter=10 * d)[
+                0
+            ]
+            w = w - step
+        return w, float(np.linalg.norm(self._numpy_grad(w)))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        margins = self._y.to(x.dtype) * _matvec(self._X.to(x.dtype), x)
+        return torch.nn.functional.softplus(-margins).mean() + 0.5 * self.l2 * (x @ x)
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        X, y = self._X.to(x.dtype), self._y.to(x.dtype)
+        x = x.detach()
+        weights = -y * torch.sigmoid(-y * _matvec(X, x)) / self.n
+        return _matvec(X.t() if X.is_sparse else X.T, weights) + self.l2 * x
+
+
+# ----------------------------------------------------------------------------------------------
+# non-convex sanity problem
+# ----------------------------------------------------------------------------------------------
+class Rosenbrock(Problem):
+    r"""f(x) = Σ_{i<d-1} [ b (x_{i+1} - x_i²)² + (1 - x_i)² ] (Rosenbrock, 1960; the chained
+    d-dimensional form of Dixon & Szegő, 1978), minimiser x* = (1, ..., 1), f* = 0.
+
+    Non-convex and not globally L-smooth (the Hessian grows like x²), so ``L`` here is the
+    *local* smoothness λ_max(∇²f(x*)) (the exact Hessian at x*, by autograd) and ``mu`` = 0
+    (``is_convex`` is False): it is a sanity problem for convergence, not for the convex bounds.
+    For d = 2, b = 100: ∇²f(x*) = [[802, -400], [-400, 200]], L ≈ 1001.6.
+
+    Parameters: ``dim`` >= 2, ``b`` > 0 (100 classically), ``x0`` (default x* plus a standard
+    normal draw from ``seed`` scaled by 0.5).
+    """
+
+    is_convex = False
+
+    def __init__(self, dim: int = 2, b: float = 100.0, x0: Any = None, seed: int = 0):
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
+            raise ValueError(f"dim must be an integer >= 2, got dim={dim!r}")
+        b = _finite_float("b", b)
+        if b <= 0:
+            raise ValueError(f"b must be positive, got b={b!r}")
+        self.b = b
+        self.x_star = torch.ones(dim, dtype=DTYPE)
+        self.f_star = 0.0
+        self.mu = 0.0
+        hessian = torch.autograd.functional.hessian(self.loss, self.x_star)
+        self.L = float(scipy.linalg.eigvalsh(hessian.numpy())[-1])
+        if x0 is not None:
+            self.x0 = _vector("x0", x0, dim)
+        else:
+            self.x0 = self.x_star + 0.5 * torch.randn(dim, generator=_generator(seed), dtype=DTYPE)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        head, tail = x[:-1], x[1:]
+        return (self.b * (tail - head**2) ** 2 + (1 - head) ** 2).sum()
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach()
+        head, tail = x[:-1], x[1:]
+        inner = tail - head**2
+        gradient = torch.zeros_like(x)
+        gradient[:-1] += -4 * self.b * head * inner - 2 * (1 - head)
+        gradient[1:] += 2 * self.b * inner
+        return gradient
+
+
+# ----------------------------------------------------------------------------------------------
+# Reddi, Kale and Kumar (2018): Adam's non-convergence
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Regret:
+    """Regret of an online run: ``regret[t-1]`` = R_t and ``average[t-1]`` = R_t / t for
+    t = 1..T, with R_t = Σ_{s<t} f_s(x_s) - min_{x∈[-1,1]} Σ_{s<t} f_s(x)."""
+
+    regret: np.ndarray
+    average: np.ndarray
+
+
+class ReddiCounterexample(Problem):
+    r"""The online convex problem on which Adam fails to converge (Reddi, Kale and Kumar, "On the
+    Convergence of Adam and Beyond", ICLR 2018, section 5, synthetic experiments).
+
+    Deterministic version: f_t(x) = 1010 x when t mod 101 = 1, and f_t(x) = -10 x otherwise,
+    with the paper's time t = 1, 2, ...; in this package's convention (``t`` counts updates
+    already made, starting at 0) the large gradient is seen at updates t = 0, 101, 202, ...
+    Stochastic version: f_t(x) = 1010 x with probability 0.01, else -10 x, independently per t
+    (the draw for update t is a pure function of (seed, t), see ``coefficient``).
+
+    Feasible set F = [-1, 1]: ``project`` clips after every update. Over a period the
+    coefficients sum to 1010 - 100·10 = 10 > 0 (in expectation 0.01·1010 - 0.99·10 = 0.2 > 0),
+    so the optimum is x* = -1. Adam (β1 = 0.9, β2 = 0.99) drifts to the worst point x = +1 because
+    the rare large gradient is forgotten by its moving average; AMSGrad converges to -1.
+
+    ``loss(x)`` is the average loss (10/101) x (deterministic) or 0.2 x (stochastic), so
+    ``f_star`` = -10/101 or -0.2; ``L`` = ``mu`` = 0 (linear). ``regret(iterates)`` returns
+    R_t and R_t / t for the points x_0, x_1, ... an optimizer played.
+    """
+
+    period = 101
+    large = 1010.0
+    small = -10.0
+    probability = 0.01
+
+    def __init__(self, stochastic: bool = False, x0: Any = None, seed: int = 0):
+        if not isinstance(stochastic, bool):
+            raise TypeError(f"stochastic must be a bool, got stochastic={stochastic!r}")
+        self.stochastic = stochastic
+        self.seed = _check_seed(seed)
+        if stochastic:
+            self.mean_coefficient = (
+                self.probability * self.large + (1 - self.probability) * self.small
+            )
+        else:
+            self.mean_coefficient = (self.large + (self.period - 1) * self.small) / self.period
+        self.L = 0.0
+        self.mu = 0.0
+        self.x_star = torch.tensor([-1.0], dtype=DTYPE)
+        self.f_star = -self.mean_coefficient
+        if x0 is not None:
+            self.x0 = _vector("x0", x0, 1)
+            if not -1 <= float(self.x0[0]) <= 1:
+                raise ValueError(f"x0 must lie in the feasible set [-1, 1], got x0={x0!r}")
+        else:
+            self.x0 = 2 * torch.rand(1, generator=_generator(seed), dtype=DTYPE) - 1
+
+    _BLOCK = 4096
+
+    def coefficient(self, t: int) -> float:
+        """c_t, so that f_t(x) = c_t x (t counts updates already made, from 0)."""
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+            raise ValueError(f"t must be a non-negative integer, got t={t!r}")
+        if self.stochastic:
+            block, offset = divmod(int(t), self._BLOCK)
+            return float(self._stochastic_block(block)[offset])
+        return self.large if t % self.period == 0 else self.small
+
+    def _stochastic_block(self, block: int) -> np.ndarray:
+        """Coefficients of updates [block B, (block + 1) B), B = 4096: uniform draws from
+        ``numpy.random.default_rng([seed, block])``, so each c_t depends only on (seed, t)."""
+        cache = self.__dict__.setdefault("_blocks", {})
+        if block not in cache:
+            draws = np.random.default_rng([self.seed, block]).random(self._BLOCK)
+            cache[block] = np.where(draws < self.probability, self.large, self.small)
+        return cache[block]
+
+    def coefficients(self, steps: int) -> np.ndarray:
+        """c_0, ..., c_{steps-1}."""
+        if not self.stochastic:
+            return np.where(np.arange(steps) % self.period == 0, self.large, self.small)
+        blocks = [self._stochastic_block(b) for b in range(-(-steps // self._BLOCK))]
+        return np.concatenate(blocks)[:steps] if blocks else np.zeros(0)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.mean_coefficient * x).sum()
+
+    def loss_at(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        return (self.coefficient(t) * x).sum()
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(-1.0, 1.0)
+
+    def regret(self, iterates: Any) -> Regret:
+        """R_t and R_t / t, t = 1..T, for the played points x_0..x_{T-1} (a sequence, a (T,) or
+        (T, 1) tensor/array); the comparator is the best fixed point in hindsight,
+        min_{x∈[-1,1]} Σ c_s x = -|Σ c_s| (x = -1 whenever the sum is positive)."""
+        points = np.asarray(torch.as_tensor(np.asarray(iterates, dtype=np.float64)).reshape(-1))
+        c = self.coefficients(points.size)
+        played = np.cumsum(c * points)
+        best = -np.abs(np.cumsum(c))
+        regret = played - best
+        return Regret(regret=regret, average=regret / np.arange(1, points.size + 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Wilson et al. (2017): adaptive methods can overfit
+# ----------------------------------------------------------------------------------------------
+class WilsonSeparable(LeastSquares):
+    r"""The linearly separable least-squares problem of Wilson, Roelofs, Stern, Srebro and Recht,
+    "The Marginal Value of Adaptive Gradient Methods in Machine Learning" (NeurIPS 2017,
+    section 3.3, "Adaptivity can overfit").
+
+    Construction (paper, 1-based feature index j): labels y_i ∈ {-1, +1} with P(y_i = 1) = p > 1/2,
+    and
+
+        x_ij = y_i   for j = 1,
+               1     for j = 2, 3,
+               1     for j = 4 + 5(i-1), ..., 4 + 5(i-1) + 2(1 - y_i),
+               0     otherwise.
+
+    Feature 1 is the label itself (the only useful feature), features 2 and 3 are always 1, and
+    each example owns a private block of 5 columns of which it switches on 1 (y_i = +1) or 5
+    (y_i = -1). Features are "infinite dimensional"; the n training points use the first 3 + 5n
+    columns, and a test point's private features lie beyond them, where every method started at
+    w = 0 keeps weight 0 (those coordinates never receive gradient), so a test point is scored by
+    <w, x> = w_1 y + w_2 + w_3.
+
+    The loss is the least-squares loss of ``LeastSquares`` on (X, y): the paper minimises
+    ||Xw - y||²; the factor 1/(2n) changes neither the minimisers nor the direction of an
+    AdaGrad/RMSProp/Adam step (they are invariant to a constant scaling of the gradient up to
+    eps). x0 = 0 (the paper's initialisation; the lemma below needs it).
+
+    What the paper proves: with b = Σ y_i > 0, X sign(X^T y) = 4y (a positive example scores
+    1 + 2 + 1, a negative one -1 + 2 - 5), so by its Lemma 3.1 AdaGrad, RMSProp and Adam from 0
+    converge to w_ada = sign(X^T y) / 4 (``adaptive_solution``), which scores (y + 2)/4 > 0 on
+    every test point: all are classified +1, test error P(y = -1) = 1 - p. Gradient descent
+    converges to the minimum-norm interpolant w = X^T (X X^T)^{-1} y (``x_star``), which puts
+    its weight on feature 1 and classifies every test point correctly (zero test error).
+
+    Parameters: ``n`` training points (>= 1), ``p`` ∈ (1/2, 1), ``seed`` for the labels.
+    ``label_sum`` = b; the paper's analysis assumes b > 0 (probable for p > 1/2, not forced).
+    """
+
+    def __init__(self, n: int = 40, p: float = 0.7, seed: int = 0):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got n={n!r}")
+        p = _finite_float("p", p)
+        if not 0.5 < p < 1:
+            raise ValueError(f"p must lie in (1/2, 1) (the probability of label +1), got p={p!r}")
+        self.p = p
+        self.seed = _check_seed(seed)
+        labels = self._labels(n, _generator(seed))
+        self.label_sum = int(labels.sum())
+        super().__init__(self.features(labels), labels, x0=np.zeros(3 + 5 * n), seed=seed)
+
+    def _labels(self, count: int, generator: torch.Generator) -> np.ndarray:
+        positive = torch.rand(count, generator=generator, dtype=DTYPE) < self.p
+        return np.where(positive.numpy(), 1.0, -1.0)
+
+    @staticmethod
+    def features(labels: np.ndarray, first_index: int = 0, dim: int | None = None) -> np.ndarray:
+        """The paper's feature vectors for ``labels``, the k-th of them being example number
+        ``first_index + k`` (0-based here: its block starts at column 3 + 5 i), as a
+        (len(labels), dim) matrix (``dim`` defaults to 3 + 5 (first_index + len(labels)))."""
+        labels = np.asarray(labels, dtype=np.float64)
+        count = labels.size
+        dim = 3 + 5 * (first_index + count) if dim is None else dim
+        X = np.zeros((count, dim))
+        X[:, 0] = labels
+        X[:, 1:3] = 1.0
+        for k, label in enumerate(labels):
+            start = 3 + 5 * (first_index + k)
+            X[k, start : start + 1 + int(2 * (1 - label))] = 1.0
+        return X
+
+    def adaptive_solution(self) -> torch.Tensor:
+        """sign(X^T y) / 4: the limit of AdaGrad, RMSProp and Adam from 0 (Lemma 3.1, b > 0)."""
+        direction = np.sign(self.X_data.T @ self.y_data)
+        return torch.as_tensor(direction / 4.0, dtype=DTYPE)
+
+    def test_set(self, count: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` fresh test points (labels drawn with probability p from ``seed``) whose
+        private features follow the training ones; returns (X_test restricted to the first
+        3 + 5n columns, which is all a trained w can see, y_test)."""
+        labels = self._labels(count, _generator(seed))
+        X = self.features(labels, first_index=self.n, dim=self.X_data.shape[1])
+        return X, labels
+
+    def test_error(self, w: torch.Tensor, count: int = 1000, seed: int = 1) -> float:
+        """Fraction of ``count`` fresh test points misclassified by sign(<w, x>) (a score of 0
+        counts as an error)."""
+        X, labels = self.test_set(count, seed)
+        scores = X @ w.detach().to(DTYPE).numpy()
+        return float(np.mean(np.sign(scores) != labels))

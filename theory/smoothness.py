@@ -1,0 +1,255 @@
+"""The local smoothness of any model: the top Hessian eigenvalue of its loss, by Hessian-vector
+products.
+
+For a twice-differentiable loss the local smoothness constant at the current parameters θ is
+L = λ_max(∇²ℓ(θ)); gradient descent is stable near θ for steps below 2/L and monotone for steps
+below 1/L (see ``theory.bounds.step_size_limits``). The Hessian is never formed: a Hessian-vector
+product (HVP) H v = ∇_θ <∇_θ ℓ(θ), v> costs one extra backward pass through the gradient's graph
+("double backward", Pearlmutter, 1994, "Fast exact multiplication by the Hessian").
+
+Two eigen-solvers on the HVP:
+* ``"lanczos"`` (default): ``scipy.sparse.linalg.eigsh`` (ARPACK's implicitly restarted Lanczos)
+  on a ``LinearOperator`` whose matvec is the HVP; ``which="LA"`` gives the largest algebraic
+  eigenvalue (the "sharpness" that governs GD's stability), ``which="LM"`` the largest magnitude.
+* ``"power"``: power iteration v <- Hv/||Hv||, whose Rayleigh quotient converges to the eigenvalue
+  of largest magnitude (Golub & Van Loan, "Matrix Computations", section 7.3.1); stops when two
+  successive estimates agree to ``tol`` relative.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse.linalg
+import torch
+
+__all__ = ["SmoothnessEstimate", "hessian_vector_product", "smoothness"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SmoothnessEstimate:
+    """Result of ``smoothness``.
+
+    ``eigenvalue``: the estimated top Hessian eigenvalue L (largest algebraic for Lanczos with
+    ``which="LA"``, largest magnitude otherwise); ``safe_step`` = 1/L and ``edge_step`` = 2/L
+    (inf when L <= 0: no curvature limit); ``hvps``: the number of Hessian-vector products used
+    (each is one double-backward pass per batch); ``method``; ``converged``: whether the solver
+    met its tolerance; ``eigenvector``: the unit eigenvector estimate (flattened over the
+    parameters, in ``model.parameters()`` order).
+    """
+
+    eigenvalue: float
+    safe_step: float
+    edge_step: float
+    hvps: int
+    method: str
+    converged: bool
+    eigenvector: torch.Tensor
+
+    @property
+    def L(self) -> float:
+        return self.eigenvalue
+
+
+def _batches(batch: Any) -> list[Batch]:
+    if (
+        isinstance(batch, (tuple, list))
+        and len(batch) == 2
+        and all(torch.is_tensor(part) for part in batch)
+    ):
+        return [(batch[0], batch[1])]
+    if isinstance(batch, Iterable) and not torch.is_tensor(batch):
+        batches = list(batch)
+        if not batches:
+            raise ValueError(
+                "batch must be an (x, y) pair or a non-empty iterable of them, got "
+                "an empty iterable"
+            )
+        for index, item in enumerate(batches):
+            if not (
+                isinstance(item, (tuple, list))
+                and len(item) == 2
+                and all(torch.is_tensor(part) for part in item)
+            ):
+                raise TypeError(
+                    f"batch[{index}] must be an (x, y) pair of tensors, got {type(item).__name__}"
+                )
+        return [(x, y) for x, y in batches]
+    raise TypeError(
+        f"batch must be an (x, y) pair of tensors or an iterable of them, got "
+        f"{type(batch).__name__}"
+    )
+
+
+def hessian_vector_product(
+    model: torch.nn.Module, loss_fn: LossFn, batch: Any
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
+    """A function v -> H v for the Hessian of the loss at the model's current parameters, and
+    the number of parameters. With several batches the loss is their sample-weighted mean,
+    Σ_b n_b ℓ_b / Σ_b n_b (n_b = len(x_b)), which equals the loss on their union for a
+    mean-reduced ``loss_fn``. The gradient graphs of all batches are kept between products."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no parameters that require grad")
+    batches = _batches(batch)
+    sizes = [len(x) for x, _ in batches]
+    total = float(sum(sizes))
+    gradients = []
+    with torch.enable_grad():
+        for (x, y), size in zip(batches, sizes):
+            loss = loss_fn(model(x), y)
+            if not torch.is_tensor(loss) or loss.numel() != 1:
+                raise ValueError("loss_fn(model(x), y) must return a scalar tensor")
+            grads = torch.autograd.grad(loss * (size / total), params, create_graph=True)
+            gradients.append(grads)
+    numel = sum(p.numel() for p in params)
+
+    def product(vector: torch.Tensor) -> torch.Tensor:
+        pieces = []
+        offset = 0
+        for p in params:
+            pieces.append(vector[offset : offset + p.numel()].view_as(p).to(p.dtype))
+            offset += p.numel()
+        result = torch.zeros(numel, dtype=torch.float64, device=vector.device)
+        with torch.enable_grad():
+            for grads in gradients:
+                hv = torch.autograd.grad(
+                    grads, params, grad_outputs=pieces, retain_graph=True, allow_unused=True
+                )
+                result += torch.cat(
+                    [
+                        (h if h is not None else torch.zeros_like(p)).reshape(-1).to(torch.float64)
+                        for h, p in zip(hv, params)
+                    ]
+                )
+        return result
+
+    return product, numel
+
+
+def smoothness(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    batch: Any,
+    *,
+    method: str = "lanczos",
+    which: str = "LA",
+    tol: float = 1e-6,
+    max_hvps: int = 500,
+    seed: int = 0,
+) -> SmoothnessEstimate:
+    """Top eigenvalue of the Hessian of ``loss_fn(model(x), y)`` at the current parameters.
+
+    Parameters
+    ----------
+    model: any ``nn.Module``; all parameters with ``requires_grad`` are included. Its mode is
+        left as it is (use ``model.eval()`` for a deterministic Hessian with dropout).
+    loss_fn: called as ``loss_fn(model(x), y)``, returning a scalar.
+    batch: an ``(x, y)`` pair or an iterable of them (see ``hessian_vector_product``).
+    method: ``"lanczos"`` (scipy ``eigsh``) or ``"power"`` (power iteration).
+    which: for Lanczos, ``"LA"`` (largest algebraic, default) or ``"LM"`` (largest magnitude);
+        power iteration always finds the largest magnitude.
+    tol: relative tolerance (eigsh's ``tol``; successive power estimates).
+    max_hvps: cap on Hessian-vector products: exact for power iteration; for Lanczos ARPACK's
+        restarts are limited to max_hvps // ncv (ncv = min(#params, 20) Lanczos vectors), so the
+        count may exceed it by up to ncv. ``hvps`` in the result is the exact count.
+    seed: seeds the start vector.
+
+    The model's parameters and ``.grad`` are left untouched.
+    """
+    if method not in ("lanczos", "power"):
+        raise ValueError(f"method must be 'lanczos' or 'power', got method={method!r}")
+    if which not in ("LA", "LM"):
+        raise ValueError(f"which must be 'LA' or 'LM', got which={which!r}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a non-negative finite number, got tol={tol!r}")
+    if isinstance(max_hvps, bool) or not isinstance(max_hvps, int) or max_hvps < 1:
+        raise ValueError(f"max_hvps must be a positive integer, got max_hvps={max_hvps!r}")
+    product, numel = hessian_vector_product(model, loss_fn, batch)
+    device = next(p for p in model.parameters() if p.requires_grad).device
+    generator = torch.Generator().manual_seed(seed)
+    start = torch.randn(numel, generator=generator, dtype=torch.float64)
+    count = 0
+
+    def matvec(vector: np.ndarray) -> np.ndarray:
+        nonlocal count
+        count += 1
+        v = torch.as_tensor(np.asarray(vector, dtype=np.float64).reshape(-1), device=device)
+        return product(v).cpu().numpy()
+
+    if method == "lanczos" and numel > 2:
+        operator = scipy.sparse.linalg.LinearOperator(
+            (numel, numel), matvec=matvec, dtype=np.float64
+        )
+        ncv = min(numel, 20)
+        try:
+            values, vectors = scipy.sparse.linalg.eigsh(
+                operator,
+                k=1,
+                which=which,
+                v0=start.numpy(),
+                tol=tol,
+                ncv=ncv,
+                maxiter=max(1, max_hvps // ncv),
+            )
+            converged = True
+        except scipy.sparse.linalg.ArpackNoConvergence as err:
+            if len(err.eigenvalues) == 0:
+                raise RuntimeError(
+                    f"Lanczos did not converge within {count} "
+                    f"Hessian-vector products; raise max_hvps or tol"
+                ) from None
+            values, vectors, converged = err.eigenvalues, err.eigenvectors, False
+        eigenvalue = float(values[0])
+        eigenvector = torch.as_tensor(vectors[:, 0], dtype=torch.float64)
+    elif method == "lanczos":  # eigsh needs k < n; a 1- or 2-parameter model is solved densely
+        hessian = np.column_stack([matvec(column) for column in np.eye(numel)])
+        hessian = (hessian + hessian.T) / 2
+        values, vectors = np.linalg.eigh(hessian)
+        index = int(np.argmax(values)) if which == "LA" else int(np.argmax(np.abs(values)))
+        eigenvalue = float(values[index])
+        eigenvector = torch.as_tensor(vectors[:, index], dtype=torch.float64)
+        converged = True
+    else:
+        eigenvalue, eigenvector, converged = _power_iteration(matvec, start, tol, max_hvps)
+
+    safe = 1.0 / eigenvalue if eigenvalue > 0 else math.inf
+    return SmoothnessEstimate(
+        eigenvalue=eigenvalue,
+        safe_step=safe,
+        edge_step=2 * safe,
+        hvps=count,
+        method=method,
+        converged=converged,
+        eigenvector=eigenvector,
+    )
+
+
+def _power_iteration(
+    matvec: Callable[[np.ndarray], np.ndarray], start: torch.Tensor, tol: float, max_hvps: int
+) -> tuple[float, torch.Tensor, bool]:
+    """Power iteration: v_{i+1} = H v_i / ||H v_i||, estimate λ_i = <v_i, H v_i> (Rayleigh
+    quotient); stop when |λ_i - λ_{i-1}| <= tol |λ_i|."""
+    vector = start.numpy() / np.linalg.norm(start.numpy())
+    estimate = math.nan
+    for _ in range(max_hvps):
+        image = matvec(vector)
+        new_estimate = float(vector @ image)
+        norm = float(np.linalg.norm(image))
+        if norm == 0.0:
+            return 0.0, torch.as_tensor(vector), True
+        converged = math.isfinite(estimate) and abs(new_estimate - estimate) <= tol * abs(
+            new_estimate
+        )
+        estimate = new_estimate
+        if converged:
+            return estimate, torch.as_tensor(vector), True
+        vector = image / norm
+    return estimate, torch.as_tensor(vector), False

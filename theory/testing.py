@@ -1,0 +1,120 @@
+"""One-line pytest assertions for optimizers on problems with known answers.
+
+    from theory.testing import assert_converges, assert_bound_holds
+    from theory.problems import Quadratic
+    from theory.bounds import gd_bound
+
+    problem = Quadratic.from_condition_number(dim=10, kappa=10, seed=0)
+    assert_converges(problem, lambda p: torch.optim.Adam(p, lr=0.05), steps=500, tol=1e-6)
+    assert_bound_holds(problem, lambda p: torch.optim.SGD(p, lr=1 / problem.L), 200,
+                       gd_bound(problem, 1 / problem.L))
+
+Failures raise ``AssertionError`` with a message naming the step, the observed value and the
+bound or tolerance. Argument order everywhere: problem, make_optimizer, steps, then the rest (as
+``theory.certify.certify``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from theory.bounds import QUANTITIES, Bound
+from theory.certify import (
+    BeforeStep,
+    Certificate,
+    Observe,
+    OptimizerFactory,
+    Trajectory,
+    certify,
+    run,
+)
+from theory.problems import Problem
+
+__all__ = ["assert_bound_holds", "assert_converges", "assert_rate"]
+
+
+def assert_converges(
+    problem: Problem,
+    make_optimizer: OptimizerFactory,
+    steps: int,
+    tol: float = 1e-6,
+    *,
+    quantity: str = "gap",
+    relative: bool = True,
+    observe: Observe | None = None,
+    before_step: BeforeStep | None = None,
+) -> Trajectory:
+    """Assert that after ``steps`` updates the ``quantity`` (``"gap"`` f(x) - f*, ``"distance"``
+    or ``"distance_sq"``) is at most ``tol``, relative to its value at x0 when ``relative``
+    (the default): quantity(x_steps) <= tol * quantity(x_0). Fails on any NaN/inf, naming the
+    step. Returns the trajectory."""
+    if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
+        raise ValueError(f"tol must be a positive finite number, got tol={tol!r}")
+    trajectory = run(problem, make_optimizer, steps, observe=observe, before_step=before_step)
+    curve = trajectory.quantity(quantity)
+    label = QUANTITIES[quantity]
+    if not trajectory.finite:
+        k = trajectory.first_nonfinite
+        raise AssertionError(
+            f"{problem!r}: the run became non-finite at step {k} "
+            f"({label} = {curve[k]!r}); expected convergence to {tol:g}"
+        )
+    start, final = float(curve[0]), float(curve[-1])
+    threshold = tol * abs(start) if relative else tol
+    if not final <= threshold:
+        best = int(np.nanargmin(curve))
+        scale = f" x {label} at step 0 ({start:.6g})" if relative else ""
+        raise AssertionError(
+            f"{problem!r}: not converged after {steps} steps: {label} = {final:.6g} at step "
+            f"{steps} > tol {tol:g}{scale} = {threshold:.6g} (best {curve[best]:.6g} at step "
+            f"{best})"
+        )
+    return trajectory
+
+
+def assert_bound_holds(
+    problem: Problem,
+    make_optimizer: OptimizerFactory,
+    steps: int,
+    bound: Bound,
+    **certify_options: Any,
+) -> Certificate:
+    """Assert that ``bound`` held at every step of the run (``theory.certify.certify``; options
+    such as ``rtol``, ``atol``, ``observe`` are passed on). The failure message names the first
+    violating step, the observed value and the bound there. Returns the certificate."""
+    certificate = certify(problem, make_optimizer, steps, bound, **certify_options)
+    if not certificate.held:
+        raise AssertionError(f"{problem!r}: {certificate.violation_message()}")
+    return certificate
+
+
+def assert_rate(
+    certificate: Certificate, slack: float = 0.0, *, at_least: float | None = None
+) -> None:
+    """Assert that the fitted rate is no worse than the bound's predicted rate (allowing for its
+    polynomial factor, see ``Certificate.rate_consistent``) times (1 + ``slack``), and, with
+    ``at_least``, no better than ``at_least`` (to show a rate is attained, not just bounded)."""
+    bound = certificate.bound
+    if certificate.predicted_rate is None:
+        raise ValueError(f"bound {bound.name!r} has no predicted rate (sublinear bound)")
+    fitted = certificate.fitted_rate
+    limit = certificate.predicted_rate * certificate.rate_allowance * (1 + slack)
+    if not certificate.rate_consistent(slack) and bound.direction == "lower":
+        raise AssertionError(
+            f"bound {bound.name!r}: fitted rate {fitted:.6g} per step is below the predicted "
+            f"growth {certificate.predicted_rate:.6g} / (1 + {slack:g})"
+        )
+    if not certificate.rate_consistent(slack):
+        raise AssertionError(
+            f"bound {bound.name!r}: fitted rate {fitted:.6g} per step exceeds the predicted "
+            f"{certificate.predicted_rate:.6g} x allowance {certificate.rate_allowance:.6g} "
+            f"x (1 + {slack:g}) = {limit:.6g}"
+        )
+    if at_least is not None and not fitted >= at_least:
+        raise AssertionError(
+            f"bound {bound.name!r}: fitted rate {fitted:.6g} per step is faster "
+            f"than expected (below {at_least:.6g})"
+        )
