@@ -1,0 +1,360 @@
+"""Cosine schedules: PyTorch's CosineAnnealingLR and CosineAnnealingWarmRestarts (SGDR), and
+TensorFlow's cosine_decay, cosine_decay_restarts, linear_cosine_decay and
+noisy_linear_cosine_decay.
+
+Origins: Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017
+(arXiv:1608.03983); Bello et al., "Neural Optimizer Search with Reinforcement Learning", ICML 2017
+(linear cosine and noisy linear cosine decay).
+"""
+
+from __future__ import annotations
+
+import math
+
+from schedulers.base import SCALAR, Ops, Schedule, check_float, check_int, register
+
+# ----------------------------------------------------------------------------------------------
+# Helpers written once and shared.
+# ----------------------------------------------------------------------------------------------
+
+
+class RestartCycles:
+    """Warm-restart cycles of lengths ``first * mult**i`` (``i = 0, 1, ...``).
+
+    Cycle ``i`` starts at ``S_i = first * (mult**i - 1) / (mult - 1)`` (``first * i`` when
+    ``mult == 1``). The index comes from the logarithm
+    ``floor(log1p(t (mult - 1) / first) / log(mult))`` and is corrected by one cycle either way,
+    so it is exact at cycle boundaries despite rounding. The last cycle located for a single
+    step is remembered, so a driver stepping through a cycle skips the logarithm (a cache of a
+    pure function: the values are the same).
+    """
+
+    def __init__(self, first: float, mult: float) -> None:
+        self.first, self.mult = first, mult
+        self._log_mult = math.log(mult)
+        self._last = (0, 0.0, float(first))  # (i, S_i, length) of the last scalar lookup
+
+    def _cycle(self, t, xp: Ops):
+        first, mult = self.first, self.mult
+        if mult == 1:
+            i = xp.floor(t / first)
+            return i, i * first, first
+        i = xp.floor(xp.log1p(t * (mult - 1.0) / first) / self._log_mult)
+        power = xp.int_power(mult, i)
+        start, length = first * (power - 1.0) / (mult - 1.0), first * power
+        i = i + (t >= start + length) - (t < start)  # rounding put t one cycle off: step back
+        power = xp.int_power(mult, i)
+        return i, first * (power - 1.0) / (mult - 1.0), first * power
+
+    def locate(self, t, xp: Ops):
+        """``(i, t - S_i, length of cycle i)``: index, steps made in the cycle, cycle length."""
+        if xp is SCALAR:
+            i, start, length = self._last
+            if not start <= t < start + length:
+                i, start, length = self._last = self._cycle(t, xp)
+        else:
+            i, start, length = self._cycle(t, xp)
+        return i, t - start, length
+
+
+def _half_cosine(fraction, xp: Ops):
+    """``(1 + cos(pi * fraction)) / 2``: 1 at fraction 0, 0 at fraction 1."""
+    return 0.5 * (1.0 + xp.cos(xp.pi * fraction))
+
+
+_GOLDEN = 0x9E3779B97F4A7C15
+_MAX_ABS_NORMAL = math.sqrt(-2.0 * math.log(2.0**-32))  # largest |z| the generator can return
+
+
+def _splitmix64(x, xp: Ops):
+    """SplitMix64 finaliser (Steele, Lea & Flood 2014): a counter -> 64 random bits."""
+    z = xp.wrap_uint64(x + _GOLDEN)
+    z = xp.wrap_uint64((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9)
+    z = xp.wrap_uint64((z ^ (z >> 27)) * 0x94D049BB133111EB)
+    return z ^ (z >> 31)
+
+
+def standard_normal(seed: int, t, xp: Ops):
+    """A standard normal draw that is a pure function of ``(seed, t)``.
+
+    SplitMix64 of the counter ``t`` offset by a hash of ``seed`` gives 64 random bits; their high
+    and low halves are two uniforms ``u1, u2`` in [0, 1) with 32-bit resolution, and Box–Muller
+    gives ``sqrt(-2 log(1 - u1)) cos(2 pi u2)``, so ``|z| <= sqrt(2 * 32 * ln 2) ~ 6.66``. The
+    same bits come out for scalars and arrays.
+    """
+    bits = _splitmix64(xp.wrap_uint64(xp.as_uint64(t) + _splitmix64(seed, SCALAR)), xp)
+    u1, u2 = xp.high32_unit(bits), xp.low32_unit(bits)
+    return xp.sqrt(-2.0 * xp.log1p(-u1)) * xp.cos(2.0 * xp.pi * u2)
+
+
+# ----------------------------------------------------------------------------------------------
+# PyTorch family.
+# ----------------------------------------------------------------------------------------------
+
+
+@register
+class CosineAnnealing(Schedule):
+    """``eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``.
+
+    Origin: PyTorch ``CosineAnnealingLR`` (its closed form; SGDR without restarts). Like torch,
+    the cosine is not stopped at ``T_max``: after reaching ``eta_min`` at ``t = T_max`` the value
+    rises again, back to ``base_lr`` at ``2 T_max`` (period ``2 T_max``). Use
+    :class:`CosineDecay` to hold the floor after the end.
+
+    Args:
+        base_lr: value at ``t = 0`` (>= 0).
+        T_max: half period in steps (int >= 1).
+        eta_min: value at ``t = T_max`` (>= 0).
+    """
+
+    name = "cosine_annealing"
+
+    def __init__(self, base_lr: float, T_max: int, eta_min: float = 0.0) -> None:
+        self.base_lr = check_float("base_lr", base_lr)
+        self.T_max = check_int("T_max", T_max)
+        self.eta_min = check_float("eta_min", eta_min)
+
+    def _value(self, t, xp):
+        eta_min = self.eta_min
+        return eta_min + (self.base_lr - eta_min) * (1 + xp.cos(xp.pi * t / self.T_max)) / 2
+
+    def bounds(self):
+        return (min(self.base_lr, self.eta_min), max(self.base_lr, self.eta_min))
+
+
+@register
+class CosineAnnealingWarmRestarts(Schedule):
+    """SGDR: ``eta_min + (base_lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2``.
+
+    Origin: PyTorch ``CosineAnnealingWarmRestarts`` / Loshchilov & Hutter 2017. Cycle ``i`` lasts
+    ``T_i = T_0 * T_mult**i`` steps and ``T_cur`` counts the steps made in it (see
+    :class:`RestartCycles`); at every restart the value jumps back to ``base_lr``. Restarts go on
+    forever.
+
+    Args:
+        base_lr: value at each restart (>= 0).
+        T_0: length of the first cycle (int >= 1).
+        T_mult: growth of the cycle length (int >= 1, as in torch).
+        eta_min: floor approached at the end of each cycle (>= 0).
+    """
+
+    name = "cosine_annealing_warm_restarts"
+
+    def __init__(self, base_lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0) -> None:
+        self.base_lr = check_float("base_lr", base_lr)
+        self.T_0 = check_int("T_0", T_0)
+        self.T_mult = check_int("T_mult", T_mult)
+        self.eta_min = check_float("eta_min", eta_min)
+        self._cycles = RestartCycles(self.T_0, self.T_mult)
+
+    def _value(self, t, xp):
+        _, T_cur, T_i = self._cycles.locate(t, xp)
+        eta_min = self.eta_min
+        return eta_min + (self.base_lr - eta_min) * (1 + xp.cos(xp.pi * T_cur / T_i)) / 2
+
+    def bounds(self):
+        return (min(self.base_lr, self.eta_min), max(self.base_lr, self.eta_min))
+
+
+# ----------------------------------------------------------------------------------------------
+# TensorFlow family.
+# ----------------------------------------------------------------------------------------------
+
+
+@register
+class CosineDecay(Schedule):
+    """``learning_rate * ((1 - alpha) * (1 + cos(pi * t' / decay_steps)) / 2 + alpha)``.
+
+    ``t' = min(t, decay_steps)``.
+
+    Origin: ``tf.compat.v1.train.cosine_decay`` (SGDR without restarts). Reaches
+    ``alpha * learning_rate`` at ``t = decay_steps`` and stays there.
+
+    Args:
+        learning_rate: value at ``t = 0`` (>= 0).
+        decay_steps: length of the decay (int >= 1).
+        alpha: final value as a fraction of ``learning_rate``, in [0, 1].
+    """
+
+    name = "cosine_decay"
+
+    def __init__(self, learning_rate: float, decay_steps: int, alpha: float = 0.0) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.alpha = check_float("alpha", alpha, 0.0, 1.0)
+
+    def _value(self, t, xp):
+        fraction = xp.minimum(t, self.decay_steps) / self.decay_steps
+        decayed = (1.0 - self.alpha) * _half_cosine(fraction, xp) + self.alpha
+        return self.learning_rate * decayed
+
+    def bounds(self):
+        return (self.alpha * self.learning_rate, self.learning_rate)
+
+
+@register
+class CosineDecayRestarts(Schedule):
+    """SGDR, TF style: ``learning_rate * ((1 - alpha) * m_mul**i * (1 + cos(pi * f)) / 2 + alpha)``.
+
+    Origin: ``tf.compat.v1.train.cosine_decay_restarts``. Cycle ``i`` lasts
+    ``first_decay_steps * t_mul**i`` steps; ``f`` is the fraction of the current cycle already
+    made; each restart multiplies the peak by ``m_mul``. Restarts go on forever; with
+    ``m_mul < 1`` the value tends to ``alpha * learning_rate``. The cycle index is computed with
+    :class:`RestartCycles` (exact at cycle boundaries).
+
+    Args:
+        learning_rate: value at ``t = 0`` (>= 0).
+        first_decay_steps: length of the first cycle (int >= 1).
+        t_mul: growth of the cycle length (>= 1; TF's default 2.0).
+        m_mul: peak multiplier per restart, in (0, 1] (TF's default 1.0).
+        alpha: floor as a fraction of ``learning_rate``, in [0, 1].
+    """
+
+    name = "cosine_decay_restarts"
+
+    def __init__(
+        self,
+        learning_rate: float,
+        first_decay_steps: int,
+        t_mul: float = 2.0,
+        m_mul: float = 1.0,
+        alpha: float = 0.0,
+    ) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.first_decay_steps = check_int("first_decay_steps", first_decay_steps)
+        self.t_mul = check_float("t_mul", t_mul, 1.0)
+        self.m_mul = check_float("m_mul", m_mul, 0.0, 1.0, low_open=True)
+        self.alpha = check_float("alpha", alpha, 0.0, 1.0)
+        self._cycles = RestartCycles(self.first_decay_steps, self.t_mul)
+
+    def _value(self, t, xp):
+        i, into_cycle, length = self._cycles.locate(t, xp)
+        cosine_decayed = xp.power(self.m_mul, i) * _half_cosine(into_cycle / length, xp)
+        return self.learning_rate * ((1.0 - self.alpha) * cosine_decayed + self.alpha)
+
+    def bounds(self):
+        return (self.alpha * self.learning_rate, self.learning_rate)
+
+
+def _linear_cosine_parts(t, decay_steps: int, num_periods: float, xp: Ops):
+    """TF's ``(linear_decayed, cosine_decayed)`` with ``t`` capped at ``decay_steps``."""
+    t = xp.minimum(t, decay_steps)
+    linear_decayed = (decay_steps - t) / decay_steps
+    cosine_decayed = _half_cosine(2.0 * num_periods * t / decay_steps, xp)
+    return t, linear_decayed, cosine_decayed
+
+
+@register
+class LinearCosineDecay(Schedule):
+    """``learning_rate * ((alpha + linear) * cosine + beta)``.
+
+    With ``t' = min(t, decay_steps)``: ``linear = (decay_steps - t') / decay_steps`` and
+    ``cosine = (1 + cos(2 pi num_periods t' / decay_steps)) / 2``.
+
+    Origin: ``tf.compat.v1.train.linear_cosine_decay`` (Bello et al. 2017). From
+    ``t = decay_steps`` on the value stays at
+    ``learning_rate * (alpha * cosine(decay_steps) + beta)`` (``learning_rate * beta`` for
+    half-integer ``num_periods``).
+
+    Args:
+        learning_rate: scale (>= 0).
+        decay_steps: length of the decay (int >= 1).
+        num_periods: number of cosine periods over ``decay_steps`` (>= 0).
+        alpha, beta: offsets (>= 0); ``s(0) = learning_rate * (1 + alpha + beta)``.
+    """
+
+    name = "linear_cosine_decay"
+
+    def __init__(
+        self,
+        learning_rate: float,
+        decay_steps: int,
+        num_periods: float = 0.5,
+        alpha: float = 0.0,
+        beta: float = 0.001,
+    ) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.num_periods = check_float("num_periods", num_periods)
+        self.alpha = check_float("alpha", alpha)
+        self.beta = check_float("beta", beta)
+
+    def _value(self, t, xp):
+        _, linear, cosine = _linear_cosine_parts(t, self.decay_steps, self.num_periods, xp)
+        return self.learning_rate * ((self.alpha + linear) * cosine + self.beta)
+
+    def bounds(self):
+        return (self.learning_rate * self.beta, self.learning_rate * (1 + self.alpha + self.beta))
+
+
+@register
+class NoisyLinearCosineDecay(Schedule):
+    """``learning_rate * max(0, (alpha + linear + eps_t) * cosine + beta)``.
+
+    ``linear`` and ``cosine`` are those of :class:`LinearCosineDecay` (``t`` capped at
+    ``decay_steps``) and ``eps_t ~ N(0, initial_variance / (1 + t')**variance_decay)`` with
+    ``t' = min(t, decay_steps)``, drawn by :func:`standard_normal` from ``(seed, t)``: ``s(t)`` is
+    reproducible and needs no state.
+
+    Origin: ``tf.compat.v1.train.noisy_linear_cosine_decay`` (Bello et al. 2017). Deliberate
+    difference: TF does not clip, so a large draw can make its value negative; here the value
+    is clipped at 0. After ``decay_steps`` the noise keeps its final variance but is multiplied by
+    ``cosine(decay_steps)`` (0 for half-integer ``num_periods``).
+
+    Args:
+        learning_rate, decay_steps, num_periods, alpha, beta: as :class:`LinearCosineDecay`.
+        initial_variance: noise variance at ``t = 0`` (>= 0).
+        variance_decay: decay exponent of the variance (>= 0).
+        seed: integer seed of the noise (>= 0).
+    """
+
+    name = "noisy_linear_cosine_decay"
+
+    def __init__(
+        self,
+        learning_rate: float,
+        decay_steps: int,
+        initial_variance: float = 1.0,
+        variance_decay: float = 0.55,
+        num_periods: float = 0.5,
+        alpha: float = 0.0,
+        beta: float = 0.001,
+        seed: int = 0,
+    ) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.initial_variance = check_float("initial_variance", initial_variance)
+        self.variance_decay = check_float("variance_decay", variance_decay)
+        self.num_periods = check_float("num_periods", num_periods)
+        self.alpha = check_float("alpha", alpha)
+        self.beta = check_float("beta", beta)
+        self.seed = check_int("seed", seed, minimum=0)
+        if self.seed >= 2**63:
+            raise ValueError(f"seed must be < 2**63, got seed={seed!r}")
+
+    def noise_std(self, t, xp: Ops):
+        """Standard deviation of ``eps_t``: ``sqrt(initial_variance / (1 + t')**variance_decay)``.
+
+        ``t' = min(t, decay_steps)``.
+        """
+        capped = xp.minimum(t, self.decay_steps)
+        return xp.sqrt(self.initial_variance / xp.power(1.0 + capped, self.variance_decay))
+
+    def _value(self, t, xp):
+        _, linear, cosine = _linear_cosine_parts(t, self.decay_steps, self.num_periods, xp)
+        noise = self.noise_std(t, xp) * standard_normal(self.seed, t, xp)
+        return self.learning_rate * xp.maximum(
+            (self.alpha + linear + noise) * cosine + self.beta, 0.0
+        )
+
+    def bounds(self):
+        top = 1 + self.alpha + self.beta + _MAX_ABS_NORMAL * math.sqrt(self.initial_variance)
+        return (0.0, self.learning_rate * top)
+
+
+cosine_annealing = CosineAnnealing
+cosine_annealing_warm_restarts = CosineAnnealingWarmRestarts
+cosine_decay = CosineDecay
+cosine_decay_restarts = CosineDecayRestarts
+linear_cosine_decay = LinearCosineDecay
+noisy_linear_cosine_decay = NoisyLinearCosineDecay

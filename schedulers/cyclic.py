@@ -1,0 +1,347 @@
+"""Cyclical learning rates (Smith 2017) and the 1cycle policy (Smith & Topin 2017), each with the
+inverse momentum schedule that goes with it.
+
+Origins: Leslie N. Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017
+(arXiv:1506.01186); Smith & Topin, "Super-Convergence: Very Fast Training of Neural Networks
+Using Large Learning Rates" (arXiv:1708.07120); PyTorch ``CyclicLR`` and ``OneCycleLR``, whose
+formulas (and floating-point order of operations) are reproduced here.
+"""
+
+from __future__ import annotations
+
+from schedulers.base import (
+    Ops,
+    Schedule,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    register,
+)
+
+CLR_MODES = ("triangular", "triangular2", "exp_range")
+CLR_WINDOWS = ("triangular", "welch", "hann")
+ANNEAL_STRATEGIES = ("cos", "linear")
+
+# ----------------------------------------------------------------------------------------------
+# Cyclical learning rates.
+# ----------------------------------------------------------------------------------------------
+
+
+class _CycleShape(Schedule):
+    """The shape shared by :class:`Cyclic` and :class:`CyclicMomentum`: where ``t`` is in its
+    cycle (``h`` in [0, 1]) and the amplitude scale of the mode."""
+
+    def _init_shape(
+        self,
+        step_size_up: int,
+        step_size_down: int | None,
+        mode: str,
+        gamma: float,
+        window: str,
+    ) -> None:
+        self.step_size_up = check_int("step_size_up", step_size_up)
+        self.step_size_down = (
+            self.step_size_up
+            if step_size_down is None
+            else check_int("step_size_down", step_size_down)
+        )
+        self.mode = check_choice("mode", mode, CLR_MODES)
+        self.gamma = check_float("gamma", gamma, 0.0, 1.0, low_open=True)
+        self.window = check_choice("window", window, CLR_WINDOWS)
+        self._total_size = float(self.step_size_up) + float(self.step_size_down)
+        self._step_ratio = self.step_size_up / self._total_size
+
+    def _height(self, t, xp: Ops):
+        """``window(h) * scale``: 0 at the start of a cycle, ``scale`` at its peak.
+
+        As in torch: ``cycle = floor(1 + t / (up + down))``, ``x = 1 + t / (up + down) - cycle``
+        (the position in the cycle, in [0, 1)), ``h = x / r`` while rising and
+        ``(x - 1) / (r - 1)`` while falling, with ``r = up / (up + down)``. Windows:
+        triangular ``h``; Welch (parabolic) ``1 - (1 - h)**2``; Hann (sine) ``sin(pi h / 2)**2``.
+        For equal up and down steps the Welch and Hann windows are exactly the windows of those
+        names over the whole cycle (``1 - (2x - 1)**2`` and ``sin(pi x)**2``). Scales:
+        triangular 1; triangular2 ``0.5 ** (cycle - 1)`` (amplitude halved every cycle);
+        exp_range ``gamma ** t``.
+        """
+        cycle = xp.floor(1 + t / self._total_size)
+        x = 1.0 + t / self._total_size - cycle
+        ratio = self._step_ratio
+        h = xp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
+        if self.window == "welch":
+            h = 1.0 - (1.0 - h) * (1.0 - h)
+        elif self.window == "hann":
+            sine = xp.sin(xp.pi * h / 2)
+            h = sine * sine
+        if self.mode == "triangular":
+            return h
+        if self.mode == "triangular2":
+            return h * xp.power(0.5, cycle - 1)
+        return h * xp.power(self.gamma, t)
+
+    def _shape_args(self) -> dict:
+        return {
+            "step_size_up": self.step_size_up,
+            "step_size_down": self.step_size_down,
+            "mode": self.mode,
+            "gamma": self.gamma,
+            "window": self.window,
+        }
+
+
+@register
+class Cyclic(_CycleShape):
+    """``base_lr + (max_lr - base_lr) * window(h) * scale`` (cyclical learning rate).
+
+    Origin: Smith 2017 and PyTorch ``CyclicLR`` (identical values for the triangular window;
+    see :meth:`_CycleShape._height` for ``h``, the windows and the mode scales). The cycle is
+    ``step_size_up`` rising steps then ``step_size_down`` falling steps and repeats forever.
+    ``s(0) = base_lr``; the peak ``max_lr`` is reached at ``t = step_size_up`` of the first
+    cycle (later peaks are lower in triangular2 and exp_range modes).
+
+    Args:
+        base_lr: lower boundary (>= 0).
+        max_lr: upper boundary (>= base_lr).
+        step_size_up: rising steps per cycle (int >= 1).
+        step_size_down: falling steps (int >= 1; default ``step_size_up``).
+        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+        gamma: base of exp_range's ``gamma ** t``, in (0, 1].
+        window: ``"triangular"`` (linear), ``"welch"`` (parabolic) or ``"hann"`` (sine).
+    """
+
+    name = "cyclic"
+
+    def __init__(
+        self,
+        base_lr: float,
+        max_lr: float,
+        step_size_up: int = 2000,
+        step_size_down: int | None = None,
+        mode: str = "triangular",
+        gamma: float = 1.0,
+        window: str = "triangular",
+    ) -> None:
+        self.base_lr = check_float("base_lr", base_lr)
+        self.max_lr = check_float("max_lr", max_lr)
+        if self.max_lr < self.base_lr:
+            raise ValueError(f"max_lr must be >= base_lr={base_lr!r}, got max_lr={max_lr!r}")
+        self._init_shape(step_size_up, step_size_down, mode, gamma, window)
+
+    def _value(self, t, xp):
+        return self.base_lr + (self.max_lr - self.base_lr) * self._height(t, xp)
+
+    def bounds(self):
+        return (self.base_lr, self.max_lr)
+
+    def momentum(self, base_momentum: float = 0.8, max_momentum: float = 0.9) -> CyclicMomentum:
+        """The inverse momentum schedule with this cycle (torch's ``cycle_momentum=True``)."""
+        return CyclicMomentum(base_momentum, max_momentum, **self._shape_args())
+
+
+@register
+class CyclicMomentum(_CycleShape):
+    """``max_momentum - (max_momentum - base_momentum) * window(h) * scale``.
+
+    Origin: PyTorch ``CyclicLR(cycle_momentum=True)``: momentum cycles inversely to the
+    learning rate of :class:`Cyclic` with the same shape arguments; it is ``max_momentum`` at
+    the start of a cycle and ``base_momentum`` at the peak. Drive it on ``"momentum"`` for SGD
+    or ``"betas[0]"`` for Adam-like optimizers.
+
+    Args:
+        base_momentum: momentum at the learning-rate peak, in [0, 1].
+        max_momentum: momentum at the start of a cycle, in [base_momentum, 1].
+        step_size_up, step_size_down, mode, gamma, window: as :class:`Cyclic`.
+    """
+
+    name = "cyclic_momentum"
+
+    def __init__(
+        self,
+        base_momentum: float = 0.8,
+        max_momentum: float = 0.9,
+        step_size_up: int = 2000,
+        step_size_down: int | None = None,
+        mode: str = "triangular",
+        gamma: float = 1.0,
+        window: str = "triangular",
+    ) -> None:
+        self.base_momentum = check_float("base_momentum", base_momentum, 0.0, 1.0)
+        self.max_momentum = check_float("max_momentum", max_momentum, 0.0, 1.0)
+        if self.max_momentum < self.base_momentum:
+            raise ValueError(
+                f"max_momentum must be >= base_momentum={base_momentum!r}, "
+                f"got max_momentum={max_momentum!r}"
+            )
+        self._init_shape(step_size_up, step_size_down, mode, gamma, window)
+
+    def _value(self, t, xp):
+        return self.max_momentum - (self.max_momentum - self.base_momentum) * self._height(t, xp)
+
+    def bounds(self):
+        return (self.base_momentum, self.max_momentum)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1cycle.
+# ----------------------------------------------------------------------------------------------
+
+
+class _OneCyclePhases(Schedule):
+    """The phases shared by :class:`OneCycle` and :class:`OneCycleMomentum` (torch's layout).
+
+    Phase ends (torch's ``end_step``): ``pct_start * total_steps - 1``, then, with
+    ``three_phase``, ``2 * pct_start * total_steps - 2``, and ``total_steps - 1``. Each phase
+    starts where the previous one ended and anneals from its start value to its end value with
+    ``pct = (t - start) / (end - start)``: ``cos``: ``end + (start - end) / 2 * (cos(pi pct) + 1)``;
+    ``linear``: ``(end - start) * pct + start``. Values, from knots ``(a, b, c)``: two phases
+    ``a -> b -> c``; three phases ``a -> b -> a -> c``. After ``total_steps - 1`` the final value
+    is kept (torch raises an error instead).
+    """
+
+    def _init_phases(
+        self, total_steps: int, pct_start: float, anneal_strategy: str, three_phase: bool
+    ) -> None:
+        self.total_steps = check_int("total_steps", total_steps, minimum=2)
+        self.pct_start = check_float(
+            "pct_start", pct_start, 0.0, 1.0, low_open=True, high_open=True
+        )
+        self.anneal_strategy = check_choice("anneal_strategy", anneal_strategy, ANNEAL_STRATEGIES)
+        self.three_phase = check_bool("three_phase", three_phase)
+        self._cos = self.anneal_strategy == "cos"
+        warm = float(self.pct_start * self.total_steps)
+        ends = [warm - 1, 2 * warm - 2] if self.three_phase else [warm - 1]
+        ends.append(self.total_steps - 1)
+        starts = [0.0, *ends[:-1]]
+        if any(end <= start for start, end in zip(starts, ends)):
+            raise ValueError(
+                "pct_start * total_steps must leave every 1cycle phase at least one step long "
+                f"(phase ends {ends}), got pct_start={pct_start!r}, total_steps={total_steps!r}"
+            )
+        self._inner_ends, self._last_step = ends[:-1], ends[-1]
+        self._phase_steps = list(zip(starts, ends))
+
+    def _phase_table(self, a: float, b: float, c: float) -> list[tuple[float, float, float, float]]:
+        """One row per phase: ``(start_step, end_step - start_step, start_value, end_value)``."""
+        values = [(a, b), (b, a), (a, c)] if self.three_phase else [(a, b), (b, c)]
+        return [(s, e - s, *ends) for (s, e), ends in zip(self._phase_steps, values)]
+
+    def _phase_value(self, t, xp: Ops, table: list[tuple[float, float, float, float]]):
+        t = xp.minimum(t, self._last_step)
+        # the phase is the first one whose end is >= t
+        start_step, length, start, end = xp.take_rows(table, xp.count_below(self._inner_ends, t))
+        pct = (t - start_step) / length
+        if self._cos:
+            return end + (start - end) / 2.0 * (xp.cos(xp.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def _phase_args(self) -> dict:
+        return {
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "anneal_strategy": self.anneal_strategy,
+            "three_phase": self.three_phase,
+        }
+
+
+@register
+class OneCycle(_OneCyclePhases):
+    """The 1cycle learning rate: ``initial_lr -> max_lr -> initial_lr / final_div_factor``.
+
+    ``initial_lr = max_lr / div_factor``.
+
+    Origin: Smith & Topin 2017 and PyTorch ``OneCycleLR`` (same phases and annealing formulas,
+    see :class:`_OneCyclePhases`; knots ``a = max_lr / div_factor``, ``b = max_lr``,
+    ``c = a / final_div_factor``). Two phases by default (fastai); ``three_phase=True`` gives the
+    paper's symmetric rise and fall followed by the annihilation phase. ``s(0) = a``; from
+    ``t = total_steps - 1`` on the value stays at ``c``.
+
+    Args:
+        max_lr: peak (>= 0).
+        total_steps: length of the cycle (int >= 2).
+        pct_start: fraction of the cycle spent rising, in (0, 1).
+        anneal_strategy: ``"cos"`` or ``"linear"``.
+        div_factor: ``initial_lr = max_lr / div_factor`` (> 0).
+        final_div_factor: ``min_lr = initial_lr / final_div_factor`` (> 0).
+        three_phase: use the three-phase layout.
+    """
+
+    name = "one_cycle"
+
+    def __init__(
+        self,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+    ) -> None:
+        self.max_lr = check_float("max_lr", max_lr)
+        self.div_factor = check_float("div_factor", div_factor, low_open=True)
+        self.final_div_factor = check_float("final_div_factor", final_div_factor, low_open=True)
+        self._init_phases(total_steps, pct_start, anneal_strategy, three_phase)
+        self._initial_lr = self.max_lr / self.div_factor
+        self._min_lr = self._initial_lr / self.final_div_factor
+        self._table = self._phase_table(self._initial_lr, self.max_lr, self._min_lr)
+
+    def _value(self, t, xp):
+        return self._phase_value(t, xp, self._table)
+
+    def bounds(self):
+        knots = (self._initial_lr, self.max_lr, self._min_lr)
+        return (min(knots), max(knots))
+
+    def momentum(self, base_momentum: float = 0.85, max_momentum: float = 0.95) -> OneCycleMomentum:
+        """The inverse momentum schedule of this cycle (torch's ``cycle_momentum=True``)."""
+        return OneCycleMomentum(
+            base_momentum=base_momentum, max_momentum=max_momentum, **self._phase_args()
+        )
+
+
+@register
+class OneCycleMomentum(_OneCyclePhases):
+    """1cycle momentum: ``max_momentum -> base_momentum -> max_momentum`` (inverse to the lr).
+
+    Origin: PyTorch ``OneCycleLR(cycle_momentum=True)``: knots ``a = max_momentum``,
+    ``b = base_momentum``, ``c = max_momentum`` in the layout of :class:`_OneCyclePhases`. Drive
+    it on ``"momentum"`` (SGD) or ``"betas[0]"`` (Adam-like).
+
+    Args:
+        total_steps, pct_start, anneal_strategy, three_phase: as :class:`OneCycle`.
+        base_momentum: momentum at the learning-rate peak, in [0, 1].
+        max_momentum: momentum at the start and end, in [base_momentum, 1].
+    """
+
+    name = "one_cycle_momentum"
+
+    def __init__(
+        self,
+        total_steps: int,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
+        three_phase: bool = False,
+    ) -> None:
+        self.base_momentum = check_float("base_momentum", base_momentum, 0.0, 1.0)
+        self.max_momentum = check_float("max_momentum", max_momentum, 0.0, 1.0)
+        if self.max_momentum < self.base_momentum:
+            raise ValueError(
+                f"max_momentum must be >= base_momentum={base_momentum!r}, "
+                f"got max_momentum={max_momentum!r}"
+            )
+        self._init_phases(total_steps, pct_start, anneal_strategy, three_phase)
+        self._table = self._phase_table(self.max_momentum, self.base_momentum, self.max_momentum)
+
+    def _value(self, t, xp):
+        return self._phase_value(t, xp, self._table)
+
+    def bounds(self):
+        return (self.base_momentum, self.max_momentum)
+
+
+cyclic = Cyclic
+cyclic_momentum = CyclicMomentum
+one_cycle = OneCycle
+one_cycle_momentum = OneCycleMomentum

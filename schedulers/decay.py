@@ -1,0 +1,246 @@
+"""Smooth decays: TensorFlow's exponential / natural-exponential / inverse-time / polynomial
+decays, d2l's power (square-root) decay and PyTorch's LinearLR.
+
+TensorFlow-family schedules follow ``tf.compat.v1.train.*`` (names and semantics): with
+``staircase=True`` the exponent ``p = t / decay_steps`` is replaced by ``floor(t / decay_steps)``.
+"""
+
+from __future__ import annotations
+
+from schedulers.base import Ops, Schedule, check_bool, check_float, check_int, register
+
+
+def _decay_exponent(t, decay_steps: int, staircase: bool, xp: Ops):
+    """``p = t / decay_steps``, floored when ``staircase`` (TF's ``global_step / decay_steps``)."""
+    p = t / decay_steps
+    return xp.floor(p) if staircase else p
+
+
+@register
+class ExponentialDecay(Schedule):
+    """``learning_rate * decay_rate ** p`` with ``p = t / decay_steps`` (floored if staircase).
+
+    Origin: ``tf.compat.v1.train.exponential_decay``. ``s(0) = learning_rate``; the value keeps
+    decaying forever and reaches 0 only in the limit (it underflows to 0.0 for huge ``t``).
+    PyTorch's ``ExponentialLR(gamma)`` is
+    ``exponential_decay(lr, decay_steps=1, decay_rate=gamma)``.
+
+    Args:
+        learning_rate: value at ``t = 0`` (>= 0).
+        decay_steps: steps over which the value is multiplied by ``decay_rate`` (int >= 1).
+        decay_rate: multiplicative decay per ``decay_steps``, in (0, 1] (growth is refused: it
+            overflows; use a warmup for increasing phases).
+        staircase: decay in discrete jumps every ``decay_steps`` steps.
+    """
+
+    name = "exponential_decay"
+
+    def __init__(
+        self, learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False
+    ) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.decay_rate = check_float("decay_rate", decay_rate, 0.0, 1.0, low_open=True)
+        self.staircase = check_bool("staircase", staircase)
+
+    def _value(self, t, xp):
+        p = _decay_exponent(t, self.decay_steps, self.staircase, xp)
+        return self.learning_rate * xp.power(self.decay_rate, p)
+
+    def bounds(self):
+        return (0.0, self.learning_rate)
+
+
+@register
+class NaturalExpDecay(Schedule):
+    """``learning_rate * exp(-decay_rate * p)`` with ``p = t / decay_steps`` (floored if staircase).
+
+    Origin: ``tf.compat.v1.train.natural_exp_decay``. ``s(0) = learning_rate``; decays forever
+    towards 0.
+
+    Args:
+        learning_rate: value at ``t = 0`` (>= 0).
+        decay_steps: the unit of ``p`` (int >= 1).
+        decay_rate: rate in the exponent (>= 0).
+        staircase: use ``floor(t / decay_steps)``.
+    """
+
+    name = "natural_exp_decay"
+
+    def __init__(
+        self, learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False
+    ) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.decay_rate = check_float("decay_rate", decay_rate)
+        self.staircase = check_bool("staircase", staircase)
+
+    def _value(self, t, xp):
+        p = _decay_exponent(t, self.decay_steps, self.staircase, xp)
+        return self.learning_rate * xp.exp(-self.decay_rate * p)
+
+    def bounds(self):
+        return (0.0, self.learning_rate)
+
+
+@register
+class InverseTimeDecay(Schedule):
+    """``learning_rate / (1 + decay_rate * p)`` with ``p = t / decay_steps`` (floored if staircase).
+
+    Origin: ``tf.compat.v1.train.inverse_time_decay``. ``s(0) = learning_rate``; decays like
+    ``1/t`` forever.
+
+    Args:
+        learning_rate: value at ``t = 0`` (>= 0).
+        decay_steps: the unit of ``p`` (int >= 1).
+        decay_rate: coefficient of ``p`` (>= 0).
+        staircase: use ``floor(t / decay_steps)``.
+    """
+
+    name = "inverse_time_decay"
+
+    def __init__(
+        self, learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False
+    ) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.decay_rate = check_float("decay_rate", decay_rate)
+        self.staircase = check_bool("staircase", staircase)
+
+    def _value(self, t, xp):
+        p = _decay_exponent(t, self.decay_steps, self.staircase, xp)
+        return self.learning_rate / (1.0 + self.decay_rate * p)
+
+    def bounds(self):
+        return (0.0, self.learning_rate)
+
+
+@register
+class PolynomialDecay(Schedule):
+    """``(learning_rate - end_learning_rate) * (1 - t / D) ** power + end_learning_rate``.
+
+    Origin: ``tf.compat.v1.train.polynomial_decay``.
+
+    * ``cycle=False``: ``t`` is capped at ``decay_steps`` and ``D = decay_steps``: the value
+      reaches ``end_learning_rate`` at ``t = decay_steps`` and stays there.
+    * ``cycle=True``: ``D = decay_steps * ceil(t / decay_steps)`` (``D = decay_steps`` at
+      ``t = 0``), the first multiple of ``decay_steps`` that is ``>= t``: the value reaches
+      ``end_learning_rate`` at every multiple of ``decay_steps`` and then jumps back up, each
+      cycle decaying more slowly.
+
+    PyTorch's ``PolynomialLR(total_iters, power)`` is
+    ``polynomial_decay(lr, total_iters, end_learning_rate=0.0, power=power)``.
+
+    Args:
+        learning_rate: value at ``t = 0`` (>= 0).
+        decay_steps: length of the decay (int >= 1).
+        end_learning_rate: final value (>= 0; may exceed ``learning_rate`` for an increase).
+        power: exponent (> 0); 1 is linear.
+        cycle: restart as described above.
+    """
+
+    name = "polynomial_decay"
+
+    def __init__(
+        self,
+        learning_rate: float,
+        decay_steps: int,
+        end_learning_rate: float = 0.0001,
+        power: float = 1.0,
+        cycle: bool = False,
+    ) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.end_learning_rate = check_float("end_learning_rate", end_learning_rate)
+        self.power = check_float("power", power, low_open=True)
+        self.cycle = check_bool("cycle", cycle)
+
+    def _value(self, t, xp):
+        if self.cycle:
+            periods = xp.where(t == 0, 1.0, xp.ceil(t / self.decay_steps))
+            horizon = self.decay_steps * periods
+        else:
+            t = xp.minimum(t, self.decay_steps)
+            horizon = self.decay_steps
+        remaining = xp.maximum(1.0 - t / horizon, 0.0)
+        lr, end = self.learning_rate, self.end_learning_rate
+        return (lr - end) * xp.power(remaining, self.power) + end
+
+    def bounds(self):
+        return (
+            min(self.learning_rate, self.end_learning_rate),
+            max(self.learning_rate, self.end_learning_rate),
+        )
+
+
+@register
+class PowerDecay(Schedule):
+    """``base_lr * (t + 1) ** -power``.
+
+    Origin: d2l.ai, "Learning Rate Scheduling" (the square-root schedule is ``power = 0.5``);
+    also the classical Robbins–Monro ``η_t ∝ t^{-power}`` with ``t + 1`` so that
+    ``s(0) = base_lr``. Decays forever towards 0.
+
+    Args:
+        base_lr: value at ``t = 0`` (>= 0).
+        power: exponent (> 0).
+    """
+
+    name = "power_decay"
+
+    def __init__(self, base_lr: float, power: float = 0.5) -> None:
+        self.base_lr = check_float("base_lr", base_lr)
+        self.power = check_float("power", power, low_open=True)
+
+    def _value(self, t, xp):
+        return self.base_lr * xp.power(t + 1.0, -self.power)
+
+    def bounds(self):
+        return (0.0, self.base_lr)
+
+
+@register
+class Linear(Schedule):
+    """``base_lr * (start_factor + (end_factor - start_factor) * t' / total_iters)``.
+
+    ``t' = min(t, total_iters)``.
+
+    Origin: PyTorch ``LinearLR`` (its closed form). The factor moves linearly from
+    ``start_factor`` at ``t = 0`` to ``end_factor`` at ``t = total_iters`` and stays there.
+
+    Args:
+        base_lr: the value the factors multiply (>= 0).
+        start_factor: factor at ``t = 0``, in [0, 1] (torch requires > 0; 0 is allowed here).
+        end_factor: factor from ``t = total_iters`` on, in [0, 1].
+        total_iters: length of the ramp (int >= 1).
+    """
+
+    name = "linear"
+
+    def __init__(
+        self,
+        base_lr: float,
+        start_factor: float = 1.0 / 3,
+        end_factor: float = 1.0,
+        total_iters: int = 5,
+    ) -> None:
+        self.base_lr = check_float("base_lr", base_lr)
+        self.start_factor = check_float("start_factor", start_factor, 0.0, 1.0)
+        self.end_factor = check_float("end_factor", end_factor, 0.0, 1.0)
+        self.total_iters = check_int("total_iters", total_iters)
+
+    def _value(self, t, xp):
+        progress = xp.minimum(t, self.total_iters) / self.total_iters
+        return self.base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
+
+    def bounds(self):
+        factors = (self.start_factor, self.end_factor)
+        return (self.base_lr * min(factors), self.base_lr * max(factors))
+
+
+exponential_decay = ExponentialDecay
+natural_exp_decay = NaturalExpDecay
+inverse_time_decay = InverseTimeDecay
+polynomial_decay = PolynomialDecay
+power_decay = PowerDecay
+linear = Linear

@@ -1,0 +1,204 @@
+"""Warmup around any schedule: constant, linear (gradual), exponential, and the untuned warmup of
+Ma & Yarats.
+
+Every warmup multiplies the wrapped schedule by a ramp ``r(t)`` that reaches 1 at
+``t = warmup_steps`` and stays 1 afterwards::
+
+    s(t) = r(t) * schedule(tau(t))
+
+The wrapped schedule's clock ``tau`` is chosen with ``clock``, and the choice is explicit because
+libraries disagree:
+
+* ``clock="after_warmup"`` (default): ``tau(t) = max(t - warmup_steps, 0)``. The schedule starts
+  after the warmup (its decay steps do *not* include the warmup steps, as timm's
+  ``warmup_prefix=True`` or optax's ``join_schedules``); during warmup the ramp scales the
+  schedule's first value ``schedule(0)``.
+* ``clock="from_start"``: ``tau(t) = t``. The schedule runs underneath the warmup (its decay steps
+  *include* the warmup steps); the ramp scales ``schedule(t)`` (as in Ma & Yarats).
+
+Both are continuous at ``t = warmup_steps`` whenever the ramp is.
+"""
+
+from __future__ import annotations
+
+import math
+
+from schedulers.base import (
+    Ops,
+    Schedule,
+    check_choice,
+    check_float,
+    check_int,
+    check_schedule,
+    register,
+)
+
+CLOCKS = ("after_warmup", "from_start")
+
+
+class _Warmup(Schedule):
+    """``r(t) * schedule(tau(t))``; subclasses define ``_ramp`` for ``0 <= t <= warmup_steps``."""
+
+    lowest_ramp: float
+
+    def _init_warmup(self, schedule: Schedule, warmup_steps: int, clock: str) -> None:
+        self.schedule = check_schedule("schedule", schedule)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps)
+        self.clock = check_choice("clock", clock, CLOCKS)
+
+    def _ramp(self, t, xp: Ops):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def ramp(self, t, xp: Ops):
+        """The multiplier ``r(t)``: the warmup formula before ``warmup_steps``, 1 from there on."""
+        k = self.warmup_steps
+        return xp.where(t < k, self._ramp(xp.minimum(t, k), xp), 1.0)
+
+    def _value(self, t, xp):
+        tau = xp.maximum(t - self.warmup_steps, 0) if self.clock == "after_warmup" else t
+        return self.ramp(t, xp) * self.schedule._value(tau, xp)
+
+    def bounds(self):
+        low, high = self.schedule.bounds()
+        return (self.lowest_ramp * low, high)
+
+
+@register
+class ConstantWarmup(_Warmup):
+    """``r(t) = factor`` for ``t < warmup_steps``, then 1: a small fixed value, then the schedule.
+
+    Origin: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016 (ResNet-110 on
+    CIFAR-10 trains at 0.01, a tenth of the base rate, for the first iterations). With
+    ``schedule=constant(lr)`` this is PyTorch's ``ConstantLR(factor, total_iters=warmup_steps)``.
+
+    Args:
+        schedule: the wrapped schedule (a :class:`Schedule` or its dict).
+        warmup_steps: steps at the reduced value (int >= 1).
+        factor: multiplier during warmup, in [0, 1].
+        clock: ``"after_warmup"`` or ``"from_start"`` (module docstring).
+    """
+
+    name = "constant_warmup"
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        warmup_steps: int,
+        factor: float = 0.1,
+        clock: str = "after_warmup",
+    ) -> None:
+        self._init_warmup(schedule, warmup_steps, clock)
+        self.factor = check_float("factor", factor, 0.0, 1.0)
+        self.lowest_ramp = self.factor
+
+    def _ramp(self, t, xp):
+        return self.factor + 0.0 * t
+
+
+@register
+class LinearWarmup(_Warmup):
+    """``r(t) = start_factor + (1 - start_factor) * t / warmup_steps`` for ``t < warmup_steps``.
+
+    Origin: Goyal et al., "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour", 2017
+    (gradual warmup). ``s(0) = start_factor * schedule(0)``; with the default ``start_factor=0``
+    the first update has a zero step, as in HuggingFace's linear warmup.
+
+    Args:
+        schedule: the wrapped schedule.
+        warmup_steps: length of the ramp (int >= 1).
+        start_factor: ramp at ``t = 0``, in [0, 1].
+        clock: ``"after_warmup"`` or ``"from_start"``.
+    """
+
+    name = "linear_warmup"
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        warmup_steps: int,
+        start_factor: float = 0.0,
+        clock: str = "after_warmup",
+    ) -> None:
+        self._init_warmup(schedule, warmup_steps, clock)
+        self.start_factor = check_float("start_factor", start_factor, 0.0, 1.0)
+        self.lowest_ramp = self.start_factor
+
+    def _ramp(self, t, xp):
+        return self.start_factor + (1.0 - self.start_factor) * t / self.warmup_steps
+
+
+@register
+class ExponentialWarmup(_Warmup):
+    """``r(t) = start_factor ** (1 - t / warmup_steps)`` for ``t < warmup_steps``.
+
+    A geometric ramp: the value is multiplied by the same factor
+    ``start_factor ** (-1 / warmup_steps)`` at every warmup step, from
+    ``start_factor * schedule(0)`` at ``t = 0`` to the schedule at ``t = warmup_steps``
+    (the exponential warmup of LR range tests and of e.g. PaLM-style setups).
+
+    Args:
+        schedule: the wrapped schedule.
+        warmup_steps: length of the ramp (int >= 1).
+        start_factor: ramp at ``t = 0``, in (0, 1].
+        clock: ``"after_warmup"`` or ``"from_start"``.
+    """
+
+    name = "exponential_warmup"
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        warmup_steps: int,
+        start_factor: float = 0.01,
+        clock: str = "after_warmup",
+    ) -> None:
+        self._init_warmup(schedule, warmup_steps, clock)
+        self.start_factor = check_float("start_factor", start_factor, 0.0, 1.0, low_open=True)
+        self.lowest_ramp = self.start_factor
+
+    def _ramp(self, t, xp):
+        return xp.power(self.start_factor, 1.0 - t / self.warmup_steps)
+
+
+@register
+class UntunedWarmup(_Warmup):
+    """The untuned warmup of Ma & Yarats for Adam-like optimizers, set by ``beta2`` alone.
+
+    Origin: Jerry Ma & Denis Yarats, "On the Adequacy of Untuned Warmup for Adaptive
+    Optimization", AAAI 2021 (arXiv:1910.04209). Their step index starts at 1, ours at 0, so
+    the ramp is evaluated at ``t + 1``:
+
+    * ``form="linear"``: ``r(t) = min(1, (1 - beta2) / 2 * (t + 1))``, i.e. linear over
+      ``2 / (1 - beta2)`` steps (2000 for ``beta2 = 0.999``);
+    * ``form="exponential"``: ``r(t) = 1 - exp(-(1 - beta2) * (t + 1))`` (never exactly 1).
+
+    As in the paper the ramp multiplies the schedule underneath (``clock="from_start"``).
+
+    Args:
+        schedule: the wrapped schedule.
+        beta2: the optimizer's second-moment decay, in (0, 1).
+        form: ``"linear"`` or ``"exponential"``.
+    """
+
+    name = "untuned_warmup"
+    clock = "from_start"
+
+    def __init__(self, schedule: Schedule, beta2: float = 0.999, form: str = "linear") -> None:
+        self.schedule = check_schedule("schedule", schedule)
+        self.beta2 = check_float("beta2", beta2, 0.0, 1.0, low_open=True, high_open=True)
+        self.form = check_choice("form", form, ("linear", "exponential"))
+        rate = 1.0 - self.beta2
+        self.warmup_steps = max(1, math.ceil(2.0 / rate) - 1)
+        self.lowest_ramp = min(1.0, rate / 2) if form == "linear" else -math.expm1(-rate)
+
+    def ramp(self, t, xp):
+        rate = 1.0 - self.beta2
+        if self.form == "linear":
+            return xp.minimum(1.0, rate / 2 * (t + 1))
+        return 1.0 - xp.exp(-rate * (t + 1))
+
+
+constant_warmup = ConstantWarmup
+linear_warmup = LinearWarmup
+exponential_warmup = ExponentialWarmup
+untuned_warmup = UntunedWarmup

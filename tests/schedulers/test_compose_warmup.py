@@ -1,0 +1,73 @@
+"""Composition (join, product, scale, clamp) and warmups against formulas written here."""
+
+import math
+
+import numpy as np
+import pytest
+
+import schedulers as S
+
+
+def test_join_gives_each_piece_its_own_clock_like_optax():
+    a, b, c = S.constant(0.1), S.cosine_decay(1.0, 10), S.linear(1.0, 1.0, 0.0, 5)
+    s = S.join([a, b, c], [3, 13])
+    assert [s(t) for t in range(3)] == [0.1] * 3
+    assert [s(t) for t in range(3, 13)] == [b(t - 3) for t in range(3, 13)]
+    assert [s(t) for t in range(13, 30)] == [c(t - 13) for t in range(13, 30)]
+    np.testing.assert_allclose(s(np.arange(30)), [s(t) for t in range(30)], rtol=1e-14)
+
+
+def test_join_never_evaluates_a_piece_outside_its_segment():
+    # power_decay at negative t would be complex/NaN; the array path must not warn or fail
+    s = S.join([S.constant(1.0), S.power_decay(1.0, 0.5)], [10])
+    with np.errstate(all="raise"):
+        values = s(np.arange(20))
+    assert values[10] == 1.0
+    assert values[13] == pytest.approx(0.5)
+
+
+def test_arithmetic_and_clamp():
+    a, b = S.cosine_decay(1.0, 10), S.cyclic(0.5, 1.0, 2)
+    for t in range(12):
+        assert (a * b)(t) == pytest.approx(a(t) * b(t))
+        assert (3 * a)(t) == pytest.approx(3 * a(t)) == (a * 3)(t)
+        assert (a / 4)(t) == pytest.approx(a(t) / 4)
+        assert a.clamp(0.2, 0.9)(t) == min(max(a(t), 0.2), 0.9)
+    assert S.from_dict((a * b).to_dict()) == S.product([a, b])
+    assert S.clamp(a, 0.1).to_dict() == {"name": "clamp", "schedule": a.to_dict(), "floor": 0.1}
+
+
+@pytest.mark.parametrize("clock", ["after_warmup", "from_start"])
+def test_linear_warmup_clock_conventions(clock):
+    base = S.cosine_decay(1.0, 100)
+    s = S.linear_warmup(base, warmup_steps=10, start_factor=0.1, clock=clock)
+    for t in range(10):
+        ramp = 0.1 + 0.9 * t / 10
+        inner = base(0) if clock == "after_warmup" else base(t)
+        assert s(t) == pytest.approx(ramp * inner)
+    for t in [10, 11, 50, 200]:
+        assert s(t) == pytest.approx(base(t - 10) if clock == "after_warmup" else base(t))
+
+
+def test_constant_and_exponential_warmups():
+    base = S.constant(0.1)
+    s = S.constant_warmup(base, 5, factor=0.1)
+    assert [s(t) for t in range(7)] == pytest.approx([0.01] * 5 + [0.1] * 2)
+    e = S.exponential_warmup(base, 4, start_factor=0.01)
+    assert [e(t) for t in range(6)] == pytest.approx(
+        [0.001, 0.1 * 0.01**0.75, 0.01, 0.1 * 0.01**0.25, 0.1, 0.1]
+    )
+
+
+def test_untuned_warmup_of_ma_and_yarats():
+    base = S.constant(1.0)
+    linear = S.untuned_warmup(base, beta2=0.999, form="linear")
+    # omega_t = min(1, (1 - beta2) / 2 * t) with the paper's t = ours + 1: 2000 warmup steps
+    assert linear(0) == pytest.approx(0.0005)
+    assert linear(999) == pytest.approx(0.5)
+    assert linear(1998) < 1.0
+    assert linear(1999) == 1.0
+    assert linear(10**6) == 1.0
+    expo = S.untuned_warmup(base, beta2=0.99, form="exponential")
+    assert expo(0) == pytest.approx(1 - math.exp(-0.01))
+    assert expo(99) == pytest.approx(1 - math.exp(-1))

@@ -1,0 +1,154 @@
+"""The driver: values written at t = 0 and after each step, keys, groups, tensors, resume."""
+
+import copy
+
+import pytest
+import torch
+
+import schedulers as S
+
+
+def _sgd(groups=1, lr=0.5, **kw):
+    params = [{"params": [torch.nn.Parameter(torch.zeros(2))]} for _ in range(groups)]
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, **kw)
+
+
+def _adam(**kw):
+    return torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=0.5, **kw)
+
+
+def test_writes_s0_at_construction_and_s_t_after_t_steps():
+    opt = _sgd()
+    s = S.step_lr(0.1, step_size=2, gamma=0.5)
+    driver = S.attach(opt, lr=s)
+    seen = []
+    for _ in range(6):
+        seen.append(opt.param_groups[0]["lr"])
+        driver.step()
+    assert seen == [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+    assert driver.t == 6
+    assert driver.get_last_lr() == [s(6)]
+
+
+def test_one_schedule_per_group_and_every_key_is_logged():
+    opt = _sgd(groups=2, weight_decay=0.0)
+    driver = S.attach(
+        opt,
+        {"lr": [S.constant(0.1), S.constant(0.2)]},
+        momentum=S.linear(0.9, 1.0, 0.5, 4),
+        weight_decay=S.constant(1e-4),
+    )
+    driver.step()
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.2]
+    assert [g["momentum"] for g in opt.param_groups] == [pytest.approx(0.9 * 0.875)] * 2
+    assert driver.last_values() == {
+        "lr": [0.1, 0.2],
+        "momentum": [pytest.approx(0.7875)] * 2,
+        "weight_decay": [1e-4, 1e-4],
+    }
+
+
+def test_beta_aliases_write_the_tuple_entries_of_adam():
+    opt = _adam(betas=(0.9, 0.999))
+    S.attach(opt, beta1=S.constant(0.8), beta2=S.constant(0.99))
+    assert opt.param_groups[0]["betas"] == (0.8, 0.99)
+    opt2 = _adam(betas=(0.9, 0.999))
+    S.attach(opt2, {"betas[0]": S.constant(0.7)})
+    assert opt2.param_groups[0]["betas"] == (0.7, 0.999)
+
+
+def test_momentum_on_adam_is_an_error_not_a_silent_beta1_overwrite():
+    with pytest.raises(ValueError, match="betas\\[0\\]"):
+        S.attach(_adam(), momentum=S.constant(0.9))
+
+
+def test_bad_keys_and_group_counts_are_errors():
+    with pytest.raises(ValueError, match="nesterov_lr"):
+        S.attach(_sgd(), nesterov_lr=S.constant(0.1))
+    with pytest.raises(ValueError, match="one per group"):
+        S.attach(_sgd(groups=2), lr=[S.constant(0.1)] * 3)
+    with pytest.raises(ValueError, match="twice"):
+        S.attach(_adam(), {"betas[0]": S.constant(0.8)}, beta1=S.constant(0.8))
+    with pytest.raises(TypeError):
+        S.attach(_sgd(), lr=0.1)
+    with pytest.raises(TypeError):
+        S.attach(object(), lr=S.constant(0.1))
+    with pytest.raises(ValueError, match="at least one"):
+        S.attach(_sgd())
+
+
+def test_tensor_hyperparameters_are_filled_in_place():
+    lr = torch.tensor(0.5)
+    beta1 = torch.tensor(0.9)
+    opt = torch.optim.Adam(
+        [torch.nn.Parameter(torch.zeros(2))], lr=lr, betas=(beta1, torch.tensor(0.999))
+    )
+    group_lr, group_beta1 = opt.param_groups[0]["lr"], opt.param_groups[0]["betas"][0]
+    driver = S.attach(opt, lr=S.cosine_decay(0.1, 10), beta1=S.constant(0.85))
+    driver.step()
+    assert opt.param_groups[0]["lr"] is group_lr
+    assert opt.param_groups[0]["betas"][0] is group_beta1
+    assert group_lr.item() == pytest.approx(S.cosine_decay(0.1, 10)(1))
+    assert group_beta1.item() == pytest.approx(0.85)
+    assert driver.get_last_lr() == [pytest.approx(S.cosine_decay(0.1, 10)(1))]
+
+
+def test_drives_a_real_training_loop_with_dict_specs():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.0)
+    driver = S.attach(
+        opt,
+        lr={"name": "exponential_decay", "learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.5},
+    )
+    used = []
+    for _ in range(3):
+        used.append(opt.param_groups[0]["lr"])
+        model(torch.ones(1, 3)).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        driver.step()
+    assert used == [0.1, 0.05, 0.025]
+
+
+def test_resume_from_state_dict_continues_exactly_including_plateau_state():
+    def make():
+        opt = _sgd()
+        plateau = S.reduce_on_plateau(S.cosine_decay(0.1, 200), patience=2, factor=0.5)
+        return opt, S.attach(opt, lr=plateau, momentum=S.cyclic(0.01, 0.1, 7).momentum())
+
+    metrics = [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 2.0] * 3
+    opt, driver = make()
+    for m in metrics[:20]:
+        driver.step(m)
+    state = copy.deepcopy(driver.state_dict())
+    assert state["t"] == 20
+    assert state["reactive"][0]["multiplier"] < 1.0
+
+    opt2, resumed = make()
+    resumed.load_state_dict(state)
+    assert resumed.t == 20
+    assert resumed.last_values() == driver.last_values()
+    for m in metrics[20:]:
+        driver.step(m)
+        resumed.step(m)
+        assert resumed.last_values() == driver.last_values()
+        assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+def test_load_state_dict_rejects_mismatched_state():
+    driver = S.attach(_sgd(), lr=S.constant(0.1))
+    with pytest.raises(ValueError, match="'t'"):
+        driver.load_state_dict({"t": -3})
+    with pytest.raises(ValueError, match="reactive"):
+        driver.load_state_dict({"t": 3, "reactive": [{"multiplier": 0.5}]})
+
+
+def test_step_without_metric_makes_no_plateau_decision():
+    driver = S.attach(_sgd(), lr=S.reduce_on_plateau(S.constant(1.0), patience=0))
+    driver.step(1.0)
+    for _ in range(5):
+        driver.step()
+    assert driver.get_last_lr() == [1.0]
+    driver.step(2.0)
+    assert driver.get_last_lr() == [pytest.approx(0.1)]

@@ -1,0 +1,126 @@
+"""Reduce-on-plateau: torch's decisions on scripted metric sequences, composition, differences."""
+
+import math
+import random
+import warnings
+
+import pytest
+import torch
+
+import schedulers as S
+
+LR = 1.0
+
+
+def _side_by_side(metrics, **kwargs):
+    """(torch lrs, our lrs) after each observation, plateau on a constant schedule."""
+    torch_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    our_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    torch_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(torch_opt, **kwargs)
+    driver = S.attach(our_opt, lr=S.reduce_on_plateau(S.constant(LR), **kwargs))
+    theirs, ours = [], []
+    for m in metrics:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch_sched.step(m)
+        driver.step(m)
+        theirs.append(torch_opt.param_groups[0]["lr"])
+        ours.append(driver.get_last_lr()[0])
+    return theirs, ours
+
+
+def _scripted(n, seed, positive=True):
+    """Improvement phases, plateaus and noise: every branch of the decision rule is taken."""
+    rng = random.Random(seed)
+    value, out = 10.0, []
+    while len(out) < n:
+        phase = rng.choice(["improve", "flat", "noisy", "worse"])
+        for _ in range(rng.randint(1, 25)):
+            if phase == "improve":
+                value *= 0.97
+            elif phase == "noisy":
+                value *= 1 + rng.uniform(-0.02, 0.02)
+            elif phase == "worse":
+                value *= 1.01
+            out.append(value if positive else -value)
+    return out[:n]
+
+
+CONFIGS = [
+    {},
+    {"mode": "min", "factor": 0.5, "patience": 3, "cooldown": 2},
+    {"mode": "min", "factor": 0.5, "patience": 0, "threshold": 0.01, "threshold_mode": "abs"},
+    {"mode": "max", "factor": 0.7, "patience": 2, "threshold": 1e-3},
+    {
+        "mode": "max",
+        "factor": 0.3,
+        "patience": 1,
+        "threshold": 0.05,
+        "threshold_mode": "abs",
+        "cooldown": 4,
+    },
+    {"factor": 0.5, "patience": 1, "min_lr": 0.01},  # the floor is reached and held
+    {"factor": 0.99, "patience": 0, "eps": 0.005},  # reductions smaller than eps are skipped
+]
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS)
+def test_same_decisions_as_torch_on_10000_scripted_metrics(kwargs):
+    metrics = _scripted(10_000, seed=len(str(kwargs)))
+    theirs, ours = _side_by_side(metrics, **kwargs)
+    assert max(abs(a - b) for a, b in zip(theirs, ours)) <= 1e-12
+    assert min(theirs) < LR  # the sequence does trigger reductions
+
+
+def test_hand_scripted_patience_and_cooldown():
+    # patience 1, cooldown 2. Epoch 1 sets best; epochs 2, 3 are bad -> reduce after epoch 3;
+    # epochs 4, 5 are cooldown (bad epochs ignored); 6, 7 bad -> reduce after epoch 7;
+    # epoch 8 improves; 9 is cooldown; 10 is the first bad epoch again.
+    metrics = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
+    theirs, ours = _side_by_side(metrics, factor=0.5, patience=1, cooldown=2)
+    assert ours == theirs == [1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25]
+
+
+def test_rel_threshold_with_negative_metrics_is_fixed_deliberately():
+    # torch: best * (1 - threshold) lies above a negative best, so a flat (or slightly worse)
+    # negative metric counts as an improvement forever and the rate is never reduced
+    metrics = [-1.0] * 5 + [-0.9999] * 5
+    theirs, ours = _side_by_side(metrics, factor=0.5, patience=1, threshold=0.01)
+    assert theirs == [1.0] * 10
+    assert ours[:4] == [1.0, 1.0, 0.5, 0.5]
+    assert ours[-1] < 0.5
+
+
+def test_rel_threshold_with_negative_metrics_still_sees_real_improvements():
+    p = S.reduce_on_plateau(S.constant(1.0), threshold=0.1)
+    assert p.is_better(-1.2, best=-1.0)
+    assert not p.is_better(-1.05, best=-1.0)
+    p = S.reduce_on_plateau(S.constant(1.0), mode="max", threshold=0.1)
+    assert p.is_better(-0.8, best=-1.0)
+    assert not p.is_better(-0.95, best=-1.0)
+
+
+def test_torch_parity_also_holds_on_negative_metrics_in_abs_mode():
+    metrics = _scripted(3000, seed=3, positive=False)
+    theirs, ours = _side_by_side(
+        metrics, mode="max", factor=0.5, patience=2, threshold=0.01, threshold_mode="abs"
+    )
+    assert max(abs(a - b) for a, b in zip(theirs, ours)) <= 1e-12
+
+
+def test_multiplier_on_top_of_a_cosine_schedule():
+    base = S.cosine_decay(1.0, 100)
+    plateau = S.reduce_on_plateau(base, factor=0.5, patience=0, min_lr=0.05)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    driver = S.attach(opt, lr=plateau)
+    driver.step(1.0)  # first observation: best
+    assert driver.get_last_lr() == [pytest.approx(base(1))]
+    driver.step(1.0)  # bad -> halve
+    assert driver.get_last_lr() == [pytest.approx(0.5 * base(2))]
+    driver.step(2.0)  # bad -> quarter
+    assert driver.get_last_lr() == [pytest.approx(0.25 * base(3))]
+    # the floor applies to reductions only; near the end the base itself is below min_lr
+    assert plateau(99) == pytest.approx(base(99))
+    assert base(99) < 0.05
+    assert plateau(50) == pytest.approx(max(0.25 * base(50), 0.05))
+    assert math.isclose(plateau.state_dict()["multiplier"], 0.25)

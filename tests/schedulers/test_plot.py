@@ -1,0 +1,84 @@
+"""stepsize plot: presets, inline specs, TOML files, atomic PNG output, errors."""
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+import schedulers as S
+from schedulers import plot
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    plot.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_plot_schedules_writes_a_png_atomically(tmp_path):
+    out = plot.plot_schedules(
+        {"cos": S.cosine_decay(0.1, 50), "step": S.step_lr(0.1, 10)}, 60, tmp_path / "a.png"
+    )
+    assert out.read_bytes().startswith(PNG_MAGIC)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temporary file left
+
+
+def test_every_preset_parses_and_draws(tmp_path):
+    names = plot.preset_names()
+    assert {"tf-decays", "polynomial-cycle", "cosine-family", "clr-modes", "warmup"} <= set(names)
+    for name in names:
+        preset = plot.load_preset(name)
+        assert preset["schedules"]
+        assert preset["title"]
+    assert plot.run(_args(*names, "--steps", "50", "--out", str(tmp_path / "all.png"))) == 0
+    assert (tmp_path / "all.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_inline_json_and_toml_specs_and_toml_file(tmp_path):
+    spec_file = tmp_path / "mine.toml"
+    spec_file.write_text(
+        'title = "mine"\nsteps = 40\n[schedules]\n"c" = {name = "constant", value = 0.1}\n'
+    )
+    out = tmp_path / "b.png"
+    code = plot.run(
+        _args(
+            'warm={name = "linear_warmup", warmup_steps = 5, '
+            'schedule = {name = "constant", value = 0.2}}',
+            '{"name": "cosine_decay", "learning_rate": 0.3, "decay_steps": 20}',
+            str(spec_file),
+            "--out",
+            str(out),
+        )
+    )
+    assert code == 0
+    assert out.read_bytes().startswith(PNG_MAGIC)
+    parsed = plot.parse_spec('warm={name = "constant", value = 0.2}')
+    assert list(parsed["schedules"]) == ["warm"]
+
+
+def test_bad_specs_are_user_errors(tmp_path):
+    with pytest.raises(ValueError, match="valid names"):
+        plot.run(_args('{"name": "cosine"}', "--out", str(tmp_path / "x.png")))
+    with pytest.raises(FileNotFoundError):
+        plot.run(_args(str(tmp_path / "missing.toml")))
+    with pytest.raises(ValueError, match="presets"):
+        plot.run(_args("no-such-preset"))
+    with pytest.raises(FileNotFoundError):
+        plot.plot_schedules({"c": S.constant(1.0)}, 10, tmp_path / "nope" / "x.png")
+
+
+def test_cli_lists_presets_and_reports_errors_in_one_line():
+    listed = subprocess.run(
+        [sys.executable, "-m", "runs", "plot", "--list-presets"], capture_output=True, text=True
+    )
+    assert listed.returncode == 0
+    assert "tf-decays" in listed.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "runs", "plot", '{"name": "cosine"}'], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    assert "valid names" in bad.stderr
