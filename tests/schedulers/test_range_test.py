@@ -1,0 +1,298 @@
+"""The LR range test: the divergence band on known problems, restoration, suggestions, errors."""
+
+import copy
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import optim
+from schedulers.range_test import clr_bounds, lr_range_test, smooth, suggest, valley_index
+from theory import LeastSquares, Quadratic
+
+
+class ProblemModel(torch.nn.Module):
+    """A problem with a known answer as a model: forward ignores its input and returns f(x)."""
+
+    def __init__(self, problem):
+        super().__init__()
+        self.problem = problem
+        self.x = problem.parameter()
+
+    def forward(self, _inputs):
+        return self.problem.loss(self.x)
+
+
+FULL_BATCH = [(torch.zeros(1), torch.zeros(1))]
+
+
+def _value(output, _target):
+    return output
+
+
+def _problem(seed):
+    rng = np.random.default_rng(seed)
+    if seed % 2:
+        dim, kappa = int(rng.integers(3, 30)), float(rng.uniform(1, 100))
+        return Quadratic.from_condition_number(dim, kappa, L=float(rng.uniform(0.5, 5)), seed=seed)
+    features = rng.standard_normal((40, int(rng.integers(3, 15))))
+    return LeastSquares(features, rng.standard_normal(40), seed=seed)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_divergence_is_detected_above_2_over_L_within_the_documented_band(seed):
+    """Guaranteed: never below 2/L (GD's loss on a quadratic decreases monotonically below it).
+
+    Upper side: passing 1/L annihilates the top eigencomponent of the error, which must regrow
+    from rounding level at a factor (eta L - 1) per update before the loss turns up; with this
+    sweep (5 decades in 300 updates), smoothing 0.9 and threshold 4, that takes the rate to at
+    most 5 x 2/L (observed 3.8-4.6 x on these 20 problems).
+    """
+    problem = _problem(seed)
+    model = ProblemModel(problem)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = lr_range_test(
+        model, optimizer, _value, FULL_BATCH, start_lr=1e-3 / problem.L, end_lr=1e2 / problem.L,
+        num_iter=300, smoothing=0.9,
+    )  # fmt: skip
+    edge = 2 / problem.L
+    assert result.diverged_lr is not None
+    assert edge < result.diverged_lr <= 5 * edge
+    assert result.curvature.eigenvalue == pytest.approx(problem.L, rel=1e-4)
+    assert result.edge_step == pytest.approx(edge, rel=1e-4)
+
+
+def _snapshot(model, optimizer):
+    return (
+        copy.deepcopy(model.state_dict()),
+        copy.deepcopy(optimizer.state_dict()),
+        [m.training for m in model.modules()],
+        torch.get_rng_state(),
+        np.random.get_state()[1].copy(),  # noqa: NPY002 (the legacy global state)
+        random.getstate(),
+    )
+
+
+def _assert_same(a, b):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b)
+    else:
+        assert a == b
+
+
+def _network():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+        torch.nn.Linear(16, 3),
+    )  # fmt: skip
+
+
+def _data(batches=3):
+    generator = torch.Generator().manual_seed(5)
+    return [
+        (torch.randn(8, 6, generator=generator), torch.randint(0, 3, (8,), generator=generator))
+        for _ in range(batches)
+    ]
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda ps: optim.Adam(ps, lr=0.01, impl="flat"),
+        lambda ps: optim.SGD(ps, lr=0.01, momentum=0.9, impl="foreach"),
+        lambda ps: torch.optim.Adam(ps, lr=torch.tensor(0.01), amsgrad=True),
+    ],
+    ids=["ours-adam-flat", "ours-sgd-foreach", "torch-adam-tensor-lr"],
+)
+def test_everything_is_restored_bit_for_bit_and_training_continues_identically(make_optimizer):
+    loss_fn = torch.nn.functional.cross_entropy
+    data = _data()
+
+    def train(model, optimizer, steps):
+        for x, y in (data * steps)[:steps]:
+            optimizer.zero_grad()
+            loss_fn(model(x), y).backward()
+            optimizer.step()
+
+    model = _network()
+    optimizer = make_optimizer(model.parameters())
+    train(model, optimizer, 3)  # some optimizer state exists before the test
+    model.eval()
+    random.seed(11)
+    np.random.seed(11)  # noqa: NPY002 (the legacy global state)
+    before = _snapshot(model, optimizer)
+    result = lr_range_test(
+        model, optimizer, loss_fn, data, start_lr=1e-4, end_lr=1.0, num_iter=10, accuracy=True,
+    )  # fmt: skip
+    assert len(result.lrs) == 10  # cycled over 3 batches
+    _assert_same(before, _snapshot(model, optimizer))
+
+    model.train()
+    train(model, optimizer, 4)
+    twin = _network()
+    twin_optimizer = make_optimizer(twin.parameters())
+    train(twin, twin_optimizer, 3)
+    train(twin, twin_optimizer, 4)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_restored_even_when_the_test_raises():
+    model = _network()
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    before = _snapshot(model, optimizer)
+
+    def exploding_loss(outputs, targets):
+        if exploding_loss.calls == 3:
+            raise RuntimeError("boom")
+        exploding_loss.calls += 1
+        return torch.nn.functional.cross_entropy(outputs, targets)
+
+    exploding_loss.calls = 0
+    with pytest.raises(RuntimeError, match="boom"):
+        lr_range_test(model, optimizer, exploding_loss, _data(), num_iter=5, curvature_batches=0)
+    _assert_same(before, _snapshot(model, optimizer))
+
+
+def test_smoothing_is_bias_corrected():
+    losses = [4.0, 2.0, 3.0, 1.0]
+    beta = 0.5
+    # Written out: weights beta^(i-j)(1-beta) normalised by 1 - beta^(i+1).
+    expected = [
+        sum((1 - beta) * beta ** (i - j) * losses[j] for j in range(i + 1)) / (1 - beta ** (i + 1))
+        for i in range(len(losses))
+    ]
+    assert smooth(losses, beta) == pytest.approx(expected, rel=1e-15)
+    assert smooth(losses, 0.0) == losses
+
+
+def test_suggestions_on_a_known_curve_ignore_an_early_spike():
+    lrs = list(np.logspace(-5, 1, 121))
+    centre = 1e-2  # the loss falls fastest (in log lr) at 1e-2 and is lowest near 1e-1
+    curve = [
+        2 - math.tanh(math.log10(lr / centre) * 1.5) + 0.5 * max(0.0, math.log10(lr / 1e-1)) ** 2
+        for lr in lrs
+    ]
+    spiky = list(curve)
+    spiky[1] += 5.0  # an early spike: its downstroke is steeper than the real fall
+    suggestions = suggest(lrs, spiky)
+    assert suggestions["steepest"].lr == pytest.approx(centre, rel=0.13)  # one grid step
+    minimum = lrs[int(np.argmin(curve))]
+    assert suggestions["min/10"].lr == pytest.approx(minimum / 10)
+    assert all(lrs[0] <= s.lr <= lrs[-1] for s in suggestions.values())
+    base, top = clr_bounds(lrs, curve)
+    assert top == minimum
+    fallen = curve[0] - 0.1 * (curve[0] - min(curve))
+    assert curve[lrs.index(base)] <= fallen < curve[lrs.index(base) - 1]
+
+
+def test_valley_on_a_hand_checked_sequence():
+    # fastai's rule: the longest decreasing subsequence ends at `end` with length n; its start is
+    # taken as end - n (one before the run, as fastai writes it); index start + int(n/3) + int(n/6).
+    # (5, 4, 3, 2, 1) ends at 5 with n = 5: start 0, index 0 + 1 + 0 = 1.
+    assert valley_index([5, 4, 6, 3, 2, 1, 7]) == 1
+    # (3, 2, 1): end 2, n = 3, start -1: index -1 + 1 + 0 = 0.
+    assert valley_index([3, 2, 1]) == 0
+    # 10 decreasing values then a rise: end 9, n = 10, start -1: index -1 + 3 + 1 = 3.
+    assert valley_index([*range(10, 0, -1), 20]) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"start_lr": 1e-2, "end_lr": 1e-3}, "end_lr"),
+        ({"start_lr": 1e-2, "end_lr": 1e-2}, "end_lr"),
+        ({"start_lr": 0.0}, "start_lr"),
+        ({"num_iter": 1}, "num_iter"),
+        ({"smoothing": 1.0}, "smoothing"),
+        ({"smoothing": -0.1}, "smoothing"),
+        ({"sweep": "log"}, "sweep"),
+        ({"diverge_threshold": 1.0}, "diverge_threshold"),
+        ({"curvature_batches": -1}, "curvature_batches"),
+    ],
+)
+def test_bad_input_names_the_argument(kwargs, argument):
+    model = _network()
+    with pytest.raises(ValueError, match=argument):
+        lr_range_test(model, optim.SGD(model.parameters()), _value, _data(), **kwargs)
+
+
+def test_empty_data_is_an_error_naming_it():
+    model = _network()
+    with pytest.raises(ValueError, match="train_data is empty"):
+        lr_range_test(model, optim.SGD(model.parameters()), _value, [], curvature_batches=0)
+
+
+def test_plot_draws_suggestions_and_curvature(tmp_path):
+    problem = _problem(1)
+    model = ProblemModel(problem)
+    result = lr_range_test(
+        model, torch.optim.SGD(model.parameters()), _value, FULL_BATCH,
+        start_lr=1e-3 / problem.L, end_lr=1e2 / problem.L, num_iter=60,
+    )  # fmt: skip
+    figure = result.plot(tmp_path / "lr.png")
+    labels = [line.get_label() for line in figure.axes[0].get_lines()]
+    assert any(label.startswith("2/L") for label in labels)
+    assert any(label.startswith("steepest") for label in labels)
+    assert (tmp_path / "lr.png").stat().st_size > 0
+    assert not list(tmp_path.glob("*.tmp"))
+    assert "2/L" in result.summary()
+
+
+@pytest.mark.slow
+def test_mnist1d_mlp_suggestions_train_better_than_a_tenth_and_ten_times(tmp_path):
+    from runs.data import batches, load_dataset
+    from runs.models import build_model
+
+    data = load_dataset("mnist1d", cache_dir=tmp_path)
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def loader(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return list(batches(data.train_x, data.train_y, 100, shuffle=True, generator=generator))
+
+    def make():
+        torch.manual_seed(0)
+        model = build_model("mlp", data.input_shape, data.num_classes)
+        return model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    model, optimizer = make()
+    start, end = 1e-5, 10.0
+    result = lr_range_test(model, optimizer, loss_fn, loader(0), start_lr=start, end_lr=end)
+    assert result.diverged_lr is not None
+
+    def final_loss(lr, steps=300):
+        model, optimizer = make()
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses = []
+        for x, y in (loader(1) * 10)[:steps]:
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        mean = sum(losses[-30:]) / 30
+        return mean if math.isfinite(mean) else math.inf  # diverged: lowered nothing
+
+    for suggestion in result.suggestions.values():
+        assert math.isfinite(suggestion.lr)
+        assert start <= suggestion.lr <= end
+    for rule in ("steepest", "min/10"):
+        lr = result.suggestions[rule].lr
+        at_lr = final_loss(lr)
+        assert at_lr < final_loss(lr / 10), rule
+        assert at_lr < final_loss(lr * 10), rule
