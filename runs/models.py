@@ -1,0 +1,220 @@
+"""The models of the bundled experiments, built by name from a TOML experiment.
+
+- ``"logistic"``: multinomial logistic regression, one ``Linear`` on the flattened input (the
+  "logistic regression" baseline of the MNIST-1D paper).
+- ``"mlp"``: the MNIST-1D paper's residual MLP (Greydanus & Kobak, "Scaling down deep learning
+  with MNIST-1D", ICML 2024, ``models.py`` of github.com/greydanus/mnist1d):
+  ``h = ReLU(W1 x + b1); h = h + ReLU(W2 h + b2); out = W3 h + b3``, hidden width 100.
+- ``"mnist1d-cnn"``: the MNIST-1D paper's CNN: three ``Conv1d`` layers (1->25 kernel 5,
+  25->25 kernel 3, 25->25 kernel 3; each stride 2, padding 1, followed by ReLU), flattened
+  (25 channels x 5 positions = 125 for 40 inputs) into ``Linear(125, 10)``.
+- ``"lenet"``: the LeNet of Dive into Deep Learning's "Learning Rate Scheduling" chapter
+  (``net_fn``; ReLU and max pooling instead of LeCun's sigmoid and average pooling):
+  ``Conv2d(C, 6, 5, padding=2), ReLU, MaxPool2d(2, 2), Conv2d(6, 16, 5), ReLU, MaxPool2d(2, 2),
+  Flatten, Linear(400, 120), ReLU, Linear(120, 84), ReLU, Linear(84, 10)``. The flatten size
+  follows the input: 16 x 5 x 5 = 400 for 1 x 28 x 28, 16 x 6 x 6 = 576 for 3 x 32 x 32.
+
+Parameters are initialised by torch's layer defaults (as in both sources' PyTorch code) from
+torch's global random number generator: seed it with ``torch.manual_seed(seed)`` right before
+``build_model`` to get the same initial weights every time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from runs.data import check_positive_int, is_positive_int
+
+MODELS: tuple[str, ...] = ("logistic", "mlp", "mnist1d-cnn", "lenet")
+
+
+def build_model(
+    name: str, input_shape: tuple[int, ...], num_classes: int, **options: object
+) -> nn.Module:
+    """Build the model ``name`` for examples of shape ``input_shape`` and ``num_classes`` classes.
+
+    Args:
+        name: one of ``MODELS``.
+        input_shape: the shape of one example, without the batch axis, e.g. ``(40,)``,
+            ``(1, 28, 28)``, ``(3, 32, 32)`` (``DatasetSplits.input_shape``).
+        num_classes: the number of output logits.
+        **options: per model: ``"mlp"``: ``hidden`` (width, default 100); ``"mnist1d-cnn"``:
+            ``channels`` (default 25); ``"logistic"`` and ``"lenet"`` take none.
+
+    The models return logits of shape ``(batch, num_classes)`` for inputs of shape
+    ``(batch, *input_shape)``. Initial weights come from torch's global generator (see module doc).
+
+    Raises:
+        ValueError: unknown ``name`` or option (listing the valid ones), a bad option value, or an
+            input shape the model cannot take.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    if (
+        not isinstance(input_shape, tuple | list)
+        or not input_shape
+        or not all(is_positive_int(size) for size in input_shape)
+    ):
+        raise ValueError(
+            "input_shape must be a non-empty tuple of positive integers, "
+            f"got input_shape={input_shape!r}"
+        )
+    check_positive_int("num_classes", num_classes)
+    builder = _BUILDERS[name]
+    valid = [
+        parameter.name
+        for parameter in inspect.signature(builder).parameters.values()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        allowed = ", ".join(valid) if valid else "none"
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for model {name!r}; valid options: {allowed}"
+        )
+    return builder(tuple(input_shape), num_classes, **options)
+
+
+class LogisticRegression(nn.Module):
+    """Multinomial logistic regression: ``logits = W flatten(x) + b``."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear = nn.Linear(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.flatten(x))
+
+
+class ResidualMLP(nn.Module):
+    """The MNIST-1D paper's MLP with one residual hidden layer:
+
+    ``h = ReLU(W1 x + b1)``; ``h = h + ReLU(W2 h + b2)``; ``logits = W3 h + b3``,
+    on the flattened input.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 100) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear1 = nn.Linear(in_features, hidden)
+        self.linear2 = nn.Linear(hidden, hidden)
+        self.linear3 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.linear1(self.flatten(x)))
+        h = h + torch.relu(self.linear2(h))
+        return self.linear3(h)
+
+
+class MNIST1DCNN(nn.Module):
+    """The MNIST-1D paper's CNN: ``Conv1d(1, c, 5, stride 2, padding 1)``, then twice
+    ``Conv1d(c, c, 3, stride 2, padding 1)``, each followed by ReLU; flattened into
+    ``Linear(c * L3, num_classes)``, where ``L3`` is the length after the three convolutions
+    (5 for 40 inputs). Takes inputs ``(batch, L)`` or ``(batch, 1, L)``.
+    """
+
+    def __init__(self, length: int, num_classes: int, channels: int = 25) -> None:
+        super().__init__()
+        out_length = length
+        for kernel in (5, 3, 3):
+            out_length = _conv_output_size(out_length, kernel, stride=2, padding=1)
+        if out_length < 1:
+            raise ValueError(
+                f"input length {length} is too short for the MNIST-1D CNN (three stride-2 "
+                "convolutions); it needs at least 3 positions"
+            )
+        self.conv1 = nn.Conv1d(1, channels, kernel_size=5, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(channels, channels, kernel_size=3, stride=2, padding=1)
+        self.conv3 = nn.Conv1d(channels, channels, kernel_size=3, stride=2, padding=1)
+        self.linear = nn.Linear(channels * out_length, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(1)  # (batch, L) -> (batch, 1, L)
+        h = torch.relu(self.conv1(x))
+        h = torch.relu(self.conv2(h))
+        h = torch.relu(self.conv3(h))
+        return self.linear(h.flatten(1))
+
+
+class LeNet(nn.Sequential):
+    """d2l's LeNet with ReLU and max pooling, as ``nn.Sequential`` (state-dict keys ``0.weight``
+    ... ``11.bias``, the same as d2l's ``net_fn``), for inputs ``(batch, C, H, W)``."""
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        channels, height, width = input_shape
+        sizes = []
+        for size in (height, width):
+            size = _conv_output_size(size, 5, stride=1, padding=2) // 2  # conv 5x5 pad 2, pool 2
+            size = _conv_output_size(size, 5, stride=1, padding=0) // 2  # conv 5x5, pool 2
+            sizes.append(size)
+        if min(sizes) < 1:
+            raise ValueError(
+                f"input_shape {input_shape} is too small for LeNet; height and width must be "
+                "at least 12"
+            )
+        super().__init__(
+            nn.Conv2d(channels, 6, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=2, stride=2),
+            nn.Conv2d(6, 16, kernel_size=5),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=2, stride=2),
+            nn.Flatten(),
+            nn.Linear(16 * sizes[0] * sizes[1], 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+
+def _conv_output_size(size: int, kernel: int, *, stride: int, padding: int) -> int:
+    """Output length of a convolution: ``floor((size + 2 * padding - kernel) / stride) + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _build_logistic(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return LogisticRegression(math.prod(input_shape), num_classes)
+
+
+def _build_mlp(input_shape: tuple[int, ...], num_classes: int, *, hidden: int = 100) -> nn.Module:
+    check_positive_int("hidden", hidden)
+    return ResidualMLP(math.prod(input_shape), num_classes, hidden=hidden)
+
+
+def _build_mnist1d_cnn(
+    input_shape: tuple[int, ...], num_classes: int, *, channels: int = 25
+) -> nn.Module:
+    check_positive_int("channels", channels)
+    if len(input_shape) == 1 or (len(input_shape) == 2 and input_shape[0] == 1):
+        return MNIST1DCNN(input_shape[-1], num_classes, channels=channels)
+    raise ValueError(
+        f"model 'mnist1d-cnn' takes 1-D examples of shape (L,) or (1, L), "
+        f"got input_shape={input_shape!r}"
+    )
+
+
+def _build_lenet(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"model 'lenet' takes images of shape (channels, height, width), "
+            f"got input_shape={input_shape!r}"
+        )
+    return LeNet(input_shape, num_classes)  # type: ignore[arg-type]
+
+
+# name -> builder(input_shape, num_classes, *, options...); the keyword-only parameters of a
+# builder are the options its model accepts.
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "logistic": _build_logistic,
+    "mlp": _build_mlp,
+    "mnist1d-cnn": _build_mnist1d_cnn,
+    "lenet": _build_lenet,
+}
