@@ -1,0 +1,234 @@
+"""TensorBoard logging for one run (one variant and one seed), and the experiment's chart layout.
+
+Tags, and when they are written (step ``t`` counts updates already made, as everywhere):
+
+- ``train/loss``: every update ``t``, the mini-batch loss at the parameters after ``t`` updates
+  (the loss whose gradient makes update ``t``).
+- ``eval/train_loss``, ``eval/train_accuracy``, ``eval/test_loss``, ``eval/test_accuracy``: at
+  each evaluation (step 0, every ``eval_every`` updates, and the end), full-batch loss and
+  accuracy in eval mode after ``t`` updates.
+- ``hyper/<key>/group<i>``: at step 0 and each time the schedule driver steps, the value of every
+  scheduled param-group key (``lr``, ``momentum``, ``betas[0]``, ...) that update ``t`` uses,
+  per param group; ``lr`` is always logged.
+- ``stats/grad_norm``: every ``stats_every`` updates (updates ``t`` with ``(t + 1) %
+  stats_every == 0``), the global L2 norm of the gradient of update ``t``.
+- ``stats/update_ratio``: at the same updates, ``||θ_{t+1} - θ_t|| / ||θ_t||`` over all
+  parameters.
+- ``hparams/<metric>``: once, at the end, with the run's HParams session (hyperparameters and
+  final metrics).
+
+Per-update values are kept on the device and written every ``flush_every`` updates, so logging
+costs one host sync per flush rather than one per update. Events of one update are written as one
+TensorBoard event with several values. A resumed run opens its writer with ``purge_step`` so that
+TensorBoard hides what the interrupted session wrote after the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensorboard.compat.proto.summary_pb2 import Summary
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import custom_scalars, hparams
+
+EVAL_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+def hyper_tag(key: str, group: int) -> str:
+    """The tag of a scheduled hyperparameter, e.g. ``hyper/lr/group0``."""
+    return f"hyper/{key}/group{group}"
+
+
+def new_history() -> dict:
+    """What a run remembers of its logs (kept in checkpoints and written to ``result.json``)."""
+    return {
+        "train_loss": {"step": [], "value": []},
+        "eval": {"step": [], **{m: [] for m in EVAL_METRICS}},
+        "hyper": {},
+        "stats": {"step": [], "grad_norm": [], "update_ratio": []},
+    }
+
+
+class RunLogger:
+    """Buffers and writes one run's scalars; a disabled logger (DDP rank > 0) writes no files but
+    keeps the same history, so every rank takes the same decisions.
+
+    Args:
+        run_dir: the run's folder (event files are written there).
+        history: the history to extend (from a checkpoint when resuming).
+        purge_step: the step a resumed run continues from (None for a fresh run).
+        enabled: write event files.
+        reduce: called on the stacked per-update losses before they are read (DDP: the mean over
+            ranks); the identity when None.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        history: dict,
+        *,
+        purge_step: int | None = None,
+        enabled: bool = True,
+        reduce=None,
+    ) -> None:
+        self.history = history
+        self.reduce = reduce
+        if enabled and purge_step is not None:
+            _after_existing_event_files(Path(run_dir))
+        self.writer = (
+            SummaryWriter(str(run_dir), purge_step=purge_step, max_queue=1000, flush_secs=30)
+            if enabled
+            else None
+        )
+        self._losses: list[tuple[int, float, torch.Tensor]] = []
+        self._stats: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self._hypers: list[tuple[int, float, dict[str, float]]] = []
+
+    # ---------------------------------------------------------------- buffered, per update
+    def train_loss(self, step: int, loss: torch.Tensor) -> None:
+        """Records update ``step``'s loss (a detached 0-dim tensor; not read until flush)."""
+        self._losses.append((step, time.time(), loss))
+
+    def stats(self, step: int, grad_norm: torch.Tensor, update_ratio: torch.Tensor) -> None:
+        self._stats.append((step, grad_norm, update_ratio))
+
+    def hypers(self, step: int, values: Mapping[str, Sequence[float]]) -> None:
+        """Records the hyperparameters update ``step`` uses: key -> one value per param group."""
+        flat = {hyper_tag(k, i): float(v) for k, vs in values.items() for i, v in enumerate(vs)}
+        self._hypers.append((step, time.time(), flat))
+
+    def flush(self) -> tuple[int, float] | None:
+        """Reads the buffered values (one host sync), writes them, and returns ``(step, value)`` of
+        the first non-finite loss among them, or None."""
+        diverged = None
+        by_step: dict[int, tuple[float, list]] = {}
+        if self._losses:
+            stacked = torch.stack([loss.float() for _, _, loss in self._losses])
+            if self.reduce is not None:
+                stacked = self.reduce(stacked)
+            values = stacked.tolist()
+            h = self.history["train_loss"]
+            for (step, wall, _), value in zip(self._losses, values):
+                if diverged is None and not math.isfinite(value):
+                    diverged = (step, value)
+                h["step"].append(step)
+                h["value"].append(value)
+                by_step.setdefault(step, (wall, []))[1].append(("train/loss", value))
+        if self._stats:
+            values = torch.stack([torch.stack([g, u]) for _, g, u in self._stats]).tolist()
+            h = self.history["stats"]
+            for (step, _, _), (g, u) in zip(self._stats, values):
+                h["step"].append(step)
+                h["grad_norm"].append(g)
+                h["update_ratio"].append(u)
+                entry = by_step.setdefault(step, (time.time(), []))[1]
+                entry += [("stats/grad_norm", g), ("stats/update_ratio", u)]
+        for step, wall, flat in self._hypers:
+            for tag, value in flat.items():
+                series = self.history["hyper"].setdefault(tag, {"step": [], "value": []})
+                series["step"].append(step)
+                series["value"].append(value)
+            by_step.setdefault(step, (wall, []))[1].extend(flat.items())
+        if self.writer is not None:
+            for step in sorted(by_step):
+                wall, pairs = by_step[step]
+                self._write(step, pairs, wall)
+        self._losses, self._stats, self._hypers = [], [], []
+        return diverged
+
+    # ---------------------------------------------------------------- immediate
+    def evaluation(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Writes one evaluation (``EVAL_METRICS`` -> value) at ``step``."""
+        h = self.history["eval"]
+        h["step"].append(step)
+        for name in EVAL_METRICS:
+            h[name].append(float(metrics[name]))
+        if self.writer is not None:
+            self._write(step, [(f"eval/{m}", float(metrics[m])) for m in EVAL_METRICS])
+
+    def hparams(
+        self, hparam_dict: Mapping[str, Any], metric_dict: Mapping[str, float], step: int
+    ) -> None:
+        """The run's HParams session: hyperparameters and final metrics (``hparams/<name>`` tags),
+        as ``SummaryWriter.add_hparams`` writes them, but into this run's own folder."""
+        if self.writer is None:
+            return
+        metrics = {f"hparams/{k}": float(v) for k, v in metric_dict.items()}
+        for summary in hparams(dict(hparam_dict), metrics):
+            self.writer.file_writer.add_summary(summary, step)
+        self._write(step, list(metrics.items()))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def _write(
+        self, step: int, pairs: Sequence[tuple[str, float]], wall: float | None = None
+    ) -> None:
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=v) for tag, v in pairs])
+        self.writer.file_writer.add_summary(summary, step, wall)
+
+
+def _after_existing_event_files(run_dir: Path) -> None:
+    """Waits, if needed, until a new event file's name sorts after the existing ones.
+
+    TensorBoard reads a folder's event files in name order, and the name starts with the creation
+    time in whole seconds; the resumed session's file must come after the interrupted one for its
+    purge (``SessionLog.START`` at the resume step) to hide the stale events."""
+    stamps = [int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*")]
+    if stamps and max(stamps) >= int(time.time()):
+        time.sleep(max(stamps) + 1 - time.time())
+
+
+def flat_hparams(variant: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """A variant's settings as the flat ``{name: bool | int | float | str}`` that HParams takes:
+    ``optimizer.lr``, ``train.batch_size``, ``schedules.lr`` (a schedule as text), ..."""
+    out: dict[str, Any] = {"variant": variant["name"], "seed": seed}
+    for section in ("optimizer", "model", "train", "dataset"):
+        for key, value in variant.get(section, {}).items():
+            ok = isinstance(value, (bool, int, float, str))
+            out[f"{section}.{key}"] = value if ok else repr(value)
+    for key, spec in variant.get("schedules", {}).items():
+        out[f"schedules.{key}"] = schedule_text(spec)
+    return out
+
+
+def schedule_text(spec: Mapping[str, Any]) -> str:
+    """A schedule's dict form as one line: ``cosine_decay(learning_rate=0.3, decay_steps=20)``."""
+    args = ", ".join(
+        f"{k}={schedule_text(v) if isinstance(v, Mapping) else repr(v)}"
+        for k, v in spec.items()
+        if k != "name"
+    )
+    return f"{spec.get('name', '?')}({args})"
+
+
+def write_layout(experiment_dir: str | Path, hyper_keys: Sequence[str]) -> None:
+    """The custom-scalars layout of an experiment: one chart per metric, each overlaying every
+    variant and seed (each run is a folder under ``experiment_dir``). Written once, in the
+    experiment's own folder."""
+
+    def chart(tag_regex: str) -> list:
+        return ["Multiline", [tag_regex]]
+
+    layout = {
+        "train": {"train loss": chart(r"^train/loss$")},
+        "evaluation": {f"eval {m}": chart(f"^eval/{m}$") for m in EVAL_METRICS},
+        "hyperparameters": {
+            key: chart(f"^{re.escape('hyper/' + key + '/')}group\\d+$") for key in hyper_keys
+        },
+        "statistics": {
+            "gradient norm": chart(r"^stats/grad_norm$"),
+            "update-to-weight ratio": chart(r"^stats/update_ratio$"),
+        },
+    }
+    if any(Path(experiment_dir).glob("events.out.tfevents.*.layout")):
+        return  # written by an earlier invocation; a second copy would duplicate every chart
+    with SummaryWriter(str(experiment_dir), filename_suffix=".layout") as writer:
+        writer.file_writer.add_summary(custom_scalars(layout))

@@ -1,0 +1,305 @@
+"""The training loop of one variant and one seed.
+
+:func:`train_run` reads top to bottom: build the model, optimizer and schedule driver from the
+variant; restore a checkpoint if there is one; then one update per mini-batch, with logging,
+evaluation and checkpointing as small calls. It is deterministic for a given seed on the CPU:
+the model is initialised after ``torch.manual_seed(seed)``, and the batches of epoch ``e`` come
+from a generator seeded by ``(seed, e)``, so a resumed run sees exactly the batches it would have
+seen.
+
+Conventions: ``step`` counts updates already made (``t`` of the schedules). The schedule driver
+steps after every update (``schedule_unit = "step"``) or after the last update of every epoch
+(``"epoch"``, d2l's convention: the learning rate changes once per epoch, and the schedule's
+``t`` is the number of finished epochs). Evaluations happen at step 0, every ``eval_every``
+updates (``"epoch"``: at the end of every epoch) and at the end.
+
+Data-parallel training (``dist`` given, under ``torchrun``): every rank takes its share
+``batch[rank::world]`` of the same global batch, and the loss is scaled by
+``len(local) * world / len(global)`` so that DistributedDataParallel's gradient average is the
+gradient of the mean loss over the global batch, whatever the shard sizes. Only rank 0 writes
+event files and checkpoints.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from runs import checkpoint as ckpt
+from runs.config import Variant, attach_schedules, make_optimizer
+from runs.data import DatasetSplits, batches, batches_per_epoch
+from runs.models import build_model
+from runs.tensorboard import RunLogger, flat_hparams, new_history
+
+EVAL_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in a data-parallel group (``torch.distributed`` initialised)."""
+
+    rank: int
+    world_size: int
+
+
+def epoch_batches(data: DatasetSplits, train: dict, seed: int, epoch: int):
+    """The mini-batches of ``epoch``: a fresh generator seeded by ``(seed, epoch)`` (pure, so a
+    resumed run needs only the step)."""
+    seed_e = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    generator = torch.Generator().manual_seed(seed_e)
+    return batches(
+        data.train_x,
+        data.train_y,
+        train["batch_size"],
+        shuffle=train["shuffle"],
+        generator=generator,
+    )
+
+
+def total_steps(train: dict, num_examples: int) -> tuple[int, int]:
+    """``(total updates, updates per epoch)`` of a train table."""
+    per_epoch = batches_per_epoch(num_examples, train["batch_size"])
+    return train.get("steps") or train["epochs"] * per_epoch, per_epoch
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) over ``(x, y)``."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(x), EVAL_BATCH):
+        logits = model(x[start : start + EVAL_BATCH])
+        labels = y[start : start + EVAL_BATCH]
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        correct += (logits.argmax(dim=1) == labels).sum()
+    model.train(was_training)
+    return loss_sum.item() / len(x), correct.item() / len(x)
+
+
+def eval_metrics(model: torch.nn.Module, data: DatasetSplits, train: dict) -> dict[str, float]:
+    """Loss and accuracy on the training split (its first ``eval_train_examples``) and the test
+    split."""
+    n = train.get("eval_train_examples") or len(data.train_x)
+    train_loss, train_acc = evaluate(model, data.train_x[:n], data.train_y[:n])
+    test_loss, test_acc = evaluate(model, data.test_x, data.test_y)
+    return {
+        "train_loss": train_loss,
+        "train_accuracy": train_acc,
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+    }
+
+
+def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """Global L2 norm of the gradients, ``sqrt(sum_p ||g_p||^2)``, kept on the device."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def update_ratio(params: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
+    """Update-to-weight ratio ``||θ_new - θ_old|| / ||θ_old||`` over all parameters."""
+    deltas = torch._foreach_sub([p.detach() for p in params], before)
+    delta = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(deltas)))
+    return delta / torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before)))
+
+
+def current_hypers(optimizer: torch.optim.Optimizer, driver) -> dict[str, list[float]]:
+    """Every driven param-group key per group, and ``lr`` always."""
+    values = dict(driver.last_values()) if driver is not None else {}
+    if "lr" not in values:
+        values["lr"] = [float(group["lr"]) for group in optimizer.param_groups]
+    return values
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def train_run(
+    variant: Variant,
+    seed: int,
+    data: DatasetSplits,
+    run_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    quiet: bool = True,
+    dist: DistContext | None = None,
+) -> dict[str, Any]:
+    """Trains ``variant`` with ``seed`` (resuming from ``run_dir/checkpoint.pt`` if present),
+    logs to ``run_dir``, and returns the run's result (also written to ``run_dir/result.json``).
+
+    ``data`` must already be on ``device``. A non-finite training loss stops the run; the result
+    then has ``status = "diverged"`` and ``diverged = {"step": s, "value": v}``.
+    """
+    run_dir, device = Path(run_dir), torch.device(device)
+    train, logging = variant.train, variant.logging
+    rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
+    steps, per_epoch = total_steps(train, len(data.train_x))
+    eval_every = per_epoch if train["eval_every"] == "epoch" else train["eval_every"]
+
+    torch.manual_seed(seed)
+    model = build_model(
+        variant.model["name"],
+        data.input_shape,
+        data.num_classes,
+        **{k: v for k, v in variant.model.items() if k != "name"},
+    ).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(variant.optimizer, params)
+    driver = attach_schedules(optimizer, variant.schedules)
+    net = model
+    if dist is not None:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+
+    step, elapsed, history = 0, 0.0, new_history()
+    state = ckpt.load_checkpoint(run_dir)
+    if state is not None and state["fingerprint"] != variant.fingerprint(seed):
+        raise ValueError(
+            f"{run_dir} holds a checkpoint of another configuration; "
+            "delete it or choose another --logdir"
+        )
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if driver is not None:
+            driver.load_state_dict(state["driver"])
+        set_rng_state(state["rng"], device)
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
+    reduce = None
+    if dist is not None:
+        reduce = lambda values: _all_reduce_mean(values, world)  # noqa: E731
+    log = RunLogger(
+        run_dir, history, purge_step=step if state else None, enabled=rank == 0, reduce=reduce
+    )
+
+    def save() -> None:
+        if rank == 0:
+            ckpt.save_checkpoint(run_dir, {
+                "fingerprint": variant.fingerprint(seed),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "driver": driver.state_dict() if driver is not None else {},
+                "rng": rng_state(device),
+                "step": step,
+                "elapsed": elapsed + time.perf_counter() - started,
+                "history": log.history,
+            })  # fmt: skip
+
+    bar = tqdm(
+        total=steps, initial=step, disable=quiet or None, leave=False,
+        desc=f"{variant.name} seed {seed}", unit="step", dynamic_ncols=True,
+    )  # fmt: skip
+    started = time.perf_counter()
+    diverged = None
+    if step == 0:
+        log.evaluation(0, eval_metrics(model, data, train))
+        log.hypers(0, current_hypers(optimizer, driver))
+    epoch, skip = divmod(step, per_epoch)
+    model.train()
+    while step < steps and diverged is None:
+        for xb, yb in itertools.islice(epoch_batches(data, train, seed, epoch), skip, None):
+            local_x, local_y = xb[rank::world], yb[rank::world]
+            loss = F.cross_entropy(net(local_x), local_y)
+            if dist is not None:  # DDP averages gradients: make that the global batch's mean
+                loss = loss * (len(local_y) * world / len(yb))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            with_stats = (step + 1) % logging["stats_every"] == 0
+            if with_stats:
+                norm, before = grad_norm(params), [p.detach().clone() for p in params]
+            optimizer.step()
+            if with_stats:
+                log.stats(step, norm, update_ratio(params, before))
+            log.train_loss(step, loss.detach())
+            step += 1
+            metric = None
+            if step % eval_every == 0 or step == steps:
+                log.evaluation(step, eval_metrics(model, data, train))
+                metric = log.history["eval"]["test_loss"][-1]
+            if driver is not None and (train["schedule_unit"] == "step" or step % per_epoch == 0):
+                driver.step(metric)  # a reduce-on-plateau schedule sees each evaluation once
+                if step < steps:  # the values the next update uses
+                    log.hypers(step, current_hypers(optimizer, driver))
+            save_now = step % logging["checkpoint_every"] == 0 or step == steps
+            if step % logging["flush_every"] == 0 or save_now:  # a checkpoint holds every value
+                diverged = log.flush()
+                bar.update(step - bar.n)
+                lr = float(optimizer.param_groups[0]["lr"])
+                bar.set_postfix(loss=log.history["train_loss"]["value"][-1], lr=f"{lr:.3g}")
+                if diverged is not None:
+                    break
+            if save_now:
+                save()
+            if step == steps:
+                break
+        epoch, skip = epoch + 1, 0
+    diverged = diverged or log.flush()
+    bar.close()
+    elapsed += time.perf_counter() - started
+    result = summarize(variant, seed, log.history, steps, elapsed, diverged)
+    if rank == 0:
+        final = {k: v for k, v in result["final"].items() if math.isfinite(v)}
+        log.hparams(flat_hparams(variant.to_dict(), seed), final, step)
+        ckpt.save_json(run_dir / ckpt.RESULT, result)
+    log.close()
+    return result
+
+
+def _all_reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
+    import torch.distributed as torch_dist
+
+    values = values.clone()
+    torch_dist.all_reduce(values)
+    return values / world
+
+
+def summarize(
+    variant: Variant,
+    seed: int,
+    history: dict,
+    steps: int,
+    wall_time: float,
+    diverged: tuple[int, float] | None,
+) -> dict[str, Any]:
+    """A run's result: final and best metrics, status, wall time, resolved config, history."""
+    evals = history["eval"]
+    final = {name: evals[name][-1] for name in evals if name != "step"}
+    best = {
+        name: (max if name.endswith("accuracy") else min)(evals[name])
+        for name in evals
+        if name != "step"
+    }
+    return {
+        "variant": variant.name,
+        "seed": seed,
+        "status": "diverged" if diverged else "finished",
+        "diverged": {"step": diverged[0], "value": diverged[1]} if diverged else None,
+        "steps": steps,
+        "final_step": evals["step"][-1],
+        "final": final,
+        "best": best,
+        "wall_time_s": wall_time,
+        "fingerprint": variant.fingerprint(seed),
+        "config": variant.to_dict(),
+        "history": history,
+    }

@@ -1,0 +1,239 @@
+"""The training loop against a plain loop written here, its event files, divergence and resume."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from runs.checkpoint import load_checkpoint
+from runs.config import parse_experiment
+from runs.data import load_dataset
+from runs.models import build_model
+from runs.trainer import train_run
+from tests.runs.helpers import stepsize, write_toml
+
+STEPS, BATCH, EVAL_EVERY, STATS_EVERY = 24, 400, 10, 5
+MILESTONES, BASE_LR, GAMMA = (1, 2), 0.2, 0.5
+
+
+def _variant(**train):
+    raw = {
+        "dataset": {"name": "mnist1d"},
+        "model": {"name": "mlp", "hidden": 8},
+        "train": {
+            "steps": STEPS,
+            "batch_size": BATCH,
+            "eval_every": EVAL_EVERY,
+            "schedule_unit": "epoch",
+            **train,
+        },
+        "logging": {"flush_every": 7, "stats_every": STATS_EVERY, "checkpoint_every": 10},
+        "optimizer": {"name": "torch.sgd", "momentum": 0.5},
+        "schedules": {
+            "lr": {
+                "name": "multistep",
+                "base_lr": BASE_LR,
+                "milestones": list(MILESTONES),
+                "gamma": GAMMA,
+            }
+        },
+        "variants": [{"name": "v"}],
+    }
+    return parse_experiment(raw, "test.toml").variants[0]
+
+
+def _lr_of_epoch(epoch: int) -> float:
+    """torch's MultiStepLR rule, written from its documentation."""
+    return BASE_LR * GAMMA ** sum(epoch >= m for m in MILESTONES)
+
+
+def _reference(data, seed: int):
+    """The same training written as a plain loop: model seeded by ``seed``, epoch ``e``'s batches
+    from ``randperm`` with a generator seeded by ``SeedSequence([seed, e])`` (the runner's
+    documented convention), the learning rate set at the start of each epoch."""
+    torch.manual_seed(seed)
+    model = build_model("mlp", data.input_shape, data.num_classes, hidden=8)
+    optimizer = torch.optim.SGD(model.parameters(), lr=BASE_LR, momentum=0.5)
+    n = len(data.train_x)
+    per_epoch = math.ceil(n / BATCH)
+    losses, grad_norms, ratios = [], [], []
+    for step in range(STEPS):
+        epoch, k = divmod(step, per_epoch)
+        if k == 0:
+            seed_e = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed_e))
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_of_epoch(epoch)
+        index = order[k * BATCH : (k + 1) * BATCH]
+        loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        grad = torch.cat([p.grad.flatten() for p in model.parameters()])
+        optimizer.step()
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        losses.append(loss.item())
+        grad_norms.append(grad.norm().item())
+        ratios.append(((after - before).norm() / before.norm()).item())
+    with torch.no_grad():
+        logits = model(data.test_x)
+        test_accuracy = (logits.argmax(1) == data.test_y).double().mean().item()
+        test_loss = F.cross_entropy(logits, data.test_y).item()
+    return model, losses, grad_norms, ratios, test_accuracy, test_loss
+
+
+@pytest.fixture(scope="module")
+def data(mnist1d_cache):
+    return load_dataset("mnist1d")
+
+
+def test_runner_equals_a_plain_loop_and_logs_what_it_did(data, tmp_path):
+    variant = _variant()
+    result = train_run(variant, 3, data, tmp_path)
+    model, losses, grad_norms, ratios, test_accuracy, test_loss = _reference(data, 3)
+
+    final = load_checkpoint(tmp_path)["model"]
+    for name, value in model.state_dict().items():
+        assert torch.equal(final[name], value), name
+    assert result["status"] == "finished"
+    assert result["final"]["test_accuracy"] == pytest.approx(test_accuracy, abs=1e-12)
+    assert result["final"]["test_loss"] == pytest.approx(test_loss, rel=1e-5)
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    scalars = {tag: events.Scalars(tag) for tag in events.Tags()["scalars"]}
+    loss_events = scalars["train/loss"]
+    assert [e.step for e in loss_events] == list(range(STEPS))
+    np.testing.assert_allclose([e.value for e in loss_events], losses, rtol=1e-6)
+    assert [e.step for e in scalars["eval/test_accuracy"]] == [0, 10, 20, 24]
+    assert scalars["eval/test_accuracy"][-1].value == pytest.approx(test_accuracy, abs=1e-6)
+    for tag in ("eval/train_loss", "eval/train_accuracy", "eval/test_loss"):
+        assert len(scalars[tag]) == 4
+    lr = scalars["hyper/lr/group0"]
+    assert [e.step for e in lr] == [0, 10, 20]  # once per epoch of 10 updates
+    np.testing.assert_allclose(
+        [e.value for e in lr], [_lr_of_epoch(e) for e in range(3)], rtol=1e-6
+    )
+    stats_steps = list(range(STATS_EVERY - 1, STEPS, STATS_EVERY))
+    assert [e.step for e in scalars["stats/grad_norm"]] == stats_steps
+    np.testing.assert_allclose(
+        [e.value for e in scalars["stats/grad_norm"]],
+        [grad_norms[s] for s in stats_steps],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        [e.value for e in scalars["stats/update_ratio"]],
+        [ratios[s] for s in stats_steps],
+        rtol=1e-4,
+    )
+    assert scalars["hparams/test_accuracy"][-1].value == pytest.approx(test_accuracy, abs=1e-6)
+    hparams = events.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert b"optimizer.momentum" in hparams["_hparams_/session_start_info"]
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(data, tmp_path):
+    variant = _variant(steps=12)
+    first = train_run(variant, 0, data, tmp_path / "a")
+    again = train_run(variant, 0, data, tmp_path / "b")
+    other = train_run(variant, 1, data, tmp_path / "c")
+    assert first["history"] == again["history"]
+    assert first["history"]["train_loss"] != other["history"]["train_loss"]
+
+
+def test_non_finite_loss_stops_the_run_and_reports_where(data, tmp_path):
+    raw_variant = _variant()
+    variant = type(raw_variant)(
+        **{**raw_variant.to_dict(), "schedules": {}, "optimizer": {"name": "torch.sgd", "lr": 1e6}}
+    )
+    result = train_run(variant, 0, data, tmp_path)
+    assert result["status"] == "diverged"
+    step, value = result["diverged"]["step"], result["diverged"]["value"]
+    losses = result["history"]["train_loss"]["value"]
+    first_bad = next(i for i, v in enumerate(losses) if not math.isfinite(v))
+    assert (step, math.isfinite(value)) == (first_bad, False)
+    assert len(losses) < STEPS  # stopped, at the next flush after the first non-finite loss
+    assert (tmp_path / "result.json").is_file()
+
+
+KILLER = """
+import os, signal, sys
+import runs.trainer as trainer
+original, calls = trainer.eval_metrics, []
+def eval_then_die(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:  # the evaluation at step 20: after the checkpoint of step 10
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(*args, **kwargs)
+trainer.eval_metrics = eval_then_die
+from runs.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_run_resumes_to_exactly_the_same_numbers(tmp_path):
+    toml = write_toml(tmp_path / "tiny.toml")
+    args = ["run", str(toml), "--variants", "plain", "--seeds", "1", "--quiet"]
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLER), *args, "--logdir", str(tmp_path / "k")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr
+    run_dir = tmp_path / "k" / "tiny" / "plain" / "seed0"
+    assert load_checkpoint(run_dir)["step"] == 10
+    assert not (run_dir / "result.json").exists()
+
+    from runs.cli import main
+
+    assert main([*args, "--logdir", str(tmp_path / "k")]) == 0  # resumes
+    assert main([*args, "--logdir", str(tmp_path / "u")]) == 0  # never interrupted
+    import json
+
+    resumed = json.loads((run_dir / "result.json").read_text())
+    clean = json.loads((tmp_path / "u" / "tiny" / "plain" / "seed0" / "result.json").read_text())
+    assert resumed["final"] == clean["final"]
+    assert resumed["history"] == clean["history"]
+    a, b = load_checkpoint(run_dir), load_checkpoint(tmp_path / "u" / "tiny" / "plain" / "seed0")
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name])
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(24))
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_equals_one_process(tmp_path):
+    toml = write_toml(tmp_path / "tiny.toml")
+    common = ["run", str(toml), "--variants", "momentum", "--seeds", "1", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "runs", *common, "--logdir", str(tmp_path / "ddp"),
+        ],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = stepsize(*common, "--logdir", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    a = load_checkpoint(tmp_path / "ddp" / "tiny" / "momentum" / "seed0")
+    b = load_checkpoint(tmp_path / "one" / "tiny" / "momentum" / "seed0")
+    assert a["step"] == b["step"] == 24
+    for name in b["model"]:
+        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=1e-5, atol=1e-6)
+    run_dir = tmp_path / "ddp" / "tiny" / "momentum" / "seed0"
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # only rank 0 writes events
+    np.testing.assert_allclose(
+        a["history"]["train_loss"]["value"], b["history"]["train_loss"]["value"], rtol=1e-5
+    )
