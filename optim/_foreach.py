@@ -17,6 +17,43 @@ Scalar = float | Tensor
 TensorList = list[Tensor]
 
 
+def fit(value, xs: TensorList):
+    """``value`` (a scalar or a list of 0-dim tensors, one per x) in the dtype of ``xs``.
+
+    Eager ops already cast a 0-dim float64 scalar to a float32 operand's dtype (the scalar's
+    bits never widen the computation), so eager code needs nothing. Under ``torch.compile`` the
+    same cast is made explicit, so inductor's kernel computes in float32 and stays vectorised
+    instead of widening every element to float64. The result is the same either way.
+    """
+    if not torch.compiler.is_compiling():
+        return value
+    if isinstance(value, list):
+        return [v.to(x.dtype) if v.dtype != x.dtype else v for v, x in zip(value, xs)]
+    if isinstance(value, Tensor) and value.dtype != xs[0].dtype:
+        return value.to(xs[0].dtype)
+    return value
+
+
+def computed_once(*scalar_lists: TensorList) -> tuple[TensorList, ...]:
+    """Loop-invariant 0-dim scalars, forced into a buffer of their own under ``torch.compile``.
+
+    Inductor inlines pointwise producers into their consumer, so a bias correction built from
+    ``pow`` would be recomputed for every vector of the parameter buffer (two million ``pow``
+    calls per step on 16M elements). A concatenation is always materialised: stacking the
+    scalars (with a spare zero, so even one scalar is a real concatenation) computes them once.
+    Values are moved, not changed; eager code does nothing.
+    """
+    if not torch.compiler.is_compiling():
+        return scalar_lists
+    flat = [s for scalars in scalar_lists for s in scalars]
+    packed = torch.stack([*flat, torch.zeros_like(flat[0])]).unbind(0)
+    out, start = [], 0
+    for scalars in scalar_lists:
+        out.append(list(packed[start : start + len(scalars)]))
+        start += len(scalars)
+    return tuple(out)
+
+
 def may_be_nonzero(value: Scalar) -> bool:
     """True unless ``value`` is a Python number equal to zero.
 
@@ -43,29 +80,49 @@ def scalar_pow(base: Scalar, exponents: TensorList) -> TensorList:
 
 
 def mul_(xs: TensorList, factor: Scalar) -> None:
-    """``x *= factor`` for every x."""
-    torch._foreach_mul_(xs, factor)
+    """``x *= factor`` for every x (``factor`` a scalar or one 0-dim tensor per x)."""
+    torch._foreach_mul_(xs, fit(factor, xs))
+
+
+def add_(xs: TensorList, term) -> None:
+    """``x += term`` for every x (``term`` a scalar or one 0-dim tensor per x)."""
+    torch._foreach_add_(xs, fit(term, xs))
+
+
+def add(xs: TensorList, term) -> TensorList:
+    """New list ``x + term``."""
+    return list(torch._foreach_add(xs, fit(term, xs)))
+
+
+def div_(xs: TensorList, divisor) -> None:
+    """``x /= divisor`` for every x (``divisor`` a scalar or one 0-dim tensor per x)."""
+    torch._foreach_div_(xs, fit(divisor, xs))
 
 
 def add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> TensorList:
     """New list ``x + scale * y``."""
     if isinstance(scale, Tensor):
-        return list(torch._foreach_add(xs, torch._foreach_mul(ys, scale)))
+        return list(torch._foreach_add(xs, torch._foreach_mul(ys, fit(scale, ys))))
     return list(torch._foreach_add(xs, ys, alpha=scale))
 
 
 def add_scaled_(xs: TensorList, ys: TensorList, scale: Scalar) -> None:
     """``x += scale * y`` for every pair."""
     if isinstance(scale, Tensor):
-        torch._foreach_add_(xs, torch._foreach_mul(ys, scale))
+        torch._foreach_add_(xs, torch._foreach_mul(ys, fit(scale, ys)))
     else:
         torch._foreach_add_(xs, ys, alpha=scale)
 
 
 def lerp_(xs: TensorList, ys: TensorList, weight: Scalar) -> None:
-    """``x += weight * (y - x)`` for every pair (torch.lerp)."""
+    """``x += weight * (y - x)`` for every pair (torch.lerp).
+
+    A tensor weight is written out as ``x + w * (y - x)``: ``_foreach_lerp_`` with tensor weights
+    has no inductor lowering, so under ``torch.compile`` it would run eagerly and split the fused
+    kernel (torch.lerp rounds differently only for weights >= 0.5, by an ulp).
+    """
     if isinstance(weight, Tensor):
-        torch._foreach_lerp_(xs, ys, [weight] * len(xs))
+        add_scaled_(xs, list(torch._foreach_sub(ys, xs)), weight)
     else:
         torch._foreach_lerp_(xs, ys, weight)
 
@@ -73,7 +130,7 @@ def lerp_(xs: TensorList, ys: TensorList, weight: Scalar) -> None:
 def addcmul_(xs: TensorList, ys: TensorList, zs: TensorList, value: Scalar) -> None:
     """``x += value * y * z`` for every triple."""
     if isinstance(value, Tensor):
-        torch._foreach_add_(xs, torch._foreach_mul(torch._foreach_mul(ys, zs), value))
+        torch._foreach_add_(xs, torch._foreach_mul(torch._foreach_mul(ys, zs), fit(value, xs)))
     else:
         torch._foreach_addcmul_(xs, ys, zs, value)
 
@@ -85,6 +142,6 @@ def addcdiv_(xs: TensorList, numerators: TensorList, denominators: TensorList, v
     value scales the numerators (it never divides), so a zero value leaves ``x`` unchanged.
     """
     if isinstance(value, (Tensor, list)):
-        torch._foreach_addcdiv_(xs, torch._foreach_mul(numerators, value), denominators)
+        torch._foreach_addcdiv_(xs, torch._foreach_mul(numerators, fit(value, xs)), denominators)
     else:
         torch._foreach_addcdiv_(xs, numerators, denominators, value)

@@ -43,9 +43,9 @@ def adadelta_update(
     square_avgs, acc_deltas = state["square_avg"], state["acc_delta"]
     F.mul_(square_avgs, rho)
     F.addcmul_(square_avgs, grads, grads, 1 - rho)
-    std = list(torch._foreach_add(square_avgs, eps))
+    std = F.add(square_avgs, eps)
     torch._foreach_sqrt_(std)
-    deltas = list(torch._foreach_add(acc_deltas, eps))
+    deltas = F.add(acc_deltas, eps)
     torch._foreach_sqrt_(deltas)
     torch._foreach_div_(deltas, std)
     torch._foreach_mul_(deltas, grads)

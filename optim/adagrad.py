@@ -44,10 +44,11 @@ def adagrad_update(
     torch._foreach_add_(negative_lr, 1)
     torch._foreach_reciprocal_(negative_lr)
     F.mul_(negative_lr, -lr)
+    (negative_lr,) = F.computed_once(negative_lr)
     sums = state["sum"]
     torch._foreach_addcmul_(sums, grads, grads)
     denominators = torch._foreach_sqrt(sums)
-    torch._foreach_add_(denominators, eps)
+    F.add_(denominators, eps)
     F.addcdiv_(params, grads, denominators, negative_lr)
 
 

@@ -65,14 +65,17 @@ def adam_update(
     torch._foreach_neg_(bias_correction2_sqrt)
     torch._foreach_add_(bias_correction2_sqrt, 1)
     torch._foreach_sqrt_(bias_correction2_sqrt)
+    negative_step_size, bias_correction2_sqrt = F.computed_once(
+        negative_step_size, bias_correction2_sqrt
+    )
 
     if amsgrad:
         torch._foreach_maximum_(state["max_exp_avg_sq"], exp_avg_sqs)
         denominators = torch._foreach_sqrt(state["max_exp_avg_sq"])
     else:
         denominators = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denominators, bias_correction2_sqrt)
-    torch._foreach_add_(denominators, eps)
+    F.div_(denominators, bias_correction2_sqrt)
+    F.add_(denominators, eps)
     F.addcdiv_(params, exp_avgs, denominators, negative_step_size)
 
 

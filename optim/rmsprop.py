@@ -54,7 +54,7 @@ def rmsprop_update(
         torch._foreach_sqrt_(denominators)
     else:
         denominators = list(torch._foreach_sqrt(square_avgs))
-    torch._foreach_add_(denominators, eps)
+    F.add_(denominators, eps)
     if "momentum_buffer" in state:
         buffers = state["momentum_buffer"]
         F.mul_(buffers, momentum)
