@@ -16,8 +16,29 @@ def _decay_exponent(t, decay_steps: int, staircase: bool, xp: Ops):
     return xp.floor(p) if staircase else p
 
 
+class _TFDecay(Schedule):
+    """The shared arguments of TF's exponential, natural-exponential and inverse-time decays."""
+
+    def __init__(
+        self, learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False
+    ) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.decay_rate = self._check_decay_rate(decay_rate)
+        self.staircase = check_bool("staircase", staircase)
+
+    def _check_decay_rate(self, decay_rate: float) -> float:
+        return check_float("decay_rate", decay_rate)
+
+    def _exponent(self, t, xp: Ops):
+        return _decay_exponent(t, self.decay_steps, self.staircase, xp)
+
+    def bounds(self):
+        return (0.0, self.learning_rate)
+
+
 @register
-class ExponentialDecay(Schedule):
+class ExponentialDecay(_TFDecay):
     """``learning_rate * decay_rate ** p`` with ``p = t / decay_steps`` (floored if staircase).
 
     Origin: ``tf.compat.v1.train.exponential_decay``. ``s(0) = learning_rate``; the value keeps
@@ -35,24 +56,15 @@ class ExponentialDecay(Schedule):
 
     name = "exponential_decay"
 
-    def __init__(
-        self, learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False
-    ) -> None:
-        self.learning_rate = check_float("learning_rate", learning_rate)
-        self.decay_steps = check_int("decay_steps", decay_steps)
-        self.decay_rate = check_float("decay_rate", decay_rate, 0.0, 1.0, low_open=True)
-        self.staircase = check_bool("staircase", staircase)
+    def _check_decay_rate(self, decay_rate: float) -> float:
+        return check_float("decay_rate", decay_rate, 0.0, 1.0, low_open=True)
 
     def _value(self, t, xp):
-        p = _decay_exponent(t, self.decay_steps, self.staircase, xp)
-        return self.learning_rate * xp.power(self.decay_rate, p)
-
-    def bounds(self):
-        return (0.0, self.learning_rate)
+        return self.learning_rate * xp.power(self.decay_rate, self._exponent(t, xp))
 
 
 @register
-class NaturalExpDecay(Schedule):
+class NaturalExpDecay(_TFDecay):
     """``learning_rate * exp(-decay_rate * p)`` with ``p = t / decay_steps`` (floored if staircase).
 
     Origin: ``tf.compat.v1.train.natural_exp_decay``. ``s(0) = learning_rate``; decays forever
@@ -67,24 +79,12 @@ class NaturalExpDecay(Schedule):
 
     name = "natural_exp_decay"
 
-    def __init__(
-        self, learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False
-    ) -> None:
-        self.learning_rate = check_float("learning_rate", learning_rate)
-        self.decay_steps = check_int("decay_steps", decay_steps)
-        self.decay_rate = check_float("decay_rate", decay_rate)
-        self.staircase = check_bool("staircase", staircase)
-
     def _value(self, t, xp):
-        p = _decay_exponent(t, self.decay_steps, self.staircase, xp)
-        return self.learning_rate * xp.exp(-self.decay_rate * p)
-
-    def bounds(self):
-        return (0.0, self.learning_rate)
+        return self.learning_rate * xp.exp(-self.decay_rate * self._exponent(t, xp))
 
 
 @register
-class InverseTimeDecay(Schedule):
+class InverseTimeDecay(_TFDecay):
     """``learning_rate / (1 + decay_rate * p)`` with ``p = t / decay_steps`` (floored if staircase).
 
     Origin: ``tf.compat.v1.train.inverse_time_decay``. ``s(0) = learning_rate``; decays like
@@ -99,17 +99,8 @@ class InverseTimeDecay(Schedule):
 
     name = "inverse_time_decay"
 
-    def __init__(
-        self, learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False
-    ) -> None:
-        self.learning_rate = check_float("learning_rate", learning_rate)
-        self.decay_steps = check_int("decay_steps", decay_steps)
-        self.decay_rate = check_float("decay_rate", decay_rate)
-        self.staircase = check_bool("staircase", staircase)
-
     def _value(self, t, xp):
-        p = _decay_exponent(t, self.decay_steps, self.staircase, xp)
-        return self.learning_rate / (1.0 + self.decay_rate * p)
+        return self.learning_rate / (1.0 + self.decay_rate * self._exponent(t, xp))
 
     def bounds(self):
         return (0.0, self.learning_rate)

@@ -1,0 +1,88 @@
+"""``stepsize lr-find EXPERIMENT [--variant NAME]``: the LR range test on an experiment's variant.
+
+It builds the variant's model (seeded), optimizer and training batches exactly as ``stepsize run``
+does, runs :func:`schedulers.range_test.lr_range_test` (the variant's schedules are not applied:
+the test drives ``lr`` itself), prints the suggestions and the curvature numbers (top Hessian
+eigenvalue L at the starting parameters, 1/L, 2/L), and saves the plot under
+``<logdir>/<experiment>/lr-find-<variant>.png``. Nothing is trained for keeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from runs.catalog import DEFAULT_EXPERIMENT
+from runs.config import load_experiment, make_optimizer
+from runs.data import load_dataset
+from runs.experiment import DEFAULT_LOGDIR, select_variants
+from runs.models import build_model
+from runs.trainer import epoch_batches
+from schedulers.range_test import lr_range_test
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``stepsize lr-find``."""
+    parser.add_argument(
+        "experiment", nargs="?", default=DEFAULT_EXPERIMENT, metavar="NAME|PATH.toml",
+        help=f"bundled experiment or TOML file (default: {DEFAULT_EXPERIMENT})",
+    )  # fmt: skip
+    parser.add_argument("--variant", help="variant to test (default: the first)")
+    parser.add_argument("--start-lr", type=float, default=1e-6, help="first rate (default 1e-6)")
+    parser.add_argument("--end-lr", type=float, default=10.0, help="last rate (default 10)")
+    parser.add_argument("--num-iter", type=int, default=100, help="updates (default 100)")
+    parser.add_argument("--sweep", default="exp", choices=("exp", "linear"))
+    parser.add_argument("--smoothing", type=float, default=0.98, help="EMA beta (default 0.98)")
+    parser.add_argument(
+        "--diverge-threshold", type=float, default=4.0,
+        help="stop when the smoothed loss exceeds this multiple of the best (default 4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--validation", action="store_true", help="record the test-split loss after each update"
+    )
+    parser.add_argument("--accuracy", action="store_true", help="also record accuracy")
+    parser.add_argument(
+        "--curvature-batches", type=int, default=1, help="batches for the Hessian (0: skip)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="model and batch-order seed")
+    parser.add_argument("--data-dir", help="folder holding MNIST / Fashion-MNIST / CIFAR-10 files")
+    parser.add_argument("--logdir", default=DEFAULT_LOGDIR, help=f"(default {DEFAULT_LOGDIR})")
+    parser.add_argument("--out", help="plot path (default <logdir>/<experiment>/lr-find-*.png)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the range test and print what it found."""
+    experiment = load_experiment(args.experiment)
+    variant = select_variants(experiment, args.variant).variants[0]
+    data = load_dataset(
+        variant.dataset["name"], data_dir=args.data_dir, normalize=variant.dataset["normalize"]
+    )
+    torch.manual_seed(args.seed)
+    options = {k: v for k, v in variant.model.items() if k != "name"}
+    model = build_model(variant.model["name"], data.input_shape, data.num_classes, **options)
+    optimizer = make_optimizer(variant.optimizer, model.parameters())
+    train_batches = list(epoch_batches(data, variant.train, args.seed, 0))
+    result = lr_range_test(
+        model,
+        optimizer,
+        F.cross_entropy,
+        train_batches,
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
+        num_iter=args.num_iter,
+        sweep=args.sweep,
+        smoothing=args.smoothing,
+        diverge_threshold=args.diverge_threshold,
+        val_data=[(data.test_x, data.test_y)] if args.validation else None,
+        accuracy=args.accuracy,
+        curvature_batches=args.curvature_batches,
+    )
+    out = Path(args.out or Path(args.logdir) / experiment.name / f"lr-find-{variant.name}.png")
+    result.plot(out)
+    print(f"{experiment.name} / {variant.name} ({variant.optimizer['name']})")
+    print(result.summary())
+    print(f"plot: {out}")
+    return 0
