@@ -89,6 +89,18 @@ class _CycleShape(Schedule):
         }
 
 
+def _momentum_range(base_momentum: float, max_momentum: float) -> tuple[float, float]:
+    """Validated ``(base_momentum, max_momentum)``: each in [0, 1], ``max >= base``."""
+    base = check_float("base_momentum", base_momentum, 0.0, 1.0)
+    top = check_float("max_momentum", max_momentum, 0.0, 1.0)
+    if top < base:
+        raise ValueError(
+            f"max_momentum must be >= base_momentum={base_momentum!r}, "
+            f"got max_momentum={max_momentum!r}"
+        )
+    return base, top
+
+
 @register
 class Cyclic(_CycleShape):
     """``base_lr + (max_lr - base_lr) * window(h) * scale`` (cyclical learning rate).
@@ -165,13 +177,7 @@ class CyclicMomentum(_CycleShape):
         gamma: float = 1.0,
         window: str = "triangular",
     ) -> None:
-        self.base_momentum = check_float("base_momentum", base_momentum, 0.0, 1.0)
-        self.max_momentum = check_float("max_momentum", max_momentum, 0.0, 1.0)
-        if self.max_momentum < self.base_momentum:
-            raise ValueError(
-                f"max_momentum must be >= base_momentum={base_momentum!r}, "
-                f"got max_momentum={max_momentum!r}"
-            )
+        self.base_momentum, self.max_momentum = _momentum_range(base_momentum, max_momentum)
         self._init_shape(step_size_up, step_size_down, mode, gamma, window)
 
     def _value(self, t, xp):
@@ -324,13 +330,7 @@ class OneCycleMomentum(_OneCyclePhases):
         max_momentum: float = 0.95,
         three_phase: bool = False,
     ) -> None:
-        self.base_momentum = check_float("base_momentum", base_momentum, 0.0, 1.0)
-        self.max_momentum = check_float("max_momentum", max_momentum, 0.0, 1.0)
-        if self.max_momentum < self.base_momentum:
-            raise ValueError(
-                f"max_momentum must be >= base_momentum={base_momentum!r}, "
-                f"got max_momentum={max_momentum!r}"
-            )
+        self.base_momentum, self.max_momentum = _momentum_range(base_momentum, max_momentum)
         self._init_phases(total_steps, pct_start, anneal_strategy, three_phase)
         self._table = self._phase_table(self.max_momentum, self.base_momentum, self.max_momentum)
 
