@@ -42,7 +42,45 @@ An experiment file, with every key (defaults in brackets)::
     [[variants]]                        # at least one
     name = "cosine"                     # letters, digits, - _ . +
     schedules = {lr = {...}}            # any of dataset, model, train, logging, optimizer,
-                                        # schedules: overrides of the common settings
+                                        # schedules: overrides of the common settings;
+    search = {lr = [0.01, 0.1]}         # and this variant's own grid (see [search])
+
+Optional sections of the catalogue's experiments:
+
+    reference = "what paper / framework this reproduces (markdown, shown in the README)"
+
+    [fallback]                          # used when --data-dir does not hold [dataset]'s files
+    dataset = {name = "mnist1d"}        # replaces [dataset]
+    model = {name = "mnist1d-cnn"}      # replaces [model]
+
+    [range_test]                        # an LR range test before training (runs.tuning);
+    variant = "fixed"                   # [the first]: whose model, optimizer and batches
+    start_lr = 1e-4                     # [1e-6]
+    end_lr = 10.0                       # [10]
+    num_iter = 200                      # [100]
+    curvature_batches = 1               # [1]: the top Hessian eigenvalue L at the start
+    # its numbers may be used in any optimizer or schedule value as "$NAME" or "F * $NAME":
+    # $clr_base_lr $clr_max_lr (Smith 2017) $valley $steepest $min/10 $safe_step (1/L)
+    # $edge_step (2/L), e.g. max_lr = "$clr_max_lr", lr = "0.5 * $edge_step"
+
+    [search]                            # a learning-rate grid search before training
+    lr = [0.01, 0.03, 0.1]              # the grid (a variant may give its own)
+    metric = "train_loss"               # [train_loss]: the final value that decides (lower is
+                                        # better; higher for accuracies)
+    seed = 0                            # [0]: the one seed of the search runs
+    train = {steps = 1000}              # overrides of [train] for the search runs
+
+    [report]                            # what the report adds (runs.report)
+    figure = "test_accuracy"            # the README's figure: an evaluation metric,
+                                        # "train_loss_per_step" or "schedules"
+    panels = ["logreg", "mlp"]          # one panel per prefix of variant names "<prefix>.<rest>"
+    max_step = 500                      # the figure's x-axis limit
+    reach = "fixed"                     # column: steps until the mean test accuracy first
+                                        # reaches that variant's final mean test accuracy
+    early_steps = 200                   # column: largest training loss of the first N updates
+    published = {source = "...", metric = "test_accuracy", values = {logreg = 0.32}}
+                                        # column: the published number for a variant (by name
+                                        # or prefix)
 
 Merging: a variant's tables are merged key by key over the common ones, and the ``[quick]``
 tables over both. A variant's ``optimizer`` table is merged over the common optimizer when it
@@ -62,6 +100,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -153,14 +192,24 @@ class Experiment:
     seeds: tuple[int, ...]
     variants: tuple[Variant, ...]
     source: str
+    reference: str = ""
+    range_test: dict | None = None  # resolved [range_test] settings, or None
+    search: dict | None = None  # resolved [search]: metric, seed, train, grids per variant
+    report: dict = dataclasses.field(default_factory=dict)
+    fallback_used: bool = False  # [fallback] replaced [dataset] and [model]
 
     def to_dict(self) -> dict:
         return {
             "name": self.name,
             "description": self.description,
             "runtime": self.runtime,
+            "reference": self.reference,
             "seeds": list(self.seeds),
             "source": self.source,
+            "fallback_used": self.fallback_used,
+            "range_test": self.range_test,
+            "search": self.search,
+            "report": self.report,
             "variants": [v.to_dict() for v in self.variants],
         }
 
@@ -185,6 +234,66 @@ def _text(value: Any) -> str | None:
 
 def _one_of(*allowed: str) -> Checker:
     return lambda value: None if value in allowed else "one of " + ", ".join(map(repr, allowed))
+
+
+def _non_negative_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else "an integer >= 0"
+
+
+def _positive_number(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+    return None if ok else "a positive finite number"
+
+
+def _unit_interval(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+    return None if ok else "a number in [0, 1)"
+
+
+def _above_one(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 1 < value < math.inf
+    return None if ok else "a finite number > 1"
+
+
+def _at_least_two(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 2
+    return None if ok else "an integer >= 2"
+
+
+def _table(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "a table"
+
+
+def _lr_grid(value: Any) -> str | None:
+    ok = isinstance(value, list) and value and all(_positive_number(v) is None for v in value)
+    ok = ok and len(set(value)) == len(value)
+    return None if ok else "a non-empty list of distinct positive learning rates"
+
+
+def _names(value: Any) -> str | None:
+    ok = isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)
+    return None if ok else "a non-empty list of names"
+
+
+def _figure(value: Any) -> str | None:
+    from runs.report import README_FIGURES
+
+    return _one_of(*README_FIGURES)(value)
+
+
+def _published(value: Any) -> str | None:
+    allowed = (
+        '{source = "...", metric = "test_accuracy", values = {name = number, ...}}; '
+        "metric one of " + ", ".join(EVAL_METRIC_NAMES)
+    )
+    if not isinstance(value, dict) or set(value) != {"source", "metric", "values"}:
+        return allowed
+    values = value["values"]
+    ok = isinstance(value["source"], str) and value["metric"] in EVAL_METRIC_NAMES
+    ok = ok and isinstance(values, dict) and values
+    ok = ok and all(_positive_number(v) is None or v == 0 for v in values.values())
+    return None if ok else allowed
 
 
 def _positive_int_or_epoch(value: Any) -> str | None:
@@ -229,12 +338,65 @@ LOGGING_FIELDS: dict[str, Checker] = {
     "checkpoint_every": _positive_int,
 }
 LOGGING_DEFAULTS = {"flush_every": 50, "stats_every": 10, "checkpoint_every": 500}
+EVAL_METRIC_NAMES = ("test_accuracy", "test_loss", "train_loss", "train_accuracy")
+FALLBACK_FIELDS: dict[str, Checker] = {"dataset": _table, "model": _table}
+RANGE_TEST_FIELDS: dict[str, Checker] = {
+    "variant": _text,
+    "start_lr": _positive_number,
+    "end_lr": _positive_number,
+    "num_iter": _at_least_two,
+    "sweep": _one_of("exp", "linear"),
+    "smoothing": _unit_interval,
+    "diverge_threshold": _above_one,
+    "curvature_batches": _non_negative_int,
+    "seed": _non_negative_int,
+}
+RANGE_TEST_DEFAULTS = {
+    "start_lr": 1e-6,
+    "end_lr": 10.0,
+    "num_iter": 100,
+    "sweep": "exp",
+    "smoothing": 0.98,
+    "diverge_threshold": 4.0,
+    "curvature_batches": 1,
+    "seed": 0,
+}
+SEARCH_FIELDS: dict[str, Checker] = {
+    "lr": _lr_grid,
+    "metric": _one_of(*EVAL_METRIC_NAMES),
+    "seed": _non_negative_int,
+    "train": _table,
+}
+SEARCH_DEFAULTS = {"metric": "train_loss", "seed": 0, "train": {}}
+REPORT_FIELDS: dict[str, Checker] = {
+    "figure": _figure,
+    "panels": _names,
+    "max_step": _positive_int,
+    "reach": _text,
+    "early_steps": _positive_int,
+    "published": _published,
+}
 DATASET_FIELDS: dict[str, Checker] = {"name": _text, "normalize": _boolean}
 DATASET_DEFAULTS = {"normalize": True}
 SECTIONS = ("dataset", "model", "train", "logging", "optimizer", "schedules")
-TOP_KEYS = ("name", "description", "runtime", "seeds", *SECTIONS, "quick", "variants")
-QUICK_KEYS = ("seeds", "dataset", "model", "train", "logging")
-VARIANT_KEYS = ("name", *SECTIONS)
+STAGES = ("fallback", "range_test", "search", "report")
+TOP_KEYS = ("name", "description", "runtime", "reference", "seeds", *SECTIONS, *STAGES)
+TOP_KEYS = (*TOP_KEYS, "quick", "variants")
+QUICK_KEYS = ("seeds", "dataset", "model", "train", "logging", "range_test", "search")
+VARIANT_KEYS = ("name", *SECTIONS, "search")
+
+# The numbers an LR range test gives to "$NAME" references, with the consistent stand-ins used to
+# validate a file before the test has run (a schedule's own checks see plausible values).
+RANGE_TEST_VALUES = {
+    "clr_base_lr": 1e-3,
+    "clr_max_lr": 1e-2,
+    "valley": 1e-3,
+    "steepest": 1e-3,
+    "min/10": 1e-3,
+    "safe_step": 1e-2,
+    "edge_step": 2e-2,
+}
+_REFERENCE = re.compile(r"^\s*(?:(?P<factor>[-+0-9.eE]+)\s*\*\s*)?\$(?P<name>[a-z_/0-9]+)\s*$")
 
 
 class _Problems:
@@ -339,16 +501,18 @@ def _validate_optimizer(
             ok = False
     if not ok:
         return False
-    # Each hyperparameter alone first, so that a rejected value is reported where it was written;
-    # then all together (some checks involve several).
+    combined = _rejection(spec)
+    if combined is None:
+        return True
+    # Rejected: each hyperparameter alone, so that a bad value is reported where it was written;
+    # when none is bad alone, the combination is (e.g. nesterov without momentum).
     for key in spec:
         if key != "name" and (err := _rejection({"name": name, key: spec[key]})) is not None:
             problems.add(where[key], f"{name} rejects {key}={spec[key]!r}: {err}")
             ok = False
-    if ok and (err := _rejection(spec)) is not None:
-        problems.add(location, f"{name} rejects these hyperparameters: {err}")
-        ok = False
-    return ok
+    if ok:
+        problems.add(location, f"{name} rejects these hyperparameters: {combined}")
+    return False
 
 
 def _rejection(spec: dict) -> str | None:
@@ -467,8 +631,159 @@ def _check_names(dataset: Any, model: Any, location: str, problems: _Problems) -
             )
 
 
+def _substitute(
+    value: Any, values: Mapping[str, float | None] | None, location: str, problems: _Problems
+) -> Any:
+    """``value`` with every ``"$NAME"`` / ``"F * $NAME"`` string replaced by ``F * values[NAME]``
+    (the LR range test's numbers, see :data:`RANGE_TEST_VALUES`)."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, values, _join(location, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values, f"{location}[{i}]", problems) for i, v in enumerate(value)]
+    if not (isinstance(value, str) and "$" in value):
+        return value
+    allowed = ", ".join("$" + n for n in RANGE_TEST_VALUES)
+    match = _REFERENCE.match(value)
+    if match is None:
+        problems.add(location, f'must be "$NAME" or "FACTOR * $NAME" ({allowed}), got {value!r}')
+        return value
+    name, factor = match["name"], match["factor"]
+    if values is None:
+        problems.add(location, f"{value!r} needs an LR range test: add a [range_test] section")
+        return value
+    if name not in RANGE_TEST_VALUES:
+        problems.add(location, f"unknown reference ${name} in {value!r}; allowed: {allowed}")
+        return value
+    try:
+        scale = 1.0 if factor is None else float(factor)
+    except ValueError:
+        problems.add(location, f'bad factor {factor!r} in {value!r}; write e.g. "0.5 * ${name}"')
+        return value
+    if values.get(name) is None:
+        problems.add(location, f"${name} is unavailable: the LR range test did not produce it")
+        return value
+    return scale * float(values[name])
+
+
+def _with_references(
+    raw: dict, values: Mapping[str, float | None] | None, problems: _Problems
+) -> dict:
+    """The document with references substituted in every optimizer and schedules table."""
+    raw = dict(raw)
+    for section in ("optimizer", "schedules"):
+        if isinstance(raw.get(section), dict):
+            raw[section] = _substitute(raw[section], values, section, problems)
+    if isinstance(raw.get("variants"), list):
+        variants = []
+        for index, variant in enumerate(raw["variants"]):
+            if isinstance(variant, dict):
+                variant = dict(variant)
+                for section in ("optimizer", "schedules"):
+                    if isinstance(variant.get(section), dict):
+                        location = f"variants[{index}].{section}"
+                        variant[section] = _substitute(variant[section], values, location, problems)
+            variants.append(variant)
+        raw["variants"] = variants
+    return raw
+
+
+def _apply_fallback(raw: dict, data_dir: str | None, problems: _Problems) -> tuple[dict, bool]:
+    """``[fallback]``'s dataset and model replace the common ones when ``data_dir`` does not hold
+    the common dataset's files."""
+    if "fallback" not in raw:
+        return raw, False
+    fallback = _check_table(raw["fallback"], "fallback", FALLBACK_FIELDS, problems)
+    dataset = raw.get("dataset")
+    primary = dataset.get("name") if isinstance(dataset, dict) else None
+    from runs.data import dataset_available
+
+    if not isinstance(primary, str) or dataset_available(primary, data_dir):
+        return raw, False
+    return {**raw, **{k: fallback[k] for k in ("dataset", "model") if k in fallback}}, True
+
+
+def _stage(
+    raw: dict,
+    quick_table: dict,
+    quick: bool,
+    key: str,
+    fields: Mapping[str, Checker],
+    defaults: dict,
+    problems: _Problems,
+) -> dict | None:
+    """A stage table (``range_test``, ``search``) with its ``[quick]`` overrides and defaults."""
+    if key not in raw:
+        if key in quick_table:
+            problems.add(_join("quick", key), f"overrides a [{key}] section the file does not have")
+        return None
+    table = dict(_check_table(raw[key], key, fields, problems))
+    over = _check_table(quick_table.get(key, {}), _join("quick", key), fields, problems)
+    if quick:
+        for name, value in over.items():
+            merged = isinstance(value, dict) and isinstance(table.get(name), dict)
+            table[name] = {**table[name], **value} if merged else value
+    return {**defaults, **table}
+
+
+def _resolve_range_test(table: dict | None, variants: list[Variant], problems: _Problems) -> None:
+    if table is None:
+        return
+    names = [v.name for v in variants]
+    table.setdefault("variant", names[0] if names else None)
+    if names and table["variant"] not in names:
+        problems.add(
+            "range_test.variant",
+            f"unknown variant {table['variant']!r}; allowed: {', '.join(names)}",
+        )
+    if table["start_lr"] >= table["end_lr"]:
+        problems.add(
+            "range_test",
+            f"start_lr must be below end_lr, got start_lr="
+            f"{table['start_lr']!r}, end_lr={table['end_lr']!r}",
+        )
+
+
+def _resolve_search(
+    table: dict | None, raw_variants: list, variants: list[Variant], problems: _Problems
+) -> None:
+    if table is None:
+        for index, raw in enumerate(raw_variants):
+            if isinstance(raw, dict) and "search" in raw:
+                problems.add(f"variants[{index}].search", "needs a [search] section")
+        return
+    _check_table(table["train"], "search.train", TRAIN_FIELDS, problems)
+    grids = {}
+    for index, raw in enumerate(raw_variants):
+        if not isinstance(raw, dict) or index >= len(variants):
+            continue
+        location = f"variants[{index}].search"
+        own = _check_table(raw.get("search", {}), location, {"lr": _lr_grid}, problems)
+        grid = own.get("lr", table.get("lr"))
+        if grid is None:
+            problems.add(location, "no learning-rate grid: give search.lr here or in [search]")
+        if "lr" in variants[index].schedules:
+            problems.add(location, "the lr of a variant with an lr schedule cannot be searched")
+        grids[variants[index].name] = grid
+    table["grids"] = grids
+    table.pop("lr", None)
+
+
+def _resolve_report(table: dict, variants: list[Variant], problems: _Problems) -> None:
+    names = [v.name for v in variants]
+    if "reach" in table and table["reach"] not in names:
+        problems.add(
+            "report.reach", f"unknown variant {table['reach']!r}; allowed: {', '.join(names)}"
+        )
+
+
 def parse_experiment(
-    raw: dict, source: str, *, quick: bool = False, seeds: int | None = None
+    raw: dict,
+    source: str,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    data_dir: str | None = None,
+    derived: Mapping[str, float | None] | None = None,
 ) -> Experiment:
     """Validates a parsed TOML document completely and resolves its variants.
 
@@ -477,13 +792,16 @@ def parse_experiment(
         source: the file it came from (named in errors and recorded in results).
         quick: apply the ``[quick]`` overrides.
         seeds: override the seeds with ``0..seeds-1``.
+        data_dir: where datasets are read from; decides whether ``[fallback]`` applies.
+        derived: the LR range test's numbers for ``"$NAME"`` references (None: the stand-ins of
+            :data:`RANGE_TEST_VALUES`, to validate the file before the test has run).
 
     Raises:
         ValueError: listing every problem with its location.
     """
     problems = _Problems()
     _check_unknown(raw, "", TOP_KEYS, problems)
-    for key in ("name", "description", "runtime"):
+    for key in ("name", "description", "runtime", "reference"):
         if key in raw and not isinstance(raw[key], str):
             problems.add(key, f"must be a string, got {raw[key]!r}")
     name = raw.get("name", Path(source).stem)
@@ -491,6 +809,9 @@ def parse_experiment(
         problems.add(
             "name", f"must be letters, digits and - _ . + (it names a folder), got {name!r}"
         )
+    raw, fallback_used = _apply_fallback(raw, data_dir, problems)
+    values = derived if derived is not None else RANGE_TEST_VALUES if "range_test" in raw else None
+    raw = _with_references(raw, values, problems)
     common = {}
     for section, fields in (
         ("dataset", DATASET_FIELDS),
@@ -557,6 +878,14 @@ def parse_experiment(
     names = [v.name for v in variants]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.add("variants", f"variant name {dup!r} is used more than once")
+    range_test = _stage(
+        raw, quick_table, quick, "range_test", RANGE_TEST_FIELDS, RANGE_TEST_DEFAULTS, problems
+    )
+    _resolve_range_test(range_test, variants, problems)
+    search = _stage(raw, quick_table, quick, "search", SEARCH_FIELDS, SEARCH_DEFAULTS, problems)
+    _resolve_search(search, raw_variants, variants, problems)
+    report = dict(_check_table(raw.get("report", {}), "report", REPORT_FIELDS, problems))
+    _resolve_report(report, variants, problems)
     problems.raise_if_any(source)
     return Experiment(
         name=name,
@@ -565,12 +894,23 @@ def parse_experiment(
         seeds=resolved_seeds,
         variants=tuple(variants),
         source=source,
+        reference=raw.get("reference", ""),
+        range_test=range_test,
+        search=search,
+        report=report,
+        fallback_used=fallback_used,
     )
 
 
 def bundled_experiments() -> dict[str, Path]:
-    """The experiments shipped in ``runs/experiments``, by name (the file's stem)."""
-    return {path.stem: path for path in sorted(EXPERIMENTS_DIR.glob("*.toml"))}
+    """The experiments shipped in ``runs/experiments``, by name: TOML files by their stem, Python
+    modules (experiments that are not training runs, see ``runs.study``) by their stem with
+    ``-`` for ``_``."""
+    found = {path.stem: path for path in EXPERIMENTS_DIR.glob("*.toml")}
+    for path in EXPERIMENTS_DIR.glob("*.py"):
+        if not path.stem.startswith("_"):
+            found[path.stem.replace("_", "-")] = path
+    return dict(sorted(found.items()))
 
 
 def find_experiment(name_or_path: str) -> Path:
@@ -590,12 +930,22 @@ def find_experiment(name_or_path: str) -> Path:
 
 
 def load_experiment(
-    name_or_path: str, *, quick: bool = False, seeds: int | None = None
+    name_or_path: str,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    data_dir: str | None = None,
+    derived: Mapping[str, float | None] | None = None,
 ) -> Experiment:
-    """Reads, validates and resolves an experiment (a bundled name or a TOML path)."""
+    """Reads, validates and resolves a TOML experiment (a bundled name or a path); the keyword
+    arguments are those of :func:`parse_experiment`."""
     path = find_experiment(name_or_path)
+    if path.suffix != ".toml":
+        raise ValueError(f"{name_or_path!r} is not a TOML experiment (runs.study runs it)")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML: {err}") from None
-    return parse_experiment(raw, str(path), quick=quick, seeds=seeds)
+    return parse_experiment(
+        raw, str(path), quick=quick, seeds=seeds, data_dir=data_dir, derived=derived
+    )

@@ -205,6 +205,19 @@ def expected_files(name: str) -> tuple[str, ...]:
     return _CIFAR10_FILES if name == "cifar10" else _IDX_FILES
 
 
+def dataset_available(name: str, data_dir: str | os.PathLike | None) -> bool:
+    """Whether ``load_dataset(name, data_dir=data_dir)`` would find its data: MNIST-1D is always
+    available (generated locally); the others when ``data_dir`` holds their files. An unknown
+    name counts as available, so that loading it reports the error."""
+    if name == "mnist1d" or name not in DATASETS:
+        return True
+    try:
+        find_dataset_files(name, data_dir)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def find_dataset_files(name: str, data_dir: str | os.PathLike | None) -> tuple[Path, list[Path]]:
     """Locate a dataset's files: returns the folder and the paths, in ``expected_files`` order.
 

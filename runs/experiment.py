@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from runs import checkpoint as ckpt
+from runs import tuning
 from runs.catalog import DEFAULT_EXPERIMENT
-from runs.config import Experiment, load_experiment
+from runs.config import Experiment, find_experiment, load_experiment
 
 DEFAULT_LOGDIR = "stepsize-logs"
 
@@ -53,6 +57,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--variants", metavar="A,B", help="only these variants (comma-separated)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_study_command(args: argparse.Namespace) -> int:
+    """``stepsize run`` of an experiment that is not a training run (``runs.study``)."""
+    from runs.study import run_study
+
+    for option in ("variants", "data_dir"):
+        if getattr(args, option):
+            raise ValueError(f"--{option.replace('_', '-')} does not apply to {args.experiment}")
+    root = run_study(
+        args.experiment, quick=args.quick, seeds=args.seeds, logdir=args.logdir,
+        threads=args.threads,
+    )  # fmt: skip
+    print((root / "summary.md").read_text())
+    print(f"results: {root / 'summary.md'}, {root / 'summary.json'}, figures in {root / 'figures'}")
+    return 0
 
 
 def select_variants(experiment: Experiment, names: str | None) -> Experiment:
@@ -93,23 +113,6 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
         raise ValueError(f"{experiment.source}: " + "; ".join(problems))
 
 
-def check_run_dirs(experiment: Experiment, root: Path) -> None:
-    """Refuses to mix configurations: an existing run folder must hold this variant and seed."""
-    from runs.parallel import run_dir_of
-
-    for variant in experiment.variants:
-        for seed in experiment.seeds:
-            run_dir = Path(run_dir_of(root, variant.name, seed))
-            result = ckpt.load_result(run_dir)
-            state = None if result else ckpt.load_checkpoint(run_dir)
-            found = (result or state or {}).get("fingerprint")
-            if found is not None and found != variant.fingerprint(seed):
-                raise ValueError(
-                    f"{run_dir} holds a run of another configuration of {variant.name!r}; "
-                    "delete that folder or choose another --logdir"
-                )
-
-
 def run(args: argparse.Namespace) -> int:
     from runs import parallel
     from runs.report import write_report
@@ -119,11 +122,21 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value < 1:
             raise ValueError(f"--{option} must be a positive integer, got {value}")
-    experiment = load_experiment(args.experiment, quick=args.quick, seeds=args.seeds)
-    experiment = select_variants(experiment, args.variants)
+    if find_experiment(args.experiment).suffix == ".py":
+        return run_study_command(args)
+    started = time.perf_counter()
+    load = functools.partial(
+        load_experiment, args.experiment, quick=args.quick, seeds=args.seeds, data_dir=args.data_dir
+    )
+    experiment = select_variants(load(), args.variants)
     preflight(experiment, args.data_dir)
     root = Path(args.logdir) / (experiment.name + ("-quick" if args.quick else ""))
-    check_run_dirs(experiment, root)
+    if experiment.fallback_used:
+        print(
+            f"{experiment.name}: the data directory does not hold the dataset; running the "
+            f"[fallback]: {experiment.variants[0].dataset['name']}, "
+            f"{experiment.variants[0].model['name']}"
+        )
 
     dist = parallel.init_distributed(args.device)
     device = args.device
@@ -141,14 +154,46 @@ def run(args: argparse.Namespace) -> int:
         write_layout(root, hyper_keys)
     parallel.barrier(dist)
 
+    settings = parallel.Settings(
+        data_dir=args.data_dir, device=device, threads=args.threads, quiet=args.quiet
+    )
+    if experiment.range_test is not None:
+        derived = tuning.run_range_test(experiment, root, args.data_dir, device)
+        experiment = select_variants(load(derived=derived), args.variants)
+        if rank0:
+            print(
+                f"LR range test on {experiment.range_test['variant']}: "
+                + ", ".join(
+                    f"{name} = {value:.4g}" for name, value in derived.items() if value is not None
+                )
+            )
+    if experiment.search is not None:
+
+        def search_tasks(tasks) -> None:
+            if rank0:
+                print(f"learning-rate search: {len(tasks)} runs of one seed")
+            parallel.run_all(
+                tasks, dataclasses.replace(settings, quiet=True), jobs=args.jobs, dist=dist
+            )
+
+        chosen = tuning.run_search(experiment, root, search_tasks)
+        variants = tuple(
+            dataclasses.replace(v, optimizer={**v.optimizer, "lr": chosen[v.name]})
+            for v in experiment.variants
+        )
+        experiment = dataclasses.replace(experiment, variants=variants)
+        if rank0:
+            print("chosen learning rates: " + ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
+
     tasks, done = [], 0
     for variant in experiment.variants:
         for seed in experiment.seeds:
             task = parallel.Task(variant, seed, parallel.run_dir_of(root, variant.name, seed))
-            if ckpt.load_result(task.run_dir) is None:
-                tasks.append(task)
-            else:
-                done += 1
+            tasks.append(task)
+    tuning.check_task_dirs(tasks)
+    finished = [t for t in tasks if ckpt.load_result(t.run_dir) is not None]
+    tasks = [t for t in tasks if t not in finished]
+    done = len(finished)
     total = done + len(tasks)
     if rank0 and done:
         print(f"{done} of {total} runs already finished in {root}; running the other {len(tasks)}")
@@ -170,12 +215,12 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    settings = parallel.Settings(
-        data_dir=args.data_dir, device=device, threads=args.threads, quiet=args.quiet
-    )
     parallel.run_all(tasks, settings, jobs=args.jobs, dist=dist, on_done=report_progress)
     parallel.barrier(dist)
     if rank0:
+        meta = json.loads((root / "experiment.json").read_text())
+        meta["wall_time_s"] = time.perf_counter() - started  # this invocation, search included
+        ckpt.save_json(root / "experiment.json", meta)
         table, figures = write_report(root)
         print()
         print(table)

@@ -12,16 +12,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 from runs.catalog import DEFAULT_EXPERIMENT
-from runs.config import load_experiment, make_optimizer
+from runs.config import load_experiment
 from runs.data import load_dataset
 from runs.experiment import DEFAULT_LOGDIR, select_variants
-from runs.models import build_model
-from runs.trainer import epoch_batches
-from schedulers.range_test import lr_range_test
+from runs.tuning import range_test_on_variant
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,21 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the range test and print what it found."""
-    experiment = load_experiment(args.experiment)
+    experiment = load_experiment(args.experiment, data_dir=args.data_dir)
     variant = select_variants(experiment, args.variant).variants[0]
     data = load_dataset(
         variant.dataset["name"], data_dir=args.data_dir, normalize=variant.dataset["normalize"]
     )
-    torch.manual_seed(args.seed)
-    options = {k: v for k, v in variant.model.items() if k != "name"}
-    model = build_model(variant.model["name"], data.input_shape, data.num_classes, **options)
-    optimizer = make_optimizer(variant.optimizer, model.parameters())
-    train_batches = list(epoch_batches(data, variant.train, args.seed, 0))
-    result = lr_range_test(
-        model,
-        optimizer,
-        F.cross_entropy,
-        train_batches,
+    result = range_test_on_variant(
+        variant,
+        data,
+        args.seed,
         start_lr=args.start_lr,
         end_lr=args.end_lr,
         num_iter=args.num_iter,

@@ -31,6 +31,9 @@ from runs.checkpoint import RESULT, save_json, save_text
 from runs.tensorboard import EVAL_METRICS
 
 TABLE_METRICS = ("test_accuracy", "test_loss", "train_loss", "train_accuracy")
+# What ``[report] figure`` may name: the figure the README shows for the experiment.
+README_FIGURES = (*EVAL_METRICS, "train_loss_per_step", "schedules")
+README_FIGURE = "readme.png"
 METRIC_LABELS = {
     "test_accuracy": "test accuracy",
     "test_loss": "test loss",
@@ -107,22 +110,122 @@ def variant_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def markdown_table(results: Sequence[dict[str, Any]]) -> str:
-    """The results table: one row per variant, mean ± std over seeds (accuracies in %)."""
-    header = ["variant", "seeds", *(f"final {METRIC_LABELS[m]}" for m in TABLE_METRICS)]
-    lines = ["| " + " | ".join([*header, "time (s)", "status"]) + " |"]
-    lines.append("|" + "---|" * (len(header) + 2))
-    for row in variant_rows(results):
+def _prefix(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def _published_cell(variant: str, published: dict | None) -> str | None:
+    if not published:
+        return None
+    value = published["values"].get(variant, published["values"].get(_prefix(variant)))
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}" if published["metric"].endswith("accuracy") else f"{value:.4g}"
+
+
+def steps_to_reach(runs: Sequence[dict[str, Any]], target: float) -> int | None:
+    """The first evaluation step at which the mean test accuracy over ``runs`` is >= ``target``
+    (None if never)."""
+    steps, mean, _ = _series_band(runs, _eval_series("test_accuracy"))
+    reached = np.nonzero(mean >= target)[0]
+    return int(steps[reached[0]]) if len(reached) else None
+
+
+def early_max_loss(runs: Sequence[dict[str, Any]], early_steps: int) -> float:
+    """Mean over ``runs`` of the largest training loss of the first ``early_steps`` updates
+    (inf when a run's loss was not finite there)."""
+    peaks = []
+    for r in runs:
+        h = r["history"]["train_loss"]
+        values = [v for s, v in zip(h["step"], h["value"]) if s < early_steps]
+        finite = all(v is not None and math.isfinite(v) for v in values)
+        peaks.append(max(values) if values and finite else math.inf)
+    return float(np.mean(peaks))
+
+
+def _learning_rate(config: dict[str, Any]) -> float | str | None:
+    """A variant's learning rate for the table: the optimizer's, a constant schedule's value, or
+    "scheduled"."""
+    schedule = config.get("schedules", {}).get("lr")
+    if schedule is None:
+        return config.get("optimizer", {}).get("lr")
+    return schedule["value"] if schedule.get("name") == "constant" else "scheduled"
+
+
+def _eval_series(metric: str):
+    return lambda r: (r["history"]["eval"]["step"], r["history"]["eval"][metric])
+
+
+def markdown_table(results: Sequence[dict[str, Any]], report: dict | None = None) -> str:
+    """The results table: one row per variant, mean ± std over seeds (accuracies in %), with the
+    columns ``report`` asks for (see ``runs.config``: ``reach``, ``early_steps``,
+    ``published``) and the learning rate when the variants differ in it."""
+    report = report or {}
+    rows = variant_rows(results)
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_variant.setdefault(r["variant"], []).append(r)
+    lrs = {name: _learning_rate(runs[0].get("config", {})) for name, runs in by_variant.items()}
+    show_lr = len({v for v in lrs.values() if v is not None}) > 1
+    target = None
+    if report.get("reach") in by_variant:
+        finished = [r for r in by_variant[report["reach"]] if r["status"] == "finished"]
+        if finished:
+            target = float(np.mean([r["final"]["test_accuracy"] for r in finished]))
+    published = report.get("published")
+    header = ["variant", "seeds"] + (["lr"] if show_lr else [])
+    header += [f"final {METRIC_LABELS[m]}" for m in TABLE_METRICS]
+    if target is not None:
+        header.append(f"steps to {100 * target:.2f}% ({report['reach']}'s final)")
+    if report.get("early_steps"):
+        header.append(f"max train loss, first {report['early_steps']} steps")
+    if published:
+        header.append(f"published {METRIC_LABELS[published['metric']]}")
+    header += ["time (s)", "status"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
         cells = [row["variant"], str(len(row["seeds"]))]
+        if show_lr:
+            lr = lrs.get(row["variant"])
+            cells.append("-" if lr is None else lr if isinstance(lr, str) else f"{lr:.3g}")
         for m in TABLE_METRICS:
             stat = row["final"][m]
             cells.append(_fmt(m, stat["mean"], stat["std"]) if stat["mean"] is not None else "-")
+        if target is not None:
+            reached = steps_to_reach(by_variant[row["variant"]], target)
+            cells.append(str(reached) if reached is not None else "not reached")
+        if report.get("early_steps"):
+            peak = early_max_loss(by_variant[row["variant"]], report["early_steps"])
+            cells.append(f"{peak:.3f}" if math.isfinite(peak) else "diverged")
+        if published:
+            cells.append(_published_cell(row["variant"], published))
         status = "ok"
         if row["diverged"]:
             status = "diverged: " + ", ".join(
                 f"seed {d['seed']} at step {d['step']} (loss {d['value']})" for d in row["diverged"]
             )
         cells += [f"{row['wall_time_s']:.1f}", status]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def search_table(search: dict[str, Any]) -> str:
+    """The grid search: per variant, the final metric at each rate tried; the chosen in bold."""
+    metric = search["metric"]
+    rates = sorted({row["lr"] for rows in search["grid"].values() for row in rows})
+    header = ["variant", *(f"lr {lr:g}" for lr in rates)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant, rows in search["grid"].items():
+        by_lr = {row["lr"]: row for row in rows}
+        cells = [variant]
+        for lr in rates:
+            row = by_lr.get(lr)
+            if row is None:
+                cells.append("")
+                continue
+            value = row["value"]
+            text = "diverged" if row["status"] != "finished" else _fmt(metric, value, None)
+            cells.append(f"**{text}**" if lr == search["chosen"][variant] else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -162,6 +265,49 @@ def _smooth(values: Sequence[float], window: int) -> list[float]:
     return [float("nan")] * (window - 1) + out.tolist()
 
 
+def _train_loss_series(r: dict[str, Any]):
+    """The training loss per update, as a moving average over ~1% of the run."""
+    h = r["history"]["train_loss"]
+    window = max(1, len(h["value"]) // 100)
+    return h["step"], _smooth(h["value"], window)
+
+
+def _series(name: str):
+    """``(getter, y label, log scale)`` of a figure name of :data:`README_FIGURES`."""
+    if name == "train_loss_per_step":
+        return _train_loss_series, "train loss (moving average)", True
+    return _eval_series(name), METRIC_LABELS[name], name.endswith("loss")
+
+
+def _plot_bands(ax, by_variant: dict[str, list[dict[str, Any]]], get, label=lambda v: v) -> None:
+    """Each variant's mean over seeds as a line, mean ± std shaded."""
+    for variant, runs in by_variant.items():
+        steps, mean, std = _series_band(runs, get)
+        if len(steps) == 0:
+            continue
+        (line,) = ax.plot(steps, mean, label=label(variant))
+        if len(runs) > 1:
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from runs.checkpoint import atomic_write
+
+    fig.tight_layout()
+    atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def _group(results: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_variant.setdefault(r["variant"], []).append(r)
+    return by_variant
+
+
 def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) -> list[Path]:
     """PNG figures: each evaluation metric and the training loss against steps (mean line and
     mean ± std band over seeds, every variant overlaid), and the schedules used."""
@@ -170,47 +316,20 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    by_variant: dict[str, list[dict[str, Any]]] = {}
-    for r in results:
-        by_variant.setdefault(r["variant"], []).append(r)
+    by_variant = _group(results)
     written = []
-
-    def one_figure(name: str, ylabel: str, get, log_y: bool = False) -> None:
+    for name in (*EVAL_METRICS, "train_loss_per_step"):
+        get, ylabel, log_y = _series(name)
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for variant, runs in by_variant.items():
-            steps, mean, std = _series_band(runs, get)
-            if len(steps) == 0:
-                continue
-            (line,) = ax.plot(steps, mean, label=variant)
-            if len(runs) > 1:
-                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        _plot_bands(ax, by_variant, get)
         ax.set_xlabel("step (updates)")
         ax.set_ylabel(ylabel)
-        if log_y:
+        if log_y and name == "train_loss_per_step":
             ax.set_yscale("log")
         ax.set_title(f"{title}: {ylabel}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-        fig.tight_layout()
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-
-    for metric in EVAL_METRICS:
-        one_figure(
-            metric,
-            METRIC_LABELS[metric],
-            lambda r, m=metric: (r["history"]["eval"]["step"], r["history"]["eval"][m]),
-        )
-
-    def train_loss(r):
-        h = r["history"]["train_loss"]
-        window = max(1, len(h["value"]) // 100)
-        return h["step"], _smooth(h["value"], window)
-
-    one_figure("train_loss_per_step", "train loss (moving average)", train_loss, log_y=True)
+        written.append(_save(fig, out_dir / f"{name}.png"))
 
     keys = sorted({tag for r in results for tag in r["history"]["hyper"]})
     if keys:
@@ -225,29 +344,175 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
         axes[0, 0].set_title(f"{title}: schedules used")
         axes[-1, 0].set_xlabel("step (updates)")
         axes[0, 0].legend(fontsize="small")
-        fig.tight_layout()
-        path = out_dir / "schedules.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / "schedules.png"))
     return written
+
+
+def readme_figure(
+    results: Sequence[dict[str, Any]], out_dir: Path, title: str, report: dict[str, Any]
+) -> Path:
+    """``figures/readme.png``: the figure ``[report] figure`` names (default: test accuracy),
+    one panel per ``[report] panels`` prefix, the x-axis cut at ``max_step``."""
+    import shutil
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name = report.get("figure", "test_accuracy")
+    path = out_dir / README_FIGURE
+    if name == "schedules":
+        shutil.copyfile(out_dir / "schedules.png", path)
+        return path
+    get, ylabel, log_y = _series(name)
+    by_variant = _group(results)
+    panels = report.get("panels") or [None]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.6 * len(panels) + 2.4 * (len(panels) == 1), 4.5), squeeze=False
+    )
+    for ax, panel in zip(axes[0], panels):
+        chosen = {v: runs for v, runs in by_variant.items() if panel is None or _prefix(v) == panel}
+        label = (lambda v: v) if panel is None else (lambda v: v.split(".", 1)[-1])
+        _plot_bands(ax, chosen, get, label)
+        ax.set_title(f"{title}" if panel is None else f"{title}: {panel}")
+        ax.set_xlabel("step (updates)")
+        if log_y:
+            ax.set_yscale("log")
+        if "max_step" in report:
+            ax.set_xlim(0, report["max_step"])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[0, 0].set_ylabel(ylabel)
+    return _save(fig, path)
+
+
+def range_test_line(root: Path) -> str:
+    """One sentence on the range test the experiment ran (``range_test.json``), or ''."""
+    path = root / "range_test.json"
+    if not path.is_file():
+        return ""
+    saved = json.loads(path.read_text())
+    values, settings = saved["values"], saved["settings"]
+    parts = [f"{k} = {v:.4g}" for k, v in values.items() if v is not None]
+    return (
+        f"LR range test on `{settings['variant']}` ({settings['num_iter']} updates, lr "
+        f"{settings['start_lr']:g} to {settings['end_lr']:g}): " + ", ".join(parts) + "."
+    )
 
 
 def write_report(experiment_dir: str | Path) -> tuple[str, list[Path]]:
     """Writes ``summary.json``, ``summary.md`` and the figures of an experiment folder from its
-    runs; returns the markdown table and the figure paths."""
+    runs (or, for a study, from its ``results.json``); returns the markdown and the figures."""
     root = Path(experiment_dir)
+    meta = load_meta(root)
+    if meta.get("kind") == "study":
+        from runs.study import write_study_report
+
+        return write_study_report(root)
     results = collect_results(root)
     if not results:
         raise FileNotFoundError(f"{root} holds no finished runs (no */seed*/{RESULT})")
-    meta = load_meta(root)
     title = meta.get("name", root.name)
-    table = markdown_table(results)
-    save_json(root / "summary.json", summary(results, meta))
+    report = meta.get("report") or {}
+    table = markdown_table(results, report)
+    extra = []
+    if line := range_test_line(root):
+        extra.append(line)
+    search_path = root / "search.json"
+    if search_path.is_file():
+        search = json.loads(search_path.read_text())
+        extra.append(
+            f"Learning-rate grid search (seed {search['seed']}, final "
+            f"{METRIC_LABELS[search['metric']]}; the chosen rate in bold):\n\n"
+            + search_table(search)
+        )
+    if report.get("published"):
+        extra.append(f"Published numbers: {report['published']['source']}.")
+    markdown = table + "".join(f"\n{part}\n" for part in extra)
+    figures_dir = root / "figures"
+    figures = write_figures(results, figures_dir, title)
+    figures.insert(0, readme_figure(results, figures_dir, title, report))
+    data = summary(results, meta)
+    data["readme_figure"] = str(figures[0].relative_to(root))
+    data["seeds"] = meta.get("seeds", [])
+    data["wall_time_s"] = meta.get("wall_time_s", float(sum(r["wall_time_s"] for r in results)))
+    save_json(root / "summary.json", data)
     header = f"# {title}\n\n{meta.get('description', '')}\n\n"
-    save_text(root / "summary.md", header + table)
-    figures = write_figures(results, root / "figures", title)
-    return table, figures
+    save_text(root / "summary.md", header + markdown)
+    return markdown, figures
+
+
+# ------------------------------------------------------------------------------ README section
+RESULTS_BEGIN = "<!-- results:begin -->"
+RESULTS_END = "<!-- results:end -->"
+
+
+def _run_line(data: dict[str, Any]) -> str:
+    """Seeds, wall time, dataset and software of a summary, as one line."""
+    meta, software = data["experiment"], data["software"]
+    seeds = data.get("seeds") or meta.get("seeds") or []
+    minutes = data.get("wall_time_s", 0.0) / 60
+    datasets = sorted({v["dataset"]["name"] for v in meta.get("variants", [])})
+    parts = [
+        f"`stepsize run {meta['name']}`",
+        f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}",
+        f"{minutes:.1f} min wall time ({meta.get('threads', 1)} thread)",
+    ]
+    if datasets:
+        parts.append(
+            "data: " + ", ".join(datasets) + (" (fallback)" if meta.get("fallback_used") else "")
+        )
+    parts.append(f"torch {software['torch']}, Python {software['python']}")
+    return "; ".join(parts)
+
+
+def readme_section(dirs: Sequence[Path], figures_dir: Path, readme_dir: Path) -> str:
+    """The README's Results section: for each experiment folder, its description, what it
+    reproduces, how it was run, its table (regenerated now from its runs) and its figure (copied
+    to ``figures_dir``)."""
+    import shutil
+
+    from runs.catalog import catalogue_order
+
+    by_name = {}
+    for directory in dirs:
+        markdown, _ = write_report(directory)
+        data = json.loads((directory / "summary.json").read_text())
+        by_name[data["experiment"]["name"]] = (directory, markdown, data)
+    parts = [
+        RESULTS_BEGIN,
+        "<!-- generated by `stepsize report --readme README.md DIR...` from full runs; "
+        "do not edit by hand -->",
+    ]
+    for name in catalogue_order(by_name):
+        directory, markdown, data = by_name[name]
+        meta = data["experiment"]
+        figure = figures_dir / f"{name}.png"
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(directory / data["readme_figure"], figure)
+        parts += [f"### {name}", meta.get("description", "")]
+        if meta.get("reference"):
+            parts.append(f"*Reproduces:* {meta['reference']}")
+        parts += [f"*Run:* {_run_line(data)}.", markdown.strip()]
+        parts.append(f"![{name}]({figure.relative_to(readme_dir).as_posix()})")
+    parts.append(RESULTS_END)
+    return "\n\n".join(parts) + "\n"
+
+
+def update_readme(readme: Path, dirs: Sequence[Path], figures_dir: Path | None = None) -> None:
+    """Replaces the text between the results markers of ``readme`` (appends a ``## Results``
+    section when there are none) with :func:`readme_section`."""
+    text = readme.read_text(encoding="utf-8")
+    figures_dir = figures_dir or readme.parent / "docs" / "results"
+    section = readme_section(dirs, figures_dir, readme.parent)
+    if RESULTS_BEGIN in text and RESULTS_END in text:
+        before, rest = text.split(RESULTS_BEGIN, 1)
+        after = rest.split(RESULTS_END, 1)[1].lstrip("\n")
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n## Results\n\n" + section
+    save_text(readme, text)
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -255,12 +520,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "dirs", nargs="+", metavar="DIR", help="experiment folders (<logdir>/<experiment>)"
     )
+    parser.add_argument(
+        "--readme",
+        metavar="README.md",
+        help="also write the Results section of this README (figures into docs/results/ beside it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     for directory in args.dirs:
         if not Path(directory).is_dir():
             raise FileNotFoundError(f"{directory!r} is not a folder")
+    if args.readme:
+        readme = Path(args.readme)
+        if not readme.is_file():
+            raise FileNotFoundError(f"--readme: {args.readme!r} does not exist")
+        update_readme(readme, [Path(d) for d in args.dirs])
+        print(f"wrote the Results section of {readme} from {len(args.dirs)} experiments")
+        return 0
     for directory in args.dirs:
         table, figures = write_report(directory)
         print(f"{directory}:\n{table}")

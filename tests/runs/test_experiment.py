@@ -35,7 +35,7 @@ def test_run_writes_tables_figures_and_resumes_nothing_twice(tmp_path, capsys):
     printed = capsys.readouterr().out
     root = tmp_path / "tiny"
     assert f"tensorboard --logdir {root}" in printed
-    assert "| plain | 2 |" in printed
+    assert "| plain | 2 | " in printed
 
     summary = json.loads((root / "summary.json").read_text())
     runs = {(r["variant"], r["seed"]): r for r in summary["runs"]}
@@ -56,8 +56,9 @@ def test_run_writes_tables_figures_and_resumes_nothing_twice(tmp_path, capsys):
     table = (root / "summary.md").read_text()
     accuracies = [runs[("momentum", s)]["final"]["test_accuracy"] for s in (0, 1)]
     mean, std = 100 * np.mean(accuracies), 100 * np.std(accuracies, ddof=1)
-    assert f"| momentum | 2 | {mean:.2f} ± {std:.2f} |" in table
-    assert "| boom | 2 | - |" in table
+    momentum_lr = runs[("momentum", 0)]["config"]["optimizer"]["lr"]
+    assert f"| momentum | 2 | {momentum_lr:.3g} | {mean:.2f} ± {std:.2f} |" in table
+    assert "| boom | 2 | 1e+06 | - |" in table
     assert "seed 0 at step" in table
     for name in ("test_accuracy", "test_loss", "train_loss", "train_accuracy", "schedules"):
         png = root / "figures" / f"{name}.png"

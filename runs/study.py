@@ -1,0 +1,101 @@
+"""Experiments that are not training runs: Python modules in ``runs/experiments``.
+
+A study module (``runs/experiments/<name with _ for ->.py``) defines::
+
+    DESCRIPTION: str     # one line for `stepsize list`
+    RUNTIME: str         # measured on 2 CPU cores, full and --quick
+    REFERENCE: str       # the paper / framework it reproduces (markdown)
+    SEEDS: int           # seeds of a full run (0..SEEDS-1)
+    QUICK_SEEDS: int     # seeds of --quick
+    def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict   # every number, JSON-ready
+    def report(results: dict, figures_dir: Path) -> tuple[str, list[Path]]
+        # markdown and figures from ``results`` alone; the first figure is the README's
+
+:func:`run_study` times ``compute``, writes ``results.json`` and ``experiment.json`` (seeds,
+command, threads, wall time), then :func:`write_study_report` writes ``summary.md``,
+``summary.json`` (experiment, software versions, seeds, wall time) and the figures; ``stepsize
+report DIR`` calls the latter again, so tables and figures are always regenerated from
+``results.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from runs.checkpoint import save_json, save_text
+
+RESULTS = "results.json"
+REQUIRED = ("DESCRIPTION", "RUNTIME", "REFERENCE", "SEEDS", "QUICK_SEEDS", "compute", "report")
+
+
+def load_study(name: str) -> ModuleType:
+    """The study module of a bundled experiment name (``amsgrad-counterexample`` is
+    ``runs.experiments.amsgrad_counterexample``)."""
+    module = importlib.import_module(f"runs.experiments.{name.replace('-', '_')}")
+    missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
+    if missing:
+        raise TypeError(f"study {name!r} lacks {', '.join(missing)}")
+    return module
+
+
+def run_study(
+    name: str, *, quick: bool, seeds: int | None, logdir: str | Path, threads: int = 1
+) -> Path:
+    """Runs the study ``name`` into ``<logdir>/<name>`` (``-quick`` with ``quick``) and writes its
+    report; returns that folder. ``seeds`` overrides the module's seed count."""
+    import torch
+
+    module = load_study(name)
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"--seeds must be a positive integer, got {seeds!r}")
+    count = seeds if seeds is not None else module.QUICK_SEEDS if quick else module.SEEDS
+    root = Path(logdir) / (name + ("-quick" if quick else ""))
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    results = module.compute(quick=quick, seeds=tuple(range(count)))
+    wall_time = time.perf_counter() - started
+    meta = {
+        "name": name,
+        "kind": "study",
+        "description": module.DESCRIPTION,
+        "runtime": module.RUNTIME,
+        "reference": module.REFERENCE,
+        "source": module.__file__,
+        "quick": quick,
+        "seeds": list(range(count)),
+        "command": shlex.join(sys.argv),
+        "threads": threads,
+        "wall_time_s": wall_time,
+    }
+    save_json(root / RESULTS, results)
+    save_json(root / "experiment.json", meta)
+    write_study_report(root)
+    return root
+
+
+def write_study_report(root: Path) -> tuple[str, list[Path]]:
+    """``summary.md``, ``summary.json`` and the figures of a study folder, from its files."""
+    from runs.report import software_versions
+
+    meta: dict[str, Any] = json.loads((root / "experiment.json").read_text())
+    results = json.loads((root / RESULTS).read_text())
+    module = load_study(meta["name"])
+    markdown, figures = module.report(results, root / "figures")
+    summary = {
+        "experiment": meta,
+        "software": software_versions(),
+        "seeds": meta["seeds"],
+        "wall_time_s": meta["wall_time_s"],
+        "readme_figure": str(figures[0].relative_to(root)) if figures else None,
+        "results": RESULTS,
+    }
+    save_json(root / "summary.json", summary)
+    save_text(root / "summary.md", f"# {meta['name']}\n\n{meta['description']}\n\n{markdown}")
+    return markdown, figures

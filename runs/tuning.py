@@ -1,0 +1,200 @@
+"""What an experiment measures before its comparison: an LR range test and a learning-rate grid
+search (the ``[range_test]`` and ``[search]`` sections, see ``runs.config``).
+
+- :func:`run_range_test` runs ``schedulers.range_test.lr_range_test`` on one variant (its seeded
+  model, optimizer and first epoch's batches, exactly as training would build them) and returns
+  the numbers that ``"$NAME"`` references take: Smith's CLR bounds, the suggestions, and 1/L and
+  2/L from the top Hessian eigenvalue at the start. It writes ``range_test.json`` and
+  ``figures/range_test.png``; a later call with the same settings reads the file back.
+- :func:`run_search` trains every variant at every rate of its grid (one seed, the ``[search]``
+  training budget) under ``<root>/_search/<variant>/lr<rate>/``, picks per variant the rate
+  with the best final ``metric`` (lowest loss or highest accuracy; diverged runs never win),
+  and writes ``search.json``. Finished search runs are read back, so a resumed experiment does
+  not repeat them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from runs import checkpoint as ckpt
+from runs.config import Experiment, Variant, make_optimizer
+from runs.data import DatasetSplits
+from runs.models import build_model
+from runs.trainer import epoch_batches
+
+RANGE_TEST_FILE = "range_test.json"
+SEARCH_FILE = "search.json"
+SEARCH_DIR = "_search"  # variant names start with a letter or digit, so this never collides
+RANGE_TEST_OPTIONS = (
+    "start_lr",
+    "end_lr",
+    "num_iter",
+    "sweep",
+    "smoothing",
+    "diverge_threshold",
+    "curvature_batches",
+)
+
+
+def range_test_on_variant(variant: Variant, data: DatasetSplits, seed: int, **options: Any):
+    """``lr_range_test`` on ``variant``'s model (initialised after ``torch.manual_seed(seed)``),
+    its optimizer and the batches of its first epoch (cycled); ``options`` are the test's keyword
+    arguments. The variant's schedules are not applied: the test drives ``lr`` itself."""
+    from schedulers.range_test import lr_range_test
+
+    torch.manual_seed(seed)
+    model_options = {k: v for k, v in variant.model.items() if k != "name"}
+    model = build_model(variant.model["name"], data.input_shape, data.num_classes, **model_options)
+    optimizer = make_optimizer(variant.optimizer, model.parameters())
+    batches = list(epoch_batches(data, variant.train, seed, 0))
+    return lr_range_test(model, optimizer, F.cross_entropy, batches, **options)
+
+
+def derived_values(result) -> dict[str, float | None]:
+    """The numbers ``"$NAME"`` references take from a range test result."""
+    base, top = result.clr_bounds if result.clr_bounds is not None else (None, None)
+    values: dict[str, float | None] = {"clr_base_lr": base, "clr_max_lr": top}
+    for name in ("valley", "steepest", "min/10"):
+        suggestion = result.suggestions.get(name)
+        values[name] = suggestion.lr if suggestion is not None else None
+    values["safe_step"], values["edge_step"] = result.safe_step, result.edge_step
+    return values
+
+
+def _fingerprint(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_range_test(
+    experiment: Experiment, root: Path, data_dir: str | None, device: str = "cpu"
+) -> dict[str, float | None]:
+    """The experiment's range test (or its saved result); returns the reference values."""
+    from runs.parallel import dataset_on
+
+    settings = experiment.range_test
+    assert settings is not None
+    variant = next(v for v in experiment.variants if v.name == settings["variant"])
+    fingerprint = _fingerprint({"variant": variant.fingerprint(settings["seed"]), **settings})
+    path = root / RANGE_TEST_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("fingerprint") == fingerprint:
+            return saved["values"]
+    dataset = variant.dataset
+    data = dataset_on(dataset["name"], dataset["normalize"], data_dir, device)
+    options = {k: settings[k] for k in RANGE_TEST_OPTIONS}
+    result = range_test_on_variant(variant, data, settings["seed"], **options)
+    values = derived_values(result)
+    result.plot(root / "figures" / "range_test.png")
+    curvature = result.curvature
+    ckpt.save_json(path, {
+        "fingerprint": fingerprint,
+        "settings": settings,
+        "values": values,
+        "L": curvature.eigenvalue if curvature is not None else None,
+        "diverged_lr": result.diverged_lr,
+        "summary": result.summary(),
+        "lrs": result.lrs,
+        "losses": result.losses,
+        "smoothed": result.smoothed,
+    })  # fmt: skip
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return values
+
+
+def search_variant(variant: Variant, lr: float, train: dict) -> Variant:
+    """``variant`` at learning rate ``lr`` with the search's training overrides."""
+    merged = dict(variant.train)
+    if "steps" in train or "epochs" in train:
+        merged.pop("steps", None)
+        merged.pop("epochs", None)
+    merged.update(train)
+    return dataclasses.replace(
+        variant,
+        name=f"{variant.name}.lr{lr:g}",
+        optimizer={**variant.optimizer, "lr": lr},
+        train=merged,
+    )
+
+
+def _score(result: dict[str, Any] | None, metric: str) -> float:
+    """The value compared (lower is better): the final metric, negated for accuracies; +inf for a
+    missing, diverged or non-finite run."""
+    if result is None or result["status"] != "finished":
+        return math.inf
+    value = result["final"][metric]
+    if not math.isfinite(value):
+        return math.inf
+    return -value if metric.endswith("accuracy") else value
+
+
+def run_search(
+    experiment: Experiment,
+    root: Path,
+    run_tasks: Callable[[Sequence[Any]], None],
+) -> dict[str, float]:
+    """Runs the grid search (``run_tasks`` trains a list of ``runs.parallel.Task``); returns the
+    chosen learning rate of each variant and writes ``search.json``."""
+    from runs.parallel import Task, run_dir_of
+
+    search = experiment.search
+    assert search is not None
+    by_variant: dict[str, list[tuple[float, Task]]] = {}
+    for variant in experiment.variants:
+        for lr in search["grids"][variant.name]:
+            candidate = search_variant(variant, lr, search["train"])
+            run_dir = run_dir_of(root / SEARCH_DIR / variant.name, f"lr{lr:g}", search["seed"])
+            by_variant.setdefault(variant.name, []).append(
+                (lr, Task(candidate, search["seed"], run_dir))
+            )
+    tasks = [task for pairs in by_variant.values() for _, task in pairs]
+    check_task_dirs(tasks)
+    pending = [t for t in tasks if ckpt.load_result(t.run_dir) is None]
+    if pending:
+        run_tasks(pending)
+    grid: dict[str, list[dict[str, Any]]] = {}
+    chosen: dict[str, float] = {}
+    for variant in experiment.variants:
+        rows = []
+        for lr, task in by_variant[variant.name]:
+            result = ckpt.load_result(task.run_dir)
+            score = _score(result, search["metric"])
+            value = result["final"][search["metric"]] if result else None
+            status = result["status"] if result else "missing"
+            rows.append({"lr": lr, "status": status, "value": value, "score": score})
+        best = min(rows, key=lambda row: (row["score"], row["lr"]))
+        chosen[variant.name] = best["lr"]
+        grid[variant.name] = [{k: v for k, v in r.items() if k != "score"} for r in rows]
+    ckpt.save_json(root / SEARCH_FILE, {
+        "metric": search["metric"],
+        "seed": search["seed"],
+        "train": search["train"],
+        "grid": grid,
+        "chosen": chosen,
+    })  # fmt: skip
+    return chosen
+
+
+def check_task_dirs(tasks: Sequence[Any]) -> None:
+    """Refuses to mix configurations: an existing run folder must hold this task's run."""
+    for task in tasks:
+        result = ckpt.load_result(task.run_dir)
+        state = None if result else ckpt.load_checkpoint(task.run_dir)
+        found = (result or state or {}).get("fingerprint")
+        if found is not None and found != task.variant.fingerprint(task.seed):
+            raise ValueError(
+                f"{task.run_dir} holds a run of another configuration of {task.variant.name!r}; "
+                "delete that folder or choose another --logdir"
+            )
