@@ -1,13 +1,18 @@
 """``stepsize run``: run an experiment's variants x seeds, then write its table and figures.
 
-Order of work: read and validate the experiment (all problems reported together), load its
-datasets and build each variant's model once (missing files and bad model options are reported
-before anything is written), check that existing run folders hold this configuration, then train
-every run that has not finished (finished runs are read back, interrupted ones resume from their
-checkpoint), and write ``summary.json``, ``summary.md`` and the figures.
+Order of work: read and validate the experiment (all problems reported together; ``[fallback]``
+applies when ``--data-dir`` lacks the dataset), load its datasets and build each variant's model
+once (missing files and bad model options are reported before anything is written); then the
+stages of ``runs.tuning``: the ``[range_test]`` (its numbers replace the ``"$NAME"`` references,
+and the file is validated again with them) and the ``[search]`` of each variant's learning rate;
+then check that existing run folders hold this configuration, train every run that has not
+finished (finished runs are read back, interrupted ones resume from their checkpoint), and write
+``summary.json``, ``summary.md`` and the figures. Experiments that are not training runs (Python
+modules, ``runs.study``) are computed and reported in one go.
 
 Output: ``<logdir>/<experiment>/`` (``<experiment>-quick`` with ``--quick``, so a quick run never
-resumes into a full one), with one folder per run, ``<variant>/seed<k>/``.
+resumes into a full one), with one folder per run, ``<variant>/seed<k>/``, and the search runs
+under ``_search/``.
 """
 
 from __future__ import annotations

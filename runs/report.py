@@ -290,6 +290,14 @@ def _plot_bands(ax, by_variant: dict[str, list[dict[str, Any]]], get, label=lamb
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
 
 
+def _legend(ax, entries: int) -> None:
+    """A legend that stays readable with many variants (two columns, smaller type)."""
+    if entries > 8:
+        ax.legend(fontsize="xx-small", ncol=2)
+    else:
+        ax.legend(fontsize="small")
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -328,7 +336,7 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
             ax.set_yscale("log")
         ax.set_title(f"{title}: {ylabel}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        _legend(ax, len(by_variant))
         written.append(_save(fig, out_dir / f"{name}.png"))
 
     keys = sorted({tag for r in results for tag in r["history"]["hyper"]})
@@ -343,7 +351,7 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
             ax.grid(alpha=0.3)
         axes[0, 0].set_title(f"{title}: schedules used")
         axes[-1, 0].set_xlabel("step (updates)")
-        axes[0, 0].legend(fontsize="small")
+        _legend(axes[0, 0], len(by_variant))
         written.append(_save(fig, out_dir / "schedules.png"))
     return written
 
@@ -382,7 +390,7 @@ def readme_figure(
         if "max_step" in report:
             ax.set_xlim(0, report["max_step"])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        _legend(ax, len(chosen))
     axes[0, 0].set_ylabel(ylabel)
     return _save(fig, path)
 
@@ -518,7 +526,10 @@ def update_readme(readme: Path, dirs: Sequence[Path], figures_dir: Path | None =
 # ---------------------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "dirs", nargs="+", metavar="DIR", help="experiment folders (<logdir>/<experiment>)"
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="experiment folders (<logdir>/<experiment>), or a logdir for all its full runs",
     )
     parser.add_argument(
         "--readme",
@@ -527,10 +538,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def experiment_dirs(dirs: Sequence[str | Path]) -> list[Path]:
+    """The experiment folders named: a folder holding ``experiment.json`` is one; any other
+    folder (a ``--logdir``) stands for the full runs inside it (``*-quick`` ones left out)."""
+    found = []
+    for directory in map(Path, dirs):
+        if (directory / "experiment.json").is_file():
+            found.append(directory)
+            continue
+        inside = sorted(
+            d
+            for d in directory.iterdir()
+            if (d / "experiment.json").is_file() and not d.name.endswith("-quick")
+        )
+        if not inside:
+            raise FileNotFoundError(f"{str(directory)!r} holds no experiment (no experiment.json)")
+        found += inside
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     for directory in args.dirs:
         if not Path(directory).is_dir():
             raise FileNotFoundError(f"{directory!r} is not a folder")
+    args.dirs = [str(d) for d in experiment_dirs(args.dirs)]
     if args.readme:
         readme = Path(args.readme)
         if not readme.is_file():

@@ -1,0 +1,238 @@
+"""The catalogue: every bundled experiment runs with --quick and writes finite results, a table,
+figures and a summary with seeds, versions and wall time; the README section is generated from
+run folders; the stages (range test, learning-rate search, dataset fallback) do what they say."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runs import tuning
+from runs.catalog import CATALOGUE, DEFAULT_EXPERIMENT
+from runs.cli import main
+from runs.config import bundled_experiments, load_experiment, parse_experiment
+from tests.runs.helpers import TINY, write_toml
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _non_finite(value, path="") -> list[str]:
+    """Paths of the non-finite numbers in a JSON document."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{path}[{i}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [path]
+    return []
+
+
+def test_the_catalogue_is_bundled_and_d2l_is_the_default():
+    assert set(bundled_experiments()) == set(CATALOGUE)
+    assert DEFAULT_EXPERIMENT == "d2l-schedules"
+
+
+def test_list_states_every_experiments_time(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in CATALOGUE:
+        assert name in out
+    assert out.count("time: ") == len(CATALOGUE)
+    assert "time: not stated" not in out
+    assert "d2l-schedules (default)" in out
+
+
+@pytest.fixture(scope="module")
+def quick_logdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("catalogue")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CATALOGUE)
+def test_every_experiment_runs_quick_with_finite_outputs(name, quick_logdir, capsys):
+    assert main(["run", name, "--quick", "--logdir", str(quick_logdir), "--quiet"]) == 0
+    root = quick_logdir / f"{name}-quick"
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["seeds"], "seeds are recorded"
+    assert summary["wall_time_s"] > 0
+    assert summary["software"]["torch"]
+    assert summary["software"]["python"]
+    figure = root / summary["readme_figure"]
+    assert figure.read_bytes().startswith(PNG)
+    table = (root / "summary.md").read_text()
+    assert "|---" in table
+    if summary["experiment"].get("kind") == "study":
+        results = json.loads((root / "results.json").read_text())
+        assert _non_finite(results) == [], "a study's results are finite"
+        return
+    # Training runs: every number is finite, except in runs that report their divergence.
+    for run in summary["runs"]:
+        if run["status"] == "diverged":
+            assert name == "lr-sensitivity"
+            assert run["variant"] == "very-high"
+            continue
+        assert _non_finite(run) == [], f"{run['variant']} seed {run['seed']}"
+    for row in summary["variants"]:
+        if row["finished"]:
+            assert _non_finite(row["final"]) == []
+
+
+@pytest.mark.slow
+def test_readme_section_is_generated_from_run_folders(quick_logdir, tmp_path):
+    dirs = sorted(quick_logdir.glob("*-quick"))
+    if len(dirs) < 2:  # run alone: make two cheap ones
+        for name in ("lr-sensitivity", "quadratic"):
+            main(["run", name, "--quick", "--logdir", str(quick_logdir), "--quiet"])
+        dirs = sorted(quick_logdir.glob("*-quick"))
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# project\n\nintro\n\n## Results\n\n<!-- results:begin -->\nstale words\n"
+        "<!-- results:end -->\n\n## After\n\nkept\n"
+    )
+    assert main(["report", *map(str, dirs), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "stale words" not in text
+    assert "## After\n\nkept" in text
+    assert text.startswith("# project")
+    for directory in dirs:
+        summary = json.loads((directory / "summary.json").read_text())
+        name = summary["experiment"]["name"]
+        assert f"### {name}" in text
+        image = tmp_path / "docs" / "results" / f"{name}.png"
+        assert image.read_bytes() == (directory / summary["readme_figure"]).read_bytes()
+        assert f"![{name}](docs/results/{name}.png)" in text
+        # The table in the README is the one in summary.md, regenerated from the runs.
+        table = (directory / "summary.md").read_text().split("\n\n", 2)[2].strip()
+        assert table.splitlines()[0] in text
+    # Written again from the same folders: the same text (nothing typed by hand survives).
+    before = readme.read_text()
+    main(["report", *map(str, dirs), "--readme", str(readme)])
+    assert readme.read_text() == before
+
+
+# ------------------------------------------------------------------------------------ stages
+SEARCH = (
+    TINY.replace('name = "tiny"', 'name = "search"')
+    + """
+[search]
+lr = [0.01, 0.3, 1e6]
+seed = 5
+train = {steps = 12}
+"""
+)
+
+
+def test_search_picks_the_lowest_final_train_loss_and_never_a_diverged_rate(tmp_path, capsys):
+    toml = write_toml(tmp_path / "search.toml", SEARCH.replace("seeds = 2", "seeds = 1"))
+    assert main(["run", str(toml), "--logdir", str(tmp_path), "--quiet"]) == 0
+    root = tmp_path / "search"
+    search = json.loads((root / "search.json").read_text())
+    for variant in ("plain", "momentum"):
+        finals = {}
+        for lr in (0.01, 0.3, 1e6):
+            run_dir = root / tuning.SEARCH_DIR / variant / f"lr{lr:g}" / "seed5"
+            result = json.loads((run_dir / "result.json").read_text())
+            assert result["steps"] == 12
+            assert result["seed"] == 5
+            if result["status"] == "finished":
+                finals[lr] = result["final"]["train_loss"]
+        assert 1e6 not in finals  # that rate diverges
+        best = min(finals, key=finals.get)
+        assert search["chosen"][variant] == best
+        main_run = json.loads((root / variant / "seed0" / "result.json").read_text())
+        assert main_run["config"]["optimizer"]["lr"] == best
+        assert main_run["steps"] == 24  # the main runs keep their own budget
+    table = (root / "summary.md").read_text()
+    assert "grid search" in table
+    assert "diverged" in table
+
+
+def test_range_test_references_are_resolved_and_recorded(tmp_path, capsys):
+    text = TINY.replace('name = "tiny"', 'name = "refs"').replace("seeds = 2", "seeds = 1")
+    text = text.replace(
+        "optimizer = {momentum = 0.9}",
+        'schedules.lr = {name = "constant", value = "0.5 * $safe_step"}',
+    )
+    text += "\n[range_test]\nstart_lr = 1e-3\nend_lr = 1.0\nnum_iter = 10\n"
+    toml = write_toml(tmp_path / "refs.toml", text)
+    assert main(["run", str(toml), "--logdir", str(tmp_path), "--quiet"]) == 0
+    root = tmp_path / "refs"
+    saved = json.loads((root / "range_test.json").read_text())
+    assert saved["values"]["safe_step"] == pytest.approx(1 / saved["L"], rel=1e-12)
+    assert saved["values"]["edge_step"] == pytest.approx(2 / saved["L"], rel=1e-12)
+    run = json.loads((root / "momentum" / "seed0" / "result.json").read_text())
+    assert run["config"]["schedules"]["lr"]["value"] == 0.5 * saved["values"]["safe_step"]
+    lrs = run["history"]["hyper"]
+    assert all(v == 0.5 * saved["values"]["safe_step"] for tag in lrs for v in lrs[tag]["value"])
+    assert (root / "figures" / "range_test.png").read_bytes().startswith(PNG)
+    assert "LR range test" in (root / "summary.md").read_text()
+
+
+def _raw(**changes):
+    import tomllib
+
+    raw = tomllib.loads(TINY)
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("$safe_step", "add a [range_test] section"),
+        ("2 * $nope", "unknown reference $nope"),
+        ("$safe_step + 1", 'must be "$NAME" or "FACTOR * $NAME"'),
+    ],
+)
+def test_bad_references_are_reported_where_written(value, message):
+    raw = _raw(schedules={"lr": {"name": "constant", "value": value}})
+    if message != "add a [range_test] section":
+        raw["range_test"] = {}
+    with pytest.raises(ValueError, match=r"schedules\.lr\.value") as err:
+        parse_experiment(raw, "x.toml")
+    assert message in str(err.value)
+
+
+def test_search_and_report_sections_are_validated():
+    raw = _raw(search={"lr": [], "metric": "speed"}, report={"reach": "nobody", "colour": 1})
+    with pytest.raises(ValueError, match="problem") as err:
+        parse_experiment(raw, "x.toml")
+    text = str(err.value)
+    for location in ("search.lr", "search.metric", "report.reach", "report.colour"):
+        assert location in text
+
+
+def _fake_fashion(folder: Path, rng: np.random.Generator) -> None:
+    from tests.runs.test_data import make_idx_dataset
+
+    make_idx_dataset(folder, rng, train=40, test=20, rows=28, cols=28)
+
+
+def test_d2l_runs_lenet_on_fashion_mnist_when_the_data_dir_holds_it(tmp_path):
+    data_dir = tmp_path / "data"
+    _fake_fashion(data_dir / "fashion-mnist", np.random.default_rng(0))
+    with_data = load_experiment("d2l-schedules", data_dir=str(data_dir))
+    without = load_experiment("d2l-schedules", data_dir=str(tmp_path / "empty"))
+    assert not with_data.fallback_used
+    assert without.fallback_used
+    for variant in with_data.variants:
+        assert (variant.dataset["name"], variant.model["name"]) == ("fashion-mnist", "lenet")
+    for variant in without.variants:
+        assert (variant.dataset["name"], variant.model["name"]) == ("mnist1d", "mnist1d-cnn")
+    # Same schedules either way.
+    assert [v.schedules for v in with_data.variants] == [v.schedules for v in without.variants]
+
+
+@pytest.mark.slow
+def test_d2l_quick_run_on_a_small_fashion_mnist(tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    _fake_fashion(data_dir / "fashion-mnist", np.random.default_rng(1))
+    args = ["run", "d2l-schedules", "--quick", "--logdir", str(tmp_path), "--quiet"]
+    assert main([*args, "--data-dir", str(data_dir), "--variants", "constant"]) == 0
+    summary = json.loads((tmp_path / "d2l-schedules-quick" / "summary.json").read_text())
+    assert summary["runs"][0]["config"]["model"]["name"] == "lenet"
+    assert not summary["experiment"]["fallback_used"]
