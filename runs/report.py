@@ -298,7 +298,8 @@ def _legend(ax, entries: int) -> None:
         ax.legend(fontsize="small")
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Lays out, writes (temporary name, then rename) and closes a matplotlib figure."""
     import matplotlib.pyplot as plt
 
     from runs.checkpoint import atomic_write
@@ -337,7 +338,7 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
         ax.set_title(f"{title}: {ylabel}")
         ax.grid(alpha=0.3)
         _legend(ax, len(by_variant))
-        written.append(_save(fig, out_dir / f"{name}.png"))
+        written.append(save_figure(fig, out_dir / f"{name}.png"))
 
     keys = sorted({tag for r in results for tag in r["history"]["hyper"]})
     if keys:
@@ -352,7 +353,7 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
         axes[0, 0].set_title(f"{title}: schedules used")
         axes[-1, 0].set_xlabel("step (updates)")
         _legend(axes[0, 0], len(by_variant))
-        written.append(_save(fig, out_dir / "schedules.png"))
+        written.append(save_figure(fig, out_dir / "schedules.png"))
     return written
 
 
@@ -392,7 +393,7 @@ def readme_figure(
         ax.grid(alpha=0.3)
         _legend(ax, len(chosen))
     axes[0, 0].set_ylabel(ylabel)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def range_test_line(root: Path) -> str:

@@ -35,6 +35,23 @@ RESULTS = "results.json"
 REQUIRED = ("DESCRIPTION", "RUNTIME", "REFERENCE", "SEEDS", "QUICK_SEEDS", "compute", "report")
 
 
+def mean_std(values) -> dict[str, float]:
+    """Mean and sample standard deviation (``ddof = 1``; 0 for a single value) of ``values``,
+    as the JSON-ready ``{"mean": ..., "std": ...}`` of study results."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=np.float64)
+    std = float(array.std(ddof=1)) if array.size > 1 and np.ptp(array) > 0 else 0.0
+    return {"mean": float(array.mean()), "std": std}
+
+
+def format_mean_std(stat: dict[str, float], spec: str = ".3f") -> str:
+    """``"mean ± std"`` in the format ``spec`` (the mean alone when std is 0)."""
+    if stat["std"] == 0:
+        return format(stat["mean"], spec)
+    return f"{format(stat['mean'], spec)} ± {format(stat['std'], spec)}"
+
+
 def load_study(name: str) -> ModuleType:
     """The study module of a bundled experiment name (``amsgrad-counterexample`` is
     ``runs.experiments.amsgrad_counterexample``)."""

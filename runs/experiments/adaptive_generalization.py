@@ -46,7 +46,9 @@ import torch
 
 import optim
 import theory
-from runs.checkpoint import atomic_write
+from runs.report import save_figure
+from runs.study import format_mean_std as fmt
+from runs.study import mean_std
 
 DESCRIPTION = (
     "GD and SGD vs AdaGrad, RMSprop and Adam on Wilson et al.'s separable least-squares "
@@ -135,13 +137,6 @@ def train(
     return w.detach().clone(), snapshots, lr
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and sample std (ddof = 1; 0 for one value or identical values)."""
-    array = np.asarray(values, dtype=np.float64)
-    std = float(array.std(ddof=1)) if array.size > 1 and np.ptp(array) > 0 else 0.0
-    return {"mean": float(array.mean()), "std": std}
-
-
 def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict[str, Any]:
     """Trains every method on every seed's construction; see the module docstring."""
     steps = QUICK_STEPS if quick else STEPS
@@ -186,9 +181,9 @@ def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict[str, Any]:
     for method in METHODS:
         chosen = [r for r in runs if r["method"] == method]
         summary.append(
-            {"method": method, "lr": _mean_std([r["lr"] for r in chosen])}
+            {"method": method, "lr": mean_std([r["lr"] for r in chosen])}
             | {
-                key: _mean_std([r[key] for r in chosen])
+                key: mean_std([r[key] for r in chosen])
                 for key in ("train_loss", "test_error", "distance_to_limit")
             }
         )
@@ -207,12 +202,6 @@ def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict[str, Any]:
         "summary": summary,
         "runs": runs,
     }
-
-
-def _format(stat: dict[str, float], spec: str) -> str:
-    if stat["std"] == 0:
-        return format(stat["mean"], spec)
-    return f"{format(stat['mean'], spec)} ± {format(stat['std'], spec)}"
 
 
 def _figure(results: dict[str, Any], path: pathlib.Path) -> None:
@@ -255,9 +244,7 @@ def _figure(results: dict[str, Any], path: pathlib.Path) -> None:
         f"Wilson et al. separable construction, n = {setup['n']}, p = {setup['p']}, "
         f"{len(setup['seeds'])} seed(s)"
     )
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def report(results: dict[str, Any], figures_dir: pathlib.Path) -> tuple[str, list[pathlib.Path]]:
@@ -275,9 +262,9 @@ def report(results: dict[str, Any], figures_dir: pathlib.Path) -> tuple[str, lis
     for row in results["summary"]:
         limit = "sign(Xᵀy)/4" if row["method"] in ADAPTIVE else "min-norm x*"
         lines.append(
-            f"| {row['method']} | {_format(row['lr'], '.4g')} | "
-            f"{_format(row['train_loss'], '.2e')} | {_format(row['test_error'], '.3f')} | "
-            f"{_format(row['distance_to_limit'], '.2e')} ({limit}) |"
+            f"| {row['method']} | {fmt(row['lr'], '.4g')} | "
+            f"{fmt(row['train_loss'], '.2e')} | {fmt(row['test_error'], '.3f')} | "
+            f"{fmt(row['distance_to_limit'], '.2e')} ({limit}) |"
         )
     problems = results["problems"]
     predicted = float(np.mean([p["negative_test_fraction"] for p in problems]))

@@ -54,7 +54,9 @@ import torch
 import optim
 import schedulers
 import theory
-from runs.checkpoint import atomic_write
+from runs.report import save_figure
+from runs.study import format_mean_std as fmt
+from runs.study import mean_std
 
 DESCRIPTION = (
     "Adam vs AMSGrad (betas 0.9, 0.99) on Reddi et al.'s online counterexample "
@@ -130,12 +132,6 @@ def _window_means(values: np.ndarray, windows: int) -> tuple[list[float], list[f
     return centres, means
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    array = np.asarray(values, dtype=np.float64)
-    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
-    return {"mean": float(array.mean()), "std": std}
-
-
 def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict[str, Any]:
     """Runs Adam and AMSGrad on both versions for every seed; see the module docstring."""
     steps = QUICK_STEPS if quick else STEPS
@@ -175,7 +171,7 @@ def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict[str, Any]:
             chosen = [r for r in runs if r["version"] == version and r["method"] == method]
             summary.append(
                 {"version": version, "method": method}
-                | {key: _mean_std([r[key] for r in chosen]) for key in headline}
+                | {key: mean_std([r[key] for r in chosen]) for key in headline}
             )
     return {
         "setup": {
@@ -191,12 +187,6 @@ def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict[str, Any]:
         "summary": summary,
         "runs": runs,
     }
-
-
-def _format(stat: dict[str, float], digits: int = 3) -> str:
-    if stat["std"] == 0:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
 def _figure(results: dict[str, Any], path: pathlib.Path) -> None:
@@ -250,9 +240,7 @@ def _figure(results: dict[str, Any], path: pathlib.Path) -> None:
         f"Adam vs AMSGrad, betas {tuple(setup['betas'])}, lr = {setup['alpha']:g}/sqrt(t+1), "
         f"{len(setup['seeds'])} seed(s), one line per seed"
     )
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def report(results: dict[str, Any], figures_dir: pathlib.Path) -> tuple[str, list[pathlib.Path]]:
@@ -270,9 +258,9 @@ def report(results: dict[str, Any], figures_dir: pathlib.Path) -> tuple[str, lis
     ]
     for row in results["summary"]:
         lines.append(
-            f"| {row['version']} | {row['method']} | {_format(row['final_x'])} | "
-            f"{_format(row['tail_mean_x'])} | {_format(row['average_regret'], 4)} | "
-            f"{_format(row['average_suboptimality'], 4)} |"
+            f"| {row['version']} | {row['method']} | {fmt(row['final_x'])} | "
+            f"{fmt(row['tail_mean_x'])} | {fmt(row['average_regret'], '.4f')} | "
+            f"{fmt(row['average_suboptimality'], '.4f')} |"
         )
     by_key = {(row["version"], row["method"]): row for row in results["summary"]}
     lines.append("")
