@@ -225,6 +225,25 @@ def gd_convex_gap(k: Any, lr: float, dist0_sq: float) -> np.ndarray:
         return np.where(steps > 0, dist0_sq / (2 * lr * np.maximum(steps, 1e-300)), np.inf)
 
 
+def gd_long_step_gap(k: Any, lr: float, L: float, gap0: float, dist0_sq: float) -> np.ndarray:
+    """2 Δ0 r0² / (2 r0² + k lr (2 - L lr) Δ0), with Δ0 = f(x0) - f* and r0² = ||x0 - x*||²:
+    gradient descent with any 0 < lr < 2/L on a convex L-smooth f has f(x_k) - f* at most this
+    ([N04] Theorem 2.1.14). Equal to Δ0 at k = 0; O(1/k) afterwards.
+
+    Derivation (as in [N04]): each step decreases f by at least ω ||∇f(x_k)||², ω = lr (1 -
+    L lr / 2); ||x_k - x*|| <= r0; convexity gives Δ_k <= r0 ||∇f(x_k)||, so Δ_{k+1} <= Δ_k -
+    (ω / r0²) Δ_k², hence 1/Δ_k >= 1/Δ0 + k ω / r0².
+    """
+    steps = _steps(k)
+    lr, L = _positive("lr", lr), _positive("L", L)
+    if not lr < 2 / L:
+        raise ValueError(f"lr must be below 2/L = {2 / L!r}, got lr={lr!r}")
+    gap0, dist0_sq = _non_negative("gap0", gap0), _non_negative("dist0_sq", dist0_sq)
+    denominator = 2 * dist0_sq + steps * lr * (2 - L * lr) * gap0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, 2 * gap0 * dist0_sq / denominator, 0.0)
+
+
 def gd_strongly_convex_distance_sq(k: Any, lr: float, mu: float, dist0_sq: float) -> np.ndarray:
     """(1 - lr mu)^k ||x0 - x*||²: gradient descent with 0 < lr <= 1/L on an L-smooth,
     mu-strongly convex f has ||x_k - x*||² at most this ([GG] Theorem 3.6)."""
@@ -384,6 +403,27 @@ def gd_bound(problem: Any, lr: float) -> Bound:
         hyperparameters={"lr": lr, "momentum": 0.0},
         assumptions="f convex and L-smooth, 0 < lr <= 1/L, plain gradient descent",
         source="Garrigos & Gower (2023), Theorem 3.4",
+    )
+
+
+def gd_long_step_bound(problem: Any, lr: float) -> Bound:
+    """f(x_k) - f* <= 2 Δ0 r0² / (2 r0² + k lr (2 - L lr) Δ0) for GD with 0 < lr < 2/L on convex
+    f ([N04] 2.1.14): the only classical guarantee between the safe step 1/L and the edge 2/L."""
+    _require_convex(problem, "gd_long_step_bound")
+    lr, L = _positive("lr", lr), problem.L
+    if not lr < 2 / L:
+        raise ValueError(f"lr must be below 2/L = {2 / L!r} (the stability edge), got lr={lr!r}")
+    _, dist0_sq = _start_distance(problem)
+    gap0 = float(problem.loss(problem.x0)) - problem.f_star
+    return Bound(
+        name="gd_long_step",
+        quantity="gap",
+        order=-1.0,
+        values=lambda k: gd_long_step_gap(k, lr, L, gap0, dist0_sq),
+        formula="f(x_k) - f* <= 2 D0 r0^2 / (2 r0^2 + k lr (2 - L lr) D0)",
+        hyperparameters={"lr": lr, "momentum": 0.0},
+        assumptions="f convex and L-smooth, 0 < lr < 2/L, plain gradient descent",
+        source="Nesterov (2004), Theorem 2.1.14",
     )
 
 

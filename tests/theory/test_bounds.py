@@ -213,3 +213,59 @@ def test_bounds_reject_bad_input():
         bounds.gd_bound(problem, 0.5)(-1)
     with pytest.raises(ValueError, match="quantity"):
         bounds.Bound(name="x", quantity="loss", values=lambda k: k, formula="")
+
+
+# ----------------------------------------------------------------------------------------------
+# GD between 1/L and 2/L: Nesterov (2004), Theorem 2.1.14
+# ----------------------------------------------------------------------------------------------
+def test_long_step_gap_bound_matches_the_theorem_and_holds_on_quadratics():
+    from theory import certify, gd_long_step_bound
+    from theory.problems import Quadratic
+
+    problem = Quadratic.from_condition_number(20, 50.0, seed=3)
+    L = problem.L
+    for multiple in (0.5, 1.0, 1.5, 1.9, 1.99):
+        lr = multiple / L
+        bound = gd_long_step_bound(problem, lr)
+        # Written here from the theorem: 2 D0 r0^2 / (2 r0^2 + k h (2 - L h) D0).
+        r0_sq = float(((problem.x0 - problem.x_star) ** 2).sum())
+        d0 = float(problem.loss(problem.x0)) - problem.f_star
+        k = np.arange(0, 400)
+        expected = 2 * d0 * r0_sq / (2 * r0_sq + k * lr * (2 - L * lr) * d0)
+        np.testing.assert_allclose(bound(k), expected, rtol=1e-13)
+        assert float(bound(0)) == pytest.approx(d0, rel=1e-13)
+        certificate = certify(
+            problem, lambda params, lr=lr: torch.optim.SGD(params, lr=lr), 400, bound
+        )
+        assert certificate.held, (multiple, certificate.first_violation)
+
+
+def test_long_step_bound_is_tight_enough_to_fail_for_a_faster_claim():
+    """A bound four times smaller than the theorem's is violated by GD at 1.9/L: the
+    certificate can fail, so holding means something."""
+    from theory import Bound, certify, gd_long_step_bound
+    from theory.problems import Quadratic
+
+    problem = Quadratic.from_condition_number(20, 1000.0, seed=1)
+    bound = gd_long_step_bound(problem, 1.9 / problem.L)
+    quarter = Bound(
+        name="quarter",
+        quantity="gap",
+        values=lambda k: np.where(k > 0, bound(k) / 4, np.inf),  # no claim at the start
+        formula="bound / 4",
+    )
+    certificate = certify(problem, lambda p: torch.optim.SGD(p, lr=1.9 / problem.L), 400, quarter)
+    assert not certificate.held
+    assert certificate.first_violation > 0
+
+
+@pytest.mark.parametrize("multiple", [2.0, 2.5])
+def test_long_step_bound_refuses_the_edge_and_beyond(multiple):
+    from theory import gd_long_step_bound, gd_long_step_gap
+    from theory.problems import Quadratic
+
+    problem = Quadratic.from_condition_number(4, 10.0, seed=0)
+    with pytest.raises(ValueError, match="2/L"):
+        gd_long_step_bound(problem, multiple / problem.L)
+    with pytest.raises(ValueError, match="2/L"):
+        gd_long_step_gap(3, multiple, 1.0, 1.0, 1.0)
