@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if rank0:
         root.mkdir(parents=True, exist_ok=True)
         meta = {**experiment.to_dict(), "command": shlex.join(sys.argv), "threads": args.threads}
+        meta["jobs"] = args.jobs
         meta["world_size"] = dist.world_size if dist else 1
         ckpt.save_json(root / "experiment.json", meta)
         hyper_keys = sorted({"lr", *(k for v in experiment.variants for k in v.schedules)})

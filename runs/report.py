@@ -279,15 +279,19 @@ def _series(name: str):
     return _eval_series(name), METRIC_LABELS[name], name.endswith("loss")
 
 
-def _plot_bands(ax, by_variant: dict[str, list[dict[str, Any]]], get, label=lambda v: v) -> None:
-    """Each variant's mean over seeds as a line, mean ± std shaded."""
+def _plot_bands(
+    ax, by_variant: dict[str, list[dict[str, Any]]], get, label=lambda v: v, log_y: bool = False
+) -> None:
+    """Each variant's mean over seeds as a line, mean ± std shaded (on a log axis the band's
+    lower edge is kept above a fifth of the mean, so that it does not fall to zero)."""
     for variant, runs in by_variant.items():
         steps, mean, std = _series_band(runs, get)
         if len(steps) == 0:
             continue
         (line,) = ax.plot(steps, mean, label=label(variant))
         if len(runs) > 1:
-            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            low = np.maximum(mean - std, mean / 5) if log_y else mean - std
+            ax.fill_between(steps, low, mean + std, color=line.get_color(), alpha=0.2)
 
 
 def _legend(ax, entries: int) -> None:
@@ -330,10 +334,11 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
     for name in (*EVAL_METRICS, "train_loss_per_step"):
         get, ylabel, log_y = _series(name)
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        _plot_bands(ax, by_variant, get)
+        log_axis = log_y and name == "train_loss_per_step"
+        _plot_bands(ax, by_variant, get, log_y=log_axis)
         ax.set_xlabel("step (updates)")
         ax.set_ylabel(ylabel)
-        if log_y and name == "train_loss_per_step":
+        if log_axis:
             ax.set_yscale("log")
         ax.set_title(f"{title}: {ylabel}")
         ax.grid(alpha=0.3)
@@ -383,7 +388,7 @@ def readme_figure(
     for ax, panel in zip(axes[0], panels):
         chosen = {v: runs for v, runs in by_variant.items() if panel is None or _prefix(v) == panel}
         label = (lambda v: v) if panel is None else (lambda v: v.split(".", 1)[-1])
-        _plot_bands(ax, chosen, get, label)
+        _plot_bands(ax, chosen, get, label, log_y=log_y)
         ax.set_title(f"{title}" if panel is None else f"{title}: {panel}")
         ax.set_xlabel("step (updates)")
         if log_y:
@@ -466,7 +471,8 @@ def _run_line(data: dict[str, Any]) -> str:
     parts = [
         f"`stepsize run {meta['name']}`",
         f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}",
-        f"{minutes:.1f} min wall time ({meta.get('threads', 1)} thread)",
+        f"{minutes:.1f} min wall time ({meta.get('jobs', 1)} job(s) x {meta.get('threads', 1)} "
+        "torch thread(s))",
     ]
     if datasets:
         parts.append(
