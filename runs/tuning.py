@@ -95,7 +95,9 @@ def run_range_test(
     options = {k: settings[k] for k in RANGE_TEST_OPTIONS}
     result = range_test_on_variant(variant, data, settings["seed"], **options)
     values = derived_values(result)
-    result.plot(root / "figures" / "range_test.png")
+    import matplotlib.pyplot as plt
+
+    plt.close(result.plot(root / "figures" / "range_test.png"))
     curvature = result.curvature
     ckpt.save_json(path, {
         "fingerprint": fingerprint,
@@ -108,9 +110,6 @@ def run_range_test(
         "losses": result.losses,
         "smoothed": result.smoothed,
     })  # fmt: skip
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
     return values
 
 

@@ -231,14 +231,21 @@ class _OneCyclePhases(Schedule):
         values = [(a, b), (b, a), (a, c)] if self.three_phase else [(a, b), (b, c)]
         return [(s, e - s, *ends) for (s, e), ends in zip(self._phase_steps, values)]
 
-    def _phase_value(self, t, xp: Ops, table: list[tuple[float, float, float, float]]):
+    def _value(self, t, xp: Ops):
+        """The value from the subclass's ``_table`` (its :meth:`_phase_table`)."""
         t = xp.minimum(t, self._last_step)
         # the phase is the first one whose end is >= t
-        start_step, length, start, end = xp.take_rows(table, xp.count_below(self._inner_ends, t))
+        start_step, length, start, end = xp.take_rows(
+            self._table, xp.count_below(self._inner_ends, t)
+        )
         pct = (t - start_step) / length
         if self._cos:
             return end + (start - end) / 2.0 * (xp.cos(xp.pi * pct) + 1)
         return (end - start) * pct + start
+
+    def bounds(self):
+        knots = [value for row in self._table for value in row[2:]]
+        return (min(knots), max(knots))
 
     def _phase_args(self) -> dict:
         return {
@@ -291,13 +298,6 @@ class OneCycle(_OneCyclePhases):
         self._min_lr = self._initial_lr / self.final_div_factor
         self._table = self._phase_table(self._initial_lr, self.max_lr, self._min_lr)
 
-    def _value(self, t, xp):
-        return self._phase_value(t, xp, self._table)
-
-    def bounds(self):
-        knots = (self._initial_lr, self.max_lr, self._min_lr)
-        return (min(knots), max(knots))
-
     def momentum(self, base_momentum: float = 0.85, max_momentum: float = 0.95) -> OneCycleMomentum:
         """The inverse momentum schedule of this cycle (torch's ``cycle_momentum=True``)."""
         return OneCycleMomentum(
@@ -333,12 +333,6 @@ class OneCycleMomentum(_OneCyclePhases):
         self.base_momentum, self.max_momentum = _momentum_range(base_momentum, max_momentum)
         self._init_phases(total_steps, pct_start, anneal_strategy, three_phase)
         self._table = self._phase_table(self.max_momentum, self.base_momentum, self.max_momentum)
-
-    def _value(self, t, xp):
-        return self._phase_value(t, xp, self._table)
-
-    def bounds(self):
-        return (self.base_momentum, self.max_momentum)
 
 
 cyclic = Cyclic

@@ -39,6 +39,8 @@ __all__ = [
     "gd_convex_gap",
     "gd_divergence_bound",
     "gd_divergence_distance",
+    "gd_long_step_bound",
+    "gd_long_step_gap",
     "gd_optimal_step_bound",
     "gd_optimal_step_distance",
     "gd_strongly_convex_bound",
