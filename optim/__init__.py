@@ -1,11 +1,12 @@
 """Hand-written optimizers: drop-in torch.optim.Optimizer subclasses with fused updates.
 
-Each algorithm's rule is written once over lists of tensors and executed one tensor at a time
-(``impl="single"``), over multi-tensor lists (``"foreach"``), or over flat contiguous buffers
-(``"flat"``, the default; ``compile=True`` fuses it into one kernel). See ``optim._base``.
+Each algorithm's rule is written once over lists of tensors and executed over the parameters' own
+storage (``impl="foreach"``, the default: torch.optim's semantics, blocked and packed for speed),
+one tensor at a time (``"single"``), or over flat buffers that hold the parameters themselves
+(``"flat"``; ``compile=True`` fuses it into one kernel). See ``optim._base``.
 """
 
-from optim._base import FusedOptimizer
+from optim._base import FusedOptimizer, RuleOptimizer
 from optim.adadelta import Adadelta, adadelta_update
 from optim.adagrad import Adagrad, adagrad_update
 from optim.adam import Adam, AdamW, adam_update
@@ -20,6 +21,7 @@ __all__ = [
     "AdamW",
     "FusedOptimizer",
     "RMSprop",
+    "RuleOptimizer",
     "adadelta_update",
     "adagrad_update",
     "adam_update",

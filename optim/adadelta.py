@@ -8,20 +8,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optim import _foreach as F
-from optim._base import FusedOptimizer, check_interval, check_nonnegative
+from optim import _ops as ops
+from optim._base import RuleOptimizer, check_interval, check_nonnegative
 
 
 def adadelta_update(
     params: list[Tensor],
     grads: list[Tensor],
-    steps: list[Tensor],
+    steps: list[float] | list[Tensor],
     state: dict[str, list[Tensor]],
     *,
-    lr: F.Scalar,
-    rho: F.Scalar,
-    eps: F.Scalar,
-    weight_decay: F.Scalar,
+    lr: ops.Scalar,
+    rho: ops.Scalar,
+    eps: ops.Scalar,
+    weight_decay: ops.Scalar,
     maximize: bool,
 ) -> None:
     r"""One Adadelta step over lists of tensors, torch.optim.Adadelta's formulation.
@@ -38,36 +38,45 @@ def adadelta_update(
     """
     if maximize:
         grads = list(torch._foreach_neg(grads))
-    if F.may_be_nonzero(weight_decay):
-        grads = F.add_scaled(grads, params, weight_decay)
+    if ops.may_be_nonzero(weight_decay):
+        grads = ops.add_scaled(grads, params, weight_decay)
     square_avgs, acc_deltas = state["square_avg"], state["acc_delta"]
-    F.mul_(square_avgs, rho)
-    F.addcmul_(square_avgs, grads, grads, 1 - rho)
-    std = F.add(square_avgs, eps)
+    ops.mul_(square_avgs, rho)
+    ops.addcmul_(square_avgs, grads, grads, 1 - rho)
+    std = ops.add(square_avgs, eps)
     torch._foreach_sqrt_(std)
-    deltas = F.add(acc_deltas, eps)
+    deltas = ops.add(acc_deltas, eps)
     torch._foreach_sqrt_(deltas)
     torch._foreach_div_(deltas, std)
     torch._foreach_mul_(deltas, grads)
-    F.mul_(acc_deltas, rho)
-    F.addcmul_(acc_deltas, deltas, deltas, 1 - rho)
-    F.add_scaled_(params, deltas, -lr)
+    ops.mul_(acc_deltas, rho)
+    ops.addcmul_(acc_deltas, deltas, deltas, 1 - rho)
+    ops.add_scaled_(params, deltas, -lr)
 
 
-class Adadelta(FusedOptimizer):
+class Adadelta(RuleOptimizer):
     """Adadelta (Zeiler, 2012); drop-in for torch.optim.Adadelta.
 
-    Args:
-        params: parameters or param-group dicts.
-        lr: coefficient gamma >= 0 scaling the delta (default 1.0); a float or a 0-dim tensor.
+    Args (torch.optim.Adadelta's, in its order):
+        params: parameters, named parameters or param-group dicts.
+        lr: coefficient gamma >= 0 scaling the delta (default 1.0); a float or a 1-element tensor.
         rho: decay of the running averages, in [0, 1] (default 0.9).
         eps: epsilon >= 0 for numerical stability (default 1e-6).
         weight_decay: L2 penalty lambda >= 0 (default 0).
-        maximize: maximise the objective (default False).
-        impl, compile: execution path, see :class:`optim._base.FusedOptimizer`.
+        foreach, capturable, maximize, differentiable: as torch.optim.
+        impl, compile: execution path, see :class:`optim._base.RuleOptimizer`.
 
     State per parameter (torch's keys): ``step``, ``square_avg``, ``acc_delta``. See
     :func:`adadelta_update` for the formula.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = optim.Adadelta([w], rho=0.0, eps=0.0625)
+        >>> (w ** 2).sum().backward()  # g = 2, v = 4: delta = sqrt(0.0625) / sqrt(4.0625) * 2
+        >>> opt.step()
+        >>> round(w.item(), 4)
+        0.7519
     """
 
     _rule = staticmethod(adadelta_update)
@@ -79,8 +88,11 @@ class Adadelta(FusedOptimizer):
         rho: float = 0.9,
         eps: float = 1e-6,
         weight_decay: float = 0,
+        foreach: bool | None = None,
         *,
+        capturable: bool = False,
         maximize: bool = False,
+        differentiable: bool = False,
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
@@ -94,24 +106,11 @@ class Adadelta(FusedOptimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "maximize": maximize,
+            "capturable": capturable,
+            "foreach": foreach,
+            "differentiable": differentiable,
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
 
-    def _init_state(self, group: dict, p: Tensor) -> dict[str, Tensor]:
-        return {
-            "step": self._new_step(p),
-            "square_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-            "acc_delta": torch.zeros_like(p, memory_format=torch.preserve_format),
-        }
-
-    def _buffer_keys(self, group: dict) -> tuple[str, ...]:
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("square_avg", "acc_delta")
-
-    def _hyperparameters(self, group: dict, first_step: bool) -> dict[str, Any]:
-        return {
-            "lr": group["lr"],
-            "rho": group["rho"],
-            "eps": group["eps"],
-            "weight_decay": group["weight_decay"],
-            "maximize": group["maximize"],
-        }

@@ -8,20 +8,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optim import _foreach as F
-from optim._base import FusedOptimizer, check_nonnegative
+from optim import _ops as ops
+from optim._base import RuleOptimizer, check_nonnegative
 
 
 def adagrad_update(
     params: list[Tensor],
     grads: list[Tensor],
-    steps: list[Tensor],
+    steps: list[float] | list[Tensor],
     state: dict[str, list[Tensor]],
     *,
-    lr: F.Scalar,
-    lr_decay: F.Scalar,
-    weight_decay: F.Scalar,
-    eps: F.Scalar,
+    lr: ops.Scalar,
+    lr_decay: ops.Scalar,
+    weight_decay: ops.Scalar,
+    eps: ops.Scalar,
     maximize: bool,
 ) -> None:
     r"""One Adagrad step over lists of tensors (``steps`` already count this update).
@@ -36,40 +36,57 @@ def adagrad_update(
     """
     if maximize:
         grads = list(torch._foreach_neg(grads))
-    if F.may_be_nonzero(weight_decay):
-        grads = F.add_scaled(grads, params, weight_decay)
-    negative_lr = F.as_float64(steps)  # becomes -lr / (1 + (t - 1) * lr_decay)
-    torch._foreach_sub_(negative_lr, 1)
-    F.mul_(negative_lr, lr_decay)
-    torch._foreach_add_(negative_lr, 1)
-    torch._foreach_reciprocal_(negative_lr)
-    F.mul_(negative_lr, -lr)
-    (negative_lr,) = F.computed_once(negative_lr)
+    if ops.may_be_nonzero(weight_decay):
+        grads = ops.add_scaled(grads, params, weight_decay)
+    if ops.on_device(steps):  # counters on the device: -lr / (1 + (t - 1) lr_decay) there
+        negative_lr = ops.as_float64(steps)
+        torch._foreach_sub_(negative_lr, 1)
+        ops.mul_(negative_lr, lr_decay)
+        torch._foreach_add_(negative_lr, 1)
+        torch._foreach_reciprocal_(negative_lr)
+        ops.mul_(negative_lr, -lr)
+        (negative_lr,) = ops.computed_once(negative_lr)
+    else:  # counters known on the host: torch's double arithmetic
+        negative_lr = [-lr / (1 + (t - 1) * lr_decay) for t in steps]
     sums = state["sum"]
-    torch._foreach_addcmul_(sums, grads, grads)
+    torch._foreach_addcmul_(sums, grads, grads, value=1)
     denominators = torch._foreach_sqrt(sums)
-    F.add_(denominators, eps)
-    F.addcdiv_(params, grads, denominators, negative_lr)
+    ops.add_(denominators, eps)
+    if ops.on_device(negative_lr):
+        ops.addcdiv_(params, grads, denominators, negative_lr)
+    else:  # torch's foreach order: scale the gradient, then divide
+        torch._foreach_addcdiv_(params, torch._foreach_mul(grads, negative_lr), denominators)
 
 
-class Adagrad(FusedOptimizer):
+class Adagrad(RuleOptimizer):
     """Adagrad (Duchi et al., 2011); drop-in for torch.optim.Adagrad.
 
-    Args:
-        params: parameters or param-group dicts.
-        lr: learning rate gamma >= 0 (default 1e-2); a float or a 0-dim tensor.
+    Args (torch.optim.Adagrad's, in its order; ``foreach`` is its 7th positional):
+        params: parameters, named parameters or param-group dicts.
+        lr: learning rate gamma >= 0 (default 1e-2); a float or a 1-element tensor.
         lr_decay: eta >= 0, the learning rate at step t is lr / (1 + (t - 1) * eta) (default 0).
-        weight_decay: L2 penalty lambda >= 0 (default 0).
+        weight_decay: L2 penalty lambda >= 0 (default 0); not with sparse gradients.
         initial_accumulator_value: starting value >= 0 of the sum of squares (default 0).
         eps: epsilon >= 0 added to the denominator (default 1e-10).
-        maximize: maximise the objective (default False).
-        impl, compile: execution path, see :class:`optim._base.FusedOptimizer`.
+        foreach, maximize, differentiable, fused: as torch.optim.
+        impl, compile: execution path, see :class:`optim._base.RuleOptimizer`.
 
     State per parameter (torch's keys, created at construction as torch does): ``step`` and
-    ``sum``. See :func:`adagrad_update` for the formula.
+    ``sum``. Sparse gradients are accepted, with torch's sparse update (Duchi et al.'s update on
+    the rows present). See :func:`adagrad_update` for the formula.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([3.0]))
+        >>> opt = optim.Adagrad([w], lr=0.5)
+        >>> (w ** 2).sum().backward()
+        >>> opt.step()  # the first step is lr * g / |g| = 0.5
+        >>> w.detach()
+        tensor([2.5000])
     """
 
     _rule = staticmethod(adagrad_update)
+    _supports_sparse = True
 
     def __init__(
         self,
@@ -79,8 +96,11 @@ class Adagrad(FusedOptimizer):
         weight_decay: float = 0,
         initial_accumulator_value: float = 0,
         eps: float = 1e-10,
+        foreach: bool | None = None,
         *,
         maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
@@ -95,30 +115,39 @@ class Adagrad(FusedOptimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "initial_accumulator_value": initial_accumulator_value,
+            "foreach": foreach,
             "maximize": maximize,
+            "differentiable": differentiable,
+            "fused": fused,
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
         for group in self.param_groups:
-            for p in group["params"]:
-                self.state[p].update(self._init_state(group, p))
+            self._ensure_state(group, group["params"], [self.state[p] for p in group["params"]])
 
-    def _init_state(self, group: dict, p: Tensor) -> dict[str, Tensor]:
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("sum",)
+
+    def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
         value = group["initial_accumulator_value"]
         if torch.is_complex(p):
             value = complex(value, value)
-        return {
-            "step": self._new_step(p),
-            "sum": torch.full_like(p, value, memory_format=torch.preserve_format),
-        }
+        return torch.full_like(p, value, memory_format=torch.preserve_format)
 
-    def _buffer_keys(self, group: dict) -> tuple[str, ...]:
-        return ("sum",)
+    def _sparse_update(self, param, grad, step, buffers, arguments) -> None:
+        """torch's sparse Adagrad: the update touches only the rows the gradient holds."""
+        if ops.may_be_nonzero(arguments["weight_decay"]):
+            super()._sparse_update(param, grad, step, buffers, arguments)  # raises
+        if arguments["maximize"]:
+            grad = -grad
+        lr, lr_decay, eps = arguments["lr"], arguments["lr_decay"], arguments["eps"]
+        learning_rate = lr / (1 + (step - 1) * lr_decay)
+        grad = grad.coalesce()  # the update is non-linear, so indices must be unique
+        indices, values = grad._indices(), grad._values()
 
-    def _hyperparameters(self, group: dict, first_step: bool) -> dict[str, Any]:
-        return {
-            "lr": group["lr"],
-            "lr_decay": group["lr_decay"],
-            "weight_decay": group["weight_decay"],
-            "eps": group["eps"],
-            "maximize": group["maximize"],
-        }
+        def sparse_like(new_values: Tensor) -> Tensor:
+            return torch.sparse_coo_tensor(indices, new_values, grad.size())
+
+        state_sum = buffers["sum"][0]
+        state_sum.add_(sparse_like(values.pow(2)))
+        std_values = state_sum.sparse_mask(grad)._values().sqrt_().add_(eps)
+        param.add_(sparse_like(values / std_values), alpha=-learning_rate)

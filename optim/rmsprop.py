@@ -8,21 +8,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optim import _foreach as F
-from optim._base import FusedOptimizer, check_interval, check_nonnegative
+from optim import _ops as ops
+from optim._base import RuleOptimizer, check_interval, check_nonnegative
 
 
 def rmsprop_update(
     params: list[Tensor],
     grads: list[Tensor],
-    steps: list[Tensor],
+    steps: list[float] | list[Tensor],
     state: dict[str, list[Tensor]],
     *,
-    lr: F.Scalar,
-    alpha: F.Scalar,
-    eps: F.Scalar,
-    weight_decay: F.Scalar,
-    momentum: F.Scalar,
+    lr: ops.Scalar,
+    alpha: ops.Scalar,
+    eps: ops.Scalar,
+    weight_decay: ops.Scalar,
+    momentum: ops.Scalar,
     centered: bool,
     maximize: bool,
 ) -> None:
@@ -42,44 +42,53 @@ def rmsprop_update(
     """
     if maximize:
         grads = list(torch._foreach_neg(grads))
-    if F.may_be_nonzero(weight_decay):
-        grads = F.add_scaled(grads, params, weight_decay)
+    if ops.may_be_nonzero(weight_decay):
+        grads = ops.add_scaled(grads, params, weight_decay)
     square_avgs = state["square_avg"]
-    F.mul_(square_avgs, alpha)
-    F.addcmul_(square_avgs, grads, grads, 1 - alpha)
+    ops.mul_(square_avgs, alpha)
+    ops.addcmul_(square_avgs, grads, grads, 1 - alpha)
     if centered:
         grad_avgs = state["grad_avg"]
-        F.lerp_(grad_avgs, grads, 1 - alpha)
+        ops.lerp_(grad_avgs, grads, 1 - alpha)
         denominators = list(torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1))
         torch._foreach_sqrt_(denominators)
     else:
         denominators = list(torch._foreach_sqrt(square_avgs))
-    F.add_(denominators, eps)
+    ops.add_(denominators, eps)
     if "momentum_buffer" in state:
         buffers = state["momentum_buffer"]
-        F.mul_(buffers, momentum)
+        ops.mul_(buffers, momentum)
         torch._foreach_addcdiv_(buffers, grads, denominators)
-        F.add_scaled_(params, buffers, -lr)
+        ops.add_scaled_(params, buffers, -lr)
     else:
-        F.addcdiv_(params, grads, denominators, -lr)
+        ops.addcdiv_(params, grads, denominators, -lr)
 
 
-class RMSprop(FusedOptimizer):
+class RMSprop(RuleOptimizer):
     """RMSprop (Hinton, 2012; centered: Graves, 2013); drop-in for torch.optim.RMSprop.
 
-    Args:
-        params: parameters or param-group dicts.
-        lr: learning rate gamma >= 0 (default 1e-2); a float or a 0-dim tensor.
+    Args (torch.optim.RMSprop's, in its order):
+        params: parameters, named parameters or param-group dicts.
+        lr: learning rate gamma >= 0 (default 1e-2); a float or a 1-element tensor.
         alpha: smoothing constant in [0, 1] (default 0.99).
         eps: epsilon >= 0 added to the denominator (default 1e-8).
         weight_decay: L2 penalty lambda >= 0 (default 0).
         momentum: momentum factor mu >= 0 (default 0).
         centered: normalise by the estimated variance of the gradient (default False).
-        maximize: maximise the objective (default False).
-        impl, compile: execution path, see :class:`optim._base.FusedOptimizer`.
+        capturable, foreach, maximize, differentiable: as torch.optim.
+        impl, compile: execution path, see :class:`optim._base.RuleOptimizer`.
 
     State per parameter (torch's keys): ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0)
     and ``grad_avg`` (centered). See :func:`rmsprop_update` for the formula.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = optim.RMSprop([w], lr=0.01, alpha=0.75)
+        >>> (w ** 2).sum().backward()
+        >>> opt.step()  # v = 0.25 g^2, so the step is lr * g / (0.5 |g|) = 0.02
+        >>> w.detach()
+        tensor([0.9800])
     """
 
     _rule = staticmethod(rmsprop_update)
@@ -93,8 +102,11 @@ class RMSprop(FusedOptimizer):
         weight_decay: float = 0,
         momentum: float = 0,
         centered: bool = False,
-        *,
+        capturable: bool = False,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
+        *,
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
@@ -110,31 +122,17 @@ class RMSprop(FusedOptimizer):
             "eps": eps,
             "centered": centered,
             "weight_decay": weight_decay,
+            "capturable": capturable,
+            "foreach": foreach,
             "maximize": maximize,
+            "differentiable": differentiable,
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
 
-    def _init_state(self, group: dict, p: Tensor) -> dict[str, Tensor]:
-        state = {"step": self._new_step(p)}
-        for key in self._buffer_keys(group):
-            state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state
-
-    def _buffer_keys(self, group: dict) -> tuple[str, ...]:
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
         keys = ["square_avg"]
-        if F.may_be_nonzero(group["momentum"]):
+        if ops.may_be_nonzero(group["momentum"]):
             keys.append("momentum_buffer")
         if group["centered"]:
             keys.append("grad_avg")
         return tuple(keys)
-
-    def _hyperparameters(self, group: dict, first_step: bool) -> dict[str, Any]:
-        return {
-            "lr": group["lr"],
-            "alpha": group["alpha"],
-            "eps": group["eps"],
-            "weight_decay": group["weight_decay"],
-            "momentum": group["momentum"],
-            "centered": group["centered"],
-            "maximize": group["maximize"],
-        }

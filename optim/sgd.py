@@ -8,20 +8,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optim import _foreach as F
-from optim._base import FusedOptimizer, _number, check_nonnegative
+from optim import _ops as ops
+from optim._base import RuleOptimizer, _number, check_nonnegative
 
 
 def sgd_update(
     params: list[Tensor],
     grads: list[Tensor],
-    steps: list[Tensor],
+    steps: list[float] | list[Tensor],
     state: dict[str, list[Tensor]],
     *,
-    lr: F.Scalar,
-    momentum: F.Scalar,
-    dampening: F.Scalar,
-    weight_decay: F.Scalar,
+    lr: ops.Scalar,
+    momentum: ops.Scalar,
+    dampening: ops.Scalar,
+    weight_decay: ops.Scalar,
     nesterov: bool,
     maximize: bool,
     first_step: bool,
@@ -36,43 +36,56 @@ def sgd_update(
         \theta_t &= \theta_{t-1} - \gamma d_t
 
     ``state`` holds ``momentum_buffer`` (zeros until its first step) when momentum is used;
-    ``steps`` is empty (SGD keeps no counter). The first step copies the gradient into the buffer,
+    ``steps`` is unused (SGD keeps no counter). The first step copies the gradient into the buffer,
     as torch does: dampening does not apply to it.
     """
     if maximize:
         grads = list(torch._foreach_neg(grads))
-    if F.may_be_nonzero(weight_decay):
-        grads = F.add_scaled(grads, params, weight_decay)
+    if ops.may_be_nonzero(weight_decay):
+        grads = ops.add_scaled(grads, params, weight_decay)
     if "momentum_buffer" in state:
         buffers = state["momentum_buffer"]
-        if first_step:
-            torch._foreach_copy_(buffers, grads)
+        if first_step:  # the buffers are new zeros: b_1 = g_1 (a sparse g_1 works too)
+            torch._foreach_add_(buffers, grads)
         else:
-            F.mul_(buffers, momentum)
-            F.add_scaled_(buffers, grads, 1 - dampening)
-        grads = F.add_scaled(grads, buffers, momentum) if nesterov else buffers
-    F.add_scaled_(params, grads, -lr)
+            ops.mul_(buffers, momentum)
+            ops.add_scaled_(buffers, grads, 1 - dampening)
+        grads = ops.add_scaled(grads, buffers, momentum) if nesterov else buffers
+    ops.add_scaled_(params, grads, -lr)
 
 
-class SGD(FusedOptimizer):
+class SGD(RuleOptimizer):
     """Stochastic gradient descent, with momentum and Nesterov; drop-in for torch.optim.SGD.
 
-    Args:
-        params: parameters or param-group dicts.
-        lr: learning rate gamma >= 0 (default 1e-3, as torch); a float or a 0-dim tensor.
-        momentum: momentum factor mu >= 0 (default 0).
+    Args (torch.optim.SGD's, in its order):
+        params: parameters, named parameters or param-group dicts.
+        lr: learning rate gamma >= 0 (default 1e-3, as torch); a float or a 1-element tensor.
+        momentum: momentum factor mu >= 0 (default 0); may change between steps (a momentum
+            schedule): the buffer is created, from the gradient, at the first step with mu != 0.
         dampening: dampening tau for momentum (default 0).
         weight_decay: L2 penalty lambda >= 0 (default 0).
         nesterov: Nesterov momentum (Sutskever et al., 2013); needs momentum > 0 and dampening 0.
-        maximize: maximise the objective (default False).
-        impl, compile: execution path, see :class:`optim._base.FusedOptimizer`.
+        maximize, foreach, differentiable, fused: as torch.optim.
+        impl, compile: execution path, see :class:`optim._base.RuleOptimizer`.
 
-    State per parameter (torch's keys): ``momentum_buffer`` when momentum is used. See
-    :func:`sgd_update` for the formula.
+    State per parameter (torch's keys): ``momentum_buffer`` once momentum is used. Sparse
+    gradients are accepted, as torch does. See :func:`sgd_update` for the formula.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = optim.SGD([w], lr=0.25, momentum=0.5)
+        >>> for _ in range(2):
+        ...     opt.zero_grad()
+        ...     (w ** 2).sum().backward()  # gradient 2w
+        ...     opt.step()
+        >>> w.detach()  # 1 - 0.25 * 2 = 0.5, then 0.5 - 0.25 * (0.5 * 2 + 1) = 0
+        tensor([0.])
     """
 
     _rule = staticmethod(sgd_update)
     _counts_steps = False
+    _supports_sparse = True
 
     def __init__(
         self,
@@ -80,10 +93,13 @@ class SGD(FusedOptimizer):
         lr: float | Tensor = 1e-3,
         momentum: float = 0,
         dampening: float = 0,
-        weight_decay: float = 0,
+        weight_decay: float | Tensor = 0,
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
@@ -104,24 +120,11 @@ class SGD(FusedOptimizer):
             "weight_decay": weight_decay,
             "nesterov": nesterov,
             "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
 
-    def _init_state(self, group: dict, p: Tensor) -> dict[str, Tensor]:
-        if not F.may_be_nonzero(group["momentum"]):
-            return {}
-        return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}
-
-    def _buffer_keys(self, group: dict) -> tuple[str, ...]:
-        return ("momentum_buffer",) if F.may_be_nonzero(group["momentum"]) else ()
-
-    def _hyperparameters(self, group: dict, first_step: bool) -> dict[str, Any]:
-        return {
-            "lr": group["lr"],
-            "momentum": group["momentum"],
-            "dampening": group["dampening"],
-            "weight_decay": group["weight_decay"],
-            "nesterov": group["nesterov"],
-            "maximize": group["maximize"],
-            "first_step": first_step,
-        }
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("momentum_buffer",) if ops.may_be_nonzero(group["momentum"]) else ()

@@ -1,11 +1,12 @@
-"""Multi-tensor arithmetic whose scalar may be a Python number or a 0-dim tensor.
+"""Multi-tensor arithmetic whose scalar may be a Python number, a list of numbers or a 0-dim tensor.
 
 Every update rule in this package is written once, over lists of tensors, with these helpers and
-``torch._foreach_*`` ops. A hyperparameter given as a Python number goes straight into the fused
-``value=``/``alpha=`` argument of the op (the fastest eager form); one given as a 0-dim tensor
-(a schedule writing ``lr`` in place, or the compiled path, which passes every hyperparameter as a
-tensor so a new value never recompiles) is applied by tensor broadcasting. Neither form reads a
-tensor's value on the host, so nothing here synchronises with the device.
+``torch._foreach_*`` ops. A hyperparameter known on the host (a Python number, or one number per
+tensor) goes straight into the ``value=``/``alpha=``/scalar-list argument of the op, exactly as
+torch.optim's foreach path passes it, so results are bitwise torch's, low precision included. One
+given as a 0-dim tensor on the device (CUDA ``capturable=True``, or the compiled flat path, which
+passes every hyperparameter as a tensor so a new value never recompiles) is applied by tensor
+broadcasting. Neither form reads a device tensor's value, so nothing here synchronises.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ Scalar = float | Tensor
 TensorList = list[Tensor]
 
 
-def fit(value, xs: TensorList):
+def in_dtype_of(value, xs: TensorList):
     """``value`` (a scalar or a list of 0-dim tensors, one per x) in the dtype of ``xs``.
 
     Eager ops already cast a 0-dim float64 scalar to a float32 operand's dtype (the scalar's
@@ -81,35 +82,37 @@ def scalar_pow(base: Scalar, exponents: TensorList) -> TensorList:
 
 def mul_(xs: TensorList, factor: Scalar) -> None:
     """``x *= factor`` for every x (``factor`` a scalar or one 0-dim tensor per x)."""
-    torch._foreach_mul_(xs, fit(factor, xs))
+    torch._foreach_mul_(xs, in_dtype_of(factor, xs))
 
 
 def add_(xs: TensorList, term) -> None:
     """``x += term`` for every x (``term`` a scalar or one 0-dim tensor per x)."""
-    torch._foreach_add_(xs, fit(term, xs))
+    torch._foreach_add_(xs, in_dtype_of(term, xs))
 
 
 def add(xs: TensorList, term) -> TensorList:
     """New list ``x + term``."""
-    return list(torch._foreach_add(xs, fit(term, xs)))
+    return list(torch._foreach_add(xs, in_dtype_of(term, xs)))
 
 
 def div_(xs: TensorList, divisor) -> None:
     """``x /= divisor`` for every x (``divisor`` a scalar or one 0-dim tensor per x)."""
-    torch._foreach_div_(xs, fit(divisor, xs))
+    torch._foreach_div_(xs, in_dtype_of(divisor, xs))
 
 
 def add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> TensorList:
-    """New list ``x + scale * y``."""
+    """New list ``x + scale * y`` (a sparse x is added last: sparse + dense is undefined)."""
+    if xs and xs[0].is_sparse:
+        return list(torch._foreach_add(torch._foreach_mul(ys, scale), xs))
     if isinstance(scale, Tensor):
-        return list(torch._foreach_add(xs, torch._foreach_mul(ys, fit(scale, ys))))
+        return list(torch._foreach_add(xs, torch._foreach_mul(ys, in_dtype_of(scale, ys))))
     return list(torch._foreach_add(xs, ys, alpha=scale))
 
 
 def add_scaled_(xs: TensorList, ys: TensorList, scale: Scalar) -> None:
     """``x += scale * y`` for every pair."""
     if isinstance(scale, Tensor):
-        torch._foreach_add_(xs, torch._foreach_mul(ys, fit(scale, ys)))
+        torch._foreach_add_(xs, torch._foreach_mul(ys, in_dtype_of(scale, ys)))
     else:
         torch._foreach_add_(xs, ys, alpha=scale)
 
@@ -130,18 +133,27 @@ def lerp_(xs: TensorList, ys: TensorList, weight: Scalar) -> None:
 def addcmul_(xs: TensorList, ys: TensorList, zs: TensorList, value: Scalar) -> None:
     """``x += value * y * z`` for every triple."""
     if isinstance(value, Tensor):
-        torch._foreach_add_(xs, torch._foreach_mul(torch._foreach_mul(ys, zs), fit(value, xs)))
+        torch._foreach_add_(
+            xs, torch._foreach_mul(torch._foreach_mul(ys, zs), in_dtype_of(value, xs))
+        )
     else:
         torch._foreach_addcmul_(xs, ys, zs, value)
+
+
+def on_device(value) -> bool:
+    """True for a 0-dim tensor or a list of them (device scalars), False for host numbers."""
+    return isinstance(value, Tensor) or (isinstance(value, list) and isinstance(value[0], Tensor))
 
 
 def addcdiv_(xs: TensorList, numerators: TensorList, denominators: TensorList, value) -> None:
     """``x += value * n / d`` for every triple.
 
-    ``value`` is a Python number, a 0-dim tensor, or a list with one 0-dim tensor per x. A tensor
-    value scales the numerators (it never divides), so a zero value leaves ``x`` unchanged.
+    ``value`` is a Python number, a list of numbers (one per x, torch's scalar list), a 0-dim
+    tensor, or a list with one 0-dim tensor per x. A tensor value scales the numerators (it never
+    divides), so a zero value leaves ``x`` unchanged.
     """
-    if isinstance(value, (Tensor, list)):
-        torch._foreach_addcdiv_(xs, torch._foreach_mul(numerators, fit(value, xs)), denominators)
+    if on_device(value):
+        scaled = torch._foreach_mul(numerators, in_dtype_of(value, xs))
+        torch._foreach_addcdiv_(xs, scaled, denominators)
     else:
         torch._foreach_addcdiv_(xs, numerators, denominators, value)

@@ -1,0 +1,300 @@
+"""How a rule is executed: the ways of feeding one update rule its lists of tensors.
+
+A rule (``adam_update``, ``sgd_update``, ...) is a function over aligned lists: parameters,
+gradients, one list per state buffer and one step count per tensor. Every execution path below
+calls the same rule; they differ only in which tensors they hand it.
+
+* :func:`call_rule` hands it the tensors as they are (the ``single`` path calls it with one-element
+  lists, the plain ``foreach`` path with a group's lists, as torch.optim does).
+* :func:`blocked_rounds` cuts large tensors into cache-sized slices and groups small ones, so
+  every op of the rule runs over about :data:`BLOCK` elements before the next block: the block's
+  data stays in cache between the rule's ten or so ops instead of streaming through memory for
+  each one. Slices of an elementwise update give the same numbers as the whole tensor.
+* :class:`Packed` keeps the state of many small tensors in one optimizer-owned buffer per state
+  key: a step gathers the gradients into one buffer (one multi-tensor copy), runs the rule once
+  over whole buffers, and adds the resulting update to the parameters (one multi-tensor add).
+  Parameters keep their own storage; the state tensors in ``optimizer.state`` are views into the
+  buffers, checked every step, so a replaced state tensor or a reset ``optimizer.state`` is seen.
+* :class:`Flat` (``impl="flat"``) moves the parameters themselves into one buffer (their
+  ``.data`` become views), the layout ``compile=True`` fuses into a single kernel.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+BLOCK = 1 << 17
+"""Elements per round of the blocked path: 6 arrays of 128k float32 (p, g, two states, two
+temporaries) are 3 MiB, which stays in the L2/L3 caches of current CPUs across the rule's ops."""
+
+PACK_BELOW = 1 << 14
+"""Tensors with fewer elements than this are packed (their per-tensor overhead dominates)."""
+
+PACK_AT_LEAST = 16
+"""Packing pays for its gather and scatter only from this many small tensors on."""
+
+FAST_DTYPES = (torch.float32, torch.float64)
+"""Blocking and packing are used for these; other dtypes run torch's foreach sequence unchanged,
+so low-precision results are bitwise torch's (a packed update is added to the parameter in a
+second rounding, exact only in the parameter's own dtype when that is float32 or float64)."""
+
+
+def as_real(tensors: list[Tensor]) -> list[Tensor]:
+    """Complex tensors as real views with a trailing dimension of 2, as torch.optim treats them."""
+    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
+
+
+def call_rule(
+    rule: Callable[..., None],
+    params: list[Tensor],
+    grads: list[Tensor],
+    steps: list,
+    state: dict[str, list[Tensor]],
+    arguments: dict[str, Any],
+) -> None:
+    """The rule over these lists, complex tensors seen as real pairs."""
+    real_state = {key: as_real(tensors) for key, tensors in state.items()}
+    rule(as_real(params), as_real(grads), steps, real_state, **arguments)
+
+
+def blocked_rounds(
+    params: list[Tensor], grads: list[Tensor], steps: list, state: dict[str, list[Tensor]]
+) -> list[tuple[list[Tensor], list[Tensor], list, dict[str, list[Tensor]]]]:
+    """The lists cut into rounds of at most about :data:`BLOCK` elements each.
+
+    A contiguous tensor larger than a block is cut into 1-D slices of :data:`BLOCK` elements (a
+    multiple of every SIMD width, so each element takes the same vectorised code path as in the
+    whole tensor); consecutive smaller tensors share a round. A tensor whose parameter, gradient
+    and state are not all contiguous goes whole into a round of its own.
+    """
+    rounds: list = []
+    current: tuple[list, list, list, dict] = ([], [], [], {key: [] for key in state})
+    filled = 0
+
+    def close() -> None:
+        nonlocal current, filled
+        if current[0]:
+            rounds.append(current)
+        current, filled = ([], [], [], {key: [] for key in state}), 0
+
+    for i, (p, g) in enumerate(zip(params, grads)):
+        buffers = {key: tensors[i] for key, tensors in state.items()}
+        tensors = [p, g, *buffers.values()]
+        n = p.numel()
+        if not all(t.is_contiguous() for t in tensors):
+            close()
+            current = ([p], [g], [steps[i]], {key: [b] for key, b in buffers.items()})
+            close()
+            continue
+        if n >= BLOCK:
+            close()
+            flat = [t.view(-1) for t in tensors]
+            for start in range(0, n, BLOCK):
+                piece = [t[start : start + BLOCK] for t in flat]
+                pieces = dict(zip(buffers, piece[2:]))
+                rounds.append(
+                    ([piece[0]], [piece[1]], [steps[i]], {k: [v] for k, v in pieces.items()})
+                )
+            continue
+        if filled + n > BLOCK:
+            close()
+        current[0].append(p)
+        current[1].append(g)
+        current[2].append(steps[i])
+        for key, b in buffers.items():
+            current[3][key].append(b)
+        filled += n
+    close()
+    return rounds
+
+
+def _identical(tensors: list, held: list) -> bool:
+    return len(tensors) == len(held) and all(map(operator.is_, tensors, held))
+
+
+class Packed:
+    """Optimizer-owned flat state for many small, contiguous, real tensors of one device and dtype.
+
+    Built from the current state tensors (their values are copied in, then each ``state[p][key]``
+    becomes a view into the buffer). Step counters become 0-dim views of one counter vector on the
+    host, so one ``add_`` counts a step for every tensor.
+    """
+
+    def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
+        self.params = list(params)
+        self.keys = keys
+        self.dtype = params[0].dtype
+        sizes = [p.numel() for p in params]
+        shapes = [p.shape for p in params]
+
+        def views_of(flat: Tensor) -> list[Tensor]:
+            return [v.view(shape) for v, shape in zip(flat.split(sizes), shapes)]
+
+        self.buffers: dict[str, Tensor] = {}
+        self.views: dict[str, list[Tensor]] = {}
+        for key in keys:
+            self.buffers[key] = torch.cat([s[key].reshape(-1) for s in states])
+            self.views[key] = views_of(self.buffers[key])
+            for s, view in zip(states, self.views[key]):
+                s[key] = view
+        self.step_vector: Tensor | None = None
+        self.step_views: list[Tensor] = []
+        if states and "step" in states[0]:
+            self.step_vector = torch.stack([s["step"] for s in states])
+            self.step_views = list(self.step_vector.unbind(0))
+            for s, view in zip(states, self.step_views):
+                s["step"] = view
+        total = sum(sizes)
+        self.grad = torch.empty(total, dtype=self.dtype, device=params[0].device)
+        self.grad_views = views_of(self.grad)
+        self.work = torch.empty_like(self.grad)  # the parameters, or the update to add to them
+        self.work_views = views_of(self.work)
+
+    def holds(self, params: list[Tensor], states: list[dict]) -> bool:
+        """Whether these parameters and their state tensors are still the ones packed here."""
+        if not _identical(params, self.params):
+            return False
+        if any(p.dtype is not self.dtype for p in params):
+            return False
+        for key in self.keys:
+            if not _identical([s.get(key) for s in states], self.views[key]):
+                return False
+        return not self.step_views or _identical([s.get("step") for s in states], self.step_views)
+
+    def step(
+        self,
+        rule: Callable[..., None],
+        params: list[Tensor],
+        grads: list[Tensor],
+        arguments: dict[str, Any],
+        reads_params: bool,
+    ) -> bool:
+        """One update of every packed tensor; False (nothing done) if their counts differ.
+
+        Counts differ only after some tensors were skipped (no gradient); that step then runs on
+        the plain lists, with one count per tensor, as torch does.
+        """
+        steps: list = []
+        if self.step_vector is not None:
+            # note: a host read of the host-resident counters (torch keeps them there too)
+            low, high = torch.aminmax(self.step_vector)
+            if low.item() != high.item():
+                return False
+            self.step_vector.add_(1)
+            steps = [high.item() + 1]
+        torch._foreach_copy_(self.grad_views, grads)
+        if reads_params:
+            torch._foreach_copy_(self.work_views, params)
+        else:
+            self.work.zero_()  # the rule adds its update into zeros: work becomes the update
+        state = {key: [self.buffers[key]] for key in self.keys}
+        rule([self.work], [self.grad], steps, state, **arguments)
+        if reads_params:
+            torch._foreach_copy_(params, self.work_views)
+        else:
+            torch._foreach_add_(params, self.work_views)
+        return True
+
+
+def gather(tensors: list[Tensor]) -> Tensor:
+    """One flat buffer holding ``tensors`` one after the other."""
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+def views_like(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    """Views into ``flat`` shaped like each of ``like``, one after the other."""
+    views, offset = [], 0
+    for t in like:
+        views.append(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return views
+
+
+class Flat:
+    """``impl="flat"``: one param group's parameters of one device and dtype in one buffer.
+
+    Every ``Parameter`` keeps its identity but its ``.data`` becomes a view into the flat parameter
+    buffer, its ``.grad`` a view into the flat gradient buffer (autograd accumulates into it in
+    place while it is not reset to ``None``), and every state tensor a view into its flat buffer.
+    :meth:`holds` checks all of that before each step; when anything was replaced (``p.data = ...``,
+    ``model.to(...)``, a state tensor, the set of parameters with a gradient), the optimizer builds
+    a new layout from the current tensors.
+    """
+
+    def __init__(
+        self, params: list[Tensor], states: list[dict], keys: tuple[str, ...], counts_steps: bool
+    ) -> None:
+        self.params = list(params)
+        self.keys = keys
+        self.flat_param = gather(params)
+        self.flat_grad = gather([p.grad for p in params])
+        self.param_views = views_like(self.flat_param, params)
+        self.grad_views = views_like(self.flat_grad, params)
+        for p, param_view, grad_view in zip(params, self.param_views, self.grad_views):
+            p.data = param_view
+            p.grad = grad_view
+        self.buffers: dict[str, Tensor] = {}
+        self.views: dict[str, list[Tensor]] = {}
+        for key in keys:
+            self.buffers[key] = gather([s[key] for s in states])
+            self.views[key] = views_like(self.buffers[key], params)
+            for s, view in zip(states, self.views[key]):
+                s[key] = view
+        self.step_vector: Tensor | None = None
+        self.step_views: list[Tensor] = []
+        if counts_steps:
+            device = self.flat_param.device
+            self.step_vector = torch.stack([s["step"].to(device) for s in states])
+            self.step_views = list(self.step_vector.unbind(0))
+            for s, view in zip(states, self.step_views):
+                s["step"] = view
+        self.hyperparameter_tensors: dict[str, Tensor] = {}
+        self.last_values: dict[str, Any] = {}
+
+    def holds(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
+        """Whether the parameters, their storage and their state are still the ones laid out."""
+        if keys != self.keys or not _identical(params, self.params):
+            return False
+        if any(p.data_ptr() != v.data_ptr() for p, v in zip(params, self.param_views)):
+            return False
+        if any(p.dtype is not v.dtype for p, v in zip(params, self.param_views)):
+            return False
+        for key in self.keys:
+            if not _identical([s.get(key) for s in states], self.views[key]):
+                return False
+        return not self.step_views or _identical([s.get("step") for s in states], self.step_views)
+
+    def sync_grads(self) -> None:
+        """Make every ``p.grad`` the view into the flat gradient buffer (copying a new one in)."""
+        for p, view in zip(self.params, self.grad_views):
+            grad = p.grad
+            if grad is not view:
+                view.copy_(grad)
+                p.grad = view
+
+    def as_tensors(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Numbers as 0-dim float64 tensors on the buffer's device, refilled only when changed.
+
+        A compiled rule then sees the same tensors every step, so a schedule never recompiles.
+        """
+        converted = {}
+        for name, value in arguments.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+                converted[name] = value
+                continue
+            held = self.hyperparameter_tensors.get(name)
+            if held is None:
+                held = torch.zeros((), dtype=torch.float64, device=self.flat_param.device)
+                self.hyperparameter_tensors[name] = held
+            if isinstance(value, Tensor):
+                held.copy_(value.reshape(()))
+            elif self.last_values.get(name) != value:
+                held.fill_(value)
+                self.last_values[name] = value
+            converted[name] = held
+        return converted
