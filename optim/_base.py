@@ -279,8 +279,12 @@ class RuleOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for index, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
+            params = group["params"]
+            if any(p.grad is None for p in params):
+                params = [p for p in params if p.grad is not None]
+                if not params:
+                    continue
+            if self.impl == "foreach" and self._packed_step(index, group, params):
                 continue
             sparse = [p for p in params if _is_sparse(p.grad)]
             if sparse:
@@ -347,20 +351,24 @@ class RuleOptimizer(Optimizer):
             return [self.state[p] for p in params]
         return [{} for _ in params]
 
+    def _packed_step(self, index: int, group: dict, params: list[Tensor]) -> bool:
+        """The common case: the same small tensors as last step, their state still packed."""
+        layouts = self._layouts.get(index)
+        if not layouts or len(layouts) != 1 or not isinstance(layouts[0], Packed):
+            return False
+        packed = layouts[0]
+        states = self._states(group, params)
+        if packed.keys != self._state_keys(group) or not packed.holds(params, states):
+            return False
+        arguments = self._host_arguments(group, first_step=False)
+        grads = [p.grad for p in params]
+        return packed.step(type(self)._rule, params, grads, arguments, self._reads_params(group))
+
     def _foreach_step(self, index: int, group: dict, params: list[Tensor]) -> None:
         states = self._states(group, params)
-        packed: list[Packed] = [
-            layout for layout in self._layouts.get(index, []) if isinstance(layout, Packed)
-        ]
         keys = self._state_keys(group)
         arguments = self._host_arguments(group, first_step=False)
-        # The common case: the same small tensors as last step, their state still packed.
         rule, reads_params = type(self)._rule, self._reads_params(group)
-        still_packed = len(packed) == 1 and packed[0].keys == keys
-        if still_packed and packed[0].holds(params, states):
-            grads = [p.grad for p in params]
-            if packed[0].step(rule, params, grads, arguments, reads_params):
-                return
         fresh = self._ensure_state(group, params, states)
         lists: dict[tuple, list[int]] = {}
         for i, (p, first) in enumerate(zip(params, fresh)):
@@ -372,7 +380,11 @@ class RuleOptimizer(Optimizer):
             small = [p.numel() < PACK_BELOW for p in ps]
             fast = dtype in FAST_DTYPES and not first and not ps[0].is_complex()
             packable = fast and len(lists) == 1 and all(small) and len(ps) >= PACK_AT_LEAST
-            if packable and all(p.is_contiguous() and p.grad.is_contiguous() for p in ps):
+            packable = packable and all(p.is_contiguous() and p.grad.is_contiguous() for p in ps)
+            if packable and self._counts_steps and ss[0]["step"].device.type == "cpu":
+                # note: host-resident counters; packing needs one count for every tensor
+                packable = bool(torch.stack([s["step"] for s in ss]).unique().numel() == 1)
+            if packable:
                 layout = Packed(ps, ss, keys)
                 layouts.append(layout)
                 if layout.step(rule, ps, [p.grad for p in ps], arguments, reads_params):

@@ -179,7 +179,6 @@ class Packed:
         Counts differ only after some tensors were skipped (no gradient); that step then runs on
         the plain lists, with one count per tensor, as torch does.
         """
-        steps: list = []
         if self.step_vector is not None:
             # note: a host read of the host-resident counters (torch keeps them there too)
             low, high = torch.aminmax(self.step_vector)
@@ -187,13 +186,16 @@ class Packed:
                 return False
             self.step_vector.add_(1)
             steps = [high.item() + 1]
+        else:
+            steps = [None]
         torch._foreach_copy_(self.grad_views, grads)
         if reads_params:
             torch._foreach_copy_(self.work_views, params)
-        else:
-            self.work.zero_()  # the rule adds its update into zeros: work becomes the update
         state = {key: [self.buffers[key]] for key in self.keys}
-        rule([self.work], [self.grad], steps, state, **arguments)
+        for work, grad, counts, buffers in blocked_rounds([self.work], [self.grad], steps, state):
+            if not reads_params:
+                work[0].zero_()  # the rule adds its update into zeros: work becomes the update
+            rule(work, grad, counts, buffers, **arguments)
         if reads_params:
             torch._foreach_copy_(params, self.work_views)
         else:

@@ -1,24 +1,38 @@
 """``stepsize bench optim``: our optimizers' ``step()`` against torch.optim, in the same process.
 
-For each optimizer and each model shape (fp32 tensors), the median time of one ``step()`` with
-gradients already in place, for torch.optim's single-tensor, foreach and fused implementations and
-for ours (foreach, flat, flat compiled). The effective bandwidth is the bytes the update must read
-and write (parameters, gradient and state, once each) divided by the time, compared with the
-machine's in-place bandwidth measured here (``x.add_(y)`` on 64 MiB buffers).
+For each optimizer and model shape (fp32 tensors, gradients in place), the median time of one
+``step()`` for torch.optim's single-tensor, foreach and fused implementations and for ours: the
+default path (parameters' own storage), the flat path, and the flat path compiled. Variants are
+timed round-robin (one step of each in turn), so a busy machine slows them alike and the ratios
+stay fair. Speedups are torch's time over ours (above 1: ours is faster):
 
-Targets (issue 2, 2-core CPU): Adam, AdamW, SGD with momentum and Adagrad within 1.1x of torch's
-``fused=True`` on 4x4M and at least 5x faster on 2000x1k; RMSprop and Adadelta at least 2x faster
-than torch's foreach on every shape.
+* ``default / eager``: the default path against torch's faster eager path (single or foreach);
+* ``compiled / fused``: ``compile=True`` against torch's ``fused=True``.
+
+Also printed: the peak bytes a step holds in temporaries beyond the state, for our default path
+and for torch fused; the effective bandwidth (bytes the update must read and write once, over the
+best time) against the machine's in-place bandwidth; and the first compiled step's wall time in a
+fresh process with a cold and with a warm inductor cache.
+
+Targets (issue 11, 2-core CPU): default >= 1.0x torch's faster eager path on 4x4M and 400x40k for
+all six classes, >= 5x on 2000x1k; compiled within 1.1x of torch fused on 4x4M (Adam, AdamW, SGD
+with momentum, Adagrad) and >= 5x faster on 2000x1k.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import weakref
 from collections.abc import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import optim
 
@@ -33,6 +47,14 @@ OPTIMIZERS: dict[str, tuple[dict, int]] = {
     "Adadelta": ({}, 7),
 }
 TORCH_FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}
+COLUMNS = (
+    "torch single",
+    "torch foreach",
+    "torch fused",
+    "ours default",
+    "ours flat",
+    "ours flat+compile",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,15 +84,18 @@ def parse_model(spec: str) -> tuple[int, int]:
     return shape
 
 
-def _median_ms(step: Callable[[], object], repeat: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
+def _round_robin_ms(steps: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median milliseconds of each step, timed one step of each in turn (after 3 warm-ups)."""
+    for step in steps.values():
+        for _ in range(3):
+            step()
+    times: dict[str, list[float]] = {label: [] for label in steps}
     for _ in range(repeat):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        for label, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) * 1e3 for label, t in times.items()}
 
 
 def _params(count: int, numel: int) -> list[torch.Tensor]:
@@ -83,10 +108,44 @@ def _params(count: int, numel: int) -> list[torch.Tensor]:
     return params
 
 
+class _PeakTemporaries(TorchDispatchMode):
+    """The most bytes held at once in tensors that ops created (not in place, not views)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+
+    def _freed(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        returns = func._schema.returns
+        if func._schema.is_mutable or any(r.alias_info is not None for r in returns):
+            return out  # in place, or a view: no new memory
+        for tensor in out if isinstance(out, (list, tuple)) else [out]:
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            nbytes = tensor.numel() * tensor.element_size()
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(tensor, self._freed, nbytes)
+        return out
+
+
+def temporary_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Peak bytes of temporaries during one (later) ``step()``: the memory beyond the state."""
+    optimizer.step()
+    with _PeakTemporaries() as counter:
+        optimizer.step()
+    return counter.peak
+
+
 def machine_bandwidth_gbs(repeat: int = 10) -> float:
     """In-place bandwidth of this machine: ``x.add_(y)`` reads 2 and writes 1 float per element."""
     x, y = torch.ones(16 * 2**20), torch.ones(16 * 2**20)
-    ms = _median_ms(lambda: x.add_(y, alpha=1e-9), repeat)
+    ms = _round_robin_ms({"add": lambda: x.add_(y, alpha=1e-9)}, repeat)["add"]
     return 3 * x.numel() * 4 / (ms * 1e-3) / 1e9
 
 
@@ -94,28 +153,57 @@ def measure(name: str, model: str, repeat: int, compile_flat: bool) -> dict[str,
     """Median ``step()`` milliseconds of every implementation for one optimizer and shape."""
     kwargs, _ = OPTIMIZERS[name]
     count, numel = parse_model(model)
+    theirs, ours = getattr(torch.optim, name), getattr(optim, name)
     variants: dict[str, Callable[[list], torch.optim.Optimizer]] = {
-        "torch single": lambda ps: getattr(torch.optim, name)(ps, foreach=False, **kwargs),
-        "torch foreach": lambda ps: getattr(torch.optim, name)(ps, foreach=True, **kwargs),
+        "torch single": lambda ps: theirs(ps, foreach=False, **kwargs),
+        "torch foreach": lambda ps: theirs(ps, foreach=True, **kwargs),
     }
     if name in TORCH_FUSED:
-        variants["torch fused"] = lambda ps: getattr(torch.optim, name)(ps, fused=True, **kwargs)
-    variants["ours foreach"] = lambda ps: getattr(optim, name)(ps, impl="foreach", **kwargs)
-    variants["ours flat"] = lambda ps: getattr(optim, name)(ps, impl="flat", **kwargs)
+        variants["torch fused"] = lambda ps: theirs(ps, fused=True, **kwargs)
+    variants["ours default"] = lambda ps: ours(ps, **kwargs)
+    variants["ours flat"] = lambda ps: ours(ps, impl="flat", **kwargs)
     if compile_flat:
-        variants["ours flat+compile"] = lambda ps: getattr(optim, name)(
-            ps, impl="flat", compile=True, **kwargs
-        )
-    results = {}
-    for label, make in variants.items():
-        optimizer = make(_params(count, numel))
-        results[label] = _median_ms(optimizer.step, repeat)
-        del optimizer
+        variants["ours flat+compile"] = lambda ps: ours(ps, compile=True, **kwargs)
+    optimizers = {label: make(_params(count, numel)) for label, make in variants.items()}
+    results = _round_robin_ms({label: opt.step for label, opt in optimizers.items()}, repeat)
+    results["temporaries ours"] = temporary_bytes(optimizers["ours default"])
+    if "torch fused" in optimizers:
+        results["temporaries fused"] = temporary_bytes(optimizers["torch fused"])
     return results
 
 
+_FIRST_STEP = """
+import time, torch, optim
+params = [torch.randn(1000, requires_grad=True) for _ in range(50)]
+for p in params:
+    p.grad = torch.randn(1000)
+optimizer = optim.Adam(params, compile=True)
+start = time.perf_counter()
+optimizer.step()
+print(time.perf_counter() - start)
+"""
+
+
+def first_compiled_step_seconds() -> tuple[float, float]:
+    """Wall time of the first compiled Adam step in a fresh process: cold, then warm cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        times = []
+        for _ in range(2):
+            out = subprocess.run(
+                [sys.executable, "-c", _FIRST_STEP],
+                env=env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            times.append(float(out.stdout.strip().splitlines()[-1]))
+    return times[0], times[1]
+
+
+def _speedup(reference: float | None, ours: float | None) -> str:
+    return f"{reference / ours:.2f}x" if reference and ours else "n/a"
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the table: medians, ratios against torch, effective bandwidth."""
+    """Print the table: medians, speedups against torch, temporaries, bandwidth, compile time."""
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
@@ -131,38 +219,38 @@ def run(args: argparse.Namespace) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
     print(f"machine in-place bandwidth (x.add_(y), 64 MiB): {bandwidth:.1f} GB/s\n")
     header = (
-        "| optimizer | model | torch single | torch foreach | torch fused | ours foreach "
-        "| ours flat | ours flat+compile | best ours / fused | best ours / foreach "
-        "| GB/s (% of machine) |"
+        "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager "
+        "| compiled / fused | peak temporaries ours / fused (MiB) | GB/s (% of machine) |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name in names:
         for model in models:
             ms = measure(name, model, args.repeat, not args.no_compile)
-            ours_best = min(v for k, v in ms.items() if k.startswith("ours"))
-            fused = ms.get("torch fused")
+            eager = min(ms["torch single"], ms["torch foreach"])
+            best = min(v for k, v in ms.items() if k.startswith("ours"))
             count, numel = parse_model(model)
-            gbs = OPTIMIZERS[name][1] * 4 * count * numel / (ours_best * 1e-3) / 1e9
-            cells = [
-                f"{ms[k]:.2f}" if k in ms else "n/a"
-                for k in (
-                    "torch single",
-                    "torch foreach",
-                    "torch fused",
-                    "ours foreach",
-                    "ours flat",
-                    "ours flat+compile",
-                )
-            ]
-            vs_fused = f"{ours_best / fused:.2f}x" if fused else "n/a"
-            vs_foreach = f"{ours_best / ms['torch foreach']:.2f}x"
+            gbs = OPTIMIZERS[name][1] * 4 * count * numel / (best * 1e-3) / 1e9
+            cells = [f"{ms[k]:.2f}" if k in ms else "n/a" for k in COLUMNS]
+            fused_mb = ms.get("temporaries fused")
+            temporaries = f"{ms['temporaries ours'] / 2**20:.2f} / " + (
+                f"{fused_mb / 2**20:.2f}" if fused_mb is not None else "n/a"
+            )
             print(
                 f"| {name} | {model} | " + " | ".join(cells)
-                + f" | {vs_fused} | {vs_foreach} | {gbs:.1f} ({100 * gbs / bandwidth:.0f}%) |",
+                + f" | {_speedup(eager, ms['ours default'])}"
+                + f" | {_speedup(ms.get('torch fused'), ms.get('ours flat+compile'))}"
+                + f" | {temporaries} | {gbs:.1f} ({100 * gbs / bandwidth:.0f}%) |",
                 flush=True,
             )  # fmt: skip
-    print("\ntimes are median ms per step(); ratios < 1 mean ours is faster")
+    print(
+        "\ntimes are median ms per step(); speedups are torch's time over ours (> 1: ours faster)"
+    )
+    if not args.no_compile:
+        cold, warm = first_compiled_step_seconds()
+        print(
+            f"first compiled step (Adam, fresh process): {cold:.1f} s cold cache, {warm:.1f} s warm"
+        )
     return 0
 
 

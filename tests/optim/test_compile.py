@@ -62,3 +62,28 @@ def test_flat_compiled_rule_matches_torch_and_never_recompiles_for_a_new_lr(name
             graphs_after_first = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs_after_first
     assert relative_error(params, reference) <= TOLERANCE[torch.float32]
+
+
+@pytest.mark.slow
+def test_compile_has_no_limit_on_shapes_groups_and_optimizers():
+    """A sweep that builds 20 models of different sizes (and a 9-group model) in one process.
+
+    Dynamo's default limit of 8 graphs per function used to fail with FailOnRecompileLimitHit
+    from the 9th distinct buffer shape; every one of these must compile, run and match torch.
+    """
+    torch._dynamo.reset()
+    for size in range(20):
+        shapes = [(size + 2, 3), (size * 7 + 1,)]
+        params = [torch.randn(s, dtype=torch.float64).requires_grad_() for s in shapes]
+        reference = [p.detach().clone().requires_grad_() for p in params]
+        for opt, ps in (
+            (ours("Adam")(params, lr=0.01, compile=True), params),
+            (theirs("Adam")(reference, lr=0.01), reference),
+        ):
+            _train(opt.step, opt, ps, 2, 1.0)
+        assert relative_error(params, reference) <= TOLERANCE[torch.float64]
+    groups = [{"params": [torch.randn(i + 1, requires_grad=True)], "lr": 0.01 * (i + 1)}
+              for i in range(9)]  # fmt: skip
+    optimizer = ours("SGD")(groups, lr=0.1, momentum=0.9, compile=True)
+    params = [p for group in groups for p in group["params"]]
+    _train(optimizer.step, optimizer, params, 2, 1.0)

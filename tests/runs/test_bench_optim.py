@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from runs.bench.optim import parse_model
 
@@ -36,3 +37,18 @@ def test_unknown_optimizer_is_one_line_and_exit_2():
     assert proc.returncode == 2
     assert "Lion" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_peak_temporaries_counts_new_tensors_not_views_or_in_place_results():
+    from runs.bench.optim import _PeakTemporaries
+
+    x = torch.ones(1000)
+    with _PeakTemporaries() as counter:
+        y = x * 2  # 4000 bytes
+        del y
+        z = x + 1  # another 4000, but y is gone: the peak stays 4000
+        z.add_(1)  # in place: nothing new
+        z.view(10, 100)  # a view: nothing new
+        w = torch.cat([x, x])  # 8000 while z (4000) lives: peak 12000
+    assert counter.peak == 12000
+    del z, w
