@@ -430,11 +430,12 @@ class RuleOptimizer(Optimizer):
                 self._layouts.pop(index, None)
                 self._run_lists(group, params, states, keys, first=False, blocked=False)
                 return
-            known_zero = all(self._known_unstepped(s.get("step")) for s in states)
-            rebuilt = self._counts_steps and not known_zero
-            if rebuilt and len({float(s["step"]) for s in states}) > 1:
+            counts = {0.0}
+            if self._counts_steps and not all(self._known_unstepped(s.get("step")) for s in states):
                 # note: a CPU-GPU sync point, only when a layout is rebuilt after its tensors were
                 # replaced (load_state_dict, p.data = ...), never in a steady-state step
+                counts = {float(s["step"]) for s in states}
+            if len(counts) > 1:
                 self._layouts.pop(index, None)
                 self._run_lists(group, params, states, keys, first=False, blocked=False)
                 return
@@ -443,6 +444,7 @@ class RuleOptimizer(Optimizer):
                 ps = [params[i] for i in indices]
                 ss = [states[i] for i in indices]
                 layouts.append(Flat(ps, ss, keys, self._counts_steps))
+                layouts[-1].count = next(iter(counts))
             self._layouts[index] = layouts
             first_step = fresh[0]
         else:
@@ -452,21 +454,20 @@ class RuleOptimizer(Optimizer):
             self._run_flat(group, layout, first_step)
 
     def _run_flat(self, group: dict, layout: Flat, first_step: bool) -> None:
-        steps = []
+        steps: list = [None]
         if layout.step_vector is not None:
             layout.step_vector.add_(1)
-            steps = [layout.step_vector[0]]
-        arguments = self._rule_arguments(group)
-        if "first_step" in self._rule_keywords:
-            arguments["first_step"] = first_step
+            layout.count += 1  # the host's copy of the count: eager scalars are host arithmetic
+            steps = [layout.step_vector[0]] if self.compile else [layout.count]
         rule = type(self)._rule
-        if self.compile:
+        if self.compile:  # every scalar a tensor, so new values never recompile
+            arguments = self._rule_arguments(group)
+            if "first_step" in self._rule_keywords:
+                arguments["first_step"] = first_step
             arguments = layout.as_tensors(arguments)
             rule = self._compiled()
         else:
-            for name, value in arguments.items():
-                if isinstance(value, Tensor):
-                    arguments[name] = value.detach().reshape(())
+            arguments = self._host_arguments(group, first_step)
         state = {key: [flat] for key, flat in layout.buffers.items()}
         call_rule(rule, [layout.flat_param], [layout.flat_grad], steps, state, arguments)
 

@@ -255,6 +255,7 @@ class Flat:
             self.step_views = list(self.step_vector.unbind(0))
             for s, view in zip(states, self.step_views):
                 s["step"] = view
+        self.count = 0.0  # the host's copy of the step count, set by the optimizer
         self.hyperparameter_tensors: dict[str, Tensor] = {}
         self.last_values: dict[str, Any] = {}
 
