@@ -170,6 +170,10 @@ class RuleOptimizer(Optimizer):
 
     _counts_steps: ClassVar[bool] = True
     _supports_sparse: ClassVar[bool] = False
+    _elementwise: ClassVar[bool] = True
+    """Whether the rule treats every element on its own, so that it may run on any split of the
+    tensors (blocks, packed buffers). A rule with a reduction over the whole group (a global norm,
+    a distance estimate) sets False and always sees the group's complete lists."""
     _rule: ClassVar[Callable[..., None]]
 
     def __init__(
@@ -380,6 +384,7 @@ class RuleOptimizer(Optimizer):
             small = [p.numel() < PACK_BELOW for p in ps]
             fast = dtype in FAST_DTYPES and not first and not ps[0].is_complex()
             packable = fast and len(lists) == 1 and all(small) and len(ps) >= PACK_AT_LEAST
+            packable = packable and self._elementwise
             packable = packable and all(p.is_contiguous() and p.grad.is_contiguous() for p in ps)
             if packable and self._counts_steps and ss[0]["step"].device.type == "cpu":
                 # note: host-resident counters; packing needs one count for every tensor
@@ -389,7 +394,7 @@ class RuleOptimizer(Optimizer):
                 layouts.append(layout)
                 if layout.step(rule, ps, [p.grad for p in ps], arguments, reads_params):
                     continue
-            self._run_lists(group, ps, ss, keys, first, blocked=fast)
+            self._run_lists(group, ps, ss, keys, first, blocked=fast and self._elementwise)
         self._layouts[index] = layouts
 
     def _run_lists(self, group, params, states, keys, first, blocked) -> None:
