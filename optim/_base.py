@@ -386,9 +386,12 @@ class RuleOptimizer(Optimizer):
             packable = fast and len(lists) == 1 and all(small) and len(ps) >= PACK_AT_LEAST
             packable = packable and self._elementwise
             packable = packable and all(p.is_contiguous() and p.grad.is_contiguous() for p in ps)
-            if packable and self._counts_steps and ss[0]["step"].device.type == "cpu":
-                # note: host-resident counters; packing needs one count for every tensor
-                packable = bool(torch.stack([s["step"] for s in ss]).unique().numel() == 1)
+            if packable and self._counts_steps:
+                # Packing needs one count for every tensor, read from host-resident counters
+                # (with capturable=True they live on the device, and nothing is packed).
+                on_host = ss[0]["step"].device.type == "cpu" and not group.get("capturable")
+                counts = torch.stack([s["step"] for s in ss]) if on_host else None
+                packable = counts is not None and bool(counts.unique().numel() == 1)
             if packable:
                 layout = Packed(ps, ss, keys)
                 layouts.append(layout)

@@ -21,8 +21,9 @@ calls the same rule; they differ only in which tensors they hand it.
 
 from __future__ import annotations
 
+import itertools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -37,6 +38,8 @@ PACK_BELOW = 1 << 14
 
 PACK_AT_LEAST = 16
 """Packing pays for its gather and scatter only from this many small tensors on."""
+
+_DTYPE = operator.attrgetter("dtype")
 
 FAST_DTYPES = (torch.float32, torch.float64)
 """Blocking and packing are used for these; other dtypes run torch's foreach sequence unchanged,
@@ -113,8 +116,15 @@ def blocked_rounds(
     return rounds
 
 
-def _identical(tensors: list, held: list) -> bool:
+def _identical(tensors: Iterable, held: list) -> bool:
+    """Whether ``tensors`` are exactly the objects in ``held`` (identity, not values)."""
+    tensors = list(tensors)
     return len(tensors) == len(held) and all(map(operator.is_, tensors, held))
+
+
+def _entries(states: list[dict], key: str) -> Iterable:
+    """``state.get(key)`` for every state (a C-level loop: this runs every step)."""
+    return map(dict.get, states, itertools.repeat(key))
 
 
 class Packed:
@@ -123,6 +133,12 @@ class Packed:
     Built from the current state tensors (their values are copied in, then each ``state[p][key]``
     becomes a view into the buffer). Step counters become 0-dim views of one counter vector on the
     host, so one ``add_`` counts a step for every tensor.
+
+    A step runs in rounds of consecutive whole tensors of about :data:`BLOCK` elements. Each round
+    gathers its gradients (and, if the rule reads them, its parameters) into a reused scratch
+    buffer the size of one round, runs the rule over that scratch and the round's slice of the
+    state buffers, and adds the result to its parameters while it is still in cache. Memory then
+    sees each parameter, gradient and state element about once per step, as in a fused kernel.
     """
 
     def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
@@ -130,16 +146,11 @@ class Packed:
         self.keys = keys
         self.dtype = params[0].dtype
         sizes = [p.numel() for p in params]
-        shapes = [p.shape for p in params]
-
-        def views_of(flat: Tensor) -> list[Tensor]:
-            return [v.view(shape) for v, shape in zip(flat.split(sizes), shapes)]
-
         self.buffers: dict[str, Tensor] = {}
         self.views: dict[str, list[Tensor]] = {}
         for key in keys:
-            self.buffers[key] = torch.cat([s[key].reshape(-1) for s in states])
-            self.views[key] = views_of(self.buffers[key])
+            self.buffers[key] = gather([s[key] for s in states])
+            self.views[key] = views_like(self.buffers[key], params)
             for s, view in zip(states, self.views[key]):
                 s[key] = view
         self.step_vector: Tensor | None = None
@@ -149,22 +160,30 @@ class Packed:
             self.step_views = list(self.step_vector.unbind(0))
             for s, view in zip(states, self.step_views):
                 s["step"] = view
-        total = sum(sizes)
-        self.grad = torch.empty(total, dtype=self.dtype, device=params[0].device)
-        self.grad_views = views_of(self.grad)
+        # Rounds: (first tensor, end tensor, first element, end element) of consecutive tensors.
+        self.rounds: list[tuple[int, int, int, int]] = []
+        first = start = filled = 0
+        for i, size in enumerate(sizes):
+            filled += size
+            if filled >= BLOCK or i == len(sizes) - 1:
+                self.rounds.append((first, i + 1, start, start + filled))
+                first, start, filled = i + 1, start + filled, 0
+        largest = max(end - begin for _, _, begin, end in self.rounds)
+        self.grad = torch.empty(largest, dtype=self.dtype, device=params[0].device)
         self.work = torch.empty_like(self.grad)  # the parameters, or the update to add to them
-        self.work_views = views_of(self.work)
+        self.grad_views = [views_like(self.grad, params[i:j]) for i, j, _, _ in self.rounds]
+        self.work_views = [views_like(self.work, params[i:j]) for i, j, _, _ in self.rounds]
 
     def holds(self, params: list[Tensor], states: list[dict]) -> bool:
         """Whether these parameters and their state tensors are still the ones packed here."""
         if not _identical(params, self.params):
             return False
-        if any(p.dtype is not self.dtype for p in params):
+        if not all(map(operator.is_, map(_DTYPE, params), itertools.repeat(self.dtype))):
             return False
         for key in self.keys:
-            if not _identical([s.get(key) for s in states], self.views[key]):
+            if not _identical(_entries(states, key), self.views[key]):
                 return False
-        return not self.step_views or _identical([s.get("step") for s in states], self.step_views)
+        return not self.step_views or _identical(_entries(states, "step"), self.step_views)
 
     def step(
         self,
@@ -188,18 +207,22 @@ class Packed:
             steps = [high.item() + 1]
         else:
             steps = [None]
-        torch._foreach_copy_(self.grad_views, grads)
-        if reads_params:
-            torch._foreach_copy_(self.work_views, params)
-        state = {key: [self.buffers[key]] for key in self.keys}
-        for work, grad, counts, buffers in blocked_rounds([self.work], [self.grad], steps, state):
-            if not reads_params:
-                work[0].zero_()  # the rule adds its update into zeros: work becomes the update
-            rule(work, grad, counts, buffers, **arguments)
-        if reads_params:
-            torch._foreach_copy_(params, self.work_views)
-        else:
-            torch._foreach_add_(params, self.work_views)
+        for (i, j, begin, end), grad_views, work_views in zip(
+            self.rounds, self.grad_views, self.work_views
+        ):
+            size = end - begin
+            grad, work = self.grad[:size], self.work[:size]
+            torch._foreach_copy_(grad_views, grads[i:j])
+            if reads_params:
+                torch._foreach_copy_(work_views, params[i:j])
+            else:
+                work.zero_()  # the rule adds its update into zeros: work becomes the update
+            state = {key: [self.buffers[key][begin:end]] for key in self.keys}
+            rule([work], [grad], steps, state, **arguments)
+            if reads_params:
+                torch._foreach_copy_(params[i:j], work_views)
+            else:
+                torch._foreach_add_(params[i:j], work_views)
         return True
 
 
