@@ -1,53 +1,51 @@
 """The schedule type: a pure, serialisable function of the step, on ints, arrays or tensors.
 
 Every schedule subclasses :class:`Schedule` and writes its formula **once**, in
-``_value(self, t, xp)``, against an operations namespace ``xp``:
+``_value(self, t, xp)``, against the operations namespace ``xp`` (:data:`ARRAY`: numpy float64
+arrays, with torch's vectorised ``cos``/``sin``, several times faster than numpy's float64 loops).
 
-* for one step (``s(7)``) ``xp`` is :data:`SCALAR`, built on :mod:`math` and plain Python
-  numbers, so driving an optimizer costs a few hundred nanoseconds;
-* for many steps (``s(np.arange(10**6))`` or a torch tensor) ``xp`` is :data:`ARRAY`, built on
-  numpy float64 arrays.
-
-The two namespaces expose the same names (``exp``, ``cos``, ``where``, ``floor``, ``minimum``,
-``count_below``, ``take``, ``branch``...), so a formula reads like the mathematics and runs on
-either. Vectorised and scalar values agree to a few ulps (numpy's SIMD ``exp`` and ``pow`` may
-round the last bit differently from :mod:`math`; the array ``cos`` and ``sin`` are torch's
-vectorised ones, several times faster than numpy's float64 loops).
+There is one evaluation path. A single step ``s(7)`` is evaluated as the one-element array
+``[7.0]``, so ``s(t)`` and ``s(array)[i]`` are **equal bit for bit** (every elementwise function
+used gives an element the same bits wherever it sits in an array: tested for each one in
+``tests/schedulers/test_properties.py``). A single call costs a few microseconds; the driver
+(:mod:`schedulers.driver`) evaluates steps in blocks, so driving an optimizer costs well under
+a microsecond per update.
 
 Conventions shared by every schedule:
 
 * ``t`` counts optimizer updates already made: ``s(0)`` is the value used by the first update.
+  Steps are float64: whole steps are exact up to ``2**53``; fractional steps (``epoch + i / n``)
+  are allowed.
 * Every constructor argument is stored under its own name, so ``s.to_dict()`` is
   ``{"name": <registered name>, <argument>: <value>, ...}`` (nested schedules as nested dicts,
   ``None`` arguments left out) and :func:`from_dict` rebuilds an equal schedule.
-* ``s.bounds()`` returns the documented ``(lowest, highest)`` value over all ``t >= 0``.
+* ``s.bounds()`` returns an enclosure ``(lowest, highest)`` of the values over all ``t >= 0``:
+  exact for every base schedule; for compositions it may be wider than the values reached
+  (``inf`` where unknown, e.g. a user function without declared bounds).
 """
 
 from __future__ import annotations
 
-import bisect
+import functools
 import inspect
 import itertools
 import math
 import numbers
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
+#: Largest whole step (and step count argument) that float64 represents exactly.
+MAX_STEP = 2**53
+
 # ----------------------------------------------------------------------------------------------
-# Operation namespaces: the same names over Python floats (math) and numpy float64 arrays.
+# The operation namespace: numpy float64 arrays.
 # ----------------------------------------------------------------------------------------------
 
-_U64 = (1 << 64) - 1
 
-
-def _scalar_branch(index: int, t: Any, pieces: Sequence[Callable[[Any], Any]]) -> Any:
-    return pieces[index](t)
-
-
-def _array_branch(index: np.ndarray, t: np.ndarray, pieces: Sequence[Callable]) -> np.ndarray:
+def _branch(index: np.ndarray, t: np.ndarray, pieces: Sequence[Callable]) -> np.ndarray:
     out = np.empty(np.shape(t), dtype=np.float64)
     for k, piece in enumerate(pieces):
         mask = index == k
@@ -56,24 +54,26 @@ def _array_branch(index: np.ndarray, t: np.ndarray, pieces: Sequence[Callable]) 
     return out
 
 
-def _scalar_power(base: float, exponent: float) -> float:
-    if base > 0:
-        return math.exp(exponent * math.log(base))
-    return 1.0 if exponent == 0 else 0.0  # bases are >= 0 in every formula
+def _power(base: Any, exponent: Any) -> np.ndarray:
+    """``base ** exponent`` for ``base >= 0`` (``0 ** 0 = 1``), numpy's correctly-rounded-or-1-ulp
+    ``pow``: exact whenever the power is representable (``0.5 ** 3``, ``2.0 ** 10``).
 
-
-def _array_power(base: Any, exponent: Any) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = np.exp(exponent * np.log(base))
-    zero = np.equal(base, 0)
-    if np.any(zero):
-        out = np.where(zero, np.where(np.equal(exponent, 0), 1.0, 0.0), out)
-    return out
+    For a number ``0 < base < 1``, exponents whose power is below ``2**-1076`` give 0 directly
+    (what ``pow`` rounds them to): numpy's SIMD ``pow`` takes a slow path on underflow, 15x
+    slower, which ``step_lr`` over 10**6 steps would otherwise hit.
+    """
+    with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+        if np.ndim(base) == 0 and 0.0 < base < 1.0 and np.ndim(exponent) > 0:
+            vanishing = exponent > 1076.0 / -math.log2(base)
+            out = np.power(np.float64(base), np.where(vanishing, 0.0, exponent))
+            out[vanishing] = 0.0
+            return out
+        return np.power(np.float64(base) if np.ndim(base) == 0 else base, exponent)
 
 
 def _torch_elementwise(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """numpy float64 array -> array through ``torch.<name>`` (zero-copy, SIMD; torch is loaded on
-    first use). numpy's float64 ``cos``/``sin`` are scalar loops on many CPUs, 5x slower."""
+    first use). numpy's float64 ``cos``/``sin`` are scalar loops on many CPUs, 5-10x slower."""
 
     def apply(x: Any) -> np.ndarray:
         import torch
@@ -84,29 +84,16 @@ def _torch_elementwise(name: str) -> Callable[[np.ndarray], np.ndarray]:
     return apply
 
 
-def _array_int_power(base: float, exponent: np.ndarray) -> np.ndarray:
-    k = exponent.astype(np.int64)
-    table = base ** np.arange(int(k.max(initial=0)) + 1, dtype=np.float64)
-    return table[k]
-
-
 class Ops:
-    """A namespace of elementwise operations; :data:`SCALAR` and :data:`ARRAY` are the instances.
+    """A namespace of elementwise operations over float64 arrays; :data:`ARRAY` is the instance.
 
     ``count_below(seq, t)`` and ``count_at_or_below(seq, t)`` count the entries of a sorted
-    ``seq`` that are ``< t`` and ``<= t`` (``bisect_left`` / ``bisect_right``).
-    ``take_rows(rows, i)`` picks row ``i`` of a table of tuples (one tuple per row for a scalar
-    ``i``, one array per column for an array ``i``). ``branch(index, t, pieces)`` evaluates
-    ``pieces[index](t)`` elementwise and only where each
-    piece is selected, so a piece never sees steps outside its own segment (no overflow or
-    domain warnings from unused branches).
-
-    ``power(base, exponent)`` is ``exp(exponent * log(base))`` (``base >= 0``, with
-    ``0 ** 0 = 1``) on both paths: numpy's ``np.power`` is an order of magnitude slower than
-    ``exp`` and ``log``, and one formula for both paths keeps them within an ulp or two. Its
-    relative error is about ``|exponent * log(base)| * 2**-53`` (below 1e-13 while the result
-    is above 1e-300). ``int_power(base, k)`` is C's ``pow`` for small integers ``k >= 0``
-    (exact whenever the power is representable, e.g. cycle lengths ``T_0 * T_mult**i``).
+    ``seq`` that are ``< t`` and ``<= t``. ``take_rows(rows, i)`` picks row ``i`` of a table of
+    tuples (one array per column). ``branch(index, t, pieces)`` evaluates ``pieces[index](t)``
+    elementwise and only where each piece is selected, so a piece never sees steps outside its
+    own segment (no overflow or domain warnings from unused branches). ``power(base, exponent)``
+    is numpy's ``pow`` (``base >= 0``): exact when the result is representable, so
+    ``0.1 * 0.5 ** 3`` is ``0.0125`` as in torch.
     """
 
     def __init__(self, name: str, **ops: Any) -> None:
@@ -117,34 +104,6 @@ class Ops:
         return f"<schedule ops: {self.name}>"
 
 
-SCALAR = Ops(
-    "scalar",
-    pi=math.pi,
-    inf=math.inf,
-    exp=math.exp,
-    log=math.log,
-    log1p=math.log1p,
-    cos=math.cos,
-    sin=math.sin,
-    sqrt=math.sqrt,
-    floor=math.floor,
-    ceil=math.ceil,
-    power=_scalar_power,
-    int_power=operator.pow,  # k is a Python int on the scalar path
-    minimum=min,
-    maximum=max,
-    where=lambda cond, a, b: a if cond else b,
-    count_below=bisect.bisect_left,
-    count_at_or_below=bisect.bisect_right,
-    take=operator.getitem,
-    take_rows=operator.getitem,
-    branch=_scalar_branch,
-    as_uint64=lambda t: int(t) & _U64,
-    wrap_uint64=lambda x: x & _U64,
-    high32_unit=lambda x: (x >> 32) * 2.0**-32,
-    low32_unit=lambda x: (x & 0xFFFFFFFF) * 2.0**-32,
-)
-
 ARRAY = Ops(
     "array",
     pi=math.pi,
@@ -152,13 +111,13 @@ ARRAY = Ops(
     exp=np.exp,
     log=np.log,
     log1p=np.log1p,
+    tanh=np.tanh,
     cos=_torch_elementwise("cos"),
     sin=_torch_elementwise("sin"),
     sqrt=np.sqrt,
     floor=np.floor,
     ceil=np.ceil,
-    power=_array_power,
-    int_power=_array_int_power,
+    power=_power,
     minimum=np.minimum,
     maximum=np.maximum,
     where=np.where,
@@ -166,11 +125,7 @@ ARRAY = Ops(
     count_at_or_below=lambda seq, t: np.searchsorted(np.asarray(seq), t, side="right"),
     take=lambda seq, i: np.asarray(seq, dtype=np.float64)[i],
     take_rows=lambda rows, i: tuple(column[i] for column in np.asarray(rows, dtype=np.float64).T),
-    branch=_array_branch,
-    as_uint64=lambda t: np.asarray(t).astype(np.uint64),
-    wrap_uint64=lambda x: x,  # numpy uint64 arithmetic already wraps modulo 2**64
-    high32_unit=lambda x: (x >> np.uint64(32)).astype(np.float64) * 2.0**-32,
-    low32_unit=lambda x: (x & np.uint64(0xFFFFFFFF)).astype(np.float64) * 2.0**-32,
+    branch=_branch,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -193,7 +148,9 @@ def registered_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+@functools.cache
 def _parameters(cls: type[Schedule]) -> dict[str, inspect.Parameter]:
+    """The constructor's parameters of a schedule class (read once per class)."""
     params = dict(inspect.signature(cls.__init__).parameters)
     params.pop("self")
     return params
@@ -205,14 +162,18 @@ def _plain(value: Any) -> Any:
         return value.to_dict()
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
 def _rebuild(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    """Nested schedule specs (mappings with a ``name``) rebuilt; other values as they are (a
+    constructor's own checks turn a malformed nested spec into :func:`from_dict`'s error)."""
+    if isinstance(value, Mapping) and "name" in value:
         return from_dict(value)
     if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-        return [from_dict(v) for v in value]
+        return [from_dict(v) if "name" in v else v for v in value]
     return value
 
 
@@ -268,12 +229,16 @@ def from_dict(spec: Mapping[str, Any]) -> Schedule:
 class Schedule:
     """A learning-rate (or any hyperparameter) schedule: a pure function of the step ``t``.
 
-    Call it on an ``int`` (returns a ``float``), a numpy array of steps (returns a float64
-    array) or a torch tensor of steps (returns a float64 tensor on the same device). Steps must
-    be ``>= 0``; ``t`` counts updates already made, so ``s(0)`` is the first update's value.
+    Call it on an ``int`` or ``float`` (returns a ``float``), a numpy array of steps, of any
+    shape including 0-dim (returns a float64 array of that shape) or a torch tensor of steps
+    (returns a float64 tensor of that shape on the same device). Steps must be finite and
+    ``>= 0``; ``t`` counts updates already made, so ``s(0)`` is the first update's value.
 
     Subclasses set ``name``, store each constructor argument as an attribute of the same name,
-    and implement ``_value(t, xp)`` (the formula, once) and ``bounds()``.
+    and implement ``_value(t, xp)`` (the formula, once, on a 1-d float64 array of steps) and
+    ``bounds()``. Composites hold their parts as constructor arguments (a schedule or a list of
+    them), which :meth:`children` finds; one whose parts see another clock than ``t`` says so in
+    :meth:`_child_steps`.
     """
 
     name: ClassVar[str] = ""
@@ -281,68 +246,136 @@ class Schedule:
     reactive: ClassVar[bool] = False
 
     # --- evaluation -------------------------------------------------------------------------
-    def _value(self, t: Any, xp: Ops) -> Any:  # pragma: no cover - abstract
+    def _value(self, t: np.ndarray, xp: Ops) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __call__(self, t: Any) -> Any:
-        if type(t) is int:  # the hot path: the driver calls this once per update
-            if t < 0:
-                raise ValueError(f"step t must be >= 0, got t={t!r}")
-            return float(self._value(t, SCALAR))
+        if type(t) is int or type(t) is float:
+            return float(self._evaluate(_scalar_step(t))[0])
         return self._call_other(t)
 
     def _call_other(self, t: Any) -> Any:
-        if isinstance(t, bool):
-            raise TypeError(f"step t must be an integer or an array of steps, got t={t!r}")
-        if isinstance(t, numbers.Integral):
-            return self(int(t))
-        if isinstance(t, numbers.Real):
-            if not (math.isfinite(t) and t >= 0):
-                raise ValueError(f"step t must be finite and >= 0, got t={t!r}")
-            return float(self._value(float(t), SCALAR))
+        if isinstance(t, (bool, np.bool_)):
+            raise TypeError(f"step t must be a number or an array of steps, got t={t!r}")
+        if isinstance(t, numbers.Real) and not isinstance(t, np.generic):
+            return float(self._evaluate(_scalar_step(t))[0])
         torch = _torch_if_tensor(t)
         if torch is not None:
-            values = self._evaluate_array(t.detach().to("cpu", torch.float64).numpy())
-            return torch.from_numpy(values).to(t.device)
+            steps = t.detach().to("cpu", torch.float64).numpy()  # a host read of the steps
+            return torch.from_numpy(self._evaluate_array(steps)).to(t.device)
+        if isinstance(t, np.generic):  # a numpy scalar gives a numpy scalar
+            return self._evaluate_array(np.asarray(t))[()]
         if isinstance(t, (np.ndarray, list, tuple)):
             return self._evaluate_array(np.asarray(t))
         raise TypeError(
-            f"step t must be an int, a numpy array or a torch tensor, got {type(t).__name__}"
+            f"step t must be an int, a float, a numpy array or a torch tensor, "
+            f"got {type(t).__name__}"
         )
 
     def _evaluate_array(self, steps: np.ndarray) -> np.ndarray:
         if steps.dtype == np.bool_ or not np.issubdtype(steps.dtype, np.number):
             raise TypeError(f"steps must be a numeric array, got dtype {steps.dtype}")
-        steps = steps.astype(np.float64, copy=False)
-        if steps.size and not (np.all(np.isfinite(steps)) and steps.min() >= 0):
-            raise ValueError("steps must be finite and >= 0")
-        values = self._value(steps, ARRAY)
-        return np.broadcast_to(np.asarray(values, dtype=np.float64), steps.shape).copy()
+        if np.issubdtype(steps.dtype, np.complexfloating):
+            raise TypeError(f"steps must be real numbers, got dtype {steps.dtype}")
+        flat = np.ascontiguousarray(steps, dtype=np.float64).reshape(-1)
+        bad = ~(np.isfinite(flat) & (flat >= 0))
+        if bad.any():
+            first = int(np.argmax(bad))
+            where = np.unravel_index(first, steps.shape) if steps.ndim else ()
+            index = ", ".join(str(int(i)) for i in where)
+            raise ValueError(
+                f"steps must be finite and >= 0, got steps[{index}] = {steps.flat[first].item()!r} "
+                f"({int(bad.sum())} bad step(s) of {flat.size})"
+            )
+        return self._evaluate(flat).reshape(steps.shape)
+
+    def _evaluate(self, flat: np.ndarray) -> np.ndarray:
+        """Values at a contiguous 1-d float64 array of valid steps (no checks: the driver's)."""
+        values = self._value(flat, ARRAY)
+        if (
+            type(values) is np.ndarray
+            and values.shape == flat.shape
+            and values.dtype == np.float64
+            and not np.may_share_memory(values, flat)
+        ):
+            return values
+        return np.array(np.broadcast_to(np.asarray(values, dtype=np.float64), flat.shape))
 
     def bounds(self) -> tuple[float, float]:  # pragma: no cover - abstract
-        """The documented ``(lowest, highest)`` value over all steps ``t >= 0``."""
+        """An enclosure ``(lowest, highest)`` of the values over all steps ``t >= 0``."""
         raise NotImplementedError
+
+    # --- structure --------------------------------------------------------------------------
+    def _arguments(self) -> dict[str, Any]:
+        return {param: getattr(self, param) for param in _parameters(type(self))}
+
+    def children(self) -> list[Schedule]:
+        """The schedules this one is built from (its schedule-valued arguments), in order."""
+        cached = self.__dict__.get("_children")
+        if cached is None:  # arguments never change after construction: found once
+            cached = []
+            for value in self._arguments().values():
+                if isinstance(value, Schedule):
+                    cached.append(value)
+                elif isinstance(value, (list, tuple)):
+                    cached.extend(v for v in value if isinstance(v, Schedule))
+            self.__dict__["_children"] = cached
+        return list(cached)
+
+    def walk(self) -> Iterator[Schedule]:
+        """This schedule and every schedule nested in it, each once, parents first."""
+        seen: set[int] = set()
+        stack: list[Schedule] = [self]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            yield node
+            stack.extend(reversed(node.children()))
+
+    def _child_steps(self, t: float) -> list[tuple[Schedule, float]]:
+        """The children whose values ``s(t)`` uses, each with the step it is evaluated at."""
+        return [(child, t) for child in self.children()]
+
+    def active_steps(self, t: float) -> list[tuple[Schedule, float]]:
+        """Every schedule ``s(t)`` evaluates (this one first) with the step it sees.
+
+        A schedule inside a ``join`` piece that has not started (or has ended) is absent; one
+        inside a warmup with ``clock="after_warmup"`` sees ``max(t - warmup_steps, 0)``, etc.
+        The driver feeds metrics to the reactive schedules found here, at their own steps.
+        """
+        out, stack = [], [(self, float(t))]
+        while stack:
+            node, local = stack.pop()
+            out.append((node, local))
+            stack.extend(reversed(node._child_steps(local)))
+        return out
+
+    def _state_token(self) -> Any:
+        """What of a reactive schedule's state its values depend on (None if not reactive)."""
+        return None
 
     # --- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """``{"name": ..., <constructor argument>: <value>, ...}``; ``None`` arguments omitted."""
         out: dict[str, Any] = {"name": self.name}
-        for param in _parameters(type(self)):
-            value = getattr(self, param)
+        for param, value in self._arguments().items():
             if value is not None:
                 out[param] = _plain(value)
         return out
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "name")
+        args = ", ".join(f"{k}={v!r}" for k, v in self._arguments().items() if v is not None)
         return f"{self.name}({args})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Schedule):
             return NotImplemented
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
+        return type(self) is type(other) and self._arguments() == other._arguments()
 
     def __hash__(self) -> int:
+        # a reactive schedule's hash follows its state: do not key dicts by one while it observes
         return hash((type(self), repr(self)))
 
     # --- arithmetic -------------------------------------------------------------------------
@@ -352,20 +385,35 @@ class Schedule:
         if isinstance(other, Schedule):
             return product([self, other])
         if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            return scale(self, float(other))
+            return scale(self, other)
         return NotImplemented
 
     __rmul__ = __mul__
+
+    def __add__(self, other: Any) -> Schedule:
+        from schedulers.compose import sum_of
+        from schedulers.steps import constant
+
+        if isinstance(other, Schedule):
+            return sum_of([self, other])
+        if isinstance(other, numbers.Real) and not isinstance(other, bool):
+            return sum_of([self, constant(other)])
+        return NotImplemented
+
+    def __radd__(self, other: Any) -> Schedule:
+        if isinstance(other, numbers.Real) and not isinstance(other, bool) and other == 0:
+            return self  # sum([s1, s2]) starts from 0
+        return self.__add__(other)
 
     def __truediv__(self, other: Any) -> Schedule:
         from schedulers.compose import scale
 
         if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            if other <= 0:
+            if not other > 0:
                 raise ValueError(
                     f"a schedule can only be divided by a positive number, got {other!r}"
                 )
-            return scale(self, 1.0 / float(other))
+            return scale(self, 1.0 / check_float("divisor", other, low_open=True))
         return NotImplemented
 
     def clamp(self, floor: float = 0.0, ceiling: float | None = None) -> Schedule:
@@ -373,6 +421,24 @@ class Schedule:
         from schedulers.compose import clamp
 
         return clamp(self, floor, ceiling)
+
+    def shift(self, steps: int) -> Schedule:
+        """This schedule started ``steps`` updates later (earlier if negative); see
+        :class:`schedulers.compose.shift`."""
+        from schedulers.compose import shift
+
+        return shift(self, steps)
+
+
+def _scalar_step(t: Any) -> np.ndarray:
+    """A single step as the one-element float64 array the formulas take (validated)."""
+    try:
+        value = float(t)
+    except OverflowError:
+        raise ValueError(f"step t must be finite and >= 0, got t={t!r} (too large)") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"step t must be finite and >= 0, got t={t!r}")
+    return np.array([value])
 
 
 def _torch_if_tensor(t: Any) -> Any:
@@ -390,17 +456,25 @@ def _torch_if_tensor(t: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int ``>= minimum`` (bools and floats with a fraction are rejected)."""
+def _shown(value: Any) -> str:
+    """``repr(value)``, shortened for huge integers (``10**400`` has 401 digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
+
+
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int = MAX_STEP) -> int:
+    """``value`` as an int in ``[minimum, maximum]`` (bools and floats with a fraction are
+    rejected). The default ``maximum`` is ``2**53``: step counts must be exact in float64."""
+    rule = f"an integer in [{minimum}, {'2**53' if maximum == MAX_STEP else maximum}]"
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
+        raise TypeError(f"{name} must be {rule}, got {name}={_shown(value)}")
     if isinstance(value, float):
         if not value.is_integer():
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
+            raise ValueError(f"{name} must be {rule}, got {name}={value!r}")
         value = int(value)
     value = operator.index(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be {rule}, got {name}={_shown(value)}")
     return value
 
 
@@ -414,15 +488,23 @@ def check_float(
 ) -> float:
     """``value`` as a finite float in the interval given by ``low``/``high`` (open or closed)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {name}={value!r}")
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if not math.isfinite(value) or too_low or too_high:
-        closing = ")" if high_open or high == math.inf else "]"
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{closing}"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {name}={value!r}")
-    return value
+        raise TypeError(f"{name} must be a real number, got {name}={_shown(value)}")
+    closing = ")" if high_open or high == math.inf else "]"
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{closing}"
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(
+            f"{name} must be a finite number in {interval}, got {name}={_shown(value)} "
+            "(too large for a float)"
+        ) from None
+    too_low = number <= low if low_open else number < low
+    too_high = number >= high if high_open else number > high
+    if not math.isfinite(number) or too_low or too_high:
+        raise ValueError(
+            f"{name} must be a finite number in {interval}, got {name}={_shown(value)}"
+        )
+    return number
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:

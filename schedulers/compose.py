@@ -1,19 +1,29 @@
-"""Composition: schedules in sequence (join), products, scalar multiples and clamping.
+"""Composition: schedules in sequence (join), sums, products, scalar multiples, clamping, time
+shifts, and schedules from a user's function.
 
 Compositions are schedules themselves: they serialise as nested dicts and evaluate with the
-same scalar / array code as their parts.
+same array code as their parts. Each says which step its parts see (:meth:`_child_steps`), so
+the driver can feed a reduce-on-plateau nested anywhere at its own step.
 """
 
 from __future__ import annotations
 
+import bisect
+import importlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
 
 from schedulers.base import (
+    MAX_STEP,
     Ops,
     Schedule,
+    check_bool,
     check_float,
     check_increasing,
+    check_int,
     check_schedule,
     register,
 )
@@ -68,9 +78,49 @@ class Join(Schedule):
         index = xp.count_at_or_below(self.boundaries, t)
         return xp.branch(index, t, self._pieces_for(xp))
 
+    def _child_steps(self, t):
+        index = bisect.bisect_right(self.boundaries, t)
+        offset = self.boundaries[index - 1] if index else 0
+        return [(self.schedules[index], t - offset)]
+
     def bounds(self):
         lows, highs = zip(*(s.bounds() for s in self.schedules))
         return (min(lows), max(highs))
+
+
+def _times(a: float, b: float) -> float:
+    """``a * b`` with ``0 * inf = 0`` (bounds of products where one bound is unknown)."""
+    return 0.0 if a == 0 or b == 0 else a * b
+
+
+@register
+class Sum(Schedule):
+    """``schedules[0](t) + schedules[1](t) + ...``: e.g. a floor plus a decay, or two cycles.
+
+    ``a + b`` and ``a + 0.01`` build one (a number is a :func:`constant`).
+
+    Args:
+        schedules: at least one schedule.
+
+    >>> s = sum_of([constant(0.01), cosine_decay(0.1, 10)])
+    >>> round(s(0), 6), round(s(10), 6)
+    (0.11, 0.01)
+    """
+
+    name = "sum"
+
+    def __init__(self, schedules: Sequence[Schedule]) -> None:
+        self.schedules = _check_schedules("schedules", schedules)
+
+    def _value(self, t, xp):
+        value = self.schedules[0]._value(t, xp)
+        for schedule in self.schedules[1:]:
+            value = value + schedule._value(t, xp)
+        return value
+
+    def bounds(self):
+        lows, highs = zip(*(s.bounds() for s in self.schedules))
+        return (sum(lows), sum(highs))
 
 
 @register
@@ -96,7 +146,7 @@ class Product(Schedule):
         low, high = 1.0, 1.0
         for s in self.schedules:
             s_low, s_high = s.bounds()
-            low, high = low * s_low, high * s_high
+            low, high = _times(low, s_low), _times(high, s_high)
         return (low, high)
 
 
@@ -120,7 +170,7 @@ class Scale(Schedule):
 
     def bounds(self):
         low, high = self.schedule.bounds()
-        return (self.factor * low, self.factor * high)
+        return (_times(self.factor, low), _times(self.factor, high))
 
 
 @register
@@ -154,7 +204,155 @@ class Clamp(Schedule):
         return (clip(low), clip(high))
 
 
+@register
+class Shift(Schedule):
+    """``schedule(max(t - steps, 0))``: the schedule started ``steps`` updates later.
+
+    Before it starts (``t < steps``) the value is ``schedule(0)``. A negative ``steps`` starts it
+    ``|steps|`` updates earlier: ``schedule(t + |steps|)``. In a :class:`Join`, whose pieces start
+    their clocks at their boundaries, ``s.shift(-W)`` after a boundary at ``W`` runs ``s`` on the
+    global clock: timm's ``warmup_prefix=False``,
+    ``join([ramp, s.shift(-W)], [W])(t) = s(t)`` for ``t >= W``.
+
+    Args:
+        schedule: the shifted schedule.
+        steps: the delay in updates (int; negative to advance).
+
+    >>> s = linear(1.0, 1.0, 0.0, total_iters=4).shift(2)
+    >>> [s(t) for t in range(7)]
+    [1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    """
+
+    name = "shift"
+
+    def __init__(self, schedule: Schedule, steps: int) -> None:
+        self.schedule = check_schedule("schedule", schedule)
+        self.steps = check_int("steps", steps, minimum=-MAX_STEP)
+
+    def _value(self, t, xp):
+        return self.schedule._value(xp.maximum(t - self.steps, 0.0), xp)
+
+    def _child_steps(self, t):
+        return [(self.schedule, max(t - self.steps, 0.0))]
+
+    def bounds(self):
+        return self.schedule.bounds()
+
+
+def _import_path(function: Callable) -> str | None:
+    """``"module:qualname"`` if importing it gives back ``function``, else None."""
+    module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not module or "<" in qualname or module == "__main__":
+        return None
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return None
+    return f"{module}:{qualname}" if found is function else None
+
+
+def _resolve(path: str) -> Callable:
+    module, _, qualname = path.partition(":")
+    if not module or not qualname:
+        raise ValueError(f"function must be a callable or 'module:qualname', got function={path!r}")
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import function={path!r}: {err}") from None
+    if not callable(found):
+        raise TypeError(f"function={path!r} is not callable")
+    return found
+
+
+@register
+class FromFunction(Schedule):
+    """``function(t)``: a schedule from a user's function of the step.
+
+    The function takes a 1-d float64 numpy array of steps and returns their values (an array of
+    the same length, or a number); with ``vectorized=False`` it takes one step (a float) and
+    returns one number, and is called once per step. It must be pure (the same value for the
+    same ``t``).
+
+    It is serialised by its import path: ``to_dict()`` gives
+    ``{"name": "function", "function": "package.module:qualname", ...}`` and :func:`from_dict`
+    imports it back. A lambda, a nested function or one defined in ``__main__`` has no import
+    path: it works in memory, and ``to_dict()`` refuses it with a message saying so.
+
+    Args:
+        function: the callable, or its ``"module:qualname"``.
+        bounds: ``[lowest, highest]`` of its values if known (lets :func:`attach` check the
+            whole range at once; otherwise the driver checks each value as it is written).
+        vectorized: whether ``function`` takes an array of steps.
+
+    >>> s = from_function("math:sqrt", vectorized=False)
+    >>> s(16), s.to_dict()["function"]
+    (4.0, 'math:sqrt')
+    """
+
+    name = "function"
+
+    def __init__(
+        self,
+        function: Callable | str,
+        bounds: Sequence[float] | None = None,
+        vectorized: bool = True,
+    ) -> None:
+        if isinstance(function, str):
+            function = _resolve(function)
+        if not callable(function):
+            raise TypeError(f"function must be callable or 'module:qualname', got {function!r}")
+        self._function = function
+        if bounds is not None:
+            if isinstance(bounds, (str, bytes)) or len(bounds) != 2:
+                raise ValueError(f"bounds must be [lowest, highest], got bounds={bounds!r}")
+            low = check_float("bounds[0]", bounds[0], -math.inf)
+            high = check_float("bounds[1]", bounds[1], low)
+            bounds = [low, high]
+        self.bounds_ = bounds
+        self.vectorized = check_bool("vectorized", vectorized)
+
+    @property
+    def function(self) -> Callable:
+        """The wrapped callable."""
+        return self._function
+
+    def _arguments(self):
+        return {"function": self._function, "bounds": self.bounds_, "vectorized": self.vectorized}
+
+    def to_dict(self):
+        path = _import_path(self._function)
+        if path is None:
+            raise ValueError(
+                f"from_function({self._function!r}) cannot be serialised: it has no import path "
+                "(a lambda, a nested function or one defined in __main__); define it with def at "
+                "the top level of an importable module"
+            )
+        out = {"name": self.name, "function": path, "vectorized": self.vectorized}
+        if self.bounds_ is not None:
+            out["bounds"] = list(self.bounds_)
+        return out
+
+    def __repr__(self):
+        path = _import_path(self._function) or repr(self._function)
+        return f"function(function={path!r}, bounds={self.bounds_!r}, vectorized={self.vectorized})"
+
+    def _value(self, t, xp):
+        if self.vectorized:
+            return self._function(t)
+        return np.fromiter((self._function(float(x)) for x in t), dtype=np.float64, count=len(t))
+
+    def bounds(self):
+        return tuple(self.bounds_) if self.bounds_ is not None else (-math.inf, math.inf)
+
+
 join = Join
+sum_of = Sum
 product = Product
 scale = Scale
 clamp = Clamp
+shift = Shift
+from_function = FromFunction

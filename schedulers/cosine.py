@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-from schedulers.base import SCALAR, Ops, Schedule, check_float, check_int, register
+from schedulers.base import Ops, Schedule, check_float, check_int, register
+from schedulers.noise import MAX_ABS_NORMAL, standard_normal
 
 # ----------------------------------------------------------------------------------------------
 # Helpers written once and shared.
@@ -24,67 +25,31 @@ class RestartCycles:
     Cycle ``i`` starts at ``S_i = first * (mult**i - 1) / (mult - 1)`` (``first * i`` when
     ``mult == 1``). The index comes from the logarithm
     ``floor(log1p(t (mult - 1) / first) / log(mult))`` and is corrected by one cycle either way,
-    so it is exact at cycle boundaries despite rounding. The last cycle located for a single
-    step is remembered, so a driver stepping through a cycle skips the logarithm (a cache of a
-    pure function: the values are the same).
+    so it is exact at cycle boundaries despite rounding. Memory and time do not depend on ``t``
+    or on the cycle index (``mult**i`` is one ``pow``, exact for integer ``mult``).
     """
 
     def __init__(self, first: float, mult: float) -> None:
         self.first, self.mult = first, mult
         self._log_mult = math.log(mult)
-        self._last = (0, 0.0, float(first))  # (i, S_i, length) of the last scalar lookup
-
-    def _cycle(self, t, xp: Ops):
-        first, mult = self.first, self.mult
-        if mult == 1:
-            i = xp.floor(t / first)
-            return i, i * first, first
-        i = xp.floor(xp.log1p(t * (mult - 1.0) / first) / self._log_mult)
-        power = xp.int_power(mult, i)
-        start, length = first * (power - 1.0) / (mult - 1.0), first * power
-        i = i + (t >= start + length) - (t < start)  # rounding put t one cycle off: step back
-        power = xp.int_power(mult, i)
-        return i, first * (power - 1.0) / (mult - 1.0), first * power
 
     def locate(self, t, xp: Ops):
         """``(i, t - S_i, length of cycle i)``: index, steps made in the cycle, cycle length."""
-        if xp is SCALAR:
-            i, start, length = self._last
-            if not start <= t < start + length:
-                i, start, length = self._last = self._cycle(t, xp)
-        else:
-            i, start, length = self._cycle(t, xp)
-        return i, t - start, length
+        first, mult = self.first, self.mult
+        if mult == 1:
+            i = xp.floor(t / first)
+            return i, t - i * first, first + 0.0 * t
+        i = xp.floor(xp.log1p(t * (mult - 1.0) / first) / self._log_mult)
+        power = xp.power(mult, i)
+        start, length = first * (power - 1.0) / (mult - 1.0), first * power
+        i = i + (t >= start + length) - (t < start)  # rounding put t one cycle off: step back
+        power = xp.power(mult, i)
+        return i, t - first * (power - 1.0) / (mult - 1.0), first * power
 
 
-def _half_cosine(fraction, xp: Ops):
+def half_cosine(fraction, xp: Ops):
     """``(1 + cos(pi * fraction)) / 2``: 1 at fraction 0, 0 at fraction 1."""
     return 0.5 * (1.0 + xp.cos(xp.pi * fraction))
-
-
-_GOLDEN = 0x9E3779B97F4A7C15
-_MAX_ABS_NORMAL = math.sqrt(-2.0 * math.log(2.0**-32))  # largest |z| the generator can return
-
-
-def _splitmix64(x, xp: Ops):
-    """SplitMix64 finaliser (Steele, Lea & Flood 2014): a counter -> 64 random bits."""
-    z = xp.wrap_uint64(x + _GOLDEN)
-    z = xp.wrap_uint64((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9)
-    z = xp.wrap_uint64((z ^ (z >> 27)) * 0x94D049BB133111EB)
-    return z ^ (z >> 31)
-
-
-def standard_normal(seed: int, t, xp: Ops):
-    """A standard normal draw that is a pure function of ``(seed, t)``.
-
-    SplitMix64 of the counter ``t`` offset by a hash of ``seed`` gives 64 random bits; their high
-    and low halves are two uniforms ``u1, u2`` in [0, 1) with 32-bit resolution, and Box–Muller
-    gives ``sqrt(-2 log(1 - u1)) cos(2 pi u2)``, so ``|z| <= sqrt(2 * 32 * ln 2) ~ 6.66``. The
-    same bits come out for scalars and arrays.
-    """
-    bits = _splitmix64(xp.wrap_uint64(xp.as_uint64(t) + _splitmix64(seed, SCALAR)), xp)
-    u1, u2 = xp.high32_unit(bits), xp.low32_unit(bits)
-    return xp.sqrt(-2.0 * xp.log1p(-u1)) * xp.cos(2.0 * xp.pi * u2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,30 +128,42 @@ class CosineAnnealingWarmRestarts(Schedule):
 
 @register
 class CosineDecay(Schedule):
-    """``learning_rate * ((1 - alpha) * (1 + cos(pi * t' / decay_steps)) / 2 + alpha)``.
+    """``learning_rate * ((1 - alpha) * c ** exponent + alpha)``, ``c`` the half cosine.
 
-    ``t' = min(t, decay_steps)``.
+    ``c = (1 + cos(pi * t' / decay_steps)) / 2`` with ``t' = min(t, decay_steps)``.
 
-    Origin: ``tf.compat.v1.train.cosine_decay`` (SGDR without restarts). Reaches
+    Origin: ``tf.compat.v1.train.cosine_decay`` (SGDR without restarts), with optax's
+    ``exponent`` (``optax.cosine_decay_schedule(init_value, decay_steps, alpha, exponent)``
+    is this schedule with ``learning_rate = init_value``; TF's is ``exponent = 1``). Reaches
     ``alpha * learning_rate`` at ``t = decay_steps`` and stays there.
 
     Args:
         learning_rate: value at ``t = 0`` (>= 0).
         decay_steps: length of the decay (int >= 1).
         alpha: final value as a fraction of ``learning_rate``, in [0, 1].
+        exponent: power of the half cosine (> 0; > 1 decays sooner, < 1 later).
+
+    >>> s = cosine_decay(1.0, decay_steps=4, exponent=2.0)
+    >>> [round(s(t), 6) for t in range(6)]
+    [1.0, 0.728553, 0.25, 0.021447, 0.0, 0.0]
     """
 
     name = "cosine_decay"
 
-    def __init__(self, learning_rate: float, decay_steps: int, alpha: float = 0.0) -> None:
+    def __init__(
+        self, learning_rate: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0
+    ) -> None:
         self.learning_rate = check_float("learning_rate", learning_rate)
         self.decay_steps = check_int("decay_steps", decay_steps)
         self.alpha = check_float("alpha", alpha, 0.0, 1.0)
+        self.exponent = check_float("exponent", exponent, low_open=True)
 
     def _value(self, t, xp):
         fraction = xp.minimum(t, self.decay_steps) / self.decay_steps
-        decayed = (1.0 - self.alpha) * _half_cosine(fraction, xp) + self.alpha
-        return self.learning_rate * decayed
+        shape = half_cosine(fraction, xp)
+        if self.exponent != 1.0:
+            shape = xp.power(xp.maximum(shape, 0.0), self.exponent)
+        return self.learning_rate * ((1.0 - self.alpha) * shape + self.alpha)
 
     def bounds(self):
         return (self.alpha * self.learning_rate, self.learning_rate)
@@ -229,7 +206,7 @@ class CosineDecayRestarts(Schedule):
 
     def _value(self, t, xp):
         i, into_cycle, length = self._cycles.locate(t, xp)
-        cosine_decayed = xp.power(self.m_mul, i) * _half_cosine(into_cycle / length, xp)
+        cosine_decayed = xp.power(self.m_mul, i) * half_cosine(into_cycle / length, xp)
         return self.learning_rate * ((1.0 - self.alpha) * cosine_decayed + self.alpha)
 
     def bounds(self):
@@ -240,7 +217,7 @@ def _linear_cosine_parts(t, decay_steps: int, num_periods: float, xp: Ops):
     """TF's ``(linear_decayed, cosine_decayed)`` with ``t`` capped at ``decay_steps``."""
     t = xp.minimum(t, decay_steps)
     linear_decayed = (decay_steps - t) / decay_steps
-    cosine_decayed = _half_cosine(2.0 * num_periods * t / decay_steps, xp)
+    cosine_decayed = half_cosine(2.0 * num_periods * t / decay_steps, xp)
     return t, linear_decayed, cosine_decayed
 
 
@@ -328,9 +305,7 @@ class NoisyLinearCosineDecay(Schedule):
         self.num_periods = check_float("num_periods", num_periods)
         self.alpha = check_float("alpha", alpha)
         self.beta = check_float("beta", beta)
-        self.seed = check_int("seed", seed, minimum=0)
-        if self.seed >= 2**63:
-            raise ValueError(f"seed must be < 2**63, got seed={seed!r}")
+        self.seed = check_int("seed", seed, minimum=0, maximum=2**63 - 1)
 
     def noise_std(self, t, xp: Ops):
         """Standard deviation of ``eps_t``: ``sqrt(initial_variance / (1 + t')**variance_decay)``.
@@ -348,7 +323,7 @@ class NoisyLinearCosineDecay(Schedule):
         )
 
     def bounds(self):
-        top = 1 + self.alpha + self.beta + _MAX_ABS_NORMAL * math.sqrt(self.initial_variance)
+        top = 1 + self.alpha + self.beta + MAX_ABS_NORMAL * math.sqrt(self.initial_variance)
         return (0.0, self.learning_rate * top)
 
 

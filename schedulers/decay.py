@@ -1,5 +1,5 @@
 """Smooth decays: TensorFlow's exponential / natural-exponential / inverse-time / polynomial
-decays, d2l's power (square-root) decay and PyTorch's LinearLR.
+decays, d2l's power (square-root) decay, PyTorch's LinearLR and REX.
 
 TensorFlow-family schedules follow ``tf.compat.v1.train.*`` (names and semantics): with
 ``staircase=True`` the exponent ``p = t / decay_steps`` is replaced by ``floor(t / decay_steps)``.
@@ -229,9 +229,52 @@ class Linear(Schedule):
         return (self.base_lr * min(factors), self.base_lr * max(factors))
 
 
+@register
+class Rex(Schedule):
+    """REX: ``end + (lr - end) * (1 - z) / (1/2 + (1 - z) / 2)`` with ``z = min(t, T) / T``.
+
+    ``lr = learning_rate``, ``end = end_learning_rate``, ``T = decay_steps``. The "reflected
+    exponential" profile: it stays near ``lr`` longer than a linear decay and falls steeply at
+    the end, reaching ``end_learning_rate`` at ``t = decay_steps`` and staying there.
+
+    Origin: Chen, Wolfe & Kyrillidis, "REX: Revisiting Budgeted Training with an Improved
+    Schedule", MLSys 2022 (arXiv:2107.04197), eq. (1) (with ``beta = 1/2``), written with the
+    TF decays' names.
+
+    Args:
+        learning_rate: value at ``t = 0`` (>= 0).
+        decay_steps: length of the decay (int >= 1).
+        end_learning_rate: final value, in [0, learning_rate].
+
+    >>> s = rex(1.0, decay_steps=4)
+    >>> [round(s(t), 6) for t in range(6)]
+    [1.0, 0.857143, 0.666667, 0.4, 0.0, 0.0]
+    """
+
+    name = "rex"
+
+    def __init__(
+        self, learning_rate: float, decay_steps: int, end_learning_rate: float = 0.0
+    ) -> None:
+        self.learning_rate = check_float("learning_rate", learning_rate)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.end_learning_rate = check_float(
+            "end_learning_rate", end_learning_rate, 0.0, self.learning_rate
+        )
+
+    def _value(self, t, xp):
+        remaining = 1.0 - xp.minimum(t, self.decay_steps) / self.decay_steps
+        lr, end = self.learning_rate, self.end_learning_rate
+        return end + (lr - end) * remaining / (0.5 + remaining / 2)
+
+    def bounds(self):
+        return (self.end_learning_rate, self.learning_rate)
+
+
 exponential_decay = ExponentialDecay
 natural_exp_decay = NaturalExpDecay
 inverse_time_decay = InverseTimeDecay
 polynomial_decay = PolynomialDecay
 power_decay = PowerDecay
 linear = Linear
+rex = Rex

@@ -15,19 +15,55 @@ Typical use::
 
 Step ``t`` counts updates already made: at construction the driver writes ``s(0)``, the value of
 the first update, and each :meth:`ScheduleDriver.step` advances ``t`` by one and writes ``s(t)``.
-Whether a step is an update or an epoch is the caller's choice.
+Whether a step is an update or an epoch is the caller's choice; for a schedule defined per epoch
+and stepped per update, ``driver.step(t=epoch + i / n)`` writes its value at the fraction of the
+epoch (as torch's ``CosineAnnealingWarmRestarts.step(epoch)`` and timm's ``step_update``).
+
+Values are checked. At :func:`attach` the schedule's documented range (:meth:`Schedule.bounds`)
+must lie in the key's domain (:data:`DOMAINS`: the constraints torch.optim's constructors
+enforce, plus ``momentum <= 1``), and every value is checked again before it is written, which
+catches what a range cannot (a user function, a wide enclosure). The check reads host floats only:
+a tensor hyperparameter is filled in place and never read back (no host sync).
+
+Speed: values are computed in blocks of steps ahead (the schedules are pure; a block is
+recomputed when a reduce-on-plateau changes its multiplier), so a step costs a few hundred
+nanoseconds whatever the schedule.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
-from schedulers.base import SCALAR, Schedule, check_schedule
+import numpy as np
+
+from schedulers.base import Schedule, check_schedule
 
 KEY_ALIASES = {"beta1": "betas[0]", "beta2": "betas[1]"}
 _KEY = re.compile(r"^([A-Za-z_]\w*)(?:\[(\d+)\])?$")
+
+#: ``key: (low, high, high_open)``: the values a param-group key accepts (the name without an
+#: index: ``betas`` covers ``betas[0]`` and ``betas[1]``). From torch.optim's constructor checks
+#: (``0 <= lr``, ``0 <= betas[i] < 1``, ``0 <= rho <= 1``, ``0 <= eps``, ...), plus
+#: ``momentum <= 1`` and ``alpha <= 1`` (a moving-average coefficient above 1 diverges; torch
+#: only checks ``>= 0``). Keys not listed must be finite.
+DOMAINS: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, math.inf, False),
+    "momentum": (0.0, 1.0, False),
+    "dampening": (0.0, 1.0, False),
+    "betas": (0.0, 1.0, True),
+    "rho": (0.0, 1.0, False),
+    "alpha": (0.0, 1.0, False),
+    "weight_decay": (0.0, math.inf, False),
+    "eps": (0.0, math.inf, False),
+    "lr_decay": (0.0, math.inf, False),
+    "initial_accumulator_value": (0.0, math.inf, False),
+}
+_ANY = (-math.inf, math.inf, False)
+_FIRST_BLOCK, _LARGEST_BLOCK = 16, 1024
 
 
 def _parse_key(key: str) -> tuple[str, int | None]:
@@ -39,6 +75,18 @@ def _parse_key(key: str) -> tuple[str, int | None]:
         )
     name, index = match.groups()
     return name, None if index is None else int(index)
+
+
+def _domain_text(key: str, domain: tuple[float, float, bool]) -> str:
+    low, high, high_open = domain
+    if high == math.inf:
+        return f"{key} >= {low:g}" if low > -math.inf else f"{key} finite"
+    return f"{low:g} <= {key} {'<' if high_open else '<='} {high:g}"
+
+
+def _inside(value: float, domain: tuple[float, float, bool]) -> bool:
+    low, high, high_open = domain
+    return low <= value and (value < high if high_open else value <= high) and value < math.inf
 
 
 def _write(group: dict, name: str, index: int | None, value: float) -> None:
@@ -58,6 +106,33 @@ def _write(group: dict, name: str, index: int | None, value: float) -> None:
         group[name] = (*entries[:index], value, *entries[index + 1 :])
     else:
         entries[index] = value
+
+
+class _Block:
+    """Values of one schedule at whole steps ``start .. start + len(values) - 1``."""
+
+    __slots__ = ("reactive", "schedule", "size", "start", "token", "values")
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+        self.reactive = [node for node in schedule.walk() if node.reactive]
+        self.start, self.values, self.token, self.size = 0, [], None, _FIRST_BLOCK
+
+    def value(self, t: float) -> float:
+        token = tuple(node._state_token() for node in self.reactive) if self.reactive else None
+        if t == int(t) and token == self.token:
+            offset = int(t) - self.start
+            if 0 <= offset < len(self.values):
+                return self.values[offset]
+        if t != int(t):  # a fractional step: computed alone
+            return float(self.schedule._evaluate(np.array([t]))[0])
+        if token != self.token:  # a plateau reduced: the values ahead changed; start small again
+            self.size = _FIRST_BLOCK
+        self.token, self.start = token, int(t)
+        steps = np.arange(self.start, self.start + self.size, dtype=np.float64)
+        self.values = self.schedule._evaluate(steps).tolist()
+        self.size = min(2 * self.size, _LARGEST_BLOCK)
+        return self.values[0]
 
 
 class ScheduleDriver:
@@ -81,26 +156,37 @@ class ScheduleDriver:
             raise ValueError("attach needs at least one schedule, e.g. attach(optimizer, lr=...)")
         self.optimizer = optimizer
         self.schedules: dict[str, list[Schedule]] = {}
-        unique: list[Schedule] = []
+        blocks: dict[int, _Block] = {}
         plan: list[tuple] = []
         self._values: dict[str, list[float]] = {}
         for key, spec in schedules.items():
             name, index = _parse_key(key)
             per_group = self._per_group(key, spec, len(groups))
+            domain = DOMAINS.get(name, _ANY)
             for g, group in enumerate(groups):
                 self._check_slot(key, name, index, g, group)
+            for g, schedule in enumerate(per_group):
+                self._check_range(key, g, schedule, domain)
             self.schedules[key] = per_group
             record = self._values[key] = [0.0] * len(groups)
             for g, (group, schedule) in enumerate(zip(groups, per_group)):
-                if not any(s is schedule for s in unique):
-                    unique.append(schedule)
-                # the hot path calls each formula directly: t is a known int >= 0, so the
-                # argument checks of Schedule.__call__ are skipped
-                plan.append((schedule._value, group, name, index, record, g))
+                block = blocks.setdefault(id(schedule), _Block(schedule))
+                plan.append((block, group, name, index, record, g, key, domain))
         self._plan = plan
-        self._reactive = [s for s in unique if s.reactive]
-        self._unique = unique
-        self._t = 0
+        self._blocks = list(blocks.values())
+        self._roots = [block.schedule for block in self._blocks]
+        self._reactive = _unique(
+            node for root in self._roots for node in root.walk() if node.reactive
+        )
+        # the nodes with a reactive schedule strictly below them: the only ones whose clocks
+        # the driver follows when it feeds a metric
+        self._above_reactive = {
+            id(node)
+            for root in self._roots
+            for node in root.walk()
+            if any(child.reactive for child in node.walk() if child is not node)
+        }
+        self._t: int | float = 0
         self._apply(0)
 
     @staticmethod
@@ -132,33 +218,73 @@ class ScheduleDriver:
                     f"for schedule {key!r}"
                 )
 
+    @staticmethod
+    def _check_range(key: str, g: int, schedule: Schedule, domain: tuple) -> None:
+        """Refuse a schedule whose documented range leaves the key's domain (where it is known:
+        an infinite end of ``bounds()`` means unknown, and is checked step by step)."""
+        low, high = schedule.bounds()
+        outside = [v for v in (low, high) if math.isfinite(v) and not _inside(v, domain)]
+        if outside:
+            raise ValueError(
+                f"schedule for {key!r} (param group {g}) takes values in [{low:g}, {high:g}], "
+                f"but the optimizer requires {_domain_text(key, domain)}; schedule: {schedule!r}"
+                " (clamp it with .clamp(floor, ceiling) if its range is narrower than documented)"
+            )
+
     # --- stepping ---------------------------------------------------------------------------
-    def _apply(self, t: int) -> None:
-        for formula, group, name, index, record, g in self._plan:
-            value = record[g] = float(formula(t, SCALAR))
+    def _apply(self, t: int | float) -> None:
+        values = []
+        for block, _group, _name, _index, _record, g, key, domain in self._plan:
+            value = block.value(t)
+            if not _inside(value, domain):
+                raise ValueError(
+                    f"schedule for {key!r} (param group {g}) gives {value!r} at step t={t!r}, "
+                    f"but the optimizer requires {_domain_text(key, domain)}; nothing was written"
+                )
+            values.append(value)
+        for (_block, group, name, index, record, g, _key, _domain), value in zip(
+            self._plan, values
+        ):
+            record[g] = value
             if index is None and type(group[name]) is float:
                 group[name] = value
             else:
                 _write(group, name, index, value)
 
     @property
-    def t(self) -> int:
+    def t(self) -> int | float:
         """Steps made so far; the values in the optimizer are the schedules at ``t``."""
         return self._t
 
-    def step(self, metric: SupportsFloat | None = None) -> None:
-        """Advance ``t`` by one and write the values at the new ``t``.
+    def step(self, metric: SupportsFloat | None = None, *, t: float | None = None) -> None:
+        """Advance ``t`` by one (or move it to ``t``) and write the values at the new ``t``.
 
         ``metric`` (e.g. a validation loss) is passed to every reactive schedule
-        (reduce-on-plateau) before the new values are computed; with ``metric=None`` they make
-        no decision this step.
+        (reduce-on-plateau), wherever it is nested, before the new values are computed, at the
+        step its own clock shows; with ``metric=None`` they make no decision this step.
+        ``t``: the step to move to, e.g. ``epoch + i / n`` for a per-epoch schedule stepped per
+        update (a float >= 0; any order).
         """
-        t = self._t + 1
-        self._t = t
+        new_t = self._t + 1 if t is None else _check_step(t)
         if metric is not None:
-            for schedule in self._reactive:
-                schedule.observe(metric, t)
-        self._apply(t)
+            for node, local in self._reactive_steps(new_t):
+                node.observe(metric, local)
+        self._apply(new_t)
+        self._t = new_t
+
+    def _reactive_steps(self, t: float) -> list[tuple[Schedule, float]]:
+        """The reactive schedules active at ``t``, each once, with their own step."""
+        if not self._reactive:
+            return []
+        found: dict[int, tuple[Schedule, float]] = {}
+        stack = [(root, t) for root in reversed(self._roots)]
+        while stack:  # Schedule.active_steps, pruned to the paths that lead to reactive nodes
+            node, local = stack.pop()
+            if node.reactive and id(node) not in found:
+                found[id(node)] = (node, int(local) if local == int(local) else local)
+            if id(node) in self._above_reactive:
+                stack.extend(reversed(node._child_steps(local)))
+        return list(found.values())
 
     def get_last_lr(self) -> list[float]:
         """The learning rate of each group as last written (read from the groups if not driven)."""
@@ -178,7 +304,7 @@ class ScheduleDriver:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output and write the values at the restored ``t``."""
         t = state.get("t") if isinstance(state, Mapping) else None
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (t >= 0):
             raise ValueError(f"state must hold a step count 't' >= 0, got {state!r}")
         reactive = list(state.get("reactive", []))
         if len(reactive) != len(self._reactive):
@@ -188,12 +314,39 @@ class ScheduleDriver:
             )
         for schedule, schedule_state in zip(self._reactive, reactive):
             schedule.load_state_dict(schedule_state)
-        self._t = t
+        t = _check_step(t)
         self._apply(t)
+        self._t = t
 
     def __repr__(self) -> str:
         keys = ", ".join(self.schedules)
         return f"ScheduleDriver(t={self._t}, keys=[{keys}])"
+
+
+def _unique(nodes) -> list[Schedule]:
+    out, seen = [], set()
+    for node in nodes:
+        if id(node) not in seen:
+            seen.add(id(node))
+            out.append(node)
+    return out
+
+
+def _check_step(t: Any) -> int | float:
+    """A step to move to: an int, or a float (whole floats become ints), finite and >= 0."""
+    if isinstance(t, bool) or not isinstance(t, numbers.Real):
+        raise TypeError(f"step t must be a number >= 0, got t={t!r}")
+    if isinstance(t, numbers.Integral):
+        t = int(t)
+    elif not (math.isfinite(t) and t >= 0):
+        raise ValueError(f"step t must be finite and >= 0, got t={t!r}")
+    elif float(t).is_integer():
+        t = int(t)
+    else:
+        t = float(t)
+    if t < 0:
+        raise ValueError(f"step t must be finite and >= 0, got t={t!r}")
+    return t
 
 
 def attach(

@@ -9,6 +9,7 @@ stopped improving, with exactly torch's decisions (patience, cooldown, threshold
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, SupportsFloat
 
 from schedulers.base import (
@@ -46,8 +47,14 @@ class ReduceOnPlateau(Schedule):
 
     The floor ``min_lr`` bounds the reductions only: a wrapped schedule that is itself below
     ``min_lr`` is left as it is (torch likewise never raises a rate). Calling ``s(t)`` uses the
-    current multiplier; the multiplier and counters are saved by :meth:`state_dict` (the driver
-    saves them with its step count).
+    current multiplier. The multiplier and counters are :meth:`state_dict`; they are part of the
+    schedule's value: ``to_dict()`` holds them under ``state`` (once anything was observed),
+    :func:`from_dict` restores them, and two plateaus are equal only if their states are.
+
+    Composition: the driver (:func:`schedulers.attach`) finds a reduce-on-plateau nested
+    anywhere (inside ``clamp``, a product, a warmup, a ``join`` piece...) and feeds it each
+    metric at the step its own clock shows (a plateau in a ``join`` piece observes only while
+    its piece runs).
 
     Args:
         schedule: the schedule to scale (``constant(lr)`` reproduces torch's scheduler).
@@ -59,6 +66,13 @@ class ReduceOnPlateau(Schedule):
         cooldown: observations to wait after a reduction (int >= 0).
         min_lr: floor of the reduced value (>= 0).
         eps: smallest reduction that is applied (>= 0).
+        state: a :meth:`state_dict` to start from (``None``: nothing observed yet).
+
+    >>> s = reduce_on_plateau(constant(1.0), patience=0, factor=0.5)
+    >>> s.observe(1.0, t=0), s.observe(1.0, t=1), s(2)
+    (False, True, 0.5)
+    >>> from_dict(s.to_dict()) == s
+    True
     """
 
     name = "reduce_on_plateau"
@@ -75,6 +89,7 @@ class ReduceOnPlateau(Schedule):
         cooldown: int = 0,
         min_lr: float = 0.0,
         eps: float = 1e-8,
+        state: Mapping[str, Any] | None = None,
     ) -> None:
         self.schedule = check_schedule("schedule", schedule)
         self.mode = check_choice("mode", mode, ("min", "max"))
@@ -87,6 +102,8 @@ class ReduceOnPlateau(Schedule):
         self.min_lr = check_float("min_lr", min_lr)
         self.eps = check_float("eps", eps)
         self.reset()
+        if state is not None:
+            self.load_state_dict(state)
 
     # --- state ------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -105,12 +122,42 @@ class ReduceOnPlateau(Schedule):
             "cooldown_counter": self.cooldown_counter,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.multiplier = float(state["multiplier"])
-        self.best = float(state["best"])
-        self.num_bad_epochs = int(state["num_bad_epochs"])
-        self.cooldown_counter = int(state["cooldown_counter"])
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` (or the ``state`` of ``to_dict()``) holds; a missing
+        ``best`` means none yet."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping from state_dict(), got state={state!r}")
+        unknown = sorted(set(state) - {"multiplier", "best", "num_bad_epochs", "cooldown_counter"})
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in state={dict(state)!r}")
+        try:
+            self.multiplier = check_float("state['multiplier']", state["multiplier"], 0.0, 1.0)
+            self.num_bad_epochs = check_int(
+                "state['num_bad_epochs']", state["num_bad_epochs"], minimum=0
+            )
+            self.cooldown_counter = check_int(
+                "state['cooldown_counter']", state["cooldown_counter"], minimum=0
+            )
+        except KeyError as err:
+            raise ValueError(f"state is missing {err.args[0]!r}: state={dict(state)!r}") from None
+        no_best = math.inf if self.mode == "min" else -math.inf
+        best = state.get("best", no_best)
+        self.best = no_best if best is None else float(best)
+
+    @property
+    def state(self) -> dict[str, Any] | None:
+        """The state as ``to_dict()`` writes it (``None`` while nothing was observed); an
+        infinite ``best`` (none yet) is left out, so the dict stays JSON and TOML friendly."""
+        current = self.state_dict()
+        no_best = math.inf if self.mode == "min" else -math.inf
+        if current["best"] == no_best or not math.isfinite(current["best"]):
+            del current["best"]
+        if current == {"multiplier": 1.0, "num_bad_epochs": 0, "cooldown_counter": 0}:
+            return None
+        return current
+
+    def _state_token(self) -> float:
+        return self.multiplier
 
     # --- decisions --------------------------------------------------------------------------
     def is_better(self, current: float, best: float) -> bool:
@@ -122,8 +169,9 @@ class ReduceOnPlateau(Schedule):
             return current < best * (1.0 - threshold if best >= 0 else 1.0 + threshold)
         return current > best * (1.0 + threshold if best >= 0 else 1.0 - threshold)
 
-    def observe(self, metric: SupportsFloat, t: int) -> bool:
-        """Take one metric observed before step ``t``; return whether the value was reduced."""
+    def observe(self, metric: SupportsFloat, t: float) -> bool:
+        """Take one metric observed before step ``t`` (this schedule's own step); return whether
+        the value was reduced."""
         current = float(metric)
         if self.is_better(current, self.best):
             self.best = current

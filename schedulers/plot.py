@@ -3,8 +3,9 @@
 ``stepsize plot`` takes schedule specs from the command line; each spec is one of
 
 * a preset name (``stepsize plot --list-presets``), e.g. ``tf-decays``;
-* a TOML file: ``title = "..."``, ``steps = N`` and a ``[schedules]`` table of
-  ``"label" = {name = "...", ...}`` entries, or a single schedule table with a ``name``;
+* a TOML file: ``title = "..."``, ``steps = N``, optionally ``log = true|false``, and a
+  ``[schedules]`` table of ``"label" = {name = "...", ...}`` entries, or a single schedule
+  table with a ``name``;
 * an inline dict in JSON or TOML syntax, optionally labelled:
   ``'warm cosine={name = "cosine_decay", learning_rate = 0.3, decay_steps = 20}'``.
 
@@ -33,29 +34,68 @@ from schedulers.base import Schedule, from_dict
 DEFAULT_STEPS = 1000
 
 
-def plot_schedules(
+#: Line styles cycled with the colours, so that curves that meet stay distinguishable.
+LINE_STYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 2)), (0, (8, 2))]
+#: Two curves *coincide* when they are within this fraction of the value axis on more than
+#: :data:`COINCIDENT_FRACTION` of the steps; then every curve gets its own panel.
+COINCIDENT_TOLERANCE = 0.006
+COINCIDENT_FRACTION = 0.1
+#: The most curves drawn as one panel each; more are overlaid.
+MAX_PANELS = 12
+#: Values whose 90th percentile exceeds their 25th by this ratio (two decades) are drawn on a log
+#: axis by default: long geometric decays, not a cosine's last steps towards 0 (a preset can
+#: also say ``log = true``).
+LOG_RATIO = 100.0
+
+
+def _axis_coordinates(values: np.ndarray, log_scale: bool) -> np.ndarray:
+    if not log_scale:
+        return values
+    with np.errstate(divide="ignore"):
+        return np.where(values > 0, np.log10(np.maximum(values, 1e-300)), np.nan)
+
+
+def spans_decades(curves: Mapping[str, np.ndarray]) -> bool:
+    """Whether most of the values span decades: the 90th percentile of the positive values over
+    their 25th exceeds :data:`LOG_RATIO` (the default for log-y)."""
+    values = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in curves.values()])
+    if not values.size:
+        return False
+    low, high = np.percentile(values, [25, 90])
+    return bool(high > LOG_RATIO * low)
+
+
+def coincident_pairs(curves: Mapping[str, np.ndarray], log_scale: bool) -> list[tuple[str, str]]:
+    """Pairs of curves that would hide one another on one axis (see the constants above)."""
+    coordinates = {k: _axis_coordinates(v, log_scale) for k, v in curves.items()}
+    stacked = np.concatenate([c[np.isfinite(c)] for c in coordinates.values()])
+    span = float(stacked.max() - stacked.min()) if stacked.size else 0.0
+    tolerance = COINCIDENT_TOLERANCE * (span or 1.0)
+    labels, pairs = list(curves), []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            close = np.abs(coordinates[a] - coordinates[b]) <= tolerance
+            if np.mean(close) > COINCIDENT_FRACTION:
+                pairs.append((a, b))
+    return pairs
+
+
+def draw_schedules(
     schedules: Mapping[str, Schedule],
     steps: int,
-    path: str | os.PathLike,
     title: str | None = None,
-    log_scale: bool = False,
-) -> Path:
-    """Draw ``{label: schedule}`` over steps ``0 .. steps - 1`` to an image file.
+    log_scale: bool | None = None,
+):
+    """A matplotlib Figure of ``{label: schedule}`` over steps ``0 .. steps - 1``.
 
-    The figure is rendered with matplotlib's Agg canvas (no display, no global backend change)
-    and written atomically: to a temporary file in the target directory, then ``os.replace``d.
-    The image format follows the suffix of ``path`` (PNG by default).
-
-    Args:
-        schedules: label -> schedule (at least one).
-        steps: number of steps drawn (int >= 1).
-        path: output file; its directory must exist.
-        title: figure title.
-        log_scale: logarithmic value axis (zero values are not drawn).
-
-    Returns:
-        The written path.
+    Nothing is hidden: each curve has its own colour and line style, and when two curves would
+    coincide (:func:`coincident_pairs`) every curve gets its own panel, drawn over the others in
+    grey for reference. The legend sits outside the data; the value axis is logarithmic when the
+    values span more than two decades (``log_scale=None``) or when asked. The title is wrapped.
+    Rendered with matplotlib's Agg canvas (no display, no global backend change).
     """
+    import textwrap
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -66,37 +106,109 @@ def plot_schedules(
     for label, schedule in schedules.items():
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule {label!r} must be a Schedule, got {schedule!r}")
+    t = np.arange(steps)
+    curves = {label: schedule(t) for label, schedule in schedules.items()}
+    log = spans_decades(curves) if log_scale is None else bool(log_scale)
+    style = {
+        label: {"color": f"C{i % 10}", "linestyle": LINE_STYLES[i % len(LINE_STYLES)]}
+        for i, label in enumerate(curves)
+    }
+    # panels when curves coincide; past MAX_PANELS curves one overlay (styles still differ)
+    panels = 1 < len(curves) <= MAX_PANELS and bool(coincident_pairs(curves, log))
+    figure = Figure(dpi=120)
+    FigureCanvasAgg(figure)
+    if panels:
+        columns = 2 if len(curves) > 3 else 1
+        rows = -(-len(curves) // columns)
+        figure.set_size_inches(6.0 * columns, 1.9 * rows + 0.8)
+        grid = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+        for ax, (label, values) in zip(grid.flat, curves.items()):
+            for other, other_values in curves.items():
+                if other != label:  # the others, in grey, for reference
+                    ax.plot(t, other_values, color="0.85", linewidth=0.8, zorder=1)
+            ax.plot(t, values, linewidth=1.6, zorder=3, **{**style[label], "linestyle": "-"})
+            ax.set_title(label, fontsize="small", color=style[label]["color"])
+        for ax in grid.flat[len(curves) :]:
+            ax.set_visible(False)
+        axes = list(grid.flat[: len(curves)])
+        for column in range(columns):  # the lowest panel of each column carries the step axis
+            lowest = axes[max(i for i in range(len(axes)) if i % columns == column)]
+            lowest.xaxis.set_tick_params(labelbottom=True)
+            lowest.set_xlabel("step t (updates made)")
+        for ax in grid[:, 0]:
+            ax.set_ylabel("value")
+    else:
+        figure.set_size_inches(10.0, 4.5)
+        ax = figure.add_subplot()
+        for label, values in curves.items():
+            ax.plot(t, values, label=label, linewidth=1.5, **style[label])
+        ax.set_xlabel("step t (updates made)")
+        ax.set_ylabel("value")
+        ax.legend(
+            fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0,
+            ncols=1 + len(curves) // 16,
+        )
+        axes = [ax]
+    for ax in axes:
+        if log:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    if title:
+        figure.suptitle(textwrap.fill(title, 110), fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(
+    figure, path: str | os.PathLike, create_parent: bool = False, dpi: float | None = None
+) -> Path:
+    """Write ``figure`` to ``path`` atomically (a temporary file in the same directory, then
+    ``os.replace``); the format follows the suffix (PNG by default). The one place the
+    schedulers package writes a figure (the range test's included)."""
     path = Path(path)
+    if create_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
     fmt = path.suffix.lstrip(".").lower() or "png"
-
-    t = np.arange(steps)
-    figure = Figure(figsize=(8, 4.5), dpi=120)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for label, schedule in schedules.items():
-        axes.plot(t, schedule(t), label=label, linewidth=1.4)
-    axes.set_xlabel("step t (updates made)")
-    axes.set_ylabel("value")
-    if log_scale:
-        axes.set_yscale("log")
-    if title:
-        axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format=fmt)
+            figure.savefig(handle, format=fmt, dpi=dpi or "figure")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def plot_schedules(
+    schedules: Mapping[str, Schedule],
+    steps: int,
+    path: str | os.PathLike,
+    title: str | None = None,
+    log_scale: bool | None = None,
+) -> Path:
+    """Draw ``{label: schedule}`` (:func:`draw_schedules`) to an image file, atomically.
+
+    Args:
+        schedules: label -> schedule (at least one).
+        steps: number of steps drawn (int >= 1).
+        path: output file; its directory must exist.
+        title: figure title.
+        log_scale: logarithmic value axis (zero values are not drawn); ``None``: when the
+            values span more than two decades.
+
+    Returns:
+        The written path.
+    """
+    if not Path(path).parent.is_dir():
+        raise FileNotFoundError(f"output directory {str(Path(path).parent)!r} does not exist")
+    return save_figure(draw_schedules(schedules, steps, title, log_scale), path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,7 +231,10 @@ def _parse_plot_document(document: Mapping[str, Any], source: str) -> dict[str, 
     """``{"title", "steps", "schedules": {label: Schedule}}`` from a parsed TOML document."""
     if "name" in document:
         schedule = from_dict(document)
-        return {"title": None, "steps": None, "schedules": {_default_label(schedule): schedule}}
+        return {
+            "title": None, "steps": None, "log": None,
+            "schedules": {_default_label(schedule): schedule},
+        }  # fmt: skip
     table = document.get("schedules")
     if not isinstance(table, Mapping) or not table:
         raise ValueError(
@@ -132,6 +247,7 @@ def _parse_plot_document(document: Mapping[str, Any], source: str) -> dict[str, 
     return {
         "title": document.get("title"),
         "steps": steps,
+        "log": document.get("log"),
         "schedules": {str(label): from_dict(spec) for label, spec in table.items()},
     }
 
@@ -180,6 +296,7 @@ def parse_spec(spec: str) -> dict[str, Any]:
         return {
             "title": None,
             "steps": None,
+            "log": None,
             "schedules": {label or _default_label(schedule): schedule},
         }
     path = Path(spec)
@@ -217,7 +334,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default="schedules.png", help="output image (default: schedules.png)"
     )
     parser.add_argument("--title", default=None, help="figure title (default: the preset's)")
-    parser.add_argument("--log", action="store_true", help="logarithmic value axis")
+    parser.add_argument(
+        "--log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="logarithmic value axis (default: when the values span more than two decades)",
+    )
     parser.add_argument(
         "--list-presets", action="store_true", help="list the bundled presets and exit"
     )
@@ -234,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
             "give at least one SPEC (a preset, a TOML file or an inline dict); see --list-presets"
         )
     schedules: dict[str, Schedule] = {}
-    titles, steps = [], []
+    titles, steps, logs = [], [], []
     for spec in args.specs:
         parsed = parse_spec(spec)
         for label, schedule in parsed["schedules"].items():
@@ -245,10 +367,13 @@ def run(args: argparse.Namespace) -> int:
             titles.append(parsed["title"])
         if parsed["steps"]:
             steps.append(parsed["steps"])
+        if parsed.get("log") is not None:
+            logs.append(bool(parsed["log"]))
     n_steps = args.steps if args.steps is not None else max(steps, default=DEFAULT_STEPS)
     if n_steps < 1 or n_steps > 10**8:
         raise ValueError(f"--steps must be in [1, 1e8], got {n_steps}")
     title = args.title or (" / ".join(titles) if titles else None)
-    path = plot_schedules(schedules, n_steps, args.out, title=title, log_scale=args.log)
+    log = args.log if args.log is not None else (any(logs) if logs else None)
+    path = plot_schedules(schedules, n_steps, args.out, title=title, log_scale=log)
     print(f"wrote {path} ({len(schedules)} schedule(s), {n_steps} steps)")
     return 0

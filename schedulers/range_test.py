@@ -29,8 +29,10 @@ the points recorded before any divergence):
   the minimum of the smoothed loss and after the first ``skip_start`` points, so an early spike
   cannot win (torch-lr-finder's ``suggestion``, made robust).
 * ``min/10``: the rate at the minimum smoothed loss divided by 10 (fastai v1's rule of thumb).
-* ``valley``: fastai's ``valley``: the longest decreasing run of the loss; the rate two thirds of
-  the way down it (fastai 2.x, ``fastai.callback.schedule.valley``).
+* ``valley``: fastai's ``valley``, exactly as ``Learner.lr_find`` applies it: on the smoothed
+  losses of every recorded update (the diverging one included, as fastai records it) without the
+  first ``num_iter // 10`` and the last 5 points, the longest decreasing run and the rate two
+  thirds of the way down it (fastai 2.x, ``fastai.callback.schedule.valley``).
 * ``clr_bounds`` (Smith 2017, section 3.3): ``base_lr`` where the loss starts to fall (the first
   rate at which the smoothed loss is 10% of its total fall below its starting value) and
   ``max_lr`` where it stops falling (the minimum of the smoothed loss).
@@ -44,12 +46,12 @@ the same plot. They are thresholds for plain gradient descent; adaptive methods 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,8 +115,41 @@ class RangeTestResult:
             )
         return "\n".join(lines)
 
-    def plot(self, path: str | os.PathLike | None = None, ax=None):
-        """Loss (raw and smoothed) against lr on a log axis, suggestions and 1/L, 2/L marked.
+    def y_limits(self) -> tuple[float, float]:
+        """The loss axis' range: the useful part of the curve.
+
+        The useful points are those recorded before the loss diverged or, after its minimum,
+        climbed back above its starting value. The range goes from the lowest to the highest of
+        the smoothed loss and the 2nd-98th percentiles of the raw loss over them, padded by 5%:
+        the smoothed curve and at least 96% of the raw points are visible, and the blow-up at
+        the end does not flatten the rest.
+        """
+        recorded = len(self.smoothed) - (1 if self.diverged_lr is not None else 0)
+        smoothed = np.asarray(self.smoothed[: max(recorded, 1)], dtype=np.float64)
+        if np.isfinite(smoothed).all() and smoothed.size > 2:
+            lowest = int(np.argmin(smoothed))
+            above = np.nonzero(smoothed[lowest:] > smoothed[0])[0]
+            if above.size:
+                smoothed = smoothed[: lowest + int(above[0])]
+        raw = np.asarray(self.losses[: smoothed.size], dtype=np.float64)
+        smoothed, raw = smoothed[np.isfinite(smoothed)], raw[np.isfinite(raw)]
+        if not smoothed.size:
+            return (0.0, 1.0)
+        low, high = float(smoothed.min()), float(smoothed.max())
+        if raw.size:
+            low = min(low, float(np.percentile(raw, 2)))
+            high = max(high, float(np.percentile(raw, 98)))
+        pad = 0.05 * (high - low) or 0.05 * max(abs(high), 1e-12)
+        return (low - pad, high + pad)
+
+    def plot(self, path: str | os.PathLike | None = None, ax=None, title: str | None = None):
+        """Loss (raw and smoothed) against lr on a log axis, with everything the test found.
+
+        Drawn: the suggestions, Smith's CLR bounds (a shaded band), the divergence (a red
+        line), and 1/L, 2/L, labelled as plain gradient descent's thresholds (and said not to
+        apply as such when the optimizer has momentum or is adaptive). The title names what was
+        tested (``label``) and the optimizer; the legend sits outside the data; the loss axis
+        spans the curve's useful range (:meth:`y_limits`).
 
         Returns the matplotlib Figure; with ``path`` it is also saved there (atomically).
         """
@@ -126,36 +161,57 @@ class RangeTestResult:
 
         rows = 2 if self.accuracies else 1
         if ax is None:
-            figure, axes = plt.subplots(rows, 1, figsize=(7, 4 * rows), squeeze=False)
+            figure, axes = plt.subplots(rows, 1, figsize=(11, 4.5 * rows), squeeze=False)
             ax = axes[0][0]
         else:
             figure, axes = ax.figure, [[ax]]
-        ax.plot(self.lrs, self.losses, color="0.75", linewidth=1, label="loss")
+        ax.plot(self.lrs, self.losses, color="0.7", linewidth=1, label="loss")
         ax.plot(self.lrs, self.smoothed, color="C0", linewidth=2, label="smoothed loss")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
-        finite = [s for s in self.smoothed if math.isfinite(s)]
-        if finite:
-            low, high = min(finite), finite[0]
-            ax.set_ylim(low - 0.1 * abs(high - low) - 1e-12, high + 0.5 * abs(high - low) + 1e-12)
+        low, high = self.y_limits()
+        ax.set_ylim(low, high)
+        if self.clr_bounds is not None:
+            base, top = self.clr_bounds
+            ax.axvspan(base, top, color="C2", alpha=0.12,
+                       label=f"CLR bounds (Smith): {base:.3g} to {top:.3g}")  # fmt: skip
+        styles = ["--", "-.", (0, (5, 2, 1, 2)), (0, (3, 1))]
         for i, (name, suggestion) in enumerate(self.suggestions.items()):
-            ax.axvline(
-                suggestion.lr,
-                color=f"C{i + 1}",
-                linestyle="--",
-                label=f"{name}: {suggestion.lr:.3g}",
-            )
+            ax.axvline(suggestion.lr, color=f"C{i + 3}", linestyle=styles[i % len(styles)],
+                       label=f"{name}: {suggestion.lr:.3g}")  # fmt: skip
         if self.curvature is not None:
-            for value, label in ((self.safe_step, "1/L"), (self.edge_step, "2/L")):
-                ax.axvline(
-                    value,
-                    color="k",
-                    linestyle=":" if label == "1/L" else "-.",
-                    label=f"{label} = {value:.3g}",
+            plain = self.settings.get("plain_gd", True)
+            for value, label, meaning in (
+                (self.safe_step, "1/L", "safe step"),
+                (self.edge_step, "2/L", "stability edge"),
+            ):
+                text = f"{label} = {value:.3g}: {'GD' if plain else 'plain GD'}'s {meaning}"
+                ax.axvline(value, color="k", linestyle=":" if label == "1/L" else (0, (8, 3)),
+                           linewidth=1.2, label=text)  # fmt: skip
+            if not plain:
+                optimizer = self.settings.get("optimizer", "this optimizer")
+                ax.annotate(
+                    f"1/L and 2/L are thresholds for plain gradient descent; {optimizer} "
+                    "rescales the step (momentum or adaptive), so they only indicate the scale.",
+                    xy=(0.0, -0.2),
+                    xycoords="axes fraction",
+                    fontsize="small",
+                    va="top",
                 )
-        ax.legend(fontsize="small")
-        ax.set_title("LR range test")
+        if self.diverged_lr is not None:
+            ax.axvline(self.diverged_lr, color="C3", linewidth=1.5,
+                       label=f"diverged at lr = {self.diverged_lr:.3g}")  # fmt: skip
+            ax.plot([self.diverged_lr], [high], marker="v", color="C3", clip_on=False)
+        ax.grid(True, which="major", alpha=0.25)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+                  borderaxespad=0.0)  # fmt: skip
+        if title is None:
+            label = self.settings.get("label")
+            optimizer = self.settings.get("optimizer")
+            what = ", ".join(x for x in (label, optimizer) if x)
+            title = f"LR range test{': ' + what if what else ''} ({len(self.lrs)} updates)"
+        ax.set_title(title)
         if self.accuracies:
             acc_ax = axes[1][0]
             acc_ax.plot(self.lrs, self.accuracies, color="C2")
@@ -164,18 +220,10 @@ class RangeTestResult:
             acc_ax.set_ylabel("accuracy")
         figure.tight_layout()
         if path is not None:
-            _save_figure_atomically(figure, Path(path))
+            from schedulers.plot import save_figure
+
+            save_figure(figure, path, create_parent=True, dpi=120)
         return figure
-
-
-def _save_figure_atomically(figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temporary, format=path.suffix.lstrip(".") or "png", dpi=120)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def sweep_lrs(start_lr: float, end_lr: float, num_iter: int, sweep: str) -> np.ndarray:
@@ -196,19 +244,41 @@ def smooth(losses: Iterable[float], beta: float) -> list[float]:
 
 
 def valley_index(losses: list[float]) -> int:
-    """fastai's ``valley``: two thirds of the way down the longest decreasing run of ``losses``."""
+    """fastai's ``valley`` on ``losses``: the index two thirds of the way down the longest valley.
+
+    Line for line fastai 2.x's ``fastai.callback.schedule.valley`` (from ESRI's suggester),
+    including its quirks: ``max_end`` is updated inside the inner loop, so ``max_start`` can be
+    taken from a run length that is still growing, and the valley is taken to start one point
+    before its first point (``max_end - length``).
+    """
     n = len(losses)
-    run_length = [1] * n
-    start = end = 0
+    max_start, max_end = 0, 0
+    lds = [1] * n
     for i in range(1, n):
-        for j in range(i):
-            if losses[i] < losses[j] and run_length[i] < run_length[j] + 1:
-                run_length[i] = run_length[j] + 1
-        if run_length[end] < run_length[i]:
-            end = i
-            start = end - run_length[end]
-    sections = (end - start) / 3
-    return start + int(sections) + int(sections / 2)
+        for j in range(0, i):
+            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    return max_start + int(sections) + int(sections / 2)
+
+
+def valley(lrs: list[float], smoothed: list[float], num_iter: int) -> Suggestion | None:
+    """fastai's ``valley`` suggestion, as ``Learner.lr_find`` computes it: on the recorded
+    (smoothed) losses without the first ``num_iter // 10`` and the last 5 points; ``None`` when
+    nothing is left (fastai fails there)."""
+    first = num_iter // 10
+    losses = list(smoothed[first:-5])
+    if not losses:
+        return None
+    index = first + valley_index(losses)
+    return Suggestion(
+        "valley",
+        float(lrs[index]),
+        "fastai's valley: 2/3 down the longest decreasing run (first 10% and last 5 trimmed)",
+    )
 
 
 def suggest(lrs: list[float], smoothed: list[float], skip_start: int = 5) -> dict[str, Suggestion]:
@@ -229,10 +299,9 @@ def suggest(lrs: list[float], smoothed: list[float], skip_start: int = 5) -> dic
         suggestions["steepest"] = Suggestion(
             "steepest", lrs[steepest], "most negative slope of the smoothed loss before its minimum"
         )
-    valley = valley_index(list(losses))
-    suggestions["valley"] = Suggestion(
-        "valley", lrs[valley], "fastai's valley: 2/3 down the longest decreasing run"
-    )
+    found = valley(lrs, list(losses), len(lrs))
+    if found is not None:
+        suggestions["valley"] = found
     return suggestions
 
 
@@ -289,27 +358,40 @@ class _Restorer:
         self.model_state = copy.deepcopy(self.model.state_dict())
         self.optimizer_state = copy.deepcopy(self.optimizer.state_dict())
         self.training = {name: m.training for name, m in self.model.named_modules()}
-        self.rng = (
-            random.getstate(),
-            np.random.get_state(),  # noqa: NPY002 (restoring the legacy global state)
-            torch.get_rng_state(),
-            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        )
+        self.rng = _rng_state()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.model.load_state_dict(self.model_state)
         self.optimizer.load_state_dict(self.optimizer_state)
+        self.restore_model()
+        _set_rng_state(self.rng)
+
+    def restore_model(self) -> None:
+        """Put back the model as snapshotted (the snapshot stays, for the exit)."""
+        self.model.load_state_dict(self.model_state)
         for p in self.model.parameters():
             p.grad = None
         for name, module in self.model.named_modules():
             module.train(self.training[name])
-        python_state, numpy_state, torch_state, cuda_state = self.rng
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)  # noqa: NPY002
-        torch.set_rng_state(torch_state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state_all(cuda_state)
+
+
+def _rng_state() -> tuple:
+    """The global random states: Python, NumPy, torch CPU and CUDA."""
+    return (
+        random.getstate(),
+        np.random.get_state(),  # noqa: NPY002 (restoring the legacy global state)
+        torch.get_rng_state(),
+        torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    )
+
+
+def _set_rng_state(state: tuple) -> None:
+    python_state, numpy_state, torch_state, cuda_state = state
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)  # noqa: NPY002
+    torch.set_rng_state(torch_state)
+    if cuda_state is not None:
+        torch.cuda.set_rng_state_all(cuda_state)
 
 
 def _mean_loss_and_accuracy(model, loss_fn, data, device) -> tuple[float, float]:
@@ -332,6 +414,27 @@ def _correct(outputs: Tensor, targets: Tensor) -> int:
     return int((outputs.argmax(dim=-1) == targets).sum())
 
 
+def describe_optimizer(optimizer: torch.optim.Optimizer) -> str:
+    """``"SGD(momentum=0.9)"``, ``"Adam"``: the class and what decides how it uses the rate."""
+    name = type(optimizer).__name__
+    group = optimizer.param_groups[0]
+    details = []
+    momentum = group.get("momentum")
+    if momentum is not None and not isinstance(momentum, Tensor) and momentum:
+        details.append(f"momentum={momentum:g}")
+    if group.get("nesterov"):
+        details.append("nesterov")
+    return f"{name}({', '.join(details)})" if details else name
+
+
+def is_plain_gd(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer is plain gradient descent (SGD without momentum), the method the
+    1/L and 2/L thresholds are about."""
+    if "SGD" not in type(optimizer).__name__:
+        return False
+    return all(not group.get("momentum") for group in optimizer.param_groups)
+
+
 def lr_range_test(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -349,6 +452,7 @@ def lr_range_test(
     curvature_batches: int = 1,
     skip_start: int = 5,
     device: torch.device | str | None = None,
+    label: str | None = None,
 ) -> RangeTestResult:
     """Run the LR range test; the model, optimizer and RNG are left exactly as they were.
 
@@ -368,9 +472,14 @@ def lr_range_test(
         accuracy: also record accuracy (argmax over the last dimension; on ``val_data`` when
             given, else on the training batch) for Smith's accuracy-versus-rate plot.
         curvature_batches: batches for the Hessian estimate at the starting parameters
-            (``theory.smoothness``); 0 to skip it.
+            (``theory.smoothness``); 0 to skip it. They are the sweep's own first batches, read
+            ahead from the same pass over ``train_data``; the model, the optimizer and the RNG
+            are restored after the estimate, so the sweep sees exactly the batches and random
+            draws it would see without it (for a loader that reshuffles from the global RNG,
+            as long as ``curvature_batches`` does not exceed one pass).
         skip_start: points ignored at the start by the ``steepest`` rule.
         device: where batches are moved (default: the model's parameters' device).
+        label: what is tested (e.g. the experiment's name), for the figure's title.
 
     Returns:
         a :class:`RangeTestResult` (see the module docstring for every rule).
@@ -383,7 +492,7 @@ def lr_range_test(
     ):
         raise ValueError(f"curvature_batches must be an integer >= 0, got {curvature_batches!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    batches = _cycle(train_data)
+    batches: Iterator[Batch] = _cycle(train_data)
     rates = sweep_lrs(float(start_lr), float(end_lr), num_iter, sweep)
     lrs: list[float] = []
     losses: list[float] = []
@@ -391,14 +500,16 @@ def lr_range_test(
     accuracies: list[float] | None = [] if accuracy else None
     diverged_lr = None
     curvature = None
-    with _Restorer(model, optimizer):
+    with _Restorer(model, optimizer) as restorer:
         if curvature_batches:
             from theory.smoothness import smoothness  # the curvature side lives in theory
 
-            first = [next(batches) for _ in range(curvature_batches)]
-            first = [(x.to(device), y.to(device)) for x, y in first]
-            curvature = smoothness(model, loss_fn, first)
-            batches = _cycle(train_data)  # the sweep starts from the first batch again
+            ahead = [next(batches) for _ in range(curvature_batches)]  # the sweep's first batches
+            rng = _rng_state()  # after the read-ahead, which may have drawn a shuffle
+            curvature = smoothness(model, loss_fn, [(x.to(device), y.to(device)) for x, y in ahead])
+            restorer.restore_model()  # whatever the estimate touched is put back
+            _set_rng_state(rng)
+            batches = itertools.chain(ahead, batches)  # the sweep starts with the same batches
         model.train()
         average, best = 0.0, math.inf
         for i, lr in enumerate(rates):
@@ -437,16 +548,21 @@ def lr_range_test(
         "start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "sweep": sweep,
         "smoothing": smoothing, "diverge_threshold": diverge_threshold,
         "validation": val_data is not None, "curvature_batches": curvature_batches,
+        "label": label, "optimizer": describe_optimizer(optimizer),
+        "plain_gd": is_plain_gd(optimizer),
     }  # fmt: skip
+    suggestions = suggest(usable_lrs, usable, skip_start) if all(map(math.isfinite, usable)) else {}
+    fastai_valley = valley(lrs, smoothed, num_iter)
+    suggestions.pop("valley", None)
+    if fastai_valley is not None:
+        suggestions["valley"] = fastai_valley
     return RangeTestResult(
         lrs=lrs,
         losses=losses,
         smoothed=smoothed,
         accuracies=accuracies,
         diverged_lr=diverged_lr,
-        suggestions=suggest(usable_lrs, usable, skip_start)
-        if all(map(math.isfinite, usable))
-        else {},
+        suggestions=suggestions,
         clr_bounds=clr_bounds(usable_lrs, usable) if len(usable) > 1 else None,
         curvature=curvature,
         settings=settings,

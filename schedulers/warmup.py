@@ -1,5 +1,5 @@
-"""Warmup around any schedule: constant, linear (gradual), exponential, and the untuned warmup of
-Ma & Yarats.
+"""Warmup around any schedule: constant, linear (gradual), exponential, the untuned warmup of
+Ma & Yarats, and the RAdam warmup of pytorch_warmup.
 
 Every warmup multiplies the wrapped schedule by a ramp ``r(t)`` that reaches 1 at
 ``t = warmup_steps`` and stays 1 afterwards::
@@ -21,9 +21,13 @@ Both are continuous at ``t = warmup_steps`` whenever the ramp is.
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
+
 from schedulers.base import (
+    ARRAY,
     Ops,
     Schedule,
     check_choice,
@@ -54,9 +58,15 @@ class _Warmup(Schedule):
         k = self.warmup_steps
         return xp.where(t < k, self._ramp(xp.minimum(t, k), xp), 1.0)
 
+    def _clock(self, t, xp: Ops):
+        return xp.maximum(t - self.warmup_steps, 0) if self.clock == "after_warmup" else t
+
     def _value(self, t, xp):
-        tau = xp.maximum(t - self.warmup_steps, 0) if self.clock == "after_warmup" else t
-        return self.ramp(t, xp) * self.schedule._value(tau, xp)
+        return self.ramp(t, xp) * self.schedule._value(self._clock(t, xp), xp)
+
+    def _child_steps(self, t):
+        local = max(t - self.warmup_steps, 0.0) if self.clock == "after_warmup" else t
+        return [(self.schedule, local)]
 
     def bounds(self):
         low, high = self.schedule.bounds()
@@ -198,7 +208,54 @@ class UntunedWarmup(_Warmup):
         return 1.0 - xp.exp(-rate * (t + 1))
 
 
+@register
+class RAdamWarmup(_Warmup):
+    """The warmup factor that RAdam's variance rectification implies, from pytorch_warmup.
+
+    ``r(t) = sqrt((rho - 4) (rho - 2) rho_inf / ((rho_inf - 4) (rho_inf - 2) rho))`` at
+    ``rho = rho_{t + delta}``, where ``rho_inf = 2 / (1 - beta2) - 1``,
+    ``rho_k = rho_inf - 2 k beta2**k / (1 - beta2**k)`` and the offset ``delta`` is the smallest
+    ``k >= 1`` with ``rho_k > 4`` (Liu et al., "On the Variance of the Adaptive Learning Rate and
+    Beyond", ICLR 2020; Ma & Yarats 2021, section 3). The ramp rises towards 1 and never reaches
+    it exactly. As in pytorch_warmup it multiplies the schedule underneath
+    (``clock="from_start"``).
+
+    Origin: pytorch_warmup's ``RAdamWarmup`` (``rho_inf_fn``, ``rho_fn``, ``get_offset``,
+    ``warmup_factor``): its first dampened step is our ``t = 0``.
+
+    Args:
+        schedule: the wrapped schedule.
+        beta2: the optimizer's second-moment decay, in (0.6, 1) (pytorch_warmup's range).
+
+    >>> s = radam_warmup(constant(1.0), beta2=0.999)
+    >>> round(s(0), 6), round(s(100), 4), round(s(10_000), 4)
+    (0.017312, 0.2209, 0.9998)
+    """
+
+    name = "radam_warmup"
+    clock = "from_start"
+
+    def __init__(self, schedule: Schedule, beta2: float = 0.999) -> None:
+        self.schedule = check_schedule("schedule", schedule)
+        self.beta2 = check_float("beta2", beta2, 0.6, 1.0, low_open=True, high_open=True)
+        self._rho_inf = 2.0 / (1.0 - self.beta2) - 1.0
+        self._offset = next(k for k in itertools.count(1) if self._rho(float(k)) > 4)
+        self.lowest_ramp = float(self.ramp(np.zeros(1), ARRAY)[0])
+
+    def _rho(self, k):
+        b2k = self.beta2**k
+        return self._rho_inf - 2 * k * b2k / (1 - b2k)
+
+    def ramp(self, t, xp):
+        k = t + self._offset
+        b2k = xp.power(self.beta2, k)
+        rho = self._rho_inf - 2.0 * k * b2k / (1.0 - b2k)
+        rho_inf = self._rho_inf
+        return xp.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+
+
 constant_warmup = ConstantWarmup
 linear_warmup = LinearWarmup
 exponential_warmup = ExponentialWarmup
 untuned_warmup = UntunedWarmup
+radam_warmup = RAdamWarmup

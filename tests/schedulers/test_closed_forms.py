@@ -167,9 +167,9 @@ def test_noisy_linear_cosine_decay_noise_statistics_and_reproducibility():
 
 def test_noisy_linear_cosine_decay_variance_decays_like_tf():
     s = S.noisy_linear_cosine_decay(1.0, 10**6, initial_variance=2.0, variance_decay=0.55)
-    from schedulers.base import SCALAR
+    from schedulers.base import ARRAY
 
-    assert s.noise_std(99, SCALAR) == pytest.approx(math.sqrt(2.0 / 100**0.55))
+    assert s.noise_std(np.array([99.0]), ARRAY)[0] == pytest.approx(math.sqrt(2.0 / 100**0.55))
 
 
 def test_power_decay_is_d2l_square_root_schedule():

@@ -71,3 +71,54 @@ def test_untuned_warmup_of_ma_and_yarats():
     expo = S.untuned_warmup(base, beta2=0.99, form="exponential")
     assert expo(0) == pytest.approx(1 - math.exp(-0.01))
     assert expo(99) == pytest.approx(1 - math.exp(-1))
+
+
+def test_sum_and_addition():
+    a, b = S.cosine_decay(1.0, 10), S.cyclic(0.5, 1.0, 2)
+    s = a + b
+    assert s == S.sum_of([a, b])
+    for t in range(15):
+        assert s(t) == a(t) + b(t)
+    assert (a + 0.25)(3) == a(3) + 0.25
+    assert sum([a, b]) == s  # the builtin starts from 0
+    assert s.bounds() == (0.5, 2.0)
+    assert S.from_dict(s.to_dict()) == s
+
+
+def test_shift_starts_a_schedule_later_or_earlier():
+    base = S.linear(1.0, 1.0, 0.0, total_iters=10)
+    later, earlier = base.shift(4), base.shift(-4)
+    for t in range(20):
+        assert later(t) == base(max(t - 4, 0))
+        assert earlier(t) == base(t + 4)
+    assert S.from_dict(later.to_dict()) == later
+    # in a join, shift(-W) puts the piece back on the global clock (timm's warmup_prefix=False)
+    joined = S.join([S.constant(0.01), base.shift(-3)], [3])
+    assert [joined(t) for t in range(3, 12)] == [base(t) for t in range(3, 12)]
+
+
+def module_level_schedule(t):
+    """A user's schedule: 0.1 / (1 + t / 100) (vectorised)."""
+    return 0.1 / (1.0 + t / 100.0)
+
+
+def test_from_function_by_import_path_and_lambdas_refused_when_serialised():
+    s = S.from_function(module_level_schedule, bounds=[0.0, 0.1])
+    assert s(100) == 0.05
+    assert s(np.arange(3)).tolist() == [module_level_schedule(t) for t in (0.0, 1.0, 2.0)]
+    spec = s.to_dict()
+    assert spec["function"] == f"{__name__}:module_level_schedule"
+    assert S.from_dict(spec) == s
+    scalar = S.from_function(math.sqrt, vectorized=False)
+    assert S.from_dict(scalar.to_dict())(np.array([4.0, 9.0])).tolist() == [2.0, 3.0]
+    lam = S.from_function(lambda t: 0.1 + 0.0 * t)
+    assert lam(3) == 0.1  # works in memory
+    assert "lambda" in repr(lam)
+    with pytest.raises(ValueError, match=r"no import path.*lambda"):
+        lam.to_dict()
+    with pytest.raises(ValueError, match="no import path"):
+        S.linear_warmup(lam, 5).to_dict()
+    with pytest.raises(ValueError, match="cannot import"):
+        S.from_function("no_such_module_xyz:f")
+    with pytest.raises(TypeError, match="callable"):
+        S.from_function(3.0)

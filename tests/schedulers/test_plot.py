@@ -1,9 +1,11 @@
 """stepsize plot: presets, inline specs, TOML files, atomic PNG output, errors."""
 
 import argparse
+import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import schedulers as S
@@ -82,3 +84,58 @@ def test_cli_lists_presets_and_reports_errors_in_one_line():
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
     assert "valid names" in bad.stderr
+
+
+def _drawn_curves(ax):
+    """(label, y data) of the coloured curves of an axes (grey context lines left out)."""
+    return [
+        (line.get_label(), np.asarray(line.get_ydata(), dtype=float))
+        for line in ax.get_lines()
+        if line.get_color() != "0.85"
+    ]
+
+
+@pytest.mark.parametrize("name", plot.preset_names())
+def test_presets_hide_no_curve_name_every_curve_and_keep_legends_outside(name):
+    """Before: four of seven presets drew a curve exactly under another, titles left curves out,
+    legends sat on the data and decades were drawn on a linear axis."""
+    preset = plot.load_preset(name)
+    figure = plot.draw_schedules(
+        preset["schedules"], preset["steps"], preset["title"], preset.get("log")
+    )
+    title = figure._suptitle.get_text().replace("\n", " ").lower()
+    for label in preset["schedules"]:
+        assert label.split(" (")[0].lower() in title, (name, label)
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    seen = set()
+    for ax in axes:
+        curves = _drawn_curves(ax)
+        low, high = ax.get_ylim()
+        if ax.get_yscale() == "log":
+            low, high = math.log10(low), math.log10(high)
+        for label, values in curves:
+            others = [v for other, v in curves if other != label]
+            coordinates = (
+                np.log10(np.maximum(values, 1e-300)) if ax.get_yscale() == "log" else values
+            )
+            hidden = any(
+                np.mean(np.abs(coordinates - (np.log10(np.maximum(v, 1e-300))
+                        if ax.get_yscale() == "log" else v)) <= 0.006 * (high - low)) > 0.1
+                for v in others
+            )  # fmt: skip
+            if not hidden:
+                seen.add(label if len(curves) > 1 or not ax.get_title() else ax.get_title())
+        legend = ax.get_legend()
+        if legend is not None:
+            renderer = figure.canvas.get_renderer()
+            assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    assert seen == set(preset["schedules"]), name  # every curve visible somewhere on its own
+
+
+def test_log_axis_where_values_span_decades():
+    long_decay = {"exp": S.exponential_decay(1.0, 100, 0.5)}
+    assert plot.draw_schedules(long_decay, 3000).axes[0].get_yscale() == "log"
+    assert plot.draw_schedules({"cos": S.cosine_decay(1.0, 1000)}, 1000).axes[0].get_yscale() == (
+        "linear"
+    )
+    assert plot.draw_schedules(long_decay, 3000, log_scale=False).axes[0].get_yscale() == "linear"

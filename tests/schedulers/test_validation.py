@@ -112,7 +112,7 @@ def test_from_dict_rejects_unknown_and_missing_keys_listing_valid_keys():
 def test_from_dict_reads_the_runner_toml_form():
     s = S.from_dict({"name": "cosine_decay", "learning_rate": 0.3, "decay_steps": 20, "alpha": 0.0})
     assert s == S.cosine_decay(0.3, 20, 0.0)
-    assert repr(s) == "cosine_decay(learning_rate=0.3, decay_steps=20, alpha=0.0)"
+    assert repr(s) == "cosine_decay(learning_rate=0.3, decay_steps=20, alpha=0.0, exponent=1.0)"
 
 
 @pytest.mark.parametrize("t", [-1, np.array([0, -3]), float("nan"), float("inf")])

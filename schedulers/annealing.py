@@ -1,0 +1,148 @@
+"""timm's annealing schedules with restarts: cosine cycles with k-decay, and tanh decay.
+
+Origin: timm (``timm/scheduler/cosine_lr.py``, ``timm/scheduler/tanh_lr.py``), whose argument
+names are kept. Both share timm's cycle layout: cycle ``i`` lasts ``t_initial * cycle_mul**i``
+steps, its peak is ``base_lr * cycle_decay**i``, and after ``cycle_limit`` cycles the value is
+``lr_min`` forever (timm's default ``cycle_limit=1``: one decay, then ``lr_min``). Within a cycle
+``t_curr`` counts the steps made and ``t_i`` is the cycle's length. The cycle index is computed
+with :class:`schedulers.cosine.RestartCycles` (exact at cycle boundaries, where timm's logarithm
+can round a step into the neighbouring cycle for non-integer ``cycle_mul``).
+
+timm's warmup and noise are compositions here (timm's warmup ramps linearly from
+``warmup_lr_init`` over ``warmup_t`` steps):
+
+* ``warmup_prefix=True``: ``join([linear(base_lr, warmup_lr_init / base_lr, 1.0, warmup_t), s],
+  [warmup_t])``;
+* ``warmup_prefix=False`` (timm's default: the schedule's clock includes the warmup):
+  ``join([ramp, s.shift(-warmup_t)], [warmup_t])``; the cosine's ramp ends at ``base_lr``, the
+  tanh's at ``s(warmup_t)``;
+* noise: :class:`schedulers.noise.noisy`.
+"""
+
+from __future__ import annotations
+
+from schedulers.base import Ops, Schedule, check_float, check_int, register
+from schedulers.cosine import RestartCycles
+
+
+class _TimmCycles(Schedule):
+    """The cycle layout shared by :class:`CosineCycles` and :class:`TanhDecay`."""
+
+    def _init_cycles(self, base_lr, t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit):
+        self.base_lr = check_float("base_lr", base_lr)
+        self.t_initial = check_int("t_initial", t_initial)
+        self.lr_min = check_float("lr_min", lr_min, 0.0, self.base_lr)
+        self.cycle_mul = check_float("cycle_mul", cycle_mul, 1.0)
+        self.cycle_decay = check_float("cycle_decay", cycle_decay, 0.0, 1.0, low_open=True)
+        self.cycle_limit = check_int("cycle_limit", cycle_limit, minimum=0)
+        self._cycles = RestartCycles(self.t_initial, self.cycle_mul)
+
+    def _shape(self, t_curr, t_i, xp: Ops):  # pragma: no cover - abstract
+        """The decay within a cycle, from 1 (``t_curr = 0``) towards 0 (``t_curr = t_i``)."""
+        raise NotImplementedError
+
+    def _value(self, t, xp):
+        i, t_curr, t_i = self._cycles.locate(t, xp)
+        lr_max = self.base_lr * xp.power(self.cycle_decay, i)
+        value = self.lr_min + (lr_max - self.lr_min) * self._shape(t_curr, t_i, xp)
+        return xp.where(i < self.cycle_limit, value, self.lr_min)
+
+    def bounds(self):
+        if not self.cycle_limit:
+            return (self.lr_min, self.lr_min)
+        # a cycle whose decayed peak is below lr_min rises from it towards lr_min (as in timm)
+        lowest_peak = self.base_lr * self.cycle_decay ** (self.cycle_limit - 1)
+        return (min(self.lr_min, lowest_peak), self.base_lr)
+
+
+@register
+class CosineCycles(_TimmCycles):
+    """``lr_min + (lr_max_i - lr_min) * (1 + cos(pi * t_curr**k / t_i**k)) / 2`` (k = k_decay).
+
+    Origin: timm's ``CosineLRScheduler`` (SGDR, Loshchilov & Hutter 2017) with its ``k_decay``
+    (Zhang & Li, "k-decay: A New Method For Learning Rate Schedule", arXiv:2004.05909):
+    ``k > 1`` holds the rate high longer, ``k < 1`` drops it sooner. Cycles as in the module
+    docstring; after ``cycle_limit`` cycles: ``lr_min``.
+
+    Args:
+        base_lr: peak of the first cycle (>= 0; timm takes the optimizer's lr).
+        t_initial: length of the first cycle (int >= 1).
+        lr_min: floor, in [0, base_lr].
+        cycle_mul: growth of the cycle length (>= 1).
+        cycle_decay: peak multiplier per cycle, in (0, 1].
+        cycle_limit: number of cycles (int >= 0).
+        k_decay: exponent of the step within the cycle (> 0).
+
+    >>> s = cosine_cycles(1.0, t_initial=4, k_decay=2.0)
+    >>> [round(s(t), 6) for t in range(6)]
+    [1.0, 0.990393, 0.853553, 0.402455, 0.0, 0.0]
+    """
+
+    name = "cosine_cycles"
+
+    def __init__(
+        self,
+        base_lr: float,
+        t_initial: int,
+        lr_min: float = 0.0,
+        cycle_mul: float = 1.0,
+        cycle_decay: float = 1.0,
+        cycle_limit: int = 1,
+        k_decay: float = 1.0,
+    ) -> None:
+        self._init_cycles(base_lr, t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit)
+        self.k_decay = check_float("k_decay", k_decay, low_open=True)
+
+    def _shape(self, t_curr, t_i, xp):
+        k = self.k_decay
+        fraction = t_curr / t_i if k == 1.0 else xp.power(t_curr, k) / xp.power(t_i, k)
+        return 0.5 * (1.0 + xp.cos(xp.pi * fraction))
+
+
+@register
+class TanhDecay(_TimmCycles):
+    """``lr_min + (lr_max_i - lr_min) * (1 - tanh(lb * (1 - r) + ub * r)) / 2``.
+
+    ``r = t_curr / t_i``, the fraction of the cycle made.
+
+    Origin: timm's ``TanhLRScheduler`` (Hsueh et al., "Stochastic Gradient Descent with
+    Hyperbolic-Tangent Decay on Classification", WACV 2019, arXiv:1806.01593). The value starts
+    just below the peak (``(1 - tanh(lb)) / 2``, 0.9999992 for ``lb = -7``) and ends each cycle
+    just above ``lr_min`` (``(1 - tanh(ub)) / 2``, 0.0025 for ``ub = 3``); after ``cycle_limit``
+    cycles it is ``lr_min``.
+
+    Args:
+        base_lr, t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit: as
+            :class:`CosineCycles`.
+        lb: the tanh argument at the start of a cycle (timm's default -7).
+        ub: the tanh argument at the end of a cycle (> lb; timm's default 3).
+
+    >>> s = tanh_decay(1.0, t_initial=100)
+    >>> round(s(0), 6), round(s(70), 6), round(s(99), 6), s(100)
+    (0.999999, 0.5, 0.003018, 0.0)
+    """
+
+    name = "tanh_decay"
+
+    def __init__(
+        self,
+        base_lr: float,
+        t_initial: int,
+        lb: float = -7.0,
+        ub: float = 3.0,
+        lr_min: float = 0.0,
+        cycle_mul: float = 1.0,
+        cycle_decay: float = 1.0,
+        cycle_limit: int = 1,
+    ) -> None:
+        self._init_cycles(base_lr, t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit)
+        self.lb = check_float("lb", lb, -1e3)
+        self.ub = check_float("ub", ub, self.lb, 1e3, low_open=True)
+
+    def _shape(self, t_curr, t_i, xp):
+        r = t_curr / t_i
+        return 0.5 * (1.0 - xp.tanh(self.lb * (1.0 - r) + self.ub * r))
+
+
+cosine_cycles = CosineCycles
+tanh_decay = TanhDecay
