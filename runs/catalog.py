@@ -23,6 +23,7 @@ CATALOGUE = (
     "quadratic",
     "amsgrad-counterexample",
     "adaptive-generalization",
+    "schedule-theory",
 )
 
 

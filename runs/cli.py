@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("runs.catalog", "list the bundled experiments"),
     "run": ("runs.experiment", "run an experiment (default: the default comparison)"),
     "report": ("runs.report", "regenerate tables and figures from run directories"),
-    "plot": ("schedulers.plot", "draw learning-rate schedules to a PNG before training"),
+    "plot": ("runs.plot", "draw learning-rate schedules to a PNG (--bound: beside their bound)"),
     "lr-find": ("runs.lr_find", "LR range test beside the curvature estimate"),
 }
 BENCHMARKS: dict[str, tuple[str, str]] = {

@@ -1,11 +1,16 @@
 """Convex problems with known answers, step-size bounds and convergence certificates.
 
 * ``theory.problems``: ``Quadratic``, ``LeastSquares``, ``LogisticRegression``, ``Rosenbrock``,
-  ``ReddiCounterexample``, ``WilsonSeparable``, each with exact ``L``, ``mu``, ``x_star``,
-  ``f_star`` and a seeded ``x0``.
+  ``ReddiCounterexample``, ``WilsonSeparable``, and the stochastic Lipschitz problems
+  ``LeastAbsoluteDeviations`` and ``HingeLoss``, each with exact ``L``, ``mu``, ``x_star``,
+  ``f_star`` and a seeded ``x0`` (and a seeded gradient oracle where they sample).
 * ``theory.bounds``: the textbook step-size limits (1/L, 2/L, ...) and convergence bounds as
   functions of the step k, and as ``Bound`` objects tied to a problem.
-* ``theory.certify``: run any torch optimizer on a problem and certify a bound at every step.
+* ``theory.schedule_bounds``: any step-size schedule's convergence bound (Defazio et al. 2023,
+  Thm 10, as used by Schaipp et al. 2025), its curve over training and its optimal base rate.
+* ``theory.certify``: run any torch optimizer on a problem and certify a bound at every step
+  (a mean over oracle seeds for bounds on expectations), refusing runs the bound does not
+  apply to.
 * ``theory.smoothness``: the top Hessian eigenvalue of any model's loss by Hessian-vector products.
 * ``theory.testing``: pytest assertions (``assert_converges``, ``assert_bound_holds``,
   ``assert_rate``).
@@ -20,10 +25,16 @@ from theory.bounds import (
     gd_divergence_distance,
     gd_long_step_bound,
     gd_long_step_gap,
+    gd_nonconvex_bound,
+    gd_nonconvex_grad_sq_min,
     gd_optimal_step_bound,
     gd_optimal_step_distance,
     gd_strongly_convex_bound,
     gd_strongly_convex_distance_sq,
+    gd_strongly_convex_tight_bound,
+    gd_strongly_convex_tight_distance_sq,
+    gd_tight_bound,
+    gd_tight_convex_gap,
     heavy_ball_bound,
     heavy_ball_distance,
     heavy_ball_parameters,
@@ -34,7 +45,12 @@ from theory.bounds import (
     nesterov_strongly_convex_bound,
     nesterov_strongly_convex_gap,
     optimal_step_rate,
+    pl_bound,
+    pl_gap,
     safe_step,
+    sgd_hyperparameters,
+    sgd_noise_ball_bound,
+    sgd_noise_ball_distance_sq,
     stability_edge,
     step_size_limits,
 )
@@ -44,11 +60,15 @@ from theory.certify import (
     certify,
     fit_order,
     fit_rate,
+    lr_schedule,
+    not_applicable_reason,
     numerical_floor,
     run,
     sgd_nesterov_gradient_point,
 )
 from theory.problems import (
+    HingeLoss,
+    LeastAbsoluteDeviations,
     LeastSquares,
     LogisticRegression,
     Problem,
@@ -58,12 +78,28 @@ from theory.problems import (
     Rosenbrock,
     WilsonSeparable,
 )
+from theory.schedule_bounds import (
+    average_iterate_bound,
+    average_iterate_bound_curve,
+    constant_closed_form_bound,
+    harmonic_number,
+    last_iterate_bound,
+    last_iterate_bound_curve,
+    optimal_base_lr,
+    plot_schedule_bound,
+    sgd_average_iterate_bound,
+    sgd_last_iterate_bound,
+    step_sizes,
+    wsd_closed_form_bound,
+)
 from theory.smoothness import SmoothnessEstimate, hessian_vector_product, smoothness
 from theory.testing import assert_bound_holds, assert_converges, assert_rate
 
 __all__ = [
     "Bound",
     "Certificate",
+    "HingeLoss",
+    "LeastAbsoluteDeviations",
     "LeastSquares",
     "LogisticRegression",
     "Problem",
@@ -78,7 +114,10 @@ __all__ = [
     "assert_bound_holds",
     "assert_converges",
     "assert_rate",
+    "average_iterate_bound",
+    "average_iterate_bound_curve",
     "certify",
+    "constant_closed_form_bound",
     "fit_order",
     "fit_rate",
     "gd_bound",
@@ -87,26 +126,48 @@ __all__ = [
     "gd_divergence_distance",
     "gd_long_step_bound",
     "gd_long_step_gap",
+    "gd_nonconvex_bound",
+    "gd_nonconvex_grad_sq_min",
     "gd_optimal_step_bound",
     "gd_optimal_step_distance",
     "gd_strongly_convex_bound",
     "gd_strongly_convex_distance_sq",
+    "gd_strongly_convex_tight_bound",
+    "gd_strongly_convex_tight_distance_sq",
+    "gd_tight_bound",
+    "gd_tight_convex_gap",
+    "harmonic_number",
     "heavy_ball_bound",
     "heavy_ball_distance",
     "heavy_ball_parameters",
     "heavy_ball_rate",
     "hessian_vector_product",
+    "last_iterate_bound",
+    "last_iterate_bound_curve",
+    "lr_schedule",
     "nesterov_bound",
     "nesterov_convex_gap",
     "nesterov_momentum",
     "nesterov_strongly_convex_bound",
     "nesterov_strongly_convex_gap",
+    "not_applicable_reason",
     "numerical_floor",
+    "optimal_base_lr",
     "optimal_step_rate",
+    "pl_bound",
+    "pl_gap",
+    "plot_schedule_bound",
     "run",
     "safe_step",
+    "sgd_average_iterate_bound",
+    "sgd_hyperparameters",
+    "sgd_last_iterate_bound",
     "sgd_nesterov_gradient_point",
+    "sgd_noise_ball_bound",
+    "sgd_noise_ball_distance_sq",
     "smoothness",
     "stability_edge",
     "step_size_limits",
+    "step_sizes",
+    "wsd_closed_form_bound",
 ]

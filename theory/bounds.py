@@ -11,8 +11,26 @@ hyper-parameters it assumes (``lr``, ``momentum``, ``nesterov``) and its asympto
 Sources:
 * [GG] G. Garrigos and R. M. Gower, "Handbook of Convergence Theorems for (Stochastic) Gradient
   Methods", arXiv:2301.11235 (2023), Theorems 3.4 and 3.6.
-* [N04] Y. Nesterov, "Introductory Lectures on Convex Optimization" (2004): Theorem 2.1.15
-  (step 2/(mu+L)), section 2.2.1 (constant step scheme III and Theorem 2.2.3).
+* [N04] Y. Nesterov, "Introductory Lectures on Convex Optimization: A Basic Course", Kluwer
+  Academic Publishers, 2004 (the first English edition; every number below refers to it):
+  Theorem 2.1.14 (GD with 0 < h < 2/L), Theorem 2.1.15 (GD with 0 < h <= 2/(mu + L)), section
+  2.2.1 (constant step scheme III, and Theorem 2.2.3 with γ0 = mu for its rate). The second
+  edition ("Lectures on Convex Optimization", Springer, 2018) renumbers the chapter; its
+  numbers are not used here. (Numbers as the project cited them; not re-checked against the
+  book from this machine.)
+* [DT14] Y. Drori and M. Teboulle, "Performance of first-order methods for smooth convex
+  minimization: a novel approach", Math. Program. 145 (2014), Theorem 3.1 (the bound) and
+  Theorem 3.2 (a function attaining it).
+* [KNS16] H. Karimi, J. Nutini and M. Schmidt, "Linear convergence of gradient and
+  proximal-gradient methods under the Polyak-Łojasiewicz condition", ECML-PKDD 2016, Theorem 1.
+* [GLQ19] R. M. Gower, N. Loizou, X. Qian, A. Sailanbayev, E. Shulgin and P. Richtárik, "SGD:
+  general analysis and improved rates", ICML 2019, Theorem 3.1 (constant-step SGD on a
+  strongly convex finite sum: linear rate to a noise ball); the same result is in [GG] section 5
+  and, in the form E||x_k - x*||² <= (1 - 2γmu(1 - γ sup L_i))^k ||x0 - x*||² + γσ²/(mu(1 - γ
+  sup L_i)), in D. Needell, N. Srebro and R. Ward, "Stochastic gradient descent, weighted
+  sampling, and the randomized Kaczmarz algorithm", NeurIPS 2014, Theorem 2.1.
+* The bounds for arbitrary step-size sequences (last and average iterate) live in
+  ``theory.schedule_bounds`` with their own sources.
 * [P64] B. T. Polyak, "Some methods of speeding up the convergence of iteration methods" (1964);
   [P87] Polyak, "Introduction to Optimization" (1987), section 3.2.1 (heavy ball).
 * [BT09] A. Beck and M. Teboulle, "A fast iterative shrinkage-thresholding algorithm" (SIAM J.
@@ -25,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,10 +59,16 @@ __all__ = [
     "gd_divergence_distance",
     "gd_long_step_bound",
     "gd_long_step_gap",
+    "gd_nonconvex_bound",
+    "gd_nonconvex_grad_sq_min",
     "gd_optimal_step_bound",
     "gd_optimal_step_distance",
     "gd_strongly_convex_bound",
     "gd_strongly_convex_distance_sq",
+    "gd_strongly_convex_tight_bound",
+    "gd_strongly_convex_tight_distance_sq",
+    "gd_tight_bound",
+    "gd_tight_convex_gap",
     "heavy_ball_bound",
     "heavy_ball_distance",
     "heavy_ball_parameters",
@@ -55,7 +79,12 @@ __all__ = [
     "nesterov_strongly_convex_bound",
     "nesterov_strongly_convex_gap",
     "optimal_step_rate",
+    "pl_bound",
+    "pl_gap",
     "safe_step",
+    "sgd_hyperparameters",
+    "sgd_noise_ball_bound",
+    "sgd_noise_ball_distance_sq",
     "stability_edge",
     "step_size_limits",
 ]
@@ -64,6 +93,7 @@ QUANTITIES = {
     "gap": "f(x_k) - f*",
     "distance": "||x_k - x*||",
     "distance_sq": "||x_k - x*||^2",
+    "grad_sq_min": "min_{j<k} ||grad f(x_j)||^2",
 }
 
 # Rounding slack when comparing a step size with 1/L or 2/L.
@@ -120,9 +150,18 @@ def _check_safe_lr(lr: Any, L: float) -> float:
 # step-size limits
 # ----------------------------------------------------------------------------------------------
 def safe_step(L: float) -> float:
-    """1/L: the largest constant step for which gradient descent on an L-smooth function
-    decreases f at every step (descent lemma f(x - η∇f) <= f(x) - η(1 - ηL/2)||∇f||², minimised
-    at η = 1/L) and for which every bound of this module holds ([GG] Thms 3.4, 3.6)."""
+    """1/L: the constant step that maximises the guaranteed decrease of gradient descent on an
+    L-smooth function, and the step for which every bound of this module holds ([GG] Thms 3.4,
+    3.6).
+
+    The descent lemma gives f(x - η∇f(x)) <= f(x) - η(1 - ηL/2)||∇f(x)||², so f decreases at
+    every step for *every* 0 < η < 2/L (see ``stability_edge``); the guaranteed decrease
+    η(1 - ηL/2) is largest at η = 1/L, where it is ||∇f(x)||²/(2L). 1/L is therefore not the
+    largest step that decreases f, only the one with the best worst-case decrease.
+
+    >>> safe_step(4.0)
+    0.25
+    """
     return 1.0 / _positive("L", L)
 
 
@@ -302,8 +341,20 @@ def nesterov_strongly_convex_gap(
 ) -> np.ndarray:
     """(1 - √(mu/L))^k (f(x0) - f* + mu/2 ||x0 - x*||²): Nesterov's method with step 1/L and
     constant momentum (√κ-1)/(√κ+1) on an L-smooth, mu-strongly convex f, for the gradient-step
-    sequence x_{k+1} = y_k - ∇f(y_k)/L ([N04] constant step scheme III with Theorem 2.2.3,
-    γ0 = mu)."""
+    sequence x_{k+1} = y_k - ∇f(y_k)/L.
+
+    Source: [N04] = Nesterov, "Introductory Lectures on Convex Optimization: A Basic Course",
+    Kluwer 2004 (first English edition), section 2.2.1: constant step scheme III, whose rate is
+    Theorem 2.2.3 of that edition taken with γ0 = mu (the theorem bounds f(x_k) - f* by
+    λ_k (f(x0) - f* + γ0/2 ||x0 - x*||²) with λ_k <= (1 - √(mu/L))^k when γ0 >= mu). The
+    edition and theorem number are those the project's earlier citation named; they could not
+    be checked against the book from here, and the 2018 second edition ("Lectures on Convex
+    Optimization", Springer) renumbers section 2.2. The bound itself is certified by tests
+    against an independent numpy implementation of scheme III.
+
+    >>> float(nesterov_strongly_convex_gap(2, L=4.0, mu=1.0, gap0=1.0, dist0_sq=2.0))
+    0.5
+    """
     L, mu = _constants(L, mu, strongly_convex=True)
     start = _non_negative("gap0", gap0) + mu / 2 * _non_negative("dist0_sq", dist0_sq)
     return (1 - math.sqrt(mu / L)) ** _steps(k) * start
@@ -328,7 +379,8 @@ class Bound:
     Attributes
     ----------
     name: short identifier (``"gd_convex"``, ...).
-    quantity: ``"gap"`` (f(x_k) - f*), ``"distance"`` or ``"distance_sq"``.
+    quantity: ``"gap"`` (f(x_k) - f*), ``"distance"``, ``"distance_sq"`` or ``"grad_sq_min"``
+        (min_{j<k} ||∇f(x_j)||², the quantity of non-convex bounds; no claim at k = 0).
     values: k (array of step counts) -> bound values (inf where the bound says nothing).
     direction: ``"upper"`` (observed <= bound) or ``"lower"`` (observed >= bound).
     formula: the bound as text, for messages and plots.
@@ -337,9 +389,19 @@ class Bound:
         ``theory.certify`` allows for it when it compares the fitted rate with ``rate``.
     order: the power of k for sublinear bounds (-1 for GD, -2 for Nesterov), else None.
     hyperparameters: the optimizer settings the bound assumes (``lr``, ``momentum``,
-        ``nesterov``) so a test can build the optimizer it certifies.
+        ``nesterov``, ...), each a number (the same at every update) or a 1-D array (the value
+        at update t = 0, 1, ...: a step-size schedule). ``theory.certify`` reads them from the
+        optimizer's param group before every update and reports a run whose settings differ
+        (or whose optimizer lacks one of them) as not applicable; a test can also build the
+        optimizer it certifies from them.
     observe: how to read the point the bound is about from (parameter, optimizer); None means
         the parameter itself (see ``theory.certify.sgd_nesterov_gradient_point``).
+    problem: the ``Problem`` the bound was built for (its constants are in ``values``);
+        ``certify`` refuses, as not applicable, a run on a different problem. None: any problem.
+    expectation: the bound is on the expectation of the quantity over the randomness of a
+        stochastic gradient oracle; ``certify(..., seeds=...)`` compares the mean over seeds.
+    average_weights: when given, the bound is about the weighted average iterate
+        x̄_k = Σ_{j<=k} w_j x_j / Σ_{j<=k} w_j (w_j = ``average_weights[j]``), not x_k.
     assumptions, source: what the bound needs and where it comes from.
     """
 
@@ -355,6 +417,9 @@ class Bound:
     observe: Callable[[torch.Tensor, torch.optim.Optimizer], torch.Tensor] | None = None
     assumptions: str = ""
     source: str = ""
+    problem: Any = field(default=None, compare=False, repr=False)
+    expectation: bool = False
+    average_weights: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.quantity not in QUANTITIES:
@@ -368,6 +433,42 @@ class Bound:
 
     def __call__(self, k: Any) -> np.ndarray:
         return np.asarray(self.values(_steps(k)), dtype=np.float64)
+
+    def scaled(self, factor: float, name: str | None = None) -> Bound:
+        """The same bound multiplied by ``factor`` (> 0), with every assumption kept: a
+        deliberately too-small bound (factor < 1) shows that a certificate can fail.
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic.from_spectrum([1.0, 2.0], seed=0)
+        >>> half = gd_bound(problem, 0.5).scaled(0.5)
+        >>> bool(half(3) == gd_bound(problem, 0.5)(3) / 2), half.name
+        (True, 'gd_convex x 0.5')
+        """
+        factor = _positive("factor", factor)
+        values = self.values
+        return replace(
+            self,
+            name=name or f"{self.name} x {factor:g}",
+            values=lambda k: factor * np.asarray(values(k), dtype=np.float64),
+            formula=f"{factor:g} x ({self.formula})",
+        )
+
+
+def sgd_hyperparameters(lr: Any, momentum: float = 0.0, nesterov: bool = False) -> dict:
+    """The ``torch.optim.SGD`` settings a gradient-method bound assumes: ``lr`` (a number or a
+    per-update array), ``momentum``, ``nesterov``, and no dampening or weight decay (either
+    would change the update the bound is about).
+
+    >>> sgd_hyperparameters(0.1)
+    {'lr': 0.1, 'momentum': 0.0, 'dampening': 0.0, 'weight_decay': 0.0, 'nesterov': False}
+    """
+    return {
+        "lr": lr,
+        "momentum": float(momentum),
+        "dampening": 0.0,
+        "weight_decay": 0.0,
+        "nesterov": bool(nesterov),
+    }
 
 
 def _start_distance(problem: Any) -> tuple[float, float]:
@@ -402,7 +503,8 @@ def gd_bound(problem: Any, lr: float) -> Bound:
         order=-1.0,
         values=lambda k: gd_convex_gap(k, lr, dist0_sq),
         formula="f(x_k) - f* <= ||x0 - x*||^2 / (2 lr k)",
-        hyperparameters={"lr": lr, "momentum": 0.0},
+        hyperparameters=sgd_hyperparameters(lr),
+        problem=problem,
         assumptions="f convex and L-smooth, 0 < lr <= 1/L, plain gradient descent",
         source="Garrigos & Gower (2023), Theorem 3.4",
     )
@@ -423,7 +525,8 @@ def gd_long_step_bound(problem: Any, lr: float) -> Bound:
         order=-1.0,
         values=lambda k: gd_long_step_gap(k, lr, L, gap0, dist0_sq),
         formula="f(x_k) - f* <= 2 D0 r0^2 / (2 r0^2 + k lr (2 - L lr) D0)",
-        hyperparameters={"lr": lr, "momentum": 0.0},
+        hyperparameters=sgd_hyperparameters(lr),
+        problem=problem,
         assumptions="f convex and L-smooth, 0 < lr < 2/L, plain gradient descent",
         source="Nesterov (2004), Theorem 2.1.14",
     )
@@ -441,7 +544,8 @@ def gd_strongly_convex_bound(problem: Any, lr: float) -> Bound:
         rate=1 - lr * mu,
         values=lambda k: gd_strongly_convex_distance_sq(k, lr, mu, dist0_sq),
         formula="||x_k - x*||^2 <= (1 - lr mu)^k ||x0 - x*||^2",
-        hyperparameters={"lr": lr, "momentum": 0.0},
+        hyperparameters=sgd_hyperparameters(lr),
+        problem=problem,
         assumptions="f mu-strongly convex and L-smooth, 0 < lr <= 1/L, plain gradient descent",
         source="Garrigos & Gower (2023), Theorem 3.6",
     )
@@ -458,7 +562,8 @@ def gd_optimal_step_bound(problem: Any) -> Bound:
         rate=optimal_step_rate(L, mu),
         values=lambda k: gd_optimal_step_distance(k, L, mu, dist0),
         formula="||x_k - x*|| <= ((kappa - 1)/(kappa + 1))^k ||x0 - x*||",
-        hyperparameters={"lr": 2.0 / (L + mu), "momentum": 0.0},
+        hyperparameters=sgd_hyperparameters(2.0 / (L + mu)),
+        problem=problem,
         assumptions="f mu-strongly convex and L-smooth, lr = 2/(mu + L), plain gradient descent",
         source="Nesterov (2004), Theorem 2.1.15",
     )
@@ -483,7 +588,8 @@ def heavy_ball_bound(problem: Any) -> Bound:
         polynomial_degree=1,
         values=lambda k: heavy_ball_distance(k, L, mu, dist0),
         formula="||x_k - x*|| <= sqrt(2) q^(k-1) (k m + (k-1) q) ||x0 - x*||",
-        hyperparameters={"lr": alpha, "momentum": beta, "nesterov": False},
+        hyperparameters=sgd_hyperparameters(alpha, beta),
+        problem=problem,
         assumptions="f quadratic with Hessian spectrum in [mu, L]; lr = 4/(sqrt L + sqrt mu)^2, "
         "momentum = ((sqrt kappa - 1)/(sqrt kappa + 1))^2",
         source="Polyak (1964); Polyak (1987) section 3.2.1; explicit constant derived in "
@@ -504,6 +610,7 @@ def nesterov_bound(problem: Any) -> Bound:
         values=lambda k: nesterov_convex_gap(k, L, dist0_sq),
         formula="f(x_k) - f* <= 2 L ||x0 - x*||^2 / (k + 1)^2",
         hyperparameters={"lr": 1.0 / L},
+        problem=problem,
         assumptions="f convex and L-smooth; step 1/L; momentum (t_k - 1)/t_{k+1} (FISTA) or "
         "(k - 1)/(k + 2); x_k is the gradient-step sequence",
         source="Beck & Teboulle (2009), Theorem 4.4; Su, Boyd & Candès (2016)",
@@ -528,11 +635,14 @@ def nesterov_strongly_convex_bound(problem: Any) -> Bound:
         rate=1 - math.sqrt(mu / L),
         values=lambda k: nesterov_strongly_convex_gap(k, L, mu, max(gap0, 0.0), dist0_sq),
         formula="f(x_k) - f* <= (1 - 1/sqrt(kappa))^k (f(x0) - f* + mu/2 ||x0 - x*||^2)",
-        hyperparameters={"lr": 1.0 / L, "momentum": nesterov_momentum(L, mu), "nesterov": True},
+        hyperparameters=sgd_hyperparameters(1.0 / L, nesterov_momentum(L, mu), nesterov=True),
+        problem=problem,
         observe=sgd_nesterov_gradient_point,
         assumptions="f mu-strongly convex and L-smooth; step 1/L; constant momentum "
         "(sqrt kappa - 1)/(sqrt kappa + 1); x_k is the gradient-step sequence",
-        source="Nesterov (2004), section 2.2.1, constant step scheme III and Theorem 2.2.3",
+        source="Nesterov, Introductory Lectures on Convex Optimization (Kluwer, 2004, 1st "
+        "English edition), section 2.2.1, constant step scheme III and Theorem 2.2.3 with "
+        "gamma0 = mu",
     )
 
 
@@ -559,7 +669,263 @@ def gd_divergence_bound(problem: Any, lr: float) -> Bound:
         rate=abs(1 - lr * L),
         values=lambda k: gd_divergence_distance(k, lr, L, top_component),
         formula="||x_k - x*|| >= |1 - lr L|^k |<v_max, x0 - x*>|",
-        hyperparameters={"lr": lr, "momentum": 0.0},
+        hyperparameters=sgd_hyperparameters(lr),
+        problem=problem,
         assumptions="f quadratic with top eigenpair (L, v_max); plain gradient descent",
         source="Nesterov (2004), section 1.2.3 (GD on quadratics)",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# the classical results added with the schedule engine: non-convex, PL, tight GD, SGD noise ball
+# ----------------------------------------------------------------------------------------------
+def gd_nonconvex_grad_sq_min(k: Any, lr: float, L: float, gap0: float) -> np.ndarray:
+    """(f(x0) - f_low) / (k lr (1 - lr L/2)): gradient descent with 0 < lr < 2/L on an L-smooth
+    (not necessarily convex) f bounded below by f_low has min_{j<k} ||∇f(x_j)||² at most this;
+    at lr = 1/L it is 2 L (f(x0) - f_low) / k. Infinite at k = 0 (no claim).
+
+    Derivation (Nesterov 2004, section 1.2.3; the same summation as [GG] section 3 for the
+    non-convex case; equation numbers not checked here): the descent lemma gives
+    f(x_{j+1}) <= f(x_j) - lr (1 - lr L/2) ||∇f(x_j)||²; summing over j < k,
+    k min_j ||∇f(x_j)||² <= Σ_j ||∇f(x_j)||² <= (f(x0) - f_low) / (lr (1 - lr L/2)).
+
+    >>> float(gd_nonconvex_grad_sq_min(4, lr=0.5, L=2.0, gap0=3.0))
+    3.0
+    """
+    steps = _steps(k)
+    lr, L = _positive("lr", lr), _positive("L", L)
+    if not lr < 2 / L:
+        raise ValueError(f"lr must be below 2/L = {2 / L!r}, got lr={lr!r}")
+    gap0 = _non_negative("gap0", gap0)
+    with np.errstate(divide="ignore"):
+        return np.where(
+            steps > 0, gap0 / (np.maximum(steps, 1e-300) * lr * (1 - lr * L / 2)), np.inf
+        )
+
+
+def pl_gap(k: Any, L: float, pl: float, gap0: float) -> np.ndarray:
+    """(1 - pl/L)^k (f(x0) - f*): gradient descent with step 1/L on an L-smooth f satisfying the
+    Polyak-Łojasiewicz inequality ||∇f(x)||²/2 >= pl (f(x) - f*) ([KNS16] Theorem 1). PL holds
+    without convexity, and for least squares with a rank-deficient design (pl = the smallest
+    positive eigenvalue of X^T X / n) where strong convexity fails.
+
+    >>> float(pl_gap(2, L=4.0, pl=1.0, gap0=16.0))
+    9.0
+    """
+    L, pl = _constants(L, pl, strongly_convex=True)
+    return (1 - pl / L) ** _steps(k) * _non_negative("gap0", gap0)
+
+
+def gd_tight_convex_gap(k: Any, lr: float, L: float, dist0_sq: float) -> np.ndarray:
+    """L ||x0 - x*||² / (4 k lr L + 2): gradient descent with 0 < lr <= 1/L on a convex
+    L-smooth f ([DT14] Theorem 3.1, step h/L with h = lr L <= 1); at lr = 1/L it is
+    L ||x0 - x*||² / (4k + 2), and [DT14] Theorem 3.2 exhibits a function attaining it, so no
+    bound of the form c/k can be smaller. About twice as tight as ||x0 - x*||²/(2 lr k) ([GG]
+    Thm 3.4) for large k, and finite at k = 0.
+
+    >>> float(gd_tight_convex_gap(1, lr=0.5, L=2.0, dist0_sq=3.0))
+    1.0
+    """
+    steps = _steps(k)
+    lr, L = _positive("lr", lr), _positive("L", L)
+    if lr > (1 + _RTOL) / L:
+        raise ValueError(f"lr must satisfy 0 < lr <= 1/L = {1 / L:.6g}, got lr={lr!r}")
+    return L * _non_negative("dist0_sq", dist0_sq) / (4 * steps * lr * L + 2)
+
+
+def gd_strongly_convex_tight_distance_sq(
+    k: Any, lr: float, L: float, mu: float, dist0_sq: float
+) -> np.ndarray:
+    """(1 - 2 lr mu L / (mu + L))^k ||x0 - x*||²: gradient descent with 0 < lr <= 2/(mu + L) on
+    an L-smooth, mu-strongly convex f ([N04] Theorem 2.1.15). Tighter than (1 - lr mu)^k ([GG]
+    Thm 3.6) by the factor 2L/(mu + L) in the exponent's rate: at lr = 1/L, κ = 100 it is
+    1 - 2/101 = 0.9802 per step instead of 0.99. At lr = 2/(mu + L) it is ((κ-1)/(κ+1))^(2k).
+
+    >>> round(float(gd_strongly_convex_tight_distance_sq(1, 0.01, 100.0, 1.0, 1.0)), 6)
+    0.980198
+    """
+    steps = _steps(k)
+    L, mu = _constants(L, mu, strongly_convex=True)
+    lr = _positive("lr", lr)
+    if lr > (1 + _RTOL) * 2 / (mu + L):
+        raise ValueError(
+            f"lr must satisfy 0 < lr <= 2/(mu + L) = {2 / (mu + L):.6g}, got lr={lr!r}"
+        )
+    rate = max(1 - 2 * lr * mu * L / (mu + L), 0.0)
+    return rate**steps * _non_negative("dist0_sq", dist0_sq)
+
+
+def sgd_noise_ball_distance_sq(
+    k: Any, lr: float, mu: float, dist0_sq: float, sigma_sq: float
+) -> np.ndarray:
+    """(1 - lr mu)^k ||x0 - x*||² + 2 lr σ*² / mu: constant-step SGD on a mu-strongly convex
+    finite sum f = (1/n) Σ f_i of L_i-smooth convex f_i, sampling one f_i uniformly per update,
+    with 0 < lr <= 1/(2 L_max), has E||x_k - x*||² at most this; σ*² = (1/n) Σ ||∇f_i(x*)||² is
+    the gradient noise at the optimum ([GLQ19] Theorem 3.1 with the expected-smoothness
+    constant L_max = max_i L_i of uniform single-element sampling). The second term is the noise
+    ball: it does not vanish as k grows, only as lr does.
+
+    >>> float(sgd_noise_ball_distance_sq(1, lr=0.1, mu=1.0, dist0_sq=1.0, sigma_sq=0.5))
+    1.0
+    """
+    steps = _steps(k)
+    lr, mu = _positive("lr", lr), _positive("mu", mu)
+    ball = 2 * lr * _non_negative("sigma_sq", sigma_sq) / mu
+    return (1 - lr * mu) ** steps * _non_negative("dist0_sq", dist0_sq) + ball
+
+
+def _gap0(problem: Any, f_low: float | None = None) -> float:
+    with torch.no_grad():
+        value = float(problem.loss(problem.x0))
+    return value - (problem.f_star if f_low is None else f_low)
+
+
+def gd_nonconvex_bound(
+    problem: Any, lr: float, *, L: float | None = None, f_low: float | None = None
+) -> Bound:
+    """min_{j<k} ||∇f(x_j)||² <= (f(x0) - f_low) / (k lr (1 - lr L/2)) for GD with
+    0 < lr < 2/L on an L-smooth, possibly non-convex f (2 L (f(x0) - f_low)/k at lr = 1/L;
+    see ``gd_nonconvex_grad_sq_min``). The only bound here that applies to ``Rosenbrock`` and
+    to networks.
+
+    ``L`` must bound the curvature wherever the run can go: the default ``problem.L`` is used
+    only for problems whose L is global; for ``Rosenbrock`` (whose ``L`` is local to x*) pass
+    ``L=problem.sublevel_smoothness()``, valid on a box around {f <= f(x0)}, which gradient
+    descent with lr < 2/L never leaves. ``f_low`` defaults to ``problem.f_star``.
+    """
+    if L is None:
+        if not getattr(problem, "L_is_global", True):
+            raise ValueError(
+                f"{type(problem).__name__}.L={problem.L:.6g} is the local smoothness at x*, "
+                "not a global one: pass L= valid on the region the run visits (for Rosenbrock, "
+                "L=problem.sublevel_smoothness())"
+            )
+        L = problem.L
+    L = _positive("L", L)
+    lr = _positive("lr", lr)
+    if not lr < 2 / L:
+        raise ValueError(f"lr must be below 2/L = {2 / L:.6g}, got lr={lr!r}")
+    f_low = problem.f_star if f_low is None else float(f_low)
+    gap0 = _gap0(problem, f_low)
+    return Bound(
+        name="gd_nonconvex",
+        quantity="grad_sq_min",
+        order=-1.0,
+        values=lambda k: gd_nonconvex_grad_sq_min(k, lr, L, max(gap0, 0.0)),
+        formula="min_{j<k} ||grad f(x_j)||^2 <= (f(x0) - f_low) / (k lr (1 - lr L / 2))",
+        hyperparameters=sgd_hyperparameters(lr),
+        problem=problem,
+        assumptions=f"f L-smooth with L = {L:.6g} on the region the run visits (not "
+        "necessarily convex), f >= f_low, 0 < lr < 2/L, plain gradient descent",
+        source="Nesterov (2004), section 1.2.3 (the estimate for the gradient method on "
+        "non-convex smooth f, summed descent lemma)",
+    )
+
+
+def pl_bound(problem: Any) -> Bound:
+    """f(x_k) - f* <= (1 - pl/L)^k (f(x0) - f*) for GD with step 1/L on an L-smooth f with the
+    Polyak-Łojasiewicz constant ``problem.pl_constant`` ([KNS16] Theorem 1; see ``pl_gap``)."""
+    pl = float(getattr(problem, "pl_constant", 0.0))
+    if not pl > 0:
+        raise ValueError(
+            f"pl_bound needs a problem with a Polyak-Łojasiewicz constant pl_constant > 0, got "
+            f"{type(problem).__name__} with pl_constant={pl!r}"
+        )
+    if not getattr(problem, "L_is_global", True):
+        raise ValueError(f"pl_bound needs a globally L-smooth problem, got {problem!r}")
+    L = problem.L
+    gap0 = _gap0(problem)
+    return Bound(
+        name="gd_pl",
+        quantity="gap",
+        rate=1 - pl / L,
+        values=lambda k: pl_gap(k, L, pl, max(gap0, 0.0)),
+        formula="f(x_k) - f* <= (1 - pl/L)^k (f(x0) - f*)",
+        hyperparameters=sgd_hyperparameters(1.0 / L),
+        problem=problem,
+        assumptions="f L-smooth, ||grad f||^2 / 2 >= pl (f - f*) (PL), step 1/L, plain "
+        "gradient descent",
+        source="Karimi, Nutini & Schmidt (2016), Theorem 1",
+    )
+
+
+def gd_tight_bound(problem: Any, lr: float) -> Bound:
+    """f(x_k) - f* <= L ||x0 - x*||² / (4 k lr L + 2) for GD with 0 < lr <= 1/L on convex
+    L-smooth f: the tight worst case ([DT14] Theorems 3.1-3.2; see ``gd_tight_convex_gap``)."""
+    _require_convex(problem, "gd_tight_bound")
+    lr = _check_safe_lr(lr, problem.L)
+    L = problem.L
+    _, dist0_sq = _start_distance(problem)
+    return Bound(
+        name="gd_tight",
+        quantity="gap",
+        order=-1.0,
+        values=lambda k: gd_tight_convex_gap(k, lr, L, dist0_sq),
+        formula="f(x_k) - f* <= L ||x0 - x*||^2 / (4 k lr L + 2)",
+        hyperparameters=sgd_hyperparameters(lr),
+        problem=problem,
+        assumptions="f convex and L-smooth, 0 < lr <= 1/L, plain gradient descent",
+        source="Drori & Teboulle (2014), Theorem 3.1 (tight: Theorem 3.2)",
+    )
+
+
+def gd_strongly_convex_tight_bound(problem: Any, lr: float) -> Bound:
+    """||x_k - x*||² <= (1 - 2 lr mu L/(mu + L))^k ||x0 - x*||² for GD with
+    0 < lr <= 2/(mu + L) ([N04] Theorem 2.1.15; see ``gd_strongly_convex_tight_distance_sq``)."""
+    _require_strongly_convex(problem, "gd_strongly_convex_tight_bound")
+    L, mu = problem.L, problem.mu
+    lr = _positive("lr", lr)
+    if lr > (1 + _RTOL) * 2 / (mu + L):
+        raise ValueError(
+            f"lr must satisfy 0 < lr <= 2/(mu + L) = {2 / (mu + L):.6g} for this bound, got "
+            f"lr={lr!r}"
+        )
+    _, dist0_sq = _start_distance(problem)
+    return Bound(
+        name="gd_strongly_convex_tight",
+        quantity="distance_sq",
+        rate=max(1 - 2 * lr * mu * L / (mu + L), 0.0),
+        values=lambda k: gd_strongly_convex_tight_distance_sq(k, lr, L, mu, dist0_sq),
+        formula="||x_k - x*||^2 <= (1 - 2 lr mu L / (mu + L))^k ||x0 - x*||^2",
+        hyperparameters=sgd_hyperparameters(lr),
+        problem=problem,
+        assumptions="f mu-strongly convex and L-smooth, 0 < lr <= 2/(mu + L), plain gradient "
+        "descent",
+        source="Nesterov, Introductory Lectures on Convex Optimization (Kluwer, 2004), "
+        "Theorem 2.1.15",
+    )
+
+
+def sgd_noise_ball_bound(problem: Any, lr: float) -> Bound:
+    """E||x_k - x*||² <= (1 - lr mu)^k ||x0 - x*||² + 2 lr σ*²/mu for constant-step SGD sampling
+    one term of a strongly convex finite sum per update, 0 < lr <= 1/(2 L_max) ([GLQ19] Theorem
+    3.1; see ``sgd_noise_ball_distance_sq``). ``problem`` must be a sampled finite sum with
+    ``batch_size`` 1 that states ``L_max`` and ``sigma_star_sq`` (``LeastSquares(...,
+    batch_size=1)``)."""
+    _require_strongly_convex(problem, "sgd_noise_ball_bound")
+    if getattr(problem, "batch_size", None) != 1 or not hasattr(problem, "sigma_star_sq"):
+        raise ValueError(
+            f"sgd_noise_ball_bound needs a finite sum sampled one term per update "
+            f"(batch_size=1, e.g. LeastSquares(X, y, batch_size=1)), got {problem!r} with "
+            f"batch_size={getattr(problem, 'batch_size', None)!r}"
+        )
+    lr = _positive("lr", lr)
+    L_max, mu, sigma_sq = problem.L_max, problem.mu, problem.sigma_star_sq
+    if lr > (1 + _RTOL) / (2 * L_max):
+        raise ValueError(
+            f"lr must satisfy 0 < lr <= 1/(2 L_max) = {1 / (2 * L_max):.6g}, got lr={lr!r}"
+        )
+    _, dist0_sq = _start_distance(problem)
+    return Bound(
+        name="sgd_noise_ball",
+        quantity="distance_sq",
+        values=lambda k: sgd_noise_ball_distance_sq(k, lr, mu, dist0_sq, sigma_sq),
+        formula="E||x_k - x*||^2 <= (1 - lr mu)^k ||x0 - x*||^2 + 2 lr sigma*^2 / mu",
+        hyperparameters=sgd_hyperparameters(lr),
+        problem=problem,
+        expectation=True,
+        assumptions="f = (1/n) sum f_i mu-strongly convex, each f_i convex and L_i-smooth, one "
+        "f_i sampled uniformly per update, 0 < lr <= 1/(2 max L_i), plain SGD",
+        source="Gower et al. (2019), Theorem 3.1 (also Garrigos & Gower (2023) section 5; "
+        "Needell, Srebro & Ward (2014), Theorem 2.1, in another form)",
     )

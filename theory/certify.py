@@ -7,7 +7,20 @@ every step, the first violating step, the worst observed/bound ratio, the fitted
 beside the predicted one, the curves, and ``plot()``.
 
 A run that produces NaN or inf is never certified: ``held`` is False and ``first_violation`` is
-the first non-finite step.
+the first non-finite step. Neither is a run the bound says nothing about: when the optimizer's
+hyperparameters at some update (read from its param group just before each ``step``) differ from
+those the bound assumes (``Bound.hyperparameters``; a missing one counts as different), or the
+bound was built for another problem, the certificate is *not applicable* (``applicable`` False,
+``held`` False, the reason in ``not_applicable``). A gap f(x_k) - f* below minus the noise floor
+means the problem's f* is wrong (above the true minimum): it is flagged
+(``negative_gap_step``) and the certificate does not hold.
+
+Bounds on an expectation over a stochastic oracle (``Bound.expectation``) are certified with
+``seeds=``: one run per oracle seed (``problem.reseeded(seed)``), the bound compared with the
+mean over seeds at every step, and a 95 % Student-t confidence band around the mean reported
+(``band_lower``, ``band_upper``): ``held`` means the sample mean stayed below the bound;
+``refuted_step`` is the first step where even the band's lower edge is above it (a violation
+that sampling noise does not explain).
 """
 
 from __future__ import annotations
@@ -16,7 +29,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +44,8 @@ __all__ = [
     "certify",
     "fit_order",
     "fit_rate",
+    "lr_schedule",
+    "not_applicable_reason",
     "numerical_floor",
     "run",
     "sgd_nesterov_gradient_point",
@@ -40,7 +55,7 @@ OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimize
 Observe = Callable[[torch.Tensor, torch.optim.Optimizer], torch.Tensor]
 BeforeStep = Callable[[torch.optim.Optimizer, int], None]
 
-_EPS = float(np.finfo(np.float64).eps)
+BAND_LEVEL = 0.95
 
 
 def _check_steps(steps: Any) -> int:
@@ -91,9 +106,12 @@ class Trajectory:
     """The points of a run and the quantities measured on them.
 
     ``points[k]`` is x_k (k = 0..steps, float64, NaN rows after a non-finite step), ``gap[k]`` =
-    f(x_k) - f*, ``distance[k]`` = ||x_k - x*||, ``online_loss[t]`` = f_t(x_t) for t < steps
-    (the loss the optimizer was given at update t; f(x_t) for offline problems),
-    ``first_nonfinite`` the first k whose point or loss is NaN/inf (None if all finite).
+    f(x_k) - f*, ``distance[k]`` = ||x_k - x*||, ``grad_sq[k]`` = ||∇f(x_k)||² (a subgradient's
+    for non-smooth problems), ``online_loss[t]`` = f_t(x_t) for t < steps (the loss the
+    optimizer was given at update t; f(x_t) for offline problems), ``hyperparameters[name][t]``
+    the value of each scalar setting of the optimizer's param group when update t ran (after
+    ``before_step``), ``first_nonfinite`` the first k whose point or loss is NaN/inf (None if
+    all finite).
     """
 
     points: torch.Tensor
@@ -101,6 +119,8 @@ class Trajectory:
     distance: np.ndarray
     online_loss: np.ndarray
     first_nonfinite: int | None
+    grad_sq: np.ndarray | None = None
+    hyperparameters: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def finite(self) -> bool:
@@ -111,14 +131,37 @@ class Trajectory:
         return self.gap.size - 1
 
     def quantity(self, name: str) -> np.ndarray:
-        """The curve of ``"gap"``, ``"distance"`` or ``"distance_sq"``."""
+        """The curve of ``"gap"``, ``"distance"``, ``"distance_sq"`` or ``"grad_sq_min"``
+        (min_{j<k} ||∇f(x_j)||², and ||∇f(x0)||² at k = 0)."""
         if name == "gap":
             return self.gap
         if name == "distance":
             return self.distance
         if name == "distance_sq":
             return self.distance**2
+        if name == "grad_sq_min":
+            if self.grad_sq is None:
+                raise ValueError("this trajectory has no gradient norms (grad_sq)")
+            shifted = np.concatenate([self.grad_sq[:1], self.grad_sq[:-1]])
+            return np.fmin.accumulate(shifted)
         raise ValueError(f"quantity must be one of {sorted(QUANTITIES)}, got quantity={name!r}")
+
+
+def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> dict[str, Any]:
+    return next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+
+
+def _scalar_settings(group: dict[str, Any]) -> dict[str, float]:
+    """The group's scalar settings as floats (bools as 0/1; tensors read on the host: a
+    deliberate sync point, outside the optimizer's step)."""
+    values = {}
+    for name, value in group.items():
+        if name == "params":
+            continue
+        scalar = isinstance(value, (bool, int, float, np.integer, np.floating))
+        if scalar or (torch.is_tensor(value) and value.numel() == 1):
+            values[name] = float(value)
+    return values
 
 
 def run(
@@ -129,6 +172,7 @@ def run(
     observe: Observe | None = None,
     before_step: BeforeStep | None = None,
     dtype: torch.dtype = DTYPE,
+    gradients: bool = False,
 ) -> Trajectory:
     """Run ``make_optimizer([x])`` for ``steps`` updates on ``problem`` from ``problem.x0``.
 
@@ -136,8 +180,12 @@ def run(
     back-propagates ``problem.loss_at(x, t)`` (so closure-based optimizers such as LBFGS work),
     then projects x onto the feasible set (``problem.project``). ``before_step(optimizer, t)``,
     if given, runs before update t (to set a step-size schedule, e.g. lr = α/√(t+1), or a
-    momentum schedule in ``param_groups``). After each update the point
-    ``observe(x, optimizer)`` (default: x itself) is recorded. The run stops at the first
+    momentum schedule in ``param_groups``); the settings of the parameter's group are then
+    recorded (``Trajectory.hyperparameters``). After each update the point
+    ``observe(x, optimizer)`` (default: x itself) is recorded. The parameter has ``dtype``
+    (float64 by default); the recorded points and every measurement are float64. With
+    ``gradients`` the full gradient norm ||∇f(x_k)||² of every point is measured too
+    (``Trajectory.grad_sq``, needed by ``"grad_sq_min"`` bounds). The run stops at the first
     non-finite point or loss; the remaining rows are NaN.
     """
     _check_problem(problem)
@@ -145,6 +193,10 @@ def run(
     if not callable(make_optimizer):
         raise TypeError(
             f"make_optimizer must be callable as make_optimizer(params), got {make_optimizer!r}"
+        )
+    if before_step is not None and not callable(before_step):
+        raise TypeError(
+            f"before_step must be callable as before_step(optimizer, t), got {before_step!r}"
         )
     param = problem.parameter(dtype)
     optimizer = make_optimizer([param])
@@ -157,6 +209,7 @@ def run(
 
     points = torch.full((steps + 1, problem.dim), math.nan, dtype=DTYPE)
     online_loss = np.full(steps, math.nan)
+    settings: dict[str, np.ndarray] = {}
     first_nonfinite: int | None = None
 
     def record(k: int) -> bool:
@@ -170,7 +223,7 @@ def run(
         if first_nonfinite is not None:
             break
         with torch.no_grad():
-            online_loss[t] = float(problem.loss_at(param.detach().to(DTYPE), t))
+            online_loss[t] = float(problem.loss_at(param.detach(), t))
         if not math.isfinite(online_loss[t]):
             first_nonfinite = t
             break
@@ -184,19 +237,15 @@ def run(
 
         if before_step is not None:
             before_step(optimizer, t)
+        for name, value in _scalar_settings(_group_of(optimizer, param)).items():
+            settings.setdefault(name, np.full(steps, math.nan))[t] = value
         optimizer.step(closure)
         with torch.no_grad():
             param.copy_(problem.project(param))
         if not record(t + 1):
             first_nonfinite = t + 1
 
-    with torch.no_grad():
-        valid = torch.isfinite(points).all(dim=1)
-        gap = np.full(steps + 1, math.nan)
-        distance = np.full(steps + 1, math.nan)
-        for k in torch.nonzero(valid).flatten().tolist():
-            gap[k] = float(problem.loss(points[k])) - problem.f_star
-            distance[k] = float(torch.linalg.vector_norm(points[k] - problem.x_star))
+    gap, distance, grad_sq = _measure(problem, points, gradients)
     if first_nonfinite is None:
         bad = ~np.isfinite(gap)
         if bad.any():
@@ -207,18 +256,46 @@ def run(
         distance=distance,
         online_loss=online_loss,
         first_nonfinite=first_nonfinite,
+        grad_sq=grad_sq,
+        hyperparameters=settings,
     )
 
 
-def numerical_floor(problem: Problem, quantity: str) -> float:
-    """The level below which a float64 measurement of ``quantity`` is rounding noise.
+def _measure(
+    problem: Problem, points: torch.Tensor, gradients: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """f(x) - f*, ||x - x*|| and (with ``gradients``) ||∇f(x)||² of every finite row of
+    ``points`` (NaN elsewhere; None for the gradients when not asked)."""
+    count = points.shape[0]
+    gap, distance = np.full(count, math.nan), np.full(count, math.nan)
+    grad_sq = np.full(count, math.nan) if gradients else None
+    valid = torch.isfinite(points).all(dim=1)
+    rows = torch.nonzero(valid).flatten().tolist()
+    with torch.no_grad():
+        for k in rows:
+            gap[k] = float(problem.loss(points[k])) - problem.f_star
+        distance[rows] = torch.linalg.vector_norm(points[rows] - problem.x_star, dim=1).numpy()
+    if gradients:
+        for k in rows:
+            grad_sq[k] = float(problem.grad(points[k]).square().sum())
+    return gap, distance, grad_sq
 
-    distance: x_star_tol + 1e4 eps (||x*|| + ||x0 - x*||); distance_sq: its square;
-    gap: 1e4 eps (|f*| + f(x0) - f*) + L distance_floor² / 2. (1e4 eps ≈ 2e-12 covers the
-    rounding of the loss, of x - x* and of the optimizer's own arithmetic near x*.)
+
+def numerical_floor(problem: Problem, quantity: str, dtype: torch.dtype = DTYPE) -> float:
+    """The level below which a measurement of ``quantity`` on a run in ``dtype`` is rounding
+    noise (ε = the machine epsilon of ``dtype``: 2.2e-16 for float64, 1.2e-7 for float32).
+
+    distance: x_star_tol + 1e4 ε (||x*|| + ||x0 - x*||); distance_sq: its square;
+    gap: 1e4 ε (|f*| + f(x0) - f*) + min(L d²/2, G d) with d the distance floor (the gap of a
+    point d away from x*: quadratic growth for smooth f, Lipschitz for non-smooth);
+    grad_sq_min: 1e4 ε ||∇f(x0)||² + (L d)² (0 curvature term when L is infinite).
+    (1e4 ε covers the rounding of the loss, of x - x* and of the optimizer's own arithmetic.)
     """
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got dtype={dtype!r}")
+    eps = float(torch.finfo(dtype).eps)
     dist0 = float(torch.linalg.vector_norm(problem.x0 - problem.x_star))
-    distance_floor = problem.x_star_tol + 1e4 * _EPS * (float(problem.x_star.norm()) + dist0)
+    distance_floor = problem.x_star_tol + 1e4 * eps * (float(problem.x_star.norm()) + dist0)
     if quantity == "distance":
         return distance_floor
     if quantity == "distance_sq":
@@ -226,7 +303,12 @@ def numerical_floor(problem: Problem, quantity: str) -> float:
     if quantity == "gap":
         with torch.no_grad():
             gap0 = abs(float(problem.loss(problem.x0)) - problem.f_star)
-        return 1e4 * _EPS * (abs(problem.f_star) + gap0) + problem.L * distance_floor**2 / 2
+        growth = min(problem.L * distance_floor**2 / 2, problem.G * distance_floor)
+        return 1e4 * eps * (abs(problem.f_star) + gap0) + growth
+    if quantity == "grad_sq_min":
+        start = float(problem.grad(problem.x0).square().sum())
+        curvature = (problem.L * distance_floor) ** 2 if math.isfinite(problem.L) else 0.0
+        return 1e4 * eps * start + curvature
     raise ValueError(f"quantity must be one of {sorted(QUANTITIES)}, got quantity={quantity!r}")
 
 
@@ -269,16 +351,26 @@ def fit_order(values: np.ndarray, floor: float = 0.0, start: int | None = None) 
 class Certificate:
     """The result of ``certify``.
 
-    ``held``: the bound held at every step with a finite run; ``first_violation``: first step k
-    where it did not (or where the run became non-finite), else None; ``worst_ratio``,
-    ``worst_step``: the largest observed/bound (upper bounds) or bound/observed (lower bounds)
-    over the steps where the bound is finite and above ``atol``, and where; ``fitted_rate`` /
-    ``predicted_rate``: the empirical per-step factor on the second half of the part of the run
-    above the numerical floor, and the bound's asymptotic one;
-    ``rate_allowance``: the factor by which a k^p rate^k bound's fitted rate may exceed ``rate``
-    (see ``rate_consistent``); ``fitted_order`` / ``predicted_order`` for sublinear bounds;
-    ``steps``, ``observed``, ``bound_values``: the curves; ``rtol``, ``atol``: the tolerance
-    used (observed <= bound (1 + rtol) + atol for upper bounds).
+    ``held``: the bound applied to the run (see ``applicable``) and held at every step with a
+    finite run and a consistent f*; ``first_violation``: first step k where it did not (or
+    where the run became non-finite), else None; ``worst_ratio``, ``worst_step``: the largest
+    observed/bound (upper bounds) or bound/observed (lower bounds) over the steps where the
+    bound is finite and above ``atol``, and where; ``fitted_rate`` / ``predicted_rate``: the
+    empirical per-step factor on the second half of the part of the run above the numerical
+    floor, and the bound's asymptotic one; ``rate_allowance``: the factor by which a k^p rate^k
+    bound's fitted rate may exceed ``rate`` (see ``rate_consistent``); ``fitted_order`` /
+    ``predicted_order`` for sublinear bounds; ``steps``, ``observed``, ``bound_values``: the
+    curves (``observed`` is the mean over seeds with ``seeds``); ``rtol``, ``atol``: the
+    tolerance used (observed <= bound (1 + rtol) + atol for upper bounds).
+
+    ``applicable`` / ``not_applicable``: False and the reason when the run's problem or
+    optimizer settings are not those the bound assumes (then ``held`` is False and nothing
+    was compared). ``negative_gap_step``: the first step where f(x_k) - f* < -atol_gap (the
+    stated f* is above the true minimum), else None. ``seeds``: the oracle seeds (empty for a
+    single run of the problem as given); ``band_lower``, ``band_upper``: the 95 % Student-t
+    confidence band of the mean (None for one run); ``refuted_step``: the first step where the
+    band's lower edge is above an upper bound (below a lower one), else None;
+    ``trajectories``: every run (``trajectory`` is the first).
     """
 
     bound: Bound
@@ -297,10 +389,25 @@ class Certificate:
     rtol: float
     atol: float
     trajectory: Trajectory
+    applicable: bool = True
+    not_applicable: str | None = None
+    negative_gap_step: int | None = None
+    seeds: tuple[int, ...] = ()
+    band_lower: np.ndarray | None = None
+    band_upper: np.ndarray | None = None
+    refuted_step: int | None = None
+    trajectories: list[Trajectory] = field(default_factory=list)
 
     @property
     def finite(self) -> bool:
-        return self.trajectory.finite
+        return all(t.finite for t in (self.trajectories or [self.trajectory]))
+
+    @property
+    def status(self) -> str:
+        """``"held"``, ``"violated"`` or ``"not applicable"``."""
+        if not self.applicable:
+            return "not applicable"
+        return "held" if self.held else "violated"
 
     def rate_consistent(self, slack: float = 0.0) -> bool:
         """fitted_rate <= predicted_rate x rate_allowance x (1 + slack) (upper bounds), or >=
@@ -319,36 +426,60 @@ class Certificate:
         return self.fitted_rate <= self.predicted_rate * self.rate_allowance * (1 + slack)
 
     def violation_message(self) -> str:
-        """One line naming the step, the observed value and the bound (empty when it held)."""
+        """One line naming the step, the observed value and the bound (empty when it held), or
+        why the bound does not apply, or where f* was contradicted."""
         name = f"bound {self.bound.name!r} ({self.bound.formula})"
         if self.held:
             return ""
+        if not self.applicable:
+            return f"{name} not applicable: {self.not_applicable}"
+        if self.negative_gap_step is not None:
+            k = self.negative_gap_step
+            gap = min(t.gap[k] for t in (self.trajectories or [self.trajectory]))
+            return (
+                f"{name} not certified: f(x_k) - f* = {gap:.6g} < 0 at step {k}, below the "
+                f"noise floor: the problem's f* is above the true minimum (or x* is wrong)"
+            )
         k = self.first_violation
-        if k is None:  # pragma: no cover - held is False only with a violation or non-finite
-            return f"{name} did not hold"
+        if k is None:
+            return f"{name} did not hold: the bound is finite at no step of the run"
         observed = self.observed[k]
+        what = QUANTITIES[self.bound.quantity]
+        if len(self.seeds) > 1:
+            what = f"mean over {len(self.seeds)} seeds of {what}"
         if not math.isfinite(observed):
             return (
                 f"{name} not certified: the run produced a non-finite value at step {k} "
-                f"({QUANTITIES[self.bound.quantity]} = {observed!r})"
+                f"({what} = {observed!r})"
             )
         relation = ">" if self.bound.direction == "upper" else "<"
-        return (
-            f"{name} violated at step {k}: observed {QUANTITIES[self.bound.quantity]} = "
-            f"{observed:.6g} {relation} bound {self.bound_values[k]:.6g} "
-            f"(worst ratio {self.worst_ratio:.6g} at step {self.worst_step})"
+        text = (
+            f"{name} violated at step {k}: observed {what} = {observed:.6g} {relation} bound "
+            f"{self.bound_values[k]:.6g} (worst ratio {self.worst_ratio:.6g} at step "
+            f"{self.worst_step})"
         )
+        if self.band_lower is not None:
+            band = f"{self.band_lower[k]:.6g} .. {self.band_upper[k]:.6g}"
+            refuted = (
+                f"; refuted beyond sampling noise from step {self.refuted_step}"
+                if self.refuted_step is not None
+                else "; within sampling noise (the band contains the bound)"
+            )
+            text += f", {BAND_LEVEL:.0%} band {band}{refuted}"
+        return text
 
     def summary(self) -> str:
-        status = "held" if self.held else "FAILED"
+        if not self.applicable:
+            return f"{self.bound.name}: not applicable: {self.not_applicable}"
         rate = (
             f", fitted rate {self.fitted_rate:.6g} vs predicted {self.predicted_rate:.6g}"
             if self.predicted_rate is not None
             else f", fitted order {self.fitted_order:.3g} vs predicted {self.predicted_order}"
         )
+        seeds = f" (mean over {len(self.seeds)} seeds)" if len(self.seeds) > 1 else ""
         text = (
-            f"{self.bound.name}: {status} over {self.steps[-1]} steps, worst ratio "
-            f"{self.worst_ratio:.6g}{rate}"
+            f"{self.bound.name}: {'held' if self.held else 'FAILED'} over {self.steps[-1]} "
+            f"steps{seeds}, worst ratio {self.worst_ratio:.6g}{rate}"
         )
         return text if self.held else text + "; " + self.violation_message()
 
@@ -369,7 +500,16 @@ class Certificate:
             figure = ax.figure
         label = QUANTITIES[self.bound.quantity]
         positive = np.where(self.observed > 0, self.observed, np.nan)
-        ax.semilogy(self.steps, positive, label=f"observed {label}")
+        observed = f"mean over {len(self.seeds)} seeds" if len(self.seeds) > 1 else "observed"
+        ax.semilogy(self.steps, positive, label=f"{observed} {label}")
+        if self.band_lower is not None:
+            ax.fill_between(
+                self.steps,
+                np.where(self.band_lower > 0, self.band_lower, np.nan),
+                np.where(self.band_upper > 0, self.band_upper, np.nan),
+                alpha=0.25,
+                label=f"{BAND_LEVEL:.0%} t-band of the mean",
+            )
         bound_values = np.where(
             np.isfinite(self.bound_values) & (self.bound_values > 0), self.bound_values, np.nan
         )
@@ -383,7 +523,7 @@ class Certificate:
             )
         ax.set_xlabel("k (updates made)")
         ax.set_ylabel(label)
-        ax.set_title(f"{self.bound.name}: {'held' if self.held else 'violated'}")
+        ax.set_title(f"{self.bound.name}: {self.status}")
         ax.legend(fontsize="small")
         if path is not None:
             path = os.fspath(path)
@@ -401,6 +541,96 @@ class Certificate:
         return figure
 
 
+def _same_problem(a: Any, b: Any) -> bool:
+    """The same problem up to its oracle seed: identical type, constants, x0, x* and f*."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(
+            a.dim == b.dim
+            and torch.equal(a.x0, b.x0)
+            and torch.equal(a.x_star, b.x_star)
+            and a.f_star == b.f_star
+            and a.L == b.L
+            and a.mu == b.mu
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _show(value: Any) -> str:
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        return f"{float(array):.6g}"
+    return f"a schedule of {array.size} values ({array[0]:.6g}, ...)"
+
+
+def not_applicable_reason(problem: Problem, bound: Bound, trajectory: Trajectory) -> str | None:
+    """Why ``bound`` says nothing about ``trajectory`` (a run on ``problem``), or None.
+
+    The bound's ``problem`` (if any) must be ``problem`` up to its oracle seed, and every
+    setting in ``bound.hyperparameters`` must be in the optimizer's param group with the stated
+    value (relative tolerance 1e-9) at every update the run made; a per-update array is
+    compared update by update, as far as it goes.
+    """
+    if bound.problem is not None and not _same_problem(bound.problem, problem):
+        return f"the bound was built for {bound.problem!r}, the run is on {problem!r}"
+    made = int(np.sum(np.isfinite(trajectory.online_loss)))
+    for name, expected in bound.hyperparameters.items():
+        recorded = trajectory.hyperparameters.get(name)
+        if recorded is None:
+            present = sorted(trajectory.hyperparameters)
+            return (
+                f"the optimizer has no {name!r} setting (its param group has {present}); the "
+                f"bound assumes {name}={_show(expected)}"
+            )
+        target = np.asarray(expected, dtype=np.float64)
+        count = made if target.ndim == 0 else min(made, target.size)
+        target = np.broadcast_to(target, (made,))[:count] if target.ndim == 0 else target[:count]
+        values = recorded[:count]
+        differ = ~np.isclose(values, target, rtol=1e-9, atol=0.0) & np.isfinite(values)
+        if differ.any():
+            t = int(np.argmax(differ))
+            return (
+                f"update t={t} ran with {name}={values[t]:.6g}, the bound assumes "
+                f"{name}={target[t]:.6g}"
+            )
+    return None
+
+
+def _averaged(points: torch.Tensor, weights: np.ndarray) -> torch.Tensor:
+    """x̄_k = Σ_{j<=k} w_j x_j / Σ_{j<=k} w_j (weights beyond the array: 0; before the first
+    positive weight: x_0)."""
+    count = points.shape[0]
+    w = np.zeros(count)
+    size = min(count, weights.size)
+    w[:size] = weights[:size]
+    w_t = torch.as_tensor(w, dtype=DTYPE)
+    sums = torch.cumsum(w_t[:, None] * points, dim=0)
+    totals = torch.cumsum(w_t, dim=0)[:, None]
+    averaged = torch.where(totals > 0, sums / torch.where(totals > 0, totals, 1.0), points[:1])
+    return averaged
+
+
+def _seeds(seeds: Any) -> tuple[int, ...]:
+    try:
+        values = tuple(seeds)
+    except TypeError:
+        raise TypeError(f"seeds must be a sequence of integers, got seeds={seeds!r}") from None
+    if len(values) < 2 or any(
+        isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in values
+    ):
+        raise ValueError(
+            f"seeds must hold at least 2 non-negative integers (a mean and its band need two "
+            f"runs), got seeds={seeds!r}"
+        )
+    if len(set(values)) != len(values):
+        raise ValueError(f"seeds must be distinct, got seeds={seeds!r}")
+    return tuple(int(s) for s in values)
+
+
 def certify(
     problem: Problem,
     make_optimizer: OptimizerFactory,
@@ -412,34 +642,109 @@ def certify(
     rtol: float = 1e-9,
     atol: float | None = None,
     fit_start: int | None = None,
+    dtype: torch.dtype = DTYPE,
+    seeds: Any = None,
 ) -> Certificate:
     """Run ``make_optimizer`` on ``problem`` for ``steps`` updates and check ``bound`` at every
     step k = 0..steps where the bound is finite.
 
     An upper bound holds at k when observed_k <= bound_k (1 + rtol) + atol, a lower bound when
     observed_k >= bound_k (1 - rtol) - atol. ``atol`` defaults to ``numerical_floor(problem,
-    bound.quantity)``, the float64 noise level. Any NaN/inf in the run makes ``held`` False.
-    ``observe`` (default ``bound.observe``, else the parameter) says which point the bound is
-    about; ``before_step`` is passed to ``run``. ``fit_start`` is the first step of the
-    rate-fitting window (default: half of the part of the run above the numerical floor).
-    ``worst_ratio`` is taken over the steps where the bound exceeds ``atol`` (below it the
-    comparison is within rounding).
+    bound.quantity, dtype)``, the noise level of a run in ``dtype``. Any NaN/inf in the run
+    makes ``held`` False; so does a run the bound does not apply to (``not_applicable``) and a
+    negative gap (f* stated above the true minimum). ``observe`` (default ``bound.observe``,
+    else the parameter) says which point the bound is about (``bound.average_weights``: the
+    weighted average of those points); ``before_step(optimizer, t)`` runs before update t (a
+    step-size schedule: see ``lr_schedule``); ``dtype`` is the parameter's dtype.
+    ``fit_start`` is the first step of the rate-fitting window (default: half of the part of
+    the run above the numerical floor). ``worst_ratio`` is taken over the steps where the bound
+    exceeds ``atol`` (below it the comparison is within rounding).
+
+    ``seeds``: for a bound on an expectation over a stochastic oracle (required then), one run
+    per seed on ``problem.reseeded(seed)``; the mean over runs is compared with the bound, and
+    a 95 % Student-t band (mean ± t_{0.975, n-1} s/√n, s the sample standard deviation) is
+    reported beside it (see ``Certificate``).
     """
     if not isinstance(bound, Bound):
         raise TypeError(f"bound must be a theory.bounds.Bound, got {type(bound).__name__}")
+    _check_problem(problem)
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (
             isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)
         ):
             raise ValueError(f"{name} must be a non-negative finite number, got {name}={value!r}")
-    trajectory = run(
-        problem, make_optimizer, steps, observe=observe if observe is not None else bound.observe
-    )
-    floor = numerical_floor(problem, bound.quantity) if atol is None else float(atol)
-    ks = np.arange(trajectory.steps + 1)
-    observed = trajectory.quantity(bound.quantity)
+    if seeds is None:
+        if bound.expectation and problem.stochastic:
+            raise ValueError(
+                f"bound {bound.name!r} is on an expectation over the stochastic oracle of "
+                f"{problem!r}: give seeds=(0, 1, ...) to compare it with a mean over runs"
+            )
+        problems, seed_list = [problem], ()
+    else:
+        seed_list = _seeds(seeds)
+        if not problem.stochastic:
+            raise ValueError(
+                f"seeds= needs a stochastic problem (one whose loss_at samples), got {problem!r}"
+            )
+        problems = [problem.reseeded(seed) for seed in seed_list]
+    observe = observe if observe is not None else bound.observe
+    gradients = bound.quantity == "grad_sq_min"
+    trajectories = [
+        run(
+            p,
+            make_optimizer,
+            steps,
+            observe=observe,
+            before_step=before_step,
+            dtype=dtype,
+            gradients=gradients,
+        )
+        for p in problems
+    ]
+    floor = numerical_floor(problem, bound.quantity, dtype) if atol is None else float(atol)
+    gap_floor = numerical_floor(problem, "gap", dtype)
+    curves, negative = [], []
+    for trajectory in trajectories:
+        if bound.average_weights is not None:
+            points = _averaged(trajectory.points, np.asarray(bound.average_weights))
+            gap, distance, grad_sq = _measure(problem, points, gradients)
+            measured = Trajectory(
+                points=points,
+                gap=gap,
+                distance=distance,
+                online_loss=trajectory.online_loss,
+                first_nonfinite=trajectory.first_nonfinite,
+                grad_sq=grad_sq,
+            )
+        else:
+            measured = trajectory
+        curves.append(measured.quantity(bound.quantity))
+        below = np.isfinite(measured.gap) & (measured.gap < -gap_floor)
+        negative.append(int(np.argmax(below)) if below.any() else None)
+    matrix = np.vstack(curves)
+    with np.errstate(invalid="ignore"):
+        observed = matrix.mean(axis=0)
+    band_lower = band_upper = None
+    refuted_step = None
+    ks = np.arange(steps + 1)
     values = bound(ks)
     checked = np.isfinite(values)
+    if len(trajectories) > 1:
+        import scipy.stats
+
+        count = len(trajectories)
+        with np.errstate(invalid="ignore"):
+            half = (
+                scipy.stats.t.ppf(0.5 + BAND_LEVEL / 2, count - 1)
+                * matrix.std(axis=0, ddof=1)
+                / math.sqrt(count)
+            )
+        band_lower, band_upper = observed - half, observed + half
+        if bound.direction == "upper":
+            refuted = checked & (band_lower > values * (1 + rtol) + floor)
+        else:
+            refuted = checked & (band_upper < values * (1 - rtol) - floor)
+        refuted_step = int(np.argmax(refuted)) if refuted.any() else None
     finite_observed = np.isfinite(observed)
     with np.errstate(divide="ignore", invalid="ignore"):
         if bound.direction == "upper":
@@ -457,16 +762,28 @@ def certify(
         worst_ratio = float(masked[worst_step])
     else:
         worst_step, worst_ratio = None, math.nan
-    window = _tail(observed, floor, fit_start) if trajectory.finite else np.arange(0)
-    fitted_rate = fit_rate(observed, floor, fit_start) if trajectory.finite else math.nan
-    fitted_order = fit_order(observed, floor, fit_start) if trajectory.finite else math.nan
+    finite = all(t.finite for t in trajectories)
+    window = _tail(observed, floor, fit_start) if finite else np.arange(0)
+    fitted_rate = fit_rate(observed, floor, fit_start) if finite else math.nan
+    fitted_order = fit_order(observed, floor, fit_start) if finite else math.nan
     window_start = int(window[0]) if window.size else 1
+    reasons = [not_applicable_reason(p, bound, t) for p, t in zip(problems, trajectories)]
+    reason = next((r for r in reasons if r is not None), None)
+    negative_steps = [k for k in negative if k is not None]
+    negative_gap_step = min(negative_steps) if negative_steps else None
+    held = bool(
+        reason is None
+        and finite
+        and first_violation is None
+        and checked.any()
+        and negative_gap_step is None
+    )
     return Certificate(
         bound=bound,
         steps=ks,
         observed=observed,
         bound_values=values,
-        held=bool(trajectory.finite and first_violation is None and checked.any()),
+        held=held,
         first_violation=first_violation,
         worst_ratio=worst_ratio,
         worst_step=worst_step,
@@ -477,5 +794,34 @@ def certify(
         predicted_order=bound.order,
         rtol=float(rtol),
         atol=floor,
-        trajectory=trajectory,
+        trajectory=trajectories[0],
+        applicable=reason is None,
+        not_applicable=reason,
+        negative_gap_step=negative_gap_step,
+        seeds=seed_list,
+        band_lower=band_lower,
+        band_upper=band_upper,
+        refuted_step=refuted_step,
+        trajectories=trajectories,
     )
+
+
+def lr_schedule(lrs: Any) -> BeforeStep:
+    """A ``before_step`` that sets every param group's lr to ``lrs[t]`` before update t (a
+    sequence of step sizes, e.g. ``theory.step_sizes(schedule, steps)``).
+
+    >>> import torch
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    >>> lr_schedule([0.5, 0.25])(opt, 1)
+    >>> opt.param_groups[0]["lr"]
+    0.25
+    """
+    values = [float(v) for v in np.asarray(lrs, dtype=np.float64).reshape(-1)]
+
+    def before_step(optimizer: torch.optim.Optimizer, t: int) -> None:
+        if t >= len(values):
+            raise ValueError(f"lr_schedule has {len(values)} step sizes, update t={t} needs more")
+        for group in optimizer.param_groups:
+            group["lr"] = values[t]
+
+    return before_step

@@ -13,7 +13,14 @@ and its run can be compared with a textbook bound:
   problems), ``project(x)``: the projection onto the feasible set applied after every update
   (the identity except for constrained problems);
 * ``x_star_tol``: a certified bound on the distance between ``x_star`` and the exact minimiser
-  (0 where ``x_star`` is exact up to rounding).
+  (0 where ``x_star`` is exact up to rounding);
+* ``G``: a bound on the norm of every (stochastic) gradient the optimizer can be given (inf
+  where there is none; finite for the Lipschitz problems ``LeastAbsoluteDeviations`` and
+  ``HingeLoss``), ``pl_constant``: a Polyak-Łojasiewicz constant (``mu`` unless the problem
+  knows a better one), ``L_is_global``: whether ``L`` bounds the curvature everywhere;
+* ``stochastic``: whether ``loss_at`` samples (a finite sum with a seeded oracle:
+  ``LeastSquares(..., batch_size=b)``, ``LeastAbsoluteDeviations``, ``HingeLoss``), and
+  ``reseeded(seed)``: the same problem with another oracle seed (``certify(..., seeds=...)``).
 
 Everything is float64. Randomness comes from ``torch.Generator(seed)``, so a problem is a pure
 function of its arguments.
@@ -21,6 +28,7 @@ function of its arguments.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +46,8 @@ DTYPE = torch.float64
 _EPS = float(np.finfo(np.float64).eps)
 
 __all__ = [
+    "HingeLoss",
+    "LeastAbsoluteDeviations",
     "LeastSquares",
     "LogisticRegression",
     "Problem",
@@ -192,6 +202,9 @@ class Problem:
     x_star_tol: float = 0.0
     is_convex: bool = True
     is_quadratic: bool = False
+    G: float = math.inf
+    L_is_global: bool = True
+    stochastic: bool = False  # whether loss_at samples (a run then depends on an oracle seed)
 
     @property
     def dim(self) -> int:
@@ -202,6 +215,19 @@ class Problem:
     def kappa(self) -> float:
         """Condition number L / mu (inf when mu = 0)."""
         return self.L / self.mu if self.mu > 0 else math.inf
+
+    @property
+    def pl_constant(self) -> float:
+        """A constant pl with ||∇f(x)||²/2 >= pl (f(x) - f*) for all x (Polyak-Łojasiewicz);
+        strong convexity gives pl = mu, which is the default."""
+        return self.mu
+
+    def reseeded(self, seed: int) -> Problem:
+        """The same problem with oracle seed ``seed`` (sampled finite sums only)."""
+        raise TypeError(
+            f"{type(self).__name__} has no oracle seed to change (only sampled finite sums "
+            f"such as LeastAbsoluteDeviations have one), got seed={seed!r}"
+        )
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) as a 0-dim tensor (differentiable with autograd)."""
@@ -410,6 +436,13 @@ class Quadratic(Problem):
         values[0], values[-1] = mu if dim > 1 else L, L
         return cls.from_spectrum(values, seed=seed, **kwargs)
 
+    @property
+    def pl_constant(self) -> float:
+        """The smallest positive eigenvalue of A: f - f* = ½ rᵀAr <= ||Ar||²/(2 λ_min⁺), so PL
+        holds with it even when A is singular (mu = 0)."""
+        positive = self.eigenvalues[self.eigenvalues > 1e-12 * self.L]
+        return float(positive.min())
+
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         r = x - self.x_star.to(x.dtype)
         return 0.5 * (r @ (self.A.to(x.dtype) @ r)) + self.f_star
@@ -419,9 +452,70 @@ class Quadratic(Problem):
 
 
 # ----------------------------------------------------------------------------------------------
+# finite sums with a seeded sampling oracle
+# ----------------------------------------------------------------------------------------------
+class _SampledFiniteSum:
+    """f = (1/n) Σ_i f_i, and a seeded oracle: with ``batch_size`` b, update t sees the mean of
+    f_i over b indices drawn uniformly with replacement; the draw is a pure function of
+    (``oracle_seed``, t) (blocks of ``_BLOCK`` updates from ``numpy.random.default_rng([seed,
+    block])``), so a run is reproducible and ``reseeded(s)`` gives an independent oracle.
+    Subclasses define ``n``, ``sample_loss(x, indices)`` and call ``_init_oracle``."""
+
+    _BLOCK = 1024
+    n: int
+    batch_size: int | None
+    oracle_seed: int
+
+    def _init_oracle(self, batch_size: int | None, oracle_seed: int) -> None:
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive integer or None (full gradients), got "
+                f"batch_size={batch_size!r}"
+            )
+        self.batch_size = batch_size
+        self.oracle_seed = _check_seed(oracle_seed)
+        self._batches: dict[int, np.ndarray] = {}
+
+    @property
+    def stochastic(self) -> bool:
+        return self.batch_size is not None
+
+    def batch(self, t: int) -> np.ndarray:
+        """The indices of the terms update ``t`` samples (``batch_size`` of them)."""
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+            raise ValueError(f"t must be a non-negative integer, got t={t!r}")
+        if self.batch_size is None:
+            return np.arange(self.n)
+        block, offset = divmod(int(t), self._BLOCK)
+        if block not in self._batches:
+            rng = np.random.default_rng([self.oracle_seed, block])
+            self._batches[block] = rng.integers(0, self.n, (self._BLOCK, self.batch_size))
+        return self._batches[block][offset]
+
+    def loss_at(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        if self.batch_size is None:
+            return self.loss(x)
+        return self.sample_loss(x, self.batch(t))
+
+    def reseeded(self, seed: int) -> Any:
+        """A copy sharing data, x0, x* and f*, with oracle seed ``seed``."""
+        if self.batch_size is None:
+            raise TypeError(
+                f"{type(self).__name__} with batch_size=None is deterministic: it has no "
+                f"oracle seed to change, got seed={seed!r}"
+            )
+        twin = copy.copy(self)
+        twin.oracle_seed = _check_seed(seed)
+        twin._batches = {}
+        return twin
+
+
+# ----------------------------------------------------------------------------------------------
 # least squares and logistic regression
 # ----------------------------------------------------------------------------------------------
-class LeastSquares(Problem):
+class LeastSquares(_SampledFiniteSum, Problem):
     r"""f(w) = ||X w - y||² / (2n).
 
     ∇f(w) = X^T (X w - y) / n, ∇²f = X^T X / n, so ``L`` = λ_max(X^T X)/n and
@@ -439,14 +533,37 @@ class LeastSquares(Problem):
     X: (n, d) numpy array, torch tensor or scipy.sparse matrix, non-empty and finite.
     y: (n,) targets.
     x0: start; default standard normal from ``seed``.
+    batch_size: None (default: ``loss_at`` is the full loss) or b: update t sees the mean of
+        f_i(w) = (x_iᵀw - y_i)²/2 over b rows drawn uniformly with replacement, seeded by
+        ``oracle_seed`` and t (dense X only). Then ``L_max`` = max_i ||x_i||² (the smoothness
+        of the worst f_i) and ``sigma_star_sq`` = (1/n) Σ_i ||∇f_i(x*)||² (the gradient noise
+        at the optimum) feed ``theory.sgd_noise_ball_bound``.
+
+    ``pl_constant`` is the smallest positive eigenvalue of X^T X / n (dense X): the PL
+    inequality holds with it even when mu = 0 (d > n or rank-deficient X).
     """
 
     is_quadratic = True
 
-    def __init__(self, X: Any, y: Any, x0: Any = None, seed: int = 0):
+    def __init__(
+        self,
+        X: Any,
+        y: Any,
+        x0: Any = None,
+        seed: int = 0,
+        *,
+        batch_size: int | None = None,
+        oracle_seed: int = 0,
+    ):
         self.X_data = _data_matrix("X", X)
         n = self.X_data.shape[0]
         self.n = n
+        self._init_oracle(batch_size, oracle_seed)
+        if batch_size is not None and scipy.sparse.issparse(self.X_data):
+            raise ValueError(
+                "batch_size needs a dense X (sampling rows of a sparse X is not "
+                "supported), got a scipy.sparse X"
+            )
         self.y_data = _vector("y", y, n).numpy()
         self.L, self.mu = _gram_extreme_eigenvalues(self.X_data)
         if self.L <= 0:
@@ -459,6 +576,26 @@ class LeastSquares(Problem):
             residual_grad = self.X_data.T @ (self.X_data @ self.x_star.numpy() - self.y_data) / n
             self.x_star_tol = float(np.linalg.norm(residual_grad)) / self.mu
         self.x0 = self._start(x0, seed)
+        if not scipy.sparse.issparse(self.X_data):
+            rows = self.X_data
+            self.L_max = float(np.max(np.einsum("ij,ij->i", rows, rows)))
+            residual = rows @ self.x_star.numpy() - self.y_data
+            gradients = rows * residual[:, None]
+            self.sigma_star_sq = float(np.mean(np.einsum("ij,ij->i", gradients, gradients)))
+
+    @property
+    def pl_constant(self) -> float:
+        if scipy.sparse.issparse(self.X_data):
+            return self.mu
+        eigenvalues = scipy.linalg.eigvalsh(self.X_data.T @ self.X_data / self.n)
+        positive = eigenvalues[eigenvalues > 100 * eigenvalues.size * _EPS * self.L]
+        return float(positive.min())
+
+    def sample_loss(self, x: torch.Tensor, indices: np.ndarray) -> torch.Tensor:
+        """Mean of (x_iᵀw - y_i)²/2 over ``indices``."""
+        index = torch.as_tensor(indices)
+        residual = self._X.to(x.dtype)[index] @ x - self._y.to(x.dtype)[index]
+        return (residual @ residual) / (2 * index.numel())
 
     def _solve(self) -> np.ndarray:
         if scipy.sparse.issparse(self.X_data):
@@ -592,6 +729,201 @@ class LogisticRegression(Problem):
 
 
 # ----------------------------------------------------------------------------------------------
+# convex Lipschitz finite sums with a stochastic oracle: the setting of the schedule bounds
+# ----------------------------------------------------------------------------------------------
+class _PiecewiseLinear(_SampledFiniteSum, Problem):
+    r"""f(w) = (1/n) Σ_i h_i(x_iᵀw) with each h_i convex, piecewise linear with one kink at c_i
+    and slopes s_i⁻ <= s_i⁺ in [-1, 1]: h_i(z) = max(s_i⁻ (z - c_i), s_i⁺ (z - c_i)).
+
+    Every (stochastic, minibatch) subgradient has norm at most ``G`` = max_i ||x_i||, so the
+    problem is G-Lipschitz everywhere (no domain needed) and f is not smooth (``L`` = inf).
+
+    The minimiser solves a linear program (scipy's HiGHS): min (1/n) Σ u_i subject to
+    u_i >= s_i^± (x_iᵀw - c_i). The solver's vertex is then polished and certified: the terms
+    at their kink, E = {i : x_iᵀw = c_i}, determine w by X_E w = c_E (rank d), and optimality
+    0 ∈ ∂f(w) is checked by finding multipliers u_E ∈ [s⁻, s⁺] with X_Eᵀ u_E = -Σ_{i∉E} s_i x_i
+    (bounded least squares, residual <= 1e-9 of the gradient scale); a solve that cannot be
+    certified raises RuntimeError. ``f_star`` = f(x_star) in float64.
+    """
+
+    L = math.inf
+    mu = 0.0
+
+    def _setup(
+        self,
+        X: Any,
+        kinks: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+        x0: Any,
+        seed: int,
+        batch_size: int | None,
+        oracle_seed: int,
+    ) -> None:
+        self.X_data = np.asarray(_data_matrix("X", X), dtype=np.float64)
+        if scipy.sparse.issparse(self.X_data):  # pragma: no cover - _data_matrix keeps dense
+            raise ValueError("X must be dense")
+        self.n = self.X_data.shape[0]
+        self._init_oracle(batch_size, oracle_seed)
+        self._kinks, self._low, self._high = kinks, low, high
+        self._X = torch.as_tensor(self.X_data, dtype=DTYPE)
+        self._c = torch.as_tensor(kinks, dtype=DTYPE)
+        self._lo = torch.as_tensor(low, dtype=DTYPE)
+        self._hi = torch.as_tensor(high, dtype=DTYPE)
+        self.G = float(np.sqrt(np.max(np.einsum("ij,ij->i", self.X_data, self.X_data))))
+        self.x_star = torch.as_tensor(self._solve(), dtype=DTYPE)
+        self.f_star = self._numpy_loss(self.x_star.numpy())
+        self.x0 = self._start(x0, seed)
+
+    def _numpy_loss(self, w: np.ndarray) -> float:
+        z = self.X_data @ w - self._kinks
+        return float(np.mean(np.maximum(self._low * z, self._high * z)))
+
+    def _terms(self, z: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        c, lo, hi = self._c, self._lo, self._hi
+        if index is not None:
+            c, lo, hi = c[index], lo[index], hi[index]
+        r = z - c.to(z.dtype)
+        return torch.maximum(lo.to(z.dtype) * r, hi.to(z.dtype) * r)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return self._terms(self._X.to(x.dtype) @ x, None).mean()
+
+    def sample_loss(self, x: torch.Tensor, indices: np.ndarray) -> torch.Tensor:
+        """Mean of h_i(x_iᵀw) over ``indices``."""
+        index = torch.as_tensor(indices)
+        return self._terms(self._X.to(x.dtype)[index] @ x, index).mean()
+
+    def _solve(self) -> np.ndarray:
+        X, c, lo, hi = self.X_data, self._kinks, self._low, self._high
+        n, d = X.shape
+        # variables (w, u): minimise Σ u / n subject to s (X w - c) - u <= 0 for s = lo, hi
+        rows = [np.hstack([s[:, None] * X, -np.eye(n)]) for s in (lo, hi)]
+        result = scipy.optimize.linprog(
+            np.concatenate([np.zeros(d), np.full(n, 1.0 / n)]),
+            A_ub=np.vstack(rows),
+            b_ub=np.concatenate([lo * c, hi * c]),
+            bounds=[(None, None)] * d + [(None, None)] * n,
+            method="highs",
+        )
+        if result.status != 0:  # a failure of the solver, not of the user's input
+            raise RuntimeError(f"the linear program for x* failed: {result.message}")
+        w = result.x[:d]
+        scale = float(np.linalg.norm(X, axis=1).max()) * (1.0 + float(np.linalg.norm(w)))
+        kink = np.abs(X @ w - c) <= 1e-7 * scale
+        if np.linalg.matrix_rank(X[kink]) == d:
+            w = np.linalg.lstsq(X[kink], c[kink], rcond=None)[0]
+        z = X @ w - c
+        kink = np.abs(z) <= 1e-9 * scale
+        slopes = np.where(z > 0, hi, lo)
+        outside = X[~kink].T @ slopes[~kink]
+        if kink.any():
+            fit = scipy.optimize.lsq_linear(X[kink].T, -outside, bounds=(lo[kink], hi[kink]))
+            residual = float(np.linalg.norm(X[kink].T @ fit.x + outside))
+        else:
+            residual = float(np.linalg.norm(outside))
+        if residual > 1e-9 * max(1.0, float(np.abs(X).sum(axis=0).max())):
+            raise RuntimeError(  # a failure of the solver, not of the user's input
+                f"could not certify the minimiser: min over subgradients of ||grad|| = "
+                f"{residual / n:.3g} (expected 0)"
+            )
+        return w
+
+
+class LeastAbsoluteDeviations(_PiecewiseLinear):
+    r"""f(w) = (1/n) Σ_i |x_iᵀw - y_i|: least absolute deviations (robust regression).
+
+    Convex, not smooth, G-Lipschitz with ``G`` = max_i ||x_i|| for every sampled subgradient
+    sign(x_iᵀw - y_i) x_i and their minibatch means: the setting of the schedule bounds
+    (``theory.sgd_last_iterate_bound``). ``loss_at(w, t)`` samples ``batch_size`` rows (default
+    1) uniformly with replacement from a generator seeded by (``oracle_seed``, t). ``x_star``,
+    ``f_star``: the certified LP solution (see ``_PiecewiseLinear``).
+
+    ``synthetic(n, dim, seed)`` draws a standard instance: rows x_i uniform on the unit sphere
+    (so G = 1), y = X w_true + Laplace noise.
+    """
+
+    def __init__(
+        self,
+        X: Any,
+        y: Any,
+        x0: Any = None,
+        seed: int = 0,
+        *,
+        batch_size: int | None = 1,
+        oracle_seed: int = 0,
+    ):
+        matrix = _data_matrix("X", X)
+        targets = _vector("y", y, matrix.shape[0]).numpy()
+        n = targets.size
+        self.y_data = targets
+        self._setup(matrix, targets, -np.ones(n), np.ones(n), x0, seed, batch_size, oracle_seed)
+
+    @classmethod
+    def synthetic(
+        cls, n: int = 200, dim: int = 10, seed: int = 0, noise: float = 0.5, **kwargs: Any
+    ) -> LeastAbsoluteDeviations:
+        """Rows uniform on the unit sphere (G = 1), y = X w_true + Laplace(``noise``) noise,
+        w_true standard normal; everything drawn from ``seed``; x0 = 0 unless given."""
+        rng = np.random.default_rng(_check_seed(seed))
+        X = rng.standard_normal((n, dim))
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        y = X @ rng.standard_normal(dim) + rng.laplace(scale=noise, size=n)
+        kwargs.setdefault("x0", np.zeros(dim))
+        return cls(X, y, seed=seed, **kwargs)
+
+
+class HingeLoss(_PiecewiseLinear):
+    r"""f(w) = (1/n) Σ_i max(0, 1 - y_i x_iᵀw), labels y_i ∈ {-1, +1}: the SVM's hinge loss
+    without regulariser.
+
+    Convex, not smooth, G-Lipschitz with ``G`` = max_i ||x_i||; on non-separable data its
+    minimum is attained (``x_star`` by a certified LP, see ``_PiecewiseLinear``). Sampling as
+    ``LeastAbsoluteDeviations``. ``synthetic`` flips a fraction of the labels of a linear rule
+    so that the data are not separable.
+    """
+
+    def __init__(
+        self,
+        X: Any,
+        y: Any,
+        x0: Any = None,
+        seed: int = 0,
+        *,
+        batch_size: int | None = 1,
+        oracle_seed: int = 0,
+    ):
+        matrix = _data_matrix("X", X)
+        labels = _vector("y", y, matrix.shape[0]).numpy()
+        bad = labels[(labels != 1.0) & (labels != -1.0)]
+        if bad.size:
+            raise ValueError(
+                f"y must contain only the labels -1 and +1, got y values such as "
+                f"{sorted(set(bad.tolist()))[:5]!r}"
+            )
+        self.y_data = labels
+        # max(0, 1 - y z): kink at z = y; slope -1 below it (y = +1) or +1 above it (y = -1)
+        low = np.where(labels > 0, -1.0, 0.0)
+        high = np.where(labels > 0, 0.0, 1.0)
+        self._setup(matrix, labels, low, high, x0, seed, batch_size, oracle_seed)
+
+    @classmethod
+    def synthetic(
+        cls, n: int = 200, dim: int = 10, seed: int = 0, flip: float = 0.1, **kwargs: Any
+    ) -> HingeLoss:
+        """Rows uniform on the unit sphere scaled by 2 (G = 2), labels sign(x_iᵀw_true) with a
+        fraction ``flip`` flipped; drawn from ``seed``; x0 = 0 unless given."""
+        rng = np.random.default_rng(_check_seed(seed))
+        X = rng.standard_normal((n, dim))
+        X *= 2 / np.linalg.norm(X, axis=1, keepdims=True)
+        labels = np.sign(X @ rng.standard_normal(dim))
+        labels[labels == 0] = 1.0
+        labels[rng.random(n) < flip] *= -1
+        kwargs.setdefault("x0", np.zeros(dim))
+        return cls(X, labels, seed=seed, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
 # non-convex sanity problem
 # ----------------------------------------------------------------------------------------------
 class Rosenbrock(Problem):
@@ -608,6 +940,7 @@ class Rosenbrock(Problem):
     """
 
     is_convex = False
+    L_is_global = False
 
     def __init__(self, dim: int = 2, b: float = 100.0, x0: Any = None, seed: int = 0):
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
@@ -625,6 +958,43 @@ class Rosenbrock(Problem):
             self.x0 = _vector("x0", x0, dim)
         else:
             self.x0 = self.x_star + 0.5 * torch.randn(dim, generator=_generator(seed), dtype=DTYPE)
+
+    def sublevel_smoothness(self, level: float | None = None, margin: float = 0.1) -> float:
+        """An upper bound on λ_max(∇²f) over a box containing the sublevel set
+        {f <= ``level``} (default f(x0)) in its interior: the L that the non-convex gradient
+        bound needs here (gradient descent with lr < 2/L started in the sublevel set never
+        leaves it, by the descent lemma on the box).
+
+        The box: f <= c forces (1 - x_i)² <= c for i < d-1, so x_i ∈ [1 - √c, 1 + √c], and
+        b (x_{d-1} - x_{d-2}²)² <= c, so x_{d-1} ∈ [min x_{d-2}² - √(c/b), max x_{d-2}² +
+        √(c/b)]; each side is widened by ``margin`` times its width (and 1e-3). On it the
+        tridiagonal Hessian (H_ii = 2[i<d-1] + 12 b x_i² [i<d-1] - 4 b x_{i+1} [i<d-1] +
+        2 b [i>0], H_{i,i+1} = -4 b x_i) is bounded by Gershgorin's theorem with interval
+        arithmetic: a certified, not a sampled, bound.
+
+        >>> round(Rosenbrock(x0=[1.0, 1.0]).sublevel_smoothness(level=1e-12), 1)
+        1205.2
+        """
+        c = float(self.loss(self.x0)) if level is None else _finite_float("level", level)
+        if c < 0:
+            raise ValueError(f"level must be >= 0 (f >= 0), got level={c!r}")
+        d, b = self.dim, self.b
+        lo, hi = np.full(d, 1 - math.sqrt(c)), np.full(d, 1 + math.sqrt(c))
+        square_lo = 0.0 if lo[d - 2] <= 0 <= hi[d - 2] else min(lo[d - 2] ** 2, hi[d - 2] ** 2)
+        square_hi = max(lo[d - 2] ** 2, hi[d - 2] ** 2)
+        lo[d - 1] = square_lo - math.sqrt(c / b)
+        hi[d - 1] = square_hi + math.sqrt(c / b)
+        widen = margin * (hi - lo) + 1e-3
+        lo, hi = lo - widen, hi + widen
+        absolute = np.maximum(np.abs(lo), np.abs(hi))
+        radius = np.zeros(d)
+        diagonal = np.zeros(d)
+        head = np.arange(d - 1)
+        diagonal[head] += 2 + 12 * b * absolute[head] ** 2 - 4 * b * lo[head + 1]
+        diagonal[1:] += 2 * b
+        radius[head] += 4 * b * absolute[head]  # |H_{i,i+1}| in row i
+        radius[head + 1] += 4 * b * absolute[head]  # and in row i + 1
+        return float(np.max(diagonal + radius))
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         head, tail = x[:-1], x[1:]

@@ -150,7 +150,13 @@ def smoothness(
     Parameters
     ----------
     model: any ``nn.Module``; all parameters with ``requires_grad`` are included. Its mode is
-        left as it is (use ``model.eval()`` for a deterministic Hessian with dropout).
+        left as it is: in train mode BatchNorm uses batch statistics and dropout draws its
+        masks (once, for every Hessian-vector product: the Hessian of one fixed sub-network);
+        use ``model.eval()`` for the Hessian of the deterministic model. Either way the model
+        and the caller's random state come back unchanged: buffers (BatchNorm's running
+        statistics and batch counter) are restored, and the masks are drawn from a private
+        generator state seeded by ``seed`` (``torch.random.fork_rng``), so the global RNG is
+        not advanced and the result is a deterministic function of ``seed``.
     loss_fn: called as ``loss_fn(model(x), y)``, returning a scalar.
     batch: an ``(x, y)`` pair or an iterable of them (see ``hessian_vector_product``).
     method: ``"lanczos"`` (scipy ``eigsh``) or ``"power"`` (power iteration).
@@ -160,9 +166,15 @@ def smoothness(
     max_hvps: cap on Hessian-vector products: exact for power iteration; for Lanczos ARPACK's
         restarts are limited to max_hvps // ncv (ncv = min(#params, 20) Lanczos vectors), so the
         count may exceed it by up to ncv. ``hvps`` in the result is the exact count.
-    seed: seeds the start vector.
+    seed: seeds the start vector and, in train mode, the dropout masks.
 
-    The model's parameters and ``.grad`` are left untouched.
+    The model's parameters, buffers and ``.grad`` and the global random state are left
+    untouched.
+
+    >>> model = torch.nn.Linear(3, 1, bias=False).double()
+    >>> x, y = torch.eye(3, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
+    >>> round(smoothness(model, torch.nn.functional.mse_loss, (x, y)).eigenvalue, 6)  # 2/3 I
+    0.666667
     """
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got method={method!r}")
@@ -172,8 +184,48 @@ def smoothness(
         raise ValueError(f"tol must be a non-negative finite number, got tol={tol!r}")
     if isinstance(max_hvps, bool) or not isinstance(max_hvps, int) or max_hvps < 1:
         raise ValueError(f"max_hvps must be a positive integer, got max_hvps={max_hvps!r}")
-    product, numel = hessian_vector_product(model, loss_fn, batch)
-    device = next(p for p in model.parameters() if p.requires_grad).device
+    device = next((p for p in model.parameters() if p.requires_grad), None)
+    device = device.device if device is not None else torch.device("cpu")
+    saved_buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+    try:
+        eigenvalue, eigenvector, converged, count = _top_eigenpair(
+            model, loss_fn, batch, method, which, tol, max_hvps, seed, device
+        )
+    finally:  # after the products: the graph may hold the buffers (version counters)
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(saved_buffers[name])
+
+    safe = 1.0 / eigenvalue if eigenvalue > 0 else math.inf
+    return SmoothnessEstimate(
+        eigenvalue=eigenvalue,
+        safe_step=safe,
+        edge_step=2 * safe,
+        hvps=count,
+        method=method,
+        converged=converged,
+        eigenvector=eigenvector,
+    )
+
+
+def _top_eigenpair(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    batch: Any,
+    method: str,
+    which: str,
+    tol: float,
+    max_hvps: int,
+    seed: int,
+    device: torch.device,
+) -> tuple[float, torch.Tensor, bool, int]:
+    """The solver part of ``smoothness``: (eigenvalue, eigenvector, converged, HVP count)."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+        product, numel = hessian_vector_product(model, loss_fn, batch)
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(numel, generator=generator, dtype=torch.float64)
     count = 0
@@ -220,16 +272,7 @@ def smoothness(
     else:
         eigenvalue, eigenvector, converged = _power_iteration(matvec, start, tol, max_hvps)
 
-    safe = 1.0 / eigenvalue if eigenvalue > 0 else math.inf
-    return SmoothnessEstimate(
-        eigenvalue=eigenvalue,
-        safe_step=safe,
-        edge_step=2 * safe,
-        hvps=count,
-        method=method,
-        converged=converged,
-        eigenvector=eigenvector,
-    )
+    return eigenvalue, eigenvector, converged, count
 
 
 def _power_iteration(

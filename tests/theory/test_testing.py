@@ -58,21 +58,25 @@ def test_assert_converges_on_distance_and_absolute(problem):
 def test_assert_bound_holds_names_step_observed_and_bound(problem):
     lr = 1 / problem.L
     assert_bound_holds(problem, lambda p: torch.optim.SGD(p, lr=lr), 100, gd_bound(problem, lr))
-    # the 1/L bound does not hold for a run at 2.1/L (which diverges)
+    # a bound 100 times too small, for the run it was built for, is violated
+    too_small = gd_bound(problem, lr).scaled(0.01)
     with pytest.raises(AssertionError) as failure:
-        assert_bound_holds(
-            problem, lambda p: torch.optim.SGD(p, lr=2.1 * lr), 100, gd_bound(problem, lr)
-        )
+        assert_bound_holds(problem, lambda p: torch.optim.SGD(p, lr=lr), 100, too_small)
     message = str(failure.value)
-    assert "bound 'gd_convex'" in message
+    assert "bound 'gd_convex x 0.01'" in message
     assert "violated at step" in message
     found = re.search(
         r"violated at step (\d+): observed f\(x_k\) - f\* = (\S+) > bound (\S+)", message
     )
     assert found is not None, message
     step, observed, stated_bound = int(found[1]), float(found[2]), float(found[3])
-    assert observed == pytest.approx(problem.gap(_sgd_point(problem, 2.1 * lr, step)), rel=1e-5)
-    assert stated_bound == pytest.approx(float(gd_bound(problem, lr)(step)), rel=1e-5)
+    assert observed == pytest.approx(problem.gap(_sgd_point(problem, lr, step)), rel=1e-5)
+    assert stated_bound == pytest.approx(0.01 * float(gd_bound(problem, lr)(step)), rel=1e-5)
+    # a run at 2.1/L is not one the 1/L bound is about: not applicable, never "violated"
+    with pytest.raises(AssertionError, match=r"not applicable: update t=0 ran with lr=2\.1"):
+        assert_bound_holds(
+            problem, lambda p: torch.optim.SGD(p, lr=2.1 * lr), 100, gd_bound(problem, lr)
+        )
 
 
 def _sgd_point(problem, lr, steps):
