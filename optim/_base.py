@@ -43,7 +43,9 @@ on the host is read as a number, one on the device is used as a tensor.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
+import operator
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -140,6 +142,10 @@ def resolve_impl(
             "fused=True run impl='flat', foreach=True impl='foreach', foreach=False impl='single'"
         )
     return (wanted.pop() if wanted else DEFAULT_IMPL), compile
+
+
+_GRAD = operator.attrgetter("grad")
+_LAYOUT = operator.attrgetter("layout")
 
 
 def _is_sparse(grad: Tensor) -> bool:
@@ -284,15 +290,17 @@ class RuleOptimizer(Optimizer):
                 loss = closure()
         for index, group in enumerate(self.param_groups):
             params = group["params"]
-            if any(p.grad is None for p in params):
-                params = [p for p in params if p.grad is not None]
+            grads = list(map(_GRAD, params))  # C-level loops: these run over every parameter
+            if any(map(operator.is_, grads, itertools.repeat(None))):
+                params = [p for p, g in zip(params, grads) if g is not None]
+                grads = [g for g in grads if g is not None]
                 if not params:
                     continue
             if self.impl == "foreach" and self._packed_step(index, group, params):
                 continue
-            sparse = [p for p in params if _is_sparse(p.grad)]
-            if sparse:
-                self._check_sparse(group, index, sparse[0])
+            if any(map(operator.is_not, map(_LAYOUT, grads), itertools.repeat(torch.strided))):
+                sparse = next(p for p, g in zip(params, grads) if _is_sparse(g))
+                self._check_sparse(group, index, sparse)
                 self._single_step(group, params)
             elif self.impl == "flat":
                 self._flat_step(index, group, params)
@@ -418,20 +426,27 @@ class RuleOptimizer(Optimizer):
         keys = self._state_keys(group)
         layouts = self._layouts.get(index)
         by_kind: dict[tuple, list[int]] = {}
-        for i, p in enumerate(params):
-            by_kind.setdefault((p.device, p.dtype), []).append(i)
-        if (
-            layouts is None
-            or len(layouts) != len(by_kind)
-            or not all(isinstance(layout, Flat) for layout in layouts)
+        if not (  # the common case: one device and dtype, laid out as last step
+            layouts
+            and len(layouts) == 1
+            and isinstance(layouts[0], Flat)
+            and layouts[0].holds(params, states, keys)
         ):
-            layouts = None
-        else:
-            for layout, indices in zip(layouts, by_kind.values()):
-                ps = [params[i] for i in indices]
-                if not layout.holds(ps, [states[i] for i in indices], keys):
-                    layouts = None
-                    break
+            for i, p in enumerate(params):
+                by_kind.setdefault((p.device, p.dtype), []).append(i)
+            if (
+                layouts is None
+                or len(layouts) != len(by_kind)
+                or len(layouts) == 1
+                or not all(
+                    isinstance(layout, Flat)
+                    and layout.holds(
+                        [params[i] for i in indices], [states[i] for i in indices], keys
+                    )
+                    for layout, indices in zip(layouts, by_kind.values())
+                )
+            ):
+                layouts = None
         if layouts is None:
             fresh = self._ensure_state(group, params, states)
             if any(fresh) and not all(fresh):  # some started later: their counts differ

@@ -40,6 +40,7 @@ PACK_AT_LEAST = 16
 """Packing pays for its gather and scatter only from this many small tensors on."""
 
 _DTYPE = operator.attrgetter("dtype")
+_GRAD = operator.attrgetter("grad")
 
 FAST_DTYPES = (torch.float32, torch.float64)
 """Blocking and packing are used for these; other dtypes run torch's foreach sequence unchanged,
@@ -263,6 +264,8 @@ class Flat:
         for p, param_view, grad_view in zip(params, self.param_views, self.grad_views):
             p.data = param_view
             p.grad = grad_view
+        self.param_pointers = [view.data_ptr() for view in self.param_views]
+        self.dtype = self.flat_param.dtype
         self.buffers: dict[str, Tensor] = {}
         self.views: dict[str, list[Tensor]] = {}
         for key in keys:
@@ -286,17 +289,19 @@ class Flat:
         """Whether the parameters, their storage and their state are still the ones laid out."""
         if keys != self.keys or not _identical(params, self.params):
             return False
-        if any(p.data_ptr() != v.data_ptr() for p, v in zip(params, self.param_views)):
+        if list(map(Tensor.data_ptr, params)) != self.param_pointers:
             return False
-        if any(p.dtype is not v.dtype for p, v in zip(params, self.param_views)):
+        if not all(map(operator.is_, map(_DTYPE, params), itertools.repeat(self.dtype))):
             return False
         for key in self.keys:
-            if not _identical([s.get(key) for s in states], self.views[key]):
+            if not _identical(_entries(states, key), self.views[key]):
                 return False
-        return not self.step_views or _identical([s.get("step") for s in states], self.step_views)
+        return not self.step_views or _identical(_entries(states, "step"), self.step_views)
 
     def sync_grads(self) -> None:
         """Make every ``p.grad`` the view into the flat gradient buffer (copying a new one in)."""
+        if _identical(map(_GRAD, self.params), self.grad_views):
+            return
         for p, view in zip(self.params, self.grad_views):
             grad = p.grad
             if grad is not view:
