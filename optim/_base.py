@@ -198,6 +198,11 @@ class RuleOptimizer(Optimizer):
         self.impl, self.compile = resolve_impl(
             impl, compile, defaults.get("foreach"), defaults.get("fused")
         )
+        self._reset_caches()
+        super().__init__(params, defaults)
+
+    def _reset_caches(self) -> None:
+        """Everything derived from the state: rebuilt on demand, never pickled."""
         self._layouts: dict[int, list] = {}  # param group index -> its Packed or Flat layouts
         self._unstepped: dict[int, weakref.ref] = {}  # counters created here, not yet counted
         self._compiled_rule: Callable[..., None] | None = None
@@ -206,7 +211,17 @@ class RuleOptimizer(Optimizer):
             for name, parameter in inspect.signature(type(self)._rule).parameters.items()
             if parameter.kind is inspect.Parameter.KEYWORD_ONLY
         )
-        super().__init__(params, defaults)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """torch's pickled state plus the execution path (copy.deepcopy and pickle keep it)."""
+        return {**super().__getstate__(), "impl": self.impl, "compile": self.compile}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if "impl" in state:  # unpickling; load_state_dict passes only state and param_groups
+            self.impl, self.compile = state.pop("impl"), state.pop("compile")
+        super().__setstate__(state)
+        self._reset_caches()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA."""

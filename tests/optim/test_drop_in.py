@@ -463,3 +463,29 @@ def test_the_parameter_sets_drive_each_strategy(monkeypatch):
         _train(optim.Adam(params), params, 3)
         assert calls[expected] >= 2, (key, calls)
     assert calls["packed"] == 0  # the blocked set is not packed
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_optimizer_keeps_its_path_and_continues_as_torch(impl, how):
+    import copy
+    import pickle
+
+    def duplicate(obj):
+        return copy.deepcopy(obj) if how == "deepcopy" else pickle.loads(pickle.dumps(obj))
+
+    results = []
+    for make in (
+        lambda ps: torch.optim.Adam(ps, lr=0.01),
+        lambda ps: optim.Adam(ps, lr=0.01, impl=impl),
+    ):
+        params = _params(SETS["packed"])
+        optimizer = make(params)
+        _train(optimizer, params, 3)
+        params, optimizer = duplicate((params, optimizer))
+        _train(optimizer, params, 3)
+        results.append((params, optimizer))
+    (t_params, t_opt), (o_params, o_opt) = results
+    assert o_opt.impl == impl
+    _close(o_params, t_params)
+    _assert_same_state(t_opt, o_opt)
