@@ -1,0 +1,50 @@
+"""Every CPU configuration in torch's own optimizer test database, beside torch.optim.
+
+``torch.testing._internal.common_optimizers.optim_db`` is the list of constructor arguments
+PyTorch tests its optimizers with (tensor learning rates, tensor betas, maximize, weight decay,
+...). Each one runs here for the six classes, float32 and float64, on every execution path, and
+must match torch.optim to rounding after 20 steps.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing._internal import common_optimizers  # needs expecttest (test extra)
+
+from tests.optim.conftest import IMPLS, TOLERANCE, loss_fn, make_params, ours, relative_error
+
+NAMES = ("SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta")
+UNSUPPORTED = {"differentiable", "capturable", "fused"}  # refused with a clear error (tested)
+
+
+def _configurations():
+    cases = []
+    for info in common_optimizers.optim_db:
+        name = info.optim_cls.__name__
+        if name not in NAMES:
+            continue
+        for dtype in (torch.float32, torch.float64):
+            for entry in info.optim_inputs_func(device="cpu", dtype=dtype):
+                if UNSUPPORTED & {k for k, v in entry.kwargs.items() if v}:
+                    continue
+                ident = f"{name}-{entry.desc}-{str(dtype)[6:]}"
+                cases.append(pytest.param(name, entry.kwargs, dtype, id=ident))
+    return cases
+
+
+def _train(optimizer, params, steps=20):
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss_fn(params).backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(("name", "kwargs", "dtype"), _configurations())
+def test_optim_db_configuration_matches_torch(name, kwargs, dtype, impl):
+    reference = make_params(dtype)
+    _train(getattr(torch.optim, name)(reference, **kwargs), reference)
+    params = make_params(dtype)
+    _train(ours(name)(params, impl=impl, **kwargs), params)
+    assert relative_error(params, reference) <= TOLERANCE[dtype]
