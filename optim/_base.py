@@ -43,9 +43,7 @@ on the host is read as a number, one on the device is used as a tensor.
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
-import operator
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -142,10 +140,6 @@ def resolve_impl(
             "fused=True run impl='flat', foreach=True impl='foreach', foreach=False impl='single'"
         )
     return (wanted.pop() if wanted else DEFAULT_IMPL), compile
-
-
-_GRAD = operator.attrgetter("grad")
-_LAYOUT = operator.attrgetter("layout")
 
 
 def _is_sparse(grad: Tensor) -> bool:
@@ -305,15 +299,16 @@ class RuleOptimizer(Optimizer):
                 loss = closure()
         for index, group in enumerate(self.param_groups):
             params = group["params"]
-            grads = list(map(_GRAD, params))  # C-level loops: these run over every parameter
-            if any(map(operator.is_, grads, itertools.repeat(None))):
+            grads = [p.grad for p in params]
+            if any(g is None for g in grads):
                 params = [p for p, g in zip(params, grads) if g is not None]
                 grads = [g for g in grads if g is not None]
                 if not params:
                     continue
-            if self.impl == "foreach" and self._packed_step(index, group, params):
+            compiling = torch.compiler.is_compiling()  # a user's torch.compile(step): plain lists
+            if self.impl == "foreach" and not compiling and self._packed_step(index, group, params):
                 continue
-            if any(map(operator.is_not, map(_LAYOUT, grads), itertools.repeat(torch.strided))):
+            if any(g.layout is not torch.strided for g in grads):
                 sparse = next(p for p, g in zip(params, grads) if _is_sparse(g))
                 self._check_sparse(group, index, sparse)
                 self._single_step(group, params)
@@ -343,7 +338,8 @@ class RuleOptimizer(Optimizer):
         if self.impl == "flat":
             for counter in counters:
                 self._unstepped.pop(id(counter), None)
-        if counters[0].device.type == "cpu" and not group.get("capturable"):
+        on_host = counters[0].device.type == "cpu" and not group.get("capturable")
+        if on_host and not torch.compiler.is_compiling():  # compiled: tensors, as torch's
             return [c.item() for c in counters]  # host-resident: reading is not a device sync
         return counters
 
@@ -406,6 +402,7 @@ class RuleOptimizer(Optimizer):
             ss = [states[i] for i in indices]
             small = [p.numel() < PACK_BELOW for p in ps]
             fast = dtype in FAST_DTYPES and not first and not ps[0].is_complex()
+            fast = fast and not torch.compiler.is_compiling()
             packable = fast and len(lists) == 1 and all(small) and len(ps) >= PACK_AT_LEAST
             packable = packable and self._elementwise
             packable = packable and all(p.is_contiguous() and p.grad.is_contiguous() for p in ps)

@@ -87,3 +87,17 @@ def test_compile_has_no_limit_on_shapes_groups_and_optimizers():
     optimizer = ours("SGD")(groups, lr=0.1, momentum=0.9, compile=True)
     params = [p for group in groups for p in group["params"]]
     _train(optimizer.step, optimizer, params, 2, 1.0)
+
+
+@pytest.mark.slow
+def test_user_compiled_step_with_many_small_tensors_runs_plain_lists():
+    """Under a user's torch.compile(step, fullgraph=True) nothing is packed or read on the host."""
+    torch._dynamo.reset()
+    shapes = [(3, 2)] * 20
+    params = [torch.randn(s, dtype=torch.float64).requires_grad_() for s in shapes]
+    reference = [p.detach().clone().requires_grad_() for p in params]
+    optimizer = ours("Adam")(params, lr=0.01)
+    _train(torch.compile(optimizer.step, fullgraph=True), optimizer, params, 4, 1.0)
+    torch_optimizer = theirs("Adam")(reference, lr=0.01)
+    _train(torch_optimizer.step, torch_optimizer, reference, 4, 1.0)
+    assert relative_error(params, reference) <= TOLERANCE[torch.float64]
