@@ -103,6 +103,14 @@ def check_interval(value: Any, name: str, low: float, high: float, high_open: bo
         raise ValueError(f"{name} must be in [{low:g}, {high:g}{bracket}, got {name}={value!r}")
 
 
+def check_betas(betas: Any) -> None:
+    """Raise ``ValueError`` unless ``betas`` is a pair, each in [0, 1) (Adam's and its kin's)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got betas={betas!r}")
+    check_interval(betas[0], "betas[0]", 0.0, 1.0, high_open=True)
+    check_interval(betas[1], "betas[1]", 0.0, 1.0, high_open=True)
+
+
 def _optional_bool(value: Any, name: str) -> None:
     if value is not None and not isinstance(value, bool):
         raise TypeError(f"{name} must be True, False or None, got {name}={value!r}")

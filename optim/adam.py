@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from optim import _ops as ops
-from optim._base import RuleOptimizer, check_interval, check_nonnegative
+from optim._base import RuleOptimizer, check_betas, check_nonnegative
 
 
 def adam_update(
@@ -137,10 +137,7 @@ class Adam(RuleOptimizer):
         compile: bool = False,
     ) -> None:
         check_nonnegative(lr, "lr")
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got betas={betas!r}")
-        check_interval(betas[0], "betas[0]", 0.0, 1.0, high_open=True)
-        check_interval(betas[1], "betas[1]", 0.0, 1.0, high_open=True)
+        check_betas(betas)
         check_nonnegative(eps, "eps")
         check_nonnegative(weight_decay, "weight_decay")
         defaults = {

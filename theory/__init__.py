@@ -66,6 +66,13 @@ from theory.certify import (
     run,
     sgd_nesterov_gradient_point,
 )
+from theory.lr_free_bounds import (
+    armijo_bound,
+    d_estimate_bound,
+    polyak_bound,
+    schedulefree_sgd_bound,
+    sps_step_bound,
+)
 from theory.problems import (
     HingeLoss,
     LeastAbsoluteDeviations,
@@ -111,6 +118,7 @@ __all__ = [
     "StepSizeLimits",
     "Trajectory",
     "WilsonSeparable",
+    "armijo_bound",
     "assert_bound_holds",
     "assert_converges",
     "assert_rate",
@@ -118,6 +126,7 @@ __all__ = [
     "average_iterate_bound_curve",
     "certify",
     "constant_closed_form_bound",
+    "d_estimate_bound",
     "fit_order",
     "fit_rate",
     "gd_bound",
@@ -157,8 +166,10 @@ __all__ = [
     "pl_bound",
     "pl_gap",
     "plot_schedule_bound",
+    "polyak_bound",
     "run",
     "safe_step",
+    "schedulefree_sgd_bound",
     "sgd_average_iterate_bound",
     "sgd_hyperparameters",
     "sgd_last_iterate_bound",
@@ -166,6 +177,7 @@ __all__ = [
     "sgd_noise_ball_bound",
     "sgd_noise_ball_distance_sq",
     "smoothness",
+    "sps_step_bound",
     "stability_edge",
     "step_size_limits",
     "step_sizes",

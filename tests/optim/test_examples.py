@@ -5,7 +5,18 @@ import importlib
 
 import pytest
 
-MODULES = ["optim.sgd", "optim.adam", "optim.adagrad", "optim.rmsprop", "optim.adadelta"]
+MODULES = [
+    "optim.sgd",
+    "optim.adam",
+    "optim.adagrad",
+    "optim.rmsprop",
+    "optim.adadelta",
+    "optim.prodigy",
+    "optim.dadapt",
+    "optim.dog",
+    "optim.schedulefree",
+    "optim.polyak",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

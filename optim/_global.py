@@ -1,0 +1,361 @@
+"""The shared step of optimizers whose update reduces over whole param groups (or all of them).
+
+D-Adaptation, Prodigy, DoG, SPS and SLS compute a scalar from the whole model (a weighted sum, a
+distance, a norm) before they can update any parameter, so their rules cannot run on the blocks
+and packed buffers of ``optim._base``'s default path. :class:`ReducingOptimizer` hands each rule
+complete lists instead, as *chunks*, one path deciding what a chunk is:
+
+``impl="single"``
+    one chunk per parameter (the readable reference);
+``impl="foreach"`` (the default)
+    one chunk per param group, device and dtype: the group's own tensors; many small tensors
+    (``optim._paths.PACK_AT_LEAST`` or more, each under ``PACK_BELOW`` elements) are packed as
+    in ``optim._base``: their state lives in optimizer-owned buffers (``optimizer.state`` holds
+    views, checked every step), the step gathers parameters and gradients into one buffer, runs
+    the rules on it and copies the parameters back (a CPU runs a multi-tensor op as a loop, so
+    one op over a buffer beats thousands of small ones);
+``impl="flat"``
+    one chunk per param group, device and dtype whose tensors live in one flat buffer (the
+    parameters' ``.data`` become views, as for ``optim._paths.Flat``); a rule that needs
+    per-tensor reductions (LDoG) gets the buffer's per-tensor views.
+
+Reductions return 0-dim float64 tensors on the parameters' device and are summed over chunks
+there; the algorithm's global scalars (D-Adaptation's ``d``, DoG's ``rbar``, ...) are kept in the
+param groups under the reference package's names, as 0-dim float64 tensors on the device after
+the first step (floats before it, as the references keep them), so ``step()`` never reads a
+value back from the device. Python's ``max``/``min`` of the references are :func:`py_max` and
+:func:`py_min`, which treat NaN as Python does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from optim._base import RuleOptimizer, _is_sparse
+from optim._paths import FAST_DTYPES, PACK_AT_LEAST, PACK_BELOW, Flat, as_real, gather, views_like
+
+
+class Pack:
+    """Optimizer-owned buffers for many small tensors of one group, device and dtype: the state
+    (``optimizer.state`` holds views into it), and a gradient and a parameter buffer refilled at
+    every step (the parameters keep their own storage)."""
+
+    def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
+        self.params, self.keys = list(params), keys
+        self.buffers = {key: gather([s[key] for s in states]) for key in keys}
+        self.views = {key: views_like(self.buffers[key], params) for key in keys}
+        for key in keys:
+            for s, view in zip(states, self.views[key]):
+                s[key] = view
+        self.grad = torch.empty_like(gather(params[:1])).new_empty(sum(p.numel() for p in params))
+        self.work = torch.empty_like(self.grad)
+        self.grad_views = views_like(self.grad, params)
+        self.work_views = views_like(self.work, params)
+
+    def holds(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
+        """Whether these parameters and state tensors are still the ones packed here."""
+        same = len(params) == len(self.params) and all(map(_is, params, self.params))
+        if not same or keys != self.keys or any(p.dtype != self.grad.dtype for p in params):
+            return False
+        return all(all(map(_is, [s.get(k) for s in states], self.views[k])) for k in keys)
+
+
+def _is(a: Any, b: Any) -> bool:
+    return a is b
+
+
+class Chunk(NamedTuple):
+    """Aligned lists a rule runs over: parameters, gradients and one list per state key."""
+
+    params: list[Tensor]
+    grads: list[Tensor]
+    state: dict[str, list[Tensor]]
+    positions: list[int] = []  # noqa: RUF012 (a NamedTuple default, never mutated)
+    """Where each tensor's parameter stands in its param group's ``params`` (per-tensor rules)."""
+
+
+class Work(NamedTuple):
+    """One param group's chunks for this step (empty if no parameter has a gradient)."""
+
+    group: dict
+    chunks: list[Chunk]
+
+
+def py_max(a: Tensor, b: Tensor) -> Tensor:
+    """Python's ``max(a, b)`` on tensors: ``b`` if ``b > a`` else ``a`` (a NaN ``b`` loses)."""
+    return torch.where(b > a, b, a)
+
+
+def py_min(a: Tensor, b: Tensor) -> Tensor:
+    """Python's ``min(a, b)`` on tensors: ``b`` if ``b < a`` else ``a`` (a NaN ``b`` loses)."""
+    return torch.where(b < a, b, a)
+
+
+def _flat_views(tensors: list[Tensor]) -> list[Tensor]:
+    return [t.reshape(-1) for t in tensors]
+
+
+def total(values: Iterable[Tensor], device: torch.device) -> Tensor:
+    """The sum of 0-dim tensors as a 0-dim float64 tensor on ``device`` (0 if there are none)."""
+    values = [v.to(torch.float64) for v in values]
+    if not values:
+        return torch.zeros((), dtype=torch.float64, device=device)
+    return torch.stack(values).sum() if len(values) > 1 else values[0]
+
+
+def sum_of_products(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
+    """sum_i <x_i, y_i> as a 0-dim float64 tensor (one dot per tensor, as the references)."""
+    if len(xs) == 1:
+        return torch.dot(xs[0].reshape(-1), ys[0].reshape(-1)).to(torch.float64)
+    products = torch._foreach_mul(xs, ys)
+    return torch.cat(_flat_views(products)).sum(dtype=torch.float64)
+
+
+def sum_of_abs(xs: list[Tensor]) -> Tensor:
+    """sum_i ||x_i||_1 as a 0-dim float64 tensor."""
+    return torch.stack(torch._foreach_norm(xs, 1)).to(torch.float64).sum()
+
+
+def sum_of_squares(xs: list[Tensor]) -> Tensor:
+    """sum_i ||x_i||² as a 0-dim float64 tensor."""
+    norms = torch.stack(torch._foreach_norm(xs)).to(torch.float64)
+    return (norms * norms).sum()
+
+
+def squares_per_tensor(xs: list[Tensor]) -> Tensor:
+    """[||x_i||²] as a float64 vector."""
+    norms = torch.stack(torch._foreach_norm(xs)).to(torch.float64)
+    return norms * norms
+
+
+class ReducingOptimizer(RuleOptimizer):
+    """Base of the optimizers whose step reduces over whole param groups (see the module).
+
+    A subclass gives ``_state_keys`` (and ``_new_state``) as for :class:`RuleOptimizer`, and
+    :meth:`_update`, the algorithm's step over every group's chunks. ``compile=True`` and
+    ``fused=True`` are not offered (the global scalars would split any fused kernel).
+    """
+
+    _elementwise = False
+    _counts_steps = False
+    _flat_as_views = False
+    """Hand the flat path's rules the per-tensor views of the buffer (per-tensor reductions)."""
+    _packs = True
+    """Whether the default path may pack small tensors (not when the rules need per-tensor
+    values, or when the parameters must be updated in place between calls, as SLS's trials)."""
+    _rule = staticmethod(lambda params, grads, steps, state: None)
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        defaults: dict[str, Any],
+        *,
+        impl: str | None = None,
+        foreach: bool | None = None,
+    ) -> None:
+        defaults = {**defaults, "foreach": foreach}
+        self._packed: dict[tuple[int, int], Pack] = {}
+        self._scatter: list[tuple[list[Tensor], list[Tensor]]] = []
+        super().__init__(params, defaults, impl=impl, compile=False)
+
+    def _reads_params(self, group: dict) -> bool:
+        return True
+
+    # --- global scalars ----------------------------------------------------------------------
+
+    @staticmethod
+    def _device_of(work: list[Work]) -> torch.device:
+        for item in work:
+            if item.chunks:
+                return item.chunks[0].params[0].device
+        return torch.device("cpu")
+
+    @staticmethod
+    def scalar(group: dict, name: str, device: torch.device) -> Tensor:
+        """``group[name]`` as a 0-dim float64 tensor on ``device`` (converted once and kept)."""
+        value = group[name]
+        if not isinstance(value, Tensor):
+            value = torch.tensor(float(value), dtype=torch.float64, device=device)
+            group[name] = value
+        elif value.device != device or value.dtype != torch.float64 or value.dim() != 0:
+            value = value.detach().reshape(()).to(device=device, dtype=torch.float64)
+            group[name] = value
+        return value
+
+    @staticmethod
+    def number_or_tensor(value: Any, device: torch.device) -> float | Tensor:
+        """A hyperparameter: a float if it is known on the host, else a 0-dim device tensor."""
+        if isinstance(value, Tensor):
+            value = value.detach().reshape(())
+            if value.device.type == "cpu":
+                return value.item()  # a host value: not a device sync
+            return value.to(device=device, dtype=torch.float64)
+        return float(value)
+
+    # --- chunks ------------------------------------------------------------------------------
+
+    def _chunks(self, index: int, group: dict) -> list[Chunk]:
+        positions = [i for i, p in enumerate(group["params"]) if p.grad is not None]
+        params = [group["params"][i] for i in positions]
+        if not params:
+            return []
+        for p in params:
+            if _is_sparse(p.grad):
+                self._check_sparse(group, index, p)
+        states = [self.state[p] for p in params]
+        self._ensure_state(group, params, states)
+        keys = self._state_keys(group)
+        if self.impl == "single":
+            return [
+                Chunk(as_real([p]), as_real([p.grad]), {k: as_real([s[k]]) for k in keys}, [i])
+                for p, s, i in zip(params, states, positions)
+            ]
+        by_kind: dict[tuple, list[int]] = {}
+        for i, p in enumerate(params):
+            by_kind.setdefault((p.device, p.dtype), []).append(i)
+        if self.impl == "flat":
+            kinds = list(by_kind.values())
+            chunks = self._flat_chunks(index, params, states, keys, kinds)
+            return [
+                c._replace(positions=[positions[i] for i in ks]) for c, ks in zip(chunks, kinds)
+            ]
+        chunks = []
+        for number, indices in enumerate(by_kind.values()):
+            ps = [params[i] for i in indices]
+            ss = [states[i] for i in indices]
+            where = [positions[i] for i in indices]
+            packed = self._packed_chunk((index, number), ps, ss, keys, where)
+            if packed is not None:
+                chunks.append(packed)
+                continue
+            state = {k: as_real([s[k] for s in ss]) for k in keys}
+            chunks.append(Chunk(as_real(ps), as_real([p.grad for p in ps]), state, where))
+        return chunks
+
+    def _packed_chunk(self, slot, params, states, keys, positions) -> Chunk | None:
+        """The chunk over packed buffers (gathered now, scattered after the step), or None."""
+        if not self._packs or len(params) < PACK_AT_LEAST:
+            self._packed.pop(slot, None)
+            return None
+        packable = params[0].dtype in FAST_DTYPES and not params[0].is_complex()
+        packable = packable and all(
+            p.numel() < PACK_BELOW and p.is_contiguous() and p.grad.is_contiguous()
+            and all(s[k].shape == p.shape and s[k].is_contiguous() for k in keys)
+            for p, s in zip(params, states)
+        )  # fmt: skip
+        if not packable:
+            self._packed.pop(slot, None)
+            return None
+        packed = self._packed.get(slot)
+        if packed is None or not packed.holds(params, states, keys):
+            packed = Pack(params, states, keys)
+            self._packed[slot] = packed
+        torch._foreach_copy_(packed.grad_views, [p.grad for p in params])
+        torch._foreach_copy_(packed.work_views, params)
+        self._scatter.append((params, packed.work_views))
+        state = {k: [packed.buffers[k]] for k in keys}
+        return Chunk([packed.work], [packed.grad], state, positions)
+
+    def _flat_chunks(self, index, params, states, keys, kinds) -> list[Chunk]:
+        layouts = self._layouts.get(index)
+        valid = layouts is not None and len(layouts) == len(kinds)
+        if valid:
+            for layout, indices in zip(layouts, kinds):
+                ps = [params[i] for i in indices]
+                if not layout.holds(ps, [states[i] for i in indices], keys):
+                    valid = False
+                    break
+        if not valid:
+            layouts = []
+            for indices in kinds:
+                ps = [params[i] for i in indices]
+                if any(p.is_complex() for p in ps):
+                    raise TypeError(f"{type(self).__name__}(impl='flat') needs real parameters")
+                layouts.append(Flat(ps, [states[i] for i in indices], keys, counts_steps=False))
+            self._layouts[index] = layouts
+        chunks = []
+        for layout in layouts:
+            layout.sync_grads()
+            if self._flat_as_views:
+                state = {k: layout.views[k] for k in keys}
+                chunks.append(Chunk(layout.param_views, layout.grad_views, state))
+            else:
+                state = {k: [layout.buffers[k]] for k in keys}
+                chunks.append(Chunk([layout.flat_param], [layout.flat_grad], state))
+        return chunks
+
+    # --- step --------------------------------------------------------------------------------
+
+    def _update(self, work: list[Work]) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every param group; returns the closure's loss, if any."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._scatter = []
+        work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
+        if any(item.chunks for item in work):
+            self._update(work)
+        for params, updated in self._scatter:  # packed parameters back into their own storage
+            torch._foreach_copy_(params, updated)
+        self._scatter = []
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``; flat layouts are rebuilt at the next step."""
+        super().load_state_dict(state_dict)
+        self._layouts.clear()
+        self._packed.clear()
+
+
+def common_lr(param_groups: list[dict], device: torch.device) -> float | Tensor:
+    """The references' ``lr = max(group['lr'])``, every group's lr being it or 0.
+
+    Host numbers are checked (``RuntimeError`` as the references); device tensors are not read.
+    """
+    values = [ReducingOptimizer.number_or_tensor(g["lr"], device) for g in param_groups]
+    if all(isinstance(v, float) for v in values):
+        lr = max(values)
+        for v in values:
+            if v not in (lr, 0.0):
+                raise RuntimeError(
+                    "Setting different lr values in different parameter groups is only "
+                    f"supported for values of 0 (as the reference), got lrs {values}"
+                )
+        return lr
+    tensors = [torch.as_tensor(v, dtype=torch.float64, device=device) for v in values]
+    return torch.stack(tensors).max()
+
+
+def check_positive(value: Any, name: str) -> None:
+    """Raise unless ``value`` is a number > 0 (the references' ``0 < value``)."""
+    from optim._base import _number
+
+    number = _number(value, name)
+    if not number > 0:
+        raise ValueError(f"{name} must be a number > 0, got {name}={value!r}")
+
+
+def check_at_least(value: Any, name: str, low: float) -> None:
+    """Raise unless ``value`` is a number >= ``low`` (infinity allowed)."""
+    from optim._base import _number
+
+    number = _number(value, name)
+    if not number >= low:
+        raise ValueError(f"{name} must be a number >= {low:g} (inf allowed), got {name}={value!r}")
+
+
+def active(group: dict) -> bool:
+    """The references' ``group['lr'] > 0`` (a device tensor lr is taken as active)."""
+    lr = group["lr"]
+    if isinstance(lr, Tensor):
+        return lr.device.type != "cpu" or bool(lr.item() > 0)
+    return lr > 0.0

@@ -1,0 +1,569 @@
+"""D-Adaptation: Defazio & Mishchenko, "Learning-Rate-Free Learning by D-Adaptation", ICML 2023
+(arXiv:2301.07733), matched to the ``dadaptation`` 3.2 package (``DAdaptSGD``, ``DAdaptAdam``,
+``DAdaptAdaGrad``).
+
+The three share the paper's idea: keep the weighted gradient sum s_k and a lower bound on the
+distance D = ||x0 - x*|| built from it (Lemma 1 / Lemma 5 of the paper: for convex problems
+``d_k <= D`` at every step), and take the step d_k * lr, d_k never decreasing. All scalars are
+shared by every param group (the references' design) and stay on the device as 0-dim tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optim import _ops as ops
+from optim._base import _number, check_betas, check_nonnegative
+from optim._global import (
+    Chunk,
+    ReducingOptimizer,
+    Work,
+    active,
+    check_at_least,
+    check_positive,
+    common_lr,
+    py_max,
+    py_min,
+    sum_of_abs,
+    sum_of_products,
+    sum_of_squares,
+    total,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _grow(d: Tensor, d_hat: Tensor, growth_rate: float) -> Tensor:
+    """The references' ``max(d, min(d_hat, d * growth_rate))`` (NaN as Python treats it)."""
+    return py_max(d, py_min(d_hat, d * growth_rate))
+
+
+def _common_checks(lr: Any, d0: Any, growth_rate: Any) -> None:
+    check_positive(d0, "d0")
+    check_positive(lr, "lr")
+    check_at_least(growth_rate, "growth_rate", 1.0)
+
+
+def _log(optimizer: ReducingOptimizer, group: dict, k: int, **values: Any) -> None:
+    every = group.get("log_every", 0)
+    if every and k % every == 0:
+        # note: a CPU-GPU sync point, only when the user asked for logging (log_every > 0)
+        text = ", ".join(f"{name}={float(value):.6g}" for name, value in values.items())
+        logger.info("%s (k=%d): %s", type(optimizer).__name__, k, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# DAdaptSGD
+
+
+def dadapt_sgd_statistics(
+    chunk: Chunk, *, dlr: Tensor, weight_decay: float
+) -> tuple[Tensor, Tensor]:
+    r"""D-Adapted SGD's sums over one chunk (the paper's Algorithm 1, dual averaging form).
+
+    .. math::
+        \Delta\text{num} = d\lambda \langle g, s\rangle, \qquad s \leftarrow s + d\lambda\, g,
+        \qquad \Delta\|s\|^2
+
+    with ``dlr`` = d * lr / ||g_0|| and g including the L2 term. Returns (Δ numerator, ||s||²).
+    """
+    params, grads, state = chunk.params, chunk.grads, chunk.state
+    if ops.may_be_nonzero(weight_decay):
+        grads = ops.add_scaled(grads, params, weight_decay)
+    numerator = dlr * sum_of_products(grads, state["s"])
+    ops.add_scaled_(state["s"], grads, dlr)
+    return numerator, sum_of_squares(state["s"])
+
+
+def dadapt_sgd_update(chunk: Chunk, *, momentum: float) -> None:
+    r"""z = x0 - s; x = (1 - c) x + c z with c = 1 - momentum (the primal averaging form)."""
+    params, state = chunk.params, chunk.state
+    torch._foreach_copy_(state["z"], torch._foreach_sub(state["x0"], state["s"]))
+    ck = 1 - momentum
+    ops.mul_(params, 1 - ck)
+    ops.add_scaled_(params, state["z"], ck)
+
+
+class DAdaptSGD(ReducingOptimizer):
+    r"""SGD with D-Adaptation (Defazio & Mishchenko, 2023, Algorithm 1 with the package's
+    momentum by primal averaging); drop-in for ``dadaptation.DAdaptSGD`` 3.2.
+
+    .. math::
+        \lambda_k &= d_k\, \mathrm{lr} / \|g_0\|, \qquad
+        \text{num}_{k+1} = \text{num}_k + \lambda_k \langle g_k, s_k\rangle, \qquad
+        s_{k+1} = s_k + \lambda_k g_k\\
+        \hat d_{k+1} &= \frac{2\,\text{num}_{k+1}}{\|s_{k+1}\|}, \qquad
+        d_{k+1} = \max\bigl(d_k, \min(\hat d_{k+1}, d_k\, \text{growth\_rate})\bigr)\\
+        z_{k+1} &= x_0 - s_{k+1}, \qquad
+        x_{k+1} = \text{momentum}\; x_k + (1-\text{momentum}) z_{k+1}
+
+    Lemma 1 of the paper gives d_k <= ||x0 - x*|| for convex f, certified in
+    ``theory.lr_free_bounds.d_estimate_bound``.
+
+    Args (the package's, in its order):
+        params: parameters or param-group dicts; every group's ``lr`` must be the same or 0.
+        lr: multiplier of the adapted step (default 1.0). momentum: in [0, 1) (default 0).
+        weight_decay: L2 penalty >= 0 (default 0). log_every: log d every k steps (0: never;
+            logging reads d, a deliberate sync). d0: initial estimate > 0 (default 1e-6).
+        growth_rate: cap >= 1 on d's growth per step (default inf). fsdp_in_use: must be False.
+        foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
+
+    As in the package, ``weight_decay`` and ``momentum`` of the *first* param group apply to
+    every group, and ||g_0|| (the first step's gradient norm, without weight decay) is kept as
+    ``g0_norm``. Group keys (the package's): ``d``, ``numerator_weighted``, ``g0_norm``, ``k``;
+    state: ``z``, ``s``, ``x0``.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.DAdaptSGD([w])
+        >>> for _ in range(30):
+        ...     opt.zero_grad()
+        ...     ((w - 3) ** 2).sum().backward()
+        ...     opt.step()
+        >>> bool(opt.param_groups[0]["d"] > 1e-3)  # d grew from 1e-6 towards ||x0 - x*||
+        True
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | Tensor = 1.0,
+        momentum: float = 0.0,
+        weight_decay: float = 0,
+        log_every: int = 0,
+        d0: float = 1e-6,
+        growth_rate: float = float("inf"),
+        fsdp_in_use: bool = False,
+        *,
+        foreach: bool | None = None,
+        impl: str | None = None,
+    ) -> None:
+        _common_checks(lr, d0, growth_rate)
+        from optim._base import check_interval
+
+        check_interval(momentum, "momentum", 0.0, 1.0, high_open=True)
+        check_nonnegative(weight_decay, "weight_decay")
+        _no_fsdp(fsdp_in_use)
+        defaults = {
+            "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "k": 0,
+            "log_every": log_every, "numerator_weighted": 0.0, "d": d0,
+            "growth_rate": growth_rate, "fsdp_in_use": fsdp_in_use,
+        }  # fmt: skip
+        super().__init__(params, defaults, impl=impl, foreach=foreach)
+
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("z", "s", "x0")
+
+    def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
+        if key == "s":
+            return torch.zeros_like(p, memory_format=torch.preserve_format)
+        return p.detach().clone(memory_format=torch.preserve_format)
+
+    def _update(self, work: list[Work]) -> None:
+        device = self._device_of(work)
+        first = self.param_groups[0]
+        lr = common_lr(self.param_groups, device)
+        decay, momentum, k = (
+            first["weight_decay"],
+            _number(first["momentum"], "momentum"),
+            first["k"],
+        )
+        d = self.scalar(first, "d", device)
+        numerator = self.scalar(first, "numerator_weighted", device)
+        if k == 0:
+            squares = [
+                sum_of_squares(chunk.grads)
+                for item in work
+                if active(item.group)
+                for chunk in item.chunks
+            ]
+            last = self.param_groups[-1]
+            last["g0_norm"] = total(squares, device).sqrt()
+        g0_norm = self.scalar(self.param_groups[-1], "g0_norm", device)
+        dlr = d * lr / g0_norm
+        numerators, squares = [], []
+        for item in work:
+            if not active(item.group):
+                continue
+            for chunk in item.chunks:
+                n, s2 = dadapt_sgd_statistics(chunk, dlr=dlr, weight_decay=decay)
+                numerators.append(n)
+                squares.append(s2)
+        numerator = numerator + total(numerators, device)
+        sk_sq = total(squares, device)
+        d_hat = 2 * numerator / sk_sq.sqrt()
+        new_d = _grow(d, d_hat, first["growth_rate"])
+        new_d = _keep_unless(new_d, d, lr, sk_sq > 0)
+        _log(self, first, k, dlr=dlr, d_hat=d_hat, d=new_d)
+        for item in work:
+            item.group.update(numerator_weighted=numerator, d=new_d, g0_norm=g0_norm)
+            for chunk in item.chunks:
+                dadapt_sgd_update(chunk, momentum=momentum)
+            item.group["k"] = k + 1
+
+
+def _keep_unless(new: Tensor, old: Tensor, lr: float | Tensor, progress: Tensor) -> Tensor:
+    """``new`` where lr > 0 and the step made progress, else ``old`` (no host read)."""
+    if isinstance(lr, Tensor):
+        progress = progress & (lr > 0)
+    elif not lr > 0:
+        return old
+    return torch.where(progress, new, old)
+
+
+def _no_fsdp(fsdp_in_use: bool) -> None:
+    if fsdp_in_use:
+        raise ValueError(
+            "fsdp_in_use=True is not supported (no distributed reduction here), got "
+            "fsdp_in_use=True; use the dadaptation package for sharded parameters"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# DAdaptAdam
+
+
+def dadapt_adam_statistics(
+    chunk: Chunk,
+    *,
+    dlr: Tensor,
+    layer_scale: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    coupled_decay: bool,
+) -> tuple[Tensor, Tensor]:
+    r"""D-Adapted Adam's moments and sums over one chunk (the paper's Algorithm 4 as packaged).
+
+    .. math::
+        \Delta\text{num} &= r\, d\lambda \Bigl\langle g, \frac{s}{\sqrt{v} + \epsilon}\Bigr\rangle,
+        \qquad m = \beta_1 m + r\, d\lambda (1 - \beta_1) g, \qquad
+        v = \beta_2 v + (1-\beta_2) g^2\\
+        s &= \sqrt{\beta_2}\, s + d\lambda (1 - \sqrt{\beta_2}) g, \qquad
+        \Delta\|s\|_1 = r \|s\|_1
+
+    (old s and v in the numerator; r = ``layer_scale``). Returns (Δ numerator, r ||s||_1).
+    """
+    params, grads, state = chunk.params, chunk.grads, chunk.state
+    if coupled_decay and ops.may_be_nonzero(weight_decay):
+        grads = ops.add_scaled(grads, params, weight_decay)
+    sqrt_beta2 = beta2**0.5
+    denominators = torch._foreach_sqrt(state["exp_avg_sq"])
+    ops.add_(denominators, eps)
+    numerator = (
+        layer_scale * dlr * sum_of_products(grads, torch._foreach_div(state["s"], denominators))
+    )
+    ops.mul_(state["exp_avg"], beta1)
+    ops.add_scaled_(state["exp_avg"], grads, layer_scale * dlr * (1 - beta1))
+    ops.mul_(state["exp_avg_sq"], beta2)
+    ops.addcmul_(state["exp_avg_sq"], grads, grads, 1 - beta2)
+    ops.mul_(state["s"], sqrt_beta2)
+    ops.add_scaled_(state["s"], grads, dlr * (1 - sqrt_beta2))
+    return numerator, layer_scale * sum_of_abs(state["s"])
+
+
+def dadapt_adam_update(
+    chunk: Chunk, *, dlr: Tensor, eps: float, weight_decay: float, decoupled_decay: bool
+) -> None:
+    r"""x -= wd d\lambda x (decoupled); x -= m / (\sqrt{v} + \epsilon) (m holds d\lambda)."""
+    params, state = chunk.params, chunk.state
+    denominators = torch._foreach_sqrt(state["exp_avg_sq"])
+    ops.add_(denominators, eps)
+    if decoupled_decay and ops.may_be_nonzero(weight_decay):
+        ops.add_scaled_(params, params, -weight_decay * dlr)
+    torch._foreach_addcdiv_(params, state["exp_avg"], denominators, value=-1)
+
+
+class DAdaptAdam(ReducingOptimizer):
+    r"""Adam with D-Adaptation (Defazio & Mishchenko, 2023, Algorithm 4 as in the package);
+    drop-in for ``dadaptation.DAdaptAdam`` 3.2.
+
+    .. math::
+        \lambda_k &= d_k\,\mathrm{lr}\,\frac{\sqrt{1-\beta_2^{k+1}}}{1-\beta_1^{k+1}}
+            \text{ (bias correction if asked, else } d_k\,\mathrm{lr}),\\
+        \text{num}_{k+1} &= \sqrt{\beta_2}\,\text{num}_k + (1-\sqrt{\beta_2})
+            \textstyle\sum r \lambda_k \langle g_k, s_k / (\sqrt{v_k} + \epsilon)\rangle,\\
+        \hat d_{k+1} &= \frac{\text{num}_{k+1}}{(1-\sqrt{\beta_2}) \sum r \|s_{k+1}\|_1}, \qquad
+        d_{k+1} = \max\bigl(d_k, \min(\hat d_{k+1}, d_k\, \text{growth\_rate})\bigr)
+
+    and each parameter takes x -= m / (sqrt(v) + eps), its first moment m accumulating
+    r lambda_k (1 - beta1) g (:func:`dadapt_adam_statistics`, :func:`dadapt_adam_update`).
+
+    Args (the package's, in its order):
+        params: parameters or param-group dicts (a group may set ``layer_scale`` r; every
+            group's ``lr`` must be the same or 0).
+        lr: multiplier (default 1.0). betas: each in [0, 1) (default (0.9, 0.999)).
+        eps: > 0 (default 1e-8). weight_decay: >= 0 (default 0). log_every: see DAdaptSGD.
+        decouple: AdamW-style decay (default False). use_bias_correction: (default False).
+        d0: initial estimate > 0 (default 1e-6). growth_rate: >= 1 (default inf).
+        fsdp_in_use: must be False. foreach, impl: execution path.
+
+    Group keys (the package's): ``d``, ``numerator_weighted``, ``k``, ``layer_scale``; state:
+    ``s``, ``exp_avg``, ``exp_avg_sq``. ``betas``, ``decouple`` and ``use_bias_correction`` of
+    the first group apply to all, as in the package.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.DAdaptAdam([w])
+        >>> for _ in range(50):
+        ...     opt.zero_grad()
+        ...     ((w - 3) ** 2).sum().backward()
+        ...     opt.step()
+        >>> bool(opt.param_groups[0]["d"] > 1e-3)
+        True
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | Tensor = 1.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        log_every: int = 0,
+        decouple: bool = False,
+        use_bias_correction: bool = False,
+        d0: float = 1e-6,
+        growth_rate: float = float("inf"),
+        fsdp_in_use: bool = False,
+        *,
+        foreach: bool | None = None,
+        impl: str | None = None,
+    ) -> None:
+        _common_checks(lr, d0, growth_rate)
+        check_positive(eps, "eps")
+        check_betas(betas)
+        check_nonnegative(weight_decay, "weight_decay")
+        _no_fsdp(fsdp_in_use)
+        defaults = {
+            "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "d": d0,
+            "k": 0, "layer_scale": 1.0, "numerator_weighted": 0.0, "log_every": log_every,
+            "growth_rate": growth_rate, "use_bias_correction": use_bias_correction,
+            "decouple": decouple, "fsdp_in_use": fsdp_in_use,
+        }  # fmt: skip
+        super().__init__(params, defaults, impl=impl, foreach=foreach)
+        self.d0 = d0
+
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("s", "exp_avg", "exp_avg_sq")
+
+    def _update(self, work: list[Work]) -> None:
+        device = self._device_of(work)
+        first = self.param_groups[0]
+        beta1, beta2 = (_number(b, "betas") for b in first["betas"])
+        k = first["k"]
+        d = self.scalar(first, "d", device)
+        lr = common_lr(self.param_groups, device)
+        bias_correction = 1.0
+        if first["use_bias_correction"]:
+            bias_correction = ((1 - beta2 ** (k + 1)) ** 0.5) / (1 - beta1 ** (k + 1))
+        dlr = d * lr * bias_correction
+        decouple = first["decouple"]
+        sqrt_beta2 = beta2**0.5
+        numerators, l1s = [], []
+        for item in work:
+            group = item.group
+            if not active(group):
+                continue
+            for chunk in item.chunks:
+                n, l1 = dadapt_adam_statistics(
+                    chunk, dlr=dlr, layer_scale=group["layer_scale"], beta1=beta1, beta2=beta2,
+                    eps=group["eps"], weight_decay=group["weight_decay"],
+                    coupled_decay=not decouple,
+                )  # fmt: skip
+                numerators.append(n)
+                l1s.append(l1)
+        old_numerator = self.scalar(first, "numerator_weighted", device)
+        numerator = sqrt_beta2 * old_numerator + (1 - sqrt_beta2) * total(numerators, device)
+        sk_l1 = total(l1s, device)
+        d_hat = numerator / ((1 - sqrt_beta2) * sk_l1)
+        new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, sk_l1 > 0)
+        numerator = torch.where(sk_l1 > 0, numerator, old_numerator)
+        _log(self, first, k, lr=lr, dlr=dlr, d_hat=d_hat, d=new_d)
+        for item in work:
+            group = item.group
+            group.update(numerator_weighted=numerator, d=new_d)
+            for chunk in item.chunks:
+                dadapt_adam_update(
+                    chunk, dlr=dlr, eps=group["eps"], weight_decay=group["weight_decay"],
+                    decoupled_decay=decouple,
+                )  # fmt: skip
+            group["k"] = group["k"] + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# DAdaptAdaGrad
+
+
+def dadapt_adagrad_statistics(
+    chunk: Chunk, *, dlr: Tensor, eps: float, weight_decay: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""D-Adapted AdaGrad's accumulators over one chunk (the paper's Algorithm 3 as packaged).
+
+    .. math::
+        \alpha &\leftarrow \alpha + g^2, \qquad
+        \Delta G = \sum \frac{g^2}{\sqrt{\alpha} + \epsilon}, \qquad s \leftarrow s + d\lambda g\\
+        \Delta\|s\|^2_{A} &= \sum \frac{s^2}{\sqrt{\alpha}+\epsilon}\Big|_{\text{new}}
+            - \sum \frac{s^2}{\sqrt{\alpha}+\epsilon}\Big|_{\text{old}}, \qquad
+        \Delta\|s\|_1 = \|s\|_1^{\text{new}} - \|s\|_1^{\text{old}}
+
+    Returns (ΔG, Δ weighted ||s||², Δ ||s||_1).
+    """
+    params, grads, state = chunk.params, chunk.grads, chunk.state
+    if ops.may_be_nonzero(weight_decay):
+        grads = ops.add_scaled(grads, params, weight_decay)
+    alphak, sk = state["alphak"], state["sk"]
+
+    def weighted_sq() -> Tensor:
+        denominators = torch._foreach_sqrt(alphak)
+        ops.add_(denominators, eps)
+        return sum_of_products(sk, torch._foreach_div(sk, denominators))
+
+    old_weighted, old_l1 = weighted_sq(), sum_of_abs(sk)
+    torch._foreach_addcmul_(alphak, grads, grads, value=1)
+    denominators = torch._foreach_sqrt(alphak)
+    ops.add_(denominators, eps)
+    grad_sq = sum_of_products(grads, torch._foreach_div(grads, denominators))
+    ops.add_scaled_(sk, grads, dlr)
+    return grad_sq, weighted_sq() - old_weighted, sum_of_abs(sk) - old_l1
+
+
+def dadapt_adagrad_update(chunk: Chunk, *, eps: float, momentum: float) -> None:
+    r"""z = x0 - s / (\sqrt{\alpha} + \epsilon); x = z, or (1-c) x + c z with c = 1 - momentum."""
+    params, state = chunk.params, chunk.state
+    denominators = torch._foreach_sqrt(state["alphak"])
+    ops.add_(denominators, eps)
+    z = torch._foreach_sub(state["x0"], torch._foreach_div(state["sk"], denominators))
+    if momentum != 0:
+        ck = 1 - momentum
+        ops.mul_(params, 1 - ck)
+        ops.add_scaled_(params, z, ck)
+    else:
+        torch._foreach_copy_(params, z)
+
+
+class DAdaptAdaGrad(ReducingOptimizer):
+    r"""AdaGrad with D-Adaptation (Defazio & Mishchenko, 2023, Algorithm 3 as in the package);
+    drop-in for ``dadaptation.DAdaptAdaGrad`` 3.2 (dense gradients).
+
+    .. math::
+        \alpha_{k+1} &= \alpha_k + g_k^2, \qquad s_{k+1} = s_k + d_k\,\mathrm{lr}\, g_k, \qquad
+        G_{k+1} = G_k + (d_k\,\mathrm{lr})^2 \sum \frac{g_k^2}{\sqrt{\alpha_{k+1}} + \epsilon}\\
+        \hat d_{k+1} &= \frac{\sum s_{k+1}^2 / (\sqrt{\alpha_{k+1}} + \epsilon) - G_{k+1}}
+            {\|s_{k+1}\|_1}, \qquad
+        d_{k+1} = \max\bigl(d_k, \min(\hat d_{k+1}, d_k\,\text{growth\_rate})\bigr)\\
+        x_{k+1} &= x_0 - \frac{s_{k+1}}{\sqrt{\alpha_{k+1}} + \epsilon}
+            \quad\text{(averaged with momentum if momentum > 0)}
+
+    Args (the package's, in its order): params; lr (default 1.0, the first group's applies);
+    momentum >= 0 (default 0); log_every (default 0); weight_decay >= 0 (default 0); eps > 0
+    (default 1e-6); d0 > 0 (default 1e-6); growth_rate >= 1 (default inf); foreach, impl.
+
+    Group keys: ``d``, ``gsq_weighted``, ``sksq_weighted``, ``skl1``, ``k``; state: ``alphak``
+    (starts at 1e-6), ``sk``, ``x0``. Sparse gradients (which the package accepts) are refused.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.DAdaptAdaGrad([w])
+        >>> for _ in range(50):
+        ...     opt.zero_grad()
+        ...     ((w - 3) ** 2).sum().backward()
+        ...     opt.step()
+        >>> bool(opt.param_groups[0]["d"] > 1e-6)
+        True
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | Tensor = 1.0,
+        momentum: float = 0,
+        log_every: int = 0,
+        weight_decay: float = 0.0,
+        eps: float = 1e-6,
+        d0: float = 1e-6,
+        growth_rate: float = float("inf"),
+        *,
+        foreach: bool | None = None,
+        impl: str | None = None,
+    ) -> None:
+        _common_checks(lr, d0, growth_rate)
+        check_nonnegative(momentum, "momentum")
+        check_positive(eps, "eps")
+        check_nonnegative(weight_decay, "weight_decay")
+        defaults = {
+            "lr": lr, "momentum": momentum, "eps": eps, "weight_decay": weight_decay,
+            "gsq_weighted": 0.0, "log_every": log_every, "d": d0, "growth_rate": growth_rate,
+            "k": 0, "sksq_weighted": 0.0, "skl1": 0.0,
+        }  # fmt: skip
+        super().__init__(params, defaults, impl=impl, foreach=foreach)
+        self.d0 = d0
+
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("alphak", "sk", "x0")
+
+    def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
+        if key == "alphak":
+            return torch.full_like(p, 1e-6, memory_format=torch.preserve_format)
+        if key == "x0":
+            return p.detach().clone(memory_format=torch.preserve_format)
+        return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update(self, work: list[Work]) -> None:
+        device = self._device_of(work)
+        first = self.param_groups[0]
+        lr = self.number_or_tensor(first["lr"], device)
+        momentum = _number(first["momentum"], "momentum")
+        d = self.scalar(first, "d", device)
+        dlr = d * lr
+        grad_sqs, weighted, l1s = [], [], []
+        for item in work:
+            group = item.group
+            for chunk in item.chunks:
+                g_sq, w, l1 = dadapt_adagrad_statistics(
+                    chunk, dlr=dlr, eps=group["eps"], weight_decay=group["weight_decay"]
+                )
+                grad_sqs.append(g_sq)
+                weighted.append(w)
+                l1s.append(l1)
+        old = {
+            name: self.scalar(first, name, device)
+            for name in ("gsq_weighted", "sksq_weighted", "skl1")
+        }
+        sksq_weighted = old["sksq_weighted"] + total(weighted, device)
+        skl1 = old["skl1"] + total(l1s, device)
+        gsq_weighted = old["gsq_weighted"] + dlr * dlr * total(grad_sqs, device)
+        d_hat = (sksq_weighted - gsq_weighted) / skl1
+        progress = skl1 != 0
+        new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, progress)
+        gsq_weighted = torch.where(progress, gsq_weighted, old["gsq_weighted"])
+        k = first["k"]
+        _log(self, first, k, d_hat=d_hat, d=new_d, skl1=skl1, gsq_weighted=gsq_weighted)
+        for item in work:
+            group = item.group
+            group.update(gsq_weighted=gsq_weighted, skl1=skl1, sksq_weighted=sksq_weighted, d=new_d)
+            for chunk in item.chunks:
+                dadapt_adagrad_update(chunk, eps=group["eps"], momentum=momentum)
+            group["k"] = group["k"] + 1
+
+
+__all__ = [
+    "DAdaptAdaGrad",
+    "DAdaptAdam",
+    "DAdaptSGD",
+    "dadapt_adagrad_statistics",
+    "dadapt_adagrad_update",
+    "dadapt_adam_statistics",
+    "dadapt_adam_update",
+    "dadapt_sgd_statistics",
+    "dadapt_sgd_update",
+]

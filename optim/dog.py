@@ -1,0 +1,185 @@
+"""DoG and LDoG: Ivgi, Hinder & Carmon, "DoG is SGD's Best Friend: A Parameter-Free Dynamic Step
+Size Schedule", ICML 2023 (arXiv:2302.12022), matched to the ``dog-optimizer`` 1.0.3 package."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optim import _ops as ops
+from optim._base import check_nonnegative
+from optim._global import (
+    Chunk,
+    ReducingOptimizer,
+    Work,
+    check_positive,
+    squares_per_tensor,
+    sum_of_squares,
+    total,
+)
+
+
+def dog_statistics(
+    chunk: Chunk, *, first_step: bool, weight_decay: float
+) -> tuple[list[Tensor], list[Tensor]]:
+    r"""What DoG measures on one chunk: (x on the first step, else x - x_0; the gradients g +
+    weight_decay x). Their squared norms, summed (DoG) or per tensor (LDoG), give rbar and G."""
+    params, grads, state = chunk.params, chunk.grads, chunk.state
+    if weight_decay > 0:
+        grads = ops.add_scaled(grads, params, weight_decay)
+    moved = params if first_step else list(torch._foreach_sub(params, state["init_buffer"]))
+    return moved, grads
+
+
+def dog_update(chunk: Chunk, grads: list[Tensor], eta: Tensor | list[Tensor]) -> None:
+    r"""x -= eta g (``eta`` one 0-dim tensor, or one per tensor for LDoG)."""
+    if isinstance(eta, list):
+        torch._foreach_sub_(chunk.params, torch._foreach_mul(grads, eta))
+    else:
+        ops.add_scaled_(chunk.params, grads, -eta)
+
+
+class DoG(ReducingOptimizer):
+    r"""DoG, "distance over gradients" (Ivgi et al., 2023, Algorithm 1 / eq. (2)); drop-in for
+    ``dog.DoG`` 1.0.3.
+
+    .. math::
+        \bar r_t = \max\bigl(r_\epsilon, \max_{i \le t} \|x_i - x_0\|\bigr), \qquad
+        G_t = \sum_{i \le t} \|g_i\|^2 (+\,\epsilon), \qquad
+        \eta_t = \mathrm{lr}\, \frac{\bar r_t}{\sqrt{G_t}}, \qquad x_{t+1} = x_t - \eta_t g_t
+
+    with r_eps = reps_rel (1 + ||x_0||) (the first step's "distance") unless ``init_eta`` gives
+    the first step size. One eta per param group, its parameters seen as one vector.
+
+    Args (the package's, in its order):
+        params: parameters or param-group dicts.
+        reps_rel: relative initial distance > 0 (default 1e-6; 1e-4 with batch norm).
+        lr: the paper's c > 0 (default 1.0, not meant to be changed).
+        weight_decay: L2 penalty >= 0 added to the gradient (default 0).
+        eps: added to the sum of squared gradients (default 1e-8).
+        init_eta: first step size > 0 instead of reps_rel (default None).
+        foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
+
+    Group keys (the package's): ``rbar``, ``G`` (0-dim tensors on the device), ``eta`` (one per
+    parameter, as the package lists it); state per parameter: ``init_buffer`` (x_0; the package
+    keeps the list in the group). The package's ``assert G > 0`` (a host read) is left out.
+    For best results the paper averages the iterates (``dog.PolynomialDecayAverager``).
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.DoG([w])
+        >>> for _ in range(100):
+        ...     opt.zero_grad()
+        ...     ((w - 3) ** 2).sum().backward()
+        ...     opt.step()
+        >>> bool(((w - 3).norm() < 1).item())  # from 5.4, with no step size given
+        True
+    """
+
+    per_tensor = False
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        reps_rel: float = 1e-6,
+        lr: float | Tensor = 1.0,
+        weight_decay: float = 0.0,
+        eps: float = 1e-8,
+        init_eta: float | None = None,
+        *,
+        foreach: bool | None = None,
+        impl: str | None = None,
+    ) -> None:
+        check_positive(lr, "lr")
+        if init_eta is not None:
+            check_positive(init_eta, "init_eta")
+            reps_rel = 0
+        else:
+            check_positive(reps_rel, "reps_rel")
+        check_nonnegative(weight_decay, "weight_decay")
+        check_nonnegative(eps, "eps")
+        defaults = {
+            "reps_rel": reps_rel, "lr": lr, "weight_decay": weight_decay, "eps": eps,
+            "init_eta": init_eta,
+        }  # fmt: skip
+        super().__init__(params, defaults, impl=impl, foreach=foreach)
+        self._flat_as_views = self.per_tensor
+        self._packs = not self.per_tensor
+
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("init_buffer",)
+
+    def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
+        return p.detach().clone(memory_format=torch.preserve_format)
+
+    def _update(self, work: list[Work]) -> None:
+        for item in work:
+            if item.chunks:
+                self._update_group(item)
+
+    def _update_group(self, item: Work) -> None:
+        group, chunks = item
+        device = chunks[0].params[0].device
+        first_step = group.get("rbar") is None
+        lr = self.number_or_tensor(group["lr"], device)
+        parts = [dog_statistics(c, first_step=first_step, weight_decay=group["weight_decay"])
+                 for c in chunks]  # fmt: skip
+        count = len(group["params"])
+        if self.per_tensor:
+            positions = torch.tensor([i for c in chunks for i in c.positions], device=device)
+            moved = torch.cat([squares_per_tensor(m) for m, _ in parts]).sqrt()
+            grad_sq = torch.cat([squares_per_tensor(g) for _, g in parts])
+            if first_step:
+                rbar = torch.zeros(count, dtype=torch.float64, device=device)
+                G = torch.full((count,), float(group["eps"]), dtype=torch.float64, device=device)
+                rbar = rbar.index_put((positions,), group["reps_rel"] * (1 + moved))
+            else:
+                rbar, G = group["rbar"], group["G"]
+                rbar = rbar.index_put((positions,), torch.maximum(rbar[positions], moved))
+            G = G.index_put((positions,), G[positions] + grad_sq)
+            eta = lr * rbar / torch.sqrt(G)
+            etas = list(eta.unbind())
+        else:
+            moved = total([sum_of_squares(m) for m, _ in parts], device).sqrt()
+            grad_sq = total([sum_of_squares(g) for _, g in parts], device)
+            if first_step:
+                rbar = group["reps_rel"] * (1 + moved)
+                G = grad_sq + group["eps"]
+            else:
+                rbar = torch.maximum(self.scalar(group, "rbar", device), moved)
+                G = self.scalar(group, "G", device) + grad_sq
+            eta = lr * rbar / torch.sqrt(G)
+            etas = [eta] * count
+        if first_step and group["init_eta"] is not None:
+            eta = eta * 0 + group["init_eta"]
+            etas = list(eta.unbind()) if self.per_tensor else [eta] * count
+        group.update(rbar=rbar, G=G, eta=etas)
+        for chunk, (_, grads) in zip(chunks, parts):
+            if self.per_tensor:
+                dog_update(chunk, grads, [etas[i] for i in chunk.positions])
+            else:
+                dog_update(chunk, grads, eta)
+
+
+class LDoG(DoG):
+    r"""Layer-wise DoG (Ivgi et al., 2023, section 3.3 / Algorithm 1 applied per tensor); drop-in
+    for ``dog.LDoG`` 1.0.3: the DoG step size of :class:`DoG` computed for every parameter tensor
+    on its own (``rbar``, ``G`` are vectors over the group's parameters, ``eta`` one per tensor).
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.LDoG([w])
+        >>> for _ in range(100):
+        ...     opt.zero_grad()
+        ...     ((w - 3) ** 2).sum().backward()
+        ...     opt.step()
+        >>> len(opt.param_groups[0]["eta"]), bool(((w - 3).norm() < 1).item())
+        (1, True)
+    """
+
+    per_tensor = True

@@ -1,0 +1,280 @@
+"""Step sizes from the loss: the stochastic Polyak step (SPS_max; Loizou, Vaswani, Laradji &
+Lacoste-Julien, AISTATS 2021, arXiv:2002.10542) and the stochastic Armijo line search (SLS;
+Vaswani, Mishkin, Laradji, Schmidt, Gidel & Lacoste-Julien, NeurIPS 2019, arXiv:1905.09997).
+
+Both need the loss of the mini-batch at the current point: ``step(closure)``, the closure
+zeroing the gradients, computing the loss, calling ``backward()`` and returning the loss, as for
+``torch.optim.LBFGS``. SPS may instead be given the loss: ``loss.backward(); opt.step(loss=loss)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optim import _ops as ops
+from optim._base import _number, check_interval, check_nonnegative
+from optim._global import ReducingOptimizer, Work, check_positive, sum_of_squares, total
+
+
+def _loss_tensor(loss: Any, device: torch.device) -> Tensor:
+    if isinstance(loss, Tensor):
+        return loss.detach().reshape(()).to(device=device, dtype=torch.float64)
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        return torch.tensor(float(loss), dtype=torch.float64, device=device)
+    raise TypeError(f"the loss must be a number or a 1-element tensor, got loss={loss!r}")
+
+
+def sps_step_size(
+    loss: Tensor, grad_sq: Tensor, *, c: float, gamma_b: float, f_star: float, eps: float
+) -> Tensor:
+    r"""SPS_max's step (Loizou et al. 2021, eq. (5)), clipped below at 0:
+
+    .. math::
+        \gamma_k = \min\Bigl(\frac{f_i(x_k) - f_i^*}{c\,\|\nabla f_i(x_k)\|^2 + \epsilon},
+        \gamma_b\Bigr)
+
+    (``gamma_b`` when the gradient and eps are 0). A 0-dim float64 tensor; nothing is read.
+    """
+    denominator = c * grad_sq + eps
+    ratio = (loss - f_star) / torch.where(denominator > 0, denominator, 1.0)
+    ratio = torch.where(denominator > 0, ratio, math.inf)
+    return torch.clamp(torch.minimum(ratio, torch.as_tensor(gamma_b, dtype=ratio.dtype)), min=0)
+
+
+class SPS(ReducingOptimizer):
+    r"""Stochastic Polyak step, SPS_max (Loizou et al., AISTATS 2021, eq. (5)).
+
+    .. math::
+        \gamma_k = \min\Bigl(\frac{f_i(x_k) - f_i^*}{c\,\|\nabla f_i(x_k)\|^2 + \epsilon},
+        \gamma_b\Bigr), \qquad x_{k+1} = x_k - \gamma_k \nabla f_i(x_k)
+
+    with f_i the mini-batch loss and ||.|| over every parameter of every group (one step size;
+    ``c``, ``gamma_b``, ``f_star``, ``eps`` are read from the first param group). With c = 1,
+    gamma_b = inf and the full loss it is Polyak's (1987) step, whose rates on convex and strongly
+    convex problems are certified in ``theory.lr_free_bounds.polyak_bound``; Lemma 1 of the paper
+    gives gamma_k >= min(1 / (2 c L_max), gamma_b) for L_i-smooth f_i
+    (``theory.lr_free_bounds.sps_step_bound``). The step never reads a value on the host.
+
+    Args:
+        params: parameters or param-group dicts.
+        c: > 0 (default 0.5, the paper's theory value).
+        gamma_b: the cap > 0 of SPS_max (default 1.0; ``math.inf``: plain SPS).
+        f_star: lower bound f_i* of every mini-batch loss (default 0: interpolation).
+        eps: >= 0 added to the denominator (default 0).
+        foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
+
+    ``step(closure)`` (the closure returns the loss after ``backward()``) or ``step(loss=...)``.
+    The step size of the last update is ``param_groups[0]["step_size"]`` (a 0-dim tensor).
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.SPS([w], c=1.0, gamma_b=10.0)
+        >>> def closure():
+        ...     opt.zero_grad()
+        ...     loss = ((w - 3) ** 2).sum()
+        ...     loss.backward()
+        ...     return loss
+        >>> _ = opt.step(closure)  # f = 29, g = 2 (w - 3), ||g||^2 = 116: gamma = 29 / 116
+        >>> w.detach(), round(float(opt.param_groups[0]["step_size"]), 6)
+        (tensor([2.0000, 0.5000]), 0.25)
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        c: float = 0.5,
+        gamma_b: float = 1.0,
+        f_star: float = 0.0,
+        eps: float = 0.0,
+        *,
+        foreach: bool | None = None,
+        impl: str | None = None,
+    ) -> None:
+        check_positive(c, "c")
+        check_positive(gamma_b, "gamma_b")
+        _number(f_star, "f_star")
+        check_nonnegative(eps, "eps")
+        defaults = {"c": c, "gamma_b": gamma_b, "f_star": f_star, "eps": eps, "step_size": 0.0}
+        super().__init__(params, defaults, impl=impl, foreach=foreach)
+
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ()
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None) -> Any:
+        """One SPS update; ``closure`` (returning the loss after backward) or ``loss`` needed."""
+        if (closure is None) == (loss is None):
+            raise ValueError(
+                "SPS.step needs the loss: give step(closure) (a closure that zeroes the "
+                "gradients, computes the loss, calls backward() and returns it) or step(loss=...)"
+                f", got closure={closure!r}, loss={loss!r}"
+            )
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._loss = loss
+        super().step()
+        return loss
+
+    def _update(self, work: list[Work]) -> None:
+        device = self._device_of(work)
+        first = self.param_groups[0]
+        grad_sq = total([sum_of_squares(c.grads) for item in work for c in item.chunks], device)
+        step = sps_step_size(
+            _loss_tensor(self._loss, device),
+            grad_sq,
+            c=first["c"],
+            gamma_b=first["gamma_b"],
+            f_star=first["f_star"],
+            eps=first["eps"],
+        )
+        for item in work:
+            item.group["step_size"] = step
+            for chunk in item.chunks:
+                ops.add_scaled_(chunk.params, chunk.grads, -step)
+
+
+class SLS(ReducingOptimizer):
+    r"""Stochastic line search: SGD with the Armijo condition on each mini-batch, backtracking and
+    a step-size reset (Vaswani et al., NeurIPS 2019, Algorithms 1 and 2).
+
+    .. math::
+        \eta \leftarrow \text{reset}(\eta_{k-1}), \qquad
+        \text{while } f_i(x_k - \eta \nabla f_i(x_k)) > f_i(x_k) - c\,\eta\,\|\nabla f_i(x_k)\|^2:
+        \ \eta \leftarrow \beta_b\, \eta, \qquad x_{k+1} = x_k - \eta_k \nabla f_i(x_k)
+
+    reset (the paper's Algorithm 2, the authors' ``reset_option``): 0 keeps eta_{k-1}; 1 grows
+    it, eta_{k-1} gamma^(1 / n_batches_per_epoch) (the paper's gamma^(b/n)); 2 restarts at
+    ``init_step_size``; the trial step is capped at ``eta_max``. Every accepted step is at least
+    min(eta_0, 2 beta_b (1 - c) / L) on an L-smooth loss, and with c >= 1/2 the full-batch method
+    satisfies f(x_k) - f* <= ||x0 - x*||² / (2 k min(eta_0, 2 beta_b (1 - c) / L)) on a convex
+    problem (``theory.lr_free_bounds.armijo_bound``).
+
+    The backtracking decides on the host: each trial compares two loss values there (one read
+    per trial, a deliberate sync: the line search cannot be decided on the device), so unlike
+    the other optimizers here ``step()`` synchronises.
+
+    Args:
+        params: parameters or param-group dicts (one step size for all of them).
+        n_batches_per_epoch: n/b of the reset (default 500).
+        init_step_size: eta_0 > 0 (default 1). c: Armijo constant in (0, 1) (default 0.1).
+        beta_b: backtracking factor in (0, 1) (default 0.9). gamma: reset growth >= 1 (default 2).
+        reset_option: 0, 1 or 2 (default 1). eta_max: cap > 0 (default 10).
+        max_backtracks: most trials per step (default 100); the last trial is taken.
+        foreach, impl: execution path.
+
+    ``step(closure)``: the closure zeroes the gradients, computes the mini-batch loss, calls
+    ``backward()`` and returns it (as for LBFGS); it is called again at every trial point, on the
+    same mini-batch. ``param_groups[0]["step_size"]`` holds the accepted step (a float).
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.SLS([w], init_step_size=1.0, c=0.5, beta_b=0.5, reset_option=0)
+        >>> def closure():
+        ...     opt.zero_grad()
+        ...     loss = ((w - 3) ** 2).sum()
+        ...     loss.backward()
+        ...     return loss
+        >>> _ = opt.step(closure)  # eta = 1 fails Armijo's test (29 > 29 - 58), 0.5 passes
+        >>> opt.param_groups[0]["step_size"], w.detach()
+        (0.5, tensor([3., 3.]))
+    """
+
+    _packs = False  # each trial point is written into the parameters before the closure runs
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        n_batches_per_epoch: int = 500,
+        init_step_size: float = 1.0,
+        c: float = 0.1,
+        beta_b: float = 0.9,
+        gamma: float = 2.0,
+        reset_option: int = 1,
+        eta_max: float = 10.0,
+        max_backtracks: int = 100,
+        *,
+        foreach: bool | None = None,
+        impl: str | None = None,
+    ) -> None:
+        for name, value in (("n_batches_per_epoch", n_batches_per_epoch),
+                            ("max_backtracks", max_backtracks)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+        check_positive(init_step_size, "init_step_size")
+        if not 0 < _number(c, "c") < 1:
+            raise ValueError(f"c must be in (0, 1), got c={c!r}")
+        if not 0 < _number(beta_b, "beta_b") < 1:
+            raise ValueError(
+                f"beta_b (the backtracking factor) must be in (0, 1), got beta_b={beta_b!r}"
+            )
+        check_interval(gamma, "gamma", 1.0, math.inf, high_open=True)
+        if reset_option not in (0, 1, 2):
+            raise ValueError(f"reset_option must be 0, 1 or 2, got reset_option={reset_option!r}")
+        check_positive(eta_max, "eta_max")
+        defaults = {
+            "n_batches_per_epoch": n_batches_per_epoch, "init_step_size": init_step_size,
+            "c": c, "beta_b": beta_b, "gamma": gamma, "reset_option": reset_option,
+            "eta_max": eta_max, "max_backtracks": max_backtracks, "step_size": init_step_size,
+            "k": 0,
+        }  # fmt: skip
+        super().__init__(params, defaults, impl=impl, foreach=foreach)
+
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ()
+
+    def _reset(self, group: dict) -> float:
+        """The trial step of Algorithm 2 (before backtracking)."""
+        if group["k"] == 0:
+            return min(group["init_step_size"], group["eta_max"])
+        eta = group["step_size"]
+        if group["reset_option"] == 1:
+            eta = eta * group["gamma"] ** (1 / group["n_batches_per_epoch"])
+        elif group["reset_option"] == 2:
+            eta = group["init_step_size"]
+        return min(eta, group["eta_max"])
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One SLS update: evaluates ``closure`` at x_k (with backward) and at each trial."""
+        if closure is None:
+            raise ValueError(
+                "SLS.step needs step(closure): a closure that zeroes the gradients, computes the "
+                "mini-batch loss, calls backward() and returns it, got closure=None"
+            )
+        with torch.enable_grad():
+            loss = closure()
+        self._closure, self._loss = closure, loss
+        ReducingOptimizer.step(self)
+        return loss
+
+    @torch.no_grad()
+    def _update(self, work: list[Work]) -> None:
+        device = self._device_of(work)
+        first = self.param_groups[0]
+        chunks = [c for item in work for c in item.chunks]
+        grads = [[g.clone() for g in c.grads] for c in chunks]
+        starts = [[p.clone() for p in c.params] for c in chunks]
+        # note: host reads, the line search's decisions (documented)
+        grad_sq = float(total([sum_of_squares(g) for g in grads], device))
+        loss = float(self._loss.detach() if isinstance(self._loss, torch.Tensor) else self._loss)
+        eta = self._reset(first)
+        for trial in range(first["max_backtracks"]):
+            for chunk, start, grad in zip(chunks, starts, grads):
+                torch._foreach_copy_(chunk.params, start)
+                ops.add_scaled_(chunk.params, grad, -eta)
+            with torch.enable_grad():
+                trial_loss = float(self._closure().detach())
+            if trial_loss <= loss - first["c"] * eta * grad_sq:
+                break
+            if trial + 1 < first["max_backtracks"]:
+                eta *= first["beta_b"]
+        for item in work:
+            item.group["step_size"] = eta
+            item.group["k"] = item.group["k"] + 1

@@ -1,0 +1,300 @@
+"""Prodigy: Mishchenko & Defazio (2023), "Prodigy: An Expeditiously Adaptive Parameter-Free
+Learner" (arXiv:2306.06101; ICML 2024), matched to the ``prodigyopt`` 1.1.2 package."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optim import _ops as ops
+from optim._base import _number, check_betas, check_nonnegative
+from optim._global import (
+    Chunk,
+    ReducingOptimizer,
+    Work,
+    active,
+    check_at_least,
+    check_positive,
+    common_lr,
+    py_max,
+    py_min,
+    sum_of_abs,
+    sum_of_products,
+    total,
+)
+
+
+def _sliced(tensors: list[Tensor], slice_p: int) -> list[Tensor]:
+    return tensors if slice_p == 1 else [t.reshape(-1)[::slice_p] for t in tensors]
+
+
+def prodigy_statistics(
+    chunk: Chunk,
+    *,
+    d: Tensor,
+    dlr: Tensor,
+    d0: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    weight_decay: float,
+    coupled_decay: bool,
+    safeguard_warmup: bool,
+    slice_p: int,
+) -> tuple[Tensor, Tensor, list[Tensor]]:
+    r"""Prodigy's moment updates and its two sums over one chunk (Algorithm 4 of the paper).
+
+    .. math::
+        \Delta r &= \tfrac{d}{d_0}\, d\lambda\, \langle g, x_0 - x\rangle, \qquad
+        m = \beta_1 m + d(1-\beta_1) g, \qquad v = \beta_2 v + d^2(1-\beta_2) g^2\\
+        s &= \beta_3 s + \tfrac{d}{d_0}\, d\lambda\, g
+            \;(\tfrac{d}{d_0}\, d\, g \text{ with safeguard\_warmup}), \qquad
+        \Delta\text{denom} = \|s\|_1
+
+    with ``dlr`` = d * lr * bias correction. Returns (Δ numerator, ||s||_1, gradients used).
+    """
+    params, grads, state = chunk.params, chunk.grads, chunk.state
+    if coupled_decay and ops.may_be_nonzero(weight_decay):
+        grads = ops.add_scaled(grads, params, weight_decay)
+    ratio = d / d0
+    sliced_grads = _sliced(grads, slice_p)
+    difference = list(torch._foreach_sub(state["p0"], _sliced(params, slice_p)))
+    numerator = ratio * dlr * sum_of_products(sliced_grads, difference)
+    if beta1 > 0:
+        ops.mul_(state["exp_avg"], beta1)
+        ops.add_scaled_(state["exp_avg"], grads, d * (1 - beta1))
+    ops.mul_(state["exp_avg_sq"], beta2)
+    ops.addcmul_(state["exp_avg_sq"], grads, grads, d * d * (1 - beta2))
+    ops.mul_(state["s"], beta3)
+    ops.add_scaled_(state["s"], sliced_grads, ratio * (d if safeguard_warmup else dlr))
+    return numerator, sum_of_abs(state["s"]), grads
+
+
+def prodigy_update(
+    chunk: Chunk,
+    grads: list[Tensor],
+    *,
+    d: Tensor,
+    dlr: Tensor,
+    eps: float,
+    beta1: float,
+    weight_decay: float,
+    decoupled_decay: bool,
+) -> None:
+    r"""Prodigy's parameter update over one chunk, with the new ``d`` and this step's ``dlr``.
+
+    .. math::
+        x \leftarrow x - d\lambda\,\mathrm{wd}\, x \text{ (decoupled)}, \qquad
+        x \leftarrow x - d\lambda\, \frac{m}{\sqrt{v} + d\epsilon}
+        \;\Bigl(d\lambda\, d\,\frac{g}{\sqrt{v} + d\epsilon} \text{ when } \beta_1 = 0\Bigr)
+    """
+    params, state = chunk.params, chunk.state
+    denominators = torch._foreach_sqrt(state["exp_avg_sq"])
+    # a list of the 0-dim tensor: _foreach_add_ with one tensor reads its value on the host
+    torch._foreach_add_(denominators, [d * eps] * len(denominators))
+    if decoupled_decay and ops.may_be_nonzero(weight_decay):
+        ops.add_scaled_(params, params, -weight_decay * dlr)
+    if beta1 > 0:
+        ops.addcdiv_(params, state["exp_avg"], denominators, -dlr)
+    else:
+        ops.addcdiv_(params, grads, denominators, -dlr * d)
+
+
+class Prodigy(ReducingOptimizer):
+    r"""Prodigy (Mishchenko & Defazio, 2023): Adam whose step size estimates the distance to a
+    solution; a drop-in for ``prodigyopt.Prodigy`` 1.1.2 (same arguments, defaults, group keys).
+
+    The estimate (the paper's Algorithm 4, "Prodigy (Adam version)", with the package's
+    weighting by d/d0) is shared by all param groups:
+
+    .. math::
+        r_k &= \beta_3 r_{k-1} + \tfrac{d_k}{d_0} d_k\lambda_k \langle g_k, x_0 - x_k\rangle,
+        \qquad s_k = \beta_3 s_{k-1} + \tfrac{d_k}{d_0} d_k\lambda_k g_k\\
+        \hat d_{k+1} &= c\, \frac{r_k}{\|s_k\|_1}, \qquad
+        d_{k+1} = \min\bigl(\max(d_{\max}, \hat d_{k+1}), d_k\, \text{growth\_rate}\bigr)
+
+    (the first increase from ``d0`` is taken in full), and every parameter takes Adam's step with
+    learning rate ``d_k * lr`` (times Adam's bias correction if ``use_bias_correction``) and
+    moments weighted by ``d_k``: :func:`prodigy_statistics`, :func:`prodigy_update`. The
+    key lemma of the paper (Lemma 1 for D-Adaptation, its analogue for Prodigy: the estimate
+    never exceeds the true distance, ``d_k <= ||x0 - x*||``, for convex problems) is certified
+    in ``theory.lr_free_bounds.d_estimate_bound``.
+
+    Args (``prodigyopt.Prodigy``'s, in its order):
+        params: parameters or param-group dicts; every group's ``lr`` must be the same or 0.
+        lr: multiplier of the estimated step size (default 1.0; a schedule goes here).
+        betas: Adam's (beta1, beta2), each in [0, 1) (default (0.9, 0.999)).
+        beta3: decay of the estimate's sums (default None: sqrt(beta2)).
+        eps: added to the denominator, times d (default 1e-8); > 0.
+        weight_decay: decay >= 0 (default 0), decoupled (AdamW's) unless ``decouple=False``.
+        decouple: AdamW-style weight decay (default True).
+        use_bias_correction: Adam's bias correction in the step size (default False).
+        safeguard_warmup: leave lr out of the estimate's denominator (default False).
+        d0: initial estimate > 0 (default 1e-6).
+        d_coef: multiplier c of the estimate (default 1.0).
+        growth_rate: cap >= 1 on d's growth per step (default inf).
+        fsdp_in_use: must be False (no distributed reduction here).
+        slice_p: estimate from every slice_p-th element (default 1); not with ``impl="flat"``.
+        foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
+
+    Global scalars live in every param group under the package's names (``d``, ``d_max``,
+    ``d_numerator``, ``d_denom``, ``d_hat``, ``k``); ``d`` and its companions become 0-dim float64
+    tensors on the parameters' device at the first step, so ``step()`` never synchronises.
+    State per parameter: ``s``, ``p0``, ``exp_avg`` (if beta1 > 0), ``exp_avg_sq`` (the package's
+    keys; ``p0`` is always a copy, never the package's 0-dim zero for all-zero tensors).
+    Differences from the package: the gradient tensors are not modified in place, and a step
+    whose gradients have all been zero leaves ``d`` unchanged instead of returning early.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.Prodigy([w])
+        >>> for _ in range(50):
+        ...     opt.zero_grad()
+        ...     ((w - 3) ** 2).sum().backward()
+        ...     opt.step()
+        >>> d = opt.param_groups[0]["d"]  # the estimated distance, grown from d0 = 1e-6
+        >>> bool(1e-3 < d < 10)
+        True
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | Tensor = 1.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        beta3: float | None = None,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decouple: bool = True,
+        use_bias_correction: bool = False,
+        safeguard_warmup: bool = False,
+        d0: float = 1e-6,
+        d_coef: float = 1.0,
+        growth_rate: float = float("inf"),
+        fsdp_in_use: bool = False,
+        slice_p: int = 1,
+        *,
+        foreach: bool | None = None,
+        impl: str | None = None,
+    ) -> None:
+        check_positive(d0, "d0")
+        check_positive(lr, "lr")
+        check_positive(eps, "eps")
+        check_betas(betas)
+        if beta3 is not None:
+            from optim._base import check_interval
+
+            check_interval(beta3, "beta3", 0.0, 1.0, high_open=False)
+        check_nonnegative(weight_decay, "weight_decay")
+        check_positive(d_coef, "d_coef")
+        check_at_least(growth_rate, "growth_rate", 1.0)
+        if fsdp_in_use:
+            raise ValueError(
+                "fsdp_in_use=True is not supported (no distributed reduction here), got "
+                "fsdp_in_use=True; use prodigyopt.Prodigy for sharded parameters"
+            )
+        if isinstance(slice_p, bool) or not isinstance(slice_p, int) or slice_p < 1:
+            raise ValueError(f"slice_p must be an integer >= 1, got slice_p={slice_p!r}")
+        defaults = {
+            "lr": lr, "betas": tuple(betas), "beta3": beta3, "eps": eps,
+            "weight_decay": weight_decay, "d": d0, "d0": d0, "d_max": d0, "d_numerator": 0.0,
+            "d_coef": d_coef, "k": 0, "growth_rate": growth_rate,
+            "use_bias_correction": use_bias_correction, "decouple": decouple,
+            "safeguard_warmup": safeguard_warmup, "fsdp_in_use": fsdp_in_use, "slice_p": slice_p,
+        }  # fmt: skip
+        super().__init__(params, defaults, impl=impl, foreach=foreach)
+        if self.impl == "flat" and slice_p != 1:
+            raise ValueError(
+                f"slice_p={slice_p!r} needs per-tensor slices: use impl='foreach' or 'single' "
+                "(impl='flat' supports slice_p=1 only)"
+            )
+        self.d0 = d0
+
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        keys = ("s", "p0", "exp_avg_sq")
+        return ("exp_avg", *keys) if group["betas"][0] > 0 else keys
+
+    def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
+        slice_p = group["slice_p"]
+        if key == "p0":
+            return p.detach().reshape(-1)[::slice_p].clone() if slice_p > 1 else p.detach().clone()
+        if key == "s" and slice_p > 1:
+            return torch.zeros_like(p.detach().reshape(-1)[::slice_p])
+        return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``; the package's flattened ``s``/``p0`` (and its 0-dim ``p0``
+        of an all-zero tensor) take the parameter's shape, so its states load too."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            if group["slice_p"] != 1:
+                continue
+            for p in group["params"]:
+                state = self.state.get(p, {})
+                for key in ("s", "p0"):
+                    value = state.get(key)
+                    if value is not None and value.shape != p.shape:
+                        state[key] = value.expand(p.numel()).reshape(p.shape).clone()
+
+    def _update(self, work: list[Work]) -> None:
+        device = self._device_of(work)
+        first = self.param_groups[0]
+        beta1, beta2 = (_number(b, "betas") for b in first["betas"])
+        beta3 = first["beta3"] if first["beta3"] is not None else math.sqrt(beta2)
+        k = first["k"]
+        d = self.scalar(first, "d", device)
+        d_max = self.scalar(first, "d_max", device)
+        lr = common_lr(self.param_groups, device)
+        bias_correction = 1.0
+        if first["use_bias_correction"]:
+            bias_correction = ((1 - beta2 ** (k + 1)) ** 0.5) / (1 - beta1 ** (k + 1))
+        dlr = d * lr * bias_correction
+        d_numerator = self.scalar(first, "d_numerator", device) * beta3
+        decouple = first["decouple"]
+        numerators, denominators, used = [], [], {}
+        for item in work:
+            group = item.group
+            if not active(group):
+                continue
+            for i, chunk in enumerate(item.chunks):
+                numerator, l1, grads = prodigy_statistics(
+                    chunk, d=d, dlr=dlr, d0=group["d0"], beta1=beta1, beta2=beta2, beta3=beta3,
+                    weight_decay=group["weight_decay"], coupled_decay=not decouple,
+                    safeguard_warmup=group["safeguard_warmup"], slice_p=group["slice_p"],
+                )  # fmt: skip
+                numerators.append(numerator)
+                denominators.append(l1)
+                used[id(group), i] = grads
+        d_denom = total(denominators, device)
+        global_numerator = d_numerator + total(numerators, device)
+        d_hat = first["d_coef"] * global_numerator / d_denom
+        new_d, new_d_max = d, d_max
+        progress = d_denom > 0  # the package returns early when no gradient was ever nonzero
+        d_first = torch.where(d == first["d0"], py_max(d, d_hat), d)
+        new_d_max = py_max(d_max, d_hat)
+        new_d = py_min(new_d_max, d_first * first["growth_rate"])
+        if isinstance(lr, Tensor):
+            progress = progress & (lr > 0)
+        elif not lr > 0:
+            progress = torch.zeros((), dtype=torch.bool, device=device)
+        new_d = torch.where(progress, new_d, d)
+        new_d_max = torch.where(progress, new_d_max, d_max)
+        d_hat = torch.where(progress, d_hat, d)
+        for item in work:
+            group = item.group
+            group.update(
+                d_numerator=global_numerator, d_denom=d_denom, d=new_d, d_max=new_d_max,
+                d_hat=d_hat,
+            )  # fmt: skip
+            for i, chunk in enumerate(item.chunks):
+                grads = used.get((id(group), i), chunk.grads)
+                prodigy_update(
+                    chunk, grads, d=new_d, dlr=dlr, eps=group["eps"], beta1=beta1,
+                    weight_decay=group["weight_decay"], decoupled_decay=decouple,
+                )  # fmt: skip
+            group["k"] = group["k"] + 1

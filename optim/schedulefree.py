@@ -1,0 +1,338 @@
+"""Schedule-Free SGD and AdamW: Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road
+Less Scheduled", NeurIPS 2024 (arXiv:2405.15682), matched to the ``schedulefree`` 1.4.1 package.
+
+Three sequences: z (the base SGD/Adam iterates), x (their weighted average, the point to
+evaluate) and y = (1 - beta) z + beta x (where the gradient is taken). The parameters hold y in
+train mode and x in eval mode: call ``optimizer.train()`` before training steps and
+``optimizer.eval()`` before evaluating or saving, as with the package. With batch norm, the
+running statistics were collected at y: recompute them at x (a few forward passes in train mode
+of the model after ``optimizer.eval()``) before evaluating, as the package's README says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optim import _ops as ops
+from optim._base import RuleOptimizer, _number, check_interval, check_nonnegative
+from optim._global import py_max
+
+
+def schedulefree_sgd_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    steps: list,
+    state: dict[str, list[Tensor]],
+    *,
+    lr: ops.Scalar,
+    ckp1: ops.Scalar,
+    momentum: float,
+    weight_decay: ops.Scalar,
+) -> None:
+    r"""One Schedule-Free SGD step on y (the parameters), without forming x (eq. (1)-(3)).
+
+    .. math::
+        g &= \nabla f(y_t) + \lambda y_t, \qquad
+        y_{t+1} = (1 - c_{t+1}) y_t + c_{t+1} z_t + \gamma\,(\beta(1 - c_{t+1}) - 1)\, g\\
+        z_{t+1} &= z_t - \gamma g
+
+    which is x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}, y = (1 - beta) z + beta x.
+    """
+    if ops.may_be_nonzero(weight_decay):
+        grads = ops.add_scaled(grads, params, weight_decay)
+    ops.lerp_(params, state["z"], ckp1)
+    ops.add_scaled_(params, grads, lr * (momentum * (1 - ckp1) - 1))
+    ops.add_scaled_(state["z"], grads, -lr)
+
+
+def schedulefree_adamw_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    steps: list,
+    state: dict[str, list[Tensor]],
+    *,
+    lr: ops.Scalar,
+    ckp1: ops.Scalar,
+    beta1: float,
+    beta2: float,
+    bias_correction2: float,
+    eps: float,
+    weight_decay: ops.Scalar,
+) -> None:
+    r"""One Schedule-Free AdamW step on y (the paper's Algorithm 1).
+
+    .. math::
+        v_t &= \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \qquad
+        \hat g = \frac{g_t}{\sqrt{v_t / (1 - \beta_2^{t})} + \epsilon} + \lambda y_t\\
+        y_{t+1} &= (1 - c_{t+1}) y_t + c_{t+1} z_t + \gamma(\beta_1(1 - c_{t+1}) - 1)\hat g,
+        \qquad z_{t+1} = z_t - \gamma \hat g
+    """
+    exp_avg_sq = state["exp_avg_sq"]
+    ops.mul_(exp_avg_sq, beta2)
+    ops.addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
+    denominators = torch._foreach_div(exp_avg_sq, bias_correction2)
+    torch._foreach_sqrt_(denominators)
+    ops.add_(denominators, eps)
+    normalized = list(torch._foreach_div(grads, denominators))
+    if ops.may_be_nonzero(weight_decay):
+        ops.add_scaled_(normalized, params, weight_decay)
+    ops.lerp_(params, state["z"], ckp1)
+    ops.add_scaled_(params, normalized, lr * (beta1 * (1 - ckp1) - 1))
+    ops.add_scaled_(state["z"], normalized, -lr)
+
+
+class _ScheduleFree(RuleOptimizer):
+    """What both Schedule-Free optimizers share: the weights c_t, warmup, train and eval."""
+
+    _counts_steps = False
+
+    def _beta(self, group: dict) -> float:
+        raise NotImplementedError
+
+    def _reads_params(self, group: dict) -> bool:
+        return True
+
+    def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
+        if key == "z":
+            return torch.clone(p.detach(), memory_format=torch.preserve_format)
+        return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _schedule(self, group: dict) -> dict[str, Any]:
+        """This step's scheduled lr and averaging weight c_{k+1}; updates the group's sums.
+
+        Host arithmetic when lr is a number (the package's, exactly); 0-dim device tensors when
+        lr is a device tensor (a schedule), so nothing is read back.
+        """
+        k, warmup_steps = group["k"], group["warmup_steps"]
+        sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
+        lr = group["lr"]
+        if isinstance(lr, Tensor):
+            lr = lr.detach().reshape(())
+            lr = lr.item() if lr.device.type == "cpu" else lr.to(torch.float64)
+        lr = lr * sched
+        group["scheduled_lr"] = lr
+        if isinstance(lr, Tensor) or isinstance(group["lr_max"], Tensor):
+            lr_t = torch.as_tensor(lr, dtype=torch.float64)
+            lr_max = py_max(lr_t, torch.as_tensor(group["lr_max"], dtype=torch.float64))
+            weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
+            weight_sum = group["weight_sum"] + weight
+            ckp1 = torch.where(weight_sum != 0, weight / weight_sum, 0.0)
+        else:
+            lr_max = max(lr, group["lr_max"])
+            weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
+            weight_sum = group["weight_sum"] + weight
+            try:
+                ckp1 = weight / weight_sum
+            except ZeroDivisionError:
+                ckp1 = 0
+        group["lr_max"], group["weight_sum"] = lr_max, weight_sum
+        return {"lr": lr, "ckp1": ckp1, "weight_decay": group["weight_decay"]}
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every param group (in train mode); returns the closure's loss."""
+        if not self.param_groups[0]["train_mode"]:
+            raise RuntimeError(
+                "Optimizer was not in train mode when step is called: call optimizer.train() "
+                "before training steps and optimizer.eval() before evaluation (as schedulefree)"
+            )
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._arguments = {id(g): self._schedule(g) for g in self.param_groups}
+        super().step()
+        for group in self.param_groups:
+            group["k"] = group["k"] + 1
+        return loss
+
+    def _rule_arguments(self, group: dict) -> dict[str, Any]:
+        return dict(self._arguments[id(group)])
+
+    def _switch(self, to_train: bool) -> None:
+        for group in self.param_groups:
+            if group["train_mode"] == to_train:
+                continue
+            beta = self._beta(group)
+            weight = 1 - beta if to_train else 1 - 1 / beta
+            pairs = [(p, self.state[p]["z"]) for p in group["params"] if "z" in self.state[p]]
+            if pairs:
+                ps, zs = zip(*pairs)
+                zs = [z.to(p.device) for p, z in zip(ps, zs)]
+                torch._foreach_lerp_(list(ps), zs, weight)
+            group["train_mode"] = to_train
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Parameters to x, the averaged point to evaluate: x = y + (1 - 1/beta)(z - y)."""
+        self._switch(False)
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Parameters to y, where gradients are taken: y = x + (1 - beta)(z - x)."""
+        self._switch(True)
+
+
+def _common(lr, weight_decay, warmup_steps, r, weight_lr_power) -> None:
+    check_nonnegative(lr, "lr")
+    check_nonnegative(weight_decay, "weight_decay")
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an integer >= 0, got warmup_steps={warmup_steps!r}")
+    _number(r, "r")
+    check_nonnegative(weight_lr_power, "weight_lr_power")
+
+
+class SGDScheduleFree(_ScheduleFree):
+    r"""Schedule-Free SGD (Defazio et al., 2024, eq. (1)-(3) with the weights of section 4.1);
+    drop-in for ``schedulefree.SGDScheduleFree`` 1.4.1.
+
+    .. math::
+        y_t &= (1-\beta) z_t + \beta x_t, \qquad z_{t+1} = z_t - \gamma_t \nabla f(y_t), \qquad
+        x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}\\
+        c_{t+1} &= \frac{w_{t+1}}{\sum_{i \le t+1} w_i}, \qquad
+        w_{t+1} = (t+1)^r\, \bigl(\max_{i \le t+1} \gamma_i\bigr)^{\text{weight\_lr\_power}}
+
+    with gamma_t = lr * min(1, (t + 1) / warmup_steps). Defazio et al.'s Theorem 1: on a convex
+    G-Lipschitz problem with gamma = D / (G sqrt(T)), f(x_T) - f* <= D G / sqrt(T) (certified
+    in ``theory.lr_free_bounds.schedulefree_sgd_bound``).
+
+    Args (the package's, in its order): params; lr >= 0 (default 1.0); momentum beta in (0, 1)
+    (default 0.9); weight_decay >= 0 (default 0, at y); warmup_steps >= 0 (default 0); r
+    (default 0); weight_lr_power >= 0 (default 2); foreach (True/None: the default path, False:
+    ``impl="single"``); impl, compile as :class:`optim._base.RuleOptimizer`.
+
+    Group keys (the package's): ``k``, ``train_mode``, ``weight_sum``, ``lr_max``,
+    ``scheduled_lr``; state: ``z``. Call :meth:`train` before training, :meth:`eval` before
+    evaluating (``step()`` in eval mode raises ``RuntimeError``).
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.SGDScheduleFree([w], lr=0.1)
+        >>> opt.train()
+        >>> for _ in range(100):
+        ...     opt.zero_grad()
+        ...     ((w - 3) ** 2).sum().backward()
+        ...     opt.step()
+        >>> opt.eval()  # the parameters now hold x, the average
+        >>> bool(((w - 3).norm() < 0.5).item())  # from 5.4
+        True
+    """
+
+    _rule = staticmethod(schedulefree_sgd_update)
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | Tensor = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2,
+        foreach: bool | None = None,
+        *,
+        impl: str | None = None,
+        compile: bool = False,
+    ) -> None:
+        _common(lr, weight_decay, warmup_steps, r, weight_lr_power)
+        check_interval(momentum, "momentum", 0.0, 1.0, high_open=True)
+        if not _number(momentum, "momentum") > 0:
+            raise ValueError(f"momentum must be in (0, 1), got momentum={momentum!r}")
+        defaults = {
+            "lr": lr, "momentum": momentum, "r": r, "k": 0, "warmup_steps": warmup_steps,
+            "train_mode": False, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0,
+            "weight_lr_power": weight_lr_power, "weight_decay": weight_decay,
+            "foreach": foreach,
+        }  # fmt: skip
+        super().__init__(params, defaults, impl=impl, compile=compile)
+
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("z",)
+
+    def _beta(self, group: dict) -> float:
+        return _number(group["momentum"], "momentum")
+
+    def _schedule(self, group: dict) -> dict[str, Any]:
+        return {**super()._schedule(group), "momentum": self._beta(group)}
+
+
+class AdamWScheduleFree(_ScheduleFree):
+    r"""Schedule-Free AdamW (Defazio et al., 2024, Algorithm 1); drop-in for
+    ``schedulefree.AdamWScheduleFree`` 1.4.1.
+
+    The iterates of :class:`SGDScheduleFree` with beta = beta1 and the step on z taken along
+    g / (sqrt(v_t / (1 - beta2^t)) + eps) + weight_decay * y, v_t Adam's second moment (no first
+    moment: the averaging is the momentum). See :func:`schedulefree_adamw_update`.
+
+    Args (the package's, in its order): params; lr >= 0 (default 0.0025); betas (default
+    (0.9, 0.999); beta1 in (0, 1)); eps >= 0 (default 1e-8); weight_decay >= 0 (default 0);
+    warmup_steps (default 0); r (default 0); weight_lr_power (default 2); foreach; impl, compile.
+
+    Group keys as :class:`SGDScheduleFree`; state: ``z``, ``exp_avg_sq``.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.AdamWScheduleFree([w], lr=0.1)
+        >>> opt.train()
+        >>> for _ in range(200):
+        ...     opt.zero_grad()
+        ...     ((w - 3) ** 2).sum().backward()
+        ...     opt.step()
+        >>> opt.eval()
+        >>> bool(((w - 3).norm() < 0.5).item())
+        True
+    """
+
+    _rule = staticmethod(schedulefree_adamw_update)
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | Tensor = 0.0025,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        foreach: bool | None = None,
+        *,
+        impl: str | None = None,
+        compile: bool = False,
+    ) -> None:
+        _common(lr, weight_decay, warmup_steps, r, weight_lr_power)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got betas={betas!r}")
+        if not 0 < _number(betas[0], "betas[0]") < 1:
+            raise ValueError(f"betas[0] must be in (0, 1), got betas[0]={betas[0]!r}")
+        check_interval(betas[1], "betas[1]", 0.0, 1.0, high_open=True)
+        check_nonnegative(eps, "eps")
+        defaults = {
+            "lr": lr, "betas": tuple(betas), "eps": eps, "r": r, "k": 0,
+            "warmup_steps": warmup_steps, "train_mode": False, "weight_sum": 0.0,
+            "lr_max": -1.0, "scheduled_lr": 0.0, "weight_lr_power": weight_lr_power,
+            "weight_decay": weight_decay, "foreach": foreach,
+        }  # fmt: skip
+        super().__init__(params, defaults, impl=impl, compile=compile)
+
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("z", "exp_avg_sq")
+
+    def _beta(self, group: dict) -> float:
+        return _number(group["betas"][0], "betas[0]")
+
+    def _schedule(self, group: dict) -> dict[str, Any]:
+        beta2 = _number(group["betas"][1], "betas[1]")
+        return {
+            **super()._schedule(group),
+            "beta1": self._beta(group),
+            "beta2": beta2,
+            "bias_correction2": 1 - beta2 ** (group["k"] + 1),
+            "eps": group["eps"],
+        }

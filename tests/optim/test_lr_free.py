@@ -1,0 +1,417 @@
+"""The learning-rate-free and adaptive step sizes against their reference packages and papers.
+
+Parity: float64, two param groups, 200 steps of a noisy non-convex loss, every execution path,
+max relative difference <= 1e-10 from ``prodigyopt``, ``dadaptation``, ``dog-optimizer`` and
+``schedulefree`` (train and eval mode). SPS and SLS against the papers' formulas written here.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+import optim
+import schedulers as S
+from tests.optim.conftest import IMPLS, relative_error
+from tests.optim.test_no_sync import FailOnHostSync
+
+prodigyopt = pytest.importorskip("prodigyopt")
+dadaptation = pytest.importorskip("dadaptation")
+dog = pytest.importorskip("dog")
+schedulefree = pytest.importorskip("schedulefree")
+
+SHAPES = [(5, 3), (7,), (2, 2, 2), (4,), (3, 2)]
+STEPS = 200
+
+# (name, reference class, constructor kwargs, extra keys of the second param group)
+CASES = [
+    ("Prodigy", prodigyopt.Prodigy, {}, {"eps": 1e-6}),
+    ("Prodigy", prodigyopt.Prodigy, {"weight_decay": 0.01, "growth_rate": 1.05}, {}),
+    ("Prodigy", prodigyopt.Prodigy,
+     {"weight_decay": 0.01, "decouple": False, "use_bias_correction": True}, {}),
+    ("Prodigy", prodigyopt.Prodigy,
+     {"betas": (0.0, 0.99), "safeguard_warmup": True, "d_coef": 0.5}, {"weight_decay": 0.1}),
+    ("DAdaptSGD", dadaptation.DAdaptSGD, {}, {}),
+    ("DAdaptSGD", dadaptation.DAdaptSGD,
+     {"momentum": 0.9, "weight_decay": 0.01, "growth_rate": 1.1}, {}),
+    ("DAdaptAdam", dadaptation.DAdaptAdam, {}, {"layer_scale": 0.5, "eps": 1e-6}),
+    ("DAdaptAdam", dadaptation.DAdaptAdam, {"weight_decay": 0.01, "use_bias_correction": True}, {}),
+    ("DAdaptAdam", dadaptation.DAdaptAdam, {"weight_decay": 0.01, "decouple": True}, {}),
+    ("DAdaptAdaGrad", dadaptation.DAdaptAdaGrad, {}, {"eps": 1e-5}),
+    ("DAdaptAdaGrad", dadaptation.DAdaptAdaGrad, {"momentum": 0.5, "weight_decay": 0.01}, {}),
+    ("DoG", dog.DoG, {}, {"lr": 0.8}),
+    ("DoG", dog.DoG, {"weight_decay": 0.01, "reps_rel": 1e-4}, {}),
+    ("DoG", dog.DoG, {"init_eta": 1e-3}, {}),
+    ("LDoG", dog.LDoG, {}, {"lr": 0.8}),
+    ("LDoG", dog.LDoG, {"weight_decay": 0.01, "init_eta": 1e-3}, {}),
+    ("SGDScheduleFree", schedulefree.SGDScheduleFree, {"lr": 0.05}, {"weight_decay": 0.02}),
+    ("SGDScheduleFree", schedulefree.SGDScheduleFree,
+     {"lr": 0.05, "momentum": 0.8, "warmup_steps": 20, "r": 1.0}, {"lr": 0.02}),
+    ("AdamWScheduleFree", schedulefree.AdamWScheduleFree, {}, {"weight_decay": 0.02}),
+    ("AdamWScheduleFree", schedulefree.AdamWScheduleFree,
+     {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.01, "warmup_steps": 20}, {"eps": 1e-6}),
+]  # fmt: skip
+SCHEDULE_FREE = {"SGDScheduleFree", "AdamWScheduleFree"}
+
+
+def case_id(case) -> str:
+    name, _, kwargs, second = case
+    return name + "(" + ",".join(f"{k}={v}" for k, v in {**kwargs, **second}.items()) + ")"
+
+
+def make_params(seed: int = 1) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(s, dtype=torch.float64, generator=generator).requires_grad_() for s in SHAPES
+    ]
+
+
+def noisy_loss(params: list[torch.Tensor], t: int) -> torch.Tensor:
+    """A non-convex loss whose targets are redrawn at every step (a stochastic gradient)."""
+    generator = torch.Generator().manual_seed(1000 + t)
+    total = 0
+    for i, p in enumerate(params):
+        target = 0.1 * torch.randn(p.shape, dtype=p.dtype, generator=generator)
+        total = total + (i + 1) * ((p - target) ** 2).sum() + 0.1 * torch.cos(3 * p).sum()
+    return total
+
+
+def groups(params: list[torch.Tensor], second: dict) -> list[dict]:
+    return [{"params": params[:2]}, {"params": params[2:], **second}]
+
+
+def train(make_optimizer, steps: int = STEPS, schedule_free: bool = False):
+    """Run ``steps`` updates; returns (parameters in train mode, in eval mode, optimizer)."""
+    params = make_params()
+    optimizer = make_optimizer(params)
+    if schedule_free:
+        optimizer.train()
+    for t in range(steps):
+        optimizer.zero_grad()
+        noisy_loss(params, t).backward()
+        optimizer.step()
+        if schedule_free and t % 50 == 49:  # switching back and forth changes nothing
+            optimizer.eval()
+            optimizer.train()
+    trained = [p.detach().clone() for p in params]
+    if schedule_free:
+        optimizer.eval()
+    return trained, [p.detach().clone() for p in params], optimizer
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_matches_the_reference_package(case, impl, capsys):
+    name, reference, kwargs, second = case
+    sf = name in SCHEDULE_FREE
+    ref_train, ref_eval, _ = train(
+        lambda ps: reference(groups(ps, second), **kwargs), schedule_free=sf
+    )
+    ours_train, ours_eval, _ = train(
+        lambda ps: getattr(optim, name)(groups(ps, second), impl=impl, **kwargs), schedule_free=sf
+    )
+    assert relative_error(ours_train, make_params()) > 1e-3, "the parameters did not move"
+    assert relative_error(ours_train, ref_train) <= 1e-10
+    assert relative_error(ours_eval, ref_eval) <= 1e-10
+
+
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam", "DAdaptSGD"])
+def test_global_estimate_matches_the_reference(name):
+    """The estimate d the user logs (group['d']) is the package's, at every group."""
+    case = next(c for c in CASES if c[0] == name)
+    _, reference, kwargs, second = case
+    _, _, ref = train(lambda ps: reference(groups(ps, second), **kwargs), steps=50)
+    _, _, ours = train(lambda ps: getattr(optim, name)(groups(ps, second), **kwargs), steps=50)
+    for a, b in zip(ours.param_groups, ref.param_groups):
+        assert math.isclose(float(a["d"]), b["d"], rel_tol=1e-10)
+        assert a["k"] == b["k"] == 50
+
+
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam", "DAdaptSGD", "DAdaptAdaGrad"])
+def test_a_reference_state_dict_loads_and_training_continues_identically(name):
+    case = next(c for c in CASES if c[0] == name)
+    _, reference, kwargs, second = case
+    params = make_params()
+    ref = reference(groups(params, second), **kwargs)
+    for t in range(30):
+        ref.zero_grad()
+        noisy_loss(params, t).backward()
+        ref.step()
+    mine = [p.detach().clone().requires_grad_() for p in params]
+    ours = getattr(optim, name)(groups(mine, second), **kwargs)
+    ours.load_state_dict(copy.deepcopy(ref.state_dict()))
+    for t in range(30, 60):
+        for opt, ps in ((ref, params), (ours, mine)):
+            opt.zero_grad()
+            noisy_loss(ps, t).backward()
+            opt.step()
+    assert relative_error(mine, params) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam", "DoG", "AdamWScheduleFree"])
+def test_own_state_dict_resumes_identically(name, impl):
+    make = lambda ps: getattr(optim, name)(groups(ps, {}), impl=impl)  # noqa: E731
+    sf = name in SCHEDULE_FREE
+    whole, _, _ = train(make, steps=40, schedule_free=sf)
+    params = make_params()
+    first = make(params)
+    if sf:
+        first.train()
+    for t in range(20):
+        first.zero_grad()
+        noisy_loss(params, t).backward()
+        first.step()
+    saved = copy.deepcopy(first.state_dict())
+    resumed = [p.detach().clone().requires_grad_() for p in params]
+    second = make(resumed)
+    second.load_state_dict(saved)
+    for t in range(20, 40):
+        second.zero_grad()
+        noisy_loss(resumed, t).backward()
+        second.step()
+    assert relative_error(resumed, whole) <= 1e-12
+
+
+def test_schedules_drive_prodigy_lr_and_schedule_free_lr():
+    """schedulers.attach writes the lr multiplier; the package given the same values agrees."""
+    schedule = S.linear_warmup(S.cosine_decay(learning_rate=1.0, decay_steps=60), warmup_steps=10)
+    for name, reference in (("Prodigy", prodigyopt.Prodigy),
+                            ("SGDScheduleFree", schedulefree.SGDScheduleFree)):  # fmt: skip
+        params, mine = make_params(), make_params()
+        ref = reference(params)
+        ours = getattr(optim, name)(mine)
+        if name in SCHEDULE_FREE:
+            ref.train()
+            ours.train()
+        driver = S.attach(ours, lr=schedule)
+        for t in range(60):
+            for group in ref.param_groups:
+                group["lr"] = float(schedule(t))
+            for opt, ps in ((ref, params), (ours, mine)):
+                opt.zero_grad()
+                noisy_loss(ps, t).backward()
+                opt.step()
+            driver.step()
+        assert relative_error(mine, params) <= 1e-10, name
+
+
+NO_SYNC = [
+    ("Prodigy", {}),
+    ("Prodigy", {"weight_decay": 0.01, "use_bias_correction": True}),
+    ("DAdaptSGD", {"momentum": 0.9}),
+    ("DAdaptAdam", {"weight_decay": 0.01}),
+    ("DAdaptAdaGrad", {}),
+    ("DoG", {}),
+    ("LDoG", {}),
+    ("SGDScheduleFree", {"lr": 0.1}),
+    ("AdamWScheduleFree", {"warmup_steps": 3}),
+]
+
+
+@pytest.mark.parametrize("lr_as_tensor", [False, True], ids=["lr-float", "lr-tensor"])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(("name", "kwargs"), NO_SYNC, ids=[n for n, _ in NO_SYNC])
+def test_step_does_not_synchronise(name, kwargs, impl, lr_as_tensor):
+    """Parameters on ``meta``: any read of a device value inside step() raises."""
+    params = [p.detach().to("meta").requires_grad_() for p in make_params()]
+    optimizer = getattr(optim, name)(groups(params, {}), impl=impl, **kwargs)
+    if lr_as_tensor:
+        for group in optimizer.param_groups:
+            group["lr"] = torch.tensor(0.5, device="meta")
+    if name in SCHEDULE_FREE:
+        optimizer.train()
+    for p in params:
+        p.grad = torch.empty_like(p)
+    for _ in range(3):
+        with FailOnHostSync():
+            optimizer.step()
+    if name in SCHEDULE_FREE:
+        with FailOnHostSync():
+            optimizer.eval()
+
+
+def test_sps_step_does_not_synchronise():
+    params = [p.detach().to("meta").requires_grad_() for p in make_params()]
+    optimizer = optim.SPS(params)
+    for p in params:
+        p.grad = torch.empty_like(p)
+    with FailOnHostSync():
+        optimizer.step(loss=torch.empty((), device="meta"))
+
+
+# --- SPS and SLS against the papers' formulas, written here independently ------------------
+
+
+def _closure(params, t):
+    def closure():
+        for p in params:
+            p.grad = None
+        loss = noisy_loss(params, t)
+        loss.backward()
+        return loss
+
+    return closure
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    ("c", "gamma_b", "f_star"), [(0.5, 1.0, 0.0), (0.2, 0.05, -1.0), (1.0, math.inf, 0.0)]
+)
+def test_sps_follows_loizou_et_al_equation_5(impl, c, gamma_b, f_star):
+    params = make_params()
+    optimizer = optim.SPS(groups(params, {}), c=c, gamma_b=gamma_b, f_star=f_star, impl=impl)
+    x = [p.detach().clone() for p in make_params()]
+    for t in range(STEPS):
+        optimizer.step(_closure(params, t))
+        # SPS_max: gamma = min((f_i(x) - f_i*) / (c ||grad f_i(x)||^2), gamma_b)
+        xs = [v.clone().requires_grad_() for v in x]
+        loss = noisy_loss(xs, t)
+        grads = torch.autograd.grad(loss, xs)
+        norm_sq = sum(float((g * g).sum()) for g in grads)
+        gamma = min((float(loss) - f_star) / (c * norm_sq), gamma_b)
+        x = [v - gamma * g for v, g in zip(x, grads)]
+        assert math.isclose(float(optimizer.param_groups[0]["step_size"]), gamma, rel_tol=1e-9)
+    assert relative_error(params, x) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("reset_option", [0, 1, 2])
+def test_sls_follows_vaswani_et_al_algorithms_1_and_2(impl, reset_option):
+    kwargs = {"n_batches_per_epoch": 10, "init_step_size": 0.5, "c": 0.3, "beta_b": 0.7,
+              "gamma": 2.0, "reset_option": reset_option, "eta_max": 1.0}  # fmt: skip
+    params = make_params()
+    optimizer = optim.SLS(groups(params, {}), impl=impl, **kwargs)
+    x = [p.detach().clone() for p in make_params()]
+    eta_previous = None
+    backtracked = 0
+    for t in range(STEPS):
+        optimizer.step(_closure(params, t))
+        xs = [v.clone().requires_grad_() for v in x]
+        loss = noisy_loss(xs, t)
+        grads = torch.autograd.grad(loss, xs)
+        norm_sq = sum(float((g * g).sum()) for g in grads)
+        if eta_previous is None:  # Algorithm 2 (reset)
+            eta = kwargs["init_step_size"]
+        elif reset_option == 0:
+            eta = eta_previous
+        elif reset_option == 1:
+            eta = eta_previous * kwargs["gamma"] ** (1 / kwargs["n_batches_per_epoch"])
+        else:
+            eta = kwargs["init_step_size"]
+        eta = min(eta, kwargs["eta_max"])
+        while True:  # Algorithm 1: backtrack until the Armijo condition holds
+            trial = [v - eta * g for v, g in zip(x, grads)]
+            if float(noisy_loss(trial, t)) <= float(loss) - kwargs["c"] * eta * norm_sq:
+                break
+            eta *= kwargs["beta_b"]
+            backtracked += 1
+        x, eta_previous = trial, eta
+        assert math.isclose(optimizer.param_groups[0]["step_size"], eta, rel_tol=1e-12)
+    assert backtracked > 0, "the test never exercised the backtracking"
+    assert relative_error(params, x) <= 1e-10
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+BAD = [
+    ("Prodigy", {"d0": -1.0}, ValueError, "d0"),
+    ("Prodigy", {"growth_rate": 0.5}, ValueError, "growth_rate"),
+    ("Prodigy", {"betas": (1.0, 0.9)}, ValueError, "betas"),
+    ("Prodigy", {"lr": 0.0}, ValueError, "lr"),
+    ("Prodigy", {"fsdp_in_use": True}, ValueError, "fsdp_in_use"),
+    ("Prodigy", {"slice_p": 0}, ValueError, "slice_p"),
+    ("Prodigy", {"slice_p": 2, "impl": "flat"}, ValueError, "slice_p"),
+    ("Prodigy", {"d0": "big"}, TypeError, "d0"),
+    ("DAdaptSGD", {"d0": 0.0}, ValueError, "d0"),
+    ("DAdaptSGD", {"momentum": 1.0}, ValueError, "momentum"),
+    ("DAdaptAdam", {"growth_rate": 0.99}, ValueError, "growth_rate"),
+    ("DAdaptAdam", {"eps": 0.0}, ValueError, "eps"),
+    ("DAdaptAdaGrad", {"d0": -1e-6}, ValueError, "d0"),
+    ("DoG", {"reps_rel": 0.0}, ValueError, "reps_rel"),
+    ("DoG", {"init_eta": -1.0}, ValueError, "init_eta"),
+    ("LDoG", {"weight_decay": -0.1}, ValueError, "weight_decay"),
+    ("SGDScheduleFree", {"momentum": 0.0}, ValueError, "momentum"),
+    ("SGDScheduleFree", {"warmup_steps": -1}, ValueError, "warmup_steps"),
+    ("AdamWScheduleFree", {"betas": (0.0, 0.9)}, ValueError, "betas"),
+    ("SPS", {"c": 0.0}, ValueError, "c"),
+    ("SPS", {"gamma_b": -1.0}, ValueError, "gamma_b"),
+    ("SLS", {"beta_b": 1.0}, ValueError, "beta_b"),
+    ("SLS", {"beta_b": 0.0}, ValueError, "beta_b"),
+    ("SLS", {"c": 0.0}, ValueError, "c"),
+    ("SLS", {"reset_option": 3}, ValueError, "reset_option"),
+    ("Prodigy", {"impl": "fast"}, ValueError, "impl"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "error", "word"), BAD, ids=[f"{n}-{w}" for n, _, _, w in BAD]
+)
+def test_bad_input_names_the_parameter(name, kwargs, error, word):
+    with pytest.raises(error, match=word):
+        getattr(optim, name)(make_params(), **kwargs)
+
+
+def test_loss_based_steps_need_the_loss_and_schedule_free_needs_train_mode():
+    params = make_params()
+    with pytest.raises(ValueError, match="closure"):
+        optim.SPS(params).step()
+    with pytest.raises(ValueError, match="closure"):
+        optim.SLS(params).step()
+    with pytest.raises(RuntimeError, match="train mode"):
+        optim.SGDScheduleFree(params).step()
+
+
+def test_different_lrs_across_groups_are_refused_as_by_the_reference():
+    params = make_params()
+    optimizer = optim.Prodigy(groups(params, {"lr": 0.5}))
+    noisy_loss(params, 0).backward()
+    with pytest.raises(RuntimeError, match="different lr"):
+        optimizer.step()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_parameter_without_gradient_is_skipped(impl):
+    params = make_params()
+    before = params[1].detach().clone()
+    optimizer = optim.Prodigy(groups(params, {}), impl=impl)
+    for t in range(3):
+        optimizer.zero_grad()
+        noisy_loss([params[0], *params[2:]], t).backward()
+        optimizer.step()
+    assert torch.equal(params[1].detach(), before)
+    assert "s" not in optimizer.state[params[1]]
+
+
+PACKED = ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "SGDScheduleFree",
+          "AdamWScheduleFree"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PACKED)
+def test_many_small_tensors_packed_match_the_reference(name):
+    """40 small tensors: the default path packs them; still the package's numbers."""
+    case = next(c for c in CASES if c[0] == name)
+    _, reference, kwargs, _ = case
+    sf = name in SCHEDULE_FREE
+
+    def run(make):
+        generator = torch.Generator().manual_seed(5)
+        params = [torch.randn(3, 4, dtype=torch.float64, generator=generator).requires_grad_()
+                  for _ in range(40)]  # fmt: skip
+        optimizer = make([{"params": params[:30]}, {"params": params[30:]}])
+        if sf:
+            optimizer.train()
+        for t in range(60):
+            optimizer.zero_grad()
+            noisy_loss(params, t).backward()
+            optimizer.step()
+        return params, optimizer
+
+    ref, _ = run(lambda gs: reference(gs, **kwargs))
+    ours, optimizer = run(lambda gs: getattr(optim, name)(gs, **kwargs))
+    if not sf:
+        assert optimizer._packed, "the default path did not pack"
+    assert relative_error(ours, ref) <= 1e-10
