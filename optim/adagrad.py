@@ -55,7 +55,12 @@ def adagrad_update(
     if ops.on_device(negative_lr):
         ops.addcdiv_(params, grads, denominators, negative_lr)
     else:  # torch's foreach order: scale the gradient, then divide
-        torch._foreach_addcdiv_(params, torch._foreach_mul(grads, negative_lr), denominators)
+        if maximize or ops.may_be_nonzero(weight_decay):  # grads is our copy: scale in place
+            torch._foreach_mul_(grads, negative_lr)  # (for bf16, in place and out of place
+            numerators = grads  # round differently in torch; this is torch's choice)
+        else:
+            numerators = torch._foreach_mul(grads, negative_lr)
+        torch._foreach_addcdiv_(params, numerators, denominators)
 
 
 class Adagrad(RuleOptimizer):

@@ -40,6 +40,8 @@ DEFAULT_CASES = [
     ("SGD", {"lr": 0.05, "momentum": 0.9}),
     ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
     ("Adagrad", {"lr": 0.05}),
+    ("Adagrad", {"lr": 0.05, "lr_decay": 0.01, "maximize": True, "weight_decay": 0.01}),
+    ("AdamW", {"lr": 0.01, "maximize": True, "amsgrad": True}),
     ("RMSprop", {"lr": 0.01}),
     ("RMSprop", {"lr": 0.01, "momentum": 0.5, "centered": True}),
     ("Adadelta", {"lr": 0.5}),
