@@ -27,7 +27,6 @@ from schedulers.decay import (
     power_decay,
     rex,
 )
-from schedulers.driver import ScheduleDriver, attach
 from schedulers.modern import inverse_sqrt, wsd
 from schedulers.noise import noisy
 from schedulers.plateau import reduce_on_plateau
@@ -40,7 +39,20 @@ from schedulers.warmup import (
     untuned_warmup,
 )
 
+# the driver is a torch LRScheduler: imported on first use, so schedules alone do not load torch
+_DRIVER_NAMES = ("PlateauScheduleDriver", "ScheduleDriver", "attach")
+
+
+def __getattr__(name: str):
+    if name in _DRIVER_NAMES:
+        from schedulers import driver
+
+        return getattr(driver, name)
+    raise AttributeError(f"module 'schedulers' has no attribute {name!r}")
+
+
 __all__ = [
+    "PlateauScheduleDriver",
     "Schedule",
     "ScheduleDriver",
     "attach",

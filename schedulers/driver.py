@@ -25,9 +25,19 @@ enforce, plus ``momentum <= 1``), and every value is checked again before it is 
 catches what a range cannot (a user function, a wide enclosure). The check reads host floats only:
 a tensor hyperparameter is filled in place and never read back (no host sync).
 
+The driver is a ``torch.optim.lr_scheduler.LRScheduler``, so code written for torch's schedulers
+takes it as it is (PyTorch Lightning's ``configure_optimizers``, ``isinstance`` checks, loops that
+call ``step()``, ``get_last_lr()`` and ``state_dict()``): ``optimizer``, ``last_epoch`` (the
+step ``t``), ``base_lrs`` (the learning rates before :func:`attach`), ``get_last_lr()``,
+``get_lr()``, ``state_dict()``/``load_state_dict()``. Unlike torch's recursive schedulers it
+never derives a value from the previous one: every value is ``s(t)``, so resuming, jumping or
+stepping per epoch and per update give the same numbers. A driver with a reduce-on-plateau
+schedule is also a ``ReduceLROnPlateau`` (:class:`PlateauScheduleDriver`): frameworks that feed
+a monitored metric to such schedulers (Lightning's ``monitor``) call ``step(metric)`` as torch's.
+
 Speed: values are computed in blocks of steps ahead (the schedules are pure; a block is
 recomputed when a reduce-on-plateau changes its multiplier), so a step costs a few hundred
-nanoseconds whatever the schedule.
+nanoseconds whatever the schedule (``stepsize bench schedulers``).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
 import numpy as np
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from schedulers.base import Schedule, check_schedule
 
@@ -119,7 +130,13 @@ class _Block:
         self.start, self.values, self.token, self.size = 0, [], None, _FIRST_BLOCK
 
     def value(self, t: float) -> float:
-        token = tuple(node._state_token() for node in self.reactive) if self.reactive else None
+        reactive = self.reactive
+        if not reactive:
+            token = None
+        elif len(reactive) == 1:
+            token = reactive[0]._state_token()
+        else:
+            token = tuple(node._state_token() for node in reactive)
         if t == int(t) and token == self.token:
             offset = int(t) - self.start
             if 0 <= offset < len(self.values):
@@ -135,12 +152,30 @@ class _Block:
         return self.values[0]
 
 
-class ScheduleDriver:
+class ScheduleDriver(LRScheduler):
     """Drives param-group hyperparameters with schedules; created by :func:`attach`.
+
+    A ``torch.optim.lr_scheduler.LRScheduler`` with closed-form stepping: :meth:`step` writes
+    ``s(t)`` for the new ``t`` (never a value derived from the last one), so the values depend
+    on ``t`` alone, and a driver resumed from :meth:`state_dict` writes what an uninterrupted
+    one writes. torch's own ``LRScheduler.__init__`` is not run: the driver does not add
+    ``initial_lr`` to the param groups nor wrap ``optimizer.step``.
 
     Attributes:
         optimizer: the driven optimizer.
         schedules: ``{key: [schedule per group]}``.
+        base_lrs: each group's learning rate before :func:`attach` wrote ``s(0)`` (torch's
+            ``initial_lr``).
+        last_epoch: the step ``t`` (torch's name; ``t`` counts updates or epochs, as the
+            caller steps). Setting it moves the driver there and writes the values at it.
+
+    >>> import torch, schedulers as S
+    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    >>> driver = S.attach(opt, lr=S.step_lr(0.1, step_size=2, gamma=0.5))
+    >>> isinstance(driver, torch.optim.lr_scheduler.LRScheduler), driver.base_lrs
+    (True, [1.0])
+    >>> driver.step(); driver.step(); driver.last_epoch, driver.get_last_lr()
+    (2, [0.05])
     """
 
     def __init__(
@@ -155,6 +190,7 @@ class ScheduleDriver:
         if not schedules:
             raise ValueError("attach needs at least one schedule, e.g. attach(optimizer, lr=...)")
         self.optimizer = optimizer
+        self.base_lrs = [_copy(group.get("lr")) for group in groups]
         self.schedules: dict[str, list[Schedule]] = {}
         blocks: dict[int, _Block] = {}
         plan: list[tuple] = []
@@ -169,10 +205,11 @@ class ScheduleDriver:
                 self._check_range(key, g, schedule, domain)
             self.schedules[key] = per_group
             record = self._values[key] = [0.0] * len(groups)
-            for g, (group, schedule) in enumerate(zip(groups, per_group)):
+            for g, schedule in enumerate(per_group):
                 block = blocks.setdefault(id(schedule), _Block(schedule))
-                plan.append((block, group, name, index, record, g, key, domain))
+                plan.append((block, name, index, record, g, key, domain))
         self._plan = plan
+        self._groups, self._n_groups = groups, len(groups)
         self._blocks = list(blocks.values())
         self._roots = [block.schedule for block in self._blocks]
         self._reactive = _unique(
@@ -188,6 +225,9 @@ class ScheduleDriver:
         }
         self._t: int | float = 0
         self._apply(0)
+        if self._reactive and type(self) is ScheduleDriver:
+            # known only once the schedules are parsed: a plateau makes it a ReduceLROnPlateau
+            self.__class__ = PlateauScheduleDriver
 
     @staticmethod
     def _per_group(key: str, spec: Any, n_groups: int) -> list[Schedule]:
@@ -232,9 +272,27 @@ class ScheduleDriver:
             )
 
     # --- stepping ---------------------------------------------------------------------------
+    def _rebind(self, groups: list[dict]) -> list[dict]:
+        """Accept a replaced ``optimizer.param_groups`` (torch's ``Optimizer.load_state_dict``,
+        used by resumes and Lightning's restore, builds new group dicts) after checking it."""
+        if len(groups) != self._n_groups:
+            raise ValueError(
+                f"the optimizer now has {len(groups)} param group(s), the driver was attached "
+                f"to {self._n_groups}; attach a new driver after add_param_group"
+            )
+        for key in self.schedules:
+            name, index = _parse_key(key)
+            for g, group in enumerate(groups):
+                self._check_slot(key, name, index, g, group)
+        self._groups = groups
+        return groups
+
     def _apply(self, t: int | float) -> None:
+        groups = self.optimizer.param_groups
+        if groups is not self._groups or len(groups) != self._n_groups:
+            groups = self._rebind(groups)
         values = []
-        for block, _group, _name, _index, _record, g, key, domain in self._plan:
+        for block, _name, _index, _record, g, key, domain in self._plan:
             value = block.value(t)
             if not _inside(value, domain):
                 raise ValueError(
@@ -242,9 +300,8 @@ class ScheduleDriver:
                     f"but the optimizer requires {_domain_text(key, domain)}; nothing was written"
                 )
             values.append(value)
-        for (_block, group, name, index, record, g, _key, _domain), value in zip(
-            self._plan, values
-        ):
+        for (_block, name, index, record, g, _key, _domain), value in zip(self._plan, values):
+            group = groups[g]
             record[g] = value
             if index is None and type(group[name]) is float:
                 group[name] = value
@@ -256,19 +313,32 @@ class ScheduleDriver:
         """Steps made so far; the values in the optimizer are the schedules at ``t``."""
         return self._t
 
+    @property
+    def last_epoch(self) -> int | float:
+        """torch's name for :attr:`t`; setting it writes the values at the new step."""
+        return self._t
+
+    @last_epoch.setter
+    def last_epoch(self, t: float) -> None:
+        t = _check_step(t, "last_epoch")
+        self._apply(t)
+        self._t = t
+
     def step(self, metric: SupportsFloat | None = None, *, t: float | None = None) -> None:
         """Advance ``t`` by one (or move it to ``t``) and write the values at the new ``t``.
 
-        ``metric`` (e.g. a validation loss) is passed to every reactive schedule
+        ``metric`` (e.g. a validation loss; a number or a one-element tensor, taken as torch's
+        ``ReduceLROnPlateau.step(metrics)`` takes it) is passed to every reactive schedule
         (reduce-on-plateau), wherever it is nested, before the new values are computed, at the
-        step its own clock shows; with ``metric=None`` they make no decision this step.
-        ``t``: the step to move to, e.g. ``epoch + i / n`` for a per-epoch schedule stepped per
-        update (a float >= 0; any order).
+        step its own clock shows; with ``metric=None`` they make no decision this step, and a
+        driver without one ignores it. ``t``: the step to move to, e.g. ``epoch + i / n`` for a
+        per-epoch schedule stepped per update (a float >= 0; any order).
         """
         new_t = self._t + 1 if t is None else _check_step(t)
-        if metric is not None:
+        if metric is not None and self._reactive:
+            value = _metric_value(metric)
             for node, local in self._reactive_steps(new_t):
-                node.observe(metric, local)
+                node.observe(value, local)
         self._apply(new_t)
         self._t = new_t
 
@@ -276,6 +346,8 @@ class ScheduleDriver:
         """The reactive schedules active at ``t``, each once, with their own step."""
         if not self._reactive:
             return []
+        if not self._above_reactive:  # every reactive schedule is a root: its clock is t
+            return [(node, t) for node in self._reactive]
         found: dict[int, tuple[Schedule, float]] = {}
         stack = [(root, t) for root in reversed(self._roots)]
         while stack:  # Schedule.active_steps, pruned to the paths that lead to reactive nodes
@@ -291,6 +363,11 @@ class ScheduleDriver:
         if "lr" in self._values:
             return list(self._values["lr"])
         return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def get_lr(self) -> list[float]:
+        """The learning rate of each group at the current step (torch's name): the schedule at
+        ``t``, which is what :meth:`step` wrote (the group's own value where lr is not driven)."""
+        return self.get_last_lr()
 
     def last_values(self) -> dict[str, list[float]]:
         """``{key: [value per group]}`` for every driven key, as last written (for logging)."""
@@ -320,7 +397,34 @@ class ScheduleDriver:
 
     def __repr__(self) -> str:
         keys = ", ".join(self.schedules)
-        return f"ScheduleDriver(t={self._t}, keys=[{keys}])"
+        return f"{type(self).__name__}(t={self._t}, keys=[{keys}])"
+
+
+class PlateauScheduleDriver(ScheduleDriver, ReduceLROnPlateau):
+    """A :class:`ScheduleDriver` with a reduce-on-plateau schedule (what :func:`attach` and
+    ``ScheduleDriver(...)`` return when a schedule holds one).
+
+    Also a ``torch.optim.lr_scheduler.ReduceLROnPlateau``, so code that recognises plateau
+    schedulers by type passes the metric to :meth:`step` (``step(metric)``, as torch's): PyTorch
+    Lightning then requires a ``monitor`` and calls ``step(monitored value)`` at each interval.
+    Everything else is :class:`ScheduleDriver`'s: the decisions are made by the
+    ``reduce_on_plateau`` schedules inside (``schedulers.plateau``, torch's rules), whose state
+    is in :meth:`state_dict`; torch's own attributes and helpers (``mode``, ``best``,
+    ``is_better``, ``in_cooldown``) are theirs, not the driver's.
+
+    >>> import torch, schedulers as S
+    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    >>> driver = S.attach(opt, lr=S.reduce_on_plateau(S.constant(0.1), patience=0, factor=0.5))
+    >>> isinstance(driver, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    True
+    >>> driver.step(1.0); driver.step(1.0); driver.get_last_lr()  # no improvement: halved
+    [0.05]
+    """
+
+
+def _copy(value: Any) -> Any:
+    """A tensor hyperparameter cloned (as torch's ``initial_lr``), anything else as it is."""
+    return value.clone() if hasattr(value, "clone") else value
 
 
 def _unique(nodes) -> list[Schedule]:
@@ -332,20 +436,31 @@ def _unique(nodes) -> list[Schedule]:
     return out
 
 
-def _check_step(t: Any) -> int | float:
+def _metric_value(metric: Any) -> float:
+    """``float(metric)``; a tensor is read back here: a deliberate host sync point (as in
+    torch's ``ReduceLROnPlateau``), made only when a plateau schedule takes the metric."""
+    try:
+        return float(metric)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"metric must be a real number or a one-element tensor, got metric={metric!r}"
+        ) from err
+
+
+def _check_step(t: Any, name: str = "t") -> int | float:
     """A step to move to: an int, or a float (whole floats become ints), finite and >= 0."""
     if isinstance(t, bool) or not isinstance(t, numbers.Real):
-        raise TypeError(f"step t must be a number >= 0, got t={t!r}")
+        raise TypeError(f"step {name} must be a number >= 0, got {name}={t!r}")
     if isinstance(t, numbers.Integral):
         t = int(t)
     elif not (math.isfinite(t) and t >= 0):
-        raise ValueError(f"step t must be finite and >= 0, got t={t!r}")
+        raise ValueError(f"step {name} must be finite and >= 0, got {name}={t!r}")
     elif float(t).is_integer():
         t = int(t)
     else:
         t = float(t)
     if t < 0:
-        raise ValueError(f"step t must be finite and >= 0, got t={t!r}")
+        raise ValueError(f"step {name} must be finite and >= 0, got {name}={t!r}")
     return t
 
 
@@ -364,7 +479,9 @@ def attach(
             ``betas[0]``/``betas[1]``.
 
     Returns:
-        The :class:`ScheduleDriver`; call its ``step()`` after each optimizer update.
+        The :class:`ScheduleDriver` (a ``torch.optim.lr_scheduler.LRScheduler``; a
+        :class:`PlateauScheduleDriver`, also a ``ReduceLROnPlateau``, when a schedule holds a
+        reduce-on-plateau); call its ``step()`` after each optimizer update.
 
     Raises:
         ValueError: a key missing from a param group, a wrong number of per-group schedules, a

@@ -12,6 +12,10 @@
 Failures raise ``AssertionError`` with a message naming the step, the observed value and the
 bound or tolerance. Argument order everywhere: problem, make_optimizer, steps, then the rest (as
 ``theory.certify.certify``).
+
+Test problems with a chosen condition number ``kappa = L / mu`` and seed, for the pytest plugin's
+fixtures (``pytest_stepsize``) and for direct use: :func:`quadratic_problem`,
+:func:`least_squares_problem`, :func:`logistic_problem`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from theory.bounds import QUANTITIES, Bound
 from theory.certify import (
@@ -31,9 +36,25 @@ from theory.certify import (
     certify,
     run,
 )
-from theory.problems import Problem
+from theory.problems import (
+    DTYPE,
+    LeastSquares,
+    LogisticRegression,
+    Problem,
+    Quadratic,
+    _finite_float,
+    _generator,
+    _haar_rotation,
+)
 
-__all__ = ["assert_bound_holds", "assert_converges", "assert_rate"]
+__all__ = [
+    "assert_bound_holds",
+    "assert_converges",
+    "assert_rate",
+    "least_squares_problem",
+    "logistic_problem",
+    "quadratic_problem",
+]
 
 
 def assert_converges(
@@ -118,3 +139,82 @@ def assert_rate(
             f"bound {bound.name!r}: fitted rate {fitted:.6g} per step is faster "
             f"than expected (below {at_least:.6g})"
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# problems with a chosen condition number (the pytest plugin's fixtures)
+# ----------------------------------------------------------------------------------------------
+def _check_size(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
+    return value
+
+
+def _check_kappa(kappa: Any, *, strict: bool = False) -> float:
+    kappa = _finite_float("kappa", kappa)
+    if kappa < 1 or (strict and kappa == 1):
+        allowed = "> 1 (mu = l2 > 0 needs L > mu)" if strict else ">= 1 (it is L / mu)"
+        raise ValueError(f"kappa must be {allowed}, got kappa={kappa!r}")
+    return kappa
+
+
+def _data_with_spectrum(n: int, eigenvalues: np.ndarray, seed: int) -> np.ndarray:
+    """X (n x d) with X^T X / n = V diag(eigenvalues) V^T: X = U diag(sqrt(n eigenvalues)) V^T,
+    U the first d columns of a Haar rotation and V a Haar rotation, both seeded."""
+    generator = _generator(seed)
+    U = _haar_rotation(n, generator)[:, : eigenvalues.size]
+    V = _haar_rotation(eigenvalues.size, generator)
+    singular = np.sqrt(n * eigenvalues)
+    return ((U * torch.as_tensor(singular, dtype=DTYPE)) @ V.T).numpy()
+
+
+def quadratic_problem(kappa: float = 10.0, seed: int = 0, dim: int = 10) -> Quadratic:
+    """``Quadratic.from_condition_number(dim, kappa, L=1, seed=seed)``: eigenvalues spaced linearly
+    from 1/kappa to 1, so ``problem.kappa == kappa``.
+
+    >>> quadratic_problem(kappa=100.0).kappa
+    100.0
+    """
+    return Quadratic.from_condition_number(dim, kappa, seed=seed)
+
+
+def least_squares_problem(
+    kappa: float = 10.0, seed: int = 0, dim: int = 10, n: int = 50
+) -> LeastSquares:
+    """``LeastSquares`` on ``n`` seeded rows whose Gram matrix X^T X / n has eigenvalues spaced
+    linearly from 1/kappa to 1 (so L = 1 and mu = 1/kappa up to rounding), targets
+    y = X w + 0.1 noise (f* > 0).
+
+    >>> problem = least_squares_problem(kappa=100.0)
+    >>> round(problem.kappa, 6), problem.x_star.shape
+    (100.0, torch.Size([10]))
+    """
+    kappa, dim = _check_kappa(kappa), _check_size("dim", dim, 1)
+    n = _check_size("n", n, dim)
+    X = _data_with_spectrum(n, np.linspace(1.0 / kappa, 1.0, dim), seed)
+    generator = torch.Generator().manual_seed(seed + 1_000_003)
+    w = torch.randn(dim, generator=generator, dtype=DTYPE).numpy()
+    noise = torch.randn(n, generator=generator, dtype=DTYPE).numpy()
+    return LeastSquares(X, X @ w + 0.1 * noise, seed=seed)
+
+
+def logistic_problem(
+    kappa: float = 10.0, seed: int = 0, dim: int = 10, n: int = 100
+) -> LogisticRegression:
+    """``LogisticRegression`` on ``n`` seeded rows with L / mu = kappa: the rows have
+    X^T X / (4n) with eigenvalues spaced linearly from 0.1 to 1 and ``l2 = 1 / (kappa - 1)``, so
+    L = 1 + l2 and mu = l2 (``kappa > 1``); labels are the signs of a seeded linear model plus
+    noise (not separable).
+
+    >>> problem = logistic_problem(kappa=50.0)
+    >>> round(problem.kappa, 6)
+    50.0
+    """
+    kappa, dim = _check_kappa(kappa, strict=True), _check_size("dim", dim, 1)
+    n = _check_size("n", n, dim)
+    X = _data_with_spectrum(n, 4.0 * np.linspace(0.1, 1.0, dim), seed)
+    generator = torch.Generator().manual_seed(seed + 1_000_003)
+    w = torch.randn(dim, generator=generator, dtype=DTYPE).numpy()
+    noise = torch.randn(n, generator=generator, dtype=DTYPE).numpy()
+    y = np.where(X @ w + noise >= 0, 1.0, -1.0)
+    return LogisticRegression(X, y, l2=1.0 / (kappa - 1.0), seed=seed)
