@@ -1,15 +1,23 @@
-"""Checkpoints of a run: written atomically, read with ``torch.load(weights_only=True)``.
+"""The files of a run folder: written atomically, read back with checks, and locked.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (what the
 weights-only unpickler accepts): model and optimizer state dicts, the schedule driver's state,
 the RNG states, the step, the elapsed training time and the logged history.
+
+Every file is written to a temporary name in its folder and renamed (:func:`atomic_write`), with
+the permissions an ordinary ``open`` would give it (``0o666`` less the umask). Reading a
+checkpoint or a ``result.json`` that is truncated, foreign or lacks a key raises ``ValueError``
+naming the file. :func:`folder_lock` keeps a second process from writing the same experiment
+folder; the lock is released by the operating system when its holder exits, even by ``kill -9``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +25,41 @@ import torch
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
+LOCK = ".stepsize.lock"
+CHECKPOINT_KEYS = (
+    "fingerprint",
+    "model",
+    "optimizer",
+    "driver",
+    "rng",
+    "step",
+    "elapsed",
+    "history",
+)
+RESULT_KEYS = ("variant", "seed", "status", "final", "fingerprint")
+
+
+def _umask() -> int:
+    """The process's umask (read from ``/proc`` where possible, which changes nothing)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path, write) -> None:
-    """Writes through ``write(file)`` to a temporary file in ``path``'s folder, then renames it."""
+    """Writes through ``write(file)`` to a temporary file in ``path``'s folder, then renames it;
+    the file gets ``0o666`` less the umask, as ``open`` would give it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0o600
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
@@ -39,12 +75,34 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
     atomic_write(Path(run_dir) / CHECKPOINT, lambda file: torch.save(state, file))
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:160] if text else type(err).__name__
+
+
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's checkpoint, or None when there is none; tensors are loaded on the CPU."""
+    """The run's checkpoint, or None when there is none; tensors are loaded on the CPU.
+
+    Raises:
+        ValueError: naming the file, when it is truncated, not a checkpoint of this runner (the
+            weights-only unpickler refuses it) or lacks one of ``CHECKPOINT_KEYS``.
+    """
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    fix = "delete it to restart this run from step 0"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, foreign pickle, not a torch file at all
+        raise ValueError(f"{path}: not a readable checkpoint ({_one_line(err)}); {fix}") from None
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"{path}: not a checkpoint of this runner (a {type(state).__name__}); {fix}"
+        )
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}; {fix}")
+    return state
 
 
 def save_json(path: str | Path, data: Any) -> None:
@@ -59,6 +117,87 @@ def save_text(path: str | Path, text: str) -> None:
 
 
 def load_result(run_dir: str | Path) -> dict[str, Any] | None:
-    """A finished run's ``result.json``, or None when the run has not finished."""
+    """A finished run's ``result.json``, or None when the run has not finished.
+
+    Raises:
+        ValueError: naming the file, when it is not valid JSON (truncated) or lacks one of
+            ``RESULT_KEYS``.
+    """
     path = Path(run_dir) / RESULT
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    fix = "delete it to run this run again"
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{path}: not a valid result file ({_one_line(err)}); {fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a result file (a JSON {type(data).__name__}); {fix}")
+    missing = [key for key in RESULT_KEYS if key not in data]
+    if missing:
+        raise ValueError(f"{path}: result lacks {', '.join(missing)}; {fix}")
+    return data
+
+
+def check_writable_folder(folder: str | Path, option: str) -> None:
+    """Raises ``ValueError`` naming ``option`` unless ``folder`` is, or can be made as, a writable
+    folder: its nearest existing ancestor must be a folder this process may write in."""
+    folder = Path(folder)
+    for path in (folder, *folder.parents):
+        if not path.exists():
+            continue
+        if not path.is_dir():
+            raise ValueError(f"{option}: {str(path)!r} is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"{option}: the folder {str(path)!r} is not writable")
+        return
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, option: str = "--logdir") -> Iterator[None]:
+    """Holds an exclusive lock on ``folder`` (made if needed) while the ``with`` block runs.
+
+    The lock is ``folder/.stepsize.lock``, locked with ``flock`` (``msvcrt.locking`` on Windows)
+    and holding the holder's process id; the operating system releases it when the holder exits,
+    however it exits, so a killed run never leaves a stale lock.
+
+    Raises:
+        ValueError: another process holds the lock (the message names it and ``option``).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if not _try_lock(fd):
+            os.lseek(fd, 0, os.SEEK_SET)
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            raise ValueError(
+                f"{folder} is being written by another stepsize process (pid {holder}); "
+                f"wait for it to finish or choose another {option}"
+            )
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    """Takes an exclusive, non-blocking lock on ``fd``; False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -4,8 +4,9 @@ Every subcommand lives in the module that owns its idea and exposes two function
 ``add_arguments(parser)`` to declare its options and ``run(args) -> int`` to do the work.
 This file only mounts them, so ``stepsize --help`` costs no heavy import.
 
-Errors a user can cause (``ValueError``, ``TypeError``, ``FileNotFoundError``, ``KeyError``) are
-printed as one line on stderr with exit status 2, never as a traceback.
+Errors a user can cause (``ValueError``, ``TypeError``, ``KeyError`` and ``OSError``: a missing,
+unreadable or unwritable file) are printed as one line on stderr, ending with a newline, with exit
+status 2, never as a traceback. ``stepsize`` alone prints the help and runs nothing.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         prog="stepsize",
         description="Adaptive optimizers and learning-rate schedules: run paper-style comparisons.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_) in COMMANDS.items():
@@ -84,22 +86,45 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed package's version (``unknown`` when it is not installed)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("stepsize")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def error_line(err: BaseException) -> str:
+    """The one line ``stepsize: error: ...`` (with its newline) that reports ``err``."""
+    if isinstance(err, KeyError) and err.args:
+        message = str(err.args[0])
+    elif isinstance(err, OSError) and err.strerror and err.filename is not None:
+        message = f"{err.filename}: {err.strerror}"
+    else:
+        message = str(err)
+    message = " ".join(message.split()) or type(err).__name__
+    return f"stepsize: error: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stepsize``; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        argv = ["run"]  # the default comparison
     try:
         parser = build_parser(argv)
+        if not argv:  # nothing asked: say what can be asked, run nothing
+            parser.print_help()
+            return 0
         args = parser.parse_args(argv)
         lazy = getattr(args, "_lazy", None)
         if lazy is None:
             parser.print_help()
             return 2
         return int(lazy.load().run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"stepsize: error: {message}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        sys.stderr.write(error_line(err))
+        sys.stderr.flush()
         return 2
     except KeyboardInterrupt:
         print("stepsize: interrupted", file=sys.stderr)

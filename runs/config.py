@@ -49,7 +49,7 @@ Optional sections of the catalogue's experiments:
 
     reference = "what paper / framework this reproduces (markdown, shown in the README)"
 
-    [fallback]                          # used when --data-dir does not hold [dataset]'s files
+    [fallback]                          # used when [dataset] needs files and no --data-dir is given
     dataset = {name = "mnist1d"}        # replaces [dataset]
     model = {name = "mnist1d-cnn"}      # replaces [model]
 
@@ -688,8 +688,9 @@ def _with_references(
 
 
 def _apply_fallback(raw: dict, data_dir: str | None, problems: _Problems) -> tuple[dict, bool]:
-    """``[fallback]``'s dataset and model replace the common ones when ``data_dir`` does not hold
-    the common dataset's files."""
+    """``[fallback]``'s dataset and model replace the common ones when no ``data_dir`` was given
+    and the common dataset needs one. An explicit ``data_dir`` never falls back: a folder without
+    the dataset's files is an error when the dataset is loaded."""
     if "fallback" not in raw:
         return raw, False
     fallback = _check_table(raw["fallback"], "fallback", FALLBACK_FIELDS, problems)
@@ -697,7 +698,7 @@ def _apply_fallback(raw: dict, data_dir: str | None, problems: _Problems) -> tup
     primary = dataset.get("name") if isinstance(dataset, dict) else None
     from runs.data import dataset_available
 
-    if not isinstance(primary, str) or dataset_available(primary, data_dir):
+    if data_dir is not None or not isinstance(primary, str) or dataset_available(primary, None):
         return raw, False
     return {**raw, **{k: fallback[k] for k in ("dataset", "model") if k in fallback}}, True
 
@@ -792,7 +793,7 @@ def parse_experiment(
         source: the file it came from (named in errors and recorded in results).
         quick: apply the ``[quick]`` overrides.
         seeds: override the seeds with ``0..seeds-1``.
-        data_dir: where datasets are read from; decides whether ``[fallback]`` applies.
+        data_dir: where datasets are read from; ``[fallback]`` applies only when it is None.
         derived: the LR range test's numbers for ``"$NAME"`` references (None: the stand-ins of
             :data:`RANGE_TEST_VALUES`, to validate the file before the test has run).
 

@@ -1,8 +1,11 @@
 """``stepsize run``: run an experiment's variants x seeds, then write its table and figures.
 
-Order of work: read and validate the experiment (all problems reported together; ``[fallback]``
-applies when ``--data-dir`` lacks the dataset), load its datasets and build each variant's model
-once (missing files and bad model options are reported before anything is written); then the
+Order of work: check the options (``--device``, ``--logdir``, ``--backend``), read and validate
+the experiment (all problems reported together; ``[fallback]`` applies only when no ``--data-dir``
+was given), load its datasets and build each variant's model once (missing files and bad model
+options are reported before anything is written); take the experiment folder's lock and check its
+existing run folders (a changed configuration, an unreadable checkpoint or result). Only then is
+anything written: ``experiment.json``, the TensorBoard layout and HParams configuration, and the
 stages of ``runs.tuning``: the ``[range_test]`` (its numbers replace the ``"$NAME"`` references,
 and the file is validated again with them) and the ``[search]`` of each variant's learning rate;
 then check that existing run folders hold this configuration, train every run that has not
@@ -18,6 +21,7 @@ under ``_search/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -62,19 +66,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--variants", metavar="A,B", help="only these variants (comma-separated)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--backend",
+        choices=parallel_backends(),
+        default="process",
+        help="process: --jobs worker processes (default); ray: each run a Ray task "
+        "(pip install 'stepsize[ray]')",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="with --backend ray: the Ray cluster to use (default: a local instance); the "
+        "--logdir must then be on a file system every node shares",
+    )
+
+
+def parallel_backends() -> tuple[str, ...]:
+    from runs.parallel import BACKENDS
+
+    return BACKENDS
 
 
 def run_study_command(args: argparse.Namespace) -> int:
     """``stepsize run`` of an experiment that is not a training run (``runs.study``)."""
     from runs.study import run_study
 
-    for option in ("variants", "data_dir"):
+    for option in ("variants", "data_dir", "address"):
         if getattr(args, option):
             raise ValueError(f"--{option.replace('_', '-')} does not apply to {args.experiment}")
-    root = run_study(
-        args.experiment, quick=args.quick, seeds=args.seeds, logdir=args.logdir,
-        threads=args.threads,
-    )  # fmt: skip
+    if args.backend != "process":
+        raise ValueError(f"--backend {args.backend} does not apply to {args.experiment}")
+    folder = Path(args.logdir) / (args.experiment + ("-quick" if args.quick else ""))
+    ckpt.check_writable_folder(folder, "--logdir")
+    with ckpt.folder_lock(folder):
+        root = run_study(
+            args.experiment, quick=args.quick, seeds=args.seeds, logdir=args.logdir,
+            threads=args.threads,
+        )  # fmt: skip
     print((root / "summary.md").read_text())
     print(f"results: {root / 'summary.md'}, {root / 'summary.json'}, figures in {root / 'figures'}")
     return 0
@@ -118,15 +146,101 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
         raise ValueError(f"{experiment.source}: " + "; ".join(problems))
 
 
-def run(args: argparse.Namespace) -> int:
-    from runs import parallel
-    from runs.report import write_report
-    from runs.tensorboard import write_layout
+def check_device(device: str) -> None:
+    """Raises ``ValueError`` naming ``--device`` unless ``device`` is one this machine has:
+    ``cpu``, ``cuda`` / ``cuda:N`` with CUDA available and N below the device count, or ``mps``
+    where available."""
+    import torch
 
+    allowed = "cpu, cuda or cuda:N"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"--device: unknown device {device!r}; use {allowed}") from None
+    if parsed.type == "cpu":
+        return
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {device}: CUDA is not available here (torch {torch.__version__}); "
+                "use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(
+                f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                f"cuda:{count - 1}"
+            )
+        return
+    if parsed.type == "mps" and torch.backends.mps.is_available():
+        return
+    raise ValueError(f"--device: {device!r} is not available here; use {allowed}")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """The checks of the command line that need no experiment (nothing is written yet)."""
     for option in ("jobs", "threads"):
         value = getattr(args, option)
         if value < 1:
             raise ValueError(f"--{option} must be a positive integer, got {value}")
+    backend = getattr(args, "backend", "process")
+    if getattr(args, "address", None) and backend != "ray":
+        raise ValueError("--address needs --backend ray")
+    if backend == "ray":
+        from runs.parallel import import_ray
+
+        import_ray()
+    check_device(args.device)
+    ckpt.check_writable_folder(args.logdir, "--logdir")
+
+
+def final_tasks(experiment: Experiment, root: Path) -> list:
+    """Every run of the comparison: each variant x seed, in that order."""
+    from runs import parallel
+
+    return [
+        parallel.Task(variant, seed, parallel.run_dir_of(root, variant.name, seed))
+        for variant in experiment.variants
+        for seed in experiment.seeds
+    ]
+
+
+def with_chosen_rates(experiment: Experiment, chosen: dict[str, float]) -> Experiment:
+    """The experiment with each variant's learning rate replaced by the search's choice."""
+    variants = tuple(
+        dataclasses.replace(v, optimizer={**v.optimizer, "lr": chosen[v.name]})
+        for v in experiment.variants
+    )
+    return dataclasses.replace(experiment, variants=variants)
+
+
+def check_folder(experiment: Experiment, root: Path, load, names: str | None) -> dict | None:
+    """Every check of the existing run folders that can be made before anything is written.
+
+    The search's runs are always checked. The comparison's runs are checked when their
+    configuration is known already: without a range test or search, or when the saved range
+    test and finished search runs decide it (read from disk, not recomputed). Returns what
+    :func:`~runs.tuning.check_task_dirs` returns for the comparison's runs, or None when they
+    can only be checked after the stages ran."""
+    if experiment.range_test is not None:
+        derived = tuning.saved_range_test(experiment, root)
+        if derived is None:
+            return None
+        experiment = select_variants(load(derived=derived), names)
+    if experiment.search is not None:
+        pairs = tuning.search_tasks(experiment, root).values()
+        tuning.check_task_dirs([task for rows in pairs for _, task in rows])
+        chosen = tuning.saved_choice(experiment, root)
+        if chosen is None:
+            return None
+        experiment = with_chosen_rates(experiment, chosen)
+    return tuning.check_task_dirs(final_tasks(experiment, root))
+
+
+def run(args: argparse.Namespace) -> int:
+    from runs import parallel
+
+    check_options(args)
     if find_experiment(args.experiment).suffix == ".py":
         return run_study_command(args)
     started = time.perf_counter()
@@ -136,35 +250,56 @@ def run(args: argparse.Namespace) -> int:
     experiment = select_variants(load(), args.variants)
     preflight(experiment, args.data_dir)
     root = Path(args.logdir) / (experiment.name + ("-quick" if args.quick else ""))
-    if experiment.fallback_used:
-        print(
-            f"{experiment.name}: the data directory does not hold the dataset; running the "
-            f"[fallback]: {experiment.variants[0].dataset['name']}, "
-            f"{experiment.variants[0].model['name']}"
-        )
+    ckpt.check_writable_folder(root, "--logdir")
 
     dist = parallel.init_distributed(args.device)
     device = args.device
     if dist is not None and device.startswith("cuda"):
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    if dist is not None and args.jobs != 1:
-        raise ValueError("--jobs must be 1 under torchrun (each rank trains every run)")
+    if dist is not None and (args.jobs != 1 or args.backend != "process"):
+        raise ValueError(
+            "--jobs must be 1 and --backend process under torchrun (each rank trains every run)"
+        )
     rank0 = dist is None or dist.rank == 0
+    # Only rank 0 writes; it holds the folder's lock for the whole command.
+    lock = ckpt.folder_lock(root) if rank0 else contextlib.nullcontext()
+    with lock:
+        resumed = check_folder(experiment, root, load, args.variants)
+        settings = parallel.Settings(
+            data_dir=args.data_dir, device=device, threads=args.threads, quiet=args.quiet,
+            backend=args.backend, address=args.address,
+        )  # fmt: skip
+        return _run_checked(args, experiment, root, load, settings, dist, resumed, started)
+
+
+def _run_checked(args, experiment, root, load, settings, dist, resumed, started) -> int:
+    """The writing part of ``stepsize run``, once every check passed and the lock is held."""
+    from runs import parallel
+    from runs.report import write_report
+    from runs.tensorboard import write_layout
+
+    rank0 = dist is None or dist.rank == 0
+    if rank0 and experiment.fallback_used:
+        print(
+            f"{experiment.name}: no --data-dir given, so the [fallback] runs: "
+            f"{experiment.variants[0].dataset['name']}, "
+            f"{experiment.variants[0].model['name']}"
+        )
     if rank0:
-        root.mkdir(parents=True, exist_ok=True)
         meta = {**experiment.to_dict(), "command": shlex.join(sys.argv), "threads": args.threads}
         meta["jobs"] = args.jobs
+        meta["backend"] = args.backend
         meta["world_size"] = dist.world_size if dist else 1
         ckpt.save_json(root / "experiment.json", meta)
         hyper_keys = sorted({"lr", *(k for v in experiment.variants for k in v.schedules)})
         write_layout(root, hyper_keys)
+        write_hparams_config(root, load())  # every variant, whichever --variants ran
     parallel.barrier(dist)
 
-    settings = parallel.Settings(
-        data_dir=args.data_dir, device=device, threads=args.threads, quiet=args.quiet
-    )
     if experiment.range_test is not None:
-        derived = tuning.run_range_test(experiment, root, args.data_dir, device)
+        derived = tuning.run_range_test(
+            experiment, root, args.data_dir, settings.device, quiet=args.quiet or not rank0
+        )
         experiment = select_variants(load(derived=derived), args.variants)
         if rank0:
             print(
@@ -179,30 +314,31 @@ def run(args: argparse.Namespace) -> int:
             if rank0:
                 print(f"learning-rate search: {len(tasks)} runs of one seed")
             parallel.run_all(
-                tasks, dataclasses.replace(settings, quiet=True), jobs=args.jobs, dist=dist
+                tasks,
+                dataclasses.replace(settings, quiet=args.quiet or not rank0),
+                jobs=args.jobs,
+                dist=dist,
+                progress="learning-rate search",
             )
 
         chosen = tuning.run_search(experiment, root, search_tasks)
-        variants = tuple(
-            dataclasses.replace(v, optimizer={**v.optimizer, "lr": chosen[v.name]})
-            for v in experiment.variants
-        )
-        experiment = dataclasses.replace(experiment, variants=variants)
+        experiment = with_chosen_rates(experiment, chosen)
         if rank0:
             print("chosen learning rates: " + ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
 
-    tasks, done = [], 0
-    for variant in experiment.variants:
-        for seed in experiment.seeds:
-            task = parallel.Task(variant, seed, parallel.run_dir_of(root, variant.name, seed))
-            tasks.append(task)
-    tuning.check_task_dirs(tasks)
+    tasks = final_tasks(experiment, root)
+    if resumed is None:  # the stages decided the configuration: check the folders now
+        resumed = tuning.check_task_dirs(tasks)
     finished = [t for t in tasks if ckpt.load_result(t.run_dir) is not None]
     tasks = [t for t in tasks if t not in finished]
     done = len(finished)
     total = done + len(tasks)
     if rank0 and done:
         print(f"{done} of {total} runs already finished in {root}; running the other {len(tasks)}")
+    for task in tasks if rank0 else ():
+        if task.run_dir in resumed:
+            step = resumed[task.run_dir]
+            print(f"{task.variant.name} seed {task.seed}: resumed from step {step}")
 
     def report_progress(result: dict) -> None:
         nonlocal done
@@ -215,13 +351,22 @@ def run(args: argparse.Namespace) -> int:
                 )
             else:
                 status += f", test accuracy {100 * result['final']['test_accuracy']:.2f}%"
-            print(
+            from tqdm.auto import tqdm
+
+            tqdm.write(
                 f"[{done}/{total}] {result['variant']} seed {result['seed']}: {status}, "
-                f"{result['wall_time_s']:.1f} s",
-                flush=True,
+                f"{result['wall_time_s']:.1f} s"
             )
 
-    parallel.run_all(tasks, settings, jobs=args.jobs, dist=dist, on_done=report_progress)
+    aggregate = args.jobs > 1 or args.backend != "process"
+    parallel.run_all(
+        tasks,
+        dataclasses.replace(settings, quiet=args.quiet or not rank0),
+        jobs=args.jobs,
+        dist=dist,
+        on_done=report_progress,
+        progress="runs" if aggregate else None,
+    )
     parallel.barrier(dist)
     if rank0:
         meta = json.loads((root / "experiment.json").read_text())
@@ -234,3 +379,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(figures)} figures in {root / 'figures'}")
         print(f"view the curves: tensorboard --logdir {shlex.quote(str(root))}")
     return 0
+
+
+def write_hparams_config(root: Path, experiment: Experiment) -> None:
+    """TensorBoard's HParams configuration of the experiment (every key any variant sets)."""
+    from runs import tensorboard
+
+    tensorboard.write_hparams_config(
+        root, [tensorboard.flat_hparams(v.to_dict(), seed=0) for v in experiment.variants]
+    )

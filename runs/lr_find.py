@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="folder holding MNIST / Fashion-MNIST / CIFAR-10 files")
     parser.add_argument("--logdir", default=DEFAULT_LOGDIR, help=f"(default {DEFAULT_LOGDIR})")
     parser.add_argument("--out", help="plot path (default <logdir>/<experiment>/lr-find-*.png)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         val_data=[(data.test_x, data.test_y)] if args.validation else None,
         accuracy=args.accuracy,
         curvature_batches=args.curvature_batches,
+        quiet=args.quiet,
     )
     out = Path(args.out or Path(args.logdir) / experiment.name / f"lr-find-{variant.name}.png")
     result.plot(out)

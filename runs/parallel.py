@@ -1,11 +1,19 @@
-"""Running many runs: one after another, in ``--jobs N`` worker processes, or data-parallel under
-``torchrun``.
+"""Running many runs: one after another, in ``--jobs N`` worker processes, as Ray tasks
+(``--backend ray``), or data-parallel under ``torchrun``.
 
 Every run (variant x seed) is computed by :func:`execute` with the same number of intra-op
 threads, whatever the number of jobs (``torch.set_num_threads(threads)``): CPU kernels reduce in
 an order that depends on the thread count, so this is what makes ``--jobs N`` give exactly the
 numbers of ``--jobs 1``. Workers are started with the ``spawn`` method (no state inherited from
-the parent) and load the datasets themselves.
+the parent) and load the datasets themselves; each watches its parent and exits at once when the
+parent dies (even by ``kill -9``), so no orphan keeps writing the run folders.
+
+Ray (``--backend ray``, the optional extra ``stepsize[ray]``): every run is one Ray task that
+calls the same :func:`execute`, on a local Ray instance started for the command (``--jobs``
+tasks at a time) or on the cluster at ``--address``. The run folders are written by the tasks,
+so on a cluster ``--logdir`` must be a folder every node sees at the same path (a shared file
+system), and every node needs this package and the datasets. Results, resume and numbers are
+those of ``--jobs``.
 
 Data-parallel training: when ``torchrun`` started this process (``WORLD_SIZE`` > 1 in the
 environment), :func:`init_distributed` joins the process group (gloo on the CPU, nccl on CUDA) and
@@ -17,9 +25,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +57,11 @@ class Settings:
     device: str = "cpu"
     threads: int = 1
     quiet: bool = True
+    backend: str = "process"  # "process" (--jobs worker processes) or "ray"
+    address: str | None = None  # a Ray cluster's address; None starts a local instance
+
+
+BACKENDS = ("process", "ray")
 
 
 @functools.lru_cache(maxsize=4)
@@ -82,25 +97,121 @@ def run_all(
     jobs: int = 1,
     dist: DistContext | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    progress: str | None = None,
 ) -> list[dict[str, Any]]:
     """Computes every task, in order with ``jobs == 1`` (or under DDP), else in ``jobs`` spawned
-    worker processes; returns the results in the order of ``tasks``."""
-    results: list[dict[str, Any]] = []
-    if jobs == 1 or dist is not None or len(tasks) <= 1:
-        for task in tasks:
-            results.append(execute(task, settings, dist))
-            if on_done:
-                on_done(results[-1])
-        return results
-    worker_settings = dataclasses.replace(settings, quiet=True)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(execute, task, worker_settings) for task in tasks]
-        for future in futures:
-            results.append(future.result())
-            if on_done:
-                on_done(results[-1])
-    return results
+    worker processes or as Ray tasks (``settings.backend``); returns the results in the order of
+    ``tasks``. ``on_done`` sees each result as it arrives; ``progress`` names one aggregate
+    progress bar over the runs (none when None or ``settings.quiet``), which replaces the
+    per-run bars."""
+    if not tasks:
+        return []
+    bar = None
+    if progress is not None and not settings.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), desc=progress, unit="run", dynamic_ncols=True)
+    if progress is not None:
+        settings = dataclasses.replace(settings, quiet=True)
+
+    def done(result: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.update(1)
+        if on_done:
+            on_done(result)
+
+    try:
+        if settings.backend == "ray" and dist is None:
+            return _run_ray(tasks, settings, jobs, done)
+        if jobs == 1 or dist is not None or len(tasks) <= 1:
+            results: list[dict[str, Any]] = []
+            for task in tasks:
+                results.append(execute(task, settings, dist))
+                done(results[-1])
+            return results
+        worker_settings = dataclasses.replace(settings, quiet=True)
+        context = multiprocessing.get_context("spawn")
+        by_future = {}
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=context, initializer=exit_with_parent
+        ) as pool:
+            for i, task in enumerate(tasks):
+                by_future[pool.submit(execute, task, worker_settings)] = i
+            ordered: list[dict[str, Any] | None] = [None] * len(tasks)
+            try:
+                for future in as_completed(by_future):
+                    ordered[by_future[future]] = result = future.result()
+                    done(result)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # a failed run stops the rest
+                raise
+        return ordered  # type: ignore[return-value]
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def exit_with_parent() -> None:
+    """In a worker process: exits the process as soon as its parent process ends.
+
+    A thread waits on the parent's sentinel (``multiprocessing.parent_process()``), which becomes
+    ready when the parent exits for any reason; the worker then ends with ``os._exit`` (its runs
+    are checkpointed atomically, so nothing half-written is left)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _run_ray(
+    tasks: Sequence[Task], settings: Settings, jobs: int, done: Callable[[dict[str, Any]], None]
+) -> list[dict[str, Any]]:
+    """Each task as a Ray task (``settings.threads`` CPUs each); a local instance gets ``jobs x
+    threads`` CPUs, so at most ``jobs`` runs train at once."""
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if settings.address is None:
+            options["num_cpus"] = jobs * settings.threads
+        ray.init(address=settings.address, **options)
+    try:
+        remote = ray.remote(num_cpus=settings.threads, max_retries=0)(execute)
+        worker_settings = dataclasses.replace(settings, quiet=True)
+        refs = {remote.remote(task, worker_settings): i for i, task in enumerate(tasks)}
+        ordered: list[dict[str, Any] | None] = [None] * len(tasks)
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as err:
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, Exception):
+                    raise cause from None  # the run's own exception, as --jobs raises it
+                raise
+            ordered[refs[ready[0]]] = result
+            done(result)
+        return ordered  # type: ignore[return-value]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def import_ray():
+    """The ``ray`` module, or a ``ValueError`` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(
+            "--backend ray needs Ray: pip install 'stepsize[ray]' (or pip install ray)"
+        ) from None
+    return ray
 
 
 def init_distributed(device: str) -> DistContext | None:

@@ -56,14 +56,57 @@ def software_versions() -> dict[str, str]:
 
 
 def collect_results(experiment_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished run's result under ``experiment_dir`` (variant folders, then seeds)."""
-    root = Path(experiment_dir)
+    """The finished runs the experiment's last command asked for: the variants x seeds of its
+    ``experiment.json`` (every finished run when it names none), variant order, then seeds."""
+    return _partition_results(Path(experiment_dir))[0]
+
+
+def other_runs(experiment_dir: str | Path) -> list[dict[str, Any]]:
+    """Finished runs in the folder that the last command did not ask for (other variants or
+    seeds, from earlier commands): left out of the summary, listed beside it."""
+    return _partition_results(Path(experiment_dir))[1]
+
+
+def _partition_results(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from runs.checkpoint import load_result
+
     meta = load_meta(root)
     order = [v["name"] for v in meta.get("variants", [])]
-    results = [json.loads(p.read_text()) for p in root.glob(f"*/seed*/{RESULT}")]
+    seeds = meta.get("seeds")
+    results = [load_result(p.parent) for p in root.glob(f"*/seed*/{RESULT}")]
     rank = {name: i for i, name in enumerate(order)}
     results.sort(key=lambda r: (rank.get(r["variant"], len(rank)), r["variant"], r["seed"]))
-    return results
+    if not order or seeds is None:
+        return results, []
+    asked = [r for r in results if r["variant"] in rank and r["seed"] in seeds]
+    return asked, [r for r in results if not (r["variant"] in rank and r["seed"] in seeds)]
+
+
+def _other_runs_line(others: Sequence[dict[str, Any]]) -> str:
+    """One sentence naming the runs of the folder left out of the summary, or ''."""
+    if not others:
+        return ""
+    parts = [
+        f"{variant} (seed{'s' if len(runs) > 1 else ''} {', '.join(str(r['seed']) for r in runs)})"
+        for variant, runs in _group(others).items()
+    ]
+    return (
+        "Other finished runs in this folder, not asked for by the last command and left out "
+        "above: " + "; ".join(parts) + "."
+    )
+
+
+def _ran_on_line(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """One sentence naming the dataset(s) and model(s) that actually ran."""
+    pairs = sorted({
+        (r.get("config", {}).get("dataset", {}).get("name", "?"),
+         r.get("config", {}).get("model", {}).get("name", "?"))
+        for r in results
+    })  # fmt: skip
+    text = "Ran on " + "; ".join(f"dataset `{d}`, model `{m}`" for d, m in pairs)
+    if meta.get("fallback_used"):
+        text += " (the experiment's `[fallback]`: no `--data-dir` was given)"
+    return text + "."
 
 
 def load_meta(experiment_dir: Path) -> dict[str, Any]:
@@ -273,25 +316,103 @@ def _train_loss_series(r: dict[str, Any]):
 
 
 def _series(name: str):
-    """``(getter, y label, log scale)`` of a figure name of :data:`README_FIGURES`."""
+    """``(getter, y label, log scale)`` of a figure name of :data:`README_FIGURES`; accuracies
+    in %, as in the tables."""
     if name == "train_loss_per_step":
         return _train_loss_series, "train loss (moving average)", True
+    if name.endswith("accuracy"):
+        raw = _eval_series(name)
+
+        def percent(r):
+            steps, values = raw(r)
+            return steps, [None if v is None else 100 * v for v in values]
+
+        return percent, f"{METRIC_LABELS[name]} (%)", False
     return _eval_series(name), METRIC_LABELS[name], name.endswith("loss")
+
+
+def steps_per_epoch(results: Sequence[dict[str, Any]]) -> int | None:
+    """Updates per epoch when every run's training is counted in epochs (``train.epochs``),
+    else None: such experiments are drawn against the epoch."""
+    counts = set()
+    for r in results:
+        train = r.get("config", {}).get("train", {})
+        epochs = train.get("epochs")
+        if not epochs or train.get("steps") or not r.get("steps"):
+            return None
+        counts.add(r["steps"] / epochs)
+    return int(counts.pop()) if len(counts) == 1 and next(iter(counts)) >= 1 else None
+
+
+def _x_axis(results: Sequence[dict[str, Any]]):
+    """``(scale, label)``: steps are divided by ``scale`` on the x-axis."""
+    per_epoch = steps_per_epoch(results)
+    if per_epoch is None:
+        return 1, "step (updates)"
+    return per_epoch, "epoch"
+
+
+def _in_epochs(get, scale: int):
+    if scale == 1:
+        return get
+
+    def scaled(r):
+        steps, values = get(r)
+        return [s / scale for s in steps], values
+
+    return scaled
+
+
+LINE_STYLES = ("-", "--", ":", "-.")
+MAX_VARIANTS_PER_PANEL = 8
 
 
 def _plot_bands(
     ax, by_variant: dict[str, list[dict[str, Any]]], get, label=lambda v: v, log_y: bool = False
 ) -> None:
     """Each variant's mean over seeds as a line, mean ± std shaded (on a log axis the band's
-    lower edge is kept above a fifth of the mean, so that it does not fall to zero)."""
+    lower edge is kept above a fifth of the mean, so that it does not fall to zero).
+
+    A curve that coincides with one drawn before it gets the next line style, so that both stay
+    visible. When a variant with diverged runs would stretch the y-axis far beyond the others,
+    the axis is cut at the others' range and the cut is said in the legend. The band has its own
+    legend entry."""
+    drawn: list[tuple[np.ndarray, np.ndarray]] = []
+    banded, clean_top, top = False, -math.inf, -math.inf
     for variant, runs in by_variant.items():
         steps, mean, std = _series_band(runs, get)
         if len(steps) == 0:
             continue
-        (line,) = ax.plot(steps, mean, label=label(variant))
+        same = sum(
+            len(s) == len(steps) and np.array_equal(s, steps) and np.allclose(m, mean)
+            for s, m in drawn
+        )
+        drawn.append((steps, mean))
+        style = LINE_STYLES[same % len(LINE_STYLES)]
+        (line,) = ax.plot(steps, mean, style, label=label(variant))
+        upper = mean + std
         if len(runs) > 1:
             low = np.maximum(mean - std, mean / 5) if log_y else mean - std
-            ax.fill_between(steps, low, mean + std, color=line.get_color(), alpha=0.2)
+            ax.fill_between(steps, low, upper, color=line.get_color(), alpha=0.2)
+            banded = True
+        top = max(top, float(np.max(upper)))
+        if all(r["status"] == "finished" for r in runs):
+            clean_top = max(clean_top, float(np.max(upper)))
+    if banded:
+        ax.fill_between([], [], [], color="0.5", alpha=0.2, label="shaded: mean ± std over seeds")
+    if math.isfinite(clean_top) and clean_top > 0 and top > 1.5 * clean_top:
+        ax.set_ylim(top=clean_top * (3 if log_y else 1.15))
+        ax.plot([], [], " ", label="diverged runs cut off above")
+
+
+def _panels(by_variant: dict[str, list[dict[str, Any]]]) -> list[dict[str, list[dict[str, Any]]]]:
+    """The variants in groups of at most :data:`MAX_VARIANTS_PER_PANEL`, in their order (one
+    panel each), so that a figure with many variants stays readable."""
+    names = list(by_variant)
+    count = max(1, -(-len(names) // MAX_VARIANTS_PER_PANEL))
+    per_panel = max(1, -(-len(names) // count))  # balanced: 9 variants are 5 + 4, not 8 + 1
+    chunks = [names[i : i + per_panel] for i in range(0, len(names), per_panel)] or [[]]
+    return [{n: by_variant[n] for n in chunk} for chunk in chunks]
 
 
 def _legend(ax, entries: int) -> None:
@@ -322,41 +443,55 @@ def _group(results: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
 
 
 def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) -> list[Path]:
-    """PNG figures: each evaluation metric and the training loss against steps (mean line and
-    mean ± std band over seeds, every variant overlaid), and the schedules used."""
+    """PNG figures: each evaluation metric and the training loss against steps (or epochs, for
+    experiments counted in epochs), the mean line and mean ± std band over seeds, every variant
+    overlaid (one panel per eight variants); and the schedules used (log-y for a positive
+    schedule spanning more than a factor of ten)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     by_variant = _group(results)
+    scale, xlabel = _x_axis(results)
+    panels = _panels(by_variant)
     written = []
     for name in (*EVAL_METRICS, "train_loss_per_step"):
         get, ylabel, log_y = _series(name)
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        get = _in_epochs(get, scale)
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(7 + 5 * (len(panels) - 1), 4.5), squeeze=False
+        )
         log_axis = log_y and name == "train_loss_per_step"
-        _plot_bands(ax, by_variant, get, log_y=log_axis)
-        ax.set_xlabel("step (updates)")
-        ax.set_ylabel(ylabel)
-        if log_axis:
-            ax.set_yscale("log")
-        ax.set_title(f"{title}: {ylabel}")
-        ax.grid(alpha=0.3)
-        _legend(ax, len(by_variant))
+        for ax, panel in zip(axes[0], panels):
+            if log_axis:
+                ax.set_yscale("log")
+            _plot_bands(ax, panel, get, log_y=log_axis)
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+            _legend(ax, len(panel))
+        axes[0, 0].set_ylabel(ylabel)
+        fig.suptitle(f"{title}: {ylabel}")
         written.append(save_figure(fig, out_dir / f"{name}.png"))
 
     keys = sorted({tag for r in results for tag in r["history"]["hyper"]})
     if keys:
         fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.6 * len(keys)), squeeze=False)
         for ax, tag in zip(axes[:, 0], keys):
-            for variant, runs in by_variant.items():
+            values = []
+            for i, (variant, runs) in enumerate(by_variant.items()):
                 series = runs[0]["history"]["hyper"].get(tag)
                 if series:
-                    ax.step(series["step"], series["value"], where="post", label=variant)
+                    steps = [s / scale for s in series["step"]]
+                    style = LINE_STYLES[(i // 10) % len(LINE_STYLES)]
+                    ax.step(steps, series["value"], style, where="post", label=variant)
+                    values += series["value"]
+            if values and min(values) > 0 and max(values) > 10 * min(values):
+                ax.set_yscale("log")
             ax.set_ylabel(tag.removeprefix("hyper/"))
             ax.grid(alpha=0.3)
         axes[0, 0].set_title(f"{title}: schedules used")
-        axes[-1, 0].set_xlabel("step (updates)")
+        axes[-1, 0].set_xlabel(xlabel)
         _legend(axes[0, 0], len(by_variant))
         written.append(save_figure(fig, out_dir / "schedules.png"))
     return written
@@ -380,6 +515,8 @@ def readme_figure(
         shutil.copyfile(out_dir / "schedules.png", path)
         return path
     get, ylabel, log_y = _series(name)
+    scale, xlabel = _x_axis(results)
+    get = _in_epochs(get, scale)
     by_variant = _group(results)
     panels = report.get("panels") or [None]
     fig, axes = plt.subplots(
@@ -388,13 +525,15 @@ def readme_figure(
     for ax, panel in zip(axes[0], panels):
         chosen = {v: runs for v, runs in by_variant.items() if panel is None or _prefix(v) == panel}
         label = (lambda v: v) if panel is None else (lambda v: v.split(".", 1)[-1])
+        if log_y:
+            ax.set_yscale("log")
         _plot_bands(ax, chosen, get, label, log_y=log_y)
         ax.set_title(f"{title}" if panel is None else f"{title}: {panel}")
-        ax.set_xlabel("step (updates)")
+        ax.set_xlabel(xlabel)
         if log_y:
             ax.set_yscale("log")
         if "max_step" in report:
-            ax.set_xlim(0, report["max_step"])
+            ax.set_xlim(0, report["max_step"] / scale)
         ax.grid(alpha=0.3)
         _legend(ax, len(chosen))
     axes[0, 0].set_ylabel(ylabel)
@@ -443,6 +582,10 @@ def write_report(experiment_dir: str | Path) -> tuple[str, list[Path]]:
         )
     if report.get("published"):
         extra.append(f"Published numbers: {report['published']['source']}.")
+    extra.append(_ran_on_line(results, meta))
+    others = other_runs(root)
+    if others:
+        extra.append(_other_runs_line(others))
     markdown = table + "".join(f"\n{part}\n" for part in extra)
     figures_dir = root / "figures"
     figures = write_figures(results, figures_dir, title)
@@ -450,6 +593,7 @@ def write_report(experiment_dir: str | Path) -> tuple[str, list[Path]]:
     data = summary(results, meta)
     data["readme_figure"] = str(figures[0].relative_to(root))
     data["seeds"] = meta.get("seeds", [])
+    data["other_runs"] = [{"variant": r["variant"], "seed": r["seed"]} for r in others]
     data["wall_time_s"] = meta.get("wall_time_s", float(sum(r["wall_time_s"] for r in results)))
     save_json(root / "summary.json", data)
     header = f"# {title}\n\n{meta.get('description', '')}\n\n"
@@ -568,7 +712,18 @@ def run(args: argparse.Namespace) -> int:
     for directory in args.dirs:
         if not Path(directory).is_dir():
             raise FileNotFoundError(f"{directory!r} is not a folder")
+    import contextlib
+
+    from runs.checkpoint import folder_lock
+
     args.dirs = [str(d) for d in experiment_dirs(args.dirs)]
+    with contextlib.ExitStack() as locks:  # no run may write a folder while it is reported
+        for directory in args.dirs:
+            locks.enter_context(folder_lock(directory, option="folder"))
+        return _write_reports(args)
+
+
+def _write_reports(args: argparse.Namespace) -> int:
     if args.readme:
         readme = Path(args.readme)
         if not readme.is_file():

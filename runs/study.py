@@ -10,9 +10,13 @@ A study module (``runs/experiments/<name with _ for ->.py``) defines::
     def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict   # every number, JSON-ready
     def report(results: dict, figures_dir: Path) -> tuple[str, list[Path]]
         # markdown and figures from ``results`` alone; the first figure is the README's
+    def curves(results: dict) -> Iterable[tuple[str, str, list[int], list[float]]]
+        # optional: (run, tag, steps, values) for TensorBoard, written by run_study
 
 :func:`run_study` times ``compute``, writes ``results.json`` and ``experiment.json`` (seeds,
-command, threads, wall time), then :func:`write_study_report` writes ``summary.md``,
+command, threads, wall time) and the module's ``curves`` as TensorBoard event files
+(``<root>/<run>/``, tags ``study/<tag>``, replacing an earlier run's), then
+:func:`write_study_report` writes ``summary.md``,
 ``summary.json`` (experiment, software versions, seeds, wall time) and the figures; ``stepsize
 report DIR`` calls the latter again, so tables and figures are always regenerated from
 ``results.json``.
@@ -93,6 +97,10 @@ def run_study(
     }
     save_json(root / RESULTS, results)
     save_json(root / "experiment.json", meta)
+    if hasattr(module, "curves"):
+        from runs.tensorboard import write_curves
+
+        write_curves(root, module.curves(results))
     write_study_report(root)
     return root
 

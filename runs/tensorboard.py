@@ -15,7 +15,12 @@ Tags, and when they are written (step ``t`` counts updates already made, as ever
 - ``stats/update_ratio``: at the same updates, ``||θ_{t+1} - θ_t|| / ||θ_t||`` over all
   parameters.
 - ``hparams/<metric>``: once, at the end, with the run's HParams session (hyperparameters and
-  final metrics).
+  final metrics; a diverged run's session ends with status failure).
+
+The HParams configuration (which hyperparameters and metrics the table has) is written once per
+experiment, in the experiment's own folder (:func:`write_hparams_config`), listing every key any
+variant sets; the runs write only their sessions, so the table's columns do not depend on which
+run TensorBoard happens to read first.
 
 Per-update values are kept on the device and written every ``flush_every`` updates, so logging
 costs one host sync per flush rather than one per update. Events of one update are written as one
@@ -28,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,16 +158,23 @@ class RunLogger:
             self._write(step, [(f"eval/{m}", float(metrics[m])) for m in EVAL_METRICS])
 
     def hparams(
-        self, hparam_dict: Mapping[str, Any], metric_dict: Mapping[str, float], step: int
+        self,
+        hparam_dict: Mapping[str, Any],
+        metric_dict: Mapping[str, float],
+        step: int,
+        *,
+        failed: bool = False,
     ) -> None:
-        """The run's HParams session: hyperparameters and final metrics (``hparams/<name>`` tags),
-        as ``SummaryWriter.add_hparams`` writes them, but into this run's own folder."""
+        """The run's HParams session: hyperparameters and final metrics (``hparams/<name>`` tags)
+        in this run's own folder, ending with status failure when ``failed`` (a diverged run).
+        The experiment's configuration is :func:`write_hparams_config`'s."""
         if self.writer is None:
             return
         metrics = {f"hparams/{k}": float(v) for k, v in metric_dict.items()}
-        for summary in hparams(dict(hparam_dict), metrics):
-            self.writer.file_writer.add_summary(summary, step)
+        _, session_start, _ = hparams(dict(hparam_dict), metrics)
+        self.writer.file_writer.add_summary(session_start, step)
         self._write(step, list(metrics.items()))
+        self.writer.file_writer.add_summary(_session_end(failed), step)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -173,6 +185,48 @@ class RunLogger:
     ) -> None:
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=v) for tag, v in pairs])
         self.writer.file_writer.add_summary(summary, step, wall)
+
+
+def _session_end(failed: bool) -> Summary:
+    """The HParams ``SessionEndInfo`` summary: status success, or failure."""
+    from tensorboard.compat.proto.summary_pb2 import SummaryMetadata
+    from tensorboard.plugins.hparams import metadata
+    from tensorboard.plugins.hparams.api_pb2 import Status
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+
+    status = Status.Value("STATUS_FAILURE" if failed else "STATUS_SUCCESS")
+    content = HParamsPluginData(
+        session_end_info=SessionEndInfo(status=status), version=metadata.PLUGIN_DATA_VERSION
+    )
+    plugin = SummaryMetadata.PluginData(
+        plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+    )
+    return Summary(
+        value=[
+            Summary.Value(
+                tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin)
+            )
+        ]
+    )
+
+
+def write_hparams_config(experiment_dir: str | Path, variants: Sequence[Mapping[str, Any]]) -> None:
+    """The experiment's HParams configuration: every hyperparameter any of ``variants`` (each a
+    :func:`flat_hparams` dict) sets, and the final metrics, written once to the experiment's
+    folder (rewritten, by replacing the file, when a later command has other variants)."""
+    merged: dict[str, Any] = {}
+    for flat in variants:
+        for key, value in flat.items():
+            merged.setdefault(key, value)
+    metrics = {f"hparams/{m}": 0.0 for m in EVAL_METRICS}
+    experiment, _, _ = hparams(merged, metrics)
+    folder = Path(experiment_dir)
+    pattern = "events.out.tfevents.*.hparams"
+    old = set(folder.glob(pattern))
+    with SummaryWriter(str(folder), filename_suffix=".hparams") as writer:
+        writer.file_writer.add_summary(experiment)
+    for path in old:  # one configuration per experiment (a new file's name is always new)
+        path.unlink(missing_ok=True)
 
 
 def _after_existing_event_files(run_dir: Path) -> None:
@@ -207,6 +261,31 @@ def schedule_text(spec: Mapping[str, Any]) -> str:
         if k != "name"
     )
     return f"{spec.get('name', '?')}({args})"
+
+
+def write_curves(
+    folder: str | Path, curves: Iterable[tuple[str, str, Sequence[int], Sequence[float]]]
+) -> list[str]:
+    """Writes curves computed outside a training loop (the studies of ``runs.study``): each
+    ``(run, tag, steps, values)`` becomes the scalar series ``study/<tag>`` in ``folder/<run>``.
+    Event files an earlier call left in those runs' folders are removed first, so a recomputed
+    study never shows two versions. Returns the runs written."""
+    by_run: dict[str, list[tuple[str, Sequence[int], Sequence[float]]]] = {}
+    for run, tag, steps, values in curves:
+        if len(steps) != len(values):
+            raise ValueError(
+                f"curve {run}/{tag}: {len(steps)} steps but {len(values)} values; they must pair"
+            )
+        by_run.setdefault(run, []).append((tag, steps, values))
+    for run, series in by_run.items():
+        run_dir = Path(folder) / run
+        for old in run_dir.glob("events.out.tfevents.*"):
+            old.unlink()
+        with SummaryWriter(str(run_dir)) as writer:
+            for tag, steps, values in series:
+                for step, value in zip(steps, values):
+                    writer.add_scalar(f"study/{tag}", float(value), int(step))
+    return list(by_run)
 
 
 def write_layout(experiment_dir: str | Path, hyper_keys: Sequence[str]) -> None:

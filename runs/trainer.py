@@ -259,7 +259,7 @@ def train_run(
     result = summarize(variant, seed, log.history, steps, elapsed, diverged)
     if rank == 0:
         final = {k: v for k, v in result["final"].items() if math.isfinite(v)}
-        log.hparams(flat_hparams(variant.to_dict(), seed), final, step)
+        log.hparams(flat_hparams(variant.to_dict(), seed), final, step, failed=bool(diverged))
         ckpt.save_json(run_dir / ckpt.RESULT, result)
     log.close()
     return result

@@ -46,10 +46,28 @@ RANGE_TEST_OPTIONS = (
 )
 
 
-def range_test_on_variant(variant: Variant, data: DatasetSplits, seed: int, **options: Any):
+class _CountedBatches:
+    """A list of batches that advances a progress bar each time a batch is read (the range test
+    iterates it again when it needs more batches)."""
+
+    def __init__(self, batches: list, bar) -> None:
+        self.batches, self.bar = batches, bar
+
+    def __iter__(self):
+        for batch in self.batches:
+            self.bar.update(1)
+            yield batch
+
+
+def range_test_on_variant(
+    variant: Variant, data: DatasetSplits, seed: int, *, quiet: bool = True, **options: Any
+):
     """``lr_range_test`` on ``variant``'s model (initialised after ``torch.manual_seed(seed)``),
     its optimizer and the batches of its first epoch (cycled); ``options`` are the test's keyword
-    arguments. The variant's schedules are not applied: the test drives ``lr`` itself."""
+    arguments. The variant's schedules are not applied: the test drives ``lr`` itself. Unless
+    ``quiet``, a progress bar counts the batches the test reads (one per update)."""
+    from tqdm.auto import tqdm
+
     from schedulers.range_test import lr_range_test
 
     torch.manual_seed(seed)
@@ -57,7 +75,13 @@ def range_test_on_variant(variant: Variant, data: DatasetSplits, seed: int, **op
     model = build_model(variant.model["name"], data.input_shape, data.num_classes, **model_options)
     optimizer = make_optimizer(variant.optimizer, model.parameters())
     batches = list(epoch_batches(data, variant.train, seed, 0))
-    return lr_range_test(model, optimizer, F.cross_entropy, batches, **options)
+    total = options.get("num_iter", 100)
+    with tqdm(
+        total=total, desc="LR range test", unit="step", disable=quiet or None, leave=False
+    ) as bar:
+        return lr_range_test(
+            model, optimizer, F.cross_entropy, _CountedBatches(batches, bar), **options
+        )
 
 
 def derived_values(result) -> dict[str, float | None]:
@@ -75,25 +99,49 @@ def _fingerprint(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_range_test(
-    experiment: Experiment, root: Path, data_dir: str | None, device: str = "cpu"
-) -> dict[str, float | None]:
-    """The experiment's range test (or its saved result); returns the reference values."""
-    from runs.parallel import dataset_on
-
+def _range_test_fingerprint(experiment: Experiment) -> tuple[Variant, dict, str]:
     settings = experiment.range_test
     assert settings is not None
     variant = next(v for v in experiment.variants if v.name == settings["variant"])
     fingerprint = _fingerprint({"variant": variant.fingerprint(settings["seed"]), **settings})
+    return variant, settings, fingerprint
+
+
+def saved_range_test(experiment: Experiment, root: Path) -> dict[str, float | None] | None:
+    """The reference values of this experiment's range test when ``root`` already holds its
+    result (same settings), else None; reads only."""
+    _, _, fingerprint = _range_test_fingerprint(experiment)
     path = root / RANGE_TEST_FILE
     if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("fingerprint") == fingerprint:
+        try:
+            saved = json.loads(path.read_bytes())
+        except ValueError:
+            return None  # unreadable: the test runs again and rewrites it
+        if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint:
             return saved["values"]
+    return None
+
+
+def run_range_test(
+    experiment: Experiment,
+    root: Path,
+    data_dir: str | None,
+    device: str = "cpu",
+    quiet: bool = True,
+) -> dict[str, float | None]:
+    """The experiment's range test (or its saved result); returns the reference values. Unless
+    ``quiet``, a progress bar counts the test's updates."""
+    from runs.parallel import dataset_on
+
+    saved = saved_range_test(experiment, root)
+    if saved is not None:
+        return saved
+    variant, settings, fingerprint = _range_test_fingerprint(experiment)
+    path = root / RANGE_TEST_FILE
     dataset = variant.dataset
     data = dataset_on(dataset["name"], dataset["normalize"], data_dir, device)
     options = {k: settings[k] for k in RANGE_TEST_OPTIONS}
-    result = range_test_on_variant(variant, data, settings["seed"], **options)
+    result = range_test_on_variant(variant, data, settings["seed"], quiet=quiet, **options)
     values = derived_values(result)
     import matplotlib.pyplot as plt
 
@@ -139,13 +187,8 @@ def _score(result: dict[str, Any] | None, metric: str) -> float:
     return -value if metric.endswith("accuracy") else value
 
 
-def run_search(
-    experiment: Experiment,
-    root: Path,
-    run_tasks: Callable[[Sequence[Any]], None],
-) -> dict[str, float]:
-    """Runs the grid search (``run_tasks`` trains a list of ``runs.parallel.Task``); returns the
-    chosen learning rate of each variant and writes ``search.json``."""
+def search_tasks(experiment: Experiment, root: Path) -> dict[str, list[tuple[float, Any]]]:
+    """The grid search's runs: per variant, ``(rate, runs.parallel.Task)`` for each rate."""
     from runs.parallel import Task, run_dir_of
 
     search = experiment.search
@@ -158,11 +201,15 @@ def run_search(
             by_variant.setdefault(variant.name, []).append(
                 (lr, Task(candidate, search["seed"], run_dir))
             )
-    tasks = [task for pairs in by_variant.values() for _, task in pairs]
-    check_task_dirs(tasks)
-    pending = [t for t in tasks if ckpt.load_result(t.run_dir) is None]
-    if pending:
-        run_tasks(pending)
+    return by_variant
+
+
+def _choose(
+    experiment: Experiment, by_variant: dict[str, list[tuple[float, Any]]]
+) -> tuple[dict[str, float], dict[str, list[dict[str, Any]]]]:
+    """The chosen rate of each variant and the grid's rows, from the search runs on disk."""
+    search = experiment.search
+    assert search is not None
     grid: dict[str, list[dict[str, Any]]] = {}
     chosen: dict[str, float] = {}
     for variant in experiment.variants:
@@ -176,6 +223,34 @@ def run_search(
         best = min(rows, key=lambda row: (row["score"], row["lr"]))
         chosen[variant.name] = best["lr"]
         grid[variant.name] = [{k: v for k, v in r.items() if k != "score"} for r in rows]
+    return chosen, grid
+
+
+def saved_choice(experiment: Experiment, root: Path) -> dict[str, float] | None:
+    """The rates the search chooses when every search run has finished in ``root``, else None;
+    reads only."""
+    by_variant = search_tasks(experiment, root)
+    if any(ckpt.load_result(t.run_dir) is None for pairs in by_variant.values() for _, t in pairs):
+        return None
+    return _choose(experiment, by_variant)[0]
+
+
+def run_search(
+    experiment: Experiment,
+    root: Path,
+    run_tasks: Callable[[Sequence[Any]], None],
+) -> dict[str, float]:
+    """Runs the grid search (``run_tasks`` trains a list of ``runs.parallel.Task``); returns the
+    chosen learning rate of each variant and writes ``search.json``."""
+    search = experiment.search
+    assert search is not None
+    by_variant = search_tasks(experiment, root)
+    tasks = [task for pairs in by_variant.values() for _, task in pairs]
+    check_task_dirs(tasks)
+    pending = [t for t in tasks if ckpt.load_result(t.run_dir) is None]
+    if pending:
+        run_tasks(pending)
+    chosen, grid = _choose(experiment, by_variant)
     ckpt.save_json(root / SEARCH_FILE, {
         "metric": search["metric"],
         "seed": search["seed"],
@@ -186,8 +261,11 @@ def run_search(
     return chosen
 
 
-def check_task_dirs(tasks: Sequence[Any]) -> None:
-    """Refuses to mix configurations: an existing run folder must hold this task's run."""
+def check_task_dirs(tasks: Sequence[Any]) -> dict[str, int]:
+    """Refuses to mix configurations: an existing run folder must hold this task's run (its
+    ``result.json`` or checkpoint, which must be readable). Returns the step of each unfinished
+    run's checkpoint, by run folder (the runs that will resume)."""
+    resumed: dict[str, int] = {}
     for task in tasks:
         result = ckpt.load_result(task.run_dir)
         state = None if result else ckpt.load_checkpoint(task.run_dir)
@@ -197,3 +275,6 @@ def check_task_dirs(tasks: Sequence[Any]) -> None:
                 f"{task.run_dir} holds a run of another configuration of {task.variant.name!r}; "
                 "delete that folder or choose another --logdir"
             )
+        if state is not None:
+            resumed[task.run_dir] = int(state["step"])
+    return resumed

@@ -137,6 +137,15 @@ def train(
     return w.detach().clone(), snapshots, lr
 
 
+def curves(results: dict[str, Any]):
+    """TensorBoard's curves (``runs.study``): per method and seed, the training loss and the
+    test error at the recorded steps."""
+    for run in results["runs"]:
+        name = f"{run['method']}/seed{run['seed']}"
+        for tag in ("train_loss", "test_error"):
+            yield name, tag, run["curve"]["t"], run["curve"][tag]
+
+
 def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict[str, Any]:
     """Trains every method on every seed's construction; see the module docstring."""
     steps = QUICK_STEPS if quick else STEPS

@@ -132,6 +132,17 @@ def _window_means(values: np.ndarray, windows: int) -> tuple[list[float], list[f
     return centres, means
 
 
+def curves(results: dict[str, Any]):
+    """TensorBoard's curves (``runs.study``): per version, method and seed, the iterate x_t
+    (window means, at each window's centre step rounded down) and the average regret R_t / t."""
+    for run in results["runs"]:
+        name = f"{run['version']}/{run['method']}/seed{run['seed']}"
+        steps = [int(t) for t in run["curve_x"]["t"]]
+        yield name, "x", steps, run["curve_x"]["x"]
+        regret = run["curve_average_regret"]
+        yield name, "average_regret", regret["t"], regret["value"]
+
+
 def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict[str, Any]:
     """Runs Adam and AMSGrad on both versions for every seed; see the module docstring."""
     steps = QUICK_STEPS if quick else STEPS

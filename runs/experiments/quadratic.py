@@ -277,6 +277,17 @@ def _aggregate(method: Method, kappa: float, records: list[dict[str, Any]]) -> d
     return row
 
 
+def curves(results: dict[str, Any]):
+    """TensorBoard's curves (``runs.study``): per κ and method, the first seed's gap
+    f(x_k) - f* and, when certified, its bound, against the update count k."""
+    for panel in results["panels"]:
+        for curve in panel["curves"]:
+            run = f"kappa{panel['kappa']:g}/{curve['method']}"
+            yield run, "gap", curve["k"], curve["gap"]
+            if curve["gap_bound"] is not None:
+                yield run, "gap_bound", curve["k"], curve["gap_bound"]
+
+
 def compute(*, quick: bool, seeds: tuple[int, ...]) -> dict[str, Any]:
     """Runs every (κ, method, seed); returns the table rows and the first seed's curves (see
     the module docstring for every field). Deterministic for given seeds."""

@@ -216,9 +216,13 @@ def test_d2l_runs_lenet_on_fashion_mnist_when_the_data_dir_holds_it(tmp_path):
     data_dir = tmp_path / "data"
     _fake_fashion(data_dir / "fashion-mnist", np.random.default_rng(0))
     with_data = load_experiment("d2l-schedules", data_dir=str(data_dir))
-    without = load_experiment("d2l-schedules", data_dir=str(tmp_path / "empty"))
+    without = load_experiment("d2l-schedules")
+    explicit = load_experiment("d2l-schedules", data_dir=str(tmp_path / "empty"))
     assert not with_data.fallback_used
     assert without.fallback_used
+    # An explicit --data-dir never falls back: loading its dataset reports the missing files.
+    assert not explicit.fallback_used
+    assert explicit.variants[0].dataset["name"] == "fashion-mnist"
     for variant in with_data.variants:
         assert (variant.dataset["name"], variant.model["name"]) == ("fashion-mnist", "lenet")
     for variant in without.variants:

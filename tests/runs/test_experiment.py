@@ -77,15 +77,38 @@ def test_run_writes_tables_figures_and_resumes_nothing_twice(tmp_path, capsys):
     assert (root / "summary.md").read_text() == table
 
 
-def test_jobs_give_the_numbers_of_one_job(tmp_path):
+def test_jobs_give_the_numbers_of_one_job(tmp_path, capsys):
     toml = write_toml(tmp_path / "tiny.toml")
     assert main(["run", str(toml), "--logdir", str(tmp_path / "one"), "--quiet"]) == 0
+    capsys.readouterr()
     assert main(["run", str(toml), "--logdir", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    assert "runs: 100%" in capsys.readouterr().err  # one aggregate bar over the 4 runs
     one, two = _results(tmp_path / "one" / "tiny"), _results(tmp_path / "two" / "tiny")
     assert set(one) == set(two)
     assert len(one) == 4
     for key in one:
         assert one[key]["history"] == two[key]["history"], key
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_numbers_of_one_job(tmp_path, mnist1d_cache, capsys):
+    """Each run a task on a local Ray instance the command starts (ray is an optional extra)."""
+    pytest.importorskip("ray")
+    toml = write_toml(tmp_path / "tiny.toml")
+    assert main(["run", str(toml), "--logdir", str(tmp_path / "one"), "--quiet"]) == 0
+    args = ["run", str(toml), "--logdir", str(tmp_path / "ray"), "--backend", "ray", "--jobs", "2"]
+    assert main(args) == 0
+    assert "[4/4]" in capsys.readouterr().out
+    one, ray = _results(tmp_path / "one" / "tiny"), _results(tmp_path / "ray" / "tiny")
+    assert set(one) == set(ray)
+    assert len(one) == 4
+    for key in one:
+        assert one[key]["history"] == ray[key]["history"], key
+        assert one[key]["final"] == ray[key]["final"], key
+    ray_summary = json.loads((tmp_path / "ray" / "tiny" / "summary.json").read_text())
+    assert ray_summary["experiment"]["backend"] == "ray"
+    assert main(args) == 0  # every run already finished: read back, nothing recomputed
+    assert "4 of 4 runs already finished" in capsys.readouterr().out
 
 
 def test_default_experiment_quick(tmp_path):

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tomllib
 
 
 def _lr_find(tmp_path, *args):
@@ -29,3 +30,21 @@ def test_lr_find_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert "num_iter" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list((tmp_path / "logs").rglob("*.png"))
+
+
+def test_the_range_test_shows_its_progress_on_a_terminal(mnist1d_cache, capsys, monkeypatch):
+    from runs.config import parse_experiment
+    from runs.data import load_dataset
+    from runs.tuning import range_test_on_variant
+    from tests.runs.helpers import TINY
+
+    variant = parse_experiment(tomllib.loads(TINY), "tiny.toml").variants[0]
+    data = load_dataset("mnist1d")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a bar is drawn on terminals only
+    options = {"num_iter": 12, "curvature_batches": 0}
+    range_test_on_variant(variant, data, 0, quiet=False, **options)
+    err = capsys.readouterr().err
+    assert "LR range test" in err
+    assert "/12 " in err  # counts the test's 12 updates
+    range_test_on_variant(variant, data, 0, quiet=True, **options)
+    assert capsys.readouterr().err == ""

@@ -137,7 +137,8 @@ def test_runner_equals_a_plain_loop_and_logs_what_it_did(data, tmp_path):
     )
     assert scalars["hparams/test_accuracy"][-1].value == pytest.approx(test_accuracy, abs=1e-6)
     hparams = events.PluginTagToContent("hparams")
-    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert {"_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(hparams)
+    assert "_hparams_/experiment" not in hparams  # one per experiment, in its own folder
     assert b"optimizer.momentum" in hparams["_hparams_/session_start_info"]
 
 
@@ -180,7 +181,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_killed_run_resumes_to_exactly_the_same_numbers(tmp_path):
+def test_killed_run_resumes_to_exactly_the_same_numbers(tmp_path, capsys):
     toml = write_toml(tmp_path / "tiny.toml")
     args = ["run", str(toml), "--variants", "plain", "--seeds", "1", "--quiet"]
     killed = subprocess.run(
@@ -197,6 +198,7 @@ def test_killed_run_resumes_to_exactly_the_same_numbers(tmp_path):
     from runs.cli import main
 
     assert main([*args, "--logdir", str(tmp_path / "k")]) == 0  # resumes
+    assert "plain seed 0: resumed from step 10\n" in capsys.readouterr().out
     assert main([*args, "--logdir", str(tmp_path / "u")]) == 0  # never interrupted
     import json
 
