@@ -52,9 +52,10 @@ def adagrad_update(
     torch._foreach_addcmul_(sums, grads, grads, value=1)
     denominators = torch._foreach_sqrt(sums)
     ops.add_(denominators, eps)
-    if ops.on_device(negative_lr):
+    if ops.on_device(negative_lr) or params[0].dtype in (torch.float32, torch.float64):
+        # torch's single-tensor arithmetic, p + value * (g / d): one op fewer than its foreach
         ops.addcdiv_(params, grads, denominators, negative_lr)
-    else:  # torch's foreach order: scale the gradient, then divide
+    else:  # low precision: torch's foreach order, bitwise: scale the gradient, then divide
         if maximize or ops.may_be_nonzero(weight_decay):  # grads is our copy: scale in place
             torch._foreach_mul_(grads, negative_lr)  # (for bf16, in place and out of place
             numerators = grads  # round differently in torch; this is torch's choice)
