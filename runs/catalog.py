@@ -24,6 +24,7 @@ CATALOGUE = (
     "amsgrad-counterexample",
     "adaptive-generalization",
     "schedule-theory",
+    "learning-rate-free",
 )
 
 

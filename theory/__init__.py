@@ -69,6 +69,7 @@ from theory.certify import (
 from theory.lr_free_bounds import (
     armijo_bound,
     d_estimate_bound,
+    dog_iterate_bound,
     polyak_bound,
     schedulefree_sgd_bound,
     sps_step_bound,
@@ -127,6 +128,7 @@ __all__ = [
     "certify",
     "constant_closed_form_bound",
     "d_estimate_bound",
+    "dog_iterate_bound",
     "fit_order",
     "fit_rate",
     "gd_bound",

@@ -1,5 +1,6 @@
 """The guarantees of the learning-rate-free and adaptive step sizes (``optim.Prodigy``,
-``optim.DAdapt*``, ``optim.SPS``, ``optim.SLS``, ``optim.SGDScheduleFree``) as ``Bound``s.
+``optim.DAdapt*``, ``optim.DoG``, ``optim.SPS``, ``optim.SLS``, ``optim.SGDScheduleFree``) as
+``Bound``s.
 
 ``theory.certify`` measures the point an optimizer holds (``"gap"``, ``"distance"``, ...). A
 guarantee about an internal quantity of the optimizer (D-Adaptation's estimate d_k, SPS's step
@@ -23,6 +24,10 @@ machine):
   backtracking step is at least min(eta_max, 2 beta (1 - c) / L)); the gap bound for c >= 1/2 is
   the textbook argument for Armijo backtracking (A. Beck, "First-Order Methods in
   Optimization", SIAM 2017, section 10.4), derived in :func:`armijo_bound`.
+* [IHC23] M. Ivgi, O. Hinder and Y. Carmon, "DoG is SGD's Best Friend: A Parameter-Free Dynamic
+  Step Size Schedule", ICML 2023 (arXiv:2302.12022): the iterate-stability bound
+  r̄_T <= 3 ||x0 - x*|| for r_eps <= 3 ||x0 - x*|| (recalled as Proposition 3, for the tamed
+  step size T-DoG; NOT verified from this machine, see :func:`dog_iterate_bound`).
 * [DYM+24] A. Defazio et al., "The Road Less Scheduled", NeurIPS 2024, Theorem 1 (and its proof:
   F(x_T) - F* <= (D² / (2 gamma) + gamma G² T / 2) / T for any beta in [0, 1]).
 """
@@ -40,6 +45,7 @@ from theory.bounds import Bound, _positive, _require_convex, _start_distance
 __all__ = [
     "armijo_bound",
     "d_estimate_bound",
+    "dog_iterate_bound",
     "polyak_bound",
     "schedulefree_sgd_bound",
     "sps_step_bound",
@@ -95,6 +101,67 @@ def d_estimate_bound(problem: Any, factor: float = 1.0) -> Bound:
         observe=_observer(problem, "d"),
         assumptions="convex f; d0 <= ||x0 - x*||; quantity 'distance' is d_k (observe)",
         source="Defazio & Mishchenko (2023), Lemma 1; Mishchenko & Defazio (2023), Lemma 1",
+        problem=problem,
+    )
+
+
+def _moved_from_start(problem: Any):
+    """observe: x* + ||x_k - x0|| e_1, so that certify's "distance" is how far x_k moved."""
+    start = problem.x0.detach().to(torch.float64).reshape(-1)
+
+    def observe(param: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        del optimizer
+        moved = torch.linalg.vector_norm(param.detach().to(torch.float64).reshape(-1) - start)
+        return _point_at(problem, moved)
+
+    return observe
+
+
+def dog_iterate_bound(problem: Any, factor: float = 3.0) -> Bound:
+    r"""DoG's iterates stay near the start: ||x_k - x0|| <= factor ||x0 - x*|| at every step k
+    (factor 3 in [IHC23]), i.e. r̄_k = max(r_eps, max_{i<=k} ||x_i - x0||) <= 3 d_0.
+
+    The statement, as recalled from [IHC23] section 3 ("iterate stability"; Proposition 3 of
+    arXiv:2302.12022, also part of its Theorem 1): for convex f with locally bounded stochastic
+    gradients, if r_eps <= 3 d_0 (d_0 = ||x0 - x*||), the iterates of T-DoG, the "tamed" step
+    size eta_t = r̄_t / sqrt(G'_t) with G'_t = 8^4 log_+^2(1 + t l̄_t^2 / l̄_0^2)
+    (G_{t-1} + 16 l̄_t^2) (l̄_t the running maximum of the gradient-norm bound), satisfy
+    P(r̄_T > 3 d_0) <= delta (with log(1/delta) factors in G'_t). **Not verified**: the search
+    tools of this project returned only the paper's abstract, so the proposition's number, the
+    constants of G'_t and the exact hypotheses are from memory; the factor is a parameter.
+
+    What is certified here is therefore not the theorem itself: ``optim.DoG`` is plain
+    (untamed) DoG, eta_t = r̄_t / sqrt(G_t), whose stability [IHC23] reports as an empirical
+    observation. On a deterministic convex problem (full gradients) the bound is checked at
+    every step as a property of plain DoG; the hyperparameters are DoG's defaults lr = 1 (the
+    paper's c) and weight_decay = 0. The assumption is r_eps = reps_rel (1 + ||x0||) <= factor
+    d_0: the first update moves exactly r_eps (eta_0 = r_eps / ||g_0||), so a larger r_eps breaks
+    the bound at k = 1. Quantity ``"distance"`` is ||x_k - x0|| (observe).
+
+    >>> from theory.problems import Quadratic
+    >>> problem = Quadratic.from_spectrum([1.0, 4.0], seed=0)
+    >>> bound = dog_iterate_bound(problem)
+    >>> bool(bound(5) == 3 * float((problem.x0 - problem.x_star).norm()))
+    True
+    """
+    _require_convex(problem, "dog_iterate_bound")
+    factor = _positive("factor", factor)
+    distance, _ = _start_distance(problem)
+    return Bound(
+        name="dog_iterates" if factor == 3 else f"dog_iterates x {factor:g}",
+        quantity="distance",
+        values=lambda k: np.full(np.shape(k), factor * distance),
+        formula=f"||x_k - x0|| <= {factor:g} ||x0 - x*||",
+        hyperparameters={"lr": 1.0, "weight_decay": 0.0},
+        observe=_moved_from_start(problem),
+        assumptions=(
+            f"convex f; r_eps = reps_rel (1 + ||x0||) <= {factor:g} ||x0 - x*||; proven for "
+            "T-DoG (tamed), checked here on plain DoG; quantity 'distance' is ||x_k - x0||"
+        ),
+        source=(
+            "Ivgi, Hinder & Carmon (2023), arXiv:2302.12022, iterate stability (recalled as "
+            "Proposition 3; not verified)"
+        ),
         problem=problem,
     )
 

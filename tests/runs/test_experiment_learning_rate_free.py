@@ -1,0 +1,216 @@
+"""The `learning-rate-free` study: learning-rate-free methods beside grid-searched baselines.
+
+References are independent of the study's code: the grids are read from the ``optimizers``
+experiment's TOML file, the search runs are compared with ``runs.trainer.train_run`` (the loop
+``stepsize run optimizers`` trains with), the convex baseline with a hand-written heavy-ball
+loop, SPS's step with the paper's formula, 1/L with the problem's eigenvalues.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+
+from runs.catalog import describe
+from runs.config import EXPERIMENTS_DIR, load_experiment
+from runs.data import load_dataset
+from runs.experiments import learning_rate_free as lrf
+from runs.trainer import train_run
+from runs.tuning import search_variant
+from theory import Quadratic
+
+SEED = 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread, as ``stepsize run`` uses: on shared cores, intra-op threads on these
+    small tensors make the runs many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def results(_one_thread) -> dict:
+    return lrf.compute(quick=True, seeds=(SEED,))
+
+
+def _row(results: dict, problem: str, method: str) -> dict:
+    (row,) = [r for r in results["rows"] if r["problem"] == problem and r["method"] == method]
+    return row
+
+
+def _non_finite(value, path="results"):
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{path}[{i}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [path]
+    return []
+
+
+def test_every_number_is_finite_and_every_pair_is_reported(results):
+    assert _non_finite(results) == []
+    json.dumps(results, allow_nan=False)
+    pairs = {(r["problem"], r["method"]) for r in results["rows"]}
+    problems = ("logreg", "mlp", "cnn", "quadratic", "logistic")
+    assert pairs == {(p, m.key) for p in problems for m in lrf.METHODS}
+    methods = {m.key for m in lrf.METHODS}
+    assert {"prodigy", "dadapt_sgd", "dadapt_adam", "dadapt_adagrad", "dog", "ldog"} <= methods
+    assert {"sgd_sf", "adamw_sf", "sps", "sls", "adam", "momentum"} <= methods
+
+
+def test_grids_are_the_optimizers_experiments_and_the_lowest_loss_wins(results):
+    raw = tomllib.loads((EXPERIMENTS_DIR / "optimizers.toml").read_text())
+    grids = {v["name"]: v["search"]["lr"] for v in raw["variants"]}
+    for panel in ("logreg", "mlp", "cnn"):
+        for key in ("adam", "momentum"):
+            found = results["search"][panel][key]
+            assert [row["lr"] for row in found["grid"]] == grids[f"{panel}.{key}"]
+            finished = [row for row in found["grid"] if row["value"] is not None]
+            assert found["chosen"] == min(finished, key=lambda r: (r["value"], r["lr"]))["lr"]
+            assert _row(results, panel, key)["per_seed"][0]["lr"] == found["chosen"]
+    assert results["search"]["logreg"]["seed"] == raw["search"]["seed"]
+    for name in ("quadratic", "logistic"):
+        for key in ("adam", "momentum"):
+            assert [r["lr"] for r in results["search"][name][key]["grid"]] == grids[f"logreg.{key}"]
+
+
+def test_search_runs_equal_the_training_loop_of_stepsize_run(results, tmp_path):
+    """A search run of the study gives the final training loss ``runs.trainer.train_run`` gives
+    for the same variant, rate and seed, so the study picks the rate `optimizers` picks."""
+    experiment = load_experiment("optimizers", quick=True)
+    (variant,) = [v for v in experiment.variants if v.name == "mlp.adam"]
+    search = results["setup"]["mnist1d"]["search_train"]
+    row = results["search"]["mlp"]["adam"]["grid"][1]
+    candidate = search_variant(variant, row["lr"], {"steps": search["steps"]})
+    data = load_dataset("mnist1d", normalize=variant.dataset["normalize"])
+    seed = results["setup"]["mnist1d"]["search_seed"]
+    reference = train_run(candidate, seed, data, tmp_path / "run")
+    assert reference["final"]["train_loss"] == pytest.approx(row["value"], rel=1e-6)
+
+
+def test_convex_momentum_baseline_matches_a_heavy_ball_loop(results):
+    problem = lrf.convex_problem("quadratic", SEED, quick=True)
+    A = problem.A.numpy()
+    x_star = problem.x_star.numpy()
+    lr = results["search"]["quadratic"]["momentum"]["chosen"]
+    row = _row(results, "quadratic", "momentum")
+    steps = row["per_seed"][0]["reached_floor_step"] or results["setup"]["convex"]["steps"]
+    x, buffer = problem.x0.numpy().copy(), np.zeros_like(x_star)
+    for _ in range(steps):  # torch.optim.SGD's momentum form
+        buffer = 0.9 * buffer + A @ (x - x_star)
+        x = x - lr * buffer
+    gap = 0.5 * float((x - x_star) @ A @ (x - x_star))
+    floor = row["gap_floor"]["mean"]
+    assert row["final"]["mean"] == pytest.approx(max(gap, floor), rel=1e-6)
+    eigenvalues = np.linalg.eigvalsh(A)
+    assert row["inverse_L"]["mean"] == pytest.approx(1 / eigenvalues[-1], rel=1e-9)
+
+
+def test_convex_runs_stop_at_the_noise_floor_and_report_it():
+    problem = Quadratic.from_spectrum([0.5, 1.0], seed=0)  # f* = 0, L = 1, x* exact
+    eps = float(torch.finfo(torch.float64).eps)
+    # theory's float64 floor of the gap: 1e4 eps f(x0) + L d^2 / 2 with
+    # d = 1e4 eps (||x*|| + ||x0 - x*||)
+    d = 1e4 * eps * (float(problem.x_star.norm()) + float((problem.x0 - problem.x_star).norm()))
+    floor = 1e4 * eps * float(problem.loss(problem.x0)) + d * d / 2
+    run = lrf.train_convex(lrf.BY_KEY["momentum"], problem, 1000, lr=0.5)
+    assert run["reached_floor_step"] is not None
+    assert run["reached_floor_step"] < 1000
+    assert len(run["step_sizes"]) == run["reached_floor_step"]
+    assert run["final"]["at_floor"] is True
+    assert run["final"]["gap"] == pytest.approx(floor, rel=1e-9)
+    short = lrf.train_convex(lrf.BY_KEY["momentum"], problem, 3, lr=0.5)
+    assert short["reached_floor_step"] is None
+    assert short["final"]["at_floor"] is False
+    assert short["final"]["gap"] > floor
+
+
+def test_effective_step_size_is_the_methods_own():
+    problem = lrf.convex_problem("logistic", SEED, quick=True)
+    x = problem.parameter()
+    sps = lrf.BY_KEY["sps"]
+    optimizer = sps.make([x], None, 1)
+    loss = problem.loss(x.detach())
+    grad = problem.grad(x.detach())
+
+    def closure():
+        optimizer.zero_grad()
+        value = problem.loss(x)
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    expected = min(float(loss) / (0.5 * float(grad @ grad)), 1.0)  # SPS_max, c = 1/2, gamma_b = 1
+    assert lrf.effective_step_size(sps, optimizer) == pytest.approx(expected, rel=1e-12)
+    prodigy = lrf.BY_KEY["prodigy"]
+    w = torch.nn.Parameter(torch.ones(3))
+    optimizer = prodigy.make([w], None, 1)
+    assert lrf.effective_step_size(prodigy, optimizer) == pytest.approx(1e-6)  # d0 * lr
+
+
+def test_distance_from_the_tuned_baseline(results):
+    for panel in ("logreg", "mlp", "cnn"):
+        rows = [r for r in results["rows"] if r["problem"] == panel]
+        best = max(r["final"]["mean"] for r in rows if r["baseline"])
+        for r in rows:
+            if r["final"] is not None:
+                expected = r["final"]["mean"] - best
+                assert r["vs_tuned"]["accuracy_points"] == pytest.approx(expected, abs=1e-12)
+    for name in ("quadratic", "logistic"):
+        rows = [r for r in results["rows"] if r["problem"] == name]
+        best = min(r["final"]["mean"] for r in rows if r["baseline"])
+        for r in rows:
+            if r["final"] is not None:
+                assert r["vs_tuned"]["gap_ratio"] == pytest.approx(r["final"]["mean"] / best)
+
+
+def test_step_sizes_are_compared_with_the_baseline_in_the_same_units(results):
+    for r in results["rows"]:
+        reference = {"adam": "adam", "sgd": "momentum", "adagrad": None}[r["family"]]
+        if reference is None:
+            assert r["step_over_grid_best"] is None
+            continue
+        chosen = results["search"][r["problem"]][reference]["chosen"]
+        assert r["grid_best_lr"] == chosen
+        if r["settled_step_size"] is not None:
+            ratio = r["settled_step_size"]["mean"] / chosen
+            assert r["step_over_grid_best"] == pytest.approx(ratio, rel=1e-12)
+    # Schedule-Free's step is its default lr (no warmup); the baselines' their grid rate
+    assert _row(results, "logreg", "sgd_sf")["settled_step_size"]["mean"] == pytest.approx(1.0)
+    assert _row(results, "mlp", "adamw_sf")["settled_step_size"]["mean"] == pytest.approx(0.0025)
+    adam = _row(results, "cnn", "adam")
+    assert adam["settled_step_size"]["mean"] == results["search"]["cnn"]["adam"]["chosen"]
+
+
+def test_report_writes_a_table_and_a_png_from_json(results, tmp_path):
+    markdown, figures = lrf.report(json.loads(json.dumps(results)), tmp_path / "figures")
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(rows) == (1 + 5 * len(lrf.METHODS)) + (1 + 5)  # two tables with headers
+    assert "|---" in markdown
+    (figure,) = figures
+    header = figure.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", header[16:24]) == (15 * 110, 8 * 110)
+
+
+def test_stepsize_list_shows_it_with_its_time():
+    (row,) = [r for r in describe() if r[0] == "learning-rate-free"]
+    assert row[1]
+    assert "not yet" not in row[1]
+    assert "Prodigy" in row[2]
+
+
+def test_unknown_convex_problem_is_refused():
+    with pytest.raises(ValueError, match="name must be one of"):
+        lrf.convex_problem("rosenbrock", 0, quick=True)
