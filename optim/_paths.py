@@ -130,25 +130,26 @@ def _entries(states: list[dict], key: str) -> Iterable:
     return map(dict.get, states, itertools.repeat(key))
 
 
-class Packed:
-    """Optimizer-owned flat state for many small, contiguous, real tensors of one device and dtype.
+class OwnedState:
+    """State tensors moved into optimizer-owned flat buffers, one per state key.
 
     Built from the current state tensors (their values are copied in, then each ``state[p][key]``
-    becomes a view into the buffer). Step counters become 0-dim views of one counter vector on the
-    host, so one ``add_`` counts a step for every tensor.
-
-    A step runs in rounds of consecutive whole tensors of about :data:`BLOCK` elements. Each round
-    gathers its gradients (and, if the rule reads them, its parameters) into a reused scratch
-    buffer the size of one round, runs the rule over that scratch and the round's slice of the
-    state buffers, and adds the result to its parameters while it is still in cache. Memory then
-    sees each parameter, gradient and state element about once per step, as in a fused kernel.
+    becomes a view into the buffer). Step counters become 0-dim views of one counter vector on
+    ``step_device`` (or stay where they are: ``None``), so one ``add_`` counts a step for every
+    tensor. :meth:`state_holds` checks that ``optimizer.state`` still holds exactly these views.
     """
 
-    def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        params: list[Tensor],
+        states: list[dict],
+        keys: tuple[str, ...],
+        counts_steps: bool,
+        step_device: torch.device | None = None,
+    ) -> None:
         self.params = list(params)
         self.keys = keys
         self.dtype = params[0].dtype
-        sizes = [p.numel() for p in params]
         self.buffers: dict[str, Tensor] = {}
         self.views: dict[str, list[Tensor]] = {}
         for key in keys:
@@ -158,11 +159,43 @@ class Packed:
                 s[key] = view
         self.step_vector: Tensor | None = None
         self.step_views: list[Tensor] = []
-        if states and "step" in states[0]:
-            self.step_vector = torch.stack([s["step"] for s in states])
+        if counts_steps:
+            counters = [s["step"] for s in states]
+            if step_device is not None:
+                counters = [c.to(step_device) for c in counters]
+            self.step_vector = torch.stack(counters)
             self.step_views = list(self.step_vector.unbind(0))
             for s, view in zip(states, self.step_views):
                 s["step"] = view
+
+    def state_holds(self, params: list[Tensor], states: list[dict]) -> bool:
+        """Whether these are the parameters laid out here, with these state views, unchanged."""
+        if not _identical(params, self.params):
+            return False
+        if not all(map(operator.is_, map(_DTYPE, params), itertools.repeat(self.dtype))):
+            return False
+        for key in self.keys:
+            if not _identical(_entries(states, key), self.views[key]):
+                return False
+        return not self.step_views or _identical(_entries(states, "step"), self.step_views)
+
+
+class Packed(OwnedState):
+    """Optimizer-owned flat state for many small, contiguous, real tensors of one device and dtype.
+
+    The state lives in :class:`OwnedState`'s buffers (counters stay on the host, as torch's).
+
+    A step runs in rounds of consecutive whole tensors of about :data:`BLOCK` elements. Each round
+    gathers its gradients (and, if the rule reads them, its parameters) into a reused scratch
+    buffer the size of one round, runs the rule over that scratch and the round's slice of the
+    state buffers, and adds the result to its parameters while it is still in cache. Memory then
+    sees each parameter, gradient and state element about once per step, as in a fused kernel.
+    """
+
+    def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
+        counts_steps = bool(states) and "step" in states[0]
+        super().__init__(params, states, keys, counts_steps)
+        sizes = [p.numel() for p in params]
         # Rounds: (first tensor, end tensor, first element, end element) of consecutive tensors.
         self.rounds: list[tuple[int, int, int, int]] = []
         first = start = filled = 0
@@ -179,14 +212,7 @@ class Packed:
 
     def holds(self, params: list[Tensor], states: list[dict]) -> bool:
         """Whether these parameters and their state tensors are still the ones packed here."""
-        if not _identical(params, self.params):
-            return False
-        if not all(map(operator.is_, map(_DTYPE, params), itertools.repeat(self.dtype))):
-            return False
-        for key in self.keys:
-            if not _identical(_entries(states, key), self.views[key]):
-                return False
-        return not self.step_views or _identical(_entries(states, "step"), self.step_views)
+        return self.state_holds(params, states)
 
     def step(
         self,
@@ -243,7 +269,7 @@ def views_like(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
     return views
 
 
-class Flat:
+class Flat(OwnedState):
     """``impl="flat"``: one param group's parameters of one device and dtype in one buffer.
 
     Every ``Parameter`` keeps its identity but its ``.data`` becomes a view into the flat parameter
@@ -257,8 +283,6 @@ class Flat:
     def __init__(
         self, params: list[Tensor], states: list[dict], keys: tuple[str, ...], counts_steps: bool
     ) -> None:
-        self.params = list(params)
-        self.keys = keys
         self.flat_param = gather(params)
         self.flat_grad = gather([p.grad for p in params])
         self.param_views = views_like(self.flat_param, params)
@@ -267,22 +291,7 @@ class Flat:
             p.data = param_view
             p.grad = grad_view
         self.param_pointers = [view.data_ptr() for view in self.param_views]
-        self.dtype = self.flat_param.dtype
-        self.buffers: dict[str, Tensor] = {}
-        self.views: dict[str, list[Tensor]] = {}
-        for key in keys:
-            self.buffers[key] = gather([s[key] for s in states])
-            self.views[key] = views_like(self.buffers[key], params)
-            for s, view in zip(states, self.views[key]):
-                s[key] = view
-        self.step_vector: Tensor | None = None
-        self.step_views: list[Tensor] = []
-        if counts_steps:
-            device = self.flat_param.device
-            self.step_vector = torch.stack([s["step"].to(device) for s in states])
-            self.step_views = list(self.step_vector.unbind(0))
-            for s, view in zip(states, self.step_views):
-                s["step"] = view
+        super().__init__(params, states, keys, counts_steps, self.flat_param.device)
         self.count = 0.0  # the host's copy of the step count, set by the optimizer
         self.hyperparameter_tensors: dict[str, Tensor] = {}
         self.last_values: dict[str, Any] = {}
@@ -293,12 +302,7 @@ class Flat:
             return False
         if list(map(Tensor.data_ptr, params)) != self.param_pointers:
             return False
-        if not all(map(operator.is_, map(_DTYPE, params), itertools.repeat(self.dtype))):
-            return False
-        for key in self.keys:
-            if not _identical(_entries(states, key), self.views[key]):
-                return False
-        return not self.step_views or _identical(_entries(states, "step"), self.step_views)
+        return self.state_holds(params, states)
 
     def sync_grads(self) -> None:
         """Make every ``p.grad`` the view into the flat gradient buffer (copying a new one in)."""
