@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         variant,
         data,
         args.seed,
+        label=f"{experiment.name}, variant {variant.name}",
         start_lr=args.start_lr,
         end_lr=args.end_lr,
         num_iter=args.num_iter,

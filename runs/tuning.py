@@ -141,7 +141,10 @@ def run_range_test(
     dataset = variant.dataset
     data = dataset_on(dataset["name"], dataset["normalize"], data_dir, device)
     options = {k: settings[k] for k in RANGE_TEST_OPTIONS}
-    result = range_test_on_variant(variant, data, settings["seed"], quiet=quiet, **options)
+    label = f"{experiment.name}, variant {variant.name}"
+    result = range_test_on_variant(
+        variant, data, settings["seed"], quiet=quiet, label=label, **options
+    )
     values = derived_values(result)
     import matplotlib.pyplot as plt
 

@@ -48,3 +48,29 @@ def test_the_range_test_shows_its_progress_on_a_terminal(mnist1d_cache, capsys, 
     assert "/12 " in err  # counts the test's 12 updates
     range_test_on_variant(variant, data, 0, quiet=True, **options)
     assert capsys.readouterr().err == ""
+
+
+def test_the_range_test_figure_names_the_experiment_and_variant(
+    mnist1d_cache, monkeypatch, tmp_path
+):
+    """The runner passes the experiment and variant to the figure's title (issue 14, section 3)."""
+    import argparse
+
+    from runs import lr_find
+    from schedulers.range_test import RangeTestResult
+
+    titles = []
+    plot = RangeTestResult.plot
+
+    def recording_plot(self, *args, **kwargs):
+        figure = plot(self, *args, **kwargs)
+        titles.extend(ax.get_title() for ax in figure.axes)
+        titles.append(figure._suptitle.get_text() if figure._suptitle else "")
+        return figure
+
+    monkeypatch.setattr(RangeTestResult, "plot", recording_plot)
+    parser = argparse.ArgumentParser()
+    lr_find.add_arguments(parser)
+    args = parser.parse_args(["--num-iter", "12", "--logdir", str(tmp_path), "--quiet"])
+    assert lr_find.run(args) == 0
+    assert any("d2l-schedules" in t and "variant" in t for t in titles), titles
