@@ -36,36 +36,33 @@ import torch
 from torch import Tensor
 
 from optim._base import RuleOptimizer, _is_sparse
-from optim._paths import FAST_DTYPES, PACK_AT_LEAST, PACK_BELOW, Flat, as_real, gather, views_like
+from optim._paths import (
+    FAST_DTYPES,
+    PACK_AT_LEAST,
+    PACK_BELOW,
+    Flat,
+    OwnedState,
+    as_real,
+    views_like,
+)
 
 
-class Pack:
+class Pack(OwnedState):
     """Optimizer-owned buffers for many small tensors of one group, device and dtype: the state
-    (``optimizer.state`` holds views into it), and a gradient and a parameter buffer refilled at
-    every step (the parameters keep their own storage)."""
+    (:class:`optim._paths.OwnedState`), and a gradient and a parameter buffer refilled at every
+    step (the parameters keep their own storage)."""
 
     def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
-        self.params, self.keys = list(params), keys
-        self.buffers = {key: gather([s[key] for s in states]) for key in keys}
-        self.views = {key: views_like(self.buffers[key], params) for key in keys}
-        for key in keys:
-            for s, view in zip(states, self.views[key]):
-                s[key] = view
-        self.grad = torch.empty_like(gather(params[:1])).new_empty(sum(p.numel() for p in params))
+        super().__init__(params, states, keys, counts_steps=False)
+        self.grad = torch.empty(sum(p.numel() for p in params), dtype=self.dtype,
+                                device=params[0].device)  # fmt: skip
         self.work = torch.empty_like(self.grad)
         self.grad_views = views_like(self.grad, params)
         self.work_views = views_like(self.work, params)
 
     def holds(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
         """Whether these parameters and state tensors are still the ones packed here."""
-        same = len(params) == len(self.params) and all(map(_is, params, self.params))
-        if not same or keys != self.keys or any(p.dtype != self.grad.dtype for p in params):
-            return False
-        return all(all(map(_is, [s.get(k) for s in states], self.views[k])) for k in keys)
-
-
-def _is(a: Any, b: Any) -> bool:
-    return a is b
+        return keys == self.keys and self.state_holds(params, states)
 
 
 class Chunk(NamedTuple):
