@@ -58,10 +58,12 @@ from optim._paths import (
     PACK_AT_LEAST,
     PACK_BELOW,
     Flat,
+    OwnedState,
     Packed,
     blocked_rounds,
     call_rule,
 )
+from optim._state import TrackedState
 
 IMPLS = ("single", "foreach", "flat")
 DEFAULT_IMPL = "foreach"
@@ -202,6 +204,7 @@ class RuleOptimizer(Optimizer):
         )
         self._reset_caches()
         super().__init__(params, defaults)
+        self.state = TrackedState(self.state)
 
     def _reset_caches(self) -> None:
         """Everything derived from the state: rebuilt on demand, never pickled."""
@@ -223,7 +226,32 @@ class RuleOptimizer(Optimizer):
         if "impl" in state:  # unpickling; load_state_dict passes only state and param_groups
             self.impl, self.compile = state.pop("impl"), state.pop("compile")
         super().__setstate__(state)
+        if not isinstance(self.state, TrackedState):
+            self.state = TrackedState(self.state)
         self._reset_caches()
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``state_dict``, each parameter's state a plain ``dict`` (as torch's)."""
+        saved = super().state_dict()
+        saved["state"] = {key: dict(value) for key, value in saved["state"].items()}
+        return saved
+
+    def _still_valid(self, layout: OwnedState, params: list[Tensor], group: dict) -> bool:
+        """Whether ``layout`` still describes these parameters and their state.
+
+        When ``optimizer.state`` has not changed since the layout was last verified (its
+        :class:`~optim._state.TrackedState` count), only the parameters are checked; otherwise
+        every state entry is, and a success is stamped for the next step.
+        """
+        if layout.keys != self._state_keys(group) or not layout.params_hold(params):
+            return False
+        stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
+        if stamp is not None and stamp == layout.stamp:
+            return True
+        if not layout.state_holds(params, self._states(group, params)):
+            return False
+        layout.stamp = stamp
+        return True
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA."""
@@ -388,8 +416,7 @@ class RuleOptimizer(Optimizer):
         if not layouts or len(layouts) != 1 or not isinstance(layouts[0], Packed):
             return False
         packed = layouts[0]
-        states = self._states(group, params)
-        if packed.keys != self._state_keys(group) or not packed.holds(params, states):
+        if not self._still_valid(packed, params, group):
             return False
         arguments = self._host_arguments(group, first_step=False)
         grads = [p.grad for p in params]
@@ -442,7 +469,6 @@ class RuleOptimizer(Optimizer):
     # --- the flat path -----------------------------------------------------------------------
 
     def _flat_step(self, index: int, group: dict, params: list[Tensor]) -> None:
-        states = self._states(group, params)
         keys = self._state_keys(group)
         layouts = self._layouts.get(index)
         by_kind: dict[tuple, list[int]] = {}
@@ -450,8 +476,9 @@ class RuleOptimizer(Optimizer):
             layouts
             and len(layouts) == 1
             and isinstance(layouts[0], Flat)
-            and layouts[0].holds(params, states, keys)
+            and self._still_valid(layouts[0], params, group)
         ):
+            states = self._states(group, params)
             for i, p in enumerate(params):
                 by_kind.setdefault((p.device, p.dtype), []).append(i)
             if (

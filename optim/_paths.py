@@ -168,11 +168,17 @@ class OwnedState:
             for s, view in zip(states, self.step_views):
                 s["step"] = view
 
-    def state_holds(self, params: list[Tensor], states: list[dict]) -> bool:
-        """Whether these are the parameters laid out here, with these state views, unchanged."""
+        self.stamp: tuple[int, int] | None = None  # the optimizer's state when last verified
+
+    def params_hold(self, params: list[Tensor]) -> bool:
+        """Whether these are the parameters laid out here, in the same dtype."""
         if not _identical(params, self.params):
             return False
-        if not all(map(operator.is_, map(_DTYPE, params), itertools.repeat(self.dtype))):
+        return all(map(operator.is_, map(_DTYPE, params), itertools.repeat(self.dtype)))
+
+    def state_holds(self, params: list[Tensor], states: list[dict]) -> bool:
+        """Whether these are the parameters laid out here, with these state views, unchanged."""
+        if not self.params_hold(params):
             return False
         for key in self.keys:
             if not _identical(_entries(states, key), self.views[key]):
@@ -296,13 +302,15 @@ class Flat(OwnedState):
         self.hyperparameter_tensors: dict[str, Tensor] = {}
         self.last_values: dict[str, Any] = {}
 
+    def params_hold(self, params: list[Tensor]) -> bool:
+        """Whether these are the parameters laid out here, still views into the flat buffer."""
+        if not super().params_hold(params):
+            return False
+        return list(map(Tensor.data_ptr, params)) == self.param_pointers
+
     def holds(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
         """Whether the parameters, their storage and their state are still the ones laid out."""
-        if keys != self.keys or not _identical(params, self.params):
-            return False
-        if list(map(Tensor.data_ptr, params)) != self.param_pointers:
-            return False
-        return self.state_holds(params, states)
+        return keys == self.keys and self.state_holds(params, states)
 
     def sync_grads(self) -> None:
         """Make every ``p.grad`` the view into the flat gradient buffer (copying a new one in)."""
