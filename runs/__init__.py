@@ -1,1 +1,19 @@
-"""The experiment runner and the ``stepsize`` command line."""
+"""The experiment runner and the ``stepsize`` command line.
+
+From Python (see ``runs.api``): ``runs.run(experiment, logdir=...)``, ``runs.register_model``,
+``runs.register_dataset``, ``runs.dataset_from``. They are imported on first use, so that the
+command line starts without loading torch.
+"""
+
+from __future__ import annotations
+
+_API = ("run", "register_model", "register_dataset", "dataset_from", "DatasetSplits")
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from runs import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'runs' has no attribute {name!r}")

@@ -8,11 +8,11 @@ An experiment file, with every key (defaults in brackets)::
     seeds = 3                           # N means seeds 0..N-1, or a list such as [0, 7]
 
     [dataset]                           # runs.data.load_dataset(name, normalize=...)
-    name = "mnist1d"
+    name = "mnist1d"                    # or a name given to runs.register_dataset
     normalize = true
 
     [model]                             # runs.models.build_model(name, ..., **options)
-    name = "mnist1d-cnn"                # every other key is a model option
+    name = "mnist1d-cnn"                # or runs.register_model's; other keys: its options
 
     [train]
     loss = "cross_entropy"
@@ -29,7 +29,9 @@ An experiment file, with every key (defaults in brackets)::
     checkpoint_every = 500              # [500] updates between checkpoints
 
     [optimizer]                         # common optimizer; hyperparameters as in torch.optim
-    name = "sgd"                        # sgd adam adamw adagrad rmsprop adadelta, torch.<same>
+    name = "sgd"                        # sgd adam adamw adagrad rmsprop adadelta, torch.<same>,
+                                        # or a class by import path: "torch.optim.NAdam",
+                                        # "my_module:MyOptimizer" (a torch.optim.Optimizer)
     lr = 0.1
 
     [schedules]                         # any param-group key -> a schedule's to_dict() form
@@ -124,12 +126,24 @@ LOSSES = ("cross_entropy",)
 _VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
+OPTIMIZER_HELP = ", ".join(OPTIMIZER_NAMES) + (
+    ', or the import path of a torch.optim.Optimizer class ("torch.optim.NAdam", '
+    '"my_package.my_module:MyOptimizer")'
+)
+
+
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     """The optimizer class for a configuration name: ``"adam"`` is ``optim.Adam``, ``"torch.adam"``
-    is ``torch.optim.Adam`` (the control column)."""
+    is ``torch.optim.Adam`` (the control column); any other name is an import path of a
+    ``torch.optim.Optimizer`` subclass, ``"module.Class"`` or ``"module:Class"`` (e.g.
+    ``"torch.optim.NAdam"``)."""
+    if not isinstance(name, str):
+        raise ValueError(
+            f"optimizer name must be a string, got {name!r}; allowed: {OPTIMIZER_HELP}"
+        )
     base = name.removeprefix("torch.")
-    if base not in OPTIMIZER_CLASS_NAMES:
-        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_NAMES)}")
+    if name not in OPTIMIZER_NAMES:
+        return _import_optimizer(name)
     if name.startswith("torch."):
         return getattr(torch.optim, OPTIMIZER_CLASS_NAMES[base])
     try:
@@ -140,6 +154,40 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     if cls is None:
         raise ValueError(f"optimizer {name!r}: optim.{OPTIMIZER_CLASS_NAMES[base]} does not exist")
     return cls
+
+
+def _import_optimizer(path: str) -> type[torch.optim.Optimizer]:
+    """The class at ``"module.Class"`` / ``"module:Class"``; it must subclass torch's Optimizer."""
+    import importlib
+
+    if ":" in path:
+        module_name, _, attribute = path.partition(":")
+    else:
+        module_name, _, attribute = path.rpartition(".")
+    if (
+        not module_name
+        or not attribute
+        or not all(part.isidentifier() for part in (*module_name.split("."), *attribute.split(".")))
+    ):
+        raise ValueError(f"unknown optimizer {path!r}; allowed: {OPTIMIZER_HELP}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"optimizer {path!r}: cannot import module {module_name!r} ({err}); "
+            f"allowed: {OPTIMIZER_HELP}"
+        ) from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ValueError(
+                f"optimizer {path!r}: module {module_name!r} has no attribute {attribute!r}"
+            )
+        target = getattr(target, part)
+    if not (isinstance(target, type) and issubclass(target, torch.optim.Optimizer)):
+        raise ValueError(
+            f"optimizer {path!r} is {target!r}, not a subclass of torch.optim.Optimizer"
+        )
+    return target
 
 
 def make_optimizer(spec: Mapping[str, Any], params) -> torch.optim.Optimizer:
@@ -176,9 +224,17 @@ class Variant:
         return dataclasses.asdict(self)
 
     def fingerprint(self, seed: int) -> str:
-        """Hash of everything that changes the numbers (logging cadence excluded) and the seed."""
+        """Hash of everything that changes the numbers (logging cadence excluded) and the seed;
+        for a dataset registered in memory (``runs.register_dataset``), also its content, so a
+        run folder never resumes on other data under the same name."""
+        from runs.data import registered_digest
+
         numeric = {k: v for k, v in self.to_dict().items() if k != "logging"}
-        text = json.dumps({"variant": numeric, "seed": seed}, sort_keys=True)
+        payload: dict[str, Any] = {"variant": numeric, "seed": seed}
+        digest = registered_digest(self.dataset.get("name"))
+        if digest is not None:  # never for the bundled datasets: their fingerprints stay
+            payload["data"] = digest
+        text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -472,14 +528,11 @@ def _validate_optimizer(
 ) -> bool:
     name = spec.get("name")
     if name is None:
-        problems.add(
-            location, f"an optimizer name is required; allowed: {', '.join(OPTIMIZER_NAMES)}"
-        )
+        problems.add(location, f"an optimizer name is required; allowed: {OPTIMIZER_HELP}")
         return False
-    if name not in OPTIMIZER_NAMES:
+    if name not in OPTIMIZER_NAMES and not isinstance(name, str):
         problems.add(
-            where.get("name", location),
-            f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_NAMES)}",
+            where.get("name", location), f"unknown optimizer {name!r}; allowed: {OPTIMIZER_HELP}"
         )
         return False
     try:
@@ -487,14 +540,12 @@ def _validate_optimizer(
     except ValueError as err:
         problems.add(where.get("name", location), str(err))
         return False
-    allowed = [
-        p.name
-        for p in list(inspect.signature(cls.__init__).parameters.values())[2:]
-        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[2:]
+    any_key = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    allowed = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     ok = True
     for key in spec:
-        if key != "name" and key not in allowed:
+        if key != "name" and key not in allowed and not any_key:
             problems.add(
                 where[key], f"unknown hyperparameter of {name}; allowed: {', '.join(allowed)}"
             )
@@ -519,8 +570,10 @@ def _rejection(spec: dict) -> str | None:
     """Why the optimizer rejects ``spec`` on a dummy parameter, or None if it accepts it."""
     try:
         make_optimizer(spec, [torch.zeros(1, requires_grad=True)])
-    except (ValueError, TypeError, RuntimeError, IndexError) as err:
-        return str(err)
+    except Exception as err:  # a user's optimizer class (import path) may raise anything
+        if isinstance(err, ValueError | TypeError | RuntimeError | IndexError):
+            return str(err)
+        return f"{type(err).__name__}: {err}"
     return None
 
 
@@ -614,20 +667,22 @@ def _resolve_variant(
 def _check_names(dataset: Any, model: Any, location: str, problems: _Problems) -> None:
     """Dataset and model names against the registries of runs.data and runs.models."""
     if isinstance(dataset, str):
-        from runs.data import DATASETS
+        from runs.data import dataset_names
 
-        if dataset not in DATASETS:
+        if dataset not in dataset_names():
             problems.add(
                 _join(location, "dataset.name"),
-                f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}",
+                f"unknown dataset {dataset!r}; allowed: {', '.join(dataset_names())} "
+                "(runs.register_dataset adds your own)",
             )
     if isinstance(model, str):
-        from runs.models import MODELS
+        from runs.models import model_names
 
-        if model not in MODELS:
+        if model not in model_names():
             problems.add(
                 _join(location, "model.name"),
-                f"unknown model {model!r}; allowed: {', '.join(MODELS)}",
+                f"unknown model {model!r}; allowed: {', '.join(model_names())} "
+                "(runs.register_model adds your own)",
             )
 
 
@@ -806,7 +861,9 @@ def parse_experiment(
         if key in raw and not isinstance(raw[key], str):
             problems.add(key, f"must be a string, got {raw[key]!r}")
     name = raw.get("name", Path(source).stem)
-    if isinstance(name, str) and not _VARIANT_NAME.match(name):
+    if "name" not in raw and source.startswith("<"):  # not read from a file: no stem to take
+        problems.add("name", "required (it names the output folder)")
+    elif isinstance(name, str) and not _VARIANT_NAME.match(name):
         problems.add(
             "name", f"must be letters, digits and - _ . + (it names a folder), got {name!r}"
         )

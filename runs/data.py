@@ -12,6 +12,9 @@ Four datasets, none downloaded:
 - ``"cifar10"``: the *binary* version of CIFAR-10 (Krizhevsky, 2009), read from ``data_dir``.
   The pickled "python version" is never loaded: unpickling a file runs code from it.
 
+Your own data: :func:`dataset_from` builds a :class:`DatasetSplits` from tensors, NumPy arrays
+or map-style torch ``Dataset`` objects, and :func:`register_dataset` names it for experiments.
+
 Every split comes back as float32 inputs ``x`` of shape ``(N, *input_shape)`` and int64 labels
 ``y`` of shape ``(N,)``. Images are scaled from bytes to [0, 1] (``pixel / 255``), laid out
 channels first: ``(1, 28, 28)`` for (Fashion-)MNIST, ``(3, 32, 32)`` for CIFAR-10.
@@ -85,7 +88,8 @@ def load_dataset(
     """Load a dataset's train and test splits into memory.
 
     Args:
-        name: one of ``DATASETS``: ``"mnist1d"``, ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``.
+        name: one of ``DATASETS``: ``"mnist1d"``, ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``;
+            or a name given to :func:`register_dataset` (a standardised copy when ``normalize``).
         data_dir: the directory holding the files of ``"mnist"``, ``"fashion-mnist"`` or
             ``"cifar10"`` (see ``expected_files`` for names and accepted sub-folders). Not used for
             ``"mnist1d"``.
@@ -100,8 +104,10 @@ def load_dataset(
         FileNotFoundError: the dataset's files are not in ``data_dir``; the message names the
             dataset, the directories searched and the expected file names.
     """
+    if name in _REGISTERED:
+        return _registered_copy(_REGISTERED[name], normalize)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}")
     if name == "mnist1d":
         arrays, source = _load_mnist1d_arrays(cache_dir)
         train_x = torch.from_numpy(arrays["x"]).to(torch.float32)
@@ -139,6 +145,194 @@ def load_dataset(
         std=std,
         source=source,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets of the user: in memory, registered by name
+
+_REGISTERED: dict[str, DatasetSplits] = {}
+
+
+_DIGESTS: dict[str, str] = {}  # name -> hash of the registered tensors
+
+
+def registered_digest(name: object) -> str | None:
+    """A hash of the tensors registered under ``name`` (None when it is not registered)."""
+    return _DIGESTS.get(name) if isinstance(name, str) else None
+
+
+def _digest(data: DatasetSplits) -> str:
+    import hashlib
+
+    hasher = hashlib.sha256(repr((data.num_classes, data.input_shape)).encode())
+    for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
+        hasher.update(repr((str(tensor.dtype), tuple(tensor.shape))).encode())
+        hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return hasher.hexdigest()[:16]
+
+
+def dataset_names() -> tuple[str, ...]:
+    """Every dataset name an experiment may use: the bundled ``DATASETS``, then registered ones."""
+    return (*DATASETS, *_REGISTERED)
+
+
+def registered_datasets() -> dict[str, DatasetSplits]:
+    """The user-registered datasets by name (a copy of the registry)."""
+    return dict(_REGISTERED)
+
+
+def _as_tensor(label: str, value: object, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{label} must be a torch.Tensor or a NumPy array, got {type(value).__name__}"
+        )
+    if label.endswith("_y"):
+        if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            raise ValueError(f"{label} must hold integer class labels, got dtype {value.dtype}")
+        if value.dim() != 1:
+            raise ValueError(f"{label} must have shape (N,), got {tuple(value.shape)}")
+    elif value.dim() < 2:
+        raise ValueError(f"{label} must have shape (N, *input_shape), got {tuple(value.shape)}")
+    return value.detach().to("cpu", dtype).contiguous()
+
+
+def _stack_dataset(label: str, dataset: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """A map-style torch ``Dataset`` of ``(x, y)`` pairs stacked into two tensors."""
+    try:
+        length = len(dataset)  # type: ignore[arg-type]
+        pairs = [dataset[i] for i in range(length)]  # type: ignore[index]
+        xs = [torch.as_tensor(x) for x, _ in pairs]
+        ys = [int(y) for _, y in pairs]
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"{label}: a torch Dataset must have len() and give (x, y) pairs with an integer "
+            f"label y: {err}"
+        ) from None
+    if not xs:
+        raise ValueError(f"{label}: the dataset is empty")
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+
+
+def dataset_from(
+    train_x: object = None,
+    train_y: object = None,
+    test_x: object = None,
+    test_y: object = None,
+    *,
+    train: object = None,
+    test: object = None,
+    name: str = "custom",
+    num_classes: int | None = None,
+) -> DatasetSplits:
+    """A dataset from tensors or NumPy arrays, or from map-style torch ``Dataset`` objects.
+
+    Either ``dataset_from(train_x, train_y, test_x, test_y)`` (inputs of shape
+    ``(N, *input_shape)``, integer labels of shape ``(N,)``), or
+    ``dataset_from(train=ds, test=ds)`` where each ``ds[i]`` is an ``(x, y)`` pair. Inputs become
+    float32 and labels int64 (copies on the CPU); ``num_classes`` defaults to the largest label
+    plus one. Register it with :func:`register_dataset` to use it from an experiment.
+
+    Raises:
+        TypeError, ValueError: missing or malformed arrays, or labels outside ``0..num_classes-1``.
+    """
+    if train is not None or test is not None:
+        given = [v is not None for v in (train_x, train_y, test_x, test_y)]
+        if train is None or test is None or any(given):
+            raise TypeError("dataset_from: give train= and test= together, without arrays")
+        (tx, ty), (vx, vy) = _stack_dataset("train", train), _stack_dataset("test", test)
+    else:
+        arrays = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+        missing = [k for k, v in arrays.items() if v is None]
+        if missing:
+            raise TypeError(f"dataset_from: missing {', '.join(missing)}")
+        tx = _as_tensor("train_x", train_x, torch.float32)
+        ty = _as_tensor("train_y", train_y, torch.int64)
+        vx = _as_tensor("test_x", test_x, torch.float32)
+        vy = _as_tensor("test_y", test_y, torch.int64)
+    for split, x, y in (("train", tx, ty), ("test", vx, vy)):
+        if len(x) != len(y) or len(x) == 0:
+            raise ValueError(
+                f"dataset_from: {split}_x has {len(x)} examples and {split}_y {len(y)}; "
+                "they must match and not be empty"
+            )
+    if tx.shape[1:] != vx.shape[1:]:
+        raise ValueError(
+            f"dataset_from: train examples have shape {tuple(tx.shape[1:])}, test examples "
+            f"{tuple(vx.shape[1:])}; they must match"
+        )
+    largest = int(max(ty.max(), vy.max()))
+    if num_classes is None:
+        num_classes = largest + 1
+    check_positive_int("num_classes", num_classes)
+    if int(min(ty.min(), vy.min())) < 0 or largest >= num_classes:
+        raise ValueError(f"dataset_from: labels must lie in 0..{num_classes - 1}")
+    return DatasetSplits(
+        name=name, train_x=tx, train_y=ty, test_x=vx, test_y=vy, num_classes=num_classes,
+        input_shape=tuple(tx.shape[1:]), source="in memory",
+    )  # fmt: skip
+
+
+def register_dataset(
+    name: str, data: DatasetSplits | None = None, *, replace: bool = False, **arrays: object
+) -> DatasetSplits:
+    """Make a dataset available to experiments as ``[dataset] name = "<name>"``.
+
+    ``data`` is a :class:`DatasetSplits` (e.g. from :func:`dataset_from`); or give the keyword
+    arguments of :func:`dataset_from` instead (``train_x=..., train_y=..., test_x=..., test_y=...``
+    or ``train=..., test=...``). ``[dataset] normalize`` (default true) standardises a copy with
+    the training split's per-channel statistics, as for the bundled datasets; the registered
+    tensors are never changed. Registering the same object again does nothing. Returns the
+    registered splits.
+
+    Raises:
+        ValueError: a bad or bundled name, or another dataset registered under ``name`` (without
+            ``replace=True``).
+    """
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+        raise ValueError(
+            f"register_dataset: name must be letters, digits and - _ . +, got name={name!r}"
+        )
+    if name in DATASETS:
+        raise ValueError(
+            f"register_dataset: {name!r} is a bundled dataset ({', '.join(DATASETS)}); "
+            "choose another name"
+        )
+    if data is None:
+        data = dataset_from(name=name, **arrays)  # type: ignore[arg-type]
+    elif arrays:
+        raise TypeError("register_dataset: give either a DatasetSplits or arrays, not both")
+    elif not isinstance(data, DatasetSplits):
+        raise TypeError(
+            f"register_dataset({name!r}): data must be a DatasetSplits (see dataset_from), "
+            f"got {type(data).__name__}"
+        )
+    known = _REGISTERED.get(name)
+    if known is not None and known is not data and not replace:
+        raise ValueError(
+            f"register_dataset: {name!r} is already registered; pass replace=True to replace it"
+        )
+    if known is not data:
+        _DIGESTS[name] = _digest(data)
+    _REGISTERED[name] = data
+    return data
+
+
+def _registered_copy(data: DatasetSplits, normalize: bool) -> DatasetSplits:
+    """A registered dataset as the runner uses it: copies, standardised when ``normalize``."""
+    train_x, test_x = data.train_x.clone(), data.test_x.clone()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    if normalize:
+        mean, std = _standardize_in_place(train_x, test_x)
+    return DatasetSplits(
+        name=data.name, train_x=train_x, train_y=data.train_y, test_x=test_x,
+        test_y=data.test_y, num_classes=data.num_classes, input_shape=data.input_shape,
+        mean=mean, std=std, source=data.source,
+    )  # fmt: skip
 
 
 def _bytes_to_unit_floats(images: np.ndarray) -> torch.Tensor:
@@ -209,7 +403,7 @@ def dataset_available(name: str, data_dir: str | os.PathLike | None) -> bool:
     """Whether ``load_dataset(name, data_dir=data_dir)`` would find its data: MNIST-1D is always
     available (generated locally); the others when ``data_dir`` holds their files. An unknown
     name counts as available, so that loading it reports the error."""
-    if name == "mnist1d" or name not in DATASETS:
+    if name == "mnist1d" or name not in DATASETS or name in _REGISTERED:
         return True
     try:
         find_dataset_files(name, data_dir)

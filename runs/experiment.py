@@ -137,11 +137,20 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
         dataset = variant.dataset
         data = dataset_on(dataset["name"], dataset["normalize"], data_dir, "cpu")
         options = {k: v for k, v in variant.model.items() if k != "name"}
+        build = functools.partial(
+            build_model, variant.model["name"], data.input_shape, data.num_classes, **options
+        )
         try:
-            with torch.device("meta"):
-                build_model(variant.model["name"], data.input_shape, data.num_classes, **options)
-        except (ValueError, TypeError) as err:
-            problems.append(f"variant {variant.name!r}, model: {err}")
+            try:
+                with torch.device("meta"):
+                    build()
+            except (ValueError, TypeError):
+                raise
+            except Exception:  # a user's factory that needs real tensors: build it on the CPU
+                build()
+        except Exception as err:  # a user's factory may raise anything
+            kind = "" if isinstance(err, ValueError | TypeError) else f"{type(err).__name__}: "
+            problems.append(f"variant {variant.name!r}, model: {kind}{err}")
     if problems:
         raise ValueError(f"{experiment.source}: " + "; ".join(problems))
 
@@ -238,15 +247,23 @@ def check_folder(experiment: Experiment, root: Path, load, names: str | None) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from runs import parallel
-
     check_options(args)
     if find_experiment(args.experiment).suffix == ".py":
         return run_study_command(args)
-    started = time.perf_counter()
     load = functools.partial(
         load_experiment, args.experiment, quick=args.quick, seeds=args.seeds, data_dir=args.data_dir
     )
+    run_experiment(args, load)
+    return 0
+
+
+def run_experiment(args: argparse.Namespace, load) -> Path:
+    """Everything ``stepsize run`` does for a training experiment once its options are checked:
+    ``load(derived=None)`` gives the validated :class:`Experiment` (from a TOML file, or from a
+    dict for ``runs.run``). Returns the experiment's folder."""
+    from runs import parallel
+
+    started = time.perf_counter()
     experiment = select_variants(load(), args.variants)
     preflight(experiment, args.data_dir)
     root = Path(args.logdir) / (experiment.name + ("-quick" if args.quick else ""))
@@ -268,8 +285,10 @@ def run(args: argparse.Namespace) -> int:
         settings = parallel.Settings(
             data_dir=args.data_dir, device=device, threads=args.threads, quiet=args.quiet,
             backend=args.backend, address=args.address,
+            registered=parallel.current_registered(),
         )  # fmt: skip
-        return _run_checked(args, experiment, root, load, settings, dist, resumed, started)
+        _run_checked(args, experiment, root, load, settings, dist, resumed, started)
+    return root
 
 
 def _run_checked(args, experiment, root, load, settings, dist, resumed, started) -> int:
@@ -286,7 +305,8 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
             f"{experiment.variants[0].model['name']}"
         )
     if rank0:
-        meta = {**experiment.to_dict(), "command": shlex.join(sys.argv), "threads": args.threads}
+        command = getattr(args, "command", None) or shlex.join(sys.argv)
+        meta = {**experiment.to_dict(), "command": command, "threads": args.threads}
         meta["jobs"] = args.jobs
         meta["backend"] = args.backend
         meta["world_size"] = dist.world_size if dist else 1

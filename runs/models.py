@@ -32,6 +32,85 @@ from runs.data import check_positive_int, is_positive_int
 
 MODELS: tuple[str, ...] = ("logistic", "mlp", "mnist1d-cnn", "lenet")
 
+# name -> factory(input_shape, num_classes, **options): the models users registered with
+# :func:`register_model` (``runs.register_model``), next to the bundled ``MODELS``.
+_REGISTERED: dict[str, Callable[..., nn.Module]] = {}
+
+
+def model_names() -> tuple[str, ...]:
+    """Every model name an experiment may use: the bundled ``MODELS``, then registered ones."""
+    return (*MODELS, *_REGISTERED)
+
+
+def registered_models() -> dict[str, Callable[..., nn.Module]]:
+    """The user-registered factories by name (a copy)."""
+    return dict(_REGISTERED)
+
+
+def register_model(name: str, factory: Callable[..., nn.Module], *, replace: bool = False) -> None:
+    """Make ``factory`` available to experiments as ``[model] name = "<name>"``.
+
+    Args:
+        name: the model's name: letters, digits and ``- _ . +``; not a bundled model's name.
+        factory: ``factory(input_shape, num_classes, **options) -> nn.Module``, called with the
+            shape of one example (a tuple, e.g. ``(20,)``), the number of classes, and the other
+            keys of the experiment's ``[model]`` table as keyword arguments. A class works too.
+            Seed-dependent initial weights come from torch's global generator, which the runner
+            seeds right before calling it.
+        replace: allow replacing a different factory already registered under ``name``.
+
+    Registering the same factory again under the same name does nothing.
+
+    Raises:
+        ValueError: a bad or bundled name, or another factory registered under ``name``
+            (without ``replace=True``).
+        TypeError: ``factory`` is not callable or cannot take ``(input_shape, num_classes)``.
+    """
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+        raise ValueError(
+            f"register_model: name must be letters, digits and - _ . +, got name={name!r}"
+        )
+    if name in MODELS:
+        raise ValueError(
+            f"register_model: {name!r} is a bundled model ({', '.join(MODELS)}); "
+            "choose another name"
+        )
+    if not callable(factory):
+        raise TypeError(
+            f"register_model({name!r}): factory must be callable as "
+            f"factory(input_shape, num_classes, **options), got {factory!r}"
+        )
+    try:
+        inspect.signature(factory).bind((1,), 2)
+    except TypeError as err:
+        raise TypeError(
+            f"register_model({name!r}): factory {factory!r} cannot be called as "
+            f"factory(input_shape, num_classes): {err}"
+        ) from None
+    except ValueError:  # no signature (some builtins): accept it
+        pass
+    known = _REGISTERED.get(name)
+    if known is not None and known is not factory and not replace:
+        raise ValueError(
+            f"register_model: {name!r} is already registered to {known!r}; pass replace=True "
+            "to replace it"
+        )
+    _REGISTERED[name] = factory
+
+
+def _model_options(builder: Callable[..., nn.Module]) -> list[str] | None:
+    """The option names ``builder`` accepts, or None when it takes any (``**options``)."""
+    try:
+        parameters = list(inspect.signature(builder).parameters.values())
+    except ValueError:
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in parameters[2:] if p.kind in keyword]
+
 
 def build_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, **options: object
@@ -39,7 +118,7 @@ def build_model(
     """Build the model ``name`` for examples of shape ``input_shape`` and ``num_classes`` classes.
 
     Args:
-        name: one of ``MODELS``.
+        name: one of ``MODELS`` or a name given to :func:`register_model`.
         input_shape: the shape of one example, without the batch axis, e.g. ``(40,)``,
             ``(1, 28, 28)``, ``(3, 32, 32)`` (``DatasetSplits.input_shape``).
         num_classes: the number of output logits.
@@ -53,8 +132,9 @@ def build_model(
         ValueError: unknown ``name`` or option (listing the valid ones), a bad option value, or an
             input shape the model cannot take.
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    builder = _BUILDERS.get(name) or _REGISTERED.get(name)
+    if builder is None:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(model_names())}")
     if (
         not isinstance(input_shape, tuple | list)
         or not input_shape
@@ -65,19 +145,19 @@ def build_model(
             f"got input_shape={input_shape!r}"
         )
     check_positive_int("num_classes", num_classes)
-    builder = _BUILDERS[name]
-    valid = [
-        parameter.name
-        for parameter in inspect.signature(builder).parameters.values()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    unknown = sorted(set(options) - set(valid))
+    valid = _model_options(builder)
+    unknown = sorted(set(options) - set(valid)) if valid is not None else []
     if unknown:
         allowed = ", ".join(valid) if valid else "none"
         raise ValueError(
             f"unknown option(s) {', '.join(unknown)} for model {name!r}; valid options: {allowed}"
         )
-    return builder(tuple(input_shape), num_classes, **options)
+    model = builder(tuple(input_shape), num_classes, **options)
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"model {name!r}: its factory returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
 
 
 class LogisticRegression(nn.Module):

@@ -59,14 +59,27 @@ class Settings:
     quiet: bool = True
     backend: str = "process"  # "process" (--jobs worker processes) or "ray"
     address: str | None = None  # a Ray cluster's address; None starts a local instance
+    # User-registered models and datasets ({"models": {name: factory}, "datasets": {name:
+    # DatasetSplits}}), registered again in each worker process (a spawned worker starts empty).
+    registered: dict | None = None
 
 
 BACKENDS = ("process", "ray")
 
 
-@functools.lru_cache(maxsize=4)
 def dataset_on(name: str, normalize: bool, data_dir: str | None, device: str) -> DatasetSplits:
-    """A dataset loaded once per process and moved to ``device``."""
+    """A dataset loaded once per process and moved to ``device`` (a registered one is keyed by
+    its object too, so registering another under the same name is seen)."""
+    from runs.data import registered_datasets
+
+    return _dataset_on(name, normalize, data_dir, device, registered_datasets().get(name))
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset_on(
+    name: str, normalize: bool, data_dir: str | None, device: str, registered: object
+) -> DatasetSplits:
+    del registered  # part of the cache key only
     data = load_dataset(name, data_dir=data_dir, normalize=normalize)
     if device == "cpu":
         return data
@@ -77,6 +90,8 @@ def dataset_on(name: str, normalize: bool, data_dir: str | None, device: str) ->
 def execute(task: Task, settings: Settings, dist: DistContext | None = None) -> dict[str, Any]:
     """Trains one run in this process."""
     torch.set_num_threads(settings.threads)
+    if settings.registered:
+        install_registered(settings.registered)
     dataset = task.variant.dataset
     data = dataset_on(dataset["name"], dataset["normalize"], settings.data_dir, settings.device)
     return train_run(
@@ -88,6 +103,28 @@ def execute(task: Task, settings: Settings, dist: DistContext | None = None) -> 
         quiet=settings.quiet,
         dist=dist,
     )
+
+
+def current_registered() -> dict | None:
+    """The user's registered models and datasets, for :attr:`Settings.registered` (None: none)."""
+    from runs.data import registered_datasets
+    from runs.models import registered_models
+
+    found = {"models": registered_models(), "datasets": registered_datasets()}
+    return found if any(found.values()) else None
+
+
+def install_registered(registered: dict) -> None:
+    """Registers in this process what :func:`current_registered` found in the parent."""
+    from runs.data import register_dataset, registered_datasets
+    from runs.models import register_model, registered_models
+
+    for name, factory in registered.get("models", {}).items():
+        if registered_models().get(name) is not factory:
+            register_model(name, factory, replace=True)
+    for name, data in registered.get("datasets", {}).items():
+        if registered_datasets().get(name) is not data:
+            register_dataset(name, data, replace=True)
 
 
 def run_all(
@@ -129,11 +166,15 @@ def run_all(
                 results.append(execute(task, settings, dist))
                 done(results[-1])
             return results
-        worker_settings = dataclasses.replace(settings, quiet=True)
+        # The registered models and datasets go to each worker once, not with every task.
+        worker_settings = dataclasses.replace(settings, quiet=True, registered=None)
         context = multiprocessing.get_context("spawn")
         by_future = {}
         with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=context, initializer=exit_with_parent
+            max_workers=jobs,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(settings.registered,),
         ) as pool:
             for i, task in enumerate(tasks):
                 by_future[pool.submit(execute, task, worker_settings)] = i
@@ -149,6 +190,13 @@ def run_all(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _start_worker(registered: dict | None) -> None:
+    """A worker process's start: watch the parent, register the user's models and datasets."""
+    exit_with_parent()
+    if registered:
+        install_registered(registered)
 
 
 def exit_with_parent() -> None:

@@ -48,3 +48,25 @@ def test_pytest_example_runs_with_the_installed_plugin(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+OWN_SECTION = "### Your own model and data"
+
+
+def test_your_own_model_and_data_example_runs(tmp_path):
+    """The README's ``runs.run`` example, as written, in a fresh process (an empty registry, as a
+    user's script starts): it trains 2 variants x 2 seeds and prints each variant's accuracy."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(OWN_SECTION)
+    end = text.index("\n### ", start + len(OWN_SECTION))
+    blocks = re.findall(r"```python\n(.*?)```", text[start:end], flags=re.DOTALL)
+    assert len(blocks) == 1
+    script = tmp_path / "own_model_and_data.py"
+    script.write_text(blocks[0], encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[-2:]] == ["sgd", "nadam"]
+    assert "[4/4]" in result.stdout

@@ -1,0 +1,109 @@
+"""The runner from Python: run a comparison on your own model and data.
+
+- :func:`run` runs an experiment given as a dict in the TOML layout (or a TOML file or bundled
+  name), validated exactly as ``stepsize run`` validates it; it writes what the command writes
+  (run folders, ``experiment.json``, TensorBoard files, ``summary.json``, ``summary.md``,
+  figures) and returns the content of ``summary.json``.
+- :func:`register_model` (``runs.models``): ``factory(input_shape, num_classes, **options)``.
+- :func:`register_dataset` / :func:`dataset_from` (``runs.data``): tensors, NumPy arrays or
+  map-style torch ``Dataset`` objects.
+- Optimizers need no registry: ``optimizer = {name = "torch.optim.NAdam"}`` or
+  ``"my_module:MyOptimizer"`` names any ``torch.optim.Optimizer`` subclass by import path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from runs.data import DatasetSplits, dataset_from, register_dataset
+from runs.models import register_model
+
+__all__ = ["DatasetSplits", "dataset_from", "register_dataset", "register_model", "run"]
+
+
+def _as_toml_values(value: Any) -> Any:
+    """A copy of ``value`` with tuples as lists and mappings as dicts, as ``tomllib`` gives them."""
+    if isinstance(value, Mapping):
+        return {key: _as_toml_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_toml_values(item) for item in value]
+    return value
+
+
+def run(
+    experiment: Mapping[str, Any] | str | os.PathLike,
+    *,
+    logdir: str | os.PathLike = "stepsize-logs",
+    jobs: int = 1,
+    quick: bool = False,
+    seeds: int | None = None,
+    variants: str | list[str] | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    threads: int = 1,
+    quiet: bool = True,
+    backend: str = "process",
+    address: str | None = None,
+    models: Mapping[str, Any] | None = None,
+    datasets: Mapping[str, DatasetSplits] | None = None,
+) -> dict[str, Any]:
+    """Runs an experiment as ``stepsize run`` does and returns its results.
+
+    Args:
+        experiment: a dict in the layout of a TOML experiment file (``name`` is required;
+            tuples may stand for TOML arrays), or a ``.toml`` path, or a bundled experiment's name.
+        logdir, jobs, quick, seeds, data_dir, device, threads, quiet, backend, address: the options
+            of ``stepsize run`` (``--logdir`` ...); ``variants`` may also be a list of names.
+        models: ``{name: factory}`` registered with :func:`register_model` first.
+        datasets: ``{name: DatasetSplits}`` registered with :func:`register_dataset` first.
+
+    Returns:
+        The content of ``<logdir>/<name>/summary.json`` (``<name>-quick`` with ``quick``): the
+        experiment, software versions, per-variant aggregates and every run.
+
+    Raises:
+        ValueError: the options or the experiment are invalid (every problem, with its location),
+            as the command reports them; nothing is written then.
+    """
+    from runs import experiment as command
+    from runs.config import find_experiment, load_experiment, parse_experiment
+
+    for name, factory in (models or {}).items():
+        register_model(name, factory)
+    for name, data in (datasets or {}).items():
+        register_dataset(name, data)
+    if isinstance(variants, list | tuple):
+        variants = ",".join(variants)
+    args = argparse.Namespace(
+        experiment=None, quick=quick, seeds=seeds, jobs=jobs, threads=threads,
+        logdir=str(logdir), data_dir=None if data_dir is None else str(data_dir), device=device,
+        variants=variants, quiet=quiet, backend=backend, address=address,
+    )  # fmt: skip
+    for option in ("jobs", "threads"):
+        value = getattr(args, option)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{option} must be a positive integer, got {value!r}")
+    if backend not in command.parallel_backends():
+        allowed = ", ".join(command.parallel_backends())
+        raise ValueError(f"backend must be one of {allowed}, got {backend!r}")
+    command.check_options(args)
+    options = {"quick": quick, "seeds": seeds, "data_dir": args.data_dir}
+    if isinstance(experiment, Mapping):
+        raw = _as_toml_values(experiment)
+        load = functools.partial(parse_experiment, raw, "<experiment dict>", **options)
+        args.command = "runs.run(<experiment dict>)"
+    else:
+        args.experiment = os.fspath(experiment)
+        if find_experiment(args.experiment).suffix != ".toml":
+            raise ValueError(
+                f"{args.experiment!r} is not a training experiment; run it with `stepsize run`"
+            )
+        load = functools.partial(load_experiment, args.experiment, **options)
+        args.command = f"runs.run({args.experiment!r})"
+    root = command.run_experiment(args, load)
+    return json.loads((root / "summary.json").read_text(encoding="utf-8"))

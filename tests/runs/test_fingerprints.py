@@ -1,0 +1,61 @@
+"""The bundled experiments keep their fingerprints, so existing run folders still resume.
+
+The reference values were computed by the code before the public Python API (``runs.run``,
+registries of models, datasets and optimizers) was added: one hash per experiment of every
+``(variant, seed, Variant.fingerprint(seed))``, full and ``--quick``, with an explicit data
+folder (no ``[fallback]``) and without one (``[fallback]`` where the file has it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from runs.config import bundled_experiments, load_experiment
+
+WITH_DATA_DIR = {
+    "clr": "b45bf9672cb5878f",
+    "clr-quick": "fc7194d847709494",
+    "d2l-schedules": "11d821944a77a37a",
+    "d2l-schedules-quick": "21025fef7941e302",
+    "lr-sensitivity": "4c524ecaa1440489",
+    "lr-sensitivity-quick": "d86e9af92ea1d343",
+    "mnist1d-baselines": "2426475964cd3aef",
+    "mnist1d-baselines-quick": "da3a6315921cb34c",
+    "optimizers": "223a1ba6733763b7",
+    "optimizers-quick": "4ec69da1d7dad42d",
+    "warmup": "9f539ba824b5bbf9",
+    "warmup-quick": "af9b1046b4715598",
+}
+# Only d2l-schedules has a [fallback]; the others are the same with or without a data folder.
+WITHOUT_DATA_DIR = {
+    **WITH_DATA_DIR,
+    "d2l-schedules": "e300340f54ba4d9c",
+    "d2l-schedules-quick": "445391451cbf1937",
+}
+
+
+def _fingerprints(data_dir: str | None) -> dict[str, str]:
+    out = {}
+    for name, path in bundled_experiments().items():
+        if path.suffix != ".toml":
+            continue
+        for quick in (False, True):
+            experiment = load_experiment(name, quick=quick, data_dir=data_dir)
+            rows = [
+                [v.name, s, v.fingerprint(s)] for v in experiment.variants for s in experiment.seeds
+            ]
+            key = name + ("-quick" if quick else "")
+            out[key] = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("data_dir", "expected"),
+    [("/nonexistent-stepsize-data", WITH_DATA_DIR), (None, WITHOUT_DATA_DIR)],
+    ids=["data-dir", "fallback"],
+)
+def test_bundled_experiments_keep_their_fingerprints(data_dir, expected):
+    assert _fingerprints(data_dir) == expected
