@@ -153,7 +153,8 @@ def resolve_impl(
 
 
 def _is_sparse(grad: Tensor) -> bool:
-    return grad.is_sparse or grad.layout is not torch.strided
+    """Whether ``grad`` is not a dense (strided) tensor: COO, CSR and the other sparse layouts."""
+    return grad.layout is not torch.strided
 
 
 class RuleOptimizer(Optimizer):
@@ -344,7 +345,7 @@ class RuleOptimizer(Optimizer):
             compiling = torch.compiler.is_compiling()  # a user's torch.compile(step): plain lists
             if self.impl == "foreach" and not compiling and self._packed_step(index, group, params):
                 continue
-            if any(g.layout is not torch.strided for g in grads):
+            if any(map(_is_sparse, grads)):
                 sparse = next(p for p, g in zip(params, grads) if _is_sparse(g))
                 self._check_sparse(group, index, sparse)
                 self._single_step(group, params)
@@ -387,21 +388,22 @@ class RuleOptimizer(Optimizer):
             steps = self._counted_steps(group, [state])
             arguments = self._host_arguments(group, first)
             buffers = {key: [state[key]] for key in keys}
-            self._call(group, [p], [p.grad], steps, buffers, arguments)
-
-    def _call(self, group, params, grads, steps, buffers, arguments) -> None:
-        if _is_sparse(grads[0]):
-            self._sparse_update(params[0], grads[0], steps[0], buffers, arguments)
-        else:
-            call_rule(type(self)._rule, params, grads, steps, buffers, arguments)
+            if _is_sparse(p.grad):
+                self._sparse_update(p, p.grad, steps[0], buffers, arguments)
+            else:
+                call_rule(type(self)._rule, [p], [p.grad], steps, buffers, arguments)
 
     def _sparse_update(self, param, grad, step, buffers, arguments) -> None:
         """The update for a sparse gradient: the rule itself, unless the algorithm needs more.
 
         Weight decay would make the gradient dense; torch refuses it, and so does this.
         """
-        if ops.may_be_nonzero(arguments.get("weight_decay", 0)):
-            raise RuntimeError("weight_decay option is not compatible with sparse gradients")
+        weight_decay = arguments.get("weight_decay", 0)
+        if ops.may_be_nonzero(weight_decay):
+            raise RuntimeError(
+                "weight_decay option is not compatible with sparse gradients, got "
+                f"weight_decay={weight_decay!r}; use weight_decay=0 (as torch.optim)"
+            )
         call_rule(type(self)._rule, [param], [grad], [step], buffers, arguments)
 
     def _states(self, group: dict, params: list[Tensor]) -> list[dict]:

@@ -60,10 +60,6 @@ class Pack(OwnedState):
         self.grad_views = views_like(self.grad, params)
         self.work_views = views_like(self.work, params)
 
-    def holds(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
-        """Whether these parameters and state tensors are still the ones packed here."""
-        return keys == self.keys and self.state_holds(params, states)
-
 
 class Chunk(NamedTuple):
     """Aligned lists a rule runs over: parameters, gradients and one list per state key."""

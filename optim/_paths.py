@@ -176,6 +176,10 @@ class OwnedState:
             return False
         return all(map(operator.is_, map(_DTYPE, params), itertools.repeat(self.dtype)))
 
+    def holds(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
+        """Whether the layout still describes these parameters, state keys and state tensors."""
+        return keys == self.keys and self.state_holds(params, states)
+
     def state_holds(self, params: list[Tensor], states: list[dict]) -> bool:
         """Whether these are the parameters laid out here, with these state views, unchanged."""
         if not self.params_hold(params):
@@ -215,10 +219,6 @@ class Packed(OwnedState):
         self.work = torch.empty_like(self.grad)  # the parameters, or the update to add to them
         self.grad_views = [views_like(self.grad, params[i:j]) for i, j, _, _ in self.rounds]
         self.work_views = [views_like(self.work, params[i:j]) for i, j, _, _ in self.rounds]
-
-    def holds(self, params: list[Tensor], states: list[dict]) -> bool:
-        """Whether these parameters and their state tensors are still the ones packed here."""
-        return self.state_holds(params, states)
 
     def step(
         self,
@@ -307,10 +307,6 @@ class Flat(OwnedState):
         if not super().params_hold(params):
             return False
         return list(map(Tensor.data_ptr, params)) == self.param_pointers
-
-    def holds(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
-        """Whether the parameters, their storage and their state are still the ones laid out."""
-        return keys == self.keys and self.state_holds(params, states)
 
     def sync_grads(self) -> None:
         """Make every ``p.grad`` the view into the flat gradient buffer (copying a new one in)."""

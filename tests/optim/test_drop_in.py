@@ -229,17 +229,20 @@ def test_model_cast_after_the_first_step_fails_as_torch_does():
     assert errors[0] == errors[1]
 
 
-def test_model_to_same_dtype_keeps_training():
-    """model.to(dtype it has) and a model moved before building the optimizer train as torch."""
+def test_model_moved_to_new_storage_after_the_first_step_keeps_training():
+    """``model.to(memory_format=...)`` after a step gives every weight new storage: torch keeps
+    training them, and so must we (the flat default silently stopped)."""
     runs = []
     for cls in (torch.optim.Adam, optim.Adam):
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 36, 2)
+        )
         optimizer = cls(model.parameters(), lr=0.05)
-        data = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))
+        data = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
         for step in range(6):
             if step == 2:
-                model.to(torch.float32)
+                model.to(memory_format=torch.channels_last)
             optimizer.zero_grad()
             model(data).pow(2).mean().backward()
             optimizer.step()
