@@ -432,7 +432,12 @@ REPORT_FIELDS: dict[str, Checker] = {
     "early_steps": _positive_int,
     "published": _published,
 }
-DATASET_FIELDS: dict[str, Checker] = {"name": _text, "normalize": _boolean}
+DATASET_FIELDS: dict[str, Checker] = {
+    "name": _text,
+    "normalize": _boolean,
+    "train_examples": _positive_int,
+    "test_examples": _positive_int,
+}
 DATASET_DEFAULTS = {"normalize": True}
 SECTIONS = ("dataset", "model", "train", "logging", "optimizer", "schedules")
 STAGES = ("fallback", "range_test", "search", "report")

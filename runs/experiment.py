@@ -134,8 +134,7 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
 
     problems = []
     for variant in experiment.variants:
-        dataset = variant.dataset
-        data = dataset_on(dataset["name"], dataset["normalize"], data_dir, "cpu")
+        data = dataset_on(variant.dataset, data_dir, "cpu")
         options = {k: v for k, v in variant.model.items() if k != "name"}
         build = functools.partial(
             build_model, variant.model["name"], data.input_shape, data.num_classes, **options

@@ -53,9 +53,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the range test and print what it found."""
     experiment = load_experiment(args.experiment, data_dir=args.data_dir)
     variant = select_variants(experiment, args.variant).variants[0]
-    data = load_dataset(
-        variant.dataset["name"], data_dir=args.data_dir, normalize=variant.dataset["normalize"]
-    )
+    options = {key: value for key, value in variant.dataset.items() if key != "name"}
+    data = load_dataset(variant.dataset["name"], data_dir=args.data_dir, **options)
     result = range_test_on_variant(
         variant,
         data,

@@ -28,7 +28,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -67,20 +67,23 @@ class Settings:
 BACKENDS = ("process", "ray")
 
 
-def dataset_on(name: str, normalize: bool, data_dir: str | None, device: str) -> DatasetSplits:
-    """A dataset loaded once per process and moved to ``device`` (a registered one is keyed by
-    its object too, so registering another under the same name is seen)."""
+def dataset_on(dataset: Mapping[str, Any], data_dir: str | None, device: str) -> DatasetSplits:
+    """The dataset of a variant's ``dataset`` table (``name`` and ``load_dataset``'s options),
+    loaded once per process and moved to ``device`` (a registered one is keyed by its object too,
+    so registering another under the same name is seen)."""
     from runs.data import registered_datasets
 
-    return _dataset_on(name, normalize, data_dir, device, registered_datasets().get(name))
+    registered = registered_datasets().get(dataset["name"])
+    return _dataset_on(tuple(sorted(dataset.items())), data_dir, device, registered)
 
 
 @functools.lru_cache(maxsize=4)
 def _dataset_on(
-    name: str, normalize: bool, data_dir: str | None, device: str, registered: object
+    dataset: tuple[tuple[str, Any], ...], data_dir: str | None, device: str, registered: object
 ) -> DatasetSplits:
     del registered  # part of the cache key only
-    data = load_dataset(name, data_dir=data_dir, normalize=normalize)
+    options = dict(dataset)
+    data = load_dataset(options.pop("name"), data_dir=data_dir, **options)
     if device == "cpu":
         return data
     move = {f: getattr(data, f).to(device) for f in ("train_x", "train_y", "test_x", "test_y")}
@@ -92,8 +95,7 @@ def execute(task: Task, settings: Settings, dist: DistContext | None = None) -> 
     torch.set_num_threads(settings.threads)
     if settings.registered:
         install_registered(settings.registered)
-    dataset = task.variant.dataset
-    data = dataset_on(dataset["name"], dataset["normalize"], settings.data_dir, settings.device)
+    data = dataset_on(task.variant.dataset, settings.data_dir, settings.device)
     return train_run(
         task.variant,
         task.seed,

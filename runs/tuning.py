@@ -138,8 +138,7 @@ def run_range_test(
         return saved
     variant, settings, fingerprint = _range_test_fingerprint(experiment)
     path = root / RANGE_TEST_FILE
-    dataset = variant.dataset
-    data = dataset_on(dataset["name"], dataset["normalize"], data_dir, device)
+    data = dataset_on(variant.dataset, data_dir, device)
     options = {k: settings[k] for k in RANGE_TEST_OPTIONS}
     label = f"{experiment.name}, variant {variant.name}"
     result = range_test_on_variant(

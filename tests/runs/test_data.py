@@ -71,6 +71,52 @@ def test_mnist1d_is_the_package_generator_with_default_arguments(mnist1d_referen
     assert sorted(splits.train_y.unique().tolist()) == list(range(10))
 
 
+def test_mnist1d_at_a_chosen_size_is_the_package_generator_with_those_sizes(tmp_path):
+    # The reference: the package's generator called directly with num_samples and a split
+    # fraction that gives 900 / 100 (the package's own default arguments otherwise).
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.train_split = 1000, 0.9
+    state = np.random.get_state()  # noqa: NPY002
+    reference = make_dataset(args)
+    np.random.set_state(state)  # noqa: NPY002
+    splits = load_dataset(
+        "mnist1d", cache_dir=tmp_path, normalize=False, train_examples=900, test_examples=100
+    )
+    assert splits.train_x.shape == (900, 40)
+    assert splits.test_x.shape == (100, 40)
+    assert np.array_equal(splits.train_x.numpy(), reference["x"].astype(np.float32))
+    assert np.array_equal(splits.test_y.numpy(), reference["y_test"])
+    assert [p.name.split("-")[-2:] for p in tmp_path.iterdir()] == [["900", "100.npz"]]
+    again = load_dataset(
+        "mnist1d", cache_dir=tmp_path, normalize=False, train_examples=900, test_examples=100
+    )
+    assert torch.equal(again.train_x, splits.train_x)
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes", "message"),
+    [
+        ("mnist1d", {"train_examples": 900, "test_examples": 105}, "multiple of 10"),
+        ("mnist1d", {"train_examples": 0}, "train_examples"),
+        ("fashion-mnist", {"test_examples": 100}, "only dataset 'mnist1d'"),
+    ],
+)
+def test_mnist1d_sizes_are_checked(tmp_path, name, sizes, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset(name, cache_dir=tmp_path, data_dir=tmp_path, **sizes)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mnist1d_cache_of_another_size_is_refused(tmp_path):
+    load_dataset("mnist1d", cache_dir=tmp_path, train_examples=90, test_examples=10)
+    path = next(tmp_path.iterdir())
+    path.rename(data.mnist1d_cache_path(tmp_path, (80, 20)))
+    with pytest.raises(ValueError, match="expected 80 and 20"):
+        load_dataset("mnist1d", cache_dir=tmp_path, train_examples=80, test_examples=20)
+
+
 def test_mnist1d_cache_file_is_written_once_and_reused(mnist1d_cache, monkeypatch):
     files = sorted(p.name for p in mnist1d_cache.iterdir())
     assert len(files) == 1  # no temporary file left behind
@@ -78,7 +124,7 @@ def test_mnist1d_cache_file_is_written_once_and_reused(mnist1d_cache, monkeypatc
     assert files[0].endswith(".npz")
     before = load_dataset("mnist1d", cache_dir=mnist1d_cache, normalize=False)
 
-    def no_generation():
+    def no_generation(*sizes):
         raise AssertionError("generated again instead of reading the cache")
 
     monkeypatch.setattr(data, "generate_mnist1d", no_generation)
@@ -113,7 +159,9 @@ def test_cache_dir_defaults_to_env_var_then_home(monkeypatch, tmp_path, mnist1d_
     (tmp_path / "env-cache").mkdir()
     cached = next(mnist1d_cache.iterdir())
     shutil.copy(cached, tmp_path / "env-cache" / cached.name)
-    monkeypatch.setattr(data, "generate_mnist1d", lambda: pytest.fail("should read the cache"))
+    monkeypatch.setattr(
+        data, "generate_mnist1d", lambda *sizes: pytest.fail("should read the cache")
+    )
     splits = load_dataset("mnist1d", normalize=False)
     assert splits.source == str(tmp_path / "env-cache" / cached.name)
     monkeypatch.delenv("STEPSIZE_CACHE")
