@@ -49,6 +49,7 @@ from theory.bounds import (
     pl_gap,
     safe_step,
     sgd_hyperparameters,
+    sgd_nesterov_gradient_point,
     sgd_noise_ball_bound,
     sgd_noise_ball_distance_sq,
     stability_edge,
@@ -64,7 +65,6 @@ from theory.certify import (
     not_applicable_reason,
     numerical_floor,
     run,
-    sgd_nesterov_gradient_point,
 )
 from theory.lr_free_bounds import (
     armijo_bound,

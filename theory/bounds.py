@@ -395,7 +395,7 @@ class Bound:
         (or whose optimizer lacks one of them) as not applicable; a test can also build the
         optimizer it certifies from them.
     observe: how to read the point the bound is about from (parameter, optimizer); None means
-        the parameter itself (see ``theory.certify.sgd_nesterov_gradient_point``).
+        the parameter itself (see :func:`sgd_nesterov_gradient_point`).
     problem: the ``Problem`` the bound was built for (its constants are in ``values``);
         ``certify`` refuses, as not applicable, a run on a different problem. None: any problem.
     expectation: the bound is on the expectation of the quantity over the randomness of a
@@ -617,12 +617,43 @@ def nesterov_bound(problem: Any) -> Bound:
     )
 
 
+def sgd_nesterov_gradient_point(
+    param: torch.Tensor, optimizer: torch.optim.Optimizer
+) -> torch.Tensor:
+    """The gradient-step iterate x_k of Nesterov's method run as ``SGD(nesterov=True)``.
+
+    torch's SGD with constant momentum β and ``nesterov=True`` keeps the look-ahead point
+    y_k = x_k + β (x_k - x_{k-1}) in the parameter and b_{k-1} = (x_{k-1} - x_k)/lr in
+    ``state["momentum_buffer"]`` (so x_{k+1} = y_k - lr ∇f(y_k) is Nesterov's gradient step);
+    hence x_k = y_k + lr β b_{k-1}. Before the first update (no buffer) x_0 = y_0. Works for any
+    optimizer with torch's SGD state layout (``optim.SGD`` included).
+    """
+    group = next((g for g in optimizer.param_groups if any(p is param for p in g["params"])), None)
+    if group is None:
+        raise ValueError("param is not in any of the optimizer's param_groups")
+    if group.get("nesterov") is not True:
+        raise ValueError(
+            f"sgd_nesterov_gradient_point needs an SGD param group with nesterov=True, got "
+            f"nesterov={group.get('nesterov')!r}"
+        )
+    state = optimizer.state.get(param, {})
+    point = param.detach()
+    if not state:  # before the first update
+        return point.clone()
+    if "momentum_buffer" not in state:
+        raise ValueError(
+            f"optimizer state has no 'momentum_buffer' (keys: {sorted(state)}); "
+            f"sgd_nesterov_gradient_point needs torch.optim.SGD's state layout"
+        )
+    buffer = state["momentum_buffer"].detach()
+    return point + float(group["lr"]) * float(group["momentum"]) * buffer
+
+
 def nesterov_strongly_convex_bound(problem: Any) -> Bound:
     """f(x_k) - f* <= (1 - 1/√κ)^k (f(x0) - f* + mu/2 ||x0 - x*||²) for Nesterov's method with
     step 1/L and constant momentum (√κ-1)/(√κ+1) ([N04] scheme III, Thm 2.2.3). The bound is
     about the gradient-step sequence x_k; torch's ``SGD(nesterov=True)`` stores the look-ahead
     point y_k instead, so ``observe`` recovers x_k from the momentum buffer."""
-    from theory.certify import sgd_nesterov_gradient_point  # certify imports this module
 
     _require_strongly_convex(problem, "nesterov_strongly_convex_bound")
     L, mu = problem.L, problem.mu

@@ -48,7 +48,6 @@ __all__ = [
     "not_applicable_reason",
     "numerical_floor",
     "run",
-    "sgd_nesterov_gradient_point",
 ]
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
@@ -67,38 +66,6 @@ def _check_steps(steps: Any) -> int:
 def _check_problem(problem: Any) -> None:
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be a theory.problems.Problem, got {type(problem).__name__}")
-
-
-def sgd_nesterov_gradient_point(
-    param: torch.Tensor, optimizer: torch.optim.Optimizer
-) -> torch.Tensor:
-    """The gradient-step iterate x_k of Nesterov's method run as ``SGD(nesterov=True)``.
-
-    torch's SGD with constant momentum β and ``nesterov=True`` keeps the look-ahead point
-    y_k = x_k + β (x_k - x_{k-1}) in the parameter and b_{k-1} = (x_{k-1} - x_k)/lr in
-    ``state["momentum_buffer"]`` (so x_{k+1} = y_k - lr ∇f(y_k) is Nesterov's gradient step);
-    hence x_k = y_k + lr β b_{k-1}. Before the first update (no buffer) x_0 = y_0. Works for any
-    optimizer with torch's SGD state layout (``optim.SGD`` included).
-    """
-    group = next((g for g in optimizer.param_groups if any(p is param for p in g["params"])), None)
-    if group is None:
-        raise ValueError("param is not in any of the optimizer's param_groups")
-    if group.get("nesterov") is not True:
-        raise ValueError(
-            f"sgd_nesterov_gradient_point needs an SGD param group with nesterov=True, got "
-            f"nesterov={group.get('nesterov')!r}"
-        )
-    state = optimizer.state.get(param, {})
-    point = param.detach()
-    if not state:  # before the first update
-        return point.clone()
-    if "momentum_buffer" not in state:
-        raise ValueError(
-            f"optimizer state has no 'momentum_buffer' (keys: {sorted(state)}); "
-            f"sgd_nesterov_gradient_point needs torch.optim.SGD's state layout"
-        )
-    buffer = state["momentum_buffer"].detach()
-    return point + float(group["lr"]) * float(group["momentum"]) * buffer
 
 
 @dataclass

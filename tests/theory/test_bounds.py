@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from theory import bounds
-from theory.certify import certify, run, sgd_nesterov_gradient_point
+from theory.bounds import sgd_nesterov_gradient_point
+from theory.certify import certify, run
 from theory.problems import LeastSquares, Quadratic, Rosenbrock
 from theory.testing import assert_bound_holds
 

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from theory.bounds import Bound, gd_bound, gd_strongly_convex_bound
+from theory.bounds import Bound, gd_bound, gd_strongly_convex_bound, sgd_nesterov_gradient_point
 from theory.certify import (
     certify,
     fit_order,
     fit_rate,
     numerical_floor,
     run,
-    sgd_nesterov_gradient_point,
 )
 from theory.problems import Quadratic
 
