@@ -1,13 +1,31 @@
 """The experiment runner and the ``stepsize`` command line.
 
 From Python (see ``runs.api``): ``runs.run(experiment, logdir=...)``, ``runs.register_model``,
-``runs.register_dataset``, ``runs.dataset_from``. They are imported on first use, so that the
-command line starts without loading torch.
+``runs.register_dataset``, ``runs.dataset_from``, and the experiment spec's classes
+(``runs.Experiment``, ``runs.Variant``, ``runs.Train``, ...; see ``runs.spec``). They are
+imported on first use, so that the command line starts without loading torch.
 """
 
 from __future__ import annotations
 
-_API = ("run", "register_model", "register_dataset", "dataset_from", "DatasetSplits")
+_API = (
+    "run",
+    "register_model",
+    "register_dataset",
+    "dataset_from",
+    "DatasetSplits",
+    # the typed experiment spec (runs.spec)
+    "Experiment",
+    "Variant",
+    "Dataset",
+    "Model",
+    "Train",
+    "Logging",
+    "Optimizer",
+    "RangeTest",
+    "Search",
+    "Report",
+)
 __all__ = list(_API)
 
 

@@ -1,9 +1,10 @@
 """The runner from Python: run a comparison on your own model and data.
 
-- :func:`run` runs an experiment given as a dict in the TOML layout (or a TOML file or bundled
-  name), validated exactly as ``stepsize run`` validates it; it writes what the command writes
-  (run folders, ``experiment.json``, TensorBoard files, ``summary.json``, ``summary.md``,
-  figures) and returns the content of ``summary.json``.
+- :func:`run` runs an experiment: a :class:`runs.spec.Experiment` built in Python (``Experiment``,
+  ``Variant``, ``Dataset``, ``Model``, ``Train``, ``Optimizer``, ...), a dict in the TOML layout,
+  or a TOML file or bundled name; validated exactly as ``stepsize run`` validates a file; it
+  writes what the command writes (run folders, ``experiment.json``, TensorBoard files,
+  ``summary.json``, ``summary.md``, figures) and returns the content of ``summary.json``.
 - :func:`register_model` (``runs.models``): ``factory(input_shape, num_classes, **options)``.
 - :func:`register_dataset` / :func:`dataset_from` (``runs.data``): tensors, NumPy arrays or
   map-style torch ``Dataset`` objects.
@@ -22,21 +23,40 @@ from typing import Any
 
 from runs.data import DatasetSplits, dataset_from, register_dataset
 from runs.models import register_model
+from runs.spec import (
+    Dataset,
+    Experiment,
+    Logging,
+    Model,
+    Optimizer,
+    RangeTest,
+    Report,
+    Search,
+    Train,
+    Variant,
+)
 
-__all__ = ["DatasetSplits", "dataset_from", "register_dataset", "register_model", "run"]
-
-
-def _as_toml_values(value: Any) -> Any:
-    """A copy of ``value`` with tuples as lists and mappings as dicts, as ``tomllib`` gives them."""
-    if isinstance(value, Mapping):
-        return {key: _as_toml_values(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_as_toml_values(item) for item in value]
-    return value
+__all__ = [
+    "Dataset",
+    "DatasetSplits",
+    "Experiment",
+    "Logging",
+    "Model",
+    "Optimizer",
+    "RangeTest",
+    "Report",
+    "Search",
+    "Train",
+    "Variant",
+    "dataset_from",
+    "register_dataset",
+    "register_model",
+    "run",
+]
 
 
 def run(
-    experiment: Mapping[str, Any] | str | os.PathLike,
+    experiment: Experiment | Mapping[str, Any] | str | os.PathLike,
     *,
     logdir: str | os.PathLike = "stepsize-logs",
     jobs: int = 1,
@@ -71,7 +91,8 @@ def run(
             as the command reports them; nothing is written then.
     """
     from runs import experiment as command
-    from runs.config import find_experiment, load_experiment, parse_experiment
+    from runs.catalog import find_experiment
+    from runs.load import as_toml_values, load_experiment, parse_experiment, resolve
 
     for name, factory in (models or {}).items():
         register_model(name, factory)
@@ -93,8 +114,11 @@ def run(
         raise ValueError(f"backend must be one of {allowed}, got {backend!r}")
     command.check_options(args)
     options = {"quick": quick, "seeds": seeds, "data_dir": args.data_dir}
-    if isinstance(experiment, Mapping):
-        raw = _as_toml_values(experiment)
+    if isinstance(experiment, Experiment):
+        load = functools.partial(resolve, experiment, **options)
+        args.command = f"runs.run(<Experiment {experiment.name!r}>)"
+    elif isinstance(experiment, Mapping):
+        raw = as_toml_values(experiment)
         load = functools.partial(parse_experiment, raw, "<experiment dict>", **options)
         args.command = "runs.run(<experiment dict>)"
     else:

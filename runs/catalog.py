@@ -8,8 +8,10 @@ not training runs, Python study modules (``runs.study``). :data:`CATALOGUE` is t
 from __future__ import annotations
 
 import argparse
+import tomllib
+from pathlib import Path
 
-from runs.config import bundled_experiments
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 
 # The comparison `stepsize run` runs without a name.
 DEFAULT_EXPERIMENT = "d2l-schedules"
@@ -28,6 +30,33 @@ CATALOGUE = (
 )
 
 
+def bundled_experiments() -> dict[str, Path]:
+    """The experiments shipped in ``runs/experiments``, by name: TOML files by their stem, Python
+    modules (experiments that are not training runs, see ``runs.study``) by their stem with
+    ``-`` for ``_``."""
+    found = {path.stem: path for path in EXPERIMENTS_DIR.glob("*.toml")}
+    for path in EXPERIMENTS_DIR.glob("*.py"):
+        if not path.stem.startswith("_"):
+            found[path.stem.replace("_", "-")] = path
+    return dict(sorted(found.items()))
+
+
+def find_experiment(name_or_path: str) -> Path:
+    """A bundled experiment's file by name, or a ``.toml`` path."""
+    bundled = bundled_experiments()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"experiment file {str(path)!r} does not exist")
+        return path
+    raise ValueError(
+        f"unknown experiment {name_or_path!r}; bundled: {', '.join(bundled) or '(none)'}, "
+        "or give a path to a .toml file"
+    )
+
+
 def catalogue_order(names) -> list[str]:
     """``names`` in the catalogue's order, others after them alphabetically."""
     rank = {name: i for i, name in enumerate(CATALOGUE)}
@@ -36,8 +65,6 @@ def catalogue_order(names) -> list[str]:
 
 def describe() -> list[tuple[str, str, str]]:
     """``(name, runtime, description)`` of each bundled experiment, read from its file."""
-    from runs.config import tomllib
-
     found = bundled_experiments()
     rows = []
     for name in catalogue_order(found):

@@ -2,17 +2,11 @@
 
 Four datasets, none downloaded:
 
-- ``"mnist1d"``: MNIST-1D (Greydanus & Kobak, "Scaling down deep learning with MNIST-1D",
-  ICML 2024), generated locally by the ``mnist1d`` package's own generator
-  (``mnist1d.data.make_dataset``) with its default arguments: 5000 examples split 4000 train /
-  1000 test, 40 features, seed 42. ``train_examples`` / ``test_examples`` change only the
-  generator's ``num_samples`` and ``train_split`` (e.g. 60,000 / 10,000, Fashion-MNIST's sizes);
-  every other argument stays the package's. The generated arrays are cached as a ``.npz`` file
-  (no pickle) under ``cache_dir``, one per size; later loads read the cache.
-- ``"mnist"`` and ``"fashion-mnist"``: the IDX files of LeCun et al.'s MNIST and of Xiao et al.'s
-  Fashion-MNIST (same format, same file names), read from ``data_dir``, gzipped or not.
-- ``"cifar10"``: the *binary* version of CIFAR-10 (Krizhevsky, 2009), read from ``data_dir``.
-  The pickled "python version" is never loaded: unpickling a file runs code from it.
+- ``"mnist1d"``: MNIST-1D, generated locally by the ``mnist1d`` package's own generator with its
+  default arguments (4000 train / 1000 test examples, 40 features) or at chosen split sizes, and
+  cached under ``cache_dir`` (``runs.mnist1d``).
+- ``"mnist"`` and ``"fashion-mnist"``: their IDX files; ``"cifar10"``: the *binary* version of
+  CIFAR-10; all read from ``data_dir`` (``runs.dataset_files``).
 
 Your own data: :func:`dataset_from` builds a :class:`DatasetSplits` from tensors, NumPy arrays
 or map-style torch ``Dataset`` objects, and :func:`register_dataset` names it for experiments.
@@ -32,25 +26,18 @@ gives them, and MNIST-1D stays as the package generated it.
 
 from __future__ import annotations
 
-import gzip
-import importlib.metadata
-import math
 import os
-import random
-import struct
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from runs.checkpoint import atomic_write
+from runs import mnist1d
+from runs.checks import check_positive_int
+from runs.dataset_files import NUM_CLASSES, find_dataset_files, read_dataset_files
 
 DATASETS: tuple[str, ...] = ("mnist1d", "mnist", "fashion-mnist", "cifar10")
-
-NUM_CLASSES = 10  # every dataset here has ten classes, labelled 0..9
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,10 +82,11 @@ def load_dataset(
         name: one of ``DATASETS``: ``"mnist1d"``, ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``;
             or a name given to :func:`register_dataset` (a standardised copy when ``normalize``).
         data_dir: the directory holding the files of ``"mnist"``, ``"fashion-mnist"`` or
-            ``"cifar10"`` (see ``expected_files`` for names and accepted sub-folders). Not used for
-            ``"mnist1d"``.
-        cache_dir: where the generated MNIST-1D arrays are cached; default ``default_cache_dir()``
-            (``$STEPSIZE_CACHE`` or ``~/.cache/stepsize``). Not used for the other datasets.
+            ``"cifar10"`` (see ``runs.dataset_files.expected_files`` for names and accepted
+            sub-folders). Not used for ``"mnist1d"``.
+        cache_dir: where the generated MNIST-1D arrays are cached; default
+            ``runs.mnist1d.default_cache_dir()`` (``$STEPSIZE_CACHE`` or ``~/.cache/stepsize``).
+            Not used for the other datasets.
         normalize: standardise each input channel with the training split's mean and population
             standard deviation, applied to both splits.
         train_examples, test_examples: ``"mnist1d"`` only: the sizes of the generated splits
@@ -122,28 +110,15 @@ def load_dataset(
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}")
     if name == "mnist1d":
-        arrays, source = _load_mnist1d_arrays(
-            cache_dir, mnist1d_sizes(train_examples, test_examples)
+        arrays, source = mnist1d.load_mnist1d_arrays(
+            cache_dir, mnist1d.mnist1d_sizes(train_examples, test_examples)
         )
         train_x = torch.from_numpy(arrays["x"]).to(torch.float32)
         test_x = torch.from_numpy(arrays["x_test"]).to(torch.float32)
         train_y = torch.from_numpy(arrays["y"]).to(torch.int64)
         test_y = torch.from_numpy(arrays["y_test"]).to(torch.int64)
     else:
-        folder, paths = find_dataset_files(name, data_dir)
-        read = _read_cifar10_split if name == "cifar10" else _read_idx_split
-        train_file_count = len(paths) - 1 if name == "cifar10" else 2  # the rest is the test split
-        train_images, train_labels = read(paths[:train_file_count])
-        test_images, test_labels = read(paths[train_file_count:])
-        if train_images.shape[1:] != test_images.shape[1:]:
-            raise ValueError(
-                f"{folder}: training images have shape {train_images.shape[1:]} but test images "
-                f"have shape {test_images.shape[1:]}; both splits must share one image shape"
-            )
-        train_x, test_x = _bytes_to_unit_floats(train_images), _bytes_to_unit_floats(test_images)
-        train_y = torch.from_numpy(train_labels).to(torch.int64)
-        test_y = torch.from_numpy(test_labels).to(torch.int64)
-        source = str(folder)
+        train_x, train_y, test_x, test_y, source = read_dataset_files(name, data_dir)
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     if normalize:
@@ -350,12 +325,6 @@ def _registered_copy(data: DatasetSplits, normalize: bool) -> DatasetSplits:
     )  # fmt: skip
 
 
-def _bytes_to_unit_floats(images: np.ndarray) -> torch.Tensor:
-    """uint8 pixels -> float32 in [0, 1], ``pixel / 255``, with a channel axis for grey images."""
-    x = torch.from_numpy(images).to(torch.float32).div_(255.0)
-    return x.unsqueeze(1) if x.dim() == 3 else x
-
-
 def _standardize_in_place(
     train_x: torch.Tensor, test_x: torch.Tensor
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -379,41 +348,6 @@ def _standardize_in_place(
     return tuple(mean.reshape(-1).tolist()), tuple(std.reshape(-1).tolist())
 
 
-# ----------------------------------------------------------------------------------------------
-# Finding the files of a dataset read from disk
-
-_IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-_CIFAR10_FILES = (*(f"data_batch_{i}.bin" for i in range(1, 6)), "test_batch.bin")
-
-# Sub-folders of data_dir searched before data_dir itself, most specific first: our own names
-# and torchvision's layout (root/MNIST/raw, root/FashionMNIST/raw, root/cifar-10-batches-bin).
-_SUBFOLDERS: dict[str, tuple[str, ...]] = {
-    "mnist": ("mnist/raw", "mnist", "MNIST/raw", "MNIST"),
-    "fashion-mnist": ("fashion-mnist/raw", "fashion-mnist", "FashionMNIST/raw", "FashionMNIST"),
-    "cifar10": ("cifar-10-batches-bin", "cifar10/cifar-10-batches-bin", "cifar10"),
-}
-
-
-def expected_files(name: str) -> tuple[str, ...]:
-    """The file names a dataset read from ``data_dir`` needs (each may also end in ``.gz``).
-
-    ``"mnist"`` and ``"fashion-mnist"``: ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
-    ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``. ``"cifar10"``: ``data_batch_1.bin``
-    .. ``data_batch_5.bin`` and ``test_batch.bin``.
-    """
-    if name not in _SUBFOLDERS:
-        readable = ", ".join(_SUBFOLDERS)
-        raise ValueError(
-            f"dataset {name!r} is not read from files; datasets read from files: {readable}"
-        )
-    return _CIFAR10_FILES if name == "cifar10" else _IDX_FILES
-
-
 def dataset_available(name: str, data_dir: str | os.PathLike | None) -> bool:
     """Whether ``load_dataset(name, data_dir=data_dir)`` would find its data: MNIST-1D is always
     available (generated locally); the others when ``data_dir`` holds their files. An unknown
@@ -425,333 +359,6 @@ def dataset_available(name: str, data_dir: str | os.PathLike | None) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def find_dataset_files(name: str, data_dir: str | os.PathLike | None) -> tuple[Path, list[Path]]:
-    """Locate a dataset's files: returns the folder and the paths, in ``expected_files`` order.
-
-    The folders searched, in order: ``data_dir/<sub>`` for each sub-folder in which the dataset's
-    files are usually laid out (``mnist/raw``, ``mnist``, ``MNIST/raw``, ``MNIST``;
-    ``fashion-mnist/raw``, ``fashion-mnist``, ``FashionMNIST/raw``, ``FashionMNIST``;
-    ``cifar-10-batches-bin``, ``cifar10/cifar-10-batches-bin``, ``cifar10``), then ``data_dir``
-    itself. The first folder that holds every expected file (plain or ``.gz``; the plain file when
-    both exist) is used. Files directly in ``data_dir`` are taken as whichever dataset is asked
-    for, so keep MNIST and Fashion-MNIST in their own sub-folders when both are present.
-
-    Raises:
-        FileNotFoundError: no folder holds all the files, or ``data_dir`` is None; the message
-            names the dataset, the folders searched and the expected file names.
-    """
-    names = expected_files(name)
-    wanted = f"expected files: {', '.join(names)} (each may also be gzipped, ending in .gz)"
-    if data_dir is None:
-        raise FileNotFoundError(
-            f"dataset {name!r} is read from a data directory, but none was given "
-            f"(pass data_dir, or --data-dir on the command line); {wanted}"
-        )
-    root = Path(data_dir).expanduser()
-    folders = [root / sub for sub in _SUBFOLDERS[name]] + [root]
-    for folder in folders:
-        paths = [_existing_plain_or_gz(folder / file_name) for file_name in names]
-        if all(path is not None for path in paths):
-            return folder, paths  # type: ignore[return-value]
-    hint = ""
-    if name == "cifar10" and any(
-        (folder / "data_batch_1").exists() or (folder / "cifar-10-batches-py").exists()
-        for folder in folders
-    ):
-        hint = (
-            "; found the pickled 'python version' of CIFAR-10, which is never loaded "
-            "(unpickling runs code): use the binary version, cifar-10-binary.tar.gz"
-        )
-    searched = ", ".join(str(folder) for folder in folders)
-    raise FileNotFoundError(f"dataset {name!r} not found; searched {searched}; {wanted}{hint}")
-
-
-def _existing_plain_or_gz(path: Path) -> Path | None:
-    for candidate in (path, path.with_name(path.name + ".gz")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _read_bytes(path: Path) -> bytes:
-    """A file's bytes, decompressed when its name ends in ``.gz``."""
-    if path.suffix != ".gz":
-        return path.read_bytes()
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    except (OSError, EOFError, zlib.error) as err:
-        raise ValueError(f"{path}: not a valid gzip file ({err})") from None
-
-
-# ----------------------------------------------------------------------------------------------
-# IDX (MNIST, Fashion-MNIST)
-
-# The IDX type codes of LeCun's MNIST page; multi-byte values are big-endian.
-_IDX_DTYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(">u1"),
-    0x09: np.dtype(">i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (gzipped when the name ends in ``.gz``) into a native-order array.
-
-    Format (LeCun, Cortes & Burges, the MNIST database page): a 4-byte magic number
-    ``0x00 0x00 <type> <ndim>``, where ``<type>`` is 0x08 uint8, 0x09 int8, 0x0B int16,
-    0x0C int32, 0x0D float32 or 0x0E float64; then ``ndim`` big-endian uint32 sizes; then the
-    values, big-endian, in row-major (C) order. The data must be exactly
-    ``prod(sizes) * itemsize`` bytes long.
-
-    Raises:
-        ValueError: naming the file and what is wrong with its header or length.
-    """
-    path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise ValueError(
-            f"{path}: not an IDX file: {len(data)} bytes, shorter than the magic number"
-        )
-    if data[:2] != b"\x00\x00":
-        raise ValueError(
-            f"{path}: not an IDX file: magic number starts with bytes {data[:2].hex(' ')}, "
-            "expected 00 00"
-        )
-    type_code, ndim = data[2], data[3]
-    if type_code not in _IDX_DTYPES:
-        allowed = ", ".join(f"0x{code:02X}" for code in _IDX_DTYPES)
-        raise ValueError(f"{path}: unknown IDX type code 0x{type_code:02X}; valid codes: {allowed}")
-    if ndim == 0:
-        raise ValueError(f"{path}: IDX header declares 0 dimensions; at least 1 is needed")
-    header_length = 4 + 4 * ndim
-    if len(data) < header_length:
-        raise ValueError(
-            f"{path}: truncated IDX header: {ndim} dimensions need {header_length} header bytes, "
-            f"the file has {len(data)} bytes"
-        )
-    sizes = struct.unpack(f">{ndim}I", data[4:header_length])
-    dtype = _IDX_DTYPES[type_code]
-    expected = math.prod(sizes) * dtype.itemsize
-    actual = len(data) - header_length
-    if actual != expected:
-        raise ValueError(
-            f"{path}: IDX header declares sizes {sizes} of {dtype.name} ({expected} data bytes), "
-            f"but the file holds {actual} data bytes"
-        )
-    array = np.frombuffer(data, dtype=dtype, offset=header_length).reshape(sizes)
-    return array.astype(dtype.newbyteorder("="))
-
-
-def _read_idx_split(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """Read and cross-check one split's images file ``(N, rows, cols)`` and labels file ``(N,)``."""
-    images_path, labels_path = paths
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    _require_uint8(images_path, images)
-    _require_uint8(labels_path, labels)
-    if images.ndim != 3:
-        raise ValueError(
-            f"{images_path}: an images file needs 3 dimensions (count, rows, columns), "
-            f"the IDX header declares {images.ndim}: {images.shape}"
-        )
-    if labels.ndim != 1:
-        raise ValueError(
-            f"{labels_path}: a labels file needs 1 dimension (count), "
-            f"the IDX header declares {labels.ndim}: {labels.shape}"
-        )
-    if len(images) == 0:
-        raise ValueError(f"{images_path}: holds no images (the IDX header declares a count of 0)")
-    if len(images) != len(labels):
-        raise ValueError(
-            f"{labels_path}: holds {len(labels)} labels but {images_path.name} holds "
-            f"{len(images)} images; the counts must match"
-        )
-    _check_labels(labels_path, labels)
-    return images, labels
-
-
-def _require_uint8(path: Path, array: np.ndarray) -> None:
-    if array.dtype != np.uint8:
-        raise ValueError(
-            f"{path}: IDX type is {array.dtype.name}, but this dataset's files hold unsigned "
-            "bytes (type code 0x08)"
-        )
-
-
-def _check_labels(path: Path, labels: np.ndarray) -> None:
-    if labels.size and int(labels.max()) >= NUM_CLASSES:
-        index = int(np.argmax(labels >= NUM_CLASSES))
-        raise ValueError(
-            f"{path}: label {int(labels[index])} at index {index} is outside 0..{NUM_CLASSES - 1}"
-        )
-
-
-# ----------------------------------------------------------------------------------------------
-# CIFAR-10, binary version
-
-_CIFAR10_IMAGE_SHAPE = (3, 32, 32)
-_CIFAR10_RECORD_BYTES = 1 + math.prod(_CIFAR10_IMAGE_SHAPE)  # 3073
-
-
-def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read one file of CIFAR-10's binary version: ``(images (N, 3, 32, 32) uint8, labels (N,))``.
-
-    Format (Krizhevsky, the CIFAR-10 page, "binary version"): a sequence of 3073-byte records,
-    each one label byte (0..9) followed by 3072 pixel bytes: the 1024 red values, then the 1024
-    green, then the 1024 blue, each channel a 32 x 32 image in row-major order. The official
-    files hold 10000 records; any positive number is accepted.
-
-    Raises:
-        ValueError: naming the file, when its length is not a positive multiple of 3073 bytes or
-            a label is outside 0..9.
-    """
-    path = Path(path)
-    data = _read_bytes(path)
-    if len(data) == 0 or len(data) % _CIFAR10_RECORD_BYTES:
-        raise ValueError(
-            f"{path}: {len(data)} bytes is not a positive multiple of the "
-            f"{_CIFAR10_RECORD_BYTES}-byte CIFAR-10 binary record (1 label byte + 3x32x32 pixels)"
-        )
-    records = np.frombuffer(data, dtype=np.uint8).reshape(-1, _CIFAR10_RECORD_BYTES)
-    labels = records[:, 0].copy()
-    _check_labels(path, labels)
-    images = records[:, 1:].reshape((-1, *_CIFAR10_IMAGE_SHAPE)).copy()
-    return images, labels
-
-
-def _read_cifar10_split(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """Read and concatenate CIFAR-10 batch files, in the order given."""
-    parts = [read_cifar10_batch(path) for path in paths]
-    images = np.concatenate([images for images, _ in parts])
-    labels = np.concatenate([labels for _, labels in parts])
-    return images, labels
-
-
-# ----------------------------------------------------------------------------------------------
-# MNIST-1D, generated and cached
-
-_MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
-
-
-def default_cache_dir() -> Path:
-    """Where generated data are cached: ``$STEPSIZE_CACHE`` if set, else ``~/.cache/stepsize``."""
-    return Path(os.environ.get("STEPSIZE_CACHE") or "~/.cache/stepsize").expanduser()
-
-
-MNIST1D_DEFAULT_SIZES = (4000, 1000)  # the package's num_samples = 5000, train_split = 0.8
-
-
-def mnist1d_sizes(train_examples: int | None, test_examples: int | None) -> tuple[int, int]:
-    """``(train, test)`` sizes of generated MNIST-1D, the package's defaults where ``None``.
-
-    Raises:
-        ValueError: a size that is not a positive integer, or a total that is not a multiple of
-            10 (``make_dataset`` makes ``num_samples // 10`` examples of each digit).
-    """
-    default_train, default_test = MNIST1D_DEFAULT_SIZES
-    train = default_train if train_examples is None else train_examples
-    test = default_test if test_examples is None else test_examples
-    check_positive_int("train_examples", train)
-    check_positive_int("test_examples", test)
-    if (train + test) % 10:
-        raise ValueError(
-            f"train_examples + test_examples = {train} + {test} = {train + test}: MNIST-1D makes "
-            "the same number of each of its 10 digits, so the total must be a multiple of 10"
-        )
-    return train, test
-
-
-def mnist1d_cache_path(
-    cache_dir: str | os.PathLike | None = None,
-    sizes: tuple[int, int] = MNIST1D_DEFAULT_SIZES,
-) -> Path:
-    """The cache file of MNIST-1D generated by the installed ``mnist1d`` with ``sizes``.
-
-    The name carries the package's version, since another version may generate other data, and
-    the sizes when they are not the package's defaults.
-    """
-    folder = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
-    version = importlib.metadata.version("mnist1d")
-    tag = "default" if sizes == MNIST1D_DEFAULT_SIZES else "{}-{}".format(*sizes)
-    return folder / f"mnist1d-{version}-{tag}.npz"
-
-
-def generate_mnist1d(sizes: tuple[int, int] = MNIST1D_DEFAULT_SIZES) -> dict[str, np.ndarray]:
-    """Generate MNIST-1D with the ``mnist1d`` package's generator and its default arguments.
-
-    Calls ``mnist1d.data.make_dataset(args)`` with ``args = mnist1d.data.get_dataset_args()``
-    (never ``get_dataset``, which downloads); for ``sizes = (train, test)`` other than the
-    defaults only ``num_samples = train + test`` and ``train_split`` change (the split index is
-    ``int(num_samples * train_split)``; ``(train + 1/2) / num_samples`` makes it exactly
-    ``train``). Returns ``x`` (train, 40) float64, ``y`` (train,) int64, ``x_test`` (test, 40) and
-    ``y_test`` (test,). The generator seeds Python's and NumPy's global random number generators
-    with the arguments' seed (42); their states are restored afterwards, so calling this disturbs
-    no other random stream. Deterministic.
-    """
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    if sizes != MNIST1D_DEFAULT_SIZES:
-        train, test = mnist1d_sizes(*sizes)
-        args.num_samples, args.train_split = train + test, (train + 0.5) / (train + test)
-    # The package seeds NumPy's legacy global generator, so that is the state to save.
-    python_state, numpy_state = random.getstate(), np.random.get_state()  # noqa: NPY002
-    try:
-        dataset = make_dataset(args)
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)  # noqa: NPY002
-    return {key: np.ascontiguousarray(dataset[key]) for key in _MNIST1D_KEYS}
-
-
-def _load_mnist1d_arrays(
-    cache_dir: str | os.PathLike | None, sizes: tuple[int, int]
-) -> tuple[dict[str, np.ndarray], str]:
-    """MNIST-1D's arrays from the cache, generating and caching them the first time."""
-    path = mnist1d_cache_path(cache_dir, sizes)
-    if path.is_file():
-        arrays = _read_mnist1d_cache(path)
-        found = (len(arrays["y"]), len(arrays["y_test"]))
-        if found != sizes:
-            raise ValueError(
-                f"{path}: malformed MNIST-1D cache: splits of {found[0]} and {found[1]} examples, "
-                f"expected {sizes[0]} and {sizes[1]}; delete it to regenerate"
-            )
-        return arrays, str(path)
-    arrays = generate_mnist1d(sizes)
-    # Written to a temporary file beside the cache, then os.replace'd: readers never see part.
-    atomic_write(path, lambda handle: np.savez(handle, **arrays))
-    return arrays, str(path)
-
-
-def _read_mnist1d_cache(path: Path) -> dict[str, np.ndarray]:
-    """Read and check a cached MNIST-1D file (no pickles allowed)."""
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {key: stored[key] for key in stored.files}
-    except Exception as err:
-        raise ValueError(
-            f"{path}: unreadable MNIST-1D cache ({err}); delete it to regenerate"
-        ) from None
-    problem = None
-    if sorted(arrays) != sorted(_MNIST1D_KEYS):
-        problem = f"holds arrays {sorted(arrays)}, expected {sorted(_MNIST1D_KEYS)}"
-    else:
-        x, y, x_test, y_test = (arrays[key] for key in _MNIST1D_KEYS)
-        if x.ndim != 2 or x_test.ndim != 2 or x.shape[1] != x_test.shape[1]:
-            problem = f"inputs have shapes {x.shape} and {x_test.shape}, expected (N, L) and (M, L)"
-        elif y.shape != x.shape[:1] or y_test.shape != x_test.shape[:1]:
-            problem = f"labels have shapes {y.shape} and {y_test.shape}, not one per input"
-        elif x.dtype.kind != "f" or y.dtype.kind not in "iu" or y_test.dtype.kind not in "iu":
-            problem = f"dtypes {x.dtype}, {y.dtype}: expected float inputs and integer labels"
-    if problem:
-        raise ValueError(f"{path}: malformed MNIST-1D cache: {problem}; delete it to regenerate")
-    return arrays
 
 
 # ----------------------------------------------------------------------------------------------
@@ -820,14 +427,3 @@ def _epoch(
         else:
             index = order[window]
             yield x[index], y[index.to(y.device)]
-
-
-def is_positive_int(value: object) -> bool:
-    """True for an ``int`` (not a ``bool``) >= 1."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def check_positive_int(name: str, value: object) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a positive integer."""
-    if not is_positive_int(value):
-        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")

@@ -33,8 +33,9 @@ from pathlib import Path
 
 from runs import checkpoint as ckpt
 from runs import tuning
-from runs.catalog import DEFAULT_EXPERIMENT
-from runs.config import Experiment, find_experiment, load_experiment
+from runs.catalog import DEFAULT_EXPERIMENT, find_experiment
+from runs.load import load_experiment
+from runs.spec import Experiment
 
 DEFAULT_LOGDIR = "stepsize-logs"
 
@@ -134,10 +135,10 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
 
     problems = []
     for variant in experiment.variants:
-        data = dataset_on(variant.dataset, data_dir, "cpu")
-        options = {k: v for k, v in variant.model.items() if k != "name"}
+        data = dataset_on(variant.dataset.to_table(), data_dir, "cpu")
+        options = variant.model.options
         build = functools.partial(
-            build_model, variant.model["name"], data.input_shape, data.num_classes, **options
+            build_model, variant.model.name, data.input_shape, data.num_classes, **options
         )
         try:
             try:
@@ -216,7 +217,7 @@ def final_tasks(experiment: Experiment, root: Path) -> list:
 def with_chosen_rates(experiment: Experiment, chosen: dict[str, float]) -> Experiment:
     """The experiment with each variant's learning rate replaced by the search's choice."""
     variants = tuple(
-        dataclasses.replace(v, optimizer={**v.optimizer, "lr": chosen[v.name]})
+        dataclasses.replace(v, optimizer=v.optimizer.with_values(lr=chosen[v.name]))
         for v in experiment.variants
     )
     return dataclasses.replace(experiment, variants=variants)
@@ -293,15 +294,15 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
 def _run_checked(args, experiment, root, load, settings, dist, resumed, started) -> int:
     """The writing part of ``stepsize run``, once every check passed and the lock is held."""
     from runs import parallel
-    from runs.report import write_report
+    from runs.summary import write_report
     from runs.tensorboard import write_layout
 
     rank0 = dist is None or dist.rank == 0
     if rank0 and experiment.fallback_used:
         print(
             f"{experiment.name}: no --data-dir given, so the [fallback] runs: "
-            f"{experiment.variants[0].dataset['name']}, "
-            f"{experiment.variants[0].model['name']}"
+            f"{experiment.variants[0].dataset.name}, "
+            f"{experiment.variants[0].model.name}"
         )
     if rank0:
         command = getattr(args, "command", None) or shlex.join(sys.argv)
@@ -322,7 +323,7 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         experiment = select_variants(load(derived=derived), args.variants)
         if rank0:
             print(
-                f"LR range test on {experiment.range_test['variant']}: "
+                f"LR range test on {experiment.range_test.variant}: "
                 + ", ".join(
                     f"{name} = {value:.4g}" for name, value in derived.items() if value is not None
                 )

@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from runs.catalog import DEFAULT_EXPERIMENT
-from runs.config import load_experiment
 from runs.data import load_dataset
 from runs.experiment import DEFAULT_LOGDIR, select_variants
+from runs.load import load_experiment
 from runs.tuning import range_test_on_variant
 
 
@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the range test and print what it found."""
     experiment = load_experiment(args.experiment, data_dir=args.data_dir)
     variant = select_variants(experiment, args.variant).variants[0]
-    options = {key: value for key, value in variant.dataset.items() if key != "name"}
-    data = load_dataset(variant.dataset["name"], data_dir=args.data_dir, **options)
+    options = {k: v for k, v in variant.dataset.to_table().items() if k != "name"}
+    data = load_dataset(variant.dataset.name, data_dir=args.data_dir, **options)
     result = range_test_on_variant(
         variant,
         data,
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out or Path(args.logdir) / experiment.name / f"lr-find-{variant.name}.png")
     result.plot(out)
-    print(f"{experiment.name} / {variant.name} ({variant.optimizer['name']})")
+    print(f"{experiment.name} / {variant.name} ({variant.optimizer.name})")
     print(result.summary())
     print(f"plot: {out}")
     return 0

@@ -13,6 +13,11 @@
   ``Conv2d(C, 6, 5, padding=2), ReLU, MaxPool2d(2, 2), Conv2d(6, 16, 5), ReLU, MaxPool2d(2, 2),
   Flatten, Linear(400, 120), ReLU, Linear(120, 84), ReLU, Linear(84, 10)``. The flatten size
   follows the input: 16 x 5 x 5 = 400 for 1 x 28 x 28, 16 x 6 x 6 = 576 for 3 x 32 x 32.
+- ``"lenet1d"``: the same LeNet for 1-D examples ``(L,)`` or ``(1, L)``, each 5x5 convolution
+  and 2x2 pooling replaced by its 1-D counterpart (kernel 5, pool 2): for MNIST-1D's 40 inputs,
+  ``40 -> conv -> 40 -> pool -> 20 -> conv -> 16 -> pool -> 8``, so ``Linear(16 x 8, 120)``;
+  27,026 parameters. The d2l-schedules comparison trains it on MNIST-1D when no Fashion-MNIST
+  is given: the layer sequence and widths of d2l's network, on data of another shape.
 
 Parameters are initialised by torch's layer defaults (as in both sources' PyTorch code) from
 torch's global random number generator: seed it with ``torch.manual_seed(seed)`` right before
@@ -28,9 +33,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from runs.data import check_positive_int, is_positive_int
+from runs.checks import check_positive_int, is_positive_int
 
-MODELS: tuple[str, ...] = ("logistic", "mlp", "mnist1d-cnn", "lenet")
+MODELS: tuple[str, ...] = ("logistic", "mlp", "mnist1d-cnn", "lenet", "lenet1d")
 
 # name -> factory(input_shape, num_classes, **options): the models users registered with
 # :func:`register_model` (``runs.register_model``), next to the bundled ``MODELS``.
@@ -123,7 +128,7 @@ def build_model(
             ``(1, 28, 28)``, ``(3, 32, 32)`` (``DatasetSplits.input_shape``).
         num_classes: the number of output logits.
         **options: per model: ``"mlp"``: ``hidden`` (width, default 100); ``"mnist1d-cnn"``:
-            ``channels`` (default 25); ``"logistic"`` and ``"lenet"`` take none.
+            ``channels`` (default 25); ``"logistic"``, ``"lenet"`` and ``"lenet1d"`` take none.
 
     The models return logits of shape ``(batch, num_classes)`` for inputs of shape
     ``(batch, *input_shape)``. Initial weights come from torch's global generator (see module doc).
@@ -223,6 +228,27 @@ class MNIST1DCNN(nn.Module):
         return self.linear(h.flatten(1))
 
 
+def _lenet_layers(
+    conv: type[nn.Module], pool: type[nn.Module], channels: int, positions: int, num_classes: int
+) -> list[nn.Module]:
+    """d2l's LeNet layers in 1-D or 2-D (``conv``, ``pool``): ``positions`` is the number of
+    positions (pixels) left after the second pooling."""
+    return [
+        conv(channels, 6, kernel_size=5, padding=2),
+        nn.ReLU(),
+        pool(kernel_size=2, stride=2),
+        conv(6, 16, kernel_size=5),
+        nn.ReLU(),
+        pool(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * positions, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, num_classes),
+    ]
+
+
 class LeNet(nn.Sequential):
     """d2l's LeNet with ReLU and max pooling, as ``nn.Sequential`` (state-dict keys ``0.weight``
     ... ``11.bias``, the same as d2l's ``net_fn``), for inputs ``(batch, C, H, W)``."""
@@ -240,19 +266,23 @@ class LeNet(nn.Sequential):
                 "at least 12"
             )
         super().__init__(
-            nn.Conv2d(channels, 6, kernel_size=5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(6, 16, kernel_size=5),
-            nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Flatten(),
-            nn.Linear(16 * sizes[0] * sizes[1], 120),
-            nn.ReLU(),
-            nn.Linear(120, 84),
-            nn.ReLU(),
-            nn.Linear(84, num_classes),
+            *_lenet_layers(nn.Conv2d, nn.MaxPool2d, channels, sizes[0] * sizes[1], num_classes)
         )
+
+
+class LeNet1D(nn.Sequential):
+    """:class:`LeNet` with ``Conv1d`` and ``MaxPool1d`` for 1-D examples ``(batch, L)`` or
+    ``(batch, 1, L)``; the same layers, widths and state-dict keys after a leading reshape."""
+
+    def __init__(self, length: int, num_classes: int) -> None:
+        size = _conv_output_size(length, 5, stride=1, padding=2) // 2
+        size = _conv_output_size(size, 5, stride=1, padding=0) // 2
+        if size < 1:
+            raise ValueError(f"input length {length} is too small for LeNet1D; it must be >= 12")
+        super().__init__(*_lenet_layers(nn.Conv1d, nn.MaxPool1d, 1, size, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.reshape(x.shape[0], 1, x.shape[-1]))
 
 
 def _conv_output_size(size: int, kernel: int, *, stride: int, padding: int) -> int:
@@ -281,6 +311,15 @@ def _build_mnist1d_cnn(
     )
 
 
+def _build_lenet1d(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    if len(input_shape) == 1 or (len(input_shape) == 2 and input_shape[0] == 1):
+        return LeNet1D(input_shape[-1], num_classes)
+    raise ValueError(
+        "model 'lenet1d' takes 1-D examples of shape (L,) or (1, L), "
+        f"got input_shape={input_shape!r}"
+    )
+
+
 def _build_lenet(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     if len(input_shape) != 3:
         raise ValueError(
@@ -297,4 +336,5 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": _build_mlp,
     "mnist1d-cnn": _build_mnist1d_cnn,
     "lenet": _build_lenet,
+    "lenet1d": _build_lenet1d,
 }

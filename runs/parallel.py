@@ -35,8 +35,8 @@ from typing import Any
 
 import torch
 
-from runs.config import Variant
 from runs.data import DatasetSplits, load_dataset
+from runs.spec import Variant
 from runs.trainer import DistContext, train_run
 
 
@@ -95,7 +95,7 @@ def execute(task: Task, settings: Settings, dist: DistContext | None = None) -> 
     torch.set_num_threads(settings.threads)
     if settings.registered:
         install_registered(settings.registered)
-    data = dataset_on(task.variant.dataset, settings.data_dir, settings.device)
+    data = dataset_on(task.variant.dataset.to_table(), settings.data_dir, settings.device)
     return train_run(
         task.variant,
         task.seed,

@@ -107,7 +107,7 @@ def run_study(
 
 def write_study_report(root: Path) -> tuple[str, list[Path]]:
     """``summary.md``, ``summary.json`` and the figures of a study folder, from its files."""
-    from runs.report import software_versions
+    from runs.results import software_versions
 
     meta: dict[str, Any] = json.loads((root / "experiment.json").read_text())
     results = json.loads((root / RESULTS).read_text())

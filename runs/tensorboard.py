@@ -42,7 +42,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars, hparams
 
-EVAL_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+from runs.spec import EVAL_METRICS
 
 
 def hyper_tag(key: str, group: int) -> str:

@@ -35,9 +35,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from runs import checkpoint as ckpt
-from runs.config import Variant, attach_schedules, make_optimizer
+from runs.build import attach_schedules, make_optimizer
 from runs.data import DatasetSplits, batches, batches_per_epoch
 from runs.models import build_model
+from runs.spec import Train, Variant
 from runs.tensorboard import RunLogger, flat_hparams, new_history
 
 EVAL_BATCH = 1000
@@ -51,7 +52,7 @@ class DistContext:
     world_size: int
 
 
-def epoch_batches(data: DatasetSplits, train: dict, seed: int, epoch: int):
+def epoch_batches(data: DatasetSplits, train: Train, seed: int, epoch: int):
     """The mini-batches of ``epoch``: a fresh generator seeded by ``(seed, epoch)`` (pure, so a
     resumed run needs only the step)."""
     seed_e = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
@@ -59,16 +60,16 @@ def epoch_batches(data: DatasetSplits, train: dict, seed: int, epoch: int):
     return batches(
         data.train_x,
         data.train_y,
-        train["batch_size"],
-        shuffle=train["shuffle"],
+        train.batch_size,
+        shuffle=train.shuffle,
         generator=generator,
     )
 
 
-def total_steps(train: dict, num_examples: int) -> tuple[int, int]:
+def total_steps(train: Train, num_examples: int) -> tuple[int, int]:
     """``(total updates, updates per epoch)`` of a train table."""
-    per_epoch = batches_per_epoch(num_examples, train["batch_size"])
-    return train.get("steps") or train["epochs"] * per_epoch, per_epoch
+    per_epoch = batches_per_epoch(num_examples, train.batch_size)
+    return train.steps or train.epochs * per_epoch, per_epoch
 
 
 @torch.no_grad()
@@ -87,10 +88,10 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return loss_sum.item() / len(x), correct.item() / len(x)
 
 
-def eval_metrics(model: torch.nn.Module, data: DatasetSplits, train: dict) -> dict[str, float]:
+def eval_metrics(model: torch.nn.Module, data: DatasetSplits, train: Train) -> dict[str, float]:
     """Loss and accuracy on the training split (its first ``eval_train_examples``) and the test
     split."""
-    n = train.get("eval_train_examples") or len(data.train_x)
+    n = train.eval_train_examples or len(data.train_x)
     train_loss, train_acc = evaluate(model, data.train_x[:n], data.train_y[:n])
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y)
     return {
@@ -155,14 +156,14 @@ def train_run(
     train, logging = variant.train, variant.logging
     rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
     steps, per_epoch = total_steps(train, len(data.train_x))
-    eval_every = per_epoch if train["eval_every"] == "epoch" else train["eval_every"]
+    eval_every = per_epoch if train.eval_every == "epoch" else train.eval_every
 
     torch.manual_seed(seed)
     model = build_model(
-        variant.model["name"],
+        variant.model.name,
         data.input_shape,
         data.num_classes,
-        **{k: v for k, v in variant.model.items() if k != "name"},
+        **variant.model.options,
     ).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(variant.optimizer, params)
@@ -224,7 +225,7 @@ def train_run(
                 loss = loss * (len(local_y) * world / len(yb))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            with_stats = (step + 1) % logging["stats_every"] == 0
+            with_stats = (step + 1) % logging.stats_every == 0
             if with_stats:
                 norm, before = grad_norm(params), [p.detach().clone() for p in params]
             optimizer.step()
@@ -236,12 +237,12 @@ def train_run(
             if step % eval_every == 0 or step == steps:
                 log.evaluation(step, eval_metrics(model, data, train))
                 metric = log.history["eval"]["test_loss"][-1]
-            if driver is not None and (train["schedule_unit"] == "step" or step % per_epoch == 0):
+            if driver is not None and (train.schedule_unit == "step" or step % per_epoch == 0):
                 driver.step(metric)  # a reduce-on-plateau schedule sees each evaluation once
                 if step < steps:  # the values the next update uses
                     log.hypers(step, current_hypers(optimizer, driver))
-            save_now = step % logging["checkpoint_every"] == 0 or step == steps
-            if step % logging["flush_every"] == 0 or save_now:  # a checkpoint holds every value
+            save_now = step % logging.checkpoint_every == 0 or step == steps
+            if step % logging.flush_every == 0 or save_now:  # a checkpoint holds every value
                 diverged = log.flush()
                 bar.update(step - bar.n)
                 lr = float(optimizer.param_groups[0]["lr"])

@@ -1,5 +1,5 @@
 """What an experiment measures before its comparison: an LR range test and a learning-rate grid
-search (the ``[range_test]`` and ``[search]`` sections, see ``runs.config``).
+search (the ``[range_test]`` and ``[search]`` sections, see ``runs.spec``).
 
 - :func:`run_range_test` runs ``schedulers.range_test.lr_range_test`` on one variant (its seeded
   model, optimizer and first epoch's batches, exactly as training would build them) and returns
@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from runs import checkpoint as ckpt
-from runs.config import Experiment, Variant, make_optimizer
+from runs.build import make_optimizer
 from runs.data import DatasetSplits
 from runs.models import build_model
+from runs.spec import Experiment, Train, Variant
 from runs.trainer import epoch_batches
 
 RANGE_TEST_FILE = "range_test.json"
@@ -71,8 +72,9 @@ def range_test_on_variant(
     from schedulers.range_test import lr_range_test
 
     torch.manual_seed(seed)
-    model_options = {k: v for k, v in variant.model.items() if k != "name"}
-    model = build_model(variant.model["name"], data.input_shape, data.num_classes, **model_options)
+    model = build_model(
+        variant.model.name, data.input_shape, data.num_classes, **variant.model.options
+    )
     optimizer = make_optimizer(variant.optimizer, model.parameters())
     batches = list(epoch_batches(data, variant.train, seed, 0))
     total = options.get("num_iter", 100)
@@ -100,8 +102,8 @@ def _fingerprint(data: Any) -> str:
 
 
 def _range_test_fingerprint(experiment: Experiment) -> tuple[Variant, dict, str]:
-    settings = experiment.range_test
-    assert settings is not None
+    assert experiment.range_test is not None
+    settings = experiment.range_test.to_table()
     variant = next(v for v in experiment.variants if v.name == settings["variant"])
     fingerprint = _fingerprint({"variant": variant.fingerprint(settings["seed"]), **settings})
     return variant, settings, fingerprint
@@ -138,7 +140,7 @@ def run_range_test(
         return saved
     variant, settings, fingerprint = _range_test_fingerprint(experiment)
     path = root / RANGE_TEST_FILE
-    data = dataset_on(variant.dataset, data_dir, device)
+    data = dataset_on(variant.dataset.to_table(), data_dir, device)
     options = {k: settings[k] for k in RANGE_TEST_OPTIONS}
     label = f"{experiment.name}, variant {variant.name}"
     result = range_test_on_variant(
@@ -163,18 +165,22 @@ def run_range_test(
     return values
 
 
-def search_variant(variant: Variant, lr: float, train: dict) -> Variant:
-    """``variant`` at learning rate ``lr`` with the search's training overrides."""
-    merged = dict(variant.train)
-    if "steps" in train or "epochs" in train:
+def search_train(train: Train, overrides: Mapping[str, Any]) -> Train:
+    """``train`` with the search's ``overrides`` (a budget in steps or epochs replaces both)."""
+    merged = train.to_table()
+    if "steps" in overrides or "epochs" in overrides:
         merged.pop("steps", None)
         merged.pop("epochs", None)
-    merged.update(train)
+    return Train.from_table({**merged, **overrides})
+
+
+def search_variant(variant: Variant, lr: float, train: Mapping[str, Any]) -> Variant:
+    """``variant`` at learning rate ``lr`` with the search's training overrides."""
     return dataclasses.replace(
         variant,
         name=f"{variant.name}.lr{lr:g}",
-        optimizer={**variant.optimizer, "lr": lr},
-        train=merged,
+        optimizer=variant.optimizer.with_values(lr=lr),
+        train=search_train(variant.train, train),
     )
 
 
@@ -197,11 +203,11 @@ def search_tasks(experiment: Experiment, root: Path) -> dict[str, list[tuple[flo
     assert search is not None
     by_variant: dict[str, list[tuple[float, Task]]] = {}
     for variant in experiment.variants:
-        for lr in search["grids"][variant.name]:
-            candidate = search_variant(variant, lr, search["train"])
-            run_dir = run_dir_of(root / SEARCH_DIR / variant.name, f"lr{lr:g}", search["seed"])
+        for lr in search.grids[variant.name]:
+            candidate = search_variant(variant, lr, search.train)
+            run_dir = run_dir_of(root / SEARCH_DIR / variant.name, f"lr{lr:g}", search.seed)
             by_variant.setdefault(variant.name, []).append(
-                (lr, Task(candidate, search["seed"], run_dir))
+                (lr, Task(candidate, search.seed, run_dir))
             )
     return by_variant
 
@@ -218,8 +224,8 @@ def _choose(
         rows = []
         for lr, task in by_variant[variant.name]:
             result = ckpt.load_result(task.run_dir)
-            score = _score(result, search["metric"])
-            value = result["final"][search["metric"]] if result else None
+            score = _score(result, search.metric)
+            value = result["final"][search.metric] if result else None
             status = result["status"] if result else "missing"
             rows.append({"lr": lr, "status": status, "value": value, "score": score})
         best = min(rows, key=lambda row: (row["score"], row["lr"]))
@@ -254,9 +260,9 @@ def run_search(
         run_tasks(pending)
     chosen, grid = _choose(experiment, by_variant)
     ckpt.save_json(root / SEARCH_FILE, {
-        "metric": search["metric"],
-        "seed": search["seed"],
-        "train": search["train"],
+        "metric": search.metric,
+        "seed": search.seed,
+        "train": search.train,
         "grid": grid,
         "chosen": chosen,
     })  # fmt: skip

@@ -19,28 +19,27 @@ import time
 import torch
 import torch.nn.functional as F
 
-from runs.config import LOGGING_DEFAULTS, TRAIN_DEFAULTS, Variant, make_optimizer
+from runs.build import make_optimizer
 from runs.models import build_model
 from runs.parallel import dataset_on
+from runs.spec import Dataset, Model, Optimizer, Train, Variant
 from runs.trainer import epoch_batches, eval_metrics, total_steps, train_run
 
 
 def bench_variant(model: str, steps: int, batch_size: int) -> Variant:
     return Variant(
         name="bench",
-        dataset={"name": "mnist1d", "normalize": True},
-        model={"name": model},
-        train={**TRAIN_DEFAULTS, "steps": steps, "batch_size": batch_size, "eval_every": steps},
-        logging=dict(LOGGING_DEFAULTS),
-        optimizer={"name": "torch.sgd", "lr": 0.05, "momentum": 0.9},
-        schedules={},
+        dataset=Dataset("mnist1d"),
+        model=Model(model),
+        train=Train(steps=steps, batch_size=batch_size, eval_every=steps),
+        optimizer=Optimizer("torch.sgd", {"lr": 0.05, "momentum": 0.9}),
     )
 
 
 def bare_loop(variant: Variant, data, seed: int) -> float:
     """The same work without the runner: returns the wall time of the training updates."""
     torch.manual_seed(seed)
-    model = build_model(variant.model["name"], data.input_shape, data.num_classes)
+    model = build_model(variant.model.name, data.input_shape, data.num_classes)
     optimizer = make_optimizer(variant.optimizer, model.parameters())
     steps, _ = total_steps(variant.train, len(data.train_x))
     started = time.perf_counter()
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{option.replace('_', '-')} must be a positive integer")
     torch.set_num_threads(args.threads)
     variant = bench_variant(args.model, args.steps, args.batch_size)
-    data = dataset_on("mnist1d", True, None, "cpu")
+    data = dataset_on({"name": "mnist1d", "normalize": True}, None, "cpu")
     bare_loop(variant, data, 0), runner_loop(variant, data, 0)  # warm-up
     bare, runner = [], []
     for repeat in range(args.repeats):

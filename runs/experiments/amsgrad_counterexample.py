@@ -54,7 +54,7 @@ import torch
 import optim
 import schedulers
 import theory
-from runs.report import save_figure
+from runs.figures import save_figure
 from runs.study import format_mean_std as fmt
 from runs.study import mean_std
 

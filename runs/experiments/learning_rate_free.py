@@ -67,7 +67,8 @@ import torch.nn.functional as F
 
 import optim
 import theory
-from runs.report import save_figure
+from runs.figures import save_figure
+from runs.spec import Train
 from runs.study import format_mean_std as fmt
 from runs.study import mean_std
 
@@ -195,7 +196,8 @@ def _settled(steps: list[float]) -> float | None:
 def optimizers_settings(quick: bool) -> dict[str, Any]:
     """What this study takes from the ``optimizers`` experiment: per panel the model and the
     grids of Adam and of SGD with momentum; the training and search settings; the seeds."""
-    from runs.config import load_experiment
+    from runs import tuning
+    from runs.load import load_experiment
 
     experiment = load_experiment("optimizers", quick=quick)
     variants = {v.name: v for v in experiment.variants}
@@ -204,32 +206,29 @@ def optimizers_settings(quick: bool) -> dict[str, Any]:
     panels = {}
     for panel in MNIST1D_PANELS:
         adam, momentum = variants[f"{panel}.adam"], variants[f"{panel}.momentum"]
-        if momentum.optimizer.get("momentum") != MOMENTUM or momentum.optimizer["name"] != "sgd":
+        optimizer = momentum.optimizer
+        if optimizer.hyperparameters.get("momentum") != MOMENTUM or optimizer.name != "sgd":
             raise ValueError(f"{panel}.momentum is no longer SGD with momentum {MOMENTUM}")
         panels[panel] = {
-            "model": dict(adam.model),
+            "model": adam.model.to_table(),
             "grids": {
-                "adam": search["grids"][adam.name],
-                "momentum": search["grids"][momentum.name],
+                "adam": search.grids[adam.name],
+                "momentum": search.grids[momentum.name],
             },
         }
     first = experiment.variants[0]
-    train = dict(first.train)
-    search_train = dict(first.train)
-    if "steps" in search["train"] or "epochs" in search["train"]:
-        search_train.pop("steps", None)
-        search_train.pop("epochs", None)
-    search_train.update(search["train"])
+    train = first.train.to_table()
+    search_train = tuning.search_train(first.train, search.train).to_table()
     if quick:
         train["steps"] = QUICK_MNIST1D_STEPS
         search_train["steps"] = QUICK_MNIST1D_STEPS // SEARCH_FRACTION
     return {
         "panels": panels,
-        "dataset": dict(first.dataset),
+        "dataset": first.dataset.to_table(),
         "train": train,
         "search_train": search_train,
-        "search_seed": search["seed"],
-        "search_metric": search["metric"],
+        "search_seed": search.seed,
+        "search_metric": search.metric,
         "seeds": list(experiment.seeds),
     }
 
@@ -248,7 +247,7 @@ def initial_smoothness(model: dict, data, train: dict, seed: int) -> float:
     from runs.trainer import epoch_batches
 
     net = _build(model, data, seed)
-    batch = next(iter(epoch_batches(data, train, seed, 0)))
+    batch = next(iter(epoch_batches(data, Train.from_table(train), seed, 0)))
     estimate = theory.smoothness(
         net, F.cross_entropy, batch, tol=SMOOTHNESS_TOL, max_hvps=SMOOTHNESS_MAX_HVPS, seed=seed
     )
@@ -272,7 +271,7 @@ def train_mnist1d(
     steps, step, epoch, sizes, diverged = train["steps"], 0, 0, [], None
     net.train()
     while step < steps and diverged is None:
-        for xb, yb in epoch_batches(data, train, seed, epoch):
+        for xb, yb in epoch_batches(data, Train.from_table(train), seed, epoch):
             if method.closure:
 
                 def closure(xb=xb, yb=yb):
@@ -298,7 +297,7 @@ def train_mnist1d(
         epoch += 1
     if method.schedule_free:
         optimizer.eval()
-    metrics = eval_metrics(net, data, train)
+    metrics = eval_metrics(net, data, Train.from_table(train))
     finite = diverged is None and all(math.isfinite(v) for v in metrics.values())
     return {
         "status": "finished" if finite else "diverged",

@@ -13,8 +13,9 @@ from torch import nn
 import runs
 from runs import data as runs_data
 from runs import models as runs_models
-from runs.config import optimizer_class, parse_experiment
+from runs.build import optimizer_class
 from runs.data import DatasetSplits, dataset_from, load_dataset
+from runs.load import parse_experiment
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from runs import tuning
-from runs.catalog import CATALOGUE, DEFAULT_EXPERIMENT
+from runs.catalog import CATALOGUE, DEFAULT_EXPERIMENT, bundled_experiments
 from runs.cli import main
-from runs.config import bundled_experiments, load_experiment, parse_experiment
+from runs.load import load_experiment, parse_experiment
 from tests.runs.helpers import TINY, write_toml
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -222,11 +222,12 @@ def test_d2l_runs_lenet_on_fashion_mnist_when_the_data_dir_holds_it(tmp_path):
     assert without.fallback_used
     # An explicit --data-dir never falls back: loading its dataset reports the missing files.
     assert not explicit.fallback_used
-    assert explicit.variants[0].dataset["name"] == "fashion-mnist"
+    assert explicit.variants[0].dataset.name == "fashion-mnist"
     for variant in with_data.variants:
-        assert (variant.dataset["name"], variant.model["name"]) == ("fashion-mnist", "lenet")
+        assert (variant.dataset.name, variant.model.name) == ("fashion-mnist", "lenet")
     for variant in without.variants:
-        assert (variant.dataset["name"], variant.model["name"]) == ("mnist1d", "mnist1d-cnn")
+        assert (variant.dataset.name, variant.model.name) == ("mnist1d", "lenet1d")
+        assert (variant.dataset.train_examples, variant.dataset.test_examples) == (60_000, 10_000)
     # Same schedules either way.
     assert [v.schedules for v in with_data.variants] == [v.schedules for v in without.variants]
 

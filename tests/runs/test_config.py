@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runs.config import bundled_experiments, load_experiment, parse_experiment
+from runs.catalog import bundled_experiments
+from runs.load import load_experiment, parse_experiment
 from tests.runs.helpers import TINY, write_toml
 
 
@@ -116,16 +117,16 @@ def test_merging_common_variant_and_quick_settings():
     full = parse_experiment(raw, "exp.toml")
     same, other, sched = full.variants
     assert full.seeds == (4, 7)
-    assert same.optimizer == {"name": "torch.sgd", "lr": 0.5, "momentum": 0.9}
-    assert other.optimizer == {"name": "torch.adam", "lr": 0.01}  # another optimizer: replaced
-    assert same.train["steps"] == 50
-    assert other.train["steps"] == 10
-    assert same.train["shuffle"] is True
-    assert same.logging["flush_every"] == 50
+    assert same.optimizer.to_table() == {"name": "torch.sgd", "lr": 0.5, "momentum": 0.9}
+    assert other.optimizer.to_table() == {"name": "torch.adam", "lr": 0.01}  # another: replaced
+    assert same.train.steps == 50
+    assert other.train.steps == 10
+    assert same.train.shuffle is True
+    assert same.logging.flush_every == 50
     assert set(sched.schedules) == {"lr", "momentum"}  # merged per hyperparameter
     quick = parse_experiment(raw, "exp.toml", quick=True)
     assert quick.seeds == (0,)
-    assert all(v.train["steps"] == 3 for v in quick.variants)  # quick wins over the variant
+    assert all(v.train.steps == 3 for v in quick.variants)  # quick wins over the variant
     assert parse_experiment(raw, "exp.toml", seeds=3).seeds == (0, 1, 2)
 
 
@@ -153,7 +154,7 @@ def test_files_names_and_syntax(tmp_path):
 
 def test_our_optimizers_are_the_default_names():
     import optim
-    from runs.config import optimizer_class
+    from runs.build import optimizer_class
 
     assert optimizer_class("adam") is optim.Adam
     assert optimizer_class("torch.adam").__module__.startswith("torch.optim")

@@ -13,17 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import runs.data as data
-from runs.data import (
-    DATASETS,
-    batches,
-    batches_per_epoch,
-    expected_files,
-    find_dataset_files,
-    load_dataset,
-    read_cifar10_batch,
-    read_idx,
-)
+from runs import mnist1d as runs_mnist1d
+from runs.data import DATASETS, batches, batches_per_epoch, load_dataset
+from runs.dataset_files import expected_files, find_dataset_files, read_cifar10_batch, read_idx
 
 # ---------------------------------------------------------------------------------------------
 # MNIST-1D
@@ -112,7 +104,7 @@ def test_mnist1d_sizes_are_checked(tmp_path, name, sizes, message):
 def test_mnist1d_cache_of_another_size_is_refused(tmp_path):
     load_dataset("mnist1d", cache_dir=tmp_path, train_examples=90, test_examples=10)
     path = next(tmp_path.iterdir())
-    path.rename(data.mnist1d_cache_path(tmp_path, (80, 20)))
+    path.rename(runs_mnist1d.mnist1d_cache_path(tmp_path, (80, 20)))
     with pytest.raises(ValueError, match="expected 80 and 20"):
         load_dataset("mnist1d", cache_dir=tmp_path, train_examples=80, test_examples=20)
 
@@ -127,7 +119,7 @@ def test_mnist1d_cache_file_is_written_once_and_reused(mnist1d_cache, monkeypatc
     def no_generation(*sizes):
         raise AssertionError("generated again instead of reading the cache")
 
-    monkeypatch.setattr(data, "generate_mnist1d", no_generation)
+    monkeypatch.setattr(runs_mnist1d, "generate_mnist1d", no_generation)
     after = load_dataset("mnist1d", cache_dir=mnist1d_cache, normalize=False)
     assert after.source == str(mnist1d_cache / files[0])
     for field in ("train_x", "train_y", "test_x", "test_y"):
@@ -155,22 +147,22 @@ def test_mnist1d_regeneration_is_deterministic(mnist1d_cache, tmp_path):
 
 def test_cache_dir_defaults_to_env_var_then_home(monkeypatch, tmp_path, mnist1d_cache):
     monkeypatch.setenv("STEPSIZE_CACHE", str(tmp_path / "env-cache"))
-    assert data.default_cache_dir() == tmp_path / "env-cache"
+    assert runs_mnist1d.default_cache_dir() == tmp_path / "env-cache"
     (tmp_path / "env-cache").mkdir()
     cached = next(mnist1d_cache.iterdir())
     shutil.copy(cached, tmp_path / "env-cache" / cached.name)
     monkeypatch.setattr(
-        data, "generate_mnist1d", lambda *sizes: pytest.fail("should read the cache")
+        runs_mnist1d, "generate_mnist1d", lambda *sizes: pytest.fail("should read the cache")
     )
     splits = load_dataset("mnist1d", normalize=False)
     assert splits.source == str(tmp_path / "env-cache" / cached.name)
     monkeypatch.delenv("STEPSIZE_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert data.default_cache_dir() == tmp_path / "home" / ".cache" / "stepsize"
+    assert runs_mnist1d.default_cache_dir() == tmp_path / "home" / ".cache" / "stepsize"
 
 
 def test_malformed_mnist1d_cache_raises_value_error(tmp_path):
-    path = data.mnist1d_cache_path(tmp_path)
+    path = runs_mnist1d.mnist1d_cache_path(tmp_path)
     path.write_bytes(b"not an npz file")
     with pytest.raises(ValueError, match="unreadable MNIST-1D cache") as info:
         load_dataset("mnist1d", cache_dir=tmp_path)

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from runs.catalog import describe
-from runs.config import EXPERIMENTS_DIR, load_experiment
+from runs.catalog import EXPERIMENTS_DIR, describe
 from runs.data import load_dataset
 from runs.experiments import learning_rate_free as lrf
+from runs.load import load_experiment
 from runs.trainer import train_run
 from runs.tuning import search_variant
 from theory import Quadratic
@@ -93,7 +93,7 @@ def test_search_runs_equal_the_training_loop_of_stepsize_run(results, tmp_path):
     search = results["setup"]["mnist1d"]["search_train"]
     row = results["search"]["mlp"]["adam"]["grid"][1]
     candidate = search_variant(variant, row["lr"], {"steps": search["steps"]})
-    data = load_dataset("mnist1d", normalize=variant.dataset["normalize"])
+    data = load_dataset("mnist1d", normalize=variant.dataset.normalize)
     seed = results["setup"]["mnist1d"]["search_seed"]
     reference = train_run(candidate, seed, data, tmp_path / "run")
     assert reference["final"]["train_loss"] == pytest.approx(row["value"], rel=1e-6)

@@ -33,8 +33,8 @@ def test_lr_find_bad_input_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_the_range_test_shows_its_progress_on_a_terminal(mnist1d_cache, capsys, monkeypatch):
-    from runs.config import parse_experiment
     from runs.data import load_dataset
+    from runs.load import parse_experiment
     from runs.tuning import range_test_on_variant
     from tests.runs.helpers import TINY
 

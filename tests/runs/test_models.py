@@ -38,6 +38,12 @@ EXPECTED_PARAMETERS = {
     + (576 * 120 + 120)
     + (120 * 84 + 84)
     + (84 * 10 + 10),
+    # LeNet in 1-D on 40 inputs: 40 -> conv pad 2: 40 -> pool: 20 -> conv 5: 16 -> pool: 8
+    ("lenet1d", MNIST1D): (1 * 6 * 5 + 6)
+    + (6 * 16 * 5 + 16)
+    + (16 * 8 * 120 + 120)
+    + (120 * 84 + 84)
+    + (84 * 10 + 10),
 }
 
 
@@ -113,6 +119,16 @@ def reference_lenet(params, x):
     return F.linear(h, w5, b5)
 
 
+def reference_lenet1d(params, x):
+    w1, b1, w2, b2, w3, b3, w4, b4, w5, b5 = params
+    h = x.reshape(len(x), 1, -1)
+    h = F.max_pool1d(F.relu(F.conv1d(h, w1, b1, padding=2)), 2)
+    h = F.max_pool1d(F.relu(F.conv1d(h, w2, b2)), 2)
+    h = F.relu(F.linear(h.reshape(len(x), -1), w3, b3))
+    h = F.relu(F.linear(h, w4, b4))
+    return F.linear(h, w5, b5)
+
+
 @pytest.mark.parametrize(
     ("name", "shape", "reference"),
     [
@@ -121,6 +137,8 @@ def reference_lenet(params, x):
         ("mnist1d-cnn", MNIST1D, reference_cnn),
         ("lenet", MNIST, reference_lenet),
         ("lenet", CIFAR10, reference_lenet),
+        ("lenet1d", MNIST1D, reference_lenet1d),
+        ("lenet1d", (1, 40), reference_lenet1d),
     ],
 )
 def test_forward_matches_functional_reference(name, shape, reference):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runs.report import _series_band, markdown_table, variant_rows
+from runs.results import series_band
+from runs.summary import markdown_table, variant_rows
 
 
 def _result(variant, seed, accuracy, loss, status="finished", steps=(0, 10), values=(1.0, 0.5)):
@@ -48,7 +49,7 @@ def test_band_aligns_on_steps_and_ignores_non_finite_values():
         _result("a", 0, 0, 0, steps=(0, 10, 20), values=(3.0, 2.0, 1.0)),
         _result("a", 1, 0, 0, steps=(0, 10), values=(1.0, float("inf"))),
     ]
-    steps, mean, std = _series_band(
+    steps, mean, std = series_band(
         runs, lambda r: (r["history"]["eval"]["step"], r["history"]["eval"]["test_loss"])
     )
     assert steps.tolist() == [0, 10, 20]
@@ -85,7 +86,7 @@ def _run(variant, seed, *, scale=1.0, status="finished", epochs=None, lr=(0.1, 0
 
 def _figures(results, tmp_path, monkeypatch):
     """The figures ``write_figures`` draws, by file name, before they are closed."""
-    from runs import report
+    from runs import figures
 
     drawn = {}
 
@@ -93,8 +94,8 @@ def _figures(results, tmp_path, monkeypatch):
         drawn[path.name] = fig
         return path
 
-    monkeypatch.setattr(report, "save_figure", keep)
-    report.write_figures(results, tmp_path, "t")
+    monkeypatch.setattr(figures, "save_figure", keep)
+    figures.write_figures(results, tmp_path, "t")
     return drawn
 
 

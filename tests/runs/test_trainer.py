@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -15,9 +16,10 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from runs.checkpoint import load_checkpoint
-from runs.config import parse_experiment
 from runs.data import load_dataset
+from runs.load import parse_experiment
 from runs.models import build_model
+from runs.spec import Optimizer
 from runs.trainer import train_run
 from tests.runs.helpers import stepsize, write_toml
 
@@ -152,9 +154,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(data, tmp_path):
 
 
 def test_non_finite_loss_stops_the_run_and_reports_where(data, tmp_path):
-    raw_variant = _variant()
-    variant = type(raw_variant)(
-        **{**raw_variant.to_dict(), "schedules": {}, "optimizer": {"name": "torch.sgd", "lr": 1e6}}
+    variant = dataclasses.replace(
+        _variant(), schedules={}, optimizer=Optimizer("torch.sgd", {"lr": 1e6})
     )
     result = train_run(variant, 0, data, tmp_path)
     assert result["status"] == "diverged"

@@ -1,0 +1,204 @@
+"""Building an experiment's objects from its spec: optimizers and schedules.
+
+- :func:`optimizer_class` maps a configuration name to a class: ``"adam"`` is this package's
+  ``optim.Adam``, ``"torch.adam"`` is ``torch.optim.Adam`` (the control column), anything else is
+  the import path of a ``torch.optim.Optimizer`` subclass.
+- :func:`make_optimizer` and :func:`attach_schedules` build what an ``[optimizer]`` table and a
+  ``[schedules]`` table describe (models are built by ``runs.models.build_model``).
+- :func:`check_optimizer` and :func:`check_schedules` validate those tables by building
+  them on a dummy parameter, so the optimizer's and the schedules' own checks run before anything
+  trains.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from runs.checks import Problems
+from runs.spec import Optimizer, schedule_tables
+
+OPTIMIZER_CLASS_NAMES = {
+    "sgd": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "adagrad": "Adagrad",
+    "rmsprop": "RMSprop",
+    "adadelta": "Adadelta",
+}
+OPTIMIZER_NAMES = (*OPTIMIZER_CLASS_NAMES, *(f"torch.{n}" for n in OPTIMIZER_CLASS_NAMES))
+
+
+OPTIMIZER_HELP = ", ".join(OPTIMIZER_NAMES) + (
+    ', or the import path of a torch.optim.Optimizer class ("torch.optim.NAdam", '
+    '"my_package.my_module:MyOptimizer")'
+)
+
+
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """The optimizer class for a configuration name: ``"adam"`` is ``optim.Adam``, ``"torch.adam"``
+    is ``torch.optim.Adam`` (the control column); any other name is an import path of a
+    ``torch.optim.Optimizer`` subclass, ``"module.Class"`` or ``"module:Class"`` (e.g.
+    ``"torch.optim.NAdam"``)."""
+    if not isinstance(name, str):
+        raise ValueError(
+            f"optimizer name must be a string, got {name!r}; allowed: {OPTIMIZER_HELP}"
+        )
+    base = name.removeprefix("torch.")
+    if name not in OPTIMIZER_NAMES:
+        return _import_optimizer(name)
+    if name.startswith("torch."):
+        return getattr(torch.optim, OPTIMIZER_CLASS_NAMES[base])
+    try:
+        import optim
+    except ImportError as err:  # pragma: no cover - only while optim is being written
+        raise ValueError(f"optimizer {name!r} needs the optim package: {err}") from None
+    cls = getattr(optim, OPTIMIZER_CLASS_NAMES[base], None)
+    if cls is None:
+        raise ValueError(f"optimizer {name!r}: optim.{OPTIMIZER_CLASS_NAMES[base]} does not exist")
+    return cls
+
+
+def _import_optimizer(path: str) -> type[torch.optim.Optimizer]:
+    """The class at ``"module.Class"`` / ``"module:Class"``; it must subclass torch's Optimizer."""
+    import importlib
+
+    if ":" in path:
+        module_name, _, attribute = path.partition(":")
+    else:
+        module_name, _, attribute = path.rpartition(".")
+    if (
+        not module_name
+        or not attribute
+        or not all(part.isidentifier() for part in (*module_name.split("."), *attribute.split(".")))
+    ):
+        raise ValueError(f"unknown optimizer {path!r}; allowed: {OPTIMIZER_HELP}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"optimizer {path!r}: cannot import module {module_name!r} ({err}); "
+            f"allowed: {OPTIMIZER_HELP}"
+        ) from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ValueError(
+                f"optimizer {path!r}: module {module_name!r} has no attribute {attribute!r}"
+            )
+        target = getattr(target, part)
+    if not (isinstance(target, type) and issubclass(target, torch.optim.Optimizer)):
+        raise ValueError(
+            f"optimizer {path!r} is {target!r}, not a subclass of torch.optim.Optimizer"
+        )
+    return target
+
+
+def make_optimizer(spec: Optimizer | Mapping[str, Any], params) -> torch.optim.Optimizer:
+    """Builds the optimizer described by an :class:`~runs.spec.Optimizer` or its table (``name``
+    plus keyword arguments; lists become tuples, as TOML has no tuples)."""
+    if isinstance(spec, Optimizer):
+        spec = spec.to_table()
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "name"}
+    return optimizer_class(spec["name"])(params, **kwargs)
+
+
+def attach_schedules(optimizer: torch.optim.Optimizer, schedules: Mapping[str, Any]):
+    """``schedulers.attach`` on the schedules (``Schedule`` objects or their dict forms); returns
+    the driver (or None if there are none)."""
+    if not schedules:
+        return None
+    import schedulers
+
+    tables = schedule_tables(schedules)
+    built = {key: schedulers.from_dict(dict(spec)) for key, spec in tables.items()}
+    return schedulers.attach(optimizer, built)
+
+
+def check_optimizer(spec: dict, where: dict[str, str], location: str, problems: Problems) -> bool:
+    """Adds to ``problems`` what is wrong with an optimizer table (``where``: the location each
+    key was written at); True when it builds."""
+    name = spec.get("name")
+    if name is None:
+        problems.add(location, f"an optimizer name is required; allowed: {OPTIMIZER_HELP}")
+        return False
+    if name not in OPTIMIZER_NAMES and not isinstance(name, str):
+        problems.add(
+            where.get("name", location), f"unknown optimizer {name!r}; allowed: {OPTIMIZER_HELP}"
+        )
+        return False
+    try:
+        cls = optimizer_class(name)
+    except ValueError as err:
+        problems.add(where.get("name", location), str(err))
+        return False
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[2:]
+    any_key = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    allowed = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    ok = True
+    for key in spec:
+        if key != "name" and key not in allowed and not any_key:
+            problems.add(
+                where[key], f"unknown hyperparameter of {name}; allowed: {', '.join(allowed)}"
+            )
+            ok = False
+    if not ok:
+        return False
+    combined = _rejection(spec)
+    if combined is None:
+        return True
+    # Rejected: each hyperparameter alone, so that a bad value is reported where it was written;
+    # when none is bad alone, the combination is (e.g. nesterov without momentum).
+    for key in spec:
+        if key != "name" and (err := _rejection({"name": name, key: spec[key]})) is not None:
+            problems.add(where[key], f"{name} rejects {key}={spec[key]!r}: {err}")
+            ok = False
+    if ok:
+        problems.add(location, f"{name} rejects these hyperparameters: {combined}")
+    return False
+
+
+def _rejection(spec: dict) -> str | None:
+    """Why the optimizer rejects ``spec`` on a dummy parameter, or None if it accepts it."""
+    try:
+        make_optimizer(spec, [torch.zeros(1, requires_grad=True)])
+    except Exception as err:  # a user's optimizer class (import path) may raise anything
+        if isinstance(err, ValueError | TypeError | RuntimeError | IndexError):
+            return str(err)
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def check_schedules(
+    optimizer: dict, schedules: dict, where: dict[str, str], location: str, problems: Problems
+) -> None:
+    """Adds to ``problems`` what is wrong with a schedules table, built over ``optimizer``."""
+    try:
+        import schedulers
+    except ImportError as err:  # pragma: no cover - only while schedulers is being written
+        problems.add(location, f"schedules need the schedulers package: {err}")
+        return
+    ok = True
+    for key, spec in schedules.items():
+        if not isinstance(spec, dict):
+            problems.add(
+                where[key],
+                f'must be a schedule such as {{name = "constant", value = 0.1}}, got {spec!r}',
+            )
+            ok = False
+            continue
+        try:
+            schedulers.from_dict(copy.deepcopy(spec))
+        except (ValueError, TypeError, KeyError) as err:
+            problems.add(where[key], str(err.args[0] if isinstance(err, KeyError) else err))
+            ok = False
+    if not ok:
+        return
+    try:
+        opt = make_optimizer(optimizer, [torch.zeros(1, requires_grad=True)])
+        attach_schedules(opt, schedules)
+    except (ValueError, TypeError, KeyError) as err:
+        problems.add(location, str(err.args[0] if isinstance(err, KeyError) else err))

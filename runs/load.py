@@ -1,0 +1,430 @@
+"""Experiments from TOML or Python: layering, references, and the one validation of both.
+
+A TOML file holds common tables, ``[[variants]]`` that override them and optional ``[quick]``
+overrides (see ``runs.spec.LAYERS_DOC``; every key is in ``docs/experiment-toml.md``, generated from
+``runs.spec``). :func:`parse_experiment` layers them, substitutes the LR range test's ``"$NAME"``
+references, applies ``[fallback]``, and builds a resolved :class:`~runs.spec.Experiment`. A
+Python :class:`~runs.spec.Experiment` goes through the same function (:func:`resolve` writes it
+as a document first), so both front ends are validated by one piece of code.
+
+Validation checks the whole document before anything trains and raises one ``ValueError`` that
+lists every problem with its location (``variants[2].optimizer.betas``) and what is allowed:
+unknown keys, wrong types, impossible values, unknown optimizer or schedule names (optimizers
+are constructed and schedules attached on a dummy parameter, so their own checks run).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runs import checks, spec
+from runs.build import check_optimizer, check_schedules
+from runs.catalog import find_experiment
+from runs.checks import NAME, Problems, join
+from runs.claims import claimed_variants
+from runs.references import RANGE_TEST_VALUES, with_references
+from runs.spec import Experiment, Variant, check_table
+
+TOP_KEYS = (
+    *(key for key, _ in spec.TOP_LEVEL),
+    *spec.SECTIONS,
+    "schedules",
+    "fallback",
+    *spec.STAGES,
+    "quick",
+    "variants",
+)
+QUICK_KEYS = ("seeds", "dataset", "model", "train", "logging", "range_test", "search")
+LAYERED = (*spec.SECTIONS, "schedules")
+VARIANT_KEYS = ("name", *LAYERED, "search")
+
+
+def _unknown(table: dict, location: str, allowed: Sequence[str], problems: Problems) -> None:
+    for key in table:
+        if key not in allowed:
+            problems.add(join(location, key), f"unknown key; allowed: {', '.join(allowed)}")
+
+
+def _merge(layers: Sequence[tuple[str, dict]]) -> tuple[dict, dict[str, str]]:
+    """Merges tables key by key, later layers winning; returns the table and where each key came
+    from (so an error is reported at the place the user wrote the value)."""
+    merged: dict = {}
+    where: dict[str, str] = {}
+    for location, table in layers:
+        for key, value in table.items():
+            merged[key] = copy.deepcopy(value)
+            where[key] = join(location, key)
+    return merged, where
+
+
+def _merge_optimizer(layers: Sequence[tuple[str, dict]]) -> tuple[dict, dict[str, str]]:
+    """Like :func:`_merge`, but a layer naming another optimizer starts afresh."""
+    kept: list[tuple[str, dict]] = []
+    name = None
+    for location, table in layers:
+        new_name = table.get("name", name)
+        if name is not None and new_name != name:
+            kept = []
+        kept.append((location, table))
+        name = new_name
+    return _merge(kept)
+
+
+def _resolve_variant(
+    index: int, raw: Any, common: dict, quick: dict | None, problems: Problems
+) -> Variant | None:
+    loc = f"variants[{index}]"
+    if not isinstance(raw, dict):
+        problems.add(loc, f"must be a table, got {raw!r}")
+        return None
+    _unknown(raw, loc, VARIANT_KEYS, problems)
+    name = raw.get("name")
+    if (allowed := checks.folder_name(name)) is not None:
+        problems.add(join(loc, "name"), f"must be {allowed}, got {name!r}")
+    tables: dict[str, dict] = {}
+    wheres: dict[str, dict[str, str]] = {}
+    for section in LAYERED:
+        own = raw.get(section, {})
+        if section in spec.SECTIONS and section not in ("model", "optimizer"):
+            own = check_table(spec.SECTIONS[section], own, join(loc, section), problems)
+        elif not isinstance(own, dict):
+            problems.add(join(loc, section), f"must be a table, got {own!r}")
+            own = {}
+        layers = [(section, common.get(section, {})), (join(loc, section), own)]
+        if quick is not None and section in QUICK_KEYS:
+            layers.append((join("quick", section), quick.get(section, {})))
+        merge = _merge_optimizer if section == "optimizer" else _merge
+        tables[section], wheres[section] = merge(layers)
+    train = tables["train"]
+    if ("epochs" in train) == ("steps" in train):
+        problems.add(join(loc, "train"), "give exactly one of epochs, steps")
+    for section, cls in spec.SECTIONS.items():
+        for key in cls.required():
+            if key not in tables[section] and section != "optimizer":
+                problems.add(join(loc, section), f"{key} is required")
+    if check_optimizer(tables["optimizer"], wheres["optimizer"], join(loc, "optimizer"), problems):
+        check_schedules(
+            tables["optimizer"],
+            tables["schedules"],
+            wheres["schedules"],
+            join(loc, "schedules"),
+            problems,
+        )
+    _check_names(tables["dataset"].get("name"), tables["model"].get("name"), loc, problems)
+    if not isinstance(name, str) or any(
+        key not in tables[s] for s, cls in spec.SECTIONS.items() for key in cls.required()
+    ):
+        return None
+    sections = {s: cls.from_table(tables[s]) for s, cls in spec.SECTIONS.items()}
+    search = raw.get("search", {})
+    if not isinstance(search, dict):
+        problems.add(join(loc, "search"), f"must be a table, got {search!r}")
+        return None
+    return Variant(name=name, schedules=tables["schedules"], search=search, **sections)
+
+
+def _check_names(dataset: Any, model: Any, location: str, problems: Problems) -> None:
+    """Dataset and model names against the registries of runs.data and runs.models."""
+    from runs.data import dataset_names
+    from runs.models import model_names
+
+    for key, value, known, how in (
+        ("dataset", dataset, dataset_names(), "runs.register_dataset"),
+        ("model", model, model_names(), "runs.register_model"),
+    ):
+        if isinstance(value, str) and value not in known:
+            problems.add(
+                join(location, f"{key}.name"),
+                f"unknown {key} {value!r}; allowed: {', '.join(known)} ({how} adds your own)",
+            )
+
+
+def _apply_fallback(raw: dict, data_dir: str | None, problems: Problems) -> tuple[dict, bool]:
+    """``[fallback]``'s dataset and model replace the common ones when no ``data_dir`` was given
+    and the common dataset needs one. An explicit ``data_dir`` never falls back: a folder without
+    the dataset's files is an error when the dataset is loaded."""
+    if "fallback" not in raw:
+        return raw, False
+    fallback = raw["fallback"]
+    if not isinstance(fallback, dict):
+        problems.add("fallback", f"must be a table, got {fallback!r}")
+        return raw, False
+    _unknown(fallback, "fallback", ("dataset", "model"), problems)
+    for key, value in fallback.items():
+        if not isinstance(value, dict):
+            problems.add(join("fallback", key), f"must be a table, got {value!r}")
+    dataset = raw.get("dataset")
+    primary = dataset.get("name") if isinstance(dataset, dict) else None
+    from runs.data import dataset_available
+
+    if data_dir is not None or not isinstance(primary, str) or dataset_available(primary, None):
+        return raw, False
+    return {**raw, **{k: fallback[k] for k in ("dataset", "model") if k in fallback}}, True
+
+
+def _stage(raw: dict, quick_table: dict, quick: bool, key: str, problems: Problems) -> dict | None:
+    """A stage table (``range_test``, ``search``) with its ``[quick]`` overrides."""
+    cls = spec.STAGES[key]
+    if key not in raw:
+        if key in quick_table:
+            problems.add(join("quick", key), f"overrides a [{key}] section the file does not have")
+        return None
+    table = dict(check_table(cls, raw[key], key, problems))
+    over = check_table(cls, quick_table.get(key, {}), join("quick", key), problems)
+    if quick:
+        for name, value in over.items():
+            merged = isinstance(value, dict) and isinstance(table.get(name), dict)
+            table[name] = {**table[name], **value} if merged else value
+    return table
+
+
+def _range_test(table: dict | None, variants: list[Variant], problems: Problems):
+    if table is None:
+        return None
+    names = [v.name for v in variants]
+    result = spec.RangeTest.from_table({"variant": names[0] if names else None, **table})
+    if names and result.variant not in names:
+        allowed = ", ".join(names)
+        problems.add(
+            "range_test.variant", f"unknown variant {result.variant!r}; allowed: {allowed}"
+        )
+    if result.start_lr >= result.end_lr:
+        problems.add(
+            "range_test",
+            f"start_lr must be below end_lr, got start_lr={result.start_lr!r}, "
+            f"end_lr={result.end_lr!r}",
+        )
+    return result
+
+
+def _search(table: dict | None, raw_variants: list, variants: list[Variant], problems: Problems):
+    if table is None:
+        for index, raw in enumerate(raw_variants):
+            if isinstance(raw, dict) and "search" in raw:
+                problems.add(f"variants[{index}].search", "needs a [search] section")
+        return None
+    check_table(spec.Train, table.get("train", {}), "search.train", problems)
+    grids = {}
+    for index, variant in enumerate(variants):
+        location = f"variants[{index}].search"
+        own = variant.search
+        _unknown(own, location, ("lr",), problems)
+        if "lr" in own and (allowed := checks.lr_grid(own["lr"])) is not None:
+            problems.add(join(location, "lr"), f"must be {allowed}, got {own['lr']!r}")
+        grid = own.get("lr", table.get("lr"))
+        if grid is None:
+            problems.add(location, "no learning-rate grid: give search.lr here or in [search]")
+        if "lr" in variant.schedules:
+            problems.add(location, "the lr of a variant with an lr schedule cannot be searched")
+        grids[variant.name] = grid
+    table = {k: v for k, v in table.items() if k != "lr"}
+    return dataclasses.replace(spec.Search.from_table(table), grids=grids)
+
+
+def parse_experiment(
+    raw: dict,
+    source: str,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    data_dir: str | None = None,
+    derived: Mapping[str, float | None] | None = None,
+) -> Experiment:
+    """Validates a parsed TOML document completely and resolves its variants.
+
+    Args:
+        raw: the document as ``tomllib`` parsed it.
+        source: the file it came from (named in errors and recorded in results).
+        quick: apply the ``[quick]`` overrides.
+        seeds: override the seeds with ``0..seeds-1``.
+        data_dir: where datasets are read from; ``[fallback]`` applies only when it is None.
+        derived: the LR range test's numbers for ``"$NAME"`` references (None: the stand-ins of
+            :data:`RANGE_TEST_VALUES`, to validate the file before the test has run).
+
+    Raises:
+        ValueError: listing every problem with its location.
+    """
+    problems = Problems()
+    _unknown(raw, "", TOP_KEYS, problems)
+    for key in ("name", "description", "runtime", "reference"):
+        if key in raw and not isinstance(raw[key], str):
+            problems.add(key, f"must be a string, got {raw[key]!r}")
+    name = raw.get("name", Path(source).stem)
+    if "name" not in raw and source.startswith("<"):  # not read from a file: no stem to take
+        problems.add("name", "required (it names the output folder)")
+    elif isinstance(name, str) and not NAME.match(name):
+        problems.add("name", f"must be {checks.folder_name(None)}, got {name!r}")
+    raw, fallback_used = _apply_fallback(raw, data_dir, problems)
+    values = derived if derived is not None else RANGE_TEST_VALUES if "range_test" in raw else None
+    raw = with_references(raw, values, problems)
+    common = {}
+    for section in LAYERED:
+        cls = spec.SECTIONS.get(section)
+        closed = cls is not None and cls.OPEN is None
+        value = raw.get(section, {})
+        if closed:
+            common[section] = check_table(cls, value, section, problems)
+        elif not isinstance(value, dict):
+            problems.add(section, f"must be a table, got {value!r}")
+            common[section] = {}
+        else:
+            common[section] = value
+    quick_table = raw.get("quick", {})
+    if not isinstance(quick_table, dict):
+        problems.add("quick", f"must be a table, got {quick_table!r}")
+        quick_table = {}
+    _unknown(quick_table, "quick", QUICK_KEYS, problems)
+    for section in ("dataset", "model", "train", "logging"):
+        if section in quick_table:
+            cls = spec.SECTIONS[section]
+            check_table(cls, quick_table[section], join("quick", section), problems)
+    seed_value = raw.get("seeds", 1)
+    if quick and "seeds" in quick_table:
+        seed_value = quick_table["seeds"]
+    for location, value in (
+        ("seeds", raw.get("seeds", 1)),
+        ("quick.seeds", quick_table.get("seeds", 1)),
+    ):
+        if (allowed := checks.seeds(value)) is not None:
+            problems.add(location, f"must be {allowed}, got {value!r}")
+    if seeds is not None:
+        if checks.positive_int(seeds) is not None:
+            problems.add("--seeds", f"must be a positive integer, got {seeds!r}")
+        seed_value = seeds
+    resolved_seeds = (
+        tuple(range(seed_value)) if isinstance(seed_value, int) else tuple(seed_value or ())
+    )
+    raw_variants = raw.get("variants")
+    if not isinstance(raw_variants, list) or not raw_variants:
+        problems.add("variants", "at least one [[variants]] table is required")
+        raw_variants = []
+    variants: list[Variant] = []
+    for index, raw_variant in enumerate(raw_variants):
+        variant = _resolve_variant(
+            index, raw_variant, common, quick_table if quick else None, problems
+        )
+        if variant is not None:
+            variants.append(variant)
+    names = [v.name for v in variants]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.add("variants", f"variant name {dup!r} is used more than once")
+    range_test = _range_test(
+        _stage(raw, quick_table, quick, "range_test", problems), variants, problems
+    )
+    search = _search(
+        _stage(raw, quick_table, quick, "search", problems), raw_variants, variants, problems
+    )
+    report = check_table(spec.Report, raw.get("report", {}), "report", problems)
+    for index, claim in enumerate(report.get("claims") or []):
+        for claimed in claimed_variants(claim) if isinstance(claim, dict) else ():
+            if claimed not in names:
+                allowed = ", ".join(names)
+                problems.add(
+                    f"report.claims[{index}]", f"unknown variant {claimed!r}; allowed: {allowed}"
+                )
+    if "reach" in report and report["reach"] not in names:
+        problems.add(
+            "report.reach", f"unknown variant {report['reach']!r}; allowed: {', '.join(names)}"
+        )
+    problems.raise_if_any(source)
+    return Experiment(
+        name=name,
+        description=raw.get("description", ""),
+        runtime=raw.get("runtime", ""),
+        seeds=resolved_seeds,
+        variants=tuple(variants),
+        source=source,
+        reference=raw.get("reference", ""),
+        range_test=range_test,
+        search=search,
+        report=spec.Report.from_table(report),
+        fallback_used=fallback_used,
+    )
+
+
+def as_toml_values(value: Any) -> Any:
+    """A copy of ``value`` with tuples as lists and mappings as dicts, as ``tomllib`` gives them."""
+    if isinstance(value, Mapping):
+        return {key: as_toml_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_toml_values(item) for item in value]
+    return value
+
+
+def document_of(experiment: Experiment) -> dict[str, Any]:
+    """A Python :class:`~runs.spec.Experiment` as a TOML document (every variant complete), to be
+    validated by :func:`parse_experiment` like a file."""
+    if not isinstance(experiment, Experiment):
+        raise TypeError(
+            f"experiment must be a runs.spec.Experiment, got {type(experiment).__name__}"
+        )
+    raw: dict[str, Any] = {"name": experiment.name, "seeds": experiment.seeds}
+    for key in ("description", "runtime", "reference"):
+        if getattr(experiment, key):
+            raw[key] = getattr(experiment, key)
+    if isinstance(raw["seeds"], tuple):
+        raw["seeds"] = list(raw["seeds"])
+    for key in spec.STAGES:
+        value = getattr(experiment, key)
+        if value is not None:
+            raw[key] = {k: v for k, v in value.to_table().items() if k != "grids"}
+    variants = []
+    for variant in experiment.variants:
+        if not isinstance(variant, Variant):
+            raise TypeError(
+                f"variants must be runs.spec.Variant objects, got {type(variant).__name__}"
+            )
+        table = variant.to_dict()
+        if variant.search:
+            table["search"] = dict(variant.search)
+        variants.append(table)
+    raw["variants"] = variants
+    return as_toml_values(raw)
+
+
+def resolve(
+    experiment: Experiment,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    data_dir: str | None = None,
+    derived: Mapping[str, float | None] | None = None,
+) -> Experiment:
+    """A Python experiment validated and resolved as a file would be (keyword arguments of
+    :func:`parse_experiment`)."""
+    source = experiment.source if experiment.source != "<python>" else f"<{experiment.name}>"
+    return parse_experiment(
+        document_of(experiment),
+        source,
+        quick=quick,
+        seeds=seeds,
+        data_dir=data_dir,
+        derived=derived,
+    )
+
+
+def load_experiment(
+    name_or_path: str,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    data_dir: str | None = None,
+    derived: Mapping[str, float | None] | None = None,
+) -> Experiment:
+    """Reads, validates and resolves a TOML experiment (a bundled name or a path); the keyword
+    arguments are those of :func:`parse_experiment`."""
+    path = find_experiment(name_or_path)
+    if path.suffix != ".toml":
+        raise ValueError(f"{name_or_path!r} is not a TOML experiment (runs.study runs it)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from None
+    return parse_experiment(
+        raw, str(path), quick=quick, seeds=seeds, data_dir=data_dir, derived=derived
+    )

@@ -1,0 +1,459 @@
+"""The experiment spec: every setting of a comparison, typed, with its default and meaning.
+
+One set of frozen dataclasses describes an experiment; each field is declared once, with its
+default, a one-line doc and its check (:func:`setting`). Two front ends build an
+:class:`Experiment`: a TOML file (``runs.load``, which layers common tables, variants and
+``[quick]`` before building these classes) and Python (construct the classes and pass them to
+``runs.run``). Both are validated by the same code (``runs.load``), generically over the fields
+declared here; the TOML reference (:func:`toml_reference`, ``docs/experiment-toml.md``) is
+generated from them too.
+
+Conventions: a field that is ``None`` is unset and absent from the table form (``to_table``),
+so a file that does not name it and one written before it existed give the same table, hence
+the same fingerprint. ``Model`` and ``Optimizer`` are open tables: a ``name`` plus the options
+passed to the model factory or the optimizer's constructor.
+
+Example (Python front end)::
+
+    >>> from runs.spec import Dataset, Experiment, Model, Optimizer, Train, Variant
+    >>> sgd = Variant(
+    ...     name="sgd",
+    ...     dataset=Dataset("mnist1d"),
+    ...     model=Model("mnist1d-mlp"),
+    ...     train=Train(batch_size=128, epochs=2),
+    ...     optimizer=Optimizer("sgd", {"lr": 0.1}),
+    ... )
+    >>> sgd.to_dict()["train"]["epochs"], sgd.to_dict()["train"]["schedule_unit"]
+    (2, 'step')
+    >>> "steps" in sgd.to_dict()["train"]  # unset: absent
+    False
+    >>> Experiment(name="mine", variants=(sgd,), seeds=2).name
+    'mine'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from runs.checks import (
+    Check,
+    Problems,
+    above_one,
+    at_least_two,
+    boolean,
+    join,
+    lr_grid,
+    names,
+    non_negative_int,
+    one_of,
+    positive_int,
+    positive_int_or_epoch,
+    positive_number,
+    table,
+    text,
+    unit_interval,
+)
+from runs.claims import claim_problem
+
+_ANY_BAD = object()  # a value no check allows: check(_ANY_BAD) is the phrase of what is allowed
+# What every evaluation measures (the trainer logs these; tables and figures read them).
+EVAL_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+# What ``[report] figure`` may name: the figure the README shows for the experiment.
+README_FIGURES = (*EVAL_METRICS, "train_loss_per_step", "schedules")
+LOSSES = ("cross_entropy",)
+
+
+def setting(doc: str, check: Check | None = None, default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its one-line ``doc`` and ``check`` (kept in ``field.metadata``)."""
+    factory = dataclasses.MISSING
+    if isinstance(default, dict | list):  # a fresh copy for each instance
+        factory, default = (lambda value=default: type(value)(value)), dataclasses.MISSING
+    return dataclasses.field(
+        default=default, default_factory=factory, metadata={"doc": doc, "check": check}
+    )
+
+
+# ---------------------------------------------------------------------- generic over sections
+def published(value: Any) -> str | None:
+    allowed = (
+        '{source = "...", metric = "test_accuracy", values = {name = number, ...}}; '
+        "metric one of " + ", ".join(EVAL_METRICS)
+    )
+    if not isinstance(value, dict) or set(value) != {"source", "metric", "values"}:
+        return allowed
+    values = value["values"]
+    ok = isinstance(value["source"], str) and value["metric"] in EVAL_METRICS
+    ok = ok and isinstance(values, dict) and values
+    ok = ok and all(positive_number(v) is None or v == 0 for v in values.values())
+    return None if ok else allowed
+
+
+class Section:
+    """Base of the tables: ``to_table`` / ``from_table`` and the per-field checks."""
+
+    OPEN: ClassVar[str | None] = None  # the field holding a table's other keys (open tables)
+    TITLE: ClassVar[str] = ""  # what the table configures, for the generated reference
+
+    def to_table(self) -> dict[str, Any]:
+        """The table form: set fields (``None`` ones left out), an open table's keys inline."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == self.OPEN:
+                out.update(value)
+            elif value is not None:
+                out[field.name] = value.to_table() if isinstance(value, Section) else value
+        return out
+
+    @classmethod
+    def known(cls) -> dict[str, dataclasses.Field]:
+        """The table keys with a declared field (an open table takes others too)."""
+        return {f.name: f for f in dataclasses.fields(cls) if f.name != cls.OPEN and f.init}
+
+    @classmethod
+    def required(cls) -> list[str]:
+        fields = cls.known().values()
+        missing = dataclasses.MISSING
+        return [f.name for f in fields if f.default is missing and f.default_factory is missing]
+
+    @classmethod
+    def from_table(cls, values: Mapping[str, Any]):
+        """The section of an already checked table (keys of an open table go to ``OPEN``)."""
+        known = cls.known()
+        kwargs = {k: v for k, v in values.items() if k in known}
+        if cls.OPEN is not None:
+            kwargs[cls.OPEN] = {k: v for k, v in values.items() if k not in known}
+        return cls(**kwargs)
+
+
+def check_table(cls: type[Section], values: Any, location: str, problems: Problems) -> dict:
+    """Adds every unknown key and refused value of a ``cls`` table to ``problems``; returns the
+    table (``{}`` when it is not one)."""
+    for key, message in field_problems(cls, values):
+        problems.add(join(location, key), message)
+    return values if isinstance(values, dict) else {}
+
+
+def field_problems(cls: type[Section], values: Any) -> list[tuple[str, str]]:
+    """``(key, message)`` for every unknown key and every value its field's check refuses."""
+    if not isinstance(values, dict):
+        return [("", f"must be a table, got {values!r}")]
+    known, out = cls.known(), []
+    for key, value in values.items():
+        if key not in known:
+            if cls.OPEN is None:
+                out.append((key, f"unknown key; allowed: {', '.join(known)}"))
+        elif (check := known[key].metadata.get("check")) and (allowed := check(value)):
+            out.append((key, f"must be {allowed}, got {value!r}"))
+    return out
+
+
+# -------------------------------------------------------------------------------- the sections
+@dataclasses.dataclass(frozen=True)
+class Dataset(Section):
+    TITLE: ClassVar[str] = "what the models train on: runs.data.load_dataset(name, ...)"
+
+    name: str = setting(
+        "mnist1d, mnist, fashion-mnist, cifar10, or a name given to runs.register_dataset", text
+    )
+    normalize: bool = setting(
+        "standardise inputs with the training split's statistics", boolean, True
+    )
+    train_examples: int | None = setting(
+        "mnist1d only: the generated training split's size [4000]", positive_int, None
+    )
+    test_examples: int | None = setting(
+        "mnist1d only: the generated test split's size [1000]", positive_int, None
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Model(Section):
+    OPEN: ClassVar[str | None] = "options"
+    TITLE: ClassVar[str] = "runs.models.build_model(name, input shape, classes, **options)"
+
+    name: str = setting("a bundled model or one given to runs.register_model", text)
+    options: dict[str, Any] = setting("the factory's keyword arguments (other keys)", default={})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Train(Section):
+    TITLE: ClassVar[str] = "the training loop (runs.trainer)"
+
+    loss: str = setting("the training loss", one_of(*LOSSES), "cross_entropy")
+    epochs: int | None = setting("passes over the training split (or steps)", positive_int, None)
+    steps: int | None = setting("updates (exactly one of epochs, steps)", positive_int, None)
+    batch_size: int = setting("examples per update", positive_int)
+    shuffle: bool = setting("reshuffle every epoch (false: batches in order)", boolean, True)
+    schedule_unit: str = setting(
+        "the schedules' clock: once per update or once per epoch", one_of("step", "epoch"), "step"
+    )
+    eval_every: int | str = setting(
+        "updates between evaluations, or once per epoch", positive_int_or_epoch, "epoch"
+    )
+    eval_train_examples: int | None = setting(
+        "training metrics on the first N examples [all]", positive_int, None
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Logging(Section):
+    TITLE: ClassVar[str] = "logging cadence (never changes the numbers)"
+
+    flush_every: int = setting("updates between host syncs of the logged values", positive_int, 50)
+    stats_every: int = setting(
+        "updates between gradient-norm / update-ratio logs", positive_int, 10
+    )
+    checkpoint_every: int = setting("updates between checkpoints", positive_int, 500)
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer(Section):
+    OPEN: ClassVar[str | None] = "hyperparameters"
+    TITLE: ClassVar[str] = "the optimizer; hyperparameters as in torch.optim"
+
+    name: str = setting(
+        "sgd adam adamw adagrad rmsprop adadelta (optim), torch.<same> (torch.optim), or a "
+        'torch.optim.Optimizer class by import path ("torch.optim.NAdam", "pkg.mod:MyOpt")',
+        text,
+    )
+    hyperparameters: dict[str, Any] = setting(
+        "the constructor's keyword arguments (other keys)", default={}
+    )
+
+    def with_values(self, **values: Any) -> Optimizer:
+        """This optimizer with ``values`` replacing (or adding) hyperparameters."""
+        return dataclasses.replace(self, hyperparameters={**self.hyperparameters, **values})
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeTest(Section):
+    TITLE: ClassVar[str] = (
+        "an LR range test before training (runs.tuning); its numbers may stand in any optimizer "
+        'or schedule value as "$NAME" or "F * $NAME": $clr_base_lr $clr_max_lr $valley '
+        "$steepest $min/10 $safe_step (1/L) $edge_step (2/L)"
+    )
+
+    variant: str | None = setting("whose model, optimizer and batches [the first]", text, None)
+    start_lr: float = setting("the sweep's first rate", positive_number, 1e-6)
+    end_lr: float = setting("the sweep's last rate", positive_number, 10.0)
+    num_iter: int = setting("updates of the sweep", at_least_two, 100)
+    sweep: str = setting("how the rate grows", one_of("exp", "linear"), "exp")
+    smoothing: float = setting("the loss's bias-corrected EMA factor", unit_interval, 0.98)
+    diverge_threshold: float = setting("stop at this multiple of the best loss", above_one, 4.0)
+    curvature_batches: int = setting(
+        "batches for the top Hessian eigenvalue L at the start (0: none)", non_negative_int, 1
+    )
+    seed: int = setting("the test's seed", non_negative_int, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Search(Section):
+    TITLE: ClassVar[str] = "a learning-rate grid search before training (runs.tuning)"
+
+    lr: list[float] | None = setting("the grid (a variant may give its own)", lr_grid, None)
+    metric: str = setting(
+        "the final value that decides (lower is better; higher for accuracies)",
+        one_of(*EVAL_METRICS),
+        "train_loss",
+    )
+    seed: int = setting("the one seed of the search runs", non_negative_int, 0)
+    train: dict[str, Any] = setting("overrides of [train] for the search runs", table, {})
+    # Resolved by runs.load, not written in a file: each variant's grid.
+    grids: dict[str, list[float]] | None = dataclasses.field(default=None, init=True)
+
+    @classmethod
+    def known(cls) -> dict[str, dataclasses.Field]:
+        return {k: f for k, f in super().known().items() if k != "grids"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Report(Section):
+    TITLE: ClassVar[str] = "what the report adds (runs.report)"
+
+    figure: str | None = setting(
+        "the README's figure: a metric, train_loss_per_step or schedules [test_accuracy]",
+        one_of(*README_FIGURES),
+        None,
+    )
+    panels: list[str] | None = setting(
+        'one panel per prefix of variant names "<prefix>.<rest>"', names, None
+    )
+    max_step: int | None = setting("the figure's x-axis limit", positive_int, None)
+    reach: str | None = setting(
+        "column: steps until the mean test accuracy first reaches this variant's final one",
+        text,
+        None,
+    )
+    early_steps: int | None = setting(
+        "column: the largest training loss of the first N updates", positive_int, None
+    )
+    published: dict | None = setting(
+        "column: a published number per variant (by name or prefix)", published, None
+    )
+    claims: list[dict] | None = setting(
+        "the reference's findings, each checked on the runs and shown with its numbers "
+        "(runs.claims)",
+        claim_problem,
+        None,
+    )
+
+
+# ------------------------------------------------------------------------------ variants, runs
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One variant: every setting it trains with (a resolved one, after layering)."""
+
+    name: str
+    dataset: Dataset
+    model: Model
+    train: Train
+    optimizer: Optimizer
+    logging: Logging = dataclasses.field(default_factory=Logging)
+    schedules: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # This variant's own search grid ({"lr": [...]}); resolved into Experiment.search.grids.
+    search: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved tables (schedules in their ``to_dict`` form); the search grid is not
+        part of it (the experiment's ``search`` holds it)."""
+        return {
+            "name": self.name,
+            "dataset": self.dataset.to_table(),
+            "model": self.model.to_table(),
+            "train": self.train.to_table(),
+            "logging": self.logging.to_table(),
+            "optimizer": self.optimizer.to_table(),
+            "schedules": schedule_tables(self.schedules),
+        }
+
+    def fingerprint(self, seed: int) -> str:
+        """Hash of everything that changes the numbers (logging cadence excluded) and the seed;
+        for a dataset registered in memory (``runs.register_dataset``), also its content, so a
+        run folder never resumes on other data under the same name."""
+        from runs.data import registered_digest
+
+        numeric = {k: v for k, v in self.to_dict().items() if k != "logging"}
+        payload: dict[str, Any] = {"variant": numeric, "seed": seed}
+        digest = registered_digest(self.dataset.name)
+        if digest is not None:  # never for the bundled datasets: their fingerprints stay
+            payload["data"] = digest
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def schedule_tables(schedules: Mapping[str, Any]) -> dict[str, Any]:
+    """``schedules`` with ``schedulers.Schedule`` objects in their ``to_dict`` form."""
+    return {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in schedules.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A comparison: its variants, seeds and stages (as given, or resolved by ``runs.load``)."""
+
+    name: str
+    variants: tuple[Variant, ...]
+    seeds: int | tuple[int, ...] = 1
+    description: str = ""
+    runtime: str = ""
+    reference: str = ""
+    range_test: RangeTest | None = None
+    search: Search | None = None
+    report: Report = dataclasses.field(default_factory=Report)
+    source: str = "<python>"  # the file it was read from
+    fallback_used: bool = False  # [fallback] replaced [dataset] and [model]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "runtime": self.runtime,
+            "reference": self.reference,
+            "seeds": list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds),
+            "source": self.source,
+            "fallback_used": self.fallback_used,
+            "range_test": None if self.range_test is None else self.range_test.to_table(),
+            "search": None if self.search is None else self.search.to_table(),
+            "report": self.report.to_table(),
+            "variants": [v.to_dict() for v in self.variants],
+        }
+
+
+LAYERS_DOC = """## Layers: `[[variants]]`, `[quick]`, `[fallback]`
+
+- `[[variants]]` (at least one): `name` (letters, digits, `- _ . +`; it names a folder), any of
+  `dataset`, `model`, `train`, `logging`, `optimizer`, `schedules` as overrides of the common
+  tables, and `search = {lr = [...]}`, the variant's own grid. Tables merge key by key; an
+  `optimizer` table naming another optimizer replaces the common one; `schedules` merge per
+  hyperparameter.
+- `[quick]` (applied by `--quick`): `seeds` and overrides of `dataset`, `model`, `train`,
+  `logging`, `range_test`, `search`, merged over both.
+- `[fallback]`: `dataset` and `model` tables that replace the common ones when the dataset needs
+  files and no `--data-dir` was given (an explicit `--data-dir` never falls back).
+"""
+
+# Top-level keys of an experiment file: (key, doc); the sections are the classes above.
+TOP_LEVEL = (
+    ("name", "the output folder's name [the file's stem]"),
+    ("description", "one line for `stepsize list`"),
+    ("runtime", "how long it takes, shown by `stepsize list`"),
+    ("reference", "what paper or framework it reproduces (markdown, shown in the README)"),
+    ("seeds", "N means seeds 0..N-1, or a list such as [0, 7] [1]"),
+)
+SECTIONS: dict[str, type[Section]] = {
+    "dataset": Dataset,
+    "model": Model,
+    "train": Train,
+    "logging": Logging,
+    "optimizer": Optimizer,
+}
+STAGES: dict[str, type[Section]] = {"range_test": RangeTest, "search": Search, "report": Report}
+
+
+def _default_text(field: dataclasses.Field) -> str:
+    if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        return "required"
+    value = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    return "unset" if value is None else json.dumps(value)
+
+
+def toml_reference() -> str:
+    """The reference of experiment files, generated from the dataclasses above (markdown)."""
+    lines = [
+        "# Experiment files (TOML)",
+        "",
+        "<!-- generated by `python -m runs.spec` from runs/spec.py; do not edit by hand -->",
+        "",
+        "| key | default | meaning | allowed |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| `{key}` | | {doc} | |" for key, doc in TOP_LEVEL]
+    tables = {**SECTIONS, "schedules": None, **STAGES}
+    for section, cls in tables.items():
+        lines += ["", f"## `[{section}]`", ""]
+        if cls is None:
+            lines.append(
+                "Any param-group key (`lr`, `momentum`, `weight_decay`, ...) -> a schedule's "
+                '`to_dict()` form, e.g. `lr = {name = "cosine_decay", learning_rate = 0.3, '
+                "decay_steps = 20}` (`schedulers.from_dict`)."
+            )
+            continue
+        lines += [cls.TITLE[:1].upper() + cls.TITLE[1:] + ".", ""]
+        lines += ["| key | default | meaning | allowed |", "|---|---|---|---|"]
+        for field in dataclasses.fields(cls):
+            doc, check = field.metadata.get("doc"), field.metadata.get("check")
+            if doc is None:
+                continue
+            key = "other keys" if field.name == cls.OPEN else f"`{field.name}`"
+            allowed = check(_ANY_BAD) if check else "any"
+            lines.append(f"| {key} | {_default_text(field)} | {doc} | {allowed} |")
+    lines += ["", LAYERS_DOC]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - writes the generated reference
+    print(toml_reference(), end="")
