@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("runs.report", "regenerate tables and figures from run directories"),
     "plot": ("runs.plot", "draw learning-rate schedules to a PNG (--bound: beside their bound)"),
     "lr-find": ("runs.lr_find", "LR range test beside the curvature estimate"),
+    "score": ("runs.score", "time-to-target scoring and performance profiles (AlgoPerf-style)"),
 }
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "optim": ("runs.bench.optim", "optimizer step() against torch.optim"),
