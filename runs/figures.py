@@ -101,10 +101,16 @@ MAX_VARIANTS_PER_PANEL = 8
 
 
 def _plot_bands(
-    ax, by_variant: dict[str, list[dict[str, Any]]], get, label=lambda v: v, log_y: bool = False
+    ax,
+    by_variant: dict[str, list[dict[str, Any]]],
+    get,
+    label=lambda v: v,
+    log_y: bool = False,
+    percent: bool = False,
 ) -> None:
     """Each variant's mean over seeds as a line, mean ± std shaded (on a log axis the band's
-    lower edge is kept above a fifth of the mean, so that it does not fall to zero).
+    lower edge is kept above a fifth of the mean, so that it does not fall to zero; a band of
+    percentages is clipped to [0, 100], where the values live).
 
     A curve that coincides with one drawn before it gets the next line style, so that both stay
     visible. When a variant with diverged runs would stretch the y-axis far beyond the others,
@@ -126,6 +132,8 @@ def _plot_bands(
         upper = mean + std
         if len(runs) > 1:
             low = np.maximum(mean - std, mean / 5) if log_y else mean - std
+            if percent:
+                low, upper = np.clip(low, 0, 100), np.clip(upper, 0, 100)
             ax.fill_between(steps, low, upper, color=line.get_color(), alpha=0.2)
             banded = True
         top = max(top, float(np.max(upper)))
@@ -192,7 +200,7 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
         for ax, panel in zip(axes[0], panels):
             if log_axis:
                 ax.set_yscale("log")
-            _plot_bands(ax, panel, get, log_y=log_axis)
+            _plot_bands(ax, panel, get, log_y=log_axis, percent=name.endswith("accuracy"))
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
             _legend(ax, len(panel))
@@ -255,7 +263,7 @@ def readme_figure(
         label = (lambda v: v) if panel is None else (lambda v: v.split(".", 1)[-1])
         if log_y:
             ax.set_yscale("log")
-        _plot_bands(ax, chosen, get, label, log_y=log_y)
+        _plot_bands(ax, chosen, get, label, log_y=log_y, percent=name.endswith("accuracy"))
         ax.set_title(f"{title}" if panel is None else f"{title}: {panel}")
         ax.set_xlabel(xlabel)
         if log_y:

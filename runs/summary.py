@@ -284,7 +284,7 @@ def write_report(experiment_dir: str | Path) -> tuple[str, list[Path]]:
     if report.get("claims"):
         extra.append(
             "The reference's findings, checked on these runs:\n\n"
-            + claims_table(results, report["claims"])
+            + claims_table(results, report["claims"]).rstrip("\n")
         )
     extra.append(_ran_on_line(results, meta))
     others = other_runs(root)

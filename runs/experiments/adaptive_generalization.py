@@ -54,7 +54,7 @@ DESCRIPTION = (
     "GD and SGD vs AdaGrad, RMSprop and Adam on Wilson et al.'s separable least-squares "
     "construction: training loss, test error and distance to the predicted limit"
 )
-RUNTIME = "about 12 s on 2 CPU cores, 18 s when they are shared (--quick: about 1.5 s)"
+RUNTIME = "about 25 s on 2 CPU cores, end to end (20 s of it computing; --quick: about 1.5 s)"
 REFERENCE = (
     'Wilson, Roelofs, Stern, Srebro & Recht, "The Marginal Value of Adaptive Gradient Methods '
     'in Machine Learning", NeurIPS 2017, §3.3: on this linearly separable least-squares '

@@ -62,7 +62,7 @@ DESCRIPTION = (
     "Adam vs AMSGrad (betas 0.9, 0.99) on Reddi et al.'s online counterexample "
     "f_t(x) = 1010x or -10x on [-1, 1], deterministic and stochastic: x_t and R_t/t"
 )
-RUNTIME = "about 45 s on 2 CPU cores, 70 s when they are shared (--quick: about 3 s)"
+RUNTIME = "about 85 s on 2 CPU cores, end to end (77 s of it computing; --quick: about 3 s)"
 REFERENCE = (
     'Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018, §5 and Figure 1: '
     "on f_t(x) = 1010x if t mod 101 = 1 else -10x over [-1, 1] (and on its stochastic version, "
