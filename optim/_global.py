@@ -16,8 +16,10 @@ complete lists instead, as *chunks*, one path deciding what a chunk is:
     one op over a buffer beats thousands of small ones);
 ``impl="flat"``
     one chunk per param group, device and dtype whose tensors live in one flat buffer (the
-    parameters' ``.data`` become views, as for ``optim._paths.Flat``); a rule that needs
-    per-tensor reductions (LDoG) gets the buffer's per-tensor views.
+    parameters' ``.data`` become views, as for ``optim._paths.Flat``).
+
+A rule that needs per-tensor values (LDoG) reduces a packed or flat chunk over its parts
+(``Chunk.segments``: one ``segment_reduce`` over the buffer when the parts are many and small).
 
 Reductions return 0-dim float64 tensors on the parameters' device and are summed over chunks
 there; the algorithm's global scalars (D-Adaptation's ``d``, DoG's ``rbar``, ...) are kept in the
@@ -42,6 +44,7 @@ from optim._paths import (
     PACK_BELOW,
     Flat,
     OwnedState,
+    Segments,
     as_real,
     views_like,
 )
@@ -59,6 +62,7 @@ class Pack(OwnedState):
         self.work = torch.empty_like(self.grad)
         self.grad_views = views_like(self.grad, params)
         self.work_views = views_like(self.work, params)
+        self.segments = Segments.of(params)
 
 
 class Chunk(NamedTuple):
@@ -69,6 +73,10 @@ class Chunk(NamedTuple):
     state: dict[str, list[Tensor]]
     positions: list[int] = []  # noqa: RUF012 (a NamedTuple default, never mutated)
     """Where each tensor's parameter stands in its param group's ``params`` (per-tensor rules)."""
+    segments: Segments | None = None
+    """For a chunk of one flat buffer (packed or ``impl="flat"``): the parameters it holds, one
+    after the other (per-tensor rules reduce over them); None for a chunk of the parameters' own
+    tensors."""
 
 
 class Work(NamedTuple):
@@ -119,10 +127,33 @@ def sum_of_squares(xs: list[Tensor]) -> Tensor:
     return (norms * norms).sum()
 
 
-def squares_per_tensor(xs: list[Tensor]) -> Tensor:
-    """[||x_i||²] as a float64 vector."""
+def squares_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:
+    """[||x_i||²] as a float64 vector: of each tensor of ``xs``, or, with ``segments``, of the
+    parts of the one flat tensor ``xs[0]`` (many small parts: one ``segment_reduce``)."""
+    if segments is not None:
+        (x,) = xs
+        if segments.many_small():
+            return torch.segment_reduce(x * x, "sum", lengths=segments.lengths).to(torch.float64)
+        xs = segments.split(x)
     norms = torch.stack(torch._foreach_norm(xs)).to(torch.float64)
     return norms * norms
+
+
+def sub_scaled_per_tensor_(
+    xs: list[Tensor], ys: list[Tensor], scales: Tensor, segments: Segments | None = None
+) -> None:
+    """x_i -= scales[i] y_i for each tensor i of the lists, or, with ``segments``, for each part
+    of the flat ``xs[0]`` and ``ys[0]`` (many small parts: the scales spread over the buffer)."""
+    if segments is not None:
+        (x,), (y,) = xs, ys
+        if segments.many_small():
+            spread = torch.repeat_interleave(
+                scales.to(x.dtype), segments.lengths, output_size=x.numel()
+            )
+            x.sub_(y * spread)
+            return
+        xs, ys = segments.split(x), segments.split(y)
+    torch._foreach_sub_(xs, torch._foreach_mul(ys, list(scales.unbind())))
 
 
 class ReducingOptimizer(RuleOptimizer):
@@ -135,11 +166,10 @@ class ReducingOptimizer(RuleOptimizer):
 
     _elementwise = False
     _counts_steps = False
-    _flat_as_views = False
-    """Hand the flat path's rules the per-tensor views of the buffer (per-tensor reductions)."""
     _packs = True
-    """Whether the default path may pack small tensors (not when the rules need per-tensor
-    values, or when the parameters must be updated in place between calls, as SLS's trials)."""
+    """Whether the default path may pack small tensors (not when the parameters must be updated
+    in place between calls, as SLS's trials); per-tensor rules reduce over a packed or flat
+    chunk's parts (``Chunk.segments``)."""
     _rule = staticmethod(lambda params, grads, steps, state: None)
 
     def __init__(
@@ -251,7 +281,7 @@ class ReducingOptimizer(RuleOptimizer):
         torch._foreach_copy_(packed.work_views, params)
         self._scatter.append((params, packed.work_views))
         state = {k: [packed.buffers[k]] for k in keys}
-        return Chunk([packed.work], [packed.grad], state, positions)
+        return Chunk([packed.work], [packed.grad], state, positions, packed.segments)
 
     def _flat_chunks(self, index, params, states, keys, kinds) -> list[Chunk]:
         layouts = self._layouts.get(index)
@@ -273,12 +303,10 @@ class ReducingOptimizer(RuleOptimizer):
         chunks = []
         for layout in layouts:
             layout.sync_grads()
-            if self._flat_as_views:
-                state = {k: layout.views[k] for k in keys}
-                chunks.append(Chunk(layout.param_views, layout.grad_views, state))
-            else:
-                state = {k: [layout.buffers[k]] for k in keys}
-                chunks.append(Chunk([layout.flat_param], [layout.flat_grad], state))
+            state = {k: [layout.buffers[k]] for k in keys}
+            chunks.append(
+                Chunk([layout.flat_param], [layout.flat_grad], state, segments=layout.segments)
+            )
         return chunks
 
     # --- step --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -261,6 +261,29 @@ class Packed(OwnedState):
         return True
 
 
+class Segments(NamedTuple):
+    """The consecutive parts of a flat buffer, one per parameter: their element counts on the
+    host and, as an int64 vector, on the buffer's device."""
+
+    sizes: list[int]
+    lengths: Tensor
+
+    @classmethod
+    def of(cls, params: list[Tensor]) -> Segments:
+        sizes = [p.numel() for p in params]
+        return cls(sizes, torch.tensor(sizes, device=params[0].device))
+
+    def many_small(self) -> bool:
+        """Whether one segmented op beats one op per part: many parts under ``PACK_BELOW``
+        elements on average (``segment_reduce`` is slow on long segments)."""
+        count = len(self.sizes)
+        return count >= PACK_AT_LEAST and sum(self.sizes) < PACK_BELOW * count
+
+    def split(self, flat: Tensor) -> list[Tensor]:
+        """The parts of ``flat`` as views."""
+        return list(flat.split(self.sizes))
+
+
 def gather(tensors: list[Tensor]) -> Tensor:
     """One flat buffer holding ``tensors`` one after the other."""
     return torch.cat([t.detach().reshape(-1) for t in tensors])
@@ -293,6 +316,7 @@ class Flat(OwnedState):
         self.flat_grad = gather([p.grad for p in params])
         self.param_views = views_like(self.flat_param, params)
         self.grad_views = views_like(self.flat_grad, params)
+        self.segments = Segments.of(params)  # for rules that reduce per tensor
         for p, param_view, grad_view in zip(params, self.param_views, self.grad_views):
             p.data = param_view
             p.grad = grad_view

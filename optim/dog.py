@@ -17,6 +17,7 @@ from optim._global import (
     Work,
     check_positive,
     squares_per_tensor,
+    sub_scaled_per_tensor_,
     sum_of_squares,
     total,
 )
@@ -34,12 +35,13 @@ def dog_statistics(
     return moved, grads
 
 
-def dog_update(chunk: Chunk, grads: list[Tensor], eta: Tensor | list[Tensor]) -> None:
-    r"""x -= eta g (``eta`` one 0-dim tensor, or one per tensor for LDoG)."""
-    if isinstance(eta, list):
-        torch._foreach_sub_(chunk.params, torch._foreach_mul(grads, eta))
-    else:
+def dog_update(chunk: Chunk, grads: list[Tensor], eta: Tensor) -> None:
+    r"""x -= eta g: ``eta`` one 0-dim tensor (DoG), or LDoG's vector of one step size per tensor
+    of the chunk."""
+    if eta.dim() == 0:
         ops.add_scaled_(chunk.params, grads, -eta)
+    else:
+        sub_scaled_per_tensor_(chunk.params, grads, eta, chunk.segments)
 
 
 class DoG(ReducingOptimizer):
@@ -107,8 +109,6 @@ class DoG(ReducingOptimizer):
             "init_eta": init_eta,
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
-        self._flat_as_views = self.per_tensor
-        self._packs = not self.per_tensor
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("init_buffer",)
@@ -131,8 +131,13 @@ class DoG(ReducingOptimizer):
         count = len(group["params"])
         if self.per_tensor:
             positions = torch.tensor([i for c in chunks for i in c.positions], device=device)
-            moved = torch.cat([squares_per_tensor(m) for m, _ in parts]).sqrt()
-            grad_sq = torch.cat([squares_per_tensor(g) for _, g in parts])
+            moved = torch.cat(
+                [squares_per_tensor(m, c.segments) for c, (m, _) in zip(chunks, parts)]
+            )
+            moved = moved.sqrt()
+            grad_sq = torch.cat(
+                [squares_per_tensor(g, c.segments) for c, (_, g) in zip(chunks, parts)]
+            )
             if first_step:
                 rbar = torch.zeros(count, dtype=torch.float64, device=device)
                 G = torch.full((count,), float(group["eps"]), dtype=torch.float64, device=device)
@@ -160,7 +165,8 @@ class DoG(ReducingOptimizer):
         group.update(rbar=rbar, G=G, eta=etas)
         for chunk, (_, grads) in zip(chunks, parts):
             if self.per_tensor:
-                dog_update(chunk, grads, [etas[i] for i in chunk.positions])
+                where = torch.tensor(chunk.positions, device=device)
+                dog_update(chunk, grads, eta[where])
             else:
                 dog_update(chunk, grads, eta)
 
