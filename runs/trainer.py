@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from runs import checkpoint as ckpt
+from runs.batches import batches, batches_per_epoch
 from runs.build import attach_schedules, make_optimizer
-from runs.data import DatasetSplits, batches, batches_per_epoch
+from runs.data import DatasetSplits
 from runs.models import build_model
 from runs.spec import Train, Variant
 from runs.tensorboard import RunLogger, flat_hparams, new_history

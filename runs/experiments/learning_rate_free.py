@@ -259,7 +259,7 @@ def train_mnist1d(
 ) -> dict[str, Any]:
     """``train["steps"]`` updates of ``method`` (the loop of ``runs.trainer.train_run``); the
     final metrics (``runs.trainer.eval_metrics``), status and per-update step sizes."""
-    from runs.data import batches_per_epoch
+    from runs.batches import batches_per_epoch
     from runs.trainer import epoch_batches, eval_metrics
 
     net = _build(model, data, seed)

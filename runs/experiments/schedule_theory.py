@@ -290,7 +290,7 @@ def _transfer_part(problem, steps: int, seeds, D: float, G: float, quick: bool) 
 def _train_mnist1d(data, shape: Any, base: float, steps: int, seed: int) -> dict[str, Any]:
     """Plain SGD on the MLP; training loss on the whole training split at ``MNIST_EVALS``
     evenly spaced steps (and at the end)."""
-    from runs.data import batches
+    from runs.batches import batches
     from runs.models import build_model
 
     torch.manual_seed(seed)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from runs import mnist1d as runs_mnist1d
-from runs.data import DATASETS, batches, batches_per_epoch, load_dataset
+from runs.batches import batches, batches_per_epoch
+from runs.data import DATASETS, load_dataset
 from runs.dataset_files import expected_files, find_dataset_files, read_cifar10_batch, read_idx
 
 # ---------------------------------------------------------------------------------------------

@@ -372,7 +372,8 @@ def test_the_figure_names_the_test_shows_the_useful_range_and_labels_the_thresho
 
 @pytest.mark.slow
 def test_mnist1d_mlp_suggestions_train_better_than_a_tenth_and_ten_times(tmp_path):
-    from runs.data import batches, load_dataset
+    from runs.batches import batches
+    from runs.data import load_dataset
     from runs.models import build_model
 
     data = load_dataset("mnist1d", cache_dir=tmp_path)
