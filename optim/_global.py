@@ -39,6 +39,7 @@ from torch import Tensor
 
 from optim._base import RuleOptimizer, _is_sparse
 from optim._paths import (
+    _GRAD,
     FAST_DTYPES,
     PACK_AT_LEAST,
     PACK_BELOW,
@@ -55,8 +56,11 @@ class Pack(OwnedState):
     (:class:`optim._paths.OwnedState`), and a gradient and a parameter buffer refilled at every
     step (the parameters keep their own storage)."""
 
-    def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
+    def __init__(
+        self, params: list[Tensor], states: list[dict], keys: tuple[str, ...], positions: list[int]
+    ) -> None:
         super().__init__(params, states, keys, counts_steps=False)
+        self.positions = positions  # where the parameters stand in their param group
         self.grad = torch.empty(sum(p.numel() for p in params), dtype=self.dtype,
                                 device=params[0].device)  # fmt: skip
         self.work = torch.empty_like(self.grad)
@@ -222,6 +226,9 @@ class ReducingOptimizer(RuleOptimizer):
     # --- chunks ------------------------------------------------------------------------------
 
     def _chunks(self, index: int, group: dict) -> list[Chunk]:
+        steady = self._steady_chunk(index, group)
+        if steady is not None:
+            return [steady]
         positions = [i for i, p in enumerate(group["params"]) if p.grad is not None]
         params = [group["params"][i] for i in positions]
         if not params:
@@ -275,13 +282,33 @@ class ReducingOptimizer(RuleOptimizer):
             return None
         packed = self._packed.get(slot)
         if packed is None or not packed.holds(params, states, keys):
-            packed = Pack(params, states, keys)
+            packed = Pack(params, states, keys, positions)
             self._packed[slot] = packed
-        torch._foreach_copy_(packed.grad_views, [p.grad for p in params])
+        packed.positions = positions
+        return self._gather(packed, params, [p.grad for p in params], positions)
+
+    def _gather(self, packed: Pack, params, grads, positions) -> Chunk:
+        """The chunk over ``packed``'s buffers, filled now (scattered back after the step)."""
+        torch._foreach_copy_(packed.grad_views, grads)
         torch._foreach_copy_(packed.work_views, params)
         self._scatter.append((params, packed.work_views))
-        state = {k: [packed.buffers[k]] for k in keys}
+        state = {k: [packed.buffers[k]] for k in packed.keys}
         return Chunk([packed.work], [packed.grad], state, positions, packed.segments)
+
+    def _steady_chunk(self, index: int, group: dict) -> Chunk | None:
+        """The common case, checked in a few passes over the group: every parameter has a dense
+        gradient and the whole group is packed as last step, its state unchanged (the
+        ``TrackedState`` count, as ``RuleOptimizer``'s packed path); None otherwise."""
+        packed = self._packed.get((index, 0))
+        params = group["params"]
+        if packed is None or len(packed.params) != len(params):
+            return None
+        grads = list(map(_GRAD, params))
+        if any(g is None or _is_sparse(g) for g in grads):
+            return None
+        if not self._still_valid(packed, params, group):
+            return None
+        return self._gather(packed, params, grads, packed.positions)
 
     def _flat_chunks(self, index, params, states, keys, kinds) -> list[Chunk]:
         layouts = self._layouts.get(index)

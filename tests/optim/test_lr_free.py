@@ -416,3 +416,37 @@ def test_many_small_tensors_packed_match_the_reference(name):
     if not sf:
         assert optimizer._packed, "the default path did not pack"
     assert relative_error(ours, ref) <= 1e-10
+
+
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptSGD", "DoG", "LDoG"])
+def test_packed_steady_steps_notice_what_changed_between_them(name):
+    """The default path skips its per-tensor checks while nothing changed (the steady state of
+    a packed group); a parameter without a gradient for a step, a state tensor replaced by one
+    with other values, and a parameter's ``.data`` replaced are each seen: the numbers equal
+    ``impl="single"``'s (which never packs) under the same events."""
+    case = next(c for c in CASES if c[0] == name)
+    _, _, kwargs, _ = case
+
+    def run(impl):
+        generator = torch.Generator().manual_seed(7)
+        params = [torch.randn(2, 1 + i % 4, dtype=torch.float64, generator=generator)
+                  .requires_grad_() for i in range(24)]  # fmt: skip
+        optimizer = getattr(optim, name)(params, impl=impl, **kwargs)
+        for t in range(40):
+            optimizer.zero_grad()
+            noisy_loss(params, t).backward()
+            if t == 10:
+                params[3].grad = None  # skipped this step
+            if t == 20:
+                state = optimizer.state[params[5]]
+                key = next(k for k, v in state.items() if torch.is_tensor(v) and v.dim() > 0)
+                state[key] = state[key] * 0.5  # a new tensor with other values
+            if t == 30:
+                params[7].data = params[7].data.clone()  # new storage, same values
+            optimizer.step()
+        return params, optimizer
+
+    single, _ = run("single")
+    packed, optimizer = run("foreach")
+    assert optimizer._packed, "the default path did not pack"
+    assert relative_error(packed, single) <= 1e-10
