@@ -20,7 +20,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # names a folder
 
 def is_positive_int(value: object) -> bool:
     """True for an ``int`` (not a ``bool``) >= 1."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return positive_int(value) is None
 
 
 def check_positive_int(name: str, value: object) -> None:

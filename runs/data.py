@@ -102,7 +102,8 @@ def load_dataset(
     if name != "mnist1d" and any(v is not None for v in sizes.values()):
         given = next(key for key, value in sizes.items() if value is not None)
         raise ValueError(
-            f"{given}: only dataset 'mnist1d' is generated at a chosen size, not {name!r}"
+            f"{given}={sizes[given]!r}: only dataset 'mnist1d' is generated at a chosen size, "
+            f"not {name!r}; leave {given} out"
         )
     if name in _REGISTERED:
         return _registered_copy(_REGISTERED[name], normalize)

@@ -164,15 +164,19 @@ def _legend(ax, entries: int) -> None:
         ax.legend(fontsize="small")
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Lays out, writes (temporary name, then rename) and closes a matplotlib figure."""
+def save_figure(fig, path: Path, *, layout: bool = True) -> Path:
+    """Lays out (unless ``layout`` is False: the caller laid it out), writes (temporary name,
+    then rename) and closes a matplotlib figure, also when writing fails."""
     import matplotlib.pyplot as plt
 
     from runs.checkpoint import atomic_write
 
-    fig.tight_layout()
-    atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
-    plt.close(fig)
+    try:
+        if layout:
+            fig.tight_layout()
+        atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+    finally:
+        plt.close(fig)
     return path
 
 

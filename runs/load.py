@@ -50,6 +50,17 @@ def _unknown(table: dict, location: str, allowed: Sequence[str], problems: Probl
             problems.add(join(location, key), f"unknown key; allowed: {', '.join(allowed)}")
 
 
+def _layer(section: str, table: Any, location: str, problems: Problems) -> dict:
+    """One layer of a layered table as written, its keys checked where they were written (the
+    optimizer's by ``check_optimizer``, once merged); ``{}`` when it is not a table."""
+    if section in spec.SECTIONS and section != "optimizer":
+        return check_table(spec.SECTIONS[section], table, location, problems)
+    if not isinstance(table, dict):
+        problems.add(location, f"must be a table, got {table!r}")
+        return {}
+    return table
+
+
 def _merge(layers: Sequence[tuple[str, dict]]) -> tuple[dict, dict[str, str]]:
     """Merges tables key by key, later layers winning; returns the table and where each key came
     from (so an error is reported at the place the user wrote the value)."""
@@ -89,12 +100,7 @@ def _resolve_variant(
     tables: dict[str, dict] = {}
     wheres: dict[str, dict[str, str]] = {}
     for section in LAYERED:
-        own = raw.get(section, {})
-        if section in spec.SECTIONS and section not in ("model", "optimizer"):
-            own = check_table(spec.SECTIONS[section], own, join(loc, section), problems)
-        elif not isinstance(own, dict):
-            problems.add(join(loc, section), f"must be a table, got {own!r}")
-            own = {}
+        own = _layer(section, raw.get(section, {}), join(loc, section), problems)
         layers = [(section, common.get(section, {})), (join(loc, section), own)]
         if quick is not None and section in QUICK_KEYS:
             layers.append((join("quick", section), quick.get(section, {})))
@@ -103,10 +109,15 @@ def _resolve_variant(
     train = tables["train"]
     if ("epochs" in train) == ("steps" in train):
         problems.add(join(loc, "train"), "give exactly one of epochs, steps")
-    for section, cls in spec.SECTIONS.items():
-        for key in cls.required():
-            if key not in tables[section] and section != "optimizer":
-                problems.add(join(loc, section), f"{key} is required")
+    missing = [
+        (section, key)
+        for section, cls in spec.SECTIONS.items()
+        for key in cls.required()
+        if key not in tables[section]
+    ]
+    for section, key in missing:
+        if section != "optimizer":  # a missing optimizer name: check_optimizer lists the names
+            problems.add(join(loc, section), f"{key} is required")
     if check_optimizer(tables["optimizer"], wheres["optimizer"], join(loc, "optimizer"), problems):
         check_schedules(
             tables["optimizer"],
@@ -116,9 +127,7 @@ def _resolve_variant(
             problems,
         )
     _check_names(tables["dataset"].get("name"), tables["model"].get("name"), loc, problems)
-    if not isinstance(name, str) or any(
-        key not in tables[s] for s, cls in spec.SECTIONS.items() for key in cls.required()
-    ):
+    if not isinstance(name, str) or missing:
         return None
     sections = {s: cls.from_table(tables[s]) for s, cls in spec.SECTIONS.items()}
     search = raw.get("search", {})
@@ -262,18 +271,7 @@ def parse_experiment(
     raw, fallback_used = _apply_fallback(raw, data_dir, problems)
     values = derived if derived is not None else RANGE_TEST_VALUES if "range_test" in raw else None
     raw = with_references(raw, values, problems)
-    common = {}
-    for section in LAYERED:
-        cls = spec.SECTIONS.get(section)
-        closed = cls is not None and cls.OPEN is None
-        value = raw.get(section, {})
-        if closed:
-            common[section] = check_table(cls, value, section, problems)
-        elif not isinstance(value, dict):
-            problems.add(section, f"must be a table, got {value!r}")
-            common[section] = {}
-        else:
-            common[section] = value
+    common = {s: _layer(s, raw.get(s, {}), s, problems) for s in LAYERED}
     quick_table = raw.get("quick", {})
     if not isinstance(quick_table, dict):
         problems.add("quick", f"must be a table, got {quick_table!r}")

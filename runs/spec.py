@@ -77,7 +77,6 @@ def setting(doc: str, check: Check | None = None, default: Any = dataclasses.MIS
     )
 
 
-# ---------------------------------------------------------------------- generic over sections
 def published(value: Any) -> str | None:
     allowed = (
         '{source = "...", metric = "test_accuracy", values = {name = number, ...}}; '
@@ -92,6 +91,7 @@ def published(value: Any) -> str | None:
     return None if ok else allowed
 
 
+# ---------------------------------------------------------------------- generic over sections
 class Section:
     """Base of the tables: ``to_table`` / ``from_table`` and the per-field checks."""
 
@@ -111,8 +111,10 @@ class Section:
 
     @classmethod
     def known(cls) -> dict[str, dataclasses.Field]:
-        """The table keys with a declared field (an open table takes others too)."""
-        return {f.name: f for f in dataclasses.fields(cls) if f.name != cls.OPEN and f.init}
+        """The table keys: the declared settings (an open table takes other keys too; a field
+        without a doc is resolved, never written in a file)."""
+        fields = dataclasses.fields(cls)
+        return {f.name: f for f in fields if f.name != cls.OPEN and "doc" in f.metadata}
 
     @classmethod
     def required(cls) -> list[str]:
@@ -264,11 +266,7 @@ class Search(Section):
     seed: int = setting("the one seed of the search runs", non_negative_int, 0)
     train: dict[str, Any] = setting("overrides of [train] for the search runs", table, {})
     # Resolved by runs.load, not written in a file: each variant's grid.
-    grids: dict[str, list[float]] | None = dataclasses.field(default=None, init=True)
-
-    @classmethod
-    def known(cls) -> dict[str, dataclasses.Field]:
-        return {k: f for k, f in super().known().items() if k != "grids"}
+    grids: dict[str, list[float]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,7 +58,7 @@ import numpy as np
 
 import optim
 import theory
-from runs.checkpoint import atomic_write
+from runs.figures import save_figure
 
 DESCRIPTION = (
     "GD at 0.5/L, 1/L, 1.9/L, 2.1/L, heavy ball and Nesterov on quadratics with kappa = 10, "
@@ -504,11 +504,7 @@ def _figure(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
     names += ["observed", "bound (implied on the gap)"]
     figure.legend(handles, names, loc="lower center", ncol=len(names), fontsize="small")
     figure.tight_layout(rect=(0, 0.07, 1, 1))
-    try:
-        atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=110))
-    finally:
-        plt.close(figure)
-    return path
+    return save_figure(figure, path, layout=False)
 
 
 def report(results: dict[str, Any], figures_dir: pathlib.Path) -> tuple[str, list[pathlib.Path]]:

@@ -44,7 +44,7 @@ import torch
 
 import schedulers
 import theory
-from runs.checkpoint import atomic_write
+from runs.figures import save_figure
 from runs.study import format_mean_std, mean_std
 
 DESCRIPTION = (
@@ -678,12 +678,7 @@ def _figure_main(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
     ax.legend(fontsize="small")
     for axis in axes:
         axis.grid(True, alpha=0.3)
-    figure.tight_layout()
-    try:
-        atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def _figure_schedules(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
@@ -717,12 +712,7 @@ def _figure_schedules(results: dict[str, Any], path: pathlib.Path) -> pathlib.Pa
         ax.set_xlabel("k")
     axes[0][0].set_ylabel("f(x_k) − f*")
     axes[0][0].legend(fontsize="small")
-    figure.tight_layout()
-    try:
-        atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def _figure_transfer(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
@@ -774,12 +764,7 @@ def _figure_transfer(results: dict[str, Any], path: pathlib.Path) -> pathlib.Pat
         ax.set_xlabel("base learning rate")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    figure.tight_layout()
-    try:
-        atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def report(results: dict[str, Any], figures_dir: pathlib.Path) -> tuple[str, list[pathlib.Path]]:
