@@ -343,7 +343,11 @@ class RuleOptimizer(Optimizer):
                 if not params:
                     continue
             compiling = torch.compiler.is_compiling()  # a user's torch.compile(step): plain lists
-            if self.impl == "foreach" and not compiling and self._packed_step(index, group, params):
+            if (
+                self.impl == "foreach"
+                and not compiling
+                and self._packed_step(index, group, params, grads)
+            ):
                 continue
             if any(map(_is_sparse, grads)):
                 sparse = next(p for p, g in zip(params, grads) if _is_sparse(g))
@@ -412,7 +416,9 @@ class RuleOptimizer(Optimizer):
             return [self.state[p] for p in params]
         return [{} for _ in params]
 
-    def _packed_step(self, index: int, group: dict, params: list[Tensor]) -> bool:
+    def _packed_step(
+        self, index: int, group: dict, params: list[Tensor], grads: list[Tensor]
+    ) -> bool:
         """The common case: the same small tensors as last step, their state still packed."""
         layouts = self._layouts.get(index)
         if not layouts or len(layouts) != 1 or not isinstance(layouts[0], Packed):
@@ -421,7 +427,6 @@ class RuleOptimizer(Optimizer):
         if not self._still_valid(packed, params, group):
             return False
         arguments = self._host_arguments(group, first_step=False)
-        grads = [p.grad for p in params]
         return packed.step(type(self)._rule, params, grads, arguments, self._reads_params(group))
 
     def _foreach_step(self, index: int, group: dict, params: list[Tensor]) -> None:
@@ -442,7 +447,11 @@ class RuleOptimizer(Optimizer):
             fast = fast and not torch.compiler.is_compiling()
             packable = fast and len(lists) == 1 and all(small) and len(ps) >= PACK_AT_LEAST
             packable = packable and self._elementwise
-            packable = packable and all(p.is_contiguous() and p.grad.is_contiguous() for p in ps)
+            packable = packable and all(
+                p.is_contiguous() and p.grad.is_contiguous()
+                and all(s[k].shape == p.shape and s[k].is_contiguous() for k in keys)
+                for p, s in zip(ps, ss)
+            )  # fmt: skip (state of another shape: torch's error from the plain lists)
             if packable and self._counts_steps:
                 # Packing needs one count for every tensor, read from host-resident counters
                 # (with capturable=True they live on the device, and nothing is packed).

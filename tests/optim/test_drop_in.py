@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import inspect
 import io
+import warnings
 
 import pytest
 import torch
@@ -22,7 +23,8 @@ from tests.optim.conftest import ours, theirs
 
 SMALL_BLOCK = 256  # the tests shrink the block so that small tensors exercise the blocked path
 SETS = {
-    "packed": [(7, 5)] * (PACK_AT_LEAST + 4),
+    # packed rounds of 2-D tensors (one multi-tensor copy) and of 1-D tensors (one torch.cat)
+    "packed": [(7, 5)] * 10 + [(9,)] * (PACK_AT_LEAST - 4),
     "blocked": [(3 * SMALL_BLOCK + 17,), (SMALL_BLOCK // 2 + 3,), (40, 9)],
     "mixed": [(SMALL_BLOCK // 2 + 3,), (6, 4), (2 * SMALL_BLOCK + 7,), (5,)],
 }
@@ -209,6 +211,24 @@ def test_parameter_data_replaced_after_the_first_step(default_case, shapes):
     (t_opt, t_params, _), (o_opt, o_params, _) = _side_by_side(name, kwargs, shapes, scenario)
     _close(o_params, t_params)
     _assert_same_state(t_opt, o_opt)
+
+
+@pytest.mark.parametrize("replaced", [0, -1], ids=["2-d", "1-d"])
+def test_parameter_data_of_another_size_fails_as_torch_does(replaced):
+    """``p.data`` replaced by a tensor of another size leaves state of the old size: torch
+    raises at the next step, and so must a packed layout (not broadcast or resize its buffers)."""
+    errors = []
+    for cls in (torch.optim.Adam, optim.Adam):
+        params = _params(SETS["packed"])
+        optimizer = cls(params, lr=0.1)
+        _train(optimizer, params, 2)
+        params[replaced].data = torch.ones(3, dtype=params[replaced].dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no resized-output warning on the way
+            with pytest.raises(RuntimeError) as error:
+                _train(optimizer, params, 1)
+        errors.append(str(error.value))
+    assert errors[0] == errors[1]
 
 
 def test_model_cast_after_the_first_step_fails_as_torch_does():
