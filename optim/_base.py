@@ -448,7 +448,8 @@ class RuleOptimizer(Optimizer):
             packable = fast and len(lists) == 1 and all(small) and len(ps) >= PACK_AT_LEAST
             packable = packable and self._elementwise
             packable = packable and all(
-                p.is_contiguous() and p.grad.is_contiguous()
+                p.is_contiguous()
+                and p.grad.is_contiguous()
                 and all(s[k].shape == p.shape and s[k].is_contiguous() for k in keys)
                 for p, s in zip(ps, ss)
             )  # fmt: skip (state of another shape: torch's error from the plain lists)

@@ -13,10 +13,12 @@ complete lists instead, as *chunks*, one path deciding what a chunk is:
     in ``optim._base``: their state lives in optimizer-owned buffers (``optimizer.state`` holds
     views, checked every step), the step gathers parameters and gradients into one buffer, runs
     the rules on it and copies the parameters back (a CPU runs a multi-tensor op as a loop, so
-    one op over a buffer beats thousands of small ones);
+    one op over a buffer beats thousands of small ones); the rules see the buffers as one chunk
+    per round of whole tensors (``optim._paths.packed_rounds``, about 256k elements), so each
+    phase runs in cache and no temporary is larger than a round;
 ``impl="flat"``
-    one chunk per param group, device and dtype whose tensors live in one flat buffer (the
-    parameters' ``.data`` become views, as for ``optim._paths.Flat``).
+    the tensors of each param group, device and dtype live in one flat buffer (the parameters'
+    ``.data`` become views, as for ``optim._paths.Flat``), seen as chunks of rounds as above.
 
 A rule that needs per-tensor values (LDoG) reduces a packed or flat chunk over its parts
 (``Chunk.segments``: one ``segment_reduce`` over the buffer when the parts are many and small).
@@ -25,7 +27,9 @@ Reductions return 0-dim float64 tensors on the parameters' device and are summed
 there; the algorithm's global scalars (D-Adaptation's ``d``, DoG's ``rbar``, ...) are kept in the
 param groups under the reference package's names, as 0-dim float64 tensors on the device after
 the first step (floats before it, as the references keep them), so ``step()`` never reads a
-value back from the device. Python's ``max``/``min`` of the references are :func:`py_max` and
+value back from the device. On the CPU the updates read them as numbers
+(``optim._ops.host_number``: host memory, not a synchronisation), as the references pass their
+floats. Python's ``max``/``min`` of the references are :func:`py_max` and
 :func:`py_min`, which treat NaN as Python does.
 """
 
@@ -47,6 +51,8 @@ from optim._paths import (
     OwnedState,
     Segments,
     as_real,
+    gather_into,
+    packed_rounds,
     views_like,
 )
 
@@ -54,19 +60,41 @@ from optim._paths import (
 class Pack(OwnedState):
     """Optimizer-owned buffers for many small tensors of one group, device and dtype: the state
     (:class:`optim._paths.OwnedState`), and a gradient and a parameter buffer refilled at every
-    step (the parameters keep their own storage)."""
+    step (the parameters keep their own storage).
+
+    The rules see the buffers as several chunks, one per round of consecutive whole tensors
+    (``optim._paths.packed_rounds``): each phase of a rule then runs over a cache-sized part
+    before the next, and its temporaries are that size, not the whole group's (on a CPU,
+    allocating and freeing temporaries of many megabytes cost page faults every step).
+    """
 
     def __init__(
         self, params: list[Tensor], states: list[dict], keys: tuple[str, ...], positions: list[int]
     ) -> None:
         super().__init__(params, states, keys, counts_steps=False)
         self.positions = positions  # where the parameters stand in their param group
-        self.grad = torch.empty(sum(p.numel() for p in params), dtype=self.dtype,
-                                device=params[0].device)  # fmt: skip
+        self.grad = torch.empty(sum(self.sizes), dtype=self.dtype, device=params[0].device)
         self.work = torch.empty_like(self.grad)
         self.grad_views = views_like(self.grad, params)
         self.work_views = views_like(self.work, params)
-        self.segments = Segments.of(params)
+        self.one_dim = all(p.dim() == 1 for p in params)
+        self.rounds = packed_rounds(self.sizes)
+        self.segments = [Segments.of(params[i:j]) for i, j, _, _ in self.rounds]
+
+    def gather(self, params: list[Tensor], grads: list[Tensor], positions: list[int]) -> list:
+        """Fill the buffers from ``params`` and ``grads``; the chunks over them, one per round."""
+        gather_into(self.grad, self.grad_views, grads, self.one_dim)
+        gather_into(self.work, self.work_views, params, self.one_dim)
+        return [
+            Chunk(
+                [self.work[begin:end]],
+                [self.grad[begin:end]],
+                {key: [self.buffers[key][begin:end]] for key in self.keys},
+                positions[i:j],
+                segments,
+            )
+            for (i, j, begin, end), segments in zip(self.rounds, self.segments)
+        ]
 
 
 class Chunk(NamedTuple):
@@ -226,9 +254,9 @@ class ReducingOptimizer(RuleOptimizer):
     # --- chunks ------------------------------------------------------------------------------
 
     def _chunks(self, index: int, group: dict) -> list[Chunk]:
-        steady = self._steady_chunk(index, group)
+        steady = self._steady_chunks(index, group)
         if steady is not None:
-            return [steady]
+            return steady
         positions = [i for i, p in enumerate(group["params"]) if p.grad is not None]
         params = [group["params"][i] for i in positions]
         if not params:
@@ -248,26 +276,23 @@ class ReducingOptimizer(RuleOptimizer):
         for i, p in enumerate(params):
             by_kind.setdefault((p.device, p.dtype), []).append(i)
         if self.impl == "flat":
-            kinds = list(by_kind.values())
-            chunks = self._flat_chunks(index, params, states, keys, kinds)
-            return [
-                c._replace(positions=[positions[i] for i in ks]) for c, ks in zip(chunks, kinds)
-            ]
+            kinds = [[positions[i] for i in indices] for indices in by_kind.values()]
+            return self._flat_chunks(index, params, states, keys, list(by_kind.values()), kinds)
         chunks = []
         for number, indices in enumerate(by_kind.values()):
             ps = [params[i] for i in indices]
             ss = [states[i] for i in indices]
             where = [positions[i] for i in indices]
-            packed = self._packed_chunk((index, number), ps, ss, keys, where)
+            packed = self._packed_chunks((index, number), ps, ss, keys, where)
             if packed is not None:
-                chunks.append(packed)
+                chunks.extend(packed)
                 continue
             state = {k: as_real([s[k] for s in ss]) for k in keys}
             chunks.append(Chunk(as_real(ps), as_real([p.grad for p in ps]), state, where))
         return chunks
 
-    def _packed_chunk(self, slot, params, states, keys, positions) -> Chunk | None:
-        """The chunk over packed buffers (gathered now, scattered after the step), or None."""
+    def _packed_chunks(self, slot, params, states, keys, positions) -> list[Chunk] | None:
+        """The chunks over packed buffers (gathered now, scattered after the step), or None."""
         if not self._packs or len(params) < PACK_AT_LEAST:
             self._packed.pop(slot, None)
             return None
@@ -287,15 +312,12 @@ class ReducingOptimizer(RuleOptimizer):
         packed.positions = positions
         return self._gather(packed, params, [p.grad for p in params], positions)
 
-    def _gather(self, packed: Pack, params, grads, positions) -> Chunk:
-        """The chunk over ``packed``'s buffers, filled now (scattered back after the step)."""
-        torch._foreach_copy_(packed.grad_views, grads)
-        torch._foreach_copy_(packed.work_views, params)
+    def _gather(self, packed: Pack, params, grads, positions) -> list[Chunk]:
+        """The chunks over ``packed``'s buffers, filled now (scattered back after the step)."""
         self._scatter.append((params, packed.work_views))
-        state = {k: [packed.buffers[k]] for k in packed.keys}
-        return Chunk([packed.work], [packed.grad], state, positions, packed.segments)
+        return packed.gather(params, grads, positions)
 
-    def _steady_chunk(self, index: int, group: dict) -> Chunk | None:
+    def _steady_chunks(self, index: int, group: dict) -> list[Chunk] | None:
         """The common case, checked in a few passes over the group: every parameter has a dense
         gradient and the whole group is packed as last step, its state unchanged (the
         ``TrackedState`` count, as ``RuleOptimizer``'s packed path); None otherwise."""
@@ -310,7 +332,9 @@ class ReducingOptimizer(RuleOptimizer):
             return None
         return self._gather(packed, params, grads, packed.positions)
 
-    def _flat_chunks(self, index, params, states, keys, kinds) -> list[Chunk]:
+    def _flat_chunks(self, index, params, states, keys, kinds, positions) -> list[Chunk]:
+        """The chunks over each kind's flat buffers, one per round of whole tensors (as
+        :class:`Pack`'s); ``positions``: where each kind's parameters stand in the group."""
         layouts = self._layouts.get(index)
         valid = layouts is not None and len(layouts) == len(kinds)
         if valid:
@@ -328,12 +352,19 @@ class ReducingOptimizer(RuleOptimizer):
                 layouts.append(Flat(ps, [states[i] for i in indices], keys, counts_steps=False))
             self._layouts[index] = layouts
         chunks = []
-        for layout in layouts:
+        for layout, where in zip(layouts, positions):
             layout.sync_grads()
-            state = {k: [layout.buffers[k]] for k in keys}
-            chunks.append(
-                Chunk([layout.flat_param], [layout.flat_grad], state, segments=layout.segments)
-            )
+            for (i, j, begin, end), segments in zip(layout.rounds, layout.round_segments):
+                state = {k: [layout.buffers[k][begin:end]] for k in keys}
+                chunks.append(
+                    Chunk(
+                        [layout.flat_param[begin:end]],
+                        [layout.flat_grad[begin:end]],
+                        state,
+                        where[i:j],
+                        segments,
+                    )
+                )
         return chunks
 
     # --- step --------------------------------------------------------------------------------

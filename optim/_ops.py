@@ -7,6 +7,13 @@ torch.optim's foreach path passes it, so results are bitwise torch's, low precis
 given as a 0-dim tensor on the device (CUDA ``capturable=True``, or the compiled flat path, which
 passes every hyperparameter as a tensor so a new value never recompiles) is applied by tensor
 broadcasting. Neither form reads a device tensor's value, so nothing here synchronises.
+
+A 0-dim tensor on the host (the global scalars of the learning-rate-free optimizers, ``d`` or
+``eta``, computed on the CPU) is read as a number by :func:`host_number` in eager code: reading
+host memory is not a synchronisation, and a number goes into the op's ``alpha=``/``value=``
+argument, as the reference packages pass their Python floats, instead of a broadcast product that
+allocates a temporary the size of the tensors (on a CPU, allocating and freeing those cost more
+than the arithmetic: Prodigy's step on 2M elements spent about 40% of its time in them).
 """
 
 from __future__ import annotations
@@ -16,6 +23,20 @@ from torch import Tensor
 
 Scalar = float | Tensor
 TensorList = list[Tensor]
+
+
+def host_number(value):
+    """``value``, or its number if it is a 0-dim tensor on the host (a list: each item), outside
+    ``torch.compile`` (a compiled rule keeps tensors, so a new value never recompiles)."""
+    if torch.compiler.is_compiling():
+        return value
+    if isinstance(value, list):
+        return [host_number(v) for v in value] if value and _on_host(value[0]) else value
+    return value.item() if _on_host(value) else value
+
+
+def _on_host(value) -> bool:
+    return isinstance(value, Tensor) and value.device.type == "cpu" and value.dim() == 0
 
 
 def in_dtype_of(value, xs: TensorList):
@@ -82,26 +103,27 @@ def scalar_pow(base: Scalar, exponents: TensorList) -> TensorList:
 
 def mul_(xs: TensorList, factor: Scalar) -> None:
     """``x *= factor`` for every x (``factor`` a scalar or one 0-dim tensor per x)."""
-    torch._foreach_mul_(xs, in_dtype_of(factor, xs))
+    torch._foreach_mul_(xs, in_dtype_of(host_number(factor), xs))
 
 
 def add_(xs: TensorList, term) -> None:
     """``x += term`` for every x (``term`` a scalar or one 0-dim tensor per x)."""
-    torch._foreach_add_(xs, in_dtype_of(term, xs))
+    torch._foreach_add_(xs, in_dtype_of(host_number(term), xs))
 
 
 def add(xs: TensorList, term) -> TensorList:
     """New list ``x + term``."""
-    return list(torch._foreach_add(xs, in_dtype_of(term, xs)))
+    return list(torch._foreach_add(xs, in_dtype_of(host_number(term), xs)))
 
 
 def div_(xs: TensorList, divisor) -> None:
     """``x /= divisor`` for every x (``divisor`` a scalar or one 0-dim tensor per x)."""
-    torch._foreach_div_(xs, in_dtype_of(divisor, xs))
+    torch._foreach_div_(xs, in_dtype_of(host_number(divisor), xs))
 
 
 def add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> TensorList:
     """New list ``x + scale * y`` (a sparse x is added last: sparse + dense is undefined)."""
+    scale = host_number(scale)
     if xs and xs[0].is_sparse:
         return list(torch._foreach_add(torch._foreach_mul(ys, scale), xs))
     if isinstance(scale, Tensor):
@@ -111,6 +133,7 @@ def add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> TensorList:
 
 def add_scaled_(xs: TensorList, ys: TensorList, scale: Scalar) -> None:
     """``x += scale * y`` for every pair."""
+    scale = host_number(scale)
     if isinstance(scale, Tensor):
         torch._foreach_add_(xs, torch._foreach_mul(ys, in_dtype_of(scale, ys)))
     else:
@@ -124,6 +147,7 @@ def lerp_(xs: TensorList, ys: TensorList, weight: Scalar) -> None:
     has no inductor lowering, so under ``torch.compile`` it would run eagerly and split the fused
     kernel (torch.lerp rounds differently only for weights >= 0.5, by an ulp).
     """
+    weight = host_number(weight)
     if isinstance(weight, Tensor):
         add_scaled_(xs, list(torch._foreach_sub(ys, xs)), weight)
     else:
@@ -132,6 +156,7 @@ def lerp_(xs: TensorList, ys: TensorList, weight: Scalar) -> None:
 
 def addcmul_(xs: TensorList, ys: TensorList, zs: TensorList, value: Scalar) -> None:
     """``x += value * y * z`` for every triple."""
+    value = host_number(value)
     if isinstance(value, Tensor):
         torch._foreach_add_(
             xs, torch._foreach_mul(torch._foreach_mul(ys, zs), in_dtype_of(value, xs))
@@ -152,6 +177,7 @@ def addcdiv_(xs: TensorList, numerators: TensorList, denominators: TensorList, v
     tensor, or a list with one 0-dim tensor per x. A tensor value scales the numerators (it never
     divides), so a zero value leaves ``x`` unchanged.
     """
+    value = host_number(value)
     if on_device(value):
         scaled = torch._foreach_mul(numerators, in_dtype_of(value, xs))
         torch._foreach_addcdiv_(xs, scaled, denominators)

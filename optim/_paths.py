@@ -200,6 +200,20 @@ class OwnedState:
         return not self.step_views or _identical(_entries(states, "step"), self.step_views)
 
 
+def packed_rounds(sizes: list[int]) -> list[tuple[int, int, int, int]]:
+    """Consecutive whole tensors of these sizes, grouped into rounds of about ``BLOCK //
+    PACKED_ROUNDS_PER_BLOCK`` elements: (first tensor, end tensor, first element, end element)."""
+    rounds = []
+    first = start = filled = 0
+    limit = max(1, BLOCK // PACKED_ROUNDS_PER_BLOCK)
+    for i, size in enumerate(sizes):
+        filled += size
+        if filled >= limit or i == len(sizes) - 1:
+            rounds.append((first, i + 1, start, start + filled))
+            first, start, filled = i + 1, start + filled, 0
+    return rounds
+
+
 class Packed(OwnedState):
     """Optimizer-owned flat state for many small, contiguous, real tensors of one device and dtype.
 
@@ -217,16 +231,7 @@ class Packed(OwnedState):
     def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
         counts_steps = bool(states) and "step" in states[0]
         super().__init__(params, states, keys, counts_steps)
-        sizes = self.sizes
-        # Rounds: (first tensor, end tensor, first element, end element) of consecutive tensors.
-        self.rounds: list[tuple[int, int, int, int]] = []
-        first = start = filled = 0
-        limit = max(1, BLOCK // PACKED_ROUNDS_PER_BLOCK)
-        for i, size in enumerate(sizes):
-            filled += size
-            if filled >= limit or i == len(sizes) - 1:
-                self.rounds.append((first, i + 1, start, start + filled))
-                first, start, filled = i + 1, start + filled, 0
+        self.rounds = packed_rounds(self.sizes)
         largest = max(end - begin for _, _, begin, end in self.rounds)
         self.grad = torch.empty(largest, dtype=self.dtype, device=params[0].device)
         self.work = torch.empty_like(self.grad)  # the parameters, or the update to add to them
@@ -341,7 +346,9 @@ class Flat(OwnedState):
         self.flat_grad = gather([p.grad for p in params])
         self.param_views = views_like(self.flat_param, params)
         self.grad_views = views_like(self.flat_grad, params)
-        self.segments = Segments.of(params)  # for rules that reduce per tensor
+        # the learning-rate-free rules see the buffer in rounds (see optim._global.Pack)
+        self.rounds = packed_rounds([p.numel() for p in params])
+        self.round_segments = [Segments.of(params[i:j]) for i, j, _, _ in self.rounds]
         for p, param_view, grad_view in zip(params, self.param_views, self.grad_views):
             p.data = param_view
             p.grad = grad_view

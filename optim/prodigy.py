@@ -94,8 +94,8 @@ def prodigy_update(
     """
     params, state = chunk.params, chunk.state
     denominators = torch._foreach_sqrt(state["exp_avg_sq"])
-    # a list of the 0-dim tensor: _foreach_add_ with one tensor reads its value on the host
-    torch._foreach_add_(denominators, [d * eps] * len(denominators))
+    # one 0-dim tensor per x: _foreach_add_ given a single tensor would read it on the host
+    ops.add_(denominators, [d * eps] * len(denominators))
     if decoupled_decay and ops.may_be_nonzero(weight_decay):
         ops.add_scaled_(params, params, -weight_decay * dlr)
     if beta1 > 0:

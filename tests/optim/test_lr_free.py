@@ -15,6 +15,7 @@ import torch
 
 import optim
 import schedulers as S
+from optim import _paths
 from tests.optim.conftest import IMPLS, relative_error
 from tests.optim.test_no_sync import FailOnHostSync
 
@@ -390,10 +391,15 @@ PACKED = ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG",
           "SGDScheduleFree", "AdamWScheduleFree"]  # fmt: skip
 
 
+@pytest.mark.parametrize("rounds", ["one-round", "many-rounds"])
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
 @pytest.mark.parametrize("name", PACKED)
-def test_many_small_tensors_packed_match_the_reference(name):
-    """40 small tensors of 3 to 15 elements: the default path packs them (LDoG reduces over
-    the packed buffer's segments); still the package's numbers."""
+def test_many_small_tensors_packed_match_the_reference(name, impl, rounds, monkeypatch):
+    """40 small tensors of 3 to 15 elements: the default path packs them, the flat path holds
+    them in one buffer (LDoG reduces over the buffer's segments); with rounds shrunk to about 16
+    elements the rules see each buffer as several chunks. Still the package's numbers."""
+    if rounds == "many-rounds":
+        monkeypatch.setattr(_paths, "BLOCK", 16 * _paths.PACKED_ROUNDS_PER_BLOCK)
     case = next(c for c in CASES if c[0] == name)
     _, reference, kwargs, _ = case
     sf = name in SCHEDULE_FREE
@@ -412,9 +418,15 @@ def test_many_small_tensors_packed_match_the_reference(name):
         return params, optimizer
 
     ref, _ = run(lambda gs: reference(gs, **kwargs))
-    ours, optimizer = run(lambda gs: getattr(optim, name)(gs, **kwargs))
+    ours, optimizer = run(lambda gs: getattr(optim, name)(gs, impl=impl, **kwargs))
     if not sf:
-        assert optimizer._packed, "the default path did not pack"
+        if impl == "foreach":
+            buffers = list(optimizer._packed.values())
+        else:
+            buffers = [layout for kinds in optimizer._layouts.values() for layout in kinds]
+        rounds_per_buffer = [len(buffer.rounds) for buffer in buffers]
+        assert rounds_per_buffer, "no packed or flat buffer"
+        assert (min(rounds_per_buffer) > 1) == (rounds == "many-rounds"), rounds_per_buffer
     assert relative_error(ours, ref) <= 1e-10
 
 
