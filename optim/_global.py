@@ -179,10 +179,7 @@ def sub_scaled_per_tensor_(
     if segments is not None:
         (x,), (y,) = xs, ys
         if segments.many_small():
-            spread = torch.repeat_interleave(
-                scales.to(x.dtype), segments.lengths, output_size=x.numel()
-            )
-            x.sub_(y * spread)
+            x.sub_(y * segments.spread(scales.to(x.dtype)))
             return
         xs, ys = segments.split(x), segments.split(y)
     torch._foreach_sub_(xs, torch._foreach_mul(ys, list(scales.unbind())))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -282,12 +282,16 @@ class Packed(OwnedState):
         return True
 
 
-class Segments(NamedTuple):
+class Segments:
     """The consecutive parts of a flat buffer, one per parameter: their element counts on the
     host and, as an int64 vector, on the buffer's device."""
 
-    sizes: list[int]
-    lengths: Tensor
+    __slots__ = ("_part_of_element", "lengths", "sizes")
+
+    def __init__(self, sizes: list[int], lengths: Tensor) -> None:
+        self.sizes = sizes
+        self.lengths = lengths
+        self._part_of_element: Tensor | None = None
 
     @classmethod
     def of(cls, params: list[Tensor]) -> Segments:
@@ -303,6 +307,16 @@ class Segments(NamedTuple):
     def split(self, flat: Tensor) -> list[Tensor]:
         """The parts of ``flat`` as views."""
         return list(flat.split(self.sizes))
+
+    def spread(self, values: Tensor) -> Tensor:
+        """One value per part, repeated over the part's elements: ``values[part of element]``
+        (the part of each element is computed once and kept)."""
+        if self._part_of_element is None:
+            parts = torch.arange(len(self.sizes), device=self.lengths.device, dtype=torch.int32)
+            self._part_of_element = torch.repeat_interleave(
+                parts, self.lengths, output_size=sum(self.sizes)
+            )
+        return values.index_select(0, self._part_of_element)
 
 
 def gather(tensors: list[Tensor]) -> Tensor:
