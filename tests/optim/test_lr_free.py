@@ -395,9 +395,11 @@ PACKED = ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG",
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
 @pytest.mark.parametrize("name", PACKED)
 def test_many_small_tensors_packed_match_the_reference(name, impl, rounds, monkeypatch):
-    """40 small tensors of 3 to 15 elements: the default path packs them, the flat path holds
-    them in one buffer (LDoG reduces over the buffer's segments); with rounds shrunk to about 16
-    elements the rules see each buffer as several chunks. Still the package's numbers."""
+    """Small tensors in two groups, 30 of 3 to 15 elements (sizes alternate) and 20 of 12: the
+    default path packs them, the flat path holds them in one buffer, LDoG reduces over the
+    buffer's parts (segment_reduce for the first group, one 2-D view per run of equal sizes for
+    the second); with rounds shrunk to about 16 elements the rules see each buffer as several
+    chunks. Still the package's numbers."""
     if rounds == "many-rounds":
         monkeypatch.setattr(_paths, "BLOCK", 16 * _paths.PACKED_ROUNDS_PER_BLOCK)
     case = next(c for c in CASES if c[0] == name)
@@ -406,8 +408,9 @@ def test_many_small_tensors_packed_match_the_reference(name, impl, rounds, monke
 
     def run(make):
         generator = torch.Generator().manual_seed(5)
-        params = [torch.randn(3, 1 + i % 5, dtype=torch.float64, generator=generator)
-                  .requires_grad_() for i in range(40)]  # fmt: skip
+        shapes = [(3, 1 + i % 5) for i in range(30)] + [(3, 4)] * 20
+        params = [torch.randn(shape, dtype=torch.float64, generator=generator).requires_grad_()
+                  for shape in shapes]  # fmt: skip
         optimizer = make([{"params": params[:30]}, {"params": params[30:]}])
         if sf:
             optimizer.train()
