@@ -53,6 +53,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optim import _ops as ops
+from optim import _paths
 from optim._paths import (
     FAST_DTYPES,
     PACK_AT_LEAST,
@@ -550,8 +551,19 @@ class RuleOptimizer(Optimizer):
             rule = self._compiled()
         else:
             arguments = self._host_arguments(group, first_step)
-        state = {key: [flat] for key, flat in layout.buffers.items()}
-        call_rule(rule, [layout.flat_param], [layout.flat_grad], steps, state, arguments)
+        if self.compile or not self._elementwise:
+            state = {key: [flat] for key, flat in layout.buffers.items()}
+            call_rule(rule, [layout.flat_param], [layout.flat_grad], steps, state, arguments)
+            return
+        # Eager: the rule over one cache-sized block of the buffers at a time, as the blocked
+        # default path (every op over a block before the next; temporaries a block in size).
+        size, block_size = layout.flat_param.numel(), _paths.BLOCK
+        for start in range(0, size, block_size):
+            block = slice(start, min(start + block_size, size))
+            state = {key: [flat[block]] for key, flat in layout.buffers.items()}
+            call_rule(
+                rule, [layout.flat_param[block]], [layout.flat_grad[block]], steps, state, arguments
+            )
 
     def _compiled(self) -> Callable[..., None]:
         """The rule compiled for this optimizer's buffers, for any later size too.
