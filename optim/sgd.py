@@ -10,6 +10,7 @@ from torch import Tensor
 
 from optim import _ops as ops
 from optim._base import RuleOptimizer, _number, check_nonnegative
+from optim._paths import PACK_BELOW
 
 
 def sgd_update(
@@ -86,6 +87,7 @@ class SGD(RuleOptimizer):
     _rule = staticmethod(sgd_update)
     _counts_steps = False
     _supports_sparse = True
+    _pack_below = PACK_BELOW  # a rule of one to three ops: packing loses from 40k elements on
 
     def __init__(
         self,

@@ -490,6 +490,24 @@ def test_the_parameter_sets_drive_each_strategy(monkeypatch):
     assert calls["packed"] == 0  # the blocked set is not packed
 
 
+@pytest.mark.parametrize(("name", "kwargs", "packs"), [
+    ("Adam", {"lr": 0.01}, True), ("Adadelta", {"lr": 0.5}, True),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, False),
+])  # fmt: skip
+def test_mid_size_tensors_pack_for_rules_of_several_ops(name, kwargs, packs):
+    """White-box: tensors between ``PACK_BELOW`` and a class's ``_pack_below`` are packed for a
+    rule of several ops (measured faster) and left to the blocked lists for SGD; torch's numbers
+    either way."""
+    shapes = [(_paths.PACK_BELOW + 5,)] * PACK_AT_LEAST
+    (t_opt, t_params, _), (o_opt, o_params, _) = _side_by_side(
+        name, kwargs, shapes, lambda opt, ps: _train(opt, ps, 4), dtype=torch.float32
+    )
+    layouts = o_opt._layouts.get(0) or []
+    assert any(isinstance(layout, _paths.Packed) for layout in layouts) == packs, layouts
+    _close(o_params, t_params, rtol=1e-5)
+    _assert_same_state(t_opt, o_opt, rtol=1e-5)
+
+
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 def test_a_copied_optimizer_keeps_its_path_and_continues_as_torch(impl, how):
