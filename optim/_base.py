@@ -60,6 +60,7 @@ from optim._paths import (
     Flat,
     OwnedState,
     Packed,
+    _identical,
     blocked_rounds,
     call_rule,
 )
@@ -344,12 +345,15 @@ class RuleOptimizer(Optimizer):
         for index, group in enumerate(self.param_groups):
             params = group["params"]
             grads = [p.grad for p in params]
+            compiling = torch.compiler.is_compiling()  # a user's torch.compile(step): plain lists
+            steady_flat = self.impl == "flat" and not compiling
+            if steady_flat and self._steady_flat_step(index, group, grads):
+                continue  # (every gradient the layout's own view: none is None or sparse)
             if any(g is None for g in grads):
                 params = [p for p, g in zip(params, grads) if g is not None]
                 grads = [g for g in grads if g is not None]
                 if not params:
                     continue
-            compiling = torch.compiler.is_compiling()  # a user's torch.compile(step): plain lists
             if (
                 self.impl == "foreach"
                 and not compiling
@@ -435,6 +439,21 @@ class RuleOptimizer(Optimizer):
             return False
         arguments = self._host_arguments(group, first_step=False)
         return packed.step(type(self)._rule, params, grads, arguments, self._reads_params(group))
+
+    def _steady_flat_step(self, index: int, group: dict, grads: list[Tensor]) -> bool:
+        """The flat path's common case: every parameter of the group laid out as last step and
+        every gradient still the layout's own view (dense by construction), so neither the
+        sparse check nor a gradient copy is needed. False (nothing done) otherwise."""
+        layouts = self._layouts.get(index)
+        if not layouts or len(layouts) != 1 or not isinstance(layouts[0], Flat):
+            return False
+        layout = layouts[0]
+        if not _identical(grads, layout.grad_views):
+            return False
+        if not self._still_valid(layout, group["params"], group):
+            return False
+        self._run_flat(group, layout, first_step=False)
+        return True
 
     def _foreach_step(self, index: int, group: dict, params: list[Tensor]) -> None:
         states = self._states(group, params)

@@ -413,10 +413,14 @@ class Flat(OwnedState):
         self.last_values: dict[str, Any] = {}
 
     def params_hold(self, params: list[Tensor]) -> bool:
-        """Whether these are the parameters laid out here, still views into the flat buffer."""
-        if not super().params_hold(params):
+        """Whether these are the parameters laid out here, still views into the flat buffer: the
+        same objects at the same addresses and sizes (a ``.data`` of another dtype would have
+        another address, so the dtype needs no check of its own)."""
+        if not _identical(params, self.params):
             return False
-        return list(map(Tensor.data_ptr, params)) == self.param_pointers
+        if list(map(Tensor.data_ptr, params)) != self.param_pointers:
+            return False
+        return list(map(Tensor.numel, params)) == self.sizes
 
     def sync_grads(self) -> None:
         """Make every ``p.grad`` the view into the flat gradient buffer (copying a new one in)."""
