@@ -14,16 +14,18 @@ one of the paths in ``optim._paths``:
     eager paths on every shape, by two execution strategies that give the same numbers: large
     tensors are updated a cache-sized block at a time (every op of the rule over one block before
     the next, so memory is streamed about once instead of once per op), and many small tensors
-    keep their state in optimizer-owned flat buffers, gathered and applied with one multi-tensor
-    copy and one multi-tensor add (float32 and float64; other dtypes run torch's op sequence
-    unchanged, bitwise equal to torch's foreach path).
+    (a group of 16 or more, each under ``_pack_below`` elements) keep their state in
+    optimizer-owned flat buffers, gathered and applied round by round with one ``torch.cat`` or
+    multi-tensor copy and one multi-tensor add (float32 and float64; other dtypes run torch's op
+    sequence unchanged, bitwise equal to torch's foreach path).
 ``impl="single"`` (``foreach=False``)
     one parameter at a time: the readable reference, torch's for-loop path.
 ``impl="flat"`` (``fused=True`` or ``compile=True``)
     the parameters themselves move into one buffer per param group, device and dtype (their
     ``.data`` become views), the layout that ``compile=True`` fuses into a single kernel with
-    ``torch.compile``. The layout is checked before every step and rebuilt from the current
-    tensors when anything was replaced; a parameter without a gradient runs that group on the
+    ``torch.compile`` (eager, the rule runs over one cache-sized block of the buffers at a
+    time). The layout is checked before every step and rebuilt from the current tensors when
+    anything was replaced; a parameter without a gradient runs that group on the
     foreach path. What it cannot hide is in its name: a parameter's ``.data`` is a view into a
     larger buffer, so ``torch.save(module.state_dict())`` writes the whole buffer. Opt in for
     speed with many small tensors or a compiled kernel; the default never needs a caveat.
