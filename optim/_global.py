@@ -35,6 +35,8 @@ floats. Python's ``max``/``min`` of the references are :func:`py_max` and
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -44,6 +46,7 @@ from torch import Tensor
 from optim._base import RuleOptimizer, _is_sparse
 from optim._paths import (
     _GRAD,
+    _LAYOUT,
     FAST_DTYPES,
     PACK_AT_LEAST,
     PACK_BELOW,
@@ -323,8 +326,10 @@ class ReducingOptimizer(RuleOptimizer):
         if packed is None or len(packed.params) != len(params):
             return None
         grads = list(map(_GRAD, params))
-        if any(g is None or _is_sparse(g) for g in grads):
+        if any(map(operator.is_, grads, itertools.repeat(None))):
             return None
+        if any(map(operator.is_not, map(_LAYOUT, grads), itertools.repeat(torch.strided))):
+            return None  # a sparse gradient (C-level passes: this runs every step)
         if not self._still_valid(packed, params, group):
             return None
         return self._gather(packed, params, grads, packed.positions)

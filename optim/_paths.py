@@ -49,6 +49,7 @@ streams the user's gradients and parameters (separate allocations) besides the r
 
 _DTYPE = operator.attrgetter("dtype")
 _GRAD = operator.attrgetter("grad")
+_LAYOUT = operator.attrgetter("layout")
 
 FAST_DTYPES = (torch.float32, torch.float64)
 """Blocking and packing are used for these; other dtypes run torch's foreach sequence unchanged,
