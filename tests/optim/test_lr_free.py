@@ -395,7 +395,7 @@ PACKED = ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG",
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
 @pytest.mark.parametrize("name", PACKED)
 def test_many_small_tensors_packed_match_the_reference(name, impl, rounds, monkeypatch):
-    """Small tensors in two groups, 30 of 3 to 15 elements (sizes alternate) and 20 of 12: the
+    """Small tensors in two groups, 30 of 3 to 15 elements (sizes alternate) and 20 1-D of 12: the
     default path packs them, the flat path holds them in one buffer, LDoG reduces over the
     buffer's parts (segment_reduce for the first group, one 2-D view per run of equal sizes for
     the second); with rounds shrunk to about 16 elements the rules see each buffer as several
@@ -408,7 +408,7 @@ def test_many_small_tensors_packed_match_the_reference(name, impl, rounds, monke
 
     def run(make):
         generator = torch.Generator().manual_seed(5)
-        shapes = [(3, 1 + i % 5) for i in range(30)] + [(3, 4)] * 20
+        shapes = [(3, 1 + i % 5) for i in range(30)] + [(12,)] * 20  # 2-D, then 1-D (cat)
         params = [torch.randn(shape, dtype=torch.float64, generator=generator).requires_grad_()
                   for shape in shapes]  # fmt: skip
         optimizer = make([{"params": params[:30]}, {"params": params[30:]}])
