@@ -84,7 +84,9 @@ class Pack(OwnedState):
         self.rounds = packed_rounds(self.sizes)
         self.segments = [Segments.of(params[i:j]) for i, j, _, _ in self.rounds]
 
-    def gather(self, params: list[Tensor], grads: list[Tensor], positions: list[int]) -> list:
+    def gather(
+        self, params: list[Tensor], grads: list[Tensor], positions: list[int]
+    ) -> list[Chunk]:
         """Fill the buffers from ``params`` and ``grads``; the chunks over them, one per round."""
         gather_into(self.grad, self.grad_views, grads, self.one_dim)
         gather_into(self.work, self.work_views, params, self.one_dim)

@@ -415,8 +415,10 @@ class Flat(OwnedState):
 
     def params_hold(self, params: list[Tensor]) -> bool:
         """Whether these are the parameters laid out here, still views into the flat buffer: the
-        same objects at the same addresses and sizes (a ``.data`` of another dtype would have
-        another address, so the dtype needs no check of its own)."""
+        same objects at the same addresses and sizes. A ``.data`` of another dtype (``.double()``,
+        ``.to(...)``) is a new tensor at another address, so the dtype has no pass of its own; a
+        ``.data`` reinterpreting the same bytes in place (``p.data.view(torch.int32)``) is the one
+        replacement not noticed."""
         if not _identical(params, self.params):
             return False
         if list(map(Tensor.data_ptr, params)) != self.param_pointers:
