@@ -47,10 +47,10 @@ from typing import Any
 import numpy as np
 
 from runs.build import attach_schedules, make_optimizer
+from runs.checks import folder_name
 
 SEARCH_KINDS = ("log_uniform", "uniform", "choice")
 SUBMISSION_KEYS = ("name", "description", "optimizer", "schedules", "hyperparameters", "search")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _REFERENCE = re.compile(r"^\s*(?:([-+0-9.eE]+)\s*\*\s*)?\$([A-Za-z_][A-Za-z0-9_]*)\s*$")
 BUDGET = "budget"
 
@@ -134,10 +134,9 @@ class Submission:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise ValueError(
-                f"Submission.name must be letters, digits and - _ . +, got name={self.name!r}"
-            )
+        allowed = folder_name(self.name)
+        if allowed is not None:
+            raise ValueError(f"Submission.name must be {allowed}, got name={self.name!r}")
         where = f"submission {self.name!r}"
         for field in ("optimizer", "schedules", "hyperparameters", "search"):
             value = getattr(self, field)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,12 +28,12 @@ from typing import Any
 import torch
 
 from runs.build import attach_schedules, make_optimizer
+from runs.checks import folder_name
 
 SOURCES = ("mnist1d", "theory")
 MNIST1D_METRICS = {"test_accuracy": "max", "test_loss": "min"}  # metric -> better direction
 THEORY_METRICS = {"gap": "min"}
 THEORY_PROBLEMS = ("quadratic", "logistic")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +76,9 @@ class Workload:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise ValueError(
-                f"Workload.name must be letters, digits and - _ . +, got name={self.name!r}"
-            )
+        allowed = folder_name(self.name)
+        if allowed is not None:
+            raise ValueError(f"Workload.name must be {allowed}, got name={self.name!r}")
         where = f"workload {self.name!r}"
         if self.source not in SOURCES:
             raise ValueError(f"{where}: source={self.source!r}; allowed: {', '.join(SOURCES)}")

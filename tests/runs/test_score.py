@@ -4,6 +4,7 @@ refusal of bad submissions."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -14,7 +15,7 @@ from runs import score_profiles as P
 from runs.cli import main
 from runs.score import plan, summarize
 from runs.score_submissions import Submission, load_submissions, sample_points
-from runs.score_workloads import Workload, problem_of, train_to_target
+from runs.score_workloads import WORKLOADS, Workload, problem_of, train_to_target
 
 INF = math.inf
 
@@ -254,3 +255,11 @@ def test_workload_and_submission_errors_name_the_field_and_what_is_allowed():
         Submission("s", {"name": "sgd"}, hyperparameters={"momentum": 0.9})
     with pytest.raises(ValueError, match=r"search\.lr has no value in hyperparameters"):
         Submission("s", {"name": "sgd"}, search={"lr": {"uniform": [0.1, 1]}})
+
+
+def test_submission_and_workload_names_are_folder_names():
+    """A name becomes a folder: anything but letters, digits and - _ . + is refused, naming it."""
+    with pytest.raises(ValueError, match=r"Submission\.name must be .*got name='bad name'"):
+        Submission(name="bad name", optimizer={"name": "sgd"})
+    with pytest.raises(ValueError, match=r"Workload\.name must be .*got name='a/b'"):
+        dataclasses.replace(WORKLOADS[0], name="a/b")
