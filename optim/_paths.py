@@ -21,6 +21,7 @@ calls the same rule; they differ only in which tensors they hand it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 from collections.abc import Callable, Iterable
@@ -401,9 +402,6 @@ class Flat(OwnedState):
         self.flat_grad = gather([p.grad for p in params])
         self.param_views = views_like(self.flat_param, params)
         self.grad_views = views_like(self.flat_grad, params)
-        # the learning-rate-free rules see the buffer in rounds (see optim._global.Pack)
-        self.rounds = packed_rounds([p.numel() for p in params])
-        self.round_segments = [Segments.of(params[i:j]) for i, j, _, _ in self.rounds]
         for p, param_view, grad_view in zip(params, self.param_views, self.grad_views):
             p.data = param_view
             p.grad = grad_view
@@ -412,6 +410,17 @@ class Flat(OwnedState):
         self.count = 0.0  # the host's copy of the step count, set by the optimizer
         self.hyperparameter_tensors: dict[str, Tensor] = {}
         self.last_values: dict[str, Any] = {}
+
+    @functools.cached_property
+    def rounds(self) -> list[tuple[int, int, int, int]]:
+        """The buffer in rounds of whole tensors, as the learning-rate-free rules see it (see
+        ``optim._global.Pack``)."""
+        return packed_rounds(self.sizes)
+
+    @functools.cached_property
+    def round_segments(self) -> list[Segments]:
+        """Each round's parts, one per parameter."""
+        return [Segments.of(self.params[i:j]) for i, j, _, _ in self.rounds]
 
     def params_hold(self, params: list[Tensor]) -> bool:
         """Whether these are the parameters laid out here, still views into the flat buffer: the
