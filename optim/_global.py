@@ -215,9 +215,12 @@ class ReducingOptimizer(RuleOptimizer):
         foreach: bool | None = None,
     ) -> None:
         defaults = {**defaults, "foreach": foreach}
+        super().__init__(params, defaults, impl=impl, compile=False)
+
+    def _reset_caches(self) -> None:
+        super()._reset_caches()  # (also after copy.deepcopy or unpickling)
         self._packed: dict[tuple[int, int], Pack] = {}
         self._scatter: list[tuple[list[Tensor], list[Tensor]]] = []
-        super().__init__(params, defaults, impl=impl, compile=False)
 
     def _reads_params(self, group: dict) -> bool:
         return True

@@ -465,3 +465,37 @@ def test_packed_steady_steps_notice_what_changed_between_them(name):
     packed, optimizer = run("foreach")
     assert optimizer._packed, "the default path did not pack"
     assert relative_error(packed, single) <= 1e-10
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", PACKED)
+def test_a_copied_optimizer_continues_as_the_reference(name, impl, how):
+    """Ours copied after 30 steps (``copy.deepcopy`` or a pickle round trip, with its
+    parameters) keeps stepping, and gives the uncopied reference package's numbers (the copy
+    rebuilds its packed and flat layouts from the copied state; some references, as
+    ``dog.DoG``, cannot step after a copy themselves)."""
+    import pickle
+
+    def duplicate(obj):
+        return copy.deepcopy(obj) if how == "deepcopy" else pickle.loads(pickle.dumps(obj))
+
+    case = next(c for c in CASES if c[0] == name)
+    _, reference, kwargs, _ = case
+    sf = name in SCHEDULE_FREE
+    results = []
+    for copies, make in ((False, reference), (True, getattr(optim, name))):
+        generator = torch.Generator().manual_seed(3)
+        params = [torch.randn(2, 3, dtype=torch.float64, generator=generator).requires_grad_()
+                  for _ in range(_paths.PACK_AT_LEAST + 4)]  # fmt: skip
+        optimizer = make(params, **kwargs, **({"impl": impl} if copies else {}))
+        if sf:
+            optimizer.train()
+        for t in range(60):
+            if copies and t == 30:
+                params, optimizer = duplicate((params, optimizer))
+            optimizer.zero_grad()
+            noisy_loss(params, t).backward()
+            optimizer.step()
+        results.append(params)
+    assert relative_error(results[1], results[0]) <= 1e-10
