@@ -47,6 +47,7 @@ from optim._base import RuleOptimizer, _is_sparse
 from optim._paths import (
     _GRAD,
     _LAYOUT,
+    BLOCK,
     FAST_DTYPES,
     PACK_AT_LEAST,
     PACK_BELOW,
@@ -164,16 +165,16 @@ def sum_of_squares(xs: list[Tensor]) -> Tensor:
     return (norms * norms).sum()
 
 
-def squares_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:
-    """[||x_i||²] as a float64 vector: of each tensor of ``xs``, or, with ``segments``, of the
-    parts of the one flat tensor ``xs[0]`` (many small parts: one reduction over the buffer)."""
+def norms_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:
+    """[||x_i||] as a float64 vector: of each tensor of ``xs``, or, with ``segments``, of the
+    parts of the one flat tensor ``xs[0]`` (one reduction over the buffer, see
+    ``Segments.norm_per_part``). Norms in the tensors' dtype, as the references' ``p.norm()``."""
     if segments is not None:
         (x,) = xs
         if segments.many_small():
-            return segments.sum_per_part(x * x).to(torch.float64)
+            return segments.norm_per_part(x).to(torch.float64)
         xs = segments.split(x)
-    norms = torch.stack(torch._foreach_norm(xs)).to(torch.float64)
-    return norms * norms
+    return torch.stack(torch._foreach_norm(xs)).to(torch.float64)
 
 
 def sub_scaled_per_tensor_(
@@ -221,9 +222,30 @@ class ReducingOptimizer(RuleOptimizer):
         super()._reset_caches()  # (also after copy.deepcopy or unpickling)
         self._packed: dict[tuple[int, int], Pack] = {}
         self._scatter: list[tuple[list[Tensor], list[Tensor]]] = []
+        self._scratch_buffers: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
     def _reads_params(self, group: dict) -> bool:
         return True
+
+    # --- temporaries -------------------------------------------------------------------------
+
+    def scratch_like(self, chunk: Chunk) -> Tensor | None:
+        """A reused buffer shaped like ``chunk``'s one flat parameter tensor (a packed or flat
+        round), for a rule's temporary over it; None for a chunk of the parameters' own tensors
+        or one larger than ``BLOCK``. Valid until the next call: a rule reduces it at once.
+
+        On a CPU, allocating and freeing a temporary of a megabyte or more costs page faults at
+        every step (glibc returns such memory to the system), more than the arithmetic on it.
+        """
+        if chunk.segments is None or chunk.params[0].numel() > BLOCK:
+            return None
+        x = chunk.params[0]
+        key = (x.device, x.dtype)
+        buffer = self._scratch_buffers.get(key)
+        if buffer is None or buffer.numel() < x.numel():
+            buffer = torch.empty(x.numel(), dtype=x.dtype, device=x.device)
+            self._scratch_buffers[key] = buffer
+        return buffer[: x.numel()].view_as(x)
 
     # --- global scalars ----------------------------------------------------------------------
 

@@ -330,25 +330,29 @@ class Segments:
         than ``segment_reduce`` and an ``index_select`` spread over the elements."""
         return len(self.runs) <= MAX_RUNS
 
-    def sum_per_part(self, flat: Tensor) -> Tensor:
-        """The sum of each part of ``flat``, in its dtype."""
+    def norm_per_part(self, flat: Tensor) -> Tensor:
+        """The Euclidean norm of each part of ``flat``, in its dtype (with few runs, one
+        ``vector_norm`` over the rows of each run: no temporary the size of ``flat``)."""
         if not self.few_runs():
-            return torch.segment_reduce(flat, "sum", lengths=self.lengths)
-        sums = [
-            flat[begin : begin + (end - first) * length].view(end - first, length).sum(1)
+            return torch.segment_reduce(flat * flat, "sum", lengths=self.lengths).sqrt()
+        norms = [
+            torch.linalg.vector_norm(
+                flat[begin : begin + (end - first) * length].view(end - first, length), dim=1
+            )
             for first, end, begin, length in self.runs
         ]
-        return sums[0] if len(sums) == 1 else torch.cat(sums)
+        return norms[0] if len(norms) == 1 else torch.cat(norms)
 
     def sub_scaled_(self, x: Tensor, y: Tensor, scales: Tensor) -> None:
-        """``x -= scales[i] * y`` over each part i of the flat ``x`` and ``y``."""
+        """``x -= scales[i] * y`` over each part i of the flat ``x`` and ``y`` (with few runs, one
+        ``addcmul_`` per run: no temporary the size of ``x``)."""
         if not self.few_runs():
             x.sub_(y * self.spread(scales))
             return
         for first, end, begin, length in self.runs:
             span = slice(begin, begin + (end - first) * length)
             rows = (end - first, length)
-            x[span].view(rows).sub_(y[span].view(rows) * scales[first:end, None])
+            x[span].view(rows).addcmul_(y[span].view(rows), scales[first:end, None], value=-1)
 
     def spread(self, values: Tensor) -> Tensor:
         """One value per part, repeated over the part's elements: ``values[part of element]``

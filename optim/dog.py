@@ -16,7 +16,7 @@ from optim._global import (
     ReducingOptimizer,
     Work,
     check_positive,
-    squares_per_tensor,
+    norms_per_tensor,
     sub_scaled_per_tensor_,
     sum_of_squares,
     total,
@@ -24,15 +24,31 @@ from optim._global import (
 
 
 def dog_statistics(
-    chunk: Chunk, *, first_step: bool, weight_decay: float
+    chunk: Chunk, *, first_step: bool, weight_decay: float, scratch: Tensor | None = None
 ) -> tuple[list[Tensor], list[Tensor]]:
     r"""What DoG measures on one chunk: (x on the first step, else x - x_0; the gradients g +
-    weight_decay x). Their squared norms, summed (DoG) or per tensor (LDoG), give rbar and G."""
+    weight_decay x). Their norms, over the group (DoG) or per tensor (LDoG), give rbar and G.
+    ``scratch``: where to write x - x_0 for a chunk of one flat tensor (reused, see
+    ``ReducingOptimizer.scratch_like``)."""
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if weight_decay > 0:
         grads = ops.add_scaled(grads, params, weight_decay)
-    moved = params if first_step else list(torch._foreach_sub(params, state["init_buffer"]))
+    if first_step:
+        moved = params
+    elif scratch is not None:
+        moved = [torch.sub(params[0], state["init_buffer"][0], out=scratch)]
+    else:
+        moved = list(torch._foreach_sub(params, state["init_buffer"]))
     return moved, grads
+
+
+def _index(positions: list[int], device: torch.device) -> slice | Tensor:
+    """Positions in a param group as an index: a slice when they are consecutive (every
+    parameter has a gradient, the common case), else an int64 tensor."""
+    first, count = positions[0], len(positions)
+    if positions[-1] - first == count - 1 and positions == list(range(first, first + count)):
+        return slice(first, first + count)
+    return torch.tensor(positions, device=device)
 
 
 def dog_update(chunk: Chunk, grads: list[Tensor], eta: Tensor) -> None:
@@ -126,31 +142,41 @@ class DoG(ReducingOptimizer):
         device = chunks[0].params[0].device
         first_step = group.get("rbar") is None
         lr = self.number_or_tensor(group["lr"], device)
-        parts = [dog_statistics(c, first_step=first_step, weight_decay=group["weight_decay"])
-                 for c in chunks]  # fmt: skip
+        parts = []  # per chunk: the gradients, and ||x - x0||, ||g|| (per tensor or squared sum)
+        for c in chunks:
+            moved, grads = dog_statistics(
+                c, first_step=first_step, weight_decay=group["weight_decay"],
+                scratch=self.scratch_like(c),
+            )  # fmt: skip
+            if self.per_tensor:
+                parts.append(
+                    (
+                        grads,
+                        norms_per_tensor(moved, c.segments),
+                        norms_per_tensor(grads, c.segments),
+                    )
+                )
+            else:
+                parts.append((grads, sum_of_squares(moved), sum_of_squares(grads)))
         count = len(group["params"])
         if self.per_tensor:
-            positions = torch.tensor([i for c in chunks for i in c.positions], device=device)
-            moved = torch.cat(
-                [squares_per_tensor(m, c.segments) for c, (m, _) in zip(chunks, parts)]
-            )
-            moved = moved.sqrt()
-            grad_sq = torch.cat(
-                [squares_per_tensor(g, c.segments) for c, (_, g) in zip(chunks, parts)]
-            )
+            positions = _index([i for c in chunks for i in c.positions], device)
+            moved = torch.cat([m for _, m, _ in parts])
+            grad_norms = torch.cat([g for _, _, g in parts])
+            grad_sq = grad_norms * grad_norms
             if first_step:
                 rbar = torch.zeros(count, dtype=torch.float64, device=device)
                 G = torch.full((count,), float(group["eps"]), dtype=torch.float64, device=device)
-                rbar = rbar.index_put((positions,), group["reps_rel"] * (1 + moved))
+                rbar[positions] = group["reps_rel"] * (1 + moved)
             else:
-                rbar, G = group["rbar"], group["G"]
-                rbar = rbar.index_put((positions,), torch.maximum(rbar[positions], moved))
-            G = G.index_put((positions,), G[positions] + grad_sq)
+                rbar, G = group["rbar"].clone(), group["G"].clone()
+                rbar[positions] = torch.maximum(rbar[positions], moved)
+            G[positions] = G[positions] + grad_sq
             eta = lr * rbar / torch.sqrt(G)
             etas = list(eta.unbind())
         else:
-            moved = total([sum_of_squares(m) for m, _ in parts], device).sqrt()
-            grad_sq = total([sum_of_squares(g) for _, g in parts], device)
+            moved = total([m for _, m, _ in parts], device).sqrt()
+            grad_sq = total([g for _, _, g in parts], device)
             if first_step:
                 rbar = group["reps_rel"] * (1 + moved)
                 G = grad_sq + group["eps"]
@@ -163,10 +189,9 @@ class DoG(ReducingOptimizer):
             eta = eta * 0 + group["init_eta"]
             etas = list(eta.unbind()) if self.per_tensor else [eta] * count
         group.update(rbar=rbar, G=G, eta=etas)
-        for chunk, (_, grads) in zip(chunks, parts):
+        for chunk, (grads, _, _) in zip(chunks, parts):
             if self.per_tensor:
-                where = torch.tensor(chunk.positions, device=device)
-                dog_update(chunk, grads, eta[where])
+                dog_update(chunk, grads, eta[_index(chunk.positions, device)])
             else:
                 dog_update(chunk, grads, eta)
 
