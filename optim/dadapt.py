@@ -183,9 +183,10 @@ class DAdaptSGD(ReducingOptimizer):
                 if active(item.group)
                 for chunk in item.chunks
             ]
-            last = self.param_groups[-1]
-            last["g0_norm"] = total(squares, device).sqrt()
-        g0_norm = self.scalar(self.param_groups[-1], "g0_norm", device)
+            self.param_groups[-1]["g0_norm"] = total(squares, device).sqrt()
+        # The package's loop variable: the last group on the first step, the first one after
+        # (the same value, unless a group was added since: then the first group's, as there).
+        g0_norm = self.scalar(self.param_groups[-1 if k == 0 else 0], "g0_norm", device)
         dlr = d * lr / g0_norm
         numerators, squares = [], []
         for item in work:

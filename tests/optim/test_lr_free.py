@@ -499,3 +499,52 @@ def test_a_copied_optimizer_continues_as_the_reference(name, impl, how):
             optimizer.step()
         results.append(params)
     assert relative_error(results[1], results[0]) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", PACKED)
+def test_a_param_group_added_during_training(name, impl):
+    """``add_param_group`` after 3 steps: the package's numbers where the package can step
+    afterwards (D-Adaptation SGD reads its first-step norm from the first group then); DoG's
+    package cannot (KeyError 'init_buffer'), and ours runs the new group as a fresh DoG, its
+    step size its own (per group), so it equals a second optimizer started on it then."""
+    case = next(c for c in CASES if c[0] == name)
+    _, reference, kwargs, _ = case
+    sf = name in SCHEDULE_FREE
+
+    def run(*makers):
+        """``makers``: (make, at step, its params' slice); one optimizer per maker, or one
+        optimizer given the later slices by add_param_group if a maker is None."""
+        generator = torch.Generator().manual_seed(4)
+        params = [torch.randn(2, 3, dtype=torch.float64, generator=generator).requires_grad_()
+                  for _ in range(4)]  # fmt: skip
+        optimizers = []
+        for t in range(12):
+            for make, start, part in makers:
+                if t != start:
+                    continue
+                if make is None:
+                    optimizers[0].add_param_group({"params": params[part]})
+                else:
+                    optimizers.append(make(params[part], **kwargs))
+                    if sf:
+                        optimizers[-1].train()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
+            noisy_loss(params, t).backward()
+            for optimizer in optimizers:
+                optimizer.step()
+        return params
+
+    ours = run(
+        (lambda ps, **kw: getattr(optim, name)(ps, impl=impl, **kw), 0, slice(0, 2)),
+        (None, 3, slice(2, 4)),
+    )
+    if name in {"DoG", "LDoG"}:
+        expected = run(
+            (lambda ps, **kw: getattr(optim, name)(ps, impl="single", **kw), 0, slice(0, 2)),
+            (lambda ps, **kw: getattr(optim, name)(ps, impl="single", **kw), 3, slice(2, 4)),
+        )
+    else:
+        expected = run((reference, 0, slice(0, 2)), (None, 3, slice(2, 4)))
+    assert relative_error(ours, expected) <= 1e-10
