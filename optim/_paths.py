@@ -162,7 +162,7 @@ class OwnedState:
         self.buffers: dict[str, Tensor] = {}
         self.views: dict[str, list[Tensor]] = {}
         for key in keys:
-            self.buffers[key] = gather([s[key] for s in states])
+            self.buffers[key] = gather([s[key] for s in states], like=params)
             self.views[key] = views_like(self.buffers[key], params)
             for s, view in zip(states, self.views[key]):
                 s[key] = view
@@ -365,9 +365,15 @@ class Segments:
         return values.index_select(0, self._part_of_element)
 
 
-def gather(tensors: list[Tensor]) -> Tensor:
-    """One flat buffer holding ``tensors`` one after the other."""
-    return torch.cat([t.detach().reshape(-1) for t in tensors])
+def gather(tensors: list[Tensor], like: list[Tensor] | None = None) -> Tensor:
+    """One flat buffer holding ``tensors`` one after the other, each part laid out in memory as
+    its tensor of ``like`` (default: ``tensors``) is, see :func:`views_like`."""
+    like = tensors if like is None else like
+    if all(t.is_contiguous() for t in like):
+        return torch.cat([t.detach().reshape(-1) for t in tensors])
+    flat = torch.empty(sum(t.numel() for t in like), dtype=tensors[0].dtype, device=like[0].device)
+    torch._foreach_copy_(views_like(flat, like), [t.detach() for t in tensors])
+    return flat
 
 
 def gather_into(flat: Tensor, views: list[Tensor], tensors: list[Tensor], one_dim: bool) -> None:
@@ -380,12 +386,27 @@ def gather_into(flat: Tensor, views: list[Tensor], tensors: list[Tensor], one_di
 
 
 def views_like(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
-    """Views into ``flat`` shaped like each of ``like``, one after the other."""
+    """Views into ``flat`` shaped like each of ``like``, one after the other, each with its
+    tensor's strides when those fill its part densely (``channels_last``, a transpose), so a
+    memory format survives the move into a buffer; row-major otherwise."""
     views, offset = [], 0
     for t in like:
-        views.append(flat[offset : offset + t.numel()].view_as(t))
+        part = flat[offset : offset + t.numel()]
+        strides = None if t.is_contiguous() else dense_strides(t)
+        views.append(part.view_as(t) if strides is None else part.as_strided(t.shape, strides))
         offset += t.numel()
     return views
+
+
+def dense_strides(t: Tensor) -> tuple[int, ...] | None:
+    """``t``'s strides if its elements fill one block of memory without gaps or overlaps, in
+    some order of its dimensions (row-major, ``channels_last``, a transpose); else None."""
+    expected = 1
+    for stride, size in sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1):
+        if stride != expected:
+            return None
+        expected *= size
+    return t.stride()
 
 
 class Flat(OwnedState):
@@ -403,7 +424,7 @@ class Flat(OwnedState):
         self, params: list[Tensor], states: list[dict], keys: tuple[str, ...], counts_steps: bool
     ) -> None:
         self.flat_param = gather(params)
-        self.flat_grad = gather([p.grad for p in params])
+        self.flat_grad = gather([p.grad for p in params], like=params)
         self.param_views = views_like(self.flat_param, params)
         self.grad_views = views_like(self.flat_grad, params)
         for p, param_view, grad_view in zip(params, self.param_views, self.grad_views):

@@ -9,6 +9,7 @@ tensors (packed state), one tensor larger than a block (blocked), and a mix of s
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import io
 import warnings
@@ -270,9 +271,11 @@ def test_model_moved_to_new_storage_after_the_first_step_keeps_training():
     _close(runs[1], runs[0], rtol=1e-6)
 
 
-def test_channels_last_parameters_keep_their_memory_format():
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+def test_channels_last_parameters_keep_their_memory_format(impl):
+    """On every path, the flat one included (its views take the parameter's strides)."""
     results = []
-    for cls in (torch.optim.Adam, optim.Adam):
+    for cls in (torch.optim.Adam, functools.partial(optim.Adam, impl=impl)):
         torch.manual_seed(0)
         conv = torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
         optimizer = cls(conv.parameters(), lr=0.01)

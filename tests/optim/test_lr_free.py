@@ -548,3 +548,32 @@ def test_a_param_group_added_during_training(name, impl):
     else:
         expected = run((reference, 0, slice(0, 2)), (None, 3, slice(2, 4)))
     assert relative_error(ours, expected) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", PACKED)
+def test_channels_last_parameters_keep_their_memory_format(name, impl):
+    """A channels_last convolution trained beside 20 small layers (packed, or one flat buffer):
+    its weight stays channels_last on every path, and the numbers are the package's."""
+    case = next(c for c in CASES if c[0] == name)
+    _, reference, kwargs, _ = case
+    sf = name in SCHEDULE_FREE
+    data = torch.randn(4, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    results = []
+    for make in (reference, lambda ps, **kw: getattr(optim, name)(ps, impl=impl, **kw)):
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(2, 3, 3).double().to(memory_format=torch.channels_last)
+        heads = torch.nn.ModuleList(torch.nn.Linear(3, 3).double() for _ in range(20))
+        optimizer = make([*conv.parameters(), *heads.parameters()], **kwargs)
+        if sf:
+            optimizer.train()
+        for _ in range(8):
+            optimizer.zero_grad()
+            out = conv(data).mean((2, 3))
+            for head in heads:
+                out = out + 0.1 * torch.tanh(head(out))
+            out.pow(2).sum().backward()
+            optimizer.step()
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        results.append([p.detach().clone() for p in [*conv.parameters(), *heads.parameters()]])
+    assert relative_error(results[1], results[0]) <= 1e-10
