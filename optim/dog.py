@@ -132,6 +132,58 @@ class DoG(ReducingOptimizer):
     def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
         return p.detach().clone(memory_format=torch.preserve_format)
 
+    def _ensure_state(self, group: dict, params: list[Tensor], states: list[dict]) -> list[bool]:
+        """As the package, x_0 belongs to the group (``group["init_buffer"]``, one tensor per
+        parameter, set on the first step): a parameter whose state lacks it (``optimizer.state``
+        reset, or a checkpoint of the package loaded) takes its x_0 from there, not from its
+        current value."""
+        saved = group.get("init_buffer")
+        if saved is not None and len(saved) == len(group["params"]):
+            positions: dict[int, int] | None = None
+            for p, state in zip(params, states):
+                if "init_buffer" not in state:
+                    if positions is None:
+                        positions = {id(q): i for i, q in enumerate(group["params"])}
+                    x0 = saved[positions[id(p)]].detach()
+                    state["init_buffer"] = x0.to(p.device, p.dtype).clone(
+                        memory_format=torch.preserve_format
+                    )
+        return super()._ensure_state(group, params, states)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``; a checkpoint of the package loads too (its
+        ``state["_first_step"]`` flag, not a parameter's state, is implied here by the group's
+        ``rbar``; its x_0 is the groups' ``init_buffer``, see :meth:`_ensure_state`)."""
+        state = state_dict.get("state", {})
+        if "_first_step" in state:
+            rest = {key: value for key, value in state.items() if key != "_first_step"}
+            state_dict = {**state_dict, "state": rest}
+        super().load_state_dict(state_dict)
+
+    def _keep_x0_in_group(self, group: dict, chunks: list[Chunk]) -> None:
+        """``group["init_buffer"]``: x_0 of every parameter of the group, as the package keeps
+        it, the state's own tensors (x_0 held once; a parameter without state yet keeps its
+        value at the group's first step). Rebuilt when a layout moved the state (probed at the
+        first parameter of each chunk: a layout replaces all of its views at once)."""
+        params, saved = group["params"], group.get("init_buffer")
+        if (
+            saved is not None
+            and len(saved) == len(params)
+            and all(
+                saved[i] is self.state[params[i]].get("init_buffer")
+                for i in (c.positions[0] for c in chunks)
+            )
+        ):
+            return
+        group["init_buffer"] = [
+            entry["init_buffer"]
+            if (entry := self.state.get(p)) and "init_buffer" in entry
+            else (
+                saved[i] if saved is not None and len(saved) == len(params) else p.detach().clone()
+            )
+            for i, p in enumerate(params)
+        ]
+
     def _update(self, work: list[Work]) -> None:
         for item in work:
             if item.chunks:
@@ -189,6 +241,7 @@ class DoG(ReducingOptimizer):
             eta = eta * 0 + group["init_eta"]
             etas = list(eta.unbind()) if self.per_tensor else [eta] * count
         group.update(rbar=rbar, G=G, eta=etas)
+        self._keep_x0_in_group(group, chunks)
         for chunk, (grads, _, _) in zip(chunks, parts):
             if self.per_tensor:
                 dog_update(chunk, grads, eta[_index(chunk.positions, device)])

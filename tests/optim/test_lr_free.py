@@ -131,8 +131,13 @@ def test_global_estimate_matches_the_reference(name):
         assert a["k"] == b["k"] == 50
 
 
-@pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam", "DAdaptSGD", "DAdaptAdaGrad"])
-def test_a_reference_state_dict_loads_and_training_continues_identically(name):
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    "name", ["Prodigy", "DAdaptAdam", "DAdaptSGD", "DAdaptAdaGrad", "DoG", "LDoG"]
+)
+def test_a_reference_state_dict_loads_and_training_continues_identically(name, impl):
+    """A checkpoint of the package loads into ours (DoG's x_0 is in its param groups, as the
+    package keeps it) and the next 30 steps are the package's."""
     case = next(c for c in CASES if c[0] == name)
     _, reference, kwargs, second = case
     params = make_params()
@@ -142,7 +147,7 @@ def test_a_reference_state_dict_loads_and_training_continues_identically(name):
         noisy_loss(params, t).backward()
         ref.step()
     mine = [p.detach().clone().requires_grad_() for p in params]
-    ours = getattr(optim, name)(groups(mine, second), **kwargs)
+    ours = getattr(optim, name)(groups(mine, second), impl=impl, **kwargs)
     ours.load_state_dict(copy.deepcopy(ref.state_dict()))
     for t in range(30, 60):
         for opt, ps in ((ref, params), (ours, mine)):
@@ -576,4 +581,31 @@ def test_channels_last_parameters_keep_their_memory_format(name, impl):
             optimizer.step()
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
         results.append([p.detach().clone() for p in [*conv.parameters(), *heads.parameters()]])
+    assert relative_error(results[1], results[0]) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", PACKED)
+def test_a_reset_state_continues_as_the_reference(name, impl):
+    """``optimizer.state`` emptied after 20 steps (``.clear()``): each package then starts its
+    per-parameter state again (DoG's packages keep x_0 in the param group, so nothing is lost
+    there), and so does ours, on every path, the packed one included."""
+    case = next(c for c in CASES if c[0] == name)
+    _, reference, kwargs, _ = case
+    sf = name in SCHEDULE_FREE
+    results = []
+    for make in (reference, lambda ps, **kw: getattr(optim, name)(ps, impl=impl, **kw)):
+        generator = torch.Generator().manual_seed(6)
+        params = [torch.randn(2, 3, dtype=torch.float64, generator=generator).requires_grad_()
+                  for _ in range(_paths.PACK_AT_LEAST + 2)]  # fmt: skip
+        optimizer = make(params, **kwargs)
+        if sf:
+            optimizer.train()
+        for t in range(40):
+            optimizer.zero_grad()
+            noisy_loss(params, t).backward()
+            if t == 20:
+                optimizer.state.clear()
+            optimizer.step()
+        results.append(params)
     assert relative_error(results[1], results[0]) <= 1e-10
