@@ -122,9 +122,11 @@ def div_(xs: TensorList, divisor) -> None:
 
 
 def add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> TensorList:
-    """New list ``x + scale * y`` (a sparse x is added last: sparse + dense is undefined)."""
+    """New list ``x + scale * y`` (a sparse x plus a dense y adds x last: sparse + dense is
+    undefined; sparse + sparse keeps torch's order of entries, which sets the order in which an
+    update adds repeated rows)."""
     scale = host_number(scale)
-    if xs and xs[0].is_sparse:
+    if xs and xs[0].is_sparse and not ys[0].is_sparse:
         return list(torch._foreach_add(torch._foreach_mul(ys, scale), xs))
     if isinstance(scale, Tensor):
         return list(torch._foreach_add(xs, torch._foreach_mul(ys, in_dtype_of(scale, ys))))

@@ -130,3 +130,11 @@ class SGD(RuleOptimizer):
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",) if ops.may_be_nonzero(group["momentum"]) else ()
+
+    def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
+        """Zeros; for a sparse gradient, a sparse buffer with no entries, so that its first step
+        makes it the gradient's copy, sparse as torch's ``clone(grad)``: a sparse buffer then
+        moves only the rows it holds, in torch's order of additions."""
+        if p.grad is not None and p.grad.layout is not torch.strided:
+            return torch.zeros_like(p.grad)
+        return super()._new_state(group, p, key)

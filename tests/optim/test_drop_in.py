@@ -9,6 +9,7 @@ tensors (packed state), one tensor larger than a block (blocked), and a mix of s
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 import inspect
 import io
@@ -426,6 +427,49 @@ def test_sparse_gradients_as_torch(name, kwargs):
             optimizer.step()
         results.append(embedding.weight.detach().clone())
     torch.testing.assert_close(results[1], results[0], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("SGD", {"lr": 0.1, "momentum": 0.9}),
+        ("SGD", {"lr": 0.1, "momentum": 0.5, "dampening": 0.3, "maximize": True}),
+        ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+        ("Adagrad", {"lr": 0.1}),
+    ],
+)
+def test_sparse_and_dense_gradients_in_one_group_bitwise_as_torch(name, kwargs, impl):
+    """20 float32 embeddings, every other one sparse, on every path: torch's bits, and torch's
+    state (a sparse gradient's momentum buffer is sparse, as torch's ``clone(grad)``); torch's
+    state dict then loads into ours and both continue with the same bits."""
+
+    def run(cls, steps, loaded=None):
+        torch.manual_seed(0)
+        embeddings = [torch.nn.Embedding(10, 3, sparse=i % 2 == 0) for i in range(20)]
+        params = [e.weight for e in embeddings]
+        optimizer = cls(params, **kwargs)
+        if loaded is not None:
+            for p, values in zip(params, loaded[0]):
+                p.data.copy_(values)
+            optimizer.load_state_dict(copy.deepcopy(loaded[1]))  # (torch loads by reference)
+        for step in steps:
+            optimizer.zero_grad()
+            rows = torch.tensor([1, 2, step % 10])
+            sum(e(rows).sum() * (step + 1) for e in embeddings).backward()
+            optimizer.step()
+        return [p.detach().clone() for p in params], optimizer
+
+    mine = functools.partial(ours(name), impl=impl)
+    (t_params, t_opt), (o_params, o_opt) = (run(cls, range(5)) for cls in (theirs(name), mine))
+    assert all(map(torch.equal, o_params, t_params))
+    for p_t, p_o in zip(t_opt.param_groups[0]["params"], o_opt.param_groups[0]["params"]):
+        for key, value in t_opt.state[p_t].items():
+            assert o_opt.state[p_o][key].layout == value.layout, key
+    checkpoint = (t_params, t_opt.state_dict())
+    t_later, _ = run(theirs(name), range(5, 9), checkpoint)
+    o_later, _ = run(mine, range(5, 9), checkpoint)
+    assert all(map(torch.equal, o_later, t_later))
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adagrad"])
