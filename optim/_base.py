@@ -171,7 +171,9 @@ class RuleOptimizer(Optimizer):
     * ``_counts_steps``: whether the state holds a ``step`` counter (SGD does not);
     * ``_state_keys(group)``: the state tensors (other than ``step``) the rule updates, created as
       ``zeros_like`` unless :meth:`_new_state` says otherwise;
-    * ``_supports_sparse``: whether sparse gradients are accepted (torch: SGD and Adagrad).
+    * ``_supports_sparse``: whether sparse gradients are accepted (torch: SGD and Adagrad);
+    * ``_complex_as_real``: whether the rule sees complex tensors as real pairs (torch's Adam,
+      Adagrad, RMSprop, Adadelta) or runs complex arithmetic on them (torch's SGD).
 
     Args (besides the algorithm's own, all as in torch.optim):
         foreach: ``True`` or ``None`` runs the default ``"foreach"`` path, ``False`` ``"single"``.
@@ -184,6 +186,7 @@ class RuleOptimizer(Optimizer):
 
     _counts_steps: ClassVar[bool] = True
     _supports_sparse: ClassVar[bool] = False
+    _complex_as_real: ClassVar[bool] = True
     _elementwise: ClassVar[bool] = True
     """Whether the rule treats every element on its own, so that it may run on any split of the
     tensors (blocks, packed buffers). A rule with a reduction over the whole group (a global norm,
@@ -408,7 +411,15 @@ class RuleOptimizer(Optimizer):
             if _is_sparse(p.grad):
                 self._sparse_update(p, p.grad, steps[0], buffers, arguments)
             else:
-                call_rule(type(self)._rule, [p], [p.grad], steps, buffers, arguments)
+                call_rule(
+                    type(self)._rule,
+                    [p],
+                    [p.grad],
+                    steps,
+                    buffers,
+                    arguments,
+                    self._complex_as_real,
+                )
 
     def _sparse_update(self, param, grad, step, buffers, arguments) -> None:
         """The update for a sparse gradient: the rule itself, unless the algorithm needs more.
@@ -421,7 +432,9 @@ class RuleOptimizer(Optimizer):
                 "weight_decay option is not compatible with sparse gradients, got "
                 f"weight_decay={weight_decay!r}; use weight_decay=0 (as torch.optim)"
             )
-        call_rule(type(self)._rule, [param], [grad], [step], buffers, arguments)
+        call_rule(
+            type(self)._rule, [param], [grad], [step], buffers, arguments, self._complex_as_real
+        )
 
     def _states(self, group: dict, params: list[Tensor]) -> list[dict]:
         """Each parameter's state dict; a stateless update (plain SGD) keeps no entry, as torch."""
@@ -501,10 +514,12 @@ class RuleOptimizer(Optimizer):
         grads = [p.grad for p in params]
         buffers = {key: [s[key] for s in states] for key in keys}
         if not blocked:
-            call_rule(type(self)._rule, params, grads, steps, buffers, arguments)
+            call_rule(
+                type(self)._rule, params, grads, steps, buffers, arguments, self._complex_as_real
+            )
             return
         for round_ in blocked_rounds(params, grads, steps, buffers):
-            call_rule(type(self)._rule, *round_, arguments)
+            call_rule(type(self)._rule, *round_, arguments, self._complex_as_real)
 
     # --- the flat path -----------------------------------------------------------------------
 
@@ -580,7 +595,15 @@ class RuleOptimizer(Optimizer):
             arguments = self._host_arguments(group, first_step)
         if self.compile or not self._elementwise:
             state = {key: [flat] for key, flat in layout.buffers.items()}
-            call_rule(rule, [layout.flat_param], [layout.flat_grad], steps, state, arguments)
+            call_rule(
+                rule,
+                [layout.flat_param],
+                [layout.flat_grad],
+                steps,
+                state,
+                arguments,
+                self.compile or self._complex_as_real,  # (inductor has no complex kernels)
+            )
             return
         # Eager: the rule over one cache-sized block of the buffers at a time, as the blocked
         # default path (every op over a block before the next; temporaries a block in size).
@@ -589,7 +612,13 @@ class RuleOptimizer(Optimizer):
             block = slice(start, min(start + block_size, size))
             state = {key: [flat[block]] for key, flat in layout.buffers.items()}
             call_rule(
-                rule, [layout.flat_param[block]], [layout.flat_grad[block]], steps, state, arguments
+                rule,
+                [layout.flat_param[block]],
+                [layout.flat_grad[block]],
+                steps,
+                state,
+                arguments,
+                self._complex_as_real,
             )
 
     def _compiled(self) -> Callable[..., None]:

@@ -70,8 +70,14 @@ def call_rule(
     steps: list,
     state: dict[str, list[Tensor]],
     arguments: dict[str, Any],
+    complex_as_real: bool = True,
 ) -> None:
-    """The rule over these lists, complex tensors seen as real pairs."""
+    """The rule over these lists, complex tensors seen as real pairs (unless
+    ``complex_as_real=False``: torch.optim.SGD runs complex arithmetic on them, Adam and the
+    others view them as real)."""
+    if not complex_as_real:
+        rule(params, grads, steps, state, **arguments)
+        return
     real_state = {key: as_real(tensors) for key, tensors in state.items()}
     rule(as_real(params), as_real(grads), steps, real_state, **arguments)
 

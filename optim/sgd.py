@@ -87,6 +87,7 @@ class SGD(RuleOptimizer):
     _rule = staticmethod(sgd_update)
     _counts_steps = False
     _supports_sparse = True
+    _complex_as_real = False  # torch.optim.SGD runs complex arithmetic on complex tensors
     _pack_below = PACK_BELOW  # a rule of one to three ops: packing loses from 40k elements on
 
     def __init__(
