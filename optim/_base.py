@@ -16,8 +16,9 @@ one of the paths in ``optim._paths``:
     the next, so memory is streamed about once instead of once per op), and many small tensors
     (a group of 16 or more, each under ``_pack_below`` elements) keep their state in
     optimizer-owned flat buffers, gathered and applied round by round with one ``torch.cat`` or
-    multi-tensor copy and one multi-tensor add (float32 and float64; other dtypes run torch's op
-    sequence unchanged, bitwise equal to torch's foreach path).
+    multi-tensor copy and one multi-tensor add, or copy where an add would round differently
+    (float32 and float64; other dtypes run torch's op sequence unchanged). Every one of these
+    gives torch's foreach path's bits.
 ``impl="single"`` (``foreach=False``)
     one parameter at a time: the readable reference, torch's for-loop path.
 ``impl="flat"`` (``fused=True`` or ``compile=True``)
@@ -294,8 +295,19 @@ class RuleOptimizer(Optimizer):
         return {name: group[name] for name in self._rule_keywords if name in group}
 
     def _reads_params(self, group: dict) -> bool:
-        """Whether the rule reads the parameters besides adding its update (weight decay)."""
-        return ops.may_be_nonzero(group.get("weight_decay", 0))
+        """Whether a packed step runs the rule on the gathered parameters (and copies them back)
+        rather than on zeros, adding the result to them: the rule reads the parameters besides
+        adding its update (weight decay), or its last op cannot be split in two (see
+        :meth:`_ends_in_fused_add`)."""
+        return ops.may_be_nonzero(group.get("weight_decay", 0)) or self._ends_in_fused_add(group)
+
+    def _ends_in_fused_add(self, group: dict) -> bool:
+        """Whether the rule's last op on the parameters is ``p.add_(u, alpha=a)`` with ``a`` not
+        +-1. torch's CPU kernel computes it as one fused multiply-add (one rounding); computing
+        ``a * u`` into zeros and adding it after would round twice, an ulp off torch's bits.
+        (``addcdiv_``, Adam's and Adagrad's last op, rounds ``value * m / d`` before it adds:
+        split in two it gives the same bits.) Default: False."""
+        return False
 
     # --- state -------------------------------------------------------------------------------
 

@@ -86,6 +86,12 @@ def may_be_nonzero(value: Scalar) -> bool:
     return isinstance(value, Tensor) or value != 0
 
 
+def is_unit(value: Scalar) -> bool:
+    """Whether ``value`` is known on the host to be 1 or -1 (``value * x`` exact for every x)."""
+    value = host_number(value)
+    return not isinstance(value, Tensor) and abs(value) == 1
+
+
 def as_float64(steps: TensorList) -> TensorList:
     """Step counters promoted to float64, so bias corrections match torch's double arithmetic."""
     if steps[0].dtype == torch.float64:

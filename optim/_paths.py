@@ -12,7 +12,9 @@ calls the same rule; they differ only in which tensors they hand it.
   each one. Slices of an elementwise update give the same numbers as the whole tensor.
 * :class:`Packed` keeps the state of many small tensors in one optimizer-owned buffer per state
   key: a step gathers the gradients into one buffer (one multi-tensor copy), runs the rule once
-  over whole buffers, and adds the resulting update to the parameters (one multi-tensor add).
+  over whole buffers, and adds the resulting update to the parameters (one multi-tensor add),
+  or, when that would round differently from torch (see ``RuleOptimizer._reads_params``),
+  gathers the parameters too, runs the rule on them and copies them back.
   Parameters keep their own storage; the state tensors in ``optimizer.state`` are views into the
   buffers, checked every step, so a replaced state tensor or a reset ``optimizer.state`` is seen.
 * :class:`Flat` (``impl="flat"``) moves the parameters themselves into one buffer (their
@@ -54,8 +56,9 @@ _LAYOUT = operator.attrgetter("layout")
 
 FAST_DTYPES = (torch.float32, torch.float64)
 """Blocking and packing are used for these; other dtypes run torch's foreach sequence unchanged,
-so low-precision results are bitwise torch's (a packed update is added to the parameter in a
-second rounding, exact only in the parameter's own dtype when that is float32 or float64)."""
+so low-precision results are bitwise torch's (torch's bf16/fp16 ops compute in float32 and round
+once per op, so an op split over packed rounds and block boundaries is exact only when the
+tensors hold float32 or float64 themselves)."""
 
 
 def as_real(tensors: list[Tensor]) -> list[Tensor]:
@@ -231,7 +234,8 @@ class Packed(OwnedState):
     elements. Each round gathers its gradients (and, if the rule reads them, its parameters) into
     a reused scratch buffer the size of one round (one ``torch.cat`` when the round's tensors are
     all 1-D, a multi-tensor copy otherwise), runs the rule over that scratch and the round's slice
-    of the state buffers, and adds the result to its parameters while it is still in cache. Memory
+    of the state buffers, and adds the result to its parameters (or copies the parameters back)
+    while it is still in cache. Memory
     then sees each parameter, gradient and state element about once per step, as in a fused
     kernel.
     """

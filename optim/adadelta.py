@@ -112,5 +112,8 @@ class Adadelta(RuleOptimizer):
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
 
+    def _ends_in_fused_add(self, group: dict) -> bool:
+        return not ops.is_unit(group["lr"])  # p.add_(delta, alpha=-lr); the default lr=1 splits
+
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("square_avg", "acc_delta")

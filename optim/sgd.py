@@ -132,6 +132,9 @@ class SGD(RuleOptimizer):
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",) if ops.may_be_nonzero(group["momentum"]) else ()
 
+    def _ends_in_fused_add(self, group: dict) -> bool:
+        return not ops.is_unit(group["lr"])  # p.add_(d, alpha=-lr)
+
     def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
         """Zeros; for a sparse gradient, a sparse buffer with no entries, so that its first step
         makes it the gradient's copy, sparse as torch's ``clone(grad)``: a sparse buffer then

@@ -482,6 +482,49 @@ def test_sparse_gradients_with_weight_decay_raise_as_torch(name):
             optimizer.step()
 
 
+# --- float32 bits --------------------------------------------------------------------------
+
+BITWISE_CASES = [
+    ("SGD", {"lr": 0.037}),
+    ("SGD", {"lr": 0.037, "momentum": 0.9}),
+    ("SGD", {"lr": 0.037, "momentum": 0.9, "nesterov": True}),
+    ("SGD", {"lr": 0.037, "momentum": 0.9, "dampening": 0.1, "maximize": True}),
+    ("SGD", {"lr": 0.037, "momentum": 0.9, "weight_decay": 0.01}),
+    ("Adam", {"lr": 0.0037, "amsgrad": True}),
+    ("AdamW", {"lr": 0.0037, "weight_decay": 0.1}),
+    ("Adagrad", {"lr": 0.037, "lr_decay": 0.01}),
+    ("RMSprop", {"lr": 0.0037}),
+    ("RMSprop", {"lr": 0.0037, "momentum": 0.9}),
+    ("RMSprop", {"lr": 0.0037, "momentum": 0.9, "centered": True}),
+    ("Adadelta", {"lr": 0.37}),
+    ("Adadelta", {}),
+]
+
+
+@pytest.mark.parametrize("shapes", ["packed", "blocked", "mixed"])
+@pytest.mark.parametrize("case", BITWISE_CASES, ids=lambda c: f"{c[0]}{sorted(c[1].items())}")
+def test_float32_default_path_has_torchs_bits(case, shapes):
+    """float32, six steps, learning rates that are not powers of two: the default path (packed
+    rounds, blocks) gives exactly torch's foreach bits. A packed rule whose last op is
+    ``p.add_(u, alpha=-lr)`` (SGD, RMSprop with momentum, Adadelta) runs on the gathered
+    parameters: torch's kernel rounds that multiply-add once, where an update computed into zeros
+    and added after would round twice."""
+    name, kwargs = case
+
+    def run(cls):
+        params = _params(SETS[shapes], dtype=torch.float32)
+        optimizer = cls(params, **kwargs)
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(6):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator)
+            optimizer.step()
+        return params
+
+    reference = run(functools.partial(theirs(name), foreach=True))
+    assert all(map(torch.equal, run(ours(name)), reference))
+
+
 # --- low precision -------------------------------------------------------------------------
 
 
