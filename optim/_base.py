@@ -20,7 +20,10 @@ one of the paths in ``optim._paths``:
     (float32 and float64; other dtypes run torch's op sequence unchanged). Every one of these
     gives torch's foreach path's bits.
 ``impl="single"`` (``foreach=False``)
-    one parameter at a time: the readable reference, torch's for-loop path.
+    one parameter at a time: the readable reference, torch's for-loop path (the same rule, so
+    its bits are torch's foreach path's: in float32 and float64 torch's two paths agree bit for
+    bit; in bfloat16 and float16 they differ by an ulp here and there, and this path gives the
+    foreach path's).
 ``impl="flat"`` (``fused=True`` or ``compile=True``)
     the parameters themselves move into one buffer per param group, device and dtype (their
     ``.data`` become views), the layout that ``compile=True`` fuses into a single kernel with
