@@ -56,9 +56,9 @@ _LAYOUT = operator.attrgetter("layout")
 
 FAST_DTYPES = (torch.float32, torch.float64)
 """Blocking and packing are used for these; other dtypes run torch's foreach sequence unchanged,
-so low-precision results are bitwise torch's (torch's bf16/fp16 ops compute in float32 and round
-once per op, so an op split over packed rounds and block boundaries is exact only when the
-tensors hold float32 or float64 themselves)."""
+so low-precision results are bitwise torch's (torch's bf16/fp16 CPU kernels round an element
+differently in a tensor's vectorised body and in its scalar tail, so an op over a packed round
+or a block is bitwise the op per tensor only in float32 and float64)."""
 
 
 def as_real(tensors: list[Tensor]) -> list[Tensor]:
