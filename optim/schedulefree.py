@@ -6,7 +6,8 @@ evaluate) and y = (1 - beta) z + beta x (where the gradient is taken). The param
 train mode and x in eval mode: call ``optimizer.train()`` before training steps and
 ``optimizer.eval()`` before evaluating or saving, as with the package. With batch norm, the
 running statistics were collected at y: recompute them at x (a few forward passes in train mode
-of the model after ``optimizer.eval()``) before evaluating, as the package's README says.
+of the model after ``optimizer.eval()``) before evaluating, as the package's README says;
+``torch.optim.swa_utils.update_bn(train_loader, model)`` does exactly that.
 """
 
 from __future__ import annotations
