@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -277,9 +278,27 @@ class RuleOptimizer(Optimizer):
         return True
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA."""
+        """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA.
+
+        A group holding a parameter more than once gets torch's deprecation warning and one of
+        ours: torch updates such a parameter once per occurrence, and our paths (packed rounds,
+        blocks, state created once) do not reproduce that deprecated case bit for bit.
+        """
         super().add_param_group(param_group)
         group = self.param_groups[-1]
+        seen: set[int] = set()
+        for position, p in enumerate(group["params"]):
+            if id(p) in seen:
+                warnings.warn(
+                    f"param group {len(self.param_groups) - 1} holds parameter {position} (shape "
+                    f"{tuple(p.shape)}) more than once: {type(self).__name__}'s update of it "
+                    "differs from torch.optim's (which updates it once per occurrence and "
+                    "warns that this will become an error); pass each parameter once",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                break
+            seen.add(id(p))
         if group.get("capturable"):
             for p in group["params"]:
                 if p.device.type != "cuda":

@@ -622,3 +622,20 @@ def test_a_copied_optimizer_keeps_its_path_and_continues_as_torch(impl, how):
     assert o_opt.impl == impl
     _close(o_params, t_params)
     _assert_same_state(t_opt, o_opt)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "DoG"])
+def test_a_duplicated_parameter_is_not_a_silent_deviation(name):
+    """torch warns that a parameter given twice in a group will become an error, and updates
+    it once per occurrence; ours does not reproduce that deprecated case bit for bit, so it
+    says so in a warning of its own that names the parameter. Unique parameters: no warning."""
+    p, q = torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2, 2))
+    cls = getattr(optim, name)
+    with pytest.warns(UserWarning, match="more than once") as record:
+        cls([p, q, q])
+    messages = [str(w.message) for w in record]
+    assert any("duplicate parameters" in m for m in messages)  # torch's own
+    assert any("parameter 2 (shape (2, 2)) more than once" in m for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cls([p, q])
