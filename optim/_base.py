@@ -54,7 +54,9 @@ on the host is read as a number, one on the device is used as a tensor.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
+import operator
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
@@ -67,6 +69,8 @@ from torch.optim import Optimizer
 from optim import _ops as ops
 from optim import _paths
 from optim._paths import (
+    _DEVICE,
+    _DTYPE,
     FAST_DTYPES,
     PACK_AT_LEAST,
     Flat,
@@ -353,6 +357,11 @@ class RuleOptimizer(Optimizer):
     def _ensure_state(self, group: dict, params: list[Tensor], states: list[dict]) -> list[bool]:
         """Create missing state; return, per parameter, whether any of it was new."""
         keys = self._state_keys(group)
+        needed = ("step", *keys) if self._counts_steps else keys
+        if not torch.compiler.is_compiling() and all(
+            all(map(dict.__contains__, states, itertools.repeat(key))) for key in needed
+        ):
+            return [False] * len(params)  # the steady state, checked in C-level passes
         fresh = []
         for p, state in zip(params, states):
             new = False
@@ -516,17 +525,28 @@ class RuleOptimizer(Optimizer):
         rule, reads_params = type(self)._rule, self._reads_params(group)
         fresh = self._ensure_state(group, params, states)
         lists: dict[tuple, list[int]] = {}
-        for i, (p, first) in enumerate(zip(params, fresh)):
-            lists.setdefault((p.device, p.dtype, first), []).append(i)
+        kind = (params[0].device, params[0].dtype)
+        if (
+            not torch.compiler.is_compiling()
+            and not any(fresh)
+            and all(map(operator.is_, map(_DTYPE, params), itertools.repeat(kind[1])))
+            and all(map(operator.eq, map(_DEVICE, params), itertools.repeat(kind[0])))
+        ):  # the common case, checked in C-level passes: one list
+            lists[(*kind, False)] = list(range(len(params)))
+        else:
+            for i, (p, first) in enumerate(zip(params, fresh)):
+                lists.setdefault((p.device, p.dtype, first), []).append(i)
         layouts = []
         for (_, dtype, first), indices in lists.items():
-            ps = [params[i] for i in indices]
-            ss = [states[i] for i in indices]
-            small = [p.numel() < self._pack_below for p in ps]
+            whole = len(indices) == len(params)
+            ps = params if whole else [params[i] for i in indices]
+            ss = states if whole else [states[i] for i in indices]
             fast = dtype in FAST_DTYPES and not first and not ps[0].is_complex()
             fast = fast and not torch.compiler.is_compiling()
-            packable = fast and len(lists) == 1 and all(small) and len(ps) >= PACK_AT_LEAST
+            packable = fast and len(lists) == 1 and len(ps) >= PACK_AT_LEAST
+            packable = packable and bool(keys)  # no state to keep (plain SGD): one op per pass
             packable = packable and self._elementwise
+            packable = packable and max(map(Tensor.numel, ps)) < self._pack_below
             packable = packable and all(
                 p.is_contiguous()
                 and p.grad.is_contiguous()
@@ -544,7 +564,9 @@ class RuleOptimizer(Optimizer):
                 layouts.append(layout)
                 if layout.step(rule, ps, [p.grad for p in ps], arguments, reads_params):
                     continue
-            self._run_lists(group, ps, ss, keys, first, blocked=fast and self._elementwise)
+            # (a stateless rule, plain SGD, is one or two ops: blocks would only add overhead)
+            blocked = fast and self._elementwise and bool(keys)
+            self._run_lists(group, ps, ss, keys, first, blocked=blocked)
         self._layouts[index] = layouts
 
     def _run_lists(self, group, params, states, keys, first, blocked) -> None:

@@ -50,6 +50,7 @@ streams the user's gradients and parameters (separate allocations) besides the r
 256k-element rounds were 5-20% faster than 1M-element ones for all six classes on 2000x1k
 (measured on this project's 2-core machine; 64k rounds lose again to per-op overhead)."""
 
+_DEVICE = operator.attrgetter("device")
 _DTYPE = operator.attrgetter("dtype")
 _GRAD = operator.attrgetter("grad")
 _LAYOUT = operator.attrgetter("layout")
@@ -95,6 +96,21 @@ def blocked_rounds(
     whole tensor); consecutive smaller tensors share a round. A tensor whose parameter, gradient
     and state are not all contiguous goes whole into a round of its own.
     """
+    sizes = list(map(Tensor.numel, params))
+    if max(sizes, default=0) < BLOCK and all(
+        all(map(Tensor.is_contiguous, tensors)) for tensors in (params, grads, *state.values())
+    ):  # the common case of many small tensors, found in C-level passes: slices of the lists
+        cuts, start, filled = [], 0, 0
+        for i, n in enumerate(sizes):
+            if filled + n > BLOCK and i > start:
+                cuts.append(slice(start, i))
+                start, filled = i, 0
+            filled += n
+        cuts.append(slice(start, len(sizes)))
+        return [
+            (params[cut], grads[cut], steps[cut], {key: ts[cut] for key, ts in state.items()})
+            for cut in cuts
+        ]
     rounds: list = []
     current: tuple[list, list, list, dict] = ([], [], [], {key: [] for key in state})
     filled = 0
