@@ -210,8 +210,9 @@ class RuleOptimizer(Optimizer):
     ``PACK_AT_LEAST`` or more). Measured on this project's 2-core CPU with torch's own bench
     shapes and more: a rule of several ops (Adam, Adagrad, RMSprop, Adadelta) gained 1.2-1.75x
     over the blocked lists with packing on 400 tensors of 40k and 800 of 20k elements, and
-    nothing from 100k elements on; SGD, one to three ops, lost from 40k on and keeps
-    ``PACK_BELOW``."""
+    nothing from 100k elements on; SGD, one to three ops that must also gather the parameters
+    (see ``_ends_in_fused_add``), packs only tensors under 2k elements, and a group without
+    state (plain SGD) is never packed."""
     _rule: ClassVar[Callable[..., None]]
 
     def __init__(
