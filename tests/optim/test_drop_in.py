@@ -525,6 +525,51 @@ def test_float32_default_path_has_torchs_bits(case, shapes):
     assert all(map(torch.equal, run(ours(name)), reference))
 
 
+HYPERPARAMETER_CHANGES = [
+    ("SGD", {"lr": 0.037}, {2: {"momentum": 0.9}, 4: {"lr": 0.011},
+                            5: {"weight_decay": 0.01}, 6: {"maximize": True}}),
+    ("SGD", {"lr": 0.037, "momentum": 0.9}, {3: {"momentum": 0.0},
+                                             5: {"momentum": 0.5, "lr": 1.0}}),
+    ("Adam", {"lr": 0.0037}, {2: {"weight_decay": 0.1}, 3: {"betas": (0.8, 0.99)},
+                              6: {"lr": 0.01}}),
+    ("AdamW", {"lr": 0.0037}, {2: {"weight_decay": 0.0}, 4: {"weight_decay": 0.05}}),
+    ("RMSprop", {"lr": 0.0037, "momentum": 0.5}, {2: {"momentum": 0.9}, 4: {"alpha": 0.9},
+                                                  6: {"lr": 1.0}}),
+    ("Adadelta", {}, {2: {"lr": 0.3}, 4: {"rho": 0.5}, 5: {"weight_decay": 0.1}}),
+    ("Adagrad", {"lr": 0.037}, {3: {"lr_decay": 0.1}, 5: {"eps": 1e-3}}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize(
+    "case",
+    HYPERPARAMETER_CHANGES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(HYPERPARAMETER_CHANGES)],
+)
+def test_hyperparameters_changed_between_steps_keep_torchs_bits(case, impl):
+    """A schedule of momentum, weight decay, betas, lr (to 1 and back, which switches the packed
+    step between its two forms) and the rest, changed in every param group between float32
+    steps of 20 small tensors: torch's bits on every path (torch's foreach path, and its
+    for-loop path for ``impl="single"``)."""
+    name, kwargs, changes = case
+
+    def run(cls):
+        params = _params(SETS["packed"], dtype=torch.float32)
+        optimizer = cls(params, **kwargs)
+        generator = torch.Generator().manual_seed(2)
+        for step in range(8):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator)
+            for key, value in changes.get(step, {}).items():
+                for group in optimizer.param_groups:
+                    group[key] = value
+            optimizer.step()
+        return params
+
+    reference = run(functools.partial(theirs(name), foreach=impl != "single"))
+    assert all(map(torch.equal, run(functools.partial(ours(name), impl=impl)), reference))
+
+
 # --- low precision -------------------------------------------------------------------------
 
 
