@@ -251,9 +251,8 @@ class Packed(OwnedState):
     a reused scratch buffer the size of one round (one ``torch.cat`` when the round's tensors are
     all 1-D, a multi-tensor copy otherwise), runs the rule over that scratch and the round's slice
     of the state buffers, and adds the result to its parameters (or copies the parameters back)
-    while it is still in cache. Memory
-    then sees each parameter, gradient and state element about once per step, as in a fused
-    kernel.
+    while it is still in cache. Memory then sees each parameter, gradient and state element
+    about once per step, as in a fused kernel.
     """
 
     def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
