@@ -95,11 +95,35 @@ def step_dtype() -> torch.dtype:
 # Validation: every error names the argument, the value, and what is allowed.
 
 
+_TORCH_WORDING = {
+    "lr": "learning rate",
+    "eps": "epsilon value",
+    "betas[0]": "beta parameter at index 0",
+    "betas[1]": "beta parameter at index 1",
+}
+
+
+def _invalid(name: str, value: Any, allowed: str) -> ValueError:
+    """The error for a bad ``value`` of ``name``: torch.optim's words first ("Invalid learning
+    rate: -1", so code matching torch's messages keeps matching), then what is allowed."""
+    wording = _TORCH_WORDING.get(name, f"{name} value")
+    return ValueError(
+        f"Invalid {wording}: {value} ({name} must be {allowed}, got {name}={value!r})"
+    )
+
+
+class UnsupportedOptionError(ValueError, RuntimeError):
+    """An option that cannot be honoured, or two that contradict each other. Both a
+    ``ValueError`` (this project's convention) and a ``RuntimeError`` (the type torch.optim
+    raises for ``fused`` with ``foreach`` or ``differentiable``), so either ``except`` catches it.
+    """
+
+
 def _number(value: Any, name: str) -> float:
     if isinstance(value, Tensor):
         if value.numel() != 1:
             shape = tuple(value.shape)
-            raise ValueError(f"{name} as a tensor must have one element, got shape {shape}")
+            raise ValueError(f"Tensor {name} must be 1-element, got a tensor of shape {shape}")
         return float(value.detach().reshape(()).cpu())  # construction time: a read is fine
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number or a 1-element tensor, got {name}={value!r}")
@@ -110,7 +134,7 @@ def check_nonnegative(value: Any, name: str) -> None:
     """Raise ``ValueError`` unless ``value`` is a finite number >= 0 (NaN is rejected)."""
     number = _number(value, name)
     if not (number >= 0 and math.isfinite(number)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+        raise _invalid(name, value, "a finite number >= 0")
 
 
 def check_interval(value: Any, name: str, low: float, high: float, high_open: bool) -> None:
@@ -119,7 +143,7 @@ def check_interval(value: Any, name: str, low: float, high: float, high_open: bo
     inside = low <= number < high if high_open else low <= number <= high
     if not inside:
         bracket = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}{bracket}, got {name}={value!r}")
+        raise _invalid(name, value, f"in [{low:g}, {high:g}{bracket}")
 
 
 def check_betas(betas: Any) -> None:
@@ -151,7 +175,10 @@ def resolve_impl(
     _optional_bool(foreach, "foreach")
     _optional_bool(fused, "fused")
     if fused and foreach:
-        raise ValueError("fused=True and foreach=True cannot be used together (as in torch.optim)")
+        raise UnsupportedOptionError(
+            "`fused` and `foreach` cannot be `True` together. (fused=True runs the flat path "
+            "compiled, foreach=True the foreach path; as torch.optim, which raises RuntimeError)"
+        )
     wanted = {"foreach" if foreach else "single"} if foreach is not None else set()
     if fused:
         wanted.add("flat")
@@ -193,7 +220,11 @@ class RuleOptimizer(Optimizer):
         foreach: ``True`` or ``None`` runs the default ``"foreach"`` path, ``False`` ``"single"``.
         fused: ``True`` runs the flat path compiled into one kernel.
         capturable: keep step counters on the device (CUDA graphs); parameters must be on CUDA.
-        differentiable: not supported (steps run under ``torch.no_grad``): raises ``ValueError``.
+        differentiable: not supported (steps run under ``torch.no_grad``): raises
+            :class:`UnsupportedOptionError`, as ``fused=True`` with ``foreach=True`` does.
+
+    Bad values raise ``ValueError`` whose message starts with torch.optim's words ("Invalid
+    learning rate: -1") and goes on with what is allowed.
         impl: ``"single"``, ``"foreach"`` or ``"flat"`` (default ``None``: ``"foreach"``).
         compile: with the flat path, fuse the rule into one kernel with ``torch.compile``.
     """
@@ -224,7 +255,7 @@ class RuleOptimizer(Optimizer):
         compile: bool = False,
     ) -> None:
         if defaults.get("differentiable"):
-            raise ValueError(
+            raise UnsupportedOptionError(
                 "differentiable=True is not supported: steps run under torch.no_grad, so no "
                 "gradient flows through the update; use torch.optim with differentiable=True"
             )

@@ -85,13 +85,35 @@ def adam_update(
     ops.addcdiv_(params, exp_avgs, denominators, negative_step_size)
 
 
+def _torch_betas(
+    betas: tuple[float | Tensor, float | Tensor], foreach: bool | None, capturable: bool
+) -> tuple[float | Tensor, float | Tensor]:
+    """torch.optim.Adam's betas: both floats or both tensors (a tensor squeezed to 0-dim, as
+    torch stores it), tensors refused with ``foreach=True`` unless ``capturable``; the refusals
+    raise torch's ``ValueError`` messages."""
+    both_floats = all(isinstance(beta, float) for beta in betas)
+    if not (both_floats or all(isinstance(beta, Tensor) for beta in betas)):
+        raise ValueError(
+            "betas must be either both floats or both Tensors (as torch.optim.Adam), got "
+            f"betas={tuple(betas)!r}"
+        )
+    if not both_floats and foreach and not capturable:
+        raise ValueError(
+            "betas[0] as a Tensor is not supported for capturable=False and foreach=True "
+            "(as torch.optim.Adam; the default foreach=None accepts it)"
+        )
+    return tuple(beta if isinstance(beta, float) else beta.squeeze() for beta in betas)
+
+
 class Adam(RuleOptimizer):
     """Adam (Kingma & Ba, 2015), AMSGrad variant (Reddi et al., 2018); drop-in for torch.optim.Adam.
 
     Args (torch.optim.Adam's, in its order):
         params: parameters, named parameters or param-group dicts.
         lr: learning rate gamma >= 0 (default 1e-3); a float or a 1-element tensor.
-        betas: (beta1, beta2), each in [0, 1) (default (0.9, 0.999)); floats or 1-element tensors.
+        betas: (beta1, beta2), each in [0, 1) (default (0.9, 0.999)); both floats or both
+            1-element tensors (stored squeezed to 0-dim), as torch; tensors (and a tensor lr) are
+            refused with ``foreach=True``, as torch refuses them there.
         eps: epsilon >= 0 added to the denominator (default 1e-8).
         weight_decay: lambda >= 0 (default 0): an L2 penalty added to the gradient, or with
             ``decoupled_weight_decay=True`` a decay of the parameters (AdamW).
@@ -136,13 +158,19 @@ class Adam(RuleOptimizer):
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
+        if isinstance(lr, Tensor) and foreach and not capturable:
+            raise ValueError(
+                "lr as a Tensor is not supported for capturable=False and foreach=True "
+                "(as torch.optim.Adam; the default foreach=None accepts it)"
+            )
         check_nonnegative(lr, "lr")
         check_betas(betas)
         check_nonnegative(eps, "eps")
         check_nonnegative(weight_decay, "weight_decay")
+        betas = _torch_betas(betas, foreach, capturable)
         defaults = {
             "lr": lr,
-            "betas": tuple(betas),
+            "betas": betas,
             "eps": eps,
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,

@@ -118,8 +118,9 @@ class SGD(RuleOptimizer):
         momentum_value = _number(momentum, "momentum")
         if nesterov and (momentum_value <= 0 or _number(dampening, "dampening") != 0):
             raise ValueError(
-                "nesterov=True needs momentum > 0 and dampening == 0, "
-                f"got momentum={momentum!r}, dampening={dampening!r}"
+                "Nesterov momentum requires a momentum and zero dampening: nesterov=True needs "
+                f"momentum > 0 and dampening == 0, got momentum={momentum!r}, "
+                f"dampening={dampening!r}"
             )
         defaults = {
             "lr": lr,

@@ -13,6 +13,7 @@ import copy
 import functools
 import inspect
 import io
+import re
 import warnings
 
 import pytest
@@ -361,7 +362,7 @@ def test_torch_path_keywords_pick_the_path(keywords, impl, compiled):
     [
         ({"differentiable": True}, "differentiable=True"),
         ({"capturable": True}, "capturable=True"),
-        ({"fused": True, "foreach": True}, "fused=True and foreach=True"),
+        ({"fused": True, "foreach": True}, "`fused` and `foreach` cannot be `True` together"),
         ({"foreach": False, "impl": "flat"}, "contradictory"),
         ({"foreach": "yes"}, "foreach"),
     ],
@@ -369,6 +370,57 @@ def test_torch_path_keywords_pick_the_path(keywords, impl, compiled):
 def test_what_cannot_be_honoured_is_refused_with_the_reason(keywords, message):
     with pytest.raises((ValueError, TypeError), match=message):
         optim.Adam(_params([(3,)]), **keywords)
+
+
+def test_refusals_torch_raises_as_runtime_error_are_runtime_errors_too():
+    """torch raises RuntimeError for fused with foreach (and for fused with differentiable);
+    ours are UnsupportedOptionError, a ValueError and a RuntimeError both."""
+    with pytest.raises(RuntimeError, match="cannot be `True` together"):
+        torch.optim.SGD(_params([(3,)]), lr=0.1, fused=True, foreach=True)
+    for keywords in ({"fused": True, "foreach": True}, {"differentiable": True}):
+        with pytest.raises(RuntimeError):
+            optim.SGD(_params([(3,)]), lr=0.1, **keywords)
+        with pytest.raises(ValueError, match=r"fused|differentiable"):
+            optim.SGD(_params([(3,)]), lr=0.1, **keywords)
+
+
+@pytest.mark.parametrize(
+    "betas",
+    [
+        (torch.tensor([[0.9]]), torch.tensor([0.99])),
+        (torch.tensor(0.9), torch.tensor([[[0.99]]])),
+        (0.9, 0.99),
+    ],
+)
+def test_adam_keeps_betas_as_torch_keeps_them(betas):
+    """torch squeezes 1-element tensor betas to 0-dim in the param group (its state dict)."""
+    theirs_betas = torch.optim.Adam(_params([(3,)]), betas=betas).param_groups[0]["betas"]
+    ours_betas = optim.Adam(_params([(3,)]), betas=betas).param_groups[0]["betas"]
+    assert isinstance(ours_betas, tuple)
+    for mine, reference in zip(ours_betas, theirs_betas, strict=True):
+        assert type(mine) is type(reference)
+        if isinstance(reference, torch.Tensor):
+            assert mine.shape == reference.shape
+            assert torch.equal(mine, reference)
+        else:
+            assert mine == reference
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lr": torch.tensor(0.01), "foreach": True},
+        {"betas": (0.9, torch.tensor(0.99))},
+        {"betas": (0, 0.99)},
+        {"betas": (torch.tensor(0.9), torch.tensor(0.99)), "foreach": True},
+    ],
+)
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_adam_refuses_the_tensor_hyperparameters_torch_refuses(name, kwargs):
+    with pytest.raises(ValueError, match=r"Tensor|betas") as theirs_error:
+        getattr(torch.optim, name)(_params([(3,)]), **kwargs)
+    with pytest.raises(ValueError, match=re.escape(str(theirs_error.value))):
+        getattr(optim, name)(_params([(3,)]), **kwargs)
 
 
 def test_decoupled_weight_decay_makes_adam_adamw():

@@ -3,7 +3,9 @@
 ``torch.testing._internal.common_optimizers.optim_db`` is the list of constructor arguments
 PyTorch tests its optimizers with (tensor learning rates, tensor betas, maximize, weight decay,
 ...). Each one runs here for the six classes, float32 and float64, on every execution path, and
-must match torch.optim to rounding after 20 steps.
+must match torch.optim to rounding after 20 steps. Its error inputs (bad values, refused
+combinations, duplicated parameters) must raise or warn as torch's own test expects: the same
+exception type and a message its regular expression finds.
 """
 
 from __future__ import annotations
@@ -48,3 +50,29 @@ def test_optim_db_configuration_matches_torch(name, kwargs, dtype, impl):
     params = make_params(dtype)
     _train(ours(name)(params, impl=impl, **kwargs), params)
     assert relative_error(params, reference) <= TOLERANCE[dtype]
+
+
+def _error_inputs():
+    cases = []
+    for info in common_optimizers.optim_db:
+        name = info.optim_cls.__name__
+        if name not in NAMES:
+            continue
+        for index, error in enumerate(info.optim_error_inputs_func(device="cpu", dtype=None)):
+            ident = f"{name}-{index}-{error.optimizer_error_input.desc}"
+            cases.append(pytest.param(name, error, id=ident))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "error"), _error_inputs())
+def test_optim_db_error_input_raises_as_torch(name, error):
+    """torch's ``test_errors``, run on ours: construction (and a step where torch errs there)."""
+    entry = error.optimizer_error_input
+    if issubclass(error.error_type, Warning):
+        expectation = pytest.warns(error.error_type, match=error.error_regex)
+    else:
+        expectation = pytest.raises(error.error_type, match=error.error_regex)
+    with expectation:
+        optimizer = ours(name)(entry.params, **entry.kwargs)
+        if error.error_on == common_optimizers.OptimizerErrorEnum.STEP_ERROR:
+            optimizer.step()
