@@ -223,13 +223,19 @@ class RuleOptimizer(Optimizer):
         differentiable: not supported (steps run under ``torch.no_grad``): raises
             :class:`UnsupportedOptionError`, as ``fused=True`` with ``foreach=True`` does.
 
-    Bad values raise ``ValueError`` whose message starts with torch.optim's words ("Invalid
-    learning rate: -1") and goes on with what is allowed.
         impl: ``"single"``, ``"foreach"`` or ``"flat"`` (default ``None``: ``"foreach"``).
         compile: with the flat path, fuse the rule into one kernel with ``torch.compile``.
+
+    Bad values raise ``ValueError`` whose message starts with torch.optim's words ("Invalid
+    learning rate: -1") and goes on with what is allowed.
+    A state dict saved by an older torch (param groups without the flags added since) loads as
+    in torch: each missing key of ``_torch_setstate_defaults`` takes torch's default.
     """
 
     _counts_steps: ClassVar[bool] = True
+    _torch_setstate_defaults: ClassVar[dict[str, Any]] = {}
+    """The param-group keys torch.optim's ``__setstate__`` fills in when a loaded (older) state
+    dict lacks them, with torch's values; any other missing key stays missing, as in torch."""
     _supports_sparse: ClassVar[bool] = False
     _complex_as_real: ClassVar[bool] = True
     _elementwise: ClassVar[bool] = True
@@ -286,6 +292,9 @@ class RuleOptimizer(Optimizer):
         if "impl" in state:  # unpickling; load_state_dict passes only state and param_groups
             self.impl, self.compile = state.pop("impl"), state.pop("compile")
         super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self._torch_setstate_defaults.items():
+                group.setdefault(key, value)
         if not isinstance(self.state, TrackedState):
             self.state = TrackedState(self.state)
         self._reset_caches()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -92,6 +92,12 @@ class Adagrad(RuleOptimizer):
     """
 
     _rule = staticmethod(adagrad_update)
+    _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "fused": None,
+    }
     _supports_sparse = True
 
     def __init__(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -139,6 +139,15 @@ class Adam(RuleOptimizer):
     """
 
     _rule = staticmethod(adam_update)
+    _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
+        "amsgrad": False,
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
+        "decoupled_weight_decay": False,
+        "fused": None,
+    }
 
     def __init__(
         self,
@@ -224,3 +233,9 @@ class AdamW(Adam):
             differentiable=differentiable, fused=fused, decoupled_weight_decay=True,
             impl=impl, compile=compile,
         )  # fmt: skip
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """As torch.optim.AdamW's: a loaded group always decays decoupled."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -85,6 +85,13 @@ class SGD(RuleOptimizer):
     """
 
     _rule = staticmethod(sgd_update)
+    _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
+        "nesterov": False,
+        "maximize": False,
+        "foreach": None,
+        "differentiable": False,
+        "fused": False,
+    }
     _counts_steps = False
     _supports_sparse = True
     _complex_as_real = False  # torch.optim.SGD runs complex arithmetic on complex tensors

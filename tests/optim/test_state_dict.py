@@ -83,3 +83,57 @@ def test_flat_state_tensors_are_independent_after_loading_into_torch():
     _continue(torch_adam, reference_params, 2, 1.0)
     steps = [s["step"].item() for s in torch_adam.state_dict()["state"].values()]
     assert steps == [5.0] * len(params)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_older_state_dict_loads_as_in_torch(case, impl):
+    """torch's ``test_can_load_older_state_dict`` and ``test_load_nontensor_step``, beside torch.
+
+    A state dict from an older torch lacks the flags added since (``foreach``, ``maximize``,
+    ...) and may hold ``step`` as a number: torch's ``__setstate__`` fills torch's defaults,
+    and training goes on. Ours must fill the same keys, with the same values, and train the same.
+    """
+    name, kwargs = case
+    kwargs = {k: v for k, v in kwargs.items() if k != "maximize"}  # an old group has no maximize
+    params = make_params(torch.float64)
+    source = theirs(name)(params, **kwargs)
+    _continue(source, params, 5, 1.0)
+    old = source.state_dict()
+    flags = ("foreach", "differentiable", "fused", "maximize", "capturable")
+    for group in old["param_groups"]:
+        for flag in flags:
+            group.pop(flag, None)
+    for state in old["state"].values():
+        if "step" in state:
+            state["step"] = float(state["step"])
+
+    runs = []
+    for cls_of in (theirs, ours):
+        resumed = [p.detach().clone().requires_grad_() for p in params]
+        optimizer = cls_of(name)(resumed, **kwargs, **({"impl": impl} if cls_of is ours else {}))
+        optimizer.load_state_dict(_roundtrip_plain(old))
+        _continue(optimizer, resumed, 5, 1.0)
+        group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+        runs.append((resumed, group))
+    (reference, their_group), (resumed, our_group) = runs
+    assert {k: our_group[k] for k in their_group} == their_group
+    for a, b in zip(resumed, reference, strict=True):
+        assert torch.equal(a, b)
+
+
+def _roundtrip_plain(state_dict):
+    """A deep copy of a state dict that may hold plain numbers (not ``weights_only``)."""
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+def test_adamw_loading_an_adam_state_dict_stays_decoupled_as_torch():
+    """torch.optim.AdamW's ``__setstate__`` sets ``decoupled_weight_decay=True`` on load."""
+    params = make_params(torch.float64)
+    saved = torch.optim.Adam(params, lr=0.01, weight_decay=0.1).state_dict()
+    for cls_of in (theirs, ours):
+        optimizer = cls_of("AdamW")(make_params(torch.float64), lr=0.01)
+        optimizer.load_state_dict(saved)
+        assert optimizer.param_groups[0]["decoupled_weight_decay"] is True
