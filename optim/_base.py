@@ -222,12 +222,12 @@ class RuleOptimizer(Optimizer):
         capturable: keep step counters on the device (CUDA graphs); parameters must be on CUDA.
         differentiable: not supported (steps run under ``torch.no_grad``): raises
             :class:`UnsupportedOptionError`, as ``fused=True`` with ``foreach=True`` does.
-
         impl: ``"single"``, ``"foreach"`` or ``"flat"`` (default ``None``: ``"foreach"``).
         compile: with the flat path, fuse the rule into one kernel with ``torch.compile``.
 
     Bad values raise ``ValueError`` whose message starts with torch.optim's words ("Invalid
     learning rate: -1") and goes on with what is allowed.
+
     A state dict saved by an older torch (param groups without the flags added since) loads as
     in torch: each missing key of ``_torch_setstate_defaults`` takes torch's default.
     """
