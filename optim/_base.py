@@ -756,7 +756,7 @@ class RuleOptimizer(Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 state = self.state.get(p)
-                if state and "step" in state:
+                if self._counts_steps and state and "step" in state:
                     step = state["step"]
                     if not isinstance(step, Tensor):
                         step = torch.tensor(float(step))

@@ -205,6 +205,10 @@ class ReducingOptimizer(RuleOptimizer):
     """Whether the default path may pack small tensors (not when the parameters must be updated
     in place between calls, as SLS's trials); per-tensor rules reduce over a packed or flat
     chunk's parts (``Chunk.segments``)."""
+    _counts_updates = False
+    """Whether each parameter's state holds ``"step"``, a Python int counting the updates it
+    received, as the reference package keeps it (``prodigyopt``, dadaptation's ``DAdaptAdam``):
+    the package takes a state without it for a new one, so a checkpoint of ours must carry it."""
     _rule = staticmethod(lambda params, grads, steps, state: None)
 
     def __init__(
@@ -226,6 +230,25 @@ class ReducingOptimizer(RuleOptimizer):
 
     def _reads_params(self, group: dict) -> bool:
         return True
+
+    def _ensure_state(self, group: dict, params: list[Tensor], states: list[dict]) -> list[bool]:
+        if self._counts_updates:
+            for state in states:
+                if not state:  # a new entry: the counter first, as in the package's state dict
+                    state["step"] = 0
+        return super()._ensure_state(group, params, states)
+
+    def _count_updates(self, work: list[Work]) -> None:
+        """``state["step"] += 1`` for every parameter this step updated (see
+        ``_counts_updates``). Set past :class:`~optim._state.TrackedState`'s count: an int
+        counter is no layout's view, and counting it would make every step re-verify the state.
+        """
+        for item in work:
+            params = item.group["params"]
+            for chunk in item.chunks:
+                for i in chunk.positions:
+                    entry = self.state[params[i]]
+                    dict.__setitem__(entry, "step", entry.get("step", 0) + 1)
 
     # --- temporaries -------------------------------------------------------------------------
 
@@ -412,6 +435,8 @@ class ReducingOptimizer(RuleOptimizer):
         work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
         if any(item.chunks for item in work):
             self._update(work)
+            if self._counts_updates:
+                self._count_updates(work)
         for params, updated in self._scatter:  # packed parameters back into their own storage
             torch._foreach_copy_(params, updated)
         self._scatter = []

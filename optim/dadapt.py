@@ -306,9 +306,10 @@ class DAdaptAdam(ReducingOptimizer):
         d0: initial estimate > 0 (default 1e-6). growth_rate: >= 1 (default inf).
         fsdp_in_use: must be False. foreach, impl: execution path.
 
-    Group keys (the package's): ``d``, ``numerator_weighted``, ``k``, ``layer_scale``; state:
-    ``s``, ``exp_avg``, ``exp_avg_sq``. ``betas``, ``decouple`` and ``use_bias_correction`` of
-    the first group apply to all, as in the package.
+    Group keys (the package's): ``d``, ``numerator_weighted``, ``k``, ``layer_scale``; state
+    (the package's keys, in its order, so that a checkpoint moves either way): ``step`` (an int,
+    the updates the parameter received), ``s``, ``exp_avg``, ``exp_avg_sq``. ``betas``,
+    ``decouple`` and ``use_bias_correction`` of the first group apply to all, as in the package.
 
     Example:
         >>> import torch, optim
@@ -321,6 +322,8 @@ class DAdaptAdam(ReducingOptimizer):
         >>> bool(opt.param_groups[0]["d"] > 1e-3)
         True
     """
+
+    _counts_updates = True
 
     def __init__(
         self,

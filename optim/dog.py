@@ -82,9 +82,11 @@ class DoG(ReducingOptimizer):
         foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
 
     Group keys (the package's): ``rbar``, ``G`` (0-dim tensors on the device), ``eta`` (one per
-    parameter, as the package lists it); state per parameter: ``init_buffer`` (x_0; the package
-    keeps the list in the group). The package's ``assert G > 0`` (a host read) is left out.
-    For best results the paper averages the iterates (``dog.PolynomialDecayAverager``).
+    parameter, as the package lists it), ``init_buffer`` (x_0, one per parameter); state per
+    parameter: ``init_buffer`` (the same tensors); ``state_dict()["state"]["_first_step"]`` as
+    the package's, so that a checkpoint moves either way. The package's ``assert G > 0`` (a host
+    read) is left out. For best results the paper averages the iterates
+    (``dog.PolynomialDecayAverager``).
 
     Example:
         >>> import torch, optim
@@ -149,6 +151,14 @@ class DoG(ReducingOptimizer):
                         memory_format=torch.preserve_format
                     )
         return super()._ensure_state(group, params, states)
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``state_dict`` plus the package's ``state["_first_step"]`` flag (True until
+        a group has stepped), which the package's ``load_state_dict`` reads: a checkpoint of
+        ours loads into ``dog.DoG`` / ``dog.LDoG``."""
+        saved = super().state_dict()
+        saved["state"]["_first_step"] = all(g.get("rbar") is None for g in self.param_groups)
+        return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; a checkpoint of the package loads too (its

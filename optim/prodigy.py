@@ -144,8 +144,9 @@ class Prodigy(ReducingOptimizer):
     Global scalars live in every param group under the package's names (``d``, ``d_max``,
     ``d_numerator``, ``d_denom``, ``d_hat``, ``k``); ``d`` and its companions become 0-dim float64
     tensors on the parameters' device at the first step, so ``step()`` never synchronises.
-    State per parameter: ``s``, ``p0``, ``exp_avg`` (if beta1 > 0), ``exp_avg_sq`` (the package's
-    keys; ``p0`` is always a copy, never the package's 0-dim zero for all-zero tensors).
+    State per parameter: ``step`` (an int, the updates it received), ``s``, ``p0``, ``exp_avg``
+    (if beta1 > 0), ``exp_avg_sq``: the package's keys, in its order, so that a checkpoint moves
+    either way (``p0`` is always a copy, never the package's 0-dim zero for all-zero tensors).
     Differences from the package: the gradient tensors are not modified in place, and a step
     whose gradients have all been zero leaves ``d`` unchanged instead of returning early.
 
@@ -161,6 +162,8 @@ class Prodigy(ReducingOptimizer):
         >>> bool(1e-3 < d < 10)
         True
     """
+
+    _counts_updates = True
 
     def __init__(
         self,
@@ -216,8 +219,9 @@ class Prodigy(ReducingOptimizer):
         self.d0 = d0
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
-        keys = ("s", "p0", "exp_avg_sq")
-        return ("exp_avg", *keys) if group["betas"][0] > 0 else keys
+        if group["betas"][0] > 0:
+            return ("s", "p0", "exp_avg", "exp_avg_sq")
+        return ("s", "p0", "exp_avg_sq")
 
     def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
         slice_p = group["slice_p"]
@@ -226,6 +230,18 @@ class Prodigy(ReducingOptimizer):
         if key == "s" and slice_p > 1:
             return torch.zeros_like(p.detach().reshape(-1)[::slice_p])
         return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``state_dict`` in the package's layout: ``s`` and ``p0`` flattened, as
+        ``prodigyopt`` keeps them (``p.flatten()[::slice_p]``), so that a checkpoint of ours
+        loads into ``prodigyopt.Prodigy``; :meth:`load_state_dict` takes either layout."""
+        saved = super().state_dict()
+        for state in saved["state"].values():
+            for key in ("s", "p0"):
+                value = state.get(key)
+                if isinstance(value, Tensor) and value.dim() != 1:
+                    state[key] = value.reshape(-1)
+        return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; the package's flattened ``s``/``p0`` (and its 0-dim ``p0``

@@ -158,6 +158,63 @@ def test_a_reference_state_dict_loads_and_training_continues_identically(name, i
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_our_state_dict_loads_into_the_reference_package(case, impl):
+    """A checkpoint of ours loads into the package, which continues as ours does: Prodigy's and
+    DAdaptAdam's per-parameter ``step`` (without it the package starts the state anew),
+    Prodigy's flattened ``s``/``p0``, DoG's ``state["_first_step"]``."""
+    name, reference, kwargs, second = case
+    schedule_free = name in SCHEDULE_FREE
+    params = make_params()
+    ours = getattr(optim, name)(groups(params, second), impl=impl, **kwargs)
+    if schedule_free:
+        ours.train()
+    for t in range(30):
+        ours.zero_grad()
+        noisy_loss(params, t).backward()
+        ours.step()
+    theirs = [p.detach().clone().requires_grad_() for p in params]
+    ref = reference(groups(theirs, second), **kwargs)
+    ref.load_state_dict(copy.deepcopy(ours.state_dict()))
+    if schedule_free:
+        ref.train()
+    for t in range(30, 60):
+        for opt, ps in ((ours, params), (ref, theirs)):
+            opt.zero_grad()
+            noisy_loss(ps, t).backward()
+            opt.step()
+    assert relative_error(theirs, params) <= 1e-10
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_per_parameter_state_has_the_packages_keys_order_and_shapes(case):
+    name, reference, kwargs, second = case
+    saved = []
+    for make in (reference, getattr(optim, name)):
+        params = make_params()
+        optimizer = make(groups(params, second), **kwargs)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        for t in range(3):
+            optimizer.zero_grad()
+            noisy_loss(params, t).backward()
+            optimizer.step()
+        saved.append(optimizer.state_dict()["state"])
+    theirs, mine = saved
+    for index, their_state in theirs.items():
+        if not isinstance(their_state, dict):  # DoG's top-level flag
+            assert mine[index] == their_state
+            continue
+        assert list(mine[index]) == list(their_state)
+        for key, value in their_state.items():
+            assert type(mine[index][key]) is type(value), key
+            if isinstance(value, torch.Tensor):
+                assert mine[index][key].shape == value.shape, key
+            else:
+                assert mine[index][key] == value, key
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam", "DoG", "AdamWScheduleFree"])
 def test_own_state_dict_resumes_identically(name, impl):
     make = lambda ps: getattr(optim, name)(groups(ps, {}), impl=impl)  # noqa: E731
