@@ -89,8 +89,8 @@ def _torch_betas(
     betas: tuple[float | Tensor, float | Tensor], foreach: bool | None, capturable: bool
 ) -> tuple[float | Tensor, float | Tensor]:
     """torch.optim.Adam's betas: both floats or both tensors (a tensor squeezed to 0-dim, as
-    torch stores it), tensors refused with ``foreach=True`` unless ``capturable``; the refusals
-    raise torch's ``ValueError`` messages."""
+    torch stores it; a 0-dim one is kept, the same object), tensors refused with
+    ``foreach=True`` unless ``capturable``; the refusals raise torch's ``ValueError`` messages."""
     both_floats = all(isinstance(beta, float) for beta in betas)
     if not (both_floats or all(isinstance(beta, Tensor) for beta in betas)):
         raise ValueError(
@@ -102,7 +102,9 @@ def _torch_betas(
             "betas[0] as a Tensor is not supported for capturable=False and foreach=True "
             "(as torch.optim.Adam; the default foreach=None accepts it)"
         )
-    return tuple(beta if isinstance(beta, float) else beta.squeeze() for beta in betas)
+    return tuple(
+        beta.squeeze() if isinstance(beta, Tensor) and beta.dim() != 0 else beta for beta in betas
+    )
 
 
 class Adam(RuleOptimizer):

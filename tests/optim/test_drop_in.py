@@ -397,8 +397,9 @@ def test_adam_keeps_betas_as_torch_keeps_them(betas):
     theirs_betas = torch.optim.Adam(_params([(3,)]), betas=betas).param_groups[0]["betas"]
     ours_betas = optim.Adam(_params([(3,)]), betas=betas).param_groups[0]["betas"]
     assert isinstance(ours_betas, tuple)
-    for mine, reference in zip(ours_betas, theirs_betas, strict=True):
+    for mine, reference, given in zip(ours_betas, theirs_betas, betas, strict=True):
         assert type(mine) is type(reference)
+        assert (mine is given) == (reference is given)  # a 0-dim tensor is kept, not copied
         if isinstance(reference, torch.Tensor):
             assert mine.shape == reference.shape
             assert torch.equal(mine, reference)
