@@ -10,7 +10,7 @@ Learning-rate-free and adaptive step sizes, each equal to its reference package:
 ``AdamWScheduleFree``, and the loss-based ``SPS`` and ``SLS`` (``optim._global``).
 """
 
-from optim._base import FusedOptimizer, RuleOptimizer
+from optim._base import FusedOptimizer, RuleOptimizer, UnsupportedOptionError
 from optim.adadelta import Adadelta, adadelta_update
 from optim.adagrad import Adagrad, adagrad_update
 from optim.adam import Adam, AdamW, adam_update
@@ -41,6 +41,7 @@ __all__ = [
     "RMSprop",
     "RuleOptimizer",
     "SGDScheduleFree",
+    "UnsupportedOptionError",
     "adadelta_update",
     "adagrad_update",
     "adam_update",
