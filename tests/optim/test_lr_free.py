@@ -84,6 +84,14 @@ def groups(params: list[torch.Tensor], second: dict) -> list[dict]:
     return [{"params": params[:2]}, {"params": params[2:], **second}]
 
 
+def run_steps(optimizer, params: list[torch.Tensor], steps: range) -> None:
+    """``optimizer``'s updates on the noisy loss of each step ``t`` in ``steps``."""
+    for t in steps:
+        optimizer.zero_grad()
+        noisy_loss(params, t).backward()
+        optimizer.step()
+
+
 def train(make_optimizer, steps: int = STEPS, schedule_free: bool = False):
     """Run ``steps`` updates; returns (parameters in train mode, in eval mode, optimizer)."""
     params = make_params()
@@ -142,18 +150,13 @@ def test_a_reference_state_dict_loads_and_training_continues_identically(name, i
     _, reference, kwargs, second = case
     params = make_params()
     ref = reference(groups(params, second), **kwargs)
-    for t in range(30):
-        ref.zero_grad()
-        noisy_loss(params, t).backward()
-        ref.step()
+    run_steps(ref, params, range(30))
     mine = [p.detach().clone().requires_grad_() for p in params]
     ours = getattr(optim, name)(groups(mine, second), impl=impl, **kwargs)
     ours.load_state_dict(copy.deepcopy(ref.state_dict()))
     for t in range(30, 60):
         for opt, ps in ((ref, params), (ours, mine)):
-            opt.zero_grad()
-            noisy_loss(ps, t).backward()
-            opt.step()
+            run_steps(opt, ps, range(t, t + 1))
     assert relative_error(mine, params) <= 1e-10
 
 
@@ -169,10 +172,7 @@ def test_our_state_dict_loads_into_the_reference_package(case, impl):
     ours = getattr(optim, name)(groups(params, second), impl=impl, **kwargs)
     if schedule_free:
         ours.train()
-    for t in range(30):
-        ours.zero_grad()
-        noisy_loss(params, t).backward()
-        ours.step()
+    run_steps(ours, params, range(30))
     theirs = [p.detach().clone().requires_grad_() for p in params]
     ref = reference(groups(theirs, second), **kwargs)
     ref.load_state_dict(copy.deepcopy(ours.state_dict()))
@@ -180,9 +180,7 @@ def test_our_state_dict_loads_into_the_reference_package(case, impl):
         ref.train()
     for t in range(30, 60):
         for opt, ps in ((ours, params), (ref, theirs)):
-            opt.zero_grad()
-            noisy_loss(ps, t).backward()
-            opt.step()
+            run_steps(opt, ps, range(t, t + 1))
     assert relative_error(theirs, params) <= 1e-10
 
 
@@ -224,18 +222,12 @@ def test_own_state_dict_resumes_identically(name, impl):
     first = make(params)
     if sf:
         first.train()
-    for t in range(20):
-        first.zero_grad()
-        noisy_loss(params, t).backward()
-        first.step()
+    run_steps(first, params, range(20))
     saved = copy.deepcopy(first.state_dict())
     resumed = [p.detach().clone().requires_grad_() for p in params]
     second = make(resumed)
     second.load_state_dict(saved)
-    for t in range(20, 40):
-        second.zero_grad()
-        noisy_loss(resumed, t).backward()
-        second.step()
+    run_steps(second, resumed, range(20, 40))
     assert relative_error(resumed, whole) <= 1e-12
 
 
