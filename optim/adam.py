@@ -199,6 +199,11 @@ class Adam(RuleOptimizer):
         return (*keys, "max_exp_avg_sq") if group["amsgrad"] else keys
 
     def _rule_arguments(self, group: dict) -> dict[str, Any]:
+        if group["foreach"] and not group["capturable"] and isinstance(group["lr"], Tensor):
+            raise RuntimeError(
+                "lr as a Tensor is not supported for capturable=False and foreach=True (as "
+                "torch.optim.Adam, which checks it at every step; foreach=None accepts it)"
+            )
         arguments = super()._rule_arguments(group)
         arguments["beta1"], arguments["beta2"] = group["betas"]
         return arguments

@@ -424,6 +424,18 @@ def test_adam_refuses_the_tensor_hyperparameters_torch_refuses(name, kwargs):
         getattr(optim, name)(_params([(3,)]), **kwargs)
 
 
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_a_tensor_lr_set_later_with_foreach_true_is_refused_at_the_step_as_torch(name):
+    for module in (torch.optim, optim):
+        params = _params([(3,)])
+        optimizer = getattr(module, name)(params, lr=0.01, foreach=True)
+        optimizer.param_groups[0]["lr"] = torch.tensor(0.01)
+        for p in params:
+            p.grad = torch.ones_like(p)
+        with pytest.raises(RuntimeError, match="lr as a Tensor is not supported"):
+            optimizer.step()
+
+
 def test_decoupled_weight_decay_makes_adam_adamw():
     runs = []
     for make in (
