@@ -172,7 +172,7 @@ class Adam(RuleOptimizer):
         if isinstance(lr, Tensor) and foreach and not capturable:
             raise ValueError(
                 "lr as a Tensor is not supported for capturable=False and foreach=True "
-                "(as torch.optim.Adam; the default foreach=None accepts it)"
+                f"(as torch.optim.Adam; the default foreach=None accepts it), got lr={lr!r}"
             )
         check_nonnegative(lr, "lr")
         check_betas(betas)
@@ -202,7 +202,8 @@ class Adam(RuleOptimizer):
         if group["foreach"] and not group["capturable"] and isinstance(group["lr"], Tensor):
             raise RuntimeError(
                 "lr as a Tensor is not supported for capturable=False and foreach=True (as "
-                "torch.optim.Adam, which checks it at every step; foreach=None accepts it)"
+                "torch.optim.Adam, which checks it at every step; foreach=None accepts it), got "
+                f"lr={group['lr']!r}"
             )
         arguments = super()._rule_arguments(group)
         arguments["beta1"], arguments["beta2"] = group["betas"]

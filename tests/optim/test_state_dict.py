@@ -111,7 +111,7 @@ def test_older_state_dict_loads_as_in_torch(case, impl):
     for cls_of in (theirs, ours):
         resumed = [p.detach().clone().requires_grad_() for p in params]
         optimizer = cls_of(name)(resumed, **kwargs, **({"impl": impl} if cls_of is ours else {}))
-        optimizer.load_state_dict(_roundtrip_plain(old))
+        optimizer.load_state_dict(_roundtrip(old))
         _continue(optimizer, resumed, 5, 1.0)
         group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
         runs.append((resumed, group))
@@ -119,14 +119,6 @@ def test_older_state_dict_loads_as_in_torch(case, impl):
     assert {k: our_group[k] for k in their_group} == their_group
     for a, b in zip(resumed, reference, strict=True):
         assert torch.equal(a, b)
-
-
-def _roundtrip_plain(state_dict):
-    """A deep copy of a state dict that may hold plain numbers (not ``weights_only``)."""
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
 
 
 def test_adamw_loading_an_adam_state_dict_stays_decoupled_as_torch():

@@ -20,12 +20,18 @@ NAMES = ("SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta")
 UNSUPPORTED = {"differentiable", "capturable", "fused"}  # refused with a clear error (tested)
 
 
+def _infos():
+    """torch's database entries for the six classes, with their names."""
+    return [
+        (info.optim_cls.__name__, info)
+        for info in common_optimizers.optim_db
+        if info.optim_cls.__name__ in NAMES
+    ]
+
+
 def _configurations():
     cases = []
-    for info in common_optimizers.optim_db:
-        name = info.optim_cls.__name__
-        if name not in NAMES:
-            continue
+    for name, info in _infos():
         for dtype in (torch.float32, torch.float64):
             for entry in info.optim_inputs_func(device="cpu", dtype=dtype):
                 if UNSUPPORTED & {k for k, v in entry.kwargs.items() if v}:
@@ -54,10 +60,7 @@ def test_optim_db_configuration_matches_torch(name, kwargs, dtype, impl):
 
 def _error_inputs():
     cases = []
-    for info in common_optimizers.optim_db:
-        name = info.optim_cls.__name__
-        if name not in NAMES:
-            continue
+    for name, info in _infos():
         for index, error in enumerate(info.optim_error_inputs_func(device="cpu", dtype=None)):
             ident = f"{name}-{index}-{error.optimizer_error_input.desc}"
             cases.append(pytest.param(name, error, id=ident))
