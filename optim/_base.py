@@ -610,6 +610,20 @@ class RuleOptimizer(Optimizer):
             self._run_lists(group, ps, ss, keys, first, blocked=blocked)
         self._layouts[index] = layouts
 
+    def _plain_step(
+        self, group: dict, params: list[Tensor], states: list[dict], fresh: list[bool]
+    ) -> None:
+        """torch's foreach path over the lists as given, no layout or block of ours: one list
+        per device, dtype and first step (so that an SGD buffer born this step is the gradient).
+        For parameters whose state starts at different steps."""
+        lists: dict[tuple, list[int]] = {}
+        for i, (p, first) in enumerate(zip(params, fresh)):
+            lists.setdefault((p.device, p.dtype, first), []).append(i)
+        keys = self._state_keys(group)
+        for (_, _, first), indices in lists.items():
+            ps, ss = [params[i] for i in indices], [states[i] for i in indices]
+            self._run_lists(group, ps, ss, keys, first, blocked=False)
+
     def _run_lists(self, group, params, states, keys, first, blocked) -> None:
         steps = self._counted_steps(group, states)
         arguments = self._host_arguments(group, first)
@@ -655,7 +669,7 @@ class RuleOptimizer(Optimizer):
             fresh = self._ensure_state(group, params, states)
             if any(fresh) and not all(fresh):  # some started later: their counts differ
                 self._layouts.pop(index, None)
-                self._run_lists(group, params, states, keys, first=False, blocked=False)
+                self._plain_step(group, params, states, fresh)
                 return
             counts = {0.0}
             if self._counts_steps and not all(self._known_unstepped(s.get("step")) for s in states):

@@ -89,8 +89,13 @@ def _train(optimizer, params, steps, skip=(), set_to_none=True):
         optimizer.step()
 
 
-def _assert_same_state(torch_optimizer, our_optimizer, rtol=1e-10):
+def _assert_same_state(torch_optimizer, our_optimizer, rtol=1e-10, unlike=()):
+    """Equal state dicts; ``unlike``: group keys that differ by construction (a path's flag)."""
     theirs_sd, ours_sd = torch_optimizer.state_dict(), our_optimizer.state_dict()
+    for saved in (theirs_sd, ours_sd):
+        for group in saved["param_groups"]:
+            for key in unlike:
+                group.pop(key)
     assert theirs_sd["state"].keys() == ours_sd["state"].keys()
     for index, state in theirs_sd["state"].items():
         assert state.keys() == ours_sd["state"][index].keys(), index
@@ -732,6 +737,28 @@ def test_a_copied_optimizer_keeps_its_path_and_continues_as_torch(impl, how):
     assert o_opt.impl == impl
     _close(o_params, t_params)
     _assert_same_state(t_opt, o_opt)
+
+
+@pytest.mark.parametrize(
+    "path", [{"foreach": True}, {"foreach": False}, {"impl": "flat"}, {"fused": True}]
+)
+@pytest.mark.parametrize("shapes", [SETS["packed"], SETS["blocked"]], ids=["packed", "blocked"])
+def test_an_sgd_buffer_born_after_the_first_step_starts_as_the_gradient(path, shapes):
+    """A parameter unused in the first two steps gets its momentum buffer at its first
+    gradient: torch's SGD makes it from the gradient, undamped (b_1 = g_1), while the group's
+    other buffers go on damped. Every path of ours gives torch's foreach path's numbers
+    (torch's own ``fused=True`` raises TypeError here, on the ``None`` buffer)."""
+    kwargs = {"lr": 0.05, "momentum": 0.9, "dampening": 0.3}
+    results = []
+    for cls, options in ((torch.optim.SGD, {"foreach": True}), (optim.SGD, path)):
+        params = _params(shapes)
+        optimizer = cls(params, **kwargs, **options)
+        _train(optimizer, params, 2, skip={0})
+        _train(optimizer, params, 3)
+        results.append((optimizer, params))
+    (t_opt, t_params), (o_opt, o_params) = results
+    _close(o_params, t_params)
+    _assert_same_state(t_opt, o_opt, unlike=("foreach", "fused"))
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "DoG"])

@@ -27,7 +27,7 @@ SHAPE_SETS = {
 OPTIMIZERS = [
     ("Adam", {"lr": 0.01, "weight_decay": 0.01}),
     ("AdamW", {"lr": 0.01, "amsgrad": True}),
-    ("SGD", {"lr": 0.02, "momentum": 0.9}),
+    ("SGD", {"lr": 0.02, "momentum": 0.9, "dampening": 0.2}),
     ("SGD", {"lr": 0.02}),
     ("Adagrad", {"lr": 0.05}),
     ("RMSprop", {"lr": 0.01, "momentum": 0.5}),
