@@ -196,6 +196,12 @@ def resolve_impl(
     return (wanted.pop() if wanted else DEFAULT_IMPL), compile
 
 
+def _repeats(params: list[Tensor]) -> bool:
+    """Whether a parameter occurs more than once in ``params`` (torch warns, and updates it
+    once per occurrence)."""
+    return len(set(map(id, params))) < len(params)
+
+
 def _is_sparse(grad: Tensor) -> bool:
     """Whether ``grad`` is not a dense (strided) tensor: COO, CSR and the other sparse layouts."""
     return grad.layout is not torch.strided
@@ -250,6 +256,12 @@ class RuleOptimizer(Optimizer):
     nothing from 100k elements on; SGD, one to three ops that must also gather the parameters
     (see ``_ends_in_fused_add``), packs only tensors under 2k elements, and a group without
     state (plain SGD) is never packed."""
+    _repeats_as_reference: ClassVar[bool] = True
+    """Whether a parameter given twice in a group (deprecated in torch, which warns) is updated
+    as the reference does: once per occurrence, each of torch's paths in its own order (the
+    for-loop path one parameter after another; the foreach path each op over the whole list;
+    the fused kernels every count first, then one parameter after another). False: a warning
+    of ours says the numbers differ."""
     _rule: ClassVar[Callable[..., None]]
 
     def __init__(
@@ -325,19 +337,19 @@ class RuleOptimizer(Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA.
 
-        A group holding a parameter more than once gets torch's deprecation warning and one of
-        ours: torch updates such a parameter once per occurrence, and our paths (packed rounds,
-        blocks, state created once) do not reproduce that deprecated case bit for bit.
+        A group holding a parameter more than once gets torch's deprecation warning, and the
+        parameter is updated once per occurrence as torch's path of the same name does it (see
+        ``_repeats_as_reference``); where a class cannot promise that, a warning of ours too.
         """
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         seen: set[int] = set()
         for position, p in enumerate(group["params"]):
-            if id(p) in seen:
+            if id(p) in seen and not self._repeats_as_reference:
                 warnings.warn(
                     f"param group {len(self.param_groups) - 1} holds parameter {position} (shape "
                     f"{tuple(p.shape)}) more than once: {type(self).__name__}'s update of it "
-                    "differs from torch.optim's (which updates it once per occurrence and "
+                    "differs from its reference's (which updates it once per occurrence; torch "
                     "warns that this will become an error); pass each parameter once",
                     UserWarning,
                     stacklevel=3,
@@ -414,6 +426,11 @@ class RuleOptimizer(Optimizer):
                     state[key] = self._new_state(group, p, key)
                     new = True
             fresh.append(new)
+        if any(fresh) and len(params) > 1:
+            # A parameter given twice is new at every occurrence: torch reads the whole group's
+            # state before it updates any of it.
+            created = {id(p) for p, new in zip(params, fresh) if new}
+            fresh = [id(p) in created for p in params]
         return fresh
 
     def _host_arguments(self, group: dict, first_step: bool) -> dict[str, Any]:
@@ -489,12 +506,16 @@ class RuleOptimizer(Optimizer):
             return [c.item() for c in counters]  # host-resident: reading is not a device sync
         return counters
 
-    def _single_step(self, group: dict, params: list[Tensor]) -> None:
+    def _single_step(self, group: dict, params: list[Tensor], count_first: bool = False) -> None:
+        """torch's for-loop path: each parameter counted and updated in turn. ``count_first``:
+        every counter is counted before the first update, as torch's fused kernels do (which
+        is visible only for a parameter given twice: both its updates see the second count)."""
         states = self._states(group, params)
         fresh = self._ensure_state(group, params, states)
         keys = self._state_keys(group)
-        for p, state, first in zip(params, states, fresh):
-            steps = self._counted_steps(group, [state])
+        counted = self._counted_steps(group, states) if count_first else None
+        for i, (p, state, first) in enumerate(zip(params, states, fresh)):
+            steps = [counted[i]] if counted is not None else self._counted_steps(group, [state])
             arguments = self._host_arguments(group, first)
             buffers = {key: [state[key]] for key in keys}
             if _is_sparse(p.grad):
@@ -565,6 +586,10 @@ class RuleOptimizer(Optimizer):
         arguments = self._host_arguments(group, first_step=False)
         rule, reads_params = type(self)._rule, self._reads_params(group)
         fresh = self._ensure_state(group, params, states)
+        if _repeats(params):  # updated once per occurrence, on torch's lists as they are
+            self._layouts.pop(index, None)
+            self._plain_step(group, params, states, fresh)
+            return
         lists: dict[tuple, list[int]] = {}
         kind = (params[0].device, params[0].dtype)
         if (
@@ -615,7 +640,8 @@ class RuleOptimizer(Optimizer):
     ) -> None:
         """torch's foreach path over the lists as given, no layout or block of ours: one list
         per device, dtype and first step (so that an SGD buffer born this step is the gradient).
-        For parameters whose state starts at different steps."""
+        For a group holding a parameter twice (torch updates it once per occurrence, each op over
+        the list seeing the one before it) or parameters whose state starts at different steps."""
         lists: dict[tuple, list[int]] = {}
         for i, (p, first) in enumerate(zip(params, fresh)):
             lists.setdefault((p.device, p.dtype, first), []).append(i)
@@ -666,6 +692,13 @@ class RuleOptimizer(Optimizer):
             ):
                 layouts = None
         if layouts is None:
+            if _repeats(params):  # no layout holds a tensor twice: torch's once-per-occurrence
+                self._layouts.pop(index, None)
+                if self.compile:  # torch's fused kernels: all counted, then one by one
+                    self._single_step(group, params, count_first=True)
+                else:  # eager flat gives torch's foreach path's bits
+                    self._foreach_step(index, group, params)
+                return
             fresh = self._ensure_state(group, params, states)
             if any(fresh) and not all(fresh):  # some started later: their counts differ
                 self._layouts.pop(index, None)

@@ -201,6 +201,7 @@ class ReducingOptimizer(RuleOptimizer):
 
     _elementwise = False
     _counts_steps = False
+    _repeats_as_reference = False  # (the package's per-parameter loop differs: we warn)
     _packs = True
     """Whether the default path may pack small tensors (not when the parameters must be updated
     in place between calls, as SLS's trials); per-tensor rules reduce over a packed or flat

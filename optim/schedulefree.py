@@ -90,6 +90,7 @@ class _ScheduleFree(RuleOptimizer):
     """What both Schedule-Free optimizers share: the weights c_t, warmup, train and eval."""
 
     _counts_steps = False
+    _repeats_as_reference = False  # (the package's per-parameter loop differs: we warn)
 
     def _beta(self, group: dict) -> float:
         raise NotImplementedError

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from optim import _ops as ops
-from optim._base import RuleOptimizer, _number, check_nonnegative
+from optim._base import RuleOptimizer, _number, _repeats, check_nonnegative
 from optim._paths import PACK_BELOW
 
 
@@ -144,6 +144,19 @@ class SGD(RuleOptimizer):
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",) if ops.may_be_nonzero(group["momentum"]) else ()
+
+    def _ensure_state(self, group: dict, params: list[Tensor], states: list[dict]) -> list[bool]:
+        """As the base, except for a parameter given twice in one group at its buffer's first
+        step: torch's SGD makes the momentum buffer inside the update, from the gradient, so
+        every occurrence gets a buffer of its own and the state keeps the last one."""
+        fresh = super()._ensure_state(group, params, states)
+        if any(fresh) and _repeats(params):
+            last = {id(p): i for i, p in enumerate(params)}
+            keys = self._state_keys(group)
+            for i, (p, first) in enumerate(zip(params, fresh)):
+                if first and last[id(p)] != i:
+                    states[i] = {key: self._new_state(group, p, key) for key in keys}
+        return fresh
 
     def _ends_in_fused_add(self, group: dict) -> bool:
         return not ops.is_unit(group["lr"])  # p.add_(d, alpha=-lr)

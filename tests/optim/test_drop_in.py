@@ -739,6 +739,53 @@ def test_a_copied_optimizer_keeps_its_path_and_continues_as_torch(impl, how):
     _assert_same_state(t_opt, o_opt)
 
 
+FUSED = ("Adam", "AdamW", "SGD", "Adagrad")  # the classes with torch's fused=True
+REPEATED_PATHS = [  # (ours, torch's): the path of ours and the torch path it reproduces
+    ({"foreach": True}, {"foreach": True}),
+    ({"foreach": False}, {"foreach": False}),
+    ({"impl": "flat"}, {"foreach": True}),
+    ({"fused": True}, {"fused": True}),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "paths"),
+    [
+        pytest.param(case, paths, id=f"{case[0]}{sorted(case[1].items())}-ours{paths[0]}")
+        for case in DEFAULT_CASES
+        for paths in REPEATED_PATHS
+        if "fused" not in paths[1] or case[0] in FUSED
+    ],
+)
+def test_a_parameter_given_twice_is_updated_once_per_occurrence_as_torch(case, paths):
+    """torch warns that a parameter given twice in one group will become an error, and
+    meanwhile updates it once per occurrence, each path in its own order: the for-loop path one
+    occurrence after the other, the foreach path each op over the whole list (an occurrence
+    sees the op of the one before), the fused kernels every step count first, then one after
+    the other. A buffer SGD makes at the first step is one per occurrence, the last kept.
+    Each path of ours gives its torch path's parameters and state dict (the packed small
+    tensors and a blocked large one), with torch's warning and none of ours."""
+    name, kwargs = case
+    ours_path, torch_path = paths
+    shapes = [(7, 5)] * PACK_AT_LEAST + [(3 * SMALL_BLOCK + 17,)]
+    results = []
+    for cls, path in ((theirs(name), torch_path), (ours(name), ours_path)):
+        params = _params(shapes)
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            optimizer = cls([*params[:3], params[1], *params[3:], params[-1]], **kwargs, **path)
+        messages = [str(w.message) for w in record]
+        assert any("duplicate parameters" in m for m in messages)  # torch's own
+        assert not any("more than once" in m for m in messages)
+        _train(optimizer, params, 6)
+        results.append((optimizer, params))
+    (t_opt, t_params), (o_opt, o_params) = results
+    _close(o_params, t_params)
+    _assert_same_state(
+        t_opt, o_opt, unlike=() if ours_path.keys() == torch_path.keys() else ("foreach",)
+    )
+
+
 @pytest.mark.parametrize(
     "path", [{"foreach": True}, {"foreach": False}, {"impl": "flat"}, {"fused": True}]
 )
@@ -761,11 +808,11 @@ def test_an_sgd_buffer_born_after_the_first_step_starts_as_the_gradient(path, sh
     _assert_same_state(t_opt, o_opt, unlike=("foreach", "fused"))
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "DoG"])
-def test_a_duplicated_parameter_is_not_a_silent_deviation(name):
-    """torch warns that a parameter given twice in a group will become an error, and updates
-    it once per occurrence; ours does not reproduce that deprecated case bit for bit, so it
-    says so in a warning of its own that names the parameter. Unique parameters: no warning."""
+@pytest.mark.parametrize("name", ["DoG", "Prodigy", "DAdaptAdam", "SGDScheduleFree"])
+def test_a_learning_rate_free_parameter_given_twice_is_not_a_silent_deviation(name):
+    """The reference packages update a parameter given twice once per occurrence, in their
+    per-parameter loops; ours does not reproduce that deprecated case bit for bit, so it says
+    so in a warning of its own that names the parameter. Unique parameters: no warning."""
     p, q = torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2, 2))
     cls = getattr(optim, name)
     with pytest.warns(UserWarning, match="more than once") as record:
