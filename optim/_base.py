@@ -583,8 +583,6 @@ class RuleOptimizer(Optimizer):
     def _foreach_step(self, index: int, group: dict, params: list[Tensor]) -> None:
         states = self._states(group, params)
         keys = self._state_keys(group)
-        arguments = self._host_arguments(group, first_step=False)
-        rule, reads_params = type(self)._rule, self._reads_params(group)
         fresh = self._ensure_state(group, params, states)
         if _repeats(params):  # updated once per occurrence, on torch's lists as they are
             self._layouts.pop(index, None)
@@ -628,10 +626,14 @@ class RuleOptimizer(Optimizer):
             if packable:
                 layout = Packed(ps, ss, keys)
                 layouts.append(layout)
-                if layout.step(rule, ps, [p.grad for p in ps], arguments, reads_params):
+                arguments = self._host_arguments(group, first_step=False)
+                grads = [p.grad for p in ps]
+                if layout.step(type(self)._rule, ps, grads, arguments, self._reads_params(group)):
                     continue
-            # (a stateless rule, plain SGD, is one or two ops: blocks would only add overhead)
+            # (a stateless rule, plain SGD, is one or two ops, and lists within one block are a
+            # single round: blocks would only add overhead)
             blocked = fast and self._elementwise and bool(keys)
+            blocked = blocked and sum(map(Tensor.numel, ps)) > _paths.BLOCK
             self._run_lists(group, ps, ss, keys, first, blocked=blocked)
         self._layouts[index] = layouts
 
