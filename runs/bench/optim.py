@@ -22,6 +22,7 @@ with momentum, Adagrad) and >= 5x faster on 2000x1k.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import statistics
 import subprocess
@@ -30,6 +31,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -71,20 +73,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_model(spec: str) -> tuple[int, int]:
-    """A shape: a name from MODELS or ``COUNTxNUMEL`` with optional k/M suffixes (``8x2k``)."""
+class Shape(NamedTuple):
+    """A benchmark model: ``groups`` param groups of ``count`` tensors of ``numel`` elements."""
+
+    count: int
+    numel: int
+    groups: int = 1
+
+    @property
+    def elements(self) -> int:
+        return self.groups * self.count * self.numel
+
+
+def parse_model(spec: str) -> Shape:
+    """A shape: a name from MODELS or ``COUNTxNUMEL`` with optional k/M suffixes (``8x2k``),
+    optionally after ``GROUPSg``: that many param groups of such tensors, each group with its
+    own learning rate, as per-layer groups (``300g1x1k``: 300 groups of one 1k tensor)."""
     if spec in MODELS:
-        return MODELS[spec]
+        return Shape(*MODELS[spec])
     scale = {"k": 1_000, "M": 1_000_000}
     try:
-        count, numel = spec.split("x")
+        groups, grouped, rest = spec.rpartition("g")
+        count, numel = rest.split("x")
         factor = scale.get(numel[-1], 1)
-        shape = int(count), int(numel.rstrip("kM")) * factor
+        shape = Shape(int(count), int(numel.rstrip("kM")) * factor, int(groups) if grouped else 1)
     except ValueError:
-        shape = (0, 0)
+        shape = Shape(0, 0)
     if min(shape) < 1:
         raise ValueError(
-            f"--models: bad shape {spec!r}; allowed: {', '.join(MODELS)} or COUNTxNUMEL like 8x2k"
+            f"--models: bad shape {spec!r}; allowed: {', '.join(MODELS)}, COUNTxNUMEL like 8x2k, "
+            "or GROUPSgCOUNTxNUMEL like 300g1x1k"
         )
     return shape
 
@@ -103,14 +121,24 @@ def _round_robin_ms(steps: dict[str, Callable[[], object]], repeat: int) -> dict
     return {label: statistics.median(t) * 1e3 for label, t in times.items()}
 
 
-def _params(count: int, numel: int) -> list[torch.Tensor]:
+def _params(shape: Shape, lr: float | None = None) -> list:
+    """The tensors (gradients set), or with ``shape.groups > 1`` the param groups, each with
+    learning rate ``lr * 0.99**i`` (per-layer rates) unless ``lr`` is None."""
     generator = torch.Generator().manual_seed(0)
     params = []
-    for _ in range(count):
-        p = torch.randn(numel, generator=generator).requires_grad_()
-        p.grad = torch.randn(numel, generator=generator) * 1e-2
+    for _ in range(shape.groups * shape.count):
+        p = torch.randn(shape.numel, generator=generator).requires_grad_()
+        p.grad = torch.randn(shape.numel, generator=generator) * 1e-2
         params.append(p)
-    return params
+    if shape.groups == 1:
+        return params
+    groups = [
+        {"params": params[i * shape.count : (i + 1) * shape.count]} for i in range(shape.groups)
+    ]
+    if lr is not None:
+        for i, group in enumerate(groups):
+            group["lr"] = lr * 0.99**i
+    return groups
 
 
 class _PeakTemporaries(TorchDispatchMode):
@@ -157,7 +185,8 @@ def machine_bandwidth_gbs(repeat: int = 10) -> float:
 def measure(name: str, model: str, repeat: int, compile_flat: bool) -> dict[str, float]:
     """Median ``step()`` milliseconds of every implementation for one optimizer and shape."""
     kwargs, _ = OPTIMIZERS[name]
-    count, numel = parse_model(model)
+    shape = parse_model(model)
+    lr = kwargs.get("lr", inspect.signature(getattr(optim, name)).parameters["lr"].default)
     theirs, ours = getattr(torch.optim, name), getattr(optim, name)
     variants: dict[str, Callable[[list], torch.optim.Optimizer]] = {
         "torch single": lambda ps: theirs(ps, foreach=False, **kwargs),
@@ -169,7 +198,7 @@ def measure(name: str, model: str, repeat: int, compile_flat: bool) -> dict[str,
     variants["ours flat"] = lambda ps: ours(ps, impl="flat", **kwargs)
     if compile_flat:
         variants["ours flat+compile"] = lambda ps: ours(ps, compile=True, **kwargs)
-    optimizers = {label: make(_params(count, numel)) for label, make in variants.items()}
+    optimizers = {label: make(_params(shape, lr)) for label, make in variants.items()}
     results = _round_robin_ms({label: opt.step for label, opt in optimizers.items()}, repeat)
     results["temporaries ours"] = temporary_bytes(optimizers["ours default"])
     if "torch fused" in optimizers:
@@ -228,13 +257,13 @@ def measure_lr_free(name: str, model: str, repeat: int) -> dict[str, float]:
     target, kwargs = LR_FREE[name]
     module, attribute = target.split(":")
     reference = getattr(importlib.import_module(module), attribute)
-    count, numel = parse_model(model)
+    shape = parse_model(model)  # (groups share the learning rate: the packages require it)
     variants = {
         "reference": lambda ps: reference(ps, **kwargs),
         "ours default": lambda ps: getattr(optim, name)(ps, **kwargs),
         "ours flat": lambda ps: getattr(optim, name)(ps, impl="flat", **kwargs),
     }
-    optimizers = {label: make(_params(count, numel)) for label, make in variants.items()}
+    optimizers = {label: make(_params(shape)) for label, make in variants.items()}
     for optimizer in optimizers.values():
         if hasattr(optimizer, "train"):
             optimizer.train()  # Schedule-Free steps only in train mode
@@ -296,8 +325,7 @@ def run(args: argparse.Namespace) -> int:
             ms = measure(name, model, args.repeat, not args.no_compile)
             eager = min(ms["torch single"], ms["torch foreach"])
             best = min(v for k, v in ms.items() if k.startswith("ours"))
-            count, numel = parse_model(model)
-            gbs = OPTIMIZERS[name][1] * 4 * count * numel / (best * 1e-3) / 1e9
+            gbs = OPTIMIZERS[name][1] * 4 * parse_model(model).elements / (best * 1e-3) / 1e9
             cells = [f"{ms[k]:.2f}" if k in ms else "n/a" for k in COLUMNS]
             fused_mb = ms.get("temporaries fused")
             temporaries = f"{ms['temporaries ours'] / 2**20:.2f} / " + (

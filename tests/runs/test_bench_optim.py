@@ -6,27 +6,38 @@ import sys
 import pytest
 import torch
 
-from runs.bench.optim import parse_model
+from runs.bench.optim import Shape, _params, parse_model
 
 
 def test_bench_optim_prints_a_row_per_optimizer_and_model():
     proc = subprocess.run(
         [sys.executable, "-m", "runs", "bench", "optim", "--optimizers", "SGD,RMSprop",
-         "--models", "3x1k,2x5", "--repeat", "1", "--no-compile"],
+         "--models", "3x1k,2x5,3g2x5", "--repeat", "1", "--no-compile"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| SGD") or
             line.startswith("| RMSprop")]  # fmt: skip
-    assert len(rows) == 4
+    assert len(rows) == 6
     assert "GB/s" in proc.stdout
     assert "n/a" in next(r for r in rows if r.startswith("| RMSprop"))  # torch has no fused RMSprop
 
 
 def test_model_shapes_parse_and_bad_ones_are_named():
-    assert parse_model("4x4M") == (4, 4_000_000)
-    assert parse_model("8x2k") == (8, 2_000)
-    with pytest.raises(ValueError, match="'4by4'"):
-        parse_model("4by4")
+    assert parse_model("4x4M") == Shape(count=4, numel=4_000_000, groups=1)
+    assert parse_model("8x2k") == Shape(count=8, numel=2_000, groups=1)
+    assert parse_model("300g2x1k") == Shape(count=2, numel=1_000, groups=300)
+    assert parse_model("300g2x1k").elements == 600_000
+    for bad in ("4by4", "g1x1k", "0g1x1k", "2gg1x1k"):
+        with pytest.raises(ValueError, match=repr(bad)):
+            parse_model(bad)
+
+
+def test_grouped_shapes_give_per_layer_learning_rates():
+    groups = _params(parse_model("3g2x5"), lr=0.1)
+    assert [len(g["params"]) for g in groups] == [2, 2, 2]
+    assert [g["lr"] for g in groups] == [0.1, 0.1 * 0.99, 0.1 * 0.99**2]
+    assert all(p.grad is not None and p.numel() == 5 for g in groups for p in g["params"])
+    assert "lr" not in _params(parse_model("3g2x5"))[0]  # shared (the lr-free packages)
 
 
 def test_unknown_optimizer_is_one_line_and_exit_2():
