@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -151,6 +152,15 @@ class SGD(RuleOptimizer):
         every occurrence gets a buffer of its own and the state keeps the last one."""
         fresh = super()._ensure_state(group, params, states)
         if any(fresh) and _repeats(params):
+            if self.impl != "single" and not all(fresh):
+                warnings.warn(
+                    "SGD: a param group holds a parameter more than once and a momentum buffer "
+                    "is made after the first step; torch's foreach path then updates the "
+                    "buffers one parameter at a time, and this step's numbers differ from it "
+                    "(foreach=False gives torch's for-loop path's); pass each parameter once",
+                    UserWarning,
+                    stacklevel=4,
+                )
             last = {id(p): i for i, p in enumerate(params)}
             keys = self._state_keys(group)
             for i, (p, first) in enumerate(zip(params, fresh)):

@@ -786,6 +786,32 @@ def test_a_parameter_given_twice_is_updated_once_per_occurrence_as_torch(case, p
     )
 
 
+def test_sgd_says_where_a_repeated_parameter_cannot_follow_torchs_foreach_path():
+    """A parameter given twice and a momentum buffer made after the first step (a parameter
+    without gradient until then): torch's foreach SGD updates the buffers one index at a time
+    in that step, which a rule over lists does not reproduce when a buffer occurs twice. Ours
+    warns there; with ``foreach=False`` it gives torch's for-loop path's numbers, silently."""
+    kwargs = {"lr": 0.05, "momentum": 0.9, "dampening": 0.1}
+
+    def run(cls, **path):
+        params = _params([(3,), (4,), (5,)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's duplicate-parameter warning
+            optimizer = cls([params[0], params[1], params[1], params[2]], **kwargs, **path)
+        _train(optimizer, params, 1, skip={2})
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            _train(optimizer, params, 2)
+        return params, [str(w.message) for w in record]
+
+    _, messages = run(optim.SGD)
+    assert any("momentum buffer is made after the first step" in m for m in messages)
+    reference, _ = run(torch.optim.SGD, foreach=False)
+    ours_params, messages = run(optim.SGD, foreach=False)
+    assert not messages
+    _close(ours_params, reference)
+
+
 @pytest.mark.parametrize(
     "path", [{"foreach": True}, {"foreach": False}, {"impl": "flat"}, {"fused": True}]
 )
