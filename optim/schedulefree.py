@@ -12,6 +12,7 @@ of the model after ``optimizer.eval()``) before evaluating, as the package's REA
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -182,8 +183,15 @@ class _ScheduleFree(RuleOptimizer):
 def _common(lr, weight_decay, warmup_steps, r, weight_lr_power) -> None:
     check_nonnegative(lr, "lr")
     check_nonnegative(weight_decay, "weight_decay")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be an integer >= 0, got warmup_steps={warmup_steps!r}")
+    if (
+        isinstance(warmup_steps, bool)
+        or not isinstance(warmup_steps, int | float)
+        or not 0 <= warmup_steps < math.inf
+    ):  # (a real number, as the package: 500.0 from a computed fraction of the run works)
+        raise ValueError(
+            "warmup_steps must be a finite number >= 0 (an int, or a float such as "
+            f"0.05 * total_steps), got warmup_steps={warmup_steps!r}"
+        )
     _number(r, "r")
     check_nonnegative(weight_lr_power, "weight_lr_power")
 
@@ -203,9 +211,10 @@ class SGDScheduleFree(_ScheduleFree):
     in ``theory.lr_free_bounds.schedulefree_sgd_bound``).
 
     Args (the package's, in its order): params; lr >= 0 (default 1.0); momentum beta in (0, 1)
-    (default 0.9); weight_decay >= 0 (default 0, at y); warmup_steps >= 0 (default 0); r
-    (default 0); weight_lr_power >= 0 (default 2); foreach (True/None: the default path, False:
-    ``impl="single"``); impl, compile as :class:`optim._base.RuleOptimizer`.
+    (default 0.9); weight_decay >= 0 (default 0, at y); warmup_steps >= 0, an int or a float as
+    in the package (default 0); r (default 0); weight_lr_power >= 0 (default 2); foreach
+    (True/None: the default path, False: ``impl="single"``); impl, compile as
+    :class:`optim._base.RuleOptimizer`.
 
     Group keys (the package's): ``k``, ``train_mode``, ``weight_sum``, ``lr_max``,
     ``scheduled_lr``; state: ``z``. Call :meth:`train` before training, :meth:`eval` before
@@ -233,7 +242,7 @@ class SGDScheduleFree(_ScheduleFree):
         lr: float | Tensor = 1.0,
         momentum: float = 0.9,
         weight_decay: float = 0,
-        warmup_steps: int = 0,
+        warmup_steps: float = 0,
         r: float = 0.0,
         weight_lr_power: float = 2,
         foreach: bool | None = None,
@@ -300,7 +309,7 @@ class AdamWScheduleFree(_ScheduleFree):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0,
-        warmup_steps: int = 0,
+        warmup_steps: float = 0,
         r: float = 0.0,
         weight_lr_power: float = 2.0,
         foreach: bool | None = None,

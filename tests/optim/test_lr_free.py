@@ -127,6 +127,23 @@ def test_matches_the_reference_package(case, impl, capsys):
     assert relative_error(ours_eval, ref_eval) <= 1e-10
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("warmup_steps", [7.5, 20.0])
+@pytest.mark.parametrize("name", sorted(SCHEDULE_FREE))
+def test_schedule_free_warmup_steps_may_be_a_float_as_in_the_package(name, warmup_steps, impl):
+    """The package takes any number of warmup steps (its k < warmup_steps and (k + 1) /
+    warmup_steps are defined for a float, such as 0.05 * total_steps computed in a script);
+    ours gives its numbers, in train and eval mode."""
+    reference = getattr(schedulefree, name)
+    kwargs = {"warmup_steps": warmup_steps, "lr": 0.02}
+    ref_train, ref_eval, _ = train(lambda ps: reference(ps, **kwargs), 40, schedule_free=True)
+    ours_train, ours_eval, _ = train(
+        lambda ps: getattr(optim, name)(ps, impl=impl, **kwargs), 40, schedule_free=True
+    )
+    assert relative_error(ours_train, ref_train) <= 1e-10
+    assert relative_error(ours_eval, ref_eval) <= 1e-10
+
+
 @pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam", "DAdaptSGD"])
 def test_global_estimate_matches_the_reference(name):
     """The estimate d the user logs (group['d']) is the package's, at every group."""
@@ -391,6 +408,8 @@ BAD = [
     ("LDoG", {"weight_decay": -0.1}, ValueError, "weight_decay"),
     ("SGDScheduleFree", {"momentum": 0.0}, ValueError, "momentum"),
     ("SGDScheduleFree", {"warmup_steps": -1}, ValueError, "warmup_steps"),
+    ("AdamWScheduleFree", {"warmup_steps": float("inf")}, ValueError, "warmup_steps"),
+    ("AdamWScheduleFree", {"warmup_steps": "10"}, ValueError, "warmup_steps"),
     ("AdamWScheduleFree", {"betas": (0.0, 0.9)}, ValueError, "betas"),
     ("SPS", {"c": 0.0}, ValueError, "c"),
     ("SPS", {"gamma_b": -1.0}, ValueError, "gamma_b"),
