@@ -733,7 +733,8 @@ class RuleOptimizer(Optimizer):
         steps: list = [None]
         if layout.step_vector is not None:
             layout.step_vector.add_(1)
-            layout.count += 1  # the host's copy of the count: eager scalars are host arithmetic
+            # the host's copy of the count (eager scalars are host arithmetic), as torch's counter
+            layout.count = _paths.next_count(layout.count, layout.step_vector.dtype)
             steps = [layout.step_vector[0]] if self.compile else [layout.count]
         rule = type(self)._rule
         if self.compile:  # every scalar a tensor, so new values never recompile

@@ -29,6 +29,7 @@ import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -150,6 +151,15 @@ def blocked_rounds(
         filled += n
     close()
     return rounds
+
+
+def next_count(count: float, dtype: torch.dtype) -> float:
+    """``count + 1`` as a step counter of ``dtype`` holds it, for the host's copy of a count.
+
+    torch's ``float32`` counters stop at 2**24 (16777216 + 1 rounds back to 16777216), and its
+    bias corrections read that value; a Python float would count on and round differently.
+    """
+    return float(np.float32(count + 1)) if dtype == torch.float32 else count + 1
 
 
 def _identical(tensors: Iterable, held: list) -> bool:
@@ -287,7 +297,7 @@ class Packed(OwnedState):
             if low.item() != high.item():
                 return False
             self.step_vector.add_(1)
-            steps = [high.item() + 1]
+            steps = [next_count(high.item(), self.step_vector.dtype)]
         else:
             steps = [None]
         for (i, j, begin, end), grad_views, work_views, one_dim in zip(

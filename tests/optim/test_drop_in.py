@@ -786,6 +786,31 @@ def test_a_parameter_given_twice_is_updated_once_per_occurrence_as_torch(case, p
     )
 
 
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("shapes", [SETS["packed"], SETS["blocked"]], ids=["packed", "blocked"])
+def test_a_float32_step_count_stops_at_2_to_the_24_as_torchs(impl, shapes):
+    """torch's float32 step counters stop at 2**24 (16777216 + 1 rounds back), and Adam's bias
+    corrections read that value; with beta1 near 1 the count shows in the last bit. Resumed
+    from a checkpoint two steps before, ours keeps torch's count and bits on every path (the
+    packed and flat paths kept a host copy that counted on)."""
+    kwargs = {"lr": 1.0, "betas": (0.9999999, 0.9999999)}
+    results = []
+    for cls in (torch.optim.Adam, functools.partial(optim.Adam, impl=impl)):
+        params = _params(shapes, dtype=torch.float32)
+        optimizer = cls(params, **kwargs)
+        _train(optimizer, params, 1)
+        saved = optimizer.state_dict()
+        for state in saved["state"].values():
+            state["step"] = torch.tensor(2.0**24 - 2)
+        optimizer.load_state_dict(saved)
+        _train(optimizer, params, 4)
+        results.append((optimizer, params))
+    (t_opt, t_params), (o_opt, o_params) = results
+    assert all(map(torch.equal, o_params, t_params))
+    assert all(o_opt.state[p]["step"].item() == 2.0**24 for p in o_params)
+    _assert_same_state(t_opt, o_opt, rtol=0, unlike=("foreach",))
+
+
 def test_sgd_says_where_a_repeated_parameter_cannot_follow_torchs_foreach_path():
     """A parameter given twice and a momentum buffer made after the first step (a parameter
     without gradient until then): torch's foreach SGD updates the buffers one index at a time
