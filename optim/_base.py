@@ -56,12 +56,14 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
+import numbers
 import operator
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
@@ -125,9 +127,9 @@ def _number(value: Any, name: str) -> float:
             shape = tuple(value.shape)
             raise ValueError(f"Tensor {name} must be 1-element, got a tensor of shape {shape}")
         return float(value.detach().reshape(()).cpu())  # construction time: a read is fine
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number or a 1-element tensor, got {name}={value!r}")
-    return float(value)
+    return float(value)  # (numpy's scalars too, as torch.optim; the group keeps the value given)
 
 
 def check_nonnegative(value: Any, name: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import numbers
 import operator
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -511,7 +512,7 @@ class Flat(OwnedState):
         """
         converted = {}
         for name, value in arguments.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+            if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | Tensor):
                 converted[name] = value
                 continue
             held = self.hyperparameter_tensors.get(name)

@@ -16,6 +16,7 @@ import io
 import re
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -784,6 +785,32 @@ def test_a_parameter_given_twice_is_updated_once_per_occurrence_as_torch(case, p
     _assert_same_state(
         t_opt, o_opt, unlike=() if ours_path.keys() == torch_path.keys() else ("foreach",)
     )
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize(
+    "numbers",
+    [(np.float32(0.013), np.float32(0.01)), (np.int64(1), np.int64(0)), (np.float64(0.013), 0)],
+    ids=["float32", "int64", "float64"],
+)
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
+def test_numpy_scalar_hyperparameters_as_torch(name, numbers, impl):
+    """A learning rate or weight decay from numpy (``np.geomspace(..., dtype=np.float32)``,
+    ``np.arange``) is accepted as torch accepts it, kept in the group as given, and trains to
+    torch's bits: a numpy float32 rounds torch's scalar arithmetic (``lr / bias_correction``)
+    to float32, and ours computes the same expressions (float64 parameters show it)."""
+    lr, weight_decay = numbers
+    kwargs = {"lr": lr, "weight_decay": weight_decay}
+    results = []
+    for cls, path in ((theirs(name), {"foreach": impl != "single"}), (ours(name), {"impl": impl})):
+        params = _params(SETS["packed"])
+        optimizer = cls(params, **kwargs, **path)
+        _train(optimizer, params, 4)
+        results.append((optimizer, params))
+    (t_opt, t_params), (o_opt, o_params) = results
+    assert all(map(torch.equal, o_params, t_params))
+    assert type(o_opt.param_groups[0]["lr"]) is type(lr)
+    _assert_same_state(t_opt, o_opt, rtol=0, unlike=("foreach",))
 
 
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
