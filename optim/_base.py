@@ -204,6 +204,14 @@ def _repeats(params: list[Tensor]) -> bool:
     return len(set(map(id, params))) < len(params)
 
 
+def _by_kind(params: list[Tensor], fresh: list[bool]) -> dict[tuple, list[int]]:
+    """The positions of ``params`` by (device, dtype, state new this step): one list each."""
+    lists: dict[tuple, list[int]] = {}
+    for i, (p, first) in enumerate(zip(params, fresh)):
+        lists.setdefault((p.device, p.dtype, first), []).append(i)
+    return lists
+
+
 def _is_sparse(grad: Tensor) -> bool:
     """Whether ``grad`` is not a dense (strided) tensor: COO, CSR and the other sparse layouts."""
     return grad.layout is not torch.strided
@@ -346,8 +354,8 @@ class RuleOptimizer(Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         seen: set[int] = set()
-        for position, p in enumerate(group["params"]):
-            if id(p) in seen and not self._repeats_as_reference:
+        for position, p in enumerate([] if self._repeats_as_reference else group["params"]):
+            if id(p) in seen:
                 warnings.warn(
                     f"param group {len(self.param_groups) - 1} holds parameter {position} (shape "
                     f"{tuple(p.shape)}) more than once: {type(self).__name__}'s update of it "
@@ -428,7 +436,7 @@ class RuleOptimizer(Optimizer):
                     state[key] = self._new_state(group, p, key)
                     new = True
             fresh.append(new)
-        if any(fresh) and len(params) > 1:
+        if any(fresh) and _repeats(params):
             # A parameter given twice is new at every occurrence: torch reads the whole group's
             # state before it updates any of it.
             created = {id(p) for p, new in zip(params, fresh) if new}
@@ -590,7 +598,6 @@ class RuleOptimizer(Optimizer):
             self._layouts.pop(index, None)
             self._plain_step(group, params, states, fresh)
             return
-        lists: dict[tuple, list[int]] = {}
         kind = (params[0].device, params[0].dtype)
         if (
             not torch.compiler.is_compiling()
@@ -598,10 +605,9 @@ class RuleOptimizer(Optimizer):
             and all(map(operator.is_, map(_DTYPE, params), itertools.repeat(kind[1])))
             and all(map(operator.eq, map(_DEVICE, params), itertools.repeat(kind[0])))
         ):  # the common case, checked in C-level passes: one list
-            lists[(*kind, False)] = list(range(len(params)))
+            lists = {(*kind, False): list(range(len(params)))}
         else:
-            for i, (p, first) in enumerate(zip(params, fresh)):
-                lists.setdefault((p.device, p.dtype, first), []).append(i)
+            lists = _by_kind(params, fresh)
         layouts = []
         for (_, dtype, first), indices in lists.items():
             whole = len(indices) == len(params)
@@ -646,11 +652,8 @@ class RuleOptimizer(Optimizer):
         per device, dtype and first step (so that an SGD buffer born this step is the gradient).
         For a group holding a parameter twice (torch updates it once per occurrence, each op over
         the list seeing the one before it) or parameters whose state starts at different steps."""
-        lists: dict[tuple, list[int]] = {}
-        for i, (p, first) in enumerate(zip(params, fresh)):
-            lists.setdefault((p.device, p.dtype, first), []).append(i)
         keys = self._state_keys(group)
-        for (_, _, first), indices in lists.items():
+        for (_, _, first), indices in _by_kind(params, fresh).items():
             ps, ss = [params[i] for i in indices], [states[i] for i in indices]
             self._run_lists(group, ps, ss, keys, first, blocked=False)
 
@@ -701,7 +704,8 @@ class RuleOptimizer(Optimizer):
                 if self.compile:  # torch's fused kernels: all counted, then one by one
                     self._single_step(group, params, count_first=True)
                 else:  # eager flat gives torch's foreach path's bits
-                    self._foreach_step(index, group, params)
+                    fresh = self._ensure_state(group, params, states)
+                    self._plain_step(group, params, states, fresh)
                 return
             fresh = self._ensure_state(group, params, states)
             if any(fresh) and not all(fresh):  # some started later: their counts differ
