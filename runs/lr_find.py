@@ -17,6 +17,7 @@ from runs.data import load_dataset
 from runs.experiment import DEFAULT_LOGDIR, select_variants
 from runs.load import load_experiment
 from runs.tuning import range_test_on_variant
+from schedulers.range_test import check_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,26 +51,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the range test and print what it found."""
+    """Run the range test and print what it found (its options checked before any data is
+    generated, read or cached)."""
+    options = {
+        "start_lr": args.start_lr,
+        "end_lr": args.end_lr,
+        "num_iter": args.num_iter,
+        "sweep": args.sweep,
+        "smoothing": args.smoothing,
+        "diverge_threshold": args.diverge_threshold,
+        "curvature_batches": args.curvature_batches,
+    }
+    check_options(**options)
     experiment = load_experiment(args.experiment, data_dir=args.data_dir)
     variant = select_variants(experiment, args.variant).variants[0]
-    options = {k: v for k, v in variant.dataset.to_table().items() if k != "name"}
-    data = load_dataset(variant.dataset.name, data_dir=args.data_dir, **options)
+    dataset_options = {k: v for k, v in variant.dataset.to_table().items() if k != "name"}
+    data = load_dataset(variant.dataset.name, data_dir=args.data_dir, **dataset_options)
     result = range_test_on_variant(
         variant,
         data,
         args.seed,
         label=f"{experiment.name}, variant {variant.name}",
-        start_lr=args.start_lr,
-        end_lr=args.end_lr,
-        num_iter=args.num_iter,
-        sweep=args.sweep,
-        smoothing=args.smoothing,
-        diverge_threshold=args.diverge_threshold,
         val_data=[(data.test_x, data.test_y)] if args.validation else None,
         accuracy=args.accuracy,
-        curvature_batches=args.curvature_batches,
         quiet=args.quiet,
+        **options,
     )
     out = Path(args.out or Path(args.logdir) / experiment.name / f"lr-find-{variant.name}.png")
     result.plot(out)

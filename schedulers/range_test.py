@@ -329,7 +329,24 @@ def _cycle(data: Iterable[Batch]) -> Iterator[Batch]:
             raise ValueError("train_data is empty: the range test needs at least one batch")
 
 
-def _validate(start_lr, end_lr, num_iter, sweep, smoothing, diverge_threshold) -> None:
+def check_options(
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_iter: int = 100,
+    sweep: str = "exp",
+    smoothing: float = 0.98,
+    diverge_threshold: float = 4.0,
+    curvature_batches: int = 1,
+) -> None:
+    """Raise ``ValueError`` naming the first of :func:`lr_range_test`'s options that is out of
+    range (defaults: the test's own), so a caller can check them before loading any data.
+
+    >>> check_options(num_iter=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_iter must be an integer >= 2, got num_iter=1
+    """
     if not (isinstance(start_lr, (int, float)) and start_lr > 0 and math.isfinite(start_lr)):
         raise ValueError(f"start_lr must be a finite number > 0, got start_lr={start_lr!r}")
     if not (isinstance(end_lr, (int, float)) and math.isfinite(end_lr) and end_lr > start_lr):
@@ -345,6 +362,15 @@ def _validate(start_lr, end_lr, num_iter, sweep, smoothing, diverge_threshold) -
     if not (isinstance(diverge_threshold, (int, float)) and diverge_threshold > 1):
         raise ValueError(
             f"diverge_threshold must be a number > 1, got diverge_threshold={diverge_threshold!r}"
+        )
+    if (
+        isinstance(curvature_batches, bool)
+        or not isinstance(curvature_batches, int)
+        or curvature_batches < 0
+    ):
+        raise ValueError(
+            "curvature_batches must be an integer >= 0, got "
+            f"curvature_batches={curvature_batches!r}"
         )
 
 
@@ -484,13 +510,15 @@ def lr_range_test(
     Returns:
         a :class:`RangeTestResult` (see the module docstring for every rule).
     """
-    _validate(start_lr, end_lr, num_iter, sweep, smoothing, diverge_threshold)
-    if (
-        isinstance(curvature_batches, bool)
-        or not isinstance(curvature_batches, int)
-        or curvature_batches < 0
-    ):
-        raise ValueError(f"curvature_batches must be an integer >= 0, got {curvature_batches!r}")
+    check_options(
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_iter=num_iter,
+        sweep=sweep,
+        smoothing=smoothing,
+        diverge_threshold=diverge_threshold,
+        curvature_batches=curvature_batches,
+    )
     device = torch.device(device) if device is not None else next(model.parameters()).device
     batches: Iterator[Batch] = _cycle(train_data)
     rates = sweep_lrs(float(start_lr), float(end_lr), num_iter, sweep)

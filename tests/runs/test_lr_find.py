@@ -6,16 +6,18 @@ import sys
 import tomllib
 
 
-def _lr_find(tmp_path, *args):
-    env = {**os.environ, "STEPSIZE_CACHE": str(tmp_path / "cache")}
+def _lr_find(tmp_path, *args, cache=None):
+    env = {**os.environ, "STEPSIZE_CACHE": str(cache or tmp_path / "cache")}
     return subprocess.run(
         [sys.executable, "-m", "runs", "lr-find", "--logdir", str(tmp_path / "logs"), *args],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
 
 
-def test_lr_find_prints_suggestions_and_curvature_and_saves_the_plot(tmp_path):
-    proc = _lr_find(tmp_path, "--num-iter", "30", "--start-lr", "1e-4", "--end-lr", "10")
+def test_lr_find_prints_suggestions_and_curvature_and_saves_the_plot(tmp_path, mnist1d_cache):
+    proc = _lr_find(
+        tmp_path, "--num-iter", "30", "--start-lr", "1e-4", "--end-lr", "10", cache=mnist1d_cache
+    )
     assert proc.returncode == 0, proc.stderr
     for expected in ("steepest", "min/10", "valley", "1/L", "2/L", "plot:"):
         assert expected in proc.stdout
@@ -25,11 +27,19 @@ def test_lr_find_prints_suggestions_and_curvature_and_saves_the_plot(tmp_path):
 
 
 def test_lr_find_bad_input_is_one_line_and_writes_nothing(tmp_path):
-    proc = _lr_find(tmp_path, "--num-iter", "1")
-    assert proc.returncode == 2
-    assert "num_iter" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not list((tmp_path / "logs").rglob("*.png"))
+    """Options are checked before the data is generated or cached: nothing on disk changes."""
+    for bad, name in (
+        (["--num-iter", "1"], "num_iter"),
+        (["--start-lr", "1", "--end-lr", "0.5"], "end_lr"),
+        (["--smoothing", "1"], "smoothing"),
+        (["--curvature-batches", "-1"], "curvature_batches"),
+    ):
+        proc = _lr_find(tmp_path, *bad)
+        assert proc.returncode == 2, (bad, proc.stderr)
+        assert name in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert list(tmp_path.iterdir()) == [], bad
 
 
 def test_the_range_test_shows_its_progress_on_a_terminal(mnist1d_cache, capsys, monkeypatch):
