@@ -53,6 +53,7 @@ on the host is read as a number, one on the device is used as a tensor.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import math
@@ -61,7 +62,7 @@ import operator
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -198,6 +199,26 @@ def resolve_impl(
     return (wanted.pop() if wanted else DEFAULT_IMPL), compile
 
 
+def without_grad(step: Callable[..., Any]) -> Callable[..., Any]:
+    """``step`` run as under ``torch.no_grad()``, which costs 5 of a tiny step's 40 us (a new
+    context object and its checks at every call); this sets and restores the grad mode directly
+    (under ``torch.compile``, where Dynamo traces the mode: ``torch.no_grad()`` itself)."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if torch.compiler.is_compiling():
+            with torch.no_grad():
+                return step(*args, **kwargs)
+        previous = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(False)
+        try:
+            return step(*args, **kwargs)
+        finally:
+            torch._C._set_grad_enabled(previous)
+
+    return run
+
+
 def _repeats(params: list[Tensor]) -> bool:
     """Whether a parameter occurs more than once in ``params`` (torch warns, and updates it
     once per occurrence)."""
@@ -215,6 +236,21 @@ def _by_kind(params: list[Tensor], fresh: list[bool]) -> dict[tuple, list[int]]:
 def _is_sparse(grad: Tensor) -> bool:
     """Whether ``grad`` is not a dense (strided) tensor: COO, CSR and the other sparse layouts."""
     return grad.layout is not torch.strided
+
+
+class SteadyLists(NamedTuple):
+    """A param group's lists as the default path ran them, neither packed nor split: kept for
+    the next step, which reuses them when :meth:`RuleOptimizer._steady` finds them current
+    (so a group of a few tensors, where Python bookkeeping costs as much as the arithmetic,
+    skips the state lookups and the choice of a strategy)."""
+
+    params: list[Tensor]
+    keys: tuple[str, ...]
+    counters: list[Tensor] | None
+    buffers: dict[str, list[Tensor]]
+    blocked: bool
+    real: bool
+    stamp: tuple[int, int]
 
 
 class RuleOptimizer(Optimizer):
@@ -456,7 +492,7 @@ class RuleOptimizer(Optimizer):
 
     # --- step --------------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @without_grad
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one update of every param group; returns the closure's loss, if any."""
         loss = None
@@ -506,7 +542,10 @@ class RuleOptimizer(Optimizer):
         """Count this update in every counter; the counts (numbers if they live on the host)."""
         if not self._counts_steps:
             return [None] * len(states)
-        counters = [s["step"] for s in states]
+        return self._count(group, [s["step"] for s in states])
+
+    def _count(self, group: dict, counters: list[Tensor]) -> list:
+        """Add one to every counter; the counts (numbers if they live on the host)."""
         torch._foreach_add_(counters, 1)
         if self.impl == "flat":
             for counter in counters:
@@ -591,6 +630,13 @@ class RuleOptimizer(Optimizer):
         return True
 
     def _foreach_step(self, index: int, group: dict, params: list[Tensor]) -> None:
+        layouts = self._layouts.get(index)
+        if layouts and type(layouts[0]) is SteadyLists and self._steady(layouts[0], group, params):
+            steady = layouts[0]
+            self._run_prepared(
+                group, params, steady.counters, steady.buffers, False, steady.blocked, steady.real
+            )
+            return
         states = self._states(group, params)
         keys = self._state_keys(group)
         fresh = self._ensure_state(group, params, states)
@@ -642,8 +688,29 @@ class RuleOptimizer(Optimizer):
             # single round: blocks would only add overhead)
             blocked = fast and self._elementwise and bool(keys)
             blocked = blocked and sum(map(Tensor.numel, ps)) > _paths.BLOCK
-            self._run_lists(group, ps, ss, keys, first, blocked=blocked)
+            counters = [s["step"] for s in ss] if self._counts_steps else None
+            buffers = {key: [s[key] for s in ss] for key in keys}
+            self._run_prepared(group, ps, counters, buffers, first, blocked)
+            stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
+            if whole and not first and not layouts and stamp is not None:
+                real = dtype.is_floating_point  # (one dtype: no complex tensor)
+                steady = SteadyLists(ps, keys, counters, buffers, blocked, real, stamp)
+                layouts.append(steady)  # (checked and reused by the next step)
         self._layouts[index] = layouts
+
+    def _steady(self, lists: SteadyLists, group: dict, params: list[Tensor]) -> bool:
+        """Whether last step's lists still describe this group: the same parameter objects, the
+        same state keys, and no state entry assigned, added or removed since (the
+        :class:`~optim._state.TrackedState` count). (A parameter whose ``.data`` changed dtype or
+        device no longer matches its state: torch's error, from the same lists either way.)"""
+        state = self.state
+        return (
+            isinstance(state, TrackedState)
+            and state.stamp() == lists.stamp
+            and _identical(params, lists.params)
+            and not torch.compiler.is_compiling()
+            and self._state_keys(group) == lists.keys
+        )
 
     def _plain_step(
         self, group: dict, params: list[Tensor], states: list[dict], fresh: list[bool]
@@ -658,17 +725,22 @@ class RuleOptimizer(Optimizer):
             self._run_lists(group, ps, ss, keys, first, blocked=False)
 
     def _run_lists(self, group, params, states, keys, first, blocked) -> None:
-        steps = self._counted_steps(group, states)
+        counters = [s["step"] for s in states] if self._counts_steps else None
+        buffers = {key: [s[key] for s in states] for key in keys}
+        self._run_prepared(group, params, counters, buffers, first, blocked)
+
+    def _run_prepared(self, group, params, counters, buffers, first, blocked, real=False) -> None:
+        """The rule over these lists (``counters``: the step counters, None if not counted;
+        ``real``: known to hold no complex tensor)."""
+        steps = [None] * len(params) if counters is None else self._count(group, counters)
         arguments = self._host_arguments(group, first)
         grads = [p.grad for p in params]
-        buffers = {key: [s[key] for s in states] for key in keys}
+        as_real = self._complex_as_real and not real
         if not blocked:
-            call_rule(
-                type(self)._rule, params, grads, steps, buffers, arguments, self._complex_as_real
-            )
+            call_rule(type(self)._rule, params, grads, steps, buffers, arguments, as_real)
             return
         for round_ in blocked_rounds(params, grads, steps, buffers):
-            call_rule(type(self)._rule, *round_, arguments, self._complex_as_real)
+            call_rule(type(self)._rule, *round_, arguments, as_real)
 
     # --- the flat path -----------------------------------------------------------------------
 

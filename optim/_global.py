@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from optim._base import RuleOptimizer, _is_sparse
+from optim._base import RuleOptimizer, _is_sparse, without_grad
 from optim._paths import (
     _GRAD,
     _LAYOUT,
@@ -425,7 +425,7 @@ class ReducingOptimizer(RuleOptimizer):
     def _update(self, work: list[Work]) -> None:
         raise NotImplementedError
 
-    @torch.no_grad()
+    @without_grad
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every param group; returns the closure's loss, if any."""
         loss = None

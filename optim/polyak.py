@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from optim import _ops as ops
-from optim._base import _number, check_interval, check_nonnegative
+from optim._base import _number, check_interval, check_nonnegative, without_grad
 from optim._global import ReducingOptimizer, Work, check_positive, sum_of_squares, total
 
 
@@ -106,7 +106,7 @@ class SPS(ReducingOptimizer):
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ()
 
-    @torch.no_grad()
+    @without_grad
     def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None) -> Any:
         """One SPS update; ``closure`` (returning the loss after backward) or ``loss`` needed."""
         if (closure is None) == (loss is None):

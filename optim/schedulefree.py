@@ -20,7 +20,13 @@ import torch
 from torch import Tensor
 
 from optim import _ops as ops
-from optim._base import RuleOptimizer, _number, check_interval, check_nonnegative
+from optim._base import (
+    RuleOptimizer,
+    _number,
+    check_interval,
+    check_nonnegative,
+    without_grad,
+)
 from optim._global import py_max
 
 
@@ -135,7 +141,7 @@ class _ScheduleFree(RuleOptimizer):
         group["lr_max"], group["weight_sum"] = lr_max, weight_sum
         return {"lr": lr, "ckp1": ckp1, "weight_decay": group["weight_decay"]}
 
-    @torch.no_grad()
+    @without_grad
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every param group (in train mode); returns the closure's loss."""
         if not self.param_groups[0]["train_mode"]:

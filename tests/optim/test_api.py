@@ -169,3 +169,32 @@ def test_flat_handles_replaced_and_missing_gradients_like_torch(skip_bias_every,
     # optimizer.zero_grad() sets gradients to None as torch's does, so a layer that gets no
     # gradient is skipped on the flat path too.
     assert relative_error(flat, reference) <= 1e-10
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "Prodigy", "SGDScheduleFree", "SPS"])
+@pytest.mark.parametrize("grad_enabled", [True, False])
+def test_step_runs_without_grad_and_restores_the_grad_mode(name, grad_enabled):
+    """step() updates under no_grad (no graph through the update) and leaves the caller's grad
+    mode as it found it, also when the closure raises (as torch's @no_grad steps do)."""
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = getattr(optim, name)([w], lr=0.1) if name != "SPS" else optim.SPS([w])
+    if name == "SGDScheduleFree":
+        opt.train()
+
+    def closure():
+        opt.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    with torch.set_grad_enabled(grad_enabled):
+        opt.step(closure)
+        assert torch.is_grad_enabled() is grad_enabled
+        assert w.grad_fn is None and w.is_leaf
+
+        def failing():
+            raise KeyError("from the closure")
+
+        with pytest.raises(KeyError):
+            opt.step(failing)
+        assert torch.is_grad_enabled() is grad_enabled
