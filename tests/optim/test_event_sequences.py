@@ -1,10 +1,10 @@
 """Random sequences of what training scripts do between steps, on torch.optim and on ours.
 
 Each example draws an optimizer, then a sequence of steps, each preceded by one event (freeze or
-unfreeze a parameter, skip one in the backward pass, replace a state tensor, reset the state,
-``p.data = ...``, change a hyperparameter, add a param group, zero the gradients without setting
-them to None). Both optimizers see the same sequence on equal parameters and must agree after
-every step: the default path's packed and blocked strategies must notice each change.
+unfreeze a parameter, skip one in the backward pass, replace a state tensor or a step counter,
+reset the state, ``p.data = ...``, change a hyperparameter, switch SGD's momentum on or off, add a
+param group, zero the gradients without setting them to None). Both optimizers see the same sequence on equal parameters and must agree after
+every step: the default path's packed, blocked and kept lists must notice each change.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from optim._paths import PACK_AT_LEAST, PACK_BELOW
 SHAPE_SETS = {
     "packed": [(3, 4)] * (PACK_AT_LEAST + 2) + [(700,), (5,)],  # every tensor small: packed
     "blocked": [(3, 4)] * 4 + [(PACK_BELOW + 300,), (5,)],  # one large tensor: all blocked
+    "few": [(3, 4), (5,), ()],  # plain lists, kept from step to step while nothing changes
 }
 OPTIMIZERS = [
     ("Adam", {"lr": 0.01, "weight_decay": 0.01}),
@@ -33,7 +34,10 @@ OPTIMIZERS = [
     ("RMSprop", {"lr": 0.01, "momentum": 0.5}),
     ("Adadelta", {"lr": 0.5}),
 ]
-EVENTS = ["none", "freeze", "unfreeze", "skip", "replace", "reset", "data", "lr", "zero", "group"]
+EVENTS = [
+    *("none", "freeze", "unfreeze", "skip", "replace", "reset", "data", "lr", "zero", "group"),
+    *("count", "momentum"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +57,13 @@ def _apply(event, index, optimizer, params, extra):
         key = next((k for k in state or {} if k != "step"), None)
         if key is not None:
             state[key] = torch.full_like(state[key], 0.25)
+    elif event == "count":  # a step counter replaced (a resumed run's count, say)
+        state = optimizer.state.get(p)
+        if state and "step" in state:
+            state["step"] = torch.tensor(float(state["step"]) + 3)
+    elif event == "momentum" and isinstance(optimizer, torch.optim.SGD | optim.SGD):
+        for group in optimizer.param_groups:  # a momentum schedule switching it on and off
+            group["momentum"] = 0.9 if group["momentum"] == 0 else 0
     elif event == "reset":
         optimizer.state = collections.defaultdict(dict)
     elif event == "data":
@@ -89,7 +100,7 @@ def _run(make, shapes, events):
     return history
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     choice=st.integers(0, len(OPTIMIZERS) - 1),
     impl=st.sampled_from(["foreach", "single", "flat"]),
