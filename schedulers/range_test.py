@@ -331,18 +331,19 @@ def _cycle(data: Iterable[Batch]) -> Iterator[Batch]:
 
 def check_options(
     *,
-    start_lr: float = 1e-7,
-    end_lr: float = 10.0,
-    num_iter: int = 100,
-    sweep: str = "exp",
-    smoothing: float = 0.98,
-    diverge_threshold: float = 4.0,
-    curvature_batches: int = 1,
+    start_lr: float,
+    end_lr: float,
+    num_iter: int,
+    sweep: str,
+    smoothing: float,
+    diverge_threshold: float,
+    curvature_batches: int,
 ) -> None:
     """Raise ``ValueError`` naming the first of :func:`lr_range_test`'s options that is out of
-    range (defaults: the test's own), so a caller can check them before loading any data.
+    range, so that a caller can check them before it loads any data.
 
-    >>> check_options(num_iter=1)
+    >>> check_options(start_lr=1e-6, end_lr=10.0, num_iter=1, sweep="exp", smoothing=0.98,
+    ...               diverge_threshold=4.0, curvature_batches=1)
     Traceback (most recent call last):
     ...
     ValueError: num_iter must be an integer >= 2, got num_iter=1
