@@ -691,11 +691,12 @@ class RuleOptimizer(Optimizer):
             counters = [s["step"] for s in ss] if self._counts_steps else None
             buffers = {key: [s[key] for s in ss] for key in keys}
             self._run_prepared(group, ps, counters, buffers, first, blocked)
-            stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
-            if whole and not first and not layouts and stamp is not None:
-                real = dtype.is_floating_point  # (one dtype: no complex tensor)
-                steady = SteadyLists(ps, keys, counters, buffers, blocked, real, stamp)
-                layouts.append(steady)  # (checked and reused by the next step)
+            if whole and not first and not layouts and not torch.compiler.is_compiling():
+                stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
+                if stamp is not None:  # kept, checked and reused by the next step
+                    real = dtype.is_floating_point  # (one dtype: no complex tensor)
+                    steady = SteadyLists(ps, keys, counters, buffers, blocked, real, stamp)
+                    layouts.append(steady)
         self._layouts[index] = layouts
 
     def _steady(self, lists: SteadyLists, group: dict, params: list[Tensor]) -> bool:
@@ -705,10 +706,10 @@ class RuleOptimizer(Optimizer):
         device no longer matches its state: torch's error, from the same lists either way.)"""
         state = self.state
         return (
-            isinstance(state, TrackedState)
+            not torch.compiler.is_compiling()
+            and isinstance(state, TrackedState)
             and state.stamp() == lists.stamp
             and _identical(params, lists.params)
-            and not torch.compiler.is_compiling()
             and self._state_keys(group) == lists.keys
         )
 
