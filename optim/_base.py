@@ -563,9 +563,12 @@ class RuleOptimizer(Optimizer):
         fresh = self._ensure_state(group, params, states)
         keys = self._state_keys(group)
         counted = self._counted_steps(group, states) if count_first else None
+        arguments_by_first: dict[bool, dict[str, Any]] = {}  # (the same for every parameter)
         for i, (p, state, first) in enumerate(zip(params, states, fresh)):
             steps = [counted[i]] if counted is not None else self._counted_steps(group, [state])
-            arguments = self._host_arguments(group, first)
+            arguments = arguments_by_first.get(first)
+            if arguments is None:
+                arguments = arguments_by_first[first] = self._host_arguments(group, first)
             buffers = {key: [state[key]] for key in keys}
             if _is_sparse(p.grad):
                 self._sparse_update(p, p.grad, steps[0], buffers, arguments)
