@@ -11,14 +11,17 @@ one of the paths in ``optim._paths``:
     skipped, state tensors are read from ``optimizer.state`` at every step (replace or reset them
     and the next step uses yours), ``p.data = ...`` and ``model.to(...)`` are followed, memory
     formats are kept, a module's ``state_dict`` is its own tensors. It is also faster than torch's
-    eager paths on every shape, by two execution strategies that give the same numbers: large
-    tensors are updated a cache-sized block at a time (every op of the rule over one block before
-    the next, so memory is streamed about once instead of once per op), and many small tensors
-    (a group of 16 or more, each under ``_pack_below`` elements) keep their state in
-    optimizer-owned flat buffers, gathered and applied round by round with one ``torch.cat`` or
-    multi-tensor copy and one multi-tensor add, or copy where an add would round differently
-    (float32 and float64; other dtypes run torch's op sequence unchanged). Every one of these
-    gives torch's foreach path's bits.
+    eager paths on large tensors and on many small ones, by two execution strategies that give
+    the same numbers: large tensors are updated a cache-sized block at a time (every op of the
+    rule over one block before the next, so memory is streamed about once instead of once per
+    op), and many small tensors (a group of 16 or more, each under ``_pack_below`` elements) keep
+    their state in optimizer-owned flat buffers, gathered and applied round by round with one
+    ``torch.cat`` or multi-tensor copy and one multi-tensor add, or copy where an add would round
+    differently (float32 and float64; other dtypes run torch's op sequence unchanged). Every one
+    of these gives torch's foreach path's bits. A group run as plain lists keeps them for the
+    next step while its parameters and state are unchanged (:class:`SteadyLists`), so a group of
+    a few tiny tensors pays little bookkeeping; there, fixed per-call costs still leave it
+    slower than torch's for-loop path (the README's benchmark section measures by how much).
 ``impl="single"`` (``foreach=False``)
     one parameter at a time: the readable reference, torch's for-loop path (the same rule, so
     its bits are torch's foreach path's: in float32 and float64 torch's two paths agree bit for
