@@ -566,12 +566,10 @@ class RuleOptimizer(Optimizer):
         fresh = self._ensure_state(group, params, states)
         keys = self._state_keys(group)
         counted = self._counted_steps(group, states) if count_first else None
-        arguments_by_first: dict[bool, dict[str, Any]] = {}  # (the same for every parameter)
+        by_first = {first: self._host_arguments(group, first) for first in set(fresh)}
         for i, (p, state, first) in enumerate(zip(params, states, fresh)):
             steps = [counted[i]] if counted is not None else self._counted_steps(group, [state])
-            arguments = arguments_by_first.get(first)
-            if arguments is None:
-                arguments = arguments_by_first[first] = self._host_arguments(group, first)
+            arguments = by_first[first]  # (the group's values: the same for every parameter)
             buffers = {key: [state[key]] for key in keys}
             if _is_sparse(p.grad):
                 self._sparse_update(p, p.grad, steps[0], buffers, arguments)
@@ -694,8 +692,7 @@ class RuleOptimizer(Optimizer):
             # single round: blocks would only add overhead)
             blocked = fast and self._elementwise and bool(keys)
             blocked = blocked and sum(map(Tensor.numel, ps)) > _paths.BLOCK
-            counters = [s["step"] for s in ss] if self._counts_steps else None
-            buffers = {key: [s[key] for s in ss] for key in keys}
+            counters, buffers = self._state_lists(ss, keys)
             self._run_prepared(group, ps, counters, buffers, first, blocked)
             if whole and not first and not layouts and not torch.compiler.is_compiling():
                 stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
@@ -731,10 +728,13 @@ class RuleOptimizer(Optimizer):
             ps, ss = [params[i] for i in indices], [states[i] for i in indices]
             self._run_lists(group, ps, ss, keys, first, blocked=False)
 
-    def _run_lists(self, group, params, states, keys, first, blocked) -> None:
+    def _state_lists(self, states: list[dict], keys: tuple[str, ...]) -> tuple:
+        """The step counters (None if not counted) and one list per state key, from ``states``."""
         counters = [s["step"] for s in states] if self._counts_steps else None
-        buffers = {key: [s[key] for s in states] for key in keys}
-        self._run_prepared(group, params, counters, buffers, first, blocked)
+        return counters, {key: [s[key] for s in states] for key in keys}
+
+    def _run_lists(self, group, params, states, keys, first, blocked) -> None:
+        self._run_prepared(group, params, *self._state_lists(states, keys), first, blocked)
 
     def _run_prepared(self, group, params, counters, buffers, first, blocked, real=False) -> None:
         """The rule over these lists (``counters``: the step counters, None if not counted;

@@ -190,7 +190,8 @@ def test_step_runs_without_grad_and_restores_the_grad_mode(name, grad_enabled):
     with torch.set_grad_enabled(grad_enabled):
         opt.step(closure)
         assert torch.is_grad_enabled() is grad_enabled
-        assert w.grad_fn is None and w.is_leaf
+        assert w.grad_fn is None
+        assert w.is_leaf
 
         def failing():
             raise KeyError("from the closure")

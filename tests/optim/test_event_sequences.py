@@ -3,8 +3,9 @@
 Each example draws an optimizer, then a sequence of steps, each preceded by one event (freeze or
 unfreeze a parameter, skip one in the backward pass, replace a state tensor or a step counter,
 reset the state, ``p.data = ...``, change a hyperparameter, switch SGD's momentum on or off, add a
-param group, zero the gradients without setting them to None). Both optimizers see the same sequence on equal parameters and must agree after
-every step: the default path's packed, blocked and kept lists must notice each change.
+param group, zero the gradients without setting them to None). Both optimizers see the same
+sequence on equal parameters and must agree after every step: the default path's packed, blocked
+and kept lists must notice each change.
 """
 
 from __future__ import annotations
