@@ -50,8 +50,11 @@ Step counters follow torch: 0-dim tensors on the host (``float32``, or ``float64
 the default dtype), so a step reads them without synchronising with any device, and bias
 corrections are torch's double-precision host arithmetic. With ``capturable=True`` (CUDA) and on
 the flat path they live on the parameter's device and every scalar is computed there: no step
-reads a value back from the device. Hyperparameters may be floats or 1-element tensors; a tensor
-on the host is read as a number, one on the device is used as a tensor.
+reads a value back from the device. Hyperparameters may be floats or 1-element tensors; one on
+the device is used as a tensor. On the host, ``lr`` and ``betas`` given as tensors take part in
+the scalar arithmetic as tensors, in their own dtype, exactly as torch's for-loop path (its
+default on a CPU for tensor hyperparameters) computes with them (see :data:`TENSOR_ARITHMETIC`);
+any other host tensor is read as a number.
 """
 
 from __future__ import annotations
@@ -89,6 +92,13 @@ from optim._paths import (
 from optim._state import TrackedState
 
 IMPLS = ("single", "foreach", "flat")
+
+TENSOR_ARITHMETIC = frozenset({"lr", "beta1", "beta2"})
+"""The hyperparameters torch.optim accepts as tensors and computes with as tensors. Given as
+1-element tensors on the host, torch's default path on a CPU (its for-loop path) works out the
+step size, bias corrections and decay factor from them in the tensors' dtype:
+``torch.tensor(0.01) / (1 - 0.9 ** t)`` rounds to float32, also for float64 parameters. The
+rules here receive them as 0-dim tensors too, so the same expressions give the same values."""
 DEFAULT_IMPL = "foreach"
 
 
@@ -483,12 +493,17 @@ class RuleOptimizer(Optimizer):
         return fresh
 
     def _host_arguments(self, group: dict, first_step: bool) -> dict[str, Any]:
-        """The rule's arguments, 1-element host tensors read as numbers (device ones kept)."""
+        """The rule's arguments, 1-element tensors as 0-dim ones. A host tensor is read as a
+        number, except the learning rate and betas (:data:`TENSOR_ARITHMETIC`), which stay
+        tensors on the host for the rule's scalar arithmetic and become numbers in the op that
+        uses them (``optim._ops.host_number``)."""
         arguments = self._rule_arguments(group)
         for name, value in arguments.items():
             if isinstance(value, Tensor):
                 value = value.detach().reshape(())
-                arguments[name] = value.item() if value.device.type == "cpu" else value
+                on_host = value.device.type == "cpu"
+                keep = not on_host or name in TENSOR_ARITHMETIC
+                arguments[name] = value if keep else value.item()
         if "first_step" in self._rule_keywords:
             arguments["first_step"] = first_step
         return arguments

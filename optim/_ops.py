@@ -18,6 +18,8 @@ than the arithmetic: Prodigy's step on 2M elements spent about 40% of its time i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -37,6 +39,34 @@ def host_number(value):
 
 def _on_host(value) -> bool:
     return isinstance(value, Tensor) and value.device.type == "cpu" and value.dim() == 0
+
+
+def per_count(formula: Callable[[float], Scalar], counts: list[float]) -> list[float]:
+    """``[formula(t) for t in counts]`` as numbers, ``formula`` evaluated once per distinct count.
+
+    ``formula`` is a rule's host arithmetic on hyperparameters (a bias-corrected step size). A
+    hyperparameter given as a 0-dim host tensor (``lr=torch.tensor(0.01)``) makes it tensor
+    arithmetic in that tensor's dtype, as in torch.optim's for-loop path, and the value is read
+    back as a number (host memory: no synchronisation), as torch's op reads its ``value=``.
+
+    >>> lr = torch.tensor(0.01)  # float32
+    >>> per_count(lambda t: lr / (1 - 0.9**t), [1.0, 1.0]) == [float(lr / (1 - 0.9))] * 2
+    True
+    """
+    if len(counts) == 1:  # (the common case, a step's one count, without the bookkeeping)
+        value = formula(counts[0])
+        return [value if isinstance(value, float) else host_number(value)]
+    values = {t: host_number(formula(t)) for t in set(counts)}
+    return [values[t] for t in counts]
+
+
+def host_in_dtype_of(value, xs: TensorList):
+    """A 0-dim host tensor ``value`` cast to the dtype of ``xs`` (anything else unchanged), as
+    torch.optim's for-loop path casts a tensor ``beta1`` to the parameter's dtype before
+    ``1 - beta1`` (float64 parameters: the weight is exact, not rounded to float32)."""
+    if _on_host(value) and not torch.compiler.is_compiling() and value.dtype != xs[0].dtype:
+        return value.to(xs[0].dtype)
+    return value
 
 
 def in_dtype_of(value, xs: TensorList):

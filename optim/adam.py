@@ -55,7 +55,7 @@ def adam_update(
         else:
             grads = ops.add_scaled(grads, params, weight_decay)
     exp_avgs, exp_avg_sqs = state["exp_avg"], state["exp_avg_sq"]
-    ops.lerp_(exp_avgs, grads, 1 - beta1)
+    ops.lerp_(exp_avgs, grads, 1 - ops.host_in_dtype_of(beta1, exp_avgs))
     ops.mul_(exp_avg_sqs, beta2)
     ops.addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
     if amsgrad:
@@ -78,8 +78,8 @@ def adam_update(
             negative_step_size, bias_correction2_sqrt
         )
     else:  # counters known on the host: torch's own double arithmetic, one number per tensor
-        negative_step_size = [(lr / (1 - beta1**t)) * -1 for t in steps]
-        bias_correction2_sqrt = [(1 - beta2**t) ** 0.5 for t in steps]
+        negative_step_size = ops.per_count(lambda t: (lr / (1 - beta1**t)) * -1, steps)
+        bias_correction2_sqrt = ops.per_count(lambda t: (1 - beta2**t) ** 0.5, steps)
     ops.div_(denominators, bias_correction2_sqrt)
     ops.add_(denominators, eps)
     ops.addcdiv_(params, exp_avgs, denominators, negative_step_size)

@@ -454,22 +454,57 @@ def test_decoupled_weight_decay_makes_adam_adamw():
     _close(runs[1], runs[0])
 
 
-@pytest.mark.parametrize(
-    ("beta_dtype", "rtol"), [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["f64", "f32"]
-)
-@pytest.mark.parametrize("name", ["Adam", "AdamW"])
-def test_betas_as_one_element_tensors_with_extra_dimensions(name, beta_dtype, rtol):
-    """torch's own test database passes betas=(tensor([[0.9]]), tensor([[0.99]])).
+def _tensor(value, dtype=torch.float32, dims=0):
+    return torch.tensor(value, dtype=dtype).reshape((1,) * dims)
 
-    torch computes the bias corrections of tensor betas in the tensors' dtype; ours computes them
-    in double from the same (float32-rounded) values, hence float32 rounding for float32 betas.
-    """
-    betas = tuple(torch.tensor([[b]], dtype=beta_dtype) for b in (0.9, 0.99))
-    kwargs = {"lr": 0.01, "betas": betas}
-    (_, t_params, _), (_, o_params, _) = _side_by_side(
-        name, kwargs, SETS["mixed"], lambda opt, ps: _train(opt, ps, 5)
-    )
-    _close(o_params, t_params, rtol=rtol)
+
+TENSOR_HYPERPARAMETER_CASES = [
+    ("Adam", {"lr": _tensor(0.01)}),
+    ("Adam", {"lr": _tensor(0.01, dims=2), "weight_decay": 0.1, "amsgrad": True}),
+    ("Adam", {"lr": 0.01, "betas": (_tensor(0.9, dims=2), _tensor(0.99, dims=2))}),
+    ("Adam", {"lr": _tensor(0.02), "betas": (_tensor(0.3), _tensor(0.97)), "maximize": True}),
+    ("Adam", {"lr": _tensor(0.01), "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("Adam", {"lr": _tensor(0.01, torch.float64), "betas": (_tensor(0.8), _tensor(0.95))}),
+    ("AdamW", {"lr": _tensor(0.01)}),
+    ("AdamW", {"lr": _tensor(0.003), "betas": (_tensor(0.9), _tensor(0.999)), "amsgrad": True}),
+    ("Adagrad", {"lr": _tensor(0.1), "lr_decay": 0.01}),
+    ("Adagrad", {"lr": _tensor(0.1, dims=1)}),
+    ("SGD", {"lr": _tensor(0.03), "momentum": 0.9, "weight_decay": 0.01}),
+    ("RMSprop", {"lr": _tensor(0.01), "momentum": 0.5}),
+    ("Adadelta", {"lr": _tensor(0.7)}),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("shapes", ["packed", "mixed"])
+@pytest.mark.parametrize(
+    "case",
+    TENSOR_HYPERPARAMETER_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(TENSOR_HYPERPARAMETER_CASES)],
+)
+def test_tensor_hyperparameters_have_torchs_bits(case, shapes, impl, dtype):
+    """``lr`` and ``betas`` given as 1-element host tensors (torch's own test database passes
+    ``torch.tensor(0.01)`` and ``betas=(tensor([[0.9]]), tensor([[0.99]]))``): torch's default
+    path on a CPU is then its for-loop path, which computes the step size, the bias corrections
+    and AdamW's decay factor in the tensors' dtype (float32 for ``torch.tensor(0.01)``, also
+    for float64 parameters). Ours must give its bits, not the double-precision arithmetic of
+    float hyperparameters (float64 AdamW with ``lr=torch.tensor(0.01)`` was 2e-6 off after 50
+    steps)."""
+    name, kwargs = case
+
+    def run(cls):
+        params = _params(SETS[shapes], dtype=dtype)
+        optimizer = cls(params, **copy.deepcopy(kwargs))
+        generator = torch.Generator().manual_seed(3)
+        for _ in range(12):
+            for p in params:
+                p.grad = torch.randn(p.shape, dtype=dtype, generator=generator)
+            optimizer.step()
+        return params
+
+    reference = run(theirs(name))
+    assert all(map(torch.equal, run(functools.partial(ours(name), impl=impl)), reference))
 
 
 # --- sparse gradients ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ MODULES = [
     "optim.dog",
     "optim.schedulefree",
     "optim.polyak",
+    "optim._ops",
 ]
 
 
