@@ -50,11 +50,11 @@ Step counters follow torch: 0-dim tensors on the host (``float32``, or ``float64
 the default dtype), so a step reads them without synchronising with any device, and bias
 corrections are torch's double-precision host arithmetic. With ``capturable=True`` (CUDA) and on
 the flat path they live on the parameter's device and every scalar is computed there: no step
-reads a value back from the device. Hyperparameters may be floats or 1-element tensors; one on
-the device is used as a tensor. On the host, ``lr`` and ``betas`` given as tensors take part in
-the scalar arithmetic as tensors, in their own dtype, exactly as torch's for-loop path (its
-default on a CPU for tensor hyperparameters) computes with them (see :data:`TENSOR_ARITHMETIC`);
-any other host tensor is read as a number.
+reads a value back from the device. Hyperparameters may be floats or 1-element tensors. A
+tensor takes part in the rule's scalar arithmetic as a tensor, in its own dtype, as in torch.optim:
+``torch.tensor(0.01) / (1 - 0.9 ** t)`` rounds to float32 even for float64 parameters, in torch's
+for-loop path (its default on a CPU) and here. On the host, the result is then read as a number
+for the op's ``value=``/``alpha=``, as torch's op reads it; on the device it is used as a tensor.
 """
 
 from __future__ import annotations
@@ -93,12 +93,6 @@ from optim._state import TrackedState
 
 IMPLS = ("single", "foreach", "flat")
 
-TENSOR_ARITHMETIC = frozenset({"lr", "beta1", "beta2"})
-"""The hyperparameters torch.optim accepts as tensors and computes with as tensors. Given as
-1-element tensors on the host, torch's default path on a CPU (its for-loop path) works out the
-step size, bias corrections and decay factor from them in the tensors' dtype:
-``torch.tensor(0.01) / (1 - 0.9 ** t)`` rounds to float32, also for float64 parameters. The
-rules here receive them as 0-dim tensors too, so the same expressions give the same values."""
 DEFAULT_IMPL = "foreach"
 
 
@@ -493,17 +487,13 @@ class RuleOptimizer(Optimizer):
         return fresh
 
     def _host_arguments(self, group: dict, first_step: bool) -> dict[str, Any]:
-        """The rule's arguments, 1-element tensors as 0-dim ones. A host tensor is read as a
-        number, except the learning rate and betas (:data:`TENSOR_ARITHMETIC`), which stay
-        tensors on the host for the rule's scalar arithmetic and become numbers in the op that
-        uses them (``optim._ops.host_number``)."""
+        """The rule's arguments, 1-element tensors as 0-dim ones: the rule's scalar arithmetic
+        on them is tensor arithmetic, as torch's, and a host tensor becomes a number in the op
+        that uses it (``optim._ops.host_number``)."""
         arguments = self._rule_arguments(group)
         for name, value in arguments.items():
             if isinstance(value, Tensor):
-                value = value.detach().reshape(())
-                on_host = value.device.type == "cpu"
-                keep = not on_host or name in TENSOR_ARITHMETIC
-                arguments[name] = value if keep else value.item()
+                arguments[name] = value.detach().reshape(())
         if "first_step" in self._rule_keywords:
             arguments["first_step"] = first_step
         return arguments

@@ -107,13 +107,19 @@ def computed_once(*scalar_lists: TensorList) -> tuple[TensorList, ...]:
 
 
 def may_be_nonzero(value: Scalar) -> bool:
-    """True unless ``value`` is a Python number equal to zero.
+    """True unless ``value`` is known on the host to be zero: a Python number, or a 1-element
+    tensor on the host, read as torch.optim reads ``if momentum != 0`` (host memory: no
+    synchronisation; so ``momentum=torch.tensor(0.0)`` makes no momentum buffer, as in torch).
 
-    A tensor's value is never inspected (that would synchronise with the device), so a tensor
-    hyperparameter always takes the general branch; the result is the same, since adding
-    ``0 * x`` changes nothing finite.
+    A device tensor's value is never inspected (that would synchronise), nor is any tensor
+    under ``torch.compile``, so such a hyperparameter takes the general branch; the result is
+    the same, since adding ``0 * x`` changes nothing finite.
     """
-    return isinstance(value, Tensor) or value != 0
+    if isinstance(value, Tensor):
+        if value.device.type != "cpu" or value.numel() != 1 or torch.compiler.is_compiling():
+            return True
+        return value.item() != 0
+    return value != 0
 
 
 def is_unit(value: Scalar) -> bool:

@@ -472,6 +472,12 @@ TENSOR_HYPERPARAMETER_CASES = [
     ("SGD", {"lr": _tensor(0.03), "momentum": 0.9, "weight_decay": 0.01}),
     ("RMSprop", {"lr": _tensor(0.01), "momentum": 0.5}),
     ("Adadelta", {"lr": _tensor(0.7)}),
+    ("SGD", {"lr": 0.1, "momentum": _tensor(0.3), "dampening": _tensor(0.3)}),
+    ("SGD", {"lr": 0.1, "momentum": _tensor(0.0)}),  # torch reads it: no momentum buffer
+    ("Adagrad", {"lr": 0.1, "lr_decay": _tensor(0.3)}),
+    ("AdamW", {"lr": 0.01, "weight_decay": _tensor(0.3)}),
+    ("RMSprop", {"lr": 0.01, "alpha": _tensor(0.3), "centered": True, "momentum": _tensor(0.5)}),
+    ("Adadelta", {"rho": _tensor(0.3), "eps": _tensor(1e-3), "weight_decay": _tensor(0.1)}),
 ]
 
 
@@ -484,13 +490,13 @@ TENSOR_HYPERPARAMETER_CASES = [
     ids=[f"{c[0]}-{i}" for i, c in enumerate(TENSOR_HYPERPARAMETER_CASES)],
 )
 def test_tensor_hyperparameters_have_torchs_bits(case, shapes, impl, dtype):
-    """``lr`` and ``betas`` given as 1-element host tensors (torch's own test database passes
+    """Hyperparameters given as 1-element host tensors (torch's own test database passes
     ``torch.tensor(0.01)`` and ``betas=(tensor([[0.9]]), tensor([[0.99]]))``): torch's default
-    path on a CPU is then its for-loop path, which computes the step size, the bias corrections
-    and AdamW's decay factor in the tensors' dtype (float32 for ``torch.tensor(0.01)``, also
-    for float64 parameters). Ours must give its bits, not the double-precision arithmetic of
-    float hyperparameters (float64 AdamW with ``lr=torch.tensor(0.01)`` was 2e-6 off after 50
-    steps)."""
+    path on a CPU is then its for-loop path, which computes the step size, the bias corrections,
+    AdamW's decay factor and Adagrad's decayed rate in the tensors' dtype (float32 for
+    ``torch.tensor(0.01)``, also for float64 parameters), and reads ``momentum != 0``. Ours must
+    give its bits and its state keys, not the double-precision arithmetic of float
+    hyperparameters (float64 AdamW with ``lr=torch.tensor(0.01)`` was 2e-6 off after 50 steps)."""
     name, kwargs = case
 
     def run(cls):
@@ -501,10 +507,12 @@ def test_tensor_hyperparameters_have_torchs_bits(case, shapes, impl, dtype):
             for p in params:
                 p.grad = torch.randn(p.shape, dtype=dtype, generator=generator)
             optimizer.step()
-        return params
+        return params, [sorted(entry) for entry in optimizer.state_dict()["state"].values()]
 
-    reference = run(theirs(name))
-    assert all(map(torch.equal, run(functools.partial(ours(name), impl=impl)), reference))
+    reference, reference_keys = run(theirs(name))
+    params, keys = run(functools.partial(ours(name), impl=impl))
+    assert keys == reference_keys
+    assert all(map(torch.equal, params, reference))
 
 
 # --- sparse gradients ----------------------------------------------------------------------
