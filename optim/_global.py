@@ -30,7 +30,10 @@ the first step (floats before it, as the references keep them), so ``step()`` ne
 value back from the device. On the CPU the updates read them as numbers
 (``optim._ops.host_number``: host memory, not a synchronisation), as the references pass their
 floats. Python's ``max``/``min`` of the references are :func:`py_max` and
-:func:`py_min`, which treat NaN as Python does.
+:func:`py_min`, which treat NaN as Python does. A learning rate given as a tensor enters at its
+value (float64 scalars as for a float); the packages would compute their estimates in its dtype
+(float32 for ``torch.tensor(1.0)``), which is not their algorithm but an accident of Python's
+arithmetic on a tensor, so their numbers are matched for a float ``lr``.
 """
 
 from __future__ import annotations
