@@ -464,6 +464,18 @@ PACKED = ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG",
           "SGDScheduleFree", "AdamWScheduleFree"]  # fmt: skip
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG"])
+def test_a_tensor_lr_is_used_at_its_value(name, impl):
+    """``lr=torch.tensor(1.0)`` (float32, exactly 1) gives the bits of ``lr=1.0``: the estimates
+    stay in float64 (the packages would compute them in float32, see the README)."""
+
+    def run(lr):
+        return train(lambda ps: getattr(optim, name)(groups(ps, {}), lr=lr, impl=impl), steps=50)
+
+    assert all(map(torch.equal, run(torch.tensor(1.0))[0], run(1.0)[0]))
+
+
 SCENARIOS = ["freeze-and-unfreeze", "unused-sometimes", "data-replaced"]
 SCENARIO_CASES = [
     (name, scenario)
