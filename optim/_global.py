@@ -8,7 +8,9 @@ complete lists instead, as *chunks*, one path deciding what a chunk is:
 ``impl="single"``
     one chunk per parameter (the readable reference);
 ``impl="foreach"`` (the default)
-    one chunk per param group, device and dtype: the group's own tensors; many small tensors
+    per param group, device and dtype, the group's own tensors in rounds of whole tensors (about
+    256k elements; a larger tensor is a round of its own, so no temporary is larger than a
+    round or a tensor, as in the references' per-tensor loops); many small tensors
     (``optim._paths.PACK_AT_LEAST`` or more, each under ``PACK_BELOW`` elements) are packed as
     in ``optim._base``: their state lives in optimizer-owned buffers (``optimizer.state`` holds
     views, checked every step), the step gathers parameters and gradients into one buffer, runs
@@ -343,8 +345,13 @@ class ReducingOptimizer(RuleOptimizer):
             if packed is not None:
                 chunks.extend(packed)
                 continue
-            state = {k: as_real([s[k] for s in ss]) for k in keys}
-            chunks.append(Chunk(as_real(ps), as_real([p.grad for p in ps]), state, where))
+            # Rounds of whole tensors (a large tensor is a round of its own): each phase of a
+            # rule then runs over a round while it is in cache, and no temporary is larger than
+            # a round or a tensor, as in the references' per-tensor loops.
+            for i, j, _, _ in packed_rounds([p.numel() for p in ps]):
+                state = {k: as_real([s[k] for s in ss[i:j]]) for k in keys}
+                grads = as_real([p.grad for p in ps[i:j]])
+                chunks.append(Chunk(as_real(ps[i:j]), grads, state, where[i:j]))
         return chunks
 
     def _packed_chunks(self, slot, params, states, keys, positions) -> list[Chunk] | None:

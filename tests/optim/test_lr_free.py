@@ -523,6 +523,31 @@ def test_drop_in_scenarios_match_the_reference(name, scenario, impl):
     )
 
 
+@pytest.mark.parametrize(
+    "name", ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG"]
+)
+def test_tensors_in_rounds_of_their_own_match_the_reference(name, monkeypatch):
+    """The default path runs the tensors it does not pack (too few, or too large) in rounds of
+    whole tensors, a large tensor in a round of its own (as the references' per-tensor loops, so
+    no temporary is larger than a tensor). With rounds shrunk to about 4 elements, each of the
+    parity test's tensors is a chunk of its own: still the package's numbers."""
+    monkeypatch.setattr(_paths, "BLOCK", 4 * _paths.PACKED_ROUNDS_PER_BLOCK)
+    _, reference, kwargs, second = next(c for c in CASES if c[0] == name)
+    chunk_counts = []
+    chunks_of = optim._global.ReducingOptimizer._chunks
+
+    def counting(self, index, group):
+        chunks = chunks_of(self, index, group)
+        chunk_counts.append(len(chunks))
+        return chunks
+
+    monkeypatch.setattr(optim._global.ReducingOptimizer, "_chunks", counting)
+    ours, _, _ = train(lambda ps: getattr(optim, name)(groups(ps, second), **kwargs), steps=60)
+    expected, _, _ = train(lambda ps: reference(groups(ps, second), **kwargs), steps=60)
+    assert set(chunk_counts) == {2, 3}  # the two groups' tensors: one chunk each
+    assert relative_error(ours, expected) <= 1e-10
+
+
 @pytest.mark.parametrize("rounds", ["one-round", "many-rounds"])
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
 @pytest.mark.parametrize("name", PACKED)
