@@ -92,7 +92,6 @@ from optim._paths import (
 from optim._state import TrackedState
 
 IMPLS = ("single", "foreach", "flat")
-
 DEFAULT_IMPL = "foreach"
 
 

@@ -140,11 +140,14 @@ def py_min(a: Tensor, b: Tensor) -> Tensor:
 
 
 def total(values: Iterable[Tensor], device: torch.device) -> Tensor:
-    """The sum of 0-dim tensors as a 0-dim float64 tensor on ``device`` (0 if there are none)."""
-    values = [v.to(torch.float64) for v in values]
+    """The sum of 0-dim tensors as a 0-dim float64 tensor on ``device`` (0 if there are none),
+    summed in float64 (one conversion of the stacked values: each is exact in float64)."""
+    values = list(values)
     if not values:
         return torch.zeros((), dtype=torch.float64, device=device)
-    return torch.stack(values).sum() if len(values) > 1 else values[0]
+    if len(values) == 1:
+        return values[0].to(torch.float64)
+    return torch.stack(values).to(torch.float64).sum()
 
 
 def sum_of_products(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
@@ -156,9 +159,7 @@ def sum_of_products(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
     sum: Prodigy's step on four tensors of 4M elements took 104 ms, 63 of them here.)
     """
     dots = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
-    if len(dots) == 1:
-        return dots[0].to(torch.float64)
-    return torch.stack(dots).to(torch.float64).sum()
+    return total(dots, xs[0].device)
 
 
 def sum_of_abs(xs: list[Tensor]) -> Tensor:
