@@ -702,7 +702,8 @@ class RuleOptimizer(Optimizer):
                 stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
                 if stamp is not None:  # kept, checked and reused by the next step
                     real = dtype.is_floating_point  # (one dtype: no complex tensor)
-                    steady = SteadyLists(ps, keys, counters, buffers, blocked, real, stamp)
+                    held = list(ps)  # a copy: ps may be the group's own list, reordered later
+                    steady = SteadyLists(held, keys, counters, buffers, blocked, real, stamp)
                     layouts.append(steady)
         self._layouts[index] = layouts
 

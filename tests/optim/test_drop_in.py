@@ -157,6 +157,22 @@ def test_parameters_unused_in_some_steps(default_case, shapes):
     _assert_same_state(t_opt, o_opt)
 
 
+def test_parameters_reordered_in_their_group(default_case, shapes):
+    """``group["params"]`` reordered in place between steps (torch keys state by parameter, so
+    order does not matter to it): every parameter keeps its own state."""
+    name, kwargs = default_case
+
+    def scenario(optimizer, params):
+        _train(optimizer, params, 3)
+        optimizer.param_groups[0]["params"].reverse()
+        _train(optimizer, params, 4)
+
+    (t_opt, t_params, _), (o_opt, o_params, _) = _side_by_side(name, kwargs, shapes, scenario)
+    for a, b in zip(o_params, t_params):
+        assert torch.equal(a, b)
+    _assert_same_state(t_opt, o_opt, rtol=0)
+
+
 @pytest.mark.parametrize(("name", "key"), [("SGD", "momentum"), ("RMSprop", "momentum")])
 @pytest.mark.parametrize("change", [(0.0, 0.9), (0.9, 0.0)], ids=["0->0.9", "0.9->0"])
 def test_momentum_changed_between_steps(name, key, change, shapes):

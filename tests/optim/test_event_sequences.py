@@ -3,9 +3,9 @@
 Each example draws an optimizer, then a sequence of steps, each preceded by one event (freeze or
 unfreeze a parameter, skip one in the backward pass, replace a state tensor or a step counter,
 reset the state, ``p.data = ...``, change a hyperparameter, switch SGD's momentum on or off, add a
-param group, zero the gradients without setting them to None). Both optimizers see the same
-sequence on equal parameters and must agree after every step: the default path's packed, blocked
-and kept lists must notice each change.
+param group, zero the gradients without setting them to None, reorder a group's parameters).
+Both optimizers see the same sequence on equal parameters and must agree after every step: the
+default path's packed, blocked and kept lists must notice each change.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ OPTIMIZERS = [
 ]
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "replace", "reset", "data", "lr", "zero", "group"),
-    *("count", "momentum"),
+    *("count", "momentum", "reorder"),
 ]
 
 
@@ -65,6 +65,8 @@ def _apply(event, index, optimizer, params, extra):
     elif event == "momentum" and isinstance(optimizer, torch.optim.SGD | optim.SGD):
         for group in optimizer.param_groups:  # a momentum schedule switching it on and off
             group["momentum"] = 0.9 if group["momentum"] == 0 else 0
+    elif event == "reorder":  # group["params"] reordered in place (torch keys state by tensor)
+        optimizer.param_groups[0]["params"].reverse()
     elif event == "reset":
         optimizer.state = collections.defaultdict(dict)
     elif event == "data":
