@@ -88,6 +88,7 @@ from optim._paths import (
     _identical,
     blocked_rounds,
     call_rule,
+    packs_alike,
 )
 from optim._state import TrackedState
 
@@ -673,12 +674,8 @@ class RuleOptimizer(Optimizer):
             packable = packable and bool(keys)  # no state to keep (plain SGD): one op per pass
             packable = packable and self._elementwise
             packable = packable and max(map(Tensor.numel, ps)) < self._pack_below
-            packable = packable and all(
-                p.is_contiguous()
-                and p.grad.is_contiguous()
-                and all(s[k].shape == p.shape and s[k].is_contiguous() for k in keys)
-                for p, s in zip(ps, ss)
-            )  # fmt: skip (state of another shape: torch's error from the plain lists)
+            # (state of another shape: torch's error from the plain lists)
+            packable = packable and packs_alike(ps, ss, keys)
             if packable and self._counts_steps:
                 # Packing needs one count for every tensor, read from host-resident counters
                 # (with capturable=True they live on the device, and nothing is packed).

@@ -62,6 +62,7 @@ from optim._paths import (
     as_real,
     gather_into,
     packed_rounds,
+    packs_alike,
     views_like,
 )
 
@@ -361,11 +362,8 @@ class ReducingOptimizer(RuleOptimizer):
             self._packed.pop(slot, None)
             return None
         packable = params[0].dtype in FAST_DTYPES and not params[0].is_complex()
-        packable = packable and all(
-            p.numel() < PACK_BELOW and p.is_contiguous() and p.grad.is_contiguous()
-            and all(s[k].shape == p.shape and s[k].is_contiguous() for k in keys)
-            for p, s in zip(params, states)
-        )  # fmt: skip
+        packable = packable and max(map(Tensor.numel, params)) < PACK_BELOW
+        packable = packable and packs_alike(params, states, keys)
         if not packable:
             self._packed.pop(slot, None)
             return None

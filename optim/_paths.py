@@ -64,6 +64,21 @@ differently in a tensor's vectorised body and in its scalar tail, so an op over 
 or a block is bitwise the op per tensor only in float32 and float64)."""
 
 
+def packs_alike(params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
+    """Whether these parameters, their gradients and their state can live in packed buffers:
+    all contiguous, every state tensor of its parameter's shape and dtype. (A state of another
+    dtype, float64 sums kept after ``model.float()``, say, makes torch compute in the wider
+    dtype: packing it beside float32 rounds would round differently.)"""
+    return all(
+        p.is_contiguous()
+        and p.grad.is_contiguous()
+        and all(
+            s[k].shape == p.shape and s[k].dtype == p.dtype and s[k].is_contiguous() for k in keys
+        )
+        for p, s in zip(params, states)
+    )
+
+
 def as_real(tensors: list[Tensor]) -> list[Tensor]:
     """Complex tensors as real views with a trailing dimension of 2, as torch.optim treats them."""
     return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]

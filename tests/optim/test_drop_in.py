@@ -274,6 +274,34 @@ def test_model_cast_after_the_first_step_fails_as_torch_does():
     assert errors[0] == errors[1]
 
 
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("shapes", ["packed", "mixed"])
+@pytest.mark.parametrize("how", ["Adagrad-sums-then-model.float()", "Adam-float64-state-set"])
+def test_state_of_a_wider_dtype_than_its_parameter_computes_as_torch(how, shapes, impl):
+    """Adagrad makes its sums at construction, so ``model.float()`` afterwards leaves float64
+    sums beside float32 parameters (and a user may set a float64 state tensor): torch computes
+    those ops in float64 and trains on. Bitwise torch's default (its for-loop path on a CPU)."""
+    name = how.split("-")[0]
+    runs = []
+    for cls in (theirs(name), ours(name)):
+        params = _params(SETS[shapes], torch.float64 if name == "Adagrad" else torch.float32)
+        optimizer = cls(params, lr=0.05, **({} if cls is theirs(name) else {"impl": impl}))
+        for step in range(5):
+            if how.startswith("Adagrad") and step == 0:
+                for p in params:
+                    p.data = p.data.float()
+            if how.startswith("Adam") and step == 2:
+                for p in params:
+                    optimizer.state[p]["exp_avg_sq"] = optimizer.state[p]["exp_avg_sq"].double()
+            optimizer.zero_grad()
+            _loss(params).backward()
+            optimizer.step()
+        runs.append(params)
+    for a, b in zip(runs[1], runs[0]):
+        assert a.dtype == b.dtype == torch.float32
+        assert torch.equal(a, b)
+
+
 def test_model_moved_to_new_storage_after_the_first_step_keeps_training():
     """``model.to(memory_format=...)`` after a step gives every weight new storage: torch keeps
     training them, and so must we (the flat default silently stopped)."""
