@@ -21,6 +21,7 @@ from optim._global import (
     sum_of_squares,
     total,
 )
+from optim._paths import _identical
 
 
 def dog_statistics(
@@ -152,6 +153,37 @@ class DoG(ReducingOptimizer):
                     )
         return super()._ensure_state(group, params, states)
 
+    def _reset_caches(self) -> None:
+        super()._reset_caches()  # (also after copy.deepcopy or unpickling)
+        self._orders: dict[int, list[Tensor]] = {}
+        """Each group's parameters as last stepped (see :meth:`_follow_reordering`)."""
+
+    def _chunks(self, index: int, group: dict) -> list[Chunk]:
+        self._follow_reordering(index, group)
+        return super()._chunks(index, group)
+
+    def _follow_reordering(self, index: int, group: dict) -> None:
+        """The group's per-parameter lists (``init_buffer``; LDoG's ``rbar``, ``G``, ``eta``)
+        are kept by position, as the package keeps them: when ``group["params"]`` was reordered
+        in place since the last step, they move with their parameters. (The package raises on a
+        shape mismatch, or, for tensors of one shape, swaps their x_0 silently.)"""
+        params, before = group["params"], self._orders.get(index)
+        self._orders[index] = list(params)
+        if before is None or len(before) != len(params) or _identical(params, before):
+            return
+        old = {id(p): i for i, p in enumerate(before)}
+        if len(old) != len(params) or not all(id(p) in old for p in params):
+            return  # other parameters, not the same ones reordered
+        where = [old[id(p)] for p in params]
+        for key in ("init_buffer", "eta"):
+            values = group.get(key)
+            if isinstance(values, list) and len(values) == len(where):
+                group[key] = [values[i] for i in where]
+        for key in ("rbar", "G"):
+            value = group.get(key)
+            if isinstance(value, Tensor) and value.dim() == 1 and len(value) == len(where):
+                group[key] = value[torch.tensor(where, device=value.device)]
+
     def state_dict(self) -> dict[str, Any]:
         """torch's ``state_dict`` plus the package's ``state["_first_step"]`` flag (True until
         a group has stepped), which the package's ``load_state_dict`` reads: a checkpoint of
@@ -169,6 +201,7 @@ class DoG(ReducingOptimizer):
             rest = {key: value for key, value in state.items() if key != "_first_step"}
             state_dict = {**state_dict, "state": rest}
         super().load_state_dict(state_dict)
+        self._orders.clear()  # (the loaded lists follow the groups' current order)
 
     def _keep_x0_in_group(self, group: dict, chunks: list[Chunk]) -> None:
         """``group["init_buffer"]``: x_0 of every parameter of the group, as the package keeps
