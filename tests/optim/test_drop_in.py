@@ -201,6 +201,33 @@ def test_momentum_changed_between_steps(name, key, change, shapes):
     _assert_same_state(t_opt, o_opt)
 
 
+@pytest.mark.parametrize(
+    ("name", "key", "buffer"),
+    [("Adam", "amsgrad", "max_exp_avg_sq"), ("AdamW", "amsgrad", "max_exp_avg_sq"),
+     ("RMSprop", "centered", "grad_avg")],
+)  # fmt: skip
+def test_an_option_switched_on_later_starts_its_buffer_at_zeros(name, key, buffer, shapes):
+    """torch raises KeyError when ``amsgrad`` or ``centered`` is switched on after the state
+    exists (its buffer is made only at a parameter's first step); ours makes the buffer then as
+    torch's first step would (zeros), so the reference run adds it by hand."""
+
+    def scenario(optimizer, params):
+        for step in range(6):
+            for group in optimizer.param_groups:
+                group[key] = step >= 2
+            if type(optimizer) is theirs(name) and step == 2:
+                for p in params:
+                    optimizer.state[p].setdefault(buffer, torch.zeros_like(p))
+            optimizer.zero_grad()
+            _loss(params).backward()
+            optimizer.step()
+
+    (t_opt, t_params, _), (o_opt, o_params, _) = _side_by_side(name, {"lr": 0.02}, shapes, scenario)
+    for a, b in zip(o_params, t_params):
+        assert torch.equal(a, b)
+    _assert_same_state(t_opt, o_opt, rtol=0)
+
+
 @pytest.mark.parametrize("how", ["replace-tensor", "clear", "new-defaultdict", "del-entry"])
 def test_state_replaced_or_reset_is_used(how, shapes):
     def scenario(optimizer, params):
