@@ -17,7 +17,9 @@ complete lists instead, as *chunks*, one path deciding what a chunk is:
     the rules on it and copies the parameters back (a CPU runs a multi-tensor op as a loop, so
     one op over a buffer beats thousands of small ones); the rules see the buffers as one chunk
     per round of whole tensors (``optim._paths.packed_rounds``, about 256k elements), so each
-    phase runs in cache and no temporary is larger than a round;
+    phase runs in cache and no temporary is larger than a round, and a rule hands each chunk
+    back when its update is done (:meth:`ReducingOptimizer.updated`), which copies that round
+    to its parameters while it is still in cache;
 ``impl="flat"``
     the tensors of each param group, device and dtype live in one flat buffer (the parameters'
     ``.data`` become views, as for ``optim._paths.Flat``), seen as chunks of rounds as above.
@@ -235,7 +237,8 @@ class ReducingOptimizer(RuleOptimizer):
     def _reset_caches(self) -> None:
         super()._reset_caches()  # (also after copy.deepcopy or unpickling)
         self._packed: dict[tuple[int, int], Pack] = {}
-        self._scatter: list[tuple[list[Tensor], list[Tensor]]] = []
+        self._scatter: dict[int, tuple[list[Tensor], list[Tensor]]] = {}
+        """Per packed chunk (by its buffer slice): the parameters it stands for and its views."""
         self._scratch_buffers: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
     def _reads_params(self, group: dict) -> bool:
@@ -375,9 +378,20 @@ class ReducingOptimizer(RuleOptimizer):
         return self._gather(packed, params, [p.grad for p in params], positions)
 
     def _gather(self, packed: Pack, params, grads, positions) -> list[Chunk]:
-        """The chunks over ``packed``'s buffers, filled now (scattered back after the step)."""
-        self._scatter.append((params, packed.work_views))
-        return packed.gather(params, grads, positions)
+        """The chunks over ``packed``'s buffers, filled now; each is copied back to its
+        parameters by :meth:`updated`, or after the step."""
+        chunks = packed.gather(params, grads, positions)
+        for (i, j, _, _), chunk in zip(packed.rounds, chunks):
+            self._scatter[id(chunk.params[0])] = (params[i:j], packed.work_views[i:j])
+        return chunks
+
+    def updated(self, chunk: Chunk) -> None:
+        """A rule's last write to ``chunk``'s parameters is done: a packed chunk is copied back
+        to the user's parameters now, while its round is still in cache (after the whole step,
+        a model-sized copy would read it from memory again). Nothing for other chunks."""
+        pending = self._scatter.pop(id(chunk.params[0]), None)
+        if pending is not None:
+            torch._foreach_copy_(*pending)
 
     def _steady_chunks(self, index: int, group: dict) -> list[Chunk] | None:
         """The common case, checked in a few passes over the group: every parameter has a dense
@@ -443,15 +457,15 @@ class ReducingOptimizer(RuleOptimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self._scatter = []
+        self._scatter = {}
         work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
         if any(item.chunks for item in work):
             self._update(work)
             if self._counts_updates:
                 self._count_updates(work)
-        for params, updated in self._scatter:  # packed parameters back into their own storage
+        for params, updated in self._scatter.values():  # packed chunks not yet copied back
             torch._foreach_copy_(params, updated)
-        self._scatter = []
+        self._scatter = {}
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -206,6 +206,7 @@ class DAdaptSGD(ReducingOptimizer):
             item.group.update(numerator_weighted=numerator, d=new_d, g0_norm=g0_norm)
             for chunk in item.chunks:
                 dadapt_sgd_update(chunk, momentum=momentum)
+                self.updated(chunk)
             item.group["k"] = k + 1
 
 
@@ -400,6 +401,7 @@ class DAdaptAdam(ReducingOptimizer):
                     chunk, dlr=dlr, eps=group["eps"], weight_decay=group["weight_decay"],
                     decoupled_decay=decouple,
                 )  # fmt: skip
+                self.updated(chunk)
             group["k"] = group["k"] + 1
 
 
@@ -557,6 +559,7 @@ class DAdaptAdaGrad(ReducingOptimizer):
             group.update(gsq_weighted=gsq_weighted, skl1=skl1, sksq_weighted=sksq_weighted, d=new_d)
             for chunk in item.chunks:
                 dadapt_adagrad_update(chunk, eps=group["eps"], momentum=momentum)
+                self.updated(chunk)
             group["k"] = group["k"] + 1
 
 

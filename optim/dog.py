@@ -290,6 +290,7 @@ class DoG(ReducingOptimizer):
                 dog_update(chunk, grads, eta[_index(chunk.positions, device)])
             else:
                 dog_update(chunk, grads, eta)
+            self.updated(chunk)
 
 
 class LDoG(DoG):

@@ -138,6 +138,7 @@ class SPS(ReducingOptimizer):
             item.group["step_size"] = step
             for chunk in item.chunks:
                 ops.add_scaled_(chunk.params, chunk.grads, -step)
+                self.updated(chunk)
 
 
 class SLS(ReducingOptimizer):

@@ -313,4 +313,5 @@ class Prodigy(ReducingOptimizer):
                     chunk, grads, d=new_d, dlr=dlr, eps=group["eps"], beta1=beta1,
                     weight_decay=group["weight_decay"], decoupled_decay=decouple,
                 )  # fmt: skip
+                self.updated(chunk)
             group["k"] = group["k"] + 1
