@@ -240,6 +240,13 @@ def _by_kind(params: list[Tensor], fresh: list[bool]) -> dict[tuple, list[int]]:
     return lists
 
 
+def _starting(lists: dict[tuple, list[int]]) -> set[tuple]:
+    """The (device, dtype) of the lists of :func:`_by_kind` that hold state new this step: a
+    list of the same kind whose state is not new is updated *beside* them (see
+    ``RuleOptimizer._host_arguments``)."""
+    return {(device, dtype) for device, dtype, first in lists if first}
+
+
 def _is_sparse(grad: Tensor) -> bool:
     """Whether ``grad`` is not a dense (strided) tensor: COO, CSR and the other sparse layouts."""
     return grad.layout is not torch.strided
@@ -486,16 +493,23 @@ class RuleOptimizer(Optimizer):
             fresh = [id(p) in created for p in params]
         return fresh
 
-    def _host_arguments(self, group: dict, first_step: bool) -> dict[str, Any]:
+    def _host_arguments(
+        self, group: dict, first_step: bool, beside_first_step: bool = False
+    ) -> dict[str, Any]:
         """The rule's arguments, 1-element tensors as 0-dim ones: the rule's scalar arithmetic
         on them is tensor arithmetic, as torch's, and a host tensor becomes a number in the op
-        that uses it (``optim._ops.host_number``)."""
+        that uses it (``optim._ops.host_number``). A rule may take ``first_step`` (its lists'
+        state is new this step) and ``beside_first_step`` (it is not, but other tensors of the
+        same device and dtype start theirs this step, where torch's foreach SGD updates its
+        buffers one tensor at a time)."""
         arguments = self._rule_arguments(group)
         for name, value in arguments.items():
             if isinstance(value, Tensor):
                 arguments[name] = value.detach().reshape(())
         if "first_step" in self._rule_keywords:
             arguments["first_step"] = first_step
+        if "beside_first_step" in self._rule_keywords:
+            arguments["beside_first_step"] = beside_first_step
         return arguments
 
     # --- step --------------------------------------------------------------------------------
@@ -571,10 +585,14 @@ class RuleOptimizer(Optimizer):
         fresh = self._ensure_state(group, params, states)
         keys = self._state_keys(group)
         counted = self._counted_steps(group, states) if count_first else None
-        by_first = {first: self._host_arguments(group, first) for first in set(fresh)}
-        for i, (p, state, first) in enumerate(zip(params, states, fresh)):
+        starting = {(p.device, p.dtype) for p, first in zip(params, fresh) if first}
+        besides = [not first and (p.device, p.dtype) in starting for p, first in zip(params, fresh)]
+        by_kind = {
+            kind: self._host_arguments(group, *kind) for kind in set(zip(fresh, besides))
+        }  # (the group's values: the same for every parameter of a kind)
+        for i, (p, state, first, beside) in enumerate(zip(params, states, fresh, besides)):
             steps = [counted[i]] if counted is not None else self._counted_steps(group, [state])
-            arguments = by_first[first]  # (the group's values: the same for every parameter)
+            arguments = by_kind[first, beside]
             buffers = {key: [state[key]] for key in keys}
             if _is_sparse(p.grad):
                 self._sparse_update(p, p.grad, steps[0], buffers, arguments)
@@ -664,7 +682,8 @@ class RuleOptimizer(Optimizer):
         else:
             lists = _by_kind(params, fresh)
         layouts = []
-        for (_, dtype, first), indices in lists.items():
+        starting = _starting(lists)
+        for (device, dtype, first), indices in lists.items():
             whole = len(indices) == len(params)
             ps = params if whole else [params[i] for i in indices]
             ss = states if whole else [states[i] for i in indices]
@@ -694,7 +713,8 @@ class RuleOptimizer(Optimizer):
             blocked = fast and self._elementwise and bool(keys)
             blocked = blocked and sum(map(Tensor.numel, ps)) > _paths.BLOCK
             counters, buffers = self._state_lists(ss, keys)
-            self._run_prepared(group, ps, counters, buffers, first, blocked)
+            beside = not first and (device, dtype) in starting
+            self._run_prepared(group, ps, counters, buffers, first, blocked, beside=beside)
             if whole and not first and not layouts and not torch.compiler.is_compiling():
                 stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
                 if stamp is not None:  # kept, checked and reused by the next step
@@ -726,9 +746,12 @@ class RuleOptimizer(Optimizer):
         For a group holding a parameter twice (torch updates it once per occurrence, each op over
         the list seeing the one before it) or parameters whose state starts at different steps."""
         keys = self._state_keys(group)
-        for (_, _, first), indices in _by_kind(params, fresh).items():
+        lists = _by_kind(params, fresh)
+        starting = _starting(lists)
+        for (device, dtype, first), indices in lists.items():
             ps, ss = [params[i] for i in indices], [states[i] for i in indices]
-            self._run_lists(group, ps, ss, keys, first, blocked=False)
+            beside = not first and (device, dtype) in starting
+            self._run_prepared(group, ps, *self._state_lists(ss, keys), first, False, beside=beside)
 
     def _state_lists(self, states: list[dict], keys: tuple[str, ...]) -> tuple:
         """The step counters (None if not counted) and one list per state key, from ``states``."""
@@ -738,11 +761,13 @@ class RuleOptimizer(Optimizer):
     def _run_lists(self, group, params, states, keys, first, blocked) -> None:
         self._run_prepared(group, params, *self._state_lists(states, keys), first, blocked)
 
-    def _run_prepared(self, group, params, counters, buffers, first, blocked, real=False) -> None:
+    def _run_prepared(
+        self, group, params, counters, buffers, first, blocked, real=False, beside=False
+    ) -> None:
         """The rule over these lists (``counters``: the step counters, None if not counted;
-        ``real``: known to hold no complex tensor)."""
+        ``real``: known to hold no complex tensor; ``beside``: see :meth:`_host_arguments`)."""
         steps = [None] * len(params) if counters is None else self._count(group, counters)
-        arguments = self._host_arguments(group, first)
+        arguments = self._host_arguments(group, first, beside)
         grads = [p.grad for p in params]
         as_real = self._complex_as_real and not real
         if not blocked:

@@ -27,6 +27,7 @@ def sgd_update(
     nesterov: bool,
     maximize: bool,
     first_step: bool,
+    beside_first_step: bool = False,
 ) -> None:
     r"""One SGD step over lists of tensors, torch.optim.SGD's formulation.
 
@@ -39,7 +40,11 @@ def sgd_update(
 
     ``state`` holds ``momentum_buffer`` (zeros until its first step) when momentum is used;
     ``steps`` is unused (SGD keeps no counter). The first step copies the gradient into the buffer,
-    as torch does: dampening does not apply to it.
+    as torch does: dampening does not apply to it. ``beside_first_step``: other buffers of the
+    same device and dtype are born this step, so torch's foreach path updates these one tensor
+    at a time, ``b.mul_(mu).add_(g, alpha=1 - tau)``, whose ``mul_`` by a number rounds the number
+    to a bfloat16 or float16 tensor's dtype first (its multi-tensor op does not): the same op
+    here gives its bits (float32 and float64 are the same either way).
     """
     if maximize:
         grads = list(torch._foreach_neg(grads))
@@ -49,6 +54,10 @@ def sgd_update(
         buffers = state["momentum_buffer"]
         if first_step:  # the buffers are new zeros: b_1 = g_1 (a sparse g_1 works too)
             torch._foreach_add_(buffers, grads)
+        elif beside_first_step:
+            alpha = ops.host_number(1 - dampening)
+            for buffer, grad in zip(buffers, grads):
+                buffer.mul_(momentum).add_(grad, alpha=alpha)
         else:
             ops.mul_(buffers, momentum)
             ops.add_scaled_(buffers, grads, 1 - dampening)
