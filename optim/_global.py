@@ -165,9 +165,32 @@ def sum_of_products(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
     return total(dots, xs[0].device)
 
 
-def sum_of_abs(xs: list[Tensor]) -> Tensor:
-    """sum_i ||x_i||_1 as a 0-dim float64 tensor."""
-    return torch.stack(torch._foreach_norm(xs, 1)).to(torch.float64).sum()
+def sum_of_abs(xs: list[Tensor], scratch: Tensor | None = None) -> Tensor:
+    """sum_i ||x_i||_1 as a 0-dim float64 tensor: each ``x.abs().sum()`` in the tensors' dtype,
+    as the references compute it, the sums added in float64.
+
+    With ``scratch`` (a flat buffer of the tensors' dtype and device), a contiguous tensor's
+    ``|x|`` is written there, ``scratch.numel()`` elements at a time (a tensor that fits is one
+    ``abs().sum()``, the references' bits), so nothing is allocated; without it, or for a
+    non-contiguous tensor, one multi-tensor 1-norm. On a CPU ``vector_norm(x, 1)`` is 3-8x slower
+    than ``abs`` and ``sum`` (3.3 against 0.9 ms on 4M float32 elements, one thread), and a
+    tensor-sized temporary costs page faults at every step.
+    """
+    if scratch is None:
+        return torch.stack(torch._foreach_norm(xs, 1)).to(torch.float64).sum()
+    size = scratch.numel()
+    sums, rest = [], []
+    for x in xs:
+        if not x.is_contiguous():
+            rest.append(x)
+            continue
+        flat = x.view(-1)
+        for start in range(0, flat.numel(), size):
+            piece = flat[start : start + size]
+            sums.append(torch.abs(piece, out=scratch[: piece.numel()]).sum())
+    if rest:
+        sums.extend(torch._foreach_norm(rest, 1))
+    return total(sums, xs[0].device)
 
 
 def sum_of_squares(xs: list[Tensor]) -> Tensor:
@@ -265,23 +288,34 @@ class ReducingOptimizer(RuleOptimizer):
 
     # --- temporaries -------------------------------------------------------------------------
 
-    def scratch_like(self, chunk: Chunk) -> Tensor | None:
-        """A reused buffer shaped like ``chunk``'s one flat parameter tensor (a packed or flat
-        round), for a rule's temporary over it; None for a chunk of the parameters' own tensors
-        or one larger than ``BLOCK``. Valid until the next call: a rule reduces it at once.
+    def _scratch(self, like: Tensor, numel: int) -> Tensor:
+        """A reused flat buffer of ``numel`` elements of ``like``'s dtype and device (one per
+        dtype and device, grown as needed). Valid until the next call: a rule reduces it at once.
 
         On a CPU, allocating and freeing a temporary of a megabyte or more costs page faults at
         every step (glibc returns such memory to the system), more than the arithmetic on it.
         """
+        key = (like.device, like.dtype)
+        buffer = self._scratch_buffers.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
+            self._scratch_buffers[key] = buffer
+        return buffer[:numel]
+
+    def scratch_like(self, chunk: Chunk) -> Tensor | None:
+        """A reused buffer shaped like ``chunk``'s one flat parameter tensor (a packed or flat
+        round), for a rule's temporary over it; None for a chunk of the parameters' own tensors
+        or one larger than ``BLOCK``."""
         if chunk.segments is None or chunk.params[0].numel() > BLOCK:
             return None
         x = chunk.params[0]
-        key = (x.device, x.dtype)
-        buffer = self._scratch_buffers.get(key)
-        if buffer is None or buffer.numel() < x.numel():
-            buffer = torch.empty(x.numel(), dtype=x.dtype, device=x.device)
-            self._scratch_buffers[key] = buffer
-        return buffer[: x.numel()].view_as(x)
+        return self._scratch(x, x.numel()).view_as(x)
+
+    def scratch_for(self, chunk: Chunk) -> Tensor:
+        """A reused flat buffer for a reduction over ``chunk``'s tensors a piece at a time (see
+        :func:`sum_of_abs`): as many elements as its largest tensor, at most ``BLOCK``."""
+        x = chunk.params[0]
+        return self._scratch(x, min(BLOCK, max(t.numel() for t in chunk.params)))
 
     # --- global scalars ----------------------------------------------------------------------
 

@@ -241,6 +241,7 @@ def dadapt_adam_statistics(
     eps: float,
     weight_decay: float,
     coupled_decay: bool,
+    scratch: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""D-Adapted Adam's moments and sums over one chunk (the paper's Algorithm 4 as packaged).
 
@@ -251,7 +252,8 @@ def dadapt_adam_statistics(
         s &= \sqrt{\beta_2}\, s + d\lambda (1 - \sqrt{\beta_2}) g, \qquad
         \Delta\|s\|_1 = r \|s\|_1
 
-    (old s and v in the numerator; r = ``layer_scale``). Returns (Δ numerator, r ||s||_1).
+    (old s and v in the numerator; r = ``layer_scale``; ``scratch``: see
+    :func:`optim._global.sum_of_abs`). Returns (Δ numerator, r ||s||_1).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if coupled_decay and ops.may_be_nonzero(weight_decay):
@@ -268,7 +270,7 @@ def dadapt_adam_statistics(
     ops.addcmul_(state["exp_avg_sq"], grads, grads, 1 - beta2)
     ops.mul_(state["s"], sqrt_beta2)
     ops.add_scaled_(state["s"], grads, dlr * (1 - sqrt_beta2))
-    return numerator, layer_scale * sum_of_abs(state["s"])
+    return numerator, layer_scale * sum_of_abs(state["s"], scratch)
 
 
 def dadapt_adam_update(
@@ -382,7 +384,7 @@ class DAdaptAdam(ReducingOptimizer):
                 n, l1 = dadapt_adam_statistics(
                     chunk, dlr=dlr, layer_scale=group["layer_scale"], beta1=beta1, beta2=beta2,
                     eps=group["eps"], weight_decay=group["weight_decay"],
-                    coupled_decay=not decouple,
+                    coupled_decay=not decouple, scratch=self.scratch_for(chunk),
                 )  # fmt: skip
                 numerators.append(n)
                 l1s.append(l1)
@@ -410,7 +412,7 @@ class DAdaptAdam(ReducingOptimizer):
 
 
 def dadapt_adagrad_statistics(
-    chunk: Chunk, *, dlr: Tensor, eps: float, weight_decay: float
+    chunk: Chunk, *, dlr: Tensor, eps: float, weight_decay: float, scratch: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""D-Adapted AdaGrad's accumulators over one chunk (the paper's Algorithm 3 as packaged).
 
@@ -421,7 +423,8 @@ def dadapt_adagrad_statistics(
             - \sum \frac{s^2}{\sqrt{\alpha}+\epsilon}\Big|_{\text{old}}, \qquad
         \Delta\|s\|_1 = \|s\|_1^{\text{new}} - \|s\|_1^{\text{old}}
 
-    Returns (ΔG, Δ weighted ||s||², Δ ||s||_1).
+    Returns (ΔG, Δ weighted ||s||², Δ ||s||_1) (``scratch``: see
+    :func:`optim._global.sum_of_abs`).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if ops.may_be_nonzero(weight_decay):
@@ -433,13 +436,13 @@ def dadapt_adagrad_statistics(
         ops.add_(denominators, eps)
         return sum_of_products(sk, torch._foreach_div(sk, denominators))
 
-    old_weighted, old_l1 = weighted_sq(), sum_of_abs(sk)
+    old_weighted, old_l1 = weighted_sq(), sum_of_abs(sk, scratch)
     torch._foreach_addcmul_(alphak, grads, grads, value=1)
     denominators = torch._foreach_sqrt(alphak)
     ops.add_(denominators, eps)
     grad_sq = sum_of_products(grads, torch._foreach_div(grads, denominators))
     ops.add_scaled_(sk, grads, dlr)
-    return grad_sq, weighted_sq() - old_weighted, sum_of_abs(sk) - old_l1
+    return grad_sq, weighted_sq() - old_weighted, sum_of_abs(sk, scratch) - old_l1
 
 
 def dadapt_adagrad_update(chunk: Chunk, *, eps: float, momentum: float) -> None:
@@ -536,8 +539,9 @@ class DAdaptAdaGrad(ReducingOptimizer):
             group = item.group
             for chunk in item.chunks:
                 g_sq, w, l1 = dadapt_adagrad_statistics(
-                    chunk, dlr=dlr, eps=group["eps"], weight_decay=group["weight_decay"]
-                )
+                    chunk, dlr=dlr, eps=group["eps"], weight_decay=group["weight_decay"],
+                    scratch=self.scratch_for(chunk),
+                )  # fmt: skip
                 grad_sqs.append(g_sq)
                 weighted.append(w)
                 l1s.append(l1)

@@ -45,6 +45,7 @@ def prodigy_statistics(
     coupled_decay: bool,
     safeguard_warmup: bool,
     slice_p: int,
+    scratch: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, list[Tensor]]:
     r"""Prodigy's moment updates and its two sums over one chunk (Algorithm 4 of the paper).
 
@@ -55,7 +56,8 @@ def prodigy_statistics(
             \;(\tfrac{d}{d_0}\, d\, g \text{ with safeguard\_warmup}), \qquad
         \Delta\text{denom} = \|s\|_1
 
-    with ``dlr`` = d * lr * bias correction. Returns (Δ numerator, ||s||_1, gradients used).
+    with ``dlr`` = d * lr * bias correction (``scratch``: see :func:`optim._global.sum_of_abs`).
+    Returns (Δ numerator, ||s||_1, gradients used).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if coupled_decay and ops.may_be_nonzero(weight_decay):
@@ -71,7 +73,7 @@ def prodigy_statistics(
     ops.addcmul_(state["exp_avg_sq"], grads, grads, d * d * (1 - beta2))
     ops.mul_(state["s"], beta3)
     ops.add_scaled_(state["s"], sliced_grads, ratio * (d if safeguard_warmup else dlr))
-    return numerator, sum_of_abs(state["s"]), grads
+    return numerator, sum_of_abs(state["s"], scratch), grads
 
 
 def prodigy_update(
@@ -282,6 +284,7 @@ class Prodigy(ReducingOptimizer):
                     chunk, d=d, dlr=dlr, d0=group["d0"], beta1=beta1, beta2=beta2, beta3=beta3,
                     weight_decay=group["weight_decay"], coupled_decay=not decouple,
                     safeguard_warmup=group["safeguard_warmup"], slice_p=group["slice_p"],
+                    scratch=self.scratch_for(chunk),
                 )  # fmt: skip
                 numerators.append(numerator)
                 denominators.append(l1)
