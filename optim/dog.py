@@ -253,6 +253,10 @@ class DoG(ReducingOptimizer):
                 )
             else:
                 parts.append((grads, sum_of_squares(moved), sum_of_squares(grads)))
+            # x - x0 is reduced: freed now, not when the next chunk's replaces it (two live
+            # tensor-sized temporaries made glibc give memory back and fault it in again each
+            # step: LDoG on 4x4M 39 -> 23 ms, 7.8k -> 0 page faults a step)
+            del moved
         count = len(group["params"])
         if self.per_tensor:
             positions = _index([i for c in chunks for i in c.positions], device)
