@@ -193,6 +193,44 @@ def sum_of_abs(xs: list[Tensor], scratch: Tensor | None = None) -> Tensor:
     return total(sums, xs[0].device)
 
 
+def _pieces(lists: tuple[list[Tensor], ...], size: int | None):
+    """Aligned flat slices (views) of the tensors of ``lists``, tensor by tensor, ``size``
+    elements at a time, and whether they are slices: tensors not all contiguous, or with
+    ``size`` None, come whole (False)."""
+    for tensors in zip(*lists):
+        if size is None or not all(t.is_contiguous() for t in tensors):
+            yield list(tensors), False
+            continue
+        flats = [t.view(-1) for t in tensors]
+        for start in range(0, flats[0].numel(), size):
+            yield [f[start : start + size] for f in flats], True
+
+
+def sum_of_quotients(
+    xs: list[Tensor], ys: list[Tensor], ds: list[Tensor], scratch: Tensor | None = None
+) -> Tensor:
+    """sum_i sum(x_i y_i / d_i) as a 0-dim float64 tensor: each ``(x * y).div(d).sum()`` in the
+    tensors' dtype, as ``dadaptation``'s DAdaptAdaGrad computes its weighted sums (a
+    ``torch.dot(x, y / d)`` rounds differently in float32), the sums added in float64. With
+    ``scratch``, the products are written there a piece at a time (nothing allocated; a tensor
+    that fits is the package's bits)."""
+    size = None if scratch is None else scratch.numel()
+    sums = []
+    for (x, y, d), sliced in _pieces((xs, ys, ds), size):
+        product = torch.mul(x, y, out=scratch[: x.numel()]) if sliced else x * y
+        sums.append(product.div_(d).sum())
+    return total(sums, xs[0].device)
+
+
+def add_products_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], scratch=None) -> None:
+    """x_i += y_i z_i with the product rounded first, ``x.add_(y * z)`` as ``dadaptation``
+    writes it (``addcmul_`` fuses the two and rounds once: 140 of 1000 float32 elements
+    differ); with ``scratch``, the products are written there a piece at a time."""
+    size = None if scratch is None else scratch.numel()
+    for (x, y, z), sliced in _pieces((xs, ys, zs), size):
+        x.add_(torch.mul(y, z, out=scratch[: y.numel()]) if sliced else y * z)
+
+
 def sum_of_squares(xs: list[Tensor]) -> Tensor:
     """sum_i ||x_i||² as a 0-dim float64 tensor."""
     norms = torch.stack(torch._foreach_norm(xs)).to(torch.float64)

@@ -24,6 +24,7 @@ from optim._global import (
     ReducingOptimizer,
     Work,
     active,
+    add_products_,
     check_at_least,
     check_positive,
     common_lr,
@@ -31,6 +32,7 @@ from optim._global import (
     py_min,
     sum_of_abs,
     sum_of_products,
+    sum_of_quotients,
     sum_of_squares,
     total,
 )
@@ -431,16 +433,17 @@ def dadapt_adagrad_statistics(
         grads = ops.add_scaled(grads, params, weight_decay)
     alphak, sk = state["alphak"], state["sk"]
 
+    def denominators() -> list[Tensor]:
+        roots = torch._foreach_sqrt(alphak)
+        ops.add_(roots, eps)
+        return roots
+
     def weighted_sq() -> Tensor:
-        denominators = torch._foreach_sqrt(alphak)
-        ops.add_(denominators, eps)
-        return sum_of_products(sk, torch._foreach_div(sk, denominators))
+        return sum_of_quotients(sk, sk, denominators(), scratch)
 
     old_weighted, old_l1 = weighted_sq(), sum_of_abs(sk, scratch)
-    torch._foreach_addcmul_(alphak, grads, grads, value=1)
-    denominators = torch._foreach_sqrt(alphak)
-    ops.add_(denominators, eps)
-    grad_sq = sum_of_products(grads, torch._foreach_div(grads, denominators))
+    add_products_(alphak, grads, grads, scratch)
+    grad_sq = sum_of_quotients(grads, grads, denominators(), scratch)
     ops.add_scaled_(sk, grads, dlr)
     return grad_sq, weighted_sq() - old_weighted, sum_of_abs(sk, scratch) - old_l1
 

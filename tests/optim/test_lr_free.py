@@ -129,13 +129,15 @@ def test_matches_the_reference_package(case, impl, capsys):
 
 @pytest.mark.parametrize("impl", ["single", "foreach"])
 @pytest.mark.parametrize(
-    "name", ["Prodigy", "DAdaptAdam", "DAdaptSGD", "SGDScheduleFree", "AdamWScheduleFree"]
+    "name",
+    ["Prodigy", "DAdaptAdam", "DAdaptAdaGrad", "DAdaptSGD", "SGDScheduleFree", "AdamWScheduleFree"],
 )
 def test_float32_gives_the_packages_bits(name, impl):
     """float32 parameters, 200 steps, the parity test's five tensors: the packages' bits on the
-    one-tensor and default paths. Their sums are ``torch.dot`` and ``s.abs().sum()`` per tensor,
-    and ours are the same ops (Prodigy and DAdaptAdam were 1.5e-6 and 3.9e-6 apart while their
-    l1 norms were ``vector_norm(s, 1)``)."""
+    one-tensor and default paths. Their sums are ``torch.dot``, ``s.abs().sum()`` and
+    ``(s * s).div(d).sum()`` per tensor, and ours are the same ops (Prodigy and DAdaptAdam were
+    1.5e-6 and 3.9e-6 apart while their l1 norms were ``vector_norm(s, 1)``, DAdaptAdaGrad 2.1e-6
+    while its weighted sums were ``dot(s, s / d)`` and its accumulator took ``addcmul_``)."""
     case = next(c for c in CASES if c[0] == name)
     _, reference, kwargs, _ = case
     sf = name in SCHEDULE_FREE
