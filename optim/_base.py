@@ -585,7 +585,7 @@ class RuleOptimizer(Optimizer):
         fresh = self._ensure_state(group, params, states)
         keys = self._state_keys(group)
         counted = self._counted_steps(group, states) if count_first else None
-        starting = {(p.device, p.dtype) for p, first in zip(params, fresh) if first}
+        starting = _starting(_by_kind(params, fresh))
         besides = [not first and (p.device, p.dtype) in starting for p, first in zip(params, fresh)]
         by_kind = {
             kind: self._host_arguments(group, *kind) for kind in set(zip(fresh, besides))
@@ -751,15 +751,16 @@ class RuleOptimizer(Optimizer):
         for (device, dtype, first), indices in lists.items():
             ps, ss = [params[i] for i in indices], [states[i] for i in indices]
             beside = not first and (device, dtype) in starting
-            self._run_prepared(group, ps, *self._state_lists(ss, keys), first, False, beside=beside)
+            self._run_lists(group, ps, ss, keys, first, blocked=False, beside=beside)
 
     def _state_lists(self, states: list[dict], keys: tuple[str, ...]) -> tuple:
         """The step counters (None if not counted) and one list per state key, from ``states``."""
         counters = [s["step"] for s in states] if self._counts_steps else None
         return counters, {key: [s[key] for s in states] for key in keys}
 
-    def _run_lists(self, group, params, states, keys, first, blocked) -> None:
-        self._run_prepared(group, params, *self._state_lists(states, keys), first, blocked)
+    def _run_lists(self, group, params, states, keys, first, blocked, beside=False) -> None:
+        counters, buffers = self._state_lists(states, keys)
+        self._run_prepared(group, params, counters, buffers, first, blocked, beside=beside)
 
     def _run_prepared(
         self, group, params, counters, buffers, first, blocked, real=False, beside=False

@@ -168,8 +168,10 @@ class DoG(ReducingOptimizer):
         in place since the last step, they move with their parameters. (The package raises on a
         shape mismatch, or, for tensors of one shape, swaps their x_0 silently.)"""
         params, before = group["params"], self._orders.get(index)
+        if before is not None and _identical(params, before):
+            return  # (the common case: nothing to copy)
         self._orders[index] = list(params)
-        if before is None or len(before) != len(params) or _identical(params, before):
+        if before is None or len(before) != len(params):
             return
         old = {id(p): i for i, p in enumerate(before)}
         if len(old) != len(params) or not all(id(p) in old for p in params):

@@ -805,7 +805,8 @@ def test_sgd_buffers_born_beside_old_ones_as_torchs_foreach_path(how, dtype, imp
         for step in range(5):
             if step == 2:
                 params[0].requires_grad_(True)
-                optimizer.state.pop(params[-1], None) if how == "state-entry-deleted" else None
+                if how == "state-entry-deleted":
+                    optimizer.state.pop(params[-1], None)
             optimizer.zero_grad()
             _loss(params).backward()
             optimizer.step()
