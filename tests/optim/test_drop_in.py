@@ -19,6 +19,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 import optim
 from optim import _paths
@@ -1047,3 +1051,71 @@ def test_a_learning_rate_free_parameter_given_twice_is_not_a_silent_deviation(na
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cls([p, q])
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adagrad", "Prodigy", "SGDScheduleFree"])
+def test_step_hooks_run_as_torchs(name):
+    """Regression guard for the step's wrapper (ours enters the profiler label only while a
+    profiler runs): the global and the optimizer's pre- and post-hooks run in torch's order,
+    a pre-hook's returned arguments reach ``step`` (here a closure), a bad return value is
+    torch's RuntimeError, and a removed hook no longer runs."""
+    calls = {}
+    results = {}
+    for lib in ("torch", "ours"):
+        log = calls[lib] = []
+        cls = theirs(name) if lib == "torch" and hasattr(torch.optim, name) else ours(name)
+        param = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        param.grad = torch.tensor([0.5, 0.25])
+        optimizer = cls([param], lr=0.1) if name != "Prodigy" else cls([param])
+        if hasattr(optimizer, "train"):
+            optimizer.train()  # Schedule-Free steps in train mode
+
+        def closure(log=log):
+            log.append("closure")
+            return torch.tensor(3.0)
+
+        def global_pre(opt, args, kwargs, log=log):
+            log.append(("global_pre", len(args), sorted(kwargs)))
+            return (opt,), {"closure": closure}
+
+        handles = [
+            register_optimizer_step_pre_hook(global_pre),
+            optimizer.register_step_pre_hook(
+                lambda o, a, k, log=log: log.append(("pre", sorted(k)))
+            ),
+            optimizer.register_step_post_hook(lambda o, a, k, log=log: log.append("post")),
+            register_optimizer_step_post_hook(lambda o, a, k, log=log: log.append("global_post")),
+        ]
+        try:
+            results[lib] = optimizer.step()
+        finally:
+            for handle in handles:
+                handle.remove()
+        optimizer.step()  # no hook left
+        bad = optimizer.register_step_pre_hook(lambda o, a, k: "neither None nor a pair")
+        with pytest.raises(RuntimeError, match="must return None or a tuple"):
+            optimizer.step()
+        bad.remove()
+    if hasattr(torch.optim, name):
+        assert calls["ours"] == calls["torch"]
+    assert calls["ours"] == [
+        ("global_pre", 1, []),
+        ("pre", ["closure"]),
+        "closure",
+        "post",
+        "global_post",
+    ]
+    assert float(results["ours"]) == 3.0
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "DoG"])
+def test_a_profiler_sees_the_step_under_torchs_label(name):
+    """Regression guard: while a profiler runs, a step is recorded as torch records it,
+    ``Optimizer.step#<class>.step``."""
+    param = torch.nn.Parameter(torch.ones(3))
+    param.grad = torch.ones(3)
+    optimizer = ours(name)([param])
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        optimizer.step()
+    labels = {event.name for event in profiler.events()}
+    assert f"Optimizer.step#{name}.step" in labels
