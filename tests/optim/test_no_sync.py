@@ -13,6 +13,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import optim
+from optim import _ops as ops
 from tests.optim.conftest import IMPLS, make_params, ours
 
 SYNCING_OPS = {
@@ -72,6 +73,10 @@ def test_the_detector_detects():
 
 
 def _flat_step_ops(name, kwargs, tensors):
+    # the same history of number operands for both runs (optim._ops.operand keeps the tensors
+    # it made for numbers seen before, process-wide)
+    ops._operands.clear()
+    ops._seen_once.clear()
     params = [torch.randn(3, requires_grad=True) for _ in range(tensors)]
     optimizer = getattr(optim, name)(params, impl="flat", **kwargs)
     for p in params:

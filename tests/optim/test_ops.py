@@ -1,0 +1,67 @@
+"""optim._ops: a number operand given as a 0-dim tensor computes torch's number bits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optim import _ops as ops
+
+NUMBERS = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=True),
+    st.sampled_from([0.9, 0.999, 1 - 0.999, 1e-8, 1 / 3, 2.0**-149, 3.4e38, -0.0]),
+    st.integers(-1000, 1000),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    value=NUMBERS,
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    sizes=st.lists(st.integers(1, 70), min_size=1, max_size=4),
+    seed=st.integers(0, 2**16),
+    op=st.sampled_from(["mul_", "div_"]),
+    as_list=st.booleans(),
+)
+def test_a_tensor_operand_gives_the_numbers_bits(value, dtype, sizes, seed, op, as_list):
+    """``operand`` may turn a number (or one number per tensor, all equal) into a 0-dim
+    tensor (a second call: from the cache); either way the multi-tensor op's result is bitwise
+    the op with the number itself."""
+    generator = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(n, generator=generator, dtype=dtype) * 10 for n in sizes]
+    expected = [x.clone() for x in xs]
+    getattr(torch, f"_foreach_{op}")(expected, value)
+    for _ in range(2):  # the first sight and the cached tensor
+        got = [x.clone() for x in xs]
+        given = [value] * len(got) if as_list else value
+        getattr(torch, f"_foreach_{op}")(got, ops.operand(given, got))
+        for a, b in zip(got, expected):
+            assert torch.equal(a.isnan(), b.isnan())
+            assert torch.equal(a.nan_to_num(), b.nan_to_num())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.complex64])
+def test_other_dtypes_keep_the_number(dtype):
+    """bf16 and fp16 would round a tensor operand to their dtype first; complex is left alone."""
+    xs = [torch.ones(3, dtype=dtype), torch.ones(2, dtype=dtype)]
+    assert ops.operand(0.9, xs) == 0.9
+    assert type(ops.operand(0.9, xs)) is float
+
+
+def test_mixed_lists_and_non_numbers_keep_the_value():
+    mixed = [torch.ones(3), torch.ones(3, dtype=torch.float64)]
+    assert type(ops.operand(0.9, mixed)) is float
+    same = [torch.ones(3), torch.ones(2)]
+    made = ops.operand(0.9, same)
+    assert isinstance(made, torch.Tensor)
+    assert made.dtype == torch.float32
+    assert made.dim() == 0
+    different = [0.9, 0.8]
+    assert ops.operand(different, same) is different
+    tensors = [torch.tensor(0.9), torch.tensor(0.9)]
+    assert ops.operand(tensors, same) is tensors
+    assert ops.operand(True, same) is True
+    tensor = torch.tensor(0.5)
+    assert ops.operand(tensor, same) is tensor
