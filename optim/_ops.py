@@ -150,6 +150,7 @@ def scalar_pow(base: Scalar, exponents: TensorList) -> TensorList:
 _NUMBERS = frozenset((float, int))
 _OPERAND_DTYPES = (torch.float32, torch.float64)
 _OPERANDS_KEPT = 64
+_FLOAT32_MAX = torch.finfo(torch.float32).max
 _operands: dict[tuple[float, torch.dtype], Tensor] = {}
 _seen_once: set[tuple[float, torch.dtype]] = set()
 
@@ -185,6 +186,8 @@ def operand(value, xs: TensorList):
     dtype = first.dtype
     if dtype not in _OPERAND_DTYPES or not first.is_cpu:
         return given
+    if dtype is torch.float32 and not abs(value) <= _FLOAT32_MAX:
+        return given  # (a float32 tensor cannot hold it: torch's number rounds it to inf)
     if len(xs) > 1 and not (
         all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(dtype))) and all(map(_IS_CPU, xs))
     ):

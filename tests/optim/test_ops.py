@@ -11,7 +11,7 @@ from optim import _ops as ops
 
 NUMBERS = st.one_of(
     st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=True),
-    st.sampled_from([0.9, 0.999, 1 - 0.999, 1e-8, 1 / 3, 2.0**-149, 3.4e38, -0.0]),
+    st.sampled_from([0.9, 0.999, 1 - 0.999, 1e-8, 1 / 3, 2.0**-149, 3.4e38, -0.0, 1e39, -1e300]),
     st.integers(-1000, 1000),
 )
 
