@@ -1,0 +1,156 @@
+"""Random sequences of what training scripts do between steps, on the learning-rate-free
+optimizers and on their reference packages (``prodigyopt``, ``dadaptation``, ``dog-optimizer``,
+``schedulefree``).
+
+Each example draws one of ``test_lr_free``'s cases, an execution path, a set of shapes (packed,
+blocked, or a few plain lists) and a sequence of steps, each preceded by one event: freeze or
+unfreeze a parameter, leave one out of the loss, ``p.data = ...``, halve the learning rates, zero
+the gradients without setting them to None, switch Schedule-Free to eval and back, reload the
+optimizer from its own ``state_dict()`` into a new instance, reverse a group's parameters. Both
+see the same sequence on equal float64 parameters (two param groups) and must agree to 1e-9
+after every step (Schedule-Free's in eval mode, the point it would be evaluated at). A
+regression guard: it passed when written (3000 examples run once, 100 here).
+
+Left out where the package itself differs by design: DoG and LDoG's package reads every
+parameter's gradient (a missing one raises), and keeps x_0 by position in the group, so a
+reordered group swaps its tensors' x_0 there (``optim.DoG`` follows the tensors, see
+``test_lr_free.test_a_group_reordered_in_place_keeps_each_tensors_estimates``). A sequence on
+which the package divides by zero (``dadaptation`` when every parameter is frozen) is dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, reject, settings
+from hypothesis import strategies as st
+
+import optim
+from optim import _paths
+from optim._paths import PACK_AT_LEAST, PACK_BELOW
+from tests.optim.test_lr_free import CASES, SCHEDULE_FREE, case_id
+
+pytest.importorskip("prodigyopt")
+pytest.importorskip("dadaptation")
+pytest.importorskip("dog")
+pytest.importorskip("schedulefree")
+
+SHAPE_SETS = {
+    "packed": [(3, 4)] * (PACK_AT_LEAST + 2) + [(700,), (5,)],  # small tensors: packed
+    "blocked": [(3, 4)] * 4 + [(PACK_BELOW + 300,), (5,)],  # one large tensor: blocked
+    "few": [(3, 4), (5,), (2,)],  # plain lists, kept from step to step
+}
+EVENTS = [
+    *("none", "freeze", "unfreeze", "skip", "data", "lr", "zero", "eval-train", "reload"),
+    "reorder",
+]
+NEEDS_EVERY_GRADIENT = {"DoG", "LDoG"}  # their package fails on a missing gradient
+X0_BY_POSITION = {"DoG", "LDoG"}  # their package pairs x_0 with a group's position
+
+
+@pytest.fixture(autouse=True)
+def small_block(monkeypatch):
+    monkeypatch.setattr(_paths, "BLOCK", 256)  # the 700-element tensor is blocked
+
+
+def _loss(params: list[torch.Tensor], t: int, skip: int | None) -> torch.Tensor | int:
+    """A non-convex loss with targets redrawn each step; tensor ``skip`` and frozen ones left out
+    (their gradient stays None)."""
+    generator = torch.Generator().manual_seed(1000 + t)
+    total: torch.Tensor | int = 0
+    for i, p in enumerate(params):
+        target = 0.1 * torch.randn(p.shape, dtype=p.dtype, generator=generator)
+        if i != skip and p.requires_grad:
+            total = total + (i + 1) * ((p - target) ** 2).sum() + 0.1 * torch.cos(3 * p).sum()
+    return total
+
+
+def _rebuilt(make, optimizer):
+    """A new optimizer over the same groups, loaded from ``optimizer.state_dict()``."""
+    saved = copy.deepcopy(optimizer.state_dict())
+    new = make(
+        [
+            {"params": group["params"], **{k: v for k, v in group.items() if k != "params"}}
+            for group in optimizer.param_groups
+        ]
+    )
+    new.load_state_dict(saved)
+    return new
+
+
+def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, dtype=torch.float64, generator=generator) for s in shapes]
+    params = [p.requires_grad_() for p in params]
+    half = len(params) // 2
+    optimizer = make([{"params": params[:half]}, {"params": params[half:], **second}])
+    if schedule_free:
+        optimizer.train()
+    history = []
+    for t, (event, index) in enumerate(events):
+        p = params[index % len(params)]
+        if event == "freeze":
+            p.requires_grad_(False)
+        elif event == "unfreeze":
+            for q in params:
+                q.requires_grad_(True)
+        elif event == "data":
+            p.data = torch.linspace(-1, 1, p.numel(), dtype=p.dtype).view(p.shape)
+        elif event == "lr":
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] * 0.5
+        elif event == "eval-train" and schedule_free:
+            optimizer.eval()
+            optimizer.train()
+        elif event == "reload":
+            optimizer = _rebuilt(make, optimizer)
+            if schedule_free:
+                optimizer.train()
+        elif event == "reorder":
+            optimizer.param_groups[0]["params"].reverse()
+        optimizer.zero_grad(set_to_none=event != "zero")
+        loss = _loss(params, t, skip=index % len(params) if event == "skip" else None)
+        if isinstance(loss, torch.Tensor):
+            loss.backward()
+        optimizer.step()
+        if schedule_free:
+            optimizer.eval()  # the point Schedule-Free is evaluated at
+        history.append([q.detach().clone() for q in params])
+        if schedule_free:
+            optimizer.train()
+    return history
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    case=st.sampled_from(CASES),
+    impl=st.sampled_from(["foreach", "single", "flat"]),
+    shapes=st.sampled_from(sorted(SHAPE_SETS)),
+    events=st.lists(st.tuples(st.sampled_from(EVENTS), st.integers(0, 30)), min_size=1, max_size=8),
+)
+def test_event_sequences_give_the_packages_parameters_after_every_step(case, impl, shapes, events):
+    name, reference, kwargs, second = case
+    if name in NEEDS_EVERY_GRADIENT:
+        events = [(e, i) for e, i in events if e not in ("freeze", "skip")]
+    if name in X0_BY_POSITION:
+        events = [(e, i) for e, i in events if e != "reorder"]
+    shapes = SHAPE_SETS[shapes]
+    schedule_free = name in SCHEDULE_FREE
+    try:
+        expected = _run(lambda gs: reference(gs, **kwargs), schedule_free, shapes, second, events)
+    except ZeroDivisionError:  # dadaptation's when no parameter of a group has a gradient
+        reject()
+    actual = _run(
+        lambda gs: getattr(optim, name)(gs, impl=impl, **kwargs),
+        schedule_free,
+        shapes,
+        second,
+        events,
+    )
+    for step, (ours, theirs) in enumerate(zip(actual, expected)):
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            torch.testing.assert_close(
+                a, b, rtol=1e-9, atol=1e-11, msg=f"{case_id(case)}, step {step}, tensor {i}"
+            )
