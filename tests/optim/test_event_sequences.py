@@ -3,7 +3,9 @@
 Each example draws an optimizer, then a sequence of steps, each preceded by one event (freeze or
 unfreeze a parameter, skip one in the backward pass, replace a state tensor or a step counter,
 reset the state, ``p.data = ...``, change a hyperparameter, switch SGD's momentum on or off, add a
-param group, zero the gradients without setting them to None, reorder a group's parameters).
+param group, zero the gradients without setting them to None, reorder a group's parameters,
+rebuild the optimizer from its own ``state_dict()``, or from it after a round trip through the
+other library's class: ours through torch.optim's and torch's through ours).
 Both optimizers see the same sequence on equal parameters and must agree after every step: the
 default path's packed, blocked and kept lists must notice each change.
 """
@@ -11,6 +13,7 @@ default path's packed, blocked and kept lists must notice each change.
 from __future__ import annotations
 
 import collections
+import copy
 
 import pytest
 import torch
@@ -37,7 +40,7 @@ OPTIMIZERS = [
 ]
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "replace", "reset", "data", "lr", "zero", "group"),
-    *("count", "momentum", "reorder"),
+    *("count", "momentum", "reorder", "reload", "round-trip"),
 ]
 
 
@@ -80,6 +83,24 @@ def _apply(event, index, optimizer, params, extra):
         optimizer.add_param_group({"params": [new]})
 
 
+def _rebuilt(optimizer, through_other_library: bool):
+    """A new optimizer of ``optimizer``'s class over its param groups, loaded from its
+    ``state_dict()``; with ``through_other_library``, from that state dict loaded into the other
+    library's class of the same name and saved again."""
+    saved = copy.deepcopy(optimizer.state_dict())
+    groups = [dict(group) for group in optimizer.param_groups]  # (the same params lists)
+    ours = not type(optimizer).__module__.startswith("torch.")
+    impl = {"impl": optimizer.impl} if ours else {}
+    if through_other_library:
+        other_library = torch.optim if ours else optim
+        other = getattr(other_library, type(optimizer).__name__)(groups)
+        other.load_state_dict(saved)
+        saved = copy.deepcopy(other.state_dict())
+    new = type(optimizer)(groups, **impl)
+    new.load_state_dict(saved)
+    return new
+
+
 def _run(make, shapes, events):
     generator = torch.Generator().manual_seed(0)
     params = [torch.randn(s, dtype=torch.float64, generator=generator) for s in shapes]
@@ -88,6 +109,8 @@ def _run(make, shapes, events):
     optimizer = make(params)
     history = []
     for event, index in events:
+        if event in ("reload", "round-trip"):
+            optimizer = _rebuilt(optimizer, through_other_library=event == "round-trip")
         _apply(event, index, optimizer, params, extra)
         optimizer.zero_grad(set_to_none=event != "zero")
         skip = index % len(params) if event == "skip" else None
