@@ -229,6 +229,27 @@ def sum_of_squares(xs: list[Tensor]) -> Tensor:
     return (norms * norms).sum()
 
 
+def norms_of_differences(xs: list[Tensor], ys: list[Tensor], scratch: Tensor) -> Tensor:
+    """[||x_i - y_i||] as a float64 vector, each difference in the tensors' dtype, as the
+    references' ``torch.norm(p - p0)``, written into ``scratch`` (a flat buffer of their dtype
+    and device) ``scratch.numel()`` elements at a time, so nothing tensor-sized is allocated: a
+    difference that fits is one norm, the references' bits; a longer one is the float64 root of
+    its pieces' squared norms (a non-contiguous pair takes its own ``x - y``). On a CPU a
+    tensor-sized temporary costs page faults at every step: LDoG on 4x4M float32, one thread,
+    spent about a third of its step in them."""
+    norms = []
+    for x, y in zip(xs, ys):
+        pieces = [
+            torch.linalg.vector_norm(torch.sub(a, b, out=scratch[: a.numel()]) if sliced else a - b)
+            for (a, b), sliced in _pieces(([x], [y]), scratch.numel())
+        ]
+        if len(pieces) == 1:
+            norms.append(pieces[0].to(torch.float64))
+        else:
+            norms.append(torch.linalg.vector_norm(torch.stack(pieces).to(torch.float64)))
+    return torch.stack(norms)
+
+
 def norms_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:
     """[||x_i||] as a float64 vector: of each tensor of ``xs``, or, with ``segments``, of the
     parts of the one flat tensor ``xs[0]`` (one reduction over the buffer, see
@@ -252,6 +273,12 @@ def sub_scaled_per_tensor_(
             segments.sub_scaled_(x, y, scales.to(x.dtype))
             return
         xs, ys = segments.split(x), segments.split(y)
+    if scales.device.type == "cpu" and not torch.compiler.is_compiling():
+        # host numbers (host memory: no synchronisation): the references' p.add_(g, alpha=-eta),
+        # one rounding and no temporary (a multi-tensor op has one alpha for the whole list)
+        for x, y, scale in zip(xs, ys, scales.tolist()):
+            x.add_(y, alpha=-scale)
+        return
     torch._foreach_sub_(xs, torch._foreach_mul(ys, list(scales.unbind())))
 
 

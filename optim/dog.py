@@ -16,6 +16,7 @@ from optim._global import (
     ReducingOptimizer,
     Work,
     check_positive,
+    norms_of_differences,
     norms_per_tensor,
     sub_scaled_per_tensor_,
     sum_of_squares,
@@ -25,22 +26,45 @@ from optim._paths import _identical
 
 
 def dog_statistics(
-    chunk: Chunk, *, first_step: bool, weight_decay: float, scratch: Tensor | None = None
-) -> tuple[list[Tensor], list[Tensor]]:
-    r"""What DoG measures on one chunk: (x on the first step, else x - x_0; the gradients g +
-    weight_decay x). Their norms, over the group (DoG) or per tensor (LDoG), give rbar and G.
-    ``scratch``: where to write x - x_0 for a chunk of one flat tensor (reused, see
-    ``ReducingOptimizer.scratch_like``)."""
+    chunk: Chunk,
+    *,
+    first_step: bool,
+    weight_decay: float,
+    per_tensor: bool,
+    scratch_like: Tensor | None = None,
+    scratch: Tensor | None = None,
+) -> tuple[list[Tensor], Tensor, Tensor]:
+    r"""What DoG measures on one chunk: the gradients g + weight_decay x, and the norms of
+    x - x_0 (of x on the first step) and of g, per tensor as float64 vectors (LDoG; per part
+    of a packed or flat chunk) or as squared sums over the chunk (DoG), which give rbar and G.
+
+    ``scratch_like``: where to write x - x_0 for a chunk of one flat tensor (reused, see
+    ``ReducingOptimizer.scratch_like``); ``scratch``: a reused flat buffer through which a
+    chunk of the parameters' own tensors takes each x - x_0 a piece at a time
+    (:func:`~optim._global.norms_of_differences`); without either, x - x_0 is a temporary."""
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if weight_decay > 0:
         grads = ops.add_scaled(grads, params, weight_decay)
+    gradient = norms_per_tensor(grads, chunk.segments) if per_tensor else sum_of_squares(grads)
+    if not first_step and chunk.segments is None and scratch is not None:
+        norms = norms_of_differences(params, state["init_buffer"], scratch)
+        return grads, norms if per_tensor else (norms * norms).sum(), gradient
     if first_step:
         moved = params
-    elif scratch is not None:
-        moved = [torch.sub(params[0], state["init_buffer"][0], out=scratch)]
+    elif scratch_like is not None:
+        moved = [torch.sub(params[0], state["init_buffer"][0], out=scratch_like)]
     else:
         moved = list(torch._foreach_sub(params, state["init_buffer"]))
-    return moved, grads
+    distance = norms_per_tensor(moved, chunk.segments) if per_tensor else sum_of_squares(moved)
+    return grads, distance, gradient
+
+
+def _one_large_tensor(chunk: Chunk) -> bool:
+    """Whether ``chunk`` is one of the parameters' own tensors, too large to share a round (a
+    round of several smaller ones takes x - x_0 as multi-tensor temporaries: a per-tensor loop
+    through a scratch buffer was slower there, 400 tensors of 40k elements 1.17x -> 0.94x the
+    package's speed)."""
+    return chunk.segments is None and len(chunk.params) == 1
 
 
 def _index(positions: list[int], device: torch.device) -> slice | Tensor:
@@ -239,26 +263,17 @@ class DoG(ReducingOptimizer):
         device = chunks[0].params[0].device
         first_step = group.get("rbar") is None
         lr = self.number_or_tensor(group["lr"], device)
-        parts = []  # per chunk: the gradients, and ||x - x0||, ||g|| (per tensor or squared sum)
-        for c in chunks:
-            moved, grads = dog_statistics(
-                c, first_step=first_step, weight_decay=group["weight_decay"],
-                scratch=self.scratch_like(c),
-            )  # fmt: skip
-            if self.per_tensor:
-                parts.append(
-                    (
-                        grads,
-                        norms_per_tensor(moved, c.segments),
-                        norms_per_tensor(grads, c.segments),
-                    )
-                )
-            else:
-                parts.append((grads, sum_of_squares(moved), sum_of_squares(grads)))
-            # x - x0 is reduced: freed now, not when the next chunk's replaces it (two live
-            # tensor-sized temporaries made glibc give memory back and fault it in again each
-            # step: LDoG on 4x4M 39 -> 23 ms, 7.8k -> 0 page faults a step)
-            del moved
+        parts = [  # per chunk: the gradients, and ||x - x0||, ||g|| (per tensor or squared sum)
+            dog_statistics(
+                c,
+                first_step=first_step,
+                weight_decay=group["weight_decay"],
+                per_tensor=self.per_tensor,
+                scratch_like=self.scratch_like(c),
+                scratch=self.scratch_for(c) if _one_large_tensor(c) else None,
+            )
+            for c in chunks
+        ]
         count = len(group["params"])
         if self.per_tensor:
             positions = _index([i for c in chunks for i in c.positions], device)

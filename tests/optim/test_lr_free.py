@@ -578,6 +578,29 @@ def test_tensors_in_rounds_of_their_own_match_the_reference(name, monkeypatch):
     assert relative_error(ours, expected) <= 1e-10
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_norms_of_differences_through_a_scratch_buffer(dtype):
+    """DoG's ||x - x_0|| for a tensor in a round of its own, taken through a reused buffer
+    (``optim._global.norms_of_differences``): a difference that fits the buffer is one norm, bit
+    for bit the references' ``torch.norm(p - p0)``; a longer one (pieces of 64, the last one
+    shorter) is the float64 root of its pieces' squared norms, within its dtype's rounding of
+    the norm of the same difference; a non-contiguous pair (a transpose) takes its own. The
+    buffer starts as NaN: none of it leaks in."""
+    generator = torch.Generator().manual_seed(0)
+    xs = [torch.randn(shape, generator=generator, dtype=dtype) for shape in [(50,), (300,)]]
+    xs.append(torch.randn(20, 9, generator=generator, dtype=dtype).t())
+    ys = [torch.randn(x.shape, generator=generator, dtype=dtype) for x in xs]
+    scratch = torch.full((64,), float("nan"), dtype=dtype)
+    norms = optim._global.norms_of_differences(xs, ys, scratch)
+    expected = [torch.norm(x - y) for x, y in zip(xs, ys)]
+    assert norms.dtype == torch.float64
+    assert norms[0] == expected[0].double()
+    assert norms[2] == expected[2].double()
+    exact = torch.linalg.vector_norm((xs[1] - ys[1]).double())
+    tolerance = 4 * torch.finfo(dtype).eps
+    assert abs(norms[1] - exact) <= tolerance * exact
+
+
 @pytest.mark.parametrize("rounds", ["one-round", "many-rounds"])
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
 @pytest.mark.parametrize("name", PACKED)
