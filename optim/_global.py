@@ -165,17 +165,26 @@ def sum_of_products(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
     return total(dots, xs[0].device)
 
 
-def _pieces(lists: tuple[list[Tensor], ...], size: int | None):
-    """Aligned flat slices (views) of the tensors of ``lists``, tensor by tensor, ``size``
-    elements at a time, and whether they are slices: tensors not all contiguous, or with
-    ``size`` None, come whole (False)."""
+def _pieces(lists: tuple[list[Tensor], ...], scratch: Tensor | None):
+    """Aligned pieces of the tensors of ``lists``, tensor by tensor, and where to write a
+    piece-sized result: ``(tensors, out)``. A contiguous tensor that fits ``scratch`` comes whole,
+    with ``out`` a view of the buffer shaped like it; a longer one in flat slices of
+    ``scratch.numel()`` elements; tensors not all contiguous, or without ``scratch``, whole with
+    ``out`` None (the caller allocates). This runs for every tensor at every step: the common
+    case costs one slice of the buffer (and a view for a tensor of more than one dimension)."""
+    size = None if scratch is None else scratch.numel()
     for tensors in zip(*lists):
-        if size is None or not all(t.is_contiguous() for t in tensors):
-            yield list(tensors), False
-            continue
-        flats = [t.view(-1) for t in tensors]
-        for start in range(0, flats[0].numel(), size):
-            yield [f[start : start + size] for f in flats], True
+        first = tensors[0]
+        if size is None or not all(map(Tensor.is_contiguous, tensors)):
+            yield tensors, None
+        elif first.numel() <= size:
+            out = scratch[: first.numel()]
+            yield tensors, (out if first.dim() == 1 else out.view(first.shape))
+        else:
+            flats = [t.view(-1) for t in tensors]
+            for start in range(0, first.numel(), size):
+                pieces = [f[start : start + size] for f in flats]
+                yield pieces, scratch[: pieces[0].numel()]
 
 
 def sum_of_abs(xs: list[Tensor], scratch: Tensor | None = None) -> Tensor:
@@ -192,8 +201,8 @@ def sum_of_abs(xs: list[Tensor], scratch: Tensor | None = None) -> Tensor:
     if scratch is None:
         return torch.stack(torch._foreach_norm(xs, 1)).to(torch.float64).sum()
     sums = [
-        (torch.abs(x, out=scratch[: x.numel()]) if sliced else x.abs()).sum()
-        for (x,), sliced in _pieces((xs,), scratch.numel())
+        (x.abs() if out is None else torch.abs(x, out=out)).sum()
+        for (x,), out in _pieces((xs,), scratch)
     ]
     return total(sums, xs[0].device)
 
@@ -206,10 +215,9 @@ def sum_of_quotients(
     ``torch.dot(x, y / d)`` rounds differently in float32), the sums added in float64. With
     ``scratch``, the products are written there a piece at a time (nothing allocated; a tensor
     that fits is the package's bits)."""
-    size = None if scratch is None else scratch.numel()
     sums = []
-    for (x, y, d), sliced in _pieces((xs, ys, ds), size):
-        product = torch.mul(x, y, out=scratch[: x.numel()]) if sliced else x * y
+    for (x, y, d), out in _pieces((xs, ys, ds), scratch):
+        product = x * y if out is None else torch.mul(x, y, out=out)
         sums.append(product.div_(d).sum())
     return total(sums, xs[0].device)
 
@@ -218,9 +226,8 @@ def add_products_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], scratch=
     """x_i += y_i z_i with the product rounded first, ``x.add_(y * z)`` as ``dadaptation``
     writes it (``addcmul_`` fuses the two and rounds once: 140 of 1000 float32 elements
     differ); with ``scratch``, the products are written there a piece at a time."""
-    size = None if scratch is None else scratch.numel()
-    for (x, y, z), sliced in _pieces((xs, ys, zs), size):
-        x.add_(torch.mul(y, z, out=scratch[: y.numel()]) if sliced else y * z)
+    for (x, y, z), out in _pieces((xs, ys, zs), scratch):
+        x.add_(y * z if out is None else torch.mul(y, z, out=out))
 
 
 def sum_of_squares(xs: list[Tensor]) -> Tensor:
@@ -240,8 +247,8 @@ def norms_of_differences(xs: list[Tensor], ys: list[Tensor], scratch: Tensor) ->
     norms = []
     for x, y in zip(xs, ys):
         pieces = [
-            torch.linalg.vector_norm(torch.sub(a, b, out=scratch[: a.numel()]) if sliced else a - b)
-            for (a, b), sliced in _pieces(([x], [y]), scratch.numel())
+            torch.linalg.vector_norm(a - b if out is None else torch.sub(a, b, out=out))
+            for (a, b), out in _pieces(([x], [y]), scratch)
         ]
         if len(pieces) == 1:
             norms.append(pieces[0].to(torch.float64))
