@@ -332,3 +332,4 @@ class LDoG(DoG):
     """
 
     per_tensor = True
+    _blocks_large_tensors = False  # (its norms are per tensor)

@@ -578,6 +578,45 @@ def test_tensors_in_rounds_of_their_own_match_the_reference(name, monkeypatch):
     assert relative_error(ours, expected) <= 1e-10
 
 
+@pytest.mark.parametrize(
+    "name", ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG"]
+)
+def test_a_large_tensor_runs_in_blocks_and_matches_the_reference(name, monkeypatch):
+    """The default path runs a tensor larger than ``BLOCK`` as chunks of ``BLOCK`` elements
+    (views of it, its gradient and its state), so no temporary is larger than a block; LDoG,
+    whose norms are per tensor, keeps it whole. With ``BLOCK`` shrunk to 64, a 1000-element
+    tensor beside the parity test's: still the package's numbers, and the per-parameter update
+    counts (``state["step"]``, Prodigy and DAdaptAdam) count each step once."""
+    monkeypatch.setattr(_paths, "BLOCK", 64)
+    _, reference, kwargs, second = next(c for c in CASES if c[0] == name)
+    chunk_counts = []
+    chunks_of = optim._global.ReducingOptimizer._chunks
+
+    def counting(self, index, group):
+        chunks = chunks_of(self, index, group)
+        chunk_counts.append(len(chunks))
+        return chunks
+
+    monkeypatch.setattr(optim._global.ReducingOptimizer, "_chunks", counting)
+
+    def run(make):
+        params = make_params()
+        params.append(torch.linspace(-1, 1, 1000, dtype=torch.float64).requires_grad_())
+        optimizer = make(groups(params, second))
+        run_steps(optimizer, params, range(40))
+        return params, optimizer
+
+    ours, optimizer = run(lambda gs: getattr(optim, name)(gs, **kwargs))
+    expected, package = run(lambda gs: reference(gs, **kwargs))
+    assert relative_error(ours, expected) <= 1e-10
+    blocks = math.ceil(1000 / 64)
+    assert max(chunk_counts) >= (1 if name == "LDoG" else blocks)
+    assert max(chunk_counts) < blocks or name != "LDoG"
+    for p, q in zip(ours, expected):
+        ours_step, package_step = optimizer.state[p].get("step"), package.state[q].get("step")
+        assert ours_step == package_step
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_norms_of_differences_through_a_scratch_buffer(dtype):
     """DoG's ||x - x_0|| for a tensor in a round of its own, taken through a reused buffer
