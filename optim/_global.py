@@ -9,8 +9,10 @@ complete lists instead, as *chunks*, one path deciding what a chunk is:
     one chunk per parameter (the readable reference);
 ``impl="foreach"`` (the default)
     per param group, device and dtype, the group's own tensors in rounds of whole tensors (about
-    256k elements; a larger tensor is a round of its own, so no temporary is larger than a
-    round or a tensor, as in the references' per-tensor loops); many small tensors
+    256k elements; a larger tensor is a round of its own, and one of more than ``BLOCK``
+    elements is seen as blocks of ``BLOCK``, views of it, its gradient and its state, so no
+    temporary is larger than a round, a tensor or a block; see
+    :meth:`ReducingOptimizer._blocks`); many small tensors
     (``optim._paths.PACK_AT_LEAST`` or more, each under ``PACK_BELOW`` elements) are packed as
     in ``optim._base``: their state lives in optimizer-owned buffers (``optimizer.state`` holds
     views, checked every step), the step gathers parameters and gradients into one buffer, runs

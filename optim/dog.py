@@ -60,10 +60,10 @@ def dog_statistics(
 
 
 def _one_large_tensor(chunk: Chunk) -> bool:
-    """Whether ``chunk`` is one of the parameters' own tensors, too large to share a round (a
-    round of several smaller ones takes x - x_0 as multi-tensor temporaries: a per-tensor loop
-    through a scratch buffer was slower there, 400 tensors of 40k elements 1.17x -> 0.94x the
-    package's speed)."""
+    """Whether ``chunk`` is one of the parameters' own tensors (or a block of one), too large
+    to share a round (a round of several smaller ones takes x - x_0 as multi-tensor
+    temporaries: a per-tensor loop through a scratch buffer was slower there, 400 tensors of
+    40k elements 1.17x -> 0.94x the package's speed)."""
     return chunk.segments is None and len(chunk.params) == 1
 
 
