@@ -49,14 +49,21 @@ def small_block(monkeypatch):
     monkeypatch.setattr(_paths, "BLOCK", 256)  # the 700-element tensor is blocked
 
 
-def _apply(event, index, optimizer, params, extra):
-    p = params[index % len(params)]
+def apply_parameter_event(event: str, p: torch.Tensor, params: list[torch.Tensor]) -> None:
+    """The events on the parameters themselves: freeze ``p``, unfreeze all, replace ``p.data``."""
     if event == "freeze":
         p.requires_grad_(False)
     elif event == "unfreeze":
         for q in params:
             q.requires_grad_(True)
-    elif event == "replace":
+    elif event == "data":
+        p.data = torch.linspace(-1, 1, p.numel(), dtype=p.dtype).view(p.shape)
+
+
+def _apply(event, index, optimizer, params, extra):
+    p = params[index % len(params)]
+    apply_parameter_event(event, p, params)
+    if event == "replace":
         state = optimizer.state.get(p)
         key = next((k for k in state or {} if k != "step"), None)
         if key is not None:
@@ -72,8 +79,6 @@ def _apply(event, index, optimizer, params, extra):
         optimizer.param_groups[0]["params"].reverse()
     elif event == "reset":
         optimizer.state = collections.defaultdict(dict)
-    elif event == "data":
-        p.data = torch.linspace(-1, 1, p.numel(), dtype=p.dtype).view(p.shape)
     elif event == "lr":
         for group in optimizer.param_groups:
             group["lr"] *= 0.5

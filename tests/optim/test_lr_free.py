@@ -553,25 +553,31 @@ def test_drop_in_scenarios_match_the_reference(name, scenario, impl):
     )
 
 
+@pytest.fixture
+def chunk_counts(monkeypatch) -> list[int]:
+    """The number of chunks each param group's step was seen as, appended as steps run."""
+    counts: list[int] = []
+    chunks_of = optim._global.ReducingOptimizer._chunks
+
+    def counting(self, index, group):
+        chunks = chunks_of(self, index, group)
+        counts.append(len(chunks))
+        return chunks
+
+    monkeypatch.setattr(optim._global.ReducingOptimizer, "_chunks", counting)
+    return counts
+
+
 @pytest.mark.parametrize(
     "name", ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG"]
 )
-def test_tensors_in_rounds_of_their_own_match_the_reference(name, monkeypatch):
+def test_tensors_in_rounds_of_their_own_match_the_reference(name, monkeypatch, chunk_counts):
     """The default path runs the tensors it does not pack (too few, or too large) in rounds of
     whole tensors, a large tensor in a round of its own (as the references' per-tensor loops, so
     no temporary is larger than a tensor). With rounds shrunk to about 4 elements, each of the
     parity test's tensors is a chunk of its own: still the package's numbers."""
     monkeypatch.setattr(_paths, "BLOCK", 4 * _paths.PACKED_ROUNDS_PER_BLOCK)
     _, reference, kwargs, second = next(c for c in CASES if c[0] == name)
-    chunk_counts = []
-    chunks_of = optim._global.ReducingOptimizer._chunks
-
-    def counting(self, index, group):
-        chunks = chunks_of(self, index, group)
-        chunk_counts.append(len(chunks))
-        return chunks
-
-    monkeypatch.setattr(optim._global.ReducingOptimizer, "_chunks", counting)
     ours, _, _ = train(lambda ps: getattr(optim, name)(groups(ps, second), **kwargs), steps=60)
     expected, _, _ = train(lambda ps: reference(groups(ps, second), **kwargs), steps=60)
     assert set(chunk_counts) == {2, 3}  # the two groups' tensors: one chunk each
@@ -581,7 +587,7 @@ def test_tensors_in_rounds_of_their_own_match_the_reference(name, monkeypatch):
 @pytest.mark.parametrize(
     "name", ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG"]
 )
-def test_a_large_tensor_runs_in_blocks_and_matches_the_reference(name, monkeypatch):
+def test_a_large_tensor_runs_in_blocks_and_matches_the_reference(name, monkeypatch, chunk_counts):
     """The default path runs a tensor larger than ``BLOCK`` as chunks of ``BLOCK`` elements
     (views of it, its gradient and its state), so no temporary is larger than a block; LDoG,
     whose norms are per tensor, keeps it whole. With ``BLOCK`` shrunk to 64, a 1000-element
@@ -589,15 +595,6 @@ def test_a_large_tensor_runs_in_blocks_and_matches_the_reference(name, monkeypat
     counts (``state["step"]``, Prodigy and DAdaptAdam) count each step once."""
     monkeypatch.setattr(_paths, "BLOCK", 64)
     _, reference, kwargs, second = next(c for c in CASES if c[0] == name)
-    chunk_counts = []
-    chunks_of = optim._global.ReducingOptimizer._chunks
-
-    def counting(self, index, group):
-        chunks = chunks_of(self, index, group)
-        chunk_counts.append(len(chunks))
-        return chunks
-
-    monkeypatch.setattr(optim._global.ReducingOptimizer, "_chunks", counting)
 
     def run(make):
         params = make_params()

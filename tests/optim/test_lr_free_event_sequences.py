@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 import optim
 from optim import _paths
 from optim._paths import PACK_AT_LEAST, PACK_BELOW
+from tests.optim.test_event_sequences import apply_parameter_event
 from tests.optim.test_lr_free import CASES, SCHEDULE_FREE, case_id
 
 pytest.importorskip("prodigyopt")
@@ -90,15 +91,8 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
         optimizer.train()
     history = []
     for t, (event, index) in enumerate(events):
-        p = params[index % len(params)]
-        if event == "freeze":
-            p.requires_grad_(False)
-        elif event == "unfreeze":
-            for q in params:
-                q.requires_grad_(True)
-        elif event == "data":
-            p.data = torch.linspace(-1, 1, p.numel(), dtype=p.dtype).view(p.shape)
-        elif event == "lr":
+        apply_parameter_event(event, params[index % len(params)], params)
+        if event == "lr":
             for group in optimizer.param_groups:
                 group["lr"] = group["lr"] * 0.5
         elif event == "eval-train" and schedule_free:
