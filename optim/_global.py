@@ -466,7 +466,9 @@ class ReducingOptimizer(RuleOptimizer):
                 chunks.append(Chunk(as_real(ps[i:j]), grads, state, where[i:j]))
         return chunks
 
-    def _blocks(self, p: Tensor, state: dict, keys: tuple[str, ...], position: int):
+    def _blocks(
+        self, p: Tensor, state: dict, keys: tuple[str, ...], position: int
+    ) -> list[Chunk] | None:
         """A tensor of more than ``BLOCK`` elements as chunks of ``BLOCK`` consecutive ones
         (flat views of it, its gradient and its state), or None: a rule then allocates no
         temporary larger than a block. On a CPU a tensor-sized temporary costs page faults at
