@@ -675,9 +675,23 @@ class RuleOptimizer(Optimizer):
                 "weight_decay option is not compatible with sparse gradients, got "
                 f"weight_decay={weight_decay!r}; use weight_decay=0 (as torch.optim)"
             )
+        # torch's kernel adding a sparse tensor into a dense one that starts at a storage
+        # offset applies the offset twice (torch 2.13, CPU: zeros(200)[30:40].add_(sparse)
+        # writes elements 60-69), so a view into a flat buffer (the flat path's parameters, the
+        # packed path's state) would corrupt another tensor: such tensors are updated through
+        # copies of their own, then copied back.
+        dense = [param, *(tensors[0] for tensors in buffers.values())]
+        if not any(map(Tensor.storage_offset, dense)):
+            call_rule(
+                type(self)._rule, [param], [grad], [step], buffers, arguments, self._complex_as_real
+            )
+            return
+        own = [t.clone(memory_format=torch.preserve_format) for t in dense]
+        own_buffers = {key: [t] for key, t in zip(buffers, own[1:])}
         call_rule(
-            type(self)._rule, [param], [grad], [step], buffers, arguments, self._complex_as_real
+            type(self)._rule, own[:1], [grad], [step], own_buffers, arguments, self._complex_as_real
         )
+        torch._foreach_copy_(dense, own)
 
     def _states(self, group: dict, params: list[Tensor]) -> list[dict]:
         """Each parameter's state dict; a stateless update (plain SGD) keeps no entry, as torch."""
@@ -693,6 +707,8 @@ class RuleOptimizer(Optimizer):
         if not layouts or len(layouts) != 1 or not isinstance(layouts[0], Packed):
             return False
         packed = layouts[0]
+        if any(map(_is_sparse, grads)):  # (torch's error, or its sparse update, one by one)
+            return False
         if not self._still_valid(packed, params, group):
             return False
         arguments = self._host_arguments(group, first_step=False)
