@@ -55,6 +55,7 @@ from torch import Tensor
 from optim import _paths
 from optim._base import RuleOptimizer, _is_sparse, without_grad
 from optim._paths import (
+    _DTYPE,
     _GRAD,
     _LAYOUT,
     BLOCK,
@@ -172,13 +173,19 @@ def _pieces(lists: tuple[list[Tensor], ...], scratch: Tensor | None):
     """Aligned pieces of the tensors of ``lists``, tensor by tensor, and where to write a
     piece-sized result: ``(tensors, out)``. A contiguous tensor that fits ``scratch`` comes whole,
     with ``out`` a view of the buffer shaped like it; a longer one in flat slices of
-    ``scratch.numel()`` elements; tensors not all contiguous, or without ``scratch``, whole with
+    ``scratch.numel()`` elements; tensors not all contiguous or not all of the buffer's dtype
+    (a state kept in float32 after ``model.double()``), or without ``scratch``, whole with
     ``out`` None (the caller allocates). This runs for every tensor at every step: the common
     case costs one slice of the buffer (and a view for a tensor of more than one dimension)."""
     size = None if scratch is None else scratch.numel()
+    dtype = None if scratch is None else scratch.dtype
     for tensors in zip(*lists):
         first = tensors[0]
-        if size is None or not all(map(Tensor.is_contiguous, tensors)):
+        if (
+            size is None
+            or not all(map(Tensor.is_contiguous, tensors))
+            or not all(map(operator.is_, map(_DTYPE, tensors), itertools.repeat(dtype)))
+        ):
             yield tensors, None
         elif first.numel() <= size:
             out = scratch[: first.numel()]

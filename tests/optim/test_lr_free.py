@@ -568,6 +568,43 @@ def chunk_counts(monkeypatch) -> list[int]:
     return counts
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", PACKED)
+def test_model_double_after_the_first_steps_as_the_reference(name, impl):
+    """``model.double()`` after two steps (the state stays float32, as in the package): the
+    package's numbers, or the package's exception type where it fails (D-Adaptation's SGD and
+    Adam, both Schedule-Frees: torch's dtype errors from their ops). Prodigy and DAdaptAdaGrad
+    raised here while the package trained on: their sums wrote a float32 state into the
+    parameters' float64 scratch buffer."""
+    _, reference, kwargs, _ = next(c for c in CASES if c[0] == name)
+
+    def run(make):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        optimizer = make(model.parameters())
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        inputs, targets = torch.randn(16, 4), torch.randn(16, 2)
+        for step in range(5):
+            if step == 2:
+                model.double()
+                inputs, targets = inputs.double(), targets.double()
+            optimizer.zero_grad()
+            ((model(inputs) - targets) ** 2).mean().backward()
+            try:
+                optimizer.step()
+            except RuntimeError as error:
+                return type(error)
+        return [p.detach().clone() for p in model.parameters()]
+
+    expected = run(lambda ps: reference(ps, **kwargs))
+    actual = run(lambda ps: getattr(optim, name)(ps, impl=impl, **kwargs))
+    if expected is RuntimeError:
+        assert actual is RuntimeError
+    else:
+        assert relative_error(actual, expected) <= 1e-9
+
+
 @pytest.mark.parametrize(
     "name", ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG"]
 )
