@@ -181,10 +181,35 @@ class DoG(ReducingOptimizer):
         super()._reset_caches()  # (also after copy.deepcopy or unpickling)
         self._orders: dict[int, list[Tensor]] = {}
         """Each group's parameters as last stepped (see :meth:`_follow_reordering`)."""
+        self._x0_lists: dict[int, tuple[list, list[Tensor]]] = {}
+        """Each group's ``init_buffer`` list as last set, and its tensors, by the group's id
+        (see :meth:`_follow_replaced_x0`)."""
 
     def _chunks(self, index: int, group: dict) -> list[Chunk]:
+        self._follow_replaced_x0(group)
         self._follow_reordering(index, group)
         return super()._chunks(index, group)
+
+    def _follow_replaced_x0(self, group: dict) -> None:
+        """``group["init_buffer"]`` is where the package keeps x_0: a tensor replaced there, or
+        the whole list, since the last step is that parameter's x_0 from now on, as in the
+        package (a copy of it becomes the state's ``init_buffer``, which the layouts check).
+        A tensor of the list changed in place is the state's own already."""
+        kept, saved = self._x0_lists.get(id(group)), group.get("init_buffer")
+        if kept is None or saved is None:
+            return
+        listed, tensors = kept
+        if saved is listed and _identical(saved, tensors):
+            return  # (the common case: one C-level pass)
+        params = group["params"]
+        if not isinstance(saved, list) or len(saved) != len(params):
+            return  # (not one per parameter: the package would fail; rebuilt after the step)
+        for p, x0 in zip(params, saved):
+            entry = self.state.get(p)
+            if entry and "init_buffer" in entry and entry["init_buffer"] is not x0:
+                entry["init_buffer"] = (
+                    x0.detach().to(p.device, p.dtype).clone(memory_format=torch.preserve_format)
+                )
 
     def _follow_reordering(self, index: int, group: dict) -> None:
         """The group's per-parameter lists (``init_buffer``; LDoG's ``rbar``, ``G``, ``eta``)
@@ -228,6 +253,7 @@ class DoG(ReducingOptimizer):
             state_dict = {**state_dict, "state": rest}
         super().load_state_dict(state_dict)
         self._orders.clear()  # (the loaded lists follow the groups' current order)
+        self._x0_lists.clear()
 
     def _keep_x0_in_group(self, group: dict, chunks: list[Chunk]) -> None:
         """``group["init_buffer"]``: x_0 of every parameter of the group, as the package keeps
@@ -235,7 +261,7 @@ class DoG(ReducingOptimizer):
         value at the group's first step). Rebuilt when a layout moved the state (probed at the
         first parameter of each chunk: a layout replaces all of its views at once)."""
         params, saved = group["params"], group.get("init_buffer")
-        if (
+        if not (
             saved is not None
             and len(saved) == len(params)
             and all(
@@ -243,8 +269,12 @@ class DoG(ReducingOptimizer):
                 for i in (c.positions[0] for c in chunks)
             )
         ):
-            return
-        group["init_buffer"] = [
+            group["init_buffer"] = self._x0_of(params, saved)
+        self._x0_lists[id(group)] = (group["init_buffer"], list(group["init_buffer"]))
+
+    def _x0_of(self, params: list[Tensor], saved: list | None) -> list[Tensor]:
+        """x_0 of each parameter: its state's, else the group's saved one, else its value."""
+        return [
             entry["init_buffer"]
             if (entry := self.state.get(p)) and "init_buffer" in entry
             else (

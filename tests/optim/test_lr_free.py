@@ -569,6 +569,41 @@ def chunk_counts(monkeypatch) -> list[int]:
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 20])  # plain lists; packed
+@pytest.mark.parametrize("how", ["in-place", "one-replaced", "new-list"])
+@pytest.mark.parametrize("name", ["DoG", "LDoG"])
+def test_x0_replaced_in_the_group_is_the_new_x0_as_in_the_package(name, how, count, impl):
+    """The package keeps x_0 in ``group["init_buffer"]``: changed there after three steps (one
+    tensor filled in place, one replaced, or a new list), it is the x_0 from then on, here as
+    there. Replacing one tensor or the list was ignored here before (x_0 was read from the
+    parameters' state, which the group's list only mirrored)."""
+
+    def run(make):
+        generator = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(6, generator=generator, dtype=torch.float64).requires_grad_()
+            for _ in range(count)
+        ]
+        optimizer = make(params)
+        for step in range(6):
+            if step == 3:
+                group = optimizer.param_groups[0]
+                if how == "in-place":
+                    group["init_buffer"][1].fill_(0.25)
+                elif how == "one-replaced":
+                    group["init_buffer"][1] = torch.full((6,), 0.25, dtype=torch.float64)
+                else:
+                    group["init_buffer"] = [torch.full_like(p, 0.25) for p in params]
+            optimizer.zero_grad()
+            noisy_loss(params, step).backward()
+            optimizer.step()
+        return params
+
+    expected = run(getattr(dog, name))
+    assert relative_error(run(lambda ps: getattr(optim, name)(ps, impl=impl)), expected) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", PACKED)
 def test_model_double_after_the_first_steps_as_the_reference(name, impl):
     """``model.double()`` after two steps (the state stays float32, as in the package): the
