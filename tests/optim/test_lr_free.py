@@ -568,6 +568,68 @@ def chunk_counts(monkeypatch) -> list[int]:
     return counts
 
 
+def _changed(value):
+    """A group value changed as a script might between steps (booleans and None left alone)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value * 1.5
+    if isinstance(value, int):
+        return value + 2
+    if isinstance(value, float):
+        return value * 1.5
+    if isinstance(value, tuple):
+        return tuple(v * 0.9 for v in value)
+    return value
+
+
+@pytest.mark.parametrize("count", [3, 20])  # plain lists; packed
+@pytest.mark.parametrize("name", PACKED)
+def test_every_group_value_changed_between_steps_as_in_the_package(name, count):
+    """Each value the package keeps in its param groups (hyperparameters, and its estimates:
+    ``d``, ``k``, ``rbar``, ``G``, ``weight_sum``, ...) changed after three steps, one at a
+    time, on the default path: the package's numbers from then on, or its error. A regression
+    guard (it passed when written)."""
+    _, reference, kwargs, _ = next(c for c in CASES if c[0] == name)
+
+    def run(make, key):
+        generator = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(6, generator=generator, dtype=torch.float64).requires_grad_()
+            for _ in range(count)
+        ]
+        optimizer = make(params)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        for step in range(6):
+            if step == 3:
+                group = optimizer.param_groups[0]
+                group[key] = _changed(group[key])
+            optimizer.zero_grad()
+            noisy_loss(params, step).backward()
+            try:
+                optimizer.step()
+            except (RuntimeError, ValueError) as error:
+                return type(error)
+        if name in SCHEDULE_FREE:
+            optimizer.eval()
+        return params
+
+    stepped = reference(make_params(), **kwargs)  # (its keys after three steps: estimates too)
+    if name in SCHEDULE_FREE:
+        stepped.train()
+    run_steps(stepped, stepped.param_groups[0]["params"], range(3))
+    keys = [key for key in stepped.param_groups[0] if key != "params"]
+    assert len(keys) >= 5
+    for key in keys:
+        expected = run(lambda ps: reference(ps, **kwargs), key)
+        actual = run(lambda ps: getattr(optim, name)(ps, **kwargs), key)
+        if isinstance(expected, type):
+            assert actual is expected, key
+        else:
+            assert relative_error(actual, expected) <= 1e-9, key
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("count", [3, 20])  # plain lists; packed
 @pytest.mark.parametrize("how", ["in-place", "one-replaced", "new-list"])
