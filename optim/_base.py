@@ -675,11 +675,12 @@ class RuleOptimizer(Optimizer):
                 "weight_decay option is not compatible with sparse gradients, got "
                 f"weight_decay={weight_decay!r}; use weight_decay=0 (as torch.optim)"
             )
-        # torch's kernel adding a sparse tensor into a dense one that starts at a storage
-        # offset applies the offset twice (torch 2.13, CPU: zeros(200)[30:40].add_(sparse)
-        # writes elements 60-69), so a view into a flat buffer (the flat path's parameters, the
-        # packed path's state) would corrupt another tensor: such tensors are updated through
-        # copies of their own, then copied back.
+        # torch's kernel adding a coalesced sparse tensor (a gradient from autograd, or
+        # to_sparse()) into a dense one that starts at a storage offset applies the offset twice
+        # (torch 2.13, CPU: zeros(200)[30:40].add_(sparse) writes elements 60-69; uncoalesced,
+        # 30-39), so a view into a flat buffer (the flat path's parameters, the packed path's
+        # state) would corrupt another tensor: such tensors are updated through copies of their
+        # own, then copied back. (Adagrad's own sparse update adds uncoalesced tensors only.)
         dense = [param, *(tensors[0] for tensors in buffers.values())]
         if not any(map(Tensor.storage_offset, dense)):
             call_rule(
