@@ -117,7 +117,7 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
     return history
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)  # (the same examples in every CI run)
 @given(
     case=st.sampled_from(CASES),
     impl=st.sampled_from(["foreach", "single", "flat"]),

@@ -5,13 +5,14 @@ options in any combination (``maximize`` with weight decay with ``amsgrad``, Nes
 decay, ``centered`` with momentum, ...), a path, a dtype, a set of shapes that the default path
 runs packed, blocked or as plain lists, and a learning rate given as a number or a 0-dim tensor,
 and runs four steps of a non-convex loss beside torch. Expected: torch's foreach path bit for bit
-(float32, float64, bfloat16), except bfloat16 on the flat path, whose one op per buffer rounds
-an element an ulp apart from torch's here and there (``optim._base``'s docstring says why): its
-first step is compared, to within an ulp of the parameter or of its update. torch
+(float32, float64, bfloat16, float16; a NaN where torch has one, as float16's underflowing
+``eps`` gives), except bfloat16 on the flat path, whose one op per buffer rounds an element an
+ulp apart from torch's here and there (``optim._base``'s docstring says why): its first step is
+compared, to within an ulp of the parameter or of its update (float16 is not drawn there). torch
 refuses a tensor ``lr`` on its foreach path, so with one the reference is torch's for-loop path,
-bitwise equal to its foreach path in float32 and float64 (bfloat16 is not drawn with a tensor
-``lr``: there torch's two paths differ by an ulp here and there). A regression guard: it passed
-when written (3000 examples run once, 100 here).
+bitwise equal to its foreach path in float32 and float64 (bfloat16 and float16 are not drawn
+with a tensor ``lr``: there torch's two paths differ by an ulp here and there). A regression
+guard: it passed when written (3000 examples run once, 100 here; float16 added later, 1500).
 """
 
 from __future__ import annotations
@@ -125,17 +126,21 @@ def _run(make, shapes, dtype: torch.dtype, tensor_lr: bool) -> list[list[torch.T
     return history
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)  # (the same examples in every CI run)
 @given(
     data=st.data(),
     name=st.sampled_from(sorted(OPTIONS)),
     impl=st.sampled_from(["foreach", "single", "flat"]),
     shapes=st.sampled_from(sorted(SHAPE_SETS)),
-    dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]),
     tensor_lr=st.booleans(),
 )
 def test_random_options_give_torchs_bits(data, name, impl, shapes, dtype, tensor_lr):
-    assume(not (tensor_lr and dtype == torch.bfloat16))
+    low_precision = dtype in (torch.bfloat16, torch.float16)
+    assume(not (tensor_lr and low_precision))
+    # (float16's narrow range: where eps underflows, an ulp apart in a denominator near zero is
+    # any distance apart after it, so the flat path's float16 is left to its own tests)
+    assume(not (impl == "flat" and dtype == torch.float16))
     options = data.draw(OPTIONS[name], label="options")
     shapes = SHAPE_SETS[shapes]
     torch_class, our_class = getattr(torch.optim, name), getattr(optim, name)
@@ -143,14 +148,15 @@ def test_random_options_give_torchs_bits(data, name, impl, shapes, dtype, tensor
         lambda ps: torch_class(ps, foreach=not tensor_lr, **options), shapes, dtype, tensor_lr
     )
     actual = _run(lambda ps: our_class(ps, impl=impl, **options), shapes, dtype, tensor_lr)
-    bitwise = impl != "flat" or dtype != torch.bfloat16
+    bitwise = impl != "flat" or not low_precision
     if not bitwise:  # one step: an ulp of the parameter or of its update apart, at most
         for i, (start, a, b) in enumerate(zip(expected[0], actual[1], expected[1])):
             a, b, start = a.double(), b.double(), start.double()
-            ulp = 2.0**-7 * (b.abs() + (b - start).abs()) + 1e-30
-            assert ((a - b).abs() <= ulp).all(), f"{name}({options}), flat, bfloat16, tensor {i}"
+            ulp = torch.finfo(dtype).eps * (b.abs() + (b - start).abs()) + 1e-30
+            close = ((a - b).abs() <= ulp) | (a == b) | (a.isnan() & b.isnan())
+            assert close.all(), f"{name}({options}), flat, {dtype}, tensor {i}"
         return
     for step, (ours, theirs) in enumerate(zip(actual, expected)):
         for i, (a, b) in enumerate(zip(ours, theirs)):
             where = f"{name}({options}), {impl}, {dtype}, step {step}, tensor {i}"
-            assert torch.equal(a, b), f"{where}: max |difference| {(a - b).abs().max()}"
+            torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=where)
