@@ -682,17 +682,14 @@ class RuleOptimizer(Optimizer):
         # state) would corrupt another tensor: such tensors are updated through copies of their
         # own, then copied back. (Adagrad's own sparse update adds uncoalesced tensors only.)
         dense = [param, *(tensors[0] for tensors in buffers.values())]
-        if not any(map(Tensor.storage_offset, dense)):
-            call_rule(
-                type(self)._rule, [param], [grad], [step], buffers, arguments, self._complex_as_real
-            )
-            return
-        own = [t.clone(memory_format=torch.preserve_format) for t in dense]
-        own_buffers = {key: [t] for key, t in zip(buffers, own[1:])}
+        offset = any(map(Tensor.storage_offset, dense))
+        own = [t.clone(memory_format=torch.preserve_format) for t in dense] if offset else dense
+        own_buffers = {key: [t] for key, t in zip(buffers, own[1:])} if offset else buffers
         call_rule(
             type(self)._rule, own[:1], [grad], [step], own_buffers, arguments, self._complex_as_real
         )
-        torch._foreach_copy_(dense, own)
+        if offset:
+            torch._foreach_copy_(dense, own)
 
     def _states(self, group: dict, params: list[Tensor]) -> list[dict]:
         """Each parameter's state dict; a stateless update (plain SGD) keeps no entry, as torch."""

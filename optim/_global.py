@@ -58,7 +58,6 @@ from optim._paths import (
     _DTYPE,
     _GRAD,
     _LAYOUT,
-    BLOCK,
     FAST_DTYPES,
     PACK_AT_LEAST,
     PACK_BELOW,
@@ -382,7 +381,7 @@ class ReducingOptimizer(RuleOptimizer):
         """A reused buffer shaped like ``chunk``'s one flat parameter tensor (a packed or flat
         round), for a rule's temporary over it; None for a chunk of the parameters' own tensors
         or one larger than ``BLOCK``."""
-        if chunk.segments is None or chunk.params[0].numel() > BLOCK:
+        if chunk.segments is None or chunk.params[0].numel() > _paths.BLOCK:
             return None
         x = chunk.params[0]
         return self._scratch(x, x.numel()).view_as(x)
@@ -391,7 +390,7 @@ class ReducingOptimizer(RuleOptimizer):
         """A reused flat buffer for a reduction over ``chunk``'s tensors a piece at a time (see
         :func:`sum_of_abs`): as many elements as its largest tensor, at most ``BLOCK``."""
         x = chunk.params[0]
-        return self._scratch(x, min(BLOCK, max(t.numel() for t in chunk.params)))
+        return self._scratch(x, min(_paths.BLOCK, max(t.numel() for t in chunk.params)))
 
     # --- global scalars ----------------------------------------------------------------------
 
