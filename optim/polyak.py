@@ -141,6 +141,25 @@ class SPS(ReducingOptimizer):
                 self.updated(chunk)
 
 
+class _RandomStreams:
+    """The global random states a closure may draw from: the CPU's, and each CUDA device's that
+    holds a parameter (``get`` returns them, ``set`` puts them back; host reads of the
+    generators' states, no kernel)."""
+
+    def __init__(self, param_groups: list[dict]) -> None:
+        self.cuda = sorted(
+            {p.device.index or 0 for g in param_groups for p in g["params"] if p.is_cuda}
+        )
+
+    def get(self) -> list[Tensor]:
+        return [torch.get_rng_state()] + [torch.cuda.get_rng_state(i) for i in self.cuda]
+
+    def set(self, states: list[Tensor]) -> None:
+        torch.set_rng_state(states[0])
+        for index, state in zip(self.cuda, states[1:]):
+            torch.cuda.set_rng_state(state, index)
+
+
 class SLS(ReducingOptimizer):
     r"""Stochastic line search: SGD with the Armijo condition on each mini-batch, backtracking and
     a step-size reset (Vaswani et al., NeurIPS 2019, Algorithms 1 and 2).
@@ -173,6 +192,13 @@ class SLS(ReducingOptimizer):
     ``step(closure)``: the closure zeroes the gradients, computes the mini-batch loss, calls
     ``backward()`` and returns it (as for LBFGS); it is called again at every trial point, on the
     same mini-batch. ``param_groups[0]["step_size"]`` holds the accepted step (a float).
+
+    Every call of the closure in one step starts from the same global random state (the CPU's
+    and each CUDA device of the parameters'), so dropout and any other draw in the model are the
+    same at x_k and at every trial point: the Armijo test compares one function f_i, as the
+    paper's condition requires and the authors' code ensures (it reseeds each call). After the
+    step the random state is the one the first call left, so the stream advances once per
+    step, as in a loop that calls the closure once (the authors' code restores it instead).
 
     Example:
         >>> import torch, optim
@@ -249,9 +275,11 @@ class SLS(ReducingOptimizer):
                 "SLS.step needs step(closure): a closure that zeroes the gradients, computes the "
                 "mini-batch loss, calls backward() and returns it, got closure=None"
             )
+        streams = _RandomStreams(self.param_groups)
+        self._start_states = streams.get()  # each trial draws as the first call did
         with torch.enable_grad():
             loss = closure()
-        self._closure, self._loss = closure, loss
+        self._closure, self._loss, self._streams = closure, loss, streams
         ReducingOptimizer.step(self)
         return loss
 
@@ -266,16 +294,19 @@ class SLS(ReducingOptimizer):
         grad_sq = float(total([sum_of_squares(g) for g in grads], device))
         loss = float(self._loss.detach() if isinstance(self._loss, torch.Tensor) else self._loss)
         eta = self._reset(first)
+        streams, after_first_call = self._streams, self._streams.get()
         for trial in range(first["max_backtracks"]):
             for chunk, start, grad in zip(chunks, starts, grads):
                 torch._foreach_copy_(chunk.params, start)
                 ops.add_scaled_(chunk.params, grad, -eta)
+            streams.set(self._start_states)
             with torch.enable_grad():
                 trial_loss = float(self._closure().detach())
             if trial_loss <= loss - first["c"] * eta * grad_sq:
                 break
             if trial + 1 < first["max_backtracks"]:
                 eta *= first["beta_b"]
+        streams.set(after_first_call)
         for item in work:
             item.group["step_size"] = eta
             item.group["k"] = item.group["k"] + 1

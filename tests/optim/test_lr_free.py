@@ -417,6 +417,59 @@ def test_sls_follows_vaswani_et_al_algorithms_1_and_2(impl, reset_option):
     assert relative_error(params, x) <= 1e-10
 
 
+def _dropout_loss(params, t):
+    """The noisy loss under a dropout mask drawn from the global random stream, as a model with
+    ``nn.Dropout`` draws it: f_i depends on the draw."""
+    mask = torch.nn.functional.dropout(torch.ones(len(params), dtype=torch.float64), p=0.5)
+    return sum(m * (i + 1) * ((p - 0.1) ** 2).sum() for i, (m, p) in enumerate(zip(mask, params)))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sls_evaluates_one_mini_batch_function_under_dropout(impl):
+    """Every closure call of a step sees the same dropout draw (the Armijo test of Vaswani et
+    al.'s Algorithm 1 compares one f_i; their code reseeds each call), and the global stream
+    advances once per step. The reference: the algorithm run on the function of each step's
+    draw, the draws taken one per step from the same seed."""
+    kwargs = {"init_step_size": 1.0, "c": 0.3, "beta_b": 0.7, "reset_option": 2}
+    params = make_params()
+    optimizer = optim.SLS(params, impl=impl, **kwargs)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = _dropout_loss(params, 0)
+        loss.backward()
+        return loss
+
+    torch.manual_seed(5)
+    for _ in range(12):
+        optimizer.step(closure)
+    after = torch.rand(())  # the stream went on as after 12 single draws
+
+    torch.manual_seed(5)
+    x = [p.detach().clone() for p in make_params()]
+    backtracked = 0
+    for _ in range(12):
+        state = torch.get_rng_state()
+        xs = [v.clone().requires_grad_() for v in x]
+        loss = _dropout_loss(xs, 0)
+        grads = torch.autograd.grad(loss, xs)
+        norm_sq = sum(float((g * g).sum()) for g in grads)
+        drawn = torch.get_rng_state()
+        eta = kwargs["init_step_size"]
+        while True:
+            torch.set_rng_state(state)  # the same f_i
+            trial = [v - eta * g for v, g in zip(x, grads)]
+            if float(_dropout_loss(trial, 0)) <= float(loss) - kwargs["c"] * eta * norm_sq:
+                break
+            eta *= kwargs["beta_b"]
+            backtracked += 1
+        torch.set_rng_state(drawn)
+        x = trial
+    assert backtracked > 0, "the test never exercised the backtracking"
+    assert relative_error(params, x) <= 1e-12
+    assert torch.equal(after, torch.rand(()))
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 BAD = [
