@@ -259,7 +259,10 @@ class SGDScheduleFree(_ScheduleFree):
         _common(lr, weight_decay, warmup_steps, r, weight_lr_power)
         check_interval(momentum, "momentum", 0.0, 1.0, high_open=True)
         if not _number(momentum, "momentum") > 0:
-            raise ValueError(f"momentum must be in (0, 1), got momentum={momentum!r}")
+            raise ValueError(
+                "momentum must be in (0, 1): eval() moves the parameters to "
+                f"x = y + (1 - 1/momentum)(z - y), got momentum={momentum!r}"
+            )
         defaults = {
             "lr": lr, "momentum": momentum, "r": r, "k": 0, "warmup_steps": warmup_steps,
             "train_mode": False, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0,
@@ -327,7 +330,10 @@ class AdamWScheduleFree(_ScheduleFree):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got betas={betas!r}")
         if not 0 < _number(betas[0], "betas[0]") < 1:
-            raise ValueError(f"betas[0] must be in (0, 1), got betas[0]={betas[0]!r}")
+            raise ValueError(
+                "betas[0] must be in (0, 1): eval() moves the parameters to "
+                f"x = y + (1 - 1/beta1)(z - y), got betas[0]={betas[0]!r}"
+            )
         check_interval(betas[1], "betas[1]", 0.0, 1.0, high_open=True)
         check_nonnegative(eps, "eps")
         defaults = {
