@@ -119,7 +119,10 @@ class SPS(ReducingOptimizer):
             with torch.enable_grad():
                 loss = closure()
         self._loss = loss
-        super().step()
+        try:
+            super().step()
+        finally:
+            self._loss = None  # not kept past the step (nor what it references)
         return loss
 
     def _update(self, work: list[Work]) -> None:
@@ -280,7 +283,10 @@ class SLS(ReducingOptimizer):
         with torch.enable_grad():
             loss = closure()
         self._closure, self._loss, self._streams = closure, loss, streams
-        ReducingOptimizer.step(self)
+        try:
+            ReducingOptimizer.step(self)
+        finally:  # not kept past the step: the closure holds the mini-batch
+            self._closure = self._loss = self._streams = self._start_states = None
         return loss
 
     @torch.no_grad()

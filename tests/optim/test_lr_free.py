@@ -470,6 +470,35 @@ def test_sls_evaluates_one_mini_batch_function_under_dropout(impl):
     assert torch.equal(after, torch.rand(()))
 
 
+@pytest.mark.parametrize("name", ["SPS", "SLS"])
+def test_loss_based_steps_keep_nothing_of_the_mini_batch(name):
+    """After ``step(closure)`` the optimizer holds neither the closure nor the loss, so the
+    mini-batch they reference is freed with the caller's last reference (as with LBFGS)."""
+    import gc
+    import weakref
+
+    params = make_params()
+    optimizer = getattr(optim, name)(params)
+
+    def closure_over(batch):
+        def closure():
+            optimizer.zero_grad()
+            loss = noisy_loss(params, 0) + (batch * batch).sum()
+            loss.backward()
+            return loss
+
+        return closure
+
+    batch = torch.randn(5, dtype=torch.float64)
+    freed = weakref.ref(batch)
+    closure = closure_over(batch)
+    del batch
+    optimizer.step(closure)
+    del closure
+    gc.collect()
+    assert freed() is None
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 BAD = [
