@@ -301,18 +301,20 @@ class SLS(ReducingOptimizer):
         loss = float(self._loss.detach() if isinstance(self._loss, torch.Tensor) else self._loss)
         eta = self._reset(first)
         streams, after_first_call = self._streams, self._streams.get()
-        for trial in range(first["max_backtracks"]):
-            for chunk, start, grad in zip(chunks, starts, grads):
-                torch._foreach_copy_(chunk.params, start)
-                ops.add_scaled_(chunk.params, grad, -eta)
-            streams.set(self._start_states)
-            with torch.enable_grad():
-                trial_loss = float(self._closure().detach())
-            if trial_loss <= loss - first["c"] * eta * grad_sq:
-                break
-            if trial + 1 < first["max_backtracks"]:
-                eta *= first["beta_b"]
-        streams.set(after_first_call)
+        try:
+            for trial in range(first["max_backtracks"]):
+                for chunk, start, grad in zip(chunks, starts, grads):
+                    torch._foreach_copy_(chunk.params, start)
+                    ops.add_scaled_(chunk.params, grad, -eta)
+                streams.set(self._start_states)
+                with torch.enable_grad():
+                    trial_loss = float(self._closure().detach())
+                if trial_loss <= loss - first["c"] * eta * grad_sq:
+                    break
+                if trial + 1 < first["max_backtracks"]:
+                    eta *= first["beta_b"]
+        finally:  # (a closure that raises leaves the stream as after the first call too)
+            streams.set(after_first_call)
         for item in work:
             item.group["step_size"] = eta
             item.group["k"] = item.group["k"] + 1
