@@ -18,9 +18,12 @@ one of the paths in ``optim._paths``:
     their state in optimizer-owned flat buffers, gathered and applied round by round with one
     ``torch.cat`` or multi-tensor copy and one multi-tensor add, or copy where an add would round
     differently (float32 and float64; other dtypes run torch's op sequence unchanged). Every one
-    of these gives torch's foreach path's bits. A group run as plain lists keeps them for the
-    next step while its parameters and state are unchanged (:class:`SteadyLists`), so a group of
-    a few tiny tensors pays little bookkeeping. Two fixed costs torch pays are avoided: the
+    of these gives torch's foreach path's bits. Only plain tensors take these strategies
+    (``optim._paths.plain``): a tensor subclass (``DTensor``, FSDP2's parameters) cannot mix
+    with plain buffers, so it runs torch's lists as they are, whose ops it dispatches itself.
+    A group run as plain lists keeps them for the next step while its parameters and state
+    are unchanged (:class:`SteadyLists`), so a group of a few tiny tensors pays little
+    bookkeeping. Two fixed costs torch pays are avoided: the
     step's profiler label is entered only while a profiler runs (:func:`hooked_step`), and a
     number multiplying a list is passed as a kept 0-dim tensor (``optim._ops.operand``). A
     model of a few tiny tensors then steps faster than torch's for-loop path; many param groups
@@ -42,8 +45,9 @@ one of the paths in ``optim._paths``:
     bfloat16 and float16, where torch's CPU kernels round an element differently in a tensor's
     vectorised body and in its scalar tail (``add_(u, alpha=a)`` on 30 bf16 elements alone and
     inside a 96-element tensor: 425 of 9000 elements differ), so one op over a buffer is not
-    bitwise one op per tensor. Opt in for speed with many small tensors or a compiled kernel;
-    the default never needs a caveat.
+    bitwise one op per tensor. A tensor subclass cannot join the buffer: refused (TypeError).
+    Opt in for speed with many small tensors or a compiled kernel; the default never needs a
+    caveat.
 
 Why not flat by default (the first version's choice): a drop-in must not change what the user's
 own tensors are. Measured on this project's 2-core CPU, the blocked and packed foreach path is
@@ -94,6 +98,7 @@ from optim._paths import (
     blocked_rounds,
     call_rule,
     packs_alike,
+    plain,
 )
 from optim._state import TrackedState
 
@@ -460,6 +465,7 @@ class RuleOptimizer(Optimizer):
         """
         super().add_param_group(param_group)
         group = self.param_groups[-1]
+        self._check_tensor_subclasses(group)
         seen: set[int] = set()
         for position, p in enumerate([] if self._repeats_as_reference else group["params"]):
             if id(p) in seen:
@@ -481,6 +487,33 @@ class RuleOptimizer(Optimizer):
                         f"needs parameters on CUDA, got a parameter on {p.device} (torch.optim "
                         "refuses it too, at the first step)"
                     )
+
+    _accepts_tensor_subclasses: ClassVar[bool] = True
+    """Whether parameters of a tensor subclass (``DTensor``, ...) are accepted on the default and
+    single paths, which run torch's multi-tensor lists on them (see ``optim._paths.plain``)."""
+
+    def _check_tensor_subclasses(self, group: dict) -> None:
+        """Refuse a new param group holding a tensor subclass where it cannot be honoured: the
+        flat path (one plain buffer), or a class that reduces through plain buffers. The group
+        is taken back before the error, so the optimizer is as it was."""
+        if plain(group["params"]) or (self._accepts_tensor_subclasses and self.impl != "flat"):
+            return
+        position, p = next((i, p) for i, p in enumerate(group["params"]) if not plain([p]))
+        self.param_groups.pop()
+        where = (
+            f"parameter {position} of param group {len(self.param_groups)} is a "
+            f"{type(p).__name__} (a tensor subclass, as FSDP2 and tensor parallelism make)"
+        )
+        if self._accepts_tensor_subclasses:
+            raise TypeError(
+                f"{type(self).__name__}(impl='flat') moves parameters into one plain buffer "
+                f"(fused=True and compile=True too), which a tensor subclass cannot join: {where};"
+                " the default path runs torch's multi-tensor lists on it, as torch.optim does"
+            )
+        raise TypeError(
+            f"{type(self).__name__} reduces through plain buffers and does not support tensor "
+            f"subclass parameters: {where}; give it plain tensors"
+        )
 
     # --- what subclasses provide -------------------------------------------------------------
 
@@ -759,7 +792,7 @@ class RuleOptimizer(Optimizer):
             ps = params if whole else [params[i] for i in indices]
             ss = states if whole else [states[i] for i in indices]
             fast = dtype in FAST_DTYPES and not first and not ps[0].is_complex()
-            fast = fast and not torch.compiler.is_compiling()
+            fast = fast and not torch.compiler.is_compiling() and plain(ps)
             packable = fast and len(lists) == 1 and len(ps) >= PACK_AT_LEAST
             packable = packable and bool(keys)  # no state to keep (plain SGD): one op per pass
             packable = packable and self._elementwise

@@ -307,6 +307,7 @@ class ReducingOptimizer(RuleOptimizer):
     """
 
     _elementwise = False
+    _accepts_tensor_subclasses = False  # (their sums and scratch buffers are plain tensors)
     _counts_steps = False
     _repeats_as_reference = False  # (the package's per-parameter loop differs: we warn)
     _packs = True

@@ -57,6 +57,18 @@ _DTYPE = operator.attrgetter("dtype")
 _GRAD = operator.attrgetter("grad")
 _LAYOUT = operator.attrgetter("layout")
 
+_PLAIN_TYPES = frozenset((Tensor, torch.nn.Parameter))
+
+
+def plain(tensors: Iterable[Tensor]) -> bool:
+    """Whether every tensor is a plain ``Tensor`` or ``Parameter``, not a tensor subclass (a
+    ``DTensor`` of FSDP2 or tensor parallelism, say): only plain tensors are packed, blocked or
+    laid out flat here, since a subclass's ops cannot mix with our plain buffers; a subclass
+    runs torch's multi-tensor lists as they are, whose ops it dispatches itself (one C-level
+    pass)."""
+    return all(map(_PLAIN_TYPES.__contains__, map(type, tensors)))
+
+
 FAST_DTYPES = (torch.float32, torch.float64)
 """Blocking and packing are used for these; other dtypes run torch's foreach sequence unchanged,
 so low-precision results are bitwise torch's (torch's bf16/fp16 CPU kernels round an element
