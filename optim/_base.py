@@ -97,6 +97,7 @@ from optim._paths import (
     _identical,
     blocked_rounds,
     call_rule,
+    dispatches_itself,
     packs_alike,
     plain,
 )
@@ -489,16 +490,23 @@ class RuleOptimizer(Optimizer):
                     )
 
     _accepts_tensor_subclasses: ClassVar[bool] = True
-    """Whether parameters of a tensor subclass (``DTensor``, ...) are accepted on the default and
-    single paths, which run torch's multi-tensor lists on them (see ``optim._paths.plain``)."""
+    """Whether parameters of a tensor subclass that dispatches its own ops (``DTensor``, ...) are
+    accepted on the default and single paths, which run torch's multi-tensor lists on them (see
+    ``optim._paths.plain`` and ``dispatches_itself``)."""
 
     def _check_tensor_subclasses(self, group: dict) -> None:
-        """Refuse a new param group holding a tensor subclass where it cannot be honoured: the
-        flat path (one plain buffer), or a class that reduces through plain buffers. The group
-        is taken back before the error, so the optimizer is as it was."""
-        if plain(group["params"]) or (self._accepts_tensor_subclasses and self.impl != "flat"):
+        """Refuse a new param group holding a tensor subclass that dispatches its own ops where
+        it cannot be honoured: the flat path (one plain buffer), or a class that reduces
+        through plain buffers. The group is taken back before the error, so the optimizer is
+        as it was."""
+        if self._accepts_tensor_subclasses and self.impl != "flat":
             return
-        position, p = next((i, p) for i, p in enumerate(group["params"]) if not plain([p]))
+        found = next(
+            (item for item in enumerate(group["params"]) if dispatches_itself(item[1])), None
+        )
+        if found is None:
+            return
+        position, p = found
         self.param_groups.pop()
         where = (
             f"parameter {position} of param group {len(self.param_groups)} is a "

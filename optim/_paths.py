@@ -69,6 +69,14 @@ def plain(tensors: Iterable[Tensor]) -> bool:
     return all(map(_PLAIN_TYPES.__contains__, map(type, tensors)))
 
 
+def dispatches_itself(tensor: Tensor) -> bool:
+    """Whether ``tensor``'s class dispatches its own ops (``__torch_dispatch__``: ``DTensor``,
+    ...), so they cannot mix with plain tensors. A ``Parameter`` subclass (FSDP1's
+    ``FlatParameter``, say) or a class overriding only ``__torch_function__`` computes as a
+    plain tensor."""
+    return type(tensor).__torch_dispatch__ is not torch._C._disabled_torch_dispatch_impl
+
+
 FAST_DTYPES = (torch.float32, torch.float64)
 """Blocking and packing are used for these; other dtypes run torch's foreach sequence unchanged,
 so low-precision results are bitwise torch's (torch's bf16/fp16 CPU kernels round an element

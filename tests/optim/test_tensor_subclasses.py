@@ -140,3 +140,34 @@ def test_reducing_classes_refuse_a_dtensor_naming_it(mesh, name):
     with pytest.raises(TypeError, match="tensor subclass"):
         optimizer.add_param_group({"params": sharded_params(mesh, [(4,)])})
     assert len(optimizer.param_groups) == 1
+
+
+class TaggedParameter(torch.nn.Parameter):
+    """A ``Parameter`` subclass that computes as a plain tensor (as FSDP1's ``FlatParameter`` or
+    a library's tagged weights): no ``__torch_dispatch__`` of its own."""
+
+
+@pytest.mark.parametrize("impl", [None, "flat"], ids=str)
+@pytest.mark.parametrize("name", ["Adam", "Prodigy", "DoG", "SPS"])
+def test_a_parameter_subclass_computing_as_a_plain_tensor_is_accepted(name, impl):
+    """Only classes that dispatch their own ops are refused: a ``Parameter`` subclass trains as
+    plain parameters do, on every class and path that refuse a DTensor (a regression guard)."""
+    generator = torch.Generator().manual_seed(0)
+    values = [torch.randn(s, generator=generator) for s in SHAPE_SETS["many small"][:17]]
+    results = []
+    for kind in (torch.nn.Parameter, TaggedParameter):
+        params = [kind(v.clone()) for v in values]
+        optimizer = getattr(optim, name)(params, impl=impl)
+        for t in range(3):
+
+            def closure(params=params, optimizer=optimizer, t=t):
+                optimizer.zero_grad()
+                loss = sum((i + 1 + t) * (p * p).sum() + p.sum() for i, p in enumerate(params))
+                loss.backward()
+                return loss
+
+            optimizer.step(closure)
+        results.append([p.detach().clone() for p in params])
+    assert all(type(p) is TaggedParameter for p in params)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
