@@ -189,6 +189,8 @@ class DAdaptSGD(ReducingOptimizer):
         # The package's loop variable: the last group on the first step, the first one after
         # (the same value, unless a group was added since: then the first group's, as there).
         g0_norm = self.scalar(self.param_groups[-1 if k == 0 else 0], "g0_norm", device)
+        if k == 0:
+            _check_first_gradient_norm(g0_norm, lr)
         dlr = d * lr / g0_norm
         numerators, squares = [], []
         for item in work:
@@ -210,6 +212,27 @@ class DAdaptSGD(ReducingOptimizer):
                 dadapt_sgd_update(chunk, momentum=momentum)
                 self.updated(chunk)
             item.group["k"] = k + 1
+
+
+def _check_first_gradient_norm(g0_norm: Tensor, lr: float | Tensor) -> None:
+    """DAdaptSGD divides d * lr by g0, the first step's gradient norm, at every step; the package
+    raises ``ZeroDivisionError`` when g0 is 0 (a first step with lr = 0, as
+    ``torch.distributed.checkpoint``'s ``get_optimizer_state_dict`` takes to create the state,
+    or with zero gradients), where dividing tensors would silently make every parameter NaN.
+    Raised as there whenever it is known without a device read: lr = 0 as a host number, or g0
+    in host memory (on a GPU, a zero first gradient goes undetected)."""
+    zero = (isinstance(lr, float) and lr == 0.0) or (
+        g0_norm.device.type == "cpu" and g0_norm.item() == 0.0
+    )
+    if zero:
+        raise ZeroDivisionError(
+            "DAdaptSGD's first step measures g0, the norm of the gradients of the groups with "
+            "lr > 0, and every step divides d * lr by it (as dadaptation does, which raises "
+            f"ZeroDivisionError here too); got g0 = 0 with lr={lr!r}: take the first step with "
+            "lr > 0 and a nonzero gradient (torch.distributed.checkpoint's "
+            "get_optimizer_state_dict creates the state with a zero-lr step: take a real step "
+            "before it)"
+        )
 
 
 def _keep_unless(new: Tensor, old: Tensor, lr: float | Tensor, progress: Tensor) -> Tensor:

@@ -499,6 +499,32 @@ def test_loss_based_steps_keep_nothing_of_the_mini_batch(name):
     assert freed() is None
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("first_step", ["lr=0", "zero gradient"])
+def test_dadapt_sgd_without_a_first_gradient_norm_raises_as_the_package(impl, first_step):
+    """DAdaptSGD divides d * lr by g0, the first step's gradient norm. With g0 = 0 (a first step
+    at lr = 0, as torch.distributed.checkpoint's get_optimizer_state_dict takes, or with zero
+    gradients) the package raises ZeroDivisionError; ours made every parameter NaN. After the
+    error, a real first step gives the package's numbers."""
+    results = []
+    for make in (dadaptation.DAdaptSGD, lambda ps: optim.DAdaptSGD(ps, impl=impl)):
+        params = make_params()
+        optimizer = make(groups(params, {}))
+        scale = 0.0 if first_step == "zero gradient" else 1.0
+        for group in optimizer.param_groups:
+            group["lr"] = 0.0 if first_step == "lr=0" else 1.0
+        optimizer.zero_grad()
+        (scale * noisy_loss(params, 0)).backward()
+        with pytest.raises(ZeroDivisionError):
+            optimizer.step()
+        for group in optimizer.param_groups:
+            group["lr"] = 1.0
+        run_steps(optimizer, params, range(1, 20))
+        results.append(params)
+    assert all(torch.isfinite(p).all() for p in results[1])
+    assert relative_error(results[1], results[0]) <= 1e-10
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 BAD = [
