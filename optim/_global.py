@@ -589,7 +589,9 @@ class ReducingOptimizer(RuleOptimizer):
 
     # --- step --------------------------------------------------------------------------------
 
-    def _update(self, work: list[Work]) -> None:
+    def _update(self, work: list[Work]) -> bool | None:
+        """The algorithm's step over every group's chunks; ``False``: the step stopped before
+        any update (a package's early return), so no update is counted."""
         raise NotImplementedError
 
     @without_grad
@@ -601,10 +603,9 @@ class ReducingOptimizer(RuleOptimizer):
                 loss = closure()
         self._scatter = {}
         work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
-        if any(item.chunks for item in work):
-            self._update(work)
-            if self._counts_updates:
-                self._count_updates(work)
+        updated = any(item.chunks for item in work) and self._update(work) is not False
+        if updated and self._counts_updates:
+            self._count_updates(work)
         for params, updated in self._scatter.values():  # packed chunks not yet copied back
             torch._foreach_copy_(params, updated)
         self._scatter = {}
@@ -615,6 +616,13 @@ class ReducingOptimizer(RuleOptimizer):
         super().load_state_dict(state_dict)
         self._layouts.clear()
         self._packed.clear()
+
+
+def known_zero(value: Tensor) -> bool:
+    """Whether the 0-dim sum ``value`` is 0 and that is known without a device read: it lives in
+    host memory, where it is read as a number (not a synchronisation), outside ``torch.compile``.
+    On a device it is not read: False."""
+    return value.device.type == "cpu" and not torch.compiler.is_compiling() and value.item() == 0.0
 
 
 def common_lr(param_groups: list[dict], device: torch.device) -> float | Tensor:

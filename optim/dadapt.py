@@ -28,6 +28,7 @@ from optim._global import (
     check_at_least,
     check_positive,
     common_lr,
+    known_zero,
     py_max,
     py_min,
     sum_of_abs,
@@ -416,6 +417,8 @@ class DAdaptAdam(ReducingOptimizer):
         old_numerator = self.scalar(first, "numerator_weighted", device)
         numerator = sqrt_beta2 * old_numerator + (1 - sqrt_beta2) * total(numerators, device)
         sk_l1 = total(l1s, device)
+        if (isinstance(lr, float) and lr == 0.0) or known_zero(sk_l1):  # (lr a host 0: no sum)
+            return False  # the package's early return: nothing stored or updated, k unchanged
         d_hat = numerator / ((1 - sqrt_beta2) * sk_l1)
         new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, sk_l1 > 0)
         numerator = torch.where(sk_l1 > 0, numerator, old_numerator)
@@ -577,6 +580,8 @@ class DAdaptAdaGrad(ReducingOptimizer):
         }
         sksq_weighted = old["sksq_weighted"] + total(weighted, device)
         skl1 = old["skl1"] + total(l1s, device)
+        if known_zero(skl1):
+            return False  # the package's early return: nothing stored or updated, k unchanged
         gsq_weighted = old["gsq_weighted"] + dlr * dlr * total(grad_sqs, device)
         d_hat = (sksq_weighted - gsq_weighted) / skl1
         progress = skl1 != 0

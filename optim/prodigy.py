@@ -20,6 +20,7 @@ from optim._global import (
     check_at_least,
     check_positive,
     common_lr,
+    known_zero,
     py_max,
     py_min,
     sum_of_abs,
@@ -259,7 +260,7 @@ class Prodigy(ReducingOptimizer):
                     if value is not None and value.shape != p.shape:
                         state[key] = value.expand(p.numel()).reshape(p.shape).clone()
 
-    def _update(self, work: list[Work]) -> None:
+    def _update(self, work: list[Work]) -> bool | None:
         device = self._device_of(work)
         first = self.param_groups[0]
         beta1, beta2 = (_number(b, "betas") for b in first["betas"])
@@ -290,6 +291,8 @@ class Prodigy(ReducingOptimizer):
                 denominators.append(l1)
                 used[id(group), i] = grads
         d_denom = total(denominators, device)
+        if (isinstance(lr, float) and lr == 0.0) or known_zero(d_denom):  # (lr a host 0: no sum)
+            return False  # the package's early return: nothing stored or updated, k unchanged
         global_numerator = d_numerator + total(numerators, device)
         d_hat = first["d_coef"] * global_numerator / d_denom
         new_d, new_d_max = d, d_max

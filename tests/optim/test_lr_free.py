@@ -525,6 +525,54 @@ def test_dadapt_sgd_without_a_first_gradient_norm_raises_as_the_package(impl, fi
     assert relative_error(results[1], results[0]) <= 1e-10
 
 
+EARLY_RETURN = [
+    ("Prodigy", prodigyopt.Prodigy, {"use_bias_correction": True}),
+    ("DAdaptAdam", dadaptation.DAdaptAdam, {"use_bias_correction": True}),
+    ("DAdaptAdaGrad", dadaptation.DAdaptAdaGrad, {"momentum": 0.5}),
+]
+QUIET_STEPS = {  # steps whose sum is 0: the packages return before storing or updating anything
+    "zero gradients at the first two steps": ({0, 1}, "zero"),
+    "lr = 0 at the first step (a warmup from 0)": ({0}, "lr"),
+    "lr = 0 at a later step": ({3}, "lr"),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("quiet", QUIET_STEPS)
+@pytest.mark.parametrize(
+    ("name", "reference", "kwargs"), EARLY_RETURN, ids=[case[0] for case in EARLY_RETURN]
+)
+def test_a_step_the_package_returns_early_from_changes_nothing(
+    name, reference, kwargs, quiet, impl
+):
+    """Prodigy and DAdaptAdam return early when this step's sum of |s| is 0 (every group at
+    lr = 0, or no gradient yet), DAdaptAdaGrad when its running sum is 0: no estimate stored,
+    no update, ``k`` and the update counts unchanged. Ours ran on, counting the step, which
+    with bias correction moved every later step (2e-6 to 2e-5 apart). CPU sums are read on
+    the host here (no device sync); see the README for a device."""
+    at, kind = QUIET_STEPS[quiet]
+    runs = []
+    for make in (reference, lambda groups, **kw: getattr(optim, name)(groups, impl=impl, **kw)):
+        params = make_params()
+        optimizer = make(groups(params, {}), **kwargs)
+        for t in range(8):
+            lrs = [g["lr"] for g in optimizer.param_groups]
+            if t in at and kind == "lr":
+                for g in optimizer.param_groups:
+                    g["lr"] = 0.0
+            optimizer.zero_grad()
+            (noisy_loss(params, t) * (0.0 if t in at and kind == "zero" else 1.0)).backward()
+            optimizer.step()
+            for g, lr in zip(optimizer.param_groups, lrs):
+                g["lr"] = lr
+        counts = sorted(str(s.get("step")) for s in optimizer.state.values())
+        runs.append((params, optimizer.param_groups[0]["k"], counts))
+    (theirs, k_theirs, counts_theirs), (ours, k_ours, counts_ours) = runs
+    assert k_ours == k_theirs
+    assert counts_ours == counts_theirs
+    assert relative_error(ours, theirs) <= 1e-10
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 BAD = [
