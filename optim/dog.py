@@ -76,6 +76,21 @@ def _index(positions: list[int], device: torch.device) -> slice | Tensor:
     return torch.tensor(positions, device=device)
 
 
+def _check_positive_sum(G: Tensor, per_tensor: bool) -> None:
+    """The package's ``assert G > 0`` (every entry, for LDoG): a NaN or infinite gradient, or
+    zero gradients with eps = 0, would divide by sqrt(G) into NaN parameters. Raised, as there,
+    with the package's exception type, before anything is stored, whenever G is known without
+    a device read (in host memory); on a device it is not read."""
+    if G.device.type != "cpu" or torch.compiler.is_compiling() or bool((G > 0).all()):
+        return
+    name = "g2" if per_tensor else "G"
+    raise AssertionError(
+        f"DoG cannot work when {name} is not strictly positive (the sum of squared gradients "
+        f"plus eps), got {G}: a gradient was NaN or infinite, or every gradient was zero with "
+        "eps=0 (the dog package asserts the same)"
+    )
+
+
 def dog_update(chunk: Chunk, grads: list[Tensor], eta: Tensor) -> None:
     r"""x -= eta g: ``eta`` one 0-dim tensor (DoG), or LDoG's vector of one step size per tensor
     of the chunk."""
@@ -331,6 +346,7 @@ class DoG(ReducingOptimizer):
                 G = self.scalar(group, "G", device) + grad_sq
             eta = lr * rbar / torch.sqrt(G)
             etas = [eta] * count
+        _check_positive_sum(G, self.per_tensor)
         if first_step and group["init_eta"] is not None:
             eta = eta * 0 + group["init_eta"]
             etas = list(eta.unbind()) if self.per_tensor else [eta] * count

@@ -573,6 +573,31 @@ def test_a_step_the_package_returns_early_from_changes_nothing(
     assert relative_error(ours, theirs) <= 1e-10
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("bad", ["a NaN gradient", "an infinite gradient", "zero gradients, eps=0"])
+@pytest.mark.parametrize("name", ["DoG", "LDoG"])
+def test_dog_refuses_a_sum_of_squares_that_is_not_positive_as_the_package(name, bad, impl):
+    """The dog package asserts G > 0 (every entry for LDoG) before dividing by sqrt(G); ours
+    made the parameters NaN and trained on. Both raise AssertionError at the same step."""
+    reference = getattr(dog, name)
+    failed_at = []
+    for make in (reference, lambda groups, **kw: getattr(optim, name)(groups, impl=impl, **kw)):
+        params = make_params()
+        optimizer = make(groups(params, {}), eps=0.0 if bad.endswith("eps=0") else 1e-8)
+        for t in range(6):
+            optimizer.zero_grad()
+            (noisy_loss(params, t) * (0.0 if bad.startswith("zero") else 1.0)).backward()
+            if t == 2 and not bad.startswith("zero"):
+                params[3].grad[1] = math.nan if "NaN" in bad else math.inf
+            try:
+                optimizer.step()
+            except AssertionError as error:
+                failed_at.append((t, "not strictly positive" in str(error)))
+                break
+    assert failed_at[0] == failed_at[1] == (failed_at[0][0], True)
+    assert len(failed_at) == 2
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 BAD = [
