@@ -23,11 +23,11 @@ one of the paths in ``optim._paths``:
     with plain buffers, so it runs torch's lists as they are, whose ops it dispatches itself.
     A group run as plain lists keeps them for the next step while its parameters and state
     are unchanged (:class:`SteadyLists`), so a group of a few tiny tensors pays little
-    bookkeeping. Two fixed costs torch pays are avoided: the
-    step's profiler label is entered only while a profiler runs (:func:`hooked_step`), and a
-    number multiplying a list is passed as a kept 0-dim tensor (``optim._ops.operand``). A
-    model of a few tiny tensors then steps faster than torch's for-loop path; many param groups
-    of one small tensor each do not yet (the README's benchmark section measures by how much).
+    bookkeeping. Two fixed costs torch pays are avoided: the step's profiler label is entered
+    only while a profiler runs (:func:`hooked_step`), and a number multiplying a list is passed
+    as a kept 0-dim tensor (``optim._ops.operand``). A model of a few tiny tensors then steps
+    faster than torch's for-loop path; many param groups of one small tensor each do not yet
+    (the README's benchmark section measures by how much).
 ``impl="single"`` (``foreach=False``)
     one parameter at a time: the readable reference, torch's for-loop path (the same rule, so
     its bits are torch's foreach path's: in float32 and float64 torch's two paths agree bit for

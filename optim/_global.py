@@ -603,8 +603,8 @@ class ReducingOptimizer(RuleOptimizer):
                 loss = closure()
         self._scatter = {}
         work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
-        updated = any(item.chunks for item in work) and self._update(work) is not False
-        if updated and self._counts_updates:
+        stepped = any(item.chunks for item in work) and self._update(work) is not False
+        if stepped and self._counts_updates:
             self._count_updates(work)
         for params, updated in self._scatter.values():  # packed chunks not yet copied back
             torch._foreach_copy_(params, updated)
