@@ -22,11 +22,16 @@ from optim._global import ReducingOptimizer, Work, check_positive, sum_of_square
 
 
 def _loss_tensor(loss: Any, device: torch.device) -> Tensor:
-    if isinstance(loss, Tensor):
+    """The mini-batch loss (what the closure returned, or ``step(loss=...)``) as a 0-dim float64
+    tensor on ``device``; a number or a 1-element tensor, else a TypeError."""
+    if isinstance(loss, Tensor) and loss.numel() == 1:
         return loss.detach().reshape(()).to(device=device, dtype=torch.float64)
     if isinstance(loss, (int, float)) and not isinstance(loss, bool):
         return torch.tensor(float(loss), dtype=torch.float64, device=device)
-    raise TypeError(f"the loss must be a number or a 1-element tensor, got loss={loss!r}")
+    got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else repr(loss)
+    raise TypeError(
+        f"the loss must be a number or a 1-element tensor (reduce it, e.g. .mean()), got {got}"
+    )
 
 
 def sps_step_size(
@@ -298,7 +303,7 @@ class SLS(ReducingOptimizer):
         starts = [[p.clone() for p in c.params] for c in chunks]
         # note: host reads, the line search's decisions (documented)
         grad_sq = float(total([sum_of_squares(g) for g in grads], device))
-        loss = float(self._loss.detach() if isinstance(self._loss, torch.Tensor) else self._loss)
+        loss = float(_loss_tensor(self._loss, device))
         eta = self._reset(first)
         streams, after_first_call = self._streams, self._streams.get()
         try:
@@ -308,7 +313,7 @@ class SLS(ReducingOptimizer):
                     ops.add_scaled_(chunk.params, grad, -eta)
                 streams.set(self._start_states)
                 with torch.enable_grad():
-                    trial_loss = float(self._closure().detach())
+                    trial_loss = float(_loss_tensor(self._closure(), device))
                 if trial_loss <= loss - first["c"] * eta * grad_sq:
                     break
                 if trial + 1 < first["max_backtracks"]:

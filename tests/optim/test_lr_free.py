@@ -650,6 +650,27 @@ def test_loss_based_steps_need_the_loss_and_schedule_free_needs_train_mode():
         optim.SGDScheduleFree(params).step()
 
 
+@pytest.mark.parametrize("returned", ["per-sample losses", "None", "a string"])
+@pytest.mark.parametrize("name", ["SPS", "SLS"])
+def test_a_closure_returning_no_scalar_loss_is_one_clear_error(name, returned):
+    """The loss a closure returns must be a number or a 1-element tensor: anything else is a
+    TypeError saying so (SPS raised torch's reshape error for a 2-element loss, SLS float()'s
+    errors), and the parameters are left as they were."""
+    params = make_params()
+    before = [p.detach().clone() for p in params]
+    optimizer = getattr(optim, name)(params)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = noisy_loss(params, 0)
+        loss.backward()
+        return {"per-sample losses": loss.repeat(2), "None": None, "a string": "loss"}[returned]
+
+    with pytest.raises(TypeError, match="the loss must be a number or a 1-element tensor"):
+        optimizer.step(closure)
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+
+
 def test_different_lrs_across_groups_are_refused_as_by_the_reference():
     params = make_params()
     optimizer = optim.Prodigy(groups(params, {"lr": 0.5}))
