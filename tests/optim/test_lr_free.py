@@ -996,7 +996,7 @@ def test_many_small_tensors_packed_match_the_reference(name, impl, rounds, monke
         optimizer = make([{"params": params[:30]}, {"params": params[30:]}])
         if sf:
             optimizer.train()
-        for t in range(60):
+        for t in range(30):  # (the layouts are built in the first steps, checked at each after)
             optimizer.zero_grad()
             noisy_loss(params, t).backward()
             optimizer.step()
