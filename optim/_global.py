@@ -618,10 +618,12 @@ class ReducingOptimizer(RuleOptimizer):
         self._packed.clear()
 
 
-def known_zero(value: Tensor) -> bool:
-    """Whether the 0-dim sum ``value`` is 0 and that is known without a device read: it lives in
-    host memory, where it is read as a number (not a synchronisation), outside ``torch.compile``.
-    On a device it is not read: False."""
+def known_zero(value: float | Tensor) -> bool:
+    """Whether ``value`` (a host number, such as ``common_lr``'s, or a 0-dim sum) is 0 and that is
+    known without a device read: a number, or a tensor in host memory, read there as a number
+    (not a synchronisation) outside ``torch.compile``. On a device it is not read: False."""
+    if not isinstance(value, Tensor):
+        return value == 0.0
     return value.device.type == "cpu" and not torch.compiler.is_compiling() and value.item() == 0.0
 
 

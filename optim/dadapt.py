@@ -222,10 +222,7 @@ def _check_first_gradient_norm(g0_norm: Tensor, lr: float | Tensor) -> None:
     or with zero gradients), where dividing tensors would silently make every parameter NaN.
     Raised as there whenever it is known without a device read: lr = 0 as a host number, or g0
     in host memory (on a GPU, a zero first gradient goes undetected)."""
-    zero = (isinstance(lr, float) and lr == 0.0) or (
-        g0_norm.device.type == "cpu" and g0_norm.item() == 0.0
-    )
-    if zero:
+    if known_zero(lr) or known_zero(g0_norm):
         raise ZeroDivisionError(
             "DAdaptSGD's first step measures g0, the norm of the gradients of the groups with "
             "lr > 0, and every step divides d * lr by it (as dadaptation does, which raises "
@@ -388,7 +385,7 @@ class DAdaptAdam(ReducingOptimizer):
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("s", "exp_avg", "exp_avg_sq")
 
-    def _update(self, work: list[Work]) -> None:
+    def _update(self, work: list[Work]) -> bool | None:
         device = self._device_of(work)
         first = self.param_groups[0]
         beta1, beta2 = (_number(b, "betas") for b in first["betas"])
@@ -417,7 +414,7 @@ class DAdaptAdam(ReducingOptimizer):
         old_numerator = self.scalar(first, "numerator_weighted", device)
         numerator = sqrt_beta2 * old_numerator + (1 - sqrt_beta2) * total(numerators, device)
         sk_l1 = total(l1s, device)
-        if (isinstance(lr, float) and lr == 0.0) or known_zero(sk_l1):  # (lr a host 0: no sum)
+        if known_zero(lr) or known_zero(sk_l1):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         d_hat = numerator / ((1 - sqrt_beta2) * sk_l1)
         new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, sk_l1 > 0)
@@ -556,7 +553,7 @@ class DAdaptAdaGrad(ReducingOptimizer):
             return p.detach().clone(memory_format=torch.preserve_format)
         return torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update(self, work: list[Work]) -> None:
+    def _update(self, work: list[Work]) -> bool | None:
         device = self._device_of(work)
         first = self.param_groups[0]
         lr = self.number_or_tensor(first["lr"], device)

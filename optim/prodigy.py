@@ -291,7 +291,7 @@ class Prodigy(ReducingOptimizer):
                 denominators.append(l1)
                 used[id(group), i] = grads
         d_denom = total(denominators, device)
-        if (isinstance(lr, float) and lr == 0.0) or known_zero(d_denom):  # (lr a host 0: no sum)
+        if known_zero(lr) or known_zero(d_denom):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         global_numerator = d_numerator + total(numerators, device)
         d_hat = first["d_coef"] * global_numerator / d_denom
