@@ -22,9 +22,11 @@ event files and checkpoints.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,12 +118,56 @@ def update_ratio(params: list[torch.Tensor], before: list[torch.Tensor]) -> torc
     return delta / torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before)))
 
 
+def mini_batch_loss(
+    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """``scale`` times the mean cross-entropy of ``net`` on ``(x, y)``."""
+    loss = F.cross_entropy(net(x), y)
+    return loss if scale == 1 else loss * scale
+
+
 def current_hypers(optimizer: torch.optim.Optimizer, driver) -> dict[str, list[float]]:
-    """Every driven param-group key per group, and ``lr`` always."""
+    """Every driven param-group key per group, and ``lr`` whenever the groups have one (SPS and
+    SLS choose their own step and have none)."""
     values = dict(driver.last_values()) if driver is not None else {}
-    if "lr" not in values:
-        values["lr"] = [float(group["lr"]) for group in optimizer.param_groups]
+    groups = optimizer.param_groups
+    if "lr" not in values and all("lr" in group for group in groups):
+        values["lr"] = [float(group["lr"]) for group in groups]
     return values
+
+
+def step_closure(
+    loss: torch.Tensor,
+    batch_loss: Callable[[], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    rng: dict[str, torch.Tensor],
+    device: torch.device,
+) -> Callable[[], torch.Tensor]:
+    """The ``closure`` of ``optimizer.step(closure)`` for one mini-batch, so that optimizers that
+    evaluate the loss again (torch's ``LBFGS``, ``optim.SPS``, ``optim.SLS``) train here as in
+    their documented loop.
+
+    The first call returns ``loss``, whose gradients the loop has already computed: an optimizer
+    that calls the closure once (every other one) costs nothing more. Each later call computes
+    the loss and its gradients at the current parameters, from the random state ``rng`` the
+    first evaluation started from: every evaluation of a step is one function of the parameters
+    (one dropout mask), and the random stream after the step is the same however many
+    evaluations the optimizer made.
+    """
+    calls = 0
+
+    def closure() -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return loss
+        set_rng_state(rng, device)
+        optimizer.zero_grad(set_to_none=True)
+        value = batch_loss()
+        value.backward()
+        return value
+
+    return closure
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -221,15 +267,16 @@ def train_run(
     while step < steps and diverged is None:
         for xb, yb in itertools.islice(epoch_batches(data, train, seed, epoch), skip, None):
             local_x, local_y = xb[rank::world], yb[rank::world]
-            loss = F.cross_entropy(net(local_x), local_y)
-            if dist is not None:  # DDP averages gradients: make that the global batch's mean
-                loss = loss * (len(local_y) * world / len(yb))
+            scale = len(local_y) * world / len(yb)  # DDP averages: the global batch's mean
+            batch_loss = functools.partial(mini_batch_loss, net, local_x, local_y, scale)
+            rng = rng_state(device)
+            loss = batch_loss()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             with_stats = (step + 1) % logging.stats_every == 0
             if with_stats:
                 norm, before = grad_norm(params), [p.detach().clone() for p in params]
-            optimizer.step()
+            optimizer.step(step_closure(loss, batch_loss, optimizer, rng, device))
             if with_stats:
                 log.stats(step, norm, update_ratio(params, before))
             log.train_loss(step, loss.detach())
@@ -246,8 +293,10 @@ def train_run(
             if step % logging.flush_every == 0 or save_now:  # a checkpoint holds every value
                 diverged = log.flush()
                 bar.update(step - bar.n)
-                lr = float(optimizer.param_groups[0]["lr"])
-                bar.set_postfix(loss=log.history["train_loss"]["value"][-1], lr=f"{lr:.3g}")
+                postfix = {"loss": log.history["train_loss"]["value"][-1]}
+                if "lr" in optimizer.param_groups[0]:
+                    postfix["lr"] = f"{float(optimizer.param_groups[0]['lr']):.3g}"
+                bar.set_postfix(postfix)
                 if diverged is not None:
                     break
             if save_now:

@@ -167,6 +167,86 @@ def test_non_finite_loss_stops_the_run_and_reports_where(data, tmp_path):
     assert (tmp_path / "result.json").is_file()
 
 
+def dropout_mlp(input_shape, num_classes):
+    return torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(input_shape[0], 16),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(16, num_classes),
+    )
+
+
+def _closure_reference(data, seed: int, make_optimizer, steps: int):
+    """torch's documented ``step(closure)`` loop on the runner's batches (first epoch, seeded by
+    ``SeedSequence([seed, 0])``), with the runner's stated convention that every evaluation of
+    one step starts from the random state the step started from (one dropout mask per step)."""
+    torch.manual_seed(seed)
+    model = dropout_mlp(data.input_shape, data.num_classes)
+    optimizer = make_optimizer(model.parameters())
+    seed_0 = int(np.random.SeedSequence([seed, 0]).generate_state(1)[0])
+    order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed_0))
+    losses = []
+    for k in range(steps):
+        index = order[k * BATCH : (k + 1) * BATCH]
+        start = torch.get_rng_state()
+        evaluations = []
+
+        def closure(index=index, start=start, evaluations=evaluations):
+            torch.set_rng_state(start)
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
+            loss.backward()
+            evaluations.append(loss.item())
+            return loss
+
+        optimizer.step(closure)
+        losses.append(evaluations[0])
+        torch.set_rng_state(start)  # as after the step's first forward pass
+        model(data.train_x[index])
+    return model, losses
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "make_optimizer"),
+    [
+        (
+            "torch.optim.LBFGS",
+            {"lr": 0.5, "max_iter": 4},
+            lambda ps: torch.optim.LBFGS(ps, lr=0.5, max_iter=4),
+        ),
+        ("optim.SPS", {}, lambda ps: __import__("optim").SPS(ps)),
+        ("optim.SLS", {"n_batches_per_epoch": 5}, lambda ps: __import__("optim").SLS(ps, 5)),
+    ],
+    ids=["LBFGS", "SPS", "SLS"],
+)
+def test_optimizers_that_evaluate_the_loss_again_train_as_in_their_own_loop(
+    data, tmp_path, name, options, make_optimizer
+):
+    from runs import models as runs_models
+
+    saved = dict(runs_models._REGISTERED)
+    runs_models.register_model("dropout-mlp", dropout_mlp)
+    try:
+        variant = dataclasses.replace(
+            _variant(steps=5),
+            model=dataclasses.replace(_variant().model, name="dropout-mlp", options={}),
+            schedules={},
+            optimizer=Optimizer(name, options),
+        )
+        result = train_run(variant, 2, data, tmp_path)
+    finally:
+        runs_models._REGISTERED.clear()
+        runs_models._REGISTERED.update(saved)
+    model, losses = _closure_reference(data, 2, make_optimizer, 5)
+
+    assert result["status"] == "finished"
+    final = load_checkpoint(tmp_path)["model"]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(final[key], value, rtol=1e-6, atol=1e-7, msg=key)
+    np.testing.assert_allclose(result["history"]["train_loss"]["value"], losses, rtol=1e-6)
+
+
 KILLER = """
 import os, signal, sys
 import runs.trainer as trainer
