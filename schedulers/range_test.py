@@ -520,6 +520,13 @@ def lr_range_test(
         diverge_threshold=diverge_threshold,
         curvature_batches=curvature_batches,
     )
+    without_lr = [i for i, group in enumerate(optimizer.param_groups) if "lr" not in group]
+    if without_lr:
+        raise ValueError(
+            f"optimizer: {type(optimizer).__name__}'s param groups {without_lr} have no 'lr' "
+            "(it chooses its own step size); the range test sweeps 'lr', so it needs an "
+            "optimizer with one (SGD, Adam, ...)"
+        )
     device = torch.device(device) if device is not None else next(model.parameters()).device
     batches: Iterator[Batch] = _cycle(train_data)
     rates = sweep_lrs(float(start_lr), float(end_lr), num_iter, sweep)

@@ -304,6 +304,14 @@ def test_bad_input_names_the_argument(kwargs, argument):
         lr_range_test(model, optim.SGD(model.parameters()), _value, _data(), **kwargs)
 
 
+def test_an_optimizer_without_a_learning_rate_is_an_error_naming_it():
+    model = _network()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"optimizer: SPS's param groups \[0\] have no 'lr'"):
+        lr_range_test(model, optim.SPS(model.parameters()), _value, _data())
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
 def test_empty_data_is_an_error_naming_it():
     model = _network()
     with pytest.raises(ValueError, match="train_data is empty"):
