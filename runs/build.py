@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from collections.abc import Mapping
@@ -99,11 +100,41 @@ def _import_optimizer(path: str) -> type[torch.optim.Optimizer]:
 
 def make_optimizer(spec: Optimizer | Mapping[str, Any], params) -> torch.optim.Optimizer:
     """Builds the optimizer described by an :class:`~runs.spec.Optimizer` or its table (``name``
-    plus keyword arguments; lists become tuples, as TOML has no tuples)."""
+    plus keyword arguments; lists become tuples, as TOML has no tuples), ready to train: one
+    with train and eval modes (:func:`has_train_eval_modes`) is put in train mode."""
     if isinstance(spec, Optimizer):
         spec = spec.to_table()
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "name"}
-    return optimizer_class(spec["name"])(params, **kwargs)
+    optimizer = optimizer_class(spec["name"])(params, **kwargs)
+    if has_train_eval_modes(optimizer):
+        optimizer.train()
+    return optimizer
+
+
+def has_train_eval_modes(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` has Schedule-Free's ``train()`` and ``eval()`` (``optim``'s
+    ``SGDScheduleFree`` and ``AdamWScheduleFree``, the ``schedulefree`` package's classes): its
+    parameters hold the point where gradients are taken in train mode and the point to evaluate
+    (the average) in eval mode."""
+    return callable(getattr(optimizer, "train", None)) and callable(
+        getattr(optimizer, "eval", None)
+    )
+
+
+@contextlib.contextmanager
+def evaluation_mode(optimizer: torch.optim.Optimizer, *, then_train: bool = True):
+    """The parameters at the point to evaluate while the block runs: an optimizer with train and
+    eval modes is switched to ``eval()``, and back to ``train()`` afterwards when ``then_train``
+    (not after the last evaluation, so that the final checkpoint holds the averaged point, as
+    the ``schedulefree`` README asks). Other optimizers are left alone."""
+    switch = has_train_eval_modes(optimizer)
+    if switch:
+        optimizer.eval()
+    try:
+        yield
+    finally:
+        if switch and then_train:
+            optimizer.train()
 
 
 def attach_schedules(optimizer: torch.optim.Optimizer, schedules: Mapping[str, Any]):

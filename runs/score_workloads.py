@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from runs.build import attach_schedules, make_optimizer
+from runs.build import attach_schedules, evaluation_mode, make_optimizer
 from runs.checks import folder_name
 
 SOURCES = ("mnist1d", "theory")
@@ -276,9 +276,6 @@ def train_to_target(
     params, next_batch, loss_of, evaluate = _setup(workload, seed)
     opt = make_optimizer(optimizer, params)
     driver = attach_schedules(opt, schedules)
-    schedule_free = callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
-    if schedule_free:
-        opt.train()
     better = max if workload.higher_is_better else min
     best, elapsed, step, status = None, 0.0, 0, "not reached"
     steps = seconds = None
@@ -299,11 +296,8 @@ def train_to_target(
         elapsed += time.perf_counter() - started
         if step % workload.eval_every and step != budget:
             continue
-        if schedule_free:
-            opt.eval()
-        value = float(evaluate())  # note: a host read, once per evaluation
-        if schedule_free:
-            opt.train()
+        with evaluation_mode(opt):
+            value = float(evaluate())  # note: a host read, once per evaluation
         if not math.isfinite(value) or (
             loss is not None and not math.isfinite(float(loss.detach()))
         ):

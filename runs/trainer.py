@@ -11,7 +11,9 @@ Conventions: ``step`` counts updates already made (``t`` of the schedules). The 
 steps after every update (``schedule_unit = "step"``) or after the last update of every epoch
 (``"epoch"``, d2l's convention: the learning rate changes once per epoch, and the schedule's
 ``t`` is the number of finished epochs). Evaluations happen at step 0, every ``eval_every``
-updates (``"epoch"``: at the end of every epoch) and at the end.
+updates (``"epoch"``: at the end of every epoch) and at the end. A Schedule-Free optimizer (one
+with ``train()`` and ``eval()``) trains in train mode and is evaluated in eval mode, at its
+averaged point, which the final checkpoint holds too.
 
 Data-parallel training (``dist`` given, under ``torchrun``): every rank takes its share
 ``batch[rank::world]`` of the same global batch, and the loss is scaled by
@@ -38,7 +40,7 @@ from tqdm.auto import tqdm
 
 from runs import checkpoint as ckpt
 from runs.batches import batches, batches_per_epoch
-from runs.build import attach_schedules, make_optimizer
+from runs.build import attach_schedules, evaluation_mode, make_optimizer
 from runs.data import DatasetSplits
 from runs.models import build_model
 from runs.spec import Train, Variant
@@ -260,7 +262,8 @@ def train_run(
     started = time.perf_counter()
     diverged = None
     if step == 0:
-        log.evaluation(0, eval_metrics(model, data, train))
+        with evaluation_mode(optimizer):
+            log.evaluation(0, eval_metrics(model, data, train))
         log.hypers(0, current_hypers(optimizer, driver))
     epoch, skip = divmod(step, per_epoch)
     model.train()
@@ -283,7 +286,8 @@ def train_run(
             step += 1
             metric = None
             if step % eval_every == 0 or step == steps:
-                log.evaluation(step, eval_metrics(model, data, train))
+                with evaluation_mode(optimizer, then_train=step < steps):
+                    log.evaluation(step, eval_metrics(model, data, train))
                 metric = log.history["eval"]["test_loss"][-1]
             if driver is not None and (train.schedule_unit == "step" or step % per_epoch == 0):
                 driver.step(metric)  # a reduce-on-plateau schedule sees each evaluation once

@@ -247,6 +247,63 @@ def test_optimizers_that_evaluate_the_loss_again_train_as_in_their_own_loop(
     np.testing.assert_allclose(result["history"]["train_loss"]["value"], losses, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("name", "make_optimizer"),
+    [
+        ("optim.SGDScheduleFree", lambda ps: __import__("optim").SGDScheduleFree(ps, lr=0.5)),
+        (
+            "schedulefree.AdamWScheduleFree",
+            lambda ps: __import__("schedulefree").AdamWScheduleFree(ps, lr=0.5),
+        ),
+    ],
+    ids=["ours", "package"],
+)
+def test_schedule_free_trains_at_y_and_is_evaluated_and_saved_at_its_average(
+    data, tmp_path, name, make_optimizer
+):
+    """The schedulefree README's loop: ``optimizer.train()`` before training steps,
+    ``optimizer.eval()`` before each evaluation and before saving the final model."""
+    steps, eval_every = 12, 5
+    variant = dataclasses.replace(
+        _variant(steps=steps, eval_every=eval_every),
+        schedules={},
+        optimizer=Optimizer(name, {"lr": 0.5}),
+    )
+    result = train_run(variant, 4, data, tmp_path)
+
+    torch.manual_seed(4)
+    model = build_model("mlp", data.input_shape, data.num_classes, hidden=8)
+    optimizer = make_optimizer(model.parameters())
+    per_epoch = math.ceil(len(data.train_x) / BATCH)
+    test_losses = []
+
+    def evaluate():
+        optimizer.eval()
+        with torch.no_grad():
+            test_losses.append(F.cross_entropy(model(data.test_x), data.test_y).item())
+
+    optimizer.train()
+    evaluate()
+    for k in range(steps):
+        optimizer.train()
+        epoch, j = divmod(k, per_epoch)
+        seed_e = int(np.random.SeedSequence([4, epoch]).generate_state(1)[0])
+        order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed_e))
+        index = order[j * BATCH : (j + 1) * BATCH]
+        loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if (k + 1) % eval_every == 0 or k + 1 == steps:
+            evaluate()
+
+    assert result["history"]["eval"]["step"] == [0, 5, 10, 12]
+    np.testing.assert_allclose(result["history"]["eval"]["test_loss"], test_losses, rtol=1e-5)
+    final = load_checkpoint(tmp_path)
+    for key, value in model.state_dict().items():  # the average x, as after optimizer.eval()
+        torch.testing.assert_close(final["model"][key], value, rtol=1e-6, atol=1e-7, msg=key)
+
+
 KILLER = """
 import os, signal, sys
 import runs.trainer as trainer
