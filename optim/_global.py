@@ -298,6 +298,11 @@ def sub_scaled_per_tensor_(
     torch._foreach_sub_(xs, torch._foreach_mul(ys, list(scales.unbind())))
 
 
+def d_times_lr(group: dict) -> Tensor | float:
+    """``d * lr``, the step size of Prodigy and the D-Adaptations (their ``_step_size``)."""
+    return group["d"] * group["lr"]
+
+
 class ReducingOptimizer(RuleOptimizer):
     """Base of the optimizers whose step reduces over whole param groups (see the module).
 
@@ -343,6 +348,18 @@ class ReducingOptimizer(RuleOptimizer):
 
     def _reads_params(self, group: dict) -> bool:
         return True
+
+    def step_sizes(self) -> list[Tensor | float | None]:
+        """Each param group's step size as the optimizer stands (read after an update, it is what
+        a study or a TensorBoard chart follows): ``d * lr`` for Prodigy and D-Adaptation (the
+        estimate the next update starts from), DoG's ``eta`` (LDoG: the median over the group's
+        tensors), SPS's and SLS's ``step_size`` (of the last update); None where the group has
+        none yet (DoG before its first update). 0-dim tensors stay where the step keeps them:
+        nothing is read back to the host."""
+        return [self._step_size(group) for group in self.param_groups]
+
+    def _step_size(self, group: dict) -> Tensor | float | None:
+        raise NotImplementedError
 
     def _ensure_state(self, group: dict, params: list[Tensor], states: list[dict]) -> list[bool]:
         if self._counts_updates:

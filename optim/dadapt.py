@@ -28,6 +28,7 @@ from optim._global import (
     check_at_least,
     check_positive,
     common_lr,
+    d_times_lr,
     known_zero,
     py_max,
     py_min,
@@ -159,6 +160,8 @@ class DAdaptSGD(ReducingOptimizer):
             "growth_rate": growth_rate, "fsdp_in_use": fsdp_in_use,
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
+
+    _step_size = staticmethod(d_times_lr)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("z", "s", "x0")
@@ -382,6 +385,8 @@ class DAdaptAdam(ReducingOptimizer):
         super().__init__(params, defaults, impl=impl, foreach=foreach)
         self.d0 = d0
 
+    _step_size = staticmethod(d_times_lr)
+
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("s", "exp_avg", "exp_avg_sq")
 
@@ -542,6 +547,8 @@ class DAdaptAdaGrad(ReducingOptimizer):
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
         self.d0 = d0
+
+    _step_size = staticmethod(d_times_lr)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("alphak", "sk", "x0")

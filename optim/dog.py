@@ -168,6 +168,12 @@ class DoG(ReducingOptimizer):
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
 
+    def _step_size(self, group: dict) -> Tensor | None:
+        etas = group.get("eta")
+        if not etas:
+            return None
+        return torch.stack(etas).quantile(0.5) if self.per_tensor else etas[0]
+
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("init_buffer",)
 

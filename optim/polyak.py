@@ -10,6 +10,7 @@ zeroing the gradients, computing the loss, calling ``backward()`` and returning 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,6 +33,9 @@ def _loss_tensor(loss: Any, device: torch.device) -> Tensor:
     raise TypeError(
         f"the loss must be a number or a 1-element tensor (reduce it, e.g. .mean()), got {got}"
     )
+
+
+_last_step_size = operator.itemgetter("step_size")  # (SPS's and SLS's _step_size)
 
 
 def sps_step_size(
@@ -107,6 +111,8 @@ class SPS(ReducingOptimizer):
         check_nonnegative(eps, "eps")
         defaults = {"c": c, "gamma_b": gamma_b, "f_star": f_star, "eps": eps, "step_size": 0.0}
         super().__init__(params, defaults, impl=impl, foreach=foreach)
+
+    _step_size = staticmethod(_last_step_size)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ()
@@ -261,6 +267,8 @@ class SLS(ReducingOptimizer):
             "k": 0,
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
+
+    _step_size = staticmethod(_last_step_size)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ()

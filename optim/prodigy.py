@@ -20,6 +20,7 @@ from optim._global import (
     check_at_least,
     check_positive,
     common_lr,
+    d_times_lr,
     known_zero,
     py_max,
     py_min,
@@ -220,6 +221,8 @@ class Prodigy(ReducingOptimizer):
                 "(impl='flat' supports slice_p=1 only)"
             )
         self.d0 = d0
+
+    _step_size = staticmethod(d_times_lr)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         if group["betas"][0] > 0:

@@ -159,6 +159,11 @@ class _ScheduleFree(RuleOptimizer):
             group["k"] = group["k"] + 1
         return loss
 
+    def step_sizes(self) -> list[Tensor | float]:
+        """Each param group's learning rate of its last update, after warmup (``scheduled_lr``;
+        0 before the first update), as ``ReducingOptimizer.step_sizes`` gives the others'."""
+        return [group["scheduled_lr"] for group in self.param_groups]
+
     def _rule_arguments(self, group: dict) -> dict[str, Any]:
         return dict(self._arguments[id(group)])
 

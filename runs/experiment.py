@@ -33,6 +33,7 @@ from pathlib import Path
 
 from runs import checkpoint as ckpt
 from runs import tuning
+from runs.build import optimizer_class
 from runs.catalog import DEFAULT_EXPERIMENT, find_experiment
 from runs.load import load_experiment
 from runs.spec import Experiment
@@ -312,6 +313,9 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         meta["world_size"] = dist.world_size if dist else 1
         ckpt.save_json(root / "experiment.json", meta)
         hyper_keys = sorted({"lr", *(k for v in experiment.variants for k in v.schedules)})
+        classes = [optimizer_class(v.optimizer.name) for v in experiment.variants]
+        if any(hasattr(cls, "step_sizes") for cls in classes):
+            hyper_keys.append("step_size")  # (the learning-rate-free optimizers' own choice)
         write_layout(root, hyper_keys)
         write_hparams_config(root, load())  # every variant, whichever --variants ran
     parallel.barrier(dist)

@@ -9,7 +9,11 @@ Tags, and when they are written (step ``t`` counts updates already made, as ever
   accuracy in eval mode after ``t`` updates.
 - ``hyper/<key>/group<i>``: at step 0 and each time the schedule driver steps, the value of every
   scheduled param-group key (``lr``, ``momentum``, ``betas[0]``, ...) that update ``t`` uses,
-  per param group; ``lr`` is always logged.
+  per param group; ``lr`` whenever the groups have one.
+- ``hyper/step_size/group<i>``: for an optimizer that chooses its own step size (one with
+  ``step_sizes()``: ``optim``'s learning-rate-free classes), every update ``t``, each group's
+  step size read after update ``t`` (Prodigy's and D-Adaptation's ``d * lr``, DoG's ``eta``,
+  SPS's and SLS's step, Schedule-Free's scheduled lr).
 - ``stats/grad_norm``: every ``stats_every`` updates (updates ``t`` with ``(t + 1) %
   stats_every == 0``), the global L2 norm of the gradient of update ``t``.
 - ``stats/update_ratio``: at the same updates, ``||θ_{t+1} - θ_t|| / ||θ_t||`` over all
@@ -94,6 +98,7 @@ class RunLogger:
         self._losses: list[tuple[int, float, torch.Tensor]] = []
         self._stats: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._hypers: list[tuple[int, float, dict[str, float]]] = []
+        self._step_sizes: list[tuple[int, float, list[torch.Tensor | float | None]]] = []
 
     # ---------------------------------------------------------------- buffered, per update
     def train_loss(self, step: int, loss: torch.Tensor) -> None:
@@ -102,6 +107,12 @@ class RunLogger:
 
     def stats(self, step: int, grad_norm: torch.Tensor, update_ratio: torch.Tensor) -> None:
         self._stats.append((step, grad_norm, update_ratio))
+
+    def step_sizes(self, step: int, values: Sequence[torch.Tensor | float | None]) -> None:
+        """Records each group's step size after update ``step`` (0-dim tensors, not read until
+        flush; None: the group has none yet)."""
+        values = [v.detach() if isinstance(v, torch.Tensor) else v for v in values]
+        self._step_sizes.append((step, time.time(), values))
 
     def hypers(self, step: int, values: Mapping[str, Sequence[float]]) -> None:
         """Records the hyperparameters update ``step`` uses: key -> one value per param group."""
@@ -134,6 +145,7 @@ class RunLogger:
                 h["update_ratio"].append(u)
                 entry = by_step.setdefault(step, (time.time(), []))[1]
                 entry += [("stats/grad_norm", g), ("stats/update_ratio", u)]
+        self._hypers += self._read_step_sizes()
         for step, wall, flat in self._hypers:
             for tag, value in flat.items():
                 series = self.history["hyper"].setdefault(tag, {"step": [], "value": []})
@@ -144,8 +156,26 @@ class RunLogger:
             for step in sorted(by_step):
                 wall, pairs = by_step[step]
                 self._write(step, pairs, wall)
-        self._losses, self._stats, self._hypers = [], [], []
+        self._losses, self._stats, self._hypers, self._step_sizes = [], [], [], []
         return diverged
+
+    def _read_step_sizes(self) -> list[tuple[int, float, dict[str, float]]]:
+        """The buffered step sizes as hyperparameter records (one host read for all)."""
+        tensors = [v for _, _, vs in self._step_sizes for v in vs if isinstance(v, torch.Tensor)]
+        if tensors:
+            device = tensors[0].device
+            read = iter(
+                torch.stack([t.reshape(()).to(device, torch.float64) for t in tensors]).tolist()
+            )
+        records = []
+        for step, wall, values in self._step_sizes:
+            flat = {}
+            for i, value in enumerate(values):
+                if value is not None:
+                    number = next(read) if isinstance(value, torch.Tensor) else float(value)
+                    flat[hyper_tag("step_size", i)] = number
+            records.append((step, wall, flat))
+        return records
 
     # ---------------------------------------------------------------- immediate
     def evaluation(self, step: int, metrics: Mapping[str, float]) -> None:

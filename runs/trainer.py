@@ -280,6 +280,8 @@ def train_run(
             if with_stats:
                 norm, before = grad_norm(params), [p.detach().clone() for p in params]
             optimizer.step(step_closure(loss, batch_loss, optimizer, rng, device))
+            if hasattr(optimizer, "step_sizes"):  # a learning-rate-free optimizer's own choice
+                log.step_sizes(step, optimizer.step_sizes())
             if with_stats:
                 log.stats(step, norm, update_ratio(params, before))
             log.train_loss(step, loss.detach())

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import math
 import pathlib
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -163,19 +162,13 @@ BY_KEY = {m.key: m for m in METHODS}
 REFERENCE_BASELINE = {"adam": "adam", "sgd": "momentum", "adagrad": None}
 
 
-def effective_step_size(method: Method, optimizer: torch.optim.Optimizer) -> float:
-    """The step size ``optimizer`` used for its last update (see the module docstring); a host
-    read, taken outside ``step()``."""
-    group = optimizer.param_groups[0]
-    if method.key in ("prodigy", "dadapt_adam", "dadapt_sgd", "dadapt_adagrad"):
-        return float(group["d"]) * float(group["lr"])
-    if method.key in ("dog", "ldog"):
-        return statistics.median(float(eta) for eta in group["eta"])
-    if method.key in ("sps", "sls"):
-        return float(group["step_size"])
-    if method.schedule_free:
-        return float(group["scheduled_lr"])
-    return float(group["lr"])
+def effective_step_size(optimizer: torch.optim.Optimizer) -> float:
+    """The first param group's step size after an update (see the module docstring): the
+    optimizer's own ``step_sizes()`` for the learning-rate-free methods, the baselines' lr; a
+    host read, taken outside ``step()``."""
+    if hasattr(optimizer, "step_sizes"):
+        return float(optimizer.step_sizes()[0])
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -287,7 +280,7 @@ def train_mnist1d(
                 loss.backward()
                 optimizer.step()
             step += 1
-            sizes.append(effective_step_size(method, optimizer))
+            sizes.append(effective_step_size(optimizer))
             value = float(loss.detach())  # note: a host read per update (the study logs each)
             if not math.isfinite(value):
                 diverged = step
@@ -387,7 +380,7 @@ def train_convex(
         else:
             loss = closure()
             optimizer.step()
-        sizes.append(effective_step_size(method, optimizer))
+        sizes.append(effective_step_size(optimizer))
         if not (math.isfinite(float(loss.detach())) and bool(torch.isfinite(x).all())):
             diverged = t + 1
             break

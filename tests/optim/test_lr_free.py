@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 
 import pytest
 import torch
@@ -184,6 +185,35 @@ def test_global_estimate_matches_the_reference(name):
     for a, b in zip(ours.param_groups, ref.param_groups):
         assert math.isclose(float(a["d"]), b["d"], rel_tol=1e-10)
         assert a["k"] == b["k"] == 50
+
+
+def _package_step_size(name: str, group: dict) -> float:
+    """The step size a reference package's param group holds, read as its README explains it:
+    d * lr (prodigyopt, dadaptation), eta (dog; LDoG: the median over tensors), the scheduled lr
+    (schedulefree)."""
+    if name in SCHEDULE_FREE:
+        return group["scheduled_lr"]
+    if name in ("DoG", "LDoG"):
+        return statistics.median(float(eta) for eta in group["eta"])
+    return group["d"] * group["lr"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", sorted({c[0] for c in CASES}))
+def test_step_sizes_are_the_packages_per_group(name, impl):
+    _, reference, kwargs, _ = next(c for c in CASES if c[0] == name)
+    second = {"lr": 0.5 * kwargs.get("lr", 1.0)} if name in ("DoG", "LDoG") else {}
+    sf = name in SCHEDULE_FREE
+    _, _, ref = train(lambda ps: reference(groups(ps, second), **kwargs), 30, sf)
+    _, _, ours = train(
+        lambda ps: getattr(optim, name)(groups(ps, second), impl=impl, **kwargs), 30, sf
+    )
+    sizes = [float(size) for size in ours.step_sizes()]
+    expected = [_package_step_size(name, group) for group in ref.param_groups]
+    assert sizes == pytest.approx(expected, rel=1e-10)
+    assert sizes[0] > 0
+    if name in ("DoG", "LDoG"):  # (the second group's lr is half the first's)
+        assert sizes[0] != sizes[1]
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -152,11 +152,11 @@ def test_effective_step_size_is_the_methods_own():
 
     optimizer.step(closure)
     expected = min(float(loss) / (0.5 * float(grad @ grad)), 1.0)  # SPS_max, c = 1/2, gamma_b = 1
-    assert lrf.effective_step_size(sps, optimizer) == pytest.approx(expected, rel=1e-12)
+    assert lrf.effective_step_size(optimizer) == pytest.approx(expected, rel=1e-12)
     prodigy = lrf.BY_KEY["prodigy"]
     w = torch.nn.Parameter(torch.ones(3))
     optimizer = prodigy.make([w], None, 1)
-    assert lrf.effective_step_size(prodigy, optimizer) == pytest.approx(1e-6)  # d0 * lr
+    assert lrf.effective_step_size(optimizer) == pytest.approx(1e-6)  # d0 * lr
 
 
 def test_distance_from_the_tuned_baseline(results):

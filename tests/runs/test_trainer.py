@@ -304,6 +304,39 @@ def test_schedule_free_trains_at_y_and_is_evaluated_and_saved_at_its_average(
         torch.testing.assert_close(final["model"][key], value, rtol=1e-6, atol=1e-7, msg=key)
 
 
+def test_a_learning_rate_free_optimizers_step_size_is_logged_after_every_update(data, tmp_path):
+    """Prodigy through the runner: ``hyper/step_size/group0`` after update t is d * lr as the
+    ``prodigyopt`` package's own loop holds it after update t."""
+    prodigyopt = pytest.importorskip("prodigyopt")
+    steps = 8
+    variant = dataclasses.replace(
+        _variant(steps=steps), schedules={}, optimizer=Optimizer("optim.Prodigy", {})
+    )
+    result = train_run(variant, 5, data, tmp_path)
+
+    torch.manual_seed(5)
+    model = build_model("mlp", data.input_shape, data.num_classes, hidden=8)
+    optimizer = prodigyopt.Prodigy(model.parameters())
+    seed_0 = int(np.random.SeedSequence([5, 0]).generate_state(1)[0])
+    order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed_0))
+    expected = []
+    for k in range(steps):
+        index = order[k * BATCH : (k + 1) * BATCH]
+        optimizer.zero_grad()
+        F.cross_entropy(model(data.train_x[index]), data.train_y[index]).backward()
+        optimizer.step()
+        expected.append(optimizer.param_groups[0]["d"] * optimizer.param_groups[0]["lr"])
+
+    logged = result["history"]["hyper"]["hyper/step_size/group0"]
+    assert logged["step"] == list(range(steps))
+    np.testing.assert_allclose(logged["value"], expected, rtol=1e-6)
+    assert expected[-1] > 2 * expected[0]  # d grew: the values say something
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    written = events.Scalars("hyper/step_size/group0")
+    np.testing.assert_allclose([e.value for e in written], expected, rtol=1e-6)
+
+
 KILLER = """
 import os, signal, sys
 import runs.trainer as trainer
