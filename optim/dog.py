@@ -124,8 +124,9 @@ class DoG(ReducingOptimizer):
     Group keys (the package's): ``rbar``, ``G`` (0-dim tensors on the device), ``eta`` (one per
     parameter, as the package lists it), ``init_buffer`` (x_0, one per parameter); state per
     parameter: ``init_buffer`` (the same tensors); ``state_dict()["state"]["_first_step"]`` as
-    the package's, so that a checkpoint moves either way. The package's ``assert G > 0`` (a host
-    read) is left out. For best results the paper averages the iterates
+    the package's, so that a checkpoint moves either way. The package's ``assert G > 0`` is
+    raised, as there, where G is in host memory (on a device it is not read back). For best
+    results the paper averages the iterates
     (``dog.PolynomialDecayAverager``).
 
     Example:
