@@ -298,6 +298,24 @@ def sub_scaled_per_tensor_(
     torch._foreach_sub_(xs, torch._foreach_mul(ys, list(scales.unbind())))
 
 
+FSDP_FLATTENED = "_fsdp_flattened"
+"""The attribute ``torch.distributed.fsdp`` (FSDP1) sets on the tensors it shards: its
+``FlatParameter`` and, with ``use_orig_params=True``, the original parameters, views of a shard."""
+
+
+def sum_over_ranks(*values: Tensor) -> tuple[Tensor, ...]:
+    """``values`` (0-dim tensors) each summed over the ranks of the default process group, in one
+    ``all_reduce`` of their float64 stack: the packages' ``fsdp_in_use`` reduction, where each
+    rank holds a shard of the parameters and its sums are partial. The packages reduce in a
+    float32 CUDA tensor; here the sums stay float64, on the parameters' device, with no host
+    read."""
+    import torch.distributed as dist
+
+    stacked = torch.stack([v.to(torch.float64) for v in values])
+    dist.all_reduce(stacked)
+    return tuple(stacked.unbind())
+
+
 def d_times_lr(group: dict) -> Tensor | float:
     """``d * lr``, the step size of Prodigy and the D-Adaptations (their ``_step_size``)."""
     return group["d"] * group["lr"]
@@ -348,6 +366,20 @@ class ReducingOptimizer(RuleOptimizer):
 
     def _reads_params(self, group: dict) -> bool:
         return True
+
+    _fsdp_marked = False
+    """Whether a parameter is a shard FSDP marked (``FSDP_FLATTENED``), which turns the packages'
+    ``fsdp_in_use`` on whatever the group says."""
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        if any(getattr(p, FSDP_FLATTENED, False) for p in self.param_groups[-1]["params"]):
+            self._fsdp_marked = True
+
+    def sharded(self) -> bool:
+        """The packages' ``fsdp_in_use``: the first group's flag, or a parameter marked by FSDP
+        (see :func:`sum_over_ranks`)."""
+        return self._fsdp_marked or bool(self.param_groups[0].get("fsdp_in_use"))
 
     def step_sizes(self) -> list[Tensor | float | None]:
         """Each param group's step size as the optimizer stands (read after an update, it is what

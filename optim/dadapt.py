@@ -36,6 +36,7 @@ from optim._global import (
     sum_of_products,
     sum_of_quotients,
     sum_of_squares,
+    sum_over_ranks,
     total,
 )
 
@@ -114,7 +115,8 @@ class DAdaptSGD(ReducingOptimizer):
         lr: multiplier of the adapted step (default 1.0). momentum: in [0, 1) (default 0).
         weight_decay: L2 penalty >= 0 (default 0). log_every: log d every k steps (0: never;
             logging reads d, a deliberate sync). d0: initial estimate > 0 (default 1e-6).
-        growth_rate: cap >= 1 on d's growth per step (default inf). fsdp_in_use: must be False.
+        growth_rate: cap >= 1 on d's growth per step (default inf). fsdp_in_use: sharded
+            parameters, the sums reduced over the ranks (see ``Prodigy``; default False).
         foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
 
     As in the package, ``weight_decay`` and ``momentum`` of the *first* param group apply to
@@ -153,7 +155,6 @@ class DAdaptSGD(ReducingOptimizer):
 
         check_interval(momentum, "momentum", 0.0, 1.0, high_open=True)
         check_nonnegative(weight_decay, "weight_decay")
-        _no_fsdp(fsdp_in_use)
         defaults = {
             "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "k": 0,
             "log_every": log_every, "numerator_weighted": 0.0, "d": d0,
@@ -189,7 +190,10 @@ class DAdaptSGD(ReducingOptimizer):
                 if active(item.group)
                 for chunk in item.chunks
             ]
-            self.param_groups[-1]["g0_norm"] = total(squares, device).sqrt()
+            g_sq = total(squares, device)
+            if self.sharded():  # (a rank's sums are over its shard)
+                (g_sq,) = sum_over_ranks(g_sq)
+            self.param_groups[-1]["g0_norm"] = g_sq.sqrt()
         # The package's loop variable: the last group on the first step, the first one after
         # (the same value, unless a group was added since: then the first group's, as there).
         g0_norm = self.scalar(self.param_groups[-1 if k == 0 else 0], "g0_norm", device)
@@ -204,9 +208,11 @@ class DAdaptSGD(ReducingOptimizer):
                 n, s2 = dadapt_sgd_statistics(chunk, dlr=dlr, weight_decay=decay)
                 numerators.append(n)
                 squares.append(s2)
-        numerator = numerator + total(numerators, device)
-        sk_sq = total(squares, device)
-        d_hat = 2 * numerator / sk_sq.sqrt()
+        numerator = numerator + total(numerators, device)  # (kept per rank, as the package)
+        global_numerator, sk_sq = numerator, total(squares, device)
+        if self.sharded():
+            global_numerator, sk_sq = sum_over_ranks(numerator, sk_sq)
+        d_hat = 2 * global_numerator / sk_sq.sqrt()
         new_d = _grow(d, d_hat, first["growth_rate"])
         new_d = _keep_unless(new_d, d, lr, sk_sq > 0)
         _log(self, first, k, dlr=dlr, d_hat=d_hat, d=new_d)
@@ -243,14 +249,6 @@ def _keep_unless(new: Tensor, old: Tensor, lr: float | Tensor, progress: Tensor)
     elif not lr > 0:
         return old
     return torch.where(progress, new, old)
-
-
-def _no_fsdp(fsdp_in_use: bool) -> None:
-    if fsdp_in_use:
-        raise ValueError(
-            "fsdp_in_use=True is not supported (no distributed reduction here), got "
-            "fsdp_in_use=True; use the dadaptation package for sharded parameters"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,7 +331,7 @@ class DAdaptAdam(ReducingOptimizer):
         eps: > 0 (default 1e-8). weight_decay: >= 0 (default 0). log_every: see DAdaptSGD.
         decouple: AdamW-style decay (default False). use_bias_correction: (default False).
         d0: initial estimate > 0 (default 1e-6). growth_rate: >= 1 (default inf).
-        fsdp_in_use: must be False. foreach, impl: execution path.
+        fsdp_in_use: sharded parameters (see ``Prodigy``). foreach, impl: execution path.
 
     Group keys (the package's): ``d``, ``numerator_weighted``, ``k``, ``layer_scale``; state
     (the package's keys, in its order, so that a checkpoint moves either way): ``step`` (an int,
@@ -375,7 +373,6 @@ class DAdaptAdam(ReducingOptimizer):
         check_positive(eps, "eps")
         check_betas(betas)
         check_nonnegative(weight_decay, "weight_decay")
-        _no_fsdp(fsdp_in_use)
         defaults = {
             "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "d": d0,
             "k": 0, "layer_scale": 1.0, "numerator_weighted": 0.0, "log_every": log_every,
@@ -418,10 +415,12 @@ class DAdaptAdam(ReducingOptimizer):
                 l1s.append(l1)
         old_numerator = self.scalar(first, "numerator_weighted", device)
         numerator = sqrt_beta2 * old_numerator + (1 - sqrt_beta2) * total(numerators, device)
-        sk_l1 = total(l1s, device)
+        global_numerator, sk_l1 = numerator, total(l1s, device)  # (numerator: kept per rank)
+        if self.sharded():  # (the package tests its own rank's sum for its early return)
+            global_numerator, sk_l1 = sum_over_ranks(numerator, sk_l1)
         if known_zero(lr) or known_zero(sk_l1):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
-        d_hat = numerator / ((1 - sqrt_beta2) * sk_l1)
+        d_hat = global_numerator / ((1 - sqrt_beta2) * sk_l1)
         new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, sk_l1 > 0)
         numerator = torch.where(sk_l1 > 0, numerator, old_numerator)
         _log(self, first, k, lr=lr, dlr=dlr, d_hat=d_hat, d=new_d)
@@ -508,7 +507,9 @@ class DAdaptAdaGrad(ReducingOptimizer):
     (default 1e-6); d0 > 0 (default 1e-6); growth_rate >= 1 (default inf); foreach, impl.
 
     Group keys: ``d``, ``gsq_weighted``, ``sksq_weighted``, ``skl1``, ``k``; state: ``alphak``
-    (starts at 1e-6), ``sk``, ``x0``. Sparse gradients (which the package accepts) are refused.
+    (starts at 1e-6), ``sk``, ``x0``. Sparse gradients (which the package accepts) are refused,
+    and so are parameters FSDP sharded, with the package's ``RuntimeError`` (which it raises at
+    the first step; here the param group is taken back at once).
 
     Example:
         >>> import torch, optim
@@ -549,6 +550,17 @@ class DAdaptAdaGrad(ReducingOptimizer):
         self.d0 = d0
 
     _step_size = staticmethod(d_times_lr)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        if self._fsdp_marked:
+            self.param_groups.pop()
+            self._fsdp_marked = False  # (an earlier group would have raised)
+            raise RuntimeError(
+                "D-Adapt AdaGrad doesn't currently support fully-sharded data parallel. Use D-Adapt"
+                " Adam instead (as the dadaptation package says; a parameter here is an FSDP "
+                "shard)"
+            )
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("alphak", "sk", "x0")

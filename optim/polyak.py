@@ -19,7 +19,14 @@ from torch import Tensor
 
 from optim import _ops as ops
 from optim._base import _number, check_interval, check_nonnegative, without_grad
-from optim._global import ReducingOptimizer, Work, check_positive, sum_of_squares, total
+from optim._global import (
+    ReducingOptimizer,
+    Work,
+    check_positive,
+    sum_of_squares,
+    sum_over_ranks,
+    total,
+)
 
 
 def _loss_tensor(loss: Any, device: torch.device) -> Tensor:
@@ -63,10 +70,11 @@ class SPS(ReducingOptimizer):
         \gamma_b\Bigr), \qquad x_{k+1} = x_k - \gamma_k \nabla f_i(x_k)
 
     with f_i the mini-batch loss and ||.|| over every parameter of every group (one step size;
-    ``c``, ``gamma_b``, ``f_star``, ``eps`` are read from the first param group). With c = 1,
-    gamma_b = inf and the full loss it is Polyak's (1987) step, whose rates on convex and strongly
-    convex problems are certified in ``theory.lr_free_bounds.polyak_bound``; Lemma 1 of the paper
-    gives gamma_k >= min(1 / (2 c L_max), gamma_b) for L_i-smooth f_i
+    ``c``, ``gamma_b``, ``f_star``, ``eps`` are read from the first param group), and over
+    every rank's shard when FSDP shards the parameters (``optim._global.sum_over_ranks``).
+    With c = 1, gamma_b = inf and the full loss it is Polyak's (1987) step, whose rates on convex
+    and strongly convex problems are certified in ``theory.lr_free_bounds.polyak_bound``;
+    Lemma 1 of the paper gives gamma_k >= min(1 / (2 c L_max), gamma_b) for L_i-smooth f_i
     (``theory.lr_free_bounds.sps_step_bound``). The step never reads a value on the host.
 
     Args:
@@ -140,6 +148,8 @@ class SPS(ReducingOptimizer):
         device = self._device_of(work)
         first = self.param_groups[0]
         grad_sq = total([sum_of_squares(c.grads) for item in work for c in item.chunks], device)
+        if self.sharded():  # FSDP shards: ||g||^2 over all of them
+            (grad_sq,) = sum_over_ranks(grad_sq)
         step = sps_step_size(
             _loss_tensor(self._loss, device),
             grad_sq,
@@ -195,7 +205,8 @@ class SLS(ReducingOptimizer):
     the other optimizers here ``step()`` synchronises.
 
     Args:
-        params: parameters or param-group dicts (one step size for all of them).
+        params: parameters or param-group dicts (one step size for all of them; ||grad||² is
+            summed over every rank's shard when FSDP shards them, as in ``SPS``).
         n_batches_per_epoch: n/b of the reset (default 500).
         init_step_size: eta_0 > 0 (default 1). c: Armijo constant in (0, 1) (default 0.1).
         beta_b: backtracking factor in (0, 1) (default 0.9). gamma: reset growth >= 1 (default 2).
@@ -310,7 +321,10 @@ class SLS(ReducingOptimizer):
         grads = [[g.clone() for g in c.grads] for c in chunks]
         starts = [[p.clone() for p in c.params] for c in chunks]
         # note: host reads, the line search's decisions (documented)
-        grad_sq = float(total([sum_of_squares(g) for g in grads], device))
+        grad_sq = total([sum_of_squares(g) for g in grads], device)
+        if self.sharded():  # FSDP shards: ||g||^2 over all of them
+            (grad_sq,) = sum_over_ranks(grad_sq)
+        grad_sq = float(grad_sq)
         loss = float(_loss_tensor(self._loss, device))
         eta = self._reset(first)
         streams, after_first_call = self._streams, self._streams.get()

@@ -26,6 +26,7 @@ from optim._global import (
     py_min,
     sum_of_abs,
     sum_of_products,
+    sum_over_ranks,
     total,
 )
 
@@ -141,7 +142,9 @@ class Prodigy(ReducingOptimizer):
         d0: initial estimate > 0 (default 1e-6).
         d_coef: multiplier c of the estimate (default 1.0).
         growth_rate: cap >= 1 on d's growth per step (default inf).
-        fsdp_in_use: must be False (no distributed reduction here).
+        fsdp_in_use: each rank holds a shard of the parameters (FSDP): the estimate's sums are
+            summed over the default process group (default False; on whenever a parameter is
+            one FSDP marked, as in the package; see ``optim._global.sum_over_ranks``).
         slice_p: estimate from every slice_p-th element (default 1); not with ``impl="flat"``.
         foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
 
@@ -151,8 +154,11 @@ class Prodigy(ReducingOptimizer):
     State per parameter: ``step`` (an int, the updates it received), ``s``, ``p0``, ``exp_avg``
     (if beta1 > 0), ``exp_avg_sq``: the package's keys, in its order, so that a checkpoint moves
     either way (``p0`` is always a copy, never the package's 0-dim zero for all-zero tensors).
-    Differences from the package: the gradient tensors are not modified in place, and a step
-    whose gradients have all been zero leaves ``d`` unchanged instead of returning early.
+    Differences from the package: the gradient tensors are not modified in place; a step the
+    package returns early from (this step's sum of |s| is 0) changes nothing where that is known
+    without a device read, and otherwise leaves ``d`` unchanged; sharded sums are reduced in
+    float64 (the package: float32, on CUDA only), and a step whose sum is 0 on every rank
+    changes nothing there too (the package divides by it).
 
     Example:
         >>> import torch, optim
@@ -200,11 +206,6 @@ class Prodigy(ReducingOptimizer):
         check_nonnegative(weight_decay, "weight_decay")
         check_positive(d_coef, "d_coef")
         check_at_least(growth_rate, "growth_rate", 1.0)
-        if fsdp_in_use:
-            raise ValueError(
-                "fsdp_in_use=True is not supported (no distributed reduction here), got "
-                "fsdp_in_use=True; use prodigyopt.Prodigy for sharded parameters"
-            )
         if isinstance(slice_p, bool) or not isinstance(slice_p, int) or slice_p < 1:
             raise ValueError(f"slice_p must be an integer >= 1, got slice_p={slice_p!r}")
         defaults = {
@@ -293,10 +294,12 @@ class Prodigy(ReducingOptimizer):
                 numerators.append(numerator)
                 denominators.append(l1)
                 used[id(group), i] = grads
-        d_denom = total(denominators, device)
+        delta, d_denom = total(numerators, device), total(denominators, device)
+        if self.sharded():  # this rank's sums are over its shard
+            delta, d_denom = sum_over_ranks(delta, d_denom)
         if known_zero(lr) or known_zero(d_denom):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
-        global_numerator = d_numerator + total(numerators, device)
+        global_numerator = d_numerator + delta
         d_hat = first["d_coef"] * global_numerator / d_denom
         new_d, new_d_max = d, d_max
         progress = d_denom > 0  # the package returns early when no gradient was ever nonzero

@@ -635,7 +635,6 @@ BAD = [
     ("Prodigy", {"growth_rate": 0.5}, ValueError, "growth_rate"),
     ("Prodigy", {"betas": (1.0, 0.9)}, ValueError, "betas"),
     ("Prodigy", {"lr": 0.0}, ValueError, "lr"),
-    ("Prodigy", {"fsdp_in_use": True}, ValueError, "fsdp_in_use"),
     ("Prodigy", {"slice_p": 0}, ValueError, "slice_p"),
     ("Prodigy", {"slice_p": 2, "impl": "flat"}, ValueError, "slice_p"),
     ("Prodigy", {"d0": "big"}, TypeError, "d0"),
