@@ -144,6 +144,7 @@ def step_closure(
     optimizer: torch.optim.Optimizer,
     rng: dict[str, torch.Tensor],
     device: torch.device,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Callable[[], torch.Tensor]:
     """The ``closure`` of ``optimizer.step(closure)`` for one mini-batch, so that optimizers that
     evaluate the loss again (torch's ``LBFGS``, ``optim.SPS``, ``optim.SLS``) train here as in
@@ -154,7 +155,11 @@ def step_closure(
     the loss and its gradients at the current parameters, from the random state ``rng`` the
     first evaluation started from: every evaluation of a step is one function of the parameters
     (one dropout mask), and the random stream after the step is the same however many
-    evaluations the optimizer made.
+    evaluations the optimizer made. ``reduce`` (data-parallel training) turns this rank's share
+    of the loss into the global batch's loss, which the closure returns: gradients are averaged
+    by DistributedDataParallel, and an optimizer deciding on the loss (a step size, a line
+    search) must see the same value on every rank, or the replicas part and the ranks' collective
+    calls stop matching.
     """
     calls = 0
 
@@ -162,12 +167,13 @@ def step_closure(
         nonlocal calls
         calls += 1
         if calls == 1:
-            return loss
-        set_rng_state(rng, device)
-        optimizer.zero_grad(set_to_none=True)
-        value = batch_loss()
-        value.backward()
-        return value
+            value = loss
+        else:
+            set_rng_state(rng, device)
+            optimizer.zero_grad(set_to_none=True)
+            value = batch_loss()
+            value.backward()
+        return value if reduce is None else reduce(value.detach())
 
     return closure
 
@@ -279,7 +285,7 @@ def train_run(
             with_stats = (step + 1) % logging.stats_every == 0
             if with_stats:
                 norm, before = grad_norm(params), [p.detach().clone() for p in params]
-            optimizer.step(step_closure(loss, batch_loss, optimizer, rng, device))
+            optimizer.step(step_closure(loss, batch_loss, optimizer, rng, device, reduce))
             if hasattr(optimizer, "step_sizes"):  # a learning-rate-free optimizer's own choice
                 log.step_sizes(step, optimizer.step_sizes())
             if with_stats:
