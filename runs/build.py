@@ -111,6 +111,17 @@ def make_optimizer(spec: Optimizer | Mapping[str, Any], params) -> torch.optim.O
     return optimizer
 
 
+def takes_lr(name: str) -> bool:
+    """Whether the optimizer named ``name`` has a learning rate to set: SPS and SLS choose their
+    own step and take none, so a search or a range test has nothing to sweep for them. False for
+    a name that does not resolve (its own error is reported where it is checked)."""
+    try:
+        parameters = inspect.signature(optimizer_class(name).__init__).parameters
+    except (ValueError, TypeError):
+        return False
+    return "lr" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
 def has_train_eval_modes(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer`` has Schedule-Free's ``train()`` and ``eval()`` (``optim``'s
     ``SGDScheduleFree`` and ``AdamWScheduleFree``, the ``schedulefree`` package's classes): its

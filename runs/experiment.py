@@ -216,9 +216,12 @@ def final_tasks(experiment: Experiment, root: Path) -> list:
 
 
 def with_chosen_rates(experiment: Experiment, chosen: dict[str, float]) -> Experiment:
-    """The experiment with each variant's learning rate replaced by the search's choice."""
+    """The experiment with each searched variant's learning rate replaced by the search's
+    choice (a variant whose optimizer takes no lr is not searched)."""
     variants = tuple(
         dataclasses.replace(v, optimizer=v.optimizer.with_values(lr=chosen[v.name]))
+        if v.name in chosen
+        else v
         for v in experiment.variants
     )
     return dataclasses.replace(experiment, variants=variants)

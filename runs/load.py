@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runs import checks, spec
-from runs.build import check_optimizer, check_schedules
+from runs.build import check_optimizer, check_schedules, takes_lr
 from runs.catalog import find_experiment
 from runs.checks import NAME, Problems, join
 from runs.claims import claimed_variants
@@ -202,6 +202,13 @@ def _range_test(table: dict | None, variants: list[Variant], problems: Problems)
         problems.add(
             "range_test.variant", f"unknown variant {result.variant!r}; allowed: {allowed}"
         )
+    tested = next((v for v in variants if v.name == result.variant), None)
+    if tested is not None and not takes_lr(tested.optimizer.name):
+        problems.add(
+            "range_test.variant",
+            f"variant {tested.name!r} uses {tested.optimizer.name}, which takes no lr (it chooses "
+            "its own step size): the range test sweeps lr; name a variant whose optimizer has one",
+        )
     if result.start_lr >= result.end_lr:
         problems.add(
             "range_test",
@@ -223,6 +230,13 @@ def _search(table: dict | None, raw_variants: list, variants: list[Variant], pro
         location = f"variants[{index}].search"
         own = variant.search
         _unknown(own, location, ("lr",), problems)
+        if not takes_lr(variant.optimizer.name):  # SPS, SLS: nothing to search; trained as is
+            if "lr" in own:
+                problems.add(
+                    join(location, "lr"),
+                    f"{variant.optimizer.name} takes no lr (it chooses its own step size)",
+                )
+            continue
         if "lr" in own and (allowed := checks.lr_grid(own["lr"])) is not None:
             problems.add(join(location, "lr"), f"must be {allowed}, got {own['lr']!r}")
         grid = own.get("lr", table.get("lr"))

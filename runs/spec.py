@@ -265,7 +265,8 @@ class Search(Section):
     )
     seed: int = setting("the one seed of the search runs", non_negative_int, 0)
     train: dict[str, Any] = setting("overrides of [train] for the search runs", table, {})
-    # Resolved by runs.load, not written in a file: each variant's grid.
+    # Resolved by runs.load, not written in a file: each variant's grid (none for a variant
+    # whose optimizer takes no lr: it is not searched).
     grids: dict[str, list[float]] | None = None
 
 

@@ -203,7 +203,7 @@ def search_tasks(experiment: Experiment, root: Path) -> dict[str, list[tuple[flo
     assert search is not None
     by_variant: dict[str, list[tuple[float, Task]]] = {}
     for variant in experiment.variants:
-        for lr in search.grids[variant.name]:
+        for lr in search.grids.get(variant.name, ()):  # (a variant without lr is not searched)
             candidate = search_variant(variant, lr, search.train)
             run_dir = run_dir_of(root / SEARCH_DIR / variant.name, f"lr{lr:g}", search.seed)
             by_variant.setdefault(variant.name, []).append(
@@ -221,6 +221,8 @@ def _choose(
     grid: dict[str, list[dict[str, Any]]] = {}
     chosen: dict[str, float] = {}
     for variant in experiment.variants:
+        if variant.name not in by_variant:
+            continue
         rows = []
         for lr, task in by_variant[variant.name]:
             result = ckpt.load_result(task.run_dir)

@@ -124,6 +124,11 @@ def test_readme_section_is_generated_from_run_folders(quick_logdir, tmp_path):
 SEARCH = (
     TINY.replace('name = "tiny"', 'name = "search"')
     + """
+
+[[variants]]
+name = "sps"
+optimizer = {name = "optim.SPS"}
+
 [search]
 lr = [0.01, 0.3, 1e6]
 seed = 5
@@ -155,6 +160,27 @@ def test_search_picks_the_lowest_final_train_loss_and_never_a_diverged_rate(tmp_
     table = (root / "summary.md").read_text()
     assert "grid search" in table
     assert "diverged" in table
+    # SPS takes no lr: it is trained as it is, beside the searched variants, and not searched.
+    assert set(search["chosen"]) == set(search["grid"]) == {"plain", "momentum"}
+    assert not (root / tuning.SEARCH_DIR / "sps").exists()
+    sps_run = json.loads((root / "sps" / "seed0" / "result.json").read_text())
+    assert sps_run["status"] == "finished"
+    assert "lr" not in sps_run["config"]["optimizer"]
+    assert "| sps |" not in table.split("grid search", 1)[1]
+
+
+def test_a_variant_without_lr_cannot_be_searched_or_range_tested():
+    sps = {"name": "sps", "optimizer": {"name": "optim.SPS"}}
+    raw = _raw(search={"lr": [0.1]}, range_test={"variant": "sps"})
+    raw["variants"] = [*raw["variants"], {**sps, "search": {"lr": [0.1, 1.0]}}]
+    with pytest.raises(ValueError, match="2 problem") as err:
+        parse_experiment(raw, "x.toml")
+    text = str(err.value)
+    assert "variants[2].search.lr: optim.SPS takes no lr" in text
+    assert "range_test.variant: variant 'sps' uses optim.SPS, which takes no lr" in text
+    raw = _raw(search={"lr": [0.1]})
+    raw["variants"] = [*raw["variants"], sps]
+    assert set(parse_experiment(raw, "x.toml").search.grids) == {"plain", "momentum"}
 
 
 def test_range_test_references_are_resolved_and_recorded(tmp_path, capsys):
