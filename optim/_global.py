@@ -316,6 +316,20 @@ def sum_over_ranks(*values: Tensor) -> tuple[Tensor, ...]:
     return tuple(stacked.unbind())
 
 
+def _require_process_group(optimizer: Any) -> None:
+    """Sharded sums are summed over the default process group: refuse a step without one
+    before anything is changed (the packages fail in their first reduction, state half done)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError(
+            f"{type(optimizer).__name__}: fsdp_in_use=True (or a parameter FSDP marked as a "
+            "shard) sums the estimates over the ranks, and torch.distributed has no default "
+            "process group: call torch.distributed.init_process_group first, or set "
+            "fsdp_in_use=False for unsharded parameters"
+        )
+
+
 def d_times_lr(group: dict) -> Tensor | float:
     """``d * lr``, the step size of Prodigy and the D-Adaptations (their ``_step_size``)."""
     return group["d"] * group["lr"]
@@ -650,6 +664,8 @@ class ReducingOptimizer(RuleOptimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self.sharded():
+            _require_process_group(self)
         self._scatter = {}
         work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
         stepped = any(item.chunks for item in work) and self._update(work) is not False

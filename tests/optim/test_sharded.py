@@ -136,3 +136,15 @@ def test_dadapt_adagrad_refuses_sharded_parameters_as_its_package():
     with pytest.raises(RuntimeError, match="Use D-Adapt Adam instead"):
         optimizer.add_param_group({"params": [shard]})
     assert len(optimizer.param_groups) == 1
+
+
+@pytest.mark.parametrize("name", sorted(WITH_FLAG))
+def test_a_sharded_step_without_a_process_group_is_a_clear_error_changing_nothing(name):
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    optimizer = getattr(optim, name)([p], fsdp_in_use=True)
+    with pytest.raises(ValueError, match=r"fsdp_in_use=True .*init_process_group first"):
+        optimizer.step()
+    assert torch.equal(p.detach(), torch.ones(3))
+    assert not optimizer.state[p]
+    assert optimizer.param_groups[0]["k"] == 0
