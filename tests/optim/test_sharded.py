@@ -102,6 +102,7 @@ def _rank(rank: int, store: str, out: str) -> None:
             results[key, "own sums"] = train(name, kwargs, impl, lo, hi, _whole_over_ranks)
     if rank == 0:
         torch.save(results, out)
+    dist.barrier()  # (a rank leaving while the other still talks aborts gloo now and then)
     dist.destroy_process_group()
 
 
