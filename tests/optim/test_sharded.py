@@ -9,10 +9,14 @@ the same optimizer in one process on the whole vector: sums are additive, so the
 must give its numbers to rounding. The packages' own sharded path runs on CUDA only (it reduces
 in ``torch.zeros(2).cuda()``), so it cannot be run beside ours here. Before, ``fsdp_in_use=True``
 was refused, and a marked shard trained silently on its own rank's sums (asserted here too: such
-a run lands far from the reference).
+a run lands far from the reference; for SLS it cannot even run, as each rank's line search takes
+its own number of trials).
 """
 
 from __future__ import annotations
+
+import os
+import sys
 
 import pytest
 import torch
@@ -99,11 +103,15 @@ def _rank(rank: int, store: str, out: str) -> None:
                 results[key, "flag"] = train(
                     name, kwargs, impl, lo, hi, _whole_over_ranks, flag=True
                 )
-            results[key, "own sums"] = train(name, kwargs, impl, lo, hi, _whole_over_ranks)
+            if name != "SLS":  # (on its own sums each rank's line search takes its own
+                # number of trials, and the ranks' collectives stop matching: gloo aborts)
+                results[key, "own sums"] = train(name, kwargs, impl, lo, hi, _whole_over_ranks)
     if rank == 0:
         torch.save(results, out)
-    dist.barrier()  # (a rank leaving while the other still talks aborts gloo now and then)
+    dist.barrier()
     dist.destroy_process_group()
+    sys.stdout.flush()
+    os._exit(0)  # (gloo's threads, torn down at interpreter exit, abort a rank now and then)
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +132,9 @@ def test_sharded_parameters_give_the_numbers_of_the_whole_vector(sharded_runs, c
     for mode in modes:
         sharded = sharded_runs[(name, str(kwargs), impl), mode]
         assert ((sharded - whole).abs().max() / whole.abs().max()).item() <= 1e-10, mode
-    own_sums = sharded_runs[(name, str(kwargs), impl), "own sums"]
-    assert ((own_sums - whole).abs().max() / whole.abs().max()).item() > 1e-6
+    if name != "SLS":
+        own_sums = sharded_runs[(name, str(kwargs), impl), "own sums"]
+        assert ((own_sums - whole).abs().max() / whole.abs().max()).item() > 1e-6
 
 
 def test_dadapt_adagrad_refuses_sharded_parameters_as_its_package():
