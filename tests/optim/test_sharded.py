@@ -6,11 +6,14 @@ Two gloo ranks on the CPU each hold a shard of one flat parameter vector (uneven
 elements, each shard as two tensors, as ``use_orig_params=True`` gives views), marked as FSDP
 marks its tensors (``_fsdp_flattened``) or flagged by ``fsdp_in_use=True``. The reference is
 the same optimizer in one process on the whole vector: sums are additive, so the sharded run
-must give its numbers to rounding. The packages' own sharded path runs on CUDA only (it reduces
-in ``torch.zeros(2).cuda()``), so it cannot be run beside ours here. Before, ``fsdp_in_use=True``
-was refused, and a marked shard trained silently on its own rank's sums (asserted here too: such
-a run lands far from the reference; for SLS it cannot even run, as each rank's line search takes
-its own number of trials).
+must give its numbers to rounding. The same holds under real FSDP1 on the CPU (its flat
+parameter, and its original parameters with ``use_orig_params=True``): a two-layer network
+trained on two ranks ends where one process ends. The packages' own sharded path runs on CUDA
+only (it reduces in ``torch.zeros(2).cuda()``), so it cannot be run beside ours here.
+
+Before, ``fsdp_in_use=True`` was refused, and a marked shard trained silently on its own rank's
+sums (asserted here too: such a run lands far from the reference; for SLS it cannot even run,
+as each rank's line search takes its own number of trials).
 """
 
 from __future__ import annotations
@@ -119,6 +122,69 @@ def sharded_runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sharded")
     mp.spawn(_rank, args=(str(folder / "store"), str(folder / "out.pt")), nprocs=2)
     return torch.load(folder / "out.pt")
+
+
+def _mlp() -> torch.nn.Module:
+    torch.manual_seed(0)
+    layers = (torch.nn.Linear(10, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    return torch.nn.Sequential(*layers).double()
+
+
+def _train_mlp(model, optimizer, rank: int = 0, world: int = 1) -> None:
+    """``STEPS`` updates on batches of 32 examples; each rank takes its half of each batch."""
+    for t in range(STEPS):
+        generator = torch.Generator().manual_seed(t)
+        x = torch.randn(32, 10, generator=generator, dtype=torch.float64)
+        y = torch.randint(0, 3, (32,), generator=generator)
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[rank::world]), y[rank::world]).backward()
+        optimizer.step()
+
+
+def _fsdp1_rank(rank: int, store: str, out: str) -> None:
+    """Real FSDP1 on the CPU: its flat parameter, and its original parameters as views
+    (``use_orig_params=True``), both marked ``_fsdp_flattened`` by FSDP itself."""
+    import warnings
+
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    warnings.filterwarnings("ignore")  # (FSDP1's deprecation notice)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    results = {}
+    for name in sorted(WITH_FLAG):
+        for use_orig_params in (False, True):
+            model = FSDP(_mlp(), device_id=torch.device("cpu"), use_orig_params=use_orig_params)
+            _train_mlp(model, getattr(optim, name)(model.parameters()), rank, 2)
+            with FSDP.summon_full_params(model):
+                whole = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+            results[name, use_orig_params] = whole.clone()
+    if rank == 0:
+        torch.save(results, out)
+    dist.barrier()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+@pytest.fixture(scope="module")
+def fsdp1_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fsdp1")
+    mp.spawn(_fsdp1_rank, args=(str(folder / "store"), str(folder / "out.pt")), nprocs=2)
+    return torch.load(folder / "out.pt")
+
+
+@pytest.mark.parametrize("use_orig_params", [False, True])
+@pytest.mark.parametrize("name", sorted(WITH_FLAG))
+def test_fsdp1_training_gives_the_numbers_of_one_process(fsdp1_runs, name, use_orig_params):
+    """Before, each rank's d came from its own shard: the weights ended 0.04 (Prodigy) and 0.22
+    (DAdaptAdam) away from one process's; now they agree to rounding."""
+    model = _mlp()
+    initial = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
+    _train_mlp(model, getattr(optim, name)(model.parameters()))
+    whole = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    assert (whole - initial).abs().max() > 1e-4, "the parameters did not move"
+    sharded = fsdp1_runs[name, use_orig_params][: whole.numel()]  # (a flat parameter is padded)
+    assert ((sharded - whole).abs().max() / whole.abs().max()).item() <= 1e-12
 
 
 @pytest.mark.parametrize("impl", IMPLS)
