@@ -86,6 +86,8 @@ class SPS(ReducingOptimizer):
         foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
 
     ``step(closure)`` (the closure returns the loss after ``backward()``) or ``step(loss=...)``.
+    Under data parallelism give the global batch's loss, the same on every rank (the runner's
+    closure does): each rank's own share would give each replica its own step size.
     The step size of the last update is ``param_groups[0]["step_size"]`` (a 0-dim tensor).
 
     Example:
