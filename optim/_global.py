@@ -395,6 +395,11 @@ class ReducingOptimizer(RuleOptimizer):
         (see :func:`sum_over_ranks`)."""
         return self._fsdp_marked or bool(self.param_groups[0].get("fsdp_in_use"))
 
+    def over_ranks(self, *sums: Tensor) -> tuple[Tensor, ...]:
+        """``sums`` over the whole model: summed over the ranks when the parameters are sharded
+        (:meth:`sharded`, :func:`sum_over_ranks`), as they are otherwise."""
+        return sum_over_ranks(*sums) if self.sharded() else sums
+
     def step_sizes(self) -> list[Tensor | float | None]:
         """Each param group's step size as the optimizer stands (read after an update, it is what
         a study or a TensorBoard chart follows): ``d * lr`` for Prodigy and D-Adaptation (the

@@ -20,6 +20,7 @@ from torch import Tensor
 from optim import _ops as ops
 from optim._base import _number, check_betas, check_nonnegative
 from optim._global import (
+    FSDP_FLATTENED,
     Chunk,
     ReducingOptimizer,
     Work,
@@ -36,7 +37,6 @@ from optim._global import (
     sum_of_products,
     sum_of_quotients,
     sum_of_squares,
-    sum_over_ranks,
     total,
 )
 
@@ -190,9 +190,7 @@ class DAdaptSGD(ReducingOptimizer):
                 if active(item.group)
                 for chunk in item.chunks
             ]
-            g_sq = total(squares, device)
-            if self.sharded():  # (a rank's sums are over its shard)
-                (g_sq,) = sum_over_ranks(g_sq)
+            (g_sq,) = self.over_ranks(total(squares, device))
             self.param_groups[-1]["g0_norm"] = g_sq.sqrt()
         # The package's loop variable: the last group on the first step, the first one after
         # (the same value, unless a group was added since: then the first group's, as there).
@@ -209,9 +207,7 @@ class DAdaptSGD(ReducingOptimizer):
                 numerators.append(n)
                 squares.append(s2)
         numerator = numerator + total(numerators, device)  # (kept per rank, as the package)
-        global_numerator, sk_sq = numerator, total(squares, device)
-        if self.sharded():
-            global_numerator, sk_sq = sum_over_ranks(numerator, sk_sq)
+        global_numerator, sk_sq = self.over_ranks(numerator, total(squares, device))
         d_hat = 2 * global_numerator / sk_sq.sqrt()
         new_d = _grow(d, d_hat, first["growth_rate"])
         new_d = _keep_unless(new_d, d, lr, sk_sq > 0)
@@ -415,9 +411,8 @@ class DAdaptAdam(ReducingOptimizer):
                 l1s.append(l1)
         old_numerator = self.scalar(first, "numerator_weighted", device)
         numerator = sqrt_beta2 * old_numerator + (1 - sqrt_beta2) * total(numerators, device)
-        global_numerator, sk_l1 = numerator, total(l1s, device)  # (numerator: kept per rank)
-        if self.sharded():  # (the package tests its own rank's sum for its early return)
-            global_numerator, sk_l1 = sum_over_ranks(numerator, sk_l1)
+        # (numerator is kept per rank; the package tests its own rank's sum for its early return)
+        global_numerator, sk_l1 = self.over_ranks(numerator, total(l1s, device))
         if known_zero(lr) or known_zero(sk_l1):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         d_hat = global_numerator / ((1 - sqrt_beta2) * sk_l1)
@@ -554,12 +549,15 @@ class DAdaptAdaGrad(ReducingOptimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         if self._fsdp_marked:
-            self.param_groups.pop()
+            group = self.param_groups.pop()
             self._fsdp_marked = False  # (an earlier group would have raised)
+            position = next(
+                i for i, p in enumerate(group["params"]) if getattr(p, FSDP_FLATTENED, False)
+            )
             raise RuntimeError(
                 "D-Adapt AdaGrad doesn't currently support fully-sharded data parallel. Use D-Adapt"
-                " Adam instead (as the dadaptation package says; a parameter here is an FSDP "
-                "shard)"
+                f" Adam instead (as the dadaptation package says; parameter {position} of param "
+                f"group {len(self.param_groups)} is an FSDP shard, marked {FSDP_FLATTENED})"
             )
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:

@@ -24,7 +24,6 @@ from optim._global import (
     Work,
     check_positive,
     sum_of_squares,
-    sum_over_ranks,
     total,
 )
 
@@ -149,9 +148,8 @@ class SPS(ReducingOptimizer):
     def _update(self, work: list[Work]) -> None:
         device = self._device_of(work)
         first = self.param_groups[0]
-        grad_sq = total([sum_of_squares(c.grads) for item in work for c in item.chunks], device)
-        if self.sharded():  # FSDP shards: ||g||^2 over all of them
-            (grad_sq,) = sum_over_ranks(grad_sq)
+        squares = [sum_of_squares(c.grads) for item in work for c in item.chunks]
+        (grad_sq,) = self.over_ranks(total(squares, device))  # (FSDP shards: over all of them)
         step = sps_step_size(
             _loss_tensor(self._loss, device),
             grad_sq,
@@ -323,10 +321,8 @@ class SLS(ReducingOptimizer):
         grads = [[g.clone() for g in c.grads] for c in chunks]
         starts = [[p.clone() for p in c.params] for c in chunks]
         # note: host reads, the line search's decisions (documented)
-        grad_sq = total([sum_of_squares(g) for g in grads], device)
-        if self.sharded():  # FSDP shards: ||g||^2 over all of them
-            (grad_sq,) = sum_over_ranks(grad_sq)
-        grad_sq = float(grad_sq)
+        (grad_sq,) = self.over_ranks(total([sum_of_squares(g) for g in grads], device))
+        grad_sq = float(grad_sq)  # (FSDP shards: ||g||^2 over all of them, above)
         loss = float(_loss_tensor(self._loss, device))
         eta = self._reset(first)
         streams, after_first_call = self._streams, self._streams.get()

@@ -26,7 +26,6 @@ from optim._global import (
     py_min,
     sum_of_abs,
     sum_of_products,
-    sum_over_ranks,
     total,
 )
 
@@ -294,9 +293,7 @@ class Prodigy(ReducingOptimizer):
                 numerators.append(numerator)
                 denominators.append(l1)
                 used[id(group), i] = grads
-        delta, d_denom = total(numerators, device), total(denominators, device)
-        if self.sharded():  # this rank's sums are over its shard
-            delta, d_denom = sum_over_ranks(delta, d_denom)
+        delta, d_denom = self.over_ranks(total(numerators, device), total(denominators, device))
         if known_zero(lr) or known_zero(d_denom):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         global_numerator = d_numerator + delta

@@ -272,6 +272,7 @@ def train_run(
             log.evaluation(0, eval_metrics(model, data, train))
         log.hypers(0, current_hypers(optimizer, driver))
     epoch, skip = divmod(step, per_epoch)
+    step_sizes = getattr(optimizer, "step_sizes", None)  # a learning-rate-free optimizer's own
     model.train()
     while step < steps and diverged is None:
         for xb, yb in itertools.islice(epoch_batches(data, train, seed, epoch), skip, None):
@@ -286,8 +287,8 @@ def train_run(
             if with_stats:
                 norm, before = grad_norm(params), [p.detach().clone() for p in params]
             optimizer.step(step_closure(loss, batch_loss, optimizer, rng, device, reduce))
-            if hasattr(optimizer, "step_sizes"):  # a learning-rate-free optimizer's own choice
-                log.step_sizes(step, optimizer.step_sizes())
+            if step_sizes is not None:
+                log.step_sizes(step, step_sizes())
             if with_stats:
                 log.stats(step, norm, update_ratio(params, before))
             log.train_loss(step, loss.detach())

@@ -208,6 +208,8 @@ def test_dadapt_adagrad_refuses_sharded_parameters_as_its_package():
     shard._fsdp_flattened = True
     with pytest.raises(RuntimeError, match="D-Adapt AdaGrad doesn't currently support fully"):
         optim.DAdaptAdaGrad([shard])
+    with pytest.raises(RuntimeError, match="parameter 1 of param group 0 is an FSDP shard"):
+        optim.DAdaptAdaGrad([plain, shard])
     optimizer = optim.DAdaptAdaGrad([plain])
     with pytest.raises(RuntimeError, match="Use D-Adapt Adam instead"):
         optimizer.add_param_group({"params": [shard]})
