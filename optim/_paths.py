@@ -12,9 +12,10 @@ calls the same rule; they differ only in which tensors they hand it.
   each one. Slices of an elementwise update give the same numbers as the whole tensor.
 * :class:`Packed` keeps the state of many small tensors in one optimizer-owned buffer per state
   key: a step gathers the gradients into one buffer (one multi-tensor copy), runs the rule once
-  over whole buffers, and adds the resulting update to the parameters (one multi-tensor add),
-  or, when that would round differently from torch (see ``RuleOptimizer._reads_params``),
-  gathers the parameters too, runs the rule on them and copies them back.
+  over whole buffers, and adds the resulting update to the parameters (one multi-tensor add,
+  scaled by the step size when the rule's last op is torch's fused ``p.add_(d, alpha=-lr)``),
+  or, when the rule reads the parameters (weight decay, Schedule-Free's interpolation; see
+  ``RuleOptimizer._reads_params``), gathers them too, runs the rule on them and copies them back.
   Parameters keep their own storage; the state tensors in ``optimizer.state`` are views into the
   buffers, checked every step, so a replaced state tensor or a reset ``optimizer.state`` is seen.
 * :class:`Flat` (``impl="flat"``) moves the parameters themselves into one buffer (their
@@ -321,8 +322,16 @@ class Packed(OwnedState):
         grads: list[Tensor],
         arguments: dict[str, Any],
         reads_params: bool,
+        update_scale: float = 1.0,
     ) -> bool:
         """One update of every packed tensor; False (nothing done) if their counts differ.
+
+        ``reads_params``: the rule runs on the gathered parameters, which are copied back after.
+        Otherwise it runs on a scratch filled with ``-0.0`` (``-0.0 + u`` is ``u`` exactly for
+        every ``u``, signed zeros included, where ``0.0 + (-0.0)`` would be ``+0.0``), which then
+        holds the update ``u``, and each parameter gets ``p.add_(u, alpha=update_scale)``:
+        torch's own last op when the rule's is a fused ``p.add_(d, alpha=-lr)`` run here with a
+        unit step (see ``RuleOptimizer._packed_arguments``), a plain ``p.add_(u)`` otherwise.
 
         Counts differ only after some tensors were skipped (no gradient); that step then runs on
         the plain lists, with one count per tensor, as torch does.
@@ -345,13 +354,15 @@ class Packed(OwnedState):
             if reads_params:
                 gather_into(work, work_views, params[i:j], one_dim)
             else:
-                work.zero_()  # the rule adds its update into zeros: work becomes the update
+                work.fill_(-0.0)  # the rule adds its update into these: work becomes the update
             state = {key: [self.buffers[key][begin:end]] for key in self.keys}
             rule([work], [grad], steps, state, **arguments)
             if reads_params:
                 torch._foreach_copy_(params[i:j], work_views)
-            else:
+            elif update_scale == 1:
                 torch._foreach_add_(params[i:j], work_views)
+            else:
+                torch._foreach_add_(params[i:j], work_views, alpha=update_scale)
         return True
 
 

@@ -118,6 +118,8 @@ class Adadelta(RuleOptimizer):
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
 
+    _step_size_argument = "lr"
+
     def _ends_in_fused_add(self, group: dict) -> bool:
         return not ops.is_unit(group["lr"])  # p.add_(delta, alpha=-lr); the default lr=1 splits
 

@@ -137,6 +137,8 @@ class RMSprop(RuleOptimizer):
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
 
+    _step_size_argument = "lr"
+
     def _ends_in_fused_add(self, group: dict) -> bool:
         # with momentum p.add_(buf, alpha=-lr); without, addcdiv_ (which splits exactly)
         return ops.may_be_nonzero(group["momentum"]) and not ops.is_unit(group["lr"])

@@ -52,8 +52,12 @@ def sgd_update(
         grads = ops.add_scaled(grads, params, weight_decay)
     if "momentum_buffer" in state:
         buffers = state["momentum_buffer"]
-        if first_step:  # the buffers are new zeros: b_1 = g_1 (a sparse g_1 works too)
-            torch._foreach_add_(buffers, grads)
+        if first_step:  # b_1 = g_1, a copy as torch's clone (0.0 + -0.0 would be +0.0)
+            if grads[0].is_sparse:  # (one at a time) into its sparse zeros: torch's sparse clone
+                torch._foreach_add_(buffers, grads)
+            else:  # (one copy_ each: DTensor has no sharding rule for _foreach_copy_)
+                for buffer, grad in zip(buffers, grads):
+                    buffer.copy_(grad)
         elif beside_first_step:
             alpha = ops.host_number(1 - dampening)
             for buffer, grad in zip(buffers, grads):
@@ -176,6 +180,8 @@ class SGD(RuleOptimizer):
                 if first and last[id(p)] != i:
                     states[i] = {key: self._new_state(group, p, key) for key in keys}
         return fresh
+
+    _step_size_argument = "lr"
 
     def _ends_in_fused_add(self, group: dict) -> bool:
         return not ops.is_unit(group["lr"])  # p.add_(d, alpha=-lr)

@@ -590,6 +590,62 @@ def test_tensor_hyperparameters_have_torchs_bits(case, shapes, impl, dtype):
     assert all(map(torch.equal, params, reference))
 
 
+SIGNED_ZERO_CASES = [
+    *DEFAULT_CASES,
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "maximize": True}),
+    ("SGD", {"lr": _tensor(0.05), "momentum": 0.5}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.5}),
+]
+
+
+def _bits(tensors):
+    """The tensors' bit patterns: ``torch.equal`` counts ``-0.0`` equal to ``0.0``."""
+    return [t.detach().reshape(-1).view(torch.int64 if t.dtype == torch.float64 else torch.int32)
+            for t in tensors]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("shapes", list(SETS))
+@pytest.mark.parametrize(
+    "case", SIGNED_ZERO_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(SIGNED_ZERO_CASES)]
+)
+def test_signed_zeros_are_torchs(case, shapes, impl, dtype):
+    """Parameters and gradients holding ``-0.0`` and ``+0.0`` (a ReLU's or ``x * 0``'s gradient
+    can be ``-0.0``): every bit, the zeros' signs included, as torch's two eager paths. Before,
+    the packed default path added updates into ``+0.0`` scratch (``0.0 + -0.0`` is ``+0.0``), so
+    a parameter at ``-0.0`` with a zero update turned ``+0.0`` (Adam, Adagrad, RMSprop), and
+    SGD's first momentum buffer was the gradient added into zeros rather than its copy
+    (``maximize=True``: every parameter at ``-0.0`` with a zero gradient, on every path)."""
+    name, kwargs = case
+
+    def run(cls):
+        generator = torch.Generator().manual_seed(5)
+
+        def signed_zeros(t, zeros):  # t with -0.0 or +0.0, at random, where zeros is True
+            signs = torch.rand(t.shape, generator=generator) < 0.5
+            return torch.where(zeros, torch.where(signs, -0.0, 0.0).to(dtype), t)
+
+        params, never_moved = [], []  # (elements at zero whose gradient is always zero)
+        for shape in SETS[shapes]:
+            zeros = torch.rand(shape, generator=generator) < 0.3
+            p = signed_zeros(torch.randn(shape, dtype=dtype, generator=generator), zeros)
+            params.append(p.requires_grad_())
+            never_moved.append(zeros & (torch.rand(shape, generator=generator) < 0.5))
+        optimizer = cls(params, **copy.deepcopy(kwargs))
+        for _ in range(4):
+            for p, fixed in zip(params, never_moved):
+                g = torch.randn(p.shape, dtype=dtype, generator=generator)
+                p.grad = signed_zeros(g, fixed | (torch.rand(p.shape, generator=generator) < 0.3))
+            optimizer.step()
+        return _bits(params)
+
+    ours_bits = run(functools.partial(ours(name), impl=impl))
+    for foreach in (False, True):
+        reference = run(functools.partial(theirs(name), foreach=foreach))
+        assert all(map(torch.equal, ours_bits, reference)), f"torch foreach={foreach}"
+
+
 # --- sparse gradients ----------------------------------------------------------------------
 
 
