@@ -90,6 +90,7 @@ from optim import _paths
 from optim._paths import (
     _DEVICE,
     _DTYPE,
+    _LAYOUT,
     FAST_DTYPES,
     PACK_AT_LEAST,
     Flat,
@@ -657,7 +658,7 @@ class RuleOptimizer(Optimizer):
             steady_flat = self.impl == "flat" and not compiling
             if steady_flat and self._steady_flat_step(index, group, grads):
                 continue  # (every gradient the layout's own view: none is None or sparse)
-            if any(g is None for g in grads):
+            if any(map(operator.is_, grads, itertools.repeat(None))):  # (a C-level pass)
                 params = [p for p, g in zip(params, grads) if g is not None]
                 grads = [g for g in grads if g is not None]
                 if not params:
@@ -777,8 +778,8 @@ class RuleOptimizer(Optimizer):
         if not layouts or len(layouts) != 1 or not isinstance(layouts[0], Packed):
             return False
         packed = layouts[0]
-        if any(map(_is_sparse, grads)):  # (torch's error, or its sparse update, one by one)
-            return False
+        if any(map(operator.is_not, map(_LAYOUT, grads), itertools.repeat(torch.strided))):
+            return False  # a sparse gradient: torch's error, or its sparse update, one by one
         if not self._still_valid(packed, params, group):
             return False
         return packed.step(type(self)._rule, params, grads, *self._packed_arguments(group))

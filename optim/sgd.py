@@ -110,11 +110,14 @@ class SGD(RuleOptimizer):
     _supports_sparse = True
     _complex_as_real = False  # torch.optim.SGD runs complex arithmetic on complex tensors
     _pack_below = PACK_BELOW // 8
-    """A rule of one to three ops, whose packed step also gathers the parameters (see
-    ``_ends_in_fused_add``). With momentum, against torch's foreach path on this project's
-    2-core CPU, packed / blocked lists: 1.6-1.9x / 1.0x on 2000 tensors of 1k, 0.95-1.4x /
-    1.14-1.16x on 800 of 4k, 0.7-1.1x / 1.19-1.25x on 400 of 10k, 0.6-0.96x / 1.05-1.08x on 200
-    of 15k: packing pays only for the smallest tensors."""
+    """A rule of one to three ops. With momentum, against torch's foreach path on this
+    project's 2-core CPU, packed / blocked lists: 1.6-1.9x / 1.0x on 2000 tensors of 1k,
+    0.95-1.4x / 1.14-1.16x on 800 of 4k, 0.7-1.1x / 1.19-1.25x on 400 of 10k, 0.6-0.96x /
+    1.05-1.08x on 200 of 15k, when the packed step gathered the parameters too; since it applies
+    torch's ``p.add_(d, alpha=-lr)`` itself (``_step_size_argument``; weight decay still
+    gathers them): 2.2x / 1.6x on 2000 of 1k, 1.7x / 1.6x on 800 of 4k, 1.3x / 1.5x on 400 of
+    10k, 1.25x / 1.4x on 200 of 15k, 1.2x / 1.6x on 400 of 40k (one run): packing still pays
+    only for the smallest tensors."""
 
     def __init__(
         self,
