@@ -19,9 +19,11 @@ one of the paths in ``optim._paths``:
     ``torch.cat`` or multi-tensor copy and one multi-tensor add (torch's own fused
     ``p.add_(d, alpha=-lr)`` where the rule ends in it), or copy where the rule reads the
     parameters (float32 and float64; other dtypes run torch's op sequence unchanged). Every one
-    of these gives torch's foreach path's bits. Only plain tensors take these strategies
-    (``optim._paths.plain``): a tensor subclass (``DTensor``, FSDP2's parameters) cannot mix
-    with plain buffers, so it runs torch's lists as they are, whose ops it dispatches itself.
+    of these gives torch's foreach path's bits, the signs of zeros included (but where torch
+    disagrees with itself, see ``optim._paths.FAST_DTYPES``). Only plain tensors take these
+    strategies (``optim._paths.plain``): a tensor subclass (``DTensor``, FSDP2's parameters)
+    cannot mix with plain buffers, so it runs torch's lists as they are, whose ops it
+    dispatches itself.
     A group run as plain lists keeps them for the next step while its parameters and state
     are unchanged (:class:`SteadyLists`), so a group of a few tiny tensors pays little
     bookkeeping. Two fixed costs torch pays are avoided: the step's profiler label is entered

@@ -82,7 +82,16 @@ FAST_DTYPES = (torch.float32, torch.float64)
 """Blocking and packing are used for these; other dtypes run torch's foreach sequence unchanged,
 so low-precision results are bitwise torch's (torch's bf16/fp16 CPU kernels round an element
 differently in a tensor's vectorised body and in its scalar tail, so an op over a packed round
-or a block is bitwise the op per tensor only in float32 and float64)."""
+or a block is bitwise the op per tensor only in float32 and float64).
+
+One exception in float32 and float64, torch's own and only in the sign of a zero: ``lerp`` with
+weight exactly 1 computes ``end - (end - start) * 0`` in the scalar tail and ``end + 0 * (end -
+start)`` in the vectorised body, so an ``end`` of ``-0.0`` gives ``+0.0`` in one and ``-0.0`` in
+the other (``torch.zeros(12).lerp_(torch.full((12,), -0.0), 1.0)`` is ``+0.0``; with 16 elements,
+``-0.0``). Adam with ``betas[0] = 0`` meets it on a gradient element of ``-0.0``: torch's
+``exp_avg`` then has the sign of wherever the element falls in its own tensor, and a packed or
+flat buffer gives the vectorised body's (values are the same either way; a parameter at zero
+may differ in its sign too)."""
 
 
 def packs_alike(params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
