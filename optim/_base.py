@@ -545,7 +545,12 @@ class RuleOptimizer(Optimizer):
         rather than on zeros, adding the result to them: the rule reads the parameters besides
         adding its update (weight decay), or its last op cannot be split in two (see
         :meth:`_ends_in_fused_add`)."""
-        return ops.may_be_nonzero(group.get("weight_decay", 0)) or self._ends_in_fused_add(group)
+        return self._decays_weights(group) or self._ends_in_fused_add(group)
+
+    @staticmethod
+    def _decays_weights(group: dict) -> bool:
+        """Whether the rule reads the parameters for weight decay (not known to be 0)."""
+        return ops.may_be_nonzero(group.get("weight_decay", 0))
 
     _step_size_argument: ClassVar[str | None] = None
     """The rule argument ``a`` (``"lr"``) of a rule whose last op is ``p.add_(d, alpha=-a)`` and
@@ -566,11 +571,7 @@ class RuleOptimizer(Optimizer):
         """
         arguments = self._host_arguments(group, first_step=False)
         key = self._step_size_argument
-        if (
-            key is not None
-            and self._ends_in_fused_add(group)
-            and not ops.may_be_nonzero(group.get("weight_decay", 0))
-        ):
+        if key is not None and self._ends_in_fused_add(group) and not self._decays_weights(group):
             scale = ops.host_number(-arguments[key])  # the rule's own alpha=-lr
             if not isinstance(scale, Tensor):  # (a device tensor: read the parameters)
                 arguments[key] = -1.0
