@@ -173,7 +173,11 @@ class DoG(ReducingOptimizer):
         etas = group.get("eta")
         if not etas:
             return None
-        return torch.stack(etas).quantile(0.5) if self.per_tensor else etas[0]
+        if not self.per_tensor:
+            return etas[0]
+        held = self._eta_vectors.get(id(group))  # (the runner asks after every update: no stack)
+        vector = held[1] if held is not None and held[0] is etas else torch.stack(etas)
+        return vector.quantile(0.5)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("init_buffer",)
@@ -206,6 +210,9 @@ class DoG(ReducingOptimizer):
         self._x0_lists: dict[int, tuple[list, list[Tensor]]] = {}
         """Each group's ``init_buffer`` list as last set, and its tensors, by the group's id
         (see :meth:`_follow_replaced_x0`)."""
+        self._eta_vectors: dict[int, tuple[list[Tensor], Tensor]] = {}
+        """LDoG: each group's ``eta`` list as last set, and the vector its tensors are views of
+        (see :meth:`_step_size`)."""
 
     def _chunks(self, index: int, group: dict) -> list[Chunk]:
         self._follow_replaced_x0(group)
@@ -358,6 +365,8 @@ class DoG(ReducingOptimizer):
             eta = eta * 0 + group["init_eta"]
             etas = list(eta.unbind()) if self.per_tensor else [eta] * count
         group.update(rbar=rbar, G=G, eta=etas)
+        if self.per_tensor:
+            self._eta_vectors[id(group)] = (etas, eta)
         self._keep_x0_in_group(group, chunks)
         for chunk, (grads, _, _) in zip(chunks, parts):
             if self.per_tensor:
