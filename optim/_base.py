@@ -656,6 +656,8 @@ class RuleOptimizer(Optimizer):
                 loss = closure()
         for index, group in enumerate(self.param_groups):
             params = group["params"]
+            if not params:  # (a group emptied in place: nothing to update, as in torch)
+                continue
             grads = [p.grad for p in params]
             compiling = torch.compiler.is_compiling()  # a user's torch.compile(step): plain lists
             steady_flat = self.impl == "flat" and not compiling

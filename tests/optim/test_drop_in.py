@@ -177,6 +177,23 @@ def test_parameters_reordered_in_their_group(default_case, shapes):
     _assert_same_state(t_opt, o_opt, rtol=0)
 
 
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+def test_a_param_group_emptied_in_place_is_skipped(default_case, shapes, impl):
+    """The last parameter moved out of its own group between steps, leaving the group empty:
+    torch updates nothing of it; on 223f17f the default and flat paths raised IndexError."""
+    name, kwargs = default_case
+    results = []
+    for make in (theirs(name), functools.partial(ours(name), impl=impl)):
+        params = _params(shapes)
+        optimizer = make([{"params": params[:-1]}, {"params": params[-1:]}], **kwargs)
+        _train(optimizer, params, 3)
+        optimizer.param_groups[1]["params"].pop()
+        _train(optimizer, params, 3, skip={len(params) - 1})
+        results.append(params)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize(("name", "key"), [("SGD", "momentum"), ("RMSprop", "momentum")])
 @pytest.mark.parametrize("change", [(0.0, 0.9), (0.9, 0.0)], ids=["0->0.9", "0.9->0"])
 def test_momentum_changed_between_steps(name, key, change, shapes):
