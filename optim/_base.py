@@ -323,6 +323,7 @@ class SteadyLists(NamedTuple):
     blocked: bool
     real: bool
     stamp: tuple[int, int]
+    plain: bool  # no tensor subclass (see optim._paths.plain): may run with other groups
 
 
 class RuleOptimizer(Optimizer):
@@ -552,6 +553,12 @@ class RuleOptimizer(Optimizer):
         """Whether the rule reads the parameters for weight decay (not known to be 0)."""
         return ops.may_be_nonzero(group.get("weight_decay", 0))
 
+    _per_tensor_arguments: ClassVar[tuple[str, ...]] = ()
+    """Rule arguments the rule also takes as a list with one number per tensor (``"lr"`` for the
+    classic optimizers, whose rules compute with it through ``optim._ops.per_tensor`` and
+    ``per_count``). Param groups that differ in nothing else run as one rule call on the
+    default path (:meth:`_merged_steps`), as per-layer learning rates make them."""
+
     _step_size_argument: ClassVar[str | None] = None
     """The rule argument ``a`` (``"lr"``) of a rule whose last op is ``p.add_(d, alpha=-a)`` and
     that uses ``a`` nowhere else (SGD, RMSprop with momentum, Adadelta), if any: see
@@ -654,9 +661,10 @@ class RuleOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        merged = self._merged_steps() if self._per_tensor_arguments else ()
         for index, group in enumerate(self.param_groups):
             params = group["params"]
-            if not params:  # (a group emptied in place: nothing to update, as in torch)
+            if index in merged or not params:  # (a group emptied in place: nothing, as torch)
                 continue
             grads = [p.grad for p in params]
             compiling = torch.compiler.is_compiling()  # a user's torch.compile(step): plain lists
@@ -867,9 +875,105 @@ class RuleOptimizer(Optimizer):
                 if stamp is not None:  # kept, checked and reused by the next step
                     real = dtype.is_floating_point  # (one dtype: no complex tensor)
                     held = list(ps)  # a copy: ps may be the group's own list, reordered later
-                    steady = SteadyLists(held, keys, counters, buffers, blocked, real, stamp)
+                    steady = SteadyLists(
+                        held, keys, counters, buffers, blocked, real, stamp, plain(held)
+                    )
                     layouts.append(steady)
         self._layouts[index] = layouts
+
+    def _merged_steps(self) -> set[int]:
+        """Run together, as one rule call, the param groups whose rule arguments differ only in
+        :attr:`_per_tensor_arguments`; the indices of the groups it updated.
+
+        Many param groups of a few small tensors each (per-layer learning rates, with weight
+        decay on some tensors of each layer and not on others) spend most of a step in
+        per-group overhead: each group is a rule call of several multi-tensor ops over a one-
+        or two-tensor list. torch's foreach path also runs one group at a time; its for-loop
+        path one tensor at a time. Here the groups that ran last step as plain lists
+        (:class:`SteadyLists`: dense gradients, state unchanged, one device and dtype, real,
+        plain tensors, not blocked, host counters) and whose other rule arguments are equal
+        host numbers are concatenated into one list, up to ``optim._paths.BLOCK`` elements a
+        call, and ``lr`` goes in as one number per tensor. Each tensor's arithmetic is its
+        group's: the rule's scalars are computed per tensor from its own ``lr``
+        (``optim._ops.per_count``), and a scalar-list op is torch's op on each tensor
+        (``_foreach_add_`` has no scalar list: it runs once per run of equal ``lr``), so the
+        bits are those of one call per group. (Arguments are compared as numbers, so a
+        hyperparameter of ``-0.0`` runs with groups of ``0.0``: in these rules both give the
+        same bits, since each such zero is added to a term that is never ``-0.0``, multiplies
+        a term that a non-negative one is added to after, or is tested ``!= 0``.) The
+        groups are disjoint (torch refuses a parameter in two groups), so their order does not
+        matter. Everything else runs group by group.
+        """
+        if self.impl != "foreach" or len(self.param_groups) < 2 or torch.compiler.is_compiling():
+            return set()
+        state = self.state
+        if not isinstance(state, TrackedState):
+            return set()
+        stamp = state.stamp()
+        merged: set[int] = set()
+        batches: dict[tuple, tuple[list, list[int]]] = {}  # (batch, [elements]) per signature
+
+        def run(batch: list) -> None:
+            if len(batch) > 1:
+                self._run_merged(batch)
+                merged.update(index for index, _, _ in batch)
+
+        for index, group in enumerate(self.param_groups):
+            layouts = self._layouts.get(index)
+            steady = layouts[0] if layouts and len(layouts) == 1 else None
+            if (
+                type(steady) is not SteadyLists
+                or steady.blocked
+                or not steady.real
+                or not steady.plain
+                or steady.stamp != stamp
+                or group.get("capturable")
+                or not _identical(group["params"], steady.params)
+                or self._state_keys(group) != steady.keys
+            ):
+                continue
+            grads = [p.grad for p in steady.params]
+            if any(map(operator.is_, grads, itertools.repeat(None))) or any(map(_is_sparse, grads)):
+                continue
+            arguments = self._rule_arguments(group)
+            if any(map(isinstance, arguments.values(), itertools.repeat(Tensor))):
+                continue  # (compared as numbers only: a device tensor's value is never read)
+            per_tensor = {name: arguments.pop(name) for name in self._per_tensor_arguments}
+            first = steady.params[0]
+            try:
+                signature = (first.device, first.dtype, *arguments.items())
+                batch, size = batches.setdefault(signature, ([], [0]))
+            except TypeError:  # (an unhashable argument: run on its own)
+                continue
+            elements = sum(map(Tensor.numel, steady.params))
+            if size[0] + elements > _paths.BLOCK:  # (a call's temporaries: at most a block)
+                run(batch)
+                batch.clear()
+                size[0] = 0
+            batch.append((index, steady, per_tensor))
+            size[0] += elements
+        for batch, _ in batches.values():
+            run(batch)
+        return merged
+
+    def _run_merged(self, batch: list[tuple[int, SteadyLists, dict]]) -> None:
+        """One rule call over the lists of the groups in ``batch`` (see :meth:`_merged_steps`)."""
+        first_index = batch[0][0]
+        group = self.param_groups[first_index]
+        params = [p for _, steady, _ in batch for p in steady.params]
+        counters = None
+        if self._counts_steps:
+            counters = [c for _, steady, _ in batch for c in steady.counters]
+        buffers = {
+            key: [t for _, steady, _ in batch for t in steady.buffers[key]]
+            for key in batch[0][1].keys
+        }
+        arguments = self._host_arguments(group, False, False)
+        for name in self._per_tensor_arguments:
+            arguments[name] = [values[name] for _, steady, values in batch for _ in steady.params]
+        steps = [None] * len(params) if counters is None else self._count(group, counters)
+        grads = [p.grad for p in params]
+        call_rule(type(self)._rule, params, grads, steps, buffers, arguments, False)
 
     def _steady(self, lists: SteadyLists, group: dict, params: list[Tensor]) -> bool:
         """Whether last step's lists still describe this group: the same parameter objects, the

@@ -45,23 +45,60 @@ def _on_host(value) -> bool:
     return isinstance(value, Tensor) and value.device.type == "cpu" and value.dim() == 0
 
 
-def per_count(formula: Callable[[float], Scalar], counts: list[float]) -> list[float]:
-    """``[formula(t) for t in counts]`` as numbers, ``formula`` evaluated once per distinct count.
+def per_count(
+    formula: Callable[..., Scalar], counts: list[float], *per_tensor: Scalar | list[float]
+) -> list[float]:
+    """``[formula(t, *values) for t, *values in zip(counts, *per_tensor)]`` as numbers, ``formula``
+    evaluated once per distinct ``(t, *values)``.
 
-    ``formula`` is a rule's host arithmetic on hyperparameters (a bias-corrected step size). A
-    hyperparameter given as a 0-dim host tensor (``lr=torch.tensor(0.01)``) makes it tensor
-    arithmetic in that tensor's dtype, as in torch.optim's for-loop path, and the value is read
-    back as a number (host memory: no synchronisation), as torch's op reads its ``value=``.
+    ``formula`` is a rule's host arithmetic on hyperparameters (a bias-corrected step size).
+    Each of ``per_tensor`` is a hyperparameter: one value for every tensor, or a list with one
+    value per tensor (param groups run together with their own learning rates; see
+    ``RuleOptimizer._per_tensor_arguments``). A hyperparameter given as a 0-dim host tensor
+    (``lr=torch.tensor(0.01)``) makes it tensor arithmetic in that tensor's dtype, as in
+    torch.optim's for-loop path, and the value is read back as a number (host memory: no
+    synchronisation), as torch's op reads its ``value=``.
 
     >>> lr = torch.tensor(0.01)  # float32
-    >>> per_count(lambda t: lr / (1 - 0.9**t), [1.0, 1.0]) == [float(lr / (1 - 0.9))] * 2
+    >>> per_count(lambda t, lr: lr / (1 - 0.9**t), [1.0, 1.0], lr) == [float(lr / (1 - 0.9))] * 2
     True
+    >>> per_count(lambda t, lr: lr * t, [1.0, 2.0], [0.5, 0.25])
+    [0.5, 0.5]
     """
-    if len(counts) == 1:  # (the common case, a step's one count, without the bookkeeping)
-        value = formula(counts[0])
-        return [value if isinstance(value, float) else host_number(value)]
-    values = {t: host_number(formula(t)) for t in set(counts)}
-    return [values[t] for t in counts]
+    if not any(type(values) is list for values in per_tensor):
+        if len(counts) == 1:  # (the common case, a step's one count, without the bookkeeping)
+            value = formula(counts[0], *per_tensor)
+            return [value if isinstance(value, float) else host_number(value)]
+        values = {t: host_number(formula(t, *per_tensor)) for t in set(counts)}
+        return [values[t] for t in counts]
+    columns = [
+        values if type(values) is list else itertools.repeat(values, len(counts))
+        for values in per_tensor
+    ]
+    rows = list(zip(counts, *columns))
+    computed = {row: host_number(formula(*row)) for row in set(rows)}
+    return [computed[row] for row in rows]
+
+
+def per_tensor(formula: Callable[..., Scalar], *arguments: Scalar | list[float]):
+    """``formula(*arguments)``, or where an argument is a list with one number per tensor (param
+    groups run together; see ``RuleOptimizer._per_tensor_arguments``), the list of its values
+    per tensor, ``formula`` evaluated once per distinct row: a multi-tensor op takes the list as
+    torch's scalar list.
+
+    >>> per_tensor(operator.neg, 0.5), per_tensor(operator.neg, [0.5, 0.5, 0.25])
+    (-0.5, [-0.5, -0.5, -0.25])
+    """
+    lengths = {len(values) for values in arguments if type(values) is list}
+    if not lengths:
+        return formula(*arguments)
+    (length,) = lengths
+    columns = [
+        values if type(values) is list else itertools.repeat(values, length) for values in arguments
+    ]
+    rows = list(zip(*columns))
+    computed = {row: formula(*row) for row in set(rows)}
+    return [computed[row] for row in rows]
 
 
 def host_in_dtype_of(value, xs: TensorList):
@@ -239,11 +276,22 @@ def add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> TensorList:
     return list(torch._foreach_add(xs, ys, alpha=scale))
 
 
-def add_scaled_(xs: TensorList, ys: TensorList, scale: Scalar) -> None:
-    """``x += scale * y`` for every pair."""
+def add_scaled_(xs: TensorList, ys: TensorList, scale: Scalar | list[float]) -> None:
+    """``x += scale * y`` for every pair (``scale`` a scalar, or one number per pair: each run
+    of equal numbers is one multi-tensor op with ``alpha=``, which has no scalar list; a run of
+    one CPU tensor is its ``add_``, the op the multi-tensor one runs for it on a CPU)."""
     scale = host_number(scale)
     if isinstance(scale, Tensor):
         torch._foreach_add_(xs, torch._foreach_mul(ys, in_dtype_of(scale, ys)))
+    elif type(scale) is list:
+        start = 0
+        for alpha, run in itertools.groupby(scale):
+            end = start + len(list(run))
+            if end - start == 1 and xs[start].is_cpu and type(xs[start]) is Tensor:
+                xs[start].add_(ys[start], alpha=alpha)
+            else:
+                torch._foreach_add_(xs[start:end], ys[start:end], alpha=alpha)
+            start = end
     else:
         torch._foreach_add_(xs, ys, alpha=scale)
 

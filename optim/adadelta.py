@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -51,7 +52,7 @@ def adadelta_update(
     torch._foreach_mul_(deltas, grads)
     ops.mul_(acc_deltas, rho)
     ops.addcmul_(acc_deltas, deltas, deltas, 1 - rho)
-    ops.add_scaled_(params, deltas, -lr)
+    ops.add_scaled_(params, deltas, ops.per_tensor(operator.neg, lr))
 
 
 class Adadelta(RuleOptimizer):
@@ -80,6 +81,7 @@ class Adadelta(RuleOptimizer):
     """
 
     _rule = staticmethod(adadelta_update)
+    _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "foreach": None,
         "maximize": False,

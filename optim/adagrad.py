@@ -47,7 +47,7 @@ def adagrad_update(
         ops.mul_(negative_lr, -lr)
         (negative_lr,) = ops.computed_once(negative_lr)
     else:  # counters known on the host: torch's double arithmetic
-        negative_lr = ops.per_count(lambda t: -lr / (1 + (t - 1) * lr_decay), steps)
+        negative_lr = ops.per_count(lambda t, lr: -lr / (1 + (t - 1) * lr_decay), steps, lr)
     sums = state["sum"]
     torch._foreach_addcmul_(sums, grads, grads, value=1)
     denominators = torch._foreach_sqrt(sums)
@@ -92,6 +92,7 @@ class Adagrad(RuleOptimizer):
     """
 
     _rule = staticmethod(adagrad_update)
+    _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "foreach": None,
         "maximize": False,

@@ -51,7 +51,7 @@ def adam_update(
         grads = list(torch._foreach_neg(grads))
     if ops.may_be_nonzero(weight_decay):
         if decoupled_weight_decay:
-            ops.mul_(params, 1 - lr * weight_decay)
+            ops.mul_(params, ops.per_tensor(lambda lr: 1 - lr * weight_decay, lr))
         else:
             grads = ops.add_scaled(grads, params, weight_decay)
     exp_avgs, exp_avg_sqs = state["exp_avg"], state["exp_avg_sq"]
@@ -78,7 +78,7 @@ def adam_update(
             negative_step_size, bias_correction2_sqrt
         )
     else:  # counters known on the host: torch's own double arithmetic, one number per tensor
-        negative_step_size = ops.per_count(lambda t: (lr / (1 - beta1**t)) * -1, steps)
+        negative_step_size = ops.per_count(lambda t, lr: (lr / (1 - beta1**t)) * -1, steps, lr)
         bias_correction2_sqrt = ops.per_count(lambda t: (1 - beta2**t) ** 0.5, steps)
     ops.div_(denominators, bias_correction2_sqrt)
     ops.add_(denominators, eps)
@@ -141,6 +141,7 @@ class Adam(RuleOptimizer):
     """
 
     _rule = staticmethod(adam_update)
+    _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "amsgrad": False,
         "maximize": False,

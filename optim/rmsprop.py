@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -59,9 +60,9 @@ def rmsprop_update(
         buffers = state["momentum_buffer"]
         ops.mul_(buffers, momentum)
         torch._foreach_addcdiv_(buffers, grads, denominators)
-        ops.add_scaled_(params, buffers, -lr)
+        ops.add_scaled_(params, buffers, ops.per_tensor(operator.neg, lr))
     else:
-        ops.addcdiv_(params, grads, denominators, -lr)
+        ops.addcdiv_(params, grads, denominators, ops.per_tensor(operator.neg, lr))
 
 
 class RMSprop(RuleOptimizer):
@@ -92,6 +93,7 @@ class RMSprop(RuleOptimizer):
     """
 
     _rule = staticmethod(rmsprop_update)
+    _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "momentum": 0,
         "centered": False,

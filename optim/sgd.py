@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -66,7 +67,7 @@ def sgd_update(
             ops.mul_(buffers, momentum)
             ops.add_scaled_(buffers, grads, 1 - dampening)
         grads = ops.add_scaled(grads, buffers, momentum) if nesterov else buffers
-    ops.add_scaled_(params, grads, -lr)
+    ops.add_scaled_(params, grads, ops.per_tensor(operator.neg, lr))
 
 
 class SGD(RuleOptimizer):
@@ -99,6 +100,7 @@ class SGD(RuleOptimizer):
     """
 
     _rule = staticmethod(sgd_update)
+    _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "nesterov": False,
         "maximize": False,
