@@ -326,6 +326,30 @@ class SteadyLists(NamedTuple):
     plain: bool  # no tensor subclass (see optim._paths.plain): may run with other groups
 
 
+class MergedBatch(NamedTuple):
+    """Param groups run as one rule call (see :meth:`RuleOptimizer._merged_steps`): their
+    concatenated lists, and what the next step checks before it runs them so again."""
+
+    indices: list[int]
+    groups: list[dict]
+    params: list[Tensor]
+    counts: list[int]  # tensors per group
+    counters: list[Tensor] | None
+    buffers: dict[str, list[Tensor]]
+    arguments: dict[str, Any]  # the rule's arguments but the per-tensor ones
+    fingerprints: list[tuple]  # per group: its keys but the per-tensor ones, their values, size
+
+
+class MergePlan(NamedTuple):
+    """Last step's :class:`MergedBatch` es, for the state stamp and number of groups they were
+    made with, and the indices of the groups they hold."""
+
+    stamp: tuple[int, int]
+    groups: int
+    batches: list[MergedBatch]
+    merged: set[int]
+
+
 class RuleOptimizer(Optimizer):
     """Base of every optimizer here; subclasses give validation, defaults and the rule.
 
@@ -406,6 +430,7 @@ class RuleOptimizer(Optimizer):
     def _reset_caches(self) -> None:
         """Everything derived from the state: rebuilt on demand, never pickled."""
         self._layouts: dict[int, list] = {}  # param group index -> its Packed or Flat layouts
+        self._merge_plan: MergePlan | None = None  # param groups run together last step
         self._unstepped: dict[int, weakref.ref] = {}  # counters created here, not yet counted
         self._compiled_rule: Callable[..., None] | None = None
         self._rule_keywords = tuple(
@@ -910,13 +935,23 @@ class RuleOptimizer(Optimizer):
         if not isinstance(state, TrackedState):
             return set()
         stamp = state.stamp()
-        merged: set[int] = set()
-        batches: dict[tuple, tuple[list, list[int]]] = {}  # (batch, [elements]) per signature
+        plan = self._merge_plan
+        if plan is not None and plan.stamp == stamp and plan.groups == len(self.param_groups):
+            prepared = [self._still_merged(batch) for batch in plan.batches]
+            if all(item is not None for item in prepared):
+                for batch, (grads, per_tensor) in zip(plan.batches, prepared):
+                    self._run_merged(batch, grads, per_tensor)
+                return plan.merged
+        self._merge_plan = None
+        candidates: dict[tuple, tuple[list, list[int]]] = {}  # (groups, [elements]) by signature
+        batches: list[MergedBatch] = []
 
-        def run(batch: list) -> None:
-            if len(batch) > 1:
-                self._run_merged(batch)
-                merged.update(index for index, _, _ in batch)
+        def run(candidate: list) -> None:
+            if len(candidate) < 2:
+                return
+            batch = self._merged_batch(candidate)
+            self._run_merged(batch, [p.grad for p in batch.params], self._per_tensor(batch))
+            batches.append(batch)
 
         for index, group in enumerate(self.param_groups):
             layouts = self._layouts.get(index)
@@ -938,42 +973,107 @@ class RuleOptimizer(Optimizer):
             arguments = self._rule_arguments(group)
             if any(map(isinstance, arguments.values(), itertools.repeat(Tensor))):
                 continue  # (compared as numbers only: a device tensor's value is never read)
-            per_tensor = {name: arguments.pop(name) for name in self._per_tensor_arguments}
+            for name in self._per_tensor_arguments:
+                del arguments[name]
             first = steady.params[0]
             try:
                 signature = (first.device, first.dtype, *arguments.items())
-                batch, size = batches.setdefault(signature, ([], [0]))
+                candidate, size = candidates.setdefault(signature, ([], [0]))
             except TypeError:  # (an unhashable argument: run on its own)
                 continue
             elements = sum(map(Tensor.numel, steady.params))
             if size[0] + elements > _paths.BLOCK:  # (a call's temporaries: at most a block)
-                run(batch)
-                batch.clear()
+                run(candidate)
+                candidate.clear()
                 size[0] = 0
-            batch.append((index, steady, per_tensor))
+            candidate.append((index, steady, arguments))
             size[0] += elements
-        for batch, _ in batches.values():
-            run(batch)
+        for candidate, _ in candidates.values():
+            run(candidate)
+        merged = {index for batch in batches for index in batch.indices}
+        if batches:
+            self._merge_plan = MergePlan(stamp, len(self.param_groups), batches, merged)
         return merged
 
-    def _run_merged(self, batch: list[tuple[int, SteadyLists, dict]]) -> None:
-        """One rule call over the lists of the groups in ``batch`` (see :meth:`_merged_steps`)."""
-        first_index = batch[0][0]
-        group = self.param_groups[first_index]
-        params = [p for _, steady, _ in batch for p in steady.params]
+    def _merged_batch(self, candidate: list[tuple[int, SteadyLists, dict]]) -> MergedBatch:
+        """The lists of the groups in ``candidate`` concatenated, and what :meth:`_still_merged`
+        checks at the next step: the groups' dicts and their values but the per-tensor ones."""
+        indices = [index for index, _, _ in candidate]
+        groups = [self.param_groups[index] for index in indices]
+        fingerprints = []
+        for group in groups:
+            skipped = ("params", *self._per_tensor_arguments)
+            keys = tuple(key for key in group if key not in skipped)
+            fingerprints.append((keys, tuple(map(group.__getitem__, keys)), len(group)))
         counters = None
         if self._counts_steps:
-            counters = [c for _, steady, _ in batch for c in steady.counters]
-        buffers = {
-            key: [t for _, steady, _ in batch for t in steady.buffers[key]]
-            for key in batch[0][1].keys
-        }
-        arguments = self._host_arguments(group, False, False)
-        for name in self._per_tensor_arguments:
-            arguments[name] = [values[name] for _, steady, values in batch for _ in steady.params]
-        steps = [None] * len(params) if counters is None else self._count(group, counters)
+            counters = [c for _, steady, _ in candidate for c in steady.counters]
+        return MergedBatch(
+            indices,
+            groups,
+            [p for _, steady, _ in candidate for p in steady.params],
+            [len(steady.params) for _, steady, _ in candidate],
+            counters,
+            {
+                key: [t for _, steady, _ in candidate for t in steady.buffers[key]]
+                for key in candidate[0][1].keys
+            },
+            candidate[0][2],
+            fingerprints,
+        )
+
+    def _still_merged(self, batch: MergedBatch) -> tuple[list, dict] | None:
+        """This step's gradients and per-tensor arguments of a batch of groups that ran
+        together last step, if nothing that decided it changed (the state is checked by the
+        caller): the same group dicts holding the same values (identity: a value assigned
+        again, even an equal one, sends the step through the full check), the same parameters,
+        dense gradients, and per-tensor arguments that are numbers. None otherwise."""
+        param_groups = self.param_groups
+        groups = [param_groups[index] for index in batch.indices]
+        if not all(map(operator.is_, groups, batch.groups)):
+            return None
+        try:
+            for group, (keys, values, size) in zip(groups, batch.fingerprints):
+                if len(group) != size or not all(
+                    map(operator.is_, map(group.__getitem__, keys), values)
+                ):
+                    return None
+        except KeyError:  # (a key replaced by another)
+            return None
+        params = [p for group in groups for p in group["params"]]
+        if not _identical(params, batch.params):
+            return None
         grads = [p.grad for p in params]
-        call_rule(type(self)._rule, params, grads, steps, buffers, arguments, False)
+        if any(map(operator.is_, grads, itertools.repeat(None))) or any(map(_is_sparse, grads)):
+            return None
+        per_tensor = self._per_tensor(batch)
+        return (grads, per_tensor) if per_tensor is not None else None
+
+    def _per_tensor(self, batch: MergedBatch) -> dict[str, list] | None:
+        """Each per-tensor argument of the batch's groups, one value per tensor; None if one
+        is not a number."""
+        groups = batch.groups
+        per_tensor = {}
+        for name in self._per_tensor_arguments:
+            values = [group[name] for group in groups]
+            if any(map(isinstance, values, itertools.repeat(Tensor))):
+                return None
+            if len(values) != len(batch.params):  # (a group of several tensors)
+                values = [v for v, n in zip(values, batch.counts) for _ in range(n)]
+            per_tensor[name] = values
+        return per_tensor
+
+    def _run_merged(self, batch: MergedBatch, grads: list[Tensor], per_tensor: dict) -> None:
+        """One rule call over the lists of the groups in ``batch`` (see :meth:`_merged_steps`)."""
+        group = batch.groups[0]
+        counters = batch.counters
+        steps = [None] * len(batch.params) if counters is None else self._count(group, counters)
+        arguments = {**batch.arguments, **per_tensor}
+        if "first_step" in self._rule_keywords:
+            arguments["first_step"] = False
+        if "beside_first_step" in self._rule_keywords:
+            arguments["beside_first_step"] = False
+        call_rule(type(self)._rule, batch.params, grads, steps, batch.buffers, arguments, False)
 
     def _steady(self, lists: SteadyLists, group: dict, params: list[Tensor]) -> bool:
         """Whether last step's lists still describe this group: the same parameter objects, the

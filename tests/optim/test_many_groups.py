@@ -44,9 +44,9 @@ def merged_calls(monkeypatch):
     calls = []
     original = _base.RuleOptimizer._run_merged
 
-    def counting(self, batch):
-        calls.append(len(batch))
-        return original(self, batch)
+    def counting(self, batch, *rest):
+        calls.append(len(batch.indices))
+        return original(self, batch, *rest)
 
     monkeypatch.setattr(_base.RuleOptimizer, "_run_merged", counting)
     return calls
@@ -78,7 +78,7 @@ def _loss(params: list[torch.Tensor], t: int, masks: list[torch.Tensor]) -> torc
     )
 
 
-def _train(make, options: dict, dtypes, events=None, steps: int = 5) -> list[torch.Tensor]:
+def _train(make, options: dict, dtypes, events=None, steps: int = 6) -> list[torch.Tensor]:
     """``steps`` updates of param groups with per-group learning rates, each multiplied by a
     per-group factor after every step (a per-layer schedule); ``events(t, optimizer, groups)``
     may change anything before step ``t``. The parameters after the last step."""
@@ -123,9 +123,9 @@ def test_groups_run_together_give_torchs_bits(data, name, dtype):
     calls = []
     original = _base.RuleOptimizer._run_merged
 
-    def counting(self, batch):
-        calls.append(len(batch))
-        return original(self, batch)
+    def counting(self, batch, *rest):
+        calls.append(len(batch.indices))
+        return original(self, batch, *rest)
 
     _base.RuleOptimizer._run_merged = counting
     try:
@@ -153,51 +153,69 @@ NAMES_AND_OPTIONS = [
 ]
 
 
-def _no_gradient_for_group_2_at_step_2(t, optimizer, groups):
+def _no_gradient_for_group_2_at_step_3(t, optimizer, groups):
     for p in groups[2]:
-        p.in_loss = t != 2  # no gradient at step 2 (set_to_none): torch skips the parameters
+        p.in_loss = t != 3  # no gradient at step 3 (set_to_none): torch skips the parameters
 
 
-def _weight_decay_for_group_3_from_step_2(t, optimizer, groups):
-    if t == 2:
+def _weight_decay_for_group_3_from_step_3(t, optimizer, groups):
+    if t == 3:
         optimizer.param_groups[3]["weight_decay"] = 0.05
 
 
-def _tensor_lr_for_group_1_from_step_2(t, optimizer, groups):
-    if t == 2:
+def _tensor_lr_for_group_1_from_step_3(t, optimizer, groups):
+    if t == 3:
         optimizer.param_groups[1]["lr"] = torch.tensor(optimizer.param_groups[1]["lr"])
 
 
-def _state_of_group_4_reset_at_step_3(t, optimizer, groups):
-    if t == 3:
+def _state_of_group_4_reset_at_step_4(t, optimizer, groups):
+    if t == 4:
         for p in groups[4]:
             optimizer.state[p] = {}  # starts again, as torch's does
 
 
-def _group_7_added_at_step_2(t, optimizer, groups):
+def _group_7_added_at_step_3(t, optimizer, groups):
     if t == 0:  # the last group is not in the optimizer yet, and has no part in the loss
         optimizer.param_groups.pop()
         for p in groups[7]:
             p.in_loss = False
-    if t == 2:
+    if t == 3:
         for p in groups[7]:
             p.in_loss = True
         optimizer.add_param_group({"params": groups[7], "lr": 0.01})
 
 
-def _parameter_of_group_7_moved_to_group_3_at_step_2(t, optimizer, groups):
-    if t == 2:  # (torch takes a list edited in place; the state starts at the next step)
+def _parameter_of_group_7_moved_to_group_3_at_step_3(t, optimizer, groups):
+    if t == 3:  # (torch takes a list edited in place; the state starts at the next step)
         moved = optimizer.param_groups[7]["params"].pop()
         optimizer.param_groups[3]["params"].append(moved)
 
 
+def _group_3_replaced_by_a_copy_at_step_3(t, optimizer, groups):
+    if t == 3:  # (the schedule then sets the copy's lr)
+        optimizer.param_groups[3] = dict(optimizer.param_groups[3])
+
+
+def _equal_values_assigned_again_and_a_key_added_at_step_3(t, optimizer, groups):
+    if t == 3:
+        for group in optimizer.param_groups[::2]:  # new objects, equal values
+            group["weight_decay"] = float(repr(group["weight_decay"]))
+            group["eps" if "eps" in group else "maximize"] = (
+                float(repr(group["eps"])) if "eps" in group else bool(group["maximize"])
+            )
+    if t == 4:
+        optimizer.param_groups[1]["name"] = "layer 1"
+
+
 EVENTS = {
-    "parameter moved": _parameter_of_group_7_moved_to_group_3_at_step_2,
-    "no gradient": _no_gradient_for_group_2_at_step_2,
-    "weight decay changed": _weight_decay_for_group_3_from_step_2,
-    "tensor lr": _tensor_lr_for_group_1_from_step_2,
-    "state reset": _state_of_group_4_reset_at_step_3,
-    "group added": _group_7_added_at_step_2,
+    "group replaced by a copy": _group_3_replaced_by_a_copy_at_step_3,
+    "equal values assigned, key added": _equal_values_assigned_again_and_a_key_added_at_step_3,
+    "parameter moved": _parameter_of_group_7_moved_to_group_3_at_step_3,
+    "no gradient": _no_gradient_for_group_2_at_step_3,
+    "weight decay changed": _weight_decay_for_group_3_from_step_3,
+    "tensor lr": _tensor_lr_for_group_1_from_step_3,
+    "state reset": _state_of_group_4_reset_at_step_4,
+    "group added": _group_7_added_at_step_3,
 }
 
 
@@ -229,7 +247,7 @@ def test_momentum_switched_on_in_one_group_gives_torchs_bits(name, options, merg
         if t == 0:
             optimizer.param_groups[5]["momentum"] = 0.0
             optimizer.param_groups[5]["nesterov"] = False
-        if t == 2:
+        if t == 3:
             optimizer.param_groups[5]["momentum"] = 0.9
 
     dtypes = [torch.float32] * len(GROUP_SIZES)
