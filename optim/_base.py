@@ -29,8 +29,9 @@ one of the paths in ``optim._paths``:
     bookkeeping. Two fixed costs torch pays are avoided: the step's profiler label is entered
     only while a profiler runs (:func:`hooked_step`), and a number multiplying a list is passed
     as a kept 0-dim tensor (``optim._ops.operand``). A model of a few tiny tensors then steps
-    faster than torch's for-loop path; many param groups of one small tensor each do not yet
-    (the README's benchmark section measures by how much).
+    faster than torch's for-loop path. Param groups that ran as such lists and differ only in
+    ``lr`` (per-layer learning rates) run as one rule call with one ``lr`` per tensor, kept as
+    a plan that the next step checks by identity (:meth:`RuleOptimizer._merged_steps`).
 ``impl="single"`` (``foreach=False``)
     one parameter at a time: the readable reference, torch's for-loop path (the same rule, so
     its bits are torch's foreach path's: in float32 and float64 torch's two paths agree bit for
