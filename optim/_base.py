@@ -364,7 +364,9 @@ class RuleOptimizer(Optimizer):
       ``zeros_like`` unless :meth:`_new_state` says otherwise;
     * ``_supports_sparse``: whether sparse gradients are accepted (torch: SGD and Adagrad);
     * ``_complex_as_real``: whether the rule sees complex tensors as real pairs (torch's Adam,
-      Adagrad, RMSprop, Adadelta) or runs complex arithmetic on them (torch's SGD).
+      Adagrad, RMSprop, Adadelta) or runs complex arithmetic on them (torch's SGD);
+    * ``_per_tensor_arguments``: rule arguments the rule also takes one per tensor (``"lr"``),
+      so that param groups differing only in them run as one rule call.
 
     Args (besides the algorithm's own, all as in torch.optim):
         foreach: ``True`` or ``None`` runs the default ``"foreach"`` path, ``False`` ``"single"``.
