@@ -689,7 +689,11 @@ class RuleOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        merged = self._merged_steps() if self._per_tensor_arguments else ()
+        merged = (
+            self._merged_steps()
+            if self._per_tensor_arguments and len(self.param_groups) > 1
+            else ()
+        )
         for index, group in enumerate(self.param_groups):
             params = group["params"]
             if index in merged or not params:  # (a group emptied in place: nothing, as torch)

@@ -65,7 +65,7 @@ def per_count(
     >>> per_count(lambda t, lr: lr * t, [1.0, 2.0], [0.5, 0.25])
     [0.5, 0.5]
     """
-    if not any(type(values) is list for values in per_tensor):
+    if list not in map(type, per_tensor):  # (one value for every tensor: a C-level pass)
         if len(counts) == 1:  # (the common case, a step's one count, without the bookkeeping)
             value = formula(counts[0], *per_tensor)
             return [value if isinstance(value, float) else host_number(value)]
@@ -80,19 +80,28 @@ def per_count(
     return [computed[row] for row in rows]
 
 
+def negated(value: Scalar | list[float]):
+    """``-value``, or for one number per tensor (see :func:`per_tensor`) each negated: the
+    ``alpha=-lr`` of a rule's last op, without :func:`per_tensor`'s bookkeeping on a hot path.
+
+    >>> negated(0.5), negated([0.5, 0.25])
+    (-0.5, [-0.5, -0.25])
+    """
+    return [-v for v in value] if type(value) is list else -value
+
+
 def per_tensor(formula: Callable[..., Scalar], *arguments: Scalar | list[float]):
     """``formula(*arguments)``, or where an argument is a list with one number per tensor (param
     groups run together; see ``RuleOptimizer._per_tensor_arguments``), the list of its values
     per tensor, ``formula`` evaluated once per distinct row: a multi-tensor op takes the list as
     torch's scalar list.
 
-    >>> per_tensor(operator.neg, 0.5), per_tensor(operator.neg, [0.5, 0.5, 0.25])
-    (-0.5, [-0.5, -0.5, -0.25])
+    >>> per_tensor(lambda lr: 1 - lr * 0.1, 0.5), per_tensor(lambda lr: 1 - lr, [0.5, 0.25])
+    (0.95, [0.5, 0.75])
     """
-    lengths = {len(values) for values in arguments if type(values) is list}
-    if not lengths:
+    if list not in map(type, arguments):  # (one value for every tensor: a C-level pass)
         return formula(*arguments)
-    (length,) = lengths
+    (length,) = {len(values) for values in arguments if type(values) is list}
     columns = [
         values if type(values) is list else itertools.repeat(values, length) for values in arguments
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -52,7 +51,7 @@ def adadelta_update(
     torch._foreach_mul_(deltas, grads)
     ops.mul_(acc_deltas, rho)
     ops.addcmul_(acc_deltas, deltas, deltas, 1 - rho)
-    ops.add_scaled_(params, deltas, ops.per_tensor(operator.neg, lr))
+    ops.add_scaled_(params, deltas, ops.negated(lr))
 
 
 class Adadelta(RuleOptimizer):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -60,9 +59,9 @@ def rmsprop_update(
         buffers = state["momentum_buffer"]
         ops.mul_(buffers, momentum)
         torch._foreach_addcdiv_(buffers, grads, denominators)
-        ops.add_scaled_(params, buffers, ops.per_tensor(operator.neg, lr))
+        ops.add_scaled_(params, buffers, ops.negated(lr))
     else:
-        ops.addcdiv_(params, grads, denominators, ops.per_tensor(operator.neg, lr))
+        ops.addcdiv_(params, grads, denominators, ops.negated(lr))
 
 
 class RMSprop(RuleOptimizer):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -67,7 +66,7 @@ def sgd_update(
             ops.mul_(buffers, momentum)
             ops.add_scaled_(buffers, grads, 1 - dampening)
         grads = ops.add_scaled(grads, buffers, momentum) if nesterov else buffers
-    ops.add_scaled_(params, grads, ops.per_tensor(operator.neg, lr))
+    ops.add_scaled_(params, grads, ops.negated(lr))
 
 
 class SGD(RuleOptimizer):
