@@ -307,3 +307,21 @@ def test_hyperparameters_of_negative_and_positive_zero_run_together_with_torchs_
     ours = _train(alternating(_ours(name)), options, dtypes)
     assert max(merged_calls) == len(GROUP_SIZES)
     assert_same_bits(ours, _train(alternating(_torch(name)), options, dtypes), name)
+
+
+def test_momentum_switched_off_in_two_groups_gives_torchs_bits(merged_calls):
+    """Two groups whose momentum goes to 0 together run together without their buffers (which
+    their state keeps, as torch's), not as if the buffers still applied (with dampening the
+    numbers would differ)."""
+
+    def momentum_off_in_groups_5_and_6(t, optimizer, groups):
+        if t == 3:
+            for group in optimizer.param_groups[5:7]:
+                group["momentum"] = 0.0
+
+    options = {"lr": 0.05, "momentum": 0.9, "dampening": 0.5}
+    dtypes = [torch.float32] * len(GROUP_SIZES)
+    ours = _train(_ours("SGD"), options, dtypes, momentum_off_in_groups_5_and_6)
+    assert merged_calls
+    theirs = _train(_torch("SGD"), options, dtypes, momentum_off_in_groups_5_and_6)
+    assert_same_bits(ours, theirs, "SGD, momentum off in two groups")
