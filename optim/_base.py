@@ -936,7 +936,7 @@ class RuleOptimizer(Optimizer):
         groups are disjoint (torch refuses a parameter in two groups), so their order does not
         matter. Everything else runs group by group.
         """
-        if self.impl != "foreach" or len(self.param_groups) < 2 or torch.compiler.is_compiling():
+        if self.impl != "foreach" or torch.compiler.is_compiling():
             return set()
         state = self.state
         if not isinstance(state, TrackedState):
@@ -968,16 +968,14 @@ class RuleOptimizer(Optimizer):
                 or steady.blocked
                 or not steady.real
                 or not steady.plain
-                or steady.stamp != stamp
                 or group.get("capturable")
-                or not _identical(group["params"], steady.params)
-                or self._state_keys(group) != steady.keys
+                or not self._steady(steady, group, group["params"])
             ):
                 continue
             grads = [p.grad for p in steady.params]
             if any(map(operator.is_, grads, itertools.repeat(None))) or any(map(_is_sparse, grads)):
                 continue
-            arguments = self._rule_arguments(group)
+            arguments = self._host_arguments(group, first_step=False)
             if any(map(isinstance, arguments.values(), itertools.repeat(Tensor))):
                 continue  # (compared as numbers only: a device tensor's value is never read)
             for name in self._per_tensor_arguments:
@@ -1076,10 +1074,6 @@ class RuleOptimizer(Optimizer):
         counters = batch.counters
         steps = [None] * len(batch.params) if counters is None else self._count(group, counters)
         arguments = {**batch.arguments, **per_tensor}
-        if "first_step" in self._rule_keywords:
-            arguments["first_step"] = False
-        if "beside_first_step" in self._rule_keywords:
-            arguments["beside_first_step"] = False
         call_rule(type(self)._rule, batch.params, grads, steps, batch.buffers, arguments, False)
 
     def _steady(self, lists: SteadyLists, group: dict, params: list[Tensor]) -> bool:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from optim._paths import _PLAIN_TYPES
+
 Scalar = float | Tensor
 TensorList = list[Tensor]
 _DTYPE = operator.attrgetter("dtype")
@@ -71,13 +73,7 @@ def per_count(
             return [value if isinstance(value, float) else host_number(value)]
         values = {t: host_number(formula(t, *per_tensor)) for t in set(counts)}
         return [values[t] for t in counts]
-    columns = [
-        values if type(values) is list else itertools.repeat(values, len(counts))
-        for values in per_tensor
-    ]
-    rows = list(zip(counts, *columns))
-    computed = {row: host_number(formula(*row)) for row in set(rows)}
-    return [computed[row] for row in rows]
+    return _per_row(lambda *row: host_number(formula(*row)), (counts, *per_tensor), len(counts))
 
 
 def negated(value: Scalar | list[float]):
@@ -102,6 +98,12 @@ def per_tensor(formula: Callable[..., Scalar], *arguments: Scalar | list[float])
     if list not in map(type, arguments):  # (one value for every tensor: a C-level pass)
         return formula(*arguments)
     (length,) = {len(values) for values in arguments if type(values) is list}
+    return _per_row(formula, arguments, length)
+
+
+def _per_row(formula: Callable[..., Scalar], arguments: tuple, length: int) -> list:
+    """``formula`` over ``length`` rows, a list argument giving each row its own value and any
+    other the same one, evaluated once per distinct row."""
     columns = [
         values if type(values) is list else itertools.repeat(values, length) for values in arguments
     ]
@@ -296,7 +298,7 @@ def add_scaled_(xs: TensorList, ys: TensorList, scale: Scalar | list[float]) -> 
         start = 0
         for alpha, run in itertools.groupby(scale):
             end = start + len(list(run))
-            if end - start == 1 and xs[start].is_cpu and type(xs[start]) is Tensor:
+            if end - start == 1 and xs[start].is_cpu and type(xs[start]) in _PLAIN_TYPES:
                 xs[start].add_(ys[start], alpha=alpha)
             else:
                 torch._foreach_add_(xs[start:end], ys[start:end], alpha=alpha)
