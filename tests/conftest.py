@@ -15,6 +15,21 @@ settings.register_profile(
 settings.load_profile("stepsize")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_data_cache(tmp_path_factory):
+    """Generated data (MNIST-1D) are cached in a folder of this session's own, never in the user's
+    ``~/.cache/stepsize``: every run of the suite generates what it uses, as on a fresh machine,
+    and leaves nothing behind. Subprocesses inherit it through ``STEPSIZE_CACHE``."""
+    cache = tmp_path_factory.mktemp("stepsize-cache")
+    previous = os.environ.get("STEPSIZE_CACHE")
+    os.environ["STEPSIZE_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("STEPSIZE_CACHE", None)
+    else:
+        os.environ["STEPSIZE_CACHE"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _seeded_torch():
     """Each test starts from the same global RNG state and restores the default dtype."""

@@ -111,19 +111,6 @@ def test_ray_backend_gives_the_numbers_of_one_job(tmp_path, mnist1d_cache, capsy
     assert "4 of 4 runs already finished" in capsys.readouterr().out
 
 
-def test_default_experiment_quick(tmp_path):
-    assert main(["run", "--quick", "--logdir", str(tmp_path), "--quiet"]) == 0
-    summary = json.loads((tmp_path / f"{DEFAULT_EXPERIMENT}-quick" / "summary.json").read_text())
-    assert len(summary["runs"]) == 6
-    for run in summary["runs"]:
-        assert run["status"] == "finished"
-        assert all(math.isfinite(v) for v in run["final"].values())
-    # The fallback: MNIST-1D at Fashion-MNIST's size, so 30 epochs make d2l's updates.
-    table = (tmp_path / f"{DEFAULT_EXPERIMENT}-quick" / "summary.md").read_text()
-    assert "dataset `mnist1d` (60,000 training / 10,000 test examples), model `lenet1d`" in table
-    assert summary["runs"][0]["steps"] == 2 * math.ceil(60_000 / 256)  # --quick: 2 epochs
-
-
 def test_list_names_every_bundled_experiment(capsys):
     from runs.catalog import bundled_experiments
 
