@@ -45,6 +45,8 @@ arithmetic on a tensor, so their numbers are matched for a float ``lr``.
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 import operator
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -53,7 +55,7 @@ import torch
 from torch import Tensor
 
 from optim import _paths
-from optim._base import RuleOptimizer, _is_sparse, without_grad
+from optim._base import RuleOptimizer, _is_sparse, _number, without_grad
 from optim._paths import (
     _DTYPE,
     _GRAD,
@@ -718,17 +720,27 @@ def common_lr(param_groups: list[dict], device: torch.device) -> float | Tensor:
 
 def check_positive(value: Any, name: str) -> None:
     """Raise unless ``value`` is a number > 0 (the references' ``0 < value``)."""
-    from optim._base import _number
-
     number = _number(value, name)
     if not number > 0:
         raise ValueError(f"{name} must be a number > 0, got {name}={value!r}")
 
 
+def check_finite(value: Any, name: str, meaning: str = "") -> None:
+    """Raise unless ``value`` is a finite number (NaN and infinities are refused: they reach every
+    parameter as NaN). ``meaning`` says what the number is, for the message."""
+    if not math.isfinite(_number(value, name)):
+        what = f" ({meaning})" if meaning else ""
+        raise ValueError(f"{name} must be a finite number{what}, got {name}={value!r}")
+
+
+def check_count(value: Any, name: str, low: int) -> None:
+    """Raise unless ``value`` is an integer >= ``low`` (a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
+
+
 def check_at_least(value: Any, name: str, low: float) -> None:
     """Raise unless ``value`` is a number >= ``low`` (infinity allowed)."""
-    from optim._base import _number
-
     number = _number(value, name)
     if not number >= low:
         raise ValueError(f"{name} must be a number >= {low:g} (inf allowed), got {name}={value!r}")

@@ -27,6 +27,7 @@ from optim._global import (
     active,
     add_products_,
     check_at_least,
+    check_count,
     check_positive,
     common_lr,
     d_times_lr,
@@ -48,10 +49,11 @@ def _grow(d: Tensor, d_hat: Tensor, growth_rate: float) -> Tensor:
     return py_max(d, py_min(d_hat, d * growth_rate))
 
 
-def _common_checks(lr: Any, d0: Any, growth_rate: Any) -> None:
+def _common_checks(lr: Any, d0: Any, growth_rate: Any, log_every: Any) -> None:
     check_positive(d0, "d0")
     check_positive(lr, "lr")
     check_at_least(growth_rate, "growth_rate", 1.0)
+    check_count(log_every, "log_every", 0)
 
 
 def _log(optimizer: ReducingOptimizer, group: dict, k: int, **values: Any) -> None:
@@ -150,7 +152,7 @@ class DAdaptSGD(ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        _common_checks(lr, d0, growth_rate)
+        _common_checks(lr, d0, growth_rate, log_every)
         from optim._base import check_interval
 
         check_interval(momentum, "momentum", 0.0, 1.0, high_open=True)
@@ -365,7 +367,7 @@ class DAdaptAdam(ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        _common_checks(lr, d0, growth_rate)
+        _common_checks(lr, d0, growth_rate, log_every)
         check_positive(eps, "eps")
         check_betas(betas)
         check_nonnegative(weight_decay, "weight_decay")
@@ -532,7 +534,7 @@ class DAdaptAdaGrad(ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        _common_checks(lr, d0, growth_rate)
+        _common_checks(lr, d0, growth_rate, log_every)
         check_nonnegative(momentum, "momentum")
         check_positive(eps, "eps")
         check_nonnegative(weight_decay, "weight_decay")

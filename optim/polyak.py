@@ -22,6 +22,8 @@ from optim._base import _number, check_interval, check_nonnegative, without_grad
 from optim._global import (
     ReducingOptimizer,
     Work,
+    check_count,
+    check_finite,
     check_positive,
     sum_of_squares,
     total,
@@ -116,7 +118,7 @@ class SPS(ReducingOptimizer):
     ) -> None:
         check_positive(c, "c")
         check_positive(gamma_b, "gamma_b")
-        _number(f_star, "f_star")
+        check_finite(f_star, "f_star", "a lower bound of every mini-batch loss")
         check_nonnegative(eps, "eps")
         defaults = {"c": c, "gamma_b": gamma_b, "f_star": f_star, "eps": eps, "step_size": 0.0}
         super().__init__(params, defaults, impl=impl, foreach=foreach)
@@ -256,10 +258,8 @@ class SLS(ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        for name, value in (("n_batches_per_epoch", n_batches_per_epoch),
-                            ("max_backtracks", max_backtracks)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+        check_count(n_batches_per_epoch, "n_batches_per_epoch", 1)
+        check_count(max_backtracks, "max_backtracks", 1)
         check_positive(init_step_size, "init_step_size")
         if not 0 < _number(c, "c") < 1:
             raise ValueError(f"c must be in (0, 1), got c={c!r}")

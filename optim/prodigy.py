@@ -18,6 +18,7 @@ from optim._global import (
     Work,
     active,
     check_at_least,
+    check_count,
     check_positive,
     common_lr,
     d_times_lr,
@@ -205,8 +206,7 @@ class Prodigy(ReducingOptimizer):
         check_nonnegative(weight_decay, "weight_decay")
         check_positive(d_coef, "d_coef")
         check_at_least(growth_rate, "growth_rate", 1.0)
-        if isinstance(slice_p, bool) or not isinstance(slice_p, int) or slice_p < 1:
-            raise ValueError(f"slice_p must be an integer >= 1, got slice_p={slice_p!r}")
+        check_count(slice_p, "slice_p", 1)
         defaults = {
             "lr": lr, "betas": tuple(betas), "beta3": beta3, "eps": eps,
             "weight_decay": weight_decay, "d": d0, "d0": d0, "d_max": d0, "d_numerator": 0.0,

@@ -27,7 +27,7 @@ from optim._base import (
     check_nonnegative,
     without_grad,
 )
-from optim._global import py_max
+from optim._global import check_finite, py_max
 
 
 def schedulefree_sgd_update(
@@ -203,7 +203,7 @@ def _common(lr, weight_decay, warmup_steps, r, weight_lr_power) -> None:
             "warmup_steps must be a finite number >= 0 (an int, or a float such as "
             f"0.05 * total_steps), got warmup_steps={warmup_steps!r}"
         )
-    _number(r, "r")
+    check_finite(r, "r", "the power of the averaging weights (k + 1)^r")
     check_nonnegative(weight_lr_power, "weight_lr_power")
 
 

@@ -404,7 +404,7 @@ def test_sps_follows_loizou_et_al_equation_5(impl, c, gamma_b, f_star):
         loss = noisy_loss(xs, t)
         grads = torch.autograd.grad(loss, xs)
         norm_sq = sum(float((g * g).sum()) for g in grads)
-        gamma = min((float(loss) - f_star) / (c * norm_sq), gamma_b)
+        gamma = min((float(loss.detach()) - f_star) / (c * norm_sq), gamma_b)
         x = [v - gamma * g for v, g in zip(x, grads)]
         assert math.isclose(float(optimizer.param_groups[0]["step_size"]), gamma, rel_tol=1e-9)
     assert relative_error(params, x) <= 1e-10
@@ -658,6 +658,16 @@ BAD = [
     ("SLS", {"c": 0.0}, ValueError, "c"),
     ("SLS", {"reset_option": 3}, ValueError, "reset_option"),
     ("Prodigy", {"impl": "fast"}, ValueError, "impl"),
+    # Accepted by the packages, and then NaN parameters (or, for log_every, a log at every step
+    # or at fractional ones): refused here, naming the parameter.
+    ("SPS", {"f_star": float("nan")}, ValueError, "f_star"),
+    ("SPS", {"f_star": -math.inf}, ValueError, "f_star"),
+    ("SGDScheduleFree", {"r": float("nan")}, ValueError, "r"),
+    ("AdamWScheduleFree", {"r": -math.inf}, ValueError, "r"),
+    ("DAdaptSGD", {"log_every": -1}, ValueError, "log_every"),
+    ("DAdaptAdam", {"log_every": 1.5}, ValueError, "log_every"),
+    ("DAdaptAdaGrad", {"log_every": float("nan")}, ValueError, "log_every"),
+    ("SLS", {"max_backtracks": 0}, ValueError, "max_backtracks"),
 ]
 
 
