@@ -92,7 +92,7 @@ def dadapt_sgd_update(chunk: Chunk, *, momentum: float) -> None:
     params, state = chunk.params, chunk.state
     torch._foreach_copy_(state["z"], torch._foreach_sub(state["x0"], state["s"]))
     ck = 1 - momentum
-    ops.mul_(params, 1 - ck)
+    ops.tensor_mul_(params, 1 - ck)
     ops.add_scaled_(params, state["z"], ck)
 
 
@@ -286,11 +286,11 @@ def dadapt_adam_statistics(
     numerator = (
         layer_scale * dlr * sum_of_products(grads, torch._foreach_div(state["s"], denominators))
     )
-    ops.mul_(state["exp_avg"], beta1)
+    ops.tensor_mul_(state["exp_avg"], beta1)
     ops.add_scaled_(state["exp_avg"], grads, layer_scale * dlr * (1 - beta1))
-    ops.mul_(state["exp_avg_sq"], beta2)
+    ops.tensor_mul_(state["exp_avg_sq"], beta2)
     ops.addcmul_(state["exp_avg_sq"], grads, grads, 1 - beta2)
-    ops.mul_(state["s"], sqrt_beta2)
+    ops.tensor_mul_(state["s"], sqrt_beta2)
     ops.add_scaled_(state["s"], grads, dlr * (1 - sqrt_beta2))
     return numerator, layer_scale * sum_of_abs(state["s"], scratch)
 
@@ -480,7 +480,7 @@ def dadapt_adagrad_update(chunk: Chunk, *, eps: float, momentum: float) -> None:
     z = torch._foreach_sub(state["x0"], torch._foreach_div(state["sk"], denominators))
     if momentum != 0:
         ck = 1 - momentum
-        ops.mul_(params, 1 - ck)
+        ops.tensor_mul_(params, 1 - ck)
         ops.add_scaled_(params, z, ck)
     else:
         torch._foreach_copy_(params, z)

@@ -70,11 +70,11 @@ def prodigy_statistics(
     difference = list(torch._foreach_sub(state["p0"], _sliced(params, slice_p)))
     numerator = ratio * dlr * sum_of_products(sliced_grads, difference)
     if beta1 > 0:
-        ops.mul_(state["exp_avg"], beta1)
+        ops.tensor_mul_(state["exp_avg"], beta1)
         ops.add_scaled_(state["exp_avg"], grads, d * (1 - beta1))
-    ops.mul_(state["exp_avg_sq"], beta2)
+    ops.tensor_mul_(state["exp_avg_sq"], beta2)
     ops.addcmul_(state["exp_avg_sq"], grads, grads, d * d * (1 - beta2))
-    ops.mul_(state["s"], beta3)
+    ops.tensor_mul_(state["s"], beta3)
     ops.add_scaled_(state["s"], sliced_grads, ratio * (d if safeguard_warmup else dlr))
     return numerator, sum_of_abs(state["s"], scratch), grads
 

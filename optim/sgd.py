@@ -42,9 +42,10 @@ def sgd_update(
     ``steps`` is unused (SGD keeps no counter). The first step copies the gradient into the buffer,
     as torch does: dampening does not apply to it. ``beside_first_step``: other buffers of the
     same device and dtype are born this step, so torch's foreach path updates these one tensor
-    at a time, ``b.mul_(mu).add_(g, alpha=1 - tau)``, whose ``mul_`` by a number rounds the number
-    to a bfloat16 or float16 tensor's dtype first (its multi-tensor op does not): the same op
-    here gives its bits (float32 and float64 are the same either way).
+    at a time, ``b.mul_(mu).add_(g, alpha=1 - tau)``, whose ``mul_`` multiplies a bfloat16 or
+    float16 tensor by the number in float32, where its multi-tensor ``_foreach_mul_`` first rounds
+    the number to the tensors' dtype (see ``ops.tensor_mul_``): the same op here gives its bits
+    (float32 and float64 are the same either way).
     """
     if maximize:
         grads = list(torch._foreach_neg(grads))

@@ -912,9 +912,9 @@ def test_low_precision_is_bitwise_torchs_foreach_path(default_case, dtype):
 def test_sgd_buffers_born_beside_old_ones_as_torchs_foreach_path(how, dtype, impl, shapes):
     """A step where some SGD momentum buffers are born (a layer unfrozen later, a state entry
     dropped) while others exist: torch's foreach path then updates the old ones one tensor at a
-    time, and ``buf.mul_(momentum)`` rounds the momentum to bf16/fp16 first (its multi-tensor
-    ``mul_`` does not), so those buffers get other bits. Both ours follow (before: 17 to 155
-    elements off torch's bits after 5 steps, default path)."""
+    time, and ``buf.mul_(momentum)`` multiplies in float32 (its multi-tensor ``mul_`` rounds the
+    momentum to bf16/fp16 first), so those buffers get other bits. Both ours follow (before: 17
+    to 155 elements off torch's bits after 5 steps, default path)."""
     kwargs = {"lr": 0.05, "momentum": 0.9, "dampening": 0.2}
 
     def run(make):
