@@ -233,6 +233,19 @@ def sum_of_quotients(
     return total(sums, xs[0].device)
 
 
+def sum_of_squared_entries(xs: list[Tensor], scratch: Tensor | None = None) -> Tensor:
+    """sum_i sum(x_i * x_i) as a 0-dim float64 tensor: each ``(x * x).sum()`` in the tensors'
+    dtype, as ``dadaptation``'s DAdaptSGD computes ||g_0||² and ||s||² (a squared
+    ``vector_norm``, :func:`sum_of_squares`, rounds differently in float32: its d was 1.2e-7
+    apart), the sums added in float64. With ``scratch``, the squares are written there a piece
+    at a time (nothing allocated; a tensor that fits is the package's bits)."""
+    sums = [
+        (x * x if out is None else torch.mul(x, x, out=out)).sum()
+        for (x,), out in _pieces((xs,), scratch)
+    ]
+    return total(sums, xs[0].device)
+
+
 def add_products_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], scratch=None) -> None:
     """x_i += y_i z_i with the product rounded first, ``x.add_(y * z)`` as ``dadaptation``
     writes it (``addcmul_`` fuses the two and rounds once: 140 of 1000 float32 elements

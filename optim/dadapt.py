@@ -37,7 +37,7 @@ from optim._global import (
     sum_of_abs,
     sum_of_products,
     sum_of_quotients,
-    sum_of_squares,
+    sum_of_squared_entries,
     total,
 )
 
@@ -69,7 +69,7 @@ def _log(optimizer: ReducingOptimizer, group: dict, k: int, **values: Any) -> No
 
 
 def dadapt_sgd_statistics(
-    chunk: Chunk, *, dlr: Tensor, weight_decay: float
+    chunk: Chunk, *, dlr: Tensor, weight_decay: float, scratch: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     r"""D-Adapted SGD's sums over one chunk (the paper's Algorithm 1, dual averaging form).
 
@@ -77,14 +77,15 @@ def dadapt_sgd_statistics(
         \Delta\text{num} = d\lambda \langle g, s\rangle, \qquad s \leftarrow s + d\lambda\, g,
         \qquad \Delta\|s\|^2
 
-    with ``dlr`` = d * lr / ||g_0|| and g including the L2 term. Returns (Δ numerator, ||s||²).
+    with ``dlr`` = d * lr / ||g_0|| and g including the L2 term. Returns (Δ numerator, ||s||²)
+    (``scratch``: see :func:`optim._global.sum_of_squared_entries`).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if ops.may_be_nonzero(weight_decay):
         grads = ops.add_scaled(grads, params, weight_decay)
     numerator = dlr * sum_of_products(grads, state["s"])
     ops.add_scaled_(state["s"], grads, dlr)
-    return numerator, sum_of_squares(state["s"])
+    return numerator, sum_of_squared_entries(state["s"], scratch)
 
 
 def dadapt_sgd_update(chunk: Chunk, *, momentum: float) -> None:
@@ -187,7 +188,7 @@ class DAdaptSGD(ReducingOptimizer):
         numerator = self.scalar(first, "numerator_weighted", device)
         if k == 0:
             squares = [
-                sum_of_squares(chunk.grads)
+                sum_of_squared_entries(chunk.grads, self.scratch_for(chunk))
                 for item in work
                 if active(item.group)
                 for chunk in item.chunks
@@ -205,7 +206,9 @@ class DAdaptSGD(ReducingOptimizer):
             if not active(item.group):
                 continue
             for chunk in item.chunks:
-                n, s2 = dadapt_sgd_statistics(chunk, dlr=dlr, weight_decay=decay)
+                n, s2 = dadapt_sgd_statistics(
+                    chunk, dlr=dlr, weight_decay=decay, scratch=self.scratch_for(chunk)
+                )
                 numerators.append(n)
                 squares.append(s2)
         numerator = numerator + total(numerators, device)  # (kept per rank, as the package)
