@@ -33,10 +33,11 @@ one of the paths in ``optim._paths``:
     ``lr`` (per-layer learning rates) run as one rule call with one ``lr`` per tensor, kept as
     a plan that the next step checks by identity (:meth:`RuleOptimizer._merged_steps`).
 ``impl="single"`` (``foreach=False``)
-    one parameter at a time: the readable reference, torch's for-loop path (the same rule, so
-    its bits are torch's foreach path's: in float32 and float64 torch's two paths agree bit for
-    bit; in bfloat16 and float16 they differ by an ulp here and there, and this path gives the
-    foreach path's).
+    one parameter at a time: the readable reference, torch's for-loop path (the same rule; in
+    float32 and float64 torch's two paths agree bit for bit; in bfloat16 and float16 they differ
+    by an ulp here and there, and this path gives the for-loop path's: its rules run inside
+    ``ops.tensor_method_numbers``, where a number multiplies as ``Tensor.mul_`` does, in
+    float32, not rounded to the tensors' dtype first as by torch's ``_foreach_mul_``).
 ``impl="flat"`` (``fused=True`` or ``compile=True``)
     the parameters themselves move into one buffer per param group, device and dtype (their
     ``.data`` become views), the layout that ``compile=True`` fuses into a single kernel with
@@ -720,8 +721,11 @@ class RuleOptimizer(Optimizer):
                 self._single_step(group, params)
             elif self.impl == "flat":
                 self._flat_step(index, group, params)
-            elif self.impl == "single":
+            elif self.impl == "single" and compiling:  # (a ContextVar cannot be traced)
                 self._single_step(group, params)
+            elif self.impl == "single":
+                with ops.tensor_method_numbers():  # (torch's for-loop path: Tensor.mul_'s bits)
+                    self._single_step(group, params)
             else:
                 self._foreach_step(index, group, params)
         return loss

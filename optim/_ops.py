@@ -18,9 +18,11 @@ than the arithmetic: Prodigy's step on 2M elements spent about 40% of its time i
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -31,6 +33,7 @@ Scalar = float | Tensor
 TensorList = list[Tensor]
 _DTYPE = operator.attrgetter("dtype")
 _IS_CPU = operator.attrgetter("is_cpu")
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def host_number(value):
@@ -257,11 +260,38 @@ def operand(value, xs: TensorList):
 
 
 def mul_(xs: TensorList, factor: Scalar) -> None:
-    """``x *= factor`` for every x (``factor`` a scalar or one 0-dim tensor per x)."""
+    """``x *= factor`` for every x (``factor`` a scalar or one 0-dim tensor per x), with the bits
+    of torch's multi-tensor ``_foreach_mul_``, or, inside :func:`tensor_method_numbers`, of
+    ``Tensor.mul_`` (see :func:`tensor_mul_`)."""
+    if xs and xs[0].dtype in _LOW_PRECISION and tensor_method_numbers_active():
+        tensor_mul_(xs, factor)  # (the two differ only there: float32 and float64 skip the check)
+    else:
+        _foreach_mul_(xs, factor)
+
+
+def _foreach_mul_(xs: TensorList, factor: Scalar) -> None:
     torch._foreach_mul_(xs, operand(in_dtype_of(host_number(factor), xs), xs))
 
 
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
+_TENSOR_METHOD_NUMBERS = contextvars.ContextVar("tensor_method_numbers", default=False)
+
+
+def tensor_method_numbers_active() -> bool:
+    """Whether this runs inside :func:`tensor_method_numbers` (torch's for-loop path); never
+    under ``torch.compile`` (whose kernels round as inductor does, and which cannot trace a
+    ``ContextVar``)."""
+    return not torch.compiler.is_compiling() and _TENSOR_METHOD_NUMBERS.get()
+
+
+@contextlib.contextmanager
+def tensor_method_numbers() -> Iterator[None]:
+    """Within it, :func:`mul_` multiplies as ``Tensor.mul_`` does: the one-tensor path, whose
+    reference is torch.optim's for-loop path (``foreach=False``), runs its rules inside it."""
+    token = _TENSOR_METHOD_NUMBERS.set(True)
+    try:
+        yield
+    finally:
+        _TENSOR_METHOD_NUMBERS.reset(token)
 
 
 def tensor_mul_(xs: TensorList, factor: Scalar) -> None:
@@ -286,7 +316,7 @@ def tensor_mul_(xs: TensorList, factor: Scalar) -> None:
         for x in xs:
             x.mul_(factor)
     else:
-        mul_(xs, factor)
+        _foreach_mul_(xs, factor)
 
 
 def add_(xs: TensorList, term) -> None:

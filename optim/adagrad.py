@@ -52,7 +52,11 @@ def adagrad_update(
     torch._foreach_addcmul_(sums, grads, grads, value=1)
     denominators = torch._foreach_sqrt(sums)
     ops.add_(denominators, eps)
-    if ops.on_device(negative_lr) or params[0].dtype in (torch.float32, torch.float64):
+    if (
+        ops.on_device(negative_lr)
+        or params[0].dtype in (torch.float32, torch.float64)
+        or ops.tensor_method_numbers_active()  # (the one-tensor path: torch's for-loop bits)
+    ):
         # torch's single-tensor arithmetic, p + value * (g / d): one op fewer than its foreach
         ops.addcdiv_(params, grads, denominators, negative_lr)
     else:  # low precision: torch's foreach order, bitwise: scale the gradient, then divide
