@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,3 +12,25 @@ import pytest
 def mnist1d_cache(_session_data_cache) -> Path:
     """The session's MNIST-1D cache (``STEPSIZE_CACHE``, set for all tests by the root conftest)."""
     return _session_data_cache
+
+
+@pytest.fixture(scope="session")
+def quick_logdir(tmp_path_factory) -> Path:
+    """The session's folder of quick runs of the bundled experiments (``stepsize run NAME
+    --quick``), shared by the tests that read them: each runs once per session."""
+    return tmp_path_factory.mktemp("catalogue")
+
+
+@pytest.fixture(scope="session")
+def quick_run(quick_logdir) -> Callable[[str], Path]:
+    """``quick_run(name)``: the folder of bundled experiment ``name``'s quick run, run now if no
+    test has run it yet this session."""
+    from runs.cli import main
+
+    def folder(name: str) -> Path:
+        root = quick_logdir / f"{name}-quick"
+        if not (root / "summary.json").is_file():
+            assert main(["run", name, "--quick", "--logdir", str(quick_logdir), "--quiet"]) == 0
+        return root
+
+    return folder

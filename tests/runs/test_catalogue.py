@@ -46,11 +46,6 @@ def test_list_states_every_experiments_time(capsys):
     assert "d2l-schedules (default)" in out
 
 
-@pytest.fixture(scope="module")
-def quick_logdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("catalogue")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CATALOGUE)
 def test_every_experiment_runs_quick_with_finite_outputs(name, quick_logdir, capsys):
@@ -98,11 +93,8 @@ README_FOLDERS = ("d2l-schedules", "lr-sensitivity", "quadratic", "schedule-theo
 
 
 @pytest.mark.slow
-def test_readme_section_is_generated_from_run_folders(quick_logdir, tmp_path):
-    for name in README_FOLDERS:
-        if not (quick_logdir / f"{name}-quick" / "summary.json").is_file():  # run alone
-            main(["run", name, "--quick", "--logdir", str(quick_logdir), "--quiet"])
-    dirs = [quick_logdir / f"{name}-quick" for name in README_FOLDERS]
+def test_readme_section_is_generated_from_run_folders(quick_run, tmp_path):
+    dirs = [quick_run(name) for name in README_FOLDERS]
     readme = tmp_path / "README.md"
     readme.write_text(
         "# project\n\nintro\n\n## Results\n\n<!-- results:begin -->\nstale words\n"
