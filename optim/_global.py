@@ -26,14 +26,16 @@ complete lists instead, as *chunks*, one path deciding what a chunk is:
     the tensors of each param group, device and dtype live in one flat buffer (the parameters'
     ``.data`` become views, as for ``optim._paths.Flat``), seen as chunks of rounds as above.
 
-A rule that needs per-tensor values (LDoG) reduces a packed or flat chunk over its parts
+A rule that needs per-tensor values (DoG, LDoG) reduces a packed or flat chunk over its parts
 (``Chunk.segments``: one ``segment_reduce`` over the buffer when the parts are many and small).
 
 Reductions return 0-dim float64 tensors on the parameters' device and are summed over chunks
-there; the algorithm's global scalars (D-Adaptation's ``d``, DoG's ``rbar``, ...) are kept in the
+there; the algorithm's global scalars (D-Adaptation's ``d``, Prodigy's, ...) are kept in the
 param groups under the reference package's names, as 0-dim float64 tensors on the device after
-the first step (floats before it, as the references keep them), so ``step()`` never reads a
-value back from the device. On the CPU the updates read them as numbers
+the first step (floats before it, as the references keep them, computing in Python floats), so
+``step()`` never reads a value back from the device. DoG's package instead computes its
+``rbar``, ``G`` and ``eta`` as tensors in the parameters' dtype, and so do ours
+(``optim.dog``). On the CPU the updates read them as numbers
 (``optim._ops.host_number``: host memory, not a synchronisation), as the references pass their
 floats. Python's ``max``/``min`` of the references are :func:`py_max` and
 :func:`py_min`, which treat NaN as Python does. A learning rate given as a tensor enters at its
@@ -260,37 +262,71 @@ def sum_of_squares(xs: list[Tensor]) -> Tensor:
     return (norms * norms).sum()
 
 
-def norms_of_differences(xs: list[Tensor], ys: list[Tensor], scratch: Tensor) -> Tensor:
-    """[||x_i - y_i||] as a float64 vector, each difference in the tensors' dtype, as the
-    references' ``torch.norm(p - p0)``, written into ``scratch`` (a flat buffer of their dtype
-    and device) ``scratch.numel()`` elements at a time, so nothing tensor-sized is allocated: a
-    difference that fits is one norm, the references' bits; a longer one is the float64 root of
-    its pieces' squared norms (a non-contiguous pair takes its own ``x - y``). On a CPU a
-    tensor-sized temporary costs page faults at every step: LDoG on 4x4M float32, one thread,
-    spent about a third of its step in them."""
+def _room(scratch: Tensor | None, *tensors: Tensor) -> Tensor | None:
+    """The first ``numel`` elements of ``scratch`` (a reused flat buffer), where an elementwise
+    result of the same-shaped ``tensors`` is written flat; None when they do not all fit it as
+    flat views (not contiguous, another dtype than the buffer's, or more elements): the caller
+    then allocates."""
+    first = tensors[0]
+    if (
+        scratch is None
+        or first.numel() > scratch.numel()
+        or not all(t.dtype is scratch.dtype and t.is_contiguous() for t in tensors)
+    ):
+        return None
+    return scratch[: first.numel()]
+
+
+def norms_of_differences(
+    xs: list[Tensor], ys: list[Tensor], scratch: Tensor | None = None
+) -> Tensor:
+    """[||x_i - y_i||] as a vector in the tensors' dtype, each difference in that dtype and
+    reduced as one tensor: the references' ``torch.norm(p - p0)``, bit for bit. With
+    ``scratch`` (a flat buffer of their dtype, see :func:`_room`), each difference is written
+    there, so nothing is allocated: on a CPU a tensor-sized temporary costs page faults at every
+    step (LDoG on 4x4M float32, one thread, spent about a third of its step in them; 400 tensors
+    of 40k elements: 17 ms through the buffer against 43 ms for ``_foreach_sub`` and
+    ``_foreach_norm``, 2 threads)."""
     norms = []
     for x, y in zip(xs, ys):
-        pieces = [
-            torch.linalg.vector_norm(a - b if out is None else torch.sub(a, b, out=out))
-            for (a, b), out in _pieces(([x], [y]), scratch)
-        ]
-        if len(pieces) == 1:
-            norms.append(pieces[0].to(torch.float64))
-        else:
-            norms.append(torch.linalg.vector_norm(torch.stack(pieces).to(torch.float64)))
+        out = _room(scratch, x, y)
+        difference = x - y if out is None else torch.sub(x.view(-1), y.view(-1), out=out)
+        norms.append(torch.linalg.vector_norm(difference))
     return torch.stack(norms)
 
 
-def norms_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:
-    """[||x_i||] as a float64 vector: of each tensor of ``xs``, or, with ``segments``, of the
-    parts of the one flat tensor ``xs[0]`` (one reduction over the buffer, see
-    ``Segments.norm_per_part``). Norms in the tensors' dtype, as the references' ``p.norm()``."""
+def squared_sums_per_tensor(
+    xs: list[Tensor], segments: Segments | None = None, scratch: Tensor | None = None
+) -> Tensor:
+    """[sum(x_i * x_i)] as a vector in the tensors' dtype: each tensor's ``(x * x).sum()``, the
+    squares rounded to the dtype and then summed as one tensor, ``dog``'s
+    ``(p.grad ** 2).sum()`` bit for bit; or, with ``segments``, of the parts of the one flat
+    tensor ``xs[0]`` (many small parts: one reduction over the buffer,
+    ``Segments.sum_per_part``, within the dtype's rounding of the per-tensor sums). With
+    ``scratch``, the squares are written there (see :func:`_room`), so nothing is allocated."""
     if segments is not None:
         (x,) = xs
         if segments.many_small():
-            return segments.norm_per_part(x).to(torch.float64)
+            out = _room(scratch, x)
+            return segments.sum_per_part(x * x if out is None else torch.mul(x, x, out=out))
         xs = segments.split(x)
-    return torch.stack(torch._foreach_norm(xs)).to(torch.float64)
+    sums = []
+    for x in xs:
+        out = _room(scratch, x)
+        sums.append((x * x if out is None else torch.mul(x.view(-1), x.view(-1), out=out)).sum())
+    return torch.stack(sums)
+
+
+def norms_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:
+    """[||x_i||] as a vector in the tensors' dtype: of each tensor of ``xs``, or, with
+    ``segments``, of the parts of the one flat tensor ``xs[0]`` (one reduction over the buffer,
+    see ``Segments.norm_per_part``). Each tensor's norm is the references' ``p.norm()``."""
+    if segments is not None:
+        (x,) = xs
+        if segments.many_small():
+            return segments.norm_per_part(x)
+        xs = segments.split(x)
+    return torch.stack(torch._foreach_norm(xs))
 
 
 def sub_scaled_per_tensor_(
@@ -368,7 +404,7 @@ class ReducingOptimizer(RuleOptimizer):
     chunk's parts (``Chunk.segments``)."""
     _blocks_large_tensors = True
     """Whether the default path may run a large tensor as several chunks (see :meth:`_blocks`):
-    not when the rule reduces per tensor (LDoG)."""
+    not when the rule reduces per tensor (DoG, LDoG)."""
     _counts_updates = False
     """Whether each parameter's state holds ``"step"``, a Python int counting the updates it
     received, as the reference package keeps it (``prodigyopt``, dadaptation's ``DAdaptAdam``):
@@ -470,11 +506,13 @@ class ReducingOptimizer(RuleOptimizer):
         x = chunk.params[0]
         return self._scratch(x, x.numel()).view_as(x)
 
-    def scratch_for(self, chunk: Chunk) -> Tensor:
+    def scratch_for(self, chunk: Chunk, whole_tensors: bool = False) -> Tensor:
         """A reused flat buffer for a reduction over ``chunk``'s tensors a piece at a time (see
-        :func:`sum_of_abs`): as many elements as its largest tensor, at most ``BLOCK``."""
-        x = chunk.params[0]
-        return self._scratch(x, min(_paths.BLOCK, max(t.numel() for t in chunk.params)))
+        :func:`sum_of_abs`): as many elements as its largest tensor, at most ``BLOCK`` unless
+        ``whole_tensors`` (every tensor is then one reduction, the reference's bits, for the
+        price of a buffer as large as the largest tensor kept between steps)."""
+        x, largest = chunk.params[0], max(t.numel() for t in chunk.params)
+        return self._scratch(x, largest if whole_tensors else min(_paths.BLOCK, largest))
 
     # --- global scalars ----------------------------------------------------------------------
 
@@ -568,7 +606,7 @@ class ReducingOptimizer(RuleOptimizer):
         l1 norms and DAdaptAdaGrad's quotients already were, see :func:`sum_of_abs`): within
         the dtype's rounding of the packages' one reduction per tensor, not its bits, which a
         tensor of at most ``BLOCK`` elements keeps. None for a class whose rule reduces per
-        tensor (LDoG), and for a tensor that cannot be viewed flat with its gradient and state
+        tensor (DoG, LDoG), and for a tensor that cannot be viewed flat with its gradient and state
         (not contiguous, complex, a state of another size: Prodigy's ``slice_p``)."""
         size = p.numel()
         if not self._blocks_large_tensors or size <= _paths.BLOCK or p.is_complex():

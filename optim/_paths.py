@@ -434,6 +434,17 @@ class Segments:
         ]
         return norms[0] if len(norms) == 1 else torch.cat(norms)
 
+    def sum_per_part(self, flat: Tensor) -> Tensor:
+        """The sum of each part of ``flat``, in its dtype (with few runs, one ``sum`` over the
+        rows of each run)."""
+        if not self.few_runs():
+            return torch.segment_reduce(flat, "sum", lengths=self.lengths)
+        sums = [
+            flat[begin : begin + (end - first) * length].view(end - first, length).sum(dim=1)
+            for first, end, begin, length in self.runs
+        ]
+        return sums[0] if len(sums) == 1 else torch.cat(sums)
+
     def sub_scaled_(self, x: Tensor, y: Tensor, scales: Tensor) -> None:
         """``x -= scales[i] * y`` over each part i of the flat ``x`` and ``y`` (with few runs, one
         ``addcmul_`` per run: no temporary the size of ``x``)."""

@@ -3,6 +3,7 @@ Size Schedule", ICML 2023 (arXiv:2302.12022), matched to the ``dog-optimizer`` 1
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,53 +19,61 @@ from optim._global import (
     check_positive,
     norms_of_differences,
     norms_per_tensor,
+    squared_sums_per_tensor,
     sub_scaled_per_tensor_,
-    sum_of_squares,
-    total,
 )
 from optim._paths import _identical
 
 
 def dog_statistics(
-    chunk: Chunk,
-    *,
-    first_step: bool,
-    weight_decay: float,
-    per_tensor: bool,
-    scratch_like: Tensor | None = None,
-    scratch: Tensor | None = None,
-) -> tuple[list[Tensor], Tensor, Tensor]:
-    r"""What DoG measures on one chunk: the gradients g + weight_decay x, and the norms of
-    x - x_0 (of x on the first step) and of g, per tensor as float64 vectors (LDoG; per part
-    of a packed or flat chunk) or as squared sums over the chunk (DoG), which give rbar and G.
+    chunk: Chunk, *, first_step: bool, weight_decay: float, scratch: Tensor | None = None
+) -> tuple[list[Tensor], Tensor | None, Tensor]:
+    r"""What DoG measures on one chunk, per tensor (per part of a packed or flat chunk) as vectors
+    in the parameters' dtype, the package's ``torch.norm(p - p0)`` and ``(p.grad ** 2).sum()``:
+    the gradients g + weight_decay x, the norms of x - x_0 (None on the first step, where
+    :meth:`DoG._update_group` takes the norms of x), and the sums of the squared gradients.
 
-    ``scratch_like``: where to write x - x_0 for a chunk of one flat tensor (reused, see
-    ``ReducingOptimizer.scratch_like``); ``scratch``: a reused flat buffer through which a
-    chunk of the parameters' own tensors takes each x - x_0 a piece at a time
-    (:func:`~optim._global.norms_of_differences`); without either, x - x_0 is a temporary."""
+    ``scratch``: a reused flat buffer of the parameters' dtype, as large as the chunk's largest
+    tensor, where x - x_0 and g * g are written before they are reduced, each as one tensor (the
+    package's bits): a CPU pays page faults at every step for tensor-sized temporaries. Without
+    it they are temporaries."""
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if weight_decay > 0:
         grads = ops.add_scaled(grads, params, weight_decay)
-    gradient = norms_per_tensor(grads, chunk.segments) if per_tensor else sum_of_squares(grads)
-    if not first_step and chunk.segments is None and scratch is not None:
-        norms = norms_of_differences(params, state["init_buffer"], scratch)
-        return grads, norms if per_tensor else (norms * norms).sum(), gradient
+    squares = squared_sums_per_tensor(grads, chunk.segments, scratch)
     if first_step:
-        moved = params
-    elif scratch_like is not None:
-        moved = [torch.sub(params[0], state["init_buffer"][0], out=scratch_like)]
-    else:
-        moved = list(torch._foreach_sub(params, state["init_buffer"]))
-    distance = norms_per_tensor(moved, chunk.segments) if per_tensor else sum_of_squares(moved)
-    return grads, distance, gradient
+        return grads, None, squares
+    if chunk.segments is None:
+        return grads, norms_of_differences(params, state["init_buffer"], scratch), squares
+    (x,), (x0,) = params, state["init_buffer"]
+    out = None if scratch is None else scratch[: x.numel()].view_as(x)
+    moved = x - x0 if out is None else torch.sub(x, x0, out=out)
+    return grads, norms_per_tensor([moved], chunk.segments), squares
 
 
-def _one_large_tensor(chunk: Chunk) -> bool:
-    """Whether ``chunk`` is one of the parameters' own tensors (or a block of one), too large
-    to share a round (a round of several smaller ones takes x - x_0 as multi-tensor
-    temporaries: a per-tensor loop through a scratch buffer was slower there, 400 tensors of
-    40k elements 1.17x -> 0.94x the package's speed)."""
-    return chunk.segments is None and len(chunk.params) == 1
+def in_group_order(
+    values: list[Tensor], chunks: list[Chunk], count: int, dtype: torch.dtype
+) -> Tensor:
+    """One value per parameter of a param group (``count`` of them), in its order and in
+    ``dtype``, as the package stacks them: the chunks' per-tensor ``values`` placed at their
+    positions (a parameter without a gradient: 0)."""
+    joined = torch.cat(values) if len(values) > 1 else values[0]
+    positions = [i for c in chunks for i in c.positions]
+    if len(positions) == count and positions == list(range(count)):
+        return joined.to(dtype)  # (every parameter, in order: the common case)
+    placed = torch.zeros(count, dtype=dtype, device=joined.device)
+    placed[torch.tensor(positions, device=joined.device)] = joined.to(dtype)
+    return placed
+
+
+def _held(group: dict, key: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``group[key]`` (``rbar``, ``G``) as the package holds it: a tensor on ``device`` in its
+    own dtype (a checkpoint's moved back from the host, where the package's ``load_state_dict``
+    puts it), a number as a tensor of ``dtype``."""
+    value = group[key]
+    if isinstance(value, Tensor):
+        return value.detach().to(device)
+    return torch.tensor(value, dtype=dtype, device=device)
 
 
 def _index(positions: list[int], device: torch.device) -> slice | Tensor:
@@ -121,6 +130,16 @@ class DoG(ReducingOptimizer):
         init_eta: first step size > 0 instead of reps_rel (default None).
         foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
 
+    Arithmetic (the package's, in its dtypes): each parameter's ``||x - x_0||`` (``||x_0||`` on
+    the first step) and ``sum(g * g)`` in its dtype, stacked in the group's order and reduced
+    in their promoted dtype; ``rbar``, ``G`` and ``eta`` are tensors in the dtypes the package's
+    expressions give them: the parameters' dtype (bf16 parameters keep a bf16 ``G``, which
+    stops growing once a step's sum is below its rounding, as in the package), float32 for a
+    float32 tensor ``lr``, and ``G`` keeps its dtype after ``model.double()`` (the package's
+    ``G += ...``) while ``rbar`` follows the new one. The one-tensor and default paths give the
+    package's bits in every dtype (a packed buffer of many small tensors of several sizes, and
+    ``impl="flat"``, reduce over the buffer's parts: within the dtype's rounding).
+
     Group keys (the package's): ``rbar``, ``G`` (0-dim tensors on the device), ``eta`` (one per
     parameter, as the package lists it), ``init_buffer`` (x_0, one per parameter); state per
     parameter: ``init_buffer`` (the same tensors); ``state_dict()["state"]["_first_step"]`` as
@@ -142,6 +161,7 @@ class DoG(ReducingOptimizer):
     """
 
     per_tensor = False
+    _blocks_large_tensors = False  # (its norms and sums are per tensor, as the package's)
 
     def __init__(
         self,
@@ -177,7 +197,7 @@ class DoG(ReducingOptimizer):
             return etas[0]
         held = self._eta_vectors.get(id(group))  # (the runner asks after every update: no stack)
         vector = held[1] if held is not None and held[0] is etas else torch.stack(etas)
-        return vector.quantile(0.5)
+        return vector.to(torch.promote_types(vector.dtype, torch.float32)).quantile(0.5)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("init_buffer",)
@@ -318,52 +338,46 @@ class DoG(ReducingOptimizer):
                 self._update_group(item)
 
     def _update_group(self, item: Work) -> None:
+        """The package's arithmetic, in its dtypes: the per-tensor norms and sums in the
+        parameters' dtype, stacked in the group's order and reduced in their promoted dtype
+        (``torch.stack([...]).norm()``, ``.sum()``); ``rbar``, ``G`` and ``eta`` in the dtypes
+        the package's expressions give them (``G`` keeps its dtype, as its ``+=``; a tensor
+        ``lr`` enters as a tensor)."""
         group, chunks = item
         device = chunks[0].params[0].device
+        dtype = functools.reduce(torch.promote_types, {c.params[0].dtype for c in chunks})
         first_step = group.get("rbar") is None
-        lr = self.number_or_tensor(group["lr"], device)
-        parts = [  # per chunk: the gradients, and ||x - x0||, ||g|| (per tensor or squared sum)
+        lr = group["lr"].detach() if isinstance(group["lr"], Tensor) else group["lr"]
+        parts = [  # per chunk: the gradients, and ||x - x0||, sum(g * g) per tensor
             dog_statistics(
                 c,
                 first_step=first_step,
                 weight_decay=group["weight_decay"],
-                per_tensor=self.per_tensor,
-                scratch_like=self.scratch_like(c),
-                scratch=self.scratch_for(c) if _one_large_tensor(c) else None,
+                scratch=self.scratch_for(c, whole_tensors=True),
             )
             for c in chunks
         ]
-        count = len(group["params"])
-        if self.per_tensor:
-            positions = _index([i for c in chunks for i in c.positions], device)
-            moved = torch.cat([m for _, m, _ in parts])
-            grad_norms = torch.cat([g for _, _, g in parts])
-            grad_sq = grad_norms * grad_norms
-            if first_step:
-                rbar = torch.zeros(count, dtype=torch.float64, device=device)
-                G = torch.full((count,), float(group["eps"]), dtype=torch.float64, device=device)
-                rbar[positions] = group["reps_rel"] * (1 + moved)
-            else:
-                rbar, G = group["rbar"].clone(), group["G"].clone()
-                rbar[positions] = torch.maximum(rbar[positions], moved)
-            G[positions] = G[positions] + grad_sq
-            eta = lr * rbar / torch.sqrt(G)
-            etas = list(eta.unbind())
+        params = group["params"]
+        count = len(params)
+        if first_step:  # ||x_0|| of every parameter, as the package's [p.norm() for p in params]
+            moved = torch.stack(torch._foreach_norm([p.detach() for p in params])).to(dtype)
         else:
-            moved = total([m for _, m, _ in parts], device).sqrt()
-            grad_sq = total([g for _, _, g in parts], device)
-            if first_step:
-                rbar = group["reps_rel"] * (1 + moved)
-                G = grad_sq + group["eps"]
-            else:
-                rbar = torch.maximum(self.scalar(group, "rbar", device), moved)
-                G = self.scalar(group, "G", device) + grad_sq
-            eta = lr * rbar / torch.sqrt(G)
-            etas = [eta] * count
+            moved = in_group_order([m for _, m, _ in parts], chunks, count, dtype)
+        grad_sq = in_group_order([g for _, _, g in parts], chunks, count, dtype)
+        if not self.per_tensor:
+            moved, grad_sq = moved.norm(), grad_sq.sum()
+        if first_step:
+            rbar = group["reps_rel"] * (1 + moved)
+            G = grad_sq + group["eps"]
+        else:
+            rbar = torch.maximum(_held(group, "rbar", device, dtype), moved)
+            G = _held(group, "G", device, dtype)
+            G = (G + grad_sq).to(G.dtype)  # (the package's G += ...: G keeps its dtype)
+        eta = lr * rbar / torch.sqrt(G)
         _check_positive_sum(G, self.per_tensor)
         if first_step and group["init_eta"] is not None:
             eta = eta * 0 + group["init_eta"]
-            etas = list(eta.unbind()) if self.per_tensor else [eta] * count
+        etas = list(eta.unbind()) if self.per_tensor else [eta] * count
         group.update(rbar=rbar, G=G, eta=etas)
         if self.per_tensor:
             self._eta_vectors[id(group)] = (etas, eta)
@@ -394,4 +408,3 @@ class LDoG(DoG):
     """
 
     per_tensor = True
-    _blocks_large_tensors = False  # (its norms are per tensor)

@@ -198,6 +198,79 @@ def test_every_dtype_gives_the_packages_bits_on_a_quadratic(name, dtype, impl):
         assert torch.equal(a.nan_to_num(), b.nan_to_num()), (a - b).abs().max()
 
 
+DOG_SETTINGS = [{"weight_decay": 0.01, "reps_rel": 1e-2}, {"init_eta": 1e-3}]
+
+
+@pytest.mark.parametrize("impl", ["single", "foreach"])
+@pytest.mark.parametrize("setting", DOG_SETTINGS, ids=["decay", "init_eta"])
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.bfloat16, torch.float16, torch.float32, torch.float64],
+    ids=["bf16", "fp16", "f32", "f64"],
+)
+@pytest.mark.parametrize("name", ["DoG", "LDoG"])
+def test_dog_computes_in_the_packages_dtypes(name, dtype, setting, impl):
+    """The ``dog`` package keeps ``rbar``, ``G`` and ``eta`` in the parameters' dtype: the
+    per-tensor ``p.norm()``, ``torch.norm(p - p0)`` and ``(p.grad ** 2).sum()`` are stacked in
+    the group's order and reduced there (``stack(...).norm()``, ``.sum()``). Ours does the same
+    arithmetic, so two groups, 40 noisy steps, weight decay or ``init_eta``, give its bits in
+    every dtype on the one-tensor and default paths, and its scalars' dtypes and values. Before,
+    the scalars were float64 and the sums squared float64 norms: bf16 and fp16 runs were up to
+    2e-3 and 2.4e-4 apart, float32 up to 2.6e-8, float64 an ulp."""
+    reference = getattr(dog, name)
+
+    def run(make):
+        params = [p.detach().to(dtype).requires_grad_() for p in make_params()]
+        optimizer = make(groups(params, {"lr": 0.8}))
+        for t in range(40):  # (a loss in float64: float16's squares would overflow)
+            optimizer.zero_grad()
+            noisy_loss([p.double() for p in params], t).backward()
+            optimizer.step()
+        return params, optimizer
+
+    expected, package = run(lambda gs: reference(gs, **setting))
+    ours, optimizer = run(lambda gs: getattr(optim, name)(gs, impl=impl, **setting))
+    start = [p.to(dtype) for p in make_params()]
+    assert not any(map(torch.equal, expected, start)), "a tensor did not move"
+    for a, b in zip(ours, expected):
+        assert torch.equal(a, b), (a.double() - b.double()).abs().max()
+    for mine, theirs in zip(optimizer.param_groups, package.param_groups):
+        for key in ("rbar", "G"):
+            assert mine[key].dtype == theirs[key].dtype == dtype
+            assert torch.equal(mine[key], theirs[key])
+        assert [e.dtype for e in mine["eta"]] == [e.dtype for e in theirs["eta"]]
+        assert torch.equal(torch.stack(mine["eta"]), torch.stack(theirs["eta"]))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
+@pytest.mark.parametrize("name", ["DoG", "LDoG"])
+def test_dog_gives_the_packages_bits_for_large_and_packed_tensors(name, dtype, monkeypatch):
+    """A tensor larger than a block (``BLOCK`` shrunk to 16: one of 600 elements) is reduced as
+    one tensor, through a reused buffer as large as it, and many small tensors of one size are
+    packed and reduced as rows of one buffer: still the package's bits on the default path,
+    in bf16 and float32, with weight decay and a lr tensor of another dtype (float32 scalars
+    from bf16 parameters, as the package's ``lr * rbar``). Before, the large tensor's sums were
+    taken in blocks and added in float64 (3.6e-4 relative apart after 15 steps on 3M elements
+    in float32)."""
+    monkeypatch.setattr(_paths, "BLOCK", 16)
+    reference = getattr(dog, name)
+    setting = {"weight_decay": 0.01, "reps_rel": 1e-2, "lr": torch.tensor(0.9)}
+
+    def run(make):
+        generator = torch.Generator().manual_seed(3)
+        shapes = [(600,)] + [(4, 3)] * (_paths.PACK_AT_LEAST + 2)
+        params = [torch.randn(s, generator=generator).to(dtype).requires_grad_() for s in shapes]
+        optimizer = make(params)
+        run_steps(optimizer, params, range(25))
+        return params, optimizer
+
+    expected, package = run(lambda ps: reference(ps, **setting))
+    ours, optimizer = run(lambda ps: getattr(optim, name)(ps, **setting))
+    for a, b in zip(ours, expected):
+        assert torch.equal(a, b), (a.double() - b.double()).abs().max()
+    assert optimizer.param_groups[0]["G"].dtype == package.param_groups[0]["G"].dtype
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("warmup_steps", [7.5, 20.0])
 @pytest.mark.parametrize("name", sorted(SCHEDULE_FREE))
@@ -836,6 +909,36 @@ def test_drop_in_scenarios_match_the_reference(name, scenario, impl):
     )
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", ["DoG", "LDoG"])
+def test_dog_starts_a_parameter_without_a_first_gradient_from_its_r_eps(name, impl):
+    """A parameter with no gradient at the first step (unused by the first batch, or frozen)
+    and one from the second: the package fails on the missing gradient (it reads every
+    ``p.grad``); ours takes r_eps = reps_rel (1 + ||x_0||) over every parameter, as the
+    package's ``[p.norm() for p in params]``, so the parameter then trains from it. Before,
+    LDoG gave it rbar = 0, hence eta = 0 at every later step: it never moved. Checked against
+    Algorithm 1 written here, float64."""
+    a = torch.nn.Parameter(torch.full((3,), 2.0, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    optimizer = getattr(optim, name)([a, b], reps_rel=1e-2, impl=impl)
+    for t in range(2):
+        optimizer.zero_grad()
+        ((a**2).sum() + ((b**2).sum() if t == 1 else 0)).backward()
+        optimizer.step()
+    eps, ga0, ga1, gb1 = 1e-8, 2 * 2.0, None, 2 * 1.0
+    if name == "LDoG":
+        rbar_b = 1e-2 * (1 + math.sqrt(2))  # its r_eps; it has not moved yet
+        eta_b = rbar_b / math.sqrt(eps + 2 * gb1**2)
+    else:
+        rbar0 = 1e-2 * (1 + math.sqrt(3 * 2.0**2 + 2))  # r_eps over both parameters
+        a1 = 2.0 - rbar0 / math.sqrt(eps + 3 * ga0**2) * ga0  # the first step moves a only
+        ga1 = 2 * a1
+        rbar1 = max(rbar0, math.sqrt(3) * abs(a1 - 2.0))
+        eta_b = rbar1 / math.sqrt(eps + 3 * ga0**2 + 3 * ga1**2 + 2 * gb1**2)
+    assert torch.allclose(b.detach(), torch.full((2,), 1.0 - eta_b * gb1, dtype=torch.float64))
+    assert b.detach()[0] < 1.0 - 1e-4
+
+
 @pytest.fixture
 def chunk_counts(monkeypatch) -> list[int]:
     """The number of chunks each param group's step was seen as, appended as steps run."""
@@ -1006,10 +1109,11 @@ def test_tensors_in_rounds_of_their_own_match_the_reference(name, monkeypatch, c
 )
 def test_a_large_tensor_runs_in_blocks_and_matches_the_reference(name, monkeypatch, chunk_counts):
     """The default path runs a tensor larger than ``BLOCK`` as chunks of ``BLOCK`` elements
-    (views of it, its gradient and its state), so no temporary is larger than a block; LDoG,
-    whose norms are per tensor, keeps it whole. With ``BLOCK`` shrunk to 64, a 1000-element
-    tensor beside the parity test's: still the package's numbers, and the per-parameter update
-    counts (``state["step"]``, Prodigy and DAdaptAdam) count each step once."""
+    (views of it, its gradient and its state), so no temporary is larger than a block; DoG and
+    LDoG, whose norms and sums are per tensor as their package's, keep it whole. With ``BLOCK``
+    shrunk to 64, a 1000-element tensor beside the parity test's: still the package's numbers,
+    and the per-parameter update counts (``state["step"]``, Prodigy and DAdaptAdam) count each
+    step once."""
     monkeypatch.setattr(_paths, "BLOCK", 64)
     _, reference, kwargs, second = next(c for c in CASES if c[0] == name)
 
@@ -1024,34 +1128,39 @@ def test_a_large_tensor_runs_in_blocks_and_matches_the_reference(name, monkeypat
     expected, package = run(lambda gs: reference(gs, **kwargs))
     assert relative_error(ours, expected) <= 1e-10
     blocks = math.ceil(1000 / 64)
-    assert max(chunk_counts) >= (1 if name == "LDoG" else blocks)
-    assert max(chunk_counts) < blocks or name != "LDoG"
+    whole = name in ("DoG", "LDoG")
+    assert max(chunk_counts) >= (1 if whole else blocks)
+    assert max(chunk_counts) < blocks or not whole
     for p, q in zip(ours, expected):
         ours_step, package_step = optimizer.state[p].get("step"), package.state[q].get("step")
         assert ours_step == package_step
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
 def test_norms_of_differences_through_a_scratch_buffer(dtype):
-    """DoG's ||x - x_0|| for a tensor in a round of its own, taken through a reused buffer
-    (``optim._global.norms_of_differences``): a difference that fits the buffer is one norm, bit
-    for bit the references' ``torch.norm(p - p0)``; a longer one (pieces of 64, the last one
-    shorter) is the float64 root of its pieces' squared norms, within its dtype's rounding of
-    the norm of the same difference; a non-contiguous pair (a transpose) takes its own. The
-    buffer starts as NaN: none of it leaks in."""
+    """DoG's ||x - x_0|| and sum(g * g) for tensors in a round of their own, taken through a
+    reused buffer (``optim._global.norms_of_differences``, ``squared_sums_per_tensor``), in the
+    tensors' dtype: a tensor that fits the buffer is one reduction, bit for bit the package's
+    ``torch.norm(p - p0)`` and ``(p.grad ** 2).sum()``; a longer one (pieces of 64, the last
+    one shorter) adds its pieces in float64, within its dtype's rounding of the exact value; a
+    non-contiguous tensor (a transpose) takes its own. The buffer starts as NaN: none of it
+    leaks in."""
     generator = torch.Generator().manual_seed(0)
-    xs = [torch.randn(shape, generator=generator, dtype=dtype) for shape in [(50,), (300,)]]
-    xs.append(torch.randn(20, 9, generator=generator, dtype=dtype).t())
-    ys = [torch.randn(x.shape, generator=generator, dtype=dtype) for x in xs]
+    xs = [torch.randn(shape, generator=generator).to(dtype) for shape in [(50,), (300,)]]
+    xs.append(torch.randn(20, 9, generator=generator).to(dtype).t())
+    ys = [torch.randn(x.shape, generator=generator).to(dtype) for x in xs]
     scratch = torch.full((64,), float("nan"), dtype=dtype)
     norms = optim._global.norms_of_differences(xs, ys, scratch)
-    expected = [torch.norm(x - y) for x, y in zip(xs, ys)]
-    assert norms.dtype == torch.float64
-    assert norms[0] == expected[0].double()
-    assert norms[2] == expected[2].double()
+    squares = optim._global.squared_sums_per_tensor(xs, scratch=scratch)
+    assert norms.dtype == squares.dtype == dtype
+    for i in (0, 2):
+        assert torch.equal(norms[i], torch.norm(xs[i] - ys[i]))
+        assert torch.equal(squares[i], (xs[i] ** 2).sum())
+    tolerance = 2 * torch.finfo(dtype).eps
     exact = torch.linalg.vector_norm((xs[1] - ys[1]).double())
-    tolerance = 4 * torch.finfo(dtype).eps
-    assert abs(norms[1] - exact) <= tolerance * exact
+    assert abs(norms[1].double() - exact) <= tolerance * exact
+    exact = (xs[1].double() ** 2).sum()
+    assert abs(squares[1].double() - exact) <= tolerance * exact
 
 
 @pytest.mark.parametrize("rounds", ["one-round", "many-rounds"])
