@@ -27,7 +27,8 @@ complete lists instead, as *chunks*, one path deciding what a chunk is:
     ``.data`` become views, as for ``optim._paths.Flat``), seen as chunks of rounds as above.
 
 A rule that needs per-tensor values (DoG, LDoG) reduces a packed or flat chunk over its parts
-(``Chunk.segments``: one ``segment_reduce`` over the buffer when the parts are many and small).
+(``Chunk.segments``: one op per run of equal-sized parts when the parts are many and small and
+form few runs, else one op per part; either way the bits of each tensor's own op).
 
 Reductions return 0-dim float64 tensors on the parameters' device and are summed over chunks
 there; the algorithm's global scalars (D-Adaptation's ``d``, Prodigy's, ...) are kept in the
@@ -262,19 +263,22 @@ def sum_of_squares(xs: list[Tensor]) -> Tensor:
     return (norms * norms).sum()
 
 
-def _room(scratch: Tensor | None, *tensors: Tensor) -> Tensor | None:
-    """The first ``numel`` elements of ``scratch`` (a reused flat buffer), where an elementwise
-    result of the same-shaped ``tensors`` is written flat; None when they do not all fit it as
-    flat views (not contiguous, another dtype than the buffer's, or more elements): the caller
-    then allocates."""
-    first = tensors[0]
+def _room(scratch: Tensor | None, x: Tensor, y: Tensor | None = None) -> Tensor | None:
+    """The first ``x.numel()`` elements of ``scratch`` (a reused flat buffer) shaped as ``x``,
+    where an elementwise result of ``x`` (and ``y``, of its shape) is written; None when they
+    do not fit it (not contiguous, another dtype than the buffer's, or more elements): the
+    caller then allocates. (No generator, no flat views: it runs for every tensor at every
+    step, and its checks cost about a microsecond.)"""
     if (
         scratch is None
-        or first.numel() > scratch.numel()
-        or not all(t.dtype is scratch.dtype and t.is_contiguous() for t in tensors)
+        or x.dtype is not scratch.dtype
+        or x.numel() > scratch.numel()
+        or not x.is_contiguous()
+        or (y is not None and (y.dtype is not scratch.dtype or not y.is_contiguous()))
     ):
         return None
-    return scratch[: first.numel()]
+    room = scratch[: x.numel()]
+    return room if x.dim() == 1 else room.view(x.shape)
 
 
 def norms_of_differences(
@@ -289,9 +293,8 @@ def norms_of_differences(
     ``_foreach_norm``, 2 threads)."""
     norms = []
     for x, y in zip(xs, ys):
-        out = _room(scratch, x, y)
-        difference = x - y if out is None else torch.sub(x.view(-1), y.view(-1), out=out)
-        norms.append(torch.linalg.vector_norm(difference))
+        room = _room(scratch, x, y)
+        norms.append(torch.linalg.vector_norm(x - y if room is None else torch.sub(x, y, out=room)))
     return torch.stack(norms)
 
 
@@ -307,13 +310,13 @@ def squared_sums_per_tensor(
     if segments is not None:
         (x,) = xs
         if segments.many_small():
-            out = _room(scratch, x)
-            return segments.sum_per_part(x * x if out is None else torch.mul(x, x, out=out))
+            room = _room(scratch, x)
+            return segments.sum_per_part(x * x if room is None else torch.mul(x, x, out=room))
         xs = segments.split(x)
     sums = []
     for x in xs:
-        out = _room(scratch, x)
-        sums.append((x * x if out is None else torch.mul(x.view(-1), x.view(-1), out=out)).sum())
+        room = _room(scratch, x)
+        sums.append((x * x if room is None else torch.mul(x, x, out=room)).sum())
     return torch.stack(sums)
 
 
@@ -333,10 +336,12 @@ def sub_scaled_per_tensor_(
     xs: list[Tensor], ys: list[Tensor], scales: Tensor, segments: Segments | None = None
 ) -> None:
     """x_i -= scales[i] y_i for each tensor i of the lists, or, with ``segments``, for each part
-    of the flat ``xs[0]`` and ``ys[0]`` (many small parts: the scales spread over the buffer)."""
+    of the flat ``xs[0]`` and ``ys[0]`` (many small parts in few runs of one size: one op per
+    run, ``Segments.sub_scaled_``; else part by part), each as the references'
+    ``x.add_(y, alpha=-scale)``."""
     if segments is not None:
         (x,), (y,) = xs, ys
-        if segments.many_small():
+        if segments.many_small() and segments.few_runs():
             segments.sub_scaled_(x, y, scales.to(x.dtype))
             return
         xs, ys = segments.split(x), segments.split(y)

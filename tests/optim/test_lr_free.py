@@ -242,23 +242,32 @@ def test_dog_computes_in_the_packages_dtypes(name, dtype, setting, impl):
         assert torch.equal(torch.stack(mine["eta"]), torch.stack(theirs["eta"]))
 
 
+@pytest.mark.parametrize("case", ["large", "packed-one-size", "packed-many-sizes"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
 @pytest.mark.parametrize("name", ["DoG", "LDoG"])
-def test_dog_gives_the_packages_bits_for_large_and_packed_tensors(name, dtype, monkeypatch):
+def test_dog_gives_the_packages_bits_for_large_and_packed_tensors(name, dtype, case, monkeypatch):
     """A tensor larger than a block (``BLOCK`` shrunk to 16: one of 600 elements) is reduced as
-    one tensor, through a reused buffer as large as it, and many small tensors of one size are
-    packed and reduced as rows of one buffer: still the package's bits on the default path,
-    in bf16 and float32, with weight decay and a lr tensor of another dtype (float32 scalars
-    from bf16 parameters, as the package's ``lr * rbar``). Before, the large tensor's sums were
-    taken in blocks and added in float64 (3.6e-4 relative apart after 15 steps on 3M elements
-    in float32)."""
-    monkeypatch.setattr(_paths, "BLOCK", 16)
+    one tensor, through a reused buffer as large as it; many small float32 tensors are packed
+    (bf16 never is), and reduced and updated as rows of one buffer (one size: one op per run)
+    or part by part (sizes from 7 to 96 elements: more runs than ``MAX_RUNS``): still the
+    package's bits on the default path, in bf16 and float32, with weight decay and a lr tensor
+    (float32 scalars from bf16 parameters, as the package's ``lr * rbar``). Before, the large
+    tensor's sums were taken in blocks and added in float64 (3.6e-4 relative apart after 15
+    steps on 3M elements in float32), and many sizes went through ``segment_reduce`` and a
+    spread product (float32 4e-7 apart)."""
+    count = _paths.PACK_AT_LEAST + 2
+    shapes = {
+        "large": [(600,), *SHAPES],
+        "packed-one-size": [(8, 9)] * count,
+        "packed-many-sizes": [(7 + (i * 13) % 90,) for i in range(2 * count)],
+    }[case]
+    if case == "large":
+        monkeypatch.setattr(_paths, "BLOCK", 16)
     reference = getattr(dog, name)
     setting = {"weight_decay": 0.01, "reps_rel": 1e-2, "lr": torch.tensor(0.9)}
 
     def run(make):
         generator = torch.Generator().manual_seed(3)
-        shapes = [(600,)] + [(4, 3)] * (_paths.PACK_AT_LEAST + 2)
         params = [torch.randn(s, generator=generator).to(dtype).requires_grad_() for s in shapes]
         optimizer = make(params)
         run_steps(optimizer, params, range(25))
@@ -266,6 +275,8 @@ def test_dog_gives_the_packages_bits_for_large_and_packed_tensors(name, dtype, m
 
     expected, package = run(lambda ps: reference(ps, **setting))
     ours, optimizer = run(lambda ps: getattr(optim, name)(ps, **setting))
+    packs = case != "large" and dtype == torch.float32
+    assert bool(optimizer._packed) == packs, "float32 packs many small tensors, bf16 does not"
     for a, b in zip(ours, expected):
         assert torch.equal(a, b), (a.double() - b.double()).abs().max()
     assert optimizer.param_groups[0]["G"].dtype == package.param_groups[0]["G"].dtype
