@@ -125,7 +125,9 @@ class DoG(ReducingOptimizer):
         params: parameters or param-group dicts.
         reps_rel: relative initial distance > 0 (default 1e-6; 1e-4 with batch norm).
         lr: the paper's c > 0 (default 1.0, not meant to be changed).
-        weight_decay: L2 penalty >= 0 added to the gradient (default 0).
+        weight_decay: L2 penalty >= 0 added to the gradient (default 0), to a copy of it: the
+            package adds it to ``p.grad`` in place, which a script reading ``p.grad`` after
+            ``step()`` would see (the parameters are the same).
         eps: added to the sum of squared gradients (default 1e-8).
         init_eta: first step size > 0 instead of reps_rel (default None).
         foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
