@@ -339,6 +339,15 @@ class DoG(ReducingOptimizer):
             if item.chunks:
                 self._update_group(item)
 
+    def _dog_scratch(self, chunk: Chunk) -> Tensor | None:
+        """Where the chunk's x - x_0 and g * g are written before they are reduced: on a CPU a
+        reused buffer as large as its largest tensor (a tensor-sized temporary costs page
+        faults there at every step), held between steps; elsewhere None, so they are
+        temporaries, as in the package (a GPU's caching allocator reuses their blocks, and
+        holding the largest tensor's size between steps would take it from the forward and
+        backward passes)."""
+        return self.scratch_for(chunk, whole_tensors=True) if chunk.params[0].is_cpu else None
+
     def _update_group(self, item: Work) -> None:
         """The package's arithmetic, in its dtypes: the per-tensor norms and sums in the
         parameters' dtype, stacked in the group's order and reduced in their promoted dtype
@@ -355,7 +364,7 @@ class DoG(ReducingOptimizer):
                 c,
                 first_step=first_step,
                 weight_decay=group["weight_decay"],
-                scratch=self.scratch_for(c, whole_tensors=True),
+                scratch=self._dog_scratch(c),
             )
             for c in chunks
         ]

@@ -242,14 +242,18 @@ def test_dog_computes_in_the_packages_dtypes(name, dtype, setting, impl):
         assert torch.equal(torch.stack(mine["eta"]), torch.stack(theirs["eta"]))
 
 
+@pytest.mark.parametrize("temporaries", [False, True], ids=["buffer", "temporaries"])
 @pytest.mark.parametrize("case", ["large", "packed-one-size", "packed-many-sizes"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
 @pytest.mark.parametrize("name", ["DoG", "LDoG"])
-def test_dog_gives_the_packages_bits_for_large_and_packed_tensors(name, dtype, case, monkeypatch):
+def test_dog_gives_the_packages_bits_for_large_and_packed_tensors(
+    name, dtype, case, temporaries, monkeypatch
+):
     """A tensor larger than a block (``BLOCK`` shrunk to 16: one of 600 elements) is reduced as
-    one tensor, through a reused buffer as large as it; many small float32 tensors are packed
-    (bf16 never is), and reduced and updated as rows of one buffer (one size: one op per run)
-    or part by part (sizes from 7 to 96 elements: more runs than ``MAX_RUNS``): still the
+    one tensor, through a reused buffer as large as it (on a CPU; elsewhere, and in the
+    ``temporaries`` cases, through temporaries, as the package); many small float32 tensors
+    are packed (bf16 never is), and reduced and updated as rows of one buffer (one size: one op
+    per run) or part by part (sizes from 7 to 96 elements: more runs than ``MAX_RUNS``): still the
     package's bits on the default path, in bf16 and float32, with weight decay and a lr tensor
     (float32 scalars from bf16 parameters, as the package's ``lr * rbar``). Before, the large
     tensor's sums were taken in blocks and added in float64 (3.6e-4 relative apart after 15
@@ -263,6 +267,8 @@ def test_dog_gives_the_packages_bits_for_large_and_packed_tensors(name, dtype, c
     }[case]
     if case == "large":
         monkeypatch.setattr(_paths, "BLOCK", 16)
+    if temporaries:  # (as on a GPU: no buffer held between steps)
+        monkeypatch.setattr(optim.DoG, "_dog_scratch", lambda self, chunk: None)
     reference = getattr(dog, name)
     setting = {"weight_decay": 0.01, "reps_rel": 1e-2, "lr": torch.tensor(0.9)}
 
