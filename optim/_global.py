@@ -42,7 +42,8 @@ floats. Python's ``max``/``min`` of the references are :func:`py_max` and
 :func:`py_min`, which treat NaN as Python does. A learning rate given as a tensor enters at its
 value (float64 scalars as for a float); the packages would compute their estimates in its dtype
 (float32 for ``torch.tensor(1.0)``), which is not their algorithm but an accident of Python's
-arithmetic on a tensor, so their numbers are matched for a float ``lr``.
+arithmetic on a tensor, so their numbers are matched for a float ``lr``. (DoG's package does
+all of its arithmetic in tensors, and ``optim.dog`` follows it, a tensor ``lr`` included.)
 """
 
 from __future__ import annotations
