@@ -1,11 +1,12 @@
 """MNIST-1D generated locally and cached (Greydanus & Kobak, "Scaling down deep learning with
 MNIST-1D", ICML 2024).
 
-The ``mnist1d`` package's own generator (``mnist1d.data.make_dataset``) with its default
-arguments: 5000 examples split 4000 train / 1000 test, 40 features, seed 42. ``train_examples`` /
-``test_examples`` change only the generator's ``num_samples`` and ``train_split`` (e.g. 60,000 /
-10,000, Fashion-MNIST's sizes); every other argument stays the package's. The generated arrays are
-cached as a ``.npz`` file (no pickle) under ``cache_dir``, one per size; later loads read the
+The ``mnist1d`` package's own generator (``mnist1d.data.make_dataset``, or its bits from
+:func:`make_mnist1d_batched`) with its default arguments: 5000 examples split 4000 train / 1000
+test, 40 features, seed 42. ``train_examples`` / ``test_examples`` change only the generator's
+``num_samples`` and ``train_split`` (e.g. 60,000 / 10,000, Fashion-MNIST's sizes); every other
+argument stays the package's. The generated arrays are cached as a ``.npz`` file (no pickle)
+under ``cache_dir``, one per size; later loads read the
 cache. ``runs.data.load_dataset("mnist1d")`` is the entry point.
 """
 
@@ -15,6 +16,7 @@ import importlib.metadata
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +73,9 @@ def generate_mnist1d(sizes: tuple[int, int] = MNIST1D_DEFAULT_SIZES) -> dict[str
     """Generate MNIST-1D with the ``mnist1d`` package's generator and its default arguments.
 
     Calls ``mnist1d.data.make_dataset(args)`` with ``args = mnist1d.data.get_dataset_args()``
-    (never ``get_dataset``, which downloads); for ``sizes = (train, test)`` other than the
+    (never ``get_dataset``, which downloads), or, for the package versions it was checked
+    against (:data:`BATCHED_VERSIONS`), :func:`make_mnist1d_batched`, its bits about 7 times
+    faster; for ``sizes = (train, test)`` other than the
     defaults only ``num_samples = train + test`` and ``train_split`` change (the split index is
     ``int(num_samples * train_split)``; ``(train + 1/2) / num_samples`` makes it exactly
     ``train``). Returns ``x`` (train, 40) float64, ``y`` (train,) int64, ``x_test`` (test, 40) and
@@ -88,11 +92,82 @@ def generate_mnist1d(sizes: tuple[int, int] = MNIST1D_DEFAULT_SIZES) -> dict[str
     # The package seeds NumPy's legacy global generator, so that is the state to save.
     python_state, numpy_state = random.getstate(), np.random.get_state()  # noqa: NPY002
     try:
-        dataset = make_dataset(args)
+        verified = importlib.metadata.version("mnist1d") in BATCHED_VERSIONS
+        dataset = make_mnist1d_batched(args) if verified else make_dataset(args)
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)  # noqa: NPY002
     return {key: np.ascontiguousarray(dataset[key]) for key in _MNIST1D_KEYS}
+
+
+BATCHED_VERSIONS = ("0.0.2.post1",)
+"""``mnist1d`` versions whose ``make_dataset`` :func:`make_mnist1d_batched` reproduces bit for
+bit (``tests/runs/test_data.py`` compares the two); another version runs the package's own."""
+
+
+def make_mnist1d_batched(args: Any) -> dict[str, np.ndarray]:
+    """``mnist1d.data.make_dataset(args)``'s ``x``, ``y``, ``x_test`` and ``y_test``, bit for bit,
+    about 7 times faster (70,000 examples: 2.9 s against the package's 21.9 s, most of which
+    builds a scipy ``interp1d`` three times per example).
+
+    The package transforms each example in turn (``mnist1d.transform.transform``): pad the
+    template with p zeros, interpolate it linearly to 72 points, scale, translate (roll by k),
+    fill the zeros with smoothed noise, add noise, shear and interpolate to 40 points. Here the
+    loop over examples makes only the random draws, the package's own calls in its order
+    (``rand`` for p, ``rand`` for the scale, ``choice`` for k, ``randn`` twice, ``rand`` for the
+    shear), so the generator's stream is the package's; the arithmetic then runs on all
+    examples at once, each operation the package's with the same operands: ``np.interp``, which
+    ``interp1d`` calls for linear float64 data, per example; ``gaussian_filter1d`` along the
+    rows (one line at a time, as on one example; sigma 2 and ``eps`` 1e-8 are ``transform``'s
+    constants). The global generator is seeded as the package seeds it
+    (``set_seed(args.seed)``); the caller restores it.
+    """
+    from mnist1d.data import get_templates
+    from mnist1d.utils import set_seed
+    from scipy.ndimage import gaussian_filter1d
+
+    templates = get_templates()
+    set_seed(args.seed)
+    labels = templates["y"]
+    per_class = args.num_samples // len(labels)
+    count = per_class * len(labels)
+    low, high = args.padding
+    wide, final = args.template_len + high, args.final_seq_length
+    pads = np.empty(count, dtype=np.int64)
+    shifts = np.empty(count, dtype=np.int64)
+    scale_draws, shear_draws = np.empty(count), np.empty(count)
+    smooth_noise, white_noise = np.empty((count, wide)), np.empty((count, wide))
+    rand, randn, choice = np.random.rand, np.random.randn, np.random.choice
+    for i in range(count):  # the package's draws, in its order (pad, scale, translate, noise)
+        pads[i] = low + int(rand() * (high - low + 1))
+        scale_draws[i] = rand()
+        shifts[i] = choice(args.max_translation)
+        smooth_noise[i] = randn(wide)
+        white_noise[i] = randn(wide)
+        shear_draws[i] = rand()
+    batch_shuffle = np.random.permutation(count)  # noqa: NPY002
+
+    # pad (x + eps, then p zeros) and interpolate to `wide` points, one example at a time
+    x = np.empty((count, wide))
+    to_wide = np.linspace(0, 1, wide)
+    label_of = np.repeat(np.arange(len(labels)), per_class)
+    for i in range(count):
+        template = templates["x"][label_of[i]] + 1e-8
+        padded = np.concatenate([template, np.zeros(pads[i])])
+        x[i] = np.interp(to_wide, np.linspace(0, 1, len(padded)), padded)
+    x *= (1 + args.scale_coeff * (scale_draws - 0.5))[:, None]
+    x = x[np.arange(count)[:, None], (np.arange(wide)[None, :] - shifts[:, None]) % wide]
+    mask = x != 0
+    smoothed = gaussian_filter1d(args.corr_noise_scale * smooth_noise, 2, axis=-1)
+    x = mask * x + (1 - mask) * smoothed
+    x = x + args.iid_noise_scale * white_noise
+    x = x - (args.shear_scale * (shear_draws - 0.5))[:, None] * np.linspace(-0.5, 0.5, wide)
+    to_final, from_wide = np.linspace(0, 1, final), np.linspace(0, 1, wide)
+    xs = np.stack([np.interp(to_final, from_wide, row) for row in x])[batch_shuffle]
+    ys = labels[label_of][batch_shuffle]
+    xs = (xs - xs.mean()) / xs.std()
+    split = int(len(ys) * args.train_split)
+    return {"x": xs[:split], "x_test": xs[split:], "y": ys[:split], "y_test": ys[split:]}
 
 
 def load_mnist1d_arrays(

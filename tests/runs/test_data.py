@@ -64,6 +64,45 @@ def test_mnist1d_is_the_package_generator_with_default_arguments(mnist1d_referen
     assert sorted(splits.train_y.unique().tolist()) == list(range(10))
 
 
+def test_batched_mnist1d_generator_gives_the_packages_float64_arrays(mnist1d_reference):
+    """``runs.mnist1d.make_mnist1d_batched`` (the package's random draws in its order, the
+    arithmetic on all examples at once) against the package's ``make_dataset`` called directly:
+    the same float64 bits at the default arguments, and at 1,230 examples split 1,000 / 230. It
+    restores nothing itself: the caller (``generate_mnist1d``) does, as checked here."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    state = np.random.get_state()  # noqa: NPY002
+    batched = runs_mnist1d.make_mnist1d_batched(get_dataset_args())
+    args = get_dataset_args()
+    args.num_samples, args.train_split = 1230, 1000.5 / 1230
+    other = runs_mnist1d.make_mnist1d_batched(args)
+    args = get_dataset_args()
+    args.num_samples, args.train_split = 1230, 1000.5 / 1230
+    reference = make_dataset(args)
+    np.random.set_state(state)  # noqa: NPY002
+    for key in ("x", "y", "x_test", "y_test"):
+        assert batched[key].dtype == mnist1d_reference[key].dtype, key
+        assert np.array_equal(batched[key], mnist1d_reference[key]), key
+        assert np.array_equal(other[key], reference[key]), key
+    assert other["x"].shape == (1000, 40)
+    generated = runs_mnist1d.generate_mnist1d((1000, 230))
+    assert np.array_equal(generated["x_test"], reference["x_test"])
+    assert np.array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002
+
+
+def test_another_mnist1d_version_runs_the_packages_own_generator(monkeypatch):
+    """The batched generator is used only for the package versions it was checked against."""
+    import mnist1d.data
+
+    calls = []
+    monkeypatch.setattr(runs_mnist1d, "BATCHED_VERSIONS", ())
+    monkeypatch.setattr(mnist1d.data, "make_dataset", lambda args: calls.append(args) or {})
+    monkeypatch.setattr(runs_mnist1d, "_MNIST1D_KEYS", ())
+    runs_mnist1d.generate_mnist1d((90, 10))
+    assert len(calls) == 1
+    assert calls[0].num_samples == 100
+
+
 def test_mnist1d_at_a_chosen_size_is_the_package_generator_with_those_sizes(tmp_path):
     # The reference: the package's generator called directly with num_samples and a split
     # fraction that gives 900 / 100 (the package's own default arguments otherwise).
