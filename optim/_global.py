@@ -239,15 +239,10 @@ def sum_of_quotients(
 
 def sum_of_squared_entries(xs: list[Tensor], scratch: Tensor | None = None) -> Tensor:
     """sum_i sum(x_i * x_i) as a 0-dim float64 tensor: each ``(x * x).sum()`` in the tensors'
-    dtype, as ``dadaptation``'s DAdaptSGD computes ||g_0||² and ||s||² (a squared
-    ``vector_norm``, :func:`sum_of_squares`, rounds differently in float32: its d was 1.2e-7
-    apart), the sums added in float64. With ``scratch``, the squares are written there a piece
-    at a time (nothing allocated; a tensor that fits is the package's bits)."""
-    sums = [
-        (x * x if out is None else torch.mul(x, x, out=out)).sum()
-        for (x,), out in _pieces((xs,), scratch)
-    ]
-    return total(sums, xs[0].device)
+    dtype (:func:`squared_sums_per_tensor`), as ``dadaptation``'s DAdaptSGD computes ||g_0||²
+    and ||s||² (a squared ``vector_norm``, :func:`sum_of_squares`, rounds differently in
+    float32: its d was 1.2e-7 apart), the sums added in float64."""
+    return squared_sums_per_tensor(xs, scratch=scratch).to(torch.float64).sum()
 
 
 def add_products_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], scratch=None) -> None:
@@ -305,8 +300,7 @@ def squared_sums_per_tensor(
     """[sum(x_i * x_i)] as a vector in the tensors' dtype: each tensor's ``(x * x).sum()``, the
     squares rounded to the dtype and then summed as one tensor, ``dog``'s
     ``(p.grad ** 2).sum()`` bit for bit; or, with ``segments``, of the parts of the one flat
-    tensor ``xs[0]`` (many small parts: one reduction over the buffer,
-    ``Segments.sum_per_part``, within the dtype's rounding of the per-tensor sums). With
+    tensor ``xs[0]`` (many small parts: ``Segments.sum_per_part``, the same bits). With
     ``scratch``, the squares are written there (see :func:`_room`), so nothing is allocated."""
     if segments is not None:
         (x,) = xs
@@ -323,8 +317,8 @@ def squared_sums_per_tensor(
 
 def norms_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:
     """[||x_i||] as a vector in the tensors' dtype: of each tensor of ``xs``, or, with
-    ``segments``, of the parts of the one flat tensor ``xs[0]`` (one reduction over the buffer,
-    see ``Segments.norm_per_part``). Each tensor's norm is the references' ``p.norm()``."""
+    ``segments``, of the parts of the one flat tensor ``xs[0]`` (many small parts:
+    ``Segments.norm_per_part``). Each is the references' ``p.norm()``, bit for bit."""
     if segments is not None:
         (x,) = xs
         if segments.many_small():

@@ -16,6 +16,7 @@ from optim._global import (
     Chunk,
     ReducingOptimizer,
     Work,
+    _room,
     check_positive,
     norms_of_differences,
     norms_per_tensor,
@@ -46,8 +47,8 @@ def dog_statistics(
     if chunk.segments is None:
         return grads, norms_of_differences(params, state["init_buffer"], scratch), squares
     (x,), (x0,) = params, state["init_buffer"]
-    out = None if scratch is None else scratch[: x.numel()].view_as(x)
-    moved = x - x0 if out is None else torch.sub(x, x0, out=out)
+    room = _room(scratch, x, x0)
+    moved = x - x0 if room is None else torch.sub(x, x0, out=room)
     return grads, norms_per_tensor([moved], chunk.segments), squares
 
 
@@ -58,11 +59,11 @@ def in_group_order(
     ``dtype``, as the package stacks them: the chunks' per-tensor ``values`` placed at their
     positions (a parameter without a gradient: 0)."""
     joined = torch.cat(values) if len(values) > 1 else values[0]
-    positions = [i for c in chunks for i in c.positions]
-    if len(positions) == count and positions == list(range(count)):
+    index = _index([i for c in chunks for i in c.positions], joined.device)
+    if index == slice(0, count):
         return joined.to(dtype)  # (every parameter, in order: the common case)
     placed = torch.zeros(count, dtype=dtype, device=joined.device)
-    placed[torch.tensor(positions, device=joined.device)] = joined.to(dtype)
+    placed[index] = joined.to(dtype)
     return placed
 
 

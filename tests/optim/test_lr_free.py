@@ -942,7 +942,7 @@ def test_dog_starts_a_parameter_without_a_first_gradient_from_its_r_eps(name, im
         optimizer.zero_grad()
         ((a**2).sum() + ((b**2).sum() if t == 1 else 0)).backward()
         optimizer.step()
-    eps, ga0, ga1, gb1 = 1e-8, 2 * 2.0, None, 2 * 1.0
+    eps, ga0, gb1 = 1e-8, 2 * 2.0, 2 * 1.0
     if name == "LDoG":
         rbar_b = 1e-2 * (1 + math.sqrt(2))  # its r_eps; it has not moved yet
         eta_b = rbar_b / math.sqrt(eps + 2 * gb1**2)
