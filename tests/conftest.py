@@ -15,6 +15,15 @@ settings.register_profile(
 settings.load_profile("stepsize")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, each worker takes its share of the cores for torch's threads, so that
+    the workers together use the machine's cores instead of each spawning one thread per core."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(max(1, (cores or 1) // workers))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_data_cache(tmp_path_factory):
     """Generated data (MNIST-1D) are cached in a folder of this session's own, never in the user's
