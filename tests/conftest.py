@@ -1,5 +1,6 @@
 """Shared pytest configuration: deterministic torch, a hypothesis profile that suits torch code."""
 
+import math
 import os
 
 import pytest
@@ -15,13 +16,32 @@ settings.register_profile(
 settings.load_profile("stepsize")
 
 
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota
+    (``cpu.max``), which a container limited by quota does not show in its affinity."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as limit:
+            quota, period = limit.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n logical`` / ``-n auto``: one worker per usable core (``--maxprocesses`` caps it)."""
+    return usable_cores()
+
+
 def pytest_configure(config):
     """Under pytest-xdist, each worker takes its share of the cores for torch's threads, so that
     the workers together use the machine's cores instead of each spawning one thread per core."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        torch.set_num_threads(max(1, (cores or 1) // workers))
+        torch.set_num_threads(max(1, usable_cores() // workers))
 
 
 @pytest.fixture(scope="session", autouse=True)
