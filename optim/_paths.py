@@ -380,14 +380,13 @@ MAX_RUNS = 8
 
 
 class Segments:
-    """The consecutive parts of a flat buffer, one per parameter: their element counts on the
-    host and, as an int64 vector, on the buffer's device."""
+    """The consecutive parts of a flat buffer, one per parameter: their element counts, and the
+    runs of consecutive parts of one length."""
 
-    __slots__ = ("lengths", "runs", "sizes")
+    __slots__ = ("runs", "sizes")
 
-    def __init__(self, sizes: list[int], lengths: Tensor) -> None:
+    def __init__(self, sizes: list[int]) -> None:
         self.sizes = sizes
-        self.lengths = lengths
         # Runs of consecutive parts of one length: (first part, end part, first element, length).
         self.runs: list[tuple[int, int, int, int]] = []
         start = 0
@@ -401,8 +400,7 @@ class Segments:
 
     @classmethod
     def of(cls, params: list[Tensor]) -> Segments:
-        sizes = [p.numel() for p in params]
-        return cls(sizes, torch.tensor(sizes, device=params[0].device))
+        return cls([p.numel() for p in params])
 
     def many_small(self) -> bool:
         """Whether the parts are many (``PACK_AT_LEAST`` or more) and small (under ``PACK_BELOW``

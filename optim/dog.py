@@ -140,8 +140,9 @@ class DoG(ReducingOptimizer):
     stops growing once a step's sum is below its rounding, as in the package), float32 for a
     float32 tensor ``lr``, and ``G`` keeps its dtype after ``model.double()`` (the package's
     ``G += ...``) while ``rbar`` follows the new one. The one-tensor and default paths give the
-    package's bits in every dtype (a packed buffer of many small tensors of several sizes, and
-    ``impl="flat"``, reduce over the buffer's parts: within the dtype's rounding).
+    package's bits in every dtype (packed buffers reduce and update part by part, each part as
+    its tensor); ``impl="flat"`` updates a whole buffer in one op, which in bfloat16 and float16
+    rounds differently from the package's per-tensor ``add_`` (float32, float64: its bits).
 
     Group keys (the package's): ``rbar``, ``G`` (0-dim tensors on the device), ``eta`` (one per
     parameter, as the package lists it), ``init_buffer`` (x_0, one per parameter); state per
