@@ -101,14 +101,26 @@ def test_tensorboard_serves_the_loss_the_studies_and_one_hparams_table(tmp_path,
         shutil.copytree(quick_run(study), tmp_path / f"{study}-quick")
     root = tmp_path / "tiny"
     history = json.loads((root / "plain" / "seed0" / "result.json").read_text())["history"]
+    curves = {}  # the studies' curves, as their results hold them
+    for study, run, tag in STUDY_CURVES:
+        results = json.loads((tmp_path / f"{study}-quick" / "results.json").read_text())
+        [curves[run]] = [
+            (st, vs) for r, t, st, vs in load_study(study).curves(results)
+            if f"{study}-quick/{r}" == run and f"study/{t}" == tag
+        ]  # fmt: skip
     with serve(tmp_path) as (url, server):
         series = poll(
             server,
             lambda: _scalars(url, "tiny/plain/seed0", "train/loss"),
             lambda s: len(s) == len(history["train_loss"]["step"]),
         )
-        studies = {
-            run: poll(server, lambda run=run, tag=tag: _scalars(url, run, tag), bool, seconds=30)
+        studies = {  # (TensorBoard loads event files in pieces: wait for the whole curve)
+            run: poll(
+                server,
+                lambda run=run, tag=tag: _scalars(url, run, tag),
+                lambda s, steps=curves[run][0]: len(s) == len(steps),
+                seconds=60,
+            )
             for _, run, tag in STUDY_CURVES
         }
         runs = _get(f"{url}/data/runs")
@@ -133,13 +145,8 @@ def test_tensorboard_serves_the_loss_the_studies_and_one_hparams_table(tmp_path,
         assert served == pytest.approx(logged, rel=1e-6)
     names = ("plain/seed0", "momentum/seed0", "scheduled/seed0", "boom/seed0")
     assert {f"tiny/{name}" for name in names} <= set(runs)
-    for study, run, tag in STUDY_CURVES:  # the studies' curves, as their results hold them
-        results = json.loads((tmp_path / f"{study}-quick" / "results.json").read_text())
-        module = load_study(study)
-        [(steps, values)] = [
-            (st, vs) for r, t, st, vs in module.curves(results) if f"{study}-quick/{r}" == run
-            and f"study/{t}" == tag
-        ]  # fmt: skip
+    for run, (steps, values) in curves.items():
+        assert studies[run] is not None, run
         assert [step for _, step, _ in studies[run]] == [int(s) for s in steps], run
         served = [value for _, _, value in studies[run]]
         assert served == pytest.approx(values, rel=1e-6), run
