@@ -30,8 +30,11 @@ A rule that needs per-tensor values (DoG, LDoG) reduces a packed or flat chunk o
 (``Chunk.segments``: one op per run of equal-sized parts when the parts are many and small and
 form few runs, else one op per part; either way the bits of each tensor's own op).
 
-Reductions return 0-dim float64 tensors on the parameters' device and are summed over chunks
-there; the algorithm's global scalars (D-Adaptation's ``d``, Prodigy's, ...) are kept in the
+Reductions return one value per tensor (:func:`dots`, :func:`abs_sums`, ...) in float64 on the
+parameters' device, and :func:`total` adds them up in the order of the param groups and their
+tensors, one after another, as the references' Python floats add ``.item()`` by ``.item()``, so
+that the float64 estimates are the packages' bits (a group mixing dtypes or devices adds kind by
+kind). The algorithm's global scalars (D-Adaptation's ``d``, Prodigy's, ...) are kept in the
 param groups under the reference package's names, as 0-dim float64 tensors on the device after
 the first step (floats before it, as the references keep them, computing in Python floats), so
 ``step()`` never reads a value back from the device. DoG's package instead computes its
@@ -151,27 +154,73 @@ def py_min(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(b < a, b, a)
 
 
-def total(values: Iterable[Tensor], device: torch.device) -> Tensor:
-    """The sum of 0-dim tensors as a 0-dim float64 tensor on ``device`` (0 if there are none),
-    summed in float64 (one conversion of the stacked values: each is exact in float64)."""
-    values = list(values)
-    if not values:
+def python_sqrt(x: Tensor) -> Tensor:
+    """``math.sqrt`` of a 0-dim float64 tensor, as the references take it of their Python floats:
+    on the host it is read, rooted by Python and put back (host memory: not a synchronisation);
+    on a GPU, ``torch.sqrt``, which CUDA rounds correctly. (torch's CPU ``sqrt`` of float64 is
+    not correctly rounded: 1.4% of 20k values in [1e-8, 1e-3] were an ulp from ``math.sqrt``,
+    which put DAdaptSGD's d an ulp from the package's after 16 steps.)"""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return x.sqrt()
+    return torch.tensor(math.sqrt(x.item()), dtype=torch.float64)
+
+
+def total(values: Iterable[Tensor], device: torch.device, start: Tensor | None = None) -> Tensor:
+    """``start + v_1 + v_2 + ...`` over the entries of ``values`` (0-dim tensors or vectors, in
+    order) as a 0-dim float64 tensor on ``device`` (0 if there is nothing to add), added one
+    after another: on a CPU, the bits of the references' Python float that accumulates
+    ``.item()`` parameter by parameter (``torch.cumsum`` adds in order, in float64; a ``sum``
+    adds pairwise, which put D-Adaptation's and Prodigy's float64 estimates an ulp from the
+    packages' at the first step, and a chaotic loss grows an ulp to 1e-2 in 200 steps). On a
+    GPU the scan adds in another order, within rounding of it."""
+    parts = [v.reshape(-1) for v in values]
+    if start is not None:
+        parts.insert(0, start.reshape(-1))
+    if not parts:
         return torch.zeros((), dtype=torch.float64, device=device)
-    if len(values) == 1:
-        return values[0].to(torch.float64)
-    return torch.stack(values).to(torch.float64).sum()
+    flat = (parts[0] if len(parts) == 1 else torch.cat(parts)).to(torch.float64)
+    if flat.numel() == 1:
+        return flat.reshape(())
+    return torch.cumsum(flat, 0)[-1]
 
 
-def sum_of_products(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
-    """sum_i <x_i, y_i> as a 0-dim float64 tensor: one ``torch.dot`` per tensor, in the tensors'
-    dtype, the dots summed in float64, as the references add up ``torch.dot(...).item()``.
+def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -> Tensor:
+    """[<x_i, y_i>] as a float64 vector: one ``torch.dot`` per tensor in the tensors' dtype, the
+    references' ``torch.dot(...).item()``, bit for bit; or, with ``segments``, per part of the
+    one flat tensor of each list (a part off the allocator's alignment dotted as a copy, see
+    :func:`_aligned`), except for many small parts (``Segments.many_small``), whose
+    round is one dot: within rounding of the per-tensor dots, not their bits (a dot has no
+    row-wise form with their bits, and 2000 dots of 1000 elements cost 6-8 ms on this CPU, as
+    much as the rest of a D-Adaptation step).
 
     A dot reads its two tensors once and allocates nothing. (Multiplying the tensors and summing
     the concatenated products in float64 made two model-sized temporaries and a slow converting
     sum: Prodigy's step on four tensors of 4M elements took 104 ms, 63 of them here.)
     """
-    dots = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
-    return total(dots, xs[0].device)
+    if segments is not None:
+        (x,), (y,) = xs, ys
+        if segments.many_small():
+            return torch.dot(x, y).to(torch.float64).reshape(1)
+        xs = [_aligned(part) for part in segments.split(x)]
+        ys = [_aligned(part) for part in segments.split(y)]
+    return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]).to(
+        torch.float64
+    )
+
+
+ALIGNMENT = 64
+"""Bytes to which torch's CPU allocator aligns a tensor's storage (``c10::gAlignment``)."""
+
+
+def _aligned(part: Tensor) -> Tensor:
+    """``part`` of a flat buffer, or a copy of it where its data does not start on an
+    :data:`ALIGNMENT` boundary, as a tensor of its own does. On a CPU ``torch.dot`` is MKL's,
+    whose bits depend on where the data starts (float64 parts starting 8 bytes off a 16-byte
+    boundary, float32 ones 4, 8 or 12 bytes off, summed in another order), so a part of a flat
+    buffer is dotted where the references' own tensor would lie."""
+    if part.device.type != "cpu" or part.data_ptr() % ALIGNMENT == 0:
+        return part
+    return part.clone()
 
 
 def _pieces(lists: tuple[list[Tensor], ...], scratch: Tensor | None):
@@ -202,47 +251,76 @@ def _pieces(lists: tuple[list[Tensor], ...], scratch: Tensor | None):
                 yield pieces, scratch[: pieces[0].numel()]
 
 
-def sum_of_abs(xs: list[Tensor], scratch: Tensor | None = None) -> Tensor:
-    """sum_i ||x_i||_1 as a 0-dim float64 tensor: each ``x.abs().sum()`` in the tensors' dtype,
-    as the references compute it, the sums added in float64.
-
-    With ``scratch`` (a flat buffer of the tensors' dtype and device), a contiguous tensor's
-    ``|x|`` is written there, ``scratch.numel()`` elements at a time (a tensor that fits is one
-    ``abs().sum()``, the references' bits), so nothing is allocated (a non-contiguous tensor
-    takes its own ``abs()``); without it, one multi-tensor 1-norm. On a CPU
-    ``vector_norm(x, 1)`` is 3-8x slower than ``abs`` and ``sum`` (3.3 against 0.9 ms on 4M
-    float32 elements, one thread), and a tensor-sized temporary costs page faults at every step.
-    """
-    if scratch is None:
-        return torch.stack(torch._foreach_norm(xs, 1)).to(torch.float64).sum()
-    sums = [
-        (x.abs() if out is None else torch.abs(x, out=out)).sum()
-        for (x,), out in _pieces((xs,), scratch)
-    ]
-    return total(sums, xs[0].device)
-
-
-def sum_of_quotients(
-    xs: list[Tensor], ys: list[Tensor], ds: list[Tensor], scratch: Tensor | None = None
+def _sums_of(
+    elementwise: Callable[..., Tensor],
+    lists: tuple[list[Tensor], ...],
+    scratch: Tensor | None,
+    segments: Segments | None,
 ) -> Tensor:
-    """sum_i sum(x_i y_i / d_i) as a 0-dim float64 tensor: each ``(x * y).div(d).sum()`` in the
-    tensors' dtype, as ``dadaptation``'s DAdaptAdaGrad computes its weighted sums (a
-    ``torch.dot(x, y / d)`` rounds differently in float32), the sums added in float64. With
-    ``scratch``, the products are written there a piece at a time (nothing allocated; a tensor
-    that fits is the package's bits)."""
-    sums = []
-    for (x, y, d), out in _pieces((xs, ys, ds), scratch):
-        product = x * y if out is None else torch.mul(x, y, out=out)
-        sums.append(product.div_(d).sum())
-    return total(sums, xs[0].device)
+    """[sum(elementwise(x_i, ...))] as a vector in the tensors' dtype, one entry per tensor of
+    the aligned ``lists`` (``elementwise(tensors, out)`` writes into ``out`` unless it is None),
+    each the references' ``elementwise(...).sum()`` of that tensor, bit for bit. With
+    ``segments``, per part of the one flat tensor of each list (many small parts: the elementwise
+    result over the whole flat tensor, reduced by ``Segments.sum_per_part``, the same bits).
+
+    With ``scratch`` (a flat buffer of the tensors' dtype and device), each result that fits is
+    written there (see :func:`_room`), so nothing is allocated: on a CPU a tensor-sized temporary
+    costs page faults at every step. (Only tensors that are not viewed as blocks can be larger
+    than the buffer: not contiguous, or Prodigy's ``slice_p`` state.)"""
+    if segments is not None:
+        flats = [flat for (flat,) in lists]
+        if segments.many_small():
+            return segments.sum_per_part(elementwise(flats, _room(scratch, *flats[:2])))
+        lists = tuple(segments.split(flat) for flat in flats)
+    return torch.stack([elementwise(ts, _room(scratch, *ts[:2])).sum() for ts in zip(*lists)])
 
 
-def sum_of_squared_entries(xs: list[Tensor], scratch: Tensor | None = None) -> Tensor:
-    """sum_i sum(x_i * x_i) as a 0-dim float64 tensor: each ``(x * x).sum()`` in the tensors'
-    dtype (:func:`squared_sums_per_tensor`), as ``dadaptation``'s DAdaptSGD computes ||g_0||²
-    and ||s||² (a squared ``vector_norm``, :func:`sum_of_squares`, rounds differently in
-    float32: its d was 1.2e-7 apart), the sums added in float64."""
-    return squared_sums_per_tensor(xs, scratch=scratch).to(torch.float64).sum()
+def _abs(tensors: tuple[Tensor, ...], out: Tensor | None) -> Tensor:
+    (x,) = tensors
+    return x.abs() if out is None else torch.abs(x, out=out)
+
+
+def _square(tensors: tuple[Tensor, ...], out: Tensor | None) -> Tensor:
+    (x,) = tensors
+    return x * x if out is None else torch.mul(x, x, out=out)
+
+
+def _quotient(tensors: tuple[Tensor, ...], out: Tensor | None) -> Tensor:
+    x, y, d = tensors
+    return (x * y if out is None else torch.mul(x, y, out=out)).div_(d)
+
+
+def abs_sums(
+    xs: list[Tensor], scratch: Tensor | None = None, segments: Segments | None = None
+) -> Tensor:
+    """[||x_i||_1] as a float64 vector: each ``x.abs().sum()`` in the tensors' dtype, as the
+    references compute it (:func:`_sums_of`). (On a CPU ``vector_norm(x, 1)`` is 3-8x slower
+    than ``abs`` and ``sum``: 3.3 against 0.9 ms on 4M float32 elements, one thread.)"""
+    return _sums_of(_abs, (xs,), scratch, segments).to(torch.float64)
+
+
+def quotient_sums(
+    xs: list[Tensor],
+    ys: list[Tensor],
+    ds: list[Tensor],
+    scratch: Tensor | None = None,
+    segments: Segments | None = None,
+) -> Tensor:
+    """[sum(x_i y_i / d_i)] as a float64 vector: each ``(x * y).div(d).sum()`` in the tensors'
+    dtype, as ``dadaptation``'s DAdaptAdaGrad computes its weighted sums (a
+    ``torch.dot(x, y / d)`` rounds differently in float32; see :func:`_sums_of`)."""
+    return _sums_of(_quotient, (xs, ys, ds), scratch, segments).to(torch.float64)
+
+
+def squared_sums_per_tensor(
+    xs: list[Tensor], segments: Segments | None = None, scratch: Tensor | None = None
+) -> Tensor:
+    """[sum(x_i * x_i)] as a vector in the tensors' dtype: each tensor's ``(x * x).sum()``, the
+    squares rounded to the dtype and then summed as one tensor (:func:`_sums_of`): ``dog``'s
+    ``(p.grad ** 2).sum()`` and ``dadaptation``'s DAdaptSGD's ``(s * s).sum()``, bit for bit (a
+    squared ``vector_norm``, :func:`sum_of_squares`, rounds differently in float32: DAdaptSGD's
+    d was 1.2e-7 apart)."""
+    return _sums_of(_square, (xs,), scratch, segments)
 
 
 def add_products_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], scratch=None) -> None:
@@ -292,27 +370,6 @@ def norms_of_differences(
         room = _room(scratch, x, y)
         norms.append(torch.linalg.vector_norm(x - y if room is None else torch.sub(x, y, out=room)))
     return torch.stack(norms)
-
-
-def squared_sums_per_tensor(
-    xs: list[Tensor], segments: Segments | None = None, scratch: Tensor | None = None
-) -> Tensor:
-    """[sum(x_i * x_i)] as a vector in the tensors' dtype: each tensor's ``(x * x).sum()``, the
-    squares rounded to the dtype and then summed as one tensor, ``dog``'s
-    ``(p.grad ** 2).sum()`` bit for bit; or, with ``segments``, of the parts of the one flat
-    tensor ``xs[0]`` (many small parts: ``Segments.sum_per_part``, the same bits). With
-    ``scratch``, the squares are written there (see :func:`_room`), so nothing is allocated."""
-    if segments is not None:
-        (x,) = xs
-        if segments.many_small():
-            room = _room(scratch, x)
-            return segments.sum_per_part(x * x if room is None else torch.mul(x, x, out=room))
-        xs = segments.split(x)
-    sums = []
-    for x in xs:
-        room = _room(scratch, x)
-        sums.append((x * x if room is None else torch.mul(x, x, out=room)).sum())
-    return torch.stack(sums)
 
 
 def norms_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:
@@ -508,7 +565,7 @@ class ReducingOptimizer(RuleOptimizer):
 
     def scratch_for(self, chunk: Chunk, whole_tensors: bool = False) -> Tensor:
         """A reused flat buffer for a reduction over ``chunk``'s tensors a piece at a time (see
-        :func:`sum_of_abs`): as many elements as its largest tensor, at most ``BLOCK`` unless
+        :func:`_sums_of`): as many elements as its largest tensor, at most ``BLOCK`` unless
         ``whole_tensors`` (every tensor is then one reduction, the reference's bits, for the
         price of a buffer as large as the largest tensor kept between steps)."""
         x, largest = chunk.params[0], max(t.numel() for t in chunk.params)
@@ -602,12 +659,12 @@ class ReducingOptimizer(RuleOptimizer):
         temporary larger than a block. On a CPU a tensor-sized temporary costs page faults at
         every step, or not, depending on the allocator's history (DAdaptAdam on 4x4M float32,
         one thread, run alone: 64 ms without faults, 88-130 ms with 1.5k-31k a step; in
-        blocks 56-59 ms, none). Its sums are then taken per block and added in float64 (its
-        l1 norms and DAdaptAdaGrad's quotients already were, see :func:`sum_of_abs`): within
-        the dtype's rounding of the packages' one reduction per tensor, not its bits, which a
-        tensor of at most ``BLOCK`` elements keeps. None for a class whose rule reduces per
-        tensor (DoG, LDoG), and for a tensor that cannot be viewed flat with its gradient and state
-        (not contiguous, complex, a state of another size: Prodigy's ``slice_p``)."""
+        blocks 56-59 ms, none). Its sums are then taken per block and added in float64
+        (:func:`total`): within the dtype's rounding of the packages' one reduction per
+        tensor, not its bits, which a tensor of at most ``BLOCK`` elements keeps. None for a
+        class whose rule reduces per tensor (DoG, LDoG), and for a tensor that cannot be viewed
+        flat with its gradient and state (not contiguous, complex, a state of another size:
+        Prodigy's ``slice_p``)."""
         size = p.numel()
         if not self._blocks_large_tensors or size <= _paths.BLOCK or p.is_complex():
             return None

@@ -24,6 +24,7 @@ from optim._global import (
     Chunk,
     ReducingOptimizer,
     Work,
+    abs_sums,
     active,
     add_products_,
     check_at_least,
@@ -31,13 +32,13 @@ from optim._global import (
     check_positive,
     common_lr,
     d_times_lr,
+    dots,
     known_zero,
     py_max,
     py_min,
-    sum_of_abs,
-    sum_of_products,
-    sum_of_quotients,
-    sum_of_squared_entries,
+    python_sqrt,
+    quotient_sums,
+    squared_sums_per_tensor,
     total,
 )
 
@@ -78,14 +79,14 @@ def dadapt_sgd_statistics(
         \qquad \Delta\|s\|^2
 
     with ``dlr`` = d * lr / ||g_0|| and g including the L2 term. Returns (Δ numerator, ||s||²)
-    (``scratch``: see :func:`optim._global.sum_of_squared_entries`).
+    (``scratch``: see :func:`optim._global.squared_sums_per_tensor`).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if ops.may_be_nonzero(weight_decay):
         grads = ops.add_scaled(grads, params, weight_decay)
-    numerator = dlr * sum_of_products(grads, state["s"])
+    numerator = dlr * dots(grads, state["s"], chunk.segments)
     ops.add_scaled_(state["s"], grads, dlr)
-    return numerator, sum_of_squared_entries(state["s"], scratch)
+    return numerator, squared_sums_per_tensor(state["s"], chunk.segments, scratch)
 
 
 def dadapt_sgd_update(chunk: Chunk, *, momentum: float) -> None:
@@ -188,13 +189,13 @@ class DAdaptSGD(ReducingOptimizer):
         numerator = self.scalar(first, "numerator_weighted", device)
         if k == 0:
             squares = [
-                sum_of_squared_entries(chunk.grads, self.scratch_for(chunk))
+                squared_sums_per_tensor(chunk.grads, chunk.segments, self.scratch_for(chunk))
                 for item in work
                 if active(item.group)
                 for chunk in item.chunks
             ]
             (g_sq,) = self.over_ranks(total(squares, device))
-            self.param_groups[-1]["g0_norm"] = g_sq.sqrt()
+            self.param_groups[-1]["g0_norm"] = python_sqrt(g_sq)
         # The package's loop variable: the last group on the first step, the first one after
         # (the same value, unless a group was added since: then the first group's, as there).
         g0_norm = self.scalar(self.param_groups[-1 if k == 0 else 0], "g0_norm", device)
@@ -211,9 +212,9 @@ class DAdaptSGD(ReducingOptimizer):
                 )
                 numerators.append(n)
                 squares.append(s2)
-        numerator = numerator + total(numerators, device)  # (kept per rank, as the package)
+        numerator = total(numerators, device, start=numerator)  # (kept per rank, as the package)
         global_numerator, sk_sq = self.over_ranks(numerator, total(squares, device))
-        d_hat = 2 * global_numerator / sk_sq.sqrt()
+        d_hat = 2 * global_numerator / python_sqrt(sk_sq)
         new_d = _grow(d, d_hat, first["growth_rate"])
         new_d = _keep_unless(new_d, d, lr, sk_sq > 0)
         _log(self, first, k, dlr=dlr, d_hat=d_hat, d=new_d)
@@ -278,7 +279,7 @@ def dadapt_adam_statistics(
         \Delta\|s\|_1 = r \|s\|_1
 
     (old s and v in the numerator; r = ``layer_scale``; ``scratch``: see
-    :func:`optim._global.sum_of_abs`). Returns (Δ numerator, r ||s||_1).
+    :func:`optim._global.abs_sums`). Returns (Δ numerator, r ||s||_1).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if coupled_decay and ops.may_be_nonzero(weight_decay):
@@ -287,7 +288,9 @@ def dadapt_adam_statistics(
     denominators = torch._foreach_sqrt(state["exp_avg_sq"])
     ops.add_(denominators, eps)
     numerator = (
-        layer_scale * dlr * sum_of_products(grads, torch._foreach_div(state["s"], denominators))
+        layer_scale
+        * dlr
+        * dots(grads, torch._foreach_div(state["s"], denominators), chunk.segments)
     )
     ops.tensor_mul_(state["exp_avg"], beta1)
     ops.add_scaled_(state["exp_avg"], grads, layer_scale * dlr * (1 - beta1))
@@ -295,7 +298,7 @@ def dadapt_adam_statistics(
     ops.addcmul_(state["exp_avg_sq"], grads, grads, 1 - beta2)
     ops.tensor_mul_(state["s"], sqrt_beta2)
     ops.add_scaled_(state["s"], grads, dlr * (1 - sqrt_beta2))
-    return numerator, layer_scale * sum_of_abs(state["s"], scratch)
+    return numerator, layer_scale * abs_sums(state["s"], scratch, chunk.segments)
 
 
 def dadapt_adam_update(
@@ -453,12 +456,12 @@ def dadapt_adagrad_statistics(
         \Delta\|s\|_1 = \|s\|_1^{\text{new}} - \|s\|_1^{\text{old}}
 
     Returns (ΔG, Δ weighted ||s||², Δ ||s||_1) (``scratch``: see
-    :func:`optim._global.sum_of_abs`).
+    :func:`optim._global.abs_sums`).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if ops.may_be_nonzero(weight_decay):
         grads = ops.add_scaled(grads, params, weight_decay)
-    alphak, sk = state["alphak"], state["sk"]
+    alphak, sk, segments = state["alphak"], state["sk"], chunk.segments
 
     def denominators() -> list[Tensor]:
         roots = torch._foreach_sqrt(alphak)
@@ -466,13 +469,13 @@ def dadapt_adagrad_statistics(
         return roots
 
     def weighted_sq() -> Tensor:
-        return sum_of_quotients(sk, sk, denominators(), scratch)
+        return quotient_sums(sk, sk, denominators(), scratch, segments)
 
-    old_weighted, old_l1 = weighted_sq(), sum_of_abs(sk, scratch)
+    old_weighted, old_l1 = weighted_sq(), abs_sums(sk, scratch, segments)
     add_products_(alphak, grads, grads, scratch)
-    grad_sq = sum_of_quotients(grads, grads, denominators(), scratch)
+    grad_sq = quotient_sums(grads, grads, denominators(), scratch, segments)
     ops.add_scaled_(sk, grads, dlr)
-    return grad_sq, weighted_sq() - old_weighted, sum_of_abs(sk, scratch) - old_l1
+    return grad_sq, weighted_sq() - old_weighted, abs_sums(sk, scratch, segments) - old_l1
 
 
 def dadapt_adagrad_update(chunk: Chunk, *, eps: float, momentum: float) -> None:

@@ -16,17 +16,17 @@ from optim._global import (
     Chunk,
     ReducingOptimizer,
     Work,
+    abs_sums,
     active,
     check_at_least,
     check_count,
     check_positive,
     common_lr,
     d_times_lr,
+    dots,
     known_zero,
     py_max,
     py_min,
-    sum_of_abs,
-    sum_of_products,
     total,
 )
 
@@ -59,7 +59,7 @@ def prodigy_statistics(
             \;(\tfrac{d}{d_0}\, d\, g \text{ with safeguard\_warmup}), \qquad
         \Delta\text{denom} = \|s\|_1
 
-    with ``dlr`` = d * lr * bias correction (``scratch``: see :func:`optim._global.sum_of_abs`).
+    with ``dlr`` = d * lr * bias correction (``scratch``: see :func:`optim._global.abs_sums`).
     Returns (Δ numerator, ||s||_1, gradients used).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
@@ -68,7 +68,7 @@ def prodigy_statistics(
     ratio = d / d0
     sliced_grads = _sliced(grads, slice_p)
     difference = list(torch._foreach_sub(state["p0"], _sliced(params, slice_p)))
-    numerator = ratio * dlr * sum_of_products(sliced_grads, difference)
+    numerator = ratio * dlr * dots(sliced_grads, difference, chunk.segments)
     if beta1 > 0:
         ops.tensor_mul_(state["exp_avg"], beta1)
         ops.add_scaled_(state["exp_avg"], grads, d * (1 - beta1))
@@ -76,7 +76,7 @@ def prodigy_statistics(
     ops.addcmul_(state["exp_avg_sq"], grads, grads, d * d * (1 - beta2))
     ops.tensor_mul_(state["s"], beta3)
     ops.add_scaled_(state["s"], sliced_grads, ratio * (d if safeguard_warmup else dlr))
-    return numerator, sum_of_abs(state["s"], scratch), grads
+    return numerator, abs_sums(state["s"], scratch, chunk.segments), grads
 
 
 def prodigy_update(

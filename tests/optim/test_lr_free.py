@@ -57,6 +57,7 @@ CASES = [
      {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.01, "warmup_steps": 20}, {"eps": 1e-6}),
 ]  # fmt: skip
 SCHEDULE_FREE = {"SGDScheduleFree", "AdamWScheduleFree"}
+ESTIMATORS = {"Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad"}  # (a global estimate d)
 
 
 def case_id(case) -> str:
@@ -128,15 +129,17 @@ def test_matches_the_reference_package(case, impl, capsys):
     assert relative_error(ours_eval, ref_eval) <= 1e-10
 
 
-@pytest.mark.parametrize("impl", ["single", "foreach"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize(
     "name",
     ["Prodigy", "DAdaptAdam", "DAdaptAdaGrad", "DAdaptSGD", "SGDScheduleFree", "AdamWScheduleFree"],
 )
 def test_float32_gives_the_packages_bits(name, impl):
-    """float32 parameters, 200 steps, the parity test's five tensors: the packages' bits on the
-    one-tensor and default paths. Their sums are ``torch.dot``, ``s.abs().sum()`` and
-    ``(s * s).div(d).sum()`` per tensor, and ours are the same ops (Prodigy and DAdaptAdam were
+    """float32 parameters, 200 steps, the parity test's five tensors: the packages' bits on every
+    path (the flat path's Prodigy and D-Adaptations were apart while its parts were dotted where
+    they lie in its buffer and the sums added pairwise: ``test_float64_gives_the_packages_bits``).
+    Their sums are ``torch.dot``, ``s.abs().sum()`` and ``(s * s).div(d).sum()`` per tensor,
+    and ours are the same ops (Prodigy and DAdaptAdam were
     1.5e-6 and 3.9e-6 apart while their l1 norms were ``vector_norm(s, 1)``, DAdaptAdaGrad 2.1e-6
     while its weighted sums were ``dot(s, s / d)`` and its accumulator took ``addcmul_``)."""
     case = next(c for c in CASES if c[0] == name)
@@ -156,6 +159,53 @@ def test_float32_gives_the_packages_bits(name, impl):
     assert relative_error(ours, [p.float() for p in make_params()]) > 1e-3, "nothing moved"
     for a, b in zip(ours, expected):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ESTIMATORS], ids=case_id)
+def test_float64_gives_the_packages_bits(case, impl):
+    """The parity test's float64 runs, bit for bit, on every path (the groups' tensors are not
+    packed, see ``optim._global.dots``): the parameters after 200 steps and the estimate ``d``
+    at every step. The packages add up ``.item()``s in Python floats, parameter by parameter;
+    ours were summed pairwise on the device (``optim._global.total``), DAdaptSGD took torch's
+    float64 ``sqrt``, which is not correctly rounded on a CPU (``optim._global.python_sqrt``),
+    and the flat path dotted parts of its buffer off the alignment that MKL's ``ddot`` sums by
+    (``optim._global._aligned``): d was an ulp apart within the first steps, and a chaotic loss
+    grows an ulp to 1e-2 within 200."""
+    name, reference, kwargs, second = case
+    ref_params, ours_params = make_params(), make_params()
+    ref = reference(groups(ref_params, second), **kwargs)
+    ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
+    for t in range(STEPS):
+        run_steps(ref, ref_params, range(t, t + 1))
+        run_steps(ours, ours_params, range(t, t + 1))
+        assert float(ours.param_groups[0]["d"]) == ref.param_groups[0]["d"], t
+    assert relative_error(ours_params, make_params()) > 1e-3, "nothing moved"
+    for a, b in zip(ours_params, ref_params):
+        assert torch.equal(a, b)
+
+
+def test_totals_add_in_order_as_a_python_float():
+    """``total`` is the references' ``x = 0.0; x += v.item()`` over vectors and scalars, with a
+    start value (DAdaptSGD's running numerator), where a pairwise sum rounds differently."""
+    generator = torch.Generator().manual_seed(0)
+    scales = torch.logspace(-12, 12, 3000, dtype=torch.float64)
+    values = torch.randn(3000, dtype=torch.float64, generator=generator) * scales
+    values = values[torch.randperm(3000, generator=generator)]
+    expected = 0.5
+    for v in values.tolist():
+        expected += v
+    parts = [values[:1000], values[1000].reshape(()), values[1001:]]
+    start = torch.tensor(0.5, dtype=torch.float64)
+    assert optim._global.total(parts, torch.device("cpu"), start=start).item() == expected
+    assert optim._global.total([], torch.device("cpu")).item() == 0.0
+
+
+def test_python_sqrt_is_math_sqrt_where_torch_rounds_otherwise():
+    generator = torch.Generator().manual_seed(0)
+    xs = torch.rand(5000, dtype=torch.float64, generator=generator) * 1e-3
+    roots = [optim._global.python_sqrt(x).item() for x in xs]
+    assert roots == [math.sqrt(x) for x in xs.tolist()]
 
 
 @pytest.mark.parametrize("impl", ["single", "foreach"])
