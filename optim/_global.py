@@ -190,8 +190,8 @@ def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -
     one flat tensor of each list (a part off the allocator's alignment dotted as a copy, see
     :func:`_aligned`), except for many small parts (``Segments.many_small``), whose
     round is one dot: within rounding of the per-tensor dots, not their bits (a dot has no
-    row-wise form with their bits, and 2000 dots of 1000 elements cost 6-8 ms on this CPU, as
-    much as the rest of a D-Adaptation step).
+    row-wise form with their bits, and 2000 dots of 1000 elements cost 6-8 ms on this CPU, about
+    half of a D-Adaptation step).
 
     A dot reads its two tensors once and allocates nothing. (Multiplying the tensors and summing
     the concatenated products in float64 made two model-sized temporaries and a slow converting
@@ -564,10 +564,11 @@ class ReducingOptimizer(RuleOptimizer):
         return self._scratch(x, x.numel()).view_as(x)
 
     def scratch_for(self, chunk: Chunk, whole_tensors: bool = False) -> Tensor:
-        """A reused flat buffer for a reduction over ``chunk``'s tensors a piece at a time (see
-        :func:`_sums_of`): as many elements as its largest tensor, at most ``BLOCK`` unless
-        ``whole_tensors`` (every tensor is then one reduction, the reference's bits, for the
-        price of a buffer as large as the largest tensor kept between steps)."""
+        """A reused flat buffer for the elementwise temporaries of a reduction over ``chunk``'s
+        tensors (see :func:`_sums_of`): as many elements as its largest tensor, at most
+        ``BLOCK`` (a larger tensor's temporary is allocated) unless ``whole_tensors`` (no
+        temporary, for the price of a buffer as large as the largest tensor kept between
+        steps)."""
         x, largest = chunk.params[0], max(t.numel() for t in chunk.params)
         return self._scratch(x, largest if whole_tensors else min(_paths.BLOCK, largest))
 

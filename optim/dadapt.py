@@ -78,8 +78,8 @@ def dadapt_sgd_statistics(
         \Delta\text{num} = d\lambda \langle g, s\rangle, \qquad s \leftarrow s + d\lambda\, g,
         \qquad \Delta\|s\|^2
 
-    with ``dlr`` = d * lr / ||g_0|| and g including the L2 term. Returns (Δ numerator, ||s||²)
-    (``scratch``: see :func:`optim._global.squared_sums_per_tensor`).
+    with ``dlr`` = d * lr / ||g_0|| and g including the L2 term. Returns (Δ numerator, ||s||²),
+    each one value per tensor (``scratch``: see :func:`optim._global.squared_sums_per_tensor`).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if ops.may_be_nonzero(weight_decay):
@@ -280,7 +280,7 @@ def dadapt_adam_statistics(
         \Delta\|s\|_1 = r \|s\|_1
 
     (old s and v in the numerator; r = ``layer_scale``; ``scratch``: see
-    :func:`optim._global.abs_sums`). Returns (Δ numerator, r ||s||_1).
+    :func:`optim._global.abs_sums`). Returns (Δ numerator, r ||s||_1), each one value per tensor.
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if coupled_decay and ops.may_be_nonzero(weight_decay):
@@ -456,7 +456,7 @@ def dadapt_adagrad_statistics(
             - \sum \frac{s^2}{\sqrt{\alpha}+\epsilon}\Big|_{\text{old}}, \qquad
         \Delta\|s\|_1 = \|s\|_1^{\text{new}} - \|s\|_1^{\text{old}}
 
-    Returns (ΔG, Δ weighted ||s||², Δ ||s||_1) (``scratch``: see
+    Returns (ΔG, Δ weighted ||s||², Δ ||s||_1), each one value per tensor (``scratch``: see
     :func:`optim._global.abs_sums`).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state

@@ -60,7 +60,7 @@ def prodigy_statistics(
         \Delta\text{denom} = \|s\|_1
 
     with ``dlr`` = d * lr * bias correction (``scratch``: see :func:`optim._global.abs_sums`).
-    Returns (Δ numerator, ||s||_1, gradients used).
+    Returns (Δ numerator, ||s||_1), each one value per tensor, and the gradients used.
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if coupled_decay and ops.may_be_nonzero(weight_decay):
