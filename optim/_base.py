@@ -103,6 +103,7 @@ from optim._paths import (
     _identical,
     blocked_rounds,
     call_rule,
+    dense,
     dispatches_itself,
     packs_alike,
     plain,
@@ -834,17 +835,20 @@ class RuleOptimizer(Optimizer):
         return packed.step(type(self)._rule, params, grads, *self._packed_arguments(group))
 
     def _steady_flat_step(self, index: int, group: dict, grads: list[Tensor]) -> bool:
-        """The flat path's common case: every parameter of the group laid out as last step and
-        every gradient still the layout's own view (dense by construction), so neither the
-        sparse check nor a gradient copy is needed. False (nothing done) otherwise."""
+        """The flat path's common case: every parameter of the group laid out as last step, with
+        a dense gradient: the layout's own view (nothing to copy) or a new one (torch's default
+        ``zero_grad()``), copied into the flat gradient buffer. False (nothing done) otherwise."""
         layouts = self._layouts.get(index)
         if not layouts or len(layouts) != 1 or not isinstance(layouts[0], Flat):
             return False
         layout = layouts[0]
-        if not _identical(grads, layout.grad_views):
+        views = _identical(grads, layout.grad_views)  # (dense by construction)
+        if not views and not dense(grads):
             return False
         if not self._still_valid(layout, group["params"], group):
             return False
+        if not views:
+            layout.sync_grads(grads)
         self._run_flat(group, layout, first_step=False)
         return True
 

@@ -66,7 +66,6 @@ from optim._base import RuleOptimizer, _is_sparse, _number, without_grad
 from optim._paths import (
     _DTYPE,
     _GRAD,
-    _LAYOUT,
     FAST_DTYPES,
     PACK_AT_LEAST,
     PACK_BELOW,
@@ -74,6 +73,7 @@ from optim._paths import (
     OwnedState,
     Segments,
     as_real,
+    dense,
     gather_into,
     packed_rounds,
     packs_alike,
@@ -723,10 +723,8 @@ class ReducingOptimizer(RuleOptimizer):
         if packed is None or len(packed.params) != len(params):
             return None
         grads = list(map(_GRAD, params))
-        if any(map(operator.is_, grads, itertools.repeat(None))):
+        if not dense(grads):
             return None
-        if any(map(operator.is_not, map(_LAYOUT, grads), itertools.repeat(torch.strided))):
-            return None  # a sparse gradient (C-level passes: this runs every step)
         if not self._still_valid(packed, params, group):
             return None
         return self._gather(packed, params, grads, packed.positions)

@@ -171,6 +171,53 @@ def test_flat_handles_replaced_and_missing_gradients_like_torch(skip_bias_every,
     assert relative_error(flat, reference) <= 1e-10
 
 
+@pytest.mark.parametrize("shapes", [[(7,), (5,), (3,)] * 6, [(4, 3), (5,), (2, 2, 2)] * 6])
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("new_gradients", ["all", "some", "aliasing the buffer"])
+def test_flat_copies_new_gradients_in_and_leaves_them_as_torch(shapes, compiled, new_gradients):
+    """New gradients every step (torch's default ``zero_grad()``), all of them, some of them
+    (the others still the layout's views), or a new tensor over the same memory as its view
+    (which ``torch.cat`` refuses to copy): torch's foreach path's bits, and every ``p.grad`` is
+    the tensor the training loop put there and holds its values, as torch.optim leaves it."""
+    generator = torch.Generator().manual_seed(3)
+    gradients = [
+        [torch.randn(shape, dtype=torch.float64, generator=generator) for shape in shapes]
+        for _ in range(4)
+    ]
+    results = []
+    for make in (
+        lambda ps: torch.optim.Adam(ps, lr=0.1, foreach=True),
+        lambda ps: optim.Adam(ps, lr=0.1, impl="flat", compile=compiled),
+    ):
+        params = [
+            torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(i))
+            .requires_grad_()
+            for i, shape in enumerate(shapes)
+        ]
+        optimizer = make(params)
+        for step, values in enumerate(gradients):
+            for i, (p, value) in enumerate(zip(params, values)):
+                held = p.grad
+                if step == 0 or new_gradients == "all" or i % 3 == 0 or held is None:
+                    p.grad = value.clone()
+                elif new_gradients == "some":
+                    held.copy_(value)  # the same tensor (on the flat path: the layout's view)
+                else:
+                    p.grad = held.view(held.shape)  # another tensor over the same memory
+                    p.grad.copy_(value)
+            given = [p.grad for p in params]
+            expected = [g.clone() for g in given]
+            optimizer.step()
+            if step > 0:  # (the step that lays the buffers out makes each p.grad its view)
+                assert all(p.grad is g for p, g in zip(params, given))
+            assert all(torch.equal(p.grad, e) for p, e in zip(params, expected))
+        results.append([p.detach().clone() for p in params])
+    if compiled:
+        assert relative_error(results[1], results[0]) <= 1e-12
+    else:
+        assert all(torch.equal(ours_p, torch_p) for ours_p, torch_p in zip(*results))
+
+
 @pytest.mark.parametrize("name", ["Adam", "SGD", "Prodigy", "SGDScheduleFree", "SPS"])
 @pytest.mark.parametrize("grad_enabled", [True, False])
 def test_step_runs_without_grad_and_restores_the_grad_mode(name, grad_enabled):
