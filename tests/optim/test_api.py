@@ -190,8 +190,9 @@ def test_flat_copies_new_gradients_in_and_leaves_them_as_torch(shapes, compiled,
         lambda ps: optim.Adam(ps, lr=0.1, impl="flat", compile=compiled),
     ):
         params = [
-            torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(i))
-            .requires_grad_()
+            torch.randn(
+                shape, dtype=torch.float64, generator=torch.Generator().manual_seed(i)
+            ).requires_grad_()
             for i, shape in enumerate(shapes)
         ]
         optimizer = make(params)
