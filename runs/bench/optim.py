@@ -1,6 +1,8 @@
 """``stepsize bench optim``: our optimizers' ``step()`` against torch.optim, in the same process.
 
-For each optimizer and model shape (fp32 tensors, gradients in place), the median time of one
+For each optimizer and model shape (fp32 tensors; gradients in place, or with ``--new-grads``
+new gradient tensors before every step as torch's default ``zero_grad()`` leaves autograd to
+allocate them, which the flat path must copy into its buffer), the median time of one
 ``step()`` for torch.optim's single-tensor, foreach and fused implementations and for ours: the
 default path (parameters' own storage), the flat path, and the flat path compiled. Variants are
 timed round-robin (one step of each in turn), so a busy machine slows them alike and the ratios
@@ -67,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled flat path")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
+        "--new-grads",
+        action="store_true",
+        help="new gradient tensors before every step (untimed), as a training loop with torch's "
+        "default zero_grad() hands them over, instead of the same tensors in place",
+    )
+    parser.add_argument(
         "--lr-free",
         action="store_true",
         help="instead: the learning-rate-free optimizers against their reference packages",
@@ -107,18 +115,47 @@ def parse_model(spec: str) -> Shape:
     return shape
 
 
-def _round_robin_ms(steps: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median milliseconds of each step, timed one step of each in turn (after 3 warm-ups)."""
-    for step in steps.values():
+def _round_robin_ms(
+    steps: dict[str, Callable[[], object]],
+    repeat: int,
+    before: dict[str, Callable[[], object]] | None = None,
+) -> dict[str, float]:
+    """Median milliseconds of each step, timed one step of each in turn (after 3 warm-ups);
+    ``before[label]``, if given, runs untimed before each of that label's steps."""
+    before = before or {}
+    for label, step in steps.items():
         for _ in range(3):
+            before.get(label, _nothing)()
             step()
     times: dict[str, list[float]] = {label: [] for label in steps}
     for _ in range(repeat):
         for label, step in steps.items():
+            before.get(label, _nothing)()
             start = time.perf_counter()
             step()
             times[label].append(time.perf_counter() - start)
     return {label: statistics.median(t) * 1e3 for label, t in times.items()}
+
+
+def _nothing() -> None:
+    pass
+
+
+def new_gradients(params: list) -> Callable[[], None]:
+    """A callable that gives every tensor of ``params`` (tensors or param groups) a new gradient
+    tensor, as autograd does after torch's default ``zero_grad()`` (``set_to_none=True``): it
+    alternates between two sets made here, so each step sees other tensors than the last."""
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    generator = torch.Generator().manual_seed(1)
+    sets = [[torch.randn(p.shape, generator=generator) * 1e-2 for p in tensors] for _ in range(2)]
+    turn = [0]
+
+    def give() -> None:
+        turn[0] ^= 1
+        for p, grad in zip(tensors, sets[turn[0]]):
+            p.grad = grad
+
+    return give
 
 
 def _params(shape: Shape, lr: float | None = None) -> list:
@@ -182,8 +219,11 @@ def machine_bandwidth_gbs(repeat: int = 10) -> float:
     return 3 * x.numel() * 4 / (ms * 1e-3) / 1e9
 
 
-def measure(name: str, model: str, repeat: int, compile_flat: bool) -> dict[str, float]:
-    """Median ``step()`` milliseconds of every implementation for one optimizer and shape."""
+def measure(
+    name: str, model: str, repeat: int, compile_flat: bool, new_grads: bool = False
+) -> dict[str, float]:
+    """Median ``step()`` milliseconds of every implementation for one optimizer and shape
+    (``new_grads``: new gradient tensors before each step, see :func:`new_gradients`)."""
     kwargs, _ = OPTIMIZERS[name]
     shape = parse_model(model)
     lr = kwargs.get("lr", inspect.signature(getattr(optim, name)).parameters["lr"].default)
@@ -198,8 +238,12 @@ def measure(name: str, model: str, repeat: int, compile_flat: bool) -> dict[str,
     variants["ours flat"] = lambda ps: ours(ps, impl="flat", **kwargs)
     if compile_flat:
         variants["ours flat+compile"] = lambda ps: ours(ps, compile=True, **kwargs)
-    optimizers = {label: make(_params(shape, lr)) for label, make in variants.items()}
-    results = _round_robin_ms({label: opt.step for label, opt in optimizers.items()}, repeat)
+    params = {label: _params(shape, lr) for label in variants}
+    optimizers = {label: make(params[label]) for label, make in variants.items()}
+    before = {label: new_gradients(params[label]) for label in variants} if new_grads else None
+    results = _round_robin_ms(
+        {label: opt.step for label, opt in optimizers.items()}, repeat, before
+    )
     results["temporaries ours"] = temporary_bytes(optimizers["ours default"])
     if "torch fused" in optimizers:
         results["temporaries fused"] = temporary_bytes(optimizers["torch fused"])
@@ -312,7 +356,9 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
     bandwidth = machine_bandwidth_gbs()
+    grads = "new tensors before each step" if args.new_grads else "the same tensors, in place"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
+    print(f"gradients: {grads}")
     print(f"machine in-place bandwidth (x.add_(y), 64 MiB): {bandwidth:.1f} GB/s\n")
     header = (
         "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager "
@@ -322,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
     print("|" + "---|" * (header.count("|") - 1))
     for name in names:
         for model in models:
-            ms = measure(name, model, args.repeat, not args.no_compile)
+            ms = measure(name, model, args.repeat, not args.no_compile, args.new_grads)
             eager = min(ms["torch single"], ms["torch foreach"])
             best = min(v for k, v in ms.items() if k.startswith("ours"))
             gbs = OPTIMIZERS[name][1] * 4 * parse_model(model).elements / (best * 1e-3) / 1e9

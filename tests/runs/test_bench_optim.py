@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from runs.bench.optim import Shape, _params, parse_model
+from runs.bench.optim import Shape, _params, new_gradients, parse_model
 
 
 def test_bench_optim_prints_a_row_per_optimizer_and_model():
@@ -63,3 +63,24 @@ def test_peak_temporaries_counts_new_tensors_not_views_or_in_place_results():
         w = torch.cat([x, x])  # 8000 while z (4000) lives: peak 12000
     assert counter.peak == 12000
     del z, w
+
+
+def test_new_gradients_gives_other_tensors_each_time_and_the_flag_runs_end_to_end():
+    groups = _params(parse_model("2g3x4"), lr=0.1)
+    params = [p for g in groups for p in g["params"]]
+    give = new_gradients(groups)
+    seen = []
+    for _ in range(3):
+        give()
+        grads = [p.grad for p in params]
+        assert all(g.shape == p.shape for g, p in zip(grads, params))
+        seen.append(grads)
+    assert all(a is not b for a, b in zip(seen[0], seen[1]))  # new tensors every call
+    assert not any(torch.equal(a, b) for a, b in zip(seen[0], seen[1]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "runs", "bench", "optim", "--optimizers", "Adam",
+         "--models", "3x1k", "--repeat", "1", "--no-compile", "--new-grads"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "gradients: new tensors before each step" in proc.stdout
+    assert sum(line.startswith("| Adam") for line in proc.stdout.splitlines()) == 1
