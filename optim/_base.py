@@ -847,10 +847,16 @@ class RuleOptimizer(Optimizer):
             return False
         if not self._still_valid(layout, group["params"], group):
             return False
-        if not views:
-            layout.sync_grads(grads)
-        self._run_flat(group, layout, first_step=False)
+        self._run_flat(group, layout, False, None if views else self._spans(layout, grads))
         return True
+
+    def _spans(self, layout: Flat, grads: list[Tensor]) -> list[tuple[int, int, Tensor]] | None:
+        """The gradients of ``layout`` as spans of its buffers (see ``Flat.gradient_spans``);
+        for a rule that is not elementwise, copied into the flat gradient buffer (None)."""
+        if self._elementwise:
+            return layout.gradient_spans(grads)
+        layout.sync_grads(grads)
+        return None
 
     def _foreach_step(self, index: int, group: dict, params: list[Tensor]) -> None:
         layouts = self._layouts.get(index)
@@ -1199,10 +1205,18 @@ class RuleOptimizer(Optimizer):
         else:
             first_step = False
         for layout in layouts:
-            layout.sync_grads()
-            self._run_flat(group, layout, first_step)
+            spans = self._spans(layout, list(map(_paths._GRAD, layout.params)))
+            self._run_flat(group, layout, first_step, spans)
 
-    def _run_flat(self, group: dict, layout: Flat, first_step: bool) -> None:
+    def _run_flat(
+        self,
+        group: dict,
+        layout: Flat,
+        first_step: bool,
+        spans: list[tuple[int, int, Tensor]] | None = None,
+    ) -> None:
+        """The rule over ``layout``'s buffers, span by span of ``spans`` (see
+        :meth:`~optim._paths.Flat.gradient_spans`; None: the flat gradient buffer, whole)."""
         steps: list = [None]
         if layout.step_vector is not None:
             layout.step_vector.add_(1)
@@ -1218,33 +1232,31 @@ class RuleOptimizer(Optimizer):
             rule = self._compiled()
         else:
             arguments = self._host_arguments(group, first_step)
-        if self.compile or not self._elementwise:
-            state = {key: [flat] for key, flat in layout.buffers.items()}
-            call_rule(
-                rule,
-                [layout.flat_param],
-                [layout.flat_grad],
-                steps,
-                state,
-                arguments,
-                self.compile or self._complex_as_real,  # (inductor has no complex kernels)
-            )
-            return
-        # Eager: the rule over one cache-sized block of the buffers at a time, as the blocked
-        # default path (every op over a block before the next; temporaries a block in size).
-        size, block_size = layout.flat_param.numel(), _paths.BLOCK
-        for start in range(0, size, block_size):
-            block = slice(start, min(start + block_size, size))
-            state = {key: [flat[block]] for key, flat in layout.buffers.items()}
-            call_rule(
-                rule,
-                [layout.flat_param[block]],
-                [layout.flat_grad[block]],
-                steps,
-                state,
-                arguments,
-                self._complex_as_real,
-            )
+        size = layout.flat_param.numel()
+        if spans is None:
+            spans = [(0, size, layout.flat_grad)]
+        # Compiled: one kernel per span. Eager: the rule over one cache-sized block of a span at
+        # a time, as the blocked default path (every op over a block before the next;
+        # temporaries a block in size).
+        block_size = size if self.compile or not self._elementwise else _paths.BLOCK
+        for begin, end, grad in spans:
+            for start in range(begin, end, block_size):
+                stop = min(start + block_size, end)
+                whole = start == 0 and stop == size
+                block = slice(start, stop)
+                state = {
+                    key: [flat if whole else flat[block]] for key, flat in layout.buffers.items()
+                }
+                in_span = slice(start - begin, stop - begin)
+                call_rule(
+                    rule,
+                    [layout.flat_param if whole else layout.flat_param[block]],
+                    [grad if stop - start == end - begin else grad[in_span]],
+                    steps,
+                    state,
+                    arguments,
+                    self.compile or self._complex_as_real,  # (inductor has no complex kernels)
+                )
 
     def _compiled(self) -> Callable[..., None]:
         """The rule compiled for this optimizer's buffers, for any later size too.

@@ -171,14 +171,25 @@ def test_flat_handles_replaced_and_missing_gradients_like_torch(skip_bias_every,
     assert relative_error(flat, reference) <= 1e-10
 
 
-@pytest.mark.parametrize("shapes", [[(7,), (5,), (3,)] * 6, [(4, 3), (5,), (2, 2, 2)] * 6])
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        [(7,), (5,), (3,)] * 6,
+        [(4, 3), (5,), (2, 2, 2)] * 6,
+        # tensors of BLOCK (1M) elements or more: a new gradient is read where it is
+        [(3,), (1 << 20,), (5,), (1024, 1025), (1 << 20,)],
+    ],
+    ids=["1-D", "n-D", "large"],
+)
 @pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("new_gradients", ["all", "some", "aliasing the buffer"])
 def test_flat_copies_new_gradients_in_and_leaves_them_as_torch(shapes, compiled, new_gradients):
-    """New gradients every step (torch's default ``zero_grad()``), all of them, some of them
-    (the others still the layout's views), or a new tensor over the same memory as its view
-    (which ``torch.cat`` refuses to copy): torch's foreach path's bits, and every ``p.grad`` is
-    the tensor the training loop put there and holds its values, as torch.optim leaves it."""
+    """New gradients every step (torch's default ``zero_grad()``): all of them; some of them
+    (the others still the layout's views); or some a new tensor over the same memory as its
+    view (which ``torch.cat`` refuses to copy into it) and some laid out column-major. Tensors
+    of 1M elements or more among them have their new gradients read where they are. Torch's
+    foreach path's bits (compiled: to rounding); after the step that lays the buffers out,
+    every ``p.grad`` stays the tensor the loop put there, with its values, as in torch.optim."""
     generator = torch.Generator().manual_seed(3)
     gradients = [
         [torch.randn(shape, dtype=torch.float64, generator=generator) for shape in shapes]
@@ -203,9 +214,11 @@ def test_flat_copies_new_gradients_in_and_leaves_them_as_torch(shapes, compiled,
                     p.grad = value.clone()
                 elif new_gradients == "some":
                     held.copy_(value)  # the same tensor (on the flat path: the layout's view)
-                else:
+                elif i % 3 == 1:
                     p.grad = held.view(held.shape)  # another tensor over the same memory
                     p.grad.copy_(value)
+                else:  # a new gradient laid out otherwise (not row-major where it can be)
+                    p.grad = value.t().contiguous().t() if value.dim() == 2 else value.clone()
             given = [p.grad for p in params]
             expected = [g.clone() for g in given]
             optimizer.step()
