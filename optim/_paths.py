@@ -533,13 +533,23 @@ class Flat(OwnedState):
         self.param_pointers = [view.data_ptr() for view in self.param_views]
         self.one_dim = all(p.dim() == 1 for p in params)  # (gradients gather with torch.cat)
         super().__init__(params, states, keys, counts_steps, self.flat_param.device)
-        # Where each tensor starts in the buffers, and the large row-major ones, whose new
-        # gradients the rule reads where they are (see gradient_spans).
-        self.starts = list(itertools.accumulate(self.sizes, initial=0))[:-1]
-        self.large = [
-            i
-            for i, (size, view) in enumerate(zip(self.sizes, self.param_views))
-            if size >= BLOCK and view.is_contiguous()
+        # The buffers cut at the large row-major tensors, whose new gradients the rule reads
+        # where they are: (first element, end element, that tensor's position or None).
+        self.span_bounds: list[tuple[int, int, int | None]] = []
+        start = done = 0
+        for i, (size, view) in enumerate(zip(self.sizes, self.param_views)):
+            if size >= BLOCK and view.is_contiguous():
+                if start > done:
+                    self.span_bounds.append((done, start, None))
+                self.span_bounds.append((start, start + size, i))
+                done = start + size
+            start += size
+        if start > done or not self.span_bounds:
+            self.span_bounds.append((done, start, None))
+        self.large = [i for _, _, i in self.span_bounds if i is not None]
+        self.spans_in_place = [
+            (b, e, self.flat_grad if e - b == start else self.flat_grad[b:e])
+            for b, e, _ in self.span_bounds
         ]
         self.count = 0.0  # the host's copy of the step count, set by the optimizer
         self.hyperparameter_tensors: dict[str, Tensor] = {}
@@ -599,34 +609,34 @@ class Flat(OwnedState):
         if new:
             torch._foreach_copy_([self.grad_views[i] for i in new], [grads[i] for i in new])
 
-    def gradient_spans(self, grads: list[Tensor]) -> list[tuple[int, int, Tensor]]:
+    def gradient_spans(self, grads: list[Tensor] | None) -> list[tuple[int, int, Tensor]]:
         """The gradients as consecutive spans of the buffers, ``(begin, end, gradient)`` with a
-        1-D ``gradient`` of ``end - begin`` elements, for a rule run span by span.
+        1-D ``gradient`` of ``end - begin`` elements, for a rule run span by span (``grads``:
+        the parameters' ``.grad``; None: they are the flat gradient buffer's views).
 
-        A new row-major gradient of a large tensor (``BLOCK`` elements or more) is its own span,
-        read where autograd left it: copying it in costs a pass over memory of its own (SGD with
-        momentum on 4 tensors of 4M elements and torch's default ``zero_grad()``: the eager step
-        took 12.9-13.4 ms with the copy, 7.0-8.7 without). Every other span is the flat gradient
-        buffer, with new small gradients copied in (:meth:`sync_grads`). Elementwise rules give
-        the same values span by span as over the whole buffer.
+        The buffers are cut at every large tensor (``BLOCK`` elements or more, row-major), which
+        is a span of its own, and a new gradient of one is read where autograd left it: copying
+        it in costs a pass over memory of its own (SGD with momentum on 4 tensors of 4M elements
+        and torch's default ``zero_grad()``: the eager step took 12.9-13.4 ms with the copy,
+        7.0-8.7 without). The other spans are the flat gradient buffer's, with new small
+        gradients copied in (:meth:`sync_grads`). The spans are the same whether the gradients
+        are new or in place, so a compiled rule sees one structure of lists for a layout.
+        Elementwise rules give the same values span by span as over the whole buffer.
         """
+        if grads is None:
+            return self.spans_in_place
         own = {}
         for i in self.large:
             grad = grads[i]
             if grad is not self.grad_views[i] and grad.is_contiguous():
                 own[i] = grad.view(-1)
         self.sync_grads(grads, leave=own)
-        spans, done = [], 0
-        for i, grad in own.items():
-            begin = self.starts[i]
-            if begin > done:
-                spans.append((done, begin, self.flat_grad[done:begin]))
-            spans.append((begin, begin + self.sizes[i], grad))
-            done = begin + self.sizes[i]
-        total = self.flat_grad.numel()
-        if done < total or not spans:
-            spans.append((done, total, self.flat_grad[done:] if done else self.flat_grad))
-        return spans
+        if not own:
+            return self.spans_in_place
+        return [
+            (begin, end, own.get(i, in_place))
+            for (begin, end, i), (_, _, in_place) in zip(self.span_bounds, self.spans_in_place)
+        ]
 
     def as_tensors(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Numbers as 0-dim float64 tensors on the buffer's device, refilled only when changed.
