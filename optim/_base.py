@@ -308,6 +308,23 @@ def _starting(lists: dict[tuple, list[int]]) -> set[tuple]:
     return {(device, dtype) for device, dtype, first in lists if first}
 
 
+def rule_over_spans(rule: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """``rule(*args, **kwargs)``: compiled apart from ``rule`` itself for the lists of a flat
+    layout's spans (see ``RuleOptimizer._compiled``)."""
+    rule(*args, **kwargs)
+
+
+def _limited(compiled: Callable[..., None]) -> Callable[..., None]:
+    """``compiled`` with Dynamo's limit of graphs per function raised from 8 to 256 for its
+    calls only (see ``RuleOptimizer._compiled``)."""
+
+    def run(*args: Any, **kwargs: Any) -> None:
+        with torch._dynamo.config.patch(recompile_limit=256):
+            compiled(*args, **kwargs)
+
+    return run
+
+
 def _spans_of(spans: list[tuple[int, int, Tensor]], flat: Tensor) -> list[Tensor]:
     """``flat[begin:end]`` for each span ``(begin, end, _)``."""
     return [flat[begin:end] for begin, end, _ in spans]
@@ -443,6 +460,7 @@ class RuleOptimizer(Optimizer):
         self._merge_plan: MergePlan | None = None  # param groups run together last step
         self._unstepped: dict[int, weakref.ref] = {}  # counters created here, not yet counted
         self._compiled_rule: Callable[..., None] | None = None
+        self._compiled_spans: Callable[..., None] | None = None
         self._rule_keywords = tuple(
             name
             for name, parameter in inspect.signature(type(self)._rule).parameters.items()
@@ -852,18 +870,15 @@ class RuleOptimizer(Optimizer):
             return False
         if not self._still_valid(layout, group["params"], group):
             return False
-        self._run_flat(group, layout, False, self._spans(layout, None if views else grads))
+        self._run_flat(group, layout, False, None if views else self._spans(layout, grads))
         return True
 
-    def _spans(
-        self, layout: Flat, grads: list[Tensor] | None
-    ) -> list[tuple[int, int, Tensor]] | None:
+    def _spans(self, layout: Flat, grads: list[Tensor]) -> list[tuple[int, int, Tensor]] | None:
         """The gradients of ``layout`` as spans of its buffers (see ``Flat.gradient_spans``);
         for a rule that is not elementwise, copied into the flat gradient buffer (None)."""
         if self._elementwise:
             return layout.gradient_spans(grads)
-        if grads is not None:
-            layout.sync_grads(grads)
+        layout.sync_grads(grads)
         return None
 
     def _foreach_step(self, index: int, group: dict, params: list[Tensor]) -> None:
@@ -1246,7 +1261,7 @@ class RuleOptimizer(Optimizer):
         if self.compile and len(spans) > 1:  # one call over the spans as lists
             spans_of = functools.partial(_spans_of, spans)
             call_rule(
-                rule,
+                functools.partial(self._compiled(over_spans=True), type(self)._rule),
                 spans_of(layout.flat_param),
                 [grad for _, _, grad in spans],
                 steps * len(spans),
@@ -1277,7 +1292,7 @@ class RuleOptimizer(Optimizer):
                     self.compile or self._complex_as_real,  # (inductor has no complex kernels)
                 )
 
-    def _compiled(self) -> Callable[..., None]:
+    def _compiled(self, over_spans: bool = False) -> Callable[..., None]:
         """The rule compiled for this optimizer's buffers, for any later size too.
 
         The first buffer size gets a kernel specialised to it (30% faster than a dynamic-shape
@@ -1287,21 +1302,25 @@ class RuleOptimizer(Optimizer):
         learning-rate grid over several models) needs more entries than its default limit of 8,
         so the limit is raised for this function's calls only.
 
-        A layout holding tensors of ``BLOCK`` elements or more is passed as lists, one span per
-        large tensor and per run of smaller ones between them (``Flat.gradient_spans``), the
-        same lists whether its gradients are new or in place: one graph per layout, specialised
-        to its spans (a kernel over spans of changing sizes, recompiled with dynamic shapes,
-        cost Adam on 4 tensors of 4M elements and new gradients 0.74x torch fused's speed,
-        where the lists give 0.87-0.90x).
+        ``over_spans``: :func:`rule_over_spans` compiled instead, called with the rule first.
+        A layout holding tensors of ``BLOCK`` elements or more runs on its spans as lists, one
+        span per large tensor and per run of smaller ones between them, when a large tensor has
+        a new gradient (``Flat.gradient_spans``): one call, one graph per layout. It is another
+        function, so Dynamo keeps its sizes apart from the whole buffers': a call of the rule
+        on spans after the whole buffer recompiled it with dynamic shapes, and Adam on 4
+        tensors of 4M elements with new gradients ran at 0.74x torch fused's speed, where the
+        list call gives 0.87-0.90x.
         """
+        if over_spans:
+            if self._compiled_spans is None:
+                self._compiled_spans = _limited(
+                    torch.compile(rule_over_spans, fullgraph=True, dynamic=None)
+                )
+            return self._compiled_spans
         if self._compiled_rule is None:
-            compiled = torch.compile(type(self)._rule, fullgraph=True, dynamic=None)
-
-            def run(*args: Any, **kwargs: Any) -> None:
-                with torch._dynamo.config.patch(recompile_limit=256):
-                    compiled(*args, **kwargs)
-
-            self._compiled_rule = run
+            self._compiled_rule = _limited(
+                torch.compile(type(self)._rule, fullgraph=True, dynamic=None)
+            )
         return self._compiled_rule
 
     # --- torch.optim API ---------------------------------------------------------------------

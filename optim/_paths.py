@@ -547,10 +547,6 @@ class Flat(OwnedState):
         if start > done or not self.span_bounds:
             self.span_bounds.append((done, start, None))
         self.large = [i for _, _, i in self.span_bounds if i is not None]
-        self.spans_in_place = [
-            (b, e, self.flat_grad if e - b == start else self.flat_grad[b:e])
-            for b, e, _ in self.span_bounds
-        ]
         self.count = 0.0  # the host's copy of the step count, set by the optimizer
         self.hyperparameter_tensors: dict[str, Tensor] = {}
         self.last_values: dict[str, Any] = {}
@@ -609,22 +605,21 @@ class Flat(OwnedState):
         if new:
             torch._foreach_copy_([self.grad_views[i] for i in new], [grads[i] for i in new])
 
-    def gradient_spans(self, grads: list[Tensor] | None) -> list[tuple[int, int, Tensor]]:
-        """The gradients as consecutive spans of the buffers, ``(begin, end, gradient)`` with a
-        1-D ``gradient`` of ``end - begin`` elements, for a rule run span by span (``grads``:
-        the parameters' ``.grad``; None: they are the flat gradient buffer's views).
+    def gradient_spans(self, grads: list[Tensor]) -> list[tuple[int, int, Tensor]] | None:
+        """The gradients ``grads`` (the parameters' ``.grad``) as consecutive spans of the
+        buffers, ``(begin, end, gradient)`` with a 1-D ``gradient`` of ``end - begin``
+        elements, for a rule run span by span; None when they are all in the flat gradient
+        buffer (the layout's views, or new ones copied in).
 
         The buffers are cut at every large tensor (``BLOCK`` elements or more, row-major), which
         is a span of its own, and a new gradient of one is read where autograd left it: copying
         it in costs a pass over memory of its own (SGD with momentum on 4 tensors of 4M elements
         and torch's default ``zero_grad()``: the eager step took 12.9-13.4 ms with the copy,
         7.0-8.7 without). The other spans are the flat gradient buffer's, with new small
-        gradients copied in (:meth:`sync_grads`). The spans are the same whether the gradients
-        are new or in place, so a compiled rule sees one structure of lists for a layout.
-        Elementwise rules give the same values span by span as over the whole buffer.
+        gradients copied in (:meth:`sync_grads`). The spans of a layout are always the same, so
+        a compiled rule sees one structure of lists for it. Elementwise rules give the same
+        values span by span as over the whole buffer.
         """
-        if grads is None:
-            return self.spans_in_place
         own = {}
         for i in self.large:
             grad = grads[i]
@@ -632,10 +627,10 @@ class Flat(OwnedState):
                 own[i] = grad.view(-1)
         self.sync_grads(grads, leave=own)
         if not own:
-            return self.spans_in_place
+            return None
         return [
-            (begin, end, own.get(i, in_place))
-            for (begin, end, i), (_, _, in_place) in zip(self.span_bounds, self.spans_in_place)
+            (begin, end, own.get(i, self.flat_grad[begin:end]))
+            for begin, end, i in self.span_bounds
         ]
 
     def as_tensors(self, arguments: dict[str, Any]) -> dict[str, Any]:
