@@ -44,8 +44,13 @@ one of the paths in ``optim._paths``:
     ``torch.compile`` (eager, the rule runs over one cache-sized block of the buffers at a
     time). The layout is checked before every step and rebuilt from the current tensors when
     anything was replaced; a parameter without a gradient runs that group on the
-    foreach path. What it cannot hide is in its name: a parameter's ``.data`` is a view into a
-    larger buffer, so ``torch.save(module.state_dict())`` writes the whole buffer. Its bits:
+    foreach path. Each ``p.grad`` becomes a view into a flat gradient buffer, which autograd
+    accumulates into while the loop keeps its gradients; the new ones that torch's default
+    ``zero_grad()`` leaves autograd to allocate are copied in with one multi-tensor op, or,
+    for a tensor of ``BLOCK`` elements or more, read where they lie (see
+    ``optim._paths.Flat.gradient_spans``), and ``p.grad`` is left as the loop set it, as
+    torch.optim leaves it. What it cannot hide is in its name: a parameter's ``.data`` is a view
+    into a larger buffer, so ``torch.save(module.state_dict())`` writes the whole buffer. Its bits:
     torch's foreach path's in float32 and float64 when eager; to rounding when compiled, and in
     bfloat16 and float16, where torch's CPU kernels round an element differently in a tensor's
     vectorised body and in its scalar tail (``add_(u, alpha=a)`` on 30 bf16 elements alone and
