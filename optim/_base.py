@@ -1310,8 +1310,10 @@ class RuleOptimizer(Optimizer):
         ``over_spans``: :func:`rule_over_spans` compiled instead, called with the rule first.
         A layout holding tensors of ``BLOCK`` elements or more runs on its spans as lists, one
         span per large tensor and per run of smaller ones between them, when a large tensor has
-        a new gradient (``Flat.gradient_spans``): one call, one graph per layout. It is another
-        function, so Dynamo keeps its sizes apart from the whole buffers': a call of the rule
+        a new gradient (``Flat.gradient_spans``): one call, over the same lists at every step.
+        It is another function, so Dynamo keeps its sizes apart from the whole buffers' (its
+        first spans get a static graph; other spans, of another layout or optimizer class,
+        recompile it once with dynamic shapes, as for the whole buffers): a call of the rule
         on spans after the whole buffer recompiled it with dynamic shapes, and Adam on 4
         tensors of 4M elements with new gradients ran at 0.74x torch fused's speed, where the
         list call gives 0.87-0.90x. That graph costs a compile of its own, longer with more

@@ -137,6 +137,11 @@ def _round_robin_ms(
     return {label: statistics.median(t) * 1e3 for label, t in times.items()}
 
 
+def _gradients_line(args: argparse.Namespace) -> str:
+    """How the bench hands the gradients over, for its header."""
+    return "new tensors before each step" if args.new_grads else "the same tensors, in place"
+
+
 def _nothing() -> None:
     pass
 
@@ -219,6 +224,20 @@ def machine_bandwidth_gbs(repeat: int = 10) -> float:
     return 3 * x.numel() * 4 / (ms * 1e-3) / 1e9
 
 
+def _build(
+    variants: dict[str, Callable[[list], torch.optim.Optimizer]],
+    shape: Shape,
+    lr: float | None,
+    new_grads: bool,
+) -> tuple[dict[str, torch.optim.Optimizer], dict[str, Callable[[], None]] | None]:
+    """Each variant's optimizer over its own tensors of ``shape``, and (``new_grads``) what
+    gives those tensors new gradients before each step (see :func:`new_gradients`)."""
+    params = {label: _params(shape, lr) for label in variants}
+    optimizers = {label: make(params[label]) for label, make in variants.items()}
+    before = {label: new_gradients(params[label]) for label in variants} if new_grads else None
+    return optimizers, before
+
+
 def measure(
     name: str, model: str, repeat: int, compile_flat: bool, new_grads: bool = False
 ) -> dict[str, float]:
@@ -238,9 +257,7 @@ def measure(
     variants["ours flat"] = lambda ps: ours(ps, impl="flat", **kwargs)
     if compile_flat:
         variants["ours flat+compile"] = lambda ps: ours(ps, compile=True, **kwargs)
-    params = {label: _params(shape, lr) for label in variants}
-    optimizers = {label: make(params[label]) for label, make in variants.items()}
-    before = {label: new_gradients(params[label]) for label in variants} if new_grads else None
+    optimizers, before = _build(variants, shape, lr, new_grads)
     results = _round_robin_ms(
         {label: opt.step for label, opt in optimizers.items()}, repeat, before
     )
@@ -294,8 +311,11 @@ LR_FREE: dict[str, tuple[str, dict]] = {
 }
 
 
-def measure_lr_free(name: str, model: str, repeat: int) -> dict[str, float]:
-    """Median ``step()`` ms of the reference package and of our default and flat paths."""
+def measure_lr_free(
+    name: str, model: str, repeat: int, new_grads: bool = False
+) -> dict[str, float]:
+    """Median ``step()`` ms of the reference package and of our default and flat paths
+    (``new_grads``: new gradient tensors before each step, see :func:`new_gradients`)."""
     import importlib
 
     target, kwargs = LR_FREE[name]
@@ -307,17 +327,20 @@ def measure_lr_free(name: str, model: str, repeat: int) -> dict[str, float]:
         "ours default": lambda ps: getattr(optim, name)(ps, **kwargs),
         "ours flat": lambda ps: getattr(optim, name)(ps, impl="flat", **kwargs),
     }
-    optimizers = {label: make(_params(shape)) for label, make in variants.items()}
+    optimizers, before = _build(variants, shape, None, new_grads)
     for optimizer in optimizers.values():
         if hasattr(optimizer, "train"):
             optimizer.train()  # Schedule-Free steps only in train mode
     with torch.no_grad():  # the references' step() is not always under no_grad
-        return _round_robin_ms({label: opt.step for label, opt in optimizers.items()}, repeat)
+        return _round_robin_ms(
+            {label: opt.step for label, opt in optimizers.items()}, repeat, before
+        )
 
 
 def run_lr_free(args: argparse.Namespace, models: list[str]) -> int:
     """The learning-rate-free table: medians and speedups against the reference packages."""
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
+    print(f"gradients: {_gradients_line(args)}\n")
     header = (
         "| optimizer | model | reference | ours default | ours flat "
         "| reference / default | reference / flat |"
@@ -326,7 +349,7 @@ def run_lr_free(args: argparse.Namespace, models: list[str]) -> int:
     print("|" + "---|" * (header.count("|") - 1))
     for name in LR_FREE:
         for model in models:
-            ms = measure_lr_free(name, model, args.repeat)
+            ms = measure_lr_free(name, model, args.repeat, args.new_grads)
             print(
                 f"| {name} | {model} | {ms['reference']:.2f} | {ms['ours default']:.2f} "
                 f"| {ms['ours flat']:.2f} | {_speedup(ms['reference'], ms['ours default'])} "
@@ -356,9 +379,8 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
     bandwidth = machine_bandwidth_gbs()
-    grads = "new tensors before each step" if args.new_grads else "the same tensors, in place"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
-    print(f"gradients: {grads}")
+    print(f"gradients: {_gradients_line(args)}")
     print(f"machine in-place bandwidth (x.add_(y), 64 MiB): {bandwidth:.1f} GB/s\n")
     header = (
         "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager "

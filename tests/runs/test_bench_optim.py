@@ -84,3 +84,13 @@ def test_new_gradients_gives_other_tensors_each_time_and_the_flag_runs_end_to_en
     )  # fmt: skip
     assert "gradients: new tensors before each step" in proc.stdout
     assert sum(line.startswith("| Adam") for line in proc.stdout.splitlines()) == 1
+
+
+def test_lr_free_bench_gives_new_gradients_too():
+    """Smoke test: --new-grads reaches the learning-rate-free bench, whose three variants run."""
+    pytest.importorskip("dog")  # (the reference extra)
+    from runs.bench.optim import measure_lr_free
+
+    ms = measure_lr_free("DoG", "3x1k", repeat=1, new_grads=True)
+    assert set(ms) == {"reference", "ours default", "ours flat"}
+    assert all(value > 0 for value in ms.values())
