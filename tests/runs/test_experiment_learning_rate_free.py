@@ -214,3 +214,124 @@ def test_stepsize_list_shows_it_with_its_time():
 def test_unknown_convex_problem_is_refused():
     with pytest.raises(ValueError, match="name must be one of"):
         lrf.convex_problem("rosenbrock", 0, quick=True)
+
+
+# --- failures: at chance or diverged, and what the reference package does from the same seed ---
+
+
+def test_a_run_at_chance_is_marked_only_near_one_over_classes():
+    assert lrf.collapsed({"train_accuracy": 0.1027}, 10)  # the cnn runs that predict one class
+    assert lrf.collapsed({"train_accuracy": 0.12}, 10)
+    assert not lrf.collapsed({"train_accuracy": 0.1201}, 10)
+    assert not lrf.collapsed({"train_accuracy": 0.2857}, 10)  # SLS on logreg: a high loss only
+    assert lrf.collapsed({"train_accuracy": 0.51}, 2)  # two classes: chance is 1/2
+    assert not lrf.collapsed({"train_accuracy": 0.53}, 2)
+    assert lrf.collapsed(None, 10) is False  # diverged: reported as such, not as at chance
+
+
+def test_every_failed_run_is_rerun_with_its_package_and_fails_the_same_way(results):
+    """In the quick run (24 updates) many MNIST-1D runs are still at chance: each one of a
+    method with a reference package was rerun with the package's class, and the package ended
+    the same way, with the same final metrics as ours to float32 rounding."""
+    checked = 0
+    for row in results["rows"]:
+        if row["kind"] != "mnist1d":
+            continue
+        for record in row["per_seed"]:
+            final = record["final"]
+            at_chance = final is not None and final["train_accuracy"] <= 0.1 + 0.02
+            assert record["collapsed"] is at_chance
+            failed = at_chance or final is None
+            expected = failed and row["method"] in lrf.PACKAGES and not row["baseline"]
+            assert ("package_check" in record) is expected, (row["problem"], row["method"])
+            if expected:
+                check = record["package_check"]
+                module, name = lrf.PACKAGES[row["method"]]
+                assert check["package"] == f"{module}.{name}"
+                assert check["installed"]
+                assert check["same_outcome"]
+                assert check["max_difference"] < 1e-5
+                checked += 1
+        assert row["collapsed_seeds"] == [
+            r["seed"] for r in row["per_seed"] if r["final"] and r["collapsed"]
+        ]
+    assert checked >= 3  # (the quick cnn runs of DAdaptSGD, DAdaptAdaGrad, DoG, LDoG at least)
+
+
+def _quick_mnist1d():
+    settings = lrf.optimizers_settings(True)
+    data = load_dataset(settings["dataset"]["name"], normalize=settings["dataset"]["normalize"])
+    return settings["panels"]["logreg"]["model"], data, settings["train"]
+
+
+def test_package_check_tells_a_different_optimizer_and_a_missing_package(monkeypatch):
+    model, data, train = _quick_mnist1d()
+    method = lrf.BY_KEY["dadapt_adam"]
+    ours = lrf.train_mnist1d(method, model, data, train, SEED)
+    same = lrf.package_check(method, ours, model, data, train, SEED)
+    assert same["package"] == "dadaptation.DAdaptAdam"
+    assert same["same_outcome"] is True
+    assert same["max_difference"] == 0.0  # DAdaptAdam gives its package's float32 bits
+    # a run the package did not reproduce: another class in the package's place
+    monkeypatch.setitem(lrf.PACKAGES, "dadapt_adam", ("prodigyopt", "Prodigy"))
+    other = lrf.package_check(method, ours, model, data, train, SEED)
+    assert other["package"] == "prodigyopt.Prodigy"
+    assert other["max_difference"] > 1e-3
+    # ours diverged, the package did not: not the same outcome, no difference of metrics
+    diverged = {"status": "diverged", "diverged_step": 3, "final": None}
+    verdict = lrf.package_check(method, diverged, model, data, train, SEED)
+    assert verdict["same_outcome"] is False
+    assert verdict["max_difference"] is None
+    monkeypatch.setitem(lrf.PACKAGES, "dadapt_adam", ("no_such_package_here", "DAdaptAdam"))
+    missing = lrf.package_check(method, ours, model, data, train, SEED)
+    assert missing == {"package": "no_such_package_here.DAdaptAdam", "installed": False}
+
+
+def _failed_row(label, problem, collapsed, diverged, checks):
+    return {
+        "kind": "mnist1d",
+        "baseline": False,
+        "label": label,
+        "problem": problem,
+        "collapsed_seeds": collapsed,
+        "diverged_seeds": diverged,
+        "package_checks": checks,
+        "final": {"mean": 0.1, "std": 0.0},
+        "per_seed": [],
+    }
+
+
+def test_report_names_the_failed_runs_and_what_the_packages_did():
+    same = {"installed": True, "same_outcome": True, "status": "finished"}
+    rows = [
+        _failed_row(
+            "DAdaptAdam",
+            "cnn",
+            [0, 2],
+            [],
+            [
+                {"seed": 0, "package": "dadaptation.DAdaptAdam", "max_difference": 0.0, **same},
+                {"seed": 2, "package": "dadaptation.DAdaptAdam", "max_difference": 2e-7, **same},
+            ],
+        ),
+        _failed_row("SPS", "mlp", [], [1], []),
+    ]
+    text = lrf._failures(rows)
+    assert "DAdaptAdam on cnn (seeds 0, 2); SPS on mlp (seed 1)" in text
+    assert "(dadaptation.DAdaptAdam)" in text
+    assert "every one failed the same way (largest difference in a final metric: 2e-07)" in text
+    assert "Not rerun" not in text
+    assert "(at chance: seeds [0, 2])" in lrf._final(rows[0])
+    rows[0]["package_checks"][1] = {
+        "seed": 2,
+        "package": "dadaptation.DAdaptAdam",
+        "installed": True,
+        "same_outcome": False,
+        "status": "finished",
+        "max_difference": 0.5,
+    }
+    rows[1]["package_checks"] = [{"seed": 1, "package": "x.SPS", "installed": False}]
+    text = lrf._failures(rows)
+    assert "some ended otherwise: DAdaptAdam on cnn seed 2: finished." in text
+    assert "Not rerun (package not installed): x.SPS." in text
+    assert lrf._failures([{**rows[0], "collapsed_seeds": [], "diverged_seeds": []}]) == ""
