@@ -106,11 +106,18 @@ class Pack(OwnedState):
         self.segments = [Segments.of(params[i:j]) for i, j, _, _ in self.rounds]
 
     def gather(
-        self, params: list[Tensor], grads: list[Tensor], positions: list[int]
+        self,
+        params: list[Tensor],
+        grads: list[Tensor],
+        positions: list[int],
+        with_params: bool = True,
     ) -> list[Chunk]:
-        """Fill the buffers from ``params`` and ``grads``; the chunks over them, one per round."""
+        """Fill the buffers from ``params`` (unless not ``with_params``: each round is then
+        filled when a rule needs it, see ``ReducingOptimizer.fill``) and ``grads``; the chunks
+        over them, one per round."""
         gather_into(self.grad, self.grad_views, grads, self.one_dim)
-        gather_into(self.work, self.work_views, params, self.one_dim)
+        if with_params:
+            gather_into(self.work, self.work_views, params, self.one_dim)
         return [
             Chunk(
                 [self.work[begin:end]],
@@ -484,6 +491,9 @@ class ReducingOptimizer(RuleOptimizer):
         self._packed: dict[tuple[int, int], Pack] = {}
         self._scatter: dict[int, tuple[list[Tensor], list[Tensor]]] = {}
         """Per packed chunk (by its buffer slice): the parameters it stands for and its views."""
+        self._unfilled: dict[int, bool] = {}
+        """The packed chunks (by their buffer slice) whose parameters are not gathered yet, and
+        whether those are all 1-D (one ``torch.cat``)."""
         self._scratch_buffers: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
     def _reads_params(self, group: dict) -> bool:
@@ -698,20 +708,42 @@ class ReducingOptimizer(RuleOptimizer):
         packed.positions = positions
         return self._gather(packed, params, [p.grad for p in params], positions)
 
-    def _gather(self, packed: Pack, params, grads, positions) -> list[Chunk]:
-        """The chunks over ``packed``'s buffers, filled now; each is copied back to its
+    def _gather(self, packed: Pack, params, grads, positions, late: bool = False) -> list[Chunk]:
+        """The chunks over ``packed``'s buffers, filled now (``late``: the gradients only, each
+        chunk's parameters when :meth:`fill` asks for them); each is copied back to its
         parameters by :meth:`updated`, or after the step."""
-        chunks = packed.gather(params, grads, positions)
+        chunks = packed.gather(params, grads, positions, with_params=not late)
         for (i, j, _, _), chunk in zip(packed.rounds, chunks):
             self._scatter[id(chunk.params[0])] = (params[i:j], packed.work_views[i:j])
+            if late:
+                self._unfilled[id(chunk.params[0])] = packed.one_dim
         return chunks
+
+    def _late_params(self, group: dict) -> bool:
+        """Whether the steady packed path may leave each chunk's parameters to be gathered when
+        the rule asks for them (:meth:`fill`), for a rule that reads them in one round at a
+        time: the gather then lands in cache just before its reads. False here."""
+        return False
+
+    def unfilled(self, chunks: list[Chunk]) -> bool:
+        """Whether some of ``chunks`` wait for their parameters (see :meth:`fill`)."""
+        return bool(self._unfilled) and any(id(c.params[0]) in self._unfilled for c in chunks)
+
+    def fill(self, chunk: Chunk) -> None:
+        """Gather ``chunk``'s parameters into its slice of the packed buffer if that was left
+        for later (:meth:`_late_params`); nothing otherwise."""
+        one_dim = self._unfilled.pop(id(chunk.params[0]), None)
+        if one_dim is not None:
+            params, views = self._scatter[id(chunk.params[0])]
+            gather_into(chunk.params[0], views, params, one_dim)
 
     def updated(self, chunk: Chunk) -> None:
         """A rule's last write to ``chunk``'s parameters is done: a packed chunk is copied back
         to the user's parameters now, while its round is still in cache (after the whole step,
-        a model-sized copy would read it from memory again). Nothing for other chunks."""
+        a model-sized copy would read it from memory again). Nothing for other chunks, or for
+        one whose parameters were never gathered (:meth:`fill`)."""
         pending = self._scatter.pop(id(chunk.params[0]), None)
-        if pending is not None:
+        if pending is not None and id(chunk.params[0]) not in self._unfilled:
             torch._foreach_copy_(*pending)
 
     def _steady_chunks(self, index: int, group: dict) -> list[Chunk] | None:
@@ -727,7 +759,7 @@ class ReducingOptimizer(RuleOptimizer):
             return None
         if not self._still_valid(packed, params, group):
             return None
-        return self._gather(packed, params, grads, packed.positions)
+        return self._gather(packed, params, grads, packed.positions, self._late_params(group))
 
     def _flat_chunks(self, index, params, states, keys, kinds, positions) -> list[Chunk]:
         """The chunks over each kind's flat buffers, one per round of whole tensors (as
@@ -780,14 +812,15 @@ class ReducingOptimizer(RuleOptimizer):
                 loss = closure()
         if self.sharded():
             _require_process_group(self)
-        self._scatter = {}
+        self._scatter, self._unfilled = {}, {}
         work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
         stepped = any(item.chunks for item in work) and self._update(work) is not False
         if stepped and self._counts_updates:
             self._count_updates(work)
-        for params, updated in self._scatter.values():  # packed chunks not yet copied back
-            torch._foreach_copy_(params, updated)
-        self._scatter = {}
+        for key, (params, updated) in self._scatter.items():  # packed chunks not copied back
+            if key not in self._unfilled:
+                torch._foreach_copy_(params, updated)
+        self._scatter, self._unfilled = {}, {}
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -338,6 +338,55 @@ def test_dog_gives_the_packages_bits_for_large_and_packed_tensors(
     assert optimizer.param_groups[0]["G"].dtype == package.param_groups[0]["G"].dtype
 
 
+@pytest.mark.parametrize("shape", [(6,), (2, 3)], ids=["1-D", "2-D"])
+def test_ldog_gathers_each_round_when_it_needs_it_with_the_packages_bits(shape, monkeypatch):
+    """LDoG's steady packed steps without weight decay gather each round's parameters just
+    before its distances and update (``DoG._update_rounds``; 1-D tensors with one ``cat``, 2-D
+    with a copy): the package's bits in float32 through rounds of about 16 elements, its
+    ``rbar``, ``G`` and ``eta``. A G that is not positive in the last round raises the
+    package's AssertionError before any parameter moved, in an earlier round included (the
+    package checks every G first)."""
+    monkeypatch.setattr(_paths, "BLOCK", 16 * _paths.PACKED_ROUNDS_PER_BLOCK)
+    pipelined = []
+    original = optim.DoG._update_rounds
+
+    def spy(self, *args):
+        pipelined.append(len(args[1]))  # the chunks (rounds) of the group
+        return original(self, *args)
+
+    monkeypatch.setattr(optim.DoG, "_update_rounds", spy)
+    count = _paths.PACK_AT_LEAST + 4
+
+    def run(make):
+        generator = torch.Generator().manual_seed(7)
+        params = [torch.randn(shape, generator=generator).requires_grad_() for _ in range(count)]
+        optimizer = make(params)
+        run_steps(optimizer, params, range(10))
+        return params, optimizer
+
+    expected, package = run(lambda ps: dog.LDoG(ps, lr=torch.tensor(0.9)))
+    ours, optimizer = run(lambda ps: optim.LDoG(ps, lr=torch.tensor(0.9)))
+    assert len(pipelined) >= 8, "the steady packed steps did not gather round by round"
+    assert min(pipelined) > 2, pipelined
+    for a, b in zip(ours, expected):
+        assert torch.equal(a, b), (a - b).abs().max()
+    ours_group, package_group = optimizer.param_groups[0], package.param_groups[0]
+    assert torch.equal(ours_group["rbar"], package_group["rbar"])
+    assert torch.equal(ours_group["G"], package_group["G"])
+    assert all(map(torch.equal, ours_group["eta"], package_group["eta"]))
+    G_before = ours_group["G"].clone()
+    for params, opt in ((expected, package), (ours, optimizer)):
+        before = [p.detach().clone() for p in params]
+        for p in params:
+            p.grad = torch.ones_like(p)
+        params[-1].grad.view(-1)[0] = math.nan  # the last round's last tensor
+        with pytest.raises(AssertionError, match="not strictly positive"):
+            opt.step()
+        for p, b in zip(params, before):
+            assert torch.equal(p.detach(), b)
+    assert torch.equal(ours_group["G"], G_before)  # (nothing stored either; the package's += did)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("warmup_steps", [7.5, 20.0])
 @pytest.mark.parametrize("name", sorted(SCHEDULE_FREE))
