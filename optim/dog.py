@@ -436,9 +436,10 @@ class DoG(ReducingOptimizer):
         of every round first, so that ``G > 0`` is checked before any parameter moves (as the
         package asserts it), then each round's distances from x_0, ``rbar``, ``eta`` and update,
         then its copy back. The values are :meth:`_update_group`'s element by element: the
-        per-tensor expressions on slices of the group's vectors. On this project's 2-core CPU,
-        2000 tensors of 1k elements, a gather of the whole model before the step left it in
-        memory by the time the distances read it (20.5 ms a step against the package's 56)."""
+        per-tensor expressions on slices of the group's vectors. A gather of the whole model
+        before the step had left it in memory by the time the distances read it: on this
+        project's 2-core CPU, 2000 tensors of 1k elements, ``stepsize bench optim --lr-free``
+        measured 2.43-2.50x the package's speed before, 2.59-2.70x after."""
         device = chunks[0].params[0].device
         count = len(group["params"])
         parts = [gradient_statistics(c, 0, self._dog_scratch(c)) for c in chunks]
