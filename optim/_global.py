@@ -782,13 +782,13 @@ class ReducingOptimizer(RuleOptimizer):
             self._layouts[index] = layouts
         chunks = []
         for layout, where in zip(layouts, positions):
-            layout.sync_grads()
+            own = layout.new_large_gradients(list(map(_GRAD, layout.params)))
             for (i, j, begin, end), segments in zip(layout.rounds, layout.round_segments):
                 state = {k: [layout.buffers[k][begin:end]] for k in keys}
                 chunks.append(
                     Chunk(
                         [layout.flat_param[begin:end]],
-                        [layout.flat_grad[begin:end]],
+                        [own[i] if i in own else layout.flat_grad[begin:end]],
                         state,
                         where[i:j],
                         segments,

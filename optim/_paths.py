@@ -554,8 +554,21 @@ class Flat(OwnedState):
     @functools.cached_property
     def rounds(self) -> list[tuple[int, int, int, int]]:
         """The buffer in rounds of whole tensors, as the learning-rate-free rules see it (see
-        ``optim._global.Pack``)."""
-        return packed_rounds(self.sizes)
+        ``optim._global.Pack``), each large tensor (:attr:`large`) a round of its own, whose new
+        gradient a rule can then read where it lies (:meth:`new_large_gradients`)."""
+        rounds, first, start = [], 0, 0
+        for large in [*self.large, len(self.sizes)]:
+            if large > first:  # the tensors between two large ones
+                rounds += [
+                    (i + first, j + first, begin + start, end + start)
+                    for i, j, begin, end in packed_rounds(self.sizes[first:large])
+                ]
+                start += sum(self.sizes[first:large])
+            if large < len(self.sizes):
+                rounds.append((large, large + 1, start, start + self.sizes[large]))
+                start += self.sizes[large]
+            first = large + 1
+        return rounds
 
     @functools.cached_property
     def round_segments(self) -> list[Segments]:
@@ -605,6 +618,18 @@ class Flat(OwnedState):
         if new:
             torch._foreach_copy_([self.grad_views[i] for i in new], [grads[i] for i in new])
 
+    def new_large_gradients(self, grads: list[Tensor]) -> dict[int, Tensor]:
+        """Copy the gradients ``grads`` (the parameters' ``.grad``) into the flat gradient
+        buffer (:meth:`sync_grads`), except a large tensor's new row-major one, which a rule
+        reads where autograd left it; those, 1-D, by the tensor's position."""
+        own = {}
+        for i in self.large:
+            grad = grads[i]
+            if grad is not self.grad_views[i] and grad.is_contiguous():
+                own[i] = grad.view(-1)
+        self.sync_grads(grads, leave=own)
+        return own
+
     def gradient_spans(self, grads: list[Tensor]) -> list[tuple[int, int, Tensor]] | None:
         """The gradients ``grads`` (the parameters' ``.grad``) as consecutive spans of the
         buffers, ``(begin, end, gradient)`` with a 1-D ``gradient`` of ``end - begin``
@@ -620,12 +645,7 @@ class Flat(OwnedState):
         a compiled rule sees one structure of lists for it. Elementwise rules give the same
         values span by span as over the whole buffer.
         """
-        own = {}
-        for i in self.large:
-            grad = grads[i]
-            if grad is not self.grad_views[i] and grad.is_contiguous():
-                own[i] = grad.view(-1)
-        self.sync_grads(grads, leave=own)
+        own = self.new_large_gradients(grads)
         if not own:
             return None
         return [

@@ -1279,6 +1279,43 @@ def test_norms_of_differences_through_a_scratch_buffer(dtype):
     assert abs(squares[1].double() - exact) <= tolerance * exact
 
 
+@pytest.mark.parametrize("name", PACKED)
+def test_flat_path_reads_a_new_large_gradient_where_it_lies(name, monkeypatch):
+    """``impl="flat"`` under torch's default ``zero_grad()`` (new gradients every step): a
+    tensor of ``BLOCK`` elements or more (``BLOCK`` shrunk to 64: a 1-D one of 100 elements, a
+    2-D one of 80) is a round of its own, whose rule reads the new gradient where autograd left
+    it instead of a copy in the flat gradient buffer (each copy a pass over memory of its own);
+    the small ones are copied in. Still the package's bits in float64, train and eval mode."""
+    monkeypatch.setattr(_paths, "BLOCK", 64)
+    case = next(c for c in CASES if c[0] == name)
+    _, reference, kwargs, _ = case
+    shapes = [(5,), (100,), (7,), (8, 10), (3,)]
+
+    def run(make):
+        generator = torch.Generator().manual_seed(11)
+        params = [torch.randn(s, dtype=torch.float64, generator=generator).requires_grad_()
+                  for s in shapes]  # fmt: skip
+        optimizer = make(params)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        run_steps(optimizer, params, range(15))  # (zero_grad(): new gradients every step)
+        trained = [p.detach().clone() for p in params]
+        if name in SCHEDULE_FREE:
+            optimizer.eval()
+        return trained, params, optimizer
+
+    ref_trained, ref_params, _ = run(lambda ps: reference(ps, **kwargs))
+    trained, params, optimizer = run(lambda ps: getattr(optim, name)(ps, impl="flat", **kwargs))
+    (layout,) = optimizer._layouts[0]
+    assert layout.large == [1, 3]
+    assert [(i, j) for i, j, _, _ in layout.rounds if i in (1, 3)] == [(1, 2), (3, 4)]
+    for i, p in enumerate(params):  # the last step's gradients: copied in, or read in place
+        copied = torch.equal(layout.grad_views[i], p.grad)
+        assert copied is (i not in (1, 3)), i
+    assert all(map(torch.equal, trained, ref_trained))
+    assert all(map(torch.equal, params, ref_params))
+
+
 @pytest.mark.parametrize("rounds", ["one-round", "many-rounds"])
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
 @pytest.mark.parametrize("name", PACKED)
