@@ -21,10 +21,13 @@ complete lists instead, as *chunks*, one path deciding what a chunk is:
     per round of whole tensors (``optim._paths.packed_rounds``, about 256k elements), so each
     phase runs in cache and no temporary is larger than a round, and a rule hands each chunk
     back when its update is done (:meth:`ReducingOptimizer.updated`), which copies that round
-    to its parameters while it is still in cache;
+    to its parameters while it is still in cache; LDoG, whose step sizes are each tensor's own,
+    has each round gathered just before its distances and update (:meth:`ReducingOptimizer.fill`);
 ``impl="flat"``
     the tensors of each param group, device and dtype live in one flat buffer (the parameters'
-    ``.data`` become views, as for ``optim._paths.Flat``), seen as chunks of rounds as above.
+    ``.data`` become views, as for ``optim._paths.Flat``), seen as chunks of rounds as above, a
+    tensor of ``BLOCK`` elements or more a round of its own, whose new gradient (torch's
+    default ``zero_grad()``) is read where autograd left it; smaller new ones are copied in.
 
 A rule that needs per-tensor values (DoG, LDoG) reduces a packed or flat chunk over its parts
 (``Chunk.segments``: one op per run of equal-sized parts when the parts are many and small and
