@@ -830,25 +830,28 @@ def _failures(rows: list[dict[str, Any]]) -> str:
     rerun = [(r, c) for r, c in checks if c["installed"]]
     if rerun:
         packages = ", ".join(sorted({c["package"] for _, c in rerun}))
-        differences = [c["max_difference"] for _, c in rerun if c["max_difference"] is not None]
-        largest = f" (largest difference in a final metric: {max(differences):.2g})"
-        same = all(c["same_outcome"] for _, c in rerun)
         text += (
             f" Rerun from the same seeds with the reference packages' classes ({packages}) at "
             "their defaults, "
-            + (
-                f"every one failed the same way{largest if differences else ''}: these "
-                "failures are the methods', not this port's."
-                if same
-                else "some ended otherwise: "
-                + "; ".join(
-                    f"{r['label']} on {r['problem']} seed {c['seed']}: {c['status']}"
-                    for r, c in rerun
-                    if not c["same_outcome"]
-                )
-                + "."
-            )
         )
+        differences = [c["max_difference"] for _, c in rerun if c["max_difference"] is not None]
+        otherwise = [
+            f"{r['label']} on {r['problem']} seed {c['seed']}: {c['status']}"
+            for r, c in rerun
+            if not c["same_outcome"]
+        ]
+        if otherwise:
+            text += "some ended otherwise: " + "; ".join(otherwise) + "."
+        else:
+            largest = (
+                f" (largest difference in a final metric: {max(differences):.2g})"
+                if differences  # (none when every run diverged, as ours did)
+                else ""
+            )
+            text += (
+                f"every one failed the same way{largest}: these failures are the methods', "
+                "not this port's."
+            )
     missing = sorted({c["package"] for _, c in checks if not c["installed"]})
     if missing:
         text += f" Not rerun (package not installed): {', '.join(missing)}."

@@ -335,3 +335,9 @@ def test_report_names_the_failed_runs_and_what_the_packages_did():
     assert "some ended otherwise: DAdaptAdam on cnn seed 2: finished." in text
     assert "Not rerun (package not installed): x.SPS." in text
     assert lrf._failures([{**rows[0], "collapsed_seeds": [], "diverged_seeds": []}]) == ""
+    # every rerun diverged as ours did: no metrics to compare, the same outcome all the same
+    both_diverged = {"installed": True, "same_outcome": True, "status": "diverged"}
+    check = {"seed": 1, "package": "dog.DoG", "max_difference": None, **both_diverged}
+    text = lrf._failures([_failed_row("DoG", "cnn", [], [1], [check])])
+    assert "DoG on cnn (seed 1)" in text
+    assert "every one failed the same way: these failures are the methods'" in text
