@@ -100,6 +100,18 @@ def _index(positions: list[int], device: torch.device) -> slice | Tensor:
     return torch.tensor(positions, device=device)
 
 
+def _accumulated(group: dict, grad_sq: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """G + this step's sums of squared gradients: the package's ``G += ...``, so G keeps its
+    own dtype."""
+    G = _held(group, "G", device, dtype)
+    return (G + grad_sq).to(G.dtype)
+
+
+def dog_step_size(lr: float | Tensor, rbar: Tensor, G: Tensor) -> Tensor:
+    """eta = lr rbar / sqrt(G) (Ivgi et al., 2023, eq. (2)), elementwise for LDoG's vectors."""
+    return lr * rbar / torch.sqrt(G)
+
+
 def _check_positive_sum(G: Tensor, per_tensor: bool) -> None:
     """The package's ``assert G > 0`` (every entry, for LDoG): a NaN or infinite gradient, or
     zero gradients with eps = 0, would divide by sqrt(G) into NaN parameters. Raised, as there,
@@ -401,17 +413,12 @@ class DoG(ReducingOptimizer):
             G = grad_sq + group["eps"]
         else:
             rbar = torch.maximum(_held(group, "rbar", device, dtype), moved)
-            G = _held(group, "G", device, dtype)
-            G = (G + grad_sq).to(G.dtype)  # (the package's G += ...: G keeps its dtype)
-        eta = lr * rbar / torch.sqrt(G)
+            G = _accumulated(group, grad_sq, device, dtype)
+        eta = dog_step_size(lr, rbar, G)
         _check_positive_sum(G, self.per_tensor)
         if first_step and group["init_eta"] is not None:
             eta = eta * 0 + group["init_eta"]
-        etas = list(eta.unbind()) if self.per_tensor else [eta] * count
-        group.update(rbar=rbar, G=G, eta=etas)
-        if self.per_tensor:
-            self._eta_vectors[id(group)] = (etas, eta)
-        self._keep_x0_in_group(group, chunks)
+        self._store(group, chunks, rbar, G, eta)
         for chunk, (grads, _, _) in zip(chunks, parts):
             if self.per_tensor:
                 dog_update(chunk, grads, eta[_index(chunk.positions, device)])
@@ -444,8 +451,7 @@ class DoG(ReducingOptimizer):
         count = len(group["params"])
         parts = [gradient_statistics(c, 0, self._dog_scratch(c)) for c in chunks]
         grad_sq = in_group_order([squares for _, squares in parts], chunks, count, dtype)
-        G = _held(group, "G", device, dtype)
-        G = (G + grad_sq).to(G.dtype)  # (the package's G += ...: G keeps its dtype)
+        G = _accumulated(group, grad_sq, device, dtype)
         _check_positive_sum(G, True)
         rbar_before = _held(group, "rbar", device, dtype)
         rbars, etas = [], []
@@ -454,15 +460,24 @@ class DoG(ReducingOptimizer):
             where = _index(chunk.positions, device)
             moved = distances_from_start(chunk, self._dog_scratch(chunk)).to(dtype)
             rbar = torch.maximum(rbar_before[where], moved)
-            eta = lr * rbar / torch.sqrt(G[where])
+            eta = dog_step_size(lr, rbar, G[where])
             dog_update(chunk, grads, eta)
             self.updated(chunk)
             rbars.append(rbar)
             etas.append(eta)
-        rbar, eta = torch.cat(rbars), torch.cat(etas)
-        listed = list(eta.unbind())
-        group.update(rbar=rbar, G=G, eta=listed)
-        self._eta_vectors[id(group)] = (listed, eta)
+        self._store(group, chunks, torch.cat(rbars), G, torch.cat(etas))
+
+    def _store(
+        self, group: dict, chunks: list[Chunk], rbar: Tensor, G: Tensor, eta: Tensor
+    ) -> None:
+        """The group's ``rbar``, ``G`` and ``eta`` as the package keeps them (LDoG: ``eta`` a
+        list of the vector's 0-dim views, one per parameter; DoG: the one tensor, repeated),
+        and x_0 in ``group["init_buffer"]``."""
+        count = len(group["params"])
+        etas = list(eta.unbind()) if self.per_tensor else [eta] * count
+        group.update(rbar=rbar, G=G, eta=etas)
+        if self.per_tensor:
+            self._eta_vectors[id(group)] = (etas, eta)
         self._keep_x0_in_group(group, chunks)
 
 
