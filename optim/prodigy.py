@@ -35,6 +35,15 @@ def _sliced(tensors: list[Tensor], slice_p: int) -> list[Tensor]:
     return tensors if slice_p == 1 else [t.reshape(-1)[::slice_p] for t in tensors]
 
 
+def decayed_gradients(chunk: Chunk, weight_decay: float, coupled_decay: bool) -> list[Tensor]:
+    """The gradients with the coupled (L2) decay, g + wd * x, when ``coupled_decay``; as they are
+    otherwise. The package adds it to every gradient in place before it tests a group's lr, so
+    a group at lr 0 takes it too (its update reads the gradient when beta1 = 0)."""
+    if coupled_decay and ops.may_be_nonzero(weight_decay):
+        return ops.add_scaled(chunk.grads, chunk.params, weight_decay)
+    return chunk.grads
+
+
 def prodigy_statistics(
     chunk: Chunk,
     *,
@@ -62,9 +71,8 @@ def prodigy_statistics(
     with ``dlr`` = d * lr * bias correction (``scratch``: see :func:`optim._global.abs_sums`).
     Returns (Δ numerator, ||s||_1), each one value per tensor, and the gradients used.
     """
-    params, grads, state = chunk.params, chunk.grads, chunk.state
-    if coupled_decay and ops.may_be_nonzero(weight_decay):
-        grads = ops.add_scaled(grads, params, weight_decay)
+    params, state = chunk.params, chunk.state
+    grads = decayed_gradients(chunk, weight_decay, coupled_decay)
     ratio = d / d0
     sliced_grads = _sliced(grads, slice_p)
     difference = list(torch._foreach_sub(state["p0"], _sliced(params, slice_p)))
@@ -122,7 +130,8 @@ class Prodigy(ReducingOptimizer):
         \hat d_{k+1} &= c\, \frac{r_k}{\|s_k\|_1}, \qquad
         d_{k+1} = \min\bigl(\max(d_{\max}, \hat d_{k+1}), d_k\, \text{growth\_rate}\bigr)
 
-    (the first increase from ``d0`` is taken in full), and every parameter takes Adam's step with
+    (the first increase, taken while d equals ``d0``, is taken in full; as in the package, the
+    ``d0`` compared is the last param group's), and every parameter takes Adam's step with
     learning rate ``d_k * lr`` (times Adam's bias correction if ``use_bias_correction``) and
     moments weighted by ``d_k``: :func:`prodigy_statistics`, :func:`prodigy_update`. The
     key lemma of the paper (Lemma 1 for D-Adaptation, its analogue for Prodigy: the estimate
@@ -300,7 +309,8 @@ class Prodigy(ReducingOptimizer):
         d_hat = first["d_coef"] * global_numerator / d_denom
         new_d, new_d_max = d, d_max
         progress = d_denom > 0  # the package returns early when no gradient was ever nonzero
-        d_first = torch.where(d == first["d0"], py_max(d, d_hat), d)
+        # (the package compares d with the d0 of its loop's last group, the last param group)
+        d_first = torch.where(d == self.param_groups[-1]["d0"], py_max(d, d_hat), d)
         new_d_max = py_max(d_max, d_hat)
         new_d = py_min(new_d_max, d_first * first["growth_rate"])
         if isinstance(lr, Tensor):
@@ -317,7 +327,13 @@ class Prodigy(ReducingOptimizer):
                 d_hat=d_hat,
             )  # fmt: skip
             for i, chunk in enumerate(item.chunks):
-                grads = used.get((id(group), i), chunk.grads)
+                grads = used.get((id(group), i))
+                if grads is None:  # a group at lr 0: out of the sums; with beta1 = 0, its
+                    # update still reads its gradient (at the common d * lr), decayed as the
+                    # package's in-place decay leaves it
+                    grads = chunk.grads
+                    if beta1 == 0:
+                        grads = decayed_gradients(chunk, group["weight_decay"], not decouple)
                 prodigy_update(
                     chunk, grads, d=new_d, dlr=dlr, eps=group["eps"], beta1=beta1,
                     weight_decay=group["weight_decay"], decoupled_decay=decouple,
