@@ -462,7 +462,7 @@ class RuleOptimizer(Optimizer):
                 "gradient flows through the update; use torch.optim with differentiable=True"
             )
         self.impl, self.compile = resolve_impl(
-            impl, compile, defaults.get("foreach"), defaults.get("fused")
+            impl, compile, *self._path_keywords(defaults, impl, compile)
         )
         self._reset_caches()
         super().__init__(params, defaults)
@@ -519,6 +519,13 @@ class RuleOptimizer(Optimizer):
             return False
         layout.stamp = stamp
         return True
+
+    def _path_keywords(
+        self, defaults: dict[str, Any], impl: str | None, compile: bool
+    ) -> tuple[bool | None, bool | None]:
+        """The ``foreach`` and ``fused`` that pick the path with ``impl`` and ``compile`` (see
+        :func:`resolve_impl`): torch's keywords as given."""
+        return defaults.get("foreach"), defaults.get("fused")
 
     def _patch_step_function(self) -> None:
         """torch's, with :func:`hooked_step` in place of its wrapper: the same hooks and label,

@@ -128,6 +128,9 @@ class DAdaptSGD(ReducingOptimizer):
     every group, and ||g_0|| (the first step's gradient norm, without weight decay) is kept as
     ``g0_norm``. Group keys (the package's): ``d``, ``numerator_weighted``, ``g0_norm``, ``k``;
     state: ``z``, ``s``, ``x0``.
+    Unlike the package, ``step()`` leaves ``p.grad`` as it was: the package adds the weight
+    decay to it in place, which code reading ``p.grad`` after ``step()``, or accumulating
+    gradients over steps without zeroing them, would see.
 
     Example:
         >>> import torch, optim
@@ -342,6 +345,8 @@ class DAdaptAdam(ReducingOptimizer):
     (the package's keys, in its order, so that a checkpoint moves either way): ``step`` (an int,
     the updates the parameter received), ``s``, ``exp_avg``, ``exp_avg_sq``. ``betas``,
     ``decouple`` and ``use_bias_correction`` of the first group apply to all, as in the package.
+    ``step()`` leaves ``p.grad`` as it was (the package adds a coupled decay to it in place, see
+    :class:`DAdaptSGD`).
 
     Example:
         >>> import torch, optim
@@ -514,6 +519,8 @@ class DAdaptAdaGrad(ReducingOptimizer):
     (starts at 1e-6), ``sk``, ``x0``. Sparse gradients (which the package accepts) are refused,
     and so are parameters FSDP sharded, with the package's ``RuntimeError`` (which it raises at
     the first step; here the param group is taken back at once).
+    ``step()`` leaves ``p.grad`` as it was (the package adds the weight decay to it in place,
+    see :class:`DAdaptSGD`).
 
     Example:
         >>> import torch, optim

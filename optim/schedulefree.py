@@ -102,6 +102,19 @@ class _ScheduleFree(RuleOptimizer):
     def _beta(self, group: dict) -> float:
         raise NotImplementedError
 
+    def _path_keywords(
+        self, defaults: dict[str, Any], impl: str | None, compile: bool
+    ) -> tuple[bool | None, bool | None]:
+        """``foreach`` as the package reads it, ``if group['foreach']``: True (its default) the
+        default path, False and None its per-parameter loop (``impl="single"``, whose float16 and
+        bfloat16 bits differ from the multi-tensor path's). Where ``impl`` or ``compile`` names
+        the path, only an explicit False can contradict it (the default True cannot be told
+        from a True given)."""
+        foreach = defaults["foreach"]
+        if impl is not None or compile:
+            return (False if foreach is False else None), None
+        return bool(foreach), None
+
     def _reads_params(self, group: dict) -> bool:
         return True
 
@@ -113,18 +126,19 @@ class _ScheduleFree(RuleOptimizer):
     def _schedule(self, group: dict) -> dict[str, Any]:
         """This step's scheduled lr and averaging weight c_{k+1}; updates the group's sums.
 
-        Host arithmetic when lr is a number (the package's, exactly); 0-dim device tensors when
-        lr is a device tensor (a schedule), so nothing is read back.
+        The package's arithmetic, exactly, when lr is a number or a tensor on the host (a
+        tensor's in its dtype, as the package's: a float32 ``lr`` rounds ``c`` to float32);
+        0-dim float64 tensors when lr is a device tensor (a schedule), so nothing is read back.
         """
         k, warmup_steps = group["k"], group["warmup_steps"]
         sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
         lr = group["lr"]
         if isinstance(lr, Tensor):
             lr = lr.detach().reshape(())
-            lr = lr.item() if lr.device.type == "cpu" else lr.to(torch.float64)
+            lr = lr if lr.device.type == "cpu" else lr.to(torch.float64)
         lr = lr * sched
         group["scheduled_lr"] = lr
-        if isinstance(lr, Tensor) or isinstance(group["lr_max"], Tensor):
+        if _on_device(lr) or _on_device(group["lr_max"]):
             lr_t = torch.as_tensor(lr, dtype=torch.float64)
             lr_max = py_max(lr_t, torch.as_tensor(group["lr_max"], dtype=torch.float64))
             weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
@@ -191,6 +205,10 @@ class _ScheduleFree(RuleOptimizer):
         self._switch(True)
 
 
+def _on_device(value: Any) -> bool:
+    return isinstance(value, Tensor) and value.device.type != "cpu"
+
+
 def _common(lr, weight_decay, warmup_steps, r, weight_lr_power) -> None:
     check_nonnegative(lr, "lr")
     check_nonnegative(weight_decay, "weight_decay")
@@ -224,12 +242,15 @@ class SGDScheduleFree(_ScheduleFree):
     Args (the package's, in its order): params; lr >= 0 (default 1.0); momentum beta in (0, 1)
     (default 0.9); weight_decay >= 0 (default 0, at y); warmup_steps >= 0, an int or a float as
     in the package (default 0); r (default 0); weight_lr_power >= 0 (default 2); foreach
-    (True/None: the default path, False: ``impl="single"``); impl, compile as
-    :class:`optim._base.RuleOptimizer`.
+    (default True, the package's: the default path; False, or None as the package's loop
+    reads it: ``impl="single"``); impl, compile as :class:`optim._base.RuleOptimizer`.
 
     Group keys (the package's): ``k``, ``train_mode``, ``weight_sum``, ``lr_max``,
     ``scheduled_lr``; state: ``z``. Call :meth:`train` before training, :meth:`eval` before
     evaluating (``step()`` in eval mode raises ``RuntimeError``).
+    Unlike the package, ``step()`` leaves ``p.grad`` as it was: the package adds the weight
+    decay to it in place, which code reading ``p.grad`` after ``step()``, or accumulating
+    gradients over steps without zeroing them, would see.
 
     Example:
         >>> import torch, optim
@@ -256,7 +277,7 @@ class SGDScheduleFree(_ScheduleFree):
         warmup_steps: float = 0,
         r: float = 0.0,
         weight_lr_power: float = 2,
-        foreach: bool | None = None,
+        foreach: bool | None = True,
         *,
         impl: str | None = None,
         compile: bool = False,
@@ -296,9 +317,12 @@ class AdamWScheduleFree(_ScheduleFree):
 
     Args (the package's, in its order): params; lr >= 0 (default 0.0025); betas (default
     (0.9, 0.999); beta1 in (0, 1)); eps >= 0 (default 1e-8); weight_decay >= 0 (default 0);
-    warmup_steps (default 0); r (default 0); weight_lr_power (default 2); foreach; impl, compile.
+    warmup_steps (default 0); r (default 0); weight_lr_power (default 2); foreach (as
+    :class:`SGDScheduleFree`'s); impl, compile.
 
-    Group keys as :class:`SGDScheduleFree`; state: ``z``, ``exp_avg_sq``.
+    Group keys as :class:`SGDScheduleFree`; state: ``z``, ``exp_avg_sq``. ``step()`` leaves
+    ``p.grad`` as it was (the package divides it by its denominator in place, and adds the
+    weight decay to the result, see :class:`SGDScheduleFree`).
 
     Example:
         >>> import torch, optim
@@ -326,7 +350,7 @@ class AdamWScheduleFree(_ScheduleFree):
         warmup_steps: float = 0,
         r: float = 0.0,
         weight_lr_power: float = 2.0,
-        foreach: bool | None = None,
+        foreach: bool | None = True,
         *,
         impl: str | None = None,
         compile: bool = False,

@@ -36,6 +36,8 @@ CASES = [
      {"weight_decay": 0.01, "decouple": False, "use_bias_correction": True}, {}),
     ("Prodigy", prodigyopt.Prodigy,
      {"betas": (0.0, 0.99), "safeguard_warmup": True, "d_coef": 0.5}, {"weight_decay": 0.1}),
+    # the first increase is taken in full while d equals the LAST group's d0
+    ("Prodigy", prodigyopt.Prodigy, {"growth_rate": 1.02}, {"d0": 1e-3}),
     ("DAdaptSGD", dadaptation.DAdaptSGD, {}, {}),
     ("DAdaptSGD", dadaptation.DAdaptSGD,
      {"momentum": 0.9, "weight_decay": 0.01, "growth_rate": 1.1}, {}),
@@ -181,6 +183,25 @@ def test_float64_gives_the_packages_bits(case, impl):
         run_steps(ours, ours_params, range(t, t + 1))
         assert float(ours.param_groups[0]["d"]) == ref.param_groups[0]["d"], t
     assert relative_error(ours_params, make_params()) > 1e-3, "nothing moved"
+    for a, b in zip(ours_params, ref_params):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_prodigy_group_at_lr_zero_moves_by_its_decayed_gradient_as_the_package(impl):
+    """With beta1 = 0 a Prodigy group at lr 0 still moves, at the common ``d * lr``, by its
+    gradient, to which the package has added the coupled decay in place before it tests the
+    group's lr (ours used the gradient without the decay: 5% apart)."""
+    kwargs = {"betas": (0.0, 0.99), "weight_decay": 0.1, "decouple": False}
+    ref_params, ours_params = make_params(), make_params()
+    ref = prodigyopt.Prodigy(groups(ref_params, {}), **kwargs)
+    ours = optim.Prodigy(groups(ours_params, {}), impl=impl, **kwargs)
+    for t in range(20):
+        if t == 10:  # the second group frozen by its lr, as a schedule per group would
+            ref.param_groups[1]["lr"] = ours.param_groups[1]["lr"] = 0.0
+        run_steps(ref, ref_params, range(t, t + 1))
+        run_steps(ours, ours_params, range(t, t + 1))
+    assert relative_error(ours_params[2:], make_params()[2:]) > 1e-3, "nothing moved"
     for a, b in zip(ours_params, ref_params):
         assert torch.equal(a, b)
 
@@ -402,6 +423,61 @@ def test_schedule_free_warmup_steps_may_be_a_float_as_in_the_package(name, warmu
     )
     assert relative_error(ours_train, ref_train) <= 1e-10
     assert relative_error(ours_eval, ref_eval) <= 1e-10
+
+
+def _schedule_free_half_run(make, steps: int = 30) -> list[torch.Tensor]:
+    """float16 parameters of three shapes after ``steps`` updates on a shifting quadratic,
+    switched to eval mode at the end."""
+    generator = torch.Generator().manual_seed(1)
+    params = [
+        torch.randn(s, generator=generator).half().requires_grad_() for s in [(5, 3), (7,), (4,)]
+    ]
+    optimizer = make(params)
+    optimizer.train()
+    for t in range(steps):
+        optimizer.zero_grad()
+        sum(((p.float() - 0.3 * (t % 3)) ** 2).sum() for p in params).backward()
+        optimizer.step()
+    optimizer.eval()
+    return params
+
+
+@pytest.mark.parametrize("foreach", [None, False, True])
+@pytest.mark.parametrize("name", sorted(SCHEDULE_FREE))
+def test_schedule_free_foreach_runs_the_packages_path(name, foreach):
+    """``foreach`` as the package reads it (``if group['foreach']``): True, its default, its
+    multi-tensor path; False and None its per-parameter loop, whose float16 bits differ (ours
+    took None for the multi-tensor path: 1.8e-4 apart)."""
+    reference = getattr(schedulefree, name)
+    kwargs = {"lr": 0.01, "weight_decay": 0.05, "warmup_steps": 5, "foreach": foreach}
+    expected = _schedule_free_half_run(lambda ps: reference(ps, **kwargs))
+    ours = _schedule_free_half_run(lambda ps: getattr(optim, name)(ps, **kwargs))
+    for a, b in zip(ours, expected):
+        assert torch.equal(a, b)
+    params = [torch.zeros(2, requires_grad=True)]
+    assert getattr(optim, name)(params).defaults["foreach"] is reference(params).defaults["foreach"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("lr_dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", sorted(SCHEDULE_FREE))
+def test_schedule_free_tensor_lr_computes_in_its_dtype_as_the_package(name, lr_dtype, impl):
+    """A tensor ``lr`` on the host takes part in the package's scalar arithmetic (warmup, the
+    averaging weight c, the step on y) as a tensor in its own dtype: float32 rounds c to
+    float32 (ours read it as a Python float: float64 parameters 7e-7 apart)."""
+    reference = getattr(schedulefree, name)
+    kwargs = {"weight_decay": 0.01, "warmup_steps": 5}
+    results = []
+    for make in (reference, lambda ps, **kw: getattr(optim, name)(ps, impl=impl, **kw)):
+        params = make_params()
+        optimizer = make(params, lr=torch.tensor(0.05, dtype=lr_dtype), **kwargs)
+        optimizer.train()
+        run_steps(optimizer, params, range(30))
+        optimizer.eval()
+        results.append(params)
+    ours, expected = results[1], results[0]
+    for a, b in zip(ours, expected):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam", "DAdaptSGD"])
