@@ -8,8 +8,9 @@ one of the paths in ``optim._paths``:
 
 ``impl="foreach"`` (the default; ``foreach=True``)
     the parameters' own storage, exactly torch.optim's semantics: a parameter with no gradient is
-    skipped, state tensors are read from ``optimizer.state`` at every step (replace or reset them
-    and the next step uses yours), ``p.data = ...`` and ``model.to(...)`` are followed, memory
+    skipped, state tensors are read from ``optimizer.state`` at every step (replace or reset them,
+    or move one's data with ``.data = t`` or ``.set_(t)``, and the next step uses yours),
+    ``p.data = ...`` and ``model.to(...)`` are followed, memory
     formats are kept, a module's ``state_dict`` is its own tensors. It is also faster than torch's
     eager paths on large tensors and on many small ones, by two execution strategies that give
     the same numbers: large tensors are updated a cache-sized block at a time (every op of the
@@ -43,9 +44,11 @@ one of the paths in ``optim._paths``:
     ``.data`` become views), the layout that ``compile=True`` fuses into a single kernel with
     ``torch.compile`` (eager, the rule runs over one cache-sized block of the buffers at a
     time). The layout is checked before every step and rebuilt from the current tensors when
-    anything was replaced; a parameter without a gradient runs that group on the
-    foreach path. Each ``p.grad`` becomes a view into a flat gradient buffer, which autograd
-    accumulates into while the loop keeps its gradients; the new ones that torch's default
+    anything was replaced (a state tensor's data moved, a step counter edited in place where
+    the counters live on the host); a parameter without a gradient, or state of another dtype
+    or shape than its parameter's, runs that group on the foreach path. Each ``p.grad`` becomes
+    a view into a flat gradient buffer, which autograd accumulates into while the loop keeps
+    its gradients; the new ones that torch's default
     ``zero_grad()`` leaves autograd to allocate are copied in with one multi-tensor op, or,
     for a tensor of ``BLOCK`` elements or more, read where they lie (see
     ``optim._paths.Flat.gradient_spans``), and ``p.grad`` is left as the loop set it, as
@@ -121,11 +124,21 @@ from optim._paths import (
     dispatches_itself,
     packs_alike,
     plain,
+    states_fit,
 )
 from optim._state import TrackedState
 
 IMPLS = ("single", "foreach", "flat")
 DEFAULT_IMPL = "foreach"
+
+
+def _holds_containers(group: dict) -> bool:
+    """Whether a hyperparameter of ``group`` is a mutable container (``betas`` as a list, say),
+    which could change in place while staying the same object: a merge plan, checked by the
+    values' identity (:meth:`RuleOptimizer._still_merged`), would not see it."""
+    return any(
+        isinstance(value, list | dict | set) for key, value in group.items() if key != "params"
+    )
 
 
 def step_dtype() -> torch.dtype:
@@ -511,6 +524,8 @@ class RuleOptimizer(Optimizer):
         every state entry is, and a success is stamped for the next step.
         """
         if layout.keys != self._state_keys(group) or not layout.params_hold(params):
+            return False
+        if not layout.storage_holds() or not layout.counts_hold():
             return False
         stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
         if stamp is not None and stamp == layout.stamp:
@@ -1028,6 +1043,7 @@ class RuleOptimizer(Optimizer):
                 or not steady.plain
                 or group.get("capturable")
                 or not self._steady(steady, group, group["params"])
+                or _holds_containers(group)
             ):
                 continue
             grads = [p.grad for p in steady.params]
@@ -1234,8 +1250,8 @@ class RuleOptimizer(Optimizer):
                 # note: a CPU-GPU sync point, only when a layout is rebuilt after its tensors were
                 # replaced (load_state_dict, p.data = ...), never in a steady-state step
                 counts = {float(s["step"]) for s in states}
-            if len(counts) > 1:
-                self._layouts.pop(index, None)
+            if len(counts) > 1 or not states_fit(params, states, keys):
+                self._layouts.pop(index, None)  # torch's numbers (or error) from its lists
                 self._run_lists(group, params, states, keys, first=False, blocked=False)
                 return
             layouts = []

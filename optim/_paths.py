@@ -94,17 +94,25 @@ flat buffer gives the vectorised body's (values are the same either way; a param
 may differ in its sign too)."""
 
 
+def states_fit(params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
+    """Whether every state tensor has its parameter's shape and dtype, as a buffer laid out like
+    the parameters holds it. (A state of another dtype, float64 sums kept after
+    ``model.float()``, say, makes torch compute in the wider dtype: a buffer of the parameters'
+    dtype would round differently, one gathered in the wider dtype would widen every tensor's;
+    a state of another shape, after ``p.data`` was replaced by a tensor of another shape with
+    as many elements, is torch's error, which a buffer would not raise.)"""
+    return all(
+        s[k].shape == p.shape and s[k].dtype == p.dtype
+        for p, s in zip(params, states)
+        for k in keys
+    )
+
+
 def packs_alike(params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
     """Whether these parameters, their gradients and their state can live in packed buffers:
-    all contiguous, every state tensor of its parameter's shape and dtype. (A state of another
-    dtype, float64 sums kept after ``model.float()``, say, makes torch compute in the wider
-    dtype: packing it beside float32 rounds would round differently.)"""
-    return all(
-        p.is_contiguous()
-        and p.grad.is_contiguous()
-        and all(
-            s[k].shape == p.shape and s[k].dtype == p.dtype and s[k].is_contiguous() for k in keys
-        )
+    all contiguous, every state tensor fitting its parameter (:func:`states_fit`)."""
+    return states_fit(params, states, keys) and all(
+        p.is_contiguous() and p.grad.is_contiguous() and all(s[k].is_contiguous() for k in keys)
         for p, s in zip(params, states)
     )
 
@@ -265,8 +273,19 @@ class OwnedState:
             self.step_views = list(self.step_vector.unbind(0))
             for s, view in zip(states, self.step_views):
                 s["step"] = view
-
+        self.all_views = [*itertools.chain.from_iterable(self.views.values()), *self.step_views]
+        self.pointers = list(map(Tensor.data_ptr, self.all_views))
         self.stamp: tuple[int, int] | None = None  # the optimizer's state when last verified
+
+    def storage_holds(self) -> bool:
+        """Whether every state view still lies in the buffers: ``state[p][key].data = t`` or
+        ``.set_(t)`` keeps the tensor, which :meth:`state_holds` checks, but moves its data
+        elsewhere, where torch reads it (one ``data_ptr`` per view, about 0.1 us each)."""
+        return list(map(Tensor.data_ptr, self.all_views)) == self.pointers
+
+    def counts_hold(self) -> bool:
+        """Whether the step counters still hold the count the layout expects (see :class:`Flat`)."""
+        return True
 
     def params_hold(self, params: list[Tensor]) -> bool:
         """Whether these are the parameters laid out here, in the same dtype and sizes (``p.data``
@@ -550,6 +569,17 @@ class Flat(OwnedState):
         self.count = 0.0  # the host's copy of the step count, set by the optimizer
         self.hyperparameter_tensors: dict[str, Tensor] = {}
         self.last_values: dict[str, Any] = {}
+
+    def counts_hold(self) -> bool:
+        """Whether every step counter still holds :attr:`count`, the host's copy that the eager
+        step's scalars are computed from: an in-place edit (``state[p]["step"].zero_()`` to
+        restart the bias corrections) changes the counters, and the layout is then rebuilt
+        from them, as torch reads them. Read where the counters live on the host (a CPU) only:
+        on a device the read would synchronise, and an in-place edit there is not seen."""
+        if self.step_vector is None or self.step_vector.device.type != "cpu":
+            return True
+        low, high = torch.aminmax(self.step_vector)
+        return low.item() == high.item() == self.count
 
     @functools.cached_property
     def rounds(self) -> list[tuple[int, int, int, int]]:

@@ -324,12 +324,17 @@ def test_model_cast_after_the_first_step_fails_as_torch_does():
 
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize("shapes", ["packed", "mixed"])
-@pytest.mark.parametrize("how", ["Adagrad-sums-then-model.float()", "Adam-float64-state-set"])
+@pytest.mark.parametrize(
+    "how", ["Adagrad-sums-then-model.float()", "Adam-float64-state-set", "Adam-one-float64-state"]
+)
 def test_state_of_a_wider_dtype_than_its_parameter_computes_as_torch(how, shapes, impl):
     """Adagrad makes its sums at construction, so ``model.float()`` afterwards leaves float64
     sums beside float32 parameters (and a user may set a float64 state tensor): torch computes
-    those ops in float64 and trains on. Bitwise torch's default (its for-loop path on a CPU)."""
+    those ops in float64 and trains on. Bitwise torch's default (its for-loop path on a CPU).
+    One float64 state tensor widens that tensor's arithmetic only (the flat path gathered it
+    with the others into one float64 buffer: every tensor's state became float64)."""
     name = how.split("-")[0]
+    widened = slice(0, 1) if how == "Adam-one-float64-state" else slice(None)
     runs = []
     for cls in (theirs(name), ours(name)):
         params = _params(SETS[shapes], torch.float64 if name == "Adagrad" else torch.float32)
@@ -339,14 +344,88 @@ def test_state_of_a_wider_dtype_than_its_parameter_computes_as_torch(how, shapes
                 for p in params:
                     p.data = p.data.float()
             if how.startswith("Adam") and step == 2:
-                for p in params:
+                for p in params[widened]:
                     optimizer.state[p]["exp_avg_sq"] = optimizer.state[p]["exp_avg_sq"].double()
             optimizer.zero_grad()
             _loss(params).backward()
             optimizer.step()
+        runs.append((params, optimizer))
+    (ours_params, ours_optimizer), (torch_params, torch_optimizer) = runs[1], runs[0]
+    for a, b in zip(ours_params, torch_params):
+        assert a.dtype == b.dtype == torch.float32
+        assert torch.equal(a, b)
+        for key, value in torch_optimizer.state[b].items():
+            assert ours_optimizer.state[a][key].dtype == value.dtype, key
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("shapes", ["packed", "mixed"])
+@pytest.mark.parametrize("how", ["data", "set_", "step-data", "step-zero_"])
+def test_state_tensor_changed_where_it_stays_the_same_object_is_used(how, shapes, impl):
+    """``state[p][key].data = t`` or ``.set_(t)`` keeps the tensor object (no dict entry
+    changes) but moves its data; an in-place ``zero_()`` of a step counter restarts the bias
+    corrections: torch reads the state at every step and uses them. (The packed and flat
+    layouts kept their own buffers, the flat one its host copy of the count: 3e-3 to 0.5
+    apart.)"""
+    runs = []
+    for cls in (torch.optim.Adam, optim.Adam):
+        params = _params(SETS[shapes])
+        optimizer = cls(params, lr=0.01, **({} if cls is torch.optim.Adam else {"impl": impl}))
+        for step in range(5):
+            if step == 3:
+                state = optimizer.state[params[0]]
+                if how == "data":
+                    state["exp_avg"].data = torch.full_like(params[0], 0.5)
+                elif how == "set_":
+                    state["exp_avg"].set_(torch.full_like(params[0], 0.5))
+                elif how == "step-data":
+                    state["step"].data = torch.tensor(100.0, dtype=state["step"].dtype)
+                else:
+                    for p in params:
+                        optimizer.state[p]["step"].zero_()
+            optimizer.zero_grad()
+            _loss(params).backward()
+            optimizer.step()
+        runs.append((optimizer, params))
+    (t_opt, t_params), (o_opt, o_params) = runs
+    for a, b in zip(o_params, t_params):
+        assert torch.equal(a, b)
+    _assert_same_state(t_opt, o_opt, rtol=0, unlike=("foreach",))
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+def test_parameter_data_reshaped_to_as_many_elements_fails_as_torch_does(impl):
+    """``p.data`` replaced by a tensor of another shape with as many elements leaves state of
+    the old shape: torch raises; the flat layout rebuilt itself around it and trained on."""
+    errors = []
+    for cls, kwargs in ((torch.optim.Adam, {}), (optim.Adam, {"impl": impl})):
+        params = _params([(6, 23), (5,)])
+        optimizer = cls(params, lr=0.1, **kwargs)
+        _train(optimizer, params, 2)
+        params[0].data = torch.randn(23, 6, dtype=params[0].dtype)
+        with pytest.raises(RuntimeError) as error:
+            _train(optimizer, params, 1)
+        errors.append(str(error.value))
+    assert errors[0] == errors[1]
+
+
+def test_a_hyperparameter_list_changed_in_place_is_used():
+    """``group["betas"]`` set to a list and changed in place later: torch reads the new value.
+    (Groups differing only in lr ran as one call, planned once and checked by the values'
+    identity: the stale beta1 stayed, 0.04 apart.)"""
+    runs = []
+    for cls in (torch.optim.Adam, optim.Adam):
+        params = _params([(4,)] * 4)
+        optimizer = cls([{"params": params[:2], "lr": 0.01}, {"params": params[2:], "lr": 0.02}])
+        for group in optimizer.param_groups:
+            group["betas"] = [0.9, 0.999]
+        for step in range(5):
+            if step == 3:
+                for group in optimizer.param_groups:
+                    group["betas"][0] = 0.0
+            _train(optimizer, params, 1)
         runs.append(params)
     for a, b in zip(runs[1], runs[0]):
-        assert a.dtype == b.dtype == torch.float32
         assert torch.equal(a, b)
 
 
