@@ -320,6 +320,16 @@ def _repeats(params: list[Tensor]) -> bool:
     return len(set(map(id, params))) < len(params)
 
 
+def _updated_over_one_another(params: list[Tensor]) -> bool:
+    """Whether a parameter occurs more than once (:func:`_repeats`), or two start at the same
+    memory (``p1.data = p0.data``): torch then updates that memory once per occurrence, each of
+    its paths in its own order, which only its lists as they are reproduce (a packed or flat
+    layout holds a copy per tensor, a blocked one reorders the ops). The rarer partial overlap
+    of two views, and memory shared only after the layout was made, are not looked for."""
+    count = len(params)
+    return _repeats(params) or len(set(map(Tensor.data_ptr, params))) < count
+
+
 def _by_kind(params: list[Tensor], fresh: list[bool]) -> dict[tuple, list[int]]:
     """The positions of ``params`` by (device, dtype, state new this step): one list each."""
     lists: dict[tuple, list[int]] = {}
@@ -928,7 +938,7 @@ class RuleOptimizer(Optimizer):
         states = self._states(group, params)
         keys = self._state_keys(group)
         fresh = self._ensure_state(group, params, states)
-        if _repeats(params):  # updated once per occurrence, on torch's lists as they are
+        if _updated_over_one_another(params):  # once per occurrence, on torch's lists
             self._layouts.pop(index, None)
             self._plain_step(group, params, states, fresh)
             return
@@ -1232,7 +1242,7 @@ class RuleOptimizer(Optimizer):
             ):
                 layouts = None
         if layouts is None:
-            if _repeats(params):  # no layout holds a tensor twice: torch's once-per-occurrence
+            if _updated_over_one_another(params):  # no layout holds a tensor twice: torch's
                 self._layouts.pop(index, None)
                 if self.compile:  # torch's fused kernels: all counted, then one by one
                     self._single_step(group, params, count_first=True)

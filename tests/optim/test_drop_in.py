@@ -409,6 +409,26 @@ def test_parameter_data_reshaped_to_as_many_elements_fails_as_torch_does(impl):
     assert errors[0] == errors[1]
 
 
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("shapes", ["packed", "mixed"])
+def test_parameters_sharing_memory_get_every_update_as_torch(shapes, impl):
+    """``p1.data = p0.data`` (two parameters, one memory) before the optimizer is made: torch
+    writes both updates into it, in its path's order (its two paths differ), so ours gives the
+    path's bits (foreach and flat: torch's foreach path; single: its for-loop path). The packed
+    step updated copies and wrote the last one back (0.02 apart), the flat layout untied them."""
+    runs = []
+    torch_kwargs = {"foreach": impl != "single"}
+    for cls, kwargs in ((torch.optim.AdamW, torch_kwargs), (optim.AdamW, {"impl": impl})):
+        params = _params(SETS[shapes], torch.float32)
+        params[1].data = params[0].data  # (p1 takes p0's shape and memory)
+        optimizer = cls(params, lr=0.01, weight_decay=0.1, **kwargs)
+        _train(optimizer, params, 3)
+        runs.append(params)
+    assert runs[1][1].data_ptr() == runs[1][0].data_ptr()
+    for a, b in zip(runs[1], runs[0]):
+        assert torch.equal(a, b)
+
+
 def test_a_hyperparameter_list_changed_in_place_is_used():
     """``group["betas"]`` set to a list and changed in place later: torch reads the new value.
     (Groups differing only in lr ran as one call, planned once and checked by the values'
