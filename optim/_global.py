@@ -211,8 +211,9 @@ def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -
         (x,), (y,) = xs, ys
         if segments.many_small():
             return torch.dot(x, y).to(torch.float64).reshape(1)
-        xs = [_aligned(part) for part in segments.split(x)]
-        ys = [_aligned(part) for part in segments.split(y)]
+        # (a channels_last part in its logical order, as the references' flatten() gives it)
+        xs = [_aligned(part) for part in segments.split(x, logical=True)]
+        ys = [_aligned(part) for part in segments.split(y, logical=True)]
     return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]).to(
         torch.float64
     )
@@ -266,6 +267,7 @@ def _sums_of(
     lists: tuple[list[Tensor], ...],
     scratch: Tensor | None,
     segments: Segments | None,
+    logical: bool = False,
 ) -> Tensor:
     """[sum(elementwise(x_i, ...))] as a vector in the tensors' dtype, one entry per tensor of
     the aligned ``lists`` (``elementwise(tensors, out)`` writes into ``out`` unless it is None),
@@ -276,12 +278,14 @@ def _sums_of(
     With ``scratch`` (a flat buffer of the tensors' dtype and device), each result that fits is
     written there (see :func:`_room`), so nothing is allocated: on a CPU a tensor-sized temporary
     costs page faults at every step. (Only tensors that are not viewed as blocks can be larger
-    than the buffer: not contiguous, or Prodigy's ``slice_p`` state.)"""
+    than the buffer: not contiguous, or Prodigy's ``slice_p`` state.) ``logical``: a part laid
+    out as a channels_last parameter is summed in its logical order (see ``Segments.split``),
+    as a reference that keeps the tensor flattened sums it."""
     if segments is not None:
         flats = [flat for (flat,) in lists]
-        if segments.many_small():
+        if segments.many_small() and not (logical and segments.strided):
             return segments.sum_per_part(elementwise(flats, _room(scratch, *flats[:2])))
-        lists = tuple(segments.split(flat) for flat in flats)
+        lists = tuple(segments.split(flat, logical) for flat in flats)
     return torch.stack([elementwise(ts, _room(scratch, *ts[:2])).sum() for ts in zip(*lists)])
 
 
@@ -301,12 +305,16 @@ def _quotient(tensors: tuple[Tensor, ...], out: Tensor | None) -> Tensor:
 
 
 def abs_sums(
-    xs: list[Tensor], scratch: Tensor | None = None, segments: Segments | None = None
+    xs: list[Tensor],
+    scratch: Tensor | None = None,
+    segments: Segments | None = None,
+    logical: bool = False,
 ) -> Tensor:
     """[||x_i||_1] as a float64 vector: each ``x.abs().sum()`` in the tensors' dtype, as the
-    references compute it (:func:`_sums_of`). (On a CPU ``vector_norm(x, 1)`` is 3-8x slower
-    than ``abs`` and ``sum``: 3.3 against 0.9 ms on 4M float32 elements, one thread.)"""
-    return _sums_of(_abs, (xs,), scratch, segments).to(torch.float64)
+    references compute it (:func:`_sums_of`; ``logical``: summed in the logical order where the
+    reference keeps the tensor flattened). (On a CPU ``vector_norm(x, 1)`` is 3-8x slower than
+    ``abs`` and ``sum``: 3.3 against 0.9 ms on 4M float32 elements, one thread.)"""
+    return _sums_of(_abs, (xs,), scratch, segments, logical).to(torch.float64)
 
 
 def quotient_sums(

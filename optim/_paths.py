@@ -407,13 +407,17 @@ MAX_RUNS = 8
 
 
 class Segments:
-    """The consecutive parts of a flat buffer, one per parameter: their element counts, and the
-    runs of consecutive parts of one length."""
+    """The consecutive parts of a flat buffer, one per parameter: their element counts, the
+    runs of consecutive parts of one length, and the shape and strides of each part laid out
+    as a parameter that is not row-major (channels_last), by position."""
 
-    __slots__ = ("runs", "sizes")
+    __slots__ = ("runs", "sizes", "strided")
 
-    def __init__(self, sizes: list[int]) -> None:
+    def __init__(
+        self, sizes: list[int], strided: dict[int, tuple[tuple, tuple]] | None = None
+    ) -> None:
         self.sizes = sizes
+        self.strided = strided or {}
         # Runs of consecutive parts of one length: (first part, end part, first element, length).
         self.runs: list[tuple[int, int, int, int]] = []
         start = 0
@@ -427,7 +431,10 @@ class Segments:
 
     @classmethod
     def of(cls, params: list[Tensor]) -> Segments:
-        return cls([p.numel() for p in params])
+        strided = {
+            i: (tuple(p.shape), p.stride()) for i, p in enumerate(params) if not p.is_contiguous()
+        }
+        return cls([p.numel() for p in params], strided)
 
     def many_small(self) -> bool:
         """Whether the parts are many (``PACK_AT_LEAST`` or more) and small (under ``PACK_BELOW``
@@ -435,9 +442,15 @@ class Segments:
         count = len(self.sizes)
         return count >= PACK_AT_LEAST and sum(self.sizes) < PACK_BELOW * count
 
-    def split(self, flat: Tensor) -> list[Tensor]:
-        """The parts of ``flat`` as views."""
-        return list(flat.split(self.sizes))
+    def split(self, flat: Tensor, logical: bool = False) -> list[Tensor]:
+        """The parts of ``flat`` as views; with ``logical``, a part laid out as a parameter that
+        is not row-major as a copy of its elements in their logical (row-major) order, the
+        order of the references' ``p.flatten()`` (a reduction over it then adds as theirs)."""
+        parts = list(flat.split(self.sizes))
+        if logical:
+            for i, (shape, stride) in self.strided.items():
+                parts[i] = parts[i].as_strided(shape, stride).reshape(-1)
+        return parts
 
     def few_runs(self) -> bool:
         """Whether the parts form at most :data:`MAX_RUNS` runs of equal length: each run is then

@@ -84,7 +84,8 @@ def prodigy_statistics(
     ops.addcmul_(state["exp_avg_sq"], grads, grads, d * d * (1 - beta2))
     ops.tensor_mul_(state["s"], beta3)
     ops.add_scaled_(state["s"], sliced_grads, ratio * (d if safeguard_warmup else dlr))
-    return numerator, abs_sums(state["s"], scratch, chunk.segments), grads
+    # (the package's s is flat: its sum adds a channels_last tensor's s in logical order)
+    return numerator, abs_sums(state["s"], scratch, chunk.segments, logical=True), grads
 
 
 def prodigy_update(
@@ -244,6 +245,10 @@ class Prodigy(ReducingOptimizer):
             return p.detach().reshape(-1)[::slice_p].clone() if slice_p > 1 else p.detach().clone()
         if key == "s" and slice_p > 1:
             return torch.zeros_like(p.detach().reshape(-1)[::slice_p])
+        if key == "s":  # the package's s is flat, p's elements in their logical order, and its
+            # sum |s| adds them in that order: row-major here too (a channels_last s, summed in
+            # memory order, put float32 d 1e-7 apart at the first step)
+            return torch.zeros_like(p, memory_format=torch.contiguous_format)
         return torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def state_dict(self) -> dict[str, Any]:
