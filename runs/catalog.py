@@ -42,14 +42,28 @@ def bundled_experiments() -> dict[str, Path]:
 
 
 def find_experiment(name_or_path: str) -> Path:
-    """A bundled experiment's file by name, or a ``.toml`` path."""
+    """A bundled experiment's file by name, or a ``.toml`` path.
+
+    Raises:
+        FileNotFoundError: a ``.toml`` path that does not exist.
+        ValueError: an unknown name, a folder, or a file that is not ``.toml`` (a Python file is
+            not run as an experiment: ``runs.run`` takes your own models and data from Python).
+    """
     bundled = bundled_experiments()
     if name_or_path in bundled:
         return bundled[name_or_path]
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise ValueError(f"experiment file {str(path)!r} is a folder, not a .toml file")
         if not path.is_file():
             raise FileNotFoundError(f"experiment file {str(path)!r} does not exist")
+        if path.suffix != ".toml":
+            raise ValueError(
+                f"experiment file {str(path)!r} is not a .toml file; give a bundled experiment "
+                f"({', '.join(bundled) or 'none'}) or a .toml file (your own Python code runs "
+                "through runs.run, see the README)"
+            )
         return path
     raise ValueError(
         f"unknown experiment {name_or_path!r}; bundled: {', '.join(bundled) or '(none)'}, "

@@ -4,8 +4,9 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (what
 weights-only unpickler accepts): model and optimizer state dicts, the schedule driver's state,
 the RNG states, the step, the elapsed training time and the logged history.
 
-Every file is written to a temporary name in its folder and renamed (:func:`atomic_write`), with
-the permissions an ordinary ``open`` would give it (``0o666`` less the umask). Reading a
+Every file is written to a temporary name in its folder and renamed (:func:`atomic_write`, the
+one atomic writer, :mod:`schedulers.files`), with the permissions an ordinary ``open`` would give
+it (``0o666`` less the umask; a replaced file keeps its own). Reading a
 checkpoint or a ``result.json`` that is truncated, foreign or lacks a key raises ``ValueError``
 naming the file. :func:`folder_lock` keeps a second process from writing the same experiment
 folder; the lock is released by the operating system when its holder exits, even by ``kill -9``.
@@ -16,12 +17,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+# the one atomic writer lives in schedulers.files (schedulers must not import runs)
+from schedulers.files import atomic_write as atomic_write
+from schedulers.files import nearest_existing
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
@@ -37,37 +41,13 @@ CHECKPOINT_KEYS = (
     "history",
 )
 RESULT_KEYS = ("variant", "seed", "status", "final", "fingerprint")
-
-
-def _umask() -> int:
-    """The process's umask (read from ``/proc`` where possible, which changes nothing)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Writes through ``write(file)`` to a temporary file in ``path``'s folder, then renames it;
-    the file gets ``0o666`` less the umask, as ``open`` would give it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0o600
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_RESULT_TYPES = (
+    ("variant", str, "a string"),
+    ("seed", int, "an integer"),
+    ("status", str, "a string"),
+    ("final", dict, "an object of metrics"),
+    ("fingerprint", str, "a string"),
+)
 
 
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
@@ -136,21 +116,28 @@ def load_result(run_dir: str | Path) -> dict[str, Any] | None:
     missing = [key for key in RESULT_KEYS if key not in data]
     if missing:
         raise ValueError(f"{path}: result lacks {', '.join(missing)}; {fix}")
+    for key, kind, what in _RESULT_TYPES:
+        value = data[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"{path}: {key} must be {what}, got {value!r:.60}; {fix}")
+    bad = [k for k, v in data["final"].items() if not isinstance(v, int | float | None)]
+    if bad:
+        value = data["final"][bad[0]]
+        raise ValueError(f"{path}: final.{bad[0]} must be a number, got {value!r:.60}; {fix}")
     return data
 
 
 def check_writable_folder(folder: str | Path, option: str) -> None:
     """Raises ``ValueError`` naming ``option`` unless ``folder`` is, or can be made as, a writable
-    folder: its nearest existing ancestor must be a folder this process may write in."""
-    folder = Path(folder)
-    for path in (folder, *folder.parents):
-        if not path.exists():
-            continue
-        if not path.is_dir():
-            raise ValueError(f"{option}: {str(path)!r} is a file, not a folder")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ValueError(f"{option}: the folder {str(path)!r} is not writable")
-        return
+    folder: its nearest existing ancestor must be a folder this process may write in (an empty
+    path is refused: it is not the current folder by accident)."""
+    if isinstance(folder, str) and not folder.strip():
+        raise ValueError(f"{option}: an empty path {folder!r}; give a folder")
+    path = nearest_existing(folder)
+    if not path.is_dir():
+        raise ValueError(f"{option}: {str(path)!r} is a file, not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: the folder {str(path)!r} is not writable")
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """Small argument checks shared by the runner's modules.
 
-- ``check_positive_int`` raises at once (arguments of a function);
+- ``check_positive_int`` and ``check_non_negative_int`` raise at once (arguments of a function,
+  options of a command);
 - the value checks (``positive_int``, ``one_of(...)``, ...) return ``None`` when a value is
   allowed, else the phrase saying what is allowed, so that a validator (``runs.load``) can
   collect every problem with its location in :class:`Problems` before raising once.
@@ -29,6 +30,12 @@ def check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
 
 
+def check_non_negative_int(name: str, value: object) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 0."""
+    if non_negative_int(value) is not None:
+        raise ValueError(f"{name} must be an integer >= 0, got {name}={value!r}")
+
+
 class Problems:
     """Collects every problem found, each as ``location: message``."""
 
@@ -45,8 +52,9 @@ class Problems:
 
 
 def join(location: str, key: str) -> str:
-    """``location.key`` (``key`` alone at the top level)."""
-    return f"{location}.{key}" if location else key
+    """``location.key`` (``key`` alone at the top level, ``location`` alone for the table
+    itself, ``key == ""``)."""
+    return f"{location}.{key}" if location and key else location or key
 
 
 def _number(value: Any) -> bool:

@@ -6,14 +6,19 @@ This file only mounts them, so ``stepsize --help`` costs no heavy import.
 
 Errors a user can cause (``ValueError``, ``TypeError``, ``KeyError`` and ``OSError``: a missing,
 unreadable or unwritable file) are printed as one line on stderr, ending with a newline, with exit
-status 2, never as a traceback. ``stepsize`` alone prints the help and runs nothing.
+status 2, never as a traceback, also when a thread (a TensorBoard writer) raised it; so are usage
+errors (``stepsize <command>: error: ...``, see :class:`Parser`). ``stepsize`` alone prints the
+help and runs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
+import threading
 from collections.abc import Sequence
 
 # name -> (module, one-line help). Modules are imported only when their subcommand runs.
@@ -30,6 +35,28 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "schedulers": ("runs.bench.schedulers", "schedule driving and evaluation against torch"),
     "runner": ("runs.bench.runner", "runner with logging against a bare training loop"),
 }
+
+
+# A negative number, or comma-separated numbers starting with one (``--bound -1,1``): a value,
+# never an option (no option of ``stepsize`` looks like a number).
+_NEGATIVE_NUMBERS = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(,[-+]?[\d.eE+-]*)*$")
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of ``stepsize`` and of each of its subcommands: a usage error is the one line
+    ``stepsize <command>: error: ...`` on stderr with exit status 2 (``--help`` prints the usual
+    help); options must be spelled out (no abbreviations: ``--seed`` is not ``--seeds``); and a
+    value that is a negative number, or numbers like ``-1,1``, is taken as a value."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBERS
+
+    def error(self, message: str):  # type: ignore[override]
+        """Prints the one error line and exits with status 2."""
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 class _LazyModule:
@@ -63,7 +90,7 @@ def _mount(sub, name: str, module: str, help_: str, prefix: str = "") -> None:
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The argument parser; only the chosen subcommand's module is imported."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="stepsize",
         description="Adaptive optimizers and learning-rate schedules: run paper-style comparisons.",
     )
@@ -102,28 +129,68 @@ def error_line(err: BaseException) -> str:
     if isinstance(err, KeyError) and err.args:
         message = str(err.args[0])
     elif isinstance(err, OSError) and err.strerror and err.filename is not None:
-        message = f"{err.filename}: {err.strerror}"
+        filename = err.filename
+        if isinstance(filename, bytes):  # (TensorBoard's writer names its files in bytes)
+            filename = os.fsdecode(filename)
+        message = f"{filename}: {err.strerror}"
     else:
         message = str(err)
     message = " ".join(message.split()) or type(err).__name__
     return f"stepsize: error: {message}\n"
 
 
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError)
+
+
+class _ThreadErrors:
+    """A ``threading.excepthook`` that keeps, instead of printing as a traceback, the first user
+    error (:data:`USER_ERRORS`: a writer thread that cannot write its file) raised in a thread;
+    :func:`main` reports it as its one line. Other exceptions go to the previous hook."""
+
+    def __init__(self) -> None:
+        self.first: BaseException | None = None
+        self.previous = threading.excepthook
+
+    def __call__(self, hook_args) -> None:
+        if isinstance(hook_args.exc_value, USER_ERRORS):
+            self.first = self.first or hook_args.exc_value
+        else:
+            self.previous(hook_args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stepsize``; returns the process exit status."""
+    thread_errors = _ThreadErrors()
+    threading.excepthook = thread_errors
+    try:
+        status = _main(argv)
+    finally:
+        threading.excepthook = thread_errors.previous
+    if thread_errors.first is not None and status == 0:
+        sys.stderr.write(error_line(thread_errors.first))
+        return 2
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(argv)
         if not argv:  # nothing asked: say what can be asked, run nothing
             parser.print_help()
             return 0
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the (sub)command that was given them
+            words = ("stepsize", getattr(args, "command", None), getattr(args, "benchmark", None))
+            prog = " ".join(word for word in words if word)
+            sys.stderr.write(f"{prog}: error: unrecognized arguments: {' '.join(extra)}\n")
+            return 2
         lazy = getattr(args, "_lazy", None)
         if lazy is None:
             parser.print_help()
             return 2
         return int(lazy.load().run(args) or 0)
-    except (ValueError, TypeError, KeyError, OSError) as err:
+    except USER_ERRORS as err:
         sys.stderr.write(error_line(err))
         sys.stderr.flush()
         return 2

@@ -37,6 +37,13 @@ from runs.checks import check_positive_int
 from runs.dataset_files import NUM_CLASSES, find_dataset_files, read_dataset_files
 
 DATASETS: tuple[str, ...] = ("mnist1d", "mnist", "fashion-mnist", "cifar10")
+# The shape of one example of each bundled dataset, known before it is generated or read.
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "mnist1d": (40,),
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,6 +142,16 @@ def load_dataset(
         std=std,
         source=source,
     )
+
+
+def known_shape(name: str) -> tuple[tuple[int, ...], int] | None:
+    """``(input_shape, num_classes)`` of the dataset ``name`` without loading it (a bundled or
+    registered one), or None when it is not known."""
+    if name in _REGISTERED:
+        return _REGISTERED[name].input_shape, _REGISTERED[name].num_classes
+    if name in INPUT_SHAPES:
+        return INPUT_SHAPES[name], NUM_CLASSES
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

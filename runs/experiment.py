@@ -91,8 +91,10 @@ def parallel_backends() -> tuple[str, ...]:
 
 def run_study_command(args: argparse.Namespace) -> int:
     """``stepsize run`` of an experiment that is not a training run (``runs.study``)."""
-    from runs.study import run_study
+    from runs.study import check_seeds, load_study, run_study
 
+    load_study(args.experiment)
+    check_seeds(args.seeds)
     for option in ("variants", "data_dir", "address"):
         if getattr(args, option):
             raise ValueError(f"--{option.replace('_', '-')} does not apply to {args.experiment}")
@@ -110,48 +112,75 @@ def run_study_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def select_variants(experiment: Experiment, names: str | None) -> Experiment:
-    """The experiment restricted to the comma-separated variant ``names``."""
-    if not names:
+def select_variants(
+    experiment: Experiment, names: str | None, option: str = "--variants"
+) -> Experiment:
+    """The experiment restricted to the comma-separated variant ``names`` (None: every variant).
+
+    Raises:
+        ValueError: naming ``option``, when ``names`` names no variant or an unknown one.
+    """
+    if names is None:
         return experiment
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     known = [v.name for v in experiment.variants]
+    if not wanted:
+        raise ValueError(
+            f"{option}: no variant named in {names!r}; {experiment.name} has: {', '.join(known)}"
+        )
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise ValueError(
-            f"--variants: unknown variant(s) {', '.join(unknown)}; "
+            f"{option}: unknown variant(s) {', '.join(unknown)}; "
             f"{experiment.name} has: {', '.join(known)}"
         )
     chosen = tuple(v for v in experiment.variants if v.name in wanted)
     return dataclasses.replace(experiment, variants=chosen)
 
 
-def preflight(experiment: Experiment, data_dir: str | None) -> None:
-    """Loads every dataset and builds every model once, so that missing files and bad model
-    options stop the command before anything is written."""
+def model_problem(variant, input_shape: tuple[int, ...], num_classes: int) -> str | None:
+    """What is wrong with building ``variant``'s model for these shapes, or None."""
     import torch
 
     from runs.models import build_model
+
+    build = functools.partial(
+        build_model, variant.model.name, input_shape, num_classes, **variant.model.options
+    )
+    try:
+        try:
+            with torch.device("meta"):
+                build()
+        except (ValueError, TypeError):
+            raise
+        except Exception:  # a user's factory that needs real tensors: build it on the CPU
+            build()
+    except Exception as err:  # a user's factory may raise anything
+        kind = "" if isinstance(err, ValueError | TypeError) else f"{type(err).__name__}: "
+        return f"variant {variant.name!r}, model: {kind}{err}"
+    return None
+
+
+def preflight(experiment: Experiment, data_dir: str | None) -> None:
+    """Builds every variant's model once and loads every dataset, so that bad model options and
+    missing files stop the command before anything is written. Models whose dataset's shape is
+    known beforehand (``runs.data.known_shape``) are built first, before any dataset is
+    generated (and cached) or read."""
+    from runs.data import known_shape
     from runs.parallel import dataset_on
 
     problems = []
     for variant in experiment.variants:
-        data = dataset_on(variant.dataset.to_table(), data_dir, "cpu")
-        options = variant.model.options
-        build = functools.partial(
-            build_model, variant.model.name, data.input_shape, data.num_classes, **options
-        )
-        try:
-            try:
-                with torch.device("meta"):
-                    build()
-            except (ValueError, TypeError):
-                raise
-            except Exception:  # a user's factory that needs real tensors: build it on the CPU
-                build()
-        except Exception as err:  # a user's factory may raise anything
-            kind = "" if isinstance(err, ValueError | TypeError) else f"{type(err).__name__}: "
-            problems.append(f"variant {variant.name!r}, model: {kind}{err}")
+        known = known_shape(variant.dataset.name)
+        if known is not None and (problem := model_problem(variant, *known)) is not None:
+            problems.append(problem)
+    if not problems:
+        for variant in experiment.variants:
+            data = dataset_on(variant.dataset.to_table(), data_dir, "cpu")
+            if known_shape(variant.dataset.name) is None:
+                problem = model_problem(variant, data.input_shape, data.num_classes)
+                if problem is not None:
+                    problems.append(problem)
     if problems:
         raise ValueError(f"{experiment.source}: " + "; ".join(problems))
 
@@ -227,6 +256,23 @@ def with_chosen_rates(experiment: Experiment, chosen: dict[str, float]) -> Exper
     return dataclasses.replace(experiment, variants=variants)
 
 
+def check_writable_paths(experiment: Experiment, root: Path) -> None:
+    """Raises ``ValueError`` naming ``--logdir`` unless every folder the experiment will write
+    (its own, ``figures``, each run's and each search run's) is, or can be made as, a writable
+    folder, and no file it will write is a folder: checked before anything is written."""
+    files = ["experiment.json", "summary.json", "summary.md", tuning.RANGE_TEST_FILE]
+    files.append(tuning.SEARCH_FILE)
+    for name in files:
+        if (root / name).is_dir():
+            raise ValueError(f"--logdir: {str(root / name)!r} is a folder, not a file; remove it")
+    folders = [root / "figures", *(Path(task.run_dir) for task in final_tasks(experiment, root))]
+    if experiment.search is not None:
+        rows = tuning.search_tasks(experiment, root).values()
+        folders += [Path(task.run_dir) for pairs in rows for _, task in pairs]
+    for folder in folders:
+        ckpt.check_writable_folder(folder, "--logdir")
+
+
 def check_folder(experiment: Experiment, root: Path, load, names: str | None) -> dict | None:
     """Every check of the existing run folders that can be made before anything is written.
 
@@ -272,6 +318,7 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
     preflight(experiment, args.data_dir)
     root = Path(args.logdir) / (experiment.name + ("-quick" if args.quick else ""))
     ckpt.check_writable_folder(root, "--logdir")
+    check_writable_paths(experiment, root)
 
     dist = parallel.init_distributed(args.device)
     device = args.device

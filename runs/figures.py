@@ -240,9 +240,9 @@ def readme_figure(
 ) -> Path:
     """``figures/readme.png``: the figure ``[report] figure`` names (default: test accuracy),
     one panel per ``[report] panels`` prefix, the x-axis cut at ``max_step``."""
-    import shutil
-
     import matplotlib
+
+    from schedulers.files import atomic_copy
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -250,7 +250,7 @@ def readme_figure(
     name = report.get("figure", "test_accuracy")
     path = out_dir / README_FIGURE
     if name == "schedules":
-        shutil.copyfile(out_dir / "schedules.png", path)
+        atomic_copy(out_dir / "schedules.png", path)
         return path
     get, ylabel, log_y = _series(name)
     scale, xlabel = _x_axis(results)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from runs.checks import NAME, Problems, join
 from runs.claims import claimed_variants
 from runs.references import RANGE_TEST_VALUES, with_references
 from runs.spec import Experiment, Variant, check_table
+from schedulers.files import read_toml
 
 TOP_KEYS = (
     *(key for key, _ in spec.TOP_LEVEL),
@@ -433,10 +433,7 @@ def load_experiment(
     path = find_experiment(name_or_path)
     if path.suffix != ".toml":
         raise ValueError(f"{name_or_path!r} is not a TOML experiment (runs.study runs it)")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: not valid TOML: {err}") from None
+    raw = read_toml(path)
     return parse_experiment(
         raw, str(path), quick=quick, seeds=seeds, data_dir=data_dir, derived=derived
     )

@@ -13,10 +13,13 @@ import argparse
 from pathlib import Path
 
 from runs.catalog import DEFAULT_EXPERIMENT
-from runs.data import load_dataset
-from runs.experiment import DEFAULT_LOGDIR, select_variants
+from runs.checkpoint import check_writable_folder
+from runs.checks import check_non_negative_int
+from runs.data import known_shape, load_dataset
+from runs.experiment import DEFAULT_LOGDIR, model_problem, select_variants
 from runs.load import load_experiment
 from runs.tuning import range_test_on_variant
+from schedulers.files import check_output_file
 from schedulers.range_test import check_options
 
 
@@ -51,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the range test and print what it found (its options checked before any data is
-    generated, read or cached)."""
+    """Run the range test and print what it found (its options, the experiment, the variant's
+    model and where the plot goes checked before any data is generated, read or cached)."""
     options = {
         "start_lr": args.start_lr,
         "end_lr": args.end_lr,
@@ -63,8 +66,18 @@ def run(args: argparse.Namespace) -> int:
         "curvature_batches": args.curvature_batches,
     }
     check_options(**options)
+    check_non_negative_int("--seed", args.seed)
     experiment = load_experiment(args.experiment, data_dir=args.data_dir)
-    variant = select_variants(experiment, args.variant).variants[0]
+    variant = select_variants(experiment, args.variant, "--variant").variants[0]
+    if args.out is None:
+        check_writable_folder(args.logdir, "--logdir")
+        out = Path(args.logdir) / experiment.name / f"lr-find-{variant.name}.png"
+    else:
+        out = Path(args.out)
+    check_output_file(out, "--out" if args.out else "--logdir", make_parent=args.out is None)
+    known = known_shape(variant.dataset.name)  # the model checked before data is generated
+    if known is not None and (problem := model_problem(variant, *known)) is not None:
+        raise ValueError(f"{experiment.source}: {problem}")
     dataset_options = {k: v for k, v in variant.dataset.to_table().items() if k != "name"}
     data = load_dataset(variant.dataset.name, data_dir=args.data_dir, **dataset_options)
     result = range_test_on_variant(
@@ -77,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         **options,
     )
-    out = Path(args.out or Path(args.logdir) / experiment.name / f"lr-find-{variant.name}.png")
     result.plot(out)
     print(f"{experiment.name} / {variant.name} ({variant.optimizer.name})")
     print(result.summary())

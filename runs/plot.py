@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from schedulers import plot as schedule_plot
+from schedulers.files import check_output_file
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return schedule_plot.run(args)
     if not args.specs:
         raise ValueError("give at least one SPEC (a preset, a TOML file or an inline dict)")
+    check_output_file(args.out, "--out")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -2,19 +2,21 @@
 
 For each experiment folder, in the catalogue's order (``runs.catalog``): its description, what it
 reproduces, how it was run, its table (regenerated now from its runs by ``runs.summary``) and its
-figure (copied beside the README), all between :data:`RESULTS_BEGIN` and :data:`RESULTS_END`.
+figure (copied beside the README, atomically: a figure replaced keeps its permissions, a new one
+gets those the umask gives, as every file here), all between :data:`RESULTS_BEGIN` and
+:data:`RESULTS_END`. Every folder is read and checked before anything is written.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from runs.catalog import catalogue_order
 from runs.checkpoint import save_text
-from runs.summary import write_report
+from runs.summary import prepare_report
+from schedulers.files import atomic_copy, read_json, read_text
 
 RESULTS_BEGIN = "<!-- results:begin -->"
 RESULTS_END = "<!-- results:end -->"
@@ -44,12 +46,11 @@ def readme_section(dirs: Sequence[Path], figures_dir: Path, readme_dir: Path) ->
     """The README's Results section: for each experiment folder, its description, what it
     reproduces, how it was run, its table (regenerated now from its runs) and its figure (copied
     to ``figures_dir``)."""
-    import shutil
-
+    writers = [prepare_report(directory) for directory in dirs]  # all checked before writing
     by_name = {}
-    for directory in dirs:
-        markdown, _ = write_report(directory)
-        data = json.loads((directory / "summary.json").read_text())
+    for directory, write in zip(dirs, writers):
+        markdown, _ = write()
+        data = read_json(directory / "summary.json", dict)
         by_name[data["experiment"]["name"]] = (directory, markdown, data)
     parts = [
         RESULTS_BEGIN,
@@ -61,7 +62,7 @@ def readme_section(dirs: Sequence[Path], figures_dir: Path, readme_dir: Path) ->
         meta = data["experiment"]
         figure = figures_dir / f"{name}.png"
         figures_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(directory / data["readme_figure"], figure)
+        atomic_copy(directory / data["readme_figure"], figure)
         parts += [f"### {name}", meta.get("description", "")]
         if meta.get("reference"):
             parts.append(f"*Reproduces:* {meta['reference']}")
@@ -71,10 +72,33 @@ def readme_section(dirs: Sequence[Path], figures_dir: Path, readme_dir: Path) ->
     return "\n\n".join(parts) + "\n"
 
 
+def check_readme(readme: str) -> Path:
+    """The ``--readme`` file of ``stepsize report`` and ``stepsize score``, checked before
+    anything is written: an existing UTF-8 text file, beside which ``docs/results`` is, or can
+    be made as, a writable folder.
+
+    Raises:
+        ValueError, FileNotFoundError: naming ``--readme``, the path and what is wrong.
+    """
+    from runs.checkpoint import check_writable_folder
+
+    path = Path(readme)
+    if path.is_dir():
+        raise ValueError(f"--readme: {readme!r} is a folder, not a README file")
+    if not path.is_file():
+        raise FileNotFoundError(f"--readme: {readme!r} does not exist")
+    try:
+        read_text(path)
+    except ValueError as err:
+        raise ValueError(f"--readme: {err}") from None
+    check_writable_folder(path.parent / "docs" / "results", "--readme")
+    return path
+
+
 def update_readme(readme: Path, dirs: Sequence[Path], figures_dir: Path | None = None) -> None:
     """Replaces the text between the results markers of ``readme`` (appends a ``## Results``
     section when there are none) with :func:`readme_section`."""
-    text = readme.read_text(encoding="utf-8")
+    text = read_text(readme)
     figures_dir = figures_dir or readme.parent / "docs" / "results"
     section = readme_section(dirs, figures_dir, readme.parent)
     save_text(readme, replace_section(text, RESULTS_BEGIN, RESULTS_END, section, "## Results"))

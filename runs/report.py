@@ -2,7 +2,8 @@
 
 ``stepsize report DIR...`` rewrites each folder's ``summary.json``, ``summary.md`` and figures
 (``runs.summary``, ``runs.figures``); with ``--readme README.md`` it rewrites the README's Results
-section instead (``runs.readme``).
+section instead (``runs.readme``). Every folder, its files and ``--readme`` are checked before
+anything is written, the lock files included: one broken folder leaves the others as they were.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from runs.readme import update_readme
-from runs.summary import write_report
+from runs.readme import check_readme, update_readme
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,14 +49,23 @@ def experiment_dirs(dirs: Sequence[str | Path]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    for directory in args.dirs:
-        if not Path(directory).is_dir():
-            raise FileNotFoundError(f"{directory!r} is not a folder")
+    """Every check first (the folders, their files, ``--readme``), then, holding each folder's
+    lock, the reports."""
     import contextlib
 
     from runs.checkpoint import folder_lock
+    from runs.summary import prepare_report
 
+    for directory in args.dirs:
+        if Path(directory).exists() and not Path(directory).is_dir():
+            raise ValueError(f"{directory!r} is a file, not an experiment folder")
+        if not Path(directory).is_dir():
+            raise FileNotFoundError(f"{directory!r} is not a folder")
     args.dirs = [str(d) for d in experiment_dirs(args.dirs)]
+    if args.readme:
+        check_readme(args.readme)
+    for directory in args.dirs:  # every folder read and checked before any is written
+        prepare_report(directory)
     with contextlib.ExitStack() as locks:  # no run may write a folder while it is reported
         for directory in args.dirs:
             locks.enter_context(folder_lock(directory, option="folder"))
@@ -64,15 +73,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_reports(args: argparse.Namespace) -> int:
+    from runs.summary import prepare_report
+
     if args.readme:
         readme = Path(args.readme)
-        if not readme.is_file():
-            raise FileNotFoundError(f"--readme: {args.readme!r} does not exist")
         update_readme(readme, [Path(d) for d in args.dirs])
         print(f"wrote the Results section of {readme} from {len(args.dirs)} experiments")
         return 0
-    for directory in args.dirs:
-        table, figures = write_report(directory)
+    writers = [prepare_report(directory) for directory in args.dirs]  # read again, locked
+    for directory, write in zip(args.dirs, writers):
+        table, figures = write()
         print(f"{directory}:\n{table}")
         print(f"wrote summary.json, summary.md and {len(figures)} figures in {directory}")
     return 0

@@ -9,7 +9,6 @@ versions a summary records.
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import sys
@@ -43,8 +42,15 @@ def software_versions() -> dict[str, str]:
 
 
 def load_meta(experiment_dir: Path) -> dict[str, Any]:
+    """The folder's ``experiment.json`` (``{}`` when there is none).
+
+    Raises:
+        ValueError: naming the file, when it is not a JSON object.
+    """
+    from schedulers.files import read_json
+
     path = experiment_dir / "experiment.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path, dict) if path.is_file() else {}
 
 
 def collect_results(experiment_dir: str | Path) -> list[dict[str, Any]]:

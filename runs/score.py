@@ -253,6 +253,8 @@ def score(
     for name, value in (("studies", studies), ("trials", trials), ("jobs", jobs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}; allowed: a positive integer")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r}; allowed: an integer >= 0")
     started = time.perf_counter()
     planned = plan(submissions, workloads, rulesets, studies=studies, trials=trials, seed=seed)
     results = run_trials(planned, jobs=jobs, quiet=quiet)
@@ -317,6 +319,8 @@ def _selected_workloads(text: str | None, quick: bool) -> list[Workload]:
 
 def run(args: argparse.Namespace) -> int:
     from runs.checkpoint import check_writable_folder, folder_lock, save_json, save_text
+    from runs.checks import check_non_negative_int
+    from runs.readme import check_readme
     from runs.score_submissions import load_submissions
 
     for flag in ("jobs", "studies", "trials"):
@@ -330,13 +334,15 @@ def run(args: argparse.Namespace) -> int:
     if args.submissions:
         submissions += load_submissions(args.submissions)
     check_unique(submissions, "--submissions")
-    if args.readme and not Path(args.readme).is_file():
-        raise FileNotFoundError(f"--readme: {args.readme!r} does not exist")
+    check_non_negative_int("--seed", args.seed)
+    if args.readme:
+        check_readme(args.readme)
     check_writable_folder(args.logdir, "--logdir")
     rulesets = RULESETS if args.ruleset == "both" else (args.ruleset,)
     studies = args.studies or (QUICK_STUDIES if args.quick else STUDIES)
     trials = args.trials or (QUICK_TRIALS if args.quick else TRIALS)
     folder = Path(args.logdir) / ("score-quick" if args.quick else "score")
+    check_writable_folder(folder / "figures", "--logdir")
     with folder_lock(folder):
         results = score(
             submissions, workloads, rulesets=rulesets, studies=studies, trials=trials,

@@ -129,14 +129,12 @@ def readme_section(results: dict[str, Any], figure_link: str) -> str:
 def update_readme(readme: Path, results: dict[str, Any], figure: Path) -> None:
     """Writes :func:`readme_section` between the score markers of ``readme`` (appended at the
     end when there are none); the figure is copied to ``docs/results/score.png`` beside it."""
-    import shutil
-
     from runs.checkpoint import save_text
     from runs.readme import replace_section
+    from schedulers.files import atomic_copy, read_text
 
+    text = read_text(readme)
     target = readme.parent / "docs" / "results" / "score.png"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(figure, target)
+    atomic_copy(figure, target)
     section = readme_section(results, target.relative_to(readme.parent).as_posix())
-    text = readme.read_text(encoding="utf-8")
     save_text(readme, replace_section(text, SCORE_BEGIN, SCORE_END, section))

@@ -38,7 +38,6 @@ import copy
 import dataclasses
 import math
 import re
-import tomllib
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,6 +47,7 @@ import numpy as np
 
 from runs.build import attach_schedules, make_optimizer
 from runs.checks import folder_name
+from schedulers.files import read_toml
 
 SEARCH_KINDS = ("log_uniform", "uniform", "choice")
 SUBMISSION_KEYS = ("name", "description", "optimizer", "schedules", "hyperparameters", "search")
@@ -304,10 +304,9 @@ def load_submissions(path: str | Path) -> list[Submission]:
         FileNotFoundError: no such file.
     """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: not valid TOML ({err})") from None
+    if path.is_dir():
+        raise ValueError(f"--submissions: {str(path)!r} is a folder, not a TOML file")
+    raw = read_toml(path)
     unknown = [key for key in raw if key != "submissions"]
     if unknown:
         raise ValueError(f"{path}: unknown key {unknown[0]!r}; allowed: [[submissions]]")

@@ -24,11 +24,12 @@ report DIR`` calls the latter again, so tables and figures are always regenerate
 
 from __future__ import annotations
 
+import functools
 import importlib
-import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -66,6 +67,12 @@ def load_study(name: str) -> ModuleType:
     return module
 
 
+def check_seeds(seeds: int | None) -> None:
+    """Raises ``ValueError`` naming ``--seeds`` unless ``seeds`` is None or a positive integer."""
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"--seeds must be a positive integer (the seeds 0..N-1), got {seeds!r}")
+
+
 def run_study(
     name: str, *, quick: bool, seeds: int | None, logdir: str | Path, threads: int = 1
 ) -> Path:
@@ -74,8 +81,7 @@ def run_study(
     import torch
 
     module = load_study(name)
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise ValueError(f"--seeds must be a positive integer, got {seeds!r}")
+    check_seeds(seeds)
     count = seeds if seeds is not None else module.QUICK_SEEDS if quick else module.SEEDS
     root = Path(logdir) / (name + ("-quick" if quick else ""))
     torch.set_num_threads(threads)
@@ -105,13 +111,45 @@ def run_study(
     return root
 
 
+def prepare_study_report(root: Path) -> Callable[[], tuple[str, list[Path]]]:
+    """Reads and checks a study folder's ``experiment.json`` and ``results.json``, writing
+    nothing; returns the function that writes its report (:func:`write_study_report`).
+
+    Raises:
+        ValueError: naming the file, when it is not valid JSON or lacks what a study writes.
+    """
+    from schedulers.files import read_json
+
+    meta: dict[str, Any] = read_json(root / "experiment.json", dict)
+    missing = [key for key in ("name", "description", "seeds", "wall_time_s") if key not in meta]
+    if missing:
+        raise ValueError(f"{root / 'experiment.json'}: lacks {', '.join(missing)}")
+    if not (root / RESULTS).is_file():
+        raise FileNotFoundError(f"{root} holds no {RESULTS}; run the study again")
+    results = read_json(root / RESULTS)
+    name = meta["name"]
+    if not isinstance(name, str) or name.replace("-", "_") not in _study_modules():
+        raise ValueError(f"{root / 'experiment.json'}: {name!r} is not a bundled study")
+    module = load_study(name)
+    return functools.partial(_write_study_report, root, meta, results, module)
+
+
+def _study_modules() -> set[str]:
+    """The module names of the bundled studies (``runs/experiments/*.py``)."""
+    folder = Path(__file__).resolve().parent / "experiments"
+    return {path.stem for path in folder.glob("*.py") if not path.stem.startswith("_")}
+
+
 def write_study_report(root: Path) -> tuple[str, list[Path]]:
     """``summary.md``, ``summary.json`` and the figures of a study folder, from its files."""
+    return prepare_study_report(root)()
+
+
+def _write_study_report(
+    root: Path, meta: dict[str, Any], results: Any, module: ModuleType
+) -> tuple[str, list[Path]]:
     from runs.results import software_versions
 
-    meta: dict[str, Any] = json.loads((root / "experiment.json").read_text())
-    results = json.loads((root / RESULTS).read_text())
-    module = load_study(meta["name"])
     markdown, figures = module.report(results, root / "figures")
     summary = {
         "experiment": meta,

@@ -14,15 +14,14 @@ regenerates exactly what ``stepsize run`` wrote (:func:`write_report`):
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from runs.checkpoint import RESULT, save_json, save_text
+from runs.checkpoint import RESULT, check_writable_folder, save_json, save_text
 from runs.claims import claims_table
 from runs.figures import readme_figure, write_figures
 from runs.results import (
@@ -36,6 +35,7 @@ from runs.results import (
     software_versions,
     variant_prefix,
 )
+from schedulers.files import read_json
 
 TABLE_METRICS = ("test_accuracy", "test_loss", "train_loss", "train_accuracy")
 
@@ -244,7 +244,7 @@ def range_test_line(root: Path) -> str:
     path = root / "range_test.json"
     if not path.is_file():
         return ""
-    saved = json.loads(path.read_text())
+    saved = read_json(path, dict)
     values, settings = saved["values"], saved["settings"]
     parts = [f"{k} = {v:.4g}" for k, v in values.items() if v is not None]
     return (
@@ -253,53 +253,88 @@ def range_test_line(root: Path) -> str:
     )
 
 
-def write_report(experiment_dir: str | Path) -> tuple[str, list[Path]]:
-    """Writes ``summary.json``, ``summary.md`` and the figures of an experiment folder from its
-    runs (or, for a study, from its ``results.json``); returns the markdown and the figures."""
+# What writes a prepared report: returns the markdown and the figures written.
+Writer = Callable[[], tuple[str, list[Path]]]
+
+
+def prepare_report(experiment_dir: str | Path) -> Writer:
+    """Reads and checks everything the report of an experiment folder needs and computes its
+    tables, writing nothing (so that ``stepsize report`` of several folders writes none when one
+    is broken); returns the function that writes ``summary.json``, ``summary.md`` and the
+    figures.
+
+    Raises:
+        ValueError: naming the file, when ``experiment.json``, a ``result.json``,
+            ``range_test.json`` or ``search.json`` is not what a run writes.
+        FileNotFoundError: the folder holds no finished runs.
+    """
     root = Path(experiment_dir)
     meta = load_meta(root)
+    for name in ("summary.json", "summary.md"):
+        if (root / name).is_dir():
+            raise ValueError(f"{str(root / name)!r} is a folder, not a file; remove it")
+    check_writable_folder(root / "figures", "DIR")
     if meta.get("kind") == "study":
-        from runs.study import write_study_report
+        from runs.study import prepare_study_report
 
-        return write_study_report(root)
+        return prepare_study_report(root)
     results = collect_results(root)
     if not results:
         raise FileNotFoundError(f"{root} holds no finished runs (no */seed*/{RESULT})")
     title = meta.get("name", root.name)
     report = meta.get("report") or {}
-    table = markdown_table(results, report)
-    extra = []
-    if line := range_test_line(root):
-        extra.append(line)
-    search_path = root / "search.json"
-    if search_path.is_file():
-        search = json.loads(search_path.read_text())
-        extra.append(
-            f"Learning-rate grid search (seed {search['seed']}, final "
-            f"{METRIC_LABELS[search['metric']]}; the chosen rate in bold):\n\n"
-            + search_table(search)
-        )
-    if report.get("published"):
-        extra.append(f"Published numbers: {report['published']['source']}.")
-    if report.get("claims"):
-        extra.append(
-            "The reference's findings, checked on these runs:\n\n"
-            + claims_table(results, report["claims"]).rstrip("\n")
-        )
-    extra.append(_ran_on_line(results, meta))
-    others = other_runs(root)
-    if others:
-        extra.append(_other_runs_line(others))
-    markdown = table + "".join(f"\n{part}\n" for part in extra)
-    figures_dir = root / "figures"
-    figures = write_figures(results, figures_dir, title)
-    figures.insert(0, readme_figure(results, figures_dir, title, report))
-    data = summary(results, meta)
-    data["readme_figure"] = str(figures[0].relative_to(root))
-    data["seeds"] = meta.get("seeds", [])
-    data["other_runs"] = [{"variant": r["variant"], "seed": r["seed"]} for r in others]
-    data["wall_time_s"] = meta.get("wall_time_s", float(sum(r["wall_time_s"] for r in results)))
-    save_json(root / "summary.json", data)
+    try:
+        table = markdown_table(results, report)
+        extra = []
+        if line := range_test_line(root):
+            extra.append(line)
+        search_path = root / "search.json"
+        if search_path.is_file():
+            search = read_json(search_path, dict)
+            extra.append(
+                f"Learning-rate grid search (seed {search['seed']}, final "
+                f"{METRIC_LABELS[search['metric']]}; the chosen rate in bold):\n\n"
+                + search_table(search)
+            )
+        if report.get("published"):
+            extra.append(f"Published numbers: {report['published']['source']}.")
+        if report.get("claims"):
+            extra.append(
+                "The reference's findings, checked on these runs:\n\n"
+                + claims_table(results, report["claims"]).rstrip("\n")
+            )
+        extra.append(_ran_on_line(results, meta))
+        others = other_runs(root)
+        if others:
+            extra.append(_other_runs_line(others))
+        markdown = table + "".join(f"\n{part}\n" for part in extra)
+        data = summary(results, meta)
+        after = {  # (after "readme_figure", known once the figures are written)
+            "seeds": meta.get("seeds", []),
+            "other_runs": [{"variant": r["variant"], "seed": r["seed"]} for r in others],
+            "wall_time_s": meta.get("wall_time_s", float(sum(r["wall_time_s"] for r in results))),
+        }
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise ValueError(
+            f"{root}: its experiment.json or run files are not what stepsize run writes "
+            f"({type(err).__name__}: {err}); run the experiment again"
+        ) from None
     header = f"# {title}\n\n{meta.get('description', '')}\n\n"
-    save_text(root / "summary.md", header + markdown)
-    return markdown, figures
+
+    def write() -> tuple[str, list[Path]]:
+        figures_dir = root / "figures"
+        figures = write_figures(results, figures_dir, title)
+        figures.insert(0, readme_figure(results, figures_dir, title, report))
+        readme = str(figures[0].relative_to(root))
+        save_json(root / "summary.json", {**data, "readme_figure": readme, **after})
+        save_text(root / "summary.md", header + markdown)
+        return markdown, figures
+
+    return write
+
+
+def write_report(experiment_dir: str | Path) -> tuple[str, list[Path]]:
+    """Writes ``summary.json``, ``summary.md`` and the figures of an experiment folder from its
+    runs (or, for a study, from its ``results.json``); returns the markdown and the figures.
+    Everything is read and checked before anything is written (:func:`prepare_report`)."""
+    return prepare_report(experiment_dir)()

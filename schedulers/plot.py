@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from schedulers.base import Schedule, from_dict
+from schedulers.files import atomic_write, check_output_file, nearest_existing, read_toml
 
 DEFAULT_STEPS = 1000
 
@@ -162,27 +162,34 @@ def draw_schedules(
     return figure
 
 
+def _check_folder(path: Path, create_parent: bool) -> Path:
+    """``path`` when its folder exists (or, with ``create_parent``, can be made): else
+    ``FileNotFoundError``, or ``NotADirectoryError`` when a folder on the way is a file."""
+    folder = nearest_existing(path.parent)
+    if not folder.is_dir():
+        raise NotADirectoryError(
+            f"cannot write {str(path)!r}: {str(folder)!r} is a file, not a folder"
+        )
+    if not create_parent and not path.parent.is_dir():
+        raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
+    return path
+
+
 def save_figure(
     figure, path: str | os.PathLike, create_parent: bool = False, dpi: float | None = None
 ) -> Path:
-    """Write ``figure`` to ``path`` atomically (a temporary file in the same directory, then
-    ``os.replace``); the format follows the suffix (PNG by default). The one place the
-    schedulers package writes a figure (the range test's included)."""
-    path = Path(path)
-    if create_parent:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
+    """Write ``figure`` to ``path`` atomically (:func:`schedulers.files.atomic_write`: a
+    temporary file in the same directory, then ``os.replace``; the permissions an ``open`` would
+    give); the format follows the suffix (PNG by default). The one place the schedulers package
+    writes a figure (the range test's included).
+
+    Raises:
+        FileNotFoundError: the folder does not exist (and ``create_parent`` is false).
+        NotADirectoryError: the folder, or one above it, is a file.
+    """
+    path = _check_folder(Path(path), create_parent)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format=fmt, dpi=dpi or "figure")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda handle: figure.savefig(handle, format=fmt, dpi=dpi or "figure"))
     return path
 
 
@@ -206,8 +213,7 @@ def plot_schedules(
     Returns:
         The written path.
     """
-    if not Path(path).parent.is_dir():
-        raise FileNotFoundError(f"output directory {str(Path(path).parent)!r} does not exist")
+    _check_folder(Path(path), create_parent=False)
     return save_figure(draw_schedules(schedules, steps, title, log_scale), path)
 
 
@@ -301,10 +307,11 @@ def parse_spec(spec: str) -> dict[str, Any]:
         }
     path = Path(spec)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise ValueError(f"schedule file {spec!r} is a folder, not a TOML file")
         if not path.is_file():
             raise FileNotFoundError(f"schedule file {spec!r} does not exist")
-        with path.open("rb") as handle:
-            return _parse_plot_document(tomllib.load(handle), f"file {spec!r}")
+        return _parse_plot_document(read_toml(path), f"file {spec!r}")
     raise ValueError(
         f"{spec!r} is not a preset, a TOML file or an inline dict; "
         f"presets: {', '.join(preset_names())}"
@@ -355,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "give at least one SPEC (a preset, a TOML file or an inline dict); see --list-presets"
         )
+    check_output_file(args.out, "--out")
     schedules: dict[str, Schedule] = {}
     titles, steps, logs = [], [], []
     for spec in args.specs:

@@ -63,11 +63,17 @@ COLUMNS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``stepsize bench optim``."""
-    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated")
+    parser.add_argument(
+        "--optimizers",
+        default=",".join(OPTIMIZERS),
+        help="comma-separated (default: all; with --lr-free: all learning-rate-free ones)",
+    )
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated shapes")
     parser.add_argument("--repeat", type=int, default=15, help="timed steps per measurement")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled flat path")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
     parser.add_argument(
         "--new-grads",
         action="store_true",
@@ -105,7 +111,7 @@ def parse_model(spec: str) -> Shape:
         count, numel = rest.split("x")
         factor = scale.get(numel[-1], 1)
         shape = Shape(int(count), int(numel.rstrip("kM")) * factor, int(groups) if grouped else 1)
-    except ValueError:
+    except (ValueError, IndexError):  # no "x", a number missing ("4x") or not a number
         shape = Shape(0, 0)
     if min(shape) < 1:
         raise ValueError(
@@ -337,7 +343,7 @@ def measure_lr_free(
         )
 
 
-def run_lr_free(args: argparse.Namespace, models: list[str]) -> int:
+def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | None = None) -> int:
     """The learning-rate-free table: medians and speedups against the reference packages."""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
     print(f"gradients: {_gradients_line(args)}\n")
@@ -347,7 +353,7 @@ def run_lr_free(args: argparse.Namespace, models: list[str]) -> int:
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for name in LR_FREE:
+    for name in names or list(LR_FREE):
         for model in models:
             ms = measure_lr_free(name, model, args.repeat, args.new_grads)
             print(
@@ -360,24 +366,51 @@ def run_lr_free(args: argparse.Namespace, models: list[str]) -> int:
     return 0
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The optimizers and models asked for, once every option is checked (nothing measured yet).
+
+    Raises:
+        ValueError: naming the option, the bad value and what is allowed.
+    """
+    from runs.checks import check_positive_int
+
+    lr_free = getattr(args, "lr_free", False)
+    allowed = LR_FREE if lr_free else OPTIMIZERS
+    default = ",".join(OPTIMIZERS)
+    # with --lr-free and the default --optimizers: every learning-rate-free optimizer
+    names = list(LR_FREE) if lr_free and args.optimizers == default else _names(args.optimizers)
+    unknown = [name for name in names if name not in allowed]
+    which = " with --lr-free" if lr_free else ""
+    if unknown or not names:
+        raise ValueError(
+            f"--optimizers: unknown {', '.join(map(repr, unknown)) or 'none given'}{which}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    models = _names(args.models)
+    if not models:
+        raise ValueError(
+            f"--models: no shape in {args.models!r}; allowed: {', '.join(MODELS)}, "
+            "COUNTxNUMEL like 8x2k, or GROUPSgCOUNTxNUMEL like 300g1x1k"
+        )
+    for model in models:
+        parse_model(model)
+    check_positive_int("--repeat", args.repeat)
+    if args.threads is not None:
+        check_positive_int("--threads", args.threads)
+    return names, models
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the table: medians, speedups against torch, temporaries, bandwidth, compile time."""
+    names, models = check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if getattr(args, "lr_free", False):
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
-        for model in models:
-            parse_model(model)
-        return run_lr_free(args, models)
-    names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(names) - set(OPTIMIZERS))
-    if unknown:
-        raise ValueError(f"--optimizers: unknown {unknown}; allowed: {', '.join(OPTIMIZERS)}")
-    for model in models:
-        parse_model(model)
-    if args.repeat < 1:
-        raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
+        return run_lr_free(args, models, names)
     bandwidth = machine_bandwidth_gbs()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
     print(f"gradients: {_gradients_line(args)}")

@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from runs.build import make_optimizer
+from runs.checks import check_positive_int
+from runs.data import known_shape
+from runs.experiment import model_problem
 from runs.models import build_model
 from runs.parallel import dataset_on
 from runs.spec import Dataset, Model, Optimizer, Train, Variant
@@ -76,10 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for option in ("steps", "batch_size", "repeats", "threads"):
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option.replace('_', '-')} must be a positive integer")
-    torch.set_num_threads(args.threads)
+        check_positive_int(f"--{option.replace('_', '-')}", getattr(args, option))
     variant = bench_variant(args.model, args.steps, args.batch_size)
+    if (problem := model_problem(variant, *known_shape("mnist1d"))) is not None:
+        raise ValueError(f"--model {args.model}: {problem}")  # before MNIST-1D is generated
+    torch.set_num_threads(args.threads)
     data = dataset_on({"name": "mnist1d", "normalize": True}, None, "cpu")
     bare_loop(variant, data, 0), runner_loop(variant, data, 0)  # warm-up
     bare, runner = [], []

@@ -14,6 +14,7 @@ Two measurements, each printed as medians with ratios against torch:
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 import warnings
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 import schedulers as S
+from runs.checks import check_positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +37,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--eval-steps",
-        type=int,
+        type=whole_number,
         default=10**6,
-        help="steps of the vectorised evaluation (default 1e6)",
+        help="steps of the vectorised evaluation, an integer such as 1000000 or 1e6 (default 1e6)",
     )
+
+
+def whole_number(text: str) -> int:
+    """An integer written as digits or in scientific notation (``1e6``), for an option's type."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(
+            f"expected an integer such as 1000000 or 1e6, got {text!r}"
+        )
+    return int(value)
 
 
 def _optimizer() -> torch.optim.Optimizer:
@@ -177,8 +196,8 @@ def bench_vectorised(n: int, repeats: int) -> list[tuple[str, float]]:
 
 def run(args: argparse.Namespace) -> int:
     """Print both tables."""
-    if args.steps < 1 or args.repeats < 1 or args.eval_steps < 1:
-        raise ValueError("--steps, --repeats and --eval-steps must be positive integers")
+    for option in ("steps", "repeats", "eval_steps"):
+        check_positive_int(f"--{option.replace('_', '-')}", getattr(args, option))
     print(
         f"per-update cost, median of {args.repeats} rounds x {args.steps} steps "
         "(target: ratio <= 0.50)"

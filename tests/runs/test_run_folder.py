@@ -19,6 +19,7 @@ import torch
 
 from runs import checkpoint as ckpt
 from runs.cli import main
+from schedulers.files import umask
 from tests.runs.helpers import TINY, stepsize, write_toml
 
 FALLBACK = TINY.replace('"mnist1d"', '"fashion-mnist"') + (
@@ -76,7 +77,7 @@ def test_files_honour_the_umask(tmp_path):
 
 
 def test_run_folder_files_get_the_mode_open_would_give(finished):
-    expected = 0o666 & ~ckpt._umask()
+    expected = 0o666 & ~umask()
     root = finished / "logs" / "tiny"
     for name in (
         "experiment.json",

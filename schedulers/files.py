@@ -1,0 +1,190 @@
+"""Files written whole or not at all, and read with their name in every error.
+
+The one home of the package's file handling, shared by ``schedulers`` (figures, the range test's
+plot) and ``runs`` (every file of a run folder, figures, README sections), which imports it from
+here because ``schedulers`` must not import ``runs``:
+
+* :func:`atomic_write` writes to a temporary name in the target's folder, then renames it. A new
+  file gets the permissions an ordinary ``open`` would give it (``0o666`` less the umask); a file
+  that is replaced keeps its permission bits, as an editor saving it would (a README that is
+  ``0o644`` stays so under any umask). An error names the target, never the temporary name.
+* :func:`atomic_copy` copies a file the same way.
+* :func:`check_output_file` checks, before any work, that a path can be written as a figure.
+* :func:`read_text`, :func:`read_toml` and :func:`read_json` read UTF-8 text, TOML and JSON,
+  naming the file when it is not valid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def umask() -> int:
+    """The process's umask (read from ``/proc`` where possible, which changes nothing)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back
+    os.umask(mask)
+    return mask
+
+
+def _target_mode(path: Path) -> int:
+    """The permission bits ``path`` gets: its own when it exists, else ``0o666`` less the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~umask()
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Writes through ``write(file)`` to a temporary file in ``path``'s folder (made if needed),
+    then renames it to ``path``; see the module docstring for the permissions it gets.
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder.
+        OSError: naming ``path`` (not the temporary file) when the folder cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a folder, not a file; give a file path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _target_mode(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot write here ({err.strerror})", str(path)) from None
+    try:
+        os.chmod(tmp, mode)  # mkstemp creates 0o600
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename == tmp:
+            raise type(err)(err.errno, err.strerror, str(path)) from None
+        raise
+
+
+def atomic_copy(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Copies the file ``source`` to ``destination`` with :func:`atomic_write`."""
+    with open(source, "rb") as handle:
+        atomic_write(destination, lambda file: shutil.copyfileobj(handle, file))
+
+
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """The nearest of ``path`` and its ancestors that exists (what a ``mkdir -p`` would start
+    from): the one place the package walks up a path to check where it can write."""
+    path = Path(path)
+    return next((folder for folder in (path, *path.parents) if folder.exists()), Path("."))
+
+
+def figure_formats() -> dict[str, str]:
+    """The image formats matplotlib can write: suffix (no dot) -> description."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return FigureCanvasBase.get_supported_filetypes()
+
+
+def check_output_file(path: str | os.PathLike, option: str, *, make_parent: bool = False) -> Path:
+    """Checks, before any work, that ``path`` can be written as a figure; returns it as a Path.
+
+    Its suffix must be an image format matplotlib writes (none: PNG); it must not be a folder;
+    its folder must exist and be writable (with ``make_parent``, its nearest existing ancestor
+    must be a writable folder, as the folder will be made).
+
+    Raises:
+        ValueError: naming ``option``, the path and what is allowed.
+    """
+    path = Path(path)
+    if not str(path):
+        raise ValueError(f"{option}: an empty path; give an image file such as schedules.png")
+    suffix = path.suffix.lstrip(".").lower()
+    formats = figure_formats()
+    if suffix and suffix not in formats:
+        raise ValueError(
+            f"{option} {str(path)!r}: unknown image format {suffix!r}; allowed: "
+            + ", ".join(f".{name}" for name in sorted(formats))
+        )
+    if path.is_dir():
+        raise ValueError(f"{option} {str(path)!r} is a folder, not a file; give an image file")
+    folder = nearest_existing(path.parent)
+    if not folder.is_dir():
+        raise ValueError(f"{option} {str(path)!r}: {str(folder)!r} is a file, not a folder")
+    if folder != path.parent and not make_parent:
+        raise ValueError(f"{option} {str(path)!r}: the folder {str(path.parent)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {str(path)!r}: the folder {str(folder)!r} is not writable")
+    return path
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The UTF-8 text of ``path``.
+
+    Raises:
+        ValueError: naming the file when it is not valid UTF-8.
+        OSError: as ``open`` raises it (a missing file, a folder), naming the file.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: not valid UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); "
+            "save it as UTF-8"
+        ) from None
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """The TOML document of ``path`` (UTF-8).
+
+    Raises:
+        ValueError: naming the file when it is not valid UTF-8 or not valid TOML.
+    """
+    text = read_text(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from None
+
+
+def read_json(path: str | os.PathLike, kind: type | None = None) -> Any:
+    """The JSON document of ``path`` (UTF-8); with ``kind`` (``dict``, ``list``), it must be one.
+
+    Raises:
+        ValueError: naming the file when it is not valid UTF-8, not valid JSON or not a ``kind``.
+    """
+    import json
+
+    text = read_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from None
+    if kind is not None and not isinstance(data, kind):
+        names = {dict: "an object", list: "an array"}
+        raise ValueError(
+            f"{path}: expected {names.get(kind, kind.__name__)} in JSON, "
+            f"got {type(data).__name__} {_short(data)}"
+        )
+    return data
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
