@@ -535,11 +535,11 @@ class RuleOptimizer(Optimizer):
         """
         if layout.keys != self._state_keys(group) or not layout.params_hold(params):
             return False
-        if not layout.storage_holds() or not layout.counts_hold():
+        if not layout.counts_hold():
             return False
         stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
         if stamp is not None and stamp == layout.stamp:
-            return True
+            return layout.storage_holds()
         if not layout.state_holds(params, self._states(group, params)):
             return False
         layout.stamp = stamp

@@ -301,13 +301,16 @@ class OwnedState:
         return keys == self.keys and self.state_holds(params, states)
 
     def state_holds(self, params: list[Tensor], states: list[dict]) -> bool:
-        """Whether these are the parameters laid out here, with these state views, unchanged."""
+        """Whether these are the parameters laid out here, with these state views, unchanged
+        and still lying in the buffers (:meth:`storage_holds`)."""
         if not self.params_hold(params):
             return False
         for key in self.keys:
             if not _identical(_entries(states, key), self.views[key]):
                 return False
-        return not self.step_views or _identical(_entries(states, "step"), self.step_views)
+        if self.step_views and not _identical(_entries(states, "step"), self.step_views):
+            return False
+        return self.storage_holds()
 
 
 def packed_rounds(sizes: list[int]) -> list[tuple[int, int, int, int]]:

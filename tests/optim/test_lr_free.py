@@ -240,6 +240,43 @@ def test_prodigy_group_at_lr_zero_moves_by_its_decayed_gradient_as_the_package(i
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("how", ["data", "set_"])
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("Prodigy", "exp_avg"), ("DAdaptAdam", "s"), ("DAdaptSGD", "z"), ("AdamWScheduleFree", "z")],
+)
+def test_a_state_tensor_whose_data_moved_is_used_as_the_package_uses_it(name, key, how, impl):
+    """``state[p][key].data = t`` or ``.set_(t)`` keeps the tensor object but moves its data;
+    the package reads it at every step. On 40 small tensors (the packed path) ours kept
+    updating its own buffer (DAdaptAdam 6e-5 apart)."""
+    reference = getattr(
+        prodigyopt if name == "Prodigy" else schedulefree if name in SCHEDULE_FREE else dadaptation,
+        name,
+    )
+    results = []
+    for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
+        generator = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(10, dtype=torch.float64, generator=generator).requires_grad_()
+            for _ in range(40)
+        ]
+        optimizer = make(params)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        for t in range(6):
+            if t == 3:
+                moved = torch.full((10,), 0.5, dtype=torch.float64)
+                tensor = optimizer.state[params[0]][key]
+                if how == "data":
+                    tensor.data = moved
+                else:
+                    tensor.set_(moved)
+            run_steps(optimizer, params, range(t, t + 1))
+        results.append(params)
+    assert relative_error(results[1], results[0]) <= 1e-10
+
+
 def test_totals_add_in_order_as_a_python_float():
     """``total`` is the references' ``x = 0.0; x += v.item()`` over vectors and scalars, with a
     start value (DAdaptSGD's running numerator), where a pairwise sum rounds differently."""
