@@ -84,8 +84,12 @@ class SGD(RuleOptimizer):
         maximize, foreach, differentiable, fused: as torch.optim.
         impl, compile: execution path, see :class:`optim._base.RuleOptimizer`.
 
-    State per parameter (torch's keys): ``momentum_buffer`` once momentum is used. Sparse
-    gradients are accepted, as torch does. See :func:`sgd_update` for the formula.
+    State per parameter (torch's keys): ``momentum_buffer`` once momentum is used, laid out as
+    its parameter (torch clones the first gradient, so its buffer takes that gradient's
+    strides: the values are the same). Sparse gradients are accepted, as torch does.
+    ``step()`` leaves ``p.grad`` as it was on every path, as torch's for-loop path does
+    (its foreach path, with ``nesterov=True``, adds the momentum term into ``p.grad`` in
+    place). See :func:`sgd_update` for the formula.
 
     Example:
         >>> import torch, optim
