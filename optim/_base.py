@@ -326,8 +326,13 @@ def _updated_over_one_another(params: list[Tensor]) -> bool:
     its paths in its own order, which only its lists as they are reproduce (a packed or flat
     layout holds a copy per tensor, a blocked one reorders the ops). The rarer partial overlap
     of two views, and memory shared only after the layout was made, are not looked for."""
-    count = len(params)
-    return _repeats(params) or len(set(map(Tensor.data_ptr, params))) < count
+    if _repeats(params):
+        return True
+    pointers = list(map(Tensor.data_ptr, params))
+    if len(set(pointers)) == len(pointers):
+        return False
+    nonempty = [pointer for p, pointer in zip(params, pointers) if p.numel()]  # (empty: no data)
+    return len(set(nonempty)) < len(nonempty)
 
 
 def _by_kind(params: list[Tensor], fresh: list[bool]) -> dict[tuple, list[int]]:
