@@ -2,9 +2,13 @@
 (arXiv:2301.07733), matched to the ``dadaptation`` 3.2 package (``DAdaptSGD``, ``DAdaptAdam``,
 ``DAdaptAdaGrad``).
 
-The three share the paper's idea: keep the weighted gradient sum s_k and a lower bound on the
-distance D = ||x0 - x*|| built from it (Lemma 1 / Lemma 5 of the paper: for convex problems
-``d_k <= D`` at every step), and take the step d_k * lr, d_k never decreasing. All scalars are
+The three share the paper's idea: keep the weighted gradient sum s_k and an estimate of the
+distance D = ||x0 - x*|| built from it, and take the step d_k * lr, d_k never decreasing. The
+paper's Lemma 1 (for convex problems the dual-averaging estimate stays below D) covers the
+package's DAdaptSGD with momentum 0, whose estimate is twice the paper's: d_k <= 2 D,
+certified in ``theory.lr_free_bounds.d_estimate_bound``. The Adam and AdaGrad variants'
+estimates are not of the lemma's form, and no bound is certified for them (DAdaptAdam's d
+reaches 2.02 D on a 2-D quadratic, DAdaptAdaGrad's 1.03 D on |x|). All scalars are
 shared by every param group (the references' design) and stay on the device as 0-dim tensors.
 """
 
@@ -112,7 +116,8 @@ class DAdaptSGD(ReducingOptimizer):
         z_{k+1} &= x_0 - s_{k+1}, \qquad
         x_{k+1} = \text{momentum}\; x_k + (1-\text{momentum}) z_{k+1}
 
-    Lemma 1 of the paper gives d_k <= ||x0 - x*|| for convex f, certified in
+    Lemma 1 of the paper, for the package's estimate (twice the paper's), gives
+    d_k <= 2 ||x0 - x*|| for convex f with momentum 0, certified in
     ``theory.lr_free_bounds.d_estimate_bound``.
 
     Args (the package's, in its order):

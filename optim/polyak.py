@@ -198,9 +198,11 @@ class SLS(ReducingOptimizer):
     reset (the paper's Algorithm 2, the authors' ``reset_option``): 0 keeps eta_{k-1}; 1 grows
     it, eta_{k-1} gamma^(1 / n_batches_per_epoch) (the paper's gamma^(b/n)); 2 restarts at
     ``init_step_size``; the trial step is capped at ``eta_max``. Every accepted step is at least
-    min(eta_0, 2 beta_b (1 - c) / L) on an L-smooth loss, and with c >= 1/2 the full-batch method
-    satisfies f(x_k) - f* <= ||x0 - x*||² / (2 k min(eta_0, 2 beta_b (1 - c) / L)) on a convex
-    problem (``theory.lr_free_bounds.armijo_bound``).
+    eta_min = min(eta_0, eta_max, 2 beta_b (1 - c) / L) on an L-smooth loss (given backtracks
+    enough, eta_max beta_b^(max_backtracks - 1) <= 2 (1 - c) / L: the last trial is taken even
+    if it fails the test), and with c >= 1/2 the full-batch method
+    satisfies f(x_k) - f* <= ||x0 - x*||² / (2 k eta_min) on a convex problem
+    (``theory.lr_free_bounds.armijo_bound``).
 
     The backtracking decides on the host: each trial compares two loss values there (one read
     per trial, a deliberate sync: the line search cannot be decided on the device), so unlike

@@ -235,9 +235,11 @@ class SGDScheduleFree(_ScheduleFree):
         c_{t+1} &= \frac{w_{t+1}}{\sum_{i \le t+1} w_i}, \qquad
         w_{t+1} = (t+1)^r\, \bigl(\max_{i \le t+1} \gamma_i\bigr)^{\text{weight\_lr\_power}}
 
-    with gamma_t = lr * min(1, (t + 1) / warmup_steps). Defazio et al.'s Theorem 1: on a convex
-    G-Lipschitz problem with gamma = D / (G sqrt(T)), f(x_T) - f* <= D G / sqrt(T) (certified
-    in ``theory.lr_free_bounds.schedulefree_sgd_bound``).
+    with gamma_t = lr * min(1, (t + 1) / warmup_steps). Defazio et al.'s Theorem 1, for the
+    package's x after k updates (the average of z_1..z_k, c = 1 at the first update): on a
+    convex G-Lipschitz problem, f(x_k) - f* <= (D^2 + gamma^2 G^2) / (2 gamma k) + gamma G^2 / 2,
+    about D G / sqrt(T) at gamma = D / (G sqrt(T)) (certified in
+    ``theory.lr_free_bounds.schedulefree_sgd_bound``).
 
     Args (the package's, in its order): params; lr >= 0 (default 1.0); momentum beta in (0, 1)
     (default 0.9); weight_decay >= 0 (default 0, at y); warmup_steps >= 0, an int or a float as

@@ -75,6 +75,7 @@ __all__ = [
     "heavy_ball_rate",
     "nesterov_bound",
     "nesterov_convex_gap",
+    "nesterov_extrapolation",
     "nesterov_momentum",
     "nesterov_strongly_convex_bound",
     "nesterov_strongly_convex_gap",
@@ -402,6 +403,9 @@ class Bound:
         stochastic gradient oracle; ``certify(..., seeds=...)`` compares the mean over seeds.
     average_weights: when given, the bound is about the weighted average iterate
         x̄_k = Σ_{j<=k} w_j x_j / Σ_{j<=k} w_j (w_j = ``average_weights[j]``), not x_k.
+    optimizers: names of the optimizer classes the bound is about (``("Prodigy",)``); a run
+        whose optimizer is neither one of them nor a subclass of one is not applicable. Empty:
+        any optimizer with the stated ``hyperparameters``.
     assumptions, source: what the bound needs and where it comes from.
     """
 
@@ -420,6 +424,7 @@ class Bound:
     problem: Any = field(default=None, compare=False, repr=False)
     expectation: bool = False
     average_weights: np.ndarray | None = field(default=None, compare=False, repr=False)
+    optimizers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.quantity not in QUANTITIES:
@@ -597,22 +602,72 @@ def heavy_ball_bound(problem: Any) -> Bound:
     )
 
 
-def nesterov_bound(problem: Any) -> Bound:
+def nesterov_extrapolation(steps: int, schedule: str = "fista") -> np.ndarray:
+    """β_0, ..., β_{steps-1}: the coefficient of x_u - x_{u-1} in the point
+    y_u = x_u + β_u (x_u - x_{u-1}) at which update u (0-based) of Nesterov's method for convex
+    f takes its gradient, x_{u+1} = y_u - ∇f(y_u)/L.
+
+    ``"fista"`` ([BT09] section 4, FISTA with constant step): y_1 = x_0, t_1 = 1,
+    t_{k+1} = (1 + √(1 + 4 t_k²))/2, y_{k+1} = x_k + ((t_k - 1)/t_{k+1})(x_k - x_{k-1}); the
+    paper's y_{u+1} is update u's point, so β_u = (t_u - 1)/t_{u+1} for u >= 1 (β_1 = 0) and
+    β_0 = 0 (x_{-1} = x_0). ``"su-boyd-candes"`` ([SBC16] eq. (1.2)): β_u = (u - 1)/(u + 2) for
+    u >= 1, β_0 = 0.
+
+    >>> nesterov_extrapolation(4, "su-boyd-candes").tolist()
+    [0.0, 0.0, 0.25, 0.4]
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got steps={steps!r}")
+    beta = np.zeros(int(steps))
+    if schedule == "fista":
+        t = 1.0  # t_u, from t_1
+        for u in range(1, int(steps)):
+            t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            beta[u] = (t - 1) / t_next
+            t = t_next
+    elif schedule == "su-boyd-candes":
+        u = np.arange(1, int(steps))
+        beta[1:] = (u - 1) / (u + 2)
+    else:
+        raise ValueError(f"schedule must be 'fista' or 'su-boyd-candes', got schedule={schedule!r}")
+    return beta
+
+
+def nesterov_bound(problem: Any, steps: int = 10_000, schedule: str = "fista") -> Bound:
     """f(x_k) - f* <= 2 L ||x0 - x*||²/(k+1)² for Nesterov/FISTA with step 1/L and the growing
-    momentum (t_k - 1)/t_{k+1}, measured at the gradient-step sequence ([BT09] 4.4)."""
+    momentum of ``nesterov_extrapolation(steps, schedule)`` ([BT09] 4.4; [SBC16] for
+    ``"su-boyd-candes"``), measured at the gradient-step sequence x_k, for k <= ``steps`` (no
+    claim beyond: the momentum is pinned for ``steps`` updates).
+
+    The method is identified by its hyperparameters: ``lr`` = 1/L and ``extrapolation``, the
+    per-update array β_u, which the optimizer must keep in its param group (the parameter
+    holding x_u; a method whose parameter is the look-ahead point, or whose momentum is
+    constant, is a different method). ``torch.optim.SGD`` has no ``extrapolation`` setting, so
+    ``certify`` reports gradient descent or ``SGD(nesterov=True)`` with a constant momentum as
+    not applicable (their constant-momentum Nesterov has no O(1/k²) guarantee on convex f, and
+    torch's buffer form with a varying momentum is not this scheme either).
+    """
     _require_convex(problem, "nesterov_bound")
     L = problem.L
+    beta = nesterov_extrapolation(steps, schedule)
     _, dist0_sq = _start_distance(problem)
     return Bound(
         name="nesterov_convex",
         quantity="gap",
         order=-2.0,
-        values=lambda k: nesterov_convex_gap(k, L, dist0_sq),
+        values=lambda k: np.where(
+            np.asarray(k) <= beta.size, nesterov_convex_gap(k, L, dist0_sq), np.inf
+        ),
         formula="f(x_k) - f* <= 2 L ||x0 - x*||^2 / (k + 1)^2",
-        hyperparameters={"lr": 1.0 / L},
+        hyperparameters={"lr": 1.0 / L, "extrapolation": beta},
         problem=problem,
-        assumptions="f convex and L-smooth; step 1/L; momentum (t_k - 1)/t_{k+1} (FISTA) or "
-        "(k - 1)/(k + 2); x_k is the gradient-step sequence",
+        assumptions="f convex and L-smooth; step 1/L; y_u = x_u + beta_u (x_u - x_{u-1}) with "
+        + (
+            "beta_u = (t_u - 1)/t_{u+1} (FISTA)"
+            if schedule == "fista"
+            else "beta_u = (u - 1)/(u + 2)"
+        )
+        + "; x_k (the parameter) is the gradient-step sequence",
         source="Beck & Teboulle (2009), Theorem 4.4; Su, Boyd & Candès (2016)",
     )
 

@@ -78,7 +78,8 @@ class Trajectory:
     optimizer was given at update t; f(x_t) for offline problems), ``hyperparameters[name][t]``
     the value of each scalar setting of the optimizer's param group when update t ran (after
     ``before_step``), ``first_nonfinite`` the first k whose point or loss is NaN/inf (None if
-    all finite).
+    all finite), ``optimizer`` the names of the optimizer's class and of its base classes
+    (``type(optimizer).__mro__``, the class first).
     """
 
     points: torch.Tensor
@@ -88,6 +89,7 @@ class Trajectory:
     first_nonfinite: int | None
     grad_sq: np.ndarray | None = None
     hyperparameters: dict[str, np.ndarray] = field(default_factory=dict)
+    optimizer: tuple[str, ...] = ()
 
     @property
     def finite(self) -> bool:
@@ -225,6 +227,7 @@ def run(
         first_nonfinite=first_nonfinite,
         grad_sq=grad_sq,
         hyperparameters=settings,
+        optimizer=tuple(cls.__name__ for cls in type(optimizer).__mro__),
     )
 
 
@@ -540,10 +543,14 @@ def not_applicable_reason(problem: Problem, bound: Bound, trajectory: Trajectory
     The bound's ``problem`` (if any) must be ``problem`` up to its oracle seed, and every
     setting in ``bound.hyperparameters`` must be in the optimizer's param group with the stated
     value (relative tolerance 1e-9) at every update the run made; a per-update array is
-    compared update by update, as far as it goes.
+    compared update by update, as far as it goes. A bound that names its ``optimizers`` applies
+    only to runs of one of those classes (or a subclass).
     """
     if bound.problem is not None and not _same_problem(bound.problem, problem):
         return f"the bound was built for {bound.problem!r}, the run is on {problem!r}"
+    if bound.optimizers and not set(bound.optimizers) & set(trajectory.optimizer):
+        used = trajectory.optimizer[0] if trajectory.optimizer else "an unrecorded optimizer"
+        return f"the bound is about {' or '.join(bound.optimizers)}, the run used {used}"
     made = int(np.sum(np.isfinite(trajectory.online_loss)))
     for name, expected in bound.hyperparameters.items():
         recorded = trajectory.hyperparameters.get(name)

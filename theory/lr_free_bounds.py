@@ -14,6 +14,8 @@ machine):
 * [DM23] A. Defazio and K. Mishchenko, "Learning-Rate-Free Learning by D-Adaptation", ICML 2023:
   the estimate never exceeds D = ||x0 - x*|| on convex problems (their Lemma 1 for the
   dual-averaging form; Prodigy: [MD23] K. Mishchenko and A. Defazio, "Prodigy", 2023, Lemma 1).
+  Certified for Prodigy and DAdaptSGD only: DAdaptAdam's and DAdaptAdaGrad's estimates are not
+  of the lemma's form (see :func:`d_estimate_bound`).
 * [LVLL21] N. Loizou, S. Vaswani, I. Laradji, S. Lacoste-Julien, "Stochastic Polyak Step-size for
   SGD", AISTATS 2021, Lemma 1: gamma_k >= min(1 / (2 c L_max), gamma_b) for L_i-smooth f_i.
 * [P87] B. T. Polyak, "Introduction to Optimization" (1987), section 5.3; [HK19] E. Hazan and
@@ -21,7 +23,8 @@ machine):
   the deterministic Polyak step; the constants below are derived in the functions' docstrings
   from the step's one-step inequality ||x_{k+1} - x*||² <= ||x_k - x*||² - (f_k - f*)² / ||g_k||².
 * [VML+19] S. Vaswani et al., "Painless Stochastic Gradient", NeurIPS 2019, Lemma 1 (the
-  backtracking step is at least min(eta_max, 2 beta (1 - c) / L)); the gap bound for c >= 1/2 is
+  backtracking step is at least min(eta_max, 2 beta (1 - c) / L); with SLS's first trial
+  min(eta_0, eta_max): min(eta_0, eta_max, 2 beta (1 - c) / L)); the gap bound for c >= 1/2 is
   the textbook argument for Armijo backtracking (A. Beck, "First-Order Methods in
   Optimization", SIAM 2017, section 10.4), derived in :func:`armijo_bound`.
 * [IHC23] M. Ivgi, O. Hinder and Y. Carmon, "DoG is SGD's Best Friend: A Parameter-Free Dynamic
@@ -29,12 +32,15 @@ machine):
   r̄_T <= 3 ||x0 - x*|| for r_eps <= 3 ||x0 - x*|| (recalled as Proposition 3, for the tamed
   step size T-DoG; NOT verified from this machine, see :func:`dog_iterate_bound`).
 * [DYM+24] A. Defazio et al., "The Road Less Scheduled", NeurIPS 2024, Theorem 1 (and its proof:
-  F(x_T) - F* <= (D² / (2 gamma) + gamma G² T / 2) / T for any beta in [0, 1]).
+  F(x_T) - F* <= (||z_1 - x*||² / (2 gamma) + gamma G² T / 2) / T for any beta in [0, 1], x_T
+  the average of z_1..z_T); the optimizer's x after k updates is that x_T with T = k started
+  from z_1 = x0 - gamma g(x0), see :func:`schedulefree_sgd_bound`.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -75,32 +81,90 @@ def _observer(problem: Any, name: str):
     return observe
 
 
-def d_estimate_bound(problem: Any, factor: float = 1.0) -> Bound:
-    """d_k <= factor ||x0 - x*|| at every step, for D-Adaptation and Prodigy on a convex problem.
+# The optimizers whose estimate d_k <= factor ||x0 - x*|| is proven (see d_estimate_bound):
+# factor and the settings the proof needs.
+_D_ESTIMATE_METHODS: dict[str, tuple[float, dict[str, float]]] = {
+    "Prodigy": (1.0, {"d_coef": 1.0, "slice_p": 1.0, "safeguard_warmup": 0.0, "weight_decay": 0.0}),
+    "DAdaptSGD": (2.0, {"momentum": 0.0, "weight_decay": 0.0}),
+}
+_D_ESTIMATE_UNPROVEN = {
+    "DAdaptAdam": "its numerator sums <g_k, s_k / (sqrt(v_k) + eps)>, which is not "
+    "<g_k, x0 - x_k> for Adam's iterates, so Lemma 1's argument does not apply (d_k reaches "
+    "2.02 ||x0 - x*|| on a 2-D quadratic)",
+    "DAdaptAdaGrad": "the package's estimate (sum s^2 / (sqrt(alpha) + eps) - G) / ||s||_1 "
+    "carries a positive remainder sum lambda^2 g^2 (1/a_k - 1/a_{k+1}) besides "
+    "2 sum lambda <g_k, x0 - x_k>, so no factor is proven (d_k reaches 1.026 ||x0 - x*|| on "
+    "f(x) = |x|)",
+}
 
-    [DM23] Lemma 1: the estimate built from the weighted gradient sum is a lower bound on D, and
-    d_k only takes values of it (or d0). The dadaptation package's ``DAdaptSGD`` uses twice the
-    paper's estimate (2 num / ||s|| instead of num / ||s||), so certify it with ``factor=2``.
-    The assumption is d0 <= D: a larger d0 breaks the bound at k = 0. Reads
-    ``param_groups[0]["d"]`` (a host read after each step, outside ``step()``).
+
+def d_estimate_bound(problem: Any, method: str, factor: float | None = None) -> Bound:
+    r"""d_k <= factor ||x0 - x*|| at every step, for ``optim.Prodigy`` (factor 1) and
+    ``optim.DAdaptSGD`` (factor 2, momentum 0) on a convex problem.
+
+    The argument ([DM23] Lemma 1; [MD23] Lemma 1 for Prodigy): both estimates are
+    d̂ = c r / ||s|| with r = Σ_i w_i <g_i, x0 - x_i> and s = Σ_i w_i g_i over the same weights
+    w_i >= 0, g_i a subgradient at x_i, the point the optimizer took it at. Convexity gives
+    <g_i, x* - x_i> <= f* - f(x_i) <= 0, so r <= <s, x0 - x*> <= ||s|| ||x0 - x*||_dual, and
+    d̂ <= c ||x0 - x*||; d_k is d0 or a maximum of such estimates (growth caps only lower it).
+
+    * ``"Prodigy"``: r = Σ β3^{k-i} (d_i/d0) d_i lr <g_i, x0 - x_i>, s the same sum of g_i,
+      ||s||_1 and the ℓ∞ distance (<= the Euclidean one): d̂ <= d_coef ||x0 - x*||, for any
+      iterates (Adam's included). Needs d_coef = 1, slice_p = 1 (the sums over every
+      coordinate), safeguard_warmup off (else s leaves out the lr that r has) and no weight
+      decay (the gradients are f's): the bound's hyperparameters.
+    * ``"DAdaptSGD"``: r = Σ λ_i <g_i, s_i>, and with momentum 0 the iterate is
+      x_i = x0 - s_i, so <g_i, s_i> = <g_i, x0 - x_i>; the package's estimate is 2 r / ||s||_2
+      (twice the paper's), so factor 2. Needs momentum 0 (with momentum the gradient is taken
+      at an average, not at x0 - s_i) and no weight decay.
+    * ``"DAdaptAdam"`` and ``"DAdaptAdaGrad"`` raise ``ValueError``: no such lemma holds for
+      their estimates (see ``_D_ESTIMATE_UNPROVEN``; the measured overshoots are in
+      ``tests/theory/test_lr_free_bounds.py``).
+
+    The bound names its optimizer (``Bound.optimizers``) and settings, so ``certify`` reports a
+    run of another optimizer, DAdaptAdam included, as not applicable. ``factor`` defaults to
+    the method's (a smaller one is a deliberately wrong bound). The assumption is
+    d0 <= ||x0 - x*||: a larger d0 breaks the bound at k = 0. Reads ``param_groups[0]["d"]``
+    (a host read after each step, outside ``step()``).
 
     >>> from theory.problems import Quadratic
     >>> problem = Quadratic.from_spectrum([1.0, 4.0], seed=0)
-    >>> bound = d_estimate_bound(problem)
+    >>> bound = d_estimate_bound(problem, "Prodigy")
     >>> bool(bound(5) == float((problem.x0 - problem.x_star).norm()))
     True
     """
     _require_convex(problem, "d_estimate_bound")
-    factor = _positive("factor", factor)
+    if method in _D_ESTIMATE_UNPROVEN:
+        raise ValueError(
+            f"d_estimate_bound has no lemma for method={method!r}: "
+            f"{_D_ESTIMATE_UNPROVEN[method]}; allowed: {sorted(_D_ESTIMATE_METHODS)}"
+        )
+    if method not in _D_ESTIMATE_METHODS:
+        raise ValueError(
+            f"method must be one of {sorted(_D_ESTIMATE_METHODS)} (the optimizers whose "
+            f"estimate is proven to stay below the distance), got method={method!r}"
+        )
+    proven, settings = _D_ESTIMATE_METHODS[method]
+    factor = proven if factor is None else _positive("factor", factor)
     distance, _ = _start_distance(problem)
     return Bound(
         name="d_estimate" if factor == 1 else f"d_estimate x {factor:g}",
         quantity="distance",
         values=lambda k: np.full(np.shape(k), factor * distance),
         formula=f"d_k <= {factor:g} ||x0 - x*||" if factor != 1 else "d_k <= ||x0 - x*||",
+        hyperparameters=dict(settings),
         observe=_observer(problem, "d"),
-        assumptions="convex f; d0 <= ||x0 - x*||; quantity 'distance' is d_k (observe)",
-        source="Defazio & Mishchenko (2023), Lemma 1; Mishchenko & Defazio (2023), Lemma 1",
+        optimizers=(method,),
+        assumptions=(
+            f"convex f; {method}; d0 <= ||x0 - x*||; quantity 'distance' is the estimate d_k "
+            "(observe)"
+        ),
+        source=(
+            "Mishchenko & Defazio (2023), Lemma 1"
+            if method == "Prodigy"
+            else "Defazio & Mishchenko (2023), Lemma 1 (the package's estimate is twice the "
+            "paper's)"
+        ),
         problem=problem,
     )
 
@@ -166,26 +230,72 @@ def dog_iterate_bound(problem: Any, factor: float = 3.0) -> Bound:
     )
 
 
+def _sps_observer(problem: Any, c: float, floor: float):
+    """observe for :func:`sps_step_bound`: x* + q_k e_1 with q_k = gamma + min(tau / (c ||g||²),
+    floor), gamma the step of the last update and g the full gradient where it was taken."""
+    from theory.certify import numerical_floor  # (certify imports theory.bounds, not this)
+
+    pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def observe(param: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        step = float(optimizer.param_groups[0]["step_size"])  # (a host read, outside step())
+        allowance = pending.get(optimizer, 0.0)  # for the step just taken (0 at k = 0)
+        tau = numerical_floor(problem, "gap", param.dtype)
+        point = param.detach().to(torch.float64).reshape(-1)
+        grad_sq = float(problem.grad(point).square().sum())
+        # the allowance of the step the next update takes, at this point
+        pending[optimizer] = floor if grad_sq == 0 else min(tau / (c * grad_sq), floor)
+        return _point_at(problem, step + allowance)
+
+    return observe
+
+
 def sps_step_bound(problem: Any, c: float = 0.5, gamma_b: float = 1.0) -> Bound:
-    """gamma_k >= min(1 / (2 c L), gamma_b) for SPS_max on an L-smooth problem ([LVLL21] Lemma 1).
+    r"""gamma_k >= min(1 / (2 c L), gamma_b) for SPS_max on an L-smooth problem ([LVLL21] Lemma 1),
+    checked up to the rounding of f(x_k) - f*.
 
     With the full loss every f_i is f, so L_max = L and f_i* = f*; the optimizer must be built
-    with ``c``, ``gamma_b`` and ``f_star=problem.f_star`` (the bound's hyperparameters). Reads
-    ``param_groups[0]["step_size"]``; no claim at k = 0.
+    with ``c``, ``gamma_b``, ``f_star=problem.f_star`` and ``eps=0`` (the bound's
+    hyperparameters; eps > 0 shrinks the step below the floor as ||g|| -> 0). The lemma: for
+    L-smooth f, f(x) - f* >= ||g||² / (2L), so (f(x) - f*) / (c ||g||²) >= 1 / (2 c L).
+
+    **Rounding.** SPS computes f(x_k) - f* in floating point; near the minimum it is rounding
+    noise (0, or negative and clipped to 0), and the step with it, although the optimizer is
+    correct. The certified quantity is therefore
+    q_k = gamma_k + min(tau / (c ||∇f(x_k)||²), floor), the step plus the most an error tau in
+    the computed f(x_k) - f* changes it, with tau = ``theory.certify.numerical_floor(problem,
+    "gap", dtype)`` = 1e4 eps (|f*| + f(x0) - f*) + the gap of a point the distance floor away
+    from x* (eps the machine epsilon of the run's dtype), and floor = min(1 / (2 c L),
+    gamma_b) (the cap keeps q_k finite; an allowance that large means the step is not checked).
+    While f(x_k) - f* is well above tau the allowance is a fraction tau / (f(x_k) - f*) of
+    the step, so a step short by more than that is still reported. ``observe`` reads
+    ``param_groups[0]["step_size"]`` and computes ∇f where each step was taken; no claim at
+    k = 0.
     """
     c, gamma_b = _positive("c", c), float(gamma_b)
     if not gamma_b > 0:
         raise ValueError(f"gamma_b must be > 0 (inf allowed), got gamma_b={gamma_b!r}")
+    if getattr(problem, "stochastic", False):
+        raise ValueError(
+            f"sps_step_bound needs the full loss (f_i = f, L_max = L, f_i* = f*), got the "
+            f"sampled problem {problem!r} (stochastic=True)"
+        )
     floor = min(1 / (2 * c * problem.L), gamma_b)
     return Bound(
         name="sps_step",
         quantity="distance",
         direction="lower",
         values=lambda k: np.where(np.asarray(k) >= 1, floor, np.nan),
-        formula="gamma_k >= min(1 / (2 c L_max), gamma_b)",
-        hyperparameters={"c": c, "gamma_b": gamma_b, "f_star": float(problem.f_star)},
-        observe=_observer(problem, "step_size"),
-        assumptions="f_i L_i-smooth, f_i* the minimum of f_i; quantity 'distance' is gamma_k",
+        formula=(
+            "gamma_k + min(tau / (c ||g_k||^2), floor) >= floor = min(1 / (2 c L_max), gamma_b)"
+        ),
+        hyperparameters={"c": c, "gamma_b": gamma_b, "f_star": float(problem.f_star), "eps": 0.0},
+        observe=_sps_observer(problem, c, floor),
+        optimizers=("SPS",),
+        assumptions=(
+            "f_i L_i-smooth, f_i* the minimum of f_i, eps = 0; quantity 'distance' is the step "
+            "gamma_k plus its rounding allowance min(tau / (c ||g_k||^2), floor)"
+        ),
         source="Loizou et al. (2021), Lemma 1",
         problem=problem,
     )
@@ -204,7 +314,7 @@ def polyak_bound(problem: Any) -> Bound:
     """
     _require_convex(problem, "polyak_bound")
     _, dist0_sq = _start_distance(problem)
-    settings = {"c": 1.0, "gamma_b": math.inf, "f_star": float(problem.f_star)}
+    settings = {"c": 1.0, "gamma_b": math.inf, "f_star": float(problem.f_star), "eps": 0.0}
     if problem.mu > 0:
         rate = 1 - problem.mu / (4 * problem.L)
         return Bound(
@@ -234,16 +344,38 @@ def polyak_bound(problem: Any) -> Bound:
     )
 
 
-def armijo_bound(problem: Any, init_step_size: float, c: float, beta_b: float) -> Bound:
+def armijo_bound(
+    problem: Any,
+    init_step_size: float,
+    c: float,
+    beta_b: float,
+    eta_max: float = 10.0,
+    max_backtracks: int = 100,
+) -> Bound:
     r"""Full-batch gradient descent with Armijo backtracking (``optim.SLS`` on the full loss):
-    f(x_k) - f* <= ||x0 - x*||² / (2 k eta_min), eta_min = min(eta_0, 2 beta (1 - c) / L), c >= 1/2.
+    f(x_k) - f* <= ||x0 - x*||² / (2 k eta_min), eta_min = min(eta_0, eta_max, 2 beta (1 - c) / L),
+    for c >= 1/2.
 
-    L-smoothness makes the Armijo test pass for every eta <= 2 (1 - c) / L, so an accepted step
-    is at least eta_min ([VML+19] Lemma 1; the trial never drops below the last accepted step
-    with reset options 0 and 1, nor below eta_0 with option 2). Convexity and the test give
-    f(x_{k+1}) - f* <= (||x_k - x*||² - ||x_{k+1} - x*||²) / (2 eta_k) + (1/2 - c) eta_k ||g_k||²,
-    and with c >= 1/2 the last term is <= 0; summing and using that f(x_k) decreases gives the
-    bound (Beck 2017, section 10.4).
+    **The smallest step** ([VML+19] Lemma 1, with SLS's cap): L-smoothness makes the Armijo test
+    f(x - eta g) <= f(x) - c eta ||g||² pass for every eta <= 2 (1 - c) / L. SLS's first trial is
+    min(eta_0, eta_max) at k = 0, and afterwards min(reset(eta_{k-1}), eta_max) with reset
+    keeping (option 0), growing (1) or restarting at eta_0 (2); so by induction every first
+    trial is at least min(eta_0, eta_max, eta_{k-1}) >= eta_min. A trial that is accepted at
+    once is >= eta_min; one reached by backtracking had eta / beta fail, so
+    eta > 2 beta (1 - c) / L. Hence every accepted step is >= eta_min (the cap eta_max is part
+    of it: with eta_0 > eta_max every step is <= eta_max).
+
+    **The test always passes** within ``max_backtracks`` trials (else SLS takes the last trial
+    untested): trials start at most at eta_max, so this needs
+    eta_max beta^(max_backtracks - 1) <= 2 (1 - c) / L, checked here.
+
+    **The gap** (A. Beck, First-Order Methods in Optimization, 2017, section 10.4): convexity
+    and the test give f(x_{k+1}) - f* <= (||x_k - x*||² - ||x_{k+1} - x*||²) / (2 eta_k) +
+    (1/2 - c) eta_k ||g_k||², and with c >= 1/2 the last term is <= 0; the left side is >= 0,
+    so each term is at most (||x_k - x*||² - ||x_{k+1} - x*||²) / (2 eta_min); summing and
+    using that f(x_k) decreases gives the bound.
+
+    The bound pins ``init_step_size``, ``c``, ``beta_b``, ``eta_max`` and ``max_backtracks``.
     """
     _require_convex(problem, "armijo_bound")
     eta0 = _positive("init_step_size", init_step_size)
@@ -251,7 +383,25 @@ def armijo_bound(problem: Any, init_step_size: float, c: float, beta_b: float) -
         raise ValueError(f"armijo_bound needs c in [0.5, 1) (its proof does), got c={c!r}")
     if not 0 < beta_b < 1:
         raise ValueError(f"beta_b must be in (0, 1), got beta_b={beta_b!r}")
-    eta_min = min(eta0, 2 * beta_b * (1 - c) / problem.L)
+    eta_max = _positive("eta_max", eta_max)
+    if (
+        isinstance(max_backtracks, bool)
+        or not isinstance(max_backtracks, int)
+        or max_backtracks < 1
+    ):
+        raise ValueError(
+            f"max_backtracks must be an integer >= 1, got max_backtracks={max_backtracks!r}"
+        )
+    accepted = 2 * (1 - c) / problem.L  # every step up to this passes the test
+    if eta_max * beta_b ** (max_backtracks - 1) > accepted:
+        raise ValueError(
+            f"max_backtracks={max_backtracks!r} is too few: the last trial "
+            f"eta_max beta_b^(max_backtracks - 1) = {eta_max * beta_b ** (max_backtracks - 1):.6g}"
+            f" may still exceed 2 (1 - c) / L = {accepted:.6g}, where the Armijo test is only "
+            "guaranteed, and SLS then takes a step that failed it; allowed: max_backtracks >= "
+            f"{1 + math.ceil(math.log(accepted / eta_max) / math.log(beta_b))}"
+        )
+    eta_min = min(eta0, eta_max, beta_b * accepted)
     _, dist0_sq = _start_distance(problem)
     return Bound(
         name="armijo",
@@ -259,10 +409,19 @@ def armijo_bound(problem: Any, init_step_size: float, c: float, beta_b: float) -
         values=lambda k: np.where(
             np.asarray(k) >= 1, dist0_sq / (2 * np.maximum(np.asarray(k), 1) * eta_min), np.inf
         ),
-        formula="f(x_k) - f* <= ||x0 - x*||^2 / (2 k min(eta_0, 2 beta (1 - c) / L))",
+        formula=("f(x_k) - f* <= ||x0 - x*||^2 / (2 k min(eta_0, eta_max, 2 beta (1 - c) / L))"),
         order=-1,
-        hyperparameters={"init_step_size": eta0, "c": float(c), "beta_b": float(beta_b)},
-        assumptions="f convex and L-smooth, full-batch loss, c >= 1/2",
+        hyperparameters={
+            "init_step_size": eta0,
+            "c": float(c),
+            "beta_b": float(beta_b),
+            "eta_max": eta_max,
+            "max_backtracks": float(max_backtracks),
+        },
+        assumptions=(
+            "f convex and L-smooth, full-batch loss, c >= 1/2, "
+            "eta_max beta_b^(max_backtracks - 1) <= 2 (1 - c) / L"
+        ),
         source="Vaswani et al. (2019) Lemma 1; Beck (2017) section 10.4",
         problem=problem,
     )
@@ -270,7 +429,9 @@ def armijo_bound(problem: Any, init_step_size: float, c: float, beta_b: float) -
 
 def schedule_free_x(param: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
     """x, the point Schedule-Free SGD evaluates, from y (the parameter in train mode) and z:
-    x = y + (1 - 1/beta)(z - y)."""
+    x = y + (1 - 1/beta)(z - y) (from y = (1 - beta) z + beta x, [DYM+24] eq. (1)). Before the
+    first update (no z yet) x = y = x0. After k updates it is x_k of
+    :func:`schedulefree_sgd_bound`, the average of z_1, ..., z_k."""
     z = optimizer.state[param].get("z")
     y = param.detach().to(torch.float64)
     if z is None:
@@ -280,10 +441,35 @@ def schedule_free_x(param: torch.Tensor, optimizer: torch.optim.Optimizer) -> to
 
 
 def schedulefree_sgd_bound(problem: Any, lr: float, momentum: float = 0.9) -> Bound:
-    """E f(x_k) - f* <= ||x0 - x*||² / (2 lr k) + lr G² / 2 for Schedule-Free SGD ([DYM+24] Thm 1).
+    r"""E f(x_k) - f* <= (||x0 - x*||² + lr² G²) / (2 lr k) + lr G² / 2 for the point x_k that
+    Schedule-Free SGD (``optim.SGDScheduleFree``, the ``schedulefree`` package) holds in
+    ``eval()`` mode after k updates ([DYM+24] Theorem 1, applied from z_1; derivation below).
 
-    On a convex G-Lipschitz problem with a constant step lr, no warmup, r = 0 (so c_{k+1} =
-    1/(k+1)) and any momentum beta in [0, 1]; lr = D / (G sqrt(T)) gives D G / sqrt(T) at k = T.
+    Setting: f convex, stochastic subgradients with ||g|| <= G, constant lr, no warmup, r = 0,
+    any momentum beta in (0, 1), no weight decay (the bound's hyperparameters).
+
+    **The theorem** ([DYM+24] eq. (1)-(3), Theorem 1): z_{t+1} = z_t - lr g_t, g_t a stochastic
+    subgradient at y_t = (1 - beta) z_t + beta x_t, x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}
+    with c_{t+1} = 1/(t + 1), started at x_1 = z_1. So x_T = (z_1 + ... + z_T) / T, which takes
+    T - 1 gradient steps, and its proof (the online-to-batch step) bounds
+    T (F(x_T) - F*) <= Σ_{t=1}^T <g_t, z_t - x*> <= ||z_1 - x*||² / (2 lr) + lr T G² / 2 (the
+    regret of the z-sequence, a gradient step on linear losses; it involves g_T as well), i.e.
+    E F(x_T) - F* <= ||z_1 - x*||² / (2 lr T) + lr G² / 2.
+
+    **The optimizer's indexing.** Its averaging weight at its first update is c = 1 (weight_sum
+    starts at 0, as in the package), so its first update sets z_1 = x0 - lr g(x0) (y_0 = z_0 =
+    x0) and x_1 = z_1, and update j >= 2 sets x_j = (1 - 1/j) x_{j-1} + z_j / j: after k
+    updates x_k = (z_1 + ... + z_k) / k. z_0 = x0 is left out of the average, and from z_1 on
+    it is the theorem's method (x_1 = z_1, hence y_1 = z_1, and the same steps), so its x_k is
+    the theorem's x_T with T = k, started from z_1 instead of x0. Hence
+    E f(x_k) - f* <= E ||z_1 - x*||² / (2 lr k) + lr G² / 2.
+
+    **The start.** ||z_1 - x*||² = ||x0 - x*||² - 2 lr <g_0, x0 - x*> + lr² ||g_0||², and
+    E <g_0, x0 - x*> = <∂f(x0), x0 - x*> >= f(x0) - f* >= 0 (convexity), ||g_0|| <= G, so
+    E ||z_1 - x*||² <= ||x0 - x*||² + lr² G². (Without that term the bound fails at k = 1:
+    f(x) = |x|, x0 = 0.01, lr = 1 gives x_1 = -0.99, gap 0.99 > D²/(2 lr) + lr G²/2 = 0.50005;
+    the bound here is 1.00005.) lr = D / (G sqrt(k)) gives (D G / sqrt(k)) (1 + 1/(2k)).
+
     The bound is on x (``schedule_free_x``), the average the optimizer's ``eval()`` returns.
     """
     _require_convex(problem, "schedulefree_sgd_bound")
@@ -292,15 +478,16 @@ def schedulefree_sgd_bound(problem: Any, lr: float, momentum: float = 0.9) -> Bo
     if not math.isfinite(G):
         raise ValueError(f"schedulefree_sgd_bound needs a G-Lipschitz problem, got G={G!r}")
     _, dist0_sq = _start_distance(problem)
+    start_sq = dist0_sq + lr * lr * G * G  # the bound on E ||z_1 - x*||²
     return Bound(
         name="schedulefree_sgd",
         quantity="gap",
         values=lambda k: np.where(
             np.asarray(k) >= 1,
-            dist0_sq / (2 * lr * np.maximum(np.asarray(k), 1)) + lr * G * G / 2,
+            start_sq / (2 * lr * np.maximum(np.asarray(k), 1)) + lr * G * G / 2,
             np.inf,
         ),
-        formula="E f(x_k) - f* <= ||x0 - x*||^2 / (2 lr k) + lr G^2 / 2",
+        formula="E f(x_k) - f* <= (||x0 - x*||^2 + lr^2 G^2) / (2 lr k) + lr G^2 / 2",
         hyperparameters={
             "lr": lr,
             "momentum": float(momentum),
@@ -309,8 +496,15 @@ def schedulefree_sgd_bound(problem: Any, lr: float, momentum: float = 0.9) -> Bo
             "r": 0.0,
         },
         observe=schedule_free_x,
-        assumptions="f convex and G-Lipschitz; constant lr, c_{k+1} = 1/(k+1)",
-        source="Defazio et al. (2024), Theorem 1",
+        assumptions=(
+            "f convex and G-Lipschitz (||g|| <= G for every stochastic subgradient); constant "
+            "lr, no warmup, r = 0, so x_k = (z_1 + ... + z_k)/k (weight c = 1 at the first "
+            "update)"
+        ),
+        source=(
+            "Defazio et al. (2024), Theorem 1, applied from z_1 = x0 - lr g(x0) (derivation in "
+            "theory.lr_free_bounds.schedulefree_sgd_bound)"
+        ),
         problem=problem,
         expectation=bool(getattr(problem, "stochastic", False)),
     )

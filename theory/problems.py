@@ -425,6 +425,11 @@ class Quadratic(Problem):
         if L <= 0:
             raise ValueError(f"L must be positive, got L={L!r}")
         mu = L / kappa
+        if dim == 1 and kappa != 1:
+            raise ValueError(
+                f"a 1-dimensional quadratic has one eigenvalue, so kappa = 1: got dim=1 with "
+                f"kappa={kappa!r}; use dim >= 2 for kappa > 1"
+            )
         if dim == 1:
             values = np.array([L])
         elif spacing == "linear":

@@ -12,7 +12,7 @@ import torch
 from theory import bounds
 from theory.bounds import sgd_nesterov_gradient_point
 from theory.certify import certify, run
-from theory.problems import LeastSquares, Quadratic, Rosenbrock
+from theory.problems import LeastSquares, Problem, Quadratic, Rosenbrock
 from theory.testing import assert_bound_holds
 
 
@@ -116,29 +116,33 @@ def test_divergence_lower_bound_is_exact_for_the_top_mode():
 
 # ------------------------------------------------------------- references certified by bounds
 class Fista(torch.optim.Optimizer):
-    """FISTA with constant step 1/L (Beck & Teboulle, 2009), written independently of
-    ``theory``: the parameter holds x_k; ``step(closure)`` evaluates the gradient at the
-    look-ahead point y_k = x_k + ((t_k - 1)/t_{k+1}) (x_k - x_{k-1}), t_1 = 1,
-    t_{k+1} = (1 + √(1 + 4 t_k²))/2."""
+    """FISTA with constant step 1/L (Beck & Teboulle, 2009, section 4), written independently of
+    ``theory``: the parameter holds x_k. The paper's y_1 = x_0, t_1 = 1, x_k = y_k - ∇f(y_k)/L,
+    t_{k+1} = (1 + √(1 + 4 t_k²))/2, y_{k+1} = x_k + ((t_k - 1)/t_{k+1}) (x_k - x_{k-1}); so
+    ``step(closure)`` number u (0-based) evaluates the gradient at the paper's y_{u+1}. The
+    coefficient of x_u - x_{u-1} it will use is kept in ``group["extrapolation"]``
+    (0 for u = 0, 1), as ``theory.nesterov_bound`` expects."""
 
     def __init__(self, params, lr):
-        super().__init__(params, {"lr": lr})
+        super().__init__(params, {"lr": lr, "extrapolation": 0.0})
 
     @torch.no_grad()
     def step(self, closure):
         for group in self.param_groups:
             for p in group["params"]:
                 state = self.state[p]
-                if not state:
-                    state["t"], state["previous"] = 1.0, p.detach().clone()
-                t = state["t"]
-                t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+                if not state:  # t is the paper's t_u at step u >= 1 (t_1 = 1)
+                    state["t"], state["previous"], state["u"] = 1.0, p.detach().clone(), 0
                 x = p.detach().clone()
-                p.add_(x - state["previous"], alpha=(t - 1) / t_next)  # p = y_k
+                p.add_(x - state["previous"], alpha=group["extrapolation"])  # p = y
                 with torch.enable_grad():
                     loss = closure()
-                p.sub_(p.grad, alpha=group["lr"])  # x_{k+1} = y_k - lr ∇f(y_k)
-                state["previous"], state["t"] = x, t_next
+                p.sub_(p.grad, alpha=group["lr"])  # x_{u+1} = y - lr ∇f(y)
+                state["previous"], state["u"] = x, state["u"] + 1
+                if state["u"] >= 2:  # state["t"] becomes t_u of the next step u
+                    state["t"] = (1 + math.sqrt(1 + 4 * state["t"] ** 2)) / 2
+                t = state["t"]  # the next step's (t_u - 1)/t_{u+1} (0 for u = 1)
+                group["extrapolation"] = (t - 1) / ((1 + math.sqrt(1 + 4 * t * t)) / 2)
         return loss
 
 
@@ -156,6 +160,48 @@ def test_nesterov_convex_bound_holds_for_fista(family):
     # gradient descent with the same step is slower: its gap at the end is larger
     gd = run(problem, lambda p: torch.optim.SGD(p, lr=1 / problem.L), 300)
     assert certificate.observed[-1] < gd.gap[-1]
+
+
+def test_fista_keeps_the_papers_momentum():
+    problem = Quadratic.from_spectrum([0.0, 1.0], seed=0)
+    trajectory = run(problem, lambda p: Fista(p, lr=1 / problem.L), 6)
+    t, expected = [1.0], [0.0]  # step 0: x_{-1} = x_0; then (t_u - 1)/t_{u+1}, t_1 = 1
+    for _ in range(5):
+        t.append((1 + math.sqrt(1 + 4 * t[-1] ** 2)) / 2)
+        expected.append((t[-2] - 1) / t[-1])
+    assert expected[1] == 0.0
+    np.testing.assert_allclose(trajectory.hyperparameters["extrapolation"], expected[:6])
+    np.testing.assert_allclose(bounds.nesterov_extrapolation(6), expected[:6])
+
+
+class _Huber(Problem):
+    """Drori and Teboulle's worst case for gradient descent: the Huber function with L = 1,
+    ||x0 - x*|| = 1, flat beyond 1/(2N + 1) (the repro of the audit)."""
+
+    def __init__(self, N):
+        self.L, self.mu, self.f_star, self.N = 1.0, 0.0, 0.0, N
+        self.x_star = torch.zeros(1, dtype=torch.float64)
+        self.x0 = torch.ones(1, dtype=torch.float64)
+
+    def loss(self, x):
+        n = torch.linalg.vector_norm(x)
+        t = 1 / (2 * self.N + 1)
+        return torch.where(n >= t, t * n - t * t / 2, n * n / 2)
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"momentum": 0.99, "nesterov": True}], ids=["gd", "constant_nesterov"]
+)
+def test_nesterov_bound_does_not_apply_to_other_methods(settings):
+    # before: the bound pinned only lr = 1/L, and these runs were reported violated (GD at
+    # step 13, constant-momentum Nesterov at step 18; neither has an O(1/k^2) guarantee)
+    problem = _Huber(40)
+    bound = bounds.nesterov_bound(problem)
+    make = lambda p: torch.optim.SGD(p, lr=1.0, **settings)  # noqa: E731
+    certificate = certify(problem, make, 40, bound)
+    assert certificate.status == "not applicable", certificate.summary()
+    assert "extrapolation" in certificate.not_applicable
+    assert certify(problem, lambda p: Fista(p, lr=1.0), 40, bound).held
 
 
 def _nesterov_scheme_iii(problem, steps):

@@ -5,37 +5,72 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import optim
 from theory import lr_free_bounds as B
-from theory.certify import certify
+from theory.certify import certify, numerical_floor, run
 from theory.problems import LeastAbsoluteDeviations, LogisticRegression, Quadratic
+from theory.testing import logistic_problem
 
 STRONGLY_CONVEX = Quadratic.from_spectrum([1.0, 3.0, 10.0, 30.0], seed=0)
 CONVEX = Quadratic.from_spectrum([0.0, 1.0, 5.0, 20.0], seed=0)
 DISTANCE = float((STRONGLY_CONVEX.x0 - STRONGLY_CONVEX.x_star).norm())
 
 
-@pytest.mark.parametrize(
-    ("name", "factor"),
-    [("Prodigy", 1), ("DAdaptAdam", 1), ("DAdaptSGD", 2), ("DAdaptAdaGrad", 1)],
-)
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptSGD"])
 @pytest.mark.parametrize("problem", [STRONGLY_CONVEX, CONVEX], ids=["kappa30", "convex"])
-def test_d_adaptation_never_overestimates_the_distance(name, factor, problem):
-    bound = B.d_estimate_bound(problem, factor)
+def test_d_adaptation_never_overestimates_the_distance(name, problem):
+    bound = B.d_estimate_bound(problem, name)
     certificate = certify(problem, lambda ps: getattr(optim, name)(ps), 300, bound)
     assert certificate.held, certificate.summary()
     assert certificate.worst_ratio > 0.05, "the estimate never grew"
 
 
 def test_d0_above_the_distance_breaks_the_lemma():
-    bound = B.d_estimate_bound(STRONGLY_CONVEX)
-    make = lambda ps: optim.DAdaptAdam(ps, d0=3 * DISTANCE)  # noqa: E731
+    bound = B.d_estimate_bound(STRONGLY_CONVEX, "Prodigy")
+    make = lambda ps: optim.Prodigy(ps, d0=3 * DISTANCE)  # noqa: E731
     certificate = certify(STRONGLY_CONVEX, make, 50, bound)
     assert not certificate.held
     assert certificate.first_violation == 0
+
+
+# The audit's problem (repro_dadaptadam_d_estimate.py): DAdaptAdam's d reaches 2.02 D.
+AUDIT_QUADRATIC = Quadratic.from_spectrum([0.01, 1.0], seed=0, x_star=[0.0, 0.0], x0=[1.0, 1.0])
+
+
+def test_dadaptadam_and_dadaptadagrad_are_not_certified_by_the_d_estimate_lemma():
+    problem = AUDIT_QUADRATIC
+    bound = B.d_estimate_bound(problem, "Prodigy")
+    for name in ("DAdaptAdam", "DAdaptAdaGrad"):
+        certificate = certify(problem, getattr(optim, name), 100, bound)
+        assert certificate.status == "not applicable", certificate.summary()
+        assert f"the run used {name}" in certificate.not_applicable
+        with pytest.raises(ValueError, match=f"no lemma for method='{name}'"):
+            B.d_estimate_bound(problem, name)
+    # a DAdaptSGD bound does not take DAdaptAdam (no momentum setting, another class) either
+    sgd = B.d_estimate_bound(problem, "DAdaptSGD")
+    assert not certify(problem, lambda ps: optim.DAdaptAdam(ps), 10, sgd).applicable
+    # DAdaptSGD's proof needs momentum 0: with momentum the run is not applicable
+    with_momentum = certify(problem, lambda ps: optim.DAdaptSGD(ps, momentum=0.9), 10, sgd)
+    assert "momentum" in with_momentum.not_applicable
+    # why: d_k <= ||x0 - x*|| fails for both (DAdaptAdam 2.02 D here, DAdaptAdaGrad 1.026 D on
+    # f(x) = |x|), so the old bound reported these correct runs as violated
+    adam = run(problem, lambda ps: optim.DAdaptAdam(ps), 100, observe=B._observer(problem, "d"))
+    distance = float((problem.x0 - problem.x_star).norm())
+    assert adam.distance.max() > 2 * distance
+    absolute = LeastAbsoluteDeviations(
+        np.array([[1.0]]), np.array([0.0]), x0=np.array([1e-3]), batch_size=None
+    )
+    adagrad = run(
+        absolute,
+        lambda ps: optim.DAdaptAdaGrad(ps, d0=1e-8),
+        200,
+        observe=B._observer(absolute, "d"),
+    )
+    assert adagrad.distance.max() > 1.02 * 1e-3
 
 
 def _logistic_problem() -> LogisticRegression:
@@ -95,6 +130,39 @@ def test_sps_step_is_at_least_its_lemma_1_floor_and_not_more():
     assert not certify(problem, other, 20, bound).applicable  # f* must be the true one
 
 
+def test_sps_step_bound_holds_when_the_gap_reaches_rounding_level():
+    # the audit's repro_sps_rounding.py: from step 52 f(x_k) - f* computes as 0, SPS's step
+    # with it; the old certificate reported this correct run as violated at step 52
+    problem = logistic_problem(20.0, seed=1)
+    bound = B.sps_step_bound(problem, c=1.0, gamma_b=math.inf)
+    certificate = certify(problem, lambda ps: optim.SPS(ps, **bound.hyperparameters), 300, bound)
+    assert certificate.held, certificate.summary()
+    # the raw steps fall to 0 once the computed gap does (the step where depends on the
+    # summation order, so on the thread count: 52 with 2 threads, 119 with 1)
+    assert min(_sps_steps(problem, bound.hyperparameters, 300)) == 0.0
+    # a real shortfall while the gap is far above rounding is still reported: a floor 3x too
+    # high fails at a step whose gap is far above tau (the allowance there is negligible)
+    high = certify(problem, lambda ps: optim.SPS(ps, **bound.hyperparameters), 300, bound.scaled(3))
+    assert not high.held
+    k = high.first_violation
+    assert high.trajectory.gap[k - 1] > 1e3 * numerical_floor(problem, "gap")
+    # eps > 0 breaks the lemma near the minimum: the bound pins eps = 0
+    eps = lambda ps: optim.SPS(ps, **{**bound.hyperparameters, "eps": 1e-3})  # noqa: E731
+    assert not certify(problem, eps, 10, bound).applicable
+
+
+def _sps_steps(problem, settings, steps):
+    """SPS's step size after each of ``steps`` updates on ``problem``."""
+    values = []
+
+    def observe(param, optimizer):
+        values.append(float(optimizer.param_groups[0]["step_size"]))
+        return param.detach().clone()
+
+    run(problem, lambda ps: optim.SPS(ps, **settings), steps, observe=observe)
+    return values[1:]
+
+
 @pytest.mark.parametrize("problem", [STRONGLY_CONVEX, CONVEX], ids=["kappa30", "convex"])
 def test_deterministic_polyak_step_rates(problem):
     make = lambda ps: optim.SPS(ps, c=1.0, gamma_b=math.inf, f_star=problem.f_star)  # noqa: E731
@@ -114,6 +182,26 @@ def test_armijo_backtracking_gap_bound():
         B.armijo_bound(problem, 1.0, 0.1, 0.5)  # the proof needs c >= 1/2
 
 
+def test_armijo_bound_counts_the_eta_max_cap():
+    # the audit's repro_armijo_eta_max.py: eta_0 = 100 > eta_max = 10 caps every step at 10,
+    # below the old eta_min = min(100, 2 beta (1 - c) / L) = 90; the old bound failed at k = 2
+    problem = Quadratic.from_spectrum([0.0, 1e-4, 0.01], seed=0)
+    bound = B.armijo_bound(problem, init_step_size=100.0, c=0.5, beta_b=0.9)
+    make = lambda ps: optim.SLS(ps, init_step_size=100.0, c=0.5, beta_b=0.9)  # noqa: E731
+    certificate = certify(problem, make, 300, bound)
+    assert certificate.held, certificate.summary()
+    distance_sq = float((problem.x0 - problem.x_star).square().sum())
+    assert bound(1) == pytest.approx(distance_sq / (2 * 10.0))  # eta_min = eta_max = 10
+    # the old eta_min = 90 (bound 9x smaller) is violated by this correct run
+    assert not certify(problem, make, 300, bound.scaled(10 / 90)).held
+    # eta_max is pinned: a run with another cap is not applicable
+    other = lambda ps: optim.SLS(ps, init_step_size=100.0, c=0.5, beta_b=0.9, eta_max=50.0)  # noqa: E731
+    assert "eta_max" in certify(problem, other, 5, bound).not_applicable
+    # too few backtracks to reach 2 (1 - c) / L: SLS may take an untested step
+    with pytest.raises(ValueError, match="max_backtracks=2 is too few"):
+        B.armijo_bound(problem, 1.0, 0.5, 0.5, eta_max=1e4, max_backtracks=2)
+
+
 def test_schedule_free_sgd_last_iterate_bound():
     problem = LeastAbsoluteDeviations.synthetic(n=100, dim=5, seed=0)
     steps = 200
@@ -129,9 +217,39 @@ def test_schedule_free_sgd_last_iterate_bound():
     assert not certify(problem, make, steps, bound.scaled(0.05), seeds=(0, 1, 2)).held
 
 
+def test_schedule_free_sgd_bound_holds_at_the_first_update():
+    # the audit's repro_schedulefree_offbyone.py: f(x) = |x|, x0 = 0.01, lr = 1. The first
+    # update has c = 1, so x_1 = z_1 = x0 - lr sign(x0) = -0.99 (gap 0.99), above the old
+    # bound D^2/(2 lr) + lr G^2/2 = 0.50005; x_k averages z_1..z_k.
+    problem = LeastAbsoluteDeviations(
+        np.array([[1.0]]), np.array([0.0]), x0=np.array([0.01]), batch_size=None
+    )
+
+    def make(params):
+        optimizer = optim.SGDScheduleFree(params, lr=1.0, momentum=0.9)
+        optimizer.train()
+        return optimizer
+
+    bound = B.schedulefree_sgd_bound(problem, lr=1.0, momentum=0.9)
+    certificate = certify(problem, make, 50, bound)
+    assert certificate.held, certificate.summary()
+    assert certificate.observed[1] == pytest.approx(0.99)
+    assert bound(1) == pytest.approx((0.01**2 + 1.0) / 2 + 0.5)
+    # the indexing: x after k updates is the mean of z_1..z_k (z_0 = x0 left out)
+    z, zs = 0.01, []
+    for _ in range(5):
+        x = sum(zs) / len(zs) if zs else z
+        y = 0.1 * z + 0.9 * x  # y = (1 - beta) z + beta x
+        z = z - math.copysign(1.0, y) if y != 0 else z
+        zs.append(z)
+        assert certificate.observed[len(zs)] == pytest.approx(abs(sum(zs) / len(zs)), abs=1e-12)
+
+
 def test_bad_arguments_name_the_parameter():
     with pytest.raises(ValueError, match="factor"):
-        B.d_estimate_bound(STRONGLY_CONVEX, -1.0)
+        B.d_estimate_bound(STRONGLY_CONVEX, "Prodigy", -1.0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        B.d_estimate_bound(STRONGLY_CONVEX, "Adam")
     with pytest.raises(ValueError, match="beta_b"):
         B.armijo_bound(CONVEX, 1.0, 0.5, 1.5)
     with pytest.raises(ValueError, match="G"):

@@ -262,3 +262,10 @@ def test_rosenbrock_is_solved_by_lbfgs():
     )
     trajectory = run(problem, lambda p: torch.optim.SGD(p, lr=0.5 / problem.L), 50)
     assert trajectory.gap[-1] < trajectory.gap[0]  # 1/L_local is a descent step near x*
+
+
+def test_a_one_dimensional_quadratic_refuses_a_condition_number_above_one():
+    # before: Quadratic.from_condition_number(1, 100.0) silently returned kappa = 1
+    with pytest.raises(ValueError, match=r"dim=1 with kappa=100.0"):
+        Quadratic.from_condition_number(1, 100.0)
+    assert Quadratic.from_condition_number(1, 1.0).kappa == 1.0

@@ -102,6 +102,25 @@ def test_wsd_engine_stays_below_the_papers_closed_form(cooldown):
     assert min(gaps) > 0.05  # the closed form is not the exact value
 
 
+def test_wsd_closed_form_refuses_pure_linear_decay_where_it_is_not_an_upper_bound():
+    # T0 = 1 (the audit's repro_wsd_closed_form_T0_1.py): the exact bound is above the closed
+    # form (0.93690 > 0.92546 at T = 5), so it was no upper bound there; T0 = 2 is
+    for T in (5, 10, 100):
+        _, exact_linear = theory.optimal_base_lr(paper_wsd(T, 1), 1.0, 1.0)
+        with pytest.raises(ValueError, match=r"2 <= T0 < T.*got T0=1"):
+            theory.wsd_closed_form_bound(T, 1, 1.0, 1.0)
+        _, exact = theory.optimal_base_lr(paper_wsd(T, 2), 1.0, 1.0)
+        assert exact <= theory.wsd_closed_form_bound(T, 2, 1.0, 1.0)
+    assert exact_linear > 0.2036  # T = 100: the closed-form value at T0 = 1 was 0.20344
+
+
+def test_wsd_closed_form_is_an_upper_bound_for_every_stable_phase():
+    for T in (3, 4, 7, 30, 120):
+        for T0 in range(2, T):
+            _, exact = theory.optimal_base_lr(paper_wsd(T, T0), 1.0, 1.0)
+            assert exact <= theory.wsd_closed_form_bound(T, T0, 1.0, 1.0), (T, T0)
+
+
 def test_schedulers_wsd_is_the_papers_wsd():
     """``schedulers.wsd(1, 0, S, D, "linear")`` over t = 0..S+D-2 is the paper's WSD with
     T = S + D - 1 and T0 = S; the step at t = S + D - 1 is 0 = η_{T+1}."""
@@ -164,6 +183,7 @@ def test_any_schedule_is_accepted_by_duck_typing():
         (lambda: theory.optimal_base_lr([1.0], 1.0, 1.0, iterate="x"), ValueError, "iterate"),
         (lambda: theory.wsd_closed_form_bound(10, 10, 1.0, 1.0), ValueError, "T0=10"),
         (lambda: theory.wsd_closed_form_bound(10, 0, 1.0, 1.0), ValueError, "T0"),
+        (lambda: theory.wsd_closed_form_bound(10, 1, 1.0, 1.0), ValueError, "T0=1"),
     ],
 )
 def test_bad_input_names_the_parameter(call, error, message):
