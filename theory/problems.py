@@ -724,7 +724,10 @@ class LogisticRegression(Problem):
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         margins = self._y.to(x.dtype) * _matvec(self._X.to(x.dtype), x)
-        return torch.nn.functional.softplus(-margins).mean() + 0.5 * self.l2 * (x @ x)
+        # log(1 + exp(-m)) exactly at every margin (torch's softplus is linear past 20, 2e-9
+        # off there, and its gradient then not grad's sigmoid); numpy's twin is np.logaddexp
+        losses = torch.logaddexp(torch.zeros_like(margins), -margins)
+        return losses.mean() + 0.5 * self.l2 * (x @ x)
 
     def grad(self, x: torch.Tensor) -> torch.Tensor:
         X, y = self._X.to(x.dtype), self._y.to(x.dtype)

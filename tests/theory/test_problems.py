@@ -269,3 +269,16 @@ def test_a_one_dimensional_quadratic_refuses_a_condition_number_above_one():
     with pytest.raises(ValueError, match=r"dim=1 with kappa=100.0"):
         Quadratic.from_condition_number(1, 100.0)
     assert Quadratic.from_condition_number(1, 1.0).kappa == 1.0
+
+
+def test_logistic_loss_is_exact_at_large_margins_and_grad_is_its_gradient():
+    """(1/n) Σ log(1 + exp(-m_i)) at margins past 20, where torch's softplus turns linear (2e-9
+    off per term there, and its autograd gradient then not the closed-form sigmoid one)."""
+    problem = LogisticRegression(np.array([[1.0], [2.0]]), np.array([1.0, -1.0]), l2=1e-3)
+    x = torch.tensor([-25.0], dtype=torch.float64, requires_grad=True)
+    margins = np.array([1.0, -1.0]) * (np.array([[1.0], [2.0]]) @ np.array([-25.0]))
+    expected = np.mean(np.logaddexp(0.0, -margins)) + 0.5 * 1e-3 * 25.0**2
+    loss = problem.loss(x)
+    assert float(loss) == expected
+    (autograd,) = torch.autograd.grad(loss, x)
+    torch.testing.assert_close(autograd, problem.grad(x.detach()), rtol=1e-15, atol=0)
