@@ -129,15 +129,23 @@ def _data_matrix(name: str, X: Any) -> np.ndarray | scipy.sparse.csr_matrix:
     return matrix
 
 
+_DENSE_GRAM_UP_TO = 2048
+"""Columns up to which a sparse X's Gram matrix is formed (32 MiB) for exact eigenvalues."""
+
+
 def _gram_extreme_eigenvalues(X: np.ndarray | scipy.sparse.csr_matrix) -> tuple[float, float]:
     """Largest and smallest eigenvalues of X^T X / n.
 
-    Dense X: all eigenvalues of the d x d Gram matrix by LAPACK (``scipy.linalg.eigvalsh``).
-    Sparse X: Lanczos (``scipy.sparse.linalg.eigsh``) on the operator v -> X^T (X v) / n, never
-    forming X^T X. The smallest eigenvalue is reported as 0 when d > n (the Gram matrix is
-    singular) or when it is below the rounding floor 100 d eps lambda_max.
+    Dense X, and sparse X with at most ``_DENSE_GRAM_UP_TO`` columns: all eigenvalues of the
+    d x d Gram matrix by LAPACK (``scipy.linalg.eigvalsh``). Wider sparse X: Lanczos
+    (``scipy.sparse.linalg.eigsh``) on the operator v -> X^T (X v) / n, never forming X^T X
+    (its smallest eigenvalue of an ill-conditioned Gram matrix may not converge: ARPACK's
+    error then says so). The smallest eigenvalue is reported as 0 when d > n (the Gram matrix
+    is singular) or when it is below the rounding floor 100 d eps lambda_max.
     """
     n, d = X.shape
+    if scipy.sparse.issparse(X) and d <= _DENSE_GRAM_UP_TO:  # (exact; Lanczos failed at d = 60)
+        X = X.toarray()
     if scipy.sparse.issparse(X):
         operator = scipy.sparse.linalg.LinearOperator(
             (d, d), matvec=lambda v: X.T @ (X @ v) / n, dtype=np.float64

@@ -282,3 +282,17 @@ def test_logistic_loss_is_exact_at_large_margins_and_grad_is_its_gradient():
     assert float(loss) == expected
     (autograd,) = torch.autograd.grad(loss, x)
     torch.testing.assert_close(autograd, problem.grad(x.detach()), rtol=1e-15, atol=0)
+
+
+def test_sparse_ill_conditioned_least_squares_has_the_dense_constants():
+    """A sparse X of 60 columns whose Gram matrix has condition number about 1e4: Lanczos'
+    smallest eigenvalue did not converge (ArpackNoConvergence at construction); the Gram matrix
+    of a sparse X this narrow is now solved as the dense one is."""
+    X = (
+        scipy.sparse.random(400, 60, density=0.3, random_state=2, format="csr")
+        @ scipy.sparse.diags(np.geomspace(1, 1e-2, 60))
+    ).tocsr()
+    y = np.random.default_rng(0).standard_normal(400)
+    sparse, dense = LeastSquares(X, y), LeastSquares(X.toarray(), y)
+    assert (sparse.L, sparse.mu) == (dense.L, dense.mu)
+    assert sparse.mu > 0
