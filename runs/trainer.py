@@ -299,7 +299,10 @@ def train_run(
                     log.evaluation(step, eval_metrics(model, data, train))
                 metric = log.history["eval"]["test_loss"][-1]
             if driver is not None and (train.schedule_unit == "step" or step % per_epoch == 0):
-                driver.step(metric)  # a reduce-on-plateau schedule sees each evaluation once
+                # by keyword: a positional argument is torch's deprecated ``epoch`` (t = epoch)
+                # for a driver without a reduce-on-plateau schedule, which ignores the metric;
+                # a reduce-on-plateau schedule sees each evaluation once
+                driver.step(metric=metric)
                 if step < steps:  # the values the next update uses
                     log.hypers(step, current_hypers(optimizer, driver))
             save_now = step % logging.checkpoint_every == 0 or step == steps

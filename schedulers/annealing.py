@@ -5,8 +5,11 @@ names are kept. Both share timm's cycle layout: cycle ``i`` lasts ``t_initial * 
 steps, its peak is ``base_lr * cycle_decay**i``, and after ``cycle_limit`` cycles the value is
 ``lr_min`` forever (timm's default ``cycle_limit=1``: one decay, then ``lr_min``). Within a cycle
 ``t_curr`` counts the steps made and ``t_i`` is the cycle's length. The cycle index is computed
-with :class:`schedulers.cosine.RestartCycles` (exact at cycle boundaries, where timm's logarithm
-can round a step into the neighbouring cycle for non-integer ``cycle_mul``).
+with :class:`schedulers.cosine.RestartCycles`: exactly, ``cycle_mul`` read as the decimal it
+prints as (``t_initial=7, cycle_mul=1.3``: cycle 1 starts at ``t = 7``, as in timm). timm takes
+the index from a float logarithm, which at a few cycle starts rounds down, so its value there is
+the previous cycle's end (``lr_min``) instead of the new peak (e.g. ``t_initial=1, cycle_mul=3,
+t=121``; ``t_initial=50, cycle_mul=1.2, t=182``); here such a step starts the new cycle.
 
 timm's warmup and noise are compositions here (timm's warmup ramps linearly from
 ``warmup_lr_init`` over ``warmup_t`` steps):

@@ -10,6 +10,9 @@ Origins: Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Resta
 from __future__ import annotations
 
 import math
+from fractions import Fraction
+
+import numpy as np
 
 from schedulers.base import Ops, Schedule, check_float, check_int, register
 from schedulers.noise import MAX_ABS_NORMAL, standard_normal
@@ -22,29 +25,104 @@ from schedulers.noise import MAX_ABS_NORMAL, standard_normal
 class RestartCycles:
     """Warm-restart cycles of lengths ``first * mult**i`` (``i = 0, 1, ...``).
 
-    Cycle ``i`` starts at ``S_i = first * (mult**i - 1) / (mult - 1)`` (``first * i`` when
-    ``mult == 1``). The index comes from the logarithm
-    ``floor(log1p(t (mult - 1) / first) / log(mult))`` and is corrected by one cycle either way,
-    so it is exact at cycle boundaries despite rounding. Memory and time do not depend on ``t``
-    or on the cycle index (``mult**i`` is one ``pow``, exact for integer ``mult``).
+    Definition: step ``t`` lies in cycle ``i`` when ``S_i <= t < S_(i+1)``, where
+    ``S_i = first * (mult**i - 1) / (mult - 1)`` (``first * i`` when ``mult == 1``) is evaluated
+    in exact rational arithmetic with ``mult`` read as the decimal it prints as (``repr``:
+    ``1.3`` is ``13/10``, not its binary neighbour ``1.3000000000000000444``). So with
+    ``first = 10, mult = 1.3`` the cycles are 10 and 13 steps long and ``t = 23`` is the first
+    step of cycle 2, as timm and TensorFlow compute it, although float64's
+    ``10 * (1.3**2 - 1) / 0.3`` is ``23.000000000000004``.
+
+    Computation: the index comes from the logarithm
+    ``floor(log1p(t (mult - 1) / first) / log(mult))``, is corrected by one cycle either way
+    against the float64 starts, and every step within rounding distance of a start (a bound
+    on the float64 error of ``S_i``) is then placed by comparing ``t`` with the exact rational
+    starts; its ``t - S_i`` is the exact difference rounded once (``0.0`` at a start). Exact
+    arithmetic is used while ``mult**i`` has at most ``2**20`` bits (every cycle for
+    ``mult >= 1.001``, and up to ``t`` of about ``4.5e4 * first`` for ``mult = 1.0000001``);
+    beyond, only reachable for ``mult`` within about ``1e-3`` of 1, the float64 index is kept.
+    Memory and time do not depend on ``t`` or on the cycle index, except for those exact
+    comparisons, made only at steps that fall on (or next to) a start.
+
+    timm (``CosineLRScheduler``, ``TanhLRScheduler``) and TensorFlow (``cosine_decay_restarts``)
+    take the index from the same logarithm without a correction, so at a few starts their
+    rounding puts the start's step at the end of the previous cycle (``t_curr == t_i``: the
+    cycle's floor instead of its peak), e.g. ``first = 1, mult = 3, t = 121`` (``log(243) /
+    log(3) = 4.999999999999999``), ``first = 50, mult = 1.2, t = 182`` and
+    ``first = 20, mult = 1.05, t = 41``; here such a step starts the new cycle (as torch's
+    ``CosineAnnealingWarmRestarts`` does when stepped one step at a time).
     """
+
+    #: the largest ``mult**i`` (in bits of numerator or denominator) compared exactly
+    EXACT_BITS = 2**20
 
     def __init__(self, first: float, mult: float) -> None:
         self.first, self.mult = first, mult
         self._log_mult = math.log(mult)
+        self._exact_mult = Fraction(repr(float(mult))) if mult != int(mult) else Fraction(mult)
+        self._bits_per_cycle = max(
+            self._exact_mult.numerator.bit_length(), self._exact_mult.denominator.bit_length()
+        )
+        # relative error bound of the float64 start S_i, per cycle index and in all: the power
+        # (float64 mult differs from the decimal by <= 2**-53 relative, i times over), and the
+        # cancellation in mult**i - 1 and mult - 1 near mult = 1; 16x margin
+        eps = 2.0**-52
+        self._error_per_cycle = 16 * eps
+        self._error_base = 16 * eps * (2.0 + (1.0 / (mult - 1.0) if mult != 1 else 0.0))
+        self._starts: dict[int, Fraction] = {}
+
+    def exact_start(self, i: int) -> Fraction:
+        """``S_i`` as an exact fraction (``mult`` read as its decimal)."""
+        start = self._starts.get(i)
+        if start is None:
+            m = self._exact_mult
+            start = Fraction(self.first) * i if m == 1 else self.first * (m**i - 1) / (m - 1)
+            if len(self._starts) > 4096:
+                self._starts.clear()
+            self._starts[i] = start
+        return start
 
     def locate(self, t, xp: Ops):
         """``(i, t - S_i, length of cycle i)``: index, steps made in the cycle, cycle length."""
         first, mult = self.first, self.mult
         if mult == 1:
             i = xp.floor(t / first)
+            # t / first rounds up to a whole number just below a start: step back (i * first is
+            # exact for whole i below 2**53 / first)
+            i = i - (i * first > t) + ((i + 1.0) * first <= t)
             return i, t - i * first, first + 0.0 * t
         i = xp.floor(xp.log1p(t * (mult - 1.0) / first) / self._log_mult)
         power = xp.power(mult, i)
         start, length = first * (power - 1.0) / (mult - 1.0), first * power
-        i = i + (t >= start + length) - (t < start)  # rounding put t one cycle off: step back
+        i = i + (t >= start + length) - (t < start)  # the logarithm put t one cycle off
         power = xp.power(mult, i)
-        return i, t - first * (power - 1.0) / (mult - 1.0), first * power
+        start, length = first * (power - 1.0) / (mult - 1.0), first * power
+        into = t - start
+        window = (self._error_base + self._error_per_cycle * i) * (start + length)
+        near = (np.abs(into) <= window) | (np.abs(into - length) <= window)
+        if np.any(near):
+            i, into = self._exact(t, i, into, near)
+            length = first * xp.power(mult, i)
+        return i, into, length
+
+    def _exact(self, t, i, into, near) -> tuple[np.ndarray, np.ndarray]:
+        """``(i, t - S_i)`` with the steps in ``near`` placed against the exact starts."""
+        t, i, into, near = np.broadcast_arrays(t, i, into, near)
+        i, into = np.array(i, dtype=np.float64), np.array(into, dtype=np.float64)
+        flat_t, flat_i, flat_into = t.reshape(-1), i.reshape(-1), into.reshape(-1)
+        for k in np.flatnonzero(near):
+            step, index = float(flat_t[k]), int(flat_i[k])
+            if not math.isfinite(step) or index < 0:
+                continue
+            if (index + 1) * self._bits_per_cycle > self.EXACT_BITS:
+                continue  # too large to compare exactly: the float64 index stays
+            exact = Fraction(step)
+            while index > 0 and self.exact_start(index) > exact:
+                index -= 1
+            while self.exact_start(index + 1) <= exact:
+                index += 1
+            flat_i[k], flat_into[k] = index, float(exact - self.exact_start(index))
+        return i, into
 
 
 def half_cosine(fraction, xp: Ops):
@@ -177,7 +255,8 @@ class CosineDecayRestarts(Schedule):
     ``first_decay_steps * t_mul**i`` steps; ``f`` is the fraction of the current cycle already
     made; each restart multiplies the peak by ``m_mul``. Restarts go on forever; with
     ``m_mul < 1`` the value tends to ``alpha * learning_rate``. The cycle index is computed with
-    :class:`RestartCycles` (exact at cycle boundaries).
+    :class:`RestartCycles`: exact, ``t_mul`` read as its decimal, where TF's float logarithm
+    puts a few cycle starts at the end of the previous cycle (see there).
 
     Args:
         learning_rate: value at ``t = 0`` (>= 0).

@@ -200,8 +200,18 @@ class _OneCyclePhases(Schedule):
     starts where the previous one ended and anneals from its start value to its end value with
     ``pct = (t - start) / (end - start)``: ``cos``: ``end + (start - end) / 2 * (cos(pi pct) + 1)``;
     ``linear``: ``(end - start) * pct + start``. Values, from knots ``(a, b, c)``: two phases
-    ``a -> b -> c``; three phases ``a -> b -> a -> c``. After ``total_steps - 1`` the final value
-    is kept (torch raises an error instead).
+    ``a -> b -> c``; three phases ``a -> b -> a -> c``. From ``t = total_steps - 1`` (the last of
+    the ``total_steps`` updates) on, the final value ``c`` is held for every ``t``.
+
+    Difference from torch at ``t >= total_steps``: torch allows one more step, ``t = total_steps``
+    (the value written by the ``total_steps``-th ``scheduler.step()``, used by no update of the
+    cycle), where it extrapolates the last phase past its end
+    (``pct = 1 + 1 / (total_steps - 1 - start)``): with ``linear`` annealing the value is
+    ``c - (previous knot - c) / phase length``, negative for small ``c`` (e.g. ``-0.08`` for
+    ``max_lr=0.4, total_steps=10, pct_start=0.5``), with ``cos`` it rises back towards the
+    phase's start value; it raises ``ValueError`` from ``t = total_steps + 1`` on. Here
+    ``s(total_steps) == c`` (a negative rate would be refused by :func:`schedulers.attach`) and
+    later steps keep ``c``. Every ``t <= total_steps - 1`` is torch's value.
     """
 
     def _init_phases(
@@ -266,7 +276,8 @@ class OneCycle(_OneCyclePhases):
     see :class:`_OneCyclePhases`; knots ``a = max_lr / div_factor``, ``b = max_lr``,
     ``c = a / final_div_factor``). Two phases by default (fastai); ``three_phase=True`` gives the
     paper's symmetric rise and fall followed by the annihilation phase. ``s(0) = a``; from
-    ``t = total_steps - 1`` on the value stays at ``c``.
+    ``t = total_steps - 1`` on the value stays at ``c`` (torch extrapolates the last phase one
+    step further, to ``t = total_steps``, and raises after it: see :class:`_OneCyclePhases`).
 
     Args:
         max_lr: peak (>= 0).

@@ -25,15 +25,27 @@ enforce, plus ``momentum <= 1``), and every value is checked again before it is 
 catches what a range cannot (a user function, a wide enclosure). The check reads host floats only:
 a tensor hyperparameter is filled in place and never read back (no host sync).
 
-The driver is a ``torch.optim.lr_scheduler.LRScheduler``, so code written for torch's schedulers
-takes it as it is (PyTorch Lightning's ``configure_optimizers``, ``isinstance`` checks, loops that
-call ``step()``, ``get_last_lr()`` and ``state_dict()``): ``optimizer``, ``last_epoch`` (the
-step ``t``), ``base_lrs`` (the learning rates before :func:`attach`), ``get_last_lr()``,
-``get_lr()``, ``state_dict()``/``load_state_dict()``. Unlike torch's recursive schedulers it
-never derives a value from the previous one: every value is ``s(t)``, so resuming, jumping or
-stepping per epoch and per update give the same numbers. A driver with a reduce-on-plateau
-schedule is also a ``ReduceLROnPlateau`` (:class:`PlateauScheduleDriver`): frameworks that feed
-a monitored metric to such schedulers (Lightning's ``monitor``) call ``step(metric)`` as torch's.
+The driver is a ``torch.optim.lr_scheduler.LRScheduler``, so code written against torch's
+scheduler interface takes it (PyTorch Lightning's ``configure_optimizers``, ``isinstance``
+checks, loops that call ``step()``, ``get_last_lr()`` and ``state_dict()``): ``optimizer``,
+``last_epoch`` (the step ``t``), ``base_lrs`` (the learning rates before :func:`attach`),
+``get_last_lr()``, ``get_lr()``, ``state_dict()``/``load_state_dict()``, and torch's deprecated
+``step(epoch)``, which moves to ``t = epoch`` as torch's closed forms do (with torch's
+deprecation warning). Unlike torch's recursive schedulers it never derives a value from the
+previous one: every value is ``s(t)``, so resuming, jumping or stepping per epoch and per update
+give the same numbers. For the same reason it cannot be a member of torch's ``SequentialLR`` or
+``ChainedScheduler``, which rewind their members to step -1 and multiply each other's values:
+both refuse it with a ``TypeError`` when they are built; their equivalents here are
+``join([a, b], [milestone])`` and ``a * b`` (:func:`schedulers.product`). A driver with a
+reduce-on-plateau schedule is also a ``ReduceLROnPlateau`` (:class:`PlateauScheduleDriver`):
+frameworks that feed a monitored metric to such schedulers (Lightning's ``monitor``) call
+``step(metric)`` as torch's.
+
+One schedule for a key writes the same (absolute) values into every param group. torch's
+multiplicative schedulers (``StepLR``, ``CosineAnnealingLR``, ...) instead scale each group's own
+initial lr, so where the groups hold different values for the key (e.g. lr 0.1 and 0.01), a
+single schedule is refused with a ``ValueError``: give one schedule per group
+(``lr=[s, s * 0.1]``), or ``[s] * n_groups`` to write the same values into all of them.
 
 Speed: values are computed in blocks of steps ahead (the schedules are pure; a block is
 recomputed when a reduce-on-plateau changes its multiplier), so a step costs a few hundred
@@ -42,13 +54,17 @@ nanoseconds whatever the schedule (``stepsize bench schedulers``).
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import re
+import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
 import numpy as np
+from torch.optim import lr_scheduler as _torch_schedulers
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from schedulers.base import Schedule, check_schedule
@@ -75,6 +91,40 @@ DOMAINS: dict[str, tuple[float, float, bool]] = {
 }
 _ANY = (-math.inf, math.inf, False)
 _FIRST_BLOCK, _LARGEST_BLOCK = 16, 1024
+
+#: torch's composite schedulers, which derive each value from the values their members wrote:
+#: the code of their constructors (which read ``member.optimizer`` first) -> (name, why the
+#: driver cannot be a member, the equivalent here)
+_COMPOSITES = {
+    inspect.unwrap(cls.__init__).__code__: (cls.__name__, why, equivalent)
+    for cls, why, equivalent in (
+        (
+            getattr(_torch_schedulers, "SequentialLR", None),
+            "it rewinds its members to last_epoch=-1 and restarts the next one from the lr "
+            "the previous one left",
+            "schedulers.join([first, second], [milestone]) (each piece on its own clock, as "
+            "SequentialLR's members)",
+        ),
+        (
+            getattr(_torch_schedulers, "ChainedScheduler", None),
+            "each member multiplies the lr the others wrote, while the driver writes the "
+            "closed form s(t) and would wipe their factors",
+            "the product of the schedules, first * second (schedulers.product), e.g. "
+            "S.linear(0.1, 0.1, 1.0, 3) * S.exponential_decay(1.0, 1, 0.9) for "
+            "ChainedScheduler([LinearLR(start_factor=0.1, total_iters=3), ExponentialLR(0.9)]) "
+            "on lr 0.1",
+        ),
+    )
+    if cls is not None
+}
+
+#: torch's text for ``step(epoch)`` (``torch.optim.lr_scheduler.EPOCH_DEPRECATION_WARNING``)
+_EPOCH_DEPRECATION = getattr(
+    _torch_schedulers,
+    "EPOCH_DEPRECATION_WARNING",
+    "The epoch parameter in `scheduler.step()` was not necessary and is being deprecated where "
+    "possible. Please use `scheduler.step()` to step the scheduler.",
+)
 
 
 def _parse_key(key: str) -> tuple[str, int | None]:
@@ -162,7 +212,9 @@ class ScheduleDriver(LRScheduler):
     ``initial_lr`` to the param groups nor wrap ``optimizer.step``.
 
     Attributes:
-        optimizer: the driven optimizer.
+        optimizer: the driven optimizer (reading it from the constructor of torch's
+            ``SequentialLR`` or ``ChainedScheduler`` raises a ``TypeError``: the driver cannot be
+            their member, see the module docstring).
         schedules: ``{key: [schedule per group]}``.
         base_lrs: each group's learning rate before :func:`attach` wrote ``s(0)`` (torch's
             ``initial_lr``).
@@ -189,7 +241,7 @@ class ScheduleDriver(LRScheduler):
             )
         if not schedules:
             raise ValueError("attach needs at least one schedule, e.g. attach(optimizer, lr=...)")
-        self.optimizer = optimizer
+        self._optimizer = optimizer
         self.base_lrs = [_copy(group.get("lr")) for group in groups]
         self.schedules: dict[str, list[Schedule]] = {}
         blocks: dict[int, _Block] = {}
@@ -201,6 +253,8 @@ class ScheduleDriver(LRScheduler):
             domain = DOMAINS.get(name, _ANY)
             for g, group in enumerate(groups):
                 self._check_slot(key, name, index, g, group)
+            if not _is_sequence(spec):
+                self._check_shared(key, name, index, groups)
             for g, schedule in enumerate(per_group):
                 self._check_range(key, g, schedule, domain)
             self.schedules[key] = per_group
@@ -229,11 +283,27 @@ class ScheduleDriver(LRScheduler):
             # known only once the schedules are parsed: a plateau makes it a ReduceLROnPlateau
             self.__class__ = PlateauScheduleDriver
 
+    @property
+    def optimizer(self) -> Any:
+        """The driven optimizer."""
+        composite = _COMPOSITES.get(sys._getframe(1).f_code)
+        if composite is not None:
+            name, why, equivalent = composite
+            raise TypeError(
+                f"a {type(self).__name__} cannot be a member of torch's {name}: {why}. Attach "
+                f"one schedule instead: {equivalent}"
+            )
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: Any) -> None:
+        self._optimizer = optimizer
+
     @staticmethod
     def _per_group(key: str, spec: Any, n_groups: int) -> list[Schedule]:
         if isinstance(spec, (Schedule, Mapping)):
             return [check_schedule(key, spec)] * n_groups
-        if isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)):
+        if _is_sequence(spec):
             if len(spec) != n_groups:
                 raise ValueError(
                     f"{key} needs one schedule for all groups or one per group "
@@ -257,6 +327,27 @@ class ScheduleDriver(LRScheduler):
                     f"param group {g} key {name!r} = {entries!r} has no entry [{index}] "
                     f"for schedule {key!r}"
                 )
+
+    @staticmethod
+    def _check_shared(key: str, name: str, index: int | None, groups: list[dict]) -> None:
+        """Refuse one schedule for groups that hold different values for ``key``: it would
+        overwrite them all with the same values (torch's multiplicative schedulers scale each
+        group's own initial lr instead)."""
+        if len(groups) < 2:
+            return
+        values = [
+            _as_float(group[name] if index is None else group[name][index]) for group in groups
+        ]
+        if all(v == values[0] or (math.isnan(v) and math.isnan(values[0])) for v in values):
+            return
+        raise ValueError(
+            f"one schedule for {key!r} would write the same values into all {len(groups)} param "
+            f"groups, which hold different values {values}; a schedule here is absolute "
+            "(torch's StepLR, CosineAnnealingLR, ... scale each group's own initial lr "
+            f"instead). Pass one schedule per group, each built from that group's value "
+            f"({key}=[S.step_lr({values[0]!r}, ...), S.step_lr({values[1]!r}, ...), ...] is "
+            f"StepLR's), or {key}=[s] * {len(groups)} to write the same values into every group"
+        )
 
     @staticmethod
     def _check_range(key: str, g: int, schedule: Schedule, domain: tuple) -> None:
@@ -288,7 +379,7 @@ class ScheduleDriver(LRScheduler):
         return groups
 
     def _apply(self, t: int | float) -> None:
-        groups = self.optimizer.param_groups
+        groups = self._optimizer.param_groups
         if groups is not self._groups or len(groups) != self._n_groups:
             groups = self._rebind(groups)
         values = []
@@ -320,19 +411,45 @@ class ScheduleDriver(LRScheduler):
 
     @last_epoch.setter
     def last_epoch(self, t: float) -> None:
+        if isinstance(t, numbers.Real) and not isinstance(t, bool) and t < 0:
+            raise ValueError(
+                f"step last_epoch must be finite and >= 0, got last_epoch={t!r}; the driver has "
+                "no step before 0 (torch's SequentialLR sets its members to -1: a driver cannot "
+                "be one, use schedulers.join([first, second], [milestone]))"
+            )
         t = _check_step(t, "last_epoch")
         self._apply(t)
         self._t = t
 
-    def step(self, metric: SupportsFloat | None = None, *, t: float | None = None) -> None:
+    def step(
+        self,
+        epoch: float | None = None,
+        *,
+        t: float | None = None,
+        metric: SupportsFloat | None = None,
+    ) -> None:
         """Advance ``t`` by one (or move it to ``t``) and write the values at the new ``t``.
+
+        ``epoch``: torch's deprecated positional ``LRScheduler.step(epoch)``, honoured as torch
+        honours it: the driver moves to ``t = epoch`` (``last_epoch = epoch``) and writes the
+        closed form there, and torch's deprecation ``UserWarning`` is issued (``step(t=epoch)``
+        does the same without it). A fractional epoch (torch's
+        ``CosineAnnealingWarmRestarts.step(epoch + i / iters)``) gives the schedule at that
+        fraction; ``last_epoch`` is then that float (torch's warm restarts keep its floor).
+        ``t``: the step to move to, e.g. ``epoch + i / n`` for a per-epoch schedule stepped per
+        update (a float >= 0; any order). ``metric``: for a reduce-on-plateau schedule
+        (:class:`PlateauScheduleDriver`, whose first positional argument it is, as torch's
+        ``ReduceLROnPlateau.step(metrics)``); a driver without one ignores it.
+        """
+        self._step(_epoch_step(epoch, t), metric)
+
+    def _step(self, t: float | None, metric: SupportsFloat | None) -> None:
+        """Move to ``t`` (``None``: the next step), feeding ``metric`` to the plateaus first.
 
         ``metric`` (e.g. a validation loss; a number or a one-element tensor, taken as torch's
         ``ReduceLROnPlateau.step(metrics)`` takes it) is passed to every reactive schedule
         (reduce-on-plateau), wherever it is nested, before the new values are computed, at the
-        step its own clock shows; with ``metric=None`` they make no decision this step, and a
-        driver without one ignores it. ``t``: the step to move to, e.g. ``epoch + i / n`` for a
-        per-epoch schedule stepped per update (a float >= 0; any order).
+        step its own clock shows; with ``metric=None`` they make no decision this step.
         """
         new_t = self._t + 1 if t is None else _check_step(t)
         if metric is not None and self._reactive:
@@ -362,7 +479,7 @@ class ScheduleDriver(LRScheduler):
         """The learning rate of each group as last written (read from the groups if not driven)."""
         if "lr" in self._values:
             return list(self._values["lr"])
-        return [float(group["lr"]) for group in self.optimizer.param_groups]
+        return [float(group["lr"]) for group in self._optimizer.param_groups]
 
     def get_lr(self) -> list[float]:
         """The learning rate of each group at the current step (torch's name): the schedule at
@@ -420,6 +537,53 @@ class PlateauScheduleDriver(ScheduleDriver, ReduceLROnPlateau):
     >>> driver.step(1.0); driver.step(1.0); driver.get_last_lr()  # no improvement: halved
     [0.05]
     """
+
+    def step(  # type: ignore[override]
+        self,
+        metric: SupportsFloat | None = None,
+        epoch: float | None = None,
+        *,
+        t: float | None = None,
+    ) -> None:
+        """Feed ``metric`` to the reduce-on-plateau schedules, advance ``t`` by one (or move it
+        to ``t``) and write the values at the new ``t``.
+
+        The arguments of torch's ``ReduceLROnPlateau.step(metrics, epoch=None)``: ``metric`` (a
+        number or a one-element tensor; ``None``: no decision this step) and the deprecated
+        ``epoch``, honoured as torch honours it (``t = epoch``, with torch's deprecation
+        ``UserWarning``; ``step(metric, t=epoch)`` does the same without it), as in
+        :meth:`ScheduleDriver.step`. The metric is fed to every reduce-on-plateau schedule,
+        wherever it is nested, at the step its own clock shows, before the new values are
+        computed.
+        """
+        self._step(_epoch_step(epoch, t), metric)
+
+
+def _is_sequence(spec: Any) -> bool:
+    """Whether ``spec`` is a list of per-group schedules (not a schedule, dict or string)."""
+    return isinstance(spec, Sequence) and not isinstance(spec, (str, bytes, Schedule))
+
+
+def _as_float(value: Any) -> float:
+    """A param-group value as a float (a one-element tensor is read back: at attach only)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return math.nan
+
+
+def _epoch_step(epoch: Any, t: Any) -> Any:
+    """The step to move to from torch's deprecated ``epoch`` or the driver's ``t``."""
+    if epoch is None:
+        return t
+    if t is not None:
+        raise ValueError(
+            f"give the step to move to once: step(epoch) (torch's deprecated form) or "
+            f"step(t=...), got epoch={epoch!r} and t={t!r}"
+        )
+    epoch = _check_step(epoch, "epoch")
+    warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=3)
+    return epoch
 
 
 def _copy(value: Any) -> Any:

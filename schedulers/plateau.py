@@ -9,6 +9,7 @@ stopped improving, with exactly torch's decisions (patience, cooldown, threshold
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, SupportsFloat
 
@@ -142,16 +143,23 @@ class ReduceOnPlateau(Schedule):
             raise ValueError(f"state is missing {err.args[0]!r}: state={dict(state)!r}") from None
         no_best = math.inf if self.mode == "min" else -math.inf
         best = state.get("best", no_best)
-        self.best = no_best if best is None else float(best)
+        self.best = no_best if best is None else _best_value(best)
 
     @property
     def state(self) -> dict[str, Any] | None:
-        """The state as ``to_dict()`` writes it (``None`` while nothing was observed); an
-        infinite ``best`` (none yet) is left out, so the dict stays JSON and TOML friendly."""
+        """The state as ``to_dict()`` writes it (``None`` while nothing was observed).
+
+        ``best`` is left out while nothing was observed (it is then ``inf`` in ``min`` mode,
+        ``-inf`` in ``max`` mode); an observed infinite best (``-inf`` in ``min`` mode, ``inf``
+        in ``max`` mode) is written as the string ``"-inf"`` or ``"inf"``, so the dict stays
+        JSON and TOML friendly and :func:`from_dict` restores exactly the same decisions.
+        """
         current = self.state_dict()
         no_best = math.inf if self.mode == "min" else -math.inf
-        if current["best"] == no_best or not math.isfinite(current["best"]):
+        if current["best"] == no_best:
             del current["best"]
+        elif math.isinf(current["best"]):
+            current["best"] = "inf" if current["best"] > 0 else "-inf"
         if current == {"multiplier": 1.0, "num_bad_epochs": 0, "cooldown_counter": 0}:
             return None
         return current
@@ -204,6 +212,19 @@ class ReduceOnPlateau(Schedule):
     def bounds(self):
         low, high = self.schedule.bounds()
         return (min(low, self.min_lr), high)
+
+
+def _best_value(best: Any) -> float:
+    """A stored ``best``: a real number, or ``"inf"``/``"-inf"`` as :attr:`ReduceOnPlateau.state`
+    writes an observed infinite best."""
+    if isinstance(best, str) and best.strip().lower() in ("inf", "+inf", "-inf"):
+        return float(best)
+    if isinstance(best, bool) or not isinstance(best, numbers.Real):
+        raise ValueError(
+            f"state['best'] must be a number or 'inf'/'-inf' (an observed infinite best), "
+            f"got best={best!r}"
+        )
+    return float(best)
 
 
 reduce_on_plateau = ReduceOnPlateau

@@ -94,10 +94,12 @@ class MultiStep(Schedule):
 
     Origin: PyTorch ``MultiStepLR`` (closed form). A milestone listed twice decays twice, as in
     torch. After the last milestone the value stays at ``base_lr * gamma ** len(milestones)``.
+    Milestones may be given in any order, as torch takes them (a ``Counter``: ``[30, 10]`` is
+    ``[10, 30]``); they are stored sorted, so ``to_dict()`` writes them in increasing order.
 
     Args:
         base_lr: value before the first milestone (>= 0).
-        milestones: non-decreasing steps (ints >= 0).
+        milestones: steps (ints >= 0), in any order; a step listed ``k`` times decays ``k`` times.
         gamma: factor per milestone, in [0, 1].
     """
 
@@ -105,7 +107,11 @@ class MultiStep(Schedule):
 
     def __init__(self, base_lr: float, milestones: Sequence[int], gamma: float = 0.1) -> None:
         self.base_lr = check_float("base_lr", base_lr)
-        self.milestones = check_increasing("milestones", milestones, strict=False)
+        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
+            raise TypeError(f"milestones must be a list of integers, got milestones={milestones!r}")
+        self.milestones = sorted(
+            check_int(f"milestones[{i}]", m, 0) for i, m in enumerate(milestones)
+        )
         self.gamma = check_float("gamma", gamma, 0.0, 1.0)
 
     def _value(self, t, xp):

@@ -35,7 +35,8 @@ import schedulers as S
         (lambda: S.polynomial_decay(0.1, 100, power=0.0), ValueError, ["power", "0.0"]),
         (lambda: S.power_decay(0.1, power=-1.0), ValueError, ["power", "-1.0"]),
         (lambda: S.step_lr(0.1, 10, gamma=-0.1), ValueError, ["gamma", "-0.1"]),
-        (lambda: S.multistep(0.1, [30, 10]), ValueError, ["milestones", "non-decreasing"]),
+        (lambda: S.multistep(0.1, [30, -10]), ValueError, ["milestones[1]", "-10"]),
+        (lambda: S.multistep(0.1, "30"), TypeError, ["milestones", "list of integers"]),
         (lambda: S.cyclic(0.1, 0.01), ValueError, ["max_lr", "0.01", "base_lr"]),
         (
             lambda: S.cyclic(0.01, 0.1, mode="sawtooth"),
