@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,9 +86,22 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any] | None:
     return state
 
 
+def strict_json(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, +-inf: a diverged run's losses) replaced by
+    ``None``, so that it is strict JSON (``null``), which every JSON reader accepts."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [strict_json(value) for value in data]
+    return data
+
+
 def save_json(path: str | Path, data: Any) -> None:
-    """Writes JSON atomically (``result.json``, ``summary.json``)."""
-    text = json.dumps(data, indent=1, allow_nan=True, sort_keys=False).encode()
+    """Writes JSON atomically (``result.json``, ``summary.json``): strict JSON, a non-finite
+    number written as ``null`` (:func:`strict_json`); readers take ``null`` as "no number"."""
+    text = json.dumps(strict_json(data), indent=1, allow_nan=False, sort_keys=False).encode()
     atomic_write(Path(path), lambda file: file.write(text))
 
 

@@ -202,7 +202,9 @@ def _as_tensor(label: str, value: object, dtype: torch.dtype) -> torch.Tensor:
             raise ValueError(f"{label} must have shape (N,), got {tuple(value.shape)}")
     elif value.dim() < 2:
         raise ValueError(f"{label} must have shape (N, *input_shape), got {tuple(value.shape)}")
-    return value.detach().to("cpu", dtype).contiguous()
+    # always a copy (of a CPU tensor of the right dtype too, and of a NumPy array, which
+    # torch.from_numpy shares): later in-place edits of the caller's arrays change nothing here
+    return value.detach().to("cpu", dtype, copy=True).contiguous()
 
 
 def _stack_dataset(label: str, dataset: object) -> tuple[torch.Tensor, torch.Tensor]:

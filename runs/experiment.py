@@ -161,11 +161,102 @@ def model_problem(variant, input_shape: tuple[int, ...], num_classes: int) -> st
     return None
 
 
+PREFLIGHT_EXAMPLES = 2  # the examples of the preflight's forward pass
+
+
+def training_problem(variant, data) -> str | None:
+    """What stops ``variant`` from training on ``data``, found before anything is written, or None.
+
+    On models built here for the check (twice, on the CPU, inside ``torch.random.fork_rng``: the
+    runs' random streams and numbers are not changed), it checks: that the factory returns a new
+    model at each call (one shared instance would make the seeds share weights); one forward pass
+    on the first ``PREFLIGHT_EXAMPLES`` training examples in eval mode without gradients, whose
+    output must be ``(batch, num_classes)`` floating-point logits (the cross-entropy's input); that
+    the model has trainable parameters; that the optimizer and schedules build on them; and, when
+    an epoch ends with a mini-batch of one example, a train-mode forward pass on one example (it
+    fails for BatchNorm over a single value per channel).
+    """
+    import torch
+
+    from runs.batches import batches_per_epoch
+    from runs.build import attach_schedules, make_optimizer
+    from runs.models import build_model
+
+    where = f"variant {variant.name!r}"
+    build = functools.partial(
+        build_model, variant.model.name, data.input_shape, data.num_classes,
+        **variant.model.options,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            model, again = build(), build()
+        except Exception as err:  # a user's factory may raise anything
+            return f"{where}, model: {type(err).__name__}: {err}"
+        if model is again:
+            return (
+                f"{where}, model {variant.model.name!r}: its factory returned the same "
+                f"{type(model).__name__} object twice; it must build a new model at each call "
+                "(every seed and run trains its own weights), e.g. return Net(...) inside it"
+            )
+        batch = data.train_x[:PREFLIGHT_EXAMPLES]
+        shape = (len(batch), data.num_classes)
+        model.eval()
+        try:
+            with torch.no_grad():
+                logits = model(batch)
+        except Exception as err:
+            return (
+                f"{where}, model {variant.model.name!r}: a forward pass on {len(batch)} training "
+                f"examples of shape {tuple(data.input_shape)} (input {tuple(batch.shape)}) "
+                f"failed: {type(err).__name__}: {err}"
+            )
+        if not isinstance(logits, torch.Tensor):
+            return (
+                f"{where}, model {variant.model.name!r}: its output must be a tensor of logits "
+                f"of shape (batch, num_classes) = {shape}, got {type(logits).__name__}"
+            )
+        if tuple(logits.shape) != shape or not logits.dtype.is_floating_point:
+            return (
+                f"{where}, model {variant.model.name!r}: its output must be floating-point "
+                f"logits of shape (batch, num_classes) = {shape} for {variant.train.loss}, got "
+                f"shape {tuple(logits.shape)} and dtype {logits.dtype}"
+            )
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            return (
+                f"{where}, model {variant.model.name!r}: it has no trainable parameters "
+                "(none with requires_grad=True); the optimizer would have nothing to train"
+            )
+        try:
+            attach_schedules(make_optimizer(variant.optimizer, params), variant.schedules)
+        except Exception as err:
+            return f"{where}, optimizer {variant.optimizer.name!r}: {type(err).__name__}: {err}"
+        n, size = len(data.train_x), variant.train.batch_size
+        per_epoch = batches_per_epoch(n, size)
+        steps = variant.train.steps or variant.train.epochs * per_epoch
+        if n % size == 1 and steps >= per_epoch:
+            model.train()
+            try:
+                with torch.no_grad():
+                    model(data.train_x[:1])
+            except Exception as err:
+                return (
+                    f"{where}, model {variant.model.name!r}: the last mini-batch of each epoch "
+                    f"has 1 example ({n} training examples, batch_size {size}), and the model "
+                    f"fails in train mode on one example ({type(err).__name__}: {err}); "
+                    "BatchNorm needs more than one value per channel: choose a batch_size that "
+                    "does not leave one example over"
+                )
+    return None
+
+
 def preflight(experiment: Experiment, data_dir: str | None) -> None:
     """Builds every variant's model once and loads every dataset, so that bad model options and
     missing files stop the command before anything is written. Models whose dataset's shape is
     known beforehand (``runs.data.known_shape``) are built first, before any dataset is
-    generated (and cached) or read."""
+    generated (and cached) or read. Then every variant is checked on its data
+    (:func:`training_problem`: a forward pass, the output's shape, the optimizer)."""
     from runs.data import known_shape
     from runs.parallel import dataset_on
 
@@ -177,10 +268,13 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
     if not problems:
         for variant in experiment.variants:
             data = dataset_on(variant.dataset.to_table(), data_dir, "cpu")
+            problem = None
             if known_shape(variant.dataset.name) is None:
                 problem = model_problem(variant, data.input_shape, data.num_classes)
-                if problem is not None:
-                    problems.append(problem)
+            if problem is None:
+                problem = training_problem(variant, data)
+            if problem is not None:
+                problems.append(problem)
     if problems:
         raise ValueError(f"{experiment.source}: " + "; ".join(problems))
 

@@ -32,10 +32,11 @@ from runs.spec import EVAL_METRICS
 README_FIGURE = "readme.png"
 
 
-def _smooth(values: Sequence[float], window: int) -> list[float]:
+def _smooth(values: Sequence[float | None], window: int) -> list[float]:
+    """Moving average over ``window`` values (``None``, a non-finite value in JSON, is NaN)."""
     if window <= 1:
-        return list(values)
-    arr = np.asarray(values, dtype=float)
+        return [math.nan if v is None else v for v in values]
+    arr = np.asarray([math.nan if v is None else v for v in values], dtype=float)
     kernel = np.ones(window) / window
     out = np.convolve(arr, kernel, mode="valid")
     return [float("nan")] * (window - 1) + out.tolist()

@@ -105,6 +105,59 @@ def register_model(name: str, factory: Callable[..., nn.Module], *, replace: boo
     _REGISTERED[name] = factory
 
 
+# (name, factory, options, input_shape, num_classes) -> describe_model of the built model
+_DIGESTS: dict[tuple, str] = {}
+
+
+def describe_model(model: nn.Module) -> str:
+    """A hash of what a built model is: its ``repr`` (modules and their settings), and the name,
+    shape, dtype and ``requires_grad`` of every parameter and buffer. Two builds of one factory
+    give the same hash whatever their seed and device (even on torch's ``meta`` device); a
+    changed layer, width, depth or dtype gives another. (A change made only in ``forward``'s code
+    is not seen.)"""
+    import hashlib
+
+    entries = [repr(model)]
+    for name, tensor in model.named_parameters(remove_duplicate=False):
+        entries.append(f"p {name} {tuple(tensor.shape)} {tensor.dtype} {tensor.requires_grad}")
+    for name, tensor in model.named_buffers(remove_duplicate=False):
+        entries.append(f"b {name} {tuple(tensor.shape)} {tensor.dtype}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+
+
+def registered_model_digest(
+    name: object, input_shape: tuple[int, ...], num_classes: int, options: dict
+) -> str | None:
+    """:func:`describe_model` of the registered model ``name`` built for these shapes and
+    options (None for a bundled model, whose code is the package's): part of a run's
+    fingerprint, so an edited factory never resumes or reuses the runs of the old one.
+
+    Built once per process and arguments (on torch's ``meta`` device when the factory allows it,
+    else on the CPU), without touching torch's random number generator.
+    """
+    import json
+
+    factory = _REGISTERED.get(name) if isinstance(name, str) else None
+    if factory is None:
+        return None
+    key = (
+        name, factory, json.dumps(options, sort_keys=True, default=repr),
+        tuple(input_shape), num_classes,
+    )  # fmt: skip
+    if key not in _DIGESTS:
+        build = lambda: build_model(name, tuple(input_shape), num_classes, **options)  # noqa: E731
+        with torch.random.fork_rng(devices=[]):
+            try:
+                with torch.device("meta"):
+                    model = build()
+            except (ValueError, TypeError):
+                raise
+            except Exception:  # a factory that needs real tensors: built on the CPU
+                model = build()
+        _DIGESTS[key] = describe_model(model)
+    return _DIGESTS[key]
+
+
 def _model_options(builder: Callable[..., nn.Module]) -> list[str] | None:
     """The option names ``builder`` accepts, or None when it takes any (``**options``)."""
     try:

@@ -332,15 +332,24 @@ class Variant:
 
     def fingerprint(self, seed: int) -> str:
         """Hash of everything that changes the numbers (logging cadence excluded) and the seed;
-        for a dataset registered in memory (``runs.register_dataset``), also its content, so a
-        run folder never resumes on other data under the same name."""
-        from runs.data import registered_digest
+        for a dataset registered in memory (``runs.register_dataset``), also its content, and for
+        a model registered with ``runs.register_model``, a description of the built model
+        (``runs.models.describe_model``: its modules, parameter and buffer shapes and dtypes), so
+        a run folder never resumes on other data, nor on an edited model, under the same name.
+        Bundled datasets and models add nothing: their fingerprints stay as they were."""
+        from runs.data import known_shape, registered_digest
+        from runs.models import registered_model_digest
 
         numeric = {k: v for k, v in self.to_dict().items() if k != "logging"}
         payload: dict[str, Any] = {"variant": numeric, "seed": seed}
         digest = registered_digest(self.dataset.name)
         if digest is not None:  # never for the bundled datasets: their fingerprints stay
             payload["data"] = digest
+        shape = known_shape(self.dataset.name)
+        if shape is not None:
+            model = registered_model_digest(self.model.name, *shape, self.model.options)
+            if model is not None:  # never for the bundled models: their fingerprints stay
+                payload["model"] = model
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

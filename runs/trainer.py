@@ -205,7 +205,15 @@ def train_run(
     logs to ``run_dir``, and returns the run's result (also written to ``run_dir/result.json``).
 
     ``data`` must already be on ``device``. A non-finite training loss stops the run; the result
-    then has ``status = "diverged"`` and ``diverged = {"step": s, "value": v}``.
+    then has ``status = "diverged"``, ``diverged = {"step": s, "value": v}`` (``s`` the first
+    update whose mini-batch loss was not finite, ``v`` its value as a string: ``"nan"``,
+    ``"inf"``) and no numbers for ``final`` (each metric ``None``; ``best`` is over the finite
+    evaluations). When it is detected: on the CPU without ``dist``, at that update itself, before
+    its parameters are changed (reading a CPU loss costs no sync), so the run, its history and its
+    checkpoint do not depend on ``flush_every``; on an accelerator, or under ``dist`` (the ranks
+    must agree), when the buffered losses are read (every ``flush_every`` updates, at a
+    checkpoint and at the end: one host sync each), so up to ``flush_every - 1`` more updates and
+    their evaluations are in the history.
     """
     run_dir, device = Path(run_dir), torch.device(device)
     train, logging = variant.train, variant.logging
@@ -274,6 +282,8 @@ def train_run(
     epoch, skip = divmod(step, per_epoch)
     step_sizes = getattr(optimizer, "step_sizes", None)  # a learning-rate-free optimizer's own
     model.train()
+    # the CPU's losses are host values already: checked at every update (see the docstring)
+    check_each_update = dist is None and device.type == "cpu"
     while step < steps and diverged is None:
         for xb, yb in itertools.islice(epoch_batches(data, train, seed, epoch), skip, None):
             local_x, local_y = xb[rank::world], yb[rank::world]
@@ -281,6 +291,10 @@ def train_run(
             batch_loss = functools.partial(mini_batch_loss, net, local_x, local_y, scale)
             rng = rng_state(device)
             loss = batch_loss()
+            if check_each_update and not math.isfinite(loss.item()):
+                log.train_loss(step, loss.detach())
+                diverged = log.flush()
+                break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             with_stats = (step + 1) % logging.stats_every == 0
@@ -325,7 +339,7 @@ def train_run(
     elapsed += time.perf_counter() - started
     result = summarize(variant, seed, log.history, steps, elapsed, diverged)
     if rank == 0:
-        final = {k: v for k, v in result["final"].items() if math.isfinite(v)}
+        final = {k: v for k, v in result["final"].items() if v is not None and math.isfinite(v)}
         log.hparams(flat_hparams(variant.to_dict(), seed), final, step, failed=bool(diverged))
         ckpt.save_json(run_dir / ckpt.RESULT, result)
     log.close()
@@ -348,19 +362,25 @@ def summarize(
     wall_time: float,
     diverged: tuple[int, float] | None,
 ) -> dict[str, Any]:
-    """A run's result: final and best metrics, status, wall time, resolved config, history."""
+    """A run's result: final and best metrics, status, wall time, resolved config, history.
+
+    A diverged run has no final metrics (``None`` each: its last evaluation may be of weights
+    that already diverged, and when it ran depends on when divergence was detected); ``best``
+    is over the finite evaluations (``None`` when there is none); the diverged loss is given as
+    a string (``"nan"``, ``"inf"``, ``"-inf"``), as JSON has no such numbers.
+    """
     evals = history["eval"]
-    final = {name: evals[name][-1] for name in evals if name != "step"}
-    best = {
-        name: (max if name.endswith("accuracy") else min)(evals[name])
-        for name in evals
-        if name != "step"
-    }
+    names = [name for name in evals if name != "step"]
+    final = {name: None if diverged else evals[name][-1] for name in names}
+    best = {}
+    for name in names:
+        finite = [v for v in evals[name] if v is not None and math.isfinite(v)]
+        best[name] = (max if name.endswith("accuracy") else min)(finite) if finite else None
     return {
         "variant": variant.name,
         "seed": seed,
         "status": "diverged" if diverged else "finished",
-        "diverged": {"step": diverged[0], "value": diverged[1]} if diverged else None,
+        "diverged": {"step": diverged[0], "value": str(diverged[1])} if diverged else None,
         "steps": steps,
         "final_step": evals["step"][-1],
         "final": final,

@@ -190,7 +190,7 @@ def _score(result: dict[str, Any] | None, metric: str) -> float:
     if result is None or result["status"] != "finished":
         return math.inf
     value = result["final"][metric]
-    if not math.isfinite(value):
+    if value is None or not math.isfinite(value):
         return math.inf
     return -value if metric.endswith("accuracy") else value
 
@@ -282,8 +282,10 @@ def check_task_dirs(tasks: Sequence[Any]) -> dict[str, int]:
         found = (result or state or {}).get("fingerprint")
         if found is not None and found != task.variant.fingerprint(task.seed):
             raise ValueError(
-                f"{task.run_dir} holds a run of another configuration of {task.variant.name!r}; "
-                "delete that folder or choose another --logdir"
+                f"{task.run_dir} holds a run of another configuration of {task.variant.name!r} "
+                f"(model {task.variant.model.name!r}, dataset {task.variant.dataset.name!r}): a "
+                "setting, the seed, a registered dataset's content or a registered model's "
+                "architecture differs; delete that folder or choose another --logdir"
             )
         if state is not None:
             resumed[task.run_dir] = int(state["step"])
