@@ -34,3 +34,20 @@ def quick_run(quick_logdir) -> Callable[[str], Path]:
         return root
 
     return folder
+
+
+@pytest.fixture
+def clean_registries():
+    """The test starts and ends with the model and dataset registries it found (a module that
+    registers its own uses it with ``pytestmark = pytest.mark.usefixtures(...)``)."""
+    from runs import data as runs_data
+    from runs import models as runs_models
+
+    saved = [
+        (registry, dict(registry))
+        for registry in (runs_models._REGISTERED, runs_data._REGISTERED, runs_data._DIGESTS)
+    ]
+    yield
+    for registry, content in saved:
+        registry.clear()
+        registry.update(content)

@@ -17,18 +17,7 @@ from runs.build import optimizer_class
 from runs.data import DatasetSplits, dataset_from, load_dataset
 from runs.load import parse_experiment
 
-
-@pytest.fixture(autouse=True)
-def clean_registries():
-    """Each test starts and ends with the registries it found."""
-    saved = [
-        (registry, dict(registry))
-        for registry in (runs_models._REGISTERED, runs_data._REGISTERED, runs_data._DIGESTS)
-    ]
-    yield
-    for registry, content in saved:
-        registry.clear()
-        registry.update(content)
+pytestmark = pytest.mark.usefixtures("clean_registries")
 
 
 def linear_factory(input_shape, num_classes, *, bias=True):

@@ -31,17 +31,7 @@ class RecordingSGD(torch.optim.SGD):
         return super().step(closure)
 
 
-@pytest.fixture(autouse=True)
-def clean_registries():
-    """Each test starts and ends with the registries it found."""
-    saved = [
-        (registry, dict(registry))
-        for registry in (runs_models._REGISTERED, runs_data._REGISTERED, runs_data._DIGESTS)
-    ]
-    yield
-    for registry, content in saved:
-        registry.clear()
-        registry.update(content)
+pytestmark = pytest.mark.usefixtures("clean_registries")
 
 
 def blobs(n=100, dim=4, seed=0):
