@@ -12,7 +12,9 @@ import pytest
 import runs
 from runs import spec
 from runs.load import parse_experiment, resolve
-from tests.runs.test_api import blobs, clean_registries, linear_factory  # noqa: F401
+from tests.runs.test_api import blobs, linear_factory
+
+pytestmark = pytest.mark.usefixtures("clean_registries")
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "experiment-toml.md"
 SECTIONS = (*spec.SECTIONS.values(), *spec.STAGES.values())
