@@ -208,20 +208,46 @@ def _as_tensor(label: str, value: object, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _stack_dataset(label: str, dataset: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """A map-style torch ``Dataset`` of ``(x, y)`` pairs stacked into two tensors."""
+    """A map-style torch ``Dataset`` of ``(x, y)`` pairs stacked into two tensors, checked as
+    the tensors of ``dataset_from(train_x, train_y, ...)`` are (:func:`_as_tensor`): inputs of one
+    shape, of at least one dimension; a label an integer (a float or bool label is refused,
+    not truncated)."""
+    if isinstance(dataset, torch.utils.data.DataLoader):
+        raise TypeError(
+            f"{label}: got a DataLoader; give its map-style Dataset ({label}=loader.dataset): the "
+            "runner makes its own mini-batches from the seed"
+        )
     try:
         length = len(dataset)  # type: ignore[arg-type]
-        pairs = [dataset[i] for i in range(length)]  # type: ignore[index]
-        xs = [torch.as_tensor(x) for x, _ in pairs]
-        ys = [int(y) for _, y in pairs]
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"{label}: a torch Dataset must have len() and give (x, y) pairs with an integer "
-            f"label y: {err}"
-        ) from None
+    except TypeError as err:
+        raise TypeError(f"{label}: a torch Dataset must have len(): {err}") from None
+    xs, ys = [], []
+    for i in range(length):
+        try:
+            x, y = dataset[i]  # type: ignore[index]
+            xs.append(torch.as_tensor(x))
+            ys.append(torch.as_tensor(y))
+        except Exception as err:  # a user's __getitem__ may raise anything
+            raise TypeError(
+                f"{label}: item {i} of the Dataset is not an (x, y) pair of arrays or numbers "
+                f"({type(err).__name__}: {err})"
+            ) from None
     if not xs:
         raise ValueError(f"{label}: the dataset is empty")
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+    shapes = sorted({tuple(x.shape) for x in xs})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{label}: every input x must have one shape, got {len(shapes)} shapes "
+            f"({', '.join(map(str, shapes[:3]))}{', ...' if len(shapes) > 3 else ''})"
+        )
+    if ys[0].dim() != 0 or len({tuple(y.shape) for y in ys}) > 1:
+        raise ValueError(
+            f"{label}: each label y must be one integer, got shape {tuple(ys[0].shape)}"
+        )
+    return (
+        _as_tensor(f"{label}_x", torch.stack(xs), torch.float32),
+        _as_tensor(f"{label}_y", torch.stack(ys), torch.int64),
+    )
 
 
 def dataset_from(

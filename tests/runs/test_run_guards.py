@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -221,3 +222,50 @@ def test_results_and_summary_are_strict_json_after_a_divergence(tmp_path):
     assert None in result["history"]["train_loss"]["value"]
     statuses = {r["variant"]: r["status"] for r in summary["runs"]}
     assert statuses == {"v": "finished", "boom": "diverged"}
+
+
+class _Items(torch.utils.data.Dataset):
+    """A map-style Dataset of 10 items made by ``item(i)``."""
+
+    def __init__(self, item):
+        self.item = item
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        return self.item(i)
+
+
+def _raise(i):
+    raise RuntimeError("file missing on disk")
+
+
+@pytest.mark.parametrize(
+    ("item", "error", "words"),
+    [
+        (lambda i: (torch.randn(4), 1.7 + i % 2), ValueError, "integer class labels"),
+        (lambda i: (torch.randn(4), bool(i % 2)), ValueError, "integer class labels"),
+        (lambda i: (torch.randn(4 + i % 2), i % 2), ValueError, "one shape"),
+        (lambda i: (float(i), i % 2), ValueError, "(N, *input_shape)"),
+        (lambda i: (torch.randn(4), torch.tensor([i % 2, 1])), ValueError, "one integer"),
+        (_raise, TypeError, "item 0"),
+    ],
+    ids=["float-labels", "bool-labels", "ragged-x", "scalar-x", "vector-label", "item-raises"],
+)
+def test_a_dataset_is_checked_as_tensors_are(item, error, words):
+    """``dataset_from(train=Dataset, ...)`` refuses what ``dataset_from(train_x, train_y, ...)``
+    refuses (float labels 1.7 and 2.7 were truncated to 1 and 2; bool labels and scalar inputs
+    were taken; ragged inputs and a failing item gave torch's raw RuntimeError)."""
+    with pytest.raises(error, match=re.escape(words)):
+        dataset_from(train=_Items(item), test=_Items(item))
+
+
+def test_a_dataloader_is_refused_naming_its_dataset():
+    x, y = torch.randn(10, 4), torch.arange(10) % 2
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=5)
+    with pytest.raises(TypeError, match=re.escape("train=loader.dataset")):
+        dataset_from(train=loader, test=loader)
+    data = dataset_from(train=loader.dataset, test=loader.dataset)
+    assert torch.equal(data.train_x, x)
+    assert torch.equal(data.train_y, y)
