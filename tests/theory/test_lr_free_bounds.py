@@ -104,20 +104,61 @@ def test_dog_iterates_stay_within_three_initial_distances(problem):
     assert 0.2 < certificate.worst_ratio <= 1  # DoG did travel a good part of the way
 
 
-def test_dog_bound_fails_when_r_eps_is_too_large_or_the_bound_too_small():
+def test_dog_bound_refuses_r_eps_above_its_condition():
     problem = STRONGLY_CONVEX
     bound = B.dog_iterate_bound(problem)
-    # r_eps = reps_rel (1 + ||x0||) = 5 d0 > 3 d0: the first step alone moves 5 d0
-    reps_rel = 5 * DISTANCE / (1 + float(problem.x0.norm()))
-    certificate = certify(problem, lambda ps: optim.DoG(ps, reps_rel=reps_rel), 50, bound)
-    assert not certificate.held
-    assert certificate.first_violation == 1
-    assert certificate.worst_ratio >= 5 / 3 * (1 - 1e-9)
+    scale = 1 + float(problem.x0.norm())  # r_eps = reps_rel (1 + ||x0||)
+    # r_eps = 5 d0 > 3 d0: no bound is built for it ...
+    reps_rel = 5 * DISTANCE / scale
+    with pytest.raises(ValueError, match="fails at k = 1"):
+        B.dog_iterate_bound(problem, reps_rel=reps_rel)
+    # ... and the default bound (reps_rel = 1e-6) does not take the run
+    make = lambda ps: optim.DoG(ps, reps_rel=reps_rel)  # noqa: E731
+    refused = certify(problem, make, 50, bound)
+    assert refused.status == "not applicable", refused.summary()
+    assert "reps_rel" in refused.not_applicable
+    # why the condition: the first update alone moves r_eps = 5 d0 > 3 d0
+    moved = run(problem, make, 50, observe=B._moved_from_start(problem))
+    assert moved.distance[1] == pytest.approx(5 * DISTANCE, rel=1e-9)
+    # inside the condition (r_eps = 2.9 d0) the bound is built, and holds at every step, the
+    # first update its worst
+    inside = 2.9 * DISTANCE / scale
+    near = B.dog_iterate_bound(problem, reps_rel=inside)
+    certificate = certify(problem, lambda ps: optim.DoG(ps, reps_rel=inside), 400, near)
+    assert certificate.held, certificate.summary()
+    assert certificate.worst_ratio == pytest.approx(2.9 / 3, rel=1e-9)
+
+
+def test_dog_bound_is_about_plain_dog_with_its_settings_and_can_fail():
+    problem = STRONGLY_CONVEX
+    bound = B.dog_iterate_bound(problem)
+    # init_eta replaces r_eps (the group's reps_rel becomes 0): not the run the bound is about
+    init_eta = certify(problem, lambda ps: optim.DoG(ps, init_eta=1e-3), 10, bound)
+    assert "reps_rel" in init_eta.not_applicable
+    # the paper's c = lr = 1 and no weight decay are assumed
+    assert "lr" in certify(problem, lambda ps: optim.DoG(ps, lr=2.0), 10, bound).not_applicable
+    decay = certify(problem, lambda ps: optim.DoG(ps, weight_decay=0.1), 10, bound)
+    assert "weight_decay" in decay.not_applicable
+    # another optimizer, even with the same settings, is not DoG
+    sgd = certify(problem, lambda ps: torch.optim.SGD(ps, lr=1.0), 10, bound)
+    assert "the bound is about DoG" in sgd.not_applicable
     # the default run moves about d0, so a bound of 0.9 d0 (factor 0.3) is broken
     shrunk = certify(problem, lambda ps: optim.DoG(ps), 400, bound.scaled(0.3))
+    assert shrunk.applicable
     assert not shrunk.held
-    # the paper's c = lr = 1 is assumed: another lr is refused as not applicable
-    assert not certify(problem, lambda ps: optim.DoG(ps, lr=2.0), 10, bound).applicable
+
+
+def test_dog_bound_needs_full_gradients():
+    # only observed with exact gradients (the paper proves its stochastic guarantee for a
+    # tamed variant): a sampled problem is refused
+    sampled = LeastAbsoluteDeviations.synthetic(n=100, dim=5, seed=0)
+    assert sampled.stochastic
+    with pytest.raises(ValueError, match="full gradients"):
+        B.dog_iterate_bound(sampled)
+    # the same problem with full gradients (non-smooth) is taken, and DoG stays within 3 d0
+    full = LeastAbsoluteDeviations.synthetic(n=100, dim=5, seed=0, batch_size=None)
+    certificate = certify(full, lambda ps: optim.DoG(ps), 400, B.dog_iterate_bound(full))
+    assert certificate.held, certificate.summary()
 
 
 def test_sps_step_is_at_least_its_lemma_1_floor_and_not_more():
