@@ -301,7 +301,11 @@ def _square(tensors: tuple[Tensor, ...], out: Tensor | None) -> Tensor:
 
 def _quotient(tensors: tuple[Tensor, ...], out: Tensor | None) -> Tensor:
     x, y, d = tensors
-    return (x * y if out is None else torch.mul(x, y, out=out)).div_(d)
+    product = x * y if out is None else torch.mul(x, y, out=out)
+    if d.dtype != product.dtype and torch.result_type(product, d) != product.dtype:
+        # (a float32 g and a float64 state after model.float(): promoted, as the package's)
+        return product.div(d)
+    return product.div_(d)
 
 
 def abs_sums(
@@ -494,8 +498,15 @@ class ReducingOptimizer(RuleOptimizer):
         impl: str | None = None,
         foreach: bool | None = None,
     ) -> None:
-        defaults = {**defaults, "foreach": foreach}
+        # torch's keyword picks the path, but stays out of the param groups: the reference
+        # packages have no such key, and a state dict must carry theirs only
+        self._foreach_keyword = foreach
         super().__init__(params, defaults, impl=impl, compile=False)
+
+    def _path_keywords(
+        self, defaults: dict[str, Any], impl: str | None, compile: bool
+    ) -> tuple[bool | None, bool | None]:
+        return self._foreach_keyword, None
 
     def _reset_caches(self) -> None:
         super()._reset_caches()  # (also after copy.deepcopy or unpickling)

@@ -70,9 +70,11 @@ def in_group_order(
     values: list[Tensor], chunks: list[Chunk], count: int, dtype: torch.dtype
 ) -> Tensor:
     """One value per parameter of a param group (``count`` of them), in its order and in
-    ``dtype``, as the package stacks them: the chunks' per-tensor ``values`` placed at their
-    positions (a parameter without a gradient: 0)."""
+    ``dtype`` or the values' own wider dtype, as the package stacks them: the chunks'
+    per-tensor ``values`` placed at their positions (a parameter without a gradient: 0).
+    (After ``model.float()`` x_0 stays float64, and so do the package's ``||x - x_0||``.)"""
     joined = torch.cat(values) if len(values) > 1 else values[0]
+    dtype = torch.promote_types(dtype, joined.dtype)
     index = _index([i for c in chunks for i in c.positions], joined.device)
     if index == slice(0, count):
         return joined.to(dtype)  # (every parameter, in order: the common case)
@@ -458,7 +460,8 @@ class DoG(ReducingOptimizer):
         for chunk, (grads, _) in zip(chunks, parts):
             self.fill(chunk)
             where = _index(chunk.positions, device)
-            moved = distances_from_start(chunk, self._dog_scratch(chunk)).to(dtype)
+            moved = distances_from_start(chunk, self._dog_scratch(chunk))
+            moved = moved.to(torch.promote_types(dtype, moved.dtype))  # (see in_group_order)
             rbar = torch.maximum(rbar_before[where], moved)
             eta = dog_step_size(lr, rbar, G[where])
             dog_update(chunk, grads, eta)
@@ -475,6 +478,7 @@ class DoG(ReducingOptimizer):
         and x_0 in ``group["init_buffer"]``."""
         count = len(group["params"])
         etas = list(eta.unbind()) if self.per_tensor else [eta] * count
+        group.setdefault("init_buffer", None)  # (the package's key order: x_0 before rbar)
         group.update(rbar=rbar, G=G, eta=etas)
         if self.per_tensor:
             self._eta_vectors[id(group)] = (etas, eta)

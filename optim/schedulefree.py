@@ -285,11 +285,11 @@ class SGDScheduleFree(_ScheduleFree):
         compile: bool = False,
     ) -> None:
         _common(lr, weight_decay, warmup_steps, r, weight_lr_power)
-        check_interval(momentum, "momentum", 0.0, 1.0, high_open=True)
-        if not _number(momentum, "momentum") > 0:
+        if not 0 < _number(momentum, "momentum") < 1:  # (one message for both ends)
             raise ValueError(
-                "momentum must be in (0, 1): eval() moves the parameters to "
-                f"x = y + (1 - 1/momentum)(z - y), got momentum={momentum!r}"
+                f"Invalid momentum value: {momentum!r} (momentum must be in (0, 1): eval() "
+                f"moves the parameters to x = y + (1 - 1/momentum)(z - y), got "
+                f"momentum={momentum!r})"
             )
         defaults = {
             "lr": lr, "momentum": momentum, "r": r, "k": 0, "warmup_steps": warmup_steps,

@@ -638,6 +638,28 @@ def test_our_state_dict_loads_into_the_reference_package(case, impl):
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_param_groups_have_the_packages_keys_in_its_order(case):
+    """A state dict's param groups are the package's, key for key, before and after the first
+    steps (ours kept a ``foreach`` key the packages of Prodigy, D-Adaptation and DoG do not
+    have, and DoG's ``init_buffer`` after ``rbar``, ``G``, ``eta`` where the package sets it
+    before them)."""
+    name, reference, kwargs, second = case
+    keys = []
+    for make in (reference, getattr(optim, name)):
+        params = make_params()
+        optimizer = make(groups(params, second), **kwargs)
+        before = [list(g) for g in optimizer.state_dict()["param_groups"]]
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        for t in range(3):
+            optimizer.zero_grad()
+            noisy_loss(params, t).backward()
+            optimizer.step()
+        keys.append((before, [list(g) for g in optimizer.state_dict()["param_groups"]]))
+    assert keys[1] == keys[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_per_parameter_state_has_the_packages_keys_order_and_shapes(case):
     name, reference, kwargs, second = case
     saved = []
@@ -1057,6 +1079,16 @@ def test_bad_input_names_the_parameter(name, kwargs, error, word):
         getattr(optim, name)(make_params(), **kwargs)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 1.0, -0.5, 1.5])
+def test_schedule_free_sgd_momentum_refusals_state_one_range(momentum):
+    """The package's range, (0, 1), at both ends (1.0 was said to be outside "[0, 1)", which
+    named 0 as allowed)."""
+    with pytest.raises(
+        ValueError, match=r"momentum must be in \(0, 1\).*momentum=" + str(momentum)
+    ):
+        optim.SGDScheduleFree(make_params(), momentum=momentum)
+
+
 def test_loss_based_steps_need_the_loss_and_schedule_free_needs_train_mode():
     params = make_params()
     with pytest.raises(ValueError, match="closure"):
@@ -1349,6 +1381,47 @@ def test_model_double_after_the_first_steps_as_the_reference(name, impl):
         assert actual is RuntimeError
     else:
         assert relative_error(actual, expected) <= 1e-9
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", PACKED)
+def test_model_float_after_float64_steps_as_the_reference(name, impl):
+    """``model.float()`` after float64 steps (the state, and DoG's x_0, stay float64, as in the
+    package): the package's numbers, or its exception type where it fails. DAdaptAdaGrad's
+    weighted sums divided a float32 ``g * g`` in place by the float64 state (the package's
+    ``(g * g).div(s)`` promotes: 3e-8 apart after 60 steps); DoG's distances
+    ``||x - x_0||``, float64 in the package, were rounded to float32 (2e-7)."""
+    _, reference, kwargs, _ = next(c for c in CASES if c[0] == name)
+    # a start large enough for d (or DoG's r_eps) to move the parameters from the first steps
+    kwargs = {**kwargs, **({"d0": 1e-3} if name in ESTIMATORS else {})}
+    kwargs = {**kwargs, **({"reps_rel": 1e-3} if name in {"DoG", "LDoG"} else {})}
+
+    def run(make):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        model.double()
+        optimizer = make(model.parameters())
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        inputs, targets = torch.randn(16, 4), torch.randn(16, 2)
+        for step in range(30):
+            if step == 5:
+                model.float()
+            dtype = next(model.parameters()).dtype
+            optimizer.zero_grad()
+            ((model(inputs.to(dtype)) - targets.to(dtype)) ** 2).mean().backward()
+            try:
+                optimizer.step()
+            except RuntimeError as error:
+                return type(error)
+        return [p.detach().double() for p in model.parameters()]
+
+    expected = run(lambda ps: reference(ps, **kwargs))
+    actual = run(lambda ps: getattr(optim, name)(ps, impl=impl, **kwargs))
+    if expected is RuntimeError:
+        assert actual is RuntimeError
+    else:
+        assert relative_error(actual, expected) <= 1e-10
 
 
 @pytest.mark.parametrize(
