@@ -87,12 +87,16 @@ def run(
         experiment, software versions, per-variant aggregates and every run.
 
     Raises:
+        TypeError: an argument of another type than its annotation's, named with its value.
         ValueError: the options or the experiment are invalid (every problem, with its location),
-            as the command reports them; nothing is written then.
+            as the command reports them, naming the keyword arguments; nothing is written then.
     """
     from runs import experiment as command
     from runs.catalog import find_experiment
+    from runs.checks import check_arguments
     from runs.load import as_toml_values, load_experiment, parse_experiment, resolve
+
+    check_arguments(run, locals())
 
     for name, factory in (models or {}).items():
         register_model(name, factory)
@@ -103,12 +107,8 @@ def run(
     args = argparse.Namespace(
         experiment=None, quick=quick, seeds=seeds, jobs=jobs, threads=threads,
         logdir=str(logdir), data_dir=None if data_dir is None else str(data_dir), device=device,
-        variants=variants, quiet=quiet, backend=backend, address=address,
+        variants=variants, quiet=quiet, backend=backend, address=address, python=True,
     )  # fmt: skip
-    for option in ("jobs", "threads"):
-        value = getattr(args, option)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{option} must be a positive integer, got {value!r}")
     if backend not in command.parallel_backends():
         allowed = ", ".join(command.parallel_backends())
         raise ValueError(f"backend must be one of {allowed}, got {backend!r}")

@@ -1,7 +1,10 @@
 """Small argument checks shared by the runner's modules.
 
-- ``check_positive_int`` and ``check_non_negative_int`` raise at once (arguments of a function,
-  options of a command);
+- ``check_positive_int``, ``check_non_negative_int`` and ``check_seeds`` raise at once (arguments
+  of a function, options of a command);
+- ``check_type`` raises a ``TypeError`` unless a value has its declared type (``runs.spec``'s
+  classes check their fields with it when they are constructed; ``check_arguments`` checks a
+  function's arguments against its annotations);
 - the value checks (``positive_int``, ``one_of(...)``, ...) return ``None`` when a value is
   allowed, else the phrase saying what is allowed, so that a validator (``runs.load``) can
   collect every problem with its location in :class:`Problems` before raising once.
@@ -9,9 +12,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # A check returns None when the value is allowed, else the phrase saying what is allowed.
@@ -34,6 +41,68 @@ def check_non_negative_int(name: str, value: object) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 0."""
     if non_negative_int(value) is not None:
         raise ValueError(f"{name} must be an integer >= 0, got {name}={value!r}")
+
+
+def check_seeds(seeds: object, option: str = "seeds") -> None:
+    """Raises ``ValueError`` naming ``option`` unless ``seeds`` (a seed-count override) is None
+    or a positive integer."""
+    if seeds is not None and positive_int(seeds) is not None:
+        raise ValueError(f"{option} must be a positive integer (the seeds 0..N-1), got {seeds!r}")
+
+
+def type_allows(hint: Any, value: Any) -> bool:
+    """Whether ``value`` has the type ``hint`` (a resolved annotation: a class, ``A | B``,
+    ``dict[K, V]``, ``Mapping[K, V]``, ``list[T]``, ``tuple[T, ...]``, ``Any``), element by element.
+    A bool is not an int, an int is a float, and a list and a tuple stand for each other (TOML
+    has arrays only)."""
+    if hint is Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(type_allows(arg, value) for arg in args)
+    kind = origin or hint
+    if kind in (list, tuple):
+        items = args[0] if args else Any
+        return isinstance(value, list | tuple) and all(type_allows(items, v) for v in value)
+    if kind in (dict, Mapping):
+        key, item = args or (Any, Any)
+        pairs = value.items() if isinstance(value, Mapping) else None
+        return pairs is not None and all(
+            type_allows(key, k) and type_allows(item, v) for k, v in pairs
+        )
+    if kind is float:
+        return _number(value)
+    if kind is int:
+        return _integer(value)
+    return isinstance(value, kind)
+
+
+def check_type(owner: str, name: str, value: Any, hint: Any, declared: str) -> None:
+    """Raises ``TypeError`` naming ``owner``, ``name``, the value and ``declared`` (the annotation
+    as written) unless ``value`` has the type ``hint``."""
+    if not type_allows(hint, value):
+        lists = " (a list or a tuple)" if re.search(r"\b(list|tuple)\[", declared) else ""
+        raise TypeError(
+            f"{owner}: {name} must be {declared}{lists}, got {value!r:.80} ({type(value).__name__})"
+        )
+
+
+@functools.cache
+def type_hints(owner: Any) -> dict[str, Any]:
+    """The resolved annotations of a class or function (``typing.get_type_hints``), cached."""
+    return typing.get_type_hints(owner)
+
+
+def check_arguments(function: Callable, arguments: Mapping[str, Any]) -> None:
+    """Raises ``TypeError`` for the first of ``arguments`` (``locals()`` at the start of
+    ``function``) whose value does not have the type ``function`` declares for it."""
+    hints = type_hints(function)
+    for name, parameter in inspect.signature(function).parameters.items():
+        if name in hints:
+            declared = str(parameter.annotation)
+            check_type(function.__name__, name, arguments[name], hints[name], declared)
 
 
 class Problems:

@@ -30,11 +30,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from runs import checkpoint as ckpt
 from runs import tuning
 from runs.build import optimizer_class
 from runs.catalog import DEFAULT_EXPERIMENT, find_experiment
+from runs.checks import check_positive_int, check_seeds
 from runs.load import load_experiment
 from runs.spec import Experiment
 
@@ -83,6 +85,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def option_name(args: argparse.Namespace, name: str, value: Any = None) -> str:
+    """Option ``name`` (with ``value``) as the caller wrote it, for a message: ``--data-dir``,
+    ``--backend ray`` on the command line; ``data_dir``, ``backend='ray'`` from Python
+    (``runs.run`` sets ``args.python``)."""
+    if getattr(args, "python", False):
+        return name if value is None else f"{name}={value!r}"
+    flag = "--" + name.replace("_", "-")
+    return flag if value is None else f"{flag} {value}"
+
+
 def parallel_backends() -> tuple[str, ...]:
     from runs.parallel import BACKENDS
 
@@ -91,18 +103,19 @@ def parallel_backends() -> tuple[str, ...]:
 
 def run_study_command(args: argparse.Namespace) -> int:
     """``stepsize run`` of an experiment that is not a training run (``runs.study``)."""
-    from runs.study import check_seeds, load_study, run_study
+    from runs.study import load_study, run_study
 
-    load_study(args.experiment)
-    check_seeds(args.seeds)
-    for option in ("variants", "data_dir", "address"):
-        if getattr(args, option):
-            raise ValueError(f"--{option.replace('_', '-')} does not apply to {args.experiment}")
+    load_study(args.experiment)  # (the seeds were checked with the other options)
+    for name in ("variants", "data_dir", "address"):
+        if getattr(args, name):
+            raise ValueError(f"{option_name(args, name)} does not apply to {args.experiment}")
     if args.backend != "process":
-        raise ValueError(f"--backend {args.backend} does not apply to {args.experiment}")
+        raise ValueError(
+            f"{option_name(args, 'backend', args.backend)} does not apply to {args.experiment}"
+        )
     folder = Path(args.logdir) / (args.experiment + ("-quick" if args.quick else ""))
-    ckpt.check_writable_folder(folder, "--logdir")
-    with ckpt.folder_lock(folder):
+    ckpt.check_writable_folder(folder, option_name(args, "logdir"))
+    with ckpt.folder_lock(folder, option_name(args, "logdir")):
         root = run_study(
             args.experiment, quick=args.quick, seeds=args.seeds, logdir=args.logdir,
             threads=args.threads,
@@ -279,8 +292,8 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
         raise ValueError(f"{experiment.source}: " + "; ".join(problems))
 
 
-def check_device(device: str) -> None:
-    """Raises ``ValueError`` naming ``--device`` unless ``device`` is one this machine has:
+def check_device(device: str, option: str = "--device") -> None:
+    """Raises ``ValueError`` naming ``option`` unless ``device`` is one this machine has:
     ``cpu``, ``cuda`` / ``cuda:N`` with CUDA available and N below the device count, or ``mps``
     where available."""
     import torch
@@ -289,42 +302,44 @@ def check_device(device: str) -> None:
     try:
         parsed = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"--device: unknown device {device!r}; use {allowed}") from None
+        raise ValueError(f"{option}: unknown device {device!r}; use {allowed}") from None
     if parsed.type == "cpu":
         return
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"--device {device}: CUDA is not available here (torch {torch.__version__}); "
-                "use --device cpu"
+                f"{option} {device}: CUDA is not available here (torch {torch.__version__}); "
+                "use cpu"
             )
         count = torch.cuda.device_count()
         if parsed.index is not None and parsed.index >= count:
             raise ValueError(
-                f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                f"{option} {device}: this machine has {count} CUDA device(s), cuda:0 to "
                 f"cuda:{count - 1}"
             )
         return
     if parsed.type == "mps" and torch.backends.mps.is_available():
         return
-    raise ValueError(f"--device: {device!r} is not available here; use {allowed}")
+    raise ValueError(f"{option}: {device!r} is not available here; use {allowed}")
 
 
 def check_options(args: argparse.Namespace) -> None:
-    """The checks of the command line that need no experiment (nothing is written yet)."""
-    for option in ("jobs", "threads"):
-        value = getattr(args, option)
-        if value < 1:
-            raise ValueError(f"--{option} must be a positive integer, got {value}")
+    """The checks of the options that need no experiment (nothing is written yet), each refusal
+    naming the option as the caller wrote it (:func:`option_name`)."""
+    for name in ("jobs", "threads"):
+        check_positive_int(option_name(args, name), getattr(args, name))
+    check_seeds(getattr(args, "seeds", None), option_name(args, "seeds"))
     backend = getattr(args, "backend", "process")
     if getattr(args, "address", None) and backend != "ray":
-        raise ValueError("--address needs --backend ray")
+        raise ValueError(
+            f"{option_name(args, 'address')} needs {option_name(args, 'backend', 'ray')}"
+        )
     if backend == "ray":
         from runs.parallel import import_ray
 
-        import_ray()
-    check_device(args.device)
-    ckpt.check_writable_folder(args.logdir, "--logdir")
+        import_ray(option_name(args, "backend", "ray"))
+    check_device(args.device, option_name(args, "device"))
+    ckpt.check_writable_folder(args.logdir, option_name(args, "logdir"))
 
 
 def final_tasks(experiment: Experiment, root: Path) -> list:
@@ -350,24 +365,24 @@ def with_chosen_rates(experiment: Experiment, chosen: dict[str, float]) -> Exper
     return dataclasses.replace(experiment, variants=variants)
 
 
-def check_writable_paths(experiment: Experiment, root: Path) -> None:
-    """Raises ``ValueError`` naming ``--logdir`` unless every folder the experiment will write
+def check_writable_paths(experiment: Experiment, root: Path, option: str = "--logdir") -> None:
+    """Raises ``ValueError`` naming ``option`` unless every folder the experiment will write
     (its own, ``figures``, each run's and each search run's) is, or can be made as, a writable
     folder, and no file it will write is a folder: checked before anything is written."""
     files = ["experiment.json", "summary.json", "summary.md", tuning.RANGE_TEST_FILE]
     files.append(tuning.SEARCH_FILE)
     for name in files:
         if (root / name).is_dir():
-            raise ValueError(f"--logdir: {str(root / name)!r} is a folder, not a file; remove it")
+            raise ValueError(f"{option}: {str(root / name)!r} is a folder, not a file; remove it")
     folders = [root / "figures", *(Path(task.run_dir) for task in final_tasks(experiment, root))]
     if experiment.search is not None:
         rows = tuning.search_tasks(experiment, root).values()
         folders += [Path(task.run_dir) for pairs in rows for _, task in pairs]
     for folder in folders:
-        ckpt.check_writable_folder(folder, "--logdir")
+        ckpt.check_writable_folder(folder, option)
 
 
-def check_folder(experiment: Experiment, root: Path, load, names: str | None) -> dict | None:
+def check_folder(experiment: Experiment, root: Path, load, args: argparse.Namespace) -> dict | None:
     """Every check of the existing run folders that can be made before anything is written.
 
     The search's runs are always checked. The comparison's runs are checked when their
@@ -379,15 +394,18 @@ def check_folder(experiment: Experiment, root: Path, load, names: str | None) ->
         derived = tuning.saved_range_test(experiment, root)
         if derived is None:
             return None
-        experiment = select_variants(load(derived=derived), names)
+        experiment = select_variants(
+            load(derived=derived), args.variants, option_name(args, "variants")
+        )
+    logdir = option_name(args, "logdir")
     if experiment.search is not None:
         pairs = tuning.search_tasks(experiment, root).values()
-        tuning.check_task_dirs([task for rows in pairs for _, task in rows])
+        tuning.check_task_dirs([task for rows in pairs for _, task in rows], logdir)
         chosen = tuning.saved_choice(experiment, root)
         if chosen is None:
             return None
         experiment = with_chosen_rates(experiment, chosen)
-    return tuning.check_task_dirs(final_tasks(experiment, root))
+    return tuning.check_task_dirs(final_tasks(experiment, root), logdir)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -408,25 +426,25 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
     from runs import parallel
 
     started = time.perf_counter()
-    experiment = select_variants(load(), args.variants)
+    logdir = option_name(args, "logdir")
+    experiment = select_variants(load(), args.variants, option_name(args, "variants"))
     preflight(experiment, args.data_dir)
     root = Path(args.logdir) / (experiment.name + ("-quick" if args.quick else ""))
-    ckpt.check_writable_folder(root, "--logdir")
-    check_writable_paths(experiment, root)
+    ckpt.check_writable_folder(root, logdir)
+    check_writable_paths(experiment, root, logdir)
 
     dist = parallel.init_distributed(args.device)
     device = args.device
     if dist is not None and device.startswith("cuda"):
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     if dist is not None and (args.jobs != 1 or args.backend != "process"):
-        raise ValueError(
-            "--jobs must be 1 and --backend process under torchrun (each rank trains every run)"
-        )
+        jobs, backend = option_name(args, "jobs", 1), option_name(args, "backend", "process")
+        raise ValueError(f"torchrun needs {jobs} and {backend} (each rank trains every run)")
     rank0 = dist is None or dist.rank == 0
     # Only rank 0 writes; it holds the folder's lock for the whole command.
-    lock = ckpt.folder_lock(root) if rank0 else contextlib.nullcontext()
+    lock = ckpt.folder_lock(root, logdir) if rank0 else contextlib.nullcontext()
     with lock:
-        resumed = check_folder(experiment, root, load, args.variants)
+        resumed = check_folder(experiment, root, load, args)
         settings = parallel.Settings(
             data_dir=args.data_dir, device=device, threads=args.threads, quiet=args.quiet,
             backend=args.backend, address=args.address,
@@ -445,7 +463,7 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
     rank0 = dist is None or dist.rank == 0
     if rank0 and experiment.fallback_used:
         print(
-            f"{experiment.name}: no --data-dir given, so the [fallback] runs: "
+            f"{experiment.name}: no {option_name(args, 'data_dir')} given, so the [fallback] runs: "
             f"{experiment.variants[0].dataset.name}, "
             f"{experiment.variants[0].model.name}"
         )
@@ -468,7 +486,9 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         derived = tuning.run_range_test(
             experiment, root, args.data_dir, settings.device, quiet=args.quiet or not rank0
         )
-        experiment = select_variants(load(derived=derived), args.variants)
+        experiment = select_variants(
+            load(derived=derived), args.variants, option_name(args, "variants")
+        )
         if rank0:
             print(
                 f"LR range test on {experiment.range_test.variant}: "
@@ -489,14 +509,14 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
                 progress="learning-rate search",
             )
 
-        chosen = tuning.run_search(experiment, root, search_tasks)
+        chosen = tuning.run_search(experiment, root, search_tasks, option_name(args, "logdir"))
         experiment = with_chosen_rates(experiment, chosen)
         if rank0:
             print("chosen learning rates: " + ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
 
     tasks = final_tasks(experiment, root)
     if resumed is None:  # the stages decided the configuration: check the folders now
-        resumed = tuning.check_task_dirs(tasks)
+        resumed = tuning.check_task_dirs(tasks, option_name(args, "logdir"))
     finished = [t for t in tasks if ckpt.load_result(t.run_dir) is not None]
     tasks = [t for t in tasks if t not in finished]
     done = len(finished)

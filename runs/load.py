@@ -127,7 +127,8 @@ def _resolve_variant(
             problems,
         )
     _check_names(tables["dataset"].get("name"), tables["model"].get("name"), loc, problems)
-    if not isinstance(name, str) or missing:
+    built = all(cls.builds(tables[s]) for s, cls in spec.SECTIONS.items())
+    if not isinstance(name, str) or missing or not built:  # (its problems are reported)
         return None
     sections = {s: cls.from_table(tables[s]) for s, cls in spec.SECTIONS.items()}
     search = raw.get("search", {})
@@ -192,11 +193,13 @@ def _stage(raw: dict, quick_table: dict, quick: bool, key: str, problems: Proble
     return table
 
 
-def _range_test(table: dict | None, variants: list[Variant], problems: Problems):
+def _range_test(table: dict | None, names: list[str], variants: list[Variant], problems: Problems):
     if table is None:
         return None
-    names = [v.name for v in variants]
-    result = spec.RangeTest.from_table({"variant": names[0] if names else None, **table})
+    table = {"variant": names[0] if names else None, **table}
+    if not spec.RangeTest.builds(table):  # (a value of a wrong type is reported already)
+        return None
+    result = spec.RangeTest.from_table(table)
     if names and result.variant not in names:
         allowed = ", ".join(names)
         problems.add(
@@ -245,6 +248,8 @@ def _search(table: dict | None, raw_variants: list, variants: list[Variant], pro
         if "lr" in variant.schedules:
             problems.add(location, "the lr of a variant with an lr schedule cannot be searched")
         grids[variant.name] = grid
+    if problems.items:  # refused: nothing to build (a grid may be missing)
+        return None
     table = {k: v for k, v in table.items() if k != "lr"}
     return dataclasses.replace(spec.Search.from_table(table), grids=grids)
 
@@ -270,8 +275,10 @@ def parse_experiment(
             :data:`RANGE_TEST_VALUES`, to validate the file before the test has run).
 
     Raises:
-        ValueError: listing every problem with its location.
+        ValueError: listing every problem with its location (``seeds`` that is not a positive
+            integer is refused first, alone).
     """
+    checks.check_seeds(seeds)
     problems = Problems()
     _unknown(raw, "", TOP_KEYS, problems)
     for key in ("name", "description", "runtime", "reference"):
@@ -305,8 +312,6 @@ def parse_experiment(
         if (allowed := checks.seeds(value)) is not None:
             problems.add(location, f"must be {allowed}, got {value!r}")
     if seeds is not None:
-        if checks.positive_int(seeds) is not None:
-            problems.add("--seeds", f"must be a positive integer, got {seeds!r}")
         seed_value = seeds
     resolved_seeds = (
         tuple(range(seed_value)) if isinstance(seed_value, int) else tuple(seed_value or ())
@@ -322,11 +327,14 @@ def parse_experiment(
         )
         if variant is not None:
             variants.append(variant)
-    names = [v.name for v in variants]
+    # every variant named in the file (one with a problem is not built, but it is not unknown)
+    names = [
+        r["name"] for r in raw_variants if isinstance(r, dict) and isinstance(r.get("name"), str)
+    ]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.add("variants", f"variant name {dup!r} is used more than once")
     range_test = _range_test(
-        _stage(raw, quick_table, quick, "range_test", problems), variants, problems
+        _stage(raw, quick_table, quick, "range_test", problems), names, variants, problems
     )
     search = _search(
         _stage(raw, quick_table, quick, "search", problems), raw_variants, variants, problems
@@ -386,11 +394,7 @@ def document_of(experiment: Experiment) -> dict[str, Any]:
         if value is not None:
             raw[key] = {k: v for k, v in value.to_table().items() if k != "grids"}
     variants = []
-    for variant in experiment.variants:
-        if not isinstance(variant, Variant):
-            raise TypeError(
-                f"variants must be runs.spec.Variant objects, got {type(variant).__name__}"
-            )
+    for variant in experiment.variants:  # (Variant objects: Experiment checks its fields' types)
         table = variant.to_dict()
         if variant.search:
             table["search"] = dict(variant.search)

@@ -253,13 +253,13 @@ def _run_ray(
             ray.shutdown()
 
 
-def import_ray():
-    """The ``ray`` module, or a ``ValueError`` saying how to install it."""
+def import_ray(option: str = "--backend ray"):
+    """The ``ray`` module, or a ``ValueError`` naming ``option`` saying how to install it."""
     try:
         import ray
     except ImportError:
         raise ValueError(
-            "--backend ray needs Ray: pip install 'stepsize[ray]' (or pip install ray)"
+            f"{option} needs Ray: pip install 'stepsize[ray]' (or pip install ray)"
         ) from None
     return ray
 

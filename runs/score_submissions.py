@@ -157,7 +157,7 @@ class Submission:
                     "a 'name'"
                 )
         for key, value in self.hyperparameters.items():
-            if not key.isidentifier() or key == BUDGET:
+            if not isinstance(key, str) or not key.isidentifier() or key == BUDGET:
                 raise ValueError(
                     f"{where}: hyperparameters.{key}: allowed names are identifiers other than "
                     f"{BUDGET!r}"

@@ -5,8 +5,10 @@ default, a one-line doc and its check (:func:`setting`). Two front ends build an
 :class:`Experiment`: a TOML file (``runs.load``, which layers common tables, variants and
 ``[quick]`` before building these classes) and Python (construct the classes and pass them to
 ``runs.run``). Both are validated by the same code (``runs.load``), generically over the fields
-declared here; the TOML reference (:func:`toml_reference`, ``docs/experiment-toml.md``) is
-generated from them too.
+declared here; each class also checks the types of its fields when it is constructed
+(:func:`check_fields`: a ``TypeError`` naming the class, the field, the value and the declared
+type), so a wrong type from Python is refused where it is given. The TOML reference
+(:func:`toml_reference`, ``docs/experiment-toml.md``) is generated from them too.
 
 Conventions: a field that is ``None`` is unset and absent from the table form (``to_table``),
 so a file that does not name it and one written before it existed give the same table, hence
@@ -45,6 +47,7 @@ from runs.checks import (
     above_one,
     at_least_two,
     boolean,
+    check_type,
     join,
     lr_grid,
     names,
@@ -55,6 +58,8 @@ from runs.checks import (
     positive_number,
     table,
     text,
+    type_allows,
+    type_hints,
     unit_interval,
 )
 from runs.claims import claim_problem
@@ -77,6 +82,17 @@ def setting(doc: str, check: Check | None = None, default: Any = dataclasses.MIS
     )
 
 
+def check_fields(spec: Any) -> None:
+    """Raises ``TypeError`` naming the class, the field, the value and the declared type for the
+    first field of the dataclass instance ``spec`` whose value does not have its declared type
+    (``runs.checks.type_allows``). Every class here calls it when constructed, so a wrong type is
+    refused where it is given; values are checked with their locations by ``runs.load``."""
+    hints = type_hints(type(spec))
+    for field in dataclasses.fields(spec):
+        value = getattr(spec, field.name)
+        check_type(type(spec).__name__, field.name, value, hints[field.name], str(field.type))
+
+
 def published(value: Any) -> str | None:
     allowed = (
         '{source = "...", metric = "test_accuracy", values = {name = number, ...}}; '
@@ -93,10 +109,20 @@ def published(value: Any) -> str | None:
 
 # ---------------------------------------------------------------------- generic over sections
 class Section:
-    """Base of the tables: ``to_table`` / ``from_table`` and the per-field checks."""
+    """Base of the tables: ``to_table`` / ``from_table`` and the per-field checks; constructing
+    one checks its fields' types, and that an open table sets none of the declared fields."""
 
     OPEN: ClassVar[str | None] = None  # the field holding a table's other keys (open tables)
     TITLE: ClassVar[str] = ""  # what the table configures, for the generated reference
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        taken = sorted(set(getattr(self, self.OPEN)) & set(self.known())) if self.OPEN else []
+        if taken:  # (the table form would replace the field by it)
+            raise ValueError(
+                f"{type(self).__name__}: {self.OPEN} must not set {', '.join(map(repr, taken))}, "
+                f"a field of {type(self).__name__}; allowed: other keys"
+            )
 
     def to_table(self) -> dict[str, Any]:
         """The table form: set fields (``None`` ones left out), an open table's keys inline."""
@@ -121,6 +147,13 @@ class Section:
         fields = cls.known().values()
         missing = dataclasses.MISSING
         return [f.name for f in fields if f.default is missing and f.default_factory is missing]
+
+    @classmethod
+    def builds(cls, values: Mapping[str, Any]) -> bool:
+        """Whether ``from_table(values)`` builds: every setting has its field's type (the loader
+        builds nothing from a table whose values it has refused)."""
+        hints, known = type_hints(cls), cls.known()
+        return all(type_allows(hints[k], v) for k, v in values.items() if k in known)
 
     @classmethod
     def from_table(cls, values: Mapping[str, Any]):
@@ -317,6 +350,9 @@ class Variant:
     # This variant's own search grid ({"lr": [...]}); resolved into Experiment.search.grids.
     search: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved tables (schedules in their ``to_dict`` form); the search grid is not
         part of it (the experiment's ``search`` holds it)."""
@@ -374,6 +410,9 @@ class Experiment:
     report: Report = dataclasses.field(default_factory=Report)
     source: str = "<python>"  # the file it was read from
     fallback_used: bool = False  # [fallback] replaced [dataset] and [model]
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import Any
 
 from runs.checkpoint import save_json, save_text
+from runs.checks import check_seeds
 
 RESULTS = "results.json"
 REQUIRED = ("DESCRIPTION", "RUNTIME", "REFERENCE", "SEEDS", "QUICK_SEEDS", "compute", "report")
@@ -65,12 +66,6 @@ def load_study(name: str) -> ModuleType:
     if missing:
         raise TypeError(f"study {name!r} lacks {', '.join(missing)}")
     return module
-
-
-def check_seeds(seeds: int | None) -> None:
-    """Raises ``ValueError`` naming ``--seeds`` unless ``seeds`` is None or a positive integer."""
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise ValueError(f"--seeds must be a positive integer (the seeds 0..N-1), got {seeds!r}")
 
 
 def run_study(

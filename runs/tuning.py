@@ -249,14 +249,16 @@ def run_search(
     experiment: Experiment,
     root: Path,
     run_tasks: Callable[[Sequence[Any]], None],
+    option: str = "--logdir",
 ) -> dict[str, float]:
     """Runs the grid search (``run_tasks`` trains a list of ``runs.parallel.Task``); returns the
-    chosen learning rate of each variant and writes ``search.json``."""
+    chosen learning rate of each variant and writes ``search.json``. ``option`` is what a folder
+    of another configuration's refusal names (:func:`check_task_dirs`)."""
     search = experiment.search
     assert search is not None
     by_variant = search_tasks(experiment, root)
     tasks = [task for pairs in by_variant.values() for _, task in pairs]
-    check_task_dirs(tasks)
+    check_task_dirs(tasks, option)
     pending = [t for t in tasks if ckpt.load_result(t.run_dir) is None]
     if pending:
         run_tasks(pending)
@@ -271,10 +273,10 @@ def run_search(
     return chosen
 
 
-def check_task_dirs(tasks: Sequence[Any]) -> dict[str, int]:
+def check_task_dirs(tasks: Sequence[Any], option: str = "--logdir") -> dict[str, int]:
     """Refuses to mix configurations: an existing run folder must hold this task's run (its
-    ``result.json`` or checkpoint, which must be readable). Returns the step of each unfinished
-    run's checkpoint, by run folder (the runs that will resume)."""
+    ``result.json`` or checkpoint, which must be readable; the refusal names ``option``). Returns
+    the step of each unfinished run's checkpoint, by run folder (the runs that will resume)."""
     resumed: dict[str, int] = {}
     for task in tasks:
         result = ckpt.load_result(task.run_dir)
@@ -285,7 +287,7 @@ def check_task_dirs(tasks: Sequence[Any]) -> dict[str, int]:
                 f"{task.run_dir} holds a run of another configuration of {task.variant.name!r} "
                 f"(model {task.variant.model.name!r}, dataset {task.variant.dataset.name!r}): a "
                 "setting, the seed, a registered dataset's content or a registered model's "
-                "architecture differs; delete that folder or choose another --logdir"
+                f"architecture differs; delete that folder or choose another {option}"
             )
         if state is not None:
             resumed[task.run_dir] = int(state["step"])

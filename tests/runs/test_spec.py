@@ -132,7 +132,7 @@ def test_a_python_experiment_is_validated_with_locations_like_a_file():
         "seeds: must be a positive integer N",
     ):
         assert expected in message
-    with pytest.raises(TypeError, match=r"runs\.spec\.Variant"):
+    with pytest.raises(TypeError, match=r"variants must be tuple\[Variant, \.\.\.\]"):
         resolve(dataclasses.replace(good, variants=({"name": "a"},)))
 
 
