@@ -8,6 +8,7 @@ loop, SPS's step with the paper's formula, 1/L with the problem's eigenvalues.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -82,7 +83,51 @@ def test_grids_are_the_optimizers_experiments_and_the_lowest_loss_wins(results):
     assert results["search"]["logreg"]["seed"] == raw["search"]["seed"]
     for name in ("quadratic", "logistic"):
         for key in ("adam", "momentum"):
-            assert [r["lr"] for r in results["search"][name][key]["grid"]] == grids[f"logreg.{key}"]
+            found, base = results["search"][name][key], grids[f"logreg.{key}"]
+            rates = [r["lr"] for r in found["grid"]]
+            # the logreg grid, extended past at most one end, in its own 1-3-10 steps
+            assert set(base) <= set(rates)
+            assert rates == sorted(rates)
+            above = [lr for lr in rates if lr > max(base)]
+            below = [lr for lr in rates if lr < min(base)][::-1]
+            assert not (above and below)
+            for chain in ([max(base), *above], [min(base), *below]):
+                ratios = [max(a, b) / min(a, b) for a, b in itertools.pairwise(chain)]
+                assert all(round(r, 9) in (3.0, round(10 / 3, 9)) for r in ratios), chain
+            finished = [row for row in found["grid"] if row["value"] is not None]
+            assert found["chosen"] == min(finished, key=lambda r: (r["value"], r["lr"]))["lr"]
+            # bracketed: the best lies inside, or the extension stopped at its limit
+            extended = len(above) + len(below)
+            inside = min(rates) < found["chosen"] < max(rates)
+            assert inside or extended == lrf.EXTEND_AT_MOST or found["chosen"] in base[1:-1]
+
+
+def test_convex_search_extends_its_grid_until_the_best_rate_is_bracketed(monkeypatch):
+    """On a made-up problem whose final gap is (ln lr - ln 2)^2 (best rate 2) and which diverges
+    from lr = 10 on, the SGD grid [0.003, ..., 0.3] goes on to 1 (better: 0.480), 3 (better:
+    0.164) and 10 (diverged, so worse), and stops; 3 is chosen. The Adam grid [0.0003, ...,
+    0.03] goes on the same way through 0.1, 0.3, 1, 3 and 10. With its best at the bottom
+    (gap (ln lr - ln 0.002)^2), a grid [0.01, 0.03] goes down to 0.003 (better: 0.164) and
+    0.001 (worse: 0.480), and stops."""
+
+    def fake_run(method, problem, steps, lr, best=2.0):
+        if lr >= 10:
+            return {"status": "diverged", "final": None}
+        return {"status": "finished", "final": {"gap": (math.log(lr) - math.log(best)) ** 2}}
+
+    monkeypatch.setattr(lrf, "train_convex", fake_run)
+    grids = {"adam": [0.0003, 0.001, 0.003, 0.01, 0.03], "momentum": [0.003, 0.01, 0.03, 0.1, 0.3]}
+    found = lrf.search_convex(None, grids, 10)
+    rates = [r["lr"] for r in found["momentum"]["grid"]]
+    assert rates == [0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10]
+    assert found["momentum"]["chosen"] == 3
+    assert found["momentum"]["grid"][-1]["status"] == "diverged"
+    assert [r["lr"] for r in found["adam"]["grid"]][5:] == [0.1, 0.3, 1, 3, 10]
+    assert found["adam"]["chosen"] == 3
+    monkeypatch.setattr(lrf, "train_convex", lambda *args, lr: fake_run(*args, lr=lr, best=0.002))
+    found = lrf.search_convex(None, {"adam": [0.01, 0.03], "momentum": [0.01, 0.03]}, 10)
+    assert [r["lr"] for r in found["adam"]["grid"]] == [0.001, 0.003, 0.01, 0.03]
+    assert found["adam"]["chosen"] == 0.003
 
 
 def test_search_runs_equal_the_training_loop_of_stepsize_run(results, tmp_path):
