@@ -21,8 +21,9 @@ Problems:
   ``quadratic`` (``Quadratic.from_condition_number``, dim 50, κ = 100, L = 1) and ``logistic``
   (``LogisticRegression`` on n = 200 Gaussian points in 20 dimensions, labels sign(Xw + noise),
   l2 = 1e-3). Each seed draws a new instance and start. The baselines' grids are those of the
-  ``logreg`` variants; the search runs a quarter of the steps (as the ``optimizers`` experiment
-  does) on the seed's instance and keeps the lowest final loss.
+  ``logreg`` variants, extended past an end where the best rate lies there until a rate does
+  no better (:func:`search_convex`); the search runs a quarter of the steps (as the
+  ``optimizers`` experiment does) on the seed's instance and keeps the lowest final loss.
 
 Measured, per method and problem (mean ± std over seeds, ``ddof = 1``):
 
