@@ -88,6 +88,7 @@ for the op's ``value=``/``alpha=``, as torch's op reads it; on the device it is 
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import itertools
@@ -103,6 +104,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.optim.optimizer import _device_dtype_check_for_fused
 from torch.optim.optimizer import _global_optimizer_post_hooks as _GLOBAL_POST_HOOKS
 from torch.optim.optimizer import _global_optimizer_pre_hooks as _GLOBAL_PRE_HOOKS
 
@@ -126,7 +128,7 @@ from optim._paths import (
     plain,
     states_fit,
 )
-from optim._state import TrackedState
+from optim._state import StateEntry, TrackedState
 
 IMPLS = ("single", "foreach", "flat")
 DEFAULT_IMPL = "foreach"
@@ -526,10 +528,31 @@ class RuleOptimizer(Optimizer):
         self._reset_caches()
 
     def state_dict(self) -> dict[str, Any]:
-        """torch's ``state_dict``, each parameter's state a plain ``dict`` (as torch's)."""
-        saved = super().state_dict()
-        saved["state"] = {key: dict(value) for key, value in saved["state"].items()}
+        """torch's ``state_dict``, each parameter's state a plain ``dict`` (as torch's, so that
+        ``torch.load(weights_only=True)`` reads it), before the post-hooks see it; any other
+        entry of ``optimizer.state`` (a pre-hook's ``state["note"] = 1``) passes as it is, and
+        a post-hook's result replaces the dict, as in torch."""
+        post_hooks = self._optimizer_state_dict_post_hooks
+        self._optimizer_state_dict_post_hooks = collections.OrderedDict()
+        try:
+            saved = super().state_dict()
+        finally:
+            self._optimizer_state_dict_post_hooks = post_hooks
+        saved["state"] = {
+            key: dict(value) if isinstance(value, StateEntry) else value
+            for key, value in saved["state"].items()
+        }
+        self._to_saved_layout(saved)
+        for hook in post_hooks.values():
+            result = hook(self, saved)
+            if result is not None:
+                saved = result
         return saved
+
+    def _to_saved_layout(self, saved: dict[str, Any]) -> None:
+        """Where a class saves its state as its reference package does (Prodigy's flattened
+        ``s``, DoG's ``_first_step`` flag), it rewrites ``saved`` here, in place, before
+        ``state_dict``'s post-hooks see it. Default: nothing."""
 
     def _still_valid(self, layout: OwnedState, params: list[Tensor], group: dict) -> bool:
         """Whether ``layout`` still describes these parameters and their state.
@@ -1247,6 +1270,9 @@ class RuleOptimizer(Optimizer):
             ):
                 layouts = None
         if layouts is None:
+            if group.get("fused"):  # torch's RuntimeError for a parameter its fused kernels
+                for p in params:  # refuse (meta, complex), checked as a layout is built
+                    _device_dtype_check_for_fused(p)
             if _updated_over_one_another(params):  # no layout holds a tensor twice: torch's
                 self._layouts.pop(index, None)
                 if self.compile:  # torch's fused kernels: all counted, then one by one

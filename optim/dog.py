@@ -316,13 +316,11 @@ class DoG(ReducingOptimizer):
             if isinstance(value, Tensor) and value.dim() == 1 and len(value) == len(where):
                 group[key] = value[torch.tensor(where, device=value.device)]
 
-    def state_dict(self) -> dict[str, Any]:
+    def _to_saved_layout(self, saved: dict[str, Any]) -> None:
         """torch's ``state_dict`` plus the package's ``state["_first_step"]`` flag (True until
         a group has stepped), which the package's ``load_state_dict`` reads: a checkpoint of
         ours loads into ``dog.DoG`` / ``dog.LDoG``."""
-        saved = super().state_dict()
         saved["state"]["_first_step"] = all(g.get("rbar") is None for g in self.param_groups)
-        return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; a checkpoint of the package loads too (its

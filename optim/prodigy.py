@@ -251,17 +251,15 @@ class Prodigy(ReducingOptimizer):
             return torch.zeros_like(p, memory_format=torch.contiguous_format)
         return torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def state_dict(self) -> dict[str, Any]:
+    def _to_saved_layout(self, saved: dict[str, Any]) -> None:
         """torch's ``state_dict`` in the package's layout: ``s`` and ``p0`` flattened, as
         ``prodigyopt`` keeps them (``p.flatten()[::slice_p]``), so that a checkpoint of ours
         loads into ``prodigyopt.Prodigy``; :meth:`load_state_dict` takes either layout."""
-        saved = super().state_dict()
         for state in saved["state"].values():
-            for key in ("s", "p0"):
+            for key in ("s", "p0") if isinstance(state, dict) else ():
                 value = state.get(key)
                 if isinstance(value, Tensor) and value.dim() != 1:
                     state[key] = value.reshape(-1)
-        return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; the package's flattened ``s``/``p0`` (and its 0-dim ``p0``

@@ -1353,3 +1353,34 @@ def test_a_profiler_sees_the_step_under_torchs_label(name):
         optimizer.step()
     labels = {event.name for event in profiler.events()}
     assert f"Optimizer.step#{name}.step" in labels
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad"])
+def test_fused_refuses_what_torchs_fused_kernels_refuse_at_the_step(name):
+    """torch's ``test_fused_error_on_params_on_meta``: with ``fused=True``, parameters on the
+    meta device (and a complex one) raise torch's RuntimeError at ``step()``, not at
+    construction; after ``model.to_empty(device="cpu")`` the same optimizer steps as torch's.
+    Ours stepped silently."""
+    results = []
+    for cls in (theirs(name), ours(name)):
+        with torch.device("meta"):
+            model = torch.nn.Linear(2, 3)
+        optimizer = cls(model.parameters(), fused=True)
+        for p in model.parameters():
+            p.grad = torch.rand_like(p)
+        with pytest.raises(RuntimeError, match="`fused=True` requires all the params") as caught:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        model.to_empty(device="cpu")
+        torch.manual_seed(0)
+        for p in model.parameters():
+            p.data.copy_(torch.randn_like(p))
+            p.grad = torch.randn_like(p)
+        optimizer.step()
+        results.append((str(caught.value), [p.detach().clone() for p in model.parameters()]))
+        complex_param = torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))
+        complex_param.grad = torch.randn_like(complex_param)
+        with pytest.raises(RuntimeError, match="floating point Tensors"):
+            cls([complex_param], fused=True).step()
+    assert results[1][0] == results[0][0]
+    assert all(map(torch.equal, results[1][1], results[0][1]))

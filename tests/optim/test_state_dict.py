@@ -129,3 +129,44 @@ def test_adamw_loading_an_adam_state_dict_stays_decoupled_as_torch():
         optimizer = cls_of("AdamW")(make_params(torch.float64), lr=0.01)
         optimizer.load_state_dict(saved)
         assert optimizer.param_groups[0]["decoupled_weight_decay"] is True
+
+
+NAMES = ("SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta")
+LR_FREE = ("Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", NAMES + LR_FREE)
+def test_state_dict_hooks_see_and_return_what_torchs_do(name, impl):
+    """torch's own ``test_state_dict_pre_hook`` / post-hook contract: an entry a pre-hook adds
+    to ``optimizer.state`` under a key that is no parameter passes into the state dict as it
+    is; post-hooks see each parameter's state as a plain ``dict`` (in the package's layout for
+    the learning-rate-free classes: Prodigy's ``s`` flat, DoG's ``_first_step``), and what one
+    returns is the state dict. Ours raised TypeError ('int' object is not iterable) on the
+    first and KeyError('state') on a post-hook returning a dict without "state"."""
+    import optim
+
+    params = make_params(torch.float64)
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}  # (plain SGD keeps no state)
+    optimizer = getattr(optim, name)(params, impl=impl, **kwargs)
+    _continue(optimizer, params, 2, 1.0)
+    optimizer.register_state_dict_pre_hook(lambda o: o.state.__setitem__("note", 1))
+    seen = []
+
+    def post_hook(o, saved):
+        seen.append({k: type(v) for k, v in saved["state"].items()})
+        if name == "Prodigy":
+            seen.append({k: v["s"].dim() for k, v in saved["state"].items() if k != "note"})
+        return {"param_groups": saved["param_groups"], "mine": True}
+
+    optimizer.register_state_dict_post_hook(post_hook)
+    saved = optimizer.state_dict()
+    assert sorted(saved) == ["mine", "param_groups"]
+    types = seen[0]
+    assert types.pop("note") is int
+    if name in ("DoG", "LDoG"):
+        assert types.pop("_first_step") is bool
+    assert set(types.values()) == {dict}
+    assert len(types) == len(params)
+    if name == "Prodigy":
+        assert set(seen[1].values()) == {1}
