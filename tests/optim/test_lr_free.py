@@ -1346,67 +1346,36 @@ def test_x0_replaced_in_the_group_is_the_new_x0_as_in_the_package(name, how, cou
     assert relative_error(run(lambda ps: getattr(optim, name)(ps, impl=impl)), expected) <= 1e-10
 
 
+@pytest.mark.parametrize("change", ["double", "float"])
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", PACKED)
-def test_model_double_after_the_first_steps_as_the_reference(name, impl):
-    """``model.double()`` after two steps (the state stays float32, as in the package): the
-    package's numbers, or the package's exception type where it fails (D-Adaptation's SGD and
-    Adam, both Schedule-Frees: torch's dtype errors from their ops). Prodigy and DAdaptAdaGrad
-    raised here while the package trained on: their sums wrote a float32 state into the
-    parameters' float64 scratch buffer."""
+def test_model_dtype_changed_mid_run_as_the_reference(name, impl, change):
+    """``model.double()`` after two float32 steps, or ``model.float()`` after five float64
+    steps (the state, and DoG's x_0, keep their dtype, as in the package): the package's
+    numbers, or the package's exception type where it fails (D-Adaptation's SGD and Adam, both
+    Schedule-Frees, after ``double()``: torch's dtype errors from their ops). Prodigy and
+    DAdaptAdaGrad raised after ``double()`` while the package trained on: their sums wrote a
+    float32 state into the parameters' float64 scratch buffer. After ``float()``,
+    DAdaptAdaGrad's weighted sums divided a float32 ``g * g`` in place by the float64 state
+    (the package's ``(g * g).div(s)`` promotes: 3e-8 apart after 60 steps), and DoG's
+    distances ``||x - x_0||``, float64 in the package, were rounded to float32 (2e-7)."""
     _, reference, kwargs, _ = next(c for c in CASES if c[0] == name)
+    if change == "float":  # a start large enough for d (DoG: r_eps) to move x from step 1
+        kwargs = {**kwargs, **({"d0": 1e-3} if name in ESTIMATORS else {})}
+        kwargs = {**kwargs, **({"reps_rel": 1e-3} if name in {"DoG", "LDoG"} else {})}
+    start, at, steps = (torch.float32, 2, 5) if change == "double" else (torch.float64, 5, 30)
 
     def run(make):
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        model.to(start)
         optimizer = make(model.parameters())
         if name in SCHEDULE_FREE:
             optimizer.train()
         inputs, targets = torch.randn(16, 4), torch.randn(16, 2)
-        for step in range(5):
-            if step == 2:
-                model.double()
-                inputs, targets = inputs.double(), targets.double()
-            optimizer.zero_grad()
-            ((model(inputs) - targets) ** 2).mean().backward()
-            try:
-                optimizer.step()
-            except RuntimeError as error:
-                return type(error)
-        return [p.detach().clone() for p in model.parameters()]
-
-    expected = run(lambda ps: reference(ps, **kwargs))
-    actual = run(lambda ps: getattr(optim, name)(ps, impl=impl, **kwargs))
-    if expected is RuntimeError:
-        assert actual is RuntimeError
-    else:
-        assert relative_error(actual, expected) <= 1e-9
-
-
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("name", PACKED)
-def test_model_float_after_float64_steps_as_the_reference(name, impl):
-    """``model.float()`` after float64 steps (the state, and DoG's x_0, stay float64, as in the
-    package): the package's numbers, or its exception type where it fails. DAdaptAdaGrad's
-    weighted sums divided a float32 ``g * g`` in place by the float64 state (the package's
-    ``(g * g).div(s)`` promotes: 3e-8 apart after 60 steps); DoG's distances
-    ``||x - x_0||``, float64 in the package, were rounded to float32 (2e-7)."""
-    _, reference, kwargs, _ = next(c for c in CASES if c[0] == name)
-    # a start large enough for d (or DoG's r_eps) to move the parameters from the first steps
-    kwargs = {**kwargs, **({"d0": 1e-3} if name in ESTIMATORS else {})}
-    kwargs = {**kwargs, **({"reps_rel": 1e-3} if name in {"DoG", "LDoG"} else {})}
-
-    def run(make):
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-        model.double()
-        optimizer = make(model.parameters())
-        if name in SCHEDULE_FREE:
-            optimizer.train()
-        inputs, targets = torch.randn(16, 4), torch.randn(16, 2)
-        for step in range(30):
-            if step == 5:
-                model.float()
+        for step in range(steps):
+            if step == at:
+                getattr(model, change)()
             dtype = next(model.parameters()).dtype
             optimizer.zero_grad()
             ((model(inputs.to(dtype)) - targets.to(dtype)) ** 2).mean().backward()
