@@ -186,6 +186,14 @@ class _RandomStreams:
             torch.cuda.set_rng_state(state, index)
 
 
+SLS_SEARCHES_FROM = 1e-8
+"""``SLS`` searches only where ||grad|| is at least this; below it the step is skipped (the
+authors' code, IssamLaradji/sls ``sls.py``: ``if grad_norm >= 1e-8``)."""
+SLS_FALLBACK_STEP = 1e-6
+"""The step ``SLS`` takes when every trial fails the Armijo test (the authors' code:
+``try_sgd_update(params, 1e-6, ...)``)."""
+
+
 class SLS(ReducingOptimizer):
     r"""Stochastic line search: SGD with the Armijo condition on each mini-batch, backtracking and
     a step-size reset (Vaswani et al., NeurIPS 2019, Algorithms 1 and 2).
@@ -195,12 +203,21 @@ class SLS(ReducingOptimizer):
         \text{while } f_i(x_k - \eta \nabla f_i(x_k)) > f_i(x_k) - c\,\eta\,\|\nabla f_i(x_k)\|^2:
         \ \eta \leftarrow \beta_b\, \eta, \qquad x_{k+1} = x_k - \eta_k \nabla f_i(x_k)
 
-    reset (the paper's Algorithm 2, the authors' ``reset_option``): 0 keeps eta_{k-1}; 1 grows
-    it, eta_{k-1} gamma^(1 / n_batches_per_epoch) (the paper's gamma^(b/n)); 2 restarts at
-    ``init_step_size``; the trial step is capped at ``eta_max``. Every accepted step is at least
+    reset (the resets of the paper's Algorithm 2, numbered as the authors' ``reset_option``,
+    IssamLaradji/sls ``utils.reset_step``): 0 keeps eta_{k-1}; 1 grows it, eta_{k-1}
+    gamma^(1 / n_batches_per_epoch) (the paper's gamma^(b/n)); 2 restarts at
+    ``init_step_size``; the trial step is capped at ``eta_max`` (the authors' first code capped
+    growth at 10; their current code does not cap Armijo steps: ``eta_max=math.inf``). The
+    first step starts at ``init_step_size``, unreset (the paper's k = 1; the authors' code grows
+    it once first with option 1). Two safeguards of the authors' code, not in the paper (whose
+    search always ends in exact arithmetic): where ||grad f_i(x_k)|| < 1e-8 nothing is searched
+    and x stays (the reset step is kept), and where every one of ``max_backtracks`` trials
+    fails, x moves by 1e-6 grad and the step size kept is eta beta_b^max_backtracks. One step
+    size for all param groups, the paper's single vector (the authors' code searches each group
+    on its own). Every accepted step is at least
     eta_min = min(eta_0, eta_max, 2 beta_b (1 - c) / L) on an L-smooth loss (given backtracks
-    enough, eta_max beta_b^(max_backtracks - 1) <= 2 (1 - c) / L: the last trial is taken even
-    if it fails the test), and with c >= 1/2 the full-batch method
+    enough, eta_max beta_b^(max_backtracks - 1) <= 2 (1 - c) / L, so that a trial passes), and
+    with c >= 1/2 the full-batch method
     satisfies f(x_k) - f* <= ||x0 - x*||² / (2 k eta_min) on a convex problem
     (``theory.lr_free_bounds.armijo_bound``).
 
@@ -215,7 +232,7 @@ class SLS(ReducingOptimizer):
         init_step_size: eta_0 > 0 (default 1). c: Armijo constant in (0, 1) (default 0.1).
         beta_b: backtracking factor in (0, 1) (default 0.9). gamma: reset growth >= 1 (default 2).
         reset_option: 0, 1 or 2 (default 1). eta_max: cap > 0 (default 10).
-        max_backtracks: most trials per step (default 100); the last trial is taken.
+        max_backtracks: most trials per step (default 100; then the fallback above).
         foreach, impl: execution path.
 
     ``step(closure)``: the closure zeroes the gradients, computes the mini-batch loss, calls
@@ -328,18 +345,25 @@ class SLS(ReducingOptimizer):
         loss = float(_loss_tensor(self._loss, device))
         eta = self._reset(first)
         streams, after_first_call = self._streams, self._streams.get()
+
+        def move_to(step_size: float) -> None:
+            for chunk, start, grad in zip(chunks, starts, grads):
+                torch._foreach_copy_(chunk.params, start)
+                ops.add_scaled_(chunk.params, grad, -step_size)
+
         try:
-            for trial in range(first["max_backtracks"]):
-                for chunk, start, grad in zip(chunks, starts, grads):
-                    torch._foreach_copy_(chunk.params, start)
-                    ops.add_scaled_(chunk.params, grad, -eta)
-                streams.set(self._start_states)
-                with torch.enable_grad():
-                    trial_loss = float(_loss_tensor(self._closure(), device))
-                if trial_loss <= loss - first["c"] * eta * grad_sq:
-                    break
-                if trial + 1 < first["max_backtracks"]:
+            # the authors' guard (sls.py): below it the Armijo test fails on rounding alone
+            if math.sqrt(grad_sq) >= SLS_SEARCHES_FROM:
+                for _ in range(first["max_backtracks"]):
+                    move_to(eta)
+                    streams.set(self._start_states)
+                    with torch.enable_grad():
+                        trial_loss = float(_loss_tensor(self._closure(), device))
+                    if trial_loss <= loss - first["c"] * eta * grad_sq:
+                        break
                     eta *= first["beta_b"]
+                else:  # no trial passed: the authors' tiny step, not a failed one
+                    move_to(SLS_FALLBACK_STEP)
         finally:  # (a closure that raises leaves the stream as after the first call too)
             streams.set(after_first_call)
         for item in work:

@@ -420,8 +420,9 @@ def armijo_bound(
     eta > 2 beta (1 - c) / L. Hence every accepted step is >= eta_min (the cap eta_max is part
     of it: with eta_0 > eta_max every step is <= eta_max).
 
-    **The test always passes** within ``max_backtracks`` trials (else SLS takes the last trial
-    untested): trials start at most at eta_max, so this needs
+    **The test always passes** within ``max_backtracks`` trials (else SLS falls back to a
+    1e-6 step, the authors' safeguard, which no step-size floor covers): trials start at most at
+    eta_max, so this needs
     eta_max beta^(max_backtracks - 1) <= 2 (1 - c) / L, checked here.
 
     **The gap** (A. Beck, First-Order Methods in Optimization, 2017, section 10.4): convexity
@@ -453,7 +454,7 @@ def armijo_bound(
             f"max_backtracks={max_backtracks!r} is too few: the last trial "
             f"eta_max beta_b^(max_backtracks - 1) = {eta_max * beta_b ** (max_backtracks - 1):.6g}"
             f" may still exceed 2 (1 - c) / L = {accepted:.6g}, where the Armijo test is only "
-            "guaranteed, and SLS then takes a step that failed it; allowed: max_backtracks >= "
+            "guaranteed, and SLS then falls back to a 1e-6 step; allowed: max_backtracks >= "
             f"{1 + math.ceil(math.log(accepted / eta_max) / math.log(beta_b))}"
         )
     eta_min = min(eta0, eta_max, beta_b * accepted)

@@ -831,6 +831,38 @@ def test_sls_follows_vaswani_et_al_algorithms_1_and_2(impl, reset_option):
     assert relative_error(params, x) <= 1e-10
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sls_safeguards_are_the_authors(impl):
+    """Two cases the paper's repeat-until never meets, as the authors' code (IssamLaradji/sls)
+    handles them. Every trial fails (f = x^2 / 2 from x = 1, trials 100, 50, 25 of 3): x moves
+    by 1e-6 grad, and the step kept is 100 * 0.5^3 = 12.5, where ours took the failed 25 and
+    diverged. ||grad|| < 1e-8 (x = 1e-10): nothing is searched (one closure call) and x stays,
+    where the Armijo test failed on rounding at every trial and the step collapsed."""
+    x = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    calls = []
+
+    def closure():
+        calls.append(1)
+        x.grad = None
+        loss = 0.5 * (x**2).sum()
+        loss.backward()
+        return loss
+
+    kwargs = {"init_step_size": 100.0, "eta_max": 100.0, "beta_b": 0.5, "c": 0.5}
+    optimizer = optim.SLS([x], max_backtracks=3, reset_option=0, impl=impl, **kwargs)
+    optimizer.step(closure)
+    assert len(calls) == 4
+    assert x.item() == 1.0 - 1e-6 * 1.0
+    assert optimizer.param_groups[0]["step_size"] == 12.5
+    with torch.no_grad():
+        x.fill_(1e-10)
+    calls.clear()
+    optimizer.step(closure)
+    assert len(calls) == 1
+    assert x.item() == 1e-10
+    assert optimizer.param_groups[0]["step_size"] == 12.5  # (reset_option 0 keeps it)
+
+
 def _dropout_loss(params, t):
     """The noisy loss under a dropout mask drawn from the global random stream, as a model with
     ``nn.Dropout`` draws it: f_i depends on the draw."""
