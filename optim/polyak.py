@@ -78,6 +78,14 @@ class SPS(ReducingOptimizer):
     Lemma 1 of the paper gives gamma_k >= min(1 / (2 c L_max), gamma_b) for L_i-smooth f_i
     (``theory.lr_free_bounds.sps_step_bound``). The step never reads a value on the host.
 
+    Against the authors' code (IssamLaradji/sps, ``Sps``), which gives these numbers to
+    rounding with ``eps=0, adapt_flag="constant", eta_max=gamma_b`` (one group): its default
+    ``eps`` is 1e-8 (the paper's formula, and ours, 0); it skips the update where
+    ||grad|| < 1e-8 (ours applies the formula, bounded by ``gamma_b``); its default
+    ``adapt_flag="smooth_iter"`` caps each step at 2^(1/n) times the last (set
+    ``param_groups[0]["gamma_b"]`` before each step for that), and its per-batch f_i* is
+    ``f_star`` set before each step.
+
     Args:
         params: parameters or param-group dicts.
         c: > 0 (default 0.5, the paper's theory value).
