@@ -21,10 +21,12 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from runs.catalog import DEFAULT_EXPERIMENT  # (light: argparse, tomllib, pathlib)
+
 # name -> (module, one-line help). Modules are imported only when their subcommand runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("runs.catalog", "list the bundled experiments"),
-    "run": ("runs.experiment", "run an experiment (default: the default comparison)"),
+    "run": ("runs.experiment", f"run an experiment (default: {DEFAULT_EXPERIMENT})"),
     "report": ("runs.report", "regenerate tables and figures from run directories"),
     "plot": ("runs.plot", "draw learning-rate schedules to a PNG (--bound: beside their bound)"),
     "lr-find": ("runs.lr_find", "LR range test beside the curvature estimate"),
