@@ -73,7 +73,10 @@ def _ran_on_line(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str
     })  # fmt: skip
     text = "Ran on " + "; ".join(f"dataset {d}, model `{m}`" for d, m in pairs)
     if meta.get("fallback_used"):
-        text += " (the experiment's `[fallback]`: no `--data-dir` was given)"
+        text += (
+            " (the experiment's `[fallback]`: no data folder was given, `--data-dir` or "
+            "`data_dir=`)"
+        )
     return text + "."
 
 
