@@ -11,10 +11,13 @@ stay fair. Speedups are torch's time over ours (above 1: ours is faster):
 * ``default / eager``: the default path against torch's faster eager path (single or foreach);
 * ``compiled / fused``: ``compile=True`` against torch's ``fused=True``.
 
-Also printed: the peak bytes a step holds in temporaries beyond the state, for our default path
-and for torch fused; the effective bandwidth (bytes the update must read and write once, over the
-best time) against the machine's in-place bandwidth; and the first compiled step's wall time in a
-fresh process with a cold and with a warm inductor cache.
+Also printed: the memory beyond the state, for our default path and for torch fused: the peak
+bytes a step holds in temporaries, and the scratch buffers an optimizer keeps from step to step
+(:func:`kept_bytes`); the effective bandwidth (bytes the update must read and write once, over
+the best time of ours), with the machine's in-place bandwidth for scale (measured alone, so a
+row whose buffers stay in cache can exceed it); the load average when the bench starts (times
+from a busy machine are slow, though the round-robin keeps the ratios fair); and the first
+compiled step's wall time in a fresh process with a cold and with a warm inductor cache.
 
 Targets (issue 11, 2-core CPU): default >= 1.0x torch's faster eager path on 4x4M and 400x40k for
 all six classes, >= 5x on 2000x1k; compiled within 1.1x of torch fused on 4x4M (Adam, AdamW, SGD
@@ -24,6 +27,7 @@ with momentum, Adagrad) and >= 5x faster on 2000x1k.
 from __future__ import annotations
 
 import argparse
+import gc
 import inspect
 import os
 import statistics
@@ -216,18 +220,63 @@ class _PeakTemporaries(TorchDispatchMode):
 
 
 def temporary_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Peak bytes of temporaries during one (later) ``step()``: the memory beyond the state."""
+    """Peak bytes of temporaries during one (later) ``step()``: memory a step holds beyond the
+    state and beyond what the optimizer keeps (:func:`kept_bytes`)."""
     optimizer.step()
     with _PeakTemporaries() as counter:
         optimizer.step()
     return counter.peak
 
 
-def machine_bandwidth_gbs(repeat: int = 10) -> float:
-    """In-place bandwidth of this machine: ``x.add_(y)`` reads 2 and writes 1 float per element."""
+def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the tensors in ``optimizer.state`` (a view counts its own elements)."""
+    return sum(
+        value.numel() * value.element_size()
+        for entry in optimizer.state.values()
+        for value in entry.values()
+        if isinstance(value, torch.Tensor)
+    )
+
+
+def kept_bytes(
+    make: Callable[[list], torch.optim.Optimizer], shape: Shape, lr: float | None
+) -> int:
+    """Bytes an optimizer keeps beyond its state from step to step (scratch buffers, such as
+    the packed path's gathered gradients): what a new optimizer's first three steps allocate
+    and still hold afterwards, less the bytes of its state tensors, and never below 0 (torch's
+    step counters are made with ``torch.tensor``, which the count does not see allocate: a few
+    bytes each)."""
+    optimizer = make(_params(shape, lr))
+    with _PeakTemporaries() as counter:
+        for _ in range(3):
+            optimizer.step()
+        gc.collect()  # (tensors in reference cycles: freed now, not at some later collection)
+    return max(0, counter.live - _state_bytes(optimizer))
+
+
+def machine_bandwidth_gbs(repeat: int = 15) -> float:
+    """In-place bandwidth of this machine, for scale: ``x.add_(y)`` over 64 MiB each, which
+    reads 2 and writes 1 float per element, at the best of ``repeat`` steps (after 3 warm-ups)."""
     x, y = torch.ones(16 * 2**20), torch.ones(16 * 2**20)
-    ms = _round_robin_ms({"add": lambda: x.add_(y, alpha=1e-9)}, repeat)["add"]
-    return 3 * x.numel() * 4 / (ms * 1e-3) / 1e9
+    for _ in range(3):
+        x.add_(y, alpha=1e-9)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        x.add_(y, alpha=1e-9)
+        best = min(best, time.perf_counter() - start)
+    return 3 * x.numel() * 4 / best / 1e9
+
+
+def _load_line() -> str:
+    """The 1-minute load average against the cores, for the header (where the OS reports it)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # (Windows)
+        return "load average: not reported by this OS"
+    cores = os.cpu_count() or 1
+    busy = " (other work is running: times are slow, ratios stay fair)" if load > cores / 4 else ""
+    return f"load average (1 min): {load:.2f} on {cores} cores{busy}"
 
 
 def _build(
@@ -268,13 +317,18 @@ def measure(
         {label: opt.step for label, opt in optimizers.items()}, repeat, before
     )
     results["temporaries ours"] = temporary_bytes(optimizers["ours default"])
+    results["kept ours"] = kept_bytes(variants["ours default"], shape, lr)
     if "torch fused" in optimizers:
         results["temporaries fused"] = temporary_bytes(optimizers["torch fused"])
+        results["kept fused"] = kept_bytes(variants["torch fused"], shape, lr)
     return results
 
 
+FIRST_STEP_SHAPE = "Adam, 50 tensors of 1k"
 _FIRST_STEP = """
-import time, torch, optim
+import sys, time, torch, optim
+if len(sys.argv) > 1:
+    torch.set_num_threads(int(sys.argv[1]))
 params = [torch.randn(1000, requires_grad=True) for _ in range(50)]
 for p in params:
     p.grad = torch.randn(1000)
@@ -285,18 +339,27 @@ print(time.perf_counter() - start)
 """
 
 
-def first_compiled_step_seconds() -> tuple[float, float]:
-    """Wall time of the first compiled Adam step in a fresh process: cold, then warm cache."""
+def first_compiled_step_seconds(threads: int | None = None) -> tuple[float, float]:
+    """Wall time of the first compiled Adam step (:data:`FIRST_STEP_SHAPE`) in a fresh process
+    with ``threads`` threads (default: torch's): with a new, empty inductor cache, then warm."""
+    threads_argument = [] if threads is None else [str(threads)]
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
         times = []
         for _ in range(2):
             out = subprocess.run(
-                [sys.executable, "-c", _FIRST_STEP],
+                [sys.executable, "-c", _FIRST_STEP, *threads_argument],
                 env=env, capture_output=True, text=True, check=True,
             )  # fmt: skip
             times.append(float(out.stdout.strip().splitlines()[-1]))
     return times[0], times[1]
+
+
+def _memory(ms: dict[str, float], side: str) -> str:
+    """``temporaries + kept`` in MiB for ``side`` (``ours`` or ``fused``), or n/a."""
+    if f"temporaries {side}" not in ms:
+        return "n/a"
+    return f"{ms[f'temporaries {side}'] / 2**20:.2f} + {ms[f'kept {side}'] / 2**20:.2f}"
 
 
 def _speedup(reference: float | None, ours: float | None) -> str:
@@ -346,6 +409,7 @@ def measure_lr_free(
 def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | None = None) -> int:
     """The learning-rate-free table: medians and speedups against the reference packages."""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
+    print(_load_line())
     print(f"gradients: {_gradients_line(args)}\n")
     header = (
         "| optimizer | model | reference | ours default | ours flat "
@@ -411,13 +475,18 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if getattr(args, "lr_free", False):
         return run_lr_free(args, models, names)
+    load = _load_line()  # (before the bandwidth's own load)
     bandwidth = machine_bandwidth_gbs()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
+    print(load)
     print(f"gradients: {_gradients_line(args)}")
-    print(f"machine in-place bandwidth (x.add_(y), 64 MiB): {bandwidth:.1f} GB/s\n")
+    print(
+        "machine in-place bandwidth, for scale (x.add_(y), 64 MiB each, best step): "
+        f"{bandwidth:.1f} GB/s\n"
+    )
     header = (
         "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager "
-        "| compiled / fused | peak temporaries ours / fused (MiB) | GB/s (% of machine) |"
+        "| compiled / fused | temporaries + kept, ours / fused (MiB) | GB/s (best of ours) |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
@@ -428,24 +497,26 @@ def run(args: argparse.Namespace) -> int:
             best = min(v for k, v in ms.items() if k.startswith("ours"))
             gbs = OPTIMIZERS[name][1] * 4 * parse_model(model).elements / (best * 1e-3) / 1e9
             cells = [f"{ms[k]:.2f}" if k in ms else "n/a" for k in COLUMNS]
-            fused_mb = ms.get("temporaries fused")
-            temporaries = f"{ms['temporaries ours'] / 2**20:.2f} / " + (
-                f"{fused_mb / 2**20:.2f}" if fused_mb is not None else "n/a"
-            )
+            temporaries = f"{_memory(ms, 'ours')} / {_memory(ms, 'fused')}"
             print(
                 f"| {name} | {model} | " + " | ".join(cells)
                 + f" | {_speedup(eager, ms['ours default'])}"
                 + f" | {_speedup(ms.get('torch fused'), ms.get('ours flat+compile'))}"
-                + f" | {temporaries} | {gbs:.1f} ({100 * gbs / bandwidth:.0f}%) |",
+                + f" | {temporaries} | {gbs:.1f} |",
                 flush=True,
             )  # fmt: skip
     print(
         "\ntimes are median ms per step(); speedups are torch's time over ours (> 1: ours faster)"
     )
+    print(
+        "temporaries: the most memory a step holds beyond the state; kept: scratch buffers an "
+        "optimizer keeps from step to step"
+    )
     if not args.no_compile:
-        cold, warm = first_compiled_step_seconds()
+        cold, warm = first_compiled_step_seconds(args.threads)
         print(
-            f"first compiled step (Adam, fresh process): {cold:.1f} s cold cache, {warm:.1f} s warm"
+            f"first compiled step ({FIRST_STEP_SHAPE}, fresh process): {cold:.1f} s with an "
+            f"empty inductor cache, {warm:.1f} s warm"
         )
     return 0
 

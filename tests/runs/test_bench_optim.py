@@ -19,6 +19,7 @@ def test_bench_optim_prints_a_row_per_optimizer_and_model():
             line.startswith("| RMSprop")]  # fmt: skip
     assert len(rows) == 6
     assert "GB/s" in proc.stdout
+    assert "load average" in proc.stdout
     assert "n/a" in next(r for r in rows if r.startswith("| RMSprop"))  # torch has no fused RMSprop
 
 
@@ -94,3 +95,31 @@ def test_lr_free_bench_gives_new_gradients_too():
     ms = measure_lr_free("DoG", "3x1k", repeat=1, new_grads=True)
     assert set(ms) == {"reference", "ours default", "ours flat"}
     assert all(value > 0 for value in ms.values())
+
+
+def test_kept_bytes_counts_the_scratch_an_optimizer_keeps_beyond_its_state():
+    """The packed default path keeps two scratch buffers of one round (gathered gradients and
+    the update) from its second step on; torch's fused Adam keeps nothing beyond its state."""
+    import optim
+    from optim._paths import PACK_AT_LEAST, Packed
+    from runs.bench.optim import kept_bytes
+
+    shape = Shape(count=PACK_AT_LEAST + 4, numel=100)
+    kept = kept_bytes(lambda ps: optim.Adam(ps, lr=1e-3), shape, None)
+    made = []
+    original = Packed.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Packed, "__init__", recording)
+        optimizer = optim.Adam(_params(shape), lr=1e-3)
+        for _ in range(3):
+            optimizer.step()
+    (packed,) = made
+    scratch = (packed.grad.numel() + packed.work.numel()) * 4
+    assert scratch > 0
+    assert kept == pytest.approx(scratch, abs=1024)  # (the step vector's few bytes besides)
+    assert kept_bytes(lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True), shape, None) == 0
