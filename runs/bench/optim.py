@@ -269,14 +269,14 @@ def machine_bandwidth_gbs(repeat: int = 15) -> float:
 
 
 def _load_line() -> str:
-    """The 1-minute load average against the cores, for the header (where the OS reports it)."""
+    """The 1-minute load average and the cores, for the header (where the OS reports it)."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # (Windows)
         return "load average: not reported by this OS"
-    cores = os.cpu_count() or 1
-    busy = " (other work is running: times are slow, ratios stay fair)" if load > cores / 4 else ""
-    return f"load average (1 min): {load:.2f} on {cores} cores{busy}"
+    # (a number, not a verdict: it also counts whatever ran in the minute before, such as a
+    # previous bench; other work running now slows every variant alike, the ratios stay fair)
+    return f"load average (1 min, at the start): {load:.2f} on {os.cpu_count() or 1} cores"
 
 
 def _build(
