@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import glob
 import inspect
 import os
 import statistics
@@ -268,6 +269,26 @@ def machine_bandwidth_gbs(repeat: int = 15) -> float:
     return 3 * x.numel() * 4 / best / 1e9
 
 
+def _cache_line(root: str = "/sys/devices/system/cpu/cpu0/cache") -> str:
+    """The data caches of the first CPU (Linux sysfs), for the header: whether blocking pays
+    depends on them (torch's for-loop path keeps a tensor in L2 when its arrays fit), so runs on
+    machines with other caches are not comparable row for row."""
+    caches = []
+    for index in sorted(glob.glob(os.path.join(root, "index*"))):
+        try:
+            with open(os.path.join(index, "type")) as kind:
+                if kind.read().strip() == "Instruction":
+                    continue
+            with (
+                open(os.path.join(index, "level")) as level,
+                open(os.path.join(index, "size")) as size,
+            ):
+                caches.append(f"L{level.read().strip()} {size.read().strip()}")
+        except OSError:
+            continue
+    return "caches (cpu0): " + (", ".join(caches) if caches else "not reported by this OS")
+
+
 def _load_line() -> str:
     """The 1-minute load average and the cores, for the header (where the OS reports it)."""
     try:
@@ -410,6 +431,7 @@ def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | 
     """The learning-rate-free table: medians and speedups against the reference packages."""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
     print(_load_line())
+    print(_cache_line())
     print(f"gradients: {_gradients_line(args)}\n")
     header = (
         "| optimizer | model | reference | ours default | ours flat "
@@ -479,6 +501,7 @@ def run(args: argparse.Namespace) -> int:
     bandwidth = machine_bandwidth_gbs()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
     print(load)
+    print(_cache_line())
     print(f"gradients: {_gradients_line(args)}")
     print(
         "machine in-place bandwidth, for scale (x.add_(y), 64 MiB each, best step): "

@@ -20,6 +20,7 @@ def test_bench_optim_prints_a_row_per_optimizer_and_model():
     assert len(rows) == 6
     assert "GB/s" in proc.stdout
     assert "load average" in proc.stdout
+    assert "caches (cpu0): " in proc.stdout
     assert "n/a" in next(r for r in rows if r.startswith("| RMSprop"))  # torch has no fused RMSprop
 
 
@@ -123,3 +124,20 @@ def test_kept_bytes_counts_the_scratch_an_optimizer_keeps_beyond_its_state():
     assert scratch > 0
     assert kept == pytest.approx(scratch, abs=1024)  # (the step vector's few bytes besides)
     assert kept_bytes(lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True), shape, None) == 0
+
+
+def test_cache_line_reads_the_data_caches_and_says_when_there_are_none(tmp_path):
+    from runs.bench.optim import _cache_line
+
+    for name, level, kind, size in [
+        ("index0", 1, "Data", "48K"),
+        ("index1", 1, "Instruction", "32K"),
+        ("index2", 2, "Unified", "2048K"),
+    ]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "level").write_text(f"{level}\n")
+        (folder / "type").write_text(f"{kind}\n")
+        (folder / "size").write_text(f"{size}\n")
+    assert _cache_line(str(tmp_path)) == "caches (cpu0): L1 48K, L2 2048K"
+    assert _cache_line(str(tmp_path / "absent")) == "caches (cpu0): not reported by this OS"
