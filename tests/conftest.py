@@ -2,6 +2,7 @@
 
 import math
 import os
+import sys
 
 import pytest
 import torch
@@ -66,3 +67,14 @@ def _seeded_torch():
     dtype = torch.get_default_dtype()
     yield
     torch.set_default_dtype(dtype)
+
+
+@pytest.fixture(autouse=True)
+def _figures_closed():
+    """Figures a test leaves open are closed after it: the plotting helpers return theirs to
+    the caller (``Certificate.plot``, ``plot_schedule_bound``, the range test's ``plot``), and a
+    worker that kept every test's figures would hold them all (matplotlib warns past 20)."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
