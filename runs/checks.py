@@ -1,6 +1,7 @@
 """Small argument checks shared by the runner's modules.
 
-- ``check_positive_int``, ``check_non_negative_int`` and ``check_seeds`` raise at once (arguments
+- ``check_positive_int``, ``check_non_negative_int``, ``check_seeds`` and
+  ``check_registry_name`` raise at once (arguments
   of a function, options of a command);
 - ``check_type`` raises a ``TypeError`` unless a value has its declared type (``runs.spec``'s
   classes check their fields with it when they are constructed; ``check_arguments`` checks a
@@ -41,6 +42,18 @@ def check_non_negative_int(name: str, value: object) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 0."""
     if non_negative_int(value) is not None:
         raise ValueError(f"{name} must be an integer >= 0, got {name}={value!r}")
+
+
+def check_registry_name(where: str, name: object) -> None:
+    """Raise ``TypeError`` unless ``name`` is a string, ``ValueError`` unless it is a folder name
+    (:data:`NAME`: letters, digits and - _ . +), each message starting with ``where``."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{where}: name must be a string of letters, digits and - _ . +, "
+            f"got name={name!r} ({type(name).__name__})"
+        )
+    if not NAME.match(name):
+        raise ValueError(f"{where}: name must be letters, digits and - _ . +, got name={name!r}")
 
 
 def check_seeds(seeds: object, option: str = "seeds") -> None:

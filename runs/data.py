@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from runs import mnist1d
-from runs.checks import check_positive_int
+from runs.checks import check_positive_int, check_registry_name
 from runs.dataset_files import NUM_CLASSES, find_dataset_files, read_dataset_files
 
 DATASETS: tuple[str, ...] = ("mnist1d", "mnist", "fashion-mnist", "cifar10")
@@ -324,13 +324,10 @@ def register_dataset(
     Raises:
         ValueError: a bad or bundled name, or another dataset registered under ``name`` (without
             ``replace=True``).
+        TypeError: a name that is not a string; ``data`` not a ``DatasetSplits``, or given
+            together with arrays.
     """
-    import re
-
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
-        raise ValueError(
-            f"register_dataset: name must be letters, digits and - _ . +, got name={name!r}"
-        )
+    check_registry_name("register_dataset", name)
     if name in DATASETS:
         raise ValueError(
             f"register_dataset: {name!r} is a bundled dataset ({', '.join(DATASETS)}); "

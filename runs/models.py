@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from runs.checks import check_positive_int, is_positive_int
+from runs.checks import check_positive_int, check_registry_name, is_positive_int
 
 MODELS: tuple[str, ...] = ("logistic", "mlp", "mnist1d-cnn", "lenet", "lenet1d")
 
@@ -69,14 +69,10 @@ def register_model(name: str, factory: Callable[..., nn.Module], *, replace: boo
     Raises:
         ValueError: a bad or bundled name, or another factory registered under ``name``
             (without ``replace=True``).
-        TypeError: ``factory`` is not callable or cannot take ``(input_shape, num_classes)``.
+        TypeError: a name that is not a string; ``factory`` not callable or unable to take
+            ``(input_shape, num_classes)``.
     """
-    import re
-
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
-        raise ValueError(
-            f"register_model: name must be letters, digits and - _ . +, got name={name!r}"
-        )
+    check_registry_name("register_model", name)
     if name in MODELS:
         raise ValueError(
             f"register_model: {name!r} is a bundled model ({', '.join(MODELS)}); "

@@ -73,6 +73,8 @@ def test_register_model_errors():
         runs.register_model("mlp", linear_factory)
     with pytest.raises(ValueError, match="name must be letters"):
         runs.register_model("bad name", linear_factory)
+    with pytest.raises(TypeError, match=r"name must be a string.*got name=3 \(int\)"):
+        runs.register_model(3, linear_factory)
     with pytest.raises(TypeError, match="must be callable"):
         runs.register_model("api-x", nn.Linear(2, 2).weight)
     with pytest.raises(TypeError, match=r"cannot be called as factory\(input_shape, num_classes\)"):
@@ -123,6 +125,10 @@ def test_dataset_errors():
         runs.register_dataset("api-blobs", dataset_from(x, y, tx, ty))
     with pytest.raises(TypeError, match="must be a DatasetSplits"):
         runs.register_dataset("api-other", (x, y, tx, ty))
+    with pytest.raises(ValueError, match=r"name must be letters.*got name='a/b'"):
+        runs.register_dataset("a/b", dataset_from(x, y, tx, ty))
+    with pytest.raises(TypeError, match=r"name must be a string.*got name=None \(NoneType\)"):
+        runs.register_dataset(None, dataset_from(x, y, tx, ty))
 
 
 # ---------------------------------------------------------------------------------- optimizers
