@@ -7,8 +7,9 @@ This file only mounts them, so ``stepsize --help`` costs no heavy import.
 Errors a user can cause (``ValueError``, ``TypeError``, ``KeyError`` and ``OSError``: a missing,
 unreadable or unwritable file) are printed as one line on stderr, ending with a newline, with exit
 status 2, never as a traceback, also when a thread (a TensorBoard writer) raised it; so are usage
-errors (``stepsize <command>: error: ...``, see :class:`Parser`). ``stepsize`` alone prints the
-help and runs nothing.
+errors (``stepsize <command>: error: ...``, see :class:`Parser`). A closed pipe on stdout
+(``stepsize list | head -1``) is not an error: the command stops quietly with status 141, as a
+shell reports a command stopped by SIGPIPE. ``stepsize`` alone prints the help and runs nothing.
 """
 
 from __future__ import annotations
@@ -174,6 +175,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+SIGPIPE_STATUS = 141
+"""The exit status when the reader of standard output went away: 128 + SIGPIPE, what a shell
+reports for a command that a closed pipe stopped (``stepsize list | head -1``)."""
+
+
+def _reader_gone() -> int:
+    """Stop quietly when standard output's reader has closed the pipe (``| head``), as command-line
+    tools do, without an error line: the rest of the output is sent to ``os.devnull`` so that
+    Python's flush at exit does not fail again (the recipe of Python's ``signal`` documentation,
+    "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_STATUS
+
+
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -191,7 +208,11 @@ def _main(argv: Sequence[str] | None) -> int:
         if lazy is None:
             parser.print_help()
             return 2
-        return int(lazy.load().run(args) or 0)
+        status = int(lazy.load().run(args) or 0)
+        sys.stdout.flush()  # (a closed pipe shows here, not in Python's flush at exit)
+        return status
+    except BrokenPipeError:
+        return _reader_gone()
     except USER_ERRORS as err:
         sys.stderr.write(error_line(err))
         sys.stderr.flush()

@@ -17,3 +17,17 @@ def test_unknown_benchmark_exits_nonzero_without_traceback():
     proc = _stepsize("bench", "nonsense")
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
+    """``stepsize list | head -0``: the reader is gone before the first line is written; the
+    command stops with a shell's status for SIGPIPE, 141, and writes no error line (it printed
+    "stepsize: error: [Errno 32] Broken pipe" and exited with 2)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runs", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # (before the interpreter has even started: the first write fails)
+    error = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait() == 141
+    assert error == b""
