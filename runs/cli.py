@@ -18,6 +18,7 @@ import argparse
 import importlib
 import os
 import re
+import select
 import sys
 import threading
 from collections.abc import Sequence
@@ -180,6 +181,21 @@ SIGPIPE_STATUS = 141
 reports for a command that a closed pipe stopped (``stepsize list | head -1``)."""
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (``poll`` reports POLLERR on
+    its write end), as opposed to a broken pipe elsewhere (a worker process's), which is an error
+    to report. False where ``poll`` is missing (Windows): the error line, as before."""
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # (replaced or closed stdout)
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def _reader_gone() -> int:
     """Stop quietly when standard output's reader has closed the pipe (``| head``), as command-line
     tools do, without an error line: the rest of the output is sent to ``os.devnull`` so that
@@ -211,9 +227,9 @@ def _main(argv: Sequence[str] | None) -> int:
         status = int(lazy.load().run(args) or 0)
         sys.stdout.flush()  # (a closed pipe shows here, not in Python's flush at exit)
         return status
-    except BrokenPipeError:
-        return _reader_gone()
     except USER_ERRORS as err:
+        if isinstance(err, BrokenPipeError) and _stdout_reader_gone():
+            return _reader_gone()
         sys.stderr.write(error_line(err))
         sys.stderr.flush()
         return 2

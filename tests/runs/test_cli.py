@@ -31,3 +31,17 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
     proc.stderr.close()
     assert proc.wait() == 141
     assert error == b""
+
+
+def test_a_broken_pipe_that_is_not_stdouts_is_reported(monkeypatch, capsys):
+    """A broken pipe elsewhere (a worker process's connection) is an error: its one line on
+    stderr and status 2, not the quiet status 141 of a closed stdout."""
+    import runs.catalog
+    from runs.cli import main
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(runs.catalog, "run", broken)
+    assert main(["list"]) == 2
+    assert "Broken pipe" in capsys.readouterr().err
