@@ -14,7 +14,8 @@ one of the paths in ``optim._paths``:
     formats are kept, a module's ``state_dict`` is its own tensors. It is also faster than torch's
     eager paths on many small tensors, and on large ones where torch's for-loop path leaves the
     cache (on a CPU whose L2 holds a 40k-element tensor's arrays, Adagrad, AdamW and RMSprop on
-    400 such tensors measured 0.72-0.99x: see the README's benchmark), by two execution
+    400 such tensors measured 0.72-0.99x, and Adam in two runs of three: see the README's
+    benchmark), by two execution
     strategies that give the same numbers: large tensors are updated a cache-sized block at a
     time (every op of the rule over one block before the next, so memory is streamed about once
     instead of once per op), and many small tensors (a group of 16 or more, each under
