@@ -254,6 +254,7 @@ class OwnedState:
     ) -> None:
         self.params = list(params)
         self.sizes = [p.numel() for p in params]
+        self.strides = list(map(Tensor.stride, params))
         self.keys = keys
         self.dtype = params[0].dtype
         self.buffers: dict[str, Tensor] = {}
@@ -288,13 +289,29 @@ class OwnedState:
         return True
 
     def params_hold(self, params: list[Tensor]) -> bool:
-        """Whether these are the parameters laid out here, in the same dtype and sizes (``p.data``
-        may have been replaced by a tensor of another size)."""
+        """Whether these are the parameters laid out here, in the same dtype and shapes (``p.data``
+        may have been replaced by a tensor of another size, or by a view of its own memory with
+        another shape, ``p.data = p.data.view(5, 7)``: see :meth:`shapes_hold`)."""
         if not _identical(params, self.params):
             return False
         if not all(map(operator.is_, map(_DTYPE, params), itertools.repeat(self.dtype))):
             return False
-        return list(map(Tensor.numel, params)) == self.sizes
+        return self.shapes_hold(params)
+
+    def shapes_hold(self, params: list[Tensor]) -> bool:
+        """Whether every parameter has the element count and strides it was laid out with.
+
+        Together they fix the shape of a row-major tensor, as ``view``, ``reshape`` and every
+        new tensor lay it out (each dimension's stride the product of the sizes after it, size-1
+        dimensions included), so ``p.data = p.data.view(5, 7)`` is noticed, as is any change
+        of memory format; only a view made with ``as_strided`` that gives a size-1 dimension
+        another shape's stride is not. (Comparing
+        ``p.shape`` itself builds a ``torch.Size`` per tensor: 0.59 ms for 2000 tensors, against
+        0.16 ms for their strides.)"""
+        return (
+            list(map(Tensor.numel, params)) == self.sizes
+            and list(map(Tensor.stride, params)) == self.strides
+        )
 
     def holds(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
         """Whether the layout still describes these parameters, state keys and state tensors."""
@@ -623,7 +640,8 @@ class Flat(OwnedState):
 
     def params_hold(self, params: list[Tensor]) -> bool:
         """Whether these are the parameters laid out here, still views into the flat buffer: the
-        same objects at the same addresses and sizes. A ``.data`` of another dtype (``.double()``,
+        same objects at the same addresses and shapes (:meth:`shapes_hold`: ``p.data =
+        p.data.view(5, 7)`` keeps the address). A ``.data`` of another dtype (``.double()``,
         ``.to(...)``) is a new tensor at another address, so the dtype has no pass of its own; a
         ``.data`` reinterpreting the same bytes in place (``p.data.view(torch.int32)``) is the one
         replacement not noticed."""
@@ -631,7 +649,7 @@ class Flat(OwnedState):
             return False
         if list(map(Tensor.data_ptr, params)) != self.param_pointers:
             return False
-        return list(map(Tensor.numel, params)) == self.sizes
+        return self.shapes_hold(params)
 
     def sync_grads(self, grads: list[Tensor] | None = None, leave: Iterable[int] = ()) -> None:
         """Copy each parameter's gradient into the flat gradient buffer unless it is its view

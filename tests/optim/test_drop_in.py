@@ -409,6 +409,60 @@ def test_parameter_data_reshaped_to_as_many_elements_fails_as_torch_does(impl):
     assert errors[0] == errors[1]
 
 
+def _reshaped_in_place(cls, kwargs, reshape_state, reshaped):
+    """Three steps over the packed set; before the second, ``p.data = p.data.view(shape)`` (the
+    same memory, another shape) for each ``position: shape`` of ``reshaped``, and with
+    ``reshape_state`` their state tensors too. Gradients are set directly: autograd keeps a
+    leaf's old shape."""
+    params = _params(SETS["packed"])
+    optimizer = cls(params, **kwargs)
+    for step in range(3):
+        if step == 1:
+            for i, shape in reshaped.items():
+                params[i].data = params[i].data.view(shape)
+                for key, value in list(optimizer.state[params[i]].items()):
+                    if reshape_state and value.dim() > 0:
+                        optimizer.state[params[i]][key] = value.view(shape)
+        for i, p in enumerate(params):
+            p.grad = torch.cos(p.detach() * (i + 1)) + 0.1 * p.detach()
+        optimizer.step()
+    return params
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize(
+    "reshaped", [{0: (5, 7)}, {-1: (3, 3)}, {-1: (1, 9)}], ids=["2-d", "1-d", "1-d-to-row"]
+)
+@pytest.mark.parametrize(
+    ("name", "kwargs", "reshape_state"),
+    [
+        ("SGD", {"lr": 0.05}, False),  # no state: torch trains on
+        ("Adam", {"lr": 0.01}, True),  # the state reshaped alike: torch trains on
+        ("Adagrad", {"lr": 0.05}, False),  # state of the old shape: torch raises
+        ("SGD", {"lr": 0.05, "momentum": 0.9}, False),
+    ],
+    ids=["SGD-stateless", "Adam-state-reshaped", "Adagrad-state-kept", "SGD-momentum-kept"],
+)
+def test_parameter_data_reshaped_in_place_trains_or_fails_as_torch_does(
+    name, kwargs, reshape_state, reshaped, impl
+):
+    """``p.data = p.data.view(shape)`` keeps the parameter's memory, address and element count,
+    so only its shape tells the layouts (packed state, the flat buffer) that it changed: torch's
+    numbers where torch trains on, torch's error with its text where it raises."""
+    outcomes = []
+    for cls, options in ((theirs(name), {}), (ours(name), {"impl": impl})):
+        try:
+            outcomes.append(_reshaped_in_place(cls, {**kwargs, **options}, reshape_state, reshaped))
+        except RuntimeError as error:
+            outcomes.append(str(error))
+    expected, got = outcomes
+    if isinstance(expected, str):
+        assert got == expected  # torch's error, with its text
+    else:
+        assert [p.shape for p in got] == [p.shape for p in expected]
+        _close(got, expected)
+
+
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize("shapes", ["packed", "mixed"])
 def test_parameters_sharing_memory_get_every_update_as_torch(shapes, impl):
