@@ -69,6 +69,7 @@ from optim._base import RuleOptimizer, _is_sparse, _number, without_grad
 from optim._paths import (
     _DTYPE,
     _GRAD,
+    _SHAPE,
     FAST_DTYPES,
     PACK_AT_LEAST,
     PACK_BELOW,
@@ -80,6 +81,7 @@ from optim._paths import (
     gather_into,
     packed_rounds,
     packs_alike,
+    states_fit,
     views_like,
 )
 
@@ -239,9 +241,11 @@ def _pieces(lists: tuple[list[Tensor], ...], scratch: Tensor | None):
     piece-sized result: ``(tensors, out)``. A contiguous tensor that fits ``scratch`` comes whole,
     with ``out`` a view of the buffer shaped like it; a longer one in flat slices of
     ``scratch.numel()`` elements; tensors not all contiguous or not all of the buffer's dtype
-    (a state kept in float32 after ``model.double()``), or without ``scratch``, whole with
-    ``out`` None (the caller allocates). This runs for every tensor at every step: the common
-    case costs one slice of the buffer (and a view for a tensor of more than one dimension)."""
+    (a state kept in float32 after ``model.double()``) or not all of one shape (a state of the
+    old shape of a parameter reshaped in its own memory: the op's own error, not a flat view's
+    silent match), or without ``scratch``, whole with ``out`` None (the caller allocates). This
+    runs for every tensor at every step: the common case costs one slice of the buffer (and a
+    view for a tensor of more than one dimension)."""
     size = None if scratch is None else scratch.numel()
     dtype = None if scratch is None else scratch.dtype
     for tensors in zip(*lists):
@@ -250,6 +254,7 @@ def _pieces(lists: tuple[list[Tensor], ...], scratch: Tensor | None):
             size is None
             or not all(map(Tensor.is_contiguous, tensors))
             or not all(map(operator.is_, map(_DTYPE, tensors), itertools.repeat(dtype)))
+            or not all(map(operator.eq, map(_SHAPE, tensors), itertools.repeat(first.shape)))
         ):
             yield tensors, None
         elif first.numel() <= size:
@@ -660,8 +665,13 @@ class ReducingOptimizer(RuleOptimizer):
         for i, p in enumerate(params):
             by_kind.setdefault((p.device, p.dtype), []).append(i)
         if self.impl == "flat":
-            kinds = [[positions[i] for i in indices] for indices in by_kind.values()]
-            return self._flat_chunks(index, params, states, keys, list(by_kind.values()), kinds)
+            if states_fit(params, states, keys):
+                kinds = [[positions[i] for i in indices] for indices in by_kind.values()]
+                return self._flat_chunks(index, params, states, keys, list(by_kind.values()), kinds)
+            # A state tensor of another shape or dtype than its parameter's: the package's
+            # numbers, or its error, from the lists below, as the classic flat path (a buffer
+            # laid out like the parameters would reshape or convert that state).
+            self._layouts.pop(index, None)
         chunks = []
         for number, indices in enumerate(by_kind.values()):
             ps = [params[i] for i in indices]
@@ -696,13 +706,14 @@ class ReducingOptimizer(RuleOptimizer):
         (:func:`total`): within the dtype's rounding of the packages' one reduction per
         tensor, not its bits, which a tensor of at most ``BLOCK`` elements keeps. None for a
         class whose rule reduces per tensor (DoG, LDoG), and for a tensor that cannot be viewed
-        flat with its gradient and state (not contiguous, complex, a state of another size:
-        Prodigy's ``slice_p``)."""
+        flat with its gradient and state (not contiguous, complex, a state of another shape:
+        Prodigy's ``slice_p``, or the old shape of a parameter reshaped in its own memory, whose
+        next step the package refuses)."""
         size = p.numel()
         if not self._blocks_large_tensors or size <= _paths.BLOCK or p.is_complex():
             return None
         tensors = [p, p.grad, *(state[key] for key in keys)]
-        if not all(t.is_contiguous() and t.numel() == size for t in tensors):
+        if not all(t.is_contiguous() and t.shape == p.shape for t in tensors):
             return None
         flat, flat_grad, *flat_states = (t.view(-1) for t in tensors)
         chunks = []

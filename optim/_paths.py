@@ -55,6 +55,7 @@ streams the user's gradients and parameters (separate allocations) besides the r
 
 _DEVICE = operator.attrgetter("device")
 _DTYPE = operator.attrgetter("dtype")
+_SHAPE = operator.attrgetter("shape")
 _GRAD = operator.attrgetter("grad")
 _LAYOUT = operator.attrgetter("layout")
 
@@ -149,7 +150,9 @@ def blocked_rounds(
     A contiguous tensor larger than a block is cut into 1-D slices of :data:`BLOCK` elements (a
     multiple of every SIMD width, so each element takes the same vectorised code path as in the
     whole tensor); consecutive smaller tensors share a round. A tensor whose parameter, gradient
-    and state are not all contiguous goes whole into a round of its own.
+    and state are not all contiguous goes whole into a round of its own, and so does a large
+    one whose tensors are not all of one shape (state of the old shape of a parameter reshaped
+    in its own memory): torch's op then raises its error, where flat slices would match them.
     """
     sizes = list(map(Tensor.numel, params))
     if max(sizes, default=0) < BLOCK and all(
@@ -180,7 +183,9 @@ def blocked_rounds(
         buffers = {key: tensors[i] for key, tensors in state.items()}
         tensors = [p, g, *buffers.values()]
         n = p.numel()
-        if not all(t.is_contiguous() for t in tensors):
+        if not all(t.is_contiguous() for t in tensors) or (
+            n >= BLOCK and not all(t.shape == p.shape for t in tensors)
+        ):
             close()
             current = ([p], [g], [steps[i]], {key: [b] for key, b in buffers.items()})
             close()

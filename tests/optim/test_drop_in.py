@@ -410,11 +410,12 @@ def test_parameter_data_reshaped_to_as_many_elements_fails_as_torch_does(impl):
 
 
 def _reshaped_in_place(cls, kwargs, reshape_state, reshaped):
-    """Three steps over the packed set; before the second, ``p.data = p.data.view(shape)`` (the
-    same memory, another shape) for each ``position: shape`` of ``reshaped``, and with
-    ``reshape_state`` their state tensors too. Gradients are set directly: autograd keeps a
-    leaf's old shape."""
-    params = _params(SETS["packed"])
+    """Three steps over a set of :data:`SETS`; before the second, ``p.data = p.data.view(shape)``
+    (the same memory, another shape) for each ``position: shape`` of ``reshaped[1]`` in the set
+    ``reshaped[0]``, and with ``reshape_state`` their state tensors too. Gradients are set
+    directly: autograd keeps a leaf's old shape."""
+    shapes, reshaped = reshaped
+    params = _params(SETS[shapes])
     optimizer = cls(params, **kwargs)
     for step in range(3):
         if step == 1:
@@ -431,7 +432,15 @@ def _reshaped_in_place(cls, kwargs, reshape_state, reshaped):
 
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize(
-    "reshaped", [{0: (5, 7)}, {-1: (3, 3)}, {-1: (1, 9)}], ids=["2-d", "1-d", "1-d-to-row"]
+    "reshaped",
+    [
+        ("packed", {0: (5, 7)}),
+        ("packed", {-1: (3, 3)}),
+        ("packed", {-1: (1, 9)}),
+        ("blocked", {0: (5, 157)}),  # larger than a block: updated in flat slices
+        ("blocked", {-1: (9, 40)}),
+    ],
+    ids=["packed-2-d", "packed-1-d", "packed-1-d-to-row", "blocked-1-d", "blocked-2-d"],
 )
 @pytest.mark.parametrize(
     ("name", "kwargs", "reshape_state"),

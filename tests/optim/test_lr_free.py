@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import statistics
+import warnings
 
 import pytest
 import torch
@@ -60,6 +61,7 @@ CASES = [
 ]  # fmt: skip
 SCHEDULE_FREE = {"SGDScheduleFree", "AdamWScheduleFree"}
 ESTIMATORS = {"Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad"}  # (a global estimate d)
+FIRST_OF_EACH = list({c[0]: c for c in reversed(CASES)}.values())[::-1]  # (a case per class)
 
 
 def case_id(case) -> str:
@@ -275,6 +277,49 @@ def test_a_state_tensor_whose_data_moved_is_used_as_the_package_uses_it(name, ke
             run_steps(optimizer, params, range(t, t + 1))
         results.append(params)
     assert relative_error(results[1], results[0]) <= 1e-10
+
+
+RESHAPED = {  # parameter shapes, and the shapes the first two take in their own memory
+    "few": ([(35,), (7, 5), (35,)], [(5, 7), (35,)]),
+    "packed": ([(35,), (7, 5)] * 11, [(5, 7), (35,)]),
+    "large": ([(1200,), (40, 30), (9,)], [(40, 30), (1200,)]),  # (larger than a block)
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("layout", list(RESHAPED))
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=lambda case: case[0])
+def test_a_parameter_reshaped_in_its_own_memory_fails_as_the_package_does(
+    case, layout, impl, monkeypatch
+):
+    """``p.data = p.data.view(5, 7)`` keeps the memory and the element count and leaves state of
+    the old shape, which the package's next step refuses: so must ours, with its error. The
+    flat path laid the state out again like the reshaped parameter, and a tensor larger than a
+    block was updated in flat slices that matched the old shape to the new, training on."""
+    monkeypatch.setattr(_paths, "BLOCK", 256)
+    name, reference, kwargs, _ = case
+    shapes, reshaped = RESHAPED[layout]
+    errors = []
+    for make in (reference, getattr(optim, name)):
+        generator = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(shape, dtype=torch.float64, generator=generator).requires_grad_()
+            for shape in shapes
+        ]
+        optimizer = make(params, **kwargs, **({} if make is reference else {"impl": impl}))
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        run_steps(optimizer, params, range(2))
+        for p, shape in zip(params, reshaped):
+            p.data = p.data.view(shape)
+        for i, p in enumerate(params):  # (set directly: autograd keeps a leaf's first shape)
+            p.grad = torch.cos(p.detach() * (i + 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (no resized-output warning on the way)
+            with pytest.raises(RuntimeError) as error:
+                optimizer.step()
+        errors.append(str(error.value))
+    assert errors[1] == errors[0]
 
 
 def test_totals_add_in_order_as_a_python_float():
