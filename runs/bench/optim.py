@@ -16,8 +16,11 @@ bytes a step holds in temporaries, and the scratch buffers an optimizer keeps fr
 (:func:`kept_bytes`); the effective bandwidth (bytes the update must read and write once, over
 the best time of ours), with the machine's in-place bandwidth for scale (measured alone, so a
 row whose buffers stay in cache can exceed it); the load average when the bench starts (times
-from a busy machine are slow, though the round-robin keeps the ratios fair); and the first
-compiled step's wall time in a fresh process with a cold and with a warm inductor cache.
+from a busy machine are slow, though the round-robin keeps the ratios fair); the first
+compiled step's wall time in a fresh process with a cold and with a warm inductor cache; and,
+where our default path packs the state, the packed floor (:class:`PackedFloor`, timed in the
+same round-robin): a step that only makes the two passes over the user's tensors that any step
+on their own storage makes, so ``eager / floor`` is the most such a step could gain on torch.
 
 Targets (issue 11, 2-core CPU): default >= 1.0x torch's faster eager path on 4x4M and 400x40k for
 all six classes, >= 5x on 2000x1k; compiled within 1.1x of torch fused on 4x4M (Adam, AdamW, SGD
@@ -44,6 +47,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import optim
+from optim import _paths
 
 MODELS = {"4x4M": (4, 4_000_000), "400x40k": (400, 40_000), "2000x1k": (2000, 1_000)}
 OPTIMIZERS: dict[str, tuple[dict, int]] = {
@@ -194,6 +198,54 @@ def _params(shape: Shape, lr: float | None = None) -> list:
     return groups
 
 
+class PackedFloor:
+    """The least a default-path step over packed state can cost: the two passes it makes over
+    the user's own tensors and nothing else, no arithmetic, no checks.
+
+    Round by round as the default path packs a group (``optim._paths.packed_rounds``): every
+    gradient gathered into a scratch buffer (``optim._paths.gather_into``: one ``torch.cat`` of
+    1-D tensors), then an update (zeros) added into every parameter with one multi-tensor add.
+    A step that keeps the parameters in their own storage reads every gradient and writes every
+    parameter once at least; about 1 us per tensor each on a CPU, whatever the op. torch's eager
+    time over this one bounds the speedup any such step can reach (the bench's ``eager / floor``).
+    """
+
+    def __init__(self, params: list) -> None:
+        groups = [g["params"] for g in params] if isinstance(params[0], dict) else [params]
+        self.groups = []
+        for tensors in groups:
+            rounds = _paths.packed_rounds([t.numel() for t in tensors])
+            size = max(end - begin for _, _, begin, end in rounds)
+            grad = torch.empty(size, dtype=tensors[0].dtype)
+            update = torch.zeros(size, dtype=tensors[0].dtype)
+            plan = [
+                (
+                    tensors[i:j],
+                    grad[: end - begin],
+                    _paths.views_like(grad, tensors[i:j]),
+                    _paths.views_like(update, tensors[i:j]),
+                    all(t.dim() == 1 for t in tensors[i:j]),
+                )
+                for i, j, begin, end in rounds
+            ]
+            self.groups.append(plan)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Gather the gradients and add the (zero) update into the parameters, round by round."""
+        for plan in self.groups:
+            for tensors, grad, grad_views, update_views, one_dim in plan:
+                _paths.gather_into(grad, grad_views, [t.grad for t in tensors], one_dim)
+                torch._foreach_add_(tensors, update_views)
+
+
+def packs(name: str, shape: Shape) -> bool:
+    """Whether our default path packs the state of ``name`` over ``shape``'s tensors (a group of
+    ``PACK_AT_LEAST`` or more, each under the class's ``_pack_below`` elements)."""
+    cls = getattr(optim, name)
+    return shape.count >= _paths.PACK_AT_LEAST and shape.numel < cls._pack_below
+
+
 class _PeakTemporaries(TorchDispatchMode):
     """The most bytes held at once in tensors that ops created (not in place, not views)."""
 
@@ -334,9 +386,13 @@ def measure(
     if compile_flat:
         variants["ours flat+compile"] = lambda ps: ours(ps, compile=True, **kwargs)
     optimizers, before = _build(variants, shape, lr, new_grads)
-    results = _round_robin_ms(
-        {label: opt.step for label, opt in optimizers.items()}, repeat, before
-    )
+    steps = {label: opt.step for label, opt in optimizers.items()}
+    if packs(name, shape):
+        floor_params = _params(shape, lr)
+        steps["packed floor"] = PackedFloor(floor_params).step
+        if before is not None:
+            before["packed floor"] = new_gradients(floor_params)
+    results = _round_robin_ms(steps, repeat, before)
     results["temporaries ours"] = temporary_bytes(optimizers["ours default"])
     results["kept ours"] = kept_bytes(variants["ours default"], shape, lr)
     if "torch fused" in optimizers:
@@ -509,7 +565,8 @@ def run(args: argparse.Namespace) -> int:
     )
     header = (
         "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager "
-        "| compiled / fused | temporaries + kept, ours / fused (MiB) | GB/s (best of ours) |"
+        "| compiled / fused | packed floor | eager / floor "
+        "| temporaries + kept, ours / fused (MiB) | GB/s (best of ours) |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
@@ -521,15 +578,22 @@ def run(args: argparse.Namespace) -> int:
             gbs = OPTIMIZERS[name][1] * 4 * parse_model(model).elements / (best * 1e-3) / 1e9
             cells = [f"{ms[k]:.2f}" if k in ms else "n/a" for k in COLUMNS]
             temporaries = f"{_memory(ms, 'ours')} / {_memory(ms, 'fused')}"
+            floor = f"{ms['packed floor']:.2f}" if "packed floor" in ms else "n/a"
             print(
                 f"| {name} | {model} | " + " | ".join(cells)
                 + f" | {_speedup(eager, ms['ours default'])}"
                 + f" | {_speedup(ms.get('torch fused'), ms.get('ours flat+compile'))}"
+                + f" | {floor} | {_speedup(eager, ms.get('packed floor'))}"
                 + f" | {temporaries} | {gbs:.1f} |",
                 flush=True,
             )  # fmt: skip
     print(
         "\ntimes are median ms per step(); speedups are torch's time over ours (> 1: ours faster)"
+    )
+    print(
+        "packed floor: where our default path packs the state, a step that only gathers every "
+        "gradient and adds into every parameter (the two passes over the user's tensors it must "
+        "make, no arithmetic); eager / floor: the most any such step could be faster than torch"
     )
     print(
         "temporaries: the most memory a step holds beyond the state; kept: scratch buffers an "

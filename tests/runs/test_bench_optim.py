@@ -6,13 +6,14 @@ import sys
 import pytest
 import torch
 
+import optim
 from runs.bench.optim import Shape, _params, new_gradients, parse_model
 
 
 def test_bench_optim_prints_a_row_per_optimizer_and_model():
     proc = subprocess.run(
         [sys.executable, "-m", "runs", "bench", "optim", "--optimizers", "SGD,RMSprop",
-         "--models", "3x1k,2x5,3g2x5", "--repeat", "1", "--no-compile"],
+         "--models", "3x1k,20x5,3g2x5", "--repeat", "1", "--no-compile"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| SGD") or
@@ -22,6 +23,43 @@ def test_bench_optim_prints_a_row_per_optimizer_and_model():
     assert "load average" in proc.stdout
     assert "caches (cpu0): " in proc.stdout
     assert "n/a" in next(r for r in rows if r.startswith("| RMSprop"))  # torch has no fused RMSprop
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("| optimizer"))
+    floor = header.split(" | ").index("packed floor")
+    floors = {r.split(" | ")[1]: r.split(" | ")[floor] for r in rows if r.startswith("| SGD")}
+    assert floors["3x1k"] == floors["3g2x5"] == "n/a"  # (fewer tensors than our path packs)
+    assert float(floors["20x5"]) > 0
+
+
+def test_packed_floor_reads_every_gradient_and_writes_every_parameter():
+    """The floor's two passes: each round's gradients gathered in order, each parameter written
+    once (its version counter moves) and left as it was (the update is zeros)."""
+    from runs.bench.optim import PackedFloor
+
+    params = _params(parse_model("3g40x300"))
+    before = [p.detach().clone() for g in params for p in g["params"]]
+    versions = [p._version for g in params for p in g["params"]]
+    floor = PackedFloor(params)
+    floor.step()
+    after = [p.detach() for g in params for p in g["params"]]
+    assert all(torch.equal(a, b) for a, b in zip(after, before))
+    assert [p._version for g in params for p in g["params"]] == [v + 1 for v in versions]
+    last_round = floor.groups[-1][-1]
+    tensors, grad = last_round[0], last_round[1]
+    assert torch.equal(grad, torch.cat([t.grad for t in tensors]))
+
+
+@pytest.mark.parametrize("model", ["20x5", "20x3k", "3x5"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adadelta"])
+def test_the_floor_is_measured_where_our_default_path_packs(name, model):
+    """``packs`` agrees with what the optimizer does: a packed layout after two steps."""
+    from optim._paths import Packed
+    from runs.bench.optim import OPTIMIZERS, packs
+
+    optimizer = getattr(optim, name)(_params(parse_model(model)), **OPTIMIZERS[name][0])
+    optimizer.step()
+    optimizer.step()
+    packed = any(isinstance(x, Packed) for xs in optimizer._layouts.values() for x in xs)
+    assert packs(name, parse_model(model)) == packed
 
 
 def test_model_shapes_parse_and_bad_ones_are_named():
