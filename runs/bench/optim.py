@@ -241,7 +241,8 @@ class PackedFloor:
 
 def packs(name: str, shape: Shape) -> bool:
     """Whether our default path packs the state of ``name`` over ``shape``'s tensors (a group of
-    ``PACK_AT_LEAST`` or more, each under the class's ``_pack_below`` elements)."""
+    ``PACK_AT_LEAST`` or more, each under the class's ``_pack_below`` elements; every rule with
+    the bench's hyperparameters keeps state, which a stateless rule, plain SGD, would not)."""
     cls = getattr(optim, name)
     return shape.count >= _paths.PACK_AT_LEAST and shape.numel < cls._pack_below
 
