@@ -6,7 +6,9 @@ allocate them, which the flat path must copy into its buffer), the median time o
 ``step()`` for torch.optim's single-tensor, foreach and fused implementations and for ours: the
 default path (parameters' own storage), the flat path, and the flat path compiled. Variants are
 timed round-robin (one step of each in turn), so a busy machine slows them alike and the ratios
-stay fair. Speedups are torch's time over ours (above 1: ours is faster):
+stay fair; each runs as ``--instances`` optimizers over tensors of their own (default 3), whose
+times are pooled, since where an optimizer's memory happens to lie moved identical ones' steps
+up to 1.36x apart in one process. Speedups are torch's time over ours (above 1: ours is faster):
 
 * ``default / eager``: the default path against torch's faster eager path (single or foreach);
 * ``compiled / fused``: ``compile=True`` against torch's ``fused=True``.
@@ -41,7 +43,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -79,6 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated shapes")
     parser.add_argument("--repeat", type=int, default=15, help="timed steps per measurement")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=3,
+        help="optimizers built per variant, each over its own tensors, their times pooled "
+        "(default 3: identical optimizers in one process step up to 1.36x apart)",
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled flat path")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
@@ -131,30 +140,38 @@ def parse_model(spec: str) -> Shape:
 
 
 def _round_robin_ms(
-    steps: dict[str, Callable[[], object]],
+    steps: dict[Any, Callable[[], object]],
     repeat: int,
-    before: dict[str, Callable[[], object]] | None = None,
+    before: dict[Any, Callable[[], object]] | None = None,
 ) -> dict[str, float]:
     """Median milliseconds of each step, timed one step of each in turn (after 3 warm-ups);
-    ``before[label]``, if given, runs untimed before each of that label's steps."""
+    ``before[key]``, if given, runs untimed before each of that key's steps. A key ``(label,
+    instance)`` is one of several instances of a variant: their times are pooled under
+    ``label`` (one median over all of them)."""
     before = before or {}
-    for label, step in steps.items():
+    for key, step in steps.items():
         for _ in range(3):
-            before.get(label, _nothing)()
+            before.get(key, _nothing)()
             step()
-    times: dict[str, list[float]] = {label: [] for label in steps}
+    times: dict[str, list[float]] = {}
     for _ in range(repeat):
-        for label, step in steps.items():
-            before.get(label, _nothing)()
+        for key, step in steps.items():
+            before.get(key, _nothing)()
             start = time.perf_counter()
             step()
-            times[label].append(time.perf_counter() - start)
+            label = key[0] if isinstance(key, tuple) else key
+            times.setdefault(label, []).append(time.perf_counter() - start)
     return {label: statistics.median(t) * 1e3 for label, t in times.items()}
 
 
 def _gradients_line(args: argparse.Namespace) -> str:
     """How the bench hands the gradients over, for its header."""
     return "new tensors before each step" if args.new_grads else "the same tensors, in place"
+
+
+def _instances_line(args: argparse.Namespace) -> str:
+    """How many optimizers each variant runs, for the header."""
+    return f"instances: {args.instances} per variant, each over its own tensors, their times pooled"
 
 
 def _nothing() -> None:
@@ -354,29 +371,40 @@ def _load_line() -> str:
 
 
 def _build(
-    variants: dict[str, Callable[[list], torch.optim.Optimizer]],
+    variants: dict[str, Callable[[list], Any]],
     shape: Shape,
     lr: float | None,
     new_grads: bool,
-) -> tuple[dict[str, torch.optim.Optimizer], dict[str, Callable[[], None]] | None]:
-    """Each variant's optimizer over its own tensors of ``shape``, and (``new_grads``) what
-    gives those tensors new gradients before each step (see :func:`new_gradients`)."""
-    params = {label: _params(shape, lr) for label in variants}
-    optimizers = {label: make(params[label]) for label, make in variants.items()}
-    before = {label: new_gradients(params[label]) for label in variants} if new_grads else None
+    instances: int = 1,
+) -> tuple[dict[tuple[str, int], Any], dict[tuple[str, int], Callable[[], None]] | None]:
+    """``instances`` of each variant's optimizer (anything with a ``step()``), each over its own
+    tensors of ``shape``, keyed ``(label, instance)``, built one instance of every variant at a
+    time; and (``new_grads``) what gives those tensors new gradients before each step (see
+    :func:`new_gradients`). Several instances average out where each one's memory happens to
+    lie, which alone moved identical optimizers' steps up to 1.36x apart."""
+    keys = [(label, i) for i in range(instances) for label in variants]
+    params = {key: _params(shape, lr) for key in keys}
+    optimizers = {key: variants[key[0]](params[key]) for key in keys}
+    before = {key: new_gradients(params[key]) for key in keys} if new_grads else None
     return optimizers, before
 
 
 def measure(
-    name: str, model: str, repeat: int, compile_flat: bool, new_grads: bool = False
+    name: str,
+    model: str,
+    repeat: int,
+    compile_flat: bool,
+    new_grads: bool = False,
+    instances: int = 1,
 ) -> dict[str, float]:
-    """Median ``step()`` milliseconds of every implementation for one optimizer and shape
-    (``new_grads``: new gradient tensors before each step, see :func:`new_gradients`)."""
+    """Median ``step()`` milliseconds of every implementation for one optimizer and shape, pooled
+    over ``instances`` of each (``new_grads``: new gradient tensors before each step, see
+    :func:`new_gradients`)."""
     kwargs, _ = OPTIMIZERS[name]
     shape = parse_model(model)
     lr = kwargs.get("lr", inspect.signature(getattr(optim, name)).parameters["lr"].default)
     theirs, ours = getattr(torch.optim, name), getattr(optim, name)
-    variants: dict[str, Callable[[list], torch.optim.Optimizer]] = {
+    variants: dict[str, Callable[[list], Any]] = {
         "torch single": lambda ps: theirs(ps, foreach=False, **kwargs),
         "torch foreach": lambda ps: theirs(ps, foreach=True, **kwargs),
     }
@@ -386,18 +414,14 @@ def measure(
     variants["ours flat"] = lambda ps: ours(ps, impl="flat", **kwargs)
     if compile_flat:
         variants["ours flat+compile"] = lambda ps: ours(ps, compile=True, **kwargs)
-    optimizers, before = _build(variants, shape, lr, new_grads)
-    steps = {label: opt.step for label, opt in optimizers.items()}
     if packs(name, shape):
-        floor_params = _params(shape, lr)
-        steps["packed floor"] = PackedFloor(floor_params).step
-        if before is not None:
-            before["packed floor"] = new_gradients(floor_params)
-    results = _round_robin_ms(steps, repeat, before)
-    results["temporaries ours"] = temporary_bytes(optimizers["ours default"])
+        variants["packed floor"] = PackedFloor
+    optimizers, before = _build(variants, shape, lr, new_grads, instances)
+    results = _round_robin_ms({key: opt.step for key, opt in optimizers.items()}, repeat, before)
+    results["temporaries ours"] = temporary_bytes(optimizers["ours default", 0])
     results["kept ours"] = kept_bytes(variants["ours default"], shape, lr)
-    if "torch fused" in optimizers:
-        results["temporaries fused"] = temporary_bytes(optimizers["torch fused"])
+    if "torch fused" in variants:
+        results["temporaries fused"] = temporary_bytes(optimizers["torch fused", 0])
         results["kept fused"] = kept_bytes(variants["torch fused"], shape, lr)
     return results
 
@@ -459,10 +483,11 @@ LR_FREE: dict[str, tuple[str, dict]] = {
 
 
 def measure_lr_free(
-    name: str, model: str, repeat: int, new_grads: bool = False
+    name: str, model: str, repeat: int, new_grads: bool = False, instances: int = 1
 ) -> dict[str, float]:
-    """Median ``step()`` ms of the reference package and of our default and flat paths
-    (``new_grads``: new gradient tensors before each step, see :func:`new_gradients`)."""
+    """Median ``step()`` ms of the reference package and of our default and flat paths, pooled
+    over ``instances`` of each (``new_grads``: new gradient tensors before each step, see
+    :func:`new_gradients`)."""
     import importlib
 
     target, kwargs = LR_FREE[name]
@@ -474,14 +499,12 @@ def measure_lr_free(
         "ours default": lambda ps: getattr(optim, name)(ps, **kwargs),
         "ours flat": lambda ps: getattr(optim, name)(ps, impl="flat", **kwargs),
     }
-    optimizers, before = _build(variants, shape, None, new_grads)
+    optimizers, before = _build(variants, shape, None, new_grads, instances)
     for optimizer in optimizers.values():
         if hasattr(optimizer, "train"):
             optimizer.train()  # Schedule-Free steps only in train mode
     with torch.no_grad():  # the references' step() is not always under no_grad
-        return _round_robin_ms(
-            {label: opt.step for label, opt in optimizers.items()}, repeat, before
-        )
+        return _round_robin_ms({key: opt.step for key, opt in optimizers.items()}, repeat, before)
 
 
 def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | None = None) -> int:
@@ -489,7 +512,8 @@ def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
     print(_load_line())
     print(_cache_line())
-    print(f"gradients: {_gradients_line(args)}\n")
+    print(f"gradients: {_gradients_line(args)}")
+    print(f"{_instances_line(args)}\n")
     header = (
         "| optimizer | model | reference | ours default | ours flat "
         "| reference / default | reference / flat |"
@@ -498,7 +522,7 @@ def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | 
     print("|" + "---|" * (header.count("|") - 1))
     for name in names or list(LR_FREE):
         for model in models:
-            ms = measure_lr_free(name, model, args.repeat, args.new_grads)
+            ms = measure_lr_free(name, model, args.repeat, args.new_grads, args.instances)
             print(
                 f"| {name} | {model} | {ms['reference']:.2f} | {ms['ours default']:.2f} "
                 f"| {ms['ours flat']:.2f} | {_speedup(ms['reference'], ms['ours default'])} "
@@ -542,6 +566,7 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     for model in models:
         parse_model(model)
     check_positive_int("--repeat", args.repeat)
+    check_positive_int("--instances", args.instances)
     if args.threads is not None:
         check_positive_int("--threads", args.threads)
     return names, models
@@ -560,6 +585,7 @@ def run(args: argparse.Namespace) -> int:
     print(load)
     print(_cache_line())
     print(f"gradients: {_gradients_line(args)}")
+    print(_instances_line(args))
     print(
         "machine in-place bandwidth, for scale (x.add_(y), 64 MiB each, best step): "
         f"{bandwidth:.1f} GB/s\n"
@@ -573,7 +599,9 @@ def run(args: argparse.Namespace) -> int:
     print("|" + "---|" * (header.count("|") - 1))
     for name in names:
         for model in models:
-            ms = measure(name, model, args.repeat, not args.no_compile, args.new_grads)
+            ms = measure(
+                name, model, args.repeat, not args.no_compile, args.new_grads, args.instances
+            )
             eager = min(ms["torch single"], ms["torch foreach"])
             best = min(v for k, v in ms.items() if k.startswith("ours"))
             gbs = OPTIMIZERS[name][1] * 4 * parse_model(model).elements / (best * 1e-3) / 1e9

@@ -171,3 +171,19 @@ def test_cache_line_reads_the_data_caches_and_says_when_there_are_none(tmp_path)
         (folder / "size").write_text(f"{size}\n")
     assert _cache_line(str(tmp_path)) == "caches (cpu0): L1 48K, L2 2048K"
     assert _cache_line(str(tmp_path / "absent")) == "caches (cpu0): not reported by this OS"
+
+
+def test_instances_are_built_apart_and_their_times_pooled_under_one_label():
+    """Smoke test of the plumbing (no timing asserted): each instance has tensors of its own,
+    and the round-robin reports one median per variant."""
+    from runs.bench.optim import _build, _round_robin_ms
+
+    variants = {"a": lambda ps: optim.SGD(ps, lr=0.1), "b": lambda ps: torch.optim.SGD(ps, lr=0.1)}
+    optimizers, before = _build(variants, parse_model("3x5"), 0.1, new_grads=True, instances=2)
+    assert sorted(optimizers) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    tensors = [opt.param_groups[0]["params"][0] for opt in optimizers.values()]
+    assert len({id(t) for t in tensors}) == 4
+    steps = {key: opt.step for key, opt in optimizers.items()}
+    medians = _round_robin_ms(steps, repeat=2, before=before)
+    assert sorted(medians) == ["a", "b"]
+    assert all(ms >= 0 for ms in medians.values())
