@@ -830,7 +830,19 @@ class RuleOptimizer(Optimizer):
                     self._single_step(group, params)
             else:
                 self._foreach_step(index, group, params)
+        self._mark_stepped()
         return loss
+
+    def _owned_layouts(self) -> Iterable[OwnedState]:
+        """Every layout holding state in buffers of ours (packed, flat)."""
+        for layouts in self._layouts.values():
+            yield from (layout for layout in layouts if isinstance(layout, OwnedState))
+
+    def _mark_stepped(self) -> None:
+        """After a step: each layout it verified remembers its buffers' version counters (see
+        ``optim._paths.OwnedState.storage_holds``)."""
+        for layout in self._owned_layouts():
+            layout.mark_stepped()
 
     def _check_sparse(self, group: dict, index: int, p: Tensor) -> None:
         position = next(i for i, q in enumerate(group["params"]) if q is p)

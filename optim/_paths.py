@@ -212,6 +212,10 @@ def blocked_rounds(
     return rounds
 
 
+def _shape_and_strides(t: Tensor) -> tuple[torch.Size, tuple[int, ...]]:
+    return t.shape, t.stride()
+
+
 def next_count(count: float, dtype: torch.dtype) -> float:
     """``count + 1`` as a step counter of ``dtype`` holds it, for the host's copy of a count.
 
@@ -281,13 +285,44 @@ class OwnedState:
                 s["step"] = view
         self.all_views = [*itertools.chain.from_iterable(self.views.values()), *self.step_views]
         self.pointers = list(map(Tensor.data_ptr, self.all_views))
+        self.view_layouts = list(map(_shape_and_strides, self.all_views))
         self.stamp: tuple[int, int] | None = None  # the optimizer's state when last verified
+        self.stepped_versions: list[int] | None = None  # the buffers' after the last step
+        self.verified = False  # this step: storage_holds() found the views as laid out
+
+    def versions(self) -> list[int]:
+        """The version counters of the buffers (each shared with all its views): one moves with
+        every in-place op on a view, a value written or a shape changed (``.t_()``)."""
+        counters = [buffer._version for buffer in self.buffers.values()]
+        return counters if self.step_vector is None else [*counters, self.step_vector._version]
 
     def storage_holds(self) -> bool:
-        """Whether every state view still lies in the buffers: ``state[p][key].data = t`` or
-        ``.set_(t)`` keeps the tensor, which :meth:`state_holds` checks, but moves its data
-        elsewhere, where torch reads it (one ``data_ptr`` per view, about 0.1 us each)."""
-        return list(map(Tensor.data_ptr, self.all_views)) == self.pointers
+        """Whether every state view still lies in the buffers as laid out.
+
+        ``state[p][key].data = t`` or ``.set_(t)`` keeps the tensor, which :meth:`state_holds`
+        checks, but moves its data elsewhere, where torch reads it (one ``data_ptr`` per view,
+        about 0.1 us each). An in-place op that changes a view's shape or strides
+        (``state[p]["exp_avg"].t_()``, ``.resize_(n)``) keeps its data where it was; torch then
+        pairs the state with the parameter by index, or refuses a shape that does not fit. Every
+        such op moves the buffer's version counter, so the views' shapes and strides are
+        compared only when a counter moved since the optimizer's last step
+        (:meth:`mark_stepped`): after a user's in-place op on the state, never in a steady step.
+        """
+        if list(map(Tensor.data_ptr, self.all_views)) != self.pointers:
+            return False
+        if self.versions() != self.stepped_versions and (
+            list(map(_shape_and_strides, self.all_views)) != self.view_layouts
+        ):
+            return False
+        self.verified = True
+        return True
+
+    def mark_stepped(self) -> None:
+        """At the end of a step that verified this layout (:meth:`storage_holds`): remember the
+        buffers' version counters, which the step's own in-place ops have moved."""
+        if self.verified:
+            self.stepped_versions = self.versions()
+            self.verified = False
 
     def counts_hold(self) -> bool:
         """Whether the step counters still hold the count the layout expects (see :class:`Flat`)."""

@@ -322,6 +322,37 @@ def test_a_parameter_reshaped_in_its_own_memory_fails_as_the_package_does(
     assert errors[1] == errors[0]
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 22], ids=["few", "packed"])
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("Prodigy", "exp_avg"), ("DAdaptAdam", "exp_avg_sq"), ("AdamWScheduleFree", "z")],
+)
+def test_a_state_tensor_transposed_in_place_is_used_as_the_package_uses_it(name, key, count, impl):
+    """``state[p][key].t_()`` keeps the tensor and its data but transposes it: the package pairs
+    it with the parameter by index from then on; the packed and flat layouts kept their own."""
+    reference = getattr(
+        prodigyopt if name == "Prodigy" else schedulefree if name in SCHEDULE_FREE else dadaptation,
+        name,
+    )
+    results = []
+    for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
+        generator = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(6, 6, dtype=torch.float64, generator=generator).requires_grad_()
+            for _ in range(count)
+        ]
+        optimizer = make(params)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        for t in range(6):
+            if t == 3:
+                optimizer.state[params[0]][key].t_()
+            run_steps(optimizer, params, range(t, t + 1))
+        results.append(params)
+    assert relative_error(results[1], results[0]) <= 1e-10
+
+
 def test_totals_add_in_order_as_a_python_float():
     """``total`` is the references' ``x = 0.0; x += v.item()`` over vectors and scalars, with a
     start value (DAdaptSGD's running numerator), where a pairwise sum rounds differently."""
