@@ -9,8 +9,9 @@ one of the paths in ``optim._paths``:
 ``impl="foreach"`` (the default; ``foreach=True``)
     the parameters' own storage, exactly torch.optim's semantics: a parameter with no gradient is
     skipped, state tensors are read from ``optimizer.state`` at every step (replace or reset them,
-    or move one's data with ``.data = t`` or ``.set_(t)``, and the next step uses yours),
-    ``p.data = ...`` and ``model.to(...)`` are followed, memory
+    move one's data with ``.data = t`` or ``.set_(t)``, or reshape it in place with ``.t_()``,
+    and the next step uses yours), ``p.data = ...`` (``p.data.view(...)``, ``p.data.t()``
+    included) and ``model.to(...)`` are followed, memory
     formats are kept, a module's ``state_dict`` is its own tensors. It is also faster than torch's
     eager paths on many small tensors, and on large ones where torch's for-loop path leaves the
     cache (on a CPU whose L2 holds a 40k-element tensor's arrays, Adagrad, AdamW and RMSprop on
