@@ -409,6 +409,24 @@ def test_parameter_data_reshaped_to_as_many_elements_fails_as_torch_does(impl):
     assert errors[0] == errors[1]
 
 
+def _assert_trains_or_fails_as_torch(name, impl, run):
+    """``run(cls, options)`` (the parameters it trained) for torch's class and for ours on
+    ``impl``: torch's numbers and shapes where torch trains on, its error with its text where it
+    raises."""
+    outcomes = []
+    for cls, options in ((theirs(name), {}), (ours(name), {"impl": impl})):
+        try:
+            outcomes.append(run(cls, options))
+        except RuntimeError as error:
+            outcomes.append(str(error))
+    expected, got = outcomes
+    if isinstance(expected, str):
+        assert got == expected  # torch's error, with its text
+    else:
+        assert [p.shape for p in got] == [p.shape for p in expected]
+        _close(got, expected)
+
+
 def _reshaped_in_place(cls, kwargs, reshape_state, reshaped):
     """Three steps over a set of :data:`SETS`; before the second, ``p.data = p.data.view(shape)``
     (the same memory, another shape) for each ``position: shape`` of ``reshaped[1]`` in the set
@@ -458,18 +476,32 @@ def test_parameter_data_reshaped_in_place_trains_or_fails_as_torch_does(
     """``p.data = p.data.view(shape)`` keeps the parameter's memory, address and element count,
     so only its shape tells the layouts (packed state, the flat buffer) that it changed: torch's
     numbers where torch trains on, torch's error with its text where it raises."""
-    outcomes = []
-    for cls, options in ((theirs(name), {}), (ours(name), {"impl": impl})):
-        try:
-            outcomes.append(_reshaped_in_place(cls, {**kwargs, **options}, reshape_state, reshaped))
-        except RuntimeError as error:
-            outcomes.append(str(error))
-    expected, got = outcomes
-    if isinstance(expected, str):
-        assert got == expected  # torch's error, with its text
-    else:
-        assert [p.shape for p in got] == [p.shape for p in expected]
-        _close(got, expected)
+    _assert_trains_or_fails_as_torch(
+        name,
+        impl,
+        lambda cls, options: _reshaped_in_place(
+            cls, {**kwargs, **options}, reshape_state, reshaped
+        ),
+    )
+
+
+def _square_run(cls, kwargs, count, change):
+    """Four steps of ``cls(params, **kwargs)`` over ``count`` 6x6 float64 parameters, their
+    gradients set directly (autograd keeps a leaf's first strides); ``change(optimizer,
+    params)`` runs before the third. Returns the parameters."""
+    generator = torch.Generator().manual_seed(0)
+    params = [
+        torch.randn(6, 6, dtype=torch.float64, generator=generator).requires_grad_()
+        for _ in range(count)
+    ]
+    optimizer = cls(params, **kwargs)
+    for step in range(4):
+        if step == 2:
+            change(optimizer, params)
+        for i, p in enumerate(params):
+            p.grad = torch.cos(p.detach() * (i + 1) + torch.arange(36.0).view(6, 6).to(p))
+        optimizer.step()
+    return params
 
 
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
@@ -481,22 +513,12 @@ def test_a_square_parameter_transposed_in_its_own_memory_trains_as_torch(name, c
     element (i, j) now meets the state's (i, j), which lies elsewhere in memory. The flat path
     paired them by memory and trained on silently (SGD's parameters 0.52 apart after 4 steps)."""
     kwargs = {"lr": 0.05, "momentum": 0.9} if name == "SGD" else {"lr": 0.05}
-    results = []
-    for cls, options in ((theirs(name), {}), (ours(name), {"impl": impl})):
-        generator = torch.Generator().manual_seed(0)
-        params = [
-            torch.randn(6, 6, dtype=torch.float64, generator=generator).requires_grad_()
-            for _ in range(count)
-        ]
-        optimizer = cls(params, **kwargs, **options)
-        for step in range(4):
-            if step == 2:
-                params[0].data = params[0].data.t()
-            for i, p in enumerate(params):  # (set directly: autograd keeps a leaf's strides)
-                p.grad = torch.cos(p.detach() * (i + 1) + torch.arange(36.0).view(6, 6).to(p))
-            optimizer.step()
-        results.append(params)
-    _close(results[1], results[0])
+
+    def transpose(optimizer, params):
+        params[0].data = params[0].data.t()
+
+    expected = _square_run(theirs(name), kwargs, count, transpose)
+    _close(_square_run(ours(name), {**kwargs, "impl": impl}, count, transpose), expected)
 
 
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
@@ -511,30 +533,19 @@ def test_a_state_tensor_reshaped_in_place_is_used_as_torch_uses_it(name, key, ho
     resized one. The packed and flat layouts kept their own layout of that state: Adam's
     parameters 0.03 apart after the transpose, and trained on where torch raised."""
     kwargs = {"lr": 0.05, "momentum": 0.9} if name == "SGD" else {"lr": 0.05}
-    outcomes = []
-    for cls, options in ((theirs(name), {}), (ours(name), {"impl": impl})):
-        generator = torch.Generator().manual_seed(0)
-        params = [
-            torch.randn(6, 6, dtype=torch.float64, generator=generator).requires_grad_()
-            for _ in range(count)
-        ]
-        optimizer = cls(params, **kwargs, **options)
-        try:
-            for step in range(4):
-                if step == 2:
-                    state = optimizer.state[params[0]][key]
-                    state.t_() if how == "t_" else state.resize_(36)
-                for i, p in enumerate(params):
-                    p.grad = torch.cos(p.detach() * (i + 1) + torch.arange(36.0).view(6, 6).to(p))
-                optimizer.step()
-            outcomes.append(params)
-        except RuntimeError as error:
-            outcomes.append(str(error))
-    expected, got = outcomes
-    if isinstance(expected, str):
-        assert got == expected  # torch's error, with its text
-    else:
-        _close(got, expected)
+
+    def reshape(optimizer, params):
+        state = optimizer.state[params[0]][key]
+        if how == "t_":
+            state.t_()
+        else:
+            state.resize_(36)
+
+    _assert_trains_or_fails_as_torch(
+        name,
+        impl,
+        lambda cls, options: _square_run(cls, {**kwargs, **options}, count, reshape),
+    )
 
 
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])

@@ -86,6 +86,23 @@ def noisy_loss(params: list[torch.Tensor], t: int) -> torch.Tensor:
     return total
 
 
+def reference_class(name: str) -> type:
+    """The reference package's class of ``name`` (Prodigy, D-Adaptation, Schedule-Free)."""
+    package = (
+        prodigyopt if name == "Prodigy" else schedulefree if name in SCHEDULE_FREE else dadaptation
+    )
+    return getattr(package, name)
+
+
+def seeded_tensors(shape: tuple[int, ...], count: int) -> list[torch.Tensor]:
+    """``count`` float64 leaves of ``shape`` requiring grad, from seed 0."""
+    generator = torch.Generator().manual_seed(0)
+    return [
+        torch.randn(shape, dtype=torch.float64, generator=generator).requires_grad_()
+        for _ in range(count)
+    ]
+
+
 def groups(params: list[torch.Tensor], second: dict) -> list[dict]:
     return [{"params": params[:2]}, {"params": params[2:], **second}]
 
@@ -252,17 +269,10 @@ def test_a_state_tensor_whose_data_moved_is_used_as_the_package_uses_it(name, ke
     """``state[p][key].data = t`` or ``.set_(t)`` keeps the tensor object but moves its data;
     the package reads it at every step. On 40 small tensors (the packed path) ours kept
     updating its own buffer (DAdaptAdam 6e-5 apart)."""
-    reference = getattr(
-        prodigyopt if name == "Prodigy" else schedulefree if name in SCHEDULE_FREE else dadaptation,
-        name,
-    )
+    reference = reference_class(name)
     results = []
     for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
-        generator = torch.Generator().manual_seed(0)
-        params = [
-            torch.randn(10, dtype=torch.float64, generator=generator).requires_grad_()
-            for _ in range(40)
-        ]
+        params = seeded_tensors((10,), 40)
         optimizer = make(params)
         if name in SCHEDULE_FREE:
             optimizer.train()
@@ -331,17 +341,10 @@ def test_a_parameter_reshaped_in_its_own_memory_fails_as_the_package_does(
 def test_a_state_tensor_transposed_in_place_is_used_as_the_package_uses_it(name, key, count, impl):
     """``state[p][key].t_()`` keeps the tensor and its data but transposes it: the package pairs
     it with the parameter by index from then on; the packed and flat layouts kept their own."""
-    reference = getattr(
-        prodigyopt if name == "Prodigy" else schedulefree if name in SCHEDULE_FREE else dadaptation,
-        name,
-    )
+    reference = reference_class(name)
     results = []
     for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
-        generator = torch.Generator().manual_seed(0)
-        params = [
-            torch.randn(6, 6, dtype=torch.float64, generator=generator).requires_grad_()
-            for _ in range(count)
-        ]
+        params = seeded_tensors((6, 6), count)
         optimizer = make(params)
         if name in SCHEDULE_FREE:
             optimizer.train()
