@@ -244,8 +244,9 @@ def _pieces(lists: tuple[list[Tensor], ...], scratch: Tensor | None):
     (a state kept in float32 after ``model.double()``) or not all of one shape (a state of the
     old shape of a parameter reshaped in its own memory: the op's own error, not a flat view's
     silent match), or without ``scratch``, whole with ``out`` None (the caller allocates). This
-    runs for every tensor at every step: the common case costs one slice of the buffer (and a
-    view for a tensor of more than one dimension)."""
+    runs for every tensor at every step: the common case costs the checks (about 0.75 us per
+    tensor for the shapes), one slice of the buffer, and a view for a tensor of more than one
+    dimension."""
     size = None if scratch is None else scratch.numel()
     dtype = None if scratch is None else scratch.dtype
     for tensors in zip(*lists):
