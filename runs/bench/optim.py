@@ -22,7 +22,11 @@ from a busy machine are slow, though the round-robin keeps the ratios fair); the
 compiled step's wall time in a fresh process with a cold and with a warm inductor cache; and,
 where our default path packs the state, the packed floor (:class:`PackedFloor`, timed in the
 same round-robin): a step that only makes the two passes over the user's tensors that any step
-on their own storage makes, so ``eager / floor`` is the most such a step could gain on torch.
+on their own storage makes, so ``eager / floor`` is the most such a step could gain on torch;
+and, per row, the thread handoff (:class:`ThreadHandoff`, in the same round-robin): whether the
+threads shared their caches while the row ran, which moves our packed default path's ratios
+(on this project's 2-core machine, Adagrad on 400x40k: 1.1x torch in one regime, 0.65x in the
+other), slows torch's for-loop path about 1.25x and our flat path not at all (see the README).
 
 Targets (issue 11, 2-core CPU): default >= 1.0x torch's faster eager path on 4x4M and 400x40k for
 all six classes, >= 5x on 2000x1k; compiled within 1.1x of torch fused on 4x4M (Adam, AdamW, SGD
@@ -256,6 +260,67 @@ class PackedFloor:
                 torch._foreach_add_(tensors, update_views)
 
 
+GRAIN = 32_768
+"""torch's CPU grain (``at::internal::GRAIN_SIZE``): an elementwise op over ``n`` elements runs on
+``min(threads, ceil(n / GRAIN))`` threads, thread ``t`` taking the ``t``-th of that many equal
+consecutive chunks, whatever the op."""
+
+
+class ThreadHandoff:
+    """How much a step pays when one thread reads what another thread just wrote: the packed
+    default path's pattern, timed against the same work with no handoff.
+
+    Each round gathers ``SOURCES`` tensors into a scratch (``torch.cat``, which copies each
+    source on all threads, thread ``t`` writing the ``t``-th chunk of every source's slot) and
+    then runs one op over the whole scratch and a state (thread ``t`` reading the ``t``-th
+    chunk of the scratch: across the slots, mostly lines another thread wrote). That is
+    :meth:`crossed`. :meth:`kept` gathers the same sources with the scratch seen as ``threads``
+    rows, source ``s`` viewed as ``threads`` rows too, so row ``t`` of the scratch, the chunk
+    thread ``t`` reads in the op, holds exactly what thread ``t`` wrote. The data, the bytes
+    moved and the ops are the same; only the handoff differs. ``crossed / kept`` is about 1
+    where the threads share their caches and about 2-3 where they do not (on this project's
+    2-core virtual machine it moves between the two every few seconds to minutes, which we read
+    as the two virtual cores placed on host cores that share a last-level cache or not:
+    measured 6 ms crossed against 7 ms kept in the first regime, 17 ms against 7 ms in the
+    second). Our packed default path hands half its data
+    between threads twice a round (the gather, and the add of the update), so a row measured
+    in the second regime shows it slower against torch, whose per-tensor ops keep each
+    thread on its own part of each tensor. (The two steps make as many parallel ops, so the
+    OpenMP workers' wake-ups cost them alike: only the handoff differs.)
+
+    Sources of ``threads * GRAIN`` elements split into exactly ``threads`` chunks, which the
+    :meth:`kept` layout needs; ``rounds`` rounds of ``SOURCES`` sources (8M elements with 2
+    threads, larger than a last-level cache, so each step reads the sources from memory as a
+    step reads the gradients).
+    """
+
+    SOURCES = 4
+
+    def __init__(self, rounds: int = 32, threads: int | None = None) -> None:
+        self.threads = threads or torch.get_num_threads()
+        numel = self.threads * GRAIN
+        generator = torch.Generator().manual_seed(0)
+        self.rounds = [
+            [torch.randn(numel, generator=generator) for _ in range(self.SOURCES)]
+            for _ in range(rounds)
+        ]
+        self.scratch = torch.empty(self.SOURCES * numel)
+        self.state = torch.zeros(rounds, self.SOURCES * numel)
+
+    def crossed(self) -> None:
+        """Gather each round as the packed path does, then one op over the round."""
+        for sources, state in zip(self.rounds, self.state):
+            torch.cat(sources, out=self.scratch)
+            state.addcmul_(self.scratch, self.scratch)
+
+    def kept(self) -> None:
+        """The same, gathered so that each thread's chunk of the op is what it wrote."""
+        rows = self.scratch.view(self.threads, -1)
+        for sources, state in zip(self.rounds, self.state):
+            torch.cat([s.view(self.threads, -1) for s in sources], dim=1, out=rows)
+            state.addcmul_(self.scratch, self.scratch)
+
+
 def packs(name: str, shape: Shape) -> bool:
     """Whether our default path packs the state of ``name`` over ``shape``'s tensors (a group of
     ``PACK_AT_LEAST`` or more, each under the class's ``_pack_below`` elements; every rule with
@@ -396,10 +461,13 @@ def measure(
     compile_flat: bool,
     new_grads: bool = False,
     instances: int = 1,
+    handoff: ThreadHandoff | None = None,
 ) -> dict[str, float]:
     """Median ``step()`` milliseconds of every implementation for one optimizer and shape, pooled
     over ``instances`` of each (``new_grads``: new gradient tensors before each step, see
-    :func:`new_gradients`)."""
+    :func:`new_gradients`); with ``handoff``, its two steps timed in the same round-robin
+    (``"handoff crossed"``, ``"handoff kept"``), so their ratio tells what the threads' caches
+    were like while this row ran."""
     kwargs, _ = OPTIMIZERS[name]
     shape = parse_model(model)
     lr = kwargs.get("lr", inspect.signature(getattr(optim, name)).parameters["lr"].default)
@@ -417,7 +485,10 @@ def measure(
     if packs(name, shape):
         variants["packed floor"] = PackedFloor
     optimizers, before = _build(variants, shape, lr, new_grads, instances)
-    results = _round_robin_ms({key: opt.step for key, opt in optimizers.items()}, repeat, before)
+    steps: dict[Any, Callable[[], object]] = {key: opt.step for key, opt in optimizers.items()}
+    if handoff is not None:
+        steps.update({("handoff crossed", 0): handoff.crossed, ("handoff kept", 0): handoff.kept})
+    results = _round_robin_ms(steps, repeat, before)
     results["temporaries ours"] = temporary_bytes(optimizers["ours default", 0])
     results["kept ours"] = kept_bytes(variants["ours default"], shape, lr)
     if "torch fused" in variants:
@@ -592,16 +663,18 @@ def run(args: argparse.Namespace) -> int:
     )
     header = (
         "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager "
-        "| compiled / fused | packed floor | eager / floor "
+        "| compiled / fused | packed floor | eager / floor | thread handoff "
         "| temporaries + kept, ours / fused (MiB) | GB/s (best of ours) |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
+    handoff = ThreadHandoff()
     for name in names:
         for model in models:
             ms = measure(
-                name, model, args.repeat, not args.no_compile, args.new_grads, args.instances
-            )
+                name, model, args.repeat, not args.no_compile, args.new_grads, args.instances,
+                handoff,
+            )  # fmt: skip
             eager = min(ms["torch single"], ms["torch foreach"])
             best = min(v for k, v in ms.items() if k.startswith("ours"))
             gbs = OPTIMIZERS[name][1] * 4 * parse_model(model).elements / (best * 1e-3) / 1e9
@@ -613,6 +686,7 @@ def run(args: argparse.Namespace) -> int:
                 + f" | {_speedup(eager, ms['ours default'])}"
                 + f" | {_speedup(ms.get('torch fused'), ms.get('ours flat+compile'))}"
                 + f" | {floor} | {_speedup(eager, ms.get('packed floor'))}"
+                + f" | {_speedup(ms['handoff crossed'], ms['handoff kept'])}"
                 + f" | {temporaries} | {gbs:.1f} |",
                 flush=True,
             )  # fmt: skip
@@ -623,6 +697,12 @@ def run(args: argparse.Namespace) -> int:
         "packed floor: where our default path packs the state, a step that only gathers every "
         "gradient and adds into every parameter (the two passes over the user's tensors it must "
         "make, no arithmetic); eager / floor: the most any such step could be faster than torch"
+    )
+    print(
+        "thread handoff: a gather then one op, timed with each thread reading what another wrote "
+        "over the same work with none (ThreadHandoff, in the same round-robin): about 1x where "
+        "the threads share their caches, 2-3x where they do not, which slows our packed default "
+        "path (it hands half its data between threads twice a round) and torch's far less"
     )
     print(
         "temporaries: the most memory a step holds beyond the state; kept: scratch buffers an "

@@ -28,6 +28,8 @@ def test_bench_optim_prints_a_row_per_optimizer_and_model():
     floors = {r.split(" | ")[1]: r.split(" | ")[floor] for r in rows if r.startswith("| SGD")}
     assert floors["3x1k"] == floors["3g2x5"] == "n/a"  # (fewer tensors than our path packs)
     assert float(floors["20x5"]) > 0
+    handoff = header.split(" | ").index("thread handoff")
+    assert all(r.split(" | ")[handoff].endswith("x") for r in rows)  # (measured in every row)
 
 
 def test_packed_floor_reads_every_gradient_and_writes_every_parameter():
@@ -46,6 +48,32 @@ def test_packed_floor_reads_every_gradient_and_writes_every_parameter():
     last_round = floor.groups[-1][-1]
     tensors, grad = last_round[0], last_round[1]
     assert torch.equal(grad, torch.cat([t.grad for t in tensors]))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_handoff_differs_only_in_which_thread_reads_what(threads):
+    """Both steps do the same work on the same data: the state ends with the same values, laid
+    out apart. ``kept`` puts the ``t``-th chunk of every source in row ``t`` of the scratch, the
+    chunk that thread ``t`` reads in the op over it; ``crossed`` puts the sources one after the
+    other, as the packed path's gather does. Each source splits into exactly ``threads``
+    chunks of torch's grain."""
+    from runs.bench.optim import GRAIN, ThreadHandoff
+
+    probe = ThreadHandoff(rounds=2, threads=threads)
+    sources = probe.rounds[-1]
+    assert all(s.numel() == threads * GRAIN for s in sources)
+    probe.crossed()
+    assert torch.equal(probe.scratch, torch.cat(sources))
+    crossed = probe.state.clone()
+    probe.state.zero_()
+    probe.kept()
+    rows = probe.scratch.view(threads, -1)
+    for t in range(threads):
+        chunks = [s[t * GRAIN : (t + 1) * GRAIN] for s in sources]
+        assert torch.equal(rows[t], torch.cat(chunks))
+    assert torch.equal(probe.state, crossed) == (threads == 1)  # (one thread: one row)
+    assert torch.equal(probe.state.sort().values, crossed.sort().values)
+    assert torch.equal(crossed[-1], torch.cat(sources) ** 2)
 
 
 @pytest.mark.parametrize("model", ["20x5", "20x3k", "3x5"])
