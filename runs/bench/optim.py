@@ -289,16 +289,18 @@ class ThreadHandoff:
     OpenMP workers' wake-ups cost them alike: only the handoff differs.)
 
     Sources of ``threads * GRAIN`` elements split into exactly ``threads`` chunks, which the
-    :meth:`kept` layout needs; ``rounds`` rounds of ``SOURCES`` sources (8M elements with 2
-    threads, larger than a last-level cache, so each step reads the sources from memory as a
-    step reads the gradients).
+    :meth:`kept` layout needs; ``rounds`` rounds of ``SOURCES`` sources, by default as many as
+    make about ``ELEMENTS`` (larger than a last-level cache, so each step reads the sources from
+    memory as a step reads the gradients; 32 rounds with 2 threads).
     """
 
     SOURCES = 4
+    ELEMENTS = 1 << 23
 
-    def __init__(self, rounds: int = 32, threads: int | None = None) -> None:
+    def __init__(self, rounds: int | None = None, threads: int | None = None) -> None:
         self.threads = threads or torch.get_num_threads()
         numel = self.threads * GRAIN
+        rounds = rounds or max(1, self.ELEMENTS // (self.SOURCES * numel))
         generator = torch.Generator().manual_seed(0)
         self.rounds = [
             [torch.randn(numel, generator=generator) for _ in range(self.SOURCES)]
