@@ -280,13 +280,13 @@ class ThreadHandoff:
     moved and the ops are the same; only the handoff differs. ``crossed / kept`` is about 1
     where the threads share their caches and about 2-3 where they do not (on this project's
     2-core virtual machine it moves between the two every few seconds to minutes, which we read
-    as the two virtual cores placed on host cores that share a last-level cache or not:
-    measured 6 ms crossed against 7 ms kept in the first regime, 17 ms against 7 ms in the
-    second). Our packed default path hands half its data between threads twice a round (the
-    gather, and the add of the update), so a row measured in the second regime shows it slower
-    against torch, whose per-tensor ops keep each thread on its own part of each tensor. (The
-    two steps make as many parallel ops, so the OpenMP workers' wake-ups cost them alike: only
-    the handoff differs.)
+    as the two virtual cores placed on host cores that share a last-level cache or not; with the
+    defaults and 2 threads, over 60 s of one process: 2.7-4.8 ms crossed against 2.5-4.8 ms kept
+    in the first regime, 8.6-10.0 ms against 2.7-3.9 ms in the second). Our packed default path
+    hands half its data between threads twice a round (the gather, and the add of the update),
+    so a row measured in the second regime shows it slower against torch, whose per-tensor ops
+    keep each thread on its own part of each tensor. (The two steps make as many parallel ops,
+    so the OpenMP workers' wake-ups cost them alike: only the handoff differs.)
 
     Sources of ``threads * GRAIN`` elements split into exactly ``threads`` chunks, which the
     :meth:`kept` layout needs; ``rounds`` rounds of ``SOURCES`` sources, by default as many as
