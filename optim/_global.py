@@ -58,6 +58,7 @@ import itertools
 import math
 import numbers
 import operator
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -199,26 +200,25 @@ def total(values: Iterable[Tensor], device: torch.device, start: Tensor | None =
 def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -> Tensor:
     """[<x_i, y_i>] as a float64 vector: one ``torch.dot`` per tensor in the tensors' dtype, the
     references' ``torch.dot(...).item()``, bit for bit; or, with ``segments``, per part of the
-    one flat tensor of each list (a part off the allocator's alignment dotted as a copy, see
-    :func:`_aligned`), except for many small parts (``Segments.many_small``), whose
-    round is one dot: within rounding of the per-tensor dots, not their bits (a dot has no
-    row-wise form with their bits, and 2000 dots of 1000 elements cost 6-8 ms on this CPU, about
-    half of a D-Adaptation step).
+    one flat tensor of each list, each part dotted where its own tensor would lie
+    (:func:`aligned_parts`).
 
     A dot reads its two tensors once and allocates nothing. (Multiplying the tensors and summing
     the concatenated products in float64 made two model-sized temporaries and a slow converting
-    sum: Prodigy's step on four tensors of 4M elements took 104 ms, 63 of them here.)
+    sum: Prodigy's step on four tensors of 4M elements took 104 ms, 63 of them here.) A dot has
+    no row-wise form with those bits: MKL's ``ddot`` fuses its multiplies and adds, and a
+    batched ``bmm``, ``vecdot`` or ``(x * y).sum(1)`` differ from it in 22 of 64 rows of 3
+    elements. So many small parts cost a ``torch.dot`` each, about 2 us (4 ms for 2000 parts
+    on this project's CPU); one dot over a packed round, taken before, was within rounding of
+    them, and a chaotic loss grew that to a relative 1.2e-7 from DAdaptAdam's package in 200
+    float64 steps of 31 small tensors (``test_many_small_tensors_give_the_packages_bits``).
     """
     if segments is not None:
         (x,), (y,) = xs, ys
-        if segments.many_small():
-            return torch.dot(x, y).to(torch.float64).reshape(1)
-        # (a channels_last part in its logical order, as the references' flatten() gives it)
-        xs = [_aligned(part) for part in segments.split(x, logical=True)]
-        ys = [_aligned(part) for part in segments.split(y, logical=True)]
-    return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]).to(
-        torch.float64
-    )
+        xs, ys = aligned_parts(x, segments, 0), aligned_parts(y, segments, 1)  # (1-D)
+    elif any(t.dim() != 1 for t in (*xs, *ys)):
+        xs, ys = [x.reshape(-1) for x in xs], [y.reshape(-1) for y in ys]
+    return torch.stack(list(map(torch.dot, xs, ys))).to(torch.float64)
 
 
 ALIGNMENT = 64
@@ -234,6 +234,70 @@ def _aligned(part: Tensor) -> Tensor:
     if part.device.type != "cpu" or part.data_ptr() % ALIGNMENT == 0:
         return part
     return part.clone()
+
+
+_PADDED = threading.local()
+"""Each thread's reused buffers for :func:`aligned_parts`, by (slot, dtype), and the rows laid
+out in them for each round's parts, by (slot, dtype, round)."""
+
+MAX_KEPT_LAYOUTS = 256
+"""Rounds whose rows :func:`aligned_parts` keeps laid out (each holds its views)."""
+
+
+def _padded_buffer(slot: int, dtype: torch.dtype, numel: int) -> Tensor:
+    """A reused CPU buffer of at least ``numel`` elements, one per ``slot``, dtype and thread
+    (a new megabyte-sized temporary at every call cost page faults: 3.6 of a DAdaptSGD step's
+    26 ms on 2000 tensors of 1k elements)."""
+    buffers = _PADDED.__dict__.setdefault("buffers", {})
+    buffer = buffers.get((slot, dtype))
+    if buffer is None or buffer.numel() < numel:
+        buffer = buffers[slot, dtype] = torch.empty(numel, dtype=dtype)
+        _PADDED.__dict__.setdefault("views", {}).clear()  # (views of the old buffers: dropped)
+    return buffer
+
+
+def aligned_parts(flat: Tensor, segments: Segments, slot: int = 0) -> list[Tensor]:
+    """The parts of ``flat`` (see :class:`~optim._paths.Segments`) in their logical order, each
+    starting on an :data:`ALIGNMENT` boundary as its own tensor would (see :func:`_aligned`).
+
+    Parts that already start there are views; otherwise, on a CPU, every run of equal-length
+    parts (``Segments.runs``) is copied with one op into the rows of a reused buffer
+    (``slot``: which one; valid until the next call with it) padded to whole multiples of
+    :data:`ALIGNMENT` bytes (a copy per part would cost about as much as its dot). A part laid
+    out as a channels_last parameter is its logical-order copy (``Segments.split``).
+    """
+    if torch.compiler.is_compiling():  # (a user's torch.compile(step): no data pointers)
+        return segments.split(flat, logical=True)
+    if flat.device.type != "cpu" or segments.strided:
+        return [_aligned(part) for part in segments.split(flat, logical=True)]
+    per_line = max(1, ALIGNMENT // flat.element_size())
+    if flat.data_ptr() % ALIGNMENT == 0 and all(
+        begin % per_line == 0 and (end - first == 1 or length % per_line == 0)
+        for first, end, begin, length in segments.runs
+    ):
+        return segments.split(flat)  # (every part starts on the boundary: views)
+    widths = [-(-length // per_line) * per_line for _, _, _, length in segments.runs]
+    rows = [end - first for first, end, _, _ in segments.runs]
+    padded = _padded_buffer(slot, flat.dtype, sum(map(operator.mul, rows, widths)))
+    kept = _PADDED.__dict__.setdefault("views", {})
+    key = (slot, flat.dtype, id(segments.runs))
+    views = kept.get(key)
+    if views is not None and views[0] is segments.runs and views[1] is padded:
+        targets, aligned = views[2], views[3]  # (the rows as last laid out: no new views)
+    else:
+        targets, aligned, start = [], [], 0
+        for (_, _, _, length), count, width in zip(segments.runs, rows, widths):
+            target = padded[start : start + count * width].view(count, width)[:, :length]
+            targets.append(target)
+            aligned.extend(target.unbind(0))
+            start += count * width
+        if len(kept) >= MAX_KEPT_LAYOUTS:  # (layouts of optimizers long gone, in a sweep)
+            kept.clear()
+        # (holding the runs keeps their id from naming another layout's)
+        kept[key] = (segments.runs, padded, targets, aligned)
+    for (first, end, begin, length), target in zip(segments.runs, targets):
+        target.copy_(flat[begin : begin + (end - first) * length].view(end - first, length))
+    return aligned
 
 
 def _pieces(lists: tuple[list[Tensor], ...], scratch: Tensor | None):
