@@ -198,7 +198,7 @@ class DAdaptSGD(ReducingOptimizer):
         numerator = self.scalar(first, "numerator_weighted", device)
         if k == 0:
             squares = [
-                squared_sums_per_tensor(chunk.grads, chunk.segments, self.scratch_for(chunk))
+                squared_sums_per_tensor(chunk.grads, chunk.segments, self.whole_scratch(chunk))
                 for item in work
                 if active(item.group)
                 for chunk in item.chunks
@@ -217,7 +217,7 @@ class DAdaptSGD(ReducingOptimizer):
                 continue
             for chunk in item.chunks:
                 n, s2 = dadapt_sgd_statistics(
-                    chunk, dlr=dlr, weight_decay=decay, scratch=self.scratch_for(chunk)
+                    chunk, dlr=dlr, weight_decay=decay, scratch=self.whole_scratch(chunk)
                 )
                 numerators.append(n)
                 squares.append(s2)
@@ -424,7 +424,7 @@ class DAdaptAdam(ReducingOptimizer):
                 n, l1 = dadapt_adam_statistics(
                     chunk, dlr=dlr, layer_scale=group["layer_scale"], beta1=beta1, beta2=beta2,
                     eps=group["eps"], weight_decay=group["weight_decay"],
-                    coupled_decay=not decouple, scratch=self.scratch_for(chunk),
+                    coupled_decay=not decouple, scratch=self.whole_scratch(chunk),
                 )  # fmt: skip
                 numerators.append(n)
                 l1s.append(l1)
@@ -604,7 +604,7 @@ class DAdaptAdaGrad(ReducingOptimizer):
             for chunk in item.chunks:
                 g_sq, w, l1 = dadapt_adagrad_statistics(
                     chunk, dlr=dlr, eps=group["eps"], weight_decay=group["weight_decay"],
-                    scratch=self.scratch_for(chunk),
+                    scratch=self.whole_scratch(chunk),
                 )  # fmt: skip
                 grad_sqs.append(g_sq)
                 weighted.append(w)

@@ -113,6 +113,8 @@ class SPS(ReducingOptimizer):
         (tensor([2.0000, 0.5000]), 0.25)
     """
 
+    _blocks_large_tensors = True  # (no package to match: sums over blocks are within rounding)
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
@@ -269,6 +271,7 @@ class SLS(ReducingOptimizer):
     """
 
     _packs = False  # each trial point is written into the parameters before the closure runs
+    _blocks_large_tensors = True  # (no package to match: sums over blocks are within rounding)
 
     def __init__(
         self,

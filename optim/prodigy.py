@@ -300,7 +300,7 @@ class Prodigy(ReducingOptimizer):
                     chunk, d=d, dlr=dlr, d0=group["d0"], beta1=beta1, beta2=beta2, beta3=beta3,
                     weight_decay=group["weight_decay"], coupled_decay=not decouple,
                     safeguard_warmup=group["safeguard_warmup"], slice_p=group["slice_p"],
-                    scratch=self.scratch_for(chunk),
+                    scratch=self.whole_scratch(chunk),
                 )  # fmt: skip
                 numerators.append(numerator)
                 denominators.append(l1)
