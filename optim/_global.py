@@ -346,7 +346,7 @@ def _sums_of(
     result over the whole flat tensor, reduced by ``Segments.sum_per_part``, the same bits).
 
     With ``scratch`` (a flat buffer of the tensors' dtype and device), each result that fits is
-    written there (see :func:`_room`), so nothing is allocated: on a CPU a tensor-sized temporary
+    written there (see :func:`room_for`), so nothing is allocated: on a CPU a tensor-sized temporary
     costs page faults at every step. (Only tensors that are not viewed as blocks can be larger
     than the buffer: not contiguous, or Prodigy's ``slice_p`` state.) ``logical``: a part laid
     out as a channels_last parameter is summed in its logical order (see ``Segments.split``),
@@ -354,9 +354,9 @@ def _sums_of(
     if segments is not None:
         flats = [flat for (flat,) in lists]
         if segments.many_small() and not (logical and segments.strided):
-            return segments.sum_per_part(elementwise(flats, _room(scratch, *flats[:2])))
+            return segments.sum_per_part(elementwise(flats, room_for(scratch, *flats[:2])))
         lists = tuple(segments.split(flat, logical) for flat in flats)
-    return torch.stack([elementwise(ts, _room(scratch, *ts[:2])).sum() for ts in zip(*lists)])
+    return torch.stack([elementwise(ts, room_for(scratch, *ts[:2])).sum() for ts in zip(*lists)])
 
 
 def _abs(tensors: tuple[Tensor, ...], out: Tensor | None) -> Tensor:
@@ -429,7 +429,7 @@ def sum_of_squares(xs: list[Tensor]) -> Tensor:
     return (norms * norms).sum()
 
 
-def _room(scratch: Tensor | None, x: Tensor, y: Tensor | None = None) -> Tensor | None:
+def room_for(scratch: Tensor | None, x: Tensor, y: Tensor | None = None) -> Tensor | None:
     """The first ``x.numel()`` elements of ``scratch`` (a reused flat buffer) shaped as ``x``,
     where an elementwise result of ``x`` (and ``y``, of its shape) is written; None when they
     do not fit it (not contiguous, another dtype than the buffer's, or more elements): the
@@ -452,14 +452,14 @@ def norms_of_differences(
 ) -> Tensor:
     """[||x_i - y_i||] as a vector in the tensors' dtype, each difference in that dtype and
     reduced as one tensor: the references' ``torch.norm(p - p0)``, bit for bit. With
-    ``scratch`` (a flat buffer of their dtype, see :func:`_room`), each difference is written
+    ``scratch`` (a flat buffer of their dtype, see :func:`room_for`), each difference is written
     there, so nothing is allocated: on a CPU a tensor-sized temporary costs page faults at every
     step (LDoG on 4x4M float32, one thread, spent about a third of its step in them; 400 tensors
     of 40k elements: 17 ms through the buffer against 43 ms for ``_foreach_sub`` and
     ``_foreach_norm``, 2 threads)."""
     norms = []
     for x, y in zip(xs, ys):
-        room = _room(scratch, x, y)
+        room = room_for(scratch, x, y)
         norms.append(torch.linalg.vector_norm(x - y if room is None else torch.sub(x, y, out=room)))
     return torch.stack(norms)
 

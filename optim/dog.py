@@ -16,10 +16,10 @@ from optim._global import (
     Chunk,
     ReducingOptimizer,
     Work,
-    _room,
     check_positive,
     norms_of_differences,
     norms_per_tensor,
+    room_for,
     squared_sums_per_tensor,
     sub_scaled_per_tensor_,
 )
@@ -61,7 +61,7 @@ def distances_from_start(chunk: Chunk, scratch: Tensor | None = None) -> Tensor:
     if chunk.segments is None:
         return norms_of_differences(params, x0, scratch)
     (x,), (start,) = params, x0
-    room = _room(scratch, x, start)
+    room = room_for(scratch, x, start)
     moved = x - start if room is None else torch.sub(x, start, out=room)
     return norms_per_tensor([moved], chunk.segments)
 
