@@ -1598,6 +1598,32 @@ def test_sps_runs_a_large_tensor_in_blocks(monkeypatch, chunk_counts):
     assert relative_error(blocked, make_params()) > 1e-3, "nothing moved"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_aligned_parts_hold_each_part_where_its_own_tensor_would_lie(dtype):
+    """``aligned_parts``: every part of a flat buffer, in order, each starting on a 64-byte
+    boundary (views where the part already does, rows of a reused buffer where not), the values
+    of the buffer at each call (the rows are laid out once and refilled), and each part's dot
+    the dot of a tensor of its own."""
+    from optim._global import ALIGNMENT, aligned_parts
+    from optim._paths import Segments
+
+    sizes = [7, 7, 7, 16, 3, 1000, 1000, 0, 5]
+    segments = Segments(sizes)
+    generator = torch.Generator().manual_seed(0)
+    for call in range(3):
+        flat = torch.randn(sum(sizes) + 1, dtype=dtype, generator=generator)[1:]  # (off by one)
+        parts = aligned_parts(flat, segments)
+        assert [p.numel() for p in parts] == sizes
+        assert all(p.data_ptr() % ALIGNMENT == 0 for p in parts if p.numel())
+        own = [t.clone() for t in flat.split(sizes)]
+        for part, tensor in zip(parts, own):
+            assert torch.equal(part, tensor), call
+            assert torch.equal(torch.dot(part, part), torch.dot(tensor, tensor)), call
+    aligned = torch.randn(64 * 16, dtype=dtype, generator=generator)  # (every part aligned)
+    views = aligned_parts(aligned, Segments([64] * 16))
+    assert all(v.data_ptr() == t.data_ptr() for v, t in zip(views, aligned.split(64)))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
 def test_norms_of_differences_through_a_scratch_buffer(dtype):
     """DoG's ||x - x_0|| and sum(g * g) for tensors in a round of their own, taken through a
