@@ -444,7 +444,8 @@ class RuleOptimizer(Optimizer):
     Args (besides the algorithm's own, all as in torch.optim):
         foreach: ``True`` or ``None`` runs the default ``"foreach"`` path, ``False`` ``"single"``.
         fused: ``True`` runs the flat path compiled into one kernel.
-        capturable: keep step counters on the device (CUDA graphs); parameters must be on CUDA.
+        capturable: keep step counters on the device (CUDA graphs); parameters must be on CUDA
+            unless fused=True (as torch.optim).
         differentiable: not supported (steps run under ``torch.no_grad``): raises
             :class:`UnsupportedOptionError`, as ``fused=True`` with ``foreach=True`` does.
         impl: ``"single"``, ``"foreach"`` or ``"flat"`` (default ``None``: ``"foreach"``).
@@ -595,7 +596,8 @@ class RuleOptimizer(Optimizer):
             cls.step.hooked = True
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA.
+        """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA, unless
+        ``fused=True`` (torch's fused kernels accept it on a CPU).
 
         A group holding a parameter more than once gets torch's deprecation warning, and the
         parameter is updated once per occurrence as torch's path of the same name does it (see
@@ -617,13 +619,14 @@ class RuleOptimizer(Optimizer):
                 )
                 break
             seen.add(id(p))
-        if group.get("capturable"):
+        if group.get("capturable") and not group.get("fused"):
             for p in group["params"]:
                 if p.device.type != "cuda":
                     raise ValueError(
                         "capturable=True keeps step counters on the device for CUDA graphs and "
                         f"needs parameters on CUDA, got a parameter on {p.device} (torch.optim "
-                        "refuses it too, at the first step)"
+                        "refuses it too, at the first step; with fused=True, whose counters "
+                        "live on the parameters' device anyway, both accept it)"
                     )
 
     _accepts_tensor_subclasses: ClassVar[bool] = True
@@ -852,6 +855,12 @@ class RuleOptimizer(Optimizer):
             raise RuntimeError(
                 f"{type(self).__name__} does not support sparse gradients: {where} has one "
                 "(as torch.optim; SGD and Adagrad accept them)"
+            )
+        if group.get("fused"):
+            raise RuntimeError(
+                f"{type(self).__name__} with fused=True does not support sparse gradients: "
+                f"{where} has one (as torch.optim's fused kernels, at the step); the default "
+                "path, foreach=True or foreach=False accept them"
             )
 
     def _counted_steps(self, group: dict, states: list[dict]) -> list:

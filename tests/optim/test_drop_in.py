@@ -1523,3 +1523,38 @@ def test_fused_refuses_what_torchs_fused_kernels_refuse_at_the_step(name):
             cls([complex_param], fused=True).step()
     assert results[1][0] == results[0][0]
     assert all(map(torch.equal, results[1][1], results[0][1]))
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad"])
+def test_fused_refuses_sparse_gradients_at_the_step_as_torchs_fused_kernels(name):
+    """torch's fused SGD and Adagrad raise RuntimeError at the step for a sparse gradient (the
+    other paths accept it); ours trained on, through the one-tensor path."""
+    for cls in (theirs(name), ours(name)):
+        param = torch.nn.Parameter(torch.ones(4))
+        optimizer = cls([param], lr=0.1, fused=True)
+        param.grad = torch.tensor([0.0, 1.0, 0.0, 2.0]).to_sparse()
+        with pytest.raises(RuntimeError, match="sparse grad"):
+            optimizer.step()
+        assert torch.equal(param.detach(), torch.ones(4)), "a refused step moved nothing"
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_fused_with_capturable_trains_on_a_cpu_as_torchs_fused_kernels(name):
+    """``capturable=True`` with ``fused=True`` on a CPU: torch's fused kernels accept it (its
+    other paths refuse it at the step), and so does ours now, with torch fused's numbers to
+    float32 rounding (the compiled kernel's, as for ``fused=True`` alone); ours refused it at
+    construction."""
+    results = []
+    for cls in (theirs(name), ours(name)):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        start = [p.detach().clone() for p in model.parameters()]
+        optimizer = cls(model.parameters(), lr=0.01, fused=True, capturable=True)
+        for _ in range(3):
+            for p in model.parameters():
+                p.grad = torch.randn_like(p)
+            optimizer.step()
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(results[1], results[0]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert not any(map(torch.equal, results[0], start)), "nothing moved"
