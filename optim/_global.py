@@ -207,11 +207,12 @@ def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -
     the concatenated products in float64 made two model-sized temporaries and a slow converting
     sum: Prodigy's step on four tensors of 4M elements took 104 ms, 63 of them here.) A dot has
     no row-wise form with those bits: MKL's ``ddot`` fuses its multiplies and adds, and a
-    batched ``bmm``, ``vecdot`` or ``(x * y).sum(1)`` differ from it in 22 of 64 rows of 3
-    elements. So many small parts cost a ``torch.dot`` each, about 2 us (4 ms for 2000 parts
-    on this project's CPU); one dot over a packed round, taken before, was within rounding of
-    them, and a chaotic loss grew that to a relative 1.2e-7 from DAdaptAdam's package in 200
-    float64 steps of 31 small tensors (``test_many_small_tensors_give_the_packages_bits``).
+    batched ``bmm``, ``vecdot`` or ``(x * y).sum(1)`` differ from it in 22 of 64 float64 rows
+    of 3 elements (and in 29-62 of 64 rows of 7 to 4097 elements, float32 too). So many small
+    parts cost a ``torch.dot`` each, about 2 us (4 ms for 2000 parts on this project's CPU);
+    one dot over a packed round, taken before, was within rounding of them, and a chaotic loss
+    grew that to a relative 1.2e-7 from DAdaptAdam's package in 200 float64 steps of 31 small
+    tensors (``test_many_small_tensors_give_the_packages_bits``).
     """
     if segments is not None:
         (x,), (y,) = xs, ys
