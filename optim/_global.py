@@ -178,15 +178,29 @@ def python_sqrt(x: Tensor) -> Tensor:
     return torch.tensor(math.sqrt(x.item()), dtype=torch.float64)
 
 
-def total(values: Iterable[Tensor], device: torch.device, start: Tensor | None = None) -> Tensor:
+def total(
+    values: Iterable[Tensor],
+    device: torch.device,
+    start: Tensor | None = None,
+    order: list[list[tuple[int, int]]] | None = None,
+) -> Tensor:
     """``start + v_1 + v_2 + ...`` over the entries of ``values`` (0-dim tensors or vectors, in
     order) as a 0-dim float64 tensor on ``device`` (0 if there is nothing to add), added one
     after another: on a CPU, the bits of the references' Python float that accumulates
     ``.item()`` parameter by parameter (``torch.cumsum`` adds in order, in float64; a ``sum``
     adds pairwise, which put D-Adaptation's and Prodigy's float64 estimates an ulp from the
     packages' at the first step, and a chaotic loss grows an ulp to 1e-2 in 200 steps). On a
-    GPU the scan adds in another order, within rounding of it."""
+    GPU the scan adds in another order, within rounding of it.
+
+    ``order`` (see :func:`parameter_order`): for each of ``values``, the (param group,
+    position) of each of its entries; they are then added in the order of the param groups and
+    their parameters, as the packages add them."""
     parts = [v.reshape(-1) for v in values]
+    if order is not None and parts:
+        keys = [key for keys in order for key in keys]
+        ranks = sorted(range(len(keys)), key=keys.__getitem__)
+        joined = torch.cat(parts)
+        parts = [joined[torch.tensor(ranks, device=joined.device)]]
     if start is not None:
         parts.insert(0, start.reshape(-1))
     if not parts:
@@ -195,6 +209,24 @@ def total(values: Iterable[Tensor], device: torch.device, start: Tensor | None =
     if flat.numel() == 1:
         return flat.reshape(())
     return torch.cumsum(flat, 0)[-1]
+
+
+def parameter_order(
+    work: list[Work], included: Callable[[dict], bool] | None = None
+) -> list[list[tuple[int, int]]] | None:
+    """For per-tensor values listed chunk by chunk over the param groups of ``work`` (those
+    ``included`` only), the (param group, position) of each, for :func:`total`; None when they
+    are already in the groups' order, which is when no group mixes dtypes or devices (its
+    chunks then follow its parameters). A group that mixes them has a chunk per kind: its
+    values came kind by kind, and Prodigy's and D-Adaptation's ``d`` was an ulp from the
+    packages' by the third step of a group of float32 and float64 tensors."""
+    items = [(i, item) for i, item in enumerate(work) if included is None or included(item.group)]
+    if all(
+        len({(c.params[0].dtype, c.params[0].device) for c in item.chunks}) <= 1
+        for _, item in items
+    ):
+        return None
+    return [[(i, p) for p in chunk.positions] for i, item in items for chunk in item.chunks]
 
 
 def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -> Tensor:

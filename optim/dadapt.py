@@ -38,6 +38,7 @@ from optim._global import (
     d_times_lr,
     dots,
     known_zero,
+    parameter_order,
     py_max,
     py_min,
     python_sqrt,
@@ -204,7 +205,7 @@ class DAdaptSGD(ReducingOptimizer):
                 if active(item.group)
                 for chunk in item.chunks
             ]
-            (g_sq,) = self.over_ranks(total(squares, device))
+            (g_sq,) = self.over_ranks(total(squares, device, order=parameter_order(work, active)))
             self.param_groups[-1]["g0_norm"] = python_sqrt(g_sq)
         # The package's loop variable: the last group on the first step, the first one after
         # (the same value, unless a group was added since: then the first group's, as there).
@@ -222,8 +223,9 @@ class DAdaptSGD(ReducingOptimizer):
                 )
                 numerators.append(n)
                 squares.append(s2)
-        numerator = total(numerators, device, start=numerator)  # (kept per rank, as the package)
-        global_numerator, sk_sq = self.over_ranks(numerator, total(squares, device))
+        order = parameter_order(work, active)
+        numerator = total(numerators, device, numerator, order)  # (kept per rank, as the package)
+        global_numerator, sk_sq = self.over_ranks(numerator, total(squares, device, order=order))
         d_hat = 2 * global_numerator / python_sqrt(sk_sq)
         new_d = _grow(d, d_hat, first["growth_rate"])
         new_d = _keep_unless(new_d, d, lr, sk_sq > 0)
@@ -450,9 +452,12 @@ class DAdaptAdam(ReducingOptimizer):
                 numerators.append(n)
                 l1s.append(l1)
         old_numerator = self.scalar(first, "numerator_weighted", device)
-        numerator = sqrt_beta2 * old_numerator + (1 - sqrt_beta2) * total(numerators, device)
+        order = parameter_order(work, active)
+        numerator = sqrt_beta2 * old_numerator + (1 - sqrt_beta2) * total(
+            numerators, device, order=order
+        )
         # (numerator is kept per rank; the package tests its own rank's sum for its early return)
-        global_numerator, sk_l1 = self.over_ranks(numerator, total(l1s, device))
+        global_numerator, sk_l1 = self.over_ranks(numerator, total(l1s, device, order=order))
         if known_zero(lr) or known_zero(sk_l1):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         d_hat = global_numerator / ((1 - sqrt_beta2) * sk_l1)
@@ -634,11 +639,12 @@ class DAdaptAdaGrad(ReducingOptimizer):
             name: self.scalar(first, name, device)
             for name in ("gsq_weighted", "sksq_weighted", "skl1")
         }
-        sksq_weighted = old["sksq_weighted"] + total(weighted, device)
-        skl1 = old["skl1"] + total(l1s, device)
+        order = parameter_order(work)
+        sksq_weighted = old["sksq_weighted"] + total(weighted, device, order=order)
+        skl1 = old["skl1"] + total(l1s, device, order=order)
         if known_zero(skl1):
             return False  # the package's early return: nothing stored or updated, k unchanged
-        gsq_weighted = old["gsq_weighted"] + dlr * dlr * total(grad_sqs, device)
+        gsq_weighted = old["gsq_weighted"] + dlr * dlr * total(grad_sqs, device, order=order)
         d_hat = (sksq_weighted - gsq_weighted) / skl1
         progress = skl1 != 0
         new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, progress)

@@ -25,6 +25,7 @@ from optim._global import (
     d_times_lr,
     dots,
     known_zero,
+    parameter_order,
     py_max,
     py_min,
     total,
@@ -305,7 +306,10 @@ class Prodigy(ReducingOptimizer):
                 numerators.append(numerator)
                 denominators.append(l1)
                 used[id(group), i] = grads
-        delta, d_denom = self.over_ranks(total(numerators, device), total(denominators, device))
+        order = parameter_order(work, active)
+        delta, d_denom = self.over_ranks(
+            total(numerators, device, order=order), total(denominators, device, order=order)
+        )
         if known_zero(lr) or known_zero(d_denom):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         global_numerator = d_numerator + delta
