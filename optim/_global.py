@@ -36,9 +36,10 @@ form few runs, else one op per part; either way the bits of each tensor's own op
 Reductions return one value per tensor (:func:`dots`, :func:`abs_sums`, ...) in float64 on the
 parameters' device, and :func:`total` adds them up in the order of the param groups and their
 tensors, one after another, as the references' Python floats add ``.item()`` by ``.item()``, so
-that the float64 estimates are the packages' bits (a group mixing dtypes or devices adds kind by
-kind). The algorithm's global scalars (D-Adaptation's ``d``, Prodigy's, ...) are kept in the
-param groups under the reference package's names, as 0-dim float64 tensors on the device after
+that the float64 estimates are the packages' bits (a group mixing dtypes or devices too: see
+:func:`parameter_order`). The algorithm's global scalars (D-Adaptation's ``d``, Prodigy's,
+...) are kept in the param groups under the reference package's names, as 0-dim float64
+tensors on the device after
 the first step (floats before it, as the references keep them, computing in Python floats), so
 ``step()`` never reads a value back from the device. DoG's package instead computes its
 ``rbar``, ``G`` and ``eta`` as tensors in the parameters' dtype, and so do ours
