@@ -39,11 +39,10 @@ tensors, one after another, as the references' Python floats add ``.item()`` by 
 that the float64 estimates are the packages' bits (a group mixing dtypes or devices too: see
 :func:`parameter_order`). The algorithm's global scalars (D-Adaptation's ``d``, Prodigy's,
 ...) are kept in the param groups under the reference package's names, as 0-dim float64
-tensors on the device after
-the first step (floats before it, as the references keep them, computing in Python floats), so
-``step()`` never reads a value back from the device. DoG's package instead computes its
-``rbar``, ``G`` and ``eta`` as tensors in the parameters' dtype, and so do ours
-(``optim.dog``). On the CPU the updates read them as numbers
+tensors on the device after the first step (floats before it, as the references keep them,
+computing in Python floats), so ``step()`` never reads a value back from the device. DoG's
+package instead computes its ``rbar``, ``G`` and ``eta`` as tensors in the parameters' dtype,
+and so do ours (``optim.dog``). On the CPU the updates read them as numbers
 (``optim._ops.host_number``: host memory, not a synchronisation), as the references pass their
 floats. Python's ``max``/``min`` of the references are :func:`py_max` and
 :func:`py_min`, which treat NaN as Python does. A learning rate given as a tensor enters at its
