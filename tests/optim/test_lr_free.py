@@ -227,17 +227,25 @@ def test_float64_gives_the_packages_bits(case, impl):
     and the flat path dotted parts of its buffer off the alignment that MKL's ``ddot`` sums by
     (``optim._global._aligned``): d was an ulp apart within the first steps, and a chaotic loss
     grows an ulp to 1e-2 within 200."""
+    _bits_beside_the_package(case, impl, make_params, STEPS, moved=1e-3)
+
+
+def _bits_beside_the_package(case, impl: str, make, steps: int = 30, moved: float = 1e-5):
+    """``case``'s package and ours side by side on the parameters ``make()`` builds, in two
+    groups, for ``steps`` noisy steps: ``d`` equal at every step, the parameters bit for bit
+    at the end, and moved by more than ``moved`` (``d`` starts at 1e-6). Returns ours."""
     name, reference, kwargs, second = case
-    ref_params, ours_params = make_params(), make_params()
+    ref_params, ours_params = make(), make()
     ref = reference(groups(ref_params, second), **kwargs)
     ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
-    for t in range(STEPS):
+    for t in range(steps):
         run_steps(ref, ref_params, range(t, t + 1))
         run_steps(ours, ours_params, range(t, t + 1))
         assert float(ours.param_groups[0]["d"]) == ref.param_groups[0]["d"], t
-    assert relative_error(ours_params, make_params()) > 1e-3, "nothing moved"
+    assert relative_error(ours_params, make()) > moved, "nothing moved"
     for a, b in zip(ours_params, ref_params):
         assert torch.equal(a, b)
+    return ours
 
 
 MANY_SMALL_SHAPES = [(7,), (3, 5), (1000,), (13,)] * 4 + [(30,)] * 12 + [(2, 9), (5,), (8,)] * 3
@@ -253,8 +261,7 @@ def test_many_small_tensors_give_the_packages_bits(case, impl, dtype):
     ``torch.dot``, taken where its own tensor would lie (``optim._global.aligned_parts``). One
     dot over a packed round put ``d`` an ulp from the packages' within the first steps, and
     DAdaptAdam, on 31 small tensors, 1.2e-7 apart after 200 float64 steps."""
-    name, reference, kwargs, second = case
-    assert name in ESTIMATORS
+    assert case[0] in ESTIMATORS
 
     def make() -> list[torch.Tensor]:
         generator = torch.Generator().manual_seed(3)
@@ -263,18 +270,9 @@ def test_many_small_tensors_give_the_packages_bits(case, impl, dtype):
             for s in MANY_SMALL_SHAPES
         ]
 
-    ref_params, ours_params = make(), make()
-    ref = reference(groups(ref_params, second), **kwargs)
-    ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
-    for t in range(30):
-        run_steps(ref, ref_params, range(t, t + 1))
-        run_steps(ours, ours_params, range(t, t + 1))
-        assert float(ours.param_groups[0]["d"]) == ref.param_groups[0]["d"], t
+    ours = _bits_beside_the_package(case, impl, make)
     if impl != "single":
         assert ours._packed or ours._layouts, "the many small tensors were not laid out together"
-    assert relative_error(ours_params, make()) > 1e-5, "nothing moved"  # (d starts at 1e-6)
-    for a, b in zip(ours_params, ref_params):
-        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("count", [5, 36], ids=["few", "many"])
@@ -285,7 +283,6 @@ def test_a_group_mixing_dtypes_gives_the_packages_bits(case, impl, count):
     tensor's sums in the group's order, and so does ours (``optim._global.parameter_order``),
     though its chunks hold one dtype each. Ours added them dtype by dtype: ``d`` an ulp apart
     by the third step for Prodigy, DAdaptSGD and DAdaptAdam on the default and flat paths."""
-    name, reference, kwargs, second = case
 
     def make() -> list[torch.Tensor]:
         generator = torch.Generator().manual_seed(5)
@@ -296,16 +293,7 @@ def test_a_group_mixing_dtypes_gives_the_packages_bits(case, impl, count):
             for i in range(count)
         ]
 
-    ref_params, ours_params = make(), make()
-    ref = reference(groups(ref_params, second), **kwargs)
-    ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
-    for t in range(30):
-        run_steps(ref, ref_params, range(t, t + 1))
-        run_steps(ours, ours_params, range(t, t + 1))
-        assert float(ours.param_groups[0]["d"]) == ref.param_groups[0]["d"], t
-    assert relative_error(ours_params, make()) > 1e-5, "nothing moved"
-    for a, b in zip(ours_params, ref_params):
-        assert torch.equal(a, b)
+    _bits_beside_the_package(case, impl, make)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
