@@ -701,23 +701,16 @@ class ReducingOptimizer(RuleOptimizer):
         x = chunk.params[0]
         return self._scratch(x, x.numel()).view_as(x)
 
-    def scratch_for(self, chunk: Chunk, whole_tensors: bool = False) -> Tensor:
-        """A reused flat buffer for the elementwise temporaries of a reduction over ``chunk``'s
-        tensors (see :func:`_sums_of`): as many elements as its largest tensor, at most
-        ``BLOCK`` (a larger tensor's temporary is allocated) unless ``whole_tensors`` (no
-        temporary, for the price of a buffer as large as the largest tensor kept between
-        steps)."""
-        x, largest = chunk.params[0], max(t.numel() for t in chunk.params)
-        return self._scratch(x, largest if whole_tensors else min(_paths.BLOCK, largest))
-
     def whole_scratch(self, chunk: Chunk) -> Tensor | None:
-        """Where a rule that reduces each tensor whole (``_blocks_large_tensors`` False) writes
-        an elementwise result before reducing it: on a CPU a reused buffer as large as the
-        chunk's largest tensor (a tensor-sized temporary costs page faults there at every
-        step), held between steps; elsewhere None, so they are temporaries, as in the packages
-        (a GPU's caching allocator reuses their blocks, and holding the largest tensor's size
-        between steps would take it from the forward and backward passes)."""
-        return self.scratch_for(chunk, whole_tensors=True) if chunk.params[0].is_cpu else None
+        """Where a rule writes an elementwise result of ``chunk``'s tensors before reducing it
+        whole (see :func:`_sums_of`): on a CPU a reused buffer as large as the chunk's largest
+        tensor (a tensor-sized temporary costs page faults there at every step), held between
+        steps; elsewhere None, so they are temporaries, as in the packages (a GPU's caching
+        allocator reuses their blocks, and holding the largest tensor's size between steps
+        would take it from the forward and backward passes)."""
+        if not chunk.params[0].is_cpu:
+            return None
+        return self._scratch(chunk.params[0], max(t.numel() for t in chunk.params))
 
     # --- global scalars ----------------------------------------------------------------------
 

@@ -198,6 +198,7 @@ class DAdaptSGD(ReducingOptimizer):
         )
         d = self.scalar(first, "d", device)
         numerator = self.scalar(first, "numerator_weighted", device)
+        order = parameter_order(work, active)
         if k == 0:
             squares = [
                 squared_sums_per_tensor(chunk.grads, chunk.segments, self.whole_scratch(chunk))
@@ -205,7 +206,7 @@ class DAdaptSGD(ReducingOptimizer):
                 if active(item.group)
                 for chunk in item.chunks
             ]
-            (g_sq,) = self.over_ranks(total(squares, device, order=parameter_order(work, active)))
+            (g_sq,) = self.over_ranks(total(squares, device, order=order))
             self.param_groups[-1]["g0_norm"] = python_sqrt(g_sq)
         # The package's loop variable: the last group on the first step, the first one after
         # (the same value, unless a group was added since: then the first group's, as there).
@@ -223,7 +224,6 @@ class DAdaptSGD(ReducingOptimizer):
                 )
                 numerators.append(n)
                 squares.append(s2)
-        order = parameter_order(work, active)
         numerator = total(numerators, device, numerator, order)  # (kept per rank, as the package)
         global_numerator, sk_sq = self.over_ranks(numerator, total(squares, device, order=order))
         d_hat = 2 * global_numerator / python_sqrt(sk_sq)
