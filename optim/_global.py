@@ -747,6 +747,8 @@ class ReducingOptimizer(RuleOptimizer):
 
     def _chunks(self, index: int, group: dict) -> list[Chunk]:
         steady = self._steady_chunks(index, group)
+        if steady is None and self.impl == "flat":
+            steady = self._steady_flat_chunks(index, group)
         if steady is not None:
             return steady
         positions = [i for i, p in enumerate(group["params"]) if p.grad is not None]
@@ -916,11 +918,30 @@ class ReducingOptimizer(RuleOptimizer):
                     raise TypeError(f"{type(self).__name__}(impl='flat') needs real parameters")
                 layouts.append(Flat(ps, [states[i] for i in indices], keys, counts_steps=False))
             self._layouts[index] = layouts
+        return self._chunks_of_layouts(layouts, positions)
+
+    def _steady_flat_chunks(self, index: int, group: dict) -> list[Chunk] | None:
+        """The flat path's common case, checked in a few passes over the group (as
+        :meth:`_steady_chunks`): one layout, every parameter with a dense gradient, the layout
+        and its state as last step (the ``TrackedState`` count); None otherwise. (Checking every
+        state entry at every step, as a new layout is checked, cost 5 ms of DAdaptSGD's step on
+        2000 tensors.)"""
+        layouts = self._layouts.get(index)
+        params = group["params"]
+        if not layouts or len(layouts) != 1 or len(layouts[0].params) != len(params):
+            return None
+        if not dense(list(map(_GRAD, params))) or not self._still_valid(layouts[0], params, group):
+            return None
+        return self._chunks_of_layouts(layouts, [list(range(len(params)))])
+
+    def _chunks_of_layouts(self, layouts: list[Flat], positions: list) -> list[Chunk]:
+        """The chunks over each layout's flat buffers, one per round of whole tensors, its new
+        gradients copied in; ``positions``: where each layout's parameters stand in the group."""
         chunks = []
         for layout, where in zip(layouts, positions):
             own = layout.new_large_gradients(list(map(_GRAD, layout.params)))
             for (i, j, begin, end), segments in zip(layout.rounds, layout.round_segments):
-                state = {k: [layout.buffers[k][begin:end]] for k in keys}
+                state = {k: [layout.buffers[k][begin:end]] for k in layout.keys}
                 chunks.append(
                     Chunk(
                         [layout.flat_param[begin:end]],

@@ -345,6 +345,34 @@ def test_a_state_tensor_whose_data_moved_is_used_as_the_package_uses_it(name, ke
     assert relative_error(results[1], results[0]) <= 1e-10
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 40], ids=["few", "packed"])
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("Prodigy", "exp_avg_sq"), ("DAdaptAdam", "s"), ("DAdaptSGD", "x0"), ("SGDScheduleFree", "z")],
+)
+def test_a_state_tensor_replaced_by_assignment_is_used_as_the_package_uses_it(
+    name, key, count, impl
+):
+    """``optimizer.state[p][key] = t`` between steps, on every path, with the steps before and
+    after it on the same layout (the flat path's steady check trusts the state's change count,
+    so an assignment must reach it); the package reads the new tensor at its next step."""
+    reference = reference_class(name)
+    results = []
+    for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
+        params = seeded_tensors((10,), count)
+        optimizer = make(params)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        for t in range(8):
+            if t == 4:
+                state = optimizer.state[params[count // 2]]
+                state[key] = state[key] * 0.5 + 0.25
+            run_steps(optimizer, params, range(t, t + 1))
+        results.append(params)
+    assert relative_error(results[1], results[0]) <= 1e-10
+
+
 RESHAPED = {  # parameter shapes, and the shapes the first two take in their own memory
     "few": ([(35,), (7, 5), (35,)], [(5, 7), (35,)]),
     "packed": ([(35,), (7, 5)] * 11, [(5, 7), (35,)]),
