@@ -346,6 +346,18 @@ def add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> TensorList:
     return list(torch._foreach_add(xs, ys, alpha=scale))
 
 
+def difference_into(outs: TensorList, xs: TensorList, ys: TensorList) -> None:
+    """out_i = x_i - y_i, written into ``outs`` (no temporary): one ``torch.sub(out=)`` per
+    tensor for a list of a few (a packed round, one pass over memory), a multi-tensor copy and
+    subtraction otherwise (one op each, however many tensors). The same bits either way."""
+    if len(outs) <= 4:
+        for out, x, y in zip(outs, xs, ys):
+            torch.sub(x, y, out=out)
+    else:
+        torch._foreach_copy_(outs, xs)
+        torch._foreach_sub_(outs, ys)
+
+
 def add_scaled_(xs: TensorList, ys: TensorList, scale: Scalar | list[float]) -> None:
     """``x += scale * y`` for every pair (``scale`` a scalar, or one number per pair: each run
     of equal numbers is one multi-tensor op with ``alpha=``, which has no scalar list; a run of

@@ -98,8 +98,7 @@ def dadapt_sgd_statistics(
 def dadapt_sgd_update(chunk: Chunk, *, momentum: float) -> None:
     r"""z = x0 - s; x = (1 - c) x + c z with c = 1 - momentum (the primal averaging form)."""
     params, state = chunk.params, chunk.state
-    torch._foreach_copy_(state["z"], state["x0"])  # (z = x0 - s in place: no temporary)
-    torch._foreach_sub_(state["z"], state["s"])
+    ops.difference_into(state["z"], state["x0"], state["s"])
     ck = 1 - momentum
     ops.tensor_mul_(params, 1 - ck)
     ops.add_scaled_(params, state["z"], ck)
