@@ -355,8 +355,10 @@ def test_a_state_tensor_replaced_by_assignment_is_used_as_the_package_uses_it(
     name, key, count, impl
 ):
     """``optimizer.state[p][key] = t`` between steps, on every path, with the steps before and
-    after it on the same layout (the flat path's steady check trusts the state's change count,
-    so an assignment must reach it); the package reads the new tensor at its next step."""
+    after it on the same layout; the package reads the new tensor at its next step. A regression
+    guard for the flat path's steady check (``_steady_flat_chunks``), which trusts the state's
+    change count: it passed before that check too, which compared every entry at every step,
+    and fails (with the moved and transposed state tests) when the check is left out."""
     reference = reference_class(name)
     results = []
     for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
