@@ -349,10 +349,17 @@ def add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> TensorList:
 def difference_into(outs: TensorList, xs: TensorList, ys: TensorList) -> None:
     """out_i = x_i - y_i, written into ``outs`` (no temporary): one ``torch.sub(out=)`` per
     tensor for a list of a few (a packed round, one pass over memory), a multi-tensor copy and
-    subtraction otherwise (one op each, however many tensors). The same bits either way."""
+    subtraction otherwise (one op each, however many tensors). The same bits either way: the
+    difference is taken in the inputs' promoted dtype and rounded to ``out``'s, as
+    ``dadaptation``'s ``z.copy_(x0 - s)``. A tensor of another shape than the others (a state
+    replaced by the user) takes that expression itself, with its broadcast or its error
+    (``out=`` would resize it, with a warning, and train on)."""
     if len(outs) <= 4:
         for out, x, y in zip(outs, xs, ys):
-            torch.sub(x, y, out=out)
+            if out.shape == x.shape == y.shape:
+                torch.sub(x, y, out=out)
+            else:
+                out.copy_(x - y)
     else:
         torch._foreach_copy_(outs, xs)
         torch._foreach_sub_(outs, ys)

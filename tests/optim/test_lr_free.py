@@ -375,6 +375,25 @@ def test_a_state_tensor_replaced_by_assignment_is_used_as_the_package_uses_it(
     assert relative_error(results[1], results[0]) <= 1e-10
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 40], ids=["few", "packed"])
+def test_dadapt_sgd_state_replaced_by_another_shape_fails_as_the_package(count, impl):
+    """DAdaptSGD's ``z`` replaced by a tensor of another shape: the package's ``z.copy_(x0 -
+    s)`` refuses it, and so must ours (a ``torch.sub(out=z)`` would resize it and train on)."""
+    errors = []
+    for make in (dadaptation.DAdaptSGD, lambda ps: optim.DAdaptSGD(ps, impl=impl)):
+        params = seeded_tensors((10,), count)
+        optimizer = make(params)
+        run_steps(optimizer, params, range(2))
+        optimizer.state[params[1]]["z"] = torch.zeros(1, dtype=torch.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (no resized-output warning on the way)
+            with pytest.raises(RuntimeError) as error:
+                run_steps(optimizer, params, range(2, 3))
+        errors.append(str(error.value))
+    assert errors[1] == errors[0]
+
+
 RESHAPED = {  # parameter shapes, and the shapes the first two take in their own memory
     "few": ([(35,), (7, 5), (35,)], [(5, 7), (35,)]),
     "packed": ([(35,), (7, 5)] * 11, [(5, 7), (35,)]),
