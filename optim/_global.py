@@ -930,16 +930,22 @@ class ReducingOptimizer(RuleOptimizer):
         params = group["params"]
         if not layouts or len(layouts) != 1 or len(layouts[0].params) != len(params):
             return None
-        if not dense(list(map(_GRAD, params))) or not self._still_valid(layouts[0], params, group):
+        grads = list(map(_GRAD, params))
+        if not dense(grads) or not self._still_valid(layouts[0], params, group):
             return None
-        return self._chunks_of_layouts(layouts, [list(range(len(params)))])
+        return self._chunks_of_layouts(layouts, [list(range(len(params)))], [grads])
 
-    def _chunks_of_layouts(self, layouts: list[Flat], positions: list) -> list[Chunk]:
+    def _chunks_of_layouts(
+        self, layouts: list[Flat], positions: list, grads: list | None = None
+    ) -> list[Chunk]:
         """The chunks over each layout's flat buffers, one per round of whole tensors, its new
-        gradients copied in; ``positions``: where each layout's parameters stand in the group."""
+        gradients copied in; ``positions``: where each layout's parameters stand in the group;
+        ``grads``: each layout's parameters' ``.grad``, if already read."""
+        if grads is None:
+            grads = [list(map(_GRAD, layout.params)) for layout in layouts]
         chunks = []
-        for layout, where in zip(layouts, positions):
-            own = layout.new_large_gradients(list(map(_GRAD, layout.params)))
+        for layout, where, layout_grads in zip(layouts, positions, grads):
+            own = layout.new_large_gradients(layout_grads)
             for (i, j, begin, end), segments in zip(layout.rounds, layout.round_segments):
                 state = {k: [layout.buffers[k][begin:end]] for k in layout.keys}
                 chunks.append(
