@@ -7,7 +7,8 @@ train mode and x in eval mode: call ``optimizer.train()`` before training steps 
 ``optimizer.eval()`` before evaluating or saving, as with the package. With batch norm, the
 running statistics were collected at y: recompute them at x (a few forward passes in train mode
 of the model after ``optimizer.eval()``) before evaluating, as the package's README says;
-``torch.optim.swa_utils.update_bn(train_loader, model)`` does exactly that.
+``torch.optim.swa_utils.update_bn(train_loader, model)`` does exactly that, and ``stepsize run``
+does it at every evaluation (``runs.build.evaluation_mode``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -132,20 +132,68 @@ def has_train_eval_modes(optimizer: torch.optim.Optimizer) -> bool:
     )
 
 
+BATCH_NORM_BATCHES = 50
+"""Training mini-batches over which :func:`evaluation_mode` recomputes batch-norm statistics at a
+Schedule-Free optimizer's averaged point (the ``schedulefree`` README's 50)."""
+
+
+def batch_norms(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The batch-norm layers of ``model`` that keep running statistics (``_BatchNorm``
+    subclasses with ``track_running_stats``: BatchNorm1d/2d/3d, SyncBatchNorm, lazy ones)."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+
+
+def recompute_batch_norm(model: torch.nn.Module, inputs: Iterable[torch.Tensor]) -> None:
+    """Replace the running statistics of every batch-norm layer of ``model`` by their plain
+    average over the forward passes of ``inputs`` at the current parameters, in train mode and
+    without gradients: ``torch.optim.swa_utils.update_bn`` (Izmailov et al., 2018, the same fix
+    for averaged weights; PreciseBN), run under ``torch.random.fork_rng`` so that a dropout
+    layer's draws leave the caller's random streams unchanged."""
+    devices = sorted({p.device for p in model.parameters() if p.device.type == "cuda"}, key=str)
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.optim.swa_utils.update_bn(inputs, model)
+
+
 @contextlib.contextmanager
-def evaluation_mode(optimizer: torch.optim.Optimizer, *, then_train: bool = True):
+def evaluation_mode(
+    optimizer: torch.optim.Optimizer,
+    *,
+    then_train: bool = True,
+    model: torch.nn.Module | None = None,
+    inputs: Callable[[], Iterable[torch.Tensor]] | None = None,
+):
     """The parameters at the point to evaluate while the block runs: an optimizer with train and
     eval modes is switched to ``eval()``, and back to ``train()`` afterwards when ``then_train``
     (not after the last evaluation, so that the final checkpoint holds the averaged point, as
-    the ``schedulefree`` README asks). Other optimizers are left alone."""
+    the ``schedulefree`` README asks). Other optimizers are left alone.
+
+    With ``model`` and ``inputs`` (a callable giving training inputs), a model with batch norm
+    that such an optimizer switched is evaluated with running statistics recomputed at the
+    averaged point x (:func:`recompute_batch_norm`): those collected in training were taken at
+    y, where the gradients are, and the ``schedulefree`` README recomputes them at x before
+    evaluating. Afterwards, when ``then_train``, the statistics collected at y come back, so an
+    evaluation changes nothing of the training that follows; after the last one, x's stay with
+    the averaged point."""
     switch = has_train_eval_modes(optimizer)
+    norms = batch_norms(model) if switch and model is not None and inputs is not None else []
+    kept = [[b.clone() for b in m.buffers(recurse=False)] for m in norms] if then_train else []
     if switch:
         optimizer.eval()
     try:
+        if norms:
+            recompute_batch_norm(model, inputs())
         yield
     finally:
         if switch and then_train:
             optimizer.train()
+            with torch.no_grad():
+                for module, buffers in zip(norms, kept):
+                    for buffer, value in zip(module.buffers(recurse=False), buffers):
+                        buffer.copy_(value)
 
 
 def attach_schedules(optimizer: torch.optim.Optimizer, schedules: Mapping[str, Any]):

@@ -13,7 +13,10 @@ steps after every update (``schedule_unit = "step"``) or after the last update o
 ``t`` is the number of finished epochs). Evaluations happen at step 0, every ``eval_every``
 updates (``"epoch"``: at the end of every epoch) and at the end. A Schedule-Free optimizer (one
 with ``train()`` and ``eval()``) trains in train mode and is evaluated in eval mode, at its
-averaged point, which the final checkpoint holds too.
+averaged point, which the final checkpoint holds too; a model with batch norm is evaluated there
+with running statistics recomputed at that point over the first ``BATCH_NORM_BATCHES`` training
+mini-batches (``runs.build.evaluation_mode``; at step 0, before any update, with its initial
+ones, as under every other optimizer).
 
 Data-parallel training (``dist`` given, under ``torchrun``): every rank takes its share
 ``batch[rank::world]`` of the same global batch, and the loss is scaled by
@@ -28,7 +31,7 @@ import functools
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from tqdm.auto import tqdm
 
 from runs import checkpoint as ckpt
 from runs.batches import batches, batches_per_epoch
-from runs.build import attach_schedules, evaluation_mode, make_optimizer
+from runs.build import BATCH_NORM_BATCHES, attach_schedules, evaluation_mode, make_optimizer
 from runs.data import DatasetSplits
 from runs.models import build_model
 from runs.spec import Train, Variant
@@ -91,6 +94,19 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
         correct += (logits.argmax(dim=1) == labels).sum()
     model.train(was_training)
     return loss_sum.item() / len(x), correct.item() / len(x)
+
+
+def batch_norm_inputs(data: DatasetSplits, train: Train) -> Iterator[torch.Tensor]:
+    """The inputs over which a Schedule-Free evaluation recomputes batch-norm statistics (see
+    ``runs.build.evaluation_mode``): the first ``BATCH_NORM_BATCHES`` mini-batches of the training
+    split in order, without shuffling (no random draw), a last partial batch left out when
+    there is a full one (a batch of one example fails in train-mode batch norm)."""
+    drop_last = len(data.train_x) >= train.batch_size
+    inputs = batches(
+        data.train_x, data.train_y, train.batch_size, shuffle=False, generator=None,
+        drop_last=drop_last,
+    )  # fmt: skip
+    return (x for x, _ in itertools.islice(inputs, BATCH_NORM_BATCHES))
 
 
 def eval_metrics(model: torch.nn.Module, data: DatasetSplits, train: Train) -> dict[str, float]:
@@ -281,6 +297,7 @@ def train_run(
         log.hypers(0, current_hypers(optimizer, driver))
     epoch, skip = divmod(step, per_epoch)
     step_sizes = getattr(optimizer, "step_sizes", None)  # a learning-rate-free optimizer's own
+    norm_inputs = functools.partial(batch_norm_inputs, data, train)
     model.train()
     # the CPU's losses are host values already: checked at every update (see the docstring)
     check_each_update = dist is None and device.type == "cpu"
@@ -309,7 +326,9 @@ def train_run(
             step += 1
             metric = None
             if step % eval_every == 0 or step == steps:
-                with evaluation_mode(optimizer, then_train=step < steps):
+                with evaluation_mode(
+                    optimizer, then_train=step < steps, model=model, inputs=norm_inputs
+                ):
                     log.evaluation(step, eval_metrics(model, data, train))
                 metric = log.history["eval"]["test_loss"][-1]
             if driver is not None and (train.schedule_unit == "step" or step % per_epoch == 0):

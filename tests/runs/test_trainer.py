@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -303,6 +304,151 @@ def test_schedule_free_trains_at_y_and_is_evaluated_and_saved_at_its_average(
     final = load_checkpoint(tmp_path)
     for key, value in model.state_dict().items():  # the average x, as after optimizer.eval()
         torch.testing.assert_close(final["model"][key], value, rtol=1e-6, atol=1e-7, msg=key)
+
+
+def batch_norm_mlp(input_shape, num_classes):
+    return torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(input_shape[0], 16),
+        torch.nn.BatchNorm1d(16),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(16, num_classes),
+    )
+
+
+def _statistics_recomputed_at(model, data, batches=50):
+    """The ``schedulefree`` README's fix, written here on a copy: running statistics reset, then
+    the plain average (``momentum=None``) over train-mode forward passes of the first
+    ``batches`` training mini-batches in order (whole ones), without gradients, dropout drawing
+    from a fork of the random state (the training's own draws must not move)."""
+    probe = copy.deepcopy(model)
+    norms = [m for m in probe.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    probe.train()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        for start in range(0, min(batches * BATCH, len(data.train_x) // BATCH * BATCH), BATCH):
+            probe(data.train_x[start : start + BATCH])
+    probe.eval()
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("name", "make_optimizer"),
+    [
+        ("optim.SGDScheduleFree", lambda ps: __import__("optim").SGDScheduleFree(ps, lr=0.5)),
+        (
+            "schedulefree.AdamWScheduleFree",
+            lambda ps: __import__("schedulefree").AdamWScheduleFree(ps, lr=0.05),
+        ),
+    ],
+    ids=["ours", "package"],
+)
+def test_schedule_free_evaluates_batch_norm_with_statistics_of_its_average(
+    data, tmp_path, name, make_optimizer
+):
+    """A model with batch norm under a Schedule-Free optimizer: each evaluation after training
+    started uses running statistics recomputed at the averaged point x (collected in training
+    at y, they belong to another point), training goes on as if no evaluation had happened,
+    and the final checkpoint holds x with x's statistics. Before, the runner evaluated x with
+    y's statistics. (The model has dropout: the recomputation must leave the random state of
+    the training that follows as it was.)"""
+    from runs import models as runs_models
+
+    steps, eval_every, lr = 12, 5, 0.5 if name.startswith("optim") else 0.05
+    saved = dict(runs_models._REGISTERED)
+    runs_models.register_model("batch-norm-mlp", batch_norm_mlp)
+    try:
+        variant = dataclasses.replace(
+            _variant(steps=steps, eval_every=eval_every),
+            model=dataclasses.replace(_variant().model, name="batch-norm-mlp", options={}),
+            schedules={},
+            optimizer=Optimizer(name, {"lr": lr}),
+        )
+        result = train_run(variant, 4, data, tmp_path)
+    finally:
+        runs_models._REGISTERED.clear()
+        runs_models._REGISTERED.update(saved)
+
+    torch.manual_seed(4)
+    model = batch_norm_mlp(data.input_shape, data.num_classes)
+    optimizer = make_optimizer(model.parameters())
+    per_epoch = math.ceil(len(data.train_x) / BATCH)
+    test_losses, stale_losses = [], []
+
+    def loss_of(net):
+        with torch.no_grad():
+            return F.cross_entropy(net(data.test_x), data.test_y).item()
+
+    optimizer.train()
+    model.eval()
+    test_losses.append(loss_of(model))  # (step 0: the initial statistics, as any optimizer's)
+    model.train()
+    for k in range(steps):
+        optimizer.train()
+        epoch, j = divmod(k, per_epoch)
+        seed_e = int(np.random.SeedSequence([4, epoch]).generate_state(1)[0])
+        order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed_e))
+        index = order[j * BATCH : (j + 1) * BATCH]
+        loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if (k + 1) % eval_every == 0 or k + 1 == steps:
+            optimizer.eval()
+            probe = _statistics_recomputed_at(model, data)
+            test_losses.append(loss_of(probe))
+            model.eval()
+            stale_losses.append(loss_of(model))
+            model.train()
+
+    assert result["history"]["eval"]["step"] == [0, 5, 10, 12]
+    logged = result["history"]["eval"]["test_loss"]
+    np.testing.assert_allclose(logged, test_losses, rtol=1e-5)
+    assert abs(stale_losses[-1] - test_losses[-1]) > 1e-3 * abs(test_losses[-1])  # (it matters)
+    final = load_checkpoint(tmp_path)["model"]
+    for key, value in probe.state_dict().items():  # x, with the statistics recomputed there
+        torch.testing.assert_close(final[key], value, rtol=1e-6, atol=1e-7, msg=key)
+
+
+def test_an_evaluation_gives_back_the_batch_norm_statistics_collected_in_training(data):
+    """``evaluation_mode`` with ``then_train``: inside, x's recomputed statistics; afterwards the
+    parameters at y again and the running statistics of y exactly as before the evaluation;
+    with an optimizer that has no eval mode, nothing is recomputed."""
+    import optim
+    from runs.build import evaluation_mode
+
+    torch.manual_seed(0)
+    model = batch_norm_mlp(data.input_shape, data.num_classes)
+    optimizer = optim.SGDScheduleFree(model.parameters(), lr=0.5)
+    optimizer.train()
+    for start in range(0, 3 * BATCH, BATCH):
+        optimizer.zero_grad()
+        x, y = data.train_x[start : start + BATCH], data.train_y[start : start + BATCH]
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    before = copy.deepcopy(model.state_dict())
+    inputs = lambda: iter([data.train_x[:BATCH], data.train_x[BATCH : 2 * BATCH]])  # noqa: E731
+    with evaluation_mode(optimizer, model=model, inputs=inputs):
+        inside = copy.deepcopy(model.state_dict())
+    for key, value in model.state_dict().items():  # (y -> x -> y: to rounding, as the package)
+        if key.startswith("2.") and not key.endswith(("weight", "bias")):
+            assert torch.equal(value, before[key]), key
+        else:
+            torch.testing.assert_close(value, before[key], rtol=1e-6, atol=1e-7, msg=key)
+    optimizer.eval()
+    expected = _statistics_recomputed_at(model, data, batches=2)
+    for key, value in expected.state_dict().items():
+        torch.testing.assert_close(inside[key], value, rtol=1e-6, atol=1e-7, msg=key)
+    assert not torch.equal(inside["2.running_mean"], before["2.running_mean"])
+
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    kept = copy.deepcopy(model.state_dict())
+    with evaluation_mode(sgd, model=model, inputs=inputs):
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, kept[key]), key
 
 
 def test_a_learning_rate_free_optimizers_step_size_is_logged_after_every_update(data, tmp_path):
