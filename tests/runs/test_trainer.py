@@ -249,17 +249,42 @@ def test_optimizers_that_evaluate_the_loss_again_train_as_in_their_own_loop(
     np.testing.assert_allclose(result["history"]["train_loss"]["value"], losses, rtol=1e-6)
 
 
-@pytest.mark.parametrize(
+SCHEDULE_FREE = pytest.mark.parametrize(
     ("name", "make_optimizer"),
     [
-        ("optim.SGDScheduleFree", lambda ps: __import__("optim").SGDScheduleFree(ps, lr=0.5)),
+        ("optim.SGDScheduleFree", lambda ps, lr: __import__("optim").SGDScheduleFree(ps, lr=lr)),
         (
             "schedulefree.AdamWScheduleFree",
-            lambda ps: __import__("schedulefree").AdamWScheduleFree(ps, lr=0.5),
+            lambda ps, lr: __import__("schedulefree").AdamWScheduleFree(ps, lr=lr),
         ),
     ],
     ids=["ours", "package"],
 )
+
+
+def _schedule_free_loop(model, optimizer, data, seed: int, steps: int, eval_every: int, evaluate):
+    """The schedulefree README's loop on the runner's batches (epoch ``e`` from ``randperm``
+    seeded by ``SeedSequence([seed, e])``): ``optimizer.train()`` before each training step,
+    ``evaluate(step)`` at step 0, every ``eval_every`` updates and at the end (the callback
+    switches to eval mode)."""
+    per_epoch = math.ceil(len(data.train_x) / BATCH)
+    optimizer.train()
+    evaluate(0)
+    for k in range(steps):
+        optimizer.train()
+        epoch, j = divmod(k, per_epoch)
+        seed_e = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+        order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed_e))
+        index = order[j * BATCH : (j + 1) * BATCH]
+        loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if (k + 1) % eval_every == 0 or k + 1 == steps:
+            evaluate(k + 1)
+
+
+@SCHEDULE_FREE
 def test_schedule_free_trains_at_y_and_is_evaluated_and_saved_at_its_average(
     data, tmp_path, name, make_optimizer
 ):
@@ -275,29 +300,15 @@ def test_schedule_free_trains_at_y_and_is_evaluated_and_saved_at_its_average(
 
     torch.manual_seed(4)
     model = build_model("mlp", data.input_shape, data.num_classes, hidden=8)
-    optimizer = make_optimizer(model.parameters())
-    per_epoch = math.ceil(len(data.train_x) / BATCH)
+    optimizer = make_optimizer(model.parameters(), 0.5)
     test_losses = []
 
-    def evaluate():
+    def evaluate(step):
         optimizer.eval()
         with torch.no_grad():
             test_losses.append(F.cross_entropy(model(data.test_x), data.test_y).item())
 
-    optimizer.train()
-    evaluate()
-    for k in range(steps):
-        optimizer.train()
-        epoch, j = divmod(k, per_epoch)
-        seed_e = int(np.random.SeedSequence([4, epoch]).generate_state(1)[0])
-        order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed_e))
-        index = order[j * BATCH : (j + 1) * BATCH]
-        loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if (k + 1) % eval_every == 0 or k + 1 == steps:
-            evaluate()
+    _schedule_free_loop(model, optimizer, data, 4, steps, eval_every, evaluate)
 
     assert result["history"]["eval"]["step"] == [0, 5, 10, 12]
     np.testing.assert_allclose(result["history"]["eval"]["test_loss"], test_losses, rtol=1e-5)
@@ -335,17 +346,7 @@ def _statistics_recomputed_at(model, data, batches=50):
     return probe
 
 
-@pytest.mark.parametrize(
-    ("name", "make_optimizer"),
-    [
-        ("optim.SGDScheduleFree", lambda ps: __import__("optim").SGDScheduleFree(ps, lr=0.5)),
-        (
-            "schedulefree.AdamWScheduleFree",
-            lambda ps: __import__("schedulefree").AdamWScheduleFree(ps, lr=0.05),
-        ),
-    ],
-    ids=["ours", "package"],
-)
+@SCHEDULE_FREE
 def test_schedule_free_evaluates_batch_norm_with_statistics_of_its_average(
     data, tmp_path, name, make_optimizer
 ):
@@ -374,42 +375,31 @@ def test_schedule_free_evaluates_batch_norm_with_statistics_of_its_average(
 
     torch.manual_seed(4)
     model = batch_norm_mlp(data.input_shape, data.num_classes)
-    optimizer = make_optimizer(model.parameters())
-    per_epoch = math.ceil(len(data.train_x) / BATCH)
-    test_losses, stale_losses = [], []
+    optimizer = make_optimizer(model.parameters(), lr)
+    test_losses, stale_losses, probes = [], [], [model]
 
     def loss_of(net):
         with torch.no_grad():
             return F.cross_entropy(net(data.test_x), data.test_y).item()
 
-    optimizer.train()
-    model.eval()
-    test_losses.append(loss_of(model))  # (step 0: the initial statistics, as any optimizer's)
-    model.train()
-    for k in range(steps):
-        optimizer.train()
-        epoch, j = divmod(k, per_epoch)
-        seed_e = int(np.random.SeedSequence([4, epoch]).generate_state(1)[0])
-        order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed_e))
-        index = order[j * BATCH : (j + 1) * BATCH]
-        loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if (k + 1) % eval_every == 0 or k + 1 == steps:
-            optimizer.eval()
-            probe = _statistics_recomputed_at(model, data)
-            test_losses.append(loss_of(probe))
+    def evaluate(step):
+        optimizer.eval()
+        if step > 0:  # (step 0: the initial statistics, as under any optimizer)
+            probes.append(_statistics_recomputed_at(model, data))
             model.eval()
             stale_losses.append(loss_of(model))
-            model.train()
+        probes[-1].eval()
+        test_losses.append(loss_of(probes[-1]))
+        model.train()
+
+    _schedule_free_loop(model, optimizer, data, 4, steps, eval_every, evaluate)
 
     assert result["history"]["eval"]["step"] == [0, 5, 10, 12]
     logged = result["history"]["eval"]["test_loss"]
     np.testing.assert_allclose(logged, test_losses, rtol=1e-5)
     assert abs(stale_losses[-1] - test_losses[-1]) > 1e-3 * abs(test_losses[-1])  # (it matters)
     final = load_checkpoint(tmp_path)["model"]
-    for key, value in probe.state_dict().items():  # x, with the statistics recomputed there
+    for key, value in probes[-1].state_dict().items():  # x, with the statistics recomputed there
         torch.testing.assert_close(final[key], value, rtol=1e-6, atol=1e-7, msg=key)
 
 
