@@ -214,15 +214,17 @@ def problem_of(workload: Workload):
     return _problem(workload.model, tuple(sorted(workload.options.items())))
 
 
-def _setup(workload: Workload, seed: int) -> tuple[list, Callable, Callable, Callable]:
-    """``(params, next_batch, loss(batch), evaluate())`` of one trial."""
+def _setup(workload: Workload, seed: int) -> tuple[list, Callable, Callable, Callable, dict]:
+    """``(params, next_batch, loss(batch), evaluate(), evaluation)`` of one trial, where
+    ``evaluation`` holds what ``runs.build.evaluation_mode`` needs to recompute a batch-norm
+    model's statistics at a Schedule-Free optimizer's averaged point (as the trainer does)."""
     if workload.source == "theory":
         problem = problem_of(workload)
         x = problem.parameter()
-        return [x], lambda: None, lambda _: problem.loss(x), lambda: problem.gap(x)
+        return [x], lambda: None, lambda _: problem.loss(x), lambda: problem.gap(x), {}
     from runs.models import build_model
     from runs.spec import Train
-    from runs.trainer import epoch_batches, evaluate
+    from runs.trainer import batch_norm_inputs, epoch_batches, evaluate
 
     data = _mnist1d()
     torch.manual_seed(seed)  # the initial weights
@@ -247,6 +249,7 @@ def _setup(workload: Workload, seed: int) -> tuple[list, Callable, Callable, Cal
         lambda: next(batch_stream),
         loss,
         lambda: evaluate(model, data.test_x, data.test_y)[metric],
+        {"model": model, "inputs": functools.partial(batch_norm_inputs, data, train)},
     )
 
 
@@ -266,14 +269,15 @@ def train_to_target(
     driver steps after every update (``t`` counts updates already made). Every update goes
     through ``optimizer.step(closure)`` on the update's batch, so loss-based methods (SPS, SLS)
     work too; a Schedule-Free optimizer (one with ``train()``/``eval()``) is evaluated in eval
-    mode. Seconds count the updates only (batch, forward, backward, step; not the evaluations:
-    AlgoPerf's submission time). A non-finite loss or metric stops the run as diverged.
+    mode (a batch-norm model with statistics recomputed there, as in the trainer). Seconds count
+    the updates only (batch, forward, backward, step; not the evaluations: AlgoPerf's submission
+    time). A non-finite loss or metric stops the run as diverged.
 
     Returns ``{"status": "reached" | "not reached" | "diverged", "steps": first checked step
     meeting the target or None, "seconds": training seconds until then or None, "best": the
     best metric seen, "last_step": updates made}``.
     """
-    params, next_batch, loss_of, evaluate = _setup(workload, seed)
+    params, next_batch, loss_of, evaluate, evaluation = _setup(workload, seed)
     opt = make_optimizer(optimizer, params)
     driver = attach_schedules(opt, schedules)
     better = max if workload.higher_is_better else min
@@ -296,7 +300,7 @@ def train_to_target(
         elapsed += time.perf_counter() - started
         if step % workload.eval_every and step != budget:
             continue
-        with evaluation_mode(opt):
+        with evaluation_mode(opt, **evaluation):
             value = float(evaluate())  # note: a host read, once per evaluation
         if not math.isfinite(value) or (
             loss is not None and not math.isfinite(float(loss.detach()))

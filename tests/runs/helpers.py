@@ -50,3 +50,40 @@ def stepsize(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return subprocess.run(
         [sys.executable, "-m", "runs", *args], capture_output=True, text=True, cwd=cwd, timeout=300
     )
+
+
+def batch_norm_mlp(input_shape, num_classes):
+    """A model factory with batch norm (and dropout) for the Schedule-Free evaluation tests."""
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(input_shape[0], 16),
+        torch.nn.BatchNorm1d(16),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(16, num_classes),
+    )
+
+
+def statistics_recomputed_at(model, data, batch_size: int, batches: int = 50):
+    """The ``schedulefree`` README's fix, written here on a copy of ``model``: running statistics
+    reset, then the plain average (``momentum=None``) over train-mode forward passes of the first
+    ``batches`` training mini-batches of ``batch_size`` in order (whole ones), without gradients,
+    dropout drawing from a fork of the random state (the training's own draws must not move)."""
+    import copy
+
+    import torch
+
+    probe = copy.deepcopy(model)
+    for norm in probe.modules():
+        if isinstance(norm, torch.nn.BatchNorm1d):
+            norm.reset_running_stats()
+            norm.momentum = None
+    probe.train()
+    whole = len(data.train_x) // batch_size * batch_size
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        for start in range(0, min(batches * batch_size, whole), batch_size):
+            probe(data.train_x[start : start + batch_size])
+    probe.eval()
+    return probe

@@ -263,3 +263,56 @@ def test_submission_and_workload_names_are_folder_names():
         Submission(name="bad name", optimizer={"name": "sgd"})
     with pytest.raises(ValueError, match=r"Workload\.name must be .*got name='a/b'"):
         dataclasses.replace(WORKLOADS[0], name="a/b")
+
+
+def test_a_schedule_free_trial_evaluates_a_batch_norm_model_with_statistics_of_its_average():
+    """As in the trainer: each check of the target evaluates the averaged point x with running
+    statistics recomputed there (collected in training at y, they belong to another point), and
+    the trial trains on as if no check had happened. Before, it evaluated x with y's."""
+    import torch
+    import torch.nn.functional as F
+
+    import optim
+    from runs import models as runs_models
+    from runs.data import load_dataset
+    from runs.spec import Train
+    from runs.trainer import epoch_batches
+    from tests.runs.helpers import batch_norm_mlp, statistics_recomputed_at
+
+    batch, seed = 100, 1
+    saved = dict(runs_models._REGISTERED)
+    runs_models.register_model("score-batch-norm-mlp", batch_norm_mlp)
+    try:
+        workload = Workload("bn", "mnist1d", "score-batch-norm-mlp", "test_loss", 1e-9, 6, 3, batch)
+        run = train_to_target(workload, {"name": "optim.SGDScheduleFree", "lr": 0.5}, {}, 6, seed)
+    finally:
+        runs_models._REGISTERED.clear()
+        runs_models._REGISTERED.update(saved)
+
+    data = load_dataset("mnist1d")
+    torch.manual_seed(seed)
+    model = batch_norm_mlp(data.input_shape, data.num_classes)
+    optimizer = optim.SGDScheduleFree(model.parameters(), lr=0.5)
+    optimizer.train()
+    model.train()
+    losses, stale = [], []
+    for k, (xb, yb) in enumerate(epoch_batches(data, Train(batch_size=batch, steps=6), seed, 0)):
+        optimizer.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+        if (k + 1) % 3 == 0:
+            optimizer.eval()
+            with torch.no_grad():
+                probe = statistics_recomputed_at(model, data, batch)
+                losses.append(F.cross_entropy(probe(data.test_x), data.test_y).item())
+                model.eval()
+                stale.append(F.cross_entropy(model(data.test_x), data.test_y).item())
+            model.train()
+            optimizer.train()
+        if k + 1 == 6:
+            break
+
+    assert run["status"] == "not reached"
+    assert run["last_step"] == 6
+    assert run["best"] == pytest.approx(min(losses), rel=1e-5)
+    assert min(stale) != pytest.approx(min(losses), rel=1e-4)  # (the statistics matter here)

@@ -22,7 +22,13 @@ from runs.load import parse_experiment
 from runs.models import build_model
 from runs.spec import Optimizer
 from runs.trainer import train_run
-from tests.runs.helpers import TINY, stepsize, write_toml
+from tests.runs.helpers import (
+    TINY,
+    batch_norm_mlp,
+    statistics_recomputed_at,
+    stepsize,
+    write_toml,
+)
 
 STEPS, BATCH, EVAL_EVERY, STATS_EVERY = 24, 400, 10, 5
 MILESTONES, BASE_LR, GAMMA = (1, 2), 0.2, 0.5
@@ -317,35 +323,6 @@ def test_schedule_free_trains_at_y_and_is_evaluated_and_saved_at_its_average(
         torch.testing.assert_close(final["model"][key], value, rtol=1e-6, atol=1e-7, msg=key)
 
 
-def batch_norm_mlp(input_shape, num_classes):
-    return torch.nn.Sequential(
-        torch.nn.Flatten(),
-        torch.nn.Linear(input_shape[0], 16),
-        torch.nn.BatchNorm1d(16),
-        torch.nn.ReLU(),
-        torch.nn.Dropout(0.2),
-        torch.nn.Linear(16, num_classes),
-    )
-
-
-def _statistics_recomputed_at(model, data, batches=50):
-    """The ``schedulefree`` README's fix, written here on a copy: running statistics reset, then
-    the plain average (``momentum=None``) over train-mode forward passes of the first
-    ``batches`` training mini-batches in order (whole ones), without gradients, dropout drawing
-    from a fork of the random state (the training's own draws must not move)."""
-    probe = copy.deepcopy(model)
-    norms = [m for m in probe.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    probe.train()
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        for start in range(0, min(batches * BATCH, len(data.train_x) // BATCH * BATCH), BATCH):
-            probe(data.train_x[start : start + BATCH])
-    probe.eval()
-    return probe
-
-
 @SCHEDULE_FREE
 def test_schedule_free_evaluates_batch_norm_with_statistics_of_its_average(
     data, tmp_path, name, make_optimizer
@@ -385,7 +362,7 @@ def test_schedule_free_evaluates_batch_norm_with_statistics_of_its_average(
     def evaluate(step):
         optimizer.eval()
         if step > 0:  # (step 0: the initial statistics, as under any optimizer)
-            probes.append(_statistics_recomputed_at(model, data))
+            probes.append(statistics_recomputed_at(model, data, BATCH))
             model.eval()
             stale_losses.append(loss_of(model))
         probes[-1].eval()
@@ -429,7 +406,7 @@ def test_an_evaluation_gives_back_the_batch_norm_statistics_collected_in_trainin
         else:
             torch.testing.assert_close(value, before[key], rtol=1e-6, atol=1e-7, msg=key)
     optimizer.eval()
-    expected = _statistics_recomputed_at(model, data, batches=2)
+    expected = statistics_recomputed_at(model, data, BATCH, batches=2)
     for key, value in expected.state_dict().items():
         torch.testing.assert_close(inside[key], value, rtol=1e-6, atol=1e-7, msg=key)
     assert not torch.equal(inside["2.running_mean"], before["2.running_mean"])
