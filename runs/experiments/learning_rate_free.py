@@ -63,6 +63,7 @@ ours. Without the package installed, the report says the run was not checked.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import math
 import pathlib
@@ -278,7 +279,8 @@ def train_mnist1d(
     """``train["steps"]`` updates of ``method`` (the loop of ``runs.trainer.train_run``); the
     final metrics (``runs.trainer.eval_metrics``), status and per-update step sizes."""
     from runs.batches import batches_per_epoch
-    from runs.trainer import epoch_batches, eval_metrics
+    from runs.build import evaluation_mode
+    from runs.trainer import batch_norm_inputs, epoch_batches, eval_metrics
 
     net = _build(model, data, seed)
     params = [p for p in net.parameters() if p.requires_grad]
@@ -313,9 +315,10 @@ def train_mnist1d(
             if step == steps:
                 break
         epoch += 1
-    if method.schedule_free:
-        optimizer.eval()
-    metrics = eval_metrics(net, data, Train.from_table(train))
+    spec = Train.from_table(train)
+    inputs = functools.partial(batch_norm_inputs, data, spec)
+    with evaluation_mode(optimizer, then_train=False, model=net, inputs=inputs):
+        metrics = eval_metrics(net, data, spec)
     finite = diverged is None and all(math.isfinite(v) for v in metrics.values())
     return {
         "status": "finished" if finite else "diverged",
