@@ -397,7 +397,10 @@ def test_an_evaluation_gives_back_the_batch_norm_statistics_collected_in_trainin
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
     before = copy.deepcopy(model.state_dict())
-    inputs = lambda: iter([data.train_x[:BATCH], data.train_x[BATCH : 2 * BATCH]])  # noqa: E731
+
+    def inputs():  # (the first two training batches)
+        return iter([data.train_x[:BATCH], data.train_x[BATCH : 2 * BATCH]])
+
     with evaluation_mode(optimizer, model=model, inputs=inputs):
         inside = copy.deepcopy(model.state_dict())
     for key, value in model.state_dict().items():  # (y -> x -> y: to rounding, as the package)
