@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import optim
+from optim import _paths
 
 SHAPES = [(5, 3), (7,), (2, 2, 2), (4,)]
 
@@ -101,3 +102,13 @@ def ours(name: str) -> type:
 
 def theirs(name: str) -> type:
     return getattr(torch.optim, name)
+
+
+@pytest.fixture(params=["guard", "passes"])
+def metadata_check(request, monkeypatch):
+    """Layouts check their parameters' metadata with torch.compile's tensor guard, and with
+    Python-level passes where it fails or another torch lacks it (``optim._paths.Metadata``):
+    a scenario taking this fixture runs once each way."""
+    if request.param == "passes":
+        monkeypatch.setattr(_paths, "tensor_guard", lambda tensors: None)
+    return request.param

@@ -9,10 +9,12 @@ tensors (packed state), one tensor larger than a block (blocked), and a mix of s
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import functools
 import inspect
 import io
+import operator
 import re
 import warnings
 
@@ -23,6 +25,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_post_hook,
     register_optimizer_step_pre_hook,
 )
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import optim
 from optim import _paths
@@ -287,7 +290,7 @@ def test_parameter_data_replaced_after_the_first_step(default_case, shapes):
 
 
 @pytest.mark.parametrize("replaced", [0, -1], ids=["2-d", "1-d"])
-def test_parameter_data_of_another_size_fails_as_torch_does(replaced):
+def test_parameter_data_of_another_size_fails_as_torch_does(replaced, metadata_check):
     """``p.data`` replaced by a tensor of another size leaves state of the old size: torch
     raises at the next step, and so must a packed layout (not broadcast or resize its buffers)."""
     errors = []
@@ -304,7 +307,7 @@ def test_parameter_data_of_another_size_fails_as_torch_does(replaced):
     assert errors[0] == errors[1]
 
 
-def test_model_cast_after_the_first_step_fails_as_torch_does():
+def test_model_cast_after_the_first_step_fails_as_torch_does(metadata_check):
     """model.double() after a step leaves float32 state: torch refuses, and so do we."""
     errors = []
     for cls in (torch.optim.Adam, optim.Adam):
@@ -394,7 +397,7 @@ def test_state_tensor_changed_where_it_stays_the_same_object_is_used(how, shapes
 
 
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
-def test_parameter_data_reshaped_to_as_many_elements_fails_as_torch_does(impl):
+def test_parameter_data_reshaped_to_as_many_elements_fails_as_torch_does(impl, metadata_check):
     """``p.data`` replaced by a tensor of another shape with as many elements leaves state of
     the old shape: torch raises; the flat layout rebuilt itself around it and trained on."""
     errors = []
@@ -471,7 +474,7 @@ def _reshaped_in_place(cls, kwargs, reshape_state, reshaped):
     ids=["SGD-stateless", "Adam-state-reshaped", "Adagrad-state-kept", "SGD-momentum-kept"],
 )
 def test_parameter_data_reshaped_in_place_trains_or_fails_as_torch_does(
-    name, kwargs, reshape_state, reshaped, impl
+    name, kwargs, reshape_state, reshaped, impl, metadata_check
 ):
     """``p.data = p.data.view(shape)`` keeps the parameter's memory, address and element count,
     so only its shape tells the layouts (packed state, the flat buffer) that it changed: torch's
@@ -507,7 +510,9 @@ def _square_run(cls, kwargs, count, change):
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize("count", [3, PACK_AT_LEAST + 4], ids=["few", "packed"])
 @pytest.mark.parametrize("name", ["SGD", "Adam", "Adagrad"])
-def test_a_square_parameter_transposed_in_its_own_memory_trains_as_torch(name, count, impl):
+def test_a_square_parameter_transposed_in_its_own_memory_trains_as_torch(
+    name, count, impl, metadata_check
+):
     """``p.data = p.data.t()`` on a square matrix keeps the address, the element count and the
     shape; only the strides change. torch pairs the state with the parameter by index, so its
     element (i, j) now meets the state's (i, j), which lies elsewhere in memory. The flat path
@@ -607,6 +612,54 @@ def test_model_moved_to_new_storage_after_the_first_step_keeps_training():
             optimizer.step()
         runs.append([p.detach().clone() for p in model.parameters()])
     _close(runs[1], runs[0], rtol=1e-6)
+
+
+class _PassThrough(TorchDispatchMode):
+    """A dispatch mode that only runs each op (as a FLOP counter or a debugging mode would)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _frozen_with_its_gradient(params):
+    """``requires_grad`` off for the step, the gradient kept: torch updates the parameter."""
+    params[0].requires_grad_(False)
+    yield
+    params[0].requires_grad_(True)
+
+
+STEP_CONTEXTS = {
+    "autocast": lambda params: torch.autocast("cpu", dtype=torch.bfloat16),
+    "dispatch-mode": lambda params: _PassThrough(),
+    "frozen-with-its-gradient": _frozen_with_its_gradient,
+}
+
+
+@pytest.mark.parametrize("context", list(STEP_CONTEXTS))
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
+def test_a_step_in_another_dispatch_context_keeps_its_layout_and_torchs_numbers(context, impl):
+    """Steps inside ``torch.autocast`` or a dispatch mode, or with ``requires_grad`` off and a
+    gradient kept, show other dispatch keys or flags than the step that laid the state out, which
+    torch.compile's tensor guard compares (``optim._paths.Metadata``). They are checked again on
+    the metadata the layout depends on, and train on in the same layout with torch's numbers."""
+    results = []
+    for cls, kwargs in ((torch.optim.Adam, {}), (optim.Adam, {"impl": impl})):
+        params = _params(SETS["packed"])
+        optimizer = cls(params, lr=0.01, **kwargs)
+        _train(optimizer, params, 2)
+        laid_out = list(getattr(optimizer, "_layouts", {}).get(0, ()))
+        optimizer.zero_grad()
+        _loss(params).backward()
+        with STEP_CONTEXTS[context](params):
+            optimizer.step()
+        _train(optimizer, params, 1)
+        results.append((optimizer, params))
+    (t_opt, t_params), (o_opt, o_params) = results
+    _close(o_params, t_params)
+    _assert_same_state(t_opt, o_opt)
+    assert laid_out
+    assert all(map(operator.is_, o_opt._layouts[0], laid_out))
 
 
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])

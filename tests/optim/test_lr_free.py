@@ -405,7 +405,7 @@ RESHAPED = {  # parameter shapes, and the shapes the first two take in their own
 @pytest.mark.parametrize("layout", list(RESHAPED))
 @pytest.mark.parametrize("case", FIRST_OF_EACH, ids=lambda case: case[0])
 def test_a_parameter_reshaped_in_its_own_memory_fails_as_the_package_does(
-    case, layout, impl, monkeypatch
+    case, layout, impl, monkeypatch, metadata_check
 ):
     """``p.data = p.data.view(5, 7)`` keeps the memory and the element count and leaves state of
     the old shape, which the package's next step refuses: so must ours, with its error. The
