@@ -268,9 +268,9 @@ class Metadata:
 
     The common case is one C++ pass over the tensors with torch.compile's own tensor guard
     (``torch._C._dynamo.guards.TensorGuards``, the check a compiled graph runs on its inputs:
-    dtype, device, sizes and strides, and also dispatch keys and ``requires_grad``): 0.66-0.70
-    ms for 2000 tensors with cold caches on this project's 2-core CPU, against 1.25-1.38 ms for
-    the Python-level passes (dtype, device, element count, strides). Where the guard fails, the
+    dtype, device, sizes and strides, and also dispatch keys and ``requires_grad``): 0.8-0.9 ms
+    for 2000 tensors with cold caches on this project's 2-core CPU, against 1.4-1.8 ms for the
+    Python-level passes (dtype, device, element count, strides). Where the guard fails, the
     passes decide, so the answer is always theirs: a step inside a dispatch mode or
     ``torch.autocast`` (other dispatch keys) or after ``requires_grad_(False)`` only takes the
     slower check, and the guard (a private API) may be missing from another torch. The passes
