@@ -244,16 +244,44 @@ def _entries(states: list[dict], key: str) -> Iterable:
     return map(dict.get, states, itertools.repeat(key))
 
 
-def tensor_guard(tensors: list[Tensor]) -> Callable[..., bool] | None:
-    """torch.compile's guard on these tensors' metadata (``TensorGuards(...).check``, called
-    with the tensors in the same order), or None where this torch lacks it or it does not
-    accept them as they are."""
+def _new_tensor_guard(tensors: list[Tensor]) -> Callable[..., bool] | None:
+    """``TensorGuards(*tensors).check`` with every size and stride static, or None where this
+    torch lacks it or takes other arguments (a private API)."""
     try:
         from torch._C._dynamo.guards import TensorGuards
 
         guards = TensorGuards(*tensors, dynamic_dims_sizes=None, dynamic_dims_strides=None)
-        return guards.check if guards.check(*tensors) is True else None
-    except Exception:  # (a private API: another torch may lack it or take other arguments)
+    except Exception:
+        return None
+    return guards.check
+
+
+@functools.cache
+def _tensor_guard_notices_metadata() -> bool:
+    """Whether this torch's guard says yes to its tensor and no to another dtype, shape or
+    strides (probed once per process, in case a later torch's private guard checks less)."""
+    laid_out = torch.zeros(2, 3)
+    check = _new_tensor_guard([laid_out])
+    if check is None:
+        return False
+    changed = (torch.zeros(3, 2).t(), torch.zeros(3, 2), torch.zeros(2, 3, dtype=torch.float64))
+    try:
+        return check(torch.ones(2, 3)) is True and not any(check(t) for t in changed)
+    except Exception:
+        return False
+
+
+def tensor_guard(tensors: list[Tensor]) -> Callable[..., bool] | None:
+    """torch.compile's guard on these tensors' metadata (``TensorGuards(...).check``, called
+    with the tensors in the same order), or None where this torch lacks it, checks less than
+    dtype, shape and strides (:func:`_tensor_guard_notices_metadata`), or does not accept the
+    tensors as they are."""
+    if not tensors or not _tensor_guard_notices_metadata():
+        return None
+    check = _new_tensor_guard(tensors)
+    try:
+        return check if check is not None and check(*tensors) is True else None
+    except Exception:
         return None
 
 
@@ -273,9 +301,10 @@ class Metadata:
     Python-level passes (dtype, device, element count, strides). Where the guard fails, the
     passes decide, so the answer is always theirs: a step inside a dispatch mode or
     ``torch.autocast`` (other dispatch keys) or after ``requires_grad_(False)`` only takes the
-    slower check, and the guard (a private API) may be missing from another torch. The passes
-    notice every change above except a view made with ``as_strided`` that gives a size-1
-    dimension another shape's stride.
+    slower check. The guard is a private API: where another torch lacks it, or its guard checks
+    less (probed once per process, :func:`_tensor_guard_notices_metadata`), the passes alone
+    decide. The passes notice every change above except a view made with ``as_strided`` that
+    gives a size-1 dimension another shape's stride.
     """
 
     __slots__ = ("_check", "devices", "dtypes", "sizes", "strides")

@@ -662,6 +662,32 @@ def test_a_step_in_another_dispatch_context_keeps_its_layout_and_torchs_numbers(
     assert all(map(operator.is_, o_opt._layouts[0], laid_out))
 
 
+def _guard_of_dtypes_only(laid_out):
+    dtypes = [t.dtype for t in laid_out]
+    return lambda *tensors: [t.dtype for t in tensors] == dtypes
+
+
+@pytest.mark.parametrize(
+    "new_guard",
+    [lambda laid_out: lambda *tensors: True, _guard_of_dtypes_only],
+    ids=["says-yes-to-all", "checks-dtypes-only"],
+)
+def test_a_tensor_guard_that_checks_less_than_shape_and_strides_is_not_used(new_guard, monkeypatch):
+    """torch.compile's tensor guard is a private API: a torch whose guard no longer notices a
+    change of shape or strides (probed once per process) leaves the check to the Python passes,
+    which still notice a reshaped parameter."""
+    _paths._tensor_guard_notices_metadata.cache_clear()
+    monkeypatch.setattr(_paths, "_new_tensor_guard", new_guard)
+    try:
+        params = _params([(4, 6), (5,)])
+        assert _paths.tensor_guard(params) is None
+        metadata = _paths.Metadata(params)
+        params[0].data = params[0].data.view(6, 4)
+        assert not metadata.holds(params)
+    finally:
+        _paths._tensor_guard_notices_metadata.cache_clear()
+
+
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 def test_channels_last_parameters_keep_their_memory_format(impl):
     """On every path, the flat one included (its views take the parameter's strides)."""
