@@ -244,6 +244,10 @@ def _entries(states: list[dict], key: str) -> Iterable:
     return map(dict.get, states, itertools.repeat(key))
 
 
+GUARDS_PER_LAYOUT = 4
+"""Tensor guards a layout keeps, one per context its steps ran in (see :class:`Metadata`)."""
+
+
 def _new_tensor_guard(tensors: list[Tensor]) -> Callable[..., bool] | None:
     """``TensorGuards(*tensors).check`` with every size and stride static, or None where this
     torch lacks it or takes other arguments (a private API)."""
@@ -299,28 +303,45 @@ class Metadata:
     dtype, device, sizes and strides, and also dispatch keys and ``requires_grad``): 0.8-0.9 ms
     for 2000 tensors with cold caches on this project's 2-core CPU, against 1.4-1.8 ms for the
     Python-level passes (dtype, device, element count, strides). Where the guard fails, the
-    passes decide, so the answer is always theirs: a step inside a dispatch mode or
-    ``torch.autocast`` (other dispatch keys) or after ``requires_grad_(False)`` only takes the
-    slower check. The guard is a private API: where another torch lacks it, or its guard checks
-    less (probed once per process, :func:`_tensor_guard_notices_metadata`), the passes alone
-    decide. The passes notice every change above except a view made with ``as_strided`` that
-    gives a size-1 dimension another shape's stride.
+    passes decide, so the answer is always theirs. A guard also fails on what the layout does
+    not depend on: a step inside ``torch.autocast`` or a dispatch mode (other dispatch keys),
+    or with ``requires_grad`` off. When the passes then hold, a guard built in that context is
+    kept beside the first (up to :data:`GUARDS_PER_LAYOUT`), so a script that always steps
+    inside ``torch.autocast`` pays the passes once; a guard of another context fails at its
+    first tensor (about 4 us on 2000 tensors).
+
+    The guard is a private API: where another torch lacks it, or its guard checks less (probed
+    once per process, :func:`_tensor_guard_notices_metadata`), the passes alone decide. The
+    passes notice every change above except a view made with ``as_strided`` that gives a
+    size-1 dimension another shape's stride.
     """
 
-    __slots__ = ("_check", "devices", "dtypes", "sizes", "strides")
+    __slots__ = ("_checks", "devices", "dtypes", "sizes", "strides")
 
     def __init__(self, tensors: list[Tensor]) -> None:
         self.dtypes = list(map(_DTYPE, tensors))
         self.devices = list(map(_DEVICE, tensors))
         self.sizes = list(map(Tensor.numel, tensors))
         self.strides = list(map(Tensor.stride, tensors))
-        self._check = tensor_guard(tensors)
+        check = tensor_guard(tensors)
+        self._checks: list[Callable[..., bool]] = [] if check is None else [check]
 
     def holds(self, tensors: list[Tensor]) -> bool:
         """Whether ``tensors`` (the layout's own objects, in order) still have the metadata they
         were laid out with."""
-        if self._check is not None and self._check(*tensors):
-            return True
+        for check in self._checks:
+            if check(*tensors):
+                return True
+        if not self.passes_hold(tensors):
+            return False
+        if self._checks and len(self._checks) < GUARDS_PER_LAYOUT:
+            check = tensor_guard(tensors)  # (this step's context: autocast, a mode, ...)
+            if check is not None:
+                self._checks.append(check)
+        return True
+
+    def passes_hold(self, tensors: list[Tensor]) -> bool:
+        """The Python-level passes: every tensor's dtype, device, element count and strides."""
         return (
             list(map(_DTYPE, tensors)) == self.dtypes
             and list(map(_DEVICE, tensors)) == self.devices

@@ -662,6 +662,28 @@ def test_a_step_in_another_dispatch_context_keeps_its_layout_and_torchs_numbers(
     assert all(map(operator.is_, o_opt._layouts[0], laid_out))
 
 
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
+def test_steps_always_inside_autocast_take_the_python_passes_once(impl, monkeypatch):
+    """A script that steps inside ``torch.autocast`` shows other dispatch keys than the step
+    that laid the state out: the passes confirm the layout once, and a tensor guard built in
+    that context checks the steps after it (``optim._paths.Metadata``)."""
+    passes = []
+    passes_hold = _paths.Metadata.passes_hold
+    monkeypatch.setattr(
+        _paths.Metadata, "passes_hold", lambda self, t: passes.append(1) or passes_hold(self, t)
+    )
+    params = _params(SETS["packed"])
+    optimizer = optim.Adam(params, lr=0.01, impl=impl)
+    _train(optimizer, params, 2)  # laid out, then checked by the guard
+    assert passes == []
+    for _ in range(4):
+        optimizer.zero_grad()
+        _loss(params).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            optimizer.step()
+    assert passes == [1]
+
+
 def _guard_of_dtypes_only(laid_out):
     dtypes = [t.dtype for t in laid_out]
     return lambda *tensors: [t.dtype for t in tensors] == dtypes
