@@ -368,8 +368,8 @@ class OwnedState:
         step_device: torch.device | None = None,
     ) -> None:
         self.params = list(params)
-        self.sizes = [p.numel() for p in params]
         self.metadata = Metadata(params)
+        self.sizes = self.metadata.sizes
         self.keys = keys
         self.dtype = params[0].dtype
         self.buffers: dict[str, Tensor] = {}

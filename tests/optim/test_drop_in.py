@@ -625,8 +625,10 @@ class _PassThrough(TorchDispatchMode):
 def _frozen_with_its_gradient(params):
     """``requires_grad`` off for the step, the gradient kept: torch updates the parameter."""
     params[0].requires_grad_(False)
-    yield
-    params[0].requires_grad_(True)
+    try:
+        yield
+    finally:
+        params[0].requires_grad_(True)
 
 
 STEP_CONTEXTS = {
