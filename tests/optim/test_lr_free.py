@@ -1692,6 +1692,61 @@ def test_aligned_parts_hold_each_part_where_its_own_tensor_would_lie(dtype):
     assert all(v.data_ptr() == t.data_ptr() for v, t in zip(views, aligned.split(64)))
 
 
+@pytest.mark.parametrize("blas", [True, False], ids=["blas", "torch-dot"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dots_over_parts_are_each_tensors_own_torch_dot(dtype, blas, monkeypatch):
+    """``dots`` over the parts of flat buffers, through ``torch.dot``'s own BLAS routine
+    (``optim._global.blas_dot``, where this torch has it) and without it: each value the
+    ``torch.dot`` of two tensors of their own (freshly allocated, as the references' are), bit
+    for bit, for buffers starting off the alignment, parts of odd sizes and empty parts."""
+    from optim import _global
+    from optim._paths import Segments
+
+    if not blas:
+        monkeypatch.setattr(_global, "blas_dot", lambda dtype: None)
+    sizes = [7, 7, 7, 16, 3, 1000, 1000, 0, 5, 1, 33] * 5
+    segments = Segments(sizes)
+    generator = torch.Generator().manual_seed(1)
+    for offset in range(3):
+        scale = 10.0 ** torch.randint(-8, 8, (sum(sizes),), generator=generator)
+        x = (torch.randn(sum(sizes) + 3, dtype=dtype, generator=generator)[offset:])[: sum(sizes)]
+        x = x * scale.to(dtype)
+        y = torch.randn(sum(sizes) + 3, dtype=dtype, generator=generator)[3 - offset :]
+        y = y[: sum(sizes)]
+        got = _global.dots([x], [y], segments)
+        expected = [
+            torch.dot(a.clone(), b.clone()).item() for a, b in zip(x.split(sizes), y.split(sizes))
+        ]
+        assert got.dtype == torch.float64
+        assert got.tolist() == expected, offset
+
+
+def test_a_blas_routine_that_is_not_torch_dots_is_not_used(monkeypatch):
+    """``blas_dot`` trusts a routine found by name only where a probe finds it giving
+    ``torch.dot``'s bits: one that is an ulp off on a single probe size, or that reads its
+    arguments otherwise (returning 0), is refused, and then ``dots`` takes ``torch.dot``. This
+    torch's own routine passes the probe where it exists (float32 and float64); no other dtype
+    has one."""
+    from optim import _global
+
+    found = _global.blas_dot(torch.float32)
+    assert _global.blas_dot(torch.bfloat16) is None
+    assert not _global._gives_torch_dot_bits(lambda *arguments: 0.0, torch.float32)
+    if found is not None:
+        sizes = []
+
+        def recording(n, x, incx, y, incy):
+            value = found(n, x, incx, y, incy)
+            sizes.append(n)
+            return math.nextafter(value, math.inf) if len(sizes) == 9 else value
+
+        assert _global._gives_torch_dot_bits(found, torch.float32)
+        assert not _global._gives_torch_dot_bits(recording, torch.float32)
+        assert len(sizes) == 9, "the probe went on after a wrong value"
+    monkeypatch.setattr(_global, "_gives_torch_dot_bits", lambda routine, dtype: False)
+    assert _global.blas_dot.__wrapped__(torch.float64) is None
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
 def test_norms_of_differences_through_a_scratch_buffer(dtype):
     """DoG's ||x - x_0|| and sum(g * g) for tensors in a round of their own, taken through a
