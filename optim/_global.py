@@ -340,7 +340,9 @@ def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -
 def _blas_dot_for(x: Tensor, y: Tensor) -> Callable[..., float] | None:
     """:func:`blas_dot` for the parts of the flat ``x`` and ``y``: where both are contiguous CPU
     tensors of one real dtype (their parts then are, see :func:`aligned_parts`) short enough for
-    the routine's 32-bit count, and no ``torch.compile`` traces the step; else None."""
+    the routine's 32-bit count, no ``torch.compile`` traces the step and no dispatch or
+    ``__torch_function__`` mode is active (a user's mode, a FLOP counter or an op logger, then
+    sees each ``torch.dot``, as it would with torch's own ops); else None."""
     if (
         x.device.type != "cpu"
         or y.device.type != "cpu"
@@ -348,6 +350,8 @@ def _blas_dot_for(x: Tensor, y: Tensor) -> Callable[..., float] | None:
         or not (x.is_contiguous() and y.is_contiguous())
         or max(x.numel(), y.numel()) > 2**31 - 1
         or torch.compiler.is_compiling()
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._is_torch_function_mode_enabled()
     ):
         return None
     return blas_dot(x.dtype)

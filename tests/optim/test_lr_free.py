@@ -1721,6 +1721,52 @@ def test_dots_over_parts_are_each_tensors_own_torch_dot(dtype, blas, monkeypatch
         assert got.tolist() == expected, offset
 
 
+def test_dots_inside_a_users_modes_are_torch_dots(monkeypatch):
+    """Inside a user's dispatch or ``__torch_function__`` mode (a FLOP counter, an op logger)
+    ``dots`` over parts takes one ``torch.dot`` per part, which the mode sees, as it would see
+    torch's own ops, and not the BLAS routine behind its back; outside, the routine where this
+    torch has it (no ``aten.dot`` at all)."""
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from optim import _global
+    from optim._paths import Segments
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    class Functions(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    sizes = [5, 16, 7, 1000, 3]
+    x, y = torch.randn(sum(sizes)), torch.randn(sum(sizes))
+    expected = _global.dots([x], [y], Segments(sizes))
+    for mode, dot in ((Ops(), torch.ops.aten.dot.default), (Functions(), torch.dot)):
+        with mode:
+            got = _global.dots([x], [y], Segments(sizes))
+        assert torch.equal(got, expected)
+        assert mode.seen.count(dot) == len(sizes), type(mode).__name__
+    if _global.blas_dot(torch.float32) is not None:
+
+        def refused(*arguments, **keywords):
+            raise AssertionError("torch.dot called where no mode is active")
+
+        monkeypatch.setattr(torch, "dot", refused)
+        assert torch.equal(_global.dots([x], [y], Segments(sizes)), expected)
+
+
 def test_a_blas_routine_that_is_not_torch_dots_is_not_used(monkeypatch):
     """``blas_dot`` trusts a routine found by name only where a probe finds it giving
     ``torch.dot``'s bits: one that is an ulp off on a single probe size, or that reads its
