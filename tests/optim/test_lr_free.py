@@ -1732,28 +1732,24 @@ def test_dots_inside_a_users_modes_are_torch_dots(monkeypatch):
     from optim import _global
     from optim._paths import Segments
 
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.seen = []
+    def recording(base: type, hook: str):
+        """A mode of ``base`` that lists every op or function it sees and runs it."""
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        def record(self, func, types, args=(), kwargs=None):
             self.seen.append(func)
             return func(*args, **(kwargs or {}))
 
-    class Functions(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.seen = []
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.seen.append(func)
-            return func(*args, **(kwargs or {}))
+        mode = type(f"Recording{base.__name__}", (base,), {hook: record})()
+        mode.seen = []
+        return mode
 
     sizes = [5, 16, 7, 1000, 3]
     x, y = torch.randn(sum(sizes)), torch.randn(sum(sizes))
     expected = _global.dots([x], [y], Segments(sizes))
-    for mode, dot in ((Ops(), torch.ops.aten.dot.default), (Functions(), torch.dot)):
+    for mode, dot in (
+        (recording(TorchDispatchMode, "__torch_dispatch__"), torch.ops.aten.dot.default),
+        (recording(TorchFunctionMode, "__torch_function__"), torch.dot),
+    ):
         with mode:
             got = _global.dots([x], [y], Segments(sizes))
         assert torch.equal(got, expected)
