@@ -284,11 +284,12 @@ def _gives_torch_dot_bits(routine: Callable[..., float], dtype: torch.dtype) -> 
     four offsets into buffers of values spread over many binades (see :func:`blas_dot`)."""
     generator = torch.Generator().manual_seed(0)
     one = _blas_integer(1)
+    on_cpu = {"dtype": dtype, "device": "cpu"}  # (whatever the default device)
     for size in BLAS_DOT_PROBE_SIZES:
         for offset in range(4):
-            scales = torch.logspace(-6, 6, size + 8, dtype=torch.float64).to(dtype)
-            x = (torch.randn(size + 8, dtype=dtype, generator=generator) * scales)[offset:]
-            y = torch.randn(size + 8, dtype=dtype, generator=generator)[3 - offset :]
+            scales = torch.logspace(-6, 6, size + 8, **on_cpu)
+            x = (torch.randn(size + 8, generator=generator, **on_cpu) * scales)[offset:]
+            y = torch.randn(size + 8, generator=generator, **on_cpu)[3 - offset :]
             x, y = x[:size], y[:size]
             expected = torch.dot(x, y).item()
             got = routine(_blas_integer(size), x.data_ptr(), one, y.data_ptr(), one)

@@ -1783,6 +1783,8 @@ def test_a_blas_routine_that_is_not_torch_dots_is_not_used(monkeypatch):
             return math.nextafter(value, math.inf) if len(sizes) == 9 else value
 
         assert _global._gives_torch_dot_bits(found, torch.float32)
+        with torch.device("meta"):  # (a user's default device: the probe stays on the CPU)
+            assert _global._gives_torch_dot_bits(found, torch.float32)
         assert not _global._gives_torch_dot_bits(recording, torch.float32)
         assert len(sizes) == 9, "the probe went on after a wrong value"
     monkeypatch.setattr(_global, "_gives_torch_dot_bits", lambda routine, dtype: False)
