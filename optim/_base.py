@@ -1447,7 +1447,7 @@ class RuleOptimizer(Optimizer):
                 if self._counts_steps and state and "step" in state:
                     step = state["step"]
                     if not isinstance(step, Tensor):
-                        step = torch.tensor(float(step))
+                        step = torch.tensor(float(step), device="cpu")
                     device = self._new_step(group, p).device
                     state["step"] = step.to(device=device, dtype=step_dtype()).clone()
 

@@ -180,7 +180,7 @@ def python_sqrt(x: Tensor) -> Tensor:
     which put DAdaptSGD's d an ulp from the package's after 16 steps.)"""
     if x.device.type != "cpu" or torch.compiler.is_compiling():
         return x.sqrt()
-    return torch.tensor(math.sqrt(x.item()), dtype=torch.float64)
+    return torch.tensor(math.sqrt(x.item()), dtype=torch.float64, device=x.device)
 
 
 def total(
@@ -332,7 +332,7 @@ def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -
                 map(Tensor.data_ptr, ys),
                 itertools.repeat(one),
             )
-            return torch.tensor(list(values), dtype=torch.float64)
+            return torch.tensor(list(values), dtype=torch.float64, device=x.device)
     elif any(t.dim() != 1 for t in (*xs, *ys)):
         xs, ys = [x.reshape(-1) for x in xs], [y.reshape(-1) for y in ys]
     return torch.stack(list(map(torch.dot, xs, ys))).to(torch.float64)
@@ -388,7 +388,7 @@ def _padded_buffer(slot: int, dtype: torch.dtype, numel: int) -> Tensor:
     buffers = _PADDED.__dict__.setdefault("buffers", {})
     buffer = buffers.get((slot, dtype))
     if buffer is None or buffer.numel() < numel:
-        buffer = buffers[slot, dtype] = torch.empty(numel, dtype=dtype)
+        buffer = buffers[slot, dtype] = torch.empty(numel, dtype=dtype, device="cpu")
         _PADDED.__dict__.setdefault("views", {}).clear()  # (views of the old buffers: dropped)
     return buffer
 

@@ -255,7 +255,7 @@ def operand(value, xs: TensorList):
         return given
     if len(_operands) >= _OPERANDS_KEPT:
         _operands.clear()
-    tensor = _operands[key] = torch.scalar_tensor(value, dtype=dtype)
+    tensor = _operands[key] = torch.scalar_tensor(value, dtype=dtype, device="cpu")
     return tensor
 
 

@@ -264,13 +264,18 @@ def _new_tensor_guard(tensors: list[Tensor]) -> Callable[..., bool] | None:
 def _tensor_guard_notices_metadata() -> bool:
     """Whether this torch's guard says yes to its tensor and no to another dtype, shape or
     strides (probed once per process, in case a later torch's private guard checks less)."""
-    laid_out = torch.zeros(2, 3)
+    cpu = torch.device("cpu")  # (whatever the default device)
+    laid_out = torch.zeros(2, 3, device=cpu)
     check = _new_tensor_guard([laid_out])
     if check is None:
         return False
-    changed = (torch.zeros(3, 2).t(), torch.zeros(3, 2), torch.zeros(2, 3, dtype=torch.float64))
+    changed = (
+        torch.zeros(3, 2, device=cpu).t(),
+        torch.zeros(3, 2, device=cpu),
+        torch.zeros(2, 3, dtype=torch.float64, device=cpu),
+    )
     try:
-        return check(torch.ones(2, 3)) is True and not any(check(t) for t in changed)
+        return check(torch.ones(2, 3, device=cpu)) is True and not any(check(t) for t in changed)
     except Exception:
         return False
 

@@ -60,7 +60,8 @@ def sps_step_size(
     denominator = c * grad_sq + eps
     ratio = (loss - f_star) / torch.where(denominator > 0, denominator, 1.0)
     ratio = torch.where(denominator > 0, ratio, math.inf)
-    return torch.clamp(torch.minimum(ratio, torch.as_tensor(gamma_b, dtype=ratio.dtype)), min=0)
+    bound = torch.as_tensor(gamma_b, dtype=ratio.dtype, device=ratio.device)
+    return torch.clamp(torch.minimum(ratio, bound), min=0)
 
 
 class SPS(ReducingOptimizer):

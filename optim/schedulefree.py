@@ -140,8 +140,10 @@ class _ScheduleFree(RuleOptimizer):
         lr = lr * sched
         group["scheduled_lr"] = lr
         if _on_device(lr) or _on_device(group["lr_max"]):
-            lr_t = torch.as_tensor(lr, dtype=torch.float64)
-            lr_max = py_max(lr_t, torch.as_tensor(group["lr_max"], dtype=torch.float64))
+            device = (lr if _on_device(lr) else group["lr_max"]).device
+            lr_t = torch.as_tensor(lr, dtype=torch.float64, device=device)
+            lr_max = torch.as_tensor(group["lr_max"], dtype=torch.float64, device=device)
+            lr_max = py_max(lr_t, lr_max)
             weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
             weight_sum = group["weight_sum"] + weight
             ckp1 = torch.where(weight_sum != 0, weight / weight_sum, 0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -112,3 +113,18 @@ def metadata_check(request, monkeypatch):
     if request.param == "passes":
         monkeypatch.setattr(_paths, "tensor_guard", lambda tensors: None)
     return request.param
+
+
+@pytest.fixture
+def fresh_process_caches(monkeypatch):
+    """The module-level caches a process's first steps fill (the kept operand tensors, the
+    padded rows of the dots, the tensor guard's probe), empty as in a new process, so that a
+    test's own steps fill them."""
+    from optim import _global, _ops
+
+    monkeypatch.setattr(_ops, "_operands", {})
+    monkeypatch.setattr(_ops, "_seen_once", set())
+    monkeypatch.setattr(_global, "_PADDED", threading.local())
+    _paths._tensor_guard_notices_metadata.cache_clear()
+    yield
+    _paths._tensor_guard_notices_metadata.cache_clear()

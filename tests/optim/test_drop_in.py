@@ -665,6 +665,34 @@ def test_a_step_in_another_dispatch_context_keeps_its_layout_and_torchs_numbers(
 
 
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
+def test_steps_under_another_default_device_keep_torchs_numbers(name, impl, fresh_process_caches):
+    """A script that sets another default device (``torch.set_default_device("cuda")``, ``with
+    torch.device(...)``) and keeps its model on the CPU: what a step makes for the CPU
+    parameters is made on the CPU, so it trains as torch's. A number operand kept from a first
+    step under a "meta" default device was a meta tensor, and Adam's packed steps then ended
+    0.02 from torch's. Ours steps first, in a process whose caches are empty; torch's outside
+    the context (inside it, torch's RMSprop and Adadelta make their step counters there)."""
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}
+    results = []
+    for cls, extra, default_device in (
+        (getattr(optim, name), {"impl": impl}, torch.device("meta")),
+        (getattr(torch.optim, name), {}, contextlib.nullcontext()),  # (torch's own fails there)
+    ):
+        params = _params(SETS["packed"])
+        optimizer = cls(params, lr=0.01, **kwargs, **extra)
+        for _ in range(3):
+            optimizer.zero_grad()
+            _loss(params).backward()
+            with default_device:
+                optimizer.step()
+        results.append((optimizer, params))
+    (o_opt, o_params), (t_opt, t_params) = results
+    _close(o_params, t_params)
+    _assert_same_state(t_opt, o_opt)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
 def test_steps_always_inside_autocast_take_the_python_passes_once(impl, monkeypatch):
     """A script that steps inside ``torch.autocast`` shows other dispatch keys than the step
     that laid the state out: the passes confirm the layout once, and a tensor guard built in

@@ -7,6 +7,7 @@ max relative difference <= 1e-10 from ``prodigyopt``, ``dadaptation``, ``dog-opt
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import statistics
@@ -273,6 +274,69 @@ def test_many_small_tensors_give_the_packages_bits(case, impl, dtype):
     ours = _bits_beside_the_package(case, impl, make)
     if impl != "single":
         assert ours._packed or ours._layouts, "the many small tensors were not laid out together"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
+def test_steps_under_another_default_device_give_the_packages_bits(
+    case, impl, fresh_process_caches
+):
+    """Ours steps under a "meta" default device (``with torch.device(...)``, as a script that
+    sets ``torch.set_default_device("cuda")`` and keeps its model on the CPU), first in a
+    process whose caches are empty, the package outside it: the same bits. The kept operands,
+    the dots' padded rows and DAdaptSGD's square root were made on the default device before
+    (DAdaptSGD raised ``NotImplementedError``; Adam, in the drop-in test, trained differently)."""
+    name, reference, kwargs, second = case
+
+    def make() -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(3)
+        return [
+            torch.randn(s, dtype=torch.float64, generator=generator).requires_grad_()
+            for s in MANY_SMALL_SHAPES
+        ]
+
+    ours_params, ref_params = make(), make()
+    ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
+    ref = reference(groups(ref_params, second), **kwargs)
+    if name in SCHEDULE_FREE:
+        ours.train()
+        ref.train()
+    for t in range(5):
+        ours.zero_grad()
+        noisy_loss(ours_params, t).backward()
+        with torch.device("meta"):
+            ours.step()
+    run_steps(ref, ref_params, range(5))
+    for a, b in zip(ours_params, ref_params):
+        assert torch.equal(a, b)
+    assert relative_error(ours_params, make()) > 1e-9, "nothing moved"
+
+
+@pytest.mark.parametrize("name", ["SPS", "SLS"])
+def test_loss_driven_steps_under_another_default_device(name, fresh_process_caches):
+    """SPS and SLS (no package: against their own steps outside the context) step with a
+    closure under a "meta" default device and move the CPU parameters as outside it; SPS's
+    bound ``gamma_b`` was made on the default device before (``RuntimeError``)."""
+    results = []
+    for default_device in (torch.device("meta"), contextlib.nullcontext()):
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.randn(5, generator=generator).requires_grad_() for _ in range(20)]
+        optimizer = getattr(optim, name)(params)
+
+        def closure(params=params, optimizer=optimizer):
+            optimizer.zero_grad()
+            loss = sum(((p - 1) ** 4).sum() for p in params)
+            loss.backward()
+            return loss
+
+        for _ in range(3):
+            with default_device:
+                optimizer.step(closure)
+        results.append(torch.cat([p.detach() for p in params]))
+    assert torch.equal(*results)
+    generator = torch.Generator().manual_seed(0)
+    start = torch.cat([torch.randn(5, generator=generator) for _ in range(20)])
+    assert (results[0] - start).abs().max() > 1e-3, "nothing moved"
 
 
 @pytest.mark.parametrize("count", [5, 36], ids=["few", "many"])
