@@ -77,6 +77,7 @@ from optim._paths import (
     _GRAD,
     _SHAPE,
     FAST_DTYPES,
+    OUTSIDE_INFERENCE_MODE,
     PACK_AT_LEAST,
     PACK_BELOW,
     Flat,
@@ -103,6 +104,7 @@ class Pack(OwnedState):
     allocating and freeing temporaries of many megabytes cost page faults every step).
     """
 
+    @OUTSIDE_INFERENCE_MODE
     def __init__(
         self, params: list[Tensor], states: list[dict], keys: tuple[str, ...], positions: list[int]
     ) -> None:
@@ -388,7 +390,8 @@ def _padded_buffer(slot: int, dtype: torch.dtype, numel: int) -> Tensor:
     buffers = _PADDED.__dict__.setdefault("buffers", {})
     buffer = buffers.get((slot, dtype))
     if buffer is None or buffer.numel() < numel:
-        buffer = buffers[slot, dtype] = torch.empty(numel, dtype=dtype, device="cpu")
+        with torch.inference_mode(False):  # (see OUTSIDE_INFERENCE_MODE)
+            buffer = buffers[slot, dtype] = torch.empty(numel, dtype=dtype, device="cpu")
         _PADDED.__dict__.setdefault("views", {}).clear()  # (views of the old buffers: dropped)
     return buffer
 
@@ -792,7 +795,8 @@ class ReducingOptimizer(RuleOptimizer):
         key = (like.device, like.dtype)
         buffer = self._scratch_buffers.get(key)
         if buffer is None or buffer.numel() < numel:
-            buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
+            with torch.inference_mode(False):  # (see OUTSIDE_INFERENCE_MODE)
+                buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
             self._scratch_buffers[key] = buffer
         return buffer[:numel]
 

@@ -53,6 +53,12 @@ streams the user's gradients and parameters (separate allocations) besides the r
 256k-element rounds were 5-20% faster than 1M-element ones for all six classes on 2000x1k
 (measured on this project's 2-core machine; 64k rounds lose again to per-op overhead)."""
 
+OUTSIDE_INFERENCE_MODE = torch.inference_mode(False)
+"""Decorates what makes an optimizer's own buffers (layouts, scratch): normal tensors, even when
+a step runs inside ``torch.inference_mode()``. An inference tensor keeps no version counter and
+takes no in-place update outside inference mode, so a layout built by such a step failed every
+later step outside it, where torch's state, made before, trains on."""
+
 _DEVICE = operator.attrgetter("device")
 _DTYPE = operator.attrgetter("dtype")
 _SHAPE = operator.attrgetter("shape")
@@ -362,8 +368,11 @@ class OwnedState:
     becomes a view into the buffer). Step counters become 0-dim views of one counter vector on
     ``step_device`` (or stay where they are: ``None``), so one ``add_`` counts a step for every
     tensor. :meth:`state_holds` checks that ``optimizer.state`` still holds exactly these views.
+
+    The buffers are made outside ``torch.inference_mode()`` (see :data:`OUTSIDE_INFERENCE_MODE`).
     """
 
+    @OUTSIDE_INFERENCE_MODE
     def __init__(
         self,
         params: list[Tensor],
@@ -401,11 +410,17 @@ class OwnedState:
         self.stepped_versions: list[int] | None = None  # the buffers' after the last step
         self.verified = False  # this step: storage_holds() found the views as laid out
 
-    def versions(self) -> list[int]:
+    def versions(self) -> list[int] | None:
         """The version counters of the buffers (each shared with all its views): one moves with
-        every in-place op on a view, a value written or a shape changed (``.t_()``)."""
-        counters = [buffer._version for buffer in self.buffers.values()]
-        return counters if self.step_vector is None else [*counters, self.step_vector._version]
+        every in-place op on a view, a value written or a shape changed (``.t_()``). None where
+        a buffer was made inside ``torch.inference_mode()`` (as torch makes its state there):
+        an inference tensor keeps no version counter, so every step compares the views."""
+        buffers = list(self.buffers.values())
+        if self.step_vector is not None:
+            buffers.append(self.step_vector)
+        if any(map(Tensor.is_inference, buffers)):
+            return None
+        return [buffer._version for buffer in buffers]
 
     def storage_holds(self) -> bool:
         """Whether every state view still lies in the buffers as laid out.
@@ -421,7 +436,8 @@ class OwnedState:
         """
         if list(map(Tensor.data_ptr, self.all_views)) != self.pointers:
             return False
-        if self.versions() != self.stepped_versions and (
+        versions = self.versions()
+        if (versions is None or versions != self.stepped_versions) and (
             list(map(_shape_and_strides, self.all_views)) != self.view_layouts
         ):
             return False
@@ -491,6 +507,7 @@ class Packed(OwnedState):
     about once per step, as in a fused kernel.
     """
 
+    @OUTSIDE_INFERENCE_MODE
     def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
         counts_steps = bool(states) and "step" in states[0]
         super().__init__(params, states, keys, counts_steps)
@@ -705,6 +722,7 @@ class Flat(OwnedState):
     a new layout from the current tensors.
     """
 
+    @OUTSIDE_INFERENCE_MODE
     def __init__(
         self, params: list[Tensor], states: list[dict], keys: tuple[str, ...], counts_steps: bool
     ) -> None:

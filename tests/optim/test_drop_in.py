@@ -693,6 +693,41 @@ def test_steps_under_another_default_device_keep_torchs_numbers(name, impl, fres
 
 
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
+def test_steps_inside_inference_mode_keep_torchs_numbers(name, impl, fresh_process_caches):
+    """Steps inside ``torch.inference_mode()`` (gradients set by hand, test-time adaptation):
+    from the first step on, and, after normal steps, a step there that lays the state out anew
+    (``p.data`` replaced), followed by normal steps again. torch's state made there is made of
+    inference tensors; ours lay their own buffers out as normal tensors (an inference tensor has
+    no version counter: reading it raised at the second step, and a layout made there failed
+    every normal step after it, where torch's trains on)."""
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}
+    results = []
+    for cls, extra in ((getattr(optim, name), {"impl": impl}), (getattr(torch.optim, name), {})):
+        params = _params(SETS["packed"])
+        optimizer = cls(params, lr=0.01, **kwargs, **extra)
+        late = _params(SETS["packed"], seed=1)
+        late_optimizer = cls(late, lr=0.01, **kwargs, **extra)
+        for step in range(3):
+            for p in (*params, *late):
+                p.grad = torch.full_like(p, 0.1 * (step + 1)).sin_().add_(p.detach())
+            with torch.inference_mode():
+                optimizer.step()
+                if step == 1:
+                    for p in late:
+                        p.data = p.data.clone()  # (a new layout, made inside inference mode)
+                    late_optimizer.step()
+            if step != 1:
+                late_optimizer.step()
+        results.append((optimizer, params, late_optimizer, late))
+    (o_opt, o_params, o_late_opt, o_late), (t_opt, t_params, t_late_opt, t_late) = results
+    _close(o_params, t_params)
+    _close(o_late, t_late)
+    _assert_same_state(t_opt, o_opt)
+    _assert_same_state(t_late_opt, o_late_opt)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
 def test_steps_always_inside_autocast_take_the_python_passes_once(impl, monkeypatch):
     """A script that steps inside ``torch.autocast`` shows other dispatch keys than the step
     that laid the state out: the passes confirm the layout once, and a tensor guard built in

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import statistics
 import warnings
@@ -310,6 +311,50 @@ def test_steps_under_another_default_device_give_the_packages_bits(
     for a, b in zip(ours_params, ref_params):
         assert torch.equal(a, b)
     assert relative_error(ours_params, make()) > 1e-9, "nothing moved"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
+def test_steps_inside_inference_mode_give_the_packages_bits(case, impl, fresh_process_caches):
+    """Steps inside ``torch.inference_mode()``, ours and the package's: from the first step on,
+    and, after a normal step, one there that lays the state out anew (``p.data`` replaced),
+    then normal steps again. Ours lay their buffers out as normal tensors (see
+    ``optim._paths.OUTSIDE_INFERENCE_MODE``): before, the second step raised (an inference
+    tensor has no version counter)."""
+    name, reference, kwargs, second = case
+
+    def make() -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(3)
+        return [
+            torch.randn(s, dtype=torch.float64, generator=generator).requires_grad_()
+            for s in MANY_SMALL_SHAPES
+        ]
+
+    runs = []
+    ours = functools.partial(getattr(optim, name), impl=impl, **kwargs)
+    for build in (ours, functools.partial(reference, **kwargs)):
+        params, late = make(), make()
+        optimizer = build(groups(params, second))
+        late_optimizer = build(groups(late, second))
+        for each in (optimizer, late_optimizer):
+            if name in SCHEDULE_FREE:
+                each.train()
+        for t in range(4):
+            for each, ps in ((optimizer, params), (late_optimizer, late)):
+                each.zero_grad()
+                noisy_loss(ps, t).backward()
+            with torch.inference_mode():
+                optimizer.step()
+                if t == 1:
+                    for p in late:
+                        p.data = p.data.clone()  # (a new layout, made inside inference mode)
+                    late_optimizer.step()
+            if t != 1:
+                late_optimizer.step()
+        runs.append(params + late)
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    assert relative_error(runs[0], make() + make()) > 1e-9, "nothing moved"
 
 
 @pytest.mark.parametrize("name", ["SPS", "SLS"])
