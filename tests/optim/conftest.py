@@ -128,3 +128,17 @@ def fresh_process_caches(monkeypatch):
     _paths._tensor_guard_notices_metadata.cache_clear()
     yield
     _paths._tensor_guard_notices_metadata.cache_clear()
+
+
+def steps_around_inference_mode(optimizer, late_optimizer, late: list[torch.Tensor], t: int):
+    """Step ``t`` of the inference-mode scenario: ``optimizer`` steps inside
+    ``torch.inference_mode()`` at every step; ``late_optimizer`` outside it, but at step 1 inside
+    it, after its parameters' data was replaced (so its state is laid out anew there)."""
+    with torch.inference_mode():
+        optimizer.step()
+        if t == 1:
+            for p in late:
+                p.data = p.data.clone()
+            late_optimizer.step()
+    if t != 1:
+        late_optimizer.step()

@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import optim
 from optim import _paths
 from optim._paths import PACK_AT_LEAST
-from tests.optim.conftest import ours, theirs
+from tests.optim.conftest import ours, steps_around_inference_mode, theirs
 
 SMALL_BLOCK = 256  # the tests shrink the block so that small tensors exercise the blocked path
 SETS = {
@@ -711,14 +711,7 @@ def test_steps_inside_inference_mode_keep_torchs_numbers(name, impl, fresh_proce
         for step in range(3):
             for p in (*params, *late):
                 p.grad = torch.full_like(p, 0.1 * (step + 1)).sin_().add_(p.detach())
-            with torch.inference_mode():
-                optimizer.step()
-                if step == 1:
-                    for p in late:
-                        p.data = p.data.clone()  # (a new layout, made inside inference mode)
-                    late_optimizer.step()
-            if step != 1:
-                late_optimizer.step()
+            steps_around_inference_mode(optimizer, late_optimizer, late, step)
         results.append((optimizer, params, late_optimizer, late))
     (o_opt, o_params, o_late_opt, o_late), (t_opt, t_params, t_late_opt, t_late) = results
     _close(o_params, t_params)

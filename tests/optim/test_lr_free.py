@@ -20,7 +20,7 @@ import torch
 import optim
 import schedulers as S
 from optim import _paths
-from tests.optim.conftest import IMPLS, relative_error
+from tests.optim.conftest import IMPLS, relative_error, steps_around_inference_mode
 from tests.optim.test_no_sync import FailOnHostSync
 
 prodigyopt = pytest.importorskip("prodigyopt")
@@ -255,6 +255,14 @@ MANY_SMALL_SHAPES = [(7,), (3, 5), (1000,), (13,)] * 4 + [(30,)] * 12 + [(2, 9),
 runs of equal sizes, odd sizes among them: parts start off MKL's alignment in a flat buffer."""
 
 
+def many_small_params(dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+    """Leaf tensors of :data:`MANY_SMALL_SHAPES`, the same values at every call."""
+    generator = torch.Generator().manual_seed(3)
+    return [
+        torch.randn(s, dtype=dtype, generator=generator).requires_grad_() for s in MANY_SMALL_SHAPES
+    ]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", FIRST_OF_EACH[:4], ids=case_id)
@@ -265,12 +273,7 @@ def test_many_small_tensors_give_the_packages_bits(case, impl, dtype):
     DAdaptAdam, on 31 small tensors, 1.2e-7 apart after 200 float64 steps."""
     assert case[0] in ESTIMATORS
 
-    def make() -> list[torch.Tensor]:
-        generator = torch.Generator().manual_seed(3)
-        return [
-            torch.randn(s, dtype=dtype, generator=generator).requires_grad_()
-            for s in MANY_SMALL_SHAPES
-        ]
+    make = functools.partial(many_small_params, dtype)
 
     ours = _bits_beside_the_package(case, impl, make)
     if impl != "single":
@@ -289,12 +292,7 @@ def test_steps_under_another_default_device_give_the_packages_bits(
     (DAdaptSGD raised ``NotImplementedError``; Adam, in the drop-in test, trained differently)."""
     name, reference, kwargs, second = case
 
-    def make() -> list[torch.Tensor]:
-        generator = torch.Generator().manual_seed(3)
-        return [
-            torch.randn(s, dtype=torch.float64, generator=generator).requires_grad_()
-            for s in MANY_SMALL_SHAPES
-        ]
+    make = many_small_params
 
     ours_params, ref_params = make(), make()
     ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
@@ -323,12 +321,7 @@ def test_steps_inside_inference_mode_give_the_packages_bits(case, impl, fresh_pr
     tensor has no version counter)."""
     name, reference, kwargs, second = case
 
-    def make() -> list[torch.Tensor]:
-        generator = torch.Generator().manual_seed(3)
-        return [
-            torch.randn(s, dtype=torch.float64, generator=generator).requires_grad_()
-            for s in MANY_SMALL_SHAPES
-        ]
+    make = many_small_params
 
     runs = []
     ours = functools.partial(getattr(optim, name), impl=impl, **kwargs)
@@ -343,14 +336,7 @@ def test_steps_inside_inference_mode_give_the_packages_bits(case, impl, fresh_pr
             for each, ps in ((optimizer, params), (late_optimizer, late)):
                 each.zero_grad()
                 noisy_loss(ps, t).backward()
-            with torch.inference_mode():
-                optimizer.step()
-                if t == 1:
-                    for p in late:
-                        p.data = p.data.clone()  # (a new layout, made inside inference mode)
-                    late_optimizer.step()
-            if t != 1:
-                late_optimizer.step()
+            steps_around_inference_mode(optimizer, late_optimizer, late, t)
         runs.append(params + late)
     for a, b in zip(*runs):
         assert torch.equal(a, b)
