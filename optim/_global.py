@@ -265,7 +265,7 @@ def blas_dot(dtype: torch.dtype) -> Callable[[int, int, int, int, int], float] |
     dot_fast_path``), after a dispatch and a 0-dim result of its own; the references take one
     ``torch.dot(...).item()`` per tensor, and on 2000 tensors of 1k elements a ``torch.dot``
     each and their ``torch.stack`` took 2.2-3.1 us per tensor, the routine through ``ctypes``
-    1.4-1.7 us with its two ``data_ptr`` reads, the same bits (the same routine, in the same
+    1.0-1.7 us with its two ``data_ptr`` reads, the same bits (the same routine, in the same
     process, under the same thread settings). Checked once per process and dtype.
     """
     name = {torch.float32: "sdot_", torch.float64: "ddot_"}.get(dtype)
@@ -313,7 +313,7 @@ def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -
     batched ``bmm``, ``vecdot`` or ``(x * y).sum(1)`` differ from it in 22 of 64 float64 rows
     of 3 elements (and in 29-62 of 64 rows of 7 to 4097 elements, float32 too). So many small
     parts cost a dot each: on a CPU, for the parts of a flat buffer, a call of ``torch.dot``'s
-    own BLAS routine (:func:`blas_dot`, about 1 us per part with its ``data_ptr`` reads, where
+    own BLAS routine (:func:`blas_dot`, 1.0-1.7 us per part with its ``data_ptr`` reads, where
     ``torch.dot`` and the ``torch.stack`` of the results took 2.2-3.1 us: DAdaptSGD's step on
     2000 tensors of 1k elements went from 29 to 15 ms); ``torch.dot`` elsewhere. One dot over
     a packed round, taken before, was within rounding of them, and a chaotic loss grew that to
