@@ -410,17 +410,13 @@ class OwnedState:
         self.stepped_versions: list[int] | None = None  # the buffers' after the last step
         self.verified = False  # this step: storage_holds() found the views as laid out
 
-    def versions(self) -> list[int] | None:
+    def versions(self) -> list[int]:
         """The version counters of the buffers (each shared with all its views): one moves with
-        every in-place op on a view, a value written or a shape changed (``.t_()``). None where
-        a buffer was made inside ``torch.inference_mode()`` (as torch makes its state there):
-        an inference tensor keeps no version counter, so every step compares the views."""
-        buffers = list(self.buffers.values())
-        if self.step_vector is not None:
-            buffers.append(self.step_vector)
-        if any(map(Tensor.is_inference, buffers)):
-            return None
-        return [buffer._version for buffer in buffers]
+        every in-place op on a view, a value written or a shape changed (``.t_()``). (The
+        buffers are never inference tensors, which keep no counter: see
+        :data:`OUTSIDE_INFERENCE_MODE`.)"""
+        counters = [buffer._version for buffer in self.buffers.values()]
+        return counters if self.step_vector is None else [*counters, self.step_vector._version]
 
     def storage_holds(self) -> bool:
         """Whether every state view still lies in the buffers as laid out.
@@ -436,8 +432,7 @@ class OwnedState:
         """
         if list(map(Tensor.data_ptr, self.all_views)) != self.pointers:
             return False
-        versions = self.versions()
-        if (versions is None or versions != self.stepped_versions) and (
+        if self.versions() != self.stepped_versions and (
             list(map(_shape_and_strides, self.all_views)) != self.view_layouts
         ):
             return False
