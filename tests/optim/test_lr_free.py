@@ -291,10 +291,7 @@ def test_steps_under_another_default_device_give_the_packages_bits(
     the dots' padded rows and DAdaptSGD's square root were made on the default device before
     (DAdaptSGD raised ``NotImplementedError``; Adam, in the drop-in test, trained differently)."""
     name, reference, kwargs, second = case
-
-    make = many_small_params
-
-    ours_params, ref_params = make(), make()
+    ours_params, ref_params = many_small_params(), many_small_params()
     ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
     ref = reference(groups(ref_params, second), **kwargs)
     if name in SCHEDULE_FREE:
@@ -308,7 +305,7 @@ def test_steps_under_another_default_device_give_the_packages_bits(
     run_steps(ref, ref_params, range(5))
     for a, b in zip(ours_params, ref_params):
         assert torch.equal(a, b)
-    assert relative_error(ours_params, make()) > 1e-9, "nothing moved"
+    assert relative_error(ours_params, many_small_params()) > 1e-9, "nothing moved"
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -320,18 +317,15 @@ def test_steps_inside_inference_mode_give_the_packages_bits(case, impl, fresh_pr
     ``optim._paths.OUTSIDE_INFERENCE_MODE``): before, the second step raised (an inference
     tensor has no version counter)."""
     name, reference, kwargs, second = case
-
-    make = many_small_params
-
     runs = []
     ours = functools.partial(getattr(optim, name), impl=impl, **kwargs)
     for build in (ours, functools.partial(reference, **kwargs)):
-        params, late = make(), make()
+        params, late = many_small_params(), many_small_params()
         optimizer = build(groups(params, second))
         late_optimizer = build(groups(late, second))
-        for each in (optimizer, late_optimizer):
-            if name in SCHEDULE_FREE:
-                each.train()
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+            late_optimizer.train()
         for t in range(4):
             for each, ps in ((optimizer, params), (late_optimizer, late)):
                 each.zero_grad()
@@ -340,7 +334,7 @@ def test_steps_inside_inference_mode_give_the_packages_bits(case, impl, fresh_pr
         runs.append(params + late)
     for a, b in zip(*runs):
         assert torch.equal(a, b)
-    assert relative_error(runs[0], make() + make()) > 1e-9, "nothing moved"
+    assert relative_error(runs[0], many_small_params() * 2) > 1e-9, "nothing moved"
 
 
 @pytest.mark.parametrize("name", ["SPS", "SLS"])
