@@ -315,26 +315,26 @@ def dots(xs: list[Tensor], ys: list[Tensor], segments: Segments | None = None) -
     parts cost a dot each: on a CPU, for the parts of a flat buffer, a call of ``torch.dot``'s
     own BLAS routine (:func:`blas_dot`, 1.0-1.7 us per part with its ``data_ptr`` reads, where
     ``torch.dot`` and the ``torch.stack`` of the results took 2.2-3.1 us: DAdaptSGD's step on
-    2000 tensors of 1k elements went from 29 to 15 ms); ``torch.dot`` elsewhere. One dot over
+    2000 tensors of 1k elements went from 29 to 15 ms; with the parts' addresses kept with the
+    layout, :func:`aligned_addresses`, a round of 250 parts of 1k float32 took 240 us, 270
+    before); ``torch.dot`` elsewhere. One dot over
     a packed round, taken before, was within rounding of them, and a chaotic loss grew that to
     a relative 1.2e-7 from DAdaptAdam's package in 200 float64 steps of 31 small tensors
     (``test_many_small_tensors_give_the_packages_bits``).
     """
     if segments is not None:
         (x,), (y,) = xs, ys
-        xs, ys = aligned_parts(x, segments, 0), aligned_parts(y, segments, 1)  # (1-D)
         routine = _blas_dot_for(x, y)
         if routine is not None:  # (each part contiguous, see aligned_parts: torch.dot's call)
-            one = _blas_integer(1)
-            values = map(
-                routine,
-                map(_blas_integer, segments.sizes),
-                map(Tensor.data_ptr, xs),
-                itertools.repeat(one),
-                map(Tensor.data_ptr, ys),
-                itertools.repeat(one),
-            )
+            if segments.strided:  # (logical-order copies, held here while the routine reads)
+                xs, ys = aligned_parts(x, segments, 0), aligned_parts(y, segments, 1)
+                x_at, y_at = map(Tensor.data_ptr, xs), map(Tensor.data_ptr, ys)
+            else:
+                x_at, y_at = aligned_addresses(x, segments, 0), aligned_addresses(y, segments, 1)
+            one = itertools.repeat(_blas_integer(1))
+            values = map(routine, _blas_sizes(segments), x_at, one, y_at, one)
             return torch.tensor(list(values), dtype=torch.float64, device=x.device)
+        xs, ys = aligned_parts(x, segments, 0), aligned_parts(y, segments, 1)  # (1-D)
     elif any(t.dim() != 1 for t in (*xs, *ys)):
         xs, ys = [x.reshape(-1) for x in xs], [y.reshape(-1) for y in ys]
     return torch.stack(list(map(torch.dot, xs, ys))).to(torch.float64)
@@ -376,11 +376,13 @@ def _aligned(part: Tensor) -> Tensor:
 
 
 _PADDED = threading.local()
-"""Each thread's reused buffers for :func:`aligned_parts`, by (slot, dtype), and the rows laid
-out in them for each round's parts, by (slot, dtype, round)."""
+"""Each thread's reused buffers for :func:`aligned_parts`, by (slot, dtype), and what it keeps
+for each round's parts (:func:`_kept_with`): the rows laid out in a buffer, by (slot, dtype,
+round), the parts' byte offsets and their sizes for the BLAS routine."""
 
 MAX_KEPT_LAYOUTS = 256
-"""Rounds whose rows :func:`aligned_parts` keeps laid out (each holds its views)."""
+"""Entries :func:`_kept_with` keeps per thread (rows hold their views): past this many, the
+layouts of optimizers long gone in a sweep are dropped."""
 
 
 def _padded_buffer(slot: int, dtype: torch.dtype, numel: int) -> Tensor:
@@ -392,7 +394,7 @@ def _padded_buffer(slot: int, dtype: torch.dtype, numel: int) -> Tensor:
     if buffer is None or buffer.numel() < numel:
         with torch.inference_mode(False):  # (see OUTSIDE_INFERENCE_MODE)
             buffer = buffers[slot, dtype] = torch.empty(numel, dtype=dtype, device="cpu")
-        _PADDED.__dict__.setdefault("views", {}).clear()  # (views of the old buffers: dropped)
+        _PADDED.__dict__.setdefault("kept", {}).clear()  # (views of the old buffers: dropped)
     return buffer
 
 
@@ -410,34 +412,86 @@ def aligned_parts(flat: Tensor, segments: Segments, slot: int = 0) -> list[Tenso
         return segments.split(flat, logical=True)
     if flat.device.type != "cpu" or segments.strided:
         return [_aligned(part) for part in segments.split(flat, logical=True)]
+    rows = _padded_rows(flat, segments, slot)
+    return segments.split(flat) if rows is None else rows.parts
+
+
+def aligned_addresses(flat: Tensor, segments: Segments, slot: int = 0) -> list[int]:
+    """The address of each part of :func:`aligned_parts` (for a contiguous CPU ``flat`` whose
+    ``segments`` have no strided parts), as its ``data_ptr()``, with no view or ``data_ptr``
+    call per part: the parts' byte offsets, or the padded rows' addresses, are kept with the
+    layout (:func:`_kept_with`)."""
+    rows = _padded_rows(flat, segments, slot)
+    if rows is not None:
+        return rows.addresses
+    size = flat.element_size()
+    offsets = _kept_with(
+        ("offsets", size, id(segments.runs)),
+        segments.runs,
+        lambda: [begin * size for begin in itertools.accumulate(segments.sizes, initial=0)][:-1],
+    )
+    return list(map(flat.data_ptr().__add__, offsets))
+
+
+def _blas_sizes(segments: Segments) -> list[int]:
+    """:func:`_blas_integer` of each part's size, kept with the layout (see
+    :func:`aligned_addresses`)."""
+    key = ("sizes", id(segments.runs))
+    return _kept_with(key, segments.runs, lambda: list(map(_blas_integer, segments.sizes)))
+
+
+def _kept_with(
+    key: tuple, runs: list, make: Callable[[], Any], padded: Tensor | None = None
+) -> Any:
+    """What this thread keeps for the layout of ``runs`` under ``key`` (``make()`` when it keeps
+    nothing yet, or kept it for a layout gone since, or for another ``padded`` buffer), for at
+    most :data:`MAX_KEPT_LAYOUTS` keys. Holding ``runs`` keeps their id from naming another
+    layout's."""
+    kept = _PADDED.__dict__.setdefault("kept", {})
+    entry = kept.get(key)
+    if entry is None or entry[0] is not runs or entry[1] is not padded:
+        if len(kept) >= MAX_KEPT_LAYOUTS:  # (layouts of optimizers long gone, in a sweep)
+            kept.clear()
+        entry = kept[key] = (runs, padded, make())
+    return entry[2]
+
+
+class PaddedRows(NamedTuple):
+    """The rows of :func:`_padded_rows`: each run's (2-D views), each part (a row), and each
+    part's address."""
+
+    targets: list[Tensor]
+    parts: list[Tensor]
+    addresses: list[int]
+
+
+def _padded_rows(flat: Tensor, segments: Segments, slot: int) -> PaddedRows | None:
+    """The parts of the contiguous CPU ``flat`` copied into aligned rows of a reused buffer
+    (see :func:`aligned_parts`), or None where every part already starts on the boundary. The
+    rows are laid out once per layout and buffer, and refilled at every call."""
     per_line = max(1, ALIGNMENT // flat.element_size())
     if flat.data_ptr() % ALIGNMENT == 0 and all(
         begin % per_line == 0 and (end - first == 1 or length % per_line == 0)
         for first, end, begin, length in segments.runs
     ):
-        return segments.split(flat)  # (every part starts on the boundary: views)
+        return None
     widths = [-(-length // per_line) * per_line for _, _, _, length in segments.runs]
-    rows = [end - first for first, end, _, _ in segments.runs]
-    padded = _padded_buffer(slot, flat.dtype, sum(map(operator.mul, rows, widths)))
-    kept = _PADDED.__dict__.setdefault("views", {})
-    key = (slot, flat.dtype, id(segments.runs))
-    views = kept.get(key)
-    if views is not None and views[0] is segments.runs and views[1] is padded:
-        targets, aligned = views[2], views[3]  # (the rows as last laid out: no new views)
-    else:
-        targets, aligned, start = [], [], 0
-        for (_, _, _, length), count, width in zip(segments.runs, rows, widths):
+    counts = [end - first for first, end, _, _ in segments.runs]
+    padded = _padded_buffer(slot, flat.dtype, sum(map(operator.mul, counts, widths)))
+
+    def lay_out() -> PaddedRows:
+        targets, parts, start = [], [], 0
+        for (_, _, _, length), count, width in zip(segments.runs, counts, widths):
             target = padded[start : start + count * width].view(count, width)[:, :length]
             targets.append(target)
-            aligned.extend(target.unbind(0))
+            parts.extend(target.unbind(0))
             start += count * width
-        if len(kept) >= MAX_KEPT_LAYOUTS:  # (layouts of optimizers long gone, in a sweep)
-            kept.clear()
-        # (holding the runs keeps their id from naming another layout's)
-        kept[key] = (segments.runs, padded, targets, aligned)
-    for (first, end, begin, length), target in zip(segments.runs, targets):
+        return PaddedRows(targets, parts, list(map(Tensor.data_ptr, parts)))
+
+    rows = _kept_with((slot, flat.dtype, id(segments.runs)), segments.runs, lay_out, padded)
+    for (first, end, begin, length), target in zip(segments.runs, rows.targets):
         target.copy_(flat[begin : begin + (end - first) * length].view(end - first, length))
-    return aligned
+    return rows
 
 
 def _pieces(lists: tuple[list[Tensor], ...], scratch: Tensor | None):

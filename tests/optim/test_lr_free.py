@@ -1783,20 +1783,26 @@ def test_aligned_parts_hold_each_part_where_its_own_tensor_would_lie(dtype):
 
 @pytest.mark.parametrize("blas", [True, False], ids=["blas", "torch-dot"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_dots_over_parts_are_each_tensors_own_torch_dot(dtype, blas, monkeypatch):
+@pytest.mark.parametrize(
+    "sizes",
+    [[7, 7, 7, 16, 3, 1000, 1000, 0, 5, 1, 33] * 5, [16, 16, 64, 1024, 1024, 48] * 5],
+    ids=["odd-sizes", "whole-lines"],
+)
+def test_dots_over_parts_are_each_tensors_own_torch_dot(sizes, dtype, blas, monkeypatch):
     """``dots`` over the parts of flat buffers, through ``torch.dot``'s own BLAS routine
     (``optim._global.blas_dot``, where this torch has it) and without it: each value the
     ``torch.dot`` of two tensors of their own (freshly allocated, as the references' are), bit
-    for bit, for buffers starting off the alignment, parts of odd sizes and empty parts."""
+    for bit, for buffers starting off the alignment, parts of odd sizes and empty parts, and
+    parts of whole 64-byte lines (each part then starts on a line where its buffer does, and is
+    read in place); three calls each, the kept layouts reused."""
     from optim import _global
     from optim._paths import Segments
 
     if not blas:
         monkeypatch.setattr(_global, "blas_dot", lambda dtype: None)
-    sizes = [7, 7, 7, 16, 3, 1000, 1000, 0, 5, 1, 33] * 5
     segments = Segments(sizes)
     generator = torch.Generator().manual_seed(1)
-    for offset in range(3):
+    for offset in [*range(3), 0, 2]:
         scale = 10.0 ** torch.randint(-8, 8, (sum(sizes),), generator=generator)
         x = (torch.randn(sum(sizes) + 3, dtype=dtype, generator=generator)[offset:])[: sum(sizes)]
         x = x * scale.to(dtype)
