@@ -376,13 +376,7 @@ def _aligned(part: Tensor) -> Tensor:
 
 
 _PADDED = threading.local()
-"""Each thread's reused buffers for :func:`aligned_parts`, by (slot, dtype), and what it keeps
-for each round's parts (:func:`_kept_with`): the rows laid out in a buffer, by (slot, dtype,
-round), the parts' byte offsets and their sizes for the BLAS routine."""
-
-MAX_KEPT_LAYOUTS = 256
-"""Entries :func:`_kept_with` keeps per thread (rows hold their views): past this many, the
-layouts of optimizers long gone in a sweep are dropped."""
+"""Each thread's reused buffers for :func:`aligned_parts`, by (slot, dtype)."""
 
 
 def _padded_buffer(slot: int, dtype: torch.dtype, numel: int) -> Tensor:
@@ -394,7 +388,6 @@ def _padded_buffer(slot: int, dtype: torch.dtype, numel: int) -> Tensor:
     if buffer is None or buffer.numel() < numel:
         with torch.inference_mode(False):  # (see OUTSIDE_INFERENCE_MODE)
             buffer = buffers[slot, dtype] = torch.empty(numel, dtype=dtype, device="cpu")
-        _PADDED.__dict__.setdefault("kept", {}).clear()  # (views of the old buffers: dropped)
     return buffer
 
 
@@ -426,8 +419,8 @@ def aligned_addresses(flat: Tensor, segments: Segments, slot: int = 0) -> list[i
         return rows.addresses
     size = flat.element_size()
     offsets = _kept_with(
-        ("offsets", size, id(segments.runs)),
-        segments.runs,
+        segments,
+        ("offsets", size),
         lambda: [begin * size for begin in itertools.accumulate(segments.sizes, initial=0)][:-1],
     )
     return list(map(flat.data_ptr().__add__, offsets))
@@ -436,24 +429,19 @@ def aligned_addresses(flat: Tensor, segments: Segments, slot: int = 0) -> list[i
 def _blas_sizes(segments: Segments) -> list[int]:
     """:func:`_blas_integer` of each part's size, kept with the layout (see
     :func:`aligned_addresses`)."""
-    key = ("sizes", id(segments.runs))
-    return _kept_with(key, segments.runs, lambda: list(map(_blas_integer, segments.sizes)))
+    return _kept_with(segments, "sizes", lambda: list(map(_blas_integer, segments.sizes)))
 
 
 def _kept_with(
-    key: tuple, runs: list, make: Callable[[], Any], padded: Tensor | None = None
+    segments: Segments, key: Any, make: Callable[[], Any], padded: Tensor | None = None
 ) -> Any:
-    """What this thread keeps for the layout of ``runs`` under ``key`` (``make()`` when it keeps
-    nothing yet, or kept it for a layout gone since, or for another ``padded`` buffer), for at
-    most :data:`MAX_KEPT_LAYOUTS` keys. Holding ``runs`` keeps their id from naming another
-    layout's."""
-    kept = _PADDED.__dict__.setdefault("kept", {})
-    entry = kept.get(key)
-    if entry is None or entry[0] is not runs or entry[1] is not padded:
-        if len(kept) >= MAX_KEPT_LAYOUTS:  # (layouts of optimizers long gone, in a sweep)
-            kept.clear()
-        entry = kept[key] = (runs, padded, make())
-    return entry[2]
+    """What ``segments`` (a layout's parts) keeps under ``key``: ``make()``, made when it keeps
+    nothing there yet, or kept it for another ``padded`` buffer (another thread's, or one
+    since outgrown). Kept with the layout, it lasts as long as the optimizer's layout does."""
+    entry = segments.kept.get(key)
+    if entry is None or entry[0] is not padded:
+        entry = segments.kept[key] = (padded, make())
+    return entry[1]
 
 
 class PaddedRows(NamedTuple):
@@ -488,7 +476,7 @@ def _padded_rows(flat: Tensor, segments: Segments, slot: int) -> PaddedRows | No
             start += count * width
         return PaddedRows(targets, parts, list(map(Tensor.data_ptr, parts)))
 
-    rows = _kept_with((slot, flat.dtype, id(segments.runs)), segments.runs, lay_out, padded)
+    rows = _kept_with(segments, ("rows", slot, flat.dtype), lay_out, padded)
     for (first, end, begin, length), target in zip(segments.runs, rows.targets):
         target.copy_(flat[begin : begin + (end - first) * length].view(end - first, length))
     return rows

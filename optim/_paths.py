@@ -574,15 +574,18 @@ MAX_RUNS = 8
 class Segments:
     """The consecutive parts of a flat buffer, one per parameter: their element counts, the
     runs of consecutive parts of one length, and the shape and strides of each part laid out
-    as a parameter that is not row-major (channels_last), by position."""
+    as a parameter that is not row-major (channels_last), by position; ``kept``: what a
+    reduction over the parts keeps for them from step to step (the dots' addresses and aligned
+    rows, ``optim._global.aligned_addresses``), living as long as the layout does."""
 
-    __slots__ = ("runs", "sizes", "strided")
+    __slots__ = ("kept", "runs", "sizes", "strided")
 
     def __init__(
         self, sizes: list[int], strided: dict[int, tuple[tuple, tuple]] | None = None
     ) -> None:
         self.sizes = sizes
         self.strided = strided or {}
+        self.kept: dict[Any, Any] = {}  # (what a reduction keeps for these parts, see _global)
         # Runs of consecutive parts of one length: (first part, end part, first element, length).
         self.runs: list[tuple[int, int, int, int]] = []
         start = 0

@@ -1816,6 +1816,30 @@ def test_dots_over_parts_are_each_tensors_own_torch_dot(sizes, dtype, blas, monk
         assert got.tolist() == expected, offset
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dots_of_a_layout_after_another_outgrew_the_reused_buffer(dtype, fresh_process_caches):
+    """The aligned rows a layout keeps lie in a reused buffer that a larger layout's dots
+    replace: the first layout's next dots give each part's own ``torch.dot``, from rows laid
+    out again in the new buffer (so that the outgrown one is freed)."""
+    from optim import _global
+    from optim._paths import Segments
+
+    generator = torch.Generator().manual_seed(2)
+    small, large = Segments([7, 9, 7] * 4), Segments([1000, 999] * 40)
+    for segments in (small, large, small, large, small):
+        total = sum(segments.sizes)
+        x = torch.randn(total + 1, dtype=dtype, generator=generator)[1:]  # (off the boundary)
+        y = torch.randn(total + 1, dtype=dtype, generator=generator)[1:]
+        expected = [
+            torch.dot(a.clone(), b.clone()).item()
+            for a, b in zip(x.split(segments.sizes), y.split(segments.sizes))
+        ]
+        assert _global.dots([x], [y], segments).tolist() == expected
+        for slot in (0, 1):
+            buffer = _global._PADDED.buffers[slot, dtype]
+            assert segments.kept["rows", slot, dtype][0] is buffer
+
+
 def test_dots_inside_a_users_modes_are_torch_dots(monkeypatch):
     """Inside a user's dispatch or ``__torch_function__`` mode (a FLOP counter, an op logger)
     ``dots`` over parts takes one ``torch.dot`` per part, which the mode sees, as it would see
