@@ -805,7 +805,7 @@ class RuleOptimizer(Optimizer):
             params = group["params"]
             if index in merged or not params:  # (a group emptied in place: nothing, as torch)
                 continue
-            grads = [p.grad for p in params]
+            grads = [p.grad for p in params]  # (a listcomp: a user's torch.compile(step) traces it)
             compiling = torch.compiler.is_compiling()  # a user's torch.compile(step): plain lists
             steady_flat = self.impl == "flat" and not compiling
             if steady_flat and self._steady_flat_step(index, group, grads):
@@ -834,19 +834,7 @@ class RuleOptimizer(Optimizer):
                     self._single_step(group, params)
             else:
                 self._foreach_step(index, group, params)
-        self._mark_stepped()
         return loss
-
-    def _owned_layouts(self) -> Iterable[OwnedState]:
-        """Every layout holding state in buffers of ours (packed, flat)."""
-        for layouts in self._layouts.values():
-            yield from (layout for layout in layouts if isinstance(layout, OwnedState))
-
-    def _mark_stepped(self) -> None:
-        """After a step: each layout it verified remembers its buffers' version counters (see
-        ``optim._paths.OwnedState.storage_holds``)."""
-        for layout in self._owned_layouts():
-            layout.mark_stepped()
 
     def _check_sparse(self, group: dict, index: int, p: Tensor) -> None:
         position = next(i for i, q in enumerate(group["params"]) if q is p)
@@ -965,7 +953,7 @@ class RuleOptimizer(Optimizer):
         if not layouts or len(layouts) != 1 or not isinstance(layouts[0], Flat):
             return False
         layout = layouts[0]
-        views = _identical(grads, layout.grad_views)  # (dense by construction)
+        views = layout.grads_in_place(grads)  # (dense by construction)
         if not views and not dense(grads):
             return False
         if not self._still_valid(layout, group["params"], group):

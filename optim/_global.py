@@ -1141,13 +1141,7 @@ class ReducingOptimizer(RuleOptimizer):
             if key not in self._unfilled:
                 torch._foreach_copy_(params, updated)
         self._scatter, self._unfilled = {}, {}
-        self._mark_stepped()
         return loss
-
-    def _owned_layouts(self) -> Iterable[OwnedState]:
-        """The flat layouts and the packed state (:class:`Pack`) of every group."""
-        yield from super()._owned_layouts()
-        yield from self._packed.values()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; flat layouts are rebuilt at the next step."""

@@ -403,48 +403,33 @@ class OwnedState:
             self.step_views = list(self.step_vector.unbind(0))
             for s, view in zip(states, self.step_views):
                 s["step"] = view
-        self.all_views = [*itertools.chain.from_iterable(self.views.values()), *self.step_views]
+        self.state_views = list(itertools.chain.from_iterable(self.views.values()))
+        self.all_views = [*self.state_views, *self.step_views]
         self.pointers = list(map(Tensor.data_ptr, self.all_views))
-        self.view_layouts = list(map(_shape_and_strides, self.all_views))
+        self.view_metadata = Metadata(self.state_views)
         self.stamp: tuple[int, int] | None = None  # the optimizer's state when last verified
-        self.stepped_versions: list[int] | None = None  # the buffers' after the last step
-        self.verified = False  # this step: storage_holds() found the views as laid out
-
-    def versions(self) -> list[int]:
-        """The version counters of the buffers (each shared with all its views): one moves with
-        every in-place op on a view, a value written or a shape changed (``.t_()``). (The
-        buffers are never inference tensors, which keep no counter: see
-        :data:`OUTSIDE_INFERENCE_MODE`.)"""
-        counters = [buffer._version for buffer in self.buffers.values()]
-        return counters if self.step_vector is None else [*counters, self.step_vector._version]
 
     def storage_holds(self) -> bool:
-        """Whether every state view still lies in the buffers as laid out.
+        """Whether every state view still lies in the buffers as laid out: at its address, with
+        its dtype, shape and strides (:class:`Metadata`).
 
         ``state[p][key].data = t`` or ``.set_(t)`` keeps the tensor, which :meth:`state_holds`
         checks, but moves its data elsewhere, where torch reads it (one ``data_ptr`` per view,
-        about 0.1 us each). An in-place op that changes a view's shape or strides
-        (``state[p]["exp_avg"].t_()``, ``.resize_(n)``) keeps its data where it was; torch then
-        pairs the state with the parameter by index, or refuses a shape that does not fit. Every
-        such op moves the buffer's version counter, so the views' shapes and strides are
-        compared only when a counter moved since the optimizer's last step
-        (:meth:`mark_stepped`): after a user's in-place op on the state, never in a steady step.
+        about 0.1 us each). ``.data = t`` with ``t`` at the same address but of another shape
+        or strides (``s.data = s.data.t()``), or an in-place op that changes a view's shape or
+        strides (``.t_()``, ``.resize_(n)``), keeps the address; torch then pairs the state
+        with the parameter by index, or refuses a shape that does not fit. The metadata
+        check (torch.compile's tensor guard: 0.08 us a view in cache, about 0.25 us in a
+        step) sees those. (Comparing the shapes only when a buffer's version counter had
+        moved, as before, missed ``.data =``, which moves no counter: Adam's packed and flat
+        paths trained on the untransposed state.) A step counter's view is checked for its
+        address only: torch reads a counter through its value (``_get_value``, an in-place
+        ``+= 1``), which the same memory under another shape, ``.data = step.data.view(1)``,
+        gives alike, and the counters are a third of Adam's views.
         """
-        if list(map(Tensor.data_ptr, self.all_views)) != self.pointers:
-            return False
-        if self.versions() != self.stepped_versions and (
-            list(map(_shape_and_strides, self.all_views)) != self.view_layouts
-        ):
-            return False
-        self.verified = True
-        return True
-
-    def mark_stepped(self) -> None:
-        """At the end of a step that verified this layout (:meth:`storage_holds`): remember the
-        buffers' version counters, which the step's own in-place ops have moved."""
-        if self.verified:
-            self.stepped_versions = self.versions()
-            self.verified = False
+        return list(map(Tensor.data_ptr, self.all_views)) == self.pointers and (
+            self.view_metadata.holds(self.state_views)
+        )
 
     def counts_hold(self) -> bool:
         """Whether the step counters still hold the count the layout expects (see :class:`Flat`)."""
@@ -732,6 +717,10 @@ class Flat(OwnedState):
             p.data = param_view
             p.grad = grad_view
         self.param_pointers = [view.data_ptr() for view in self.param_views]
+        self.grad_pointers = list(map(Tensor.data_ptr, self.grad_views))
+        self.grad_layouts = list(map(_shape_and_strides, self.grad_views))
+        self.grad_metadata = Metadata(self.grad_views)
+        self.grad_targets = views_like(self.flat_grad, params)  # (ours only: copies land here)
         self.one_dim = all(p.dim() == 1 for p in params)  # (gradients gather with torch.cat)
         super().__init__(params, states, keys, counts_steps, self.flat_param.device)
         # The buffers cut at the large row-major tensors, whose new gradients the rule reads
@@ -797,10 +786,22 @@ class Flat(OwnedState):
             return False
         return self.metadata.holds(params)
 
+    def grads_in_place(self, grads: list[Tensor]) -> bool:
+        """Whether ``grads`` (the parameters' ``.grad``) are the layout's own views, still lying
+        in the flat gradient buffer as laid out. ``p.grad.data = t`` or ``p.grad.set_(t)``
+        keeps the view object but moves its data, or gives it other strides at the same
+        address (``p.grad.data = p.grad.data.t()``), and torch reads the gradient there
+        (checked as :meth:`OwnedState.storage_holds` checks the state views)."""
+        return (
+            _identical(grads, self.grad_views)
+            and list(map(Tensor.data_ptr, grads)) == self.grad_pointers
+            and self.grad_metadata.holds(grads)
+        )
+
     def sync_grads(self, grads: list[Tensor] | None = None, leave: Iterable[int] = ()) -> None:
         """Copy each parameter's gradient into the flat gradient buffer unless it is its view
-        there or its position is in ``leave`` (``grads``: the parameters' ``.grad``, if already
-        read).
+        there, still as laid out (:meth:`grads_in_place`), or its position is in ``leave``
+        (``grads``: the parameters' ``.grad``, if already read).
 
         The views are the gradients while a training loop keeps them (``zero_grad(set_to_none=
         False)``: autograd accumulates into the buffer in place, nothing to copy). With torch's
@@ -808,10 +809,13 @@ class Flat(OwnedState):
         one multi-tensor op, ``torch.cat`` when all are new and 1-D, else one multi-tensor copy
         of the new ones (2000 gradients of 1k elements: 1.4 and 1.8 ms, where a copy per tensor
         and pointing ``p.grad`` back at its view took 4.4 ms). ``p.grad`` is left as it is: a
-        loop that drops its gradients every step would pay for that pointing every step.
+        loop that drops its gradients every step would pay for that pointing every step. A view
+        whose data was moved (``p.grad.data = t``) is copied in as a new gradient, from where
+        it now lies; a gradient that is a view (of the buffer itself, perhaps: ``p.grad =
+        p.grad.t()``, which a copy in place would refuse) from a clone.
         """
         grads = list(map(_GRAD, self.params)) if grads is None else grads
-        if _identical(grads, self.grad_views):
+        if self.grads_in_place(grads):
             return
         leave = set(leave)
         if not leave and self.one_dim and not any(map(operator.is_, grads, self.grad_views)):
@@ -823,10 +827,16 @@ class Flat(OwnedState):
         new = [
             i
             for i, (grad, view) in enumerate(zip(grads, self.grad_views))
-            if grad is not view and i not in leave
+            if i not in leave
+            and (
+                grad is not view
+                or grad.data_ptr() != self.grad_pointers[i]
+                or _shape_and_strides(grad) != self.grad_layouts[i]
+            )
         ]
-        if new:
-            torch._foreach_copy_([self.grad_views[i] for i in new], [grads[i] for i in new])
+        if new:  # (a view may lie in the buffer itself, p.grad.t(): copied from its clone)
+            sources = [grads[i].clone() if grads[i]._is_view() else grads[i] for i in new]
+            torch._foreach_copy_([self.grad_targets[i] for i in new], sources)
 
     def new_large_gradients(self, grads: list[Tensor]) -> dict[int, Tensor]:
         """Copy the gradients ``grads`` (the parameters' ``.grad``) into the flat gradient

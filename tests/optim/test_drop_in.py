@@ -553,6 +553,69 @@ def test_a_state_tensor_reshaped_in_place_is_used_as_torch_uses_it(name, key, ho
     )
 
 
+def _steady_run(cls, kwargs, count, change):
+    """Six steps of ``cls(params, **kwargs)`` over ``count`` 6x6 float64 parameters whose
+    gradients are written in place after the first (a loop that keeps its gradients: the flat
+    layout's gradient views stay the gradients); ``change(optimizer, params)`` runs before the
+    fifth step, when every layout is steady (built, then verified at two steps). Returns the
+    parameters."""
+    generator = torch.Generator().manual_seed(0)
+    params = [
+        torch.randn(6, 6, dtype=torch.float64, generator=generator).requires_grad_()
+        for _ in range(count)
+    ]
+    optimizer = cls(params, **kwargs)
+    for step in range(6):
+        for i, p in enumerate(params):
+            grad = torch.cos(p.detach() * (i + 1) + torch.arange(36.0).view(6, 6).to(p) + step)
+            if p.grad is None:
+                p.grad = grad
+            else:
+                p.grad.copy_(grad)
+        if step == 4:
+            change(optimizer, params)
+        optimizer.step()
+    return params
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("count", [3, PACK_AT_LEAST + 4], ids=["few", "packed"])
+@pytest.mark.parametrize(
+    "how", ["state-data-t", "state-data-view", "grad-data", "grad-set_", "grad-data-t"]
+)
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_data_moved_under_a_state_or_gradient_in_a_steady_step_is_used_as_torch(
+    name, how, count, impl
+):
+    """``.data = t`` under a state tensor or a gradient keeps the object, its identity and
+    every version counter; ``.set_(t)`` keeps the object. torch reads the tensor where it now
+    lies, with its strides: a transposed state pairs with the parameter by index, a state of
+    36 elements is refused, a gradient moved elsewhere is read there. Steady layouts had
+    checked the state views' shapes only after a version counter moved, and the flat layout's
+    gradient views by identity only: after a transposed state the parameters were 0.10 (Adam)
+    and 0.28 (SGD) apart, packed and flat, where torch refused the 36-element state they
+    trained on; after a moved gradient, 0.05 and 0.16-0.17 apart (flat)."""
+    kwargs = {"lr": 0.05, "momentum": 0.9} if name == "SGD" else {"lr": 0.05}
+    key = "momentum_buffer" if name == "SGD" else "exp_avg"
+
+    def change(optimizer, params):
+        state, grad = optimizer.state[params[0]][key], params[0].grad
+        if how == "state-data-t":
+            state.data = state.data.t()
+        elif how == "state-data-view":
+            state.data = state.data.view(36)
+        elif how == "grad-data":
+            grad.data = torch.full_like(grad, 0.5)
+        elif how == "grad-set_":
+            grad.set_(torch.full_like(grad, 0.5))
+        else:
+            grad.data = grad.data.t()
+
+    _assert_trains_or_fails_as_torch(
+        name, impl, lambda cls, options: _steady_run(cls, {**kwargs, **options}, count, change)
+    )
+
+
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize("shapes", ["packed", "mixed"])
 def test_parameters_sharing_memory_get_every_update_as_torch(shapes, impl):
@@ -723,23 +786,29 @@ def test_steps_inside_inference_mode_keep_torchs_numbers(name, impl, fresh_proce
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
 def test_steps_always_inside_autocast_take_the_python_passes_once(impl, monkeypatch):
     """A script that steps inside ``torch.autocast`` shows other dispatch keys than the step
-    that laid the state out: the passes confirm the layout once, and a tensor guard built in
-    that context checks the steps after it (``optim._paths.Metadata``)."""
+    that laid the state out: the passes confirm the layout once (each of its checks: the
+    parameters', the state views', the flat gradient views'), and a tensor guard built in that
+    context checks the steps after it (``optim._paths.Metadata``)."""
     passes = []
     passes_hold = _paths.Metadata.passes_hold
     monkeypatch.setattr(
-        _paths.Metadata, "passes_hold", lambda self, t: passes.append(1) or passes_hold(self, t)
+        _paths.Metadata,
+        "passes_hold",
+        lambda self, t: passes.append(id(self)) or passes_hold(self, t),
     )
     params = _params(SETS["packed"])
     optimizer = optim.Adam(params, lr=0.01, impl=impl)
     _train(optimizer, params, 2)  # laid out, then checked by the guard
     assert passes == []
+    counts = []
     for _ in range(4):
-        optimizer.zero_grad()
+        optimizer.zero_grad(set_to_none=False)  # (the flat layout's gradient views are checked)
         _loss(params).backward()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             optimizer.step()
-    assert passes == [1]
+        counts.append(len(passes))
+    assert counts[0] >= 2 and counts == [counts[0]] * 4
+    assert len(set(passes)) == len(passes)  # (once per check)
 
 
 def _guard_of_dtypes_only(laid_out):

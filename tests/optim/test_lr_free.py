@@ -528,13 +528,18 @@ def test_a_parameter_reshaped_in_its_own_memory_fails_as_the_package_does(
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("count", [3, 22], ids=["few", "packed"])
+@pytest.mark.parametrize("how", ["t_", "data-t"])
 @pytest.mark.parametrize(
     ("name", "key"),
     [("Prodigy", "exp_avg"), ("DAdaptAdam", "exp_avg_sq"), ("AdamWScheduleFree", "z")],
 )
-def test_a_state_tensor_transposed_in_place_is_used_as_the_package_uses_it(name, key, count, impl):
-    """``state[p][key].t_()`` keeps the tensor and its data but transposes it: the package pairs
-    it with the parameter by index from then on; the packed and flat layouts kept their own."""
+def test_a_state_tensor_transposed_in_place_is_used_as_the_package_uses_it(
+    name, key, how, count, impl
+):
+    """``state[p][key].t_()``, or ``.data = .data.t()`` (which moves no version counter), keeps
+    the tensor and its data but transposes it: the package pairs it with the parameter by
+    index from then on; the packed and flat layouts kept their own (for ``.data``, until
+    their views' shapes and strides were checked at every step)."""
     reference = reference_class(name)
     results = []
     for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
@@ -544,8 +549,44 @@ def test_a_state_tensor_transposed_in_place_is_used_as_the_package_uses_it(name,
             optimizer.train()
         for t in range(6):
             if t == 3:
-                optimizer.state[params[0]][key].t_()
+                state = optimizer.state[params[0]][key]
+                if how == "t_":
+                    state.t_()
+                else:
+                    state.data = state.data.t()
             run_steps(optimizer, params, range(t, t + 1))
+        results.append(params)
+    assert relative_error(results[1], results[0]) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 22], ids=["few", "packed"])
+@pytest.mark.parametrize("how", ["data", "set_", "data-t"])
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptSGD", "DoG", "SGDScheduleFree"])
+def test_a_kept_gradient_whose_data_moved_is_used_as_the_package_uses_it(name, how, count, impl):
+    """A loop that keeps its gradients (``zero_grad(set_to_none=False)``) and moves one's data
+    (``p.grad.data = t``, ``p.grad.set_(t)``, ``p.grad.data = p.grad.data.t()``): the package
+    reads the gradient where it now lies, with its strides. The flat layout, whose views the
+    gradients are, had checked them by identity only and read its own buffer."""
+    reference = reference_class(name) if name != "DoG" else dog.DoG
+    results = []
+    for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
+        params = seeded_tensors((6, 6), count)
+        optimizer = make(params)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        for t in range(7):
+            optimizer.zero_grad(set_to_none=False)
+            noisy_loss(params, t).backward()
+            if t >= 4:
+                grad = params[1].grad
+                if how == "data":
+                    grad.data = grad.data * 0.5
+                elif how == "set_":
+                    grad.set_(grad.data * 0.5)
+                elif t == 4:
+                    grad.data = grad.data.t()
+            optimizer.step()
         results.append(params)
     assert relative_error(results[1], results[0]) <= 1e-10
 
