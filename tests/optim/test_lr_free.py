@@ -540,23 +540,18 @@ def test_a_state_tensor_transposed_in_place_is_used_as_the_package_uses_it(
     the tensor and its data but transposes it: the package pairs it with the parameter by
     index from then on; the packed and flat layouts kept their own (for ``.data``, until
     their views' shapes and strides were checked at every step)."""
-    reference = reference_class(name)
-    results = []
-    for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
-        params = seeded_tensors((6, 6), count)
-        optimizer = make(params)
-        if name in SCHEDULE_FREE:
-            optimizer.train()
-        for t in range(6):
-            if t == 3:
-                state = optimizer.state[params[0]][key]
-                if how == "t_":
-                    state.t_()
-                else:
-                    state.data = state.data.t()
-            run_steps(optimizer, params, range(t, t + 1))
-        results.append(params)
-    assert relative_error(results[1], results[0]) <= 1e-10
+
+    def step(optimizer, params, t):
+        if t == 3:
+            state = optimizer.state[params[0]][key]
+            if how == "t_":
+                state.t_()
+            else:
+                state.data = state.data.t()
+        run_steps(optimizer, params, range(t, t + 1))
+
+    theirs, ours = beside_the_package(reference_class(name), name, impl, count, 6, step)
+    assert relative_error(ours, theirs) <= 1e-10
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -568,27 +563,39 @@ def test_a_kept_gradient_whose_data_moved_is_used_as_the_package_uses_it(name, h
     (``p.grad.data = t``, ``p.grad.set_(t)``, ``p.grad.data = p.grad.data.t()``): the package
     reads the gradient where it now lies, with its strides. The flat layout, whose views the
     gradients are, had checked them by identity only and read its own buffer."""
-    reference = reference_class(name) if name != "DoG" else dog.DoG
+
+    def step(optimizer, params, t):
+        optimizer.zero_grad(set_to_none=False)
+        noisy_loss(params, t).backward()
+        if t >= 4:
+            grad = params[1].grad
+            if how == "data":
+                grad.data = grad.data * 0.5
+            elif how == "set_":
+                grad.set_(grad.data * 0.5)
+            elif t == 4:
+                grad.data = grad.data.t()
+        optimizer.step()
+
+    reference = dog.DoG if name == "DoG" else reference_class(name)
+    theirs, ours = beside_the_package(reference, name, impl, count, 7, step)
+    assert relative_error(ours, theirs) <= 1e-10
+
+
+def beside_the_package(reference, name, impl, count, steps, step):
+    """``step(optimizer, params, t)`` for t < ``steps``, with the package's ``reference`` and
+    with ours (``impl``), each over ``count`` seeded 6x6 tensors (Schedule-Free in train mode):
+    (theirs, ours), the parameters after."""
     results = []
     for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
         params = seeded_tensors((6, 6), count)
         optimizer = make(params)
         if name in SCHEDULE_FREE:
             optimizer.train()
-        for t in range(7):
-            optimizer.zero_grad(set_to_none=False)
-            noisy_loss(params, t).backward()
-            if t >= 4:
-                grad = params[1].grad
-                if how == "data":
-                    grad.data = grad.data * 0.5
-                elif how == "set_":
-                    grad.set_(grad.data * 0.5)
-                elif t == 4:
-                    grad.data = grad.data.t()
-            optimizer.step()
+        for t in range(steps):
+            step(optimizer, params, t)
         results.append(params)
-    assert relative_error(results[1], results[0]) <= 1e-10
+    return results
 
 
 def test_totals_add_in_order_as_a_python_float():
