@@ -1315,6 +1315,8 @@ class RuleOptimizer(Optimizer):
                 ss = [states[i] for i in indices]
                 layouts.append(Flat(ps, ss, keys, self._counts_steps))
                 layouts[-1].count = next(iter(counts))
+            for counter in itertools.chain.from_iterable(lay.step_views for lay in layouts):
+                self._unstepped.pop(id(counter), None)  # (laid in a layout: counted there)
             self._layouts[index] = layouts
             first_step = fresh[0]
         else:

@@ -364,10 +364,12 @@ class Metadata:
 class OwnedState:
     """State tensors moved into optimizer-owned flat buffers, one per state key.
 
-    Built from the current state tensors (their values are copied in, then each ``state[p][key]``
-    becomes a view into the buffer). Step counters become 0-dim views of one counter vector on
-    ``step_device`` (or stay where they are: ``None``), so one ``add_`` counts a step for every
-    tensor. :meth:`state_holds` checks that ``optimizer.state`` still holds exactly these views.
+    Built from the current state tensors: their values are copied in, then each state tensor
+    lies in its buffer (:func:`_lay_into`: the same object, which a user may hold, or where it
+    cannot be, a view in its place). Step counters lie in one counter vector on ``step_device``
+    (or stay where they are: ``None``), so one ``add_`` counts a step for every tensor.
+    :meth:`state_holds` checks that ``optimizer.state`` still holds exactly these tensors, where
+    they were laid.
 
     The buffers are made outside ``torch.inference_mode()`` (see :data:`OUTSIDE_INFERENCE_MODE`).
     """
@@ -389,20 +391,16 @@ class OwnedState:
         self.buffers: dict[str, Tensor] = {}
         self.views: dict[str, list[Tensor]] = {}
         for key in keys:
-            self.buffers[key] = gather([s[key] for s in states], like=params)
-            self.views[key] = views_like(self.buffers[key], params)
-            for s, view in zip(states, self.views[key]):
-                s[key] = view
+            tensors = [s[key] for s in states]
+            self.buffers[key] = gather(tensors, like=params)
+            self.views[key] = _lay_into(states, key, tensors, views_like(self.buffers[key], params))
         self.step_vector: Tensor | None = None
         self.step_views: list[Tensor] = []
         if counts_steps:
             counters = [s["step"] for s in states]
-            if step_device is not None:
-                counters = [c.to(step_device) for c in counters]
-            self.step_vector = torch.stack(counters)
-            self.step_views = list(self.step_vector.unbind(0))
-            for s, view in zip(states, self.step_views):
-                s["step"] = view
+            moved = counters if step_device is None else [c.to(step_device) for c in counters]
+            self.step_vector = torch.stack(moved)
+            self.step_views = _lay_into(states, "step", counters, list(self.step_vector.unbind(0)))
         self.state_views = list(itertools.chain.from_iterable(self.views.values()))
         self.all_views = [*self.state_views, *self.step_views]
         self.pointers = list(map(Tensor.data_ptr, self.all_views))
@@ -457,6 +455,27 @@ class OwnedState:
         if self.step_views and not _identical(_entries(states, "step"), self.step_views):
             return False
         return self.storage_holds()
+
+
+def _lay_into(states: list[dict], key: str, tensors: list[Tensor], views: list[Tensor]) -> list:
+    """Each state tensor ``tensors[i]`` (``states[i][key]``) moved to lie where ``views[i]`` lies
+    in a buffer (``t.data = view``, its values already copied there): the same object, so code
+    holding it (a monitor reading ``exp_avg`` every step, a reset through a kept reference)
+    sees the state as torch's live tensor. Where that cannot be (a tensor held twice, of
+    another device or class than its view, or an inference tensor), the view replaces it in
+    ``states[i]``. (Replacing every one, as before, left a reference taken after the first
+    step reading the values of that step: the packed layout is built at the second.) Returns
+    the tensors the state now holds."""
+    if len(set(map(id, tensors))) != len(tensors) or not all(
+        type(t) is Tensor and t.device == v.device and not t.is_inference()
+        for t, v in zip(tensors, views)
+    ):
+        for s, view in zip(states, views):
+            s[key] = view
+        return views
+    for t, view in zip(tensors, views):
+        t.data = view
+    return list(tensors)
 
 
 def packed_rounds(sizes: list[int]) -> list[tuple[int, int, int, int]]:

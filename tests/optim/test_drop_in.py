@@ -604,6 +604,41 @@ def test_data_moved_under_a_state_or_gradient_in_a_steady_step_is_used_as_torch(
 
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize("shapes", ["packed", "mixed"])
+@pytest.mark.parametrize(
+    ("name", "key"), [("Adam", "exp_avg"), ("SGD", "momentum_buffer"), ("Adagrad", "sum")]
+)
+def test_a_state_tensor_taken_as_soon_as_it_exists_stays_the_live_state(name, key, shapes, impl):
+    """A reference to a state tensor, taken as soon as it exists (after the first step; Adagrad's
+    at construction), by a monitor logging a norm every step or to reset the momentum through
+    it, is torch's live state at every later step: it is what ``optimizer.state`` holds, it
+    reads each step's values, and an in-place write through it is used. The packed and flat
+    layouts, built at the second step or the first, put views in its place: the reference read
+    the values it had then, and a reset through it was ignored."""
+    kwargs = {"lr": 0.05, "momentum": 0.9} if name == "SGD" else {"lr": 0.05}
+    runs = []
+    for cls, options in ((theirs(name), {}), (ours(name), {"impl": impl})):
+        params = _params(SETS[shapes])
+        optimizer = cls(params, **kwargs, **options)
+        norms = []
+        held = optimizer.state[params[-1]].get(key)  # (Adagrad's, made at construction)
+        for step in range(5):
+            optimizer.zero_grad()
+            _loss(params).backward()
+            optimizer.step()
+            if held is None:
+                held = optimizer.state[params[-1]][key]
+            norms.append(held.norm().item())
+            if step == 2:
+                held.zero_()  # (a reset through the reference)
+        assert held is optimizer.state[params[-1]][key]
+        runs.append((params, norms))
+    (torch_params, torch_norms), (our_params, our_norms) = runs
+    assert our_norms == torch_norms
+    _close(our_params, torch_params)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("shapes", ["packed", "mixed"])
 def test_parameters_sharing_memory_get_every_update_as_torch(shapes, impl):
     """``p1.data = p0.data`` (two parameters, one memory) before the optimizer is made: torch
     writes both updates into it, in its path's order (its two paths differ), so ours gives the

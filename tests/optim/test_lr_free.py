@@ -582,6 +582,35 @@ def test_a_kept_gradient_whose_data_moved_is_used_as_the_package_uses_it(name, h
     assert relative_error(ours, theirs) <= 1e-10
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 22], ids=["few", "packed"])
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("Prodigy", "exp_avg"),
+        ("DAdaptSGD", "s"),
+        ("DAdaptAdam", "exp_avg_sq"),
+        ("AdamWScheduleFree", "z"),
+    ],
+)
+def test_a_state_tensor_taken_after_the_first_step_stays_the_live_state(name, key, count, impl):
+    """A reference to a state tensor taken after the first step reads the package's values at
+    every later step and is what ``optimizer.state`` holds (the packed layout, built at the
+    second step, had put a view in its place: the reference kept the first step's values)."""
+    norms = []
+
+    def step(optimizer, params, t):
+        run_steps(optimizer, params, range(t, t + 1))
+        if t == 0:
+            optimizer.held = optimizer.state[params[-1]][key]
+        assert optimizer.held is optimizer.state[params[-1]][key]
+        norms.append(optimizer.held.norm().item())
+
+    theirs, ours = beside_the_package(reference_class(name), name, impl, count, 5, step)
+    assert norms[:5] == norms[5:]
+    assert relative_error(ours, theirs) <= 1e-10
+
+
 def beside_the_package(reference, name, impl, count, steps, step):
     """``step(optimizer, params, t)`` for t < ``steps``, with the package's ``reference`` and
     with ours (``impl``), each over ``count`` seeded 6x6 tensors (Schedule-Free in train mode):
