@@ -332,12 +332,14 @@ def packs(name: str, shape: Shape) -> bool:
 
 
 class _PeakTemporaries(TorchDispatchMode):
-    """The most bytes held at once in tensors that ops created (not in place, not views)."""
+    """The most bytes held at once in tensors that ops created (not in place, not views), and
+    (:meth:`held_bytes`) the memory of those still held at the end."""
 
     def __init__(self) -> None:
         super().__init__()
         self.live = 0
         self.peak = 0
+        self.made: list[tuple[weakref.ref, int, int]] = []  # (tensor, its data's address, bytes)
 
     def _freed(self, nbytes: int) -> None:
         self.live -= nbytes
@@ -354,7 +356,19 @@ class _PeakTemporaries(TorchDispatchMode):
             self.live += nbytes
             self.peak = max(self.peak, self.live)
             weakref.finalize(tensor, self._freed, nbytes)
+            self.made.append((weakref.ref(tensor), tensor.data_ptr(), nbytes))
         return out
+
+    def held_bytes(self) -> int:
+        """Bytes of the memory the made tensors still hold: a tensor alive but moved elsewhere
+        (``t.data = view``, as a layout lays a state tensor into its buffer) no longer holds
+        the memory it was made with."""
+        held = {}
+        for ref, address, nbytes in self.made:
+            tensor = ref()
+            if tensor is not None and tensor.data_ptr() == address:
+                held[address] = nbytes
+        return sum(held.values())
 
 
 def temporary_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -389,7 +403,7 @@ def kept_bytes(
         for _ in range(3):
             optimizer.step()
         gc.collect()  # (tensors in reference cycles: freed now, not at some later collection)
-    return max(0, counter.live - _state_bytes(optimizer))
+    return max(0, counter.held_bytes() - _state_bytes(optimizer))
 
 
 def machine_bandwidth_gbs(repeat: int = 15) -> float:
