@@ -597,14 +597,13 @@ def test_a_state_tensor_taken_after_the_first_step_stays_the_live_state(name, ke
     """A reference to a state tensor taken after the first step reads the package's values at
     every later step and is what ``optimizer.state`` holds (the packed layout, built at the
     second step, had put a view in its place: the reference kept the first step's values)."""
-    norms = []
+    norms, held = [], {}
 
     def step(optimizer, params, t):
         run_steps(optimizer, params, range(t, t + 1))
-        if t == 0:
-            optimizer.held = optimizer.state[params[-1]][key]
-        assert optimizer.held is optimizer.state[params[-1]][key]
-        norms.append(optimizer.held.norm().item())
+        tensor = held.setdefault(optimizer, optimizer.state[params[-1]][key])
+        assert tensor is optimizer.state[params[-1]][key]
+        norms.append(tensor.norm().item())
 
     theirs, ours = beside_the_package(reference_class(name), name, impl, count, 5, step)
     assert norms[:5] == norms[5:]
