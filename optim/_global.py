@@ -920,7 +920,7 @@ class ReducingOptimizer(RuleOptimizer):
         for i, p in enumerate(params):
             by_kind.setdefault((p.device, p.dtype), []).append(i)
         if self.impl == "flat":
-            if states_fit(params, states, keys):
+            if states_fit(params, states, keys, self._flat_state_keys(group)):
                 kinds = [[positions[i] for i in indices] for indices in by_kind.values()]
                 return self._flat_chunks(index, params, states, keys, list(by_kind.values()), kinds)
             # A state tensor of another shape or dtype than its parameter's: the package's
@@ -932,7 +932,7 @@ class ReducingOptimizer(RuleOptimizer):
             ps = [params[i] for i in indices]
             ss = [states[i] for i in indices]
             where = [positions[i] for i in indices]
-            packed = self._packed_chunks((index, number), ps, ss, keys, where)
+            packed = self._packed_chunks((index, number), group, ps, ss, keys, where)
             if packed is not None:
                 chunks.extend(packed)
                 continue
@@ -978,14 +978,14 @@ class ReducingOptimizer(RuleOptimizer):
             chunks.append(Chunk([flat[block]], [flat_grad[block]], blocked_state, [position]))
         return chunks
 
-    def _packed_chunks(self, slot, params, states, keys, positions) -> list[Chunk] | None:
+    def _packed_chunks(self, slot, group, params, states, keys, positions) -> list[Chunk] | None:
         """The chunks over packed buffers (gathered now, scattered after the step), or None."""
         if not self._packs or len(params) < PACK_AT_LEAST:
             self._packed.pop(slot, None)
             return None
         packable = params[0].dtype in FAST_DTYPES and not params[0].is_complex()
         packable = packable and max(map(Tensor.numel, params)) < PACK_BELOW
-        packable = packable and packs_alike(params, states, keys)
+        packable = packable and packs_alike(params, states, keys, self._flat_state_keys(group))
         if not packable:
             self._packed.pop(slot, None)
             return None
@@ -1006,6 +1006,11 @@ class ReducingOptimizer(RuleOptimizer):
             if late:
                 self._unfilled[id(chunk.params[0])] = packed.one_dim
         return chunks
+
+    def _flat_state_keys(self, group: dict) -> frozenset[str]:
+        """The state keys whose tensors hold their parameter's elements in one dimension, as the
+        reference package keeps them (see ``optim._paths.states_fit``); none here."""
+        return frozenset()
 
     def _late_params(self, group: dict) -> bool:
         """Whether the steady packed path may leave each chunk's parameters to be gathered when

@@ -101,24 +101,41 @@ flat buffer gives the vectorised body's (values are the same either way; a param
 may differ in its sign too)."""
 
 
-def states_fit(params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
+def states_fit(
+    params: list[Tensor],
+    states: list[dict],
+    keys: tuple[str, ...],
+    flat_keys: frozenset[str] = frozenset(),
+) -> bool:
     """Whether every state tensor has its parameter's shape and dtype, as a buffer laid out like
-    the parameters holds it. (A state of another dtype, float64 sums kept after
-    ``model.float()``, say, makes torch compute in the wider dtype: a buffer of the parameters'
-    dtype would round differently, one gathered in the wider dtype would widen every tensor's;
-    a state of another shape, after ``p.data`` was replaced by a tensor of another shape with
-    as many elements, is torch's error, which a buffer would not raise.)"""
+    the parameters holds it; a state of ``flat_keys`` instead has the parameter's elements in
+    one dimension (Prodigy's ``s`` and ``p0``, flat in its package), its parameter row-major.
+    (A state of another dtype, float64 sums kept after ``model.float()``, say, makes torch
+    compute in the wider dtype: a buffer of the parameters' dtype would round differently, one
+    gathered in the wider dtype would widen every tensor's; a state of another shape, after
+    ``p.data`` was replaced by a tensor of another shape with as many elements, is torch's
+    error, which a buffer would not raise.)"""
     return all(
-        s[k].shape == p.shape and s[k].dtype == p.dtype
+        s[k].dtype == p.dtype
+        and (
+            s[k].shape == (p.numel(),) and p.is_contiguous()
+            if k in flat_keys
+            else s[k].shape == p.shape
+        )
         for p, s in zip(params, states)
         for k in keys
     )
 
 
-def packs_alike(params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> bool:
+def packs_alike(
+    params: list[Tensor],
+    states: list[dict],
+    keys: tuple[str, ...],
+    flat_keys: frozenset[str] = frozenset(),
+) -> bool:
     """Whether these parameters, their gradients and their state can live in packed buffers:
     all contiguous, every state tensor fitting its parameter (:func:`states_fit`)."""
-    return states_fit(params, states, keys) and all(
+    return states_fit(params, states, keys, flat_keys) and all(
         p.is_contiguous() and p.grad.is_contiguous() and all(s[k].is_contiguous() for k in keys)
         for p, s in zip(params, states)
     )
@@ -393,7 +410,10 @@ class OwnedState:
         for key in keys:
             tensors = [s[key] for s in states]
             self.buffers[key] = gather(tensors, like=params)
-            self.views[key] = _lay_into(states, key, tensors, views_like(self.buffers[key], params))
+            views = views_like(self.buffers[key], params)
+            # (a flat state of a row-major parameter, see states_fit: its part, flat)
+            views = [v if v.shape == t.shape else v.view(t.shape) for v, t in zip(views, tensors)]
+            self.views[key] = _lay_into(states, key, tensors, views)
         self.step_vector: Tensor | None = None
         self.step_views: list[Tensor] = []
         if counts_steps:

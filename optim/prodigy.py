@@ -33,7 +33,11 @@ from optim._global import (
 
 
 def _sliced(tensors: list[Tensor], slice_p: int) -> list[Tensor]:
-    return tensors if slice_p == 1 else [t.reshape(-1)[::slice_p] for t in tensors]
+    """Every ``slice_p``-th element of each tensor, flat in its logical order, as the package's
+    ``t.flatten()[::slice_p]`` (the tensor itself where it is flat already: a packed round)."""
+    if slice_p == 1:
+        return [t if t.dim() == 1 else t.reshape(-1) for t in tensors]
+    return [t.reshape(-1)[::slice_p] for t in tensors]
 
 
 def decayed_gradients(chunk: Chunk, weight_decay: float, coupled_decay: bool) -> list[Tensor]:
@@ -163,8 +167,10 @@ class Prodigy(ReducingOptimizer):
     ``d_numerator``, ``d_denom``, ``d_hat``, ``k``); ``d`` and its companions become 0-dim float64
     tensors on the parameters' device at the first step, so ``step()`` never synchronises.
     State per parameter: ``step`` (an int, the updates it received), ``s``, ``p0``, ``exp_avg``
-    (if beta1 > 0), ``exp_avg_sq``: the package's keys, in its order, so that a checkpoint moves
-    either way (``p0`` is always a copy, never the package's 0-dim zero for all-zero tensors).
+    (if beta1 > 0), ``exp_avg_sq``: the package's keys, in its order and shapes (``s`` and ``p0``
+    flat, ``p.flatten()[::slice_p]``), so that a checkpoint moves either way and code that reads
+    or replaces the live state finds the package's tensors (``p0`` is always a copy, never the
+    package's 0-dim zero for all-zero tensors; a checkpoint's 0-dim ``p0`` loads as zeros).
     Differences from the package: the gradient tensors are not modified in place; a step the
     package returns early from (this step's sum of |s| is 0) changes nothing where that is known
     without a device read, and otherwise leaves ``d`` unchanged; sharded sums are reduced in
@@ -241,30 +247,25 @@ class Prodigy(ReducingOptimizer):
         return ("s", "p0", "exp_avg_sq")
 
     def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
-        slice_p = group["slice_p"]
+        """The package's: ``s`` and ``p0`` flat, ``p``'s elements in their logical (row-major)
+        order, every ``slice_p``-th (its sum of |s| adds them in that order: a channels_last
+        ``s`` summed in memory order put float32 d 1e-7 apart at the first step); the moments
+        shaped as ``p``."""
         if key == "p0":
-            return p.detach().reshape(-1)[::slice_p].clone() if slice_p > 1 else p.detach().clone()
-        if key == "s" and slice_p > 1:
-            return torch.zeros_like(p.detach().reshape(-1)[::slice_p])
-        if key == "s":  # the package's s is flat, p's elements in their logical order, and its
-            # sum |s| adds them in that order: row-major here too (a channels_last s, summed in
-            # memory order, put float32 d 1e-7 apart at the first step)
-            return torch.zeros_like(p, memory_format=torch.contiguous_format)
+            return p.detach().flatten()[:: group["slice_p"]].clone()
+        if key == "s":
+            return torch.zeros_like(p.detach().flatten()[:: group["slice_p"]])
         return torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _to_saved_layout(self, saved: dict[str, Any]) -> None:
-        """torch's ``state_dict`` in the package's layout: ``s`` and ``p0`` flattened, as
-        ``prodigyopt`` keeps them (``p.flatten()[::slice_p]``), so that a checkpoint of ours
-        loads into ``prodigyopt.Prodigy``; :meth:`load_state_dict` takes either layout."""
-        for state in saved["state"].values():
-            for key in ("s", "p0") if isinstance(state, dict) else ():
-                value = state.get(key)
-                if isinstance(value, Tensor) and value.dim() != 1:
-                    state[key] = value.reshape(-1)
+    def _flat_state_keys(self, group: dict) -> frozenset[str]:
+        """``s`` and ``p0`` hold all of their parameter's elements, flat, when ``slice_p`` is 1:
+        packed and flat layouts then hold them beside their parameter's other state."""
+        return frozenset(("s", "p0")) if group["slice_p"] == 1 else frozenset()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's ``load_state_dict``; the package's flattened ``s``/``p0`` (and its 0-dim ``p0``
-        of an all-zero tensor) take the parameter's shape, so its states load too."""
+        """torch's ``load_state_dict``; the package's 0-dim ``p0`` of an all-zero tensor loads as
+        that many zeros, and an ``s``/``p0`` saved in the parameter's shape (a checkpoint of
+        this class before its state took the package's flat layout) is flattened."""
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             if group["slice_p"] != 1:
@@ -273,8 +274,8 @@ class Prodigy(ReducingOptimizer):
                 state = self.state.get(p, {})
                 for key in ("s", "p0"):
                     value = state.get(key)
-                    if value is not None and value.shape != p.shape:
-                        state[key] = value.expand(p.numel()).reshape(p.shape).clone()
+                    if value is not None and value.shape != (p.numel(),):
+                        state[key] = value.expand(p.shape).flatten().clone()
 
     def _update(self, work: list[Work]) -> bool | None:
         device = self._device_of(work)

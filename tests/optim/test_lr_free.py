@@ -626,6 +626,57 @@ def beside_the_package(reference, name, impl, count, steps, step):
     return results
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 40], ids=["few", "packed"])
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
+def test_the_live_state_holds_the_packages_tensors(case, count, impl):
+    """``optimizer.state[p]`` after a few steps, key by key: the package's keys, and tensors of
+    its shape, dtype and values (a script reading or replacing the live state needs them, not
+    only ``state_dict()``). Prodigy's ``s`` and ``p0`` had their parameter's shape where the
+    package keeps them flat (``p.flatten()``). DoG's package keeps no state per parameter
+    (x_0 is in its param group), which ours adds."""
+    name, reference, kwargs, second = case
+    states = []
+    for make in (reference, lambda ps, **kw: getattr(optim, name)(ps, impl=impl, **kw)):
+        params = seeded_tensors((6, 6), count)
+        optimizer = make(groups(params, second), **kwargs)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        run_steps(optimizer, params, range(3))
+        states.append([optimizer.state[p] for p in params])
+    for index, (theirs, ours) in enumerate(zip(*states)):
+        if name in ("DoG", "LDoG"):
+            assert not theirs
+            assert list(ours) == ["init_buffer"]
+            continue
+        assert list(ours) == list(theirs), index
+        for key, value in theirs.items():
+            mine = ours[key]
+            if not isinstance(value, torch.Tensor):
+                assert mine == value, (index, key)
+                continue
+            assert (mine.shape, mine.dtype) == (value.shape, value.dtype), (index, key)
+            assert relative_error([mine], [value]) <= 1e-10, (index, key)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 40], ids=["few", "packed"])
+@pytest.mark.parametrize("key", ["s", "p0"])
+def test_prodigy_flat_state_replaced_in_the_packages_layout_is_used_as_there(key, count, impl):
+    """Prodigy's ``s`` or ``p0`` replaced by a flat tensor, the layout the package keeps them
+    in, between steps: the package trains on it; ours raised a shape error (it kept them in
+    the parameter's shape)."""
+
+    def step(optimizer, params, t):
+        if t == 2:
+            state = optimizer.state[params[-1]]
+            state[key] = torch.linspace(-0.5, 0.5, 36, dtype=torch.float64)
+        run_steps(optimizer, params, range(t, t + 1))
+
+    theirs, ours = beside_the_package(prodigyopt.Prodigy, "Prodigy", impl, count, 5, step)
+    assert relative_error(ours, theirs) <= 1e-10
+
+
 def test_totals_add_in_order_as_a_python_float():
     """``total`` is the references' ``x = 0.0; x += v.item()`` over vectors and scalars, with a
     start value (DAdaptSGD's running numerator), where a pairwise sum rounds differently."""
