@@ -519,7 +519,6 @@ def _sums_of(
     lists: tuple[list[Tensor], ...],
     scratch: Tensor | None,
     segments: Segments | None,
-    logical: bool = False,
 ) -> Tensor:
     """[sum(elementwise(x_i, ...))] as a vector in the tensors' dtype, one entry per tensor of
     the aligned ``lists`` (``elementwise(tensors, out)`` writes into ``out`` unless it is None),
@@ -530,14 +529,12 @@ def _sums_of(
     With ``scratch`` (a flat buffer of the tensors' dtype and device), each result that fits is
     written there (see :func:`room_for`), so nothing is allocated: on a CPU a tensor-sized temporary
     costs page faults at every step. (Only tensors that are not viewed as blocks can be larger
-    than the buffer: not contiguous, or Prodigy's ``slice_p`` state.) ``logical``: a part laid
-    out as a channels_last parameter is summed in its logical order (see ``Segments.split``),
-    as a reference that keeps the tensor flattened sums it."""
+    than the buffer: not contiguous, or Prodigy's ``slice_p`` state.)"""
     if segments is not None:
         flats = [flat for (flat,) in lists]
-        if segments.many_small() and not (logical and segments.strided):
+        if segments.many_small():
             return segments.sum_per_part(elementwise(flats, room_for(scratch, *flats[:2])))
-        lists = tuple(segments.split(flat, logical) for flat in flats)
+        lists = tuple(segments.split(flat) for flat in flats)
     return torch.stack([elementwise(ts, room_for(scratch, *ts[:2])).sum() for ts in zip(*lists)])
 
 
@@ -564,13 +561,11 @@ def abs_sums(
     xs: list[Tensor],
     scratch: Tensor | None = None,
     segments: Segments | None = None,
-    logical: bool = False,
 ) -> Tensor:
     """[||x_i||_1] as a float64 vector: each ``x.abs().sum()`` in the tensors' dtype, as the
-    references compute it (:func:`_sums_of`; ``logical``: summed in the logical order where the
-    reference keeps the tensor flattened). (On a CPU ``vector_norm(x, 1)`` is 3-8x slower than
+    references compute it (:func:`_sums_of`). (On a CPU ``vector_norm(x, 1)`` is 3-8x slower than
     ``abs`` and ``sum``: 3.3 against 0.9 ms on 4M float32 elements, one thread.)"""
-    return _sums_of(_abs, (xs,), scratch, segments, logical).to(torch.float64)
+    return _sums_of(_abs, (xs,), scratch, segments).to(torch.float64)
 
 
 def quotient_sums(

@@ -89,8 +89,9 @@ def prodigy_statistics(
     ops.addcmul_(state["exp_avg_sq"], grads, grads, d * d * (1 - beta2))
     ops.tensor_mul_(state["s"], beta3)
     ops.add_scaled_(state["s"], sliced_grads, ratio * (d if safeguard_warmup else dlr))
-    # (the package's s is flat: its sum adds a channels_last tensor's s in logical order)
-    return numerator, abs_sums(state["s"], scratch, chunk.segments, logical=True), grads
+    # (s is flat, a channels_last tensor's in logical order, as the package sums it: a packed or
+    # flat layout holds it only for a row-major parameter, see _flat_state_keys)
+    return numerator, abs_sums(state["s"], scratch, chunk.segments), grads
 
 
 def prodigy_update(

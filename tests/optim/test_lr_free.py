@@ -677,6 +677,30 @@ def test_prodigy_flat_state_replaced_in_the_packages_layout_is_used_as_there(key
     assert relative_error(ours, theirs) <= 1e-10
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 40], ids=["few", "packed"])
+def test_prodigy_checkpoint_with_a_zero_parameter_loads_and_continues_as_the_package(count, impl):
+    """The package keeps ``p0`` of an all-zero parameter (a zero-initialised bias) as a 0-dim
+    zero; its checkpoint loads into ours as that many zeros, flat, and training continues as
+    the package's (the other parameters' ``s`` and ``p0`` load as they are)."""
+    params = seeded_tensors((6, 6), count)
+    with torch.no_grad():
+        params[-1].zero_()
+    reference = prodigyopt.Prodigy(params)
+    run_steps(reference, params, range(3))
+    saved = copy.deepcopy(reference.state_dict())
+    assert reference.state[params[-1]]["p0"].shape == ()
+    twin = [p.detach().clone().requires_grad_() for p in params]
+    ours = optim.Prodigy(twin, impl=impl)
+    ours.load_state_dict(saved)
+    assert ours.state[twin[-1]]["p0"].shape == (36,)
+    assert not ours.state[twin[-1]]["p0"].any()
+    assert ours.state[twin[0]]["s"].shape == (36,)
+    run_steps(reference, params, range(3, 8))
+    run_steps(ours, twin, range(3, 8))
+    assert relative_error(twin, params) <= 1e-10
+
+
 def test_totals_add_in_order_as_a_python_float():
     """``total`` is the references' ``x = 0.0; x += v.item()`` over vectors and scalars, with a
     start value (DAdaptSGD's running numerator), where a pairwise sum rounds differently."""
