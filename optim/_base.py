@@ -503,6 +503,7 @@ class RuleOptimizer(Optimizer):
         self._reset_caches()
         super().__init__(params, defaults)
         self.state = TrackedState(self.state)
+        _paths.keep_freed_temporaries()
 
     def _reset_caches(self) -> None:
         """Everything derived from the state: rebuilt on demand, never pickled."""
@@ -525,6 +526,7 @@ class RuleOptimizer(Optimizer):
         state = dict(state)
         if "impl" in state:  # unpickling; load_state_dict passes only state and param_groups
             self.impl, self.compile = state.pop("impl"), state.pop("compile")
+            _paths.keep_freed_temporaries()
         super().__setstate__(state)
         for group in self.param_groups:
             for key, value in self._torch_setstate_defaults.items():

@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import itertools
 import operator
+import threading
 from collections.abc import Callable, Iterator
 
 import torch
@@ -202,8 +203,52 @@ _NUMBERS = frozenset((float, int))
 _OPERAND_DTYPES = (torch.float32, torch.float64)
 _OPERANDS_KEPT = 64
 _FLOAT32_MAX = torch.finfo(torch.float32).max
-_operands: dict[tuple[float, torch.dtype], Tensor] = {}
-_seen_once: set[tuple[float, torch.dtype]] = set()
+
+
+class KeptOperands(threading.local):
+    """The 0-dim tensors :func:`operand` hands out, one set per thread: for each dtype,
+    ``_OPERANDS_KEPT`` tensors made once, together (views of one buffer), each holding one
+    value (``tensors``, by ``(value, dtype)``); a new value is written into the oldest.
+
+    Kept rather than made per value: a tensor made for a new value (a bias correction, at every
+    step) and kept a while is a small allocation that outlives the step's temporaries, and glibc's
+    ``malloc`` carved it out of the hole they left, so the next step's temporaries no longer fit
+    there: with a new tensor per value, kept until 64 had accumulated, Adam on 8 tensors of 1M
+    elements grew by a 4 MB round's temporaries (and faulted them in) at every step for 60
+    steps, 230 MiB in all. Per thread, since a value is written into a tensor in place, which
+    another thread's op may be reading meanwhile."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[tuple[float, torch.dtype], Tensor] = {}
+        self.seen_once: set[tuple[float, torch.dtype]] = set()
+        self._slots: dict[torch.dtype, list[Tensor]] = {}
+        self._held: dict[torch.dtype, list[tuple[float, torch.dtype] | None]] = {}
+        self._oldest: dict[torch.dtype, int] = {}
+
+    def keep(self, value: float, dtype: torch.dtype) -> Tensor:
+        """A kept 0-dim CPU tensor of ``dtype`` now holding ``value`` (the oldest value of that
+        dtype is forgotten)."""
+        slots = self._slots.get(dtype)
+        if slots is None:
+            with torch.inference_mode(False):  # (a normal tensor: written in place any time)
+                slots = list(torch.empty(_OPERANDS_KEPT, dtype=dtype, device="cpu").unbind())
+            self._slots[dtype] = slots
+            self._held[dtype] = [None] * _OPERANDS_KEPT
+            self._oldest[dtype] = 0
+        index = self._oldest[dtype]
+        self._oldest[dtype] = (index + 1) % _OPERANDS_KEPT
+        forgotten = self._held[dtype][index]
+        if forgotten is not None:
+            del self.tensors[forgotten]
+        tensor = slots[index]
+        tensor.fill_(value)
+        key = (value, dtype)
+        self._held[dtype][index] = key
+        self.tensors[key] = tensor
+        return tensor
+
+
+_kept_operands = KeptOperands()
 
 
 def operand(value, xs: TensorList):
@@ -218,10 +263,10 @@ def operand(value, xs: TensorList):
     the list (``_foreach_mul_(xs, 0.9)`` takes 1.6-2.2 us a tensor of 1k elements on this
     project's CPU, against 0.4-0.5 us with a tensor operand; ``_foreach_add`` gains nothing,
     so it keeps its number). A number seen again (a hyperparameter) reuses its tensor; a new
-    one (a bias correction) is made once for a list of two or more, and for one tensor from
-    the second time it is seen. bfloat16 and float16 keep the number (torch's multi-tensor
-    ``mul`` rounds it to their dtype, as a tensor operand of their dtype would be; see
-    :func:`tensor_mul_`), which leaves torch's own op to decide.
+    one (a bias correction) is written into a kept tensor (:class:`KeptOperands`) for a list
+    of two or more, and for one tensor from the second time it is seen. bfloat16 and float16
+    keep the number (torch's multi-tensor ``mul`` rounds it to their dtype, as a tensor operand
+    of their dtype would be; see :func:`tensor_mul_`), which leaves torch's own op to decide.
     """
     given = value
     if (
@@ -244,19 +289,17 @@ def operand(value, xs: TensorList):
         all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(dtype))) and all(map(_IS_CPU, xs))
     ):
         return given
+    kept = _kept_operands
     key = (value, dtype)
-    tensor = _operands.get(key)
+    tensor = kept.tensors.get(key)
     if tensor is not None:
         return tensor
-    if len(xs) == 1 and key not in _seen_once:
-        if len(_seen_once) >= _OPERANDS_KEPT:
-            _seen_once.clear()
-        _seen_once.add(key)
+    if len(xs) == 1 and key not in kept.seen_once:
+        if len(kept.seen_once) >= _OPERANDS_KEPT:
+            kept.seen_once.clear()
+        kept.seen_once.add(key)
         return given
-    if len(_operands) >= _OPERANDS_KEPT:
-        _operands.clear()
-    tensor = _operands[key] = torch.scalar_tensor(value, dtype=dtype, device="cpu")
-    return tensor
+    return kept.keep(value, dtype)
 
 
 def mul_(xs: TensorList, factor: Scalar) -> None:

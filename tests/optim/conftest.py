@@ -122,8 +122,7 @@ def fresh_process_caches(monkeypatch):
     test's own steps fill them."""
     from optim import _global, _ops
 
-    monkeypatch.setattr(_ops, "_operands", {})
-    monkeypatch.setattr(_ops, "_seen_once", set())
+    monkeypatch.setattr(_ops, "_kept_operands", _ops.KeptOperands())
     monkeypatch.setattr(_global, "_PADDED", threading.local())
     _paths._tensor_guard_notices_metadata.cache_clear()
     yield

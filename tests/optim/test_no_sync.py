@@ -75,8 +75,7 @@ def test_the_detector_detects():
 def _flat_step_ops(name, kwargs, tensors):
     # the same history of number operands for both runs (optim._ops.operand keeps the tensors
     # it made for numbers seen before, process-wide)
-    ops._operands.clear()
-    ops._seen_once.clear()
+    ops._kept_operands = ops.KeptOperands()
     params = [torch.randn(3, requires_grad=True) for _ in range(tensors)]
     optimizer = getattr(optim, name)(params, impl="flat", **kwargs)
     for p in params:

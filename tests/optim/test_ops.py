@@ -65,3 +65,38 @@ def test_mixed_lists_and_non_numbers_keep_the_value():
     assert ops.operand(True, same) is True
     tensor = torch.tensor(0.5)
     assert ops.operand(tensor, same) is tensor
+
+
+@pytest.mark.usefixtures("fresh_process_caches")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kept_operands_hold_each_value_while_new_ones_replace_the_oldest(dtype):
+    """More new values than there are kept tensors (a bias correction at every step), with a
+    hyperparameter asked for between them: every operand holds the value asked for, in the
+    dtype, the kept tensors are written in place (no new tensor per value), and the op with it
+    is the op with the number."""
+    xs = [torch.full((5,), 3.0, dtype=dtype), torch.full((7,), -2.0, dtype=dtype)]
+    storages = set()
+    for step in range(1, 3 * ops._OPERANDS_KEPT):
+        for value in (1 / (1 - 0.9**step), 0.9):
+            got = ops.operand(value, xs)
+            assert got.dtype == dtype
+            assert got.dim() == 0
+            assert got.item() == torch.tensor(value, dtype=dtype).item()
+            storages.add(got.untyped_storage().data_ptr())
+            mine, expected = [x.clone() for x in xs], [x.clone() for x in xs]
+            torch._foreach_mul_(mine, got)
+            torch._foreach_mul_(expected, value)
+            assert all(map(torch.equal, mine, expected))
+    assert len(storages) == 1  # views of one buffer, made once
+
+
+@pytest.mark.usefixtures("fresh_process_caches")
+def test_kept_operands_made_in_inference_mode_are_written_outside_it():
+    """The kept tensors are normal tensors even when first made inside
+    ``torch.inference_mode()``: written in place later outside it, where an inference tensor
+    would refuse the write."""
+    xs = [torch.ones(3), torch.ones(2)]
+    with torch.inference_mode():
+        assert ops.operand(0.25, xs).item() == 0.25
+    for k in range(2 * ops._OPERANDS_KEPT):
+        assert ops.operand(1.0 + k, xs).item() == 1.0 + k
