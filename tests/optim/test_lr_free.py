@@ -280,6 +280,36 @@ def test_many_small_tensors_give_the_packages_bits(case, impl, dtype):
         assert ours._packed or ours._layouts, "the many small tensors were not laid out together"
 
 
+@pytest.mark.parametrize(("numel", "packs"), [(1000, True), (5000, False)])
+def test_schedule_free_sgd_packs_only_small_tensors(numel, packs):
+    """White-box: Schedule-Free SGD's few ops, which read the parameters, pack only tensors
+    under ``SGDScheduleFree._pack_below`` (as SGD's); tensors of 5k elements and more run on
+    the blocked lists, measured faster than packed (400 of 40k: 1.21-1.30x the package against
+    0.91-1.02x). The package's bits either way."""
+
+    def make() -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(5)
+        return [  # (the second group: 16 tensors)
+            torch.randn(numel, dtype=torch.float64, generator=generator).requires_grad_()
+            for _ in range(_paths.PACK_AT_LEAST + 2)
+        ]
+
+    case = next(c for c in CASES if c[0] == "SGDScheduleFree")
+    name, reference, kwargs, second = case
+    ref_params, ours_params = make(), make()
+    ref = reference(groups(ref_params, second), **kwargs)
+    ours = getattr(optim, name)(groups(ours_params, second), **kwargs)
+    ref.train()
+    ours.train()
+    run_steps(ref, ref_params, range(6))
+    run_steps(ours, ours_params, range(6))
+    layouts = ours._layouts.get(1) or []
+    assert any(isinstance(layout, _paths.Packed) for layout in layouts) == packs, layouts
+    for a, b in zip(ours_params, ref_params):
+        assert torch.equal(a, b)
+    assert relative_error(ours_params, make()) > 1e-5, "nothing moved"
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
 def test_steps_under_another_default_device_give_the_packages_bits(
