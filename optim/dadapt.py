@@ -296,15 +296,11 @@ def dadapt_adam_statistics(
     if coupled_decay and ops.may_be_nonzero(weight_decay):
         grads = ops.add_scaled(grads, params, weight_decay)
     sqrt_beta2 = beta2**0.5
-    quotients = (
-        (torch.div(s, d, out=d), chunk.segments)  # (s.div(denominator), written over it)
+    quotients = (  # (s.div(denominator), written over it; each dotted before the next is made)
+        torch.div(s, d, out=d)
         for s, d in zip(state["s"], _denominators(state["exp_avg_sq"], eps, scratch))
     )
-    numerator = (
-        layer_scale
-        * dlr
-        * torch.cat([dots([g], [q], segments) for g, (q, segments) in zip(grads, quotients)])
-    )
+    numerator = layer_scale * dlr * dots(grads, quotients, chunk.segments)
     ops.tensor_mul_(state["exp_avg"], beta1)
     ops.add_scaled_(state["exp_avg"], grads, layer_scale * dlr * (1 - beta1))
     ops.tensor_mul_(state["exp_avg_sq"], beta2)
