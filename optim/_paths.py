@@ -85,7 +85,7 @@ def keep_freed_temporaries() -> None:
     has freed such a block keeps). A process whose thresholds were set (``mallopt``,
     ``MALLOC_TRIM_THRESHOLD_``) or raised higher is left as it is; another ``malloc`` ignores
     the block."""
-    torch.empty(KEPT_TEMPORARIES_BYTES, dtype=torch.uint8)  # freed at once, never touched
+    torch.empty(KEPT_TEMPORARIES_BYTES, dtype=torch.uint8, device="cpu")  # freed at once, untouched
 
 
 _DEVICE = operator.attrgetter("device")

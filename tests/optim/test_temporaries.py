@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 STEPS = f"""
 import json, resource, sys, torch
@@ -80,3 +81,24 @@ def test_the_process_does_not_grow_with_the_steps():
     on 8 tensors of 1M elements grew by 4 MB a step for 60 steps (230 MiB)."""
     got = _steps("Adam", 8, 1_000_000, steps=70)
     assert got["growth"] < 8 * 2**20, got
+
+
+def test_the_freed_block_is_made_on_the_cpu_under_another_default_device():
+    """Under ``torch.set_default_device("cuda")`` the block must still be host memory: one made
+    on the default device would do nothing for ``malloc`` and stay reserved in the device's
+    caching allocator."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from optim import _paths
+
+    made = []
+
+    class RecordDevices(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            made.append((func.__name__, out.device))
+            return out
+
+    with torch.device("meta"), RecordDevices():
+        _paths.keep_freed_temporaries.__wrapped__()
+    assert made == [("empty.memory_format", torch.device("cpu"))]
