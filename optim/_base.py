@@ -475,7 +475,22 @@ class RuleOptimizer(Optimizer):
     over the blocked lists with packing on 400 tensors of 40k and 800 of 20k elements, and
     nothing from 100k elements on; SGD, one to three ops that must also gather the parameters
     (see ``_ends_in_fused_add``), packs only tensors under 2k elements, and a group without
-    state (plain SGD) is never packed."""
+    state (plain SGD) is never packed.
+
+    Adam, Adagrad and RMSprop pack only tensors under ``optim._paths.TORCH_GRAIN`` elements
+    (32k), from which torch runs each op of a tensor on two threads, each on its own half. A
+    packed round is gathered with per-tensor copies (each tensor split between the threads) and
+    updated by ops over the whole round (split once, at its middle), so about half of what each
+    thread reads the other wrote; on this project's 2-core virtual machine that costs 2-3x in
+    the regime the bench's ``thread handoff`` column shows. Measured 2026-12-03 on 400 tensors of
+    40k elements, 2 threads, against torch's for-loop path in one process, packed / blocked
+    lists: outside that regime Adam 1.11-1.34x / 1.05-1.19x, Adagrad 1.01-1.18x / 0.93-1.22x,
+    RMSprop 1.14-1.32x / 1.04-1.18x; in it Adam 0.88-1.05x / 0.97-1.18x, Adagrad 0.60-0.76x /
+    0.94-1.18x, RMSprop 0.68-0.85x / 0.91-1.15x. The lists lose about a tenth outside it and
+    stay at or above torch in it. AdamW (which gathers the parameters too, and has more
+    arithmetic per element) and Adadelta (more ops) gained from packing in both regimes (means:
+    AdamW 1.26x / 1.05x and 1.08x / 1.09x, Adadelta 1.28x / 1.00x and 1.09x / 0.95x) and keep
+    this threshold."""
     _repeats_as_reference: ClassVar[bool] = True
     """Whether a parameter given twice in a group (deprecated in torch, which warns) is updated
     as the reference does: once per occurrence, each of torch's paths in its own order (the

@@ -41,6 +41,11 @@ states, temporaries) are about 24 MiB, which stays in a current CPU's last-level
 the rule's ops; two threads each take half. Measured on this project's 2-core machine (32 MiB
 L3): 128k-element rounds lose to per-op threading overhead, 4M-element rounds leave the cache."""
 
+TORCH_GRAIN = 1 << 15
+"""torch's CPU grain (``at::internal::GRAIN_SIZE``): an elementwise op over ``n`` elements runs on
+``min(threads, ceil(n / TORCH_GRAIN))`` threads, thread ``t`` taking the ``t``-th of that many
+equal consecutive chunks, whatever the op."""
+
 PACK_BELOW = 1 << 14
 """Tensors with fewer elements than this are packed (their per-tensor overhead dominates)."""
 

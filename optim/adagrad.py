@@ -10,6 +10,7 @@ from torch import Tensor
 
 from optim import _ops as ops
 from optim._base import RuleOptimizer, check_nonnegative
+from optim._paths import TORCH_GRAIN
 
 
 def adagrad_update(
@@ -96,6 +97,7 @@ class Adagrad(RuleOptimizer):
     """
 
     _rule = staticmethod(adagrad_update)
+    _pack_below = TORCH_GRAIN  # (see RuleOptimizer._pack_below)
     _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "foreach": None,

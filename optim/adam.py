@@ -10,6 +10,7 @@ from torch import Tensor
 
 from optim import _ops as ops
 from optim._base import RuleOptimizer, check_betas, check_nonnegative
+from optim._paths import TORCH_GRAIN
 
 
 def adam_update(
@@ -141,6 +142,7 @@ class Adam(RuleOptimizer):
     """
 
     _rule = staticmethod(adam_update)
+    _pack_below = TORCH_GRAIN  # (see RuleOptimizer._pack_below)
     _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "amsgrad": False,
@@ -218,6 +220,8 @@ class AdamW(Adam):
     parameters by ``1 - lr * weight_decay`` before the Adam step instead of entering the gradient,
     and no ``decoupled_weight_decay`` (always on, as in torch.optim.AdamW).
     """
+
+    _pack_below = RuleOptimizer._pack_below  # (see RuleOptimizer._pack_below)
 
     def __init__(
         self,

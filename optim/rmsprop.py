@@ -10,6 +10,7 @@ from torch import Tensor
 
 from optim import _ops as ops
 from optim._base import RuleOptimizer, check_interval, check_nonnegative
+from optim._paths import TORCH_GRAIN
 
 
 def rmsprop_update(
@@ -92,6 +93,7 @@ class RMSprop(RuleOptimizer):
     """
 
     _rule = staticmethod(rmsprop_update)
+    _pack_below = TORCH_GRAIN  # (see RuleOptimizer._pack_below)
     _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "momentum": 0,

@@ -260,10 +260,7 @@ class PackedFloor:
                 torch._foreach_add_(tensors, update_views)
 
 
-GRAIN = 32_768
-"""torch's CPU grain (``at::internal::GRAIN_SIZE``): an elementwise op over ``n`` elements runs on
-``min(threads, ceil(n / GRAIN))`` threads, thread ``t`` taking the ``t``-th of that many equal
-consecutive chunks, whatever the op."""
+GRAIN = _paths.TORCH_GRAIN
 
 
 class ThreadHandoff:

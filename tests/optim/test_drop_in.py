@@ -1487,6 +1487,27 @@ def test_mid_size_tensors_pack_for_rules_of_several_ops(name, kwargs, packs):
     _assert_same_state(t_opt, o_opt, rtol=1e-5)
 
 
+@pytest.mark.parametrize(("name", "kwargs", "packs"), [
+    ("Adam", {"lr": 0.01}, False), ("Adagrad", {"lr": 0.05}, False),
+    ("RMSprop", {"lr": 0.01}, False), ("AdamW", {"lr": 0.01}, True),
+    ("Adadelta", {"lr": 0.5}, True),
+])  # fmt: skip
+def test_tensors_torch_splits_between_threads_pack_only_for_rules_of_many_ops(name, kwargs, packs):
+    """White-box: tensors of ``TORCH_GRAIN`` elements or more (each op of torch's on two
+    threads) are left to the blocked lists by Adam, Adagrad and RMSprop, whose packed rounds
+    lost to them where handing data between the threads is dear, and packed by AdamW and
+    Adadelta, which gained in both regimes (see ``RuleOptimizer._pack_below``); torch's
+    numbers either way."""
+    shapes = [(_paths.TORCH_GRAIN + 5,)] * PACK_AT_LEAST
+    (t_opt, t_params, _), (o_opt, o_params, _) = _side_by_side(
+        name, kwargs, shapes, lambda opt, ps: _train(opt, ps, 3), dtype=torch.float32
+    )
+    layouts = o_opt._layouts.get(0) or []
+    assert any(isinstance(layout, _paths.Packed) for layout in layouts) == packs, layouts
+    _close(o_params, t_params, rtol=1e-5)
+    _assert_same_state(t_opt, o_opt, rtol=1e-5)
+
+
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 def test_a_copied_optimizer_keeps_its_path_and_continues_as_torch(impl, how):
