@@ -470,12 +470,12 @@ class RuleOptimizer(Optimizer):
     a distance estimate) sets False and always sees the group's complete lists."""
     _pack_below: ClassVar[int] = 1 << 16
     """The default path packs a group whose tensors all have fewer elements than this (and are
-    ``PACK_AT_LEAST`` or more). Measured on this project's 2-core CPU with torch's own bench
-    shapes and more: a rule of several ops (Adam, Adagrad, RMSprop, Adadelta) gained 1.2-1.75x
-    over the blocked lists with packing on 400 tensors of 40k and 800 of 20k elements, and
-    nothing from 100k elements on; SGD, one to three ops that must also gather the parameters
-    (see ``_ends_in_fused_add``), packs only tensors under 2k elements, and a group without
-    state (plain SGD) is never packed.
+    ``PACK_AT_LEAST`` or more). Measured on an earlier 2-core CPU of this project's with
+    torch's own bench shapes and more: a rule of several ops (Adam, Adagrad, RMSprop, Adadelta)
+    gained 1.2-1.75x over the blocked lists with packing on 400 tensors of 40k and 800 of 20k
+    elements, and nothing from 100k elements on; SGD, one to three ops that must also gather
+    the parameters (see ``_ends_in_fused_add``), packs only tensors under 2k elements, and a
+    group without state (plain SGD) is never packed.
 
     Adam, Adagrad and RMSprop pack only tensors under ``optim._paths.TORCH_GRAIN`` elements
     (32k), from which torch runs each op of a tensor on two threads, each on its own half. A
