@@ -1469,36 +1469,24 @@ def test_the_parameter_sets_drive_each_strategy(monkeypatch):
     assert calls["packed"] == 0  # the blocked set is not packed
 
 
-@pytest.mark.parametrize(("name", "kwargs", "packs"), [
-    ("Adam", {"lr": 0.01}, True), ("Adadelta", {"lr": 0.5}, True),
-    ("SGD", {"lr": 0.05, "momentum": 0.9}, False),
+@pytest.mark.parametrize(("name", "kwargs", "numel", "packs"), [
+    ("Adam", {"lr": 0.01}, _paths.PACK_BELOW + 5, True),
+    ("Adadelta", {"lr": 0.5}, _paths.PACK_BELOW + 5, True),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, _paths.PACK_BELOW + 5, False),
+    ("Adam", {"lr": 0.01}, _paths.TORCH_GRAIN + 5, False),
+    ("Adagrad", {"lr": 0.05}, _paths.TORCH_GRAIN + 5, False),
+    ("RMSprop", {"lr": 0.01}, _paths.TORCH_GRAIN + 5, False),
+    ("AdamW", {"lr": 0.01}, _paths.TORCH_GRAIN + 5, True),
+    ("Adadelta", {"lr": 0.5}, _paths.TORCH_GRAIN + 5, True),
 ])  # fmt: skip
-def test_mid_size_tensors_pack_for_rules_of_several_ops(name, kwargs, packs):
+def test_mid_size_tensors_pack_as_measured_for_each_rule(name, kwargs, numel, packs):
     """White-box: tensors between ``PACK_BELOW`` and a class's ``_pack_below`` are packed for a
-    rule of several ops (measured faster) and left to the blocked lists for SGD; torch's numbers
-    either way."""
-    shapes = [(_paths.PACK_BELOW + 5,)] * PACK_AT_LEAST
-    (t_opt, t_params, _), (o_opt, o_params, _) = _side_by_side(
-        name, kwargs, shapes, lambda opt, ps: _train(opt, ps, 4), dtype=torch.float32
-    )
-    layouts = o_opt._layouts.get(0) or []
-    assert any(isinstance(layout, _paths.Packed) for layout in layouts) == packs, layouts
-    _close(o_params, t_params, rtol=1e-5)
-    _assert_same_state(t_opt, o_opt, rtol=1e-5)
-
-
-@pytest.mark.parametrize(("name", "kwargs", "packs"), [
-    ("Adam", {"lr": 0.01}, False), ("Adagrad", {"lr": 0.05}, False),
-    ("RMSprop", {"lr": 0.01}, False), ("AdamW", {"lr": 0.01}, True),
-    ("Adadelta", {"lr": 0.5}, True),
-])  # fmt: skip
-def test_tensors_torch_splits_between_threads_pack_only_for_rules_of_many_ops(name, kwargs, packs):
-    """White-box: tensors of ``TORCH_GRAIN`` elements or more (each op of torch's on two
-    threads) are left to the blocked lists by Adam, Adagrad and RMSprop, whose packed rounds
-    lost to them where handing data between the threads is dear, and packed by AdamW and
-    Adadelta, which gained in both regimes (see ``RuleOptimizer._pack_below``); torch's
-    numbers either way."""
-    shapes = [(_paths.TORCH_GRAIN + 5,)] * PACK_AT_LEAST
+    rule of several ops (measured faster) and left to the blocked lists for SGD; from
+    ``TORCH_GRAIN`` elements (each op of torch's on two threads) Adam, Adagrad and RMSprop leave
+    them to the blocked lists too, which held torch's speed where handing data between the
+    threads is dear and their packed rounds did not, while AdamW and Adadelta, which gained in
+    both regimes, pack them (see ``RuleOptimizer._pack_below``). torch's numbers either way."""
+    shapes = [(numel,)] * PACK_AT_LEAST
     (t_opt, t_params, _), (o_opt, o_params, _) = _side_by_side(
         name, kwargs, shapes, lambda opt, ps: _train(opt, ps, 3), dtype=torch.float32
     )
