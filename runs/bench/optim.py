@@ -260,9 +260,6 @@ class PackedFloor:
                 torch._foreach_add_(tensors, update_views)
 
 
-GRAIN = _paths.TORCH_GRAIN
-
-
 class ThreadHandoff:
     """How much a step pays when one thread reads what another thread just wrote: the packed
     default path's pattern, timed against the same work with no handoff.
@@ -285,7 +282,8 @@ class ThreadHandoff:
     keep each thread on its own part of each tensor. (The two steps make as many parallel ops,
     so the OpenMP workers' wake-ups cost them alike: only the handoff differs.)
 
-    Sources of ``threads * GRAIN`` elements split into exactly ``threads`` chunks, which the
+    Sources of ``threads * TORCH_GRAIN`` elements (``optim._paths``) split into exactly
+    ``threads`` chunks, which the
     :meth:`kept` layout needs; ``rounds`` rounds of ``SOURCES`` sources, by default as many as
     make about ``ELEMENTS`` (larger than a last-level cache, so each step reads the sources from
     memory as a step reads the gradients; 32 rounds with 2 threads).
@@ -296,7 +294,7 @@ class ThreadHandoff:
 
     def __init__(self, rounds: int | None = None, threads: int | None = None) -> None:
         self.threads = threads or torch.get_num_threads()
-        numel = self.threads * GRAIN
+        numel = self.threads * _paths.TORCH_GRAIN
         rounds = rounds or max(1, self.ELEMENTS // (self.SOURCES * numel))
         generator = torch.Generator().manual_seed(0)
         self.rounds = [

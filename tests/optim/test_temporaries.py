@@ -18,7 +18,7 @@ import sys
 import pytest
 import torch
 
-STEPS = f"""
+STEPS = """
 import json, resource, sys, torch
 torch.set_num_threads(2)
 import optim
@@ -29,14 +29,14 @@ for p in params:
     p.grad = torch.randn(numel, generator=generator) * 1e-2
 optimizer = getattr(optim, name)(params, lr=1e-3)
 def resident():
-    return int(open("/proc/self/statm").read().split()[1]) * {4096}
+    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
 for _ in range(3):
     optimizer.step()
 faults, before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, resident()
 for _ in range(steps):
     optimizer.step()
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-print(json.dumps({{"faults_per_step": faults / steps, "growth": resident() - before}}))
+print(json.dumps({"faults_per_step": faults / steps, "growth": resident() - before}))
 """
 
 glibc_only = pytest.mark.skipif(

@@ -57,11 +57,12 @@ def test_thread_handoff_differs_only_in_which_thread_reads_what(threads):
     chunk that thread ``t`` reads in the op over it; ``crossed`` puts the sources one after the
     other, as the packed path's gather does. Each source splits into exactly ``threads``
     chunks of torch's grain."""
-    from runs.bench.optim import GRAIN, ThreadHandoff
+    from optim._paths import TORCH_GRAIN
+    from runs.bench.optim import ThreadHandoff
 
     probe = ThreadHandoff(rounds=2, threads=threads)
     sources = probe.rounds[-1]
-    assert all(s.numel() == threads * GRAIN for s in sources)
+    assert all(s.numel() == threads * TORCH_GRAIN for s in sources)
     probe.crossed()
     assert torch.equal(probe.scratch, torch.cat(sources))
     crossed = probe.state.clone()
@@ -69,7 +70,7 @@ def test_thread_handoff_differs_only_in_which_thread_reads_what(threads):
     probe.kept()
     rows = probe.scratch.view(threads, -1)
     for t in range(threads):
-        chunks = [s[t * GRAIN : (t + 1) * GRAIN] for s in sources]
+        chunks = [s[t * TORCH_GRAIN : (t + 1) * TORCH_GRAIN] for s in sources]
         assert torch.equal(rows[t], torch.cat(chunks))
     assert torch.equal(probe.state, crossed) == (threads == 1)  # (one thread: one row)
     assert torch.equal(probe.state.sort().values, crossed.sort().values)
