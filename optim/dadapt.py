@@ -232,9 +232,18 @@ class DAdaptSGD(ReducingOptimizer):
         for item in work:
             item.group.update(numerator_weighted=numerator, d=new_d, g0_norm=g0_norm)
             for chunk in item.chunks:
+                self.fill(chunk)
                 dadapt_sgd_update(chunk, momentum=momentum)
                 self.updated(chunk)
             item.group["k"] = k + 1
+
+    def _late_params(self, group: dict) -> bool:
+        """Without weight decay (the first group's, which applies to every group) the sums read
+        only the gradients and s, and the parameters are read once, by the update after d is
+        known: the steady packed path gathers each round's just before its update
+        (:meth:`ReducingOptimizer.fill`), so they are still in cache when it is copied back. (A
+        gather of the whole model before the step had left it in memory by then.)"""
+        return not ops.may_be_nonzero(self.param_groups[0]["weight_decay"])
 
 
 def _check_first_gradient_norm(g0_norm: Tensor, lr: float | Tensor) -> None:

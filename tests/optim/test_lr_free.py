@@ -933,6 +933,52 @@ def test_ldog_gathers_each_round_when_it_needs_it_with_the_packages_bits(shape, 
     assert torch.equal(ours_group["G"], G_before)  # (nothing stored either; the package's += did)
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01], ids=["no decay", "decay"])
+@pytest.mark.parametrize("shape", [(6,), (2, 3)], ids=["1-D", "2-D"])
+def test_dadapt_sgd_gathers_each_round_before_its_update_with_the_packages_bits(
+    shape, weight_decay, monkeypatch
+):
+    """DAdaptSGD's steady packed steps without weight decay read the parameters only in the
+    update after d is known, and gather each round's just before it
+    (``ReducingOptimizer.fill``; 1-D tensors with one ``cat``, 2-D with a copy); with weight
+    decay the sums read them, and the whole group is gathered first. Either way: the package's
+    bits in float32 through rounds of about 16 elements, with momentum (so the parameters
+    enter the update), a parameter changed between steps through ``.data`` included (the
+    package reads it at its update)."""
+    monkeypatch.setattr(_paths, "BLOCK", 16 * _paths.PACKED_ROUNDS_PER_BLOCK)
+    filled = []
+    original = optim.DAdaptSGD.fill
+
+    def spy(self, chunk):
+        filled.append(self.unfilled([chunk]))
+        return original(self, chunk)
+
+    monkeypatch.setattr(optim.DAdaptSGD, "fill", spy)
+    count = _paths.PACK_AT_LEAST + 4
+
+    def run(make):
+        generator = torch.Generator().manual_seed(7)
+        params = [torch.randn(shape, generator=generator).requires_grad_() for _ in range(count)]
+        optimizer = make(params, momentum=0.9, weight_decay=weight_decay)
+        run_steps(optimizer, params, range(6))
+        params[3].data.mul_(0.5)
+        run_steps(optimizer, params, range(6, 10))
+        return params, optimizer
+
+    expected, package = run(dadaptation.DAdaptSGD)
+    ours, optimizer = run(optim.DAdaptSGD)
+    assert optimizer._packed, "many small float32 tensors are packed"
+    rounds = sum(filled) / 8  # (8 steady packed steps of 10)
+    if weight_decay:
+        assert rounds == 0, "with weight decay the sums read the parameters: gathered first"
+    else:
+        assert rounds > 2, f"the steady packed steps did not gather round by round: {filled}"
+    for a, b in zip(ours, expected):
+        assert torch.equal(a, b), (a - b).abs().max()
+    for key in ("d", "numerator_weighted", "g0_norm"):
+        assert float(optimizer.param_groups[0][key]) == package.param_groups[0][key], key
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("warmup_steps", [7.5, 20.0])
 @pytest.mark.parametrize("name", sorted(SCHEDULE_FREE))
