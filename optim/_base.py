@@ -590,10 +590,32 @@ class RuleOptimizer(Optimizer):
             return False
         stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
         if stamp is not None and stamp == layout.stamp:
-            return layout.storage_holds()
+            return self._storage_holds(layout)
         if not layout.state_holds(params, self._states(group, params)):
             return False
         layout.stamp = stamp
+        return True
+
+    def _storage_holds(self, layout: OwnedState) -> bool:
+        """``layout.storage_holds()`` (every state view at its address, with its metadata), or
+        True with no pass over the views while nothing outside the optimizer's own code has read
+        or written a state entry's value since that last held with no reference to a view but
+        its entry's and the layout's (``optimizer.state`` a :class:`TrackedState` whose
+        ``exposures`` count is unchanged since: see :mod:`optim._state`). A state tensor's
+        data or metadata can be moved only through a reference to it, and every way to one from
+        outside counts: an entry's value read or assigned, ``state_dict()``, a loaded one.
+
+        The checks had cost most of some steps over many small tensors: measured in the bench's
+        round-robin (2000 tensors of 1k elements, 2 threads), Adam's default step 20.9 ms with
+        them and 12.7 ms without, its compiled one 9.3 and 5.5 ms (torch foreach 83 ms, fused
+        35 ms there), DAdaptSGD's 22.6 and 17.7 ms."""
+        exposures = self.state.exposures
+        if layout.trusted_at == exposures:
+            return True
+        if not layout.storage_holds():
+            return False
+        if layout.only_own_references():
+            layout.trusted_at = exposures
         return True
 
     def _path_keywords(
@@ -813,6 +835,36 @@ class RuleOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._internally(self._step_groups)
+        return loss
+
+    def _internally(self, body: Callable[[], Any]) -> Any:
+        """``body()`` as the optimizer's own code: its reads and writes of ``optimizer.state``'s
+        entries are not counted as handed out (:meth:`TrackedState.enter`)."""
+        state = self.state if isinstance(self.state, TrackedState) else None
+        outer = None if state is None else state.enter()
+        try:
+            return body()
+        finally:
+            if state is not None:
+                state.leave(outer)
+
+    def _as_callers(self, call: Callable[[], Any]) -> Any:
+        """``call()`` as code outside the optimizer's own, though run inside it (a closure
+        called again in a step): its reads of ``optimizer.state``'s entries count as handed
+        out (see :meth:`_internally`)."""
+        state = self.state if isinstance(self.state, TrackedState) else None
+        if state is None:
+            return call()
+        own = state.inside
+        state.leave(None)
+        try:
+            return call()
+        finally:
+            state.leave(own)
+
+    def _step_groups(self) -> None:
+        """The body of :meth:`step`, after the closure."""
         merged = (
             self._merged_steps()
             if self._per_tensor_arguments and len(self.param_groups) > 1
@@ -851,7 +903,6 @@ class RuleOptimizer(Optimizer):
                     self._single_step(group, params)
             else:
                 self._foreach_step(index, group, params)
-        return loss
 
     def _check_sparse(self, group: dict, index: int, p: Tensor) -> None:
         position = next(i for i, q in enumerate(group["params"]) if q is p)

@@ -1139,6 +1139,11 @@ class ReducingOptimizer(RuleOptimizer):
                 loss = closure()
         if self.sharded():
             _require_process_group(self)
+        self._internally(self._step_groups)
+        return loss
+
+    def _step_groups(self) -> None:
+        """The body of :meth:`step`, after the closure."""
         self._scatter, self._unfilled = {}, {}
         work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
         stepped = any(item.chunks for item in work) and self._update(work) is not False
@@ -1148,7 +1153,6 @@ class ReducingOptimizer(RuleOptimizer):
             if key not in self._unfilled:
                 torch._foreach_copy_(params, updated)
         self._scatter, self._unfilled = {}, {}
-        return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; flat layouts are rebuilt at the next step."""

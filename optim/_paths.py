@@ -24,10 +24,13 @@ calls the same rule; they differ only in which tensors they hand it.
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import numbers
 import operator
+import sys
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -460,6 +463,32 @@ class OwnedState:
         self.pointers = list(map(Tensor.data_ptr, self.all_views))
         self.view_metadata = Metadata(self.state_views)
         self.stamp: tuple[int, int] | None = None  # the optimizer's state when last verified
+        self.own_references = _own_references(self.all_views, self._view_lists())
+        self.trusted_at: int | None = None
+        """The optimizer state's ``exposures`` count when :meth:`storage_holds` last held with no
+        reference to a view beyond the layout's own and its entry's (see
+        ``RuleOptimizer._storage_holds``); None before."""
+
+    def _view_lists(self) -> list[list[Tensor]]:
+        """The layout's own lists that hold the views of :attr:`all_views` (a subclass keeping
+        another one adds it, see :meth:`only_own_references`)."""
+        return [*self.views.values(), self.state_views, self.all_views, self.step_views]
+
+    def only_own_references(self) -> bool:
+        """Whether nothing holds a state view but its entry in ``optimizer.state`` and the
+        layout's own lists: the sum of the views' Python reference counts is what those alone
+        give, no view has a weak reference, and no C++ holder shares a view's tensor (an
+        autograd graph that saved it, whose ``_saved_self`` gives it back): each ``_use_count``
+        is its Python object's one. (C-level passes, run only after something was handed out.)
+        Anything else holding a view makes a count larger; so does a holder not counted here,
+        which only leaves the layout checked at every step."""
+        views = self.all_views
+        return (
+            sum(map(sys.getrefcount, views)) == self.own_references
+            and not any(map(weakref.getweakrefcount, views))
+            and _USE_COUNT is not None
+            and sum(map(_USE_COUNT, views)) == len(views)
+        )
 
     def storage_holds(self) -> bool:
         """Whether every state view still lies in the buffers as laid out: at its address, with
@@ -509,6 +538,29 @@ class OwnedState:
         if self.step_views and not _identical(_entries(states, "step"), self.step_views):
             return False
         return self.storage_holds()
+
+
+def _map_refcount_overhead() -> int:
+    """What ``map(sys.getrefcount, ...)`` counts for each object beyond its holders (the
+    reference its call holds: 1 on CPython 3.11), measured on an object held by one local and
+    one list."""
+    probe = object()
+    return sum(map(sys.getrefcount, [probe])) - 2
+
+
+MAP_REFCOUNT_OVERHEAD = _map_refcount_overhead()
+
+_USE_COUNT = getattr(Tensor, "_use_count", None)
+"""How many C++ holders share a tensor (a private method: without it no layout trusts its views,
+see ``OwnedState.only_own_references``)."""
+
+
+def _own_references(views: list[Tensor], lists: list[list[Tensor]]) -> int:
+    """The sum of ``sys.getrefcount`` over ``views`` (through ``map``) when each is held only by
+    ``lists`` and by one ``optimizer.state`` entry."""
+    holders = collections.Counter(map(id, itertools.chain.from_iterable(lists)))
+    per_view = [holders[id(v)] + 1 + MAP_REFCOUNT_OVERHEAD for v in views]
+    return sum(per_view)
 
 
 def _lay_into(states: list[dict], key: str, tensors: list[Tensor], views: list[Tensor]) -> list:

@@ -12,16 +12,32 @@ is the one the layout recorded, and every entry is tracked. Values modified in p
 An entry assigned from outside as a plain ``dict`` is kept as it is (the user may hold it) and
 turns the shortcut off for good: later edits of that dict are not seen here, so every step then
 checks the entries one by one, as it would without this class.
+
+A layout must also notice a state tensor moved while staying in its entry (``t.data = u``,
+``t.set_(u)``, ``t.t_()``): only code holding the tensor can do that, and code outside the
+optimizer can get one only from an entry (or from ``state_dict()``, or by putting it there).
+So every read or write of an entry's values from outside the optimizer's own code (a step, a
+Schedule-Free switch: :meth:`TrackedState.enter`) adds one to
+:attr:`TrackedState.exposures`, and a layout checks its views at every step while that count
+differs from the one at which it last found no reference to them beyond its own (see
+``RuleOptimizer._storage_holds``).
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
+
+import torch
 
 
 class StateEntry(dict):
-    """One parameter's state: a ``dict`` whose assignments and removals are counted."""
+    """One parameter's state: a ``dict`` whose assignments and removals are counted, and whose
+    values handed to or taken from code outside the optimizer are too (see the module's
+    docstring)."""
 
     __slots__ = ("owner",)
 
@@ -33,6 +49,55 @@ class StateEntry(dict):
         owner = getattr(self, "owner", None)  # unset while unpickling
         if owner is not None:
             owner.changes += 1
+        self._handed()
+
+    def _handed(self) -> None:
+        """A value read or written here, by code outside the optimizer's own unless this thread
+        is inside it (:meth:`TrackedState.enter`; under ``torch.compile`` always counted)."""
+        owner = getattr(self, "owner", None)
+        if owner is None:
+            return
+        if torch.compiler.is_compiling() or owner.inside != threading.get_ident():
+            owner.exposures += 1
+
+    def __getitem__(self, key: Any) -> Any:
+        self._handed()
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._handed()
+        return super().get(key, default)
+
+    def values(self) -> Any:
+        self._handed()
+        return super().values()
+
+    def items(self) -> Any:
+        self._handed()
+        return super().items()
+
+    def __iter__(self) -> Iterator[Any]:
+        # (the keys only; defined so that dict(entry), {**entry} and update(entry) read the
+        # values through __getitem__, not straight from the table)
+        return super().__iter__()
+
+    def copy(self) -> dict:
+        self._handed()
+        return dict(dict.items(self))
+
+    def __copy__(self) -> dict:
+        return self.copy()  # (a plain dict, as before: copy.copy went through __reduce__)
+
+    def __deepcopy__(self, memo: dict) -> dict:
+        return {copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in dict.items(self)}
+
+    def __or__(self, other: Any) -> Any:
+        self._handed()
+        return super().__or__(other)
+
+    def __ror__(self, other: Any) -> Any:
+        self._handed()
+        return super().__ror__(other)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         super().__setitem__(key, value)
@@ -67,7 +132,9 @@ class StateEntry(dict):
         return self
 
     def __reduce__(self) -> tuple:
-        return dict, (dict(self),)  # pickles and copies as a plain dict
+        # pickles as a plain dict (a pickle is a copy: nothing handed out; copy.copy and
+        # copy.deepcopy take the methods above)
+        return dict, (dict(dict.items(self)),)
 
 
 class TrackedState(defaultdict):
@@ -77,8 +144,30 @@ class TrackedState(defaultdict):
         super().__init__(None)
         self.changes = 0
         self.all_tracked = True
-        for key, value in dict(entries).items():
+        self.inside: int | None = None
+        """The thread running the optimizer's own code on this state, if any (:meth:`internal`)."""
+        entries = dict(entries)
+        self.exposures = 1 if entries else 0
+        """Values of entries read or written from outside the optimizer's own code so far (see
+        the module's docstring); entries given at construction (a loaded ``state_dict``, an
+        unpickled optimizer) count as one: their tensors may be the caller's."""
+        for key, value in entries.items():
             super().__setitem__(key, StateEntry(self, value))
+
+    def enter(self) -> int | None:
+        """Mark this thread as inside the optimizer's own code (reads and writes of entries are
+        then not counted as handed out) and return what :meth:`leave` restores; nothing under
+        ``torch.compile``."""
+        if torch.compiler.is_compiling():
+            return None
+        outer = self.inside
+        self.inside = threading.get_ident()
+        return outer
+
+    def leave(self, outer: int | None) -> None:
+        """Undo :meth:`enter`."""
+        if not torch.compiler.is_compiling():
+            self.inside = outer
 
     def __missing__(self, key: Any) -> StateEntry:
         entry = StateEntry(self)
@@ -91,6 +180,8 @@ class TrackedState(defaultdict):
         self.changes += 1
         if not (isinstance(value, StateEntry) and value.owner is self):
             self.all_tracked = False
+        if self.inside != threading.get_ident() or torch.compiler.is_compiling():
+            self.exposures += 1
 
     def __delitem__(self, key: Any) -> None:
         super().__delitem__(key)
@@ -130,4 +221,4 @@ class TrackedState(defaultdict):
 
 
 def _plain_state(entries: dict) -> defaultdict:
-    return defaultdict(dict, {key: dict(value) for key, value in entries.items()})
+    return defaultdict(dict, {key: dict(dict.items(value)) for key, value in entries.items()})

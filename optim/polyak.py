@@ -370,7 +370,7 @@ class SLS(ReducingOptimizer):
                     move_to(eta)
                     streams.set(self._start_states)
                     with torch.enable_grad():
-                        trial_loss = float(_loss_tensor(self._closure(), device))
+                        trial_loss = float(_loss_tensor(self._as_callers(self._closure), device))
                     if trial_loss <= loss - first["c"] * eta * grad_sq:
                         break
                     eta *= first["beta_b"]

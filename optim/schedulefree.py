@@ -186,6 +186,9 @@ class _ScheduleFree(RuleOptimizer):
         return dict(self._arguments[id(group)])
 
     def _switch(self, to_train: bool) -> None:
+        self._internally(lambda: self._switch_groups(to_train))
+
+    def _switch_groups(self, to_train: bool) -> None:
         for group in self.param_groups:
             if group["train_mode"] == to_train:
                 continue
