@@ -2,8 +2,10 @@
 
 Each example draws an optimizer, then a sequence of steps, each preceded by one event (freeze or
 unfreeze a parameter, skip one in the backward pass, replace a state tensor or a step counter,
-reset the state, ``p.data = ...``, change a hyperparameter, switch SGD's momentum on or off, add a
-param group, zero the gradients without setting them to None, reorder a group's parameters,
+keep a reference to a state tensor and later move its data (``.data = ...``, ``.set_()``: a
+layout trusts its views only while nothing outside holds one), reset the state,
+``p.data = ...``, change a hyperparameter, switch SGD's momentum on or off, add a param group,
+zero the gradients without setting them to None, reorder a group's parameters,
 rebuild the optimizer from its own ``state_dict()``, or from it after a round trip through the
 other library's class: ours through torch.optim's and torch's through ours).
 Both optimizers see the same sequence on equal parameters and must agree after every step: the
@@ -40,7 +42,7 @@ OPTIMIZERS = [
 ]
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "replace", "reset", "data", "lr", "zero", "group"),
-    *("count", "momentum", "reorder", "reload", "round-trip"),
+    *("count", "momentum", "reorder", "reload", "round-trip", "keep", "move"),
 ]
 
 
@@ -60,10 +62,21 @@ def apply_parameter_event(event: str, p: torch.Tensor, params: list[torch.Tensor
         p.data = torch.linspace(-1, 1, p.numel(), dtype=p.dtype).view(p.shape)
 
 
-def _apply(event, index, optimizer, params, extra):
+def _apply(event, index, optimizer, params, extra, kept):
     p = params[index % len(params)]
     apply_parameter_event(event, p, params)
-    if event == "replace":
+    if event == "keep":  # a reference to a state tensor, kept (a monitor's, say)
+        state = optimizer.state.get(p)
+        key = next((k for k in state or {} if k != "step"), None)
+        if key is not None:
+            kept.append(state[key])
+    elif event == "move":  # every kept tensor's data moved elsewhere, one way or the other
+        for i, tensor in enumerate(kept):
+            if i % 2:
+                tensor.set_(torch.full_like(tensor, 0.125))
+            else:
+                tensor.data = torch.full_like(tensor, 0.375)
+    elif event == "replace":
         state = optimizer.state.get(p)
         key = next((k for k in state or {} if k != "step"), None)
         if key is not None:
@@ -111,12 +124,13 @@ def _run(make, shapes, events):
     params = [torch.randn(s, dtype=torch.float64, generator=generator) for s in shapes]
     params = [p.requires_grad_() for p in params]
     extra: list[torch.Tensor] = []
+    kept: list[torch.Tensor] = []
     optimizer = make(params)
     history = []
     for event, index in events:
         if event in ("reload", "round-trip"):
             optimizer = _rebuilt(optimizer, through_other_library=event == "round-trip")
-        _apply(event, index, optimizer, params, extra)
+        _apply(event, index, optimizer, params, extra, kept)
         optimizer.zero_grad(set_to_none=event != "zero")
         skip = index % len(params) if event == "skip" else None
         loss = sum(

@@ -6,7 +6,8 @@ Each example draws one of ``test_lr_free``'s cases, an execution path, a set of 
 blocked, or a few plain lists) and a sequence of steps, each preceded by one event: freeze or
 unfreeze a parameter, leave one out of the loss, ``p.data = ...``, halve the learning rates, zero
 the gradients without setting them to None, switch Schedule-Free to eval and back, reload the
-optimizer from its own ``state_dict()`` into a new instance, reverse a group's parameters. Both
+optimizer from its own ``state_dict()`` into a new instance, reverse a group's parameters, keep
+a reference to a state tensor and later move its data (``.data = ...``, ``.set_()``). Both
 see the same sequence on equal float64 parameters (two param groups) and must agree to 1e-9
 after every step (Schedule-Free's in eval mode, the point it would be evaluated at). A
 regression guard: it passed when written (3000 examples run once, 100 here).
@@ -14,8 +15,10 @@ regression guard: it passed when written (3000 examples run once, 100 here).
 Left out where the package itself differs by design: DoG and LDoG's package reads every
 parameter's gradient (a missing one raises), and keeps x_0 by position in the group, so a
 reordered group swaps its tensors' x_0 there (``optim.DoG`` follows the tensors, see
-``test_lr_free.test_a_group_reordered_in_place_keeps_each_tensors_estimates``). A sequence on
-which the package divides by zero (``dadaptation`` when every parameter is frozen) is dropped.
+``test_lr_free.test_a_group_reordered_in_place_keeps_each_tensors_estimates``), and holds no
+state per parameter (``optim.DoG`` keeps each x_0 there too, so a kept one has nothing to
+match in the package). A sequence on which the package divides by zero (``dadaptation`` when
+every parameter is frozen) is dropped.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ SHAPE_SETS = {
 }
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "data", "lr", "zero", "eval-train", "reload"),
-    "reorder",
+    *("reorder", "keep", "move"),
 ]
 NEEDS_EVERY_GRADIENT = {"DoG", "LDoG"}  # their package fails on a missing gradient
 X0_BY_POSITION = {"DoG", "LDoG"}  # their package pairs x_0 with a group's position
@@ -90,9 +93,22 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
     if schedule_free:
         optimizer.train()
     history = []
+    kept: list[torch.Tensor] = []
     for t, (event, index) in enumerate(events):
-        apply_parameter_event(event, params[index % len(params)], params)
-        if event == "lr":
+        p = params[index % len(params)]
+        apply_parameter_event(event, p, params)
+        if event == "keep":  # a reference to a state tensor, kept (a monitor's, say)
+            state = optimizer.state.get(p) or {}
+            key = next((k for k, v in state.items() if torch.is_tensor(v) and k != "step"), None)
+            if key is not None:
+                kept.append(state[key])
+        elif event == "move":  # every kept tensor's data moved elsewhere, one way or the other
+            for i, tensor in enumerate(kept):
+                if i % 2:
+                    tensor.set_(torch.full_like(tensor, 0.125))
+                else:
+                    tensor.data = torch.full_like(tensor, 0.375)
+        elif event == "lr":
             for group in optimizer.param_groups:
                 group["lr"] = group["lr"] * 0.5
         elif event == "eval-train" and schedule_free:
@@ -128,8 +144,8 @@ def test_event_sequences_give_the_packages_parameters_after_every_step(case, imp
     name, reference, kwargs, second = case
     if name in NEEDS_EVERY_GRADIENT:
         events = [(e, i) for e, i in events if e not in ("freeze", "skip")]
-    if name in X0_BY_POSITION:
-        events = [(e, i) for e, i in events if e != "reorder"]
+    if name in X0_BY_POSITION:  # (and keep x_0 in the group, with no per-parameter state)
+        events = [(e, i) for e, i in events if e not in ("reorder", "keep", "move")]
     shapes = SHAPE_SETS[shapes]
     schedule_free = name in SCHEDULE_FREE
     try:
