@@ -50,7 +50,9 @@ one of the paths in ``optim._paths``:
     ``torch.compile`` (eager, the rule runs over one cache-sized block of the buffers at a
     time). The layout is checked before every step and rebuilt from the current tensors when
     anything was replaced (a state tensor's data moved, a step counter edited in place where
-    the counters live on the host); a parameter without a gradient, or state of another dtype
+    the counters live on the host; the state views themselves are passed over only when
+    something outside the optimizer may hold one, see :meth:`RuleOptimizer._storage_holds`
+    and ``optim._state``); a parameter without a gradient, or state of another dtype
     or shape than its parameter's, runs that group on the foreach path. Each ``p.grad`` becomes
     a view into a flat gradient buffer, which autograd accumulates into while the loop keeps
     its gradients; the new ones that torch's default
