@@ -62,21 +62,28 @@ def apply_parameter_event(event: str, p: torch.Tensor, params: list[torch.Tensor
         p.data = torch.linspace(-1, 1, p.numel(), dtype=p.dtype).view(p.shape)
 
 
-def _apply(event, index, optimizer, params, extra, kept):
-    p = params[index % len(params)]
-    apply_parameter_event(event, p, params)
-    if event == "keep":  # a reference to a state tensor, kept (a monitor's, say)
-        state = optimizer.state.get(p)
-        key = next((k for k in state or {} if k != "step"), None)
+def apply_state_event(event: str, state: dict | None, kept: list[torch.Tensor]) -> None:
+    """The events on a parameter's state: keep a reference to its first state tensor other than
+    the step count (a monitor's, say), or move every kept tensor's data elsewhere, one way or the
+    other."""
+    if event == "keep":
+        tensors = (k for k, v in (state or {}).items() if torch.is_tensor(v) and k != "step")
+        key = next(tensors, None)
         if key is not None:
             kept.append(state[key])
-    elif event == "move":  # every kept tensor's data moved elsewhere, one way or the other
+    elif event == "move":
         for i, tensor in enumerate(kept):
             if i % 2:
                 tensor.set_(torch.full_like(tensor, 0.125))
             else:
                 tensor.data = torch.full_like(tensor, 0.375)
-    elif event == "replace":
+
+
+def _apply(event, index, optimizer, params, extra, kept):
+    p = params[index % len(params)]
+    apply_parameter_event(event, p, params)
+    apply_state_event(event, optimizer.state.get(p), kept)
+    if event == "replace":
         state = optimizer.state.get(p)
         key = next((k for k in state or {} if k != "step"), None)
         if key is not None:

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 import optim
 from optim import _paths
 from optim._paths import PACK_AT_LEAST, PACK_BELOW
-from tests.optim.test_event_sequences import apply_parameter_event
+from tests.optim.test_event_sequences import apply_parameter_event, apply_state_event
 from tests.optim.test_lr_free import CASES, SCHEDULE_FREE, case_id
 
 pytest.importorskip("prodigyopt")
@@ -97,18 +97,8 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
     for t, (event, index) in enumerate(events):
         p = params[index % len(params)]
         apply_parameter_event(event, p, params)
-        if event == "keep":  # a reference to a state tensor, kept (a monitor's, say)
-            state = optimizer.state.get(p) or {}
-            key = next((k for k, v in state.items() if torch.is_tensor(v) and k != "step"), None)
-            if key is not None:
-                kept.append(state[key])
-        elif event == "move":  # every kept tensor's data moved elsewhere, one way or the other
-            for i, tensor in enumerate(kept):
-                if i % 2:
-                    tensor.set_(torch.full_like(tensor, 0.125))
-                else:
-                    tensor.data = torch.full_like(tensor, 0.375)
-        elif event == "lr":
+        apply_state_event(event, optimizer.state.get(p), kept)
+        if event == "lr":
             for group in optimizer.param_groups:
                 group["lr"] = group["lr"] * 0.5
         elif event == "eval-train" and schedule_free:

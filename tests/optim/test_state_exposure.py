@@ -79,6 +79,16 @@ def _assert_same(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def _steps(pairs, steps: range, compare: bool = False) -> None:
+    """Steps ``steps`` of each (optimizer, parameters) pair; with ``compare``, the parameters
+    of the two equal after each."""
+    for t in steps:
+        for opt, params in pairs:
+            _step(opt, params, t)
+        if compare:
+            _assert_same(pairs[0][1], pairs[1][1])
+
+
 @pytest.mark.parametrize("move", sorted(MOVES))
 @pytest.mark.parametrize("channel", sorted(CHANNELS))
 @pytest.mark.parametrize("impl", [None, "flat"], ids=["default", "flat"])
@@ -86,20 +96,12 @@ def test_a_state_tensor_got_any_way_and_moved_later_is_used_as_torch(impl, chann
     """Trusted after steady steps, then a state tensor got through ``channel`` and kept over two
     steps, then moved by ``move``: every later step gives torch's parameters."""
     pairs = _pair("Adam", impl)
-    for t in range(6):  # steady: the layout trusts its views
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(6))  # steady: the layout trusts its views
     held = [CHANNELS[channel](opt, params, 3, "exp_avg") for opt, params in pairs]
-    for t in range(6, 8):
-        for opt, params in pairs:
-            _step(opt, params, t)
-        _assert_same(pairs[0][1], pairs[1][1])
+    _steps(pairs, range(6, 8), compare=True)
     for tensor in held:
         MOVES[move](tensor)
-    for t in range(8, 11):
-        for opt, params in pairs:
-            _step(opt, params, t)
-        _assert_same(pairs[0][1], pairs[1][1])
+    _steps(pairs, range(8, 11), compare=True)
 
 
 @pytest.mark.parametrize("move", sorted(MOVES))
@@ -108,15 +110,10 @@ def test_a_state_tensor_moved_at_once_through_its_entry_is_used_as_torch(impl, m
     """``opt.state[p]["exp_avg"].data = ...`` in one statement (nothing kept) after the layout
     trusts its views: the read counts, so the next step checks and sees the move."""
     pairs = _pair("Adam", impl)
-    for t in range(6):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(6))
     for opt, params in pairs:
         MOVES[move](opt.state[params[5]]["exp_avg_sq"])
-    for t in range(6, 9):
-        for opt, params in pairs:
-            _step(opt, params, t)
-        _assert_same(pairs[0][1], pairs[1][1])
+    _steps(pairs, range(6, 9), compare=True)
 
 
 @pytest.mark.parametrize("impl", [None, "flat"], ids=["default", "flat"])
@@ -127,15 +124,10 @@ def test_a_state_tensor_kept_from_the_first_step_and_moved_much_later(impl):
     for opt, params in pairs:
         _step(opt, params, 0)
     held = [opt.state[params[2]]["exp_avg"] for opt, params in pairs]
-    for t in range(1, 11):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(1, 11))
     for tensor in held:
         tensor.data = torch.ones_like(tensor)
-    for t in range(11, 14):
-        for opt, params in pairs:
-            _step(opt, params, t)
-        _assert_same(pairs[0][1], pairs[1][1])
+    _steps(pairs, range(11, 14), compare=True)
 
 
 @pytest.mark.parametrize("impl", [None, "flat"], ids=["default", "flat"])
@@ -149,20 +141,13 @@ def test_a_state_tensor_taken_in_a_step_hook_and_moved_later(impl):
             params = optimizer.param_groups[0]["params"]
             kept[id(optimizer)]["t"] = optimizer.state[params[1]]["exp_avg"]
 
-    for t in range(6):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(6))
     for opt, _ in pairs:
         opt.register_step_post_hook(keep)
-    for t in range(6, 9):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(6, 9))
     for entry in kept.values():
         entry["t"].data = torch.full_like(entry["t"], 2.0)
-    for t in range(9, 12):
-        for opt, params in pairs:
-            _step(opt, params, t)
-        _assert_same(pairs[0][1], pairs[1][1])
+    _steps(pairs, range(9, 12), compare=True)
 
 
 @pytest.mark.parametrize("impl", [None, "flat"], ids=["default", "flat"])
@@ -170,25 +155,18 @@ def test_a_loaded_state_dict_kept_and_moved_later(impl):
     """The tensors of a loaded state dict become torch's live state (``load_state_dict`` keeps
     them where dtype and device already match); the caller keeps the dict and moves one."""
     pairs = _pair("Adam", impl)
-    for t in range(4):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(4))
     saved = copy.deepcopy(pairs[1][0].state_dict())  # (torch's; the same for both)
     loaded = []
     for opt, _ in pairs:
         copied = copy.deepcopy(saved)
         opt.load_state_dict(copied)
         loaded.append(copied)
-    for t in range(4, 10):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(4, 10))
     for copied in loaded:
         tensor = copied["state"][0]["exp_avg"]
         tensor.data = torch.full_like(tensor, 3.0)
-    for t in range(10, 13):
-        for opt, params in pairs:
-            _step(opt, params, t)
-        _assert_same(pairs[0][1], pairs[1][1])
+    _steps(pairs, range(10, 13), compare=True)
 
 
 def test_dadapt_sgd_state_got_and_moved_later_is_used_as_the_package():
@@ -200,19 +178,12 @@ def test_dadapt_sgd_state_got_and_moved_later_is_used_as_the_package():
         (optim.DAdaptSGD(ours_params, momentum=0.9), ours_params),
         (dadaptation.DAdaptSGD(package_params, momentum=0.9), package_params),
     ]
-    for t in range(6):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(6))
     held = [opt.state[params[4]]["s"] for opt, params in pairs]
-    for t in range(6, 8):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(6, 8))
     for tensor in held:
         tensor.data = tensor.data * 0.5
-    for t in range(8, 11):
-        for opt, params in pairs:
-            _step(opt, params, t)
-        _assert_same(ours_params, package_params)
+    _steps(pairs, range(8, 11), compare=True)
 
 
 def _count_view_checks(monkeypatch) -> list[int]:
@@ -314,9 +285,7 @@ def test_a_state_tensor_held_without_a_python_variable_and_moved_later(holder):
     ``torch.futures.Future`` (an ``IValue`` on the C++ side), and moved through that holder
     several steps later: torch's parameters after it."""
     pairs = _pair("Adam", None)
-    for t in range(6):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(6))
     holders = []
     for opt, params in pairs:
         tensor = opt.state[params[6]]["exp_avg"]
@@ -327,13 +296,8 @@ def test_a_state_tensor_held_without_a_python_variable_and_moved_later(holder):
             future.set_result(tensor)
             holders.append(future.wait)
         del tensor
-    for t in range(6, 10):
-        for opt, params in pairs:
-            _step(opt, params, t)
+    _steps(pairs, range(6, 10))
     for held in holders:
         tensor = held()
         tensor.data = torch.full_like(tensor, 0.5)
-    for t in range(10, 13):
-        for opt, params in pairs:
-            _step(opt, params, t)
-        _assert_same(pairs[0][1], pairs[1][1])
+    _steps(pairs, range(10, 13), compare=True)
