@@ -478,10 +478,10 @@ class OwnedState:
         """Whether nothing holds a state view but its entry in ``optimizer.state`` and the
         layout's own lists: the sum of the views' Python reference counts is what those alone
         give, no view has a weak reference, and no C++ holder shares a view's tensor (an
-        autograd graph that saved it, whose ``_saved_self`` gives it back): each ``_use_count``
-        is its Python object's one. (C-level passes, run only after something was handed out.)
-        Anything else holding a view makes a count larger; so does a holder not counted here,
-        which only leaves the layout checked at every step."""
+        autograd graph that saved it, say): each ``_use_count`` is its Python object's one.
+        (C-level passes, run only after something was handed out.) Anything else holding a view
+        makes a count larger; so does a holder not counted here, which only leaves the layout
+        checked at every step."""
         views = self.all_views
         return (
             sum(map(sys.getrefcount, views)) == self.own_references

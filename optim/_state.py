@@ -145,7 +145,7 @@ class TrackedState(defaultdict):
         self.changes = 0
         self.all_tracked = True
         self.inside: int | None = None
-        """The thread running the optimizer's own code on this state, if any (:meth:`internal`)."""
+        """The thread running the optimizer's own code on this state, if any (:meth:`enter`)."""
         entries = dict(entries)
         self.exposures = 1 if entries else 0
         """Values of entries read or written from outside the optimizer's own code so far (see
