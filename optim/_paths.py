@@ -464,6 +464,8 @@ class OwnedState:
         self.view_metadata = Metadata(self.state_views)
         self.stamp: tuple[int, int] | None = None  # the optimizer's state when last verified
         self.own_references = _own_references(self.all_views, self._view_lists())
+        self.entries = list(states)
+        """The parameters' ``optimizer.state`` entries (see :meth:`only_own_references`)."""
         self.trusted_at: int | None = None
         """The optimizer state's ``exposures`` count when :meth:`storage_holds` last held with no
         reference to a view beyond the layout's own and its entry's (see
@@ -479,12 +481,16 @@ class OwnedState:
         layout's own lists: the sum of the views' Python reference counts is what those alone
         give, no view has a weak reference, and no C++ holder shares a view's tensor (an
         autograd graph that saved it, say): each ``_use_count`` is its Python object's one.
-        (C-level passes, run only after something was handed out.) Anything else holding a view
-        makes a count larger; so does a holder not counted here, which only leaves the layout
-        checked at every step."""
-        views = self.all_views
+        Nor may anything but ``optimizer.state`` and :attr:`entries` hold an entry: a kept
+        ``entry.values()`` or ``items()`` view (or an iterator over one) holds its entry, not
+        the tensors, and hands them out later without another count. (C-level passes, run only
+        after something was handed out.) Anything else holding a view or an entry makes a
+        count larger; so does a holder not counted here, which only leaves the layout checked
+        at every step."""
+        views, entries = self.all_views, self.entries
         return (
-            sum(map(sys.getrefcount, views)) == self.own_references
+            sum(map(sys.getrefcount, entries)) == len(entries) * (2 + MAP_REFCOUNT_OVERHEAD)
+            and sum(map(sys.getrefcount, views)) == self.own_references
             and not any(map(weakref.getweakrefcount, views))
             and _USE_COUNT is not None
             and sum(map(_USE_COUNT, views)) == len(views)

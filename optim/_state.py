@@ -55,10 +55,8 @@ class StateEntry(dict):
         """A value read or written here, by code outside the optimizer's own unless this thread
         is inside it (:meth:`TrackedState.enter`; under ``torch.compile`` always counted)."""
         owner = getattr(self, "owner", None)
-        if owner is None:
-            return
-        if torch.compiler.is_compiling() or owner.inside != threading.get_ident():
-            owner.exposures += 1
+        if owner is not None:
+            owner.handed_out()
 
     def __getitem__(self, key: Any) -> Any:
         self._handed()
@@ -154,6 +152,12 @@ class TrackedState(defaultdict):
         for key, value in entries.items():
             super().__setitem__(key, StateEntry(self, value))
 
+    def handed_out(self) -> None:
+        """Count an entry's value (or an entry) read or written, unless by this thread inside the
+        optimizer's own code (:meth:`enter`); under ``torch.compile`` always."""
+        if torch.compiler.is_compiling() or self.inside != threading.get_ident():
+            self.exposures += 1
+
     def enter(self) -> int | None:
         """Mark this thread as inside the optimizer's own code (reads and writes of entries are
         then not counted as handed out) and return what :meth:`leave` restores; nothing under
@@ -180,8 +184,7 @@ class TrackedState(defaultdict):
         self.changes += 1
         if not (isinstance(value, StateEntry) and value.owner is self):
             self.all_tracked = False
-        if self.inside != threading.get_ident() or torch.compiler.is_compiling():
-            self.exposures += 1
+        self.handed_out()
 
     def __delitem__(self, key: Any) -> None:
         super().__delitem__(key)

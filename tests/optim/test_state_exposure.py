@@ -301,3 +301,23 @@ def test_a_state_tensor_held_without_a_python_variable_and_moved_later(holder):
         tensor = held()
         tensor.data = torch.full_like(tensor, 0.5)
     _steps(pairs, range(10, 13), compare=True)
+
+
+@pytest.mark.parametrize("view", ["values", "items", "iterator"])
+def test_a_kept_view_of_an_entry_hands_out_its_tensors_later(view):
+    """``entry.values()`` or ``items()`` kept (or an iterator over one) holds the entry, not its
+    tensors, and gives them out later without another read: the layout keeps checking while it
+    is held, and sees a tensor got through it and moved four steps later."""
+    pairs = _pair("Adam", None)
+    _steps(pairs, range(6))
+    views = []
+    for opt, params in pairs:
+        entry = opt.state[params[4]]
+        kept = {"values": entry.values, "items": entry.items}.get(view, entry.values)()
+        views.append(iter(kept) if view == "iterator" else kept)
+    _steps(pairs, range(6, 10), compare=True)
+    for kept in views:
+        values = [v for _, v in kept] if view == "items" else list(kept)
+        tensor = next(v for v in values if torch.is_tensor(v) and v.dim() == 2)  # exp_avg
+        tensor.data = torch.full_like(tensor, 0.5)
+    _steps(pairs, range(10, 13), compare=True)
