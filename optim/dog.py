@@ -177,6 +177,26 @@ def eta_unobserved(kept: tuple[list[Tensor], Tensor]) -> bool:
     return _eta_holders(*kept) == expected
 
 
+def _accumulated_in_place(group: dict, G: Tensor) -> Tensor:
+    """The new ``G`` as the package stores it: after the first step its ``group["G"] += ...``
+    writes into the group's tensor, so a ``G`` a script kept from an earlier step (a monitor,
+    a ``state_dict()`` not copied) reads the current one; the group's tensor, holding ``G``'s
+    values, where it has ``G``'s shape, dtype and device, else ``G`` (the first step, or a
+    number or another tensor put there). An inference tensor outside inference mode, where
+    the package's ``+=`` raises, is replaced instead."""
+    held = group.get("G")
+    if (
+        group.get("rbar") is None
+        or not isinstance(held, Tensor)
+        or held.shape != G.shape
+        or held.dtype != G.dtype
+        or held.device != G.device
+        or (held.is_inference() and not torch.is_inference_mode_enabled())
+    ):
+        return G
+    held.copy_(G)
+    return held
+
 def dog_step_size(lr: float | Tensor, rbar: Tensor, G: Tensor) -> Tensor:
     """eta = lr rbar / sqrt(G) (Ivgi et al., 2023, eq. (2)), elementwise for LDoG's vectors."""
     return lr * rbar / torch.sqrt(G)
@@ -541,7 +561,7 @@ class DoG(ReducingOptimizer):
             etas = list(eta.unbind())
             self._eta_vectors[id(group)] = (etas, eta)
         group.setdefault("init_buffer", None)  # (the package's key order: x_0 before rbar)
-        group.update(rbar=rbar, G=G, eta=etas)
+        group.update(rbar=rbar, G=_accumulated_in_place(group, G), eta=etas)
         self._keep_x0_in_group(group, chunks)
 
     def _refill_eta(self, group: dict, eta: Tensor) -> bool:

@@ -934,6 +934,33 @@ def test_ldog_gathers_each_round_when_it_needs_it_with_the_packages_bits(shape, 
     assert torch.equal(ours_group["G"], G_before)  # (nothing stored either; the package's += did)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 40], ids=["few", "packed"])
+@pytest.mark.parametrize("name", ["DoG", "LDoG"])
+def test_a_kept_G_accumulates_in_place_as_the_packages(name, count, impl):
+    """The package adds each step's squared gradients into the group's ``G`` in place
+    (``group["G"] += ...``) and makes ``rbar`` anew: a ``G`` kept from an earlier step (here
+    through ``state_dict()``, not copied) reads the current sum, its ``rbar`` that step's.
+    (Before, ours made a new ``G`` at every step, and the kept one stayed behind.)"""
+    kept = []
+    for make in (getattr(dog, name), lambda ps: getattr(optim, name)(ps, impl=impl)):
+        params = seeded_tensors((6,), count)
+        optimizer = make(params)
+        run_steps(optimizer, params, range(2))
+        saved = optimizer.state_dict()["param_groups"][0]
+        run_steps(optimizer, params, range(2, 5))
+        group = optimizer.param_groups[0]
+        assert saved["G"] is group["G"]
+        kept.append((saved["G"].clone(), saved["rbar"].clone(), group["rbar"].clone(), params))
+    (G, rbar, rbar_now, expected), (G_ours, rbar_ours, rbar_now_ours, params) = kept
+    assert torch.equal(G_ours, G)
+    assert torch.equal(rbar_ours, rbar)
+    assert not torch.equal(rbar, rbar_now)
+    assert torch.equal(rbar_now_ours, rbar_now)
+    for a, b in zip(params, expected):
+        assert torch.equal(a, b)
+
+
 def _hold_storage(group: dict):
     eta = group["eta"][1]
     return eta.untyped_storage(), eta.storage_offset(), eta.dtype
