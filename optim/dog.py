@@ -197,6 +197,7 @@ def _accumulated_in_place(group: dict, G: Tensor) -> Tensor:
     held.copy_(G)
     return held
 
+
 def dog_step_size(lr: float | Tensor, rbar: Tensor, G: Tensor) -> Tensor:
     """eta = lr rbar / sqrt(G) (Ivgi et al., 2023, eq. (2)), elementwise for LDoG's vectors."""
     return lr * rbar / torch.sqrt(G)
