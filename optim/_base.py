@@ -592,13 +592,13 @@ class RuleOptimizer(Optimizer):
             return False
         stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
         if stamp is not None and stamp == layout.stamp:
-            return self._storage_holds(layout)
+            return self._storage_holds(layout, group)
         if not layout.state_holds(params, self._states(group, params)):
             return False
         layout.stamp = stamp
         return True
 
-    def _storage_holds(self, layout: OwnedState) -> bool:
+    def _storage_holds(self, layout: OwnedState, group: dict) -> bool:
         """``layout.storage_holds()`` (every state view at its address, with its metadata), or
         True with no pass over the views while nothing outside the optimizer's own code has read
         or written a state entry's value since that last held with no reference to a view but
@@ -616,9 +616,17 @@ class RuleOptimizer(Optimizer):
             return True
         if not layout.storage_holds():
             return False
-        if layout.only_own_references():
+        also_held = self._views_also_held(layout, group)
+        if also_held is not None and layout.only_own_references(also_held):
             layout.trusted_at = exposures
         return True
+
+    def _views_also_held(self, layout: OwnedState, group: dict) -> int | None:
+        """How many references to ``layout``'s state views this optimizer keeps besides the
+        layout's lists and ``optimizer.state``'s entries, each in a place whose reads from
+        outside are counted as handed out (see :meth:`_storage_holds`); None where views are
+        kept somewhere uncounted, so that the layout is checked at every step. Default: 0."""
+        return 0
 
     def _path_keywords(
         self, defaults: dict[str, Any], impl: str | None, compile: bool

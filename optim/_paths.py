@@ -476,21 +476,22 @@ class OwnedState:
         another one adds it, see :meth:`only_own_references`)."""
         return [*self.views.values(), self.state_views, self.all_views, self.step_views]
 
-    def only_own_references(self) -> bool:
-        """Whether nothing holds a state view but its entry in ``optimizer.state`` and the
-        layout's own lists: the sum of the views' Python reference counts is what those alone
-        give, no view has a weak reference, and no C++ holder shares a view's tensor (an
-        autograd graph that saved it, say): each ``_use_count`` is its Python object's one.
-        Nor may anything but ``optimizer.state`` and :attr:`entries` hold an entry: a kept
-        ``entry.values()`` or ``items()`` view (or an iterator over one) holds its entry, not
-        the tensors, and hands them out later without another count. (C-level passes, run only
-        after something was handed out.) Anything else holding a view or an entry makes a
-        count larger; so does a holder not counted here, which only leaves the layout checked
-        at every step."""
+    def only_own_references(self, also_held: int = 0) -> bool:
+        """Whether nothing holds a state view but its entry in ``optimizer.state``, the
+        layout's own lists and ``also_held`` more references the optimizer knows of and counts
+        the reads of (DoG's x_0 in its group, see ``RuleOptimizer._views_also_held``): the sum
+        of the views' Python reference counts is what those alone give, no view has a weak
+        reference, and no C++ holder shares a view's tensor (an autograd graph that saved it,
+        say): each ``_use_count`` is its Python object's one. Nor may anything but
+        ``optimizer.state`` and :attr:`entries` hold an entry: a kept ``entry.values()`` or
+        ``items()`` view (or an iterator over one) holds its entry, not the tensors, and hands
+        them out later without another count. (C-level passes, run only after something was
+        handed out.) Anything else holding a view or an entry makes a count larger; so does a
+        holder not counted here, which only leaves the layout checked at every step."""
         views, entries = self.all_views, self.entries
         return (
             sum(map(sys.getrefcount, entries)) == len(entries) * (2 + MAP_REFCOUNT_OVERHEAD)
-            and sum(map(sys.getrefcount, views)) == self.own_references
+            and sum(map(sys.getrefcount, views)) == self.own_references + also_held
             and not any(map(weakref.getweakrefcount, views))
             and _USE_COUNT is not None
             and sum(map(_USE_COUNT, views)) == len(views)

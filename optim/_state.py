@@ -135,6 +135,128 @@ class StateEntry(dict):
         return dict, (dict(dict.items(self)),)
 
 
+class HandedList(list):
+    """A list of state tensors kept outside ``optimizer.state`` too (DoG's x_0 in
+    ``group["init_buffer"]``, as its package keeps it), whose items read from outside the
+    optimizer's own code are counted on ``owner`` (:meth:`TrackedState.handed_out`), as an
+    entry's values are: ``[i]``, iteration (``for``, ``list()``, ``[*l]``, ``zip``),
+    ``reversed``, ``copy``, ``+``, ``*``, ``pop``, pickling. Every change of its items counts
+    too, and adds one to :attr:`mutations`, so the optimizer sees a replaced item without
+    keeping a copy of the list (which would hold the tensors once more). A C function reading
+    a list's items directly (a ``torch._foreach_*`` op given the list) is not counted; those
+    change values in place, which the optimizer's views share, and move no tensor.
+    Pickles and copies as a plain list."""
+
+    __slots__ = ("mutations", "owner")
+
+    def __init__(self, owner: TrackedState | None, items: Any = ()) -> None:
+        super().__init__(items)
+        self.owner = owner
+        self.mutations = 0
+
+    def _handed(self) -> None:
+        owner = getattr(self, "owner", None)  # unset while unpickling
+        if owner is not None:
+            owner.handed_out()
+
+    def _changed(self) -> None:
+        self.mutations = getattr(self, "mutations", 0) + 1
+        self._handed()
+
+    def __getitem__(self, index: Any) -> Any:
+        self._handed()
+        return super().__getitem__(index)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._handed()
+        return super().__iter__()
+
+    def __reversed__(self) -> Iterator[Any]:
+        self._handed()
+        return super().__reversed__()
+
+    def copy(self) -> list:
+        self._handed()
+        return list(super().__iter__())
+
+    def __copy__(self) -> list:
+        return self.copy()
+
+    def __deepcopy__(self, memo: dict) -> list:
+        return [copy.deepcopy(item, memo) for item in super().__iter__()]
+
+    def __add__(self, other: Any) -> Any:
+        self._handed()
+        return super().__add__(other)
+
+    def __radd__(self, other: Any) -> Any:
+        self._handed()
+        return list(other) + list(super().__iter__())
+
+    def __mul__(self, count: Any) -> Any:
+        self._handed()
+        return super().__mul__(count)
+
+    def __rmul__(self, count: Any) -> Any:
+        self._handed()
+        return super().__rmul__(count)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(index, value)
+        self._changed()
+
+    def __delitem__(self, index: Any) -> None:
+        super().__delitem__(index)
+        self._changed()
+
+    def __iadd__(self, other: Any) -> HandedList:
+        super().__iadd__(other)
+        self._changed()
+        return self
+
+    def __imul__(self, count: Any) -> HandedList:
+        super().__imul__(count)
+        self._changed()
+        return self
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self._changed()
+
+    def extend(self, items: Any) -> None:
+        super().extend(items)
+        self._changed()
+
+    def insert(self, index: Any, item: Any) -> None:
+        super().insert(index, item)
+        self._changed()
+
+    def remove(self, item: Any) -> None:
+        super().remove(item)
+        self._changed()
+
+    def pop(self, *args: Any) -> Any:
+        self._changed()
+        return super().pop(*args)
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        super().sort(*args, **kwargs)
+        self._changed()
+
+    def reverse(self) -> None:
+        super().reverse()
+        self._changed()
+
+    def __reduce_ex__(self, protocol: Any) -> tuple:
+        # (a pickle is a copy, but copyreg would hand it the items: counted, as an iteration)
+        self._handed()
+        return list, (list(super().__iter__()),)
+
+
 class TrackedState(defaultdict):
     """``optimizer.state``: a ``defaultdict(dict)`` that counts assignments and removals."""
 

@@ -3,6 +3,7 @@ Size Schedule", ICML 2023 (arXiv:2302.12022), matched to the ``dog-optimizer`` 1
 
 from __future__ import annotations
 
+import collections
 import functools
 import sys
 import weakref
@@ -26,6 +27,7 @@ from optim._global import (
     sub_scaled_per_tensor_,
 )
 from optim._paths import _USE_COUNT, _identical
+from optim._state import HandedList, TrackedState
 
 
 def dog_statistics(
@@ -347,9 +349,9 @@ class DoG(ReducingOptimizer):
         super()._reset_caches()  # (also after copy.deepcopy or unpickling)
         self._orders: dict[int, list[Tensor]] = {}
         """Each group's parameters as last stepped (see :meth:`_follow_reordering`)."""
-        self._x0_lists: dict[int, tuple[list, list[Tensor]]] = {}
-        """Each group's ``init_buffer`` list as last set, and its tensors, by the group's id
-        (see :meth:`_follow_replaced_x0`)."""
+        self._x0_lists: dict[int, tuple[HandedList, int]] = {}
+        """Each group's ``init_buffer`` list as last set (a :class:`~optim._state.HandedList`)
+        and its count of changes then, by the group's id (see :meth:`_follow_replaced_x0`)."""
         self._eta_vectors: dict[int, tuple[list[Tensor], Tensor]] = {}
         """LDoG: each group's ``eta`` list as last set, and the vector its tensors are views of
         (see :meth:`_step_size`)."""
@@ -367,9 +369,9 @@ class DoG(ReducingOptimizer):
         kept, saved = self._x0_lists.get(id(group)), group.get("init_buffer")
         if kept is None or saved is None:
             return
-        listed, tensors = kept
-        if saved is listed and _identical(saved, tensors):
-            return  # (the common case: one C-level pass)
+        listed, mutations = kept
+        if saved is listed and saved.mutations == mutations:
+            return  # (the common case: the list this optimizer made, unchanged)
         params = group["params"]
         if not isinstance(saved, list) or len(saved) != len(params):
             return  # (not one per parameter: the package would fail; rebuilt after the step)
@@ -425,19 +427,46 @@ class DoG(ReducingOptimizer):
     def _keep_x0_in_group(self, group: dict, chunks: list[Chunk]) -> None:
         """``group["init_buffer"]``: x_0 of every parameter of the group, as the package keeps
         it, the state's own tensors (x_0 held once; a parameter without state yet keeps its
-        value at the group's first step). Rebuilt when a layout moved the state (probed at the
-        first parameter of each chunk: a layout replaces all of its views at once)."""
+        value at the group's first step), in a :class:`~optim._state.HandedList`, whose reads
+        from outside count as the state's do (see :meth:`_views_also_held`). Rebuilt when a
+        layout moved the state (probed at the first parameter of each chunk: a layout replaces
+        all of its views at once) and once after a list was put there (a loaded checkpoint's:
+        the same tensors; a script still holding that list holds them, which
+        :meth:`_views_also_held` sees)."""
         params, saved = group["params"], group.get("init_buffer")
         if not (
-            saved is not None
+            isinstance(saved, HandedList)
+            and saved.owner is self.state
             and len(saved) == len(params)
             and all(
                 saved[i] is self.state[params[i]].get("init_buffer")
                 for i in (c.positions[0] for c in chunks)
             )
         ):
-            group["init_buffer"] = self._x0_of(params, saved)
-        self._x0_lists[id(group)] = (group["init_buffer"], list(group["init_buffer"]))
+            owner = self.state if isinstance(self.state, TrackedState) else None
+            group["init_buffer"] = HandedList(owner, self._x0_of(params, saved))
+        self._x0_lists[id(group)] = (group["init_buffer"], group["init_buffer"].mutations)
+
+    def _views_also_held(self, layout: Any, group: dict) -> int | None:
+        """The group's x_0 list holds each of the layout's x_0 views once more (the package's
+        ``group["init_buffer"]``): counted while that list is this optimizer's
+        :class:`~optim._state.HandedList`, unchanged since this optimizer set it and holding
+        each of them exactly once; else None (the layout is checked at every step)."""
+        listed = group.get("init_buffer")
+        kept = self._x0_lists.get(id(group))
+        views = layout.views.get("init_buffer")
+        if (
+            views is None
+            or kept is None
+            or listed is not kept[0]
+            or listed.mutations != kept[1]
+            or listed.owner is not self.state
+        ):
+            return None
+        held = collections.Counter(map(id, list.__iter__(listed)))  # (not a hand-out)
+        if any(held[id(view)] != 1 for view in views):
+            return None
+        return len(views)
 
     def _x0_of(self, params: list[Tensor], saved: list | None) -> list[Tensor]:
         """x_0 of each parameter: its state's, else the group's saved one, else its value."""

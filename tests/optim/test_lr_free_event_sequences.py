@@ -7,18 +7,19 @@ blocked, or a few plain lists) and a sequence of steps, each preceded by one eve
 unfreeze a parameter, leave one out of the loss, ``p.data = ...``, halve the learning rates, zero
 the gradients without setting them to None, switch Schedule-Free to eval and back, reload the
 optimizer from its own ``state_dict()`` into a new instance, reverse a group's parameters, keep
-a reference to a state tensor and later move its data (``.data = ...``, ``.set_()``). Both
-see the same sequence on equal float64 parameters (two param groups) and must agree to 1e-9
-after every step (Schedule-Free's in eval mode, the point it would be evaluated at). A
-regression guard: it passed when written (3000 examples run once, 100 here).
+a reference to a state tensor (DoG's x_0: from its group's list) and later move its data
+(``.data = ...``, ``.set_()``). Both see the same sequence on equal float64 parameters (two param
+groups) and must agree to 1e-9 after every step (Schedule-Free's in eval mode, the point it
+would be evaluated at). A regression guard: it passed when written (3000 examples run once, and
+1500 of DoG and LDoG with x_0 kept from the group; 100 here).
 
 Left out where the package itself differs by design: DoG and LDoG's package reads every
 parameter's gradient (a missing one raises), and keeps x_0 by position in the group, so a
 reordered group swaps its tensors' x_0 there (``optim.DoG`` follows the tensors, see
 ``test_lr_free.test_a_group_reordered_in_place_keeps_each_tensors_estimates``), and holds no
-state per parameter (``optim.DoG`` keeps each x_0 there too, so a kept one has nothing to
-match in the package). A sequence on which the package divides by zero (``dadaptation`` when
-every parameter is frozen) is dropped.
+state per parameter (``optim.DoG`` keeps each x_0 there too, so a state tensor kept from there
+has nothing to match in the package; x_0 kept from the group has). A sequence on which the
+package divides by zero (``dadaptation`` when every parameter is frozen) is dropped.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ SHAPE_SETS = {
 }
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "data", "lr", "zero", "eval-train", "reload"),
-    *("reorder", "keep", "move"),
+    *("reorder", "keep", "keep-x0", "move"),
 ]
 NEEDS_EVERY_GRADIENT = {"DoG", "LDoG"}  # their package fails on a missing gradient
 X0_BY_POSITION = {"DoG", "LDoG"}  # their package pairs x_0 with a group's position
@@ -110,6 +111,10 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
                 optimizer.train()
         elif event == "reorder":
             optimizer.param_groups[0]["params"].reverse()
+        elif event == "keep-x0":  # DoG's x_0 of a tensor, from its group (as the package's)
+            listed = optimizer.param_groups[index % 2].get("init_buffer")
+            if listed:
+                kept.append(listed[index % len(listed)])
         optimizer.zero_grad(set_to_none=event != "zero")
         loss = _loss(params, t, skip=index % len(params) if event == "skip" else None)
         if isinstance(loss, torch.Tensor):
@@ -135,7 +140,7 @@ def test_event_sequences_give_the_packages_parameters_after_every_step(case, imp
     if name in NEEDS_EVERY_GRADIENT:
         events = [(e, i) for e, i in events if e not in ("freeze", "skip")]
     if name in X0_BY_POSITION:  # (and keep x_0 in the group, with no per-parameter state)
-        events = [(e, i) for e, i in events if e not in ("reorder", "keep", "move")]
+        events = [(e, i) for e, i in events if e not in ("reorder", "keep")]
     shapes = SHAPE_SETS[shapes]
     schedule_free = name in SCHEDULE_FREE
     try:

@@ -186,6 +186,56 @@ def test_dadapt_sgd_state_got_and_moved_later_is_used_as_the_package():
     _steps(pairs, range(8, 11), compare=True)
 
 
+X0_CHANNELS = {  # how a script gets DoG's x_0 of parameter `i` through its group, as the package
+    "index": lambda group, i: group["init_buffer"][i],
+    "list()": lambda group, i: list(group["init_buffer"])[i],
+    "unpacked": lambda group, i: [*group["init_buffer"]][i],
+    "for": lambda group, i: next(x for j, x in enumerate(group["init_buffer"]) if j == i),
+    "reversed": lambda group, i: list(reversed(group["init_buffer"]))[-1 - i],
+    "slice": lambda group, i: group["init_buffer"][i : i + 1][0],
+    "copy": lambda group, i: group["init_buffer"].copy()[i],
+    "copy.copy": lambda group, i: copy.copy(group["init_buffer"])[i],
+    "plus": lambda group, i: (group["init_buffer"] + [])[i],
+    "times": lambda group, i: (group["init_buffer"] * 1)[i],
+}
+
+
+@pytest.mark.parametrize("move", sorted(MOVES))
+@pytest.mark.parametrize("channel", [*sorted(X0_CHANNELS), "kept list", "state_dict"])
+@pytest.mark.parametrize("impl", [None, "flat"], ids=["default", "flat"])
+@pytest.mark.parametrize("name", ["DoG", "LDoG"])
+def test_dog_x0_got_through_its_group_and_moved_later_is_used_as_the_package(
+    name, impl, channel, move
+):
+    """DoG keeps x_0 in its group too (``group["init_buffer"]``, as the package): its layouts
+    trust their views while nothing reads that list from outside either
+    (``optim._state.HandedList``). x_0 got through the group after trust (or from a list kept
+    since before, or from ``state_dict()``), kept over two steps, then moved: the package's
+    parameters after."""
+    dog = pytest.importorskip("dog")
+    ours_params, package_params = _params(), _params()
+    kwargs = {} if impl is None else {"impl": impl}
+    pairs = [
+        (getattr(optim, name)(ours_params, **kwargs), ours_params),
+        (getattr(dog, name)(package_params), package_params),
+    ]
+    kept_lists = []
+    _steps(pairs, range(2))
+    if channel == "kept list":
+        kept_lists = [opt.param_groups[0]["init_buffer"] for opt, _ in pairs]
+    _steps(pairs, range(2, 6))  # steady
+    if channel == "kept list":
+        held = [kept[3] for kept in kept_lists]
+    elif channel == "state_dict":
+        held = [opt.state_dict()["param_groups"][0]["init_buffer"][3] for opt, _ in pairs]
+    else:
+        held = [X0_CHANNELS[channel](opt.param_groups[0], 3) for opt, _ in pairs]
+    _steps(pairs, range(6, 8), compare=True)
+    for tensor in held:
+        MOVES[move](tensor)
+    _steps(pairs, range(8, 11), compare=True)
+
+
 def _count_view_checks(monkeypatch) -> list[int]:
     calls = [0]
     original = _paths.OwnedState.storage_holds
@@ -206,6 +256,8 @@ def _count_view_checks(monkeypatch) -> list[int]:
         ("Adagrad", None),
         ("DAdaptSGD", None),
         ("DAdaptAdam", "flat"),
+        ("DoG", None),
+        ("LDoG", "flat"),
     ],
 )
 def test_views_are_not_checked_at_every_step_while_nothing_is_handed_out(name, impl, monkeypatch):

@@ -2,6 +2,7 @@
 
 import copy
 import io
+import operator
 import pickle
 from collections import defaultdict
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import optim
-from optim._state import StateEntry, TrackedState
+from optim._state import HandedList, StateEntry, TrackedState
 
 MUTATIONS = {
     "entry setitem": lambda state, key: state[key].__setitem__("x", 1),
@@ -89,3 +90,61 @@ def test_steady_steps_skip_the_per_entry_check(monkeypatch):
     opt.state[params[0]]["exp_avg"] = torch.zeros_like(params[0])  # a change: checked again
     opt.step()
     assert calls
+
+
+LIST_READS = {  # each hands an item out
+    "index": lambda items: items[0],
+    "slice": lambda items: items[:1],
+    "iteration": lambda items: list(items),
+    "unpacking": lambda items: [*items],
+    "tuple": lambda items: tuple(items),
+    "reversed": lambda items: list(reversed(items)),
+    "copy": lambda items: items.copy(),
+    "copy.copy": lambda items: copy.copy(items),
+    "plus": lambda items: operator.add(items, []),
+    "plus from the left": lambda items: operator.add([], items),
+    "times": lambda items: items * 2,
+    "times from the left": lambda items: 2 * items,
+    "pickle": lambda items: pickle.dumps(items),
+}
+LIST_CHANGES = {
+    "setitem": lambda items: items.__setitem__(0, torch.ones(1)),
+    "delitem": lambda items: items.__delitem__(0),
+    "append": lambda items: items.append(torch.ones(1)),
+    "extend": lambda items: items.extend([torch.ones(1)]),
+    "insert": lambda items: items.insert(0, torch.ones(1)),
+    "remove": lambda items: items.remove(items[0]),
+    "pop": lambda items: items.pop(),
+    "clear": lambda items: items.clear(),
+    "sort": lambda items: items.sort(key=id),
+    "reverse": lambda items: items.reverse(),
+    "in-place plus": lambda items: items.__iadd__([torch.ones(1)]),
+    "in-place times": lambda items: items.__imul__(2),
+}
+
+
+@pytest.mark.parametrize("how", [*LIST_READS, *LIST_CHANGES])
+def test_a_handed_list_counts_what_it_hands_out_and_its_changes(how):
+    """``HandedList`` (DoG's x_0 in its group) counts each read of its items from outside on its
+    owner's ``exposures``, and each change of them also in ``mutations``; its length and a
+    deep copy hand nothing out."""
+    state = TrackedState()
+    items = HandedList(state, [torch.zeros(1), torch.ones(1)])
+    len(items)
+    copy.deepcopy(items)
+    assert (state.exposures, items.mutations) == (0, 0)
+    (LIST_READS | LIST_CHANGES)[how](items)
+    assert state.exposures >= 1
+    assert items.mutations == (1 if how in LIST_CHANGES else 0)
+
+
+def test_a_handed_list_read_inside_the_optimizer_is_not_counted_and_pickles_as_a_list():
+    state = TrackedState()
+    items = HandedList(state, [torch.zeros(1)])
+    outer = state.enter()
+    list(items)
+    state.leave(outer)
+    assert state.exposures == 0
+    for copied in (pickle.loads(pickle.dumps(items)), copy.deepcopy(items), copy.copy(items)):
+        assert type(copied) is list
+        assert torch.equal(copied[0], torch.zeros(1))
