@@ -1411,7 +1411,19 @@ class RuleOptimizer(Optimizer):
         spans: list[tuple[int, int, Tensor]] | None = None,
     ) -> None:
         """The rule over ``layout``'s buffers, span by span of ``spans`` (see
-        :meth:`~optim._paths.Flat.gradient_spans`; None: the flat gradient buffer, whole)."""
+        :meth:`~optim._paths.Flat.gradient_spans`; None: the flat gradient buffer, whole), and
+        the update counted in the parameters' version counters (``Flat.params_updated``)."""
+        self._flat_rule(group, layout, first_step, spans)
+        layout.params_updated()
+
+    def _flat_rule(
+        self,
+        group: dict,
+        layout: Flat,
+        first_step: bool,
+        spans: list[tuple[int, int, Tensor]] | None,
+    ) -> None:
+        """The rule of :meth:`_run_flat`."""
         steps: list = [None]
         if layout.step_vector is not None:
             layout.step_vector.add_(1)

@@ -90,6 +90,7 @@ from optim._paths import (
     packs_alike,
     states_fit,
     views_like,
+    write_in_place,
 )
 
 
@@ -1039,7 +1040,7 @@ class ReducingOptimizer(RuleOptimizer):
         one whose parameters were never gathered (:meth:`fill`)."""
         pending = self._scatter.pop(id(chunk.params[0]), None)
         if pending is not None and id(chunk.params[0]) not in self._unfilled:
-            torch._foreach_copy_(*pending)
+            write_in_place(torch._foreach_copy_, *pending)
 
     def _steady_chunks(self, index: int, group: dict) -> list[Chunk] | None:
         """The common case, checked in a few passes over the group: every parameter has a dense
@@ -1149,9 +1150,13 @@ class ReducingOptimizer(RuleOptimizer):
         stepped = any(item.chunks for item in work) and self._update(work) is not False
         if stepped and self._counts_updates:
             self._count_updates(work)
+        if stepped and self.impl == "flat":
+            for index, item in enumerate(work):
+                for layout in self._layouts.get(index, ()) if item.chunks else ():
+                    layout.params_updated()  # (their chunks' parameters: the flat buffer's)
         for key, (params, updated) in self._scatter.items():  # packed chunks not copied back
             if key not in self._unfilled:
-                torch._foreach_copy_(params, updated)
+                write_in_place(torch._foreach_copy_, params, updated)
         self._scatter, self._unfilled = {}, {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

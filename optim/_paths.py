@@ -676,11 +676,11 @@ class Packed(OwnedState):
             state = {key: [self.buffers[key][begin:end]] for key in self.keys}
             rule([work], [grad], steps, state, **arguments)
             if reads_params:
-                torch._foreach_copy_(params[i:j], work_views)
+                write_in_place(torch._foreach_copy_, params[i:j], work_views)
             elif update_scale == 1:
-                torch._foreach_add_(params[i:j], work_views)
+                write_in_place(torch._foreach_add_, params[i:j], work_views)
             else:
-                torch._foreach_add_(params[i:j], work_views, alpha=update_scale)
+                write_in_place(torch._foreach_add_, params[i:j], work_views, alpha=update_scale)
         return True
 
 
@@ -795,11 +795,54 @@ def gather(tensors: list[Tensor], like: list[Tensor] | None = None) -> Tensor:
 
 def gather_into(flat: Tensor, views: list[Tensor], tensors: list[Tensor], one_dim: bool) -> None:
     """Copy ``tensors`` into ``flat`` (whose parts ``views`` are shaped like them), one after the
-    other: one ``torch.cat`` if they are all 1-D (``one_dim``), else one multi-tensor copy."""
+    other: one ``torch.cat`` if they are all 1-D (``one_dim``), else one multi-tensor copy
+    (:func:`write_in_place`)."""
     if one_dim:
         torch.cat(tensors, out=flat)
     else:
-        torch._foreach_copy_(views, tensors)
+        write_in_place(torch._foreach_copy_, views, tensors)
+
+
+_BELOW_AUTOGRAD = getattr(torch._C, "_AutoDispatchBelowADInplaceOrView", None)
+"""A guard that dispatches ops past autograd's two layers (``Autograd*``, ``ADInplaceOrView``)
+straight to their kernels, as those layers do themselves once they have done their part."""
+
+
+WRITES_BELOW_AUTOGRAD = _BELOW_AUTOGRAD is not None
+"""Whether :func:`write_in_place` can take its shortcut with this torch."""
+
+
+def write_in_place(
+    op: Callable[..., Any], targets: list[Tensor], *args: Any, **kwargs: Any
+) -> None:
+    """``op(targets, *args, **kwargs)``, a multi-tensor in-place op over plain tensors (the
+    packed path's parameters, or its buffers' views), dispatched past autograd's layers, each
+    target's version counter then bumped once, as the ``ADInplaceOrView`` layer does.
+
+    Each of a multi-tensor op's per-tensor calls on a CPU passes through those layers, about
+    half a microsecond each: in a step under ``no_grad`` over tensors that are not inference
+    tensors and carry no forward-mode tangent, they do nothing else (no graph is recorded, no
+    view is rebased), and a tensor saved for backward and modified by the step is still caught
+    by its version. Measured (2 threads, 2000 parameters of 1k elements): one
+    ``torch._foreach_add_`` into them 3.2 -> 2.0 ms in cache; the default step of two
+    optimizers stepped in turn, each over its own tensors, RMSprop 9.8 -> 8.7 ms, Adagrad
+    8.5 -> 7.8, SGD 8.1 -> 7.6, Adam 12.0 -> 11.0; in the bench's round-robin of 15 optimizers,
+    where each step finds every tensor out of cache, within its noise (RMSprop, four runs of
+    both orders: 0.99x). Where any of those conditions fails (grad mode on, a forward-AD level
+    open, an inference tensor, which autograd's layer refuses to change outside inference
+    mode), or this torch lacks the guard, ``op`` runs as it is, through the layers. (Not
+    under ``torch.compile``: the packed path it serves is eager only.)"""
+    if (
+        not WRITES_BELOW_AUTOGRAD
+        or torch.is_grad_enabled()
+        or torch.autograd.forward_ad._current_level >= 0
+        or any(map(Tensor.is_inference, targets))
+    ):
+        op(targets, *args, **kwargs)
+        return
+    with _BELOW_AUTOGRAD():
+        op(targets, *args, **kwargs)
+    torch.autograd.graph.increment_version(targets)
 
 
 def views_like(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
@@ -907,6 +950,15 @@ class Flat(OwnedState):
     def round_segments(self) -> list[Segments]:
         """Each round's parts, one per parameter."""
         return [Segments.of(self.params[i:j]) for i, j, _, _ in self.rounds]
+
+    def params_updated(self) -> None:
+        """Count a step's update in every parameter's version counter, as an in-place op on it
+        would (one C call). A step updates the parameters through the flat buffer, whose
+        counter their ``.data`` views do not share (``p.data = view`` links none), so a
+        parameter saved for backward before a step and used after it went unseen: torch.optim's
+        step makes that backward raise ("modified by an inplace operation"); the flat path's,
+        before, let it compute a gradient with the updated values."""
+        torch.autograd.graph.increment_version(self.params)
 
     def params_hold(self, params: list[Tensor]) -> bool:
         """Whether these are the parameters laid out here, still views into the flat buffer: the

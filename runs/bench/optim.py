@@ -225,7 +225,8 @@ class PackedFloor:
 
     Round by round as the default path packs a group (``optim._paths.packed_rounds``): every
     gradient gathered into a scratch buffer (``optim._paths.gather_into``: one ``torch.cat`` of
-    1-D tensors), then an update (zeros) added into every parameter with one multi-tensor add.
+    1-D tensors), then an update (zeros) added into every parameter with one multi-tensor add,
+    as the default path adds it (``optim._paths.write_in_place``).
     A step that keeps the parameters in their own storage reads every gradient and writes every
     parameter once at least; about 1 us per tensor each on a CPU, whatever the op. torch's eager
     time over this one bounds the speedup any such step can reach (the bench's ``eager / floor``).
@@ -257,7 +258,7 @@ class PackedFloor:
         for plan in self.groups:
             for tensors, grad, grad_views, update_views, one_dim in plan:
                 _paths.gather_into(grad, grad_views, [t.grad for t in tensors], one_dim)
-                torch._foreach_add_(tensors, update_views)
+                _paths.write_in_place(torch._foreach_add_, tensors, update_views)
 
 
 class ThreadHandoff:

@@ -776,6 +776,83 @@ def test_steps_under_another_default_device_keep_torchs_numbers(name, impl, fres
     _assert_same_state(t_opt, o_opt)
 
 
+def _backward_after_a_step(make, shapes: list[tuple[int, ...]], closure: bool = False) -> str:
+    """Two steps of ``make``'s optimizer, a graph that saves a parameter, a third step, then
+    that graph's backward: its error's message, or "ran"."""
+    generator = torch.Generator().manual_seed(3)
+    params = [torch.randn(s, generator=generator).requires_grad_() for s in shapes]
+    optimizer = make(params)
+
+    def loss() -> torch.Tensor:
+        return sum((p * p).sum() for p in params)
+
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step(loss if closure else None)
+    saved = (params[1] * params[1]).sum()  # saves params[1] for its backward
+    optimizer.zero_grad()
+    loss().backward()
+    optimizer.step(loss if closure else None)
+    try:
+        saved.backward()
+    except RuntimeError as error:
+        return str(error)
+    return "ran"
+
+
+@pytest.mark.parametrize("shapes", sorted(SETS))
+@pytest.mark.parametrize("path", ["single", "foreach", "flat", "default"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
+def test_a_parameter_saved_for_backward_then_stepped_fails_that_backward_as_torch(
+    name, path, shapes
+):
+    """torch.optim's step is an in-place op on each parameter, counted in its version: a graph
+    that saved a parameter before the step raises at its backward instead of computing with
+    the new values. Every path of ours too: the packed default path adds its update below
+    autograd's layers and counts it itself (``optim._paths.write_in_place``), and the flat
+    path updates a buffer that the parameters' ``.data`` views share no counter with (before
+    ``Flat.params_updated``, that backward ran, silently)."""
+    kwargs = {"lr": 0.5} if name == "Adadelta" else {"lr": 0.01}
+    options = {} if path == "default" else {"impl": path}
+    expected = _backward_after_a_step(
+        lambda ps: getattr(torch.optim, name)(ps, **kwargs), SETS[shapes]
+    )
+    assert "modified by an inplace operation" in expected
+    ours = _backward_after_a_step(
+        lambda ps: getattr(optim, name)(ps, **kwargs, **options), SETS[shapes]
+    )
+    assert "modified by an inplace operation" in ours
+
+
+def test_a_compiled_step_also_fails_a_backward_that_saved_a_parameter():
+    """As above, on the compiled flat path (one optimizer: compiling is slow)."""
+    ours = _backward_after_a_step(
+        lambda ps: optim.SGD(ps, lr=0.01, momentum=0.9, compile=True), SETS["packed"]
+    )
+    assert "modified by an inplace operation" in ours
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
+def test_inference_tensors_stepped_outside_inference_mode_raise_as_torch(name):
+    """torch.optim refuses to update parameters made inside ``torch.inference_mode()`` once
+    outside it (autograd's layer raises); the packed default path, which otherwise adds its
+    update below that layer, raises the same error (a first step inside inference mode, a
+    second outside: ours packs its state there)."""
+    errors = []
+    for module in (torch.optim, optim):
+        with torch.inference_mode():
+            params = [torch.randn(s) for s in SETS["packed"]]
+            for p in params:
+                p.grad = torch.ones_like(p)
+            optimizer = getattr(module, name)(params, lr=0.01)
+            optimizer.step()
+        with pytest.raises(RuntimeError, match="Inplace update to inference tensor") as caught:
+            optimizer.step()
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+
+
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
 def test_steps_inside_inference_mode_keep_torchs_numbers(name, impl, fresh_process_caches):

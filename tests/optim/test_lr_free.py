@@ -961,6 +961,38 @@ def test_a_kept_G_accumulates_in_place_as_the_packages(name, count, impl):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("count", [3, 40], ids=["few", "packed"])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", sorted({c[0] for c in CASES} | {"SPS", "SLS"}))
+def test_a_parameter_saved_for_backward_then_stepped_fails_that_backward(name, impl, count):
+    """A graph that saved a parameter before a step raises at its backward, on every path: the
+    update is counted in the parameter's version, as torch.optim's and the dog and schedulefree
+    packages' in-place updates are (the flat path's was not: that backward ran, with the new
+    values). ``prodigyopt`` and ``dadaptation`` update ``p.data``, which counts nothing, so
+    there the backward runs; ours raises instead of computing a gradient at moved
+    parameters."""
+    generator = torch.Generator().manual_seed(5)
+    params = [torch.randn(6, dtype=torch.float64, generator=generator) for _ in range(count)]
+    params = [p.requires_grad_() for p in params]
+    kwargs = {"lr": 0.05} if name in SCHEDULE_FREE else {}
+    optimizer = getattr(optim, name)(params, impl=impl, **kwargs)
+    if name in SCHEDULE_FREE:
+        optimizer.train()
+
+    def loss() -> torch.Tensor:
+        return sum((p * p).sum() + 0.1 * p.sum() for p in params)
+
+    closure = loss if name in {"SPS", "SLS"} else None
+    for t in range(3):
+        if t == 2:
+            saved = (params[1] * params[1]).sum()
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step(closure)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        saved.backward()
+
+
 def _hold_storage(group: dict):
     eta = group["eta"][1]
     return eta.untyped_storage(), eta.storage_offset(), eta.dtype
