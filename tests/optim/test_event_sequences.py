@@ -5,7 +5,8 @@ unfreeze a parameter, skip one in the backward pass, replace a state tensor or a
 keep a reference to a state tensor and later move its data (``.data = ...``, ``.set_()``: a
 layout trusts its views only while nothing outside holds one), reset the state,
 ``p.data = ...``, change a hyperparameter, switch SGD's momentum on or off, add a param group,
-zero the gradients without setting them to None, reorder a group's parameters,
+zero the gradients without setting them to None, reorder a group's parameters, build a graph that
+saves a parameter before the step and run its backward after it (which the step makes raise),
 rebuild the optimizer from its own ``state_dict()``, or from it after a round trip through the
 other library's class: ours through torch.optim's and torch's through ours).
 Both optimizers see the same sequence on equal parameters and must agree after every step: the
@@ -42,7 +43,7 @@ OPTIMIZERS = [
 ]
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "replace", "reset", "data", "lr", "zero", "group"),
-    *("count", "momentum", "reorder", "reload", "round-trip", "keep", "move"),
+    *("count", "momentum", "reorder", "reload", "round-trip", "keep", "move", "saved"),
 ]
 
 
@@ -77,6 +78,27 @@ def apply_state_event(event: str, state: dict | None, kept: list[torch.Tensor]) 
                 tensor.set_(torch.full_like(tensor, 0.125))
             else:
                 tensor.data = torch.full_like(tensor, 0.375)
+
+
+def saved_for_backward(event: str, p: torch.Tensor) -> torch.Tensor | None:
+    """The "saved" event's graph, which saves ``p`` before the step; None for other events or a
+    frozen ``p``."""
+    if event != "saved" or not p.requires_grad:
+        return None
+    with torch.enable_grad():
+        return (p * p).sum()
+
+
+def backward_after_the_step(graph: torch.Tensor | None) -> list[torch.Tensor]:
+    """That graph's backward after the step: [1.0] if it raised (the step changed the parameter
+    it saved), [0.0] if it ran; [] without a graph."""
+    if graph is None:
+        return []
+    try:
+        graph.backward()
+    except RuntimeError:
+        return [torch.tensor(1.0, dtype=torch.float64)]
+    return [torch.tensor(0.0, dtype=torch.float64)]
 
 
 def _apply(event, index, optimizer, params, extra, kept):
@@ -147,8 +169,10 @@ def _run(make, shapes, events):
         )
         if isinstance(loss, torch.Tensor):
             loss.backward()
+        graph = saved_for_backward(event, params[index % len(params)])
         optimizer.step()
-        history.append([p.detach().clone() for p in params + extra])
+        outcome = backward_after_the_step(graph)
+        history.append([p.detach().clone() for p in params + extra] + outcome)
     return history
 
 

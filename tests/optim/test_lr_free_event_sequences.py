@@ -6,12 +6,14 @@ Each example draws one of ``test_lr_free``'s cases, an execution path, a set of 
 blocked, or a few plain lists) and a sequence of steps, each preceded by one event: freeze or
 unfreeze a parameter, leave one out of the loss, ``p.data = ...``, halve the learning rates, zero
 the gradients without setting them to None, switch Schedule-Free to eval and back, reload the
-optimizer from its own ``state_dict()`` into a new instance, reverse a group's parameters, keep
-a reference to a state tensor (DoG's x_0: from its group's list) and later move its data
-(``.data = ...``, ``.set_()``). Both see the same sequence on equal float64 parameters (two param
-groups) and must agree to 1e-9 after every step (Schedule-Free's in eval mode, the point it
-would be evaluated at). A regression guard: it passed when written (3000 examples run once, and
-1500 of DoG and LDoG with x_0 kept from the group; 100 here).
+optimizer from its own ``state_dict()`` into a new instance, reverse a group's parameters, keep a
+reference to a state tensor (DoG's x_0: from its group's list) and later move its data (``.data =
+...``, ``.set_()``), build a graph that saves a parameter before the step and run its backward
+after it (not for the packages that write ``p.data``, which counts no change). Both see the same
+sequence on equal float64 parameters (two param groups) and must agree to 1e-9 after every step
+(Schedule-Free's in eval mode, the point it would be evaluated at). A regression guard: it passed
+when written (3000 examples run once, and 1500 of DoG and LDoG with x_0 kept from the group; 100
+here).
 
 Left out where the package itself differs by design: DoG and LDoG's package reads every
 parameter's gradient (a missing one raises), and keeps x_0 by position in the group, so a
@@ -34,7 +36,12 @@ from hypothesis import strategies as st
 import optim
 from optim import _paths
 from optim._paths import PACK_AT_LEAST, PACK_BELOW
-from tests.optim.test_event_sequences import apply_parameter_event, apply_state_event
+from tests.optim.test_event_sequences import (
+    apply_parameter_event,
+    apply_state_event,
+    backward_after_the_step,
+    saved_for_backward,
+)
 from tests.optim.test_lr_free import CASES, SCHEDULE_FREE, case_id
 
 pytest.importorskip("prodigyopt")
@@ -49,10 +56,11 @@ SHAPE_SETS = {
 }
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "data", "lr", "zero", "eval-train", "reload"),
-    *("reorder", "keep", "keep-x0", "move"),
+    *("reorder", "keep", "keep-x0", "move", "saved"),
 ]
 NEEDS_EVERY_GRADIENT = {"DoG", "LDoG"}  # their package fails on a missing gradient
 X0_BY_POSITION = {"DoG", "LDoG"}  # their package pairs x_0 with a group's position
+WRITES_P_DATA = {"Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad"}  # counted in no version
 
 
 @pytest.fixture(autouse=True)
@@ -119,10 +127,12 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
         loss = _loss(params, t, skip=index % len(params) if event == "skip" else None)
         if isinstance(loss, torch.Tensor):
             loss.backward()
+        graph = saved_for_backward(event, p)
         optimizer.step()
+        outcome = backward_after_the_step(graph)
         if schedule_free:
             optimizer.eval()  # the point Schedule-Free is evaluated at
-        history.append([q.detach().clone() for q in params])
+        history.append([q.detach().clone() for q in params] + outcome)
         if schedule_free:
             optimizer.train()
     return history
@@ -139,6 +149,8 @@ def test_event_sequences_give_the_packages_parameters_after_every_step(case, imp
     name, reference, kwargs, second = case
     if name in NEEDS_EVERY_GRADIENT:
         events = [(e, i) for e, i in events if e not in ("freeze", "skip")]
+    if name in WRITES_P_DATA:  # (a backward after the step runs there; ours raises)
+        events = [(e, i) for e, i in events if e != "saved"]
     if name in X0_BY_POSITION:  # (and keep x_0 in the group, with no per-parameter state)
         events = [(e, i) for e, i in events if e not in ("reorder", "keep")]
     shapes = SHAPE_SETS[shapes]
