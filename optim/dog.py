@@ -263,10 +263,15 @@ class DoG(ReducingOptimizer):
     its tensor); ``impl="flat"`` updates a whole buffer in one op, which in bfloat16 and float16
     rounds differently from the package's per-tensor ``add_`` (float32, float64: its bits).
 
-    Group keys (the package's): ``rbar``, ``G`` (0-dim tensors on the device), ``eta`` (one per
-    parameter, as the package lists it), ``init_buffer`` (x_0, one per parameter); state per
-    parameter: ``init_buffer`` (the same tensors); ``state_dict()["state"]["_first_step"]`` as
-    the package's, so that a checkpoint moves either way. The package's ``assert G > 0`` is
+    Group keys (the package's): ``rbar``, ``G`` (0-dim tensors on the device; LDoG: vectors),
+    ``eta`` (one per parameter, as the package lists it), ``init_buffer`` (x_0, one per
+    parameter, in a list whose reads count as the state's do, see
+    :meth:`_views_also_held`); state per parameter: ``init_buffer`` (the same tensors);
+    ``state_dict()["state"]["_first_step"]`` as the package's, so that a checkpoint moves
+    either way. As in the package, ``rbar`` is a new tensor at every step and ``G`` is added
+    into in place after the first (a kept ``G`` reads the current sum); ``eta`` reads as a new
+    list of new tensors at every step (LDoG refills the last step's tensors only where
+    nothing outside could tell, see :func:`eta_unobserved`). The package's ``assert G > 0`` is
     raised, as there, where G is in host memory (on a device it is not read back). For best
     results the paper averages the iterates
     (``dog.PolynomialDecayAverager``).
