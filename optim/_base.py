@@ -904,7 +904,7 @@ class RuleOptimizer(Optimizer):
                 sparse = next(p for p, g in zip(params, grads) if _is_sparse(g))
                 self._check_sparse(group, index, sparse)
                 self._single_step(group, params)
-            elif self.impl == "flat":
+            elif self.impl == "flat" and not compiling:  # (compiling: plain lists, below)
                 self._flat_step(index, group, params)
             elif self.impl == "single" and compiling:  # (a ContextVar cannot be traced)
                 self._single_step(group, params)

@@ -899,8 +899,10 @@ class ReducingOptimizer(RuleOptimizer):
     # --- chunks ------------------------------------------------------------------------------
 
     def _chunks(self, index: int, group: dict) -> list[Chunk]:
-        steady = self._steady_chunks(index, group)
-        if steady is None and self.impl == "flat":
+        # A user's torch.compile(step): plain lists (no layout is built or read in a trace)
+        compiling = torch.compiler.is_compiling()
+        steady = None if compiling else self._steady_chunks(index, group)
+        if steady is None and self.impl == "flat" and not compiling:
             steady = self._steady_flat_chunks(index, group)
         if steady is not None:
             return steady
@@ -922,7 +924,7 @@ class ReducingOptimizer(RuleOptimizer):
         by_kind: dict[tuple, list[int]] = {}
         for i, p in enumerate(params):
             by_kind.setdefault((p.device, p.dtype), []).append(i)
-        if self.impl == "flat":
+        if self.impl == "flat" and not compiling:
             if states_fit(params, states, keys, self._flat_state_keys(group)):
                 kinds = [[positions[i] for i in indices] for indices in by_kind.values()]
                 return self._flat_chunks(index, params, states, keys, list(by_kind.values()), kinds)
@@ -935,7 +937,11 @@ class ReducingOptimizer(RuleOptimizer):
             ps = [params[i] for i in indices]
             ss = [states[i] for i in indices]
             where = [positions[i] for i in indices]
-            packed = self._packed_chunks((index, number), group, ps, ss, keys, where)
+            packed = (
+                None
+                if compiling
+                else self._packed_chunks((index, number), group, ps, ss, keys, where)
+            )
             if packed is not None:
                 chunks.extend(packed)
                 continue

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch._dynamo
 
+import optim
 from tests.optim.conftest import (
     CASES,
     NAMES,
@@ -40,6 +41,57 @@ def test_user_compiled_step_fullgraph_matches_torch(name):
     torch_optimizer = theirs(name)(reference, **kwargs)
     _train(torch_optimizer.step, torch_optimizer, reference, 8, sign)
     assert relative_error(params, reference) <= TOLERANCE[torch.float64]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("eager_steps", [0, 2], ids=["compiled from the first", "after eager"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adagrad"])
+def test_user_compiled_flat_step_runs_plain_lists_and_matches_torch(name, eager_steps):
+    """A user's torch.compile(step, fullgraph=True) over ``impl="flat"``: the step runs the rule
+    over plain lists (a layout cannot be built in a traced step: before, dynamo refused it,
+    "Unsupported"), from the first step or over the views of a layout built by eager steps
+    before, and gives torch's numbers."""
+    kwargs = RICHEST[name]
+    sign = -1.0 if kwargs.get("maximize") else 1.0
+    torch._dynamo.reset()
+    params, reference = make_params(torch.float64), make_params(torch.float64)
+    optimizer = ours(name)(params, impl="flat", **kwargs)
+    _train(optimizer.step, optimizer, params, eager_steps, sign)
+    _train(torch.compile(optimizer.step, fullgraph=True), optimizer, params, 6, sign)
+    torch_optimizer = theirs(name)(reference, **kwargs)
+    _train(torch_optimizer.step, torch_optimizer, reference, eager_steps + 6, sign)
+    assert relative_error(params, reference) <= TOLERANCE[torch.float64]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["Prodigy"])
+def test_user_compiled_learning_rate_free_step_runs_plain_lists_and_matches_the_package(name):
+    """A user's torch.compile(step, fullgraph=True) over many small tensors: the step runs the
+    rule over plain lists, no layout built in the trace (before, dynamo refused the packed
+    layout, "Unsupported"), with the package's numbers. Prodigy here (compiling takes half a
+    minute); DAdaptSGD, DAdaptAdam, SGDScheduleFree and AdamWScheduleFree passed too when
+    written. DoG, LDoG and DAdaptAdaGrad still stop the trace in their own host-side code,
+    as before."""
+    reference = {
+        "Prodigy": pytest.importorskip("prodigyopt").Prodigy,
+        "DAdaptSGD": pytest.importorskip("dadaptation").DAdaptSGD,
+        "DAdaptAdam": pytest.importorskip("dadaptation").DAdaptAdam,
+        "SGDScheduleFree": pytest.importorskip("schedulefree").SGDScheduleFree,
+        "AdamWScheduleFree": pytest.importorskip("schedulefree").AdamWScheduleFree,
+    }[name]
+    kwargs = {"lr": 0.05} if "ScheduleFree" in name else {}
+    torch._dynamo.reset()
+    shapes = [(3, 2)] * 20
+    params = [torch.randn(s, dtype=torch.float64).requires_grad_() for s in shapes]
+    expected = [p.detach().clone().requires_grad_() for p in params]
+    optimizer = getattr(optim, name)(params, **kwargs)
+    package = reference(expected, **kwargs)
+    if "ScheduleFree" in name:
+        optimizer.train()
+        package.train()
+    _train(torch.compile(optimizer.step, fullgraph=True), optimizer, params, 4, 1.0)
+    _train(package.step, package, expected, 4, 1.0)
+    assert relative_error(params, expected) <= 1e-10
 
 
 @pytest.mark.slow
