@@ -34,7 +34,44 @@ from typing import Any
 import torch
 
 
-class StateEntry(dict):
+class _Counted:
+    """What :class:`StateEntry` (a ``dict``) and :class:`HandedList` (a ``list``) share: an
+    ``owner`` (a :class:`TrackedState`) told of every value handed out, and the changes by item
+    assignment, deletion, ``clear`` and ``pop`` counted (each class's ``_changed``)."""
+
+    __slots__ = ()
+
+    def _changed(self) -> None:
+        raise NotImplementedError
+
+    def _handed(self) -> None:
+        """A value read or written here, by code outside the optimizer's own unless this thread
+        is inside it (:meth:`TrackedState.enter`; under ``torch.compile`` always counted)."""
+        owner = getattr(self, "owner", None)  # unset while unpickling
+        if owner is not None:
+            owner.handed_out()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)  # type: ignore[misc]
+        self._changed()
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)  # type: ignore[misc]
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()  # type: ignore[misc]
+        self._changed()
+
+    def pop(self, *args: Any) -> Any:
+        self._changed()
+        return super().pop(*args)  # type: ignore[misc]
+
+    def __copy__(self) -> Any:
+        return self.copy()  # type: ignore[attr-defined]  # (a plain dict or list)
+
+
+class StateEntry(_Counted, dict):
     """One parameter's state: a ``dict`` whose assignments and removals are counted, and whose
     values handed to or taken from code outside the optimizer are too (see the module's
     docstring)."""
@@ -50,13 +87,6 @@ class StateEntry(dict):
         if owner is not None:
             owner.changes += 1
         self._handed()
-
-    def _handed(self) -> None:
-        """A value read or written here, by code outside the optimizer's own unless this thread
-        is inside it (:meth:`TrackedState.enter`; under ``torch.compile`` always counted)."""
-        owner = getattr(self, "owner", None)
-        if owner is not None:
-            owner.handed_out()
 
     def __getitem__(self, key: Any) -> Any:
         self._handed()
@@ -83,9 +113,6 @@ class StateEntry(dict):
         self._handed()
         return dict(dict.items(self))
 
-    def __copy__(self) -> dict:
-        return self.copy()  # (a plain dict, as before: copy.copy went through __reduce__)
-
     def __deepcopy__(self, memo: dict) -> dict:
         return {copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in dict.items(self)}
 
@@ -96,22 +123,6 @@ class StateEntry(dict):
     def __ror__(self, other: Any) -> Any:
         self._handed()
         return super().__ror__(other)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        self._changed()
-
-    def __delitem__(self, key: Any) -> None:
-        super().__delitem__(key)
-        self._changed()
-
-    def clear(self) -> None:
-        super().clear()
-        self._changed()
-
-    def pop(self, *args: Any) -> Any:
-        self._changed()
-        return super().pop(*args)
 
     def popitem(self) -> tuple[Any, Any]:
         self._changed()
@@ -135,7 +146,7 @@ class StateEntry(dict):
         return dict, (dict(dict.items(self)),)
 
 
-class HandedList(list):
+class HandedList(_Counted, list):
     """A list of state tensors kept outside ``optimizer.state`` too (DoG's x_0 in
     ``group["init_buffer"]``, as its package keeps it), whose items read from outside the
     optimizer's own code are counted on ``owner`` (:meth:`TrackedState.handed_out`), as an
@@ -153,11 +164,6 @@ class HandedList(list):
         super().__init__(items)
         self.owner = owner
         self.mutations = 0
-
-    def _handed(self) -> None:
-        owner = getattr(self, "owner", None)  # unset while unpickling
-        if owner is not None:
-            owner.handed_out()
 
     def _changed(self) -> None:
         self.mutations = getattr(self, "mutations", 0) + 1
@@ -179,9 +185,6 @@ class HandedList(list):
         self._handed()
         return list(super().__iter__())
 
-    def __copy__(self) -> list:
-        return self.copy()
-
     def __deepcopy__(self, memo: dict) -> list:
         return [copy.deepcopy(item, memo) for item in super().__iter__()]
 
@@ -200,14 +203,6 @@ class HandedList(list):
     def __rmul__(self, count: Any) -> Any:
         self._handed()
         return super().__rmul__(count)
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        super().__setitem__(index, value)
-        self._changed()
-
-    def __delitem__(self, index: Any) -> None:
-        super().__delitem__(index)
-        self._changed()
 
     def __iadd__(self, other: Any) -> HandedList:
         super().__iadd__(other)
@@ -233,14 +228,6 @@ class HandedList(list):
 
     def remove(self, item: Any) -> None:
         super().remove(item)
-        self._changed()
-
-    def pop(self, *args: Any) -> Any:
-        self._changed()
-        return super().pop(*args)
-
-    def clear(self) -> None:
-        super().clear()
         self._changed()
 
     def sort(self, *args: Any, **kwargs: Any) -> None:
