@@ -26,7 +26,7 @@ from optim._global import (
     squared_sums_per_tensor,
     sub_scaled_per_tensor_,
 )
-from optim._paths import _USE_COUNT, _identical
+from optim._paths import _USE_COUNT, OwnedState, _identical
 from optim._state import HandedList, TrackedState
 
 
@@ -452,7 +452,7 @@ class DoG(ReducingOptimizer):
             group["init_buffer"] = HandedList(owner, self._x0_of(params, saved))
         self._x0_lists[id(group)] = (group["init_buffer"], group["init_buffer"].mutations)
 
-    def _views_also_held(self, layout: Any, group: dict) -> int | None:
+    def _views_also_held(self, layout: OwnedState, group: dict) -> int | None:
         """The group's x_0 list holds each of the layout's x_0 views once more (the package's
         ``group["init_buffer"]``): counted while that list is this optimizer's
         :class:`~optim._state.HandedList`, unchanged since this optimizer set it and holding

@@ -833,8 +833,10 @@ def test_a_compiled_step_also_fails_a_backward_that_saved_a_parameter():
     assert "modified by an inplace operation" in ours
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
-def test_inference_tensors_stepped_outside_inference_mode_raise_as_torch(name):
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("SGD", {"momentum": 0.9}), ("Adam", {}), ("RMSprop", {})]
+)
+def test_inference_tensors_stepped_outside_inference_mode_raise_as_torch(name, kwargs):
     """torch.optim refuses to update parameters made inside ``torch.inference_mode()`` once
     outside it (autograd's layer raises); the packed default path, which otherwise adds its
     update below that layer, raises the same error (a first step inside inference mode, a
@@ -845,7 +847,7 @@ def test_inference_tensors_stepped_outside_inference_mode_raise_as_torch(name):
             params = [torch.randn(s) for s in SETS["packed"]]
             for p in params:
                 p.grad = torch.ones_like(p)
-            optimizer = getattr(module, name)(params, lr=0.01)
+            optimizer = getattr(module, name)(params, lr=0.01, **kwargs)
             optimizer.step()
         with pytest.raises(RuntimeError, match="Inplace update to inference tensor") as caught:
             optimizer.step()
