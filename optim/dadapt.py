@@ -133,7 +133,9 @@ class DAdaptSGD(ReducingOptimizer):
     As in the package, ``weight_decay`` and ``momentum`` of the *first* param group apply to
     every group, and ||g_0|| (the first step's gradient norm, without weight decay) is kept as
     ``g0_norm``. Group keys (the package's): ``d``, ``numerator_weighted``, ``g0_norm``, ``k``;
-    state: ``z``, ``s``, ``x0``.
+    state: ``z``, ``s``, ``x0``. A first step with g0 = 0, or a step whose ||s||^2 is 0 with
+    lr > 0 (float16 at the default d0, every ``s * s`` rounding to 0), raises the package's
+    ``ZeroDivisionError`` where the value is in host memory (on a GPU it is not read).
     Unlike the package, ``step()`` leaves ``p.grad`` as it was: the package adds the weight
     decay to it in place, which code reading ``p.grad`` after ``step()``, or accumulating
     gradients over steps without zeroing them, would see.
@@ -225,6 +227,7 @@ class DAdaptSGD(ReducingOptimizer):
                 squares.append(s2)
         numerator = total(numerators, device, numerator, order)  # (kept per rank, as the package)
         global_numerator, sk_sq = self.over_ranks(numerator, total(squares, device, order=order))
+        _check_sum_of_squares(sk_sq, lr)
         d_hat = 2 * global_numerator / python_sqrt(sk_sq)
         new_d = _grow(d, d_hat, first["growth_rate"])
         new_d = _keep_unless(new_d, d, lr, sk_sq > 0)
@@ -261,6 +264,23 @@ def _check_first_gradient_norm(g0_norm: Tensor, lr: float | Tensor) -> None:
             "lr > 0 and a nonzero gradient (torch.distributed.checkpoint's "
             "get_optimizer_state_dict creates the state with a zero-lr step: take a real step "
             "before it)"
+        )
+
+
+def _check_sum_of_squares(sk_sq: Tensor, lr: float | Tensor) -> None:
+    """DAdaptSGD's estimate divides by ||s||: the package computes ``2 * numerator /
+    math.sqrt(sk_sq)`` whenever lr > 0 and raises ``ZeroDivisionError`` when ||s||^2 is 0,
+    after s was updated and before anything else is stored. That happens when every square
+    ``s * s`` rounds to 0 in the parameters' dtype: float16 at the default ``d0=1e-6``, whose
+    first step adds about 1e-7 * g / ||g_0|| to s. Raised as there where the sum is known
+    without a device read (a CPU sum under a host lr > 0); on a GPU the step runs on, keeping
+    d (which the package cannot, since it reads every sum)."""
+    if not known_zero(lr) and known_zero(sk_sq):
+        raise ZeroDivisionError(
+            "DAdaptSGD's estimate d_hat = 2 * numerator / ||s|| needs ||s|| > 0 (as dadaptation "
+            "computes it, which raises ZeroDivisionError here too); got ||s||^2 = 0 with "
+            f"lr={lr!r}: every s * s rounded to 0 in the parameters' dtype (float16 at "
+            "d0=1e-6 does); train in float32 or bfloat16, or raise d0"
         )
 
 

@@ -1618,6 +1618,33 @@ def test_dadapt_sgd_without_a_first_gradient_norm_raises_as_the_package(impl, fi
     assert relative_error(results[1], results[0]) <= 1e-10
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("d0", [1e-6, 1e-4])
+def test_dadapt_sgd_whose_s_squares_round_to_zero_raises_as_the_package(d0, impl):
+    """DAdaptSGD's estimate divides by ||s||. In float16, every ``s * s`` rounds to 0 at the
+    first step (at the default d0 = 1e-6, s itself does; at d0 = 1e-4, s is up to 1e-4 and
+    only its squares do), and the package's ``math.sqrt(sk_sq)`` divides by zero
+    (ZeroDivisionError); ours kept d, moved the parameters and trained on. Both raise at that
+    step, with s updated and nothing else stored, so their states agree after it."""
+    optimizers = []
+    for make in (dadaptation.DAdaptSGD, lambda ps, **kw: optim.DAdaptSGD(ps, impl=impl, **kw)):
+        params = [p.detach().half().requires_grad_() for p in make_params()]
+        optimizer = make(groups(params, {}), d0=d0)
+        optimizer.zero_grad()
+        noisy_loss(params, 0).backward()
+        with pytest.raises(ZeroDivisionError):
+            optimizer.step()
+        optimizers.append((optimizer, params))
+    (theirs, their_params), (ours, our_params) = optimizers
+    assert ours.param_groups[0]["k"] == theirs.param_groups[0]["k"] == 0
+    assert ours.param_groups[0]["d"] == theirs.param_groups[0]["d"] == d0
+    for p, q in zip(our_params, their_params):
+        assert torch.equal(p, q)
+        assert torch.equal(ours.state[p]["s"], theirs.state[q]["s"])
+    moved = max(ours.state[p]["s"].abs().max().item() for p in our_params)
+    assert (moved > 0) == (d0 > 1e-6)
+
+
 EARLY_RETURN = [
     ("Prodigy", prodigyopt.Prodigy, {"use_bias_correction": True}),
     ("DAdaptAdam", dadaptation.DAdaptAdam, {"use_bias_correction": True}),
