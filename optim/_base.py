@@ -466,6 +466,11 @@ class RuleOptimizer(Optimizer):
     dict lacks them, with torch's values; any other missing key stays missing, as in torch."""
     _supports_sparse: ClassVar[bool] = False
     _complex_as_real: ClassVar[bool] = True
+    _linear: ClassVar[bool] = True
+    """With ``_complex_as_real`` False: whether the rule's complex arithmetic is the same on real
+    pairs (sums and real multiples only, as SGD's), as the compiled path runs it (inductor has no
+    complex kernels); a rule that is not (a product of two tensors, a square root) refuses
+    complex parameters under ``compile=True``."""
     _elementwise: ClassVar[bool] = True
     """Whether the rule treats every element on its own, so that it may run on any split of the
     tensors (blocks, packed buffers). A rule with a reduction over the whole group (a global norm,
@@ -1335,6 +1340,18 @@ class RuleOptimizer(Optimizer):
 
     # --- the flat path -----------------------------------------------------------------------
 
+    def _refuse_compiled_complex(self, params: list[Tensor]) -> None:
+        """TypeError for a complex parameter under ``compile=True`` when the rule's complex
+        arithmetic is not its real pairs' (see :attr:`_linear`)."""
+        p = next((p for p in params if p.is_complex()), None)
+        if p is not None:
+            raise TypeError(
+                f"{type(self).__name__}(compile=True) takes real parameters, got a {p.dtype} "
+                f"one of shape {tuple(p.shape)}: its rule runs complex arithmetic on complex "
+                "tensors, as its reference does, and the compiled kernel (no complex kernels in "
+                "inductor) would run it on real pairs, another update; use compile=False"
+            )
+
     def _flat_step(self, index: int, group: dict, params: list[Tensor]) -> None:
         keys = self._state_keys(group)
         layouts = self._layouts.get(index)
@@ -1365,6 +1382,8 @@ class RuleOptimizer(Optimizer):
             if group.get("fused"):  # torch's RuntimeError for a parameter its fused kernels
                 for p in params:  # refuse (meta, complex), checked as a layout is built
                     _device_dtype_check_for_fused(p)
+            if self.compile and not self._complex_as_real and not self._linear:
+                self._refuse_compiled_complex(params)
             if _updated_over_one_another(params):  # no layout holds a tensor twice: torch's
                 self._layouts.pop(index, None)
                 if self.compile:  # torch's fused kernels: all counted, then one by one

@@ -80,15 +80,16 @@ def prodigy_statistics(
     grads = decayed_gradients(chunk, weight_decay, coupled_decay)
     ratio = d / d0
     sliced_grads = _sliced(grads, slice_p)
-    difference = list(torch._foreach_sub(state["p0"], _sliced(params, slice_p)))
+    p0, s = _sliced(state["p0"], 1), _sliced(state["s"], 1)  # (flat; 2-D: a complex one's pairs)
+    difference = list(torch._foreach_sub(p0, _sliced(params, slice_p)))
     numerator = ratio * dlr * dots(sliced_grads, difference, chunk.segments)
     if beta1 > 0:
         ops.tensor_mul_(state["exp_avg"], beta1)
         ops.add_scaled_(state["exp_avg"], grads, d * (1 - beta1))
     ops.tensor_mul_(state["exp_avg_sq"], beta2)
     ops.addcmul_(state["exp_avg_sq"], grads, grads, d * d * (1 - beta2))
-    ops.tensor_mul_(state["s"], beta3)
-    ops.add_scaled_(state["s"], sliced_grads, ratio * (d if safeguard_warmup else dlr))
+    ops.tensor_mul_(s, beta3)
+    ops.add_scaled_(s, sliced_grads, ratio * (d if safeguard_warmup else dlr))
     # (s is flat, a channels_last tensor's in logical order, as the package sums it: a packed or
     # flat layout holds it only for a row-major parameter, see _flat_state_keys)
     return numerator, abs_sums(state["s"], scratch, chunk.segments), grads
@@ -161,7 +162,9 @@ class Prodigy(ReducingOptimizer):
         fsdp_in_use: each rank holds a shard of the parameters (FSDP): the estimate's sums are
             summed over the default process group (default False; on whenever a parameter is
             one FSDP marked, as in the package; see ``optim._global.sum_over_ranks``).
-        slice_p: estimate from every slice_p-th element (default 1); not with ``impl="flat"``.
+        slice_p: estimate from every slice_p-th element (default 1); not with ``impl="flat"``,
+            nor with complex parameters (which the package fails on, and ours update as their
+            real pairs, as the other learning-rate-free methods here).
         foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
 
     Global scalars live in every param group under the package's names (``d``, ``d_max``,
@@ -252,6 +255,13 @@ class Prodigy(ReducingOptimizer):
         order, every ``slice_p``-th (its sum of |s| adds them in that order: a channels_last
         ``s`` summed in memory order put float32 d 1e-7 apart at the first step); the moments
         shaped as ``p``."""
+        if p.is_complex() and group["slice_p"] != 1:
+            raise TypeError(
+                f"Prodigy with slice_p={group['slice_p']!r} takes real parameters, got a "
+                f"{p.dtype} one of shape {tuple(p.shape)}: a complex parameter is updated as "
+                "its real pairs, which slices would cut (slice_p=1 takes it; prodigyopt fails "
+                "on complex parameters)"
+            )
         if key == "p0":
             return p.detach().flatten()[:: group["slice_p"]].clone()
         if key == "s":

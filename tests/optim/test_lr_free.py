@@ -2615,3 +2615,107 @@ def test_a_reset_state_continues_as_the_reference(name, impl):
             optimizer.step()
         results.append(params)
     assert relative_error(results[1], results[0]) <= 1e-10
+
+
+# --- complex parameters ---------------------------------------------------------------------
+
+COMPLEX_SHAPES = [(3, 2)] * 20 + [(5,), ()]  # (as real pairs, the 20 small ones are packed)
+PACKAGES_FAIL_ON_COMPLEX = [
+    ("Prodigy", prodigyopt.Prodigy, {}),
+    ("DAdaptSGD", dadaptation.DAdaptSGD, {}),
+    ("DAdaptAdam", dadaptation.DAdaptAdam, {}),
+    ("DAdaptAdaGrad", dadaptation.DAdaptAdaGrad, {}),
+    ("DoG", dog.DoG, {}),
+    ("LDoG", dog.LDoG, {}),
+]
+
+
+def complex_params(real_pairs: bool) -> list[torch.Tensor]:
+    """complex64 parameters, or their real pairs (``torch.view_as_real``, copied) as parameters."""
+    generator = torch.Generator().manual_seed(3)
+    params = [torch.randn(s, dtype=torch.complex64, generator=generator) for s in COMPLEX_SHAPES]
+    return [(torch.view_as_real(p).clone() if real_pairs else p).requires_grad_() for p in params]
+
+
+def complex_steps(optimizer, params: list[torch.Tensor], steps: int = 6) -> list[torch.Tensor]:
+    """``steps`` updates with gradients drawn as complex numbers (given as their real pairs to
+    real parameters); the parameters after them, as real pairs."""
+    if hasattr(optimizer, "train"):
+        optimizer.train()
+    generator = torch.Generator().manual_seed(4)
+    for _ in range(steps):
+        for p, shape in zip(params, COMPLEX_SHAPES):
+            grad = torch.randn(shape, dtype=torch.complex64, generator=generator)
+            p.grad = grad if p.is_complex() else torch.view_as_real(grad).clone()
+        optimizer.step()
+    return [torch.view_as_real(p.detach()) if p.is_complex() else p.detach() for p in params]
+
+
+@pytest.mark.parametrize(
+    ("name", "reference", "kwargs"),
+    PACKAGES_FAIL_ON_COMPLEX,
+    ids=[case[0] for case in PACKAGES_FAIL_ON_COMPLEX],
+)
+def test_complex_parameters_are_updated_as_their_real_pairs_where_the_package_fails(
+    name, reference, kwargs
+):
+    """The packages of these methods fail on complex parameters (a complex ``.item()`` compared
+    or rooted, or ``>`` on a complex tensor). Ours update one as its real pairs, as torch.optim's
+    Adam does: bit for bit what a run on ``torch.view_as_real`` copies gives, on the default and
+    one-tensor paths; the flat path refuses them (TypeError). (Prodigy raised a shape error.)"""
+    params = complex_params(False)
+    with pytest.raises((TypeError, NotImplementedError)):
+        complex_steps(reference(params, **kwargs), params)
+    cls = getattr(optim, name)
+    for impl in ("foreach", "single"):
+        params, pairs = complex_params(False), complex_params(True)
+        ours = complex_steps(cls(params, impl=impl, **kwargs), params)
+        as_pairs = complex_steps(cls(pairs, impl=impl, **kwargs), pairs)
+        assert all(torch.equal(a, b) for a, b in zip(ours, as_pairs)), impl
+        assert relative_error(ours, [torch.view_as_real(p) for p in complex_params(False)]) > 0
+    params = complex_params(False)
+    with pytest.raises(TypeError, match="real parameters"):
+        complex_steps(cls(params, impl="flat", **kwargs), params)
+
+
+def test_prodigy_slices_of_a_complex_parameter_are_refused():
+    """``slice_p`` > 1 would cut a complex parameter's real pairs: a TypeError naming it."""
+    params = complex_params(False)
+    with pytest.raises(TypeError, match="slice_p=2"):
+        complex_steps(optim.Prodigy(params, slice_p=2), params)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("SGDScheduleFree", {"lr": 0.1, "weight_decay": 0.01}), ("AdamWScheduleFree", {"lr": 0.01})],
+)
+def test_schedule_free_runs_the_packages_complex_arithmetic(name, kwargs, impl):
+    """schedulefree runs complex arithmetic on complex parameters: AdamW's second moment is
+    ``g * g``, not ``|g|^2`` per real pair (torch.optim's convention). Ours gives its bits on
+    the default path (its multi-tensor step) and the one-tensor path (its loop, foreach=False),
+    and, as in low precision, its numbers to rounding on the flat path, whose one op over a
+    buffer rounds some elements otherwise. (Ours ran on real pairs: AdamW 0.04 apart.)"""
+    reference = reference_class(name)
+    params = complex_params(False)
+    theirs = complex_steps(reference(params, foreach=impl != "single", **kwargs), params)
+    params = complex_params(False)
+    ours = complex_steps(getattr(optim, name)(params, impl=impl, **kwargs), params)
+    if impl == "flat":
+        assert relative_error(ours, theirs) <= 1e-6
+    else:
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_compiled_schedule_free_adamw_refuses_complex_parameters_and_sgd_takes_them():
+    """Inductor has no complex kernels, so a compiled rule runs on real pairs: the same update
+    for Schedule-Free SGD's sums and real multiples (the package's numbers, to rounding), another
+    one for AdamW's products and square roots, which refuses them (TypeError)."""
+    params = complex_params(False)
+    with pytest.raises(TypeError, match=r"compile=True\) takes real parameters"):
+        complex_steps(optim.AdamWScheduleFree(params, lr=0.01, compile=True), params, 1)
+    params = complex_params(False)
+    ours = complex_steps(optim.SGDScheduleFree(params, lr=0.1, compile=True), params)
+    params = complex_params(False)
+    theirs = complex_steps(schedulefree.SGDScheduleFree(params, lr=0.1), params)
+    assert relative_error(ours, theirs) <= 1e-6
