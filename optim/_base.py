@@ -43,7 +43,10 @@ one of the paths in ``optim._paths``:
     float32 and float64 torch's two paths agree bit for bit; in bfloat16 and float16 they differ
     by an ulp here and there, and this path gives the for-loop path's: its rules run inside
     ``ops.tensor_method_numbers``, where a number multiplies as ``Tensor.mul_`` does, in
-    float32, not rounded to the tensors' dtype first as by torch's ``_foreach_mul_``).
+    float32, not rounded to the tensors' dtype first as by torch's ``_foreach_mul_``; for complex
+    parameters they differ where the for-loop path adds the weight decay, and Adadelta's update,
+    in complex arithmetic before or after viewing the tensors as real pairs, and this path does
+    the same, see :func:`_complex_decay_first`).
 ``impl="flat"`` (``fused=True`` or ``compile=True``)
     the parameters themselves move into one buffer per param group, device and dtype (their
     ``.data`` become views), the layout that ``compile=True`` fuses into a single kernel with
@@ -381,6 +384,28 @@ def _spans_of(spans: list[tuple[int, int, Tensor]], flat: Tensor) -> list[Tensor
     return [flat[begin:end] for begin, end, _ in spans]
 
 
+def _complex_decay_first(
+    p: Tensor, grad: Tensor, arguments: dict[str, Any]
+) -> tuple[Tensor, dict[str, Any]]:
+    """The gradient and rule arguments of torch's for-loop path for a complex parameter: its
+    ``-grad`` (maximize) plus ``weight_decay * p`` taken in complex arithmetic before the tensors
+    are viewed as real pairs, where its foreach path, and the rules here, add them on the pairs
+    (``g.add(p, alpha=wd)`` on complex64 and on its pairs differ by an ulp in about a third of
+    elements). Anything else, and decoupled (AdamW) decay, is returned as it is."""
+    weight_decay = arguments.get("weight_decay", 0)
+    if (
+        not p.is_complex()
+        or arguments.get("decoupled_weight_decay", False)
+        or not isinstance(weight_decay, numbers.Real)
+        or weight_decay == 0
+    ):
+        return grad, arguments
+    if arguments.get("maximize", False):
+        grad = -grad
+    decayed = grad.add(p, alpha=weight_decay)
+    return decayed, {**arguments, "weight_decay": 0, "maximize": False}
+
+
 def _is_sparse(grad: Tensor) -> bool:
     """Whether ``grad`` is not a dense (strided) tensor: COO, CSR and the other sparse layouts."""
     return grad.layout is not torch.strided
@@ -466,6 +491,12 @@ class RuleOptimizer(Optimizer):
     dict lacks them, with torch's values; any other missing key stays missing, as in torch."""
     _supports_sparse: ClassVar[bool] = False
     _complex_as_real: ClassVar[bool] = True
+    _complex_update_added_as_complex: ClassVar[bool] = False
+    """Whether torch's for-loop path adds the update to a complex parameter in complex
+    arithmetic (Adadelta's ``param.add_(delta, alpha=-lr)``, the delta viewed back as complex:
+    the product and the sum rounded apart, where on real pairs they fuse): the one-tensor path
+    then has its rule, which must not read the parameter (its weight decay is added before, see
+    :func:`_complex_decay_first`), add the update into a scratch, added to the parameter after."""
     _linear: ClassVar[bool] = True
     """With ``_complex_as_real`` False: whether the rule's complex arithmetic is the same on real
     pairs (sums and real multiples only, as SGD's), as the compiled path runs it (inductor has no
@@ -971,13 +1002,24 @@ class RuleOptimizer(Optimizer):
             if _is_sparse(p.grad):
                 self._sparse_update(p, p.grad, steps[0], buffers, arguments)
             else:
+                grad, own_arguments = (
+                    _complex_decay_first(p, p.grad, arguments)
+                    if self._complex_as_real
+                    else (p.grad, arguments)
+                )
+                if self._complex_update_added_as_complex and p.is_complex():
+                    # the rule adds its update into -0.0s (-0.0 + u is u): then added as complex
+                    update = torch.full_like(torch.view_as_real(p), -0.0)
+                    call_rule(type(self)._rule, [update], [grad], steps, buffers, own_arguments)
+                    p.add_(torch.view_as_complex(update))
+                    continue
                 call_rule(
                     type(self)._rule,
                     [p],
-                    [p.grad],
+                    [grad],
                     steps,
                     buffers,
-                    arguments,
+                    own_arguments,
                     self._complex_as_real,
                 )
 

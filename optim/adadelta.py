@@ -81,6 +81,7 @@ class Adadelta(RuleOptimizer):
 
     _rule = staticmethod(adadelta_update)
     _per_tensor_arguments = ("lr",)
+    _complex_update_added_as_complex = True  # (torch's for-loop path: param.add_ on complex)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "foreach": None,
         "maximize": False,

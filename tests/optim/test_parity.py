@@ -114,3 +114,44 @@ def test_complex64_parameters_bitwise_as_torch(case, impl, foreach):
     reference = run(lambda ps: theirs(name)(ps, foreach=foreach, **kwargs))
     params = run(lambda ps: ours(name)(ps, impl=impl, **kwargs))
     assert all(torch.equal(p, r) for p, r in zip(params, reference))
+
+
+COMPLEX_CASES_TORCH_SPLITS = [
+    ("Adam", {"lr": 0.01, "weight_decay": 0.1}),
+    ("Adam", {"lr": 0.01, "weight_decay": 0.1, "maximize": True, "amsgrad": True}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
+    ("Adagrad", {"lr": 0.1, "weight_decay": 0.1, "lr_decay": 0.01}),
+    ("RMSprop", {"lr": 0.01, "weight_decay": 0.1, "centered": True, "momentum": 0.5}),
+    ("RMSprop", {"lr": 0.01, "weight_decay": 0.1, "maximize": True}),
+    ("Adadelta", {"lr": 0.1}),
+    ("Adadelta", {"lr": 0.1, "weight_decay": 0.1, "maximize": True}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", COMPLEX_CASES_TORCH_SPLITS, ids=lambda c: f"{c[0]}{sorted(c[1])}")
+def test_complex_parameters_where_torchs_two_paths_differ_give_each_paths_bits(case, impl):
+    """torch's for-loop path adds the weight decay to a complex gradient in complex arithmetic,
+    before viewing it as real pairs, and Adadelta's update to a complex parameter (``add_`` with
+    ``alpha=-lr``), where its foreach path does both on the pairs: the complex product and sum
+    round apart, the real ones fuse, so about a third of the elements differ by an ulp.
+    ``impl="single"`` gives the for-loop path's bits (before: the foreach path's), the default
+    and flat paths the foreach path's."""
+    name, kwargs = case
+
+    def run(make):
+        generator = torch.Generator().manual_seed(0)
+        shapes = [(4, 3)] * 20 + [(5,)]
+        params = [torch.randn(s, dtype=torch.complex64, generator=generator).requires_grad_()
+                  for s in shapes]  # fmt: skip
+        optimizer = make(params)
+        for _ in range(4):
+            for p in params:
+                p.grad = torch.randn(p.shape, dtype=p.dtype, generator=generator)
+            optimizer.step()
+        return params
+
+    reference = run(lambda ps: theirs(name)(ps, foreach=impl != "single", **kwargs))
+    params = run(lambda ps: ours(name)(ps, impl=impl, **kwargs))
+    assert all(torch.equal(p, r) for p, r in zip(params, reference))
