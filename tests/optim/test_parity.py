@@ -78,6 +78,20 @@ def test_lr_zero_leaves_parameters_unchanged(impl):
     assert all(torch.equal(a, b) for a, b in zip(params, before))
 
 
+def complex64_steps(make, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+    """complex64 parameters of these shapes after 4 steps of ``make(params)`` on random
+    complex gradients (seed 0)."""
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, dtype=torch.complex64, generator=generator).requires_grad_()
+              for s in shapes]  # fmt: skip
+    optimizer = make(params)
+    for _ in range(4):
+        for p in params:
+            p.grad = torch.randn(p.shape, dtype=p.dtype, generator=generator)
+        optimizer.step()
+    return params
+
+
 COMPLEX_CASES = [
     ("SGD", {"lr": 0.1, "momentum": 0.9}),
     ("SGD", {"lr": 0.1, "momentum": 0.5, "dampening": 0.2, "weight_decay": 0.1, "maximize": True}),
@@ -98,21 +112,9 @@ def test_complex64_parameters_bitwise_as_torch(case, impl, foreach):
     torch.optim.SGD runs complex arithmetic on complex tensors where the others view them as
     real pairs; each of ours does as its torch class does."""
     name, kwargs = case
-
-    def run(make):
-        generator = torch.Generator().manual_seed(0)
-        shapes = [(4, 3)] * 20 + [(600, 500)]
-        params = [torch.randn(s, dtype=torch.complex64, generator=generator).requires_grad_()
-                  for s in shapes]  # fmt: skip
-        optimizer = make(params)
-        for _ in range(4):
-            for p in params:
-                p.grad = torch.randn(p.shape, dtype=p.dtype, generator=generator)
-            optimizer.step()
-        return params
-
-    reference = run(lambda ps: theirs(name)(ps, foreach=foreach, **kwargs))
-    params = run(lambda ps: ours(name)(ps, impl=impl, **kwargs))
+    shapes = [(4, 3)] * 20 + [(600, 500)]
+    reference = complex64_steps(lambda ps: theirs(name)(ps, foreach=foreach, **kwargs), shapes)
+    params = complex64_steps(lambda ps: ours(name)(ps, impl=impl, **kwargs), shapes)
     assert all(torch.equal(p, r) for p, r in zip(params, reference))
 
 
@@ -139,19 +141,9 @@ def test_complex_parameters_where_torchs_two_paths_differ_give_each_paths_bits(c
     ``impl="single"`` gives the for-loop path's bits (before: the foreach path's), the default
     and flat paths the foreach path's."""
     name, kwargs = case
-
-    def run(make):
-        generator = torch.Generator().manual_seed(0)
-        shapes = [(4, 3)] * 20 + [(5,)]
-        params = [torch.randn(s, dtype=torch.complex64, generator=generator).requires_grad_()
-                  for s in shapes]  # fmt: skip
-        optimizer = make(params)
-        for _ in range(4):
-            for p in params:
-                p.grad = torch.randn(p.shape, dtype=p.dtype, generator=generator)
-            optimizer.step()
-        return params
-
-    reference = run(lambda ps: theirs(name)(ps, foreach=impl != "single", **kwargs))
-    params = run(lambda ps: ours(name)(ps, impl=impl, **kwargs))
+    shapes = [(4, 3)] * 20 + [(5,)]
+    reference = complex64_steps(
+        lambda ps: theirs(name)(ps, foreach=impl != "single", **kwargs), shapes
+    )
+    params = complex64_steps(lambda ps: ours(name)(ps, impl=impl, **kwargs), shapes)
     assert all(torch.equal(p, r) for p, r in zip(params, reference))
