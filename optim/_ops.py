@@ -435,18 +435,6 @@ def add_scaled_(xs: TensorList, ys: TensorList, scale: Scalar | list[float]) -> 
         torch._foreach_add_(xs, ys, alpha=scale)
 
 
-def sub_scaled_(xs: TensorList, ys: TensorList, scale: Scalar) -> None:
-    """``x -= scale * y`` for every pair: ``torch._foreach_sub_(xs, ys, alpha=scale)``, as
-    Schedule-Free's package writes its z step. On real tensors it is :func:`add_scaled_` with
-    ``-scale``, bit for bit; on complex ones, whose ``sub`` and ``add`` kernels fuse the scaled
-    product differently, only this one gives the package's bits."""
-    scale = host_number(scale)
-    if isinstance(scale, Tensor):
-        torch._foreach_sub_(xs, torch._foreach_mul(ys, in_dtype_of(scale, ys)))
-    else:
-        torch._foreach_sub_(xs, ys, alpha=scale)
-
-
 def lerp_(xs: TensorList, ys: TensorList, weight: Scalar) -> None:
     """``x += weight * (y - x)`` for every pair (torch.lerp).
 

@@ -280,7 +280,7 @@ def _check_sum_of_squares(sk_sq: Tensor, lr: float | Tensor) -> None:
             "DAdaptSGD's estimate d_hat = 2 * numerator / ||s|| needs ||s|| > 0 (as dadaptation "
             "computes it, which raises ZeroDivisionError here too); got ||s||^2 = 0 with "
             f"lr={lr!r}: every s * s rounded to 0 in the parameters' dtype (float16 at "
-            "d0=1e-6 does); train in float32 or bfloat16, or raise d0"
+            "d0=1e-6 does); train in float32 or bfloat16, or with a larger d0"
         )
 
 

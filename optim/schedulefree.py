@@ -56,7 +56,7 @@ def schedulefree_sgd_update(
         grads = ops.add_scaled(grads, params, weight_decay)
     ops.lerp_(params, state["z"], ckp1)
     ops.add_scaled_(params, grads, lr * (momentum * (1 - ckp1) - 1))
-    ops.sub_scaled_(state["z"], grads, lr)
+    ops.add_scaled_(state["z"], grads, -lr)
 
 
 def schedulefree_adamw_update(
@@ -97,7 +97,7 @@ def schedulefree_adamw_update(
         ops.add_scaled_(normalized, params, weight_decay)
     ops.lerp_(params, state["z"], ckp1)
     ops.add_scaled_(params, normalized, lr * (beta1 * (1 - ckp1) - 1))
-    ops.sub_scaled_(state["z"], normalized, lr)
+    ops.add_scaled_(state["z"], normalized, -lr)
 
 
 class _ScheduleFree(RuleOptimizer):
