@@ -390,8 +390,9 @@ def _complex_decay_first(
     """The gradient and rule arguments of torch's for-loop path for a complex parameter: its
     ``-grad`` (maximize) plus ``weight_decay * p`` taken in complex arithmetic before the tensors
     are viewed as real pairs, where its foreach path, and the rules here, add them on the pairs
-    (``g.add(p, alpha=wd)`` on complex64 and on its pairs differ by an ulp in about a third of
-    elements). Anything else, and decoupled (AdamW) decay, is returned as it is."""
+    (``g.add(p, alpha=0.1)`` on complex64 and on its pairs differ by an ulp in 9% of the real
+    elements, 100k random ones). Anything else, and decoupled (AdamW) decay, is returned as it
+    is."""
     weight_decay = arguments.get("weight_decay", 0)
     if (
         not p.is_complex()
