@@ -246,7 +246,10 @@ class Prodigy(ReducingOptimizer):
     _step_size = staticmethod(d_times_lr)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
-        if group["betas"][0] > 0:
+        """The package's state keys: ``exp_avg`` when the FIRST group's beta1 > 0, for every
+        group (its step reads ``betas`` from ``param_groups[0]`` alone, as for its update)."""
+        first = self.param_groups[0] if self.param_groups else group  # (the first group added)
+        if first["betas"][0] > 0:
             return ("s", "p0", "exp_avg", "exp_avg_sq")
         return ("s", "p0", "exp_avg_sq")
 

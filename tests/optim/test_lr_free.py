@@ -436,6 +436,36 @@ def test_prodigy_group_at_lr_zero_moves_by_its_decayed_gradient_as_the_package(i
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 20])  # plain lists; packed
+@pytest.mark.parametrize("beta1s", [(0.9, 0.0), (0.0, 0.9)])
+def test_prodigy_groups_of_other_betas_keep_the_first_groups_exp_avg_as_the_package(
+    beta1s, count, impl
+):
+    """The package reads ``betas`` from the first group only, for its update and for whether a
+    tensor gets ``exp_avg``. Groups with beta1 0.9 and 0.0: ours gave the second group's
+    tensors no ``exp_avg`` and raised ``KeyError: 'exp_avg'`` at the first step (found by a
+    random-options probe beside the package); with 0.0 then 0.9 it kept an ``exp_avg`` the
+    package has not. Now the package's numbers and its state keys."""
+    generator = torch.Generator().manual_seed(0)
+    initial = [torch.randn(6, generator=generator, dtype=torch.float64) for _ in range(count)]
+    results = []
+    for make in (prodigyopt.Prodigy, functools.partial(optim.Prodigy, impl=impl)):
+        params = [t.clone().requires_grad_() for t in initial]
+        half = count // 2
+        optimizer = make([
+            {"params": params[:half], "betas": (beta1s[0], 0.99)},
+            {"params": params[half:], "betas": (beta1s[1], 0.999)},
+        ])  # fmt: skip
+        run_steps(optimizer, params, range(30))
+        keys = [sorted(optimizer.state[p]) for p in params]
+        results.append(([p.detach().clone() for p in params], keys))
+    (expected, expected_keys), (actual, actual_keys) = results
+    assert relative_error(expected, initial) > 1e-3, "nothing moved"
+    assert actual_keys == expected_keys
+    assert relative_error(actual, expected) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("how", ["data", "set_"])
 @pytest.mark.parametrize(
     ("name", "key"),
