@@ -77,7 +77,9 @@ class Adagrad(RuleOptimizer):
         lr: learning rate gamma >= 0 (default 1e-2); a float or a 1-element tensor.
         lr_decay: eta >= 0, the learning rate at step t is lr / (1 + (t - 1) * eta) (default 0).
         weight_decay: L2 penalty lambda >= 0 (default 0); not with sparse gradients.
-        initial_accumulator_value: starting value >= 0 of the sum of squares (default 0).
+        initial_accumulator_value: starting value >= 0 of the sum of squares (default 0). As
+            in torch.optim.Adagrad, every tensor's sum starts at this constructor value
+            (``self.defaults``), whatever its param group's ``initial_accumulator_value``.
         eps: epsilon >= 0 added to the denominator (default 1e-10).
         foreach, maximize, differentiable, fused: as torch.optim.
         impl, compile: execution path, see :class:`optim._base.RuleOptimizer`.
@@ -147,7 +149,9 @@ class Adagrad(RuleOptimizer):
         return ("sum",)
 
     def _new_state(self, group: dict, p: Tensor, key: str) -> Tensor:
-        value = group["initial_accumulator_value"]
+        """torch's: ``self.defaults["initial_accumulator_value"]``, not the group's value (torch
+        reads the constructor's, at construction and for state made later)."""
+        value = self.defaults["initial_accumulator_value"]
         if torch.is_complex(p):
             value = complex(value, value)
         return torch.full_like(p, value, memory_format=torch.preserve_format)

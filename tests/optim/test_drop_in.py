@@ -1006,6 +1006,43 @@ def test_adagrad_seventh_positional_is_foreach():
     assert optim.Adagrad(params, 0.1, 0, 0, 0, 1e-10, True).impl == "foreach"
 
 
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("shapes", list(SETS.values()), ids=list(SETS))
+def test_adagrad_sums_start_at_the_constructors_value_whatever_the_groups_as_torch(shapes, impl):
+    """torch.optim.Adagrad starts every tensor's ``sum`` at ``self.defaults
+    ["initial_accumulator_value"]``, the constructor's value, in its constructor and for state
+    made later (a group added, the state cleared): a group's own value is kept in the group
+    but not used. Ours started them at the group's value, so two groups of 0 and 0.1 trained
+    apart from torch from the first step (found by a random two-group probe beside torch)."""
+    results = []
+    for cls, keywords in ((torch.optim.Adagrad, {"foreach": impl != "single"}),
+                          (optim.Adagrad, {"impl": impl})):  # fmt: skip
+        params = _params(shapes)
+        half = len(params) // 2
+        extra = _params([(4, 3)] * PACK_AT_LEAST, seed=1)
+        groups = [
+            {"params": params[:half]},
+            {"params": params[half:], "initial_accumulator_value": 0.5},
+        ]
+        optimizer = cls(
+            groups,
+            lr=0.05,
+            initial_accumulator_value=0.1,
+            **keywords,
+        )
+        _train(optimizer, params, 3)
+        optimizer.add_param_group({"params": extra, "initial_accumulator_value": 2.0})
+        _train(optimizer, params + extra, 3)
+        optimizer.state.clear()  # (torch starts each sum again, lazily)
+        optimizer.defaults["initial_accumulator_value"] = 0.3  # (read at that point, as torch)
+        _train(optimizer, params + extra, 3)
+        results.append((optimizer, params + extra))
+    (t_opt, t_params), (o_opt, o_params) = results
+    for a, b in zip(o_params, t_params):
+        assert torch.equal(a, b)
+    _assert_same_state(t_opt, o_opt, rtol=0, unlike=("foreach", "fused"))
+
+
 @pytest.mark.parametrize(
     ("keywords", "impl", "compiled"),
     [
