@@ -362,14 +362,30 @@ def tensor_mul_(xs: TensorList, factor: Scalar) -> None:
         _foreach_mul_(xs, factor)
 
 
+def _added_term(term, xs: TensorList):
+    """``term`` as the operand of a multi-tensor add over ``xs``: as it is, but a 0-dim tensor
+    under ``torch.compile``, which is given once per x (the list overload).
+
+    Added as one tensor (``torch._foreach_add(xs, t)``), a compiled graph reads its value at
+    compile time (inductor's ``_tensorify_python_scalars`` guards ``t.item() == value``), so
+    each new value recompiles, and torch's on-disk compile cache then serves the kernel of an
+    earlier process with that process's value baked in (torch 2.13: ``Adadelta(eps=1e-6,
+    compile=True)`` run after a cached ``eps=1e-3`` updated with 1e-3, 0.28 apart from torch
+    after three steps). As a list of that tensor it stays an input of the kernel."""
+    term = in_dtype_of(host_number(term), xs)
+    if isinstance(term, Tensor) and torch.compiler.is_compiling():
+        return [term] * len(xs)
+    return term
+
+
 def add_(xs: TensorList, term) -> None:
     """``x += term`` for every x (``term`` a scalar or one 0-dim tensor per x)."""
-    torch._foreach_add_(xs, in_dtype_of(host_number(term), xs))
+    torch._foreach_add_(xs, _added_term(term, xs))
 
 
 def add(xs: TensorList, term) -> TensorList:
     """New list ``x + term``."""
-    return list(torch._foreach_add(xs, in_dtype_of(host_number(term), xs)))
+    return list(torch._foreach_add(xs, _added_term(term, xs)))
 
 
 def div_(xs: TensorList, divisor) -> None:
