@@ -38,8 +38,9 @@ one of the paths in ``optim._paths``:
     faster than torch's for-loop path. Param groups that ran as such lists and differ only in
     ``lr`` (per-layer learning rates) run as one rule call with one ``lr`` per tensor, kept as
     a plan that the next step checks by identity (:meth:`RuleOptimizer._merged_steps`).
-``impl="single"`` (``foreach=False``)
-    one parameter at a time: the readable reference, torch's for-loop path (the same rule; in
+``impl="single"`` (``foreach=False``, or a param group's own ``foreach=False``)
+    torch.optim reads ``foreach`` per group, and so does this (:meth:`RuleOptimizer._group_impl`).
+    One parameter at a time: the readable reference, torch's for-loop path (the same rule; in
     float32 and float64 torch's two paths agree bit for bit; in bfloat16 and float16 they differ
     by an ulp here and there, and this path gives the for-loop path's: its rules run inside
     ``ops.tensor_method_numbers``, where a number multiplies as ``Tensor.mul_`` does, in
@@ -923,7 +924,8 @@ class RuleOptimizer(Optimizer):
                 continue
             grads = [p.grad for p in params]  # (a listcomp: a user's torch.compile(step) traces it)
             compiling = torch.compiler.is_compiling()  # a user's torch.compile(step): plain lists
-            steady_flat = self.impl == "flat" and not compiling
+            impl = self._group_impl(group)
+            steady_flat = impl == "flat" and not compiling
             if steady_flat and self._steady_flat_step(index, group, grads):
                 continue  # (every gradient the layout's own view: none is None or sparse)
             if any(map(operator.is_, grads, itertools.repeat(None))):  # (a C-level pass)
@@ -932,7 +934,7 @@ class RuleOptimizer(Optimizer):
                 if not params:
                     continue
             if (
-                self.impl == "foreach"
+                impl == "foreach"
                 and not compiling
                 and self._packed_step(index, group, params, grads)
             ):
@@ -941,15 +943,30 @@ class RuleOptimizer(Optimizer):
                 sparse = next(p for p, g in zip(params, grads) if _is_sparse(g))
                 self._check_sparse(group, index, sparse)
                 self._single_step(group, params)
-            elif self.impl == "flat" and not compiling:  # (compiling: plain lists, below)
+            elif impl == "flat" and not compiling:  # (compiling: plain lists, below)
                 self._flat_step(index, group, params)
-            elif self.impl == "single" and compiling:  # (a ContextVar cannot be traced)
+            elif impl == "single" and compiling:  # (a ContextVar cannot be traced)
                 self._single_step(group, params)
-            elif self.impl == "single":
+            elif impl == "single":
                 with ops.tensor_method_numbers():  # (torch's for-loop path: Tensor.mul_'s bits)
                     self._single_step(group, params)
             else:
                 self._foreach_step(index, group, params)
+
+    def _group_impl(self, group: dict) -> str:
+        """The path of ``group``. torch.optim reads ``foreach`` per group (a group added with
+        ``add_param_group({"params": ..., "foreach": False})`` runs its for-loop path), and
+        so does this: a group's own ``foreach`` picks ``"foreach"`` or ``"single"`` when this
+        optimizer runs one of those two (in float32 and float64 they give the same bits; in
+        bfloat16 and float16, or complex with weight decay, torch's two paths differ by an ulp
+        here and there). ``None`` (the default) keeps this optimizer's path. The flat path is
+        the whole optimizer's."""
+        if self.impl == "flat":
+            return "flat"
+        foreach = group.get("foreach")
+        if foreach is None:
+            return self.impl
+        return "foreach" if foreach else "single"
 
     def _check_sparse(self, group: dict, index: int, p: Tensor) -> None:
         position = next(i for i, q in enumerate(group["params"]) if q is p)
@@ -1189,6 +1206,8 @@ class RuleOptimizer(Optimizer):
         """
         if self.impl != "foreach" or torch.compiler.is_compiling():
             return set()
+        if any(group.get("foreach") is False for group in self.param_groups):
+            return set()  # (a group on the for-loop path: each group on its own path)
         state = self.state
         if not isinstance(state, TrackedState):
             return set()
