@@ -684,7 +684,8 @@ class RuleOptimizer(Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA, unless
-        ``fused=True`` (torch's fused kernels accept it on a CPU).
+        ``fused=True`` (torch's fused kernels accept it on a CPU), in the classes whose torch
+        namesake takes ``capturable`` (SGD and Adagrad ignore the key, as torch's).
 
         A group holding a parameter more than once gets torch's deprecation warning, and the
         parameter is updated once per occurrence as torch's path of the same name does it (see
@@ -706,9 +707,11 @@ class RuleOptimizer(Optimizer):
                 )
                 break
             seen.add(id(p))
-        if group.get("capturable") and not group.get("fused"):
+        # (a class whose torch namesake has no ``capturable``, SGD or Adagrad, ignores the key)
+        if "capturable" in self.defaults and group.get("capturable") and not group.get("fused"):
             for p in group["params"]:
                 if p.device.type != "cuda":
+                    self.param_groups.pop()  # (taken back: the optimizer is as it was)
                     raise ValueError(
                         "capturable=True keeps step counters on the device for CUDA graphs and "
                         f"needs parameters on CUDA, got a parameter on {p.device} (torch.optim "

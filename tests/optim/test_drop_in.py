@@ -1074,6 +1074,34 @@ def test_what_cannot_be_honoured_is_refused_with_the_reason(keywords, message):
         optim.Adam(_params([(3,)]), **keywords)
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "Adam"])
+def test_a_capturable_group_key_on_a_cpu_as_torch(name):
+    """``add_param_group({"params": ..., "capturable": True})`` on a CPU. torch's SGD and
+    Adagrad have no ``capturable`` and ignore the key: ours refused it (found by a probe of
+    per-group keys); they now train as torch. Adam refuses it, as torch does at its step, and
+    the refused group is taken back, so the optimizer is as it was."""
+    results = []
+    for cls in (theirs(name), ours(name)):
+        params, extra = _params([(4, 3)]), _params([(5,)], seed=1)
+        optimizer = cls(params, lr=0.05)
+
+        def add_and_step(optimizer=optimizer, params=params, extra=extra):
+            optimizer.add_param_group({"params": extra, "capturable": True})
+            _train(optimizer, params + extra, 1)  # (torch refuses at the step)
+
+        if name == "Adam":
+            with pytest.raises((ValueError, AssertionError), match="capturable=True"):
+                add_and_step()
+            if cls is ours(name):
+                assert len(optimizer.param_groups) == 1
+            continue
+        optimizer.add_param_group({"params": extra, "capturable": True})
+        _train(optimizer, params + extra, 3)
+        results.append(params + extra)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 def test_refusals_torch_raises_as_runtime_error_are_runtime_errors_too():
     """torch raises RuntimeError for fused with foreach (and for fused with differentiable);
     ours are UnsupportedOptionError, a ValueError and a RuntimeError both."""
