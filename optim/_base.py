@@ -962,12 +962,13 @@ class RuleOptimizer(Optimizer):
         so does this: a group's own ``foreach`` picks ``"foreach"`` or ``"single"`` when this
         optimizer runs one of those two (in float32 and float64 they give the same bits; in
         bfloat16 and float16, or complex with weight decay, torch's two paths differ by an ulp
-        here and there). ``None`` (the default) keeps this optimizer's path. The flat path is
-        the whole optimizer's."""
+        here and there). ``None``, or the constructor's own value, keeps this optimizer's path
+        (``impl=`` may have named it: Schedule-Free's default ``foreach=True`` cannot be told
+        from a True given). The flat path is the whole optimizer's."""
         if self.impl == "flat":
             return "flat"
         foreach = group.get("foreach")
-        if foreach is None:
+        if foreach is None or foreach == self.defaults.get("foreach"):
             return self.impl
         return "foreach" if foreach else "single"
 

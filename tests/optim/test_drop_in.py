@@ -1579,6 +1579,22 @@ def _groups_of_their_own_foreach(make, how: str, dtype: torch.dtype) -> list[tor
     return [p.detach().clone() for p in params]
 
 
+@pytest.mark.parametrize("name", ["Adam", "SGDScheduleFree", "AdamWScheduleFree"])
+def test_impl_single_keeps_groups_whose_foreach_is_the_constructors_on_its_path(name):
+    """A group's ``foreach`` equal to the constructor's (Schedule-Free's default True, which
+    cannot be told from a True given) keeps the path ``impl=`` named: ``impl="single"`` runs
+    one tensor at a time, with no packed layout, and only a group given another ``foreach``
+    leaves it. (A first version of the per-group path ran Schedule-Free's groups on the
+    multi-tensor path under ``impl="single"``.)"""
+    params = _params([(3, 4)] * (PACK_AT_LEAST + 2))
+    optimizer = getattr(optim, name)(params, impl="single")
+    if hasattr(optimizer, "train"):
+        optimizer.train()
+    _train(optimizer, params, 2)
+    assert optimizer.impl == "single"
+    assert not any(optimizer._layouts.values()), optimizer._layouts
+
+
 @pytest.mark.parametrize("how", ["constructed", "added", "switched"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_a_groups_own_foreach_picks_its_path_as_torch(default_case, dtype, how):
