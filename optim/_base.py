@@ -707,7 +707,6 @@ class RuleOptimizer(Optimizer):
                 )
                 break
             seen.add(id(p))
-        # (a class whose torch namesake has no ``capturable``, SGD or Adagrad, ignores the key)
         if "capturable" in self.defaults and group.get("capturable") and not group.get("fused"):
             for p in group["params"]:
                 if p.device.type != "cuda":
@@ -1210,8 +1209,8 @@ class RuleOptimizer(Optimizer):
         """
         if self.impl != "foreach" or torch.compiler.is_compiling():
             return set()
-        if any(group.get("foreach") is False for group in self.param_groups):
-            return set()  # (a group on the for-loop path: each group on its own path)
+        if any(self._group_impl(group) != "foreach" for group in self.param_groups):
+            return set()  # (a group of its own path, foreach=False: each group on its own path)
         state = self.state
         if not isinstance(state, TrackedState):
             return set()
