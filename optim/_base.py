@@ -564,7 +564,8 @@ class RuleOptimizer(Optimizer):
         """Everything derived from the state: rebuilt on demand, never pickled."""
         self._layouts: dict[int, list] = {}  # param group index -> its Packed or Flat layouts
         self._merge_plan: MergePlan | None = None  # param groups run together last step
-        self._unstepped: dict[int, weakref.ref] = {}  # counters created here, not yet counted
+        # counters created here on a device, not yet counted: id -> (the counter, its version)
+        self._unstepped: dict[int, tuple[weakref.ref, int]] = {}
         self._compiled_rule: Callable[..., None] | None = None
         self._compiled_spans: Callable[..., None] | None = None
         self._rule_keywords = tuple(
@@ -822,14 +823,22 @@ class RuleOptimizer(Optimizer):
     def _new_step(self, group: dict, p: Tensor) -> Tensor:
         device = p.device if group.get("capturable") or self.impl == "flat" else "cpu"
         step = torch.zeros((), dtype=step_dtype(), device=device)
-        if self.impl == "flat":
-            self._unstepped[id(step)] = weakref.ref(step)
+        if self.impl == "flat" and step.device.type != "cpu":
+            self._unstepped[id(step)] = (weakref.ref(step), step._version)
         return step
 
     def _known_unstepped(self, step: Tensor | None) -> bool:
-        """Whether ``step`` is a counter created here and never counted (known 0, no read)."""
+        """Whether ``step`` is a counter created here on a device and never counted since, so
+        that a flat layout built from it may take it as 0 without reading it back (a device
+        sync; on ``meta``, no value at all). Counted means any in-place op on it (its version
+        counter moved: ``+= 1`` by this optimizer or by another that loaded this one's state
+        and shares its counters, as torch's ``load_state_dict`` does, or a user's ``fill_``);
+        an edit through ``.data`` moves no version and is not seen. Counters on the host are
+        never taken as known: reading them costs no sync, and torch reads them (Adagrad makes
+        them at construction, and one edited in place before the first step, ``fill_(10)``, had
+        been taken as 0 by the eager flat path: its learning-rate decay restarted)."""
         held = self._unstepped.get(id(step))
-        return held is not None and held() is step
+        return held is not None and held[0]() is step and step._version == held[1]
 
     def _ensure_state(self, group: dict, params: list[Tensor], states: list[dict]) -> list[bool]:
         """Create missing state; return, per parameter, whether any of it was new."""
@@ -1601,7 +1610,11 @@ class RuleOptimizer(Optimizer):
         """Load torch's layout (from this class or its torch.optim namesake).
 
         Step counters end where this optimizer keeps them: on the host by default, on the
-        parameter's device with ``capturable=True`` or the flat path.
+        parameter's device with ``capturable=True`` or the flat path. As in torch.optim, a
+        loaded tensor already of the right device and dtype is kept, not copied: the state
+        tensors of ``opt2.load_state_dict(opt1.state_dict())`` are ``opt1``'s own, the counters
+        too, and a step of either advances both (the counters had been copied, so ``opt2``'s
+        bias corrections fell behind its shared moments once ``opt1`` stepped again).
         """
         super().load_state_dict(state_dict)
         self._layouts.clear()
@@ -1613,7 +1626,7 @@ class RuleOptimizer(Optimizer):
                     if not isinstance(step, Tensor):
                         step = torch.tensor(float(step), device="cpu")
                     device = self._new_step(group, p).device
-                    state["step"] = step.to(device=device, dtype=step_dtype()).clone()
+                    state["step"] = step.to(device=device, dtype=step_dtype())
 
 
 FusedOptimizer = RuleOptimizer  # the first version's name, kept for existing imports

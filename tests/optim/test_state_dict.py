@@ -170,3 +170,80 @@ def test_state_dict_hooks_see_and_return_what_torchs_do(name, impl):
     assert len(types) == len(params)
     if name == "Prodigy":
         assert set(seen[1].values()) == {1}
+
+
+def _forked(make, params, schedule, sign):
+    """Run ``schedule`` on ``params``: "a" steps the first optimizer, "F" loads its live
+    ``state_dict()`` into a second one over copies of the parameters, "b" steps the second.
+    Returns every parameter of both."""
+    first = make(params)
+    copies, second = [], None
+    for who in schedule:
+        if who == "F":
+            copies = [p.detach().clone().requires_grad_() for p in params]
+            second = make(copies)
+            second.load_state_dict(first.state_dict())
+        else:
+            _continue(first if who == "a" else second, params if who == "a" else copies, 1, sign)
+    return [p.detach() for p in params + copies]
+
+
+@pytest.mark.parametrize("schedule", ["aaFbab", "Fbabb"])
+@pytest.mark.parametrize("count", [4, 20], ids=["4-tensors", "20-tensors"])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_loaded_live_state_dict_is_shared_counters_too_as_torch(case, impl, count, schedule):
+    """torch's ``load_state_dict`` keeps a state tensor of the right dtype and device as it is,
+    the step counters included, so ``opt2.load_state_dict(opt1.state_dict())`` leaves the two
+    sharing them and each step of either advances both. Ours copied the counters: the moments
+    stayed shared and the bias corrections fell behind (Adam, AdamW, Adagrad; 1e-3 after 3
+    steps). 20 tensors take the packed default path; "Fbabb" forks before the first step,
+    where Adagrad's counters already exist (made at construction)."""
+    name, kwargs = case
+    sign = -1.0 if kwargs.get("maximize") else 1.0
+    sizes = [(5, 3), (7,), (2, 2, 2), (4,)] if count == 4 else [(6,)] * count
+    generator = torch.Generator().manual_seed(3)
+
+    def params():
+        return [
+            torch.randn(s, dtype=torch.float64, generator=generator.manual_seed(i)).requires_grad_()
+            for i, s in enumerate(sizes)
+        ]
+
+    expected = _forked(
+        lambda ps: theirs(name)(two_groups(ps, kwargs), **kwargs), params(), schedule, sign
+    )
+    got = _forked(
+        lambda ps: ours(name)(two_groups(ps, kwargs), **kwargs, impl=impl),
+        params(),
+        schedule,
+        sign,
+    )
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("edit", ["fill_", "add_", "copy_", "data.fill_"])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_adagrad_counters_edited_before_the_first_step_count_as_torch(impl, edit):
+    """Adagrad makes its state at construction (as torch's). A counter edited in place before
+    the first step (resuming a decay's schedule) is read by torch's step; the eager flat path
+    had taken counters it made and never counted as 0, so ``lr_decay`` restarted."""
+    results = []
+    for make in (theirs("Adagrad"), lambda ps, **kw: ours("Adagrad")(ps, impl=impl, **kw)):
+        params = make_params(torch.float64)
+        optimizer = make(params, lr=0.1, lr_decay=0.5)
+        for p in params:
+            step = optimizer.state[p]["step"]
+            if edit == "fill_":
+                step.fill_(10)
+            elif edit == "add_":
+                step.add_(10)
+            elif edit == "copy_":
+                step.copy_(torch.tensor(10.0))
+            else:
+                step.data.fill_(10)
+        _continue(optimizer, params, 2, 1.0)
+        results.append([p.detach() for p in params])
+        assert float(optimizer.state[params[0]]["step"]) == 12
+    for a, b in zip(*results):
+        assert torch.equal(a, b), (a - b).abs().max()
