@@ -1610,8 +1610,11 @@ class RuleOptimizer(Optimizer):
         """Load torch's layout (from this class or its torch.optim namesake).
 
         Step counters end where this optimizer keeps them: on the host by default, on the
-        parameter's device with ``capturable=True`` or the flat path. As in torch.optim, a
-        loaded tensor already of the right device and dtype is kept, not copied: the state
+        parameter's device with ``capturable=True`` or the flat path (in :func:`step_dtype`
+        there). A floating-point counter on the host is kept as saved, in its dtype, as torch
+        keeps it (a float64 counter of a process whose default dtype was float64 stays float64).
+        As in torch.optim, a loaded tensor already of the right device and dtype is kept, not
+        copied: the state
         tensors of ``opt2.load_state_dict(opt1.state_dict())`` are ``opt1``'s own, the counters
         too, and a step of either advances both (the counters had been copied, so ``opt2``'s
         bias corrections fell behind its shared moments once ``opt1`` stepped again).
@@ -1626,7 +1629,14 @@ class RuleOptimizer(Optimizer):
                     if not isinstance(step, Tensor):
                         step = torch.tensor(float(step), device="cpu")
                     device = self._new_step(group, p).device
-                    state["step"] = step.to(device=device, dtype=step_dtype())
+                    if (
+                        device.type == "cpu"
+                        and step.device.type == "cpu"
+                        and (step.is_floating_point())
+                    ):  # torch's: a host counter as saved (float64 from a float64 process)
+                        state["step"] = step
+                    else:
+                        state["step"] = step.to(device=device, dtype=step_dtype())
 
 
 FusedOptimizer = RuleOptimizer  # the first version's name, kept for existing imports

@@ -247,3 +247,39 @@ def test_adagrad_counters_edited_before_the_first_step_count_as_torch(impl, edit
         assert float(optimizer.state[params[0]]["step"]) == 12
     for a, b in zip(*results):
         assert torch.equal(a, b), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("count", [4, 20], ids=["4-tensors", "20-tensors"])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_float64_counter_saved_under_float64_defaults_loads_as_torch_keeps_it(impl, count):
+    """A checkpoint written while float64 was the default dtype holds float64 step counters;
+    torch's ``load_state_dict`` keeps a host counter as saved, so its state dict still shows
+    float64 (and a group added after has float32 counters). Ours converted them to float32."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        params = [torch.ones(3, dtype=torch.float32, requires_grad=True) for _ in range(count)]
+        source = theirs("Adam")(params)
+        _continue(source, params, 1, 1.0)
+        saved = _roundtrip(source.state_dict())
+    finally:
+        torch.set_default_dtype(previous)
+    assert saved["state"][0]["step"].dtype == torch.float64
+    results = []
+    for make in (theirs("Adam"), lambda ps: ours("Adam")(ps, impl=impl)):
+        params = [torch.ones(3, requires_grad=True) for _ in range(count)]
+        optimizer = make(params)
+        optimizer.load_state_dict(_roundtrip(saved))
+        _continue(optimizer, params, 2, 1.0)
+        extra = torch.ones(2, requires_grad=True)
+        optimizer.add_param_group({"params": [extra]})
+        _continue(optimizer, [*params, extra], 1, 1.0)
+        state = optimizer.state_dict()["state"]
+        results.append(
+            ([p.detach() for p in [*params, extra]], state[0]["step"], state[count]["step"])
+        )
+    (expected, first, added), (got, our_first, our_added) = results
+    assert (our_first.dtype, our_added.dtype) == (first.dtype, added.dtype)
+    assert (float(our_first), float(our_added)) == (float(first), float(added))
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
