@@ -28,6 +28,10 @@ threads shared their caches while the row ran, which moves our packed default pa
 (on this project's 2-core machine, Adagrad on 400x40k: 1.1x torch in one regime, 0.65x in the
 other), slows torch's for-loop path about 1.25x and our flat path not at all (see the README).
 
+With ``--device cuda`` the tensors live on the GPU and each time runs between two
+``torch.cuda.synchronize()`` calls (the compiled path is Triton kernels there, torch's fused
+path its CUDA kernels); the CPU-only columns (packed floor, handoff, temporaries, bandwidth)
+are left out.
 Targets (issue 11, 2-core CPU): default >= 1.0x torch's faster eager path on 4x4M and 400x40k for
 all six classes, >= 5x on 2000x1k; compiled within 1.1x of torch fused on 4x4M (Adam, AdamW, SGD
 with momentum, Adagrad) and >= 5x faster on 2000x1k.
@@ -107,6 +111,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="instead: the learning-rate-free optimizers against their reference packages",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the tensors live: cpu (default) or cuda (times taken between "
+        "torch.cuda.synchronize() calls; the CPU-only columns are left out)",
+    )
 
 
 class Shape(NamedTuple):
@@ -147,12 +157,16 @@ def _round_robin_ms(
     steps: dict[Any, Callable[[], object]],
     repeat: int,
     before: dict[Any, Callable[[], object]] | None = None,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """Median milliseconds of each step, timed one step of each in turn (after 3 warm-ups);
     ``before[key]``, if given, runs untimed before each of that key's steps. A key ``(label,
     instance)`` is one of several instances of a variant: their times are pooled under
-    ``label`` (one median over all of them)."""
+    ``label`` (one median over all of them). On a ``cuda`` device each time runs from a
+    ``torch.cuda.synchronize()`` to another after the step, so it counts the kernels the step
+    launched, not only their launch."""
     before = before or {}
+    sync = torch.cuda.synchronize if device.startswith("cuda") else _nothing
     for key, step in steps.items():
         for _ in range(3):
             before.get(key, _nothing)()
@@ -161,8 +175,10 @@ def _round_robin_ms(
     for _ in range(repeat):
         for key, step in steps.items():
             before.get(key, _nothing)()
+            sync()
             start = time.perf_counter()
             step()
+            sync()
             label = key[0] if isinstance(key, tuple) else key
             times.setdefault(label, []).append(time.perf_counter() - start)
     return {label: statistics.median(t) * 1e3 for label, t in times.items()}
@@ -188,7 +204,10 @@ def new_gradients(params: list) -> Callable[[], None]:
     alternates between two sets made here, so each step sees other tensors than the last."""
     tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
     generator = torch.Generator().manual_seed(1)
-    sets = [[torch.randn(p.shape, generator=generator) * 1e-2 for p in tensors] for _ in range(2)]
+    sets = [
+        [(torch.randn(p.shape, generator=generator) * 1e-2).to(p.device) for p in tensors]
+        for _ in range(2)
+    ]
     turn = [0]
 
     def give() -> None:
@@ -199,14 +218,14 @@ def new_gradients(params: list) -> Callable[[], None]:
     return give
 
 
-def _params(shape: Shape, lr: float | None = None) -> list:
-    """The tensors (gradients set), or with ``shape.groups > 1`` the param groups, each with
-    learning rate ``lr * 0.99**i`` (per-layer rates) unless ``lr`` is None."""
+def _params(shape: Shape, lr: float | None = None, device: str = "cpu") -> list:
+    """The tensors (gradients set) on ``device``, or with ``shape.groups > 1`` the param groups,
+    each with learning rate ``lr * 0.99**i`` (per-layer rates) unless ``lr`` is None."""
     generator = torch.Generator().manual_seed(0)
     params = []
     for _ in range(shape.groups * shape.count):
-        p = torch.randn(shape.numel, generator=generator).requires_grad_()
-        p.grad = torch.randn(shape.numel, generator=generator) * 1e-2
+        p = torch.randn(shape.numel, generator=generator).to(device).requires_grad_()
+        p.grad = (torch.randn(shape.numel, generator=generator) * 1e-2).to(device)
         params.append(p)
     if shape.groups == 1:
         return params
@@ -453,6 +472,7 @@ def _build(
     lr: float | None,
     new_grads: bool,
     instances: int = 1,
+    device: str = "cpu",
 ) -> tuple[dict[tuple[str, int], Any], dict[tuple[str, int], Callable[[], None]] | None]:
     """``instances`` of each variant's optimizer (anything with a ``step()``), each over its own
     tensors of ``shape``, keyed ``(label, instance)``, built one instance of every variant at a
@@ -460,7 +480,7 @@ def _build(
     :func:`new_gradients`). Several instances average out where each one's memory happens to
     lie, which alone moved identical optimizers' steps up to 1.36x apart."""
     keys = [(label, i) for i in range(instances) for label in variants]
-    params = {key: _params(shape, lr) for key in keys}
+    params = {key: _params(shape, lr, device) for key in keys}
     optimizers = {key: variants[key[0]](params[key]) for key in keys}
     before = {key: new_gradients(params[key]) for key in keys} if new_grads else None
     return optimizers, before
@@ -474,12 +494,14 @@ def measure(
     new_grads: bool = False,
     instances: int = 1,
     handoff: ThreadHandoff | None = None,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """Median ``step()`` milliseconds of every implementation for one optimizer and shape, pooled
     over ``instances`` of each (``new_grads``: new gradient tensors before each step, see
     :func:`new_gradients`); with ``handoff``, its two steps timed in the same round-robin
     (``"handoff crossed"``, ``"handoff kept"``), so their ratio tells what the threads' caches
-    were like while this row ran."""
+    were like while this row ran. On another ``device`` than the CPU only the times are measured
+    (no packed floor, handoff or temporaries: those are about a CPU's threads and caches)."""
     kwargs, _ = OPTIMIZERS[name]
     shape = parse_model(model)
     lr = kwargs.get("lr", inspect.signature(getattr(optim, name)).parameters["lr"].default)
@@ -494,13 +516,16 @@ def measure(
     variants["ours flat"] = lambda ps: ours(ps, impl="flat", **kwargs)
     if compile_flat:
         variants["ours flat+compile"] = lambda ps: ours(ps, compile=True, **kwargs)
-    if packs(name, shape):
+    on_cpu = device == "cpu"
+    if packs(name, shape) and on_cpu:
         variants["packed floor"] = PackedFloor
-    optimizers, before = _build(variants, shape, lr, new_grads, instances)
+    optimizers, before = _build(variants, shape, lr, new_grads, instances, device)
     steps: dict[Any, Callable[[], object]] = {key: opt.step for key, opt in optimizers.items()}
-    if handoff is not None:
+    if handoff is not None and on_cpu:
         steps.update({("handoff crossed", 0): handoff.crossed, ("handoff kept", 0): handoff.kept})
-    results = _round_robin_ms(steps, repeat, before)
+    results = _round_robin_ms(steps, repeat, before, device)
+    if not on_cpu:
+        return results
     results["temporaries ours"] = temporary_bytes(optimizers["ours default", 0])
     results["kept ours"] = kept_bytes(variants["ours default"], shape, lr)
     if "torch fused" in variants:
@@ -566,7 +591,12 @@ LR_FREE: dict[str, tuple[str, dict]] = {
 
 
 def measure_lr_free(
-    name: str, model: str, repeat: int, new_grads: bool = False, instances: int = 1
+    name: str,
+    model: str,
+    repeat: int,
+    new_grads: bool = False,
+    instances: int = 1,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """Median ``step()`` ms of the reference package and of our default and flat paths, pooled
     over ``instances`` of each (``new_grads``: new gradient tensors before each step, see
@@ -582,19 +612,22 @@ def measure_lr_free(
         "ours default": lambda ps: getattr(optim, name)(ps, **kwargs),
         "ours flat": lambda ps: getattr(optim, name)(ps, impl="flat", **kwargs),
     }
-    optimizers, before = _build(variants, shape, None, new_grads, instances)
+    optimizers, before = _build(variants, shape, None, new_grads, instances, device)
     for optimizer in optimizers.values():
         if hasattr(optimizer, "train"):
             optimizer.train()  # Schedule-Free steps only in train mode
     with torch.no_grad():  # the references' step() is not always under no_grad
-        return _round_robin_ms({key: opt.step for key, opt in optimizers.items()}, repeat, before)
+        steps = {key: opt.step for key, opt in optimizers.items()}
+        return _round_robin_ms(steps, repeat, before, device)
 
 
 def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | None = None) -> int:
     """The learning-rate-free table: medians and speedups against the reference packages."""
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
-    print(_load_line())
-    print(_cache_line())
+    device = getattr(args, "device", "cpu")
+    print(_machine_line(device))
+    if device == "cpu":
+        print(_load_line())
+        print(_cache_line())
     print(f"gradients: {_gradients_line(args)}")
     print(f"{_instances_line(args)}\n")
     header = (
@@ -605,7 +638,7 @@ def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | 
     print("|" + "---|" * (header.count("|") - 1))
     for name in names or list(LR_FREE):
         for model in models:
-            ms = measure_lr_free(name, model, args.repeat, args.new_grads, args.instances)
+            ms = measure_lr_free(name, model, args.repeat, args.new_grads, args.instances, device)
             print(
                 f"| {name} | {model} | {ms['reference']:.2f} | {ms['ours default']:.2f} "
                 f"| {ms['ours flat']:.2f} | {_speedup(ms['reference'], ms['ours default'])} "
@@ -652,6 +685,16 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     check_positive_int("--instances", args.instances)
     if args.threads is not None:
         check_positive_int("--threads", args.threads)
+    device = getattr(args, "device", "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(
+            f"--device: {device!r} is not a device this bench runs on; allowed: cpu, cuda"
+        )
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "--device: 'cuda' is not available here (torch.cuda.is_available() is False, torch "
+            f"{torch.__version__}); allowed: cpu"
+        )
     return names, models
 
 
@@ -662,6 +705,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if getattr(args, "lr_free", False):
         return run_lr_free(args, models, names)
+    if args.device != "cpu":
+        return run_on_device(args, names, models)
     load = _load_line()  # (before the bandwidth's own load)
     bandwidth = machine_bandwidth_gbs()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
@@ -726,6 +771,46 @@ def run(args: argparse.Namespace) -> int:
             f"first compiled step ({FIRST_STEP_SHAPE}, fresh process): {cold:.1f} s with an "
             f"empty inductor cache, {warm:.1f} s warm"
         )
+    return 0
+
+
+def _machine_line(device: str) -> str:
+    """The header's first line: torch, and the CPU's threads or the GPU's name."""
+    if device == "cpu":
+        return f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32"
+    return f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}, fp32"
+
+
+def run_on_device(args: argparse.Namespace, names: list[str], models: list[str]) -> int:
+    """The table on a GPU (``--device cuda``): every implementation's median ``step()`` time
+    (from one ``torch.cuda.synchronize()`` to the next) and the two speedups. The compiled path
+    is Triton kernels there; torch's fused path is its CUDA kernels."""
+    print(_machine_line(args.device))
+    print(f"gradients: {_gradients_line(args)}")
+    print(f"{_instances_line(args)}\n")
+    header = (
+        "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager | compiled / fused |"
+    )
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in names:
+        for model in models:
+            ms = measure(
+                name, model, args.repeat, not args.no_compile, args.new_grads, args.instances,
+                None, args.device,
+            )  # fmt: skip
+            eager = min(ms["torch single"], ms["torch foreach"])
+            cells = [f"{ms[k]:.2f}" if k in ms else "n/a" for k in COLUMNS]
+            print(
+                f"| {name} | {model} | " + " | ".join(cells)
+                + f" | {_speedup(eager, ms['ours default'])}"
+                + f" | {_speedup(ms.get('torch fused'), ms.get('ours flat+compile'))} |",
+                flush=True,
+            )  # fmt: skip
+    print(
+        "\ntimes are median ms per step(), each between two torch.cuda.synchronize() calls; "
+        "speedups are torch's time over ours (> 1: ours faster)"
+    )
     return 0
 
 

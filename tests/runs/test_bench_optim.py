@@ -216,3 +216,27 @@ def test_instances_are_built_apart_and_their_times_pooled_under_one_label():
     medians = _round_robin_ms(steps, repeat=2, before=before)
     assert sorted(medians) == ["a", "b"]
     assert all(ms >= 0 for ms in medians.values())
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda"])
+def test_a_device_the_bench_cannot_use_is_one_line_and_exit_2(device, monkeypatch):
+    """``--device`` takes cpu or cuda; cuda where torch sees no GPU is refused before anything is
+    measured, naming the option and what is allowed."""
+    import argparse
+
+    from runs.bench import optim as bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--device", device])
+    with pytest.raises(ValueError, match=f"--device: '{device}'.*allowed: cpu") as error:
+        bench.check_args(args)
+    assert "\n" not in str(error.value)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runs", "bench", "optim", "--device", "tpu"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--device: 'tpu'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,218 @@
+"""On a CUDA device: the six classic classes beside torch.optim on the GPU (every path, with and
+without ``capturable``, and ``compile=True``, Triton there, beside torch's fused kernels), no
+step synchronising with the host, and the learning-rate-free classes beside their packages.
+
+The whole module needs a GPU and is skipped where torch sees none (CI has none). Run it where
+one is: ``python -m pytest tests/optim/test_cuda.py``; ``python -m tests.optim.test_cuda``
+prints the table of the largest differences instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+import optim
+from tests.optim.conftest import CASES, case_id, two_groups
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+SHAPES = [(5, 3), (7,), (2, 2, 2), (4,)] + [(33,)] * 20  # (the 20 take the packed path)
+STEPS = 20
+CAPTURABLE = {"Adam", "AdamW", "RMSprop", "Adadelta"}  # (torch's classes with the option)
+FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5}
+
+
+def cuda_params(dtype: torch.dtype, seed: int = 1) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(s, dtype=dtype, generator=generator).cuda().requires_grad_() for s in SHAPES
+    ]
+
+
+def cuda_loss(params: list[torch.Tensor], t: int, sign: float = 1.0) -> torch.Tensor:
+    """A smooth non-convex loss whose targets are redrawn at every step (made on the host from
+    a seeded generator, so both runs see the same numbers)."""
+    generator = torch.Generator().manual_seed(1000 + t)
+    total = 0
+    for i, p in enumerate(params):
+        target = 0.1 * torch.randn(p.shape, dtype=p.dtype, generator=generator).to(p.device)
+        total = total + (i % 4 + 1) * ((p - target) ** 2).sum() + 0.1 * torch.cos(3 * p).sum()
+    return sign * total
+
+
+def trained(make, dtype: torch.dtype, sign: float, steps: int = STEPS) -> list[torch.Tensor]:
+    params = cuda_params(dtype)
+    optimizer = make(params)
+    for t in range(steps):
+        optimizer.zero_grad()
+        cuda_loss(params, t, sign).backward()
+        optimizer.step()
+    return [p.detach() for p in params]
+
+
+def relative_error(ours: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    return max(
+        ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+        for a, b in zip(ours, reference)
+    )
+
+
+def classic_error(
+    name: str, kwargs: dict, impl: str, dtype: torch.dtype, capturable: bool
+) -> float:
+    """Max relative difference between ours (``impl``: single, foreach, flat, or compiled) and
+    torch.optim on the GPU: its for-loop path for ``single``, its foreach path for the default
+    and flat paths, its fused kernels for ``compiled``."""
+    sign = -1.0 if kwargs.get("maximize") else 1.0
+    extra = {"capturable": True} if capturable else {}
+    torch_path = {
+        "single": {"foreach": False},
+        "foreach": {"foreach": True},
+        "flat": {"foreach": True},
+        "compiled": {"fused": True},
+    }[impl]
+    ours_path = {"compiled": {"compile": True}}.get(impl, {"impl": impl})
+    if impl == "compiled":
+        extra = {}  # (torch's fused kernels keep their counters on the device anyway)
+
+    def theirs(params):
+        return getattr(torch.optim, name)(
+            two_groups(params, kwargs), **kwargs, **extra, **torch_path
+        )
+
+    def ours(params):
+        return getattr(optim, name)(two_groups(params, kwargs), **kwargs, **extra, **ours_path)
+
+    return relative_error(trained(ours, dtype, sign), trained(theirs, dtype, sign))
+
+
+FIRST_OF_EACH = list({c[0]: c for c in reversed(CASES)}.values())[::-1]  # (a case per class)
+COUNTERS = [
+    (case, capturable)
+    for case in CASES
+    for capturable in ([False, True] if case[0] in CAPTURABLE else [False])
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
+@pytest.mark.parametrize("impl", ["single", "foreach", "flat"])
+@pytest.mark.parametrize(
+    ("case", "capturable"),
+    COUNTERS,
+    ids=lambda v: case_id(v) if isinstance(v, tuple) else ("capturable" if v else "host"),
+)
+def test_classic_optimizers_on_cuda_match_torch(case, capturable, impl, dtype):
+    name, kwargs = case
+    assert classic_error(name, kwargs, impl, dtype, capturable) <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("case", [c for c in FIRST_OF_EACH if c[0] in FUSED], ids=case_id)
+def test_compiled_triton_kernels_match_torchs_fused_kernels(case):
+    name, kwargs = case
+    assert classic_error(name, kwargs, "compiled", torch.float32, False) <= 1e-5
+
+
+@pytest.mark.parametrize("impl", ["single", "foreach", "flat", "compiled"])
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
+def test_steps_on_cuda_never_synchronise(case, impl):
+    """``torch.cuda.set_sync_debug_mode("error")`` raises on any synchronising call inside the
+    steps after the first (the first builds a flat layout and may read its counters once)."""
+    name, kwargs = case
+    sign = -1.0 if kwargs.get("maximize") else 1.0
+    params = cuda_params(torch.float32)
+    path = {"compile": True} if impl == "compiled" else {"impl": impl}
+    optimizer = getattr(optim, name)(two_groups(params, kwargs), **kwargs, **path)
+    for t in range(3):
+        optimizer.zero_grad()
+        cuda_loss(params, t, sign).backward()
+        if t == 0:
+            optimizer.step()
+            continue
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            optimizer.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+LR_FREE = [
+    ("Prodigy", "prodigyopt", {}),
+    ("Prodigy", "prodigyopt", {"weight_decay": 0.01, "growth_rate": 1.05}),
+    ("DAdaptSGD", "dadaptation", {"momentum": 0.9}),
+    ("DAdaptAdam", "dadaptation", {"weight_decay": 0.01, "decouple": True}),
+    ("DAdaptAdaGrad", "dadaptation", {}),
+    ("DoG", "dog", {}),
+    ("LDoG", "dog", {}),
+    ("SGDScheduleFree", "schedulefree", {"lr": 0.05, "warmup_steps": 5}),
+    ("AdamWScheduleFree", "schedulefree", {"lr": 0.01, "warmup_steps": 5}),
+]
+
+
+def lr_free_error(name: str, package: str, kwargs: dict, impl: str) -> float:
+    """Max relative difference from the reference package on the GPU, float64 (train mode)."""
+    reference = getattr(pytest.importorskip(package), name)
+
+    def make(cls, extra):
+        def build(params):
+            optimizer = cls([{"params": params[:2]}, {"params": params[2:]}], **kwargs, **extra)
+            if hasattr(optimizer, "train"):
+                optimizer.train()
+            return optimizer
+
+        return build
+
+    expected = trained(make(reference, {}), torch.float64, 1.0)
+    got = trained(make(getattr(optim, name), {"impl": impl}), torch.float64, 1.0)
+    return relative_error(got, expected)
+
+
+@pytest.mark.parametrize("impl", ["single", "foreach", "flat"])
+@pytest.mark.parametrize("case", LR_FREE, ids=lambda c: f"{c[0]}{c[2]}")
+def test_learning_rate_free_on_cuda_match_their_packages(case, impl):
+    assert lr_free_error(*case, impl) <= 1e-10
+
+
+def _table() -> None:
+    """Print the largest difference of every row above (``python -m tests.optim.test_cuda``)."""
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
+    print("\n| optimizer | path | fp64 | fp32 | fp64 capturable | fp32 capturable |")
+    print("|---|---|---|---|---|---|")
+    for name in sorted({c[0] for c in CASES}):
+        for impl in ("single", "foreach", "flat"):
+            cells = []
+            for capturable in (False, True):
+                for dtype in (torch.float64, torch.float32):
+                    if capturable and name not in CAPTURABLE:
+                        cells.append("n/a")
+                        continue
+                    worst = max(
+                        classic_error(n, k, impl, dtype, capturable) for n, k in CASES if n == name
+                    )
+                    cells.append(f"{worst:.1e}")
+            print(f"| {name} | {impl} | " + " | ".join(cells) + " |")
+        if name in FUSED:
+            worst = max(
+                classic_error(n, k, "compiled", torch.float32, False)
+                for n, k in FIRST_OF_EACH
+                if n == name
+            )
+            print(f"| {name} | compiled vs fused | n/a | {worst:.1e} | n/a | n/a |")
+    print("\n| method | single | default | flat |  (float64, against the package)")
+    print("|---|---|---|---|")
+    for name, package, kwargs in LR_FREE:
+        if importlib.util.find_spec(package) is None:
+            print(f"| {name} | ({package} not installed) | | |")
+            continue
+        errors = [
+            lr_free_error(name, package, kwargs, impl) for impl in ("single", "foreach", "flat")
+        ]
+        print(f"| {name} {kwargs} | " + " | ".join(f"{e:.1e}" for e in errors) + " |")
+
+
+if __name__ == "__main__":
+    _table()
