@@ -17,9 +17,11 @@ one of the paths in ``optim._paths``:
     cache (on a CPU whose L2 holds a 40k-element tensor's arrays, Adagrad, AdamW and RMSprop on
     400 such tensors measured 0.72-0.99x, and Adam in two runs of three: see the README's
     benchmark), by two execution
-    strategies that give the same numbers: large tensors are updated a cache-sized block at a
-    time (every op of the rule over one block before the next, so memory is streamed about once
-    instead of once per op), and many small tensors (a group of 16 or more, each under
+    strategies that give the same numbers: on a CPU, large tensors are updated a cache-sized
+    block at a time (every op of the rule over one block before the next, so memory is streamed
+    about once instead of once per op; on a GPU the lists run whole, each op one of torch's
+    multi-tensor kernels, and packed state in one round: ``optim._paths.caches_in_blocks``),
+    and many small tensors (a group of 16 or more, each under
     ``_pack_below`` elements) keep their state in optimizer-owned flat buffers, gathered and
     applied round by round with one ``torch.cat`` or multi-tensor copy and one multi-tensor add
     (torch's own fused
@@ -1179,6 +1181,7 @@ class RuleOptimizer(Optimizer):
             # single round: blocks would only add overhead)
             blocked = fast and self._elementwise and bool(keys)
             blocked = blocked and sum(map(Tensor.numel, ps)) > _paths.BLOCK
+            blocked = blocked and _paths.caches_in_blocks(device)  # (a GPU: torch's lists)
             counters, buffers = self._state_lists(ss, keys)
             beside = not first and (device, dtype) in starting
             self._run_prepared(group, ps, counters, buffers, first, blocked, beside=beside)
@@ -1549,7 +1552,8 @@ class RuleOptimizer(Optimizer):
         # Compiled: one kernel over the buffers. Eager: the rule over one cache-sized block of a
         # span at a time, as the blocked default path (every op over a block before the next;
         # temporaries a block in size).
-        block_size = size if self.compile or not self._elementwise else _paths.BLOCK
+        blocks = _paths.caches_in_blocks(layout.flat_param.device) and not self.compile
+        block_size = _paths.BLOCK if blocks and self._elementwise else size
         for begin, end, grad in spans:
             for start in range(begin, end, block_size):
                 stop = min(start + block_size, end)

@@ -116,7 +116,7 @@ class Pack(OwnedState):
         self.grad_views = views_like(self.grad, params)
         self.work_views = views_like(self.work, params)
         self.one_dim = all(p.dim() == 1 for p in params)
-        self.rounds = packed_rounds(self.sizes)
+        self.rounds = packed_rounds(self.sizes, params[0].device)
         self.segments = [Segments.of(params[i:j]) for i, j, _, _ in self.rounds]
 
     def gather(
@@ -948,7 +948,7 @@ class ReducingOptimizer(RuleOptimizer):
             # Rounds of whole tensors (a large tensor is a round of its own, in blocks): each
             # phase of a rule then runs over a round while it is in cache, and no temporary is
             # larger than a round, a tensor or a block.
-            for i, j, _, _ in packed_rounds([p.numel() for p in ps]):
+            for i, j, _, _ in packed_rounds([p.numel() for p in ps], ps[0].device):
                 blocks = self._blocks(ps[i], ss[i], keys, where[i]) if j - i == 1 else None
                 if blocks is not None:
                     chunks.extend(blocks)
@@ -975,6 +975,8 @@ class ReducingOptimizer(RuleOptimizer):
         next step the package refuses)."""
         size = p.numel()
         if not self._blocks_large_tensors or size <= _paths.BLOCK or p.is_complex():
+            return None
+        if not _paths.caches_in_blocks(p.device):
             return None
         tensors = [p, p.grad, *(state[key] for key in keys)]
         if not all(t.is_contiguous() and t.shape == p.shape for t in tensors):

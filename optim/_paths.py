@@ -591,12 +591,25 @@ def _lay_into(states: list[dict], key: str, tensors: list[Tensor], views: list[T
     return list(tensors)
 
 
-def packed_rounds(sizes: list[int]) -> list[tuple[int, int, int, int]]:
+def caches_in_blocks(device: torch.device | str) -> bool:
+    """Whether the rules run in cache-sized blocks and rounds on ``device``: on a CPU, yes (each
+    op's pass over a block finds the previous op's output in cache); on a GPU, no. There every
+    block is more kernel launches, and torch's multi-tensor kernels already take all tensors in
+    a few: measured on an NVIDIA H200 (torch 2.11, 2026-12-04), the blocked default path
+    stepped 4 tensors of 4M elements in 1.05 ms (SGD with momentum) and 2.37 ms (Adam) where
+    torch's foreach path took 0.21 and 0.55 ms."""
+    return torch.device(device).type == "cpu"
+
+
+def packed_rounds(
+    sizes: list[int], device: torch.device | str = "cpu"
+) -> list[tuple[int, int, int, int]]:
     """Consecutive whole tensors of these sizes, grouped into rounds of about ``BLOCK //
-    PACKED_ROUNDS_PER_BLOCK`` elements: (first tensor, end tensor, first element, end element)."""
+    PACKED_ROUNDS_PER_BLOCK`` elements (one round for all, where ``device`` does not work in
+    blocks: :func:`caches_in_blocks`): (first tensor, end tensor, first element, end element)."""
     rounds = []
     first = start = filled = 0
-    limit = max(1, BLOCK // PACKED_ROUNDS_PER_BLOCK)
+    limit = max(1, BLOCK // PACKED_ROUNDS_PER_BLOCK) if caches_in_blocks(device) else sum(sizes)
     for i, size in enumerate(sizes):
         filled += size
         if filled >= limit or i == len(sizes) - 1:
@@ -623,7 +636,7 @@ class Packed(OwnedState):
     def __init__(self, params: list[Tensor], states: list[dict], keys: tuple[str, ...]) -> None:
         counts_steps = bool(states) and "step" in states[0]
         super().__init__(params, states, keys, counts_steps)
-        self.rounds = packed_rounds(self.sizes)
+        self.rounds = packed_rounds(self.sizes, params[0].device)
         largest = max(end - begin for _, _, begin, end in self.rounds)
         self.grad = torch.empty(largest, dtype=self.dtype, device=params[0].device)
         self.work = torch.empty_like(self.grad)  # the parameters, or the update to add to them
@@ -937,7 +950,9 @@ class Flat(OwnedState):
             if large > first:  # the tensors between two large ones
                 rounds += [
                     (i + first, j + first, begin + start, end + start)
-                    for i, j, begin, end in packed_rounds(self.sizes[first:large])
+                    for i, j, begin, end in packed_rounds(
+                        self.sizes[first:large], self.flat_param.device
+                    )
                 ]
                 start += sum(self.sizes[first:large])
             if large < len(self.sizes):

@@ -24,6 +24,25 @@ STEPS = 20
 CAPTURABLE = {"Adam", "AdamW", "RMSprop", "Adadelta"}  # (torch's classes with the option)
 FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5}
+CAPTURABLE_FLOAT64_TOLERANCE = 1e-5
+"""torch's capturable Adam/AdamW compute the step size and bias corrections in their float32
+counters' dtype (``torch._foreach_pow(beta1, steps)``) and rearrange the denominator around
+them (``sqrt(v) / (bias_correction2_sqrt * step_size) + eps / step_size``); ours compute them
+in float64, as torch's fused kernels and its host counters do. Float64 parameters then differ
+at float32's rounding: 2.4e-6 after 20 steps on an H200 (torch 2.11, 2026-12-04), as float32
+ones do (2.4e-6 to 2.5e-6, within their 1e-5)."""
+
+
+def fused_on_cuda(name: str) -> bool:
+    """Whether this torch has ``fused=True`` kernels for ``name`` on CUDA (none for RMSprop and
+    Adadelta; torch 2.11's Adagrad has CPU ones only and says so at its first step)."""
+    p = torch.zeros(1, device="cuda", requires_grad=True)
+    p.grad = torch.zeros_like(p)
+    try:
+        getattr(torch.optim, name)([p], fused=True).step()
+    except (RuntimeError, TypeError):
+        return False
+    return True
 
 
 def cuda_params(dtype: torch.dtype, seed: int = 1) -> list[torch.Tensor]:
@@ -66,15 +85,12 @@ def classic_error(
 ) -> float:
     """Max relative difference between ours (``impl``: single, foreach, flat, or compiled) and
     torch.optim on the GPU: its for-loop path for ``single``, its foreach path for the default
-    and flat paths, its fused kernels for ``compiled``."""
+    and flat paths, its fused kernels for ``compiled`` (its foreach path where it has none)."""
     sign = -1.0 if kwargs.get("maximize") else 1.0
     extra = {"capturable": True} if capturable else {}
-    torch_path = {
-        "single": {"foreach": False},
-        "foreach": {"foreach": True},
-        "flat": {"foreach": True},
-        "compiled": {"fused": True},
-    }[impl]
+    torch_path = {"single": {"foreach": False}}.get(impl, {"foreach": True})
+    if impl == "compiled" and fused_on_cuda(name):
+        torch_path = {"fused": True}
     ours_path = {"compiled": {"compile": True}}.get(impl, {"impl": impl})
     if impl == "compiled":
         extra = {}  # (torch's fused kernels keep their counters on the device anyway)
@@ -107,7 +123,10 @@ COUNTERS = [
 )
 def test_classic_optimizers_on_cuda_match_torch(case, capturable, impl, dtype):
     name, kwargs = case
-    assert classic_error(name, kwargs, impl, dtype, capturable) <= TOLERANCE[dtype]
+    tolerance = TOLERANCE[dtype]
+    if capturable and dtype == torch.float64 and name in ("Adam", "AdamW"):
+        tolerance = CAPTURABLE_FLOAT64_TOLERANCE
+    assert classic_error(name, kwargs, impl, dtype, capturable) <= tolerance
 
 
 @pytest.mark.parametrize("case", [c for c in FIRST_OF_EACH if c[0] in FUSED], ids=case_id)
@@ -190,10 +209,15 @@ def _table() -> None:
                     if capturable and name not in CAPTURABLE:
                         cells.append("n/a")
                         continue
-                    worst = max(
-                        classic_error(n, k, impl, dtype, capturable) for n, k in CASES if n == name
-                    )
-                    cells.append(f"{worst:.1e}")
+                    try:
+                        worst = max(
+                            classic_error(n, k, impl, dtype, capturable)
+                            for n, k in CASES
+                            if n == name
+                        )
+                        cells.append(f"{worst:.1e}")
+                    except Exception as error:  # (a table of what holds, not a test)
+                        cells.append(type(error).__name__)
             print(f"| {name} | {impl} | " + " | ".join(cells) + " |")
         if name in FUSED:
             worst = max(
@@ -201,7 +225,8 @@ def _table() -> None:
                 for n, k in FIRST_OF_EACH
                 if n == name
             )
-            print(f"| {name} | compiled vs fused | n/a | {worst:.1e} | n/a | n/a |")
+            against = "fused" if fused_on_cuda(name) else "foreach (no fused on CUDA)"
+            print(f"| {name} | compiled vs {against} | n/a | {worst:.1e} | n/a | n/a |")
     print("\n| method | single | default | flat |  (float64, against the package)")
     print("|---|---|---|---|")
     for name, package, kwargs in LR_FREE:

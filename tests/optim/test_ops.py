@@ -100,3 +100,23 @@ def test_kept_operands_made_in_inference_mode_are_written_outside_it():
         assert ops.operand(0.25, xs).item() == 0.25
     for k in range(2 * ops._OPERANDS_KEPT):
         assert ops.operand(1.0 + k, xs).item() == 1.0 + k
+
+
+def test_rounds_and_blocks_are_a_cpus_strategy_only():
+    """On a CPU, packed state runs in rounds of about 256k elements (each op's pass over a round
+    finds the last op's output in cache); on any other device one round takes every tensor, so
+    a GPU launches each op once (measured on an H200: the blocked default path stepped 4x4M
+    Adam in 2.37 ms against torch's 0.55 ms, 0.44 ms after)."""
+    from optim import _paths
+
+    sizes = [1024] * 2000  # (256 tensors make a round of 2**18 elements)
+    on_cpu = _paths.packed_rounds(sizes, "cpu")
+    assert len(on_cpu) == 8
+    assert on_cpu == _paths.packed_rounds(sizes)  # (the CPU's by default)
+    assert on_cpu[:2] == [(0, 256, 0, 2**18), (256, 512, 2**18, 2**19)]
+    assert on_cpu[-1] == (1792, 2000, 1792 * 1024, 2000 * 1024)
+    for device in ("cuda", torch.device("cuda", 1), "meta"):
+        assert _paths.packed_rounds(sizes, device) == [(0, 2000, 0, 2000 * 1024)]
+        assert not _paths.caches_in_blocks(device)
+    assert _paths.caches_in_blocks(torch.device("cpu"))
+    assert _paths.packed_rounds([5], "cuda") == [(0, 1, 0, 5)]
