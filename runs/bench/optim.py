@@ -510,7 +510,7 @@ def measure(
         "torch single": lambda ps: theirs(ps, foreach=False, **kwargs),
         "torch foreach": lambda ps: theirs(ps, foreach=True, **kwargs),
     }
-    if name in TORCH_FUSED and _fused_on(name, device):
+    if name in TORCH_FUSED and torch_has_fused(name, device):
         variants["torch fused"] = lambda ps: theirs(ps, fused=True, **kwargs)
     variants["ours default"] = lambda ps: ours(ps, **kwargs)
     variants["ours flat"] = lambda ps: ours(ps, impl="flat", **kwargs)
@@ -774,7 +774,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fused_on(name: str, device: str) -> bool:
+def torch_has_fused(name: str, device: str) -> bool:
     """Whether this torch has ``fused=True`` kernels for ``name`` on ``device`` (torch 2.11's
     Adagrad has CPU ones only, and says so at its first step)."""
     p = torch.zeros(1, device=device, requires_grad=True)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import optim
+from runs.bench.optim import torch_has_fused
 from tests.optim.conftest import CASES, case_id, two_groups
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -35,14 +36,8 @@ ones do (2.4e-6 to 2.5e-6, within their 1e-5)."""
 
 def fused_on_cuda(name: str) -> bool:
     """Whether this torch has ``fused=True`` kernels for ``name`` on CUDA (none for RMSprop and
-    Adadelta; torch 2.11's Adagrad has CPU ones only and says so at its first step)."""
-    p = torch.zeros(1, device="cuda", requires_grad=True)
-    p.grad = torch.zeros_like(p)
-    try:
-        getattr(torch.optim, name)([p], fused=True).step()
-    except (RuntimeError, TypeError):
-        return False
-    return True
+    Adadelta; torch 2.11's Adagrad has CPU ones only)."""
+    return torch_has_fused(name, "cuda")
 
 
 def cuda_params(dtype: torch.dtype, seed: int = 1) -> list[torch.Tensor]:
