@@ -822,9 +822,13 @@ class RuleOptimizer(Optimizer):
 
     # --- state -------------------------------------------------------------------------------
 
+    def _step_device(self, group: dict, p: Tensor) -> torch.device:
+        """Where ``p``'s step counter lives: on its device with ``capturable=True`` or the flat
+        path, else on the host (torch.optim's default)."""
+        return p.device if group.get("capturable") or self.impl == "flat" else torch.device("cpu")
+
     def _new_step(self, group: dict, p: Tensor) -> Tensor:
-        device = p.device if group.get("capturable") or self.impl == "flat" else "cpu"
-        step = torch.zeros((), dtype=step_dtype(), device=device)
+        step = torch.zeros((), dtype=step_dtype(), device=self._step_device(group, p))
         if self.impl == "flat" and step.device.type != "cpu":
             self._unstepped[id(step)] = (weakref.ref(step), step._version)
         return step
@@ -1618,10 +1622,10 @@ class RuleOptimizer(Optimizer):
         there). A floating-point counter on the host is kept as saved, in its dtype, as torch
         keeps it (a float64 counter of a process whose default dtype was float64 stays float64).
         As in torch.optim, a loaded tensor already of the right device and dtype is kept, not
-        copied: the state
-        tensors of ``opt2.load_state_dict(opt1.state_dict())`` are ``opt1``'s own, the counters
-        too, and a step of either advances both (the counters had been copied, so ``opt2``'s
-        bias corrections fell behind its shared moments once ``opt1`` stepped again).
+        copied: the state tensors of ``opt2.load_state_dict(opt1.state_dict())`` are
+        ``opt1``'s own, the counters too, and a step of either advances both (the counters had
+        been copied, so ``opt2``'s bias corrections fell behind its shared moments once
+        ``opt1`` stepped again).
         """
         super().load_state_dict(state_dict)
         self._layouts.clear()
@@ -1632,13 +1636,10 @@ class RuleOptimizer(Optimizer):
                     step = state["step"]
                     if not isinstance(step, Tensor):
                         step = torch.tensor(float(step), device="cpu")
-                    device = self._new_step(group, p).device
-                    if (
-                        device.type == "cpu"
-                        and step.device.type == "cpu"
-                        and (step.is_floating_point())
-                    ):  # torch's: a host counter as saved (float64 from a float64 process)
-                        state["step"] = step
+                    device = self._step_device(group, p)
+                    on_host = device.type == "cpu" and step.device.type == "cpu"
+                    if on_host and step.is_floating_point():
+                        state["step"] = step  # torch's: as saved (float64 from a float64 process)
                     else:
                         state["step"] = step.to(device=device, dtype=step_dtype())
 

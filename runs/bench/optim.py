@@ -709,7 +709,7 @@ def run(args: argparse.Namespace) -> int:
         return run_on_device(args, names, models)
     load = _load_line()  # (before the bandwidth's own load)
     bandwidth = machine_bandwidth_gbs()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
+    print(_machine_line("cpu"))
     print(load)
     print(_cache_line())
     print(f"gradients: {_gradients_line(args)}")
