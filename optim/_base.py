@@ -54,8 +54,11 @@ one of the paths in ``optim._paths``:
     the parameters themselves move into one buffer per param group, device and dtype (their
     ``.data`` become views), the layout that ``compile=True`` fuses into a single kernel with
     ``torch.compile`` (eager, the rule runs over one cache-sized block of the buffers at a
-    time). The layout is checked before every step and rebuilt from the current tensors when
-    anything was replaced (a state tensor's data moved, a step counter edited in place where
+    time on a CPU). On CUDA a compiled step that repeats is replayed as a CUDA graph, since the
+    buffers never move (``optim._paths.ReplayedCalls``): Dynamo's and Inductor's host time had
+    made it half as fast as torch's fused kernels on large tensors. The layout is checked
+    before every step and rebuilt from the current tensors when anything was replaced (a state
+    tensor's data moved, a step counter edited in place where
     the counters live on the host; the state views themselves are passed over only when
     something outside the optimizer may hold one, see :meth:`RuleOptimizer._storage_holds`
     and ``optim._state``); a parameter without a gradient, or state of another dtype
@@ -1526,37 +1529,25 @@ class RuleOptimizer(Optimizer):
         """The rule of :meth:`_run_flat`."""
         steps: list = [None]
         if layout.step_vector is not None:
-            layout.step_vector.add_(1)
+            if not self.compile:  # (compiled: counted in the call, so a replay counts too)
+                layout.step_vector.add_(1)
             # the host's copy of the count (eager scalars are host arithmetic), as torch's counter
             layout.count = _paths.next_count(layout.count, layout.step_vector.dtype)
-            steps = [layout.step_vector[0]] if self.compile else [layout.count]
-        rule = type(self)._rule
+            steps = [layout.count]
+        size = layout.flat_param.numel()
+        if spans is None:
+            spans = [(0, size, layout.flat_grad)]
         if self.compile:  # every scalar a tensor, so new values never recompile
             arguments = self._rule_arguments(group)
             if "first_step" in self._rule_keywords:
                 arguments["first_step"] = first_step
-            arguments = layout.as_tensors(arguments)
-            rule = self._compiled()
-        else:
-            arguments = self._host_arguments(group, first_step)
-        size = layout.flat_param.numel()
-        if spans is None:
-            spans = [(0, size, layout.flat_grad)]
-        if self.compile and len(spans) > 1:  # one call over the spans as lists
-            spans_of = functools.partial(_spans_of, spans)
-            call_rule(
-                functools.partial(self._compiled(over_spans=True), type(self)._rule),
-                spans_of(layout.flat_param),
-                [grad for _, _, grad in spans],
-                steps * len(spans),
-                {key: spans_of(flat) for key, flat in layout.buffers.items()},
-                arguments,
-            )
+            self._compiled_call(layout, spans, layout.as_tensors(arguments))
             return
-        # Compiled: one kernel over the buffers. Eager: the rule over one cache-sized block of a
-        # span at a time, as the blocked default path (every op over a block before the next;
-        # temporaries a block in size).
-        blocks = _paths.caches_in_blocks(layout.flat_param.device) and not self.compile
+        rule = type(self)._rule
+        arguments = self._host_arguments(group, first_step)
+        # Eager: the rule over one cache-sized block of a span at a time, as the blocked default
+        # path (every op over a block before the next; temporaries a block in size).
+        blocks = _paths.caches_in_blocks(layout.flat_param.device)
         block_size = _paths.BLOCK if blocks and self._elementwise else size
         for begin, end, grad in spans:
             for start in range(begin, end, block_size):
@@ -1574,8 +1565,38 @@ class RuleOptimizer(Optimizer):
                     steps,
                     state,
                     arguments,
-                    self.compile or self._complex_as_real,  # (inductor has no complex kernels)
+                    self._complex_as_real,
                 )
+
+    def _compiled_call(
+        self, layout: Flat, spans: list[tuple[int, int, Tensor]], arguments: dict[str, Any]
+    ) -> None:
+        """The step counted in ``layout.step_vector`` (if it counts) and the compiled rule over
+        ``layout``'s buffers: one kernel over the whole buffers, or, with several ``spans``, one
+        call over the spans as lists (see :meth:`_compiled`). On CUDA the two are replayed as a
+        graph once the same call repeats (``Flat.replayed``, which states why); the tensors of
+        the call are the layout's own, which never move, but for the gradients, so these and
+        the other arguments' values key it. Complex tensors go in as real pairs (inductor has
+        no complex kernels)."""
+        counter = layout.step_vector
+        steps = [None] if counter is None else [counter[0]]
+        if len(spans) > 1:
+            spans_of = functools.partial(_spans_of, spans)
+            rule = functools.partial(self._compiled(over_spans=True), type(self)._rule)
+            params, grads = spans_of(layout.flat_param), [grad for _, _, grad in spans]
+            state = {key: spans_of(flat) for key, flat in layout.buffers.items()}
+            steps = steps * len(spans)
+        else:
+            rule, params, grads = self._compiled(), [layout.flat_param], [spans[0][2]]
+            state = {key: [flat] for key, flat in layout.buffers.items()}
+
+        def run() -> None:
+            if counter is not None:
+                counter.add_(1)
+            call_rule(rule, params, grads, steps, state, arguments)
+
+        values = [value for value in arguments.values() if not isinstance(value, Tensor)]
+        layout.replayed(run, grads, (*values, *arguments))
 
     def _compiled(self, over_spans: bool = False) -> Callable[..., None]:
         """The rule compiled for this optimizer's buffers, for any later size too.

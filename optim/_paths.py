@@ -882,6 +882,86 @@ def dense_strides(t: Tensor) -> tuple[int, ...] | None:
     return t.stride()
 
 
+class ReplayedCalls:
+    """A flat layout's compiled rule calls, captured in CUDA graphs and replayed when one repeats.
+
+    A compiled call costs the host Dynamo's guards, AOTAutograd's wrapper and Inductor's Python
+    launcher, about 0.1-0.2 ms per call measured on an H200's host (Adam on 4 tensors of 4M
+    elements: 0.245 ms of host time per step, against 0.063 ms for torch's ``fused=True``, for a
+    kernel of 0.107 ms, faster than torch's 0.118 ms; the step took 0.333 ms from one
+    ``torch.cuda.synchronize()`` to the next, torch's 0.177 ms). A flat layout's buffers never
+    move, and the compiled rule takes every number as a 0-dim tensor refilled in place
+    (:meth:`Flat.as_tensors`), so a call that repeats launches the same kernels on the same
+    addresses: captured once in a ``torch.cuda.CUDAGraph``, it is then one ``replay()``.
+
+    A call is keyed by the tensors it is handed that the layout does not own, the gradients
+    (address, dtype, shape, strides: a gradient autograd allocated anew at the address of the
+    last one replays too), and by every argument that is not a tensor (``first_step``,
+    ``maximize``, ...): Dynamo's graph for it is then the one it ran before. The layout's own
+    buffers and 0-dim tensors are made with it and never replaced (a layout whose tensors were
+    is rebuilt, with new :class:`ReplayedCalls`). A key is captured the second time it is seen
+    (its kernels are compiled and tuned by then: a capture cannot compile), and its graph is
+    replayed from then on; the last :attr:`LIMIT` keys are kept.
+
+    Nothing synchronises: the capture runs on a side stream with ``capture_begin`` and
+    ``capture_end`` (``torch.cuda.graph`` would synchronise the device and empty the cache
+    first), and a replay joins the current stream, ordered after the eager ops before it (new
+    hyperparameter values filled in). Off CUDA, while a stream is being captured (a user's own
+    graph of the step), or when a capture fails, the call runs as it is. The numbers are the
+    compiled call's own: a graph replays its kernels.
+    """
+
+    LIMIT = 4
+
+    def __init__(self) -> None:
+        self.graphs: dict[tuple, Any] = {}  # key: its torch.cuda.CUDAGraph, or None (failed)
+        self.seen: collections.deque[tuple] = collections.deque(maxlen=self.LIMIT)
+        self.replays = 0  # (how many calls were replays, for the tests)
+
+    def __call__(self, run: Callable[[], None], tensors: list[Tensor], values: tuple) -> None:
+        """``run()``, or its captured graph's replay (``tensors``: the gradients it reads;
+        ``values``: its other arguments that are not tensors; see above)."""
+        device = tensors[0].device
+        if device.type != "cuda" or torch.cuda.is_current_stream_capturing():
+            run()
+            return
+        key = (
+            values,
+            tuple((t.data_ptr(), t.dtype, t.shape, t.stride()) for t in tensors),
+            torch.are_deterministic_algorithms_enabled(),
+        )
+        try:
+            graph = self.graphs.get(key)
+        except TypeError:  # (an argument that cannot be a key: the call runs as it is)
+            run()
+            return
+        if graph is None and key not in self.graphs and key in self.seen:
+            graph = self.graphs[key] = _captured(run, device)
+            while len(self.graphs) > self.LIMIT:
+                del self.graphs[next(iter(self.graphs))]
+        if graph is None:
+            self.seen.append(key)
+            run()
+            return
+        graph.replay()
+        self.replays += 1
+
+
+def _captured(run: Callable[[], None], device: torch.device) -> Any:
+    """``run``'s kernels captured in a CUDA graph (not run), or None if the capture failed."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.device(device), torch.cuda.stream(torch.cuda.Stream(device)):
+        try:
+            graph.capture_begin(capture_error_mode="thread_local")
+            try:
+                run()
+            finally:
+                graph.capture_end()
+        except Exception:  # (the call then runs as it is, and raises if it is wrong)
+            return None
+    return graph
+
+
 class Flat(OwnedState):
     """``impl="flat"``: one param group's parameters of one device and dtype in one buffer.
 
@@ -928,6 +1008,7 @@ class Flat(OwnedState):
         self.count = 0.0  # the host's copy of the step count, set by the optimizer
         self.hyperparameter_tensors: dict[str, Tensor] = {}
         self.last_values: dict[str, Any] = {}
+        self.replayed = ReplayedCalls()  # (the compiled calls over these buffers)
 
     def counts_hold(self) -> bool:
         """Whether every step counter still holds :attr:`count`, the host's copy that the eager
@@ -1078,18 +1159,23 @@ class Flat(OwnedState):
         A compiled rule then sees the same tensors every step, so a schedule never recompiles.
         """
         converted = {}
+        last_values, held_tensors = self.last_values, self.hyperparameter_tensors
         for name, value in arguments.items():
+            if type(value) is float and last_values.get(name) is value:  # (most, every step)
+                converted[name] = held_tensors[name]
+                continue
             if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | Tensor):
                 converted[name] = value
                 continue
-            held = self.hyperparameter_tensors.get(name)
+            held = held_tensors.get(name)
             if held is None:
                 held = torch.zeros((), dtype=torch.float64, device=self.flat_param.device)
-                self.hyperparameter_tensors[name] = held
+                held_tensors[name] = held
             if isinstance(value, Tensor):
                 held.copy_(value.reshape(()))
-            elif self.last_values.get(name) != value:
+                last_values.pop(name, None)
+            elif last_values.get(name) != value:
                 held.fill_(value)
-                self.last_values[name] = value
+                last_values[name] = value
             converted[name] = held
         return converted

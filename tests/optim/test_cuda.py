@@ -130,17 +130,56 @@ def test_compiled_triton_kernels_match_torchs_fused_kernels(case):
     assert classic_error(name, kwargs, "compiled", torch.float32, False) <= 1e-5
 
 
+LAST_OF_EACH = list({c[0]: c for c in CASES}.values())  # (each class's richest case)
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large_new_grads"])
+@pytest.mark.parametrize("case", [c for c in LAST_OF_EACH if c[0] in FUSED], ids=case_id)
+def test_compiled_steps_replayed_as_cuda_graphs_keep_torchs_numbers(case, large):
+    """From its third step on, a compiled step that repeats is a CUDA graph's replay
+    (``Flat.replayed``): the numbers stay torch's fused kernels' through a learning rate that
+    changes at every step (its 0-dim tensor refilled before the replay), an option switched
+    halfway (``maximize``: another Dynamo graph, so another capture) and, with ``large``, a
+    tensor of 2**20 + 3 elements whose new gradient autograd allocates at every step, read where
+    it lies (the spans' call, keyed by the gradient's address)."""
+    name, kwargs = case
+    shapes = SHAPES + [((1 << 20) + 3,)] * large
+
+    def run(make):
+        generator = torch.Generator().manual_seed(3)
+        params = [torch.randn(s, generator=generator).cuda().requires_grad_() for s in shapes]
+        optimizer = make(two_groups(params, kwargs))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1 / (1 + 0.1 * t))
+        for t in range(30):
+            if t == 15:
+                for group in optimizer.param_groups:
+                    group["maximize"] = not group["maximize"]
+            optimizer.zero_grad()
+            cuda_loss(params, t).backward()
+            optimizer.step()
+            schedule.step()
+        return optimizer, [p.detach() for p in params]
+
+    torch_path = {"fused": True} if fused_on_cuda(name) else {"foreach": True}
+    ours, ours_params = run(lambda groups: getattr(optim, name)(groups, **kwargs, compile=True))
+    _, torch_params = run(lambda groups: getattr(torch.optim, name)(groups, **kwargs, **torch_path))
+    assert relative_error(ours_params, torch_params) <= 1e-5
+    layouts = [layout for held in ours._layouts.values() for layout in held]
+    assert sum(layout.replayed.replays for layout in layouts) >= 20
+
+
 @pytest.mark.parametrize("impl", ["single", "foreach", "flat", "compiled"])
 @pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
 def test_steps_on_cuda_never_synchronise(case, impl):
     """``torch.cuda.set_sync_debug_mode("error")`` raises on any synchronising call inside the
-    steps after the first (the first builds a flat layout and may read its counters once)."""
+    steps after the first (the first builds a flat layout and may read its counters once); the
+    compiled path's third step captures a CUDA graph and its fourth replays it."""
     name, kwargs = case
     sign = -1.0 if kwargs.get("maximize") else 1.0
     params = cuda_params(torch.float32)
     path = {"compile": True} if impl == "compiled" else {"impl": impl}
     optimizer = getattr(optim, name)(two_groups(params, kwargs), **kwargs, **path)
-    for t in range(3):
+    for t in range(4):
         optimizer.zero_grad()
         cuda_loss(params, t, sign).backward()
         if t == 0:
