@@ -116,6 +116,9 @@ def _per_row(formula: Callable[..., Scalar], arguments: tuple, length: int) -> l
     return [computed[row] for row in rows]
 
 
+_FAST_ROUTE_DTYPES = (torch.float32, torch.float64)
+
+
 def host_in_dtype_of(value, xs: TensorList):
     """A 0-dim host tensor ``value`` cast to the dtype of ``xs`` (anything else unchanged), as
     torch.optim's for-loop path casts a tensor ``beta1`` to the parameter's dtype before
@@ -129,11 +132,27 @@ def in_dtype_of(value, xs: TensorList):
     """``value`` (a scalar or a list of 0-dim tensors, one per x) in the dtype of ``xs``.
 
     Eager ops already cast a 0-dim float64 scalar to a float32 operand's dtype (the scalar's
-    bits never widen the computation), so eager code needs nothing. Under ``torch.compile`` the
-    same cast is made explicit, so inductor's kernel computes in float32 and stays vectorised
-    instead of widening every element to float64. The result is the same either way.
+    bits never widen the computation), so eager code on a CPU needs nothing. Under
+    ``torch.compile`` the same cast is made explicit, so inductor's kernel computes in float32
+    and stays vectorised instead of widening every element to float64. On a GPU, eager, a
+    float32 or float64 list gets a device scalar of another of the two dtypes cast too: torch's
+    multi-tensor CUDA ops take their fast route (one kernel over the list, reading the scalar on
+    the device) only for a scalar of the list's dtype, and ran a non-vectorised op per tensor
+    otherwise (Prodigy on 4 tensors of 4M elements, H200: 16 such ``mul`` a step, 16 us each
+    against 8 us). The result is the same either way (a float32 kernel reads a float64 operand
+    as ``float(value)``; float32 to float64 is exact).
     """
     if not torch.compiler.is_compiling():
+        if (
+            isinstance(value, Tensor)
+            and not value.is_cpu
+            and xs
+            and value.dtype != xs[0].dtype
+            and value.dtype in _FAST_ROUTE_DTYPES
+            and xs[0].dtype in _FAST_ROUTE_DTYPES
+            and value.device == xs[0].device
+        ):
+            return value.to(xs[0].dtype)
         return value
     if isinstance(value, list):
         return [v.to(x.dtype) if v.dtype != x.dtype else v for v, x in zip(value, xs)]

@@ -120,3 +120,22 @@ def test_rounds_and_blocks_are_a_cpus_strategy_only():
         assert not _paths.caches_in_blocks(device)
     assert _paths.caches_in_blocks(torch.device("cpu"))
     assert _paths.packed_rounds([5], "cuda") == [(0, 1, 0, 5)]
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_device_scalar_takes_the_lists_dtype_off_the_cpu_only(device):
+    """Off the CPU (``meta`` stands in for CUDA here), a 0-dim scalar of the other float dtype is
+    cast to the list's, so torch's multi-tensor CUDA ops take their one-kernel route (a scalar of
+    another dtype made them run a non-vectorised op per tensor: Prodigy on 4 tensors of 4M
+    elements on an H200, 16 per step at twice the time; the bits were identical, checked there
+    on every learning-rate-free class in float32). On a CPU the scalar is left as it is, and a
+    bfloat16 list keeps a float64 scalar on any device (its kernels compute in float32)."""
+    xs = [torch.zeros(3, device=device), torch.zeros(2, device=device)]
+    scalar = torch.tensor(0.3, dtype=torch.float64, device=device)
+    cast = ops.in_dtype_of(scalar, xs)
+    assert cast.dtype == (torch.float64 if device == "cpu" else torch.float32)
+    assert cast.device == scalar.device
+    low = [torch.zeros(3, dtype=torch.bfloat16, device=device)]
+    assert ops.in_dtype_of(scalar, low).dtype == torch.float64
+    wide = [torch.zeros(3, dtype=torch.float64, device=device)]
+    assert ops.in_dtype_of(scalar, wide) is scalar
