@@ -922,7 +922,7 @@ class ReplayedCalls:
         """``run()``, or its captured graph's replay (``tensors``: the gradients it reads;
         ``values``: its other arguments that are not tensors; see above)."""
         device = tensors[0].device
-        if device.type != "cuda" or torch.cuda.is_current_stream_capturing():
+        if not self.replayable(device):
             run()
             return
         key = (
@@ -945,6 +945,12 @@ class ReplayedCalls:
             return
         graph.replay()
         self.replays += 1
+
+    @staticmethod
+    def replayable(device: torch.device) -> bool:
+        """Whether a call on ``device`` can be captured and replayed: on CUDA, outside another
+        capture."""
+        return device.type == "cuda" and not torch.cuda.is_current_stream_capturing()
 
 
 def _captured(run: Callable[[], None], device: torch.device) -> Any:

@@ -5,6 +5,7 @@ import torch
 import torch._dynamo
 
 import optim
+from optim import _paths
 from tests.optim.conftest import (
     CASES,
     NAMES,
@@ -130,6 +131,95 @@ def test_flat_compiled_rule_matches_torch_and_never_recompiles_for_new_hyperpara
             graphs_after_first = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs_after_first
     assert relative_error(params, reference) <= TOLERANCE[torch.float64]
+
+
+class _RerunGraph:
+    """A stand-in on a CPU for a captured CUDA graph: its replay reruns the call it captured (a
+    graph's kernels, on the tensors and the values they were captured with), not the call made
+    at that step, so anything the call of a later step hands in anew is not seen."""
+
+    def __init__(self, run) -> None:
+        self.run = run
+
+    def replay(self) -> None:
+        self.run()
+
+
+def _replay_on_the_cpu(monkeypatch, captured: list) -> None:
+    """``optim._paths.ReplayedCalls`` capturing and replaying on a CPU, with :class:`_RerunGraph`
+    (None, a failed capture, where ``captured`` says so by holding None first)."""
+    monkeypatch.setattr(_paths.ReplayedCalls, "replayable", staticmethod(lambda device: True))
+
+    def capture(run, device):
+        graph = None if captured[:1] == [None] else _RerunGraph(run)
+        captured.append(graph)
+        return graph
+
+    monkeypatch.setattr(_paths, "_captured", capture)
+
+
+def test_replayed_calls_capture_a_call_seen_before_keyed_by_its_gradients_and_values(
+    monkeypatch,
+):
+    """The policy of the compiled path's CUDA-graph replay, on a CPU with a stand-in graph: a
+    call is captured the second time its key (its gradients' address and layout, its other
+    values) is seen, then replayed, not run; another gradient tensor or value runs as it is; a
+    failed capture is not retried; at most ``LIMIT`` graphs are kept."""
+    captured: list = []
+    _replay_on_the_cpu(monkeypatch, captured)
+    replayed = _paths.ReplayedCalls()
+    ran: list = []
+    grads = [torch.zeros(3)]
+    replayed(lambda: ran.append("a"), grads, (False,))
+    assert (ran, len(captured)) == (["a"], 0)
+    replayed(lambda: ran.append("b"), grads, (False,))  # seen before: captured, then replayed
+    assert (ran, len(captured), replayed.replays) == (["a", "b"], 1, 1)
+    replayed(lambda: ran.append("c"), grads, (False,))  # the graph's call, not this one
+    assert (ran[-1], len(captured), replayed.replays) == ("b", 1, 2)
+    replayed(lambda: ran.append("d"), grads, (True,))  # another value: run
+    replayed(lambda: ran.append("e"), [torch.zeros(3)], (False,))  # another tensor: run
+    replayed(lambda: ran.append("f"), [torch.zeros(3, dtype=torch.float64)], (False,))
+    assert (ran[-3:], replayed.replays) == (["d", "e", "f"], 2)
+    for value in range(2 * _paths.ReplayedCalls.LIMIT):
+        for _ in range(2):
+            replayed(lambda: None, grads, (value,))
+    assert len(replayed.graphs) == _paths.ReplayedCalls.LIMIT
+
+    failing: list = [None]
+    _replay_on_the_cpu(monkeypatch, failing)
+    replayed = _paths.ReplayedCalls()
+    for letter in "xyz":
+        replayed(lambda letter=letter: ran.append(letter), grads, (False,))
+    assert (ran[-3:], failing, replayed.replays) == (["x", "y", "z"], [None, None], 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_compiled_steps_replayed_from_their_capture_keep_torchs_numbers(name, monkeypatch):
+    """The compiled path's CUDA-graph replay run on a CPU with a stand-in graph that reruns the
+    captured call (:class:`_RerunGraph`): every number of the group rescaled at every step and
+    ``maximize`` switched at step 6, torch's numbers. A number the replayed call held as it was
+    at its capture (a host count, a hyperparameter not refilled in place), or an option missing
+    from its key, would replay the old step."""
+    _replay_on_the_cpu(monkeypatch, [])
+    kwargs = dict(RICHEST[name])
+    sign = -1.0 if kwargs.get("maximize") else 1.0
+    torch._dynamo.reset()
+    params, reference = make_params(torch.float64), make_params(torch.float64)
+    optimizer = ours(name)(params, compile=True, **kwargs)
+    torch_optimizer = theirs(name)(reference, **kwargs)
+    initial = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    schedule = [0.5, 1.0, 0.25]
+    for i in range(12):
+        if i == 6:
+            initial["maximize"] = not initial["maximize"]
+        for opt, ps in ((optimizer, params), (torch_optimizer, reference)):
+            for group in opt.param_groups:
+                group.update({k: _scaled(v, schedule[i % 3]) for k, v in initial.items()})
+            _train(opt.step, opt, ps, 1, sign)
+    assert relative_error(params, reference) <= TOLERANCE[torch.float64]
+    layouts = [layout for held in optimizer._layouts.values() for layout in held]
+    assert sum(layout.replayed.replays for layout in layouts) >= 6
 
 
 _ANOTHER_PROCESS = """
