@@ -908,7 +908,10 @@ class ReplayedCalls:
     first), and a replay joins the current stream, ordered after the eager ops before it (new
     hyperparameter values filled in). Off CUDA, while a stream is being captured (a user's own
     graph of the step), or when a capture fails, the call runs as it is. The numbers are the
-    compiled call's own: a graph replays its kernels.
+    compiled call's own: a graph replays its kernels. Each graph keeps a private memory pool for
+    the temporaries its kernels allocate (Adam's two 0-dim bias corrections; SGD's kernel has
+    none), where the caching allocator reserves a small-tensor block (2 MiB): about that much
+    GPU memory per param group and captured key (not measured).
     """
 
     LIMIT = 4
