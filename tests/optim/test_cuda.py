@@ -1,6 +1,7 @@
 """On a CUDA device: the six classic classes beside torch.optim on the GPU (every path, with and
-without ``capturable``, and ``compile=True``, Triton there, beside torch's fused kernels), no
-step synchronising with the host, and the learning-rate-free classes beside their packages.
+without ``capturable``, and ``compile=True``, Triton there, beside torch's fused kernels, its
+repeated steps replayed as CUDA graphs), no step synchronising with the host, and the
+learning-rate-free classes beside their packages.
 
 The whole module needs a GPU and is skipped where torch sees none (CI has none). Run it where
 one is: ``python -m pytest tests/optim/test_cuda.py``; ``python -m tests.optim.test_cuda``
