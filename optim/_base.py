@@ -1527,13 +1527,11 @@ class RuleOptimizer(Optimizer):
         spans: list[tuple[int, int, Tensor]] | None,
     ) -> None:
         """The rule of :meth:`_run_flat`."""
-        steps: list = [None]
         if layout.step_vector is not None:
             if not self.compile:  # (compiled: counted in the call, so a replay counts too)
                 layout.step_vector.add_(1)
             # the host's copy of the count (eager scalars are host arithmetic), as torch's counter
             layout.count = _paths.next_count(layout.count, layout.step_vector.dtype)
-            steps = [layout.count]
         size = layout.flat_param.numel()
         if spans is None:
             spans = [(0, size, layout.flat_grad)]
@@ -1545,6 +1543,7 @@ class RuleOptimizer(Optimizer):
             return
         rule = type(self)._rule
         arguments = self._host_arguments(group, first_step)
+        steps = [None if layout.step_vector is None else layout.count]
         # Eager: the rule over one cache-sized block of a span at a time, as the blocked default
         # path (every op over a block before the next; temporaries a block in size).
         blocks = _paths.caches_in_blocks(layout.flat_param.device)
