@@ -896,8 +896,9 @@ class ReplayedCalls:
 
     A call is keyed by the tensors it is handed that the layout does not own, the gradients
     (address, dtype, shape, strides: a gradient autograd allocated anew at the address of the
-    last one replays too), and by every argument that is not a tensor (``first_step``,
-    ``maximize``, ...): Dynamo's graph for it is then the one it ran before. The layout's own
+    last one replays too), by every argument that is not a tensor (``first_step``,
+    ``maximize``, ...), by torch's deterministic-algorithms flag and by Dynamo's stance
+    (:func:`dynamo_stance`): Dynamo's graph for it is then the one it ran before. The layout's own
     buffers and 0-dim tensors are made with it and never replaced (a layout whose tensors were
     is rebuilt, with new :class:`ReplayedCalls`). A key is captured the second time it is seen
     (its kernels are compiled and tuned by then: a capture cannot compile), and its graph is
@@ -932,6 +933,7 @@ class ReplayedCalls:
             values,
             tuple((t.data_ptr(), t.dtype, t.shape, t.stride()) for t in tensors),
             torch.are_deterministic_algorithms_enabled(),
+            dynamo_stance(),
         )
         try:
             graph = self.graphs.get(key)
@@ -954,6 +956,22 @@ class ReplayedCalls:
         """Whether a call on ``device`` can be captured and replayed: on CUDA, outside another
         capture."""
         return device.type == "cuda" and not torch.cuda.is_current_stream_capturing()
+
+
+def dynamo_stance() -> tuple:
+    """What ``torch.compiler.set_stance`` has set now (the stance, whether guards are skipped,
+    its eager backend), as a key: a call made under another stance (``"force_eager"``, to
+    debug a compiled step's numbers) is another call, which runs as the stance says and is not
+    replayed from a graph captured under the last one. ``()`` where this torch keeps no
+    stance."""
+    stance = getattr(torch._dynamo.eval_frame, "_stance", None)
+    if stance is None:
+        return ()
+    return (
+        getattr(stance, "stance", None),
+        getattr(stance, "skip_guard_eval_unsafe", None),
+        id(getattr(stance, "backend", None)),
+    )
 
 
 def _captured(run: Callable[[], None], device: torch.device) -> Any:

@@ -163,8 +163,9 @@ def test_replayed_calls_capture_a_call_seen_before_keyed_by_its_gradients_and_va
 ):
     """The policy of the compiled path's CUDA-graph replay, on a CPU with a stand-in graph: a
     call is captured the second time its key (its gradients' address and layout, its other
-    values) is seen, then replayed, not run; another gradient tensor or value runs as it is; a
-    failed capture is not retried; at most ``LIMIT`` graphs are kept."""
+    values) is seen, then replayed, not run; another gradient tensor or value, or another
+    Dynamo stance (``force_eager``, to debug a compiled step), runs as it is; a failed capture
+    is not retried; at most ``LIMIT`` graphs are kept."""
     captured: list = []
     _replay_on_the_cpu(monkeypatch, captured)
     replayed = _paths.ReplayedCalls()
@@ -180,6 +181,14 @@ def test_replayed_calls_capture_a_call_seen_before_keyed_by_its_gradients_and_va
     replayed(lambda: ran.append("e"), [torch.zeros(3)], (False,))  # another tensor: run
     replayed(lambda: ran.append("f"), [torch.zeros(3, dtype=torch.float64)], (False,))
     assert (ran[-3:], replayed.replays) == (["d", "e", "f"], 2)
+    with torch.compiler.set_stance("force_eager"):  # another stance: run as it says
+        replayed(lambda: ran.append("g"), grads, (False,))
+        assert (ran[-1], replayed.replays) == ("g", 2)
+        replayed(lambda: ran.append("h"), grads, (False,))  # seen under it: its own graph
+        replayed(lambda: ran.append("i"), grads, (False,))
+        assert (ran[-1], len(captured), replayed.replays) == ("h", 2, 4)
+    replayed(lambda: ran.append("j"), grads, (False,))  # back: the first graph's call
+    assert (ran[-1], len(captured), replayed.replays) == ("b", 2, 5)
     for value in range(2 * _paths.ReplayedCalls.LIMIT):
         for _ in range(2):
             replayed(lambda: None, grads, (value,))
