@@ -28,6 +28,15 @@ threads shared their caches while the row ran, which moves our packed default pa
 (on this project's 2-core machine, Adagrad on 400x40k: 1.1x torch in one regime, 0.65x in the
 other), slows torch's for-loop path about 1.25x and our flat path not at all (see the README).
 
+With ``--alone`` each variant is instead timed as a training script runs it, the only optimizer
+of a fresh process (:func:`time_alone`, ``--instances`` processes per variant, one at a time),
+with the minor page faults of each step: a round-robin keeps many optimizers' memory in one
+process, so the allocator's heap stays large and a step's temporaries reuse it; alone, torch's
+eager paths hand their freed temporaries (a whole tensor's, 16 MiB per 4M-element tensor) back
+to the OS and fault them in again at the next step, where our default path's, a block's at
+most, stay in the heap. The column layout is the round-robin's, less the CPU-only columns,
+plus the faults.
+
 With ``--device cuda`` the tensors live on the GPU and each time runs between two
 ``torch.cuda.synchronize()`` calls (the compiled path is Triton kernels there, torch's fused
 path its CUDA kernels); the CPU-only columns (packed floor, handoff, temporaries, bandwidth)
@@ -43,6 +52,7 @@ import argparse
 import gc
 import glob
 import inspect
+import json
 import os
 import statistics
 import subprocess
@@ -110,6 +120,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr-free",
         action="store_true",
         help="instead: the learning-rate-free optimizers against their reference packages",
+    )
+    parser.add_argument(
+        "--alone",
+        action="store_true",
+        help="each variant timed in a fresh process of its own, one optimizer stepping, as a "
+        "training script runs it (its temporaries freed back to the OS between steps), with "
+        "the page faults of each step; instead of the round-robin in one process",
     )
     parser.add_argument(
         "--device",
@@ -486,6 +503,35 @@ def _build(
     return optimizers, before
 
 
+def _bench_lr(name: str) -> float:
+    """The learning rate the bench gives ``name``: its :data:`OPTIMIZERS` entry's, or the
+    class's default."""
+    kwargs, _ = OPTIMIZERS[name]
+    return kwargs.get("lr", inspect.signature(getattr(optim, name)).parameters["lr"].default)
+
+
+def classic_variants(
+    name: str, compile_flat: bool, device: str = "cpu"
+) -> dict[str, Callable[[list], Any]]:
+    """Each implementation of ``name`` the bench times, by column label: torch.optim's for-loop,
+    foreach and (where this torch has it on ``device``) fused paths, and ours: default, flat
+    and (``compile_flat``) compiled; each a callable building the optimizer over the tensors
+    or param groups it is given, with the bench's hyperparameters (:data:`OPTIMIZERS`)."""
+    kwargs, _ = OPTIMIZERS[name]
+    theirs, ours = getattr(torch.optim, name), getattr(optim, name)
+    variants: dict[str, Callable[[list], Any]] = {
+        "torch single": lambda ps: theirs(ps, foreach=False, **kwargs),
+        "torch foreach": lambda ps: theirs(ps, foreach=True, **kwargs),
+    }
+    if name in TORCH_FUSED and torch_has_fused(name, device):
+        variants["torch fused"] = lambda ps: theirs(ps, fused=True, **kwargs)
+    variants["ours default"] = lambda ps: ours(ps, **kwargs)
+    variants["ours flat"] = lambda ps: ours(ps, impl="flat", **kwargs)
+    if compile_flat:
+        variants["ours flat+compile"] = lambda ps: ours(ps, compile=True, **kwargs)
+    return variants
+
+
 def measure(
     name: str,
     model: str,
@@ -502,20 +548,9 @@ def measure(
     (``"handoff crossed"``, ``"handoff kept"``), so their ratio tells what the threads' caches
     were like while this row ran. On another ``device`` than the CPU only the times are measured
     (no packed floor, handoff or temporaries: those are about a CPU's threads and caches)."""
-    kwargs, _ = OPTIMIZERS[name]
     shape = parse_model(model)
-    lr = kwargs.get("lr", inspect.signature(getattr(optim, name)).parameters["lr"].default)
-    theirs, ours = getattr(torch.optim, name), getattr(optim, name)
-    variants: dict[str, Callable[[list], Any]] = {
-        "torch single": lambda ps: theirs(ps, foreach=False, **kwargs),
-        "torch foreach": lambda ps: theirs(ps, foreach=True, **kwargs),
-    }
-    if name in TORCH_FUSED and torch_has_fused(name, device):
-        variants["torch fused"] = lambda ps: theirs(ps, fused=True, **kwargs)
-    variants["ours default"] = lambda ps: ours(ps, **kwargs)
-    variants["ours flat"] = lambda ps: ours(ps, impl="flat", **kwargs)
-    if compile_flat:
-        variants["ours flat+compile"] = lambda ps: ours(ps, compile=True, **kwargs)
+    lr = _bench_lr(name)
+    variants = classic_variants(name, compile_flat, device)
     on_cpu = device == "cpu"
     if packs(name, shape) and on_cpu:
         variants["packed floor"] = PackedFloor
@@ -565,6 +600,174 @@ def first_compiled_step_seconds(threads: int | None = None) -> tuple[float, floa
     return times[0], times[1]
 
 
+_ALONE = """
+import json, sys
+from runs.bench.optim import time_alone
+print(json.dumps(time_alone(**json.loads(sys.argv[1]))))
+"""
+
+
+def _minor_faults() -> int | None:
+    """This process's minor page faults so far (pages the kernel mapped in, zeroed, on first
+    touch), or None where the OS does not count them (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_alone(
+    kind: str,
+    name: str,
+    label: str,
+    model: str,
+    repeat: int,
+    new_grads: bool = False,
+    threads: int | None = None,
+) -> dict[str, list]:
+    """Time one variant (``label`` of :func:`classic_variants` or, ``kind="lr-free"``, of
+    :func:`lr_free_variants`) the way a training script runs it: the only optimizer of this
+    process, stepped over and over (3 warm-ups, then ``repeat`` timed steps; ``new_grads``: new
+    gradient tensors before each, untimed). Returns each timed step's milliseconds and the
+    minor page faults it took (None where not counted). Run by :func:`alone_ms`, each in a
+    fresh process, so no other optimizer's memory keeps the allocator's heap large: a step's
+    large temporaries are then handed back to the OS when freed, and the next step's touch them
+    anew, page by page (glibc returns freed memory at the top of its heap to the OS once more
+    than its trim threshold lies free there: twice the largest block it had mapped on its own
+    and freed, at most 64 MiB), as in a script, where a round-robin of many optimizers in one
+    process hides it."""
+    if threads:
+        torch.set_num_threads(threads)
+    if kind == "lr-free":
+        build, lr = lr_free_variants(name)[label], None
+    else:
+        build, lr = classic_variants(name, label == "ours flat+compile")[label], _bench_lr(name)
+    params = _params(parse_model(model), lr)
+    optimizer = build(params)
+    give = new_gradients(params) if new_grads else _nothing
+    times, faults = [], []
+    with torch.no_grad():  # (the references' step() is not always under no_grad)
+        for i in range(3 + repeat):
+            give()
+            before = _minor_faults()
+            start = time.perf_counter()
+            optimizer.step()
+            elapsed = time.perf_counter() - start
+            after = _minor_faults()
+            if i >= 3:
+                times.append(elapsed * 1e3)
+                faults.append(None if before is None or after is None else after - before)
+    return {"ms": times, "faults": faults}
+
+
+def alone_ms(
+    kind: str,
+    name: str,
+    labels: list[str],
+    model: str,
+    repeat: int,
+    new_grads: bool = False,
+    threads: int | None = None,
+    instances: int = 1,
+) -> dict[str, float | None]:
+    """For each of ``labels``: the median step in milliseconds and the median page faults per
+    step (``"<label> faults"``, None where not counted), over ``instances`` fresh processes of
+    :func:`time_alone` each, their steps pooled; the processes run one at a time, every label's
+    first instance before any second."""
+    steps: dict[str, dict[str, list]] = {label: {"ms": [], "faults": []} for label in labels}
+    for _ in range(instances):
+        for label in labels:
+            arguments = dict(
+                kind=kind, name=name, label=label, model=model, repeat=repeat,
+                new_grads=new_grads, threads=threads,
+            )  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, "-c", _ALONE, json.dumps(arguments)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            timed = json.loads(out.stdout.strip().splitlines()[-1])
+            steps[label]["ms"] += timed["ms"]
+            steps[label]["faults"] += timed["faults"]
+    results: dict[str, float | None] = {}
+    for label, timed in steps.items():
+        results[label] = statistics.median(timed["ms"])
+        counted = [f for f in timed["faults"] if f is not None]
+        results[f"{label} faults"] = statistics.median(counted) if counted else None
+    return results
+
+
+def _faults(ms: dict[str, float | None], labels: list[str]) -> str:
+    """The page faults per step of ``labels``, ``a / b / c`` (n/a where not counted)."""
+    cells = []
+    for label in labels:
+        value = ms.get(f"{label} faults")
+        cells.append("n/a" if value is None else f"{value:.0f}")
+    return " / ".join(cells)
+
+
+def run_alone(args: argparse.Namespace, names: list[str], models: list[str]) -> int:
+    """The tables of ``--alone``: each variant in a fresh process of its own (:func:`alone_ms`),
+    with the page faults per step of the default paths and of torch's or the package's."""
+    lr_free = getattr(args, "lr_free", False)
+    print(_machine_line("cpu"))
+    print(_load_line())
+    print(_cache_line())
+    print(f"gradients: {_gradients_line(args)}")
+    print(
+        f"alone: each variant the only optimizer of a fresh process, {args.instances} "
+        "process(es) per variant, one at a time, their steps pooled\n"
+    )
+    if lr_free:
+        labels = ["reference", "ours default", "ours flat"]
+        faulting = ["reference", "ours default"]
+        header = (
+            "| optimizer | model | reference | ours default | ours flat | reference / default "
+            "| reference / flat | page faults per step: reference / ours default |"
+        )
+    else:
+        faulting = ["torch single", "torch foreach", "ours default"]
+        header = (
+            "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager "
+            "| compiled / fused | page faults per step: torch single / foreach / ours default |"
+        )
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in names:
+        if not lr_free:
+            labels = list(classic_variants(name, not args.no_compile))
+        for model in models:
+            ms = alone_ms(
+                "lr-free" if lr_free else "classic", name, labels, model, args.repeat,
+                args.new_grads, args.threads, args.instances,
+            )  # fmt: skip
+            if lr_free:
+                cells = [f"{ms[k]:.2f}" for k in labels]
+                ratios = [
+                    _speedup(ms["reference"], ms["ours default"]),
+                    _speedup(ms["reference"], ms["ours flat"]),
+                ]
+            else:
+                cells = [f"{ms[k]:.2f}" if ms.get(k) is not None else "n/a" for k in COLUMNS]
+                eager = min(ms["torch single"], ms["torch foreach"])
+                ratios = [
+                    _speedup(eager, ms["ours default"]),
+                    _speedup(ms.get("torch fused"), ms.get("ours flat+compile")),
+                ]
+            print(
+                f"| {name} | {model} | " + " | ".join(cells + ratios)
+                + f" | {_faults(ms, faulting)} |",
+                flush=True,
+            )  # fmt: skip
+    print(
+        "\ntimes are median ms per step(); speedups are "
+        + ("the package's" if lr_free else "torch's")
+        + " time over ours (> 1: ours faster); page faults: the median minor faults a step "
+        "took (first touches of memory the allocator had handed back to the OS)"
+    )
+    return 0
+
+
 def _memory(ms: dict[str, float], side: str) -> str:
     """``temporaries + kept`` in MiB for ``side`` (``ours`` or ``fused``), or n/a."""
     if f"temporaries {side}" not in ms:
@@ -590,6 +793,28 @@ LR_FREE: dict[str, tuple[str, dict]] = {
 }
 
 
+def lr_free_variants(name: str) -> dict[str, Callable[[list], Any]]:
+    """The reference package's ``name`` and our default and flat paths, by column label, each a
+    callable building the optimizer (in train mode, where it has one: Schedule-Free steps only
+    there) with the bench's hyperparameters (:data:`LR_FREE`)."""
+    import importlib
+
+    target, kwargs = LR_FREE[name]
+    module, attribute = target.split(":")
+    reference = getattr(importlib.import_module(module), attribute)
+
+    def training(optimizer: Any) -> Any:
+        if hasattr(optimizer, "train"):
+            optimizer.train()
+        return optimizer
+
+    return {
+        "reference": lambda ps: training(reference(ps, **kwargs)),
+        "ours default": lambda ps: training(getattr(optim, name)(ps, **kwargs)),
+        "ours flat": lambda ps: training(getattr(optim, name)(ps, impl="flat", **kwargs)),
+    }
+
+
 def measure_lr_free(
     name: str,
     model: str,
@@ -601,21 +826,8 @@ def measure_lr_free(
     """Median ``step()`` ms of the reference package and of our default and flat paths, pooled
     over ``instances`` of each (``new_grads``: new gradient tensors before each step, see
     :func:`new_gradients`)."""
-    import importlib
-
-    target, kwargs = LR_FREE[name]
-    module, attribute = target.split(":")
-    reference = getattr(importlib.import_module(module), attribute)
     shape = parse_model(model)  # (groups share the learning rate: the packages require it)
-    variants = {
-        "reference": lambda ps: reference(ps, **kwargs),
-        "ours default": lambda ps: getattr(optim, name)(ps, **kwargs),
-        "ours flat": lambda ps: getattr(optim, name)(ps, impl="flat", **kwargs),
-    }
-    optimizers, before = _build(variants, shape, None, new_grads, instances, device)
-    for optimizer in optimizers.values():
-        if hasattr(optimizer, "train"):
-            optimizer.train()  # Schedule-Free steps only in train mode
+    optimizers, before = _build(lr_free_variants(name), shape, None, new_grads, instances, device)
     with torch.no_grad():  # the references' step() is not always under no_grad
         steps = {key: opt.step for key, opt in optimizers.items()}
         return _round_robin_ms(steps, repeat, before, device)
@@ -690,6 +902,11 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         raise ValueError(
             f"--device: {device!r} is not a device this bench runs on; allowed: cpu, cuda"
         )
+    if getattr(args, "alone", False) and device != "cpu":
+        raise ValueError(
+            f"--alone: runs on the CPU only (page faults of a lone process), got --device "
+            f"{device}; allowed: --alone with --device cpu, or --device {device} without --alone"
+        )
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             "--device: 'cuda' is not available here (torch.cuda.is_available() is False, torch "
@@ -703,6 +920,8 @@ def run(args: argparse.Namespace) -> int:
     names, models = check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if getattr(args, "alone", False):
+        return run_alone(args, names, models)
     if getattr(args, "lr_free", False):
         return run_lr_free(args, models, names)
     if args.device != "cpu":

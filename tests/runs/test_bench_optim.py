@@ -240,3 +240,53 @@ def test_a_device_the_bench_cannot_use_is_one_line_and_exit_2(device, monkeypatc
         bench.check_args(args)
     assert "\n" not in str(error.value)
     assert "--device: 'tpu'" in _refused("--device", "tpu")
+
+
+def test_alone_times_each_variant_in_a_process_of_its_own_with_its_page_faults():
+    """Smoke test of ``--alone``: a row per optimizer and model, every variant timed (each in a
+    fresh process), and the page-fault cells filled (counted on this OS) or n/a (not)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "runs", "bench", "optim", "--alone", "--optimizers", "SGD",
+         "--models", "20x5", "--repeat", "2", "--instances", "1", "--no-compile"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "alone: each variant the only optimizer of a fresh process" in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| SGD")]
+    assert len(rows) == 1
+    cells = rows[0].strip("| ").split(" | ")
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("| optimizer"))
+    columns = header.strip("| ").split(" | ")
+    assert len(cells) == len(columns)
+    for label in ("torch single", "torch foreach", "torch fused", "ours default", "ours flat"):
+        assert float(cells[columns.index(label)]) > 0
+    assert cells[columns.index("ours flat+compile")] == "n/a"
+    faults = cells[-1].split(" / ")
+    assert len(faults) == 3
+    assert all(cell == "n/a" or int(cell) >= 0 for cell in faults)
+
+
+def test_time_alone_returns_every_timed_step_and_its_page_faults():
+    """``time_alone`` in this process: ``repeat`` step times, and as many fault counts (None
+    where the OS counts none); the learning-rate-free kind builds the package's optimizer."""
+    from runs.bench.optim import time_alone
+
+    timed = time_alone("classic", "Adam", "ours default", "20x5", repeat=4, new_grads=True)
+    assert len(timed["ms"]) == len(timed["faults"]) == 4
+    assert all(ms > 0 for ms in timed["ms"])
+    assert all(f is None or f >= 0 for f in timed["faults"])
+    pytest.importorskip("dog")  # (the reference extra)
+    timed = time_alone("lr-free", "DoG", "reference", "3x10", repeat=2)
+    assert len(timed["ms"]) == 2
+
+
+def test_minor_faults_count_the_first_touch_of_new_memory():
+    """The fault count the ``--alone`` table reports moves when a process first writes memory
+    the OS has just mapped (64 MiB: glibc maps a block that large anew, whatever its heap)."""
+    from runs.bench.optim import _minor_faults
+
+    before = _minor_faults()
+    if before is None:
+        pytest.skip("this OS counts no minor page faults")
+    fresh = torch.empty(1 << 24)
+    fresh.fill_(1.0)
+    assert _minor_faults() > before

@@ -372,6 +372,8 @@ def test_lr_find_checks_its_options_before_the_work(
         (["--threads", "0"], "--threads must be a positive integer, got --threads=0"),
         (["--lr-free", "--repeat", "0"], "--repeat must be a positive integer, got --repeat=0"),
         (["--lr-free", "--optimizers", "nonsense"], "unknown 'nonsense' with --lr-free; allowed"),
+        (["--alone", "--device", "cuda"], "--alone: runs on the CPU only"),
+        (["--alone", "--instances", "0"], "--instances must be a positive integer"),
     ],
 )
 def test_bench_optim_options(capsys, extra, expected):
