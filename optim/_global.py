@@ -774,7 +774,7 @@ class ReducingOptimizer(RuleOptimizer):
         self._unfilled: dict[int, bool] = {}
         """The packed chunks (by their buffer slice) whose parameters are not gathered yet, and
         whether those are all 1-D (one ``torch.cat``)."""
-        self._scratch_buffers: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+        self._scratch_buffers: dict[tuple[torch.device, torch.dtype, int], Tensor] = {}
 
     def _reads_params(self, group: dict) -> bool:
         return True
@@ -830,14 +830,15 @@ class ReducingOptimizer(RuleOptimizer):
 
     # --- temporaries -------------------------------------------------------------------------
 
-    def _scratch(self, like: Tensor, numel: int) -> Tensor:
+    def _scratch(self, like: Tensor, numel: int, slot: int = 0) -> Tensor:
         """A reused flat buffer of ``numel`` elements of ``like``'s dtype and device (one per
-        dtype and device, grown as needed). Valid until the next call: a rule reduces it at once.
+        dtype, device and ``slot``, grown as needed). Valid until the next call for that slot: a
+        rule reduces it at once; a rule that needs two results at once takes two slots.
 
         On a CPU, allocating and freeing a temporary of a megabyte or more costs page faults at
         every step (glibc returns such memory to the system), more than the arithmetic on it.
         """
-        key = (like.device, like.dtype)
+        key = (like.device, like.dtype, slot)
         buffer = self._scratch_buffers.get(key)
         if buffer is None or buffer.numel() < numel:
             with torch.inference_mode(False):  # (see OUTSIDE_INFERENCE_MODE)
@@ -854,16 +855,17 @@ class ReducingOptimizer(RuleOptimizer):
         x = chunk.params[0]
         return self._scratch(x, x.numel()).view_as(x)
 
-    def whole_scratch(self, chunk: Chunk) -> Tensor | None:
+    def whole_scratch(self, chunk: Chunk, slot: int = 0) -> Tensor | None:
         """Where a rule writes an elementwise result of ``chunk``'s tensors before reducing it
         whole (see :func:`_sums_of`): on a CPU a reused buffer as large as the chunk's largest
         tensor (a tensor-sized temporary costs page faults there at every step), held between
         steps; elsewhere None, so they are temporaries, as in the packages (a GPU's caching
         allocator reuses their blocks, and holding the largest tensor's size between steps
-        would take it from the forward and backward passes)."""
+        would take it from the forward and backward passes). ``slot``: another buffer, for a
+        second result needed while the first is (see :meth:`_scratch`)."""
         if not chunk.params[0].is_cpu:
             return None
-        return self._scratch(chunk.params[0], max(t.numel() for t in chunk.params))
+        return self._scratch(chunk.params[0], max(t.numel() for t in chunk.params), slot)
 
     # --- global scalars ----------------------------------------------------------------------
 

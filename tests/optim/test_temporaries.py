@@ -64,6 +64,7 @@ def _steps(name: str, count: int, numel: int, steps: int) -> dict:
         ("RMSprop", 20, 100_000),  # the same: 914 before
         ("Adadelta", 40, 40_000),  # packed rounds: 372 before
         ("Adam", 8, 1_000_000),  # rounds of one 1M tensor: 2706 before
+        ("DAdaptAdaGrad", 1, 4_000_000),  # a chunk of one 4M tensor: 11686 before
     ],
 )
 def test_a_step_faults_in_no_memory_for_its_temporaries(name, count, numel):
