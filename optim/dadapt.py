@@ -532,7 +532,7 @@ def dadapt_adagrad_statistics(
     alphak, sk, segments = state["alphak"], state["sk"], chunk.segments
 
     def denominators() -> list[Tensor]:
-        return _adagrad_roots(alphak, eps, root_scratch)[0]
+        return _adagrad_roots(alphak, eps, root_scratch)
 
     def weighted_sq() -> Tensor:
         return quotient_sums(sk, sk, denominators(), scratch, segments)
@@ -549,11 +549,11 @@ def dadapt_adagrad_update(
 ) -> None:
     r"""z = x0 - s / (\sqrt{\alpha} + \epsilon); x = z, or (1-c) x + c z with c = 1 - momentum.
 
-    For a chunk of one tensor, z is written over its denominator in ``scratch`` (see
-    :func:`_adagrad_roots`): the same ops, no temporary."""
+    For a chunk of one tensor, z is written over its denominator, in ``scratch`` where it fits
+    (see :func:`_adagrad_roots`): the same ops, no further temporary."""
     params, state = chunk.params, chunk.state
-    denominators, in_scratch = _adagrad_roots(state["alphak"], eps, scratch)
-    if in_scratch:
+    denominators = _adagrad_roots(state["alphak"], eps, scratch)
+    if len(denominators) == 1:
         (x0,), (s,), (d,) = state["x0"], state["sk"], denominators
         z = [torch.sub(x0, torch.div(s, d, out=d), out=d)]
     else:
@@ -566,21 +566,19 @@ def dadapt_adagrad_update(
         torch._foreach_copy_(params, z)
 
 
-def _adagrad_roots(
-    alphak: list[Tensor], eps: float, scratch: Tensor | None
-) -> tuple[list[Tensor], bool]:
-    r"""\sqrt{\alpha} + \epsilon for each tensor, the package's ``alphak.sqrt().add_(eps)``, and
-    whether they lie in ``scratch``: for a chunk of one tensor (a large one, or a packed round)
-    they are written there where they fit (``optim._global.room_for``; valid until the next
-    call), since a tensor-sized temporary costs page faults at every step on a CPU (4 tensors
-    of 4M elements, the step alone in its process: 47k faults a step from these and the
-    update's quotient and z, 125-126 ms against 75-84 ms without). A list of several smaller
-    tensors runs the multi-tensor ops, as before: their temporaries do not fault, and one op per
-    tensor was 20-35% slower on 400 tensors of 40k."""
-    room = room_for(scratch, alphak[0]) if len(alphak) == 1 else None
-    roots = list(torch._foreach_sqrt(alphak)) if room is None else [torch.sqrt(alphak[0], out=room)]
+def _adagrad_roots(alphak: list[Tensor], eps: float, scratch: Tensor | None) -> list[Tensor]:
+    r"""\sqrt{\alpha} + \epsilon for each tensor, the package's ``alphak.sqrt().add_(eps)``. A
+    chunk of one tensor (a large one, or a packed round) takes :func:`_denominators`, written
+    into ``scratch`` where it fits (valid until the next call), since a tensor-sized temporary
+    costs page faults at every step on a CPU (4 tensors of 4M elements, the step alone in its
+    process: 47k faults a step from these and the update's quotient and z, 125-126 ms against
+    75-84 ms without). A list of several smaller tensors runs the multi-tensor ops: their
+    temporaries do not fault, and one op per tensor was 20-35% slower on 400 tensors of 40k."""
+    if len(alphak) == 1:
+        return list(_denominators(alphak, eps, scratch))
+    roots = list(torch._foreach_sqrt(alphak))
     ops.add_(roots, eps)
-    return roots, room is not None
+    return roots
 
 
 class DAdaptAdaGrad(ReducingOptimizer):

@@ -697,6 +697,22 @@ def alone_ms(
     return results
 
 
+def _classic_cells(ms: dict[str, Any]) -> list[str]:
+    """A classic row's times (:data:`COLUMNS`, n/a where not measured) and its two speedups:
+    our default path against torch's faster eager path, compiled against fused."""
+    eager = min(ms["torch single"], ms["torch foreach"])
+    times = [f"{ms[k]:.2f}" if ms.get(k) is not None else "n/a" for k in COLUMNS]
+    default = _speedup(eager, ms["ours default"])
+    return [*times, default, _speedup(ms.get("torch fused"), ms.get("ours flat+compile"))]
+
+
+def _lr_free_cells(ms: dict[str, Any]) -> list[str]:
+    """A learning-rate-free row's times (the package, our default and flat paths) and the two
+    speedups over the package."""
+    times = [f"{ms[k]:.2f}" for k in ("reference", "ours default", "ours flat")]
+    return [*times, *(_speedup(ms["reference"], ms[k]) for k in ("ours default", "ours flat"))]
+
+
 def _faults(ms: dict[str, float | None], labels: list[str]) -> str:
     """The page faults per step of ``labels``, ``a / b / c`` (n/a where not counted)."""
     cells = []
@@ -718,6 +734,7 @@ def run_alone(args: argparse.Namespace, names: list[str], models: list[str]) -> 
         f"alone: each variant the only optimizer of a fresh process, {args.instances} "
         "process(es) per variant, one at a time, their steps pooled\n"
     )
+    row_cells = _lr_free_cells if lr_free else _classic_cells
     if lr_free:
         labels = ["reference", "ours default", "ours flat"]
         faulting = ["reference", "ours default"]
@@ -741,24 +758,8 @@ def run_alone(args: argparse.Namespace, names: list[str], models: list[str]) -> 
                 "lr-free" if lr_free else "classic", name, labels, model, args.repeat,
                 args.new_grads, args.threads, args.instances,
             )  # fmt: skip
-            if lr_free:
-                cells = [f"{ms[k]:.2f}" for k in labels]
-                ratios = [
-                    _speedup(ms["reference"], ms["ours default"]),
-                    _speedup(ms["reference"], ms["ours flat"]),
-                ]
-            else:
-                cells = [f"{ms[k]:.2f}" if ms.get(k) is not None else "n/a" for k in COLUMNS]
-                eager = min(ms["torch single"], ms["torch foreach"])
-                ratios = [
-                    _speedup(eager, ms["ours default"]),
-                    _speedup(ms.get("torch fused"), ms.get("ours flat+compile")),
-                ]
-            print(
-                f"| {name} | {model} | " + " | ".join(cells + ratios)
-                + f" | {_faults(ms, faulting)} |",
-                flush=True,
-            )  # fmt: skip
+            cells = [*row_cells(ms), _faults(ms, faulting)]
+            print(f"| {name} | {model} | {' | '.join(cells)} |", flush=True)
     print(
         "\ntimes are median ms per step(); speedups are "
         + ("the package's" if lr_free else "torch's")
@@ -851,12 +852,7 @@ def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | 
     for name in names or list(LR_FREE):
         for model in models:
             ms = measure_lr_free(name, model, args.repeat, args.new_grads, args.instances, device)
-            print(
-                f"| {name} | {model} | {ms['reference']:.2f} | {ms['ours default']:.2f} "
-                f"| {ms['ours flat']:.2f} | {_speedup(ms['reference'], ms['ours default'])} "
-                f"| {_speedup(ms['reference'], ms['ours flat'])} |",
-                flush=True,
-            )
+            print(f"| {name} | {model} | {' | '.join(_lr_free_cells(ms))} |", flush=True)
     print("\ntimes are median ms per step(); speedups are the package's time over ours")
     return 0
 
@@ -954,13 +950,10 @@ def run(args: argparse.Namespace) -> int:
             eager = min(ms["torch single"], ms["torch foreach"])
             best = min(v for k, v in ms.items() if k.startswith("ours"))
             gbs = OPTIMIZERS[name][1] * 4 * parse_model(model).elements / (best * 1e-3) / 1e9
-            cells = [f"{ms[k]:.2f}" if k in ms else "n/a" for k in COLUMNS]
             temporaries = f"{_memory(ms, 'ours')} / {_memory(ms, 'fused')}"
             floor = f"{ms['packed floor']:.2f}" if "packed floor" in ms else "n/a"
             print(
-                f"| {name} | {model} | " + " | ".join(cells)
-                + f" | {_speedup(eager, ms['ours default'])}"
-                + f" | {_speedup(ms.get('torch fused'), ms.get('ours flat+compile'))}"
+                f"| {name} | {model} | " + " | ".join(_classic_cells(ms))
                 + f" | {floor} | {_speedup(eager, ms.get('packed floor'))}"
                 + f" | {_speedup(ms['handoff crossed'], ms['handoff kept'])}"
                 + f" | {temporaries} | {gbs:.1f} |",
@@ -1030,14 +1023,7 @@ def run_on_device(args: argparse.Namespace, names: list[str], models: list[str])
                 name, model, args.repeat, not args.no_compile, args.new_grads, args.instances,
                 None, args.device,
             )  # fmt: skip
-            eager = min(ms["torch single"], ms["torch foreach"])
-            cells = [f"{ms[k]:.2f}" if k in ms else "n/a" for k in COLUMNS]
-            print(
-                f"| {name} | {model} | " + " | ".join(cells)
-                + f" | {_speedup(eager, ms['ours default'])}"
-                + f" | {_speedup(ms.get('torch fused'), ms.get('ours flat+compile'))} |",
-                flush=True,
-            )  # fmt: skip
+            print(f"| {name} | {model} | {' | '.join(_classic_cells(ms))} |", flush=True)
     print(
         "\ntimes are median ms per step(), each between two torch.cuda.synchronize() calls; "
         "speedups are torch's time over ours (> 1: ours faster)"
