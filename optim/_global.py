@@ -1120,7 +1120,7 @@ class ReducingOptimizer(RuleOptimizer):
             grads = [list(map(_GRAD, layout.params)) for layout in layouts]
         chunks = []
         for layout, where, layout_grads in zip(layouts, positions, grads):
-            own = layout.new_large_gradients(layout_grads)
+            own = layout.round_gradients(layout_grads)
             for (i, j, begin, end), segments in zip(layout.rounds, layout.round_segments):
                 state = {k: [layout.buffers[k][begin:end]] for k in layout.keys}
                 chunks.append(

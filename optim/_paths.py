@@ -1051,8 +1051,14 @@ class Flat(OwnedState):
     @functools.cached_property
     def rounds(self) -> list[tuple[int, int, int, int]]:
         """The buffer in rounds of whole tensors, as the learning-rate-free rules see it (see
-        ``optim._global.Pack``), each large tensor (:attr:`large`) a round of its own, whose new
-        gradient a rule can then read where it lies (:meth:`new_large_gradients`)."""
+        ``optim._global.Pack``): on a CPU each large tensor (:attr:`large`) a round of its own,
+        whose new gradient a rule can then read where it lies (:meth:`round_gradients`); on a
+        GPU (:func:`caches_in_blocks`) one round over the whole buffer. There a round is a
+        kernel per op, not a pass through cache: on an NVIDIA H200 a round per large tensor
+        made Prodigy's step on 4 tensors of 4M elements launch 158 kernels (2.51 ms, against
+        the package's 0.75 ms), where copying the 4 new gradients in costs about 30 us."""
+        if not caches_in_blocks(self.flat_param.device):
+            return [(0, len(self.sizes), 0, sum(self.sizes))]
         rounds, first, start = [], 0, 0
         for large in [*self.large, len(self.sizes)]:
             if large > first:  # the tensors between two large ones
@@ -1156,6 +1162,17 @@ class Flat(OwnedState):
                 own[i] = grad.view(-1)
         self.sync_grads(grads, leave=own)
         return own
+
+    def round_gradients(self, grads: list[Tensor]) -> dict[int, Tensor]:
+        """The gradients ``grads`` (the parameters' ``.grad``) ready for :attr:`rounds`: where a
+        large tensor is a round of its own (a CPU), its new row-major gradient is read where
+        autograd left it, by the tensor's position (:meth:`new_large_gradients`); on a GPU,
+        where one round spans the buffer, every new gradient is copied in (:meth:`sync_grads`,
+        one multi-tensor copy) and none is returned."""
+        if caches_in_blocks(self.flat_param.device):
+            return self.new_large_gradients(grads)
+        self.sync_grads(grads)
+        return {}
 
     def gradient_spans(self, grads: list[Tensor]) -> list[tuple[int, int, Tensor]] | None:
         """The gradients ``grads`` (the parameters' ``.grad``) as consecutive spans of the
