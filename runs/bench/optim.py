@@ -39,8 +39,8 @@ plus the faults.
 
 With ``--device cuda`` the tensors live on the GPU and each time runs between two
 ``torch.cuda.synchronize()`` calls (the compiled path is Triton kernels there, torch's fused
-path its CUDA kernels); the CPU-only columns (packed floor, handoff, temporaries, bandwidth)
-are left out.
+path its CUDA kernels); the CPU-only columns (packed floor, handoff, bandwidth) are left out,
+and the memory is read from the device's caching allocator.
 Targets (issue 11, 2-core CPU): default >= 1.0x torch's faster eager path on 4x4M and 400x40k for
 all six classes, >= 5x on 2000x1k; compiled within 1.1x of torch fused on 4x4M (Adam, AdamW, SGD
 with momentum, Adagrad) and >= 5x faster on 2000x1k.
@@ -423,19 +423,54 @@ def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 
 def kept_bytes(
-    make: Callable[[list], torch.optim.Optimizer], shape: Shape, lr: float | None
+    make: Callable[[list], torch.optim.Optimizer],
+    shape: Shape,
+    lr: float | None,
+    device: str = "cpu",
 ) -> int:
     """Bytes an optimizer keeps beyond its state from step to step (scratch buffers, such as
     the packed path's gathered gradients): what a new optimizer's first three steps allocate
     and still hold afterwards, less the bytes of its state tensors, and never below 0 (torch's
     step counters are made with ``torch.tensor``, which the count does not see allocate: a few
     bytes each)."""
-    optimizer = make(_params(shape, lr))
+    optimizer = make(_params(shape, lr, device))
     with _PeakTemporaries() as counter:
         for _ in range(3):
             optimizer.step()
         gc.collect()  # (tensors in reference cycles: freed now, not at some later collection)
     return max(0, counter.held_bytes() - _state_bytes(optimizer))
+
+
+def device_temporary_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """On a GPU, peak bytes the caching allocator handed out during one (later) ``step()``
+    beyond what was allocated before it (``torch.cuda.max_memory_allocated``): a step's
+    temporaries as the device sees them. A step replayed from a CUDA graph (``compile=True``)
+    allocates nothing: its temporaries lie in the graph's pool, counted by
+    :func:`device_kept_bytes`."""
+    optimizer.step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    optimizer.step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before
+
+
+def device_kept_bytes(
+    make: Callable[[list], torch.optim.Optimizer], shape: Shape, lr: float | None, device: str
+) -> int:
+    """On a GPU, bytes a new optimizer still holds after three steps beyond its state tensors
+    (:func:`kept_bytes`' measure, read from the caching allocator: scratch buffers, and a
+    captured CUDA graph's pool), never below 0."""
+    params = _params(shape, lr, device)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    optimizer = make(params)
+    for _ in range(3):
+        optimizer.step()
+    gc.collect()
+    torch.cuda.synchronize()
+    return max(0, torch.cuda.memory_allocated() - before - _state_bytes(optimizer))
 
 
 def machine_bandwidth_gbs(repeat: int = 15) -> float:
@@ -547,7 +582,8 @@ def measure(
     :func:`new_gradients`); with ``handoff``, its two steps timed in the same round-robin
     (``"handoff crossed"``, ``"handoff kept"``), so their ratio tells what the threads' caches
     were like while this row ran. On another ``device`` than the CPU only the times are measured
-    (no packed floor, handoff or temporaries: those are about a CPU's threads and caches)."""
+    (no packed floor or handoff: those are about a CPU's threads and caches), and the memory
+    through the device's allocator (:func:`device_temporary_bytes`, :func:`device_kept_bytes`)."""
     shape = parse_model(model)
     lr = _bench_lr(name)
     variants = classic_variants(name, compile_flat, device)
@@ -559,41 +595,48 @@ def measure(
     if handoff is not None and on_cpu:
         steps.update({("handoff crossed", 0): handoff.crossed, ("handoff kept", 0): handoff.kept})
     results = _round_robin_ms(steps, repeat, before, device)
-    if not on_cpu:
-        return results
-    results["temporaries ours"] = temporary_bytes(optimizers["ours default", 0])
-    results["kept ours"] = kept_bytes(variants["ours default"], shape, lr)
-    if "torch fused" in variants:
-        results["temporaries fused"] = temporary_bytes(optimizers["torch fused", 0])
-        results["kept fused"] = kept_bytes(variants["torch fused"], shape, lr)
+    temporaries, kept = (
+        (temporary_bytes, kept_bytes) if on_cpu else (device_temporary_bytes, device_kept_bytes)
+    )
+    for side, label in (("ours", "ours default"), ("fused", "torch fused")):
+        if label in variants:
+            results[f"temporaries {side}"] = temporaries(optimizers[label, 0])
+            results[f"kept {side}"] = kept(variants[label], shape, lr, device)
     return results
 
 
 FIRST_STEP_SHAPE = "Adam, 50 tensors of 1k"
 _FIRST_STEP = """
 import sys, time, torch, optim
-if len(sys.argv) > 1:
-    torch.set_num_threads(int(sys.argv[1]))
-params = [torch.randn(1000, requires_grad=True) for _ in range(50)]
+threads, device = int(sys.argv[1]), sys.argv[2]
+if threads:
+    torch.set_num_threads(threads)
+params = [torch.randn(1000, device=device, requires_grad=True) for _ in range(50)]
 for p in params:
-    p.grad = torch.randn(1000)
+    p.grad = torch.randn(1000, device=device)
 optimizer = optim.Adam(params, compile=True)
+if device != "cpu":
+    torch.cuda.synchronize()
 start = time.perf_counter()
 optimizer.step()
+if device != "cpu":
+    torch.cuda.synchronize()
 print(time.perf_counter() - start)
 """
 
 
-def first_compiled_step_seconds(threads: int | None = None) -> tuple[float, float]:
-    """Wall time of the first compiled Adam step (:data:`FIRST_STEP_SHAPE`) in a fresh process
-    with ``threads`` threads (default: torch's): with a new, empty inductor cache, then warm."""
-    threads_argument = [] if threads is None else [str(threads)]
+def first_compiled_step_seconds(
+    threads: int | None = None, device: str = "cpu"
+) -> tuple[float, float]:
+    """Wall time of the first compiled Adam step (:data:`FIRST_STEP_SHAPE`) on ``device`` in a
+    fresh process with ``threads`` threads (default: torch's), to a ``torch.cuda.synchronize()``
+    on a GPU: with a new, empty inductor cache, then warm."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
         times = []
         for _ in range(2):
             out = subprocess.run(
-                [sys.executable, "-c", _FIRST_STEP, *threads_argument],
+                [sys.executable, "-c", _FIRST_STEP, str(threads or 0), device],
                 env=env, capture_output=True, text=True, check=True,
             )  # fmt: skip
             times.append(float(out.stdout.strip().splitlines()[-1]))
@@ -1013,7 +1056,8 @@ def run_on_device(args: argparse.Namespace, names: list[str], models: list[str])
     print(f"gradients: {_gradients_line(args)}")
     print(f"{_instances_line(args)}\n")
     header = (
-        "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager | compiled / fused |"
+        "| optimizer | model | " + " | ".join(COLUMNS) + " | default / eager | compiled / fused "
+        "| temporaries + kept, ours / fused (MiB) |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
@@ -1023,11 +1067,22 @@ def run_on_device(args: argparse.Namespace, names: list[str], models: list[str])
                 name, model, args.repeat, not args.no_compile, args.new_grads, args.instances,
                 None, args.device,
             )  # fmt: skip
-            print(f"| {name} | {model} | {' | '.join(_classic_cells(ms))} |", flush=True)
+            cells = [*_classic_cells(ms), f"{_memory(ms, 'ours')} / {_memory(ms, 'fused')}"]
+            print(f"| {name} | {model} | {' | '.join(cells)} |", flush=True)
     print(
         "\ntimes are median ms per step(), each between two torch.cuda.synchronize() calls; "
         "speedups are torch's time over ours (> 1: ours faster)"
     )
+    print(
+        "temporaries: the most the device's allocator handed out during a step beyond what it "
+        "held before; kept: what a new optimizer holds after three steps beyond its state"
+    )
+    if not args.no_compile:
+        cold, warm = first_compiled_step_seconds(args.threads, args.device)
+        print(
+            f"first compiled step ({FIRST_STEP_SHAPE}, {args.device}, fresh process): "
+            f"{cold:.1f} s with an empty inductor cache, {warm:.1f} s warm"
+        )
     return 0
 
 
