@@ -1544,9 +1544,21 @@ class RuleOptimizer(Optimizer):
         rule = type(self)._rule
         arguments = self._host_arguments(group, first_step)
         steps = [None if layout.step_vector is None else layout.count]
+        blocks = _paths.caches_in_blocks(layout.flat_param.device)
+        if not blocks and len(spans) > 1:
+            # A GPU: one call over the spans as lists, which each multi-tensor op takes in one
+            # launch, where a call per span launched every op once more per new large gradient
+            # (AdamWScheduleFree on 4x4M with new gradients, H200: 0.74 ms a step against the
+            # default path's 0.46).
+            state = {key: _spans_of(spans, flat) for key, flat in layout.buffers.items()}
+            grads = [grad for _, _, grad in spans]
+            params = _spans_of(spans, layout.flat_param)
+            call_rule(
+                rule, params, grads, steps * len(spans), state, arguments, self._complex_as_real
+            )
+            return
         # Eager: the rule over one cache-sized block of a span at a time, as the blocked default
         # path (every op over a block before the next; temporaries a block in size).
-        blocks = _paths.caches_in_blocks(layout.flat_param.device)
         block_size = _paths.BLOCK if blocks and self._elementwise else size
         for begin, end, grad in spans:
             for start in range(begin, end, block_size):

@@ -1507,6 +1507,39 @@ def test_hyperparameters_changed_between_steps_keep_torchs_bits(case, impl):
     assert all(map(torch.equal, run(functools.partial(ours(name), impl=impl)), reference))
 
 
+@pytest.mark.parametrize("gradients", ["new", "kept"])
+def test_the_flat_path_under_a_gpus_policy_runs_its_rule_once_a_step(
+    default_case, gradients, monkeypatch
+):
+    """On a GPU (``_paths.caches_in_blocks`` False) the eager flat path runs its rule once a
+    step over the layout's spans as lists, which each multi-tensor op takes in one launch; a
+    call per span (a new large gradient, read where autograd left it, cuts the buffer into
+    spans) launched every op once more per large tensor: AdamWScheduleFree on 4x4M with new
+    gradients took 0.74 ms a step on an H200, against the default path's 0.46. Run here on a CPU
+    under that policy, with two tensors over ``BLOCK``: torch's foreach bits after 6 float64
+    steps, and one call of the rule a step (a step with new gradients: before, 4 spans, 4
+    calls)."""
+    monkeypatch.setattr(_paths, "caches_in_blocks", lambda device: False)
+    calls = []
+    real_call_rule = optim._base.call_rule
+    monkeypatch.setattr(
+        optim._base, "call_rule", lambda *a, **k: calls.append(1) or real_call_rule(*a, **k)
+    )
+    name, kwargs = default_case
+    shapes = [(3 * SMALL_BLOCK + 17,), (6, 4), (2 * SMALL_BLOCK + 7,), (5,)]
+
+    def run(cls):
+        params = _params(shapes)
+        optimizer = cls(params, **kwargs)
+        _train(optimizer, params, 6, set_to_none=gradients == "new")
+        return params
+
+    reference = run(functools.partial(theirs(name), foreach=True))
+    calls.clear()
+    assert all(map(torch.equal, run(functools.partial(ours(name), impl="flat")), reference))
+    assert len(calls) == 6
+
+
 # --- low precision -------------------------------------------------------------------------
 
 
