@@ -169,6 +169,17 @@ def test_compiled_steps_replayed_as_cuda_graphs_keep_torchs_numbers(case, large)
     assert sum(layout.replayed.replays for layout in layouts) >= 20
 
 
+def step_without_sync(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` under ``torch.cuda.set_sync_debug_mode("error")``, which raises on
+    any synchronising call (the queue drained first, so none is pending)."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        optimizer.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 @pytest.mark.parametrize("impl", ["single", "foreach", "flat", "compiled"])
 @pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
 def test_steps_on_cuda_never_synchronise(case, impl):
@@ -186,12 +197,7 @@ def test_steps_on_cuda_never_synchronise(case, impl):
         if t == 0:
             optimizer.step()
             continue
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            optimizer.step()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
+        step_without_sync(optimizer)
 
 
 LR_FREE = [
@@ -261,12 +267,7 @@ def test_learning_rate_free_with_large_tensors_on_cuda_match_their_packages(case
             if cls is reference or t == 0:
                 optimizer.step()
                 continue
-            torch.cuda.synchronize()
-            torch.cuda.set_sync_debug_mode("error")
-            try:
-                optimizer.step()
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
+            step_without_sync(optimizer)
         results.append([p.detach() for p in params])
     assert relative_error(results[1], results[0]) <= 1e-10
 
