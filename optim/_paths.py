@@ -1054,9 +1054,10 @@ class Flat(OwnedState):
         ``optim._global.Pack``): on a CPU each large tensor (:attr:`large`) a round of its own,
         whose new gradient a rule can then read where it lies (:meth:`round_gradients`); on a
         GPU (:func:`caches_in_blocks`) one round over the whole buffer. There a round is a
-        kernel per op, not a pass through cache: on an NVIDIA H200 a round per large tensor
-        made Prodigy's step on 4 tensors of 4M elements launch 158 kernels (2.51 ms, against
-        the package's 0.75 ms), where copying the 4 new gradients in costs about 30 us."""
+        kernel per op, not a pass through cache: on an NVIDIA H200 (torch 2.11) Prodigy's step
+        on 4 tensors of 4M elements launched 173 kernels in 3.84 ms with a round per large
+        tensor, 75 in 1.28 ms with one round (copying 64 MB of new gradients in is about 30 us
+        of that bandwidth)."""
         if not caches_in_blocks(self.flat_param.device):
             return [(0, len(self.sizes), 0, sum(self.sizes))]
         rounds, first, start = [], 0, 0
