@@ -982,17 +982,25 @@ def run(args: argparse.Namespace) -> int:
         "the threads share their caches, 2-3x where they do not, which slows our packed default "
         "path (it hands half its data between threads twice a round) and torch's far less"
     )
+    _print_memory_and_first_compile(args)
+    return 0
+
+
+def _print_memory_and_first_compile(args: argparse.Namespace) -> None:
+    """The table's closing lines: what the memory columns count, and (unless ``--no-compile``)
+    the first compiled step's time on ``args.device``, cold and warm."""
     print(
         "temporaries: the most memory a step holds beyond the state; kept: scratch buffers an "
         "optimizer keeps from step to step"
     )
-    if not args.no_compile:
-        cold, warm = first_compiled_step_seconds(args.threads)
-        print(
-            f"first compiled step ({FIRST_STEP_SHAPE}, fresh process): {cold:.1f} s with an "
-            f"empty inductor cache, {warm:.1f} s warm"
-        )
-    return 0
+    if args.no_compile:
+        return
+    cold, warm = first_compiled_step_seconds(args.threads, args.device)
+    where = "" if args.device == "cpu" else f"{args.device}, "
+    print(
+        f"first compiled step ({FIRST_STEP_SHAPE}, {where}fresh process): {cold:.1f} s with an "
+        f"empty inductor cache, {warm:.1f} s warm"
+    )
 
 
 def torch_has_fused(name: str, device: str) -> bool:
@@ -1039,16 +1047,7 @@ def run_on_device(args: argparse.Namespace, names: list[str], models: list[str])
         "\ntimes are median ms per step(), each between two torch.cuda.synchronize() calls; "
         "speedups are torch's time over ours (> 1: ours faster)"
     )
-    print(
-        "temporaries: the most memory a step holds beyond the state; kept: scratch buffers an "
-        "optimizer keeps from step to step"
-    )
-    if not args.no_compile:
-        cold, warm = first_compiled_step_seconds(args.threads, args.device)
-        print(
-            f"first compiled step ({FIRST_STEP_SHAPE}, {args.device}, fresh process): "
-            f"{cold:.1f} s with an empty inductor cache, {warm:.1f} s warm"
-        )
+    _print_memory_and_first_compile(args)
     return 0
 
 
