@@ -15,6 +15,7 @@ from typing import Any
 
 from runs.catalog import catalogue_order
 from runs.checkpoint import save_text
+from runs.results import software_line
 from runs.summary import prepare_report
 from schedulers.files import atomic_copy, read_json, read_text
 
@@ -38,7 +39,7 @@ def _run_line(data: dict[str, Any]) -> str:
         parts.append(
             "data: " + ", ".join(datasets) + (" (fallback)" if meta.get("fallback_used") else "")
         )
-    parts.append(f"torch {software['torch']}, Python {software['python']}")
+    parts.append(software_line(software))
     return "; ".join(parts)
 
 

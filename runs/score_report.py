@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from runs import score_profiles as P
+from runs.results import software_line
 
 RULESET_TITLES = {  # formatted with the results' settings
     "external": "external tuning ({trials} trials x {studies} studies; median of the fastest)",
@@ -111,7 +112,7 @@ def readme_section(results: dict[str, Any], figure_link: str) -> str:
     run = (
         f"*Run:* `stepsize score --jobs {settings['jobs']}`; {settings['studies']} studies x "
         f"{settings['trials']} trials; {results['wall_time_s'] / 60:.1f} min wall time; "
-        f"torch {software['torch']}, Python {software['python']}."
+        f"{software_line(software)}."
     )
     return "\n\n".join([
         SCORE_BEGIN,

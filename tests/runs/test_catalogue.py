@@ -115,6 +115,9 @@ def test_readme_section_is_generated_from_run_folders(quick_run, tmp_path):
         # The table in the README is the one in summary.md, regenerated from the runs.
         table = (directory / "summary.md").read_text().split("\n\n", 2)[2].strip()
         assert table.splitlines()[0] in text
+        # Its *Run:* line names the CPU and the kernels torch ran there, which change the numbers.
+        software = summary["software"]
+        assert f"CPU: {software['cpu']} (torch's {software['cpu_kernels']} kernels)." in text
     # Written again: the same text (nothing typed by hand survives). Two folders suffice for
     # this property (each experiment's rendering is checked above); all of them double the time.
     again = tmp_path / "again" / "README.md"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import platform
 
-from runs.results import series_band
+import numpy as np
+import torch
+
+from runs.results import cpu_model, series_band, software_line, software_versions
 from runs.summary import markdown_table, variant_rows
 
 
@@ -128,3 +131,32 @@ def test_epoch_based_experiments_are_drawn_against_the_epoch(tmp_path, monkeypat
     ax = drawn["test_loss.png"].axes[0]
     assert ax.get_xlabel() == "epoch"
     assert list(ax.lines[0].get_xdata()) == [0.0, 1.0, 2.0]
+
+
+def test_cpu_model_is_the_first_model_name_of_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14 96-Core\n\n"
+        "processor\t: 1\nmodel name\t: another\n"
+    )
+    assert cpu_model(cpuinfo) == "AMD EPYC 9R14 96-Core"
+
+
+def test_cpu_model_without_cpuinfo_is_the_platforms_processor_or_unknown(tmp_path, monkeypatch):
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert cpu_model(tmp_path / "absent") == "arm"
+    (tmp_path / "empty").write_text("processor\t: 0\n")
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    assert cpu_model(tmp_path / "empty") == "unknown"
+
+
+def test_software_records_the_cpu_and_torchs_kernels_and_the_run_line_names_them():
+    software = software_versions()
+    assert software["cpu"] == cpu_model()
+    assert software["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    assert software_line(software) == (
+        f"torch {software['torch']}, Python {software['python']}; "
+        f"CPU: {software['cpu']} (torch's {software['cpu_kernels']} kernels)"
+    )
+    # A summary written before the CPU was recorded: the versions alone.
+    assert software_line({"torch": "2.13.0", "python": "3.11.7"}) == "torch 2.13.0, Python 3.11.7"

@@ -187,6 +187,8 @@ def test_quick_score_writes_json_table_and_figure(tmp_path, capsys):
     assert text.startswith("# title")
     assert text.rstrip().endswith("after")
     assert table.strip() in text
+    software = data["software"]  # (the CPU changes the numbers: the *Run:* line names it)
+    assert f"CPU: {software['cpu']} (torch's {software['cpu_kernels']} kernels)." in text
     assert (tmp_path / "docs" / "results" / "score.png").is_file()
 
 
