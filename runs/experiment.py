@@ -457,6 +457,7 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
 def _run_checked(args, experiment, root, load, settings, dist, resumed, started) -> int:
     """The writing part of ``stepsize run``, once every check passed and the lock is held."""
     from runs import parallel
+    from runs.results import software_versions
     from runs.summary import write_report
     from runs.tensorboard import write_layout
 
@@ -473,6 +474,7 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         meta["jobs"] = args.jobs
         meta["backend"] = args.backend
         meta["world_size"] = dist.world_size if dist else 1
+        meta["software"] = software_versions()  # (this machine's: a later report keeps them)
         ckpt.save_json(root / "experiment.json", meta)
         hyper_keys = sorted({"lr", *(k for v in experiment.variants for k in v.schedules)})
         classes = [optimizer_class(v.optimizer.name) for v in experiment.variants]

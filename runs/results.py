@@ -54,6 +54,14 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
+def recorded_software(meta: dict[str, Any]) -> dict[str, str]:
+    """The versions and CPU an experiment's ``experiment.json`` (``meta``) recorded when it ran
+    (``stepsize run`` writes :func:`software_versions` there, on the machine that runs it), so a
+    report written later, or on another machine, keeps them; this process's for a folder from
+    before they were recorded."""
+    return meta.get("software") or software_versions()
+
+
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's model name: the first ``model name`` of ``cpuinfo`` (Linux), else
     ``platform.processor()``, else ``"unknown"``."""

@@ -36,6 +36,7 @@ from typing import Any
 
 from runs.checkpoint import save_json, save_text
 from runs.checks import check_seeds
+from runs.results import recorded_software, software_versions
 
 RESULTS = "results.json"
 REQUIRED = ("DESCRIPTION", "RUNTIME", "REFERENCE", "SEEDS", "QUICK_SEEDS", "compute", "report")
@@ -95,6 +96,7 @@ def run_study(
         "command": shlex.join(sys.argv),
         "threads": threads,
         "wall_time_s": wall_time,
+        "software": software_versions(),  # (this machine's: a later report keeps them)
     }
     save_json(root / RESULTS, results)
     save_json(root / "experiment.json", meta)
@@ -143,12 +145,10 @@ def write_study_report(root: Path) -> tuple[str, list[Path]]:
 def _write_study_report(
     root: Path, meta: dict[str, Any], results: Any, module: ModuleType
 ) -> tuple[str, list[Path]]:
-    from runs.results import software_versions
-
     markdown, figures = module.report(results, root / "figures")
     summary = {
-        "experiment": meta,
-        "software": software_versions(),
+        "experiment": {k: v for k, v in meta.items() if k != "software"},
+        "software": recorded_software(meta),
         "seeds": meta["seeds"],
         "wall_time_s": meta["wall_time_s"],
         "readme_figure": str(figures[0].relative_to(root)) if figures else None,

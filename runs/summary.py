@@ -31,8 +31,8 @@ from runs.results import (
     group_by_variant,
     load_meta,
     other_runs,
+    recorded_software,
     series_band,
-    software_versions,
     variant_prefix,
 )
 from schedulers.files import read_json
@@ -232,11 +232,12 @@ def search_table(search: dict[str, Any]) -> str:
 
 
 def summary(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    """``summary.json``: the experiment, versions, per-variant aggregates and every run."""
+    """``summary.json``: the experiment, versions (:func:`~runs.results.recorded_software`),
+    per-variant aggregates and every run."""
     runs = [{k: v for k, v in r.items() if k != "history"} for r in results]
     return {
-        "experiment": meta,
-        "software": software_versions(),
+        "experiment": {k: v for k, v in meta.items() if k != "software"},
+        "software": recorded_software(meta),
         "variants": variant_rows(results),
         "runs": runs,
     }

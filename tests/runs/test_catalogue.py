@@ -15,6 +15,7 @@ from runs import tuning
 from runs.catalog import CATALOGUE, DEFAULT_EXPERIMENT, bundled_experiments
 from runs.cli import main
 from runs.load import load_experiment, parse_experiment
+from runs.results import cpu_model
 from tests.runs.helpers import TINY, write_toml
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -65,6 +66,9 @@ def test_every_experiment_runs_quick_with_finite_outputs(name, quick_logdir, cap
     assert summary["wall_time_s"] > 0
     assert summary["software"]["torch"]
     assert summary["software"]["python"]
+    # Recorded by the run, on the machine that ran it (a later report keeps them).
+    assert summary["software"] == json.loads((root / "experiment.json").read_text())["software"]
+    assert summary["software"]["cpu"] == cpu_model()
     figure = root / summary["readme_figure"]
     assert figure.read_bytes().startswith(PNG)
     table = (root / "summary.md").read_text()

@@ -10,6 +10,7 @@ import pytest
 
 from runs.catalog import DEFAULT_EXPERIMENT
 from runs.cli import main
+from runs.results import software_versions
 from tests.runs.helpers import TINY, stepsize, write_toml
 
 DIVERGING = (
@@ -75,6 +76,15 @@ def test_run_writes_tables_figures_and_resumes_nothing_twice(tmp_path, capsys):
     (root / "summary.md").unlink()
     assert main(["report", str(root)]) == 0
     assert (root / "summary.md").read_text() == table
+
+    # The software and CPU are the running machine's, recorded when the run started: a report
+    # written later, or on another machine (as here, by hand), keeps them.
+    meta = json.loads((root / "experiment.json").read_text())
+    assert meta["software"] == software_versions()
+    meta["software"] = {**meta["software"], "cpu": "the machine that ran it", "torch": "2.0.0"}
+    (root / "experiment.json").write_text(json.dumps(meta))
+    assert main(["report", str(root)]) == 0
+    assert json.loads((root / "summary.json").read_text())["software"] == meta["software"]
 
 
 def test_jobs_give_the_numbers_of_one_job(tmp_path, capsys):
