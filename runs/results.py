@@ -54,12 +54,13 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def recorded_software(meta: dict[str, Any]) -> dict[str, str]:
-    """The versions and CPU an experiment's ``experiment.json`` (``meta``) recorded when it ran
-    (``stepsize run`` writes :func:`software_versions` there, on the machine that runs it), so a
-    report written later, or on another machine, keeps them; this process's for a folder from
-    before they were recorded."""
-    return meta.get("software") or software_versions()
+def experiment_and_software(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """An experiment's ``experiment.json`` (``meta``) split into the experiment and the versions
+    and CPU recorded when it ran (``stepsize run`` writes :func:`software_versions` there, on
+    the machine that runs it), so that a report written later, or on another machine, keeps
+    them; this process's for a folder from before they were recorded."""
+    experiment = {key: value for key, value in meta.items() if key != "software"}
+    return experiment, meta.get("software") or software_versions()
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

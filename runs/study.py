@@ -36,7 +36,7 @@ from typing import Any
 
 from runs.checkpoint import save_json, save_text
 from runs.checks import check_seeds
-from runs.results import recorded_software, software_versions
+from runs.results import experiment_and_software, software_versions
 
 RESULTS = "results.json"
 REQUIRED = ("DESCRIPTION", "RUNTIME", "REFERENCE", "SEEDS", "QUICK_SEEDS", "compute", "report")
@@ -146,9 +146,10 @@ def _write_study_report(
     root: Path, meta: dict[str, Any], results: Any, module: ModuleType
 ) -> tuple[str, list[Path]]:
     markdown, figures = module.report(results, root / "figures")
+    experiment, software = experiment_and_software(meta)
     summary = {
-        "experiment": {k: v for k, v in meta.items() if k != "software"},
-        "software": recorded_software(meta),
+        "experiment": experiment,
+        "software": software,
         "seeds": meta["seeds"],
         "wall_time_s": meta["wall_time_s"],
         "readme_figure": str(figures[0].relative_to(root)) if figures else None,

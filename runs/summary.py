@@ -28,10 +28,10 @@ from runs.results import (
     METRIC_LABELS,
     collect_results,
     eval_series,
+    experiment_and_software,
     group_by_variant,
     load_meta,
     other_runs,
-    recorded_software,
     series_band,
     variant_prefix,
 )
@@ -232,12 +232,13 @@ def search_table(search: dict[str, Any]) -> str:
 
 
 def summary(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    """``summary.json``: the experiment, versions (:func:`~runs.results.recorded_software`),
-    per-variant aggregates and every run."""
+    """``summary.json``: the experiment, the versions and CPU that ran it
+    (:func:`~runs.results.experiment_and_software`), per-variant aggregates and every run."""
     runs = [{k: v for k, v in r.items() if k != "history"} for r in results]
+    experiment, software = experiment_and_software(meta)
     return {
-        "experiment": {k: v for k, v in meta.items() if k != "software"},
-        "software": recorded_software(meta),
+        "experiment": experiment,
+        "software": software,
         "variants": variant_rows(results),
         "runs": runs,
     }
