@@ -70,6 +70,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import optim
 from optim import _paths
+from runs.results import cpu_model, torch_cpu_kernels
 
 MODELS = {"4x4M": (4, 4_000_000), "400x40k": (400, 40_000), "2000x1k": (2000, 1_000)}
 OPTIMIZERS: dict[str, tuple[dict, int]] = {
@@ -1016,9 +1017,14 @@ def torch_has_fused(name: str, device: str) -> bool:
 
 
 def _machine_line(device: str) -> str:
-    """The header's first line: torch, and the CPU's threads or the GPU's name."""
+    """The header's first line: torch, and the CPU's threads, model and the instruction set
+    torch's kernels use there (two machines' tables are not comparable row for row), or the
+    GPU's name."""
     if device == "cpu":
-        return f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32"
+        return (
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32; "
+            f"CPU: {cpu_model()} (torch's {torch_cpu_kernels()} kernels)"
+        )
     return f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}, fp32"
 
 

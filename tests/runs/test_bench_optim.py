@@ -8,6 +8,7 @@ import torch
 
 import optim
 from runs.bench.optim import Shape, _params, new_gradients, parse_model
+from runs.results import cpu_model
 
 
 def test_bench_optim_prints_a_row_per_optimizer_and_model():
@@ -22,6 +23,9 @@ def test_bench_optim_prints_a_row_per_optimizer_and_model():
     assert "GB/s" in proc.stdout
     assert "load average" in proc.stdout
     assert "caches (cpu0): " in proc.stdout
+    # The machine: tables from two CPUs are not comparable row for row.
+    kernels = torch.backends.cpu.get_cpu_capability()
+    assert proc.stdout.splitlines()[0].endswith(f"; CPU: {cpu_model()} (torch's {kernels} kernels)")
     assert "n/a" in next(r for r in rows if r.startswith("| RMSprop"))  # torch has no fused RMSprop
     header = next(line for line in proc.stdout.splitlines() if line.startswith("| optimizer"))
     floor = header.split(" | ").index("packed floor")
