@@ -92,9 +92,14 @@ def software_line(software: dict[str, str]) -> str:
     recorded give the versions alone.)"""
     line = f"torch {software['torch']}, Python {software['python']}"
     if "cpu" in software:
-        kernels = software.get("cpu_kernels", "unknown")
-        line += f"; CPU: {software['cpu']} (torch's {kernels} kernels)"
+        line += f"; {cpu_text(software['cpu'], software.get('cpu_kernels', 'unknown'))}"
     return line
+
+
+def cpu_text(cpu: str, kernels: str) -> str:
+    """A CPU as the *Run:* lines and the bench's header name it: ``CPU: AMD EPYC (torch's AVX2
+    kernels)``, from :func:`cpu_model` and :func:`torch_cpu_kernels` (or a summary's record)."""
+    return f"CPU: {cpu} (torch's {kernels} kernels)"
 
 
 def load_meta(experiment_dir: Path) -> dict[str, Any]:

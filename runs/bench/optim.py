@@ -70,7 +70,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import optim
 from optim import _paths
-from runs.results import cpu_model, torch_cpu_kernels
+from runs.results import cpu_model, cpu_text, torch_cpu_kernels
 
 MODELS = {"4x4M": (4, 4_000_000), "400x40k": (400, 40_000), "2000x1k": (2000, 1_000)}
 OPTIMIZERS: dict[str, tuple[dict, int]] = {
@@ -1023,7 +1023,7 @@ def _machine_line(device: str) -> str:
     if device == "cpu":
         return (
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32; "
-            f"CPU: {cpu_model()} (torch's {torch_cpu_kernels()} kernels)"
+            f"{cpu_text(cpu_model(), torch_cpu_kernels())}"
         )
     return f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}, fp32"
 
