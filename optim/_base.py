@@ -368,6 +368,12 @@ def _starting(lists: dict[tuple, list[int]]) -> set[tuple]:
     return {(device, dtype) for device, dtype, first in lists if first}
 
 
+_COMPILED_NUMBERS: dict[tuple[Callable[..., None], str], _paths.CompiledNumbers] = {}
+"""The numbers each rule takes compiled in on each kind of device, in this process (see
+``optim._paths.CompiledNumbers``: one record per rule, as Dynamo keeps one cache of graphs per
+function)."""
+
+
 def rule_over_spans(rule: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     """``rule(*args, **kwargs)``: compiled apart from ``rule`` itself for the lists of a flat
     layout's spans (see ``RuleOptimizer._compiled``)."""
@@ -378,8 +384,10 @@ def _limited(compiled: Callable[..., None]) -> Callable[..., None]:
     """``compiled`` with Dynamo's limit of graphs per function raised from 8 to 256 for its
     calls only (see ``RuleOptimizer._compiled``)."""
 
+    raised_limit = torch._dynamo.config.patch(recompile_limit=256)  # (made once: a class each)
+
     def run(*args: Any, **kwargs: Any) -> None:
-        with torch._dynamo.config.patch(recompile_limit=256):
+        with raised_limit:
             compiled(*args, **kwargs)
 
     return run
@@ -1539,7 +1547,12 @@ class RuleOptimizer(Optimizer):
             arguments = self._rule_arguments(group)
             if "first_step" in self._rule_keywords:
                 arguments["first_step"] = first_step
-            self._compiled_call(layout, spans, layout.as_tensors(arguments))
+            device = layout.flat_param.device
+            key = (type(self)._rule, device.type)
+            compiled_in = _COMPILED_NUMBERS.get(key)
+            if compiled_in is None:
+                compiled_in = _COMPILED_NUMBERS[key] = _paths.CompiledNumbers(device)
+            self._compiled_call(layout, spans, layout.as_tensors(arguments, compiled_in))
             return
         rule = type(self)._rule
         arguments = self._host_arguments(group, first_step)

@@ -1,5 +1,7 @@
 """torch.compile: a user-compiled step(fullgraph=True), and the flat path's own compiled rule."""
 
+import itertools
+
 import pytest
 import torch
 import torch._dynamo
@@ -309,3 +311,94 @@ def test_user_compiled_step_with_many_small_tensors_runs_plain_lists():
     torch_optimizer = theirs("Adam")(reference, lr=0.01)
     _train(torch_optimizer.step, torch_optimizer, reference, 4, 1.0)
     assert relative_error(params, reference) <= TOLERANCE[torch.float64]
+
+
+def test_compiled_numbers_are_constants_until_a_second_value_and_zeros_always():
+    """The policy of :class:`optim._paths.CompiledNumbers`: on a CPU a number other than ``lr``
+    is compiled in while every call passes it one value, a tensor after a second (and for
+    good: one recompile, not one per value), and a zero always; on a GPU only a zero."""
+    numbers = _paths.CompiledNumbers(torch.device("cpu"))
+    assert not numbers.holds("lr", 0.1)
+    assert not numbers.holds("lr", 0.0)
+    assert numbers.holds("eps", 1e-8)
+    assert numbers.holds("eps", 1e-8)
+    assert not numbers.holds("eps", 1e-6)
+    assert not numbers.holds("eps", 1e-8)
+    assert numbers.holds("weight_decay", 0.0)
+    assert numbers.holds("weight_decay", 0.1)
+    assert not numbers.holds("weight_decay", 0.2)
+    assert numbers.holds("weight_decay", 0.0)
+    assert not numbers.holds("momentum", torch.tensor(0.9))
+    on_gpu = _paths.CompiledNumbers(torch.device("cuda"))  # (a device object: no GPU needed)
+    assert not on_gpu.holds("eps", 1e-8)
+    assert on_gpu.holds("weight_decay", 0.0)
+
+
+COMPILED_PEERS = {  # torch's fastest path for each: fused where torch has one
+    "Adadelta": {},
+    "Adagrad": {"fused": True},
+    "Adam": {"fused": True},
+    "AdamW": {"fused": True},
+    "RMSprop": {},
+    "SGD": {"fused": True, "momentum": 0.9},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_compiled_rule_keeps_an_infinite_parameter_infinite_as_torch_does(name, monkeypatch):
+    """A parameter with an infinite element and the default ``weight_decay=0``: torch skips the
+    decay term (``if weight_decay != 0``) and the element stays infinite. The compiled rule took
+    every number as a 0-dim tensor and added ``0 * p``, NaN there (Adam, Adagrad, SGD, RMSprop,
+    Adadelta); now a zero is compiled in and the term dropped."""
+    from optim import _base
+
+    monkeypatch.setattr(_base, "_COMPILED_NUMBERS", {})
+    torch._dynamo.reset()
+    kwargs = {"lr": 0.1, **COMPILED_PEERS[name]}
+    ours_kwargs = {k: v for k, v in kwargs.items() if k != "fused"}
+    start = torch.tensor([float("inf"), 1.0, -2.0, 0.5])
+    params, reference = [start.clone().requires_grad_()], [start.clone().requires_grad_()]
+    optimizer = ours(name)(params, compile=True, **ours_kwargs)
+    torch_optimizer = theirs(name)(reference, **kwargs)
+    for step in range(3):
+        gradient = torch.tensor([0.5, -1.0, 2.0, 0.25]) * (step + 1)
+        for opt, ps in ((optimizer, params), (torch_optimizer, reference)):
+            ps[0].grad = gradient.clone()
+            opt.step()
+    mine, theirs_ = params[0].detach(), reference[0].detach()
+    assert torch.isinf(mine[0])
+    assert torch.isinf(theirs_[0])
+    assert not mine.isnan().any()
+    assert relative_error([mine[1:]], [theirs_[1:]]) <= TOLERANCE[torch.float32]
+
+
+@pytest.mark.slow
+def test_a_grid_over_compiled_in_numbers_recompiles_once_per_number(monkeypatch):
+    """A grid over ``betas`` and ``weight_decay`` in one process, each optimizer compiled: a
+    number compiled in at the first point becomes a tensor at its second value, so the grid's
+    later points reuse a graph instead of compiling one each (1.2-1.8 s apiece here), and every
+    point gives torch's numbers."""
+    from optim import _base
+
+    monkeypatch.setattr(_base, "_COMPILED_NUMBERS", {})
+    torch._dynamo.reset()
+    grid = [((0.9, 0.999), 0.0), ((0.9, 0.99), 0.0), ((0.8, 0.98), 0.0), ((0.7, 0.95), 0.0),
+            ((0.9, 0.999), 0.1), ((0.9, 0.999), 0.2), ((0.8, 0.9), 0.3),
+            ((0.9, 0.9), 0.0)]  # fmt: skip
+    graphs = []
+    for betas, weight_decay in grid:
+        kwargs = {"lr": 0.01, "betas": betas, "weight_decay": weight_decay}
+        params, reference = make_params(torch.float64), make_params(torch.float64)
+        optimizer = ours("Adam")(params, compile=True, **kwargs)
+        torch_optimizer = theirs("Adam")(reference, **kwargs)
+        _train(optimizer.step, optimizer, params, 2, 1.0)
+        _train(torch_optimizer.step, torch_optimizer, reference, 2, 1.0)
+        assert relative_error(params, reference) <= TOLERANCE[torch.float64], (betas, weight_decay)
+        graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    # One graph per number at its second value (beta2 at the 2nd point, beta1 at the 3rd) and
+    # for weight decay's first value other than 0 (5th) and its second (6th); then none.
+    new_graphs = [later - earlier for earlier, later in itertools.pairwise(graphs)]
+    assert sum(new_graphs) <= 4
+    assert new_graphs[2] == 0
+    assert new_graphs[5:] == [0, 0]
