@@ -797,6 +797,11 @@ class RuleOptimizer(Optimizer):
     ``per_count``). Param groups that differ in nothing else run as one rule call on the
     default path (:meth:`_merged_steps`), as per-layer learning rates make them."""
 
+    _per_step_arguments: ClassVar[tuple[str, ...]] = ()
+    """Rule arguments computed anew from the step count at every step (Schedule-Free's averaging
+    weight ``ckp1``): 0-dim tensors in a compiled call, never compiled in as constants (see
+    ``optim._paths.CompiledNumbers``), which would recompile the rule at the second step."""
+
     _step_size_argument: ClassVar[str | None] = None
     """The rule argument ``a`` (``"lr"``) of a rule whose last op is ``p.add_(d, alpha=-a)`` and
     that uses ``a`` nowhere else (SGD, RMSprop with momentum, Adadelta), if any: see
@@ -1551,7 +1556,9 @@ class RuleOptimizer(Optimizer):
             key = (type(self)._rule, device.type)
             compiled_in = _COMPILED_NUMBERS.get(key)
             if compiled_in is None:
-                compiled_in = _COMPILED_NUMBERS[key] = _paths.CompiledNumbers(device)
+                compiled_in = _COMPILED_NUMBERS[key] = _paths.CompiledNumbers(
+                    device, type(self)._per_step_arguments
+                )
             self._compiled_call(layout, spans, layout.as_tensors(arguments, compiled_in))
             return
         rule = type(self)._rule

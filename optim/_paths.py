@@ -908,16 +908,19 @@ class CompiledNumbers:
     holds the numbers passed as themselves), so every other number is a tensor.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, per_step: Iterable[str] = ()) -> None:
+        self.tensors = {"lr", *per_step}  # never compiled in (see ``per_step`` below)
         self.first: dict[str, Any] = {}  # name: its value compiled in, other than 0
         self.varying: set[str] = set()  # names that have had two values other than 0
         self.zeros_only = device.type != "cpu"
 
     def holds(self, name: str, value: Any) -> bool:
         """Whether ``value`` (of the rule argument ``name``) goes in as a constant: a number,
-        not ``lr``, and 0 or the value every call passed before; a second value other than 0
-        makes ``name`` a tensor from then on."""
-        if isinstance(value, Tensor) or name == "lr":
+        not ``lr`` or one of ``per_step`` (the arguments a rule is handed anew at every step,
+        Schedule-Free's averaging weight, which would recompile at the second step), and 0 or
+        the value every call passed before; a second value other than 0 makes ``name`` a
+        tensor from then on."""
+        if isinstance(value, Tensor) or name in self.tensors:
             return False
         if value == 0:
             return True

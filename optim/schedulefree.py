@@ -106,6 +106,7 @@ class _ScheduleFree(RuleOptimizer):
     _counts_steps = False
     _repeats_as_reference = False  # (the package's per-parameter loop differs: we warn)
     _complex_as_real = False  # the package runs complex arithmetic on complex tensors
+    _per_step_arguments = ("ckp1", "bias_correction2")  # (c_{k+1}; AdamW's 1 - beta2^(k+1))
 
     def _beta(self, group: dict) -> float:
         raise NotImplementedError
