@@ -423,3 +423,39 @@ def test_compiled_rule_compiles_once_for_a_run_with_fixed_hyperparameters(name, 
         _train(optimizer.step, optimizer, params, 1, 1.0)
         graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
     assert graphs[1:] == [graphs[0]] * 5
+
+
+@pytest.mark.slow
+def test_compiled_in_numbers_of_several_rules_share_the_spans_function(monkeypatch):
+    """Tensors of ``BLOCK`` elements or more with new gradients at every step run through one
+    compiled function for every rule (``rule_over_spans``), so Dynamo sees another class's
+    ``eps`` and ``betas`` as other values of the same arguments and makes them dynamic: each
+    class, and a second Adam with other numbers, still compiles with ``fullgraph=True`` and
+    gives torch's numbers."""
+    from optim import _base
+
+    monkeypatch.setattr(_base, "_COMPILED_NUMBERS", {})
+    torch._dynamo.reset()
+    size = _paths.BLOCK + 3
+    for name, kwargs in [
+        ("Adam", {}),
+        ("Adagrad", {}),
+        ("Adam", {"eps": 1e-6, "betas": (0.8, 0.99)}),
+    ]:
+        generator = torch.Generator().manual_seed(0)
+        start = [
+            torch.randn(size, generator=generator, dtype=torch.float64),
+            torch.randn(5, dtype=torch.float64),
+        ]
+        params = [t.clone().requires_grad_() for t in start]
+        reference = [t.clone().requires_grad_() for t in start]
+        optimizer = ours(name)(params, compile=True, **kwargs)
+        torch_optimizer = theirs(name)(reference, **kwargs)
+        for _ in range(3):
+            for p, q in zip(params, reference, strict=True):
+                gradient = torch.randn(p.shape, generator=generator, dtype=torch.float64)
+                p.grad, q.grad = gradient.clone(), gradient.clone()  # (new tensors: the spans)
+            optimizer.step()
+            torch_optimizer.step()
+        assert relative_error(params, reference) <= TOLERANCE[torch.float64], (name, kwargs)
+        assert optimizer._compiled_spans is not None  # (the spans' function ran)
