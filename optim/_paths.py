@@ -897,7 +897,7 @@ class CompiledNumbers:
     elements, and converts and broadcasts it there (its vector stores may alias the tensor, so
     the C++ compiler cannot hoist the load). Adam's kernel on 4 tensors of 4M elements (AMD
     EPYC, AVX2, 2 threads; best of 60 calls): 6.5-6.8 ms with its six numbers loaded in the
-    loop, 5.6-6.0 ms with them hoisted out of it by hand, torch's ``fused=True`` 5.5-6.0 ms.
+    loop, 5.6-6.1 ms with them hoisted out of it by hand, torch's ``fused=True`` 5.5-6.0 ms.
 
     A zero is always compiled in: the rule then drops its term (``weight_decay``, ``momentum``),
     as torch's kernels branch on ``weight_decay != 0`` on the host. As a tensor it would add
