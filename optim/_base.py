@@ -368,12 +368,6 @@ def _starting(lists: dict[tuple, list[int]]) -> set[tuple]:
     return {(device, dtype) for device, dtype, first in lists if first}
 
 
-_COMPILED_NUMBERS: dict[tuple[Callable[..., None], str], _paths.CompiledNumbers] = {}
-"""The numbers each rule takes compiled in on each kind of device, in this process (see
-``optim._paths.CompiledNumbers``: one record per rule, as Dynamo keeps one cache of graphs per
-function)."""
-
-
 def rule_over_spans(rule: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     """``rule(*args, **kwargs)``: compiled apart from ``rule`` itself for the lists of a flat
     layout's spans (see ``RuleOptimizer._compiled``)."""
@@ -1548,18 +1542,14 @@ class RuleOptimizer(Optimizer):
         size = layout.flat_param.numel()
         if spans is None:
             spans = [(0, size, layout.flat_grad)]
-        if self.compile:  # every scalar a tensor, so new values never recompile
+        if self.compile:  # numbers as tensors or constants (optim._paths.CompiledNumbers)
             arguments = self._rule_arguments(group)
             if "first_step" in self._rule_keywords:
                 arguments["first_step"] = first_step
-            device = layout.flat_param.device
-            key = (type(self)._rule, device.type)
-            compiled_in = _COMPILED_NUMBERS.get(key)
-            if compiled_in is None:
-                compiled_in = _COMPILED_NUMBERS[key] = _paths.CompiledNumbers(
-                    device, type(self)._per_step_arguments
-                )
-            self._compiled_call(layout, spans, layout.as_tensors(arguments, compiled_in))
+            compiled_in = _paths.compiled_numbers(
+                type(self)._rule, layout.flat_param.device, type(self)._per_step_arguments
+            )
+            self._compiled_call(layout, spans, layout.compiled_arguments(arguments, compiled_in))
             return
         rule = type(self)._rule
         arguments = self._host_arguments(group, first_step)

@@ -351,9 +351,7 @@ def test_compiled_rule_keeps_an_infinite_parameter_infinite_as_torch_does(name, 
     decay term (``if weight_decay != 0``) and the element stays infinite. The compiled rule took
     every number as a 0-dim tensor and added ``0 * p``, NaN there (Adam, Adagrad, SGD, RMSprop,
     Adadelta); now a zero is compiled in and the term dropped."""
-    from optim import _base
-
-    monkeypatch.setattr(_base, "_COMPILED_NUMBERS", {})
+    monkeypatch.setattr(_paths, "_COMPILED_NUMBERS", {})
     torch._dynamo.reset()
     kwargs = {"lr": 0.1, **COMPILED_PEERS[name]}
     ours_kwargs = {k: v for k, v in kwargs.items() if k != "fused"}
@@ -379,9 +377,7 @@ def test_a_grid_over_compiled_in_numbers_recompiles_once_per_number(monkeypatch)
     number compiled in at the first point becomes a tensor at its second value, so the grid's
     later points reuse a graph instead of compiling one each (1.2-1.8 s apiece here), and every
     point gives torch's numbers."""
-    from optim import _base
-
-    monkeypatch.setattr(_base, "_COMPILED_NUMBERS", {})
+    monkeypatch.setattr(_paths, "_COMPILED_NUMBERS", {})
     torch._dynamo.reset()
     grid = [((0.9, 0.999), 0.0), ((0.9, 0.99), 0.0), ((0.8, 0.98), 0.0), ((0.7, 0.95), 0.0),
             ((0.9, 0.999), 0.1), ((0.9, 0.999), 0.2), ((0.8, 0.9), 0.3),
@@ -410,9 +406,7 @@ def test_compiled_rule_compiles_once_for_a_run_with_fixed_hyperparameters(name, 
     """Six steps with the defaults: every graph is made at the first step. Schedule-Free hands
     its rule a new averaging weight (and AdamW's bias correction) at every step; compiled in
     as constants, they recompiled the rule at the second step (1.2 s here)."""
-    from optim import _base
-
-    monkeypatch.setattr(_base, "_COMPILED_NUMBERS", {})
+    monkeypatch.setattr(_paths, "_COMPILED_NUMBERS", {})
     torch._dynamo.reset()
     params = make_params(torch.float32)
     optimizer = getattr(optim, name)(params, lr=0.01, compile=True)
@@ -432,9 +426,7 @@ def test_compiled_in_numbers_of_several_rules_share_the_spans_function(monkeypat
     ``eps`` and ``betas`` as other values of the same arguments and makes them dynamic: each
     class, and a second Adam with other numbers, still compiles with ``fullgraph=True`` and
     gives torch's numbers."""
-    from optim import _base
-
-    monkeypatch.setattr(_base, "_COMPILED_NUMBERS", {})
+    monkeypatch.setattr(_paths, "_COMPILED_NUMBERS", {})
     torch._dynamo.reset()
     size = _paths.BLOCK + 3
     for name, kwargs in [
