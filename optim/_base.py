@@ -374,19 +374,6 @@ def rule_over_spans(rule: Callable[..., None], *args: Any, **kwargs: Any) -> Non
     rule(*args, **kwargs)
 
 
-def _limited(compiled: Callable[..., None]) -> Callable[..., None]:
-    """``compiled`` with Dynamo's limit of graphs per function raised from 8 to 256 for its
-    calls only (see ``RuleOptimizer._compiled``)."""
-
-    raised_limit = torch._dynamo.config.patch(recompile_limit=256)  # (made once: a class each)
-
-    def run(*args: Any, **kwargs: Any) -> None:
-        with raised_limit:
-            compiled(*args, **kwargs)
-
-    return run
-
-
 def _spans_of(spans: list[tuple[int, int, Tensor]], flat: Tensor) -> list[Tensor]:
     """``flat[begin:end]`` for each span ``(begin, end, _)``."""
     return [flat[begin:end] for begin, end, _ in spans]
@@ -1627,7 +1614,9 @@ class RuleOptimizer(Optimizer):
         dynamic shapes, which then serve every size (Dynamo's automatic dynamic shapes). Dynamo
         caches one graph per dtype and static options; a process that builds many optimizers (a
         learning-rate grid over several models) needs more entries than its default limit of 8,
-        so the limit is raised for this function's calls only.
+        so the limit is raised for this function's calls only. The compiled function is the
+        process's :class:`~optim._paths.CompiledRule` of the rule, shared by every optimizer
+        of its class, which on a CPU calls a graph it has seen compiled without Dynamo.
 
         ``over_spans``: :func:`rule_over_spans` compiled instead, called with the rule first.
         A layout holding tensors of ``BLOCK`` elements or more runs on its spans as lists, one
@@ -1644,14 +1633,10 @@ class RuleOptimizer(Optimizer):
         """
         if over_spans:
             if self._compiled_spans is None:
-                self._compiled_spans = _limited(
-                    torch.compile(rule_over_spans, fullgraph=True, dynamic=None)
-                )
+                self._compiled_spans = _paths.compiled_rule(rule_over_spans)
             return self._compiled_spans
         if self._compiled_rule is None:
-            self._compiled_rule = _limited(
-                torch.compile(type(self)._rule, fullgraph=True, dynamic=None)
-            )
+            self._compiled_rule = _paths.compiled_rule(type(self)._rule)
         return self._compiled_rule
 
     # --- torch.optim API ---------------------------------------------------------------------

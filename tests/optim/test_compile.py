@@ -451,3 +451,119 @@ def test_compiled_in_numbers_of_several_rules_share_the_spans_function(monkeypat
             torch_optimizer.step()
         assert relative_error(params, reference) <= TOLERANCE[torch.float64], (name, kwargs)
         assert optimizer._compiled_spans is not None  # (the spans' function ran)
+
+
+def _through_dynamo(optimizer):
+    """``optimizer`` with its compiled rule called through Dynamo at every step, as
+    ``torch.compile(rule)`` runs it for a user (inductor's backend by its name), the reference
+    for the direct calls of ``optim._paths.CompiledRule``."""
+    optimizer._compiled_rule = _paths.limited(
+        torch.compile(type(optimizer)._rule, fullgraph=True, dynamic=None)
+    )
+    return optimizer
+
+
+def _states(optimizer):
+    return [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_compiled_rule_repeats_its_graph_without_dynamo_bit_for_bit(name):
+    """Once a compiled call repeats, the flat path calls inductor's graph directly, not through
+    Dynamo (whose frame and guards cost about 65 us a call): the parameters, the state and the
+    parameters' version counters are those of the same rule called through Dynamo at every
+    step, bit for bit."""
+    kwargs = {k: v for k, v in COMPILED_PEERS[name].items() if k != "fused"}
+    torch._dynamo.reset()  # (a graph Dynamo already holds, of another test, is not recorded)
+    params, twin = make_params(torch.float32), make_params(torch.float32)
+    optimizer = ours(name)(params, lr=0.01, compile=True, **kwargs)
+    reference = _through_dynamo(ours(name)(twin, lr=0.01, compile=True, **kwargs))
+    direct_before = _paths.compiled_rule(type(optimizer)._rule).direct_calls
+    for step in range(6):
+        generator = torch.Generator().manual_seed(step)
+        for p, q in zip(params, twin, strict=True):
+            gradient = torch.randn(p.shape, generator=generator)
+            p.grad, q.grad = gradient.clone(), gradient.clone()
+        optimizer.step()
+        reference.step()
+    assert _paths.compiled_rule(type(optimizer)._rule).direct_calls - direct_before >= 4
+    for mine, theirs_ in zip([*params, *_states(optimizer)], [*twin, *_states(reference)]):
+        assert torch.equal(mine, theirs_)
+    assert [p._version for p in params] == [q._version for q in twin]
+
+
+@pytest.mark.slow
+def test_compiled_rule_runs_through_dynamo_wherever_its_guards_could_differ(monkeypatch):
+    """A repeated call skips Dynamo only while everything Dynamo's guards would check is as
+    when its graph was compiled. Each change below sends that step through Dynamo (no direct
+    call counted), which recompiles where it must: another thread count (inductor's CPU
+    kernels are built for one), a new value of a number compiled in, ``force_eager``, a torch
+    function mode (``with torch.device(...)``), ``torch._dynamo.reset()``. Every step gives
+    torch's numbers."""
+    monkeypatch.setattr(_paths, "_COMPILED_NUMBERS", {})
+    torch._dynamo.reset()
+    params, reference = make_params(torch.float64), make_params(torch.float64)
+    optimizer = ours("Adam")(params, lr=0.01, compile=True)
+    torch_optimizer = theirs("Adam")(reference, lr=0.01)
+    compiled = _paths.compiled_rule(optim.Adam._rule)
+
+    def step_both():
+        _train(optimizer.step, optimizer, params, 1, 1.0)
+        _train(torch_optimizer.step, torch_optimizer, reference, 1, 1.0)
+        assert relative_error(params, reference) <= TOLERANCE[torch.float64]
+
+    def direct_calls_in(context=None) -> int:
+        before = compiled.direct_calls
+        if context is None:
+            step_both()
+        else:
+            with context:
+                step_both()
+        return compiled.direct_calls - before
+
+    step_both()
+    assert direct_calls_in() == 1  # (the repeat of the first step's call)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        assert direct_calls_in() == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert direct_calls_in() == 1
+    for opt in (optimizer, torch_optimizer):
+        opt.param_groups[0]["eps"] = 1e-3  # (compiled in as 1e-8 so far)
+    assert direct_calls_in() == 0
+    assert direct_calls_in() == 1  # (eps is now a tensor: its graph repeats)
+    assert direct_calls_in(torch.compiler.set_stance("force_eager")) == 0
+    assert direct_calls_in(torch.device("cpu")) == 0
+    torch._dynamo.reset()
+    assert direct_calls_in() == 0
+    assert direct_calls_in() == 1
+
+
+@pytest.mark.slow
+def test_compiled_rule_direct_calls_keep_a_number_dynamo_made_an_input():
+    """Adam and AdamW share one rule: AdamW's ``weight_decay`` after Adam's zero is a float
+    that changed, which Dynamo passes to its graph as a 0-dim tensor it makes at each call.
+    The direct call passes the one made at the capture (the key fixes its value): AdamW's
+    numbers are the Dynamo-called rule's bit for bit, and a third weight decay, whose call
+    Dynamo serves from the same graph, runs through Dynamo with its own value."""
+    torch._dynamo.reset()
+    adam_params = make_params(torch.float32)
+    adam = ours("Adam")(adam_params, lr=0.01, compile=True)
+    _train(adam.step, adam, adam_params, 3, 1.0)
+    compiled = _paths.compiled_rule(optim.Adam._rule)
+    for weight_decay in (0.01, 0.05):
+        params, twin = make_params(torch.float32), make_params(torch.float32)
+        optimizer = ours("AdamW")(params, lr=0.01, weight_decay=weight_decay, compile=True)
+        reference = _through_dynamo(
+            ours("AdamW")(twin, lr=0.01, weight_decay=weight_decay, compile=True)
+        )
+        before = compiled.direct_calls
+        _train(optimizer.step, optimizer, params, 5, 1.0)
+        _train(reference.step, reference, twin, 5, 1.0)
+        if weight_decay == 0.01:
+            assert compiled.direct_calls - before >= 3
+        for mine, theirs_ in zip([*params, *_states(optimizer)], [*twin, *_states(reference)]):
+            assert torch.equal(mine, theirs_), weight_decay
