@@ -1119,14 +1119,16 @@ class CompiledRule:
 
     Anything else runs through Dynamo, which recompiles or not as it would have: a new number,
     a graph Dynamo already had in its cache (not recorded), a dynamic-shape graph served for a
-    new size. On a GPU every call goes through Dynamo (and :class:`ReplayedCalls` captures
-    repeating ones in CUDA graphs). One instance per function for the process
+    new size. On a GPU every call goes through Dynamo with inductor's backend by its name, as
+    before this class (:class:`ReplayedCalls` captures repeating calls there in CUDA graphs;
+    the direct calls are not tested on a GPU). One instance per function for the process
     (:func:`compiled_rule`), as Dynamo keeps one cache per function.
     """
 
     def __init__(self, function: Callable[..., None]) -> None:
         self.code = function.__code__
-        self.dynamo = limited(
+        self.dynamo = limited(torch.compile(function, fullgraph=True, dynamic=None))
+        self.recording = limited(  # (on a CPU; elsewhere the backend by its name, as before)
             torch.compile(function, fullgraph=True, dynamic=None, backend=_inductor_recorded)
         )
         self.graphs: dict[tuple, list[_Graph]] = {}
@@ -1148,7 +1150,7 @@ class CompiledRule:
         before = _dynamo_entries(self.code)
         _RECORDING.graphs = recorded = []
         try:
-            self.dynamo(*args, **kwargs)
+            self.recording(*args, **kwargs)
         finally:
             _RECORDING.graphs = None
         added = [e for e in _dynamo_entries(self.code) if not _held(before, e)]
