@@ -1102,12 +1102,13 @@ class CompiledRule:
     The first call of a kind runs through Dynamo, whose backend (:func:`_inductor_recorded`)
     records the graph inductor compiles and the inputs it was handed. A graph is kept when
     every input is one of the call's tensors, by identity, or a number Dynamo made an input,
-    which the key and the guards below fix: an int (a size or stride of a dynamic-shape
-    graph), or a float argument that had changed, which Dynamo passes as a 0-dim tensor it
-    makes (Adam and AdamW share one rule, and AdamW's ``weight_decay`` after Adam's zero is
-    one). Later calls with the same numbers (every argument that is not a tensor, by type and
-    value, and the structure of the lists) call it directly, with those inputs as recorded,
-    when all of these hold, which cover what Dynamo's guards check for such a call:
+    which the key and the guards below fix: a size of a dynamic-shape graph (an int, or a
+    ``SymInt`` whose value at the capture is passed), or a float argument that had changed,
+    which Dynamo passes as a 0-dim tensor it makes (Adam and AdamW share one rule, and
+    AdamW's ``weight_decay`` after Adam's zero is one). Later calls with the same numbers
+    (every argument that is not a tensor, by type and value, and the structure of the lists)
+    call it directly, with those inputs as recorded, when all of these hold, which cover what
+    Dynamo's guards check for such a call:
 
     - each tensor's dtype, device, sizes, strides, dispatch keys and ``requires_grad`` as at
       the capture (Dynamo's own ``TensorGuards``, :func:`tensor_guard`);
@@ -1244,6 +1245,8 @@ def _kept_graph(recorded: list, tensors: list[Tensor], added: list) -> _Graph | 
             inputs.append(positions[id(example)])
         elif type(example) in (int, float) or (isinstance(example, Tensor) and example.dim() == 0):
             inputs.append(example)  # (a number Dynamo made an input: fixed with the key)
+        elif isinstance(example, torch.SymInt) and type(example.node.hint) is int:
+            inputs.append(example.node.hint)  # (a dynamic size: its value here, fixed too)
         else:
             return None
     check = tensor_guard(tensors)

@@ -567,3 +567,28 @@ def test_compiled_rule_direct_calls_keep_a_number_dynamo_made_an_input():
             assert compiled.direct_calls - before >= 3
         for mine, theirs_ in zip([*params, *_states(optimizer)], [*twin, *_states(reference)]):
             assert torch.equal(mine, theirs_), weight_decay
+
+
+@pytest.mark.slow
+def test_compiled_rule_direct_calls_serve_a_dynamic_shape_graph_at_its_size():
+    """A second buffer size recompiles the rule with dynamic shapes, whose graph takes the size
+    as an input (a ``SymInt`` when recorded): called directly with that size, at that size
+    only, it gives the Dynamo-called rule's bits (before, such a graph was never kept, and
+    Adam on 2000x1k after 4x4M in one process, as the bench runs, went through Dynamo)."""
+    torch._dynamo.reset()
+    first = make_params(torch.float32)
+    warm = ours("Adam")(first, lr=0.01, compile=True)
+    _train(warm.step, warm, first, 2, 1.0)
+    compiled = _paths.compiled_rule(optim.Adam._rule)
+    generator = torch.Generator().manual_seed(3)
+    start = [torch.randn(7, generator=generator), torch.randn(3, 5, generator=generator)]
+    params = [t.clone().requires_grad_() for t in start]
+    twin = [t.clone().requires_grad_() for t in start]
+    optimizer = ours("Adam")(params, lr=0.01, compile=True)
+    reference = _through_dynamo(ours("Adam")(twin, lr=0.01, compile=True))
+    before = compiled.direct_calls
+    _train(optimizer.step, optimizer, params, 5, 1.0)
+    _train(reference.step, reference, twin, 5, 1.0)
+    assert compiled.direct_calls - before >= 3
+    for mine, theirs_ in zip([*params, *_states(optimizer)], [*twin, *_states(reference)]):
+        assert torch.equal(mine, theirs_)
