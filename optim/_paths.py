@@ -1118,6 +1118,10 @@ class CompiledRule:
       deterministic algorithms), inference mode, Dynamo's stance and ``disable`` flag as at the
       capture, and no torch function or dispatch mode active.
 
+    A rule changes nothing but its tensors (no list, dict or other Python object it is handed),
+    so Dynamo's bytecode around the graph does nothing a direct call skips; the tests hold
+    every compiled rule's direct calls to the Dynamo-called rule's bits.
+
     Anything else runs through Dynamo, which recompiles or not as it would have: a new number,
     a graph Dynamo already had in its cache (not recorded), a dynamic-shape graph served for a
     new size. On a GPU every call goes through Dynamo with inductor's backend by its name, as
