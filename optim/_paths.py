@@ -1118,6 +1118,11 @@ class CompiledRule:
       deterministic algorithms), inference mode, Dynamo's stance and ``disable`` flag as at the
       capture, and no torch function or dispatch mode active.
 
+    A kept graph serves its calls even after Dynamo has compiled a later one whose guards also
+    pass for them (a dynamic-shape graph, which Dynamo would then try first): both are graphs
+    of the same rule for these inputs, and the kept one is the static kernel where there is
+    one.
+
     A rule changes nothing but its tensors (no list, dict or other Python object it is handed),
     so Dynamo's bytecode around the graph does nothing a direct call skips; the tests hold
     every compiled rule's direct calls to the Dynamo-called rule's bits.
