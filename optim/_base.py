@@ -1616,7 +1616,8 @@ class RuleOptimizer(Optimizer):
         learning-rate grid over several models) needs more entries than its default limit of 8,
         so the limit is raised for this function's calls only. The compiled function is the
         process's :class:`~optim._paths.CompiledRule` of the rule, shared by every optimizer
-        of its class, which on a CPU calls a graph it has seen compiled without Dynamo.
+        with that rule (Adam and AdamW share one), which on a CPU calls a graph it has seen
+        compiled without Dynamo.
 
         ``over_spans``: :func:`rule_over_spans` compiled instead, called with the rule first.
         A layout holding tensors of ``BLOCK`` elements or more runs on its spans as lists, one

@@ -1079,7 +1079,7 @@ class _Graph(NamedTuple):
     """A compiled graph and what it was compiled for (see :class:`CompiledRule`)."""
 
     compiled: Callable[..., Any]  # called with the inputs, as Dynamo's bytecode calls it
-    inputs: tuple  # per graph input: a position in the call's tensors, or a constant (an int)
+    inputs: tuple  # per graph input: a position in the call's tensors, or a recorded constant
     tensors_hold: Callable[..., bool]  # Dynamo's own tensor guard over the call's tensors
     global_state: Any  # Dynamo's guard on grad mode, autocast, threads, default dtype, ...
     ambient: tuple  # inference mode, Dynamo's stance and flag, no modes: :func:`_ambient`
