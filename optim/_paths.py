@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import collections
 import functools
+import inspect
 import itertools
 import numbers
 import operator
+import re
 import sys
 import threading
 import weakref
@@ -1071,8 +1073,20 @@ def _inductor_recorded(graph: torch.fx.GraphModule, example_inputs: list) -> Cal
     compiled = compile_fx(graph, example_inputs)
     recorded = getattr(_RECORDING, "graphs", None)
     if recorded is not None:
-        recorded.append((compiled, list(example_inputs)))
+        recorded.append((compiled, list(example_inputs), _input_sources(graph)))
     return compiled
+
+
+def _input_sources(graph: torch.fx.GraphModule) -> list[str | None]:
+    """Where Dynamo took each input of ``graph`` from (``"L['grads'][0]"``,
+    ``"L['grads'][0].size()[0]"``, ...: its placeholders' sources), None where not known."""
+    sources = []
+    for node in graph.graph.nodes:
+        if node.op == "placeholder":
+            source = getattr(node.meta.get("grapharg"), "source", None)
+            name = getattr(source, "name", None)
+            sources.append(name() if callable(name) else name)
+    return sources
 
 
 class _Graph(NamedTuple):
@@ -1118,6 +1132,13 @@ class CompiledRule:
       deterministic algorithms), inference mode, Dynamo's stance and ``disable`` flag as at the
       capture, and no torch function or dispatch mode active.
 
+    A call Dynamo serves from its cache without compiling (a third buffer size, served by the
+    dynamic-shape graph; AdamW on the graph Adam's call compiled) is matched to the graph Dynamo
+    ran when exactly one of its cache entries for this backend passes its own guard manager
+    for the call's arguments, and that entry's graph was recorded: its inputs are then read
+    from the call by the graph's input sources (``L['grads'][0].size()[0]``, ...), and the
+    graph is kept for the call's numbers as above (:meth:`_served_graph`).
+
     A kept graph serves its calls even after Dynamo has compiled a later one whose guards also
     pass for them (a dynamic-shape graph, which Dynamo would then try first): both are graphs
     of the same rule for these inputs, and the kept one is the static kernel where there is
@@ -1127,12 +1148,13 @@ class CompiledRule:
     so Dynamo's bytecode around the graph does nothing a direct call skips; the tests hold
     every compiled rule's direct calls to the Dynamo-called rule's bits.
 
-    Anything else runs through Dynamo, which recompiles or not as it would have: a new number,
-    a graph Dynamo already had in its cache (not recorded), a dynamic-shape graph served for a
-    new size. On a GPU every call goes through Dynamo with inductor's backend by its name, as
-    before this class (:class:`ReplayedCalls` captures repeating calls there in CUDA graphs;
-    the direct calls are not tested on a GPU). One instance per function for the process
-    (:func:`compiled_rule`), as Dynamo keeps one cache per function.
+    Anything else runs through Dynamo, which recompiles or not as it would have: a new number, a
+    graph not kept (an input that is none of the above, or inputs sharing a storage: the
+    spans), two entries whose guards pass, a stance other than the default (where Dynamo may not run a graph at all). On a GPU
+    every call goes through Dynamo with inductor's backend by its name, as before this class
+    (:class:`ReplayedCalls` captures repeating calls there in CUDA graphs; the direct calls are
+    not tested on a GPU). One instance per function for the process (:func:`compiled_rule`), as
+    Dynamo keeps one cache per function.
     """
 
     def __init__(self, function: Callable[..., None]) -> None:
@@ -1143,6 +1165,9 @@ class CompiledRule:
         )
         self.graphs: dict[tuple, list[_Graph]] = {}
         self.direct_calls = 0  # (calls that skipped Dynamo, for the tests)
+        self.signature = inspect.signature(function)
+        # each recorded graph's Dynamo cache entry, callable, input sources and example inputs
+        self.recorded: list[tuple[Any, Callable[..., Any], list, list]] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         tensors: list[Tensor] = []
@@ -1163,10 +1188,67 @@ class CompiledRule:
             self.recording(*args, **kwargs)
         finally:
             _RECORDING.graphs = None
-        added = [e for e in _dynamo_entries(self.code) if not _held(before, e)]
+        entries = _dynamo_entries(self.code)
+        added = [e for e in entries if not _held(before, e)]
         graph = _kept_graph(recorded, tensors, added)
         if graph is not None:
+            compiled, examples, sources = recorded[0]
+            paths = list(map(_source_path, sources))
+            if None not in paths:
+                self.recorded.append((added[0], compiled, paths, examples))
+        elif not recorded and not added:  # (served from Dynamo's cache)
+            graph = self._served_graph(args, kwargs, tensors, entries)
+        if graph is not None:
             self.graphs.setdefault(key, []).append(graph)
+
+    def _served_graph(
+        self, args: tuple, kwargs: dict, tensors: list[Tensor], entries: list
+    ) -> _Graph | None:
+        """The recorded graph Dynamo just ran for a call it served from its cache, with this
+        call's inputs, or None. The one Dynamo ran is known when exactly one of its cache
+        entries for this backend passes its guards for the call's arguments (checked with
+        the entries' own guard managers, as Dynamo checks them, in the same state) and it is
+        a recorded one; its
+        inputs are then read from the call by the graph's sources: a tensor of the call, a
+        size, or a number (a float Dynamo passed as a 0-dim tensor is made so once, for this
+        key, as Dynamo makes it at each call)."""
+        self.recorded = [served for served in self.recorded if _held(entries, served[0])]
+        ambient = _ambient()
+        stance = ambient[1]
+        runs_graphs = not stance or (stance[0] == "default" and not stance[1])
+        if not (self.recorded and runs_graphs and ambient[-1]) or ambient[2]:
+            return None  # (under another stance Dynamo may not have run a graph, or another)
+        if not _distinct_storages(tensors):
+            return None
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            frame = dict(bound.arguments)
+            backend = self.recorded[0][0].backend  # (Dynamo tries only its backend's entries)
+            passing = [
+                entry
+                for entry in entries
+                if entry.backend is backend and entry.guard_manager.check(frame)
+            ]
+        except Exception:  # (a private API that changed: no graph)
+            return None
+        served = [item for item in self.recorded if len(passing) == 1 and item[0] is passing[0]]
+        if not served:
+            return None
+        entry, compiled, paths, examples = served[0]
+        positions = {id(t): _At(i) for i, t in enumerate(tensors)}
+        inputs: list = []
+        for path, example in zip(paths, examples, strict=True):
+            value = _resolved(path, frame)
+            if isinstance(value, Tensor) and id(value) in positions:
+                inputs.append(positions[id(value)])
+            elif type(value) in (int, float) and not isinstance(example, Tensor):
+                inputs.append(value)
+            elif type(value) in (int, float) and example.dim() == 0:
+                inputs.append(torch.tensor(value, dtype=example.dtype, device=example.device))
+            else:
+                return None
+        return _graph_of(compiled, inputs, tensors, ambient, entry)
 
     def _called_directly(self, graphs: list[_Graph], tensors: list[Tensor]) -> bool:
         """Call the first of ``graphs`` (kept for this call's numbers) that Dynamo would run for
@@ -1246,7 +1328,7 @@ def _kept_graph(recorded: list, tensors: list[Tensor], added: list) -> _Graph | 
         return None
     if not _distinct_storages(tensors):
         return None
-    compiled, example_inputs = recorded[0]
+    compiled, example_inputs, _ = recorded[0]
     positions = {id(t): _At(i) for i, t in enumerate(tensors)}
     inputs = []
     for example in example_inputs:
@@ -1258,6 +1340,14 @@ def _kept_graph(recorded: list, tensors: list[Tensor], added: list) -> _Graph | 
             inputs.append(example.node.hint)  # (a dynamic size: its value here, fixed too)
         else:
             return None
+    return _graph_of(compiled, inputs, tensors, ambient, added[0])
+
+
+def _graph_of(
+    compiled: Callable[..., Any], inputs: list, tensors: list[Tensor], ambient: tuple, entry: Any
+) -> _Graph | None:
+    """A :class:`_Graph` of ``compiled`` with Dynamo's guards on ``tensors`` and on the global
+    state now, or None where this torch lacks them."""
     check = tensor_guard(tensors)
     if check is None:
         return None
@@ -1267,7 +1357,43 @@ def _kept_graph(recorded: list, tensors: list[Tensor], added: list) -> _Graph | 
         global_state = GlobalStateGuard()
     except Exception:
         return None
-    return _Graph(compiled, tuple(inputs), check, global_state, ambient, added[0])
+    return _Graph(compiled, tuple(inputs), check, global_state, ambient, entry)
+
+
+_SOURCE_START = re.compile(r"L\['(\w+)'\]")
+_SOURCE_STEP = re.compile(r"\[(\d+)\]|\['([^'\]]+)'\]|\.size\(\)\[(\d+)\]|\.stride\(\)\[(\d+)\]")
+
+
+def _source_path(source: str | None) -> tuple | None:
+    """A Dynamo source name as a path from the frame's locals (``"L['grads'][0].size()[0]"``:
+    ``("grads", (("item", 0), ("size", 0)))``), or None for any other form."""
+    start = _SOURCE_START.match(source or "")
+    if start is None:
+        return None
+    steps, position = [], start.end()
+    while position < len(source):
+        step = _SOURCE_STEP.match(source, position)
+        if step is None:
+            return None
+        index, key, size, stride = step.groups()
+        if index is not None or key is not None:
+            steps.append(("item", int(index) if index is not None else key))
+        else:
+            steps.append(("size", int(size)) if size is not None else ("stride", int(stride)))
+        position = step.end()
+    return (start.group(1), tuple(steps))
+
+
+def _resolved(path: tuple, frame: dict) -> Any:
+    """The value at ``path`` (:func:`_source_path`) in the frame's locals ``frame``."""
+    name, steps = path
+    value = frame[name]
+    for kind, at in steps:
+        if kind == "item":
+            value = value[at]
+        else:
+            value = value.size(at) if kind == "size" else value.stride(at)
+    return value
 
 
 def _dynamo_entries(code: Any) -> list:

@@ -467,6 +467,18 @@ def _states(optimizer):
     return [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
 
 
+def _direct_calls_beside_dynamo(compiled, optimizer, params, reference, twin, label):
+    """Five training steps of ``optimizer`` and of ``reference``, its twin whose rule runs
+    through Dynamo (:func:`_through_dynamo`): the parameters and state agree bit for bit, and
+    the direct calls ``compiled`` made are returned."""
+    before = compiled.direct_calls
+    _train(optimizer.step, optimizer, params, 5, 1.0)
+    _train(reference.step, reference, twin, 5, 1.0)
+    for mine, theirs_ in zip([*params, *_states(optimizer)], [*twin, *_states(reference)]):
+        assert torch.equal(mine, theirs_), label
+    return compiled.direct_calls - before
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [*NAMES, "SGDScheduleFree", "AdamWScheduleFree"])
 def test_compiled_rule_repeats_its_graph_without_dynamo_bit_for_bit(name):
@@ -541,6 +553,7 @@ def test_compiled_rule_runs_through_dynamo_wherever_its_guards_could_differ(monk
     assert direct_calls_in() == 0
     assert direct_calls_in() == 1  # (eps is now a tensor: its graph repeats)
     assert direct_calls_in(torch.compiler.set_stance("force_eager")) == 0
+    assert direct_calls_in(torch.compiler.set_stance("force_eager")) == 0  # (nothing kept)
     assert direct_calls_in(torch.device("cpu")) == 0
     torch._dynamo.reset()
     assert direct_calls_in() == 0
@@ -553,7 +566,8 @@ def test_compiled_rule_direct_calls_keep_a_number_dynamo_made_an_input():
     that changed, which Dynamo passes to its graph as a 0-dim tensor it makes at each call.
     The direct call passes the one made at the capture (the key fixes its value): AdamW's
     numbers are the Dynamo-called rule's bit for bit, and a third weight decay, whose call
-    Dynamo serves from the same graph, runs through Dynamo with its own value."""
+    Dynamo serves from the same graph without compiling, is called directly too, with a 0-dim
+    tensor of its own value."""
     torch._dynamo.reset()
     adam_params = make_params(torch.float32)
     adam = ours("Adam")(adam_params, lr=0.01, compile=True)
@@ -565,35 +579,31 @@ def test_compiled_rule_direct_calls_keep_a_number_dynamo_made_an_input():
         reference = _through_dynamo(
             ours("AdamW")(twin, lr=0.01, weight_decay=weight_decay, compile=True)
         )
-        before = compiled.direct_calls
-        _train(optimizer.step, optimizer, params, 5, 1.0)
-        _train(reference.step, reference, twin, 5, 1.0)
-        if weight_decay == 0.01:
-            assert compiled.direct_calls - before >= 3
-        for mine, theirs_ in zip([*params, *_states(optimizer)], [*twin, *_states(reference)]):
-            assert torch.equal(mine, theirs_), weight_decay
+        direct = _direct_calls_beside_dynamo(
+            compiled, optimizer, params, reference, twin, weight_decay
+        )
+        assert direct >= 3, weight_decay
 
 
 @pytest.mark.slow
-def test_compiled_rule_direct_calls_serve_a_dynamic_shape_graph_at_its_size():
+def test_compiled_rule_direct_calls_serve_a_dynamic_shape_graph_at_each_size():
     """A second buffer size recompiles the rule with dynamic shapes, whose graph takes the size
-    as an input (a ``SymInt`` when recorded): called directly with that size, at that size
-    only, it gives the Dynamo-called rule's bits (before, such a graph was never kept, and
-    Adam on 2000x1k after 4x4M in one process, as the bench runs, went through Dynamo)."""
+    as an input (a ``SymInt`` when recorded); Dynamo serves a third size from that graph
+    without compiling, and the direct call then finds it by its cache entry's own guards and
+    reads the size from the call. At each size the direct calls give the Dynamo-called rule's
+    bits (before, such a graph was never kept, and Adam on 2000x1k after 4x4M in one process,
+    as the bench runs, went through Dynamo)."""
     torch._dynamo.reset()
     first = make_params(torch.float32)
     warm = ours("Adam")(first, lr=0.01, compile=True)
     _train(warm.step, warm, first, 2, 1.0)
     compiled = _paths.compiled_rule(optim.Adam._rule)
-    generator = torch.Generator().manual_seed(3)
-    start = [torch.randn(7, generator=generator), torch.randn(3, 5, generator=generator)]
-    params = [t.clone().requires_grad_() for t in start]
-    twin = [t.clone().requires_grad_() for t in start]
-    optimizer = ours("Adam")(params, lr=0.01, compile=True)
-    reference = _through_dynamo(ours("Adam")(twin, lr=0.01, compile=True))
-    before = compiled.direct_calls
-    _train(optimizer.step, optimizer, params, 5, 1.0)
-    _train(reference.step, reference, twin, 5, 1.0)
-    assert compiled.direct_calls - before >= 3
-    for mine, theirs_ in zip([*params, *_states(optimizer)], [*twin, *_states(reference)]):
-        assert torch.equal(mine, theirs_)
+    for shapes in [(7, (3, 5)), (11, (2, 9), 4)]:
+        generator = torch.Generator().manual_seed(3)
+        start = [torch.randn(shape, generator=generator) for shape in shapes]
+        params = [t.clone().requires_grad_() for t in start]
+        twin = [t.clone().requires_grad_() for t in start]
+        optimizer = ours("Adam")(params, lr=0.01, compile=True)
+        reference = _through_dynamo(ours("Adam")(twin, lr=0.01, compile=True))
+        direct = _direct_calls_beside_dynamo(compiled, optimizer, params, reference, twin, shapes)
+        assert direct >= 3, shapes
