@@ -1149,12 +1149,12 @@ class CompiledRule:
     every compiled rule's direct calls to the Dynamo-called rule's bits.
 
     Anything else runs through Dynamo, which recompiles or not as it would have: a new number, a
-    graph not kept (an input that is none of the above, or inputs sharing a storage: the
-    spans), two entries whose guards pass, a stance other than the default (where Dynamo may not run a graph at all). On a GPU
-    every call goes through Dynamo with inductor's backend by its name, as before this class
-    (:class:`ReplayedCalls` captures repeating calls there in CUDA graphs; the direct calls are
-    not tested on a GPU). One instance per function for the process (:func:`compiled_rule`), as
-    Dynamo keeps one cache per function.
+    graph not kept (an input that is none of the above, or inputs sharing a storage: the spans),
+    two entries whose guards pass, a stance other than the default (where Dynamo may not run a
+    graph at all). On a GPU every call goes through Dynamo with inductor's backend by its name,
+    as before this class (:class:`ReplayedCalls` captures repeating calls there in CUDA graphs;
+    the direct calls are not tested on a GPU). One instance per function for the process
+    (:func:`compiled_rule`), as Dynamo keeps one cache per function.
     """
 
     def __init__(self, function: Callable[..., None]) -> None:
