@@ -1097,7 +1097,7 @@ class _Graph(NamedTuple):
     tensors_hold: Callable[..., bool]  # Dynamo's own tensor guard over the call's tensors
     global_state: Any  # Dynamo's guard on grad mode, autocast, threads, default dtype, ...
     ambient: tuple  # inference mode, Dynamo's stance and flag, no modes: :func:`_ambient`
-    dynamo_entry: Any  # Dynamo's cache entry for the graph: kept while Dynamo keeps it
+    dynamo_code: Any  # the code of Dynamo's cache entry for the graph: kept while Dynamo has it
 
 
 class CompiledRule:
@@ -1114,15 +1114,19 @@ class CompiledRule:
     one already compiled.
 
     The first call of a kind runs through Dynamo, whose backend (:func:`_inductor_recorded`)
-    records the graph inductor compiles and the inputs it was handed. A graph is kept when
-    every input is one of the call's tensors, by identity, or a number Dynamo made an input,
-    which the key and the guards below fix: a size of a dynamic-shape graph (an int, or a
-    ``SymInt`` whose value at the capture is passed), or a float argument that had changed,
-    which Dynamo passes as a 0-dim tensor it makes (Adam and AdamW share one rule, and
-    AdamW's ``weight_decay`` after Adam's zero is one). Later calls with the same numbers
-    (every argument that is not a tensor, by type and value, and the structure of the lists)
-    call it directly, with those inputs as recorded, when all of these hold, which cover what
-    Dynamo's guards check for such a call:
+    records the graph inductor compiles and where Dynamo took each of its inputs from (its
+    sources: ``L['grads'][0]``, ``L['grads'][0].size()[0]``, ``L['weight_decay']``). The
+    graph Dynamo ran for a call is the one the call compiled, or, for a call Dynamo served
+    from its cache without compiling (a third buffer size, served by the dynamic-shape graph;
+    AdamW on the graph Adam's call compiled), the one whose cache entry alone, of the entries
+    for this backend, passes its own guard manager for the call's arguments. When that graph
+    was recorded, its inputs are read from the call by its sources: a tensor of the call, a
+    size of a dynamic-shape graph, or a number (a float argument that had changed, which
+    Dynamo passes as a 0-dim tensor it makes: Adam and AdamW share one rule, and AdamW's
+    ``weight_decay`` after Adam's zero is one). The graph is then kept for the call's numbers
+    (every argument that is not a tensor, by type and value, and the structure of the lists),
+    and later calls with those numbers call it directly with the inputs so read, when all of
+    these hold, which cover what Dynamo's guards check for such a call:
 
     - each tensor's dtype, device, sizes, strides, dispatch keys and ``requires_grad`` as at
       the capture (Dynamo's own ``TensorGuards``, :func:`tensor_guard`);
@@ -1131,13 +1135,6 @@ class CompiledRule:
     - Dynamo's global state guard (grad mode, autocast, thread count, default dtype,
       deterministic algorithms), inference mode, Dynamo's stance and ``disable`` flag as at the
       capture, and no torch function or dispatch mode active.
-
-    A call Dynamo serves from its cache without compiling (a third buffer size, served by the
-    dynamic-shape graph; AdamW on the graph Adam's call compiled) is matched to the graph Dynamo
-    ran when exactly one of its cache entries for this backend passes its own guard manager
-    for the call's arguments, and that entry's graph was recorded: its inputs are then read
-    from the call by the graph's input sources (``L['grads'][0].size()[0]``, ...), and the
-    graph is kept for the call's numbers as above (:meth:`_served_graph`).
 
     A kept graph serves its calls even after Dynamo has compiled a later one whose guards also
     pass for them (a dynamic-shape graph, which Dynamo would then try first): both are graphs
@@ -1166,8 +1163,10 @@ class CompiledRule:
         self.graphs: dict[tuple, list[_Graph]] = {}
         self.direct_calls = 0  # (calls that skipped Dynamo, for the tests)
         self.signature = inspect.signature(function)
-        # each recorded graph's Dynamo cache entry, callable, input sources and example inputs
-        self.recorded: list[tuple[Any, Callable[..., Any], list, list]] = []
+        # each recorded graph's Dynamo entry's code and backend, callable, input sources and
+        # example inputs (an entry's code object, not the entry: a Python wrapper of an entry
+        # that torch._dynamo.reset() freed is handed out again for a new entry at its address)
+        self.recorded: list[tuple[Any, Any, Callable[..., Any], list, list]] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         tensors: list[Tensor] = []
@@ -1182,60 +1181,60 @@ class CompiledRule:
             return
         if graphs and self._called_directly(graphs, tensors):
             return
-        before = _dynamo_entries(self.code)
+        before = [entry.code for entry in _dynamo_entries(self.code)]
         _RECORDING.graphs = recorded = []
         try:
             self.recording(*args, **kwargs)
         finally:
             _RECORDING.graphs = None
         entries = _dynamo_entries(self.code)
-        added = [e for e in entries if not _held(before, e)]
-        graph = _kept_graph(recorded, tensors, added)
-        if graph is not None:
+        added = [entry for entry in entries if not _held(before, entry.code)]
+        if len(recorded) == 1 and len(added) == 1:  # (compiled by this call)
             compiled, examples, sources = recorded[0]
             paths = list(map(_source_path, sources))
             if None not in paths:
-                self.recorded.append((added[0], compiled, paths, examples))
-        elif not recorded and not added:  # (served from Dynamo's cache)
-            graph = self._served_graph(args, kwargs, tensors, entries)
+                self.recorded.append((added[0].code, added[0].backend, compiled, paths, examples))
+        elif recorded or added:
+            return
+        graph = self._graph_ran(args, kwargs, tensors, entries, added)
         if graph is not None:
             self.graphs.setdefault(key, []).append(graph)
 
-    def _served_graph(
-        self, args: tuple, kwargs: dict, tensors: list[Tensor], entries: list
+    def _graph_ran(
+        self, args: tuple, kwargs: dict, tensors: list[Tensor], entries: list, added: list
     ) -> _Graph | None:
-        """The recorded graph Dynamo just ran for a call it served from its cache, with this
-        call's inputs, or None. The one Dynamo ran is known when exactly one of its cache
-        entries for this backend passes its guards for the call's arguments (checked with
-        the entries' own guard managers, as Dynamo checks them, in the same state) and it is
-        a recorded one; its
-        inputs are then read from the call by the graph's sources: a tensor of the call, a
-        size, or a number (a float Dynamo passed as a 0-dim tensor is made so once, for this
-        key, as Dynamo makes it at each call)."""
-        self.recorded = [served for served in self.recorded if _held(entries, served[0])]
+        """The recorded graph Dynamo just ran for this call, with the call's inputs, or None.
+        It is the one the call compiled (``added``, its cache entry), or, for a call Dynamo
+        served from its cache, the one whose entry alone, of the entries for this backend,
+        passes its guards for the call's arguments (checked with the entries' own guard
+        managers, as Dynamo checks them, in the same state). Its inputs are read from the
+        call by the graph's sources: a tensor of the call, a size, or a number (a float
+        Dynamo passes as a 0-dim tensor it makes is made so once, for this key)."""
+        codes = [entry.code for entry in entries]
+        self.recorded = [item for item in self.recorded if _held(codes, item[0])]
         ambient = _ambient()
         stance = ambient[1]
         runs_graphs = not stance or (stance[0] == "default" and not stance[1])
         if not (self.recorded and runs_graphs and ambient[-1]) or ambient[2]:
             return None  # (under another stance Dynamo may not have run a graph, or another)
         if not _distinct_storages(tensors):
-            return None
+            return None  # (Dynamo's graph for aliased inputs: the spans)
         try:
             bound = self.signature.bind(*args, **kwargs)
             bound.apply_defaults()
             frame = dict(bound.arguments)
-            backend = self.recorded[0][0].backend  # (Dynamo tries only its backend's entries)
-            passing = [
+            backend = self.recorded[0][1]  # (Dynamo tries only its backend's entries)
+            ran = added or [
                 entry
                 for entry in entries
                 if entry.backend is backend and entry.guard_manager.check(frame)
             ]
         except Exception:  # (a private API that changed: no graph)
             return None
-        served = [item for item in self.recorded if len(passing) == 1 and item[0] is passing[0]]
-        if not served:
+        found = [item for item in self.recorded if len(ran) == 1 and item[0] is ran[0].code]
+        if not found:
             return None
-        entry, compiled, paths, examples = served[0]
+        code, _, compiled, paths, examples = found[0]
         positions = {id(t): _At(i) for i, t in enumerate(tensors)}
         inputs: list = []
         for path, example in zip(paths, examples, strict=True):
@@ -1243,12 +1242,21 @@ class CompiledRule:
             if isinstance(value, Tensor) and id(value) in positions:
                 inputs.append(positions[id(value)])
             elif type(value) in (int, float) and not isinstance(example, Tensor):
-                inputs.append(value)
+                inputs.append(value)  # (a size of a dynamic-shape graph, or a number)
             elif type(value) in (int, float) and example.dim() == 0:
                 inputs.append(torch.tensor(value, dtype=example.dtype, device=example.device))
             else:
                 return None
-        return _graph_of(compiled, inputs, tensors, ambient, entry)
+        check = tensor_guard(tensors)
+        if check is None:
+            return None
+        try:
+            from torch._C._dynamo.guards import GlobalStateGuard
+
+            global_state = GlobalStateGuard()
+        except Exception:
+            return None
+        return _Graph(compiled, tuple(inputs), check, global_state, ambient, code)
 
     def _called_directly(self, graphs: list[_Graph], tensors: list[Tensor]) -> bool:
         """Call the first of ``graphs`` (kept for this call's numbers) that Dynamo would run for
@@ -1256,9 +1264,9 @@ class CompiledRule:
         (``torch._dynamo.reset()``) are dropped."""
         if not _distinct_storages(tensors):
             return False
-        entries = _dynamo_entries(self.code)
-        if any(not _held(entries, graph.dynamo_entry) for graph in graphs):
-            graphs[:] = [graph for graph in graphs if _held(entries, graph.dynamo_entry)]
+        codes = [entry.code for entry in _dynamo_entries(self.code)]
+        if any(not _held(codes, graph.dynamo_code) for graph in graphs):
+            graphs[:] = [graph for graph in graphs if _held(codes, graph.dynamo_code)]
         ambient = _ambient()
         for graph in graphs:
             if (
@@ -1320,46 +1328,6 @@ def _ambient() -> tuple:
     )
 
 
-def _kept_graph(recorded: list, tensors: list[Tensor], added: list) -> _Graph | None:
-    """The one graph a call compiled, if it can be called directly with the call's tensors (see
-    :class:`CompiledRule`), else None (``added``: the Dynamo cache entries the call added)."""
-    ambient = _ambient()
-    if len(recorded) != 1 or len(added) != 1 or not ambient[-1]:
-        return None
-    if not _distinct_storages(tensors):
-        return None
-    compiled, example_inputs, _ = recorded[0]
-    positions = {id(t): _At(i) for i, t in enumerate(tensors)}
-    inputs = []
-    for example in example_inputs:
-        if isinstance(example, Tensor) and id(example) in positions:
-            inputs.append(positions[id(example)])
-        elif type(example) in (int, float) or (isinstance(example, Tensor) and example.dim() == 0):
-            inputs.append(example)  # (a number Dynamo made an input: fixed with the key)
-        elif isinstance(example, torch.SymInt) and type(example.node.hint) is int:
-            inputs.append(example.node.hint)  # (a dynamic size: its value here, fixed too)
-        else:
-            return None
-    return _graph_of(compiled, inputs, tensors, ambient, added[0])
-
-
-def _graph_of(
-    compiled: Callable[..., Any], inputs: list, tensors: list[Tensor], ambient: tuple, entry: Any
-) -> _Graph | None:
-    """A :class:`_Graph` of ``compiled`` with Dynamo's guards on ``tensors`` and on the global
-    state now, or None where this torch lacks them."""
-    check = tensor_guard(tensors)
-    if check is None:
-        return None
-    try:
-        from torch._C._dynamo.guards import GlobalStateGuard
-
-        global_state = GlobalStateGuard()
-    except Exception:
-        return None
-    return _Graph(compiled, tuple(inputs), check, global_state, ambient, entry)
-
-
 _SOURCE_START = re.compile(r"L\['(\w+)'\]")
 _SOURCE_STEP = re.compile(r"\[(\d+)\]|\['([^'\]]+)'\]|\.size\(\)\[(\d+)\]|\.stride\(\)\[(\d+)\]")
 
@@ -1397,8 +1365,9 @@ def _resolved(path: tuple, frame: dict) -> Any:
 
 
 def _dynamo_entries(code: Any) -> list:
-    """Dynamo's cache entries for ``code`` (objects that stay the same while Dynamo keeps them;
-    ``torch._dynamo.reset()`` drops them), or ``[]`` where this torch does not list them."""
+    """Dynamo's cache entries for ``code`` (``torch._dynamo.reset()`` drops them; each entry's
+    ``code``, Dynamo's bytecode for it, is a Python object of its own, which identifies the
+    entry while it is held), or ``[]`` where this torch does not list them."""
     listed = _cache_entry_lister()
     return [] if listed is None else listed(code)
 
