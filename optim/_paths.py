@@ -1065,16 +1065,41 @@ _RECORDING = threading.local()
 
 def _inductor_recorded(graph: torch.fx.GraphModule, example_inputs: list) -> Callable[..., Any]:
     """torch.compile's ``inductor`` backend (``compile_fx``, which the name ``"inductor"``
-    stands for), its compiled graph also recorded with the tensors it was compiled for, while
-    a :class:`CompiledRule` call is recording in this thread. One function for the process, so
+    stands for), its compiled graph also recorded with what kind of input it was compiled for
+    (:func:`_input_kinds`) and where Dynamo took each input from, while a
+    :class:`CompiledRule` call is recording in this thread. One function for the process, so
     that Dynamo's cache, which is per backend, is shared by every optimizer."""
     from torch._inductor.compile_fx import compile_fx
 
     compiled = compile_fx(graph, example_inputs)
     recorded = getattr(_RECORDING, "graphs", None)
     if recorded is not None:
-        recorded.append((compiled, list(example_inputs), _input_sources(graph)))
+        recorded.append((compiled, _input_kinds(example_inputs), _input_sources(graph)))
     return compiled
+
+
+class _ZeroDim(NamedTuple):
+    """A graph input that is a 0-dim tensor: a float Dynamo turned into one, when it is not
+    one of the call's tensors."""
+
+    dtype: torch.dtype
+    device: torch.device
+
+
+def _input_kinds(example_inputs: list) -> list[Any]:
+    """What each of a graph's example inputs is: ``None`` for a number (a size, a float),
+    :class:`_ZeroDim` for a 0-dim tensor, ``Tensor`` for any other tensor. Not the inputs
+    themselves: they are an optimizer's buffers, and the record lives as long as the process's
+    Dynamo cache (kept, they held the first compiled optimizer's parameters, gradients and
+    state after it was deleted: 256 MB for Adam on 4 tensors of 4M elements)."""
+    return [
+        None
+        if not isinstance(example, Tensor)
+        else _ZeroDim(example.dtype, example.device)
+        if example.dim() == 0
+        else Tensor
+        for example in example_inputs
+    ]
 
 
 def _input_sources(graph: torch.fx.GraphModule) -> list[str | None]:
@@ -1164,7 +1189,7 @@ class CompiledRule:
         self.direct_calls = 0  # (calls that skipped Dynamo, for the tests)
         self.signature = inspect.signature(function)
         # each recorded graph's Dynamo entry's code and backend, callable, input sources and
-        # example inputs (an entry's code object, not the entry: a Python wrapper of an entry
+        # input kinds (an entry's code object, not the entry: a Python wrapper of an entry
         # that torch._dynamo.reset() freed is handed out again for a new entry at its address)
         self.recorded: list[tuple[Any, Any, Callable[..., Any], list, list]] = []
 
@@ -1190,10 +1215,10 @@ class CompiledRule:
         entries = _dynamo_entries(self.code)
         added = [entry for entry in entries if not _held(before, entry.code)]
         if len(recorded) == 1 and len(added) == 1:  # (compiled by this call)
-            compiled, examples, sources = recorded[0]
+            compiled, kinds, sources = recorded[0]
             paths = list(map(_source_path, sources))
             if None not in paths:
-                self.recorded.append((added[0].code, added[0].backend, compiled, paths, examples))
+                self.recorded.append((added[0].code, added[0].backend, compiled, paths, kinds))
         elif recorded or added:
             return
         graph = self._graph_ran(args, kwargs, tensors, entries, added)
@@ -1234,17 +1259,17 @@ class CompiledRule:
         found = [item for item in self.recorded if len(ran) == 1 and item[0] is ran[0].code]
         if not found:
             return None
-        code, _, compiled, paths, examples = found[0]
+        code, _, compiled, paths, kinds = found[0]
         positions = {id(t): _At(i) for i, t in enumerate(tensors)}
         inputs: list = []
-        for path, example in zip(paths, examples, strict=True):
+        for path, kind in zip(paths, kinds, strict=True):
             value = _resolved(path, frame)
             if isinstance(value, Tensor) and id(value) in positions:
                 inputs.append(positions[id(value)])
-            elif type(value) in (int, float) and not isinstance(example, Tensor):
+            elif type(value) in (int, float) and kind is None:
                 inputs.append(value)  # (a size of a dynamic-shape graph, or a number)
-            elif type(value) in (int, float) and example.dim() == 0:
-                inputs.append(torch.tensor(value, dtype=example.dtype, device=example.device))
+            elif type(value) in (int, float) and type(kind) is _ZeroDim:
+                inputs.append(torch.tensor(value, dtype=kind.dtype, device=kind.device))
             else:
                 return None
         check = tensor_guard(tensors)
