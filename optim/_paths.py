@@ -1657,7 +1657,8 @@ class Flat(OwnedState):
                 continue
             held = held_tensors.get(name)
             if held is None:
-                held = torch.zeros((), dtype=torch.float64, device=self.flat_param.device)
+                with torch.inference_mode(False):  # (see OUTSIDE_INFERENCE_MODE)
+                    held = torch.zeros((), dtype=torch.float64, device=self.flat_param.device)
                 held_tensors[name] = held
             if isinstance(value, Tensor):
                 held.copy_(value.reshape(()))

@@ -638,3 +638,25 @@ def test_a_deleted_compiled_optimizer_leaves_none_of_its_tensors_alive():
         and t.numel() in buffer_sizes
     ]
     assert alive == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["Adam", "Adagrad"])
+def test_a_compiled_number_first_set_inside_inference_mode_changes_again_outside(name):
+    """A compiled rule's numbers are 0-dim tensors the layout keeps and refills when a value
+    changes. One first made in a step inside ``torch.inference_mode()`` (``eps`` set anew for
+    that step) was an inference tensor, and refilling it for a later step outside raised
+    ("Inplace update to inference tensor outside InferenceMode"), where torch trains on. Now
+    every step gives torch's numbers."""
+    params, reference = make_params(torch.float64), make_params(torch.float64)
+    optimizer = ours(name)(params, lr=0.01, compile=True)
+    torch_optimizer = theirs(name)(reference, lr=0.01)
+    for step, eps in enumerate([1e-8, 1e-3, 1e-2, 1e-2]):
+        for p, q in zip(params, reference, strict=True):
+            p.grad = torch.full_like(p, 0.1 * (step + 1)).sin_().add_(p.detach())
+            q.grad = torch.full_like(q, 0.1 * (step + 1)).sin_().add_(q.detach())
+        for opt in (optimizer, torch_optimizer):
+            opt.param_groups[0]["eps"] = eps
+            with torch.inference_mode(step == 1):
+                opt.step()
+        assert relative_error(params, reference) <= TOLERANCE[torch.float64], step
