@@ -326,19 +326,24 @@ def _new_tensor_guard(tensors: list[Tensor]) -> Callable[..., bool] | None:
 @functools.cache
 def _tensor_guard_notices_metadata() -> bool:
     """Whether this torch's guard says yes to its tensor and no to another dtype, shape or
-    strides (probed once per process, in case a later torch's private guard checks less)."""
-    cpu = torch.device("cpu")  # (whatever the default device)
-    laid_out = torch.zeros(2, 3, device=cpu)
+    strides (probed once per process, in case a later torch's private guard checks less).
+    Every probe tensor's dtype and device are given: whatever the defaults when the probe runs
+    (with ``torch.set_default_dtype(torch.float64)`` the float64 one had the laid-out one's
+    dtype, the guard seemed to miss the change, and every layout and compiled rule of the
+    process went without it)."""
+    cpu, float32 = torch.device("cpu"), torch.float32
+    laid_out = torch.zeros(2, 3, dtype=float32, device=cpu)
     check = _new_tensor_guard([laid_out])
     if check is None:
         return False
     changed = (
-        torch.zeros(3, 2, device=cpu).t(),
-        torch.zeros(3, 2, device=cpu),
+        torch.zeros(3, 2, dtype=float32, device=cpu).t(),
+        torch.zeros(3, 2, dtype=float32, device=cpu),
         torch.zeros(2, 3, dtype=torch.float64, device=cpu),
     )
+    same = torch.ones(2, 3, dtype=float32, device=cpu)
     try:
-        return check(torch.ones(2, 3, device=cpu)) is True and not any(check(t) for t in changed)
+        return check(same) is True and not any(check(t) for t in changed)
     except Exception:
         return False
 

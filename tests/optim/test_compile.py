@@ -660,3 +660,19 @@ def test_a_compiled_number_first_set_inside_inference_mode_changes_again_outside
             with torch.inference_mode(step == 1):
                 opt.step()
         assert relative_error(params, reference) <= TOLERANCE[torch.float64], step
+
+
+@pytest.mark.slow
+def test_direct_calls_after_a_first_step_under_a_float64_default_dtype(fresh_process_caches):
+    """A script that sets ``torch.set_default_dtype(torch.float64)`` before its first step
+    (the convex problems of ``theory`` are float64) still gets the compiled rule's direct
+    calls, with the Dynamo-called rule's bits; before, the tensor guard's probe failed under
+    that default, and every compiled call of the process went through Dynamo."""
+    torch._dynamo.reset()
+    torch.set_default_dtype(torch.float64)  # (restored after each test: tests/conftest.py)
+    params, twin = make_params(torch.float64), make_params(torch.float64)
+    optimizer = ours("Adam")(params, lr=0.01, compile=True)
+    reference = _through_dynamo(ours("Adam")(twin, lr=0.01, compile=True))
+    compiled = _paths.compiled_rule(optim.Adam._rule)
+    direct = _direct_calls_beside_dynamo(compiled, optimizer, params, reference, twin, "f64")
+    assert direct >= 3

@@ -938,6 +938,25 @@ def test_a_tensor_guard_that_checks_less_than_shape_and_strides_is_not_used(new_
         _paths._tensor_guard_notices_metadata.cache_clear()
 
 
+@pytest.mark.parametrize("default_dtype", [torch.float64, torch.bfloat16])
+def test_the_tensor_guard_probe_holds_whatever_the_default_dtype(
+    default_dtype, fresh_process_caches
+):
+    """The probe of torch.compile's tensor guard (once per process) gives its tensors' dtype
+    itself. Before, a process whose first step ran with ``torch.set_default_dtype(
+    torch.float64)`` probed a float64 tensor against a float64 one, took the guard's yes for
+    missing a dtype change, and checked every layout with the slower Python passes (and
+    called no compiled graph directly) for the rest of its life. The guard found is still the
+    one that notices a reshaped parameter."""
+    torch.set_default_dtype(default_dtype)  # (restored after each test: tests/conftest.py)
+    params = _params([(4, 6), (5,)])
+    assert _paths.tensor_guard(params) is not None
+    metadata = _paths.Metadata(params)
+    assert metadata.holds(params)
+    params[0].data = params[0].data.view(6, 4)
+    assert not metadata.holds(params)
+
+
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 def test_channels_last_parameters_keep_their_memory_format(impl):
     """On every path, the flat one included (its views take the parameter's strides)."""
