@@ -68,7 +68,14 @@ OUTSIDE_INFERENCE_MODE = torch.inference_mode(False)
 """Decorates what makes an optimizer's own buffers (layouts, scratch): normal tensors, even when
 a step runs inside ``torch.inference_mode()``. An inference tensor keeps no version counter and
 takes no in-place update outside inference mode, so a layout built by such a step failed every
-later step outside it, where torch's state, made before, trains on."""
+later step outside it, where torch's state, made before, trains on.
+
+One case differs from torch because of this: an optimizer whose *first* step runs inside
+inference mode. torch makes its state there, of inference tensors, and its next step outside
+raises ("Inplace update to inference tensor outside InferenceMode"); so does ours where the
+state stays in torch's own tensors (plain lists, the blocked path), while a packed or flat layout
+holds the state in these normal buffers and trains on, with the numbers torch's steps would
+give if its state were normal tensors."""
 
 KEPT_TEMPORARIES_BYTES = 1 << 24
 """The size of the block :func:`keep_freed_temporaries` allocates and frees once (16 MiB): four

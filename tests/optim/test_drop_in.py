@@ -855,6 +855,49 @@ def test_inference_tensors_stepped_outside_inference_mode_raise_as_torch(name, k
     assert errors[0] == errors[1]
 
 
+@pytest.mark.parametrize(
+    ("impl", "shapes"),
+    [("foreach", "blocked"), ("foreach", "packed"), ("flat", "blocked")],
+    ids=["plain-state", "packed-state", "flat-state"],
+)
+@pytest.mark.parametrize("name", ["Adam", "RMSprop"])
+def test_a_first_step_inside_inference_mode_then_steps_outside_it(name, impl, shapes):
+    """What ``optim._paths.OUTSIDE_INFERENCE_MODE`` states: after a first step inside
+    ``torch.inference_mode()``, torch's state (made lazily, at that step) is made of inference
+    tensors, and its next step outside raises. Ours raises the same error where the state
+    stays in those tensors (the blocked default path), and trains on where a packed or flat
+    layout holds the state in normal buffers, with the numbers torch gives once its state is
+    made normal tensors after that first step."""
+
+    def run(optimizer, params, after_first_step=None):
+        for step in range(3):
+            for p in params:
+                p.grad = torch.full_like(p, 0.1 * (step + 1)).sin_().add_(p.detach())
+            with torch.inference_mode(step == 0):
+                optimizer.step()
+            if step == 0 and after_first_step is not None:
+                after_first_step(optimizer)
+
+    def as_normal_tensors(optimizer):
+        for state in optimizer.state.values():
+            for key, value in state.items():
+                state[key] = value.clone() if torch.is_tensor(value) else value
+
+    params = _params(SETS[shapes])
+    with pytest.raises(RuntimeError, match="Inplace update to inference tensor") as torch_error:
+        run(theirs(name)(params, lr=0.01), params)
+    if (impl, shapes) == ("foreach", "blocked"):  # (the state stays in torch's own tensors)
+        params = _params(SETS[shapes])
+        with pytest.raises(RuntimeError) as our_error:
+            run(ours(name)(params, lr=0.01, impl=impl), params)
+        assert str(our_error.value) == str(torch_error.value)
+        return
+    mine, reference = _params(SETS[shapes]), _params(SETS[shapes])
+    run(ours(name)(mine, lr=0.01, impl=impl), mine)
+    run(theirs(name)(reference, lr=0.01), reference, as_normal_tensors)
+    _close(mine, reference)
+
+
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
 def test_steps_inside_inference_mode_keep_torchs_numbers(name, impl, fresh_process_caches):
