@@ -1135,6 +1135,7 @@ class _Graph(NamedTuple):
     global_state: Any  # Dynamo's guard on grad mode, autocast, threads, default dtype, ...
     ambient: tuple  # inference mode, Dynamo's stance and flag, no modes: :func:`_ambient`
     dynamo_code: Any  # the code of Dynamo's cache entry for the graph: kept while Dynamo has it
+    aliasing: tuple  # which of the call's tensors share a storage, and where: :func:`_aliasing`
 
 
 class CompiledRule:
@@ -1167,8 +1168,12 @@ class CompiledRule:
 
     - each tensor's dtype, device, sizes, strides, dispatch keys and ``requires_grad`` as at
       the capture (Dynamo's own ``TensorGuards``, :func:`tensor_guard`);
-    - no two tensors sharing a storage (Dynamo's no-aliasing guard; a graph with aliased inputs
-      is never kept);
+    - the same tensors passed twice, the same sharing a storage, each at the same storage offset
+      as at the capture (:func:`_aliasing`; Dynamo's guards on duplicated and aliased inputs).
+      The spans, views of the layout's buffers, share storages, and AOTAutograd's wrapper
+      inside the graph's callable handles that aliasing at every call, direct or not; a
+      dynamic-shape graph over them takes their storage offsets as inputs, which the offsets
+      checked here fix;
     - Dynamo's global state guard (grad mode, autocast, thread count, default dtype,
       deterministic algorithms), inference mode, Dynamo's stance and ``disable`` flag as at the
       capture, and no torch function or dispatch mode active.
@@ -1183,11 +1188,11 @@ class CompiledRule:
     every compiled rule's direct calls to the Dynamo-called rule's bits.
 
     Anything else runs through Dynamo, which recompiles or not as it would have: a new number, a
-    graph not kept (an input that is none of the above, or inputs sharing a storage: the spans),
-    two entries whose guards pass, a stance other than the default (where Dynamo may not run a
-    graph at all). On a GPU every call goes through Dynamo with inductor's backend by its name,
-    as before this class (:class:`ReplayedCalls` captures repeating calls there in CUDA graphs;
-    the direct calls are not tested on a GPU). One instance per function for the process
+    graph not kept (an input that is none of the above), two entries whose guards pass, a
+    stance other than the default (where Dynamo may not run a graph at all). On a GPU every
+    call goes through Dynamo with inductor's backend by its name, as before this class
+    (:class:`ReplayedCalls` captures repeating calls there in CUDA graphs; the direct calls are
+    not tested on a GPU). One instance per function for the process
     (:func:`compiled_rule`), as Dynamo keeps one cache per function.
     """
 
@@ -1254,8 +1259,9 @@ class CompiledRule:
         runs_graphs = not stance or (stance[0] == "default" and not stance[1])
         if not (self.recorded and runs_graphs and ambient[-1]) or ambient[2]:
             return None  # (under another stance Dynamo may not have run a graph, or another)
-        if not _distinct_storages(tensors):
-            return None  # (Dynamo's graph for aliased inputs: the spans)
+        aliasing = _aliasing(tensors)
+        if aliasing is None:
+            return None
         try:
             bound = self.signature.bind(*args, **kwargs)
             bound.apply_defaults()
@@ -1284,7 +1290,7 @@ class CompiledRule:
                 inputs.append(torch.tensor(value, dtype=kind.dtype, device=kind.device))
             else:
                 return None
-        check = tensor_guard(tensors)
+        check = tensor_guard(_distinct(tensors, aliasing))
         if check is None:
             return None
         try:
@@ -1293,13 +1299,14 @@ class CompiledRule:
             global_state = GlobalStateGuard()
         except Exception:
             return None
-        return _Graph(compiled, tuple(inputs), check, global_state, ambient, code)
+        return _Graph(compiled, tuple(inputs), check, global_state, ambient, code, aliasing)
 
     def _called_directly(self, graphs: list[_Graph], tensors: list[Tensor]) -> bool:
         """Call the first of ``graphs`` (kept for this call's numbers) that Dynamo would run for
         ``tensors``, and say whether one was; graphs whose Dynamo cache entry is gone
         (``torch._dynamo.reset()``) are dropped."""
-        if not _distinct_storages(tensors):
+        aliasing = _aliasing(tensors)
+        if aliasing is None:
             return False
         codes = [entry.code for entry in _dynamo_entries(self.code)]
         if any(not _held(codes, graph.dynamo_code) for graph in graphs):
@@ -1308,8 +1315,9 @@ class CompiledRule:
         for graph in graphs:
             if (
                 graph.ambient == ambient
+                and graph.aliasing == aliasing
                 and graph.global_state.check()
-                and graph.tensors_hold(*tensors)
+                and graph.tensors_hold(*_distinct(tensors, aliasing))
             ):
                 graph.compiled(*[tensors[i] if type(i) is _At else i for i in graph.inputs])
                 self.direct_calls += 1
@@ -1347,10 +1355,28 @@ def _key_of(value: Any, tensors: list[Tensor]) -> Any:
     return (type(value), value)
 
 
-def _distinct_storages(tensors: list[Tensor]) -> bool:
-    """Whether no two of ``tensors`` share a storage (an empty one counts as shared)."""
-    pointers = {t.untyped_storage().data_ptr() for t in tensors}
-    return len(pointers) == len(tensors) and 0 not in pointers
+def _aliasing(tensors: list[Tensor]) -> tuple | None:
+    """Which of ``tensors`` are the same object, which share a storage, and where each starts
+    in it: per tensor, the position of its object's first occurrence, the position of the first
+    of them on its storage, and its storage offset (with the sizes and strides the tensor guard
+    checks, this fixes which elements of any two overlap; Dynamo tells a tensor passed twice
+    from two views of the same memory). None where a storage is empty (its address, 0, tells
+    nothing)."""
+    pointers = [t.untyped_storage().data_ptr() for t in tensors]
+    if 0 in pointers:
+        return None
+    same_object: dict[int, int] = {}
+    same_storage: dict[int, int] = {}
+    return tuple(
+        (same_object.setdefault(id(t), i), same_storage.setdefault(p, i), t.storage_offset())
+        for i, (t, p) in enumerate(zip(tensors, pointers))
+    )
+
+
+def _distinct(tensors: list[Tensor], aliasing: tuple) -> list[Tensor]:
+    """``tensors`` with each object once (Dynamo's tensor guard refuses one passed twice), in
+    order, as :func:`_aliasing` found them."""
+    return [t for i, t in enumerate(tensors) if aliasing[i][0] == i]
 
 
 def _ambient() -> tuple:
@@ -1366,12 +1392,15 @@ def _ambient() -> tuple:
 
 
 _SOURCE_START = re.compile(r"L\['(\w+)'\]")
-_SOURCE_STEP = re.compile(r"\[(\d+)\]|\['([^'\]]+)'\]|\.size\(\)\[(\d+)\]|\.stride\(\)\[(\d+)\]")
+_SOURCE_STEP = re.compile(
+    r"\[(\d+)\]|\['([^'\]]+)'\]|\.size\(\)\[(\d+)\]|\.stride\(\)\[(\d+)\]|(\.storage_offset\(\))"
+)
 
 
 def _source_path(source: str | None) -> tuple | None:
     """A Dynamo source name as a path from the frame's locals (``"L['grads'][0].size()[0]"``:
-    ``("grads", (("item", 0), ("size", 0)))``), or None for any other form."""
+    ``("grads", (("item", 0), ("size", 0)))``; a dynamic-shape graph over views also takes
+    their ``.storage_offset()``), or None for any other form."""
     start = _SOURCE_START.match(source or "")
     if start is None:
         return None
@@ -1380,9 +1409,11 @@ def _source_path(source: str | None) -> tuple | None:
         step = _SOURCE_STEP.match(source, position)
         if step is None:
             return None
-        index, key, size, stride = step.groups()
+        index, key, size, stride, offset = step.groups()
         if index is not None or key is not None:
             steps.append(("item", int(index) if index is not None else key))
+        elif offset is not None:
+            steps.append(("offset", None))
         else:
             steps.append(("size", int(size)) if size is not None else ("stride", int(stride)))
         position = step.end()
@@ -1396,6 +1427,8 @@ def _resolved(path: tuple, frame: dict) -> Any:
     for kind, at in steps:
         if kind == "item":
             value = value[at]
+        elif kind == "offset":
+            value = value.storage_offset()
         else:
             value = value.size(at) if kind == "size" else value.stride(at)
     return value

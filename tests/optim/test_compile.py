@@ -676,3 +676,52 @@ def test_direct_calls_after_a_first_step_under_a_float64_default_dtype(fresh_pro
     compiled = _paths.compiled_rule(optim.Adam._rule)
     direct = _direct_calls_beside_dynamo(compiled, optimizer, params, reference, twin, "f64")
     assert direct >= 3
+
+
+def _through_dynamo_with_spans(optimizer):
+    """:func:`_through_dynamo`, its call over spans too (``rule_over_spans``)."""
+    from optim._base import rule_over_spans
+
+    optimizer._compiled_spans = _paths.limited(
+        torch.compile(rule_over_spans, fullgraph=True, dynamic=None)
+    )
+    return _through_dynamo(optimizer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["Adam", "SGD", "AdamWScheduleFree"])
+def test_compiled_calls_over_spans_repeat_without_dynamo_bit_for_bit(name, monkeypatch):
+    """Large tensors with new gradients at every step (torch's default ``zero_grad()``) run the
+    compiled rule over spans: views of the layout's buffers, which share storages, and a
+    dynamic-shape graph over them also takes their storage offsets. Such a call repeats its
+    graph without Dynamo while the same tensors share the same storages at the same offsets
+    (before, a call over shared storages always went through Dynamo, and a graph with an
+    offset input was never kept). Parameters, state and version counters are those of the
+    rule called through Dynamo, bit for bit, at a first layout (a static graph) and a second
+    (a dynamic-shape one)."""
+    monkeypatch.setattr(_paths, "BLOCK", 4096)
+    torch._dynamo.reset()
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}
+    spans = _paths.compiled_rule(optim._base.rule_over_spans)
+    for shapes in ([(5000,), (33,), (3, 7), (4200,)], [(100, 50), (7,)]):
+        generator = torch.Generator().manual_seed(0)
+        start = [torch.randn(shape, generator=generator) for shape in shapes]
+        params = [t.clone().requires_grad_() for t in start]
+        twin = [t.clone().requires_grad_() for t in start]
+        optimizer = ours(name)(params, lr=0.01, compile=True, **kwargs)
+        reference = _through_dynamo_with_spans(ours(name)(twin, lr=0.01, compile=True, **kwargs))
+        if "ScheduleFree" in name:
+            optimizer.train()
+            reference.train()
+        before = spans.direct_calls
+        for step in range(5):
+            generator = torch.Generator().manual_seed(step)
+            for p, q in zip(params, twin, strict=True):
+                gradient = torch.randn(p.shape, generator=generator)
+                p.grad, q.grad = gradient.clone(), gradient.clone()  # (new: spans)
+            optimizer.step()
+            reference.step()
+        assert spans.direct_calls - before >= 3, shapes
+        for mine, theirs_ in zip([*params, *_states(optimizer)], [*twin, *_states(reference)]):
+            assert torch.equal(mine, theirs_), shapes
+        assert [p._version for p in params] == [q._version for q in twin]
