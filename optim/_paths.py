@@ -1312,12 +1312,13 @@ class CompiledRule:
         if any(not _held(codes, graph.dynamo_code) for graph in graphs):
             graphs[:] = [graph for graph in graphs if _held(codes, graph.dynamo_code)]
         ambient = _ambient()
+        distinct = _distinct(tensors, aliasing)
         for graph in graphs:
             if (
                 graph.ambient == ambient
                 and graph.aliasing == aliasing
                 and graph.global_state.check()
-                and graph.tensors_hold(*_distinct(tensors, aliasing))
+                and graph.tensors_hold(*distinct)
             ):
                 graph.compiled(*[tensors[i] if type(i) is _At else i for i in graph.inputs])
                 self.direct_calls += 1

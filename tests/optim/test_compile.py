@@ -680,10 +680,8 @@ def test_direct_calls_after_a_first_step_under_a_float64_default_dtype(fresh_pro
 
 def _through_dynamo_with_spans(optimizer):
     """:func:`_through_dynamo`, its call over spans too (``rule_over_spans``)."""
-    from optim._base import rule_over_spans
-
     optimizer._compiled_spans = _paths.limited(
-        torch.compile(rule_over_spans, fullgraph=True, dynamic=None)
+        torch.compile(optim._base.rule_over_spans, fullgraph=True, dynamic=None)
     )
     return _through_dynamo(optimizer)
 
