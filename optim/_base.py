@@ -783,6 +783,13 @@ class RuleOptimizer(Optimizer):
     weight ``ckp1``): 0-dim tensors in a compiled call, never compiled in as constants (see
     ``optim._paths.CompiledNumbers``), which would recompile the rule at the second step."""
 
+    _kernel_step: ClassVar[Callable[..., tuple | None] | None] = None
+    """The rule run by one of torch's own fused CPU kernels where this process has measured that
+    kernel giving the rule's bits, for the default path's lists of one device and dtype, in a
+    rule with no step counter (SGD's momentum step: ``optim.sgd.kernel_step``): called with the
+    parameters, gradients, state lists and rule arguments, it returns the lists it left to the
+    rule (parameters, gradients, state), or None (nothing done). None: the rule always."""
+
     _step_size_argument: ClassVar[str | None] = None
     """The rule argument ``a`` (``"lr"``) of a rule whose last op is ``p.add_(d, alpha=-a)`` and
     that uses ``a`` nowhere else (SGD, RMSprop with momentum, Adadelta), if any: see
@@ -1132,7 +1139,14 @@ class RuleOptimizer(Optimizer):
         if layouts and type(layouts[0]) is SteadyLists and self._steady(layouts[0], group, params):
             steady = layouts[0]
             self._run_prepared(
-                group, params, steady.counters, steady.buffers, False, steady.blocked, steady.real
+                group,
+                params,
+                steady.counters,
+                steady.buffers,
+                False,
+                steady.blocked,
+                steady.real,
+                kernel=True,
             )
             return
         states = self._states(group, params)
@@ -1185,7 +1199,9 @@ class RuleOptimizer(Optimizer):
             blocked = blocked and _paths.caches_in_blocks(device)  # (a GPU: torch's lists)
             counters, buffers = self._state_lists(ss, keys)
             beside = not first and (device, dtype) in starting
-            self._run_prepared(group, ps, counters, buffers, first, blocked, beside=beside)
+            self._run_prepared(
+                group, ps, counters, buffers, first, blocked, beside=beside, kernel=fast
+            )
             if whole and not first and not layouts and not torch.compiler.is_compiling():
                 stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
                 if stamp is not None:  # kept, checked and reused by the next step
@@ -1402,13 +1418,33 @@ class RuleOptimizer(Optimizer):
         self._run_prepared(group, params, counters, buffers, first, blocked, beside=beside)
 
     def _run_prepared(
-        self, group, params, counters, buffers, first, blocked, real=False, beside=False
+        self,
+        group,
+        params,
+        counters,
+        buffers,
+        first,
+        blocked,
+        real=False,
+        beside=False,
+        kernel=False,
     ) -> None:
         """The rule over these lists (``counters``: the step counters, None if not counted;
-        ``real``: known to hold no complex tensor; ``beside``: see :meth:`_host_arguments`)."""
+        ``real``: known to hold no complex tensor; ``beside``: see :meth:`_host_arguments`;
+        ``kernel``: the lists of one device and dtype that the default path runs, which
+        :attr:`_kernel_step` may take)."""
         steps = [None] * len(params) if counters is None else self._count(group, counters)
         arguments = self._host_arguments(group, first, beside)
         grads = [p.grad for p in params]
+        by_kernel = type(self)._kernel_step
+        if kernel and by_kernel is not None and counters is None:
+            rest = by_kernel(params, grads, buffers, arguments)
+            if rest is not None:  # (what the kernel left to the rule)
+                params, grads, buffers = rest
+                if not params:
+                    return
+                steps = [None] * len(params)
+                blocked = blocked and sum(map(Tensor.numel, params)) > _paths.BLOCK
         as_real = self._complex_as_real and not real
         if not blocked:
             call_rule(type(self)._rule, params, grads, steps, buffers, arguments, as_real)

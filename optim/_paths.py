@@ -860,17 +860,26 @@ def write_in_place(
     open, an inference tensor, which autograd's layer refuses to change outside inference
     mode), or this torch lacks the guard, ``op`` runs as it is, through the layers. (Not
     under ``torch.compile``: the packed path it serves is eager only.)"""
+    if not run_below_autograd(functools.partial(op, targets, *args, **kwargs), targets):
+        op(targets, *args, **kwargs)
+
+
+def run_below_autograd(kernel: Callable[[], Any], written: list[Tensor]) -> bool:
+    """``kernel()``, in-place ops on ``written`` only, dispatched past autograd's layers, each
+    tensor of ``written`` then bumped once in its version counter (see :func:`write_in_place`);
+    False, nothing run, where that shortcut does not hold now: grad mode on, a forward-AD level
+    open, an inference tensor in ``written``, or a torch without the guard (C-level passes)."""
     if (
         not WRITES_BELOW_AUTOGRAD
         or torch.is_grad_enabled()
         or torch.autograd.forward_ad._current_level >= 0
-        or any(map(Tensor.is_inference, targets))
+        or any(map(Tensor.is_inference, written))
     ):
-        op(targets, *args, **kwargs)
-        return
+        return False
     with _BELOW_AUTOGRAD():
-        op(targets, *args, **kwargs)
-    torch.autograd.graph.increment_version(targets)
+        kernel()
+    torch.autograd.graph.increment_version(written)
+    return True
 
 
 def views_like(flat: Tensor, like: list[Tensor]) -> list[Tensor]:

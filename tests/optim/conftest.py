@@ -118,15 +118,17 @@ def metadata_check(request, monkeypatch):
 @pytest.fixture
 def fresh_process_caches(monkeypatch):
     """The module-level caches a process's first steps fill (the kept operand tensors, the
-    padded rows of the dots, the tensor guard's probe), empty as in a new process, so that a
-    test's own steps fill them."""
+    padded rows of the dots, the tensor guard's and SGD kernel's probes), empty as in a new
+    process, so that a test's own steps fill them."""
     from optim import _global, _ops
 
     monkeypatch.setattr(_ops, "_kept_operands", _ops.KeptOperands())
     monkeypatch.setattr(_global, "_PADDED", threading.local())
     _paths._tensor_guard_notices_metadata.cache_clear()
+    optim.sgd.kernel_gives_rule_bits.cache_clear()
     yield
     _paths._tensor_guard_notices_metadata.cache_clear()
+    optim.sgd.kernel_gives_rule_bits.cache_clear()
 
 
 def steps_around_inference_mode(optimizer, late_optimizer, late: list[torch.Tensor], t: int):

@@ -31,6 +31,7 @@ SHAPE_SETS = {
     "packed": [(3, 4)] * (PACK_AT_LEAST + 2) + [(700,), (5,)],  # every tensor small: packed
     "blocked": [(3, 4)] * 4 + [(PACK_BELOW + 300,), (5,)],  # one large tensor: all blocked
     "few": [(3, 4), (5,), ()],  # plain lists, kept from step to step while nothing changes
+    "kernel": [(3, 4)] * 4 + [(640,), (5,)],  # SGD with momentum: one tensor by torch's kernel
 }
 OPTIMIZERS = [
     ("Adam", {"lr": 0.01, "weight_decay": 0.01}),
@@ -50,6 +51,9 @@ EVENTS = [
 @pytest.fixture(autouse=True)
 def small_block(monkeypatch):
     monkeypatch.setattr(_paths, "BLOCK", 256)  # the 700-element tensor is blocked
+    # SGD's momentum steps over the 640-element tensor run torch's fused kernel
+    monkeypatch.setattr(optim.sgd, "KERNEL_FROM", 128)
+    monkeypatch.setattr(optim.sgd, "KERNEL_TOTAL_FROM", 256)
 
 
 def apply_parameter_event(event: str, p: torch.Tensor, params: list[torch.Tensor]) -> None:

@@ -37,6 +37,7 @@ SHAPE_SETS = {
     "blocked": [(3, 4)] * 4 + [(PACK_BELOW + 300,), (5,)],  # one large tensor: blocked
     "few": [(3, 4), (5,), ()],  # plain lists
     "one": [(40,)],
+    "kernel": [(3, 4)] * 4 + [(640,), (5,)],  # SGD with momentum: one tensor by torch's kernel
 }
 
 
@@ -107,6 +108,9 @@ OPTIONS["AdamW"] = OPTIONS["Adam"]
 @pytest.fixture(autouse=True)
 def small_block(monkeypatch):
     monkeypatch.setattr(_paths, "BLOCK", 256)  # the 700-element tensor is blocked
+    # SGD's momentum steps over the 640-element tensor run torch's fused kernel
+    monkeypatch.setattr(optim.sgd, "KERNEL_FROM", 128)
+    monkeypatch.setattr(optim.sgd, "KERNEL_TOTAL_FROM", 256)
 
 
 def _signed_zeros(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
