@@ -26,7 +26,11 @@ one of the paths in ``optim._paths``:
     applied round by round with one ``torch.cat`` or multi-tensor copy and one multi-tensor add
     (torch's own fused
     ``p.add_(d, alpha=-lr)`` where the rule ends in it), or copy where the rule reads the
-    parameters (float32 and float64; other dtypes run torch's op sequence unchanged). Every one
+    parameters (float32 and float64; other dtypes run torch's op sequence unchanged). Where one
+    of torch's own fused CPU kernels gives the rule's bits, measured once per process and
+    configuration, a rule may hand it the large tensors (:attr:`RuleOptimizer._kernel_step`:
+    SGD's momentum step, whose kernel streams memory once where the three eager ops stream the
+    buffer five times; torch's fused Adam and Adagrad kernels round otherwise). Every one
     of these gives torch's foreach path's bits, the signs of zeros included (but where torch
     disagrees with itself, see ``optim._paths.FAST_DTYPES``). Only plain tensors take these
     strategies (``optim._paths.plain``): a tensor subclass (``DTensor``, FSDP2's parameters)
