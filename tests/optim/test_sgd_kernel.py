@@ -59,8 +59,8 @@ def _with_signed_zeros(t: torch.Tensor) -> torch.Tensor:
 
 
 def _run(make, dtype: torch.dtype, steps: int = 5, tensor_lr: bool = False):
-    """``steps`` steps of a non-convex loss; the parameters, momentum buffers and gradients
-    after each, and the parameters."""
+    """``steps`` steps of a non-convex loss, with exact zeros of both signs in the parameters
+    and gradients: the parameters and momentum buffers after each step, and the parameters."""
     generator = torch.Generator().manual_seed(0)
     params = [
         _with_signed_zeros(torch.randn(s, generator=generator, dtype=dtype)).requires_grad_()
