@@ -792,7 +792,14 @@ class RuleOptimizer(Optimizer):
     kernel giving the rule's bits, for the default path's lists of one device and dtype, in a
     rule with no step counter (SGD's momentum step: ``optim.sgd.kernel_step``): called with the
     parameters, gradients, state lists and rule arguments, it returns the lists it left to the
-    rule (parameters, gradients, state), or None (nothing done). None: the rule always."""
+    rule (parameters, gradients, state), or None (nothing done). None: the rule always, and so
+    in a subclass that replaces :attr:`_rule` without giving its own (:meth:`__init_subclass__`:
+    a kernel is measured against the rule of the class that names it)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_rule" in vars(cls) and "_kernel_step" not in vars(cls):
+            cls._kernel_step = None
 
     _step_size_argument: ClassVar[str | None] = None
     """The rule argument ``a`` (``"lr"``) of a rule whose last op is ``p.add_(d, alpha=-a)`` and

@@ -7,6 +7,7 @@ torch's eager ops; version counters move where torch's catch a parameter saved f
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import pytest
 import torch
@@ -251,3 +252,32 @@ def test_steps_inside_inference_mode_keep_torchs_bits():
     expected, _ = _run(_stepping(_torch_sgd(**options), **inside), torch.float32)
     actual, _ = _run(_stepping(_our_sgd(**options), **inside), torch.float32)
     _assert_same_bits(actual, expected)
+
+
+def test_a_subclass_with_a_rule_of_its_own_keeps_its_rule(kernel_calls):
+    """The kernel was measured against ``sgd_update``: a subclass that replaces ``_rule`` (here
+    one that halves every gradient) runs its own rule, with no kernel call on its tensors."""
+
+    @functools.wraps(sgd.sgd_update)  # (its signature: the keywords the optimizer passes)
+    def halved(params, grads, steps, state, **arguments):
+        sgd.sgd_update(params, [g * 0.5 for g in grads], steps, state, **arguments)
+
+    class HalvedSGD(optim.SGD):
+        _rule = staticmethod(halved)
+
+    def torch_halved(ps):
+        optimizer = torch.optim.SGD(ps, foreach=False, lr=0.05, momentum=0.9)
+        step = optimizer.step
+
+        def halved_step():
+            for p in ps:
+                p.grad.mul_(0.5)
+            return step()
+
+        optimizer.step = halved_step
+        return optimizer
+
+    expected, _ = _run(torch_halved, torch.float32)
+    actual, params = _run(lambda ps: HalvedSGD(ps, lr=0.05, momentum=0.9), torch.float32)
+    _assert_same_bits(actual, expected)
+    assert not any(any(t is p for p in params for t in call) for call in kernel_calls)
