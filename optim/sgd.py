@@ -204,27 +204,25 @@ def kernel_step(
     numbers["lr"] = ops.host_number(arguments["lr"])
     if any(type(value) not in (float, int) for value in numbers.values()):
         return None
-    lists = (params, grads, buffers)
-    if all(chosen):
-        bulk, rest = lists, ([], [], [])
-    else:
-        bulk = tuple([t for t, kept in zip(ts, chosen) if kept] for ts in lists)
-        rest = tuple([t for t, kept in zip(ts, chosen) if not kept] for ts in lists)
-    device, dtype = bulk[0][0].device, bulk[0][0].dtype
-    tensors = [*bulk[0], *bulk[1], *bulk[2]]
+    device, dtype = params[0].device, params[0].dtype
     if (
         dtype not in FAST_DTYPES
         or device.type != "cpu"
         or torch._C._len_torch_dispatch_stack()
         or torch._C._is_torch_function_mode_enabled()
-        or not plain(tensors)
-        or not all(map(operator.is_, map(_DTYPE, tensors), itertools.repeat(dtype)))
-        or not all(map(operator.eq, map(_DEVICE, tensors), itertools.repeat(device)))
-        or not all(map(Tensor.is_contiguous, tensors))
-        or list(map(Tensor.size, bulk[1])) != list(map(Tensor.size, bulk[0]))
-        or list(map(Tensor.size, bulk[2])) != list(map(Tensor.size, bulk[0]))
     ):
         return None
+    lists = (params, grads, buffers)
+    bulk = lists if all(chosen) else _chosen(lists, chosen)
+    if not _fits_the_kernel(bulk, device, dtype):  # (C-level passes; else one tensor at a time)
+        chosen = [
+            kept and _fits_the_kernel(tuple([t] for t in trio), device, dtype)
+            for kept, trio in zip(chosen, zip(*lists))
+        ]
+        if not any(chosen):
+            return None
+        bulk = _chosen(lists, chosen)
+    rest = _chosen(lists, [not kept for kept in chosen])
     flags = {"nesterov": arguments["nesterov"], "maximize": arguments["maximize"]}
     decays, dampens = numbers["weight_decay"] != 0, numbers["dampening"] != 0
     if not kernel_gives_rule_bits(dtype, flags["nesterov"], decays, dampens, flags["maximize"]):
@@ -236,6 +234,27 @@ def kernel_step(
     if bulk[0] and not run_below_autograd(kernel, [*bulk[0], *bulk[2]]):
         return None
     return rest[0], rest[1], {"momentum_buffer": rest[2]}
+
+
+def _chosen(lists: tuple, chosen: list[bool]) -> tuple:
+    """Each of ``lists`` with only its items where ``chosen`` is true."""
+    return tuple([t for t, kept in zip(ts, chosen) if kept] for ts in lists)
+
+
+def _fits_the_kernel(lists: tuple, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether parameters, gradients and buffers (three aligned lists) are all plain,
+    contiguous tensors of ``device`` and ``dtype``, each gradient and buffer of its parameter's
+    shape: what torch's fused kernel reads as flat arrays, element for element."""
+    params, grads, buffers = lists
+    tensors = [*params, *grads, *buffers]
+    return (
+        plain(tensors)
+        and all(map(operator.is_, map(_DTYPE, tensors), itertools.repeat(dtype)))
+        and all(map(operator.eq, map(_DEVICE, tensors), itertools.repeat(device)))
+        and all(map(Tensor.is_contiguous, tensors))
+        and list(map(Tensor.size, grads)) == list(map(Tensor.size, params))
+        and list(map(Tensor.size, buffers)) == list(map(Tensor.size, params))
+    )
 
 
 class SGD(RuleOptimizer):

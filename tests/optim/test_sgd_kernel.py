@@ -281,3 +281,37 @@ def test_a_subclass_with_a_rule_of_its_own_keeps_its_rule(kernel_calls):
     actual, params = _run(lambda ps: HalvedSGD(ps, lr=0.05, momentum=0.9), torch.float32)
     _assert_same_bits(actual, expected)
     assert not any(any(t is p for p in params for t in call) for call in kernel_calls)
+
+
+def test_a_tensor_the_kernel_cannot_read_leaves_the_others_to_it(kernel_calls):
+    """A ``channels_last`` parameter and a transposed one, of sizes the kernel would take, are
+    not contiguous: they run the rule, and the contiguous tensors of the same list still run
+    the kernel (before, one such tensor sent the whole list to the rule), with torch's bits."""
+
+    shapes = [(256, 512), (sgd.KERNEL_FROM,), (64 * 64 * 32,), (128 * 64,)]
+
+    def run(make):
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.randn(s, generator=generator).requires_grad_() for s in shapes]
+        params[2].data = params[2].data.view(64, 64, 2, 16).to(memory_format=torch.channels_last)
+        params[3].data = params[3].data.view(64, 128).t()
+        optimizer = make(params)
+        history = []
+        for t in range(4):
+            generator = torch.Generator().manual_seed(100 + t)
+            for p in params:  # (each gradient laid out as its parameter, as autograd's)
+                p.grad = torch.empty_like(p).copy_(torch.randn(p.shape, generator=generator))
+            optimizer.step()
+            history.append([p.detach().clone() for p in params])
+        return history, params
+
+    options = {"lr": 0.05, "momentum": 0.9}
+    expected, _ = run(_torch_sgd(**options))
+    actual, params = run(_our_sgd(**options))
+    _assert_same_bits(actual, expected)
+    assert not params[2].is_contiguous()
+    assert not params[3].is_contiguous()
+    taken = [call for call in kernel_calls if any(t is params[0] for t in call)]
+    assert len(taken) == 3
+    for call in taken:
+        assert [id(t) for t in call] == [id(params[0]), id(params[1])]
