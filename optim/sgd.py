@@ -175,15 +175,16 @@ def kernel_step(
     has to run (parameters, gradients, state), or None (nothing done, the rule runs them all).
 
     The kernel takes a step with momentum that is not the buffers' first, with hyperparameters
-    that are numbers on the host, in a list of at least :data:`KERNEL_TOTAL_FROM` elements; of
-    it, each tensor of at least :data:`KERNEL_FROM` elements whose size is a multiple of
-    :data:`KERNEL_BULK`, if those tensors are plain, contiguous float32 or float64 CPU tensors
-    whose gradients and buffers have their dtype and shape, and no dispatch or
-    ``__torch_function__`` mode is active (a user's mode then sees torch's eager ops, not one
-    fused op). It runs past autograd's layers (``optim._paths.run_below_autograd``): the
-    parameters' and buffers' version counters move once, the gradients' not at all, as
-    torch's for-loop path leaves them; where that shortcut does not hold (grad mode on, an
-    inference tensor), the rule runs them all.
+    that are numbers on the host, in a list of float32 or float64 CPU tensors of at least
+    :data:`KERNEL_TOTAL_FROM` elements, while no dispatch or ``__torch_function__`` mode is
+    active (a user's mode then sees torch's eager ops, not one fused op); of that list, each
+    tensor of at least :data:`KERNEL_FROM` elements whose size is a multiple of
+    :data:`KERNEL_BULK`, and which is a plain, contiguous tensor whose gradient and buffer have
+    its dtype, device and shape (a ``channels_last`` or transposed one runs the rule). It runs
+    past autograd's layers (``optim._paths.run_below_autograd``): the parameters' and buffers'
+    version counters move once, the gradients' not at all, as torch's for-loop path leaves
+    them; where that shortcut does not hold (grad mode on, an inference tensor), the rule runs
+    them all.
 
     Measured on this project's 2-core CPU (torch 2.13, two optimizers of each kind stepped in
     turn, in alternating order), the default step against torch's faster eager path with the
