@@ -792,9 +792,13 @@ class RuleOptimizer(Optimizer):
     kernel giving the rule's bits, for the default path's lists of one device and dtype, in a
     rule with no step counter (SGD's momentum step: ``optim.sgd.kernel_step``): called with the
     parameters, gradients, state lists and rule arguments, it returns the lists it left to the
-    rule (parameters, gradients, state), or None (nothing done). None: the rule always, and so
-    in a subclass that replaces :attr:`_rule` without giving its own (:meth:`__init_subclass__`:
-    a kernel is measured against the rule of the class that names it)."""
+    rule (parameters, gradients, state), or None (nothing done). The eager flat path (on a CPU)
+    calls it too, over its spans as slices of its buffers, with ``cut_tails=True``: a slice's
+    size may then be cut where the kernel needs it (no user reads those slices' version
+    counters; ``optim._paths.Flat.params_updated`` counts the step in the parameters').
+    None: the rule always, and so in a subclass that replaces :attr:`_rule` without giving its
+    own (:meth:`__init_subclass__`: a kernel is measured against the rule of the class that
+    names it)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -1601,6 +1605,21 @@ class RuleOptimizer(Optimizer):
                 rule, params, grads, steps * len(spans), state, arguments, self._complex_as_real
             )
             return
+        by_kernel = type(self)._kernel_step
+        if blocks and by_kernel is not None and layout.step_vector is None:
+            params = [layout.flat_param[begin:end] for begin, end, _ in spans]
+            state = {
+                key: [flat[begin:end] for begin, end, _ in spans]
+                for key, flat in layout.buffers.items()
+            }
+            grads = [grad for _, _, grad in spans]
+            rest = by_kernel(params, grads, state, arguments, cut_tails=True)
+            if rest is not None:  # (what the kernel left to the rule, in blocks)
+                params, grads, state = rest
+                if params:
+                    for round_ in blocked_rounds(params, grads, [None] * len(params), state):
+                        call_rule(rule, *round_, arguments, self._complex_as_real)
+                return
         # Eager: the rule over one cache-sized block of a span at a time, as the blocked default
         # path (every op over a block before the next; temporaries a block in size).
         block_size = _paths.BLOCK if blocks and self._elementwise else size

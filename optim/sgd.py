@@ -168,11 +168,17 @@ def kernel_step(
     grads: list[Tensor],
     state: dict[str, list[Tensor]],
     arguments: dict[str, Any],
+    cut_tails: bool = False,
 ) -> tuple[list[Tensor], list[Tensor], dict[str, list[Tensor]]] | None:
     """One momentum step of :func:`sgd_update`, bit for bit, run by torch's fused CPU kernel
     (``torch._fused_sgd_``) where this process measured that kernel giving the rule's bits
     (:func:`kernel_gives_rule_bits`), over the tensors it pays for: the lists the rule still
     has to run (parameters, gradients, state), or None (nothing done, the rule runs them all).
+    ``cut_tails``: the tensors are 1-D slices of the optimizer's own flat buffers (the eager
+    flat path's spans), whose version counters no user reads: one whose size is not a multiple
+    of :data:`KERNEL_BULK` is cut (:func:`_cut_tails`), the kernel taking its bulk and the rule
+    the few elements after it, where a user's tensor runs the rule whole (two counts in its
+    version counter, where torch's for-loop path makes one).
 
     The kernel takes a step with momentum that is not the buffers' first, with hyperparameters
     that are numbers on the host, in a list of float32 or float64 CPU tensors of at least
@@ -193,6 +199,8 @@ def kernel_step(
     buffers = state.get("momentum_buffer")
     if buffers is None or arguments["first_step"] or arguments.get("beside_first_step"):
         return None
+    if cut_tails:
+        params, grads, buffers = _cut_tails(params, grads, buffers)
     sizes = list(map(Tensor.numel, params))
     if sum(sizes) < KERNEL_TOTAL_FROM:  # (C-level passes)
         return None
@@ -235,6 +243,26 @@ def kernel_step(
     if bulk[0] and not run_below_autograd(kernel, [*bulk[0], *bulk[2]]):
         return None
     return rest[0], rest[1], {"momentum_buffer": rest[2]}
+
+
+def _cut_tails(
+    params: list[Tensor], grads: list[Tensor], buffers: list[Tensor]
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """The three aligned lists with each 1-D parameter, gradient and buffer of at least
+    :data:`KERNEL_FROM` elements whose size is not a multiple of :data:`KERNEL_BULK` replaced
+    by two slices: its bulk, the largest multiple, then its tail (the rule is elementwise:
+    any cut gives its bits)."""
+    cut: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+    for trio in zip(params, grads, buffers):
+        size = trio[0].numel()
+        bulk = size - size % KERNEL_BULK
+        if size >= KERNEL_FROM and bulk != size and all(t.shape == (size,) for t in trio):
+            for pieces, t in zip(cut, trio):
+                pieces.extend((t[:bulk], t[bulk:]))
+        else:
+            for pieces, t in zip(cut, trio):
+                pieces.append(t)
+    return cut
 
 
 def _chosen(lists: tuple, chosen: list[bool]) -> tuple:

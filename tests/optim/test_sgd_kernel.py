@@ -315,3 +315,52 @@ def test_a_tensor_the_kernel_cannot_read_leaves_the_others_to_it(kernel_calls):
     assert len(taken) == 3
     for call in taken:
         assert [id(t) for t in call] == [id(params[0]), id(params[1])]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items())
+)
+def test_the_eager_flat_path_runs_the_kernel_over_its_buffers_bulk(dtype, options, kernel_calls):
+    """``impl="flat"`` (not compiled): the kernel over the flat buffers' largest multiple of
+    ``KERNEL_BULK`` elements, the rule over the 3 after them, with torch's bits. Fails before:
+    the flat path ran the rule alone (no kernel call on a slice of its buffer)."""
+    expected, _ = _run(_torch_sgd(**options), dtype)
+    actual, params = _run(lambda ps: optim.SGD(ps, impl="flat", **options), dtype)
+    _assert_same_bits(actual, expected)
+    total = sum(p.numel() for p in params)
+    bulk = total - total % sgd.KERNEL_BULK
+    assert total - bulk == 3
+    flat = params[0].untyped_storage().data_ptr()  # (the parameters lie in the flat buffer)
+    taken = [
+        call for call in kernel_calls if all(t.untyped_storage().data_ptr() == flat for t in call)
+    ]
+    assert [[t.numel() for t in call] for call in taken] == [[bulk]] * 4
+
+
+@pytest.mark.parametrize("set_to_none", [False, True])
+def test_the_eager_flat_path_with_gradients_in_place_or_new(set_to_none, kernel_calls):
+    """The flat path's gradients accumulated in its own buffer (``zero_grad(set_to_none=False)``)
+    or new each step (read where autograd left them, or copied in): the kernel runs and the
+    bits are torch's either way."""
+
+    def run(make):
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.randn(s, generator=generator).requires_grad_() for s in SHAPES]
+        optimizer = make(params)
+        history = []
+        for t in range(4):
+            optimizer.zero_grad(set_to_none=set_to_none)
+            generator = torch.Generator().manual_seed(100 + t)
+            targets = [torch.randn(p.shape, generator=generator) for p in params]
+            sum(((p - x) ** 2 * torch.cos(p)).sum() for p, x in zip(params, targets)).backward()
+            optimizer.step()
+            history.append([p.detach().clone() for p in params])
+        return history, optimizer
+
+    options = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}
+    expected, _ = run(_torch_sgd(**options))
+    actual, optimizer = run(lambda ps: optim.SGD(ps, impl="flat", **options))
+    _assert_same_bits(actual, expected)
+    flat = optimizer.param_groups[0]["params"][0].untyped_storage().data_ptr()
+    assert sum(all(t.untyped_storage().data_ptr() == flat for t in c) for c in kernel_calls) == 3
