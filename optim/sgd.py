@@ -86,10 +86,11 @@ of this. 64 is a multiple of every SIMD width (16 float32 in a 512-bit register)
 64-byte cache line by which the kernel splits a tensor between threads, so each element then
 takes the kernel's vectorised body. Its scalar loop, for the last ``numel % width`` elements,
 rounds otherwise (a multiply-add fused by the compiler: an ulp off torch's for-loop path in about
-one of those elements in three, torch 2.13, x86). Splitting a tensor, the kernel over its bulk
-and the rule over the rest, cost more than it saved (measured on this project's 2-core CPU):
-the views took 30-100 us for 4 tensors of 100000 elements, and SGD on 800 tensors of 4000
-elements took 24.5 ms a step so, 6.3 ms by the rule alone."""
+one of those elements in three, torch 2.13, x86). Splitting a user's tensor, the kernel over its
+bulk and the rule over the rest, cost more than it saved (measured on this project's 2-core
+CPU): the views took 30-100 us for 4 tensors of 100000 elements, and SGD on 800 tensors of 4000
+elements took 24.5 ms a step so, 6.3 ms by the rule alone. The eager flat path's few spans of
+its own buffers are cut so (``cut_tails`` in :func:`kernel_step`): two slices per span."""
 
 KERNEL_FROM = 1 << 13
 """Elements from which a tensor's momentum step runs torch's fused kernel (see :func:`kernel_step`);

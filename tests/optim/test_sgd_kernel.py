@@ -1,5 +1,6 @@
-"""SGD's default path on large tensors runs torch's fused CPU kernel (``torch._fused_sgd_``)
-where this process measured it giving the rule's bits (``optim.sgd.kernel_step``): beside
+"""SGD's default path on large tensors, and its eager flat path, run torch's fused CPU kernel
+(``torch._fused_sgd_``) where this process measured it giving the rule's bits
+(``optim.sgd.kernel_step``): beside
 torch.optim's for-loop path, bit for bit, signs of zeros included; the kernel really runs; a
 kernel that rounds otherwise, or none at all, leaves the rule; a user's dispatch mode sees
 torch's eager ops; version counters move where torch's catch a parameter saved for backward."""
