@@ -200,13 +200,13 @@ def kernel_step(
     buffers = state.get("momentum_buffer")
     if buffers is None or arguments["first_step"] or arguments.get("beside_first_step"):
         return None
-    if cut_tails:
-        params, grads, buffers = _cut_tails(params, grads, buffers)
-    sizes = list(map(Tensor.numel, params))
-    if sum(sizes) < KERNEL_TOTAL_FROM:  # (C-level passes)
-        return None
-    chosen = [size >= KERNEL_FROM and size % KERNEL_BULK == 0 for size in sizes]
-    if not any(chosen):
+    device, dtype = params[0].device, params[0].dtype  # (the checks of one tensor first)
+    if (
+        dtype not in FAST_DTYPES
+        or device.type != "cpu"
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._is_torch_function_mode_enabled()
+    ):
         return None
     # (momentum, dampening and weight decay as tensors: the rule's tensor arithmetic, 1 - t
     # rounded in t's dtype; lr only enters negated, exact either way)
@@ -214,13 +214,13 @@ def kernel_step(
     numbers["lr"] = ops.host_number(arguments["lr"])
     if any(type(value) not in (float, int) for value in numbers.values()):
         return None
-    device, dtype = params[0].device, params[0].dtype
-    if (
-        dtype not in FAST_DTYPES
-        or device.type != "cpu"
-        or torch._C._len_torch_dispatch_stack()
-        or torch._C._is_torch_function_mode_enabled()
-    ):
+    if cut_tails:
+        params, grads, buffers = _cut_tails(params, grads, buffers)
+    sizes = list(map(Tensor.numel, params))
+    if sum(sizes) < KERNEL_TOTAL_FROM:  # (C-level passes)
+        return None
+    chosen = [size >= KERNEL_FROM and size % KERNEL_BULK == 0 for size in sizes]
+    if not any(chosen):
         return None
     lists = (params, grads, buffers)
     bulk = lists if all(chosen) else _chosen(lists, chosen)
