@@ -648,7 +648,7 @@ class Packed(OwnedState):
 
     The gather and the write-back run in the calling thread, one tensor after another (torch's
     multi-tensor ops loop over a CPU's tensors in one thread). Split across two Python threads
-    (torch releases the GIL inside an op), adds into 2000 tensors of 1k elements took 1.9-2.0 ms
+    (torch releases the GIL inside an op), adds into 2000 tensors of 1k elements took 1.9-2.2 ms
     against 3.0 alone; but between a step's rule ops, whose second OpenMP thread spins on the
     other core after each op, it gains nothing. An Adam-like step over them, six such stepped in
     turn on this project's 2-core machine, medians of 12 runs: 8.8 ms in one thread, 8.8 with
