@@ -65,7 +65,10 @@ class CosineCycles(_TimmCycles):
     Origin: timm's ``CosineLRScheduler`` (SGDR, Loshchilov & Hutter 2017) with its ``k_decay``
     (Zhang & Li, "k-decay: A New Method For Learning Rate Schedule", arXiv:2004.05909):
     ``k > 1`` holds the rate high longer, ``k < 1`` drops it sooner. Cycles as in the module
-    docstring; after ``cycle_limit`` cycles: ``lr_min``.
+    docstring; after ``cycle_limit`` cycles: ``lr_min``. timm's bits at every step but a cycle
+    start its logarithm misplaces: the angle is rounded in timm's order, ``pi * t_curr**k /
+    t_i**k``, with the C library's ``cos`` that timm's ``math.cos`` calls (measured against
+    timm 1.0.22 over 1200 random configurations of 1500 steps, warmup excluded).
 
     Args:
         base_lr: peak of the first cycle (>= 0; timm takes the optimizer's lr).
@@ -97,9 +100,14 @@ class CosineCycles(_TimmCycles):
         self.k_decay = check_float("k_decay", k_decay, low_open=True)
 
     def _shape(self, t_curr, t_i, xp):
+        # timm's order, pi * t_curr**k / t_i**k (not pi * (t_curr / t_i)): near a cycle's end,
+        # where 1 + cos cancels, the other rounding of the angle moved values by up to 1e-12
         k = self.k_decay
-        fraction = t_curr / t_i if k == 1.0 else xp.power(t_curr, k) / xp.power(t_i, k)
-        return 0.5 * (1.0 + xp.cos(xp.pi * fraction))
+        if k == 1.0:
+            angle = xp.pi * t_curr / t_i
+        else:
+            angle = xp.pi * xp.power(t_curr, k) / xp.power(t_i, k)
+        return 0.5 * (1.0 + xp.cos(angle))
 
 
 @register

@@ -93,10 +93,12 @@ class RestartCycles:
             return i, t - i * first, first + 0.0 * t
         i = xp.floor(xp.log1p(t * (mult - 1.0) / first) / self._log_mult)
         power = xp.power(mult, i)
-        start, length = first * (power - 1.0) / (mult - 1.0), first * power
+        start, length = (power - 1.0) / (mult - 1.0) * first, first * power
         i = i + (t >= start + length) - (t < start)  # the logarithm put t one cycle off
         power = xp.power(mult, i)
-        start, length = first * (power - 1.0) / (mult - 1.0), first * power
+        # timm's order, (1 - mult**i) / (1 - mult) * first, so that a step away from a start
+        # has timm's t - S_i bits (torch's integer T_mult makes every order exact)
+        start, length = (power - 1.0) / (mult - 1.0) * first, first * power
         into = t - start
         window = (self._error_base + self._error_per_cycle * i) * (start + length)
         near = (np.abs(into) <= window) | (np.abs(into - length) <= window)

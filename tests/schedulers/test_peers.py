@@ -7,6 +7,7 @@ fractional-epoch stepping is compared with torch itself.
 
 import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -87,6 +88,45 @@ def _worst(ours, reference, steps=STEPS):
 def test_cosine_cycles_is_timms_cosine_scheduler(kwargs):
     ours = S.cosine_cycles(0.1, **kwargs)
     assert _worst(ours, lambda t: timm_cosine(t, 0.1, **kwargs)) <= 1e-12
+
+
+def _cycle_starts(t_initial, cycle_mul, steps):
+    """The steps next to a cycle start, exactly (``cycle_mul`` read as its decimal)."""
+    m, starts, i = Fraction(repr(cycle_mul)), set(), 0
+    while True:
+        start = t_initial * i if m == 1 else t_initial * (m**i - 1) / (m - 1)
+        if start >= steps:
+            return starts
+        starts |= {math.floor(start), math.ceil(start)}
+        i += 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"t_initial": 1000, "k_decay": 2.0, "lr_min": 1e-4},
+        {"t_initial": 228, "cycle_mul": 1.3, "cycle_decay": 0.71, "cycle_limit": 6},
+        # (not k_decay=0.5: numpy raises an array to 0.5 with sqrt, correctly rounded, where
+        # Python's pow is an ulp off at 3 of the first 6000 steps)
+        {"t_initial": 50, "cycle_mul": 1.2, "cycle_limit": 30, "k_decay": 0.7},
+        {"t_initial": 800, "cycle_mul": 1.5, "cycle_limit": 8, "k_decay": 1.5, "lr_min": 0.01},
+        {"t_initial": 37, "cycle_mul": 2.3, "cycle_decay": 0.5, "cycle_limit": 6},
+    ],
+)
+def test_cosine_cycles_gives_timms_bits_away_from_cycle_starts(kwargs):
+    """timm's bits at every step but those next to a cycle start (where timm's logarithm can
+    put a step in the wrong cycle, see ``RestartCycles``): its angle ``pi * t_curr**k / t_i**k``
+    and its cycle start ``(1 - m**i) / (1 - m) * t_initial`` rounded in timm's order (the
+    other orders put values near a cycle's end, where ``1 + cos`` cancels, up to 1e-12
+    apart), and the C library's ``cos`` that timm's ``math.cos`` calls (torch's SIMD ``cos``
+    is an ulp off at about 0.15% of angles)."""
+    steps = 6000
+    ours = S.cosine_cycles(0.1, **kwargs)(np.arange(steps))
+    skip = _cycle_starts(kwargs["t_initial"], kwargs.get("cycle_mul", 1.0), steps)
+    different = [
+        t for t in range(steps) if t not in skip and ours[t] != timm_cosine(t, 0.1, **kwargs)
+    ]
+    assert different == []
 
 
 @pytest.mark.parametrize(
