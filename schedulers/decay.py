@@ -221,8 +221,10 @@ class Linear(Schedule):
         self.total_iters = check_int("total_iters", total_iters)
 
     def _value(self, t, xp):
-        progress = xp.minimum(t, self.total_iters) / self.total_iters
-        return self.base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
+        # torch's closed form, rounded in its order: (end - start) * t' before the division
+        made = xp.minimum(t, self.total_iters)
+        slope_times_made = (self.end_factor - self.start_factor) * made
+        return self.base_lr * (self.start_factor + slope_times_made / self.total_iters)
 
     def bounds(self):
         factors = (self.start_factor, self.end_factor)
