@@ -52,8 +52,9 @@ class _CycleShape(Schedule):
         self._total_size = float(self.step_size_up) + float(self.step_size_down)
         self._step_ratio = self.step_size_up / self._total_size
 
-    def _height(self, t, xp: Ops):
-        """``window(h) * scale``: 0 at the start of a cycle, ``scale`` at its peak.
+    def _height(self, t, amplitude: float, xp: Ops):
+        """``amplitude * window(h) * scale``, rounded in torch's order (``(amplitude * h) *
+        scale``): 0 at the start of a cycle, ``amplitude * scale`` at its peak.
 
         As in torch: ``cycle = floor(1 + t / (up + down))``, ``x = 1 + t / (up + down) - cycle``
         (the position in the cycle, in [0, 1)), ``h = x / r`` while rising and
@@ -73,11 +74,12 @@ class _CycleShape(Schedule):
         elif self.window == "hann":
             sine = xp.sin(xp.pi * h / 2)
             h = sine * sine
+        height = amplitude * h
         if self.mode == "triangular":
-            return h
+            return height
         if self.mode == "triangular2":
-            return h * xp.power(0.5, cycle - 1)
-        return h * xp.power(self.gamma, t)
+            return height * xp.power(0.5, cycle - 1)
+        return height * xp.power(self.gamma, t)
 
     def _shape_args(self) -> dict:
         return {
@@ -140,7 +142,7 @@ class Cyclic(_CycleShape):
         self._init_shape(step_size_up, step_size_down, mode, gamma, window)
 
     def _value(self, t, xp):
-        return self.base_lr + (self.max_lr - self.base_lr) * self._height(t, xp)
+        return self.base_lr + self._height(t, self.max_lr - self.base_lr, xp)
 
     def bounds(self):
         return (self.base_lr, self.max_lr)
@@ -181,7 +183,7 @@ class CyclicMomentum(_CycleShape):
         self._init_shape(step_size_up, step_size_down, mode, gamma, window)
 
     def _value(self, t, xp):
-        return self.max_momentum - (self.max_momentum - self.base_momentum) * self._height(t, xp)
+        return self.max_momentum - self._height(t, self.max_momentum - self.base_momentum, xp)
 
     def bounds(self):
         return (self.base_momentum, self.max_momentum)
