@@ -68,7 +68,12 @@ class NaturalExpDecay(_TFDecay):
     """``learning_rate * exp(-decay_rate * p)`` with ``p = t / decay_steps`` (floored if staircase).
 
     Origin: ``tf.compat.v1.train.natural_exp_decay``. ``s(0) = learning_rate``; decays forever
-    towards 0.
+    towards 0. TensorFlow (2.21) evaluates it as an exponential decay at the rate
+    ``exp(-decay_rate)``, ``learning_rate * exp(-decay_rate) ** p``; here the exponent is
+    taken whole, which is closer to the exact value: beside TF in float64 (hyperparameters
+    given as float64 tensors; TF rounds Python floats to float32 first) over 24 random
+    configurations of 3000 steps, the two differed by up to 1.8e-13 relative, and against a
+    60-digit reference ours erred by at most 5.7e-14, TF's by 1.7e-13.
 
     Args:
         learning_rate: value at ``t = 0`` (>= 0).
