@@ -96,8 +96,9 @@ class RestartCycles:
         start, length = (power - 1.0) / (mult - 1.0) * first, first * power
         i = i + (t >= start + length) - (t < start)  # the logarithm put t one cycle off
         power = xp.power(mult, i)
-        # timm's order, (1 - mult**i) / (1 - mult) * first, so that a step away from a start
-        # has timm's t - S_i bits (torch's integer T_mult makes every order exact)
+        # timm's order, (1 - mult**i) / (1 - mult) * first (the same bits: both negations are
+        # exact), so that a step away from a start has timm's t - S_i bits (torch's integer
+        # T_mult makes every order exact)
         start, length = (power - 1.0) / (mult - 1.0) * first, first * power
         into = t - start
         window = (self._error_base + self._error_per_cycle * i) * (start + length)
