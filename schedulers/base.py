@@ -54,9 +54,96 @@ def _branch(index: np.ndarray, t: np.ndarray, pieces: Sequence[Callable]) -> np.
     return out
 
 
+def _c_pow(base: float, exponent: float) -> float:
+    """``math.pow`` with numpy's answers where it raises: inf on overflow, nan off its domain."""
+    try:
+        return math.pow(base, exponent)
+    except OverflowError:
+        return math.inf
+    except ValueError:
+        return math.nan
+
+
+class CLibrary:
+    """``math.<name>`` over float64 arrays: the C library's ``cos``, ``sin`` or ``pow``, whose
+    bits Python's ``math`` and ``**`` give, and so the Python schedulers of torch
+    (``CosineAnnealingLR``, ``OneCycleLR``, ``CyclicLR``, ``PolynomialLR``, ``StepLR``) and
+    timm (``CosineLRScheduler``).
+
+    numpy's float64 ``cos``, ``sin`` and ``power`` call the C library on CPUs without AVX-512,
+    and there they are used (0.9 us for the one value a driver step evaluates, 19 ms for 10**6
+    cosines), with every exponent given to ``power`` as an array of its own: for an exponent of
+    0.5 repeated along the array numpy takes a square root, correctly rounded, where ``pow``
+    is an ulp off at some bases (3 of the first 6000 integers). With AVX-512 numpy runs
+    Intel's SVML instead, up to 4 ulp off the C library (numpy issue 23523), so the first call
+    compares numpy's with ``math``'s on :attr:`PROBES` and keeps numpy's only where every one
+    agrees; otherwise each element goes through ``math`` (about 8x slower: 190 ms for 10**6
+    cosines). torch's SIMD ``cos``, used before, put 301 of 200,000 angles an ulp off the C
+    library on this project's CPU.
+    """
+
+    #: inputs where schedules take them: angles ``pi * k / n`` over [0, pi] and spread over
+    #: [0, 2000 pi) (a cosine's angle grows where a cycle repeats); bases in (0, 2) to whole and
+    #: fractional exponents up to 3000
+    _SPREAD = (np.arange(2048) * 0.6180339887498949) % 1
+    PROBES: ClassVar[dict[str, tuple[np.ndarray, ...]]] = {
+        "cos": (np.concatenate([np.pi * np.arange(2048) / 2047, 2000 * np.pi * _SPREAD]),),
+        "sin": (np.concatenate([np.pi * np.arange(2048) / 2047, 2000 * np.pi * _SPREAD]),),
+        "pow": (2.0 * _SPREAD + 1e-3, np.concatenate([np.arange(1024.0), 3000 * _SPREAD[:1024]])),
+    }
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.function = _c_pow if name == "pow" else getattr(math, name)
+        self.ufunc = np.power if name == "pow" else getattr(np, name)
+        self._numpy: bool | None = None  # numpy's agrees with the C library here (first call)
+
+    def numpy_agrees(self) -> bool:
+        """Whether numpy's function gives the C library's bits at every probe."""
+        if self._numpy is None:
+            probes = self.PROBES[self.name]
+            with np.errstate(all="ignore"):
+                ours = self.ufunc(*probes).tolist()
+            self._numpy = ours == list(map(self.function, *(p.tolist() for p in probes)))
+        return self._numpy
+
+    def __call__(self, *arguments: Any) -> np.ndarray:
+        if self.numpy_agrees():
+            if len(arguments) == 1:
+                return self.ufunc(arguments[0])
+            return self._numpy_pow(*arguments)
+        arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in arguments))
+        function, shape = self.function, arrays[0].shape
+        flat = [a.reshape(-1).tolist() for a in arrays]
+        if self.name == "pow":
+            values = list(map(function, *flat))
+        else:  # (math raises on an infinite angle, numpy gives nan)
+            values = [function(v) if math.isfinite(v) else math.nan for v in flat[0]]
+        return np.array(values, dtype=np.float64).reshape(shape)
+
+    def _numpy_pow(self, base: Any, exponent: Any) -> np.ndarray:
+        """numpy's ``power`` with an exponent of its own for every element: where one value
+        fills the loop (a 0-d exponent, or one repeated by broadcasting) numpy replaces
+        ``pow(x, 0.5)`` with a square root, which the C library's ``pow`` rounds otherwise."""
+        exponent = np.asarray(exponent, dtype=np.float64)
+        base = np.asarray(base, dtype=np.float64)
+        if exponent.ndim and exponent.flags.c_contiguous and base.shape in ((), exponent.shape):
+            return np.power(base, exponent)  # (the common case: one exponent per step)
+        if exponent.ndim == 0 and base.ndim and base.flags.c_contiguous:
+            return np.power(base, np.full(base.shape, exponent))
+        shape = np.broadcast_shapes(base.shape, exponent.shape)
+        exponent = np.array(np.broadcast_to(exponent, shape)).reshape(-1)
+        base = np.broadcast_to(base, shape).reshape(-1) if base.ndim else base
+        return np.power(base, exponent).reshape(shape)
+
+
+_C_POW = CLibrary("pow")
+
+
 def _power(base: Any, exponent: Any) -> np.ndarray:
-    """``base ** exponent`` for ``base >= 0`` (``0 ** 0 = 1``), numpy's correctly-rounded-or-1-ulp
-    ``pow``: exact whenever the power is representable (``0.5 ** 3``, ``2.0 ** 10``).
+    """``base ** exponent`` for ``base >= 0`` (``0 ** 0 = 1``), the C library's ``pow``
+    (:class:`CLibrary`), as Python's ``**`` in torch's schedulers: exact whenever the power is
+    representable (``0.5 ** 3``, ``2.0 ** 10``).
 
     For a number ``0 < base < 1``, exponents whose power is below ``2**-1076`` give 0 directly
     (what ``pow`` rounds them to): numpy's SIMD ``pow`` takes a slow path on underflow, 15x
@@ -65,10 +152,10 @@ def _power(base: Any, exponent: Any) -> np.ndarray:
     with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
         if np.ndim(base) == 0 and 0.0 < base < 1.0 and np.ndim(exponent) > 0:
             vanishing = exponent > 1076.0 / -math.log2(base)
-            out = np.power(np.float64(base), np.where(vanishing, 0.0, exponent))
+            out = _C_POW(base, np.where(vanishing, 0.0, exponent))
             out[vanishing] = 0.0
             return out
-        return np.power(np.float64(base) if np.ndim(base) == 0 else base, exponent)
+        return _C_POW(base, exponent)
 
 
 class Ops:
@@ -79,13 +166,9 @@ class Ops:
     tuples (one array per column). ``branch(index, t, pieces)`` evaluates ``pieces[index](t)``
     elementwise and only where each piece is selected, so a piece never sees steps outside its
     own segment (no overflow or domain warnings from unused branches). ``power(base, exponent)``
-    is numpy's ``pow`` (``base >= 0``): exact when the result is representable, so
-    ``0.1 * 0.5 ** 3`` is ``0.0125`` as in torch. ``cos`` and ``sin`` are numpy's, which on
-    this project's CPUs run the C library's ``cos``/``sin``, whose bits Python's ``math.cos``
-    gives too, and so the Python schedulers of torch (``CosineAnnealingLR``, ``OneCycleLR``)
-    and timm (``CosineLRScheduler``); torch's own SIMD ``cos``, used here before, put 301 of
-    200,000 angles an ulp apart from them (and took 9.6 us for one step's value, numpy 0.9 us;
-    numpy is the slower one from about 1,000 values on: 19 ms for 10**6 against 1.8 ms).
+    (``base >= 0``), ``cos`` and ``sin`` are the C library's (:class:`CLibrary`), as Python's
+    ``**`` and ``math`` in torch's schedulers: a power is exact when the result is
+    representable, so ``0.1 * 0.5 ** 3`` is ``0.0125`` as in torch.
     """
 
     def __init__(self, name: str, **ops: Any) -> None:
@@ -104,8 +187,8 @@ ARRAY = Ops(
     log=np.log,
     log1p=np.log1p,
     tanh=np.tanh,
-    cos=np.cos,
-    sin=np.sin,
+    cos=CLibrary("cos"),
+    sin=CLibrary("sin"),
     sqrt=np.sqrt,
     floor=np.floor,
     ceil=np.ceil,
