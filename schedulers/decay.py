@@ -202,7 +202,11 @@ class Linear(Schedule):
     ``t' = min(t, total_iters)``.
 
     Origin: PyTorch ``LinearLR`` (its closed form). The factor moves linearly from
-    ``start_factor`` at ``t = 0`` to ``end_factor`` at ``t = total_iters`` and stays there.
+    ``start_factor`` at ``t = 0`` to ``end_factor`` at ``t = total_iters`` and stays there:
+    from ``t = total_iters`` on the value is exactly ``base_lr * end_factor``. Before, torch's
+    bits, its closed form rounded in its order; at and after ``total_iters`` that closed form
+    can land an ulp off ``end_factor`` (``-3.5e-18`` for ``start_factor=0.026133372210336965,
+    end_factor=0, total_iters=3007``), a negative learning rate, which is not taken.
 
     Args:
         base_lr: the value the factors multiply (>= 0).
@@ -226,10 +230,11 @@ class Linear(Schedule):
         self.total_iters = check_int("total_iters", total_iters)
 
     def _value(self, t, xp):
-        # torch's closed form, rounded in its order: (end - start) * t' before the division
-        made = xp.minimum(t, self.total_iters)
-        slope_times_made = (self.end_factor - self.start_factor) * made
-        return self.base_lr * (self.start_factor + slope_times_made / self.total_iters)
+        # torch's closed form, rounded in its order: (end - start) * t before the division;
+        # from total_iters on exactly end_factor, where torch's closed form can round
+        # start + (end - start) * T / T an ulp off it (below 0 for end_factor = 0)
+        ramp = self.start_factor + (self.end_factor - self.start_factor) * t / self.total_iters
+        return self.base_lr * xp.where(t < self.total_iters, ramp, self.end_factor)
 
     def bounds(self):
         factors = (self.start_factor, self.end_factor)

@@ -273,19 +273,29 @@ def test_cosine_annealing_is_torchs_closed_form_bit_for_bit(T_max, eta_min):
 )
 def test_linear_is_torchs_closed_form_bit_for_bit(start_factor, end_factor, total_iters):
     """``LinearLR._get_closed_form_lr`` rounds ``(end - start) * t`` before dividing by
-    ``total_iters``; ``linear`` does the same (it divided first, 5060 of 80,000 steps of random
-    configurations an ulp or two apart)."""
+    ``total_iters``; ``linear`` does the same before ``total_iters`` (it divided first, 5060 of
+    80,000 steps of random configurations an ulp or two apart), and from there on is exactly
+    ``base * end_factor``, as documented (torch's closed form can round that an ulp off)."""
     opt = _optimizer("sgd")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor, end_factor, total_iters)
-    steps = total_iters + 50
     reference = []
-    for t in range(steps):
+    for t in range(total_iters):
         sched.last_epoch = t
         reference.append(sched._get_closed_form_lr()[0])
-    ours = S.linear(LR, start_factor, end_factor, total_iters)(np.arange(steps)).tolist()
-    assert ours == reference
+    ours = S.linear(LR, start_factor, end_factor, total_iters)
+    assert ours(np.arange(total_iters)).tolist() == reference
+    assert ours(np.arange(total_iters, total_iters + 50)).tolist() == [LR * end_factor] * 50
+
+
+def test_linear_ends_at_end_factor_exactly_never_below_zero():
+    """torch's closed form rounds ``start + (end - start) * T / T`` to -3.5e-18 here, a negative
+    learning rate (found by the property test's fuzz after the change above); ``linear`` gives
+    ``end_factor`` exactly from ``total_iters`` on."""
+    s = S.linear(1.0, 0.026133372210336965, 0.0, 3007)
+    assert s(np.array([3006, 3007, 3008, 10**6])).tolist()[1:] == [0.0, 0.0, 0.0]
+    assert s(3006) > 0.0
 
 
 @pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
