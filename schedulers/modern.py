@@ -102,7 +102,10 @@ class InverseSqrt(Schedule):
     ``lrate = d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)`` with ``step = t + 1``
     (the paper counts from 1); that is this schedule with
     ``peak_lr = (d_model * warmup_steps)**-0.5``. For a cooldown at the end, join it with a decay:
-    ``join([inverse_sqrt(lr, W), linear(...)], [T])``.
+    ``join([inverse_sqrt(lr, W), linear(...)], [T])``. transformers'
+    ``get_inverse_sqrt_schedule(optimizer, W)`` is this schedule one step later: its ramp is
+    ``t / W`` (0 at the first update), its peak at ``t = W`` and its decay ``sqrt(W / t)``
+    (to rounding, measured against transformers 5.25).
 
     Args:
         peak_lr: the largest value, at ``t = warmup_steps - 1`` (>= 0).

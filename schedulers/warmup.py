@@ -111,7 +111,12 @@ class LinearWarmup(_Warmup):
 
     Origin: Goyal et al., "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour", 2017
     (gradual warmup). ``s(0) = start_factor * schedule(0)``; with the default ``start_factor=0``
-    the first update has a zero step, as in HuggingFace's linear warmup.
+    the first update has a zero step, as in HuggingFace's linear warmup:
+    ``linear_warmup(cosine_decay(lr, T - W), W)`` is transformers'
+    ``get_cosine_schedule_with_warmup(optimizer, W, T)`` bit for bit up to ``T`` (transformers
+    5.25, 60 random configurations), and ``linear_warmup(constant(lr), W)`` its
+    ``get_constant_schedule_with_warmup`` at every step. After ``T`` transformers' cosine rises
+    again; this one stays at ``alpha * lr``.
 
     Args:
         schedule: the wrapped schedule.
