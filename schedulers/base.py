@@ -70,29 +70,30 @@ class CLibrary:
     (``CosineAnnealingLR``, ``OneCycleLR``, ``CyclicLR``, ``PolynomialLR``, ``StepLR``) and
     timm (``CosineLRScheduler``, ``TanhLRScheduler``).
 
-    numpy's float64 ``cos``, ``sin`` and ``power`` call the C library on CPUs without AVX-512,
-    and there they are used (0.9 us for the one value a driver step evaluates, 19 ms for 10**6
-    cosines; numpy's ``tanh`` is its own SIMD routine even here, an ulp off at 1435 of 6000
-    arguments, so ``tanh`` goes element by element), with every exponent given to ``power`` as
-    an array of its own: for an exponent of
-    0.5 repeated along the array numpy takes a square root, correctly rounded, where ``pow``
-    is an ulp off at some bases (3 of the first 6000 integers). With AVX-512 numpy runs
-    Intel's SVML instead, up to 4 ulp off the C library (numpy issue 23523), so the first call
-    compares numpy's with ``math``'s on :attr:`PROBES` and keeps numpy's only where every one
-    agrees; otherwise each element goes through ``math`` (about 8x slower: 190 ms for 10**6
-    cosines). torch's SIMD ``cos``, used before, put 301 of 200,000 angles an ulp off the C
-    library on this project's CPU.
+    The first call compares numpy's function with ``math``'s on :attr:`PROBES` and keeps
+    numpy's only where every one agrees; otherwise each element goes through ``math`` (about 8x
+    slower: 190 ms for 10**6 values). On this project's CPU (no AVX-512) numpy's ``cos``,
+    ``sin`` and ``power`` agree (one value through here: 1.7 us; 10**6 cosines: 19 ms), its
+    ``tanh`` does not (its own SIMD routine, an ulp off at 1435 of 6000 arguments). With
+    AVX-512 numpy runs Intel's SVML, up to 4 ulp off the C library (numpy issue 23523).
+    torch's SIMD ``cos``, used before, put 301 of 200,000 angles an ulp off it.
+
+    ``power`` gets an exponent of its own for every element: where one value fills its loop
+    (a 0-d exponent, or one repeated by broadcasting), numpy takes a square root for 0.5,
+    correctly rounded, where ``pow`` is an ulp off at some bases (3 of the first 6000
+    integers).
     """
 
     #: inputs where schedules take them: angles ``pi * k / n`` over [0, pi] and spread over
-    #: [0, 2000 pi) (a cosine's angle grows where a cycle repeats); bases in (0, 2) to whole and
-    #: fractional exponents up to 3000
+    #: [0, 2000 pi) (a cosine's angle grows where a cycle repeats); tanh arguments in [-10, 10];
+    #: bases in (0, 2) to whole and fractional exponents up to 3000
     _SPREAD = (np.arange(2048) * 0.6180339887498949) % 1
+    _ANGLES = np.concatenate([np.pi * np.arange(2048) / 2047, 2000 * np.pi * _SPREAD])
     PROBES: ClassVar[dict[str, tuple[np.ndarray, ...]]] = {
-        "cos": (np.concatenate([np.pi * np.arange(2048) / 2047, 2000 * np.pi * _SPREAD]),),
-        "sin": (np.concatenate([np.pi * np.arange(2048) / 2047, 2000 * np.pi * _SPREAD]),),
-        "pow": (2.0 * _SPREAD + 1e-3, np.concatenate([np.arange(1024.0), 3000 * _SPREAD[:1024]])),
+        "cos": (_ANGLES,),
+        "sin": (_ANGLES,),
         "tanh": (20.0 * _SPREAD - 10.0,),
+        "pow": (2.0 * _SPREAD + 1e-3, np.concatenate([np.arange(1024.0), 3000 * _SPREAD[:1024]])),
     }
 
     def __init__(self, name: str) -> None:
@@ -125,9 +126,7 @@ class CLibrary:
         return np.array(values, dtype=np.float64).reshape(shape)
 
     def _numpy_pow(self, base: Any, exponent: Any) -> np.ndarray:
-        """numpy's ``power`` with an exponent of its own for every element: where one value
-        fills the loop (a 0-d exponent, or one repeated by broadcasting) numpy replaces
-        ``pow(x, 0.5)`` with a square root, which the C library's ``pow`` rounds otherwise."""
+        """numpy's ``power`` with an exponent of its own for every element (see the class)."""
         exponent = np.asarray(exponent, dtype=np.float64)
         base = np.asarray(base, dtype=np.float64)
         if exponent.ndim and exponent.flags.c_contiguous and base.shape in ((), exponent.shape):
@@ -169,9 +168,9 @@ class Ops:
     tuples (one array per column). ``branch(index, t, pieces)`` evaluates ``pieces[index](t)``
     elementwise and only where each piece is selected, so a piece never sees steps outside its
     own segment (no overflow or domain warnings from unused branches). ``power(base, exponent)``
-    (``base >= 0``), ``cos`` and ``sin`` are the C library's (:class:`CLibrary`), as Python's
-    ``**`` and ``math`` in torch's schedulers: a power is exact when the result is
-    representable, so ``0.1 * 0.5 ** 3`` is ``0.0125`` as in torch.
+    (``base >= 0``), ``cos``, ``sin`` and ``tanh`` are the C library's (:class:`CLibrary`), as
+    Python's ``**`` and ``math`` in torch's and timm's schedulers: a power is exact when the
+    result is representable, so ``0.1 * 0.5 ** 3`` is ``0.0125`` as in torch.
     """
 
     def __init__(self, name: str, **ops: Any) -> None:

@@ -203,10 +203,11 @@ class Linear(Schedule):
 
     Origin: PyTorch ``LinearLR`` (its closed form). The factor moves linearly from
     ``start_factor`` at ``t = 0`` to ``end_factor`` at ``t = total_iters`` and stays there:
-    from ``t = total_iters`` on the value is exactly ``base_lr * end_factor``. Before, torch's
-    bits, its closed form rounded in its order; at and after ``total_iters`` that closed form
-    can land an ulp off ``end_factor`` (``-3.5e-18`` for ``start_factor=0.026133372210336965,
-    end_factor=0, total_iters=3007``), a negative learning rate, which is not taken.
+    from ``t = total_iters`` on the value is exactly ``base_lr * end_factor``. Before
+    ``total_iters`` the bits are those of torch's closed form, rounded in its order; from there
+    on that closed form can land an ulp off ``end_factor`` (``-3.5e-18`` for
+    ``start_factor=0.026133372210336965, end_factor=0, total_iters=3007``), a negative learning
+    rate, which is not taken.
 
     Args:
         base_lr: the value the factors multiply (>= 0).

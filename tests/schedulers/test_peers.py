@@ -101,6 +101,16 @@ def _cycle_starts(t_initial, cycle_mul, steps):
         i += 1
 
 
+def _steps_differing_away_from_cycle_starts(schedule, timm_reference, kwargs, steps=6000):
+    """The steps, none next to a cycle start, where ``schedule(0.1, **kwargs)`` and timm's
+    formula differ in any bit."""
+    ours = schedule(0.1, **kwargs)(np.arange(steps))
+    skip = _cycle_starts(kwargs["t_initial"], kwargs.get("cycle_mul", 1.0), steps)
+    return [
+        t for t in range(steps) if t not in skip and ours[t] != timm_reference(t, 0.1, **kwargs)
+    ]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -118,13 +128,7 @@ def test_cosine_cycles_gives_timms_bits_away_from_cycle_starts(kwargs):
     other orders put values near a cycle's end, where ``1 + cos`` cancels, up to 1e-12
     apart), and the C library's ``cos`` that timm's ``math.cos`` calls (torch's SIMD ``cos``
     is an ulp off at about 0.15% of angles)."""
-    steps = 6000
-    ours = S.cosine_cycles(0.1, **kwargs)(np.arange(steps))
-    skip = _cycle_starts(kwargs["t_initial"], kwargs.get("cycle_mul", 1.0), steps)
-    different = [
-        t for t in range(steps) if t not in skip and ours[t] != timm_cosine(t, 0.1, **kwargs)
-    ]
-    assert different == []
+    assert _steps_differing_away_from_cycle_starts(S.cosine_cycles, timm_cosine, kwargs) == []
 
 
 @pytest.mark.parametrize(
@@ -139,13 +143,7 @@ def test_tanh_decay_gives_timms_bits_away_from_cycle_starts(kwargs):
     """timm's bits at every step but those next to a cycle start: the C library's ``tanh``
     that timm's ``math.tanh`` calls (numpy's own is an ulp off at about a quarter of the
     arguments on this project's CPU) and timm's cycle starts."""
-    steps = 6000
-    ours = S.tanh_decay(0.1, **kwargs)(np.arange(steps))
-    skip = _cycle_starts(kwargs["t_initial"], kwargs.get("cycle_mul", 1.0), steps)
-    different = [
-        t for t in range(steps) if t not in skip and ours[t] != timm_tanh(t, 0.1, **kwargs)
-    ]
-    assert different == []
+    assert _steps_differing_away_from_cycle_starts(S.tanh_decay, timm_tanh, kwargs) == []
 
 
 @pytest.mark.parametrize(
