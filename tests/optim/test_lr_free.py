@@ -2,7 +2,8 @@
 
 Parity: float64, two param groups, 200 steps of a noisy non-convex loss, every execution path,
 max relative difference <= 1e-10 from ``prodigyopt``, ``dadaptation``, ``dog-optimizer`` and
-``schedulefree`` (train and eval mode). SPS and SLS against the papers' formulas written here.
+``schedulefree`` (train and eval mode); for Prodigy and D-Adaptation, the package's bits. SPS
+and SLS against the papers' formulas written here.
 """
 
 from __future__ import annotations
@@ -138,8 +139,12 @@ def train(make_optimizer, steps: int = STEPS, schedule_free: bool = False):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] not in ESTIMATORS], ids=case_id)
 def test_matches_the_reference_package(case, impl, capsys):
+    """The issue's parity bar, max relative difference <= 1e-10 after 200 steps, in train and
+    eval mode. The estimators' cases (Prodigy, D-Adaptation) meet a stronger one on the same
+    runs, the package's bits and its ``d`` at every step (``test_float64_gives_the_packages_bits``).
+    """
     name, reference, kwargs, second = case
     sf = name in SCHEDULE_FREE
     ref_train, ref_eval, _ = train(
