@@ -172,6 +172,81 @@ def test_state_dict_hooks_see_and_return_what_torchs_do(name, impl):
         assert set(seen[1].values()) == {1}
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", NAMES)
+def test_named_parameters_and_load_hooks_as_torchs(name, impl):
+    """torch's own ``test_can_load_from_to_named_state_dict``, ``test_state_dict_deterministic``
+    (named) and load-state-dict hook tests, beside torch. An optimizer built from
+    ``model.named_parameters()`` saves ``param_names`` in each group, as torch's does (its state
+    dicts are equal to torch's, and load into torch's either way, named or not); a pre-hook that
+    edits the loaded dict, one that returns a new dict, ``prepend=True`` and a post-hook run in
+    torch's order and leave torch's values."""
+    kwargs = {"lr": 0.01, "momentum": 0.9} if name == "SGD" else {"lr": 0.01}
+    extra = {"impl": impl}
+
+    def trained(cls, named, **more):
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+        model.double()
+        params = model.named_parameters() if named else model.parameters()
+        optimizer = cls(params, **kwargs, **more)
+        data = torch.linspace(-1, 1, 20, dtype=torch.float64).reshape(5, 4)
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(data).square().sum().backward()
+            optimizer.step()
+        return model, optimizer, data
+
+    for named in (True, False):
+        _, mine, _ = trained(ours(name), named, **extra)
+        _, torchs, _ = trained(theirs(name), named)
+        saved, expected = mine.state_dict(), torchs.state_dict()
+        assert saved["param_groups"] == expected["param_groups"]
+        torch.testing.assert_close(saved["state"], expected["state"], rtol=0, atol=0)
+        for load_named in (True, False):
+            # ours -> torch and torch -> ours, into optimizers built with or without names
+            model, loader, data = trained(theirs(name), load_named)
+            loader.load_state_dict(_roundtrip(saved))
+            model_o, loader_o, _ = trained(ours(name), load_named, **extra)
+            loader_o.load_state_dict(_roundtrip(expected))
+            for opt, mod in ((loader, model), (loader_o, model_o)):
+                opt.zero_grad()
+                mod(data).square().sum().backward()
+                opt.step()
+            if named or load_named:
+                names = [n for n, _ in model.named_parameters()]
+                assert loader_o.state_dict()["param_groups"][0]["param_names"] == names
+            torch.testing.assert_close(
+                list(model_o.parameters()), list(model.parameters()), rtol=0, atol=0
+            )
+
+    def edit(opt, state_dict):
+        state_dict["param_groups"][0]["lr"] = 0.002
+
+    def replace(opt, state_dict):
+        fresh = {
+            "state": state_dict["state"],
+            "param_groups": [dict(state_dict["param_groups"][0])],
+        }
+        fresh["param_groups"][0]["lr"] = 0.003
+        return fresh
+
+    def after(opt):
+        opt.state["ran"] = (opt.param_groups[0]["lr"], "post")
+
+    results = []
+    for optimizer in (trained(ours(name), False, **extra)[1], trained(theirs(name), False)[1]):
+        saved = optimizer.state_dict()
+        optimizer.register_load_state_dict_pre_hook(edit)
+        optimizer.load_state_dict(saved)
+        first = optimizer.param_groups[0]["lr"]
+        optimizer.register_load_state_dict_pre_hook(replace, prepend=True)
+        optimizer.register_load_state_dict_post_hook(after)
+        optimizer.load_state_dict(saved)
+        results.append((first, optimizer.param_groups[0]["lr"], optimizer.state["ran"]))
+    assert results[0] == results[1] == (0.002, 0.002, (0.002, "post"))
+
+
 def _forked(make, params, schedule, sign):
     """Run ``schedule`` on ``params``: "a" steps the first optimizer, "F" loads its live
     ``state_dict()`` into a second one over copies of the parameters, "b" steps the second.
