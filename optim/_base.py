@@ -148,7 +148,7 @@ from optim._paths import (
     plain,
     states_fit,
 )
-from optim._state import StateEntry, TrackedState
+from optim._state import HandedList, StateEntry, TrackedState
 
 IMPLS = ("single", "foreach", "flat")
 DEFAULT_IMPL = "foreach"
@@ -590,8 +590,11 @@ class RuleOptimizer(Optimizer):
         self._reset_caches()
 
     def state_dict(self) -> dict[str, Any]:
-        """torch's ``state_dict``, each parameter's state a plain ``dict`` (as torch's, so that
-        ``torch.load(weights_only=True)`` reads it), before the post-hooks see it; any other
+        """torch's ``state_dict``, each parameter's state a plain ``dict`` and each list a
+        group keeps (DoG's ``init_buffer``, a :class:`~optim._state.HandedList`) a plain
+        ``list`` of the same tensors, before the post-hooks see it: as torch's and the
+        packages' are, so that ``torch.load`` (``weights_only=True``, its default) reads them
+        (the subclasses pickle as calls of ``dict`` and ``list``, which it refuses). Any other
         entry of ``optimizer.state`` (a pre-hook's ``state["note"] = 1``) passes as it is, and
         a post-hook's result replaces the dict, as in torch."""
         post_hooks = self._optimizer_state_dict_post_hooks
@@ -604,6 +607,13 @@ class RuleOptimizer(Optimizer):
             key: dict(value) if isinstance(value, StateEntry) else value
             for key, value in saved["state"].items()
         }
+        saved["param_groups"] = [
+            {
+                key: list(value) if isinstance(value, HandedList) else value
+                for key, value in group.items()
+            }
+            for group in saved["param_groups"]
+        ]
         self._to_saved_layout(saved)
         for hook in post_hooks.values():
             result = hook(self, saved)
