@@ -138,7 +138,8 @@ class DAdaptSGD(ReducingOptimizer):
     ``ZeroDivisionError`` where the value is in host memory (on a GPU it is not read).
     Unlike the package, ``step()`` leaves ``p.grad`` as it was: the package adds the weight
     decay to it in place, which code reading ``p.grad`` after ``step()``, or accumulating
-    gradients over steps without zeroing them, would see.
+    gradients over steps without zeroing them, would see. A step in which no parameter has a
+    gradient changes nothing, as in torch.optim; the package raises ``ZeroDivisionError``.
 
     Example:
         >>> import torch, optim

@@ -239,7 +239,9 @@ class DoG(ReducingOptimizer):
         \eta_t = \mathrm{lr}\, \frac{\bar r_t}{\sqrt{G_t}}, \qquad x_{t+1} = x_t - \eta_t g_t
 
     with r_eps = reps_rel (1 + ||x_0||) (the first step's "distance") unless ``init_eta`` gives
-    the first step size. One eta per param group, its parameters seen as one vector.
+    the first step size. One eta per param group, its parameters seen as one vector. A step in
+    which no parameter has a gradient changes nothing, as in torch.optim (the package raises
+    ``AttributeError`` there, and LDoG's ``TypeError``).
 
     Args (the package's, in its order):
         params: parameters or param-group dicts.

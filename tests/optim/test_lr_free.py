@@ -2804,3 +2804,35 @@ def test_compiled_schedule_free_adamw_refuses_complex_parameters_and_sgd_takes_t
     params = complex_params(False)
     theirs = complex_steps(schedulefree.SGDScheduleFree(params, lr=0.1), params)
     assert relative_error(ours, theirs) <= 1e-6
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
+def test_a_step_without_any_gradient_changes_nothing(case, impl):
+    """A step in which no parameter has a gradient (every ``p.grad`` None: a loop that skips a
+    batch after ``zero_grad()``) moves no parameter, as in torch.optim (its own suite's
+    ``test_step_is_noop_when_params_have_no_grad``), and continues as the package does. The
+    packages of DAdaptSGD, DoG and LDoG raise there (ZeroDivisionError, AttributeError,
+    TypeError): ours then continues as the package without that step. Schedule-Free's package
+    counts the step (``k``, the weights of the average), and so does ours."""
+    name, reference, kwargs, second = case
+    schedule_free = name in SCHEDULE_FREE
+    package_raises = name in ("DAdaptSGD", "DoG", "LDoG")
+    trained = []
+    for ours in (False, True):
+        make = getattr(optim, name) if ours else reference
+        params = make_params()
+        optimizer = make(groups(params, second), **kwargs, **({"impl": impl} if ours else {}))
+        if schedule_free:
+            optimizer.train()
+        for t in range(8):
+            if t in (0, 4) and (ours or not package_raises):
+                optimizer.zero_grad()
+                before = [p.detach().clone() for p in params]
+                optimizer.step()
+                assert all(torch.equal(p, q) for p, q in zip(params, before))
+            run_steps(optimizer, params, range(t, t + 1))
+        if schedule_free:
+            optimizer.eval()
+        trained.append(params)
+    assert relative_error(trained[1], trained[0]) <= 1e-10
