@@ -469,6 +469,29 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.parametrize("name", ["optim.DoG", "optim.LDoG"])
+def test_a_dog_run_resumes_from_its_checkpoint(name, data, tmp_path):
+    """A run's checkpoint holds the optimizer's state dict and is read back with
+    ``torch.load(weights_only=True)``. DoG's and LDoG's ``state_dict()`` kept x_0 in a list
+    subclass of the optimizer's, which that loader refuses, so a killed DoG run could not
+    resume ("not a checkpoint of this runner"). The run resumed from its checkpoint ends where
+    the run that was never stopped does."""
+    variant = dataclasses.replace(_variant(steps=6), schedules={}, optimizer=Optimizer(name, {}))
+    train_run(variant, 3, data, tmp_path / "first")
+    saved = load_checkpoint(tmp_path / "first")
+    assert saved["step"] == 6
+    longer = dataclasses.replace(variant, train=dataclasses.replace(variant.train, steps=12))
+    never_stopped = train_run(longer, 3, data, tmp_path / "whole")
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    saved["fingerprint"] = longer.fingerprint(3)  # the same run, told to go on to step 12
+    torch.save(saved, resumed_dir / "checkpoint.pt")
+    resumed = train_run(longer, 3, data, resumed_dir)
+    assert resumed["final"] == never_stopped["final"]
+    a, b = load_checkpoint(resumed_dir)["model"], load_checkpoint(tmp_path / "whole")["model"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
 def test_killed_run_resumes_to_exactly_the_same_numbers(tmp_path, capsys):
     toml = write_toml(tmp_path / "tiny.toml")
     args = ["run", str(toml), "--variants", "plain", "--seeds", "1", "--quiet"]
