@@ -469,13 +469,16 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("name", ["optim.DoG", "optim.LDoG"])
-def test_a_dog_run_resumes_from_its_checkpoint(name, data, tmp_path):
+@pytest.mark.parametrize("name", ["optim.DoG", "optim.LDoG", "optim.Prodigy"])
+def test_a_learning_rate_free_run_resumes_from_its_checkpoint(name, data, tmp_path):
     """A run's checkpoint holds the optimizer's state dict and is read back with
     ``torch.load(weights_only=True)``. DoG's and LDoG's ``state_dict()`` kept x_0 in a list
     subclass of the optimizer's, which that loader refuses, so a killed DoG run could not
     resume ("not a checkpoint of this runner"). The run resumed from its checkpoint ends where
-    the run that was never stopped does."""
+    the run that was never stopped does (Prodigy: its estimate ``d`` lives in the param groups).
+    The checkpoint is a finished 6-step run's, told to go on to step 12, which stands for a run
+    killed at step 6 (a finished Schedule-Free run's checkpoint holds its averaged point, in eval
+    mode, so it is not one that a killed run leaves)."""
     variant = dataclasses.replace(_variant(steps=6), schedules={}, optimizer=Optimizer(name, {}))
     train_run(variant, 3, data, tmp_path / "first")
     saved = load_checkpoint(tmp_path / "first")
