@@ -474,7 +474,7 @@ def test_a_learning_rate_free_run_resumes_from_its_checkpoint(name, data, tmp_pa
     """A run's checkpoint holds the optimizer's state dict and is read back with
     ``torch.load(weights_only=True)``. DoG's and LDoG's ``state_dict()`` kept x_0 in a list
     subclass of the optimizer's, which that loader refuses, so a killed DoG run could not
-    resume ("not a checkpoint of this runner"). The run resumed from its checkpoint ends where
+    resume ("not a readable checkpoint"). The run resumed from its checkpoint ends where
     the run that was never stopped does (Prodigy: its estimate ``d`` lives in the param groups).
     The checkpoint is a finished 6-step run's, told to go on to step 12, which stands for a run
     killed at step 6 (a finished Schedule-Free run's checkpoint holds its averaged point, in eval
