@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -114,6 +114,10 @@ class StateEntry(_Counted, dict):
         return dict(dict.items(self))
 
     def __deepcopy__(self, memo: dict) -> dict:
+        # a plain dict of copies, each state tensor's own elements alone (see _alone)
+        for value in dict.values(self):
+            if id(value) not in memo and _views_more(value):
+                memo[id(value)] = _alone(value)
         return {copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in dict.items(self)}
 
     def __or__(self, other: Any) -> Any:
@@ -141,9 +145,35 @@ class StateEntry(_Counted, dict):
         return self
 
     def __reduce__(self) -> tuple:
-        # pickles as a plain dict (a pickle is a copy: nothing handed out; copy.copy and
-        # copy.deepcopy take the methods above)
-        return dict, (dict(dict.items(self)),)
+        """Pickles as a ``collections.OrderedDict`` of the same values, each state tensor's own
+        elements alone (:func:`_alone`), so that ``torch.save(optimizer.state[p])`` writes this
+        parameter's state, not the buffer a layout keeps every parameter's in, and ``torch.load``
+        reads it back with its default ``weights_only=True``, as it reads torch's plain dict: a
+        ``dict`` subclass cannot pickle as a plain dict (only as a call), and ``OrderedDict`` is
+        the one mapping that unpickler calls. (A pickle is a copy: nothing handed out;
+        ``copy.copy`` and ``copy.deepcopy`` take the methods above, and give plain dicts.)
+        Pickling the whole state this way (``torch.save(optimizer)``) holds those copies until
+        the pickle ends; ``optimizer.state_dict()`` copies nothing."""
+        return OrderedDict, ({k: _alone(v) for k, v in dict.items(self)},)
+
+
+def _views_more(value: Any) -> bool:
+    """Whether ``value`` is a plain strided tensor whose storage holds more than its own
+    elements: a state tensor laid out in a layout's buffer (or a view the caller put there)."""
+    return (
+        type(value) is torch.Tensor
+        and value.layout == torch.strided
+        and not value.requires_grad
+        and value.untyped_storage().nbytes() > value.numel() * value.element_size()
+    )
+
+
+def _alone(value: Any) -> Any:
+    """``value``, or where it views a larger storage (:func:`_views_more`) a copy of its own
+    elements, with its strides where they fill its elements densely (``channels_last``): what
+    ``torch.save`` and ``copy.deepcopy`` find in torch's state, where each state tensor has a
+    storage of its own (they copy a view's whole storage)."""
+    return value.clone(memory_format=torch.preserve_format) if _views_more(value) else value
 
 
 class HandedList(_Counted, list):
