@@ -26,7 +26,12 @@ one of the paths in ``optim._paths``:
     applied round by round with one ``torch.cat`` or multi-tensor copy and one multi-tensor add
     (torch's own fused
     ``p.add_(d, alpha=-lr)`` where the rule ends in it), or copy where the rule reads the
-    parameters (float32 and float64; other dtypes run torch's op sequence unchanged). Where one
+    parameters (float32 and float64; other dtypes run torch's op sequence unchanged). Such a
+    parameter's state tensors are views into those buffers (the live state, as torch's): saved
+    alone (``torch.save(state["exp_avg"])``, or some entries of ``state_dict()["state"]``), one
+    writes its whole buffer, as ``torch.save`` writes any view's storage; one parameter's
+    entry saved or deep-copied (``torch.save(optimizer.state[p])``) holds its own state alone
+    (``optim._state.StateEntry``), and ``state_dict()`` as a whole is torch's size. Where one
     of torch's own fused CPU kernels gives the rule's bits, measured once per process and
     configuration, a rule may hand it the large tensors (:attr:`RuleOptimizer._kernel_step`:
     SGD's momentum step, whose kernel streams memory once where the three eager ops stream the
