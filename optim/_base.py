@@ -560,7 +560,7 @@ class RuleOptimizer(Optimizer):
         )
         self._reset_caches()
         super().__init__(params, defaults)
-        self.state = TrackedState(self.state)
+        self.state = TrackedState(dict, self.state)
         _paths.keep_freed_temporaries()
 
     def _reset_caches(self) -> None:
@@ -591,7 +591,7 @@ class RuleOptimizer(Optimizer):
             for key, value in self._torch_setstate_defaults.items():
                 group.setdefault(key, value)
         if not isinstance(self.state, TrackedState):
-            self.state = TrackedState(self.state)
+            self.state = TrackedState(dict, self.state)
         self._reset_caches()
 
     def state_dict(self) -> dict[str, Any]:

@@ -78,9 +78,19 @@ class StateEntry(_Counted, dict):
 
     __slots__ = ("owner",)
 
-    def __init__(self, owner: TrackedState | None = None, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # dict's own signature, so that code rebuilding a mapping as ``type(d)(items)`` (as
+        # lightning_utilities' apply_to_collection and accelerate's recursively_apply do) gets
+        # the items: an entry so made has no owner until a TrackedState adopts it
         super().__init__(*args, **kwargs)
-        self.owner = owner
+        self.owner: TrackedState | None = None
+
+    @classmethod
+    def owned_by(cls, owner: TrackedState | None, items: Any = ()) -> StateEntry:
+        """A new entry of ``items`` (a mapping or pairs) whose changes ``owner`` counts."""
+        entry = cls(items)
+        entry.owner = owner
+        return entry
 
     def _changed(self) -> None:
         owner = getattr(self, "owner", None)  # unset while unpickling
@@ -190,10 +200,18 @@ class HandedList(_Counted, list):
 
     __slots__ = ("mutations", "owner")
 
-    def __init__(self, owner: TrackedState | None, items: Any = ()) -> None:
+    def __init__(self, items: Any = (), /) -> None:
+        # list's own signature, so that ``type(l)(items)`` gets the items (see StateEntry)
         super().__init__(items)
-        self.owner = owner
+        self.owner: TrackedState | None = None
         self.mutations = 0
+
+    @classmethod
+    def owned_by(cls, owner: TrackedState | None, items: Any = ()) -> HandedList:
+        """A new list of ``items`` whose reads from outside ``owner`` counts."""
+        handed = cls(items)
+        handed.owner = owner
+        return handed
 
     def _changed(self) -> None:
         self.mutations = getattr(self, "mutations", 0) + 1
@@ -275,21 +293,28 @@ class HandedList(_Counted, list):
 
 
 class TrackedState(defaultdict):
-    """``optimizer.state``: a ``defaultdict(dict)`` that counts assignments and removals."""
+    """``optimizer.state``: a ``defaultdict(dict)`` that counts assignments and removals.
 
-    def __init__(self, entries: Any = ()) -> None:
-        super().__init__(None)
+    Built as a ``defaultdict`` is, ``TrackedState(default_factory, entries)``, so that code
+    that copies or rebuilds torch's state as ``type(state)(state.default_factory, items)``
+    (``state.copy()``, ``copy.copy``, lightning_utilities' apply_to_collection) gets one. A
+    missing key always gets a new empty entry, whatever the factory (torch's is ``dict``)."""
+
+    def __init__(self, default_factory: Any = dict, /, *args: Any, **kwargs: Any) -> None:
+        if default_factory is not None and not callable(default_factory):
+            raise TypeError("first argument must be callable or None")  # (defaultdict's)
+        super().__init__(dict)
+        entries = dict(*args, **kwargs)
         self.changes = 0
         self.all_tracked = True
         self.inside: int | None = None
         """The thread running the optimizer's own code on this state, if any (:meth:`enter`)."""
-        entries = dict(entries)
         self.exposures = 1 if entries else 0
         """Values of entries read or written from outside the optimizer's own code so far (see
         the module's docstring); entries given at construction (a loaded ``state_dict``, an
         unpickled optimizer) count as one: their tensors may be the caller's."""
         for key, value in entries.items():
-            super().__setitem__(key, StateEntry(self, value))
+            super().__setitem__(key, StateEntry.owned_by(self, value))
 
     def handed_out(self) -> None:
         """Count an entry's value (or an entry) read or written, unless by this thread inside the
@@ -313,12 +338,14 @@ class TrackedState(defaultdict):
             self.inside = outer
 
     def __missing__(self, key: Any) -> StateEntry:
-        entry = StateEntry(self)
+        entry = StateEntry.owned_by(self)
         super().__setitem__(key, entry)
         self.changes += 1
         return entry
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        if isinstance(value, StateEntry) and getattr(value, "owner", None) is None:
+            value.owner = self  # (made outside as type(entry)(items): counted from now on)
         super().__setitem__(key, value)
         self.changes += 1
         if not (isinstance(value, StateEntry) and value.owner is self):
@@ -354,8 +381,15 @@ class TrackedState(defaultdict):
         self.update(other)
         return self
 
+    def copy(self) -> defaultdict:
+        """A shallow copy as torch's state gives one: a ``defaultdict(dict)`` of the same
+        entries (a change of an entry's items shows in both, as in torch's)."""
+        return defaultdict(dict, dict.items(self))
+
+    __copy__ = copy
+
     def __reduce__(self) -> tuple:
-        return _plain_state, (dict(self),)  # pickles and copies as torch's defaultdict(dict)
+        return _plain_state, (dict(self),)  # pickles and deep-copies as torch's defaultdict(dict)
 
     def stamp(self) -> tuple[int, int] | None:
         """What a layout records; ``None`` when some entry is not tracked."""

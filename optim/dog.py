@@ -451,7 +451,7 @@ class DoG(ReducingOptimizer):
             )
         ):
             owner = self.state if isinstance(self.state, TrackedState) else None
-            group["init_buffer"] = HandedList(owner, self._x0_of(params, saved))
+            group["init_buffer"] = HandedList.owned_by(owner, self._x0_of(params, saved))
         self._x0_lists[id(group)] = (group["init_buffer"], group["init_buffer"].mutations)
 
     def _views_also_held(self, layout: OwnedState, group: dict) -> int | None:

@@ -274,6 +274,60 @@ def test_state_replaced_or_reset_is_used(how, shapes):
     assert o_opt.state_dict()["state"], "the state dict lost the state"
 
 
+def _rebuilt(container, function):
+    """``container`` rebuilt with ``function`` applied to each tensor in it, as generic
+    collection helpers rebuild a mapping or a list of another class: lightning_utilities'
+    ``apply_to_collection`` (``type(d)(OrderedDict(items))``, and for a ``defaultdict``
+    ``type(d)(d.default_factory, OrderedDict(items))``) and accelerate's ``recursively_apply``
+    (``type(d)({...})``)."""
+    if torch.is_tensor(container):
+        return function(container)
+    if isinstance(container, collections.defaultdict):
+        items = [(k, _rebuilt(v, function)) for k, v in container.items()]
+        return type(container)(container.default_factory, collections.OrderedDict(items))
+    if isinstance(container, dict):
+        items = [(k, _rebuilt(v, function)) for k, v in container.items()]
+        return type(container)(collections.OrderedDict(items))
+    if isinstance(container, list):
+        return type(container)([_rebuilt(v, function) for v in container])
+    return container
+
+
+@pytest.mark.parametrize("how", ["entries-rebuilt", "state-rebuilt", "copy", "copy.copy"])
+def test_state_rebuilt_or_copied_as_a_mapping_is_torchs(how, shapes):
+    """``optimizer.state`` and its entries behave as torch's ``defaultdict(dict)`` of dicts
+    where generic code copies or rebuilds them: each entry rebuilt as ``type(entry)(items)``
+    and put back (as Lightning moved optimizer state between devices), the whole state rebuilt
+    as ``type(state)(state.default_factory, items)`` and put back, and ``state.copy()`` and
+    ``copy.copy(state)``, whose entries are the live ones, edited through the copy. Training
+    then continues as torch's. (Before: a rebuilt entry came out empty, its class taking the
+    items for its owner, and lost the state silently; the other three raised ``TypeError``.)"""
+
+    def scenario(optimizer, params):
+        _train(optimizer, params, 3)
+        state = optimizer.state
+        if how == "entries-rebuilt":
+            for p in list(state):
+                state[p] = _rebuilt(state[p], torch.clone)
+        elif how == "state-rebuilt":
+            optimizer.state = _rebuilt(state, torch.clone)
+        else:
+            copied = state.copy() if how == "copy" else copy.copy(state)
+            assert type(copied) is collections.defaultdict
+            assert copied.default_factory is dict
+            assert all(copied[p] is state[p] for p in state)  # the live entries, as torch's
+            copied[params[0]]["exp_avg"] = torch.full_like(params[0], 0.5)
+        _train(optimizer, params, 3)
+        return optimizer.state
+
+    (t_opt, t_params, t_state), (o_opt, o_params, o_state) = _side_by_side(
+        "Adam", {"lr": 0.01}, shapes, scenario
+    )
+    assert len(o_state) == len(t_state) == len(o_params)
+    _close(o_params, t_params, rtol=0)
+    _assert_same_state(t_opt, o_opt, rtol=0)
+
+
 def test_parameter_data_replaced_after_the_first_step(default_case, shapes):
     name, kwargs = default_case
 

@@ -26,20 +26,20 @@ MUTATIONS = {
     "state pop": lambda state, key: state.pop(key),
     "state popitem": lambda state, key: state.popitem(),
     "state new entry": lambda state, key: state["another"],
-    "state update": lambda state, key: state.update({"b": StateEntry(state)}),
+    "state update": lambda state, key: state.update({"b": StateEntry.owned_by(state)}),
 }
 
 
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
 def test_every_assignment_and_removal_is_counted(mutation):
-    state = TrackedState({"k": {"a": 0}})
+    state = TrackedState(dict, {"k": {"a": 0}})
     before = state.stamp()
     MUTATIONS[mutation](state, "k")
     assert state.stamp() != before
 
 
 def test_reading_and_in_place_changes_are_not_changes():
-    state = TrackedState({"k": {"a": torch.zeros(3)}})
+    state = TrackedState(dict, {"k": {"a": torch.zeros(3)}})
     before = state.stamp()
     state["k"]["a"].add_(1)
     _ = state["k"], state.get("k"), list(state.items()), "k" in state
@@ -129,7 +129,7 @@ def test_a_handed_list_counts_what_it_hands_out_and_its_changes(how):
     owner's ``exposures``, and each change of them also in ``mutations``; its length and a
     deep copy hand nothing out."""
     state = TrackedState()
-    items = HandedList(state, [torch.zeros(1), torch.ones(1)])
+    items = HandedList.owned_by(state, [torch.zeros(1), torch.ones(1)])
     len(items)
     copy.deepcopy(items)
     assert (state.exposures, items.mutations) == (0, 0)
@@ -140,7 +140,7 @@ def test_a_handed_list_counts_what_it_hands_out_and_its_changes(how):
 
 def test_a_handed_list_read_inside_the_optimizer_is_not_counted_and_pickles_as_a_list():
     state = TrackedState()
-    items = HandedList(state, [torch.zeros(1)])
+    items = HandedList.owned_by(state, [torch.zeros(1)])
     outer = state.enter()
     list(items)
     state.leave(outer)
@@ -148,3 +148,24 @@ def test_a_handed_list_read_inside_the_optimizer_is_not_counted_and_pickles_as_a
     for copied in (pickle.loads(pickle.dumps(items)), copy.deepcopy(items), copy.copy(items)):
         assert type(copied) is list
         assert torch.equal(copied[0], torch.zeros(1))
+
+
+def test_the_containers_are_built_as_dict_list_and_defaultdict_are():
+    """``type(x)(items)`` (and ``type(state)(factory, items)``) gives a container of those
+    items, as for torch's plain ``dict``, ``list`` and ``defaultdict(dict)``; an entry so made
+    is adopted, tracked, by the state it is put into. (Before: the entry and the list took the
+    items for their owner and came out empty, and the state refused the factory.)"""
+    state = TrackedState(dict, {"k": {"a": torch.zeros(1)}})
+    entry = type(state["k"])({"a": torch.ones(1)}, b=2)
+    assert dict(entry) == {"a": torch.ones(1), "b": 2}
+    state["k"] = entry
+    assert entry.owner is state
+    assert state.stamp() is not None  # still tracked: no per-entry checks at every step
+    rebuilt = type(state)(state.default_factory, {"k": {"a": 3}})
+    assert type(rebuilt) is TrackedState
+    assert rebuilt.default_factory is dict
+    assert dict(rebuilt["k"]) == {"a": 3}
+    with pytest.raises(TypeError, match="first argument must be callable or None"):
+        TrackedState({"k": {}})  # (as defaultdict({"k": {}}) raises)
+    items = HandedList.owned_by(state, [torch.zeros(1)])
+    assert list(type(items)([1, 2])) == [1, 2]
