@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 
 
 class _Counted:
@@ -396,5 +397,30 @@ class TrackedState(defaultdict):
         return (id(self), self.changes) if self.all_tracked else None
 
 
+def _register_as_torchs_containers() -> None:
+    """Make ``torch.utils._pytree`` (``tree_map``, ``tree_flatten``, ``tree_map_only``, which
+    torch's own utilities and user code run over optimizer state) see the state, its entries
+    and a handed-out list as the ``defaultdict``, ``dict`` and ``list`` they stand in for: the
+    same leaves, and rebuilt as those plain types, as torch's state is. Unregistered, a subclass
+    is one leaf: a ``tree_map_only(Tensor, fn, optimizer.state)`` returned the state itself,
+    ``fn`` applied to nothing. (Flattening an entry reads its values through ``values()``:
+    counted as handed out.)"""
+    nodes = pytree.SUPPORTED_NODES
+    for ours, theirs in ((StateEntry, dict), (HandedList, list), (TrackedState, defaultdict)):
+        if ours in nodes:  # (a module reloaded in the same process)
+            continue
+        node = nodes[theirs]
+        pytree.register_pytree_node(
+            ours,
+            node.flatten_fn,
+            node.unflatten_fn,
+            serialized_type_name=f"{ours.__module__}.{ours.__qualname__}",
+            flatten_with_keys_fn=node.flatten_with_keys_fn,
+        )
+
+
 def _plain_state(entries: dict) -> defaultdict:
     return defaultdict(dict, {key: dict(dict.items(value)) for key, value in entries.items()})
+
+
+_register_as_torchs_containers()

@@ -328,6 +328,39 @@ def test_state_rebuilt_or_copied_as_a_mapping_is_torchs(how, shapes):
     _assert_same_state(t_opt, o_opt, rtol=0)
 
 
+def test_pytree_sees_the_state_as_torchs(shapes):
+    """``torch.utils._pytree`` flattens ``optimizer.state``, an entry and a group list as it
+    flattens torch's ``defaultdict(dict)`` of dicts: the same leaves in the same order, with
+    the same key paths, and ``tree_map_only(Tensor, fn, state)`` rebuilds it as a plain
+    ``defaultdict(dict)`` of new tensors, which put back trains on as torch's. (Before: the
+    state and each entry were one leaf each, so ``tree_map_only`` returned the state itself,
+    ``fn`` applied to nothing.)"""
+    import torch.utils._pytree as pytree
+
+    def scenario(optimizer, params):
+        _train(optimizer, params, 3)
+        state = optimizer.state
+        leaves, _ = pytree.tree_flatten_with_path(state)
+        mapped = pytree.tree_map_only(torch.Tensor, torch.clone, state)
+        assert type(mapped) is collections.defaultdict
+        assert mapped.default_factory is dict
+        assert all(type(entry) is dict for entry in mapped.values())
+        assert mapped[params[0]]["exp_avg"] is not state[params[0]]["exp_avg"]
+        optimizer.state = mapped
+        _train(optimizer, params, 3)
+        return [(path[1:], leaf.clone()) for path, leaf in leaves]
+
+    (t_opt, t_params, t_leaves), (o_opt, o_params, o_leaves) = _side_by_side(
+        "Adam", {"lr": 0.01}, shapes, scenario
+    )
+    assert len(o_leaves) == len(t_leaves) == 3 * len(o_params)
+    for (o_path, o_leaf), (t_path, t_leaf) in zip(o_leaves, t_leaves):
+        assert o_path == t_path
+        assert torch.equal(o_leaf, t_leaf)
+    _close(o_params, t_params, rtol=0)
+    _assert_same_state(t_opt, o_opt, rtol=0)
+
+
 def test_parameter_data_replaced_after_the_first_step(default_case, shapes):
     name, kwargs = default_case
 
