@@ -389,6 +389,20 @@ class TrackedState(defaultdict):
 
     __copy__ = copy
 
+    def __or__(self, other: Any) -> Any:
+        if not isinstance(other, dict):
+            return NotImplemented
+        merged = self.copy()  # (torch's: a defaultdict(dict) of the same entries, then other's)
+        merged.update(other)
+        return merged
+
+    def __ror__(self, other: Any) -> Any:
+        if not isinstance(other, dict):
+            return NotImplemented
+        merged = defaultdict(dict, other)
+        merged.update(dict.items(self))
+        return merged
+
     def __reduce__(self) -> tuple:
         return _plain_state, (dict(self),)  # pickles and deep-copies as torch's defaultdict(dict)
 

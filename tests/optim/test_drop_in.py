@@ -293,15 +293,18 @@ def _rebuilt(container, function):
     return container
 
 
-@pytest.mark.parametrize("how", ["entries-rebuilt", "state-rebuilt", "copy", "copy.copy"])
+@pytest.mark.parametrize(
+    "how", ["entries-rebuilt", "state-rebuilt", "copy", "copy.copy", "union", "reflected-union"]
+)
 def test_state_rebuilt_or_copied_as_a_mapping_is_torchs(how, shapes):
     """``optimizer.state`` and its entries behave as torch's ``defaultdict(dict)`` of dicts
     where generic code copies or rebuilds them: each entry rebuilt as ``type(entry)(items)``
     and put back (as Lightning moved optimizer state between devices), the whole state rebuilt
-    as ``type(state)(state.default_factory, items)`` and put back, and ``state.copy()`` and
-    ``copy.copy(state)``, whose entries are the live ones, edited through the copy. Training
-    then continues as torch's. (Before: a rebuilt entry came out empty, its class taking the
-    items for its owner, and lost the state silently; the other three raised ``TypeError``.)"""
+    as ``type(state)(state.default_factory, items)`` and put back, and ``state.copy()``,
+    ``copy.copy(state)``, ``state | {}`` and ``{} | state``, whose entries are the live ones,
+    edited through the copy. Training then continues as torch's. (Before: a rebuilt entry came out empty, its class taking the
+    items for its owner, and lost the state silently; the copies raised ``TypeError``, and the
+    unions made copies of the entries.)"""
 
     def scenario(optimizer, params):
         _train(optimizer, params, 3)
@@ -312,7 +315,12 @@ def test_state_rebuilt_or_copied_as_a_mapping_is_torchs(how, shapes):
         elif how == "state-rebuilt":
             optimizer.state = _rebuilt(state, torch.clone)
         else:
-            copied = state.copy() if how == "copy" else copy.copy(state)
+            copied = {
+                "copy": state.copy,
+                "copy.copy": lambda: copy.copy(state),
+                "union": lambda: state | {},
+                "reflected-union": lambda: {} | state,
+            }[how]()
             assert type(copied) is collections.defaultdict
             assert copied.default_factory is dict
             assert all(copied[p] is state[p] for p in state)  # the live entries, as torch's
