@@ -302,9 +302,9 @@ def test_state_rebuilt_or_copied_as_a_mapping_is_torchs(how, shapes):
     and put back (as Lightning moved optimizer state between devices), the whole state rebuilt
     as ``type(state)(state.default_factory, items)`` and put back, and ``state.copy()``,
     ``copy.copy(state)``, ``state | {}`` and ``{} | state``, whose entries are the live ones,
-    edited through the copy. Training then continues as torch's. (Before: a rebuilt entry came out empty, its class taking the
-    items for its owner, and lost the state silently; the copies raised ``TypeError``, and the
-    unions made copies of the entries.)"""
+    edited through the copy. Training then continues as torch's. (Before: a rebuilt entry came
+    out empty, its class taking the items for its owner, and lost the state silently; the
+    copies raised ``TypeError``, and the unions made copies of the entries.)"""
 
     def scenario(optimizer, params):
         _train(optimizer, params, 3)
