@@ -8,7 +8,9 @@ layout trusts its views only while nothing outside holds one), reset the state,
 zero the gradients without setting them to None, reorder a group's parameters, build a graph that
 saves a parameter before the step and run its backward after it (which the step makes raise),
 rebuild the optimizer from its own ``state_dict()``, or from it after a round trip through the
-other library's class: ours through torch.optim's and torch's through ours).
+other library's class: ours through torch.optim's and torch's through ours; rebuild an entry as
+``type(entry)(items)``, replace a state tensor through ``state.copy()``, or map the whole state
+with ``torch.utils._pytree``).
 Both optimizers see the same sequence on equal parameters and must agree after every step: the
 default path's packed, blocked and kept lists must notice each change.
 """
@@ -20,6 +22,7 @@ import copy
 
 import pytest
 import torch
+import torch.utils._pytree as pytree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,6 +48,7 @@ OPTIMIZERS = [
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "replace", "reset", "data", "lr", "zero", "group"),
     *("count", "momentum", "reorder", "reload", "round-trip", "keep", "move", "saved"),
+    *("rebuild", "copy", "tree-map"),
 ]
 
 
@@ -125,6 +129,17 @@ def _apply(event, index, optimizer, params, extra, kept):
         optimizer.param_groups[0]["params"].reverse()
     elif event == "reset":
         optimizer.state = collections.defaultdict(dict)
+    elif event == "rebuild":  # an entry rebuilt as generic helpers rebuild a mapping, put back
+        state = optimizer.state.get(p)
+        if state is not None:
+            optimizer.state[p] = type(state)({k: _cloned(v) for k, v in state.items()})
+    elif event == "copy":  # a state tensor replaced through a shallow copy of the state
+        state = optimizer.state.copy().get(p)
+        key = next((k for k in state or {} if k != "step"), None)
+        if key is not None:
+            state[key] = torch.full_like(state[key], 0.5)
+    elif event == "tree-map":  # the whole state mapped by pytree (copies of every tensor)
+        optimizer.state = pytree.tree_map_only(torch.Tensor, torch.clone, optimizer.state)
     elif event == "lr":
         for group in optimizer.param_groups:
             group["lr"] *= 0.5
@@ -132,6 +147,10 @@ def _apply(event, index, optimizer, params, extra, kept):
         new = torch.full((4,), 0.5, dtype=torch.float64, requires_grad=True)
         extra.append(new)
         optimizer.add_param_group({"params": [new]})
+
+
+def _cloned(value):
+    return value.clone() if isinstance(value, torch.Tensor) else value
 
 
 def _rebuilt(optimizer, through_other_library: bool):
