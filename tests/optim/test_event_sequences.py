@@ -132,7 +132,7 @@ def _apply(event, index, optimizer, params, extra, kept):
     elif event == "rebuild":  # an entry rebuilt as generic helpers rebuild a mapping, put back
         state = optimizer.state.get(p)
         if state is not None:
-            optimizer.state[p] = type(state)({k: _cloned(v) for k, v in state.items()})
+            optimizer.state[p] = type(state)({k: cloned(v) for k, v in state.items()})
     elif event == "copy":  # a state tensor replaced through a shallow copy of the state
         state = optimizer.state.copy().get(p)
         key = next((k for k in state or {} if k != "step"), None)
@@ -149,7 +149,7 @@ def _apply(event, index, optimizer, params, extra, kept):
         optimizer.add_param_group({"params": [new]})
 
 
-def _cloned(value):
+def cloned(value):
     return value.clone() if isinstance(value, torch.Tensor) else value
 
 

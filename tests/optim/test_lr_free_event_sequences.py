@@ -30,6 +30,7 @@ import copy
 
 import pytest
 import torch
+import torch.utils._pytree as pytree
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,7 @@ from tests.optim.test_event_sequences import (
     apply_parameter_event,
     apply_state_event,
     backward_after_the_step,
+    cloned,
     saved_for_backward,
 )
 from tests.optim.test_lr_free import CASES, SCHEDULE_FREE, case_id
@@ -56,7 +58,7 @@ SHAPE_SETS = {
 }
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "data", "lr", "zero", "eval-train", "reload"),
-    *("reorder", "keep", "keep-x0", "move", "saved"),
+    *("reorder", "keep", "keep-x0", "move", "saved", "rebuild", "tree-map"),
 ]
 NEEDS_EVERY_GRADIENT = {"DoG", "LDoG"}  # their package fails on a missing gradient
 X0_BY_POSITION = {"DoG", "LDoG"}  # their package pairs x_0 with a group's position
@@ -119,6 +121,12 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
                 optimizer.train()
         elif event == "reorder":
             optimizer.param_groups[0]["params"].reverse()
+        elif event == "rebuild" and isinstance(optimizer.state.get(p), dict):
+            # an entry rebuilt as generic helpers rebuild a mapping (type(d)(items)), put back
+            entry = optimizer.state[p]
+            optimizer.state[p] = type(entry)({k: cloned(v) for k, v in entry.items()})
+        elif event == "tree-map":  # the whole state mapped by pytree (copies of every tensor)
+            optimizer.state = pytree.tree_map_only(torch.Tensor, torch.clone, optimizer.state)
         elif event == "keep-x0":  # DoG's x_0 of a tensor, from its group (as the package's)
             listed = optimizer.param_groups[index % 2].get("init_buffer")
             if listed:
