@@ -451,6 +451,8 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
             registered=parallel.current_registered(),
         )  # fmt: skip
         _run_checked(args, experiment, root, load, settings, dist, resumed, started)
+    # (every rank returns after rank 0 wrote the report, which runs.run reads on every rank)
+    parallel.barrier(dist)
     return root
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import os
 import subprocess
@@ -541,6 +542,53 @@ optimizer = {name = "optim.SLS", n_batches_per_epoch = 10}
 name = "lbfgs"
 optimizer = {name = "torch.optim.LBFGS", lr = 0.5, max_iter = 4}
 """
+
+
+TWO_CALLS = """
+import json, sys
+import torch.distributed as dist
+import runs
+
+toml, logdir = sys.argv[1], sys.argv[2]
+first = runs.run(toml, logdir=logdir + "/first", variants="plain", seeds=1)
+second = runs.run(toml, logdir=logdir + "/second", variants="momentum", seeds=1)
+print(json.dumps({
+    "rank": dist.get_rank(),
+    "kept": dist.is_initialized(),
+    "accuracies": [run["final"]["test_accuracy"] for run in first["runs"] + second["runs"]],
+}))
+"""
+
+
+@pytest.mark.slow
+def test_runs_run_under_torchrun_returns_the_summary_on_every_rank(tmp_path):
+    """``runs.run`` called twice in one ``torchrun`` script: every rank returns the summary
+    rank 0 wrote (each waits at a barrier until it is written; before, rank 1 read it at once
+    and failed with ``FileNotFoundError``), the second call uses the process group the first
+    made, and the script exits cleanly (the group is destroyed as the interpreter exits, see
+    ``runs.parallel._leave_at_exit``)."""
+    toml = write_toml(tmp_path / "tiny.toml", TINY)
+    script = tmp_path / "two_calls.py"
+    script.write_text(TWO_CALLS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            str(script), str(toml), str(tmp_path / "logs"),
+        ],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    reports = [json.loads(line) for line in ddp.stdout.splitlines() if line.startswith("{")]
+    assert sorted(report["rank"] for report in reports) == [0, 1]
+    assert all(report["kept"] for report in reports)
+    written = [
+        json.loads((tmp_path / "logs" / call / "tiny" / "summary.json").read_text())
+        for call in ("first", "second")
+    ]
+    expected = [run["final"]["test_accuracy"] for summary in written for run in summary["runs"]]
+    assert len(expected) == 2
+    assert all(report["accuracies"] == expected for report in reports)
 
 
 @pytest.mark.slow
