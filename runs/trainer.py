@@ -362,6 +362,12 @@ def train_run(
         log.hparams(flat_hparams(variant.to_dict(), seed), final, step, failed=bool(diverged))
         ckpt.save_json(run_dir / ckpt.RESULT, result)
     log.close()
+    if dist is not None:
+        # Every rank ends the run once rank 0 has written its result.json, from which a search
+        # chooses its rate on every rank (runs.parallel imports this module: imported here).
+        from runs.parallel import barrier
+
+        barrier(dist)
     return result
 
 

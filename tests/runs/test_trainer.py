@@ -591,6 +591,69 @@ def test_runs_run_under_torchrun_returns_the_summary_on_every_rank(tmp_path):
     assert all(report["accuracies"] == expected for report in reports)
 
 
+SLOW_RESULTS = """
+import json, sys, time
+import torch.distributed as dist
+import runs
+from runs import checkpoint, tuning
+
+save_json = checkpoint.save_json
+
+
+def slow_save_json(path, data):  # rank 0 writes each run's result.json 2 s late
+    if path.name == checkpoint.RESULT and dist.get_rank() == 0:
+        time.sleep(2)
+    save_json(path, data)
+
+
+checkpoint.save_json = slow_save_json
+choose = tuning._choose
+
+
+def choose_and_report(experiment, by_variant):
+    chosen, grid = choose(experiment, by_variant)
+    print(json.dumps({"rank": dist.get_rank(), "chosen": chosen, "grid": grid}), flush=True)
+    return chosen, grid
+
+
+tuning._choose = choose_and_report
+runs.run(sys.argv[1], logdir=sys.argv[2], variants="plain", seeds=1)
+"""
+
+
+@pytest.mark.slow
+def test_a_searched_rate_is_the_same_on_every_rank(tmp_path):
+    """Under ``torchrun``, a learning-rate search's choice is made from every search run's
+    result on every rank. Only rank 0 writes ``result.json``; with it slow to write (2 s here),
+    rank 1 read a grid whose last run was missing and chose another rate than rank 0, so the
+    final runs trained each replica at its own rate. A run now ends on every rank only once its
+    result is on disk."""
+    search = '\n[search]\nlr = [0.05, 0.2]\nmetric = "train_loss"\nseed = 3\ntrain = {steps = 6}\n'
+    toml = write_toml(
+        tmp_path / "tiny.toml", TINY.replace('name = "tiny"', 'name = "tinysearch"') + search
+    )
+    script = tmp_path / "slow_results.py"
+    script.write_text(SLOW_RESULTS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            str(script), str(toml), str(tmp_path / "logs"),
+        ],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    reports = {}
+    for line in ddp.stdout.splitlines():
+        if line.startswith("{"):
+            report = json.loads(line)
+            reports[report["rank"]] = report
+    assert sorted(reports) == [0, 1]
+    assert all(row["status"] != "missing" for row in reports[0]["grid"]["plain"])
+    assert reports[1]["grid"] == reports[0]["grid"]
+    assert reports[1]["chosen"] == reports[0]["chosen"]
+
+
 @pytest.mark.slow
 def test_two_process_data_parallel_equals_one_process(tmp_path):
     """Also for optimizers that decide on the loss (SPS's step, SLS's line search, LBFGS): the
