@@ -544,6 +544,23 @@ optimizer = {name = "torch.optim.LBFGS", lr = 0.5, max_iter = 4}
 """
 
 
+def _torchrun_reports(tmp_path, script_text: str, toml) -> list[dict]:
+    """``script_text`` run by ``torchrun`` on two CPU ranks with ``(toml, tmp_path / "logs")``
+    as its arguments; the JSON lines the ranks printed."""
+    script = tmp_path / "script.py"
+    script.write_text(script_text)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            str(script), str(toml), str(tmp_path / "logs"),
+        ],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    return [json.loads(line) for line in ddp.stdout.splitlines() if line.startswith("{")]
+
+
 TWO_CALLS = """
 import json, sys
 import torch.distributed as dist
@@ -567,19 +584,7 @@ def test_runs_run_under_torchrun_returns_the_summary_on_every_rank(tmp_path):
     and failed with ``FileNotFoundError``), the second call uses the process group the first
     made, and the script exits cleanly (the group is destroyed as the interpreter exits, see
     ``runs.parallel._leave_at_exit``)."""
-    toml = write_toml(tmp_path / "tiny.toml", TINY)
-    script = tmp_path / "two_calls.py"
-    script.write_text(TWO_CALLS)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run(
-        [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            str(script), str(toml), str(tmp_path / "logs"),
-        ],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    reports = [json.loads(line) for line in ddp.stdout.splitlines() if line.startswith("{")]
+    reports = _torchrun_reports(tmp_path, TWO_CALLS, write_toml(tmp_path / "tiny.toml", TINY))
     assert sorted(report["rank"] for report in reports) == [0, 1]
     assert all(report["kept"] for report in reports)
     written = [
@@ -632,22 +637,7 @@ def test_a_searched_rate_is_the_same_on_every_rank(tmp_path):
     toml = write_toml(
         tmp_path / "tiny.toml", TINY.replace('name = "tiny"', 'name = "tinysearch"') + search
     )
-    script = tmp_path / "slow_results.py"
-    script.write_text(SLOW_RESULTS)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run(
-        [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            str(script), str(toml), str(tmp_path / "logs"),
-        ],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    reports = {}
-    for line in ddp.stdout.splitlines():
-        if line.startswith("{"):
-            report = json.loads(line)
-            reports[report["rank"]] = report
+    reports = {report["rank"]: report for report in _torchrun_reports(tmp_path, SLOW_RESULTS, toml)}
     assert sorted(reports) == [0, 1]
     assert all(row["status"] != "missing" for row in reports[0]["grid"]["plain"])
     assert reports[1]["grid"] == reports[0]["grid"]
