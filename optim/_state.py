@@ -303,7 +303,10 @@ class TrackedState(defaultdict):
 
     def __init__(self, default_factory: Any = dict, /, *args: Any, **kwargs: Any) -> None:
         if default_factory is not None and not callable(default_factory):
-            raise TypeError("first argument must be callable or None")  # (defaultdict's)
+            raise TypeError(  # (defaultdict's message, and what was given)
+                "first argument must be callable or None (default_factory, as defaultdict's), "
+                f"got a {type(default_factory).__name__}"
+            )
         super().__init__(dict)
         entries = dict(*args, **kwargs)
         self.changes = 0
