@@ -544,21 +544,39 @@ optimizer = {name = "torch.optim.LBFGS", lr = 0.5, max_iter = 4}
 """
 
 
+REPORT = """
+import json, sys
+import torch.distributed as dist
+
+
+def report(data):  # one JSON line to this rank's own file
+    with open(f"{sys.argv[3]}/rank{dist.get_rank()}.jsonl", "a") as file:
+        file.write(json.dumps(data) + "\\n")
+"""
+
+
 def _torchrun_reports(tmp_path, script_text: str, toml) -> list[dict]:
-    """``script_text`` run by ``torchrun`` on two CPU ranks with ``(toml, tmp_path / "logs")``
-    as its arguments; the JSON lines the ranks printed."""
+    """``script_text`` run by ``torchrun`` on two CPU ranks with ``(toml, tmp_path / "logs",
+    reports)`` as its arguments; the JSON lines the ranks wrote, each to its own file
+    ``reports/rank{r}.jsonl`` (on one shared stdout, two ranks' lines could interleave)."""
     script = tmp_path / "script.py"
-    script.write_text(script_text)
+    script.write_text(REPORT + script_text)
+    reports = tmp_path / "reports"
+    reports.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ddp = subprocess.run(
         [
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            str(script), str(toml), str(tmp_path / "logs"),
+            str(script), str(toml), str(tmp_path / "logs"), str(reports),
         ],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    return [json.loads(line) for line in ddp.stdout.splitlines() if line.startswith("{")]
+    return [
+        json.loads(line)
+        for path in sorted(reports.glob("rank*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
 
 
 TWO_CALLS = """
@@ -569,11 +587,11 @@ import runs
 toml, logdir = sys.argv[1], sys.argv[2]
 first = runs.run(toml, logdir=logdir + "/first", variants="plain", seeds=1)
 second = runs.run(toml, logdir=logdir + "/second", variants="momentum", seeds=1)
-print(json.dumps({
+report({
     "rank": dist.get_rank(),
     "kept": dist.is_initialized(),
     "accuracies": [run["final"]["test_accuracy"] for run in first["runs"] + second["runs"]],
-}))
+})
 """
 
 
@@ -617,7 +635,7 @@ choose = tuning._choose
 
 def choose_and_report(experiment, by_variant):
     chosen, grid = choose(experiment, by_variant)
-    print(json.dumps({"rank": dist.get_rank(), "chosen": chosen, "grid": grid}), flush=True)
+    report({"rank": dist.get_rank(), "chosen": chosen, "grid": grid})
     return chosen, grid
 
 
