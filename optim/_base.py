@@ -939,7 +939,12 @@ class RuleOptimizer(Optimizer):
 
     def _internally(self, body: Callable[[], Any]) -> Any:
         """``body()`` as the optimizer's own code: its reads and writes of ``optimizer.state``'s
-        entries are not counted as handed out (:meth:`TrackedState.enter`)."""
+        entries are not counted as handed out (:meth:`TrackedState.enter`). In a step traced by
+        ``torch.compile`` there is nothing to mark, and the state is not reached here: reached
+        before the parameters, its keys became their source in the trace, dynamo then guarded
+        each gradient by identity, and the trace recompiled at every step's new gradients."""
+        if torch.compiler.is_compiling():
+            return body()
         state = self.state if isinstance(self.state, TrackedState) else None
         outer = None if state is None else state.enter()
         try:

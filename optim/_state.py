@@ -313,18 +313,32 @@ class TrackedState(defaultdict):
         self.all_tracked = True
         self.inside: int | None = None
         """The thread running the optimizer's own code on this state, if any (:meth:`enter`)."""
-        self.exposures = 1 if entries else 0
-        """Values of entries read or written from outside the optimizer's own code so far (see
-        the module's docstring); entries given at construction (a loaded ``state_dict``, an
-        unpickled optimizer) count as one: their tensors may be the caller's."""
+        self.counted_exposures = 1 if entries else 0
+        self.exposed_in_trace = False
+        """Whether a traced step (a user's ``torch.compile``) has read or written an entry's
+        value since :attr:`exposures` was last read: a constant stored, where counting would
+        read the count and guard the trace on it (the trace then recompiled at every step)."""
         for key, value in entries.items():
             super().__setitem__(key, StateEntry.owned_by(self, value))
+
+    @property
+    def exposures(self) -> int:
+        """Values of entries read or written from outside the optimizer's own code so far (see
+        the module's docstring), each traced step's reads counted once; entries given at
+        construction (a loaded ``state_dict``, an unpickled optimizer) count as one: their
+        tensors may be the caller's."""
+        if self.exposed_in_trace:
+            self.exposed_in_trace = False
+            self.counted_exposures += 1
+        return self.counted_exposures
 
     def handed_out(self) -> None:
         """Count an entry's value (or an entry) read or written, unless by this thread inside the
         optimizer's own code (:meth:`enter`); under ``torch.compile`` always."""
-        if torch.compiler.is_compiling() or self.inside != threading.get_ident():
-            self.exposures += 1
+        if torch.compiler.is_compiling():
+            self.exposed_in_trace = True
+        elif self.inside != threading.get_ident():
+            self.counted_exposures += 1
 
     def enter(self) -> int | None:
         """Mark this thread as inside the optimizer's own code (reads and writes of entries are

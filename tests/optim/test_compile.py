@@ -6,6 +6,7 @@ import itertools
 import pytest
 import torch
 import torch._dynamo
+import torch._dynamo.testing
 
 import optim
 from optim import _paths
@@ -44,6 +45,29 @@ def test_user_compiled_step_fullgraph_matches_torch(name):
     _train(torch.compile(optimizer.step, fullgraph=True), optimizer, params, 8, sign)
     torch_optimizer = theirs(name)(reference, **kwargs)
     _train(torch_optimizer.step, torch_optimizer, reference, 8, sign)
+    assert relative_error(params, reference) <= TOLERANCE[torch.float64]
+
+
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
+@pytest.mark.parametrize("name", NAMES)
+def test_user_compiled_step_compiles_twice_not_at_every_step(name, impl):
+    """A user's ``torch.compile(step)`` as torch's tutorial writes it, the gradients new at each
+    step (``p.grad = None``, as ``zero_grad`` leaves them): the step is traced twice, before the
+    state exists and after, as torch's is at most, and then runs that trace. Before, it was
+    traced again at every step until dynamo's recompile limit (8) made it run eagerly: the
+    state's count of handed-out values was read in the trace (a guard on its value), and the
+    state reached before the parameters made dynamo guard each gradient by identity. Traced
+    with a counting backend that runs the graph as it is (no inductor), beside torch eager."""
+    kwargs = RICHEST[name]
+    sign = -1.0 if kwargs.get("maximize") else 1.0
+    torch._dynamo.reset()
+    params, reference = make_params(torch.float64), make_params(torch.float64)
+    optimizer = ours(name)(params, impl=impl, **kwargs)
+    counter = torch._dynamo.testing.CompileCounter()
+    _train(torch.compile(optimizer.step, backend=counter), optimizer, params, 12, sign)
+    torch_optimizer = theirs(name)(reference, **kwargs)
+    _train(torch_optimizer.step, torch_optimizer, reference, 12, sign)
+    assert counter.frame_count == 2
     assert relative_error(params, reference) <= TOLERANCE[torch.float64]
 
 
