@@ -71,9 +71,10 @@ one of the paths in ``optim._paths``:
     the counters live on the host; the state views themselves are passed over only when
     something outside the optimizer may hold one, see :meth:`RuleOptimizer._storage_holds`
     and ``optim._state``); a parameter without a gradient, or state of another dtype
-    or shape than its parameter's, runs that group on the foreach path. Each ``p.grad`` becomes
-    a view into a flat gradient buffer, which autograd accumulates into while the loop keeps
-    its gradients; the new ones that torch's default
+    or shape than its parameter's, runs that group on the foreach path, and so does one in
+    shared memory, which must stay where other processes see it (:func:`_in_shared_memory`).
+    Each ``p.grad`` becomes a view into a flat gradient buffer, which autograd accumulates
+    into while the loop keeps its gradients; the new ones that torch's default
     ``zero_grad()`` leaves autograd to allocate are copied in with one multi-tensor op, or,
     for a tensor of ``BLOCK`` elements or more, read where they lie (see
     ``optim._paths.Flat.gradient_spans``), and ``p.grad`` is left as the loop set it, as
@@ -360,6 +361,18 @@ def _updated_over_one_another(params: list[Tensor]) -> bool:
         return False
     nonempty = [pointer for p, pointer in zip(params, pointers) if p.numel()]  # (empty: no data)
     return len(set(nonempty)) < len(nonempty)
+
+
+def _in_shared_memory(p: Tensor) -> bool:
+    """Whether ``p`` is a CPU tensor in shared memory (``model.share_memory()``, as Hogwild's
+    processes train one model): the flat path then updates it where it lies, on lists, as the
+    repeated parameters of :func:`_updated_over_one_another` (torch's foreach bits, those of the
+    eager flat path), for moved into a buffer of ours it would no longer be shared: the other
+    processes, and the one that shared it, would never see this one's updates (before, a
+    Hogwild run with ``fused=True`` left the shared model as it was, without a word). A CUDA
+    tensor shared with another process cannot be told from any other (torch's ``is_shared()``
+    is always True there): the flat path moves it."""
+    return p.device.type == "cpu" and p.is_shared()
 
 
 def _by_kind(params: list[Tensor], fresh: list[bool]) -> dict[tuple, list[int]]:
@@ -1533,8 +1546,8 @@ class RuleOptimizer(Optimizer):
                     _device_dtype_check_for_fused(p)
             if self.compile and not self._complex_as_real and not self._linear:
                 self._refuse_compiled_complex(params)
-            if _updated_over_one_another(params):  # no layout holds a tensor twice: torch's
-                self._layouts.pop(index, None)
+            if _updated_over_one_another(params) or any(map(_in_shared_memory, params)):
+                self._layouts.pop(index, None)  # (lists as they are: see the two functions)
                 if self.compile:  # torch's fused kernels: all counted, then one by one
                     self._single_step(group, params, count_first=True)
                 else:  # eager flat gives torch's foreach path's bits

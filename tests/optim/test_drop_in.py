@@ -15,6 +15,7 @@ import functools
 import inspect
 import io
 import operator
+import os
 import re
 import warnings
 
@@ -750,6 +751,45 @@ def test_parameters_sharing_memory_get_every_update_as_torch(shapes, impl):
     assert runs[1][1].data_ptr() == runs[1][0].data_ptr()
     for a, b in zip(runs[1], runs[0]):
         assert torch.equal(a, b)
+
+
+def _train_shared_in_a_child(cls, kwargs, params) -> int:
+    """Hogwild's pattern: a forked process makes the optimizer over ``params`` (in shared
+    memory) and trains them; its exit code."""
+    pid = os.fork()
+    if pid == 0:  # (the child: exits here, whatever happens)
+        code = 1
+        try:
+            torch.set_num_threads(1)
+            _train(cls(params, **kwargs), params, 4)
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.parametrize("path", ["flat", "fused"])
+@pytest.mark.parametrize("shapes", ["packed", "mixed"])
+def test_parameters_in_shared_memory_are_trained_where_they_lie_as_torch(shapes, path):
+    """Parameters in shared memory (``model.share_memory()``), trained by another process, as
+    Hogwild trains one model from several: the flat path (``impl="flat"``, ``fused=True``)
+    updates them where they lie, so the sharing process sees the updates, with the numbers of
+    torch's foreach path (flat) and of its fused kernels (to rounding). Before, the flat path
+    moved them into a buffer of its own, and the shared model stayed as it was."""
+    torch_kwargs = {"foreach": True} if path == "flat" else {"fused": True}
+    our_kwargs = {"impl": "flat"} if path == "flat" else {"fused": True}
+    runs = []
+    for cls, kwargs in ((torch.optim.AdamW, torch_kwargs), (optim.AdamW, our_kwargs)):
+        params = [p.detach().share_memory_().requires_grad_() for p in _params(SETS[shapes])]
+        assert _train_shared_in_a_child(cls, {"lr": 0.01, **kwargs}, params) == 0
+        runs.append(params)
+    untouched = _params(SETS[shapes])
+    assert not any(torch.equal(a, b) for a, b in zip(runs[0], untouched))
+    if path == "flat":
+        for a, b in zip(runs[1], runs[0]):
+            assert torch.equal(a, b)
+    else:
+        _close(runs[1], runs[0])
 
 
 def test_a_hyperparameter_list_changed_in_place_is_used():
