@@ -71,7 +71,7 @@ import torch
 from torch import Tensor
 
 from optim import _paths
-from optim._base import RuleOptimizer, _is_sparse, _number, without_grad
+from optim._base import RuleOptimizer, _in_shared_memory, _is_sparse, _number, without_grad
 from optim._paths import (
     _DTYPE,
     _GRAD,
@@ -927,12 +927,15 @@ class ReducingOptimizer(RuleOptimizer):
         for i, p in enumerate(params):
             by_kind.setdefault((p.device, p.dtype), []).append(i)
         if self.impl == "flat" and not compiling:
-            if states_fit(params, states, keys, self._flat_state_keys(group)):
+            if not any(map(_in_shared_memory, params)) and states_fit(
+                params, states, keys, self._flat_state_keys(group)
+            ):
                 kinds = [[positions[i] for i in indices] for indices in by_kind.values()]
                 return self._flat_chunks(index, params, states, keys, list(by_kind.values()), kinds)
             # A state tensor of another shape or dtype than its parameter's: the package's
             # numbers, or its error, from the lists below, as the classic flat path (a buffer
-            # laid out like the parameters would reshape or convert that state).
+            # laid out like the parameters would reshape or convert that state); and a
+            # parameter in shared memory, which must stay where other processes see it.
             self._layouts.pop(index, None)
         chunks = []
         for number, indices in enumerate(by_kind.values()):

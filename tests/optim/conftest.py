@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -143,3 +144,18 @@ def steps_around_inference_mode(optimizer, late_optimizer, late: list[torch.Tens
             late_optimizer.step()
     if t != 1:
         late_optimizer.step()
+
+
+def in_a_forked_child(work: Callable[[], object]) -> int:
+    """``work()`` run in a forked process, as Hogwild's processes train a model in shared
+    memory (``model.share_memory()``); the child's exit code (0: it returned)."""
+    pid = os.fork()
+    if pid == 0:  # (the child: exits here, whatever happens)
+        code = 1
+        try:
+            torch.set_num_threads(1)
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])

@@ -15,7 +15,6 @@ import functools
 import inspect
 import io
 import operator
-import os
 import re
 import warnings
 
@@ -31,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import optim
 from optim import _paths
 from optim._paths import PACK_AT_LEAST
-from tests.optim.conftest import ours, steps_around_inference_mode, theirs
+from tests.optim.conftest import in_a_forked_child, ours, steps_around_inference_mode, theirs
 
 SMALL_BLOCK = 256  # the tests shrink the block so that small tensors exercise the blocked path
 SETS = {
@@ -753,21 +752,6 @@ def test_parameters_sharing_memory_get_every_update_as_torch(shapes, impl):
         assert torch.equal(a, b)
 
 
-def _train_shared_in_a_child(cls, kwargs, params) -> int:
-    """Hogwild's pattern: a forked process makes the optimizer over ``params`` (in shared
-    memory) and trains them; its exit code."""
-    pid = os.fork()
-    if pid == 0:  # (the child: exits here, whatever happens)
-        code = 1
-        try:
-            torch.set_num_threads(1)
-            _train(cls(params, **kwargs), params, 4)
-            code = 0
-        finally:
-            os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-
 @pytest.mark.parametrize("path", ["flat", "fused"])
 @pytest.mark.parametrize("shapes", ["packed", "mixed"])
 def test_parameters_in_shared_memory_are_trained_where_they_lie_as_torch(shapes, path):
@@ -781,7 +765,8 @@ def test_parameters_in_shared_memory_are_trained_where_they_lie_as_torch(shapes,
     runs = []
     for cls, kwargs in ((torch.optim.AdamW, torch_kwargs), (optim.AdamW, our_kwargs)):
         params = [p.detach().share_memory_().requires_grad_() for p in _params(SETS[shapes])]
-        assert _train_shared_in_a_child(cls, {"lr": 0.01, **kwargs}, params) == 0
+        optimizer = cls(params, lr=0.01, **kwargs)
+        assert in_a_forked_child(functools.partial(_train, optimizer, params, 4)) == 0
         runs.append(params)
     untouched = _params(SETS[shapes])
     assert not any(torch.equal(a, b) for a, b in zip(runs[0], untouched))

@@ -23,7 +23,12 @@ import torch
 import optim
 import schedulers as S
 from optim import _paths
-from tests.optim.conftest import IMPLS, relative_error, steps_around_inference_mode
+from tests.optim.conftest import (
+    IMPLS,
+    in_a_forked_child,
+    relative_error,
+    steps_around_inference_mode,
+)
 from tests.optim.test_no_sync import FailOnHostSync
 
 prodigyopt = pytest.importorskip("prodigyopt")
@@ -137,6 +142,25 @@ def train(make_optimizer, steps: int = STEPS, schedule_free: bool = False):
     if schedule_free:
         optimizer.eval()
     return trained, [p.detach().clone() for p in params], optimizer
+
+
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
+def test_parameters_in_shared_memory_are_trained_where_they_lie_as_the_package(case):
+    """Parameters in shared memory (``model.share_memory()``) trained by another process, as
+    Hogwild's are: ``impl="flat"`` updates them where they lie, with the package's numbers.
+    Before, it moved them into a buffer of its own, and the shared ones stayed as they were
+    (all but the Schedule-Free classes, whose flat path moves no parameter)."""
+    name, reference, kwargs, _ = case
+    runs = []
+    for make in (reference, functools.partial(getattr(optim, name), impl="flat")):
+        params = [p.detach().share_memory_().requires_grad_() for p in make_params()]
+        optimizer = make(params, **kwargs)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        assert in_a_forked_child(functools.partial(run_steps, optimizer, params, range(8))) == 0
+        runs.append(params)
+    assert not any(torch.equal(a, b) for a, b in zip(runs[0], make_params()))
+    assert relative_error(runs[1], runs[0]) <= 1e-10
 
 
 @pytest.mark.parametrize("impl", IMPLS)
