@@ -148,8 +148,9 @@ def train(make_optimizer, steps: int = STEPS, schedule_free: bool = False):
 def test_parameters_in_shared_memory_are_trained_where_they_lie_as_the_package(case):
     """Parameters in shared memory (``model.share_memory()``) trained by another process, as
     Hogwild's are: ``impl="flat"`` updates them where they lie, with the package's numbers.
-    Before, it moved them into a buffer of its own, and the shared ones stayed as they were
-    (all but the Schedule-Free classes, whose flat path moves no parameter)."""
+    Before, it moved them into a buffer of its own, and the shared ones stayed as they were:
+    all eight failed before d16b37f and f329e31 (Schedule-Free's flat path is the classic one,
+    ``RuleOptimizer._flat_step``; the other six build theirs in ``optim._global``)."""
     name, reference, kwargs, _ = case
     runs = []
     for make in (reference, functools.partial(getattr(optim, name), impl="flat")):
