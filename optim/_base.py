@@ -364,14 +364,14 @@ def _updated_over_one_another(params: list[Tensor]) -> bool:
 
 
 def _in_shared_memory(p: Tensor) -> bool:
-    """Whether ``p`` is a CPU tensor in shared memory (``model.share_memory()``, as Hogwild's
-    processes train one model): the flat path then updates it where it lies, on lists, as the
-    repeated parameters of :func:`_updated_over_one_another` (torch's foreach bits, those of the
-    eager flat path), for moved into a buffer of ours it would no longer be shared: the other
-    processes, and the one that shared it, would never see this one's updates (before, a
-    Hogwild run with ``fused=True`` left the shared model as it was, without a word). A CUDA
-    tensor shared with another process cannot be told from any other (torch's ``is_shared()``
-    is always True there): the flat path moves it."""
+    """Whether ``p`` is a CPU tensor in shared memory (``model.share_memory()``, as in Hogwild,
+    where several processes train one model). The flat path must not move such a parameter
+    into a buffer of its own: it would no longer be shared, and neither the other processes
+    nor the one that shared it would see this one's updates (before, a Hogwild run with
+    ``fused=True`` left the shared model as it was, without a word). Its group runs on lists
+    instead, as a group with a repeated parameter does (:func:`_updated_over_one_another`),
+    with torch's foreach bits, which are the eager flat path's. On CUDA ``is_shared()`` is
+    always True, so a tensor shared with another process cannot be told apart: it is moved."""
     return p.device.type == "cpu" and p.is_shared()
 
 
