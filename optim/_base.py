@@ -72,7 +72,7 @@ one of the paths in ``optim._paths``:
     something outside the optimizer may hold one, see :meth:`RuleOptimizer._storage_holds`
     and ``optim._state``); a parameter without a gradient, or state of another dtype
     or shape than its parameter's, runs that group on the foreach path, and so does one in
-    shared memory, which must stay where other processes see it (:func:`_in_shared_memory`).
+    shared memory or whose elements overlap (:func:`_stays_where_it_lies`).
     Each ``p.grad`` becomes a view into a flat gradient buffer, which autograd accumulates
     into while the loop keeps its gradients; the new ones that torch's default
     ``zero_grad()`` leaves autograd to allocate are copied in with one multi-tensor op, or,
@@ -363,16 +363,23 @@ def _updated_over_one_another(params: list[Tensor]) -> bool:
     return len(set(nonempty)) < len(nonempty)
 
 
-def _in_shared_memory(p: Tensor) -> bool:
-    """Whether ``p`` is a CPU tensor in shared memory (``model.share_memory()``, as in Hogwild,
-    where several processes train one model). The flat path must not move such a parameter
-    into a buffer of its own: it would no longer be shared, and neither the other processes
-    nor the one that shared it would see this one's updates (before, a Hogwild run with
-    ``fused=True`` left the shared model as it was, without a word). Its group runs on lists
-    instead, as a group with a repeated parameter does (:func:`_updated_over_one_another`),
-    with torch's foreach bits, which are the eager flat path's. On CUDA ``is_shared()`` is
-    always True, so a tensor shared with another process cannot be told apart: it is moved."""
-    return p.device.type == "cpu" and p.is_shared()
+def _stays_where_it_lies(p: Tensor) -> bool:
+    """Whether the flat path must leave ``p`` where it lies, and run its group on lists instead,
+    as a group with a repeated parameter does (:func:`_updated_over_one_another`), with torch's
+    foreach bits, which are the eager flat path's. Two kinds of parameter stay:
+
+    - a CPU tensor in shared memory (``model.share_memory()``, as in Hogwild, where several
+      processes train one model). Moved into a buffer of ours it would no longer be shared, and
+      neither the other processes nor the one that shared it would see this one's updates
+      (before, a Hogwild run with ``fused=True`` left the shared model as it was, without a
+      word). On CUDA ``is_shared()`` is always True, so a tensor shared with another process
+      cannot be told apart: it is moved.
+    - a tensor whose elements overlap (``torch.randn(1).expand(5)``: torch's in-place ops
+      refuse to write it, "more than one element of the written-to tensor refers to a single
+      memory location"). Moved, it became five independent elements that trained apart; on
+      lists it gets torch's error, where torch's foreach and for-loop paths raise it (torch's
+      fused kernels write the elements over one another)."""
+    return (p.device.type == "cpu" and p.is_shared()) or torch._debug_has_internal_overlap(p) == 1
 
 
 def _by_kind(params: list[Tensor], fresh: list[bool]) -> dict[tuple, list[int]]:
@@ -1546,7 +1553,7 @@ class RuleOptimizer(Optimizer):
                     _device_dtype_check_for_fused(p)
             if self.compile and not self._complex_as_real and not self._linear:
                 self._refuse_compiled_complex(params)
-            if _updated_over_one_another(params) or any(map(_in_shared_memory, params)):
+            if _updated_over_one_another(params) or any(map(_stays_where_it_lies, params)):
                 self._layouts.pop(index, None)  # (lists as they are: see the two functions)
                 if self.compile:  # torch's fused kernels: all counted, then one by one
                     self._single_step(group, params, count_first=True)

@@ -71,7 +71,7 @@ import torch
 from torch import Tensor
 
 from optim import _paths
-from optim._base import RuleOptimizer, _in_shared_memory, _is_sparse, _number, without_grad
+from optim._base import RuleOptimizer, _is_sparse, _number, _stays_where_it_lies, without_grad
 from optim._paths import (
     _DTYPE,
     _GRAD,
@@ -927,7 +927,7 @@ class ReducingOptimizer(RuleOptimizer):
         for i, p in enumerate(params):
             by_kind.setdefault((p.device, p.dtype), []).append(i)
         if self.impl == "flat" and not compiling:
-            if not any(map(_in_shared_memory, params)) and states_fit(
+            if not any(map(_stays_where_it_lies, params)) and states_fit(
                 params, states, keys, self._flat_state_keys(group)
             ):
                 kinds = [[positions[i] for i in indices] for indices in by_kind.values()]
@@ -935,7 +935,7 @@ class ReducingOptimizer(RuleOptimizer):
             # A state tensor of another shape or dtype than its parameter's: the package's
             # numbers, or its error, from the lists below, as the classic flat path (a buffer
             # laid out like the parameters would reshape or convert that state); and a
-            # parameter in shared memory, which must stay where other processes see it.
+            # parameter that must stay where it lies (shared memory, overlapping elements).
             self._layouts.pop(index, None)
         chunks = []
         for number, indices in enumerate(by_kind.values()):

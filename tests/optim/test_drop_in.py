@@ -777,6 +777,30 @@ def test_parameters_in_shared_memory_are_trained_where_they_lie_as_torch(shapes,
         _close(runs[1], runs[0])
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["flat", "compiled"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
+def test_a_parameter_whose_elements_overlap_gets_torchs_error_on_the_flat_path(name, compiled):
+    """A parameter whose elements share memory (``torch.randn(1).expand(5)``) among 20 others:
+    torch's foreach path refuses to write it, and so does ours on every path. Before, the flat
+    path (``impl="flat"``, and compiled: ``compile=True``, ``fused=True``) moved it into its
+    buffer as five independent elements and trained them apart, without a word (torch's fused
+    kernels write the five updates over one another; ours raise torch's foreach error)."""
+    overlap = "more than one element of the written-to tensor refers to a single memory location"
+    kwargs = {"lr": 0.1, **({"momentum": 0.9} if name == "SGD" else {})}
+    for cls, path_kwargs in (
+        (theirs(name), {"foreach": True}),
+        (ours(name), {"impl": "flat", "compile": compiled}),
+    ):
+        params = _params([(40,)] * 20, torch.float32)
+        params.append(torch.randn(1).expand(5).requires_grad_())
+        optimizer = cls(params, **kwargs, **path_kwargs)
+        for p in params:
+            p.grad = torch.ones(p.shape)
+        with pytest.raises(RuntimeError, match=overlap):
+            optimizer.step()
+        assert params[-1].stride() == (0,)
+
+
 def test_a_hyperparameter_list_changed_in_place_is_used():
     """``group["betas"]`` set to a list and changed in place later: torch reads the new value.
     (Groups differing only in lr ran as one call, planned once and checked by the values'

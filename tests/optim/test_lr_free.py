@@ -164,6 +164,26 @@ def test_parameters_in_shared_memory_are_trained_where_they_lie_as_the_package(c
     assert relative_error(runs[1], runs[0]) <= 1e-10
 
 
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
+def test_a_parameter_whose_elements_overlap_gets_the_packages_error_on_the_flat_path(case):
+    """A parameter whose elements share memory (``torch.randn(1).expand(5)``): the package's
+    in-place update refuses to write it, and so does ``impl="flat"``, which before moved it
+    into its buffer as five independent elements and trained them apart, without a word."""
+    name, reference, kwargs, _ = case
+    overlap = "more than one element of the written-to tensor refers to a single memory location"
+    for make in (reference, functools.partial(getattr(optim, name), impl="flat")):
+        params = make_params()
+        params.append(torch.randn(1, dtype=torch.float64).expand(5).requires_grad_())
+        optimizer = make(params, **kwargs)
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        for p in params:
+            p.grad = torch.ones_like(p)
+        with pytest.raises(RuntimeError, match=overlap):
+            optimizer.step()
+        assert params[-1].stride() == (0,)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", [c for c in CASES if c[0] not in ESTIMATORS], ids=case_id)
 def test_matches_the_reference_package(case, impl, capsys):
