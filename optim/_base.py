@@ -79,7 +79,10 @@ one of the paths in ``optim._paths``:
     for a tensor of ``BLOCK`` elements or more, read where they lie (see
     ``optim._paths.Flat.gradient_spans``), and ``p.grad`` is left as the loop set it, as
     torch.optim leaves it. What it cannot hide is in its name: a parameter's ``.data`` is a view
-    into a larger buffer, so ``torch.save(module.state_dict())`` writes the whole buffer. Its bits:
+    into a larger buffer, so ``torch.save(module.state_dict())`` writes the whole buffer, and a
+    parameter that was a view into a tensor of the user's is copied out of it (that tensor no
+    longer sees the updates; memory that must stay shared is left alone, see
+    :func:`_stays_where_it_lies`). Its bits:
     torch's foreach path's in float32 and float64 when eager; to rounding when compiled, and in
     bfloat16 and float16, where torch's CPU kernels round an element differently in a tensor's
     vectorised body and in its scalar tail (``add_(u, alpha=a)`` on 30 bf16 elements alone and
