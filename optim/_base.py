@@ -71,8 +71,9 @@ one of the paths in ``optim._paths``:
     the counters live on the host; the state views themselves are passed over only when
     something outside the optimizer may hold one, see :meth:`RuleOptimizer._storage_holds`
     and ``optim._state``); a parameter without a gradient, or state of another dtype
-    or shape than its parameter's, runs that group on the foreach path, and so does one in
-    shared memory or whose elements overlap (:func:`_stays_where_it_lies`).
+    or shape than its parameter's, runs that group on the foreach path, and so does one that
+    must stay where it lies (shared memory, memory another tensor holds, overlapping elements:
+    :func:`_kept_where_they_lie`).
     Each ``p.grad`` becomes a view into a flat gradient buffer, which autograd accumulates
     into while the loop keeps its gradients; the new ones that torch's default
     ``zero_grad()`` leaves autograd to allocate are copied in with one multi-tensor op, or,
@@ -80,9 +81,8 @@ one of the paths in ``optim._paths``:
     ``optim._paths.Flat.gradient_spans``), and ``p.grad`` is left as the loop set it, as
     torch.optim leaves it. What it cannot hide is in its name: a parameter's ``.data`` is a view
     into a larger buffer, so ``torch.save(module.state_dict())`` writes the whole buffer, and a
-    parameter that was a view into a tensor of the user's is copied out of it (that tensor no
-    longer sees the updates; memory that must stay shared is left alone, see
-    :func:`_stays_where_it_lies`). Its bits:
+    parameter whose memory another tensor holds is left where it lies
+    (:func:`_kept_where_they_lie`). Its bits:
     torch's foreach path's in float32 and float64 when eager; to rounding when compiled, and in
     bfloat16 and float16, where torch's CPU kernels round an element differently in a tensor's
     vectorised body and in its scalar tail (``add_(u, alpha=a)`` on 30 bf16 elements alone and
@@ -366,23 +366,53 @@ def _updated_over_one_another(params: list[Tensor]) -> bool:
     return len(set(nonempty)) < len(nonempty)
 
 
-def _stays_where_it_lies(p: Tensor) -> bool:
-    """Whether the flat path must leave ``p`` where it lies, and run its group on lists instead,
-    as a group with a repeated parameter does (:func:`_updated_over_one_another`), with torch's
-    foreach bits, which are the eager flat path's. Two kinds of parameter stay:
+def _kept_where_they_lie(params: list[Tensor], everyone: list[Tensor]) -> bool:
+    """Whether the flat path must leave ``params`` (a param group's) where they
+    lie, and run them on lists instead, with torch's foreach bits, which are the eager flat
+    path's. It must where moving a parameter into a buffer of its own would change what other
+    code sees, or what torch does:
 
-    - a CPU tensor in shared memory (``model.share_memory()``, as in Hogwild, where several
-      processes train one model). Moved into a buffer of ours it would no longer be shared, and
-      neither the other processes nor the one that shared it would see this one's updates
-      (before, a Hogwild run with ``fused=True`` left the shared model as it was, without a
-      word). On CUDA ``is_shared()`` is always True, so a tensor shared with another process
-      cannot be told apart: it is moved.
-    - a tensor whose elements overlap (``torch.randn(1).expand(5)``: torch's in-place ops
-      refuse to write it, "more than one element of the written-to tensor refers to a single
-      memory location"). Moved, it became five independent elements that trained apart; on
-      lists it gets torch's error, where torch's foreach and for-loop paths raise it (torch's
-      fused kernels write the elements over one another)."""
-    return (p.device.type == "cpu" and p.is_shared()) or torch._debug_has_internal_overlap(p) == 1
+    - a CPU parameter in shared memory (``model.share_memory()``, as in Hogwild, where several
+      processes train one model): moved, it would no longer be shared, and neither the other
+      processes nor the one that shared it would see this one's updates (before, a Hogwild
+      run with ``fused=True`` left the shared model as it was, without a word). On CUDA
+      ``is_shared()`` is always True, so sharing with another process cannot be told there;
+    - a parameter whose memory another tensor holds besides the optimizer's parameters
+      (``everyone``) and this library's live flat buffers (``optim._paths.LIVE_FLAT_BUFFERS``),
+      counted as its storage's users: FSDP's ``FlatParameter``, whose ``_local_shard`` FSDP
+      all-gathers from at the next forward (before, those updates were lost), a view into a
+      parameter buffer of the user's, or a ``model.state_dict()`` kept without a copy, which
+      torch's in-place updates change too. (An autograd graph still alive that saved a view of
+      a parameter counts as well: that group then runs on lists until the graph is freed);
+    - a parameter whose elements overlap (``torch.randn(1).expand(5)``): torch's in-place ops
+      refuse to write it ("more than one element of the written-to tensor refers to a single
+      memory location"), and so do the lists; moved, it became five independent elements that
+      trained apart.
+
+    Users are counted by ``torch._C._storage_Use_Count``, only when a layout is built. A group
+    kept on lists is checked again at the next step. What it cannot tell apart runs on lists
+    too: a new optimizer over some of the parameters of a flat layout no longer alive (the
+    layout's other parameters still view that memory) keeps them where they lie.
+    """
+    if any(p.device.type == "cpu" and p.is_shared() for p in params):
+        return True
+    if any(torch._debug_has_internal_overlap(p) == 1 for p in params):
+        return True
+    ours: dict[int, int] = {}  # memory address -> how many of the optimizer's parameters use it
+    for p in everyone:
+        if p.numel():
+            address = p.untyped_storage().data_ptr()
+            ours[address] = ours.get(address, 0) + 1
+    for p in params:
+        if not p.numel():
+            continue
+        storage = p.untyped_storage()
+        if storage.data_ptr() in _paths.LIVE_FLAT_BUFFERS:
+            continue
+        # users: each tensor on this memory, and the storage object held here
+        if torch._C._storage_Use_Count(storage._cdata) - 1 > ours.get(storage.data_ptr(), 0):
+            return True
+    return False
 
 
 def _by_kind(params: list[Tensor], fresh: list[bool]) -> dict[tuple, list[int]]:
@@ -1556,13 +1586,18 @@ class RuleOptimizer(Optimizer):
                     _device_dtype_check_for_fused(p)
             if self.compile and not self._complex_as_real and not self._linear:
                 self._refuse_compiled_complex(params)
-            if _updated_over_one_another(params) or any(map(_stays_where_it_lies, params)):
-                self._layouts.pop(index, None)  # (lists as they are: see the two functions)
+            if _updated_over_one_another(params):  # no layout holds a tensor twice: torch's
+                self._layouts.pop(index, None)
                 if self.compile:  # torch's fused kernels: all counted, then one by one
                     self._single_step(group, params, count_first=True)
                 else:  # eager flat gives torch's foreach path's bits
                     fresh = self._ensure_state(group, params, states)
                     self._plain_step(group, params, states, fresh)
+                return
+            everyone = [p for g in self.param_groups for p in g["params"]]
+            if _kept_where_they_lie(params, everyone):  # torch's foreach bits, where they lie
+                self._layouts.pop(index, None)
+                self._plain_step(group, params, states, self._ensure_state(group, params, states))
                 return
             fresh = self._ensure_state(group, params, states)
             if any(fresh) and not all(fresh):  # some started later: their counts differ

@@ -71,7 +71,7 @@ import torch
 from torch import Tensor
 
 from optim import _paths
-from optim._base import RuleOptimizer, _is_sparse, _number, _stays_where_it_lies, without_grad
+from optim._base import RuleOptimizer, _is_sparse, _kept_where_they_lie, _number, without_grad
 from optim._paths import (
     _DTYPE,
     _GRAD,
@@ -927,7 +927,8 @@ class ReducingOptimizer(RuleOptimizer):
         for i, p in enumerate(params):
             by_kind.setdefault((p.device, p.dtype), []).append(i)
         if self.impl == "flat" and not compiling:
-            if not any(map(_stays_where_it_lies, params)) and states_fit(
+            everyone = [p for g in self.param_groups for p in g["params"]]
+            if not _kept_where_they_lie(params, everyone) and states_fit(
                 params, states, keys, self._flat_state_keys(group)
             ):
                 kinds = [[positions[i] for i in indices] for indices in by_kind.values()]

@@ -1496,6 +1496,12 @@ def limited(compiled: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+LIVE_FLAT_BUFFERS: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
+"""The flat parameter buffer of every live :class:`Flat` layout, by the address of its memory:
+parameters viewing one are this library's to lay out again (see ``optim._base``'s
+``_kept_where_they_lie``)."""
+
+
 class Flat(OwnedState):
     """``impl="flat"``: one param group's parameters of one device and dtype in one buffer.
 
@@ -1512,6 +1518,7 @@ class Flat(OwnedState):
         self, params: list[Tensor], states: list[dict], keys: tuple[str, ...], counts_steps: bool
     ) -> None:
         self.flat_param = gather(params)
+        LIVE_FLAT_BUFFERS[self.flat_param.untyped_storage().data_ptr()] = self.flat_param
         self.flat_grad = gather([p.grad for p in params], like=params)
         self.param_views = views_like(self.flat_param, params)
         self.grad_views = views_like(self.flat_grad, params)

@@ -777,6 +777,61 @@ def test_parameters_in_shared_memory_are_trained_where_they_lie_as_torch(shapes,
         _close(runs[1], runs[0])
 
 
+def _params_viewing_one_buffer(shapes, dtype=torch.float64):
+    """Leaf parameters that are views into one buffer of the user's (a contiguous parameter
+    buffer, as Megatron and DeepSpeed keep one); the buffer, and the parameters."""
+    sources = _params(shapes, dtype)
+    buffer = torch.cat([s.detach().reshape(-1) for s in sources])
+    params, start = [], 0
+    for s in sources:
+        params.append(torch.nn.Parameter(buffer[start : start + s.numel()].view(s.shape)))
+        start += s.numel()
+    return buffer, params
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["flat", "compiled"])
+@pytest.mark.parametrize("shapes", ["packed", "mixed"])
+def test_parameters_viewing_a_buffer_of_the_users_are_trained_where_they_lie_as_torch(
+    shapes, compiled
+):
+    """Parameters that are views into one buffer of the user's: torch updates them in place,
+    so the buffer holds the trained values, and so does ours on the flat path, with torch's
+    foreach bits (compiled: to rounding). Before, the flat path copied them into its own
+    buffer, and the user's stayed as it was."""
+    runs = []
+    for cls, kwargs in (
+        (torch.optim.AdamW, {"foreach": True}),
+        (optim.AdamW, {"impl": "flat", "compile": compiled}),
+    ):
+        buffer, params = _params_viewing_one_buffer(SETS[shapes])
+        _train(cls(params, lr=0.01, weight_decay=0.1, **kwargs), params, 3)
+        assert torch.equal(buffer, torch.cat([p.detach().reshape(-1) for p in params]))
+        runs.append(params)
+    for a, b in zip(runs[1], runs[0]):
+        assert torch.equal(a, b)
+
+
+def test_a_kept_state_dict_sees_the_updates_as_torchs_on_the_flat_path():
+    """``kept = model.state_dict()`` without a copy holds the parameters' memory: torch's
+    in-place updates show in it, and so do ours on the flat path (before, the flat path moved
+    the parameters out of that memory, and the kept dict stayed at the first values)."""
+    kept = []
+    for cls, kwargs in ((torch.optim.Adam, {"foreach": True}), (optim.Adam, {"impl": "flat"})):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+        state_dict = model.state_dict()
+        optimizer = cls(model.parameters(), lr=0.01, **kwargs)
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(torch.ones(4, 6)).square().sum().backward()
+            optimizer.step()
+        for name, p in model.named_parameters():
+            assert torch.equal(state_dict[name], p.detach())
+        kept.append(state_dict)
+    for name in kept[0]:
+        assert torch.equal(kept[1][name], kept[0][name])
+
+
 @pytest.mark.parametrize("compiled", [False, True], ids=["flat", "compiled"])
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
 def test_a_parameter_whose_elements_overlap_gets_torchs_error_on_the_flat_path(name, compiled):
