@@ -20,15 +20,7 @@ import torch.distributed as dist
 from torch.distributed.fsdp import FullyShardedDataParallel
 
 import optim
-
-CLASSIC = {
-    "SGD": {"lr": 0.1, "momentum": 0.9},
-    "Adam": {"lr": 0.01},
-    "AdamW": {"lr": 0.01},
-    "Adagrad": {"lr": 0.1},
-    "RMSprop": {"lr": 0.01},
-    "Adadelta": {},
-}
+from tests.optim.test_tensor_subclasses import CLASSIC
 
 
 @pytest.fixture(scope="module")
