@@ -394,23 +394,24 @@ def _kept_where_they_lie(params: list[Tensor], everyone: list[Tensor]) -> bool:
     too: a new optimizer over some of the parameters of a flat layout no longer alive (the
     layout's other parameters still view that memory) keeps them where they lie.
     """
-    if any(p.device.type == "cpu" and p.is_shared() for p in params):
-        return True
-    if any(torch._debug_has_internal_overlap(p) == 1 for p in params):
-        return True
     ours: dict[int, int] = {}  # memory address -> how many of the optimizer's parameters use it
     for p in everyone:
         if p.numel():
-            address = p.untyped_storage().data_ptr()
+            address = p.data_ptr() - p.storage_offset() * p.element_size()  # (its storage's)
             ours[address] = ours.get(address, 0) + 1
     for p in params:
+        if torch._debug_has_internal_overlap(p) == 1:
+            return True
         if not p.numel():
             continue
         storage = p.untyped_storage()
-        if storage.data_ptr() in _paths.LIVE_FLAT_BUFFERS:
+        if p.device.type == "cpu" and storage.is_shared():
+            return True
+        address = storage.data_ptr()
+        if address in _paths.LIVE_FLAT_BUFFERS:
             continue
         # users: each tensor on this memory, and the storage object held here
-        if torch._C._storage_Use_Count(storage._cdata) - 1 > ours.get(storage.data_ptr(), 0):
+        if torch._C._storage_Use_Count(storage._cdata) - 1 > ours.get(address, 0):
             return True
     return False
 
