@@ -366,19 +366,19 @@ def _updated_over_one_another(params: list[Tensor]) -> bool:
     return len(set(nonempty)) < len(nonempty)
 
 
-def _kept_where_they_lie(params: list[Tensor], everyone: list[Tensor]) -> bool:
-    """Whether the flat path must leave ``params`` (a param group's) where they
-    lie, and run them on lists instead, with torch's foreach bits, which are the eager flat
-    path's. It must where moving a parameter into a buffer of its own would change what other
-    code sees, or what torch does:
+def _kept_where_they_lie(params: list[Tensor], groups: list[dict]) -> bool:
+    """Whether the flat path must leave ``params`` (of one of ``groups``, the param groups)
+    where they lie, and run them on lists instead, with torch's foreach bits, which are the
+    eager flat path's. It must where moving a parameter into a buffer of its own would change
+    what other code sees, or what torch does:
 
     - a CPU parameter in shared memory (``model.share_memory()``, as in Hogwild, where several
       processes train one model): moved, it would no longer be shared, and neither the other
       processes nor the one that shared it would see this one's updates (before, a Hogwild
       run with ``fused=True`` left the shared model as it was, without a word). On CUDA
       ``is_shared()`` is always True, so sharing with another process cannot be told there;
-    - a parameter whose memory another tensor holds besides the optimizer's parameters
-      (``everyone``) and this library's live flat buffers (``optim._paths.LIVE_FLAT_BUFFERS``),
+    - a parameter whose memory another tensor holds besides the optimizer's parameters (those
+      of ``groups``) and this library's live flat buffers (``optim._paths.LIVE_FLAT_BUFFERS``),
       counted as its storage's users: FSDP's ``FlatParameter``, whose ``_local_shard`` FSDP
       all-gathers from at the next forward (before, those updates were lost), a view into a
       parameter buffer of the user's, or a ``model.state_dict()`` kept without a copy, which
@@ -395,7 +395,7 @@ def _kept_where_they_lie(params: list[Tensor], everyone: list[Tensor]) -> bool:
     layout's other parameters still view that memory) keeps them where they lie.
     """
     ours: dict[int, int] = {}  # memory address -> how many of the optimizer's parameters use it
-    for p in everyone:
+    for p in itertools.chain.from_iterable(group["params"] for group in groups):
         if p.numel():
             address = p.data_ptr() - p.storage_offset() * p.element_size()  # (its storage's)
             ours[address] = ours.get(address, 0) + 1
@@ -1595,8 +1595,7 @@ class RuleOptimizer(Optimizer):
                     fresh = self._ensure_state(group, params, states)
                     self._plain_step(group, params, states, fresh)
                 return
-            everyone = [p for g in self.param_groups for p in g["params"]]
-            if _kept_where_they_lie(params, everyone):  # torch's foreach bits, where they lie
+            if _kept_where_they_lie(params, self.param_groups):  # torch's foreach bits, in place
                 self._layouts.pop(index, None)
                 self._plain_step(group, params, states, self._ensure_state(group, params, states))
                 return

@@ -927,8 +927,7 @@ class ReducingOptimizer(RuleOptimizer):
         for i, p in enumerate(params):
             by_kind.setdefault((p.device, p.dtype), []).append(i)
         if self.impl == "flat" and not compiling:
-            everyone = [p for g in self.param_groups for p in g["params"]]
-            if not _kept_where_they_lie(params, everyone) and states_fit(
+            if not _kept_where_they_lie(params, self.param_groups) and states_fit(
                 params, states, keys, self._flat_state_keys(group)
             ):
                 kinds = [[positions[i] for i in indices] for indices in by_kind.values()]
@@ -936,7 +935,8 @@ class ReducingOptimizer(RuleOptimizer):
             # A state tensor of another shape or dtype than its parameter's: the package's
             # numbers, or its error, from the lists below, as the classic flat path (a buffer
             # laid out like the parameters would reshape or convert that state); and a
-            # parameter that must stay where it lies (shared memory, overlapping elements).
+            # parameter that must stay where it lies (shared memory, memory another tensor
+            # holds, overlapping elements: see _kept_where_they_lie).
             self._layouts.pop(index, None)
         chunks = []
         for number, indices in enumerate(by_kind.values()):
