@@ -1102,7 +1102,10 @@ class RuleOptimizer(Optimizer):
 
     def _count(self, group: dict, counters: list[Tensor]) -> list:
         """Add one to every counter; the counts (numbers if they live on the host)."""
-        torch._foreach_add_(counters, 1)
+        if len(counters) == 1:  # (the one-tensor path, at every parameter: its own op is cheaper)
+            counters[0].add_(1)
+        else:
+            torch._foreach_add_(counters, 1)
         if self.impl == "flat":
             for counter in counters:
                 self._unstepped.pop(id(counter), None)
@@ -1119,11 +1122,17 @@ class RuleOptimizer(Optimizer):
         fresh = self._ensure_state(group, params, states)
         keys = self._state_keys(group)
         counted = self._counted_steps(group, states) if count_first else None
-        starting = _starting(_by_kind(params, fresh))
-        besides = [not first and (p.device, p.dtype) in starting for p, first in zip(params, fresh)]
-        by_kind = {
-            kind: self._host_arguments(group, *kind) for kind in set(zip(fresh, besides))
-        }  # (the group's values: the same for every parameter of a kind)
+        if any(fresh):
+            starting = _starting(_by_kind(params, fresh))
+            besides = [
+                not first and (p.device, p.dtype) in starting for p, first in zip(params, fresh)
+            ]
+            by_kind = {
+                kind: self._host_arguments(group, *kind) for kind in set(zip(fresh, besides))
+            }  # (the group's values: the same for every parameter of a kind)
+        else:  # the steady state: every parameter of one kind, none starting nor beside one
+            besides = fresh
+            by_kind = {(False, False): self._host_arguments(group, False)}
         for i, (p, state, first, beside) in enumerate(zip(params, states, fresh, besides)):
             steps = [counted[i]] if counted is not None else self._counted_steps(group, [state])
             arguments = by_kind[first, beside]

@@ -18,12 +18,11 @@ than the arithmetic: Prodigy's step on 2M elements spent about 40% of its time i
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import itertools
 import operator
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -345,15 +344,21 @@ def tensor_method_numbers_active() -> bool:
     return not torch.compiler.is_compiling() and _TENSOR_METHOD_NUMBERS.get()
 
 
-@contextlib.contextmanager
-def tensor_method_numbers() -> Iterator[None]:
+class tensor_method_numbers:  # (named as the context manager it is used as)
     """Within it, :func:`mul_` multiplies as ``Tensor.mul_`` does: the one-tensor path, whose
-    reference is torch.optim's for-loop path (``foreach=False``), runs its rules inside it."""
-    token = _TENSOR_METHOD_NUMBERS.set(True)
-    try:
-        yield
-    finally:
-        _TENSOR_METHOD_NUMBERS.reset(token)
+    reference is torch.optim's for-loop path (``foreach=False``), runs its rules inside it.
+
+    A class rather than a ``contextlib.contextmanager`` generator, which costs 0.5 us more per
+    step, a few percent of a one-tensor step (torch's optimizer-in-backward pattern runs one
+    optimizer per parameter with ``foreach=False``)."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _TENSOR_METHOD_NUMBERS.set(True)
+
+    def __exit__(self, *exception: object) -> None:
+        _TENSOR_METHOD_NUMBERS.reset(self._token)
 
 
 def tensor_mul_(xs: TensorList, factor: Scalar) -> None:
