@@ -377,6 +377,9 @@ def _kept_where_they_lie(params: list[Tensor], groups: list[dict]) -> bool:
       processes nor the one that shared it would see this one's updates (before, a Hogwild
       run with ``fused=True`` left the shared model as it was, without a word). On CUDA
       ``is_shared()`` is always True, so sharing with another process cannot be told there;
+    - a CPU parameter in pinned memory (``p.data = p.data.pin_memory()``, as CPU offloading
+      keeps parameters for fast copies to a GPU): moved into an unpinned buffer, its next
+      ``p.to("cuda", non_blocking=True)`` would be a synchronous copy, with the same numbers;
     - a parameter whose memory another tensor holds besides the optimizer's parameters (those
       of ``groups``) and this library's live flat buffers (``optim._paths.LIVE_FLAT_BUFFERS``),
       counted as its storage's users: FSDP's ``FlatParameter``, whose ``_local_shard`` FSDP
@@ -405,7 +408,7 @@ def _kept_where_they_lie(params: list[Tensor], groups: list[dict]) -> bool:
         if not p.numel():
             continue
         storage = p.untyped_storage()
-        if p.device.type == "cpu" and storage.is_shared():
+        if p.device.type == "cpu" and (storage.is_shared() or p.is_pinned()):
             return True
         address = storage.data_ptr()
         if address in _paths.LIVE_FLAT_BUFFERS:
