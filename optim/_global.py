@@ -720,6 +720,21 @@ def d_times_lr(group: dict) -> Tensor | float:
     return group["d"] * group["lr"]
 
 
+class FairseqFlags:
+    """The two properties that fairseq's optimizer wrappers read, with the values of
+    ``prodigyopt.Prodigy`` and ``dadaptation.DAdaptAdam``, which define them."""
+
+    @property
+    def supports_memory_efficient_fp16(self) -> bool:
+        """False: fairseq's memory-efficient fp16 needs an optimizer that unscales gradients."""
+        return False
+
+    @property
+    def supports_flat_params(self) -> bool:
+        """True: the parameters may be one flat tensor (fairseq's ``--fp16`` flattening)."""
+        return True
+
+
 class ReducingOptimizer(RuleOptimizer):
     """Base of the optimizers whose step reduces over whole param groups (see the module).
 

@@ -26,6 +26,7 @@ from optim._base import _number, check_betas, check_nonnegative
 from optim._global import (
     FSDP_FLATTENED,
     Chunk,
+    FairseqFlags,
     ReducingOptimizer,
     Work,
     abs_sums,
@@ -61,6 +62,15 @@ def _common_checks(lr: Any, d0: Any, growth_rate: Any, log_every: Any) -> None:
     check_positive(lr, "lr")
     check_at_least(growth_rate, "growth_rate", 1.0)
     check_count(log_every, "log_every", 0)
+
+
+def _process_rank() -> int:
+    """This process's rank in the default process group, 0 outside one (``dadaptation``'s
+    ``DAdaptSGD.rank``)."""
+    distributed = torch.distributed
+    if distributed.is_available() and distributed.is_initialized():
+        return distributed.get_rank()
+    return 0
 
 
 def _log(optimizer: ReducingOptimizer, group: dict, k: int, **values: Any) -> None:
@@ -178,6 +188,8 @@ class DAdaptSGD(ReducingOptimizer):
             "growth_rate": growth_rate, "fsdp_in_use": fsdp_in_use,
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
+        self.loggables: dict[str, Any] = {}  # (the package's attributes: it never fills this)
+        self.rank = _process_rank()
 
     _step_size = staticmethod(d_times_lr)
 
@@ -370,7 +382,7 @@ def _denominators(exp_avg_sq: list[Tensor], eps: float, scratch: Tensor | None) 
         yield denominator
 
 
-class DAdaptAdam(ReducingOptimizer):
+class DAdaptAdam(FairseqFlags, ReducingOptimizer):
     r"""Adam with D-Adaptation (Defazio & Mishchenko, 2023, Algorithm 4 as in the package);
     drop-in for ``dadaptation.DAdaptAdam`` 3.2.
 

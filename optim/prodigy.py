@@ -14,6 +14,7 @@ from optim import _ops as ops
 from optim._base import _number, check_betas, check_nonnegative
 from optim._global import (
     Chunk,
+    FairseqFlags,
     ReducingOptimizer,
     Work,
     abs_sums,
@@ -125,7 +126,7 @@ def prodigy_update(
         ops.addcdiv_(params, grads, denominators, -dlr * d)
 
 
-class Prodigy(ReducingOptimizer):
+class Prodigy(FairseqFlags, ReducingOptimizer):
     r"""Prodigy (Mishchenko & Defazio, 2023): Adam whose step size estimates the distance to a
     solution; a drop-in for ``prodigyopt.Prodigy`` 1.1.2 (same arguments, defaults, group keys).
 

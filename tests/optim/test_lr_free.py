@@ -145,6 +145,32 @@ def train(make_optimizer, steps: int = STEPS, schedule_free: bool = False):
 
 
 @pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
+def test_public_attributes_are_the_packages(case):
+    """Every public attribute of the package's optimizer is one of ours too, after a step, and
+    the ones it sets to a plain value hold that value: code written against the package
+    (fairseq reads ``supports_flat_params`` and ``supports_memory_efficient_fp16``, which
+    ``prodigyopt`` and ``dadaptation``'s DAdaptAdam define; DAdaptSGD has ``rank`` and
+    ``loggables``) runs with ours unchanged. Before, those four were missing."""
+    name, reference, kwargs, _ = case
+    built = []
+    for cls in (reference, getattr(optim, name)):
+        params = [torch.randn(s, dtype=torch.float64).requires_grad_() for s in SHAPES]
+        optimizer = cls(params, **kwargs)
+        if hasattr(optimizer, "train"):
+            optimizer.train()
+        sum((p**2).sum() for p in params).backward()
+        optimizer.step()
+        built.append(optimizer)
+    package, ours = built
+    public = {a for a in dir(package) if not a.startswith("_")}
+    assert public <= {a for a in dir(ours) if not a.startswith("_")}, public - set(dir(ours))
+    for attribute in sorted(public):
+        value = getattr(package, attribute)
+        if type(value) in (bool, int, float, str, dict) and attribute not in ("defaults", "state"):
+            assert getattr(ours, attribute) == value, attribute
+
+
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
 def test_parameters_in_shared_memory_are_trained_where_they_lie_as_the_package(case):
     """Parameters in shared memory (``model.share_memory()``) trained by another process, as
     Hogwild's are: ``impl="flat"`` updates them where they lie, with the package's numbers.
