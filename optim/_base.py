@@ -379,7 +379,8 @@ def _kept_where_they_lie(params: list[Tensor], groups: list[dict]) -> bool:
       ``is_shared()`` is always True, so sharing with another process cannot be told there;
     - a CPU parameter in pinned memory (``p.data = p.data.pin_memory()``, as CPU offloading
       keeps parameters for fast copies to a GPU): moved into an unpinned buffer, its next
-      ``p.to("cuda", non_blocking=True)`` would be a synchronous copy, with the same numbers;
+      ``p.to("cuda", non_blocking=True)`` would be a synchronous copy, with the same numbers
+      (both: ``optim._paths.in_fixed_memory``, which ``states_fit`` asks of the state too);
     - a parameter whose memory another tensor holds besides the optimizer's parameters (those
       of ``groups``) and this library's live flat buffers (``optim._paths.LIVE_FLAT_BUFFERS``),
       counted as its storage's users: FSDP's ``FlatParameter``, whose ``_local_shard`` FSDP
@@ -407,9 +408,9 @@ def _kept_where_they_lie(params: list[Tensor], groups: list[dict]) -> bool:
             return True
         if not p.numel():
             continue
-        storage = p.untyped_storage()
-        if p.device.type == "cpu" and (storage.is_shared() or p.is_pinned()):
+        if _paths.in_fixed_memory(p):
             return True
+        storage = p.untyped_storage()
         address = storage.data_ptr()
         if address in _paths.LIVE_FLAT_BUFFERS:
             continue

@@ -148,6 +148,18 @@ flat buffer gives the vectorised body's (values are the same either way; a param
 may differ in its sign too)."""
 
 
+def in_fixed_memory(t: Tensor) -> bool:
+    """Whether ``t`` is a CPU tensor in memory that others read where it lies: shared memory
+    (``share_memory_()``: another process, as in Hogwild, which shares a model and may share
+    the optimizer's state too, as ``torch.optim.Adagrad.share_memory()`` does) or pinned memory
+    (CPU offloading, for fast copies to a GPU). Copied into a buffer of this library's, it
+    would leave that memory as it was, or lose its pinning. ``is_pinned()`` is asked only once
+    CUDA is initialised: pinning initialises it, and the question asks the CUDA driver."""
+    if t.device.type != "cpu" or not t.numel():
+        return False
+    return t.untyped_storage().is_shared() or (torch.cuda.is_initialized() and t.is_pinned())
+
+
 def states_fit(
     params: list[Tensor],
     states: list[dict],
@@ -161,7 +173,8 @@ def states_fit(
     compute in the wider dtype: a buffer of the parameters' dtype would round differently, one
     gathered in the wider dtype would widen every tensor's; a state of another shape, after
     ``p.data`` was replaced by a tensor of another shape with as many elements, is torch's
-    error, which a buffer would not raise.)"""
+    error, which a buffer would not raise.) And none of the state, step counters included, is
+    in memory that must stay where it lies (:func:`in_fixed_memory`): torch updates it there."""
     return all(
         s[k].dtype == p.dtype
         and (
@@ -171,6 +184,10 @@ def states_fit(
         )
         for p, s in zip(params, states)
         for k in keys
+    ) and not any(
+        isinstance(value, Tensor) and in_fixed_memory(value)
+        for s in states
+        for value in map(s.get, (*keys, "step"))
     )
 
 

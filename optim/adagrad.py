@@ -145,6 +145,18 @@ class Adagrad(RuleOptimizer):
         for group in self.param_groups:
             self._ensure_state(group, group["params"], [self.state[p] for p in group["params"]])
 
+    def share_memory(self) -> None:
+        """Move every parameter's ``sum`` into shared memory, as ``torch.optim.Adagrad`` does:
+        processes forked after it (Hogwild) then accumulate into one ``sum``. Each step keeps
+        such state where it lies (``optim._paths.in_fixed_memory``), on torch's lists, where a
+        packed or flat buffer would have been a private copy in every process.
+
+        Reads the state as a caller does (counted as handed out), so that a layout built before
+        it sees its tensors moved and is rebuilt from them."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["sum"].share_memory_()
+
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("sum",)
 

@@ -777,6 +777,82 @@ def test_parameters_in_shared_memory_are_trained_where_they_lie_as_torch(shapes,
         _close(runs[1], runs[0])
 
 
+def _shared_adam(base):
+    """The shared Adam of A3C implementations (pytorch-a3c's ``SharedAdam``): a subclass that
+    makes its state at construction, a 1-element step counter included, and moves all of it
+    into shared memory, so that forked workers update one state as they update one model."""
+
+    class SharedAdam(base):
+        def __init__(self, params, **kwargs):
+            super().__init__(params, **kwargs)
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state[p]
+                    state["step"] = torch.zeros(1)
+                    state["exp_avg"] = torch.zeros_like(p.data)
+                    state["exp_avg_sq"] = torch.zeros_like(p.data)
+                    for value in state.values():
+                        value.share_memory_()
+
+    return SharedAdam
+
+
+def _hogwild(optimizer, params):
+    """Two workers forked in turn, three steps each, then one step in the parent: each starts
+    from the model and the optimizer state the one before it left in shared memory."""
+    for _ in range(2):
+        assert in_a_forked_child(functools.partial(_train, optimizer, params, 3)) == 0
+    _train(optimizer, params, 1)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("shapes", ["packed", "mixed"])
+def test_optimizer_state_in_shared_memory_is_updated_where_it_lies_as_torch(shapes, impl):
+    """A3C's shared Adam (:func:`_shared_adam`) on our Adam, its model in shared memory: each
+    worker's steps update the shared state where it lies, as torch's do, and the parent's step
+    after two workers has torch's bits (its foreach path; ``single``: its for-loop path).
+    Before, the default path packed the state into buffers of each process's own: the workers'
+    moments and counts never reached shared memory (the parent's step count stayed at 1), and
+    the parent's step moved the parameters 0.056 away from torch's in float32."""
+    torch_kwargs = {"foreach": impl != "single"}
+    runs = []
+    for base, kwargs in ((torch.optim.Adam, torch_kwargs), (optim.Adam, {"impl": impl})):
+        params = [p.detach().share_memory_().requires_grad_() for p in _params(SETS[shapes])]
+        optimizer = _shared_adam(base)(params, lr=0.01, **kwargs)
+        _hogwild(optimizer, params)
+        runs.append((params, optimizer))
+    (theirs_params, theirs_opt), (our_params, our_opt) = runs
+    for a, b in zip(our_params, theirs_params):
+        assert torch.equal(a, b)
+    for p, q in zip(our_params, theirs_params):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(our_opt.state[p][key], theirs_opt.state[q][key])
+    assert float(our_opt.state[our_params[0]]["step"]) == 7
+
+
+@pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
+@pytest.mark.parametrize("when", ["at_construction", "after_steps"])
+def test_adagrad_share_memory_shares_its_sums_as_torch(when, impl):
+    """``Adagrad.share_memory()``, torch's method (before, ours had none: AttributeError): called
+    at construction or after the state was packed or laid out, forked workers then accumulate
+    into one ``sum`` in shared memory, with torch's bits."""
+    torch_kwargs = {"foreach": impl != "single"}
+    runs = []
+    for cls, kwargs in ((torch.optim.Adagrad, torch_kwargs), (optim.Adagrad, {"impl": impl})):
+        params = [p.detach().share_memory_().requires_grad_() for p in _params(SETS["packed"])]
+        optimizer = cls(params, lr=0.1, **kwargs)
+        if when == "after_steps":
+            _train(optimizer, params, 2)
+        optimizer.share_memory()
+        _hogwild(optimizer, params)
+        runs.append((params, optimizer))
+    (theirs_params, theirs_opt), (our_params, our_opt) = runs
+    for p, q in zip(our_params, theirs_params):
+        assert torch.equal(p, q)
+        assert torch.equal(our_opt.state[p]["sum"], theirs_opt.state[q]["sum"])
+        assert our_opt.state[p]["sum"].is_shared()
+
+
 def _params_viewing_one_buffer(shapes, dtype=torch.float64):
     """Leaf parameters that are views into one buffer of the user's (a contiguous parameter
     buffer, as Megatron and DeepSpeed keep one); the buffer, and the parameters."""
