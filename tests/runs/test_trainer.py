@@ -563,7 +563,7 @@ def _torchrun_reports(tmp_path, script_text: str, toml) -> list[dict]:
     script.write_text(REPORT + script_text)
     reports = tmp_path / "reports"
     reports.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}  # (torchrun's logs)
     ddp = subprocess.run(
         [
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -671,7 +671,7 @@ def test_two_process_data_parallel_equals_one_process(tmp_path):
     toml = write_toml(tmp_path / "tiny.toml", TINY + LOSS_READING)  # (a new name starts afresh)
     variants = ["momentum", "sps", "sls", "lbfgs"]
     common = ["run", str(toml), "--variants", ",".join(variants), "--seeds", "1", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}  # (torchrun's logs)
     ddp = subprocess.run(
         [
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
