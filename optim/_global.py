@@ -726,12 +726,14 @@ class FairseqFlags:
 
     @property
     def supports_memory_efficient_fp16(self) -> bool:
-        """False: fairseq's memory-efficient fp16 needs an optimizer that unscales gradients."""
+        """False: no promise of float32 arithmetic over float16 parameters and gradients, which
+        fairseq's ``MemoryEfficientFP16Optimizer`` needs."""
         return False
 
     @property
     def supports_flat_params(self) -> bool:
-        """True: the parameters may be one flat tensor (fairseq's ``--fp16`` flattening)."""
+        """True: the parameters and gradients may be collapsed into one contiguous tensor
+        (fairseq's ``FP16Optimizer`` does)."""
         return True
 
 
