@@ -490,6 +490,15 @@ class SteadyLists(NamedTuple):
     plain: bool  # no tensor subclass (see optim._paths.plain): may run with other groups
 
 
+class OneByOne(SteadyLists):
+    """The one-tensor path's lists (``foreach=False``), kept and checked as the default path's
+    :class:`SteadyLists` are (:meth:`RuleOptimizer._steady`), but run a tensor at a time, as
+    torch's for-loop path runs them: a type of its own, so that neither the default path nor
+    its merged groups take them for theirs."""
+
+    __slots__ = ()
+
+
 class MergedBatch(NamedTuple):
     """Param groups run as one rule call (see :meth:`RuleOptimizer._merged_steps`): their
     concatenated lists, and what the next step checks before it runs them so again."""
@@ -1063,7 +1072,7 @@ class RuleOptimizer(Optimizer):
                 self._single_step(group, params)
             elif impl == "single":
                 with ops.tensor_method_numbers():  # (torch's for-loop path: Tensor.mul_'s bits)
-                    self._single_step(group, params)
+                    self._single_step(group, params, keep_as=index)
             else:
                 self._foreach_step(index, group, params)
 
@@ -1118,10 +1127,24 @@ class RuleOptimizer(Optimizer):
             return [c.item() for c in counters]  # host-resident: reading is not a device sync
         return counters
 
-    def _single_step(self, group: dict, params: list[Tensor], count_first: bool = False) -> None:
+    def _single_step(
+        self,
+        group: dict,
+        params: list[Tensor],
+        count_first: bool = False,
+        keep_as: int | None = None,
+    ) -> None:
         """torch's for-loop path: each parameter counted and updated in turn. ``count_first``:
         every counter is counted before the first update, as torch's fused kernels do (which
-        is visible only for a parameter given twice: both its updates see the second count)."""
+        is visible only for a parameter given twice: both its updates see the second count).
+        ``keep_as``: the group's index, under which a steady group's lists are kept for the
+        next step (:class:`OneByOne`), which then skips the state lookups and bookkeeping: a
+        third of a one-tensor optimizer's step (torch's optimizer-in-backward pattern)."""
+        if keep_as is not None:
+            kept = self._layouts.get(keep_as)
+            if kept and type(kept[0]) is OneByOne and self._steady(kept[0], group, params):
+                self._run_one_by_one(group, kept[0])
+                return
         states = self._states(group, params)
         fresh = self._ensure_state(group, params, states)
         keys = self._state_keys(group)
@@ -1164,6 +1187,25 @@ class RuleOptimizer(Optimizer):
                     own_arguments,
                     self._complex_as_real,
                 )
+        if keep_as is None or any(fresh) or count_first:
+            return
+        stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
+        if stamp is not None and all(p.dtype.is_floating_point for p in params):  # (no complex)
+            counters, buffers = self._state_lists(states, keys)
+            held = list(params)  # a copy: params may be the group's own list, reordered later
+            kept = OneByOne(held, keys, counters, buffers, False, True, stamp, plain(held))
+            self._layouts[keep_as] = [kept]
+
+    def _run_one_by_one(self, group: dict, lists: OneByOne) -> None:
+        """A step of :meth:`_single_step` over its kept lists (real tensors, dense gradients,
+        state made before, none starting this step): each parameter counted and updated in
+        turn, with the same arguments and ops."""
+        arguments = self._host_arguments(group, False)
+        rule, counters = type(self)._rule, lists.counters
+        for i, p in enumerate(lists.params):
+            steps = [None] if counters is None else self._count(group, [counters[i]])
+            buffers = {key: [tensors[i]] for key, tensors in lists.buffers.items()}
+            call_rule(rule, [p], [p.grad], steps, buffers, arguments, False)
 
     def _sparse_update(self, param, grad, step, buffers, arguments) -> None:
         """The update for a sparse gradient: the rule itself, unless the algorithm needs more.

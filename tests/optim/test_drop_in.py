@@ -29,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import optim
 from optim import _paths
+from optim._base import OneByOne
 from optim._paths import PACK_AT_LEAST
 from tests.optim.conftest import in_a_forked_child, ours, steps_around_inference_mode, theirs
 
@@ -1949,6 +1950,42 @@ def _groups_of_their_own_foreach(make, how: str, dtype: torch.dtype) -> list[tor
     return [p.detach().clone() for p in params]
 
 
+@pytest.mark.parametrize("foreach", [False, None], ids=["for_loop", "default"])
+@pytest.mark.parametrize("case", DEFAULT_CASES, ids=lambda c: c[0] + str(len(c[1])))
+def test_one_optimizer_per_parameter_stepped_in_backward_as_torch(case, foreach):
+    """torch's optimizer-in-backward pattern (its tutorial writes ``foreach=False``): one
+    optimizer per parameter, stepped and zeroed in a post-accumulate-grad hook, so each
+    steps during the backward pass. Between steps a parameter is frozen and thawed, one
+    optimizer's state tensors are replaced by halved ones, and its step counter is edited in
+    place: torch's bits, the one-tensor path's kept lists (``OneByOne``) checked at every
+    step."""
+    name, kwargs = case
+    runs = []
+    for cls in (theirs(name), ours(name)):
+        params = _params(SETS["mixed"] + [(3, 4)] * 3)
+        optimizers = {p: cls([p], foreach=foreach, **kwargs) for p in params}
+
+        def step_in_backward(p, optimizers=optimizers):
+            optimizers[p].step()
+            optimizers[p].zero_grad()
+
+        for p in params:
+            p.register_post_accumulate_grad_hook(step_in_backward)
+        for t in range(8):
+            if t == 3:
+                params[1].requires_grad_(False)
+            if t == 5:
+                params[1].requires_grad_(True)
+                state = optimizers[params[2]].state[params[2]]
+                state.update({k: v * 0.5 for k, v in state.items() if k != "step"})
+                if "step" in state:
+                    state["step"].add_(2)
+            _loss(params).backward()
+        runs.append(params)
+    for a, b in zip(runs[1], runs[0]):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("name", ["Adam", "SGDScheduleFree", "AdamWScheduleFree"])
 def test_impl_single_keeps_groups_whose_foreach_is_the_constructors_on_its_path(name):
     """A group's ``foreach`` equal to the constructor's (Schedule-Free's default True, which
@@ -1962,7 +1999,8 @@ def test_impl_single_keeps_groups_whose_foreach_is_the_constructors_on_its_path(
         optimizer.train()
     _train(optimizer, params, 2)
     assert optimizer.impl == "single"
-    assert not any(optimizer._layouts.values()), optimizer._layouts
+    kinds = {type(layout) for layouts in optimizer._layouts.values() for layout in layouts}
+    assert kinds <= {OneByOne}, kinds  # (its own lists, run a tensor at a time: nothing packed)
 
 
 @pytest.mark.parametrize("how", ["constructed", "added", "switched"])
