@@ -58,7 +58,10 @@ one of the paths in ``optim._paths``:
     float32, not rounded to the tensors' dtype first as by torch's ``_foreach_mul_``; for complex
     parameters they differ where the for-loop path adds the weight decay, and Adadelta's update,
     in complex arithmetic before or after viewing the tensors as real pairs, and this path does
-    the same, see :func:`_complex_decay_first`).
+    the same, see :func:`_complex_decay_first`). A steady group keeps its lists for the next
+    step as the default path does (:class:`OneByOne`, run a tensor at a time), so one optimizer
+    per parameter, as torch's optimizer-in-backward tutorial builds them with
+    ``foreach=False``, pays little more bookkeeping than torch's for-loop path.
 ``impl="flat"`` (``fused=True`` or ``compile=True``)
     the parameters themselves move into one buffer per param group, device and dtype (their
     ``.data`` become views), the layout that ``compile=True`` fuses into a single kernel with
