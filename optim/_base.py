@@ -75,8 +75,10 @@ one of the paths in ``optim._paths``:
     something outside the optimizer may hold one, see :meth:`RuleOptimizer._storage_holds`
     and ``optim._state``); a parameter without a gradient, or state of another dtype
     or shape than its parameter's, runs that group on the foreach path, and so does one that
-    must stay where it lies (shared memory, memory another tensor holds, overlapping elements:
-    :func:`_kept_where_they_lie`).
+    must stay where it lies (shared or pinned memory, memory another tensor holds, overlapping
+    elements: :func:`_kept_where_they_lie`), or whose state must (in shared memory, as Hogwild
+    shares an optimizer's state: ``optim._paths.in_fixed_memory``, which the default path's
+    packing asks too).
     Each ``p.grad`` becomes a view into a flat gradient buffer, which autograd accumulates
     into while the loop keeps its gradients; the new ones that torch's default
     ``zero_grad()`` leaves autograd to allocate are copied in with one multi-tensor op, or,
