@@ -96,6 +96,15 @@ one of the paths in ``optim._paths``:
     Opt in for speed with many small tensors or a compiled kernel; the default never needs a
     caveat.
 
+Why each classic class subclasses its torch.optim namesake (``optim.Adam`` is a
+``torch.optim.Adam``; our AdamW is a torch AdamW and so an Adam, as torch's is): training code
+branches on ``isinstance(optimizer, torch.optim.Adam)`` to pick a scheduler, a checkpoint
+format or a memory estimate, and a drop-in must take the same branch. The torch class comes
+after :class:`RuleOptimizer` in the method order, so every method of ours wins; its constructor
+is not run (:class:`RuleOptimizer` calls ``Optimizer.__init__`` itself), and of its methods only
+``__setstate__`` is reached, through ours, filling torch's own defaults into a loaded state
+as torch does. The learning-rate-free classes have no torch namesake.
+
 Why not flat by default (the first version's choice): a drop-in must not change what the user's
 own tensors are. Measured on this project's 2-core CPU, the blocked and packed foreach path is
 within reach of flat's speed without moving a single parameter.
@@ -631,7 +640,10 @@ class RuleOptimizer(Optimizer):
             impl, compile, *self._path_keywords(defaults, impl, compile)
         )
         self._reset_caches()
-        super().__init__(params, defaults)
+        # torch's base class directly: a class here that is also its torch.optim namesake
+        # (``optim.Adam`` a ``torch.optim.Adam``) has that class next in its method order, whose
+        # constructor takes the options one by one, and which ours has already checked
+        Optimizer.__init__(self, params, defaults)
         self.state = TrackedState(dict, self.state)
         _paths.keep_freed_temporaries()
 

@@ -54,7 +54,7 @@ def adadelta_update(
     ops.add_scaled_(params, deltas, ops.negated(lr))
 
 
-class Adadelta(RuleOptimizer):
+class Adadelta(RuleOptimizer, torch.optim.Adadelta):
     """Adadelta (Zeiler, 2012); drop-in for torch.optim.Adadelta.
 
     Args (torch.optim.Adadelta's, in its order):

@@ -69,7 +69,7 @@ def adagrad_update(
         torch._foreach_addcdiv_(params, numerators, denominators)
 
 
-class Adagrad(RuleOptimizer):
+class Adagrad(RuleOptimizer, torch.optim.Adagrad):
     """Adagrad (Duchi et al., 2011); drop-in for torch.optim.Adagrad.
 
     Args (torch.optim.Adagrad's, in its order; ``foreach`` is its 7th positional):

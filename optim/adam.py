@@ -108,7 +108,7 @@ def _torch_betas(
     )
 
 
-class Adam(RuleOptimizer):
+class Adam(RuleOptimizer, torch.optim.Adam):
     """Adam (Kingma & Ba, 2015), AMSGrad variant (Reddi et al., 2018); drop-in for torch.optim.Adam.
 
     Args (torch.optim.Adam's, in its order):
@@ -213,7 +213,7 @@ class Adam(RuleOptimizer):
         return arguments
 
 
-class AdamW(Adam):
+class AdamW(Adam, torch.optim.AdamW):
     """AdamW (Loshchilov & Hutter, 2019), Adam with decoupled weight decay; drop-in for AdamW.
 
     Same arguments as :class:`Adam` except ``weight_decay`` (default 1e-2), which multiplies the

@@ -65,7 +65,7 @@ def rmsprop_update(
         ops.addcdiv_(params, grads, denominators, ops.negated(lr))
 
 
-class RMSprop(RuleOptimizer):
+class RMSprop(RuleOptimizer, torch.optim.RMSprop):
     """RMSprop (Hinton, 2012; centered: Graves, 2013); drop-in for torch.optim.RMSprop.
 
     Args (torch.optim.RMSprop's, in its order):

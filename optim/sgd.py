@@ -287,7 +287,7 @@ def _fits_the_kernel(lists: tuple, device: torch.device, dtype: torch.dtype) -> 
     )
 
 
-class SGD(RuleOptimizer):
+class SGD(RuleOptimizer, torch.optim.SGD):
     """Stochastic gradient descent, with momentum and Nesterov; drop-in for torch.optim.SGD.
 
     Args (torch.optim.SGD's, in its order):

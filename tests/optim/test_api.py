@@ -41,6 +41,24 @@ def test_bad_arguments_name_the_argument_and_value(name, kwargs, argument):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_each_class_is_its_torch_namesake(name):
+    """``isinstance(optimizer, torch.optim.Adam)`` holds for ours as for torch's (and AdamW is an
+    Adam, as torch's is), so code that branches on the class takes the same branch: training
+    code picks a scheduler, a checkpoint format or a memory estimate that way. Before, every
+    such test was False and that code went its other way without a word. The step, the state
+    and everything else of ours stay ours: the torch class comes after this library's base in
+    the method order, and its constructor is not run."""
+    params = make_params(torch.float32)
+    optimizer = ours(name)(params)
+    assert isinstance(optimizer, theirs(name))
+    assert isinstance(optimizer, torch.optim.Adam) == (name in ("Adam", "AdamW"))
+    assert type(optimizer).__mro__.index(optim.RuleOptimizer) < type(optimizer).__mro__.index(
+        theirs(name)
+    )
+    assert type(optimizer).step.__qualname__ == "RuleOptimizer.step"  # (ours, hooks wrapped)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_defaults_match_torch(name):
     params = make_params(torch.float32)
     ours_defaults = ours(name)(params).defaults
