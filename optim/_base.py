@@ -1166,17 +1166,11 @@ class RuleOptimizer(Optimizer):
         fresh = self._ensure_state(group, params, states)
         keys = self._state_keys(group)
         counted = self._counted_steps(group, states) if count_first else None
-        if any(fresh):
-            starting = _starting(_by_kind(params, fresh))
-            besides = [
-                not first and (p.device, p.dtype) in starting for p, first in zip(params, fresh)
-            ]
-            by_kind = {
-                kind: self._host_arguments(group, *kind) for kind in set(zip(fresh, besides))
-            }  # (the group's values: the same for every parameter of a kind)
-        else:  # the steady state: every parameter of one kind, none starting nor beside one
-            besides = fresh
-            by_kind = {(False, False): self._host_arguments(group, False)}
+        starting = _starting(_by_kind(params, fresh))
+        besides = [not first and (p.device, p.dtype) in starting for p, first in zip(params, fresh)]
+        by_kind = {
+            kind: self._host_arguments(group, *kind) for kind in set(zip(fresh, besides))
+        }  # (the group's values: the same for every parameter of a kind)
         for i, (p, state, first, beside) in enumerate(zip(params, states, fresh, besides)):
             steps = [counted[i]] if counted is not None else self._counted_steps(group, [state])
             arguments = by_kind[first, beside]

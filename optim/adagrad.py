@@ -86,7 +86,10 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
 
     State per parameter (torch's keys, created at construction as torch does): ``step`` and
     ``sum``. Sparse gradients are accepted, with torch's sparse update (Duchi et al.'s update on
-    the rows present). See :func:`adagrad_update` for the formula.
+    the rows present). See :func:`adagrad_update` for the formula. ``share_memory()`` is
+    torch.optim.Adagrad's own (this class is one): it moves every ``sum`` into shared memory,
+    where each step then updates it in place (``optim._paths.in_fixed_memory``), so forked
+    Hogwild workers accumulate into one ``sum``.
 
     Example:
         >>> import torch, optim
@@ -144,18 +147,6 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
         super().__init__(params, defaults, impl=impl, compile=compile)
         for group in self.param_groups:
             self._ensure_state(group, group["params"], [self.state[p] for p in group["params"]])
-
-    def share_memory(self) -> None:
-        """Move every parameter's ``sum`` into shared memory, as ``torch.optim.Adagrad`` does:
-        processes forked after it (Hogwild) then accumulate into one ``sum``. Each step keeps
-        such state where it lies (``optim._paths.in_fixed_memory``), on torch's lists, where a
-        packed or flat buffer would have been a private copy in every process.
-
-        Reads the state as a caller does (counted as handed out), so that a layout built before
-        it sees its tensors moved and is rebuilt from them."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                self.state[p]["sum"].share_memory_()
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("sum",)
