@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import traceback
 from collections.abc import Callable
 
 import pytest
@@ -148,14 +149,27 @@ def steps_around_inference_mode(optimizer, late_optimizer, late: list[torch.Tens
 
 def in_a_forked_child(work: Callable[[], object]) -> int:
     """``work()`` run in a forked process, as Hogwild's processes train a model in shared
-    memory (``model.share_memory()``); the child's exit code (0: it returned)."""
+    memory (``model.share_memory()``); the child's exit code (0: it returned; 1: it raised, its
+    traceback printed to stderr).
+
+    ``work`` must not call ``backward()``: on a machine with a GPU, torch refuses it in a
+    process forked after the parent ran one ("Unable to handle autograd's threading in
+    combination with fork-based multiprocessing": autograd's device threads, which a CPU-only
+    torch never starts). The callers hand their gradients over written out. The child is a
+    CPU worker and sees no GPU: torch's own steps ask the CUDA driver whether a graph is being
+    captured (``Optimizer._accelerator_graph_capture_health_check``), which raises "CUDA error:
+    initialization error" in a child of a process that initialised CUDA (an earlier torch
+    step did, through that same check)."""
     pid = os.fork()
     if pid == 0:  # (the child: exits here, whatever happens)
         code = 1
         try:
+            torch.cuda.is_available = lambda: False  # (this process only: it exits below)
             torch.set_num_threads(1)
             work()
             code = 0
+        except BaseException:
+            traceback.print_exc()
         finally:
             os._exit(code)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])

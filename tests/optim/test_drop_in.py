@@ -98,6 +98,17 @@ def _train(optimizer, params, steps, skip=(), set_to_none=True):
         optimizer.step()
 
 
+def _train_forked(optimizer, params, steps):
+    """:func:`_train` as a forked Hogwild worker runs it: ``_loss``'s gradient written out,
+    ``2 (p - 0.3 i) + 0.3 cos(3 p)``, since a forked child cannot call ``backward()`` on a
+    machine with a GPU (:func:`in_a_forked_child`)."""
+    for _ in range(steps):
+        optimizer.zero_grad()
+        for i, p in enumerate(params):
+            p.grad = 2 * (p.detach() - 0.3 * i) + 0.3 * torch.cos(3 * p.detach())
+        optimizer.step()
+
+
 def _assert_same_state(torch_optimizer, our_optimizer, rtol=1e-10, unlike=()):
     """Equal state dicts; ``unlike``: group keys that differ by construction (a path's flag)."""
     theirs_sd, ours_sd = torch_optimizer.state_dict(), our_optimizer.state_dict()
@@ -767,7 +778,7 @@ def test_parameters_in_shared_memory_are_trained_where_they_lie_as_torch(shapes,
     for cls, kwargs in ((torch.optim.AdamW, torch_kwargs), (optim.AdamW, our_kwargs)):
         params = [p.detach().share_memory_().requires_grad_() for p in _params(SETS[shapes])]
         optimizer = cls(params, lr=0.01, **kwargs)
-        assert in_a_forked_child(functools.partial(_train, optimizer, params, 4)) == 0
+        assert in_a_forked_child(functools.partial(_train_forked, optimizer, params, 4)) == 0
         runs.append(params)
     untouched = _params(SETS[shapes])
     assert not any(torch.equal(a, b) for a, b in zip(runs[0], untouched))
@@ -802,7 +813,7 @@ def _hogwild(optimizer, params):
     """Two workers forked in turn, three steps each, then one step in the parent: each starts
     from the model and the optimizer state the one before it left in shared memory."""
     for _ in range(2):
-        assert in_a_forked_child(functools.partial(_train, optimizer, params, 3)) == 0
+        assert in_a_forked_child(functools.partial(_train_forked, optimizer, params, 3)) == 0
     _train(optimizer, params, 1)
 
 
