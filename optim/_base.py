@@ -1609,6 +1609,14 @@ class RuleOptimizer(Optimizer):
 
     # --- the flat path -----------------------------------------------------------------------
 
+    @classmethod
+    def _fused_cpu_only(cls) -> bool:
+        """Whether the installed torch's ``fused=True`` kernels of this class are CPU-only, so
+        that its check at the step (``_device_dtype_check_for_fused``) refuses a CUDA parameter
+        and its message lists no ``'cuda'``; ours then checks alike. Only Adagrad's were (torch
+        2.11's)."""
+        return False
+
     def _refuse_compiled_complex(self, params: list[Tensor]) -> None:
         """TypeError for a complex parameter under ``compile=True`` when the rule's complex
         arithmetic is not its real pairs' (see :attr:`_linear`)."""
@@ -1650,7 +1658,7 @@ class RuleOptimizer(Optimizer):
         if layouts is None:
             if group.get("fused"):  # torch's RuntimeError for a parameter its fused kernels
                 for p in params:  # refuse (meta, complex), checked as a layout is built
-                    _device_dtype_check_for_fused(p)
+                    _device_dtype_check_for_fused(p, cuda_unsupported=self._fused_cpu_only())
             if self.compile and not self._complex_as_real and not self._linear:
                 self._refuse_compiled_complex(params)
             if _updated_over_one_another(params):  # no layout holds a tensor twice: torch's

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -81,12 +83,17 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
             in torch.optim.Adagrad, every tensor's sum starts at this constructor value
             (``self.defaults``), whatever its param group's ``initial_accumulator_value``.
         eps: epsilon >= 0 added to the denominator (default 1e-10).
-        foreach, maximize, differentiable, fused: as torch.optim.
+        foreach, maximize, differentiable, fused: as torch.optim. Where the installed torch's
+            fused Adagrad is CPU-only (torch 2.11's is, 2.13's is not), ``fused=True`` refuses
+            a CUDA parameter at the step with torch's RuntimeError, as torch does.
         impl, compile: execution path, see :class:`optim._base.RuleOptimizer`.
 
     State per parameter (torch's keys, created at construction as torch does): ``step`` and
-    ``sum``. Sparse gradients are accepted, with torch's sparse update (Duchi et al.'s update on
-    the rows present). See :func:`adagrad_update` for the formula. ``share_memory()`` is
+    ``sum``. A parameter with no state at a step (its group added by ``add_param_group``, or
+    the state cleared) gets ``step`` 0 and ``sum`` at the constructor's value, as torch 2.13's
+    Adagrad makes it there; torch 2.11's raised ``KeyError: 'sum'`` instead. Sparse
+    gradients are accepted, with torch's sparse update (Duchi et al.'s update on the rows
+    present). See :func:`adagrad_update` for the formula. ``share_memory()`` is
     torch.optim.Adagrad's own (this class is one): it moves every ``sum`` into shared memory,
     where each step then updates it in place (``optim._paths.in_fixed_memory``), so forked
     Hogwild workers accumulate into one ``sum``.
@@ -111,6 +118,18 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
         "fused": None,
     }
     _supports_sparse = True
+
+    @classmethod
+    @functools.cache
+    def _fused_cpu_only(cls) -> bool:
+        """torch's fused Adagrad ran on the CPU only in torch 2.11 (2.13's runs on CUDA too):
+        its ``_init_group`` checks a fused parameter with ``cuda_unsupported=True`` there (read
+        from its source; False where the source cannot be read)."""
+        try:
+            source = inspect.getsource(torch.optim.Adagrad._init_group)
+        except (OSError, TypeError):
+            return False
+        return "cuda_unsupported=True" in source
 
     def __init__(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import traceback
@@ -9,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from torch.optim.optimizer import _get_scalar_dtype
 
 import optim
 from optim import _paths
@@ -104,7 +106,48 @@ def ours(name: str) -> type:
 
 
 def theirs(name: str) -> type:
+    """torch.optim's class ``name`` (its Adagrad as torch 2.13 makes state: see
+    :func:`_adagrad_making_missing_state`)."""
+    if name == "Adagrad":
+        return _adagrad_making_missing_state()
     return getattr(torch.optim, name)
+
+
+@functools.cache
+def _adagrad_making_missing_state() -> type:
+    """torch.optim.Adagrad, or where it makes its state in the constructor only (torch 2.11's,
+    whose step then raises ``KeyError: 'sum'`` for a group added by ``add_param_group``
+    or a cleared state) a subclass that makes a missing state at the step as torch 2.13's
+    ``_init_group`` does: ``step`` 0 and ``sum`` at the constructor's
+    ``initial_accumulator_value``. The arithmetic is the installed torch's."""
+    p, added = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    probe = torch.optim.Adagrad([p])
+    probe.add_param_group({"params": [added]})
+    added.grad = torch.zeros(1)
+    try:
+        probe.step()
+        return torch.optim.Adagrad
+    except KeyError:
+        pass
+
+    class Adagrad(torch.optim.Adagrad):
+        def _init_group(self, group, *lists):
+            for p in group["params"]:
+                if p.grad is not None and len(self.state[p]) == 0:
+                    initial = self.defaults["initial_accumulator_value"]
+                    self.state[p]["step"] = (
+                        torch.zeros((), dtype=torch.float32, device=p.device)
+                        if group["fused"]
+                        else torch.tensor(0.0, dtype=_get_scalar_dtype())
+                    )
+                    self.state[p]["sum"] = torch.full_like(
+                        p,
+                        complex(initial, initial) if torch.is_complex(p) else initial,
+                        memory_format=torch.preserve_format,
+                    )
+            return super()._init_group(group, *lists)
+
+    return Adagrad
 
 
 @pytest.fixture(params=["guard", "passes"])

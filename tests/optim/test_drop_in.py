@@ -1364,7 +1364,7 @@ def test_adagrad_sums_start_at_the_constructors_value_whatever_the_groups_as_tor
     but not used. Ours started them at the group's value, so two groups of 0 and 0.1 trained
     apart from torch from the first step (found by a random two-group probe beside torch)."""
     results = []
-    for cls, keywords in ((torch.optim.Adagrad, {"foreach": impl != "single"}),
+    for cls, keywords in ((theirs("Adagrad"), {"foreach": impl != "single"}),
                           (optim.Adagrad, {"impl": impl})):  # fmt: skip
         params = _params(shapes)
         half = len(params) // 2

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 import optim
 from optim import _paths
 from optim._paths import PACK_AT_LEAST, PACK_BELOW
+from tests.optim.conftest import theirs
 
 SHAPE_SETS = {
     "packed": [(3, 4)] * (PACK_AT_LEAST + 2) + [(700,), (5,)],  # every tensor small: packed
@@ -159,11 +160,11 @@ def _rebuilt(optimizer, through_other_library: bool):
     library's class of the same name and saved again."""
     saved = copy.deepcopy(optimizer.state_dict())
     groups = [dict(group) for group in optimizer.param_groups]  # (the same params lists)
-    ours = not type(optimizer).__module__.startswith("torch.")
+    ours = isinstance(optimizer, optim.RuleOptimizer)
     impl = {"impl": optimizer.impl} if ours else {}
     if through_other_library:
-        other_library = torch.optim if ours else optim
-        other = getattr(other_library, type(optimizer).__name__)(groups)
+        name = type(optimizer).__name__
+        other = (theirs(name) if ours else getattr(optim, name))(groups)
         other.load_state_dict(saved)
         saved = copy.deepcopy(other.state_dict())
     new = type(optimizer)(groups, **impl)
@@ -209,7 +210,7 @@ def _run(make, shapes, events):
 def test_event_sequences_give_torchs_parameters_after_every_step(choice, impl, shapes, events):
     name, kwargs = OPTIMIZERS[choice]
     shapes = SHAPE_SETS[shapes]
-    reference = _run(lambda ps: getattr(torch.optim, name)(ps, **kwargs), shapes, events)
+    reference = _run(lambda ps: theirs(name)(ps, **kwargs), shapes, events)
     ours = _run(lambda ps: getattr(optim, name)(ps, impl=impl, **kwargs), shapes, events)
     for step, (expected, actual) in enumerate(zip(reference, ours)):
         for i, (a, b) in enumerate(zip(actual, expected)):
@@ -239,7 +240,7 @@ def test_event_sequences_with_a_param_group_per_tensor_give_torchs_bits(choice, 
     undetermined examples passed when written)."""
     name, kwargs = OPTIMIZERS[choice]
     shapes = SHAPE_SETS[shapes]
-    reference = _run(_a_group_per_tensor(getattr(torch.optim, name), kwargs), shapes, events)
+    reference = _run(_a_group_per_tensor(theirs(name), kwargs), shapes, events)
     ours = _run(_a_group_per_tensor(getattr(optim, name), kwargs), shapes, events)
     for step, (expected, actual) in enumerate(zip(reference, ours)):
         for i, (a, b) in enumerate(zip(actual, expected)):

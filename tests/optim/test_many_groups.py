@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import optim
 from optim import _base, _paths
+from tests.optim.conftest import theirs as torch_class
 from tests.optim.test_random_configurations import OPTIONS, _signed_zeros
 
 # param group sizes (tensors per group) and shapes: groups of one tensor, and a few of more
@@ -108,7 +109,7 @@ def _ours(name: str):
 
 
 def _torch(name: str, foreach: bool = True):
-    return lambda groups, options: getattr(torch.optim, name)(groups, foreach=foreach, **options)
+    return lambda groups, options: torch_class(name)(groups, foreach=foreach, **options)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)  # (the same examples in every CI run)
