@@ -1657,8 +1657,10 @@ class RuleOptimizer(Optimizer):
                 layouts = None
         if layouts is None:
             if group.get("fused"):  # torch's RuntimeError for a parameter its fused kernels
+                cpu_only = {"cuda_unsupported": True} if self._fused_cpu_only() else {}
                 for p in params:  # refuse (meta, complex), checked as a layout is built
-                    _device_dtype_check_for_fused(p, cuda_unsupported=self._fused_cpu_only())
+                    _device_dtype_check_for_fused(p, **cpu_only)  # (the keyword only where
+                    # it is needed: a torch whose check lacks it still runs the rest)
             if self.compile and not self._complex_as_real and not self._linear:
                 self._refuse_compiled_complex(params)
             if _updated_over_one_another(params):  # no layout holds a tensor twice: torch's
