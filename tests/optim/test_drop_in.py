@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from torch.optim.optimizer import (
+    _device_dtype_check_for_fused,
     register_optimizer_step_post_hook,
     register_optimizer_step_pre_hook,
 )
@@ -2405,6 +2406,27 @@ def test_fused_refuses_what_torchs_fused_kernels_refuse_at_the_step(name):
             cls([complex_param], fused=True).step()
     assert results[1][0] == results[0][0]
     assert all(map(torch.equal, results[1][1], results[0][1]))
+
+
+def test_fused_adagrad_refuses_as_a_torch_whose_fused_adagrad_is_cpu_only(monkeypatch):
+    """Where the installed torch's fused Adagrad runs on the CPU only (torch 2.11, whose check
+    passes ``cuda_unsupported=True``), ``fused=True`` refuses what that torch refuses, with its
+    message: on the meta device it lists the supported devices without ``'cuda'``. Before,
+    ours gave torch 2.13's message there (the H100's torch 2.11 run failed the test above)."""
+    monkeypatch.setattr(
+        optim.Adagrad, "_fused_cpu_only", classmethod(lambda cls: True), raising=False
+    )
+    with torch.device("meta"):
+        model = torch.nn.Linear(2, 3)
+    optimizer = optim.Adagrad(model.parameters(), fused=True)
+    for p in model.parameters():
+        p.grad = torch.rand_like(p)
+    with pytest.raises(RuntimeError) as caught:
+        optimizer.step()
+    with pytest.raises(RuntimeError) as expected:
+        _device_dtype_check_for_fused(model.weight, cuda_unsupported=True)
+    assert str(caught.value) == str(expected.value)
+    assert "'cuda'" not in str(caught.value)
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adagrad"])
