@@ -229,6 +229,21 @@ def dog_update(chunk: Chunk, grads: list[Tensor], eta: Tensor) -> None:
         sub_scaled_per_tensor_(chunk.params, grads, eta, chunk.segments)
 
 
+def _adoptable_x0(x0: Any, p: Tensor, held: set[int]) -> bool:
+    """Whether ``x0``, put in ``group["init_buffer"]`` for ``p``, can be ``p``'s state itself: a
+    plain tensor of ``p``'s dtype, device and shape, not requiring a gradient, sharing no memory
+    with ``p``, and not already a state's x_0 or a parameter (ids in ``held``): a layout moves a
+    state tensor's data into its buffers, which would break such a tie."""
+    return (
+        type(x0) is Tensor
+        and x0.layout == torch.strided
+        and id(x0) not in held
+        and not x0.requires_grad
+        and (x0.dtype, x0.device, x0.shape) == (p.dtype, p.device, p.shape)
+        and x0.untyped_storage().data_ptr() != p.untyped_storage().data_ptr()
+    )
+
+
 class DoG(ReducingOptimizer):
     r"""DoG, "distance over gradients" (Ivgi et al., 2023, Algorithm 1 / eq. (2)); drop-in for
     ``dog.DoG`` 1.0.3.
@@ -268,7 +283,12 @@ class DoG(ReducingOptimizer):
     Group keys (the package's): ``rbar``, ``G`` (0-dim tensors on the device; LDoG: vectors),
     ``eta`` (one per parameter, as the package lists it), ``init_buffer`` (x_0, one per
     parameter, in a list whose reads count as the state's do, see
-    :meth:`_views_also_held`); state per parameter: ``init_buffer`` (the same tensors);
+    :meth:`_views_also_held`); state per parameter: ``init_buffer`` (the same tensors). A
+    tensor put in the group's list is that parameter's x_0 from the next step on, as in the
+    package; so is one put in its state entry (``optimizer.state[p] = {...}`` with new tensors,
+    or the whole state mapped to copies), which the group's list then holds, and a tensor taken
+    from the list before is x_0 no more: torch's rule for every state tensor (the package keeps
+    no state per parameter, so it has no such entry to replace);
     ``state_dict()["state"]["_first_step"]`` as the package's, so that a checkpoint moves
     either way. As in the package, ``rbar`` is a new tensor at every step and ``G`` is added
     into in place after the first (a kept ``G`` reads the current sum); ``eta`` reads as a new
@@ -359,6 +379,9 @@ class DoG(ReducingOptimizer):
         self._x0_lists: dict[int, tuple[HandedList, int]] = {}
         """Each group's ``init_buffer`` list as last set (a :class:`~optim._state.HandedList`)
         and its count of changes then, by the group's id (see :meth:`_follow_replaced_x0`)."""
+        self._x0_stamps: dict[int, tuple[int, int] | None] = {}
+        """``optimizer.state``'s stamp when each group's list was last compared with it, by
+        the group's id (see :meth:`_keep_x0_in_group`)."""
         self._eta_vectors: dict[int, tuple[list[Tensor], Tensor]] = {}
         """LDoG: each group's ``eta`` list as last set, and the vector its tensors are views of
         (see :meth:`_step_size`)."""
@@ -371,7 +394,9 @@ class DoG(ReducingOptimizer):
     def _follow_replaced_x0(self, group: dict) -> None:
         """``group["init_buffer"]`` is where the package keeps x_0: a tensor replaced there, or
         the whole list, since the last step is that parameter's x_0 from now on, as in the
-        package (a copy of it becomes the state's ``init_buffer``, which the layouts check).
+        package: the tensor itself becomes the state's ``init_buffer`` (a layout then lays its
+        data into its buffers, the tensor a view there), so that a later change of it in place
+        is seen, as there; a copy where it cannot be the state's own (:func:`_adoptable_x0`).
         A tensor of the list changed in place is the state's own already."""
         kept, saved = self._x0_lists.get(id(group)), group.get("init_buffer")
         if kept is None or saved is None:
@@ -382,12 +407,21 @@ class DoG(ReducingOptimizer):
         params = group["params"]
         if not isinstance(saved, list) or len(saved) != len(params):
             return  # (not one per parameter: the package would fail; rebuilt after the step)
+        every = [q for g in self.param_groups for q in g["params"]]
+        held = {id(q) for q in every}  # (the parameters, and every x_0 held by a state)
+        held.update(
+            id(e["init_buffer"]) for q in every if "init_buffer" in (e := self.state.get(q) or {})
+        )
         for p, x0 in zip(params, saved):
             entry = self.state.get(p)
             if entry and "init_buffer" in entry and entry["init_buffer"] is not x0:
-                entry["init_buffer"] = (
-                    x0.detach().to(p.device, p.dtype).clone(memory_format=torch.preserve_format)
-                )
+                if _adoptable_x0(x0, p, held):
+                    entry["init_buffer"] = x0
+                    held.add(id(x0))
+                else:
+                    entry["init_buffer"] = (
+                        x0.detach().to(p.device, p.dtype).clone(memory_format=torch.preserve_format)
+                    )
 
     def _follow_reordering(self, index: int, group: dict) -> None:
         """The group's per-parameter lists (``init_buffer``; LDoG's ``rbar``, ``G``, ``eta``)
@@ -430,6 +464,7 @@ class DoG(ReducingOptimizer):
         super().load_state_dict(state_dict)
         self._orders.clear()  # (the loaded lists follow the groups' current order)
         self._x0_lists.clear()
+        self._x0_stamps.clear()
 
     def _keep_x0_in_group(self, group: dict, chunks: list[Chunk]) -> None:
         """``group["init_buffer"]``: x_0 of every parameter of the group, as the package keeps
@@ -439,20 +474,30 @@ class DoG(ReducingOptimizer):
         layout moved the state (probed at the first parameter of each chunk: a layout replaces
         all of its views at once) and once after a list was put there (a loaded checkpoint's:
         the same tensors; a script still holding that list holds them, which
-        :meth:`_views_also_held` sees)."""
+        :meth:`_views_also_held` sees). Every parameter's is compared when ``optimizer.state``
+        changed since the last step (a script's ``optimizer.state[p] = ...``: the state's new
+        tensor is x_0, and the list shows it), else only those probes."""
         params, saved = group["params"], group.get("init_buffer")
+        stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
+        if stamp is None or stamp != self._x0_stamps.get(id(group)):
+            probed: Iterable[int] = range(len(params))
+        else:
+            probed = (c.positions[0] for c in chunks)
         if not (
             isinstance(saved, HandedList)
             and saved.owner is self.state
             and len(saved) == len(params)
-            and all(
-                saved[i] is self.state[params[i]].get("init_buffer")
-                for i in (c.positions[0] for c in chunks)
-            )
+            and all(self._x0_listed(saved[i], params[i]) for i in probed)
         ):
             owner = self.state if isinstance(self.state, TrackedState) else None
             group["init_buffer"] = HandedList.owned_by(owner, self._x0_of(params, saved))
         self._x0_lists[id(group)] = (group["init_buffer"], group["init_buffer"].mutations)
+        self._x0_stamps[id(group)] = self.state.stamp() if stamp is not None else None
+
+    def _x0_listed(self, listed: Tensor, p: Tensor) -> bool:
+        """Whether ``listed`` is ``p``'s x_0 in its state (a parameter without one yet: True)."""
+        entry = self.state.get(p)
+        return not entry or "init_buffer" not in entry or listed is entry["init_buffer"]
 
     def _views_also_held(self, layout: OwnedState, group: dict) -> int | None:
         """The group's x_0 list holds each of the layout's x_0 views once more (the package's

@@ -2207,8 +2207,10 @@ def test_every_group_value_changed_between_steps_as_in_the_package(name, count):
 def test_x0_replaced_in_the_group_is_the_new_x0_as_in_the_package(name, how, count, impl):
     """The package keeps x_0 in ``group["init_buffer"]``: changed there after three steps (one
     tensor filled in place, one replaced, or a new list), it is the x_0 from then on, here as
-    there. Replacing one tensor or the list was ignored here before (x_0 was read from the
-    parameters' state, which the group's list only mirrored)."""
+    there, and so is the tensor put there when the script changes it in place two steps later.
+    Replacing one tensor or the list was ignored here before (x_0 was read from the
+    parameters' state, which the group's list only mirrored); the later change in place was
+    ignored until stop 76 (the state held a copy of the tensor put there)."""
 
     def run(make):
         generator = torch.Generator().manual_seed(0)
@@ -2217,15 +2219,18 @@ def test_x0_replaced_in_the_group_is_the_new_x0_as_in_the_package(name, how, cou
             for _ in range(count)
         ]
         optimizer = make(params)
-        for step in range(6):
+        for step in range(8):
+            group = optimizer.param_groups[0]
             if step == 3:
-                group = optimizer.param_groups[0]
                 if how == "in-place":
                     group["init_buffer"][1].fill_(0.25)
                 elif how == "one-replaced":
                     group["init_buffer"][1] = torch.full((6,), 0.25, dtype=torch.float64)
                 else:
                     group["init_buffer"] = [torch.full_like(p, 0.25) for p in params]
+                put = group["init_buffer"][1]
+            if step == 5:
+                put.fill_(-0.5)  # (the package's x_0 of tensor 1 is this tensor)
             optimizer.zero_grad()
             noisy_loss(params, step).backward()
             optimizer.step()
@@ -2233,6 +2238,59 @@ def test_x0_replaced_in_the_group_is_the_new_x0_as_in_the_package(name, how, cou
 
     expected = run(getattr(dog, name))
     assert relative_error(run(lambda ps: getattr(optim, name)(ps, impl=impl)), expected) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 20])  # plain lists; packed
+@pytest.mark.parametrize("how", ["entry", "tree-map"])
+@pytest.mark.parametrize("name", ["DoG", "LDoG"])
+def test_x0_put_in_the_state_entry_is_x0_and_one_kept_from_the_group_before_is_not(
+    name, how, count, impl
+):
+    """torch's rule for a state tensor: replaced in ``optimizer.state`` after two steps (the
+    parameter's entry rebuilt with copies, or the whole state mapped to copies, as generic
+    helpers do), the new tensor is the state, and the group's list shows it from the next
+    step on; the tensor the list held before, kept by the script, is then x_0 no more, and
+    moving its data (``.data = ...``) changes nothing: the parameters are those of a run
+    without the move, and of the package's, whose x_0 was never replaced. (The package keeps
+    x_0 in the group only, and would read the kept tensor.)"""
+
+    def run(make, move: bool):
+        generator = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(6, generator=generator, dtype=torch.float64).requires_grad_()
+            for _ in range(count)
+        ]
+        optimizer = make(params)
+        kept = None
+        for step in range(6):
+            if step == 1:
+                kept = optimizer.param_groups[0]["init_buffer"][1]
+            if step == 2 and isinstance(optimizer, optim.DoG):
+                if how == "entry":
+                    entry = optimizer.state[params[1]]
+                    optimizer.state[params[1]] = {k: v.clone() for k, v in entry.items()}
+                else:
+                    optimizer.state = torch.utils._pytree.tree_map_only(
+                        torch.Tensor, torch.clone, optimizer.state
+                    )
+            if step == 4:
+                listed = optimizer.param_groups[0]["init_buffer"][1]
+                if isinstance(optimizer, optim.DoG):
+                    assert listed is optimizer.state[params[1]]["init_buffer"]
+                    assert listed is not kept
+                if move:
+                    kept.data = torch.full_like(kept, 0.375)
+            optimizer.zero_grad()
+            noisy_loss(params, step).backward()
+            optimizer.step()
+        return params
+
+    ours = functools.partial(getattr(optim, name), impl=impl)
+    unmoved = run(ours, move=False)
+    assert relative_error(run(ours, move=True), unmoved) == 0
+    assert relative_error(unmoved, run(getattr(dog, name), move=False)) <= 1e-10
+    assert relative_error(run(getattr(dog, name), move=True), unmoved) > 1e-3  # (it reads it)
 
 
 @pytest.mark.parametrize("change", ["double", "float"])

@@ -7,9 +7,10 @@ blocked, or a few plain lists) and a sequence of steps, each preceded by one eve
 unfreeze a parameter, leave one out of the loss, ``p.data = ...``, halve the learning rates, zero
 the gradients without setting them to None, switch Schedule-Free to eval and back, reload the
 optimizer from its own ``state_dict()`` into a new instance, reverse a group's parameters, keep a
-reference to a state tensor (DoG's x_0: from its group's list) and later move its data (``.data =
-...``, ``.set_()``), build a graph that saves a parameter before the step and run its backward
-after it (not for the packages that write ``p.data``, which counts no change). Both see the same
+reference to a state tensor (DoG's x_0: from its group's list, or a new one put there) and later
+move its data (``.data = ...``, ``.set_()``), build a graph that saves a parameter before the
+step and run its backward after it (not for the packages that write ``p.data``, which counts no
+change). Both see the same
 sequence on equal float64 parameters (two param groups) and must agree to 1e-9 after every step
 (Schedule-Free's in eval mode, the point it would be evaluated at). A regression guard: it passed
 when written (3000 examples run once, and 1500 of DoG and LDoG with x_0 kept from the group; 100
@@ -20,8 +21,12 @@ parameter's gradient (a missing one raises), and keeps x_0 by position in the gr
 reordered group swaps its tensors' x_0 there (``optim.DoG`` follows the tensors, see
 ``test_lr_free.test_a_group_reordered_in_place_keeps_each_tensors_estimates``), and holds no
 state per parameter (``optim.DoG`` keeps each x_0 there too, so a state tensor kept from there
-has nothing to match in the package; x_0 kept from the group has). A sequence on which the
-package divides by zero (``dadaptation`` when every parameter is frozen) is dropped.
+has nothing to match in the package; x_0 kept from the group has), and an x_0 kept from the group
+is dropped from the kept tensors when its parameter's state entry is replaced ("rebuild",
+"tree-map"): the new entry's tensor is x_0 from then on, by torch's rule for state tensors, where
+the package, with no state per parameter, goes on reading the kept one (see ``optim.DoG``). A
+sequence on which the package divides by zero (``dadaptation`` when every parameter is frozen) is
+dropped.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ SHAPE_SETS = {
 }
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "data", "lr", "zero", "eval-train", "reload"),
-    *("reorder", "keep", "keep-x0", "move", "saved", "rebuild", "tree-map"),
+    *("reorder", "keep", "keep-x0", "put-x0", "move", "saved", "rebuild", "tree-map"),
 ]
 NEEDS_EVERY_GRADIENT = {"DoG", "LDoG"}  # their package fails on a missing gradient
 X0_BY_POSITION = {"DoG", "LDoG"}  # their package pairs x_0 with a group's position
@@ -105,8 +110,12 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
         optimizer.train()
     history = []
     kept: list[torch.Tensor] = []
+    x0_owners: list[tuple[torch.Tensor, torch.Tensor]] = []  # (an x_0 kept, its parameter)
     for t, (event, index) in enumerate(events):
         p = params[index % len(params)]
+        if event in ("rebuild", "tree-map"):  # (in both runs: see the module's docstring)
+            replaced = [x0 for x0, q in x0_owners if event == "tree-map" or q is p]
+            kept[:] = [k for k in kept if not any(k is x0 for x0 in replaced)]
         apply_parameter_event(event, p, params)
         apply_state_event(event, optimizer.state.get(p), kept)
         if event == "lr":
@@ -128,9 +137,19 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
         elif event == "tree-map":  # the whole state mapped by pytree (copies of every tensor)
             optimizer.state = pytree.tree_map_only(torch.Tensor, torch.clone, optimizer.state)
         elif event == "keep-x0":  # DoG's x_0 of a tensor, from its group (as the package's)
-            listed = optimizer.param_groups[index % 2].get("init_buffer")
+            group = optimizer.param_groups[index % 2]
+            listed = group.get("init_buffer")
             if listed:
                 kept.append(listed[index % len(listed)])
+                x0_owners.append((kept[-1], group["params"][index % len(listed)]))
+        elif event == "put-x0":  # a new x_0 put in DoG's group list, and kept
+            group = optimizer.param_groups[index % 2]
+            listed = group.get("init_buffer")
+            if listed:
+                position = index % len(listed)
+                listed[position] = torch.full_like(listed[position], 0.05 * (index % 7) - 0.1)
+                kept.append(listed[position])
+                x0_owners.append((kept[-1], group["params"][position]))
         optimizer.zero_grad(set_to_none=event != "zero")
         loss = _loss(params, t, skip=index % len(params) if event == "skip" else None)
         if isinstance(loss, torch.Tensor):
