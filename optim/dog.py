@@ -284,11 +284,13 @@ class DoG(ReducingOptimizer):
     ``eta`` (one per parameter, as the package lists it), ``init_buffer`` (x_0, one per
     parameter, in a list whose reads count as the state's do, see
     :meth:`_views_also_held`); state per parameter: ``init_buffer`` (the same tensors). A
-    tensor put in the group's list is that parameter's x_0 from the next step on, as in the
-    package; so is one put in its state entry (``optimizer.state[p] = {...}`` with new tensors,
-    or the whole state mapped to copies), which the group's list then holds, and a tensor taken
-    from the list before is x_0 no more: torch's rule for every state tensor (the package keeps
-    no state per parameter, so it has no such entry to replace);
+    tensor put in the group's list is that parameter's x_0 from the next step on, the tensor
+    itself (a later change of it in place is seen), as in the package, and the list's tensors
+    are x_0 after ``optimizer.state`` is reset; so is a tensor put in a parameter's state
+    entry (``optimizer.state[p] = {...}`` with new tensors, or the whole state mapped to
+    copies), which the group's list then holds, and a tensor taken from the list before is
+    x_0 no more: torch's rule for every state tensor (the package keeps no state per
+    parameter, so it has no such entry to replace);
     ``state_dict()["state"]["_first_step"]`` as the package's, so that a checkpoint moves
     either way. As in the package, ``rbar`` is a new tensor at every step and ``G`` is added
     into in place after the first (a kept ``G`` reads the current sum); ``eta`` reads as a new
@@ -358,19 +360,39 @@ class DoG(ReducingOptimizer):
         """As the package, x_0 belongs to the group (``group["init_buffer"]``, one tensor per
         parameter, set on the first step): a parameter whose state lacks it (``optimizer.state``
         reset, or a checkpoint of the package loaded) takes its x_0 from there, not from its
-        current value."""
+        current value: the list's tensor itself, as the package reads it (see
+        :meth:`_from_list`)."""
         saved = group.get("init_buffer")
         if saved is not None and len(saved) == len(group["params"]):
             positions: dict[int, int] | None = None
+            held: set[int] | None = None
             for p, state in zip(params, states):
                 if "init_buffer" not in state:
-                    if positions is None:
+                    if positions is None or held is None:
                         positions = {id(q): i for i, q in enumerate(group["params"])}
-                    x0 = saved[positions[id(p)]].detach()
-                    state["init_buffer"] = x0.to(p.device, p.dtype).clone(
-                        memory_format=torch.preserve_format
-                    )
+                        held = self._held_x0()
+                    state["init_buffer"] = self._from_list(saved[positions[id(p)]], p, held)
         return super()._ensure_state(group, params, states)
+
+    def _held_x0(self) -> set[int]:
+        """The ids of every parameter and of every x_0 held by a parameter's state."""
+        every = [q for g in self.param_groups for q in g["params"]]
+        held = {id(q) for q in every}
+        held.update(
+            id(e["init_buffer"]) for q in every if "init_buffer" in (e := self.state.get(q) or {})
+        )
+        return held
+
+    @staticmethod
+    def _from_list(x0: Any, p: Tensor, held: set[int]) -> Tensor:
+        """``p``'s x_0 in its state for the tensor ``x0`` of the group's list: ``x0`` itself,
+        so that a later change of it in place is seen, as the package reads it (a layout then
+        lays its data into its buffer, the tensor a view there), or a copy where it cannot be
+        the state's own (:func:`_adoptable_x0`); ``held`` gains its id."""
+        if _adoptable_x0(x0, p, held):
+            held.add(id(x0))
+            return x0
+        return x0.detach().to(p.device, p.dtype).clone(memory_format=torch.preserve_format)
 
     def _reset_caches(self) -> None:
         super()._reset_caches()  # (also after copy.deepcopy or unpickling)
@@ -394,10 +416,8 @@ class DoG(ReducingOptimizer):
     def _follow_replaced_x0(self, group: dict) -> None:
         """``group["init_buffer"]`` is where the package keeps x_0: a tensor replaced there, or
         the whole list, since the last step is that parameter's x_0 from now on, as in the
-        package: the tensor itself becomes the state's ``init_buffer`` (a layout then lays its
-        data into its buffers, the tensor a view there), so that a later change of it in place
-        is seen, as there; a copy where it cannot be the state's own (:func:`_adoptable_x0`).
-        A tensor of the list changed in place is the state's own already."""
+        package, and becomes the state's ``init_buffer`` (:meth:`_from_list`). A tensor of the
+        list changed in place is the state's own already."""
         kept, saved = self._x0_lists.get(id(group)), group.get("init_buffer")
         if kept is None or saved is None:
             return
@@ -407,21 +427,11 @@ class DoG(ReducingOptimizer):
         params = group["params"]
         if not isinstance(saved, list) or len(saved) != len(params):
             return  # (not one per parameter: the package would fail; rebuilt after the step)
-        every = [q for g in self.param_groups for q in g["params"]]
-        held = {id(q) for q in every}  # (the parameters, and every x_0 held by a state)
-        held.update(
-            id(e["init_buffer"]) for q in every if "init_buffer" in (e := self.state.get(q) or {})
-        )
+        held = self._held_x0()
         for p, x0 in zip(params, saved):
             entry = self.state.get(p)
             if entry and "init_buffer" in entry and entry["init_buffer"] is not x0:
-                if _adoptable_x0(x0, p, held):
-                    entry["init_buffer"] = x0
-                    held.add(id(x0))
-                else:
-                    entry["init_buffer"] = (
-                        x0.detach().to(p.device, p.dtype).clone(memory_format=torch.preserve_format)
-                    )
+                entry["init_buffer"] = self._from_list(x0, p, held)
 
     def _follow_reordering(self, index: int, group: dict) -> None:
         """The group's per-parameter lists (``init_buffer``; LDoG's ``rbar``, ``G``, ``eta``)

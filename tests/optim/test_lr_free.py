@@ -8,6 +8,7 @@ and SLS against the papers' formulas written here.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import functools
@@ -2231,6 +2232,37 @@ def test_x0_replaced_in_the_group_is_the_new_x0_as_in_the_package(name, how, cou
                 put = group["init_buffer"][1]
             if step == 5:
                 put.fill_(-0.5)  # (the package's x_0 of tensor 1 is this tensor)
+            optimizer.zero_grad()
+            noisy_loss(params, step).backward()
+            optimizer.step()
+        return params
+
+    expected = run(getattr(dog, name))
+    assert relative_error(run(lambda ps: getattr(optim, name)(ps, impl=impl)), expected) <= 1e-10
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("count", [3, 20])  # plain lists; packed
+@pytest.mark.parametrize("name", ["DoG", "LDoG"])
+def test_x0_in_the_group_is_x0_after_the_state_is_reset_as_in_the_package(name, count, impl):
+    """``optimizer.state`` reset (a new ``defaultdict(dict)``) after three steps: the package
+    keeps no state per parameter, so its x_0 is still the group's tensors, and a change of one
+    of them in place two steps later moves it. Ours takes each x_0 from the group's list then,
+    the tensor itself, so the change is seen here too (before stop 76: a copy, and ignored)."""
+
+    def run(make):
+        generator = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(6, generator=generator, dtype=torch.float64).requires_grad_()
+            for _ in range(count)
+        ]
+        optimizer = make(params)
+        for step in range(8):
+            if step == 3:
+                listed = optimizer.param_groups[0]["init_buffer"][1]
+                optimizer.state = collections.defaultdict(dict)
+            if step == 5:
+                listed.fill_(-0.5)
             optimizer.zero_grad()
             noisy_loss(params, step).backward()
             optimizer.step()
