@@ -5,24 +5,28 @@ optimizers and on their reference packages (``prodigyopt``, ``dadaptation``, ``d
 Each example draws one of ``test_lr_free``'s cases, an execution path, a set of shapes (packed,
 blocked, or a few plain lists) and a sequence of steps, each preceded by one event: freeze or
 unfreeze a parameter, leave one out of the loss, ``p.data = ...``, halve the learning rates, zero
-the gradients without setting them to None, reset the state (a new ``defaultdict(dict)``), switch
-Schedule-Free to eval and back, reload the optimizer from its own ``state_dict()`` into a new
-instance, reverse a group's parameters, keep a reference to a state tensor (DoG's x_0: from its
-group's list, or a new one put there) and later move its data (``.data = ...``, ``.set_()``),
-build a graph that saves a parameter before the step and run its backward after it (not for the
-packages that write ``p.data``, which counts no change). Both see the same sequence on equal
-float64 parameters (two param groups) and must agree to 1e-9 after every step (Schedule-Free's in
-eval mode, the point it would be evaluated at). A regression guard: it passed when written (3000
-examples run once, and 1500 of DoG and LDoG with x_0 kept from the group; 100 here; at stop 76,
-with the x_0 events and the reset, 3000 examples of each of seeds 7602-7606 and 7651-7653).
+the gradients without setting them to None, reset the state (a new ``defaultdict(dict)``), replace
+a state tensor (directly, or through ``state.copy()``), add a param group, switch Schedule-Free to
+eval and back, reload the optimizer from its own ``state_dict()`` into a new instance, reverse a
+group's parameters, keep a reference to a state tensor (DoG's x_0: from its group's list, or a new
+one put there) and later move its data (``.data = ...``, ``.set_()``), build a graph that saves a
+parameter before the step and run its backward after it (not for the packages that write
+``p.data``, which counts no change). Both see the same sequence on equal float64 parameters (two
+param groups) and must agree to 1e-9 after every step (Schedule-Free's in eval mode, the point it
+would be evaluated at); where the package raises (D-Adaptation's and Prodigy's groups of different
+learning rates, after a group is added), ours raises the same exception type. A regression guard:
+it passed when written (3000 examples run once, and 1500 of DoG and LDoG with x_0 kept from the
+group; 100 here; at stop 76, with the x_0 events, the reset, the replaced tensors and the added
+group, 3000 examples of each of seeds 7602-7606, 7651-7653 and 7664-7666).
 
 Left out where the package itself differs by design: DoG and LDoG's package reads every
 parameter's gradient (a missing one raises), and keeps x_0 by position in the group, so a
 reordered group swaps its tensors' x_0 there (``optim.DoG`` follows the tensors, see
-``test_lr_free.test_a_group_reordered_in_place_keeps_each_tensors_estimates``), and holds no
-state per parameter (``optim.DoG`` keeps each x_0 there too, so a state tensor kept from there
-has nothing to match in the package; x_0 kept from the group has), and an x_0 kept from the group
-is dropped from the kept tensors when its parameter's state entry is replaced ("rebuild",
+``test_lr_free.test_a_group_reordered_in_place_keeps_each_tensors_estimates``), fails on a group
+added mid-run (``KeyError``; ``optim.DoG`` starts it as a fresh DoG), and holds no state per
+parameter (``optim.DoG`` keeps each x_0 there too, so a state tensor kept from there or replaced
+there has nothing to match in the package; x_0 kept from the group has), and an x_0 kept from the
+group is dropped from the kept tensors when its parameter's state entry is replaced ("rebuild",
 "tree-map"): the new entry's tensor is x_0 from then on, by torch's rule for state tensors, where
 the package, with no state per parameter, goes on reading the kept one (see ``optim.DoG``). A
 sequence on which the package divides by zero (``dadaptation`` when every parameter is frozen) is
@@ -65,6 +69,7 @@ SHAPE_SETS = {
 EVENTS = [
     *("none", "freeze", "unfreeze", "skip", "data", "lr", "zero", "eval-train", "reload"),
     *("reorder", "keep", "keep-x0", "put-x0", "move", "saved", "rebuild", "tree-map", "reset"),
+    *("replace", "copy", "group"),
 ]
 NEEDS_EVERY_GRADIENT = {"DoG", "LDoG"}  # their package fails on a missing gradient
 X0_BY_POSITION = {"DoG", "LDoG"}  # their package pairs x_0 with a group's position
@@ -111,6 +116,7 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
         optimizer.train()
     history = []
     kept: list[torch.Tensor] = []
+    extra: list[torch.Tensor] = []  # (the parameter of a group added mid-run)
     x0_owners: list[tuple[torch.Tensor, torch.Tensor]] = []  # (an x_0 kept, its parameter)
     for t, (event, index) in enumerate(events):
         p = params[index % len(params)]
@@ -135,6 +141,15 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
             # an entry rebuilt as generic helpers rebuild a mapping (type(d)(items)), put back
             entry = optimizer.state[p]
             optimizer.state[p] = type(entry)({k: cloned(v) for k, v in entry.items()})
+        elif event in ("replace", "copy"):  # a state tensor replaced, directly or through a copy
+            entry = (optimizer.state.copy() if event == "copy" else optimizer.state).get(p)
+            key = next((k for k in entry or {} if k != "step" and torch.is_tensor(entry[k])), None)
+            if key is not None:
+                entry[key] = torch.full_like(entry[key], 0.25 if event == "replace" else 0.5)
+                kept.append(entry[key])
+        elif event == "group" and not extra:  # a param group added mid-run
+            extra.append(torch.full((4,), 0.5, dtype=torch.float64, requires_grad=True))
+            optimizer.add_param_group({"params": extra[:]})
         elif event == "reset":  # (DoG's package keeps no state per parameter: nothing to reset)
             optimizer.state = collections.defaultdict(dict)
         elif event == "tree-map":  # the whole state mapped by pytree (copies of every tensor)
@@ -154,7 +169,7 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
                 kept.append(listed[position])
                 x0_owners.append((kept[-1], group["params"][position]))
         optimizer.zero_grad(set_to_none=event != "zero")
-        loss = _loss(params, t, skip=index % len(params) if event == "skip" else None)
+        loss = _loss(params + extra, t, skip=index % len(params) if event == "skip" else None)
         if isinstance(loss, torch.Tensor):
             loss.backward()
         graph = saved_for_backward(event, p)
@@ -162,7 +177,7 @@ def _run(make, schedule_free: bool, shapes, second: dict, events) -> list[list[t
         outcome = backward_after_the_step(graph)
         if schedule_free:
             optimizer.eval()  # the point Schedule-Free is evaluated at
-        history.append([q.detach().clone() for q in params] + outcome)
+        history.append([q.detach().clone() for q in params + extra] + outcome)
         if schedule_free:
             optimizer.train()
     return history
@@ -182,20 +197,23 @@ def test_event_sequences_give_the_packages_parameters_after_every_step(case, imp
     if name in WRITES_P_DATA:  # (a backward after the step runs there; ours raises)
         events = [(e, i) for e, i in events if e != "saved"]
     if name in X0_BY_POSITION:  # (and keep x_0 in the group, with no per-parameter state)
-        events = [(e, i) for e, i in events if e not in ("reorder", "keep")]
+        events = [(e, i) for e, i in events if e not in ("reorder", "keep", "replace", "copy")]
+        events = [(e, i) for e, i in events if e != "group"]  # (the package's KeyError)
     shapes = SHAPE_SETS[shapes]
     schedule_free = name in SCHEDULE_FREE
+
+    def ours(groups):
+        return getattr(optim, name)(groups, impl=impl, **kwargs)
+
     try:
         expected = _run(lambda gs: reference(gs, **kwargs), schedule_free, shapes, second, events)
     except ZeroDivisionError:  # dadaptation's when no parameter of a group has a gradient
         reject()
-    actual = _run(
-        lambda gs: getattr(optim, name)(gs, impl=impl, **kwargs),
-        schedule_free,
-        shapes,
-        second,
-        events,
-    )
+    except Exception as error:  # the package refuses the sequence: so does ours, alike
+        with pytest.raises(type(error)):
+            _run(ours, schedule_free, shapes, second, events)
+        return
+    actual = _run(ours, schedule_free, shapes, second, events)
     for step, (ours, theirs) in enumerate(zip(actual, expected)):
         for i, (a, b) in enumerate(zip(ours, theirs)):
             torch.testing.assert_close(
