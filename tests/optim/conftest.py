@@ -85,6 +85,26 @@ def train(
     return optimizer
 
 
+def runs_or_the_same_error(
+    reference_run: Callable[[], list], our_run: Callable[[], list], dropped: tuple = ()
+) -> tuple[list, list] | None:
+    """(ours, the reference's): the results of two runs of one scenario; None where the
+    reference raised, after checking that ours raises the same exception type (a package's
+    refusal is ours too). An exception of a type in ``dropped`` rejects the hypothesis example
+    instead (the reference's own failure, which ours need not share)."""
+    from hypothesis import reject
+
+    try:
+        expected = reference_run()
+    except dropped:
+        reject()
+    except Exception as error:
+        with pytest.raises(type(error)):
+            our_run()
+        return None
+    return our_run(), expected
+
+
 def relative_error(ours: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
     """max over tensors of max|ours - ref| / max|ref| (normwise, so near-zero entries are fair)."""
     return max(

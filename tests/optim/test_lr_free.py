@@ -2201,6 +2201,24 @@ def test_every_group_value_changed_between_steps_as_in_the_package(name, count):
             assert relative_error(actual, expected) <= 1e-9, key
 
 
+def _x0_run(make, count: int, steps: int, between) -> list[torch.Tensor]:
+    """``count`` float64 tensors of 6 elements after ``steps`` steps of :func:`noisy_loss`, the
+    optimizer ``make(params)``; ``between(optimizer, params, step)`` is called before each step
+    (a script's edits of DoG's x_0)."""
+    generator = torch.Generator().manual_seed(0)
+    params = [
+        torch.randn(6, generator=generator, dtype=torch.float64).requires_grad_()
+        for _ in range(count)
+    ]
+    optimizer = make(params)
+    for step in range(steps):
+        between(optimizer, params, step)
+        optimizer.zero_grad()
+        noisy_loss(params, step).backward()
+        optimizer.step()
+    return params
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("count", [3, 20])  # plain lists; packed
 @pytest.mark.parametrize("how", ["in-place", "one-replaced", "new-list"])
@@ -2212,33 +2230,25 @@ def test_x0_replaced_in_the_group_is_the_new_x0_as_in_the_package(name, how, cou
     Replacing one tensor or the list was ignored here before (x_0 was read from the
     parameters' state, which the group's list only mirrored); the later change in place was
     ignored until stop 76 (the state held a copy of the tensor put there)."""
+    put = []
 
-    def run(make):
-        generator = torch.Generator().manual_seed(0)
-        params = [
-            torch.randn(6, generator=generator, dtype=torch.float64).requires_grad_()
-            for _ in range(count)
-        ]
-        optimizer = make(params)
-        for step in range(8):
-            group = optimizer.param_groups[0]
-            if step == 3:
-                if how == "in-place":
-                    group["init_buffer"][1].fill_(0.25)
-                elif how == "one-replaced":
-                    group["init_buffer"][1] = torch.full((6,), 0.25, dtype=torch.float64)
-                else:
-                    group["init_buffer"] = [torch.full_like(p, 0.25) for p in params]
-                put = group["init_buffer"][1]
-            if step == 5:
-                put.fill_(-0.5)  # (the package's x_0 of tensor 1 is this tensor)
-            optimizer.zero_grad()
-            noisy_loss(params, step).backward()
-            optimizer.step()
-        return params
+    def between(optimizer, params, step):
+        group = optimizer.param_groups[0]
+        if step == 3:
+            if how == "in-place":
+                group["init_buffer"][1].fill_(0.25)
+            elif how == "one-replaced":
+                group["init_buffer"][1] = torch.full((6,), 0.25, dtype=torch.float64)
+            else:
+                group["init_buffer"] = [torch.full_like(p, 0.25) for p in params]
+            put.append(group["init_buffer"][1])
+        if step == 5:
+            put[0].fill_(-0.5)  # (the package's x_0 of tensor 1 is this tensor)
 
-    expected = run(getattr(dog, name))
-    assert relative_error(run(lambda ps: getattr(optim, name)(ps, impl=impl)), expected) <= 1e-10
+    expected = _x0_run(getattr(dog, name), count, 8, between)
+    put.clear()
+    actual = _x0_run(lambda ps: getattr(optim, name)(ps, impl=impl), count, 8, between)
+    assert relative_error(actual, expected) <= 1e-10
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -2249,27 +2259,18 @@ def test_x0_in_the_group_is_x0_after_the_state_is_reset_as_in_the_package(name, 
     keeps no state per parameter, so its x_0 is still the group's tensors, and a change of one
     of them in place two steps later moves it. Ours takes each x_0 from the group's list then,
     the tensor itself, so the change is seen here too (before stop 76: a copy, and ignored)."""
+    listed = []
 
-    def run(make):
-        generator = torch.Generator().manual_seed(0)
-        params = [
-            torch.randn(6, generator=generator, dtype=torch.float64).requires_grad_()
-            for _ in range(count)
-        ]
-        optimizer = make(params)
-        for step in range(8):
-            if step == 3:
-                listed = optimizer.param_groups[0]["init_buffer"][1]
-                optimizer.state = collections.defaultdict(dict)
-            if step == 5:
-                listed.fill_(-0.5)
-            optimizer.zero_grad()
-            noisy_loss(params, step).backward()
-            optimizer.step()
-        return params
+    def between(optimizer, params, step):
+        if step == 3:
+            listed.append(optimizer.param_groups[0]["init_buffer"][1])
+            optimizer.state = collections.defaultdict(dict)
+        if step == 5:
+            listed[-1].fill_(-0.5)
 
-    expected = run(getattr(dog, name))
-    assert relative_error(run(lambda ps: getattr(optim, name)(ps, impl=impl)), expected) <= 1e-10
+    expected = _x0_run(getattr(dog, name), count, 8, between)
+    actual = _x0_run(lambda ps: getattr(optim, name)(ps, impl=impl), count, 8, between)
+    assert relative_error(actual, expected) <= 1e-10
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -2288,16 +2289,11 @@ def test_x0_put_in_the_state_entry_is_x0_and_one_kept_from_the_group_before_is_n
     x_0 in the group only, and would read the kept tensor.)"""
 
     def run(make, move: bool):
-        generator = torch.Generator().manual_seed(0)
-        params = [
-            torch.randn(6, generator=generator, dtype=torch.float64).requires_grad_()
-            for _ in range(count)
-        ]
-        optimizer = make(params)
-        kept = None
-        for step in range(6):
+        kept = []
+
+        def between(optimizer, params, step):
             if step == 1:
-                kept = optimizer.param_groups[0]["init_buffer"][1]
+                kept.append(optimizer.param_groups[0]["init_buffer"][1])
             if step == 2 and isinstance(optimizer, optim.DoG):
                 if how == "entry":
                     entry = optimizer.state[params[1]]
@@ -2310,13 +2306,11 @@ def test_x0_put_in_the_state_entry_is_x0_and_one_kept_from_the_group_before_is_n
                 listed = optimizer.param_groups[0]["init_buffer"][1]
                 if isinstance(optimizer, optim.DoG):
                     assert listed is optimizer.state[params[1]]["init_buffer"]
-                    assert listed is not kept
+                    assert listed is not kept[0]
                 if move:
-                    kept.data = torch.full_like(kept, 0.375)
-            optimizer.zero_grad()
-            noisy_loss(params, step).backward()
-            optimizer.step()
-        return params
+                    kept[0].data = torch.full_like(kept[0], 0.375)
+
+        return _x0_run(make, count, 6, between)
 
     ours = functools.partial(getattr(optim, name), impl=impl)
     unmoved = run(ours, move=False)

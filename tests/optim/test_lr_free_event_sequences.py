@@ -41,12 +41,13 @@ import copy
 import pytest
 import torch
 import torch.utils._pytree as pytree
-from hypothesis import given, reject, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optim
 from optim import _paths
 from optim._paths import PACK_AT_LEAST, PACK_BELOW
+from tests.optim.conftest import runs_or_the_same_error
 from tests.optim.test_event_sequences import (
     apply_parameter_event,
     apply_state_event,
@@ -202,18 +203,18 @@ def test_event_sequences_give_the_packages_parameters_after_every_step(case, imp
     shapes = SHAPE_SETS[shapes]
     schedule_free = name in SCHEDULE_FREE
 
-    def ours(groups):
+    def make(groups):
         return getattr(optim, name)(groups, impl=impl, **kwargs)
 
-    try:
-        expected = _run(lambda gs: reference(gs, **kwargs), schedule_free, shapes, second, events)
-    except ZeroDivisionError:  # dadaptation's when no parameter of a group has a gradient
-        reject()
-    except Exception as error:  # the package refuses the sequence: so does ours, alike
-        with pytest.raises(type(error)):
-            _run(ours, schedule_free, shapes, second, events)
+    runs = runs_or_the_same_error(  # (dadaptation divides by zero when no parameter of a
+        # group has a gradient: dropped)
+        lambda: _run(lambda gs: reference(gs, **kwargs), schedule_free, shapes, second, events),
+        lambda: _run(make, schedule_free, shapes, second, events),
+        dropped=(ZeroDivisionError,),
+    )
+    if runs is None:  # (the package refuses the sequence, and so does ours)
         return
-    actual = _run(ours, schedule_free, shapes, second, events)
+    actual, expected = runs
     for step, (ours, theirs) in enumerate(zip(actual, expected)):
         for i, (a, b) in enumerate(zip(ours, theirs)):
             torch.testing.assert_close(
