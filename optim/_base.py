@@ -93,6 +93,11 @@ one of the paths in ``optim._paths``:
     vectorised body and in its scalar tail (``add_(u, alpha=a)`` on 30 bf16 elements alone and
     inside a 96-element tensor: 425 of 9000 elements differ), so one op over a buffer is not
     bitwise one op per tensor. A tensor subclass cannot join the buffer: refused (TypeError).
+    Under ``torch.amp.GradScaler``, ``fused=True`` here does not declare
+    ``_step_supports_amp_scaling`` as torch's fused classes do, so the scaler unscales
+    ``p.grad`` in place itself before the step (the same parameters: its scales are powers of
+    two), and after a step it skips (an inf or NaN gradient) a finite ``p.grad`` is left
+    unscaled, where torch's fused kernels leave it scaled.
     Opt in for speed with many small tensors or a compiled kernel; the default never needs a
     caveat.
 
