@@ -93,11 +93,11 @@ one of the paths in ``optim._paths``:
     vectorised body and in its scalar tail (``add_(u, alpha=a)`` on 30 bf16 elements alone and
     inside a 96-element tensor: 425 of 9000 elements differ), so one op over a buffer is not
     bitwise one op per tensor. A tensor subclass cannot join the buffer: refused (TypeError).
-    Under ``torch.amp.GradScaler``, ``fused=True`` here does not declare
-    ``_step_supports_amp_scaling`` as torch's fused classes do, so the scaler unscales
-    ``p.grad`` in place itself before the step (the same parameters: its scales are powers of
-    two), and after a step it skips (an inf or NaN gradient) a finite ``p.grad`` is left
-    unscaled, where torch's fused kernels leave it scaled.
+    Under ``torch.amp.GradScaler``, ``fused=True`` on a CPU takes the scaler's handover as
+    torch's fused classes do (``RuleOptimizer._step_supports_amp_scaling``): the step unscales
+    ``p.grad`` in place, or is skipped with ``p.grad`` left scaled, the step hooks run either
+    way. On a GPU the scaler unscales ``p.grad`` itself before the step (the same parameters),
+    so after a skipped step a finite ``p.grad`` is left unscaled there.
     Opt in for speed with many small tensors or a compiled kernel; the default never needs a
     caveat.
 
@@ -1023,8 +1023,42 @@ class RuleOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._amp_skips():
+            return loss
         self._internally(self._step_groups)
         return loss
+
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        """Whether ``torch.amp.GradScaler`` hands this optimizer its scale and its inf check
+        (``optimizer.grad_scale``, ``optimizer.found_inf``) instead of unscaling ``p.grad``
+        itself first, as it does for torch's ``fused=True`` classes: here with ``fused=True``
+        when every parameter is on the CPU (:meth:`_amp_skips`). On a GPU the skip would read
+        ``found_inf`` back in the step, so the scaler unscales and decides itself there (the
+        same parameters; a skipped step leaves ``p.grad`` unscaled, where torch's fused
+        kernels leave it scaled)."""
+        return bool(self.defaults.get("fused")) and all(
+            p.device.type == "cpu" for group in self.param_groups for p in group["params"]
+        )
+
+    def _amp_skips(self) -> bool:
+        """GradScaler's handover to a ``fused=True`` step, as torch's fused kernels take it:
+        True (skip the step: no parameter, state or step count changes, and ``p.grad`` stays
+        scaled) where ``found_inf`` is nonzero; else ``p.grad /= grad_scale`` in place (the
+        kernels' division, written back to ``p.grad``), then the step runs on the unscaled
+        gradients. ``found_inf`` lies in host memory (:attr:`_step_supports_amp_scaling`), so
+        reading it synchronises nothing. Nothing to do outside a scaler's step."""
+        found_inf = getattr(self, "found_inf", None)
+        grad_scale = getattr(self, "grad_scale", None)
+        if (found_inf is None and grad_scale is None) or not self._step_supports_amp_scaling:
+            return False
+        if found_inf is not None and bool(found_inf):  # note: a read of host memory
+            return True
+        if grad_scale is not None:
+            grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+            if grads:
+                torch._foreach_div_(grads, grad_scale.to(grads[0].device))
+        return False
 
     def _internally(self, body: Callable[[], Any]) -> Any:
         """``body()`` as the optimizer's own code: its reads and writes of ``optimizer.state``'s

@@ -121,6 +121,64 @@ def test_grad_scaler_unscales_and_skips_non_finite_steps(impl):
     assert all(torch.isfinite(p).all() for p in params)
 
 
+@pytest.mark.parametrize("unscale_first", [False, True], ids=["scaler-step", "unscale-clip-step"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad"])
+def test_fused_takes_the_grad_scalers_handover_as_torchs_fused_kernels(name, unscale_first):
+    """``fused=True`` on a CPU declares ``_step_supports_amp_scaling`` as torch's fused classes
+    do, so ``GradScaler`` hands the step its scale and its inf check: a step with an inf in one
+    gradient is skipped with every finite ``p.grad`` left scaled (torch's kernels leave it so;
+    before, the scaler unscaled it first: 2.0 where torch leaves 2048.0), the step hooks still
+    run, and the counts, scales, gradients and parameters follow torch's fused run (float64:
+    compiled against torch's kernels, to rounding). Also with ``scaler.unscale_`` and gradient
+    clipping before the step, where the scaler passes no scale."""
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}
+    runs = []
+    for cls in (getattr(optim, name), getattr(torch.optim, name)):
+        params = make_params(torch.float64)
+        optimizer = cls(params, lr=0.01, fused=True, **kwargs)
+        assert optimizer._step_supports_amp_scaling is True
+        hooked: list[int] = []
+        optimizer.register_step_post_hook(lambda *_, hooked=hooked: hooked.append(1))
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        history = []
+        for step in range(6):
+            optimizer.zero_grad()
+            loss = loss_fn(params)
+            if step in (2, 4):  # an inf in the first element of one gradient only
+                loss = loss + math.inf * params[0].view(-1)[0]
+            scaler.scale(loss).backward()
+            if unscale_first:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, 5.0)
+            scaler.step(optimizer)
+            scaler.update()
+            grads = [p.grad.clone() for p in params]
+            steps = [float(s["step"]) for s in optimizer.state.values() if "step" in s]
+            history.append((grads, [p.detach().clone() for p in params], steps, scaler.get_scale()))
+        runs.append((history, len(hooked)))
+    (ours, our_hooks), (theirs_, their_hooks) = runs
+    assert our_hooks == their_hooks == 6
+    for step, ((g1, p1, s1, c1), (g2, p2, s2, c2)) in enumerate(zip(ours, theirs_)):
+        assert (s1, c1) == (s2, c2), step
+        for a, b in zip(g1 + p1, g2 + p2):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14, equal_nan=True)
+    if not unscale_first:  # (clipping by an inf norm zeroes the finite gradients)
+        skipped = ours[2][0][1]  # (a finite gradient of the skipped step: scaled, as torch's)
+        assert torch.isfinite(skipped).all()
+        assert skipped.abs().max() > 100
+
+
+def test_fused_declares_the_grad_scalers_handover_only_on_a_cpu():
+    """On another device the handover would read ``found_inf`` back inside the step, so the
+    scaler unscales and decides itself there (meta stands in for a GPU here)."""
+    cpu = optim.Adam([torch.nn.Parameter(torch.zeros(3))], fused=True)
+    meta = optim.Adam([torch.nn.Parameter(torch.zeros(3, device="meta"))], fused=True)
+    eager = optim.Adam([torch.nn.Parameter(torch.zeros(3))])
+    assert cpu._step_supports_amp_scaling
+    assert not meta._step_supports_amp_scaling
+    assert not eager._step_supports_amp_scaling
+
+
 @pytest.mark.parametrize("name", ["Adam", "AdamW", "RMSprop", "Adadelta"])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_sparse_gradient_raises_torchs_error_naming_the_parameter(name, impl):
