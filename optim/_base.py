@@ -1037,9 +1037,30 @@ class RuleOptimizer(Optimizer):
         ``found_inf`` back in the step, so the scaler unscales and decides itself there (the
         same parameters; a skipped step leaves ``p.grad`` unscaled, where torch's fused
         kernels leave it scaled)."""
-        return bool(self.defaults.get("fused")) and all(
-            p.device.type == "cpu" for group in self.param_groups for p in group["params"]
+        return (
+            bool(self.defaults.get("fused"))
+            and self._torch_fused_takes_amp_handover()
+            and all(p.device.type == "cpu" for group in self.param_groups for p in group["params"])
         )
+
+    @classmethod
+    @functools.cache
+    def _torch_fused_takes_amp_handover(cls) -> bool:
+        """Whether the installed torch's namesake class declares ``_step_supports_amp_scaling``
+        with ``fused=True`` (read from its constructors' sources, once; False where there is
+        no namesake or a source cannot be read): torch 2.13's SGD, Adam, AdamW and Adagrad do,
+        torch 2.11's Adagrad does not, and there the scaler unscales ``p.grad`` itself, for
+        ours as for torch's."""
+        torch_classes = [
+            c
+            for c in cls.__mro__
+            if c.__module__.startswith("torch.optim") and c is not torch.optim.Optimizer
+        ]  # (torch's AdamW declares it in its base class Adam's constructor)
+        try:
+            sources = [inspect.getsource(c.__init__) for c in torch_classes]
+        except (OSError, TypeError):
+            return False
+        return any("_step_supports_amp_scaling" in source for source in sources)
 
     def _amp_skips(self) -> bool:
         """GradScaler's handover to a ``fused=True`` step, as torch's fused kernels take it:

@@ -132,11 +132,11 @@ def test_fused_takes_the_grad_scalers_handover_as_torchs_fused_kernels(name, uns
     compiled against torch's kernels, to rounding). Also with ``scaler.unscale_`` and gradient
     clipping before the step, where the scaler passes no scale."""
     kwargs = {"momentum": 0.9} if name == "SGD" else {}
-    runs = []
+    runs, declared = [], []
     for cls in (getattr(optim, name), getattr(torch.optim, name)):
         params = make_params(torch.float64)
         optimizer = cls(params, lr=0.01, fused=True, **kwargs)
-        assert optimizer._step_supports_amp_scaling is True
+        declared.append(getattr(optimizer, "_step_supports_amp_scaling", False))
         hooked: list[int] = []
         optimizer.register_step_post_hook(lambda *_, hooked=hooked: hooked.append(1))
         scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
@@ -156,13 +156,14 @@ def test_fused_takes_the_grad_scalers_handover_as_torchs_fused_kernels(name, uns
             steps = [float(s["step"]) for s in optimizer.state.values() if "step" in s]
             history.append((grads, [p.detach().clone() for p in params], steps, scaler.get_scale()))
         runs.append((history, len(hooked)))
+    assert declared[0] is declared[1]  # (torch 2.13: all four True; 2.11's Adagrad: False)
     (ours, our_hooks), (theirs_, their_hooks) = runs
-    assert our_hooks == their_hooks == 6
+    assert our_hooks == their_hooks == (6 if declared[1] else 4)  # (skipped: no step() call)
     for step, ((g1, p1, s1, c1), (g2, p2, s2, c2)) in enumerate(zip(ours, theirs_)):
         assert (s1, c1) == (s2, c2), step
         for a, b in zip(g1 + p1, g2 + p2):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14, equal_nan=True)
-    if not unscale_first:  # (clipping by an inf norm zeroes the finite gradients)
+    if declared[1] and not unscale_first:  # (clipping by an inf norm zeroes the gradients)
         skipped = ours[2][0][1]  # (a finite gradient of the skipped step: scaled, as torch's)
         assert torch.isfinite(skipped).all()
         assert skipped.abs().max() > 100
