@@ -93,8 +93,8 @@ one of the paths in ``optim._paths``:
     vectorised body and in its scalar tail (``add_(u, alpha=a)`` on 30 bf16 elements alone and
     inside a 96-element tensor: 425 of 9000 elements differ), so one op over a buffer is not
     bitwise one op per tensor. A tensor subclass cannot join the buffer: refused (TypeError).
-    Under ``torch.amp.GradScaler``, ``fused=True`` on a CPU takes the scaler's handover as
-    torch's fused classes do (``RuleOptimizer._step_supports_amp_scaling``): the step unscales
+    Under ``torch.amp.GradScaler``, ``fused=True`` on a CPU takes the scaler's handover where
+    torch's fused class does (``RuleOptimizer._step_supports_amp_scaling``): the step unscales
     ``p.grad`` in place, or is skipped with ``p.grad`` left scaled, the step hooks run either
     way. On a GPU the scaler unscales ``p.grad`` itself before the step (the same parameters),
     so after a skipped step a finite ``p.grad`` is left unscaled there.
