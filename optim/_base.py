@@ -1033,7 +1033,8 @@ class RuleOptimizer(Optimizer):
         """Whether ``torch.amp.GradScaler`` hands this optimizer its scale and its inf check
         (``optimizer.grad_scale``, ``optimizer.found_inf``) instead of unscaling ``p.grad``
         itself first, as it does for torch's ``fused=True`` classes: here with ``fused=True``
-        when every parameter is on the CPU (:meth:`_amp_skips`). On a GPU the skip would read
+        when every parameter is on the CPU and the installed torch's class takes it too
+        (:meth:`_amp_skips`). On a GPU the skip would read
         ``found_inf`` back in the step, so the scaler unscales and decides itself there (the
         same parameters; a skipped step leaves ``p.grad`` unscaled, where torch's fused
         kernels leave it scaled)."""
@@ -1076,7 +1077,12 @@ class RuleOptimizer(Optimizer):
         if found_inf is not None and bool(found_inf):  # note: a read of host memory
             return True
         if grad_scale is not None:
-            grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+            grads = [
+                p.grad
+                for group in self.param_groups
+                for p in group["params"]
+                if p.grad is not None and p.grad.layout == torch.strided
+            ]  # (a sparse one: the step raises torch fused's error)
             if grads:
                 torch._foreach_div_(grads, grad_scale.to(grads[0].device))
         return False

@@ -169,6 +169,25 @@ def test_fused_takes_the_grad_scalers_handover_as_torchs_fused_kernels(name, uns
         assert skipped.abs().max() > 100
 
 
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_fused_refuses_a_sparse_gradient_under_the_grad_scaler_leaving_it_as_torch(name):
+    """A sparse gradient under the scaler's handover: torch's fused class raises before its
+    kernel, ``p.grad`` left scaled; ours raises the same type, ``p.grad`` as torch's (before,
+    ours divided it by the scale first)."""
+    grads = []
+    for cls in (getattr(optim, name), getattr(torch.optim, name)):
+        torch.manual_seed(0)
+        embedding = torch.nn.Embedding(10, 3, sparse=True)
+        optimizer = cls(embedding.parameters(), fused=True)
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        scaler.scale(embedding(torch.tensor([1, 2])).sum()).backward()
+        with pytest.raises(RuntimeError, match="sparse gradients"):
+            scaler.step(optimizer)
+        grads.append(embedding.weight.grad.to_dense())
+    assert torch.equal(grads[0], grads[1])
+    assert grads[1].abs().max() == 1024.0
+
+
 def test_fused_declares_the_grad_scalers_handover_only_on_a_cpu():
     """On another device the handover would read ``found_inf`` back inside the step, so the
     scaler unscales and decides itself there (meta stands in for a GPU here)."""
