@@ -542,6 +542,16 @@ class MergePlan(NamedTuple):
     merged: set[int]
 
 
+def torch_source_mentions(text: str, functions: Iterable[Callable[..., Any]]) -> bool:
+    """Whether the installed torch's source of any of ``functions`` contains ``text`` (False
+    where a source cannot be read): how a class here follows a behaviour of ``torch.optim``
+    that differs between torch versions (2.11's CPU-only fused Adagrad, for one)."""
+    try:
+        return any(text in inspect.getsource(function) for function in functions)
+    except (OSError, TypeError):
+        return False
+
+
 class RuleOptimizer(Optimizer):
     """Base of every optimizer here; subclasses give validation, defaults and the rule.
 
@@ -1034,10 +1044,9 @@ class RuleOptimizer(Optimizer):
         (``optimizer.grad_scale``, ``optimizer.found_inf``) instead of unscaling ``p.grad``
         itself first, as it does for torch's ``fused=True`` classes: here with ``fused=True``
         when every parameter is on the CPU and the installed torch's class takes it too
-        (:meth:`_amp_skips`). On a GPU the skip would read
-        ``found_inf`` back in the step, so the scaler unscales and decides itself there (the
-        same parameters; a skipped step leaves ``p.grad`` unscaled, where torch's fused
-        kernels leave it scaled)."""
+        (:meth:`_amp_skips`). On a GPU the skip would read ``found_inf`` back in the step, so
+        the scaler unscales and decides itself there (the same parameters; a skipped step
+        leaves ``p.grad`` unscaled, where torch's fused kernels leave it scaled)."""
         return (
             bool(self.defaults.get("fused"))
             and self._torch_fused_takes_amp_handover()
@@ -1052,16 +1061,12 @@ class RuleOptimizer(Optimizer):
         no namesake or a source cannot be read): torch 2.13's SGD, Adam, AdamW and Adagrad do,
         torch 2.11's Adagrad does not, and there the scaler unscales ``p.grad`` itself, for
         ours as for torch's."""
-        torch_classes = [
-            c
+        constructors = [
+            c.__init__
             for c in cls.__mro__
             if c.__module__.startswith("torch.optim") and c is not torch.optim.Optimizer
         ]  # (torch's AdamW declares it in its base class Adam's constructor)
-        try:
-            sources = [inspect.getsource(c.__init__) for c in torch_classes]
-        except (OSError, TypeError):
-            return False
-        return any("_step_supports_amp_scaling" in source for source in sources)
+        return torch_source_mentions("_step_supports_amp_scaling", constructors)
 
     def _amp_skips(self) -> bool:
         """GradScaler's handover to a ``fused=True`` step, as torch's fused kernels take it:

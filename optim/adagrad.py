@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -11,7 +10,7 @@ import torch
 from torch import Tensor
 
 from optim import _ops as ops
-from optim._base import RuleOptimizer, check_nonnegative
+from optim._base import RuleOptimizer, check_nonnegative, torch_source_mentions
 from optim._paths import TORCH_GRAIN
 
 
@@ -125,11 +124,7 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
         """torch's fused Adagrad ran on the CPU only in torch 2.11 (2.13's runs on CUDA too):
         its ``_init_group`` checks a fused parameter with ``cuda_unsupported=True`` there (read
         from its source; False where the source cannot be read)."""
-        try:
-            source = inspect.getsource(torch.optim.Adagrad._init_group)
-        except (OSError, TypeError):
-            return False
-        return "cuda_unsupported=True" in source
+        return torch_source_mentions("cuda_unsupported=True", [torch.optim.Adagrad._init_group])
 
     def __init__(
         self,

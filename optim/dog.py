@@ -8,7 +8,7 @@ import functools
 import sys
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -229,6 +229,16 @@ def dog_update(chunk: Chunk, grads: list[Tensor], eta: Tensor) -> None:
         sub_scaled_per_tensor_(chunk.params, grads, eta, chunk.segments)
 
 
+class _ListedX0(NamedTuple):
+    """A group's ``init_buffer`` list as DoG last set it, its count of changes then, and
+    ``optimizer.state``'s stamp when the list was last compared with the state (None: a state
+    that counts no changes)."""
+
+    listed: HandedList
+    mutations: int
+    stamp: tuple[int, int] | None
+
+
 def _adoptable_x0(x0: Any, p: Tensor, held: set[int]) -> bool:
     """Whether ``x0``, put in ``group["init_buffer"]`` for ``p``, can be ``p``'s state itself: a
     plain tensor of ``p``'s dtype, device and shape, not requiring a gradient, sharing no memory
@@ -398,12 +408,9 @@ class DoG(ReducingOptimizer):
         super()._reset_caches()  # (also after copy.deepcopy or unpickling)
         self._orders: dict[int, list[Tensor]] = {}
         """Each group's parameters as last stepped (see :meth:`_follow_reordering`)."""
-        self._x0_lists: dict[int, tuple[HandedList, int]] = {}
-        """Each group's ``init_buffer`` list as last set (a :class:`~optim._state.HandedList`)
-        and its count of changes then, by the group's id (see :meth:`_follow_replaced_x0`)."""
-        self._x0_stamps: dict[int, tuple[int, int] | None] = {}
-        """``optimizer.state``'s stamp when each group's list was last compared with it, by
-        the group's id (see :meth:`_keep_x0_in_group`)."""
+        self._x0_lists: dict[int, _ListedX0] = {}
+        """Each group's ``init_buffer`` list as last set, by the group's id (see
+        :meth:`_follow_replaced_x0`, :meth:`_keep_x0_in_group`)."""
         self._eta_vectors: dict[int, tuple[list[Tensor], Tensor]] = {}
         """LDoG: each group's ``eta`` list as last set, and the vector its tensors are views of
         (see :meth:`_step_size`)."""
@@ -421,8 +428,7 @@ class DoG(ReducingOptimizer):
         kept, saved = self._x0_lists.get(id(group)), group.get("init_buffer")
         if kept is None or saved is None:
             return
-        listed, mutations = kept
-        if saved is listed and saved.mutations == mutations:
+        if saved is kept.listed and saved.mutations == kept.mutations:
             return  # (the common case: the list this optimizer made, unchanged)
         params = group["params"]
         if not isinstance(saved, list) or len(saved) != len(params):
@@ -474,7 +480,6 @@ class DoG(ReducingOptimizer):
         super().load_state_dict(state_dict)
         self._orders.clear()  # (the loaded lists follow the groups' current order)
         self._x0_lists.clear()
-        self._x0_stamps.clear()
 
     def _keep_x0_in_group(self, group: dict, chunks: list[Chunk]) -> None:
         """``group["init_buffer"]``: x_0 of every parameter of the group, as the package keeps
@@ -489,7 +494,8 @@ class DoG(ReducingOptimizer):
         tensor is x_0, and the list shows it), else only those probes."""
         params, saved = group["params"], group.get("init_buffer")
         stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
-        if stamp is None or stamp != self._x0_stamps.get(id(group)):
+        kept = self._x0_lists.get(id(group))
+        if stamp is None or kept is None or stamp != kept.stamp:
             probed: Iterable[int] = range(len(params))
         else:
             probed = (c.positions[0] for c in chunks)
@@ -501,8 +507,10 @@ class DoG(ReducingOptimizer):
         ):
             owner = self.state if isinstance(self.state, TrackedState) else None
             group["init_buffer"] = HandedList.owned_by(owner, self._x0_of(params, saved))
-        self._x0_lists[id(group)] = (group["init_buffer"], group["init_buffer"].mutations)
-        self._x0_stamps[id(group)] = self.state.stamp() if stamp is not None else None
+        listed = group["init_buffer"]
+        self._x0_lists[id(group)] = _ListedX0(
+            listed, listed.mutations, None if stamp is None else self.state.stamp()
+        )
 
     def _x0_listed(self, listed: Tensor, p: Tensor) -> bool:
         """Whether ``listed`` is ``p``'s x_0 in its state (a parameter without one yet: True)."""
@@ -520,8 +528,8 @@ class DoG(ReducingOptimizer):
         if (
             views is None
             or kept is None
-            or listed is not kept[0]
-            or listed.mutations != kept[1]
+            or listed is not kept.listed
+            or listed.mutations != kept.mutations
             or listed.owner is not self.state
         ):
             return None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from hypothesis import reject
 from torch.optim.optimizer import _get_scalar_dtype
 
 import optim
@@ -92,8 +93,6 @@ def runs_or_the_same_error(
     reference raised, after checking that ours raises the same exception type (a package's
     refusal is ours too). An exception of a type in ``dropped`` rejects the hypothesis example
     instead (the reference's own failure, which ours need not share)."""
-    from hypothesis import reject
-
     try:
         expected = reference_run()
     except dropped:
