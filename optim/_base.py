@@ -37,7 +37,9 @@ one of the paths in ``optim._paths``:
     SGD's momentum step, whose kernel streams memory once where the three eager ops stream the
     buffer five times; torch's fused Adam and Adagrad kernels round otherwise). Every one
     of these gives torch's foreach path's bits, the signs of zeros included (but where torch
-    disagrees with itself, see ``optim._paths.FAST_DTYPES``). Only plain tensors take these
+    disagrees with itself, see ``optim._paths.FAST_DTYPES``; and where torch has no foreach
+    path, Adam's tensor ``lr`` or ``betas``, its default's, the for-loop path's:
+    :meth:`RuleOptimizer._torch_default_loops`). Only plain tensors take these
     strategies (``optim._paths.plain``): a tensor subclass (``DTensor``, FSDP2's parameters)
     cannot mix with plain buffers, so it runs torch's lists as they are, whose ops it
     dispatches itself.
@@ -638,6 +640,14 @@ class RuleOptimizer(Optimizer):
     of ours says the numbers differ."""
     _rule: ClassVar[Callable[..., None]]
 
+    def _torch_default_loops(self, group: dict) -> bool:
+        """Whether torch's default path (``foreach`` unset) for this group is its for-loop path
+        on every device, so that the default path takes that path's bits: in bfloat16 and
+        float16 they differ from its foreach path's by an ulp here and there (see
+        ``impl="single"`` in this module's docstring). False here; Adam's says when (torch never
+        runs its foreach path with a tensor ``lr`` or ``betas`` unless ``capturable``)."""
+        return False
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
@@ -1161,6 +1171,9 @@ class RuleOptimizer(Optimizer):
             elif impl == "single":
                 with ops.tensor_method_numbers():  # (torch's for-loop path: Tensor.mul_'s bits)
                     self._single_step(group, params, keep_as=index)
+            elif self._torch_default_loops(group) and not compiling:
+                with ops.tensor_method_numbers():  # (the lists of the default path, those bits)
+                    self._foreach_step(index, group, params)
             else:
                 self._foreach_step(index, group, params)
 

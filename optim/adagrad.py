@@ -36,6 +36,8 @@ def adagrad_update(
 
     with ``eta = lr_decay``; ``state`` holds ``sum`` (s, started at ``initial_accumulator_value``).
     """
+    # bfloat16 and float16 take torch's foreach order (the one-tensor path, its for-loop's)
+    low_precision_order = ops.is_low_precision(params) and not ops.tensor_method_numbers_active()
     if maximize:
         grads = list(torch._foreach_neg(grads))
     if ops.may_be_nonzero(weight_decay):
@@ -48,17 +50,17 @@ def adagrad_update(
         torch._foreach_reciprocal_(negative_lr)
         ops.mul_(negative_lr, -lr)
         (negative_lr,) = ops.computed_once(negative_lr)
-    else:  # counters known on the host: torch's double arithmetic
-        negative_lr = ops.per_count(lambda t, lr: -lr / (1 + (t - 1) * lr_decay), steps, lr)
+    else:  # counters known on the host: torch's double arithmetic (its tensor arithmetic for a
+        # tensor lr or lr_decay, whose results its foreach path keeps as tensors: held on a CPU)
+        held = low_precision_order and params[0].is_cpu
+        negative_lr = ops.per_count(
+            lambda t, lr: -lr / (1 + (t - 1) * lr_decay), steps, lr, held=held
+        )
     sums = state["sum"]
     torch._foreach_addcmul_(sums, grads, grads, value=1)
     denominators = torch._foreach_sqrt(sums)
     ops.add_(denominators, eps)
-    if (
-        ops.on_device(negative_lr)
-        or params[0].dtype in (torch.float32, torch.float64)
-        or ops.tensor_method_numbers_active()  # (the one-tensor path: torch's for-loop bits)
-    ):
+    if ops.on_device(steps) or not low_precision_order:
         # torch's single-tensor arithmetic, p + value * (g / d): one op fewer than its foreach
         ops.addcdiv_(params, grads, denominators, negative_lr)
     else:  # low precision: torch's foreach order, bitwise: scale the gradient, then divide

@@ -201,6 +201,17 @@ class Adam(RuleOptimizer, torch.optim.Adam):
         keys = ("exp_avg", "exp_avg_sq")
         return (*keys, "max_exp_avg_sq") if group["amsgrad"] else keys
 
+    def _torch_default_loops(self, group: dict) -> bool:
+        """torch.optim.Adam refuses ``foreach=True`` with a tensor ``lr`` or ``betas`` unless
+        ``capturable``, and with ``foreach`` unset runs its for-loop path there: so does the
+        default path, in that path's bits (bfloat16 and float16: an ulp apart from the foreach
+        order here and there). On a CPU torch's default is always that path; on a GPU it is
+        for a tensor ``lr`` (``_default_to_fused_or_foreach`` is overruled), while with tensor
+        ``betas`` torch 2.13's default takes its foreach path there and raises its
+        ``ValueError`` at the first step, where this trains (not tested: no GPU here)."""
+        tensors = isinstance(group["lr"], Tensor) or isinstance(group["betas"][0], Tensor)
+        return tensors and not group["foreach"] and not group["capturable"]
+
     def _rule_arguments(self, group: dict) -> dict[str, Any]:
         if group["foreach"] and not group["capturable"] and isinstance(group["lr"], Tensor):
             raise RuntimeError(

@@ -1552,6 +1552,7 @@ TENSOR_HYPERPARAMETER_CASES = [
     ("AdamW", {"lr": 0.01, "weight_decay": _tensor(0.3)}),
     ("RMSprop", {"lr": 0.01, "alpha": _tensor(0.3), "centered": True, "momentum": _tensor(0.5)}),
     ("Adadelta", {"rho": _tensor(0.3), "eps": _tensor(1e-3), "weight_decay": _tensor(0.1)}),
+    ("Adagrad", {"lr": _tensor(0.1), "lr_decay": 0.01, "weight_decay": 0.1, "maximize": True}),
 ]
 
 
@@ -1587,6 +1588,54 @@ def test_tensor_hyperparameters_have_torchs_bits(case, shapes, impl, dtype):
     params, keys = run(functools.partial(ours(name), impl=impl))
     assert keys == reference_keys
     assert all(map(torch.equal, params, reference))
+
+
+def _torch_reference_path(name: str, kwargs: dict, impl: str) -> dict:
+    """The ``foreach`` of torch's path that ours must give the bits of in bfloat16 and float16:
+    its for-loop path for ``impl="single"``; for the default path its foreach path, or, where
+    torch refuses that (Adam's tensor ``lr`` or ``betas``), its default, the for-loop path."""
+    if impl == "single":
+        return {"foreach": False}
+    try:
+        theirs(name)(_params([(2,)]), foreach=True, **copy.deepcopy(kwargs))
+    except ValueError:
+        return {}
+    return {"foreach": True}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+@pytest.mark.parametrize("impl", ["foreach", "single"])
+@pytest.mark.parametrize("shapes", ["packed", "mixed"])
+@pytest.mark.parametrize(
+    "case",
+    TENSOR_HYPERPARAMETER_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(TENSOR_HYPERPARAMETER_CASES)],
+)
+def test_tensor_hyperparameters_in_low_precision_have_torchs_bits(case, shapes, impl, dtype):
+    """The same hyperparameters over bfloat16 and float16 parameters, the default path (foreach
+    unset) against torch's foreach path, the one-tensor path against its for-loop path. There
+    torch's multi-tensor ``_foreach_mul_`` multiplies by a 0-dim tensor in float32 but rounds a
+    number to the parameters' dtype first, and ``Tensor.lerp_`` rounds a tensor weight so but
+    not a number: a tensor ``momentum`` (SGD), ``alpha`` (RMSprop), ``rho`` (Adadelta), ``lr``
+    or ``lr_decay`` (Adagrad, whose foreach path keeps ``-lr / (1 + (t - 1) lr_decay)`` a
+    tensor) read as numbers left torch's bits, and so did Adam's default path with a tensor
+    ``lr``, where torch's default is its for-loop path."""
+    name, kwargs = case
+
+    def run(cls, **path):
+        params = _params(SETS[shapes], dtype=dtype)
+        optimizer = cls(params, **path, **copy.deepcopy(kwargs))
+        generator = torch.Generator().manual_seed(3)
+        for _ in range(12):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator).to(dtype)
+            optimizer.step()
+        return params
+
+    reference = run(theirs(name), **_torch_reference_path(name, kwargs, impl))
+    params = run(ours(name), **({"foreach": False} if impl == "single" else {}))
+    for mine, torchs in zip(params, reference):  # (NaN where torch's has one: float16's eps)
+        torch.testing.assert_close(mine, torchs, rtol=0, atol=0, equal_nan=True)
 
 
 SIGNED_ZERO_CASES = [
