@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import numbers
 import operator
 import threading
 from collections.abc import Callable
@@ -409,11 +410,12 @@ def tensor_mul_(xs: TensorList, factor: Scalar) -> None:
     rounds the number to the tensors' dtype first (x * bf16(0.9)), ``Tensor.mul_`` multiplies by
     it in float32 (torch 2.13: 331 of 1000 bf16 elements differ for 0.9, 149 of fp16; every
     other multi-tensor op with a number, and a 0-dim float32 operand, agree). Those lists take
-    ``Tensor.mul_`` itself, one tensor at a time; anything else is :func:`mul_`.
+    ``Tensor.mul_`` itself, one tensor at a time; anything else is :func:`mul_`. A NumPy scalar
+    (``np.float64(0.9)``, from a config or a grid) is a number there, as torch reads it.
     """
     factor = host_number(factor)
     if (
-        type(factor) in _NUMBERS
+        (type(factor) in _NUMBERS or isinstance(factor, numbers.Real))
         and xs
         and xs[0].is_cpu
         and xs[0].dtype in _LOW_PRECISION

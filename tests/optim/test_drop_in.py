@@ -1638,6 +1638,55 @@ def test_tensor_hyperparameters_in_low_precision_have_torchs_bits(case, shapes, 
         torch.testing.assert_close(mine, torchs, rtol=0, atol=0, equal_nan=True)
 
 
+NUMPY_HYPERPARAMETER_CASES = [
+    ("SGD", {"lr": 0.1, "momentum": np.float64(0.9), "dampening": 0.1}),
+    ("SGD", {"lr": np.float32(0.1), "momentum": np.float32(0.9), "nesterov": True}),
+    ("RMSprop", {"lr": 0.01, "alpha": np.float64(0.9), "centered": True, "momentum": 0.5}),
+    ("Adadelta", {"rho": np.float32(0.8), "eps": np.float64(1e-3)}),
+    ("Adam", {"lr": np.float32(0.01), "betas": (np.float64(0.8), np.float64(0.9))}),
+    ("AdamW", {"lr": np.float32(0.01), "betas": (np.float64(0.8), 0.9), "amsgrad": True}),
+    ("Adagrad", {"lr": np.float64(0.1), "lr_decay": np.float32(0.01), "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.float32, torch.float64, torch.bfloat16, torch.float16],
+    ids=["f32", "f64", "bf16", "f16"],
+)
+@pytest.mark.parametrize("impl", ["foreach", "single"])
+@pytest.mark.parametrize(
+    "case",
+    NUMPY_HYPERPARAMETER_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(NUMPY_HYPERPARAMETER_CASES)],
+)
+def test_numpy_scalar_hyperparameters_have_torchs_bits(case, impl, dtype):
+    """Hyperparameters given as NumPy scalars (a grid from ``np.logspace``, a config read with
+    NumPy) on each path, against torch's own path (foreach, or for-loop for ``foreach=False``),
+    with NumPy's arithmetic where torch has it (a ``np.float32`` step size stays float32 in
+    torch's host arithmetic). torch's ``Tensor.mul_`` takes a NumPy scalar as a number, in
+    float32 over bfloat16 and float16 tensors; the one-tensor path multiplied by it as the
+    multi-tensor op does, rounded to their dtype first (SGD's ``momentum``, RMSprop's ``alpha``,
+    Adadelta's ``rho``, Adam's ``beta2`` off by an ulp here and there)."""
+    name, kwargs = case
+    foreach = impl == "foreach"
+
+    def run(cls, **path):
+        params = _params(SETS["packed"], dtype=dtype)
+        optimizer = cls(params, **path, **kwargs)
+        generator = torch.Generator().manual_seed(3)
+        for _ in range(12):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator).to(dtype)
+            optimizer.step()
+        return params
+
+    reference = run(theirs(name), foreach=foreach)
+    params = run(ours(name), **({} if foreach else {"foreach": False}))
+    for mine, torchs in zip(params, reference):  # (NaN where torch's has one: float16's eps)
+        torch.testing.assert_close(mine, torchs, rtol=0, atol=0, equal_nan=True)
+
+
 SIGNED_ZERO_CASES = [
     *DEFAULT_CASES,
     ("SGD", {"lr": 0.05, "momentum": 0.9, "maximize": True}),
