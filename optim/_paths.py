@@ -800,36 +800,48 @@ class Segments:
         """Whether the parts form at most :data:`MAX_RUNS` runs of equal length: each run is then
         a 2-D view (parts x length), reduced and scaled by one op per run, whose rows give the
         bits of their tensors' own ops (measured for sums and norms of rows of 3 to 16k
-        elements, bf16, float32, float64)."""
+        elements, bf16, float32, float64; a reduction over rows of :data:`TORCH_GRAIN` elements
+        or more is taken part by part, see :meth:`_per_run`)."""
         return len(self.runs) <= MAX_RUNS
+
+    def _per_run(
+        self, flat: Tensor, over_rows: Callable[[Tensor], Tensor], one: Callable[[Tensor], Tensor]
+    ) -> Tensor:
+        """``over_rows`` (a reduction of each row of a 2-D view) over each run of ``flat``'s
+        parts, or ``one`` (the reduction of one part) over each part of a run of parts of
+        :data:`TORCH_GRAIN` elements or more: from there torch splits a tensor's own reduction
+        between threads, each summing its share, where a row is summed in one pass, so the two
+        round apart (2 threads, float32 sums of 2 to 8 rows: equal up to 32768 elements, apart
+        from 40000 on; DoG's flat path 1.7e-9 from its package, with 2 of its 46 tensors of
+        33000 elements and 3 of 40000)."""
+        values = []
+        for first, end, begin, length in self.runs:
+            span = flat[begin : begin + (end - first) * length]
+            if length < TORCH_GRAIN:
+                values.append(over_rows(span.view(end - first, length)))
+            else:
+                values.append(torch.stack([one(part) for part in span.split(length)]))
+        return values[0] if len(values) == 1 else torch.cat(values)
 
     def norm_per_part(self, flat: Tensor) -> Tensor:
         """The Euclidean norm of each part of ``flat``, in its dtype, bit for bit each part's own
         ``norm()``: with few runs, one ``vector_norm`` over the rows of each run (a row reduces
-        as its tensor does); else one multi-tensor norm over the parts. (``segment_reduce``
-        was 4-8x faster on 300 parts of two sizes, but sums in another order: DoG's float32
-        parameters ended 4e-7 from its package's.)"""
+        as its tensor does; see :meth:`_per_run`); else one multi-tensor norm over the parts.
+        (``segment_reduce`` was 4-8x faster on 300 parts of two sizes, but sums in another
+        order: DoG's float32 parameters ended 4e-7 from its package's.)"""
         if not self.few_runs():
             return torch.stack(torch._foreach_norm(self.split(flat)))
-        norms = [
-            torch.linalg.vector_norm(
-                flat[begin : begin + (end - first) * length].view(end - first, length), dim=1
-            )
-            for first, end, begin, length in self.runs
-        ]
-        return norms[0] if len(norms) == 1 else torch.cat(norms)
+        return self._per_run(
+            flat, lambda rows: torch.linalg.vector_norm(rows, dim=1), torch.linalg.vector_norm
+        )
 
     def sum_per_part(self, flat: Tensor) -> Tensor:
         """The sum of each part of ``flat``, in its dtype, bit for bit each part's own ``sum()``
-        (with few runs, one ``sum`` over the rows of each run; else one per part, see
-        :meth:`norm_per_part`)."""
+        (with few runs, one ``sum`` over the rows of each run, see :meth:`_per_run`; else one
+        per part, see :meth:`norm_per_part`)."""
         if not self.few_runs():
             return torch.stack([part.sum() for part in self.split(flat)])
-        sums = [
-            flat[begin : begin + (end - first) * length].view(end - first, length).sum(dim=1)
-            for first, end, begin, length in self.runs
-        ]
-        return sums[0] if len(sums) == 1 else torch.cat(sums)
+        return self._per_run(flat, lambda rows: rows.sum(dim=1), Tensor.sum)
 
     def sub_scaled_(self, x: Tensor, y: Tensor, scales: Tensor) -> None:
         """``x -= scales[i] * y`` over each part i of the flat ``x`` and ``y``, for parts that form

@@ -2542,6 +2542,65 @@ def test_dots_over_parts_are_each_tensors_own_torch_dot(sizes, dtype, blas, monk
         assert got.tolist() == expected, offset
 
 
+@pytest.fixture
+def two_threads():
+    """torch's reductions on two threads (a CPU's default here), whatever the worker's."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+LARGE_RUN_SIZES = [100] * 20 + [40000] * 3 + [7] + [33000] * 2
+"""Many small parts (a flat layout reduces them per run) with runs of equal parts over torch's
+parallel grain (32768 elements), where a tensor's own sum is split between threads."""
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_sums_and_norms_over_runs_of_large_parts_are_each_tensors_own(dtype, two_threads):
+    """``Segments.sum_per_part`` and ``norm_per_part`` over few runs of equal parts: each value
+    the part's own ``sum()`` and ``norm()`` bit for bit, also for parts of 33000 and 40000
+    elements on two threads, where one ``sum(dim=1)`` over a run's rows summed each row in one
+    pass and torch's own sum of the tensor splits it between the threads (float32: the row sums
+    of 2 to 8 rows of 40000 elements differ)."""
+    from optim._paths import Segments
+
+    segments = Segments(LARGE_RUN_SIZES)
+    assert segments.many_small()
+    assert segments.few_runs()
+    generator = torch.Generator().manual_seed(4)
+    flat = torch.randn(sum(LARGE_RUN_SIZES), generator=generator).to(dtype)
+    parts = [part.clone() for part in flat.split(LARGE_RUN_SIZES)]
+    assert segments.sum_per_part(flat).tolist() == [part.sum().item() for part in parts]
+    assert segments.norm_per_part(flat).tolist() == [part.norm().item() for part in parts]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", FIRST_OF_EACH, ids=case_id)
+def test_runs_of_large_tensors_among_many_small_give_the_packages_bits(case, impl, two_threads):
+    """Float32 tensors of :data:`LARGE_RUN_SIZES` on two threads, beside the package, bit for
+    bit after 20 steps: DoG's and LDoG's flat paths, whose per-tensor sums of squares went
+    through one row reduction per run, were 1.7e-9 and 4e-10 apart (20 steps: DAdaptSGD's
+    ``d`` starts at 1e-6 and has moved its parameters by 1e-7 after 8)."""
+    name, reference, kwargs, second = case
+
+    def make() -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(6)
+        return [torch.randn(n, generator=generator).requires_grad_() for n in LARGE_RUN_SIZES]
+
+    ref_params, ours_params = make(), make()
+    ref = reference(groups(ref_params, second), **kwargs)
+    ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
+    for optimizer in (ref, ours):
+        if hasattr(optimizer, "train"):
+            optimizer.train()
+    run_steps(ref, ref_params, range(20))
+    run_steps(ours, ours_params, range(20))
+    assert relative_error(ours_params, make()) > 1e-6, "nothing moved"
+    for a, b in zip(ours_params, ref_params):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dots_of_a_layout_after_another_outgrew_the_reused_buffer(dtype, fresh_process_caches):
     """The aligned rows a layout keeps lie in a reused buffer that a larger layout's dots
