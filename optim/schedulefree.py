@@ -40,7 +40,7 @@ def schedulefree_sgd_update(
     *,
     lr: ops.Scalar,
     ckp1: ops.Scalar,
-    momentum: float,
+    momentum: ops.Scalar,
     weight_decay: ops.Scalar,
 ) -> None:
     r"""One Schedule-Free SGD step on y (the parameters), without forming x (eq. (1)-(3)).
@@ -67,9 +67,9 @@ def schedulefree_adamw_update(
     *,
     lr: ops.Scalar,
     ckp1: ops.Scalar,
-    beta1: float,
-    beta2: float,
-    bias_correction2: float,
+    beta1: ops.Scalar,
+    beta2: ops.Scalar,
+    bias_correction2: ops.Scalar,
     eps: float,
     weight_decay: ops.Scalar,
 ) -> None:
@@ -108,7 +108,9 @@ class _ScheduleFree(RuleOptimizer):
     _complex_as_real = False  # the package runs complex arithmetic on complex tensors
     _per_step_arguments = ("ckp1", "bias_correction2")  # (c_{k+1}; AdamW's 1 - beta2^(k+1))
 
-    def _beta(self, group: dict) -> float:
+    def _beta(self, group: dict) -> float | Tensor:
+        """beta (SGD's ``momentum``, AdamW's ``betas[0]``) as the package computes with it
+        (:func:`_as_given`)."""
         raise NotImplementedError
 
     def _path_keywords(
@@ -205,7 +207,10 @@ class _ScheduleFree(RuleOptimizer):
             if pairs:
                 ps, zs = zip(*pairs)
                 zs = [z.to(p.device) for p, z in zip(ps, zs)]
-                torch._foreach_lerp_(list(ps), zs, weight)
+                # (the package's p.lerp_(z, weight=w): a tensor w as one weight per tensor, the
+                # overload with Tensor.lerp_'s bits, which rounds w to a bfloat16 p's dtype)
+                weights = [weight] * len(ps) if isinstance(weight, Tensor) else weight
+                torch._foreach_lerp_(list(ps), zs, weights)
             group["train_mode"] = to_train
 
     @torch.no_grad()
@@ -217,6 +222,13 @@ class _ScheduleFree(RuleOptimizer):
     def train(self) -> None:
         """Parameters to y, where gradients are taken: y = x + (1 - beta)(z - x)."""
         self._switch(True)
+
+
+def _as_given(value: float | Tensor) -> float | Tensor:
+    """A hyperparameter as the package computes with it: a number as it is (a ``np.float32``
+    keeps NumPy's float32 arithmetic, as in the package), a 1-element tensor as a 0-dim one
+    (tensor arithmetic in its dtype, and a tensor where the package hands one to torch)."""
+    return value.detach().reshape(()) if isinstance(value, Tensor) else value
 
 
 def _on_device(value: Any) -> bool:
@@ -323,8 +335,8 @@ class SGDScheduleFree(_ScheduleFree):
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("z",)
 
-    def _beta(self, group: dict) -> float:
-        return _number(group["momentum"], "momentum")
+    def _beta(self, group: dict) -> float | Tensor:
+        return _as_given(group["momentum"])
 
     def _schedule(self, group: dict) -> dict[str, Any]:
         return {**super()._schedule(group), "momentum": self._beta(group)}
@@ -405,11 +417,11 @@ class AdamWScheduleFree(_ScheduleFree):
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("z", "exp_avg_sq")
 
-    def _beta(self, group: dict) -> float:
-        return _number(group["betas"][0], "betas[0]")
+    def _beta(self, group: dict) -> float | Tensor:
+        return _as_given(group["betas"][0])
 
     def _schedule(self, group: dict) -> dict[str, Any]:
-        beta2 = _number(group["betas"][1], "betas[1]")
+        beta2 = _as_given(group["betas"][1])
         return {
             **super()._schedule(group),
             "beta1": self._beta(group),

@@ -2542,6 +2542,71 @@ def test_dots_over_parts_are_each_tensors_own_torch_dot(sizes, dtype, blas, monk
         assert got.tolist() == expected, offset
 
 
+SCHEDULE_FREE_BETAS = [
+    ("SGDScheduleFree", {"lr": 0.1, "momentum": "np32", "weight_decay": 0.01}),
+    ("SGDScheduleFree", {"lr": 0.1, "momentum": "tensor", "warmup_steps": 2}),
+    ("AdamWScheduleFree", {"lr": 0.01, "betas": ("np32", "np32"), "weight_decay": 0.01}),
+    ("AdamWScheduleFree", {"lr": 0.01, "betas": ("tensor", "tensor"), "warmup_steps": 2}),
+]
+
+
+def _given_as(value, kind: str):
+    """The number ``value`` (0.9 for a beta) as a NumPy float32 or a float32 tensor."""
+    import numpy as np
+
+    return np.float32(value) if kind == "np32" else torch.tensor(value)
+
+
+@pytest.mark.parametrize(
+    ("impl", "dtype"),
+    [*((impl, torch.float32) for impl in IMPLS), *((i, torch.bfloat16) for i in IMPLS[:2])],
+    ids=[*(f"{impl}-f32" for impl in IMPLS), *(f"{impl}-bf16" for impl in IMPLS[:2])],
+)
+@pytest.mark.parametrize(
+    "case", SCHEDULE_FREE_BETAS, ids=[f"{c[0]}-{i}" for i, c in enumerate(SCHEDULE_FREE_BETAS)]
+)
+def test_schedule_free_computes_with_numpy_and_tensor_betas_as_the_package(case, impl, dtype):
+    """Schedule-Free's ``momentum`` or ``betas`` given as NumPy float32 scalars or tensors (the
+    package's type hints say float; it computes with what it is given): its step's
+    ``lr * (beta * (1 - c) - 1)`` and ``1 - beta2 ** (k + 1)`` in NumPy's float32 or in tensor
+    arithmetic, its ``_foreach_mul_`` by a tensor ``beta2`` in float32 over bfloat16, and
+    ``eval()``'s ``p.lerp_(z, weight=1 - 1 / beta)`` with a tensor weight. Ours took each as a
+    Python float: 6e-8 to 9e-8 apart in float32, 0.25% in bfloat16. Bit for bit after 6 steps,
+    in train mode and in eval mode (the package's per-parameter loop for ``impl="single"``,
+    its multi-tensor path otherwise; bfloat16 not on the flat path, which rounds an element
+    an ulp apart here and there, see ``optim._base``: ``IMPLS[:2]``)."""
+    name, kwargs = case
+    reference = next(c[1] for c in CASES if c[0] == name)
+
+    def run(make):
+        options = dict(kwargs)
+        if "momentum" in options:
+            options["momentum"] = _given_as(0.9, options["momentum"])
+        else:
+            options["betas"] = tuple(map(_given_as, (0.9, 0.99), options["betas"]))
+        generator = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(s, generator=generator).to(dtype).requires_grad_()
+            for s in [(6, 5)] * 20 + [(7,), (3, 4)]
+        ]
+        optimizer = make(params, **options)
+        optimizer.train()
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(6):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator).to(dtype)
+            optimizer.step()
+        trained = [p.detach().clone() for p in params]
+        optimizer.eval()
+        return trained, [p.detach().clone() for p in params]
+
+    expected = run(functools.partial(reference, foreach=impl != "single"))
+    actual = run(functools.partial(getattr(optim, name), impl=impl))
+    for mode, ours, theirs in zip(("train", "eval"), actual, expected):
+        for a, b in zip(ours, theirs):
+            assert torch.equal(a, b), mode
+
+
 @pytest.fixture
 def two_threads():
     """torch's reductions on two threads (a CPU's default here), whatever the worker's."""
