@@ -14,9 +14,11 @@ does it at every evaluation (``runs.build.evaluation_mode``).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -239,10 +241,11 @@ def _common(lr, weight_decay, warmup_steps, r, weight_lr_power) -> None:
     check_nonnegative(lr, "lr")
     check_nonnegative(weight_decay, "weight_decay")
     if (
-        isinstance(warmup_steps, bool)
-        or not isinstance(warmup_steps, int | float)
+        isinstance(warmup_steps, bool | np.bool_)
+        or not isinstance(warmup_steps, numbers.Real)
         or not 0 <= warmup_steps < math.inf
-    ):  # (a real number, as the package: 500.0 from a computed fraction of the run works)
+    ):  # (a real number, as the package: 500.0 from a computed fraction of the run works, and
+        # so does NumPy's np.int64(500) or np.float32(500.0), computed with as they are)
         raise ValueError(
             "warmup_steps must be a finite number >= 0 (an int, or a float such as "
             f"0.05 * total_steps), got warmup_steps={warmup_steps!r}"

@@ -18,6 +18,7 @@ import statistics
 import warnings
 import weakref
 
+import numpy as np
 import pytest
 import torch
 
@@ -1290,12 +1291,17 @@ def test_dadapt_sgd_gathers_each_round_before_its_update_with_the_packages_bits(
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("warmup_steps", [7.5, 20.0])
+@pytest.mark.parametrize(
+    "warmup_steps",
+    [7.5, 20.0, np.int64(20), np.float32(7.5)],
+    ids=["7.5", "20.0", "np.int64", "np.float32"],
+)
 @pytest.mark.parametrize("name", sorted(SCHEDULE_FREE))
 def test_schedule_free_warmup_steps_may_be_a_float_as_in_the_package(name, warmup_steps, impl):
     """The package takes any number of warmup steps (its k < warmup_steps and (k + 1) /
-    warmup_steps are defined for a float, such as 0.05 * total_steps computed in a script);
-    ours gives its numbers, in train and eval mode."""
+    warmup_steps are defined for a float, such as 0.05 * total_steps computed in a script, and
+    for NumPy's numbers, which ours refused with a ValueError); ours gives its numbers, in
+    train and eval mode."""
     reference = getattr(schedulefree, name)
     kwargs = {"warmup_steps": warmup_steps, "lr": 0.02}
     ref_train, ref_eval, _ = train(lambda ps: reference(ps, **kwargs), 40, schedule_free=True)
@@ -2552,8 +2558,6 @@ SCHEDULE_FREE_BETAS = [
 
 def _given_as(value, kind: str):
     """The number ``value`` (0.9 for a beta) as a NumPy float32 or a float32 tensor."""
-    import numpy as np
-
     return np.float32(value) if kind == "np32" else torch.tensor(value)
 
 
