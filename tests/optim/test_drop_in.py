@@ -1554,16 +1554,17 @@ TENSOR_HYPERPARAMETER_CASES = [
     ("Adadelta", {"rho": _tensor(0.3), "eps": _tensor(1e-3), "weight_decay": _tensor(0.1)}),
     ("Adagrad", {"lr": _tensor(0.1), "lr_decay": 0.01, "weight_decay": 0.1, "maximize": True}),
 ]
+EACH_TENSOR_HYPERPARAMETER_CASE = pytest.mark.parametrize(
+    "case",
+    TENSOR_HYPERPARAMETER_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(TENSOR_HYPERPARAMETER_CASES)],
+)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize("shapes", ["packed", "mixed"])
-@pytest.mark.parametrize(
-    "case",
-    TENSOR_HYPERPARAMETER_CASES,
-    ids=[f"{c[0]}-{i}" for i, c in enumerate(TENSOR_HYPERPARAMETER_CASES)],
-)
+@EACH_TENSOR_HYPERPARAMETER_CASE
 def test_tensor_hyperparameters_have_torchs_bits(case, shapes, impl, dtype):
     """Hyperparameters given as 1-element host tensors (torch's own test database passes
     ``torch.tensor(0.01)`` and ``betas=(tensor([[0.9]]), tensor([[0.99]]))``): torch's default
@@ -1575,19 +1576,32 @@ def test_tensor_hyperparameters_have_torchs_bits(case, shapes, impl, dtype):
     name, kwargs = case
 
     def run(cls):
-        params = _params(SETS[shapes], dtype=dtype)
-        optimizer = cls(params, **copy.deepcopy(kwargs))
-        generator = torch.Generator().manual_seed(3)
-        for _ in range(12):
-            for p in params:
-                p.grad = torch.randn(p.shape, dtype=dtype, generator=generator)
-            optimizer.step()
+        params, optimizer = _after_twelve_steps(cls, SETS[shapes], dtype, kwargs)
         return params, [sorted(entry) for entry in optimizer.state_dict()["state"].values()]
 
     reference, reference_keys = run(theirs(name))
     params, keys = run(functools.partial(ours(name), impl=impl))
     assert keys == reference_keys
     assert all(map(torch.equal, params, reference))
+
+
+def _after_twelve_steps(cls, shapes, dtype, kwargs: dict, **path):
+    """``cls(params, **path, **kwargs)`` after 12 steps of random gradients over parameters of
+    ``shapes``: (the parameters, the optimizer)."""
+    params = _params(shapes, dtype=dtype)
+    optimizer = cls(params, **path, **copy.deepcopy(kwargs))
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(12):
+        for p in params:
+            p.grad = torch.randn(p.shape, dtype=dtype, generator=generator)
+        optimizer.step()
+    return params, optimizer
+
+
+def _assert_bitwise(params: list[torch.Tensor], reference: list[torch.Tensor]) -> None:
+    """Every element torch's bits (a NaN where torch's has one: float16's underflowing eps)."""
+    for mine, torchs in zip(params, reference):
+        torch.testing.assert_close(mine, torchs, rtol=0, atol=0, equal_nan=True)
 
 
 def _torch_reference_path(name: str, kwargs: dict, impl: str) -> dict:
@@ -1606,11 +1620,7 @@ def _torch_reference_path(name: str, kwargs: dict, impl: str) -> dict:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
 @pytest.mark.parametrize("impl", ["foreach", "single"])
 @pytest.mark.parametrize("shapes", ["packed", "mixed"])
-@pytest.mark.parametrize(
-    "case",
-    TENSOR_HYPERPARAMETER_CASES,
-    ids=[f"{c[0]}-{i}" for i, c in enumerate(TENSOR_HYPERPARAMETER_CASES)],
-)
+@EACH_TENSOR_HYPERPARAMETER_CASE
 def test_tensor_hyperparameters_in_low_precision_have_torchs_bits(case, shapes, impl, dtype):
     """The same hyperparameters over bfloat16 and float16 parameters, the default path (foreach
     unset) against torch's foreach path, the one-tensor path against its for-loop path. There
@@ -1621,21 +1631,11 @@ def test_tensor_hyperparameters_in_low_precision_have_torchs_bits(case, shapes, 
     tensor) read as numbers left torch's bits, and so did Adam's default path with a tensor
     ``lr``, where torch's default is its for-loop path."""
     name, kwargs = case
-
-    def run(cls, **path):
-        params = _params(SETS[shapes], dtype=dtype)
-        optimizer = cls(params, **path, **copy.deepcopy(kwargs))
-        generator = torch.Generator().manual_seed(3)
-        for _ in range(12):
-            for p in params:
-                p.grad = torch.randn(p.shape, generator=generator).to(dtype)
-            optimizer.step()
-        return params
-
-    reference = run(theirs(name), **_torch_reference_path(name, kwargs, impl))
-    params = run(ours(name), **({"foreach": False} if impl == "single" else {}))
-    for mine, torchs in zip(params, reference):  # (NaN where torch's has one: float16's eps)
-        torch.testing.assert_close(mine, torchs, rtol=0, atol=0, equal_nan=True)
+    path = {"foreach": False} if impl == "single" else {}
+    torch_path = _torch_reference_path(name, kwargs, impl)
+    reference, _ = _after_twelve_steps(theirs(name), SETS[shapes], dtype, kwargs, **torch_path)
+    params, _ = _after_twelve_steps(ours(name), SETS[shapes], dtype, kwargs, **path)
+    _assert_bitwise(params, reference)
 
 
 NUMPY_HYPERPARAMETER_CASES = [
@@ -1670,21 +1670,10 @@ def test_numpy_scalar_hyperparameters_have_torchs_bits(case, impl, dtype):
     Adadelta's ``rho``, Adam's ``beta2`` off by an ulp here and there)."""
     name, kwargs = case
     foreach = impl == "foreach"
-
-    def run(cls, **path):
-        params = _params(SETS["packed"], dtype=dtype)
-        optimizer = cls(params, **path, **kwargs)
-        generator = torch.Generator().manual_seed(3)
-        for _ in range(12):
-            for p in params:
-                p.grad = torch.randn(p.shape, generator=generator).to(dtype)
-            optimizer.step()
-        return params
-
-    reference = run(theirs(name), foreach=foreach)
-    params = run(ours(name), **({} if foreach else {"foreach": False}))
-    for mine, torchs in zip(params, reference):  # (NaN where torch's has one: float16's eps)
-        torch.testing.assert_close(mine, torchs, rtol=0, atol=0, equal_nan=True)
+    path = {} if foreach else {"foreach": False}
+    reference, _ = _after_twelve_steps(theirs(name), SETS["packed"], dtype, kwargs, foreach=foreach)
+    params, _ = _after_twelve_steps(ours(name), SETS["packed"], dtype, kwargs, **path)
+    _assert_bitwise(params, reference)
 
 
 SIGNED_ZERO_CASES = [
