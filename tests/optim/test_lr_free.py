@@ -2553,6 +2553,7 @@ SCHEDULE_FREE_BETAS = [
     ("SGDScheduleFree", {"lr": 0.1, "momentum": "tensor", "warmup_steps": 2}),
     ("AdamWScheduleFree", {"lr": 0.01, "betas": ("np32", "np32"), "weight_decay": 0.01}),
     ("AdamWScheduleFree", {"lr": 0.01, "betas": ("tensor", "tensor"), "warmup_steps": 2}),
+    ("SGDScheduleFree", {"lr": "tensor", "momentum": 0.9, "warmup_steps": 2}),
 ]
 
 
@@ -2575,7 +2576,9 @@ def test_schedule_free_computes_with_numpy_and_tensor_betas_as_the_package(case,
     ``lr * (beta * (1 - c) - 1)`` and ``1 - beta2 ** (k + 1)`` in NumPy's float32 or in tensor
     arithmetic, its ``_foreach_mul_`` by a tensor ``beta2`` in float32 over bfloat16, and
     ``eval()``'s ``p.lerp_(z, weight=1 - 1 / beta)`` with a tensor weight. Ours took each as a
-    Python float: 6e-8 to 9e-8 apart in float32, 0.25% in bfloat16. Bit for bit after 6 steps,
+    Python float: 6e-8 to 9e-8 apart in float32, 0.25% in bfloat16. And with a tensor ``lr``
+    the package's per-parameter loop lerps by a tensor ``c``, which ``Tensor.lerp_`` rounds to
+    bfloat16 (``optim._ops.lerp_``): 7 elements apart before 1f02c63. Bit for bit after 6 steps,
     in train mode and in eval mode (the package's per-parameter loop for ``impl="single"``,
     its multi-tensor path otherwise; bfloat16 not on the flat path, which rounds an element
     an ulp apart here and there, see ``optim._base``: ``IMPLS[:2]``)."""
@@ -2584,7 +2587,9 @@ def test_schedule_free_computes_with_numpy_and_tensor_betas_as_the_package(case,
 
     def run(make):
         options = dict(kwargs)
-        if "momentum" in options:
+        if isinstance(options["lr"], str):
+            options["lr"] = _given_as(0.1, options["lr"])
+        elif "momentum" in options:
             options["momentum"] = _given_as(0.9, options["momentum"])
         else:
             options["betas"] = tuple(map(_given_as, (0.9, 0.99), options["betas"]))
