@@ -1434,7 +1434,7 @@ class RuleOptimizer(Optimizer):
             # (a stateless rule, plain SGD, is one or two ops, and lists within one block are a
             # single round: blocks would only add overhead)
             blocked = fast and self._elementwise and bool(keys)
-            blocked = blocked and sum(map(Tensor.numel, ps)) > _paths.BLOCK
+            blocked = blocked and sum(map(Tensor.numel, ps)) > _paths.list_round()
             blocked = blocked and _paths.caches_in_blocks(device)  # (a GPU: torch's lists)
             counters, buffers = self._state_lists(ss, keys)
             beside = not first and (device, dtype) in starting
@@ -1463,8 +1463,8 @@ class RuleOptimizer(Optimizer):
         path one tensor at a time. Here the groups that ran last step as plain lists
         (:class:`SteadyLists`: dense gradients, state unchanged, one device and dtype, real,
         plain tensors, not blocked, host counters) and whose other rule arguments are equal
-        host numbers are concatenated into one list, up to ``optim._paths.BLOCK`` elements a
-        call, and ``lr`` goes in as one number per tensor. Each tensor's arithmetic is its
+        host numbers are concatenated into one list, up to ``optim._paths.list_round()`` elements
+        a call, and ``lr`` goes in as one number per tensor. Each tensor's arithmetic is its
         group's: the rule's scalars are computed per tensor from its own ``lr``
         (``optim._ops.per_count``), and a scalar-list op is torch's op on each tensor
         (``_foreach_add_`` has no scalar list: it runs once per run of equal ``lr``), so the
@@ -1529,7 +1529,7 @@ class RuleOptimizer(Optimizer):
             except TypeError:  # (an unhashable argument: run on its own)
                 continue
             elements = sum(map(Tensor.numel, steady.params))
-            if size[0] + elements > _paths.BLOCK:  # (a call's temporaries: at most a block)
+            if size[0] + elements > _paths.list_round():  # (a call's temporaries: a round)
                 run(candidate)
                 candidate.clear()
                 size[0] = 0
@@ -1683,7 +1683,7 @@ class RuleOptimizer(Optimizer):
                 if not params:
                     return
                 steps = [None] * len(params)
-                blocked = blocked and sum(map(Tensor.numel, params)) > _paths.BLOCK
+                blocked = blocked and sum(map(Tensor.numel, params)) > _paths.list_round()
         as_real = self._complex_as_real and not real
         if not blocked:
             call_rule(type(self)._rule, params, grads, steps, buffers, arguments, as_real)

@@ -7,7 +7,7 @@ calls the same rule; they differ only in which tensors they hand it.
 * :func:`call_rule` hands it the tensors as they are (the ``single`` path calls it with one-element
   lists, the plain ``foreach`` path with a group's lists, as torch.optim does).
 * :func:`blocked_rounds` cuts large tensors into cache-sized slices and groups small ones, so
-  every op of the rule runs over about :data:`BLOCK` elements before the next block: the block's
+  every op of the rule runs over about :func:`list_round` elements before the next round: its
   data stays in cache between the rule's ten or so ops instead of streaming through memory for
   each one. Slices of an elementwise update give the same numbers as the whole tensor.
 * :class:`Packed` keeps the state of many small tensors in one optimizer-owned buffer per state
@@ -42,10 +42,12 @@ import torch
 from torch import Tensor
 
 BLOCK = 1 << 20
-"""Elements per round of the blocked path: the rule's five or six arrays of 1M float32 (p, g, two
-states, temporaries) are about 24 MiB, which stays in a current CPU's last-level cache across
-the rule's ops; two threads each take half. Measured on this project's 2-core machine (32 MiB
-L3): 128k-element rounds lose to per-op threading overhead, 4M-element rounds leave the cache."""
+"""Elements per block of the flat path's eager rule: the rule's five or six arrays of 1M float32
+(p, g, two states, temporaries) are about 24 MiB, which stays in a current CPU's last-level
+cache across the rule's ops; two threads each take half. Measured on an earlier 2-core machine
+of this project's (32 MiB L3): 128k-element rounds lost to per-op threading overhead,
+4M-element rounds left the cache. The blocked lists and the packed path take rounds of a
+quarter of it (:data:`LIST_ROUNDS_PER_BLOCK`, :data:`PACKED_ROUNDS_PER_BLOCK`)."""
 
 TORCH_GRAIN = 1 << 15
 """torch's CPU grain (``at::internal::GRAIN_SIZE``): an elementwise op over ``n`` elements runs on
@@ -57,6 +59,24 @@ PACK_BELOW = 1 << 14
 
 PACK_AT_LEAST = 16
 """Packing pays for its gather and scatter only from this many small tensors on."""
+
+LIST_ROUNDS_PER_BLOCK = 4
+"""The blocked lists' rounds (:func:`blocked_rounds`) hold about ``BLOCK //
+LIST_ROUNDS_PER_BLOCK`` elements (256k): each op of a round then passes over one to two MiB of
+each array, and a tensor of 40k elements at a time is what torch's for-loop path keeps in a 2
+MiB L2. Measured in ``stepsize bench optim`` (Intel Xeon with a 2 MiB L2 per core, 2 threads,
+2026-12-06), the default path against torch's faster eager path, rounds of 1M elements against
+256k, two runs each: 400x40k Adagrad 0.84x against 0.96x, RMSprop 0.92x against 0.97-1.01x, Adam
+0.99x against 0.99-1.02x; 4x4M Adagrad 1.02-1.04x against 1.08-1.13x, RMSprop 1.05-1.11x
+against 1.15x, Adadelta 1.15-1.18x against 1.20-1.24x; SGD, AdamW and Adam on 4x4M within
+their runs' spread. Rounds of 128k did as well as 256k, and rounds of 64k lost to the per-op
+cost (Adam 0.92x, Adagrad 0.88x on 400x40k)."""
+
+
+def list_round() -> int:
+    """Elements per round of the blocked lists: ``BLOCK // LIST_ROUNDS_PER_BLOCK``."""
+    return max(1, BLOCK // LIST_ROUNDS_PER_BLOCK)
+
 
 PACKED_ROUNDS_PER_BLOCK = 4
 """A packed step's rounds hold about ``BLOCK // PACKED_ROUNDS_PER_BLOCK`` elements: a round also
@@ -232,22 +252,23 @@ def call_rule(
 def blocked_rounds(
     params: list[Tensor], grads: list[Tensor], steps: list, state: dict[str, list[Tensor]]
 ) -> list[tuple[list[Tensor], list[Tensor], list, dict[str, list[Tensor]]]]:
-    """The lists cut into rounds of at most about :data:`BLOCK` elements each.
+    """The lists cut into rounds of at most about :func:`list_round` elements each.
 
-    A contiguous tensor larger than a block is cut into 1-D slices of :data:`BLOCK` elements (a
+    A contiguous tensor larger than a round is cut into 1-D slices of that many elements (a
     multiple of every SIMD width, so each element takes the same vectorised code path as in the
     whole tensor); consecutive smaller tensors share a round. A tensor whose parameter, gradient
     and state are not all contiguous goes whole into a round of its own, and so does a large
     one whose tensors are not all of one shape (state of the old shape of a parameter reshaped
     in its own memory): torch's op then raises its error, where flat slices would match them.
     """
+    size = list_round()
     sizes = list(map(Tensor.numel, params))
-    if max(sizes, default=0) < BLOCK and all(
+    if max(sizes, default=0) < size and all(
         all(map(Tensor.is_contiguous, tensors)) for tensors in (params, grads, *state.values())
     ):  # the common case of many small tensors, found in C-level passes: slices of the lists
         cuts, start, filled = [], 0, 0
         for i, n in enumerate(sizes):
-            if filled + n > BLOCK and i > start:
+            if filled + n > size and i > start:
                 cuts.append(slice(start, i))
                 start, filled = i, 0
             filled += n
@@ -271,23 +292,23 @@ def blocked_rounds(
         tensors = [p, g, *buffers.values()]
         n = p.numel()
         if not all(t.is_contiguous() for t in tensors) or (
-            n >= BLOCK and not all(t.shape == p.shape for t in tensors)
+            n >= size and not all(t.shape == p.shape for t in tensors)
         ):
             close()
             current = ([p], [g], [steps[i]], {key: [b] for key, b in buffers.items()})
             close()
             continue
-        if n >= BLOCK:
+        if n >= size:
             close()
             flat = [t.view(-1) for t in tensors]
-            for start in range(0, n, BLOCK):
-                piece = [t[start : start + BLOCK] for t in flat]
+            for start in range(0, n, size):
+                piece = [t[start : start + size] for t in flat]
                 pieces = dict(zip(buffers, piece[2:]))
                 rounds.append(
                     ([piece[0]], [piece[1]], [steps[i]], {k: [v] for k, v in pieces.items()})
                 )
             continue
-        if filled + n > BLOCK:
+        if filled + n > size:
             close()
         current[0].append(p)
         current[1].append(g)

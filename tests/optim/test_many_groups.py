@@ -264,8 +264,9 @@ def test_groups_of_two_dtypes_and_a_small_block_give_torchs_bits(
     name, options, merged_calls, monkeypatch
 ):
     """float32 and float64 groups interleaved (as decay and no-decay groups of each layer) run in
-    separate calls, and no call holds more than ``BLOCK`` elements (here 20)."""
-    monkeypatch.setattr(_paths, "BLOCK", 20)
+    separate calls, and no call holds more than a round of the blocked lists (here 20 elements,
+    ``optim._paths.list_round()``)."""
+    monkeypatch.setattr(_paths, "BLOCK", 20 * _paths.LIST_ROUNDS_PER_BLOCK)
     dtypes = [torch.float32, torch.float64] * (len(GROUP_SIZES) // 2)
     ours = _train(_ours(name), options, dtypes)
     assert merged_calls
