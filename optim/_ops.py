@@ -343,7 +343,7 @@ def mul_(xs: TensorList, factor: Scalar) -> None:
     """``x *= factor`` for every x (``factor`` a scalar or one 0-dim tensor per x), with the bits
     of torch's multi-tensor ``_foreach_mul_``, or, inside :func:`tensor_method_numbers`, of
     ``Tensor.mul_`` (see :func:`tensor_mul_`)."""
-    if xs and xs[0].dtype in _LOW_PRECISION and tensor_method_numbers_active():
+    if is_low_precision(xs) and tensor_method_numbers_active():
         tensor_mul_(xs, factor)  # (the two differ only there: float32 and float64 skip the check)
     else:
         _foreach_mul_(xs, factor)
@@ -368,7 +368,7 @@ def _held_as_tensor(factor, xs: TensorList) -> bool:
     ``-lr / (1 + (t - 1) lr_decay)`` from a tensor ``lr``), so the rules' hyperparameters keep
     their tensors here too. In float32 and float64 the two are the same bits, and the number
     is faster (:func:`operand`). Not on a GPU, whose kernels were not measured."""
-    if not xs or xs[0].dtype not in _LOW_PRECISION or not xs[0].is_cpu:
+    if not is_low_precision(xs) or not xs[0].is_cpu:
         return False
     first = factor[0] if type(factor) is list and factor else factor
     return _on_host(first) and not torch.compiler.is_compiling()
@@ -416,9 +416,8 @@ def tensor_mul_(xs: TensorList, factor: Scalar) -> None:
     factor = host_number(factor)
     if (
         (type(factor) in _NUMBERS or isinstance(factor, numbers.Real))
-        and xs
+        and is_low_precision(xs)
         and xs[0].is_cpu
-        and xs[0].dtype in _LOW_PRECISION
         and not torch.compiler.is_compiling()
     ):
         for x in xs:
@@ -528,7 +527,7 @@ def lerp_(xs: TensorList, ys: TensorList, weight: Scalar) -> None:
     1 - alpha)`` with a tensor ``alpha``): rounded to their dtype first, where a number weight
     (``_foreach_lerp_``'s, tensor or not) is taken in float32.
     """
-    if _on_host(weight) and xs and xs[0].dtype in _LOW_PRECISION and tensor_method_numbers_active():
+    if _on_host(weight) and is_low_precision(xs) and tensor_method_numbers_active():
         weight = weight.to(xs[0].dtype)  # (torch's for-loop path: Tensor.lerp_ rounds it so)
     weight = host_number(weight)
     if isinstance(weight, Tensor):
