@@ -612,27 +612,45 @@ class RuleOptimizer(Optimizer):
     a distance estimate) sets False and always sees the group's complete lists."""
     _pack_below: ClassVar[int] = 1 << 16
     """The default path packs a group whose tensors all have fewer elements than this (and are
-    ``PACK_AT_LEAST`` or more). Measured on an earlier 2-core CPU of this project's with
-    torch's own bench shapes and more: a rule of several ops (Adam, Adagrad, RMSprop, Adadelta)
-    gained 1.2-1.75x over the blocked lists with packing on 400 tensors of 40k and 800 of 20k
-    elements, and nothing from 100k elements on; SGD, one to three ops that must also gather
-    the parameters (see ``_ends_in_fused_add``), packs only tensors under 2k elements, and a
-    group without state (plain SGD) is never packed.
+    ``PACK_AT_LEAST`` or more; on a CPU, :attr:`_pack_below_on_cpu` where a class sets one).
+    Measured on an earlier 2-core CPU of this project's with torch's own bench shapes and more:
+    a rule of several ops (Adam, Adagrad, RMSprop, Adadelta) gained 1.2-1.75x over the blocked
+    lists with packing on 400 tensors of 40k and 800 of 20k elements, and nothing from 100k
+    elements on; SGD, one to three ops that must also gather the parameters (see
+    ``_ends_in_fused_add``), packs only tensors under 2k elements, and a group without state
+    (plain SGD) is never packed. On a GPU, where a packed group is one round (a few kernels
+    over the whole group) and torch's multi-tensor kernels over 400 tensors are bound by the
+    host: measured on an NVIDIA H100 (stop 75, 400 tensors of 40k elements, torch 2.11, against
+    torch's foreach path), AdamW and Adadelta packed 3.45x and 3.31x, Adam, Adagrad and RMSprop
+    on lists 1.31x, 1.54x and 1.11x."""
+    _pack_below_on_cpu: ClassVar[int | None] = None
+    """Where a class packs fewer tensors on a CPU than :attr:`_pack_below` (None: the same).
+    Adam, AdamW, Adagrad and RMSprop pack only tensors under ``optim._paths.TORCH_GRAIN``
+    elements (32k) there, from which torch runs each op of a tensor on two threads, each on its
+    own half. A packed round is gathered with per-tensor copies (each tensor split between the
+    threads) and updated by ops over the whole round (split once, at its middle), so about half
+    of what each thread reads the other wrote; on this project's 2-core virtual machine that
+    costs 2-3x in the regime the bench's ``thread handoff`` column shows. Measured 2026-12-03 on
+    400 tensors of 40k elements, 2 threads, against torch's for-loop path in one process, packed
+    / blocked lists: outside that regime Adam 1.11-1.34x / 1.05-1.19x, Adagrad 1.01-1.18x /
+    0.93-1.22x, RMSprop 1.14-1.32x / 1.04-1.18x; in it Adam 0.88-1.05x / 0.97-1.18x, Adagrad
+    0.60-0.76x / 0.94-1.18x, RMSprop 0.68-0.85x / 0.91-1.15x. The lists lose about a tenth
+    outside it and stay at or above torch in it. AdamW (which gathers the parameters too) then
+    gained from packing in both regimes; since the blocked lists run in rounds of 256k elements
+    (``optim._paths.LIST_ROUNDS_PER_BLOCK``) they are faster for it too: measured 2026-12-06 in
+    ``stepsize bench optim`` on 400x40k (Intel Xeon, 2 MiB of L2 per core, 2 threads, shared
+    caches), four alternating runs a side, lists 1.00x, 1.01x, 0.98x, 1.00x torch's for-loop
+    path, packed 0.91x, 0.91x, 0.95x, 0.95x. Adadelta (more ops) still gains from packing
+    there (packed 1.02x and 1.05x, lists 0.93x and 0.95x) and keeps :attr:`_pack_below`."""
 
-    Adam, Adagrad and RMSprop pack only tensors under ``optim._paths.TORCH_GRAIN`` elements
-    (32k), from which torch runs each op of a tensor on two threads, each on its own half. A
-    packed round is gathered with per-tensor copies (each tensor split between the threads) and
-    updated by ops over the whole round (split once, at its middle), so about half of what each
-    thread reads the other wrote; on this project's 2-core virtual machine that costs 2-3x in
-    the regime the bench's ``thread handoff`` column shows. Measured 2026-12-03 on 400 tensors of
-    40k elements, 2 threads, against torch's for-loop path in one process, packed / blocked
-    lists: outside that regime Adam 1.11-1.34x / 1.05-1.19x, Adagrad 1.01-1.18x / 0.93-1.22x,
-    RMSprop 1.14-1.32x / 1.04-1.18x; in it Adam 0.88-1.05x / 0.97-1.18x, Adagrad 0.60-0.76x /
-    0.94-1.18x, RMSprop 0.68-0.85x / 0.91-1.15x. The lists lose about a tenth outside it and
-    stay at or above torch in it. AdamW (which gathers the parameters too, and has more
-    arithmetic per element) and Adadelta (more ops) gained from packing in both regimes (means:
-    AdamW 1.26x / 1.05x and 1.08x / 1.09x, Adadelta 1.28x / 1.00x and 1.09x / 0.95x) and keep
-    this threshold."""
+    @classmethod
+    def _packs_below(cls, device: torch.device) -> int:
+        """Tensors with fewer elements than this are packed on ``device`` (see
+        :attr:`_pack_below` and :attr:`_pack_below_on_cpu`)."""
+        if cls._pack_below_on_cpu is not None and device.type == "cpu":
+            return cls._pack_below_on_cpu
+        return cls._pack_below
+
     _repeats_as_reference: ClassVar[bool] = True
     """Whether a parameter given twice in a group (deprecated in torch, which warns) is updated
     as the reference does: once per occurrence, each of torch's paths in its own order (the
@@ -1417,7 +1435,7 @@ class RuleOptimizer(Optimizer):
             packable = fast and len(lists) == 1 and len(ps) >= PACK_AT_LEAST
             packable = packable and bool(keys)  # no state to keep (plain SGD): one op per pass
             packable = packable and self._elementwise
-            packable = packable and max(map(Tensor.numel, ps)) < self._pack_below
+            packable = packable and max(map(Tensor.numel, ps)) < self._packs_below(device)
             # (state of another shape: torch's error from the plain lists)
             packable = packable and packs_alike(ps, ss, keys)
             if packable and self._counts_steps:

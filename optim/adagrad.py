@@ -110,7 +110,7 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
     """
 
     _rule = staticmethod(adagrad_update)
-    _pack_below = TORCH_GRAIN  # (see RuleOptimizer._pack_below)
+    _pack_below_on_cpu = TORCH_GRAIN  # (see RuleOptimizer._pack_below_on_cpu)
     _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "foreach": None,

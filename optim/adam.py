@@ -142,7 +142,7 @@ class Adam(RuleOptimizer, torch.optim.Adam):
     """
 
     _rule = staticmethod(adam_update)
-    _pack_below = TORCH_GRAIN  # (see RuleOptimizer._pack_below)
+    _pack_below_on_cpu = TORCH_GRAIN  # (see RuleOptimizer._pack_below_on_cpu)
     _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "amsgrad": False,
@@ -231,8 +231,6 @@ class AdamW(Adam, torch.optim.AdamW):
     parameters by ``1 - lr * weight_decay`` before the Adam step instead of entering the gradient,
     and no ``decoupled_weight_decay`` (always on, as in torch.optim.AdamW).
     """
-
-    _pack_below = RuleOptimizer._pack_below  # (see RuleOptimizer._pack_below)
 
     def __init__(
         self,

@@ -93,7 +93,7 @@ class RMSprop(RuleOptimizer, torch.optim.RMSprop):
     """
 
     _rule = staticmethod(rmsprop_update)
-    _pack_below = TORCH_GRAIN  # (see RuleOptimizer._pack_below)
+    _pack_below_on_cpu = TORCH_GRAIN  # (see RuleOptimizer._pack_below_on_cpu)
     _per_tensor_arguments = ("lr",)
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {
         "momentum": 0,

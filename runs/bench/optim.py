@@ -359,11 +359,12 @@ class ThreadHandoff:
 
 
 def packs(name: str, shape: Shape) -> bool:
-    """Whether our default path packs the state of ``name`` over ``shape``'s tensors (a group of
-    ``PACK_AT_LEAST`` or more, each under the class's ``_pack_below`` elements; every rule with
-    the bench's hyperparameters keeps state, which a stateless rule, plain SGD, would not)."""
-    cls = getattr(optim, name)
-    return shape.count >= _paths.PACK_AT_LEAST and shape.numel < cls._pack_below
+    """Whether our default path packs the state of ``name`` over ``shape``'s tensors on a CPU (a
+    group of ``PACK_AT_LEAST`` or more, each under the class's threshold there,
+    ``_packs_below``; every rule with the bench's hyperparameters keeps state, which a stateless
+    rule, plain SGD, would not)."""
+    below = getattr(optim, name)._packs_below(torch.device("cpu"))
+    return shape.count >= _paths.PACK_AT_LEAST and shape.numel < below
 
 
 class _PeakTemporaries(TorchDispatchMode):
