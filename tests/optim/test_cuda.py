@@ -125,6 +125,31 @@ def test_classic_optimizers_on_cuda_match_torch(case, capturable, impl, dtype):
     assert classic_error(name, kwargs, impl, dtype, capturable) <= tolerance
 
 
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
+def test_mid_size_tensors_are_packed_on_cuda_with_torchs_numbers(name):
+    """White-box: on a GPU the default path packs 16 tensors of 32k-64k elements for every rule
+    of several ops (a CPU leaves them to the blocked lists for Adam, AdamW, Adagrad and RMSprop:
+    ``RuleOptimizer._pack_below_on_cpu``), within float32's tolerance of torch's foreach path."""
+    from optim import _paths
+
+    generator = torch.Generator().manual_seed(3)
+    start = [torch.randn(_paths.TORCH_GRAIN + 5, generator=generator) for _ in range(16)]
+    results = []
+    for make in (
+        lambda ps: getattr(torch.optim, name)(ps, lr=0.01, foreach=True),
+        lambda ps: getattr(optim, name)(ps, lr=0.01),
+    ):
+        params = [t.cuda().requires_grad_() for t in start]
+        optimizer = make(params)
+        for t in range(5):
+            optimizer.zero_grad()
+            sum(((p - 0.1 * t) ** 2).sum() + torch.cos(3 * p).sum() for p in params).backward()
+            optimizer.step()
+        results.append([p.detach() for p in params])
+    assert any(isinstance(layout, _paths.Packed) for layout in optimizer._layouts.get(0) or [])
+    assert relative_error(results[1], results[0]) <= TOLERANCE[torch.float32]
+
+
 @pytest.mark.parametrize("case", [c for c in FIRST_OF_EACH if c[0] in FUSED], ids=case_id)
 def test_compiled_triton_kernels_match_torchs_fused_kernels(case):
     name, kwargs = case
