@@ -17,15 +17,16 @@ one of the paths in ``optim._paths``:
     cache (on a CPU whose L2 holds a 40k-element tensor's arrays, Adagrad, AdamW and RMSprop on
     400 such tensors measured 0.72-0.99x, and Adam in two runs of three: see the README's
     benchmark; with the blocked lists' 256k-element rounds, ``optim._paths.LIST_ROUNDS_PER_BLOCK``,
-    Adam 0.99-1.02x, RMSprop 0.97-1.02x, Adagrad 0.95-0.96x, AdamW 0.91x), by two execution
-    strategies that give the same numbers: on a CPU, large tensors are updated a cache-sized
-    block at a time (every op of the rule over one block before the next, so memory is streamed
-    about once instead of once per op; on a GPU the lists run whole, each op one of torch's
-    multi-tensor kernels, and packed state in one round: ``optim._paths.caches_in_blocks``),
-    and many small tensors (a group of 16 or more, each under
-    ``_pack_below`` elements) keep their state in optimizer-owned flat buffers, gathered and
-    applied round by round with one ``torch.cat`` or multi-tensor copy and one multi-tensor add
-    (torch's own fused
+    Adam 0.99-1.02x, RMSprop 0.97-1.02x, Adagrad 0.95-0.96x, AdamW 0.91x packed and 0.98-1.01x
+    on those lists, which it takes there since: :attr:`RuleOptimizer._pack_below_on_cpu`), by
+    two execution strategies that give the same numbers: on a CPU, large tensors are updated a
+    cache-sized block at a time (every op of the rule over one block before the next, so memory
+    is streamed about once instead of once per op; on a GPU the lists run whole, each op one of
+    torch's multi-tensor kernels, and packed state in one round:
+    ``optim._paths.caches_in_blocks``), and many small tensors (a group of 16 or more, each
+    under ``_pack_below`` elements, on a CPU ``_pack_below_on_cpu`` where set) keep their
+    state in optimizer-owned flat buffers, gathered and applied round by round with one
+    ``torch.cat`` or multi-tensor copy and one multi-tensor add (torch's own fused
     ``p.add_(d, alpha=-lr)`` where the rule ends in it), or copy where the rule reads the
     parameters (float32 and float64; other dtypes run torch's op sequence unchanged). Such a
     parameter's state tensors are views into those buffers (the live state, as torch's): saved
