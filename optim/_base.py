@@ -621,9 +621,10 @@ class RuleOptimizer(Optimizer):
     ``_ends_in_fused_add``), packs only tensors under 2k elements, and a group without state
     (plain SGD) is never packed. On a GPU, where a packed group is one round (a few kernels
     over the whole group) and torch's multi-tensor kernels over 400 tensors are bound by the
-    host: measured on an NVIDIA H100 (stop 75, 400 tensors of 40k elements, torch 2.11, against
-    torch's foreach path), AdamW and Adadelta packed 3.45x and 3.31x, Adam, Adagrad and RMSprop
-    on lists 1.31x, 1.54x and 1.11x."""
+    host: measured on an NVIDIA H100 (2026-12-05, the README's table: 400 tensors of 40k
+    elements, torch 2.11, against torch's foreach path), AdamW and Adadelta packed 3.45x and
+    3.31x, Adam, Adagrad and RMSprop on lists 1.31x, 1.54x and 1.11x. (Those three pack there
+    too since 2026-12-06, which has not yet been measured on a GPU.)"""
     _pack_below_on_cpu: ClassVar[int | None] = None
     """Where a class packs fewer tensors on a CPU than :attr:`_pack_below` (None: the same).
     Adam, AdamW, Adagrad and RMSprop pack only tensors under ``optim._paths.TORCH_GRAIN``
