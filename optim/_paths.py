@@ -69,8 +69,10 @@ MiB L2. Measured in ``stepsize bench optim`` (Intel Xeon with a 2 MiB L2 per cor
 256k, two runs each: 400x40k Adagrad 0.84x against 0.96x, RMSprop 0.92x against 0.97-1.01x, Adam
 0.99x against 0.99-1.02x; 4x4M Adagrad 1.02-1.04x against 1.08-1.13x, RMSprop 1.05-1.11x
 against 1.15x, Adadelta 1.15-1.18x against 1.20-1.24x; SGD, AdamW and Adam on 4x4M within
-their runs' spread. Rounds of 128k did as well as 256k, and rounds of 64k lost to the per-op
-cost (Adam 0.92x, Adagrad 0.88x on 400x40k)."""
+their runs' spread. Rounds of 64k lost to the per-op cost (Adam 0.92x, Adagrad 0.88x on
+400x40k). Rounds of 128k read 1-3% faster on 400x40k alone, but lost to 256k in a bench of
+400x40k and 4x4M together (2026-12-06, five alternating runs: 400x40k 0.97-1.08x against
+1.05-1.15x, 4x4M 0.68-0.80x against 0.78-0.93x, the threads then not sharing their caches)."""
 
 
 def list_round() -> int:
