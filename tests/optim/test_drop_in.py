@@ -238,6 +238,44 @@ def test_momentum_changed_between_steps(name, key, change, shapes):
     _assert_same_state(t_opt, o_opt)
 
 
+CYCLING_SCHEDULERS = {
+    "OneCycleLR": lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=12),
+    "CyclicLR": lambda o: torch.optim.lr_scheduler.CyclicLR(o, 0.005, 0.05, step_size_up=3),
+}
+
+
+@pytest.mark.parametrize("scheduler", list(CYCLING_SCHEDULERS))
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("Adam", {"lr": 0.01}), ("AdamW", {"lr": 0.01, "amsgrad": True}),
+     ("SGD", {"lr": 0.01, "momentum": 0.9, "nesterov": True}),
+     ("RMSprop", {"lr": 0.01, "momentum": 0.5, "centered": True})],
+)  # fmt: skip
+def test_torchs_momentum_cycling_schedulers_give_torchs_bits(name, kwargs, scheduler, shapes):
+    """torch's ``OneCycleLR`` and ``CyclicLR`` (``cycle_momentum=True``, their default) write a
+    new ``lr`` and a new ``betas`` tuple or ``momentum`` into every group at every step: each
+    step's hyperparameters are new values, which the packed and blocked layouts must read
+    afresh. float32, so that an ulp shows; compared bit for bit after every step."""
+
+    def scenario(optimizer, params):
+        cycling = CYCLING_SCHEDULERS[scheduler](optimizer)
+        seen = []
+        for _ in range(8):
+            optimizer.zero_grad()
+            _loss(params).backward()
+            optimizer.step()
+            cycling.step()
+            seen.append([p.detach().clone() for p in params])
+        return seen
+
+    (_, _, t_seen), (_, _, o_seen) = _side_by_side(
+        name, kwargs, shapes, scenario, dtype=torch.float32
+    )
+    for step, (o_params, t_params) in enumerate(zip(o_seen, t_seen)):
+        for o_param, t_param in zip(o_params, t_params):
+            assert torch.equal(o_param, t_param), (step, (o_param - t_param).abs().max())
+
+
 @pytest.mark.parametrize(
     ("name", "key", "buffer"),
     [("Adam", "amsgrad", "max_exp_avg_sq"), ("AdamW", "amsgrad", "max_exp_avg_sq"),
