@@ -13,14 +13,18 @@ one of the paths in ``optim._paths``:
     and the next step uses yours), ``p.data = ...`` (``p.data.view(...)``, ``p.data.t()``
     included) and ``model.to(...)`` are followed, memory
     formats are kept, a module's ``state_dict`` is its own tensors. It is also faster than torch's
-    eager paths on many small tensors, and on large ones where torch's for-loop path leaves the
-    cache (on a CPU whose L2 holds a 40k-element tensor's arrays, Adagrad, AdamW and RMSprop on
-    400 such tensors measured 0.72-0.99x, and Adam in two runs of three: see the README's
-    benchmark; with the blocked lists' 256k-element rounds, ``optim._paths.LIST_ROUNDS_PER_BLOCK``,
-    Adam 0.99-1.02x, RMSprop 0.97-1.02x, Adagrad 0.95-0.96x, AdamW 0.91x packed and 0.98-1.01x
-    on those lists, which it takes there since: :attr:`RuleOptimizer._pack_below_on_cpu`), by
-    two execution strategies that give the same numbers: on a CPU, large tensors are updated a
-    cache-sized block at a time (every op of the rule over one block before the next, so memory
+    eager paths on many small tensors, and mostly on large ones where torch's for-loop path leaves
+    the cache (4 tensors of 4M elements on an Intel Xeon, 2026-12-06: 0.87-1.25x in runs of few
+    rows, but 0.66-0.90x for the five classes of several ops in the bench's full run, after its
+    earlier rows, for a reason not yet found: the README's Intel section). On a CPU whose L2 holds a
+    40k-element tensor's arrays, Adagrad, AdamW and RMSprop on 400 such tensors measured 0.72-0.99x,
+    and Adam in two runs of three (``docs/performance-notes.md``, the Intel table of 2026-12-05);
+    with the blocked lists' 256k-element rounds, ``optim._paths.LIST_ROUNDS_PER_BLOCK``, Adam
+    0.99-1.02x, RMSprop 0.97-1.02x, Adagrad 0.95-0.96x, AdamW 0.91x packed and 0.98-1.01x on those
+    lists, which it takes there since: :attr:`RuleOptimizer._pack_below_on_cpu`; 2026-12-06's full
+    run: 0.93-1.16x). This comes from two execution strategies that give the same numbers: on a CPU,
+    large tensors are updated a cache-sized block at a time (every op of the rule over one block
+    before the next, so memory
     is streamed about once instead of once per op; on a GPU the lists run whole, each op one of
     torch's multi-tensor kernels, and packed state in one round:
     ``optim._paths.caches_in_blocks``), and many small tensors (a group of 16 or more, each
