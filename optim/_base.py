@@ -704,6 +704,7 @@ class RuleOptimizer(Optimizer):
         # counters created here on a device, not yet counted: id -> (the counter, its version)
         self._unstepped: dict[int, tuple[weakref.ref, int]] = {}
         self._compiled_rule: Callable[..., None] | None = None
+        self._round_temporaries = _paths.RoundTemporaries()  # (see optim._paths)
         self._compiled_spans: Callable[..., None] | None = None
         self._rule_keywords = tuple(
             name
@@ -1132,13 +1133,16 @@ class RuleOptimizer(Optimizer):
         entries are not counted as handed out (:meth:`TrackedState.enter`). In a step traced by
         ``torch.compile`` there is nothing to mark, and the state is not reached here: reached
         before the parameters, its keys became their source in the trace, dynamo then guarded
-        each gradient by identity, and the trace recompiled at every step's new gradients."""
+        each gradient by identity, and the trace recompiled at every step's new gradients.
+        Eager, the rules' temporaries go into the optimizer's kept memory
+        (``optim._paths.RoundTemporaries``)."""
         if torch.compiler.is_compiling():
             return body()
         state = self.state if isinstance(self.state, TrackedState) else None
         outer = None if state is None else state.enter()
         try:
-            return body()
+            with _paths.temporaries_kept_in(self._round_temporaries):
+                return body()
         finally:
             if state is not None:
                 state.leave(outer)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from optim._paths import _PLAIN_TYPES
+from optim._paths import _PLAIN_TYPES, round_temporaries
 
 Scalar = float | Tensor
 TensorList = list[Tensor]
@@ -447,9 +447,38 @@ def add_(xs: TensorList, term) -> None:
     torch._foreach_add_(xs, _added_term(term, xs))
 
 
-def add(xs: TensorList, term) -> TensorList:
-    """New list ``x + term``."""
-    return list(torch._foreach_add(xs, _added_term(term, xs)))
+_ONE_TENSOR_OP = {
+    torch._foreach_sqrt: torch.sqrt,
+    torch._foreach_add: torch.add,
+    torch._foreach_addcmul: torch.addcmul,
+}
+
+
+def temporary(
+    foreach_op: Callable[..., TensorList], xs: TensorList, *operands, **keywords
+) -> TensorList:
+    """``list(foreach_op(xs, *operands, **keywords))``, a new list the rule uses only until it
+    returns (``foreach_op`` one of ``torch._foreach_sqrt``, ``_add``, ``_addcmul``).
+
+    In an optimizer's step on a CPU, the result for a list of one tensor of 16k to 1M elements
+    (a round of the blocked lists, a packed round, a flat block) is written into memory the
+    optimizer keeps (:class:`optim._paths.RoundTemporaries`, which says why and when) by the
+    one-tensor op (``torch.sqrt(x, out=kept)``): the op torch's CPU multi-tensor op runs for
+    each tensor, so the bits are the same. A rule must not keep such a tensor (in its state, or
+    past its return): the next call writes over it.
+    """
+    kept = round_temporaries()
+    out = kept.take(xs[0]) if kept is not None and len(xs) == 1 else None
+    if out is None:
+        return list(foreach_op(xs, *operands, **keywords))
+    firsts = [operand[0] if isinstance(operand, list) else operand for operand in operands]
+    _ONE_TENSOR_OP[foreach_op](xs[0], *firsts, out=out, **keywords)
+    return [out]
+
+
+def temporary_add(xs: TensorList, term) -> TensorList:
+    """``x + term`` for every x, a :func:`temporary` of the rule."""
+    return temporary(torch._foreach_add, xs, _added_term(term, xs))
 
 
 def div_(xs: TensorList, divisor) -> None:

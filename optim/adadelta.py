@@ -43,9 +43,9 @@ def adadelta_update(
     square_avgs, acc_deltas = state["square_avg"], state["acc_delta"]
     ops.mul_(square_avgs, rho)
     ops.addcmul_(square_avgs, grads, grads, 1 - rho)
-    std = ops.add(square_avgs, eps)
+    std = ops.temporary_add(square_avgs, eps)
     torch._foreach_sqrt_(std)
-    deltas = ops.add(acc_deltas, eps)
+    deltas = ops.temporary_add(acc_deltas, eps)
     torch._foreach_sqrt_(deltas)
     torch._foreach_div_(deltas, std)
     torch._foreach_mul_(deltas, grads)

@@ -58,7 +58,7 @@ def adagrad_update(
         )
     sums = state["sum"]
     torch._foreach_addcmul_(sums, grads, grads, value=1)
-    denominators = torch._foreach_sqrt(sums)
+    denominators = ops.temporary(torch._foreach_sqrt, sums)
     ops.add_(denominators, eps)
     if ops.on_device(steps) or not low_precision_order:
         # torch's single-tensor arithmetic, p + value * (g / d): one op fewer than its foreach

@@ -61,9 +61,9 @@ def adam_update(
     ops.addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
     if amsgrad:
         torch._foreach_maximum_(state["max_exp_avg_sq"], exp_avg_sqs)
-        denominators = torch._foreach_sqrt(state["max_exp_avg_sq"])
+        denominators = ops.temporary(torch._foreach_sqrt, state["max_exp_avg_sq"])
     else:
-        denominators = torch._foreach_sqrt(exp_avg_sqs)
+        denominators = ops.temporary(torch._foreach_sqrt, exp_avg_sqs)
 
     if ops.on_device(steps):  # counters on the device: the scalars are 0-dim tensors there
         steps = ops.as_float64(steps)

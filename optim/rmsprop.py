@@ -51,10 +51,12 @@ def rmsprop_update(
     if centered:
         grad_avgs = state["grad_avg"]
         ops.lerp_(grad_avgs, grads, 1 - alpha)
-        denominators = list(torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1))
+        denominators = ops.temporary(
+            torch._foreach_addcmul, square_avgs, grad_avgs, grad_avgs, value=-1
+        )
         torch._foreach_sqrt_(denominators)
     else:
-        denominators = list(torch._foreach_sqrt(square_avgs))
+        denominators = ops.temporary(torch._foreach_sqrt, square_avgs)
     ops.add_(denominators, eps)
     if "momentum_buffer" in state:
         buffers = state["momentum_buffer"]
