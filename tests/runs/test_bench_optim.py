@@ -176,20 +176,22 @@ def test_lr_free_bench_gives_new_gradients_too():
 
 
 def test_kept_bytes_counts_the_scratch_an_optimizer_keeps_beyond_its_state():
-    """The packed default path keeps two scratch buffers of one round (gathered gradients and
-    the update) from its second step on; torch's fused Adam keeps nothing beyond its state."""
+    """The packed default path keeps three scratch buffers of one round (gathered gradients,
+    the update, and the square roots its rule writes, ``optim._paths.RoundTemporaries``) from
+    its second step on; torch's fused Adam keeps nothing beyond its state."""
     import optim
     from optim._paths import PACK_AT_LEAST, Packed
     from runs.bench.optim import kept_bytes
 
-    shape = Shape(count=PACK_AT_LEAST + 4, numel=100)
+    shape = Shape(count=PACK_AT_LEAST + 4, numel=1000)  # (a round of 20k elements)
     optimizer = optim.Adam(_params(shape), lr=1e-3)
     for _ in range(3):
         optimizer.step()
     (packed,) = optimizer._layouts[0]
     assert isinstance(packed, Packed)
-    scratch = (packed.grad.numel() + packed.work.numel()) * 4
-    assert scratch > 0
+    (block,) = optimizer._round_temporaries.blocks.values()
+    scratch = (packed.grad.numel() + packed.work.numel() + block.numel()) * 4
+    assert block.numel() == packed.grad.numel() > 0
     kept = kept_bytes(lambda ps: optim.Adam(ps, lr=1e-3), shape, None)
     assert kept == pytest.approx(scratch, abs=1024)  # (the step vector's few bytes besides)
     assert kept_bytes(lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True), shape, None) == 0
