@@ -13,25 +13,25 @@ one of the paths in ``optim._paths``:
     and the next step uses yours), ``p.data = ...`` (``p.data.view(...)``, ``p.data.t()``
     included) and ``model.to(...)`` are followed, memory
     formats are kept, a module's ``state_dict`` is its own tensors. It is also faster than torch's
-    eager paths on many small tensors, and mostly on large ones where torch's for-loop path leaves
-    the cache (4 tensors of 4M elements on an Intel Xeon, 2026-12-06: 0.87-1.25x in runs of few
-    rows, but 0.66-0.90x for the five classes of several ops in the bench's full run, after its
-    earlier rows, for a reason not yet found: the README's Intel section). On a CPU whose L2 holds a
+    eager paths on many small tensors, and on large ones where torch's for-loop path leaves
+    the cache (4 tensors of 4M elements on an Intel Xeon, 2026-12-06, two full bench runs:
+    1.09-1.62x, since a step writes its rule's temporaries into memory it keeps,
+    ``optim._paths.RoundTemporaries``; 0.66-0.94x before, after the bench's earlier rows, for
+    the five classes of several ops: the README's Intel section). On a CPU whose L2 holds a
     40k-element tensor's arrays, Adagrad, AdamW and RMSprop on 400 such tensors measured 0.72-0.99x,
     and Adam in two runs of three (``docs/performance-notes.md``, the Intel table of 2026-12-05);
     with the blocked lists' 256k-element rounds, ``optim._paths.LIST_ROUNDS_PER_BLOCK``, Adam
     0.99-1.02x, RMSprop 0.97-1.02x, Adagrad 0.95-0.96x, AdamW 0.91x packed and 0.98-1.01x on those
     lists, which it takes there since: :attr:`RuleOptimizer._pack_below_on_cpu`; 2026-12-06's full
-    run: 0.93-1.16x). This comes from two execution strategies that give the same numbers: on a CPU,
-    large tensors are updated a cache-sized block at a time (every op of the rule over one block
-    before the next, so memory
-    is streamed about once instead of once per op; on a GPU the lists run whole, each op one of
-    torch's multi-tensor kernels, and packed state in one round:
-    ``optim._paths.caches_in_blocks``), and many small tensors (a group of 16 or more, each
-    under ``_pack_below`` elements, on a CPU ``_pack_below_on_cpu`` where set) keep their
-    state in optimizer-owned flat buffers, gathered and applied round by round with one
-    ``torch.cat`` or multi-tensor copy and one multi-tensor add (torch's own fused
-    ``p.add_(d, alpha=-lr)`` where the rule ends in it), or copy where the rule reads the
+    runs: 0.93-1.16x, then 0.90-1.09x). This comes from two execution strategies that give the
+    same numbers: on a CPU, large tensors are updated a cache-sized block at a time (every op of
+    the rule over one block before the next, so memory is streamed about once instead of once
+    per op; on a GPU the lists run whole, each op one of torch's multi-tensor kernels, and
+    packed state in one round: ``optim._paths.caches_in_blocks``), and many small tensors (a
+    group of 16 or more, each under ``_pack_below`` elements, on a CPU ``_pack_below_on_cpu``
+    where set) keep their state in optimizer-owned flat buffers, gathered and applied round by
+    round with one ``torch.cat`` or multi-tensor copy and one multi-tensor add (torch's own
+    fused ``p.add_(d, alpha=-lr)`` where the rule ends in it), or copy where the rule reads the
     parameters (float32 and float64; other dtypes run torch's op sequence unchanged). Such a
     parameter's state tensors are views into those buffers (the live state, as torch's): saved
     alone (``torch.save(state["exp_avg"])``, or some entries of ``state_dict()["state"]``), one
