@@ -449,6 +449,7 @@ def add_(xs: TensorList, term) -> None:
 
 _ONE_TENSOR_OP = {
     torch._foreach_sqrt: torch.sqrt,
+    torch._foreach_neg: torch.neg,
     torch._foreach_add: torch.add,
     torch._foreach_addcmul: torch.addcmul,
 }
@@ -458,7 +459,7 @@ def temporary(
     foreach_op: Callable[..., TensorList], xs: TensorList, *operands, **keywords
 ) -> TensorList:
     """``list(foreach_op(xs, *operands, **keywords))``, a new list the rule uses only until it
-    returns (``foreach_op`` one of ``torch._foreach_sqrt``, ``_add``, ``_addcmul``).
+    returns (``foreach_op`` one of ``torch._foreach_sqrt``, ``_neg``, ``_add``, ``_addcmul``).
 
     In an optimizer's step on a CPU, the result for a list of one tensor of 16k to 1M elements
     (a round of the blocked lists, a packed round, a flat block) is written into memory the
@@ -479,6 +480,27 @@ def temporary(
 def temporary_add(xs: TensorList, term) -> TensorList:
     """``x + term`` for every x, a :func:`temporary` of the rule."""
     return temporary(torch._foreach_add, xs, _added_term(term, xs))
+
+
+def regularized_gradients(
+    grads: TensorList, params: TensorList, *, maximize: bool, weight_decay: Scalar
+) -> TensorList:
+    r"""The rule's gradients :math:`g = \pm\nabla f(\theta) + \lambda\theta` (``maximize``
+    negates, ``weight_decay`` is the L2 coefficient :math:`\lambda`), as torch.optim's foreach
+    path makes them: ``_foreach_neg``, then the decay added into that copy in place, or into a
+    new list without ``maximize``. Either new list is a :func:`temporary` of the rule; the
+    gradients as given where neither applies."""
+    if maximize:
+        grads = temporary(torch._foreach_neg, grads)
+    if may_be_nonzero(weight_decay):
+        number = host_number(weight_decay)
+        if maximize:  # (into the negated copy, as torch reuses it)
+            add_scaled_(grads, params, number)
+        elif isinstance(number, Tensor) or (grads and grads[0].is_sparse):
+            grads = add_scaled(grads, params, number)
+        else:
+            grads = temporary(torch._foreach_add, grads, params, alpha=number)
+    return grads
 
 
 def div_(xs: TensorList, divisor) -> None:

@@ -143,8 +143,9 @@ the one-tensor path, allocated as torch's for-loop does."""
 
 class RoundTemporaries:
     """Memory an optimizer keeps for the new tensors its rule makes within one call, on a CPU:
-    the square roots, sums and differences of a round of the blocked lists, of a packed round
-    and of a flat block (``optim._ops.temporary`` writes one there instead of allocating it).
+    the square roots, sums, differences and negated gradients of a round of the blocked lists,
+    of a packed round and of a flat block (``optim._ops.temporary`` writes one there instead of
+    allocating it).
 
     A round's rule allocated its temporaries and freed them at the round's end, 64 times a step
     for 4 tensors of 4M elements. In a fresh process that cost little, but after a run's history
@@ -158,15 +159,15 @@ class RoundTemporaries:
     Adam, AdamW, Adagrad, RMSprop and Adadelta, and from 2.72-4.07x to 3.05-4.23x on 2000x1k
     (packed rounds), 2026-12-06, Intel Xeon.
 
-    Held: one block per temporary alive at once (Adam, Adagrad and RMSprop one, Adadelta two)
-    and dtype, each as large as the largest round seen, at most :data:`BLOCK` elements (4 MiB
-    in float32); a temporary outside :data:`KEPT_TEMPORARY_SIZES`, or of a list of several
-    tensors, or not contiguous, is allocated as before (for the lists of the 400x40k rounds,
-    six tensors of 40k, one kept op per tensor in Python was 1-2 ms a step slower than the
-    allocating multi-tensor op, fresh or after the history). Not kept
-    on a GPU, whose caching allocator already reuses a freed block without a system call, and
-    where a kept block would need ordering between streams. Never pickled (rebuilt with the
-    optimizer's caches)."""
+    Held: one block per temporary a rule call makes (Adam, Adagrad and RMSprop one, Adadelta
+    two, and one more for the gradient's copy under ``maximize`` or L2 weight decay) and dtype,
+    each as large as the largest round seen, at most :data:`BLOCK` elements (4 MiB in float32);
+    a temporary outside :data:`KEPT_TEMPORARY_SIZES`, or of a list of several tensors, or not
+    contiguous, is allocated as before (for the lists of the 400x40k rounds, six tensors of
+    40k, one kept op per tensor in Python was 1-2 ms a step slower than the allocating
+    multi-tensor op, fresh or after the history). Not kept on a GPU, whose caching allocator
+    already reuses a freed block without a system call, and where a kept block would need
+    ordering between streams. Never pickled (rebuilt with the optimizer's caches)."""
 
     __slots__ = ("blocks", "taken", "views")
 
@@ -191,8 +192,9 @@ class RoundTemporaries:
             not KEPT_TEMPORARY_SIZES[0] <= size <= KEPT_TEMPORARY_SIZES[1]
             or self.taken == MAX_ROUND_TEMPORARIES
             or not like.is_cpu
-            or not like.is_contiguous()
+            or like.layout is not torch.strided  # (a sparse gradient: torch's own op)
             or type(like) not in _PLAIN_TYPES  # (a DTensor's op takes no plain out=)
+            or not like.is_contiguous()
         ):
             return None
         key = (like.dtype, self.taken)

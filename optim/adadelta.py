@@ -36,10 +36,7 @@ def adadelta_update(
     ``state`` holds ``square_avg`` (v) and ``acc_delta`` (u). The step counter is kept (torch keeps
     it) but does not enter the formula.
     """
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if ops.may_be_nonzero(weight_decay):
-        grads = ops.add_scaled(grads, params, weight_decay)
+    grads = ops.regularized_gradients(grads, params, maximize=maximize, weight_decay=weight_decay)
     square_avgs, acc_deltas = state["square_avg"], state["acc_delta"]
     ops.mul_(square_avgs, rho)
     ops.addcmul_(square_avgs, grads, grads, 1 - rho)

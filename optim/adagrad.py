@@ -38,10 +38,7 @@ def adagrad_update(
     """
     # bfloat16 and float16 take torch's foreach order (the one-tensor path, its for-loop's)
     low_precision_order = ops.is_low_precision(params) and not ops.tensor_method_numbers_active()
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if ops.may_be_nonzero(weight_decay):
-        grads = ops.add_scaled(grads, params, weight_decay)
+    grads = ops.regularized_gradients(grads, params, maximize=maximize, weight_decay=weight_decay)
     if ops.on_device(steps):  # counters on the device: -lr / (1 + (t - 1) lr_decay) there
         negative_lr = ops.as_float64(steps)
         torch._foreach_sub_(negative_lr, 1)

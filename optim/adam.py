@@ -48,13 +48,11 @@ def adam_update(
     size multiplies the numerator (never divides), so ``lr = 0`` is exact. ``state`` holds
     ``exp_avg``, ``exp_avg_sq`` and, with AMSGrad, ``max_exp_avg_sq``.
     """
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if ops.may_be_nonzero(weight_decay):
-        if decoupled_weight_decay:
-            ops.mul_(params, ops.per_tensor(lambda lr: 1 - lr * weight_decay, lr))
-        else:
-            grads = ops.add_scaled(grads, params, weight_decay)
+    if decoupled_weight_decay and ops.may_be_nonzero(weight_decay):
+        ops.mul_(params, ops.per_tensor(lambda lr: 1 - lr * weight_decay, lr))
+    grads = ops.regularized_gradients(
+        grads, params, maximize=maximize, weight_decay=0 if decoupled_weight_decay else weight_decay
+    )
     exp_avgs, exp_avg_sqs = state["exp_avg"], state["exp_avg_sq"]
     ops.lerp_(exp_avgs, grads, 1 - ops.host_in_dtype_of(beta1, exp_avgs))
     ops.mul_(exp_avg_sqs, beta2)

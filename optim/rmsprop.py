@@ -41,10 +41,7 @@ def rmsprop_update(
     ``state`` holds ``square_avg`` (v), ``grad_avg`` (centered) and ``momentum_buffer``
     (momentum > 0). The step counter is kept (torch keeps it) but does not enter the formula.
     """
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if ops.may_be_nonzero(weight_decay):
-        grads = ops.add_scaled(grads, params, weight_decay)
+    grads = ops.regularized_gradients(grads, params, maximize=maximize, weight_decay=weight_decay)
     square_avgs = state["square_avg"]
     ops.mul_(square_avgs, alpha)
     ops.addcmul_(square_avgs, grads, grads, 1 - alpha)

@@ -145,16 +145,21 @@ class _MadeBytes(TorchDispatchMode):
         ("RMSprop", {}),
         ("RMSprop", {"centered": True}),
         ("Adadelta", {}),
+        ("Adam", {"maximize": True, "weight_decay": 0.1}),
+        ("Adagrad", {"maximize": True, "weight_decay": 0.1}),
+        ("RMSprop", {"maximize": True, "weight_decay": 0.1, "centered": True}),
+        ("Adadelta", {"maximize": True, "weight_decay": 0.1}),
     ],
 )
-def test_a_cpu_step_writes_its_square_roots_into_kept_memory_with_torchs_bits(
+def test_a_cpu_step_writes_its_temporaries_into_kept_memory_with_torchs_bits(
     name, kwargs, numels, impl
 ):
     """From its third step on, a step on a CPU over rounds of 16k elements or more makes no new
     tensor (the first makes the state, the second may lay it out and make the kept blocks):
-    each round's temporaries (the
-    square roots of Adam, Adagrad and RMSprop, RMSprop's centered difference, Adadelta's two
-    shifted averages) go into memory the optimizer keeps (``optim._paths.RoundTemporaries``).
+    each round's temporaries (the square roots of Adam, Adagrad and RMSprop, RMSprop's centered
+    difference, Adadelta's two shifted averages, the negated gradient of ``maximize`` and the
+    gradient plus its L2 weight decay) go into memory the optimizer keeps
+    (``optim._paths.RoundTemporaries``).
     Allocated anew at every round, they were the op that slowed down after a run's history
     (Adagrad on 4x4M: 16.6 to 22.0 ms a step). The parameters stay bitwise torch's foreach
     path's (Adadelta's two temporaries, alive together, must be distinct blocks)."""
