@@ -494,10 +494,10 @@ def regularized_gradients(
         grads = temporary(torch._foreach_neg, grads)
     if may_be_nonzero(weight_decay):
         number = host_number(weight_decay)
-        if maximize:  # (into the negated copy, as torch reuses it)
-            add_scaled_(grads, params, number)
-        elif isinstance(number, Tensor) or (grads and grads[0].is_sparse):
+        if isinstance(number, Tensor) or (grads and grads[0].is_sparse):
             grads = add_scaled(grads, params, number)
+        elif maximize:  # (into the negated copy, as torch reuses it)
+            add_scaled_(grads, params, number)
         else:
             grads = temporary(torch._foreach_add, grads, params, alpha=number)
     return grads
