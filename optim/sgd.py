@@ -57,10 +57,7 @@ def sgd_update(
     the number to the tensors' dtype (see ``ops.tensor_mul_``): the same op here gives its bits
     (float32 and float64 are the same either way).
     """
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if ops.may_be_nonzero(weight_decay):
-        grads = ops.add_scaled(grads, params, weight_decay)
+    grads = ops.regularized_gradients(grads, params, maximize=maximize, weight_decay=weight_decay)
     if "momentum_buffer" in state:
         buffers = state["momentum_buffer"]
         if first_step:  # b_1 = g_1, a copy as torch's clone (0.0 + -0.0 would be +0.0)
