@@ -167,7 +167,13 @@ class RoundTemporaries:
     40k, one kept op per tensor in Python was 1-2 ms a step slower than the allocating
     multi-tensor op, fresh or after the history). Not kept on a GPU, whose caching allocator
     already reuses a freed block without a system call, and where a kept block would need
-    ordering between streams. Never pickled (rebuilt with the optimizer's caches)."""
+    ordering between streams. Never pickled (rebuilt with the optimizer's caches).
+
+    The learning-rate-free optimizers keep theirs explicitly instead
+    (``optim._global.ReducingOptimizer._scratch``, handed to their rules by slot): their
+    reductions write whole tensors of any size, on a GPU too, and their rules take a scratch
+    argument. The classic rules keep torch's foreach code and signatures, so theirs come through
+    ``optim._ops.temporary``."""
 
     __slots__ = ("blocks", "taken", "views")
 
