@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from optim._paths import _PLAIN_TYPES, round_temporaries
+from optim._paths import _PLAIN_TYPES, KEPT_TEMPORARY_SIZES, round_temporaries
 
 Scalar = float | Tensor
 TensorList = list[Tensor]
@@ -468,8 +468,10 @@ def temporary(
     each tensor, so the bits are the same. A rule must not keep such a tensor (in its state, or
     past its return): the next call writes over it.
     """
+    if len(xs) != 1 or xs[0].numel() < KEPT_TEMPORARY_SIZES[0]:  # (cheap checks first)
+        return list(foreach_op(xs, *operands, **keywords))
     kept = round_temporaries()
-    out = kept.take(xs[0]) if kept is not None and len(xs) == 1 else None
+    out = None if kept is None else kept.take(xs[0])
     if out is None:
         return list(foreach_op(xs, *operands, **keywords))
     firsts = [operand[0] if isinstance(operand, list) else operand for operand in operands]
