@@ -496,13 +496,20 @@ def regularized_gradients(
         grads = temporary(torch._foreach_neg, grads)
     if may_be_nonzero(weight_decay):
         number = host_number(weight_decay)
-        if isinstance(number, Tensor) or (grads and grads[0].is_sparse):
-            grads = add_scaled(grads, params, number)
-        elif maximize:  # (into the negated copy, as torch reuses it)
-            add_scaled_(grads, params, number)
+        if maximize and not isinstance(number, Tensor) and grads and not grads[0].is_sparse:
+            add_scaled_(grads, params, number)  # (into the negated copy, as torch reuses it)
         else:
-            grads = temporary(torch._foreach_add, grads, params, alpha=number)
+            grads = temporary_add_scaled(grads, params, number)
     return grads
+
+
+def temporary_add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> TensorList:
+    """``x + scale * y`` for every pair, as :func:`add_scaled` computes it, a :func:`temporary`
+    of the rule where it is one multi-tensor op (``scale`` a number, ``xs`` dense)."""
+    scale = host_number(scale)
+    if isinstance(scale, Tensor) or (xs and xs[0].is_sparse):
+        return add_scaled(xs, ys, scale)
+    return temporary(torch._foreach_add, xs, ys, alpha=scale)
 
 
 def div_(xs: TensorList, divisor) -> None:

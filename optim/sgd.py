@@ -73,7 +73,7 @@ def sgd_update(
         else:
             ops.mul_(buffers, momentum)
             ops.add_scaled_(buffers, grads, 1 - dampening)
-        grads = ops.add_scaled(grads, buffers, momentum) if nesterov else buffers
+        grads = ops.temporary_add_scaled(grads, buffers, momentum) if nesterov else buffers
     ops.add_scaled_(params, grads, ops.negated(lr))
 
 

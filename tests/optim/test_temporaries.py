@@ -133,6 +133,8 @@ def test_the_freed_block_is_made_on_the_cpu_under_another_default_device():
         ("Adagrad", {"maximize": True, "weight_decay": 0.1}),
         ("RMSprop", {"maximize": True, "weight_decay": 0.1, "centered": True}),
         ("Adadelta", {"maximize": True, "weight_decay": 0.1}),
+        ("SGD", {"momentum": 0.9, "nesterov": True}),
+        ("SGD", {"momentum": 0.9, "nesterov": True, "maximize": True, "weight_decay": 0.1}),
     ],
 )
 def test_a_cpu_step_writes_its_temporaries_into_kept_memory_with_torchs_bits(
@@ -141,9 +143,9 @@ def test_a_cpu_step_writes_its_temporaries_into_kept_memory_with_torchs_bits(
     """From its third step on, a step on a CPU over rounds of 16k elements or more makes no new
     tensor (the first makes the state, the second may lay it out and make the kept blocks):
     each round's temporaries (the square roots of Adam, Adagrad and RMSprop, RMSprop's centered
-    difference, Adadelta's two shifted averages, the negated gradient of ``maximize`` and the
-    gradient plus its L2 weight decay) go into memory the optimizer keeps
-    (``optim._paths.RoundTemporaries``).
+    difference, Adadelta's two shifted averages, the negated gradient of ``maximize``, the
+    gradient plus its L2 weight decay, and SGD's Nesterov direction) go into memory the
+    optimizer keeps (``optim._paths.RoundTemporaries``).
     Allocated anew at every round, they were the op that slowed down after a run's history
     (Adagrad on 4x4M: 16.6 to 22.0 ms a step). The parameters stay bitwise torch's foreach
     path's (Adadelta's two temporaries, alive together, must be distinct blocks)."""
