@@ -23,7 +23,9 @@ one of the paths in ``optim._paths``:
     with the blocked lists' 256k-element rounds, ``optim._paths.LIST_ROUNDS_PER_BLOCK``, Adam
     0.99-1.02x, RMSprop 0.97-1.02x, Adagrad 0.95-0.96x, AdamW 0.91x packed and 0.98-1.01x on those
     lists, which it takes there since: :attr:`RuleOptimizer._pack_below_on_cpu`; 2026-12-06's full
-    runs: 0.93-1.16x, then 0.90-1.09x). This comes from two execution strategies that give the
+    runs: 0.93-1.16x, then 0.90-1.09x; with such tensors grouped in rounds of 128k,
+    ``optim._paths.LIST_GROUPS_PER_BLOCK``, six runs: 0.94-1.03x, Adagrad 0.97-1.00x). This
+    comes from two execution strategies that give the
     same numbers: on a CPU, large tensors are updated a cache-sized block at a time (every op of
     the rule over one block before the next, so memory is streamed about once instead of once
     per op; on a GPU the lists run whole, each op one of torch's multi-tensor kernels, and

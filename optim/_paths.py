@@ -73,12 +73,35 @@ against 1.15x, Adadelta 1.15-1.18x against 1.20-1.24x; SGD, AdamW and Adam on 4x
 their runs' spread. Rounds of 64k lost to the per-op cost (Adam 0.92x, Adagrad 0.88x on
 400x40k). Rounds of 128k read 1-3% faster on 400x40k alone, but lost to 256k in a bench of
 400x40k and 4x4M together (2026-12-06, five alternating runs: 400x40k 0.97-1.08x against
-1.05-1.15x, 4x4M 0.68-0.80x against 0.78-0.93x, the threads then not sharing their caches)."""
+1.05-1.15x, 4x4M 0.68-0.80x against 0.78-0.93x, the threads then not sharing their caches).
+Smaller tensors are grouped into rounds of half this size since (:data:`LIST_GROUPS_PER_BLOCK`):
+the loss was the large tensors' slices'."""
 
 
 def list_round() -> int:
     """Elements per round of the blocked lists: ``BLOCK // LIST_ROUNDS_PER_BLOCK``."""
     return max(1, BLOCK // LIST_ROUNDS_PER_BLOCK)
+
+
+LIST_GROUPS_PER_BLOCK = 8
+"""Consecutive tensors smaller than a round of the blocked lists share one of at most ``BLOCK //
+LIST_GROUPS_PER_BLOCK`` elements (128k: three tensors of 40k), while a larger tensor is still cut
+into slices of :func:`list_round` elements. Each op of such a round runs one kernel per tensor
+whatever the round's size, so a smaller round costs only more multi-tensor calls, and its arrays
+(p, g, the state, a temporary) stay in a 2 MiB L2 across the rule's ops. Measured in ``stepsize
+bench optim`` (Intel Xeon, 2 MiB L2 per core, 2 threads, 2026-12-06, six runs of each; 400x40k,
+the default path against torch's faster eager path, its for-loop one there): Adagrad 0.97-1.00x
+against 0.91-0.96x with rounds of 256k, AdamW 0.94-1.01x against 0.92-0.98x, RMSprop 0.97-1.03x
+against 0.93-1.01x, Adam 0.96-1.02x against 0.97-0.99x, Adadelta 0.98-1.01x against 0.97-1.01x;
+4x4M unchanged (1.11-1.30x against 1.08-1.30x in the two runs of both). Rounds of 80k measured
+about the same, of one 40k tensor slower (Adagrad 0.89-0.90x). Slices of 128k, as well, lost
+5-12% on 4x4M (Adam 1.03-1.06x against 1.14-1.16x), hence the two sizes."""
+
+
+def list_group() -> int:
+    """Elements up to which consecutive smaller tensors share a round of the blocked lists:
+    ``BLOCK // LIST_GROUPS_PER_BLOCK``."""
+    return max(1, BLOCK // LIST_GROUPS_PER_BLOCK)
 
 
 PACKED_ROUNDS_PER_BLOCK = 4
@@ -383,19 +406,20 @@ def blocked_rounds(
 
     A contiguous tensor larger than a round is cut into 1-D slices of that many elements (a
     multiple of every SIMD width, so each element takes the same vectorised code path as in the
-    whole tensor); consecutive smaller tensors share a round. A tensor whose parameter, gradient
+    whole tensor); consecutive smaller tensors share a round of at most :func:`list_group`
+    elements. A tensor whose parameter, gradient
     and state are not all contiguous goes whole into a round of its own, and so does a large
     one whose tensors are not all of one shape (state of the old shape of a parameter reshaped
     in its own memory): torch's op then raises its error, where flat slices would match them.
     """
-    size = list_round()
+    size, grouped = list_round(), list_group()
     sizes = list(map(Tensor.numel, params))
     if max(sizes, default=0) < size and all(
         all(map(Tensor.is_contiguous, tensors)) for tensors in (params, grads, *state.values())
     ):  # the common case of many small tensors, found in C-level passes: slices of the lists
         cuts, start, filled = [], 0, 0
         for i, n in enumerate(sizes):
-            if filled + n > size and i > start:
+            if filled + n > grouped and i > start:
                 cuts.append(slice(start, i))
                 start, filled = i, 0
             filled += n
@@ -435,7 +459,7 @@ def blocked_rounds(
                     ([piece[0]], [piece[1]], [steps[i]], {k: [v] for k, v in pieces.items()})
                 )
             continue
-        if filled + n > size:
+        if filled + n > grouped:
             close()
         current[0].append(p)
         current[1].append(g)
