@@ -465,17 +465,24 @@ def temporary(
     (a round of the blocked lists, a packed round, a flat block) is written into memory the
     optimizer keeps (:class:`optim._paths.RoundTemporaries`, which says why and when) by the
     one-tensor op (``torch.sqrt(x, out=kept)``): the op torch's CPU multi-tensor op runs for
-    each tensor, so the bits are the same. A rule must not keep such a tensor (in its state, or
-    past its return): the next call writes over it.
+    each tensor, so the bits are the same. The kept tensor has ``x``'s dtype and shape, so a
+    list operand of another dtype or shape (a state tensor a user replaced with a float64 one:
+    torch computes ``g + mu * b`` in float64 then, or broadcasts) keeps torch's allocating op.
+    A rule must not keep such a tensor (in its state, or past its return): the next call writes
+    over it.
     """
     if len(xs) != 1 or xs[0].numel() < KEPT_TEMPORARY_SIZES[0]:  # (cheap checks first)
         return list(foreach_op(xs, *operands, **keywords))
+    x = xs[0]
+    firsts = [operand[0] if isinstance(operand, list) else operand for operand in operands]
+    for operand, first in zip(operands, firsts):
+        if isinstance(operand, list) and (first.dtype != x.dtype or first.shape != x.shape):
+            return list(foreach_op(xs, *operands, **keywords))
     kept = round_temporaries()
-    out = None if kept is None else kept.take(xs[0])
+    out = None if kept is None else kept.take(x)
     if out is None:
         return list(foreach_op(xs, *operands, **keywords))
-    firsts = [operand[0] if isinstance(operand, list) else operand for operand in operands]
-    _ONE_TENSOR_OP[foreach_op](xs[0], *firsts, out=out, **keywords)
+    _ONE_TENSOR_OP[foreach_op](x, *firsts, out=out, **keywords)
     return [out]
 
 
