@@ -645,7 +645,8 @@ class RuleOptimizer(Optimizer):
     0.60-0.76x / 0.94-1.18x, RMSprop 0.68-0.85x / 0.91-1.15x. The lists lose about a tenth
     outside it and stay at or above torch in it. AdamW (which gathers the parameters too) then
     gained from packing in both regimes; since the blocked lists run in rounds of 256k elements
-    (``optim._paths.LIST_ROUNDS_PER_BLOCK``) they are faster for it too: measured 2026-12-06 in
+    (``optim._paths.LIST_ROUNDS_PER_BLOCK``; smaller tensors in groups of 128k since 723d290,
+    ``LIST_GROUPS_PER_BLOCK``) they are faster for it too: measured 2026-12-06 in
     ``stepsize bench optim`` on 400x40k (Intel Xeon, 2 MiB of L2 per core, 2 threads, shared
     caches), four alternating runs a side, lists 1.00x, 1.01x, 0.98x, 1.00x torch's for-loop
     path, packed 0.91x, 0.91x, 0.95x, 0.95x. Adadelta (more ops) still gains from packing
