@@ -183,12 +183,15 @@ class RoundTemporaries:
     (packed rounds), 2026-12-06, Intel Xeon.
 
     Held: one block per temporary a rule call makes (Adam, Adagrad and RMSprop one, Adadelta
-    two, and one more for the gradient's copy under ``maximize`` or L2 weight decay) and dtype,
+    two, SGD's Nesterov direction one, and one more for the gradient's copy under ``maximize``
+    or L2 weight decay) and dtype,
     each as large as the largest round seen, at most :data:`BLOCK` elements (4 MiB in float32);
     a temporary outside :data:`KEPT_TEMPORARY_SIZES`, or of a list of several tensors, or not
-    contiguous, is allocated as before (for the lists of the 400x40k rounds, six tensors of
-    40k, one kept op per tensor in Python was 1-2 ms a step slower than the allocating
-    multi-tensor op, fresh or after the history). Not kept on a GPU, whose caching allocator
+    contiguous, is allocated as before (for the lists of the 400x40k rounds, then six tensors
+    of 40k, three since :data:`LIST_GROUPS_PER_BLOCK`, one kept op per tensor in Python was 1-2
+    ms a step slower than the allocating multi-tensor op, fresh or after the history), and so is
+    one whose op has a list operand of another dtype or shape (see ``optim._ops.temporary``).
+    Not kept on a GPU, whose caching allocator
     already reuses a freed block without a system call, and where a kept block would need
     ordering between streams. Never pickled (rebuilt with the optimizer's caches).
 
