@@ -34,6 +34,7 @@ import operator
 import re
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -1302,15 +1303,30 @@ _RECORDING = threading.local()
 """The graphs :func:`_inductor_recorded` compiles in this thread during one Dynamo call."""
 
 
+@functools.cache
+def _compile_fx() -> Callable[..., Any]:
+    """Inductor's ``compile_fx``, imported when the first :class:`CompiledRule` is made.
+    Importing it imports ``torch.utils.mkldnn``, whose classes warn at import that
+    ``torch.jit.script_method`` is deprecated (14 ``DeprecationWarning``s, torch 2.13): torch's
+    own import, which a user's ``fused=True`` step would show where torch's fused classes, which
+    import no compiler, show none. Those warnings alone are silenced, for that import only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"`torch\.jit\.script_method` is deprecated",
+            category=DeprecationWarning,
+        )
+        from torch._inductor.compile_fx import compile_fx
+    return compile_fx
+
+
 def _inductor_recorded(graph: torch.fx.GraphModule, example_inputs: list) -> Callable[..., Any]:
     """torch.compile's ``inductor`` backend (``compile_fx``, which the name ``"inductor"``
     stands for), its compiled graph also recorded with what kind of input it was compiled for
     (:func:`_input_kinds`) and where Dynamo took each input from, while a
     :class:`CompiledRule` call is recording in this thread. One function for the process, so
     that Dynamo's cache, which is per backend, is shared by every optimizer."""
-    from torch._inductor.compile_fx import compile_fx
-
-    compiled = compile_fx(graph, example_inputs)
+    compiled = _compile_fx()(graph, example_inputs)
     recorded = getattr(_RECORDING, "graphs", None)
     if recorded is not None:
         recorded.append((compiled, _input_kinds(example_inputs), _input_sources(graph)))
@@ -1425,6 +1441,7 @@ class CompiledRule:
 
     def __init__(self, function: Callable[..., None]) -> None:
         self.code = function.__code__
+        _compile_fx()  # (inductor imported now, without its import's warnings, for both backends)
         self.dynamo = limited(torch.compile(function, fullgraph=True, dynamic=None))
         self.recording = limited(  # (on a CPU; elsewhere the backend by its name, as before)
             torch.compile(function, fullgraph=True, dynamic=None, backend=_inductor_recorded)

@@ -299,6 +299,44 @@ def test_compiled_kernels_cached_by_another_process_use_this_processs_hyperparam
         assert float(ran.stdout.strip().splitlines()[-1]) <= 1e-10, (eps, ran.stdout)
 
 
+_WARNINGS_OF_A_FUSED_STEP = """
+import sys, warnings
+import torch
+import optim
+module = torch.optim if sys.argv[1] == "torch" else optim
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for name in ("SGD", "Adam", "AdamW", "Adagrad"):
+        parameter = torch.nn.Parameter(torch.randn(10))
+        parameter.grad = torch.randn(10)
+        optimizer = getattr(module, name)([parameter], lr=0.1, fused=True)
+        optimizer.step()
+        optimizer.step()
+print(sorted({f"{w.category.__name__}: {w.message}" for w in caught}))
+"""
+
+
+@pytest.mark.slow
+def test_a_fused_step_warns_as_torchs_fused_step():
+    """The first ``fused=True`` steps of a process, ours beside torch's: the same warnings (none
+    with torch 2.13). Ours compile, and importing inductor imports ``torch.utils.mkldnn``, which
+    used to show 14 ``DeprecationWarning``s that ``torch.jit.script_method`` is deprecated
+    (an error under ``-W error``)."""
+    import subprocess
+    import sys
+
+    caught = {
+        side: subprocess.run(
+            [sys.executable, "-c", _WARNINGS_OF_A_FUSED_STEP, side],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()[-1]
+        for side in ("torch", "ours")
+    }
+    assert caught["ours"] == caught["torch"], caught
+
+
 @pytest.mark.slow
 def test_compile_has_no_limit_on_shapes_groups_and_optimizers():
     """A sweep that builds 20 models of different sizes (and a 9-group model) in one process.
