@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -37,10 +38,24 @@ import torch.utils._pytree as pytree
 
 class _Counted:
     """What :class:`StateEntry` (a ``dict``) and :class:`HandedList` (a ``list``) share: an
-    ``owner`` (a :class:`TrackedState`) told of every value handed out, and the changes by item
-    assignment, deletion, ``clear`` and ``pop`` counted (each class's ``_changed``)."""
+    :attr:`owner` (a :class:`TrackedState`) told of every value handed out, and the changes by
+    item assignment, deletion, ``clear`` and ``pop`` counted (each class's ``_changed``)."""
 
     __slots__ = ()
+
+    @property
+    def owner(self) -> TrackedState | None:
+        """The :class:`TrackedState` counting this container's changes and hand-outs (None:
+        none, or one no longer alive), held by a weak reference. The state holds its entries,
+        so a strong reference back would make a cycle: deleting the optimizer would leave its
+        state tensors alive until Python's cycle collector ran, where torch's state is freed at
+        once (found by torch's ``test_no_cyclic_references`` run on these classes)."""
+        reference = getattr(self, "_owner", None)  # unset while unpickling
+        return None if reference is None else reference()
+
+    @owner.setter
+    def owner(self, owner: TrackedState | None) -> None:
+        self._owner = None if owner is None else weakref.ref(owner)
 
     def _changed(self) -> None:
         raise NotImplementedError
@@ -48,7 +63,7 @@ class _Counted:
     def _handed(self) -> None:
         """A value read or written here, by code outside the optimizer's own unless this thread
         is inside it (:meth:`TrackedState.enter`; under ``torch.compile`` always counted)."""
-        owner = getattr(self, "owner", None)  # unset while unpickling
+        owner = self.owner
         if owner is not None:
             owner.handed_out()
 
@@ -77,7 +92,7 @@ class StateEntry(_Counted, dict):
     values handed to or taken from code outside the optimizer are too (see the module's
     docstring)."""
 
-    __slots__ = ("owner",)
+    __slots__ = ("_owner",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # dict's own signature, so that code rebuilding a mapping as ``type(d)(items)`` (as
@@ -94,10 +109,10 @@ class StateEntry(_Counted, dict):
         return entry
 
     def _changed(self) -> None:
-        owner = getattr(self, "owner", None)  # unset while unpickling
-        if owner is not None:
+        owner = self.owner
+        if owner is not None:  # (what self._handed() does, the owner looked up once)
             owner.changes += 1
-        self._handed()
+            owner.handed_out()
 
     def __getitem__(self, key: Any) -> Any:
         self._handed()
@@ -199,7 +214,7 @@ class HandedList(_Counted, list):
     change values in place, which the optimizer's views share, and move no tensor.
     Pickles and copies as a plain list."""
 
-    __slots__ = ("mutations", "owner")
+    __slots__ = ("_owner", "mutations")
 
     def __init__(self, items: Any = (), /) -> None:
         # list's own signature, so that ``type(l)(items)`` gets the items (see StateEntry)
@@ -362,7 +377,7 @@ class TrackedState(defaultdict):
         return entry
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        if isinstance(value, StateEntry) and getattr(value, "owner", None) is None:
+        if isinstance(value, StateEntry) and value.owner is None:
             value.owner = self  # (made outside as type(entry)(items): counted from now on)
         super().__setitem__(key, value)
         self.changes += 1
