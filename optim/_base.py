@@ -716,8 +716,13 @@ class RuleOptimizer(Optimizer):
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        """torch's pickled state plus the execution path (copy.deepcopy and pickle keep it)."""
-        return {**super().__getstate__(), "impl": self.impl, "compile": self.compile}
+        """torch's pickled state plus every other public attribute: the execution path, and
+        a class's own (Prodigy's and D-Adaptation's ``d0``, DAdaptSGD's ``rank`` and
+        ``loggables``, as their packages set them), so that ``copy.deepcopy`` and pickle keep
+        them, as torch's ``test_deepcopy_copies_all_public_attrs`` asks of its classes (the
+        packages' copies lose them)."""
+        public = {key: value for key, value in vars(self).items() if not key.startswith("_")}
+        return {**public, **super().__getstate__()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)

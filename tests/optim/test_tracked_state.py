@@ -227,3 +227,22 @@ def test_a_deleted_optimizer_frees_its_state_at_once_as_torchs(name, kwargs, imp
     keeps its memory."""
     _deleted(lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9))  # (torch's lazy imports)
     assert _deleted(lambda ps: getattr(optim, name)(ps, impl=impl, **kwargs)) == (False, 0, 0)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
+@pytest.mark.parametrize(("name", "kwargs"), DELETED_OPTIMIZERS, ids=lambda v: v or "")
+def test_deepcopy_and_pickle_keep_every_public_attribute(name, kwargs, impl):
+    """torch's ``test_deepcopy_copies_all_public_attrs``, and the same through a pickle: a
+    copy has every public attribute of the optimizer, with its value. Prodigy's and
+    D-Adaptation's ``d0`` and DAdaptSGD's ``rank`` and ``loggables`` (their packages'
+    attributes, which the packages' own copies lose) used to be dropped."""
+    optimizer = getattr(optim, name)([torch.randn(3, requires_grad=True)], impl=impl, **kwargs)
+    public = {key for key in vars(optimizer) if not key.startswith("_")}
+    buffer = io.BytesIO()
+    torch.save(optimizer, buffer)
+    buffer.seek(0)
+    for copied in (copy.deepcopy(optimizer), torch.load(buffer, weights_only=False)):
+        assert {key for key in vars(copied) if not key.startswith("_")} == public
+        for key in public - {"state", "param_groups", "defaults"}:  # (torch's __setstate__
+            # adds "differentiable" to defaults that lack it, the packages' own copies too)
+            assert getattr(copied, key) == getattr(optimizer, key), key
