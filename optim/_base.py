@@ -715,14 +715,18 @@ class RuleOptimizer(Optimizer):
             if parameter.kind is inspect.Parameter.KEYWORD_ONLY
         )
 
+    _pickled_attributes: ClassVar[tuple[str, ...]] = ("impl", "compile")
+    """The instance attributes a pickle or ``copy.deepcopy`` keeps beside torch's three keys:
+    the execution path, and those a class sets as its reference package does (Prodigy's and
+    D-Adaptation's ``d0``, DAdaptSGD's ``rank`` and ``loggables``), so that a copy has every
+    public attribute the class made, as torch's ``test_deepcopy_copies_all_public_attrs`` asks
+    (the packages' copies lose them). An attribute a user's subclass sets is dropped, as torch
+    drops it."""
+
     def __getstate__(self) -> dict[str, Any]:
-        """torch's pickled state plus every other public attribute: the execution path, and
-        a class's own (Prodigy's and D-Adaptation's ``d0``, DAdaptSGD's ``rank`` and
-        ``loggables``, as their packages set them), so that ``copy.deepcopy`` and pickle keep
-        them, as torch's ``test_deepcopy_copies_all_public_attrs`` asks of its classes (the
-        packages' copies lose them)."""
-        public = {key: value for key, value in vars(self).items() if not key.startswith("_")}
-        return {**public, **super().__getstate__()}
+        """torch's pickled state plus :attr:`_pickled_attributes`."""
+        kept = {key: vars(self)[key] for key in self._pickled_attributes if key in vars(self)}
+        return {**kept, **super().__getstate__()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)

@@ -163,6 +163,8 @@ class DAdaptSGD(ReducingOptimizer):
         True
     """
 
+    _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "rank", "loggables")
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
@@ -427,6 +429,8 @@ class DAdaptAdam(FairseqFlags, ReducingOptimizer):
 
     _counts_updates = True
 
+    _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
@@ -629,6 +633,8 @@ class DAdaptAdaGrad(ReducingOptimizer):
         >>> bool(opt.param_groups[0]["d"] > 1e-6)
         True
     """
+
+    _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")
 
     def __init__(
         self,

@@ -197,6 +197,8 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
 
     _counts_updates = True
 
+    _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],

@@ -246,3 +246,32 @@ def test_deepcopy_and_pickle_keep_every_public_attribute(name, kwargs, impl):
         for key in public - {"state", "param_groups", "defaults"}:  # (torch's __setstate__
             # adds "differentiable" to defaults that lack it, the packages' own copies too)
             assert getattr(copied, key) == getattr(optimizer, key), key
+
+
+class _TorchAdamWithCallback(torch.optim.Adam):
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        self.callback = lambda: None  # (a user's attribute, which pickle refuses)
+
+
+class _AdamWithCallback(optim.Adam):
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        self.callback = lambda: None
+
+
+def test_a_subclass_attribute_is_dropped_by_deepcopy_and_pickle_as_torchs():
+    """An attribute a user's subclass sets (here a lambda) is not part of a copy or a pickle,
+    as with the same subclass of torch's class, whose pickled state is its three keys."""
+    publics = []
+    for subclass in (_TorchAdamWithCallback, _AdamWithCallback):
+        optimizer = subclass([torch.randn(3, requires_grad=True)], lr=0.1)
+        buffer = io.BytesIO()
+        torch.save(optimizer, buffer)  # (raises where the lambda is pickled)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        copied = copy.deepcopy(optimizer)
+        assert not hasattr(loaded, "callback")
+        assert not hasattr(copied, "callback")
+        publics.append({key for key in vars(copied) if not key.startswith("_")})
+    assert publics[1] - publics[0] == {"impl", "compile"}, publics
