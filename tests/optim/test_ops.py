@@ -122,6 +122,97 @@ def test_rounds_and_blocks_are_a_cpus_strategy_only():
     assert _paths.packed_rounds([5], "cuda") == [(0, 1, 0, 5)]
 
 
+@pytest.mark.parametrize(
+    ("l2", "expected"),
+    [
+        (None, 1 << 18),
+        (4 << 20, 1 << 18),
+        (2 << 20, 1 << 18),
+        (1 << 20, 1 << 20),
+        (512 << 10, 1 << 20),
+    ],
+)
+def test_the_blocked_lists_slices_follow_the_l2_size(l2, expected, monkeypatch):
+    """Large tensors in slices of 256k elements where a core's L2 holds 2 MiB or more (or its
+    size is unknown), of a whole block (1M) where it is smaller: ``optim._paths.list_slice``'s
+    docstring has the measurements. Before, 256k everywhere. Which groups are cut at all does
+    not change (more than ``list_round()``, 256k, elements)."""
+    from optim import _paths
+
+    monkeypatch.setattr(_paths, "l2_cache_bytes", lambda: l2)
+    assert _paths.list_slice() == expected
+    assert _paths.list_round() == 1 << 18
+
+
+def _cache_folder(root, index: int, level: str, kind: str, size: str) -> None:
+    folder = root / f"index{index}"
+    folder.mkdir()
+    for name, text in (("level", level), ("type", kind), ("size", size)):
+        (folder / name).write_text(text + "\n")
+
+
+def test_the_l2_size_is_read_as_linux_reports_it(tmp_path):
+    """The level-2 data or unified cache of Linux's ``cache/index*`` folders, its size in K or M;
+    None where no such folder or no readable size is there."""
+    from optim import _paths
+
+    read = _paths.l2_cache_bytes.__wrapped__  # (uncached)
+    _cache_folder(tmp_path, 0, "1", "Data", "48K")
+    _cache_folder(tmp_path, 1, "1", "Instruction", "32K")
+    _cache_folder(tmp_path, 2, "2", "Unified", "1024K")
+    _cache_folder(tmp_path, 3, "3", "Unified", "32768K")
+    assert read(str(tmp_path)) == 1 << 20
+    (tmp_path / "index2" / "size").write_text("2M\n")
+    assert read(str(tmp_path)) == 2 << 20
+    (tmp_path / "index2" / "size").write_text("large\n")
+    assert read(str(tmp_path)) is None
+    assert read(str(tmp_path / "absent")) is None
+    only_l1 = tmp_path / "l1"
+    only_l1.mkdir()
+    _cache_folder(only_l1, 0, "1", "Data", "48K")
+    assert read(str(only_l1)) is None
+
+
+@pytest.mark.parametrize("l2", [1 << 20, 2 << 20], ids=["1MiB-L2", "2MiB-L2"])
+@pytest.mark.parametrize("name", ["Adam", "Adagrad", "RMSprop", "Adadelta"])
+def test_a_large_tensor_in_rounds_of_either_size_gives_torchs_bits(name, l2, monkeypatch):
+    """A tensor cut into slices of a quarter block or of a whole one (the L2 decides, see
+    ``optim._paths.list_slice``) gives torch's foreach bits either way (a block of 4096 here, so
+    a 10,000-element tensor takes three rounds of 4096 or ten of 1024)."""
+    import optim
+    from optim import _base, _paths
+
+    monkeypatch.setattr(_paths, "BLOCK", 4096)
+    monkeypatch.setattr(_paths, "l2_cache_bytes", lambda: l2)
+    rounds = []
+
+    def recorded(*arguments):
+        cut = _paths.blocked_rounds(*arguments)
+        rounds.append([sum(map(torch.Tensor.numel, params)) for params, *_ in cut])
+        return cut
+
+    monkeypatch.setattr(_base, "blocked_rounds", recorded)
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(10_000, generator=generator), torch.randn(7, generator=generator)]
+    results = []
+    for make in (getattr(optim, name), getattr(torch.optim, name)):
+        params = [p.clone().requires_grad_() for p in start]
+        optimizer = make(
+            params, lr=0.01, **({} if make is getattr(optim, name) else {"foreach": True})
+        )
+        for step in range(5):
+            optimizer.zero_grad()
+            sum(((p - 0.1 * step) ** 2 * torch.cos(p)).sum() for p in params).backward()
+            optimizer.step()
+        results.append([p.detach() for p in params])
+    round_size = 4096 if l2 < _paths.ROUNDS_IN_L2_FROM else 1024
+    large = [round_size] * (10_000 // round_size) + [10_000 % round_size]
+    assert rounds
+    assert all(sizes == [*large, 7] for sizes in rounds)
+    for ours, theirs in zip(*results):
+        assert torch.equal(ours, theirs)
+
+
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_a_device_scalar_takes_the_lists_dtype_off_the_cpu_only(device):
     """Off the CPU (``meta`` stands in for CUDA here), a 0-dim scalar of the other float dtype is
