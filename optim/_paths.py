@@ -119,28 +119,37 @@ def list_round() -> int:
     return max(1, BLOCK // LIST_ROUNDS_PER_BLOCK)
 
 
+def cpu_caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> list[tuple[str, str, str]]:
+    """``(level, type, size)`` of each cache Linux reports for the first CPU under ``root`` (each
+    ``index*`` folder's ``level``, ``type`` and ``size``, such as ``("2", "Unified", "1024K")``),
+    in the folders' order; a folder it cannot read is left out, and none is there on another OS."""
+    caches = []
+    try:
+        folders = sorted(name for name in os.listdir(root) if name.startswith("index"))
+    except OSError:
+        return []
+    for name in folders:
+        values = []
+        for field in ("level", "type", "size"):
+            try:
+                with open(os.path.join(root, name, field)) as file:
+                    values.append(file.read().strip())
+            except OSError:
+                break
+        if len(values) == 3:
+            caches.append((values[0], values[1], values[2]))
+    return caches
+
+
 @functools.cache
 def l2_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
-    """The size in bytes of the first CPU's level-2 data or unified cache, as Linux reports it
-    under ``root`` (each ``index*`` folder's ``level``, ``type`` and ``size``, such as ``1024K``);
-    None where it does not (another OS, a container hiding it, an unreadable size)."""
+    """The size in bytes of the first CPU's level-2 data or unified cache (:func:`cpu_caches`;
+    sizes such as ``1024K`` or ``2M``); None where it is not reported or not readable."""
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    try:
-        entries = sorted(name for name in os.listdir(root) if name.startswith("index"))
-        for entry in entries:
-            folder = os.path.join(root, entry)
-            with open(os.path.join(folder, "level")) as level_file:
-                level = level_file.read().strip()
-            with open(os.path.join(folder, "type")) as type_file:
-                kind = type_file.read().strip()
-            if level != "2" or kind not in ("Data", "Unified"):
-                continue
-            with open(os.path.join(folder, "size")) as size_file:
-                size = size_file.read().strip().upper()
-            match = re.fullmatch(r"(\d+)\s*([KMG]?)I?B?", size)
+    for level, kind, size in cpu_caches(root):
+        if level == "2" and kind in ("Data", "Unified"):
+            match = re.fullmatch(r"(\d+)\s*([KMG]?)I?B?", size.upper())
             return None if match is None else int(match[1]) * units[match[2]]
-    except (OSError, ValueError):
-        return None
     return None
 
 

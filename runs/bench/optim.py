@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import glob
 import inspect
 import json
 import os
@@ -462,21 +461,12 @@ def machine_bandwidth_gbs(repeat: int = 15) -> float:
 
 def _cache_line(root: str = "/sys/devices/system/cpu/cpu0/cache") -> str:
     """The data caches of the first CPU (Linux sysfs), for the header: whether blocking pays
-    depends on them (torch's for-loop path keeps a tensor in L2 when its arrays fit), so runs on
+    depends on them (torch's for-loop path keeps a tensor in L2 when its arrays fit, and the
+    default path's slices follow the L2's size, ``optim._paths.list_slice``), so runs on
     machines with other caches are not comparable row for row."""
-    caches = []
-    for index in sorted(glob.glob(os.path.join(root, "index*"))):
-        try:
-            with open(os.path.join(index, "type")) as kind:
-                if kind.read().strip() == "Instruction":
-                    continue
-            with (
-                open(os.path.join(index, "level")) as level,
-                open(os.path.join(index, "size")) as size,
-            ):
-                caches.append(f"L{level.read().strip()} {size.read().strip()}")
-        except OSError:
-            continue
+    caches = [
+        f"L{level} {size}" for level, kind, size in _paths.cpu_caches(root) if kind != "Instruction"
+    ]
     return "caches (cpu0): " + (", ".join(caches) if caches else "not reported by this OS")
 
 
