@@ -125,22 +125,23 @@ def test_rounds_and_blocks_are_a_cpus_strategy_only():
 @pytest.mark.parametrize(
     ("l2", "expected"),
     [
-        (None, 1 << 18),
-        (4 << 20, 1 << 18),
-        (2 << 20, 1 << 18),
-        (1 << 20, 1 << 20),
-        (512 << 10, 1 << 20),
+        (None, (1 << 18, 1 << 17)),
+        (4 << 20, (1 << 18, 1 << 17)),
+        (2 << 20, (1 << 18, 1 << 17)),
+        (1 << 20, (1 << 20, 1 << 19)),
+        (512 << 10, (1 << 20, 1 << 19)),
     ],
 )
-def test_the_blocked_lists_slices_follow_the_l2_size(l2, expected, monkeypatch):
-    """Large tensors in slices of 256k elements where a core's L2 holds 2 MiB or more (or its
-    size is unknown), of a whole block (1M) where it is smaller: ``optim._paths.list_slice``'s
-    docstring has the measurements. Before, 256k everywhere. Which groups are cut at all does
-    not change (more than ``list_round()``, 256k, elements)."""
+def test_the_blocked_lists_slices_and_groups_follow_the_l2_size(l2, expected, monkeypatch):
+    """Large tensors in slices of 256k elements and small ones in groups of 128k where a core's
+    L2 holds 2 MiB or more (or its size is unknown), in slices of a block (1M) and groups of
+    half a block where it is smaller: ``optim._paths.list_slice``'s and ``list_group``'s
+    docstrings have the measurements. Before, 256k and 128k everywhere. Which groups are cut at
+    all does not change (more than ``list_round()``, 256k, elements)."""
     from optim import _paths
 
     monkeypatch.setattr(_paths, "l2_cache_bytes", lambda: l2)
-    assert _paths.list_slice() == expected
+    assert (_paths.list_slice(), _paths.list_group()) == expected
     assert _paths.list_round() == 1 << 18
 
 
@@ -175,10 +176,10 @@ def test_the_l2_size_is_read_as_linux_reports_it(tmp_path):
 
 @pytest.mark.parametrize("l2", [1 << 20, 2 << 20], ids=["1MiB-L2", "2MiB-L2"])
 @pytest.mark.parametrize("name", ["Adam", "Adagrad", "RMSprop", "Adadelta"])
-def test_a_large_tensor_in_rounds_of_either_size_gives_torchs_bits(name, l2, monkeypatch):
+def test_tensors_in_rounds_of_either_size_give_torchs_bits(name, l2, monkeypatch):
     """A tensor cut into slices of a quarter block or of a whole one (the L2 decides, see
-    ``optim._paths.list_slice``) gives torch's foreach bits either way (a block of 4096 here, so
-    a 10,000-element tensor takes three rounds of 4096 or ten of 1024)."""
+    ``optim._paths.list_slice``), and small tensors grouped up to half a block or an eighth of
+    it (``list_group``), give torch's foreach bits either way (a block of 4096 here)."""
     import optim
     from optim import _base, _paths
 
@@ -193,7 +194,8 @@ def test_a_large_tensor_in_rounds_of_either_size_gives_torchs_bits(name, l2, mon
 
     monkeypatch.setattr(_base, "blocked_rounds", recorded)
     generator = torch.Generator().manual_seed(0)
-    start = [torch.randn(10_000, generator=generator), torch.randn(7, generator=generator)]
+    sizes = [10_000, 7, 300, 300, 300, 300]
+    start = [torch.randn(n, generator=generator) for n in sizes]
     results = []
     for make in (getattr(optim, name), getattr(torch.optim, name)):
         params = [p.clone().requires_grad_() for p in start]
@@ -205,10 +207,12 @@ def test_a_large_tensor_in_rounds_of_either_size_gives_torchs_bits(name, l2, mon
             sum(((p - 0.1 * step) ** 2 * torch.cos(p)).sum() for p in params).backward()
             optimizer.step()
         results.append([p.detach() for p in params])
-    round_size = 4096 if l2 < _paths.ROUNDS_IN_L2_FROM else 1024
-    large = [round_size] * (10_000 // round_size) + [10_000 % round_size]
+    if l2 < _paths.ROUNDS_IN_L2_FROM:  # slices of 4096, groups of 2048
+        expected = [4096, 4096, 1808, 7 + 4 * 300]
+    else:  # slices of 1024, groups of 512
+        expected = [1024] * 9 + [784, 7 + 300, 300, 300, 300]
     assert rounds
-    assert all(sizes == [*large, 7] for sizes in rounds)
+    assert all(cut == expected for cut in rounds)
     for ours, theirs in zip(*results):
         assert torch.equal(ours, theirs)
 
