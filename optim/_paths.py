@@ -65,7 +65,8 @@ PACK_AT_LEAST = 16
 
 LIST_ROUNDS_PER_BLOCK = 4
 """The blocked lists' rounds (:func:`blocked_rounds`) hold about ``BLOCK //
-LIST_ROUNDS_PER_BLOCK`` elements (256k): each op of a round then passes over one to two MiB of
+LIST_ROUNDS_PER_BLOCK`` elements (256k; a large tensor's slices take a whole block where a core's
+L2 is under 2 MiB, :func:`list_slice`): each op of a round then passes over one to two MiB of
 each array, and a tensor of 40k elements at a time is what torch's for-loop path keeps in a 2
 MiB L2. Measured in ``stepsize bench optim`` (Intel Xeon with a 2 MiB L2 per core, 2 threads,
 2026-12-06), the default path against torch's faster eager path, rounds of 1M elements against
@@ -159,9 +160,10 @@ def l2_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int | No
 
 
 LIST_GROUPS_PER_BLOCK = 8
-"""Consecutive tensors smaller than a round of the blocked lists share one of at most ``BLOCK //
-LIST_GROUPS_PER_BLOCK`` elements (128k: three tensors of 40k), while a larger tensor is still cut
-into slices of :func:`list_round` elements. Each op of such a round runs one kernel per tensor
+"""Consecutive tensors smaller than a slice of the blocked lists share one of at most ``BLOCK //
+LIST_GROUPS_PER_BLOCK`` elements (128k: three tensors of 40k; :data:`LIST_GROUPS_PER_BLOCK_PAST_L2`
+where a core's L2 is under 2 MiB, :func:`list_group`), while a larger tensor is still cut into
+slices of :func:`list_slice` elements. Each op of such a round runs one kernel per tensor
 whatever the round's size, so a smaller round costs only more multi-tensor calls, and its arrays
 (p, g, the state, a temporary) stay in a 2 MiB L2 across the rule's ops. Measured in ``stepsize
 bench optim`` (Intel Xeon, 2 MiB L2 per core, 2 threads, 2026-12-06, six runs of each; 400x40k,
@@ -171,6 +173,11 @@ against 0.93-1.01x, Adam 0.96-1.02x against 0.97-0.99x, Adadelta 0.98-1.01x agai
 4x4M unchanged (1.11-1.30x against 1.08-1.30x in the two runs of both). Rounds of 80k measured
 about the same, of one 40k tensor slower (Adagrad 0.89-0.90x). Slices of 128k, as well, lost
 5-12% on 4x4M (Adam 1.03-1.06x against 1.14-1.16x), hence the two sizes."""
+
+
+LIST_GROUPS_PER_BLOCK_PAST_L2 = 2
+""":data:`LIST_GROUPS_PER_BLOCK` where a core's L2 holds less than :data:`ROUNDS_IN_L2_FROM`
+(groups of half a block, 512k: :func:`list_group`)."""
 
 
 def list_group() -> int:
@@ -185,7 +192,8 @@ def list_group() -> int:
     19.1-24.7 against 19.6-24.7, AdamW 22.2-29.5 against 20.6-27.3 against 21.6-26.3, Adagrad
     14.5-17.6 against 13.1-16.5 against 13.5-16.0, RMSprop 15.3-19.8 against 13.9-18.4 against
     14.0-18.0 (Adadelta packs those tensors: within 3%)."""
-    return max(1, BLOCK // LIST_GROUPS_PER_BLOCK) if rounds_fit_l2() else max(1, BLOCK // 2)
+    per_block = LIST_GROUPS_PER_BLOCK if rounds_fit_l2() else LIST_GROUPS_PER_BLOCK_PAST_L2
+    return max(1, BLOCK // per_block)
 
 
 PACKED_ROUNDS_PER_BLOCK = 4
