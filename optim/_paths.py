@@ -107,7 +107,10 @@ def list_slice() -> int:
     :func:`list_group`.) In the bench, whose machine moved between a slower and a faster memory
     regime from run to run, the default path's own 4x4M times were up to 19% lower after the
     change. On the Intel Xeon of :data:`LIST_ROUNDS_PER_BLOCK`'s docstring (2 MiB of L2) 1M
-    slices were the slower ones on 4x4M (about 5-7%), as that docstring measured."""
+    slices were the slower ones on 4x4M (about 5-7%), as that docstring measured. All of this
+    was measured with two threads: with more, each thread's share of a 256k slice is smaller
+    and may stay in a smaller L2, while each op's fixed cost (a fork and join of every thread)
+    grows; which size pays there is unmeasured, and the rule does not read the thread count."""
     return list_round() if rounds_fit_l2() else BLOCK
 
 
