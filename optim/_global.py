@@ -64,12 +64,13 @@ import operator
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from optim import _ops as ops
 from optim import _paths
 from optim._base import RuleOptimizer, _is_sparse, _kept_where_they_lie, _number, without_grad
 from optim._paths import (
@@ -642,11 +643,54 @@ def norms_of_differences(
     step (LDoG on 4x4M float32, one thread, spent about a third of its step in them; 400 tensors
     of 40k elements: 17 ms through the buffer against 43 ms for ``_foreach_sub`` and
     ``_foreach_norm``, 2 threads)."""
-    norms = []
+    return torch.stack([torch.linalg.vector_norm(z) for z in differences(xs, ys, scratch)])
+
+
+def differences(xs: list[Tensor], ys: list[Tensor], scratch: Tensor | None = None) -> Iterator:
+    """x_i - y_i for each pair, one at a time, each written into ``scratch`` where it fits
+    (:func:`room_for`; valid until the next is drawn), else a temporary: the references'
+    ``p0 - p``, the same bits. For a consumer that reduces each before it draws the next
+    (:func:`dots`, :func:`norms_of_differences`)."""
     for x, y in zip(xs, ys):
         room = room_for(scratch, x, y)
-        norms.append(torch.linalg.vector_norm(x - y if room is None else torch.sub(x, y, out=room)))
-    return torch.stack(norms)
+        yield x - y if room is None else torch.sub(x, y, out=room)
+
+
+def roots_plus(vs: list[Tensor], eps: float | Tensor, scratch: Tensor | None = None) -> Iterator:
+    r"""\sqrt{v} + \epsilon for each v, the packages' ``v.sqrt().add_(eps)``, one at a time, each
+    written into ``scratch`` where it fits (:func:`room_for`; valid until the next is drawn),
+    else a temporary. ``eps``: a number, or a 0-dim tensor (Prodigy's d * eps), added as the
+    multi-tensor op adds it, so the bits are the same either way.
+
+    On a CPU a tensor-sized temporary costs page faults at every step: DAdaptAdam's step on
+    4x4M was 0.73x of its package's speed with three of them per tensor."""
+    term = [eps] if isinstance(eps, Tensor) else eps
+    for v in vs:
+        room = room_for(scratch, v)
+        root = v.sqrt() if room is None else torch.sqrt(v, out=room)
+        ops.add_([root], term)
+        yield root
+
+
+def chunk_roots_plus(vs: list[Tensor], eps: float | Tensor, scratch: Tensor | None) -> list[Tensor]:
+    r"""\sqrt{v} + \epsilon for all of a chunk's tensors at once (DAdaptAdaGrad's
+    ``alphak.sqrt().add_(eps)``, Prodigy's ``exp_avg_sq.sqrt().add_(d * eps)``). A chunk of one
+    tensor (a large one, or a packed or flat round) goes through :func:`roots_plus`, into
+    ``scratch`` where it fits (valid until the next use of ``scratch``); a list of several
+    smaller tensors runs the multi-tensor ops, whose temporaries do not fault.
+
+    Measured (2 threads): DAdaptAdaGrad on 4 tensors of 4M, the step alone in its process, took
+    47k faults a step from these and its update's quotient and z, 125-126 ms against 75-84 ms
+    without; one op per tensor was 20-35% slower on 400 tensors of 40k. Prodigy on 4x4M, its
+    root and its difference (:func:`differences`) in the buffer its sums use, in one process
+    with the two versions taking turns (AMD EPYC with AVX-512, 2026-12-06): 27.9, 29.7 and 31.9
+    ms a step against 28.5, 30.4 and 32.9 with temporaries; on 400x40k one op per tensor was
+    1-2% slower there too, so lists keep the multi-tensor ops."""
+    if len(vs) == 1:
+        return list(roots_plus(vs, eps, scratch))
+    roots = list(torch._foreach_sqrt(vs))
+    ops.add_(roots, [eps] * len(roots) if isinstance(eps, Tensor) else eps)
+    return roots
 
 
 def norms_per_tensor(xs: list[Tensor], segments: Segments | None = None) -> Tensor:

@@ -35,6 +35,7 @@ from optim._global import (
     check_at_least,
     check_count,
     check_positive,
+    chunk_roots_plus,
     common_lr,
     d_times_lr,
     dots,
@@ -44,7 +45,7 @@ from optim._global import (
     py_min,
     python_sqrt,
     quotient_sums,
-    room_for,
+    roots_plus,
     squared_sums_per_tensor,
     total,
 )
@@ -342,7 +343,7 @@ def dadapt_adam_statistics(
     sqrt_beta2 = beta2**0.5
     quotients = (  # (s.div(denominator), written over it; each dotted before the next is made)
         torch.div(s, d, out=d)
-        for s, d in zip(state["s"], _denominators(state["exp_avg_sq"], eps, scratch))
+        for s, d in zip(state["s"], roots_plus(state["exp_avg_sq"], eps, scratch))
     )
     numerator = layer_scale * dlr * dots(grads, quotients, chunk.segments)
     ops.tensor_mul_(state["exp_avg"], beta1)
@@ -364,24 +365,12 @@ def dadapt_adam_update(
     scratch: Tensor | None = None,
 ) -> None:
     r"""x -= wd d\lambda x (decoupled); x -= m / (\sqrt{v} + \epsilon) (m holds d\lambda);
-    each denominator written into ``scratch`` where it fits (:func:`_denominators`)."""
+    each denominator written into ``scratch`` where it fits (:func:`optim._global.roots_plus`)."""
     params, state = chunk.params, chunk.state
     if decoupled_decay and ops.may_be_nonzero(weight_decay):
         ops.add_scaled_(params, params, -weight_decay * dlr)
-    for p, m, d in zip(params, state["exp_avg"], _denominators(state["exp_avg_sq"], eps, scratch)):
+    for p, m, d in zip(params, state["exp_avg"], roots_plus(state["exp_avg_sq"], eps, scratch)):
         p.addcdiv_(m, d, value=-1)
-
-
-def _denominators(exp_avg_sq: list[Tensor], eps: float, scratch: Tensor | None) -> Iterable:
-    r"""\sqrt{v} + \epsilon for each v, the package's ``exp_avg_sq.sqrt().add_(eps)``, one at a
-    time, each written into ``scratch`` where it fits (``optim._global.room_for``; valid until
-    the next: a tensor-sized temporary costs page faults on a CPU, DAdaptAdam's step on 4x4M
-    0.73x of its package's speed with three of them per tensor), else a temporary."""
-    for v in exp_avg_sq:
-        room = room_for(scratch, v)
-        denominator = v.sqrt() if room is None else torch.sqrt(v, out=room)
-        ops.add_([denominator], eps)
-        yield denominator
 
 
 class DAdaptAdam(FairseqFlags, ReducingOptimizer):
@@ -541,7 +530,7 @@ def dadapt_adagrad_statistics(
 
     Returns (ΔG, Δ weighted ||s||², Δ ||s||_1), each one value per tensor (``scratch``: see
     :func:`optim._global.abs_sums`; ``root_scratch``, another buffer as large, where the
-    denominators of a chunk of one tensor are written: see :func:`_adagrad_roots`).
+    denominators of a chunk of one tensor are written: see :func:`optim._global.chunk_roots_plus`).
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if ops.may_be_nonzero(weight_decay):
@@ -549,7 +538,7 @@ def dadapt_adagrad_statistics(
     alphak, sk, segments = state["alphak"], state["sk"], chunk.segments
 
     def denominators() -> list[Tensor]:
-        return _adagrad_roots(alphak, eps, root_scratch)
+        return chunk_roots_plus(alphak, eps, root_scratch)
 
     def weighted_sq() -> Tensor:
         return quotient_sums(sk, sk, denominators(), scratch, segments)
@@ -567,9 +556,9 @@ def dadapt_adagrad_update(
     r"""z = x0 - s / (\sqrt{\alpha} + \epsilon); x = z, or (1-c) x + c z with c = 1 - momentum.
 
     For a chunk of one tensor, z is written over its denominator, in ``scratch`` where it fits
-    (see :func:`_adagrad_roots`): the same ops, no further temporary."""
+    (see :func:`optim._global.chunk_roots_plus`): the same ops, no further temporary."""
     params, state = chunk.params, chunk.state
-    denominators = _adagrad_roots(state["alphak"], eps, scratch)
+    denominators = chunk_roots_plus(state["alphak"], eps, scratch)
     if len(denominators) == 1:
         (x0,), (s,), (d,) = state["x0"], state["sk"], denominators
         z = [torch.sub(x0, torch.div(s, d, out=d), out=d)]
@@ -581,21 +570,6 @@ def dadapt_adagrad_update(
         ops.add_scaled_(params, z, ck)
     else:
         torch._foreach_copy_(params, z)
-
-
-def _adagrad_roots(alphak: list[Tensor], eps: float, scratch: Tensor | None) -> list[Tensor]:
-    r"""\sqrt{\alpha} + \epsilon for each tensor, the package's ``alphak.sqrt().add_(eps)``. A
-    chunk of one tensor (a large one, or a packed round) takes :func:`_denominators`, written
-    into ``scratch`` where it fits (valid until the next call), since a tensor-sized temporary
-    costs page faults at every step on a CPU (4 tensors of 4M elements, the step alone in its
-    process: 47k faults a step from these and the update's quotient and z, 125-126 ms against
-    75-84 ms without). A list of several smaller tensors runs the multi-tensor ops: their
-    temporaries do not fault, and one op per tensor was 20-35% slower on 400 tensors of 40k."""
-    if len(alphak) == 1:
-        return list(_denominators(alphak, eps, scratch))
-    roots = list(torch._foreach_sqrt(alphak))
-    ops.add_(roots, eps)
-    return roots
 
 
 class DAdaptAdaGrad(ReducingOptimizer):

@@ -22,8 +22,10 @@ from optim._global import (
     check_at_least,
     check_count,
     check_positive,
+    chunk_roots_plus,
     common_lr,
     d_times_lr,
+    differences,
     dots,
     known_zero,
     parameter_order,
@@ -82,7 +84,13 @@ def prodigy_statistics(
     ratio = d / d0
     sliced_grads = _sliced(grads, slice_p)
     p0, s = _sliced(state["p0"], 1), _sliced(state["s"], 1)  # (flat; 2-D: a complex one's pairs)
-    difference = list(torch._foreach_sub(p0, _sliced(params, slice_p)))
+    sliced_params = _sliced(params, slice_p)
+    # a chunk of one tensor: its difference in ``scratch``, dotted at once (as its root, see
+    # chunk_roots_plus); a list of smaller tensors: the multi-tensor op
+    if len(p0) == 1:
+        difference = differences(p0, sliced_params, scratch)
+    else:
+        difference = torch._foreach_sub(p0, sliced_params)
     numerator = ratio * dlr * dots(sliced_grads, difference, chunk.segments)
     if beta1 > 0:
         ops.tensor_mul_(state["exp_avg"], beta1)
@@ -106,8 +114,11 @@ def prodigy_update(
     beta1: float,
     weight_decay: float,
     decoupled_decay: bool,
+    scratch: Tensor | None = None,
 ) -> None:
-    r"""Prodigy's parameter update over one chunk, with the new ``d`` and this step's ``dlr``.
+    r"""Prodigy's parameter update over one chunk, with the new ``d`` and this step's ``dlr``
+    (``scratch``: where a chunk of one tensor writes its denominator, see
+    :func:`optim._global.chunk_roots_plus`).
 
     .. math::
         x \leftarrow x - d\lambda\,\mathrm{wd}\, x \text{ (decoupled)}, \qquad
@@ -115,9 +126,7 @@ def prodigy_update(
         \;\Bigl(d\lambda\, d\,\frac{g}{\sqrt{v} + d\epsilon} \text{ when } \beta_1 = 0\Bigr)
     """
     params, state = chunk.params, chunk.state
-    denominators = torch._foreach_sqrt(state["exp_avg_sq"])
-    # one 0-dim tensor per x: _foreach_add_ given a single tensor would read it on the host
-    ops.add_(denominators, [d * eps] * len(denominators))
+    denominators = chunk_roots_plus(state["exp_avg_sq"], d * eps, scratch)
     if decoupled_decay and ops.may_be_nonzero(weight_decay):
         ops.add_scaled_(params, params, -weight_decay * dlr)
     if beta1 > 0:
@@ -362,6 +371,7 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
                 prodigy_update(
                     chunk, grads, d=new_d, dlr=dlr, eps=group["eps"], beta1=beta1,
                     weight_decay=group["weight_decay"], decoupled_decay=decouple,
+                    scratch=self.whole_scratch(chunk),
                 )  # fmt: skip
                 self.updated(chunk)
             group["k"] = group["k"] + 1

@@ -193,3 +193,45 @@ def test_a_list_operand_of_a_wider_dtype_keeps_torchs_promotion(numel, foreach):
                 state["momentum_buffer"] = state["momentum_buffer"].double()
         runs.append(param.detach())
     assert torch.equal(runs[1], runs[0]), (runs[1] != runs[0]).sum()
+
+
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
+@pytest.mark.parametrize(
+    "name",
+    ["Prodigy", "DAdaptAdam", "DAdaptAdaGrad", "DAdaptSGD", "DoG", "LDoG", "SGDScheduleFree"],
+)
+def test_a_learning_rate_free_step_over_large_tensors_makes_no_tensor_sized_temporary(name, impl):
+    """From its third step on, a learning-rate-free step on a CPU over tensors of more than a
+    round (each a chunk of its own, reduced whole as the packages reduce it) writes its
+    elementwise temporaries into the buffers the optimizer keeps (``whole_scratch``), and the
+    parameters stay the package's, bit for bit. Before, Prodigy's ``p0 - p`` and ``sqrt(v) +
+    d eps`` were tensor-sized temporaries at every step (7.6 MiB on one tensor of 2M elements),
+    where the D-Adaptations' and DoG's already went into the buffer."""
+    from tests.optim.test_lr_free import reference_class  # (skips without the packages)
+
+    dog = pytest.importorskip("dog")
+
+    generator = torch.Generator().manual_seed(5)
+    numels = [1_500_000, 1_200_000]
+    data = [torch.randn(n, generator=generator) for n in numels]
+    grads = [[torch.randn(n, generator=generator) * 1e-2 for n in numels] for _ in range(5)]
+    ours = [d.clone().requires_grad_() for d in data]
+    theirs = [d.clone().requires_grad_() for d in data]
+    optimizer = getattr(optim, name)(ours, impl=impl)
+    reference = (getattr(dog, name) if "DoG" in name else reference_class(name))(theirs)
+    for o in (optimizer, reference):
+        if hasattr(o, "train"):
+            o.train()
+    made = []
+    for step_grads in grads:
+        for p, q, g in zip(ours, theirs, step_grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        with _PeakTemporaries() as counter:
+            optimizer.step()
+        made.append(counter.peak)
+        reference.step()
+    assert made[0] > 0  # (the first step makes the state)
+    assert max(made[2:]) < 1024, made  # one tensor-sized temporary alone is 4.8 MB
+    for p, q, start in zip(ours, theirs, data):
+        assert not torch.equal(p, start)  # (it moved)
+        assert torch.equal(p, q)
