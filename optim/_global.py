@@ -664,7 +664,8 @@ def roots_plus(vs: list[Tensor], eps: float | Tensor, scratch: Tensor | None = N
 
     On a CPU a tensor-sized temporary costs page faults at every step: DAdaptAdam's step on
     4x4M was 0.73x of its package's speed with three of them per tensor."""
-    term = [eps] if isinstance(eps, Tensor) else eps
+    term = [eps] if isinstance(eps, Tensor) else eps  # (one 0-dim tensor per x:
+    # ``_foreach_add_`` given a single tensor would read it on the host)
     for v in vs:
         room = room_for(scratch, v)
         root = v.sqrt() if room is None else torch.sqrt(v, out=room)
@@ -689,7 +690,7 @@ def chunk_roots_plus(vs: list[Tensor], eps: float | Tensor, scratch: Tensor | No
     if len(vs) == 1:
         return list(roots_plus(vs, eps, scratch))
     roots = list(torch._foreach_sqrt(vs))
-    ops.add_(roots, [eps] * len(roots) if isinstance(eps, Tensor) else eps)
+    ops.add_(roots, [eps] * len(roots) if isinstance(eps, Tensor) else eps)  # (as above)
     return roots
 
 
