@@ -1016,7 +1016,9 @@ class ReducingOptimizer(RuleOptimizer):
             # Rounds of whole tensors (a large tensor is a round of its own, in blocks): each
             # phase of a rule then runs over a round while it is in cache, and no temporary is
             # larger than a round, a tensor or a block.
-            for i, j, _, _ in packed_rounds([p.numel() for p in ps], ps[0].device):
+            sizes = [p.numel() for p in ps]  # (a trace reads no cache sizes: a packed round's)
+            limit = None if compiling else _paths.reducing_list_round()
+            for i, j, _, _ in packed_rounds(sizes, ps[0].device, limit):
                 blocks = self._blocks(ps[i], ss[i], keys, where[i]) if j - i == 1 else None
                 if blocks is not None:
                     chunks.extend(blocks)

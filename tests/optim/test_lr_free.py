@@ -2379,8 +2379,10 @@ def test_tensors_in_rounds_of_their_own_match_the_reference(name, monkeypatch, c
     """The default path runs the tensors it does not pack (too few, or too large) in rounds of
     whole tensors, a large tensor in a round of its own (as the references' per-tensor loops, so
     no temporary is larger than a tensor). With rounds shrunk to about 4 elements, each of the
-    parity test's tensors is a chunk of its own: still the package's numbers."""
+    parity test's tensors is a chunk of its own: still the package's numbers. (The L2's size
+    pinned unknown: rounds of a quarter block, ``optim._paths.reducing_list_round``.)"""
     monkeypatch.setattr(_paths, "BLOCK", 4 * _paths.PACKED_ROUNDS_PER_BLOCK)
+    monkeypatch.setattr(_paths, "l2_cache_bytes", lambda: None)
     _, reference, kwargs, second = next(c for c in CASES if c[0] == name)
     ours, _, _ = train(lambda ps: getattr(optim, name)(groups(ps, second), **kwargs), steps=60)
     expected, _, _ = train(lambda ps: reference(groups(ps, second), **kwargs), steps=60)
@@ -2467,8 +2469,10 @@ def test_the_flat_path_under_a_gpus_policy_runs_one_round_with_the_packages_bits
 def test_sps_runs_a_large_tensor_in_blocks(monkeypatch, chunk_counts):
     """SPS, which has no package to match, runs a tensor larger than ``BLOCK`` as chunks of
     ``BLOCK`` elements (no temporary larger than a block), its squared norm added block by
-    block: within rounding of the one-tensor path's."""
+    block: within rounding of the one-tensor path's. (The L2's size pinned unknown: the small
+    tensors in rounds of a quarter block, ``optim._paths.reducing_list_round``.)"""
     monkeypatch.setattr(_paths, "BLOCK", 64)
+    monkeypatch.setattr(_paths, "l2_cache_bytes", lambda: None)
 
     def run(impl):
         params = make_params()

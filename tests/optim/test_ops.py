@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import optim
 from optim import _ops as ops
 
 NUMBERS = st.one_of(
@@ -143,6 +144,41 @@ def test_the_blocked_lists_slices_and_groups_follow_the_l2_size(l2, expected, mo
     monkeypatch.setattr(_paths, "l2_cache_bytes", lambda: l2)
     assert (_paths.list_slice(), _paths.list_group()) == expected
     assert _paths.list_round() == 1 << 18
+
+
+@pytest.mark.parametrize(
+    ("l2", "per_round"),
+    [(None, [7, 7, 7, 7, 2]), (2 << 20, [7, 7, 7, 7, 2]), (1 << 20, [14, 14, 2])],
+)
+def test_the_learning_rate_free_lists_round_by_the_l2_size(l2, per_round, monkeypatch):
+    """The learning-rate-free rules run the tensors they neither pack nor block (here 30 of 40k
+    elements) in rounds of whole tensors of about 256k elements where a core's L2 holds 2 MiB or
+    more (or its size is unknown), half a block (512k) where it is smaller:
+    ``optim._paths.reducing_list_round``'s docstring has the measurements. Before, 256k
+    everywhere."""
+    from optim import _paths
+
+    monkeypatch.setattr(_paths, "l2_cache_bytes", lambda: l2)
+    params = [torch.zeros(40_000, requires_grad=True) for _ in range(30)]
+    for p in params:
+        p.grad = torch.ones(40_000)
+    optimizer = optim.DoG(params)
+    chunks = optimizer._chunks(0, optimizer.param_groups[0])
+    assert [len(chunk.params) for chunk in chunks] == per_round
+
+
+def test_a_tensor_of_a_rounds_size_or_more_is_a_round_of_its_own():
+    """``packed_rounds`` groups consecutive tensors up to the limit, and a tensor of the limit
+    or more never joins the smaller ones before it (an SPS tensor larger than a block then runs
+    in blocks, whatever came before it). Before, (100, 300) was one round."""
+    from optim._paths import packed_rounds
+
+    assert packed_rounds([100, 300, 50, 60, 100], "cpu", 200) == [
+        (0, 1, 0, 100),
+        (1, 2, 100, 400),
+        (2, 5, 400, 610),
+    ]
+    assert packed_rounds([150, 60, 10], "cpu", 200) == [(0, 2, 0, 210), (2, 3, 210, 220)]
 
 
 def _cache_folder(root, index: int, level: str, kind: str, size: str) -> None:
