@@ -213,7 +213,7 @@ def reducing_list_round() -> int:
     52.2, DAdaptAdaGrad 65.7 / 63.9 / 65.8 and 68.2 / 66.1 / 68.1, DoG 16.7 / 15.8 / 15.6 and
     16.9 / 16.2 / 15.8, LDoG 17.5 / 16.7 / 16.7 and 17.6 / 17.2 / 16.9, Prodigy 37.4 / 35.4 /
     35.8 and 38.4 / 36.6 / 38.1. Not measured where the L2 holds 2 MiB, which keeps 256k."""
-    return max(1, BLOCK // PACKED_ROUNDS_PER_BLOCK) if rounds_fit_l2() else list_group()
+    return packed_round() if rounds_fit_l2() else list_group()
 
 
 PACKED_ROUNDS_PER_BLOCK = 4
@@ -221,6 +221,13 @@ PACKED_ROUNDS_PER_BLOCK = 4
 streams the user's gradients and parameters (separate allocations) besides the rule's arrays, and
 256k-element rounds were 5-20% faster than 1M-element ones for all six classes on 2000x1k
 (measured on this project's 2-core machine; 64k rounds lose again to per-op overhead)."""
+
+
+def packed_round() -> int:
+    """Elements per packed round (:func:`packed_rounds`' default): ``BLOCK //
+    PACKED_ROUNDS_PER_BLOCK``."""
+    return max(1, BLOCK // PACKED_ROUNDS_PER_BLOCK)
+
 
 OUTSIDE_INFERENCE_MODE = torch.inference_mode(False)
 """Decorates what makes an optimizer's own buffers (layouts, scratch): normal tensors, even when
@@ -934,7 +941,7 @@ def packed_rounds(
     if not caches_in_blocks(device):
         limit = sum(sizes)
     elif limit is None:
-        limit = max(1, BLOCK // PACKED_ROUNDS_PER_BLOCK)
+        limit = packed_round()
     for i, size in enumerate(sizes):
         if size >= limit and filled:  # (close the round of the smaller ones before it)
             rounds.append((first, i, start, start + filled))
