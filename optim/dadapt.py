@@ -246,7 +246,7 @@ class DAdaptSGD(ReducingOptimizer):
         _check_sum_of_squares(sk_sq, lr)
         d_hat = 2 * global_numerator / python_sqrt(sk_sq)
         new_d = _grow(d, d_hat, first["growth_rate"])
-        new_d = _keep_unless(new_d, d, lr, sk_sq > 0)
+        new_d = _keep_unless(new_d, d, lr, sk_sq != 0)  # (a NaN sum goes on, as there)
         _log(self, first, k, dlr=dlr, d_hat=d_hat, d=new_d)
         for item in work:
             item.group.update(numerator_weighted=numerator, d=new_d, g0_norm=g0_norm)
@@ -491,8 +491,9 @@ class DAdaptAdam(FairseqFlags, ReducingOptimizer):
         if known_zero(lr) or known_zero(sk_l1):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         d_hat = global_numerator / ((1 - sqrt_beta2) * sk_l1)
-        new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, sk_l1 > 0)
-        numerator = torch.where(sk_l1 > 0, numerator, old_numerator)
+        progress = sk_l1 != 0  # (a NaN sum goes on, as the package's early return is on 0 only)
+        new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, progress)
+        numerator = torch.where(progress, numerator, old_numerator)
         _log(self, first, k, lr=lr, dlr=dlr, d_hat=d_hat, d=new_d)
         for item in work:
             group = item.group

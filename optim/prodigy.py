@@ -342,7 +342,9 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         global_numerator = d_numerator + delta
         d_hat = first["d_coef"] * global_numerator / d_denom
         new_d, new_d_max = d, d_max
-        progress = d_denom > 0  # the package returns early when no gradient was ever nonzero
+        # The package returns early when the sum is 0 (no gradient was ever nonzero); a NaN sum
+        # (a NaN or infinite gradient) goes on there, and loses in its max and min.
+        progress = d_denom != 0
         # (the package compares d with the d0 of its loop's last group, the last param group)
         d_first = torch.where(d == self.param_groups[-1]["d0"], py_max(d, d_hat), d)
         new_d_max = py_max(d_max, d_hat)
