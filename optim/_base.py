@@ -1992,8 +1992,9 @@ class RuleOptimizer(Optimizer):
 
         Step counters end where this optimizer keeps them: on the host by default, on the
         parameter's device with ``capturable=True`` or the flat path (in :func:`step_dtype`
-        there). A floating-point counter on the host is kept as saved, in its dtype, as torch
-        keeps it (a float64 counter of a process whose default dtype was float64 stays float64).
+        there). A counter on the host is kept as saved, in its dtype, as torch keeps it (a
+        float64 counter of a process whose default dtype was float64 stays float64; an integer
+        counter counts on as an integer).
         As in torch.optim, a loaded tensor already of the right device and dtype is kept, not
         copied: the state tensors of ``opt2.load_state_dict(opt1.state_dict())`` are
         ``opt1``'s own, the counters too, and a step of either advances both (the counters had
@@ -2011,8 +2012,8 @@ class RuleOptimizer(Optimizer):
                         step = torch.tensor(float(step), device="cpu")
                     device = self._step_device(group, p)
                     on_host = device.type == "cpu" and step.device.type == "cpu"
-                    if on_host and step.is_floating_point():
-                        state["step"] = step  # torch's: as saved (float64 from a float64 process)
+                    if on_host:
+                        state["step"] = step  # torch's: as saved (float64, an integer dtype)
                     else:
                         state["step"] = step.to(device=device, dtype=step_dtype())
 

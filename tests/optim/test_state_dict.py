@@ -362,6 +362,39 @@ def test_a_float64_counter_saved_under_float64_defaults_loads_as_torch_keeps_it(
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
+@pytest.mark.parametrize("count", [4, 20], ids=["4-tensors", "20-tensors"])
+@pytest.mark.parametrize("impl", ["default", "single", "foreach"])
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"])
+def test_an_integer_counter_loads_and_counts_as_torch_keeps_it(name, impl, count, dtype):
+    """A checkpoint whose ``step`` counters are integer tensors (a converter's, or one edited by
+    hand): torch's ``load_state_dict`` keeps a host counter as saved and counts on in its dtype,
+    so its state dict shows ``tensor(3)``. Ours converted it to float32 (``tensor(3.)``); the
+    parameters were the same. (The flat path keeps its counters in ``step_dtype()``, as torch's
+    ``capturable`` and ``fused`` ones; its docstring says so.)"""
+    params = [torch.ones(3, requires_grad=True) for _ in range(count)]
+    source = theirs(name)(params)
+    _continue(source, params, 1, 1.0)
+    saved = source.state_dict()
+    for entry in saved["state"].values():
+        entry["step"] = entry["step"].to(dtype)
+    saved = _roundtrip(saved)
+    results = []
+    kwargs = {} if impl == "default" else {"impl": impl}
+    for make in (theirs(name), lambda ps: ours(name)(ps, **kwargs)):
+        params = [torch.ones(3, requires_grad=True) for _ in range(count)]
+        optimizer = make(params)
+        optimizer.load_state_dict(_roundtrip(saved))
+        _continue(optimizer, params, 2, 1.0)
+        steps = [entry["step"] for entry in optimizer.state_dict()["state"].values()]
+        results.append(([p.detach() for p in params], steps))
+    (expected, their_steps), (got, our_steps) = results
+    assert [(s.dtype, s.item()) for s in our_steps] == [(s.dtype, s.item()) for s in their_steps]
+    assert their_steps[0].dtype == dtype  # (torch's own behaviour, which this test pins)
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+
+
 def _stored_elements(tensors) -> int:
     """How many elements the storages behind ``tensors`` hold: what ``torch.save`` writes."""
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
