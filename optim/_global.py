@@ -57,6 +57,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import glob
+import inspect
 import itertools
 import math
 import numbers
@@ -67,6 +68,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -809,6 +811,10 @@ class ReducingOptimizer(RuleOptimizer):
     received, as the reference package keeps it (``prodigyopt``, dadaptation's ``DAdaptAdam``):
     the package takes a state without it for a new one, so a checkpoint of ours must carry it."""
     _rule = staticmethod(lambda params, grads, steps, state: None)
+    _package_computing_in_numbers: str | None = None
+    """The reference package, where it computes its global estimate in Python numbers from the
+    groups' values (``prodigyopt``, ``dadaptation``): NumPy floats narrower than float64 among
+    them are refused (:func:`refuse_narrow_numpy_numbers`)."""
 
     def __init__(
         self,
@@ -846,6 +852,9 @@ class ReducingOptimizer(RuleOptimizer):
     ``fsdp_in_use`` on whatever the group says."""
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if self._package_computing_in_numbers is not None:  # (before the group is added)
+            for values in (param_group, self.defaults):
+                refuse_narrow_numpy_numbers(self, values, len(self.param_groups))
         super().add_param_group(param_group)
         if any(getattr(p, FSDP_FLATTENED, False) for p in self.param_groups[-1]["params"]):
             self._fsdp_marked = True
@@ -1223,6 +1232,9 @@ class ReducingOptimizer(RuleOptimizer):
 
     def _step_groups(self) -> None:
         """The body of :meth:`step`, after the closure."""
+        if self._package_computing_in_numbers is not None:  # (values set since, or loaded)
+            for index, group in enumerate(self.param_groups):
+                refuse_narrow_numpy_numbers(self, group, index)
         self._scatter, self._unfilled = {}, {}
         work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
         stepped = any(item.chunks for item in work) and self._update(work) is not False
@@ -1242,6 +1254,41 @@ class ReducingOptimizer(RuleOptimizer):
         super().load_state_dict(state_dict)
         self._layouts.clear()
         self._packed.clear()
+
+
+def refuse_narrow_numpy_numbers(owner: ReducingOptimizer, group: dict, index: int) -> None:
+    """``TypeError`` if a value of ``group`` (param group ``index``; its ``params`` aside, a
+    tuple such as ``betas`` item by item) is a NumPy float narrower than float64.
+
+    ``prodigyopt`` and ``dadaptation`` compute d's estimate in Python numbers from their groups'
+    values: given a ``np.float32`` (``lr``, ``d0``, ``betas``, ``growth_rate``, ...; or a group's
+    ``d`` in a checkpoint of such a run), NumPy 2 keeps ``float * np.float32`` in float32 (NEP
+    50), so the package's d and its steps are float32 numbers from then on. Ours computes them
+    in float64 0-dim tensors and does not follow: Prodigy with ``d0=np.float32(1e-5)`` ended
+    1.1e-6 from its package after 30 steps, DAdaptAdam with ``lr=np.float32(0.5)`` 5.1e-7, where
+    ``float(...)`` of the same values gives the package's bits. A clear error instead of a silent
+    deviation; ``np.float64`` (a Python float) is taken."""
+    arguments = _constructor_arguments(type(owner))  # (named first: d0 before the d it sets)
+    keys = sorted(group.keys() - {"params"}, key=lambda k: (k not in arguments, arguments.get(k)))
+    for key in keys:
+        value = group[key]
+        items = enumerate(value) if isinstance(value, tuple) else [(None, value)]
+        for position, item in items:
+            if isinstance(item, np.floating) and item.dtype.itemsize < 8:
+                name = key if position is None else f"{key}[{position}]"
+                origin = " (the estimate, d0 at the start)" if key == "d" else ""
+                raise TypeError(
+                    f"{type(owner).__name__}: param group {index}'s {name}={item!r}{origin} is a "
+                    f"NumPy {item.dtype} number; {owner._package_computing_in_numbers} then "
+                    f"computes its estimate d in NumPy's {item.dtype} arithmetic, which this "
+                    "class does not follow (it computes in float64): give Python floats, float(x)"
+                )
+
+
+@functools.cache
+def _constructor_arguments(cls: type) -> dict[str, int]:
+    """The names of ``cls``'s constructor arguments, by position."""
+    return {name: i for i, name in enumerate(inspect.signature(cls).parameters)}
 
 
 def known_zero(value: float | Tensor) -> bool:

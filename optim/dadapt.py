@@ -151,6 +151,9 @@ class DAdaptSGD(ReducingOptimizer):
     decay to it in place, which code reading ``p.grad`` after ``step()``, or accumulating
     gradients over steps without zeroing them, would see. A step in which no parameter has a
     gradient changes nothing, as in torch.optim; the package raises ``ZeroDivisionError``.
+    A NumPy float narrower than float64 among a group's values (``lr=np.float32(0.5)``), with
+    which the package computes d in NumPy's float32 arithmetic, raises ``TypeError`` (the same
+    in DAdaptAdam, DAdaptAdaGrad and Prodigy; ``optim._global.refuse_narrow_numpy_numbers``).
 
     Example:
         >>> import torch, optim
@@ -164,6 +167,7 @@ class DAdaptSGD(ReducingOptimizer):
         True
     """
 
+    _package_computing_in_numbers = "dadaptation"
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "rank", "loggables")
 
     def __init__(
@@ -416,6 +420,7 @@ class DAdaptAdam(FairseqFlags, ReducingOptimizer):
         True
     """
 
+    _package_computing_in_numbers = "dadaptation"
     _counts_updates = True
 
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")
@@ -609,6 +614,7 @@ class DAdaptAdaGrad(ReducingOptimizer):
         True
     """
 
+    _package_computing_in_numbers = "dadaptation"
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")
 
     def __init__(

@@ -189,7 +189,9 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
     package returns early from (this step's sum of |s| is 0) changes nothing where that is known
     without a device read, and otherwise leaves ``d`` unchanged; sharded sums are reduced in
     float64 (the package: float32, on CUDA only), and a step whose sum is 0 on every rank
-    changes nothing there too (the package divides by it).
+    changes nothing there too (the package divides by it); a NumPy float narrower than float64
+    among a group's values (``d0=np.float32(1e-5)``), with which the package computes d in
+    NumPy's float32 arithmetic, raises ``TypeError`` (ours computes in float64).
 
     Example:
         >>> import torch, optim
@@ -204,6 +206,7 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         True
     """
 
+    _package_computing_in_numbers = "prodigyopt"
     _counts_updates = True
 
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")

@@ -1962,6 +1962,54 @@ def test_an_estimate_over_a_nan_gradient_goes_on_as_the_packages(name, kwargs, b
         assert torch.equal(a.detach().nan_to_num(), b.detach().nan_to_num())
 
 
+NARROW_NUMBERS = [
+    ("Prodigy", "d0", 1e-5), ("Prodigy", "lr", 0.5), ("Prodigy", "betas", (0.9, 0.99)),
+    ("DAdaptSGD", "d0", 1e-5), ("DAdaptSGD", "growth_rate", 1.3),
+    ("DAdaptAdam", "lr", 0.5), ("DAdaptAdam", "betas", (0.9, 0.99)),
+    ("DAdaptAdaGrad", "lr", 0.5), ("DAdaptAdaGrad", "d0", 1e-5),
+]  # fmt: skip
+
+
+def _narrow(value, dtype):
+    return tuple(dtype(v) for v in value) if isinstance(value, tuple) else dtype(value)
+
+
+@pytest.mark.parametrize(("name", "key", "value"), NARROW_NUMBERS)
+def test_a_numpy_float32_hyperparameter_is_refused_where_the_package_computes_in_it(
+    name, key, value
+):
+    """Given a ``np.float32`` hyperparameter, prodigyopt and dadaptation compute d in NumPy's
+    float32 arithmetic (NumPy 2, NEP 50: a Python float times a float32 stays float32), away
+    from their own float64 numbers; ours computed in float64 and trained on, 1e-7 to 1e-5 away
+    from the package. Now a TypeError naming the argument, at construction and at a step after
+    a group's value was set to one (nothing updated); ``np.float64`` keeps the package's bits."""
+
+    def run(make):
+        params = make_params()
+        optimizer = make(groups(params, {}))
+        run_steps(optimizer, params, range(30))
+        return params
+
+    reference = reference_class(name)
+    narrow = run(lambda gs: reference(gs, **{key: _narrow(value, np.float32)}))
+    wide = run(lambda gs: reference(gs, **{key: _narrow(_narrow(value, np.float32), float)}))
+    assert relative_error(narrow, wide) > 0  # (the same values: the package's float32 arithmetic)
+    with pytest.raises(TypeError, match=rf"param group 0's ({key}(\[\d\])?|d)=np\.float32\("):
+        getattr(optim, name)(make_params(), **{key: _narrow(value, np.float32)})
+    theirs = run(lambda gs: reference(gs, **{key: _narrow(value, np.float64)}))
+    ours = run(lambda gs: getattr(optim, name)(gs, **{key: _narrow(value, np.float64)}))
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    params = make_params()
+    optimizer = getattr(optim, name)(groups(params, {}))
+    run_steps(optimizer, params, range(2))
+    before = [p.detach().clone() for p in params]
+    key = "d" if key == "d0" else key  # (d0 set later changes nothing: d is the estimate)
+    optimizer.param_groups[1][key] = _narrow(value, np.float16)
+    with pytest.raises(TypeError, match=rf"param group 1's {key}(\[\d\])?=np\.float16\("):
+        run_steps(optimizer, params, range(2, 3))
+    assert all(torch.equal(a, b) for a, b in zip(params, before))
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 BAD = [
