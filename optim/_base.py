@@ -601,6 +601,8 @@ class RuleOptimizer(Optimizer):
     """The param-group keys torch.optim's ``__setstate__`` fills in when a loaded (older) state
     dict lacks them, with torch's values; any other missing key stays missing, as in torch."""
     _supports_sparse: ClassVar[bool] = False
+    _sparse_refusal: ClassVar[str] = "as torch.optim; SGD and Adagrad accept them"
+    """What the refusal of a sparse gradient says of the reference (where it is not torch)."""
     _complex_as_real: ClassVar[bool] = True
     _complex_update_added_as_complex: ClassVar[bool] = False
     """Whether torch's for-loop path adds the update to a complex parameter in complex
@@ -1240,7 +1242,7 @@ class RuleOptimizer(Optimizer):
         if not self._supports_sparse:
             raise RuntimeError(
                 f"{type(self).__name__} does not support sparse gradients: {where} has one "
-                "(as torch.optim; SGD and Adagrad accept them)"
+                f"({self._sparse_refusal})"
             )
         if group.get("fused"):
             raise RuntimeError(

@@ -167,6 +167,10 @@ class DAdaptSGD(ReducingOptimizer):
         True
     """
 
+    _sparse_refusal = (
+        "as dadaptation's DAdaptSGD, whose step fails on them; dense gradients: "
+        "nn.Embedding(sparse=False)"
+    )
     _package_computing_in_numbers = "dadaptation"
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "rank", "loggables")
 
@@ -420,6 +424,10 @@ class DAdaptAdam(FairseqFlags, ReducingOptimizer):
         True
     """
 
+    _sparse_refusal = (
+        "as dadaptation's DAdaptAdam, whose step fails on them; dense gradients: "
+        "nn.Embedding(sparse=False)"
+    )
     _package_computing_in_numbers = "dadaptation"
     _counts_updates = True
 
@@ -614,6 +622,10 @@ class DAdaptAdaGrad(ReducingOptimizer):
         True
     """
 
+    _sparse_refusal = (
+        "dadaptation's DAdaptAdaGrad takes them, this port does not; dense gradients: "
+        "nn.Embedding(sparse=False)"
+    )
     _package_computing_in_numbers = "dadaptation"
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")
 

@@ -306,8 +306,9 @@ class DoG(ReducingOptimizer):
     into in place after the first (a kept ``G`` reads the current sum); ``eta`` reads as a new
     list of new tensors at every step (LDoG refills the last step's tensors only where
     nothing outside could tell, see :func:`eta_unobserved`). The package's ``assert G > 0`` is
-    raised, as there, where G is in host memory (on a device it is not read back). For best
-    results the paper averages the iterates
+    raised, as there, where G is in host memory (on a device it is not read back). Sparse
+    gradients, which the package takes without weight decay, are refused with a
+    ``RuntimeError`` naming the parameter. For best results the paper averages the iterates
     (``dog.PolynomialDecayAverager``).
 
     Example:
@@ -322,6 +323,10 @@ class DoG(ReducingOptimizer):
         True
     """
 
+    _sparse_refusal = (
+        "the dog package takes them without weight decay, this port does not; dense gradients: "
+        "nn.Embedding(sparse=False)"
+    )
     per_tensor = False
 
     def __init__(

@@ -114,6 +114,7 @@ class SPS(ReducingOptimizer):
         (tensor([2.0000, 0.5000]), 0.25)
     """
 
+    _sparse_refusal = "dense gradients: nn.Embedding(sparse=False)"
     _blocks_large_tensors = True  # (no package to match: sums over blocks are within rounding)
 
     def __init__(
@@ -271,6 +272,7 @@ class SLS(ReducingOptimizer):
         (0.5, tensor([3., 3.]))
     """
 
+    _sparse_refusal = "dense gradients: nn.Embedding(sparse=False)"
     _packs = False  # each trial point is written into the parameters before the closure runs
     _blocks_large_tensors = True  # (no package to match: sums over blocks are within rounding)
 

@@ -206,6 +206,9 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         True
     """
 
+    _sparse_refusal = (
+        "as prodigyopt, whose step fails on them; dense gradients: nn.Embedding(sparse=False)"
+    )
     _package_computing_in_numbers = "prodigyopt"
     _counts_updates = True
 

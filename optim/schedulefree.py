@@ -281,7 +281,9 @@ class SGDScheduleFree(_ScheduleFree):
     evaluating (``step()`` in eval mode raises ``RuntimeError``).
     Unlike the package, ``step()`` leaves ``p.grad`` as it was: the package adds the weight
     decay to it in place, which code reading ``p.grad`` after ``step()``, or accumulating
-    gradients over steps without zeroing them, would see.
+    gradients over steps without zeroing them, would see. Sparse gradients
+    (``nn.Embedding(sparse=True)``) step as in the package, each such parameter through the
+    package's own ops; with weight decay both raise ``RuntimeError``.
 
     Example:
         >>> import torch, optim
@@ -298,6 +300,7 @@ class SGDScheduleFree(_ScheduleFree):
     """
 
     _rule = staticmethod(schedulefree_sgd_update)
+    _supports_sparse = True  # (as the package, without weight decay)
     _pack_below = PACK_BELOW // 4
     """A rule of a few ops that reads the parameters (gathered and copied back when packed), as
     SGD's (see :attr:`optim.SGD._pack_below`). Against the package on this project's 2-core
@@ -381,6 +384,10 @@ class AdamWScheduleFree(_ScheduleFree):
         True
     """
 
+    _sparse_refusal = (
+        "as schedulefree's AdamWScheduleFree, whose step fails on them; dense gradients: "
+        "nn.Embedding(sparse=False)"
+    )
     _rule = staticmethod(schedulefree_adamw_update)
     _linear = False  # (g * g, a square root: complex arithmetic is not its real pairs')
 

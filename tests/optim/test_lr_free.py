@@ -2010,6 +2010,76 @@ def test_a_numpy_float32_hyperparameter_is_refused_where_the_package_computes_in
     assert all(torch.equal(a, b) for a, b in zip(params, before))
 
 
+def _embeddings_beside(make, count: int, coalesce: bool, steps: int = 8) -> list[torch.Tensor]:
+    """``count`` sparse float64 embeddings (repeated indices: uncoalesced gradients, unless
+    ``coalesce``) and a dense layer, in two groups, trained by ``make(groups)`` in train mode;
+    the parameters after, in eval mode."""
+    torch.manual_seed(0)
+    embeddings = [torch.nn.Embedding(10, 3, sparse=True).double() for _ in range(count)]
+    head = torch.nn.Linear(3, 1).double()
+    params = [e.weight for e in embeddings] + list(head.parameters())
+    optimizer = make([{"params": params[:-2]}, {"params": params[-2:], "lr": 0.02}])
+    optimizer.train()
+    for t in range(steps):
+        optimizer.zero_grad()
+        indices = torch.tensor([1, 2, 2, 5, t % 10])
+        sum(head(e(indices)).pow(2).sum() for e in embeddings).backward()
+        if coalesce:
+            for e in embeddings:
+                e.weight.grad = e.weight.grad.coalesce()
+        optimizer.step()
+    optimizer.eval()
+    return [p.detach() for p in params]
+
+
+@pytest.mark.parametrize("coalesce", [False, True], ids=["uncoalesced", "coalesced"])
+@pytest.mark.parametrize("count", [2, 30], ids=["few", "packed"])
+@pytest.mark.parametrize("impl", [None, *IMPLS])
+def test_schedule_free_sgd_takes_sparse_gradients_as_the_package(impl, count, coalesce):
+    """``nn.Embedding(sparse=True)``: schedulefree's SGDScheduleFree steps with sparse
+    gradients (its lerp, add and sub take them), where ours refused them with torch.optim's
+    error; now the package's bits on every path, and with weight decay (which the package
+    adds into the sparse gradient, failing) a RuntimeError in both."""
+    kwargs = {"lr": 0.05, "momentum": 0.9, "warmup_steps": 3}
+    path = {} if impl is None else {"impl": impl}
+    theirs = _embeddings_beside(
+        lambda gs: schedulefree.SGDScheduleFree(gs, **kwargs), count, coalesce
+    )
+    ours = _embeddings_beside(
+        lambda gs: optim.SGDScheduleFree(gs, **kwargs, **path), count, coalesce
+    )
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    for make in (
+        schedulefree.SGDScheduleFree,
+        lambda gs, **kw: optim.SGDScheduleFree(gs, **kw, **path),
+    ):
+        with pytest.raises(RuntimeError):
+            _embeddings_beside(
+                lambda gs, make=make: make(gs, **kwargs, weight_decay=0.01), count, coalesce
+            )
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("Prodigy", "as prodigyopt, whose step fails"), ("DAdaptSGD", "whose step fails"),
+     ("DAdaptAdam", "whose step fails"), ("DAdaptAdaGrad", "DAdaptAdaGrad takes them"),
+     ("DoG", "dog package takes them"), ("LDoG", "dog package takes them"),
+     ("AdamWScheduleFree", "whose step fails"), ("SPS", "dense gradients")],
+)  # fmt: skip
+def test_a_refused_sparse_gradient_says_what_the_package_does(name, says):
+    """The refusal of a sparse gradient said "as torch.optim; SGD and Adagrad accept them" for
+    the learning-rate-free classes too, whose references are not torch: it now says what the
+    package does with them (fails, or takes them where this port does not)."""
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    embedding(torch.tensor([1, 2, 2])).sum().backward()
+    optimizer = getattr(optim, name)(embedding.parameters())
+    if name in SCHEDULE_FREE:
+        optimizer.train()
+    with pytest.raises(RuntimeError, match=rf"parameter 0 of param group 0.*{says}") as error:
+        optimizer.step(lambda: torch.tensor(1.0)) if name == "SPS" else optimizer.step()
+    assert "torch.optim" not in str(error.value)
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 BAD = [
