@@ -151,9 +151,12 @@ class DAdaptSGD(ReducingOptimizer):
     decay to it in place, which code reading ``p.grad`` after ``step()``, or accumulating
     gradients over steps without zeroing them, would see. A step in which no parameter has a
     gradient changes nothing, as in torch.optim; the package raises ``ZeroDivisionError``.
-    A NumPy float narrower than float64 among a group's values (``lr=np.float32(0.5)``), with
-    which the package computes d in NumPy's float32 arithmetic, raises ``TypeError`` (the same
-    in DAdaptAdam, DAdaptAdaGrad and Prodigy; ``optim._global.refuse_narrow_numpy_numbers``).
+    A step after the first with every group's lr at 0 runs the rule (s and the sums unchanged,
+    x moving toward z with momentum, ``k`` counted), where the package raises
+    ``UnboundLocalError`` (its ``global_sk_sq`` is set only when lr > 0). A NumPy float
+    narrower than float64 among a group's values (``lr=np.float32(0.5)``), with which the
+    package computes d in NumPy's float32 arithmetic, raises ``TypeError`` (the same in
+    DAdaptAdam, DAdaptAdaGrad and Prodigy; ``optim._global.refuse_narrow_numpy_numbers``).
 
     Example:
         >>> import torch, optim

@@ -306,7 +306,10 @@ class DoG(ReducingOptimizer):
     into in place after the first (a kept ``G`` reads the current sum); ``eta`` reads as a new
     list of new tensors at every step (LDoG refills the last step's tensors only where
     nothing outside could tell, see :func:`eta_unobserved`). The package's ``assert G > 0`` is
-    raised, as there, where G is in host memory (on a device it is not read back). Sparse
+    raised, as there, where G is in host memory (on a device it is not read back); the groups
+    before the failing one are updated, as there, but the failing group keeps its G, so a later
+    step with finite gradients trains on where the package's stored NaN fails every later
+    step. Sparse
     gradients, which the package takes without weight decay, are refused with a
     ``RuntimeError`` naming the parameter. For best results the paper averages the iterates
     (``dog.PolynomialDecayAverager``).
