@@ -1268,9 +1268,11 @@ def refuse_narrow_numpy_numbers(owner: ReducingOptimizer, group: dict, index: in
     1.1e-6 from its package after 30 steps, DAdaptAdam with ``lr=np.float32(0.5)`` 5.1e-7, where
     ``float(...)`` of the same values gives the package's bits. A clear error instead of a silent
     deviation; ``np.float64`` (a Python float) is taken."""
+    narrow = [key for key, value in group.items() if key != "params" and _has_narrow(value)]
+    if not narrow:  # (at every step: one pass over the group's values)
+        return
     arguments = _constructor_arguments(type(owner))  # (named first: d0 before the d it sets)
-    keys = sorted(group.keys() - {"params"}, key=lambda k: (k not in arguments, arguments.get(k)))
-    for key in keys:
+    for key in sorted(narrow, key=lambda k: (k not in arguments, arguments.get(k))):
         value = group[key]
         items = enumerate(value) if isinstance(value, tuple) else [(None, value)]
         for position, item in items:
@@ -1283,6 +1285,12 @@ def refuse_narrow_numpy_numbers(owner: ReducingOptimizer, group: dict, index: in
                     f"computes its estimate d in NumPy's {item.dtype} arithmetic, which this "
                     "class does not follow (it computes in float64): give Python floats, float(x)"
                 )
+
+
+def _has_narrow(value: Any) -> bool:
+    """Whether ``value`` (or an item of it, a tuple) is a NumPy float narrower than float64."""
+    items = value if isinstance(value, tuple) else (value,)
+    return any(isinstance(item, np.floating) and item.dtype.itemsize < 8 for item in items)
 
 
 @functools.cache
