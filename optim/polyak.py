@@ -129,6 +129,7 @@ class SPS(ReducingOptimizer):
         impl: str | None = None,
     ) -> None:
         check_positive(c, "c")
+        check_finite(c, "c", "an infinite c makes every step 0")
         check_positive(gamma_b, "gamma_b")
         check_finite(f_star, "f_star", "a lower bound of every mini-batch loss")
         check_nonnegative(eps, "eps")
@@ -294,6 +295,7 @@ class SLS(ReducingOptimizer):
         check_count(n_batches_per_epoch, "n_batches_per_epoch", 1)
         check_count(max_backtracks, "max_backtracks", 1)
         check_positive(init_step_size, "init_step_size")
+        check_finite(init_step_size, "init_step_size", "an infinite first trial never passes")
         if not 0 < _number(c, "c") < 1:
             raise ValueError(f"c must be in (0, 1), got c={c!r}")
         if not 0 < _number(beta_b, "beta_b") < 1:
@@ -301,7 +303,7 @@ class SLS(ReducingOptimizer):
                 f"beta_b (the backtracking factor) must be in (0, 1), got beta_b={beta_b!r}"
             )
         check_interval(gamma, "gamma", 1.0, math.inf, high_open=True)
-        if reset_option not in (0, 1, 2):
+        if isinstance(reset_option, bool) or reset_option not in (0, 1, 2):
             raise ValueError(f"reset_option must be 0, 1 or 2, got reset_option={reset_option!r}")
         check_positive(eta_max, "eta_max")
         defaults = {

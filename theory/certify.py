@@ -564,7 +564,8 @@ def not_applicable_reason(problem: Problem, bound: Bound, trajectory: Trajectory
         count = made if target.ndim == 0 else min(made, target.size)
         target = np.broadcast_to(target, (made,))[:count] if target.ndim == 0 else target[:count]
         values = recorded[:count]
-        differ = ~np.isclose(values, target, rtol=1e-9, atol=0.0) & np.isfinite(values)
+        # (NaN: not recorded at that update; an infinite value differs from a finite one)
+        differ = ~np.isclose(values, target, rtol=1e-9, atol=0.0) & ~np.isnan(values)
         if differ.any():
             t = int(np.argmax(differ))
             return (

@@ -102,6 +102,29 @@ _D_ESTIMATE_UNPROVEN = {
 }
 
 
+def _require_full_loss(problem: Any, name: str, why: str) -> None:
+    """``ValueError`` for a sampled problem (``problem.stochastic``): ``why`` the bound's
+    argument needs the full loss's gradients."""
+    if getattr(problem, "stochastic", False):
+        raise ValueError(
+            f"{name} needs the full loss ({why}), got the sampled problem {problem!r} "
+            "(stochastic=True); allowed: a problem with full gradients (batch_size=None)"
+        )
+
+
+def _require_global_smoothness(problem: Any, name: str) -> float:
+    """``problem.L``, a finite L-smoothness constant valid everywhere; else ``ValueError`` (a
+    non-smooth problem, L = inf, or an L local to x*, ``L_is_global=False``)."""
+    L = float(problem.L)
+    if not math.isfinite(L) or not getattr(problem, "L_is_global", True):
+        raise ValueError(
+            f"{name} needs f L-smooth everywhere, got {type(problem).__name__} with L={L:.6g}"
+            + ("" if math.isfinite(L) else " (not smooth)")
+            + ("" if getattr(problem, "L_is_global", True) else " (the smoothness at x* only)")
+        )
+    return L
+
+
 def d_estimate_bound(problem: Any, method: str, factor: float | None = None) -> Bound:
     r"""d_k <= factor ||x0 - x*|| at every step, for ``optim.Prodigy`` (factor 1) and
     ``optim.DAdaptSGD`` (factor 2, momentum 0) on a convex problem.
@@ -138,6 +161,7 @@ def d_estimate_bound(problem: Any, method: str, factor: float | None = None) -> 
     True
     """
     _require_convex(problem, "d_estimate_bound")
+    _require_full_loss(problem, "d_estimate_bound", "each g_i a subgradient of f at x_i")
     if method in _D_ESTIMATE_UNPROVEN:
         raise ValueError(
             f"d_estimate_bound has no lemma for method={method!r}: "
@@ -247,12 +271,12 @@ def dog_iterate_bound(problem: Any, factor: float = 3.0, reps_rel: float = 1e-6)
     _require_convex(problem, "dog_iterate_bound")
     factor = _positive("factor", factor)
     reps_rel = _positive("reps_rel", reps_rel)
-    if getattr(problem, "stochastic", False):
-        raise ValueError(
-            f"dog_iterate_bound is checked with full gradients only (no statement about plain "
-            f"DoG with stochastic gradients was found in Ivgi et al. 2023, whose guarantee is "
-            f"for a tamed variant), got the sampled problem {problem!r} (stochastic=True)"
-        )
+    _require_full_loss(
+        problem,
+        "dog_iterate_bound",
+        "it is checked with full gradients only: no statement about plain DoG with stochastic "
+        "gradients was found in Ivgi et al. 2023, whose guarantee is for a tamed variant",
+    )
     distance, _ = _start_distance(problem)
     r_eps = reps_rel * (1 + float(torch.linalg.vector_norm(problem.x0.to(torch.float64))))
     if r_eps > factor * distance:
@@ -330,12 +354,8 @@ def sps_step_bound(problem: Any, c: float = 0.5, gamma_b: float = 1.0) -> Bound:
     c, gamma_b = _positive("c", c), float(gamma_b)
     if not gamma_b > 0:
         raise ValueError(f"gamma_b must be > 0 (inf allowed), got gamma_b={gamma_b!r}")
-    if getattr(problem, "stochastic", False):
-        raise ValueError(
-            f"sps_step_bound needs the full loss (f_i = f, L_max = L, f_i* = f*), got the "
-            f"sampled problem {problem!r} (stochastic=True)"
-        )
-    floor = min(1 / (2 * c * problem.L), gamma_b)
+    _require_full_loss(problem, "sps_step_bound", "f_i = f, L_max = L, f_i* = f*")
+    floor = min(1 / (2 * c * _require_global_smoothness(problem, "sps_step_bound")), gamma_b)
     return Bound(
         name="sps_step",
         quantity="distance",
@@ -368,10 +388,12 @@ def polyak_bound(problem: Any) -> Bound:
       (quantity ``"grad_sq_min"``). [HK19] Theorem 1 states the same rates.
     """
     _require_convex(problem, "polyak_bound")
+    _require_full_loss(problem, "polyak_bound", "the deterministic Polyak step, f* exact")
+    L = _require_global_smoothness(problem, "polyak_bound")
     _, dist0_sq = _start_distance(problem)
     settings = {"c": 1.0, "gamma_b": math.inf, "f_star": float(problem.f_star), "eps": 0.0}
     if problem.mu > 0:
-        rate = 1 - problem.mu / (4 * problem.L)
+        rate = 1 - problem.mu / (4 * L)
         return Bound(
             name="polyak_strongly_convex",
             quantity="distance_sq",
@@ -383,7 +405,6 @@ def polyak_bound(problem: Any) -> Bound:
             source="Polyak (1987) section 5.3; Hazan & Kakade (2019) Theorem 1",
             problem=problem,
         )
-    L = problem.L
     return Bound(
         name="polyak_convex",
         quantity="grad_sq_min",
@@ -406,10 +427,11 @@ def armijo_bound(
     beta_b: float,
     eta_max: float = 10.0,
     max_backtracks: int = 100,
+    searches_from: float = 1e-8,
 ) -> Bound:
     r"""Full-batch gradient descent with Armijo backtracking (``optim.SLS`` on the full loss):
-    f(x_k) - f* <= ||x0 - x*||² / (2 k eta_min), eta_min = min(eta_0, eta_max, 2 beta (1 - c) / L),
-    for c >= 1/2.
+    f(x_k) - f* <= max(||x0 - x*||² / (2 k eta_min), searches_from ||x0 - x*||),
+    eta_min = min(eta_0, eta_max, 2 beta (1 - c) / L), for c >= 1/2.
 
     **The smallest step** ([VML+19] Lemma 1, with SLS's cap): L-smoothness makes the Armijo test
     f(x - eta g) <= f(x) - c eta ||g||² pass for every eta <= 2 (1 - c) / L. SLS's first trial is
@@ -431,10 +453,20 @@ def armijo_bound(
     so each term is at most (||x_k - x*||² - ||x_{k+1} - x*||²) / (2 eta_min); summing and
     using that f(x_k) decreases gives the bound.
 
+    **Where SLS does not search** (``searches_from``, ``optim.polyak.SLS_SEARCHES_FROM``, the
+    authors' absolute 1e-8): where ||g_k|| < 1e-8, SLS leaves x where it is, and so at every
+    later step. The sum above then stops; the gap stays at f(x_k) - f* <= <g_k, x_k - x*> <=
+    1e-8 ||x_k - x*|| <= 1e-8 ||x0 - x*|| (convexity, and the distances to x* do not grow:
+    each term of the sum is >= 0). Hence the maximum (without it, a quadratic of curvature
+    1e-6 started where ||g|| = 5e-9 was reported violated from step 223).
+
     The bound pins ``init_step_size``, ``c``, ``beta_b``, ``eta_max`` and ``max_backtracks``.
     """
     _require_convex(problem, "armijo_bound")
+    _require_full_loss(problem, "armijo_bound", "the Armijo test on f itself")
+    L = _require_global_smoothness(problem, "armijo_bound")
     eta0 = _positive("init_step_size", init_step_size)
+    searches_from = _positive("searches_from", searches_from)
     if not 0.5 <= c < 1:
         raise ValueError(f"armijo_bound needs c in [0.5, 1) (its proof does), got c={c!r}")
     if not 0 < beta_b < 1:
@@ -448,7 +480,7 @@ def armijo_bound(
         raise ValueError(
             f"max_backtracks must be an integer >= 1, got max_backtracks={max_backtracks!r}"
         )
-    accepted = 2 * (1 - c) / problem.L  # every step up to this passes the test
+    accepted = 2 * (1 - c) / L  # every step up to this passes the test
     if eta_max * beta_b ** (max_backtracks - 1) > accepted:
         raise ValueError(
             f"max_backtracks={max_backtracks!r} is too few: the last trial "
@@ -458,14 +490,20 @@ def armijo_bound(
             f"{1 + math.ceil(math.log(accepted / eta_max) / math.log(beta_b))}"
         )
     eta_min = min(eta0, eta_max, beta_b * accepted)
-    _, dist0_sq = _start_distance(problem)
+    dist0, dist0_sq = _start_distance(problem)
+    stalled = searches_from * dist0  # (the gap where SLS stops searching, see above)
     return Bound(
         name="armijo",
         quantity="gap",
         values=lambda k: np.where(
-            np.asarray(k) >= 1, dist0_sq / (2 * np.maximum(np.asarray(k), 1) * eta_min), np.inf
+            np.asarray(k) >= 1,
+            np.maximum(dist0_sq / (2 * np.maximum(np.asarray(k), 1) * eta_min), stalled),
+            np.inf,
         ),
-        formula=("f(x_k) - f* <= ||x0 - x*||^2 / (2 k min(eta_0, eta_max, 2 beta (1 - c) / L))"),
+        formula=(
+            "f(x_k) - f* <= max(||x0 - x*||^2 / (2 k min(eta_0, eta_max, 2 beta (1 - c) / L)), "
+            f"{searches_from:g} ||x0 - x*||)"
+        ),
         order=-1,
         hyperparameters={
             "init_step_size": eta0,
@@ -476,7 +514,8 @@ def armijo_bound(
         },
         assumptions=(
             "f convex and L-smooth, full-batch loss, c >= 1/2, "
-            "eta_max beta_b^(max_backtracks - 1) <= 2 (1 - c) / L"
+            "eta_max beta_b^(max_backtracks - 1) <= 2 (1 - c) / L, no step where "
+            f"||grad f|| < {searches_from:g}"
         ),
         source="Vaswani et al. (2019) Lemma 1; Beck (2017) section 10.4",
         problem=problem,

@@ -10,9 +10,16 @@ import pytest
 import torch
 
 import optim
+from optim.polyak import SLS_SEARCHES_FROM
 from theory import lr_free_bounds as B
 from theory.certify import certify, numerical_floor, run
-from theory.problems import LeastAbsoluteDeviations, LogisticRegression, Quadratic
+from theory.problems import (
+    LeastAbsoluteDeviations,
+    LeastSquares,
+    LogisticRegression,
+    Quadratic,
+    Rosenbrock,
+)
 from theory.testing import logistic_problem
 
 STRONGLY_CONVEX = Quadratic.from_spectrum([1.0, 3.0, 10.0, 30.0], seed=0)
@@ -284,6 +291,108 @@ def test_schedule_free_sgd_bound_holds_at_the_first_update():
         z = z - math.copysign(1.0, y) if y != 0 else z
         zs.append(z)
         assert certificate.observed[len(zs)] == pytest.approx(abs(sum(zs) / len(zs)), abs=1e-12)
+
+
+def _sampled_least_squares(batch_size):
+    """A least-squares problem started 1e-3 from x*, sampled one row at a time (or full)."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((30, 6))
+    y = X @ rng.standard_normal(6) + 0.5 * rng.standard_normal(30)
+    x_star = LeastSquares(X, y).x_star.numpy()
+    x0 = x_star + 1e-3 * np.ones(6) / math.sqrt(6)
+    return LeastSquares(X, y, x0=x0, batch_size=batch_size, oracle_seed=1)
+
+
+def test_bounds_on_the_full_loss_refuse_a_sampled_problem():
+    """The D-Adaptation lemma needs each g_i a subgradient of f at x_i, the Polyak step f*
+    exact, the Armijo test f itself: on a sampled problem they say nothing. They were built
+    anyway, and certify reported correct runs as violated (here Prodigy's d reaches 1.3 D and
+    DAdaptSGD's 21 D, against 1 D and 2 D), where sps_step_bound and dog_iterate_bound refused."""
+    sampled = _sampled_least_squares(batch_size=1)
+    distance = float((sampled.x0 - sampled.x_star).norm())
+    for name, factor in (("Prodigy", 1.0), ("DAdaptSGD", 2.0)):
+        trajectory_d = []
+
+        def observe(param, optimizer, trajectory_d=trajectory_d):
+            trajectory_d.append(float(optimizer.param_groups[0]["d"]))
+            return param.detach().clone()
+
+        run(sampled, lambda ps, name=name: getattr(optim, name)(ps, d0=1e-8), 300, observe=observe)
+        assert max(trajectory_d) > factor * distance  # (the lemma's premise is what fails)
+        with pytest.raises(ValueError, match="d_estimate_bound needs the full loss"):
+            B.d_estimate_bound(sampled, name)
+    for build in (B.polyak_bound, lambda p: B.armijo_bound(p, 1.0, 0.5, 0.5)):
+        with pytest.raises(ValueError, match=r"needs the full loss.*stochastic=True"):
+            build(sampled)
+    full = _sampled_least_squares(batch_size=None)
+    bound = B.d_estimate_bound(full, "Prodigy")
+    assert certify(full, lambda ps: optim.Prodigy(ps, d0=1e-8), 300, bound).held
+
+
+def test_bounds_from_smoothness_refuse_a_local_or_infinite_l():
+    """SPS's floor 1 / (2 c L), the Polyak rates and the Armijo steps need f L-smooth
+    everywhere. On Rosenbrock (L the Hessian's at x*, 1001.6; from x0 the lemma needs 1120.4)
+    sps_step_bound reported a correct SPS run as violated at step 1; on a non-smooth problem
+    (L = inf) its floor was 0, so a run that never moves held, and armijo_bound raised
+    'math domain error'."""
+    rosenbrock = Rosenbrock()
+    assert not rosenbrock.L_is_global
+    non_smooth = LeastAbsoluteDeviations.synthetic(n=50, dim=3, seed=0, batch_size=None)
+    assert math.isinf(non_smooth.L)
+    builders = {
+        "sps_step_bound": lambda p: B.sps_step_bound(p, c=0.5, gamma_b=10.0),
+        "polyak_bound": B.polyak_bound,
+        "armijo_bound": lambda p: B.armijo_bound(p, 1.0, 0.5, 0.5),
+    }
+    for name, build in builders.items():
+        with pytest.raises(ValueError, match=rf"{name} needs f L-smooth everywhere.*not smooth"):
+            build(non_smooth)
+    with pytest.raises(ValueError, match="smoothness at x\\* only"):
+        builders["sps_step_bound"](rosenbrock)
+
+
+def test_a_run_with_an_infinite_setting_is_not_the_bounds_run():
+    """certify compared the pinned settings only where the run's were finite: an SLS run with
+    eta_max = inf passed as the bound's eta_max = 10 and was reported violated; with 1e300 it
+    was not applicable. Now both are not applicable."""
+    problem = Quadratic.from_condition_number(10, 10.0, seed=1)
+    bound = B.armijo_bound(problem, 1.0, 0.5, 0.9, eta_max=10.0, max_backtracks=100)
+    for eta_max in (1e300, math.inf):
+        make = lambda ps, eta_max=eta_max: optim.SLS(  # noqa: E731
+            ps, init_step_size=1.0, c=0.5, beta_b=0.9, eta_max=eta_max
+        )
+        certificate = certify(problem, make, 20, bound)
+        assert certificate.status == "not applicable", certificate.summary()
+        assert "eta_max" in certificate.not_applicable
+
+
+def test_armijo_bound_holds_where_sls_stops_searching():
+    """SLS leaves x where ||g|| < 1e-8 (the authors' code), which the bound's sum of steps did
+    not count: a quadratic of curvature 1e-6 started where ||g|| = 5e-9 never moves, and the
+    bound D^2 / (2 k eta_min) fell below its gap (2.5e-9) from step 223. The gap there is at most
+    1e-8 ||x0 - x*|| (convexity), the bound's floor now; a floor 10x lower still fails."""
+    problem = Quadratic(np.diag([5e-9, 1e-6]), x_star=np.zeros(2), x0=np.array([1.0, 0.0]))
+    assert float(problem.grad(problem.x0).norm()) < SLS_SEARCHES_FROM
+    settings = {"init_step_size": 1e6, "c": 0.5, "beta_b": 0.9, "eta_max": 1e6}
+    bound = B.armijo_bound(problem, **settings)
+    assert bound.formula.endswith(f"{SLS_SEARCHES_FROM:g} ||x0 - x*||)")  # (optim.SLS's)
+    make = lambda ps: optim.SLS(ps, **settings)  # noqa: E731
+    certificate = certify(problem, make, 400, bound)
+    assert certificate.held, certificate.summary()
+    lower = B.armijo_bound(problem, **settings, searches_from=SLS_SEARCHES_FROM / 10)
+    assert not certify(problem, make, 400, lower).held
+
+
+def test_sps_and_sls_refuse_settings_that_never_step():
+    """SPS with c = inf (every step 0), SLS with an infinite first trial (every search falls
+    back to 1e-6) and a bool reset_option were accepted."""
+    w = [torch.nn.Parameter(torch.ones(2))]
+    with pytest.raises(ValueError, match="c must be a finite number"):
+        optim.SPS(w, c=math.inf)
+    with pytest.raises(ValueError, match="init_step_size must be a finite number"):
+        optim.SLS(w, init_step_size=math.inf)
+    with pytest.raises(ValueError, match="reset_option must be 0, 1 or 2"):
+        optim.SLS(w, reset_option=True)
 
 
 def test_bad_arguments_name_the_parameter():
