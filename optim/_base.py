@@ -616,6 +616,13 @@ class RuleOptimizer(Optimizer):
     _torch_setstate_defaults: ClassVar[dict[str, Any]] = {}
     """The param-group keys torch.optim's ``__setstate__`` fills in when a loaded (older) state
     dict lacks them, with torch's values; any other missing key stays missing, as in torch."""
+    _group_keys_unread: ClassVar[frozenset[str] | None] = frozenset()
+    """The keys of ``defaults`` the reference's step does not read (SGD's ``differentiable``,
+    Adagrad's ``initial_accumulator_value`` once its state exists): any other one missing from a
+    param group (deleted, or absent from a trimmed checkpoint, which torch's ``__setstate__``
+    does not refill) raises its ``KeyError`` at that group's turn, as torch.optim's steps do
+    (ours ran into the rule's ``TypeError``, a missing keyword, or trained on without
+    ``foreach`` or ``fused``). None: not checked."""
     _supports_sparse: ClassVar[bool] = False
     _sparse_refusal: ClassVar[str] = "as torch.optim; SGD and Adagrad accept them"
     """What the refusal of a sparse gradient says of the reference (where it is not torch)."""
@@ -1193,12 +1200,18 @@ class RuleOptimizer(Optimizer):
 
     def _step_groups(self) -> None:
         """The body of :meth:`step`, after the closure."""
+        unread = self._group_keys_unread
+        keys = set() if unread is None else self.defaults.keys() - unread
         merged = (
             self._merged_steps()
-            if self._per_tensor_arguments and len(self.param_groups) > 1
+            if self._per_tensor_arguments
+            and len(self.param_groups) > 1
+            and all(keys <= group.keys() for group in self.param_groups)  # (else: see below)
             else ()
         )
         for index, group in enumerate(self.param_groups):
+            if not keys <= group.keys():  # torch's KeyError at this group's turn
+                raise KeyError(next(key for key in keys if key not in group))
             params = group["params"]
             if index in merged or not params:  # (a group emptied in place: nothing, as torch)
                 continue

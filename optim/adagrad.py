@@ -116,6 +116,7 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
         "fused": None,
     }
     _supports_sparse = True
+    _group_keys_unread = frozenset({"initial_accumulator_value"})  # (read with new state only)
 
     @classmethod
     @functools.cache

@@ -107,6 +107,7 @@ class _ScheduleFree(RuleOptimizer):
 
     _counts_steps = False
     _repeats_as_reference = False  # (the package's per-parameter loop differs: we warn)
+    _group_keys_unread = None  # (not checked: the package writes scheduled_lr, never reads it)
     _complex_as_real = False  # the package runs complex arithmetic on complex tensors
     _per_step_arguments = ("ckp1", "bias_correction2")  # (c_{k+1}; AdamW's 1 - beta2^(k+1))
 

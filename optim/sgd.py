@@ -329,6 +329,7 @@ class SGD(RuleOptimizer, torch.optim.SGD):
     }
     _counts_steps = False
     _supports_sparse = True
+    _group_keys_unread = frozenset({"differentiable"})  # (torch's SGD step never reads it)
     _complex_as_real = False  # torch.optim.SGD runs complex arithmetic on complex tensors
     _pack_below = PACK_BELOW // 8
     """A rule of one to three ops. With momentum, against torch's foreach path on this
