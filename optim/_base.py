@@ -758,6 +758,13 @@ class RuleOptimizer(Optimizer):
         if "impl" in state:  # unpickling; load_state_dict passes only state and param_groups
             self.impl, self.compile = state.pop("impl"), state.pop("compile")
             _paths.keep_freed_temporaries()
+        elif "defaults" in state and "impl" not in vars(self):
+            # a torch.optim optimizer pickled whole, unpickled as this class: the path its
+            # keywords pick, as the constructor would (torch's own class trains on from it)
+            self.impl, self.compile = resolve_impl(
+                None, False, *self._path_keywords(state["defaults"], None, False)
+            )
+            _paths.keep_freed_temporaries()
         super().__setstate__(state)
         for group in self.param_groups:
             for key, value in self._torch_setstate_defaults.items():
