@@ -1501,6 +1501,11 @@ class RuleOptimizer(Optimizer):
             packable = packable and max(map(Tensor.numel, ps)) < self._packs_below(device)
             # (state of another shape: torch's error from the plain lists)
             packable = packable and packs_alike(ps, ss, keys)
+            # (inference-mode state, made by a step under torch.inference_mode(): packing would
+            # copy it into normal tensors, where torch's next step outside that mode raises)
+            packable = packable and not any(
+                s[key].is_inference() for s in ss for key in keys if isinstance(s[key], Tensor)
+            )
             if packable and self._counts_steps:
                 # Packing needs one count for every tensor, read from host-resident counters
                 # (with capturable=True they live on the device, and nothing is packed).

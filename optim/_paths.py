@@ -237,10 +237,10 @@ later step outside it, where torch's state, made before, trains on.
 
 One case differs from torch because of this: an optimizer whose *first* step runs inside
 inference mode. torch makes its state there, of inference tensors, and its next step outside
-raises ("Inplace update to inference tensor outside InferenceMode"); so does ours where the
-state stays in torch's own tensors (plain lists, the blocked path), while a packed or flat layout
-holds the state in these normal buffers and trains on, with the numbers torch's steps would
-give if its state were normal tensors."""
+raises ("Inplace update to inference tensor outside InferenceMode"); so does ours on the
+default path (the state stays in torch's own tensors: a packed layout is not built from
+inference tensors), while the flat path's layout holds the state in these normal buffers and
+trains on, with the numbers torch's steps would give if its state were normal tensors."""
 
 KEPT_TEMPORARIES_BYTES = 1 << 24
 """The size of the block :func:`keep_freed_temporaries` allocates and frees once (16 MiB): four

@@ -1190,10 +1190,11 @@ def test_inference_tensors_stepped_outside_inference_mode_raise_as_torch(name, k
 def test_a_first_step_inside_inference_mode_then_steps_outside_it(name, impl, shapes):
     """What ``optim._paths.OUTSIDE_INFERENCE_MODE`` states: after a first step inside
     ``torch.inference_mode()``, torch's state (made lazily, at that step) is made of inference
-    tensors, and its next step outside raises. Ours raises the same error where the state
-    stays in those tensors (the blocked default path), and trains on where a packed or flat
-    layout holds the state in normal buffers, with the numbers torch gives once its state is
-    made normal tensors after that first step."""
+    tensors, and its next step outside raises. Ours raises the same error on the default path,
+    where the state stays in those tensors (blocked lists; a packed layout is not built from
+    inference tensors: it had copied them into normal buffers and trained on), and trains on
+    where the flat layout holds the state in normal buffers, with the numbers torch gives once
+    its state is made normal tensors after that first step."""
 
     def run(optimizer, params, after_first_step=None):
         for step in range(3):
@@ -1212,7 +1213,7 @@ def test_a_first_step_inside_inference_mode_then_steps_outside_it(name, impl, sh
     params = _params(SETS[shapes])
     with pytest.raises(RuntimeError, match="Inplace update to inference tensor") as torch_error:
         run(theirs(name)(params, lr=0.01), params)
-    if (impl, shapes) == ("foreach", "blocked"):  # (the state stays in torch's own tensors)
+    if impl == "foreach":  # (the state stays in torch's own tensors)
         params = _params(SETS[shapes])
         with pytest.raises(RuntimeError) as our_error:
             run(ours(name)(params, lr=0.01, impl=impl), params)
