@@ -780,7 +780,10 @@ class RuleOptimizer(Optimizer):
         packages' are, so that ``torch.load`` (``weights_only=True``, its default) reads them
         (the subclasses pickle as calls of ``dict`` and ``list``, which it refuses). Any other
         entry of ``optimizer.state`` (a pre-hook's ``state["note"] = 1``) passes as it is, and
-        a post-hook's result replaces the dict, as in torch."""
+        a post-hook's result replaces the dict, as in torch. The per-parameter dicts are copies
+        holding the live tensors: torch hands out its live dicts, so a key replaced, added or
+        popped in the returned ``state`` (by code, or by a post-hook that returns None) reaches
+        torch's optimizer but not this one; the tensors, changed in place, reach both."""
         post_hooks = self._optimizer_state_dict_post_hooks
         self._optimizer_state_dict_post_hooks = collections.OrderedDict()
         try:
