@@ -255,6 +255,7 @@ class ScheduleDriver(LRScheduler):
                 self._check_slot(key, name, index, g, group)
             if not _is_sequence(spec):
                 self._check_shared(key, name, index, groups)
+            self._check_one_tensor(key, name, index, groups, per_group)
             for g, schedule in enumerate(per_group):
                 self._check_range(key, g, schedule, domain)
             self.schedules[key] = per_group
@@ -315,7 +316,8 @@ class ScheduleDriver(LRScheduler):
     @staticmethod
     def _check_slot(key: str, name: str, index: int | None, g: int, group: dict) -> None:
         if name not in group:
-            hint = " (Adam-like optimizers: drive 'betas[0]', beta1=)" if name == "momentum" else ""
+            adam_like = name == "momentum" and "betas" in group  # (else no momentum at all)
+            hint = " (Adam-like optimizers: drive 'betas[0]', beta1=)" if adam_like else ""
             keys = sorted(k for k in group if k != "params")
             raise ValueError(
                 f"param group {g} has no key {name!r} for schedule {key!r}{hint}; its keys: {keys}"
@@ -348,6 +350,28 @@ class ScheduleDriver(LRScheduler):
             f"({key}=[S.step_lr({values[0]!r}, ...), S.step_lr({values[1]!r}, ...), ...] is "
             f"StepLR's), or {key}=[s] * {len(groups)} to write the same values into every group"
         )
+
+    @staticmethod
+    def _check_one_tensor(
+        key: str, name: str, index: int | None, groups: list[dict], per_group: list[Schedule]
+    ) -> None:
+        """Refuse different schedules for groups that hold one tensor object for ``key``
+        (``optim.Adam(groups, lr=torch.tensor(0.1))`` gives every group the constructor's
+        tensor): each group's value would be written into that one tensor, so every group would
+        train at the last group's value while ``get_last_lr()`` reported each its own."""
+        first_holder: dict[int, int] = {}
+        for g, group in enumerate(groups):
+            value = group[name] if index is None else group[name][index]
+            if not hasattr(value, "fill_"):  # (a number: each group its own)
+                continue
+            first = first_holder.setdefault(id(value), g)
+            if first != g and per_group[first] != per_group[g]:
+                raise ValueError(
+                    f"param groups {first} and {g} hold one tensor for {key!r} ({value!r}) and "
+                    f"their schedules differ: writing each group's value into it would leave "
+                    f"every group at the last one's. Give each group a tensor of its own (or a "
+                    f"number), or one schedule for {key!r}"
+                )
 
     @staticmethod
     def _check_range(key: str, g: int, schedule: Schedule, domain: tuple) -> None:
@@ -506,9 +530,15 @@ class ScheduleDriver(LRScheduler):
                 f"state holds {len(reactive)} reactive schedule state(s), this driver has "
                 f"{len(self._reactive)}"
             )
-        for schedule, schedule_state in zip(self._reactive, reactive):
-            schedule.load_state_dict(schedule_state)
         t = _check_step(t)
+        before = [schedule.state_dict() for schedule in self._reactive]
+        try:  # (all or nothing: a refused state leaves every schedule as it was)
+            for schedule, schedule_state in zip(self._reactive, reactive):
+                schedule.load_state_dict(schedule_state)
+        except (TypeError, ValueError):
+            for schedule, schedule_state in zip(self._reactive, before):
+                schedule.load_state_dict(schedule_state)
+            raise
         self._apply(t)
         self._t = t
 

@@ -131,19 +131,21 @@ class ReduceOnPlateau(Schedule):
         unknown = sorted(set(state) - {"multiplier", "best", "num_bad_epochs", "cooldown_counter"})
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} in state={dict(state)!r}")
-        try:
-            self.multiplier = check_float("state['multiplier']", state["multiplier"], 0.0, 1.0)
-            self.num_bad_epochs = check_int(
+        try:  # (every value checked before any is set: a refused state changes nothing)
+            multiplier = check_float("state['multiplier']", state["multiplier"], 0.0, 1.0)
+            num_bad_epochs = check_int(
                 "state['num_bad_epochs']", state["num_bad_epochs"], minimum=0
             )
-            self.cooldown_counter = check_int(
+            cooldown_counter = check_int(
                 "state['cooldown_counter']", state["cooldown_counter"], minimum=0
             )
         except KeyError as err:
             raise ValueError(f"state is missing {err.args[0]!r}: state={dict(state)!r}") from None
         no_best = math.inf if self.mode == "min" else -math.inf
         best = state.get("best", no_best)
-        self.best = no_best if best is None else _best_value(best)
+        best = no_best if best is None else _best_value(best)
+        self.multiplier, self.num_bad_epochs = multiplier, num_bad_epochs
+        self.cooldown_counter, self.best = cooldown_counter, best
 
     @property
     def state(self) -> dict[str, Any] | None:

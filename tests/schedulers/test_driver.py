@@ -144,6 +144,68 @@ def test_load_state_dict_rejects_mismatched_state():
         driver.load_state_dict({"t": 3, "reactive": [{"multiplier": 0.5}]})
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [{"multiplier": 0.25, "best": 0.3, "num_bad_epochs": -1, "cooldown_counter": 0}],
+        [{"multiplier": 0.5, "best": 1.0, "num_bad_epochs": 0, "cooldown_counter": 0},
+         {"multiplier": 0.5}],
+    ],
+    ids=["bad-count", "second-incomplete"],
+)  # fmt: skip
+def test_a_refused_state_changes_no_schedule(bad):
+    """A state the driver refuses left a reduce-on-plateau half loaded: its multiplier was set
+    before its counters were checked, and the driver loaded its plateaus one after another, so
+    the next step wrote the refused state's rates (0.025 for 0.1). Now nothing changes."""
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.01}], lr=0.1)
+    plateaus = [S.reduce_on_plateau(S.constant(0.1)), S.reduce_on_plateau(S.constant(0.01))]
+    driver = S.attach(optimizer, lr=plateaus)
+    if len(bad) == 1:
+        bad = [bad[0], plateaus[1].state_dict()]
+    before = [p.state_dict() for p in plateaus]
+    with pytest.raises(ValueError, match="num_bad_epochs"):
+        driver.load_state_dict({"t": 5, "reactive": bad})
+    assert [p.state_dict() for p in plateaus] == before
+    driver.step()
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.01]
+
+
+def test_different_schedules_for_groups_holding_one_lr_tensor_are_refused():
+    """``optim.Adam(groups, lr=torch.tensor(0.1))`` gives every group the constructor's tensor:
+    per-group schedules filled it once per group, so every group trained at the last group's
+    rate while ``get_last_lr()`` reported each its own. Refused now; one schedule for all, or a
+    tensor per group, is taken."""
+    import optim
+
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    shared = optim.Adam([{"params": [a]}, {"params": [b]}], lr=torch.tensor(0.1))
+    assert shared.param_groups[0]["lr"] is shared.param_groups[1]["lr"]
+    with pytest.raises(ValueError, match="param groups 0 and 1 hold one tensor for 'lr'"):
+        S.attach(shared, lr=[S.constant(0.1), S.constant(0.05)])
+    S.attach(shared, lr=S.constant(0.05))  # (one schedule: the same value for both)
+    S.attach(shared, lr=[S.constant(0.05), S.constant(0.05)])  # (equal schedules)
+    own = optim.Adam(
+        [{"params": [a], "lr": torch.tensor(0.1, dtype=torch.float64)},
+         {"params": [b], "lr": torch.tensor(0.1, dtype=torch.float64)}]
+    )  # fmt: skip
+    driver = S.attach(own, lr=[S.constant(0.1), S.constant(0.05)])
+    assert [float(g["lr"]) for g in own.param_groups] == driver.get_last_lr() == [0.1, 0.05]
+
+
+@pytest.mark.parametrize("name", ["Adagrad", "Adadelta"])
+def test_momentum_on_an_optimizer_without_one_gives_no_beta1_hint(name):
+    """Cycling momentum on Adagrad or Adadelta: the error named the missing key but hinted at
+    ``beta1=``, which they lack too; the hint is for optimizers with ``betas``."""
+    optimizer = getattr(torch.optim, name)([torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ValueError, match="has no key 'momentum'") as error:
+        S.attach(optimizer, momentum=S.constant(0.9))
+    assert "beta1" not in str(error.value)
+    adam = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ValueError, match="drive 'betas\\[0\\]', beta1="):
+        S.attach(adam, momentum=S.constant(0.9))
+
+
 def test_step_without_metric_makes_no_plateau_decision():
     driver = S.attach(_sgd(), lr=S.reduce_on_plateau(S.constant(1.0), patience=0))
     driver.step(1.0)
