@@ -110,6 +110,7 @@ class ReduceOnPlateau(Schedule):
     def reset(self) -> None:
         """Forget all observations: multiplier 1, no best value, no bad epochs, no cooldown."""
         self.multiplier = 1.0
+        self._reductions: int | None = 0  # (see _scaled)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
@@ -146,6 +147,7 @@ class ReduceOnPlateau(Schedule):
         best = no_best if best is None else _best_value(best)
         self.multiplier, self.num_bad_epochs = multiplier, num_bad_epochs
         self.cooldown_counter, self.best = cooldown_counter, best
+        self._reductions = _reductions_making(multiplier, self.factor)
 
     @property
     def state(self) -> dict[str, Any] | None:
@@ -194,26 +196,54 @@ class ReduceOnPlateau(Schedule):
         reduced = False
         if self.num_bad_epochs > self.patience:
             base = self.schedule(t)
-            old = self._floored(base, self.multiplier)
-            new = self._floored(base, self.multiplier * self.factor)
+            count = None if self._reductions is None else self._reductions + 1
+            old = self._floored(base, self._reductions, self.multiplier)
+            new = self._floored(base, count, self.multiplier * self.factor)
             if old - new > self.eps:
                 self.multiplier *= self.factor
+                self._reductions = count
                 reduced = True
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         return reduced
 
     # --- value ------------------------------------------------------------------------------
-    def _floored(self, base: float, multiplier: float) -> float:
-        return max(base * multiplier, min(base, self.min_lr))
+    def _scaled(self, base: Any, reductions: int | None, multiplier: float) -> Any:
+        """``base`` times the multiplier as torch's scheduler rounds it: multiplied by
+        ``factor`` once per reduction, in turn (torch's ``lr * factor`` at each one, so
+        ``((lr f) f) f``; ``lr (f f f)`` rounds differently, 0.0027 against torch's
+        0.0026999999999999997 for lr 0.1, factor 0.3). A loaded multiplier that no count of
+        reductions makes (another factor's) scales ``base`` as it is."""
+        if reductions is None:
+            return base * multiplier
+        for _ in range(reductions):
+            base = base * self.factor
+        return base
+
+    def _floored(self, base: float, reductions: int | None, multiplier: float) -> float:
+        return max(self._scaled(base, reductions, multiplier), min(base, self.min_lr))
 
     def _value(self, t, xp):
         base = self.schedule._value(t, xp)
-        return xp.maximum(base * self.multiplier, xp.minimum(base, self.min_lr))
+        scaled = self._scaled(base, self._reductions, self.multiplier)
+        return xp.maximum(scaled, xp.minimum(base, self.min_lr))
 
     def bounds(self):
         low, high = self.schedule.bounds()
         return (min(low, self.min_lr), high)
+
+
+def _reductions_making(multiplier: float, factor: float, most: int = 2000) -> int | None:
+    """How many reductions by ``factor`` make ``multiplier`` from 1.0, each multiplying the last
+    product (as :meth:`ReduceOnPlateau.observe` does); None if no count up to ``most`` does."""
+    value = 1.0
+    for count in range(most + 1):
+        if value == multiplier:
+            return count
+        if value < multiplier:
+            return None
+        value *= factor
+    return None
 
 
 def _best_value(best: Any) -> float:
