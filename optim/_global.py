@@ -806,6 +806,10 @@ class ReducingOptimizer(RuleOptimizer):
     its bits, so only for a rule with no reference package to match (SPS, SLS). D-Adaptation's
     and Prodigy's ran in blocks: DAdaptAdam on a 1.5M-element float64 tensor ended 4.6e-6 from
     its package after 100 steps of a chaotic loss, Prodigy 2.4e-9."""
+    _steps_without_gradients = False
+    """Whether the package's step goes on when no parameter has a gradient (DAdaptAdaGrad: its
+    running sums live in the groups, so it recomputes d from them and counts the step); the
+    others change nothing then, as torch.optim does."""
     _counts_updates = False
     """Whether each parameter's state holds ``"step"``, a Python int counting the updates it
     received, as the reference package keeps it (``prodigyopt``, dadaptation's ``DAdaptAdam``):
@@ -945,6 +949,9 @@ class ReducingOptimizer(RuleOptimizer):
         for item in work:
             if item.chunks:
                 return item.chunks[0].params[0].device
+        for item in work:  # (no gradient anywhere: a step of _steps_without_gradients)
+            for p in item.group["params"]:
+                return p.device
         return torch.device("cpu")
 
     @staticmethod
@@ -1237,7 +1244,8 @@ class ReducingOptimizer(RuleOptimizer):
                 refuse_narrow_numpy_numbers(self, group, index)
         self._scatter, self._unfilled = {}, {}
         work = [Work(group, self._chunks(i, group)) for i, group in enumerate(self.param_groups)]
-        stepped = any(item.chunks for item in work) and self._update(work) is not False
+        gradients = any(item.chunks for item in work)
+        stepped = (gradients or self._steps_without_gradients) and self._update(work) is not False
         if stepped and self._counts_updates:
             self._count_updates(work)
         if stepped and self.impl == "flat":

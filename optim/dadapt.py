@@ -607,7 +607,9 @@ class DAdaptAdaGrad(ReducingOptimizer):
     (default 1e-6); d0 > 0 (default 1e-6); growth_rate >= 1 (default inf); foreach, impl.
 
     Group keys: ``d``, ``gsq_weighted``, ``sksq_weighted``, ``skl1``, ``k``; state: ``alphak``
-    (starts at 1e-6), ``sk``, ``x0``. Sparse gradients (which the package accepts) are refused,
+    (starts at 1e-6), ``sk``, ``x0``. A step in which no parameter has a gradient goes on as in
+    the package after the first: d is recomputed from the groups' sums and ``k`` counted.
+    Sparse gradients (which the package accepts) are refused,
     and so are parameters FSDP sharded, with the package's ``RuntimeError`` (which it raises at
     the first step; here the param group is taken back at once).
     ``step()`` leaves ``p.grad`` as it was (the package adds the weight decay to it in place,
@@ -625,6 +627,7 @@ class DAdaptAdaGrad(ReducingOptimizer):
         True
     """
 
+    _steps_without_gradients = True  # (see ReducingOptimizer; the package goes on)
     _sparse_refusal = (
         "dadaptation's DAdaptAdaGrad takes them, this port does not; dense gradients: "
         "nn.Embedding(sparse=False)"

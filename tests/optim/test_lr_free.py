@@ -2080,6 +2080,36 @@ def test_a_refused_sparse_gradient_says_what_the_package_does(name, says):
     assert "torch.optim" not in str(error.value)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("skipped", [0, 4])
+@pytest.mark.parametrize("growth_rate", [math.inf, 1.1])
+def test_dadapt_adagrad_steps_without_gradients_as_the_package(growth_rate, skipped, impl):
+    """A step with no gradient at all (``zero_grad(); step()``, a skipped batch): DAdaptAdaGrad's
+    package keeps its running sums in the group, so after the first step it goes on, recomputes
+    d from them (with a finite growth_rate d grows again) and counts the step; ours changed
+    nothing, and every later step differed (1.4e-7 after 8). At the first step the package
+    returns early, as ours does."""
+    runs = []
+    for make in (
+        dadaptation.DAdaptAdaGrad,
+        lambda ps, **kw: optim.DAdaptAdaGrad(ps, impl=impl, **kw),
+    ):
+        p = torch.nn.Parameter(torch.linspace(-1, 2, 7, dtype=torch.float64))
+        optimizer = make([p], growth_rate=growth_rate)
+        log = []
+        for t in range(8):
+            optimizer.zero_grad()
+            if t != skipped:
+                (((p - 0.5) ** 2).sum() + torch.sin(3 * p).sum()).backward()
+            optimizer.step()
+            group = optimizer.param_groups[0]
+            log.append((group["k"], float(group["d"]), float(group["skl1"])))
+        runs.append((log, p.detach().clone()))
+    (their_log, theirs), (our_log, ours) = runs
+    assert our_log == their_log
+    assert torch.equal(ours, theirs)
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 BAD = [
