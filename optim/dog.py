@@ -311,7 +311,9 @@ class DoG(ReducingOptimizer):
     step with finite gradients trains on where the package's stored NaN fails every later
     step. Sparse
     gradients, which the package takes without weight decay, are refused with a
-    ``RuntimeError`` naming the parameter. For best results the paper averages the iterates
+    ``RuntimeError`` naming the parameter. A parameter without a gradient in a step (frozen,
+    unused) is skipped and adds nothing to G, as torch.optim skips it; the package raises on it
+    (DoG ``AttributeError``, LDoG ``TypeError``). For best results the paper averages the iterates
     (``dog.PolynomialDecayAverager``).
 
     Example:

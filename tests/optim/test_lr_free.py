@@ -2110,6 +2110,30 @@ def test_dadapt_adagrad_steps_without_gradients_as_the_package(growth_rate, skip
     assert torch.equal(ours, theirs)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(("name", "error"), [("DoG", AttributeError), ("LDoG", TypeError)])
+def test_dog_skips_a_parameter_without_a_gradient_where_the_package_raises(name, error, impl):
+    """The documented exception to "the package's numbers or its error" (README, DoG's
+    docstring): a parameter without a gradient in a step (frozen, unused) is skipped, as
+    torch.optim skips it, where the dog package raises on it."""
+    outcomes = []
+    for make in (getattr(dog, name), lambda ps: getattr(optim, name)(ps, impl=impl)):
+        params = make_params()
+        optimizer = make(params)
+        run_steps(optimizer, params, range(2))
+        kept = params[1].detach().clone()
+        optimizer.zero_grad()
+        noisy_loss(params, 2).backward()
+        params[1].grad = None
+        try:
+            optimizer.step()
+        except Exception as caught:  # (the package's, compared below)
+            outcomes.append(type(caught))
+        else:
+            outcomes.append(torch.equal(params[1].detach(), kept))
+    assert outcomes == [error, True]
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 BAD = [
