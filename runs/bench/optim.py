@@ -161,7 +161,8 @@ def parse_model(spec: str) -> Shape:
         groups, grouped, rest = spec.rpartition("g")
         count, numel = rest.split("x")
         factor = scale.get(numel[-1], 1)
-        shape = Shape(int(count), int(numel.rstrip("kM")) * factor, int(groups) if grouped else 1)
+        digits = numel[:-1] if numel[-1] in scale else numel  # (one suffix: "4Mk" is refused)
+        shape = Shape(int(count), int(digits) * factor, int(groups) if grouped else 1)
     except (ValueError, IndexError):  # no "x", a number missing ("4x") or not a number
         shape = Shape(0, 0)
     if min(shape) < 1:

@@ -105,6 +105,14 @@ def test_model_shapes_parse_and_bad_ones_are_named():
             parse_model(bad)
 
 
+@pytest.mark.parametrize("bad", ["4x4Mk", "4x1kM", "4x4kk"])
+def test_a_stacked_size_suffix_is_refused(bad):
+    """Before: the multiplier came from the last letter and every trailing k or M was stripped,
+    so "4x4Mk" timed 4 tensors of 4k under the label "4x4Mk"."""
+    with pytest.raises(ValueError, match=repr(bad)):
+        parse_model(bad)
+
+
 def test_grouped_shapes_give_per_layer_learning_rates():
     groups = _params(parse_model("3g2x5"), lr=0.1)
     assert [len(g["params"]) for g in groups] == [2, 2, 2]
