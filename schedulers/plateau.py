@@ -78,6 +78,7 @@ class ReduceOnPlateau(Schedule):
 
     name = "reduce_on_plateau"
     reactive = True
+    _reductions: int | None = None  # (an instance unpickled from before it was kept: as loaded)
 
     def __init__(
         self,
@@ -110,7 +111,7 @@ class ReduceOnPlateau(Schedule):
     def reset(self) -> None:
         """Forget all observations: multiplier 1, no best value, no bad epochs, no cooldown."""
         self.multiplier = 1.0
-        self._reductions: int | None = 0  # (see _scaled)
+        self._reductions = 0  # (see _scaled)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
