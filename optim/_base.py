@@ -1212,15 +1212,17 @@ class RuleOptimizer(Optimizer):
         """The body of :meth:`step`, after the closure."""
         unread = self._group_keys_unread
         keys = set() if unread is None else self.defaults.keys() - unread
+        short = None  # (one pass: the first group missing a key torch's step reads, if any)
+        if keys:
+            groups = enumerate(self.param_groups)
+            short = next((i for i, group in groups if not keys <= group.keys()), None)
         merged = (
             self._merged_steps()
-            if self._per_tensor_arguments
-            and len(self.param_groups) > 1
-            and all(keys <= group.keys() for group in self.param_groups)  # (else: see below)
+            if self._per_tensor_arguments and len(self.param_groups) > 1 and short is None
             else ()
         )
         for index, group in enumerate(self.param_groups):
-            if not keys <= group.keys():  # torch's KeyError at this group's turn
+            if index == short:  # torch's KeyError at this group's turn, those before updated
                 raise KeyError(next(key for key in keys if key not in group))
             params = group["params"]
             if index in merged or not params:  # (a group emptied in place: nothing, as torch)
