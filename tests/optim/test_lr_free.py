@@ -2078,6 +2078,18 @@ def test_a_refused_sparse_gradient_says_what_the_package_does(name, says):
     with pytest.raises(RuntimeError, match=rf"parameter 0 of param group 0.*{says}") as error:
         optimizer.step(lambda: torch.tensor(1.0)) if name == "SPS" else optimizer.step()
     assert "torch.optim" not in str(error.value)
+    if name == "SPS":
+        return  # (no package)
+    # what the message says of the package is what the package does
+    reference = getattr(dog, name) if name in ("DoG", "LDoG") else reference_class(name)
+    package = reference(embedding.parameters())
+    if name in SCHEDULE_FREE:
+        package.train()
+    if "fails" in says:
+        with pytest.raises((RuntimeError, NotImplementedError)):
+            package.step()
+    else:
+        package.step()
 
 
 @pytest.mark.parametrize("impl", IMPLS)
