@@ -1284,7 +1284,7 @@ def refuse_narrow_numpy_numbers(owner: ReducingOptimizer, group: dict, index: in
         value = group[key]
         items = enumerate(value) if isinstance(value, tuple) else [(None, value)]
         for position, item in items:
-            if isinstance(item, np.floating) and item.dtype.itemsize < 8:
+            if _is_narrow(item):
                 name = key if position is None else f"{key}[{position}]"
                 origin = " (the estimate, d0 at the start)" if key == "d" else ""
                 raise TypeError(
@@ -1295,10 +1295,14 @@ def refuse_narrow_numpy_numbers(owner: ReducingOptimizer, group: dict, index: in
                 )
 
 
+def _is_narrow(item: Any) -> bool:
+    """Whether ``item`` is a NumPy float narrower than float64."""
+    return isinstance(item, np.floating) and item.dtype.itemsize < 8
+
+
 def _has_narrow(value: Any) -> bool:
     """Whether ``value`` (or an item of it, a tuple) is a NumPy float narrower than float64."""
-    items = value if isinstance(value, tuple) else (value,)
-    return any(isinstance(item, np.floating) and item.dtype.itemsize < 8 for item in items)
+    return any(map(_is_narrow, value if isinstance(value, tuple) else (value,)))
 
 
 @functools.cache

@@ -481,6 +481,19 @@ def _start_distance(problem: Any) -> tuple[float, float]:
     return distance, distance**2
 
 
+def _require_global_smoothness(problem: Any, name: str) -> float:
+    """``problem.L``, a finite L-smoothness constant valid everywhere; else ``ValueError`` (a
+    non-smooth problem, L = inf, or an L local to x*, ``L_is_global=False``)."""
+    L = float(problem.L)
+    if not math.isfinite(L) or not getattr(problem, "L_is_global", True):
+        raise ValueError(
+            f"{name} needs f L-smooth everywhere, got {type(problem).__name__} with L={L:.6g}"
+            + ("" if math.isfinite(L) else " (not smooth)")
+            + ("" if getattr(problem, "L_is_global", True) else " (the smoothness at x* only)")
+        )
+    return L
+
+
 def _require_convex(problem: Any, name: str) -> None:
     if not getattr(problem, "is_convex", False):
         raise ValueError(
@@ -917,9 +930,7 @@ def pl_bound(problem: Any) -> Bound:
             f"pl_bound needs a problem with a Polyak-Łojasiewicz constant pl_constant > 0, got "
             f"{type(problem).__name__} with pl_constant={pl!r}"
         )
-    if not getattr(problem, "L_is_global", True):
-        raise ValueError(f"pl_bound needs a globally L-smooth problem, got {problem!r}")
-    L = problem.L
+    L = _require_global_smoothness(problem, "pl_bound")
     gap0 = _gap0(problem)
     return Bound(
         name="gd_pl",

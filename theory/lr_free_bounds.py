@@ -50,7 +50,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from theory.bounds import Bound, _positive, _require_convex, _start_distance
+from theory.bounds import (
+    Bound,
+    _positive,
+    _require_convex,
+    _require_global_smoothness,
+    _start_distance,
+)
 
 __all__ = [
     "armijo_bound",
@@ -110,19 +116,6 @@ def _require_full_loss(problem: Any, name: str, why: str) -> None:
             f"{name} needs the full loss ({why}), got the sampled problem {problem!r} "
             "(stochastic=True); allowed: a problem with full gradients (batch_size=None)"
         )
-
-
-def _require_global_smoothness(problem: Any, name: str) -> float:
-    """``problem.L``, a finite L-smoothness constant valid everywhere; else ``ValueError`` (a
-    non-smooth problem, L = inf, or an L local to x*, ``L_is_global=False``)."""
-    L = float(problem.L)
-    if not math.isfinite(L) or not getattr(problem, "L_is_global", True):
-        raise ValueError(
-            f"{name} needs f L-smooth everywhere, got {type(problem).__name__} with L={L:.6g}"
-            + ("" if math.isfinite(L) else " (not smooth)")
-            + ("" if getattr(problem, "L_is_global", True) else " (the smoothness at x* only)")
-        )
-    return L
 
 
 def d_estimate_bound(problem: Any, method: str, factor: float | None = None) -> Bound:
