@@ -9,16 +9,21 @@ with :class:`schedulers.cosine.RestartCycles`: exactly, ``cycle_mul`` read as th
 prints as (``t_initial=7, cycle_mul=1.3``: cycle 1 starts at ``t = 7``, as in timm). timm takes
 the index from a float logarithm, which at a few cycle starts rounds down, so its value there is
 the previous cycle's end (``lr_min``) instead of the new peak (e.g. ``t_initial=1, cycle_mul=3,
-t=121``; ``t_initial=50, cycle_mul=1.2, t=182``); here such a step starts the new cycle.
+t=121``; ``t_initial=50, cycle_mul=1.2, t=182``); here such a step starts the new cycle. At
+others its float start rounds above ``t``, so its ``t_curr`` is a tiny negative number, which
+with a non-integer ``k_decay`` makes ``t_curr ** k_decay`` complex and timm raise a
+``TypeError`` (``t_initial=10, cycle_mul=1.3, cycle_limit=10, k_decay=0.5, t=23``); here it
+is the new peak.
 
-timm's warmup and noise are compositions here (timm's warmup ramps linearly from
-``warmup_lr_init`` over ``warmup_t`` steps):
+timm's warmup and noise are compositions here. timm's warmup ramps linearly from
+``warmup_lr_init`` over ``warmup_t`` steps to an end value ``end``, up or down; write it as
+``ramp = polynomial_decay(warmup_lr_init, warmup_t, end_learning_rate=end, power=1.0)``, which
+takes any ``end >= 0`` (a ``linear`` ramp's factors cannot go above 1 or start from an end of 0):
 
-* ``warmup_prefix=True``: ``join([linear(base_lr, warmup_lr_init / base_lr, 1.0, warmup_t), s],
-  [warmup_t])``;
+* ``warmup_prefix=True``: ``join([ramp, s], [warmup_t])`` with ``end = base_lr``;
 * ``warmup_prefix=False`` (timm's default: the schedule's clock includes the warmup):
   ``join([ramp, s.shift(-warmup_t)], [warmup_t])``; the cosine's ramp ends at ``base_lr``, the
-  tanh's at ``s(warmup_t)``;
+  tanh's at ``s(warmup_t)``, which can be below ``warmup_lr_init`` or 0 (timm then ramps down);
 * noise: :class:`schedulers.noise.noisy`.
 """
 

@@ -86,8 +86,9 @@ class Noisy(Schedule):
     ``noise_seed + t``): every rank and every resume sees the same value. Deliberate
     differences: the draws come from :func:`open_uniform` instead of torch's generator (the same
     distribution, other numbers), the truncated normal is drawn by inverting its CDF instead of
-    by rejection, and ``noise_std`` is honoured (timm stores it but its normal draw ignores it:
-    with the default ``noise_std=1`` the two agree). ``noise_pct < 1`` keeps the value ``>= 0``.
+    by rejection, and ``noise_std`` is honoured, as in timm 1.0.31 (older timm releases stored it
+    but their normal draw ignored it: with the default ``noise_std=1`` all agree).
+    ``noise_pct < 1`` keeps the value ``>= 0``.
 
     Args:
         schedule: the schedule the noise multiplies.

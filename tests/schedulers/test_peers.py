@@ -159,31 +159,50 @@ def test_tanh_decay_is_timms_tanh_scheduler(kwargs):
     assert _worst(ours, lambda t: timm_tanh(t, 0.1, **kwargs)) <= 1e-12
 
 
+def _timm_ramp(warmup_lr_init, warmup_t, end):
+    # schedulers.annealing's recipe for timm's linear warmup, up or down
+    return S.polynomial_decay(warmup_lr_init, warmup_t, end_learning_rate=end, power=1.0)
+
+
 @pytest.mark.parametrize("prefix", [True, False])
 def test_timm_warmup_prefix_is_a_join_and_a_shift(prefix):
     W, w0, base = 300, 1e-4, 0.1
-    ramp = S.linear(base, w0 / base, 1.0, W)
     cosine = S.cosine_cycles(base, 4000, lr_min=1e-3)
-    ours = S.join([ramp, cosine if prefix else cosine.shift(-W)], [W])
+    ours = S.join([_timm_ramp(w0, W, base), cosine if prefix else cosine.shift(-W)], [W])
     reference = lambda t: timm_cosine(  # noqa: E731
         t, base, 4000, lr_min=1e-3, warmup_t=W, warmup_lr_init=w0, warmup_prefix=prefix
     )
     assert _worst(ours, reference, 6000) <= 1e-12
     tanh = S.tanh_decay(base, 4000)
     end = base if prefix else tanh(W)
-    ours = S.join([S.linear(end, w0 / end, 1.0, W), tanh if prefix else tanh.shift(-W)], [W])
+    ours = S.join([_timm_ramp(w0, W, end), tanh if prefix else tanh.shift(-W)], [W])
     reference = lambda t: timm_tanh(  # noqa: E731
         t, base, 4000, warmup_t=W, warmup_lr_init=w0, warmup_prefix=prefix
     )
     assert _worst(ours, reference, 6000) <= 1e-12
 
 
+@pytest.mark.parametrize("t_initial", [10, 30])
+def test_timm_tanh_warmup_ramping_down_is_the_same_recipe(t_initial):
+    # warmup_prefix=False with warmup_t past (10) or near (30) the end of the tanh's cycle: timm
+    # ramps from warmup_lr_init down to s(warmup_t) = 0 or about 9e-4, below warmup_lr_init
+    W, w0, base = 28, 0.05, 0.1
+    tanh = S.tanh_decay(base, t_initial)
+    assert tanh(W) < w0
+    ours = S.join([_timm_ramp(w0, W, tanh(W)), tanh.shift(-W)], [W])
+    reference = lambda t: timm_tanh(t, base, t_initial, warmup_t=W, warmup_lr_init=w0)  # noqa: E731
+    assert ours(0) == w0
+    assert ours(W - 1) < ours(1) < w0
+    assert _worst(ours, reference, 200) <= 1e-12
+
+
 @pytest.mark.parametrize("noise_type", ["normal", "uniform"])
 def test_timm_noise_bounds_range_distribution_and_purity(noise_type):
     # timm/scheduler/scheduler.py, Scheduler._add_noise: lr + lr * noise at noise_range_t[0] <= t
-    # < noise_range_t[1]; normal: randn resampled until |noise| < noise_pct (noise_std unused:
-    # std 1); uniform: 2 * (rand - 0.5) * noise_pct. The numbers come from another generator, so
-    # the distribution is compared: the truncated normal's and the uniform's moments.
+    # < noise_range_t[1]; normal: randn resampled until |noise| < noise_pct (std 1, the default
+    # noise_std; older timm releases ignored noise_std); uniform: 2 * (rand - 0.5) * noise_pct.
+    # The numbers come from another generator, so the distribution is compared: the truncated
+    # normal's and the uniform's moments.
     base = S.cosine_decay(0.1, 10**6)
     s = S.noisy(base, noise_pct=0.67, noise_type=noise_type, noise_range_t=[1000, 201_000])
     t = np.arange(0, 202_000)
