@@ -390,7 +390,11 @@ class SGD(RuleOptimizer, torch.optim.SGD):
         every occurrence gets a buffer of its own and the state keeps the last one."""
         fresh = super()._ensure_state(group, params, states)
         if any(fresh) and _repeats(params):
-            if self._group_impl(group) != "single" and not all(fresh):
+            if (
+                self._group_impl(group) != "single"
+                and not self._default_loops_over_repeats(group, params)
+                and not all(fresh)
+            ):
                 warnings.warn(
                     "SGD: a param group holds a parameter more than once and a momentum buffer "
                     "is made after the first step; torch's foreach path then updates the "

@@ -2357,6 +2357,7 @@ def test_a_copied_optimizer_keeps_its_path_and_continues_as_torch(impl, how):
 
 FUSED = ("Adam", "AdamW", "SGD", "Adagrad")  # the classes with torch's fused=True
 REPEATED_PATHS = [  # (ours, torch's): the path of ours and the torch path it reproduces
+    ({}, {}),  # the defaults: on a CPU torch's is its for-loop path
     ({"foreach": True}, {"foreach": True}),
     ({"foreach": False}, {"foreach": False}),
     ({"impl": "flat"}, {"foreach": True}),
@@ -2378,9 +2379,10 @@ def test_a_parameter_given_twice_is_updated_once_per_occurrence_as_torch(case, p
     meanwhile updates it once per occurrence, each path in its own order: the for-loop path one
     occurrence after the other, the foreach path each op over the whole list (an occurrence
     sees the op of the one before), the fused kernels every step count first, then one after
-    the other. A buffer SGD makes at the first step is one per occurrence, the last kept.
-    Each path of ours gives its torch path's parameters and state dict (the packed small
-    tensors and a blocked large one), with torch's warning and none of ours."""
+    the other; its default (``foreach`` unset) is its for-loop path on a CPU. A buffer SGD
+    makes at the first step is one per occurrence, the last kept. Each path of ours gives its
+    torch path's parameters and state dict (the packed small tensors and a blocked large one),
+    with torch's warning and none of ours."""
     name, kwargs = case
     ours_path, torch_path = paths
     shapes = [(7, 5)] * PACK_AT_LEAST + [(3 * SMALL_BLOCK + 17,)]
@@ -2457,7 +2459,8 @@ def test_sgd_says_where_a_repeated_parameter_cannot_follow_torchs_foreach_path()
     """A parameter given twice and a momentum buffer made after the first step (a parameter
     without gradient until then): torch's foreach SGD updates the buffers one index at a time
     in that step, which a rule over lists does not reproduce when a buffer occurs twice. Ours
-    warns there; with ``foreach=False`` it gives torch's for-loop path's numbers, silently."""
+    warns there with ``foreach=True``; with ``foreach=False``, and by default (torch's default
+    on a CPU is its for-loop path), it gives torch's for-loop path's numbers, silently."""
     kwargs = {"lr": 0.05, "momentum": 0.9, "dampening": 0.1}
 
     def run(cls, **path):
@@ -2471,12 +2474,13 @@ def test_sgd_says_where_a_repeated_parameter_cannot_follow_torchs_foreach_path()
             _train(optimizer, params, 2)
         return params, [str(w.message) for w in record]
 
-    _, messages = run(optim.SGD)
+    _, messages = run(optim.SGD, foreach=True)
     assert any("momentum buffer is made after the first step" in m for m in messages)
     reference, _ = run(torch.optim.SGD, foreach=False)
-    ours_params, messages = run(optim.SGD, foreach=False)
-    assert not messages
-    _close(ours_params, reference)
+    for path in ({"foreach": False}, {}):
+        ours_params, messages = run(optim.SGD, **path)
+        assert not messages
+        _close(ours_params, reference)
 
 
 @pytest.mark.parametrize(
