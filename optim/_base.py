@@ -201,8 +201,11 @@ def _holds_containers(group: dict) -> bool:
     )
 
 
-def step_dtype() -> torch.dtype:
-    """dtype of the ``step`` counters, as torch.optim picks it (float64 if that is the default)."""
+def step_dtype(fused: bool = False) -> torch.dtype:
+    """dtype of new ``step`` counters, as torch.optim picks it (``_get_scalar_dtype``): float32
+    for its fused kernels (``fused``), else float64 if that is the default dtype."""
+    if fused:
+        return torch.float32
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
@@ -1044,7 +1047,8 @@ class RuleOptimizer(Optimizer):
         return p.device if group.get("capturable") or self.impl == "flat" else torch.device("cpu")
 
     def _new_step(self, group: dict, p: Tensor) -> Tensor:
-        step = torch.zeros((), dtype=step_dtype(), device=self._step_device(group, p))
+        dtype = step_dtype(bool(group.get("fused")))
+        step = torch.zeros((), dtype=dtype, device=self._step_device(group, p))
         if self.impl == "flat" and step.device.type != "cpu":
             self._unstepped[id(step)] = (weakref.ref(step), step._version)
         return step
@@ -2062,9 +2066,9 @@ class RuleOptimizer(Optimizer):
 
         Step counters end where this optimizer keeps them: on the host by default, on the
         parameter's device with ``capturable=True`` or the flat path (in :func:`step_dtype`
-        there). A counter on the host is kept as saved, in its dtype, as torch keeps it (a
-        float64 counter of a process whose default dtype was float64 stays float64; an integer
-        counter counts on as an integer).
+        there: float32 with ``fused`` or ``capturable``, as torch's). A counter on the host is
+        kept as saved, in its dtype, as torch keeps it (a float64 counter of a process whose
+        default dtype was float64 stays float64; an integer counter counts on as an integer).
         As in torch.optim, a loaded tensor already of the right device and dtype is kept, not
         copied: the state tensors of ``opt2.load_state_dict(opt1.state_dict())`` are
         ``opt1``'s own, the counters too, and a step of either advances both (the counters had
@@ -2085,7 +2089,8 @@ class RuleOptimizer(Optimizer):
                     if on_host:
                         state["step"] = step  # torch's: as saved (float64, an integer dtype)
                     else:
-                        state["step"] = step.to(device=device, dtype=step_dtype())
+                        fused = group.get("fused") or group.get("capturable")  # (torch's)
+                        state["step"] = step.to(device=device, dtype=step_dtype(bool(fused)))
 
 
 FusedOptimizer = RuleOptimizer  # the first version's name, kept for existing imports

@@ -2675,3 +2675,25 @@ def test_fused_with_capturable_trains_on_a_cpu_as_torchs_fused_kernels(name):
     for a, b in zip(results[1], results[0]):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert not any(map(torch.equal, results[0], start)), "nothing moved"
+
+
+@pytest.mark.parametrize("name", ["Adam", "Adagrad"])
+def test_fused_counters_are_float32_under_a_float64_default_as_torchs(name):
+    """torch's fused classes make their ``step`` counters float32 whatever the default dtype
+    (``torch.optim.optimizer._get_scalar_dtype(is_fused=True)``), so their checkpoints and
+    ours hold the same dtypes; under ``torch.set_default_dtype(torch.float64)`` ours made them
+    float64."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        dtypes = []
+        for cls in (theirs(name), ours(name)):
+            param = torch.nn.Parameter(torch.ones(3))
+            optimizer = cls([param], lr=0.1, fused=True)
+            param.grad = torch.ones_like(param)
+            optimizer.step()
+            dtypes.append([s["step"].dtype for s in optimizer.state_dict()["state"].values()])
+    finally:
+        torch.set_default_dtype(previous)
+    assert dtypes[0] == [torch.float32]
+    assert dtypes[1] == dtypes[0]
