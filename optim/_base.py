@@ -84,7 +84,8 @@ one of the paths in ``optim._paths``:
     the counters live on the host; the state views themselves are passed over only when
     something outside the optimizer may hold one, see :meth:`RuleOptimizer._storage_holds`
     and ``optim._state``); a parameter without a gradient, or state of another dtype
-    or shape than its parameter's, runs that group on the foreach path, and so does one that
+    or shape than its parameter's, runs that group on the foreach path (state of another dtype
+    with ``fused=True``: the RuntimeError of torch's fused kernels), and so does one that
     must stay where it lies (shared or pinned memory, memory another tensor holds, overlapping
     elements: :func:`_kept_where_they_lie`), or whose state must (in shared memory, as Hogwild
     shares an optimizer's state: ``optim._paths.in_fixed_memory``, which the default path's
@@ -375,6 +376,34 @@ def _with_step_hooks(step: Callable[..., Any], args: tuple, kwargs: dict) -> Any
     ):
         post_hook(optimizer, args, kwargs)
     return out
+
+
+_SCALAR_TYPE_NAMES = {
+    torch.float64: "Double",
+    torch.float32: "Float",
+    torch.float16: "Half",
+    torch.bfloat16: "BFloat16",
+}
+
+
+def _refuse_fused_state_dtypes(params: list[Tensor], states: list[dict], keys: tuple) -> None:
+    """torch's ``RuntimeError`` where a ``fused=True`` step meets state of another dtype than
+    its parameter's (``model.double()`` after the first step), which torch's fused kernels
+    refuse at the step, leaving the parameters where they were (the other paths take it, and
+    so did this one: its numbers were the foreach path's). Checked as a layout is built."""
+    for position, (p, state) in enumerate(zip(params, states)):
+        for key in keys:
+            value = state.get(key)
+            if isinstance(value, Tensor) and value.dtype != p.dtype:
+                expected = _SCALAR_TYPE_NAMES.get(p.dtype, str(p.dtype))
+                found = _SCALAR_TYPE_NAMES.get(value.dtype, str(value.dtype))
+                raise RuntimeError(
+                    f"expected scalar type {expected} but found {found} (fused=True: the state "
+                    f"{key!r} of parameter {position} of its group is {value.dtype} and the "
+                    f"parameter {p.dtype}, which torch's fused kernels refuse; convert the "
+                    "model before the optimizer is built, or load a state dict, which casts "
+                    "the state to the parameters' dtype)"
+                )
 
 
 def _repeats(params: list[Tensor]) -> bool:
@@ -1860,6 +1889,7 @@ class RuleOptimizer(Optimizer):
                 for p in params:  # refuse (meta, complex), checked as a layout is built
                     _device_dtype_check_for_fused(p, **cpu_only)  # (the keyword only where
                     # it is needed: a torch whose check lacks it still runs the rest)
+                _refuse_fused_state_dtypes(params, states, keys)
             if self.compile and not self._complex_as_real and not self._linear:
                 self._refuse_compiled_complex(params)
             if _updated_over_one_another(params):  # no layout holds a tensor twice: torch's

@@ -2677,6 +2677,32 @@ def test_fused_with_capturable_trains_on_a_cpu_as_torchs_fused_kernels(name):
     assert not any(map(torch.equal, results[0], start)), "nothing moved"
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_fused_refuses_state_of_another_dtype_as_torchs_fused_kernels(name):
+    """``model.double()`` after the first step leaves float32 state beside float64 parameters:
+    torch's fused kernels raise a RuntimeError at the next step and leave the parameters where
+    they were. Ours gives that error, torch's words first; it had trained on with the foreach
+    path's numbers (SGD, Adagrad) or raised that path's own error (Adam, AdamW)."""
+    kwargs = {"lr": 0.1, "momentum": 0.9} if name == "SGD" else {"lr": 0.1}
+    messages = []
+    for cls in (theirs(name), ours(name)):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 2)
+        optimizer = cls(model.parameters(), fused=True, **kwargs)
+        model(torch.ones(3, 4)).square().mean().backward()
+        optimizer.step()
+        model.double()
+        optimizer.zero_grad()
+        model(torch.ones(3, 4, dtype=torch.float64)).square().mean().backward()
+        before = model.weight.detach().clone()
+        with pytest.raises(RuntimeError) as error:
+            optimizer.step()
+        messages.append(str(error.value))
+        assert torch.equal(model.weight.detach(), before)
+    assert messages[0] == "expected scalar type Double but found Float"
+    assert messages[1].startswith(messages[0])
+
+
 @pytest.mark.parametrize("name", ["Adam", "Adagrad"])
 def test_fused_counters_are_float32_under_a_float64_default_as_torchs(name):
     """torch's fused classes make their ``step`` counters float32 whatever the default dtype
