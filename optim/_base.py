@@ -413,18 +413,35 @@ def _repeats(params: list[Tensor]) -> bool:
 
 
 def _updated_over_one_another(params: list[Tensor]) -> bool:
-    """Whether a parameter occurs more than once (:func:`_repeats`), or two start at the same
-    memory (``p1.data = p0.data``): torch then updates that memory once per occurrence, each of
-    its paths in its own order, which only its lists as they are reproduce (a packed or flat
-    layout holds a copy per tensor, a blocked one reorders the ops). The rarer partial overlap
-    of two views, and memory shared only after the layout was made, are not looked for."""
+    """Whether a parameter occurs more than once (:func:`_repeats`), or two share memory
+    (``p1.data = p0.data``; overlapping views of one tensor, ``base[:6]`` and ``base[4:]``):
+    torch then updates that memory once per occurrence, each of its paths in its own order,
+    which only its lists as they are reproduce (a packed or flat layout holds a copy per tensor,
+    so one view's update of the shared elements was lost; a blocked one reorders the ops).
+    Views of one storage are told apart by the span of memory each reaches, so interleaved
+    views (``base[::2]``, ``base[1::2]``) run on lists too, with the same numbers. Memory
+    shared only after the layout was made is not looked for."""
     if _repeats(params):
         return True
-    pointers = list(map(Tensor.data_ptr, params))
-    if len(set(pointers)) == len(pointers):
+    storages = [p.untyped_storage().data_ptr() for p in params]
+    if len(set(storages)) == len(storages):
         return False
-    nonempty = [pointer for p, pointer in zip(params, pointers) if p.numel()]  # (empty: no data)
-    return len(set(nonempty)) < len(nonempty)
+    held = collections.Counter(storages)
+    spans: dict[int, list[tuple[int, int]]] = {}  # storage address -> (first byte, end byte)
+    for p, storage in zip(params, storages):
+        if held[storage] > 1 and p.numel():  # (empty: no data)
+            start = p.data_ptr()
+            reach = sum((n - 1) * stride for n, stride in zip(p.shape, p.stride()))
+            spans.setdefault(storage, []).append((start, start + (reach + 1) * p.element_size()))
+    for shared in spans.values():
+        if len(shared) > 1:
+            shared.sort()
+            end = shared[0][1]
+            for first, last in shared[1:]:
+                if first < end:
+                    return True
+                end = max(end, last)
+    return False
 
 
 def _kept_where_they_lie(params: list[Tensor], groups: list[dict]) -> bool:

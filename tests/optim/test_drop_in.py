@@ -2404,6 +2404,40 @@ def test_a_parameter_given_twice_is_updated_once_per_occurrence_as_torch(case, p
     )
 
 
+OVERLAPPING_CASES = [
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}),
+    ("Adam", {"lr": 0.1, "weight_decay": 0.1}),
+    ("AdamW", {"lr": 0.1}),
+    ("Adagrad", {"lr": 0.1, "weight_decay": 0.1}),
+    ("RMSprop", {"lr": 0.01, "weight_decay": 0.1}),
+    ("Adadelta", {"weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize("paths", REPEATED_PATHS[:4], ids=lambda paths: str(paths[0]))
+@pytest.mark.parametrize("case", OVERLAPPING_CASES, ids=lambda case: case[0])
+def test_overlapping_views_are_updated_once_per_view_as_torch(case, paths):
+    """Two parameters that are overlapping views of one tensor (``base[:6]`` and ``base[4:]``),
+    beside twenty small ones that the default path packs: torch updates the shared rows once
+    per view, each path in its order. Ours lost one view's update of them wherever the rule
+    reads the parameters (weight decay, AdamW), on the default and ``foreach=True`` paths."""
+    name, kwargs = case
+    ours_path, torch_path = paths
+    bases = []
+    for cls, path in ((theirs(name), torch_path), (ours(name), ours_path)):
+        generator = torch.Generator().manual_seed(0)
+        base = torch.randn(10, 6, generator=generator, dtype=torch.float64)
+        small = [torch.randn(3, generator=generator, dtype=torch.float64) for _ in range(20)]
+        params = [torch.nn.Parameter(p) for p in (base[:6], base[4:], *small)]
+        optimizer = cls(params, **kwargs, **path)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator, dtype=torch.float64)
+            optimizer.step()
+        bases.append(base)
+    torch.testing.assert_close(bases[1], bases[0], rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("impl", ["foreach", "single", "flat"])
 @pytest.mark.parametrize(
     "numbers",
