@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,25 +64,68 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 # small shared helpers
 # ----------------------------------------------------------------------------------------------
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")
-    return seed
+def _integer(name: str, value: Any, minimum: int | None = None, allowed: str = "") -> int:
+    """``value`` as an int: Python and numpy integers (``operator.index``), never a bool;
+    TypeError for anything else, ValueError below ``minimum``, both naming ``name``, the value
+    and ``allowed`` (default "an integer >= minimum")."""
+    allowed = allowed or ("an integer" if minimum is None else f"an integer >= {minimum}")
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be {allowed}, got the bool {name}={value!r}")
+    try:
+        result = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be {allowed}, got {name}={value!r}") from None
+    if minimum is not None and result < minimum:
+        raise ValueError(f"{name} must be {allowed}, got {name}={value!r}")
+    return result
+
+
+def _check_seed(seed: Any, name: str = "seed") -> int:
+    return _integer(name, seed, 0, "a non-negative integer")
 
 
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(_check_seed(seed))
 
 
+def _real_array(name: str, value: Any) -> np.ndarray:
+    """``value`` (array-like or tensor) as a new float64 numpy array, or a TypeError naming
+    ``name``: complex, string, other non-numeric entries and scipy.sparse matrices (whose
+    conversion numpy gets wrong or words obscurely) are refused, never cast."""
+    if scipy.sparse.issparse(value):
+        raise TypeError(
+            f"{name} must be a dense array of real numbers, got a scipy.sparse "
+            f"{type(value).__name__} (convert it with .toarray())"
+        )
+    if torch.is_tensor(value):
+        value = value.detach().cpu()
+        array = value.resolve_conj().numpy() if value.is_complex() else value.double().numpy()
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as err:  # ragged nesting
+            raise TypeError(
+                f"{name} must be an array of real numbers, got {type(value).__name__} that "
+                f"numpy cannot read as one ({err})"
+            ) from err
+    real = array.dtype.kind in "biuf" or (
+        array.dtype.kind == "O"
+        and all(isinstance(v, numbers.Real) and not torch.is_tensor(v) for v in array.flat)
+    )
+    if not real:
+        raise TypeError(
+            f"{name} must be an array of real numbers (float or integer entries), got "
+            f"dtype {array.dtype} ({name}={value!r})"
+            if array.size <= 16
+            else f"{name} must be an array of real numbers (float or integer entries), got "
+            f"dtype {array.dtype}"
+        )
+    return array.astype(np.float64)
+
+
 def _vector(name: str, value: Any, dim: int) -> torch.Tensor:
     """``value`` as a finite float64 vector of length ``dim``, or a ValueError naming ``name``."""
-    try:
-        tensor = torch.as_tensor(
-            np.asarray(value, dtype=np.float64) if not torch.is_tensor(value) else value.detach(),
-            dtype=DTYPE,
-        ).clone()
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a vector of numbers, got {name}={value!r}") from err
+    tensor = torch.as_tensor(_real_array(name, value), dtype=DTYPE)
     if tensor.shape != (dim,):
         raise ValueError(f"{name} must have shape ({dim},), got shape {tuple(tensor.shape)}")
     if not torch.isfinite(tensor).all():
@@ -112,13 +157,7 @@ def _data_matrix(name: str, X: Any) -> np.ndarray | scipy.sparse.csr_matrix:
         matrix = scipy.sparse.csr_matrix(X, dtype=np.float64)
         values = matrix.data
     else:
-        if torch.is_tensor(X):
-            X = X.detach().cpu().numpy()
-        try:
-            matrix = np.array(X, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be a matrix of numbers, got {type(X).__name__}") from err
-        values = matrix
+        matrix = values = _real_array(name, X)
     if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise ValueError(
             f"{name} must be a non-empty 2-D matrix (n samples, d features), got shape "
@@ -127,6 +166,20 @@ def _data_matrix(name: str, X: Any) -> np.ndarray | scipy.sparse.csr_matrix:
     if not np.isfinite(values).all():
         raise ValueError(f"{name} must contain only finite values")
     return matrix
+
+
+def _row_norms(X: np.ndarray | scipy.sparse.csr_matrix) -> np.ndarray:
+    """||x_i|| for every row of a dense or sparse X."""
+    if scipy.sparse.issparse(X):
+        return np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    return np.linalg.norm(X, axis=1)
+
+
+def _rounding_floor(d: int, top: float) -> float:
+    """100 d eps λ_max: below it, a computed eigenvalue of a d x d symmetric matrix with largest
+    eigenvalue λ_max is indistinguishable from 0 (LAPACK's error is a small multiple of
+    d eps λ_max)."""
+    return 100 * d * _EPS * top
 
 
 _DENSE_GRAM_UP_TO = 2048
@@ -171,7 +224,7 @@ def _gram_extreme_eigenvalues(X: np.ndarray | scipy.sparse.csr_matrix) -> tuple[
     else:
         eigenvalues = scipy.linalg.eigvalsh(X.T @ X / n)
         top, bottom = float(eigenvalues[-1]), float(eigenvalues[0])
-    if d > n or bottom <= 100 * d * _EPS * top:
+    if d > n or bottom <= _rounding_floor(d, top):
         bottom = 0.0
     return top, bottom
 
@@ -290,8 +343,11 @@ class Quadratic(Problem):
     r"""f(x) = 1/2 (x - x*)^T A (x - x*) + f*, with A symmetric positive semidefinite.
 
     ∇f(x) = A (x - x*), ∇²f = A, so ``L`` = λ_max(A) and ``mu`` = λ_min(A) (0 when A is
-    singular). Gradient descent's error evolves as x_k - x* = (I - ηA)^k (x_0 - x*), which is what
-    makes every rate of ``theory.bounds`` exact or tight here.
+    singular). From a matrix, the eigenvalues are computed (LAPACK) and those <= 1e-12 λ_max,
+    indistinguishable from rounding, count as 0 (for mu and ``pl_constant``); from a spectrum
+    or a condition number, the given eigenvalues are used exactly. Gradient descent's error
+    evolves as x_k - x* = (I - ηA)^k (x_0 - x*), which is what makes every rate of
+    ``theory.bounds`` exact or tight here.
 
     Build it from a matrix (``Quadratic(A, ...)``), from a spectrum
     (``Quadratic.from_spectrum``) or from a condition number (``Quadratic.from_condition_number``);
@@ -299,8 +355,10 @@ class Quadratic(Problem):
 
     Parameters
     ----------
-    A: symmetric positive semidefinite (d, d) matrix. Symmetry is checked to 1e-12 relative and
-        positive semidefiniteness to -1e-12 λ_max; violations raise ValueError.
+    A: symmetric positive semidefinite (d, d) matrix of real numbers (numpy, torch or nested
+        lists; complex, non-numeric and scipy.sparse input raises TypeError). Symmetry is
+        checked to 1e-12 relative and positive semidefiniteness to -1e-12 λ_max; violations
+        raise ValueError.
     x_star: the minimiser; default drawn from ``seed`` (standard normal).
     f_star: the minimum value (default 0).
     x0: the start; default drawn from ``seed`` (standard normal, independent of ``x_star``).
@@ -323,9 +381,7 @@ class Quadratic(Problem):
         _spectrum: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         generator = _generator(seed)
-        matrix = torch.as_tensor(
-            np.asarray(A, dtype=np.float64) if not torch.is_tensor(A) else A.detach(), dtype=DTYPE
-        ).clone()
+        matrix = torch.as_tensor(_real_array("A", A), dtype=DTYPE)
         if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
             raise ValueError(
                 f"A must be a non-empty square matrix, got shape {tuple(matrix.shape)}"
@@ -356,8 +412,11 @@ class Quadratic(Problem):
         self.eigenvalues = eigenvalues
         self.eigenvectors = eigenvectors
         self.L = top
+        # computed eigenvalues at or below 1e-12 λ_max are rounding noise of a singular A; given
+        # ones (from_spectrum) are exact
+        self._zero_up_to = 1e-12 * top if _spectrum is None else 0.0
         bottom = float(eigenvalues[0])
-        self.mu = bottom if bottom > 1e-12 * top else 0.0
+        self.mu = bottom if bottom > self._zero_up_to else 0.0
         dim = matrix.shape[0]
         self.x_star = (
             _vector("x_star", x_star, dim)
@@ -381,8 +440,11 @@ class Quadratic(Problem):
         x0: Any = None,
     ) -> Quadratic:
         """A = Q diag(eigenvalues) Q^T with Q Haar-random from ``seed``; L and mu are the largest
-        and smallest given eigenvalues exactly (not recomputed)."""
-        values = torch.as_tensor(np.asarray(eigenvalues, dtype=np.float64), dtype=DTYPE)
+        and smallest given eigenvalues exactly (not recomputed, however small: mu = 0 only when
+        a given eigenvalue is 0), and so is ``pl_constant`` (the smallest positive one). The
+        float64 A itself has eigenvalues within a few eps L of them."""
+        seed = _check_seed(seed)
+        values = torch.as_tensor(_real_array("eigenvalues", eigenvalues), dtype=DTYPE)
         if values.ndim != 1 or values.numel() == 0:
             raise ValueError(
                 f"eigenvalues must be a non-empty 1-D sequence, got shape {tuple(values.shape)}"
@@ -424,8 +486,9 @@ class Quadratic(Problem):
     ) -> Quadratic:
         """Spectrum from mu = L / kappa to L, ``dim`` values spaced ``"linear"``ly or
         ``"log"``arithmically (both ends included), rotated by a seeded Haar Q."""
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got dim={dim!r}")
+        dim = _integer("dim", dim, 1, "a positive integer")
+        if spacing not in ("linear", "log"):
+            raise ValueError(f"spacing must be 'linear' or 'log', got spacing={spacing!r}")
         kappa = _finite_float("kappa", kappa)
         if kappa < 1:
             raise ValueError(f"kappa must be >= 1 (it is L / mu), got kappa={kappa!r}")
@@ -442,10 +505,8 @@ class Quadratic(Problem):
             values = np.array([L])
         elif spacing == "linear":
             values = np.linspace(mu, L, dim)
-        elif spacing == "log":
-            values = np.geomspace(mu, L, dim)
         else:
-            raise ValueError(f"spacing must be 'linear' or 'log', got spacing={spacing!r}")
+            values = np.geomspace(mu, L, dim)
         values[0], values[-1] = mu if dim > 1 else L, L
         return cls.from_spectrum(values, seed=seed, **kwargs)
 
@@ -453,7 +514,7 @@ class Quadratic(Problem):
     def pl_constant(self) -> float:
         """The smallest positive eigenvalue of A: f - f* = ½ rᵀAr <= ||Ar||²/(2 λ_min⁺), so PL
         holds with it even when A is singular (mu = 0)."""
-        positive = self.eigenvalues[self.eigenvalues > 1e-12 * self.L]
+        positive = self.eigenvalues[self.eigenvalues > self._zero_up_to]
         return float(positive.min())
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -480,15 +541,12 @@ class _SampledFiniteSum:
     oracle_seed: int
 
     def _init_oracle(self, batch_size: int | None, oracle_seed: int) -> None:
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ValueError(
-                f"batch_size must be a positive integer or None (full gradients), got "
-                f"batch_size={batch_size!r}"
+        if batch_size is not None:
+            batch_size = _integer(
+                "batch_size", batch_size, 1, "a positive integer or None (full gradients)"
             )
         self.batch_size = batch_size
-        self.oracle_seed = _check_seed(oracle_seed)
+        self.oracle_seed = _check_seed(oracle_seed, "oracle_seed")
         self._batches: dict[int, np.ndarray] = {}
 
     @property
@@ -497,8 +555,7 @@ class _SampledFiniteSum:
 
     def batch(self, t: int) -> np.ndarray:
         """The indices of the terms update ``t`` samples (``batch_size`` of them)."""
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
-            raise ValueError(f"t must be a non-negative integer, got t={t!r}")
+        t = _integer("t", t, 0, "a non-negative integer")
         if self.batch_size is None:
             return np.arange(self.n)
         block, offset = divmod(int(t), self._BLOCK)
@@ -601,7 +658,7 @@ class LeastSquares(_SampledFiniteSum, Problem):
         if scipy.sparse.issparse(self.X_data):
             return self.mu
         eigenvalues = scipy.linalg.eigvalsh(self.X_data.T @ self.X_data / self.n)
-        positive = eigenvalues[eigenvalues > 100 * eigenvalues.size * _EPS * self.L]
+        positive = eigenvalues[eigenvalues > _rounding_floor(eigenvalues.size, self.L)]
         return float(positive.min())
 
     def sample_loss(self, x: torch.Tensor, indices: np.ndarray) -> torch.Tensor:
@@ -643,10 +700,20 @@ class LogisticRegression(Problem):
     ``LeastSquares``) and ``mu`` = l2.
 
     ``x_star`` is found by ``scipy.optimize.minimize`` (Newton-CG with the exact Hessian-vector
-    product) followed by Newton polishing, and checked: for a mu-strongly convex f,
-    ||w - w*|| ≤ ||∇f(w)|| / mu, so the solve is accepted only when that certificate is at most
-    1e-10 max(1, ||w||) (1e-10 relative); ``x_star_tol`` stores the certificate. ``f_star`` =
-    f(x_star); its error is at most L x_star_tol² / 2.
+    product) followed by damped Newton polishing, and certified by a bound on ||w - w*|| that
+    uses the data's curvature near w, not only mu = l2 (which alone would refuse every tiny l2):
+    σ' = σ(1 - σ) has |(log σ')'| = |1 - 2σ| <= 1, so within the ball ||v - w|| <= r every
+    weight σ'(y_i x_iᵀv) is at least e^{-R r} σ'(y_i x_iᵀw), R = max_i ||x_i||, and
+    ∇²f(v) ⪰ m(r) I with m(r) = e^{-R r} λ + l2, λ = λ_min((1/n) X^T D(w) X) (LAPACK, less its
+    rounding floor 100 d eps λ_max). Along every ray from w the directional derivative then
+    exceeds -||∇f(w)|| + m(r) t, so with g = ||∇f(w)|| and r = 2g / (λ + l2):
+    ||w - w*|| <= g / m(r) when g / m(r) <= r, and <= g / l2 (strong convexity) always; the
+    smaller applicable one is ``x_star_tol``. g is the computed gradient norm: its own rounding
+    error (about eps times the sum of the magnitudes of its terms) is not included. The solve is
+    accepted only when ``x_star_tol`` <= 1e-10 max(1, ||w||) (1e-10 relative), else
+    RuntimeError (the solver may not get there on separable data with a tiny l2, where w* is
+    far out and the loss nearly flat: seen at l2 = 1e-10 on 100 separable points in 5-D).
+    ``f_star`` = f(x_star); its error is at most L x_star_tol² / 2.
 
     Parameters
     ----------
@@ -680,12 +747,14 @@ class LogisticRegression(Problem):
         self.mu = l2
         self._X = _torch_matrix(self.X_data)
         self._y = torch.as_tensor(labels, dtype=DTYPE)
-        w, gradient_norm = self._solve()
-        self.x_star_tol = gradient_norm / self.mu
+        w = self._solve()
+        self.x_star_tol = self._distance_bound(w)
         if self.x_star_tol > 1e-10 * max(1.0, float(np.linalg.norm(w))):
             raise RuntimeError(  # a failure of the solver, not of the user's input
-                f"logistic regression solve did not reach 1e-10 relative accuracy: "
-                f"||grad f(w)|| / mu = {self.x_star_tol:.3g}"
+                f"logistic regression solve could not be certified to 1e-10 relative accuracy: "
+                f"the bound on ||w - w*|| is {self.x_star_tol:.3g} at ||w|| = "
+                f"{float(np.linalg.norm(w)):.3g} (l2={l2!r}; on separable data a tiny l2 puts "
+                f"w* far out, where the loss is nearly flat)"
             )
         self.x_star = torch.as_tensor(w, dtype=DTYPE)
         self.f_star = self._numpy_loss(w)
@@ -706,7 +775,25 @@ class LogisticRegression(Problem):
         curvature = scipy.special.expit(margins) * scipy.special.expit(-margins)
         return self.X_data.T @ (curvature * (self.X_data @ v)) / self.n + self.l2 * v
 
-    def _solve(self) -> tuple[np.ndarray, float]:
+    def _distance_bound(self, w: np.ndarray) -> float:
+        """A certified bound on ||w - w*|| (see the class docstring)."""
+        d = self.X_data.shape[1]
+        gradient = float(np.linalg.norm(self._numpy_grad(w)))
+        margins = self.y_data * (self.X_data @ w)
+        weights = np.sqrt(scipy.special.expit(margins) * scipy.special.expit(-margins))
+        if scipy.sparse.issparse(self.X_data):
+            weighted = scipy.sparse.diags(weights) @ self.X_data
+        else:
+            weighted = weights[:, None] * self.X_data
+        top, bottom = _gram_extreme_eigenvalues(weighted)  # of (1/n) X^T D(w) X
+        data = max(0.0, bottom - _rounding_floor(d, top))
+        radius = 2 * gradient / (data + self.l2)
+        local = math.exp(-float(np.max(_row_norms(self.X_data))) * radius) * data + self.l2
+        if gradient <= local * radius:
+            return gradient / local
+        return gradient / self.l2
+
+    def _solve(self) -> np.ndarray:
         d = self.X_data.shape[1]
         result = scipy.optimize.minimize(
             lambda w: (self._numpy_loss(w), self._numpy_grad(w)),
@@ -720,15 +807,23 @@ class LogisticRegression(Problem):
         hessian = scipy.sparse.linalg.LinearOperator(
             (d, d), dtype=np.float64, matvec=lambda v: self._numpy_hessp(w, v)
         )
-        for _ in range(5):  # Newton polishing: quadratic convergence from the solver's point
-            gradient = self._numpy_grad(w)
-            if np.linalg.norm(gradient) <= 1e-15 * max(1.0, np.linalg.norm(w)) * self.L:
+        gradient = self._numpy_grad(w)
+        for _ in range(20):  # Newton polishing: quadratic convergence from the solver's point
+            norm = np.linalg.norm(gradient)
+            if norm <= 1e-15 * max(1.0, np.linalg.norm(w)) * self.L:
                 break
             step = scipy.sparse.linalg.cg(hessian, gradient, rtol=1e-15, atol=0.0, maxiter=10 * d)[
                 0
             ]
-            w = w - step
-        return w, float(np.linalg.norm(self._numpy_grad(w)))
+            for _ in range(30):  # damped: halve the step until the gradient shrinks
+                candidate = self._numpy_grad(w - step)
+                if np.linalg.norm(candidate) < norm:
+                    break
+                step = step / 2
+            else:
+                break
+            w, gradient = w - step, candidate
+        return w
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         margins = self._y.to(x.dtype) * _matvec(self._X.to(x.dtype), x)
@@ -753,13 +848,23 @@ class _PiecewiseLinear(_SampledFiniteSum, Problem):
 
     Every (stochastic, minibatch) subgradient has norm at most ``G`` = max_i ||x_i||, so the
     problem is G-Lipschitz everywhere (no domain needed) and f is not smooth (``L`` = inf).
+    X may be a numpy array, a torch tensor or a scipy.sparse matrix (stored dense in
+    ``X_data``).
 
-    The minimiser solves a linear program (scipy's HiGHS): min (1/n) Σ u_i subject to
-    u_i >= s_i^± (x_iᵀw - c_i). The solver's vertex is then polished and certified: the terms
-    at their kink, E = {i : x_iᵀw = c_i}, determine w by X_E w = c_E (rank d), and optimality
-    0 ∈ ∂f(w) is checked by finding multipliers u_E ∈ [s⁻, s⁺] with X_Eᵀ u_E = -Σ_{i∉E} s_i x_i
-    (bounded least squares, residual <= 1e-9 of the gradient scale); a solve that cannot be
-    certified raises RuntimeError. ``f_star`` = f(x_star) in float64.
+    The minimiser solves a linear program (scipy's HiGHS, on X and c scaled to max |entry| 1):
+    min (1/n) Σ u_i subject to u_i >= s_i^± (x_iᵀw - c_i). The solver's point is then polished
+    and certified. Polishing: the terms within 1e-7 (||x_i|| ||w|| + |c_i|) of their kink are put
+    on it by the minimum-norm correction solving X_E w = c_E (at a vertex, X_E has rank d and
+    this is the vertex itself); the unpolished point is tried next if that one fails.
+    Certificate: with E = {i : |x_iᵀw - c_i| <= 1e-9 (||x_i|| ||w|| + |c_i|)} (at the kink up
+    to rounding) and s_i the slope of every other term at w, multipliers u_E ∈ [s⁻, s⁺] are
+    found by bounded-variable least squares (``lsq_linear(method="bvls")``, an exact active-set
+    method) and g = (X_Eᵀ u_E + Σ_{i∉E} s_i x_i) / n must satisfy ||g|| <= 1e-9 Σ_i ||x_i|| / n.
+    Since h_i(z) >= u (z - c_i) for every u ∈ [s_i⁻, s_i⁺], this proves
+    f(v) >= f(w) + gᵀ(v - w) - ε for every v, with ε = (1/n) Σ_{i∈E} (s_i⁺ - s_i⁻) |x_iᵀw - c_i|
+    <= 1e-9 (1/n) Σ_{i∈E} (||x_i|| ||w|| + |c_i|): w is a minimiser up to these relative
+    1e-9 slacks. A point that cannot be certified raises RuntimeError. ``f_star`` = f(x_star)
+    in float64.
     """
 
     L = math.inf
@@ -776,9 +881,9 @@ class _PiecewiseLinear(_SampledFiniteSum, Problem):
         batch_size: int | None,
         oracle_seed: int,
     ) -> None:
-        self.X_data = np.asarray(_data_matrix("X", X), dtype=np.float64)
-        if scipy.sparse.issparse(self.X_data):  # pragma: no cover - _data_matrix keeps dense
-            raise ValueError("X must be dense")
+        matrix = _data_matrix("X", X)
+        # a scipy.sparse X is densified: the LP, its certificate and the oracle work on rows
+        self.X_data = matrix.toarray() if scipy.sparse.issparse(matrix) else matrix
         self.n = self.X_data.shape[0]
         self._init_oracle(batch_size, oracle_seed)
         self._kinks, self._low, self._high = kinks, low, high
@@ -786,7 +891,7 @@ class _PiecewiseLinear(_SampledFiniteSum, Problem):
         self._c = torch.as_tensor(kinks, dtype=DTYPE)
         self._lo = torch.as_tensor(low, dtype=DTYPE)
         self._hi = torch.as_tensor(high, dtype=DTYPE)
-        self.G = float(np.sqrt(np.max(np.einsum("ij,ij->i", self.X_data, self.X_data))))
+        self.G = float(np.max(_row_norms(self.X_data)))
         self.x_star = torch.as_tensor(self._solve(), dtype=DTYPE)
         self.f_star = self._numpy_loss(self.x_star.numpy())
         self.x0 = self._start(x0, seed)
@@ -813,7 +918,12 @@ class _PiecewiseLinear(_SampledFiniteSum, Problem):
     def _solve(self) -> np.ndarray:
         X, c, lo, hi = self.X_data, self._kinks, self._low, self._high
         n, d = X.shape
-        # variables (w, u): minimise Σ u / n subject to s (X w - c) - u <= 0 for s = lo, hi
+        # HiGHS' tolerances are absolute (1e-7): solve for v = w x_scale / c_scale with X and c
+        # scaled to max |entry| 1, so that tiny or huge data are solved to the same accuracy
+        x_scale = float(np.abs(X).max()) or 1.0
+        c_scale = float(np.abs(c).max()) or 1.0
+        X, c = X / x_scale, c / c_scale
+        # variables (v, u): minimise Σ u / n subject to s (X v - c) - u <= 0 for s = lo, hi
         rows = [np.hstack([s[:, None] * X, -np.eye(n)]) for s in (lo, hi)]
         result = scipy.optimize.linprog(
             np.concatenate([np.zeros(d), np.full(n, 1.0 / n)]),
@@ -824,26 +934,54 @@ class _PiecewiseLinear(_SampledFiniteSum, Problem):
         )
         if result.status != 0:  # a failure of the solver, not of the user's input
             raise RuntimeError(f"the linear program for x* failed: {result.message}")
-        w = result.x[:d]
-        scale = float(np.linalg.norm(X, axis=1).max()) * (1.0 + float(np.linalg.norm(w)))
-        kink = np.abs(X @ w - c) <= 1e-7 * scale
-        if np.linalg.matrix_rank(X[kink]) == d:
-            w = np.linalg.lstsq(X[kink], c[kink], rcond=None)[0]
+        return self._certify(result.x[:d] * (c_scale / x_scale))
+
+    def _certify(self, w: np.ndarray) -> np.ndarray:
+        """``w`` moved onto its kinks and certified optimal (see the class docstring), or a
+        RuntimeError when no subgradient of norm <= 1e-9 Σ_i ||x_i|| / n is found there."""
+        X, c = self.X_data, self._kinks
+        tolerance = 1e-9 * float(_row_norms(X).sum())
+        # candidates: w moved onto the kinks it (nearly) sits on, by the minimum-norm
+        # correction of X_E v = c_E (the vertex itself when X_E has rank d), then w as given
+        near = np.abs(X @ w - c) <= 1e-7 * self._kink_scale(w)
+        correction = np.zeros_like(w)
+        if near.any():
+            correction = np.linalg.lstsq(X[near], c[near] - X[near] @ w, rcond=None)[0]
+        best = math.inf
+        for candidate in (w + correction, w):
+            residual = self._subgradient_residual(candidate)
+            if residual <= tolerance:
+                return candidate
+            best = min(best, residual)
+        raise RuntimeError(  # a failure of the solver, not of the user's input
+            f"could not certify the minimiser: min over subgradients of ||grad|| = "
+            f"{best / X.shape[0]:.3g} (expected 0)"
+        )
+
+    def _kink_scale(self, w: np.ndarray) -> np.ndarray:
+        """||x_i|| ||w|| + |c_i|: the size of the numbers x_iᵀw - c_i is computed from (its
+        rounding error is a multiple of eps times this)."""
+        return _row_norms(self.X_data) * np.linalg.norm(w) + np.abs(self._kinks)
+
+    def _subgradient_residual(self, w: np.ndarray) -> float:
+        """n min ||g|| over the ε-subgradients g at ``w`` that the certificate considers: terms
+        with |x_iᵀw - c_i| <= 1e-9 (||x_i|| ||w|| + |c_i|) (E: at the kink up to rounding of
+        the numbers z_i is computed from) contribute u_i x_i, u_i ∈ [s_i⁻, s_i⁺], the others
+        their slope; the u_E are found by bounded-variable least squares (exact, active set)."""
+        X, c, lo, hi = self.X_data, self._kinks, self._low, self._high
         z = X @ w - c
-        kink = np.abs(z) <= 1e-9 * scale
-        slopes = np.where(z > 0, hi, lo)
-        outside = X[~kink].T @ slopes[~kink]
-        if kink.any():
-            fit = scipy.optimize.lsq_linear(X[kink].T, -outside, bounds=(lo[kink], hi[kink]))
-            residual = float(np.linalg.norm(X[kink].T @ fit.x + outside))
-        else:
-            residual = float(np.linalg.norm(outside))
-        if residual > 1e-9 * max(1.0, float(np.abs(X).sum(axis=0).max())):
-            raise RuntimeError(  # a failure of the solver, not of the user's input
-                f"could not certify the minimiser: min over subgradients of ||grad|| = "
-                f"{residual / n:.3g} (expected 0)"
-            )
-        return w
+        kink = np.abs(z) <= 1e-9 * self._kink_scale(w)
+        outside = X[~kink].T @ np.where(z > 0, hi, lo)[~kink]
+        if not kink.any():
+            return float(np.linalg.norm(outside))
+        fit = scipy.optimize.lsq_linear(
+            X[kink].T, -outside, bounds=(lo[kink], hi[kink]), method="bvls"
+        )
+        return float(np.linalg.norm(X[kink].T @ fit.x + outside))
+
+
+def _synthetic_shape(n: Any, dim: Any) -> tuple[int, int]:
+    return _integer("n", n, 1, "a positive integer"), _integer("dim", dim, 1, "a positive integer")
 
 
 class LeastAbsoluteDeviations(_PiecewiseLinear):
@@ -880,7 +1018,12 @@ class LeastAbsoluteDeviations(_PiecewiseLinear):
         cls, n: int = 200, dim: int = 10, seed: int = 0, noise: float = 0.5, **kwargs: Any
     ) -> LeastAbsoluteDeviations:
         """Rows uniform on the unit sphere (G = 1), y = X w_true + Laplace(``noise``) noise,
-        w_true standard normal; everything drawn from ``seed``; x0 = 0 unless given."""
+        w_true standard normal; everything drawn from ``seed``; x0 = 0 unless given. ``n``,
+        ``dim``: positive integers; ``noise``: the Laplace scale, finite and >= 0."""
+        n, dim = _synthetic_shape(n, dim)
+        noise = _finite_float("noise", noise)
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0 (a Laplace scale), got noise={noise!r}")
         rng = np.random.default_rng(_check_seed(seed))
         X = rng.standard_normal((n, dim))
         X /= np.linalg.norm(X, axis=1, keepdims=True)
@@ -927,8 +1070,15 @@ class HingeLoss(_PiecewiseLinear):
     def synthetic(
         cls, n: int = 200, dim: int = 10, seed: int = 0, flip: float = 0.1, **kwargs: Any
     ) -> HingeLoss:
-        """Rows uniform on the unit sphere scaled by 2 (G = 2), labels sign(x_iᵀw_true) with a
-        fraction ``flip`` flipped; drawn from ``seed``; x0 = 0 unless given."""
+        """Rows uniform on the unit sphere scaled by 2 (G = 2), labels sign(x_iᵀw_true), each
+        flipped with probability ``flip`` ∈ [0, 1] (0: separable data, f* = 0); drawn from
+        ``seed``; x0 = 0 unless given. ``n``, ``dim``: positive integers."""
+        n, dim = _synthetic_shape(n, dim)
+        flip = _finite_float("flip", flip)
+        if not 0 <= flip <= 1:
+            raise ValueError(
+                f"flip must lie in [0, 1] (the probability of flipping a label), got flip={flip!r}"
+            )
         rng = np.random.default_rng(_check_seed(seed))
         X = rng.standard_normal((n, dim))
         X *= 2 / np.linalg.norm(X, axis=1, keepdims=True)
@@ -959,8 +1109,7 @@ class Rosenbrock(Problem):
     L_is_global = False
 
     def __init__(self, dim: int = 2, b: float = 100.0, x0: Any = None, seed: int = 0):
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-            raise ValueError(f"dim must be an integer >= 2, got dim={dim!r}")
+        dim = _integer("dim", dim, 2)
         b = _finite_float("b", b)
         if b <= 0:
             raise ValueError(f"b must be positive, got b={b!r}")
@@ -983,7 +1132,8 @@ class Rosenbrock(Problem):
 
         The box: f <= c forces (1 - x_i)² <= c for i < d-1, so x_i ∈ [1 - √c, 1 + √c], and
         b (x_{d-1} - x_{d-2}²)² <= c, so x_{d-1} ∈ [min x_{d-2}² - √(c/b), max x_{d-2}² +
-        √(c/b)]; each side is widened by ``margin`` times its width (and 1e-3). On it the
+        √(c/b)]; each side is widened by ``margin`` (finite, >= 0: a negative one would cut
+        the box inside the sublevel set) times its width, and by 1e-3. On it the
         tridiagonal Hessian (H_ii = 2[i<d-1] + 12 b x_i² [i<d-1] - 4 b x_{i+1} [i<d-1] +
         2 b [i>0], H_{i,i+1} = -4 b x_i) is bounded by Gershgorin's theorem with interval
         arithmetic: a certified, not a sampled, bound.
@@ -994,6 +1144,12 @@ class Rosenbrock(Problem):
         c = float(self.loss(self.x0)) if level is None else _finite_float("level", level)
         if c < 0:
             raise ValueError(f"level must be >= 0 (f >= 0), got level={c!r}")
+        margin = _finite_float("margin", margin)
+        if margin < 0:
+            raise ValueError(
+                f"margin must be >= 0 (the box must contain the sublevel set), got "
+                f"margin={margin!r}"
+            )
         d, b = self.dim, self.b
         lo, hi = np.full(d, 1 - math.sqrt(c)), np.full(d, 1 + math.sqrt(c))
         square_lo = 0.0 if lo[d - 2] <= 0 <= hi[d - 2] else min(lo[d - 2] ** 2, hi[d - 2] ** 2)
@@ -1089,8 +1245,7 @@ class ReddiCounterexample(Problem):
 
     def coefficient(self, t: int) -> float:
         """c_t, so that f_t(x) = c_t x (t counts updates already made, from 0)."""
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
-            raise ValueError(f"t must be a non-negative integer, got t={t!r}")
+        t = _integer("t", t, 0, "a non-negative integer")
         if self.stochastic:
             block, offset = divmod(int(t), self._BLOCK)
             return float(self._stochastic_block(block)[offset])
@@ -1106,7 +1261,8 @@ class ReddiCounterexample(Problem):
         return cache[block]
 
     def coefficients(self, steps: int) -> np.ndarray:
-        """c_0, ..., c_{steps-1}."""
+        """c_0, ..., c_{steps-1} (``steps``: a non-negative integer)."""
+        steps = _integer("steps", steps, 0, "a non-negative integer")
         if not self.stochastic:
             return np.where(np.arange(steps) % self.period == 0, self.large, self.small)
         blocks = [self._stochastic_block(b) for b in range(-(-steps // self._BLOCK))]
@@ -1124,8 +1280,21 @@ class ReddiCounterexample(Problem):
     def regret(self, iterates: Any) -> Regret:
         """R_t and R_t / t, t = 1..T, for the played points x_0..x_{T-1} (a sequence, a (T,) or
         (T, 1) tensor/array); the comparator is the best fixed point in hindsight,
-        min_{x∈[-1,1]} Σ c_s x = -|Σ c_s| (x = -1 whenever the sum is positive)."""
-        points = np.asarray(torch.as_tensor(np.asarray(iterates, dtype=np.float64)).reshape(-1))
+        min_{x∈[-1,1]} Σ c_s x = -|Σ c_s| (x = -1 whenever the sum is positive). The points
+        must be finite and lie in the feasible set [-1, 1] (``project`` keeps them there; the
+        regret of an infeasible point is not the online-learning regret), else ValueError."""
+        points = _real_array("iterates", iterates).reshape(-1)
+        if not np.isfinite(points).all():
+            index = int(np.argmax(~np.isfinite(points)))
+            raise ValueError(
+                f"iterates must be finite, got iterates[{index}]={float(points[index])!r}"
+            )
+        if (np.abs(points) > 1).any():
+            index = int(np.argmax(np.abs(points) > 1))
+            raise ValueError(
+                f"iterates must lie in the feasible set [-1, 1], got "
+                f"iterates[{index}]={float(points[index])!r}"
+            )
         c = self.coefficients(points.size)
         played = np.cumsum(c * points)
         best = -np.abs(np.cumsum(c))
@@ -1165,16 +1334,24 @@ class WilsonSeparable(LeastSquares):
     1 + 2 + 1, a negative one -1 + 2 - 5), so by its Lemma 3.1 AdaGrad, RMSProp and Adam from 0
     converge to w_ada = sign(X^T y) / 4 (``adaptive_solution``), which scores (y + 2)/4 > 0 on
     every test point: all are classified +1, test error P(y = -1) = 1 - p. Gradient descent
-    converges to the minimum-norm interpolant w = X^T (X X^T)^{-1} y (``x_star``), which puts
-    its weight on feature 1 and classifies every test point correctly (zero test error).
+    converges to the minimum-norm interpolant w = X^T (X X^T)^{-1} y (``x_star``).
+
+    When that interpolant classifies every test point correctly (zero test error) is derived
+    here, not taken from b > 0: X X^T = y yᵀ + 2·11ᵀ + diag(1 or 5), so by symmetry w =
+    X^T α with α_i depending only on y_i, and a test point scores y s + 2 t with s = yᵀα,
+    t = 1ᵀα. With n₊ and n₋ training labels +1 and -1, P = n₊, M = n₋/5, A = P + M,
+    B = P - M: s = (A + 2A² - 2B²)/Δ, t = B/Δ, Δ = (1 + A)(1 + 2A) - 2B² > 0, and every
+    test point is right iff s > 2|t|, i.e. P + M + 8PM > 2|P - M|: true whenever both labels
+    occur in training (n₊, n₋ >= 1), false when one is missing. So with all training labels
+    +1 (b = n > 0, possible for small n) x_star scores every test point positive and errs on
+    the negative ones, test error 1 - p like the adaptive methods.
 
     Parameters: ``n`` training points (>= 1), ``p`` ∈ (1/2, 1), ``seed`` for the labels.
     ``label_sum`` = b; the paper's analysis assumes b > 0 (probable for p > 1/2, not forced).
     """
 
     def __init__(self, n: int = 40, p: float = 0.7, seed: int = 0):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got n={n!r}")
+        n = _integer("n", n, 1, "a positive integer")
         p = _finite_float("p", p)
         if not 0.5 < p < 1:
             raise ValueError(f"p must lie in (1/2, 1) (the probability of label +1), got p={p!r}")
@@ -1213,13 +1390,15 @@ class WilsonSeparable(LeastSquares):
         """``count`` fresh test points (labels drawn with probability p from ``seed``) whose
         private features follow the training ones; returns (X_test restricted to the first
         3 + 5n columns, which is all a trained w can see, y_test)."""
+        count = _integer("count", count, 1, "a positive integer")
         labels = self._labels(count, _generator(seed))
         X = self.features(labels, first_index=self.n, dim=self.X_data.shape[1])
         return X, labels
 
     def test_error(self, w: torch.Tensor, count: int = 1000, seed: int = 1) -> float:
         """Fraction of ``count`` fresh test points misclassified by sign(<w, x>) (a score of 0
-        counts as an error)."""
+        counts as an error); ``w`` has the problem's dimension 3 + 5n."""
+        w = _vector("w", w, self.dim)
         X, labels = self.test_set(count, seed)
-        scores = X @ w.detach().to(DTYPE).numpy()
+        scores = X @ w.numpy()
         return float(np.mean(np.sign(scores) != labels))

@@ -64,6 +64,7 @@ import numpy as np
 import torch
 
 from theory.bounds import Bound, sgd_hyperparameters
+from theory.problems import _finite_float, _integer
 
 __all__ = [
     "average_iterate_bound",
@@ -88,12 +89,6 @@ _BLOCK = 2_000_000
 # ----------------------------------------------------------------------------------------------
 # input
 # ----------------------------------------------------------------------------------------------
-def _count(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    return int(value)
-
-
 def step_sizes(schedule: Any, steps: int | None = None) -> np.ndarray:
     """The step sizes η_1..η_T of ``schedule`` as a float64 array (``lrs[t]`` for update t).
 
@@ -110,7 +105,7 @@ def step_sizes(schedule: Any, steps: int | None = None) -> np.ndarray:
     if callable(schedule) and not torch.is_tensor(schedule):
         if steps is None:
             raise ValueError("steps is required for a callable schedule, got steps=None")
-        steps = _count("steps", steps)
+        steps = _integer("steps", steps, 1)
         values = None
         try:
             out = schedule(np.arange(steps))
@@ -138,7 +133,7 @@ def step_sizes(schedule: Any, steps: int | None = None) -> np.ndarray:
                 f"lrs must be a non-empty 1-D sequence of step sizes, got shape {values.shape}"
             )
         if steps is not None:
-            steps = _count("steps", steps)
+            steps = _integer("steps", steps, 1)
             if values.size < steps:
                 raise ValueError(
                     f"lrs has {values.size} step sizes, fewer than steps={steps}; give at "
@@ -188,12 +183,11 @@ def _gradient_bounds(G: Any, size: int) -> np.ndarray:
     return array**2
 
 
-def _distance(D: Any) -> float:
-    if isinstance(D, bool) or not isinstance(D, (int, float, np.integer, np.floating)):
-        raise TypeError(f"D must be a non-negative real number, got D={D!r}")
-    D = float(D)
-    if not (math.isfinite(D) and D >= 0):
-        raise ValueError(f"D must be a non-negative finite number, got D={D!r}")
+def _distance(D: Any, name: str = "D") -> float:
+    """``D`` (or the quantity ``name``) as a finite float >= 0, or an error naming it."""
+    D = _finite_float(name, D)
+    if D < 0:
+        raise ValueError(f"{name} must be a non-negative finite number, got {name}={D!r}")
     return D
 
 
@@ -356,12 +350,12 @@ def optimal_base_lr(
 # closed forms: oracles for the engine
 # ----------------------------------------------------------------------------------------------
 def harmonic_number(n: int) -> float:
-    """H_n = Σ_{j=1}^n 1/j (0 for n <= 0).
+    """H_n = Σ_{j=1}^n 1/j (0 for n <= 0); ``n`` an integer (numpy's too, not a bool).
 
     >>> harmonic_number(3)
     1.8333333333333333
     """
-    n = int(n)
+    n = _integer("n", n)
     return math.fsum(1.0 / j for j in range(1, n + 1)) if n > 0 else 0.0
 
 
@@ -374,8 +368,8 @@ def constant_closed_form_bound(T: int, D: float, G: float) -> float:
     >>> round(constant_closed_form_bound(1, 2.0, 3.0), 12)
     6.0
     """
-    T = _count("T", T)
-    return _distance(D) * _distance(G) * math.sqrt((1 + harmonic_number(T - 1)) / T)
+    T = _integer("T", T, 1)
+    return _distance(D) * _distance(G, "G") * math.sqrt((1 + harmonic_number(T - 1)) / T)
 
 
 def wsd_closed_form_bound(T: int, T0: int, D: float, G: float) -> float:
@@ -402,7 +396,7 @@ def wsd_closed_form_bound(T: int, T0: int, D: float, G: float) -> float:
     >>> round(wsd_closed_form_bound(1000, 800, 1.0, 1.0), 6)
     0.084588
     """
-    T, T0 = _count("T", T, 3), _count("T0", T0)
+    T, T0 = _integer("T", T, 3), _integer("T0", T0, 1)
     if not 2 <= T0 < T:
         raise ValueError(
             f"T0 must satisfy 2 <= T0 < T = {T} (at T0 = 1, pure linear decay, the closed form "
@@ -418,7 +412,7 @@ def wsd_closed_form_bound(T: int, T0: int, D: float, G: float) -> float:
         + 1 / (T - T0) ** 2
         + H(T - T0 - 1) / (T - T0 + 1)
     )
-    return _distance(D) * _distance(G) * math.sqrt(4 * terms / (T + T0))
+    return _distance(D) * _distance(G, "G") * math.sqrt(4 * terms / (T + T0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -525,7 +519,7 @@ def plot_schedule_bound(
     """
     if base_lr not in ("given", "optimal"):
         raise ValueError(f"base_lr must be 'given' or 'optimal', got base_lr={base_lr!r}")
-    steps = _count("steps", steps)
+    steps = _integer("steps", steps, 1)
     if isinstance(schedules, Mapping):
         items = list(schedules.items())
     else:

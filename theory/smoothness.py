@@ -27,6 +27,8 @@ import numpy as np
 import scipy.sparse.linalg
 import torch
 
+from theory.problems import _check_seed, _finite_float, _integer
+
 __all__ = ["SmoothnessEstimate", "hessian_vector_product", "smoothness"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -59,12 +61,13 @@ class SmoothnessEstimate:
 
 
 def _batches(batch: Any) -> list[Batch]:
+    """``batch`` as a list of (x, y) pairs, each with at least one sample."""
     if (
         isinstance(batch, (tuple, list))
         and len(batch) == 2
         and all(torch.is_tensor(part) for part in batch)
     ):
-        return [(batch[0], batch[1])]
+        return _non_empty([(batch[0], batch[1])], "batch")
     if isinstance(batch, Iterable) and not torch.is_tensor(batch):
         batches = list(batch)
         if not batches:
@@ -81,11 +84,21 @@ def _batches(batch: Any) -> list[Batch]:
                 raise TypeError(
                     f"batch[{index}] must be an (x, y) pair of tensors, got {type(item).__name__}"
                 )
-        return [(x, y) for x, y in batches]
+        return _non_empty([(x, y) for x, y in batches], "batch[{index}]")
     raise TypeError(
         f"batch must be an (x, y) pair of tensors or an iterable of them, got "
         f"{type(batch).__name__}"
     )
+
+
+def _non_empty(batches: list[Batch], name: str) -> list[Batch]:
+    for index, (x, _) in enumerate(batches):
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError(
+                f"{name.format(index=index)} has no samples: x has shape {tuple(x.shape)} (a "
+                f"batch needs at least one sample for its loss and its weight)"
+            )
+    return batches
 
 
 def hessian_vector_product(
@@ -94,7 +107,10 @@ def hessian_vector_product(
     """A function v -> H v for the Hessian of the loss at the model's current parameters, and
     the number of parameters. With several batches the loss is their sample-weighted mean,
     Σ_b n_b ℓ_b / Σ_b n_b (n_b = len(x_b)), which equals the loss on their union for a
-    mean-reduced ``loss_fn``. The gradient graphs of all batches are kept between products."""
+    mean-reduced ``loss_fn``. The gradient graphs of all batches are kept between products.
+    Parameters the loss does not depend on (an unused head), and losses whose gradient does
+    not depend on the parameters (linear), contribute exact zeros to H v. A non-finite loss
+    raises ValueError."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no parameters that require grad")
@@ -107,8 +123,19 @@ def hessian_vector_product(
             loss = loss_fn(model(x), y)
             if not torch.is_tensor(loss) or loss.numel() != 1:
                 raise ValueError("loss_fn(model(x), y) must return a scalar tensor")
-            grads = torch.autograd.grad(loss * (size / total), params, create_graph=True)
-            gradients.append(grads)
+            if not bool(torch.isfinite(loss.detach()).all()):
+                value = float(loss.detach())
+                raise ValueError(
+                    f"the loss is not finite: loss_fn(model(x), y) = {value:g} on batch "
+                    f"number {len(gradients)}, so its Hessian is undefined"
+                )
+            grads = torch.autograd.grad(
+                loss * (size / total), params, create_graph=True, allow_unused=True
+            )
+            # only the gradient entries that depend on the parameters have a Hessian part
+            gradients.append(
+                [(g, i) for i, g in enumerate(grads) if g is not None and g.requires_grad]
+            )
     numel = sum(p.numel() for p in params)
 
     def product(vector: torch.Tensor) -> torch.Tensor:
@@ -119,9 +146,15 @@ def hessian_vector_product(
             offset += p.numel()
         result = torch.zeros(numel, dtype=torch.float64, device=vector.device)
         with torch.enable_grad():
-            for grads in gradients:
+            for pairs in gradients:
+                if not pairs:  # the gradient is constant: this batch's Hessian is 0
+                    continue
                 hv = torch.autograd.grad(
-                    grads, params, grad_outputs=pieces, retain_graph=True, allow_unused=True
+                    [g for g, _ in pairs],
+                    params,
+                    grad_outputs=[pieces[i] for _, i in pairs],
+                    retain_graph=True,
+                    allow_unused=True,
                 )
                 result += torch.cat(
                     [
@@ -149,7 +182,8 @@ def smoothness(
 
     Parameters
     ----------
-    model: any ``nn.Module``; all parameters with ``requires_grad`` are included. Its mode is
+    model: any ``nn.Module``; all parameters with ``requires_grad`` are included (those the
+        loss does not use have zero rows and columns in the Hessian). Its mode is
         left as it is: in train mode BatchNorm uses batch statistics and dropout draws its
         masks (once, for every Hessian-vector product: the Hessian of one fixed sub-network);
         use ``model.eval()`` for the Hessian of the deterministic model. Either way the model
@@ -158,7 +192,9 @@ def smoothness(
         generator state seeded by ``seed`` (``torch.random.fork_rng``), so the global RNG is
         not advanced and the result is a deterministic function of ``seed``.
     loss_fn: called as ``loss_fn(model(x), y)``, returning a scalar.
-    batch: an ``(x, y)`` pair or an iterable of them (see ``hessian_vector_product``).
+    batch: an ``(x, y)`` pair or an iterable of them (see ``hessian_vector_product``), each
+        with at least one sample (an empty one raises ValueError naming it), on which the loss
+        is finite (else ValueError).
     method: ``"lanczos"`` (scipy ``eigsh``) or ``"power"`` (power iteration).
     which: for Lanczos, ``"LA"`` (largest algebraic, default) or ``"LM"`` (largest magnitude);
         power iteration always finds the largest magnitude.
@@ -169,7 +205,8 @@ def smoothness(
     seed: seeds the start vector and, in train mode, the dropout masks.
 
     The model's parameters, buffers and ``.grad`` and the global random state are left
-    untouched.
+    untouched. A loss whose Hessian is zero (linear, or piecewise linear such as l1 or the
+    hinge away from its kinks) gives eigenvalue 0 and ``safe_step`` = ``edge_step`` = inf.
 
     >>> model = torch.nn.Linear(3, 1, bias=False).double()
     >>> x, y = torch.eye(3, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
@@ -180,10 +217,11 @@ def smoothness(
         raise ValueError(f"method must be 'lanczos' or 'power', got method={method!r}")
     if which not in ("LA", "LM"):
         raise ValueError(f"which must be 'LA' or 'LM', got which={which!r}")
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+    tol = _finite_float("tol", tol)
+    if tol < 0:
         raise ValueError(f"tol must be a non-negative finite number, got tol={tol!r}")
-    if isinstance(max_hvps, bool) or not isinstance(max_hvps, int) or max_hvps < 1:
-        raise ValueError(f"max_hvps must be a positive integer, got max_hvps={max_hvps!r}")
+    max_hvps = _integer("max_hvps", max_hvps, 1, "a positive integer")
+    seed = _check_seed(seed)
     device = next((p for p in model.parameters() if p.requires_grad), None)
     device = device.device if device is not None else torch.device("cpu")
     saved_buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
@@ -234,7 +272,13 @@ def _top_eigenpair(
         nonlocal count
         count += 1
         v = torch.as_tensor(np.asarray(vector, dtype=np.float64).reshape(-1), device=device)
-        return product(v).cpu().numpy()
+        image = product(v).cpu().numpy()
+        if not np.isfinite(image).all():
+            raise ValueError(
+                "a Hessian-vector product is not finite (the loss's second derivatives "
+                "overflow or are undefined at these parameters)"
+            )
+        return image
 
     if method == "lanczos" and numel > 2:
         operator = scipy.sparse.linalg.LinearOperator(
@@ -259,6 +303,13 @@ def _top_eigenpair(
                     f"Hessian-vector products; raise max_hvps or tol"
                 ) from None
             values, vectors, converged = err.eigenvalues, err.eigenvectors, False
+        except scipy.sparse.linalg.ArpackError:
+            # ARPACK fails when H v = 0 for its start vector v; a Gaussian v is almost surely
+            # outside the null space of a nonzero H, so H = 0 (a piecewise-linear loss)
+            if np.any(matvec(start.numpy())):
+                raise
+            values, vectors, converged = np.zeros(1), start.numpy()[:, None], True
+            vectors = vectors / np.linalg.norm(vectors)
         eigenvalue = float(values[0])
         eigenvector = torch.as_tensor(vectors[:, 0], dtype=torch.float64)
     elif method == "lanczos":  # eigsh needs k < n; a 1- or 2-parameter model is solved densely

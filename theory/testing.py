@@ -45,6 +45,7 @@ from theory.problems import (
     _finite_float,
     _generator,
     _haar_rotation,
+    _integer,
 )
 
 __all__ = [
@@ -144,12 +145,6 @@ def assert_rate(
 # ----------------------------------------------------------------------------------------------
 # problems with a chosen condition number (the pytest plugin's fixtures)
 # ----------------------------------------------------------------------------------------------
-def _check_size(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    return value
-
-
 def _check_kappa(kappa: Any, *, strict: bool = False) -> float:
     kappa = _finite_float("kappa", kappa)
     if kappa < 1 or (strict and kappa == 1):
@@ -189,8 +184,8 @@ def least_squares_problem(
     >>> round(problem.kappa, 6), problem.x_star.shape
     (100.0, torch.Size([10]))
     """
-    kappa, dim = _check_kappa(kappa), _check_size("dim", dim, 1)
-    n = _check_size("n", n, dim)
+    kappa, dim = _check_kappa(kappa), _integer("dim", dim, 1)
+    n = _integer("n", n, dim)
     X = _data_with_spectrum(n, np.linspace(1.0 / kappa, 1.0, dim), seed)
     generator = torch.Generator().manual_seed(seed + 1_000_003)
     w = torch.randn(dim, generator=generator, dtype=DTYPE).numpy()
@@ -210,8 +205,8 @@ def logistic_problem(
     >>> round(problem.kappa, 6)
     50.0
     """
-    kappa, dim = _check_kappa(kappa, strict=True), _check_size("dim", dim, 1)
-    n = _check_size("n", n, dim)
+    kappa, dim = _check_kappa(kappa, strict=True), _integer("dim", dim, 1)
+    n = _integer("n", n, dim)
     X = _data_with_spectrum(n, 4.0 * np.linspace(0.1, 1.0, dim), seed)
     generator = torch.Generator().manual_seed(seed + 1_000_003)
     w = torch.randn(dim, generator=generator, dtype=DTYPE).numpy()
