@@ -763,9 +763,10 @@ class RuleOptimizer(Optimizer):
                 "differentiable=True is not supported: steps run under torch.no_grad, so no "
                 "gradient flows through the update; use torch.optim with differentiable=True"
             )
-        self.impl, self.compile = resolve_impl(
-            impl, compile, *self._path_keywords(defaults, impl, compile)
-        )
+        keywords = self._path_keywords(defaults, impl, compile)
+        self.impl, self.compile = resolve_impl(impl, compile, *keywords)
+        # whether a path was asked for (impl=, compile=, foreach=, fused=), not the default's
+        self._path_given = impl is not None or compile or keywords != (None, None)
         self._reset_caches()
         # torch's base class directly: a class here that is also its torch.optim namesake
         # (``optim.Adam`` a ``torch.optim.Adam``) has that class next in its method order, whose
@@ -789,7 +790,7 @@ class RuleOptimizer(Optimizer):
             if parameter.kind is inspect.Parameter.KEYWORD_ONLY
         )
 
-    _pickled_attributes: ClassVar[tuple[str, ...]] = ("impl", "compile")
+    _pickled_attributes: ClassVar[tuple[str, ...]] = ("impl", "compile", "_path_given")
     """The instance attributes a pickle or ``copy.deepcopy`` keeps beside torch's three keys:
     the execution path, and those a class sets as its reference package does (Prodigy's and
     D-Adaptation's ``d0``, DAdaptSGD's ``rank`` and ``loggables``), so that a copy has every
@@ -810,9 +811,9 @@ class RuleOptimizer(Optimizer):
         elif "defaults" in state and "impl" not in vars(self):
             # a torch.optim optimizer pickled whole, unpickled as this class: the path its
             # keywords pick, as the constructor would (torch's own class trains on from it)
-            self.impl, self.compile = resolve_impl(
-                None, False, *self._path_keywords(state["defaults"], None, False)
-            )
+            keywords = self._path_keywords(state["defaults"], None, False)
+            self.impl, self.compile = resolve_impl(None, False, *keywords)
+            self._path_given = keywords != (None, None)
             _paths.keep_freed_temporaries()
         super().__setstate__(state)
         for group in self.param_groups:
@@ -1785,10 +1786,12 @@ class RuleOptimizer(Optimizer):
         other: where torch's default is its for-loop path (on a CPU, or for a tensor subclass:
         ``torch.optim.optimizer._default_to_fused_or_foreach``), whose order gives other numbers
         than its foreach path's there (Adam over ``[p, q, p]``: 3e-3 apart after two steps).
-        Elsewhere (CUDA) the default takes torch's foreach order, as torch does."""
+        Elsewhere (CUDA), and where a path was asked for (``impl="foreach"`` as
+        ``foreach=True``), torch's foreach order."""
         return (
             self._repeats_as_reference
             and group.get("foreach") is None
+            and not getattr(self, "_path_given", False)  # (a pickle of an older version: unset)
             and not torch.compiler.is_compiling()
             and not _default_to_fused_or_foreach(params, differentiable=False)[1]
         )

@@ -448,15 +448,27 @@ def in_fixed_memory(t: Tensor) -> bool:
     return t.untyped_storage().is_shared() or (torch.cuda.is_initialized() and t.is_pinned())
 
 
+def _strided_as_new_state(state: Tensor, p: Tensor) -> bool:
+    """Whether ``state`` has the strides of a state made for ``p`` (``zeros_like(p,
+    memory_format=torch.preserve_format)``: ``p``'s own, or row-major where ``p`` is not
+    dense). Other strides (SGD's buffer cloned from a gradient laid out otherwise, a loaded
+    state saved in another layout) change the order of torch's CPU loops, and so the bits in
+    low precision, which only torch's lists as they are reproduce."""
+    return state.stride() == p.stride() or (
+        state.stride() == torch.empty_like(p, memory_format=torch.preserve_format).stride()
+    )
+
+
 def states_fit(
     params: list[Tensor],
     states: list[dict],
     keys: tuple[str, ...],
     flat_keys: frozenset[str] = frozenset(),
 ) -> bool:
-    """Whether every state tensor has its parameter's shape and dtype, as a buffer laid out like
-    the parameters holds it; a state of ``flat_keys`` instead has the parameter's elements in
-    one dimension (Prodigy's ``s`` and ``p0``, flat in its package), its parameter row-major.
+    """Whether every state tensor has its parameter's shape, dtype and strides (as made for it:
+    :func:`_strided_as_new_state`), as a buffer laid out like the parameters holds it; a state
+    of ``flat_keys`` instead has the parameter's elements in one dimension (Prodigy's ``s`` and
+    ``p0``, flat in its package), its parameter row-major.
     (A state of another dtype, float64 sums kept after ``model.float()``, say, makes torch
     compute in the wider dtype: a buffer of the parameters' dtype would round differently, one
     gathered in the wider dtype would widen every tensor's; a state of another shape, after
@@ -468,7 +480,7 @@ def states_fit(
         and (
             s[k].shape == (p.numel(),) and p.is_contiguous()
             if k in flat_keys
-            else s[k].shape == p.shape
+            else s[k].shape == p.shape and _strided_as_new_state(s[k], p)
         )
         for p, s in zip(params, states)
         for k in keys

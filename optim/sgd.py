@@ -298,9 +298,11 @@ class SGD(RuleOptimizer, torch.optim.SGD):
         maximize, foreach, differentiable, fused: as torch.optim.
         impl, compile: execution path, see :class:`optim._base.RuleOptimizer`.
 
-    State per parameter (torch's keys): ``momentum_buffer`` once momentum is used, laid out as
-    its parameter (torch clones the first gradient, so its buffer takes that gradient's
-    strides: the values are the same). Sparse gradients are accepted, as torch does.
+    State per parameter (torch's keys): ``momentum_buffer`` once momentum is used, made as
+    torch's, from the first gradient: of its dtype and strides (which differ from the
+    parameter's only for a gradient set by hand, or kept in another dtype with torch's
+    ``grad_dtype``; such a group then runs torch's lists, for its bits). Sparse gradients are
+    accepted, as torch does.
     ``step()`` leaves ``p.grad`` as it was on every path, as torch's for-loop path does
     (its foreach path, with ``nesterov=True``, adds the momentum term into ``p.grad`` in
     place). See :func:`sgd_update` for the formula.
@@ -421,4 +423,9 @@ class SGD(RuleOptimizer, torch.optim.SGD):
         moves only the rows it holds, in torch's order of additions."""
         if p.grad is not None and p.grad.layout is not torch.strided:
             return torch.zeros_like(p.grad)
+        if p.grad is not None and (p.grad.dtype != p.dtype or p.grad.stride() != p.stride()):
+            # torch's buffer is the first gradient's clone: its dtype (a float32 gradient of a
+            # bfloat16 parameter, torch's ``grad_dtype``) and its strides, which set the order
+            # of torch's CPU kernels' loops (and so, in low precision, the bits)
+            return torch.zeros_like(p.grad, memory_format=torch.preserve_format)
         return super()._new_state(group, p, key)

@@ -2404,6 +2404,71 @@ def test_a_parameter_given_twice_is_updated_once_per_occurrence_as_torch(case, p
     )
 
 
+def _transposed_layout(t):
+    return t.t().contiguous().t()  # the same values, strides (1, rows)
+
+
+SGD_BUFFER_LAYOUTS = [  # (dtype, parameter layout, gradient layout, SGD's arguments)
+    (torch.bfloat16, torch.clone, _transposed_layout, {"lr": 0.01, "dampening": 0.1}),
+    (torch.float16, _transposed_layout, torch.clone, {"lr": 0.01}),
+    (torch.float32, _transposed_layout, lambda t: t[:1].expand(7, 5), {"dampening": 0.1}),
+]
+
+
+@pytest.mark.parametrize("paths", [({}, {"foreach": True}), *REPEATED_PATHS[1:3]], ids=str)
+@pytest.mark.parametrize("case", SGD_BUFFER_LAYOUTS, ids=lambda case: str(case[0]))
+def test_an_sgd_buffer_is_made_from_the_first_gradient_as_torchs(case, paths):
+    """torch's momentum buffer is ``clone(grad)``: it takes the first gradient's strides, which
+    order torch's CPU loops, so in low precision (and with an expanded gradient and dampening,
+    in float32) the bits follow them. A gradient set by hand in another layout than its
+    parameter's, beside twenty small parameters the default path packs: ours gives torch's
+    parameters, buffers and strides on every path (its buffer had the parameter's layout)."""
+    dtype, parameter_layout, gradient_layout, kwargs = case
+    ours_path, torch_path = paths
+    results = []
+    for cls, path in ((torch.optim.SGD, torch_path), (optim.SGD, ours_path)):
+        generator = torch.Generator().manual_seed(0)
+        odd = parameter_layout(torch.randn(7, 5, generator=generator).to(dtype))
+        params = [torch.nn.Parameter(odd)]
+        params += [
+            torch.nn.Parameter(torch.randn(3, generator=generator).to(dtype)) for _ in range(20)
+        ]
+        optimizer = cls(params, momentum=0.9, **kwargs, **path)
+        for _ in range(3):
+            params[0].grad = gradient_layout(torch.randn(7, 5, generator=generator).to(dtype))
+            for p in params[1:]:
+                p.grad = torch.randn(3, generator=generator).to(dtype)
+            optimizer.step()
+        buffers = [optimizer.state[p]["momentum_buffer"] for p in params]
+        results.append((params, buffers))
+    (t_params, t_buffers), (o_params, o_buffers) = results
+    assert all(map(torch.equal, o_params, t_params))
+    assert all(map(torch.equal, o_buffers, t_buffers))
+    assert o_buffers[0].stride() == t_buffers[0].stride()
+
+
+@pytest.mark.parametrize("path", [{}, {"foreach": True}, {"foreach": False}], ids=str)
+def test_an_sgd_buffer_takes_a_gradient_kept_in_float32_as_torchs(path):
+    """torch 2.13 lets a bfloat16 parameter keep float32 gradients (``p.grad_dtype = None``):
+    its SGD's momentum buffer, the first gradient's clone, is then float32, and so is ours (it
+    was bfloat16, 0.3% apart after two steps), with torch's numbers on every path."""
+    results = []
+    for cls in (torch.optim.SGD, optim.SGD):
+        generator = torch.Generator().manual_seed(0)
+        p = torch.nn.Parameter(torch.randn(4, generator=generator).to(torch.bfloat16))
+        p.grad_dtype = None  # a gradient of another dtype is allowed
+        optimizer = cls([p], lr=0.1, momentum=0.9, **path)
+        for _ in range(3):
+            p.grad = torch.randn(4, generator=generator)
+            optimizer.step()
+        results.append((p.detach(), optimizer.state[p]["momentum_buffer"]))
+    (t_param, t_buffer), (o_param, o_buffer) = results
+    assert t_buffer.dtype == torch.float32
+    assert o_buffer.dtype == t_buffer.dtype
+    assert torch.equal(o_buffer, t_buffer)
+    assert torch.equal(o_param, t_param)
+
+
 OVERLAPPING_CASES = [
     ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}),
     ("Adam", {"lr": 0.1, "weight_decay": 0.1}),
