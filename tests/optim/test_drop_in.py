@@ -2776,6 +2776,22 @@ def test_fused_with_capturable_trains_on_a_cpu_as_torchs_fused_kernels(name):
     assert not any(map(torch.equal, results[0], start)), "nothing moved"
 
 
+def test_fused_updates_a_parameter_laid_out_otherwise_than_its_gradient():
+    """A transposed view as a parameter and a row-major gradient: torch 2.13's CPU fused
+    kernels read the parameter as laid out like the gradient and move the wrong elements
+    (0.2 from its other paths after one step); ours gives torch's for-loop numbers, to the
+    compiled kernel's float32 rounding (the README says so)."""
+    results = []
+    for cls, path in ((torch.optim.Adam, {"foreach": False}), (optim.Adam, {"fused": True})):
+        base = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+        param = torch.nn.Parameter(base.t())
+        optimizer = cls([param], lr=0.1, **path)
+        param.grad = torch.randn(3, 5, generator=torch.Generator().manual_seed(1))
+        optimizer.step()
+        results.append(param.detach().clone())
+    torch.testing.assert_close(results[1], results[0], rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", ["SGD", "Adam"])
 def test_fused_refuses_state_of_another_dtype_as_torchs_fused_kernels(name):
     """``model.double()`` after the first step leaves float32 state beside float64 parameters:
