@@ -419,10 +419,14 @@ def _updated_over_one_another(params: list[Tensor]) -> bool:
     which only its lists as they are reproduce (a packed or flat layout holds a copy per tensor,
     so one view's update of the shared elements was lost; a blocked one reorders the ops).
     Views of one storage are told apart by the span of memory each reaches, so interleaved
-    views (``base[::2]``, ``base[1::2]``) run on lists too, with the same numbers. Memory
+    views (``base[::2]``, ``base[1::2]``) run on lists too, with the same numbers; a tensor
+    subclass (``DTensor``), whose storage is not its data, by its data pointer alone. Memory
     shared only after the layout was made is not looked for."""
     if _repeats(params):
         return True
+    if not _paths.plain(params):  # (a subclass's storage is not its data: DTensor's): pointers
+        pointers = [p.data_ptr() for p in params if p.numel()]
+        return len(set(pointers)) < len(pointers)
     storages = [p.untyped_storage().data_ptr() for p in params]
     if len(set(storages)) == len(storages):
         return False
