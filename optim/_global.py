@@ -658,6 +658,42 @@ def differences(xs: list[Tensor], ys: list[Tensor], scratch: Tensor | None = Non
         yield x - y if room is None else torch.sub(x, y, out=room)
 
 
+def copies_in_their_strides(tensors: list[Tensor]) -> list[Tensor] | None:
+    """Copies of ``tensors``, each with its own strides, for an op the packages run in place on
+    a gradient (the coupled decay ``grad.add_(p, alpha=decay)``, Schedule-Free AdamW's
+    ``grad.div_(denom)``) where one is a strided view whose elements leave gaps (``p.grad =
+    buffer[::2]``); None where every tensor is contiguous (one C-level pass: the common case),
+    one is sparse, or ``torch.compile`` traces the step: the caller then computes into new
+    tensors, as the same ops give the same bits on contiguous operands.
+
+    Why: ``clone()`` and an out-of-place op lay out such a tensor contiguously, and torch runs
+    another loop over a strided operand: MKL's strided ``dot`` adds in another order (Prodigy's
+    float32 ``d`` was 1e-7 from its package's after a coupled decay), and an elementwise
+    kernel's scalar loop rounds complex division and bf16 arithmetic otherwise than its
+    vectorised one (Schedule-Free AdamW on complex64 1.2e-7 apart, on bf16 2e-3). A tensor
+    whose elements overlap (an expanded one, which the packages' in-place op refuses) is copied
+    contiguously."""
+    if torch.compiler.is_compiling() or all(map(Tensor.is_contiguous, tensors)):
+        return None
+    if any(t.layout is not torch.strided for t in tensors):
+        return None
+    return [
+        t.new_empty_strided(t.shape, t.stride()).copy_(t) if _apart(t) else t.clone()
+        for t in tensors
+    ]
+
+
+def _apart(t: Tensor) -> bool:
+    """Whether no two of ``t``'s elements share memory (each dimension's stride, in increasing
+    order, beyond the reach of the smaller ones)."""
+    reach = 0
+    for stride, size in sorted((s, n) for s, n in zip(t.stride(), t.shape) if n > 1):
+        if stride <= reach:
+            return False
+        reach += stride * (size - 1)
+    return True
+
+
 def roots_plus(vs: list[Tensor], eps: float | Tensor, scratch: Tensor | None = None) -> Iterator:
     r"""\sqrt{v} + \epsilon for each v, the packages' ``v.sqrt().add_(eps)``, one at a time, each
     written into ``scratch`` where it fits (:func:`room_for`; valid until the next is drawn),

@@ -24,6 +24,7 @@ from optim._global import (
     check_positive,
     chunk_roots_plus,
     common_lr,
+    copies_in_their_strides,
     d_times_lr,
     differences,
     dots,
@@ -46,9 +47,16 @@ def _sliced(tensors: list[Tensor], slice_p: int) -> list[Tensor]:
 def decayed_gradients(chunk: Chunk, weight_decay: float, coupled_decay: bool) -> list[Tensor]:
     """The gradients with the coupled (L2) decay, g + wd * x, when ``coupled_decay``; as they are
     otherwise. The package adds it to every gradient in place before it tests a group's lr, so
-    a group at lr 0 takes it too (its update reads the gradient when beta1 = 0)."""
+    a group at lr 0 takes it too (its update reads the gradient when beta1 = 0). A strided
+    gradient (``p.grad = buffer[::2]``) takes it in a copy with its strides, whose flat view the
+    dot then reads as the package's ``torch.dot`` reads its gradient, with the same bits (see
+    :func:`optim._global.copies_in_their_strides`)."""
     if coupled_decay and ops.may_be_nonzero(weight_decay):
-        return ops.add_scaled(chunk.grads, chunk.params, weight_decay)
+        copies = copies_in_their_strides(chunk.grads)
+        if copies is None:
+            return ops.add_scaled(chunk.grads, chunk.params, weight_decay)
+        ops.add_scaled_(copies, chunk.params, weight_decay)
+        return copies
     return chunk.grads
 
 

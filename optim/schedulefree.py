@@ -30,7 +30,7 @@ from optim._base import (
     check_nonnegative,
     without_grad,
 )
-from optim._global import check_finite, py_max
+from optim._global import check_finite, copies_in_their_strides, py_max
 from optim._paths import PACK_BELOW
 
 
@@ -54,8 +54,14 @@ def schedulefree_sgd_update(
 
     which is x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}, y = (1 - beta) z + beta x.
     """
-    if ops.may_be_nonzero(weight_decay):
-        grads = ops.add_scaled(grads, params, weight_decay)
+    if ops.may_be_nonzero(weight_decay):  # (the package adds it into p.grad in place: a
+        # strided gradient takes it in a copy with its strides: copies_in_their_strides)
+        copies = copies_in_their_strides(grads)
+        if copies is None:
+            grads = ops.add_scaled(grads, params, weight_decay)
+        else:
+            ops.add_scaled_(copies, params, weight_decay)
+            grads = copies
     ops.lerp_(params, state["z"], ckp1)
     ops.add_scaled_(params, grads, lr * (momentum * (1 - ckp1) - 1))
     ops.add_scaled_(state["z"], grads, -lr)
@@ -89,8 +95,14 @@ def schedulefree_adamw_update(
     denominators = torch._foreach_div(exp_avg_sq, bias_correction2)
     torch._foreach_sqrt_(denominators)
     ops.add_(denominators, eps)
-    if grads[0].is_complex():  # (the package divides in place: for complex tensors, in place
-        # and out of place round differently, in 270 of 800 draws of 4 elements)
+    # The package divides p.grad in place. For complex tensors in place and out of place round
+    # differently (in 270 of 800 draws of 4 elements): a clone is divided in place. A strided
+    # gradient (p.grad = buffer[::2]) is divided in a copy with its strides, whose loop rounds
+    # complex and bf16 elements as the package's (see copies_in_their_strides).
+    normalized = copies_in_their_strides(grads)
+    if normalized is not None:
+        torch._foreach_div_(normalized, denominators)
+    elif grads[0].is_complex():
         normalized = [g.clone() for g in grads]
         torch._foreach_div_(normalized, denominators)
     else:
