@@ -683,6 +683,21 @@ def copies_in_their_strides(tensors: list[Tensor]) -> list[Tensor] | None:
     ]
 
 
+def with_coupled_decay(
+    grads: list[Tensor], params: list[Tensor], weight_decay: Any
+) -> list[Tensor]:
+    """g + weight_decay * x for each gradient, the packages' coupled (L2) decay, which they add
+    into ``p.grad`` in place (``grad.add_(p, alpha=decay)``); here into new tensors, ``p.grad``
+    left as it was (torch's contract), a strided gradient's in a copy with its strides
+    (:func:`copies_in_their_strides`), so that what the packages then reduce or add where it
+    lies has their bits."""
+    copies = copies_in_their_strides(grads)
+    if copies is None:
+        return ops.add_scaled(grads, params, weight_decay)
+    ops.add_scaled_(copies, params, weight_decay)
+    return copies
+
+
 def _apart(t: Tensor) -> bool:
     """Whether no two of ``t``'s elements share memory (each dimension's stride, in increasing
     order, beyond the reach of the smaller ones)."""

@@ -48,6 +48,7 @@ from optim._global import (
     roots_plus,
     squared_sums_per_tensor,
     total,
+    with_coupled_decay,
 )
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def dadapt_sgd_statistics(
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if ops.may_be_nonzero(weight_decay):
-        grads = ops.add_scaled(grads, params, weight_decay)
+        grads = with_coupled_decay(grads, params, weight_decay)
     numerator = dlr * dots(grads, state["s"], chunk.segments)
     ops.add_scaled_(state["s"], grads, dlr)
     return numerator, squared_sums_per_tensor(state["s"], chunk.segments, scratch)
@@ -350,7 +351,7 @@ def dadapt_adam_statistics(
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if coupled_decay and ops.may_be_nonzero(weight_decay):
-        grads = ops.add_scaled(grads, params, weight_decay)
+        grads = with_coupled_decay(grads, params, weight_decay)
     sqrt_beta2 = beta2**0.5
     quotients = (  # (s.div(denominator), written over it; each dotted before the next is made)
         torch.div(s, d, out=d)
@@ -551,7 +552,7 @@ def dadapt_adagrad_statistics(
     """
     params, grads, state = chunk.params, chunk.grads, chunk.state
     if ops.may_be_nonzero(weight_decay):
-        grads = ops.add_scaled(grads, params, weight_decay)
+        grads = with_coupled_decay(grads, params, weight_decay)
     alphak, sk, segments = state["alphak"], state["sk"], chunk.segments
 
     def denominators() -> list[Tensor]:

@@ -25,6 +25,7 @@ from optim._global import (
     room_for,
     squared_sums_per_tensor,
     sub_scaled_per_tensor_,
+    with_coupled_decay,
 )
 from optim._paths import _USE_COUNT, OwnedState, _identical
 from optim._state import HandedList, TrackedState
@@ -55,7 +56,7 @@ def gradient_statistics(
     (see :func:`dog_statistics`)."""
     grads = chunk.grads
     if weight_decay > 0:
-        grads = ops.add_scaled(grads, chunk.params, weight_decay)
+        grads = with_coupled_decay(grads, chunk.params, weight_decay)
     return grads, squared_sums_per_tensor(grads, chunk.segments, scratch)
 
 

@@ -24,7 +24,6 @@ from optim._global import (
     check_positive,
     chunk_roots_plus,
     common_lr,
-    copies_in_their_strides,
     d_times_lr,
     differences,
     dots,
@@ -33,6 +32,7 @@ from optim._global import (
     py_max,
     py_min,
     total,
+    with_coupled_decay,
 )
 
 
@@ -52,11 +52,7 @@ def decayed_gradients(chunk: Chunk, weight_decay: float, coupled_decay: bool) ->
     dot then reads as the package's ``torch.dot`` reads its gradient, with the same bits (see
     :func:`optim._global.copies_in_their_strides`)."""
     if coupled_decay and ops.may_be_nonzero(weight_decay):
-        copies = copies_in_their_strides(chunk.grads)
-        if copies is None:
-            return ops.add_scaled(chunk.grads, chunk.params, weight_decay)
-        ops.add_scaled_(copies, chunk.params, weight_decay)
-        return copies
+        return with_coupled_decay(chunk.grads, chunk.params, weight_decay)
     return chunk.grads
 
 

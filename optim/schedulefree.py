@@ -30,7 +30,7 @@ from optim._base import (
     check_nonnegative,
     without_grad,
 )
-from optim._global import check_finite, copies_in_their_strides, py_max
+from optim._global import check_finite, copies_in_their_strides, py_max, with_coupled_decay
 from optim._paths import PACK_BELOW
 
 
@@ -54,14 +54,8 @@ def schedulefree_sgd_update(
 
     which is x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}, y = (1 - beta) z + beta x.
     """
-    if ops.may_be_nonzero(weight_decay):  # (the package adds it into p.grad in place: a
-        # strided gradient takes it in a copy with its strides: copies_in_their_strides)
-        copies = copies_in_their_strides(grads)
-        if copies is None:
-            grads = ops.add_scaled(grads, params, weight_decay)
-        else:
-            ops.add_scaled_(copies, params, weight_decay)
-            grads = copies
+    if ops.may_be_nonzero(weight_decay):
+        grads = with_coupled_decay(grads, params, weight_decay)
     ops.lerp_(params, state["z"], ckp1)
     ops.add_scaled_(params, grads, lr * (momentum * (1 - ckp1) - 1))
     ops.add_scaled_(state["z"], grads, -lr)
