@@ -420,11 +420,13 @@ def _updated_over_one_another(params: list[Tensor]) -> bool:
     so one view's update of the shared elements was lost; a blocked one reorders the ops).
     Views of one storage are told apart by the span of memory each reaches, so interleaved
     views (``base[::2]``, ``base[1::2]``) run on lists too, with the same numbers; a tensor
-    subclass (``DTensor``), whose storage is not its data, by its data pointer alone. Memory
-    shared only after the layout was made is not looked for."""
+    subclass (``DTensor``), whose storage is not its data, and a step traced by
+    ``torch.compile``, by data pointers alone. Memory shared only after the layout was made is
+    not looked for."""
     if _repeats(params):
         return True
-    if not _paths.plain(params):  # (a subclass's storage is not its data: DTensor's): pointers
+    if torch.compiler.is_compiling() or not _paths.plain(params):  # (Dynamo cannot trace a
+        # storage's data_ptr; a subclass's storage is not its data, DTensor's): pointers alone
         pointers = [p.data_ptr() for p in params if p.numel()]
         return len(set(pointers)) < len(pointers)
     storages = [p.untyped_storage().data_ptr() for p in params]
