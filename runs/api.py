@@ -15,10 +15,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from runs.data import DatasetSplits, dataset_from, register_dataset
@@ -79,8 +80,10 @@ def run(
             tuples may stand for TOML arrays), or a ``.toml`` path, or a bundled experiment's name.
         logdir, jobs, quick, seeds, data_dir, device, threads, quiet, backend, address: the options
             of ``stepsize run`` (``--logdir`` ...); ``variants`` may also be a list of names.
-        models: ``{name: factory}`` registered with :func:`register_model` first.
-        datasets: ``{name: DatasetSplits}`` registered with :func:`register_dataset` first.
+        models: ``{name: factory}`` registered with :func:`register_model` first (after the
+            options are checked; a call that raises leaves the registries as they were).
+        datasets: ``{name: DatasetSplits}`` registered with :func:`register_dataset` first
+            (likewise).
 
     Returns:
         The content of ``<logdir>/<name>/summary.json`` (``<name>-quick`` with ``quick``): the
@@ -92,16 +95,10 @@ def run(
             as the command reports them, naming the keyword arguments; nothing is written then.
     """
     from runs import experiment as command
-    from runs.catalog import find_experiment
     from runs.checks import check_arguments
-    from runs.load import as_toml_values, load_experiment, parse_experiment, resolve
 
     check_arguments(run, locals())
 
-    for name, factory in (models or {}).items():
-        register_model(name, factory)
-    for name, data in (datasets or {}).items():
-        register_dataset(name, data)
     if isinstance(variants, list | tuple):
         variants = ",".join(variants)
     args = argparse.Namespace(
@@ -113,6 +110,41 @@ def run(
         allowed = ", ".join(command.parallel_backends())
         raise ValueError(f"backend must be one of {allowed}, got {backend!r}")
     command.check_options(args)
+    with _registered_unless_refused(models, datasets):
+        return _run(experiment, args, quick, seeds)
+
+
+@contextlib.contextmanager
+def _registered_unless_refused(
+    models: Mapping[str, Any] | None, datasets: Mapping[str, DatasetSplits] | None
+) -> Iterator[None]:
+    """Registers ``models`` and ``datasets`` for the ``with`` block; when it raises (a refused
+    experiment, a failed run), the registries are put back as they were, so that a refused call
+    leaves nothing registered."""
+    from runs import data as runs_data
+    from runs import models as runs_models
+
+    registries = (runs_models._REGISTERED, runs_data._REGISTERED, runs_data._DIGESTS)
+    saved = [dict(registry) for registry in registries]
+    try:
+        for name, factory in (models or {}).items():
+            register_model(name, factory)
+        for name, data in (datasets or {}).items():
+            register_dataset(name, data)
+        yield
+    except BaseException:
+        for registry, content in zip(registries, saved):
+            registry.clear()
+            registry.update(content)
+        raise
+
+
+def _run(experiment, args: argparse.Namespace, quick: bool, seeds: int | None) -> dict[str, Any]:
+    """:func:`run` once its options are checked and its models and datasets registered."""
+    from runs import experiment as command
+    from runs.catalog import find_experiment
+    from runs.load import as_toml_values, load_experiment, parse_experiment, resolve
+
     options = {"quick": quick, "seeds": seeds, "data_dir": args.data_dir}
     if isinstance(experiment, Experiment):
         load = functools.partial(resolve, experiment, **options)

@@ -52,10 +52,19 @@ def find_experiment(name_or_path: str) -> Path:
     bundled = bundled_experiments()
     if name_or_path in bundled:
         return bundled[name_or_path]
+    if not name_or_path.strip():  # (Path("") is the current folder)
+        raise ValueError(
+            f"experiment: an empty name {name_or_path!r}; give a bundled experiment or a .toml file"
+        )
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if path.is_dir():
             raise ValueError(f"experiment file {str(path)!r} is a folder, not a .toml file")
+        if path.exists() and not path.is_file():
+            raise ValueError(
+                f"experiment file {str(path)!r} is not a file (a FIFO, socket or device); "
+                "give a .toml file"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"experiment file {str(path)!r} does not exist")
         if path.suffix != ".toml":

@@ -166,7 +166,12 @@ def folder_lock(folder: str | Path, option: str = "--logdir") -> Iterator[None]:
         ValueError: another process holds the lock (the message names it and ``option``).
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # (a folder check passes in /proc, where nothing can be made)
+        raise ValueError(
+            f"{option}: cannot make the folder {str(folder)!r}: {err.strerror or err}"
+        ) from None
     path = folder / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:

@@ -1,8 +1,8 @@
 """Small argument checks shared by the runner's modules.
 
-- ``check_positive_int``, ``check_non_negative_int``, ``check_seeds`` and
-  ``check_registry_name`` raise at once (arguments
-  of a function, options of a command);
+- ``check_positive_int`` (with an optional maximum: :data:`MAX_JOBS`, :data:`MAX_THREADS`),
+  ``check_non_negative_int``, ``check_seed``, ``check_seeds`` and ``check_registry_name`` raise
+  at once (arguments of a function, options of a command);
 - ``check_type`` raises a ``TypeError`` unless a value has its declared type (``runs.spec``'s
   classes check their fields with it when they are constructed; ``check_arguments`` checks a
   function's arguments against its annotations);
@@ -26,16 +26,35 @@ from typing import Any
 Check = Callable[[Any], "str | None"]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # names a folder
 
+MAX_JOBS = 1024
+"""The most worker processes ``--jobs`` may ask for (beyond it, process pools fail with an
+``OverflowError`` or exhaust the machine)."""
+MAX_THREADS = 1024
+"""The most torch threads ``--threads`` may ask for (``torch.set_num_threads`` refuses values
+beyond a C ``int`` and crashes with a segmentation fault for about 100000)."""
+SEED_LIMIT = 2**64
+"""Seeds lie in ``0..SEED_LIMIT - 1``: what ``torch.manual_seed`` takes (an unsigned 64-bit
+integer; a negative seed would stand for another one, so negative seeds are refused)."""
+
 
 def is_positive_int(value: object) -> bool:
     """True for an ``int`` (not a ``bool``) >= 1."""
     return positive_int(value) is None
 
 
-def check_positive_int(name: str, value: object) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a positive integer."""
+def check_positive_int(name: str, value: object, maximum: int | None = None) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a positive integer, at most
+    ``maximum`` when one is given."""
     if not is_positive_int(value):
         raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+    if maximum is not None and value > maximum:  # type: ignore[operator]
+        raise ValueError(f"{name} must be at most {maximum}, got {name}={value!r}")
+
+
+def check_seed(name: str, value: object) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a seed (:func:`seed`)."""
+    if (allowed := seed(value)) is not None:
+        raise ValueError(f"{name} must be {allowed}, got {name}={value!r}")
 
 
 def check_non_negative_int(name: str, value: object) -> None:
@@ -58,9 +77,11 @@ def check_registry_name(where: str, name: object) -> None:
 
 def check_seeds(seeds: object, option: str = "seeds") -> None:
     """Raises ``ValueError`` naming ``option`` unless ``seeds`` (a seed-count override) is None
-    or a positive integer."""
+    or a positive integer (at most :data:`SEED_LIMIT`)."""
     if seeds is not None and positive_int(seeds) is not None:
         raise ValueError(f"{option} must be a positive integer (the seeds 0..N-1), got {seeds!r}")
+    if seeds is not None and seeds > SEED_LIMIT:  # type: ignore[operator]
+        raise ValueError(f"{option} must be at most {SEED_LIMIT} (seeds < 2**64), got {seeds!r}")
 
 
 def type_allows(hint: Any, value: Any) -> bool:
@@ -204,12 +225,23 @@ def positive_int_or_epoch(value: Any) -> str | None:
     return None if ok else 'a positive integer or "epoch"'
 
 
+def seed(value: Any) -> str | None:
+    """A seed ``torch.manual_seed`` takes as itself: an integer in ``0..SEED_LIMIT - 1``."""
+    ok = _integer(value) and 0 <= value < SEED_LIMIT
+    return None if ok else f"an integer in 0..{SEED_LIMIT - 1}"
+
+
 def seeds(value: Any) -> str | None:
-    if positive_int(value) is None:
+    if positive_int(value) is None and value <= SEED_LIMIT:
         return None
     ok = isinstance(value, list | tuple) and value and len(set(value)) == len(value)
-    ok = ok and all(non_negative_int(s) is None for s in value)
-    return None if ok else "a positive integer N (seeds 0..N-1) or a list of distinct seeds >= 0"
+    ok = ok and all(seed(s) is None for s in value)
+    allowed = f"0..{SEED_LIMIT - 1}"
+    return (
+        None
+        if ok
+        else f"a positive integer N (seeds 0..N-1) or a list of distinct seeds in {allowed}"
+    )
 
 
 def folder_name(value: Any) -> str | None:

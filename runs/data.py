@@ -200,6 +200,8 @@ def _as_tensor(label: str, value: object, dtype: torch.dtype) -> torch.Tensor:
             raise ValueError(f"{label} must hold integer class labels, got dtype {value.dtype}")
         if value.dim() != 1:
             raise ValueError(f"{label} must have shape (N,), got {tuple(value.shape)}")
+    elif value.dtype.is_complex:  # (torch casts it to real, dropping the imaginary part)
+        raise ValueError(f"{label} must hold real numbers, got dtype {value.dtype}")
     elif value.dim() < 2:
         raise ValueError(f"{label} must have shape (N, *input_shape), got {tuple(value.shape)}")
     # always a copy (of a CPU tensor of the right dtype too, and of a NumPy array, which

@@ -36,7 +36,7 @@ from runs import checkpoint as ckpt
 from runs import tuning
 from runs.build import optimizer_class
 from runs.catalog import DEFAULT_EXPERIMENT, find_experiment
-from runs.checks import check_positive_int, check_seeds
+from runs.checks import MAX_JOBS, MAX_THREADS, check_positive_int, check_seeds
 from runs.load import load_experiment
 from runs.spec import Experiment
 
@@ -109,6 +109,8 @@ def run_study_command(args: argparse.Namespace) -> int:
     for name in ("variants", "data_dir", "address"):
         if getattr(args, name):
             raise ValueError(f"{option_name(args, name)} does not apply to {args.experiment}")
+    if args.jobs != 1:  # (a study computes in this process: --threads sets its torch threads)
+        raise ValueError(f"{option_name(args, 'jobs')} does not apply to {args.experiment}")
     if args.backend != "process":
         raise ValueError(
             f"{option_name(args, 'backend', args.backend)} does not apply to {args.experiment}"
@@ -185,7 +187,9 @@ def training_problem(variant, data) -> str | None:
     model at each call (one shared instance would make the seeds share weights); one forward pass
     on the first ``PREFLIGHT_EXAMPLES`` training examples in eval mode without gradients, whose
     output must be ``(batch, num_classes)`` floating-point logits (the cross-entropy's input); that
-    the model has trainable parameters; that the optimizer and schedules build on them; and, when
+    the model has trainable parameters; that the optimizer and schedules build on them; one
+    training step's forward, loss and backward pass in train mode (:func:`training_step_error`:
+    a detached output, a model failing only in train mode); and, when
     an epoch ends with a mini-batch of one example, a train-mode forward pass on one example (it
     fails for BatchNorm over a single value per channel).
     """
@@ -245,6 +249,13 @@ def training_problem(variant, data) -> str | None:
             attach_schedules(make_optimizer(variant.optimizer, params), variant.schedules)
         except Exception as err:
             return f"{where}, optimizer {variant.optimizer.name!r}: {type(err).__name__}: {err}"
+        failed = training_step_error(model, batch, data.train_y[:PREFLIGHT_EXAMPLES])
+        if failed is not None:
+            return (
+                f"{where}, model {variant.model.name!r}: a training step (a train-mode forward "
+                f"pass, the {variant.train.loss} loss and its backward pass on {len(batch)} "
+                f"training examples) failed: {type(failed).__name__}: {failed}"
+            )
         n, size = len(data.train_x), variant.train.batch_size
         per_epoch = batches_per_epoch(n, size)
         steps = variant.train.steps or variant.train.epochs * per_epoch
@@ -261,6 +272,39 @@ def training_problem(variant, data) -> str | None:
                     "BatchNorm needs more than one value per channel: choose a batch_size that "
                     "does not leave one example over"
                 )
+    return None
+
+
+def training_step_error(model, x, y) -> Exception | None:
+    """What one train-mode forward pass, loss (``runs.trainer.mini_batch_loss``) and backward pass
+    of ``model`` on ``x``, ``y`` raises, or None. The model is left as it was: its parameters and
+    buffers (BatchNorm's running statistics) are copied back, its gradients and mode restored,
+    so a module its factory shares between models is not changed either; the caller forks the
+    random state (dropout's draws)."""
+    import itertools
+
+    import torch
+
+    from runs.trainer import mini_batch_loss
+
+    tensors = list(itertools.chain(model.parameters(), model.buffers()))
+    saved = [t.detach().clone() for t in tensors]
+    grads = [(p, p.grad) for p in model.parameters()]
+    training = model.training
+    for p, _ in grads:
+        p.grad = None  # (backward would accumulate into the caller's gradient tensors)
+    try:
+        model.train()
+        mini_batch_loss(model, x, y, 1).backward()
+    except Exception as err:  # a user's model may raise anything
+        return err
+    finally:
+        with torch.no_grad():
+            for tensor, value in zip(tensors, saved):
+                tensor.copy_(value)
+        for p, grad in grads:
+            p.grad = grad
+        model.train(training)
     return None
 
 
@@ -323,12 +367,21 @@ def check_device(device: str, option: str = "--device") -> None:
     raise ValueError(f"{option}: {device!r} is not available here; use {allowed}")
 
 
+def check_data_dir(data_dir: str, option: str = "--data-dir") -> None:
+    """Raises ``ValueError`` naming ``option`` for an empty ``data_dir`` (it is not the current
+    folder by accident, as an empty ``--logdir`` is not)."""
+    if not data_dir.strip():
+        raise ValueError(f"{option}: an empty path {data_dir!r}; give a folder")
+
+
 def check_options(args: argparse.Namespace) -> None:
     """The checks of the options that need no experiment (nothing is written yet), each refusal
     naming the option as the caller wrote it (:func:`option_name`)."""
-    for name in ("jobs", "threads"):
-        check_positive_int(option_name(args, name), getattr(args, name))
+    for name, maximum in (("jobs", MAX_JOBS), ("threads", MAX_THREADS)):
+        check_positive_int(option_name(args, name), getattr(args, name), maximum)
     check_seeds(getattr(args, "seeds", None), option_name(args, "seeds"))
+    if getattr(args, "data_dir", None) is not None:
+        check_data_dir(args.data_dir, option_name(args, "data_dir"))
     backend = getattr(args, "backend", "process")
     if getattr(args, "address", None) and backend != "ray":
         raise ValueError(
@@ -368,12 +421,16 @@ def with_chosen_rates(experiment: Experiment, chosen: dict[str, float]) -> Exper
 def check_writable_paths(experiment: Experiment, root: Path, option: str = "--logdir") -> None:
     """Raises ``ValueError`` naming ``option`` unless every folder the experiment will write
     (its own, ``figures``, each run's and each search run's) is, or can be made as, a writable
-    folder, and no file it will write is a folder: checked before anything is written."""
+    folder, and no file it will write (the figures included) is a folder: checked before
+    anything is written."""
+    from runs.figures import check_figure_files
+
     files = ["experiment.json", "summary.json", "summary.md", tuning.RANGE_TEST_FILE]
     files.append(tuning.SEARCH_FILE)
     for name in files:
         if (root / name).is_dir():
             raise ValueError(f"{option}: {str(root / name)!r} is a folder, not a file; remove it")
+    check_figure_files(root / "figures", option)
     folders = [root / "figures", *(Path(task.run_dir) for task in final_tasks(experiment, root))]
     if experiment.search is not None:
         rows = tuning.search_tasks(experiment, root).values()
@@ -433,6 +490,10 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
     ckpt.check_writable_folder(root, logdir)
     check_writable_paths(experiment, root, logdir)
 
+    registered = parallel.registered_for(experiment.variants)
+    if args.jobs > 1 and args.backend == "process":
+        parallel.check_picklable(registered, option_name(args, "jobs", args.jobs))
+
     dist = parallel.init_distributed(args.device)
     device = args.device
     if dist is not None and device.startswith("cuda"):
@@ -448,7 +509,7 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
         settings = parallel.Settings(
             data_dir=args.data_dir, device=device, threads=args.threads, quiet=args.quiet,
             backend=args.backend, address=args.address,
-            registered=parallel.current_registered(),
+            registered=registered,
         )  # fmt: skip
         _run_checked(args, experiment, root, load, settings, dist, resumed, started)
     # (every rank returns after rank 0 wrote the report, which runs.run reads on every rank)

@@ -30,6 +30,21 @@ from runs.spec import EVAL_METRICS
 
 # What ``[report] figure`` may name: the figure the README shows for the experiment.
 README_FIGURE = "readme.png"
+FIGURE_FILES = (
+    *(f"{name}.png" for name in (*EVAL_METRICS, "train_loss_per_step")),
+    "schedules.png",
+    README_FIGURE,
+)
+"""Every file of ``figures/`` that :func:`write_figures` and :func:`readme_figure` may write."""
+
+
+def check_figure_files(out_dir: Path, option: str) -> None:
+    """Raises ``ValueError`` naming ``option`` when a figure's path in ``out_dir`` is a folder
+    (checked before anything is written: a run must not train first and then fail here)."""
+    for name in FIGURE_FILES:
+        path = out_dir / name
+        if path.is_dir():
+            raise ValueError(f"{option}: {str(path)!r} is a folder, not a file; remove it")
 
 
 def _smooth(values: Sequence[float | None], window: int) -> list[float]:

@@ -154,6 +154,10 @@ def _check_names(dataset: Any, model: Any, location: str, problems: Problems) ->
             )
 
 
+def _name_in(table: Any) -> Any:
+    return table.get("name") if isinstance(table, dict) else None
+
+
 def _apply_fallback(raw: dict, data_dir: str | None, problems: Problems) -> tuple[dict, bool]:
     """``[fallback]``'s dataset and model replace the common ones when no ``data_dir`` was given
     and the common dataset needs one. An explicit ``data_dir`` never falls back: a folder without
@@ -173,6 +177,14 @@ def _apply_fallback(raw: dict, data_dir: str | None, problems: Problems) -> tupl
     from runs.data import dataset_available
 
     if data_dir is not None or not isinstance(primary, str) or dataset_available(primary, None):
+        # not used: validated all the same (the whole file is checked, whichever parts apply)
+        for key in ("dataset", "model"):
+            if isinstance(fallback.get(key), dict):
+                check_table(spec.SECTIONS[key], fallback[key], join("fallback", key), problems)
+        _check_names(
+            _name_in(fallback.get("dataset")), _name_in(fallback.get("model")), "fallback",
+            problems,
+        )  # fmt: skip
         return raw, False
     return {**raw, **{k: fallback[k] for k in ("dataset", "model") if k in fallback}}, True
 
@@ -347,6 +359,17 @@ def parse_experiment(
                 problems.add(
                     f"report.claims[{index}]", f"unknown variant {claimed!r}; allowed: {allowed}"
                 )
+    from runs.results import variant_prefix
+
+    prefixes = list(dict.fromkeys(variant_prefix(n) for n in names))
+    panels = report.get("panels")
+    for panel in panels if isinstance(panels, list) else []:
+        if isinstance(panel, str) and panel not in prefixes:
+            problems.add(
+                "report.panels",
+                f"unknown panel {panel!r}; allowed: the prefixes {', '.join(prefixes)} of the "
+                'variant names "<prefix>.<rest>"',
+            )
     if "reach" in report and report["reach"] not in names:
         problems.add(
             "report.reach", f"unknown variant {report['reach']!r}; allowed: {', '.join(names)}"

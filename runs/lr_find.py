@@ -10,13 +10,14 @@ eigenvalue L at the starting parameters, 1/L, 2/L), and saves the plot under
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from runs.catalog import DEFAULT_EXPERIMENT
 from runs.checkpoint import check_writable_folder
-from runs.checks import check_non_negative_int
+from runs.checks import check_seed
 from runs.data import known_shape, load_dataset
-from runs.experiment import DEFAULT_LOGDIR, model_problem, select_variants
+from runs.experiment import DEFAULT_LOGDIR, check_data_dir, model_problem, select_variants
 from runs.load import load_experiment
 from runs.tuning import range_test_on_variant
 from schedulers.files import check_output_file
@@ -65,16 +66,29 @@ def run(args: argparse.Namespace) -> int:
         "diverge_threshold": args.diverge_threshold,
         "curvature_batches": args.curvature_batches,
     }
-    check_options(**options)
-    check_non_negative_int("--seed", args.seed)
+    try:
+        check_options(**options)
+    except ValueError as err:  # named as the command's flags, not as the function's arguments
+        message = str(err)
+        for name in options:
+            message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
+        raise ValueError(message) from None
+    check_seed("--seed", args.seed)
+    if args.data_dir is not None:
+        check_data_dir(args.data_dir, "--data-dir")
+    if args.variant is not None and "," in args.variant:
+        raise ValueError(f"--variant: name one variant, got {args.variant!r}")
     experiment = load_experiment(args.experiment, data_dir=args.data_dir)
     variant = select_variants(experiment, args.variant, "--variant").variants[0]
+    if args.out == "":
+        raise ValueError("--out: an empty path ''; give an image file")
     if args.out is None:
         check_writable_folder(args.logdir, "--logdir")
         out = Path(args.logdir) / experiment.name / f"lr-find-{variant.name}.png"
     else:
         out = Path(args.out)
-    check_output_file(out, "--out" if args.out else "--logdir", make_parent=args.out is None)
+    option = "--logdir" if args.out is None else "--out"
+    check_output_file(out, option, make_parent=args.out is None)
     known = known_shape(variant.dataset.name)  # the model checked before data is generated
     if known is not None and (problem := model_problem(variant, *known)) is not None:
         raise ValueError(f"{experiment.source}: {problem}")

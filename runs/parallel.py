@@ -117,6 +117,44 @@ def current_registered() -> dict | None:
     return found if any(found.values()) else None
 
 
+def registered_for(variants: Sequence[Variant]) -> dict | None:
+    """The registered models and datasets that ``variants`` name (:func:`current_registered`
+    limited to them: only those go to the worker processes). None: none."""
+    found = current_registered()
+    if found is None:
+        return None
+    models = {v.model.name for v in variants}
+    datasets = {v.dataset.name for v in variants}
+    used = {
+        "models": {k: f for k, f in found["models"].items() if k in models},
+        "datasets": {k: d for k, d in found["datasets"].items() if k in datasets},
+    }
+    return used if any(used.values()) else None
+
+
+def check_picklable(registered: dict | None, option: str) -> None:
+    """Raises ``TypeError`` naming the model or dataset of ``registered`` that cannot be pickled,
+    as the worker processes of ``option`` (``--jobs N``) need: checked before anything is written
+    (a lambda or local function as a model factory). A dataset's tensors are left out of the
+    check (tensors pickle; copying them would cost their memory)."""
+    import pickle
+
+    for kind, items in (registered or {}).items():
+        for name, value in items.items():
+            if isinstance(value, DatasetSplits):
+                splits = ("train_x", "train_y", "test_x", "test_y")
+                value = dataclasses.replace(value, **{f: getattr(value, f)[:0] for f in splits})
+            try:
+                pickle.dumps(value)
+            except Exception as err:  # (PicklingError, AttributeError, TypeError, ...)
+                what = "model" if kind == "models" else "dataset"
+                raise TypeError(
+                    f"{what} {name!r} cannot be pickled to send it to the worker processes of "
+                    f"{option} ({type(err).__name__}: {err}); define it at the top level of a "
+                    "module (not as a lambda or a local function), or run one job"
+                ) from None
+
+
 def install_registered(registered: dict) -> None:
     """Registers in this process what :func:`current_registered` found in the parent."""
     from runs.data import register_dataset, registered_datasets
@@ -174,7 +212,7 @@ def run_all(
         context = multiprocessing.get_context("spawn")
         by_future = {}
         with ProcessPoolExecutor(
-            max_workers=jobs,
+            max_workers=min(jobs, len(tasks)),
             mp_context=context,
             initializer=_start_worker,
             initargs=(settings.registered,),

@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def experiment_dirs(dirs: Sequence[str | Path]) -> list[Path]:
     """The experiment folders named: a folder holding ``experiment.json`` is one; any other
-    folder (a ``--logdir``) stands for the full runs inside it (``*-quick`` ones left out)."""
+    folder (a ``--logdir``) stands for the full runs inside it (``*-quick`` ones left out). A
+    folder named twice (``X`` and ``X/``, or a logdir and one of its experiments) is reported
+    once, where it is first named."""
     found = []
     for directory in map(Path, dirs):
         if (directory / "experiment.json").is_file():
@@ -45,7 +47,10 @@ def experiment_dirs(dirs: Sequence[str | Path]) -> list[Path]:
         if not inside:
             raise FileNotFoundError(f"{str(directory)!r} holds no experiment (no experiment.json)")
         found += inside
-    return found
+    unique: dict[Path, Path] = {}
+    for directory in found:
+        unique.setdefault(directory.resolve(), directory)
+    return list(unique.values())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -170,7 +170,8 @@ def run_trials(trials: Sequence[Trial], jobs: int = 1, quiet: bool = True) -> li
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker) as pool:
+        workers = min(jobs, len(trials))
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker) as pool:
             futures = {pool.submit(run_trial, trials[i]): i for i in order}
             try:
                 for future in as_completed(futures):
@@ -250,9 +251,10 @@ def score(
     for ruleset in rulesets:
         if ruleset not in RULESETS:
             raise ValueError(f"ruleset={ruleset!r}; allowed: {', '.join(RULESETS)}")
+    from runs.checks import MAX_JOBS, check_positive_int
+
     for name, value in (("studies", studies), ("trials", trials), ("jobs", jobs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r}; allowed: a positive integer")
+        check_positive_int(name, value, MAX_JOBS if name == "jobs" else None)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r}; allowed: an integer >= 0")
     started = time.perf_counter()
@@ -319,14 +321,14 @@ def _selected_workloads(text: str | None, quick: bool) -> list[Workload]:
 
 def run(args: argparse.Namespace) -> int:
     from runs.checkpoint import check_writable_folder, folder_lock, save_json, save_text
-    from runs.checks import check_non_negative_int
+    from runs.checks import MAX_JOBS, check_non_negative_int, check_positive_int
     from runs.readme import check_readme
     from runs.score_submissions import load_submissions
 
     for flag in ("jobs", "studies", "trials"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag} must be a positive integer, got --{flag} {value}")
+        if getattr(args, flag) is not None:
+            maximum = MAX_JOBS if flag == "jobs" else None
+            check_positive_int(f"--{flag}", getattr(args, flag), maximum)
     if args.only_file and not args.submissions:
         raise ValueError("--only-file needs --submissions FILE.toml")
     workloads = _selected_workloads(args.workloads, args.quick)

@@ -21,7 +21,7 @@ Example (Python front end)::
     >>> sgd = Variant(
     ...     name="sgd",
     ...     dataset=Dataset("mnist1d"),
-    ...     model=Model("mnist1d-mlp"),
+    ...     model=Model("mlp"),
     ...     train=Train(batch_size=128, epochs=2),
     ...     optimizer=Optimizer("sgd", {"lr": 0.1}),
     ... )
@@ -62,6 +62,7 @@ from runs.checks import (
     type_hints,
     unit_interval,
 )
+from runs.checks import seed as a_seed
 from runs.claims import claim_problem
 
 _ANY_BAD = object()  # a value no check allows: check(_ANY_BAD) is the phrase of what is allowed
@@ -283,7 +284,7 @@ class RangeTest(Section):
     curvature_batches: int = setting(
         "batches for the top Hessian eigenvalue L at the start (0: none)", non_negative_int, 1
     )
-    seed: int = setting("the test's seed", non_negative_int, 0)
+    seed: int = setting("the test's seed", a_seed, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,7 +297,7 @@ class Search(Section):
         one_of(*EVAL_METRICS),
         "train_loss",
     )
-    seed: int = setting("the one seed of the search runs", non_negative_int, 0)
+    seed: int = setting("the one seed of the search runs", a_seed, 0)
     train: dict[str, Any] = setting("overrides of [train] for the search runs", table, {})
     # Resolved by runs.load, not written in a file: each variant's grid (none for a variant
     # whose optimizer takes no lr: it is not searched).
@@ -449,7 +450,7 @@ TOP_LEVEL = (
     ("description", "one line for `stepsize list`"),
     ("runtime", "how long it takes, shown by `stepsize list`"),
     ("reference", "what paper or framework it reproduces (markdown, shown in the README)"),
-    ("seeds", "N means seeds 0..N-1, or a list such as [0, 7] [1]"),
+    ("seeds", "N means seeds 0..N-1, or a list such as [0, 7]; seeds < 2**64 [1]"),
 )
 SECTIONS: dict[str, type[Section]] = {
     "dataset": Dataset,

@@ -23,7 +23,7 @@ import numpy as np
 
 from runs.checkpoint import RESULT, check_writable_folder, save_json, save_text
 from runs.claims import claims_table
-from runs.figures import readme_figure, write_figures
+from runs.figures import check_figure_files, readme_figure, write_figures
 from runs.results import (
     METRIC_LABELS,
     collect_results,
@@ -279,6 +279,7 @@ def prepare_report(experiment_dir: str | Path) -> Writer:
         if (root / name).is_dir():
             raise ValueError(f"{str(root / name)!r} is a folder, not a file; remove it")
     check_writable_folder(root / "figures", "DIR")
+    check_figure_files(root / "figures", "DIR")
     if meta.get("kind") == "study":
         from runs.study import prepare_study_report
 

@@ -26,6 +26,10 @@ import torch
 import schedulers as S
 from runs.checks import check_positive_int
 
+MAX_EVAL_STEPS = 10**8
+"""The most ``--eval-steps``: each schedule is evaluated on ``np.arange(n)``, 8 bytes a step
+(10**8 steps: 800 MB per array), so more fails for memory rather than measuring."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``stepsize bench schedulers``."""
@@ -39,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-steps",
         type=whole_number,
         default=10**6,
-        help="steps of the vectorised evaluation, an integer such as 1000000 or 1e6 (default 1e6)",
+        help="steps of the vectorised evaluation, an integer such as 1000000 or 1e6 (default 1e6, "
+        "at most 1e8)",
     )
 
 
@@ -196,8 +201,9 @@ def bench_vectorised(n: int, repeats: int) -> list[tuple[str, float]]:
 
 def run(args: argparse.Namespace) -> int:
     """Print both tables."""
-    for option in ("steps", "repeats", "eval_steps"):
+    for option in ("steps", "repeats"):
         check_positive_int(f"--{option.replace('_', '-')}", getattr(args, option))
+    check_positive_int("--eval-steps", args.eval_steps, MAX_EVAL_STEPS)
     print(
         f"per-update cost, median of {args.repeats} rounds x {args.steps} steps "
         "(target: ratio <= 0.50)"

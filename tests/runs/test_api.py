@@ -244,3 +244,44 @@ def test_a_factory_that_fails_is_reported_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="variant 'nadam', model: RuntimeError: no GPU here"):
         runs.run(experiment(model={"name": "api-broken"}), logdir=tmp_path / "out")
     assert not (tmp_path / "out" / "api-test").exists()
+
+
+def test_an_unpicklable_factory_with_jobs_is_refused_before_writing(tmp_path):
+    # (a PicklingError after experiment.json and the TensorBoard files were written)
+    register_both()
+    runs.register_model("api-lambda", lambda shape, k: nn.Linear(shape[0], k))
+    with pytest.raises(TypeError, match=r"model 'api-lambda'.*cannot be pickled.*jobs=2"):
+        runs.run(experiment(model={"name": "api-lambda"}), logdir=tmp_path / "out", jobs=2)
+    assert not (tmp_path / "out").exists()
+    runs.run(experiment(seeds=1), logdir=tmp_path / "out", jobs=2)  # (one not used is not sent)
+
+
+def test_a_refused_run_registers_nothing(tmp_path):
+    data = dataset_from(*blobs())
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        runs.run(
+            experiment(), logdir=tmp_path, jobs=0, models={"api-linear": linear_factory},
+            datasets={"api-blobs": data},
+        )  # fmt: skip
+    assert "api-linear" not in runs_models.registered_models()
+    assert "api-blobs" not in runs_data.registered_datasets()
+    with pytest.raises(ValueError, match=r"train\.batch_size"):
+        runs.run(
+            experiment(train={"steps": 6, "batch_size": 0}), logdir=tmp_path,
+            models={"api-linear": linear_factory}, datasets={"api-blobs": data},
+        )  # fmt: skip
+    assert "api-linear" not in runs_models.registered_models()
+    assert not list(tmp_path.iterdir())
+
+
+def test_huge_jobs_threads_and_seeds_are_refused_before_writing(tmp_path):
+    register_both()
+    for options, message in (
+        ({"jobs": 2**31}, "jobs must be at most 1024, got jobs=2147483648"),
+        ({"threads": 2**31}, "threads must be at most 1024, got threads=2147483648"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            runs.run(experiment(), logdir=tmp_path / "out", **options)
+    with pytest.raises(ValueError, match=r"seeds: must be .* seeds in 0\.\.18446744073709551615"):
+        runs.run(experiment(seeds=[0, 2**64]), logdir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

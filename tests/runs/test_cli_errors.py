@@ -344,7 +344,7 @@ def test_score_seed_is_checked_first(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--seed", "-1"], "--seed must be an integer >= 0, got --seed=-1"),
+        (["--seed", "-1"], "--seed must be an integer in 0..18446744073709551615, got --seed=-1"),
         (["--variant", "zz"], "--variant: unknown variant(s) zz; tiny has: a"),
         (["--logdir", "F"], "--logdir: 'F' is a file, not a folder"),
         (["--out", "F/o.png"], "--out 'F/o.png': 'F' is a file, not a folder"),
@@ -413,3 +413,127 @@ def test_plot_names_a_bad_schedule_file(tmp_path, capsys):
     assert f"{bad}: not valid TOML: " in _refused(capsys, "plot", str(bad))
     bad.write_bytes(b'name = "\xff"\n')
     assert f"{bad}: not valid UTF-8 text" in _refused(capsys, "plot", str(bad))
+
+
+# ------------------------------------------------------- out-of-range numbers, before any writing
+
+
+@pytest.mark.parametrize(
+    ("experiment", "extra", "expected"),
+    [
+        ("tiny", ["--jobs", "2147483647", "--seeds", "2"], "--jobs must be at most 1024, got"),
+        ("tiny", ["--threads", "2147483648"], "--threads must be at most 1024, got"),
+        ("quadratic", ["--quick", "--threads", "2147483648"], "--threads must be at most 1024"),
+    ],
+)
+def test_huge_jobs_and_threads_are_refused_before_writing(
+    tiny, tmp_path, capsys, experiment, extra, expected
+):
+    # (they failed with OverflowError or torch's "Overflow when unpacking long" after writing)
+    which = str(tiny) if experiment == "tiny" else experiment
+    err = _refused(capsys, "run", which, "--logdir", str(tmp_path / "L"), "--quiet", *extra)
+    assert expected in err
+    assert not (tmp_path / "L").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["score", "--quick", "--jobs", "2147483648"],
+        ["bench", "runner", "--threads", "2147483648", "--steps", "1", "--repeats", "1"],
+    ],
+)
+def test_score_jobs_and_bench_threads_are_bounded(tmp_path, capsys, argv):
+    flag = argv[argv.index("--jobs") if "--jobs" in argv else argv.index("--threads")]
+    err = _refused(capsys, *argv, *(["--logdir", str(tmp_path / "L")] if "score" in argv else []))
+    assert f"{flag} must be at most 1024, got {flag}=2147483648" in err
+    assert not (tmp_path / "L").exists()
+
+
+def test_a_seed_of_2_to_the_64_is_refused_before_writing(tiny, tmp_path, capsys):
+    tiny.write_text(TINY.replace("seeds = 1", f"seeds = [{2**64}]"))
+    err = _refused(capsys, "run", str(tiny), "--logdir", str(tmp_path / "L"), "--quiet")
+    allowed = f"a list of distinct seeds in 0..{2**64 - 1}"
+    assert f"seeds: must be a positive integer N (seeds 0..N-1) or {allowed}, got [{2**64}]" in err
+    assert not (tmp_path / "L").exists()
+    tiny.write_text(TINY.replace("seeds = 1", f"seeds = [{2**64 - 1}]"))  # torch's largest
+    assert main(["run", str(tiny), "--logdir", str(tmp_path / "L"), "--quiet"]) == 0
+
+
+# ------------------------------------------------------------ checks that came after the training
+
+
+def test_a_folder_where_a_figure_goes_is_named_before_training(report_dir, tmp_path, capsys):
+    figure = report_dir / "figures" / "train_loss.png"
+    figure.unlink()
+    figure.mkdir()
+    before = _snapshot(report_dir)
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(TINY)
+    err = _refused(capsys, "run", str(tiny), "--logdir", str(tmp_path), "--seeds", "2", "--quiet")
+    assert f"--logdir: {str(figure)!r} is a folder, not a file; remove it" in err
+    assert _snapshot(report_dir) == before  # seed 1 not trained, nothing rewritten
+
+
+@pytest.mark.parametrize("second", ["same/", "logdir"])
+def test_report_of_one_folder_named_twice_reports_it_once(report_dir, capsys, second):
+    # (its own lock was reported as "another stepsize process (pid <its own pid>)")
+    other = str(report_dir) + "/" if second == "same/" else str(report_dir.parent)
+    assert main(["report", str(report_dir), other]) == 0
+    assert capsys.readouterr().out.count("wrote summary.json") == 1
+
+
+# ------------------------------------------------------------------- messages naming the option
+
+
+def test_lr_find_names_its_flags(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STEPSIZE_CACHE", str(tmp_path / "cache"))
+    for extra, expected in (
+        (["--out", ""], "--out: an empty path ''; give an image file"),
+        (["--start-lr", "-1"], "--start-lr must be a finite number > 0, got --start-lr=-1.0"),
+        (["--num-iter", "1"], "--num-iter must be an integer >= 2, got --num-iter=1"),
+        (["--variant", "a,a"], "--variant: name one variant, got 'a,a'"),
+        (["--seed", str(2**64)], f"--seed must be an integer in 0..{2**64 - 1}, got --seed="),
+        (["--data-dir", ""], "--data-dir: an empty path ''; give a folder"),
+    ):
+        err = _refused(capsys, "lr-find", str(tiny), "--num-iter", "5", "--quiet", *extra)
+        assert expected in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
+
+
+def test_run_names_what_is_wrong_with_its_paths(tmp_path, tiny, capsys):
+    os.mkfifo(tmp_path / "fifo")
+    for experiment, extra, expected in (
+        (str(tmp_path / "fifo"), [], f"experiment file {str(tmp_path / 'fifo')!r} is not a file"),
+        ("", [], "experiment: an empty name ''; give a bundled experiment or a .toml file"),
+        (str(tiny), ["--data-dir", ""], "--data-dir: an empty path ''; give a folder"),
+    ):
+        argv = ["run", experiment, "--logdir", str(tmp_path / "L"), "--quiet", *extra]
+        assert expected in _refused(capsys, *argv)
+    assert not (tmp_path / "L").exists()
+
+
+def test_a_logdir_that_cannot_be_made_is_named(tiny, capsys, monkeypatch, tmp_path):
+    import pathlib
+
+    mkdir = pathlib.Path.mkdir
+
+    def refuse(self, *args, **kwargs):  # as in /proc, which root may "write" but not mkdir in
+        if "L" in self.parts:
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refuse)
+    err = _refused(capsys, "run", str(tiny), "--logdir", str(tmp_path / "L"), "--quiet")
+    assert f"--logdir: cannot make the folder {str(tmp_path / 'L' / 'tiny')!r}" in err
+
+
+def test_study_experiments_refuse_jobs(tmp_path, capsys):
+    err = _refused(capsys, "run", "quadratic", "--quick", "--jobs", "2", "--logdir", str(tmp_path))
+    assert "--jobs does not apply to quadratic" in err
+
+
+def test_bench_schedulers_eval_steps_is_bounded(capsys):
+    err = _refused(capsys, "bench", "schedulers", "--eval-steps", "1e30", "--steps", "1")
+    assert "--eval-steps must be at most 100000000, got --eval-steps=1" in err

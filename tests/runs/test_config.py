@@ -158,3 +158,24 @@ def test_our_optimizers_are_the_default_names():
 
     assert optimizer_class("adam") is optim.Adam
     assert optimizer_class("torch.adam").__module__.startswith("torch.optim")
+
+
+def test_report_panels_must_be_prefixes_of_variant_names():
+    # (a panel named after no variant drew an empty panel)
+    raw = _base(variants=[{"name": "sgd.a"}, {"name": "adam.b"}], report={"panels": ["sgd", "zz"]})
+    with pytest.raises(ValueError, match="1 problem") as err:
+        parse_experiment(raw, "x.toml")
+    assert "report.panels: unknown panel 'zz'; allowed: the prefixes sgd, adam" in _problems(err)
+    raw["report"] = {"panels": ["adam", "sgd"]}
+    assert parse_experiment(raw, "x.toml").report.panels == ["adam", "sgd"]
+
+
+def test_an_unused_fallback_is_validated_too():
+    # (an unknown dataset or model in [fallback] passed while the fallback was not needed)
+    raw = _base(fallback={"dataset": {"name": "nope"}, "model": {"name": "nope-net"}})
+    with pytest.raises(ValueError, match="2 problem") as err:
+        parse_experiment(raw, "x.toml")
+    assert "fallback.model.name: unknown model 'nope-net'" in _problems(err)
+    assert "fallback.dataset.name: unknown dataset 'nope'" in _problems(err)
+    raw["fallback"] = {"dataset": {"name": "mnist1d", "train_examples": 500}}
+    assert parse_experiment(raw, "x.toml").fallback_used is False

@@ -49,13 +49,13 @@ def test_lr_find_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch,
 
     proc = _lr_find(tmp_path, "--num-iter", "1")
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == "stepsize: error: num_iter must be an integer >= 2, got num_iter=1\n"
+    assert proc.stderr == "stepsize: error: --num-iter must be an integer >= 2, got --num-iter=1\n"
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setenv("STEPSIZE_CACHE", str(tmp_path / "cache"))
     for bad, name in (
-        (["--start-lr", "1", "--end-lr", "0.5"], "end_lr"),
-        (["--smoothing", "1"], "smoothing"),
-        (["--curvature-batches", "-1"], "curvature_batches"),
+        (["--start-lr", "1", "--end-lr", "0.5"], "--end-lr"),
+        (["--smoothing", "1"], "--smoothing"),
+        (["--curvature-batches", "-1"], "--curvature-batches"),
     ):
         assert main(["lr-find", "--logdir", str(tmp_path / "logs"), *bad]) == 2, bad
         err = capsys.readouterr().err

@@ -269,3 +269,87 @@ def test_a_dataloader_is_refused_naming_its_dataset():
     data = dataset_from(train=loader.dataset, test=loader.dataset)
     assert torch.equal(data.train_x, x)
     assert torch.equal(data.train_y, y)
+
+
+# ------------------------------------------------- 8. what fails only in training, found before
+class Detached(WithBatchNorm):
+    def forward(self, x):
+        return self.f(x).detach()
+
+
+class FailsInTrainMode(WithBatchNorm):
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("boom in train mode")
+        return self.f(x)
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (Detached, "RuntimeError: element 0 of tensors does not require grad"),
+        (FailsInTrainMode, "RuntimeError: boom in train mode"),
+    ],
+    ids=["detached", "fails-in-train-mode"],
+)
+def test_a_model_that_cannot_train_is_refused_before_writing(tmp_path, factory, message):
+    # (a RuntimeError after experiment.json and the TensorBoard files were written)
+    runs.register_dataset("guard-blobs", dataset_from(*blobs()))
+    runs.register_model("guard-bad", factory)
+    pattern = f"variant 'v', model 'guard-bad': a training step .*{re.escape(message)}"
+    with pytest.raises(ValueError, match=pattern):
+        runs.run(experiment(variant(model="guard-bad")), logdir=tmp_path / "logs")
+    assert not (tmp_path / "logs").exists()
+
+
+SHARED_NORM = WithBatchNorm((4,), 3)
+
+
+def _state(module: nn.Module) -> list:
+    """The parameters, buffers and gradients of ``module``, copied."""
+    grads = [None if p.grad is None else p.grad.clone() for p in module.parameters()]
+    return [{k: v.clone() for k, v in module.state_dict().items()}, grads]
+
+
+def _same(a: list, b: list) -> bool:
+    tensors = all(torch.equal(a[0][k], b[0][k]) for k in a[0])
+    grads = all(x is y is None or torch.equal(x, y) for x, y in zip(a[1], b[1]))
+    return a[0].keys() == b[0].keys() and tensors and grads
+
+
+def test_the_training_preflight_changes_no_number(tmp_path, monkeypatch):
+    """The preflight's training step draws from a fork of the random state and leaves the
+    parameters, buffers (BatchNorm's running statistics) and gradients of the model it steps as
+    they were, even of a module the factory shares between its models: the runs' numbers are
+    those of a run without the preflight, bit for bit."""
+    from runs import experiment as command
+
+    runs.register_dataset("guard-blobs", dataset_from(*blobs()))
+    runs.register_model("guard-norm", lambda s, k: nn.Sequential(SHARED_NORM, nn.Dropout(0.3)))
+    start = _state(SHARED_NORM)
+    spec = experiment(variant(model="guard-norm"))
+    checked = runs.run(spec, logdir=tmp_path / "checked")
+    trained = _state(SHARED_NORM)
+    SHARED_NORM.load_state_dict(start[0])  # (the run trained the shared module)
+    for p, grad in zip(SHARED_NORM.parameters(), start[1]):
+        p.grad = grad
+    monkeypatch.setattr(command, "training_problem", lambda variant, data: None)
+    unchecked = runs.run(spec, logdir=tmp_path / "unchecked")
+    assert [r["final"] for r in checked["runs"]] == [r["final"] for r in unchecked["runs"]]
+    run_dirs = [tmp_path / which / "guards" / "v" / "seed0" for which in ("checked", "unchecked")]
+    assert load_result(run_dirs[0])["history"] == load_result(run_dirs[1])["history"]
+    assert _same(trained, _state(SHARED_NORM))
+
+
+@pytest.mark.parametrize("which", ["train_x", "test_x"])
+def test_complex_inputs_are_refused_naming_the_array(which):
+    # (they were cast to real with only torch's warning)
+    x, y, tx, ty = blobs()
+    arrays = {"train_x": x, "train_y": y, "test_x": tx, "test_y": ty}
+    arrays[which] = torch.complex(arrays[which], torch.ones_like(arrays[which]))
+    message = f"{which} must hold real numbers, got dtype torch.complex64"
+    with pytest.raises(ValueError, match=message):
+        dataset_from(**arrays)
+    numpy = {k: v.numpy() for k, v in arrays.items()}
+    with pytest.raises(ValueError, match=f"{which} must hold real numbers"):
+        dataset_from(**numpy)

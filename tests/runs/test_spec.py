@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,13 @@ def test_unset_fields_are_left_out_of_the_table_form():
     assert "eval_train_examples" not in train.to_table()
     assert spec.Model("m", {"width": 3}).to_table() == {"name": "m", "width": 3}
     assert spec.Model.from_table({"name": "m", "width": 3}) == spec.Model("m", {"width": 3})
+
+
+def test_the_module_example_names_a_model_that_exists():
+    """The example of the module's docstring names a model that exists (it named
+    "mnist1d-mlp", which ``runs.run`` refused)."""
+    from runs.models import model_names
+
+    names = re.findall(r'Model\("([^"]+)"\)', spec.__doc__)
+    assert names
+    assert all(name in model_names() for name in names)
