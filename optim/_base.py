@@ -406,6 +406,12 @@ def _refuse_fused_state_dtypes(params: list[Tensor], states: list[dict], keys: t
                 )
 
 
+def _grads_of_another_dtype(params: list[Tensor]) -> bool:
+    """Whether a parameter's gradient has another dtype than the parameter (torch 2.13 allows
+    it with ``p.grad_dtype = None``: float32 gradients of bfloat16 weights, say)."""
+    return any(p.grad is not None and p.grad.dtype != p.dtype for p in params)
+
+
 def _repeats(params: list[Tensor]) -> bool:
     """Whether a parameter occurs more than once in ``params`` (torch warns, and updates it
     once per occurrence)."""
@@ -1532,12 +1538,14 @@ class RuleOptimizer(Optimizer):
                 kernel=True,
             )
             return
-        if _updated_over_one_another(params):  # once per occurrence, on torch's lists
+        repeats = _updated_over_one_another(params)  # (once per occurrence, on torch's lists)
+        if (repeats or _grads_of_another_dtype(params)) and self._default_loops(group, params):
             self._layouts.pop(index, None)
-            if self._default_loops_over_repeats(group, params):
-                with ops.tensor_method_numbers():
-                    self._single_step(group, params, keep_as=index)
-                return
+            with ops.tensor_method_numbers():
+                self._single_step(group, params, keep_as=index)
+            return
+        if repeats:
+            self._layouts.pop(index, None)
             states = self._states(group, params)
             self._plain_step(group, params, states, self._ensure_state(group, params, states))
             return
@@ -1786,14 +1794,17 @@ class RuleOptimizer(Optimizer):
             and self._state_keys(group) == lists.keys
         )
 
-    def _default_loops_over_repeats(self, group: dict, params: list[Tensor]) -> bool:
-        """Whether the default path (``foreach`` unset) runs ``params``, which update the same
-        memory more than once (:func:`_updated_over_one_another`), one occurrence after the
-        other: where torch's default is its for-loop path (on a CPU, or for a tensor subclass:
-        ``torch.optim.optimizer._default_to_fused_or_foreach``), whose order gives other numbers
-        than its foreach path's there (Adam over ``[p, q, p]``: 3e-3 apart after two steps).
+    def _default_loops(self, group: dict, params: list[Tensor]) -> bool:
+        """Whether the default path (``foreach`` unset) runs ``params`` one after another, as
+        torch's for-loop path, where they are a case whose numbers differ between torch's two
+        paths: parameters that update the same memory more than once
+        (:func:`_updated_over_one_another`; Adam over ``[p, q, p]``: 3e-3 apart after two
+        steps), and gradients of another dtype than their parameters (torch's ``grad_dtype``:
+        its foreach path refuses some and rounds others otherwise,
+        :func:`_grads_of_another_dtype`). That is where torch's default is its for-loop path: on
+        a CPU, or for a tensor subclass (``torch.optim.optimizer._default_to_fused_or_foreach``).
         Elsewhere (CUDA), and where a path was asked for (``impl="foreach"`` as
-        ``foreach=True``), torch's foreach order."""
+        ``foreach=True``), torch's foreach path's."""
         return (
             self._repeats_as_reference
             and group.get("foreach") is None

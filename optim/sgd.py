@@ -394,7 +394,7 @@ class SGD(RuleOptimizer, torch.optim.SGD):
         if any(fresh) and _repeats(params):
             if (
                 self._group_impl(group) != "single"
-                and not self._default_loops_over_repeats(group, params)
+                and not self._default_loops(group, params)
                 and not all(fresh)
             ):
                 warnings.warn(

@@ -2404,6 +2404,15 @@ def test_a_parameter_given_twice_is_updated_once_per_occurrence_as_torch(case, p
     )
 
 
+OPTION_CASES_FOR_GRAD_DTYPES = [
+    ("SGD", {"lr": 0.1, "momentum": 0.9}),
+    ("Adam", {"lr": 0.1}),
+    ("Adagrad", {"lr": 0.1}),
+    ("RMSprop", {"lr": 0.1}),
+    ("Adadelta", {}),
+]
+
+
 def _transposed_layout(t):
     return t.t().contiguous().t()  # the same values, strides (1, rows)
 
@@ -2467,6 +2476,44 @@ def test_an_sgd_buffer_takes_a_gradient_kept_in_float32_as_torchs(path):
     assert o_buffer.dtype == t_buffer.dtype
     assert torch.equal(o_buffer, t_buffer)
     assert torch.equal(o_param, t_param)
+
+
+@pytest.mark.parametrize(
+    ("param_dtype", "grad_dtype"),
+    [(torch.float32, torch.float16), (torch.bfloat16, torch.float32)],
+    ids=["float32-param-float16-grad", "bfloat16-param-float32-grad"],
+)
+@pytest.mark.parametrize("case", OPTION_CASES_FOR_GRAD_DTYPES, ids=lambda case: case[0])
+def test_gradients_of_another_dtype_by_default_as_torchs_default(case, param_dtype, grad_dtype):
+    """torch 2.13 lets a parameter keep gradients of another dtype (``p.grad_dtype = None``).
+    On a CPU torch's default is then its for-loop path, which computes in mixed precision (its
+    foreach path refuses float16 gradients of float32 parameters, and rounds others otherwise):
+    ours by default gives its numbers, or its error (Adam's ``lerp_``). Ours took the foreach
+    order (SGD with momentum, float32 parameters, float16 gradients: 5e-5 apart)."""
+    name, kwargs = case
+    outcomes = []
+    for cls in (theirs(name), ours(name)):
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(12, generator=generator).to(param_dtype))]
+        params += [torch.nn.Parameter(torch.randn(3, generator=generator).to(param_dtype))]
+        for p in params:
+            p.grad_dtype = None  # a gradient of another dtype is allowed
+        optimizer = cls(params, **kwargs)
+        try:
+            for _ in range(3):
+                for p in params:
+                    p.grad = torch.randn(p.shape, generator=generator).to(grad_dtype)
+                optimizer.step()
+        except RuntimeError as error:
+            outcomes.append(str(error))
+            continue
+        outcomes.append([p.detach().clone() for p in params])
+    expected, got = outcomes
+    if isinstance(expected, str):
+        assert isinstance(got, str)
+        assert got.startswith(expected)
+    else:
+        assert all(map(torch.equal, got, expected))
 
 
 OVERLAPPING_CASES = [
