@@ -3276,6 +3276,39 @@ def test_channels_last_parameters_keep_their_memory_format(name, impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptSGD", "DAdaptAdam"])
+def test_a_model_made_channels_last_mid_training_gives_the_packages_bits(name, impl):
+    """``model.to(memory_format=torch.channels_last)`` after four steps: the packages' state
+    keeps its own (row-major) layout, so their sums add in that order. Ours gives their ``d``
+    and parameters bit for bit on every path; the flat path had taken the state into the new
+    format with its parameter, its sums then in another order (DAdaptSGD's and DAdaptAdam's
+    ``d`` an ulp apart)."""
+    reference = next(c for c in CASES if c[0] == name)[1]
+    data = torch.randn(4, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    results = []
+    for make in (reference, lambda ps: getattr(optim, name)(ps, impl=impl)):
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(2, 3, 3).double()
+        heads = torch.nn.ModuleList(torch.nn.Linear(3, 3).double() for _ in range(20))
+        optimizer = make([*conv.parameters(), *heads.parameters()])
+        estimates = []
+        for t in range(12):
+            if t == 4:
+                conv.to(memory_format=torch.channels_last)
+            optimizer.zero_grad()
+            out = conv(data).mean((2, 3))
+            for head in heads:
+                out = out + 0.1 * torch.tanh(head(out))
+            out.pow(2).sum().backward()
+            optimizer.step()
+            estimates.append(float(optimizer.param_groups[0]["d"]))
+        results.append((estimates, [p.detach().clone() for p in conv.parameters()]))
+    (expected_d, expected), (got_d, got) = results
+    assert got_d == expected_d
+    assert all(map(torch.equal, got, expected))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", PACKED)
 def test_a_reset_state_continues_as_the_reference(name, impl):
     """``optimizer.state`` emptied after 20 steps (``.clear()``): each package then starts its
