@@ -28,6 +28,7 @@ import functools
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -224,13 +225,29 @@ def run_all(
                 for future in as_completed(by_future):
                     ordered[by_future[future]] = result = future.result()
                     done(result)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # a failed run stops the rest
+            except BaseException as err:
+                stop_pool(pool, err)  # a failed run stops the rest
                 raise
         return ordered  # type: ignore[return-value]
     finally:
         if bar is not None:
             bar.close()
+
+
+def stop_pool(pool: ProcessPoolExecutor, err: BaseException) -> None:
+    """Stops ``pool`` after ``err``: the tasks not started are cancelled, and on an interrupt
+    (``KeyboardInterrupt``: a SIGINT to this process alone, as ``timeout -s INT``, a scheduler
+    or a notebook's interrupt send it) the runs in flight get the SIGINT too and end where their
+    last checkpoint left them (each written atomically), as a Ctrl-C to the whole process group
+    ends them; leaving the pool would wait for them to finish. After any other error the runs
+    in flight finish."""
+    if isinstance(err, KeyboardInterrupt):
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)  # (as a Ctrl-C to the process group)
+        pool.shutdown(wait=True, cancel_futures=True)
+    else:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _start_worker(registered: dict | None) -> None:

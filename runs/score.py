@@ -169,6 +169,8 @@ def run_trials(trials: Sequence[Trial], jobs: int = 1, quiet: bool = True) -> li
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
+        from runs.parallel import stop_pool
+
         context = multiprocessing.get_context("spawn")
         workers = min(jobs, len(trials))
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker) as pool:
@@ -177,8 +179,8 @@ def run_trials(trials: Sequence[Trial], jobs: int = 1, quiet: bool = True) -> li
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     bar.update(1)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+            except BaseException as err:
+                stop_pool(pool, err)
                 raise
     return results  # type: ignore[return-value]
 

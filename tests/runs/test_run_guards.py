@@ -353,3 +353,35 @@ def test_complex_inputs_are_refused_naming_the_array(which):
     numpy = {k: v.numpy() for k, v in arrays.items()}
     with pytest.raises(ValueError, match=f"{which} must hold real numbers"):
         dataset_from(**numpy)
+
+
+@pytest.mark.parametrize(
+    ("error", "ended"),
+    [(KeyboardInterrupt(), True), (RuntimeError("a run failed"), False)],
+    ids=["interrupt", "failure"],
+)
+def test_an_interrupt_ends_the_runs_in_flight_and_a_failure_lets_them_finish(error, ended):
+    """A SIGINT to the parent alone (``timeout -s INT``, a scheduler, a notebook's interrupt)
+    raises ``KeyboardInterrupt`` in ``--jobs N``'s loop: the runs in flight are ended there
+    (each run's checkpoint is written atomically), where leaving the pool had waited for them
+    to finish. After another error (a failed run) the runs in flight still finish."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from runs.parallel import stop_pool
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    future = pool.submit(time.sleep, 60)
+    while not future.running():  # (handed to the worker)
+        time.sleep(0.01)
+    processes = list(pool._processes.values())
+    stop_pool(pool, error)
+    for process in processes:  # (ended: at once; left to finish: still sleeping after 1 s)
+        process.join(timeout=20 if ended else 1)
+    try:
+        assert all(process.exitcode is not None for process in processes) is ended
+    finally:
+        for process in processes:
+            process.kill()
+        pool.shutdown(wait=True)
