@@ -32,6 +32,9 @@ MAX_JOBS = 1024
 MAX_THREADS = 1024
 """The most torch threads ``--threads`` may ask for (``torch.set_num_threads`` refuses values
 beyond a C ``int`` and crashes with a segmentation fault for about 100000)."""
+MAX_SEED_COUNT = 100_000
+"""The most seeds a count ``N`` (the seeds 0..N-1: ``seeds = N``, ``--seeds N``) may ask for:
+each is a run, and a larger count only exhausts memory while the runs are listed."""
 SEED_LIMIT = 2**64
 """Seeds lie in ``0..SEED_LIMIT - 1``: what ``torch.manual_seed`` takes (an unsigned 64-bit
 integer; a negative seed would stand for another one, so negative seeds are refused)."""
@@ -77,11 +80,13 @@ def check_registry_name(where: str, name: object) -> None:
 
 def check_seeds(seeds: object, option: str = "seeds") -> None:
     """Raises ``ValueError`` naming ``option`` unless ``seeds`` (a seed-count override) is None
-    or a positive integer (at most :data:`SEED_LIMIT`)."""
+    or a positive integer (at most :data:`MAX_SEED_COUNT`)."""
     if seeds is not None and positive_int(seeds) is not None:
         raise ValueError(f"{option} must be a positive integer (the seeds 0..N-1), got {seeds!r}")
-    if seeds is not None and seeds > SEED_LIMIT:  # type: ignore[operator]
-        raise ValueError(f"{option} must be at most {SEED_LIMIT} (seeds < 2**64), got {seeds!r}")
+    if seeds is not None and seeds > MAX_SEED_COUNT:  # type: ignore[operator]
+        raise ValueError(
+            f"{option} must be at most {MAX_SEED_COUNT} (one run per seed), got {seeds!r}"
+        )
 
 
 def type_allows(hint: Any, value: Any) -> bool:
@@ -232,7 +237,7 @@ def seed(value: Any) -> str | None:
 
 
 def seeds(value: Any) -> str | None:
-    if positive_int(value) is None and value <= SEED_LIMIT:
+    if positive_int(value) is None and value <= MAX_SEED_COUNT:
         return None
     ok = isinstance(value, list | tuple) and value and len(set(value)) == len(value)
     ok = ok and all(seed(s) is None for s in value)
@@ -240,7 +245,8 @@ def seeds(value: Any) -> str | None:
     return (
         None
         if ok
-        else f"a positive integer N (seeds 0..N-1) or a list of distinct seeds in {allowed}"
+        else f"a positive integer N <= {MAX_SEED_COUNT} (seeds 0..N-1) or a list of distinct "
+        f"seeds in {allowed}"
     )
 
 

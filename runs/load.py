@@ -325,9 +325,12 @@ def parse_experiment(
             problems.add(location, f"must be {allowed}, got {value!r}")
     if seeds is not None:
         seed_value = seeds
-    resolved_seeds = (
-        tuple(range(seed_value)) if isinstance(seed_value, int) else tuple(seed_value or ())
-    )
+    if checks.seeds(seed_value) is not None:
+        resolved_seeds: tuple = ()  # (refused above, or by the override's own check)
+    elif isinstance(seed_value, int):
+        resolved_seeds = tuple(range(seed_value))
+    else:
+        resolved_seeds = tuple(seed_value)
     raw_variants = raw.get("variants")
     if not isinstance(raw_variants, list) or not raw_variants:
         problems.add("variants", "at least one [[variants]] table is required")

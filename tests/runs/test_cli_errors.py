@@ -454,10 +454,25 @@ def test_a_seed_of_2_to_the_64_is_refused_before_writing(tiny, tmp_path, capsys)
     tiny.write_text(TINY.replace("seeds = 1", f"seeds = [{2**64}]"))
     err = _refused(capsys, "run", str(tiny), "--logdir", str(tmp_path / "L"), "--quiet")
     allowed = f"a list of distinct seeds in 0..{2**64 - 1}"
-    assert f"seeds: must be a positive integer N (seeds 0..N-1) or {allowed}, got [{2**64}]" in err
+    count = "a positive integer N <= 100000 (seeds 0..N-1)"
+    assert f"seeds: must be {count} or {allowed}, got [{2**64}]" in err
     assert not (tmp_path / "L").exists()
     tiny.write_text(TINY.replace("seeds = 1", f"seeds = [{2**64 - 1}]"))  # torch's largest
     assert main(["run", str(tiny), "--logdir", str(tmp_path / "L"), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("where", ["toml", "flag"])
+def test_a_seed_count_beyond_100000_is_refused_before_writing(tiny, tmp_path, capsys, where):
+    """A count of seeds lists one run per seed: ``--seeds 10**9`` had built a billion-entry
+    tuple (and 2**64 an OverflowError traceback) after the checks passed it."""
+    argv = ["run", str(tiny), "--logdir", str(tmp_path / "L"), "--quiet"]
+    if where == "toml":
+        tiny.write_text(TINY.replace("seeds = 1", f"seeds = {2**64}"))
+    else:
+        argv += ["--seeds", str(10**9)]
+    err = _refused(capsys, *argv)
+    assert "100000" in err
+    assert not (tmp_path / "L").exists()
 
 
 # ------------------------------------------------------------ checks that came after the training
