@@ -1951,7 +1951,11 @@ class RuleOptimizer(Optimizer):
                 # note: a CPU-GPU sync point, only when a layout is rebuilt after its tensors were
                 # replaced (load_state_dict, p.data = ...), never in a steady-state step
                 counts = {float(s["step"]) for s in states}
-            if len(counts) > 1 or not states_fit(params, states, keys):
+            if (
+                len(counts) > 1
+                or not states_fit(params, states, keys)
+                or _grads_of_another_dtype(params)  # (a flat gradient buffer has one dtype)
+            ):
                 self._layouts.pop(index, None)  # torch's numbers (or error) from its lists
                 self._run_lists(group, params, states, keys, first=False, blocked=False)
                 return

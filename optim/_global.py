@@ -74,7 +74,14 @@ from torch import Tensor
 
 from optim import _ops as ops
 from optim import _paths
-from optim._base import RuleOptimizer, _is_sparse, _kept_where_they_lie, _number, without_grad
+from optim._base import (
+    RuleOptimizer,
+    _grads_of_another_dtype,
+    _is_sparse,
+    _kept_where_they_lie,
+    _number,
+    without_grad,
+)
 from optim._paths import (
     _DTYPE,
     _GRAD,
@@ -1056,8 +1063,10 @@ class ReducingOptimizer(RuleOptimizer):
         for i, p in enumerate(params):
             by_kind.setdefault((p.device, p.dtype), []).append(i)
         if self.impl == "flat" and not compiling:
-            if not _kept_where_they_lie(params, self.param_groups) and states_fit(
-                params, states, keys, self._flat_state_keys(group)
+            if (
+                not _kept_where_they_lie(params, self.param_groups)
+                and states_fit(params, states, keys, self._flat_state_keys(group))
+                and not _grads_of_another_dtype(params)  # (a flat gradient buffer: one dtype)
             ):
                 kinds = [[positions[i] for i in indices] for indices in by_kind.values()]
                 return self._flat_chunks(index, params, states, keys, list(by_kind.values()), kinds)

@@ -2516,6 +2516,39 @@ def test_gradients_of_another_dtype_by_default_as_torchs_default(case, param_dty
         assert all(map(torch.equal, got, expected))
 
 
+@pytest.mark.parametrize("name", ["SGD", "SPS", "SLS"])
+def test_a_flat_stateless_rule_takes_a_parameter_whose_data_became_float64(name):
+    """``p.data = p.data.double()`` mid-training while the loop zeroes the gradient in place
+    (so it stays float32): torch trains on, and so do ours on every path; the flat path of the
+    rules without state (plain SGD, SPS, SLS) raised torch's gradient-assignment error from
+    building its float32 gradient buffer (its state-keeping rules ran on lists already)."""
+    results = []
+    makers = [lambda ps: getattr(optim, name)(ps, impl="flat", **kwargs)]
+    kwargs = {"lr": 0.1} if name == "SGD" else {}
+    if name == "SGD":
+        makers.insert(0, lambda ps: torch.optim.SGD(ps, lr=0.1))
+    else:
+        makers.insert(0, lambda ps: getattr(optim, name)(ps, impl="single"))
+    for make in makers:
+        w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+        optimizer = make([w])
+        for t in range(5):
+            if t == 2:
+                w.data = w.data.double()
+
+            def closure(w=w):
+                if w.grad is not None:
+                    w.grad.zero_()
+                loss = ((w - 3) ** 2).sum() * 0.1
+                loss.backward()
+                return loss
+
+            optimizer.step(closure)
+        results.append(w.detach().clone())
+    assert results[1].dtype == torch.float64
+    assert torch.equal(results[1], results[0])
+
+
 OVERLAPPING_CASES = [
     ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}),
     ("Adam", {"lr": 0.1, "weight_decay": 0.1}),
