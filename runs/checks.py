@@ -181,8 +181,12 @@ def non_negative_int(value: Any) -> str | None:
     return None if _integer(value) and value >= 0 else "an integer >= 0"
 
 
-def at_least_two(value: Any) -> str | None:
-    return None if _integer(value) and value >= 2 else "an integer >= 2"
+def sweep_length(value: Any) -> str | None:
+    """A range test's ``num_iter``: 2 to ``schedulers.range_test.MAX_NUM_ITER``."""
+    from schedulers.range_test import MAX_NUM_ITER
+
+    ok = _integer(value) and 2 <= value <= MAX_NUM_ITER
+    return None if ok else f"an integer in [2, {MAX_NUM_ITER}]"
 
 
 def boolean(value: Any) -> str | None:

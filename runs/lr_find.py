@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoothing", type=float, default=0.98, help="EMA beta (default 0.98)")
     parser.add_argument(
         "--diverge-threshold", type=float, default=4.0,
-        help="stop when the smoothed loss exceeds this multiple of the best (default 4)",
+        help="stop when the smoothed loss exceeds this multiple of the best "
+        "(above it by (this - 1) * |best| for a negative loss; default 4)",
     )  # fmt: skip
     parser.add_argument(
         "--validation", action="store_true", help="record the test-split loss after each update"
@@ -68,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         check_options(**options)
-    except ValueError as err:  # named as the command's flags, not as the function's arguments
+    except (ValueError, TypeError) as err:  # named as the command's flags, not as arguments
         message = str(err)
         for name in options:
             message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
-        raise ValueError(message) from None
+        raise type(err)(message) from None
     check_seed("--seed", args.seed)
     if args.data_dir is not None:
         check_data_dir(args.data_dir, "--data-dir")

@@ -45,7 +45,6 @@ from runs.checks import (
     Check,
     Problems,
     above_one,
-    at_least_two,
     boolean,
     check_type,
     join,
@@ -56,6 +55,7 @@ from runs.checks import (
     positive_int,
     positive_int_or_epoch,
     positive_number,
+    sweep_length,
     table,
     text,
     type_allows,
@@ -277,10 +277,12 @@ class RangeTest(Section):
     variant: str | None = setting("whose model, optimizer and batches [the first]", text, None)
     start_lr: float = setting("the sweep's first rate", positive_number, 1e-6)
     end_lr: float = setting("the sweep's last rate", positive_number, 10.0)
-    num_iter: int = setting("updates of the sweep", at_least_two, 100)
+    num_iter: int = setting("updates of the sweep", sweep_length, 100)
     sweep: str = setting("how the rate grows", one_of("exp", "linear"), "exp")
     smoothing: float = setting("the loss's bias-corrected EMA factor", unit_interval, 0.98)
-    diverge_threshold: float = setting("stop at this multiple of the best loss", above_one, 4.0)
+    diverge_threshold: float = setting(
+        "stop once the loss exceeds the best by (this - 1) x |best|", above_one, 4.0
+    )
     curvature_batches: int = setting(
         "batches for the top Hessian eigenvalue L at the start (0: none)", non_negative_int, 1
     )

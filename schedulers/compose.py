@@ -143,10 +143,12 @@ class Product(Schedule):
         return value
 
     def bounds(self):
+        """Interval multiplication: the lowest and highest of the four products of the ends (an
+        enclosure also where a factor can be negative)."""
         low, high = 1.0, 1.0
         for s in self.schedules:
-            s_low, s_high = s.bounds()
-            low, high = _times(low, s_low), _times(high, s_high)
+            ends = [_times(a, b) for a in (low, high) for b in s.bounds()]
+            low, high = min(ends), max(ends)
         return (low, high)
 
 

@@ -49,7 +49,10 @@ single schedule is refused with a ``ValueError``: give one schedule per group
 
 Speed: values are computed in blocks of steps ahead (the schedules are pure; a block is
 recomputed when a reduce-on-plateau changes its multiplier), so a step costs a few hundred
-nanoseconds whatever the schedule (``stepsize bench schedulers``).
+nanoseconds whatever the schedule (``stepsize bench schedulers``). A block reaches up to 1023
+steps past the current one: where evaluating it raises (a user function defined over the run's
+steps only), the schedule is evaluated one step at a time from then on, and an error at the
+current step is a ``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -76,7 +79,10 @@ _KEY = re.compile(r"^([A-Za-z_]\w*)(?:\[(\d+)\])?$")
 #: index: ``betas`` covers ``betas[0]`` and ``betas[1]``). From torch.optim's constructor checks
 #: (``0 <= lr``, ``0 <= betas[i] < 1``, ``0 <= rho <= 1``, ``0 <= eps``, ...), plus
 #: ``momentum <= 1`` and ``alpha <= 1`` (a moving-average coefficient above 1 diverges; torch
-#: only checks ``>= 0``). Keys not listed must be finite.
+#: only checks ``>= 0``). Keys not listed must be finite, and nothing more is checked: an
+#: optimizer's own keys (SPS's ``c``, ``gamma_b``; SLS's ``c``, ``beta_b``) may be given values
+#: their constructors refuse (SPS ``c=0``, SLS ``c=5``); clamp such schedules into the range the
+#: optimizer documents.
 DOMAINS: dict[str, tuple[float, float, bool]] = {
     "lr": (0.0, math.inf, False),
     "momentum": (0.0, 1.0, False),
@@ -193,12 +199,23 @@ class _Block:
                 return self.values[offset]
         if t != int(t):  # a fractional step: computed alone
             return float(self.schedule._evaluate(np.array([t]))[0])
-        if token != self.token:  # a plateau reduced: the values ahead changed; start small again
+        if token != self.token and self.size > 1:  # a plateau reduced: start small again
             self.size = _FIRST_BLOCK
         self.token, self.start = token, int(t)
-        steps = np.arange(self.start, self.start + self.size, dtype=np.float64)
-        self.values = self.schedule._evaluate(steps).tolist()
-        self.size = min(2 * self.size, _LARGEST_BLOCK)
+        if self.size > 1:
+            steps = np.arange(self.start, self.start + self.size, dtype=np.float64)
+            try:
+                self.values = self.schedule._evaluate(steps).tolist()
+                self.size = min(2 * self.size, _LARGEST_BLOCK)
+                return self.values[0]
+            except Exception:  # (defined over the run's steps only): one step at a time
+                self.size = 1
+        try:
+            self.values = [float(self.schedule._evaluate(np.array([float(t)]))[0])]
+        except Exception as err:
+            raise ValueError(
+                f"schedule {self.schedule!r} failed at step t={t!r}: {type(err).__name__}: {err}"
+            ) from err
         return self.values[0]
 
 

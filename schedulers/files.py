@@ -109,9 +109,9 @@ def check_output_file(path: str | os.PathLike, option: str, *, make_parent: bool
     Raises:
         ValueError: naming ``option``, the path and what is allowed.
     """
-    path = Path(path)
-    if not str(path):
+    if not os.fspath(path):  # (before Path, which reads '' as '.')
         raise ValueError(f"{option}: an empty path; give an image file such as schedules.png")
+    path = Path(path)
     suffix = path.suffix.lstrip(".").lower()
     formats = figure_formats()
     if suffix and suffix not in formats:
@@ -128,6 +128,14 @@ def check_output_file(path: str | os.PathLike, option: str, *, make_parent: bool
         raise ValueError(f"{option} {str(path)!r}: the folder {str(path.parent)!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {str(path)!r}: the folder {str(folder)!r} is not writable")
+    try:  # a file made and removed: os.access says yes where none can be made (/proc for root)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"{option} {str(path)!r}: cannot write in the folder {str(folder)!r} "
+            f"({err.strerror or err})"
+        ) from None
     return path
 
 

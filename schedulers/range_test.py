@@ -4,8 +4,10 @@ The test trains for ``num_iter`` updates while the learning rate sweeps from ``s
 ``end_lr`` and records the loss at each rate. Conventions:
 
 * Sweep. Update ``i`` (``i = 0 .. num_iter - 1``) uses
-  ``lr_i = start_lr * (end_lr / start_lr) ** (i / (num_iter - 1))`` (``sweep="exp"``, Smith 2017,
-  fastai's ``lr_find``) or ``lr_i = start_lr + (end_lr - start_lr) * i / (num_iter - 1)``
+  ``lr_i = start_lr * (end_lr / start_lr) ** (i / (num_iter - 1))`` (``sweep="exp"``, Smith 2017;
+  torch-lr-finder's ``ExponentialLR`` grid, which reaches ``end_lr`` at the last update; fastai's
+  ``lr_find`` uses ``i / num_iter`` and stops a factor ``(end_lr / start_lr) ** (1 / num_iter)``
+  short of ``end_lr``) or ``lr_i = start_lr + (end_lr - start_lr) * i / (num_iter - 1)``
   (``sweep="linear"``, Smith's original CLR "LR range test"). Every param group gets ``lr_i``.
 * Loss recorded for ``lr_i``: the training loss of the batch the update ``i`` is computed on
   (before it), or, with ``val_data``, the mean validation loss after update ``i`` (slower, more
@@ -13,21 +15,29 @@ The test trains for ``num_iter`` updates while the learning rate sweeps from ``s
 * Smoothing: an exponential moving average with bias correction (Kingma & Ba's correction, as
   fastai does): ``avg_i = beta * avg_{i-1} + (1 - beta) * loss_i``,
   ``smoothed_i = avg_i / (1 - beta ** (i + 1))``. ``smoothing = beta = 0`` keeps the raw loss.
-* Early stop: after update ``i`` the test stops when ``smoothed_i > diverge_threshold * best``
-  (``best`` the smallest smoothed loss so far) or the loss is not finite; ``diverged_lr`` is then
-  ``lr_i``. On a quadratic with plain gradient descent and the training loss, a monotone
-  decreasing loss keeps the bias-corrected average decreasing, so divergence is never reported
-  at a rate below the stability edge 2/L (see ``tests/schedulers/test_range_test.py``).
-* Nothing changes: the model's parameters and buffers, the optimizer's state and param groups,
-  the model's train/eval mode and the RNG states (Python, NumPy, torch CPU and CUDA) are restored
-  exactly afterwards, also when the test raises.
+* Early stop: after update ``i`` the test stops when
+  ``smoothed_i - best > (diverge_threshold - 1) * |best|`` (``best`` the smallest smoothed loss
+  so far; for a positive ``best`` this is ``smoothed_i > diverge_threshold * best``, and it keeps
+  its meaning for a negative loss such as a Gaussian negative log-likelihood) or the loss is not
+  finite; ``diverged_lr`` is then ``lr_i``. On a quadratic with plain gradient descent and the
+  training loss, a monotone decreasing loss keeps the bias-corrected average decreasing, so
+  divergence is never reported at a rate below the stability edge 2/L (see
+  ``tests/schedulers/test_range_test.py``).
+* Nothing changes: the model's parameters, buffers (non-persistent ones too), gradients and
+  extra state, the optimizer's state and param groups, the model's train/eval mode and the RNG
+  states (Python, NumPy, torch CPU and CUDA) are restored exactly afterwards, also when the test
+  raises. They are restored in place: the tensors (parameters, buffers, gradients, a tensor
+  ``lr``, the optimizer's state tensors) are the objects they were before, holding their values.
 
 Suggestions, each named by the rule that made it (computed on the smoothed loss, restricted to
 the points recorded before any divergence):
 
-* ``steepest``: the rate with the most negative slope d(smoothed)/d(log lr), searched only up to
-  the minimum of the smoothed loss and after the first ``skip_start`` points, so an early spike
-  cannot win (torch-lr-finder's ``suggestion``, made robust).
+* ``steepest``: the rate with the most negative slope d(smoothed)/d(log lr) (central
+  differences over the whole usable curve, ``np.gradient``), searched over the points before the
+  minimum ``m`` of the smoothed loss (``m`` itself excluded: the loss turns up there) from index
+  ``min(skip_start, max(m - 2, 0))`` on: after the first ``skip_start`` points, so an early spike
+  cannot win, except that a minimum within ``skip_start + 2`` points of the start is searched over
+  the two points before it; none when ``m < 2`` (torch-lr-finder's ``suggestion``, made robust).
 * ``min/10``: the rate at the minimum smoothed loss divided by 10 (fastai v1's rule of thumb).
 * ``valley``: fastai's ``valley``, exactly as ``Learner.lr_find`` applies it: on the smoothed
   losses of every recorded update (the diverging one included, as fastai records it) without the
@@ -57,6 +67,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from schedulers.base import check_bool, check_float, check_int
+
+#: The largest ``num_iter``: the sweep's rates are held in memory (80 MB at this size).
+MAX_NUM_ITER = 10**7
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -283,6 +298,7 @@ def valley(lrs: list[float], smoothed: list[float], num_iter: int) -> Suggestion
 
 def suggest(lrs: list[float], smoothed: list[float], skip_start: int = 5) -> dict[str, Suggestion]:
     """The suggestions of the module docstring from a recorded (smoothed) curve."""
+    skip_start = check_int("skip_start", skip_start, 0)
     if len(lrs) < 3:
         return {}
     losses = np.asarray(smoothed)
@@ -294,8 +310,8 @@ def suggest(lrs: list[float], smoothed: list[float], skip_start: int = 5) -> dic
     }
     first = min(skip_start, max(minimum - 2, 0))
     if minimum - first >= 2:
-        slopes = np.gradient(losses[first : minimum + 1], np.log(lrs[first : minimum + 1]))
-        steepest = first + int(np.argmin(slopes))
+        slopes = np.gradient(losses, np.log(np.asarray(lrs, dtype=np.float64)))
+        steepest = first + int(np.argmin(slopes[first:minimum]))  # the minimum itself excluded
         suggestions["steepest"] = Suggestion(
             "steepest", lrs[steepest], "most negative slope of the smoothed loss before its minimum"
         )
@@ -319,7 +335,15 @@ def clr_bounds(
 
 
 def _cycle(data: Iterable[Batch]) -> Iterator[Batch]:
-    """Batches forever: the iterable is iterated again when exhausted (a loader reshuffles)."""
+    """Batches forever: the iterable is iterated again when exhausted (a loader reshuffles). A
+    one-shot iterator (a generator: ``iter(data) is data``) cannot be iterated again: the
+    batches of its first pass are kept and cycled."""
+    if isinstance(data, Iterator):
+        kept: list[Batch] = []
+        for batch in data:
+            kept.append(batch)
+            yield batch
+        data = kept
     while True:
         empty = True
         for batch in data:
@@ -338,68 +362,142 @@ def check_options(
     smoothing: float,
     diverge_threshold: float,
     curvature_batches: int,
-) -> None:
-    """Raise ``ValueError`` naming the first of :func:`lr_range_test`'s options that is out of
-    range, so that a caller can check them before it loads any data.
+    skip_start: int = 5,
+) -> dict[str, Any]:
+    """Raise ``ValueError`` (a value out of range) or ``TypeError`` (not a number) naming the
+    first of :func:`lr_range_test`'s options that is wrong, so that a caller can check them
+    before it loads any data; return them as Python numbers (NumPy scalars are taken).
 
     >>> check_options(start_lr=1e-6, end_lr=10.0, num_iter=1, sweep="exp", smoothing=0.98,
     ...               diverge_threshold=4.0, curvature_batches=1)
     Traceback (most recent call last):
     ...
-    ValueError: num_iter must be an integer >= 2, got num_iter=1
+    ValueError: num_iter must be an integer in [2, 10000000], got num_iter=1
     """
-    if not (isinstance(start_lr, (int, float)) and start_lr > 0 and math.isfinite(start_lr)):
-        raise ValueError(f"start_lr must be a finite number > 0, got start_lr={start_lr!r}")
-    if not (isinstance(end_lr, (int, float)) and math.isfinite(end_lr) and end_lr > start_lr):
-        raise ValueError(
-            f"end_lr must be a finite number > start_lr={start_lr!r}, got end_lr={end_lr!r}"
-        )
-    if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 2:
-        raise ValueError(f"num_iter must be an integer >= 2, got num_iter={num_iter!r}")
+    start_lr = check_float("start_lr", start_lr, 0.0, low_open=True)
+    end_lr = check_float("end_lr", end_lr, start_lr, low_open=True)
+    num_iter = check_int("num_iter", num_iter, 2, MAX_NUM_ITER)
     if sweep not in ("exp", "linear"):
         raise ValueError(f"sweep must be 'exp' or 'linear', got sweep={sweep!r}")
-    if not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
-        raise ValueError(f"smoothing must be in [0, 1), got smoothing={smoothing!r}")
-    if not (isinstance(diverge_threshold, (int, float)) and diverge_threshold > 1):
-        raise ValueError(
-            f"diverge_threshold must be a number > 1, got diverge_threshold={diverge_threshold!r}"
-        )
-    if (
-        isinstance(curvature_batches, bool)
-        or not isinstance(curvature_batches, int)
-        or curvature_batches < 0
-    ):
-        raise ValueError(
-            "curvature_batches must be an integer >= 0, got "
-            f"curvature_batches={curvature_batches!r}"
-        )
+    smoothing = check_float("smoothing", smoothing, 0.0, 1.0, high_open=True)
+    diverge_threshold = check_float("diverge_threshold", diverge_threshold, 1.0, low_open=True)
+    curvature_batches = check_int("curvature_batches", curvature_batches, 0)
+    skip_start = check_int("skip_start", skip_start, 0)
+    return {
+        "start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "sweep": sweep,
+        "smoothing": smoothing, "diverge_threshold": diverge_threshold,
+        "curvature_batches": curvature_batches, "skip_start": skip_start,
+    }  # fmt: skip
+
+
+def _snap(value: Any) -> tuple:
+    """A snapshot of ``value`` that :func:`_put_back` restores in place: a tensor's values, a
+    list's or tuple's items (the same objects, each snapshotted), any other value as a copy."""
+    if isinstance(value, Tensor):
+        return ("tensor", value, value.detach().clone())
+    if isinstance(value, list) or type(value) is tuple:
+        return (type(value).__name__, value, [_snap(item) for item in value])
+    return ("other", value, copy.deepcopy(value))
+
+
+def _put_back(saved: tuple) -> Any:
+    """The snapshotted object holding its snapshotted values (see :func:`_snap`)."""
+    kind, original, content = saved
+    if kind == "tensor":
+        with torch.no_grad():
+            if original.shape == content.shape and original.dtype == content.dtype:
+                original.copy_(content)
+            else:  # (resized or cast meanwhile)
+                original.data = content.clone()
+        return original
+    if kind == "other":
+        immutable = isinstance(original, (int, float, complex, str, bytes, type(None)))
+        return original if immutable else copy.deepcopy(content)
+    items = [_put_back(item) for item in content]
+    if kind == "tuple":
+        return tuple(items)
+    if len(original) != len(items) or any(a is not b for a, b in zip(original, items)):
+        original[:] = items
+    return original
+
+
+def _snapshot_dict(source: dict, skip: tuple = ()) -> dict[Any, tuple]:
+    return {key: _snap(value) for key, value in source.items() if key not in skip}
+
+
+def _restore_dict(target: dict, saved: dict[Any, tuple], keep: tuple = ()) -> None:
+    """``target``'s entries as snapshotted, in place: the keys added since are removed, each
+    original object put back holding its values."""
+    for key in [k for k in target if k not in saved and k not in keep]:
+        del target[key]
+    for key, snapshot in saved.items():
+        value = _put_back(snapshot)
+        if key not in target or target[key] is not value:
+            target[key] = value
 
 
 class _Restorer:
-    """Snapshots everything the test may change and puts it back on exit."""
+    """Snapshots everything the test may change and puts it back, in place, on exit.
+
+    In place: the optimizer's param group dicts, its state entries and their tensors (a tensor
+    ``lr`` included), the model's parameters, buffers (persistent or not) and gradients are the
+    same objects afterwards, holding their former values, so whatever else holds them (a
+    captured CUDA graph, a flat buffer's views, a user's reference) sees the restored values.
+    """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.model, self.optimizer = model, optimizer
 
     def __enter__(self) -> _Restorer:
-        self.model_state = copy.deepcopy(self.model.state_dict())
-        self.optimizer_state = copy.deepcopy(self.optimizer.state_dict())
-        self.training = {name: m.training for name, m in self.model.named_modules()}
+        optimizer = self.optimizer
+        groups = optimizer.param_groups
+        self.groups = [(group, _snapshot_dict(group, ("params",))) for group in groups]
+        self.group_list = list(optimizer.param_groups)
+        self.state = {p: (entry, _snapshot_dict(entry)) for p, entry in optimizer.state.items()}
+        self.modules = []
+        for module in self.model.modules():
+            parameters = {
+                name: (p, _snap(p), None if p.grad is None else _snap(p.grad))
+                for name, p in module._parameters.items()
+                if p is not None
+            }
+            buffers = _snapshot_dict({k: b for k, b in module._buffers.items() if b is not None})
+            extra = None
+            if type(module).get_extra_state is not torch.nn.Module.get_extra_state:
+                extra = copy.deepcopy(module.get_extra_state())
+            self.modules.append((module, module.training, parameters, buffers, extra))
         self.rng = _rng_state()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.optimizer.load_state_dict(self.optimizer_state)
+        self.restore_optimizer()
         self.restore_model()
         _set_rng_state(self.rng)
 
+    def restore_optimizer(self) -> None:
+        optimizer = self.optimizer
+        optimizer.param_groups[:] = self.group_list
+        for group, saved in self.groups:
+            _restore_dict(group, saved, keep=("params",))
+        state = optimizer.state
+        for p in [p for p in state if p not in self.state]:
+            del state[p]
+        for p, (entry, saved) in self.state.items():
+            _restore_dict(entry, saved)
+            if p not in state or state[p] is not entry:
+                state[p] = entry
+
     def restore_model(self) -> None:
         """Put back the model as snapshotted (the snapshot stays, for the exit)."""
-        self.model.load_state_dict(self.model_state)
-        for p in self.model.parameters():
-            p.grad = None
-        for name, module in self.model.named_modules():
-            module.train(self.training[name])
+        for module, training, parameters, buffers, extra in self.modules:
+            for name, (p, value, grad) in parameters.items():
+                module._parameters[name] = _put_back(value)
+                p.grad = None if grad is None else _put_back(grad)
+            for name, snapshot in buffers.items():
+                module._buffers[name] = _put_back(snapshot)
+            if extra is not None:
+                module.set_extra_state(copy.deepcopy(extra))
+            module.train(training)
 
 
 def _rng_state() -> tuple:
@@ -421,21 +519,27 @@ def _set_rng_state(state: tuple) -> None:
         torch.cuda.set_rng_state_all(cuda_state)
 
 
-def _mean_loss_and_accuracy(model, loss_fn, data, device) -> tuple[float, float]:
+def _mean_loss_and_accuracy(model, loss_fn, data, device, accuracy) -> tuple[float, float]:
     total_loss, correct, count = 0.0, 0, 0
     with torch.no_grad():
         for inputs, targets in data:
             inputs, targets = inputs.to(device), targets.to(device)
             outputs = model(inputs)
             total_loss += float(loss_fn(outputs, targets)) * len(targets)
-            correct += _correct(outputs, targets)
+            correct += _correct(outputs, targets) if accuracy else 0
             count += len(targets)
     if count == 0:
         raise ValueError("val_data is empty: it needs at least one batch")
     return total_loss / count, correct / count
 
 
-def _correct(outputs: Tensor, targets: Tensor) -> int:
+def _correct(outputs: Any, targets: Tensor) -> int:
+    if not isinstance(outputs, Tensor):
+        raise TypeError(
+            "accuracy=True needs the model's output to be a Tensor of scores (argmax over its "
+            f"last dimension), got a {type(outputs).__name__}; pass accuracy=False"
+        )
+    outputs = outputs.detach()
     if outputs.ndim < 2 or targets.dtype.is_floating_point:
         return 0
     return int((outputs.argmax(dim=-1) == targets).sum())
@@ -488,30 +592,35 @@ def lr_range_test(
         optimizer: any torch optimizer over ``model``'s parameters (ours or torch.optim's); its
             param groups' ``lr`` is overwritten during the test and restored afterwards.
         loss_fn: ``loss_fn(model(inputs), targets)``, a scalar.
-        train_data: an iterable of ``(inputs, targets)``; cycled when shorter than ``num_iter``.
+        train_data: an iterable of ``(inputs, targets)``; cycled when shorter than ``num_iter``
+            (a one-shot iterator, e.g. a generator, by keeping the batches of its first pass).
         start_lr, end_lr: the sweep's first and last rates (``0 < start_lr < end_lr``).
-        num_iter: number of updates (>= 2).
+        num_iter: number of updates (2 to ``MAX_NUM_ITER`` = 10**7).
         sweep: ``"exp"`` (geometric) or ``"linear"``.
         smoothing: beta of the bias-corrected moving average, in [0, 1) (0: no smoothing).
-        diverge_threshold: stop when the smoothed loss exceeds this multiple (> 1) of the best.
+        diverge_threshold: stop when the smoothed loss rises above the best by more than
+            ``(diverge_threshold - 1) * |best|`` (> 1; for a positive loss: exceeds this
+            multiple of the best).
         val_data: optional validation batches, evaluated after every update (recorded instead of
             the training loss).
         accuracy: also record accuracy (argmax over the last dimension; on ``val_data`` when
-            given, else on the training batch) for Smith's accuracy-versus-rate plot.
+            given, else on the training batch) for Smith's accuracy-versus-rate plot; only
+            then must the model's output be a Tensor (``TypeError`` otherwise).
         curvature_batches: batches for the Hessian estimate at the starting parameters
             (``theory.smoothness``); 0 to skip it. They are the sweep's own first batches, read
             ahead from the same pass over ``train_data``; the model, the optimizer and the RNG
             are restored after the estimate, so the sweep sees exactly the batches and random
             draws it would see without it (for a loader that reshuffles from the global RNG,
             as long as ``curvature_batches`` does not exceed one pass).
-        skip_start: points ignored at the start by the ``steepest`` rule.
+        skip_start: points ignored at the start by the ``steepest`` rule (an int >= 0; see the
+            module docstring for a minimum that comes earlier).
         device: where batches are moved (default: the model's parameters' device).
         label: what is tested (e.g. the experiment's name), for the figure's title.
 
     Returns:
         a :class:`RangeTestResult` (see the module docstring for every rule).
     """
-    check_options(
+    options = check_options(
         start_lr=start_lr,
         end_lr=end_lr,
         num_iter=num_iter,
@@ -519,7 +628,12 @@ def lr_range_test(
         smoothing=smoothing,
         diverge_threshold=diverge_threshold,
         curvature_batches=curvature_batches,
+        skip_start=skip_start,
     )
+    start_lr, end_lr, num_iter = options["start_lr"], options["end_lr"], options["num_iter"]
+    smoothing, diverge_threshold = options["smoothing"], options["diverge_threshold"]
+    curvature_batches, skip_start = options["curvature_batches"], options["skip_start"]
+    accuracy = check_bool("accuracy", accuracy)
     without_lr = [i for i, group in enumerate(optimizer.param_groups) if "lr" not in group]
     if without_lr:
         raise ValueError(
@@ -562,10 +676,12 @@ def lr_range_test(
             loss.backward()
             optimizer.step()
             value = float(loss.detach())
-            correct = _correct(outputs.detach(), targets) / max(len(targets), 1)
+            correct = 0.0
+            if accuracy and val_data is None:
+                correct = _correct(outputs, targets) / max(len(targets), 1)
             if val_data is not None:
                 model.eval()
-                value, correct = _mean_loss_and_accuracy(model, loss_fn, val_data, device)
+                value, correct = _mean_loss_and_accuracy(model, loss_fn, val_data, device, accuracy)
                 model.train()
             lrs.append(float(lr))
             losses.append(value)
@@ -574,7 +690,9 @@ def lr_range_test(
             average = smoothing * average + (1 - smoothing) * value
             current = average / (1 - smoothing ** (i + 1))
             smoothed.append(current)
-            if not math.isfinite(current) or (i > 0 and current > diverge_threshold * best):
+            if not math.isfinite(current) or (
+                i > 0 and current - best > (diverge_threshold - 1) * abs(best)
+            ):
                 diverged_lr = float(lr)
                 break
             best = min(best, current)

@@ -506,8 +506,11 @@ def test_lr_find_names_its_flags(tiny, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STEPSIZE_CACHE", str(tmp_path / "cache"))
     for extra, expected in (
         (["--out", ""], "--out: an empty path ''; give an image file"),
-        (["--start-lr", "-1"], "--start-lr must be a finite number > 0, got --start-lr=-1.0"),
-        (["--num-iter", "1"], "--num-iter must be an integer >= 2, got --num-iter=1"),
+        (
+            ["--start-lr", "-1"],
+            "--start-lr must be a finite number in (0, inf), got --start-lr=-1.0",
+        ),
+        (["--num-iter", "1"], "--num-iter must be an integer in [2, 10000000], got --num-iter=1"),
         (["--variant", "a,a"], "--variant: name one variant, got 'a,a'"),
         (["--seed", str(2**64)], f"--seed must be an integer in 0..{2**64 - 1}, got --seed="),
         (["--data-dir", ""], "--data-dir: an empty path ''; give a folder"),

@@ -122,3 +122,19 @@ def test_from_function_by_import_path_and_lambdas_refused_when_serialised():
         S.from_function("no_such_module_xyz:f")
     with pytest.raises(TypeError, match="callable"):
         S.from_function(3.0)
+
+
+def test_product_bounds_enclose_factors_that_can_be_negative():
+    """Before: lows times lows and highs times highs: cos * sin in [-1, 1] each gave (1, 1), so
+    attach took it and refused it at step 2."""
+    f = S.from_function("numpy:cos", bounds=[-1.0, 1.0])
+    g = S.from_function("numpy:sin", bounds=[-1.0, 1.0])
+    assert S.product([f, g]).bounds() == (-1.0, 1.0)
+    assert S.product([f, S.scale(g, 0.1)]).bounds() == (-0.1, 0.1)
+    negative = S.from_function("numpy:cos", bounds=[-3.0, -2.0])  # (bounds as declared)
+    assert S.product([S.constant(2.0), negative]).bounds() == (-6.0, -4.0)
+    assert S.product([S.cosine_decay(1.0, 10), S.constant(0.5)]).bounds() == (0.0, 0.5)
+    t = np.arange(200.0)
+    low, high = S.product([f, g]).bounds()
+    assert low <= S.product([f, g])(t).min()
+    assert S.product([f, g])(t).max() <= high

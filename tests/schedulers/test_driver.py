@@ -214,3 +214,23 @@ def test_step_without_metric_makes_no_plateau_decision():
     assert driver.get_last_lr() == [1.0]
     driver.step(2.0)
     assert driver.get_last_lr() == [pytest.approx(0.1)]
+
+
+_TABLE = [0.1 * 0.99**i for i in range(30)]  # one rate per update of a 30-update run
+
+
+def _from_table(t):
+    return _TABLE[int(t)]
+
+
+def test_a_function_defined_over_the_run_only_drives_every_step_of_it():
+    """Before: the driver evaluated blocks of up to 1024 steps ahead, so a per-step function
+    defined over the run's 30 steps failed at step 16 with an IndexError naming no step."""
+    s = S.from_function(_from_table, vectorized=False, bounds=[0.0, 0.1])
+    optimizer = _sgd()
+    driver = S.attach(optimizer, lr=s)
+    for t in range(1, 30):
+        driver.step()
+        assert optimizer.param_groups[0]["lr"] == _TABLE[t]
+    with pytest.raises(ValueError, match=r"at step t=30.*IndexError"):
+        driver.step()

@@ -117,3 +117,14 @@ def test_check_output_file(tmp_path):
             files.check_output_file(path, "--out")
     assert files.check_output_file(tmp_path / "new" / "o.png", "--out", make_parent=True)
     assert files.check_output_file(tmp_path / "o.svg", "--out") == tmp_path / "o.svg"
+
+
+def test_check_output_file_names_the_option_for_an_empty_path_and_an_unwritable_folder():
+    """Before: '' became Path('.') ('--out '.' is a folder'), and a folder that os.access calls
+    writable but where no file can be made (/proc for root) passed, to fail later without
+    naming --out."""
+    with pytest.raises(ValueError, match=r"^--out: an empty path"):
+        files.check_output_file("", "--out")
+    if os.path.isdir("/proc") and os.access("/proc", os.W_OK):
+        with pytest.raises(ValueError, match=r"^--out '/proc/x.png': cannot write in .*'/proc'"):
+            files.check_output_file("/proc/x.png", "--out")

@@ -296,6 +296,7 @@ def test_the_curvature_estimate_does_not_change_the_batches_the_sweep_sees(own_g
         ({"sweep": "log"}, "sweep"),
         ({"diverge_threshold": 1.0}, "diverge_threshold"),
         ({"curvature_batches": -1}, "curvature_batches"),
+        ({"skip_start": -1}, "skip_start"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, argument):
@@ -423,3 +424,213 @@ def test_mnist1d_mlp_suggestions_train_better_than_a_tenth_and_ten_times(tmp_pat
         at_lr = final_loss(lr)
         assert at_lr < final_loss(lr / 10), rule
         assert at_lr < final_loss(lr * 10), rule
+
+
+# --- audit 86: the rules, the inputs and the restore --------------------------------------------
+
+
+def test_steepest_is_never_the_minimum_itself():
+    """Before: the slopes were taken on the slice ending at the minimum, so the minimum got a
+    backward difference (its steep fall from the point before) and won, though the loss turns up
+    there; the central slope puts the steepest fall one point before it."""
+    lrs = list(np.geomspace(1e-5, 1.0, 16))
+    curve = [2.30, 2.30, 2.30, 2.29, 2.28, 2.26, 2.22, 2.15, 2.05, 1.95, 1.85, 1.80, 1.20, 1.90,
+             3.0, 5.0]  # fmt: skip
+    # central differences in log lr (uniform spacing h): (curve[i+1] - curve[i-1]) / 2h; the
+    # largest fall among indices 5..11 is at 11: 1.20 - 1.85 = -0.65
+    assert suggest(lrs, curve, skip_start=5)["steepest"].lr == lrs[11]
+
+
+def test_a_negative_loss_is_not_reported_as_diverged():
+    """Before: 'smoothed > threshold * best' inverts for best < 0 (a Gaussian NLL of a good fit):
+    a constant loss of -3 diverged at the second update."""
+    model = torch.nn.Linear(6, 3)
+
+    def negative(outputs, _targets):
+        return 0.0 * outputs.sum() - 3.0
+
+    result = lr_range_test(
+        model, torch.optim.SGD(model.parameters()), negative, _data(), num_iter=12,
+        curvature_batches=0,
+    )  # fmt: skip
+    assert result.diverged_lr is None
+    assert len(result.lrs) == 12
+
+
+def test_divergence_of_a_negative_loss_is_measured_by_its_size():
+    """best = -1, threshold 4: stop once the smoothed loss is more than 3 * |best| above it."""
+    values = iter([-1.0, -1.0, 1.5, 2.5, 9.0, 9.0])  # smoothing 0: the raw values
+    model = torch.nn.Linear(6, 3)
+
+    def scripted(outputs, _targets):
+        return 0.0 * outputs.sum() + next(values)
+
+    result = lr_range_test(
+        model, torch.optim.SGD(model.parameters()), scripted, _data(), num_iter=6, smoothing=0.0,
+        curvature_batches=0,
+    )  # fmt: skip
+    assert result.losses == [-1.0, -1.0, 1.5, 2.5]  # 2.5 - (-1) = 3.5 > 3: stopped there
+    assert result.diverged_lr == result.lrs[3]
+
+
+class _TwoHeads(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.a(x), self.b(x)
+
+
+def _two_heads_loss(outputs, targets):
+    return sum(torch.nn.functional.cross_entropy(out, targets) for out in outputs)
+
+
+@pytest.mark.parametrize("validation", [False, True])
+def test_a_model_whose_output_is_not_a_tensor_runs_without_accuracy(validation):
+    """Before: the accuracy was computed whatever ``accuracy`` said: AttributeError on a tuple."""
+    torch.manual_seed(0)
+    model = _TwoHeads()
+    result = lr_range_test(
+        model, torch.optim.SGD(model.parameters()), _two_heads_loss, _data(), num_iter=5,
+        val_data=_data() if validation else None,
+    )  # fmt: skip
+    assert len(result.lrs) == 5
+    assert result.accuracies is None
+
+
+def test_accuracy_of_a_model_whose_output_is_not_a_tensor_is_an_error_naming_it():
+    model = _TwoHeads()
+    with pytest.raises(TypeError, match=r"accuracy=True.*tuple"):
+        lr_range_test(
+            model, torch.optim.SGD(model.parameters()), _two_heads_loss, _data(), num_iter=5,
+            accuracy=True, curvature_batches=0,
+        )  # fmt: skip
+
+
+def test_the_optimizers_own_tensors_are_restored_in_place():
+    """Before: the optimizer's state dict was loaded back, so a tensor lr (and every state
+    tensor) became a copy, and the tensor the optimizer was built with kept the sweep's last
+    rate (1.0)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    lr = torch.tensor(0.01)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    x, y = _data()[0]
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    state = {p: dict(entry) for p, entry in optimizer.state.items()}
+    saved = {p: {k: v.clone() for k, v in entry.items()} for p, entry in state.items()}
+    lr_range_test(
+        model, optimizer, torch.nn.functional.cross_entropy, _data(), start_lr=1e-4, end_lr=1.0,
+        num_iter=8, curvature_batches=0,
+    )  # fmt: skip
+    assert optimizer.param_groups[0]["lr"] is lr
+    assert lr.item() == pytest.approx(0.01)
+    for p, entry in state.items():
+        assert optimizer.state[p].keys() == entry.keys()
+        for key, tensor in entry.items():
+            assert optimizer.state[p][key] is tensor
+            assert torch.equal(tensor, saved[p][key])
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 3)
+        self.register_buffer("calls", torch.zeros(()), persistent=False)
+
+    def forward(self, x):
+        self.calls += 1
+        return self.linear(x)
+
+
+def test_non_persistent_buffers_and_gradients_are_restored():
+    """Before: the model's state dict was loaded back: a non-persistent buffer kept the sweep's
+    count, and the gradients the model held were dropped."""
+    torch.manual_seed(0)
+    model = _Counting()
+    x, y = _data()[0]
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    saved = {name: g.clone() for name, g in grads.items()}
+    lr_range_test(
+        model, torch.optim.SGD(model.parameters()), torch.nn.functional.cross_entropy, _data(),
+        num_iter=6, curvature_batches=1,
+    )  # fmt: skip
+    assert model.calls.item() == 1.0
+    for name, p in model.named_parameters():
+        assert p.grad is grads[name]
+        assert torch.equal(p.grad, saved[name])
+
+
+def test_a_one_shot_iterator_is_cycled_over_its_first_pass():
+    """Before: a generator of 4 batches was reported 'empty' when the sweep came back to it."""
+    data = _data(batches=4)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    from_list = lr_range_test(
+        model, torch.optim.SGD(model.parameters()), torch.nn.functional.cross_entropy, data,
+        num_iter=10, curvature_batches=0,
+    )  # fmt: skip
+    from_generator = lr_range_test(
+        model, torch.optim.SGD(model.parameters()), torch.nn.functional.cross_entropy,
+        (batch for batch in data), num_iter=10, curvature_batches=0,
+    )  # fmt: skip
+    assert from_generator.losses == from_list.losses
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("num_iter", np.int64(12)),
+        ("curvature_batches", np.int64(1)),
+        ("smoothing", np.float32(0.5)),
+        ("start_lr", np.float32(1e-4)),
+        ("end_lr", np.float64(1.0)),
+        ("diverge_threshold", np.float32(4.0)),
+        ("skip_start", np.int64(2)),
+    ],
+)
+def test_numpy_scalars_are_taken(key, value):
+    """Before: np.int64 / np.float32 values in range were refused as out of range."""
+    model = _network()
+    options = {"start_lr": 1e-4, "end_lr": 1.0, "num_iter": 12, "curvature_batches": 0}
+    result = lr_range_test(
+        model, optim.SGD(model.parameters()), torch.nn.functional.cross_entropy, _data(),
+        **{**options, key: value},
+    )  # fmt: skip
+    assert len(result.lrs) == 12
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(-1, ValueError), (2.5, ValueError), ("5", TypeError), (None, TypeError)],
+)
+def test_skip_start_is_checked_before_the_sweep(value, error):
+    """Before: never checked; -3 gave an IndexError after the sweep, '5' a TypeError from a
+    comparison, 2.5 silently no 'steepest'."""
+    model = _network()
+
+    def never_called(*_):
+        raise AssertionError("the sweep ran")
+
+    with pytest.raises(error, match=r"skip_start must be an integer in \[0, .*skip_start="):
+        lr_range_test(model, optim.SGD(model.parameters()), never_called, _data(), skip_start=value)
+
+
+def test_num_iter_has_an_upper_bound():
+    """Before: num_iter=10**12 passed the checks and failed allocating 7 TiB (MemoryError)."""
+    model = _network()
+    with pytest.raises(ValueError, match=r"num_iter must be an integer in \[2, 10000000\]"):
+        lr_range_test(model, optim.SGD(model.parameters()), _value, _data(), num_iter=10**12)
+
+
+def test_steepest_near_the_start_searches_the_two_points_before_the_minimum():
+    """The documented shrink: with the minimum at index 4 < skip_start + 2, the search runs over
+    indices 2 and 3 (the two points before the minimum)."""
+    lrs = list(np.geomspace(1e-4, 1, 12))
+    curve = [1.0, 0.99, 0.7, 0.3, 0.2, 0.5, 0.9, 1.2, 1.5, 2.0, 2.5, 3.0]
+    # central differences: index 2: 0.3 - 0.99 = -0.69; index 3: 0.2 - 0.7 = -0.5
+    assert suggest(lrs, curve, skip_start=5)["steepest"].lr == lrs[2]
+    assert "steepest" not in suggest(lrs, [1.0, 0.2, *curve[5:]], skip_start=5)  # minimum at 1
