@@ -10,10 +10,12 @@ zeroing the gradients, computing the loss, calling ``backward()`` and returning 
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,18 +34,42 @@ from optim._global import (
 
 def _loss_tensor(loss: Any, device: torch.device) -> Tensor:
     """The mini-batch loss (what the closure returned, or ``step(loss=...)``) as a 0-dim float64
-    tensor on ``device``; a number or a 1-element tensor, else a TypeError."""
+    tensor on ``device``; a real number (``numbers.Real``, NumPy's included, not a bool), a
+    1-element tensor or a 1-element NumPy array of integers or floats, else a TypeError."""
     if isinstance(loss, Tensor) and loss.numel() == 1:
         return loss.detach().reshape(()).to(device=device, dtype=torch.float64)
-    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+    number = isinstance(loss, numbers.Real) and not isinstance(loss, (bool, np.bool_))
+    if isinstance(loss, np.ndarray) and loss.size == 1 and loss.dtype.kind in "iuf":
+        loss, number = loss.item(), True
+    if number:
         return torch.tensor(float(loss), dtype=torch.float64, device=device)
-    got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else repr(loss)
+    if isinstance(loss, (Tensor, np.ndarray)):
+        got = f"{type(loss).__name__} of shape {tuple(loss.shape)} and dtype {loss.dtype}"
+    else:
+        got = f"{loss!r} ({type(loss).__name__})"
     raise TypeError(
-        f"the loss must be a number or a 1-element tensor (reduce it, e.g. .mean()), got {got}"
+        "the loss must be a number or a 1-element tensor or NumPy array (a real number, not a "
+        f"bool; reduce it, e.g. .mean()), got {got}"
     )
 
 
 _last_step_size = operator.itemgetter("step_size")  # (SPS's and SLS's _step_size)
+
+
+def _check_backward_called(optimizer: torch.optim.Optimizer, closure: Any, loss: Any) -> None:
+    """A ValueError where the closure's first call returned a loss that requires grad while no
+    parameter of ``optimizer`` has a gradient: a closure that does not call ``backward()`` (the
+    authors' convention, whose optimizers call it), which made the step a silent no-op. Frozen
+    or unused parameters are no sign of it, while another parameter has its gradient."""
+    if not (isinstance(loss, Tensor) and loss.requires_grad):
+        return
+    if any(p.grad is not None for group in optimizer.param_groups for p in group["params"]):
+        return
+    raise ValueError(
+        f"{type(optimizer).__name__}.step(closure): the closure must call loss.backward() before "
+        "returning the loss (as for torch.optim.LBFGS): it returned a loss that requires grad, "
+        f"and no parameter of this optimizer has a gradient; got closure={closure!r}"
+    )
 
 
 def sps_step_size(
@@ -55,13 +81,19 @@ def sps_step_size(
         \gamma_k = \min\Bigl(\frac{f_i(x_k) - f_i^*}{c\,\|\nabla f_i(x_k)\|^2 + \epsilon},
         \gamma_b\Bigr)
 
-    (``gamma_b`` when the gradient and eps are 0). A 0-dim float64 tensor; nothing is read.
+    Where the quotient is not finite (the gradient and eps are 0, or it overflows; at a zero
+    denominator it is taken as +inf, its limit where f_i > f_i^*), the step is ``gamma_b``
+    where that is finite (the capped value; the gradient being 0 or tiny, x barely moves), and
+    0 where ``gamma_b`` is inf (plain SPS): an infinite step is none, as the authors' code
+    (IssamLaradji/sps) takes none where ||grad|| < 1e-8; inf * 0 made every parameter NaN.
+    A NaN loss gives a NaN step. A 0-dim float64 tensor; nothing is read (``torch.where``).
     """
     denominator = c * grad_sq + eps
     ratio = (loss - f_star) / torch.where(denominator > 0, denominator, 1.0)
     ratio = torch.where(denominator > 0, ratio, math.inf)
     bound = torch.as_tensor(gamma_b, dtype=ratio.dtype, device=ratio.device)
-    return torch.clamp(torch.minimum(ratio, bound), min=0)
+    step = torch.clamp(torch.minimum(ratio, bound), min=0)
+    return torch.where(torch.isinf(step), 0.0, step)  # (only with gamma_b = inf)
 
 
 class SPS(ReducingOptimizer):
@@ -82,7 +114,8 @@ class SPS(ReducingOptimizer):
     Against the authors' code (IssamLaradji/sps, ``Sps``), which gives these numbers to
     rounding with ``eps=0, adapt_flag="constant", eta_max=gamma_b`` (one group): its default
     ``eps`` is 1e-8 (the paper's formula, and ours, 0); it skips the update where
-    ||grad|| < 1e-8 (ours applies the formula, bounded by ``gamma_b``); its default
+    ||grad|| < 1e-8 (ours applies the formula, bounded by ``gamma_b``, and takes no step where
+    that is infinite: ``gamma_b=math.inf`` at a zero gradient, see ``sps_step_size``); its default
     ``adapt_flag="smooth_iter"`` caps each step at 2^(1/n) times the last (set
     ``param_groups[0]["gamma_b"]`` before each step for that), and its per-batch f_i* is
     ``f_star`` set before each step.
@@ -153,6 +186,7 @@ class SPS(ReducingOptimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+            _check_backward_called(self, closure, loss)
         self._loss = loss
         try:
             super().step()
@@ -250,7 +284,22 @@ class SLS(ReducingOptimizer):
 
     ``step(closure)``: the closure zeroes the gradients, computes the mini-batch loss, calls
     ``backward()`` and returns it (as for LBFGS); it is called again at every trial point, on the
-    same mini-batch. ``param_groups[0]["step_size"]`` holds the accepted step (a float).
+    same mini-batch. ``param_groups[0]["step_size"]`` holds the accepted step (a float). A
+    closure that returns a loss requiring grad while no parameter got a gradient (it did not call
+    ``backward()``) is refused with a ValueError. A closure that raises in a trial (a
+    KeyboardInterrupt too) leaves the parameters at x_k, the step not counted.
+
+    Each trial runs the closure with gradients enabled, so it costs a forward and a backward
+    pass, where the authors' code evaluates trials under ``torch.no_grad()`` (forward only):
+    the same step sizes (the Armijo test needs the loss at a trial point and only x_k's
+    gradient, which the step copies first), about twice the time per trial. Side effects of
+    that: after the step ``p.grad`` holds the gradient at the last point the closure saw, the
+    accepted x_{k+1} when a trial passes (at a rejected trial when all fail; x_k's where
+    nothing is searched), not x_k's as in the authors' code; under DDP each trial's backward
+    all-reduces the gradients. A model in train mode also sees each trial's forward (BatchNorm's
+    running statistics are updated once per closure call, 1 + trials per step; so in the
+    authors' code, whose trials are forwards too). Trials are not run under ``no_grad`` here:
+    a closure calling ``backward()`` unconditionally, as LBFGS's do, would raise there.
 
     Every call of the closure in one step starts from the same global random state (the CPU's
     and each CUDA device of the parameters'), so dropout and any other draw in the model are the
@@ -341,6 +390,7 @@ class SLS(ReducingOptimizer):
         self._start_states = streams.get()  # each trial draws as the first call did
         with torch.enable_grad():
             loss = closure()
+        _check_backward_called(self, closure, loss)
         self._closure, self._loss, self._streams = closure, loss, streams
         try:
             ReducingOptimizer.step(self)
@@ -380,6 +430,10 @@ class SLS(ReducingOptimizer):
                     eta *= first["beta_b"]
                 else:  # no trial passed: the authors' tiny step, not a failed one
                     move_to(SLS_FALLBACK_STEP)
+        except BaseException:  # (KeyboardInterrupt too) a search cut short: back to x_k
+            for chunk, start in zip(chunks, starts):
+                torch._foreach_copy_(chunk.params, start)
+            raise
         finally:  # (a closure that raises leaves the stream as after the first call too)
             streams.set(after_first_call)
         for item in work:

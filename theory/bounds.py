@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from theory.problems import Problem, _finite_float
+
 __all__ = [
     "QUANTITIES",
     "Bound",
@@ -122,18 +124,29 @@ def _non_negative(name: str, value: Any) -> float:
     return value
 
 
-def _constants(L: Any, mu: Any = 0.0, *, strongly_convex: bool = False) -> tuple[float, float]:
+def _constants(
+    L: Any, mu: Any = 0.0, *, strongly_convex: bool = False, name: str = "mu"
+) -> tuple[float, float]:
+    """L and the lower curvature constant (``mu``, or the PL constant ``pl``: ``name``)."""
     L = _positive("L", L)
-    mu = _positive("mu", mu) if strongly_convex else _non_negative("mu", mu)
+    mu = _positive(name, mu) if strongly_convex else _non_negative(name, mu)
     if mu > L * (1 + _RTOL):
-        raise ValueError(f"mu must not exceed L, got mu={mu!r} > L={L!r}")
+        raise ValueError(f"{name} must not exceed L, got {name}={mu!r} > L={L!r}")
     return L, min(mu, L)
 
 
 def _steps(k: Any) -> np.ndarray:
-    steps = np.asarray(k, dtype=np.float64)
-    if np.any(steps < 0) or not np.all(np.isfinite(steps)):
-        raise ValueError(f"k must be non-negative step counts, got k={k!r}")
+    """k as a float64 array of step counts: non-negative whole numbers (ints, or floats with
+    integral values); bools, strings and fractional counts are refused (a bound is stated at
+    the points x_k only, and some closed forms are meaningless between them)."""
+    array = np.asarray(k) if not torch.is_tensor(k) else k.detach().cpu().numpy()
+    if array.dtype.kind not in "iuf":
+        raise TypeError(
+            f"k must be step counts (non-negative integers), got k={k!r} (dtype {array.dtype})"
+        )
+    steps = array.astype(np.float64)
+    if np.any(steps < 0) or not np.all(np.isfinite(steps)) or np.any(steps != np.floor(steps)):
+        raise ValueError(f"k must be non-negative integer step counts, got k={k!r}")
     return steps
 
 
@@ -152,8 +165,13 @@ def _check_safe_lr(lr: Any, L: float) -> float:
 # ----------------------------------------------------------------------------------------------
 def safe_step(L: float) -> float:
     """1/L: the constant step that maximises the guaranteed decrease of gradient descent on an
-    L-smooth function, and the step for which every bound of this module holds ([GG] Thms 3.4,
-    3.6).
+    L-smooth function. The gradient-descent bounds of this module hold at it, each on its own
+    class of f: ``gd_bound``, ``gd_tight_bound`` and ``gd_long_step_bound`` (convex),
+    ``gd_strongly_convex_bound`` and ``gd_strongly_convex_tight_bound`` (strongly convex),
+    ``pl_bound`` (PL) and ``gd_nonconvex_bound`` ([GG] Thms 3.4, 3.6); not the bounds of other
+    methods (``gd_optimal_step_bound``: lr = 2/(mu + L), ``heavy_ball_bound``,
+    ``nesterov_*``, ``sgd_noise_ball_bound``: lr <= 1/(2 L_max), ``gd_divergence_bound``:
+    lr > 2/L).
 
     The descent lemma gives f(x - η∇f(x)) <= f(x) - η(1 - ηL/2)||∇f(x)||², so f decreases at
     every step for *every* 0 < η < 2/L (see ``stability_edge``); the guaranteed decrease
@@ -367,7 +385,7 @@ def gd_divergence_distance(k: Any, lr: float, L: float, top_component: float) ->
     ||x_k - x*|| is at least this. For lr > 2/L it grows geometrically: divergence ([N04] 1.2.3)."""
     steps = _steps(k)
     lr, L = _positive("lr", lr), _positive("L", L)
-    return abs(1 - lr * L) ** steps * abs(float(top_component))
+    return abs(1 - lr * L) ** steps * abs(_finite_float("top_component", top_component))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -459,20 +477,58 @@ class Bound:
         )
 
 
-def sgd_hyperparameters(lr: Any, momentum: float = 0.0, nesterov: bool = False) -> dict:
-    """The ``torch.optim.SGD`` settings a gradient-method bound assumes: ``lr`` (a number or a
-    per-update array), ``momentum``, ``nesterov``, and no dampening or weight decay (either
-    would change the update the bound is about).
+def _learning_rate(lr: Any) -> float | np.ndarray:
+    """``lr`` as a positive finite number, or a 1-D array of non-negative finite ones (a
+    per-update schedule, which may decay to 0)."""
+    if isinstance(lr, (np.ndarray, list, tuple)) or torch.is_tensor(lr):
+        array = np.asarray(lr.detach().cpu() if torch.is_tensor(lr) else lr)
+        if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iuf":
+            raise TypeError(
+                f"lr must be a positive number or a non-empty 1-D array of them (one per "
+                f"update), got an array of shape {array.shape} and dtype {array.dtype}"
+            )
+        array = array.astype(np.float64)
+        if not (np.all(np.isfinite(array)) and np.all(array >= 0)):
+            raise ValueError(
+                f"lr must hold non-negative finite step sizes, got "
+                f"{np.count_nonzero(~(array >= 0))} negative or NaN and "
+                f"{np.count_nonzero(np.isinf(array))} infinite values"
+            )
+        return array
+    return _positive("lr", lr)
 
-    >>> sgd_hyperparameters(0.1)
-    {'lr': 0.1, 'momentum': 0.0, 'dampening': 0.0, 'weight_decay': 0.0, 'nesterov': False}
+
+def sgd_hyperparameters(lr: Any, momentum: float = 0.0, nesterov: bool = False) -> dict:
+    """The ``torch.optim.SGD`` settings a gradient-method bound assumes: ``lr`` (a positive
+    number, or a per-update array of non-negative ones), ``momentum`` (in [0, 1)),
+    ``nesterov`` (a bool; it needs momentum > 0, as torch does), no dampening or weight decay
+    (either would change the update the bound is about) and ``maximize`` False (every bound
+    here is about descent on f). ``theory.certify`` reads a ``maximize`` missing from an
+    optimizer's param group as False, and ignores ``dampening`` at updates that ran without
+    momentum (it has no effect there).
+
+    >>> settings = sgd_hyperparameters(0.1)
+    >>> settings["lr"], settings["dampening"], settings["nesterov"], settings["maximize"]
+    (0.1, 0.0, False, False)
     """
+    lr = _learning_rate(lr)
+    momentum = _non_negative("momentum", momentum)
+    if not momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got momentum={momentum!r}")
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be a bool, got nesterov={nesterov!r}")
+    if nesterov and momentum == 0:
+        raise ValueError(
+            "nesterov=True needs momentum > 0 (torch.optim.SGD refuses it otherwise; with "
+            "momentum 0 Nesterov's method is gradient descent: pass nesterov=False)"
+        )
     return {
         "lr": lr,
-        "momentum": float(momentum),
+        "momentum": momentum,
         "dampening": 0.0,
         "weight_decay": 0.0,
         "nesterov": bool(nesterov),
+        "maximize": False,
     }
 
 
@@ -481,20 +537,53 @@ def _start_distance(problem: Any) -> tuple[float, float]:
     return distance, distance**2
 
 
+def _require_problem(problem: Any, name: str) -> None:
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            f"{name} needs a theory.problems.Problem, got problem={problem!r} "
+            f"({type(problem).__name__})"
+        )
+
+
 def _require_global_smoothness(problem: Any, name: str) -> float:
-    """``problem.L``, a finite L-smoothness constant valid everywhere; else ``ValueError`` (a
-    non-smooth problem, L = inf, or an L local to x*, ``L_is_global=False``)."""
+    """``problem.L``, an L-smoothness constant 0 < L < inf valid everywhere; else
+    ``ValueError`` (a non-smooth problem, L = inf; L = 0, a linear f, for which no step
+    size bound 1/L exists; or an L local to x*, ``L_is_global=False``)."""
+    _require_problem(problem, name)
     L = float(problem.L)
-    if not math.isfinite(L) or not getattr(problem, "L_is_global", True):
+    if not (math.isfinite(L) and L > 0) or not getattr(problem, "L_is_global", True):
         raise ValueError(
-            f"{name} needs f L-smooth everywhere, got {type(problem).__name__} with L={L:.6g}"
+            f"{name} needs f L-smooth everywhere with 0 < L < inf, got "
+            f"{type(problem).__name__} with L={L:.6g}"
             + ("" if math.isfinite(L) else " (not smooth)")
+            + ("" if L != 0 else " (linear: no step size 1/L)")
             + ("" if getattr(problem, "L_is_global", True) else " (the smoothness at x* only)")
         )
     return L
 
 
+def _require_deterministic(problem: Any, name: str) -> None:
+    """A ValueError for a problem whose oracle samples (``problem.stochastic``): the bounds of
+    gradient descent and its momentum variants are about full gradients."""
+    _require_problem(problem, name)
+    if getattr(problem, "stochastic", False):
+        raise ValueError(
+            f"{name} is about full-gradient descent, got {problem!r} whose oracle samples "
+            f"(batch_size={getattr(problem, 'batch_size', None)!r}): build it on the problem "
+            f"with batch_size=None, or use a stochastic bound (sgd_noise_ball_bound, "
+            f"sgd_last_iterate_bound, ...) and certify(..., seeds=...)"
+        )
+
+
+def _require_gd_setting(problem: Any, name: str) -> float:
+    """The setting of every full-gradient bound: a deterministic oracle and a global
+    0 < L < inf; returns L."""
+    _require_deterministic(problem, name)
+    return _require_global_smoothness(problem, name)
+
+
 def _require_convex(problem: Any, name: str) -> None:
+    _require_problem(problem, name)
     if not getattr(problem, "is_convex", False):
         raise ValueError(
             f"{name} needs a convex problem, got {type(problem).__name__} (is_convex=False)"
@@ -513,7 +602,8 @@ def _require_strongly_convex(problem: Any, name: str) -> None:
 def gd_bound(problem: Any, lr: float) -> Bound:
     """f(x_k) - f* <= ||x0 - x*||²/(2 lr k) for GD with 0 < lr <= 1/L on convex f ([GG] 3.4)."""
     _require_convex(problem, "gd_bound")
-    lr = _check_safe_lr(lr, problem.L)
+    L = _require_gd_setting(problem, "gd_bound")
+    lr = _check_safe_lr(lr, L)
     _, dist0_sq = _start_distance(problem)
     return Bound(
         name="gd_convex",
@@ -530,9 +620,13 @@ def gd_bound(problem: Any, lr: float) -> Bound:
 
 def gd_long_step_bound(problem: Any, lr: float) -> Bound:
     """f(x_k) - f* <= 2 Δ0 r0² / (2 r0² + k lr (2 - L lr) Δ0) for GD with 0 < lr < 2/L on convex
-    f ([N04] 2.1.14): the only classical guarantee between the safe step 1/L and the edge 2/L."""
+    f ([N04] 2.1.14): the guarantee on merely convex f between the safe step 1/L and the edge
+    2/L. On mu-strongly convex f, ``gd_strongly_convex_tight_bound`` also covers
+    1/L < lr <= 2/(mu + L) (a linear rate); for 2/(mu + L) < lr < 2/L this O(1/k) bound is
+    the one left."""
     _require_convex(problem, "gd_long_step_bound")
-    lr, L = _positive("lr", lr), problem.L
+    L = _require_gd_setting(problem, "gd_long_step_bound")
+    lr = _positive("lr", lr)
     if not lr < 2 / L:
         raise ValueError(f"lr must be below 2/L = {2 / L!r} (the stability edge), got lr={lr!r}")
     _, dist0_sq = _start_distance(problem)
@@ -553,7 +647,8 @@ def gd_long_step_bound(problem: Any, lr: float) -> Bound:
 def gd_strongly_convex_bound(problem: Any, lr: float) -> Bound:
     """||x_k - x*||² <= (1 - lr mu)^k ||x0 - x*||² for GD with 0 < lr <= 1/L ([GG] 3.6)."""
     _require_strongly_convex(problem, "gd_strongly_convex_bound")
-    lr = _check_safe_lr(lr, problem.L)
+    L = _require_gd_setting(problem, "gd_strongly_convex_bound")
+    lr = _check_safe_lr(lr, L)
     mu = problem.mu
     _, dist0_sq = _start_distance(problem)
     return Bound(
@@ -572,7 +667,8 @@ def gd_strongly_convex_bound(problem: Any, lr: float) -> Bound:
 def gd_optimal_step_bound(problem: Any) -> Bound:
     """||x_k - x*|| <= ((κ-1)/(κ+1))^k ||x0 - x*|| for GD with lr = 2/(mu + L) ([N04] 2.1.15)."""
     _require_strongly_convex(problem, "gd_optimal_step_bound")
-    L, mu = problem.L, problem.mu
+    L = _require_gd_setting(problem, "gd_optimal_step_bound")
+    mu = problem.mu
     dist0, _ = _start_distance(problem)
     return Bound(
         name="gd_optimal_step",
@@ -591,6 +687,7 @@ def heavy_ball_bound(problem: Any) -> Bound:
     """Optimal heavy ball on a quadratic: ||x_k - x*|| <= √2 q^{k-1}(k m + (k-1) q)||x0 - x*||,
     asymptotic rate q = (√κ-1)/(√κ+1) with a factor linear in k (see ``heavy_ball_distance``)."""
     _require_strongly_convex(problem, "heavy_ball_bound")
+    _require_gd_setting(problem, "heavy_ball_bound")
     if not getattr(problem, "is_quadratic", False):
         raise ValueError(
             f"heavy_ball_bound holds for quadratics only (Polyak's rate is local "
@@ -661,7 +758,7 @@ def nesterov_bound(problem: Any, steps: int = 10_000, schedule: str = "fista") -
     torch's buffer form with a varying momentum is not this scheme either).
     """
     _require_convex(problem, "nesterov_bound")
-    L = problem.L
+    L = _require_gd_setting(problem, "nesterov_bound")
     beta = nesterov_extrapolation(steps, schedule)
     _, dist0_sq = _start_distance(problem)
     return Bound(
@@ -672,7 +769,7 @@ def nesterov_bound(problem: Any, steps: int = 10_000, schedule: str = "fista") -
             np.asarray(k) <= beta.size, nesterov_convex_gap(k, L, dist0_sq), np.inf
         ),
         formula="f(x_k) - f* <= 2 L ||x0 - x*||^2 / (k + 1)^2",
-        hyperparameters={"lr": 1.0 / L, "extrapolation": beta},
+        hyperparameters={"lr": 1.0 / L, "extrapolation": beta, "maximize": False},
         problem=problem,
         assumptions="f convex and L-smooth; step 1/L; y_u = x_u + beta_u (x_u - x_{u-1}) with "
         + (
@@ -724,19 +821,23 @@ def nesterov_strongly_convex_bound(problem: Any) -> Bound:
     point y_k instead, so ``observe`` recovers x_k from the momentum buffer."""
 
     _require_strongly_convex(problem, "nesterov_strongly_convex_bound")
-    L, mu = problem.L, problem.mu
+    L = _require_gd_setting(problem, "nesterov_strongly_convex_bound")
+    mu = problem.mu
     _, dist0_sq = _start_distance(problem)
     with torch.no_grad():
         gap0 = float(problem.loss(problem.x0)) - problem.f_star
+    # at kappa = 1 the momentum is 0 and the method is gradient descent with step 1/L (torch's
+    # SGD refuses nesterov=True without momentum; the iterates are the same)
+    momentum = nesterov_momentum(L, mu)
     return Bound(
         name="nesterov_strongly_convex",
         quantity="gap",
         rate=1 - math.sqrt(mu / L),
         values=lambda k: nesterov_strongly_convex_gap(k, L, mu, max(gap0, 0.0), dist0_sq),
         formula="f(x_k) - f* <= (1 - 1/sqrt(kappa))^k (f(x0) - f* + mu/2 ||x0 - x*||^2)",
-        hyperparameters=sgd_hyperparameters(1.0 / L, nesterov_momentum(L, mu), nesterov=True),
+        hyperparameters=sgd_hyperparameters(1.0 / L, momentum, nesterov=momentum > 0),
         problem=problem,
-        observe=sgd_nesterov_gradient_point,
+        observe=sgd_nesterov_gradient_point if momentum > 0 else None,
         assumptions="f mu-strongly convex and L-smooth; step 1/L; constant momentum "
         "(sqrt kappa - 1)/(sqrt kappa + 1); x_k is the gradient-step sequence",
         source="Nesterov, Introductory Lectures on Convex Optimization (Kluwer, 2004, 1st "
@@ -748,6 +849,7 @@ def nesterov_strongly_convex_bound(problem: Any) -> Bound:
 def gd_divergence_bound(problem: Any, lr: float) -> Bound:
     """A lower bound ||x_k - x*|| >= |1 - lr L|^k |<v, x0 - x*>| (v the top eigenvector of A) on
     a ``Quadratic``; with lr > 2/L it grows without limit: gradient descent diverges."""
+    _require_gd_setting(problem, "gd_divergence_bound")
     if not hasattr(problem, "eigenvectors"):
         raise ValueError(
             f"gd_divergence_bound needs a Quadratic (it uses the top eigenvector), "
@@ -811,7 +913,7 @@ def pl_gap(k: Any, L: float, pl: float, gap0: float) -> np.ndarray:
     >>> float(pl_gap(2, L=4.0, pl=1.0, gap0=16.0))
     9.0
     """
-    L, pl = _constants(L, pl, strongly_convex=True)
+    L, pl = _constants(L, pl, strongly_convex=True, name="pl")
     return (1 - pl / L) ** _steps(k) * _non_negative("gap0", gap0)
 
 
@@ -892,6 +994,7 @@ def gd_nonconvex_bound(
     ``L=problem.sublevel_smoothness()``, valid on a box around {f <= f(x0)}, which gradient
     descent with lr < 2/L never leaves. ``f_low`` defaults to ``problem.f_star``.
     """
+    _require_deterministic(problem, "gd_nonconvex_bound")
     if L is None:
         if not getattr(problem, "L_is_global", True):
             raise ValueError(
@@ -904,7 +1007,15 @@ def gd_nonconvex_bound(
     lr = _positive("lr", lr)
     if not lr < 2 / L:
         raise ValueError(f"lr must be below 2/L = {2 / L:.6g}, got lr={lr!r}")
-    f_low = problem.f_star if f_low is None else float(f_low)
+    if f_low is None:
+        f_low = problem.f_star
+    else:
+        f_low = _finite_float("f_low", f_low)
+        if f_low > problem.f_star:
+            raise ValueError(
+                f"f_low must be a lower bound on f, at most f* = {problem.f_star!r}, got "
+                f"f_low={f_low!r}"
+            )
     gap0 = _gap0(problem, f_low)
     return Bound(
         name="gd_nonconvex",
@@ -924,13 +1035,14 @@ def gd_nonconvex_bound(
 def pl_bound(problem: Any) -> Bound:
     """f(x_k) - f* <= (1 - pl/L)^k (f(x0) - f*) for GD with step 1/L on an L-smooth f with the
     Polyak-Łojasiewicz constant ``problem.pl_constant`` ([KNS16] Theorem 1; see ``pl_gap``)."""
+    _require_problem(problem, "pl_bound")
     pl = float(getattr(problem, "pl_constant", 0.0))
     if not pl > 0:
         raise ValueError(
             f"pl_bound needs a problem with a Polyak-Łojasiewicz constant pl_constant > 0, got "
             f"{type(problem).__name__} with pl_constant={pl!r}"
         )
-    L = _require_global_smoothness(problem, "pl_bound")
+    L = _require_gd_setting(problem, "pl_bound")
     gap0 = _gap0(problem)
     return Bound(
         name="gd_pl",
@@ -950,8 +1062,8 @@ def gd_tight_bound(problem: Any, lr: float) -> Bound:
     """f(x_k) - f* <= L ||x0 - x*||² / (4 k lr L + 2) for GD with 0 < lr <= 1/L on convex
     L-smooth f: the tight worst case ([DT14] Theorems 3.1-3.2; see ``gd_tight_convex_gap``)."""
     _require_convex(problem, "gd_tight_bound")
-    lr = _check_safe_lr(lr, problem.L)
-    L = problem.L
+    L = _require_gd_setting(problem, "gd_tight_bound")
+    lr = _check_safe_lr(lr, L)
     _, dist0_sq = _start_distance(problem)
     return Bound(
         name="gd_tight",
@@ -970,7 +1082,8 @@ def gd_strongly_convex_tight_bound(problem: Any, lr: float) -> Bound:
     """||x_k - x*||² <= (1 - 2 lr mu L/(mu + L))^k ||x0 - x*||² for GD with
     0 < lr <= 2/(mu + L) ([N04] Theorem 2.1.15; see ``gd_strongly_convex_tight_distance_sq``)."""
     _require_strongly_convex(problem, "gd_strongly_convex_tight_bound")
-    L, mu = problem.L, problem.mu
+    L = _require_gd_setting(problem, "gd_strongly_convex_tight_bound")
+    mu = problem.mu
     lr = _positive("lr", lr)
     if lr > (1 + _RTOL) * 2 / (mu + L):
         raise ValueError(

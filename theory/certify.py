@@ -34,14 +34,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.sparse import issparse as scipy_sparse_issparse
 
-from theory.bounds import QUANTITIES, Bound
+from theory.bounds import QUANTITIES, Bound, _non_negative
 from theory.problems import DTYPE, Problem
 
 __all__ = [
     "Certificate",
     "Trajectory",
     "certify",
+    "default_rtol",
     "fit_order",
     "fit_rate",
     "lr_schedule",
@@ -61,6 +63,14 @@ def _check_steps(steps: Any) -> int:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got steps={steps!r}")
     return int(steps)
+
+
+def _check_dtype(dtype: Any) -> None:
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(
+            f"dtype must be a floating torch.dtype (torch.float64, torch.float32, ...), got "
+            f"dtype={dtype!r}"
+        )
 
 
 def _check_problem(problem: Any) -> None:
@@ -159,6 +169,7 @@ def run(
     """
     _check_problem(problem)
     steps = _check_steps(steps)
+    _check_dtype(dtype)
     if not callable(make_optimizer):
         raise TypeError(
             f"make_optimizer must be callable as make_optimizer(params), got {make_optimizer!r}"
@@ -231,6 +242,19 @@ def run(
     )
 
 
+def _scaled_norm(rows: torch.Tensor) -> torch.Tensor:
+    """The Euclidean norm of every row; where torch's (a plain sum of squares, which overflows
+    once entries pass about 1e154 in float64) is infinite for a finite row, s ||row / s|| with
+    s = max |row|, finite up to the overflow threshold of the norm itself."""
+    norms = torch.linalg.vector_norm(rows, dim=1)
+    overflow = ~torch.isfinite(norms) & torch.isfinite(rows).all(dim=1)
+    if overflow.any():
+        big = rows[overflow]
+        scale = big.abs().amax(dim=1, keepdim=True)
+        norms[overflow] = torch.linalg.vector_norm(big / scale, dim=1) * scale.squeeze(1)
+    return norms
+
+
 def _measure(
     problem: Problem, points: torch.Tensor, gradients: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -244,11 +268,24 @@ def _measure(
     with torch.no_grad():
         for k in rows:
             gap[k] = float(problem.loss(points[k])) - problem.f_star
-        distance[rows] = torch.linalg.vector_norm(points[rows] - problem.x_star, dim=1).numpy()
+        distance[rows] = _scaled_norm(points[rows] - problem.x_star).numpy()
     if gradients:
         for k in rows:
             grad_sq[k] = float(problem.grad(points[k]).square().sum())
     return gap, distance, grad_sq
+
+
+def default_rtol(dtype: torch.dtype = DTYPE) -> float:
+    """The default relative tolerance of ``certify`` for a run in ``dtype``: max(1e-9, 1e4 ε)
+    with ε the machine epsilon of ``dtype`` (1e-9 for float64, 1.19e-3 for float32; 1e4 ε as in
+    ``numerical_floor``: the rounding of the loss, of x - x* and of the optimizer's own
+    arithmetic, compounded over a run).
+
+    >>> default_rtol(torch.float64), round(default_rtol(torch.float32), 6)
+    (1e-09, 0.001192)
+    """
+    _check_dtype(dtype)
+    return max(1e-9, 1e4 * float(torch.finfo(dtype).eps))
 
 
 def numerical_floor(problem: Problem, quantity: str, dtype: torch.dtype = DTYPE) -> float:
@@ -261,8 +298,7 @@ def numerical_floor(problem: Problem, quantity: str, dtype: torch.dtype = DTYPE)
     grad_sq_min: 1e4 ε ||∇f(x0)||² + (L d)² (0 curvature term when L is infinite).
     (1e4 ε covers the rounding of the loss, of x - x* and of the optimizer's own arithmetic.)
     """
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype, got dtype={dtype!r}")
+    _check_dtype(dtype)
     eps = float(torch.finfo(dtype).eps)
     dist0 = float(torch.linalg.vector_norm(problem.x0 - problem.x_star))
     distance_floor = problem.x_star_tol + 1e4 * eps * (float(problem.x_star.norm()) + dist0)
@@ -417,10 +453,23 @@ class Certificate:
         what = QUANTITIES[self.bound.quantity]
         if len(self.seeds) > 1:
             what = f"mean over {len(self.seeds)} seeds of {what}"
-        if not math.isfinite(observed):
+        runs = self.trajectories or [self.trajectory]
+        broken = [t for t in runs if t.first_nonfinite is not None and t.first_nonfinite <= k]
+        if broken or not math.isfinite(observed):
+            values = [f"{what} = {float(observed):.6g}"]
+            if broken:
+                trajectory = min(broken, key=lambda t: t.first_nonfinite)
+                k = trajectory.first_nonfinite
+                values = [f"{what} = {float(self.observed[k]):.6g}"]
+                if self.bound.quantity != "gap":
+                    values.append(f"f(x_k) - f* = {float(trajectory.gap[k]):.6g}")
+                if k < trajectory.online_loss.size and not math.isfinite(trajectory.online_loss[k]):
+                    values.append(
+                        f"the loss given to update {k} = {float(trajectory.online_loss[k]):.6g}"
+                    )
             return (
                 f"{name} not certified: the run produced a non-finite value at step {k} "
-                f"({what} = {observed!r})"
+                f"({'; '.join(values)})"
             )
         relation = ">" if self.bound.direction == "upper" else "<"
         text = (
@@ -511,23 +560,53 @@ class Certificate:
         return figure
 
 
-def _same_problem(a: Any, b: Any) -> bool:
-    """The same problem up to its oracle seed: identical type, constants, x0, x* and f*."""
-    if a is b:
-        return True
-    if type(a) is not type(b):
-        return False
-    try:
-        return bool(
-            a.dim == b.dim
-            and torch.equal(a.x0, b.x0)
-            and torch.equal(a.x_star, b.x_star)
-            and a.f_star == b.f_star
-            and a.L == b.L
-            and a.mu == b.mu
+def _equal(a: Any, b: Any) -> bool:
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.is_tensor(a) and torch.is_tensor(b) and torch.equal(a, b)
+    if scipy_sparse_issparse(a) or scipy_sparse_issparse(b):
+        return (
+            scipy_sparse_issparse(a)
+            and scipy_sparse_issparse(b)
+            and a.shape == b.shape
+            and (a != b).nnz == 0
         )
-    except (AttributeError, RuntimeError):
-        return False
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    return bool(a == b)
+
+
+# attributes that may differ between the same problem's copies: the oracle seed (``reseeded``)
+_SEED_ATTRIBUTES = frozenset({"oracle_seed"})
+
+
+def _problem_difference(a: Any, b: Any) -> str | None:
+    """None when ``a`` and ``b`` are the same problem up to its oracle seed, else what differs.
+
+    Compared: the type, every public attribute (the data: ``A`` and its eigenpairs, ``X_data``,
+    ``y_data``, ``l2``, ...; x0, x*, f*, L, mu, the sampling ``batch_size``), whether the
+    oracle samples, and f(x0) (which catches data held in private attributes). Cost: one pass
+    over the data."""
+    if a is b:
+        return None
+    if type(a) is not type(b):
+        return f"the type ({type(a).__name__} vs {type(b).__name__})"
+    try:
+        left, right = vars(a), vars(b)
+        names = {n for n in set(left) | set(right) if not n.startswith("_")} - _SEED_ATTRIBUTES
+        for name in sorted(names):
+            if name not in left or name not in right or not _equal(left[name], right[name]):
+                pair = (left.get(name), right.get(name))
+                scalars = all(isinstance(v, (int, float, type(None))) for v in pair)
+                return f"{name} ({pair[0]!r} vs {pair[1]!r})" if scalars else name
+        if bool(a.stochastic) != bool(b.stochastic):
+            return f"stochastic ({a.stochastic!r} vs {b.stochastic!r})"
+        with torch.no_grad():
+            fa, fb = float(a.loss(a.x0)), float(b.loss(b.x0))
+        if not (fa == fb or (math.isnan(fa) and math.isnan(fb))):
+            return f"f(x0) ({fa!r} vs {fb!r})"
+    except (AttributeError, RuntimeError, TypeError, ValueError) as err:
+        return f"they cannot be compared ({err})"
+    return None
 
 
 def _show(value: Any) -> str:
@@ -537,23 +616,37 @@ def _show(value: Any) -> str:
     return f"a schedule of {array.size} values ({array[0]:.6g}, ...)"
 
 
+# settings a hand-written optimizer may leave out of its param group, read as these values:
+# an optimizer without a ``maximize`` setting minimises
+_DEFAULT_SETTINGS = {"maximize": 0.0}
+
+
 def not_applicable_reason(problem: Problem, bound: Bound, trajectory: Trajectory) -> str | None:
     """Why ``bound`` says nothing about ``trajectory`` (a run on ``problem``), or None.
 
     The bound's ``problem`` (if any) must be ``problem`` up to its oracle seed, and every
     setting in ``bound.hyperparameters`` must be in the optimizer's param group with the stated
     value (relative tolerance 1e-9) at every update the run made; a per-update array is
-    compared update by update, as far as it goes. A bound that names its ``optimizers`` applies
-    only to runs of one of those classes (or a subclass).
+    compared update by update, as far as it goes. A ``maximize`` setting missing from the group
+    counts as False (the optimizer minimises); ``dampening`` is not compared at updates that ran
+    with momentum 0 (it acts on the momentum buffer only). A bound that names its
+    ``optimizers`` applies only to runs of one of those classes (or a subclass).
     """
-    if bound.problem is not None and not _same_problem(bound.problem, problem):
-        return f"the bound was built for {bound.problem!r}, the run is on {problem!r}"
+    if bound.problem is not None:
+        difference = _problem_difference(bound.problem, problem)
+        if difference is not None:
+            return (
+                f"the bound was built for {bound.problem!r}, the run is on {problem!r}: they "
+                f"differ in {difference}"
+            )
     if bound.optimizers and not set(bound.optimizers) & set(trajectory.optimizer):
         used = trajectory.optimizer[0] if trajectory.optimizer else "an unrecorded optimizer"
         return f"the bound is about {' or '.join(bound.optimizers)}, the run used {used}"
     made = int(np.sum(np.isfinite(trajectory.online_loss)))
     for name, expected in bound.hyperparameters.items():
         recorded = trajectory.hyperparameters.get(name)
+        if recorded is None and name in _DEFAULT_SETTINGS:
+            recorded = np.full(made, _DEFAULT_SETTINGS[name])
         if recorded is None:
             present = sorted(trajectory.hyperparameters)
             return (
@@ -566,6 +659,10 @@ def not_applicable_reason(problem: Problem, bound: Bound, trajectory: Trajectory
         values = recorded[:count]
         # (NaN: not recorded at that update; an infinite value differs from a finite one)
         differ = ~np.isclose(values, target, rtol=1e-9, atol=0.0) & ~np.isnan(values)
+        if name == "dampening" and "momentum" in trajectory.hyperparameters:
+            # torch's SGD applies dampening to the momentum buffer only: with momentum 0 the
+            # update is the same for every dampening
+            differ &= trajectory.hyperparameters["momentum"][:count] != 0
         if differ.any():
             t = int(np.argmax(differ))
             return (
@@ -614,7 +711,7 @@ def certify(
     *,
     observe: Observe | None = None,
     before_step: BeforeStep | None = None,
-    rtol: float = 1e-9,
+    rtol: float | None = None,
     atol: float | None = None,
     fit_start: int | None = None,
     dtype: torch.dtype = DTYPE,
@@ -624,13 +721,17 @@ def certify(
     step k = 0..steps where the bound is finite.
 
     An upper bound holds at k when observed_k <= bound_k (1 + rtol) + atol, a lower bound when
-    observed_k >= bound_k (1 - rtol) - atol. ``atol`` defaults to ``numerical_floor(problem,
-    bound.quantity, dtype)``, the noise level of a run in ``dtype``. Any NaN/inf in the run
-    makes ``held`` False; so does a run the bound does not apply to (``not_applicable``) and a
-    negative gap (f* stated above the true minimum). ``observe`` (default ``bound.observe``,
-    else the parameter) says which point the bound is about (``bound.average_weights``: the
-    weighted average of those points); ``before_step(optimizer, t)`` runs before update t (a
-    step-size schedule: see ``lr_schedule``); ``dtype`` is the parameter's dtype.
+    observed_k >= bound_k (1 - rtol) - atol. ``rtol`` defaults to ``default_rtol(dtype)``
+    (1e-9 for float64, 1e4 ε = 1.2e-3 for float32: the relative rounding a run in ``dtype``
+    accumulates, which matters where the observed value is far above ``atol``, e.g. a
+    divergence lower bound that is attained exactly); ``atol`` defaults to
+    ``numerical_floor(problem, bound.quantity, dtype)``, the noise level of a run in ``dtype``.
+    Any NaN/inf in the run makes ``held`` False; so does a run the bound does not apply to
+    (``not_applicable``) and a negative gap (f* stated above the true minimum). ``observe``
+    (default ``bound.observe``, else the parameter) says which point the bound is about
+    (``bound.average_weights``: the weighted average of those points);
+    ``before_step(optimizer, t)`` runs before update t (a step-size schedule: see
+    ``lr_schedule``); ``dtype`` is the parameter's dtype.
     ``fit_start`` is the first step of the rate-fitting window (default: half of the part of
     the run above the numerical floor). ``worst_ratio`` is taken over the steps where the bound
     exceeds ``atol`` (below it the comparison is within rounding).
@@ -643,11 +744,9 @@ def certify(
     if not isinstance(bound, Bound):
         raise TypeError(f"bound must be a theory.bounds.Bound, got {type(bound).__name__}")
     _check_problem(problem)
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and not (
-            isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)
-        ):
-            raise ValueError(f"{name} must be a non-negative finite number, got {name}={value!r}")
+    _check_dtype(dtype)
+    rtol = default_rtol(dtype) if rtol is None else _non_negative("rtol", rtol)
+    atol = None if atol is None else _non_negative("atol", atol)
     if seeds is None:
         if bound.expectation and problem.stochastic:
             raise ValueError(
@@ -729,6 +828,9 @@ def certify(
             ok = observed >= values * (1 - rtol) - floor
             ratio = np.where(observed > 0, values / observed, np.inf)
     failed = (checked & ~ok) | ~finite_observed
+    stops = [t.first_nonfinite for t in trajectories if t.first_nonfinite is not None]
+    if stops:  # a run that stopped (a non-finite point or loss) fails from there on
+        failed |= ks >= min(stops)
     first_violation = int(np.argmax(failed)) if failed.any() else None
     usable = checked & finite_observed & (values > floor)
     if usable.any():

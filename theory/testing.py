@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from theory.bounds import QUANTITIES, Bound
+from theory.bounds import QUANTITIES, Bound, _non_negative, _positive
 from theory.certify import (
     BeforeStep,
     Certificate,
@@ -118,11 +118,37 @@ def assert_rate(
 ) -> None:
     """Assert that the fitted rate is no worse than the bound's predicted rate (allowing for its
     polynomial factor, see ``Certificate.rate_consistent``) times (1 + ``slack``), and, with
-    ``at_least``, no better than ``at_least`` (to show a rate is attained, not just bounded)."""
+    ``at_least``, no better than ``at_least`` (to show a rate is attained, not just bounded).
+
+    Fails (AssertionError) on a certificate whose bound does not apply to the run (its rate
+    says nothing about it) and when no rate could be fitted (fewer than 3 steps above the
+    numerical floor: the run reached it at once, or stopped). ``slack`` must be a non-negative
+    finite number, ``at_least`` a positive one."""
+    if not isinstance(certificate, Certificate):
+        raise TypeError(
+            f"certificate must be a theory.certify.Certificate (from certify or "
+            f"assert_bound_holds), got certificate={certificate!r}"
+        )
+    slack = _non_negative("slack", slack)
+    if at_least is not None:
+        at_least = _positive("at_least", at_least)
     bound = certificate.bound
     if certificate.predicted_rate is None:
         raise ValueError(f"bound {bound.name!r} has no predicted rate (sublinear bound)")
+    if not certificate.applicable:
+        raise AssertionError(
+            f"bound {bound.name!r} is not applicable to the run, so its rate says nothing "
+            f"about it: {certificate.not_applicable}"
+        )
     fitted = certificate.fitted_rate
+    if not math.isfinite(fitted):
+        stop = certificate.trajectory.first_nonfinite
+        why = "the run reached it at once" if stop is None else f"the run stopped at step {stop}"
+        raise AssertionError(
+            f"bound {bound.name!r}: no rate could be fitted: fewer than 3 steps of the run lie "
+            f"above 10 x the numerical floor {certificate.atol:.6g} ({why}); run more steps or "
+            f"compare the values with assert_bound_holds instead"
+        )
     limit = certificate.predicted_rate * certificate.rate_allowance * (1 + slack)
     if not certificate.rate_consistent(slack) and bound.direction == "lower":
         raise AssertionError(

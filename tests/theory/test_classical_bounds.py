@@ -170,7 +170,7 @@ def test_new_closed_forms_reject_bad_input():
         bounds.gd_nonconvex_grad_sq_min(1, 1.0, 2.0, 1.0)
     with pytest.raises(ValueError, match="lr must satisfy"):
         bounds.gd_tight_convex_gap(1, 1.0, 2.0, 1.0)
-    with pytest.raises(ValueError, match="mu must not exceed L"):
+    with pytest.raises(ValueError, match="pl must not exceed L"):
         bounds.pl_gap(1, 1.0, 2.0, 1.0)
     with pytest.raises(ValueError, match="sigma_sq"):
         bounds.sgd_noise_ball_distance_sq(1, 0.1, 1.0, 1.0, -1.0)
