@@ -382,8 +382,10 @@ def _table(rows: list[dict[str, Any]], seeds: int, gap_floor: float) -> str:
         f"\nGaps are f(x_k) − f* after the last step ({seed_note}); the bound column is the gap "
         "bound implied by the certified one (mu/2‖x − x*‖² ≤ f − f* ≤ L/2‖x − x*‖²); rates are "
         "per-step factors of the gap (fitted: `theory.fit_rate`; theoretical: the bound's rate, "
-        "squared for bounds on ‖x − x*‖; * exact ρ(I − ηA)², no bound in theory for "
-        "1/L < η < 2/L). A certificate holds only if it held at every step for every seed. "
+        "squared for bounds on ‖x − x*‖; * exact ρ(I − ηA)²: the certified "
+        "gd_long_step_bound is O(1/k) there; gd_strongly_convex_tight_bound's linear rate covers "
+        "η ≤ 2/(mu + L), so 1.9/L from κ = 19 on). A certificate holds only if it held at every "
+        "step for every seed. "
         f"Gaps below theory's float64 noise floor (about {gap_floor:.0e} here) are rounding "
         "(0: x_k equals x* to the last bit); rates are fitted above it.\n"
     )
