@@ -3246,6 +3246,16 @@ def test_a_param_group_added_during_training(name, impl):
     assert relative_error(ours, expected) <= 1e-10
 
 
+def _conv_and_heads_step(optimizer, conv, heads, data) -> None:
+    """One step of a convolution followed by residual tanh heads on ``data``."""
+    optimizer.zero_grad()
+    out = conv(data).mean((2, 3))
+    for head in heads:
+        out = out + 0.1 * torch.tanh(head(out))
+    out.pow(2).sum().backward()
+    optimizer.step()
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", PACKED)
 def test_channels_last_parameters_keep_their_memory_format(name, impl):
@@ -3264,12 +3274,7 @@ def test_channels_last_parameters_keep_their_memory_format(name, impl):
         if sf:
             optimizer.train()
         for _ in range(8):
-            optimizer.zero_grad()
-            out = conv(data).mean((2, 3))
-            for head in heads:
-                out = out + 0.1 * torch.tanh(head(out))
-            out.pow(2).sum().backward()
-            optimizer.step()
+            _conv_and_heads_step(optimizer, conv, heads, data)
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
         results.append([p.detach().clone() for p in [*conv.parameters(), *heads.parameters()]])
     assert relative_error(results[1], results[0]) <= 1e-10
@@ -3295,12 +3300,7 @@ def test_a_model_made_channels_last_mid_training_gives_the_packages_bits(name, i
         for t in range(12):
             if t == 4:
                 conv.to(memory_format=torch.channels_last)
-            optimizer.zero_grad()
-            out = conv(data).mean((2, 3))
-            for head in heads:
-                out = out + 0.1 * torch.tanh(head(out))
-            out.pow(2).sum().backward()
-            optimizer.step()
+            _conv_and_heads_step(optimizer, conv, heads, data)
             estimates.append(float(optimizer.param_groups[0]["d"]))
         results.append((estimates, [p.detach().clone() for p in conv.parameters()]))
     (expected_d, expected), (got_d, got) = results
