@@ -682,7 +682,7 @@ def copies_in_their_strides(tensors: list[Tensor]) -> list[Tensor] | None:
     contiguously."""
     if torch.compiler.is_compiling() or all(map(Tensor.is_contiguous, tensors)):
         return None
-    if any(t.layout is not torch.strided for t in tensors):
+    if not _paths.dense(tensors):
         return None
     return [
         t.new_empty_strided(t.shape, t.stride()).copy_(t) if _apart(t) else t.clone()

@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import shlex
@@ -281,8 +282,6 @@ def training_step_error(model, x, y) -> Exception | None:
     buffers (BatchNorm's running statistics) are copied back, its gradients and mode restored,
     so a module its factory shares between models is not changed either; the caller forks the
     random state (dropout's draws)."""
-    import itertools
-
     import torch
 
     from runs.trainer import mini_batch_loss

@@ -37,7 +37,7 @@ import torch
 from scipy.sparse import issparse as scipy_sparse_issparse
 
 from theory.bounds import QUANTITIES, Bound, _non_negative
-from theory.problems import DTYPE, Problem
+from theory.problems import DTYPE, Problem, _integer
 
 __all__ = [
     "Certificate",
@@ -57,12 +57,6 @@ Observe = Callable[[torch.Tensor, torch.optim.Optimizer], torch.Tensor]
 BeforeStep = Callable[[torch.optim.Optimizer, int], None]
 
 BAND_LEVEL = 0.95
-
-
-def _check_steps(steps: Any) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got steps={steps!r}")
-    return int(steps)
 
 
 def _check_dtype(dtype: Any) -> None:
@@ -168,7 +162,7 @@ def run(
     non-finite point or loss; the remaining rows are NaN.
     """
     _check_problem(problem)
-    steps = _check_steps(steps)
+    steps = _integer("steps", steps, 1, "a positive integer")
     _check_dtype(dtype)
     if not callable(make_optimizer):
         raise TypeError(
