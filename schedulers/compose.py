@@ -12,6 +12,7 @@ import bisect
 import importlib
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,11 @@ def _check_schedules(name: str, schedules: Sequence[Schedule], minimum: int = 1)
     return [check_schedule(f"{name}[{i}]", s) for i, s in enumerate(schedules)]
 
 
+def _shifted_value(schedule: Schedule, offset: int, xp: Ops, t: Any) -> Any:
+    """``schedule`` on its own clock, started at step ``offset`` (a :class:`Join` piece)."""
+    return schedule._value(t - offset, xp)
+
+
 @register
 class Join(Schedule):
     """``schedules[i](t - boundaries[i - 1])`` where ``i`` is the number of boundaries ``<= t``.
@@ -60,23 +66,13 @@ class Join(Schedule):
                 f"join needs len(boundaries) + 1 = {len(self.boundaries) + 1} schedules, "
                 f"got {len(self.schedules)}"
             )
-        self._pieces: dict[str, list] = {}
-
-    def _pieces_for(self, xp: Ops) -> list:
-        pieces = self._pieces.get(xp.name)
-        if pieces is None:
-            offsets = [0, *self.boundaries]
-
-            def piece(schedule: Schedule, offset: int):
-                return lambda t: schedule._value(t - offset, xp)
-
-            pieces = [piece(s, o) for s, o in zip(self.schedules, offsets)]
-            self._pieces[xp.name] = pieces
-        return pieces
 
     def _value(self, t, xp):
-        index = xp.count_at_or_below(self.boundaries, t)
-        return xp.branch(index, t, self._pieces_for(xp))
+        # the pieces are built at each call, never kept: a join holds only its schedules, so
+        # pickle, torch.save and deepcopy see (and copy) exactly what to_dict() describes
+        offsets = [0, *self.boundaries]
+        pieces = [partial(_shifted_value, s, o, xp) for s, o in zip(self.schedules, offsets)]
+        return xp.branch(xp.count_at_or_below(self.boundaries, t), t, pieces)
 
     def _child_steps(self, t):
         index = bisect.bisect_right(self.boundaries, t)

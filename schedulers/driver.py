@@ -3,7 +3,10 @@
 Any torch optimizer works (torch.optim or the project's ``optim`` package): the driver only reads
 and writes ``optimizer.param_groups``. Keys are param-group keys, with an index for tuple
 entries: ``"lr"``, ``"momentum"``, ``"weight_decay"``, ``"betas[0]"``, ``"betas[1]"``; keyword
-aliases ``beta1`` and ``beta2`` stand for ``"betas[0]"`` and ``"betas[1]"``.
+aliases ``beta1`` and ``beta2`` stand for ``"betas[0]"`` and ``"betas[1]"``. A driven slot must
+hold a real number or a one-element floating-point tensor: ``params``, flags (``maximize``,
+``nesterov``, ``amsgrad``), ``None``-valued options (``foreach``) and a tuple without an index
+(``"betas"``) are refused at :func:`attach` with a ``ValueError`` naming the key and its value.
 
 Typical use::
 
@@ -61,12 +64,14 @@ import inspect
 import math
 import numbers
 import re
+import reprlib
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
 import numpy as np
+import torch
 from torch.optim import lr_scheduler as _torch_schedulers
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
@@ -339,13 +344,30 @@ class ScheduleDriver(LRScheduler):
             raise ValueError(
                 f"param group {g} has no key {name!r} for schedule {key!r}{hint}; its keys: {keys}"
             )
-        if index is not None:
-            entries = group[name]
-            if not isinstance(entries, (tuple, list)) or index >= len(entries):
-                raise ValueError(
-                    f"param group {g} key {name!r} = {entries!r} has no entry [{index}] "
-                    f"for schedule {key!r}"
-                )
+        if name == "params":
+            raise ValueError(
+                f"schedule {key!r}: 'params' is param group {g}'s list of parameters, not a "
+                "hyperparameter; drive a numeric key such as 'lr', 'momentum' or 'betas[0]'"
+            )
+        entries = group[name]
+        if index is not None and (not isinstance(entries, (tuple, list)) or index >= len(entries)):
+            raise ValueError(
+                f"param group {g} key {name!r} = {reprlib.repr(entries)} has no entry [{index}] "
+                f"for schedule {key!r}"
+            )
+        current = entries if index is None else entries[index]
+        if not _drivable(current):
+            where = name if index is None else f"{name}[{index}]"
+            hint = ""
+            if index is None and isinstance(current, (tuple, list)):
+                alias = " (or the keywords beta1=, beta2=)" if name == "betas" else ""
+                hint = f"; it holds {len(current)} entries: give an index such as '{name}[0]'"
+                hint += alias
+            raise ValueError(
+                f"schedule {key!r} cannot drive param group {g} key {where!r} = "
+                f"{reprlib.repr(current)}: a schedule writes floats, so the key must hold a real "
+                f"number (not a bool) or a one-element floating-point tensor{hint}"
+            )
 
     @staticmethod
     def _check_shared(key: str, name: str, index: int | None, groups: list[dict]) -> None:
@@ -611,6 +633,15 @@ def _is_sequence(spec: Any) -> bool:
     return isinstance(spec, Sequence) and not isinstance(spec, (str, bytes, Schedule))
 
 
+def _drivable(value: Any) -> bool:
+    """Whether a schedule may write into a param-group slot holding ``value``: a real number
+    (not a bool: ``maximize``, ``nesterov`` are flags) or a one-element floating-point tensor
+    (filled in place). ``None`` (``foreach``), strings, tuples and lists are not numbers."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and value.is_floating_point()
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _as_float(value: Any) -> float:
     """A param-group value as a float (a one-element tensor is read back: at attach only)."""
     try:
@@ -695,8 +726,9 @@ def attach(
         reduce-on-plateau); call its ``step()`` after each optimizer update.
 
     Raises:
-        ValueError: a key missing from a param group, a wrong number of per-group schedules, a
-            key given twice.
+        ValueError: a key missing from a param group or not holding a number there (a flag,
+            ``None``, ``params``, a tuple without an index), a wrong number of per-group
+            schedules, a key given twice.
         TypeError: not an optimizer, not a schedule.
     """
     merged: dict[str, Any] = {}

@@ -48,9 +48,11 @@ class ReduceOnPlateau(Schedule):
 
     The floor ``min_lr`` bounds the reductions only: a wrapped schedule that is itself below
     ``min_lr`` is left as it is (torch likewise never raises a rate). Calling ``s(t)`` uses the
-    current multiplier. The multiplier and counters are :meth:`state_dict`; they are part of the
-    schedule's value: ``to_dict()`` holds them under ``state`` (once anything was observed),
-    :func:`from_dict` restores them, and two plateaus are equal only if their states are.
+    current multiplier. The multiplier, the number of reductions that made it (so a resumed
+    plateau rounds as the uninterrupted one, see :meth:`_scaled`) and the counters are
+    :meth:`state_dict`; they are part of the schedule's value: ``to_dict()`` holds them under
+    ``state`` (once anything was observed), :func:`from_dict` restores them, and two plateaus
+    are equal only if their states are.
 
     Composition: the driver (:func:`schedulers.attach`) finds a reduce-on-plateau nested
     anywhere (inside ``clamp``, a product, a warmup, a ``join`` piece...) and feeds it each
@@ -117,20 +119,36 @@ class ReduceOnPlateau(Schedule):
         self.cooldown_counter = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """The reactive state: multiplier, best metric, bad-epoch and cooldown counters."""
-        return {
+        """The reactive state: multiplier, ``reductions`` (how many reductions made it), best
+        metric, bad-epoch and cooldown counters.
+
+        ``reductions`` is left out only where it is unknown: after loading a state saved without
+        it whose multiplier no count up to 2000 makes (see :meth:`load_state_dict`).
+        """
+        state = {
             "multiplier": self.multiplier,
+            "reductions": self._reductions,
             "best": self.best,
             "num_bad_epochs": self.num_bad_epochs,
             "cooldown_counter": self.cooldown_counter,
         }
+        if self._reductions is None:
+            del state["reductions"]
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` (or the ``state`` of ``to_dict()``) holds; a missing
-        ``best`` means none yet."""
+        ``best`` means none yet.
+
+        ``reductions`` must be the count whose successive reductions by ``factor`` make
+        ``multiplier``. A state without it (saved before it was kept) gets the count found by
+        repeating the reductions, up to 2000; past that the value is ``schedule(t) *
+        multiplier``, which may differ from the uninterrupted run in the last bits.
+        """
         if not isinstance(state, Mapping):
             raise TypeError(f"state must be a mapping from state_dict(), got state={state!r}")
-        unknown = sorted(set(state) - {"multiplier", "best", "num_bad_epochs", "cooldown_counter"})
+        keys = {"multiplier", "reductions", "best", "num_bad_epochs", "cooldown_counter"}
+        unknown = sorted(set(state) - keys)
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} in state={dict(state)!r}")
         try:  # (every value checked before any is set: a refused state changes nothing)
@@ -143,12 +161,24 @@ class ReduceOnPlateau(Schedule):
             )
         except KeyError as err:
             raise ValueError(f"state is missing {err.args[0]!r}: state={dict(state)!r}") from None
+        reductions = state.get("reductions")
+        if reductions is None:  # (a state saved before the count was kept)
+            reductions = _reductions_making(multiplier, self.factor)
+        else:
+            reductions = check_int("state['reductions']", reductions, minimum=0)
+            made = _multiplier_after(reductions, self.factor)
+            if made != multiplier:
+                raise ValueError(
+                    f"state['reductions'] = {reductions} reductions by factor={self.factor!r} "
+                    f"make the multiplier {made!r}, but state['multiplier'] = {multiplier!r}; "
+                    "give the state this plateau's state_dict() wrote"
+                )
         no_best = math.inf if self.mode == "min" else -math.inf
         best = state.get("best", no_best)
         best = no_best if best is None else _best_value(best)
         self.multiplier, self.num_bad_epochs = multiplier, num_bad_epochs
         self.cooldown_counter, self.best = cooldown_counter, best
-        self._reductions = _reductions_making(multiplier, self.factor)
+        self._reductions = reductions
 
     @property
     def state(self) -> dict[str, Any] | None:
@@ -165,7 +195,8 @@ class ReduceOnPlateau(Schedule):
             del current["best"]
         elif math.isinf(current["best"]):
             current["best"] = "inf" if current["best"] > 0 else "-inf"
-        if current == {"multiplier": 1.0, "num_bad_epochs": 0, "cooldown_counter": 0}:
+        fresh = {"multiplier": 1.0, "reductions": 0, "num_bad_epochs": 0, "cooldown_counter": 0}
+        if current == fresh:
             return None
         return current
 
@@ -234,9 +265,21 @@ class ReduceOnPlateau(Schedule):
         return (min(low, self.min_lr), high)
 
 
+def _multiplier_after(reductions: int, factor: float) -> float:
+    """The multiplier ``reductions`` reductions by ``factor`` make from 1.0, each multiplying the
+    last product (as :meth:`ReduceOnPlateau.observe` does); a product of 0 stays 0."""
+    value = 1.0
+    for _ in range(reductions):
+        if value == 0.0:
+            break
+        value *= factor
+    return value
+
+
 def _reductions_making(multiplier: float, factor: float, most: int = 2000) -> int | None:
     """How many reductions by ``factor`` make ``multiplier`` from 1.0, each multiplying the last
-    product (as :meth:`ReduceOnPlateau.observe` does); None if no count up to ``most`` does."""
+    product (as :meth:`ReduceOnPlateau.observe` does); None if no count up to ``most`` does.
+    Only for states saved without their count (:meth:`ReduceOnPlateau.load_state_dict`)."""
     value = 1.0
     for count in range(most + 1):
         if value == multiplier:

@@ -4,8 +4,8 @@
 
 * a preset name (``stepsize plot --list-presets``), e.g. ``tf-decays``;
 * a TOML file: ``title = "..."``, ``steps = N``, optionally ``log = true|false``, and a
-  ``[schedules]`` table of ``"label" = {name = "...", ...}`` entries, or a single schedule
-  table with a ``name``;
+  ``[schedules]`` table of ``"label" = {name = "...", ...}`` entries (no other top-level key),
+  or a single schedule table with a ``name``;
 * an inline dict in JSON or TOML syntax, optionally labelled:
   ``'warm cosine={name = "cosine_decay", learning_rate = 0.3, decay_steps = 20}'``.
 
@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from schedulers.base import Schedule, from_dict
-from schedulers.files import atomic_write, check_output_file, nearest_existing, read_toml
+from schedulers.files import atomic_write, check_output_file, read_toml
 
 DEFAULT_STEPS = 1000
+#: The top-level keys of a plot file with a ``[schedules]`` table.
+PLOT_FILE_KEYS = ("title", "steps", "log", "schedules")
 
 
 #: Line styles cycled with the colours, so that curves that meet stay distinguishable.
@@ -162,32 +164,21 @@ def draw_schedules(
     return figure
 
 
-def _check_folder(path: Path, create_parent: bool) -> Path:
-    """``path`` when its folder exists (or, with ``create_parent``, can be made): else
-    ``FileNotFoundError``, or ``NotADirectoryError`` when a folder on the way is a file."""
-    folder = nearest_existing(path.parent)
-    if not folder.is_dir():
-        raise NotADirectoryError(
-            f"cannot write {str(path)!r}: {str(folder)!r} is a file, not a folder"
-        )
-    if not create_parent and not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
-    return path
-
-
 def save_figure(
     figure, path: str | os.PathLike, create_parent: bool = False, dpi: float | None = None
 ) -> Path:
     """Write ``figure`` to ``path`` atomically (:func:`schedulers.files.atomic_write`: a
     temporary file in the same directory, then ``os.replace``; the permissions an ``open`` would
     give); the format follows the suffix (PNG by default). The one place the schedulers package
-    writes a figure (the range test's included).
+    writes a figure (the range test's included). ``path`` is checked before the figure is
+    rendered (:func:`schedulers.files.check_output_file`).
 
     Raises:
-        FileNotFoundError: the folder does not exist (and ``create_parent`` is false).
-        NotADirectoryError: the folder, or one above it, is a file.
+        ValueError: naming ``path``: empty, an unknown image format, a folder, a folder on the
+            way that is a file, a folder that does not exist (and ``create_parent`` is false) or
+            cannot be written.
     """
-    path = _check_folder(Path(path), create_parent)
+    path = check_output_file(path, "path", make_parent=create_parent)
     fmt = path.suffix.lstrip(".").lower() or "png"
     atomic_write(path, lambda handle: figure.savefig(handle, format=fmt, dpi=dpi or "figure"))
     return path
@@ -205,15 +196,20 @@ def plot_schedules(
     Args:
         schedules: label -> schedule (at least one).
         steps: number of steps drawn (int >= 1).
-        path: output file; its directory must exist.
+        path: output file, an image format matplotlib writes (by suffix; none: PNG); its
+            directory must exist. Checked before anything is drawn.
         title: figure title.
         log_scale: logarithmic value axis (zero values are not drawn); ``None``: when the
             values span more than two decades.
 
     Returns:
         The written path.
+
+    Raises:
+        ValueError: a ``path`` that cannot be written as a figure, naming it (see
+            :func:`save_figure`).
     """
-    _check_folder(Path(path), create_parent=False)
+    check_output_file(path, "path")
     return save_figure(draw_schedules(schedules, steps, title, log_scale), path)
 
 
@@ -234,13 +230,23 @@ def preset_names() -> list[str]:
 
 
 def _parse_plot_document(document: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """``{"title", "steps", "schedules": {label: Schedule}}`` from a parsed TOML document."""
+    """``{"title", "steps", "log", "schedules": {label: Schedule}}`` from a parsed TOML document.
+
+    A document with a ``name`` is one schedule table (:func:`from_dict` checks it); else its
+    top-level keys must be among :data:`PLOT_FILE_KEYS`: ``title`` a string, ``steps`` an int
+    >= 1, ``log`` a boolean, ``schedules`` a table. Errors name ``source`` and the key.
+    """
     if "name" in document:
         schedule = from_dict(document)
         return {
             "title": None, "steps": None, "log": None,
             "schedules": {_default_label(schedule): schedule},
         }  # fmt: skip
+    unknown = [key for key in document if key not in PLOT_FILE_KEYS]
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(PLOT_FILE_KEYS)}"
+        )
     table = document.get("schedules")
     if not isinstance(table, Mapping) or not table:
         raise ValueError(
@@ -250,10 +256,15 @@ def _parse_plot_document(document: Mapping[str, Any], source: str) -> dict[str, 
     steps = document.get("steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"{source}: steps must be a positive integer, got steps={steps!r}")
+    title, log = document.get("title"), document.get("log")
+    if title is not None and not isinstance(title, str):
+        raise ValueError(f"{source}: title must be a string, got title={title!r}")
+    if log is not None and not isinstance(log, bool):
+        raise ValueError(f"{source}: log must be a boolean (true or false), got log={log!r}")
     return {
-        "title": document.get("title"),
+        "title": title,
         "steps": steps,
-        "log": document.get("log"),
+        "log": log,
         "schedules": {str(label): from_dict(spec) for label, spec in table.items()},
     }
 
@@ -376,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
         if parsed["steps"]:
             steps.append(parsed["steps"])
         if parsed.get("log") is not None:
-            logs.append(bool(parsed["log"]))
+            logs.append(parsed["log"])
     n_steps = args.steps if args.steps is not None else max(steps, default=DEFAULT_STEPS)
     if n_steps < 1 or n_steps > 10**8:
         raise ValueError(f"--steps must be in [1, 1e8], got {n_steps}")

@@ -1,9 +1,14 @@
 """Composition (join, product, scale, clamp) and warmups against formulas written here."""
 
+import copy
+import io
 import math
+import pickle
+import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import schedulers as S
 
@@ -138,3 +143,63 @@ def test_product_bounds_enclose_factors_that_can_be_negative():
     low, high = S.product([f, g]).bounds()
     assert low <= S.product([f, g])(t).min()
     assert S.product([f, g])(t).max() <= high
+
+
+def _join_with_plateau():
+    """``join([constant, reduce_on_plateau])``, evaluated once (as plotting or attach does)."""
+    plateau = S.reduce_on_plateau(S.constant(1.0), patience=0, factor=0.5)
+    joined = S.join([S.constant(0.1), plateau], [2])
+    joined(np.arange(10))
+    return joined
+
+
+def test_an_evaluated_join_pickles_and_round_trips_its_values():
+    """Before: the first evaluation cached lambdas over the pieces on the join, so pickle and
+    torch.save raised "Can't pickle local object" afterwards."""
+    joined = _join_with_plateau()
+    joined.schedules[1].observe(1.0, 0)
+    joined.schedules[1].observe(1.0, 1)  # reduced: the state travels too
+    steps = np.arange(12)
+    restored = pickle.loads(pickle.dumps(joined))
+    assert restored == joined
+    assert restored(steps).tolist() == joined(steps).tolist()
+    buffer = io.BytesIO()
+    torch.save(joined, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert loaded(steps).tolist() == joined(steps).tolist()
+
+
+def test_a_deep_copy_of_an_evaluated_join_follows_its_own_plateau():
+    """Before: deepcopy kept the cached lambdas, which still evaluated the original's pieces,
+    so a copy whose plateau had halved still gave the original's (unreduced) values."""
+    original = _join_with_plateau()
+    twin = copy.deepcopy(original)
+    plateau = twin.schedules[1]
+    assert plateau is not original.schedules[1]
+    plateau.observe(1.0, 0)
+    plateau.observe(1.0, 1)
+    reference = S.join([S.constant(0.1), S.constant(0.5)], [2])  # what the copy now is
+    steps = np.arange(12)
+    assert twin(steps).tolist() == reference(steps).tolist()
+    assert [twin(t) for t in range(12)] == [reference(t) for t in range(12)]
+    unreduced = S.join([S.constant(0.1), S.constant(1.0)], [2])
+    assert original(steps).tolist() == unreduced(steps).tolist()  # (its plateau saw nothing)
+
+
+def test_a_driver_on_a_deep_copied_join_writes_torchs_plateau_rates():
+    """The driver feeds the copy's plateau; the rates must be torch's ReduceLROnPlateau's on
+    the same metrics (before: 1.0 at every step, the original's unreduced piece)."""
+    copied = copy.deepcopy(_join_with_plateau())
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    driver = S.attach(optimizer, lr=copied)
+    driver.step(t=2)  # the plateau's piece starts
+    reference_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(reference_opt, patience=0, factor=0.5)
+    for metric in [1.0, 1.0, 1.0, 0.5, 0.5]:
+        driver.step(metric)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference.step(metric)
+        assert optimizer.param_groups[0]["lr"] == reference_opt.param_groups[0]["lr"]
+    assert optimizer.param_groups[0]["lr"] < 1.0  # (the metrics did reduce it)

@@ -87,7 +87,8 @@ def test_plateau_state_takes_part_in_equality_and_survives_to_dict():
     assert S.from_dict(nested.to_dict())(10) == 0.5
     assert "state" not in fresh.to_dict()  # a fresh plateau writes no state
     assert reduced.to_dict()["state"] == {
-        "multiplier": 0.5, "best": 1.0, "num_bad_epochs": 0, "cooldown_counter": 0
+        "multiplier": 0.5, "reductions": 1, "best": 1.0, "num_bad_epochs": 0,
+        "cooldown_counter": 0,
     }  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """The driver: values written at t = 0 and after each step, keys, groups, tensors, resume."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -234,3 +235,86 @@ def test_a_function_defined_over_the_run_only_drives_every_step_of_it():
         assert optimizer.param_groups[0]["lr"] == _TABLE[t]
     with pytest.raises(ValueError, match=r"at step t=30.*IndexError"):
         driver.step()
+
+
+def _one_sgd(**group):
+    """SGD with default hyperparameters over one group (``group``: extra keys of its own)."""
+    return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(2))], **group}], lr=0.1)
+
+
+def _refused(optimizer, key, schedule=None):
+    """The message of the ValueError attach raises for ``key``; no param group changed."""
+    before = [dict(group) for group in optimizer.param_groups]
+    with pytest.raises(ValueError, match=re.escape(repr(key.split("[")[0]))) as error:
+        S.attach(optimizer, {key: schedule or S.constant(0.5)})
+    for group, old in zip(optimizer.param_groups, before):
+        assert group.keys() == old.keys()
+        assert all(group[k] is old[k] for k in group)
+    return str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "key", "shown"),
+    [
+        (_one_sgd, "maximize", "False"),
+        (_sgd, "nesterov", "False"),
+        (_one_sgd, "foreach", "None"),
+        (_adam, "amsgrad", "False"),
+        (_adam, "differentiable", "False"),
+        (lambda: _one_sgd(name="head"), "name", "'head'"),
+    ],
+    ids=["maximize", "nesterov", "foreach", "amsgrad", "differentiable", "str"],
+)
+def test_keys_that_hold_no_number_are_refused_naming_key_and_value(make, key, shown):
+    """Before: attach overwrote them with floats: maximize False -> 1.0 (SGD then ascended the
+    gradient), nesterov switched on past SGD's own check, foreach None -> 1.0."""
+    message = _refused(make(), key)
+    assert f"key {key!r} = {shown}" in message
+    assert "real number (not a bool)" in message
+    assert "one-element floating-point tensor" in message
+
+
+def test_betas_without_an_index_is_refused_with_a_hint():
+    """Before: attach(adam, betas=s) replaced the betas tuple by a float; the next
+    optimizer.step() raised "cannot unpack non-iterable float object", far from the cause."""
+    message = _refused(_adam(betas=(0.9, 0.999)), "betas", S.constant(0.9))
+    assert "key 'betas' = (0.9, 0.999)" in message
+    assert "give an index such as 'betas[0]'" in message
+    assert "beta1=" in message
+
+
+def test_params_is_refused_by_name_with_or_without_an_index():
+    """Before: attach(sgd, {"params": s}) replaced the parameter list by 1.0; with an index,
+    a one-element parameter would have been filled with the schedule's values."""
+    optimizer = _one_sgd()
+    for key in ("params", "params[0]"):
+        message = _refused(optimizer, key)
+        assert "'params' is param group 0's list of parameters" in message
+
+
+def test_numbers_and_one_element_float_tensors_are_still_driven():
+    optimizer = torch.optim.SGD(
+        [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1, "weight_decay": 0}], lr=0.1
+    )
+    S.attach(optimizer, lr=S.constant(0.25), weight_decay=S.constant(0.01))
+    assert optimizer.param_groups[0]["lr"] == 0.25
+    assert optimizer.param_groups[0]["weight_decay"] == 0.01
+    lr = torch.tensor([0.5])  # one element, one dimension
+    adam = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+    S.attach(adam, lr=S.constant(0.125))
+    assert adam.param_groups[0]["lr"] is lr
+    assert lr.tolist() == [0.125]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(torch.tensor([0.1, 0.2]), "tensor([0.1000, 0.2000])"), (torch.tensor(1), "tensor(1)")],
+    ids=["two-elements", "integer"],
+)
+def test_tensors_a_float_cannot_fill_are_refused(value, shown):
+    """A two-element tensor would get the schedule's value in both entries, an integer tensor
+    would truncate it (0.5 -> 0)."""
+    optimizer = _one_sgd()
+    optimizer.param_groups[0]["lr"] = value
+    assert f"key 'lr' = {shown}" in _refused(optimizer, "lr")
+    assert optimizer.param_groups[0]["lr"].tolist() == value.tolist()

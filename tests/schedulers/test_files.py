@@ -83,7 +83,7 @@ def test_schedule_figures_get_the_mode_open_would_give(tmp_path, umask):
 
 def test_save_figure_names_a_file_on_the_way(tmp_path):
     (tmp_path / "F").write_text("")
-    with pytest.raises(NotADirectoryError, match=r"'.*F' is a file, not a folder"):
+    with pytest.raises(ValueError, match=r"^path '.*a\.png': '.*F' is a file, not a folder"):
         plot.plot_schedules({"cos": S.cosine_decay(0.1, 20)}, 20, tmp_path / "F" / "a.png")
 
 

@@ -144,3 +144,67 @@ def test_multiplier_on_top_of_a_cosine_schedule():
     assert base(99) < 0.05
     assert plateau(50) == pytest.approx(max(0.25 * base(50), 0.05))
     assert math.isclose(plateau.state_dict()["multiplier"], 0.25)
+
+
+def test_a_resume_after_more_than_2000_reductions_writes_torchs_rates():
+    """Before: the state held the multiplier but not the count of reductions, which a load
+    rebuilt by repeated multiplication up to 2000 only; past that the resumed driver wrote
+    lr * multiplier where torch (and the uninterrupted run) write ((lr f) f) ..., differing in
+    the last bits (0.012245028107108785 for torch's 0.012245028107108836)."""
+    metrics = [1.0] * 2010  # factor 0.999, patience 0: a reduction at every step after the first
+    theirs, ours = _side_by_side(metrics, lr=0.1, resume_at=2005, factor=0.999, patience=0)
+    assert theirs == ours
+    assert theirs[-1] < 0.1 * 0.999**2005  # (over 2000 reductions were made)
+
+
+def test_to_dict_keeps_the_reduction_count_past_2000():
+    """The count travels in ``to_dict()``'s state too: a rebuilt plateau gives the bits of the
+    one it was written from (before: lr * multiplier after 2000 reductions)."""
+    plateau = S.reduce_on_plateau(S.cosine_decay(0.1, 10_000), patience=0, factor=0.999)
+    for t in range(2050):
+        plateau.observe(1.0, t)
+    rebuilt = S.from_dict(plateau.to_dict())
+    steps = list(range(2050, 2060))
+    assert [rebuilt(t) for t in steps] == [plateau(t) for t in steps]
+    assert rebuilt == plateau
+    assert plateau.state_dict()["reductions"] == 2049
+
+
+def test_a_state_without_the_count_still_loads_as_before():
+    """States saved before the count was kept: the count is found from the multiplier (up to
+    2000 reductions), so the resume still writes torch's rates."""
+    kwargs = {"factor": 0.3, "patience": 1}
+    metrics = _scripted(300, seed=3)
+    theirs, _ = _side_by_side(metrics, lr=0.1, **kwargs)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    driver = S.attach(optimizer, lr=S.reduce_on_plateau(S.constant(0.1), **kwargs))
+    for m in metrics[:150]:
+        driver.step(m)
+    state = driver.state_dict()
+    assert state["reactive"][0]["multiplier"] < 1.0
+    old = {**state, "reactive": [dict(state["reactive"][0])]}
+    old["reactive"][0].pop("reductions", None)
+    resumed = S.attach(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),
+        lr=S.reduce_on_plateau(S.constant(0.1), **kwargs),
+    )
+    resumed.load_state_dict(old)
+    ours = []
+    for m in metrics[150:]:
+        resumed.step(m)
+        ours.append(resumed.get_last_lr()[0])
+    assert ours == theirs[150:]
+
+
+def test_a_count_that_does_not_make_the_multiplier_is_refused():
+    plateau = S.reduce_on_plateau(S.constant(0.1), factor=0.5)
+    state = {"multiplier": 0.5, "reductions": 2, "num_bad_epochs": 0, "cooldown_counter": 0}
+    with pytest.raises(
+        ValueError,
+        match=r"state\['reductions'\] = 2 reductions by factor=0.5 make the multiplier 0.25, "
+        r"but state\['multiplier'\] = 0.5",
+    ):
+        plateau.load_state_dict(state)
+    assert plateau.multiplier == 1.0  # nothing loaded
+    with pytest.raises(ValueError, match=r"state\['reductions'\]"):
+        plateau.load_state_dict({**state, "reductions": -1})

@@ -68,7 +68,7 @@ def test_bad_specs_are_user_errors(tmp_path):
         plot.run(_args(str(tmp_path / "missing.toml")))
     with pytest.raises(ValueError, match="presets"):
         plot.run(_args("no-such-preset"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match=r"^path '.*x\.png': the folder '.*nope' does not exist"):
         plot.plot_schedules({"c": S.constant(1.0)}, 10, tmp_path / "nope" / "x.png")
 
 
@@ -139,3 +139,71 @@ def test_log_axis_where_values_span_decades():
         "linear"
     )
     assert plot.draw_schedules(long_decay, 3000, log_scale=False).axes[0].get_yscale() == "linear"
+
+
+_BODY = '[schedules]\n"a" = {name = "cosine_decay", learning_rate = 0.1, decay_steps = 40}\n'
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        ('steps = 50\nlog = "false"\n', "log must be a boolean (true or false), got log='false'"),
+        ("title = 5\nsteps = 50\n", "title must be a string, got title=5"),
+        ("step = 50\n", "unknown top-level key 'step'; allowed: title, steps, log, schedules"),
+    ],
+    ids=["log-string", "title-int", "unknown-key"],
+)
+def test_plot_file_top_level_keys_are_checked(tmp_path, head, message):
+    """Before: log = "false" drew a log axis (bool("false") is True), title = 5 failed with a
+    message naming neither file nor key, and an unknown key (step = 50) was ignored."""
+    spec = tmp_path / "f.toml"
+    spec.write_text(head + _BODY)
+    with pytest.raises(ValueError, match=r"^file '") as error:
+        plot.parse_spec(str(spec))
+    assert str(error.value) == f"file {str(spec)!r}: {message}"
+    out = tmp_path / "f.png"
+    with pytest.raises(ValueError, match="f\\.toml"):
+        plot.run(_args(str(spec), "--out", str(out)))
+    assert not out.exists()
+
+
+def test_a_plot_file_with_log_false_draws_a_linear_axis(tmp_path):
+    spec = tmp_path / "f.toml"
+    spec.write_text('title = "halving"\nsteps = 40\nlog = false\n' + _BODY)
+    parsed = plot.parse_spec(str(spec))
+    assert parsed["log"] is False
+    assert parsed["title"] == "halving"
+    figure = plot.draw_schedules(parsed["schedules"], parsed["steps"], log_scale=parsed["log"])
+    assert figure.axes[0].get_yscale() == "linear"
+
+
+class _NoFigure:
+    """Stands for a figure: rendering it fails the test (the path must be refused first)."""
+
+    def savefig(self, *args, **kwargs):
+        raise AssertionError("the figure was rendered before the path was checked")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("x.xyz", r"^path '.*x\.xyz': unknown image format 'xyz'; allowed: .*\.png"),
+        ("", r"^path: an empty path"),
+        ("none/x.png", r"^path '.*x\.png': the folder '.*none' does not exist"),
+    ],
+    ids=["unknown-format", "empty", "missing-folder"],
+)
+def test_plot_schedules_and_save_figure_check_the_path_before_drawing(
+    tmp_path, monkeypatch, name, message
+):
+    """Before: an unknown suffix was refused by matplotlib after the figure was drawn, naming
+    neither path nor parameter, and an empty path was reported as "'.' is a folder"."""
+    path = str(tmp_path / name) if name else ""
+    drawn = []
+    monkeypatch.setattr(plot, "draw_schedules", lambda *args, **kwargs: drawn.append(args))
+    with pytest.raises(ValueError, match=message):
+        plot.plot_schedules({"c": S.constant(0.1)}, 10, path)
+    assert drawn == []
+    with pytest.raises(ValueError, match=message):
+        plot.save_figure(_NoFigure(), path)
+    assert list(tmp_path.iterdir()) == []
