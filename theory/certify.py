@@ -49,6 +49,7 @@ __all__ = [
     "lr_schedule",
     "not_applicable_reason",
     "numerical_floor",
+    "rate_rtol",
     "run",
 ]
 
@@ -83,7 +84,8 @@ class Trajectory:
     the value of each scalar setting of the optimizer's param group when update t ran (after
     ``before_step``), ``first_nonfinite`` the first k whose point or loss is NaN/inf (None if
     all finite), ``optimizer`` the names of the optimizer's class and of its base classes
-    (``type(optimizer).__mro__``, the class first).
+    (``type(optimizer).__mro__``, the class first), ``dtype`` the dtype of the parameter the
+    optimizer updated (the points are stored in float64 whatever it was).
     """
 
     points: torch.Tensor
@@ -94,6 +96,7 @@ class Trajectory:
     grad_sq: np.ndarray | None = None
     hyperparameters: dict[str, np.ndarray] = field(default_factory=dict)
     optimizer: tuple[str, ...] = ()
+    dtype: torch.dtype = DTYPE
 
     @property
     def finite(self) -> bool:
@@ -233,6 +236,7 @@ def run(
         grad_sq=grad_sq,
         hyperparameters=settings,
         optimizer=tuple(cls.__name__ for cls in type(optimizer).__mro__),
+        dtype=dtype,
     )
 
 
@@ -280,6 +284,31 @@ def default_rtol(dtype: torch.dtype = DTYPE) -> float:
     """
     _check_dtype(dtype)
     return max(1e-9, 1e4 * float(torch.finfo(dtype).eps))
+
+
+def rate_rtol(dtype: torch.dtype = DTYPE) -> float:
+    """The rounding tolerance of a fitted rate for a run in ``dtype``: 100 ε (2.2e-14 for
+    float64, 1.19e-5 for float32). A run that attains its predicted rate exactly is fitted up
+    to rounding (GD at |1 - lr L| = 1.5 per step gives 1.4999999999999998);
+    ``Certificate.rate_consistent`` allows this factor on top of its ``slack``. It is far below
+    ``default_rtol`` on purpose: a rate is a ratio of values fitted over many steps, and a
+    looser factor would pass a stalled run (rate 1) against a predicted rate just below 1.
+
+    >>> rate_rtol(torch.float64) == 100 * torch.finfo(torch.float64).eps
+    True
+    """
+    _check_dtype(dtype)
+    return 100 * float(torch.finfo(dtype).eps)
+
+
+_NEGATIVE_GAP = "the problem's f* is above the true minimum (or x* is wrong)"
+
+
+def _negative_gap_step(gap: np.ndarray, floor: float) -> int | None:
+    """The first step k with f(x_k) - f* < -``floor`` (below minus the noise floor: then
+    ``_NEGATIVE_GAP``), else None."""
+    below = np.isfinite(gap) & (np.asarray(gap) < -floor)
+    return int(np.argmax(below)) if below.any() else None
 
 
 def numerical_floor(problem: Problem, quantity: str, dtype: torch.dtype = DTYPE) -> float:
@@ -409,9 +438,16 @@ class Certificate:
             return "not applicable"
         return "held" if self.held else "violated"
 
+    @property
+    def rate_rtol(self) -> float:
+        """``rate_rtol(dtype)`` of the run's dtype: the rounding allowed on the fitted rate."""
+        return rate_rtol(self.trajectory.dtype)
+
     def rate_consistent(self, slack: float = 0.0) -> bool:
-        """fitted_rate <= predicted_rate x rate_allowance x (1 + slack) (upper bounds), or >=
-        predicted_rate / (1 + slack) (lower bounds).
+        """fitted_rate <= predicted_rate x rate_allowance x (1 + slack) x (1 + rate_rtol)
+        (upper bounds), or >= predicted_rate / ((1 + slack) (1 + rate_rtol)) (lower bounds).
+        ``rate_rtol`` (2.2e-14 for a float64 run, 1.19e-5 for float32, see ``rate_rtol``) is
+        rounding: a run whose rate equals the prediction passes at slack = 0.
 
         The polynomial factor: for a curve C k^p q^k, log of it is log C + p log k + k log q and
         the least-squares slope over a window [a, b] is log q + p times the least-squares slope of
@@ -421,9 +457,10 @@ class Certificate:
         """
         if self.predicted_rate is None or not math.isfinite(self.fitted_rate):
             return False
+        tolerance = (1 + slack) * (1 + self.rate_rtol)
         if self.bound.direction == "lower":
-            return self.fitted_rate >= self.predicted_rate / (1 + slack)
-        return self.fitted_rate <= self.predicted_rate * self.rate_allowance * (1 + slack)
+            return self.fitted_rate >= self.predicted_rate / tolerance
+        return self.fitted_rate <= self.predicted_rate * self.rate_allowance * tolerance
 
     def violation_message(self) -> str:
         """One line naming the step, the observed value and the bound (empty when it held), or
@@ -438,7 +475,7 @@ class Certificate:
             gap = min(t.gap[k] for t in (self.trajectories or [self.trajectory]))
             return (
                 f"{name} not certified: f(x_k) - f* = {gap:.6g} < 0 at step {k}, below the "
-                f"noise floor: the problem's f* is above the true minimum (or x* is wrong)"
+                f"noise floor: {_NEGATIVE_GAP}"
             )
         k = self.first_violation
         if k is None:
@@ -783,12 +820,12 @@ def certify(
                 online_loss=trajectory.online_loss,
                 first_nonfinite=trajectory.first_nonfinite,
                 grad_sq=grad_sq,
+                dtype=trajectory.dtype,
             )
         else:
             measured = trajectory
         curves.append(measured.quantity(bound.quantity))
-        below = np.isfinite(measured.gap) & (measured.gap < -gap_floor)
-        negative.append(int(np.argmax(below)) if below.any() else None)
+        negative.append(_negative_gap_step(measured.gap, gap_floor))
     matrix = np.vstack(curves)
     with np.errstate(invalid="ignore"):
         observed = matrix.mean(axis=0)

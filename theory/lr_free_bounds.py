@@ -55,8 +55,10 @@ from theory.bounds import (
     _positive,
     _require_convex,
     _require_global_smoothness,
+    _require_problem,
     _start_distance,
 )
+from theory.problems import _finite_float
 
 __all__ = [
     "armijo_bound",
@@ -109,18 +111,25 @@ _D_ESTIMATE_UNPROVEN = {
 
 
 def _require_full_loss(problem: Any, name: str, why: str) -> None:
-    """``ValueError`` for a sampled problem (``problem.stochastic``): ``why`` the bound's
-    argument needs the full loss's gradients."""
-    if getattr(problem, "stochastic", False):
+    """``ValueError`` for a problem whose updates are not plain steps on the full loss f
+    (``Problem.why_not_full_loss`` is not empty: a sampled loss, an online loss f_t, a
+    projection after the update); ``why`` the bound's argument needs them. TypeError for
+    anything but a ``theory.problems.Problem``."""
+    _require_problem(problem, name)
+    reason = problem.why_not_full_loss
+    if reason:
         raise ValueError(
-            f"{name} needs the full loss ({why}), got the sampled problem {problem!r} "
-            "(stochastic=True); allowed: a problem with full gradients (batch_size=None)"
+            f"{name} needs the full loss ({why}), got {problem!r}: {reason}; allowed: a "
+            "problem whose every update is given f itself, with no projection (batch_size=None "
+            "for a sampled finite sum)"
         )
 
 
 def d_estimate_bound(problem: Any, method: str, factor: float | None = None) -> Bound:
     r"""d_k <= factor ||x0 - x*|| at every step, for ``optim.Prodigy`` (factor 1) and
-    ``optim.DAdaptSGD`` (factor 2, momentum 0) on a convex problem.
+    ``optim.DAdaptSGD`` (factor 2, momentum 0) on a convex problem whose updates are full-loss
+    steps: a problem with a ``why_not_full_loss`` (sampled, or online and projected such as
+    ``ReddiCounterexample``, where g_i is not a subgradient of f at x_i) raises ValueError.
 
     The argument ([DM23] Lemma 1; [MD23] Lemma 1 for Prodigy): both estimates are
     d̂ = c r / ||s|| with r = Σ_i w_i <g_i, x0 - x_i> and s = Σ_i w_i g_i over the same weights
@@ -242,7 +251,8 @@ def dog_iterate_bound(problem: Any, factor: float = 3.0, reps_rel: float = 1e-6)
     an exponential function and an anisotropic quadratic (the largest move, r_eps itself
     aside, 1.71 d_0, on |x|). The settings it needs, and enforces:
 
-    * full gradients: a stochastic problem (``problem.stochastic``) raises ``ValueError`` (the
+    * full gradients: a problem with a ``why_not_full_loss`` (a stochastic one, or an online,
+      projected one such as ``ReddiCounterexample``) raises ``ValueError`` (the
       property was observed only with exact gradients; in the stochastic case [IHC23] proves its
       guarantee for the tamed variant only);
     * r_eps = reps_rel (1 + ||x0||) <= factor d_0, checked here (``ValueError`` otherwise): the
@@ -534,7 +544,9 @@ def schedulefree_sgd_bound(problem: Any, lr: float, momentum: float = 0.9) -> Bo
     ``eval()`` mode after k updates ([DYM+24] Theorem 1, applied from z_1; derivation below).
 
     Setting: f convex, stochastic subgradients with ||g|| <= G, constant lr, no warmup, r = 0,
-    any momentum beta in (0, 1), no weight decay (the bound's hyperparameters).
+    any momentum beta in (0, 1) (``optim.SGDScheduleFree`` refuses 0 and 1, and x is recovered
+    from (y, z) by dividing by beta; another value raises ValueError), no weight decay (the
+    bound's hyperparameters).
 
     **The theorem** ([DYM+24] eq. (1)-(3), Theorem 1): z_{t+1} = z_t - lr g_t, g_t a stochastic
     subgradient at y_t = (1 - beta) z_t + beta x_t, x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}
@@ -562,6 +574,12 @@ def schedulefree_sgd_bound(problem: Any, lr: float, momentum: float = 0.9) -> Bo
     """
     _require_convex(problem, "schedulefree_sgd_bound")
     lr = _positive("lr", lr)
+    momentum = _finite_float("momentum", momentum)
+    if not 0 < momentum < 1:
+        raise ValueError(
+            f"momentum must be in (0, 1) (beta of y = (1 - beta) z + beta x; the optimizer's "
+            f"x is recovered as y + (1 - 1/beta)(z - y)), got momentum={momentum!r}"
+        )
     G = float(problem.G)
     if not math.isfinite(G):
         raise ValueError(f"schedulefree_sgd_bound needs a G-Lipschitz problem, got G={G!r}")
@@ -578,7 +596,7 @@ def schedulefree_sgd_bound(problem: Any, lr: float, momentum: float = 0.9) -> Bo
         formula="E f(x_k) - f* <= (||x0 - x*||^2 + lr^2 G^2) / (2 lr k) + lr G^2 / 2",
         hyperparameters={
             "lr": lr,
-            "momentum": float(momentum),
+            "momentum": momentum,
             "weight_decay": 0.0,
             "warmup_steps": 0.0,
             "r": 0.0,

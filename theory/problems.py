@@ -20,7 +20,10 @@ and its run can be compared with a textbook bound:
   knows a better one), ``L_is_global``: whether ``L`` bounds the curvature everywhere;
 * ``stochastic``: whether ``loss_at`` samples (a finite sum with a seeded oracle:
   ``LeastSquares(..., batch_size=b)``, ``LeastAbsoluteDeviations``, ``HingeLoss``), and
-  ``reseeded(seed)``: the same problem with another oracle seed (``certify(..., seeds=...)``).
+  ``reseeded(seed)``: the same problem with another oracle seed (``certify(..., seeds=...)``);
+* ``why_not_full_loss``: why an update is not a plain step on the full loss f ("" when it is:
+  update t is given f itself and ``project`` is the identity), read by the bounds whose
+  argument needs each gradient to be one of f at the iterate.
 
 Everything is float64. Randomness comes from ``torch.Generator(seed)``, so a problem is a pure
 function of its arguments.
@@ -282,6 +285,18 @@ class Problem:
         """A constant pl with ||∇f(x)||²/2 >= pl (f(x) - f*) for all x (Polyak-Łojasiewicz);
         strong convexity gives pl = mu, which is the default."""
         return self.mu
+
+    @property
+    def why_not_full_loss(self) -> str:
+        """Why the updates of a run on this problem are not plain (sub)gradient steps on the
+        full loss f: "" (empty) when update t is given f itself (``loss_at(x, t)`` = ``loss(x)``)
+        and nothing moves x after it (``project`` is the identity); else the reason, e.g. a
+        sampled loss (``stochastic``) or an online, projected problem. Bounds whose argument
+        needs each gradient g_t to be a (sub)gradient of f at x_t (``theory.lr_free_bounds``)
+        refuse a problem with a reason."""
+        if self.stochastic:
+            return "stochastic=True: update t is given a sampled (minibatch) loss, not f"
+        return ""
 
     def reseeded(self, seed: int) -> Problem:
         """The same problem with oracle seed ``seed`` (sampled finite sums only)."""
@@ -1276,6 +1291,17 @@ class ReddiCounterexample(Problem):
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(-1.0, 1.0)
+
+    @property
+    def why_not_full_loss(self) -> str:
+        """Online and constrained: update t is given f_t(x) = c_t x, not f, and every update is
+        followed by the projection onto [-1, 1] (see ``Problem.why_not_full_loss``)."""
+        sampled = "stochastic=True, " if self.stochastic else ""
+        return (
+            f"an online problem ({sampled}update t is given f_t(x) = c_t x with c_t in "
+            f"{{{self.large:g}, {self.small:g}}}, not f(x) = {self.mean_coefficient:.6g} x) "
+            "with a projection onto [-1, 1] after every update"
+        )
 
     def regret(self, iterates: Any) -> Regret:
         """R_t and R_t / t, t = 1..T, for the played points x_0..x_{T-1} (a sequence, a (T,) or

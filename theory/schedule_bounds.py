@@ -37,7 +37,10 @@ the double sum into
 
 so one horizon costs O(T) and the whole curve (every horizon 1..N) O(N²) flops, vectorised in
 blocks (about half a second at N = 10⁴ on one core); the tests compare it with the formula
-evaluated literally.
+evaluated literally. The tails P_T - P_k are formed from compensated prefix sums
+(``_prefix_sums``), so they keep their relative accuracy when tiny steps follow big ones
+(P_T - P_k of a plain running sum loses the digits P_T and P_k share: 3.6e-3 relative for five
+steps of 1 then steps of 1e-13).
 
 Sources:
 * [DCMM23] A. Defazio, A. Cutkosky, H. Mehta, K. Mishchenko, "When, Why and How Much? Adaptive
@@ -194,6 +197,29 @@ def _distance(D: Any, name: str = "D") -> float:
 # ----------------------------------------------------------------------------------------------
 # the engine
 # ----------------------------------------------------------------------------------------------
+def _prefix_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Compensated prefix sums: (hi, lo) with hi = ``np.cumsum(values)`` and hi_j + lo_j the
+    exact Σ_{t<=j} values_t up to O(j ε²) relative. lo accumulates the rounding error of each
+    addition hi_j = fl(hi_{j-1} + v_j), which Knuth's TwoSum recovers exactly:
+    b = hi_j - hi_{j-1}, e_j = (hi_{j-1} - (hi_j - b)) + (v_j - b).
+
+    A tail P_T - P_k of non-negative steps, formed as ``_tail_sums``, is then accurate to a few
+    ε relative to itself, even where it is tiny against P_T: a plain difference of the running
+    sum loses the digits the two sums share (big steps, then tiny ones)."""
+    hi = np.cumsum(values)
+    previous = np.concatenate([[0.0], hi[:-1]])
+    b = hi - previous
+    errors = (previous - (hi - b)) + (values - b)
+    return hi, np.cumsum(errors)
+
+
+def _tail_sums(hi: np.ndarray, lo: np.ndarray, horizon: Any, k: np.ndarray) -> np.ndarray:
+    """P_T - P_k = Σ_{t=k+1}^T values_t from ``_prefix_sums`` (index T, k; broadcasting):
+    (hi_T - hi_k) + (lo_T - lo_k). The first difference is exact when hi_k >= hi_T / 2
+    (Sterbenz) and without cancellation otherwise."""
+    return (hi[horizon] - hi[k]) + (lo[horizon] - lo[k])
+
+
 def _terms(eta: np.ndarray, g2: np.ndarray, iterate: str) -> tuple[float, float]:
     """(P_T, rest) for the horizon T = len(eta): the bound is D²/(2 P_T) + rest, with rest
     homogeneous of degree 1 in η. rest = inf when the last-iterate bound is infinite (η_T = 0)."""
@@ -205,8 +231,9 @@ def _terms(eta: np.ndarray, g2: np.ndarray, iterate: str) -> tuple[float, float]
         return P, rest
     if eta[-1] == 0:
         return P, math.inf
-    prefix = np.cumsum(eta)
-    tail = P - prefix[:-2]  # Σ_{t=k+1}^T η_t for k = 1..T-2 (positive: η_T > 0)
+    hi, lo = _prefix_sums(eta)
+    # Σ_{t=k+1}^T η_t for k = 1..T-2 (positive: η_T > 0)
+    tail = _tail_sums(hi, lo, eta.size - 1, np.arange(eta.size - 2))
     third = (q[-2] + q[-1]) / eta[-1] - Q / P + float(np.sum(q[:-2] / tail))
     return P, rest + third / 2
 
@@ -254,8 +281,9 @@ def average_iterate_bound(lrs: Any, D: float, G: Any, *, steps: int | None = Non
 def _curve_terms(eta: np.ndarray, g2: np.ndarray, iterate: str) -> tuple[np.ndarray, np.ndarray]:
     """P_T and rest_T for every horizon T = 1..N (index T - 1)."""
     q = eta**2 * g2
-    P = np.cumsum(eta)
-    Q = np.cumsum(q)
+    hi, lo = _prefix_sums(eta)
+    P = hi + lo
+    Q = np.sum(_prefix_sums(q), axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         rest = np.where(P > 0, Q / (2 * P), np.inf)
     if iterate == "average":
@@ -271,7 +299,7 @@ def _curve_terms(eta: np.ndarray, g2: np.ndarray, iterate: str) -> tuple[np.ndar
         stop = min(N, start + rows)
         block = np.arange(start, stop)  # indices i = T - 1, T >= 3
         width = stop - 2  # k index 0..T-3 at most
-        difference = P[block, None] - P[None, :width]
+        difference = _tail_sums(hi, lo, block[:, None], np.arange(width)[None, :])
         mask = np.arange(width)[None, :] <= (block[:, None] - 2)
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(mask, q[None, :width] / difference, 0.0)

@@ -11,9 +11,12 @@ Two eigen-solvers on the HVP:
 * ``"lanczos"`` (default): ``scipy.sparse.linalg.eigsh`` (ARPACK's implicitly restarted Lanczos)
   on a ``LinearOperator`` whose matvec is the HVP; ``which="LA"`` gives the largest algebraic
   eigenvalue (the "sharpness" that governs GD's stability), ``which="LM"`` the largest magnitude.
-* ``"power"``: power iteration v <- Hv/||Hv||, whose Rayleigh quotient converges to the eigenvalue
-  of largest magnitude (Golub & Van Loan, "Matrix Computations", section 7.3.1); stops when two
-  successive estimates agree to ``tol`` relative.
+* ``"power"``: power iteration on H², v <- H² v / ||H² v||, with a Rayleigh-Ritz step on
+  span{v, H v} each round; it finds the eigenvalue of largest magnitude (Golub & Van Loan,
+  "Matrix Computations", section 7.3.1, need it strictly dominant for plain power iteration on
+  H; on H² the pair +λ, -λ of a saddle is one dominant eigenvalue λ², and the Ritz step splits
+  it, returning +λ). It stops when the eigen-residual ||H y - θ y|| <= ``tol`` |θ| (ARPACK's
+  rule), see ``_power_iteration``.
 """
 
 from __future__ import annotations
@@ -197,8 +200,9 @@ def smoothness(
         is finite (else ValueError).
     method: ``"lanczos"`` (scipy ``eigsh``) or ``"power"`` (power iteration).
     which: for Lanczos, ``"LA"`` (largest algebraic, default) or ``"LM"`` (largest magnitude);
-        power iteration always finds the largest magnitude.
-    tol: relative tolerance (eigsh's ``tol``; successive power estimates).
+        power iteration always finds the largest magnitude (+λ when +λ and -λ share it).
+    tol: relative tolerance on the eigen-residual, ||H v - λ v|| <= tol |λ| for the unit v
+        returned (eigsh's ``tol``; the same rule for power iteration).
     max_hvps: cap on Hessian-vector products: exact for power iteration; for Lanczos ARPACK's
         restarts are limited to max_hvps // ncv (ncv = min(#params, 20) Lanczos vectors), so the
         count may exceed it by up to ncv. ``hvps`` in the result is the exact count.
@@ -329,21 +333,63 @@ def _top_eigenpair(
 def _power_iteration(
     matvec: Callable[[np.ndarray], np.ndarray], start: torch.Tensor, tol: float, max_hvps: int
 ) -> tuple[float, torch.Tensor, bool]:
-    """Power iteration: v_{i+1} = H v_i / ||H v_i||, estimate λ_i = <v_i, H v_i> (Rayleigh
-    quotient); stop when |λ_i - λ_{i-1}| <= tol |λ_i|."""
+    """Power iteration on H² with a Rayleigh-Ritz step on span{v, H v}; returns (eigenvalue,
+    unit eigenvector, converged).
+
+    Each round takes the unit vector v and w = H v (one HVP), the Rayleigh quotient ρ = <v, w>
+    and the residual r = w - ρ v. If ||r|| <= tol |ρ| it stops with (ρ, v). Else it takes
+    q = r / ||r|| (orthogonal to v) and u = H q (a second HVP), solves the 2 x 2 projected
+    problem T = [[ρ, <q, w>], [<q, w>, <q, u>]] (two Lanczos steps from v), and stops when the
+    Ritz pair (θ, y) of largest |θ| has ||H y - θ y|| <= tol |θ| (H y = s_0 w + s_1 u, no
+    further HVP). Otherwise v <- H² v / ||H² v||, with H² v = H (ρ v + ||r|| q) = ρ w + ||r|| u.
+
+    Why H²: plain power iteration needs a strictly dominant eigenvalue (Golub & Van Loan,
+    "Matrix Computations", section 7.3.1). When +λ and -λ share the largest magnitude (a saddle
+    of a product-structured model), v never settles and its Rayleigh quotient settles at a
+    value between them that is not an eigenvalue. H² has the single dominant eigenvalue λ², so
+    v converges into the span of the two eigenvectors, and span{v, H v} is that span: the Ritz
+    values there are +λ and -λ. Between two Ritz values of the same magnitude up to
+    max(tol, 1e-12) relative, the positive one is returned (the one that limits gradient
+    descent's step). Convergence is declared on the eigen-residual only (ARPACK's rule), so a
+    converged θ is within tol |θ| of an eigenvalue of H (H symmetric); as for any power method
+    it is the one of largest magnitude unless the start vector is (nearly) orthogonal to its
+    eigenvectors. Without convergence within ``max_hvps`` products the last estimate is
+    returned with converged=False."""
     vector = start.numpy() / np.linalg.norm(start.numpy())
-    estimate = math.nan
-    for _ in range(max_hvps):
+    estimate, eigenvector = math.nan, vector
+    tie = max(tol, 1e-12)
+    used = 0
+    while used < max_hvps:
         image = matvec(vector)
-        new_estimate = float(vector @ image)
-        norm = float(np.linalg.norm(image))
-        if norm == 0.0:
+        used += 1
+        if not np.any(image):
             return 0.0, torch.as_tensor(vector), True
-        converged = math.isfinite(estimate) and abs(new_estimate - estimate) <= tol * abs(
-            new_estimate
-        )
-        estimate = new_estimate
-        if converged:
-            return estimate, torch.as_tensor(vector), True
-        vector = image / norm
-    return estimate, torch.as_tensor(vector), False
+        rho = float(vector @ image)
+        residual = image - rho * vector
+        beta = float(np.linalg.norm(residual))
+        estimate, eigenvector = rho, vector
+        if beta <= tol * abs(rho):
+            return rho, torch.as_tensor(vector), True
+        if used == max_hvps:
+            break
+        other = residual / beta
+        other = other - (other @ vector) * vector  # re-orthogonalised against rounding
+        other = other / np.linalg.norm(other)
+        other_image = matvec(other)
+        used += 1
+        coupling = float(other @ image)
+        projected = np.array([[rho, coupling], [coupling, float(other @ other_image)]])
+        thetas, coefficients = np.linalg.eigh(projected)  # ascending: thetas[1] >= thetas[0]
+        pick = 0 if abs(thetas[0]) > abs(thetas[1]) * (1 + tie) else 1
+        ritz = coefficients[0, pick] * vector + coefficients[1, pick] * other
+        ritz_image = coefficients[0, pick] * image + coefficients[1, pick] * other_image
+        norm = float(np.linalg.norm(ritz))
+        estimate, eigenvector = float(thetas[pick]), ritz / norm
+        if float(np.linalg.norm(ritz_image - estimate * ritz)) / norm <= tol * abs(estimate):
+            return estimate, torch.as_tensor(eigenvector), True
+        square = rho * image + beta * other_image  # H² v = H (rho v + beta q)
+        length = float(np.linalg.norm(square))
+        if length == 0.0:
+            break
+        vector = square / length
+    return estimate, torch.as_tensor(eigenvector), False

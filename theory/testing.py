@@ -28,12 +28,15 @@ import torch
 
 from theory.bounds import QUANTITIES, Bound, _non_negative, _positive
 from theory.certify import (
+    _NEGATIVE_GAP,
     BeforeStep,
     Certificate,
     Observe,
     OptimizerFactory,
     Trajectory,
+    _negative_gap_step,
     certify,
+    numerical_floor,
     run,
 )
 from theory.problems import (
@@ -72,7 +75,10 @@ def assert_converges(
     """Assert that after ``steps`` updates the ``quantity`` (``"gap"`` f(x) - f*, ``"distance"``
     or ``"distance_sq"``) is at most ``tol``, relative to its value at x0 when ``relative``
     (the default): quantity(x_steps) <= tol * quantity(x_0). Fails on any NaN/inf, naming the
-    step. Returns the trajectory."""
+    step, and, as ``certify`` does, when the gap f(x_k) - f* at some step is below minus its
+    noise floor (``numerical_floor(problem, "gap", dtype)``): then the problem's f* is above the
+    true minimum (or x* is wrong) and convergence to it means nothing. Returns the
+    trajectory."""
     if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a positive finite number, got tol={tol!r}")
     trajectory = run(problem, make_optimizer, steps, observe=observe, before_step=before_step)
@@ -83,6 +89,13 @@ def assert_converges(
         raise AssertionError(
             f"{problem!r}: the run became non-finite at step {k} "
             f"({label} = {curve[k]!r}); expected convergence to {tol:g}"
+        )
+    floor = numerical_floor(problem, "gap", trajectory.dtype)
+    k = _negative_gap_step(trajectory.gap, floor)
+    if k is not None:
+        raise AssertionError(
+            f"{problem!r}: f(x_k) - f* = {trajectory.gap[k]:.6g} < 0 at step {k}, below minus "
+            f"the noise floor {floor:.6g}: {_NEGATIVE_GAP}"
         )
     start, final = float(curve[0]), float(curve[-1])
     threshold = tol * abs(start) if relative else tol
@@ -117,7 +130,9 @@ def assert_rate(
     certificate: Certificate, slack: float = 0.0, *, at_least: float | None = None
 ) -> None:
     """Assert that the fitted rate is no worse than the bound's predicted rate (allowing for its
-    polynomial factor, see ``Certificate.rate_consistent``) times (1 + ``slack``), and, with
+    polynomial factor, see ``Certificate.rate_consistent``) times (1 + ``slack``) and the
+    rounding factor (1 + ``certificate.rate_rtol``) (100 ε of the run's dtype: 2.2e-14 for
+    float64, so a run that attains the predicted rate passes at slack = 0), and, with
     ``at_least``, no better than ``at_least`` (to show a rate is attained, not just bounded).
 
     Fails (AssertionError) on a certificate whose bound does not apply to the run (its rate
@@ -149,17 +164,20 @@ def assert_rate(
             f"above 10 x the numerical floor {certificate.atol:.6g} ({why}); run more steps or "
             f"compare the values with assert_bound_holds instead"
         )
-    limit = certificate.predicted_rate * certificate.rate_allowance * (1 + slack)
+    rounding = certificate.rate_rtol
+    tolerance = (1 + slack) * (1 + rounding)
     if not certificate.rate_consistent(slack) and bound.direction == "lower":
         raise AssertionError(
-            f"bound {bound.name!r}: fitted rate {fitted:.6g} per step is below the predicted "
-            f"growth {certificate.predicted_rate:.6g} / (1 + {slack:g})"
+            f"bound {bound.name!r}: fitted rate {fitted:.12g} per step is below the predicted "
+            f"growth {certificate.predicted_rate:.12g} / ((1 + {slack:g}) (1 + rounding "
+            f"{rounding:.3g})) = {certificate.predicted_rate / tolerance:.12g}"
         )
     if not certificate.rate_consistent(slack):
+        limit = certificate.predicted_rate * certificate.rate_allowance * tolerance
         raise AssertionError(
-            f"bound {bound.name!r}: fitted rate {fitted:.6g} per step exceeds the predicted "
-            f"{certificate.predicted_rate:.6g} x allowance {certificate.rate_allowance:.6g} "
-            f"x (1 + {slack:g}) = {limit:.6g}"
+            f"bound {bound.name!r}: fitted rate {fitted:.12g} per step exceeds the predicted "
+            f"{certificate.predicted_rate:.12g} x allowance {certificate.rate_allowance:.6g} "
+            f"x (1 + {slack:g}) x (1 + rounding {rounding:.3g}) = {limit:.12g}"
         )
     if at_least is not None and not fitted >= at_least:
         raise AssertionError(

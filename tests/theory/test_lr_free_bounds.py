@@ -18,6 +18,7 @@ from theory.problems import (
     LeastSquares,
     LogisticRegression,
     Quadratic,
+    ReddiCounterexample,
     Rosenbrock,
 )
 from theory.testing import logistic_problem
@@ -404,3 +405,71 @@ def test_bad_arguments_name_the_parameter():
         B.armijo_bound(CONVEX, 1.0, 0.5, 1.5)
     with pytest.raises(ValueError, match="G"):
         B.schedulefree_sgd_bound(STRONGLY_CONVEX, 0.1)
+
+
+# ------------------------------------------------------------- online, projected problems
+def test_bounds_on_the_full_loss_refuse_an_online_projected_problem():
+    """Reddi et al.'s problem is deterministic but online (update t is given f_t(x) = c_t x, not
+    f) and projected onto [-1, 1]: the D-Adaptation lemma's g_i is no subgradient of f at x_i
+    (and x_i != x0 - s_i after a clip). Before, the bounds were built and a correct Prodigy run
+    was reported violated; now they are refused, naming the problem and why."""
+    problem = ReddiCounterexample(stochastic=False, x0=[-0.9])  # x* = -1, D = 0.1
+    distance = float((problem.x0 - problem.x_star).norm())
+    # the lemma's premise fails on it: Prodigy's d grows far past D from d0 = D/2 < D
+    seen = []
+
+    def observe(param, optimizer):
+        seen.append(float(optimizer.param_groups[0]["d"]))
+        return param.detach().clone()
+
+    run(problem, lambda ps: optim.Prodigy(ps, d0=0.05), 200, observe=observe)
+    assert max(seen) > 2 * distance
+    builders = [
+        ("d_estimate_bound", lambda p: B.d_estimate_bound(p, "Prodigy")),
+        ("d_estimate_bound", lambda p: B.d_estimate_bound(p, "DAdaptSGD")),
+        ("dog_iterate_bound", B.dog_iterate_bound),
+    ]
+    for stochastic in (False, True):
+        online = ReddiCounterexample(stochastic=stochastic, x0=[-0.9])
+        for name, build in builders:
+            with pytest.raises(ValueError, match="needs the full loss") as error:
+                build(online)
+            message = str(error.value)
+            assert message.startswith(f"{name} needs the full loss"), message
+            assert "ReddiCounterexample" in message
+            assert "online" in message
+            assert "projection onto [-1, 1]" in message
+            assert ("stochastic=True" in message) == stochastic
+
+
+def test_why_not_full_loss_is_empty_exactly_for_full_loss_unconstrained_problems():
+    assert STRONGLY_CONVEX.why_not_full_loss == ""
+    assert _sampled_least_squares(batch_size=None).why_not_full_loss == ""
+    assert "stochastic=True" in _sampled_least_squares(batch_size=1).why_not_full_loss
+    assert "online" in ReddiCounterexample().why_not_full_loss
+    with pytest.raises(TypeError, match=r"needs a theory\.problems\.Problem"):
+        B.sps_step_bound(None)
+
+
+# ----------------------------------------------------------------- Schedule-Free's momentum
+@pytest.mark.parametrize("momentum", [0, 0.0, 1.0, -3.0, 7.0, math.nan, math.inf])
+def test_schedulefree_bound_refuses_a_momentum_outside_0_1(momentum):
+    # before: a bound was built for any float(momentum), NaN included
+    problem = LeastAbsoluteDeviations.synthetic(n=20, dim=3, seed=0)
+    with pytest.raises(ValueError, match=r"^momentum must be") as error:
+        B.schedulefree_sgd_bound(problem, 0.1, momentum)
+    assert f"momentum={float(momentum)!r}" in str(error.value)
+
+
+@pytest.mark.parametrize("momentum", [True, "0.9", None, [0.9]])
+def test_schedulefree_bound_refuses_a_momentum_that_is_not_a_number(momentum):
+    problem = LeastAbsoluteDeviations.synthetic(n=20, dim=3, seed=0)
+    with pytest.raises(TypeError, match=r"momentum must be a real number"):
+        B.schedulefree_sgd_bound(problem, 0.1, momentum)
+
+
+def test_schedulefree_bound_takes_a_momentum_inside_0_1():
+    problem = LeastAbsoluteDeviations.synthetic(n=20, dim=3, seed=0)
+    for momentum in (1e-9, 0.5, np.float32(0.9), 1 - 1e-12):
+        bound = B.schedulefree_sgd_bound(problem, 0.1, momentum)
+        assert bound.hyperparameters["momentum"] == float(momentum)

@@ -131,3 +131,95 @@ def test_bad_arguments():
     frozen = _mlp().requires_grad_(False)
     with pytest.raises(ValueError, match="no parameters that require grad"):
         smoothness(frozen, loss_fn, batch)
+
+
+# ------------------------------------------------------- power iteration on a ±λ spectrum
+class _Point(torch.nn.Module):
+    """A model whose output is its parameter vector, so loss(w) = w^T A w / 2 has Hessian A."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(dim, dtype=torch.float64))
+
+    def forward(self, x):
+        return self.w
+
+
+def _rotated(eigenvalues, seed):
+    """A = Q diag(eigenvalues) Q^T with a seeded orthogonal Q (numpy's QR)."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((len(eigenvalues), len(eigenvalues))))
+    return q @ np.diag(eigenvalues) @ q.T
+
+
+def _power_on(matrix, **options):
+    A = torch.as_tensor(matrix)
+    x, y = torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    return smoothness(
+        _Point(len(A)), lambda w, _: 0.5 * w @ A @ w, (x, y), method="power", **options
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_power_finds_plus_lambda_when_plus_and_minus_lambda_share_the_top_magnitude(seed):
+    # before: the Rayleigh quotient settled at (a² - b²)/(a² + b²) λ (0.93 here), reported as
+    # converged; the largest magnitude is shared by +1 and -1, and the positive one limits GD
+    matrix = _rotated([1.0, -1.0, 0.5, 0.1, -0.3], seed)
+    exact = np.linalg.eigvalsh(matrix)
+    assert exact[0] == pytest.approx(-exact[-1], rel=1e-12)
+    estimate = _power_on(matrix, tol=1e-8, max_hvps=2000)
+    assert estimate.converged
+    assert estimate.eigenvalue == pytest.approx(exact[-1], rel=1e-7)
+    assert estimate.safe_step == pytest.approx(1 / exact[-1], rel=1e-7)
+    v = estimate.eigenvector.numpy()
+    assert np.linalg.norm(v) == pytest.approx(1.0)
+    assert np.linalg.norm(matrix @ v - estimate.eigenvalue * v) <= 1e-7
+
+
+def test_power_on_a_saddle_of_a_two_layer_linear_net():
+    # at zero initialisation the Hessian of the MSE has only the cross terms W2 x W1: its
+    # spectrum is symmetric (+λ, -λ); before, power returned 0.228 against λ = 0.4927
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(3, 3, bias=False), torch.nn.Linear(3, 1, bias=False)
+    ).double()
+    for p in net.parameters():
+        torch.nn.init.zeros_(p)
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(16, 3, generator=generator, dtype=torch.float64)
+    y = torch.randn(16, 1, generator=generator, dtype=torch.float64)
+    loss_fn = torch.nn.functional.mse_loss
+    exact = np.linalg.eigvalsh(_exact_hessian(net, loss_fn, x, y))
+    assert exact[0] == pytest.approx(-exact[-1], rel=1e-10)  # the ±λ case
+    estimate = smoothness(net, loss_fn, (x, y), method="power", tol=1e-9, max_hvps=1000)
+    assert estimate.converged
+    assert estimate.eigenvalue == pytest.approx(exact[-1], rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    "eigenvalues",
+    [
+        [1.0, -1.0, 0.5, 0.1],
+        [1.0, 0.9999, 0.1, 0.1, 0.1],  # a close top pair
+        [-3.0, 1.0, 0.5],  # the largest magnitude is negative
+        [2.0, -1.999, 1.0, -0.5],
+    ],
+)
+@pytest.mark.parametrize("max_hvps", [3, 10, 40, 400])
+def test_power_reports_converged_only_for_an_eigenpair_within_tol(eigenvalues, max_hvps):
+    # converged=True promises ||A v - λ v|| <= tol |λ| (so λ is within tol |λ| of an eigenvalue
+    # of A, Weyl); before, two agreeing Rayleigh quotients sufficed
+    tol = 1e-6
+    matrix = _rotated(eigenvalues, 7)
+    exact = np.linalg.eigvalsh(matrix)
+    estimate = _power_on(matrix, tol=tol, max_hvps=max_hvps)
+    assert estimate.hvps <= max_hvps
+    if estimate.converged:
+        v = estimate.eigenvector.numpy()
+        residual = np.linalg.norm(matrix @ v - estimate.eigenvalue * v)
+        assert residual <= tol * abs(estimate.eigenvalue) * (1 + 1e-9)
+        assert np.min(np.abs(exact - estimate.eigenvalue)) <= tol * abs(estimate.eigenvalue)
+    if max_hvps == 400:
+        assert estimate.converged
+        expected = max(eigenvalues, key=lambda e: (abs(e), e))  # +λ on a tie
+        assert estimate.eigenvalue == pytest.approx(expected, rel=1e-5)
