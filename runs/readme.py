@@ -1,21 +1,28 @@
 """The README's Results section, regenerated from full runs (``stepsize report --readme``).
 
-For each experiment folder, in the catalogue's order (``runs.catalog``): its description, what it
-reproduces, how it was run, its table (regenerated now from its runs by ``runs.summary``) and its
-figure (copied beside the README, atomically: a figure replaced keeps its permissions, a new one
-gets those the umask gives, as every file here), all between :data:`RESULTS_BEGIN` and
-:data:`RESULTS_END`. Every folder is read and checked before anything is written.
+For each experiment folder, a subsection ``### <name>``: its description, what it reproduces, how
+it was run, its table (regenerated now from its runs by ``runs.summary``) and its figure (copied
+beside the README, atomically: a figure replaced keeps its permissions, a new one gets those the
+umask gives, as every file here). The section lies between :data:`RESULTS_BEGIN` and
+:data:`RESULTS_END`, its subsections in the catalogue's order (``runs.catalog``). The experiments
+named replace their own subsections; every other experiment's subsection is kept as it was.
+
+Only full runs go there: a folder of a ``--quick`` run (its ``experiment.json`` says so, or its
+name ends in ``-quick``), or of a run of some variants only (``--variants``), is refused, and so
+are two folders of the same experiment. Every folder is read and checked before anything is
+written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from runs.catalog import catalogue_order
 from runs.checkpoint import save_text
-from runs.results import software_line
+from runs.results import load_meta, software_line
 from runs.summary import prepare_report
 from schedulers.files import atomic_copy, read_json, read_text
 
@@ -43,34 +50,91 @@ def _run_line(data: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def readme_section(dirs: Sequence[Path], figures_dir: Path, readme_dir: Path) -> str:
-    """The README's Results section: for each experiment folder, its description, what it
-    reproduces, how it was run, its table (regenerated now from its runs) and its figure (copied
-    to ``figures_dir``)."""
+def check_full_runs(dirs: Sequence[Path]) -> dict[str, Path]:
+    """The experiment folders for the README by experiment name, each checked to hold a full
+    run: not ``--quick``, every variant, and one folder per experiment. Reads only.
+
+    Raises:
+        ValueError: naming the folder and what is wrong with it.
+    """
+    by_name: dict[str, Path] = {}
+    for directory in map(Path, dirs):
+        meta = load_meta(directory)
+        name = meta.get("name", directory.name)
+        rerun = f"run `stepsize run {name}` for the README's Results (full runs only)"
+        if meta.get("quick") or directory.name.endswith("-quick"):
+            raise ValueError(f"{str(directory)!r} holds a --quick run of {name}; {rerun}")
+        if left_out := meta.get("variants_left_out"):
+            raise ValueError(
+                f"{str(directory)!r} holds a run of some variants of {name} only (--variants; "
+                f"left out: {', '.join(left_out)}); {rerun}"
+            )
+        if name in by_name:
+            raise ValueError(
+                f"{str(by_name[name])!r} and {str(directory)!r} both hold runs of {name}; the "
+                "README has one subsection per experiment: name one of them"
+            )
+        by_name[name] = directory
+    return by_name
+
+
+def experiment_subsections(
+    dirs: Sequence[Path], figures_dir: Path, readme_dir: Path
+) -> dict[str, str]:
+    """Each experiment folder's subsection of the Results section, by experiment name: its
+    description, what it reproduces, how it was run, its table (regenerated now from its runs)
+    and its figure (copied to ``figures_dir``)."""
+    check_full_runs(dirs)
     writers = [prepare_report(directory) for directory in dirs]  # all checked before writing
-    by_name = {}
+    out = {}
     for directory, write in zip(dirs, writers):
         markdown, _ = write()
         data = read_json(directory / "summary.json", dict)
-        by_name[data["experiment"]["name"]] = (directory, markdown, data)
+        meta = data["experiment"]
+        name = meta["name"]
+        figure = figures_dir / f"{name}.png"
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        atomic_copy(directory / data["readme_figure"], figure)
+        parts = [f"### {name}", meta.get("description", "")]
+        if meta.get("reference"):
+            parts.append(f"*Reproduces:* {meta['reference']}")
+        parts += [f"*Run:* {_run_line(data)}.", markdown.strip()]
+        parts.append(f"![{name}]({figure.relative_to(readme_dir).as_posix()})")
+        out[name] = "\n\n".join(parts)
+    return out
+
+
+def readme_section(
+    dirs: Sequence[Path],
+    figures_dir: Path,
+    readme_dir: Path,
+    kept: dict[str, str] | None = None,
+) -> str:
+    """The README's Results section: the subsections of the experiment folders ``dirs``
+    (:func:`experiment_subsections`) and, for every other experiment, its subsection in
+    ``kept`` (by name), in the catalogue's order."""
+    subsections = {**(kept or {}), **experiment_subsections(dirs, figures_dir, readme_dir)}
     parts = [
         RESULTS_BEGIN,
         "<!-- generated by `stepsize report --readme README.md DIR...` from full runs; "
         "do not edit by hand -->",
     ]
-    for name in catalogue_order(by_name):
-        directory, markdown, data = by_name[name]
-        meta = data["experiment"]
-        figure = figures_dir / f"{name}.png"
-        figures_dir.mkdir(parents=True, exist_ok=True)
-        atomic_copy(directory / data["readme_figure"], figure)
-        parts += [f"### {name}", meta.get("description", "")]
-        if meta.get("reference"):
-            parts.append(f"*Reproduces:* {meta['reference']}")
-        parts += [f"*Run:* {_run_line(data)}.", markdown.strip()]
-        parts.append(f"![{name}]({figure.relative_to(readme_dir).as_posix()})")
+    parts += [subsections[name] for name in catalogue_order(subsections)]
     parts.append(RESULTS_END)
     return "\n\n".join(parts) + "\n"
+
+
+def existing_subsections(text: str) -> dict[str, str]:
+    """The experiments' subsections (``### <name>`` up to the next one) of the Results section
+    in the README text ``text``, by name (none when it has no such section)."""
+    if RESULTS_BEGIN not in text or RESULTS_END not in text:
+        return {}
+    inner = text.split(RESULTS_BEGIN, 1)[1].split(RESULTS_END, 1)[0]
+    pieces = re.split(r"^### (.+)$", inner, flags=re.MULTILINE)
+    return {
+        name.strip(): f"### {name.strip()}\n\n{body.strip()}".rstrip()
+        for name, body in zip(pieces[1::2], pieces[2::2])
+    }
 
 
 def check_readme(readme: str) -> Path:
@@ -96,13 +160,19 @@ def check_readme(readme: str) -> Path:
     return path
 
 
-def update_readme(readme: Path, dirs: Sequence[Path], figures_dir: Path | None = None) -> None:
-    """Replaces the text between the results markers of ``readme`` (appends a ``## Results``
-    section when there are none) with :func:`readme_section`."""
+def update_readme(
+    readme: Path, dirs: Sequence[Path], figures_dir: Path | None = None
+) -> dict[str, list[str]]:
+    """Rewrites the results section of ``readme`` (appends a ``## Results`` section when it has
+    none) with :func:`readme_section`: the experiments of ``dirs`` written now, the other
+    experiments' subsections kept. Returns ``{"written": names, "kept": names}``."""
     text = read_text(readme)
     figures_dir = figures_dir or readme.parent / "docs" / "results"
-    section = readme_section(dirs, figures_dir, readme.parent)
+    written = check_full_runs(dirs)
+    kept = {n: s for n, s in existing_subsections(text).items() if n not in written}
+    section = readme_section(dirs, figures_dir, readme.parent, kept)
     save_text(readme, replace_section(text, RESULTS_BEGIN, RESULTS_END, section, "## Results"))
+    return {"written": catalogue_order(written), "kept": catalogue_order(kept)}
 
 
 def replace_section(text: str, begin: str, end: str, section: str, heading: str = "") -> str:

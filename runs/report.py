@@ -1,9 +1,13 @@
 """``stepsize report``: regenerates the tables and figures of experiment folders from their runs.
 
 ``stepsize report DIR...`` rewrites each folder's ``summary.json``, ``summary.md`` and figures
-(``runs.summary``, ``runs.figures``); with ``--readme README.md`` it rewrites the README's Results
-section instead (``runs.readme``). Every folder, its files and ``--readme`` are checked before
-anything is written, the lock files included: one broken folder leaves the others as they were.
+(``runs.summary``, ``runs.figures``). With ``--readme README.md`` it does that too and also
+rewrites, in the README's Results section, the subsection of each experiment named (its table,
+figure and *Run:* line; ``runs.readme``), keeping every other experiment's subsection as it was;
+it refuses a ``--quick`` run, a run of some variants only and two folders of one experiment
+there, since that section is written from full runs. Every folder, its files and ``--readme`` are
+checked before anything is written, the lock files included: one broken folder leaves the others
+as they were.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from runs.readme import check_readme, update_readme
+from runs.readme import check_full_runs, check_readme, update_readme
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--readme",
         metavar="README.md",
-        help="also write the Results section of this README (figures into docs/results/ beside it)",
+        help="also rewrite these experiments' subsections of this README's Results section "
+        "(figures into docs/results/ beside it; full runs only, the other experiments kept)",
     )
 
 
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     args.dirs = [str(d) for d in experiment_dirs(args.dirs)]
     if args.readme:
         check_readme(args.readme)
+        check_full_runs([Path(d) for d in args.dirs])
     for directory in args.dirs:  # every folder read and checked before any is written
         prepare_report(directory)
     with contextlib.ExitStack() as locks:  # no run may write a folder while it is reported
@@ -82,8 +88,9 @@ def _write_reports(args: argparse.Namespace) -> int:
 
     if args.readme:
         readme = Path(args.readme)
-        update_readme(readme, [Path(d) for d in args.dirs])
-        print(f"wrote the Results section of {readme} from {len(args.dirs)} experiments")
+        names = update_readme(readme, [Path(d) for d in args.dirs])
+        kept = f"; kept {', '.join(names['kept'])}" if names["kept"] else ""
+        print(f"wrote {', '.join(names['written'])} in the Results section of {readme}{kept}")
         return 0
     writers = [prepare_report(directory) for directory in args.dirs]  # read again, locked
     for directory, write in zip(args.dirs, writers):

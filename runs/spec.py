@@ -331,8 +331,8 @@ class Report(Section):
         "column: a published number per variant (by name or prefix)", published, None
     )
     claims: list[dict] | None = setting(
-        "the reference's findings, each checked on the runs and shown with its numbers "
-        "(runs.claims)",
+        "the reference's findings, each checked on the runs and shown with its numbers; a "
+        "tie, or a diverged run of a variant a claim names, does not hold (runs.claims)",
         claim_problem,
         None,
     )

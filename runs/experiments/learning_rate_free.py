@@ -817,13 +817,20 @@ def _search_table(results: dict[str, Any]) -> str:
 
 
 def _findings(rows: list[dict[str, Any]]) -> str:
+    """The findings sentences. A method counts as close to the tuned baseline only when every
+    seed finished: its mean is over the finished seeds, and a method that diverged on some seeds
+    is not "at most 1 point below" because its survivors are; such rows are named apart, with
+    their diverged seeds."""
     sentences = []
     for kind, unit in (("mnist1d", "accuracy_points"), ("convex", "gap_ratio")):
         free = [r for r in rows if r["kind"] == kind and not r["baseline"]]
         if not free:
             continue
-        close = []
+        close, diverged = [], []
         for r in free:
+            if r["diverged_seeds"]:
+                diverged.append(r)
+                continue
             value = (r.get("vs_tuned") or {}).get(unit)
             if value is None:
                 continue
@@ -840,17 +847,26 @@ def _findings(rows: list[dict[str, Any]]) -> str:
         )
         parts = "; ".join(f"{p}: {', '.join(c) if c else 'none'}" for p, c in counts.items())
         sentences.append(f"Learning-rate-free methods {rule} ({parts}).")
+        if diverged:
+            named = "; ".join(
+                f"{r['label']} on {r['problem']} (seed{'s' if len(r['diverged_seeds']) > 1 else ''}"
+                f" {', '.join(map(str, r['diverged_seeds']))})"
+                for r in diverged
+            )
+            sentences.append(f"Not counted there, for diverged seeds: {named}.")
+    settled = [r for r in rows if not r["baseline"] and r["step_over_grid_best"] is not None]
     ratios = [
         (r["label"], r["problem"], r["step_over_grid_best"])
-        for r in rows
-        if not r["baseline"] and r["step_over_grid_best"] is not None
+        for r in settled
+        if not r["diverged_seeds"]
     ]
     if ratios:
         low = min(ratios, key=lambda x: x[2])
         high = max(ratios, key=lambda x: x[2])
         sentences.append(
             f"The settled step sizes range from {low[2]:.2g}x the grid's best rate ({low[0]} on "
-            f"{low[1]}) to {high[2]:.2g}x ({high[0]} on {high[1]})."
+            f"{low[1]}) to {high[2]:.2g}x ({high[0]} on {high[1]})"
+            + (" (methods with a diverged seed left out)." if len(ratios) < len(settled) else ".")
         )
     return " ".join(sentences) + "\n"
 

@@ -96,9 +96,22 @@ def test_every_experiment_runs_quick_with_finite_outputs(name, quick_logdir, cap
 README_FOLDERS = ("d2l-schedules", "lr-sensitivity", "quadratic", "schedule-theory")
 
 
+def _as_full_run(folder: Path, to: Path) -> Path:
+    """A copy of a quick run's folder marked as a full run's. The README takes full runs only
+    (tests/runs/test_readme_full_runs.py checks the refusal); its rendering is the same glue for
+    either, and full runs take minutes."""
+    import shutil
+
+    copy = Path(shutil.copytree(folder, to / folder.name.removesuffix("-quick")))
+    meta = json.loads((copy / "experiment.json").read_text())
+    meta["quick"] = False
+    (copy / "experiment.json").write_text(json.dumps(meta))
+    return copy
+
+
 @pytest.mark.slow
 def test_readme_section_is_generated_from_run_folders(quick_run, tmp_path):
-    dirs = [quick_run(name) for name in README_FOLDERS]
+    dirs = [_as_full_run(quick_run(name), tmp_path / "runs") for name in README_FOLDERS]
     readme = tmp_path / "README.md"
     readme.write_text(
         "# project\n\nintro\n\n## Results\n\n<!-- results:begin -->\nstale words\n"
@@ -122,8 +135,9 @@ def test_readme_section_is_generated_from_run_folders(quick_run, tmp_path):
         # Its *Run:* line names the CPU and the kernels torch ran there, which change the numbers.
         software = summary["software"]
         assert f"CPU: {software['cpu']} (torch's {software['cpu_kernels']} kernels)." in text
-    # Written again: the same text (nothing typed by hand survives). Two folders suffice for
-    # this property (each experiment's rendering is checked above); all of them double the time.
+    # Written again: the same text (the two named are regenerated, the other two kept). Two
+    # folders suffice for this property (each experiment's rendering is checked above); all of
+    # them double the time.
     again = tmp_path / "again" / "README.md"
     again.parent.mkdir()
     again.write_text(readme.read_text().replace("intro", "intro, kept"))
