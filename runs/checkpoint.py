@@ -41,7 +41,7 @@ CHECKPOINT_KEYS = (
     "elapsed",
     "history",
 )
-RESULT_KEYS = ("variant", "seed", "status", "final", "fingerprint")
+RESULT_KEYS = ("variant", "seed", "status", "final", "fingerprint", "history")
 _RESULT_TYPES = (
     ("variant", str, "a string"),
     ("seed", int, "an integer"),
@@ -114,8 +114,9 @@ def load_result(run_dir: str | Path) -> dict[str, Any] | None:
     """A finished run's ``result.json``, or None when the run has not finished.
 
     Raises:
-        ValueError: naming the file, when it is not valid JSON (truncated) or lacks one of
-            ``RESULT_KEYS``.
+        ValueError: naming the file, when it is not valid JSON (truncated), lacks one of
+            ``RESULT_KEYS`` or its ``history`` lacks the series the report reads
+            (:func:`history_problem`).
     """
     path = Path(run_dir) / RESULT
     if not path.is_file():
@@ -138,7 +139,30 @@ def load_result(run_dir: str | Path) -> dict[str, Any] | None:
     if bad:
         value = data["final"][bad[0]]
         raise ValueError(f"{path}: final.{bad[0]} must be a number, got {value!r:.60}; {fix}")
+    problem = history_problem(data["history"], data["final"])
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}; {fix}")
     return data
+
+
+def history_problem(history: Any, final: dict[str, Any]) -> str | None:
+    """What a ``result.json``'s ``history`` lacks of what the report reads, or None: an object
+    with ``eval`` (``step`` and each metric of ``final``, lists of one length), ``train_loss``
+    (``step`` and ``value``, lists of one length) and ``hyper`` (an object)."""
+    if not isinstance(history, dict):
+        return f"history must be an object of series, got {history!r:.60}"
+    for part, keys in (("eval", ("step", *final)), ("train_loss", ("step", "value"))):
+        table = history.get(part)
+        if not isinstance(table, dict):
+            return f"history.{part} must be an object of lists, got {table!r:.60}"
+        for key in keys:
+            if not isinstance(table.get(key), list):
+                return f"history.{part}.{key} must be a list, got {table.get(key)!r:.60}"
+        if len({len(table[key]) for key in keys}) > 1:
+            return f"history.{part}: its lists ({', '.join(keys)}) differ in length"
+    if not isinstance(history.get("hyper"), dict):
+        return f"history.hyper must be an object, got {history.get('hyper')!r:.60}"
+    return None
 
 
 def check_writable_folder(folder: str | Path, option: str) -> None:

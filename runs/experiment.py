@@ -15,7 +15,9 @@ modules, ``runs.study``) are computed and reported in one go.
 
 Output: ``<logdir>/<experiment>/`` (``<experiment>-quick`` with ``--quick``, so a quick run never
 resumes into a full one), with one folder per run, ``<variant>/seed<k>/``, and the search runs
-under ``_search/``.
+under ``_search/``. The ``wall_time_s`` of ``experiment.json`` (and of ``summary.json``) is the
+experiment's: the wall time of every command that trained something in the folder, summed
+(:func:`recorded_wall_time`); a command that finds everything finished adds nothing.
 """
 
 from __future__ import annotations
@@ -536,17 +538,26 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         meta["jobs"] = args.jobs
         meta["backend"] = args.backend
         meta["world_size"] = dist.world_size if dist else 1
+        # What the README's Results refuse (runs.readme: full runs only): --quick, --variants.
+        meta["quick"] = bool(args.quick)
+        ran = {v.name for v in experiment.variants}
+        meta["variants_left_out"] = [v.name for v in load().variants if v.name not in ran]
         meta["software"] = software_versions()  # (this machine's: a later report keeps them)
+        if (earlier := recorded_wall_time(root)) is not None:
+            meta["wall_time_s"] = earlier  # (this command adds its own time at the end)
         ckpt.save_json(root / "experiment.json", meta)
-        hyper_keys = sorted({"lr", *(k for v in experiment.variants for k in v.schedules)})
-        classes = [optimizer_class(v.optimizer.name) for v in experiment.variants]
+        every = load()  # the layout and HParams configuration: every variant, whichever ran
+        hyper_keys = sorted({"lr", *(k for v in every.variants for k in v.schedules)})
+        classes = [optimizer_class(v.optimizer.name) for v in every.variants]
         if any(hasattr(cls, "step_sizes") for cls in classes):
             hyper_keys.append("step_size")  # (the learning-rate-free optimizers' own choice)
-        write_layout(root, hyper_keys)
-        write_hparams_config(root, load())  # every variant, whichever --variants ran
+        write_layout(root, hyper_keys)  # (replacing an earlier command's)
+        write_hparams_config(root, every)
     parallel.barrier(dist)
 
+    trained = False  # whether this command trains anything (its time then counts)
     if experiment.range_test is not None:
+        trained = tuning.saved_range_test(experiment, root) is None
         derived = tuning.run_range_test(
             experiment, root, args.data_dir, settings.device, quiet=args.quiet or not rank0
         )
@@ -563,6 +574,8 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
     if experiment.search is not None:
 
         def search_tasks(tasks) -> None:
+            nonlocal trained
+            trained = True  # (called with the search runs not finished yet, when there are any)
             if rank0:
                 print(f"learning-rate search: {len(tasks)} runs of one seed")
             parallel.run_all(
@@ -622,7 +635,9 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
     parallel.barrier(dist)
     if rank0:
         meta = json.loads((root / "experiment.json").read_text())
-        meta["wall_time_s"] = time.perf_counter() - started  # this invocation, search included
+        if trained or tasks:  # (a command that trained nothing leaves the total as it was)
+            this = time.perf_counter() - started  # range test, search and runs included
+            meta["wall_time_s"] = meta.get("wall_time_s", 0.0) + this
         ckpt.save_json(root / "experiment.json", meta)
         table, figures = write_report(root)
         print()
@@ -631,6 +646,21 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         print(f"{len(figures)} figures in {root / 'figures'}")
         print(f"view the curves: tensorboard --logdir {shlex.quote(str(root))}")
     return 0
+
+
+def recorded_wall_time(root: Path) -> float | None:
+    """The ``wall_time_s`` the folder's ``experiment.json`` holds: the wall time of the earlier
+    ``stepsize run`` commands that trained something (range test, search or runs), summed, each
+    from its start to its report; None when there is none (no such command finished, or no
+    readable file). A command killed before its report adds nothing (its runs' own
+    ``wall_time_s`` still count their training up to their last checkpoint)."""
+    try:
+        value = json.loads((root / "experiment.json").read_bytes()).get("wall_time_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return None
+    return float(value)
 
 
 def write_hparams_config(root: Path, experiment: Experiment) -> None:

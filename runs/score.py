@@ -20,8 +20,9 @@ performance profiles and their area. Here:
   older rule that at least 3 trials of a study must reach the target is not applied.)
 * **Self-tuning**: one run per study at the submission's own ``hyperparameters``, with the
   budget multiplied by ``SELF_TUNING_BUDGET`` (AlgoPerf: 3); the median over studies. Every
-  submission takes part; only those with a search space take part in external tuning. The two
-  rulesets are two leaderboards: ratios compare submissions within a ruleset only.
+  submission takes part; only those with a search space take part in external tuning (asked for
+  when none has one, it is refused before anything is trained). The two rulesets are two
+  leaderboards: ratios compare submissions within a ruleset only.
 * **Time**: steps to target (the primary measure: deterministic, it is what the profile and the
   score use) and seconds to target (training time of the updates, evaluations excluded; wall
   clock, so machine- and load-dependent: a second profile and score are computed from it, for
@@ -231,6 +232,19 @@ def summarize(results: Sequence[dict], workloads: Sequence[Workload], rulesets: 
     return out
 
 
+def check_external(
+    submissions: Sequence[Submission], rulesets: Sequence[str], option: str, instead: str
+) -> None:
+    """Refuses (``ValueError`` naming ``option``) external tuning when no submission declares a
+    search space: it would train nothing and write an empty table. ``instead``: the setting
+    that scores the submissions under self-tuning alone."""
+    if "external" in rulesets and not any(sub.externally_tunable for sub in submissions):
+        raise ValueError(
+            f"{option}: no submission declares a search space (a search table), which external "
+            f"tuning needs; give one a search space or use {instead}"
+        )
+
+
 def score(
     submissions: Sequence[Submission] | None = None,
     workloads: Sequence[Workload] | None = None,
@@ -253,6 +267,7 @@ def score(
     for ruleset in rulesets:
         if ruleset not in RULESETS:
             raise ValueError(f"ruleset={ruleset!r}; allowed: {', '.join(RULESETS)}")
+    check_external(submissions, rulesets, f"rulesets={tuple(rulesets)!r}", "rulesets=('self',)")
     from runs.checks import MAX_JOBS, check_positive_int
 
     for name, value in (("studies", studies), ("trials", trials), ("jobs", jobs)):
@@ -338,11 +353,12 @@ def run(args: argparse.Namespace) -> int:
     if args.submissions:
         submissions += load_submissions(args.submissions)
     check_unique(submissions, "--submissions")
+    rulesets = RULESETS if args.ruleset == "both" else (args.ruleset,)
+    check_external(submissions, rulesets, f"--ruleset {args.ruleset}", "--ruleset self")
     check_non_negative_int("--seed", args.seed)
     if args.readme:
         check_readme(args.readme)
     check_writable_folder(args.logdir, "--logdir")
-    rulesets = RULESETS if args.ruleset == "both" else (args.ruleset,)
     studies = args.studies or (QUICK_STUDIES if args.quick else STUDIES)
     trials = args.trials or (QUICK_TRIALS if args.quick else TRIALS)
     folder = Path(args.logdir) / ("score-quick" if args.quick else "score")
@@ -352,7 +368,11 @@ def run(args: argparse.Namespace) -> int:
             submissions, workloads, rulesets=rulesets, studies=studies, trials=trials,
             seed=args.seed, jobs=args.jobs, quiet=False,
         )  # fmt: skip
-        results["settings"]["quick"] = args.quick
+        results["settings"] |= {  # (what the README's *Run:* line and sentence say)
+            "quick": args.quick,
+            "submissions_file": args.submissions,
+            "only_file": args.only_file,
+        }
         table = markdown(results)
         save_json(folder / "score.json", _jsonable(results))
         save_text(folder / "score.md", table)

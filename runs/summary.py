@@ -6,6 +6,10 @@ regenerates exactly what ``stepsize run`` wrote (:func:`write_report`):
 
 - ``summary.json``: the experiment, software versions, and every variant x seed with its status,
   final and best metrics, wall time, seed and resolved config (histories are left in the runs);
+  its ``wall_time_s`` is the experiment's wall time: that of every ``stepsize run`` command that
+  trained something in the folder, summed (``experiment.json``'s, see
+  ``runs.experiment.recorded_wall_time``), or, when none is recorded, the sum of the runs' own
+  training times;
 - ``summary.md``: per variant, mean +- standard deviation over seeds (sample standard deviation,
   ``ddof = 1``; none shown for one seed) of the final metrics; diverged seeds are named with the
   step and value of their first non-finite loss and left out of the means;
@@ -211,7 +215,9 @@ def markdown_table(results: Sequence[dict[str, Any]], report: dict | None = None
 
 
 def search_table(search: dict[str, Any]) -> str:
-    """The grid search: per variant, the final metric at each rate tried; the chosen in bold."""
+    """The grid search: per variant, the final metric at each rate tried; the chosen in bold. A
+    run that cannot be scored (not finished, or finished without a finite final metric: the rule
+    of ``runs.tuning``, where such a run never wins) is shown as ``diverged``."""
     metric = search["metric"]
     rates = sorted({row["lr"] for rows in search["grid"].values() for row in rows})
     header = ["variant", *(f"lr {lr:g}" for lr in rates)]
@@ -225,7 +231,8 @@ def search_table(search: dict[str, Any]) -> str:
                 cells.append("")
                 continue
             value = row["value"]
-            text = "diverged" if row["status"] != "finished" else _fmt(metric, value, None)
+            scored = row["status"] == "finished" and value is not None and math.isfinite(value)
+            text = _fmt(metric, value, None) if scored else "diverged"
             cells.append(f"**{text}**" if lr == search["chosen"][variant] else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -21,21 +21,26 @@ Tags, and when they are written (step ``t`` counts updates already made, as ever
 - ``hparams/<metric>``: once, at the end, with the run's HParams session (hyperparameters and
   final metrics; a diverged run's session ends with status failure).
 
-The HParams configuration (which hyperparameters and metrics the table has) is written once per
-experiment, in the experiment's own folder (:func:`write_hparams_config`), listing every key any
-variant sets; the runs write only their sessions, so the table's columns do not depend on which
-run TensorBoard happens to read first.
+The HParams configuration (which hyperparameters and metrics the table has) is one file in the
+experiment's own folder (:func:`write_hparams_config`), listing every key any variant sets; the
+runs write only their sessions, so the table's columns do not depend on which run TensorBoard
+happens to read first. It and the chart layout (:func:`write_layout`) are written by each
+command, atomically, each replacing the file an earlier command wrote.
 
 Per-update values are kept on the device and written every ``flush_every`` updates, so logging
 costs one host sync per flush rather than one per update. Events of one update are written as one
 TensorBoard event with several values. A resumed run opens its writer with ``purge_step`` so that
-TensorBoard hides what the interrupted session wrote after the checkpoint.
+TensorBoard hides what the interrupted session wrote after the checkpoint: TensorBoard drops every
+earlier event whose step is at or after the purge step, so the values the checkpoint holds at its
+own step (the evaluation there, the hyperparameters of the next update) are written again, and
+the resumed run's curves equal those of a run that was never interrupted.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -99,6 +104,28 @@ class RunLogger:
         self._stats: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._hypers: list[tuple[int, float, dict[str, float]]] = []
         self._step_sizes: list[tuple[int, float, list[torch.Tensor | float | None]]] = []
+        if self.writer is not None and purge_step is not None:
+            self._write_again(purge_step)
+
+    def _write_again(self, step: int) -> None:
+        """Writes again the values ``history`` holds at ``step``, the step a resumed run
+        continues from. The writer's purge hides every event at ``step`` and after, and the
+        checkpoint at ``step`` was saved after that step's evaluation and the hyperparameters
+        of the next update were logged (its history holds them), so these are written again;
+        the values of update ``step`` (its loss, statistics and step size) are not in the history
+        yet: the resumed session writes them as it makes that update."""
+        pairs: list[tuple[str, float]] = []
+        evals = self.history["eval"]
+        for i, at in enumerate(evals["step"]):
+            if at == step:
+                pairs += [(f"eval/{m}", float(evals[m][i])) for m in EVAL_METRICS]
+        series = [("train/loss", self.history["train_loss"], "value")]
+        series += [(f"stats/{k}", self.history["stats"], k) for k in ("grad_norm", "update_ratio")]
+        series += [(tag, values, "value") for tag, values in self.history["hyper"].items()]
+        for tag, values, key in series:
+            pairs += [(tag, float(v)) for at, v in zip(values["step"], values[key]) if at == step]
+        if pairs:
+            self._write(step, pairs)
 
     # ---------------------------------------------------------------- buffered, per update
     def train_loss(self, step: int, loss: torch.Tensor) -> None:
@@ -242,21 +269,37 @@ def _session_end(failed: bool) -> Summary:
 
 def write_hparams_config(experiment_dir: str | Path, variants: Sequence[Mapping[str, Any]]) -> None:
     """The experiment's HParams configuration: every hyperparameter any of ``variants`` (each a
-    :func:`flat_hparams` dict) sets, and the final metrics, written once to the experiment's
-    folder (rewritten, by replacing the file, when a later command has other variants)."""
+    :func:`flat_hparams` dict) sets, and the final metrics, written to the experiment's folder
+    (atomically, replacing the file an earlier command wrote: :func:`replace_event_file`)."""
     merged: dict[str, Any] = {}
     for flat in variants:
         for key, value in flat.items():
             merged.setdefault(key, value)
     metrics = {f"hparams/{m}": 0.0 for m in EVAL_METRICS}
     experiment, _, _ = hparams(merged, metrics)
-    folder = Path(experiment_dir)
-    pattern = "events.out.tfevents.*.hparams"
-    old = set(folder.glob(pattern))
-    with SummaryWriter(str(folder), filename_suffix=".hparams") as writer:
-        writer.file_writer.add_summary(experiment)
-    for path in old:  # one configuration per experiment (a new file's name is always new)
+    replace_event_file(experiment_dir, ".hparams", experiment)
+
+
+def replace_event_file(folder: str | Path, suffix: str, summary: Summary) -> Path:
+    """Makes ``summary`` the one event file of ``folder`` whose name ends with ``suffix`` (the
+    layout, the HParams configuration), atomically: the event file is made in a scratch folder
+    outside ``folder``, copied in by ``schedulers.files.atomic_copy`` (a temporary file renamed,
+    with the permissions the umask gives), and only then are the older files with that suffix
+    removed; a process killed at any point leaves complete files, never a partial one that a
+    later command would keep. Returns the new file."""
+    from schedulers.files import atomic_copy
+
+    folder = Path(folder)
+    old = set(folder.glob(f"events.out.tfevents.*{suffix}"))
+    with tempfile.TemporaryDirectory() as scratch:
+        with SummaryWriter(scratch, filename_suffix=suffix) as writer:
+            writer.file_writer.add_summary(summary)
+        (written,) = Path(scratch).glob(f"events.out.tfevents.*{suffix}")
+        target = folder / written.name
+        atomic_copy(written, target)
+    for path in old - {target}:  # one file per folder: TensorBoard would show every copy
         path.unlink(missing_ok=True)
+    return target
 
 
 def _after_existing_event_files(run_dir: Path) -> None:
@@ -320,8 +363,10 @@ def write_curves(
 
 def write_layout(experiment_dir: str | Path, hyper_keys: Sequence[str]) -> None:
     """The custom-scalars layout of an experiment: one chart per metric, each overlaying every
-    variant and seed (each run is a folder under ``experiment_dir``). Written once, in the
-    experiment's own folder."""
+    variant and seed (each run is a folder under ``experiment_dir``), and one per hyperparameter
+    of ``hyper_keys``. Written in the experiment's own folder, replacing the layout an earlier
+    command wrote (:func:`replace_event_file`), so that a later command whose variants log more
+    hyperparameters extends it and the folder never holds two layouts."""
 
     def chart(tag_regex: str) -> list:
         return ["Multiline", [tag_regex]]
@@ -337,7 +382,4 @@ def write_layout(experiment_dir: str | Path, hyper_keys: Sequence[str]) -> None:
             "update-to-weight ratio": chart(r"^stats/update_ratio$"),
         },
     }
-    if any(Path(experiment_dir).glob("events.out.tfevents.*.layout")):
-        return  # written by an earlier invocation; a second copy would duplicate every chart
-    with SummaryWriter(str(experiment_dir), filename_suffix=".layout") as writer:
-        writer.file_writer.add_summary(custom_scalars(layout))
+    replace_event_file(experiment_dir, ".layout", custom_scalars(layout))

@@ -229,7 +229,10 @@ def train_run(
     checkpoint do not depend on ``flush_every``; on an accelerator, or under ``dist`` (the ranks
     must agree), when the buffered losses are read (every ``flush_every`` updates, at a
     checkpoint and at the end: one host sync each), so up to ``flush_every - 1`` more updates and
-    their evaluations are in the history.
+    their evaluations are in the history. The weights the last update makes are checked by the
+    final evaluation (whose numbers are read anyway: no sync is added): when its training or
+    test loss is not finite, the run has diverged at ``s = steps`` (``v`` that loss; no
+    mini-batch loss is computed there), as it would have at the next update of a longer run.
     """
     run_dir, device = Path(run_dir), torch.device(device)
     train, logging = variant.train, variant.logging
@@ -354,6 +357,8 @@ def train_run(
                 break
         epoch, skip = epoch + 1, 0
     diverged = diverged or log.flush()
+    if diverged is None:  # the last update's weights, which no later mini-batch loss checks
+        diverged = diverged_at_end(log.history["eval"])
     bar.close()
     elapsed += time.perf_counter() - started
     result = summarize(variant, seed, log.history, steps, elapsed, diverged)
@@ -369,6 +374,16 @@ def train_run(
 
         barrier(dist)
     return result
+
+
+def diverged_at_end(evals: dict) -> tuple[int, float] | None:
+    """``(step, value)`` of the last evaluation (the weights after the last update) when its
+    training or test loss (checked in that order) is not finite, else None."""
+    for name in ("train_loss", "test_loss"):
+        value = evals[name][-1]
+        if value is None or not math.isfinite(value):
+            return evals["step"][-1], math.nan if value is None else value
+    return None
 
 
 def _all_reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
@@ -389,10 +404,11 @@ def summarize(
 ) -> dict[str, Any]:
     """A run's result: final and best metrics, status, wall time, resolved config, history.
 
-    A diverged run has no final metrics (``None`` each: its last evaluation may be of weights
-    that already diverged, and when it ran depends on when divergence was detected); ``best``
-    is over the finite evaluations (``None`` when there is none); the diverged loss is given as
-    a string (``"nan"``, ``"inf"``, ``"-inf"``), as JSON has no such numbers.
+    A diverged run (one whose mini-batch loss, or whose final evaluation's loss, was not finite:
+    see :func:`train_run`) has no final metrics (``None`` each: its last evaluation may be of
+    weights that already diverged, and when it ran depends on when divergence was detected);
+    ``best`` is over the finite evaluations (``None`` when there is none); the diverged loss is
+    given as a string (``"nan"``, ``"inf"``, ``"-inf"``), as JSON has no such numbers.
     """
     evals = history["eval"]
     names = [name for name in evals if name != "step"]
