@@ -91,7 +91,11 @@ one of the paths in ``optim._paths``:
     shares an optimizer's state: ``optim._paths.in_fixed_memory``, which the default path's
     packing asks too).
     Each ``p.grad`` becomes a view into a flat gradient buffer, which autograd accumulates
-    into while the loop keeps its gradients; the new ones that torch's default
+    into while the loop keeps its gradients (so after the first step ``p.grad`` is that view,
+    not the tensor it was: a gradient that was a view into memory of the user's, a bucket
+    as DDP's ``gradient_as_bucket_view=True`` makes, stops being ``p.grad``, and later
+    gradients land in the flat buffer, not there; see ``optim._paths.Flat``); the new ones
+    that torch's default
     ``zero_grad()`` leaves autograd to allocate are copied in with one multi-tensor op, or,
     for a tensor of ``BLOCK`` elements or more, read where they lie (see
     ``optim._paths.Flat.gradient_spans``), and ``p.grad`` is left as the loop set it, as
@@ -156,7 +160,7 @@ import numbers
 import operator
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -273,9 +277,36 @@ def check_betas(betas: Any) -> None:
     check_interval(betas[1], "betas[1]", 0.0, 1.0, high_open=True)
 
 
+def as_tuple(values: Any) -> Any:
+    """``values`` as a tuple where it is a tuple or a list (``betas`` as the defaults keep it),
+    anything else as given, for the checks to refuse
+    (:meth:`RuleOptimizer._check_hyperparameters`)."""
+    return tuple(values) if isinstance(values, (tuple, list)) else values
+
+
 def _optional_bool(value: Any, name: str) -> None:
     if value is not None and not isinstance(value, bool):
         raise TypeError(f"{name} must be True, False or None, got {name}={value!r}")
+
+
+def check_path_flags(foreach: Any, fused: Any) -> None:
+    """Raise unless torch's ``foreach`` and ``fused`` are each True, False or None (TypeError),
+    and not both True (:class:`UnsupportedOptionError`, as torch.optim's RuntimeError)."""
+    _optional_bool(foreach, "foreach")
+    _optional_bool(fused, "fused")
+    if fused and foreach:
+        raise UnsupportedOptionError(
+            "`fused` and `foreach` cannot be `True` together. (fused=True runs the flat path "
+            "compiled, foreach=True the foreach path; as torch.optim, which raises RuntimeError)"
+        )
+
+
+def _in_group(error: Exception, index: int) -> Exception:
+    """``error`` of the same type, its message followed by the param group it was found in."""
+    try:
+        return type(error)(f"{error} (in param group {index})")
+    except Exception:  # (an exception type that takes other arguments: as it is)
+        return error
 
 
 def resolve_impl(
@@ -291,13 +322,7 @@ def resolve_impl(
         raise ValueError(f"impl must be one of {IMPLS} or None (default), got impl={impl!r}")
     if not isinstance(compile, bool):
         raise TypeError(f"compile must be a bool, got compile={compile!r}")
-    _optional_bool(foreach, "foreach")
-    _optional_bool(fused, "fused")
-    if fused and foreach:
-        raise UnsupportedOptionError(
-            "`fused` and `foreach` cannot be `True` together. (fused=True runs the flat path "
-            "compiled, foreach=True the foreach path; as torch.optim, which raises RuntimeError)"
-        )
+    check_path_flags(foreach, fused)
     wanted = {"foreach" if foreach else "single"} if foreach is not None else set()
     if fused:
         wanted.add("flat")
@@ -404,6 +429,15 @@ def _refuse_fused_state_dtypes(params: list[Tensor], states: list[dict], keys: t
                     "model before the optimizer is built, or load a state dict, which casts "
                     "the state to the parameters' dtype)"
                 )
+
+
+def _held(states: list[dict], key: str, none_is_missing: bool) -> bool:
+    """Whether every one of ``states`` holds ``key`` (with a value that is not None, where
+    ``none_is_missing``): C-level passes."""
+    if none_is_missing:
+        values = map(dict.get, states, itertools.repeat(key))
+        return not any(map(operator.is_, values, itertools.repeat(None)))
+    return all(map(dict.__contains__, states, itertools.repeat(key)))
 
 
 def _grads_of_another_dtype(params: list[Tensor]) -> bool:
@@ -667,7 +701,9 @@ class RuleOptimizer(Optimizer):
         compile: with the flat path, fuse the rule into one kernel with ``torch.compile``.
 
     Bad values raise ``ValueError`` whose message starts with torch.optim's words ("Invalid
-    learning rate: -1") and goes on with what is allowed.
+    learning rate: -1") and goes on with what is allowed: as constructor arguments, and in a
+    param group (the constructor's or ``add_param_group``'s, which torch does not check), with
+    the group's index (:meth:`_check_hyperparameters`).
 
     A state dict saved by an older torch (param groups without the flags added since) loads as
     in torch: each missing key of ``_torch_setstate_defaults`` takes torch's default.
@@ -770,11 +806,7 @@ class RuleOptimizer(Optimizer):
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
-        if defaults.get("differentiable"):
-            raise UnsupportedOptionError(
-                "differentiable=True is not supported: steps run under torch.no_grad, so no "
-                "gradient flows through the update; use torch.optim with differentiable=True"
-            )
+        type(self)._check_hyperparameters(defaults)
         keywords = self._path_keywords(defaults, impl, compile)
         self.impl, self.compile = resolve_impl(impl, compile, *keywords)
         # whether a path was asked for (impl=, compile=, foreach=, fused=), not the default's
@@ -940,10 +972,37 @@ class RuleOptimizer(Optimizer):
             cls.step = hooked_step(cls.step)
             cls.step.hooked = True
 
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` or ``TypeError`` (naming the key and the value, torch.optim's
+        words first) for a bad hyperparameter among ``values``: the constructor's ``defaults``,
+        or a param group with the defaults filled in (:meth:`add_param_group`, which the
+        constructor's groups go through too). Every check a class's constructor makes on its
+        arguments lives in its override of this method, so that a value refused as a default is
+        refused in a group with the same error (and its group's index); torch.optim checks the
+        defaults only. It runs at construction and in ``add_param_group`` only, where reading a
+        tensor's value to the host is no cost to a step: a value changed in ``param_groups``
+        between steps (a scheduler's) is not checked, as in torch.optim, and
+        ``load_state_dict``, which replaces the groups as torch's does, checks none. An
+        override checks its own keys, then calls this one: the options every class shares,
+        ``differentiable`` (refused: steps run under ``torch.no_grad``), ``foreach`` and
+        ``fused``."""
+        if values.get("differentiable"):
+            raise UnsupportedOptionError(
+                "differentiable=True is not supported: steps run under torch.no_grad, so no "
+                "gradient flows through the update; use torch.optim with differentiable=True"
+            )
+        check_path_flags(values.get("foreach"), values.get("fused"))
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA, unless
         ``fused=True`` (torch's fused kernels accept it on a CPU), in the classes whose torch
         namesake takes ``capturable`` (SGD and Adagrad ignore the key, as torch's).
+
+        The group's hyperparameters, the defaults filled in, get the constructor's checks
+        (:meth:`_check_hyperparameters`): a bad one raises the error the same value raises as
+        a constructor argument, naming the group's index, and the group is not added (the
+        optimizer is as it was). The constructor's own groups are checked so too.
 
         A group holding a parameter more than once gets torch's deprecation warning, and the
         parameter is updated once per occurrence as torch's path of the same name does it (see
@@ -951,6 +1010,11 @@ class RuleOptimizer(Optimizer):
         """
         super().add_param_group(param_group)
         group = self.param_groups[-1]
+        try:
+            type(self)._check_hyperparameters(group)
+        except (ValueError, TypeError) as error:
+            self.param_groups.pop()  # (taken back: the optimizer is as it was)
+            raise _in_group(error, len(self.param_groups)) from None
         self._check_tensor_subclasses(group)
         seen: set[int] = set()
         for position, p in enumerate([] if self._repeats_as_reference else group["params"]):
@@ -1125,13 +1189,26 @@ class RuleOptimizer(Optimizer):
         held = self._unstepped.get(id(step))
         return held is not None and held[0]() is step and step._version == held[1]
 
+    _none_is_missing: ClassVar[frozenset[str]] = frozenset()
+    """State keys whose value ``None`` means "not made yet", as the reference's step reads them:
+    SGD's ``momentum_buffer``, which torch reads with ``state.get("momentum_buffer")`` and makes
+    from the gradient when that is None (torch <= 2.0 saved ``None`` for every stepped
+    parameter, momentum or not, so such checkpoints hold them). Such state is made at the
+    parameter's next step, as missing state is, in its place in the entry (as torch assigns it)."""
+
     def _ensure_state(self, group: dict, params: list[Tensor], states: list[dict]) -> list[bool]:
-        """Create missing state; return, per parameter, whether any of it was new."""
+        """Create missing state (and state of :attr:`_none_is_missing` that is None); return,
+        per parameter, whether any of it was new. A step counter that is not a tensor raises
+        torch's ``RuntimeError`` (:meth:`_check_counters`). Called wherever a step reads the
+        state afresh (not while a kept layout still holds: an entry assigned since, a counter
+        set to ``0`` say, makes the next step read it afresh)."""
         keys = self._state_keys(group)
         needed = ("step", *keys) if self._counts_steps else keys
-        if not torch.compiler.is_compiling() and all(
-            all(map(dict.__contains__, states, itertools.repeat(key))) for key in needed
-        ):
+        nullable = self._none_is_missing
+        compiling = torch.compiler.is_compiling()
+        if not compiling and all(_held(states, key, key in nullable) for key in needed):
+            if self._counts_steps:
+                self._check_counters(group, params, states)
             return [False] * len(params)  # the steady state, checked in C-level passes
         fresh = []
         for p, state in zip(params, states):
@@ -1140,16 +1217,42 @@ class RuleOptimizer(Optimizer):
                 state["step"] = self._new_step(group, p)
                 new = True
             for key in keys:
-                if key not in state:
+                if key not in state or (key in nullable and state.get(key) is None):
                     state[key] = self._new_state(group, p, key)
                     new = True
             fresh.append(new)
+        if self._counts_steps and not compiling:
+            self._check_counters(group, params, states)
         if any(fresh) and _repeats(params):
             # A parameter given twice is new at every occurrence: torch reads the whole group's
             # state before it updates any of it.
             created = {id(p) for p, new in zip(params, fresh) if new}
             fresh = [id(p) in created for p in params]
         return fresh
+
+    def _check_counters(self, group: dict, params: list[Tensor], states: list[dict]) -> None:
+        """torch's ``RuntimeError`` where a step counter is not a tensor (``state["step"] = 0``
+        set by hand to restart the bias corrections), which torch.optim raises on every path
+        before it updates any parameter of the group (ours had run into an ``AttributeError``
+        of its own). The message is torch's, then which parameter and what was found. (A
+        C-level pass, where a step reads the state afresh; torch skips it when compiling.)"""
+        counters = map(dict.get, states, itertools.repeat("step"))
+        if all(map(isinstance, counters, itertools.repeat(Tensor))):
+            return
+        position, step = next(
+            (i, state.get("step"))
+            for i, state in enumerate(states)
+            if not isinstance(state.get("step"), Tensor)
+        )
+        p = params[position]
+        where = next((i for i, q in enumerate(group["params"]) if q is p), position)
+        index = next((i for i, g in enumerate(self.param_groups) if g is group), None)
+        raise RuntimeError(
+            "API has changed, `state_steps` argument must contain a list of singleton tensors "
+            f"(as torch.optim: state['step'] of parameter {where} of param group {index} is "
+            f"{step!r}, a {type(step).__name__}; the step counter is a 0-dim tensor: to restart "
+            "it, state['step'].zero_(), or assign torch.tensor(0.0))"
+        )
 
     def _host_arguments(
         self, group: dict, first_step: bool, beside_first_step: bool = False
@@ -1473,11 +1576,20 @@ class RuleOptimizer(Optimizer):
         offset = any(map(Tensor.storage_offset, dense))
         own = [t.clone(memory_format=torch.preserve_format) for t in dense] if offset else dense
         own_buffers = {key: [t] for key, t in zip(buffers, own[1:])} if offset else buffers
-        call_rule(
-            type(self)._rule, own[:1], [grad], [step], own_buffers, arguments, self._complex_as_real
-        )
-        if offset:
-            torch._foreach_copy_(dense, own)
+        try:
+            call_rule(
+                type(self)._rule,
+                own[:1],
+                [grad],
+                [step],
+                own_buffers,
+                arguments,
+                self._complex_as_real,
+            )
+        finally:  # (torch's error midway, SGD's Nesterov sum: what the rule did before it, kept
+            # as torch's in-place ops keep it)
+            if offset:
+                torch._foreach_copy_(dense, own)
 
     def _states(self, group: dict, params: list[Tensor]) -> list[dict]:
         """Each parameter's state dict; a stateless update (plain SGD) keeps no entry, as torch."""

@@ -1868,6 +1868,13 @@ class Flat(OwnedState):
     Every ``Parameter`` keeps its identity but its ``.data`` becomes a view into the flat parameter
     buffer, its ``.grad`` a view into the flat gradient buffer (autograd accumulates into it in
     place while it is not reset to ``None``), and every state tensor a view into its flat buffer.
+    So after the first step ``p.grad`` is the optimizer's view, not the tensor it was: a
+    gradient that was a view into memory of the user's (a bucket of gradients, as DDP's
+    ``gradient_as_bucket_view=True`` makes them; a ``p.grad`` held elsewhere) no longer is
+    ``p.grad``, and gradients accumulated after (``zero_grad(set_to_none=False)``, then
+    ``backward()``) land in the flat buffer, not in that memory (torch.optim leaves ``p.grad``
+    the tensor it was). Code that needs its own gradient memory to stay ``p.grad`` takes the
+    default path.
     :meth:`holds` checks all of that before each step; when anything was replaced (``p.data = ...``,
     ``model.to(...)``, a state tensor, the set of parameters with a gradient), the optimizer builds
     a new layout from the current tensors.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -101,10 +101,6 @@ class Adadelta(RuleOptimizer, torch.optim.Adadelta):
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
-        check_nonnegative(lr, "lr")
-        check_interval(rho, "rho", 0.0, 1.0, high_open=False)
-        check_nonnegative(eps, "eps")
-        check_nonnegative(weight_decay, "weight_decay")
         defaults = {
             "lr": lr,
             "rho": rho,
@@ -116,6 +112,15 @@ class Adadelta(RuleOptimizer, torch.optim.Adadelta):
             "differentiable": differentiable,
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """torch.optim.Adadelta's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        check_nonnegative(values["lr"], "lr")
+        check_interval(values["rho"], "rho", 0.0, 1.0, high_open=False)
+        check_nonnegative(values["eps"], "eps")
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        super()._check_hyperparameters(values)
 
     _step_size_argument = "lr"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -142,11 +142,6 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
-        check_nonnegative(lr, "lr")
-        check_nonnegative(lr_decay, "lr_decay")
-        check_nonnegative(weight_decay, "weight_decay")
-        check_nonnegative(initial_accumulator_value, "initial_accumulator_value")
-        check_nonnegative(eps, "eps")
         defaults = {
             "lr": lr,
             "lr_decay": lr_decay,
@@ -161,6 +156,16 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
         super().__init__(params, defaults, impl=impl, compile=compile)
         for group in self.param_groups:
             self._ensure_state(group, group["params"], [self.state[p] for p in group["params"]])
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """torch.optim.Adagrad's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        check_nonnegative(values["lr"], "lr")
+        check_nonnegative(values["lr_decay"], "lr_decay")
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        check_nonnegative(values["initial_accumulator_value"], "initial_accumulator_value")
+        check_nonnegative(values["eps"], "eps")
+        super()._check_hyperparameters(values)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("sum",)

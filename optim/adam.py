@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -84,26 +84,42 @@ def adam_update(
     ops.addcdiv_(params, exp_avgs, denominators, negative_step_size)
 
 
-def _torch_betas(
-    betas: tuple[float | Tensor, float | Tensor], foreach: bool | None, capturable: bool
-) -> tuple[float | Tensor, float | Tensor]:
-    """torch.optim.Adam's betas: both floats or both tensors (a tensor squeezed to 0-dim, as
-    torch stores it; a 0-dim one is kept, the same object), tensors refused with
-    ``foreach=True`` unless ``capturable``; the refusals raise torch's ``ValueError`` messages."""
+def _squeezed_betas(betas: Any) -> Any:
+    """torch.optim.Adam's stored betas: a tensor beta squeezed to 0-dim (a 0-dim one is kept,
+    the same object); anything else as given (refused by :meth:`Adam._check_hyperparameters`)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        return betas
+    return tuple(
+        beta.squeeze() if isinstance(beta, Tensor) and beta.dim() != 0 else beta for beta in betas
+    )
+
+
+def _check_tensor_lr(values: Mapping[str, Any]) -> None:
+    """torch.optim.Adam's first check, its ``ValueError``: a tensor ``lr`` with
+    ``foreach=True`` unless ``capturable`` (the default ``foreach=None`` accepts it)."""
+    lr = values["lr"]
+    if isinstance(lr, Tensor) and values["foreach"] and not values["capturable"]:
+        raise ValueError(
+            "lr as a Tensor is not supported for capturable=False and foreach=True "
+            f"(as torch.optim.Adam; the default foreach=None accepts it), got lr={lr!r}"
+        )
+
+
+def _check_beta_kinds(values: Mapping[str, Any]) -> None:
+    """The second half of torch.optim.Adam's betas refusals, after their ranges: both floats
+    or both tensors, and tensors not with ``foreach=True`` unless ``capturable``."""
+    betas = values["betas"]
     both_floats = all(isinstance(beta, float) for beta in betas)
     if not (both_floats or all(isinstance(beta, Tensor) for beta in betas)):
         raise ValueError(
             "betas must be either both floats or both Tensors (as torch.optim.Adam), got "
             f"betas={tuple(betas)!r}"
         )
-    if not both_floats and foreach and not capturable:
+    if not both_floats and values["foreach"] and not values["capturable"]:
         raise ValueError(
             "betas[0] as a Tensor is not supported for capturable=False and foreach=True "
             "(as torch.optim.Adam; the default foreach=None accepts it)"
         )
-    return tuple(
-        beta.squeeze() if isinstance(beta, Tensor) and beta.dim() != 0 else beta for beta in betas
-    )
 
 
 class Adam(RuleOptimizer, torch.optim.Adam):
@@ -170,19 +186,9 @@ class Adam(RuleOptimizer, torch.optim.Adam):
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
-        if isinstance(lr, Tensor) and foreach and not capturable:
-            raise ValueError(
-                "lr as a Tensor is not supported for capturable=False and foreach=True "
-                f"(as torch.optim.Adam; the default foreach=None accepts it), got lr={lr!r}"
-            )
-        check_nonnegative(lr, "lr")
-        check_betas(betas)
-        check_nonnegative(eps, "eps")
-        check_nonnegative(weight_decay, "weight_decay")
-        betas = _torch_betas(betas, foreach, capturable)
         defaults = {
             "lr": lr,
-            "betas": betas,
+            "betas": _squeezed_betas(betas),
             "eps": eps,
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
@@ -194,6 +200,18 @@ class Adam(RuleOptimizer, torch.optim.Adam):
             "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """torch.optim.Adam's checks, in its order (see
+        :meth:`RuleOptimizer._check_hyperparameters`)."""
+        _check_tensor_lr(values)
+        check_nonnegative(values["lr"], "lr")
+        check_betas(values["betas"])
+        check_nonnegative(values["eps"], "eps")
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        _check_beta_kinds(values)
+        super()._check_hyperparameters(values)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         keys = ("exp_avg", "exp_avg_sq")

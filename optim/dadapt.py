@@ -15,14 +15,15 @@ shared by every param group (the references' design) and stay on the device as 0
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from optim import _ops as ops
-from optim._base import _number, check_betas, check_nonnegative
+from optim._base import _number, check_betas, check_interval, check_nonnegative
+from optim._base import as_tuple as _as_tuple
 from optim._global import (
     FSDP_FLATTENED,
     Chunk,
@@ -59,11 +60,18 @@ def _grow(d: Tensor, d_hat: Tensor, growth_rate: float) -> Tensor:
     return py_max(d, py_min(d_hat, d * growth_rate))
 
 
-def _common_checks(lr: Any, d0: Any, growth_rate: Any, log_every: Any) -> None:
-    check_positive(d0, "d0")
-    check_positive(lr, "lr")
-    check_at_least(growth_rate, "growth_rate", 1.0)
-    check_count(log_every, "log_every", 0)
+def _common_checks(values: Mapping[str, Any]) -> None:
+    """The checks the three classes' constructors share: ``d0`` (which a param group keeps as
+    ``d``, the estimate it starts), ``lr``, ``growth_rate``, ``log_every``."""
+    d0 = values["d"]
+    if not _number(d0, "d0") > 0:
+        raise ValueError(
+            f"d0 must be a number > 0, got d0={d0!r} (a param group's d: the distance estimate "
+            "it starts from)"
+        )
+    check_positive(values["lr"], "lr")
+    check_at_least(values["growth_rate"], "growth_rate", 1.0)
+    check_count(values["log_every"], "log_every", 0)
 
 
 def _process_rank() -> int:
@@ -192,11 +200,6 @@ class DAdaptSGD(ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        _common_checks(lr, d0, growth_rate, log_every)
-        from optim._base import check_interval
-
-        check_interval(momentum, "momentum", 0.0, 1.0, high_open=True)
-        check_nonnegative(weight_decay, "weight_decay")
         defaults = {
             "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "k": 0,
             "log_every": log_every, "numerator_weighted": 0.0, "d": d0,
@@ -205,6 +208,14 @@ class DAdaptSGD(ReducingOptimizer):
         super().__init__(params, defaults, impl=impl, foreach=foreach)
         self.loggables: dict[str, Any] = {}  # (the package's attributes: it never fills this)
         self.rank = _process_rank()
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        _common_checks(values)
+        check_interval(values["momentum"], "momentum", 0.0, 1.0, high_open=True)
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        super()._check_hyperparameters(values)
 
     _step_size = staticmethod(d_times_lr)
 
@@ -454,18 +465,23 @@ class DAdaptAdam(FairseqFlags, ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        _common_checks(lr, d0, growth_rate, log_every)
-        check_positive(eps, "eps")
-        check_betas(betas)
-        check_nonnegative(weight_decay, "weight_decay")
         defaults = {
-            "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "d": d0,
+            "lr": lr, "betas": _as_tuple(betas), "eps": eps, "weight_decay": weight_decay, "d": d0,
             "k": 0, "layer_scale": 1.0, "numerator_weighted": 0.0, "log_every": log_every,
             "growth_rate": growth_rate, "use_bias_correction": use_bias_correction,
             "decouple": decouple, "fsdp_in_use": fsdp_in_use,
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
         self.d0 = d0
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        _common_checks(values)
+        check_positive(values["eps"], "eps")
+        check_betas(values["betas"])
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        super()._check_hyperparameters(values)
 
     _step_size = staticmethod(d_times_lr)
 
@@ -650,10 +666,6 @@ class DAdaptAdaGrad(ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        _common_checks(lr, d0, growth_rate, log_every)
-        check_nonnegative(momentum, "momentum")
-        check_positive(eps, "eps")
-        check_nonnegative(weight_decay, "weight_decay")
         defaults = {
             "lr": lr, "momentum": momentum, "eps": eps, "weight_decay": weight_decay,
             "gsq_weighted": 0.0, "log_every": log_every, "d": d0, "growth_rate": growth_rate,
@@ -661,6 +673,15 @@ class DAdaptAdaGrad(ReducingOptimizer):
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
         self.d0 = d0
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        _common_checks(values)
+        check_nonnegative(values["momentum"], "momentum")
+        check_positive(values["eps"], "eps")
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        super()._check_hyperparameters(values)
 
     _step_size = staticmethod(d_times_lr)
 

@@ -7,7 +7,7 @@ import collections
 import functools
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -347,19 +347,26 @@ class DoG(ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        check_positive(lr, "lr")
         if init_eta is not None:
-            check_positive(init_eta, "init_eta")
-            reps_rel = 0
-        else:
-            check_positive(reps_rel, "reps_rel")
-        check_nonnegative(weight_decay, "weight_decay")
-        check_nonnegative(eps, "eps")
+            reps_rel = 0  # (the package's: init_eta gives the first step, reps_rel is unused)
         defaults = {
             "reps_rel": reps_rel, "lr": lr, "weight_decay": weight_decay, "eps": eps,
             "init_eta": init_eta,
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`):
+        ``lr``, ``init_eta`` where given, else ``reps_rel``, ``weight_decay``, ``eps``."""
+        check_positive(values["lr"], "lr")
+        if values["init_eta"] is not None:
+            check_positive(values["init_eta"], "init_eta")
+        else:
+            check_positive(values["reps_rel"], "reps_rel")
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        check_nonnegative(values["eps"], "eps")
+        super()._check_hyperparameters(values)
 
     def _step_size(self, group: dict) -> Tensor | None:
         etas = group.get("eta")

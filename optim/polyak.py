@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -161,13 +161,18 @@ class SPS(ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        check_positive(c, "c")
-        check_finite(c, "c", "an infinite c makes every step 0")
-        check_positive(gamma_b, "gamma_b")
-        check_finite(f_star, "f_star", "a lower bound of every mini-batch loss")
-        check_nonnegative(eps, "eps")
         defaults = {"c": c, "gamma_b": gamma_b, "f_star": f_star, "eps": eps, "step_size": 0.0}
         super().__init__(params, defaults, impl=impl, foreach=foreach)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        check_positive(values["c"], "c")
+        check_finite(values["c"], "c", "an infinite c makes every step 0")
+        check_positive(values["gamma_b"], "gamma_b")
+        check_finite(values["f_star"], "f_star", "a lower bound of every mini-batch loss")
+        check_nonnegative(values["eps"], "eps")
+        super()._check_hyperparameters(values)
 
     _step_size = staticmethod(_last_step_size)
 
@@ -341,20 +346,6 @@ class SLS(ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        check_count(n_batches_per_epoch, "n_batches_per_epoch", 1)
-        check_count(max_backtracks, "max_backtracks", 1)
-        check_positive(init_step_size, "init_step_size")
-        check_finite(init_step_size, "init_step_size", "an infinite first trial never passes")
-        if not 0 < _number(c, "c") < 1:
-            raise ValueError(f"c must be in (0, 1), got c={c!r}")
-        if not 0 < _number(beta_b, "beta_b") < 1:
-            raise ValueError(
-                f"beta_b (the backtracking factor) must be in (0, 1), got beta_b={beta_b!r}"
-            )
-        check_interval(gamma, "gamma", 1.0, math.inf, high_open=True)
-        if isinstance(reset_option, bool) or reset_option not in (0, 1, 2):
-            raise ValueError(f"reset_option must be 0, 1 or 2, got reset_option={reset_option!r}")
-        check_positive(eta_max, "eta_max")
         defaults = {
             "n_batches_per_epoch": n_batches_per_epoch, "init_step_size": init_step_size,
             "c": c, "beta_b": beta_b, "gamma": gamma, "reset_option": reset_option,
@@ -362,6 +353,29 @@ class SLS(ReducingOptimizer):
             "k": 0,
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, foreach=foreach)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`).
+        (A group's ``step_size``, the last step's, is not checked: it starts at
+        ``init_step_size``.)"""
+        check_count(values["n_batches_per_epoch"], "n_batches_per_epoch", 1)
+        check_count(values["max_backtracks"], "max_backtracks", 1)
+        init_step_size = values["init_step_size"]
+        check_positive(init_step_size, "init_step_size")
+        check_finite(init_step_size, "init_step_size", "an infinite first trial never passes")
+        c, beta_b, reset_option = values["c"], values["beta_b"], values["reset_option"]
+        if not 0 < _number(c, "c") < 1:
+            raise ValueError(f"c must be in (0, 1), got c={c!r}")
+        if not 0 < _number(beta_b, "beta_b") < 1:
+            raise ValueError(
+                f"beta_b (the backtracking factor) must be in (0, 1), got beta_b={beta_b!r}"
+            )
+        check_interval(values["gamma"], "gamma", 1.0, math.inf, high_open=True)
+        if isinstance(reset_option, bool) or reset_option not in (0, 1, 2):
+            raise ValueError(f"reset_option must be 0, 1 or 2, got reset_option={reset_option!r}")
+        check_positive(values["eta_max"], "eta_max")
+        super()._check_hyperparameters(values)
 
     _step_size = staticmethod(_last_step_size)
 

@@ -4,14 +4,15 @@ Learner" (arXiv:2306.06101; ICML 2024), matched to the ``prodigyopt`` 1.1.2 pack
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from optim import _ops as ops
-from optim._base import _number, check_betas, check_nonnegative
+from optim._base import _number, check_betas, check_interval, check_nonnegative
+from optim._base import as_tuple as _as_tuple
 from optim._global import (
     Chunk,
     FairseqFlags,
@@ -238,20 +239,8 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         foreach: bool | None = None,
         impl: str | None = None,
     ) -> None:
-        check_positive(d0, "d0")
-        check_positive(lr, "lr")
-        check_positive(eps, "eps")
-        check_betas(betas)
-        if beta3 is not None:
-            from optim._base import check_interval
-
-            check_interval(beta3, "beta3", 0.0, 1.0, high_open=False)
-        check_nonnegative(weight_decay, "weight_decay")
-        check_positive(d_coef, "d_coef")
-        check_at_least(growth_rate, "growth_rate", 1.0)
-        check_count(slice_p, "slice_p", 1)
         defaults = {
-            "lr": lr, "betas": tuple(betas), "beta3": beta3, "eps": eps,
+            "lr": lr, "betas": _as_tuple(betas), "beta3": beta3, "eps": eps,
             "weight_decay": weight_decay, "d": d0, "d0": d0, "d_max": d0, "d_numerator": 0.0,
             "d_coef": d_coef, "k": 0, "growth_rate": growth_rate,
             "use_bias_correction": use_bias_correction, "decouple": decouple,
@@ -264,6 +253,24 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
                 "(impl='flat' supports slice_p=1 only)"
             )
         self.d0 = d0
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`): ``d0``
+        (the group's key; ``d``, the estimate it starts, is not checked), ``lr``, ``eps``,
+        ``betas``, ``beta3`` (None: sqrt(beta2)), ``weight_decay``, ``d_coef``,
+        ``growth_rate``, ``slice_p``."""
+        check_positive(values["d0"], "d0")
+        check_positive(values["lr"], "lr")
+        check_positive(values["eps"], "eps")
+        check_betas(values["betas"])
+        if values["beta3"] is not None:
+            check_interval(values["beta3"], "beta3", 0.0, 1.0, high_open=False)
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        check_positive(values["d_coef"], "d_coef")
+        check_at_least(values["growth_rate"], "growth_rate", 1.0)
+        check_count(values["slice_p"], "slice_p", 1)
+        super()._check_hyperparameters(values)
 
     _step_size = staticmethod(d_times_lr)
 

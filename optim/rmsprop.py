@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -120,11 +120,6 @@ class RMSprop(RuleOptimizer, torch.optim.RMSprop):
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
-        check_nonnegative(lr, "lr")
-        check_interval(alpha, "alpha", 0.0, 1.0, high_open=False)
-        check_nonnegative(eps, "eps")
-        check_nonnegative(weight_decay, "weight_decay")
-        check_nonnegative(momentum, "momentum")
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -138,6 +133,16 @@ class RMSprop(RuleOptimizer, torch.optim.RMSprop):
             "differentiable": differentiable,
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """torch.optim.RMSprop's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        check_nonnegative(values["lr"], "lr")
+        check_interval(values["alpha"], "alpha", 0.0, 1.0, high_open=False)
+        check_nonnegative(values["eps"], "eps")
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        check_nonnegative(values["momentum"], "momentum")
+        super()._check_hyperparameters(values)
 
     _step_size_argument = "lr"
 

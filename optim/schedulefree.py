@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from optim import _ops as ops
 from optim._base import (
     RuleOptimizer,
     _number,
+    as_tuple,
     check_interval,
     check_nonnegative,
     without_grad,
@@ -244,9 +245,12 @@ def _on_device(value: Any) -> bool:
     return isinstance(value, Tensor) and value.device.type != "cpu"
 
 
-def _common(lr, weight_decay, warmup_steps, r, weight_lr_power) -> None:
-    check_nonnegative(lr, "lr")
-    check_nonnegative(weight_decay, "weight_decay")
+def _common(values: Mapping[str, Any]) -> None:
+    """The checks both classes' constructors share: ``lr``, ``weight_decay``, ``warmup_steps``,
+    ``r``, ``weight_lr_power``."""
+    check_nonnegative(values["lr"], "lr")
+    check_nonnegative(values["weight_decay"], "weight_decay")
+    warmup_steps = values["warmup_steps"]
     if (
         isinstance(warmup_steps, bool | np.bool_)
         or not isinstance(warmup_steps, numbers.Real)
@@ -257,8 +261,8 @@ def _common(lr, weight_decay, warmup_steps, r, weight_lr_power) -> None:
             "warmup_steps must be a finite number >= 0 (an int, or a float such as "
             f"0.05 * total_steps), got warmup_steps={warmup_steps!r}"
         )
-    check_finite(r, "r", "the power of the averaging weights (k + 1)^r")
-    check_nonnegative(weight_lr_power, "weight_lr_power")
+    check_finite(values["r"], "r", "the power of the averaging weights (k + 1)^r")
+    check_nonnegative(values["weight_lr_power"], "weight_lr_power")
 
 
 class SGDScheduleFree(_ScheduleFree):
@@ -330,13 +334,6 @@ class SGDScheduleFree(_ScheduleFree):
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
-        _common(lr, weight_decay, warmup_steps, r, weight_lr_power)
-        if not 0 < _number(momentum, "momentum") < 1:  # (one message for both ends)
-            raise ValueError(
-                f"Invalid momentum value: {momentum!r} (momentum must be in (0, 1): eval() "
-                f"moves the parameters to x = y + (1 - 1/momentum)(z - y), got "
-                f"momentum={momentum!r})"
-            )
         defaults = {
             "lr": lr, "momentum": momentum, "r": r, "k": 0, "warmup_steps": warmup_steps,
             "train_mode": False, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0,
@@ -344,6 +341,19 @@ class SGDScheduleFree(_ScheduleFree):
             "foreach": foreach,
         }  # fmt: skip
         super().__init__(params, defaults, impl=impl, compile=compile)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        _common(values)
+        momentum = values["momentum"]
+        if not 0 < _number(momentum, "momentum") < 1:  # (one message for both ends)
+            raise ValueError(
+                f"Invalid momentum value: {momentum!r} (momentum must be in (0, 1): eval() "
+                f"moves the parameters to x = y + (1 - 1/momentum)(z - y), got "
+                f"momentum={momentum!r})"
+            )
+        super()._check_hyperparameters(values)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("z",)
@@ -413,7 +423,19 @@ class AdamWScheduleFree(_ScheduleFree):
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
-        _common(lr, weight_decay, warmup_steps, r, weight_lr_power)
+        defaults = {
+            "lr": lr, "betas": as_tuple(betas), "eps": eps, "r": r, "k": 0,
+            "warmup_steps": warmup_steps, "train_mode": False, "weight_sum": 0.0,
+            "lr_max": -1.0, "scheduled_lr": 0.0, "weight_lr_power": weight_lr_power,
+            "weight_decay": weight_decay, "foreach": foreach,
+        }  # fmt: skip
+        super().__init__(params, defaults, impl=impl, compile=compile)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        _common(values)
+        betas = values["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got betas={betas!r}")
         if not 0 < _number(betas[0], "betas[0]") < 1:
@@ -422,14 +444,8 @@ class AdamWScheduleFree(_ScheduleFree):
                 f"x = y + (1 - 1/beta1)(z - y), got betas[0]={betas[0]!r}"
             )
         check_interval(betas[1], "betas[1]", 0.0, 1.0, high_open=True)
-        check_nonnegative(eps, "eps")
-        defaults = {
-            "lr": lr, "betas": tuple(betas), "eps": eps, "r": r, "k": 0,
-            "warmup_steps": warmup_steps, "train_mode": False, "weight_sum": 0.0,
-            "lr_max": -1.0, "scheduled_lr": 0.0, "weight_lr_power": weight_lr_power,
-            "weight_decay": weight_decay, "foreach": foreach,
-        }  # fmt: skip
-        super().__init__(params, defaults, impl=impl, compile=compile)
+        check_nonnegative(values["eps"], "eps")
+        super()._check_hyperparameters(values)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("z", "exp_avg_sq")

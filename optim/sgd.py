@@ -6,7 +6,7 @@ import functools
 import itertools
 import operator
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -73,7 +73,16 @@ def sgd_update(
         else:
             ops.mul_(buffers, momentum)
             ops.add_scaled_(buffers, grads, 1 - dampening)
-        grads = ops.temporary_add_scaled(grads, buffers, momentum) if nesterov else buffers
+        if nesterov and grads[0].is_sparse and not buffers[0].is_sparse:
+            # (a sparse gradient after dense steps, one tensor at a time) torch's own
+            # ``grad.add(buf, alpha=momentum)``, which refuses sparse + dense: its RuntimeError,
+            # the buffer updated and the parameter not, as torch's for-loop path leaves them
+            alpha = ops.host_number(momentum)
+            grads = [grad.add(buffer, alpha=alpha) for grad, buffer in zip(grads, buffers)]
+        elif nesterov:
+            grads = ops.temporary_add_scaled(grads, buffers, momentum)
+        else:
+            grads = buffers
     ops.add_scaled_(params, grads, ops.negated(lr))
 
 
@@ -302,7 +311,10 @@ class SGD(RuleOptimizer, torch.optim.SGD):
     torch's, from the first gradient: of its dtype and strides (which differ from the
     parameter's only for a gradient set by hand, or kept in another dtype with torch's
     ``grad_dtype``; such a group then runs torch's lists, for its bits). Sparse gradients are
-    accepted, as torch does.
+    accepted, as torch does (with Nesterov momentum, a sparse gradient after dense steps,
+    whose buffer is dense, raises torch's ``RuntimeError``, "add(sparse, dense) is not
+    supported", as torch's ``grad.add(buf, alpha=momentum)`` does). A ``momentum_buffer`` that
+    is ``None`` (as torch <= 2.0 saved it) is made at the parameter's next step, as torch does.
     ``step()`` leaves ``p.grad`` as it was on every path, as torch's for-loop path does
     (its foreach path, with ``nesterov=True``, adds the momentum term into ``p.grad`` in
     place). See :func:`sgd_update` for the formula.
@@ -359,17 +371,6 @@ class SGD(RuleOptimizer, torch.optim.SGD):
         impl: str | None = None,
         compile: bool = False,
     ) -> None:
-        check_nonnegative(lr, "lr")
-        check_nonnegative(momentum, "momentum")
-        _number(dampening, "dampening")
-        check_nonnegative(weight_decay, "weight_decay")
-        momentum_value = _number(momentum, "momentum")
-        if nesterov and (momentum_value <= 0 or _number(dampening, "dampening") != 0):
-            raise ValueError(
-                "Nesterov momentum requires a momentum and zero dampening: nesterov=True needs "
-                f"momentum > 0 and dampening == 0, got momentum={momentum!r}, "
-                f"dampening={dampening!r}"
-            )
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -382,6 +383,30 @@ class SGD(RuleOptimizer, torch.optim.SGD):
             "fused": fused,
         }
         super().__init__(params, defaults, impl=impl, compile=compile)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """torch.optim.SGD's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
+        check_nonnegative(values["lr"], "lr")
+        check_nonnegative(values["momentum"], "momentum")
+        _number(values["dampening"], "dampening")
+        check_nonnegative(values["weight_decay"], "weight_decay")
+        momentum, dampening = values["momentum"], values["dampening"]
+        if values["nesterov"] and (
+            _number(momentum, "momentum") <= 0 or _number(dampening, "dampening") != 0
+        ):
+            raise ValueError(
+                "Nesterov momentum requires a momentum and zero dampening: nesterov=True needs "
+                f"momentum > 0 and dampening == 0, got momentum={momentum!r}, "
+                f"dampening={dampening!r}"
+            )
+        super()._check_hyperparameters(values)
+
+    _none_is_missing = frozenset({"momentum_buffer"})
+    """torch's SGD reads ``state.get("momentum_buffer")`` and takes None for its first step
+    (``clone(grad).detach()``): such a buffer is made at the parameter's next step, from its
+    gradient, as a missing one (torch <= 2.0 saved ``momentum_buffer: None`` for every stepped
+    parameter, with momentum 0 too)."""
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",) if ops.may_be_nonzero(group["momentum"]) else ()

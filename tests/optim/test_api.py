@@ -1,7 +1,9 @@
 """Drop-in behaviour: validation, closures, param groups, torch schedulers, GradScaler, flat."""
 
+import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,6 +40,126 @@ def test_bad_arguments_name_the_argument_and_value(name, kwargs, argument):
     shown = next(iter(kwargs.values())) if len(kwargs) == 1 else None
     if isinstance(shown, (int, float, str)) and not isinstance(shown, bool):
         assert repr(shown) in str(error.value) or str(shown) in str(error.value)
+
+
+# Values refused as constructor arguments, given in a param group instead (every entry above
+# but the execution path's, which is the optimizer's, not a group's).
+GROUP_BAD = [
+    *((name, kwargs) for name, kwargs, _ in BAD_ARGUMENTS if "impl" not in kwargs),
+    ("SGD", {"lr": torch.tensor(-0.1)}),  # (a 0-dim tensor)
+    ("SGD", {"lr": np.float32(-0.1)}),  # (a NumPy scalar)
+    ("SGD", {"momentum": 0.9, "dampening": 0.5, "nesterov": True}),
+    ("Adam", {"eps": -1.0}),
+    ("Adam", {"betas": (1.5, 0.9)}),
+    ("Adam", {"betas": (torch.tensor(0.9), 0.999)}),  # (torch: both floats or both tensors)
+    ("Adam", {"lr": torch.tensor(0.01), "foreach": True}),  # (torch: not with foreach=True)
+    ("RMSprop", {"alpha": -0.5}),
+    ("RMSprop", {"momentum": -0.1}),
+    ("Adadelta", {"rho": 2.0}),
+    ("Adagrad", {"eps": -1e-10}),
+    ("SGD", {"foreach": True, "fused": True}),
+    ("Adam", {"foreach": "yes"}),
+    *((name, {"differentiable": True}) for name in NAMES),
+]
+
+
+def _group_id(entry: tuple) -> str:
+    name, kwargs = entry
+    return name + "-" + ",".join(f"{key}={value!r}" for key, value in kwargs.items())
+
+
+def _refusal(make) -> BaseException:
+    """The exception ``make()`` raises (a ValueError or TypeError)."""
+    with pytest.raises((ValueError, TypeError)) as raised:
+        make()
+    return raised.value
+
+
+@pytest.mark.parametrize(("name", "kwargs"), GROUP_BAD, ids=map(_group_id, GROUP_BAD))
+def test_a_bad_group_value_raises_as_the_same_default_does(name, kwargs):
+    """Each class's constructor checks run on every param group too, the defaults filled in
+    (torch.optim checks the defaults only, and so did ours: a negative lr, betas out of range,
+    Nesterov without momentum or with dampening, ``differentiable=True``... trained, some to
+    NaN, in the constructor's groups and through ``add_param_group``). The error is the one the
+    same value raises as a default, its type and message, followed by the group's index; the
+    group is not added, and the optimizer trains on with torch's bits."""
+    default = _refusal(lambda: ours(name)(make_params(torch.float64), **kwargs))
+    expected = (type(default), f"{default} (in param group 1)")
+    params = make_params(torch.float64)
+    grouped = _refusal(
+        lambda: ours(name)([{"params": params[:2]}, {"params": params[2:], **kwargs}])
+    )
+    assert (type(grouped), str(grouped)) == expected
+    for impl in IMPLS:
+        params = make_params(torch.float64)
+        optimizer = ours(name)(params[:2], impl=impl)
+        added = _refusal(
+            functools.partial(optimizer.add_param_group, {"params": params[2:], **kwargs})
+        )
+        assert (type(added), str(added)) == expected
+        assert len(optimizer.param_groups) == 1
+        optimizer.add_param_group({"params": params[2:]})
+        reference = make_params(torch.float64)
+        torch_optimizer = theirs(name)(reference[:2])
+        torch_optimizer.add_param_group({"params": reference[2:]})
+        for optimizer_, ps in ((optimizer, params), (torch_optimizer, reference)):
+            for _ in range(3):
+                optimizer_.zero_grad()
+                loss_fn(ps).backward()
+                optimizer_.step()
+        assert all(map(torch.equal, params, reference)), impl
+
+
+@pytest.mark.parametrize(
+    ("name", "group"),
+    [
+        ("SGD", {"lr": torch.tensor(0.02), "momentum": np.float64(0.9), "nesterov": True}),
+        ("Adam", {"lr": torch.tensor(0.01), "betas": (np.float64(0.8), 0.99)}),
+        ("AdamW", {"betas": (torch.tensor(0.8), torch.tensor(0.99)), "weight_decay": 0}),
+        ("Adagrad", {"lr": np.float32(0.05), "lr_decay": np.float64(0.01)}),
+        ("RMSprop", {"alpha": np.float64(0.9), "momentum": 0.5, "centered": True}),
+        ("Adadelta", {"lr": torch.tensor(0.5), "rho": 0.8}),
+    ],
+    ids=["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta"],
+)
+def test_group_values_of_the_kinds_torch_takes_pass_the_checks_and_train_as_torch(name, group):
+    """The checks take what torch's groups take: 0-dim tensors, NumPy scalars, tensor betas
+    (read once, at ``add_param_group``); such a group trains with torch's bits."""
+    results = []
+    for cls in (theirs(name), ours(name)):
+        params = make_params(torch.float64)
+        optimizer = cls(params[:2])
+        optimizer.add_param_group({"params": params[2:], **group})
+        for _ in range(3):
+            optimizer.zero_grad()
+            loss_fn(params).backward()
+            optimizer.step()
+        results.append(params)
+    assert all(map(torch.equal, *results))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_group_values_set_between_steps_or_loaded_are_not_checked_as_in_torch(impl):
+    """Only the constructor and ``add_param_group`` check: a value set in ``param_groups``
+    between steps (as a scheduler sets it) and a loaded state dict's groups (``load_state_dict``
+    replaces the groups, as torch's does) are taken as torch takes them, and no step reads a
+    value back to check it."""
+    results = []
+    for cls, extra in ((torch.optim.SGD, {}), (optim.SGD, {"impl": impl})):
+        params = make_params(torch.float64)
+        optimizer = cls(params, lr=0.1, momentum=0.9, **extra)
+        for step in range(4):
+            if step == 1:
+                optimizer.param_groups[0]["lr"] = -0.05
+            if step == 2:
+                saved = optimizer.state_dict()
+                saved["param_groups"][0]["momentum"] = -0.5
+                optimizer.load_state_dict(saved)
+            optimizer.zero_grad()
+            loss_fn(params).backward()
+            optimizer.step()
+        results.append(params)
+    assert all(map(torch.equal, *results))
 
 
 @pytest.mark.parametrize("name", NAMES)

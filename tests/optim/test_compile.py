@@ -48,6 +48,27 @@ def test_user_compiled_step_fullgraph_matches_torch(name):
     assert relative_error(params, reference) <= TOLERANCE[torch.float64]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
+def test_user_compiled_sgd_step_makes_a_none_momentum_buffer_as_torch(impl):
+    """A ``momentum_buffer: None`` entry (torch <= 2.0's checkpoints) under a user's
+    ``torch.compile(step)``: the buffer is made at the next step from the gradient, with the
+    bits of torch's step compiled the same way (ours raised ``AttributeError`` eager and
+    compiled)."""
+    results = []
+    for make in (torch.optim.SGD, lambda ps, **kw: optim.SGD(ps, impl=impl, **kw)):
+        torch._dynamo.reset()
+        params = make_params(torch.float64)
+        optimizer = make(params, lr=0.05, momentum=0.9, nesterov=True)
+        groups = optimizer.state_dict()["param_groups"]
+        state = {i: {"momentum_buffer": None} for i in range(len(params))}
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+        _train(torch.compile(optimizer.step), optimizer, params, 4, 1.0)
+        buffers = [optimizer.state[p]["momentum_buffer"] for p in params]
+        results.append([p.detach() for p in params] + buffers)
+    assert all(map(torch.equal, *results))
+
+
 @pytest.mark.parametrize("impl", ["foreach", "flat"])
 @pytest.mark.parametrize("name", NAMES)
 def test_user_compiled_step_compiles_twice_not_at_every_step(name, impl):

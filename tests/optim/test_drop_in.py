@@ -1967,6 +1967,43 @@ def test_a_sparse_gradient_after_dense_steps_as_torch(name, kwargs, impl):
         assert actual is RuntimeError
 
 
+@pytest.mark.parametrize("count", [1, 20], ids=["1-tensor", "20-tensors"])
+@pytest.mark.parametrize("impl", ["default", "foreach", "single", "flat"])
+def test_a_sparse_gradient_after_dense_nesterov_steps_raises_torchs_error(impl, count):
+    """SGD with Nesterov momentum, three dense steps, then a sparse gradient: torch's
+    ``grad.add(buf, alpha=momentum)`` refuses sparse + dense ("add(sparse, dense) is not
+    supported") on each of its paths. Ours trained on (with the numbers torch gives the same
+    gradient dense), where the README promises torch's numbers or torch's error: now torch's
+    error, leaving what torch's for-loop path leaves (the parameters before it updated, its
+    buffer updated and itself not; packed and flat state included)."""
+    kwargs = {"lr": 0.1, "momentum": 0.9, "nesterov": True}
+    ours_path = {} if impl == "default" else {"impl": impl}
+    torch_path = {"foreach": True} if impl == "foreach" else {}
+
+    def run(make):
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.randn(10, generator=generator).requires_grad_() for _ in range(count)]
+        optimizer = make(params)
+        for step in range(4):
+            for i, p in enumerate(params):
+                grad = torch.randn(10, generator=generator)
+                p.grad = grad.to_sparse() if step == 3 and i == count // 2 else grad
+            if step < 3:
+                optimizer.step()
+        with pytest.raises(RuntimeError) as raised:
+            optimizer.step()
+        buffers = [optimizer.state[p]["momentum_buffer"].detach().clone() for p in params]
+        return str(raised.value), [p.detach().clone() for p in params], buffers
+
+    their_message, _, _ = run(lambda ps: torch.optim.SGD(ps, **kwargs, **torch_path))
+    _, expected, their_buffers = run(lambda ps: torch.optim.SGD(ps, **kwargs, foreach=False))
+    our_message, got, our_buffers = run(lambda ps: optim.SGD(ps, **kwargs, **ours_path))
+    assert our_message == their_message
+    assert "add(sparse, dense)" in our_message
+    assert all(map(torch.equal, got, expected))
+    assert all(map(torch.equal, our_buffers, their_buffers))
+
+
 @pytest.mark.parametrize("name", ["SGD", "Adagrad"])
 def test_sparse_gradients_with_weight_decay_raise_as_torch(name):
     for cls in (theirs(name), ours(name)):

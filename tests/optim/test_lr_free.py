@@ -2197,6 +2197,76 @@ def test_bad_input_names_the_parameter(name, kwargs, error, word):
         getattr(optim, name)(make_params(), **kwargs)
 
 
+GROUP_BAD = [  # (a param group keeps D-Adaptation's d0 as d, the estimate it starts)
+    (name, {"d" if key == "d0" and name.startswith("DAdapt") else key: value}, error, word)
+    for name, kwargs, error, word in BAD
+    if "impl" not in kwargs
+    for key, value in kwargs.items()
+]
+
+
+def _step_once(optimizer, params: list[torch.Tensor], t: int) -> None:
+    """One update on the noisy loss of step ``t``, through a closure (SPS and SLS need one)."""
+
+    def closure():
+        optimizer.zero_grad()
+        loss = noisy_loss(params, t)
+        loss.backward()
+        return loss
+
+    if isinstance(optimizer, optim.SPS | optim.SLS):
+        optimizer.step(closure)
+    else:
+        closure()
+        optimizer.step()
+
+
+@pytest.mark.parametrize(
+    ("name", "group", "error", "word"), GROUP_BAD, ids=[f"{n}-{w}" for n, _, _, w in GROUP_BAD]
+)
+def test_a_bad_group_value_raises_as_the_same_default_does(name, group, error, word):
+    """The constructor's checks run on every param group too, the defaults filled in: in the
+    constructor's groups and through ``add_param_group`` the same value raises the same error
+    as a default, followed by the group's index (before, a group's negative weight decay, eps
+    of 0 or momentum of 1 trained on), and the group is not added: the optimizer then trains
+    exactly as one that never saw it."""
+    cls = getattr(optim, name)
+    as_default = {"d0" if key == "d" else key: value for key, value in group.items()}
+    with pytest.raises(error, match=word) as raised:
+        cls(make_params(), **as_default)
+    expected = (type(raised.value), f"{raised.value} (in param group 1)")
+    params = make_params()
+    with pytest.raises(error) as raised:
+        cls([{"params": params[:2]}, {"params": params[2:], **group}])
+    assert (type(raised.value), str(raised.value)) == expected
+    runs = []
+    for failed_first in (True, False):
+        params = make_params()
+        optimizer = cls(params[:2])
+        if name in SCHEDULE_FREE:
+            optimizer.train()
+        if failed_first:
+            with pytest.raises(error) as raised:
+                optimizer.add_param_group({"params": params[2:], **group})
+            assert (type(raised.value), str(raised.value)) == expected
+            assert len(optimizer.param_groups) == 1
+        optimizer.add_param_group({"params": params[2:]})
+        for t in range(3):
+            _step_once(optimizer, params, t)
+        runs.append((params, optimizer.state_dict()))
+    (got, got_state), (expected_params, expected_state) = runs
+    assert all(map(torch.equal, got, expected_params))
+    for mine, theirs in zip(got_state["param_groups"], expected_state["param_groups"], strict=True):
+        assert list(mine) == list(theirs)
+        for key, value in theirs.items():
+            if isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+                assert all(map(torch.equal, mine[key], value)), key  # (DoG's per-tensor lists)
+            elif isinstance(value, torch.Tensor):
+                assert torch.equal(mine[key], value), key
+            else:
+                assert mine[key] == value, key
+
+
 @pytest.mark.parametrize("momentum", [0.0, 1.0, -0.5, 1.5])
 def test_schedule_free_sgd_momentum_refusals_state_one_range(momentum):
     """The package's range, (0, 1), at both ends (1.0 was said to be outside "[0, 1)", which

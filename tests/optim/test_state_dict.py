@@ -500,3 +500,148 @@ def test_one_parameters_state_saves_alone_and_loads_with_torchs_defaults(name, i
     assert all(torch.equal(copied[key], value) for key, value in tensors.items())
     assert _stored_elements(copied[key] for key in tensors) == own
     assert all(copied[key].stride() == value.stride() for key, value in tensors.items())
+
+
+# (ours' path, torch's path with the same bits: the eager flat path gives its foreach path's)
+_SGD_PATHS = {
+    "default": ({}, {}),
+    "foreach": ({"foreach": True}, {"foreach": True}),
+    "single": ({"foreach": False}, {"foreach": False}),
+    "flat": ({"impl": "flat"}, {"foreach": True}),
+}
+
+
+def _sgd_state_after_none_buffers(make, how, count, kwargs, sign):
+    """Parameters and state dict of an SGD given ``momentum_buffer: None`` entries (``how``:
+    loaded from a checkpoint as torch <= 2.0 wrote them, before any step; assigned to every
+    parameter after two steps; assigned to every third one), three steps on."""
+    sizes = [(5, 3), (7,), (2, 2, 2), (4,)] if count == 4 else [(6,)] * count
+    generator = torch.Generator().manual_seed(5)
+    params = [torch.randn(s, generator=generator).requires_grad_() for s in sizes]
+    optimizer = make(params)
+    if how == "loaded":
+        groups = copy.deepcopy(optimizer.state_dict()["param_groups"])
+        state = {i: {"momentum_buffer": None} for i in range(count)}
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    else:
+        _continue(optimizer, params, 2, sign)
+        for p in params if how == "assigned" else params[::3]:
+            optimizer.state[p]["momentum_buffer"] = None
+    _continue(optimizer, params, 3, sign)
+    return [p.detach() for p in params], optimizer.state_dict()["state"]
+
+
+def _same_state(ours_state: dict, their_state: dict, exact: bool = True) -> None:
+    """Equal per-parameter state dicts: the same keys in the same order, equal tensors (or the
+    same non-tensor values)."""
+    assert list(ours_state) == list(their_state)
+    for index, entry in their_state.items():
+        assert list(ours_state[index]) == list(entry), index
+        for key, value in entry.items():
+            mine = ours_state[index][key]
+            if not isinstance(value, torch.Tensor):
+                assert mine == value, (index, key)
+            elif exact:
+                assert torch.equal(mine, value), (index, key, (mine - value).abs().max())
+            else:
+                torch.testing.assert_close(mine, value)
+
+
+@pytest.mark.parametrize("how", ["loaded", "assigned", "some"])
+@pytest.mark.parametrize("count", [4, 20], ids=["4-tensors", "20-tensors"])
+@pytest.mark.parametrize("path", list(_SGD_PATHS))
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lr": 0.05, "momentum": 0.9},
+        {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01},
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True, "maximize": True},
+        {"lr": 0.05},  # (no momentum: the None entries stay, as torch leaves them)
+    ],
+    ids=["momentum", "dampening-decay", "nesterov-maximize", "no-momentum"],
+)
+def test_a_none_momentum_buffer_is_made_at_the_next_step_as_torch(kwargs, path, count, how):
+    """torch's SGD reads ``state.get("momentum_buffer")`` and takes None for the buffer's first
+    step (``clone(grad).detach()``); torch <= 2.0 saved ``momentum_buffer: None`` for every
+    stepped parameter, momentum or not. Ours raised ``AttributeError: 'NoneType' object has
+    no attribute 'dtype'`` at the next step, on every path; now the buffer is made there, from
+    the gradient, with torch's bits and state dict (20 tensors: the packed default path)."""
+    mine, reference = _SGD_PATHS[path]
+    sign = -1.0 if kwargs.get("maximize") else 1.0
+    expected, their_state = _sgd_state_after_none_buffers(
+        lambda ps: torch.optim.SGD(ps, **kwargs, **reference), how, count, kwargs, sign
+    )
+    got, our_state = _sgd_state_after_none_buffers(
+        lambda ps: optim.SGD(ps, **kwargs, **mine), how, count, kwargs, sign
+    )
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b), (a - b).abs().max()
+    _same_state(our_state, their_state)
+
+
+@pytest.mark.parametrize("how", ["loaded", "assigned"])
+def test_a_none_momentum_buffer_under_fused_is_made_as_torchs_fused_kernels(how):
+    """``fused=True`` (compiled: torch's numbers to rounding, as documented) with every buffer
+    None: torch's fused SGD takes it for the first step (``is_first_step``), and so does ours
+    (it had raised ``AttributeError``). Where only some are None torch's fused kernel raises a
+    ``TypeError`` of its own (a None in its tensor lists), as for a parameter whose buffer
+    starts later; ours trains them as its other paths do (the test above)."""
+    kwargs = {"lr": 0.05, "momentum": 0.9}
+    expected, their_state = _sgd_state_after_none_buffers(
+        lambda ps: torch.optim.SGD(ps, **kwargs, fused=True), how, 4, kwargs, 1.0
+    )
+    got, our_state = _sgd_state_after_none_buffers(
+        lambda ps: optim.SGD(ps, **kwargs, fused=True), how, 4, kwargs, 1.0
+    )
+    torch.testing.assert_close(got, expected)
+    _same_state(our_state, their_state, exact=False)
+
+
+_STEP_PATHS = {  # (ours, torch's): torch raises on each of its paths
+    "default": ({}, {}),
+    "foreach": ({"foreach": True}, {"foreach": True}),
+    "single": ({"foreach": False}, {"foreach": False}),
+    "flat": ({"impl": "flat"}, {}),
+    "fused": ({"fused": True}, {"fused": True}),
+}
+
+
+@pytest.mark.parametrize("value", [0, 0.0], ids=["int", "float"])
+@pytest.mark.parametrize("count", [4, 20], ids=["4-tensors", "20-tensors"])
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        (name, path)
+        for name in ("Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta")
+        for path in _STEP_PATHS
+        if path != "fused" or name in ("Adam", "AdamW", "Adagrad")  # (torch's fused classes)
+    ],
+)
+def test_a_step_counter_set_to_a_number_raises_torchs_error(name, path, count, value):
+    """``optimizer.state[p]["step"] = 0`` (to restart the bias corrections) makes torch's next
+    step raise ``RuntimeError: API has changed, `state_steps` argument must contain a list of
+    singleton tensors`` on every path, before it updates any parameter of the group. Ours raised
+    an ``AttributeError`` of its own ('int' object has no attribute 'add_', or 'to' on the flat
+    path); now torch's error, its message first, naming the parameter, and nothing updated."""
+    mine, reference = _STEP_PATHS[path]
+    outcomes = []
+    for make in (
+        lambda ps: theirs(name)(ps, lr=0.01, **reference),
+        lambda ps: ours(name)(ps, lr=0.01, **mine),
+    ):
+        params = [torch.ones(3, requires_grad=True) for _ in range(count)]
+        optimizer = make(params)
+        _continue(optimizer, params, 2, 1.0)
+        before = [p.detach().clone() for p in params]
+        optimizer.state[params[1]]["step"] = value
+        optimizer.zero_grad()
+        loss_fn(params).backward()
+        with pytest.raises(RuntimeError) as raised:
+            optimizer.step()
+        assert all(map(torch.equal, params, before))  # (no parameter of the group updated)
+        outcomes.append((str(raised.value), before))
+    (their_message, expected), (our_message, got) = outcomes
+    assert our_message.startswith(their_message)
+    assert "parameter 1 of param group 0" in our_message
+    if path != "fused":  # (compiled: torch's numbers to rounding)
+        assert all(map(torch.equal, got, expected))
