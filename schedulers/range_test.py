@@ -4,11 +4,13 @@ The test trains for ``num_iter`` updates while the learning rate sweeps from ``s
 ``end_lr`` and records the loss at each rate. Conventions:
 
 * Sweep. Update ``i`` (``i = 0 .. num_iter - 1``) uses
-  ``lr_i = start_lr * (end_lr / start_lr) ** (i / (num_iter - 1))`` (``sweep="exp"``, Smith 2017;
-  torch-lr-finder's ``ExponentialLR`` grid, which reaches ``end_lr`` at the last update; fastai's
-  ``lr_find`` uses ``i / num_iter`` and stops a factor ``(end_lr / start_lr) ** (1 / num_iter)``
-  short of ``end_lr``) or ``lr_i = start_lr + (end_lr - start_lr) * i / (num_iter - 1)``
-  (``sweep="linear"``, Smith's original CLR "LR range test"). Every param group gets ``lr_i``.
+  ``lr_i = start_lr * (end_lr / start_lr) ** (i / (num_iter - 1))`` (``sweep="exp"``, the
+  sweep of fastai's ``lr_find`` and torch-lr-finder, not Smith's; torch-lr-finder's
+  ``ExponentialLR`` grid, which reaches ``end_lr`` at the last update; fastai's ``lr_find`` uses
+  ``i / num_iter`` and stops a factor ``(end_lr / start_lr) ** (1 / num_iter)`` short of
+  ``end_lr``) or ``lr_i = start_lr + (end_lr - start_lr) * i / (num_iter - 1)``
+  (``sweep="linear"``, Smith's original CLR "LR range test", 2017, section 3.3). Every param group
+  gets ``lr_i``.
 * Loss recorded for ``lr_i``: the training loss of the batch the update ``i`` is computed on
   (before it), or, with ``val_data``, the mean validation loss after update ``i`` (slower, more
   reliable; torch-lr-finder's ``val_loader``).
@@ -43,9 +45,14 @@ the points recorded before any divergence):
   losses of every recorded update (the diverging one included, as fastai records it) without the
   first ``num_iter // 10`` and the last 5 points, the longest decreasing run and the rate two
   thirds of the way down it (fastai 2.x, ``fastai.callback.schedule.valley``).
-* ``clr_bounds`` (Smith 2017, section 3.3): ``base_lr`` where the loss starts to fall (the first
-  rate at which the smoothed loss is 10% of its total fall below its starting value) and
-  ``max_lr`` where it stops falling (the minimum of the smoothed loss).
+* ``clr_bounds``: cyclical-learning-rate bounds read on the loss, the reading of Smith's rule that
+  torch-lr-finder's README gives ("the point at which the loss starts descending and the point at
+  which the loss stops descending"): ``base_lr`` where the loss starts to fall (the first rate at
+  which the smoothed loss is 10% of its total fall below its starting value; the 10% is this
+  module's threshold) and ``max_lr`` where it stops falling (the minimum of the smoothed loss).
+  Smith's own rule (2017, section 3.3) reads accuracy, not loss, over a linear sweep of a few
+  epochs: ``base_lr`` where the accuracy starts to rise, ``max_lr`` where it slows, becomes ragged
+  or falls.
 
 The curvature side: ``curvature_batches`` batches of the training data (full batch on small
 problems) give the top Hessian eigenvalue L at the starting parameters
@@ -324,7 +331,8 @@ def suggest(lrs: list[float], smoothed: list[float], skip_start: int = 5) -> dic
 def clr_bounds(
     lrs: list[float], smoothed: list[float], fall: float = 0.1
 ) -> tuple[float, float] | None:
-    """Smith's (base_lr, max_lr): where the loss starts to fall and where it stops falling."""
+    """(base_lr, max_lr) for cyclical learning rates, read on the loss (torch-lr-finder's reading
+    of Smith's accuracy rule): where the loss starts to fall and where it stops falling."""
     losses = np.asarray(smoothed)
     minimum = int(np.nanargmin(losses))
     drop = losses[0] - losses[minimum]

@@ -11,7 +11,12 @@ training metrics on the first 10,000 examples, and ``--quick`` 2 epochs instead 
 values are those of that change: its old run folders hold other numbers and must not resume.
 Its Fashion-MNIST values (with a data folder) changed again when its ``[dataset]`` set
 ``normalize = false`` (pixels in [0, 1], as d2l feeds them); its fallback's did not.
+warmup was changed on purpose too (audit 87): its ``linear`` variant is Goyal et al.'s gradual
+warmup, from the low rate 0.01 (``start_factor = 0.1``) instead of from 0, so that it is no longer
+the untuned linear warmup shifted by one update; its old ``linear`` folders must not resume.
 Every other value is unchanged by the move from dict tables to the typed spec (``runs.spec``).
+(``clr``'s fixed variant moved from ``"$valley"`` to ``"$clr_base_lr"``; both stand-ins are 1e-3
+here, so its value did not change, while a real run's fingerprint holds the range test's numbers.)
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ WITH_DATA_DIR = {
     "mnist1d-baselines-quick": "da3a6315921cb34c",
     "optimizers": "223a1ba6733763b7",
     "optimizers-quick": "4ec69da1d7dad42d",
-    "warmup": "9f539ba824b5bbf9",
-    "warmup-quick": "af9b1046b4715598",
+    "warmup": "8b98eeb47d6c0b0d",
+    "warmup-quick": "c83986f4323551b7",
 }
 # Only d2l-schedules has a [fallback]; the others are the same with or without a data folder.
 WITHOUT_DATA_DIR = {
