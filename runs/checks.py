@@ -2,7 +2,8 @@
 
 - ``check_positive_int`` (with an optional maximum: :data:`MAX_JOBS`, :data:`MAX_THREADS`),
   ``check_non_negative_int``, ``check_seed``, ``check_seeds`` and ``check_registry_name`` raise
-  at once (arguments of a function, options of a command);
+  at once (arguments of a function, options of a command); ``plain_int`` makes a NumPy integer
+  of the Python API an ``int`` before they judge it;
 - ``check_type`` raises a ``TypeError`` unless a value has its declared type (``runs.spec``'s
   classes check their fields with it when they are constructed; ``check_arguments`` checks a
   function's arguments against its annotations);
@@ -35,14 +36,32 @@ beyond a C ``int`` and crashes with a segmentation fault for about 100000)."""
 MAX_SEED_COUNT = 100_000
 """The most seeds a count ``N`` (the seeds 0..N-1: ``seeds = N``, ``--seeds N``) may ask for:
 each is a run, and a larger count only exhausts memory while the runs are listed."""
-SEED_LIMIT = 2**64
-"""Seeds lie in ``0..SEED_LIMIT - 1``: what ``torch.manual_seed`` takes (an unsigned 64-bit
-integer; a negative seed would stand for another one, so negative seeds are refused)."""
+SEED_LIMIT = 2**32
+"""Seeds lie in ``0..SEED_LIMIT - 1``. ``torch.manual_seed`` takes any unsigned 64-bit integer,
+but torch's CPU generator (mt19937) keeps only its low 32 bits: seeds ``s`` and ``s + 2**32``
+would draw the same initial weights (and a negative seed would stand for another one), so a
+larger or negative seed is refused rather than silently repeating a smaller one's run."""
+SEED_WHY = (
+    "torch's CPU generator keeps only a seed's low 32 bits, so a larger seed would repeat a "
+    "smaller one's initial weights"
+)
 
 
 def is_positive_int(value: object) -> bool:
     """True for an ``int`` (not a ``bool``) >= 1."""
     return positive_int(value) is None
+
+
+def plain_int(value: object) -> object:
+    """``value`` as a Python ``int`` when it is an integer of another type (a NumPy integer such
+    as ``y.max() + 1`` on an array: ``numbers.Integral``, not a ``bool``), else ``value`` unchanged
+    for the checks here to judge. For the integer arguments of the Python API (``num_classes``,
+    ``input_shape``); values that come from TOML are ``int`` already."""
+    import numbers
+
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | int):
+        return int(value)
+    return value
 
 
 def check_positive_int(name: str, value: object, maximum: int | None = None) -> None:
@@ -235,23 +254,33 @@ def positive_int_or_epoch(value: Any) -> str | None:
 
 
 def seed(value: Any) -> str | None:
-    """A seed ``torch.manual_seed`` takes as itself: an integer in ``0..SEED_LIMIT - 1``."""
-    ok = _integer(value) and 0 <= value < SEED_LIMIT
-    return None if ok else f"an integer in 0..{SEED_LIMIT - 1}"
+    """A seed torch's CPU generator takes as itself: an integer in ``0..SEED_LIMIT - 1`` (the
+    phrase says why a larger one is refused, :data:`SEED_LIMIT`)."""
+    if _integer(value) and 0 <= value < SEED_LIMIT:
+        return None
+    why = f" ({SEED_WHY})" if _integer(value) and value >= SEED_LIMIT else ""
+    return f"an integer in 0..{SEED_LIMIT - 1}{why}"
 
 
 def seeds(value: Any) -> str | None:
+    """The ``seeds`` of an experiment: a count N (the seeds 0..N-1, at most
+    :data:`MAX_SEED_COUNT`) or a list of distinct seeds (:func:`seed`); the phrase names a seed
+    beyond the range and says why it is refused."""
     if positive_int(value) is None and value <= MAX_SEED_COUNT:
         return None
     ok = isinstance(value, list | tuple) and value and len(set(value)) == len(value)
     ok = ok and all(seed(s) is None for s in value)
-    allowed = f"0..{SEED_LIMIT - 1}"
-    return (
-        None
-        if ok
-        else f"a positive integer N <= {MAX_SEED_COUNT} (seeds 0..N-1) or a list of distinct "
-        f"seeds in {allowed}"
+    if ok:
+        return None
+    allowed = (
+        f"a positive integer N <= {MAX_SEED_COUNT} (seeds 0..N-1) or a list of distinct seeds "
+        f"in 0..{SEED_LIMIT - 1}"
     )
+    if isinstance(value, list | tuple):
+        large = [s for s in value if _integer(s) and s >= SEED_LIMIT]
+        if large:
+            allowed += f" (seed {large[0]} is not: {SEED_WHY})"
+    return allowed
 
 
 def folder_name(value: Any) -> str | None:

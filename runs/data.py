@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from runs import mnist1d
-from runs.checks import check_positive_int, check_registry_name
+from runs.checks import check_positive_int, check_registry_name, plain_int
 from runs.dataset_files import NUM_CLASSES, find_dataset_files, read_dataset_files
 
 DATASETS: tuple[str, ...] = ("mnist1d", "mnist", "fashion-mnist", "cifar10")
@@ -71,6 +71,14 @@ class DatasetSplits:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     source: str = ""
+
+    def __post_init__(self) -> None:
+        # NumPy integers (``y.max() + 1`` on an array) become ints, a list shape a tuple; whether
+        # the values are allowed is checked where the splits are registered or built.
+        object.__setattr__(self, "num_classes", plain_int(self.num_classes))
+        if isinstance(self.input_shape, list | tuple):
+            shape = tuple(plain_int(size) for size in self.input_shape)
+            object.__setattr__(self, "input_shape", shape)
 
 
 def load_dataset(
@@ -189,8 +197,11 @@ def registered_datasets() -> dict[str, DatasetSplits]:
 
 
 def _as_tensor(label: str, value: object, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` (a tensor or a NumPy array) as a CPU copy of ``dtype``; a label array must hold
+    integers (a float or bool label is refused, not truncated), an input array real numbers.
+    Shapes and values are checked by :func:`_check_splits`."""
     if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.ascontiguousarray(value))
+        value = _numpy_as_tensor(label, value)
     if not isinstance(value, torch.Tensor):
         raise TypeError(
             f"{label} must be a torch.Tensor or a NumPy array, got {type(value).__name__}"
@@ -198,15 +209,123 @@ def _as_tensor(label: str, value: object, dtype: torch.dtype) -> torch.Tensor:
     if label.endswith("_y"):
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
             raise ValueError(f"{label} must hold integer class labels, got dtype {value.dtype}")
-        if value.dim() != 1:
-            raise ValueError(f"{label} must have shape (N,), got {tuple(value.shape)}")
     elif value.dtype.is_complex:  # (torch casts it to real, dropping the imaginary part)
         raise ValueError(f"{label} must hold real numbers, got dtype {value.dtype}")
-    elif value.dim() < 2:
-        raise ValueError(f"{label} must have shape (N, *input_shape), got {tuple(value.shape)}")
     # always a copy (of a CPU tensor of the right dtype too, and of a NumPy array, which
     # torch.from_numpy shares): later in-place edits of the caller's arrays change nothing here
     return value.detach().to("cpu", dtype, copy=True).contiguous()
+
+
+def _numpy_as_tensor(label: str, value: np.ndarray) -> torch.Tensor:
+    """A NumPy array as a tensor (sharing its memory when it can): a big-endian array (``">f4"``,
+    as ``np.frombuffer``, FITS and some HDF5 readers give) is converted to native byte order;
+    an array of another kind than bool, integer or float (object, str, longdouble) is refused
+    naming ``label``."""
+    value = np.ascontiguousarray(value)
+    if not value.dtype.isnative:
+        value = value.astype(value.dtype.newbyteorder("="))
+    try:
+        return torch.from_numpy(value)
+    except TypeError:
+        raise TypeError(
+            f"{label} must be a NumPy array of numbers (bool, integers, float16, float32 or "
+            f"float64), got dtype {value.dtype}"
+        ) from None
+
+
+_FINITE_CHUNK = 1 << 22  # elements checked at a time by _first_non_finite (4 MiB of booleans)
+
+
+def _first_non_finite(x: torch.Tensor) -> tuple[int, ...] | None:
+    """The index of the first NaN or infinite value of ``x`` in row-major order, or None; one pass
+    over ``x`` in chunks of examples, so the mask never takes more than a few MiB."""
+    rows = max(1, _FINITE_CHUNK // max(1, x[0].numel())) if len(x) else 1
+    for start in range(0, len(x), rows):
+        bad = ~torch.isfinite(x[start : start + rows])
+        if bad.any():
+            index = bad.nonzero()[0].tolist()
+            return (start + index[0], *index[1:])
+    return None
+
+
+def _check_splits(
+    where: str, arrays: dict[str, object], num_classes: object, input_shape: object = None
+) -> int:
+    """Checks a dataset's four tensors, ``arrays = {"train_x": ..., "train_y": ...,
+    "test_x": ..., "test_y": ...}``, each message starting with ``where``; returns
+    ``num_classes`` as an ``int`` (``None``: the largest label plus one). One home for the checks
+    of :func:`dataset_from` (on what it converted) and of :func:`register_dataset` (on a
+    :class:`DatasetSplits` built by hand):
+
+    - float32 inputs of shape ``(N, *input_shape)``, one shape in both splits (the declared
+      ``input_shape`` when given), every value finite (the first NaN or inf is named);
+    - int64 labels of shape ``(N,)``, one per input, in ``0..num_classes - 1`` (the first label
+      outside is named with its split and index);
+    - neither split empty; ``num_classes`` a positive integer (a NumPy integer too).
+
+    Linear in the size of the data: one pass for the finite check, one comparison per label.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    for label, value in arrays.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{where}: {label} must be a torch.Tensor, got {type(value).__name__}")
+        labels = label.endswith("_y")
+        if value.dtype != (torch.int64 if labels else torch.float32):
+            what = "int64 class labels" if labels else "float32 inputs"
+            raise ValueError(
+                f"{where}: {label} must hold {what}, got dtype {value.dtype} "
+                "(runs.dataset_from converts tensors and arrays)"
+            )
+        if labels and value.dim() != 1:
+            raise ValueError(f"{where}: {label} must have shape (N,), got {tuple(value.shape)}")
+        if not labels and value.dim() < 2:
+            raise ValueError(
+                f"{where}: {label} must have shape (N, *input_shape), got {tuple(value.shape)}"
+            )
+        tensors[label] = value
+    for split in ("train", "test"):
+        x, y = tensors[f"{split}_x"], tensors[f"{split}_y"]
+        if len(x) != len(y) or len(x) == 0:
+            raise ValueError(
+                f"{where}: {split}_x has {len(x)} examples and {split}_y {len(y)}; "
+                "they must match and not be empty"
+            )
+    shape, test_shape = tuple(tensors["train_x"].shape[1:]), tuple(tensors["test_x"].shape[1:])
+    if shape != test_shape:
+        raise ValueError(
+            f"{where}: train examples have shape {shape}, test examples {test_shape}; "
+            "they must match"
+        )
+    if input_shape is not None and input_shape != shape:
+        raise ValueError(
+            f"{where}: input_shape is {input_shape!r}, but the examples have shape {shape}"
+        )
+    for label in ("train_x", "test_x"):
+        if (index := _first_non_finite(tensors[label])) is not None:
+            value = tensors[label][index].item()
+            raise ValueError(
+                f"{where}: {label}[{', '.join(map(str, index))}] is {value}: inputs must be "
+                "finite (NaN and inf are refused: standardising would spread them to every "
+                "input, and the runs would be reported as diverging)"
+            )
+    if num_classes is None:
+        num_classes = int(max(tensors["train_y"].max(), tensors["test_y"].max())) + 1
+    num_classes = plain_int(num_classes)
+    try:
+        check_positive_int("num_classes", num_classes)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    assert isinstance(num_classes, int)
+    for label in ("train_y", "test_y"):
+        y = tensors[label]
+        outside = (y < 0) | (y >= num_classes)
+        if outside.any():
+            index = int(outside.nonzero()[0, 0])
+            raise ValueError(
+                f"{where}: {label}[{index}] is {int(y[index])}: labels must lie in "
+                f"0..{num_classes - 1} (num_classes={num_classes})"
+            )
+    return num_classes
 
 
 def _stack_dataset(label: str, dataset: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,10 +345,15 @@ def _stack_dataset(label: str, dataset: object) -> tuple[torch.Tensor, torch.Ten
     xs, ys = [], []
     for i in range(length):
         try:
-            x, y = dataset[i]  # type: ignore[index]
+            item = dataset[i]  # type: ignore[index]
+        except Exception as err:  # the user's own error (a missing file, ...): raised as itself
+            err.add_note(f"(raised by item {i} of the Dataset given as {label}= to dataset_from)")
+            raise
+        try:
+            x, y = item
             xs.append(torch.as_tensor(x))
             ys.append(torch.as_tensor(y))
-        except Exception as err:  # a user's __getitem__ may raise anything
+        except Exception as err:  # not a pair, or not arrays or numbers
             raise TypeError(
                 f"{label}: item {i} of the Dataset is not an (x, y) pair of arrays or numbers "
                 f"({type(err).__name__}: {err})"
@@ -271,8 +395,14 @@ def dataset_from(
     float32 and labels int64 (copies on the CPU); ``num_classes`` defaults to the largest label
     plus one. Register it with :func:`register_dataset` to use it from an experiment.
 
+    NumPy arrays in big-endian byte order are converted; ``num_classes`` may be a NumPy integer.
+
     Raises:
-        TypeError, ValueError: missing or malformed arrays, or labels outside ``0..num_classes-1``.
+        TypeError, ValueError: missing or malformed arrays (an object, str or longdouble array,
+            float or bool labels, mismatched lengths or shapes, an empty split), a NaN or infinite
+            input (naming the array and the index of the first), or a label outside
+            ``0..num_classes-1`` (naming the split, the value and its index). An exception
+            raised by a ``Dataset``'s ``__getitem__`` propagates as itself.
     """
     if train is not None or test is not None:
         given = [v is not None for v in (train_x, train_y, test_x, test_y)]
@@ -288,23 +418,8 @@ def dataset_from(
         ty = _as_tensor("train_y", train_y, torch.int64)
         vx = _as_tensor("test_x", test_x, torch.float32)
         vy = _as_tensor("test_y", test_y, torch.int64)
-    for split, x, y in (("train", tx, ty), ("test", vx, vy)):
-        if len(x) != len(y) or len(x) == 0:
-            raise ValueError(
-                f"dataset_from: {split}_x has {len(x)} examples and {split}_y {len(y)}; "
-                "they must match and not be empty"
-            )
-    if tx.shape[1:] != vx.shape[1:]:
-        raise ValueError(
-            f"dataset_from: train examples have shape {tuple(tx.shape[1:])}, test examples "
-            f"{tuple(vx.shape[1:])}; they must match"
-        )
-    largest = int(max(ty.max(), vy.max()))
-    if num_classes is None:
-        num_classes = largest + 1
-    check_positive_int("num_classes", num_classes)
-    if int(min(ty.min(), vy.min())) < 0 or largest >= num_classes:
-        raise ValueError(f"dataset_from: labels must lie in 0..{num_classes - 1}")
+    tensors = {"train_x": tx, "train_y": ty, "test_x": vx, "test_y": vy}
+    num_classes = _check_splits("dataset_from", tensors, num_classes)
     return DatasetSplits(
         name=name, train_x=tx, train_y=ty, test_x=vx, test_y=vy, num_classes=num_classes,
         input_shape=tuple(tx.shape[1:]), source="in memory",
@@ -323,9 +438,13 @@ def register_dataset(
     tensors are never changed. Registering the same object again does nothing. Returns the
     registered splits.
 
+    A ``DatasetSplits`` built by hand is checked as :func:`dataset_from` checks what it builds
+    (float32 inputs, finite, of ``input_shape``; int64 labels, one per input, in
+    ``0..num_classes-1``; no empty split), before it is registered.
+
     Raises:
-        ValueError: a bad or bundled name, or another dataset registered under ``name`` (without
-            ``replace=True``).
+        ValueError: a bad or bundled name, another dataset registered under ``name`` (without
+            ``replace=True``), or malformed splits (see :func:`dataset_from`).
         TypeError: a name that is not a string; ``data`` not a ``DatasetSplits``, or given
             together with arrays.
     """
@@ -344,6 +463,9 @@ def register_dataset(
             f"register_dataset({name!r}): data must be a DatasetSplits (see dataset_from), "
             f"got {type(data).__name__}"
         )
+    else:  # built by hand, perhaps: checked as dataset_from checks what it builds
+        tensors = {k: getattr(data, k) for k in ("train_x", "train_y", "test_x", "test_y")}
+        _check_splits(f"register_dataset({name!r})", tensors, data.num_classes, data.input_shape)
     known = _REGISTERED.get(name)
     if known is not None and known is not data and not replace:
         raise ValueError(

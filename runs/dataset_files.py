@@ -100,7 +100,8 @@ def find_dataset_files(name: str, data_dir: str | os.PathLike | None) -> tuple[P
 
     Raises:
         FileNotFoundError: no folder holds all the files, or ``data_dir`` is None; the message
-            names the dataset, the folders searched and the expected file names.
+            names the dataset, the folders searched and the expected file names, and the files
+            missing from the folder that holds the most of them.
     """
     names = expected_files(name)
     wanted = f"expected files: {', '.join(names)} (each may also be gzipped, ending in .gz)"
@@ -111,16 +112,24 @@ def find_dataset_files(name: str, data_dir: str | os.PathLike | None) -> tuple[P
         )
     root = Path(data_dir).expanduser()
     folders = [root / sub for sub in _SUBFOLDERS[name]] + [root]
+    closest: tuple[int, Path, list[str]] | None = None  # (files found, folder, files missing)
     for folder in folders:
         paths = [_existing_plain_or_gz(folder / file_name) for file_name in names]
         if all(path is not None for path in paths):
             return folder, paths  # type: ignore[return-value]
+        found = sum(path is not None for path in paths)
+        if found and (closest is None or found > closest[0]):
+            lacking = [file_name for file_name, path in zip(names, paths) if path is None]
+            closest = (found, folder, lacking)
     hint = ""
+    if closest is not None:
+        found, folder, lacking = closest
+        hint = f"; {folder} holds {found} of the {len(names)} files but lacks {', '.join(lacking)}"
     if name == "cifar10" and any(
         (folder / "data_batch_1").exists() or (folder / "cifar-10-batches-py").exists()
         for folder in folders
     ):
-        hint = (
+        hint += (
             "; found the pickled 'python version' of CIFAR-10, which is never loaded "
             "(unpickling runs code): use the binary version, cifar-10-binary.tar.gz"
         )

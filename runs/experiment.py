@@ -4,14 +4,19 @@ Order of work: check the options (``--device``, ``--logdir``, ``--backend``), re
 the experiment (all problems reported together; ``[fallback]`` applies only when no ``--data-dir``
 was given), load its datasets and build each variant's model once (missing files and bad model
 options are reported before anything is written); take the experiment folder's lock and check its
-existing run folders (a changed configuration, an unreadable checkpoint or result). Only then is
-anything written: ``experiment.json``, the TensorBoard layout and HParams configuration, and the
-stages of ``runs.tuning``: the ``[range_test]`` (its numbers replace the ``"$NAME"`` references,
-and the file is validated again with them) and the ``[search]`` of each variant's learning rate;
-then check that existing run folders hold this configuration, train every run that has not
-finished (finished runs are read back, interrupted ones resume from their checkpoint), and write
-``summary.json``, ``summary.md`` and the figures. Experiments that are not training runs (Python
-modules, ``runs.study``) are computed and reported in one go.
+existing run folders (a changed configuration, an unreadable checkpoint or result; with a
+``[search]`` whose choice is not on disk yet, an existing comparison run that is at none of its
+variant's grid rates). Then the stages of ``runs.tuning`` run: the ``[range_test]`` (its numbers
+replace the ``"$NAME"`` references, and the file is validated again with them) and the
+``[search]`` of each variant's learning rate (its runs train under ``_search/``, each run folder
+checked like any other). Then check that existing run folders hold the configuration the stages
+decided; only once that passed is the folder's record written: ``experiment.json``, the
+TensorBoard layout and HParams configuration, ``range_test.json`` and its figure, and
+``search.json`` (so a refused command leaves them as they were, never describing a configuration
+its runs did not use). Then train every run that has not finished (finished runs are read back,
+interrupted ones resume from their checkpoint), and write ``summary.json``, ``summary.md`` and the
+figures. Experiments that are not training runs (Python modules, ``runs.study``) are computed and
+reported in one go.
 
 Output: ``<logdir>/<experiment>/`` (``<experiment>-quick`` with ``--quick``, so a quick run never
 resumes into a full one), with one folder per run, ``<variant>/seed<k>/``, and the search runs
@@ -440,14 +445,46 @@ def check_writable_paths(experiment: Experiment, root: Path, option: str = "--lo
         ckpt.check_writable_folder(folder, option)
 
 
+def check_candidates(experiment: Experiment, root: Path, option: str = "--logdir") -> None:
+    """Before a search whose choice is not on disk yet: refuses an existing comparison run that
+    holds none of the configurations the search can choose for its variant (the variant at any
+    rate of its grid; a variant that is not searched, as it is), naming ``option``."""
+    from runs import parallel
+
+    search = experiment.search
+    assert search is not None
+    assert search.grids is not None
+    for variant in experiment.variants:
+        rates = search.grids.get(variant.name)
+        candidates = [
+            dataclasses.replace(variant, optimizer=variant.optimizer.with_values(lr=lr))
+            for lr in rates or ()
+        ] or [variant]
+        for seed in experiment.seeds:
+            run_dir = parallel.run_dir_of(root, variant.name, seed)
+            result = ckpt.load_result(run_dir)
+            state = None if result else ckpt.load_checkpoint(run_dir)
+            found = (result or state or {}).get("fingerprint")
+            if found is not None and found not in {c.fingerprint(seed) for c in candidates}:
+                what = "at none of the rates of its [search] grid" if rates else "as configured"
+                raise ValueError(
+                    f"{run_dir} holds a run of another configuration of {variant.name!r} "
+                    f"(model {variant.model.name!r}, dataset {variant.dataset.name!r}): it is "
+                    f"{what} (the grid, another setting or the seed differs); delete that "
+                    f"folder or choose another {option}"
+                )
+
+
 def check_folder(experiment: Experiment, root: Path, load, args: argparse.Namespace) -> dict | None:
     """Every check of the existing run folders that can be made before anything is written.
 
     The search's runs are always checked. The comparison's runs are checked when their
     configuration is known already: without a range test or search, or when the saved range
-    test and finished search runs decide it (read from disk, not recomputed). Returns what
-    :func:`~runs.tuning.check_task_dirs` returns for the comparison's runs, or None when they
-    can only be checked after the stages ran."""
+    test and finished search runs decide it (read from disk, not recomputed; a finished search
+    whose every rate of a variant diverged is refused here). When only the search's choice is
+    unknown, a comparison run at none of its grid's rates is refused (:func:`check_candidates`).
+    Returns what :func:`~runs.tuning.check_task_dirs` returns for the comparison's runs, or None
+    when they can only be checked after the stages ran."""
     if experiment.range_test is not None:
         derived = tuning.saved_range_test(experiment, root)
         if derived is None:
@@ -461,6 +498,7 @@ def check_folder(experiment: Experiment, root: Path, load, args: argparse.Namesp
         tuning.check_task_dirs([task for rows in pairs for _, task in rows], logdir)
         chosen = tuning.saved_choice(experiment, root)
         if chosen is None:
+            check_candidates(experiment, root, logdir)
             return None
         experiment = with_chosen_rates(experiment, chosen)
     return tuning.check_task_dirs(final_tasks(experiment, root), logdir)
@@ -532,7 +570,8 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
             f"{experiment.variants[0].dataset.name}, "
             f"{experiment.variants[0].model.name}"
         )
-    if rank0:
+    meta: dict[str, Any] = {}
+    if rank0:  # (written once the stages ran and the comparison's folders are accepted)
         command = getattr(args, "command", None) or shlex.join(sys.argv)
         meta = {**experiment.to_dict(), "command": command, "threads": args.threads}
         meta["jobs"] = args.jobs
@@ -545,22 +584,18 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         meta["software"] = software_versions()  # (this machine's: a later report keeps them)
         if (earlier := recorded_wall_time(root)) is not None:
             meta["wall_time_s"] = earlier  # (this command adds its own time at the end)
-        ckpt.save_json(root / "experiment.json", meta)
-        every = load()  # the layout and HParams configuration: every variant, whichever ran
-        hyper_keys = sorted({"lr", *(k for v in every.variants for k in v.schedules)})
-        classes = [optimizer_class(v.optimizer.name) for v in every.variants]
-        if any(hasattr(cls, "step_sizes") for cls in classes):
-            hyper_keys.append("step_size")  # (the learning-rate-free optimizers' own choice)
-        write_layout(root, hyper_keys)  # (replacing an earlier command's)
-        write_hparams_config(root, every)
-    parallel.barrier(dist)
 
     trained = False  # whether this command trains anything (its time then counts)
+    range_test = None  # a range test computed now, written once the checks passed
+    search_record = None
     if experiment.range_test is not None:
-        trained = tuning.saved_range_test(experiment, root) is None
-        derived = tuning.run_range_test(
-            experiment, root, args.data_dir, settings.device, quiet=args.quiet or not rank0
-        )
+        derived = tuning.saved_range_test(experiment, root)
+        if derived is None:
+            trained = True
+            range_test = tuning.compute_range_test(
+                experiment, args.data_dir, settings.device, quiet=args.quiet or not rank0
+            )
+            derived = range_test.values
         experiment = select_variants(
             load(derived=derived), args.variants, option_name(args, "variants")
         )
@@ -586,14 +621,32 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
                 progress="learning-rate search",
             )
 
-        chosen = tuning.run_search(experiment, root, search_tasks, option_name(args, "logdir"))
+        chosen, search_record = tuning.run_search(
+            experiment, root, search_tasks, option_name(args, "logdir")
+        )
         experiment = with_chosen_rates(experiment, chosen)
         if rank0:
             print("chosen learning rates: " + ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
+            for line in tuning.edge_warnings(search_record):
+                print(line)
 
     tasks = final_tasks(experiment, root)
     if resumed is None:  # the stages decided the configuration: check the folders now
         resumed = tuning.check_task_dirs(tasks, option_name(args, "logdir"))
+    if rank0:  # every check passed: the folder's record of this configuration
+        ckpt.save_json(root / "experiment.json", meta)
+        every = load()  # the layout and HParams configuration: every variant, whichever ran
+        hyper_keys = sorted({"lr", *(k for v in every.variants for k in v.schedules)})
+        classes = [optimizer_class(v.optimizer.name) for v in every.variants]
+        if any(hasattr(cls, "step_sizes") for cls in classes):
+            hyper_keys.append("step_size")  # (the learning-rate-free optimizers' own choice)
+        write_layout(root, hyper_keys)  # (replacing an earlier command's)
+        write_hparams_config(root, every)
+        if range_test is not None:
+            tuning.save_range_test(root, range_test)
+        if search_record is not None:
+            tuning.save_search(root, search_record)
+    parallel.barrier(dist)
     finished = [t for t in tasks if ckpt.load_result(t.run_dir) is not None]
     tasks = [t for t in tasks if t not in finished]
     done = len(finished)

@@ -233,13 +233,86 @@ def _range_test(table: dict | None, names: list[str], variants: list[Variant], p
     return result
 
 
-def _search(table: dict | None, raw_variants: list, variants: list[Variant], problems: Problems):
+def _grid_names(grid: Any, location: str, problems: Problems) -> None:
+    """Refuses a grid (one its own check allows) two of whose rates would share a search run's
+    folder (``runs.tuning.search_run_name``: 6 significant digits)."""
+    from runs.tuning import colliding_rates
+
+    if checks.lr_grid(grid) is not None:
+        return  # (refused by its own check)
+    if (pair := colliding_rates(grid)) is not None:
+        first, second, name = pair
+        problems.add(
+            location,
+            f"rates {first!r} and {second!r} would share the search run folder {name} (a rate "
+            "is named by its first 6 significant digits); give rates that differ within their "
+            f"first 6 significant digits, got {grid!r}",
+        )
+
+
+def _budget(train: dict) -> str:
+    return ", ".join(f"{key}={train[key]!r}" for key in ("epochs", "steps") if key in train)
+
+
+def _search_train(raw: dict, quick_table: dict, quick: bool, problems: Problems) -> None:
+    """Checks ``[search] train`` and ``[quick] search.train`` (each where it was written; one
+    that is not a table is refused once, by the ``[search]`` table's check): their keys are
+    ``[train]``'s, each gives at most one of epochs, steps, and under ``--quick`` (the quick
+    table merged over the file's key by key, as ``[quick] train`` over ``[train]``) the two do
+    not give the budget in different units, which would set both."""
+    layers = []
+    for location, section in (
+        ("search", raw["search"]),
+        ("quick.search", quick_table.get("search")),
+    ):
+        train = section.get("train") if isinstance(section, dict) else None
+        if isinstance(train, dict):
+            check_table(spec.Train, train, join(location, "train"), problems)
+            if "epochs" in train and "steps" in train:
+                problems.add(
+                    join(location, "train"),
+                    "give at most one of epochs, steps (the search runs' budget, replacing "
+                    f"[train]'s), got {_budget(train)}",
+                )
+        layers.append(train if isinstance(train, dict) else {})
+    written, over = layers
+    units = ("epochs", "steps")
+    if quick and all(sum(unit in t for unit in units) == 1 for t in (written, over)):
+        mine = next(unit for unit in units if unit in over)
+        theirs = next(unit for unit in units if unit in written)
+        if mine != theirs:
+            problems.add(
+                "quick.search.train",
+                f"gives {mine} while [search] train gives {theirs}: the tables merge key by key "
+                "(as [quick] train and [train] do), so both would be set; give the quick budget "
+                f"in {theirs}, got {_budget(over)} over {_budget(written)}",
+            )
+
+
+def _search(
+    table: dict | None,
+    raw: dict,
+    quick_table: dict,
+    quick: bool,
+    raw_variants: list,
+    variants: list[Variant],
+    problems: Problems,
+):
+    """The resolved ``[search]``: each searched variant's grid, from ``[quick] search.lr`` under
+    ``--quick`` (the quick layer wins, over a variant's own grid too), else the variant's own
+    ``search.lr``, else ``[search] lr``."""
     if table is None:
-        for index, raw in enumerate(raw_variants):
-            if isinstance(raw, dict) and "search" in raw:
+        for index, raw_variant in enumerate(raw_variants):
+            if isinstance(raw_variant, dict) and "search" in raw_variant:
                 problems.add(f"variants[{index}].search", "needs a [search] section")
         return None
-    check_table(spec.Train, table.get("train", {}), "search.train", problems)
+    _search_train(raw, quick_table, quick, problems)
+    quick_search = quick_table.get("search")
+    quick_search = quick_search if isinstance(quick_search, dict) else {}
+    for location, section in (("search", raw["search"]), ("quick.search", quick_search)):
+        if isinstance(section, dict) and "lr" in section:
+            _grid_names(section["lr"], join(location, "lr"), problems)
+    quick_grid = quick_search.get("lr") if quick else None
     grids = {}
     for index, variant in enumerate(variants):
         location = f"variants[{index}].search"
@@ -254,7 +327,9 @@ def _search(table: dict | None, raw_variants: list, variants: list[Variant], pro
             continue
         if "lr" in own and (allowed := checks.lr_grid(own["lr"])) is not None:
             problems.add(join(location, "lr"), f"must be {allowed}, got {own['lr']!r}")
-        grid = own.get("lr", table.get("lr"))
+        if "lr" in own:
+            _grid_names(own["lr"], join(location, "lr"), problems)
+        grid = quick_grid if quick_grid is not None else own.get("lr", table.get("lr"))
         if grid is None:
             problems.add(location, "no learning-rate grid: give search.lr here or in [search]")
         if "lr" in variant.schedules:
@@ -352,7 +427,13 @@ def parse_experiment(
         _stage(raw, quick_table, quick, "range_test", problems), names, variants, problems
     )
     search = _search(
-        _stage(raw, quick_table, quick, "search", problems), raw_variants, variants, problems
+        _stage(raw, quick_table, quick, "search", problems),
+        raw,
+        quick_table,
+        quick,
+        raw_variants,
+        variants,
+        problems,
     )
     report = check_table(spec.Report, raw.get("report", {}), "report", problems)
     for index, claim in enumerate(report.get("claims") or []):

@@ -22,6 +22,7 @@ import numpy as np
 
 from runs.checkpoint import atomic_write
 from runs.checks import check_positive_int
+from runs.dataset_files import NUM_CLASSES
 
 _MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
 
@@ -208,8 +209,20 @@ def _read_mnist1d_cache(path: Path) -> dict[str, np.ndarray]:
             problem = f"inputs have shapes {x.shape} and {x_test.shape}, expected (N, L) and (M, L)"
         elif y.shape != x.shape[:1] or y_test.shape != x_test.shape[:1]:
             problem = f"labels have shapes {y.shape} and {y_test.shape}, not one per input"
-        elif x.dtype.kind != "f" or y.dtype.kind not in "iu" or y_test.dtype.kind not in "iu":
-            problem = f"dtypes {x.dtype}, {y.dtype}: expected float inputs and integer labels"
+        elif x.dtype.kind != "f" or x_test.dtype.kind != "f":
+            problem = f"inputs of dtypes {x.dtype} and {x_test.dtype}, expected floats"
+        elif y.dtype.kind not in "iu" or y_test.dtype.kind not in "iu":
+            problem = f"labels of dtypes {y.dtype} and {y_test.dtype}, expected integers"
+        else:
+            problem = _label_problem(y, "y") or _label_problem(y_test, "y_test")
     if problem:
         raise ValueError(f"{path}: malformed MNIST-1D cache: {problem}; delete it to regenerate")
     return arrays
+
+
+def _label_problem(labels: np.ndarray, key: str) -> str | None:
+    """What is wrong with a cached split's labels (one outside MNIST-1D's digits 0..9), or None."""
+    outside = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
+    if len(outside):
+        return f"{key}[{outside[0]}] is {labels[outside[0]]}, expected a digit 0..{NUM_CLASSES - 1}"
+    return None

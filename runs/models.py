@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from runs.checks import check_positive_int, check_registry_name, is_positive_int
+from runs.checks import check_positive_int, check_registry_name, is_positive_int, plain_int
 
 MODELS: tuple[str, ...] = ("logistic", "mlp", "mnist1d-cnn", "lenet", "lenet1d")
 
@@ -59,7 +59,8 @@ def register_model(name: str, factory: Callable[..., nn.Module], *, replace: boo
         name: the model's name: letters, digits and ``- _ . +``; not a bundled model's name.
         factory: ``factory(input_shape, num_classes, **options) -> nn.Module``, called with the
             shape of one example (a tuple, e.g. ``(20,)``), the number of classes, and the other
-            keys of the experiment's ``[model]`` table as keyword arguments. A class works too.
+            keys of the experiment's ``[model]`` table as keyword arguments (an option without
+            a default is one every table using the model must give). A class works too.
             Seed-dependent initial weights come from torch's global generator, which the runner
             seeds right before calling it.
         replace: allow replacing a different factory already registered under ``name``.
@@ -70,7 +71,7 @@ def register_model(name: str, factory: Callable[..., nn.Module], *, replace: boo
         ValueError: a bad or bundled name, or another factory registered under ``name``
             (without ``replace=True``).
         TypeError: a name that is not a string; ``factory`` not callable or unable to take
-            ``(input_shape, num_classes)``.
+            ``(input_shape, num_classes)`` positionally and its other arguments by keyword.
     """
     check_registry_name("register_model", name)
     if name in MODELS:
@@ -84,14 +85,20 @@ def register_model(name: str, factory: Callable[..., nn.Module], *, replace: boo
             f"factory(input_shape, num_classes, **options), got {factory!r}"
         )
     try:
-        inspect.signature(factory).bind((1,), 2)
-    except TypeError as err:
-        raise TypeError(
-            f"register_model({name!r}): factory {factory!r} cannot be called as "
-            f"factory(input_shape, num_classes): {err}"
-        ) from None
+        signature = inspect.signature(factory)
     except ValueError:  # no signature (some builtins): accept it
-        pass
+        signature = None
+    if signature is not None:
+        # options without a default are given by the [model] table: stand-ins here, and
+        # build_model names any the table leaves out
+        required = dict.fromkeys(_required_options(factory) or ())
+        try:
+            signature.bind((1,), 2, **required)
+        except TypeError as err:
+            raise TypeError(
+                f"register_model({name!r}): factory {factory!r} cannot be called as "
+                f"factory(input_shape, num_classes): {err}"
+            ) from None
     known = _REGISTERED.get(name)
     if known is not None and known is not factory and not replace:
         raise ValueError(
@@ -166,6 +173,19 @@ def _model_options(builder: Callable[..., nn.Module]) -> list[str] | None:
     return [p.name for p in parameters[2:] if p.kind in keyword]
 
 
+def _required_options(builder: Callable[..., nn.Module]) -> list[str] | None:
+    """The options ``builder`` takes by keyword without a default (the ``[model]`` table must
+    give them), or None when its signature cannot be read."""
+    try:
+        parameters = list(inspect.signature(builder).parameters.values())
+    except ValueError:
+        return None
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [
+        p.name for p in parameters[2:] if p.kind in keyword and p.default is inspect.Parameter.empty
+    ]
+
+
 def build_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, **options: object
 ) -> nn.Module:
@@ -183,12 +203,16 @@ def build_model(
     ``(batch, *input_shape)``. Initial weights come from torch's global generator (see module doc).
 
     Raises:
-        ValueError: unknown ``name`` or option (listing the valid ones), a bad option value, or an
-            input shape the model cannot take.
+        ValueError: unknown ``name`` or option (listing the valid ones), a missing option (one a
+            registered factory takes without a default), a bad option value, or an input shape
+            the model cannot take.
     """
     builder = _BUILDERS.get(name) or _REGISTERED.get(name)
     if builder is None:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(model_names())}")
+    if isinstance(input_shape, tuple | list):  # (NumPy integers: ints)
+        input_shape = tuple(plain_int(size) for size in input_shape)
+    num_classes = plain_int(num_classes)
     if (
         not isinstance(input_shape, tuple | list)
         or not input_shape
@@ -205,6 +229,13 @@ def build_model(
         allowed = ", ".join(valid) if valid else "none"
         raise ValueError(
             f"unknown option(s) {', '.join(unknown)} for model {name!r}; valid options: {allowed}"
+        )
+    missing = [option for option in _required_options(builder) or () if option not in options]
+    if missing:
+        raise ValueError(
+            f"model {name!r}: missing option(s) {', '.join(missing)}: its factory takes them "
+            "without a default; give them in the [model] table "
+            f"({', '.join(f'{option} = ...' for option in missing)})"
         )
     model = builder(tuple(input_shape), num_classes, **options)
     if not isinstance(model, nn.Module):

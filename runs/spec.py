@@ -293,14 +293,27 @@ class RangeTest(Section):
 class Search(Section):
     TITLE: ClassVar[str] = "a learning-rate grid search before training (runs.tuning)"
 
-    lr: list[float] | None = setting("the grid (a variant may give its own)", lr_grid, None)
+    lr: list[float] | None = setting(
+        "the grid (a variant may give its own; under --quick, [quick] search.lr replaces every "
+        "grid); rates name their run folders by 6 significant digits (lr0.1), so they must "
+        "differ within them",
+        lr_grid,
+        None,
+    )
     metric: str = setting(
-        "the final value that decides (lower is better; higher for accuracies)",
+        "the final value that decides (lower is better; higher for accuracies; ties: the smaller "
+        "rate). Diverged runs never win: a variant whose every rate diverges stops the command. "
+        "A best rate at an end of the grid is flagged",
         one_of(*EVAL_METRICS),
         "train_loss",
     )
     seed: int = setting("the one seed of the search runs", a_seed, 0)
-    train: dict[str, Any] = setting("overrides of [train] for the search runs", table, {})
+    train: dict[str, Any] = setting(
+        "overrides of [train] for the search runs (a budget, at most one of epochs, steps, "
+        "replaces [train]'s)",
+        table,
+        {},
+    )
     # Resolved by runs.load, not written in a file: each variant's grid (none for a variant
     # whose optimizer takes no lr: it is not searched).
     grids: dict[str, list[float]] | None = None
@@ -441,7 +454,9 @@ LAYERS_DOC = """## Layers: `[[variants]]`, `[quick]`, `[fallback]`
   `optimizer` table naming another optimizer replaces the common one; `schedules` merge per
   hyperparameter.
 - `[quick]` (applied by `--quick`): `seeds` and overrides of `dataset`, `model`, `train`,
-  `logging`, `range_test`, `search`, merged over both.
+  `logging`, `range_test`, `search`, merged over both, key by key (so a quick `train` or
+  `search.train` budget must be in the unit the file uses: epochs and steps together are
+  refused); `[quick] search.lr` replaces every searched variant's grid, its own too.
 - `[fallback]`: `dataset` and `model` tables that replace the common ones when the dataset needs
   files and no `--data-dir` was given (an explicit `--data-dir` never falls back).
 """
@@ -452,7 +467,11 @@ TOP_LEVEL = (
     ("description", "one line for `stepsize list`"),
     ("runtime", "how long it takes, shown by `stepsize list`"),
     ("reference", "what paper or framework it reproduces (markdown, shown in the README)"),
-    ("seeds", "N means seeds 0..N-1, or a list such as [0, 7]; seeds < 2**64 [1]"),
+    (
+        "seeds",
+        "N means seeds 0..N-1, or a list such as [0, 7]; seeds < 2**32 (torch's CPU generator "
+        "keeps a seed's low 32 bits) [1]",
+    ),
 )
 SECTIONS: dict[str, type[Section]] = {
     "dataset": Dataset,

@@ -42,21 +42,40 @@ RESULTS = "results.json"
 REQUIRED = ("DESCRIPTION", "RUNTIME", "REFERENCE", "SEEDS", "QUICK_SEEDS", "compute", "report")
 
 
-def mean_std(values) -> dict[str, float]:
+def mean_std(values) -> dict[str, Any]:
     """Mean and sample standard deviation (``ddof = 1``; 0 for a single value) of ``values``,
-    as the JSON-ready ``{"mean": ..., "std": ...}`` of study results."""
+    as the JSON-ready ``{"mean": ..., "std": ...}`` of study results.
+
+    Non-finite values (NaN, ±inf) are left out and counted, as the runner's tables and curves
+    do (``runs.summary`` averages finished runs only, ``runs.results.series_band`` skips
+    non-finite values): the dict then has ``"dropped": k``, and when no value is finite, mean
+    and std are None (JSON null). :func:`format_mean_std` shows both.
+    """
     import numpy as np
 
-    array = np.asarray(values, dtype=np.float64)
-    std = float(array.std(ddof=1)) if array.size > 1 and np.ptp(array) > 0 else 0.0
-    return {"mean": float(array.mean()), "std": std}
+    array = np.asarray(values, dtype=np.float64).ravel()
+    finite = array[np.isfinite(array)]
+    out: dict[str, Any] = {"mean": None, "std": None}
+    if finite.size:
+        std = float(finite.std(ddof=1)) if finite.size > 1 and np.ptp(finite) > 0 else 0.0
+        out = {"mean": float(finite.mean()), "std": std}
+    if finite.size < array.size:
+        out["dropped"] = int(array.size - finite.size)
+    return out
 
 
-def format_mean_std(stat: dict[str, float], spec: str = ".3f") -> str:
-    """``"mean ± std"`` in the format ``spec`` (the mean alone when std is 0)."""
-    if stat["std"] == 0:
-        return format(stat["mean"], spec)
-    return f"{format(stat['mean'], spec)} ± {format(stat['std'], spec)}"
+def format_mean_std(stat: dict[str, Any], spec: str = ".3f") -> str:
+    """``"mean ± std"`` in the format ``spec`` (the mean alone when std is 0; ``-`` when no value
+    was finite), followed by ``(k non-finite left out)`` when :func:`mean_std` left values out."""
+    if stat["mean"] is None:
+        text = "-"
+    elif stat["std"] == 0:
+        text = format(stat["mean"], spec)
+    else:
+        text = f"{format(stat['mean'], spec)} ± {format(stat['std'], spec)}"
+    if stat.get("dropped"):
+        text += f" ({stat['dropped']} non-finite left out)"
+    return text
 
 
 def load_study(name: str) -> ModuleType:

@@ -1,7 +1,7 @@
 """The tables of an experiment, ``summary.json`` and ``summary.md``, made from its run folders.
 
 Everything here is computed from the ``result.json`` of each run (``<dir>/<variant>/seed<k>/``)
-and the ``experiment.json`` written when the experiment started, so ``stepsize report DIR``
+and the ``experiment.json`` written before its comparison trains, so ``stepsize report DIR``
 regenerates exactly what ``stepsize run`` wrote (:func:`write_report`):
 
 - ``summary.json``: the experiment, software versions, and every variant x seed with its status,
@@ -163,7 +163,7 @@ def _learning_rate(config: dict[str, Any]) -> float | str | None:
 
 def markdown_table(results: Sequence[dict[str, Any]], report: dict | None = None) -> str:
     """The results table: one row per variant, mean ± std over seeds (accuracies in %), with the
-    columns ``report`` asks for (see ``runs.config``: ``reach``, ``early_steps``,
+    columns ``report`` asks for (see ``runs.spec.Report``: ``reach``, ``early_steps``,
     ``published``) and the learning rate when the variants differ in it."""
     report = report or {}
     rows = variant_rows(results)
@@ -217,7 +217,12 @@ def markdown_table(results: Sequence[dict[str, Any]], report: dict | None = None
 def search_table(search: dict[str, Any]) -> str:
     """The grid search: per variant, the final metric at each rate tried; the chosen in bold. A
     run that cannot be scored (not finished, or finished without a finite final metric: the rule
-    of ``runs.tuning``, where such a run never wins) is shown as ``diverged``."""
+    of ``runs.tuning``, where such a run never wins) is shown as ``diverged``. A chosen rate at an
+    end of its grid (``runs.tuning.grid_edges``: the best may lie beyond it) is marked ``†``, and
+    a line under the table names each such variant."""
+    from runs.tuning import edge_warnings, grid_edges
+
+    edges = grid_edges(search["grid"], search["chosen"])
     metric = search["metric"]
     rates = sorted({row["lr"] for rows in search["grid"].values() for row in rows})
     header = ["variant", *(f"lr {lr:g}" for lr in rates)]
@@ -233,9 +238,12 @@ def search_table(search: dict[str, Any]) -> str:
             value = row["value"]
             scored = row["status"] == "finished" and value is not None and math.isfinite(value)
             text = _fmt(metric, value, None) if scored else "diverged"
-            cells.append(f"**{text}**" if lr == search["chosen"][variant] else text)
+            if lr == search["chosen"][variant]:
+                text = f"**{text}**" + (" †" if edges.get(variant) else "")
+            cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    notes = [f"† {line.removeprefix('warning: ')}" for line in edge_warnings(search)]
+    return "\n".join(lines) + "\n" + "".join(f"\n{note}\n" for note in notes)
 
 
 def summary(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:

@@ -4,13 +4,23 @@ search (the ``[range_test]`` and ``[search]`` sections, see ``runs.spec``).
 - :func:`run_range_test` runs ``schedulers.range_test.lr_range_test`` on one variant (its seeded
   model, optimizer and first epoch's batches, exactly as training would build them) and returns
   the numbers that ``"$NAME"`` references take: Smith's CLR bounds, the suggestions, and 1/L and
-  2/L from the top Hessian eigenvalue at the start. It writes ``range_test.json`` and
-  ``figures/range_test.png``; a later call with the same settings reads the file back.
+  2/L from the top Hessian eigenvalue at the start. Its record, ``range_test.json`` and
+  ``figures/range_test.png``, is written by :func:`save_range_test` (``runs.experiment`` does so
+  only once the comparison's folders are accepted); a later call with the same settings reads
+  the file back.
 - :func:`run_search` trains every variant at every rate of its grid (one seed, the ``[search]``
-  training budget) under ``<root>/_search/<variant>/lr<rate>/``, picks per variant the rate
-  with the best final ``metric`` (lowest loss or highest accuracy; diverged runs never win),
-  and writes ``search.json``. Finished search runs are read back, so a resumed experiment does
-  not repeat them.
+  training budget) under ``<root>/_search/<variant>/lr<rate>/`` (the rate with 6 significant
+  digits, :func:`search_run_name`: a grid two of whose rates share a name is refused when the
+  experiment is validated) and picks per variant the rate with the best final ``metric``
+  (lowest loss or highest accuracy; ties go to the smaller rate). Diverged runs, and runs
+  without a finite final metric, never win: when every rate of a variant's grid is such a run,
+  the search fails naming the variant and its grid (nothing is chosen, so the comparison does
+  not train at a rate known to fail; give lower rates). A chosen rate that is the smallest or
+  largest of its grid is flagged (``at_edge`` in ``search.json``, a warning line, a mark in the
+  search table): the best rate may lie beyond the grid. Each result read must be the run of
+  its candidate (its fingerprint), so one run's number is never credited to another rate.
+  :func:`save_search` writes ``search.json`` (again once the comparison's folders are
+  accepted). Finished search runs are read back, so a resumed experiment does not repeat them.
 """
 
 from __future__ import annotations
@@ -124,22 +134,24 @@ def saved_range_test(experiment: Experiment, root: Path) -> dict[str, float | No
     return None
 
 
-def run_range_test(
-    experiment: Experiment,
-    root: Path,
-    data_dir: str | None,
-    device: str = "cpu",
-    quiet: bool = True,
-) -> dict[str, float | None]:
-    """The experiment's range test (or its saved result); returns the reference values. Unless
-    ``quiet``, a progress bar counts the test's updates."""
+@dataclasses.dataclass(frozen=True)
+class RangeTestRun:
+    """A range test computed but not yet written: its values, the ``range_test.json`` record and
+    the result (whose figure :func:`save_range_test` draws)."""
+
+    values: dict[str, float | None]
+    record: dict[str, Any]
+    result: Any
+
+
+def compute_range_test(
+    experiment: Experiment, data_dir: str | None, device: str = "cpu", quiet: bool = True
+) -> RangeTestRun:
+    """The experiment's range test, computed and not written. Unless ``quiet``, a progress bar
+    counts the test's updates."""
     from runs.parallel import dataset_on
 
-    saved = saved_range_test(experiment, root)
-    if saved is not None:
-        return saved
     variant, settings, fingerprint = _range_test_fingerprint(experiment)
-    path = root / RANGE_TEST_FILE
     data = dataset_on(variant.dataset.to_table(), data_dir, device)
     options = {k: settings[k] for k in RANGE_TEST_OPTIONS}
     label = f"{experiment.name}, variant {variant.name}"
@@ -147,11 +159,8 @@ def run_range_test(
         variant, data, settings["seed"], quiet=quiet, label=label, **options
     )
     values = derived_values(result)
-    import matplotlib.pyplot as plt
-
-    plt.close(result.plot(root / "figures" / "range_test.png"))
     curvature = result.curvature
-    ckpt.save_json(path, {
+    record = {
         "fingerprint": fingerprint,
         "settings": settings,
         "values": values,
@@ -161,8 +170,34 @@ def run_range_test(
         "lrs": result.lrs,
         "losses": result.losses,
         "smoothed": result.smoothed,
-    })  # fmt: skip
-    return values
+    }
+    return RangeTestRun(values, record, result)
+
+
+def save_range_test(root: Path, run: RangeTestRun) -> None:
+    """Writes ``figures/range_test.png`` and ``range_test.json`` of a computed range test."""
+    import matplotlib.pyplot as plt
+
+    plt.close(run.result.plot(root / "figures" / "range_test.png"))
+    ckpt.save_json(root / RANGE_TEST_FILE, run.record)
+
+
+def run_range_test(
+    experiment: Experiment,
+    root: Path,
+    data_dir: str | None,
+    device: str = "cpu",
+    quiet: bool = True,
+) -> dict[str, float | None]:
+    """The experiment's range test (or its saved result), written at once; returns the reference
+    values. Unless ``quiet``, a progress bar counts the test's updates. (``stepsize run`` computes
+    it with :func:`compute_range_test` and writes it only once every check passed.)"""
+    saved = saved_range_test(experiment, root)
+    if saved is not None:
+        return saved
+    run = compute_range_test(experiment, data_dir, device, quiet)
+    save_range_test(root, run)
+    return run.values
 
 
 def search_train(train: Train, overrides: Mapping[str, Any]) -> Train:
@@ -174,11 +209,30 @@ def search_train(train: Train, overrides: Mapping[str, Any]) -> Train:
     return Train.from_table({**merged, **overrides})
 
 
+def search_run_name(lr: float) -> str:
+    """What names the search run of rate ``lr`` (its folder, and its variant after the dot):
+    ``lr`` and the rate with 6 significant digits (``lr0.1``, ``lr1``, ``lr3e-05``). Two rates
+    that print alike would share a folder, so :func:`colliding_rates` refuses such a grid."""
+    return f"lr{lr:g}"
+
+
+def colliding_rates(grid: Sequence[float]) -> tuple[float, float, str] | None:
+    """The first two distinct rates of ``grid`` that share a :func:`search_run_name`, with that
+    name, or None."""
+    seen: dict[str, float] = {}
+    for lr in grid:
+        name = search_run_name(lr)
+        if name in seen and seen[name] != lr:
+            return seen[name], lr, name
+        seen.setdefault(name, lr)
+    return None
+
+
 def search_variant(variant: Variant, lr: float, train: Mapping[str, Any]) -> Variant:
     """``variant`` at learning rate ``lr`` with the search's training overrides."""
     return dataclasses.replace(
         variant,
-        name=f"{variant.name}.lr{lr:g}",
+        name=f"{variant.name}.{search_run_name(lr)}",
         optimizer=variant.optimizer.with_values(lr=lr),
         train=search_train(variant.train, train),
     )
@@ -205,35 +259,107 @@ def search_tasks(experiment: Experiment, root: Path) -> dict[str, list[tuple[flo
     for variant in experiment.variants:
         for lr in search.grids.get(variant.name, ()):  # (a variant without lr is not searched)
             candidate = search_variant(variant, lr, search.train)
-            run_dir = run_dir_of(root / SEARCH_DIR / variant.name, f"lr{lr:g}", search.seed)
+            run_dir = run_dir_of(root / SEARCH_DIR / variant.name, search_run_name(lr), search.seed)
             by_variant.setdefault(variant.name, []).append(
                 (lr, Task(candidate, search.seed, run_dir))
             )
     return by_variant
 
 
+def _check_candidate(result: dict[str, Any], lr: float, task: Any) -> None:
+    """Raises ``ValueError`` unless ``result`` is the run of ``task`` (its fingerprint: the
+    variant, the rate ``lr`` and the seed), so that no rate is credited with another's number."""
+    if result.get("fingerprint") == task.variant.fingerprint(task.seed):
+        return
+    config = result.get("config")
+    optimizer = config.get("optimizer") if isinstance(config, dict) else None
+    recorded = optimizer.get("lr") if isinstance(optimizer, dict) else None
+    raise ValueError(
+        f"{task.run_dir}: its result is not the search run of {task.variant.name!r} at lr "
+        f"{lr!r}, seed {task.seed} (it records variant {result.get('variant')!r}, lr "
+        f"{recorded!r}, another fingerprint); delete that folder and run again"
+    )
+
+
 def _choose(
     experiment: Experiment, by_variant: dict[str, list[tuple[float, Any]]]
 ) -> tuple[dict[str, float], dict[str, list[dict[str, Any]]]]:
-    """The chosen rate of each variant and the grid's rows, from the search runs on disk."""
+    """The chosen rate of each variant and the grid's rows, from the search runs on disk: the
+    best score, ties going to the smaller rate.
+
+    Raises:
+        ValueError: when a result is not its candidate's run (:func:`_check_candidate`), or when
+            every rate of a variant's grid scores +inf (diverged, or no finite final metric),
+            naming each such variant and its grid.
+    """
     search = experiment.search
     assert search is not None
     grid: dict[str, list[dict[str, Any]]] = {}
     chosen: dict[str, float] = {}
+    failed: list[str] = []
     for variant in experiment.variants:
         if variant.name not in by_variant:
             continue
         rows = []
         for lr, task in by_variant[variant.name]:
             result = ckpt.load_result(task.run_dir)
+            if result is not None:
+                _check_candidate(result, lr, task)
             score = _score(result, search.metric)
             value = result["final"][search.metric] if result else None
             status = result["status"] if result else "missing"
             rows.append({"lr": lr, "status": status, "value": value, "score": score})
         best = min(rows, key=lambda row: (row["score"], row["lr"]))
+        if math.isinf(best["score"]):
+            rates = ", ".join(f"{row['lr']:g}" for row in rows)
+            failed.append(
+                f"every rate of the grid of variant {variant.name!r} ({rates}) diverged or ended "
+                f"without a finite final {search.metric}: give it rates below "
+                f"{min(row['lr'] for row in rows):g}"
+            )
+            continue
         chosen[variant.name] = best["lr"]
         grid[variant.name] = [{k: v for k, v in r.items() if k != "score"} for r in rows]
+    if failed:
+        raise ValueError(
+            f"learning-rate search: {'; '.join(failed)}. No rate is chosen, so that its "
+            "comparison never trains at a rate known to fail; finished search runs are kept "
+            "and reused when the command runs again"
+        )
     return chosen, grid
+
+
+def grid_edges(
+    grid: Mapping[str, Sequence[Mapping[str, Any]]], chosen: Mapping[str, float]
+) -> dict[str, str | None]:
+    """Per variant of ``chosen``: ``"low"`` or ``"high"`` when its chosen rate is the smallest or
+    the largest rate of its grid (of more than one rate; ``grid`` as in ``search.json``), so the
+    best rate may lie beyond the grid, else None."""
+    edges: dict[str, str | None] = {}
+    for name, lr in chosen.items():
+        rates = [row["lr"] for row in grid.get(name, ())]
+        edge = None
+        if len(rates) > 1 and lr == min(rates):
+            edge = "low"
+        elif len(rates) > 1 and lr == max(rates):
+            edge = "high"
+        edges[name] = edge
+    return edges
+
+
+def edge_warnings(search: Mapping[str, Any]) -> list[str]:
+    """One warning line per variant whose chosen rate lies at an end of its grid (from a
+    ``search.json`` record; :func:`grid_edges`)."""
+    lines = []
+    for name, edge in grid_edges(search["grid"], search["chosen"]).items():
+        if edge is not None:
+            which = "smallest" if edge == "low" else "largest"
+            beyond = "lower" if edge == "low" else "higher"
+            lines.append(
+                f"warning: {name}'s best rate {search['chosen'][name]:g} is the {which} of its "
+                f"grid; the best may lie beyond it: extend the grid to {beyond} rates"
+            )
+    return lines
 
 
 def saved_choice(experiment: Experiment, root: Path) -> dict[str, float] | None:
@@ -250,10 +376,16 @@ def run_search(
     root: Path,
     run_tasks: Callable[[Sequence[Any]], None],
     option: str = "--logdir",
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Runs the grid search (``run_tasks`` trains a list of ``runs.parallel.Task``); returns the
-    chosen learning rate of each variant and writes ``search.json``. ``option`` is what a folder
-    of another configuration's refusal names (:func:`check_task_dirs`)."""
+    chosen learning rate of each variant and the ``search.json`` record, which
+    :func:`save_search` writes (``runs.experiment`` does once the comparison's folders are
+    accepted). ``option`` is what a folder of another configuration's refusal names
+    (:func:`check_task_dirs`).
+
+    Raises:
+        ValueError: when every rate of a variant's grid diverged (:func:`_choose`).
+    """
     search = experiment.search
     assert search is not None
     by_variant = search_tasks(experiment, root)
@@ -263,14 +395,20 @@ def run_search(
     if pending:
         run_tasks(pending)
     chosen, grid = _choose(experiment, by_variant)
-    ckpt.save_json(root / SEARCH_FILE, {
+    record = {
         "metric": search.metric,
         "seed": search.seed,
         "train": search.train,
         "grid": grid,
         "chosen": chosen,
-    })  # fmt: skip
-    return chosen
+        "at_edge": grid_edges(grid, chosen),
+    }
+    return chosen, record
+
+
+def save_search(root: Path, record: Mapping[str, Any]) -> None:
+    """Writes ``search.json`` (the record :func:`run_search` returns)."""
+    ckpt.save_json(root / SEARCH_FILE, dict(record))
 
 
 def check_task_dirs(tasks: Sequence[Any], option: str = "--logdir") -> dict[str, int]:

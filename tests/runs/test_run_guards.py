@@ -249,14 +249,15 @@ def _raise(i):
         (lambda i: (torch.randn(4 + i % 2), i % 2), ValueError, "one shape"),
         (lambda i: (float(i), i % 2), ValueError, "(N, *input_shape)"),
         (lambda i: (torch.randn(4), torch.tensor([i % 2, 1])), ValueError, "one integer"),
-        (_raise, TypeError, "item 0"),
+        (_raise, RuntimeError, "file missing on disk"),  # the user's own error, as itself
     ],
     ids=["float-labels", "bool-labels", "ragged-x", "scalar-x", "vector-label", "item-raises"],
 )
 def test_a_dataset_is_checked_as_tensors_are(item, error, words):
     """``dataset_from(train=Dataset, ...)`` refuses what ``dataset_from(train_x, train_y, ...)``
     refuses (float labels 1.7 and 2.7 were truncated to 1 and 2; bool labels and scalar inputs
-    were taken; ragged inputs and a failing item gave torch's raw RuntimeError)."""
+    were taken; ragged inputs gave torch's raw RuntimeError). An error the user's ``__getitem__``
+    raises propagates as itself."""
     with pytest.raises(error, match=re.escape(words)):
         dataset_from(train=_Items(item), test=_Items(item))
 
