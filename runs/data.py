@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,6 +82,33 @@ class DatasetSplits:
             object.__setattr__(self, "input_shape", shape)
 
 
+def dataset_size_problem(
+    name: Any, train_examples: Any, test_examples: Any
+) -> tuple[str, str] | None:
+    """``(key, message)`` when ``train_examples`` / ``test_examples`` do not suit dataset
+    ``name``, else None: only ``"mnist1d"`` is generated at a chosen size (any other dataset
+    refuses both keys), and its sizes must be positive with a total that is a multiple of 10
+    (:func:`runs.mnist1d.mnist1d_sizes`). Pure (no data is read), so an experiment file is checked
+    with it for every variant before anything runs (``runs.load``), and :func:`load_dataset` too.
+    """
+    sizes = {"train_examples": train_examples, "test_examples": test_examples}
+    given = [key for key, value in sizes.items() if value is not None]
+    if not given:
+        return None
+    if name != "mnist1d":
+        key = given[0]
+        return key, (
+            f"{key}={sizes[key]!r}: only dataset 'mnist1d' is generated at a chosen size, "
+            f"not {name!r}; leave {key} out"
+        )
+    try:
+        mnist1d.mnist1d_sizes(train_examples, test_examples)
+    except (TypeError, ValueError) as error:
+        key = next((k for k in given if str(error).startswith(k)), given[0])
+        return key, str(error)
+    return None
+
+
 def load_dataset(
     name: str,
     *,
@@ -113,13 +141,9 @@ def load_dataset(
         FileNotFoundError: the dataset's files are not in ``data_dir``; the message names the
             dataset, the directories searched and the expected file names.
     """
-    sizes = {"train_examples": train_examples, "test_examples": test_examples}
-    if name != "mnist1d" and any(v is not None for v in sizes.values()):
-        given = next(key for key, value in sizes.items() if value is not None)
-        raise ValueError(
-            f"{given}={sizes[given]!r}: only dataset 'mnist1d' is generated at a chosen size, "
-            f"not {name!r}; leave {given} out"
-        )
+    problem = dataset_size_problem(name, train_examples, test_examples)
+    if problem is not None:
+        raise ValueError(problem[1])
     if name in _REGISTERED:
         return _registered_copy(_REGISTERED[name], normalize)
     if name not in DATASETS:

@@ -127,6 +127,7 @@ def _resolve_variant(
             problems,
         )
     _check_names(tables["dataset"].get("name"), tables["model"].get("name"), loc, problems)
+    _check_dataset_sizes(tables["dataset"], wheres["dataset"], join(loc, "dataset"), problems)
     built = all(cls.builds(tables[s]) for s, cls in spec.SECTIONS.items())
     if not isinstance(name, str) or missing or not built:  # (its problems are reported)
         return None
@@ -152,6 +153,21 @@ def _check_names(dataset: Any, model: Any, location: str, problems: Problems) ->
                 join(location, f"{key}.name"),
                 f"unknown {key} {value!r}; allowed: {', '.join(known)} ({how} adds your own)",
             )
+
+
+def _check_dataset_sizes(
+    table: dict, where: dict[str, str], location: str, problems: Problems
+) -> None:
+    """``train_examples`` / ``test_examples`` against the dataset (``runs.data``'s rule, which
+    needs no data), for every variant of the file, at the place the user wrote the size."""
+    from runs.data import dataset_size_problem
+
+    problem = dataset_size_problem(
+        table.get("name"), table.get("train_examples"), table.get("test_examples")
+    )
+    if problem is not None:
+        key, message = problem
+        problems.add(where.get(key, join(location, key)), message)
 
 
 def _name_in(table: Any) -> Any:

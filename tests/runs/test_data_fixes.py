@@ -334,3 +334,59 @@ def test_an_empty_data_dir_names_no_closest_folder(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         load_dataset("cifar10", data_dir=tmp_path)
     assert "lacks" not in str(info.value)
+
+
+# ------------------------------------- F3: dataset sizes are part of the file's validation
+SIZES_TOML = """
+name = "m1d"
+[dataset]
+name = "mnist1d"
+train_examples = 33
+test_examples = 5
+[model]
+name = "logistic"
+[train]
+steps = 1
+batch_size = 8
+[optimizer]
+name = "sgd"
+lr = 0.1
+[[variants]]
+name = "a"
+[[variants]]
+name = "b"
+dataset = {name = "mnist1d", train_examples = 40, test_examples = 10}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "selected", "located"),
+    [
+        # a total that is not a multiple of 10, found even when only the other variant runs
+        (SIZES_TOML, "a,b", "dataset.train_examples: train_examples + test_examples = 33 + 5"),
+        (SIZES_TOML, "b", "dataset.train_examples: train_examples + test_examples = 33 + 5"),
+        # a size for a dataset that is not generated, at the key the file wrote
+        (
+            SIZES_TOML.replace('name = "mnist1d"\ntrain', 'name = "fashion-mnist"\ntrain'),
+            "b",
+            "dataset.train_examples: train_examples=33: only dataset 'mnist1d'",
+        ),
+    ],
+    ids=["total-all-variants", "total-other-variant", "size-of-a-dataset-not-generated"],
+)
+def test_dataset_sizes_are_refused_at_their_location_for_every_variant(
+    tmp_path, capsys, monkeypatch, text, selected, located
+):
+    from runs.cli import main
+
+    monkeypatch.setenv("STEPSIZE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    logs = tmp_path / "logs"
+    code = main(["run", str(path), "--logdir", str(logs), "--quiet", "--variants", selected])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert str(path) in error
+    assert located in error
+    assert not logs.exists()
+    assert not (tmp_path / "cache").exists()
