@@ -6,9 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-TINY = """
-name = "tiny"
-seeds = 2
+LOGGING = """
+[logging]
+flush_every = 7
+stats_every = 5
+checkpoint_every = 10
+"""
+
+
+def mlp_experiment(
+    name: str, steps: int = 24, eval_every: int = 10, *, seeds: int = 1, logging: bool = False
+) -> str:
+    """A tiny MLP experiment on MNIST-1D with SGD at lr 0.1 ([optimizer] last: append more of its
+    keys, then the variants); ``logging``: flush, stats and checkpoints every few updates."""
+    return f"""
+name = "{name}"
+seeds = {seeds}
 
 [dataset]
 name = "mnist1d"
@@ -18,19 +31,19 @@ name = "mlp"
 hidden = 8
 
 [train]
-steps = 24
+steps = {steps}
 batch_size = 400
-eval_every = 10
-
-[logging]
-flush_every = 7
-stats_every = 5
-checkpoint_every = 10
-
+eval_every = {eval_every}
+{LOGGING if logging else ""}
 [optimizer]
 name = "torch.sgd"
 lr = 0.1
+"""
 
+
+TINY = (
+    mlp_experiment("tiny", seeds=2, logging=True)
+    + """
 [[variants]]
 name = "plain"
 
@@ -38,6 +51,7 @@ name = "plain"
 name = "momentum"
 optimizer = {momentum = 0.9}
 """
+)
 
 
 def write_toml(path: Path, text: str = TINY) -> Path:

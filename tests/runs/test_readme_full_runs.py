@@ -12,32 +12,19 @@ from pathlib import Path
 import pytest
 
 from runs.cli import main
+from tests.runs.test_cli_errors import TINY as FASTEST
 
-TINY = """
-name = "tiny"
-description = "a tiny comparison"
-seeds = 1
-[dataset]
-name = "mnist1d"
-train_examples = 200
-test_examples = 100
-[model]
-name = "logistic"
-[train]
-steps = 5
-batch_size = 50
-eval_every = 5
-[optimizer]
-name = "sgd"
-lr = 0.1
-[quick]
-train = {steps = 3, eval_every = 3}
-[[variants]]
-name = "a"
-[[variants]]
+# test_cli_errors' fastest valid experiment, with a description, a [quick] table and two variants
+TINY = (
+    FASTEST.replace("seeds = 1", 'description = "a tiny comparison"\nseeds = 1').replace(
+        "[[variants]]",
+        "[quick]\ntrain = {steps = 3, eval_every = 3}\n[[variants]]",
+    )
+    + """[[variants]]
 name = "b"
 optimizer = {lr = 0.05}
 """
+)
 
 BEFORE = """# project
 

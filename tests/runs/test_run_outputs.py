@@ -19,39 +19,18 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 
 from runs.checkpoint import load_checkpoint
 from runs.cli import main
-from tests.runs.helpers import write_toml
+from tests.runs.helpers import mlp_experiment, write_toml
 
 # ------------------------------------------------------------------ TensorBoard after a resume
-SCHEDULED = """
-name = "tb"
-seeds = 1
-
-[dataset]
-name = "mnist1d"
-
-[model]
-name = "mlp"
-hidden = 8
-
-[train]
-steps = 24
-batch_size = 400
-eval_every = 10
-
-[logging]
-flush_every = 7
-stats_every = 5
-checkpoint_every = 10
-
-[optimizer]
-name = "torch.sgd"
-lr = 0.1
-momentum = 0.9
+SCHEDULED = (
+    mlp_experiment("tb", logging=True)
+    + """momentum = 0.9
 
 [[variants]]
 name = "cos"
 schedules = {lr = {name = "cosine_decay", learning_rate = 0.1, decay_steps = 24}}
 """
+)
 
 # The run, trained by ``train_run`` in a child process, is killed (SIGKILL) either at the
 # evaluation of step 20, after the checkpoint of step 10 and the flush of step 14 (so the killed
@@ -136,32 +115,8 @@ def test_a_resumed_run_shows_in_tensorboard_what_an_uninterrupted_run_shows(
 
 
 # -------------------------------------------------------- divergence at the last update
-def _experiment(name: str, steps: int, eval_every: int) -> str:
-    """A one-seed MLP experiment on MNIST-1D, without variants (append them)."""
-    return f"""
-name = "{name}"
-seeds = 1
-
-[dataset]
-name = "mnist1d"
-
-[model]
-name = "mlp"
-hidden = 8
-
-[train]
-steps = {steps}
-batch_size = 400
-eval_every = {eval_every}
-
-[optimizer]
-name = "torch.sgd"
-lr = 0.1
-"""
-
-
 LAST_UPDATE = (
-    _experiment("last", 1, 1)
+    mlp_experiment("last", 1, 1)
     + """
 [[variants]]
 name = "ok"
@@ -247,7 +202,7 @@ def test_the_search_table_shows_a_run_without_a_finite_metric_as_diverged():
 
 
 SEARCH = (
-    _experiment("search", 4, 2)
+    mlp_experiment("search", 4, 2)
     + """
 [search]
 lr = [0.1, 1e30]
@@ -276,7 +231,7 @@ def test_a_search_whose_run_diverges_at_its_last_update_writes_its_report(tmp_pa
 
 # ----------------------------------------------------------------------------- chart layout
 LAYOUT = (
-    _experiment("layout", 4, 2)
+    mlp_experiment("layout", 4, 2)
     + """
 [[variants]]
 name = "plain"
@@ -339,7 +294,7 @@ def test_a_layout_file_left_empty_by_a_killed_command_is_replaced(tmp_path):
 
 # ---------------------------------------------------------------------------- wall time
 WALL = (
-    _experiment("wall", 4, 2)
+    mlp_experiment("wall", 4, 2)
     + """
 [[variants]]
 name = "a"

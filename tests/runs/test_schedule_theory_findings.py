@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from runs.experiments import schedule_theory as st
+from tests.runs.test_experiment_schedule_theory import _literal
 
 SEEDS = (0, 1, 2)
 
@@ -231,15 +232,3 @@ def test_the_report_has_the_fixed_rate_table(results, tmp_path):
     fixed_header = [line for line in lines if "γ = " in line and "bound" in line]
     assert fixed_header
     assert fixed_header[0].count(": bound |") == len(st.COOLDOWN_FIXED_FACTORS)
-
-
-def _literal(eta, D, G):
-    """Defazio et al.'s Thm 10 bound, written literally (as tests/runs/test_experiment_schedule_
-    theory.py does)."""
-    T = len(eta)
-    value = (D**2 + G**2 * np.sum(eta**2)) / (2 * eta.sum())
-    suffix = np.cumsum(eta[::-1])[::-1]
-    squares = np.cumsum((eta**2)[::-1])[::-1] * G**2
-    for k in range(T - 1):
-        value += 0.5 * eta[k] / suffix[k + 1] * squares[k] / suffix[k]
-    return value
