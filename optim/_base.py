@@ -994,13 +994,31 @@ class RuleOptimizer(Optimizer):
             )
         check_path_flags(values.get("foreach"), values.get("fused"))
 
+    _frozen_group_lr: ClassVar[bool] = False
+    """Whether a param group may hold ``lr`` 0 where the constructor needs ``lr > 0``: the
+    learning-rate-free packages (prodigyopt, dadaptation, dog) check ``lr > 0`` on the
+    constructor's argument only, and their step takes the groups' largest lr and skips a group at
+    0 (a frozen group; "every group's lr the same or 0")."""
+
+    @classmethod
+    def _check_group(cls, group: Mapping[str, Any]) -> None:
+        """A param group's checks (:meth:`add_param_group`): the constructor's
+        (:meth:`_check_hyperparameters`) on its values, but for what the reference takes in a
+        group and not as a default: ``lr`` 0 where :attr:`_frozen_group_lr` (its other values
+        are checked as a trainable group's)."""
+        if cls._frozen_group_lr and _number(group["lr"], "lr") == 0:
+            group = {**group, "lr": 1.0}
+        cls._check_hyperparameters(group)
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; ``capturable=True`` needs every parameter on CUDA, unless
         ``fused=True`` (torch's fused kernels accept it on a CPU), in the classes whose torch
         namesake takes ``capturable`` (SGD and Adagrad ignore the key, as torch's).
 
         The group's hyperparameters, the defaults filled in, get the constructor's checks
-        (:meth:`_check_hyperparameters`): a bad one raises the error the same value raises as
+        (:meth:`_check_group`: what the reference refuses as a default and trains with in a
+        group, a frozen group's ``lr`` 0 or SGD's Nesterov flag without momentum, is taken): a
+        bad one raises the error the same value raises as
         a constructor argument, naming the group's index, and the group is not added (the
         optimizer is as it was). The constructor's own groups are checked so too.
 
@@ -1011,7 +1029,7 @@ class RuleOptimizer(Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
-            type(self)._check_hyperparameters(group)
+            type(self)._check_group(group)
         except (ValueError, TypeError) as error:
             self.param_groups.pop()  # (taken back: the optimizer is as it was)
             raise _in_group(error, len(self.param_groups)) from None

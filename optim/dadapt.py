@@ -184,6 +184,7 @@ class DAdaptSGD(ReducingOptimizer):
         "nn.Embedding(sparse=False)"
     )
     _package_computing_in_numbers = "dadaptation"
+    _frozen_group_lr = True  # (the package's "lr the same or 0" in every group)
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "rank", "loggables")
 
     def __init__(
@@ -444,6 +445,7 @@ class DAdaptAdam(FairseqFlags, ReducingOptimizer):
         "nn.Embedding(sparse=False)"
     )
     _package_computing_in_numbers = "dadaptation"
+    _frozen_group_lr = True  # (the package's "lr the same or 0" in every group)
     _counts_updates = True
 
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")
@@ -650,6 +652,7 @@ class DAdaptAdaGrad(ReducingOptimizer):
         "nn.Embedding(sparse=False)"
     )
     _package_computing_in_numbers = "dadaptation"
+    _frozen_group_lr = True  # (the package's "lr the same or 0" in every group)
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")
 
     def __init__(

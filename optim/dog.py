@@ -334,6 +334,7 @@ class DoG(ReducingOptimizer):
         "nn.Embedding(sparse=False)"
     )
     per_tensor = False
+    _frozen_group_lr = True  # (the package checks lr > 0 as an argument only: a group at 0 stays)
 
     def __init__(
         self,

@@ -215,6 +215,7 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         "as prodigyopt, whose step fails on them; dense gradients: nn.Embedding(sparse=False)"
     )
     _package_computing_in_numbers = "prodigyopt"
+    _frozen_group_lr = True  # (the package's "lr the same or 0" in every group)
     _counts_updates = True
 
     _pickled_attributes = (*ReducingOptimizer._pickled_attributes, "d0")

@@ -402,6 +402,13 @@ class SGD(RuleOptimizer, torch.optim.SGD):
             )
         super()._check_hyperparameters(values)
 
+    @classmethod
+    def _check_group(cls, group: Mapping[str, Any]) -> None:
+        """A param group's checks: the constructor's, but for the Nesterov combination, which
+        torch.optim.SGD refuses in its defaults only: a group with ``nesterov=True`` and momentum
+        0 trains as plain SGD, and one with dampening as torch's step computes it."""
+        super()._check_group({**group, "nesterov": False})
+
     _none_is_missing = frozenset({"momentum_buffer"})
     """torch's SGD reads ``state.get("momentum_buffer")`` and takes None for its first step
     (``clone(grad).detach()``): such a buffer is made at the parameter's next step, from its

@@ -2202,6 +2202,7 @@ GROUP_BAD = [  # (a param group keeps D-Adaptation's d0 as d, the estimate it st
     for name, kwargs, error, word in BAD
     if "impl" not in kwargs
     for key, value in kwargs.items()
+    if not (key == "lr" and value == 0)  # (a frozen group: see the test after the next)
 ]
 
 
@@ -2265,6 +2266,41 @@ def test_a_bad_group_value_raises_as_the_same_default_does(name, group, error, w
                 assert torch.equal(mine[key], value), key
             else:
                 assert mine[key] == value, key
+
+
+FROZEN_GROUP_PACKAGES = {  # (their step takes the largest group lr, and every lr is it or 0)
+    "Prodigy": prodigyopt.Prodigy,
+    "DAdaptSGD": dadaptation.DAdaptSGD,
+    "DAdaptAdam": dadaptation.DAdaptAdam,
+    "DAdaptAdaGrad": dadaptation.DAdaptAdaGrad,
+    "DoG": dog.DoG,
+    "LDoG": dog.LDoG,
+}
+
+
+@pytest.mark.parametrize("through", ["constructor", "add_param_group"])
+@pytest.mark.parametrize("name", list(FROZEN_GROUP_PACKAGES))
+def test_a_frozen_group_at_lr_0_trains_as_the_package(name, through):
+    """A param group at ``lr=0`` (a frozen part of the model) is taken, as the packages take it:
+    they check ``lr > 0`` on the constructor's argument only, and their step skips a group at 0.
+    The group checks of ac2fb71 refused it; the parameters match the package's (the group stays
+    where it was, but in DAdaptAdaGrad, whose package moves it still)."""
+    runs = []
+    for cls in (FROZEN_GROUP_PACKAGES[name], getattr(optim, name)):
+        params = make_params()
+        if through == "constructor":
+            optimizer = cls([{"params": params[:2]}, {"params": params[2:], "lr": 0.0}])
+        else:
+            optimizer = cls(params[:2])
+            optimizer.add_param_group({"params": params[2:], "lr": 0.0})
+        for t in range(4):
+            optimizer.zero_grad()
+            noisy_loss(params, t).backward()
+            optimizer.step()
+        runs.append(params)
+    package, ours = runs
+    assert not any(map(torch.equal, package[:2], make_params()[:2]))
+    assert relative_error(ours, package) <= 1e-10
 
 
 @pytest.mark.parametrize("momentum", [0.0, 1.0, -0.5, 1.5])
