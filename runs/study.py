@@ -64,6 +64,15 @@ def mean_std(values) -> dict[str, Any]:
     return out
 
 
+def ranked_mean(stat: dict[str, Any]) -> float:
+    """The mean of a :func:`mean_std` result for choosing or ranking settings: +inf when a value
+    was left out (a diverged seed, recorded as inf or NaN) or none was finite, so a setting with
+    a diverged seed never beats one whose every seed finished (its survivors' mean would)."""
+    if stat["mean"] is None or stat.get("dropped"):
+        return float("inf")
+    return float(stat["mean"])
+
+
 def format_mean_std(stat: dict[str, Any], spec: str = ".3f") -> str:
     """``"mean ± std"`` in the format ``spec`` (the mean alone when std is 0; ``-`` when no value
     was finite), followed by ``(k non-finite left out)`` when :func:`mean_std` left values out."""

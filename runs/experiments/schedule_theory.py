@@ -51,7 +51,7 @@ import torch
 import schedulers
 import theory
 from runs.figures import save_figure
-from runs.study import format_mean_std, mean_std
+from runs.study import format_mean_std, mean_std, ranked_mean
 
 DESCRIPTION = (
     "convex theory vs measurement for learning-rate schedules: the last-iterate bound of "
@@ -220,7 +220,7 @@ def _schedules_part(problem, steps: int, seeds, D: float, G: float) -> dict[str,
     import scipy.stats
 
     bound_values = [r["bound_final"] for r in rows]
-    measured = [r["measured_final"]["mean"] for r in rows]
+    measured = [ranked_mean(r["measured_final"]) for r in rows]
     rho = scipy.stats.spearmanr(bound_values, measured).statistic
     tau = scipy.stats.kendalltau(bound_values, measured).statistic
     return {
@@ -237,7 +237,9 @@ def _schedules_part(problem, steps: int, seeds, D: float, G: float) -> dict[str,
 def _best_fractions(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {
         "best_by_bound": min(rows, key=lambda r: r["bound_final"])["fraction"],
-        "best_by_measurement": min(rows, key=lambda r: r["measured_final"]["mean"])["fraction"],
+        "best_by_measurement": min(rows, key=lambda r: ranked_mean(r["measured_final"]))[
+            "fraction"
+        ],
     }
 
 
@@ -322,7 +324,7 @@ def _transfer_part(problem, steps: int, seeds, D: float, G: float, quick: bool) 
                     "bound_final": theory.last_iterate_bound(base * eta[:horizon], D, G),
                 }
             )
-        best = best_rate([g["lr"] for g in grid], [g["measured_final"]["mean"] for g in grid])
+        best = best_rate([g["lr"] for g in grid], [ranked_mean(g["measured_final"]) for g in grid])
         out["schedules"][name] = {"gamma": setups[name]["gamma"], "grid": grid, "best_lr": best}
     cosine, wsd = out["schedules"]["cosine"], out["schedules"]["wsd-1-sqrt"]
     predicted = wsd["gamma"] / cosine["gamma"]
@@ -334,7 +336,7 @@ def _transfer_part(problem, steps: int, seeds, D: float, G: float, quick: bool) 
     out["transferred_final"] = mean_std(
         _final_gaps(problem, transferred * eta, steps, horizon - 1, seeds)
     )
-    out["wsd_best_final"] = min(r["measured_final"]["mean"] for r in wsd["grid"])
+    out["wsd_best_final"] = min(ranked_mean(r["measured_final"]) for r in wsd["grid"])
     return out
 
 
@@ -681,7 +683,7 @@ def _cooldown_sentences(cooldown: dict[str, Any]) -> list[str]:
     rows = cooldown["rows"]
     fractions = [r["fraction"] for r in rows]
     bound = [r["bound_final"] for r in rows]
-    measured = [r["measured_final"]["mean"] for r in rows]
+    measured = [ranked_mean(r["measured_final"]) for r in rows]
     by_bound, by_measurement = cooldown["best_by_bound"], cooldown["best_by_measurement"]
     shape = []
     for name, values in (("the bound", bound), ("the measured mean gap", measured)):
@@ -789,7 +791,7 @@ def _transfer_sentence(transfer: dict[str, Any]) -> str:
     ratio_error = transfer["measured_ratio"] / transfer["predicted_ratio"]
     ends = {
         name: grid_end(
-            [g["lr"] for g in e["grid"]], [g["measured_final"]["mean"] for g in e["grid"]]
+            [g["lr"] for g in e["grid"]], [ranked_mean(g["measured_final"]) for g in e["grid"]]
         )
         for name, e in (("cosine", cos), ("WSD", wsd))
     }
@@ -935,7 +937,7 @@ def _figure_main(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
     cooldown = results["cooldown"]["rows"]
     fractions = [r["fraction"] for r in cooldown]
     bound = np.asarray([r["bound_final"] for r in cooldown])
-    measured = np.asarray([r["measured_final"]["mean"] for r in cooldown])
+    measured = np.asarray([ranked_mean(r["measured_final"]) for r in cooldown])
     ax.plot(fractions, bound / bound.min(), "o--", color="k", label="bound (÷ its min)")
     ax.plot(
         fractions,
@@ -954,7 +956,7 @@ def _figure_main(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
         for rate, color in zip(fixed["rates"], itertools.cycle(blues)):
             fractions = [r["fraction"] for r in rate["rows"]]
             bound = np.asarray([r["bound_final"] for r in rate["rows"]])
-            measured = np.asarray([r["measured_final"]["mean"] for r in rate["rows"]])
+            measured = np.asarray([ranked_mean(r["measured_final"]) for r in rate["rows"]])
             ax.plot(
                 fractions,
                 bound / bound.min(),
@@ -1026,7 +1028,7 @@ def _figure_transfer(results: dict[str, Any], path: pathlib.Path) -> pathlib.Pat
         lrs = [g["lr"] for g in entry["grid"]]
         axes[0].plot(
             lrs,
-            [g["measured_final"]["mean"] for g in entry["grid"]],
+            [ranked_mean(g["measured_final"]) for g in entry["grid"]],
             "o-",
             color=COLORS[name],
             label=f"{name}: measured",

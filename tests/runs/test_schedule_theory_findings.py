@@ -232,3 +232,18 @@ def test_the_report_has_the_fixed_rate_table(results, tmp_path):
     fixed_header = [line for line in lines if "γ = " in line and "bound" in line]
     assert fixed_header
     assert fixed_header[0].count(": bound |") == len(st.COOLDOWN_FIXED_FACTORS)
+
+
+def test_a_setting_with_a_diverged_seed_never_wins_on_its_survivors():
+    """A diverged seed's gap is recorded as inf so that its setting is never chosen; since
+    ``mean_std`` leaves non-finite values out (d9a3300), the choices read ``ranked_mean``, which
+    is inf for such a setting. Before, a cooldown fraction at [0.10, inf, inf] beat one at
+    [0.50, 0.52, 0.51], and a row whose every seed diverged raised TypeError."""
+    from runs.study import mean_std, ranked_mean
+
+    finished = {"fraction": 0.1, "bound_final": 1.0, "measured_final": mean_std([0.5, 0.52, 0.51])}
+    for diverged_gaps in ([0.10, math.inf, math.inf], [math.inf] * 3):
+        partly = {"fraction": 0.2, "bound_final": 2.0, "measured_final": mean_std(diverged_gaps)}
+        assert st._best_fractions([finished, partly])["best_by_measurement"] == 0.1
+        assert ranked_mean(partly["measured_final"]) == math.inf
+    assert ranked_mean(finished["measured_final"]) == pytest.approx(0.51)
