@@ -140,10 +140,12 @@ class ReduceOnPlateau(Schedule):
         """Restore what :meth:`state_dict` (or the ``state`` of ``to_dict()``) holds; a missing
         ``best`` means none yet.
 
-        ``reductions`` must be the count whose successive reductions by ``factor`` make
-        ``multiplier``. A state without it (saved before it was kept) gets the count found by
-        repeating the reductions, up to 2000; past that the value is ``schedule(t) *
-        multiplier``, which may differ from the uninterrupted run in the last bits.
+        ``reductions`` is the count whose successive reductions by ``factor`` make
+        ``multiplier`` (a negative or non-integer count is refused). A state without it (saved
+        before it was kept), or whose count does not make the multiplier with this plateau's
+        ``factor`` (saved by a plateau with another factor), gets the count found by repeating
+        the reductions, up to 2000; where none does, the value is ``schedule(t) * multiplier``,
+        which may differ from the uninterrupted run in the last bits.
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"state must be a mapping from state_dict(), got state={state!r}")
@@ -162,17 +164,12 @@ class ReduceOnPlateau(Schedule):
         except KeyError as err:
             raise ValueError(f"state is missing {err.args[0]!r}: state={dict(state)!r}") from None
         reductions = state.get("reductions")
-        if reductions is None:  # (a state saved before the count was kept)
-            reductions = _reductions_making(multiplier, self.factor)
-        else:
+        if reductions is not None:
             reductions = check_int("state['reductions']", reductions, minimum=0)
-            made = _multiplier_after(reductions, self.factor)
-            if made != multiplier:
-                raise ValueError(
-                    f"state['reductions'] = {reductions} reductions by factor={self.factor!r} "
-                    f"make the multiplier {made!r}, but state['multiplier'] = {multiplier!r}; "
-                    "give the state this plateau's state_dict() wrote"
-                )
+        if reductions is None or _multiplier_after(reductions, self.factor) != multiplier:
+            # saved before the count was kept, or by a plateau with another factor (the
+            # multiplier then scales as it is, see _scaled, as before the count was kept)
+            reductions = _reductions_making(multiplier, self.factor)
         no_best = math.inf if self.mode == "min" else -math.inf
         best = state.get("best", no_best)
         best = no_best if best is None else _best_value(best)

@@ -196,15 +196,19 @@ def test_a_state_without_the_count_still_loads_as_before():
     assert ours == theirs[150:]
 
 
-def test_a_count_that_does_not_make_the_multiplier_is_refused():
+def test_a_state_of_a_plateau_with_another_factor_loads_its_multiplier_as_it_is():
+    """A state saved by a plateau with another ``factor`` (its count does not make its multiplier
+    with this one's) loads as states did before the count was kept: the multiplier scales the
+    schedule as it is. 9e0c3bc had refused it; a count that is no count is still refused."""
+    saved = S.reduce_on_plateau(S.constant(0.1), factor=0.3, patience=0)
+    saved.observe(1.0, 0)
+    saved.observe(2.0, 1)  # (one reduction: multiplier 0.3, count 1)
+    state = saved.state_dict()
+    assert state["multiplier"] == 0.3
+    assert state["reductions"] == 1
     plateau = S.reduce_on_plateau(S.constant(0.1), factor=0.5)
-    state = {"multiplier": 0.5, "reductions": 2, "num_bad_epochs": 0, "cooldown_counter": 0}
-    with pytest.raises(
-        ValueError,
-        match=r"state\['reductions'\] = 2 reductions by factor=0.5 make the multiplier 0.25, "
-        r"but state\['multiplier'\] = 0.5",
-    ):
-        plateau.load_state_dict(state)
-    assert plateau.multiplier == 1.0  # nothing loaded
+    plateau.load_state_dict(state)
+    assert plateau.multiplier == 0.3
+    assert float(plateau(5)) == 0.1 * 0.3
     with pytest.raises(ValueError, match=r"state\['reductions'\]"):
         plateau.load_state_dict({**state, "reductions": -1})
