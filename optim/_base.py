@@ -440,6 +440,13 @@ def _held(states: list[dict], key: str, none_is_missing: bool) -> bool:
     return all(map(dict.__contains__, states, itertools.repeat(key)))
 
 
+def _all_tensors(states: list[dict], key: str) -> bool:
+    """Whether every one of ``states`` holds a tensor under ``key`` (so holds ``key``): one
+    C-level pass (the steady step's counters, :meth:`RuleOptimizer._ensure_state`)."""
+    values = map(dict.get, states, itertools.repeat(key))
+    return all(map(isinstance, values, itertools.repeat(Tensor)))
+
+
 def _grads_of_another_dtype(params: list[Tensor]) -> bool:
     """Whether a parameter's gradient has another dtype than the parameter (torch 2.13 allows
     it with ``p.grad_dtype = None``: float32 gradients of bfloat16 weights, say)."""
@@ -1221,12 +1228,13 @@ class RuleOptimizer(Optimizer):
         state afresh (not while a kept layout still holds: an entry assigned since, a counter
         set to ``0`` say, makes the next step read it afresh)."""
         keys = self._state_keys(group)
-        needed = ("step", *keys) if self._counts_steps else keys
         nullable = self._none_is_missing
         compiling = torch.compiler.is_compiling()
-        if not compiling and all(_held(states, key, key in nullable) for key in needed):
-            if self._counts_steps:
-                self._check_counters(group, params, states)
+        if (
+            not compiling
+            and (not self._counts_steps or _all_tensors(states, "step"))
+            and all(_held(states, key, key in nullable) for key in keys)
+        ):
             return [False] * len(params)  # the steady state, checked in C-level passes
         fresh = []
         for p, state in zip(params, states):
@@ -1254,8 +1262,7 @@ class RuleOptimizer(Optimizer):
         before it updates any parameter of the group (ours had run into an ``AttributeError``
         of its own). The message is torch's, then which parameter and what was found. (A
         C-level pass, where a step reads the state afresh; torch skips it when compiling.)"""
-        counters = map(dict.get, states, itertools.repeat("step"))
-        if all(map(isinstance, counters, itertools.repeat(Tensor))):
+        if _all_tensors(states, "step"):
             return
         position, step = next(
             (i, state.get("step"))
