@@ -232,6 +232,7 @@ def test_plot_draws_schedules_beside_their_bounds():
         "theory.certify",
         "theory.problems",
         "theory.smoothness",
+        "theory.lr_free_bounds",
     ],
 )
 def test_docstring_examples_run(module):
