@@ -5,6 +5,7 @@ import doctest
 import importlib
 import importlib.util
 import pkgutil
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ def _modules_with_examples() -> list[str]:
         if info.name.endswith("__main__"):
             continue
         spec = importlib.util.find_spec(info.name)
-        if spec is not None and spec.origin and ">>> " in open(spec.origin).read():
+        if spec is not None and spec.origin and ">>> " in Path(spec.origin).read_text():
             names.append(info.name)
     return names
 
