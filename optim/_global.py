@@ -821,7 +821,8 @@ def _require_process_group(optimizer: Any) -> None:
 
 
 def d_times_lr(group: dict) -> Tensor | float:
-    """``d * lr``, the step size of Prodigy and the D-Adaptations (their ``_step_size``)."""
+    """``d * lr``, the step size of Prodigy, DAdaptAdam and DAdaptAdaGrad (their ``_step_size``;
+    DAdaptSGD divides it by ||g_0||)."""
     return group["d"] * group["lr"]
 
 
@@ -933,10 +934,11 @@ class ReducingOptimizer(RuleOptimizer):
 
     def step_sizes(self) -> list[Tensor | float | None]:
         """Each param group's step size as the optimizer stands (read after an update, it is what
-        a study or a TensorBoard chart follows): ``d * lr`` for Prodigy and D-Adaptation (the
-        estimate the next update starts from), DoG's ``eta`` (LDoG: the median over the group's
-        tensors), SPS's and SLS's ``step_size`` (of the last update); None where the group has
-        none yet (DoG before its first update). 0-dim tensors stay where the step keeps them:
+        a study or a TensorBoard chart follows): ``d * lr`` for Prodigy, DAdaptAdam and
+        DAdaptAdaGrad, ``d * lr / ||g_0||`` for DAdaptSGD (from the estimate the next update
+        starts from), DoG's ``eta`` (LDoG: the median over the group's tensors), SPS's and
+        SLS's ``step_size`` (of the last update); None where the group has none yet (DoG and
+        DAdaptSGD before their first update). 0-dim tensors stay where the step keeps them:
         nothing is read back to the host."""
         return [self._step_size(group) for group in self.param_groups]
 
@@ -1399,9 +1401,13 @@ def common_lr(param_groups: list[dict], device: torch.device) -> float | Tensor:
     return torch.stack(tensors).max()
 
 
-def check_positive(value: Any, name: str) -> None:
-    """Raise unless ``value`` is a number > 0 (the references' ``0 < value``)."""
+def check_positive(value: Any, name: str, finite: bool = False) -> None:
+    """Raise unless ``value`` is a number > 0 (the references' ``0 < value``); with ``finite``,
+    a finite one too (an infinite lr or distance estimate, which the references take, reaches
+    every parameter as NaN within a few steps)."""
     number = _number(value, name)
+    if finite and not (number > 0 and math.isfinite(number)):
+        raise ValueError(f"{name} must be a finite number > 0, got {name}={value!r}")
     if not number > 0:
         raise ValueError(f"{name} must be a number > 0, got {name}={value!r}")
 

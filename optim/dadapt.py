@@ -64,12 +64,8 @@ def _common_checks(values: Mapping[str, Any]) -> None:
     """The checks the three classes' constructors share: ``d0`` (which a param group keeps as
     ``d``, the estimate it starts), ``lr``, ``growth_rate``, ``log_every``."""
     d0 = values["d"]
-    if not _number(d0, "d0") > 0:
-        raise ValueError(
-            f"d0 must be a number > 0, got d0={d0!r} (a param group's d: the distance estimate "
-            "it starts from)"
-        )
-    check_positive(values["lr"], "lr")
+    check_positive(d0, "d0", finite=True)  # (a param group's d: the estimate it starts from)
+    check_positive(values["lr"], "lr", finite=True)
     check_at_least(values["growth_rate"], "growth_rate", 1.0)
     check_count(values["log_every"], "log_every", 0)
 
@@ -218,7 +214,12 @@ class DAdaptSGD(ReducingOptimizer):
         check_nonnegative(values["weight_decay"], "weight_decay")
         super()._check_hyperparameters(values)
 
-    _step_size = staticmethod(d_times_lr)
+    def _step_size(self, group: dict) -> Tensor | float | None:
+        """``d * lr / ||g_0||``, the step the update takes (the package's ``dlr``, this class's
+        lambda_k; ``d * lr`` alone is in the units of a distance, ||x_0 - x*||), with the
+        ||g_0|| the next update reads (the first group's); None before the first update."""
+        g0_norm = self.param_groups[0].get("g0_norm")
+        return None if g0_norm is None else d_times_lr(group) / g0_norm
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("z", "s", "x0")
@@ -622,8 +623,11 @@ class DAdaptAdaGrad(ReducingOptimizer):
             \quad\text{(averaged with momentum if momentum > 0)}
 
     Args (the package's, in its order): params; lr (default 1.0, the first group's applies);
-    momentum >= 0 (default 0); log_every (default 0); weight_decay >= 0 (default 0); eps > 0
-    (default 1e-6); d0 > 0 (default 1e-6); growth_rate >= 1 (default inf); foreach, impl.
+    momentum in [0, 1) (default 0; the package takes any momentum >= 0, with which the
+    parameters never move at 1 and the averaging extrapolates above it); log_every (default
+    0); weight_decay >= 0 (default 0); eps > 0 (default 1e-6); d0 > 0 (default 1e-6);
+    growth_rate >= 1 (default inf); foreach, impl. lr and d0 must be finite (the package takes
+    infinite ones, which reach every parameter as NaN).
 
     Group keys: ``d``, ``gsq_weighted``, ``sksq_weighted``, ``skl1``, ``k``; state: ``alphak``
     (starts at 1e-6), ``sk``, ``x0``. A step in which no parameter has a gradient goes on as in
@@ -681,7 +685,7 @@ class DAdaptAdaGrad(ReducingOptimizer):
     def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
         """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`)."""
         _common_checks(values)
-        check_nonnegative(values["momentum"], "momentum")
+        check_interval(values["momentum"], "momentum", 0.0, 1.0, high_open=True)
         check_positive(values["eps"], "eps")
         check_nonnegative(values["weight_decay"], "weight_decay")
         super()._check_hyperparameters(values)

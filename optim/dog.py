@@ -360,11 +360,11 @@ class DoG(ReducingOptimizer):
     def _check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
         """The constructor's checks (see :meth:`RuleOptimizer._check_hyperparameters`):
         ``lr``, ``init_eta`` where given, else ``reps_rel``, ``weight_decay``, ``eps``."""
-        check_positive(values["lr"], "lr")
+        check_positive(values["lr"], "lr", finite=True)
         if values["init_eta"] is not None:
-            check_positive(values["init_eta"], "init_eta")
+            check_positive(values["init_eta"], "init_eta", finite=True)
         else:
-            check_positive(values["reps_rel"], "reps_rel")
+            check_positive(values["reps_rel"], "reps_rel", finite=True)
         check_nonnegative(values["weight_decay"], "weight_decay")
         check_nonnegative(values["eps"], "eps")
         super()._check_hyperparameters(values)

@@ -261,14 +261,14 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         (the group's key; ``d``, the estimate it starts, is not checked), ``lr``, ``eps``,
         ``betas``, ``beta3`` (None: sqrt(beta2)), ``weight_decay``, ``d_coef``,
         ``growth_rate``, ``slice_p``."""
-        check_positive(values["d0"], "d0")
-        check_positive(values["lr"], "lr")
+        check_positive(values["d0"], "d0", finite=True)
+        check_positive(values["lr"], "lr", finite=True)
         check_positive(values["eps"], "eps")
         check_betas(values["betas"])
         if values["beta3"] is not None:
             check_interval(values["beta3"], "beta3", 0.0, 1.0, high_open=False)
         check_nonnegative(values["weight_decay"], "weight_decay")
-        check_positive(values["d_coef"], "d_coef")
+        check_positive(values["d_coef"], "d_coef", finite=True)
         check_at_least(values["growth_rate"], "growth_rate", 1.0)
         check_count(values["slice_p"], "slice_p", 1)
         super()._check_hyperparameters(values)

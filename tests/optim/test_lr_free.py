@@ -1381,12 +1381,15 @@ def test_global_estimate_matches_the_reference(name):
 
 def _package_step_size(name: str, group: dict) -> float:
     """The step size a reference package's param group holds, read as its README explains it:
-    d * lr (prodigyopt, dadaptation), eta (dog; LDoG: the median over tensors), the scheduled lr
-    (schedulefree)."""
+    d * lr (prodigyopt, dadaptation's Adam and AdaGrad), d * lr / g0_norm (dadaptation's
+    DAdaptSGD: the ``dlr`` its step takes and logs), eta (dog; LDoG: the median over tensors),
+    the scheduled lr (schedulefree)."""
     if name in SCHEDULE_FREE:
         return group["scheduled_lr"]
     if name in ("DoG", "LDoG"):
         return statistics.median(float(eta) for eta in group["eta"])
+    if name == "DAdaptSGD":
+        return group["d"] * group["lr"] / group["g0_norm"]
     return group["d"] * group["lr"]
 
 
@@ -1406,6 +1409,29 @@ def test_step_sizes_are_the_packages_per_group(name, impl):
     assert sizes[0] > 0
     if name in ("DoG", "LDoG"):  # (the second group's lr is half the first's)
         assert sizes[0] != sizes[1]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_dadapt_sgd_step_size_is_the_step_it_takes(impl):
+    """DAdaptSGD's step (momentum 0) is x_{k+1} = x_k - (d_k lr / ||g_0||) g_k: the step size
+    read after an update is the one the next update takes, measured from the parameters (it
+    reported d * lr, ||g_0|| = 26.6 times the step, on this quadratic), and None before the
+    first update, which has no ||g_0|| yet."""
+    gen = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(20, 20, dtype=torch.float64, generator=gen))
+    hessian = basis @ torch.diag(torch.logspace(-2, 0, 20, dtype=torch.float64)) @ basis.T
+    x = torch.nn.Parameter(10 * torch.randn(20, dtype=torch.float64, generator=gen))
+    optimizer = optim.DAdaptSGD([x], impl=impl)
+    assert optimizer.step_sizes() == [None]
+    reported, taken = [], []
+    for _ in range(40):
+        optimizer.zero_grad()
+        (0.5 * x @ hessian @ x).backward()
+        before, grad = x.detach().clone(), x.grad.clone()
+        optimizer.step()
+        taken.append(float((before - x.detach()) @ grad / (grad @ grad)))
+        reported.append(float(optimizer.step_sizes()[0]))
+    assert taken[1:] == pytest.approx(reported[:-1], rel=1e-9)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -2186,6 +2212,19 @@ BAD = [
     ("DAdaptAdam", {"log_every": 1.5}, ValueError, "log_every"),
     ("DAdaptAdaGrad", {"log_every": float("nan")}, ValueError, "log_every"),
     ("SLS", {"max_backtracks": 0}, ValueError, "max_backtracks"),
+    # Infinite: accepted by the packages, NaN parameters within three steps (DoG's package then
+    # asserts on the gradients); and DAdaptAdaGrad's momentum of 1, which never moves.
+    ("Prodigy", {"lr": math.inf}, ValueError, "lr must be a finite number"),
+    ("Prodigy", {"d0": math.inf}, ValueError, "d0 must be a finite number"),
+    ("Prodigy", {"d_coef": math.inf}, ValueError, "d_coef must be a finite number"),
+    ("DAdaptSGD", {"lr": math.inf}, ValueError, "lr must be a finite number"),
+    ("DAdaptAdam", {"d0": math.inf}, ValueError, "d0 must be a finite number"),
+    ("DAdaptAdaGrad", {"lr": math.inf}, ValueError, "lr must be a finite number"),
+    ("DAdaptAdaGrad", {"momentum": 1.0}, ValueError, "momentum"),
+    ("DAdaptAdaGrad", {"momentum": 1.5}, ValueError, "momentum"),
+    ("DoG", {"lr": math.inf}, ValueError, "lr must be a finite number"),
+    ("DoG", {"reps_rel": math.inf}, ValueError, "reps_rel must be a finite number"),
+    ("LDoG", {"init_eta": math.inf}, ValueError, "init_eta must be a finite number"),
 ]
 
 
