@@ -29,7 +29,9 @@ takes any ``end >= 0`` (a ``linear`` ramp's factors cannot go above 1 or start f
 
 from __future__ import annotations
 
-from schedulers.base import Ops, Schedule, check_float, check_int, register
+import numpy as np
+
+from schedulers.base import ARRAY, Ops, Schedule, check_float, check_int, register
 from schedulers.cosine import RestartCycles
 
 
@@ -58,9 +60,13 @@ class _TimmCycles(Schedule):
     def bounds(self):
         if not self.cycle_limit:
             return (self.lr_min, self.lr_min)
-        # a cycle whose decayed peak is below lr_min rises from it towards lr_min (as in timm)
-        lowest_peak = self.base_lr * self.cycle_decay ** (self.cycle_limit - 1)
-        return (min(self.lr_min, lowest_peak), self.base_lr)
+        # a cycle whose decayed peak is below lr_min rises from it towards lr_min (as in timm);
+        # each peak is reached as lr_min + (peak - lr_min) * 1, which can round an ulp past it
+        lr_min, base = self.lr_min, self.base_lr
+        exponent = np.array([self.cycle_limit - 1.0])
+        lowest_peak = base * float(ARRAY.power(self.cycle_decay, exponent)[0])
+        low = min(lr_min, lowest_peak, lr_min + (lowest_peak - lr_min))
+        return (low, max(base, lr_min + (base - lr_min)))
 
 
 @register
@@ -74,7 +80,11 @@ class CosineCycles(_TimmCycles):
     start its logarithm misplaces: the angle is rounded in timm's order, ``pi * t_curr**k /
     t_i**k``, with the C library's ``cos`` that timm's ``math.cos`` calls (measured against
     timm 1.0.22 over 1200 random configurations of 1500 steps, warmup excluded), and its
-    ``**``, the C library's ``pow`` (see :class:`schedulers.base.CLibrary`).
+    ``**``, the C library's ``pow`` (see :class:`schedulers.base.CLibrary`). Where that order
+    overflows float64 (``t_i**k`` or ``pi * t_curr**k`` above ``1.8e308``, e.g. at every step
+    of ``t_initial=1000, k_decay=103``, where timm raises ``OverflowError``) the angle is
+    ``pi * (t_curr / t_i)**k``, the same number rounded otherwise (relative error about ``k``
+    ulps).
 
     Args:
         base_lr: peak of the first cycle (>= 0; timm takes the optimizer's lr).
@@ -112,7 +122,16 @@ class CosineCycles(_TimmCycles):
         if k == 1.0:
             angle = xp.pi * t_curr / t_i
         else:
-            angle = xp.pi * xp.power(t_curr, k) / xp.power(t_i, k)
+            denominator = xp.power(t_i, k)
+            with np.errstate(over="ignore", invalid="ignore"):
+                angle = xp.pi * xp.power(t_curr, k) / denominator
+            overflowed = ~(np.isfinite(angle) & np.isfinite(denominator))
+            if np.any(overflowed):
+                # timm's order overflows (t_i**k, or pi * t_curr**k, beyond float64: timm
+                # raises OverflowError or ValueError there): the angle from the ratio instead,
+                # pi * (t_curr / t_i)**k, whose powers of a number in [0, 1) cannot overflow
+                ratio = xp.power(t_curr / t_i, k)
+                angle = xp.where(overflowed, xp.pi * ratio, angle)
         return 0.5 * (1.0 + xp.cos(angle))
 
 
@@ -153,7 +172,7 @@ class TanhDecay(_TimmCycles):
         cycle_limit: int = 1,
     ) -> None:
         self._init_cycles(base_lr, t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit)
-        self.lb = check_float("lb", lb, -1e3)
+        self.lb = check_float("lb", lb, -1e3, 1e3, high_open=True)
         self.ub = check_float("ub", ub, self.lb, 1e3, low_open=True)
 
     def _shape(self, t_curr, t_i, xp):

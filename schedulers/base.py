@@ -19,9 +19,13 @@ Conventions shared by every schedule:
 * Every constructor argument is stored under its own name, so ``s.to_dict()`` is
   ``{"name": <registered name>, <argument>: <value>, ...}`` (nested schedules as nested dicts,
   ``None`` arguments left out) and :func:`from_dict` rebuilds an equal schedule.
-* ``s.bounds()`` returns an enclosure ``(lowest, highest)`` of the values over all ``t >= 0``:
-  exact for every base schedule; for compositions it may be wider than the values reached
-  (``inf`` where unknown, e.g. a user function without declared bounds).
+* ``s.bounds()`` returns an enclosure ``(lowest, highest)`` of every value ``s(t)`` returns
+  for ``t >= 0``, rounding included. For a base schedule it is the documented extremes (e.g.
+  ``base_lr`` and ``eta_min``) joined with the float64 values the formula's own arithmetic
+  gives at its extreme points, which can lie an ulp outside them (``eta_min + (base_lr -
+  eta_min)`` is not always ``base_lr``), so it is exact up to such an ulp; for compositions
+  it may be wider than the values reached (``inf`` where unknown, e.g. a user function
+  without declared bounds).
 """
 
 from __future__ import annotations
@@ -301,6 +305,24 @@ def from_dict(spec: Mapping[str, Any]) -> Schedule:
 # ----------------------------------------------------------------------------------------------
 # The schedule type.
 # ----------------------------------------------------------------------------------------------
+
+
+def hull(*values: float) -> tuple[float, float]:
+    """``(min(values), max(values))``: the smallest interval holding ``values``."""
+    return (min(values), max(values))
+
+
+def product_bounds(first: tuple[float, float], second: tuple[float, float]) -> tuple[float, float]:
+    """An enclosure of ``x * y`` for ``x`` in ``first`` and ``y`` in ``second`` (intervals
+    ``(low, high)``, either end possibly negative or infinite): the lowest and highest of the
+    four products of the ends, with ``0 * inf = 0`` (an unknown end times a factor that can be
+    0). Rounding is monotonic, so the float64 product of two values inside the intervals lies
+    inside the float64 products of the ends."""
+
+    def times(a: float, b: float) -> float:
+        return 0.0 if a == 0 or b == 0 else a * b
+
+    return hull(*(times(a, b) for a in first for b in second))
 
 
 class Schedule:

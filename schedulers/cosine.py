@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from schedulers.base import Ops, Schedule, check_float, check_int, register
+from schedulers.base import Ops, Schedule, check_float, check_int, hull, register
 from schedulers.noise import MAX_ABS_NORMAL, standard_normal
 
 # ----------------------------------------------------------------------------------------------
@@ -165,7 +165,9 @@ class CosineAnnealing(Schedule):
         return eta_min + (self.base_lr - eta_min) * (1 + xp.cos(xp.pi * t / self.T_max)) / 2
 
     def bounds(self):
-        return (min(self.base_lr, self.eta_min), max(self.base_lr, self.eta_min))
+        # the peak is eta_min + (base_lr - eta_min), which can round an ulp past base_lr
+        eta_min = self.eta_min
+        return hull(self.base_lr, eta_min, eta_min + (self.base_lr - eta_min))
 
 
 @register
@@ -199,7 +201,9 @@ class CosineAnnealingWarmRestarts(Schedule):
         return eta_min + (self.base_lr - eta_min) * (1 + xp.cos(xp.pi * T_cur / T_i)) / 2
 
     def bounds(self):
-        return (min(self.base_lr, self.eta_min), max(self.base_lr, self.eta_min))
+        # the peak is eta_min + (base_lr - eta_min), which can round an ulp past base_lr
+        eta_min = self.eta_min
+        return hull(self.base_lr, eta_min, eta_min + (self.base_lr - eta_min))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,7 +410,13 @@ class NoisyLinearCosineDecay(Schedule):
 
     def bounds(self):
         top = 1 + self.alpha + self.beta + MAX_ABS_NORMAL * math.sqrt(self.initial_variance)
-        return (0.0, self.learning_rate * top)
+        # the largest value by the formula's own arithmetic: linear = cosine = 1 and the largest
+        # draw, whose logarithm (numpy's log1p) can differ from MAX_ABS_NORMAL's by an ulp
+        largest_u1 = np.array([(2.0**32 - 1.0) * 2.0**-32])
+        largest_normal = float(np.sqrt(-2.0 * np.log1p(-largest_u1))[0])
+        noise = math.sqrt(self.initial_variance) * largest_normal  # (the largest noise_std)
+        reached = (self.alpha + 1.0 + noise) * 1.0 + self.beta
+        return (0.0, self.learning_rate * max(top, reached))
 
 
 cosine_annealing = CosineAnnealing

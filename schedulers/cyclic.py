@@ -16,6 +16,7 @@ from schedulers.base import (
     check_choice,
     check_float,
     check_int,
+    hull,
     register,
 )
 
@@ -145,7 +146,8 @@ class Cyclic(_CycleShape):
         return self.base_lr + self._height(t, self.max_lr - self.base_lr, xp)
 
     def bounds(self):
-        return (self.base_lr, self.max_lr)
+        # the peak is base_lr + (max_lr - base_lr), which can round an ulp past max_lr
+        return hull(self.base_lr, self.max_lr, self.base_lr + (self.max_lr - self.base_lr))
 
     def momentum(self, base_momentum: float = 0.8, max_momentum: float = 0.9) -> CyclicMomentum:
         """The inverse momentum schedule with this cycle (torch's ``cycle_momentum=True``)."""
@@ -186,7 +188,8 @@ class CyclicMomentum(_CycleShape):
         return self.max_momentum - self._height(t, self.max_momentum - self.base_momentum, xp)
 
     def bounds(self):
-        return (self.base_momentum, self.max_momentum)
+        low, top = self.base_momentum, self.max_momentum
+        return hull(low, top, top - (top - low))  # (the trough, an ulp from base_momentum)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,7 +206,13 @@ class _OneCyclePhases(Schedule):
     ``pct = (t - start) / (end - start)``: ``cos``: ``end + (start - end) / 2 * (cos(pi pct) + 1)``;
     ``linear``: ``(end - start) * pct + start``. Values, from knots ``(a, b, c)``: two phases
     ``a -> b -> c``; three phases ``a -> b -> a -> c``. From ``t = total_steps - 1`` (the last of
-    the ``total_steps`` updates) on, the final value ``c`` is held for every ``t``.
+    the ``total_steps`` updates) on, the value of that step, torch's, is held for every ``t``:
+    with ``cos`` annealing it is ``c`` exactly (``c + (start - c) / 2 * 0``); with ``linear``
+    it is ``(c - start) * 1 + start``, with ``start`` the last phase's start value (``b`` with
+    two phases, ``a`` with three), which is ``c`` only to within an ulp of ``start``: for
+    :class:`OneCycle` with ``max_lr=1, div_factor=25`` over two phases ``3.9968e-14`` instead
+    of ``4e-14`` at ``final_div_factor=1e12`` (a relative error of ``8e-4``), ``1e-12``
+    relative at the default ``1e4``. :meth:`bounds` includes that value.
 
     Difference from torch at ``t >= total_steps``: torch allows one more step, ``t = total_steps``
     (the value written by the ``total_steps``-th ``scheduler.step()``, used by no update of the
@@ -212,8 +221,9 @@ class _OneCyclePhases(Schedule):
     ``c - (previous knot - c) / phase length``, negative for small ``c`` (e.g. ``-0.08`` for
     ``max_lr=0.4, total_steps=10, pct_start=0.5``), with ``cos`` it rises back towards the
     phase's start value; it raises ``ValueError`` from ``t = total_steps + 1`` on. Here
-    ``s(total_steps) == c`` (a negative rate would be refused by :func:`schedulers.attach`) and
-    later steps keep ``c``. Every ``t <= total_steps - 1`` is torch's value.
+    ``s(total_steps)`` and every later step keep the value of ``t = total_steps - 1`` (a
+    negative rate would be refused by :func:`schedulers.attach`). Every
+    ``t <= total_steps - 1`` is torch's value, bit for bit.
     """
 
     def _init_phases(
@@ -256,8 +266,16 @@ class _OneCyclePhases(Schedule):
         return (end - start) * pct + start
 
     def bounds(self):
-        knots = [value for row in self._table for value in row[2:]]
-        return (min(knots), max(knots))
+        """The knots joined with each phase's ends by :meth:`_value`'s own arithmetic
+        (``(c - b) * 1 + b`` at a linear phase's end, ``end + (start - end) / 2 * 2`` at a
+        cos phase's start), which can lie an ulp past the knots."""
+        values = []
+        for _step, _length, start, end in self._table:
+            if self._cos:  # pct = 0: cos(0) + 1 = 2; pct = 1: cos(pi) + 1 = 0
+                values += [start, end, end + (start - end) / 2.0 * 2.0]
+            else:  # pct = 0 gives start exactly
+                values += [start, end, (end - start) * 1.0 + start]
+        return hull(*values)
 
     def _phase_args(self) -> dict:
         return {
@@ -278,8 +296,12 @@ class OneCycle(_OneCyclePhases):
     see :class:`_OneCyclePhases`; knots ``a = max_lr / div_factor``, ``b = max_lr``,
     ``c = a / final_div_factor``). Two phases by default (fastai); ``three_phase=True`` gives the
     paper's symmetric rise and fall followed by the annihilation phase. ``s(0) = a``; from
-    ``t = total_steps - 1`` on the value stays at ``c`` (torch extrapolates the last phase one
-    step further, to ``t = total_steps``, and raises after it: see :class:`_OneCyclePhases`).
+    ``t = total_steps - 1`` on the value stays at torch's value of that step: ``c`` with
+    ``anneal_strategy="cos"``; with ``"linear"``, ``(c - start) * 1 + start`` (``start`` is
+    ``max_lr``, or ``initial_lr`` with ``three_phase``), which is ``c`` only to within an ulp
+    of ``start`` (relative error ``1e-12`` at the default factors, more for a larger
+    ``final_div_factor``). torch extrapolates the last phase one step further, to
+    ``t = total_steps``, and raises after it: see :class:`_OneCyclePhases`.
 
     Args:
         max_lr: peak (>= 0).

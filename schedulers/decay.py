@@ -7,7 +7,7 @@ TensorFlow-family schedules follow ``tf.compat.v1.train.*`` (names and semantics
 
 from __future__ import annotations
 
-from schedulers.base import Ops, Schedule, check_bool, check_float, check_int, register
+from schedulers.base import Ops, Schedule, check_bool, check_float, check_int, hull, register
 
 
 def _decay_exponent(t, decay_steps: int, staircase: bool, xp: Ops):
@@ -163,10 +163,9 @@ class PolynomialDecay(Schedule):
         return (lr - end) * xp.power(remaining, self.power) + end
 
     def bounds(self):
-        return (
-            min(self.learning_rate, self.end_learning_rate),
-            max(self.learning_rate, self.end_learning_rate),
-        )
+        # at t = 0 the value is (lr - end) * 1 + end, which can round an ulp past lr
+        lr, end = self.learning_rate, self.end_learning_rate
+        return hull(lr, end, (lr - end) * 1.0 + end)
 
 
 @register
@@ -238,8 +237,11 @@ class Linear(Schedule):
         return self.base_lr * xp.where(t < self.total_iters, ramp, self.end_factor)
 
     def bounds(self):
-        factors = (self.start_factor, self.end_factor)
-        return (self.base_lr * min(factors), self.base_lr * max(factors))
+        # the ramp rises (or falls) towards its value at t = total_iters by its own arithmetic,
+        # which can round an ulp past end_factor
+        start, end, total = self.start_factor, self.end_factor, self.total_iters
+        low, high = hull(start, end, start + (end - start) * total / total)
+        return (self.base_lr * low, self.base_lr * high)
 
 
 @register
@@ -281,7 +283,9 @@ class Rex(Schedule):
         return end + (lr - end) * remaining / (0.5 + remaining / 2)
 
     def bounds(self):
-        return (self.end_learning_rate, self.learning_rate)
+        # at t = 0 the value is end + (lr - end) * 1 / 1, which can round an ulp past lr
+        lr, end = self.learning_rate, self.end_learning_rate
+        return hull(end, lr, end + (lr - end))
 
 
 exponential_decay = ExponentialDecay

@@ -87,8 +87,13 @@ class WSD(Schedule):
         return xp.where(t < warmup, ramp, xp.where(t < decay_start, peak + 0.0 * t, cooled))
 
     def bounds(self):
-        low = 0.0 if self.warmup_steps else self.final_lr
-        return (low, self.peak_lr)
+        # by the formula's own arithmetic: the warmup's ramp towards peak * W / W and the
+        # cooldown's start, final + (peak - final) * c(u) with c(u) rounding to 1 for a long
+        # cosine cooldown, can lie an ulp above peak_lr
+        peak, final, warmup = self.peak_lr, self.final_lr, self.warmup_steps
+        low = 0.0 if warmup else final
+        ramp_end = peak * warmup / warmup if warmup else peak
+        return (low, max(peak, ramp_end, final + (peak - final) * 1.0))
 
 
 @register

@@ -20,6 +20,7 @@ from schedulers.base import (
     check_float,
     check_int,
     check_schedule,
+    product_bounds,
     register,
 )
 
@@ -150,8 +151,14 @@ class Noisy(Schedule):
         return self.schedule._value(t, xp) * (1.0 + self.noise(t))
 
     def bounds(self):
-        low, high = self.schedule.bounds()
-        return (low * (1.0 - self.noise_pct), high * (1.0 + self.noise_pct))
+        """The schedule's range times the factor's, ``1 + n_t`` in ``[1 - m, 1 + m]``: every
+        product of the ends (an enclosure also where the schedule can be negative). ``m`` is
+        ``noise_pct``, or the largest normal draw, ``noise_std * (noise_pct / noise_std)``,
+        which can round an ulp above it."""
+        pct = self.noise_pct
+        if self.noise_type == "normal":
+            pct = max(pct, self.noise_std * (pct / self.noise_std))
+        return product_bounds((1.0 - pct, 1.0 + pct), self.schedule.bounds())
 
 
 noisy = Noisy

@@ -258,8 +258,10 @@ class ReduceOnPlateau(Schedule):
         return xp.maximum(scaled, xp.minimum(base, self.min_lr))
 
     def bounds(self):
+        """Values are ``>= min(schedule(t), min_lr)``; the multiplier (in [0, 1]) moves a value
+        towards 0, so a schedule below 0 can rise up to 0."""
         low, high = self.schedule.bounds()
-        return (min(low, self.min_lr), high)
+        return (min(low, self.min_lr), max(high, 0.0))
 
 
 def _multiplier_after(reductions: int, factor: float) -> float:

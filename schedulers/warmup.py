@@ -34,6 +34,7 @@ from schedulers.base import (
     check_float,
     check_int,
     check_schedule,
+    product_bounds,
     register,
 )
 
@@ -69,8 +70,9 @@ class _Warmup(Schedule):
         return [(self.schedule, local)]
 
     def bounds(self):
-        low, high = self.schedule.bounds()
-        return (self.lowest_ramp * low, high)
+        """The ramp's range ``[lowest_ramp, 1]`` times the schedule's: every product of the
+        ends (an enclosure also where the schedule can be negative or its bounds unknown)."""
+        return product_bounds((self.lowest_ramp, 1.0), self.schedule.bounds())
 
 
 @register
@@ -210,7 +212,9 @@ class UntunedWarmup(_Warmup):
         self.form = check_choice("form", form, ("linear", "exponential"))
         rate = 1.0 - self.beta2
         self.warmup_steps = max(1, math.ceil(2.0 / rate) - 1)
-        self.lowest_ramp = min(1.0, rate / 2) if form == "linear" else -math.expm1(-rate)
+        # the ramp rises with t: its first value, by its own arithmetic (1 - exp(-rate), which
+        # can be an ulp below -expm1(-rate))
+        self.lowest_ramp = float(self.ramp(np.zeros(1), ARRAY)[0])
 
     def ramp(self, t, xp):
         rate = 1.0 - self.beta2
