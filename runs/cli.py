@@ -224,6 +224,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if lazy is None:
             parser.print_help()
             return 2
+        args.argv = argv  # (what `stepsize run` records as its command in experiment.json)
         status = int(lazy.load().run(args) or 0)
         sys.stdout.flush()  # (a closed pipe shows here, not in Python's flush at exit)
         return status

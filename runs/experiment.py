@@ -37,6 +37,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--logdir", default=DEFAULT_LOGDIR, help=f"output root (default {DEFAULT_LOGDIR})"
     )
-    parser.add_argument("--data-dir", help="folder holding MNIST / Fashion-MNIST / CIFAR-10 files")
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--variants", metavar="A,B", help="only these variants (comma-separated)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -373,11 +374,52 @@ def check_device(device: str, option: str = "--device") -> None:
     raise ValueError(f"{option}: {device!r} is not available here; use {allowed}")
 
 
+DATA_DIR_HELP = (
+    "an existing folder holding MNIST / Fashion-MNIST / CIFAR-10 files (refused for variants "
+    "that read none: MNIST-1D is generated)"
+)
+
+
 def check_data_dir(data_dir: str, option: str = "--data-dir") -> None:
-    """Raises ``ValueError`` naming ``option`` for an empty ``data_dir`` (it is not the current
-    folder by accident, as an empty ``--logdir`` is not)."""
+    """Raises ``ValueError`` naming ``option`` unless ``data_dir`` is an existing folder: an
+    empty path is refused (it is not the current folder by accident, as an empty ``--logdir`` is
+    not), and so are a file and a path that does not exist (the dataset files are read from
+    there: a slip is said now, not as files missing, or not at all for a dataset that reads
+    none)."""
     if not data_dir.strip():
         raise ValueError(f"{option}: an empty path {data_dir!r}; give a folder")
+    path = Path(data_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"{option} {data_dir!r} is a file, not a folder; give the folder holding the "
+            "dataset files"
+        )
+    if not path.is_dir():
+        raise ValueError(
+            f"{option} {data_dir!r} does not exist; give the folder holding the dataset files"
+        )
+
+
+def reads_data_dir(dataset: str) -> bool:
+    """Whether dataset ``dataset`` is read from files in a data folder (MNIST, Fashion-MNIST,
+    CIFAR-10), not generated (MNIST-1D) or registered from Python (``runs.register_dataset``)."""
+    from runs.data import DATASETS, registered_datasets
+
+    return dataset in DATASETS and dataset != "mnist1d" and dataset not in registered_datasets()
+
+
+def check_data_dir_applies(
+    name: str, datasets: Sequence[str], data_dir: str | None, option: str
+) -> None:
+    """Raises ``ValueError`` naming ``option`` when ``data_dir`` is given but none of the
+    ``datasets`` of experiment ``name`` (those of the variants that run) is read from files
+    (:func:`reads_data_dir`): the option would be ignored silently."""
+    if data_dir is None or any(reads_data_dir(dataset) for dataset in datasets):
+        return
+    raise ValueError(
+        f"{option} does not apply to {name}: its dataset ({', '.join(sorted(set(datasets)))}) "
+        f"is not read from files (MNIST-1D is generated); leave {option} out"
+    )
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -524,6 +566,8 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
     started = time.perf_counter()
     logdir = option_name(args, "logdir")
     experiment = select_variants(load(), args.variants, option_name(args, "variants"))
+    datasets = [v.dataset.name for v in experiment.variants]
+    check_data_dir_applies(experiment.name, datasets, args.data_dir, option_name(args, "data_dir"))
     preflight(experiment, args.data_dir)
     root = Path(args.logdir) / (experiment.name + ("-quick" if args.quick else ""))
     ckpt.check_writable_folder(root, logdir)
@@ -572,7 +616,10 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         )
     meta: dict[str, Any] = {}
     if rank0:  # (written once the stages ran and the comparison's folders are accepted)
-        command = getattr(args, "command", None) or shlex.join(sys.argv)
+        if getattr(args, "python", False):  # (runs.run: the call, as runs.api records it)
+            command = args.command
+        else:  # the command line as given to runs.cli.main (argv), else this process's
+            command = shlex.join(["stepsize", *getattr(args, "argv", sys.argv[1:])])
         meta = {**experiment.to_dict(), "command": command, "threads": args.threads}
         meta["jobs"] = args.jobs
         meta["backend"] = args.backend

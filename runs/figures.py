@@ -3,7 +3,8 @@
 - ``figures/*.png``: each evaluation metric and the training loss against the step (or the
   epoch, for experiments counted in epochs), every variant overlaid, the line the mean over seeds
   and the shaded band mean +- std; and ``figures/schedules.png``, the scheduled hyperparameters
-  each variant used;
+  each variant used (a step function: each logged value held until the next, the last to the
+  end of the run, or to the step where it diverged);
 - ``figures/readme.png``: the figure the README shows, the one ``[report] figure`` names (one of
   :data:`README_FIGURES`).
 
@@ -123,17 +124,24 @@ def _plot_bands(
     label=lambda v: v,
     log_y: bool = False,
     percent: bool = False,
+    nonnegative: bool = False,
 ) -> None:
     """Each variant's mean over seeds as a line, mean ± std shaded (on a log axis the band's
     lower edge is kept above a fifth of the mean, so that it does not fall to zero; a band of
-    percentages is clipped to [0, 100], where the values live).
+    percentages is clipped to [0, 100], and one of a ``nonnegative`` metric, a loss, to
+    [0, inf): where the values live).
 
     A curve that coincides with one drawn before it gets the next line style, so that both stay
-    visible. When a variant with diverged runs would stretch the y-axis far beyond the others,
-    the axis is cut at the others' range and the cut is said in the legend. The band has its own
-    legend entry."""
+    visible. When a variant with diverged runs would stretch the y-axis far beyond the range of
+    the variants whose runs all finished (on a linear axis: beyond it by more than that range's
+    own width, at either end; on a log axis: its top above 1.5 times theirs), the axis is cut at
+    their range, with a margin, so that they stay readable, and the cut is said in the legend
+    ("diverged runs cut off above", "below", or "above and below"). A band of percentages is
+    never cut: [0, 100] is readable whole. The band has its own legend entry."""
     drawn: list[tuple[np.ndarray, np.ndarray]] = []
-    banded, clean_top, top = False, -math.inf, -math.inf
+    banded = False
+    clean_low, clean_top = math.inf, -math.inf  # the band's extent over the finished variants
+    low_all, top = math.inf, -math.inf  # ... and over every variant
     for variant, runs in by_variant.items():
         steps, mean, std = series_band(runs, get)
         if len(steps) == 0:
@@ -145,21 +153,39 @@ def _plot_bands(
         drawn.append((steps, mean))
         style = LINE_STYLES[same % len(LINE_STYLES)]
         (line,) = ax.plot(steps, mean, style, label=label(variant))
-        upper = mean + std
+        low, upper = mean - std, mean + std
+        if log_y:
+            low = np.maximum(low, mean / 5)
+        if percent:
+            low, upper = np.clip(low, 0, 100), np.clip(upper, 0, 100)
+        elif nonnegative:
+            low = np.maximum(low, 0.0)
         if len(runs) > 1:
-            low = np.maximum(mean - std, mean / 5) if log_y else mean - std
-            if percent:
-                low, upper = np.clip(low, 0, 100), np.clip(upper, 0, 100)
             ax.fill_between(steps, low, upper, color=line.get_color(), alpha=0.2)
             banded = True
-        top = max(top, float(np.max(upper)))
+        top, low_all = max(top, float(np.max(upper))), min(low_all, float(np.min(low)))
         if all(r["status"] == "finished" for r in runs):
             clean_top = max(clean_top, float(np.max(upper)))
+            clean_low = min(clean_low, float(np.min(low)))
     if banded:
         ax.fill_between([], [], [], color="0.5", alpha=0.2, label="shaded: mean ± std over seeds")
-    if math.isfinite(clean_top) and clean_top > 0 and top > 1.5 * clean_top:
-        ax.set_ylim(top=clean_top * (3 if log_y else 1.15))
-        ax.plot([], [], " ", label="diverged runs cut off above")
+    if not (math.isfinite(clean_top) and math.isfinite(clean_low)) or percent:
+        return
+    if log_y:
+        if clean_top > 0 and top > 1.5 * clean_top:
+            ax.set_ylim(top=clean_top * 3)
+            ax.plot([], [], " ", label="diverged runs cut off above")
+        return
+    width = clean_top - clean_low or abs(clean_top) or 1.0
+    above, below = top > clean_top + width, low_all < clean_low - width
+    if above or below:
+        margin = 0.15 * width
+        bottom = clean_low - margin
+        if nonnegative and clean_low >= 0:
+            bottom = max(bottom, -0.02 * (clean_top + margin))  # (a loss stays above ~0)
+        ax.set_ylim(bottom, clean_top + margin)
+        where = " and ".join(w for w, cut in (("above", above), ("below", below)) if cut)
+        ax.plot([], [], " ", label=f"diverged runs cut off {where}")
 
 
 def _panels(by_variant: dict[str, list[dict[str, Any]]]) -> list[dict[str, list[dict[str, Any]]]]:
@@ -196,6 +222,21 @@ def save_figure(fig, path: Path, *, layout: bool = True) -> Path:
     return path
 
 
+def _held_to_end(r: dict[str, Any], series: dict[str, list]) -> tuple[list, list]:
+    """A logged hyperparameter's ``(steps, values)`` with its last value held to the run's end:
+    a value logged at step s is the one the updates from s on use, until the next one (so it is
+    drawn as a step function, ``where="post"``), and the last one is used up to the run's last
+    update: to ``steps`` for a finished run, to the step where it diverged for a diverged one
+    (never beyond, so a diverged run does not look as if it ran on). A rate logged once, a
+    variant without a schedule, is then a horizontal line, not a lone invisible point."""
+    steps, values = list(series["step"]), list(series["value"])
+    end = (r.get("diverged") or {}).get("step", r.get("steps"))
+    if steps and isinstance(end, int | float) and end > steps[-1]:
+        steps.append(end)
+        values.append(values[-1])
+    return steps, values
+
+
 def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) -> list[Path]:
     """PNG figures: each evaluation metric and the training loss against steps (or epochs, for
     experiments counted in epochs), the mean line and mean ± std band over seeds, every variant
@@ -220,7 +261,14 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
         for ax, panel in zip(axes[0], panels):
             if log_axis:
                 ax.set_yscale("log")
-            _plot_bands(ax, panel, get, log_y=log_axis, percent=name.endswith("accuracy"))
+            _plot_bands(
+                ax,
+                panel,
+                get,
+                log_y=log_axis,
+                percent=name.endswith("accuracy"),
+                nonnegative="loss" in name,
+            )
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
             _legend(ax, len(panel))
@@ -236,9 +284,9 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
             for i, (variant, runs) in enumerate(by_variant.items()):
                 series = runs[0]["history"]["hyper"].get(tag)
                 if series:
-                    steps = [s / scale for s in series["step"]]
+                    steps, held = _held_to_end(runs[0], series)
                     style = LINE_STYLES[(i // 10) % len(LINE_STYLES)]
-                    ax.step(steps, series["value"], style, where="post", label=variant)
+                    ax.step([s / scale for s in steps], held, style, where="post", label=variant)
                     values += series["value"]
             if values and min(values) > 0 and max(values) > 10 * min(values):
                 ax.set_yscale("log")
@@ -283,7 +331,15 @@ def readme_figure(
         label = (lambda v: v) if panel is None else (lambda v: v.split(".", 1)[-1])
         if log_y:
             ax.set_yscale("log")
-        _plot_bands(ax, chosen, get, label, log_y=log_y, percent=name.endswith("accuracy"))
+        _plot_bands(
+            ax,
+            chosen,
+            get,
+            label,
+            log_y=log_y,
+            percent=name.endswith("accuracy"),
+            nonnegative="loss" in name,
+        )
         ax.set_title(f"{title}" if panel is None else f"{title}: {panel}")
         ax.set_xlabel(xlabel)
         if log_y:

@@ -17,7 +17,14 @@ from runs.catalog import DEFAULT_EXPERIMENT
 from runs.checkpoint import check_writable_folder
 from runs.checks import check_seed
 from runs.data import known_shape, load_dataset
-from runs.experiment import DEFAULT_LOGDIR, check_data_dir, model_problem, select_variants
+from runs.experiment import (
+    DATA_DIR_HELP,
+    DEFAULT_LOGDIR,
+    check_data_dir,
+    check_data_dir_applies,
+    model_problem,
+    select_variants,
+)
 from runs.load import load_experiment
 from runs.tuning import range_test_on_variant
 from schedulers.files import check_output_file
@@ -49,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--curvature-batches", type=int, default=1, help="batches for the Hessian (0: skip)"
     )
     parser.add_argument("--seed", type=int, default=0, help="model and batch-order seed")
-    parser.add_argument("--data-dir", help="folder holding MNIST / Fashion-MNIST / CIFAR-10 files")
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument("--logdir", default=DEFAULT_LOGDIR, help=f"(default {DEFAULT_LOGDIR})")
     parser.add_argument("--out", help="plot path (default <logdir>/<experiment>/lr-find-*.png)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--variant: name one variant, got {args.variant!r}")
     experiment = load_experiment(args.experiment, data_dir=args.data_dir)
     variant = select_variants(experiment, args.variant, "--variant").variants[0]
+    check_data_dir_applies(experiment.name, [variant.dataset.name], args.data_dir, "--data-dir")
     if args.out == "":
         raise ValueError("--out: an empty path ''; give an image file")
     if args.out is None:

@@ -10,12 +10,16 @@ named replace their own subsections; every other experiment's subsection is kept
 Only full runs go there: a folder of a ``--quick`` run (its ``experiment.json`` says so, or its
 name ends in ``-quick``), or of a run of some variants only (``--variants``), is refused, and so
 are two folders of the same experiment. Every folder is read and checked before anything is
-written.
+written, and so is the README (:func:`check_readme`): a Markdown file (``.md`` or ``.markdown``)
+that can be rewritten, in a folder where it can be replaced. The *Run:* line names the command
+that runs the experiment again (:func:`run_command`).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,20 +28,44 @@ from runs.catalog import catalogue_order
 from runs.checkpoint import save_text
 from runs.results import load_meta, software_line
 from runs.summary import prepare_report
-from schedulers.files import atomic_copy, read_json, read_text
+from schedulers.files import atomic_copy, read_json, read_text, write_target
 
 RESULTS_BEGIN = "<!-- results:begin -->"
 RESULTS_END = "<!-- results:end -->"
+#: The suffixes ``--readme`` accepts (any case): the section written there is Markdown.
+MARKDOWN_SUFFIXES = (".md", ".markdown")
 
 
-def _run_line(data: dict[str, Any]) -> str:
-    """Seeds, wall time, dataset and software of a summary, as one line."""
+def run_command(meta: dict[str, Any], readme_dir: Path | None = None) -> str:
+    """The command that runs the experiment of ``meta`` (its ``experiment.json``) again:
+    ``stepsize run NAME`` for a bundled experiment (its recorded ``source`` is in
+    ``runs/experiments``), ``stepsize run PATH`` for one read from another TOML file (``PATH``
+    as the run recorded it, the path given to ``stepsize run``; an absolute one inside
+    ``readme_dir`` is made relative to it), and the recorded ``runs.run(...)`` call for one
+    given from Python."""
+    name, source = meta["name"], str(meta.get("source") or "")
+    if source and not source.startswith("<"):
+        path = Path(source)
+        if path.parent.parts[-2:] == ("runs", "experiments"):
+            return f"stepsize run {name}"
+        if path.suffix == ".toml":
+            if readme_dir is not None and path.is_absolute():
+                folder = Path(os.path.abspath(readme_dir))
+                if path.is_relative_to(folder):
+                    path = path.relative_to(folder)
+            return f"stepsize run {shlex.quote(path.as_posix())}"
+    command = str(meta.get("command") or "")
+    return command if command.startswith("runs.run(") else f"stepsize run {name}"
+
+
+def _run_line(data: dict[str, Any], readme_dir: Path | None = None) -> str:
+    """The command, seeds, wall time, dataset and software of a summary, as one line."""
     meta, software = data["experiment"], data["software"]
     seeds = data.get("seeds") or meta.get("seeds") or []
     minutes = data.get("wall_time_s", 0.0) / 60
     datasets = sorted({v["dataset"]["name"] for v in meta.get("variants", [])})
     parts = [
-        f"`stepsize run {meta['name']}`",
+        f"`{run_command(meta, readme_dir)}`",
         f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}",
         f"{minutes:.1f} min wall time ({meta.get('jobs', 1)} job(s) x {meta.get('threads', 1)} "
         "torch thread(s))",
@@ -61,7 +89,7 @@ def check_full_runs(dirs: Sequence[Path]) -> dict[str, Path]:
     for directory in map(Path, dirs):
         meta = load_meta(directory)
         name = meta.get("name", directory.name)
-        rerun = f"run `stepsize run {name}` for the README's Results (full runs only)"
+        rerun = f"run `{run_command(meta)}` for the README's Results (full runs only)"
         if meta.get("quick") or directory.name.endswith("-quick"):
             raise ValueError(f"{str(directory)!r} holds a --quick run of {name}; {rerun}")
         if left_out := meta.get("variants_left_out"):
@@ -98,7 +126,7 @@ def experiment_subsections(
         parts = [f"### {name}", meta.get("description", "")]
         if meta.get("reference"):
             parts.append(f"*Reproduces:* {meta['reference']}")
-        parts += [f"*Run:* {_run_line(data)}.", markdown.strip()]
+        parts += [f"*Run:* {_run_line(data, readme_dir)}.", markdown.strip()]
         parts.append(f"![{name}]({figure.relative_to(readme_dir).as_posix()})")
         out[name] = "\n\n".join(parts)
     return out
@@ -139,8 +167,11 @@ def existing_subsections(text: str) -> dict[str, str]:
 
 def check_readme(readme: str) -> Path:
     """The ``--readme`` file of ``stepsize report`` and ``stepsize score``, checked before
-    anything is written: an existing UTF-8 text file, beside which ``docs/results`` is, or can
-    be made as, a writable folder.
+    anything is written: an existing UTF-8 Markdown file (suffix ``.md`` or ``.markdown``, any
+    case: a section is appended to a file without one, which would damage a TOML or Python
+    file given by a slip), which may be rewritten (it is replaced by a new file in its folder,
+    or, for a symbolic link, in its target's: that folder must be writable too), and beside
+    which ``docs/results`` is, or can be made as, a writable folder.
 
     Raises:
         ValueError, FileNotFoundError: naming ``--readme``, the path and what is wrong.
@@ -150,12 +181,21 @@ def check_readme(readme: str) -> Path:
     path = Path(readme)
     if path.is_dir():
         raise ValueError(f"--readme: {readme!r} is a folder, not a README file")
+    if path.suffix.lower() not in MARKDOWN_SUFFIXES:
+        raise ValueError(
+            f"--readme: {readme!r} is not a Markdown file; give the README (suffix "
+            f"{' or '.join(MARKDOWN_SUFFIXES)}), where a Markdown section is written"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"--readme: {readme!r} does not exist")
     try:
         read_text(path)
     except ValueError as err:
         raise ValueError(f"--readme: {err}") from None
+    target = write_target(path)  # (the file a symbolic link points to is the one rewritten)
+    check_writable_folder(target.parent, f"--readme {readme!r}")
+    if not os.access(target, os.W_OK):
+        raise ValueError(f"--readme: {readme!r} is read-only; make it writable to rewrite it")
     check_writable_folder(path.parent / "docs" / "results", "--readme")
     return path
 

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--readme",
         metavar="README.md",
         help="also rewrite these experiments' subsections of this README's Results section "
-        "(figures into docs/results/ beside it; full runs only, the other experiments kept)",
+        "(a Markdown file, .md; figures into docs/results/ beside it; full runs only, the other "
+        "experiments kept)",
     )
 
 
@@ -67,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
     from runs.summary import prepare_report
 
     for directory in args.dirs:
+        if not directory.strip():  # (Path("") is the current folder: never by accident)
+            raise ValueError(
+                f"DIR: an empty path {directory!r}; give an experiment folder or a logdir"
+            )
         if Path(directory).exists() and not Path(directory).is_dir():
             raise ValueError(f"{directory!r} is a file, not an experiment folder")
         if not Path(directory).is_dir():

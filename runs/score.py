@@ -323,7 +323,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--studies", type=int, help=f"studies [{STUDIES}; --quick {QUICK_STUDIES}]")
     parser.add_argument("--trials", type=int, help=f"trials per study [{TRIALS}; --quick 2]")
     parser.add_argument("--seed", type=int, default=0, help="seeds the search and the trials [0]")
-    parser.add_argument("--readme", metavar="README.md", help="also write the README section")
+    parser.add_argument(
+        "--readme",
+        metavar="README.md",
+        help="also write the score section of this README (a Markdown file, .md)",
+    )
 
 
 def _selected_workloads(text: str | None, quick: bool) -> list[Workload]:

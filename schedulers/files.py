@@ -7,7 +7,9 @@ here because ``schedulers`` must not import ``runs``:
 * :func:`atomic_write` writes to a temporary name in the target's folder, then renames it. A new
   file gets the permissions an ordinary ``open`` would give it (``0o666`` less the umask); a file
   that is replaced keeps its permission bits, as an editor saving it would (a README that is
-  ``0o644`` stays so under any umask). An error names the target, never the temporary name.
+  ``0o644`` stays so under any umask). A path that is a symbolic link is written through, as
+  ``open`` writes: the file it points to is replaced (in that file's folder) and the link stays.
+  An error names the path given, never the temporary name.
 * :func:`atomic_copy` copies a file the same way.
 * :func:`check_output_file` checks, before any work, that a path can be written as a figure.
 * :func:`read_text`, :func:`read_toml` and :func:`read_json` read UTF-8 text, TOML and JSON,
@@ -50,21 +52,24 @@ def _target_mode(path: Path) -> int:
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
     """Writes through ``write(file)`` to a temporary file in ``path``'s folder (made if needed),
-    then renames it to ``path``; see the module docstring for the permissions it gets.
+    then renames it to ``path``; see the module docstring for the permissions it gets. A ``path``
+    that is a symbolic link is written through (:func:`write_target`): the file it points to is
+    replaced, the link kept.
 
     Raises:
-        IsADirectoryError: ``path`` is a folder.
+        IsADirectoryError: ``path`` is a folder (or a link to one).
         OSError: naming ``path`` (not the temporary file) when the folder cannot be written.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a folder, not a file; give a file path")
+    given = Path(path)
+    if given.is_dir():
+        raise IsADirectoryError(f"{str(given)!r} is a folder, not a file; give a file path")
+    path = write_target(given)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _target_mode(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
-        raise type(err)(err.errno, f"cannot write here ({err.strerror})", str(path)) from None
+        raise type(err)(err.errno, f"cannot write here ({err.strerror})", str(given)) from None
     try:
         os.chmod(tmp, mode)  # mkstemp creates 0o600
         with os.fdopen(fd, "wb") as file:
@@ -74,9 +79,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename == tmp:
-            raise type(err)(err.errno, err.strerror, str(path)) from None
+        if isinstance(err, OSError) and err.filename in (tmp, str(path)):
+            raise type(err)(err.errno, err.strerror, str(given)) from None
         raise
+
+
+def write_target(path: str | os.PathLike) -> Path:
+    """The file that writing ``path`` changes: ``path`` itself, or, when it is a symbolic link
+    (possibly to another link, or dangling), the file it finally points to, as ``open`` follows
+    it. :func:`atomic_write` renames its temporary file onto this path, so that the link is
+    written through rather than replaced by a regular file."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def atomic_copy(source: str | os.PathLike, destination: str | os.PathLike) -> None:
@@ -104,7 +118,8 @@ def check_output_file(path: str | os.PathLike, option: str, *, make_parent: bool
 
     Its suffix must be an image format matplotlib writes (none: PNG); it must not be a folder;
     its folder must exist and be writable (with ``make_parent``, its nearest existing ancestor
-    must be a writable folder, as the folder will be made).
+    must be a writable folder, as the folder will be made); for a symbolic link, the folder of
+    the file it points to (:func:`write_target`).
 
     Raises:
         ValueError: naming ``option``, the path and what is allowed.
@@ -121,11 +136,14 @@ def check_output_file(path: str | os.PathLike, option: str, *, make_parent: bool
         )
     if path.is_dir():
         raise ValueError(f"{option} {str(path)!r} is a folder, not a file; give an image file")
-    folder = nearest_existing(path.parent)
+    target = write_target(path)  # (a symbolic link is written through: its target's folder)
+    folder = nearest_existing(target.parent)
     if not folder.is_dir():
         raise ValueError(f"{option} {str(path)!r}: {str(folder)!r} is a file, not a folder")
-    if folder != path.parent and not make_parent:
-        raise ValueError(f"{option} {str(path)!r}: the folder {str(path.parent)!r} does not exist")
+    if folder != target.parent and not make_parent:
+        raise ValueError(
+            f"{option} {str(path)!r}: the folder {str(target.parent)!r} does not exist"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {str(path)!r}: the folder {str(folder)!r} is not writable")
     try:  # a file made and removed: os.access says yes where none can be made (/proc for root)
