@@ -51,17 +51,22 @@ with momentum, Adagrad) and >= 5x faster on 2000x1k.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import importlib
+import importlib.util
 import inspect
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 import torch
@@ -96,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``stepsize bench optim``."""
     parser.add_argument(
         "--optimizers",
-        default=",".join(OPTIMIZERS),
+        default=None,
         help="comma-separated (default: all; with --lr-free: all learning-rate-free ones)",
     )
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated shapes")
@@ -205,8 +210,15 @@ def _round_robin_ms(
 
 
 def _gradients_line(args: argparse.Namespace) -> str:
-    """How the bench hands the gradients over, for its header."""
-    return "new tensors before each step" if args.new_grads else "the same tensors, in place"
+    """How the bench hands the gradients over, for its header (with ``--lr-free``: their values
+    put back before each step, :func:`same_gradients`)."""
+    line = "new tensors before each step" if args.new_grads else "the same tensors, in place"
+    if getattr(args, "lr_free", False):
+        line += (
+            "; their values put back before each step, untimed, for every column alike (the "
+            "package's AdamWScheduleFree writes into p.grad)"
+        )
+    return line
 
 
 def _instances_line(args: argparse.Namespace) -> str:
@@ -218,24 +230,49 @@ def _nothing() -> None:
     pass
 
 
-def new_gradients(params: list) -> Callable[[], None]:
+def _tensors(params: list) -> list[torch.Tensor]:
+    """The tensors of ``params`` (tensors, or param groups), in order."""
+    return [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+
+
+def new_gradients(params: list, restore: bool = False) -> Callable[[], None]:
     """A callable that gives every tensor of ``params`` (tensors or param groups) a new gradient
     tensor, as autograd does after torch's default ``zero_grad()`` (``set_to_none=True``): it
-    alternates between two sets made here, so each step sees other tensors than the last."""
-    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    alternates between two sets made here, so each step sees other tensors than the last.
+    With ``restore``, it also copies each set's first values back into it as it hands it over,
+    for an optimizer that writes into ``p.grad`` (see :func:`same_gradients`)."""
+    tensors = _tensors(params)
     generator = torch.Generator().manual_seed(1)
     sets = [
         [(torch.randn(p.shape, generator=generator) * 1e-2).to(p.device) for p in tensors]
         for _ in range(2)
     ]
+    kept = [[grad.clone() for grad in grads] for grads in sets] if restore else None
     turn = [0]
 
     def give() -> None:
         turn[0] ^= 1
         for p, grad in zip(tensors, sets[turn[0]]):
             p.grad = grad
+        if kept is not None:
+            torch._foreach_copy_(sets[turn[0]], kept[turn[0]])
 
     return give
+
+
+def same_gradients(params: list) -> Callable[[], None]:
+    """A callable that copies back into every tensor's ``p.grad`` (in place: the same tensors)
+    the values it holds now. Run untimed before each step of each learning-rate-free variant,
+    so that every column steps on the same gradients: the package's ``AdamWScheduleFree``
+    (schedulefree 1.4.1) writes into ``p.grad`` during ``step()``, and would otherwise step
+    from the second step on over gradients it rewrote itself, where ours does not write them."""
+    tensors = _tensors(params)
+    kept = [p.grad.clone() for p in tensors]
+
+    def restore() -> None:
+        torch._foreach_copy_([p.grad for p in tensors], kept)
+
+    return restore
 
 
 def _params(shape: Shape, lr: float | None = None, device: str = "cpu") -> list:
@@ -311,7 +348,12 @@ class ThreadHandoff:
     :meth:`crossed`. :meth:`kept` gathers the same sources with the scratch seen as ``threads``
     rows, source ``s`` viewed as ``threads`` rows too, so row ``t`` of the scratch, the chunk
     thread ``t`` reads in the op, holds exactly what thread ``t`` wrote. The data, the bytes
-    moved and the ops are the same; only the handoff differs. ``crossed / kept`` is about 1
+    moved and the op over the scratch are the same, but the gathers are not the same kernel:
+    :meth:`kept`'s ``torch.cat`` along dim 1 of 2-D views costs more than :meth:`crossed`'s of
+    1-D tensors (the gathers alone, on this project's 2-core machine: 1.5 against 0.9 ms a step
+    with one thread, 0.9 against 0.7 ms with two), which reads as a ratio somewhat under 1
+    where there is no handoff to pay. With one thread there is no handoff at all, so the bench
+    prints n/a there and does not time this. With several, ``crossed / kept`` is about 1
     where the threads share their caches and about 2-3 where they do not (on this project's
     2-core virtual machine it moves between the two every few seconds to minutes, which we read
     as the two virtual cores placed on host cores that share a last-level cache or not; with the
@@ -320,7 +362,7 @@ class ThreadHandoff:
     hands half its data between threads twice a round (the gather, and the add of the update),
     so a row measured in the second regime shows it slower against torch, whose per-tensor ops
     keep each thread on its own part of each tensor. (The two steps make as many parallel ops,
-    so the OpenMP workers' wake-ups cost them alike: only the handoff differs.)
+    so the OpenMP workers' wake-ups cost them alike.)
 
     Sources of ``threads * TORCH_GRAIN`` elements (``optim._paths``) split into exactly
     ``threads`` chunks, which the
@@ -489,16 +531,24 @@ def _build(
     new_grads: bool,
     instances: int = 1,
     device: str = "cpu",
+    restore: bool = False,
 ) -> tuple[dict[tuple[str, int], Any], dict[tuple[str, int], Callable[[], None]] | None]:
     """``instances`` of each variant's optimizer (anything with a ``step()``), each over its own
     tensors of ``shape``, keyed ``(label, instance)``, built one instance of every variant at a
-    time; and (``new_grads``) what gives those tensors new gradients before each step (see
-    :func:`new_gradients`). Several instances average out where each one's memory happens to
-    lie, which alone moved identical optimizers' steps up to 1.36x apart."""
+    time; and what runs (untimed) before each step: with ``new_grads``, new gradient tensors
+    (see :func:`new_gradients`); with ``restore``, the gradients' values put back (see
+    :func:`same_gradients`), for every variant alike; else nothing (None). Several instances
+    average out where each one's memory happens to lie, which alone moved identical
+    optimizers' steps up to 1.36x apart."""
     keys = [(label, i) for i in range(instances) for label in variants]
     params = {key: _params(shape, lr, device) for key in keys}
     optimizers = {key: variants[key[0]](params[key]) for key in keys}
-    before = {key: new_gradients(params[key]) for key in keys} if new_grads else None
+    if new_grads:
+        before = {key: new_gradients(params[key], restore) for key in keys}
+    elif restore:
+        before = {key: same_gradients(params[key]) for key in keys}
+    else:
+        before = None
     return optimizers, before
 
 
@@ -597,10 +647,32 @@ def first_compiled_step_seconds(
         for _ in range(2):
             out = subprocess.run(
                 [sys.executable, "-c", _FIRST_STEP, str(threads or 0), device],
-                env=env, capture_output=True, text=True, check=True,
+                env=env, capture_output=True, text=True, check=False,
             )  # fmt: skip
+            if out.returncode != 0:
+                raise ValueError(
+                    f"first compiled step: the process timing it ({FIRST_STEP_SHAPE}, {device}) "
+                    f"failed: {_child_error(out)}; allowed: --no-compile, which leaves this "
+                    "line out"
+                )
             times.append(float(out.stdout.strip().splitlines()[-1]))
     return times[0], times[1]
+
+
+def _child_error(out: subprocess.CompletedProcess) -> str:
+    """What a failed child process said last: its last line on stderr (a traceback's exception
+    line), or how it ended where it said nothing (a signal: the OS's out-of-memory killer sends
+    SIGKILL)."""
+    lines = [line.strip() for line in (out.stderr or "").splitlines() if line.strip()]
+    if lines:
+        return lines[-1]
+    if out.returncode < 0:
+        try:
+            signal_name = signal.Signals(-out.returncode).name
+        except ValueError:
+            signal_name = "an unknown signal"
+        return f"killed by signal {-out.returncode} ({signal_name}), with no error message"
+    return f"exit status {out.returncode}, with no error message"
 
 
 _ALONE = """
@@ -632,7 +704,10 @@ def time_alone(
     """Time one variant (``label`` of :func:`classic_variants` or, ``kind="lr-free"``, of
     :func:`lr_free_variants`) the way a training script runs it: the only optimizer of this
     process, stepped over and over (3 warm-ups, then ``repeat`` timed steps; ``new_grads``: new
-    gradient tensors before each, untimed). Returns each timed step's milliseconds and the
+    gradient tensors before each, untimed; for ``kind="lr-free"``, the gradients' values put
+    back before each step, untimed, as :func:`measure_lr_free` does, so the package's
+    AdamWScheduleFree, which writes into ``p.grad``, steps on the same gradients as ours).
+    Returns each timed step's milliseconds and the
     minor page faults it took (None where not counted). Run by :func:`alone_ms`, each in a
     fresh process, so no other optimizer's memory keeps the allocator's heap large: a step's
     large temporaries are then handed back to the OS when freed, and the next step's touch them
@@ -646,21 +721,26 @@ def time_alone(
         build, lr = lr_free_variants(name)[label], None
     else:
         build, lr = classic_variants(name, label == "ours flat+compile")[label], _bench_lr(name)
-    params = _params(parse_model(model), lr)
-    optimizer = build(params)
-    give = new_gradients(params) if new_grads else _nothing
+    restore = kind == "lr-free"
     times, faults = [], []
-    with torch.no_grad():  # (the references' step() is not always under no_grad)
-        for i in range(3 + repeat):
-            give()
-            before = _minor_faults()
-            start = time.perf_counter()
-            optimizer.step()
-            elapsed = time.perf_counter() - start
-            after = _minor_faults()
-            if i >= 3:
-                times.append(elapsed * 1e3)
-                faults.append(None if before is None or after is None else after - before)
+    with _out_of_memory(name, model, None):
+        params = _params(parse_model(model), lr)
+        optimizer = build(params)
+        if new_grads:
+            give = new_gradients(params, restore)
+        else:
+            give = same_gradients(params) if restore else _nothing
+        with torch.no_grad():  # (the references' step() is not always under no_grad)
+            for i in range(3 + repeat):
+                give()
+                before = _minor_faults()
+                start = time.perf_counter()
+                optimizer.step()
+                elapsed = time.perf_counter() - start
+                after = _minor_faults()
+                if i >= 3:
+                    times.append(elapsed * 1e3)
+                    faults.append(None if before is None or after is None else after - before)
     return {"ms": times, "faults": faults}
 
 
@@ -687,8 +767,13 @@ def alone_ms(
             )  # fmt: skip
             out = subprocess.run(
                 [sys.executable, "-c", _ALONE, json.dumps(arguments)],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True, check=False,
             )  # fmt: skip
+            if out.returncode != 0:
+                raise ValueError(
+                    f"--alone: the process timing {name} {label} on {model} failed: "
+                    f"{_child_error(out)}"
+                )
             timed = json.loads(out.stdout.strip().splitlines()[-1])
             steps[label]["ms"] += timed["ms"]
             steps[label]["faults"] += timed["faults"]
@@ -797,12 +882,73 @@ LR_FREE: dict[str, tuple[str, dict]] = {
 }
 
 
+# tensors of a parameter's size each class keeps per parameter (its state: Prodigy's s, p0,
+# exp_avg and exp_avg_sq; DoG's and LDoG's initial parameters...), for the memory estimate
+LR_FREE_STATE = {
+    "Prodigy": 4,
+    "DAdaptSGD": 3,
+    "DAdaptAdam": 3,
+    "DAdaptAdaGrad": 3,
+    "DoG": 1,
+    "LDoG": 1,
+    "SGDScheduleFree": 1,
+    "AdamWScheduleFree": 2,
+}
+# module: the distribution pip installs it from (pyproject.toml's `reference` extra)
+REFERENCE_PACKAGES = {
+    "prodigyopt": "prodigyopt",
+    "dadaptation": "dadaptation",
+    "dog": "dog-optimizer",
+    "schedulefree": "schedulefree",
+}
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (found, or imported already)."""
+    if sys.modules.get(module) is not None:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_references(names: list[str]) -> None:
+    """Refuse ``--lr-free`` for the classes in ``names`` whose reference package (the optional
+    ``reference`` extra) is not installed, before anything is printed or timed.
+
+    Raises:
+        ValueError: naming ``--lr-free``, the classes, their missing packages (module and pip
+            distribution), and how to install them.
+    """
+    missing: dict[str, list[str]] = {}
+    for name in names:
+        module = LR_FREE[name][0].split(":")[0]
+        if not _installed(module):
+            missing.setdefault(module, []).append(name)
+    if not missing:
+        return
+    listed = [name for group in missing.values() for name in group]
+    classes = ", ".join(listed)
+    packages = ", ".join(f"{m!r} ({REFERENCE_PACKAGES.get(m, m)})" for m in missing)
+    needs, them = ("needs", "it") if len(listed) == 1 else ("need", "them")
+    package, are = ("package", "is") if len(missing) == 1 else ("packages", "are")
+    raise ValueError(
+        f"--lr-free: {classes} {needs} the reference {package} {packages}, which {are} not "
+        f'installed; allowed: install {them} with pip install -e ".[reference]" (in the '
+        f"project's folder), or leave {classes} out of --optimizers"
+    )
+
+
 def lr_free_variants(name: str) -> dict[str, Callable[[list], Any]]:
     """The reference package's ``name`` and our default and flat paths, by column label, each a
     callable building the optimizer (in train mode, where it has one: Schedule-Free steps only
-    there) with the bench's hyperparameters (:data:`LR_FREE`)."""
-    import importlib
+    there) with the bench's hyperparameters (:data:`LR_FREE`).
 
+    Raises:
+        ValueError: where the reference package is not installed (:func:`check_references`).
+    """
+    check_references([name])
     target, kwargs = LR_FREE[name]
     module, attribute = target.split(":")
     reference = getattr(importlib.import_module(module), attribute)
@@ -829,9 +975,12 @@ def measure_lr_free(
 ) -> dict[str, float]:
     """Median ``step()`` ms of the reference package and of our default and flat paths, pooled
     over ``instances`` of each (``new_grads``: new gradient tensors before each step, see
-    :func:`new_gradients`)."""
+    :func:`new_gradients`). Before each step of every variant, untimed, the gradients' values
+    are put back (:func:`same_gradients`), so all columns step on the same gradients although
+    the package's AdamWScheduleFree writes into ``p.grad``."""
     shape = parse_model(model)  # (groups share the learning rate: the packages require it)
-    optimizers, before = _build(lr_free_variants(name), shape, None, new_grads, instances, device)
+    variants = lr_free_variants(name)
+    optimizers, before = _build(variants, shape, None, new_grads, instances, device, restore=True)
     with torch.no_grad():  # the references' step() is not always under no_grad
         steps = {key: opt.step for key, opt in optimizers.items()}
         return _round_robin_ms(steps, repeat, before, device)
@@ -854,7 +1003,10 @@ def run_lr_free(args: argparse.Namespace, models: list[str], names: list[str] | 
     print("|" + "---|" * (header.count("|") - 1))
     for name in names or list(LR_FREE):
         for model in models:
-            ms = measure_lr_free(name, model, args.repeat, args.new_grads, args.instances, device)
+            with _out_of_memory(name, model, args.instances):
+                ms = measure_lr_free(
+                    name, model, args.repeat, args.new_grads, args.instances, device
+                )
             print(f"| {name} | {model} | {' | '.join(_lr_free_cells(ms))} |", flush=True)
     print("\ntimes are median ms per step(); speedups are the package's time over ours")
     return 0
@@ -874,9 +1026,8 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
     lr_free = getattr(args, "lr_free", False)
     allowed = LR_FREE if lr_free else OPTIMIZERS
-    default = ",".join(OPTIMIZERS)
-    # with --lr-free and the default --optimizers: every learning-rate-free optimizer
-    names = list(LR_FREE) if lr_free and args.optimizers == default else _names(args.optimizers)
+    # without --optimizers: every optimizer of the mode (with --lr-free, the learning-rate-free)
+    names = list(allowed) if args.optimizers is None else _names(args.optimizers)
     unknown = [name for name in names if name not in allowed]
     which = " with --lr-free" if lr_free else ""
     if unknown or not names:
@@ -911,7 +1062,171 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
             "--device: 'cuda' is not available here (torch.cuda.is_available() is False, torch "
             f"{torch.__version__}); allowed: cpu"
         )
+    if lr_free:
+        check_references(names)
+    check_memory(names, models, args)
     return names, models
+
+
+SAFETY = 1.5
+"""The margin :func:`run_bytes` puts on the tensors a run holds at once, for what it does not
+count (temporaries beyond one variant's state, the flat paths' buffers, the allocator's slack):
+the peak memory of bench runs measured 1.2-1.4x under the estimate."""
+TENSOR_OVERHEAD = 1024
+"""Bytes a tensor costs beyond its data, for :func:`run_bytes` (the Python object, torch's
+tensor and storage, an allocation of 64 bytes at least, the state dict's entry: 0.7 KiB for a
+parameter with its gradient, 1.8 KiB for each of Adam's state tensors with the step count)."""
+MAX_TENSORS = 10_000_000
+"""The most tensors (``GROUPS x COUNT``) a ``--models`` shape may ask for, where the memory
+cannot be read (:func:`_available_bytes`): building each takes Python's time one by one."""
+
+
+def _floats_per_element(name: str, lr_free: bool, new_grads: bool) -> int:
+    """Tensors of a parameter's size that one optimizer of ``name`` holds per parameter in the
+    bench: the parameter, its gradient (two sets with ``new_grads``; with ``lr_free`` also the
+    copies the bench restores them from) and the state (:data:`OPTIMIZERS`' tensors read and
+    written per element, less the parameter's two and the gradient's one, halved; or
+    :data:`LR_FREE_STATE`)."""
+    grads = 2 if new_grads else 1
+    state = LR_FREE_STATE[name] if lr_free else (OPTIMIZERS[name][1] - 3) // 2
+    return 1 + grads * (2 if lr_free else 1) + state
+
+
+def _alive(instances: int, lr_free: bool, alone: bool) -> int:
+    """How many optimizers' worth of tensors a run holds at once: every variant's
+    ``instances`` (the classic columns and the packed floor, or the package and our two
+    paths), and two more for a step's temporaries and :func:`kept_bytes`'s new optimizers;
+    with ``--alone``, one optimizer a process and its temporaries."""
+    if alone:
+        return 2
+    return (3 if lr_free else len(COLUMNS) + 1) * instances + 2
+
+
+def run_bytes(
+    name: str,
+    shape: Shape,
+    instances: int,
+    lr_free: bool = False,
+    new_grads: bool = False,
+    alone: bool = False,
+) -> int:
+    """An estimate, in bytes, of the memory a bench row of ``name`` on ``shape`` needs at once:
+    every optimizer it holds (:func:`_alive`) with its parameters, gradients and state
+    (:func:`_floats_per_element`, fp32) and each tensor's overhead (:data:`TENSOR_OVERHEAD`),
+    times :data:`SAFETY`."""
+    one = _optimizer_bytes(name, shape, lr_free, new_grads)
+    return int(_alive(instances, lr_free, alone) * one * Fraction(SAFETY))  # (exact: huge shapes)
+
+
+def _optimizer_bytes(name: str, shape: Shape, lr_free: bool, new_grads: bool) -> int:
+    """Bytes one optimizer of ``name`` over its own tensors of ``shape`` holds in the bench
+    (:func:`_floats_per_element` fp32 tensors per parameter, and their overhead)."""
+    per = _floats_per_element(name, lr_free, new_grads)
+    return shape.elements * 4 * per + shape.groups * shape.count * (per + 1) * TENSOR_OVERHEAD
+
+
+def _available_bytes(device: str) -> tuple[int, str] | None:
+    """The memory a run can use on ``device`` and its description: the GPU's free memory
+    (``torch.cuda.mem_get_info``), or the machine's physical memory (``sysconf``, Linux and
+    other POSIX systems); None where it cannot be read."""
+    if device == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return free, "free on the GPU"
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "of physical memory"
+    except (AttributeError, ValueError, OSError):  # (Windows: no sysconf)
+        return None
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` in GiB, for the memory refusals."""
+    return f"{min(nbytes, 2**1000) / 2**30:.3g} GiB"
+
+
+def check_memory(names: list[str], models: list[str], args: argparse.Namespace) -> None:
+    """Refuse shapes (``--models``) and ``--instances`` whose rows would not fit in the memory
+    of the machine (or the GPU): :func:`run_bytes` against :func:`_available_bytes`, before
+    anything runs; where the memory cannot be read, shapes of more than :data:`MAX_TENSORS`.
+
+    Raises:
+        ValueError: naming ``--models`` or ``--instances``, the value, the estimate and what
+            fits.
+    """
+    lr_free = getattr(args, "lr_free", False)
+    alone = getattr(args, "alone", False)
+    new_grads = getattr(args, "new_grads", False)
+    available = _available_bytes(getattr(args, "device", "cpu"))
+    if available is None:
+        for model in models:
+            shape = parse_model(model)
+            if shape.groups * shape.count > MAX_TENSORS:
+                raise ValueError(
+                    f"--models: {model!r} has {shape.groups * shape.count} tensors; allowed: "
+                    f"at most {MAX_TENSORS} (GROUPS x COUNT) per shape"
+                )
+        return
+    memory, where = available
+    what = f"(parameters, gradients and state of the optimizers it holds at once, {SAFETY}x that)"
+    for model in models:
+        shape = parse_model(model)
+        tensors = shape.groups * shape.count
+        for name in names:
+            per = _floats_per_element(name, lr_free, new_grads)
+            need = run_bytes(name, shape, 1, lr_free, new_grads, alone)
+            if need > memory:
+                budget = int(memory / SAFETY) // _alive(1, lr_free, alone)  # (per optimizer)
+                most = (budget - tensors * (per + 1) * TENSOR_OVERHEAD) // (4 * per)
+                fits = (
+                    f"at most about {most:,} elements in all with {tensors} tensor(s)"
+                    if most >= tensors
+                    else f"at most about {budget // ((per + 1) * TENSOR_OVERHEAD + 4 * per):,} "
+                    "tensors (GROUPS x COUNT) of one element"
+                )
+                raise ValueError(
+                    f"--models: {model!r} would need about {_size(need)} for {name} {what}, "
+                    f"more than the {_size(memory)} {where} here; allowed: {fits}"
+                )
+            need = run_bytes(name, shape, args.instances, lr_free, new_grads, alone)
+            if need > memory:
+                most = args.instances  # (the most instances that fit: at least 1, as checked)
+                while most > 1 and run_bytes(name, shape, most, lr_free, new_grads, alone) > memory:
+                    most = max(1, min(most - 1, most * memory // need))
+                raise ValueError(
+                    f"--instances: {args.instances} of each variant of {name} on {model!r} would "
+                    f"need about {_size(need)} {what}, more than the {_size(memory)} {where} "
+                    f"here; allowed: at most about {most}, or a smaller shape"
+                )
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure: Python's MemoryError, torch's CUDA
+    ``OutOfMemoryError``, or its CPU allocator's RuntimeError ("can't allocate memory")."""
+    out_of_memory = getattr(torch, "OutOfMemoryError", MemoryError)
+    text = str(err)
+    return (
+        isinstance(err, (MemoryError, out_of_memory))
+        or "can't allocate memory" in text
+        or "out of memory" in text.lower()
+    )
+
+
+@contextlib.contextmanager
+def _out_of_memory(name: str, model: str, instances: int | None) -> Iterator[None]:
+    """Run the block, turning an allocation failure (:func:`_is_out_of_memory`) into one
+    ValueError naming ``--models`` (and ``--instances``, where not None) and torch's words; the
+    backstop of :func:`check_memory`, whose estimate cannot know what else holds memory."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        if not _is_out_of_memory(err):
+            raise
+        said = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        with_instances = "" if instances is None else f" with --instances {instances}"
+        raise ValueError(
+            f"--models: {model!r}{with_instances} ran out of memory while timing {name} "
+            f"({said}); allowed: a smaller shape in --models"
+            + ("" if instances is None else " or fewer --instances")
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -943,13 +1258,15 @@ def run(args: argparse.Namespace) -> int:
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    handoff = ThreadHandoff()
+    # (one thread: no thread reads what another wrote, nothing to time; n/a in the column)
+    handoff = ThreadHandoff() if torch.get_num_threads() > 1 else None
     for name in names:
         for model in models:
-            ms = measure(
-                name, model, args.repeat, not args.no_compile, args.new_grads, args.instances,
-                handoff,
-            )  # fmt: skip
+            with _out_of_memory(name, model, args.instances):
+                ms = measure(
+                    name, model, args.repeat, not args.no_compile, args.new_grads,
+                    args.instances, handoff,
+                )  # fmt: skip
             eager = min(ms["torch single"], ms["torch foreach"])
             best = min(v for k, v in ms.items() if k.startswith("ours"))
             gbs = OPTIMIZERS[name][1] * 4 * parse_model(model).elements / (best * 1e-3) / 1e9
@@ -958,7 +1275,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"| {name} | {model} | " + " | ".join(_classic_cells(ms))
                 + f" | {floor} | {_speedup(eager, ms.get('packed floor'))}"
-                + f" | {_speedup(ms['handoff crossed'], ms['handoff kept'])}"
+                + f" | {_speedup(ms.get('handoff crossed'), ms.get('handoff kept'))}"
                 + f" | {temporaries} | {gbs:.1f} |",
                 flush=True,
             )  # fmt: skip
@@ -974,7 +1291,8 @@ def run(args: argparse.Namespace) -> int:
         "thread handoff: a gather then one op, timed with each thread reading what another wrote "
         "over the same work with none (ThreadHandoff, in the same round-robin): about 1x where "
         "the threads share their caches, 2-3x where they do not, which slows our packed default "
-        "path (it hands half its data between threads twice a round) and torch's far less"
+        "path (it hands half its data between threads twice a round) and torch's far less; "
+        "n/a on one thread, where no thread reads what another wrote"
     )
     _print_memory_and_first_compile(args)
     return 0
@@ -1036,10 +1354,11 @@ def run_on_device(args: argparse.Namespace, names: list[str], models: list[str])
     print("|" + "---|" * (header.count("|") - 1))
     for name in names:
         for model in models:
-            ms = measure(
-                name, model, args.repeat, not args.no_compile, args.new_grads, args.instances,
-                None, args.device,
-            )  # fmt: skip
+            with _out_of_memory(name, model, args.instances):
+                ms = measure(
+                    name, model, args.repeat, not args.no_compile, args.new_grads,
+                    args.instances, None, args.device,
+                )  # fmt: skip
             cells = [*_classic_cells(ms), f"{_memory(ms, 'ours')} / {_memory(ms, 'fused')}"]
             print(f"| {name} | {model} | {' | '.join(cells)} |", flush=True)
     print(
