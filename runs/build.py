@@ -198,7 +198,9 @@ def evaluation_mode(
 
 def attach_schedules(optimizer: torch.optim.Optimizer, schedules: Mapping[str, Any]):
     """``schedulers.attach`` on the schedules (``Schedule`` objects or their dict forms); returns
-    the driver (or None if there are none)."""
+    the driver (or None if there are none). A reduce-on-plateau schedule among them observes the
+    metric ``driver.step(metric=...)`` is given: in the runner, the test split's loss
+    (``runs.trainer``)."""
     if not schedules:
         return None
     import schedulers
@@ -206,6 +208,19 @@ def attach_schedules(optimizer: torch.optim.Optimizer, schedules: Mapping[str, A
     tables = schedule_tables(schedules)
     built = {key: schedulers.from_dict(dict(spec)) for key, spec in tables.items()}
     return schedulers.attach(optimizer, built)
+
+
+def observes_metric(schedules: Mapping[str, Any]) -> bool:
+    """Whether any of ``schedules`` (``Schedule`` objects or their dict forms) observes a metric:
+    a reduce-on-plateau (``reactive``) anywhere inside it. The runner feeds such a schedule the
+    test split's loss (``runs.trainer``: there is no validation split)."""
+    if not schedules:
+        return False
+    import schedulers
+
+    tables = schedule_tables(schedules)
+    built = [schedulers.from_dict(copy.deepcopy(dict(spec))) for spec in tables.values()]
+    return any(node.reactive for schedule in built for node in schedule.walk())
 
 
 def check_optimizer(spec: dict, where: dict[str, str], location: str, problems: Problems) -> bool:

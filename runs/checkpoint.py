@@ -14,7 +14,9 @@ folder; the lock is released by the operating system when its holder exits, even
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import io
 import json
 import math
 import os
@@ -52,8 +54,80 @@ _RESULT_TYPES = (
 
 
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
-    """Saves ``state`` as ``run_dir/checkpoint.pt`` (temporary file, then ``os.replace``)."""
-    atomic_write(Path(run_dir) / CHECKPOINT, lambda file: torch.save(state, file))
+    """Saves ``state`` as ``run_dir/checkpoint.pt`` (temporary file, then ``os.replace``).
+
+    First checks that :func:`load_checkpoint` will read it back: ``state`` with every tensor
+    replaced by an empty one of its dtype (its structure and every other object, at no cost in
+    memory) must pass ``torch.load(weights_only=True)``, the unpickler a resume uses.
+
+    Raises:
+        ValueError: naming the file and the first entry the weights-only unpickler refuses (a
+            NumPy scalar or another object in an optimizer's state, say), before anything is
+            written: the previous checkpoint stays.
+    """
+    path = Path(run_dir) / CHECKPOINT
+    problem = unreadable_entry(state)
+    if problem is not None:
+        raise ValueError(
+            f"{path}: not written, as a resume could not read it back: "
+            f"torch.load(weights_only=True) refuses {problem}; keep only tensors, Python "
+            "numbers, strings, lists and dicts there (a NumPy scalar: .item()); the previous "
+            "checkpoint, if any, is kept"
+        )
+    atomic_write(path, lambda file: torch.save(state, file))
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.Size, torch.dtype, torch.device)
+
+
+def unreadable_entry(state: Any) -> str | None:
+    """What of ``state`` ``torch.load(weights_only=True)`` would refuse, or None: its structure
+    saved with empty tensors (same dtypes) and loaded back in memory; the refused entry named by
+    its path (``optimizer.param_groups[0].lr (a numpy.float64)``) when a walk finds an object of
+    another type than tensors, dicts, lists, tuples and plain Python values, else the
+    unpickler's message."""
+    buffer = io.BytesIO()
+    torch.save(_skeleton(state), buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, map_location="cpu", weights_only=True)
+    except Exception as err:  # (the unpickler's UnpicklingError, or what a rebuild raises)
+        where = _foreign_entry(state, "")
+        return where if where is not None else f"it ({_one_line(err)})"
+    return None
+
+
+def _skeleton(value: Any) -> Any:
+    """``value`` with each plain strided tensor replaced by an empty tensor of its dtype (inside
+    dicts, ordered dicts, lists and tuples; anything else is kept whole)."""
+    if type(value) is torch.Tensor and value.layout == torch.strided:
+        return torch.empty(0, dtype=value.dtype)
+    if type(value) in (dict, collections.OrderedDict):
+        return type(value)((key, _skeleton(item)) for key, item in value.items())
+    if type(value) in (list, tuple):
+        return type(value)(_skeleton(item) for item in value)
+    return value
+
+
+def _foreign_entry(value: Any, where: str) -> str | None:
+    """The path and type of the first value (depth first) of a type outside tensors, dicts,
+    lists, tuples and :data:`_PLAIN` (exact types: a NumPy float is a ``float`` subclass)."""
+    if isinstance(value, torch.Tensor):
+        return None
+    if type(value) in (dict, collections.OrderedDict):
+        for key, item in value.items():
+            if found := _foreign_entry(item, f"{where}.{key}" if where else str(key)):
+                return found
+        return None
+    if type(value) in (list, tuple):
+        for index, item in enumerate(value):
+            if found := _foreign_entry(item, f"{where}[{index}]"):
+                return found
+        return None
+    if type(value) in _PLAIN:
+        return None
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    return f"{where or 'the checkpoint'} (a {kind}: {value!r:.60})"
 
 
 def _one_line(err: BaseException) -> str:

@@ -4,7 +4,8 @@ Order of work: check the options (``--device``, ``--logdir``, ``--backend``), re
 the experiment (all problems reported together; ``[fallback]`` applies only when no ``--data-dir``
 was given), load its datasets and build each variant's model once (missing files and bad model
 options are reported before anything is written); take the experiment folder's lock and check its
-existing run folders (a changed configuration, an unreadable checkpoint or result; with a
+existing run folders (a changed configuration, an unfinished run trained under other
+``--threads`` or another ``--device`` type, an unreadable checkpoint or result; with a
 ``[search]`` whose choice is not on disk yet, an existing comparison run that is at none of its
 variant's grid rates). Then the stages of ``runs.tuning`` run: the ``[range_test]`` (its numbers
 replace the ``"$NAME"`` references, and the file is validated again with them) and the
@@ -47,7 +48,7 @@ from runs.build import optimizer_class
 from runs.catalog import DEFAULT_EXPERIMENT, find_experiment
 from runs.checks import MAX_JOBS, MAX_THREADS, check_positive_int, check_seeds
 from runs.load import load_experiment
-from runs.spec import Experiment
+from runs.spec import Experiment, Variant
 
 DEFAULT_LOGDIR = "stepsize-logs"
 
@@ -320,7 +321,9 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
     missing files stop the command before anything is written. Models whose dataset's shape is
     known beforehand (``runs.data.known_shape``) are built first, before any dataset is
     generated (and cached) or read. Then every variant is checked on its data
-    (:func:`training_problem`: a forward pass, the output's shape, the optimizer)."""
+    (:func:`training_problem`: a forward pass, the output's shape, the optimizer; and
+    :func:`cadence_problem`: a reduce-on-plateau on the epoch clock needs an evaluation at every
+    epoch end)."""
     from runs.data import known_shape
     from runs.parallel import dataset_on
 
@@ -337,10 +340,28 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
                 problem = model_problem(variant, data.input_shape, data.num_classes)
             if problem is None:
                 problem = training_problem(variant, data)
+            if problem is None:
+                problem = cadence_problem(experiment, variant, len(data.train_x))
             if problem is not None:
                 problems.append(problem)
     if problems:
         raise ValueError(f"{experiment.source}: " + "; ".join(problems))
+
+
+def cadence_problem(experiment: Experiment, variant: Variant, num_examples: int) -> str | None:
+    """``runs.trainer.plateau_cadence_problem`` of ``variant`` and of its search runs (their
+    ``[search] train`` may set another ``eval_every``, ``batch_size`` or clock), or None."""
+    from runs.trainer import plateau_cadence_problem
+
+    problem = plateau_cadence_problem(variant, num_examples)
+    search = experiment.search
+    grid = (search.grids or {}).get(variant.name) if search is not None else None
+    if problem is None and search is not None and grid:
+        candidate = tuning.search_variant(variant, grid[0], search.train)
+        problem = plateau_cadence_problem(candidate, num_examples)
+        if problem is not None:
+            problem = f"its [search] runs: {problem}"
+    return problem
 
 
 def check_device(device: str, option: str = "--device") -> None:
@@ -534,16 +555,25 @@ def check_folder(experiment: Experiment, root: Path, load, args: argparse.Namesp
         experiment = select_variants(
             load(derived=derived), args.variants, option_name(args, "variants")
         )
-    logdir = option_name(args, "logdir")
+    logdir, session = option_name(args, "logdir"), session_of(args)
     if experiment.search is not None:
         pairs = tuning.search_tasks(experiment, root).values()
-        tuning.check_task_dirs([task for rows in pairs for _, task in rows], logdir)
+        tuning.check_task_dirs([task for rows in pairs for _, task in rows], logdir, session)
         chosen = tuning.saved_choice(experiment, root)
         if chosen is None:
             check_candidates(experiment, root, logdir)
             return None
         experiment = with_chosen_rates(experiment, chosen)
-    return tuning.check_task_dirs(final_tasks(experiment, root), logdir)
+    return tuning.check_task_dirs(final_tasks(experiment, root), logdir, session)
+
+
+def session_of(args: argparse.Namespace) -> tuning.Session:
+    """This command's threads and device type, which an unfinished run must have been trained
+    with to resume (``runs.tuning.session_problem``), named as the caller wrote the options."""
+    import torch
+
+    device = torch.device(args.device).type  # (checked by check_device)
+    return tuning.Session(args.threads, device, functools.partial(option_name, args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -669,7 +699,7 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
             )
 
         chosen, search_record = tuning.run_search(
-            experiment, root, search_tasks, option_name(args, "logdir")
+            experiment, root, search_tasks, option_name(args, "logdir"), session_of(args)
         )
         experiment = with_chosen_rates(experiment, chosen)
         if rank0:
@@ -679,7 +709,7 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
 
     tasks = final_tasks(experiment, root)
     if resumed is None:  # the stages decided the configuration: check the folders now
-        resumed = tuning.check_task_dirs(tasks, option_name(args, "logdir"))
+        resumed = tuning.check_task_dirs(tasks, option_name(args, "logdir"), session_of(args))
     if rank0:  # every check passed: the folder's record of this configuration
         ckpt.save_json(root / "experiment.json", meta)
         every = load()  # the layout and HParams configuration: every variant, whichever ran

@@ -11,15 +11,20 @@ Validation checks the whole document before anything trains and raises one ``Val
 lists every problem with its location (``variants[2].optimizer.betas``) and what is allowed:
 unknown keys, wrong types, impossible values, unknown optimizer or schedule names (optimizers
 are constructed and schedules attached on a dummy parameter, so their own checks run).
+NumPy scalars (from Python) are taken as the Python numbers they equal exactly
+(:func:`python_scalars`); one with no such number is refused at its location.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from runs import checks, spec
 from runs.build import check_optimizer, check_schedules, takes_lr
@@ -395,6 +400,7 @@ def parse_experiment(
     raw, fallback_used = _apply_fallback(raw, data_dir, problems)
     values = derived if derived is not None else RANGE_TEST_VALUES if "range_test" in raw else None
     raw = with_references(raw, values, problems)
+    raw = python_scalars(raw, "", problems)
     common = {s: _layer(s, raw.get(s, {}), s, problems) for s in LAYERED}
     quick_table = raw.get("quick", {})
     if not isinstance(quick_table, dict):
@@ -488,6 +494,48 @@ def parse_experiment(
         report=spec.Report.from_table(report),
         fallback_used=fallback_used,
     )
+
+
+SCALARS_ALLOWED = (
+    "a bool, int, float or str (TOML's scalars; a NumPy scalar is taken as the Python number it "
+    "equals exactly)"
+)
+
+
+def python_scalars(value: Any, location: str, problems: Problems) -> Any:
+    """A copy of the document ``value`` (dicts and lists) in which every NumPy scalar
+    (``np.float32``, ``np.float64``, ``np.int64``, ``np.bool_``, ...) is the Python ``float``,
+    ``int``, ``bool`` or ``str`` it equals exactly (``.item()``: ``np.float32(0.1)`` becomes
+    ``0.10000000149011612``, its exact value), so that ``experiment.json``, fingerprints and
+    checkpoints hold plain numbers (a checkpoint holding a NumPy scalar cannot be read back by
+    the weights-only unpickler). A NumPy scalar with no exactly equal Python one (a complex, a
+    ``longdouble`` between two floats, a date) is added to ``problems`` at its location."""
+    if isinstance(value, dict):
+        return {k: python_scalars(v, join(location, str(k)), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [python_scalars(v, f"{location}[{i}]", problems) for i, v in enumerate(value)]
+    if not isinstance(value, np.generic):
+        return value
+    plain = _plain_scalar(value)
+    if plain is None:
+        problems.add(location, f"must be {SCALARS_ALLOWED}, got {value!r}")
+        return value
+    return plain
+
+
+def _plain_scalar(value: np.generic) -> bool | int | float | str | None:
+    """The Python scalar exactly equal to the NumPy scalar ``value``, or None when there is none."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.str_):
+        return str(value)
+    if isinstance(value, np.floating):
+        plain = float(value)
+        same = type(value)(plain) == value or (np.isnan(value) and math.isnan(plain))
+        return plain if same else None
+    return None
 
 
 def as_toml_values(value: Any) -> Any:

@@ -23,6 +23,7 @@ each run is trained by every rank on its share of each batch (see ``runs.trainer
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import functools
 import multiprocessing
@@ -30,7 +31,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -92,21 +93,35 @@ def _dataset_on(
     return dataclasses.replace(data, **move)
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count is ``threads`` while the block runs; the caller's count comes
+    back afterwards, however the block ends (``runs.run`` in a notebook leaves the notebook's
+    own computations their threads)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def execute(task: Task, settings: Settings, dist: DistContext | None = None) -> dict[str, Any]:
-    """Trains one run in this process."""
-    torch.set_num_threads(settings.threads)
-    if settings.registered:
-        install_registered(settings.registered)
-    data = dataset_on(task.variant.dataset.to_table(), settings.data_dir, settings.device)
-    return train_run(
-        task.variant,
-        task.seed,
-        data,
-        task.run_dir,
-        device=settings.device,
-        quiet=settings.quiet,
-        dist=dist,
-    )
+    """Trains one run in this process, with ``settings.threads`` torch threads (the caller's
+    thread count is restored afterwards: :func:`torch_threads`)."""
+    with torch_threads(settings.threads):
+        if settings.registered:
+            install_registered(settings.registered)
+        data = dataset_on(task.variant.dataset.to_table(), settings.data_dir, settings.device)
+        return train_run(
+            task.variant,
+            task.seed,
+            data,
+            task.run_dir,
+            device=settings.device,
+            quiet=settings.quiet,
+            dist=dist,
+        )
 
 
 def current_registered() -> dict | None:

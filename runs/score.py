@@ -121,17 +121,14 @@ def plan(
 
 
 def run_trial(trial: Trial) -> dict[str, Any]:
-    """Trains one trial with one torch thread (so ``--jobs N`` gives ``--jobs 1``'s steps)."""
-    import torch
+    """Trains one trial with one torch thread (so ``--jobs N`` gives ``--jobs 1``'s steps; the
+    caller's count is restored afterwards: ``runs.parallel.torch_threads``)."""
+    from runs.parallel import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         result = train_to_target(
             trial.workload, trial.optimizer, trial.schedules, trial.budget, trial.seed
         )
-    finally:
-        torch.set_num_threads(threads)
     return {
         "submission": trial.submission,
         "ruleset": trial.ruleset,

@@ -249,7 +249,7 @@ def _setup(workload: Workload, seed: int) -> tuple[list, Callable, Callable, Cal
         lambda: next(batch_stream),
         loss,
         lambda: evaluate(model, data.test_x, data.test_y)[metric],
-        {"model": model, "inputs": functools.partial(batch_norm_inputs, data, train)},
+        {"model": model, "inputs": functools.partial(batch_norm_inputs, data, train, seed)},
     )
 
 

@@ -101,17 +101,18 @@ def run_study(
     name: str, *, quick: bool, seeds: int | None, logdir: str | Path, threads: int = 1
 ) -> Path:
     """Runs the study ``name`` into ``<logdir>/<name>`` (``-quick`` with ``quick``) and writes its
-    report; returns that folder. ``seeds`` overrides the module's seed count."""
-    import torch
+    report; returns that folder. ``seeds`` overrides the module's seed count; the module computes
+    with ``threads`` torch threads (the caller's count is restored afterwards)."""
+    from runs.parallel import torch_threads
 
     module = load_study(name)
     check_seeds(seeds)
     count = seeds if seeds is not None else module.QUICK_SEEDS if quick else module.SEEDS
     root = Path(logdir) / (name + ("-quick" if quick else ""))
-    torch.set_num_threads(threads)
-    started = time.perf_counter()
-    results = module.compute(quick=quick, seeds=tuple(range(count)))
-    wall_time = time.perf_counter() - started
+    with torch_threads(threads):
+        started = time.perf_counter()
+        results = module.compute(quick=quick, seeds=tuple(range(count)))
+        wall_time = time.perf_counter() - started
     meta = {
         "name": name,
         "kind": "study",

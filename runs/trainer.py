@@ -14,15 +14,25 @@ steps after every update (``schedule_unit = "step"``) or after the last update o
 updates (``"epoch"``: at the end of every epoch) and at the end. A Schedule-Free optimizer (one
 with ``train()`` and ``eval()``) trains in train mode and is evaluated in eval mode, at its
 averaged point, which the final checkpoint holds too; a model with batch norm is evaluated there
-with running statistics recomputed at that point over the first ``BATCH_NORM_BATCHES`` training
-mini-batches (``runs.build.evaluation_mode``; at step 0, before any update, with its initial
-ones, as under every other optimizer).
+with running statistics recomputed at that point over ``BATCH_NORM_BATCHES`` training
+mini-batches of a fixed shuffled order (:func:`batch_norm_inputs`; ``runs.build.evaluation_mode``;
+at step 0, before any update, with its initial ones, as under every other optimizer).
+
+A reduce-on-plateau schedule observes the **test split's** loss (the runner has no validation
+split; ``test_loss`` of the evaluation made right after the update that steps the schedule): on
+the step clock, each evaluation's; on the epoch clock, the evaluation at each epoch's end, as
+torch's ``ReduceLROnPlateau`` is fed once per epoch. An epoch-clock plateau needs an evaluation at
+every epoch end, so ``eval_every`` must then be ``"epoch"`` or divide the updates per epoch
+(:func:`plateau_cadence_problem`; refused before anything is written).
 
 Data-parallel training (``dist`` given, under ``torchrun``): every rank takes its share
 ``batch[rank::world]`` of the same global batch, and the loss is scaled by
 ``len(local) * world / len(global)`` so that DistributedDataParallel's gradient average is the
-gradient of the mean loss over the global batch, whatever the shard sizes. Only rank 0 writes
-event files and checkpoints.
+gradient of the mean loss over the global batch, whatever the shard sizes; a rank whose share is
+empty (``N mod B`` below the world size) contributes an exact 0 (:func:`mini_batch_loss`). Only
+rank 0 writes event files and checkpoints. Each checkpoint records the torch thread count and the
+device type it was trained with (``session``): the numbers depend on both, so a resume under
+others is refused (``runs.tuning.check_task_dirs``).
 """
 
 from __future__ import annotations
@@ -43,7 +53,13 @@ from tqdm.auto import tqdm
 
 from runs import checkpoint as ckpt
 from runs.batches import batches, batches_per_epoch
-from runs.build import BATCH_NORM_BATCHES, attach_schedules, evaluation_mode, make_optimizer
+from runs.build import (
+    BATCH_NORM_BATCHES,
+    attach_schedules,
+    evaluation_mode,
+    make_optimizer,
+    observes_metric,
+)
 from runs.data import DatasetSplits
 from runs.models import build_model
 from runs.spec import Train, Variant
@@ -60,17 +76,22 @@ class DistContext:
     world_size: int
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A fresh CPU generator seeded by ``(seed, epoch)``: ``SeedSequence([seed, epoch])``'s first
+    32-bit word."""
+    seed_e = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    return torch.Generator().manual_seed(seed_e)
+
+
 def epoch_batches(data: DatasetSplits, train: Train, seed: int, epoch: int):
     """The mini-batches of ``epoch``: a fresh generator seeded by ``(seed, epoch)`` (pure, so a
     resumed run needs only the step)."""
-    seed_e = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-    generator = torch.Generator().manual_seed(seed_e)
     return batches(
         data.train_x,
         data.train_y,
         train.batch_size,
         shuffle=train.shuffle,
-        generator=generator,
+        generator=epoch_generator(seed, epoch),
     )
 
 
@@ -96,17 +117,55 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return loss_sum.item() / len(x), correct.item() / len(x)
 
 
-def batch_norm_inputs(data: DatasetSplits, train: Train) -> Iterator[torch.Tensor]:
+def batch_norm_inputs(data: DatasetSplits, train: Train, seed: int) -> Iterator[torch.Tensor]:
     """The inputs over which a Schedule-Free evaluation recomputes batch-norm statistics (see
-    ``runs.build.evaluation_mode``): the first ``BATCH_NORM_BATCHES`` mini-batches of the training
-    split in order, without shuffling (no random draw), a last partial batch left out when
-    there is a full one (a batch of one example fails in train-mode batch norm)."""
+    ``runs.build.evaluation_mode``): the first ``BATCH_NORM_BATCHES`` mini-batches of
+    ``train.batch_size`` of one permutation of the training split, ``torch.randperm`` drawn from
+    :func:`epoch_generator` ``(seed, 0)`` (the order the first epoch trains in when
+    ``train.shuffle`` is true; shuffled all the same when it is false), a last partial batch left
+    out when there is a full one (a batch of one example fails in train-mode batch norm).
+
+    The ``schedulefree`` README recomputes the statistics over ``islice(train_loader, 50)``, the
+    (shuffled) training loader; a fixed permutation gives such batches whatever order the
+    training split is stored in (in storage order, a split stored class by class, as
+    ``ImageFolder`` gives it, would give statistics of its first classes only), and being a pure
+    function of ``seed`` it keeps a resumed run's numbers those of an uninterrupted one. No
+    random draw of the training's own generators is made."""
     drop_last = len(data.train_x) >= train.batch_size
     inputs = batches(
-        data.train_x, data.train_y, train.batch_size, shuffle=False, generator=None,
-        drop_last=drop_last,
+        data.train_x, data.train_y, train.batch_size, shuffle=True,
+        generator=epoch_generator(seed, 0), drop_last=drop_last,
     )  # fmt: skip
     return (x for x, _ in itertools.islice(inputs, BATCH_NORM_BATCHES))
+
+
+def plateau_cadence_problem(variant: Variant, num_examples: int) -> str | None:
+    """Why ``variant``'s reduce-on-plateau schedule would not see the metric torch's loop feeds
+    it, or None.
+
+    On the epoch clock (``train.schedule_unit = "epoch"``) the schedule steps at each epoch end
+    and observes the test loss of the evaluation made there; with an integer ``eval_every`` that
+    does not divide the updates per epoch, an epoch end with no evaluation (one before the last
+    update) makes no decision, and the learning rate changes late or never. Allowed then:
+    ``eval_every = "epoch"``, a divisor of the updates per epoch, or ``schedule_unit = "step"``
+    (each evaluation is observed). Variants without such a schedule have no problem."""
+    train = variant.train
+    if train.schedule_unit != "epoch" or train.eval_every == "epoch":
+        return None
+    if not observes_metric(variant.schedules):
+        return None
+    steps, per_epoch = total_steps(train, num_examples)
+    if per_epoch % train.eval_every == 0 or steps <= per_epoch:
+        return None
+    return (
+        f"variant {variant.name!r}: a reduce_on_plateau schedule with train.schedule_unit = "
+        f'"epoch" observes the test loss of the evaluation at each epoch end, but '
+        f"train.eval_every = {train.eval_every} does not evaluate at every epoch end (not at "
+        f"update {per_epoch}, the first: {per_epoch} updates per epoch of {num_examples} "
+        f"training examples at batch_size {train.batch_size}), so the schedule would miss "
+        f'metrics; give eval_every = "epoch" or a divisor of {per_epoch}, or schedule_unit = '
+        '"step" (each evaluation is observed)'
+    )
 
 
 def eval_metrics(model: torch.nn.Module, data: DatasetSplits, train: Train) -> dict[str, float]:
@@ -139,7 +198,13 @@ def update_ratio(params: list[torch.Tensor], before: list[torch.Tensor]) -> torc
 def mini_batch_loss(
     net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    """``scale`` times the mean cross-entropy of ``net`` on ``(x, y)``."""
+    """``scale`` times the mean cross-entropy of ``net`` on ``(x, y)``; on an empty ``(x, y)``
+    (a data-parallel rank with no share of a small last batch) an exact 0 that still depends on
+    every parameter reached by ``net(x)``, whose gradients are zeros (the mean of no values
+    would be NaN; the forward and backward passes are made all the same, so that
+    DistributedDataParallel's gradient all-reduce matches across ranks)."""
+    if len(y) == 0:
+        return F.cross_entropy(net(x), y, reduction="sum")
     loss = F.cross_entropy(net(x), y)
     return loss if scale == 1 else loss * scale
 
@@ -239,6 +304,8 @@ def train_run(
     rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
     steps, per_epoch = total_steps(train, len(data.train_x))
     eval_every = per_epoch if train.eval_every == "epoch" else train.eval_every
+    if (problem := plateau_cadence_problem(variant, len(data.train_x))) is not None:
+        raise ValueError(problem)
 
     torch.manual_seed(seed)
     model = build_model(
@@ -275,6 +342,9 @@ def train_run(
         run_dir, history, purge_step=step if state else None, enabled=rank == 0, reduce=reduce
     )
 
+    # what the numbers depend on besides the configuration (runs.tuning.check_task_dirs)
+    session = {"threads": torch.get_num_threads(), "device": device.type}
+
     def save() -> None:
         if rank == 0:
             ckpt.save_checkpoint(run_dir, {
@@ -286,6 +356,7 @@ def train_run(
                 "step": step,
                 "elapsed": elapsed + time.perf_counter() - started,
                 "history": log.history,
+                "session": session,
             })  # fmt: skip
 
     bar = tqdm(
@@ -300,7 +371,7 @@ def train_run(
         log.hypers(0, current_hypers(optimizer, driver))
     epoch, skip = divmod(step, per_epoch)
     step_sizes = getattr(optimizer, "step_sizes", None)  # a learning-rate-free optimizer's own
-    norm_inputs = functools.partial(batch_norm_inputs, data, train)
+    norm_inputs = functools.partial(batch_norm_inputs, data, train, seed)
     model.train()
     # the CPU's losses are host values already: checked at every update (see the docstring)
     check_each_update = dist is None and device.type == "cpu"
@@ -337,7 +408,9 @@ def train_run(
             if driver is not None and (train.schedule_unit == "step" or step % per_epoch == 0):
                 # by keyword: a positional argument is torch's deprecated ``epoch`` (t = epoch)
                 # for a driver without a reduce-on-plateau schedule, which ignores the metric;
-                # a reduce-on-plateau schedule sees each evaluation once
+                # a reduce-on-plateau schedule sees the evaluation of this step when there is
+                # one: every evaluation on the step clock, every epoch end's on the epoch clock
+                # (plateau_cadence_problem refuses an eval_every that misses one)
                 driver.step(metric=metric)
                 if step < steps:  # the values the next update uses
                     log.hypers(step, current_hypers(optimizer, driver))

@@ -376,12 +376,13 @@ def run_search(
     root: Path,
     run_tasks: Callable[[Sequence[Any]], None],
     option: str = "--logdir",
+    session: Session | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Runs the grid search (``run_tasks`` trains a list of ``runs.parallel.Task``); returns the
     chosen learning rate of each variant and the ``search.json`` record, which
     :func:`save_search` writes (``runs.experiment`` does once the comparison's folders are
-    accepted). ``option`` is what a folder of another configuration's refusal names
-    (:func:`check_task_dirs`).
+    accepted). ``option`` is what a folder of another configuration's refusal names, and an
+    unfinished search run must resume under ``session`` (:func:`check_task_dirs`).
 
     Raises:
         ValueError: when every rate of a variant's grid diverged (:func:`_choose`).
@@ -390,7 +391,7 @@ def run_search(
     assert search is not None
     by_variant = search_tasks(experiment, root)
     tasks = [task for pairs in by_variant.values() for _, task in pairs]
-    check_task_dirs(tasks, option)
+    check_task_dirs(tasks, option, session)
     pending = [t for t in tasks if ckpt.load_result(t.run_dir) is None]
     if pending:
         run_tasks(pending)
@@ -411,10 +412,53 @@ def save_search(root: Path, record: Mapping[str, Any]) -> None:
     ckpt.save_json(root / SEARCH_FILE, dict(record))
 
 
-def check_task_dirs(tasks: Sequence[Any], option: str = "--logdir") -> dict[str, int]:
+def _flag(key: str, value: Any) -> str:
+    return f"--{key} {value}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """What a run's numbers depend on besides its configuration, as this command gives it: the
+    torch intra-op ``threads`` and the ``device`` type (``cpu``, ``cuda``, ``mps``; ``cuda:0``
+    and ``cuda:1`` are one type). ``describe(key, value)`` writes an option as the caller
+    does (``--threads 2`` on the command line, ``threads=2`` from ``runs.run``)."""
+
+    threads: int
+    device: str
+    describe: Callable[[str, Any], str] = _flag
+
+
+def session_problem(run_dir: str, state: Mapping[str, Any], session: Session) -> str | None:
+    """Why the checkpoint ``state`` of ``run_dir`` must not resume under ``session``, or None.
+
+    A checkpoint records the threads and device type of the command that trained it
+    (``runs.trainer``: ``state["session"]``); CPU kernels reduce in an order that depends on the
+    thread count, and devices compute differently, so a run resumed under others would equal
+    neither uninterrupted run. A checkpoint written before the record existed has none and
+    resumes (its later checkpoints record the command that resumed it)."""
+    recorded = state.get("session")
+    if not isinstance(recorded, Mapping):
+        return None
+    for key in ("threads", "device"):
+        if key in recorded and recorded[key] != getattr(session, key):
+            was = session.describe(key, recorded[key])
+            now = session.describe(key, getattr(session, key))
+            return (
+                f"{run_dir} holds an unfinished run trained with {was}, and this command gives "
+                f"{now}: the numbers depend on it, so the resumed run would equal neither "
+                f"uninterrupted one; resume it with {was}, or delete that folder to start it again"
+            )
+    return None
+
+
+def check_task_dirs(
+    tasks: Sequence[Any], option: str = "--logdir", session: Session | None = None
+) -> dict[str, int]:
     """Refuses to mix configurations: an existing run folder must hold this task's run (its
-    ``result.json`` or checkpoint, which must be readable; the refusal names ``option``). Returns
-    the step of each unfinished run's checkpoint, by run folder (the runs that will resume)."""
+    ``result.json`` or checkpoint, which must be readable; the refusal names ``option``), and an
+    unfinished run's checkpoint must have been trained under ``session``'s threads and device
+    type (:func:`session_problem`; not checked when ``session`` is None). Returns the step of each
+    unfinished run's checkpoint, by run folder (the runs that will resume)."""
     resumed: dict[str, int] = {}
     for task in tasks:
         result = ckpt.load_result(task.run_dir)
@@ -427,6 +471,9 @@ def check_task_dirs(tasks: Sequence[Any], option: str = "--logdir") -> dict[str,
                 "setting, the seed, a registered dataset's content or a registered model's "
                 f"architecture differs; delete that folder or choose another {option}"
             )
-        if state is not None:
-            resumed[task.run_dir] = int(state["step"])
+        if state is None:
+            continue
+        if session is not None and (problem := session_problem(task.run_dir, state, session)):
+            raise ValueError(problem)
+        resumed[task.run_dir] = int(state["step"])
     return resumed

@@ -316,7 +316,7 @@ def train_mnist1d(
                 break
         epoch += 1
     spec = Train.from_table(train)
-    inputs = functools.partial(batch_norm_inputs, data, spec)
+    inputs = functools.partial(batch_norm_inputs, data, spec, seed)
     with evaluation_mode(optimizer, then_train=False, model=net, inputs=inputs):
         metrics = eval_metrics(net, data, spec)
     finite = diverged is None and all(math.isfinite(v) for v in metrics.values())

@@ -80,13 +80,17 @@ def batch_norm_mlp(input_shape, num_classes):
     )
 
 
-def statistics_recomputed_at(model, data, batch_size: int, batches: int = 50):
+def statistics_recomputed_at(model, data, batch_size: int, batches: int = 50, seed=None):
     """The ``schedulefree`` README's fix, written here on a copy of ``model``: running statistics
     reset, then the plain average (``momentum=None``) over train-mode forward passes of the first
-    ``batches`` training mini-batches of ``batch_size`` in order (whole ones), without gradients,
-    dropout drawing from a fork of the random state (the training's own draws must not move)."""
+    ``batches`` training mini-batches of ``batch_size`` (whole ones), without gradients, dropout
+    drawing from a fork of the random state (the training's own draws must not move). The
+    batches are those of the training split in order when ``seed`` is None, else of the shuffled
+    order the runner documents for the run ``seed``: ``torch.randperm`` from a generator seeded
+    by ``SeedSequence([seed, 0])``'s first word (the first epoch's order)."""
     import copy
 
+    import numpy as np
     import torch
 
     probe = copy.deepcopy(model)
@@ -95,9 +99,14 @@ def statistics_recomputed_at(model, data, batch_size: int, batches: int = 50):
             norm.reset_running_stats()
             norm.momentum = None
     probe.train()
-    whole = len(data.train_x) // batch_size * batch_size
+    n = len(data.train_x)
+    order = torch.arange(n)
+    if seed is not None:
+        word = int(np.random.SeedSequence([seed, 0]).generate_state(1)[0])
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(word))
+    whole = n // batch_size * batch_size
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         for start in range(0, min(batches * batch_size, whole), batch_size):
-            probe(data.train_x[start : start + batch_size])
+            probe(data.train_x[order[start : start + batch_size]])
     probe.eval()
     return probe

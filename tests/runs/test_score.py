@@ -305,7 +305,7 @@ def test_a_schedule_free_trial_evaluates_a_batch_norm_model_with_statistics_of_i
         if (k + 1) % 3 == 0:
             optimizer.eval()
             with torch.no_grad():
-                probe = statistics_recomputed_at(model, data, batch)
+                probe = statistics_recomputed_at(model, data, batch, seed=seed)
                 losses.append(F.cross_entropy(probe(data.test_x), data.test_y).item())
                 model.eval()
                 stale.append(F.cross_entropy(model(data.test_x), data.test_y).item())

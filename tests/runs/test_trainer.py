@@ -363,7 +363,7 @@ def test_schedule_free_evaluates_batch_norm_with_statistics_of_its_average(
     def evaluate(step):
         optimizer.eval()
         if step > 0:  # (step 0: the initial statistics, as under any optimizer)
-            probes.append(statistics_recomputed_at(model, data, BATCH))
+            probes.append(statistics_recomputed_at(model, data, BATCH, seed=4))
             model.eval()
             stale_losses.append(loss_of(model))
         probes[-1].eval()
