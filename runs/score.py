@@ -16,20 +16,28 @@ performance profiles and their area. Here:
 * **External tuning**: each of ``STUDIES`` studies draws ``TRIALS`` points quasi-randomly from
   the submission's search space (seeded) and trains each once with the workload's budget; a
   study's time is its fastest trial that reaches the target; the workload's time is the median
-  over studies. (AlgoPerf: 5 studies x 5 trials; here 3 x 4, ``--quick`` 1 x 2. AlgoPerf's
-  older rule that at least 3 trials of a study must reach the target is not applied.)
+  over studies. Here 3 studies x 4 trials, ``--quick`` 1 x 2. AlgoPerf's numbers changed over
+  time (its ``RULES.md``, now ``docs/DOCUMENTATION.md``): 5 studies x 20 trials until November
+  2023 (the rules when the paper appeared, June 2023); 5 x 5 for the first competition (v0.5,
+  from November 2023); 3 x 5 in the current rules (v0.6, 2025). Its scoring code of November
+  2023 to March 2024 (``scoring/performance_profile.py``, ``get_index_that_reaches_target``)
+  also scored a study as missing the target when fewer than 3 of its trials reached it; that
+  rule is gone from AlgoPerf and is not applied here.
 * **Self-tuning**: one run per study at the submission's own ``hyperparameters``, with the
-  budget multiplied by ``SELF_TUNING_BUDGET`` (AlgoPerf: 3); the median over studies. Every
-  submission takes part; only those with a search space take part in external tuning (asked for
-  when none has one, it is refused before anything is trained). The two rulesets are two
-  leaderboards: ratios compare submissions within a ruleset only.
+  budget multiplied by ``SELF_TUNING_BUDGET`` (3: AlgoPerf's rules until 2025, at the paper and
+  for v0.5; the current rules give 1.5); the median over studies. Every submission takes part;
+  only those with a search space take part in external tuning (asked for when none has one, it
+  is refused before anything is trained). The two rulesets are two leaderboards: ratios compare
+  submissions within a ruleset only.
 * **Time**: steps to target (the primary measure: deterministic, it is what the profile and the
   score use) and seconds to target (training time of the updates, evaluations excluded; wall
   clock, so machine- and load-dependent: a second profile and score are computed from it, for
-  information).
+  information, each study timed by its fastest trial in seconds). A table cell gives the steps
+  and seconds of one run: the fastest trial (in steps) of the median study (:func:`summarize`).
 * **Score** (``runs.score_profiles``): ``r = t / min_s t`` per workload, ``rho(tau)`` the fraction
   of workloads with ``r <= tau``, and ``B = 1/(tau_max - 1) * integral_1^tau_max rho`` with
-  ``tau_max = 4``.
+  ``tau_max = 4``, integrated exactly (AlgoPerf's code uses a trapezoid on 100 points of tau,
+  which differs by at most 1/198, about 0.005: half a grid interval per workload).
 
 Output in ``<logdir>/score/`` (``score-quick/`` with ``--quick``): ``score.json`` (settings,
 every trial, the times, ratios and scores; ``null`` for not reached), ``score.md`` (the tables)
@@ -37,8 +45,10 @@ and ``figures/performance_profile.png`` (``runs.score_report``); ``--readme READ
 writes the README section between ``<!-- score:begin -->`` and ``<!-- score:end -->``.
 
 Targets and budgets of the built-in workloads were chosen by measurement on this project's
-2-core CPU: the tuned classic submissions reach each in about half to three quarters of the
-budget, and the whole default run takes a few minutes with ``--jobs 2``.
+2-core CPU (``runs.score_workloads``): externally tuned SGD with momentum and cosine reaches each
+in about half of the budget (0.47-0.63 of it, median over studies); tuned Adam and AdamW reach
+the MNIST-1D targets in 0.37-0.67 of it and miss the two convex problems' gap targets. The whole
+default run takes a few minutes with ``--jobs 2``.
 """
 
 from __future__ import annotations
@@ -56,7 +66,7 @@ import numpy as np
 from runs import score_profiles as P
 from runs.score_report import figure, markdown, update_readme
 from runs.score_submissions import Submission, builtin_submissions, check_unique, sample_points
-from runs.score_workloads import WORKLOADS, Workload, train_to_target
+from runs.score_workloads import WORKLOADS, Workload, check_workloads, train_to_target
 
 RULESETS = ("external", "self")
 STUDIES, TRIALS = 3, 4
@@ -192,8 +202,26 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _median_studies(studies: Sequence[dict]) -> list[int]:
+    """The study at the median of the studies' steps (an odd count), or the two middle ones (an
+    even count), ordered by steps (ties: the earlier study first)."""
+    order = sorted(range(len(studies)), key=lambda i: studies[i]["steps"])
+    half = len(order) // 2
+    return order[half : half + 1] if len(order) % 2 else order[half - 1 : half + 1]
+
+
 def summarize(results: Sequence[dict], workloads: Sequence[Workload], rulesets: Sequence[str]):
-    """Per ruleset: each submission's study times, median times, ratios and scores."""
+    """Per ruleset: each submission's study times, median times, ratios and scores.
+
+    A study's record is its fastest trial in steps (the first on a tie, as AlgoPerf's
+    ``idxmin``): ``steps``, ``seconds``, ``point`` and ``trial`` of that one trial, and
+    ``fastest_seconds``, the smallest seconds to target of any of its trials (maybe another
+    trial's). A workload's record: ``steps`` the median over studies of the studies' steps (the
+    score's time); ``seconds`` and ``point`` those of the same run: the fastest trial of the
+    median study (for an even count of studies, the mean of the two middle studies' seconds
+    and no ``point``); ``fastest_seconds`` the median over studies of ``fastest_seconds``, the
+    time of the seconds score (each measure's own fastest trial, as AlgoPerf times each study by
+    its fastest trial). ``inf`` where not reached."""
     out: dict[str, Any] = {}
     names = [w.name for w in workloads]
     for ruleset in rulesets:
@@ -208,21 +236,32 @@ def summarize(results: Sequence[dict], workloads: Sequence[Workload], rulesets: 
                     group = [r for r in runs if r["study"] == study]
                     steps = P.study_time(_time(r["steps"]) for r in group)
                     fastest = min(group, key=lambda r: _time(r["steps"]))
+                    reached = math.isfinite(steps)
                     studies.append({
                         "steps": steps,
-                        "seconds": P.study_time(_time(r["seconds"]) for r in group),
-                        "point": fastest["point"] if math.isfinite(steps) else None,
+                        "seconds": _time(fastest["seconds"]) if reached else math.inf,
+                        "point": fastest["point"] if reached else None,
+                        "trial": fastest["trial"] if reached else None,
+                        "fastest_seconds": P.study_time(_time(r["seconds"]) for r in group),
                         "reached": sum(r["status"] == "reached" for r in group),
                         "diverged": sum(r["status"] == "diverged" for r in group),
                     })  # fmt: skip
+                middle = [studies[i] for i in _median_studies(studies)] if studies else []
+                steps = P.median_time([s["steps"] for s in studies])
                 times[sub][workload] = {
-                    "steps": P.median_time([s["steps"] for s in studies]),
-                    "seconds": P.median_time([s["seconds"] for s in studies]),
+                    "steps": steps,
+                    "seconds": (
+                        sum(s["seconds"] for s in middle) / len(middle)
+                        if math.isfinite(steps)
+                        else math.inf
+                    ),
+                    "point": middle[0]["point"] if len(middle) == 1 else None,
+                    "fastest_seconds": P.median_time([s["fastest_seconds"] for s in studies]),
                     "studies": studies,
                 }
         entry: dict[str, Any] = {"submissions": subs, "times": times}
-        for unit in ("steps", "seconds"):
-            ratios = P.performance_ratios({s: {w: times[s][w][unit] for w in names} for s in subs})
+        for unit, key in (("steps", "steps"), ("seconds", "fastest_seconds")):
+            ratios = P.performance_ratios({s: {w: times[s][w][key] for w in names} for s in subs})
             entry[f"ratios_{unit}"] = ratios
             entry[f"score_{unit}"] = {s: P.profile_score(ratios[s].values()) for s in subs}
         out[ruleset] = entry
@@ -242,6 +281,28 @@ def check_external(
         )
 
 
+def check_rulesets(rulesets: Sequence[str]) -> None:
+    """Refuses (``ValueError`` naming ``rulesets``) a string (``"self"`` would be read letter by
+    letter: give ``("self",)``), no ruleset, a ruleset not in :data:`RULESETS` and one given
+    twice (its trials would be trained twice and listed twice)."""
+    if isinstance(rulesets, str):
+        raise ValueError(
+            f"rulesets={rulesets!r} is a string; allowed: a sequence of rulesets, e.g. "
+            f"({rulesets!r},), from: {', '.join(RULESETS)}"
+        )
+    rulesets = list(rulesets)
+    if not rulesets:
+        raise ValueError(f"rulesets=(); allowed: one or more of {', '.join(RULESETS)}")
+    for ruleset in rulesets:
+        if ruleset not in RULESETS:
+            raise ValueError(f"ruleset={ruleset!r}; allowed: {', '.join(RULESETS)}")
+        if rulesets.count(ruleset) > 1:
+            raise ValueError(
+                f"rulesets={tuple(rulesets)!r} gives {ruleset!r} twice; allowed: each of "
+                f"{', '.join(RULESETS)} at most once"
+            )
+
+
 def score(
     submissions: Sequence[Submission] | None = None,
     workloads: Sequence[Workload] | None = None,
@@ -255,15 +316,35 @@ def score(
 ) -> dict[str, Any]:
     """Scores ``submissions`` (default: the built-in ones) on ``workloads`` (default: all
     built-in) under ``rulesets``; returns everything ``score.json`` holds (times to target as
-    numbers, ``inf`` when not reached). Writes nothing."""
+    numbers, ``inf`` when not reached). Writes nothing.
+
+    Everything is checked before any trial trains: no submission or workload, two of either with
+    one name, a ruleset that is unknown, given twice or given as a bare string
+    (:func:`check_rulesets`), external tuning without a search space, a theory workload whose
+    problem does not build (``runs.score_workloads.check_workloads``) are refused
+    (``ValueError``; ``TypeError`` for an item that is not a ``Submission`` or ``Workload``)."""
     from runs.results import software_versions
 
     submissions = list(builtin_submissions() if submissions is None else submissions)
     workloads = list(WORKLOADS if workloads is None else workloads)
+    if not submissions:
+        raise ValueError("submissions=[]; allowed: one or more Submission (None: the built-in)")
+    if not workloads:
+        raise ValueError("workloads=[]; allowed: one or more Workload (None: the built-in)")
+    for value, kind in ((submissions, Submission), (workloads, Workload)):
+        for item in value:
+            if not isinstance(item, kind):
+                raise TypeError(
+                    f"{kind.__name__.lower()}s: {item!r} is a {type(item).__name__}; "
+                    f"allowed: {kind.__name__} objects"
+                )
     check_unique(submissions)
-    for ruleset in rulesets:
-        if ruleset not in RULESETS:
-            raise ValueError(f"ruleset={ruleset!r}; allowed: {', '.join(RULESETS)}")
+    seen: set[str] = set()
+    for workload in workloads:
+        if workload.name in seen:
+            raise ValueError(f"workloads: two workloads are named {workload.name!r}")
+        seen.add(workload.name)
+    check_rulesets(rulesets)
     check_external(submissions, rulesets, f"rulesets={tuple(rulesets)!r}", "rulesets=('self',)")
     from runs.checks import MAX_JOBS, check_positive_int
 
@@ -271,6 +352,7 @@ def score(
         check_positive_int(name, value, MAX_JOBS if name == "jobs" else None)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r}; allowed: an integer >= 0")
+    check_workloads(workloads)
     started = time.perf_counter()
     planned = plan(submissions, workloads, rulesets, studies=studies, trials=trials, seed=seed)
     results = run_trials(planned, jobs=jobs, quiet=quiet)

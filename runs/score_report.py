@@ -25,6 +25,8 @@ def _time(value: float | None) -> float:
 
 
 def _cell(entry: dict) -> str:
+    """``steps (seconds s)`` of a workload's record: the steps the score uses and the seconds of
+    the same run (``runs.score.summarize``)."""
     steps, seconds = entry["steps"], entry["seconds"]
     if steps is None or not math.isfinite(steps):
         return "not reached"
@@ -59,12 +61,16 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {sub} | " + " | ".join(cells) + f" | **{entry['score_steps'][sub]:.3f}** | "
                 f"{entry['score_seconds'][sub]:.3f} |"
             )
+    even = settings["studies"] % 2 == 0
     lines += [
         "",
-        f"Cells: median over studies of the steps to target (seconds of training in brackets: "
-        f"wall clock, machine-dependent, evaluations excluded); the score is the area under the "
+        "Cells: median over studies of each study's fastest steps to target, and in brackets "
+        "the seconds of training of that same run, the fastest trial of the median study"
+        + (" (an even count of studies: the mean of the two middle ones)" if even else "")
+        + " (wall clock, machine-dependent, evaluations excluded); the score is the area under the "
         f"performance profile of steps, normalised over tau in [1, {settings['tau_max']:g}] "
-        "(AlgoPerf); 1 = fastest everywhere. Steps and the steps score are deterministic.",
+        "(AlgoPerf); 1 = fastest everywhere; score (s) times each study by its fastest trial "
+        "in seconds. Steps and the steps score are deterministic.",
     ]
     return "\n".join(lines) + "\n"
 

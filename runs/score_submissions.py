@@ -343,9 +343,13 @@ def _warmup_cosine(warmup: float = 0.05) -> dict:
 
 
 def builtin_submissions() -> list[Submission]:
-    """The classic optimizers with warmup + cosine (both rulesets; their ``hyperparameters``
-    are torch's defaults, what self-tuning runs) and the learning-rate-free methods of ``optim``
-    at their constructor defaults (self-tuning only)."""
+    """The classic optimizers with warmup + cosine (both rulesets; self-tuning runs their
+    ``hyperparameters``: torch's defaults for Adam and AdamW, ``lr = 1e-3`` and AdamW's
+    ``weight_decay = 1e-2``; SGD at ``lr = 0.1`` with momentum 0.9, where torch's defaults are
+    ``lr = 1e-3`` and no momentum) and the learning-rate-free methods of ``optim`` at their
+    constructor defaults (self-tuning only), with the schedule their authors use: Prodigy
+    annealed by a cosine over the budget, Schedule-Free with a warmup of 5% of the budget (its
+    constructor's ``warmup_steps`` is 0)."""
     cosine = {"lr": _warmup_cosine()}
     return [
         Submission(

@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -34,6 +35,11 @@ SOURCES = ("mnist1d", "theory")
 MNIST1D_METRICS = {"test_accuracy": "max", "test_loss": "min"}  # metric -> better direction
 THEORY_METRICS = {"gap": "min"}
 THEORY_PROBLEMS = ("quadratic", "logistic")
+# the options each theory problem takes (see Workload.model); any other key is refused
+THEORY_OPTIONS = {
+    "quadratic": ("dim", "kappa", "seed", "spacing"),
+    "logistic": ("n", "dim", "l2", "noise", "seed"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +58,21 @@ class Workload:
             ``dim``, ``l2``, ``noise``, ``seed``).
         metric: ``test_accuracy`` (reached when ``>= target``) or ``test_loss`` (``<=``) for
             MNIST-1D; ``gap`` (``f(x) - f* <= target``) for a theory problem.
-        target: the value to reach.
+        target: the value to reach, inside what the metric can reach and not met before
+            training: an accuracy in ``(0, 1]`` (an accuracy is in ``[0, 1]``, and a target of 0
+            or less is met at the first check), a cross-entropy loss ``> 0`` (it is ``>= 0``
+            and 0 only in the limit), a gap ``> 0`` (``f(x) - f* >= 0``).
         budget: the step budget of one external-tuning trial (self-tuning runs get a multiple).
         eval_every: the target is checked after every ``eval_every`` updates (and after the last);
             the time to target is the first checked step at which it is met.
         batch_size: MNIST-1D mini-batch size (theory problems are full-batch).
-        options: the model's or problem's options.
+        options: the model's or problem's options: for ``"theory"`` only the keys listed under
+            ``model`` (:data:`THEORY_OPTIONS`); for ``"mnist1d"`` the options of
+            ``runs.models.build_model`` (``hidden`` for ``mlp``, ``channels`` for
+            ``mnist1d-cnn``). An unknown key (or an MNIST-1D model that does not build with
+            them) is refused here, naming the workload, the key and the allowed keys; the
+            values of a theory problem's options are checked by :func:`check_workloads`, which
+            ``runs.score.score`` calls before anything trains.
         quick_budget, quick_target: what ``--quick`` uses instead (None: the same).
         description: one line for the table's notes.
     """
@@ -106,9 +121,10 @@ class Workload:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{where}: {field}={value!r}; allowed: a finite number")
-            if not math.isfinite(value) or (self.metric == "gap" and value <= 0):
-                allowed = "a positive finite gap" if self.metric == "gap" else "a finite number"
-                raise ValueError(f"{where}: {field}={value!r}; allowed: {allowed}")
+            if not math.isfinite(value) or not _target_in_range(self.metric, value):
+                raise ValueError(
+                    f"{where}: {field}={value!r}; allowed: {TARGET_RANGES[self.metric]}"
+                )
         for field in ("budget", "eval_every", "batch_size", "quick_budget"):
             value = getattr(self, field)
             if field == "quick_budget" and value is None:
@@ -123,6 +139,19 @@ class Workload:
         if not isinstance(self.options, dict):
             raise ValueError(f"{where}: options={self.options!r}; allowed: a dict")
         object.__setattr__(self, "options", dict(self.options))
+        if self.source == "theory":
+            allowed_keys = THEORY_OPTIONS[self.model]
+            unknown = [key for key in self.options if key not in allowed_keys]
+            if unknown:
+                raise ValueError(
+                    f"{where}: options={self.options!r}: unknown key(s) "
+                    f"{', '.join(map(repr, unknown))} for the theory problem {self.model!r}; "
+                    f"allowed: {', '.join(allowed_keys)}"
+                )
+        else:
+            problem = _model_problem(self.model, self.options)
+            if problem is not None:
+                raise ValueError(f"{where}: options={self.options!r}: {problem}")
 
     @property
     def higher_is_better(self) -> bool:
@@ -148,6 +177,46 @@ class Workload:
         """The target as a phrase, e.g. ``test accuracy >= 0.9``."""
         sign = ">=" if self.higher_is_better else "<="
         return f"{self.metric.replace('_', ' ')} {sign} {self.target:g}"
+
+
+TARGET_RANGES = {  # what each metric can reach (see Workload.target)
+    "test_accuracy": "an accuracy in (0, 1]",
+    "test_loss": "a cross-entropy loss > 0",
+    "gap": "a gap > 0",
+}
+
+
+def _target_in_range(metric: str, value: float) -> bool:
+    """Whether ``value`` is a target the metric can reach, and not one met before training."""
+    if metric == "test_accuracy":
+        return 0 < value <= 1
+    return value > 0  # a cross-entropy loss and a gap are >= 0
+
+
+def _model_problem(model: str, options: dict) -> str | None:
+    """What is wrong with building the MNIST-1D model ``model`` with ``options``, or None: it is
+    built on the meta device (no memory, no random numbers drawn) by ``runs.models.build_model``,
+    which refuses unknown options naming the valid ones; a factory that needs real tensors is
+    built on the CPU inside ``torch.random.fork_rng`` (the caller's random stream unchanged)."""
+    from runs.data import known_shape
+    from runs.models import build_model
+
+    input_shape, num_classes = known_shape("mnist1d")
+    build = functools.partial(build_model, model, input_shape, num_classes, **options)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                with torch.device("meta"):
+                    build()
+            except (ValueError, TypeError):
+                raise
+            except Exception:  # a user's factory that needs real tensors: build it on the CPU
+                build()
+    except Exception as err:  # a user's factory may raise anything
+        return (
+            str(err) if isinstance(err, ValueError | TypeError) else f"{type(err).__name__}: {err}"
+        )
+    return None
 
 
 # The measured targets: see the module docstring and ``runs.score``'s.
@@ -197,21 +266,58 @@ def _problem(model: str, options_items: tuple):
     import theory
 
     options = dict(options_items)
+    unknown = sorted(set(options) - set(THEORY_OPTIONS[model]))
+    if unknown:  # (Workload refuses them first)
+        raise ValueError(
+            f"options: unknown key(s) {', '.join(map(repr, unknown))} for {model!r}; "
+            f"allowed: {', '.join(THEORY_OPTIONS[model])}"
+        )
     seed = options.pop("seed", 0)
     if model == "quadratic":
         dim, kappa = options.pop("dim", 50), options.pop("kappa", 100.0)
         return theory.Quadratic.from_condition_number(dim, kappa, L=1.0, seed=seed, **options)
-    n, dim = options.get("n", 200), options.get("dim", 20)
+    n, dim = options.pop("n", 200), options.pop("dim", 20)
+    noise, l2 = options.pop("noise", 0.5), options.pop("l2", 1e-3)
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, dim))
     w = rng.standard_normal(dim)
-    y = np.where(X @ w + options.get("noise", 0.5) * rng.standard_normal(n) >= 0, 1.0, -1.0)
-    return theory.LogisticRegression(X, y, options.get("l2", 1e-3), seed=seed)
+    y = np.where(X @ w + noise * rng.standard_normal(n) >= 0, 1.0, -1.0)
+    return theory.LogisticRegression(X, y, l2, seed=seed)
 
 
 def problem_of(workload: Workload):
     """The ``theory`` problem of a theory workload (built once per process)."""
     return _problem(workload.model, tuple(sorted(workload.options.items())))
+
+
+def check_workloads(workloads: Sequence[Workload]) -> None:
+    """Builds the problem of every theory workload (each once per process, as its trials would),
+    so that an option value the problem refuses (``dim=0``, ``kappa=0.5``, ``spacing="cubic"``)
+    stops the score before any trial trains, naming the workload (``ValueError``). MNIST-1D
+    models are built when the :class:`Workload` is made."""
+    for workload in workloads:
+        if workload.source != "theory":
+            continue
+        try:
+            problem_of(workload)
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"workload {workload.name!r}: options={workload.options!r}: {err}"
+            ) from None
+
+
+def step_loss(returned: Any, computed: torch.Tensor | None) -> float | None:
+    """The loss of one update for the divergence check, from what ``optimizer.step(closure)``
+    returned: a tensor of one element or a real number (a Python or NumPy float or int; some
+    optimizers return the closure's loss as a float) is that loss; anything else (None, the
+    Optimizer API allows any value) gives way to ``computed``, the loss the closure computed
+    first (the update's batch at the parameters before the step: what torch's optimizers return
+    and what ``runs.trainer`` checks). None when neither is there."""
+    if isinstance(returned, torch.Tensor) and returned.numel() == 1:
+        return float(returned.detach())
+    if isinstance(returned, numbers.Real) and not isinstance(returned, bool):
+        return float(returned)
+    return None if computed is None else float(computed.detach())
 
 
 def _setup(workload: Workload, seed: int) -> tuple[list, Callable, Callable, Callable, dict]:
@@ -271,7 +377,8 @@ def train_to_target(
     work too; a Schedule-Free optimizer (one with ``train()``/``eval()``) is evaluated in eval
     mode (a batch-norm model with statistics recomputed there, as in the trainer). Seconds count
     the updates only (batch, forward, backward, step; not the evaluations: AlgoPerf's submission
-    time). A non-finite loss or metric stops the run as diverged.
+    time). A non-finite loss or metric at a check stops the run as diverged; the loss is the
+    last update's, as :func:`step_loss` reads it from what ``step`` returned.
 
     Returns ``{"status": "reached" | "not reached" | "diverged", "steps": first checked step
     meeting the target or None, "seconds": training seconds until then or None, "best": the
@@ -287,13 +394,17 @@ def train_to_target(
         started = time.perf_counter()
         batch = next_batch()
 
-        def closure(batch=batch):
+        computed: list[torch.Tensor] = []
+
+        def closure(batch=batch, computed=computed):
             opt.zero_grad(set_to_none=True)
             value = loss_of(batch)
             value.backward()
+            if not computed:  # the first evaluation: before the step
+                computed.append(value.detach())
             return value
 
-        loss = opt.step(closure)
+        returned = opt.step(closure)  # (read at the checks only: no host read per update)
         if driver is not None:
             driver.step()
         step += 1
@@ -302,9 +413,8 @@ def train_to_target(
             continue
         with evaluation_mode(opt, **evaluation):
             value = float(evaluate())  # note: a host read, once per evaluation
-        if not math.isfinite(value) or (
-            loss is not None and not math.isfinite(float(loss.detach()))
-        ):
+        loss = step_loss(returned, computed[0] if computed else None)
+        if not math.isfinite(value) or (loss is not None and not math.isfinite(loss)):
             status = "diverged"
             break
         best = value if best is None else better(best, value)
