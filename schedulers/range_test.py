@@ -55,9 +55,10 @@ the points recorded before any divergence):
   or falls.
 
 The curvature side: ``curvature_batches`` batches of the training data (full batch on small
-problems) give the top Hessian eigenvalue L at the starting parameters
-(``theory.smoothness``), hence gradient descent's safe step 1/L and stability edge 2/L, drawn on
-the same plot. They are thresholds for plain gradient descent; adaptive methods rescale the step.
+problems) give the top Hessian eigenvalue L at the starting parameters, of the model in train
+mode as the sweep trains it (``theory.smoothness``), hence gradient descent's safe step 1/L and
+stability edge 2/L, drawn on the same plot. They are thresholds for plain gradient descent;
+adaptive methods rescale the step.
 """
 
 from __future__ import annotations
@@ -615,7 +616,8 @@ def lr_range_test(
             given, else on the training batch) for Smith's accuracy-versus-rate plot; only
             then must the model's output be a Tensor (``TypeError`` otherwise).
         curvature_batches: batches for the Hessian estimate at the starting parameters
-            (``theory.smoothness``); 0 to skip it. They are the sweep's own first batches, read
+            (``theory.smoothness``, in train mode, the mode the sweep trains in, whatever the
+            model's mode on entry); 0 to skip it. They are the sweep's own first batches, read
             ahead from the same pass over ``train_data``; the model, the optimizer and the RNG
             are restored after the estimate, so the sweep sees exactly the batches and random
             draws it would see without it (for a loader that reshuffles from the global RNG,
@@ -664,8 +666,9 @@ def lr_range_test(
 
             ahead = [next(batches) for _ in range(curvature_batches)]  # the sweep's first batches
             rng = _rng_state()  # after the read-ahead, which may have drawn a shuffle
+            model.train()  # the mode the sweep trains in (BatchNorm's batch statistics, dropout)
             curvature = smoothness(model, loss_fn, [(x.to(device), y.to(device)) for x, y in ahead])
-            restorer.restore_model()  # whatever the estimate touched is put back
+            restorer.restore_model()  # whatever the estimate touched is put back, modes included
             _set_rng_state(rng)
             batches = itertools.chain(ahead, batches)  # the sweep starts with the same batches
         model.train()

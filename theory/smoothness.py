@@ -17,12 +17,20 @@ Two eigen-solvers on the HVP:
   H; on H² the pair +λ, -λ of a saddle is one dominant eigenvalue λ², and the Ritz step splits
   it, returning +λ). It stops when the eigen-residual ||H y - θ y|| <= ``tol`` |θ| (ARPACK's
   rule), see ``_power_iteration``.
+
+The step limits 1/λ_max and 2/λ_max need the largest *algebraic* eigenvalue λ_max. When the
+largest-magnitude eigenvalue (``"power"``, ``which="LM"``) is negative it is λ_min, not λ_max, so
+a second solve finds λ_max: Lanczos with ``which="LA"``, or power iteration on the shifted
+operator H + |λ_min| I (positive semidefinite, so its largest magnitude is λ_max + |λ_min|),
+stopped by the same relative rule on λ_max (a λ_max of about 0 may so end unconverged). Both
+solves share ``max_hvps``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +51,18 @@ class SmoothnessEstimate:
     """Result of ``smoothness``.
 
     ``eigenvalue``: the estimated top Hessian eigenvalue L (largest algebraic for Lanczos with
-    ``which="LA"``, largest magnitude otherwise); ``safe_step`` = 1/L and ``edge_step`` = 2/L
-    (inf when L <= 0: no curvature limit); ``hvps``: the number of Hessian-vector products used
-    (each is one double-backward pass per batch); ``method``; ``converged``: whether the solver
-    met its tolerance; ``eigenvector``: the unit eigenvector estimate (flattened over the
-    parameters, in ``model.parameters()`` order).
+    ``which="LA"``, largest magnitude otherwise); ``largest_eigenvalue``: the largest algebraic
+    eigenvalue λ_max, which limits gradient descent's step: the same number as ``eigenvalue``
+    for ``which="LA"`` and whenever ``eigenvalue`` > 0, found by a second solve when a
+    largest-magnitude ``eigenvalue`` is negative (then it is λ_min), nan when ``max_hvps`` left
+    no product for that solve; ``safe_step`` = 1/λ_max and ``edge_step`` = 2/λ_max (inf when
+    λ_max <= 0: no curvature limit; nan when λ_max is nan); ``hvps``: the number of
+    Hessian-vector products used, both solves together (each is one double-backward pass per
+    batch), never more than ``max_hvps``; ``method``; ``converged``: whether every solve met its
+    tolerance within ``max_hvps`` products and ``tol`` is not below the precision floor of the
+    parameters' dtype (see ``smoothness``); otherwise the numbers are the best estimates at the
+    last product; ``eigenvector``: the unit eigenvector estimate of ``eigenvalue`` (flattened
+    over the parameters, in ``model.parameters()`` order).
     """
 
     eigenvalue: float
@@ -57,6 +72,7 @@ class SmoothnessEstimate:
     method: str
     converged: bool
     eigenvector: torch.Tensor
+    largest_eigenvalue: float
 
     @property
     def L(self) -> float:
@@ -111,9 +127,10 @@ def hessian_vector_product(
     the number of parameters. With several batches the loss is their sample-weighted mean,
     Σ_b n_b ℓ_b / Σ_b n_b (n_b = len(x_b)), which equals the loss on their union for a
     mean-reduced ``loss_fn``. The gradient graphs of all batches are kept between products.
-    Parameters the loss does not depend on (an unused head), and losses whose gradient does
-    not depend on the parameters (linear), contribute exact zeros to H v. A non-finite loss
-    raises ValueError."""
+    Parameters the loss does not depend on (an unused head), losses whose gradient does not
+    depend on the parameters (linear), and a loss that depends on no parameter requiring grad
+    (a frozen trunk whose trainable head the loss does not use) contribute exact zeros to H v.
+    A non-finite loss raises ValueError."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no parameters that require grad")
@@ -132,6 +149,9 @@ def hessian_vector_product(
                     f"the loss is not finite: loss_fn(model(x), y) = {value:g} on batch "
                     f"number {len(gradients)}, so its Hessian is undefined"
                 )
+            if not loss.requires_grad:  # no parameter requiring grad reaches it: H = 0
+                gradients.append([])
+                continue
             grads = torch.autograd.grad(
                 loss * (size / total), params, create_graph=True, allow_unused=True
             )
@@ -191,26 +211,42 @@ def smoothness(
         masks (once, for every Hessian-vector product: the Hessian of one fixed sub-network);
         use ``model.eval()`` for the Hessian of the deterministic model. Either way the model
         and the caller's random state come back unchanged: buffers (BatchNorm's running
-        statistics and batch counter) are restored, and the masks are drawn from a private
-        generator state seeded by ``seed`` (``torch.random.fork_rng``), so the global RNG is
-        not advanced and the result is a deterministic function of ``seed``.
+        statistics and batch counter) are restored, and the masks are drawn from private
+        generator states seeded by ``seed`` (``torch.random.fork_rng`` saves and restores the
+        CPU generator and, for a model on an accelerator, that device's generator, and only
+        those two are seeded), so no global generator is advanced or reseeded and the result
+        is a deterministic function of ``seed``.
     loss_fn: called as ``loss_fn(model(x), y)``, returning a scalar.
     batch: an ``(x, y)`` pair or an iterable of them (see ``hessian_vector_product``), each
         with at least one sample (an empty one raises ValueError naming it), on which the loss
         is finite (else ValueError).
     method: ``"lanczos"`` (scipy ``eigsh``) or ``"power"`` (power iteration).
     which: for Lanczos, ``"LA"`` (largest algebraic, default) or ``"LM"`` (largest magnitude);
-        power iteration always finds the largest magnitude (+λ when +λ and -λ share it).
+        power iteration always finds the largest magnitude (+λ when +λ and -λ share it). When
+        the largest magnitude is negative, a second solve finds the largest algebraic
+        eigenvalue for ``largest_eigenvalue`` and the steps (see the module docstring).
     tol: relative tolerance on the eigen-residual, ||H v - λ v|| <= tol |λ| for the unit v
-        returned (eigsh's ``tol``; the same rule for power iteration).
-    max_hvps: cap on Hessian-vector products: exact for power iteration; for Lanczos ARPACK's
-        restarts are limited to max_hvps // ncv (ncv = min(#params, 20) Lanczos vectors), so the
-        count may exceed it by up to ncv. ``hvps`` in the result is the exact count.
-    seed: seeds the start vector and, in train mode, the dropout masks.
+        returned (eigsh's ``tol``; the same rule for power iteration); a positive number (0 is
+        refused: eigsh would read it as machine precision, power iteration as an exact zero).
+        The products are computed in the parameters' dtype, whose rounding the residual cannot
+        go below: ``converged`` is False whenever ``tol`` is below the floor 8 ε of the least
+        precise trainable parameter's dtype (ε = ``torch.finfo(dtype).eps``: bfloat16 0.0625,
+        float16 0.0078, float32 9.5e-7, float64 1.8e-15); the estimate is still returned.
+    max_hvps: cap on Hessian-vector products, exact for both methods and both solves together:
+        a solve that reaches it stops there and returns an estimate, converged only if that
+        estimate meets ``tol``: power iteration its last Ritz pair; Lanczos the best Ritz pair
+        of a record kept beside ARPACK (which exposes none when stopped early): the vectors it
+        multiplied and their products, thick-restarted to at most 1.5 ncv pairs, ncv =
+        min(#params, 20), so 3 ncv vectors of the parameters' length beside ARPACK's ncv + 4.
+        That pair is a Rayleigh quotient (for ``"LA"`` at most λ_max) but may be less
+        accurate than ARPACK's own last one. ``hvps`` in the result is the exact count.
+    seed: seeds the start vector and, in train mode, the dropout masks; an integer from 0 to
+        2**64 - 1 (what torch's generators take).
 
     The model's parameters, buffers and ``.grad`` and the global random state are left
     untouched. A loss whose Hessian is zero (linear, or piecewise linear such as l1 or the
-    hinge away from its kinks) gives eigenvalue 0 and ``safe_step`` = ``edge_step`` = inf.
+    hinge away from its kinks, or independent of every parameter that requires grad) gives
+    eigenvalue 0 and ``safe_step`` = ``edge_step`` = inf.
 
     >>> model = torch.nn.Linear(3, 1, bias=False).double()
     >>> x, y = torch.eye(3, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
@@ -222,15 +258,22 @@ def smoothness(
     if which not in ("LA", "LM"):
         raise ValueError(f"which must be 'LA' or 'LM', got which={which!r}")
     tol = _finite_float("tol", tol)
-    if tol < 0:
-        raise ValueError(f"tol must be a non-negative finite number, got tol={tol!r}")
+    if not tol > 0:
+        raise ValueError(
+            f"tol must be a positive finite number (the relative eigen-residual), got tol={tol!r}"
+        )
     max_hvps = _integer("max_hvps", max_hvps, 1, "a positive integer")
     seed = _check_seed(seed)
-    device = next((p for p in model.parameters() if p.requires_grad), None)
-    device = device.device if device is not None else torch.device("cpu")
+    if seed > _MAX_SEED:
+        raise ValueError(
+            f"seed must be an integer from 0 to 2**64 - 1 (a torch generator's seed), got "
+            f"seed={seed!r}"
+        )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    device = trainable[0].device if trainable else torch.device("cpu")
     saved_buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
     try:
-        eigenvalue, eigenvector, converged, count = _top_eigenpair(
+        eigenvalue, eigenvector, converged, count, largest = _top_eigenpair(
             model, loss_fn, batch, method, which, tol, max_hvps, seed, device
         )
     finally:  # after the products: the graph may hold the buffers (version counters)
@@ -238,16 +281,58 @@ def smoothness(
             for name, buffer in model.named_buffers():
                 buffer.copy_(saved_buffers[name])
 
-    safe = 1.0 / eigenvalue if eigenvalue > 0 else math.inf
+    if math.isnan(largest):
+        safe = math.nan
+    else:
+        safe = 1.0 / largest if largest > 0 else math.inf
     return SmoothnessEstimate(
         eigenvalue=eigenvalue,
         safe_step=safe,
         edge_step=2 * safe,
         hvps=count,
         method=method,
-        converged=converged,
+        converged=converged and tol >= _precision_floor(trainable),
         eigenvector=eigenvector,
+        largest_eigenvalue=largest,
     )
+
+
+_MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes a uint64
+_FLOOR_EPSILONS = 8  # the precision floor on tol, in machine epsilons of the parameters' dtype
+
+
+def _precision_floor(params: list[torch.Tensor]) -> float:
+    """8 ε of the least precise floating-point dtype among ``params`` (0 without one): a
+    relative eigen-residual below it is within the rounding of the Hessian-vector products
+    themselves (about ε relative, observed 0.3-0.9 ε on small networks), so no solver can
+    certify it."""
+    epsilons = [torch.finfo(p.dtype).eps for p in params if p.is_floating_point()]
+    return _FLOOR_EPSILONS * max(epsilons) if epsilons else 0.0
+
+
+@contextlib.contextmanager
+def _private_rng(device: torch.device, seed: int) -> Iterator[None]:
+    """Fork the CPU generator and, for a model on an accelerator, the generator of its device,
+    and seed exactly those two with ``seed`` (``torch.manual_seed`` would also reseed every
+    other backend's generators, which ``fork_rng`` does not restore)."""
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
+        return
+    backend = torch.get_device_module(device.type)
+    with torch.random.fork_rng(devices=[device], device_type=device.type):
+        torch.default_generator.manual_seed(seed)
+        if device.index is not None and hasattr(backend, "device"):
+            with backend.device(device):  # manual_seed seeds the *current* device
+                backend.manual_seed(seed)
+        else:
+            backend.manual_seed(seed)
+        yield
+
+
+class _BudgetSpent(Exception):
+    """Raised by the counting matvec once ``max_hvps`` products have been used."""
 
 
 def _top_eigenpair(
@@ -260,20 +345,19 @@ def _top_eigenpair(
     max_hvps: int,
     seed: int,
     device: torch.device,
-) -> tuple[float, torch.Tensor, bool, int]:
-    """The solver part of ``smoothness``: (eigenvalue, eigenvector, converged, HVP count)."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        if device.type == "cuda":
-            torch.cuda.manual_seed(seed)
+) -> tuple[float, torch.Tensor, bool, int, float]:
+    """The solver part of ``smoothness``: (eigenvalue, eigenvector, converged, HVP count,
+    largest algebraic eigenvalue)."""
+    with _private_rng(device, seed):
         product, numel = hessian_vector_product(model, loss_fn, batch)
     generator = torch.Generator().manual_seed(seed)
-    start = torch.randn(numel, generator=generator, dtype=torch.float64)
+    start = torch.randn(numel, generator=generator, dtype=torch.float64).numpy()
     count = 0
 
     def matvec(vector: np.ndarray) -> np.ndarray:
         nonlocal count
+        if count >= max_hvps:
+            raise _BudgetSpent
         count += 1
         v = torch.as_tensor(np.asarray(vector, dtype=np.float64).reshape(-1), device=device)
         image = product(v).cpu().numpy()
@@ -284,57 +368,156 @@ def _top_eigenpair(
             )
         return image
 
-    if method == "lanczos" and numel > 2:
-        operator = scipy.sparse.linalg.LinearOperator(
-            (numel, numel), matvec=matvec, dtype=np.float64
-        )
-        ncv = min(numel, 20)
-        try:
-            values, vectors = scipy.sparse.linalg.eigsh(
-                operator,
-                k=1,
-                which=which,
-                v0=start.numpy(),
-                tol=tol,
-                ncv=ncv,
-                maxiter=max(1, max_hvps // ncv),
-            )
-            converged = True
-        except scipy.sparse.linalg.ArpackNoConvergence as err:
-            if len(err.eigenvalues) == 0:
-                raise RuntimeError(
-                    f"Lanczos did not converge within {count} "
-                    f"Hessian-vector products; raise max_hvps or tol"
-                ) from None
-            values, vectors, converged = err.eigenvalues, err.eigenvectors, False
-        except scipy.sparse.linalg.ArpackError:
-            # ARPACK fails when H v = 0 for its start vector v; a Gaussian v is almost surely
-            # outside the null space of a nonzero H, so H = 0 (a piecewise-linear loss)
-            if np.any(matvec(start.numpy())):
-                raise
-            values, vectors, converged = np.zeros(1), start.numpy()[:, None], True
-            vectors = vectors / np.linalg.norm(vectors)
-        eigenvalue = float(values[0])
-        eigenvector = torch.as_tensor(vectors[:, 0], dtype=torch.float64)
-    elif method == "lanczos":  # eigsh needs k < n; a 1- or 2-parameter model is solved densely
-        hessian = np.column_stack([matvec(column) for column in np.eye(numel)])
-        hessian = (hessian + hessian.T) / 2
-        values, vectors = np.linalg.eigh(hessian)
-        index = int(np.argmax(values)) if which == "LA" else int(np.argmax(np.abs(values)))
-        eigenvalue = float(values[index])
-        eigenvector = torch.as_tensor(vectors[:, index], dtype=torch.float64)
-        converged = True
+    if method == "lanczos":
+        eigenvalue, eigenvector, converged, largest = _lanczos(matvec, numel, start, which, tol)
+        if which == "LM" and eigenvalue < 0 and largest is None:  # it is λ_min: solve for λ_max
+            largest, _, converged_largest, _ = _lanczos(matvec, numel, start, "LA", tol)
+            converged = converged and converged_largest
     else:
         eigenvalue, eigenvector, converged = _power_iteration(matvec, start, tol, max_hvps)
+        largest = eigenvalue
+        if eigenvalue < 0:  # it is λ_min: H + |λ_min| I >= 0 has λ_max + |λ_min| on top
+            shift = -eigenvalue
 
-    return eigenvalue, eigenvector, converged, count
+            def shifted(vector: np.ndarray) -> np.ndarray:
+                return matvec(vector) + shift * vector
+
+            top, _, converged_largest = _power_iteration(
+                shifted, start, tol, max_hvps - count, shift=shift
+            )
+            largest = top - shift
+            converged = converged and converged_largest
+    if largest is None:
+        largest = eigenvalue
+    return eigenvalue, torch.as_tensor(eigenvector), converged, count, float(largest)
+
+
+def _lanczos(
+    matvec: Callable[[np.ndarray], np.ndarray],
+    numel: int,
+    start: np.ndarray,
+    which: str,
+    tol: float,
+) -> tuple[float, np.ndarray, bool, float | None]:
+    """(eigenvalue, unit eigenvector, converged, largest algebraic eigenvalue when known else
+    None) by ``eigsh`` until ``matvec`` raises ``_BudgetSpent``; then (or if ARPACK stops on its
+    own iteration limit) the best Ritz pair (θ, y) of the products seen (``_RitzTracker``),
+    converged when ||H y - θ y|| <= tol |θ| (nan without any product). A model of 1 or 2
+    parameters (eigsh needs k < n) is solved densely from its Hessian's columns."""
+    ncv = min(numel, 20)
+    tracker = _RitzTracker(which, keep=max(ncv // 2, 1), size=ncv + ncv // 2)
+
+    def recorded(vector: np.ndarray) -> np.ndarray:
+        vector = np.asarray(vector, dtype=np.float64).reshape(-1)
+        image = matvec(vector)
+        tracker.add(vector, image)
+        return image
+
+    try:
+        if numel <= 2:
+            hessian = np.column_stack([recorded(column) for column in np.eye(numel)])
+            hessian = (hessian + hessian.T) / 2
+            values, vectors = np.linalg.eigh(hessian)
+            index = int(np.argmax(values)) if which == "LA" else int(np.argmax(np.abs(values)))
+            return float(values[index]), vectors[:, index], True, float(values[-1])
+        operator = scipy.sparse.linalg.LinearOperator(
+            (numel, numel), matvec=recorded, dtype=np.float64
+        )
+        values, vectors = scipy.sparse.linalg.eigsh(
+            operator,
+            k=1,
+            which=which,
+            v0=start,
+            tol=tol,
+            ncv=ncv,
+            maxiter=2**31 - 1,  # max_hvps stops it: every restart takes at least one product
+        )
+        value = float(values[0])
+        return value, vectors[:, 0], True, value if which == "LA" or value > 0 else None
+    except (_BudgetSpent, scipy.sparse.linalg.ArpackNoConvergence):
+        if tracker.products == 0:
+            return math.nan, start / np.linalg.norm(start), False, None
+        value, vector, residual = tracker.best()
+        known = value if which == "LA" or value > 0 else None
+        return value, vector, residual <= tol * abs(value), known
+    except scipy.sparse.linalg.ArpackError:
+        # ARPACK fails when H v = 0 for its start vector v; a Gaussian v is almost surely
+        # outside the null space of a nonzero H, so H = 0 (a piecewise-linear loss)
+        if tracker.products == 0:
+            recorded(start)
+        if tracker.nonzero:
+            raise
+        return 0.0, start / np.linalg.norm(start), True, 0.0
+
+
+class _RitzTracker:
+    """The best Ritz pair of the vectors ARPACK multiplies, kept without ARPACK's internals
+    (which scipy does not expose when it stops early) and without extra products: the pairs
+    (v, H v) are collected as rows; when ``size`` are held they are replaced by the ``keep``
+    best Ritz pairs (y, H y) of their span (largest θ for ``"LA"``, largest |θ| for ``"LM"``),
+    a thick restart that reads the rows twice every ``size - keep`` products. Memory: 2
+    ``size`` vectors of the parameters' length. Its Ritz values are Rayleigh quotients of H, so
+    for ``"LA"`` its best is at most λ_max; its residual is computed from the pair."""
+
+    def __init__(self, which: str, keep: int, size: int) -> None:
+        self.which, self.keep, self.size = which, keep, size
+        self.rows = np.zeros((2, 0, 0))  # [0, :held] the vectors, [1, :held] their images
+        self.held = 0
+        self.products = 0
+        self.nonzero = False
+
+    def add(self, vector: np.ndarray, image: np.ndarray) -> None:
+        if self.products == 0:
+            self.rows = np.empty((2, self.size, len(vector)))
+        self.products += 1
+        self.nonzero = self.nonzero or bool(np.any(image))
+        self.rows[0, self.held], self.rows[1, self.held] = vector, image
+        self.held += 1
+        if self.held == self.size:
+            vectors, images = self._ritz(self.keep)
+            self.rows[0, : len(vectors)], self.rows[1, : len(vectors)] = vectors, images
+            self.held = len(vectors)
+
+    def _ritz(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (at most) ``count`` best Ritz vectors (rows, unit, best first) and their images.
+        With V the held vectors as columns, the span's orthonormal basis is V Z S^-1 from the
+        Gram matrix V^T V = Z S² Z^T (directions with S² below 1e-12 of its largest dropped);
+        the projected matrix is S^-1 Z^T (V^T H V) Z S^-1."""
+        vectors, images = self.rows[0, : self.held], self.rows[1, : self.held]
+        gram_values, gram_vectors = np.linalg.eigh(vectors @ vectors.T)
+        keep = gram_values > gram_values[-1] * 1e-12
+        to_basis = gram_vectors[:, keep] / np.sqrt(gram_values[keep])
+        projected = to_basis.T @ (vectors @ images.T) @ to_basis
+        thetas, coefficients = np.linalg.eigh((projected + projected.T) / 2)
+        if self.which == "LA":
+            order = np.argsort(-thetas, kind="stable")
+        else:  # largest magnitude, the positive one first on a tie
+            order = np.lexsort((-thetas, -np.abs(thetas)))
+        combination = (to_basis @ coefficients[:, order[:count]]).T
+        ritz, ritz_images = combination @ vectors, combination @ images
+        norms = np.linalg.norm(ritz, axis=1, keepdims=True)
+        return ritz / norms, ritz_images / norms
+
+    def best(self) -> tuple[float, np.ndarray, float]:
+        """The best Ritz pair (θ, unit y), θ = <y, H y>, and its residual ||H y - θ y||."""
+        ritz, image = (rows[0] for rows in self._ritz(1))
+        theta = float(ritz @ image)
+        return theta, ritz, float(np.linalg.norm(image - theta * ritz))
 
 
 def _power_iteration(
-    matvec: Callable[[np.ndarray], np.ndarray], start: torch.Tensor, tol: float, max_hvps: int
-) -> tuple[float, torch.Tensor, bool]:
+    matvec: Callable[[np.ndarray], np.ndarray],
+    start: np.ndarray,
+    tol: float,
+    max_hvps: int,
+    shift: float = 0.0,
+) -> tuple[float, np.ndarray, bool]:
     """Power iteration on H² with a Rayleigh-Ritz step on span{v, H v}; returns (eigenvalue,
     unit eigenvector, converged).
+
+    With ``shift`` = s the operator ``matvec`` applies is H + s I (for λ_max when λ_min
+    dominates) and its residual is H's: the stopping rule below reads ``tol`` |θ - s| for
+    ``tol`` |θ|, so the eigenvalue θ - s of H meets the same relative rule.
 
     Each round takes the unit vector v and w = H v (one HVP), the Rayleigh quotient ρ = <v, w>
     and the residual r = w - ρ v. If ||r|| <= tol |ρ| it stops with (ρ, v). Else it takes
@@ -355,7 +538,7 @@ def _power_iteration(
     it is the one of largest magnitude unless the start vector is (nearly) orthogonal to its
     eigenvectors. Without convergence within ``max_hvps`` products the last estimate is
     returned with converged=False."""
-    vector = start.numpy() / np.linalg.norm(start.numpy())
+    vector = start / np.linalg.norm(start)
     estimate, eigenvector = math.nan, vector
     tie = max(tol, 1e-12)
     used = 0
@@ -363,13 +546,13 @@ def _power_iteration(
         image = matvec(vector)
         used += 1
         if not np.any(image):
-            return 0.0, torch.as_tensor(vector), True
+            return 0.0, vector, True
         rho = float(vector @ image)
         residual = image - rho * vector
         beta = float(np.linalg.norm(residual))
         estimate, eigenvector = rho, vector
-        if beta <= tol * abs(rho):
-            return rho, torch.as_tensor(vector), True
+        if beta <= tol * abs(rho - shift):
+            return rho, vector, True
         if used == max_hvps:
             break
         other = residual / beta
@@ -385,11 +568,12 @@ def _power_iteration(
         ritz_image = coefficients[0, pick] * image + coefficients[1, pick] * other_image
         norm = float(np.linalg.norm(ritz))
         estimate, eigenvector = float(thetas[pick]), ritz / norm
-        if float(np.linalg.norm(ritz_image - estimate * ritz)) / norm <= tol * abs(estimate):
-            return estimate, torch.as_tensor(eigenvector), True
+        residual_norm = float(np.linalg.norm(ritz_image - estimate * ritz)) / norm
+        if residual_norm <= tol * abs(estimate - shift):
+            return estimate, eigenvector, True
         square = rho * image + beta * other_image  # H² v = H (rho v + beta q)
         length = float(np.linalg.norm(square))
         if length == 0.0:
             break
         vector = square / length
-    return estimate, torch.as_tensor(eigenvector), False
+    return estimate, eigenvector, False
