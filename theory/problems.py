@@ -83,8 +83,18 @@ def _integer(name: str, value: Any, minimum: int | None = None, allowed: str = "
     return result
 
 
+SEED_LIMIT = 2**64 - 1
+"""The largest seed: ``torch.Generator.manual_seed`` takes an unsigned 64-bit integer."""
+
+
 def _check_seed(seed: Any, name: str = "seed") -> int:
-    return _integer(name, seed, 0, "a non-negative integer")
+    """``seed`` as an int from 0 to :data:`SEED_LIMIT`, or a TypeError/ValueError naming
+    ``name`` (torch's own overflow error names nothing)."""
+    allowed = "an integer from 0 to 2**64 - 1 (a torch generator's seed)"
+    value = _integer(name, seed, 0, allowed)
+    if value > SEED_LIMIT:
+        raise ValueError(f"{name} must be {allowed}, got {name}={seed!r}")
+    return value
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -474,7 +484,7 @@ class Quadratic(Problem):
         A = (rotation * values.unsqueeze(0)) @ rotation.T
         # x_star and x0 are drawn after Q from their own generator stream so that two problems
         # with the same seed and dimension share them whatever the spectrum.
-        generator = torch.Generator().manual_seed(seed + 1_000_003)
+        generator = torch.Generator().manual_seed((seed + 1_000_003) % 2**64)  # (uint64)
         dim = values.numel()
         x_star = (
             x_star if x_star is not None else torch.randn(dim, generator=generator, dtype=DTYPE)

@@ -264,11 +264,6 @@ def smoothness(
         )
     max_hvps = _integer("max_hvps", max_hvps, 1, "a positive integer")
     seed = _check_seed(seed)
-    if seed > _MAX_SEED:
-        raise ValueError(
-            f"seed must be an integer from 0 to 2**64 - 1 (a torch generator's seed), got "
-            f"seed={seed!r}"
-        )
     trainable = [p for p in model.parameters() if p.requires_grad]
     device = trainable[0].device if trainable else torch.device("cpu")
     saved_buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
@@ -297,7 +292,6 @@ def smoothness(
     )
 
 
-_MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes a uint64
 _FLOOR_EPSILONS = 8  # the precision floor on tol, in machine epsilons of the parameters' dtype
 
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+import theory
 from theory.smoothness import smoothness
 
 
@@ -399,3 +400,20 @@ def test_a_batch_whose_loss_uses_no_trainable_parameter_weighs_zero():
     exact = np.linalg.eigvalsh(_exact_hessian(net, F.cross_entropy, [first]))[-1] * 20 / 32
     estimate = smoothness(net, loss_fn, [first, second], tol=1e-10)
     assert estimate.eigenvalue == pytest.approx(exact, rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda seed: theory.Quadratic.from_condition_number(4, 10.0, seed=seed),
+        lambda seed: theory.Quadratic.from_spectrum([1.0, 2.0], seed=seed),
+    ],
+    ids=["from_condition_number", "from_spectrum"],
+)
+def test_a_problem_seed_beyond_64_bits_is_refused_naming_seed(build):
+    """torch's generators take an unsigned 64-bit seed; beyond it torch's own error ("Overflow
+    when unpacking long long") named nothing. The largest seed still builds, also where a second
+    stream is drawn from seed + 1_000_003 (wrapped to 64 bits)."""
+    with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 2\*\*64 - 1"):
+        build(2**64)
+    assert build(2**64 - 1).dim in (2, 4)
