@@ -425,7 +425,8 @@ def test_numpy_integers_are_integers_and_bools_are_not():
 def test_the_oracle_seed_is_named_oracle_seed():
     X, y = np.eye(3), np.ones(3)
     with pytest.raises(
-        ValueError, match=r"^oracle_seed must be a non-negative integer, got oracle_seed=-1"
+        ValueError,
+        match=r"^oracle_seed must be an integer from 0 to 2\*\*64 - 1 \(.*\), got oracle_seed=-1",
     ):
         LeastSquares(X, y, batch_size=1, oracle_seed=-1)
 
