@@ -669,9 +669,10 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         derived = tuning.saved_range_test(experiment, root)
         if derived is None:
             trained = True
-            range_test = tuning.compute_range_test(
-                experiment, args.data_dir, settings.device, quiet=args.quiet or not rank0
-            )
+            with parallel.torch_threads(settings.threads):  # (as the runs: numbers depend on it)
+                range_test = tuning.compute_range_test(
+                    experiment, args.data_dir, settings.device, quiet=args.quiet or not rank0
+                )
             derived = range_test.values
         experiment = select_variants(
             load(derived=derived), args.variants, option_name(args, "variants")

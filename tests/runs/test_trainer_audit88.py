@@ -533,3 +533,33 @@ def test_runs_run_gives_back_the_callers_thread_count(tmp_path):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(saved)
+
+
+def test_the_range_test_computes_with_the_runs_thread_count(tmp_path, monkeypatch):
+    """An experiment's range test derives the rates its runs train with, so it computes with
+    ``--threads`` as the runs do: it ran with the process's own count (the machine's cores),
+    which made the derived rates depend on the machine (CPU kernels reduce by thread)."""
+    from runs import tuning
+    from runs.cli import main
+    from tests.runs.helpers import TINY, write_toml
+
+    seen = []
+    original = tuning.range_test_on_variant
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "range_test_on_variant", spy)
+    text = TINY.replace('name = "tiny"', 'name = "threads"').replace("seeds = 2", "seeds = 1")
+    text += "\n[range_test]\nstart_lr = 1e-3\nend_lr = 1.0\nnum_iter = 10\n"
+    toml = write_toml(tmp_path / "threads.toml", text)
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        code = main(["run", str(toml), "--logdir", str(tmp_path), "--quiet", "--threads", "1"])
+        assert code == 0
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(caller)
