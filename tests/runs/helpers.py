@@ -41,6 +41,27 @@ lr = 0.1
 """
 
 
+# The fastest valid experiment: 5 updates of a logistic regression on 200 MNIST-1D examples.
+FASTEST = """
+name = "tiny"
+seeds = 1
+[dataset]
+name = "mnist1d"
+train_examples = 200
+test_examples = 100
+[model]
+name = "logistic"
+[train]
+steps = 5
+batch_size = 50
+eval_every = 5
+[optimizer]
+name = "sgd"
+lr = 0.1
+[[variants]]
+name = "a"
+"""
+
 TINY = (
     mlp_experiment("tiny", seeds=2, logging=True)
     + """

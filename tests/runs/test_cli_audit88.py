@@ -19,29 +19,11 @@ import numpy as np
 import pytest
 
 from runs.cli import main
+from tests.runs.helpers import FASTEST
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# The fastest valid experiment (as test_cli_errors'): 5 updates of a logistic regression.
-TINY = """
-name = "tiny"
-seeds = 1
-[dataset]
-name = "mnist1d"
-train_examples = 200
-test_examples = 100
-[model]
-name = "logistic"
-[train]
-steps = 5
-batch_size = 50
-eval_every = 5
-[optimizer]
-name = "sgd"
-lr = 0.1
-[[variants]]
-name = "a"
-"""
+TINY = FASTEST  # (tests.runs.helpers: 5 updates of a logistic regression)
 
 
 def _error(capsys) -> str:

@@ -14,27 +14,9 @@ from pathlib import Path
 import pytest
 
 from runs.cli import build_parser, main
+from tests.runs.helpers import FASTEST
 
-# The fastest valid experiment: 5 updates of a logistic regression on 200 MNIST-1D examples.
-TINY = """
-name = "tiny"
-seeds = 1
-[dataset]
-name = "mnist1d"
-train_examples = 200
-test_examples = 100
-[model]
-name = "logistic"
-[train]
-steps = 5
-batch_size = 50
-eval_every = 5
-[optimizer]
-name = "sgd"
-lr = 0.1
-[[variants]]
-name = "a"
-"""
+TINY = FASTEST  # (tests.runs.helpers: 5 updates of a logistic regression)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:

@@ -25,6 +25,7 @@ from torch import nn
 
 import runs
 from runs.cli import main
+from tests.runs.helpers import FASTEST
 
 pytestmark = pytest.mark.usefixtures("clean_registries")
 
@@ -482,25 +483,7 @@ def test_a_checkpoint_without_the_record_still_resumes(tmp_path):
     assert _run(_variant(), tmp_path, threads=2)["runs"][0]["status"] == "finished"
 
 
-CLI_TINY = """
-name = "tiny"
-seeds = 1
-[dataset]
-name = "mnist1d"
-train_examples = 200
-test_examples = 100
-[model]
-name = "logistic"
-[train]
-steps = 5
-batch_size = 50
-eval_every = 5
-[optimizer]
-name = "sgd"
-lr = 0.1
-[[variants]]
-name = "plain"
-"""
+CLI_TINY = FASTEST.replace('name = "a"', 'name = "plain"')
 
 
 def test_the_command_names_threads_in_one_line(tmp_path, capsys):
