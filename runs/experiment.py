@@ -164,26 +164,12 @@ def select_variants(
 
 
 def model_problem(variant, input_shape: tuple[int, ...], num_classes: int) -> str | None:
-    """What is wrong with building ``variant``'s model for these shapes, or None."""
-    import torch
+    """What is wrong with building ``variant``'s model for these shapes, or None
+    (``runs.models.build_problem``, named by the variant)."""
+    from runs.models import build_problem
 
-    from runs.models import build_model
-
-    build = functools.partial(
-        build_model, variant.model.name, input_shape, num_classes, **variant.model.options
-    )
-    try:
-        try:
-            with torch.device("meta"):
-                build()
-        except (ValueError, TypeError):
-            raise
-        except Exception:  # a user's factory that needs real tensors: build it on the CPU
-            build()
-    except Exception as err:  # a user's factory may raise anything
-        kind = "" if isinstance(err, ValueError | TypeError) else f"{type(err).__name__}: "
-        return f"variant {variant.name!r}, model: {kind}{err}"
-    return None
+    problem = build_problem(variant.model.name, input_shape, num_classes, variant.model.options)
+    return None if problem is None else f"variant {variant.name!r}, model: {problem}"
 
 
 PREFLIGHT_EXAMPLES = 2  # the examples of the preflight's forward pass

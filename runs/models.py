@@ -186,6 +186,33 @@ def _required_options(builder: Callable[..., nn.Module]) -> list[str] | None:
     ]
 
 
+def build_problem(
+    name: str, input_shape: tuple[int, ...], num_classes: int, options: dict
+) -> str | None:
+    """What is wrong with building the model ``name`` with ``options`` for these shapes, or None
+    (a check before anything trains): it is built by :func:`build_model` on the meta device (no
+    memory, no random numbers drawn), which refuses unknown options naming the valid ones; a
+    user's factory that needs real tensors is built on the CPU inside
+    ``torch.random.fork_rng`` (the caller's random stream unchanged). A ``ValueError`` or
+    ``TypeError`` is given by its message, any other exception of a factory by its type too."""
+    import functools
+
+    build = functools.partial(build_model, name, input_shape, num_classes, **options)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                with torch.device("meta"):
+                    build()
+            except (ValueError, TypeError):
+                raise
+            except Exception:  # a user's factory that needs real tensors: build it on the CPU
+                build()
+    except Exception as err:  # a user's factory may raise anything
+        kind = "" if isinstance(err, ValueError | TypeError) else f"{type(err).__name__}: "
+        return f"{kind}{err}"
+    return None
+
+
 def build_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, **options: object
 ) -> nn.Module:

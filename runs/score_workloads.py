@@ -194,29 +194,12 @@ def _target_in_range(metric: str, value: float) -> bool:
 
 
 def _model_problem(model: str, options: dict) -> str | None:
-    """What is wrong with building the MNIST-1D model ``model`` with ``options``, or None: it is
-    built on the meta device (no memory, no random numbers drawn) by ``runs.models.build_model``,
-    which refuses unknown options naming the valid ones; a factory that needs real tensors is
-    built on the CPU inside ``torch.random.fork_rng`` (the caller's random stream unchanged)."""
+    """What is wrong with building the MNIST-1D model ``model`` with ``options``, or None
+    (``runs.models.build_problem``: on the meta device, the caller's random stream unchanged)."""
     from runs.data import known_shape
-    from runs.models import build_model
+    from runs.models import build_problem
 
-    input_shape, num_classes = known_shape("mnist1d")
-    build = functools.partial(build_model, model, input_shape, num_classes, **options)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            try:
-                with torch.device("meta"):
-                    build()
-            except (ValueError, TypeError):
-                raise
-            except Exception:  # a user's factory that needs real tensors: build it on the CPU
-                build()
-    except Exception as err:  # a user's factory may raise anything
-        return (
-            str(err) if isinstance(err, ValueError | TypeError) else f"{type(err).__name__}: {err}"
-        )
-    return None
+    return build_problem(model, *known_shape("mnist1d"), options)
 
 
 # The measured targets: see the module docstring and ``runs.score``'s.

@@ -32,6 +32,12 @@ from schedulers.base import Schedule, from_dict
 from schedulers.files import atomic_write, check_output_file, read_toml
 
 DEFAULT_STEPS = 1000
+MAX_STEPS = 10**6
+"""The most steps ``stepsize plot`` draws, with or without ``--bound``: each curve is evaluated
+(and drawn) at every step, ~8 bytes per step and curve in each of several arrays, so 1e6 steps
+stay within tens of MB per curve where 1e8 would need gigabytes."""
+
+
 #: The top-level keys of a plot file with a ``[schedules]`` table.
 PLOT_FILE_KEYS = ("title", "steps", "log", "schedules")
 
@@ -334,6 +340,55 @@ def parse_spec(spec: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
+def check_steps(steps: Any, source: str | None = None) -> None:
+    """Raises ``ValueError`` naming ``--steps``, the value and the allowed range unless ``steps``
+    is an integer from 1 to :data:`MAX_STEPS`; ``source``: the spec the value came from (then
+    the message says so and that ``--steps`` chooses fewer)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        got = f"{steps!r}" if source is None else f"steps = {steps!r} from {source!r}"
+        hint = "" if source is None else "; give --steps N to draw fewer"
+        raise ValueError(f"--steps must be an integer from 1 to {MAX_STEPS:,}, got {got}{hint}")
+
+
+def collect(args: argparse.Namespace) -> dict[str, Any]:
+    """The specs of ``args`` as ``{"schedules", "steps", "title", "log"}`` (see the module
+    docstring; ``log`` is None when it is to follow the values).
+
+    Raises:
+        ValueError: a spec that cannot be read, a label used twice, or steps out of range (an
+            explicit ``--steps``, or the largest ``steps`` of the specs, naming that spec).
+    """
+    if args.steps is not None:
+        check_steps(args.steps)
+    schedules: dict[str, Schedule] = {}
+    titles, steps, logs = [], [], []
+    for spec in args.specs:
+        parsed = parse_spec(spec)
+        for label, schedule in parsed["schedules"].items():
+            if label in schedules:
+                raise ValueError(f"label {label!r} is used twice; label specs as LABEL={{...}}")
+            schedules[label] = schedule
+        if parsed["title"]:
+            titles.append(parsed["title"])
+        if parsed["steps"]:
+            steps.append((parsed["steps"], spec))
+        if parsed.get("log") is not None:
+            logs.append(parsed["log"])
+    if args.steps is not None:
+        n_steps = args.steps
+    elif steps:
+        n_steps, spec = max(steps, key=lambda item: item[0])
+        check_steps(n_steps, spec)
+    else:
+        n_steps = DEFAULT_STEPS
+    return {
+        "schedules": schedules,
+        "steps": n_steps,
+        "title": args.title or (" / ".join(titles) if titles else None),
+        "log": args.log if args.log is not None else (any(logs) if logs else None),
+    }
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``stepsize plot``."""
     parser.add_argument(
@@ -346,7 +401,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--steps",
         type=int,
         default=None,
-        help=f"steps to draw (default: the preset's or {DEFAULT_STEPS})",
+        help=f"steps to draw, 1 to {MAX_STEPS:,} (default: the largest of the specs' or "
+        f"{DEFAULT_STEPS})",
     )
     parser.add_argument(
         "--out", default="schedules.png", help="output image (default: schedules.png)"
@@ -374,25 +430,10 @@ def run(args: argparse.Namespace) -> int:
             "give at least one SPEC (a preset, a TOML file or an inline dict); see --list-presets"
         )
     check_output_file(args.out, "--out")
-    schedules: dict[str, Schedule] = {}
-    titles, steps, logs = [], [], []
-    for spec in args.specs:
-        parsed = parse_spec(spec)
-        for label, schedule in parsed["schedules"].items():
-            if label in schedules:
-                raise ValueError(f"label {label!r} is used twice; label specs as LABEL={{...}}")
-            schedules[label] = schedule
-        if parsed["title"]:
-            titles.append(parsed["title"])
-        if parsed["steps"]:
-            steps.append(parsed["steps"])
-        if parsed.get("log") is not None:
-            logs.append(parsed["log"])
-    n_steps = args.steps if args.steps is not None else max(steps, default=DEFAULT_STEPS)
-    if n_steps < 1 or n_steps > 10**8:
-        raise ValueError(f"--steps must be in [1, 1e8], got {n_steps}")
-    title = args.title or (" / ".join(titles) if titles else None)
-    log = args.log if args.log is not None else (any(logs) if logs else None)
-    path = plot_schedules(schedules, n_steps, args.out, title=title, log_scale=log)
+    specs = collect(args)
+    schedules, n_steps = specs["schedules"], specs["steps"]
+    path = plot_schedules(
+        schedules, n_steps, args.out, title=specs["title"], log_scale=specs["log"]
+    )
     print(f"wrote {path} ({len(schedules)} schedule(s), {n_steps} steps)")
     return 0

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 import theory
+from tests.theory.test_smoothness import _Point, _rotated
 from theory.smoothness import smoothness
 
 
@@ -63,23 +64,6 @@ def _batch(n=20, seed=1, features=8, classes=3):
 def _forked():
     with torch.random.fork_rng(devices=[]):
         yield
-
-
-class _Point(torch.nn.Module):
-    """A model whose output is its parameter vector: loss(w) = w^T A w / 2 has Hessian A."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(dim, dtype=torch.float64))
-
-    def forward(self, x):
-        return self.w
-
-
-def _rotated(eigenvalues, seed=7):
-    rng = np.random.default_rng(seed)
-    q, _ = np.linalg.qr(rng.standard_normal((len(eigenvalues), len(eigenvalues))))
-    return q @ np.diag(eigenvalues) @ q.T
 
 
 def _on_matrix(matrix, **options):
@@ -179,7 +163,7 @@ def test_a_cuda_model_restores_every_generator_and_seeds_its_own_device():
 def test_a_negative_largest_magnitude_still_gives_the_curvature_limit(options):
     """Before: eigenvalue -3 gave safe_step = edge_step = inf ("no curvature limit") although
     GD diverges above 2/1 along the eigenvector of +1."""
-    matrix = _rotated([-3.0, 1.0, 0.5, -1.0, 0.2])
+    matrix = _rotated([-3.0, 1.0, 0.5, -1.0, 0.2], seed=7)
     estimate = _on_matrix(matrix, tol=1e-9, max_hvps=2000, **options)
     assert estimate.converged
     assert estimate.eigenvalue == pytest.approx(-3.0, rel=1e-8)
@@ -223,7 +207,7 @@ def test_batchnorm_networks_whose_most_negative_eigenvalue_dominates(seed, optio
 
 @pytest.mark.parametrize("options", [{"method": "power"}, {"which": "LM"}, {"which": "LA"}])
 def test_a_positive_top_eigenvalue_is_its_own_curvature_limit(options):
-    matrix = _rotated([2.0, -1.5, 0.5, 1.0])
+    matrix = _rotated([2.0, -1.5, 0.5, 1.0], seed=7)
     estimate = _on_matrix(matrix, tol=1e-10, max_hvps=2000, **options)
     assert estimate.largest_eigenvalue == estimate.eigenvalue == pytest.approx(2.0, rel=1e-9)
     assert estimate.safe_step == 1.0 / estimate.eigenvalue
@@ -233,7 +217,7 @@ def test_a_positive_top_eigenvalue_is_its_own_curvature_limit(options):
 def test_no_product_left_for_the_second_solve_gives_nan_steps(options):
     # the Rayleigh quotient of any vector is <= 0.5 here: after one product the estimate is
     # negative, and nothing of the budget is left to look for lambda_max
-    matrix = _rotated([-3.0, -2.0, -1.0, 0.5])
+    matrix = _rotated([-3.0, -2.0, -1.0, 0.5], seed=7)
     estimate = _on_matrix(matrix, tol=1e-9, max_hvps=1, **options)
     assert estimate.hvps == 1
     assert estimate.eigenvalue < 0
@@ -244,7 +228,7 @@ def test_no_product_left_for_the_second_solve_gives_nan_steps(options):
 
 
 def test_a_negative_definite_hessian_has_no_curvature_limit():
-    matrix = _rotated([-3.0, -2.0, -1.0, -0.5])
+    matrix = _rotated([-3.0, -2.0, -1.0, -0.5], seed=7)
     for options in [{"method": "power"}, {"which": "LM"}, {"which": "LA"}]:
         estimate = _on_matrix(matrix, tol=1e-9, max_hvps=4000, **options)
         assert estimate.converged
