@@ -281,7 +281,7 @@ def gd_convex_gap(k: Any, lr: float, dist0_sq: float) -> np.ndarray:
     has f(x_k) - f* at most this ([GG] Theorem 3.4). Infinite at k = 0 (no claim)."""
     steps = _steps(k)
     lr, dist0_sq = _positive("lr", lr), _non_negative("dist0_sq", dist0_sq)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # (k = 0, discarded: no claim)
         return np.where(steps > 0, dist0_sq / (2 * lr * np.maximum(steps, 1e-300)), np.inf)
 
 
@@ -309,6 +309,11 @@ def gd_strongly_convex_distance_sq(k: Any, lr: float, mu: float, dist0_sq: float
     mu-strongly convex f has ||x_k - x*||² at most this ([GG] Theorem 3.6)."""
     steps = _steps(k)
     lr, mu = _positive("lr", lr), _positive("mu", mu)
+    if not lr * mu <= 1:  # (lr <= 1/L and mu <= L; above it the "bound" changes sign)
+        raise ValueError(
+            f"lr * mu must be at most 1 (the theorem's lr <= 1/L, with mu <= L), got "
+            f"lr={lr!r}, mu={mu!r}"
+        )
     return (1 - lr * mu) ** steps * _non_negative("dist0_sq", dist0_sq)
 
 
@@ -898,7 +903,7 @@ def gd_nonconvex_grad_sq_min(k: Any, lr: float, L: float, gap0: float) -> np.nda
     if not lr < 2 / L:
         raise ValueError(f"lr must be below 2/L = {2 / L!r}, got lr={lr!r}")
     gap0 = _non_negative("gap0", gap0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # (k = 0, discarded: no claim)
         return np.where(
             steps > 0, gap0 / (np.maximum(steps, 1e-300) * lr * (1 - lr * L / 2)), np.inf
         )
@@ -971,6 +976,11 @@ def sgd_noise_ball_distance_sq(
     """
     steps = _steps(k)
     lr, mu = _positive("lr", lr), _positive("mu", mu)
+    if not lr * mu <= 0.5:  # (lr <= 1/(2 L_max), with mu <= L <= L_max)
+        raise ValueError(
+            f"lr * mu must be at most 1/2 (the theorem's lr <= 1/(2 L_max), with mu <= L_max), "
+            f"got lr={lr!r}, mu={mu!r}"
+        )
     ball = 2 * lr * _non_negative("sigma_sq", sigma_sq) / mu
     return (1 - lr * mu) ** steps * _non_negative("dist0_sq", dist0_sq) + ball
 

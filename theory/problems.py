@@ -368,8 +368,8 @@ class Quadratic(Problem):
     r"""f(x) = 1/2 (x - x*)^T A (x - x*) + f*, with A symmetric positive semidefinite.
 
     ∇f(x) = A (x - x*), ∇²f = A, so ``L`` = λ_max(A) and ``mu`` = λ_min(A) (0 when A is
-    singular). From a matrix, the eigenvalues are computed (LAPACK) and those <= 1e-12 λ_max,
-    indistinguishable from rounding, count as 0 (for mu and ``pl_constant``); from a spectrum
+    singular). From a matrix, the eigenvalues are computed (LAPACK) and those <= 100 d eps λ_max
+    (d the dimension), indistinguishable from rounding, count as 0 (for mu and ``pl_constant``); from a spectrum
     or a condition number, the given eigenvalues are used exactly. Gradient descent's error
     evolves as x_k - x* = (I - ηA)^k (x_0 - x*), which is what makes every rate of
     ``theory.bounds`` exact or tight here.
@@ -437,9 +437,9 @@ class Quadratic(Problem):
         self.eigenvalues = eigenvalues
         self.eigenvectors = eigenvectors
         self.L = top
-        # computed eigenvalues at or below 1e-12 λ_max are rounding noise of a singular A; given
-        # ones (from_spectrum) are exact
-        self._zero_up_to = 1e-12 * top if _spectrum is None else 0.0
+        # computed eigenvalues at or below LAPACK's error, 100 d eps λ_max, are rounding noise of
+        # a singular A (as LeastSquares reads them); given ones (from_spectrum) are exact
+        self._zero_up_to = _rounding_floor(matrix.shape[0], top) if _spectrum is None else 0.0
         bottom = float(eigenvalues[0])
         self.mu = bottom if bottom > self._zero_up_to else 0.0
         dim = matrix.shape[0]
@@ -538,7 +538,9 @@ class Quadratic(Problem):
     @property
     def pl_constant(self) -> float:
         """The smallest positive eigenvalue of A: f - f* = ½ rᵀAr <= ||Ar||²/(2 λ_min⁺), so PL
-        holds with it even when A is singular (mu = 0)."""
+        holds with it even when A is singular (mu = 0). For an A given as a matrix, computed
+        eigenvalues at or below 100 d eps λ_max (LAPACK's error) count as 0: give a smaller one
+        exactly with ``from_spectrum``."""
         positive = self.eigenvalues[self.eigenvalues > self._zero_up_to]
         return float(positive.min())
 
