@@ -411,6 +411,26 @@ _SCALAR_TYPE_NAMES = {
 }
 
 
+def _refuse_fused_grad_dtypes(params: list[Tensor]) -> None:
+    """torch's ``RuntimeError`` where a ``fused=True`` step meets a gradient of another dtype
+    than its parameter's (``p.grad_dtype = None``, then a float32 gradient of a bfloat16
+    parameter), which torch's fused kernels refuse at the step, leaving the parameters where
+    they were (this path trained on, or failed later with another message). Checked as a
+    layout is built, before any update (torch counts the step first: see
+    :func:`_refuse_fused_state_dtypes`)."""
+    for position, p in enumerate(params):
+        grad = p.grad
+        if grad is not None and grad.dtype != p.dtype:
+            expected = _SCALAR_TYPE_NAMES.get(p.dtype, str(p.dtype))
+            found = _SCALAR_TYPE_NAMES.get(grad.dtype, str(grad.dtype))
+            raise RuntimeError(
+                f"expected scalar type {expected} but found {found} (fused=True: the gradient "
+                f"of parameter {position} of its group is {grad.dtype} and the parameter "
+                f"{p.dtype}, which torch's fused kernels refuse; use the default path, which "
+                "gives torch's numbers for mixed-dtype gradients)"
+            )
+
+
 def _refuse_fused_state_dtypes(params: list[Tensor], states: list[dict], keys: tuple) -> None:
     """torch's ``RuntimeError`` where a ``fused=True`` step meets state of another dtype than
     its parameter's (``model.double()`` after the first step), which torch's fused kernels
@@ -2063,6 +2083,7 @@ class RuleOptimizer(Optimizer):
                 for p in params:  # refuse (meta, complex), checked as a layout is built
                     _device_dtype_check_for_fused(p, **cpu_only)  # (the keyword only where
                     # it is needed: a torch whose check lacks it still runs the rest)
+                _refuse_fused_grad_dtypes(params)
                 _refuse_fused_state_dtypes(params, states, keys)
             if self.compile and not self._complex_as_real and not self._linear:
                 self._refuse_compiled_complex(params)
