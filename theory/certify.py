@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -576,19 +577,35 @@ class Certificate:
         ax.set_title(f"{self.bound.name}: {self.status}")
         ax.legend(fontsize="small")
         if path is not None:
-            path = os.fspath(path)
-            directory = os.path.dirname(os.path.abspath(path))
-            suffix = os.path.splitext(path)[1] or ".png"
-            handle, temporary = tempfile.mkstemp(suffix=suffix, dir=directory)
-            os.close(handle)
-            try:
-                figure.savefig(temporary)
-                os.replace(temporary, path)
-            except BaseException:
-                if os.path.exists(temporary):
-                    os.remove(temporary)
-                raise
+            _save_atomically(figure, os.fspath(path))
         return figure
+
+
+def _save_atomically(figure: Any, path: str) -> None:
+    """``figure`` saved to ``path`` as the project writes every file
+    (``schedulers.files.atomic_write``, which ``theory`` cannot import: ``schedulers`` imports
+    ``theory``): a temporary file in the target's folder renamed onto it, with the permissions
+    an ordinary ``open`` would leave (a replaced file keeps its own, a new one ``0o666`` less
+    the umask), and a symbolic link written through to the file it points to."""
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mask = os.umask(0o022)  # (read by setting it, then put back)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    directory = os.path.dirname(os.path.abspath(target))
+    suffix = os.path.splitext(path)[1] or ".png"
+    handle, temporary = tempfile.mkstemp(suffix=suffix, dir=directory)
+    os.close(handle)
+    try:
+        os.chmod(temporary, mode)  # (mkstemp makes it 0o600)
+        figure.savefig(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def _equal(a: Any, b: Any) -> bool:

@@ -369,8 +369,9 @@ class Quadratic(Problem):
 
     ∇f(x) = A (x - x*), ∇²f = A, so ``L`` = λ_max(A) and ``mu`` = λ_min(A) (0 when A is
     singular). From a matrix, the eigenvalues are computed (LAPACK) and those <= 100 d eps λ_max
-    (d the dimension), indistinguishable from rounding, count as 0 (for mu and ``pl_constant``); from a spectrum
-    or a condition number, the given eigenvalues are used exactly. Gradient descent's error
+    (d the dimension), indistinguishable from rounding, count as 0 (for mu and
+    ``pl_constant``); from a spectrum or a condition number, the given eigenvalues are used
+    exactly. Gradient descent's error
     evolves as x_k - x* = (I - ηA)^k (x_0 - x*), which is what makes every rate of
     ``theory.bounds`` exact or tight here.
 

@@ -76,3 +76,40 @@ def test_the_k0_guard_raises_no_warning(bound, kwargs):
         values = bound(np.arange(3), **kwargs)
     assert values[0] == np.inf
     assert np.isfinite(values[1:]).all()
+
+
+def test_a_certificate_plot_is_written_as_the_project_writes_files(tmp_path):
+    """``Certificate.plot(path)`` made its file 0600 whatever the umask, turned an existing
+    0644 file into 0600 and replaced a symbolic link by a file; ``open`` (and the project's
+    ``schedulers.files.atomic_write``) gives 0666 less the umask, keeps a file's mode and
+    writes through a link."""
+    import os
+    import stat
+
+    import optim
+    from theory import certify, gd_bound
+
+    problem = Quadratic.from_condition_number(dim=3, kappa=10.0, seed=0)
+    lr = 1 / problem.L
+    cert = certify(problem, lambda ps: optim.SGD(ps, lr=lr), 5, gd_bound(problem, lr))
+    mask = os.umask(0o027)
+    try:
+        cert.plot(tmp_path / "new.png")
+        existing = tmp_path / "existing.png"
+        existing.write_bytes(b"x")
+        existing.chmod(0o644)
+        cert.plot(existing)
+        target = tmp_path / "target.png"
+        target.write_bytes(b"x")
+        (tmp_path / "link.png").symlink_to(target)
+        cert.plot(tmp_path / "link.png")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "new.png").stat().st_mode) == 0o640
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o644
+    assert existing.read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "link.png").is_symlink()
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "existing.png", "link.png", "new.png", "target.png"
+    ]  # fmt: skip
