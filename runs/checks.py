@@ -229,6 +229,12 @@ def positive_number(value: Any) -> str | None:
     return None if ok else "a positive finite number"
 
 
+def non_negative_number(value: Any) -> str | None:
+    """A finite number >= 0 (an ``int`` or a ``float``; a bool is not a number here)."""
+    ok = _number(value) and 0 <= value < math.inf
+    return None if ok else "a finite number >= 0"
+
+
 def unit_interval(value: Any) -> str | None:
     return None if _number(value) and 0 <= value < 1 else "a number in [0, 1)"
 
@@ -237,9 +243,17 @@ def above_one(value: Any) -> str | None:
     return None if _number(value) and 1 < value < math.inf else "a finite number > 1"
 
 
+def _distinct_items(value: Any, item: Check) -> bool:
+    """Whether ``value`` is a non-empty list (or tuple) whose items each pass ``item`` and are
+    distinct. The items are checked first, so that an array or a table among them (valid TOML)
+    is refused rather than crashing the duplicate test with an unhashable ``TypeError``."""
+    if not isinstance(value, list | tuple) or not value:
+        return False
+    return all(item(v) is None for v in value) and len(set(value)) == len(value)
+
+
 def lr_grid(value: Any) -> str | None:
-    ok = isinstance(value, list | tuple) and value and all(not positive_number(v) for v in value)
-    ok = ok and len(set(value)) == len(value)
+    ok = _distinct_items(value, positive_number)
     return None if ok else "a non-empty list of distinct positive learning rates"
 
 
@@ -268,9 +282,7 @@ def seeds(value: Any) -> str | None:
     beyond the range and says why it is refused."""
     if positive_int(value) is None and value <= MAX_SEED_COUNT:
         return None
-    ok = isinstance(value, list | tuple) and value and len(set(value)) == len(value)
-    ok = ok and all(seed(s) is None for s in value)
-    if ok:
+    if _distinct_items(value, seed):
         return None
     allowed = (
         f"a positive integer N <= {MAX_SEED_COUNT} (seeds 0..N-1) or a list of distinct seeds "

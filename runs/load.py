@@ -92,8 +92,19 @@ def _merge_optimizer(layers: Sequence[tuple[str, dict]]) -> tuple[dict, dict[str
 
 
 def _resolve_variant(
-    index: int, raw: Any, common: dict, quick: dict | None, problems: Problems
+    index: int,
+    raw: Any,
+    common: dict,
+    quick: dict | None,
+    problems: Problems,
+    *,
+    common_where: Mapping[str, str] | None = None,
+    quick_unused: dict | None = None,
 ) -> Variant | None:
+    """One ``[[variants]]`` table layered on ``common`` (written at ``common_where[section]``,
+    the section's own name by default) and, when ``quick`` is given, the ``[quick]`` overrides.
+    ``quick_unused`` is the ``[quick]`` table when it does not apply: the dataset sizes it would
+    give are checked all the same (a file passes or fails whatever the command's mode)."""
     loc = f"variants[{index}]"
     if not isinstance(raw, dict):
         problems.add(loc, f"must be a table, got {raw!r}")
@@ -104,13 +115,17 @@ def _resolve_variant(
         problems.add(join(loc, "name"), f"must be {allowed}, got {name!r}")
     tables: dict[str, dict] = {}
     wheres: dict[str, dict[str, str]] = {}
+    dataset_layers: list[tuple[str, dict]] = []
     for section in LAYERED:
         own = _layer(section, raw.get(section, {}), join(loc, section), problems)
-        layers = [(section, common.get(section, {})), (join(loc, section), own)]
+        base = (common_where or {}).get(section, section)
+        layers = [(base, common.get(section, {})), (join(loc, section), own)]
         if quick is not None and section in QUICK_KEYS:
             layers.append((join("quick", section), quick.get(section, {})))
         merge = _merge_optimizer if section == "optimizer" else _merge
         tables[section], wheres[section] = merge(layers)
+        if section == "dataset":
+            dataset_layers = layers
     train = tables["train"]
     if ("epochs" in train) == ("steps" in train):
         problems.add(join(loc, "train"), "give exactly one of epochs, steps")
@@ -132,7 +147,14 @@ def _resolve_variant(
             problems,
         )
     _check_names(tables["dataset"].get("name"), tables["model"].get("name"), loc, problems)
-    _check_dataset_sizes(tables["dataset"], wheres["dataset"], join(loc, "dataset"), problems)
+    found = _check_dataset_sizes(
+        tables["dataset"], wheres["dataset"], join(loc, "dataset"), problems
+    )
+    over = quick_unused.get("dataset") if isinstance(quick_unused, dict) else None
+    if isinstance(over, dict) and over:  # what --quick would give, checked without it too
+        table, where = _merge([*dataset_layers, (join("quick", "dataset"), over)])
+        if _dataset_size_problem(table, where, join(loc, "dataset")) not in (None, found):
+            _check_dataset_sizes(table, where, join(loc, "dataset"), problems)
     built = all(cls.builds(tables[s]) for s, cls in spec.SECTIONS.items())
     if not isinstance(name, str) or missing or not built:  # (its problems are reported)
         return None
@@ -160,19 +182,31 @@ def _check_names(dataset: Any, model: Any, location: str, problems: Problems) ->
             )
 
 
-def _check_dataset_sizes(
-    table: dict, where: dict[str, str], location: str, problems: Problems
-) -> None:
-    """``train_examples`` / ``test_examples`` against the dataset (``runs.data``'s rule, which
-    needs no data), for every variant of the file, at the place the user wrote the size."""
+def _dataset_size_problem(
+    table: dict, where: Mapping[str, str], location: str
+) -> tuple[str, str] | None:
+    """``(location, message)`` when ``train_examples`` / ``test_examples`` do not suit the
+    dataset (``runs.data``'s rule, which needs no data), located where the user wrote the size
+    (``where[key]``, else ``location.key``); None when they suit it."""
     from runs.data import dataset_size_problem
 
     problem = dataset_size_problem(
         table.get("name"), table.get("train_examples"), table.get("test_examples")
     )
-    if problem is not None:
-        key, message = problem
-        problems.add(where.get(key, join(location, key)), message)
+    if problem is None:
+        return None
+    key, message = problem
+    return where.get(key, join(location, key)), message
+
+
+def _check_dataset_sizes(
+    table: dict, where: Mapping[str, str], location: str, problems: Problems
+) -> tuple[str, str] | None:
+    """Adds :func:`_dataset_size_problem`'s problem (if any) to ``problems``; returns it."""
+    found = _dataset_size_problem(table, where, location)
+    if found is not None:
+        problems.add(*found)
+    return found
 
 
 def _name_in(table: Any) -> Any:
@@ -206,6 +240,8 @@ def _apply_fallback(raw: dict, data_dir: str | None, problems: Problems) -> tupl
             _name_in(fallback.get("dataset")), _name_in(fallback.get("model")), "fallback",
             problems,
         )  # fmt: skip
+        if isinstance(fallback.get("dataset"), dict):
+            _check_dataset_sizes(fallback["dataset"], {}, join("fallback", "dataset"), problems)
         return raw, False
     return {**raw, **{k: fallback[k] for k in ("dataset", "model") if k in fallback}}, True
 
@@ -397,11 +433,19 @@ def parse_experiment(
         problems.add("name", "required (it names the output folder)")
     elif isinstance(name, str) and not NAME.match(name):
         problems.add("name", f"must be {checks.folder_name(None)}, got {name!r}")
+    written = raw
     raw, fallback_used = _apply_fallback(raw, data_dir, problems)
+    # where the common tables were written: a table the used fallback replaced is reported there
+    common_where = {
+        s: join("fallback", s)
+        if fallback_used and s in ("dataset", "model") and s in written["fallback"]
+        else s
+        for s in LAYERED
+    }
     values = derived if derived is not None else RANGE_TEST_VALUES if "range_test" in raw else None
     raw = with_references(raw, values, problems)
     raw = python_scalars(raw, "", problems)
-    common = {s: _layer(s, raw.get(s, {}), s, problems) for s in LAYERED}
+    common = {s: _layer(s, raw.get(s, {}), common_where[s], problems) for s in LAYERED}
     quick_table = raw.get("quick", {})
     if not isinstance(quick_table, dict):
         problems.add("quick", f"must be a table, got {quick_table!r}")
@@ -435,7 +479,13 @@ def parse_experiment(
     variants: list[Variant] = []
     for index, raw_variant in enumerate(raw_variants):
         variant = _resolve_variant(
-            index, raw_variant, common, quick_table if quick else None, problems
+            index,
+            raw_variant,
+            common,
+            quick_table if quick else None,
+            problems,
+            common_where=common_where,
+            quick_unused=None if quick else quick_table,
         )
         if variant is not None:
             variants.append(variant)
@@ -475,6 +525,15 @@ def parse_experiment(
                 "report.panels",
                 f"unknown panel {panel!r}; allowed: the prefixes {', '.join(prefixes)} of the "
                 'variant names "<prefix>.<rest>"',
+            )
+    published = report.get("published")
+    values = published.get("values") if isinstance(published, dict) else None
+    for key in values if isinstance(values, dict) else ():
+        if key not in names and key not in prefixes:
+            problems.add(
+                "report.published.values",
+                f"unknown variant {key!r}; allowed: a variant name ({', '.join(names)}) or a "
+                f'prefix ({", ".join(prefixes)}) of the names "<prefix>.<rest>"',
             )
     if "reach" in report and report["reach"] not in names:
         problems.add(

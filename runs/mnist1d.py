@@ -113,15 +113,22 @@ def make_mnist1d_batched(args: Any) -> dict[str, np.ndarray]:
 
     The package transforms each example in turn (``mnist1d.transform.transform``): pad the
     template with p zeros, interpolate it linearly to 72 points, scale, translate (roll by k),
-    fill the zeros with smoothed noise, add noise, shear and interpolate to 40 points. Here the
+    fill the zeros with smoothed noise, add noise, shear and interpolate to 40 points; after the
+    batch shuffle, ``shuffle_seq`` permutes the positions. Here the
     loop over examples makes only the random draws, the package's own calls in its order
     (``rand`` for p, ``rand`` for the scale, ``choice`` for k, ``randn`` twice, ``rand`` for the
-    shear), so the generator's stream is the package's; the arithmetic then runs on all
+    shear; then the batch permutation and, with ``shuffle_seq``, the position permutation), so
+    the generator's stream is the package's; the arithmetic then runs on all
     examples at once, each operation the package's with the same operands: ``np.interp``, which
     ``interp1d`` calls for linear float64 data, per example; ``gaussian_filter1d`` along the
     rows (one line at a time, as on one example; sigma 2 and ``eps`` 1e-8 are ``transform``'s
-    constants). The global generator is seeded as the package seeds it
-    (``set_seed(args.seed)``); the caller restores it.
+    constants). The translation is the package's ``np.concatenate([x[-k:], x[:-k]])``: a roll by
+    k, except that a k at least the padded length (``max_translation`` above
+    ``template_len + padding[1]``) leaves the example as it is. The global generator is seeded
+    as the package seeds it (``set_seed(args.seed)``); the caller restores it. This holds for
+    the ``args`` of any field values ``make_dataset`` accepts (``tests/runs/test_data.py`` and
+    ``tests/runs/test_data_audit88.py`` compare the two, with changed sizes, padding,
+    ``max_translation`` and ``shuffle_seq``).
     """
     from mnist1d.data import get_templates
     from mnist1d.utils import set_seed
@@ -147,6 +154,8 @@ def make_mnist1d_batched(args: Any) -> dict[str, np.ndarray]:
         white_noise[i] = randn(wide)
         shear_draws[i] = rand()
     batch_shuffle = np.random.permutation(count)  # noqa: NPY002
+    # the package draws its position shuffle after the batch shuffle, only when asked to
+    seq_shuffle = np.random.permutation(final) if args.shuffle_seq else None  # noqa: NPY002
 
     # pad (x + eps, then p zeros) and interpolate to `wide` points, one example at a time
     x = np.empty((count, wide))
@@ -157,6 +166,9 @@ def make_mnist1d_batched(args: Any) -> dict[str, np.ndarray]:
         padded = np.concatenate([template, np.zeros(pads[i])])
         x[i] = np.interp(to_wide, np.linspace(0, 1, len(padded)), padded)
     x *= (1 + args.scale_coeff * (scale_draws - 0.5))[:, None]
+    # translate's np.concatenate([x[-k:], x[:-k]]) rolls by k for 0 < k < wide and leaves x as
+    # it is for k >= wide (x[-k:] is then all of x and x[:-k] empty), not a roll by k % wide
+    shifts = np.where(shifts >= wide, 0, shifts)
     x = x[np.arange(count)[:, None], (np.arange(wide)[None, :] - shifts[:, None]) % wide]
     mask = x != 0
     smoothed = gaussian_filter1d(args.corr_noise_scale * smooth_noise, 2, axis=-1)
@@ -166,6 +178,8 @@ def make_mnist1d_batched(args: Any) -> dict[str, np.ndarray]:
     to_final, from_wide = np.linspace(0, 1, final), np.linspace(0, 1, wide)
     xs = np.stack([np.interp(to_final, from_wide, row) for row in x])[batch_shuffle]
     ys = labels[label_of][batch_shuffle]
+    if seq_shuffle is not None:
+        xs = xs[..., seq_shuffle]
     xs = (xs - xs.mean()) / xs.std()
     split = int(len(ys) * args.train_split)
     return {"x": xs[:split], "x_test": xs[split:], "y": ys[:split], "y_test": ys[split:]}
@@ -192,7 +206,9 @@ def load_mnist1d_arrays(
 
 
 def _read_mnist1d_cache(path: Path) -> dict[str, np.ndarray]:
-    """Read and check a cached MNIST-1D file (no pickles allowed)."""
+    """Read and check a cached MNIST-1D file (no pickles allowed): its four arrays, their ranks,
+    dtypes and shapes, digits 0..9, the generator's width, finite inputs and as many examples of
+    each digit as :func:`generate_mnist1d` makes. Raises ``ValueError`` naming the file."""
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {key: stored[key] for key in stored.files}
@@ -215,9 +231,36 @@ def _read_mnist1d_cache(path: Path) -> dict[str, np.ndarray]:
             problem = f"labels of dtypes {y.dtype} and {y_test.dtype}, expected integers"
         else:
             problem = _label_problem(y, "y") or _label_problem(y_test, "y_test")
+            problem = problem or _content_problem(x, y, x_test, y_test)
     if problem:
         raise ValueError(f"{path}: malformed MNIST-1D cache: {problem}; delete it to regenerate")
     return arrays
+
+
+def _content_problem(
+    x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> str | None:
+    """What in a cached file (well-formed, labels digits) :func:`generate_mnist1d` cannot have
+    made, or None: a width other than the generator's ``final_seq_length`` (40), a value that
+    is not finite, or digit counts other than ``total / 10`` each (``make_dataset`` makes
+    ``num_samples // 10`` of each digit)."""
+    from mnist1d.data import get_dataset_args
+
+    width = get_dataset_args().final_seq_length
+    if x.shape[1] != width:
+        return f"inputs of {x.shape[1]} features, expected the generator's {width}"
+    for key, inputs in (("x", x), ("x_test", x_test)):
+        bad = np.flatnonzero(~np.isfinite(inputs).all(axis=1))
+        if len(bad):
+            return f"{key}[{bad[0]}] holds a value that is not finite, expected finite inputs"
+    total = len(y) + len(y_test)
+    counts = np.bincount(np.concatenate([y, y_test]).astype(np.int64), minlength=NUM_CLASSES)
+    if (counts != total // NUM_CLASSES).any():
+        return (
+            f"label counts {counts.tolist()} over both splits, expected {total // NUM_CLASSES} "
+            f"of each digit (the generator makes total / {NUM_CLASSES} of each)"
+        )
+    return None
 
 
 def _label_problem(labels: np.ndarray, key: str) -> str | None:

@@ -51,6 +51,7 @@ from runs.checks import (
     lr_grid,
     names,
     non_negative_int,
+    non_negative_number,
     one_of,
     positive_int,
     positive_int_or_epoch,
@@ -95,8 +96,10 @@ def check_fields(spec: Any) -> None:
 
 
 def published(value: Any) -> str | None:
+    """The ``[report] published`` table: a source, a metric and a finite number >= 0 (not a
+    bool) per name; ``runs.load`` checks that each name is a variant's or a prefix of one."""
     allowed = (
-        '{source = "...", metric = "test_accuracy", values = {name = number, ...}}; '
+        '{source = "...", metric = "test_accuracy", values = {name = number >= 0, ...}}; '
         "metric one of " + ", ".join(EVAL_METRICS)
     )
     if not isinstance(value, dict) or set(value) != {"source", "metric", "values"}:
@@ -104,7 +107,7 @@ def published(value: Any) -> str | None:
     values = value["values"]
     ok = isinstance(value["source"], str) and value["metric"] in EVAL_METRICS
     ok = ok and isinstance(values, dict) and values
-    ok = ok and all(positive_number(v) is None or v == 0 for v in values.values())
+    ok = ok and all(non_negative_number(v) is None for v in values.values())
     return None if ok else allowed
 
 
@@ -200,10 +203,16 @@ class Dataset(Section):
         "standardise inputs with the training split's statistics", boolean, True
     )
     train_examples: int | None = setting(
-        "mnist1d only: the generated training split's size [4000]", positive_int, None
+        "mnist1d only: the generated training split's size, train_examples + test_examples a "
+        "multiple of 10 (the generator makes as many of each digit) [4000]",
+        positive_int,
+        None,
     )
     test_examples: int | None = setting(
-        "mnist1d only: the generated test split's size [1000]", positive_int, None
+        "mnist1d only: the generated test split's size, train_examples + test_examples a "
+        "multiple of 10 [1000]",
+        positive_int,
+        None,
     )
 
 
