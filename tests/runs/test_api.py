@@ -120,9 +120,10 @@ def test_dataset_errors():
         dataset_from(x, y, tx, ty, num_classes=2)
     with pytest.raises(ValueError, match="bundled dataset"):
         runs.register_dataset("mnist1d", dataset_from(x, y, tx, ty))
-    runs.register_dataset("api-blobs", dataset_from(x, y, tx, ty))
+    first = runs.register_dataset("api-blobs", dataset_from(x, y, tx, ty))
+    assert runs.register_dataset("api-blobs", dataset_from(x, y, tx, ty)) is first  # equal splits
     with pytest.raises(ValueError, match="already registered"):
-        runs.register_dataset("api-blobs", dataset_from(x, y, tx, ty))
+        runs.register_dataset("api-blobs", dataset_from(x, y, tx + 1, ty))
     with pytest.raises(TypeError, match="must be a DatasetSplits"):
         runs.register_dataset("api-other", (x, y, tx, ty))
     with pytest.raises(ValueError, match=r"name must be letters.*got name='a/b'"):

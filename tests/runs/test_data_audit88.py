@@ -320,3 +320,37 @@ def test_a_well_formed_cache_with_unsigned_labels_is_still_read(tmp_path, genera
     )
     assert np.array_equal(data.train_y.numpy(), generated["y"])
     assert data.input_shape == (40,)
+
+
+def test_registering_the_same_arrays_again_is_a_no_op_and_other_ones_are_refused():
+    """The README's example registers a dataset from arrays; a notebook cell run twice
+    registers the same arrays again, which built a new object and was refused as "already
+    registered". Equal splits are now the registered ones; other splits are refused unless
+    ``replace=True``."""
+    import runs
+    from runs.data import registered_datasets
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_x": rng.standard_normal((20, 4)).astype(np.float32),
+        "train_y": np.arange(20) % 2,
+        "test_x": rng.standard_normal((10, 4)).astype(np.float32),
+        "test_y": np.arange(10) % 2,
+    }
+    name = "audit88-twice"
+    try:
+        first = runs.register_dataset(name, **arrays)
+        again = runs.register_dataset(name, **{k: v.copy() for k, v in arrays.items()})
+        assert again is first
+        assert registered_datasets()[name] is first
+        other = {**arrays, "train_x": arrays["train_x"] + 1}
+        with pytest.raises(ValueError, match="already registered with other splits"):
+            runs.register_dataset(name, **other)
+        replaced = runs.register_dataset(name, replace=True, **other)
+        assert replaced is not first
+        assert registered_datasets()[name] is replaced
+    finally:
+        from runs import data as runs_data
+
+        runs_data._REGISTERED.pop(name, None)
+        runs_data._DIGESTS.pop(name, None)
