@@ -411,6 +411,13 @@ _SCALAR_TYPE_NAMES = {
 }
 
 
+def _fused_dtype_error(expected: torch.dtype, found: torch.dtype, detail: str) -> RuntimeError:
+    """torch's fused kernels' error for a tensor of dtype ``found`` beside a parameter of dtype
+    ``expected`` ("expected scalar type BFloat16 but found Float"), then ``detail``."""
+    names = (_SCALAR_TYPE_NAMES.get(dtype, str(dtype)) for dtype in (expected, found))
+    return RuntimeError("expected scalar type {} but found {} ({})".format(*names, detail))
+
+
 def _refuse_fused_grad_dtypes(params: list[Tensor]) -> None:
     """torch's ``RuntimeError`` where a ``fused=True`` step meets a gradient of another dtype
     than its parameter's (``p.grad_dtype = None``, then a float32 gradient of a bfloat16
@@ -421,13 +428,12 @@ def _refuse_fused_grad_dtypes(params: list[Tensor]) -> None:
     for position, p in enumerate(params):
         grad = p.grad
         if grad is not None and grad.dtype != p.dtype:
-            expected = _SCALAR_TYPE_NAMES.get(p.dtype, str(p.dtype))
-            found = _SCALAR_TYPE_NAMES.get(grad.dtype, str(grad.dtype))
-            raise RuntimeError(
-                f"expected scalar type {expected} but found {found} (fused=True: the gradient "
-                f"of parameter {position} of its group is {grad.dtype} and the parameter "
-                f"{p.dtype}, which torch's fused kernels refuse; use the default path, which "
-                "gives torch's numbers for mixed-dtype gradients)"
+            raise _fused_dtype_error(
+                p.dtype,
+                grad.dtype,
+                f"fused=True: the gradient of parameter {position} of its group is "
+                f"{grad.dtype} and the parameter {p.dtype}, which torch's fused kernels refuse; "
+                "use the default path, which gives torch's numbers for mixed-dtype gradients",
             )
 
 
@@ -440,14 +446,13 @@ def _refuse_fused_state_dtypes(params: list[Tensor], states: list[dict], keys: t
         for key in keys:
             value = state.get(key)
             if isinstance(value, Tensor) and value.dtype != p.dtype:
-                expected = _SCALAR_TYPE_NAMES.get(p.dtype, str(p.dtype))
-                found = _SCALAR_TYPE_NAMES.get(value.dtype, str(value.dtype))
-                raise RuntimeError(
-                    f"expected scalar type {expected} but found {found} (fused=True: the state "
-                    f"{key!r} of parameter {position} of its group is {value.dtype} and the "
-                    f"parameter {p.dtype}, which torch's fused kernels refuse; convert the "
-                    "model before the optimizer is built, or load a state dict, which casts "
-                    "the state to the parameters' dtype)"
+                raise _fused_dtype_error(
+                    p.dtype,
+                    value.dtype,
+                    f"fused=True: the state {key!r} of parameter {position} of its group is "
+                    f"{value.dtype} and the parameter {p.dtype}, which torch's fused kernels "
+                    "refuse; convert the model before the optimizer is built, or load a state "
+                    "dict, which casts the state to the parameters' dtype",
                 )
 
 
