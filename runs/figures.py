@@ -146,12 +146,7 @@ def _plot_bands(
         steps, mean, std = series_band(runs, get)
         if len(steps) == 0:
             continue
-        same = sum(
-            len(s) == len(steps) and np.array_equal(s, steps) and np.allclose(m, mean)
-            for s, m in drawn
-        )
-        drawn.append((steps, mean))
-        style = LINE_STYLES[same % len(LINE_STYLES)]
+        style = _next_style(drawn, steps, mean)
         (line,) = ax.plot(steps, mean, style, label=label(variant))
         low, upper = mean - std, mean + std
         if log_y:
@@ -222,6 +217,18 @@ def save_figure(fig, path: Path, *, layout: bool = True) -> Path:
     return path
 
 
+def _next_style(
+    drawn: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, y: np.ndarray, offset: int = 0
+) -> str:
+    """The line style of the curve ``(x, y)``: one further along :data:`LINE_STYLES` for each
+    curve in ``drawn`` that it coincides with (the same ``x``, ``y`` within rounding), so that
+    both stay visible, ``offset`` further for a curve past the colour cycle; the curve is then
+    added to ``drawn``."""
+    same = sum(len(a) == len(x) and np.array_equal(a, x) and np.allclose(b, y) for a, b in drawn)
+    drawn.append((x, y))
+    return LINE_STYLES[(offset + same) % len(LINE_STYLES)]
+
+
 def _held_to_end(r: dict[str, Any], series: dict[str, list]) -> tuple[list, list]:
     """A logged hyperparameter's ``(steps, values)`` with its last value held to the run's end:
     a value logged at step s is the one the updates from s on use, until the next one (so it is
@@ -280,13 +287,14 @@ def write_figures(results: Sequence[dict[str, Any]], out_dir: Path, title: str) 
     if keys:
         fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.6 * len(keys)), squeeze=False)
         for ax, tag in zip(axes[:, 0], keys):
-            values = []
+            values, drawn = [], []
             for i, (variant, runs) in enumerate(by_variant.items()):
                 series = runs[0]["history"]["hyper"].get(tag)
                 if series:
                     steps, held = _held_to_end(runs[0], series)
-                    style = LINE_STYLES[(i // 10) % len(LINE_STYLES)]
-                    ax.step([s / scale for s in steps], held, style, where="post", label=variant)
+                    xs = np.asarray(steps, dtype=float) / scale
+                    style = _next_style(drawn, xs, np.asarray(held, dtype=float), i // 10)
+                    ax.step(xs, held, style, where="post", label=variant)
                     values += series["value"]
             if values and min(values) > 0 and max(values) > 10 * min(values):
                 ax.set_yscale("log")

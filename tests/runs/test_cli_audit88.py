@@ -491,3 +491,17 @@ def test_plot_and_readme_write_through_symbolic_links(finished, tmp_path, monkey
     assert main(["report", str(experiment), "--readme", "README.md"]) == 0
     assert Path("README.md").is_symlink()
     assert "<!-- results:begin -->" in Path("docs-src/README.md").read_text()
+
+
+def test_schedules_that_coincide_are_drawn_in_different_line_styles(tmp_path, monkeypatch):
+    """Two variants on the same schedule (d2l-schedules' constant and cosine over a --quick
+    run's first epochs, say) drew one line over the other, so the first was invisible; as the
+    metric figures do, a coinciding curve takes the next line style."""
+    results = [
+        _result("first", 0, FINISHED[0], lr=([0, 10], [0.1, 0.01])),
+        _result("second", 0, FINISHED[1], lr=([0, 10], [0.1, 0.01])),
+        _result("other", 0, FINISHED[0], lr=([0, 10], [0.2, 0.02])),
+    ]
+    lines = _lr_lines(_figures(results, tmp_path, monkeypatch))
+    assert lines["first"].get_linestyle() != lines["second"].get_linestyle()
+    assert lines["first"].get_linestyle() == lines["other"].get_linestyle()
