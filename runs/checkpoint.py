@@ -58,7 +58,9 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
 
     First checks that :func:`load_checkpoint` will read it back: ``state`` with every tensor
     replaced by an empty one of its dtype (its structure and every other object, at no cost in
-    memory) must pass ``torch.load(weights_only=True)``, the unpickler a resume uses.
+    memory) must pass ``torch.load(weights_only=True)``, the unpickler a resume uses. Its
+    ``history``, the runner's own lists of Python numbers and the bulk of a long run's state, is
+    left out of the check (with 40,000 values it took 48 ms a checkpoint, the save 7 ms).
 
     Raises:
         ValueError: naming the file and the first entry the weights-only unpickler refuses (a
@@ -66,7 +68,7 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
             written: the previous checkpoint stays.
     """
     path = Path(run_dir) / CHECKPOINT
-    problem = unreadable_entry(state)
+    problem = unreadable_entry({key: value for key, value in state.items() if key != "history"})
     if problem is not None:
         raise ValueError(
             f"{path}: not written, as a resume could not read it back: "
