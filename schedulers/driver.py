@@ -75,7 +75,7 @@ import torch
 from torch.optim import lr_scheduler as _torch_schedulers
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from schedulers.base import Schedule, check_schedule
+from schedulers.base import MAX_STEP, Schedule, check_schedule
 
 KEY_ALIASES = {"beta1": "betas[0]", "beta2": "betas[1]"}
 _KEY = re.compile(r"^([A-Za-z_]\w*)(?:\[(\d+)\])?$")
@@ -162,7 +162,15 @@ def _inside(value: float, domain: tuple[float, float, bool]) -> bool:
 
 
 def _write(group: dict, name: str, index: int | None, value: float) -> None:
-    """``group[name] = value`` (or its ``index`` entry); 0-dim tensors are filled in place."""
+    """``group[name] = value`` (or its ``index`` entry); 0-dim tensors are filled in place.
+
+    An indexed entry of a tuple or list (``betas[0]``) is written into a new container of the
+    same type, never into the old one: torch's ``NAdam``, ``RAdam`` and ``Adamax`` (and
+    Prodigy, D-Adaptation, Schedule-Free) keep ``betas=[...]`` as the list given, and
+    ``add_param_group`` hands that one list to every group and keeps it in
+    ``optimizer.defaults``; writing into it would give every group the last group's value and
+    change the defaults and the caller's list.
+    """
     if index is None:
         current = group[name]
         if type(current) is float or not hasattr(current, "fill_"):
@@ -177,7 +185,7 @@ def _write(group: dict, name: str, index: int | None, value: float) -> None:
     elif isinstance(entries, tuple):
         group[name] = (*entries[:index], value, *entries[index + 1 :])
     else:
-        entries[index] = value
+        group[name] = [*entries[:index], value, *entries[index + 1 :]]
 
 
 class _Block:
@@ -202,26 +210,31 @@ class _Block:
             offset = int(t) - self.start
             if 0 <= offset < len(self.values):
                 return self.values[offset]
-        if t != int(t):  # a fractional step: computed alone
-            return float(self.schedule._evaluate(np.array([t]))[0])
-        if token != self.token and self.size > 1:  # a plateau reduced: start small again
-            self.size = _FIRST_BLOCK
-        self.token, self.start = token, int(t)
-        if self.size > 1:
-            steps = np.arange(self.start, self.start + self.size, dtype=np.float64)
-            try:
-                self.values = self.schedule._evaluate(steps).tolist()
-                self.size = min(2 * self.size, _LARGEST_BLOCK)
-                return self.values[0]
-            except Exception:  # (defined over the run's steps only): one step at a time
-                self.size = 1
+        # (start, token, values) are replaced together, and only by a successful evaluation: a
+        # step whose evaluation raised is not cached, so asking for it again raises again
         try:
-            self.values = [float(self.schedule._evaluate(np.array([float(t)]))[0])]
+            if t != int(t):  # a fractional step: computed alone, not cached
+                return float(self.schedule._evaluate(np.array([t]))[0])
+            start = int(t)
+            if token != self.token and self.size > 1:  # a plateau reduced: start small again
+                self.size = _FIRST_BLOCK
+            if self.size > 1:
+                steps = np.arange(start, start + self.size, dtype=np.float64)
+                try:
+                    values = self.schedule._evaluate(steps).tolist()
+                except Exception:  # (defined over the run's steps only): one step at a time
+                    self.size = 1
+                else:
+                    self.token, self.start, self.values = token, start, values
+                    self.size = min(2 * self.size, _LARGEST_BLOCK)
+                    return values[0]
+            values = [float(self.schedule._evaluate(np.array([float(t)]))[0])]
         except Exception as err:
             raise ValueError(
                 f"schedule {self.schedule!r} failed at step t={t!r}: {type(err).__name__}: {err}"
             ) from err
-        return self.values[0]
+        self.token, self.start, self.values = token, start, values
+        return values[0]
 
 
 class ScheduleDriver(LRScheduler):
@@ -430,9 +443,16 @@ class ScheduleDriver(LRScheduler):
         """Accept a replaced ``optimizer.param_groups`` (torch's ``Optimizer.load_state_dict``,
         used by resumes and Lightning's restore, builds new group dicts) after checking it."""
         if len(groups) != self._n_groups:
+            n = len(groups)
+            per_key = ", ".join(f"{key!r}: [...]" for key in self.schedules)
             raise ValueError(
-                f"the optimizer now has {len(groups)} param group(s), the driver was attached "
-                f"to {self._n_groups}; attach a new driver after add_param_group"
+                f"the optimizer now has {n} param group(s), the driver was attached to "
+                f"{self._n_groups} (add_param_group?); a driver cannot take a new group. To go on "
+                f"from this step, attach a new driver with one schedule per group ({n} per key; "
+                "reuse this driver's schedules for the old groups, so that any reduce-on-plateau "
+                "keeps its state) and move it to this step: "
+                f"new = attach(optimizer, {{{per_key}}}); new.last_epoch = {self._t!r} "
+                "(a new driver alone starts again at step 0)"
             )
         for key in self.schedules:
             name, index = _parse_key(key)
@@ -517,10 +537,23 @@ class ScheduleDriver(LRScheduler):
         new_t = self._t + 1 if t is None else _check_step(t)
         if metric is not None and self._reactive:
             value = _metric_value(metric)
-            for node, local in self._reactive_steps(new_t):
-                node.observe(value, local)
-        self._apply(new_t)
+            before = [node.state_dict() for node in self._reactive]
+            try:  # (all or nothing: a refused step leaves every plateau as it was)
+                for node, local in self._reactive_steps(new_t):
+                    node.observe(value, local)
+                self._apply(new_t)
+            except BaseException:
+                self._restore_reactive(before)
+                raise
+        else:
+            self._apply(new_t)
         self._t = new_t
+
+    def _restore_reactive(self, states: list[dict[str, Any]]) -> None:
+        """Put every reactive schedule back to ``states`` (their :meth:`state_dict` taken
+        before a change that was then refused)."""
+        for node, node_state in zip(self._reactive, states):
+            node.load_state_dict(node_state)
 
     def _reactive_steps(self, t: float) -> list[tuple[Schedule, float]]:
         """The reactive schedules active at ``t``, each once, with their own step."""
@@ -554,32 +587,93 @@ class ScheduleDriver(LRScheduler):
         return {key: list(values) for key, values in self._values.items()}
 
     # --- checkpoints ------------------------------------------------------------------------
+    def _reactive_keys(self) -> list[str]:
+        """Where each reactive schedule (in ``self._reactive``'s order) sits, as
+        ``"<key>/group<g>/<n>"``: the first key (in sorted order, so the order in which
+        :func:`attach` was given the keys does not matter) and param group whose schedule holds
+        it, and its position in that schedule's :meth:`Schedule.walk` (0: the schedule itself).
+        A driver built from the same schedules for the same keys finds the same addresses."""
+        found: dict[int, str] = {}
+        for key in sorted(self.schedules):
+            for g, schedule in enumerate(self.schedules[key]):
+                for n, node in enumerate(schedule.walk()):
+                    if node.reactive:
+                        found.setdefault(id(node), f"{key}/group{g}/{n}")
+        return [found[id(node)] for node in self._reactive]
+
     def state_dict(self) -> dict[str, Any]:
-        """``{"t": steps made, "reactive": [state of each reactive schedule]}``."""
-        return {"t": self._t, "reactive": [s.state_dict() for s in self._reactive]}
+        """``{"t": steps made, "reactive": [state of each reactive schedule],
+        "reactive_keys": [where each of them sits]}``.
+
+        ``reactive_keys`` (see :meth:`_reactive_keys`, e.g. ``"lr/group0/0"``) pairs each
+        reduce-on-plateau state with its schedule, whatever order the keys are given in when the
+        driver is attached again; :meth:`load_state_dict` matches the states by it.
+        """
+        return {
+            "t": self._t,
+            "reactive": [s.state_dict() for s in self._reactive],
+            "reactive_keys": self._reactive_keys(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` output and write the values at the restored ``t``."""
+        """Restore :meth:`state_dict` output and write the values at the restored ``t``.
+
+        The reactive states are matched to the reduce-on-plateau schedules by
+        ``reactive_keys``; a state whose keys are not this driver's is refused, naming both. A
+        state without ``reactive_keys`` (written before they were kept) is matched by position,
+        so the driver must list its keys in the order of the driver that wrote it. All or
+        nothing: a refused state (or a step at which the values are refused) leaves ``t`` and
+        every schedule as they were.
+        """
         t = state.get("t") if isinstance(state, Mapping) else None
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (t >= 0):
             raise ValueError(f"state must hold a step count 't' >= 0, got {state!r}")
-        reactive = list(state.get("reactive", []))
+        t = _check_step(t, "state['t']")
+        reactive = state.get("reactive", [])
+        if not isinstance(reactive, (list, tuple)):
+            raise ValueError(
+                "state['reactive'] must be a list of reduce-on-plateau states (from "
+                f"state_dict()), got state['reactive']={reprlib.repr(reactive)}"
+            )
         if len(reactive) != len(self._reactive):
             raise ValueError(
                 f"state holds {len(reactive)} reactive schedule state(s), this driver has "
                 f"{len(self._reactive)}"
             )
-        t = _check_step(t)
+        keys = state.get("reactive_keys")
+        if keys is not None:
+            reactive = self._match_reactive(keys, reactive)
         before = [schedule.state_dict() for schedule in self._reactive]
         try:  # (all or nothing: a refused state leaves every schedule as it was)
             for schedule, schedule_state in zip(self._reactive, reactive):
                 schedule.load_state_dict(schedule_state)
-        except (TypeError, ValueError):
-            for schedule, schedule_state in zip(self._reactive, before):
-                schedule.load_state_dict(schedule_state)
+            self._apply(t)
+        except BaseException:
+            self._restore_reactive(before)
             raise
-        self._apply(t)
         self._t = t
+
+    def _match_reactive(self, keys: Any, states: Sequence[Any]) -> list[Any]:
+        """``states`` (saved under ``keys``) in the order of ``self._reactive``."""
+        if (
+            not isinstance(keys, (list, tuple))
+            or not all(isinstance(key, str) for key in keys)
+            or len(keys) != len(states)
+            or len(set(keys)) != len(keys)
+        ):
+            raise ValueError(
+                f"state['reactive_keys'] must be a list of {len(states)} distinct strings, one "
+                f"per entry of state['reactive'], got state['reactive_keys']={keys!r}"
+            )
+        mine = self._reactive_keys()
+        if set(keys) != set(mine):
+            raise ValueError(
+                f"state holds reduce-on-plateau states for {sorted(keys)}, this driver has "
+                f"reduce-on-plateau schedules at {sorted(mine)} (key/param group/position in "
+                "the schedule): attach the schedules the state was saved from, for the same keys"
+            )
+        by_key = dict(zip(keys, states))
+        return [by_key[key] for key in mine]
 
     def __repr__(self) -> str:
         keys = ", ".join(self.schedules)
@@ -690,7 +784,7 @@ def _metric_value(metric: Any) -> float:
 
 
 def _check_step(t: Any, name: str = "t") -> int | float:
-    """A step to move to: an int, or a float (whole floats become ints), finite and >= 0."""
+    """A step to move to: an int, or a float (whole floats become ints), in ``[0, 2**53]``."""
     if isinstance(t, bool) or not isinstance(t, numbers.Real):
         raise TypeError(f"step {name} must be a number >= 0, got {name}={t!r}")
     if isinstance(t, numbers.Integral):
@@ -703,6 +797,11 @@ def _check_step(t: Any, name: str = "t") -> int | float:
         t = float(t)
     if t < 0:
         raise ValueError(f"step {name} must be finite and >= 0, got {name}={t!r}")
+    if t > MAX_STEP:
+        raise ValueError(
+            f"step {name} must be <= 2**53 (the schedules' last exact step), got "
+            f"{name}={reprlib.repr(t)}"
+        )
     return t
 
 
@@ -729,8 +828,21 @@ def attach(
         ValueError: a key missing from a param group or not holding a number there (a flag,
             ``None``, ``params``, a tuple without an index), a wrong number of per-group
             schedules, a key given twice.
-        TypeError: not an optimizer, not a schedule.
+        TypeError: not an optimizer, not a schedule; ``schedules`` not a mapping (a schedule
+            given positionally, ``attach(optimizer, schedule)``: give it by key,
+            ``attach(optimizer, lr=schedule)``).
     """
+    if schedules is not None and not isinstance(schedules, Mapping):
+        hint = "give each schedule by the key it drives: attach(optimizer, lr=schedule)"
+        if isinstance(schedules, Schedule):
+            hint = (
+                "a schedule is given by the key it drives, not positionally: "
+                "attach(optimizer, lr=schedule) (or momentum=, beta1=, ..., or {'lr': schedule})"
+            )
+        raise TypeError(
+            "schedules must be a mapping {key: schedule or [schedule per group]}, got "
+            f"schedules={reprlib.repr(schedules)} ({type(schedules).__name__}); {hint}"
+        )
     merged: dict[str, Any] = {}
     for key, spec in [*(schedules or {}).items(), *schedules_by_key.items()]:
         canonical = KEY_ALIASES.get(key, key)
