@@ -89,6 +89,9 @@ def run(
         The content of ``<logdir>/<name>/summary.json`` (``<name>-quick`` with ``quick``): the
         experiment, software versions, per-variant aggregates and every run.
 
+    The caller's torch thread count and torch random state (CPU, and CUDA's when ``device`` is a
+    CUDA device or CUDA is initialised) are as they were when it returns or raises.
+
     Raises:
         TypeError: an argument of another type than its annotation's, named with its value.
         ValueError: the options or the experiment are invalid (every problem, with its location),
@@ -110,8 +113,34 @@ def run(
         allowed = ", ".join(command.parallel_backends())
         raise ValueError(f"backend must be one of {allowed}, got {backend!r}")
     command.check_options(args)
-    with _registered_unless_refused(models, datasets):
+    with _registered_unless_refused(models, datasets), _caller_rng_kept(device):
         return _run(experiment, args, quick, seeds)
+
+
+def _rng_devices(device: str) -> list[int]:
+    """The CUDA devices whose generators :func:`run` saves and puts back: every one when
+    ``device`` is a CUDA device or CUDA is initialised already; none otherwise (reading a CUDA
+    generator's state would start CUDA in a CPU-only session)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    if torch.device(device).type == "cuda" or torch.cuda.is_initialized():
+        return list(range(torch.cuda.device_count()))
+    return []
+
+
+@contextlib.contextmanager
+def _caller_rng_kept(device: str) -> Iterator[None]:
+    """The caller's torch random state (the CPU generator's, and each CUDA generator's of
+    :func:`_rng_devices`) is put back after the ``with`` block, however it ends: the runs seed
+    torch's global generator (``torch.manual_seed(seed)`` before building a model) in this
+    process when ``jobs=1``, and the caller's later draws must not depend on that (nor on
+    ``jobs``). NumPy's and Python's generators are not seeded by the runner."""
+    import torch
+
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        yield
 
 
 @contextlib.contextmanager

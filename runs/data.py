@@ -15,17 +15,29 @@ Every split comes back as float32 inputs ``x`` of shape ``(N, *input_shape)`` an
 ``y`` of shape ``(N,)``. Images are scaled from bytes to [0, 1] (``pixel / 255``), laid out
 channels first: ``(1, 28, 28)`` for (Fashion-)MNIST, ``(3, 32, 32)`` for CIFAR-10.
 
-With ``normalize=True`` (the default) the inputs are standardised per channel,
-``x' = (x - mean_c) / std_c``, with ``mean_c`` and the population ``std_c`` computed on the
-*training split only* and applied to both splits. A channel is axis 1 of an image batch; MNIST-1D
-has one channel, so one scalar mean and std. (The ``mnist1d`` generator already standardises its
-arrays over train and test together; re-standardising with training statistics changes them only
-slightly.) With ``normalize=False`` images stay in [0, 1], as d2l's ``load_data_fashion_mnist``
-gives them, and MNIST-1D stays as the package generated it.
+With ``normalize=True`` (the default) the inputs are standardised, ``x' = (x - mean) / std``,
+with ``mean`` and the population ``std`` computed on the *training split only* and applied to both
+splits, over these axes (:func:`standardize_axes`):
+
+- examples of two or more axes ``(N, C, ...)``: per channel, axis 1 (``(N, 1, 28, 28)``,
+  ``(N, 3, 32, 32)``, a sequence ``(N, C, L)``). Channel-less images ``(N, H, W)`` cannot be told
+  from ``(N, C, L)``: they would be standardised row by row, ``H`` "channels"; give them a channel
+  axis (``x[:, None]``, shape ``(N, 1, H, W)``) to standardise them with one mean and std;
+- a registered dataset's vectors ``(N, F)`` (:func:`register_dataset`): per feature, as
+  scikit-learn's ``StandardScaler``, so features of different scales end up alike;
+- MNIST-1D's vectors ``(N, 40)``: one scalar mean and std over every value, as the bundled
+  experiments have always used (the ``mnist1d`` generator already standardises its arrays over
+  train and test together; re-standardising with training statistics changes them only
+  slightly).
+
+A channel or feature with zero spread in the training split is only centred (its std taken as
+1). With ``normalize=False`` images stay in [0, 1], as d2l's ``load_data_fashion_mnist`` gives
+them, MNIST-1D stays as the package generated it, and registered data as registered.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +69,9 @@ class DatasetSplits:
         train_y, test_y: int64 labels in ``0 .. num_classes - 1``, shape ``(N,)``.
         num_classes: the number of classes.
         input_shape: the shape of one example, e.g. ``(40,)``, ``(1, 28, 28)``, ``(3, 32, 32)``.
-        mean, std: the per-channel training-split statistics that were applied
-            (``x' = (x - mean) / std``); empty tuples when not normalised.
+        mean, std: the training-split statistics that were applied (``x' = (x - mean) / std``),
+            one per channel, per feature (a registered dataset's vectors) or a single one
+            (MNIST-1D; see the module doc); empty tuples when not normalised.
         source: where the arrays were read from (a directory or the cache file).
     """
 
@@ -129,8 +142,10 @@ def load_dataset(
         cache_dir: where the generated MNIST-1D arrays are cached; default
             ``runs.mnist1d.default_cache_dir()`` (``$STEPSIZE_CACHE`` or ``~/.cache/stepsize``).
             Not used for the other datasets.
-        normalize: standardise each input channel with the training split's mean and population
-            standard deviation, applied to both splits.
+        normalize: standardise the inputs with the training split's mean and population
+            standard deviation, applied to both splits: per channel (axis 1) for examples of two
+            or more axes, per feature for a registered dataset's vectors, one mean and std for
+            MNIST-1D (module doc).
         train_examples, test_examples: ``"mnist1d"`` only: the sizes of the generated splits
             (default 4000 and 1000, the package's); their sum must be a multiple of 10 (the
             generator makes the same number of examples of each digit).
@@ -237,7 +252,29 @@ def _as_tensor(label: str, value: object, dtype: torch.dtype) -> torch.Tensor:
         raise ValueError(f"{label} must hold real numbers, got dtype {value.dtype}")
     # always a copy (of a CPU tensor of the right dtype too, and of a NumPy array, which
     # torch.from_numpy shares): later in-place edits of the caller's arrays change nothing here
-    return value.detach().to("cpu", dtype, copy=True).contiguous()
+    converted = value.detach().to("cpu", dtype, copy=True).contiguous()
+    if dtype.is_floating_point and value.dtype.is_floating_point:
+        _check_no_overflow(label, value, converted)
+    return converted
+
+
+def _check_no_overflow(label: str, value: torch.Tensor, converted: torch.Tensor) -> None:
+    """Raises ``ValueError`` naming ``label`` and the index when a finite value of ``value``
+    (float64) became infinite in ``converted`` (its float32 copy): beyond float32's range,
+    about +-3.4e38. (A value that was NaN or inf already is named by :func:`_check_splits`.)"""
+    if converted.dim() == 0 or torch.finfo(value.dtype).max <= torch.finfo(converted.dtype).max:
+        return
+    index = _first_non_finite(converted)
+    if index is None:
+        return
+    original = value[index].item()
+    if math.isfinite(original):
+        limit = torch.finfo(converted.dtype).max
+        raise ValueError(
+            f"{label}[{', '.join(map(str, index))}] is {original!r}, beyond the range of "
+            f"{converted.dtype} (+-{limit:.4g}), to which inputs are converted: it would "
+            "overflow to inf; rescale the inputs"
+        )
 
 
 def _numpy_as_tensor(label: str, value: np.ndarray) -> torch.Tensor:
@@ -356,11 +393,18 @@ def _stack_dataset(label: str, dataset: object) -> tuple[torch.Tensor, torch.Ten
     """A map-style torch ``Dataset`` of ``(x, y)`` pairs stacked into two tensors, checked as
     the tensors of ``dataset_from(train_x, train_y, ...)`` are (:func:`_as_tensor`): inputs of one
     shape, of at least one dimension; a label an integer (a float or bool label is refused,
-    not truncated)."""
+    not truncated). A ``DataLoader`` and an ``IterableDataset`` are refused (``TypeError``)."""
     if isinstance(dataset, torch.utils.data.DataLoader):
         raise TypeError(
             f"{label}: got a DataLoader; give its map-style Dataset ({label}=loader.dataset): the "
             "runner makes its own mini-batches from the seed"
+        )
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise TypeError(
+            f"{label}: got an IterableDataset ({type(dataset).__name__}), which is not accepted "
+            "(it has no dataset[i], even with a len()); give a map-style Dataset whose "
+            "dataset[i] is an (x, y) pair, or the tensors: dataset_from(train_x, train_y, "
+            "test_x, test_y)"
         )
     try:
         length = len(dataset)  # type: ignore[arg-type]
@@ -458,10 +502,12 @@ def register_dataset(
     ``data`` is a :class:`DatasetSplits` (e.g. from :func:`dataset_from`); or give the keyword
     arguments of :func:`dataset_from` instead (``train_x=..., train_y=..., test_x=..., test_y=...``
     or ``train=..., test=...``). ``[dataset] normalize`` (default true) standardises a copy with
-    the training split's per-channel statistics, as for the bundled datasets; the registered
-    tensors are never changed. Registering the same object again, or splits equal to the
-    registered ones (the same arrays, as a notebook cell run twice gives: compared by their
-    digest, dtypes, shapes and bytes), does nothing. Returns the registered splits.
+    the training split's statistics: per channel (axis 1) for examples of two or more axes, per
+    feature for vectors ``(N, F)`` (module doc; give channel-less images ``(N, H, W)`` a channel
+    axis, ``x[:, None]``); the registered tensors are never changed. Registering the same
+    object again, or splits equal to the registered ones (the same arrays, as a notebook cell
+    run twice gives: compared by their digest, dtypes, shapes and bytes), does nothing. Returns
+    the registered splits.
 
     A ``DatasetSplits`` built by hand is checked as :func:`dataset_from` checks what it builds
     (float32 inputs, finite, of ``input_shape``; int64 labels, one per input, in
@@ -509,12 +555,13 @@ def register_dataset(
 
 
 def _registered_copy(data: DatasetSplits, normalize: bool) -> DatasetSplits:
-    """A registered dataset as the runner uses it: copies, standardised when ``normalize``."""
+    """A registered dataset as the runner uses it: copies, standardised when ``normalize`` (per
+    channel, or per feature for vectors ``(N, F)``: :func:`standardize_axes`)."""
     train_x, test_x = data.train_x.clone(), data.test_x.clone()
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     if normalize:
-        mean, std = _standardize_in_place(train_x, test_x)
+        mean, std = _standardize_in_place(train_x, test_x, per_feature=True)
     return DatasetSplits(
         name=data.name, train_x=train_x, train_y=data.train_y, test_x=test_x,
         test_y=data.test_y, num_classes=data.num_classes, input_shape=data.input_shape,
@@ -522,21 +569,27 @@ def _registered_copy(data: DatasetSplits, normalize: bool) -> DatasetSplits:
     )  # fmt: skip
 
 
-def _standardize_in_place(
-    train_x: torch.Tensor, test_x: torch.Tensor
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Standardise both splits per channel with the training split's mean and population std.
+def standardize_axes(dims: int, *, per_feature: bool) -> tuple[int, ...]:
+    """The axes a batch of ``dims`` axes ``(N, ...)`` is averaged over by ``normalize``: every
+    axis but 1 (the channel) when examples have two or more axes, ``(N, C, ...)``; for vectors
+    ``(N, F)``, axis 0 alone with ``per_feature`` (a registered dataset: one mean and std per
+    feature), else both (MNIST-1D: one mean and std)."""
+    if dims >= 3 or (dims == 2 and per_feature):
+        return tuple(d for d in range(dims) if d != 1)
+    return tuple(range(dims))
 
-    A channel is axis 1 when examples have two or more axes (``(N, C, H, W)``); a batch of
-    vectors ``(N, L)`` is one channel. Returns the ``(mean, std)`` used, one value per channel. A
-    channel with zero spread is only centred (its std is taken as 1).
+
+def _standardize_in_place(
+    train_x: torch.Tensor, test_x: torch.Tensor, *, per_feature: bool = False
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Standardise both splits with the training split's mean and population std, over the
+    axes of :func:`standardize_axes`: per channel (axis 1) when examples have two or more axes
+    (``(N, C, H, W)``); a batch of vectors ``(N, F)`` per feature with ``per_feature``, else as
+    one channel. Returns the ``(mean, std)`` used, one value per channel or feature. A channel
+    with zero spread is only centred (its std is taken as 1).
     """
-    if train_x.dim() >= 3:
-        stats_shape = (1, train_x.shape[1]) + (1,) * (train_x.dim() - 2)
-        reduce = [d for d in range(train_x.dim()) if d != 1]
-    else:
-        stats_shape = (1,) * train_x.dim()
-        reduce = list(range(train_x.dim()))
+    reduce = list(standardize_axes(train_x.dim(), per_feature=per_feature))
+    stats_shape = tuple(1 if d in reduce else size for d, size in enumerate(train_x.shape))
     # On CPU, torch accumulates float32 reductions in float64; no float64 copy of x is made.
     var, mean = torch.var_mean(train_x, dim=reduce, correction=0)
     std = torch.where(var > 0, var.sqrt(), torch.ones_like(var))

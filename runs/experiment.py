@@ -180,7 +180,9 @@ def training_problem(variant, data) -> str | None:
 
     On models built here for the check (twice, on the CPU, inside ``torch.random.fork_rng``: the
     runs' random streams and numbers are not changed), it checks: that the factory returns a new
-    model at each call (one shared instance would make the seeds share weights); one forward pass
+    model at each call (one shared instance would make the seeds share weights), whose
+    parameters and buffers share no storage with the other build's (:func:`shared_problem`: a
+    module closed over by the factory would be trained in place by every run); one forward pass
     on the first ``PREFLIGHT_EXAMPLES`` training examples in eval mode without gradients, whose
     output must be ``(batch, num_classes)`` floating-point logits (the cross-entropy's input); that
     the model has trainable parameters; that the optimizer and schedules build on them; one
@@ -212,6 +214,8 @@ def training_problem(variant, data) -> str | None:
                 f"{type(model).__name__} object twice; it must build a new model at each call "
                 "(every seed and run trains its own weights), e.g. return Net(...) inside it"
             )
+        if (problem := shared_problem(variant, model, again)) is not None:
+            return problem
         batch = data.train_x[:PREFLIGHT_EXAMPLES]
         shape = (len(batch), data.num_classes)
         model.eval()
@@ -224,6 +228,8 @@ def training_problem(variant, data) -> str | None:
                 f"examples of shape {tuple(data.input_shape)} (input {tuple(batch.shape)}) "
                 f"failed: {type(err).__name__}: {err}"
             )
+        if (problem := shared_problem(variant, model, again)) is not None:
+            return problem  # (a lazy module shared by both, materialised by the forward pass)
         if not isinstance(logits, torch.Tensor):
             return (
                 f"{where}, model {variant.model.name!r}: its output must be a tensor of logits "
@@ -271,6 +277,48 @@ def training_problem(variant, data) -> str | None:
     return None
 
 
+def shared_problem(variant, model, again) -> str | None:
+    """The refusal of a factory whose two builds ``model`` and ``again`` share the storage of a
+    parameter or buffer (a pretrained backbone closed over by the factory, a module-level
+    tensor registered as a buffer), naming the factory and the first shared tensor, or None.
+    Every run would train that one tensor in place: the runs would not start from the same
+    weights (seed 1 would start where seed 0 ended), the numbers would depend on the order of
+    the runs and on ``jobs``, and the caller's module would be changed. Tensors without storage
+    (a lazy module's parameter before its first forward pass, an empty buffer) are not compared.
+    """
+    from torch.nn.parameter import is_lazy
+
+    from runs.models import registered_models
+
+    def storages(module) -> dict[int, str]:
+        named = itertools.chain(
+            (("parameter", n, t) for n, t in module.named_parameters(remove_duplicate=False)),
+            (("buffer", n, t) for n, t in module.named_buffers(remove_duplicate=False)),
+        )
+        out: dict[int, str] = {}
+        for kind, name, tensor in named:
+            if is_lazy(tensor):
+                continue
+            storage = tensor.untyped_storage()
+            if storage.nbytes() > 0:
+                out.setdefault(storage.data_ptr(), f"{kind} {name!r}")
+        return out
+
+    others = storages(again)
+    shared = next((what for ptr, what in storages(model).items() if ptr in others), None)
+    if shared is None:
+        return None
+    factory = registered_models().get(variant.model.name)
+    called = getattr(factory, "__qualname__", None) or repr(factory)
+    return (
+        f"variant {variant.name!r}, model {variant.model.name!r}: two models built by its "
+        f"factory {called} share the storage of {shared}, so every seed and run would train "
+        "that one tensor in place (they would not start from the same weights, and the module "
+        "you passed in would be changed); build fresh modules inside the factory, or copy a "
+        "shared one there: copy.deepcopy(backbone) (tensor.clone() for a tensor)"
+    )
+
+
 def training_step_error(model, x, y) -> Exception | None:
     """What one train-mode forward pass, loss (``runs.trainer.mini_batch_loss``) and backward pass
     of ``model`` on ``x``, ``y`` raises, or None. The model is left as it was: its parameters and
@@ -309,7 +357,7 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
     generated (and cached) or read. Then every variant is checked on its data
     (:func:`training_problem`: a forward pass, the output's shape, the optimizer; and
     :func:`cadence_problem`: a reduce-on-plateau on the epoch clock needs an evaluation at every
-    epoch end)."""
+    epoch end); and every variant's fingerprint is computed once (:func:`fingerprint_problem`)."""
     from runs.data import known_shape
     from runs.parallel import dataset_on
 
@@ -328,10 +376,28 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
                 problem = training_problem(variant, data)
             if problem is None:
                 problem = cadence_problem(experiment, variant, len(data.train_x))
+            if problem is None:
+                problem = fingerprint_problem(variant, experiment.seeds)
             if problem is not None:
                 problems.append(problem)
     if problems:
         raise ValueError(f"{experiment.source}: " + "; ".join(problems))
+
+
+def fingerprint_problem(variant: Variant, seeds: Sequence[int] | int) -> str | None:
+    """What stops ``variant``'s fingerprint from being computed (it builds a registered model
+    to describe it: ``runs.models.registered_model_digest``), or None; computed here once, so
+    that it fails before anything is written rather than at a run's first checkpoint (and is
+    cached for the runs)."""
+    seed = 0 if isinstance(seeds, int) or not seeds else seeds[0]  # (a count N: seeds 0..N-1)
+    try:
+        variant.fingerprint(seed)
+    except Exception as err:  # a user's factory may raise anything
+        return (
+            f"variant {variant.name!r}, model {variant.model.name!r}: describing the model for "
+            f"the run's fingerprint failed: {type(err).__name__}: {err}"
+        )
+    return None
 
 
 def cadence_problem(experiment: Experiment, variant: Variant, num_examples: int) -> str | None:
@@ -544,13 +610,42 @@ def check_folder(experiment: Experiment, root: Path, load, args: argparse.Namesp
     logdir, session = option_name(args, "logdir"), session_of(args)
     if experiment.search is not None:
         pairs = tuning.search_tasks(experiment, root).values()
-        tuning.check_task_dirs([task for rows in pairs for _, task in rows], logdir, session)
+        check_task_dirs([task for rows in pairs for _, task in rows], logdir, session)
         chosen = tuning.saved_choice(experiment, root)
         if chosen is None:
             check_candidates(experiment, root, logdir)
             return None
         experiment = with_chosen_rates(experiment, chosen)
-    return tuning.check_task_dirs(final_tasks(experiment, root), logdir, session)
+    return check_task_dirs(final_tasks(experiment, root), logdir, session)
+
+
+def check_task_dirs(tasks: Sequence[Any], option: str, session: tuning.Session) -> dict[str, int]:
+    """``runs.tuning.check_task_dirs``, after :func:`check_earlier_fingerprints`."""
+    check_earlier_fingerprints(tasks, option)
+    return tuning.check_task_dirs(tasks, option, session)
+
+
+def check_earlier_fingerprints(tasks: Sequence[Any], option: str = "--logdir") -> None:
+    """Refuses, saying why, a run folder whose result or checkpoint holds the fingerprint an
+    earlier stepsize gave the same run (``Variant.legacy_fingerprint``: before a registered
+    model's initial values and the per-feature standardisation of registered vectors were part
+    of it), rather than as a run of another configuration. Only runs of a registered model or
+    dataset are read (the others' fingerprints did not change)."""
+    for task in tasks:
+        legacy = task.variant.legacy_fingerprint(task.seed)
+        if legacy is None:
+            continue
+        result = ckpt.load_result(task.run_dir)
+        state = None if result else ckpt.load_checkpoint(task.run_dir)
+        if (result or state or {}).get("fingerprint") == legacy:
+            raise ValueError(
+                f"{task.run_dir} holds a run of {task.variant.name!r} (model "
+                f"{task.variant.model.name!r}, dataset {task.variant.dataset.name!r}) written by "
+                "an earlier version of stepsize, whose fingerprint did not cover a registered "
+                "model's initial weights (nor standardised a registered dataset's vectors per "
+                "feature), so it cannot tell whether that run is this one; delete that folder "
+                f"or choose another {option}"
+            )
 
 
 def session_of(args: argparse.Namespace) -> tuning.Session:
@@ -578,9 +673,11 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
     ``load(derived=None)`` gives the validated :class:`Experiment` (from a TOML file, or from a
     dict for ``runs.run``). Returns the experiment's folder."""
     from runs import parallel
+    from runs.models import forget_model_digests
 
     started = time.perf_counter()
     logdir = option_name(args, "logdir")
+    forget_model_digests()  # (a factory may build another model than at the last command)
     experiment = select_variants(load(), args.variants, option_name(args, "variants"))
     datasets = [v.dataset.name for v in experiment.variants]
     check_data_dir_applies(experiment.name, datasets, args.data_dir, option_name(args, "data_dir"))
@@ -696,7 +793,7 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
 
     tasks = final_tasks(experiment, root)
     if resumed is None:  # the stages decided the configuration: check the folders now
-        resumed = tuning.check_task_dirs(tasks, option_name(args, "logdir"), session_of(args))
+        resumed = check_task_dirs(tasks, option_name(args, "logdir"), session_of(args))
     if rank0:  # every check passed: the folder's record of this configuration
         ckpt.save_json(root / "experiment.json", meta)
         every = load()  # the layout and HParams configuration: every variant, whichever ran

@@ -11,14 +11,16 @@ Validation checks the whole document before anything trains and raises one ``Val
 lists every problem with its location (``variants[2].optimizer.betas``) and what is allowed:
 unknown keys, wrong types, impossible values, unknown optimizer or schedule names (optimizers
 are constructed and schedules attached on a dummy parameter, so their own checks run).
-NumPy scalars (from Python) are taken as the Python numbers they equal exactly
-(:func:`python_scalars`); one with no such number is refused at its location.
+NumPy scalars, 0-d NumPy arrays and 0-d tensors (from Python) are taken as the Python numbers
+they equal exactly (:func:`python_scalars`); one with no such number, and any other value a TOML
+file could not hold (a class, a function, an array), is refused at its location.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -556,30 +558,79 @@ def parse_experiment(
 
 
 SCALARS_ALLOWED = (
-    "a bool, int, float or str (TOML's scalars; a NumPy scalar is taken as the Python number it "
-    "equals exactly)"
+    "a bool, int, float or str (TOML's scalars; a NumPy scalar, a 0-d NumPy array or a 0-d "
+    "tensor is taken as the Python number it equals exactly), a list or a table of them"
 )
 
 
 def python_scalars(value: Any, location: str, problems: Problems) -> Any:
     """A copy of the document ``value`` (dicts and lists) in which every NumPy scalar
-    (``np.float32``, ``np.float64``, ``np.int64``, ``np.bool_``, ...) is the Python ``float``,
-    ``int``, ``bool`` or ``str`` it equals exactly (``.item()``: ``np.float32(0.1)`` becomes
-    ``0.10000000149011612``, its exact value), so that ``experiment.json``, fingerprints and
-    checkpoints hold plain numbers (a checkpoint holding a NumPy scalar cannot be read back by
-    the weights-only unpickler). A NumPy scalar with no exactly equal Python one (a complex, a
-    ``longdouble`` between two floats, a date) is added to ``problems`` at its location."""
+    (``np.float32``, ``np.float64``, ``np.int64``, ``np.bool_``, ...), 0-d NumPy array and 0-d
+    torch tensor (``torch.tensor(0.1)``) is the Python ``float``, ``int``, ``bool`` or ``str`` it
+    equals exactly (:func:`plain_scalar`: ``np.float32(0.1)`` becomes ``0.10000000149011612``,
+    its exact value), so that ``experiment.json``, fingerprints and checkpoints hold plain
+    numbers (a checkpoint holding a NumPy scalar cannot be read back by the weights-only
+    unpickler). Any other value that a TOML file could not hold and ``experiment.json`` could
+    not record (``None`` aside) is added to ``problems`` at its location, before anything is
+    written: a scalar with no exactly equal Python one (a complex, a ``longdouble`` between two
+    floats, a date), an array or tensor of several values, a class, a function, a module."""
     if isinstance(value, dict):
         return {k: python_scalars(v, join(location, str(k)), problems) for k, v in value.items()}
     if isinstance(value, list):
         return [python_scalars(v, f"{location}[{i}]", problems) for i, v in enumerate(value)]
-    if not isinstance(value, np.generic):
+    if value is None or (isinstance(value, bool | int | float | str) and _python(value)):
         return value
-    plain = _plain_scalar(value)
+    plain = plain_scalar(value)
     if plain is None:
-        problems.add(location, f"must be {SCALARS_ALLOWED}, got {value!r}")
+        problems.add(location, f"must be {SCALARS_ALLOWED}, got {value!r:.80}{_hint(value)}")
         return value
     return plain
+
+
+def _hint(value: Any) -> str:
+    """How to give ``value`` (refused by :func:`python_scalars`) as a value that can be recorded."""
+    import inspect
+
+    import torch
+
+    if isinstance(value, np.ndarray | torch.Tensor) and value.ndim > 0:
+        return f" (an array of shape {tuple(value.shape)}: give a list, value.tolist())"
+    if inspect.isclass(value) or inspect.isroutine(value) or isinstance(value, functools.partial):
+        what = f"{type(value).__name__} {getattr(value, '__qualname__', '')}".strip()
+        return (
+            f" ({what}: an option is recorded in experiment.json and the fingerprint, so give "
+            "its name as a string and look the class or function up in the factory)"
+        )
+    if callable(getattr(value, "to_dict", None)):
+        return f" ({type(value).__name__}: give its to_dict() form)"
+    return f" ({type(value).__name__})"
+
+
+def plain_scalar(value: Any) -> bool | int | float | str | None:
+    """The Python scalar exactly equal to ``value`` when it is a Python scalar already, a NumPy
+    scalar, a 0-d NumPy array or a 0-d torch tensor (on any device but ``meta``); None when it
+    is none of these, or one with no exactly equal Python scalar (a complex, a ``longdouble``
+    between two floats, a date, an object array's item)."""
+    import torch
+
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]  # (a NumPy scalar; an object array gives its item)
+    if isinstance(value, bool | int | float | str) and _python(value):
+        return value
+    if isinstance(value, np.generic):
+        return _plain_scalar(value)
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.device.type != "meta":
+        if value.dtype.is_complex:
+            return None
+        item = value.item()  # (a float16/32/64 value is a double exactly; an int64 an int)
+        return item if isinstance(item, bool | int | float) else None
+    return None
+
+
+def _python(value: Any) -> bool:
+    """Whether the scalar ``value`` is not a NumPy one (``np.float64`` and ``np.str_`` are
+    subclasses of ``float`` and ``str``)."""
+    return not isinstance(value, np.generic)
 
 
 def _plain_scalar(value: np.generic) -> bool | int | float | str | None:

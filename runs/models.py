@@ -108,35 +108,89 @@ def register_model(name: str, factory: Callable[..., nn.Module], *, replace: boo
     _REGISTERED[name] = factory
 
 
-# (name, factory, options, input_shape, num_classes) -> describe_model of the built model
-_DIGESTS: dict[tuple, str] = {}
+# (name, factory, options, input_shape, num_classes) -> (digest, legacy digest) of the model
+# built for the fingerprint; emptied by :func:`forget_model_digests` at the start of every
+# ``stepsize run`` / ``runs.run`` (a factory may read settings that change between two calls)
+_DIGESTS: dict[tuple, tuple[str, str]] = {}
+
+DIGEST_SEED = 0
+"""The seed of the build whose initial values :func:`registered_model_digest` hashes."""
+DIGEST_EXAMPLES = 2
+"""The batch size of the forward pass (on zeros) that materialises a lazy module's parameters
+before :func:`registered_model_digest` hashes them."""
 
 
-def describe_model(model: nn.Module) -> str:
-    """A hash of what a built model is: its ``repr`` (modules and their settings), and the name,
-    shape, dtype and ``requires_grad`` of every parameter and buffer. Two builds of one factory
-    give the same hash whatever their seed and device (even on torch's ``meta`` device); a
-    changed layer, width, depth or dtype gives another. (A change made only in ``forward``'s code
-    is not seen.)"""
+def describe_model(model: nn.Module, *, values: bool = True) -> str:
+    """A hash of what a built model is: its ``repr`` (modules and their settings), the name,
+    shape, dtype and ``requires_grad`` of every parameter and buffer, and with ``values`` their
+    values (their bytes, read once). A lazy module's parameter that is not materialised yet
+    (``nn.LazyLinear`` before its first forward pass) is described as uninitialised, by its
+    name and class. Without ``values``, two builds of one factory give the same hash whatever
+    their seed and device (even on torch's ``meta`` device; the fingerprint of stepsize before
+    it hashed values); a changed layer, width, depth or dtype gives another. With ``values``,
+    a changed initialisation (a zeroed head, other pretrained weights) gives another too. (A
+    change made only in ``forward``'s code is not seen.)"""
     import hashlib
 
+    from torch.nn.parameter import is_lazy
+
     entries = [repr(model)]
-    for name, tensor in model.named_parameters(remove_duplicate=False):
-        entries.append(f"p {name} {tuple(tensor.shape)} {tensor.dtype} {tensor.requires_grad}")
-    for name, tensor in model.named_buffers(remove_duplicate=False):
-        entries.append(f"b {name} {tuple(tensor.shape)} {tensor.dtype}")
+    content = hashlib.sha256()
+    for kind, named in (
+        ("p", model.named_parameters(remove_duplicate=False)),
+        ("b", model.named_buffers(remove_duplicate=False)),
+    ):
+        for name, tensor in named:
+            if is_lazy(tensor):
+                entries.append(f"{kind} {name} uninitialized {type(tensor).__name__}")
+                continue
+            grad = f" {tensor.requires_grad}" if kind == "p" else ""
+            entries.append(f"{kind} {name} {tuple(tensor.shape)} {tensor.dtype}{grad}")
+            if values:
+                content.update(_tensor_bytes(tensor))
+    if values:
+        entries.append(f"values {content.hexdigest()}")
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
+def _tensor_bytes(tensor: torch.Tensor) -> bytes | memoryview:
+    """The bytes of ``tensor``'s values in row-major order (copied to the CPU when elsewhere);
+    a tensor whose values cannot be read (on the ``meta`` device, quantized) gives a marker."""
+    try:
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        return memoryview(flat.view(torch.uint8).numpy())
+    except (RuntimeError, TypeError, NotImplementedError):
+        return f"<unreadable {tensor.layout} {tensor.device}>".encode()
+
+
+def forget_model_digests() -> None:
+    """Empties the cache of :func:`registered_model_digest`, so the next fingerprint builds the
+    registered models again (called at the start of every experiment command: a factory may
+    read a setting, a file or a closed-over module that changed since the last one)."""
+    _DIGESTS.clear()
+
+
 def registered_model_digest(
-    name: object, input_shape: tuple[int, ...], num_classes: int, options: dict
+    name: object,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    options: dict,
+    *,
+    legacy: bool = False,
 ) -> str | None:
     """:func:`describe_model` of the registered model ``name`` built for these shapes and
     options (None for a bundled model, whose code is the package's): part of a run's
-    fingerprint, so an edited factory never resumes or reuses the runs of the old one.
+    fingerprint, so an edited factory never resumes or reuses the runs of the old one. The
+    model is built on the CPU after ``torch.manual_seed(DIGEST_SEED)`` (NumPy's and Python's
+    global generators seeded with it too), inside ``torch.random.fork_rng`` and with NumPy's and
+    Python's states put back, so no random stream of the caller changes; a model with lazy
+    modules is then materialised by one eval-mode forward pass on zeros of shape
+    ``(DIGEST_EXAMPLES, *input_shape)``. Its modules, shapes, dtypes and initial values are
+    hashed (``legacy``: without the values, as stepsize did before; a run folder written then
+    is recognised by it).
 
-    Built once per process and arguments (on torch's ``meta`` device when the factory allows it,
-    else on the CPU), without touching torch's random number generator.
+    Built once per process and arguments until :func:`forget_model_digests` (called at the
+    start of every experiment command).
     """
     import json
 
@@ -148,17 +202,41 @@ def registered_model_digest(
         tuple(input_shape), num_classes,
     )  # fmt: skip
     if key not in _DIGESTS:
-        build = lambda: build_model(name, tuple(input_shape), num_classes, **options)  # noqa: E731
+        model = _digest_build(name, tuple(input_shape), num_classes, options)
+        _DIGESTS[key] = (describe_model(model), describe_model(model, values=False))
+    return _DIGESTS[key][1 if legacy else 0]
+
+
+def _digest_build(
+    name: str, input_shape: tuple[int, ...], num_classes: int, options: dict
+) -> nn.Module:
+    """The model :func:`registered_model_digest` describes (see there), lazy modules
+    materialised when a forward pass on zeros allows it (else they stay uninitialised)."""
+    import random
+
+    import numpy as np
+    from torch.nn.parameter import is_lazy
+
+    # (NumPy's legacy global generator on purpose: the one a factory's np.random calls draw from)
+    numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    try:
         with torch.random.fork_rng(devices=[]):
-            try:
-                with torch.device("meta"):
-                    model = build()
-            except (ValueError, TypeError):
-                raise
-            except Exception:  # a factory that needs real tensors: built on the CPU
-                model = build()
-        _DIGESTS[key] = describe_model(model)
-    return _DIGESTS[key]
+            torch.manual_seed(DIGEST_SEED)
+            np.random.seed(DIGEST_SEED)  # noqa: NPY002
+            random.seed(DIGEST_SEED)
+            model = build_model(name, input_shape, num_classes, **options)
+            tensors = [*model.parameters(), *model.buffers()]
+            if any(is_lazy(t) for t in tensors):
+                model.eval()
+                try:
+                    with torch.no_grad():
+                        model(torch.zeros((DIGEST_EXAMPLES, *input_shape)))
+                except Exception:  # a user's model may raise anything: described uninitialised
+                    pass
+    finally:
+        np.random.set_state(numpy_state)  # noqa: NPY002
+        random.setstate(python_state)
+    return model
 
 
 def _model_options(builder: Callable[..., nn.Module]) -> list[str] | None:

@@ -88,11 +88,35 @@ def check_fields(spec: Any) -> None:
     """Raises ``TypeError`` naming the class, the field, the value and the declared type for the
     first field of the dataclass instance ``spec`` whose value does not have its declared type
     (``runs.checks.type_allows``). Every class here calls it when constructed, so a wrong type is
-    refused where it is given; values are checked with their locations by ``runs.load``."""
+    refused where it is given; values are checked with their locations by ``runs.load``.
+
+    A NumPy scalar, a 0-d NumPy array or a 0-d tensor given for a field (or as an item of a
+    list or tuple field) is first replaced by the Python number it equals exactly
+    (``runs.load.plain_scalar``: ``np.int64(2)`` is ``2``), as ``runs.load`` does for the values
+    of a dict or TOML document; its type is then checked as any other (``np.float64(2.0)`` is
+    still not an ``int``, ``np.bool_(True)`` not a number)."""
+    from runs.load import plain_scalar
+
     hints = type_hints(type(spec))
     for field in dataclasses.fields(spec):
         value = getattr(spec, field.name)
-        check_type(type(spec).__name__, field.name, value, hints[field.name], str(field.type))
+        plain = _plain_items(value, plain_scalar)
+        if plain is not value:
+            object.__setattr__(spec, field.name, plain)
+        check_type(type(spec).__name__, field.name, plain, hints[field.name], str(field.type))
+
+
+def _plain_items(value: Any, plain_scalar: Any) -> Any:
+    """``value`` with a NumPy or 0-d tensor scalar (itself, or an item of a list or tuple) made
+    the Python scalar it equals exactly; ``value`` itself when nothing changes (a scalar with no
+    exact Python equal is left for the type check to refuse)."""
+    if isinstance(value, list | tuple):
+        items = [_plain_items(item, plain_scalar) for item in value]
+        if all(new is old for new, old in zip(items, value)):
+            return value
+        return type(value)(items)
+    plain = plain_scalar(value)
+    return value if plain is None else plain
 
 
 def published(value: Any) -> str | None:
@@ -194,6 +218,22 @@ def field_problems(cls: type[Section], values: Any) -> list[tuple[str, str]]:
 # -------------------------------------------------------------------------------- the sections
 @dataclasses.dataclass(frozen=True)
 class Dataset(Section):
+    """The dataset of a variant. ``normalize`` (true by default) standardises a copy of the
+    inputs, ``x' = (x - mean) / std`` with the training split's mean and population std, applied
+    to both splits (``runs.data``), over these axes:
+
+    - examples of two or more axes, ``(N, C, ...)``: per channel, axis 1 (an image ``(C, H,
+      W)``, a sequence ``(C, L)``). A batch of channel-less images ``(N, H, W)`` would be taken
+      as ``H`` channels of length ``W`` (standardised row by row): give such images a channel
+      axis, ``x[:, None]``, to get one mean and std;
+    - a registered dataset's vectors, ``(N, F)``: per feature (as scikit-learn's
+      ``StandardScaler``);
+    - MNIST-1D's vectors ``(N, 40)``: one mean and std over every value (its generator
+      standardised them so already; kept, so the bundled experiments' numbers stay).
+
+    A channel or feature that does not vary in the training split is only centred.
+    """
+
     TITLE: ClassVar[str] = "what the models train on: runs.data.load_dataset(name, ...)"
 
     name: str = setting(
@@ -393,11 +433,26 @@ class Variant:
 
     def fingerprint(self, seed: int) -> str:
         """Hash of everything that changes the numbers (logging cadence excluded) and the seed;
-        for a dataset registered in memory (``runs.register_dataset``), also its content, and for
-        a model registered with ``runs.register_model``, a description of the built model
-        (``runs.models.describe_model``: its modules, parameter and buffer shapes and dtypes), so
-        a run folder never resumes on other data, nor on an edited model, under the same name.
-        Bundled datasets and models add nothing: their fingerprints stay as they were."""
+        for a dataset registered in memory (``runs.register_dataset``), also its content (and,
+        for examples that are vectors, standardised per feature: ``runs.data``), and for a model
+        registered with ``runs.register_model``, a description of the model its factory builds
+        (``runs.models.registered_model_digest``: its modules, parameter and buffer shapes and
+        dtypes, and their initial values at a fixed seed), so a run folder never resumes on
+        other data, nor on an edited model (another layer, width or initialisation), under the
+        same name. Bundled datasets and models add nothing: their fingerprints stay as they
+        were."""
+        return self._fingerprint(seed, legacy=False)
+
+    def legacy_fingerprint(self, seed: int) -> str | None:
+        """The fingerprint stepsize gave this run before a registered model's initial values
+        and the per-feature standardisation of registered vectors counted in it (a registered
+        model described by its modules, shapes and dtypes only), or None when it equals
+        :meth:`fingerprint` (nothing registered is involved): a run folder holding it was
+        written by that earlier version, and is refused saying so."""
+        old = self._fingerprint(seed, legacy=True)
+        return None if old == self.fingerprint(seed) else old
+
+    def _fingerprint(self, seed: int, *, legacy: bool) -> str:
         from runs.data import known_shape, registered_digest
         from runs.models import registered_model_digest
 
@@ -408,9 +463,14 @@ class Variant:
             payload["data"] = digest
         shape = known_shape(self.dataset.name)
         if shape is not None:
-            model = registered_model_digest(self.model.name, *shape, self.model.options)
+            model = registered_model_digest(
+                self.model.name, *shape, self.model.options, legacy=legacy
+            )
             if model is not None:  # never for the bundled models: their fingerprints stay
                 payload["model"] = model
+        vectors = shape is not None and len(shape[0]) == 1
+        if not legacy and digest is not None and self.dataset.normalize and vectors:
+            payload["standardized"] = "per feature"
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -469,7 +469,8 @@ def check_task_dirs(
                 f"{task.run_dir} holds a run of another configuration of {task.variant.name!r} "
                 f"(model {task.variant.model.name!r}, dataset {task.variant.dataset.name!r}): a "
                 "setting, the seed, a registered dataset's content or a registered model's "
-                f"architecture differs; delete that folder or choose another {option}"
+                "architecture or initial weights differ; delete that folder or choose another "
+                f"{option}"
             )
         if state is None:
             continue

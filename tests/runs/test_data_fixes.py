@@ -156,11 +156,12 @@ def test_non_finite_inputs_of_a_dataset_object_and_of_images_are_refused():
         )
 
 
-def test_a_float64_value_beyond_float32_is_refused_as_inf():
+def test_a_float64_value_beyond_float32_is_refused_as_overflow():
     x, y, tx, ty = blobs()
     big = x.double().numpy()
     big[4, 3] = 1e300  # inf once converted to float32
-    with pytest.raises(ValueError, match=re.escape("train_x[4, 3] is inf")):
+    message = "train_x[4, 3] is 1e+300, beyond the range of torch.float32"
+    with pytest.raises(ValueError, match=re.escape(message)):
         dataset_from(big, y, tx, ty)
 
 
