@@ -25,7 +25,7 @@ from typing import Any
 
 # A check returns None when the value is allowed, else the phrase saying what is allowed.
 Check = Callable[[Any], "str | None"]
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # names a folder
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*\Z")  # names a folder (\Z: no newline after)
 
 MAX_JOBS = 1024
 """The most worker processes ``--jobs`` may ask for (beyond it, process pools fail with an

@@ -78,7 +78,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from schedulers.base import MAX_STEP, Schedule, check_schedule
 
 KEY_ALIASES = {"beta1": "betas[0]", "beta2": "betas[1]"}
-_KEY = re.compile(r"^([A-Za-z_]\w*)(?:\[(\d+)\])?$")
+_KEY = re.compile(r"([A-Za-z_]\w*)(?:\[(\d+)\])?\Z")
 
 #: ``key: (low, high, high_open)``: the values a param-group key accepts (the name without an
 #: index: ``betas`` covers ``betas[0]`` and ``betas[1]``). From torch.optim's constructor checks
