@@ -49,6 +49,7 @@ from runs.catalog import DEFAULT_EXPERIMENT, find_experiment
 from runs.checks import MAX_JOBS, MAX_THREADS, check_positive_int, check_seeds
 from runs.load import load_experiment
 from runs.spec import Experiment, Variant
+from schedulers.driver import KEY_ALIASES
 
 DEFAULT_LOGDIR = "stepsize-logs"
 
@@ -797,12 +798,18 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
     if rank0:  # every check passed: the folder's record of this configuration
         ckpt.save_json(root / "experiment.json", meta)
         every = load()  # the layout and HParams configuration: every variant, whichever ran
-        hyper_keys = sorted({"lr", *(k for v in every.variants for k in v.schedules)})
+        hyper_keys = sorted(
+            {"lr", *(KEY_ALIASES.get(k, k) for v in every.variants for k in v.schedules)}
+        )  # (as the driver logs them: beta1 is betas[0])
         classes = [optimizer_class(v.optimizer.name) for v in every.variants]
         if any(hasattr(cls, "step_sizes") for cls in classes):
             hyper_keys.append("step_size")  # (the learning-rate-free optimizers' own choice)
         write_layout(root, hyper_keys)  # (replacing an earlier command's)
-        write_hparams_config(root, every)
+        searched = []  # (the search's runs and the chosen rates are sessions too: their lr)
+        if experiment.search is not None:
+            rows = tuning.search_tasks(experiment, root).values()
+            searched = [task.variant for row in rows for _, task in row]
+        write_hparams_config(root, [*every.variants, *experiment.variants, *searched])
         if range_test is not None:
             tuning.save_range_test(root, range_test)
         if search_record is not None:
@@ -877,10 +884,12 @@ def recorded_wall_time(root: Path) -> float | None:
     return float(value)
 
 
-def write_hparams_config(root: Path, experiment: Experiment) -> None:
-    """TensorBoard's HParams configuration of the experiment (every key any variant sets)."""
+def write_hparams_config(root: Path, variants: Sequence[Variant]) -> None:
+    """TensorBoard's HParams configuration of the experiment: a column for every key any of
+    ``variants`` sets (every variant of the experiment as written, those that run, with the
+    rates a range test or search chose, and the search's candidates)."""
     from runs import tensorboard
 
     tensorboard.write_hparams_config(
-        root, [tensorboard.flat_hparams(v.to_dict(), seed=0) for v in experiment.variants]
+        root, [tensorboard.flat_hparams(v.to_dict(), seed=0) for v in variants]
     )
