@@ -4,7 +4,10 @@
   ``optim.Adam``, ``"torch.adam"`` is ``torch.optim.Adam`` (the control column), anything else is
   the import path of a ``torch.optim.Optimizer`` subclass.
 - :func:`make_optimizer` and :func:`attach_schedules` build what an ``[optimizer]`` table and a
-  ``[schedules]`` table describe (models are built by ``runs.models.build_model``).
+  ``[schedules]`` table describe (models are built by ``runs.models.build_model``). A key has one
+  schedule, which drives every param group: an optimizer whose groups hold different values of
+  the key is refused (:func:`shared_schedule_problem`), as is a list of schedules per group
+  (``schedulers.attach`` takes one; the runner does not).
 - :func:`check_optimizer` and :func:`check_schedules` validate those tables by building
   them on a dummy parameter, so the optimizer's and the schedules' own checks run before anything
   trains.
@@ -205,9 +208,54 @@ def attach_schedules(optimizer: torch.optim.Optimizer, schedules: Mapping[str, A
         return None
     import schedulers
 
+    if (problem := shared_schedule_problem(optimizer, schedules)) is not None:
+        raise ValueError(problem)
     tables = schedule_tables(schedules)
     built = {key: schedulers.from_dict(dict(spec)) for key, spec in tables.items()}
     return schedulers.attach(optimizer, built)
+
+
+PER_GROUP_ADVICE = (
+    "the runner drives every param group with the one schedule a key has: give the groups one "
+    "{name} (the optimizer's own options decide its groups and their values), or leave "
+    "{key!r} unscheduled so that each group keeps its own value; a schedule per group needs a "
+    "training loop of your own, with schedulers.attach(optimizer, {{{key!r}: [s0, s1, ...]}})"
+)
+
+
+def shared_schedule_problem(
+    optimizer: torch.optim.Optimizer, schedules: Mapping[str, Any]
+) -> str | None:
+    """Why one of ``schedules`` cannot drive ``optimizer``'s param groups, or None: its key
+    (``lr``, ``betas[0]``, ``beta1``) holds different values in different groups, and the
+    schedule, absolute, would write the same values into all of them. The runner has no
+    per-group schedules, so the message says what it can run instead (:data:`PER_GROUP_ADVICE`).
+    A key a group lacks or holds no number for is left to ``schedulers.attach``, which reports
+    it."""
+    from schedulers.driver import differing_group_values
+
+    groups = optimizer.param_groups
+    for key in schedules:
+        try:
+            values = differing_group_values(groups, key)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError):
+            continue  # (schedulers.attach reports it)
+        if values is not None:
+            return (
+                f"schedule {key!r}: the optimizer's {len(groups)} param groups hold different "
+                f"values {values}, and one schedule would write the same values into all of them "
+                "(a schedule is absolute; torch's StepLR, CosineAnnealingLR, ... scale each "
+                "group's own value instead); "
+                + PER_GROUP_ADVICE.format(name=_canonical(key), key=key)
+            )
+    return None
+
+
+def _canonical(key: str) -> str:
+    """A schedule key as the param groups name it (``beta1`` is ``betas[0]``)."""
+    from schedulers.driver import KEY_ALIASES
+
+    return KEY_ALIASES.get(key, key)
 
 
 def observes_metric(schedules: Mapping[str, Any]) -> bool:
@@ -289,10 +337,11 @@ def check_schedules(
     ok = True
     for key, spec in schedules.items():
         if not isinstance(spec, dict):
-            problems.add(
-                where[key],
-                f'must be a schedule such as {{name = "constant", value = 0.1}}, got {spec!r}',
-            )
+            problem = f'must be a schedule such as {{name = "constant", value = 0.1}}, got {spec!r}'
+            if isinstance(spec, list | tuple):  # one per param group, as schedulers.attach takes
+                advice = PER_GROUP_ADVICE.format(name=_canonical(key), key=key)
+                problem += f"; a list of schedules per param group is not taken here: {advice}"
+            problems.add(where[key], problem)
             ok = False
             continue
         try:

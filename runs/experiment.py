@@ -716,10 +716,9 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
 
 def _run_checked(args, experiment, root, load, settings, dist, resumed, started) -> int:
     """The writing part of ``stepsize run``, once every check passed and the lock is held."""
-    from runs import parallel
+    from runs import parallel, tensorboard
     from runs.results import software_versions
     from runs.summary import write_report
-    from runs.tensorboard import write_layout
 
     rank0 = dist is None or dist.rank == 0
     if rank0 and experiment.fallback_used:
@@ -768,6 +767,12 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
                     f"{name} = {value:.4g}" for name, value in derived.items() if value is not None
                 )
             )
+    # the HParams columns' types, before any run logs its session (the search's runs too)
+    types = tensorboard.hparam_types(
+        tensorboard.flat_hparams(v.to_dict(), seed=0)
+        for v in session_variants(load(), experiment, root)
+    )
+    settings = dataclasses.replace(settings, hparam_types=types)
     if experiment.search is not None:
 
         def search_tasks(tasks) -> None:
@@ -804,12 +809,8 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
         classes = [optimizer_class(v.optimizer.name) for v in every.variants]
         if any(hasattr(cls, "step_sizes") for cls in classes):
             hyper_keys.append("step_size")  # (the learning-rate-free optimizers' own choice)
-        write_layout(root, hyper_keys)  # (replacing an earlier command's)
-        searched = []  # (the search's runs and the chosen rates are sessions too: their lr)
-        if experiment.search is not None:
-            rows = tuning.search_tasks(experiment, root).values()
-            searched = [task.variant for row in rows for _, task in row]
-        write_hparams_config(root, [*every.variants, *experiment.variants, *searched])
+        tensorboard.write_layout(root, hyper_keys)  # (replacing an earlier command's)
+        write_hparams_config(root, session_variants(every, experiment, root))
         if range_test is not None:
             tuning.save_range_test(root, range_test)
         if search_record is not None:
@@ -882,6 +883,17 @@ def recorded_wall_time(root: Path) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         return None
     return float(value)
+
+
+def session_variants(every: Experiment, experiment: Experiment, root: Path) -> list[Variant]:
+    """The variants whose settings HParams sessions record: ``every`` variant of the experiment
+    as written, those of ``experiment`` that run (with the rates a range test or a search
+    chose) and the search's candidates (each a learning rate of the grid)."""
+    searched = []
+    if experiment.search is not None:
+        rows = tuning.search_tasks(experiment, root).values()
+        searched = [task.variant for row in rows for _, task in row]
+    return [*every.variants, *experiment.variants, *searched]
 
 
 def write_hparams_config(root: Path, variants: Sequence[Variant]) -> None:

@@ -65,6 +65,9 @@ class Settings:
     # User-registered models and datasets ({"models": {name: factory}, "datasets": {name:
     # DatasetSplits}}), registered again in each worker process (a spawned worker starts empty).
     registered: dict | None = None
+    # The type of each HParams column (runs.tensorboard.hparam_types over the experiment's
+    # variants), so that every run's session types its values as the configuration does.
+    hparam_types: dict[str, str] | None = None
 
 
 BACKENDS = ("process", "ray")
@@ -121,6 +124,7 @@ def execute(task: Task, settings: Settings, dist: DistContext | None = None) -> 
             device=settings.device,
             quiet=settings.quiet,
             dist=dist,
+            hparam_types=settings.hparam_types,
         )
 
 

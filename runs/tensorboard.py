@@ -29,27 +29,40 @@ command, atomically, each replacing the file an earlier command wrote.
 
 Per-update values are kept on the device and written every ``flush_every`` updates, so logging
 costs one host sync per flush rather than one per update. Events of one update are written as one
-TensorBoard event with several values. A resumed run opens its writer with ``purge_step`` so that
-TensorBoard hides what the interrupted session wrote after the checkpoint: TensorBoard drops every
-earlier event whose step is at or after the purge step, so the values the checkpoint holds at its
-own step (the evaluation there, the hyperparameters of the next update) are written again, and
-the resumed run's curves equal those of a run that was never interrupted.
+TensorBoard event with several values.
+
+Restarts. Every session of a run (the first, a restart, a resume) opens its writer with a purge
+step: the step it continues from, 0 for a run that starts without a checkpoint. Its event file then
+begins with ``SessionLog.START`` at that step, and TensorBoard drops every earlier event of the run
+whose step is at or after it, so a session killed before its first checkpoint and started again,
+or resumed from a checkpoint, reads as the one series an uninterrupted run gives. The values the
+checkpoint holds at its own step (the evaluation there, the hyperparameters of the next update)
+are written again. ``SessionLog.START`` is written twice: TensorBoard's server-side loader
+(``plugin_event_accumulator``, ``tensorboard --load_fast=false``) takes the first START of a run
+for its beginning and purges only on later ones, and a file written before every session began
+with one (by an earlier version of this module) has none. Stale event files are purged, not
+deleted: the run folder keeps what every session wrote, and every TensorBoard reader hides it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import re
 import tempfile
 import time
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 import torch
-from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import custom_scalars, hparams
+from torch.utils.tensorboard.summary import custom_scalars
 
 from runs.spec import EVAL_METRICS
 
@@ -76,7 +89,9 @@ class RunLogger:
     Args:
         run_dir: the run's folder (event files are written there).
         history: the history to extend (from a checkpoint when resuming).
-        purge_step: the step a resumed run continues from (None for a fresh run).
+        purge_step: the step this session continues from: 0 for a run that starts without a
+            checkpoint, the checkpoint's step for a resumed one. TensorBoard hides every event
+            an earlier session of the run wrote at or after it (see the module docstring).
         enabled: write event files.
         reduce: called on the stacked per-update losses before they are read (DDP: the mean over
             ranks); the identity when None.
@@ -87,33 +102,42 @@ class RunLogger:
         run_dir: str | Path,
         history: dict,
         *,
-        purge_step: int | None = None,
+        purge_step: int = 0,
         enabled: bool = True,
         reduce=None,
     ) -> None:
+        if isinstance(purge_step, bool) or not isinstance(purge_step, int) or purge_step < 0:
+            raise ValueError(
+                f"purge_step must be an int >= 0 (the step the session continues from, 0 for a "
+                f"fresh run), got {purge_step!r}"
+            )
         self.history = history
         self.reduce = reduce
-        if enabled and purge_step is not None:
+        self.writer = None
+        if enabled:
             _after_existing_event_files(Path(run_dir))
-        self.writer = (
-            SummaryWriter(str(run_dir), purge_step=purge_step, max_queue=1000, flush_secs=30)
-            if enabled
-            else None
-        )
+            self.writer = SummaryWriter(
+                str(run_dir), purge_step=purge_step, max_queue=1000, flush_secs=30
+            )
+            # the writer wrote one START at purge_step; the second is the one that
+            # plugin_event_accumulator purges on when no earlier file of the run has one
+            start = SessionLog(status=SessionLog.START)
+            self.writer.file_writer.add_event(Event(step=purge_step, session_log=start))
         self._losses: list[tuple[int, float, torch.Tensor]] = []
         self._stats: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._hypers: list[tuple[int, float, dict[str, float]]] = []
         self._step_sizes: list[tuple[int, float, list[torch.Tensor | float | None]]] = []
-        if self.writer is not None and purge_step is not None:
+        if self.writer is not None:
             self._write_again(purge_step)
 
     def _write_again(self, step: int) -> None:
         """Writes again the values ``history`` holds at ``step``, the step a resumed run
-        continues from. The writer's purge hides every event at ``step`` and after, and the
-        checkpoint at ``step`` was saved after that step's evaluation and the hyperparameters
-        of the next update were logged (its history holds them), so these are written again;
-        the values of update ``step`` (its loss, statistics and step size) are not in the history
-        yet: the resumed session writes them as it makes that update."""
+        continues from (nothing for a fresh run: its history is empty). The writer's purge
+        hides every event at ``step`` and after, and the checkpoint at ``step`` was saved after
+        that step's evaluation and the hyperparameters of the next update were logged (its
+        history holds them), so these are written again; the values of update ``step`` (its
+        loss, statistics and step size) are not in the history yet: the resumed session writes
+        them as it makes that update."""
         pairs: list[tuple[str, float]] = []
         evals = self.history["eval"]
         for i, at in enumerate(evals["step"]):
@@ -187,13 +211,15 @@ class RunLogger:
         return diverged
 
     def _read_step_sizes(self) -> list[tuple[int, float, dict[str, float]]]:
-        """The buffered step sizes as hyperparameter records (one host read for all)."""
+        """The buffered step sizes as hyperparameter records (one host read for all): stacked on
+        their device in the dtype they promote to, and converted to float64 on the CPU (a device
+        without float64, such as MPS, refuses the conversion there)."""
         tensors = [v for _, _, vs in self._step_sizes for v in vs if isinstance(v, torch.Tensor)]
         if tensors:
             device = tensors[0].device
-            read = iter(
-                torch.stack([t.reshape(()).to(device, torch.float64) for t in tensors]).tolist()
-            )
+            dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
+            stacked = torch.stack([t.reshape(()).to(device, dtype) for t in tensors])
+            read = iter(stacked.to("cpu", torch.float64).tolist())
         records = []
         for step, wall, values in self._step_sizes:
             flat = {}
@@ -227,8 +253,15 @@ class RunLogger:
         The experiment's configuration is :func:`write_hparams_config`'s."""
         if self.writer is None:
             return
+        from tensorboard.plugins.hparams import metadata
+        from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionStartInfo
+
         metrics = {f"hparams/{k}": float(v) for k, v in metric_dict.items()}
-        _, session_start, _ = hparams(dict(hparam_dict), metrics)
+        start = SessionStartInfo()
+        for key, value in hparam_dict.items():
+            setattr(start.hparams[key], _VALUE_FIELDS[hparam_type(value, key)], value)
+        content = HParamsPluginData(session_start_info=start, version=metadata.PLUGIN_DATA_VERSION)
+        session_start = _hparams_summary(metadata.SESSION_START_INFO_TAG, content)
         self.writer.file_writer.add_summary(session_start, step)
         self._write(step, list(metrics.items()))
         self.writer.file_writer.add_summary(_session_end(failed), step)
@@ -244,9 +277,18 @@ class RunLogger:
         self.writer.file_writer.add_summary(summary, step, wall)
 
 
+def _hparams_summary(tag: str, content: Any) -> Summary:
+    """A summary of the HParams plugin: ``content`` (an ``HParamsPluginData``) under ``tag``."""
+    from tensorboard.plugins.hparams import metadata
+
+    plugin = SummaryMetadata.PluginData(
+        plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+    )
+    return Summary(value=[Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin))])
+
+
 def _session_end(failed: bool) -> Summary:
     """The HParams ``SessionEndInfo`` summary: status success, or failure."""
-    from tensorboard.compat.proto.summary_pb2 import SummaryMetadata
     from tensorboard.plugins.hparams import metadata
     from tensorboard.plugins.hparams.api_pb2 import Status
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
@@ -255,29 +297,78 @@ def _session_end(failed: bool) -> Summary:
     content = HParamsPluginData(
         session_end_info=SessionEndInfo(status=status), version=metadata.PLUGIN_DATA_VERSION
     )
-    plugin = SummaryMetadata.PluginData(
-        plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+    return _hparams_summary(metadata.SESSION_END_INFO_TAG, content)
+
+
+HPARAM_TYPES = ("bool", "number", "string")
+"""The types of an HParams column (TensorBoard's ``DATA_TYPE_BOOL``, ``_FLOAT64``, ``_STRING``)."""
+
+_VALUE_FIELDS = {"bool": "bool_value", "number": "number_value", "string": "string_value"}
+_DATA_TYPES = {
+    "bool": "DATA_TYPE_BOOL",
+    "number": "DATA_TYPE_FLOAT64",
+    "string": "DATA_TYPE_STRING",
+}
+
+
+def hparam_type(value: Any, name: str = "value") -> str:
+    """The HParams type of one hyperparameter value: ``"bool"`` for a bool, ``"number"`` for an
+    int or float (not a bool), ``"string"`` for a str. Raises ``TypeError`` (naming ``name``)
+    for anything else: :func:`flat_hparams` turns other values into text first."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    raise TypeError(
+        f"hyperparameter {name} = {value!r} ({type(value).__name__}): allowed are bool, int, "
+        "float and str"
     )
-    return Summary(
-        value=[
-            Summary.Value(
-                tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin)
-            )
-        ]
-    )
+
+
+def hparam_types(variants: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The type of each HParams column (:data:`HPARAM_TYPES`) over ``variants`` (each a
+    :func:`flat_hparams` dict), in the order the keys first appear: the type its values share,
+    or ``"string"`` when they differ across variants (an option that is a number in one
+    variant and a list in another): TensorBoard's HParams dashboard sorts and filters a column
+    by comparing its values, which must then be text for every variant (``flat_hparams(...,
+    types=...)`` turns them so)."""
+    found: dict[str, set[str]] = {}
+    for flat in variants:
+        for key, value in flat.items():
+            found.setdefault(key, set()).add(hparam_type(value, key))
+    return {key: kinds.pop() if len(kinds) == 1 else "string" for key, kinds in found.items()}
 
 
 def write_hparams_config(experiment_dir: str | Path, variants: Sequence[Mapping[str, Any]]) -> None:
     """The experiment's HParams configuration: every hyperparameter any of ``variants`` (each a
-    :func:`flat_hparams` dict) sets, and the final metrics, written to the experiment's folder
-    (atomically, replacing the file an earlier command wrote: :func:`replace_event_file`)."""
-    merged: dict[str, Any] = {}
-    for flat in variants:
-        for key, value in flat.items():
-            merged.setdefault(key, value)
-    metrics = {f"hparams/{m}": 0.0 for m in EVAL_METRICS}
-    experiment, _, _ = hparams(merged, metrics)
-    replace_event_file(experiment_dir, ".hparams", experiment)
+    :func:`flat_hparams` dict) sets, each column typed by :func:`hparam_types` (a bool column
+    for bools; text when the variants' values differ in type), and the final metrics, written
+    to the experiment's folder (atomically, replacing the file an earlier command wrote:
+    :func:`replace_event_file`)."""
+    from tensorboard.plugins.hparams import metadata
+    from tensorboard.plugins.hparams.api_pb2 import (
+        DataType,
+        Experiment,
+        HParamInfo,
+        MetricInfo,
+        MetricName,
+    )
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    infos = [
+        HParamInfo(name=key, type=DataType.Value(_DATA_TYPES[kind]))
+        for key, kind in hparam_types(variants).items()
+    ]
+    metrics = [MetricInfo(name=MetricName(tag=f"hparams/{m}")) for m in EVAL_METRICS]
+    content = HParamsPluginData(
+        experiment=Experiment(hparam_infos=infos, metric_infos=metrics),
+        version=metadata.PLUGIN_DATA_VERSION,
+    )
+    replace_event_file(
+        experiment_dir, ".hparams", _hparams_summary(metadata.EXPERIMENT_TAG, content)
+    )
 
 
 def replace_event_file(folder: str | Path, suffix: str, summary: Summary) -> Path:
@@ -306,24 +397,74 @@ def _after_existing_event_files(run_dir: Path) -> None:
     """Waits, if needed, until a new event file's name sorts after the existing ones.
 
     TensorBoard reads a folder's event files in name order, and the name starts with the creation
-    time in whole seconds; the resumed session's file must come after the interrupted one for its
-    purge (``SessionLog.START`` at the resume step) to hide the stale events."""
+    time in whole seconds; a new session's file must come after the earlier sessions' for its
+    purge (``SessionLog.START`` at the step it continues from) to hide their stale events."""
     stamps = [int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*")]
     if stamps and max(stamps) >= int(time.time()):
         time.sleep(max(stamps) + 1 - time.time())
 
 
-def flat_hparams(variant: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """A variant's settings as the flat ``{name: bool | int | float | str}`` that HParams takes:
-    ``optimizer.lr``, ``train.batch_size``, ``schedules.lr`` (a schedule as text), ..."""
+def flat_hparams(
+    variant: Mapping[str, Any], seed: int, types: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A variant's settings (``Variant.to_dict()``) as the flat ``{name: bool | int | float |
+    str}`` that HParams takes: ``optimizer.lr``, ``train.batch_size``, ``schedules.lr`` (a
+    schedule as text, :func:`schedule_text`), ...
+
+    Each key's value has one type whatever the variant, as the HParams dashboard needs to sort
+    and filter a column (:func:`hparam_types`): a setting of a section of ``runs.spec`` by its
+    declared type (a ``bool`` setting a bool, an ``int``/``float`` one a number, a ``str`` one a
+    str, and one that may be a number or a word, ``train.eval_every: int | "epoch"``, always a
+    str: ``"4"``, ``"epoch"``); an ``[optimizer]`` or ``[model]`` option by its value (a bool, a
+    number, a str; anything else, a list, its ``repr``). ``types`` (:func:`hparam_types` over
+    every variant of the experiment) turns into str the values of the keys it types
+    ``"string"``, the options whose type differs across variants."""
     out: dict[str, Any] = {"variant": variant["name"], "seed": seed}
     for section in ("optimizer", "model", "train", "dataset"):
         for key, value in variant.get(section, {}).items():
-            ok = isinstance(value, (bool, int, float, str))
-            out[f"{section}.{key}"] = value if ok else repr(value)
+            kind = _declared_type(section, key) or _value_type(value)
+            out[f"{section}.{key}"] = _as_type(value, kind)
     for key, spec in variant.get("schedules", {}).items():
         out[f"schedules.{key}"] = schedule_text(spec)
+    if types is not None:
+        out = {k: _as_type(v, "string") if types.get(k) == "string" else v for k, v in out.items()}
     return out
+
+
+def _value_type(value: Any) -> str:
+    """:func:`hparam_type`, ``"string"`` for a value that is none of bool, int, float, str."""
+    return hparam_type(value) if isinstance(value, bool | int | float | str) else "string"
+
+
+def _as_type(value: Any, kind: str) -> Any:
+    """``value`` as a value of the HParams type ``kind``: a str is ``str(value)`` of a bool, int,
+    float or str, and the ``repr`` of anything else (a list: ``"[64, 64]"``)."""
+    if kind == "string" and not isinstance(value, str):
+        return str(value) if isinstance(value, bool | int | float) else repr(value)
+    return value
+
+
+@functools.cache
+def _declared_type(section: str, key: str) -> str | None:
+    """The HParams type of a setting of ``runs.spec``'s ``section`` from its declared type
+    (``None`` left out): ``"bool"``, ``"number"`` (int, float), ``"string"`` (str, and a union
+    of a number and a str); None for an option (an ``[optimizer]`` or ``[model]`` keyword) or
+    a key the section does not declare."""
+    from runs import spec
+
+    cls = spec.SECTIONS.get(section)
+    if cls is None or key not in {f.name for f in dataclasses.fields(cls)}:
+        return None
+    hint = typing.get_type_hints(cls)[key]
+    union = typing.get_origin(hint) in (typing.Union, UnionType)
+    members = set(typing.get_args(hint) if union else (hint,)) - {type(None)}
+    if members == {bool}:
+        return "bool"
+    if members and members <= {int, float}:
+        return "number"
+    if members <= {bool, int, float, str}:
+        return "string"
+    return None  # (a dict of options: typed by value)
 
 
 def schedule_text(spec: Mapping[str, Any]) -> str:
@@ -342,7 +483,15 @@ def write_curves(
     """Writes curves computed outside a training loop (the studies of ``runs.study``): each
     ``(run, tag, steps, values)`` becomes the scalar series ``study/<tag>`` in ``folder/<run>``.
     Event files an earlier call left in those runs' folders are removed first, so a recomputed
-    study never shows two versions. Returns the runs written."""
+    study never shows two versions. Returns the runs written.
+
+    TensorBoard's scalars are float32 (its default loader, the Rust data server of
+    ``tensorboard --load_fast=auto``, drops float64 ones), so each value is written as a float32
+    scalar clamped into float32's range (:func:`float32_scalar`): a gap of ``1e-97`` shows as
+    ``2**-149`` (about ``1.4e-45``, the smallest positive float32) rather than 0, which a
+    log-scale chart would drop, and ``1e39`` as float32's largest finite value (about
+    ``3.4e38``) rather than inf. ``results.json`` and the study's figures hold the float64
+    values."""
     by_run: dict[str, list[tuple[str, Sequence[int], Sequence[float]]]] = {}
     for run, tag, steps, values in curves:
         if len(steps) != len(values):
@@ -357,8 +506,25 @@ def write_curves(
         with SummaryWriter(str(run_dir)) as writer:
             for tag, steps, values in series:
                 for step, value in zip(steps, values):
-                    writer.add_scalar(f"study/{tag}", float(value), int(step))
+                    writer.add_scalar(f"study/{tag}", float32_scalar(float(value)), int(step))
     return list(by_run)
+
+
+FLOAT32_TINY = 2.0**-149
+"""The smallest positive float32 (a subnormal, about ``1.4e-45``)."""
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+"""The largest finite float32 (about ``3.4e38``)."""
+
+
+def float32_scalar(value: float) -> float:
+    """``value`` clamped into the range of float32, TensorBoard's scalar type, keeping its sign:
+    a finite nonzero value of magnitude below :data:`FLOAT32_TINY` becomes ``±FLOAT32_TINY``
+    (float32 would round it to 0) and one above :data:`FLOAT32_MAX` becomes ``±FLOAT32_MAX``
+    (float32 would round it to inf); 0, inf and NaN are unchanged, and values inside the range
+    are left for float32's rounding."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return math.copysign(min(max(abs(value), FLOAT32_TINY), FLOAT32_MAX), value)
 
 
 def write_layout(experiment_dir: str | Path, hyper_keys: Sequence[str]) -> None:

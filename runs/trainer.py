@@ -41,7 +41,7 @@ import functools
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,9 +281,15 @@ def train_run(
     device: str | torch.device = "cpu",
     quiet: bool = True,
     dist: DistContext | None = None,
+    hparam_types: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Trains ``variant`` with ``seed`` (resuming from ``run_dir/checkpoint.pt`` if present),
     logs to ``run_dir``, and returns the run's result (also written to ``run_dir/result.json``).
+
+    ``hparam_types`` (``runs.tensorboard.hparam_types`` over every variant of the experiment)
+    types the run's HParams session as the experiment's configuration types its columns: a key
+    typed ``"string"`` there (an option whose type differs across variants) is logged as text
+    (``runs.tensorboard.flat_hparams``). Without it each value has its own setting's type.
 
     ``data`` must already be on ``device``. A non-finite training loss stops the run; the result
     then has ``status = "diverged"``, ``diverged = {"step": s, "value": v}`` (``s`` the first
@@ -338,9 +344,9 @@ def train_run(
     reduce = None
     if dist is not None:
         reduce = lambda values: _all_reduce_mean(values, world)  # noqa: E731
-    log = RunLogger(
-        run_dir, history, purge_step=step if state else None, enabled=rank == 0, reduce=reduce
-    )
+    # every session purges from the step it continues from (0 without a checkpoint), so that
+    # TensorBoard hides what an interrupted session wrote from there on
+    log = RunLogger(run_dir, history, purge_step=step, enabled=rank == 0, reduce=reduce)
 
     # what the numbers depend on besides the configuration (runs.tuning.check_task_dirs)
     session = {"threads": torch.get_num_threads(), "device": device.type}
@@ -437,7 +443,8 @@ def train_run(
     result = summarize(variant, seed, log.history, steps, elapsed, diverged)
     if rank == 0:
         final = {k: v for k, v in result["final"].items() if v is not None and math.isfinite(v)}
-        log.hparams(flat_hparams(variant.to_dict(), seed), final, step, failed=bool(diverged))
+        hyper = flat_hparams(variant.to_dict(), seed, types=hparam_types)
+        log.hparams(hyper, final, step, failed=bool(diverged))
         ckpt.save_json(run_dir / ckpt.RESULT, result)
     log.close()
     if dist is not None:

@@ -149,6 +149,21 @@ def _parse_key(key: str) -> tuple[str, int | None]:
     return name, None if index is None else int(index)
 
 
+def differing_group_values(groups: Sequence[Mapping[str, Any]], key: str) -> list[float] | None:
+    """The values the param ``groups`` hold for ``key`` (``"lr"``, ``"betas[0]"``, or an alias
+    such as ``"beta1"``) when they are not all equal (NaNs count as equal), else None: one
+    schedule for ``key`` would then overwrite them with the same values, which
+    :func:`attach` refuses. Raises ``ValueError`` for a key that is no param-group key, and
+    ``KeyError``/``IndexError``/``TypeError`` for a group that does not hold a number there."""
+    name, index = _parse_key(KEY_ALIASES.get(key, key))
+    if len(groups) < 2:
+        return None
+    values = [_as_float(group[name] if index is None else group[name][index]) for group in groups]
+    if all(v == values[0] or (math.isnan(v) and math.isnan(values[0])) for v in values):
+        return None
+    return values
+
+
 def _domain_text(key: str, domain: tuple[float, float, bool]) -> str:
     low, high, high_open = domain
     if high == math.inf:
@@ -387,12 +402,8 @@ class ScheduleDriver(LRScheduler):
         """Refuse one schedule for groups that hold different values for ``key``: it would
         overwrite them all with the same values (torch's multiplicative schedulers scale each
         group's own initial lr instead)."""
-        if len(groups) < 2:
-            return
-        values = [
-            _as_float(group[name] if index is None else group[name][index]) for group in groups
-        ]
-        if all(v == values[0] or (math.isnan(v) and math.isnan(values[0])) for v in values):
+        values = differing_group_values(groups, key)
+        if values is None:
             return
         raise ValueError(
             f"one schedule for {key!r} would write the same values into all {len(groups)} param "

@@ -6,13 +6,14 @@ the chart's pattern read ``hyper/beta1/...``, which no tag matches)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 import torch
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.plugins.custom_scalar import layout_pb2
-from tensorboard.plugins.hparams import metadata
+from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.util import tensor_util
 from torch import nn
 
@@ -120,3 +121,45 @@ def test_a_beta1_schedule_is_charted_under_the_tag_the_driver_logs(tmp_path):
     hyper = [p for p in patterns if p.startswith("^hyper/")]
     for pattern in hyper:
         assert any(re.search(pattern, tag) for tag in tags), pattern
+
+
+def _session_hparams(run_dir):
+    for path in run_dir.glob("events.out.tfevents.*"):
+        for ev in event_file_loader.EventFileLoader(str(path)).Load():
+            for v in ev.summary.value:
+                if v.tag == metadata.SESSION_START_INFO_TAG:
+                    content = v.metadata.plugin_data.content
+                    return metadata.parse_session_start_info_plugin_data(content).hparams
+    raise AssertionError(f"no HParams session in {run_dir}")
+
+
+def test_an_option_of_two_types_is_text_in_the_configuration_and_in_every_session(tmp_path):
+    """``model.hidden`` is a number in one variant and a list in the other: TensorBoard's
+    HParams dashboard compares a column's values to sort and filter it, so the column and every
+    session's value must be text (the sessions logged the number as a number before)."""
+    _register()
+
+    def factory(shape, k, hidden=4):
+        widths = hidden if isinstance(hidden, list) else [hidden]
+        layers, width = [], shape[0]
+        for w in widths:
+            layers += [nn.Linear(width, w), nn.ReLU()]
+            width = w
+        return nn.Sequential(*layers, nn.Linear(width, k))
+
+    runs.register_model("widths", factory)
+    variants = []
+    for name, hidden in (("one", 4), ("two", [4, 4])):
+        v = _variant(name, runs.Optimizer("sgd", {"lr": 0.1}))
+        variants.append(dataclasses.replace(v, model=runs.Model("widths", {"hidden": hidden})))
+    runs.run(runs.Experiment(name="types", seeds=1, variants=tuple(variants)), logdir=tmp_path)
+    (value,) = _events(tmp_path / "types", ".hparams")
+    plugin = metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
+    kinds = {info.name: api_pb2.DataType.Name(info.type) for info in plugin.hparam_infos}
+    assert kinds["model.hidden"] == "DATA_TYPE_STRING"
+    assert kinds["optimizer.lr"] == "DATA_TYPE_FLOAT64"
+    for name, text in (("one", "4"), ("two", "[4, 4]")):
+        hparams = _session_hparams(tmp_path / "types" / name / "seed0")
+        assert hparams["model.hidden"].WhichOneof("kind") == "string_value"
+        assert hparams["model.hidden"].string_value == text
+        assert hparams["optimizer.lr"].WhichOneof("kind") == "number_value"
