@@ -13,7 +13,10 @@ Problem fixtures (``theory.testing``'s builders; float64, dimension 10):
 * ``least_squares``: :func:`theory.testing.least_squares_problem`, a ``LeastSquares``;
 * ``logistic``: :func:`theory.testing.logistic_problem`, a ``LogisticRegression``.
 
-Each has ``L / mu == kappa`` (default 10) and is drawn from ``seed`` (default 0). Parametrise
+Each has ``L / mu == kappa`` (default 10; ``least_squares`` to about ``kappa * dim * eps``, up
+to :func:`theory.testing.least_squares_kappa_limit`, ``logistic`` up to
+``theory.testing.LOGISTIC_KAPPA_LIMIT``; beyond, a ValueError) and is drawn from ``seed``
+(default 0). Parametrise
 it indirectly: a number is ``kappa``; a dict gives any of the builder's arguments
 (``{"kappa": 1000, "seed": 3, "dim": 50}``). Helper fixtures: ``assert_converges``,
 ``assert_bound_holds``, ``assert_rate`` (the functions of :mod:`theory.testing`).

@@ -288,10 +288,13 @@ def default_rtol(dtype: torch.dtype = DTYPE) -> float:
 
 
 def rate_rtol(dtype: torch.dtype = DTYPE) -> float:
-    """The rounding tolerance of a fitted rate for a run in ``dtype``: 100 ε (2.2e-14 for
-    float64, 1.19e-5 for float32). A run that attains its predicted rate exactly is fitted up
-    to rounding (GD at |1 - lr L| = 1.5 per step gives 1.4999999999999998);
-    ``Certificate.rate_consistent`` allows this factor on top of its ``slack``. It is far below
+    """The rounding tolerance of the fit's own arithmetic for a run in ``dtype``: 100 ε (2.2e-14
+    for float64, 1.19e-5 for float32), the error of a least-squares slope through logarithms
+    of values that are themselves exact (GD at |1 - lr L| = 1.5 per step gives
+    1.4999999999999998). ``Certificate.rate_consistent`` allows this factor on top of its
+    ``slack``, together with the rounding of the iterates themselves
+    (``Certificate.rate_rounding``), which is derived from the fitting window: a run that
+    attains its predicted rate exactly passes at slack = 0 with both. It is far below
     ``default_rtol`` on purpose: a rate is a ratio of values fitted over many steps, and a
     looser factor would pass a stalled run (rate 1) against a predicted rate just below 1.
 
@@ -312,34 +315,108 @@ def _negative_gap_step(gap: np.ndarray, floor: float) -> int | None:
     return int(np.argmax(below)) if below.any() else None
 
 
-def numerical_floor(problem: Problem, quantity: str, dtype: torch.dtype = DTYPE) -> float:
-    """The level below which a measurement of ``quantity`` on a run in ``dtype`` is rounding
-    noise (ε = the machine epsilon of ``dtype``: 2.2e-16 for float64, 1.2e-7 for float32).
+_MEASURE_EPS = float(torch.finfo(DTYPE).eps)
+"""The machine epsilon of every measurement: ``_measure`` evaluates float64 points in float64."""
 
-    distance: x_star_tol + 1e4 ε (||x*|| + ||x0 - x*||); distance_sq: its square;
-    gap: 1e4 ε (|f*| + f(x0) - f*) + min(L d²/2, G d) with d the distance floor (the gap of a
-    point d away from x*: quadratic growth for smooth f, Lipschitz for non-smooth);
-    grad_sq_min: 1e4 ε ||∇f(x0)||² + (L d)² (0 curvature term when L is infinite).
-    (1e4 ε covers the rounding of the loss, of x - x* and of the optimizer's own arithmetic.)
-    """
-    _check_dtype(dtype)
-    eps = float(torch.finfo(dtype).eps)
+
+def _distance_factor(problem: Problem, dtype: torch.dtype) -> float:
+    """F of the distance floor x_star_tol + F ε (||x*|| + ||x0 - x*||): 1e4 for float64 (and
+    wider) runs; min(1e4, 100 κ) for narrower ones (κ = L / mu, inf when mu = 0)."""
+    if float(torch.finfo(dtype).eps) <= _MEASURE_EPS:
+        return 1e4
+    kappa = float(problem.kappa)
+    return min(1e4, 100 * kappa) if kappa >= 1 else 1e4  # (NaN or < 1: no information)
+
+
+def _scale(problem: Problem) -> float:
+    """||x*|| + ||x0 - x*||: the size of the numbers an iterate is made of."""
     dist0 = float(torch.linalg.vector_norm(problem.x0 - problem.x_star))
-    distance_floor = problem.x_star_tol + 1e4 * eps * (float(problem.x_star.norm()) + dist0)
+    return float(problem.x_star.norm()) + dist0
+
+
+def _floor_terms(problem: Problem, quantity: str, distance: float) -> tuple[float, float]:
+    """(linear, quadratic): the change of a measured ``quantity`` caused by moving the point
+    by ``distance`` from x* plus the float64 rounding of the measurement itself, split into a
+    part that enters linearly (a value v becomes v + linear) and one that enters as a square
+    (v becomes (√v + √quadratic)²). Their sum is the quantity's noise level at that distance."""
     if quantity == "distance":
-        return distance_floor
+        return distance, 0.0
     if quantity == "distance_sq":
-        return distance_floor**2
+        return 0.0, distance**2
     if quantity == "gap":
         with torch.no_grad():
             gap0 = abs(float(problem.loss(problem.x0)) - problem.f_star)
-        growth = min(problem.L * distance_floor**2 / 2, problem.G * distance_floor)
-        return 1e4 * eps * (abs(problem.f_star) + gap0) + growth
+        rounding = 1e4 * _MEASURE_EPS * (abs(problem.f_star) + gap0)
+        if distance == 0:
+            return rounding, 0.0
+        smooth, lipschitz = problem.L * distance**2 / 2, problem.G * distance
+        if smooth <= lipschitz:
+            return rounding, smooth
+        return rounding + lipschitz, 0.0
     if quantity == "grad_sq_min":
         start = float(problem.grad(problem.x0).square().sum())
-        curvature = (problem.L * distance_floor) ** 2 if math.isfinite(problem.L) else 0.0
-        return 1e4 * eps * start + curvature
+        finite = math.isfinite(problem.L) and distance > 0
+        curvature = (problem.L * distance) ** 2 if finite else 0.0
+        return 1e4 * _MEASURE_EPS * start, curvature
     raise ValueError(f"quantity must be one of {sorted(QUANTITIES)}, got quantity={quantity!r}")
+
+
+def numerical_floor(problem: Problem, quantity: str, dtype: torch.dtype = DTYPE) -> float:
+    """The level below which a measurement of ``quantity`` on a run in ``dtype`` is rounding
+    noise.
+
+    Every point is measured in float64 (``run`` stores float64 points whatever the run's
+    dtype), so the run's dtype enters only through the distance floor d, how far from x* a
+    point of such a run can be resolved: d = x_star_tol + F ε (||x*|| + ||x0 - x*||), ε the
+    machine epsilon of ``dtype`` (2.2e-16 for float64, 1.2e-7 for float32). F = 1e4 for
+    float64 (a generous allowance for any optimizer's compounded rounding, 2.2e-12 relative);
+    for narrower dtypes, where a flat 1e4 ε (1.2e-3 for float32) would hide real errors,
+    F = min(1e4, 100 κ) with κ = L / mu (1e4 when mu = 0): a float32 run of gradient descent
+    stalls about 0.1 κ ε (||x*|| + ||x0 - x*||) from x* (errors of ε per step, contracted at
+    1 - 1/κ), accelerated methods nearer.
+
+    distance: d; distance_sq: d²; gap: 1e4 ε64 (|f*| + f(x0) - f*) (the float64 rounding of
+    the loss) + min(L d²/2, G d) (the gap of a point d away from x*: quadratic growth for
+    smooth f, Lipschitz for non-smooth); grad_sq_min: 1e4 ε64 ||∇f(x0)||² + (L d)² (0
+    curvature term when L is infinite). f* shifts no gradient, so it enters only the
+    measurement's rounding, at float64's ε whatever the run's dtype.
+    """
+    _check_dtype(dtype)
+    eps = float(torch.finfo(dtype).eps)
+    distance_floor = problem.x_star_tol + _distance_factor(problem, dtype) * eps * _scale(problem)
+    linear, quadratic = _floor_terms(problem, quantity, distance_floor)
+    return linear + quadratic
+
+
+def _point_rounding(problem: Problem, dtype: torch.dtype) -> float:
+    """How far rounding moves the iterates of a run in ``dtype`` from their exact-arithmetic
+    path: x_star_tol (x* itself) + min(1e4, κ) ε (||x*|| + ||x0 - x*||) (an error of about ε
+    per step, contracted at 1 - 1/κ per step by a convergent method; gradient descent's is
+    measured at about 0.1 κ ε). Used for the rate's rounding allowance, not for the floor."""
+    eps = float(torch.finfo(dtype).eps)
+    kappa = float(problem.kappa)
+    factor = min(1e4, kappa) if kappa >= 1 else 1e4
+    return problem.x_star_tol + factor * eps * _scale(problem)
+
+
+def _rate_rounding(
+    problem: Problem, quantity: str, dtype: torch.dtype, values: np.ndarray, window: np.ndarray
+) -> float:
+    """The most the rounding of the iterates can move the least-squares slope of log v_k over
+    ``window`` (see ``Certificate.rate_rounding``): Σ_k |w_k| |log(1 - η_k)|, w_k the slope's
+    weights (k - k̄) / Σ (k - k̄)² and η_k the relative perturbation of v_k caused by moving
+    the point by ``_point_rounding`` (plus the measurement's rounding); inf where η_k >= 1."""
+    if window.size < 3:
+        return 0.0
+    linear, quadratic = _floor_terms(problem, quantity, _point_rounding(problem, dtype))
+    v = np.asarray(values, dtype=np.float64)[window]
+    eta = linear / v + 2 * np.sqrt(quadratic / v) + quadratic / v
+    if not np.all(eta < 1):
+        return math.inf
+    k = window.astype(np.float64)
+    centred = k - k.mean()
+    weights = np.abs(centred) / float(np.sum(centred**2))
+    return float(np.sum(weights * -np.log1p(-eta)))
 
 
 def _tail(values: np.ndarray, floor: float, start: int | None) -> np.ndarray:
@@ -381,17 +458,18 @@ def fit_order(values: np.ndarray, floor: float = 0.0, start: int | None = None) 
 class Certificate:
     """The result of ``certify``.
 
-    ``held``: the bound applied to the run (see ``applicable``) and held at every step with a
-    finite run and a consistent f*; ``first_violation``: first step k where it did not (or
-    where the run became non-finite), else None; ``worst_ratio``, ``worst_step``: the largest
-    observed/bound (upper bounds) or bound/observed (lower bounds) over the steps where the
-    bound is finite and above ``atol``, and where; ``fitted_rate`` / ``predicted_rate``: the
-    empirical per-step factor on the second half of the part of the run above the numerical
-    floor, and the bound's asymptotic one; ``rate_allowance``: the factor by which a k^p rate^k
-    bound's fitted rate may exceed ``rate`` (see ``rate_consistent``); ``fitted_order`` /
-    ``predicted_order`` for sublinear bounds; ``steps``, ``observed``, ``bound_values``: the
-    curves (``observed`` is the mean over seeds with ``seeds``); ``rtol``, ``atol``: the
-    tolerance used (observed <= bound (1 + rtol) + atol for upper bounds).
+    ``held``: the bound applied to the run (see ``applicable``), was above the noise floor
+    ``atol`` at one step at least (else nothing was compared: ``status`` "not checked"), and
+    held at every step with a finite run and a consistent f*; ``first_violation``: first step k
+    where it did not (or where the run became non-finite), else None; ``worst_ratio``,
+    ``worst_step``: the largest observed/bound (upper bounds) or bound/observed (lower bounds)
+    over the steps where the bound is finite and above ``atol``, and where; ``fitted_rate`` /
+    ``predicted_rate``: the empirical per-step factor on the second half of the part of the run
+    above the numerical floor, and the bound's asymptotic one; ``rate_allowance``: the factor by
+    which a k^p rate^k bound's fitted rate may exceed ``rate`` (see ``rate_consistent``);
+    ``fitted_order`` / ``predicted_order`` for sublinear bounds; ``steps``, ``observed``,
+    ``bound_values``: the curves (``observed`` is the mean over seeds with ``seeds``); ``rtol``,
+    ``atol``: the tolerance used (observed <= bound (1 + rtol) + atol for upper bounds).
 
     ``applicable`` / ``not_applicable``: False and the reason when the run's problem or
     optimizer settings are not those the bound assumes (then ``held`` is False and nothing
@@ -400,7 +478,8 @@ class Certificate:
     single run of the problem as given); ``band_lower``, ``band_upper``: the 95 % Student-t
     confidence band of the mean (None for one run); ``refuted_step``: the first step where the
     band's lower edge is above an upper bound (below a lower one), else None;
-    ``trajectories``: every run (``trajectory`` is the first).
+    ``trajectories``: every run (``trajectory`` is the first). ``rate_rounding``: the most the
+    rounding of the iterates can move the log of the fitted rate (see ``rate_consistent``).
     """
 
     bound: Bound
@@ -427,28 +506,77 @@ class Certificate:
     band_upper: np.ndarray | None = None
     refuted_step: int | None = None
     trajectories: list[Trajectory] = field(default_factory=list)
+    rate_rounding: float = 0.0
 
     @property
     def finite(self) -> bool:
         return all(t.finite for t in (self.trajectories or [self.trajectory]))
 
     @property
+    def compared(self) -> bool:
+        """Whether the bound was finite and above the noise floor ``atol`` at one step at least
+        (with a finite observed value there): else the run was compared with nothing but
+        rounding noise, and the certificate is vacuous."""
+        values, observed = self.bound_values, self.observed
+        with np.errstate(invalid="ignore"):
+            usable = np.isfinite(values) & np.isfinite(observed) & (values > self.atol)
+        return bool(usable.any())
+
+    @property
     def status(self) -> str:
-        """``"held"``, ``"violated"`` or ``"not applicable"``."""
+        """``"held"``, ``"violated"``, ``"not applicable"`` or ``"not checked"`` (no step had
+        the bound above the noise floor, and nothing else went wrong: a vacuous run, never
+        certified)."""
         if not self.applicable:
             return "not applicable"
-        return "held" if self.held else "violated"
+        if self.held:
+            return "held"
+        if self._vacuous:
+            return "not checked"
+        return "violated"
+
+    @property
+    def _vacuous(self) -> bool:
+        """Not certified only because nothing was compared above the noise floor."""
+        return (
+            self.applicable
+            and not self.compared
+            and self.finite
+            and self.first_violation is None
+            and self.negative_gap_step is None
+            and bool(np.isfinite(self.bound_values).any())
+        )
 
     @property
     def rate_rtol(self) -> float:
         """``rate_rtol(dtype)`` of the run's dtype: the rounding allowed on the fitted rate."""
         return rate_rtol(self.trajectory.dtype)
 
+    @property
+    def rate_rounding_factor(self) -> float:
+        """(1 + rate_rtol) exp(rate_rounding): the whole rounding allowance of the fitted rate."""
+        return (1 + self.rate_rtol) * math.exp(self.rate_rounding)
+
     def rate_consistent(self, slack: float = 0.0) -> bool:
-        """fitted_rate <= predicted_rate x rate_allowance x (1 + slack) x (1 + rate_rtol)
-        (upper bounds), or >= predicted_rate / ((1 + slack) (1 + rate_rtol)) (lower bounds).
-        ``rate_rtol`` (2.2e-14 for a float64 run, 1.19e-5 for float32, see ``rate_rtol``) is
-        rounding: a run whose rate equals the prediction passes at slack = 0.
+        """fitted_rate <= predicted_rate x rate_allowance x (1 + slack) x rounding (upper
+        bounds), or >= predicted_rate / ((1 + slack) rounding) (lower bounds), with rounding =
+        ``rate_rounding_factor`` = (1 + rate_rtol) exp(rate_rounding); a run whose rate equals
+        the prediction passes at slack = 0.
+
+        The rounding: ``rate_rtol`` (2.2e-14 for a float64 run, 1.19e-5 for float32, see
+        ``rate_rtol``) is the fit's own arithmetic. ``rate_rounding`` is that of the iterates,
+        which grows as the window nears the noise floor: the fitted log-rate is the slope
+        Σ_k w_k log v_k over the window, w_k = (k - k̄) / Σ (k - k̄)², so a relative error η_k of
+        each value moves it by at most Σ_k |w_k| |log(1 - η_k)|. η_k is the relative change of
+        v_k when the point moves by δ = x_star_tol + min(1e4, κ) ε (||x*|| + ||x0 - x*||) (ε
+        of the run's dtype, κ = L / mu; gradient descent's iterates are measured to stray about
+        0.1 κ ε (...) from their exact path) plus the float64 rounding of the measurement:
+        δ / v for a distance, 2 √(c / v) + c / v for a value c = δ² (distance²), L δ² / 2 (gap)
+        away, 1e4 ε64 (|f*| + f(x0) - f*) / v more for the gap. Far above the floor this is
+        negligible, and near it still small next to a real slowdown: GD at 2/(mu + L) on
+        ``quadratic_problem(100, dim=20)`` is allowed 2e-13 per step over 300 steps (a window
+        ending at 1e-3 of the start) and 7e-7 over 3000 (a window reaching the floor), while a
+        run 1 % slower exceeds the rate by 2e-4 and a stalled one by 2e-2, and both fail.
 
         The polynomial factor: for a curve C k^p q^k, log of it is log C + p log k + k log q and
         the least-squares slope over a window [a, b] is log q + p times the least-squares slope of
@@ -458,7 +586,7 @@ class Certificate:
         """
         if self.predicted_rate is None or not math.isfinite(self.fitted_rate):
             return False
-        tolerance = (1 + slack) * (1 + self.rate_rtol)
+        tolerance = (1 + slack) * self.rate_rounding_factor
         if self.bound.direction == "lower":
             return self.fitted_rate >= self.predicted_rate / tolerance
         return self.fitted_rate <= self.predicted_rate * self.rate_allowance * tolerance
@@ -479,8 +607,17 @@ class Certificate:
                 f"noise floor: {_NEGATIVE_GAP}"
             )
         k = self.first_violation
-        if k is None:
+        if k is None and not np.isfinite(self.bound_values).any():
             return f"{name} did not hold: the bound is finite at no step of the run"
+        if k is None:
+            top = float(
+                np.nanmax(np.where(np.isfinite(self.bound_values), self.bound_values, np.nan))
+            )
+            return (
+                f"{name} not checked: the bound is above the noise floor {self.atol:.6g} at no "
+                f"step of the run (largest bound value {top:.6g}), so the run was compared with "
+                f"rounding noise only; start farther from x*, run fewer steps or in float64"
+            )
         observed = self.observed[k]
         what = QUANTITIES[self.bound.quantity]
         if len(self.seeds) > 1:
@@ -504,10 +641,14 @@ class Certificate:
                 f"({'; '.join(values)})"
             )
         relation = ">" if self.bound.direction == "upper" else "<"
+        worst = (
+            f"worst ratio {self.worst_ratio:.6g} at step {self.worst_step}"
+            if self.worst_step is not None
+            else f"the bound is above the noise floor {self.atol:.6g} at no step"
+        )
         text = (
             f"{name} violated at step {k}: observed {what} = {observed:.6g} {relation} bound "
-            f"{self.bound_values[k]:.6g} (worst ratio {self.worst_ratio:.6g} at step "
-            f"{self.worst_step})"
+            f"{self.bound_values[k]:.6g} ({worst})"
         )
         if self.band_lower is not None:
             band = f"{self.band_lower[k]:.6g} .. {self.band_upper[k]:.6g}"
@@ -520,18 +661,33 @@ class Certificate:
         return text
 
     def summary(self) -> str:
+        """One line: the outcome ("held", "FAILED", "NOT CHECKED" when nothing was compared
+        above the noise floor), the worst ratio, the fitted beside the predicted rate (or
+        order), and the violation message unless it held."""
         if not self.applicable:
             return f"{self.bound.name}: not applicable: {self.not_applicable}"
-        rate = (
-            f", fitted rate {self.fitted_rate:.6g} vs predicted {self.predicted_rate:.6g}"
-            if self.predicted_rate is not None
-            else f", fitted order {self.fitted_order:.3g} vs predicted {self.predicted_order}"
-        )
+        if self.predicted_rate is not None:
+            fitted = (
+                f"fitted rate {self.fitted_rate:.6g}"
+                if math.isfinite(self.fitted_rate)
+                else "no rate fitted"
+            )
+            rate = f", {fitted} vs predicted {self.predicted_rate:.6g}"
+        else:
+            fitted = (
+                f"fitted order {self.fitted_order:.3g}"
+                if math.isfinite(self.fitted_order)
+                else "no order fitted"
+            )
+            rate = f", {fitted} vs predicted {self.predicted_order}"
         seeds = f" (mean over {len(self.seeds)} seeds)" if len(self.seeds) > 1 else ""
-        text = (
-            f"{self.bound.name}: {'held' if self.held else 'FAILED'} over {self.steps[-1]} "
-            f"steps{seeds}, worst ratio {self.worst_ratio:.6g}{rate}"
+        outcome = "held" if self.held else "NOT CHECKED" if self._vacuous else "FAILED"
+        worst = (
+            f"worst ratio {self.worst_ratio:.6g}"
+            if self.worst_step is not None
+            else f"no step with the bound above the noise floor {self.atol:.6g}"
         )
+        text = f"{self.bound.name}: {outcome} over {self.steps[-1]} steps{seeds}, {worst}{rate}"
         return text if self.held else text + "; " + self.violation_message()
 
     def plot(self, path: str | os.PathLike[str] | None = None, ax: Any = None) -> Any:
@@ -782,7 +938,10 @@ def certify(
     ``lr_schedule``); ``dtype`` is the parameter's dtype.
     ``fit_start`` is the first step of the rate-fitting window (default: half of the part of
     the run above the numerical floor). ``worst_ratio`` is taken over the steps where the bound
-    exceeds ``atol`` (below it the comparison is within rounding).
+    exceeds ``atol`` (below it the comparison is within rounding). A run in which the bound
+    exceeds ``atol`` at no step was compared with nothing but rounding noise: it is *not
+    checked* (``held`` False, ``status`` "not checked"), never certified (x0 = x* is such a
+    run: its curves are all zero).
 
     ``seeds``: for a bound on an expectation over a stochastic oracle (required then), one run
     per seed on ``problem.reseeded(seed)``; the mean over runs is compared with the bound, and
@@ -868,7 +1027,7 @@ def certify(
             refuted = checked & (band_upper < values * (1 - rtol) - floor)
         refuted_step = int(np.argmax(refuted)) if refuted.any() else None
     finite_observed = np.isfinite(observed)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if bound.direction == "upper":
             ok = observed <= values * (1 + rtol) + floor
             ratio = np.where(values > 0, observed / values, np.where(observed > floor, np.inf, 0))
@@ -892,6 +1051,7 @@ def certify(
     fitted_rate = fit_rate(observed, floor, fit_start) if finite else math.nan
     fitted_order = fit_order(observed, floor, fit_start) if finite else math.nan
     window_start = int(window[0]) if window.size else 1
+    rate_rounding = _rate_rounding(problem, bound.quantity, dtype, observed, window)
     reasons = [not_applicable_reason(p, bound, t) for p, t in zip(problems, trajectories)]
     reason = next((r for r in reasons if r is not None), None)
     negative_steps = [k for k in negative if k is not None]
@@ -900,7 +1060,7 @@ def certify(
         reason is None
         and finite
         and first_violation is None
-        and checked.any()
+        and usable.any()  # (a comparison above the noise floor ran)
         and negative_gap_step is None
     )
     return Certificate(
@@ -928,6 +1088,7 @@ def certify(
         band_upper=band_upper,
         refuted_step=refuted_step,
         trajectories=trajectories,
+        rate_rounding=rate_rounding,
     )
 
 

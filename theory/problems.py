@@ -25,17 +25,22 @@ and its run can be compared with a textbook bound:
   update t is given f itself and ``project`` is the identity), read by the bounds whose
   argument needs each gradient to be one of f at the iterate.
 
-Everything is float64. Randomness comes from ``torch.Generator(seed)``, so a problem is a pure
-function of its arguments.
+Everything is float64. Randomness comes from ``torch.Generator(seed)``, and the torch
+arithmetic that builds a problem (the QR of a Haar rotation, the products that form A or X) runs
+on one thread whatever ``torch.get_num_threads()`` is (a parallel reduction's order, and so its
+rounding, depends on the thread count), so a problem is a pure function of its arguments: the
+same arguments give bitwise the same problem in any process (with the same torch, numpy and
+scipy builds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,13 +160,30 @@ def _finite_float(name: str, value: Any) -> float:
     return value
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch's intra-op thread count set to 1 inside the block and restored after it: the
+    rounding of a parallel reduction (a matrix product, a QR) depends on how many threads share
+    it, and building a problem must not (the module docstring)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _haar_rotation(dim: int, generator: torch.Generator) -> torch.Tensor:
     """A rotation drawn from the Haar measure: Q of the QR of a Gaussian matrix, signs fixed so
     that diag(R) > 0 (Mezzadri, 2007, "How to generate random matrices from the classical compact
-    groups")."""
+    groups"); computed on one thread (``_one_thread``)."""
     gaussian = torch.randn(dim, dim, generator=generator, dtype=DTYPE)
-    q, r = torch.linalg.qr(gaussian)
-    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+    with _one_thread():
+        q, r = torch.linalg.qr(gaussian)
+        return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
 
 
 def _data_matrix(name: str, X: Any) -> np.ndarray | scipy.sparse.csr_matrix:
@@ -482,7 +504,8 @@ class Quadratic(Problem):
             )
         values, _ = torch.sort(values)
         rotation = _haar_rotation(values.numel(), _generator(seed))
-        A = (rotation * values.unsqueeze(0)) @ rotation.T
+        with _one_thread():
+            A = (rotation * values.unsqueeze(0)) @ rotation.T
         # x_star and x0 are drawn after Q from their own generator stream so that two problems
         # with the same seed and dimension share them whatever the spectrum.
         generator = torch.Generator().manual_seed((seed + 1_000_003) % 2**64)  # (uint64)
