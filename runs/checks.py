@@ -1,6 +1,7 @@
 """Small argument checks shared by the runner's modules.
 
-- ``check_positive_int`` (with an optional maximum: :data:`MAX_JOBS`, :data:`MAX_THREADS`),
+- ``check_positive_int`` (with an optional maximum: :data:`MAX_JOBS`, :data:`MAX_THREADS`,
+  :data:`MAX_UPDATES`, :data:`MAX_REPEATS`),
   ``check_non_negative_int``, ``check_seed``, ``check_seeds`` and ``check_registry_name`` raise
   at once (arguments of a function, options of a command); ``plain_int`` makes a NumPy integer
   of the Python API an ``int`` before they judge it;
@@ -33,6 +34,14 @@ MAX_JOBS = 1024
 MAX_THREADS = 1024
 """The most torch threads ``--threads`` may ask for (``torch.set_num_threads`` refuses values
 beyond a C ``int`` and crashes with a segmentation fault for about 100000)."""
+MAX_UPDATES = 10**9
+"""The most updates a training budget may ask for (``train.steps``, ``train.epochs`` times the
+updates of an epoch, ``bench runner --steps``): at this project's CPU scale a billion updates
+take weeks, so a larger count is a typo, not an experiment (it would start and never end)."""
+MAX_REPEATS = 10_000
+"""The most timing rounds or timed repetitions a benchmark may ask for (``bench schedulers
+--repeats``, ``bench runner --repeats``, ``bench optim --repeat``): medians settle after a few
+dozen, and a larger count only keeps the command running."""
 MAX_SEED_COUNT = 100_000
 """The most seeds a count ``N`` (the seeds 0..N-1: ``seeds = N``, ``--seeds N``) may ask for:
 each is a run, and a larger count only exhausts memory while the runs are listed."""

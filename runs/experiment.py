@@ -3,7 +3,9 @@
 Order of work: check the options (``--device``, ``--logdir``, ``--backend``), read and validate
 the experiment (all problems reported together; ``[fallback]`` applies only when no ``--data-dir``
 was given), load its datasets and build each variant's model once (missing files and bad model
-options are reported before anything is written); take the experiment folder's lock and check its
+options are reported before anything is written); with ``--backend ray``, connect to Ray
+(``runs.parallel.ray_session``: a malformed or unreachable ``--address`` and a ``--threads`` that
+no node has are refused here); take the experiment folder's lock and check its
 existing run folders (a changed configuration, an unfinished run trained under other
 ``--threads`` or another ``--device`` type, an unreadable checkpoint or result; with a
 ``[search]`` whose choice is not on disk yet, an existing comparison run that is at none of its
@@ -65,7 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the experiment's [quick] settings")
     parser.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1")
     parser.add_argument(
-        "--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)"
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs at once: worker processes, or Ray tasks with --backend ray (default 1)",
     )
     parser.add_argument(
         "--threads",
@@ -91,8 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
         metavar="HOST:PORT",
-        help="with --backend ray: the Ray cluster to use (default: a local instance); the "
-        "--logdir must then be on a file system every node shares",
+        help="with --backend ray: the Ray cluster to use, HOST:PORT, ray://HOST:PORT or auto "
+        "(default: the cluster RAY_ADDRESS names, else a local instance); the --logdir must then "
+        "be on a file system every node shares; --jobs runs train at a time",
     )
 
 
@@ -188,17 +195,31 @@ def training_problem(variant, data) -> str | None:
     output must be ``(batch, num_classes)`` floating-point logits (the cross-entropy's input); that
     the model has trainable parameters; that the optimizer and schedules build on them; one
     training step's forward, loss and backward pass in train mode (:func:`training_step_error`:
-    a detached output, a model failing only in train mode); and, when
+    a detached output, a model failing only in train mode); one update of the optimizer, as the
+    runner makes it (:func:`update_error`: a hyperparameter the update cannot apply, such as an
+    ``lr`` beyond the range of the parameters' dtype, ``1e308`` for float32; not for an optimizer
+    with ``capturable=True``, whose update needs CUDA); and, when
     an epoch ends with a mini-batch of one example, a train-mode forward pass on one example (it
-    fails for BatchNorm over a single value per channel).
+    fails for BatchNorm over a single value per channel). Before any model is built, the budget:
+    ``epochs`` times the updates of an epoch at most :data:`runs.checks.MAX_UPDATES`.
     """
     import torch
 
     from runs.batches import batches_per_epoch
     from runs.build import attach_schedules, make_optimizer
+    from runs.checks import MAX_UPDATES
     from runs.models import build_model
 
     where = f"variant {variant.name!r}"
+    n, size = len(data.train_x), variant.train.batch_size
+    per_epoch = batches_per_epoch(n, size)
+    steps = variant.train.steps or variant.train.epochs * per_epoch
+    if steps > MAX_UPDATES:  # (steps alone is bounded with the file: runs.load)
+        return (
+            f"{where}, train: epochs = {variant.train.epochs} of {per_epoch} updates each "
+            f"({n} training examples, batch_size {size}) make {steps} updates; allowed: at most "
+            f"{MAX_UPDATES} (runs.checks.MAX_UPDATES: a larger budget would run for months)"
+        )
     build = functools.partial(
         build_model, variant.model.name, data.input_shape, data.num_classes,
         **variant.model.options,
@@ -249,7 +270,8 @@ def training_problem(variant, data) -> str | None:
                 "(none with requires_grad=True); the optimizer would have nothing to train"
             )
         try:
-            attach_schedules(make_optimizer(variant.optimizer, params), variant.schedules)
+            optimizer = make_optimizer(variant.optimizer, params)
+            attach_schedules(optimizer, variant.schedules)
         except Exception as err:
             return f"{where}, optimizer {variant.optimizer.name!r}: {type(err).__name__}: {err}"
         failed = training_step_error(model, batch, data.train_y[:PREFLIGHT_EXAMPLES])
@@ -259,9 +281,24 @@ def training_problem(variant, data) -> str | None:
                 f"pass, the {variant.train.loss} loss and its backward pass on {len(batch)} "
                 f"training examples) failed: {type(failed).__name__}: {failed}"
             )
-        n, size = len(data.train_x), variant.train.batch_size
-        per_epoch = batches_per_epoch(n, size)
-        steps = variant.train.steps or variant.train.epochs * per_epoch
+        labels = data.train_y[:PREFLIGHT_EXAMPLES]
+        # (capturable=True: CUDA graphs' step counters, which torch.optim's update refuses on
+        # the CPU this check runs on; such an optimizer is not stepped here)
+        capturable = any(group.get("capturable") for group in optimizer.param_groups)
+        failed = None if capturable else update_error(model, optimizer, batch, labels)
+        if failed is not None:
+            dtype = str(params[0].dtype).removeprefix("torch.")
+            hint = (
+                f"; the parameters are {dtype}, whose largest value is "
+                f"{torch.finfo(params[0].dtype).max:.6g}: a hyperparameter beyond it (such as "
+                "lr) cannot be applied to them"
+                if "overflow" in str(failed) and params[0].dtype.is_floating_point
+                else ""
+            )
+            return (
+                f"{where}, optimizer {variant.optimizer.name!r}: one update (optimizer.step on "
+                f"{len(batch)} training examples) failed: {type(failed).__name__}: {failed}{hint}"
+            )
         if n % size == 1 and steps >= per_epoch:
             model.train()
             try:
@@ -275,6 +312,51 @@ def training_problem(variant, data) -> str | None:
                     "BatchNorm needs more than one value per channel: choose a batch_size that "
                     "does not leave one example over"
                 )
+    return None
+
+
+def update_error(model, optimizer, x, y) -> Exception | None:
+    """What one update of ``optimizer`` raises, or None: a train-mode forward pass and loss
+    (``runs.trainer.mini_batch_loss``), its backward pass and ``optimizer.step(closure)``, as the
+    runner makes it (the closure's first call returns that loss, a later one evaluates the loss
+    again at the current parameters). The model's parameters, buffers, gradients and mode are
+    put back afterwards; the optimizer, built for the check, is meant to be discarded (its state
+    has changed); the caller forks the random state (dropout's draws)."""
+    import torch
+
+    from runs.trainer import mini_batch_loss
+
+    tensors = list(itertools.chain(model.parameters(), model.buffers()))
+    saved = [t.detach().clone() for t in tensors]
+    grads = [(p, p.grad) for p in model.parameters()]
+    training = model.training
+    calls = 0
+
+    def closure():
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return loss
+        optimizer.zero_grad(set_to_none=True)
+        again = mini_batch_loss(model, x, y, 1)
+        again.backward()
+        return again
+
+    try:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = mini_batch_loss(model, x, y, 1)
+        loss.backward()
+        optimizer.step(closure)
+    except Exception as err:  # a user's optimizer may raise anything
+        return err
+    finally:
+        with torch.no_grad():
+            for tensor, value in zip(tensors, saved):
+                tensor.copy_(value)
+        for p, grad in grads:
+            p.grad = grad
+        model.train(training)
     return None
 
 
@@ -505,13 +587,16 @@ def check_options(args: argparse.Namespace) -> None:
     if getattr(args, "data_dir", None) is not None:
         check_data_dir(args.data_dir, option_name(args, "data_dir"))
     backend = getattr(args, "backend", "process")
-    if getattr(args, "address", None) and backend != "ray":
+    address = getattr(args, "address", None)
+    if address is not None and backend != "ray":  # (the empty string too)
         raise ValueError(
             f"{option_name(args, 'address')} needs {option_name(args, 'backend', 'ray')}"
         )
     if backend == "ray":
-        from runs.parallel import import_ray
+        from runs.parallel import check_address, import_ray
 
+        if address is not None:
+            check_address(address, option_name(args, "address"))
         import_ray(option_name(args, "backend", "ray"))
     check_device(args.device, option_name(args, "device"))
     ckpt.check_writable_folder(args.logdir, option_name(args, "logdir"))
@@ -688,7 +773,10 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
     check_writable_paths(experiment, root, logdir)
 
     registered = parallel.registered_for(experiment.variants)
-    if args.jobs > 1 and args.backend == "process":
+    if args.backend == "ray":  # (sent to the Ray tasks whatever --jobs is)
+        ray_option = option_name(args, "backend", "ray")
+        parallel.check_picklable(registered, ray_option, backend="ray")
+    elif args.jobs > 1:
         parallel.check_picklable(registered, option_name(args, "jobs", args.jobs))
 
     dist = parallel.init_distributed(args.device)
@@ -701,7 +789,11 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
     rank0 = dist is None or dist.rank == 0
     # Only rank 0 writes; it holds the folder's lock for the whole command.
     lock = ckpt.folder_lock(root, logdir) if rank0 else contextlib.nullcontext()
-    with lock:
+    ray = contextlib.nullcontext()
+    if args.backend == "ray":  # connected (and --threads checked) before anything is written
+        name = functools.partial(option_name, args)
+        ray = parallel.ray_session(args.address, jobs=args.jobs, threads=args.threads, name=name)
+    with ray, lock:
         resumed = check_folder(experiment, root, load, args)
         settings = parallel.Settings(
             data_dir=args.data_dir, device=device, threads=args.threads, quiet=args.quiet,

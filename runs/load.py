@@ -289,16 +289,61 @@ def _range_test(table: dict | None, names: list[str], variants: list[Variant], p
             f"start_lr must be below end_lr, got start_lr={result.start_lr!r}, "
             f"end_lr={result.end_lr!r}",
         )
+    _range_test_limits(result, problems)
     return result
+
+
+def _largest_rate() -> tuple[float, str]:
+    """The largest value of torch's default dtype and its name (float32 unless changed: the
+    dtype of the models ``runs`` builds), which bounds the rates a file may give a search or a
+    range test (``schedulers.range_test.check_options``); a variant's own ``lr`` is checked by
+    one update in the preflight (``runs.experiment.training_problem``)."""
+    import torch
+
+    dtype = torch.get_default_dtype()
+    return torch.finfo(dtype).max, str(dtype).removeprefix("torch.")
+
+
+def _range_test_limits(result: spec.RangeTest, problems: Problems) -> None:
+    """The bounds ``schedulers.range_test.check_options`` puts on a range test, checked with the
+    file: ``start_lr`` and ``end_lr`` at most the largest value of torch's default dtype (float32
+    unless changed: the models' parameters; a larger rate cannot be applied to them) and
+    ``curvature_batches`` at most ``MAX_CURVATURE_BATCHES``."""
+    from schedulers.range_test import MAX_CURVATURE_BATCHES
+
+    largest, kind = _largest_rate()
+    for key in ("start_lr", "end_lr"):
+        value = getattr(result, key)
+        if checks.positive_number(value) is None and value > largest:
+            problems.add(
+                join("range_test", key),
+                f"must be at most {largest:.6g}, the largest {kind} value (a larger rate cannot "
+                f"be applied to {kind} parameters), got {value!r}",
+            )
+    batches = result.curvature_batches
+    if checks.non_negative_int(batches) is None and batches > MAX_CURVATURE_BATCHES:
+        problems.add(
+            "range_test.curvature_batches",
+            f"must be at most {MAX_CURVATURE_BATCHES} (they are held in memory together), "
+            f"got {batches!r}",
+        )
 
 
 def _grid_names(grid: Any, location: str, problems: Problems) -> None:
     """Refuses a grid (one its own check allows) two of whose rates would share a search run's
-    folder (``runs.tuning.search_run_name``: 6 significant digits)."""
+    folder (``runs.tuning.search_run_name``: 6 significant digits), or with a rate beyond the
+    largest value of the models' dtype (:func:`_largest_rate`: it cannot be applied to them)."""
     from runs.tuning import colliding_rates
 
     if checks.lr_grid(grid) is not None:
         return  # (refused by its own check)
+    largest, kind = _largest_rate()
+    if any(rate > largest for rate in grid):
+        problems.add(
+            location,
+            f"rates must be at most {largest:.6g}, the largest {kind} value (a larger rate cannot "
+            f"be applied to {kind} parameters), got {max(grid)!r}",
+        )
     if (pair := colliding_rates(grid)) is not None:
         first, second, name = pair
         problems.add(
@@ -307,6 +352,40 @@ def _grid_names(grid: Any, location: str, problems: Problems) -> None:
             "is named by its first 6 significant digits); give rates that differ within their "
             f"first 6 significant digits, got {grid!r}",
         )
+
+
+def _train_tables(raw: dict, quick_table: dict, raw_variants: list) -> list[tuple[str, dict]]:
+    """Every ``train`` table the file writes, with its location: ``[train]``, each variant's,
+    ``[quick] train``, ``[search] train`` and ``[quick] search.train`` (whichever apply to the
+    command's mode: a file passes or fails whatever the mode)."""
+    tables = [("train", raw.get("train")), ("quick.train", quick_table.get("train"))]
+    tables += [
+        (f"variants[{index}].train", variant.get("train"))
+        for index, variant in enumerate(raw_variants)
+        if isinstance(variant, dict)
+    ]
+    for location, section in (
+        ("search", raw.get("search")),
+        ("quick.search", quick_table.get("search")),
+    ):
+        if isinstance(section, dict):
+            tables.append((join(location, "train"), section.get("train")))
+    return [(location, table) for location, table in tables if isinstance(table, dict)]
+
+
+def _check_budget(train: dict, location: str, problems: Problems) -> None:
+    """Refuses ``epochs`` or ``steps`` above :data:`runs.checks.MAX_UPDATES` at its location (a
+    value that is not a positive integer is refused by its own check): such a run would start and
+    never end. (``runs.experiment.training_problem`` bounds ``epochs`` times the updates of an
+    epoch too, once the dataset's size is known.)"""
+    for key in ("epochs", "steps"):
+        value = train.get(key)
+        if checks.positive_int(value) is None and value > checks.MAX_UPDATES:
+            problems.add(
+                join(location, key),
+                f"must be at most {checks.MAX_UPDATES} (runs.checks.MAX_UPDATES: a larger "
+                f"budget would run for months), got {value!r}",
+            )
 
 
 def _budget(train: dict) -> str:
@@ -497,6 +576,8 @@ def parse_experiment(
     ]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.add("variants", f"variant name {dup!r} is used more than once")
+    for location, table in _train_tables(raw, quick_table, raw_variants):
+        _check_budget(table, location, problems)
     range_test = _range_test(
         _stage(raw, quick_table, quick, "range_test", problems), names, variants, problems
     )

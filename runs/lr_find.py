@@ -4,7 +4,8 @@ It builds the variant's model (seeded), optimizer and training batches exactly a
 does, runs :func:`schedulers.range_test.lr_range_test` (the variant's schedules are not applied:
 the test drives ``lr`` itself), prints the suggestions and the curvature numbers (top Hessian
 eigenvalue L at the starting parameters, 1/L, 2/L), and saves the plot under
-``<logdir>/<experiment>/lr-find-<variant>.png``. Nothing is trained for keeps.
+``<logdir>/<experiment>/lr-find-<variant>.png``, or at ``--out`` (then ``--logdir``, which would
+be ignored, is refused). Nothing is trained for keeps.
 """
 
 from __future__ import annotations
@@ -57,8 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="model and batch-order seed")
     parser.add_argument("--data-dir", help=DATA_DIR_HELP)
-    parser.add_argument("--logdir", default=DEFAULT_LOGDIR, help=f"(default {DEFAULT_LOGDIR})")
-    parser.add_argument("--out", help="plot path (default <logdir>/<experiment>/lr-find-*.png)")
+    parser.add_argument(
+        "--logdir",
+        help=f"where the plot goes, as <logdir>/<experiment>/lr-find-*.png (default "
+        f"{DEFAULT_LOGDIR}; not with --out)",
+    )
+    parser.add_argument(
+        "--out", help="plot path (default <logdir>/<experiment>/lr-find-*.png; not with --logdir)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -82,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
             message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
         raise type(err)(message) from None
     check_seed("--seed", args.seed)
+    if args.out is not None and args.logdir is not None:  # (--logdir would be ignored)
+        raise ValueError(
+            f"--logdir {args.logdir!r} does not apply with --out {args.out!r}: the plot goes to "
+            "--out; give one of them"
+        )
     if args.data_dir is not None:
         check_data_dir(args.data_dir, "--data-dir")
     if args.variant is not None and "," in args.variant:
@@ -92,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out == "":
         raise ValueError("--out: an empty path ''; give an image file")
     if args.out is None:
-        check_writable_folder(args.logdir, "--logdir")
-        out = Path(args.logdir) / experiment.name / f"lr-find-{variant.name}.png"
+        logdir = DEFAULT_LOGDIR if args.logdir is None else args.logdir
+        check_writable_folder(logdir, "--logdir")
+        out = Path(logdir) / experiment.name / f"lr-find-{variant.name}.png"
     else:
         out = Path(args.out)
     option = "--logdir" if args.out is None else "--out"

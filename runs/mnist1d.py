@@ -33,20 +33,27 @@ def default_cache_dir() -> Path:
 
 
 MNIST1D_DEFAULT_SIZES = (4000, 1000)  # the package's num_samples = 5000, train_split = 0.8
+MNIST1D_MAX_EXAMPLES = 1_000_000
+"""The most examples ``train_examples`` and ``test_examples`` may each ask for: the generator
+holds several float64 arrays of 72 values per example at once, about 4 KB per example at its
+peak (850 MB for 200,000 examples, measured), so the largest sizes need about 9 GB and a larger
+one fails for memory rather than generating; it is checked with the experiment file, before
+anything is generated."""
 
 
 def mnist1d_sizes(train_examples: int | None, test_examples: int | None) -> tuple[int, int]:
     """``(train, test)`` sizes of generated MNIST-1D, the package's defaults where ``None``.
 
     Raises:
-        ValueError: a size that is not a positive integer, or a total that is not a multiple of
-            10 (``make_dataset`` makes ``num_samples // 10`` examples of each digit).
+        ValueError: a size that is not a positive integer or is above
+            :data:`MNIST1D_MAX_EXAMPLES`, or a total that is not a multiple of 10
+            (``make_dataset`` makes ``num_samples // 10`` examples of each digit).
     """
     default_train, default_test = MNIST1D_DEFAULT_SIZES
     train = default_train if train_examples is None else train_examples
     test = default_test if test_examples is None else test_examples
-    check_positive_int("train_examples", train)
-    check_positive_int("test_examples", test)
+    check_positive_int("train_examples", train, MNIST1D_MAX_EXAMPLES)
+    check_positive_int("test_examples", test, MNIST1D_MAX_EXAMPLES)
     if (train + test) % 10:
         raise ValueError(
             f"train_examples + test_examples = {train} + {test} = {train + test}: MNIST-1D makes "

@@ -9,11 +9,16 @@ the parent) and load the datasets themselves; each watches its parent and exits 
 parent dies (even by ``kill -9``), so no orphan keeps writing the run folders.
 
 Ray (``--backend ray``, the optional extra ``stepsize[ray]``): every run is one Ray task that
-calls the same :func:`execute`, on a local Ray instance started for the command (``--jobs``
-tasks at a time) or on the cluster at ``--address``. The run folders are written by the tasks,
-so on a cluster ``--logdir`` must be a folder every node sees at the same path (a shared file
-system), and every node needs this package and the datasets. Results, resume and numbers are
-those of ``--jobs``.
+calls the same :func:`execute`, at most ``--jobs`` of them at once (:func:`ray_session` says which
+Ray: the cluster at ``--address``, else the one ``RAY_ADDRESS`` names, else a local instance
+started for the command with ``--jobs`` x ``--threads`` CPUs, or the Ray this process is already
+connected to). The connection is made, and ``--threads`` checked against the cluster's largest
+node, before anything is written. The run folders are written by the tasks at absolute paths
+(a relative ``--logdir`` or ``--data-dir`` is taken from the driver's working directory, and the
+driver's ``STEPSIZE_CACHE`` goes with each task), so on a cluster ``--logdir`` must be a folder
+every node sees at the same path (a shared file system), and every node needs this package and
+the datasets. Registered models and datasets are put into Ray's object store once per command.
+Results, resume and numbers are those of ``--jobs``.
 
 Data-parallel training: when ``torchrun`` started this process (``WORLD_SIZE`` > 1 in the
 environment), :func:`init_distributed` joins the process group (gloo on the CPU, nccl on CUDA) and
@@ -29,7 +34,9 @@ import functools
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -61,7 +68,7 @@ class Settings:
     threads: int = 1
     quiet: bool = True
     backend: str = "process"  # "process" (--jobs worker processes) or "ray"
-    address: str | None = None  # a Ray cluster's address; None starts a local instance
+    address: str | None = None  # a Ray cluster's address; None: see ray_session
     # User-registered models and datasets ({"models": {name: factory}, "datasets": {name:
     # DatasetSplits}}), registered again in each worker process (a spawned worker starts empty).
     registered: dict | None = None
@@ -152,26 +159,36 @@ def registered_for(variants: Sequence[Variant]) -> dict | None:
     return used if any(used.values()) else None
 
 
-def check_picklable(registered: dict | None, option: str) -> None:
-    """Raises ``TypeError`` naming the model or dataset of ``registered`` that cannot be pickled,
-    as the worker processes of ``option`` (``--jobs N``) need: checked before anything is written
-    (a lambda or local function as a model factory). A dataset's tensors are left out of the
-    check (tensors pickle; copying them would cost their memory)."""
-    import pickle
+def check_picklable(registered: dict | None, option: str, backend: str = "process") -> None:
+    """Raises ``TypeError`` naming the model or dataset of ``registered`` that cannot be sent to
+    where the runs train: the worker processes of ``option`` (``--jobs N``: ``pickle``) or, with
+    ``backend="ray"``, the Ray tasks of ``option`` (``--backend ray``: Ray's ``cloudpickle``,
+    which also takes lambdas and local functions); checked before anything is written. A
+    dataset's tensors are left out of the check (tensors pickle; copying them would cost their
+    memory)."""
+    if backend == "ray":
+        dumps = import_ray(option).cloudpickle.dumps
+        verb, to, advice = "serialized", "the Ray tasks", f"or leave out {option}"
+        where = "module"
+    else:
+        import pickle
 
+        dumps = pickle.dumps
+        verb, to, advice = "pickled", "the worker processes", "or run one job"
+        where = "module (not as a lambda or a local function)"
     for kind, items in (registered or {}).items():
         for name, value in items.items():
             if isinstance(value, DatasetSplits):
                 splits = ("train_x", "train_y", "test_x", "test_y")
                 value = dataclasses.replace(value, **{f: getattr(value, f)[:0] for f in splits})
             try:
-                pickle.dumps(value)
+                dumps(value)
             except Exception as err:  # (PicklingError, AttributeError, TypeError, ...)
                 what = "model" if kind == "models" else "dataset"
                 raise TypeError(
-                    f"{what} {name!r} cannot be pickled to send it to the worker processes of "
-                    f"{option} ({type(err).__name__}: {err}); define it at the top level of a "
-                    "module (not as a lambda or a local function), or run one job"
+                    f"{what} {name!r} cannot be {verb} to send it to {to} of {option} "
+                    f"({type(err).__name__}: {err}); define it at the top level of a {where}, "
+                    f"{advice}"
                 ) from None
 
 
@@ -296,23 +313,43 @@ def exit_with_parent() -> None:
 def _run_ray(
     tasks: Sequence[Task], settings: Settings, jobs: int, done: Callable[[dict[str, Any]], None]
 ) -> list[dict[str, Any]]:
-    """Each task as a Ray task (``settings.threads`` CPUs each); a local instance gets ``jobs x
-    threads`` CPUs, so at most ``jobs`` runs train at once."""
-    ray = import_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if settings.address is None:
-            options["num_cpus"] = jobs * settings.threads
-        ray.init(address=settings.address, **options)
-    try:
-        remote = ray.remote(num_cpus=settings.threads, max_retries=0)(execute)
-        worker_settings = dataclasses.replace(settings, quiet=True)
-        refs = {remote.remote(task, worker_settings): i for i, task in enumerate(tasks)}
+    """Each task as a Ray task of ``settings.threads`` CPUs, at most ``jobs`` submitted at once
+    (the next one when one finishes, so ``jobs`` holds on a cluster or a Ray the caller started
+    too, and a failed run stops the ones not submitted), in the Ray of :func:`ray_session`.
+
+    What a task gets is made independent of the node's working directory and environment: its
+    ``run_dir`` and ``settings.data_dir`` absolute (taken from this process's working
+    directory), ``STEPSIZE_CACHE`` as set here (absolute), and the registered models and datasets
+    as one object in Ray's object store (``ray.put`` once, installed once per worker process)."""
+    with ray_session(settings.address, jobs=jobs, threads=settings.threads) as ray:
+        remote = ray.remote(num_cpus=settings.threads, max_retries=0)(_execute_ray)
+        data_dir = settings.data_dir
+        worker_settings = dataclasses.replace(
+            settings,
+            quiet=True,
+            registered=None,
+            data_dir=None if data_dir is None else os.path.abspath(data_dir),
+        )
+        env = {}
+        if cache := os.environ.get("STEPSIZE_CACHE"):
+            env["STEPSIZE_CACHE"] = os.path.abspath(os.path.expanduser(cache))
+        # (a list: Ray hands a task a nested reference as it is, to fetch once per worker)
+        shared = [ray.put(settings.registered)] if settings.registered else []
+        queue = iter(enumerate(tasks))
+        refs: dict[Any, int] = {}
+
+        def submit() -> None:
+            for i, task in queue:
+                task = dataclasses.replace(task, run_dir=os.path.abspath(task.run_dir))
+                refs[remote.remote(task, worker_settings, env, shared)] = i
+                return
+
+        for _ in range(jobs):
+            submit()
         ordered: list[dict[str, Any] | None] = [None] * len(tasks)
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            i = refs.pop(ready[0])
             try:
                 result = ray.get(ready[0])
             except ray.exceptions.RayTaskError as err:
@@ -320,12 +357,39 @@ def _run_ray(
                 if isinstance(cause, Exception):
                     raise cause from None  # the run's own exception, as --jobs raises it
                 raise
-            ordered[refs[ready[0]]] = result
+            ordered[i] = result
+            submit()
             done(result)
         return ordered  # type: ignore[return-value]
+
+
+_SHARED_INSTALLED: str | None = None  # (in a Ray worker: the object of the registry it installed)
+
+
+def _execute_ray(
+    task: Task, settings: Settings, env: Mapping[str, str], shared: Sequence[Any]
+) -> dict[str, Any]:
+    """A Ray task: :func:`execute` with ``env`` set in the environment while it runs, after the
+    registered models and datasets of ``shared`` (``[ObjectRef]`` or ``[]``) are installed in
+    this worker process, once per object (a reused worker keeps them, and the dataset cache)."""
+    global _SHARED_INSTALLED
+    if shared:
+        import ray
+
+        key = shared[0].hex()
+        if key != _SHARED_INSTALLED:
+            install_registered(ray.get(shared[0]))
+            _SHARED_INSTALLED = key
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        return execute(task, settings)
     finally:
-        if started_here:
-            ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def import_ray(option: str = "--backend ray"):
@@ -337,6 +401,155 @@ def import_ray(option: str = "--backend ray"):
             f"{option} needs Ray: pip install 'stepsize[ray]' (or pip install ray)"
         ) from None
     return ray
+
+
+ADDRESS_FORMS = "HOST:PORT, ray://HOST:PORT or auto"
+CONNECT_TIMEOUT_S = 10.0  # how long a cluster's address is given to accept a connection
+_ADDRESS = re.compile(
+    r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?):([0-9]{1,5})\Z"
+)
+_CONNECTED: str | None = None  # what ray_session connected this process to, while it is
+
+
+def flag_name(name: str, value: Any = None) -> str:
+    """``name`` as a command-line flag (``--address``), with ``value`` when given."""
+    flag = "--" + name.replace("_", "-")
+    return flag if value is None else f"{flag} {value}"
+
+
+def address_host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``HOST:PORT`` or ``ray://HOST:PORT`` address (an IPv6 host in
+    brackets, ``[::1]:6379``; the port in 1..65535); None for any other string."""
+    match = _ADDRESS.match(address)
+    if match is None or not 1 <= int(match[2]) <= 65535:
+        return None
+    return match[1].strip("[]"), int(match[2])
+
+
+def check_address(address: str, option: str) -> None:
+    """Refuses, with a ``ValueError`` naming ``option`` (``--address``), the value and the
+    forms allowed, an address that is not ``HOST:PORT`` (a cluster's head), ``ray://HOST:PORT``
+    (Ray Client) or ``auto`` (the cluster ``RAY_ADDRESS`` names, else the one ``ray start``
+    began on this machine), the empty string included."""
+    if address != "auto" and address_host_port(address) is None:
+        raise ValueError(f"{option}: {address!r} is not a Ray address (allowed: {ADDRESS_FORMS})")
+
+
+def probe_address(address: str, label: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raises a ``ValueError`` starting with ``label`` when nothing accepts a TCP connection at
+    ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) within ``timeout`` seconds: ``ray.init``
+    itself would wait for such a cluster without end. An address of another form (as Ray may
+    resolve ``auto``) is left to ``ray.init``."""
+    parsed = address_host_port(address)
+    if parsed is None:
+        return
+    host, port = parsed
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"{label}: no Ray cluster answers at {host}:{port} within {timeout:g} s "
+            f"({type(err).__name__}: {err})"
+        ) from None
+
+
+@contextlib.contextmanager
+def ray_session(
+    address: str | None,
+    *,
+    jobs: int,
+    threads: int,
+    name: Callable[..., str] = flag_name,
+) -> Iterator[Any]:
+    """Yields the ``ray`` module connected to the Ray the runs use, and disconnects at the end
+    if it connected. ``name(option, value=None)`` names an option in a message, as the caller
+    wrote it (``--address``, or ``address`` from Python). Which Ray, by Ray's own rules:
+
+    - this process's, when ``ray.init`` was called already (a notebook): used as it is; an
+      ``address`` must then be the one it is connected to (else a ``ValueError``);
+    - the cluster at ``address`` (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``: see
+      :func:`check_address`), or, without one, the cluster ``RAY_ADDRESS`` names (as
+      ``ray job submit`` sets it); its nodes keep their own CPUs. The address must accept a
+      connection within :data:`CONNECT_TIMEOUT_S` (else a ``ValueError``: ``ray.init`` would
+      wait without end);
+    - else a new local instance with ``jobs * threads`` CPUs.
+
+    Every run needs ``threads`` CPUs on one node: more than the largest live node has is a
+    ``ValueError`` naming ``threads`` (Ray would keep such a task waiting forever). A nested
+    call inside the one that connected uses that connection."""
+    global _CONNECTED
+    ray = import_ray(name("backend", "ray"))
+    if ray.is_initialized():
+        if address is not None and address != _CONNECTED:
+            connected = ray.get_runtime_context().gcs_address
+            if address != connected:
+                raise ValueError(
+                    f"{name('address', address)}: this process is already connected to the Ray "
+                    f"cluster at {connected} (ray.init was called); leave {name('address')} out "
+                    "to use that one, or call ray.shutdown() first"
+                )
+        check_threads_fit(ray, threads, name)
+        yield ray
+        return
+    env = os.environ.get("RAY_ADDRESS") or None
+    label = name("address", address)
+    if address is None and env is not None:
+        address, label = env, f"RAY_ADDRESS={env}"
+        check_address(env, "RAY_ADDRESS")
+    elif address is not None:
+        check_address(address, name("address"))
+    target = address  # (what must answer: "auto" is RAY_ADDRESS, else the machine's cluster)
+    if address == "auto" and env not in (None, "auto"):
+        check_address(env, "RAY_ADDRESS")
+        target, label = env, f"{label} (RAY_ADDRESS={env})"
+    elif address == "auto":
+        target = _auto_address(label)
+    if target is not None:
+        probe_address(target, label)
+    options: dict[str, Any] = {"log_to_driver": False}
+    if address is None:  # ("local": a new instance even if a cluster runs on this machine)
+        options.update(address="local", num_cpus=jobs * threads, include_dashboard=False)
+    else:  # (a running cluster's CPUs are its nodes': Ray refuses num_cpus then)
+        options["address"] = address
+    ray.init(**options)
+    _CONNECTED = address
+    try:
+        check_threads_fit(ray, threads, name)
+        yield ray
+    finally:
+        _CONNECTED = None
+        ray.shutdown()
+
+
+def _auto_address(label: str) -> str | None:
+    """The ``HOST:PORT`` that ``ray.init(address="auto")`` would connect to (``RAY_ADDRESS``,
+    else the cluster ``ray start`` began on this machine), as Ray finds it; a ``ValueError``
+    starting with ``label`` when there is none; None where this Ray's finder is not where it
+    was (Ray 2.x: ``ray._private.services``), leaving the search to ``ray.init``."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:
+        return None
+    try:
+        return canonicalize_bootstrap_address("auto")
+    except ConnectionError:
+        raise ValueError(
+            f"{label}: no running Ray cluster found on this machine (start one with "
+            "`ray start --head`, or give its HOST:PORT)"
+        ) from None
+
+
+def check_threads_fit(ray: Any, threads: int, name: Callable[..., str] = flag_name) -> None:
+    """A ``ValueError`` naming ``threads`` when no live node of the connected Ray has that many
+    CPUs: every run is a task of ``threads`` CPUs, which Ray would keep waiting forever."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    cpus = max((node.get("Resources", {}).get("CPU", 0) for node in nodes), default=0)
+    if threads > cpus:
+        raise ValueError(
+            f"{name('threads', threads)}: the largest node of the Ray cluster has {cpus:g} "
+            f"CPUs, and each run needs its {name('threads')} on one node"
+        )
 
 
 def init_distributed(device: str) -> DistContext | None:

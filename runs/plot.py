@@ -12,7 +12,10 @@ the specs' titles joined; a logarithmic schedule axis with ``--log``, none with 
 else as the specs' ``log`` says, else when the values span more than two decades. ``--out`` is
 checked before anything is computed (its suffix names the image format, none meaning PNG), and
 the figure is written by :func:`schedulers.plot.save_figure` (a temporary file, then a rename)
-in both cases (``stepsize plot`` without ``--bound`` is :func:`schedulers.plot.run`)."""
+in both cases (``stepsize plot`` without ``--bound`` is :func:`schedulers.plot.run`); an existing
+``--out`` that is read-only is refused (``schedulers.files.check_replaceable``). An empty SPEC
+is refused (it is not the current folder), and ``--list-presets`` takes no SPEC and no other
+option (:func:`check_list_presets`): it lists and draws nothing, so they would be ignored."""
 
 from __future__ import annotations
 
@@ -55,14 +58,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --bound: scale each schedule to the base rate that minimises its bound",
     )
+    parser.set_defaults(out=None)  # (None: not given; DEFAULT_OUT is used, --list-presets refuses)
+
+
+DEFAULT_OUT = "schedules.png"
+"""``--out`` when it is not given (``schedulers.plot``'s default)."""
+
+
+def check_list_presets(args: argparse.Namespace) -> None:
+    """Refuses (``ValueError``, one line naming them) the SPECs and options given together with
+    ``--list-presets``, which lists the presets and draws nothing: they would be ignored."""
+    given = [f"SPEC {spec!r}" for spec in args.specs]
+    options = (("steps", "--steps"), ("out", "--out"), ("title", "--title"), ("bound", "--bound"))
+    given += [flag for name, flag in options if getattr(args, name) is not None]
+    if args.log is not None:
+        given.append("--log" if args.log else "--no-log")
+    if args.tuned:
+        given.append("--tuned")
+    if given:
+        raise ValueError(
+            f"--list-presets lists the presets and draws nothing; it takes no SPEC or other "
+            f"option, got {', '.join(given)}"
+        )
+
+
+def check_specs(specs: list[str]) -> None:
+    """Refuses (``ValueError``) an empty or blank SPEC: ``Path('')`` is the current folder, which
+    would be reported as a folder given for a TOML file."""
+    for spec in specs:
+        if not spec.strip():
+            raise ValueError(
+                f"SPEC: an empty spec {spec!r}; give a preset, a TOML file or an inline dict "
+                "(see --list-presets)"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
     """Draw the specs; with ``--bound`` beside their bound curves. Every option and spec is
     checked, and ``--out`` too, before anything is computed."""
+    if args.list_presets:
+        check_list_presets(args)
+        return schedule_plot.run(args)
     if args.tuned and args.bound is None:
         raise ValueError("--tuned needs --bound D,G")
-    if args.bound is None or args.list_presets:
+    check_specs(args.specs)
+    if args.out is None:
+        args.out = DEFAULT_OUT
+    if args.bound is None:
         return schedule_plot.run(args)
     if not args.specs:
         raise ValueError(

@@ -7,7 +7,8 @@ figure and *Run:* line; ``runs.readme``), keeping every other experiment's subse
 it refuses a ``--quick`` run, a run of some variants only and two folders of one experiment
 there, since that section is written from full runs. Every folder, its files and ``--readme`` are
 checked before anything is written, the lock files included: one broken folder leaves the others
-as they were.
+as they were. An empty ``--readme`` and a read-only file the report would rewrite (``summary.md``,
+a figure) are refused, as a read-only README is.
 """
 
 from __future__ import annotations
@@ -76,22 +77,38 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{directory!r} is a file, not an experiment folder")
         if not Path(directory).is_dir():
             raise FileNotFoundError(f"{directory!r} is not a folder")
+    if args.readme is not None and not args.readme.strip():  # (not read as --readme left out)
+        raise ValueError(f"--readme: an empty path {args.readme!r}; give a Markdown file (.md)")
     args.dirs = [str(d) for d in experiment_dirs(args.dirs)]
-    if args.readme:
+    if args.readme is not None:
         check_readme(args.readme)
         check_full_runs([Path(d) for d in args.dirs])
     for directory in args.dirs:  # every folder read and checked before any is written
         prepare_report(directory)
+        check_report_files(Path(directory))
     with contextlib.ExitStack() as locks:  # no run may write a folder while it is reported
         for directory in args.dirs:
             locks.enter_context(folder_lock(directory, option="folder"))
         return _write_reports(args)
 
 
+def check_report_files(directory: Path) -> None:
+    """Refuses (``ValueError`` naming ``DIR`` and the file) a file the report of ``directory``
+    rewrites that is read-only: ``summary.json``, ``summary.md`` and the figures of
+    ``runs.figures.FIGURE_FILES`` (a study's own figures are not listed there), as ``--readme``
+    refuses a read-only README (``schedulers.files.check_replaceable``)."""
+    from runs.figures import FIGURE_FILES
+    from schedulers.files import check_replaceable
+
+    targets = ["summary.json", "summary.md", *(f"figures/{name}" for name in FIGURE_FILES)]
+    for name in targets:
+        check_replaceable(directory / name, "DIR")
+
+
 def _write_reports(args: argparse.Namespace) -> int:
     from runs.summary import prepare_report
 
-    if args.readme:
+    if args.readme is not None:
         readme = Path(args.readme)
         names = update_readme(readme, [Path(d) for d in args.dirs])
         kept = f"; kept {', '.join(names['kept'])}" if names["kept"] else ""

@@ -71,6 +71,11 @@ from runs.score_workloads import WORKLOADS, Workload, check_workloads, train_to_
 RULESETS = ("external", "self")
 STUDIES, TRIALS = 3, 4
 QUICK_STUDIES, QUICK_TRIALS = 1, 2
+MAX_STUDIES, MAX_TRIALS = 1000, 10_000
+"""The most ``studies`` and ``trials`` per study a score may ask for (AlgoPerf's rules have
+used 3 to 5 studies of 5 to 20 trials): every trial is planned, and so listed, before any trains,
+and the quasi-random search draws ``trials`` points at once, so a larger count only exhausts
+memory or never ends."""
 SELF_TUNING_BUDGET = 3
 # relative cost of one update, to start the longest trials first
 _COST = {"mnist1d-cnn": 6.0, "mlp": 2.0, "logistic": 1.0}
@@ -348,8 +353,9 @@ def score(
     check_external(submissions, rulesets, f"rulesets={tuple(rulesets)!r}", "rulesets=('self',)")
     from runs.checks import MAX_JOBS, check_positive_int
 
+    maxima = {"studies": MAX_STUDIES, "trials": MAX_TRIALS, "jobs": MAX_JOBS}
     for name, value in (("studies", studies), ("trials", trials), ("jobs", jobs)):
-        check_positive_int(name, value, MAX_JOBS if name == "jobs" else None)
+        check_positive_int(name, value, maxima[name])
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r}; allowed: an integer >= 0")
     check_workloads(workloads)
@@ -411,7 +417,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _selected_workloads(text: str | None, quick: bool) -> list[Workload]:
     by_name = {w.name: w for w in WORKLOADS}
-    names = [n.strip() for n in text.split(",")] if text else list(by_name)
+    names = [n.strip() for n in text.split(",")] if text is not None else list(by_name)
     for name in names:
         if name not in by_name:
             allowed = ", ".join(by_name)
@@ -424,28 +430,39 @@ def run(args: argparse.Namespace) -> int:
     from runs.checks import MAX_JOBS, check_non_negative_int, check_positive_int
     from runs.readme import check_readme
     from runs.score_submissions import load_submissions
+    from schedulers.files import check_replaceable
 
-    for flag in ("jobs", "studies", "trials"):
+    maxima = {"jobs": MAX_JOBS, "studies": MAX_STUDIES, "trials": MAX_TRIALS}
+    for flag, maximum in maxima.items():
         if getattr(args, flag) is not None:
-            maximum = MAX_JOBS if flag == "jobs" else None
             check_positive_int(f"--{flag}", getattr(args, flag), maximum)
-    if args.only_file and not args.submissions:
+    for flag, what, allowed in (  # (an empty value is refused, never read as the option left out)
+        ("submissions", "path", "a TOML file"),
+        ("readme", "path", "a Markdown file (.md)"),
+        ("workloads", "list", "comma-separated workload names (leave --workloads out for all)"),
+    ):
+        value = getattr(args, flag)
+        if value is not None and not value.strip():
+            raise ValueError(f"--{flag}: an empty {what} {value!r}; give {allowed}")
+    if args.only_file and args.submissions is None:
         raise ValueError("--only-file needs --submissions FILE.toml")
     workloads = _selected_workloads(args.workloads, args.quick)
     submissions = [] if args.only_file else builtin_submissions()
-    if args.submissions:
+    if args.submissions is not None:
         submissions += load_submissions(args.submissions)
     check_unique(submissions, "--submissions")
     rulesets = RULESETS if args.ruleset == "both" else (args.ruleset,)
     check_external(submissions, rulesets, f"--ruleset {args.ruleset}", "--ruleset self")
     check_non_negative_int("--seed", args.seed)
-    if args.readme:
+    if args.readme is not None:
         check_readme(args.readme)
     check_writable_folder(args.logdir, "--logdir")
     studies = args.studies or (QUICK_STUDIES if args.quick else STUDIES)
     trials = args.trials or (QUICK_TRIALS if args.quick else TRIALS)
     folder = Path(args.logdir) / ("score-quick" if args.quick else "score")
     check_writable_folder(folder / "figures", "--logdir")
+    for target in ("score.json", "score.md", "figures/performance_profile.png"):
+        check_replaceable(folder / target, "--logdir")  # (a read-only one: refused, as --readme)
     with folder_lock(folder):
         results = score(
             submissions, workloads, rulesets=rulesets, studies=studies, trials=trials,
@@ -463,7 +480,7 @@ def run(args: argparse.Namespace) -> int:
     print(table)
     print(f"wrote score.json, score.md and {path.relative_to(folder)} in {folder} "
           f"({results['wall_time_s']:.1f} s)")  # fmt: skip
-    if args.readme:
+    if args.readme is not None:
         update_readme(Path(args.readme), results, path)
         print(f"wrote the score section of {args.readme}")
     return 0

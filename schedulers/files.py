@@ -12,6 +12,10 @@ here because ``schedulers`` must not import ``runs``:
   An error names the path given, never the temporary name.
 * :func:`atomic_copy` copies a file the same way.
 * :func:`check_output_file` checks, before any work, that a path can be written as a figure.
+* :func:`check_replaceable` refuses an existing target that is read-only. :func:`atomic_write`
+  itself would replace it (a rename needs only the folder's write permission), so every output a
+  user names, or a command rewrites (a figure, a report's ``summary.md``), is checked with it
+  before anything is written: a file protected with ``chmod a-w`` is never replaced silently.
 * :func:`read_text`, :func:`read_toml` and :func:`read_json` read UTF-8 text, TOML and JSON,
   naming the file when it is not valid.
 """
@@ -119,7 +123,8 @@ def check_output_file(path: str | os.PathLike, option: str, *, make_parent: bool
     Its suffix must be an image format matplotlib writes (none: PNG); it must not be a folder;
     its folder must exist and be writable (with ``make_parent``, its nearest existing ancestor
     must be a writable folder, as the folder will be made); for a symbolic link, the folder of
-    the file it points to (:func:`write_target`).
+    the file it points to (:func:`write_target`); an existing file must not be read-only
+    (:func:`check_replaceable`).
 
     Raises:
         ValueError: naming ``option``, the path and what is allowed.
@@ -146,6 +151,7 @@ def check_output_file(path: str | os.PathLike, option: str, *, make_parent: bool
         )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {str(path)!r}: the folder {str(folder)!r} is not writable")
+    check_replaceable(path, option)
     try:  # a file made and removed: os.access says yes where none can be made (/proc for root)
         with tempfile.TemporaryFile(dir=folder):
             pass
@@ -155,6 +161,17 @@ def check_output_file(path: str | os.PathLike, option: str, *, make_parent: bool
             f"({err.strerror or err})"
         ) from None
     return path
+
+
+def check_replaceable(path: str | os.PathLike, option: str) -> None:
+    """Refuses (``ValueError`` naming ``option`` and the path) an existing file that is read-only
+    for this process (``os.access(..., W_OK)``; for a symbolic link, the file it points to,
+    :func:`write_target`), as ``stepsize report --readme`` refuses a read-only README: the
+    rename of :func:`atomic_write` would replace it although its permissions protect it. A path
+    that does not exist, or is not a file, passes (its own checks judge it)."""
+    target = write_target(path)
+    if target.is_file() and not os.access(target, os.W_OK):
+        raise ValueError(f"{option}: {str(path)!r} is read-only; make it writable to rewrite it")
 
 
 def read_text(path: str | os.PathLike) -> str:

@@ -80,6 +80,10 @@ from schedulers.base import check_bool, check_float, check_int
 
 #: The largest ``num_iter``: the sweep's rates are held in memory (80 MB at this size).
 MAX_NUM_ITER = 10**7
+#: The most ``curvature_batches``: they are read ahead and held in memory together for the
+#: Hessian estimate (one batch of 128 CIFAR-10 images is 1.5 MB), which costs a few
+#: Hessian-vector products over all of them per power iteration.
+MAX_CURVATURE_BATCHES = 1000
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -372,10 +376,17 @@ def check_options(
     diverge_threshold: float,
     curvature_batches: int,
     skip_start: int = 5,
+    dtype: torch.dtype | None = None,
 ) -> dict[str, Any]:
     """Raise ``ValueError`` (a value out of range) or ``TypeError`` (not a number) naming the
     first of :func:`lr_range_test`'s options that is wrong, so that a caller can check them
     before it loads any data; return them as Python numbers (NumPy scalars are taken).
+
+    ``start_lr`` and ``end_lr`` must be at most the largest finite value of ``dtype``, the
+    parameters' floating-point type (:func:`lr_limit`; None: torch's default dtype, float32
+    unless changed, the type of the models ``runs`` builds): a larger rate cannot be applied to
+    such parameters (torch's update raises ``value cannot be converted to type float without
+    overflow``). ``curvature_batches`` is at most :data:`MAX_CURVATURE_BATCHES`.
 
     >>> check_options(start_lr=1e-6, end_lr=10.0, num_iter=1, sweep="exp", smoothing=0.98,
     ...               diverge_threshold=4.0, curvature_batches=1)
@@ -385,18 +396,40 @@ def check_options(
     """
     start_lr = check_float("start_lr", start_lr, 0.0, low_open=True)
     end_lr = check_float("end_lr", end_lr, start_lr, low_open=True)
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    largest = torch.finfo(dtype).max
+    for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
+        if value > largest:
+            kind = str(dtype).removeprefix("torch.")
+            raise ValueError(
+                f"{name} must be at most {largest:.6g}, the largest {kind} value (a larger rate "
+                f"cannot be applied to {kind} parameters), got {name}={value!r}"
+            )
     num_iter = check_int("num_iter", num_iter, 2, MAX_NUM_ITER)
     if sweep not in ("exp", "linear"):
         raise ValueError(f"sweep must be 'exp' or 'linear', got sweep={sweep!r}")
     smoothing = check_float("smoothing", smoothing, 0.0, 1.0, high_open=True)
     diverge_threshold = check_float("diverge_threshold", diverge_threshold, 1.0, low_open=True)
-    curvature_batches = check_int("curvature_batches", curvature_batches, 0)
+    curvature_batches = check_int("curvature_batches", curvature_batches, 0, MAX_CURVATURE_BATCHES)
     skip_start = check_int("skip_start", skip_start, 0)
     return {
         "start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "sweep": sweep,
         "smoothing": smoothing, "diverge_threshold": diverge_threshold,
         "curvature_batches": curvature_batches, "skip_start": skip_start,
     }  # fmt: skip
+
+
+def lr_limit(optimizer: torch.optim.Optimizer) -> torch.dtype | None:
+    """The floating-point dtype of ``optimizer``'s parameters with the smallest largest value
+    (the one whose range bounds the rates that can be applied to all of them: float16 before
+    bfloat16 before float32 before float64), or None when it has no floating-point parameter."""
+    dtypes = {
+        p.dtype
+        for group in optimizer.param_groups
+        for p in group["params"]
+        if isinstance(p, Tensor) and p.dtype.is_floating_point
+    }
+    return min(dtypes, key=lambda dtype: torch.finfo(dtype).max, default=None)
 
 
 def _snap(value: Any) -> tuple:
@@ -603,7 +636,8 @@ def lr_range_test(
         loss_fn: ``loss_fn(model(inputs), targets)``, a scalar.
         train_data: an iterable of ``(inputs, targets)``; cycled when shorter than ``num_iter``
             (a one-shot iterator, e.g. a generator, by keeping the batches of its first pass).
-        start_lr, end_lr: the sweep's first and last rates (``0 < start_lr < end_lr``).
+        start_lr, end_lr: the sweep's first and last rates (``0 < start_lr < end_lr``, both at
+            most the largest value of the parameters' dtype: :func:`check_options`).
         num_iter: number of updates (2 to ``MAX_NUM_ITER`` = 10**7).
         sweep: ``"exp"`` (geometric) or ``"linear"``.
         smoothing: beta of the bias-corrected moving average, in [0, 1) (0: no smoothing).
@@ -617,11 +651,12 @@ def lr_range_test(
             then must the model's output be a Tensor (``TypeError`` otherwise).
         curvature_batches: batches for the Hessian estimate at the starting parameters
             (``theory.smoothness``, in train mode, the mode the sweep trains in, whatever the
-            model's mode on entry); 0 to skip it. They are the sweep's own first batches, read
-            ahead from the same pass over ``train_data``; the model, the optimizer and the RNG
-            are restored after the estimate, so the sweep sees exactly the batches and random
-            draws it would see without it (for a loader that reshuffles from the global RNG,
-            as long as ``curvature_batches`` does not exceed one pass).
+            model's mode on entry); 0 to skip it, at most ``MAX_CURVATURE_BATCHES`` = 1000.
+            They are the sweep's own first batches, read ahead from the same pass over
+            ``train_data``; the model, the optimizer and the RNG are restored after the
+            estimate, so the sweep sees exactly the batches and random draws it would see
+            without it (for a loader that reshuffles from the global RNG, as long as
+            ``curvature_batches`` does not exceed one pass).
         skip_start: points ignored at the start by the ``steepest`` rule (an int >= 0; see the
             module docstring for a minimum that comes earlier).
         device: where batches are moved (default: the model's parameters' device).
@@ -639,6 +674,7 @@ def lr_range_test(
         diverge_threshold=diverge_threshold,
         curvature_batches=curvature_batches,
         skip_start=skip_start,
+        dtype=lr_limit(optimizer),
     )
     start_lr, end_lr, num_iter = options["start_lr"], options["end_lr"], options["num_iter"]
     smoothing, diverge_threshold = options["smoothing"], options["diverge_threshold"]

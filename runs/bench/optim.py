@@ -1022,7 +1022,7 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     Raises:
         ValueError: naming the option, the bad value and what is allowed.
     """
-    from runs.checks import MAX_THREADS, check_positive_int
+    from runs.checks import MAX_REPEATS, MAX_THREADS, check_positive_int
 
     lr_free = getattr(args, "lr_free", False)
     allowed = LR_FREE if lr_free else OPTIMIZERS
@@ -1043,7 +1043,7 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         )
     for model in models:
         parse_model(model)
-    check_positive_int("--repeat", args.repeat)
+    check_positive_int("--repeat", args.repeat, MAX_REPEATS)
     check_positive_int("--instances", args.instances)
     if args.threads is not None:
         check_positive_int("--threads", args.threads, MAX_THREADS)

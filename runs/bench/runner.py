@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from runs.build import make_optimizer
-from runs.checks import MAX_THREADS, check_positive_int
+from runs.checks import MAX_REPEATS, MAX_THREADS, MAX_UPDATES, check_positive_int
 from runs.data import known_shape
 from runs.experiment import model_problem
 from runs.models import build_model
@@ -78,8 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for option in ("steps", "batch_size", "repeats"):
-        check_positive_int(f"--{option.replace('_', '-')}", getattr(args, option))
+    check_positive_int("--steps", args.steps, MAX_UPDATES)
+    check_positive_int("--batch-size", args.batch_size)
+    check_positive_int("--repeats", args.repeats, MAX_REPEATS)
     check_positive_int("--threads", args.threads, MAX_THREADS)
     variant = bench_variant(args.model, args.steps, args.batch_size)
     if (problem := model_problem(variant, *known_shape("mnist1d"))) is not None:

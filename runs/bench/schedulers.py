@@ -24,8 +24,12 @@ import numpy as np
 import torch
 
 import schedulers as S
-from runs.checks import check_positive_int
+from runs.checks import MAX_REPEATS, check_positive_int
 
+MAX_TIMED_STEPS = 10**7
+"""The most ``--steps`` per timing round: the metrics of a round are listed before it is timed
+(a Python float each), and the schedules' horizon is ``steps * repeats + 10``, which stays well
+within the schedules' exact range (2**53) for at most :data:`runs.checks.MAX_REPEATS` rounds."""
 MAX_EVAL_STEPS = 10**8
 """The most ``--eval-steps``: each schedule is evaluated on ``np.arange(n)``, 8 bytes a step
 (10**8 steps: 800 MB per array), so more fails for memory rather than measuring."""
@@ -201,8 +205,8 @@ def bench_vectorised(n: int, repeats: int) -> list[tuple[str, float]]:
 
 def run(args: argparse.Namespace) -> int:
     """Print both tables."""
-    for option in ("steps", "repeats"):
-        check_positive_int(f"--{option.replace('_', '-')}", getattr(args, option))
+    check_positive_int("--steps", args.steps, MAX_TIMED_STEPS)
+    check_positive_int("--repeats", args.repeats, MAX_REPEATS)
     check_positive_int("--eval-steps", args.eval_steps, MAX_EVAL_STEPS)
     print(
         f"per-update cost, median of {args.repeats} rounds x {args.steps} steps "
