@@ -40,7 +40,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -315,21 +315,39 @@ def training_problem(variant, data) -> str | None:
     return None
 
 
-def update_error(model, optimizer, x, y) -> Exception | None:
-    """What one update of ``optimizer`` raises, or None: a train-mode forward pass and loss
-    (``runs.trainer.mini_batch_loss``), its backward pass and ``optimizer.step(closure)``, as the
-    runner makes it (the closure's first call returns that loss, a later one evaluates the loss
-    again at the current parameters). The model's parameters, buffers, gradients and mode are
-    put back afterwards; the optimizer, built for the check, is meant to be discarded (its state
-    has changed); the caller forks the random state (dropout's draws)."""
+@contextlib.contextmanager
+def _model_restored(model) -> Iterator[None]:
+    """Puts ``model`` back as it was after the ``with`` block, however it ends: its parameters
+    and buffers (BatchNorm's running statistics) copied back, its gradients and its mode; the
+    gradients are None inside the block (a backward pass would accumulate into the caller's)."""
     import torch
-
-    from runs.trainer import mini_batch_loss
 
     tensors = list(itertools.chain(model.parameters(), model.buffers()))
     saved = [t.detach().clone() for t in tensors]
     grads = [(p, p.grad) for p in model.parameters()]
     training = model.training
+    for p, _ in grads:
+        p.grad = None
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for tensor, value in zip(tensors, saved):
+                tensor.copy_(value)
+        for p, grad in grads:
+            p.grad = grad
+        model.train(training)
+
+
+def update_error(model, optimizer, x, y) -> Exception | None:
+    """What one update of ``optimizer`` raises, or None: a train-mode forward pass and loss
+    (``runs.trainer.mini_batch_loss``), its backward pass and ``optimizer.step(closure)``, as the
+    runner makes it (the closure's first call returns that loss, a later one evaluates the loss
+    again at the current parameters). The model is put back afterwards
+    (:func:`_model_restored`); the optimizer, built for the check, is meant to be discarded (its
+    state has changed); the caller forks the random state (dropout's draws)."""
+    from runs.trainer import mini_batch_loss
+
     calls = 0
 
     def closure():
@@ -342,21 +360,15 @@ def update_error(model, optimizer, x, y) -> Exception | None:
         again.backward()
         return again
 
-    try:
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss = mini_batch_loss(model, x, y, 1)
-        loss.backward()
-        optimizer.step(closure)
-    except Exception as err:  # a user's optimizer may raise anything
-        return err
-    finally:
-        with torch.no_grad():
-            for tensor, value in zip(tensors, saved):
-                tensor.copy_(value)
-        for p, grad in grads:
-            p.grad = grad
-        model.train(training)
+    with _model_restored(model):
+        try:
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            loss = mini_batch_loss(model, x, y, 1)
+            loss.backward()
+            optimizer.step(closure)
+        except Exception as err:  # a user's optimizer may raise anything
+            return err
     return None
 
 
@@ -404,32 +416,18 @@ def shared_problem(variant, model, again) -> str | None:
 
 def training_step_error(model, x, y) -> Exception | None:
     """What one train-mode forward pass, loss (``runs.trainer.mini_batch_loss``) and backward pass
-    of ``model`` on ``x``, ``y`` raises, or None. The model is left as it was: its parameters and
-    buffers (BatchNorm's running statistics) are copied back, its gradients and mode restored,
-    so a module its factory shares between models is not changed either; the caller forks the
-    random state (dropout's draws)."""
-    import torch
-
+    of ``model`` on ``x``, ``y`` raises, or None. The model is left as it was
+    (:func:`_model_restored`: parameters, buffers such as BatchNorm's running statistics,
+    gradients and mode), so a module its factory shares between models is not changed either;
+    the caller forks the random state (dropout's draws)."""
     from runs.trainer import mini_batch_loss
 
-    tensors = list(itertools.chain(model.parameters(), model.buffers()))
-    saved = [t.detach().clone() for t in tensors]
-    grads = [(p, p.grad) for p in model.parameters()]
-    training = model.training
-    for p, _ in grads:
-        p.grad = None  # (backward would accumulate into the caller's gradient tensors)
-    try:
-        model.train()
-        mini_batch_loss(model, x, y, 1).backward()
-    except Exception as err:  # a user's model may raise anything
-        return err
-    finally:
-        with torch.no_grad():
-            for tensor, value in zip(tensors, saved):
-                tensor.copy_(value)
-        for p, grad in grads:
-            p.grad = grad
-        model.train(training)
+    with _model_restored(model):
+        try:
+            model.train()
+            mini_batch_loss(model, x, y, 1).backward()
+        except Exception as err:  # a user's model may raise anything
+            return err
     return None
 
 
