@@ -36,6 +36,20 @@ def quick_run(quick_logdir) -> Callable[[str], Path]:
     return folder
 
 
+@pytest.fixture(scope="session")
+def finished_tiny(tmp_path_factory, mnist1d_cache) -> Path:
+    """A finished experiment folder of ``tests.runs.helpers.FASTEST`` (5 updates of a logistic
+    regression), run once per session; a test that changes it works on a copy
+    (``tests.runs.helpers.copy_finished``)."""
+    from runs.cli import main
+    from tests.runs.helpers import FASTEST
+
+    base = tmp_path_factory.mktemp("finished")
+    (base / "tiny.toml").write_text(FASTEST)
+    assert main(["run", str(base / "tiny.toml"), "--logdir", str(base / "L"), "--quiet"]) == 0
+    return base / "L" / "tiny"
+
+
 @pytest.fixture
 def clean_registries():
     """The test starts and ends with the model and dataset registries it found (a module that

@@ -131,3 +131,12 @@ def statistics_recomputed_at(model, data, batch_size: int, batches: int = 50, se
             probe(data.train_x[order[start : start + batch_size]])
     probe.eval()
     return probe
+
+
+def copy_finished(finished: Path, to: Path) -> Path:
+    """A copy of the finished experiment folder ``finished`` at ``to``, without its lock."""
+    import shutil
+
+    shutil.copytree(finished, to)
+    (to / ".stepsize.lock").unlink(missing_ok=True)
+    return to

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from runs.cli import main
-from tests.runs.helpers import FASTEST
+from tests.runs.helpers import FASTEST, copy_finished
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,19 +47,13 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, mnist1d_cache) -> Path:
-    """A finished tiny experiment folder, copied by each test that changes it."""
-    base = tmp_path_factory.mktemp("finished88")
-    (base / "tiny.toml").write_text(TINY)
-    assert main(["run", str(base / "tiny.toml"), "--logdir", str(base / "L"), "--quiet"]) == 0
-    return base / "L" / "tiny"
+@pytest.fixture
+def finished(finished_tiny) -> Path:
+    """A finished tiny experiment folder (copied by each test that changes it)."""
+    return finished_tiny
 
 
-def _copy(finished: Path, to: Path) -> Path:
-    shutil.copytree(finished, to)
-    (to / ".stepsize.lock").unlink(missing_ok=True)
-    return to
+_copy = copy_finished
 
 
 # --------------------------------------------------------------------------- F1, F2: figures

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from runs.cli import main
-from tests.runs.helpers import FASTEST
+from tests.runs.helpers import FASTEST, copy_finished
 
 HUGE = "99999999999999999999"  # the fuzzer's huge integer (beyond int64)
 
@@ -346,19 +346,13 @@ def test_lr_find_bounds_curvature_batches(tiny, capsys, monkeypatch):
 # ---------------------------------------------------------------- F6: empty option values
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, mnist1d_cache) -> Path:
+@pytest.fixture
+def finished(finished_tiny) -> Path:
     """A finished tiny experiment folder (copied by each test that changes it)."""
-    base = tmp_path_factory.mktemp("finished89")
-    (base / "tiny.toml").write_text(FASTEST)
-    assert main(["run", str(base / "tiny.toml"), "--logdir", str(base / "L"), "--quiet"]) == 0
-    return base / "L" / "tiny"
+    return finished_tiny
 
 
-def _copy(finished: Path, to: Path) -> Path:
-    shutil.copytree(finished, to)
-    (to / ".stepsize.lock").unlink(missing_ok=True)
-    return to
+_copy = copy_finished
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
