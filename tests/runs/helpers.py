@@ -140,3 +140,22 @@ def copy_finished(finished: Path, to: Path) -> Path:
     shutil.copytree(finished, to)
     (to / ".stepsize.lock").unlink(missing_ok=True)
     return to
+
+
+def one_error_line(capsys) -> str:
+    """The one error line a ``stepsize`` command printed (checked to be one line, the parser's
+    ``PROG: error: ...``, no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    assert err.count("\n") == 1, err
+    assert err.endswith("\n"), err
+    assert ": error: " in err, err
+    return err
+
+
+def refused(capsys, *argv: str) -> str:
+    """The error line of ``stepsize ARGV``, which must exit with status 2."""
+    from runs.cli import main
+
+    assert main(list(argv)) == 2
+    return one_error_line(capsys)

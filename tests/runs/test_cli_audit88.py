@@ -19,25 +19,14 @@ import numpy as np
 import pytest
 
 from runs.cli import main
-from tests.runs.helpers import FASTEST, copy_finished
+from tests.runs.helpers import FASTEST, copy_finished, one_error_line, refused
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 TINY = FASTEST  # (tests.runs.helpers: 5 updates of a logistic regression)
 
 
-def _error(capsys) -> str:
-    """The one error line the command printed (one line, no traceback)."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    assert err.count("\n") == 1, err
-    assert err.endswith("\n"), err
-    return err
-
-
-def _refused(capsys, *argv: str) -> str:
-    assert main(list(argv)) == 2
-    return _error(capsys)
+_error, _refused = one_error_line, refused
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:

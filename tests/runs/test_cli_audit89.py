@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from runs.cli import main
-from tests.runs.helpers import FASTEST, copy_finished
+from tests.runs.helpers import FASTEST, copy_finished, one_error_line, refused
 
 HUGE = "99999999999999999999"  # the fuzzer's huge integer (beyond int64)
 
@@ -33,18 +33,7 @@ def _stop(*args, **kwargs):
     raise Sentinel("the work started: the value was not refused")
 
 
-def _error(capsys) -> str:
-    """The one error line the command printed (one line, no traceback)."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    assert err.count("\n") == 1, err
-    assert err.endswith("\n"), err
-    return err
-
-
-def _refused(capsys, *argv: str) -> str:
-    assert main(list(argv)) == 2
-    return _error(capsys)
+_error, _refused = one_error_line, refused
 
 
 @pytest.fixture
@@ -318,11 +307,11 @@ def test_epochs_times_the_updates_of_an_epoch_are_bounded_by_the_preflight(mnist
     data = load_dataset("mnist1d", train_examples=200, test_examples=100)
     per_epoch = math.ceil(200 / 50)
     epochs = 10**9 // per_epoch
-    for count, refused in ((epochs, False), (epochs + 1, True)):
+    for count, too_many in ((epochs, False), (epochs + 1, True)):
         text = FASTEST.replace("steps = 5", f"epochs = {count}")
         variant = parse_experiment(tomllib.loads(text), "x.toml").variants[0]
         problem = training_problem(variant, data)
-        if refused:
+        if too_many:
             assert problem is not None
             assert f"make {count * per_epoch} updates; allowed: at most 1000000000" in problem
         else:

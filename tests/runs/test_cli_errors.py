@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runs.cli import build_parser, main
-from tests.runs.helpers import FASTEST
+from tests.runs.helpers import FASTEST, one_error_line, refused
 
 TINY = FASTEST  # (tests.runs.helpers: 5 updates of a logistic regression)
 
@@ -27,20 +27,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-def _error(capsys) -> str:
-    """The one error line the command printed (checked to be one line, no traceback)."""
-    captured = capsys.readouterr()
-    err = captured.err
-    assert "Traceback" not in err, err
-    assert err.count("\n") == 1, err
-    assert err.endswith("\n"), err
-    assert ": error: " in err, err
-    return err
-
-
-def _refused(capsys, *argv: str) -> str:
-    assert main(list(argv)) == 2
-    return _error(capsys)
+_error, _refused = one_error_line, refused
 
 
 @pytest.fixture
