@@ -183,7 +183,7 @@ def model_problem(variant, input_shape: tuple[int, ...], num_classes: int) -> st
 PREFLIGHT_EXAMPLES = 2  # the examples of the preflight's forward pass
 
 
-def training_problem(variant, data) -> str | None:
+def training_problem(variant, data, *, update: bool = True) -> str | None:
     """What stops ``variant`` from training on ``data``, found before anything is written, or None.
 
     On models built here for the check (twice, on the CPU, inside ``torch.random.fork_rng``: the
@@ -197,8 +197,10 @@ def training_problem(variant, data) -> str | None:
     training step's forward, loss and backward pass in train mode (:func:`training_step_error`:
     a detached output, a model failing only in train mode); one update of the optimizer, as the
     runner makes it (:func:`update_error`: a hyperparameter the update cannot apply, such as an
-    ``lr`` beyond the range of the parameters' dtype, ``1e308`` for float32; not for an optimizer
-    with ``capturable=True``, whose update needs CUDA); and, when
+    ``lr`` beyond the range of the parameters' dtype, ``1e308`` for float32; only with
+    ``update``, which the command gives for runs on the CPU, where this check's update is the
+    runs' own: an optimizer may need the device the runs use, CUDA for ``capturable=True`` or a
+    CUDA-only class, and is not stepped on the CPU for them); and, when
     an epoch ends with a mini-batch of one example, a train-mode forward pass on one example (it
     fails for BatchNorm over a single value per channel). Before any model is built, the budget:
     ``epochs`` times the updates of an epoch at most :data:`runs.checks.MAX_UPDATES`.
@@ -285,7 +287,8 @@ def training_problem(variant, data) -> str | None:
         # (capturable=True: CUDA graphs' step counters, which torch.optim's update refuses on
         # the CPU this check runs on; such an optimizer is not stepped here)
         capturable = any(group.get("capturable") for group in optimizer.param_groups)
-        failed = None if capturable else update_error(model, optimizer, batch, labels)
+        stepped = update and not capturable
+        failed = update_error(model, optimizer, batch, labels) if stepped else None
         if failed is not None:
             dtype = str(params[0].dtype).removeprefix("torch.")
             hint = (
@@ -431,14 +434,16 @@ def training_step_error(model, x, y) -> Exception | None:
     return None
 
 
-def preflight(experiment: Experiment, data_dir: str | None) -> None:
+def preflight(experiment: Experiment, data_dir: str | None, device: str = "cpu") -> None:
     """Builds every variant's model once and loads every dataset, so that bad model options and
     missing files stop the command before anything is written. Models whose dataset's shape is
     known beforehand (``runs.data.known_shape``) are built first, before any dataset is
     generated (and cached) or read. Then every variant is checked on its data
     (:func:`training_problem`: a forward pass, the output's shape, the optimizer; and
     :func:`cadence_problem`: a reduce-on-plateau on the epoch clock needs an evaluation at every
-    epoch end); and every variant's fingerprint is computed once (:func:`fingerprint_problem`)."""
+    epoch end); and every variant's fingerprint is computed once (:func:`fingerprint_problem`).
+    The checks run on the CPU; the optimizer's update is checked only when the runs' ``device``
+    is the CPU too (``training_problem(..., update=...)``)."""
     from runs.data import known_shape
     from runs.parallel import dataset_on
 
@@ -454,7 +459,8 @@ def preflight(experiment: Experiment, data_dir: str | None) -> None:
             if known_shape(variant.dataset.name) is None:
                 problem = model_problem(variant, data.input_shape, data.num_classes)
             if problem is None:
-                problem = training_problem(variant, data)
+                on_cpu = device == "cpu" or device.startswith("cpu:")
+                problem = training_problem(variant, data, update=on_cpu)
             if problem is None:
                 problem = cadence_problem(experiment, variant, len(data.train_x))
             if problem is None:
@@ -713,15 +719,31 @@ def check_earlier_fingerprints(tasks: Sequence[Any], option: str = "--logdir") -
     """Refuses, saying why, a run folder whose result or checkpoint holds the fingerprint an
     earlier stepsize gave the same run (``Variant.legacy_fingerprint``: before a registered
     model's initial values and the per-feature standardisation of registered vectors were part
-    of it), rather than as a run of another configuration. Only runs of a registered model or
-    dataset are read (the others' fingerprints did not change)."""
+    of it), rather than as a run of another configuration; and, saying why, a folder holding
+    another fingerprint for a registered model whose factory builds other initial values at
+    the same seed (``runs.models.registered_model_is_reproducible``: its fingerprint changes at
+    every command). Only runs of a registered model or dataset are read (the others'
+    fingerprints did not change)."""
     for task in tasks:
         legacy = task.variant.legacy_fingerprint(task.seed)
         if legacy is None:
             continue
         result = ckpt.load_result(task.run_dir)
         state = None if result else ckpt.load_checkpoint(task.run_dir)
-        if (result or state or {}).get("fingerprint") == legacy:
+        found = (result or state or {}).get("fingerprint")
+        current = task.variant.fingerprint(task.seed)
+        if found not in (None, legacy, current) and not _reproducible_model(task.variant):
+            model = task.variant.model.name
+            raise ValueError(
+                f"{task.run_dir} holds a run of {task.variant.name!r} that cannot be told apart "
+                f"from another configuration: model {model!r}'s factory builds other initial "
+                "weights at every call with the same seed (randomness torch.manual_seed does not "
+                "set, such as an unseeded np.random.default_rng() or os.urandom), so its "
+                "fingerprint changes at every command; draw from torch's generator in the "
+                "factory (or seed yours from torch.initial_seed()), then delete that folder or "
+                f"choose another {option}"
+            )
+        if found == legacy:
             raise ValueError(
                 f"{task.run_dir} holds a run of {task.variant.name!r} (model "
                 f"{task.variant.model.name!r}, dataset {task.variant.dataset.name!r}) written by "
@@ -730,6 +752,17 @@ def check_earlier_fingerprints(tasks: Sequence[Any], option: str = "--logdir") -
                 "feature), so it cannot tell whether that run is this one; delete that folder "
                 f"or choose another {option}"
             )
+
+
+def _reproducible_model(variant: Variant) -> bool:
+    """``runs.models.registered_model_is_reproducible`` for ``variant``'s model on its data."""
+    from runs.data import known_shape
+    from runs.models import registered_model_is_reproducible
+
+    shape = known_shape(variant.dataset.name)
+    if shape is None:
+        return True
+    return registered_model_is_reproducible(variant.model.name, *shape, variant.model.options)
 
 
 def session_of(args: argparse.Namespace) -> tuning.Session:
@@ -765,7 +798,7 @@ def run_experiment(args: argparse.Namespace, load) -> Path:
     experiment = select_variants(load(), args.variants, option_name(args, "variants"))
     datasets = [v.dataset.name for v in experiment.variants]
     check_data_dir_applies(experiment.name, datasets, args.data_dir, option_name(args, "data_dir"))
-    preflight(experiment, args.data_dir)
+    preflight(experiment, args.data_dir, args.device)
     root = Path(args.logdir) / (experiment.name + ("-quick" if args.quick else ""))
     ckpt.check_writable_folder(root, logdir)
     check_writable_paths(experiment, root, logdir)

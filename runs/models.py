@@ -207,6 +207,21 @@ def registered_model_digest(
     return _DIGESTS[key][1 if legacy else 0]
 
 
+def registered_model_is_reproducible(
+    name: object, input_shape: tuple[int, ...], num_classes: int, options: dict
+) -> bool:
+    """Whether the registered model ``name`` builds the same initial values again at
+    ``DIGEST_SEED`` (a second build, compared with :func:`registered_model_digest`'s): False for
+    a factory drawing from randomness ``torch.manual_seed`` does not set (an unseeded
+    ``np.random.default_rng()``, ``os.urandom``), whose fingerprint then changes at every
+    command. True for a bundled model."""
+    digest = registered_model_digest(name, input_shape, num_classes, options)
+    if digest is None:
+        return True
+    again = _digest_build(name, tuple(input_shape), num_classes, options)  # type: ignore[arg-type]
+    return describe_model(again) == digest
+
+
 def _digest_build(
     name: str, input_shape: tuple[int, ...], num_classes: int, options: dict
 ) -> nn.Module:

@@ -316,7 +316,7 @@ def test_the_training_preflight_changes_no_number(tmp_path, monkeypatch):
     )
     spec = experiment(variant(model="guard-norm"))
     checked = runs.run(spec, logdir=tmp_path / "checked")
-    monkeypatch.setattr(command, "training_problem", lambda variant, data: None)
+    monkeypatch.setattr(command, "training_problem", lambda variant, data, **_: None)
     unchecked = runs.run(spec, logdir=tmp_path / "unchecked")
     assert [r["final"] for r in checked["runs"]] == [r["final"] for r in unchecked["runs"]]
     run_dirs = [tmp_path / which / "guards" / "v" / "seed0" for which in ("checked", "unchecked")]
