@@ -724,6 +724,7 @@ def check_earlier_fingerprints(tasks: Sequence[Any], option: str = "--logdir") -
     the same seed (``runs.models.registered_model_is_reproducible``: its fingerprint changes at
     every command). Only runs of a registered model or dataset are read (the others'
     fingerprints did not change)."""
+    earlier = []
     for task in tasks:
         legacy = task.variant.legacy_fingerprint(task.seed)
         if legacy is None:
@@ -744,14 +745,19 @@ def check_earlier_fingerprints(tasks: Sequence[Any], option: str = "--logdir") -
                 f"choose another {option}"
             )
         if found == legacy:
-            raise ValueError(
-                f"{task.run_dir} holds a run of {task.variant.name!r} (model "
-                f"{task.variant.model.name!r}, dataset {task.variant.dataset.name!r}) written by "
-                "an earlier version of stepsize, whose fingerprint did not cover a registered "
-                "model's initial weights (nor standardised a registered dataset's vectors per "
-                "feature), so it cannot tell whether that run is this one; delete that folder "
-                f"or choose another {option}"
-            )
+            earlier.append(task)
+    if earlier:  # (every such folder at once: they are deleted together)
+        first = earlier[0]
+        listed = ", ".join(str(task.run_dir) for task in earlier[:3])
+        more = f" and {len(earlier) - 3} more" if len(earlier) > 3 else ""
+        raise ValueError(
+            f"{len(earlier)} run folder(s) of this experiment ({listed}{more}; first: "
+            f"{first.variant.name!r}, model {first.variant.model.name!r}, dataset "
+            f"{first.variant.dataset.name!r}) hold runs written by an earlier version of "
+            "stepsize, whose fingerprint did not cover a registered model's initial weights "
+            "(nor standardised a registered dataset's vectors per feature), so it cannot tell "
+            f"whether those runs are these; delete them or choose another {option}"
+        )
 
 
 def _reproducible_model(variant: Variant) -> bool:

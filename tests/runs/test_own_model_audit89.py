@@ -262,6 +262,28 @@ def test_a_folder_of_the_earlier_fingerprint_is_refused_saying_so(tmp_path):
         runs.run(_experiment("net"), logdir=tmp_path)
 
 
+def test_every_folder_of_the_earlier_fingerprint_is_named_at_once(tmp_path):
+    """(Review of stop 89: the refusal named one folder per command, so deleting the old runs
+    took as many commands as runs.)"""
+    _register_blobs()
+    runs.run(_experiment("net", seeds=3), logdir=tmp_path, models={"net": head_default})
+    recorded = json.loads((tmp_path / "e" / "experiment.json").read_text())["variants"][0]
+    for seed in range(3):
+        old = _old_fingerprint(
+            recorded, seed, runs_data.registered_digest("blobs89"), head_default((8,), 2)
+        )
+        result_file = tmp_path / "e" / "v" / f"seed{seed}" / "result.json"
+        result = json.loads(result_file.read_text())
+        result["fingerprint"] = old  # as the earlier version wrote it
+        result_file.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="earlier version of stepsize") as refused:
+        runs.run(_experiment("net", seeds=3), logdir=tmp_path)
+    message = str(refused.value)
+    assert message.startswith("3 run folder(s)")
+    for seed in range(3):
+        assert str(tmp_path / "e" / "v" / f"seed{seed}") in message
+
+
 def numpy_drawing(input_shape, num_classes):
     np.random.rand()  # noqa: NPY002 (a factory using NumPy's global generator)
     return nn.Linear(input_shape[0], num_classes)
