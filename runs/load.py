@@ -293,33 +293,17 @@ def _range_test(table: dict | None, names: list[str], variants: list[Variant], p
     return result
 
 
-def _largest_rate() -> tuple[float, str]:
-    """The largest value of torch's default dtype and its name (float32 unless changed: the
-    dtype of the models ``runs`` builds), which bounds the rates a file may give a search or a
-    range test (``schedulers.range_test.check_options``); a variant's own ``lr`` is checked by
-    one update in the preflight (``runs.experiment.training_problem``)."""
-    import torch
-
-    dtype = torch.get_default_dtype()
-    return torch.finfo(dtype).max, str(dtype).removeprefix("torch.")
-
-
 def _range_test_limits(result: spec.RangeTest, problems: Problems) -> None:
     """The bounds ``schedulers.range_test.check_options`` puts on a range test, checked with the
     file: ``start_lr`` and ``end_lr`` at most the largest value of torch's default dtype (float32
-    unless changed: the models' parameters; a larger rate cannot be applied to them) and
+    unless changed: the models' parameters; ``rate_limit_problem``) and
     ``curvature_batches`` at most ``MAX_CURVATURE_BATCHES``."""
-    from schedulers.range_test import MAX_CURVATURE_BATCHES
+    from schedulers.range_test import MAX_CURVATURE_BATCHES, rate_limit_problem
 
-    largest, kind = _largest_rate()
     for key in ("start_lr", "end_lr"):
         value = getattr(result, key)
-        if checks.positive_number(value) is None and value > largest:
-            problems.add(
-                join("range_test", key),
-                f"must be at most {largest:.6g}, the largest {kind} value (a larger rate cannot "
-                f"be applied to {kind} parameters), got {value!r}",
-            )
+        if checks.positive_number(value) is None and (problem := rate_limit_problem(value)):
+            problems.add(join("range_test", key), f"{problem}, got {value!r}")
     batches = result.curvature_batches
     if checks.non_negative_int(batches) is None and batches > MAX_CURVATURE_BATCHES:
         problems.add(
@@ -332,18 +316,15 @@ def _range_test_limits(result: spec.RangeTest, problems: Problems) -> None:
 def _grid_names(grid: Any, location: str, problems: Problems) -> None:
     """Refuses a grid (one its own check allows) two of whose rates would share a search run's
     folder (``runs.tuning.search_run_name``: 6 significant digits), or with a rate beyond the
-    largest value of the models' dtype (:func:`_largest_rate`: it cannot be applied to them)."""
+    largest value of the models' dtype (``schedulers.range_test.rate_limit_problem``: it cannot
+    be applied to them)."""
     from runs.tuning import colliding_rates
+    from schedulers.range_test import rate_limit_problem
 
     if checks.lr_grid(grid) is not None:
         return  # (refused by its own check)
-    largest, kind = _largest_rate()
-    if any(rate > largest for rate in grid):
-        problems.add(
-            location,
-            f"rates must be at most {largest:.6g}, the largest {kind} value (a larger rate cannot "
-            f"be applied to {kind} parameters), got {max(grid)!r}",
-        )
+    if (problem := rate_limit_problem(max(grid))) is not None:
+        problems.add(location, f"rates {problem}, got {max(grid)!r}")
     if (pair := colliding_rates(grid)) is not None:
         first, second, name = pair
         problems.add(

@@ -58,11 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --bound: scale each schedule to the base rate that minimises its bound",
     )
-    parser.set_defaults(out=None)  # (None: not given; DEFAULT_OUT is used, --list-presets refuses)
-
-
-DEFAULT_OUT = "schedules.png"
-"""``--out`` when it is not given (``schedulers.plot``'s default)."""
+    # (None: not given, so that --list-presets can refuse it; else schedulers.plot.DEFAULT_OUT)
+    parser.set_defaults(out=None)
 
 
 def check_list_presets(args: argparse.Namespace) -> None:
@@ -103,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--tuned needs --bound D,G")
     check_specs(args.specs)
     if args.out is None:
-        args.out = DEFAULT_OUT
+        args.out = schedule_plot.DEFAULT_OUT
     if args.bound is None:
         return schedule_plot.run(args)
     if not args.specs:

@@ -71,6 +71,7 @@ from runs.score_workloads import WORKLOADS, Workload, check_workloads, train_to_
 RULESETS = ("external", "self")
 STUDIES, TRIALS = 3, 4
 QUICK_STUDIES, QUICK_TRIALS = 1, 2
+PROFILE_FIGURE = "figures/performance_profile.png"  # (in the score's folder)
 MAX_STUDIES, MAX_TRIALS = 1000, 10_000
 """The most ``studies`` and ``trials`` per study a score may ask for (AlgoPerf's rules have
 used 3 to 5 studies of 5 to 20 trials): every trial is planned, and so listed, before any trains,
@@ -461,7 +462,7 @@ def run(args: argparse.Namespace) -> int:
     trials = args.trials or (QUICK_TRIALS if args.quick else TRIALS)
     folder = Path(args.logdir) / ("score-quick" if args.quick else "score")
     check_writable_folder(folder / "figures", "--logdir")
-    for target in ("score.json", "score.md", "figures/performance_profile.png"):
+    for target in ("score.json", "score.md", PROFILE_FIGURE):
         check_replaceable(folder / target, "--logdir")  # (a read-only one: refused, as --readme)
     with folder_lock(folder):
         results = score(
@@ -476,7 +477,7 @@ def run(args: argparse.Namespace) -> int:
         table = markdown(results)
         save_json(folder / "score.json", _jsonable(results))
         save_text(folder / "score.md", table)
-        path = figure(results, folder / "figures" / "performance_profile.png")
+        path = figure(results, folder / PROFILE_FIGURE)
     print(table)
     print(f"wrote score.json, score.md and {path.relative_to(folder)} in {folder} "
           f"({results['wall_time_s']:.1f} s)")  # fmt: skip

@@ -32,6 +32,7 @@ from schedulers.base import Schedule, from_dict
 from schedulers.files import atomic_write, check_output_file, read_toml
 
 DEFAULT_STEPS = 1000
+DEFAULT_OUT = "schedules.png"  # --out when it is not given
 MAX_STEPS = 10**6
 """The most steps ``stepsize plot`` draws, with or without ``--bound``: each curve is evaluated
 (and drawn) at every step, ~8 bytes per step and curve in each of several arrays, so 1e6 steps
@@ -404,9 +405,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"steps to draw, 1 to {MAX_STEPS:,} (default: the largest of the specs' or "
         f"{DEFAULT_STEPS})",
     )
-    parser.add_argument(
-        "--out", default="schedules.png", help="output image (default: schedules.png)"
-    )
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output image (default: {DEFAULT_OUT})")
     parser.add_argument("--title", default=None, help="figure title (default: the preset's)")
     parser.add_argument(
         "--log",

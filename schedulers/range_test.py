@@ -383,10 +383,9 @@ def check_options(
     before it loads any data; return them as Python numbers (NumPy scalars are taken).
 
     ``start_lr`` and ``end_lr`` must be at most the largest finite value of ``dtype``, the
-    parameters' floating-point type (:func:`lr_limit`; None: torch's default dtype, float32
-    unless changed, the type of the models ``runs`` builds): a larger rate cannot be applied to
-    such parameters (torch's update raises ``value cannot be converted to type float without
-    overflow``). ``curvature_batches`` is at most :data:`MAX_CURVATURE_BATCHES`.
+    parameters' floating-point type (:func:`narrowest_float_dtype`; None: torch's default dtype,
+    float32 unless changed): :func:`rate_limit_problem`. ``curvature_batches`` is at most
+    :data:`MAX_CURVATURE_BATCHES`.
 
     >>> check_options(start_lr=1e-6, end_lr=10.0, num_iter=1, sweep="exp", smoothing=0.98,
     ...               diverge_threshold=4.0, curvature_batches=1)
@@ -396,15 +395,9 @@ def check_options(
     """
     start_lr = check_float("start_lr", start_lr, 0.0, low_open=True)
     end_lr = check_float("end_lr", end_lr, start_lr, low_open=True)
-    dtype = torch.get_default_dtype() if dtype is None else dtype
-    largest = torch.finfo(dtype).max
     for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
-        if value > largest:
-            kind = str(dtype).removeprefix("torch.")
-            raise ValueError(
-                f"{name} must be at most {largest:.6g}, the largest {kind} value (a larger rate "
-                f"cannot be applied to {kind} parameters), got {name}={value!r}"
-            )
+        if (problem := rate_limit_problem(value, dtype)) is not None:
+            raise ValueError(f"{name} {problem}, got {name}={value!r}")
     num_iter = check_int("num_iter", num_iter, 2, MAX_NUM_ITER)
     if sweep not in ("exp", "linear"):
         raise ValueError(f"sweep must be 'exp' or 'linear', got sweep={sweep!r}")
@@ -419,7 +412,23 @@ def check_options(
     }  # fmt: skip
 
 
-def lr_limit(optimizer: torch.optim.Optimizer) -> torch.dtype | None:
+def rate_limit_problem(rate: float, dtype: torch.dtype | None = None) -> str | None:
+    """Why ``rate`` cannot be applied to parameters of ``dtype`` (None: torch's default dtype,
+    float32 unless changed, the type of the models ``runs`` builds), as the phrase "must be at
+    most ..." naming the bound, or None: torch's update raises ``value cannot be converted to
+    type float without overflow`` for a rate above the dtype's largest finite value."""
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    largest = torch.finfo(dtype).max
+    if rate <= largest:
+        return None
+    kind = str(dtype).removeprefix("torch.")
+    return (
+        f"must be at most {largest:.6g}, the largest {kind} value (a larger rate cannot be "
+        f"applied to {kind} parameters)"
+    )
+
+
+def narrowest_float_dtype(optimizer: torch.optim.Optimizer) -> torch.dtype | None:
     """The floating-point dtype of ``optimizer``'s parameters with the smallest largest value
     (the one whose range bounds the rates that can be applied to all of them: float16 before
     bfloat16 before float32 before float64), or None when it has no floating-point parameter."""
@@ -674,7 +683,7 @@ def lr_range_test(
         diverge_threshold=diverge_threshold,
         curvature_batches=curvature_batches,
         skip_start=skip_start,
-        dtype=lr_limit(optimizer),
+        dtype=narrowest_float_dtype(optimizer),
     )
     start_lr, end_lr, num_iter = options["start_lr"], options["end_lr"], options["num_iter"]
     smoothing, diverge_threshold = options["smoothing"], options["diverge_threshold"]
