@@ -6,7 +6,10 @@ which findings carried over and by how much. Each claim is a table with a ``text
 ``metric`` (one of :data:`runs.results.METRIC_LABELS`) and one kind. Below, ``m`` is a variant's
 mean ``metric`` curve over its seeds (aligned on evaluation steps, ``runs.results.series_band``),
 ``m_1 .. m_n`` its ``n`` evaluations (``m_1`` the one before any update), and "better" means
-higher for an accuracy, lower for a loss.
+higher for an accuracy, lower for a loss. A kind that reads two metrics' curves together
+(``rises``, ``smaller_gap``, ``gap_widens``) reads them at the evaluation steps both have: a
+mean curve has no value at a step where no finished run has a finite one, so ``n`` counts the
+steps where both curves do.
 
 - ``{lower = "a", than = "b"}``: ``a``'s final ``m_n`` is lower than ``b``'s (``higher = "a"``:
   higher).
@@ -192,6 +195,16 @@ class _Variant:
         steps, mean, _ = series_band(self.finished, eval_series(metric))
         return steps, mean
 
+    def aligned(self, *metrics: str) -> list[np.ndarray]:
+        """The mean curves of ``metrics`` at the evaluation steps all of them have (a mean curve
+        leaves out a step where no finished run has a finite value of its metric, so two
+        metrics' curves can differ in length): one array per metric, in order."""
+        curves = [self.curve(metric) for metric in metrics]
+        shared = curves[0][0]
+        for steps, _ in curves[1:]:
+            shared = np.intersect1d(shared, steps)
+        return [mean[np.isin(steps, shared)] for steps, mean in curves]
+
     def seeds_text(self) -> str:
         """``"seed 2"``, ``"seeds 1, 2"``: the diverged runs."""
         seeds = [str(r["seed"]) for r in self.diverged if "seed" in r]
@@ -259,8 +272,7 @@ def _decide(claim: Mapping[str, Any], variants: Mapping[str, _Variant]) -> tuple
         return result, f"{a} {_fmt(metric, va)} vs {b} {_fmt(metric, vb)} ({label})"
     if "rises" in claim:
         a = claim["rises"]
-        curve = variants[a].curve(metric)[1]
-        train = variants[a].curve("train_loss")[1]
+        curve, train = variants[a].aligned(metric, "train_loss")
         best = int(np.argmax(curve)) if up else int(np.argmin(curve))
         ended_worse = _compare(not up, curve[-1], curve[best], _scale(curve)) == "yes"
         train_fell = _compare(False, train[-1], train[best], _scale(train)) == "yes"
@@ -313,8 +325,7 @@ def _decide_gap(
     up = _higher_is_better(metric)
 
     def gap(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        test = variants[name].curve(metric)[1]
-        train = variants[name].curve(train_metric)[1]
+        test, train = variants[name].aligned(metric, train_metric)
         return (train - test if up else test - train), train, test
 
     what = f"{METRIC_LABELS[train_metric]} against {METRIC_LABELS[metric]}"

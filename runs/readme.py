@@ -12,7 +12,9 @@ name ends in ``-quick``), or of a run of some variants only (``--variants``), is
 are two folders of the same experiment. Every folder is read and checked before anything is
 written, and so is the README (:func:`check_readme`): a Markdown file (``.md`` or ``.markdown``)
 that can be rewritten, in a folder where it can be replaced. The *Run:* line names the command
-that runs the experiment again (:func:`run_command`).
+that runs the experiment again (:func:`run_command`), with ``--seeds N`` and ``--threads T`` when
+the run used other seeds or torch threads than that command's defaults (:func:`rerun_options`;
+a run whose seeds no ``--seeds`` gives is refused).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Any
 from runs.catalog import catalogue_order
 from runs.checkpoint import save_text
 from runs.results import load_meta, software_line
+from runs.spec import Experiment
 from runs.summary import prepare_report
-from schedulers.files import atomic_copy, read_json, read_text, write_target
+from schedulers.files import atomic_copy, read_json, read_text, read_toml, write_target
 
 RESULTS_BEGIN = "<!-- results:begin -->"
 RESULTS_END = "<!-- results:end -->"
@@ -58,14 +61,74 @@ def run_command(meta: dict[str, Any], readme_dir: Path | None = None) -> str:
     return command if command.startswith("runs.run(") else f"stepsize run {name}"
 
 
+def default_seeds(meta: dict[str, Any]) -> list[int] | None:
+    """The seeds that :func:`run_command`'s command runs without ``--seeds``: a study's
+    ``SEEDS`` (``runs.study``), a TOML experiment's ``seeds`` (a count ``N``: seeds ``0 ..
+    N - 1``; a bundled one read from the bundled file, as ``stepsize run NAME`` does); None when
+    unknown (no TOML file to read, or a run from Python)."""
+    name, source = meta.get("name"), str(meta.get("source") or "")
+    if not source or source.startswith("<"):
+        return None
+    path = Path(source)
+    try:
+        if meta.get("kind") == "study":
+            from runs.study import load_study
+
+            return list(range(load_study(str(name)).SEEDS))
+        if path.suffix != ".toml":
+            return None
+        if path.parent.parts[-2:] == ("runs", "experiments"):
+            from runs.catalog import find_experiment
+
+            path = find_experiment(str(name))
+        value = read_toml(path).get("seeds", Experiment.seeds)
+    except (ImportError, OSError, TypeError, ValueError):  # (gone, or no longer readable)
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return list(range(value))
+    return list(value) if isinstance(value, list) else None
+
+
+def rerun_options(meta: dict[str, Any]) -> list[str]:
+    """The options :func:`run_command`'s command needs to run the seeds and torch threads that
+    the run of ``meta`` used (both change the numbers): ``--seeds N`` when its seeds, ``0 ..
+    N - 1``, are not the command's default (:func:`default_seeds`; given whenever that default
+    is unknown), ``--threads T`` when ``T`` is not 1 (``stepsize run``'s default). No options for
+    a run from Python whose command is its recorded ``runs.run(...)`` call: that call says it all.
+
+    Raises:
+        ValueError: the run's seeds are not the default and not ``0 .. N - 1`` (so no
+            ``--seeds`` runs them again).
+    """
+    if run_command(meta).startswith("runs.run("):
+        return []
+    options = []
+    seeds = list(meta.get("seeds") or [])
+    default = default_seeds(meta)
+    if seeds and seeds != default:
+        if seeds != list(range(len(seeds))):
+            own = "unknown" if default is None else ", ".join(map(str, default))
+            raise ValueError(
+                f"ran seeds {', '.join(map(str, seeds))}, neither {meta.get('name')}'s own "
+                f"({own}) nor 0 to N - 1: no --seeds option runs them again"
+            )
+        options.append(f"--seeds {len(seeds)}")
+    threads = meta.get("threads", 1)
+    if threads != 1:
+        options.append(f"--threads {threads}")
+    return options
+
+
 def _run_line(data: dict[str, Any], readme_dir: Path | None = None) -> str:
-    """The command, seeds, wall time, dataset and software of a summary, as one line."""
+    """The command (with the options that run the same seeds and threads again), seeds, wall
+    time, dataset and software of a summary, as one line."""
     meta, software = data["experiment"], data["software"]
     seeds = data.get("seeds") or meta.get("seeds") or []
     minutes = data.get("wall_time_s", 0.0) / 60
     datasets = sorted({v["dataset"]["name"] for v in meta.get("variants", [])})
+    command = " ".join([run_command(meta, readme_dir), *rerun_options(meta)])
     parts = [
-        f"`{run_command(meta, readme_dir)}`",
+        f"`{command}`",
         f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}",
         f"{minutes:.1f} min wall time ({meta.get('jobs', 1)} job(s) x {meta.get('threads', 1)} "
         "torch thread(s))",
@@ -80,7 +143,8 @@ def _run_line(data: dict[str, Any], readme_dir: Path | None = None) -> str:
 
 def check_full_runs(dirs: Sequence[Path]) -> dict[str, Path]:
     """The experiment folders for the README by experiment name, each checked to hold a full
-    run: not ``--quick``, every variant, and one folder per experiment. Reads only.
+    run: not ``--quick``, every variant, seeds that a ``stepsize run`` command runs again
+    (:func:`rerun_options`), and one folder per experiment. Reads only.
 
     Raises:
         ValueError: naming the folder and what is wrong with it.
@@ -97,6 +161,10 @@ def check_full_runs(dirs: Sequence[Path]) -> dict[str, Path]:
                 f"{str(directory)!r} holds a run of some variants of {name} only (--variants; "
                 f"left out: {', '.join(left_out)}); {rerun}"
             )
+        try:
+            rerun_options(meta)
+        except ValueError as err:
+            raise ValueError(f"{str(directory)!r} {err}; {rerun}") from None
         if name in by_name:
             raise ValueError(
                 f"{str(by_name[name])!r} and {str(directory)!r} both hold runs of {name}; the "

@@ -12,7 +12,9 @@ regenerates exactly what ``stepsize run`` wrote (:func:`write_report`):
   training times;
 - ``summary.md``: per variant, mean +- standard deviation over seeds (sample standard deviation,
   ``ddof = 1``; none shown for one seed) of the final metrics; diverged seeds are named with the
-  step and value of their first non-finite loss and left out of the means;
+  step and value of their first non-finite loss and left out of the means (and of the "steps
+  to" column of ``[report] reach``, which says "diverged (k of n seeds)" for such a variant:
+  :func:`reach_cell`);
 - the figures of ``runs.figures``.
 """
 
@@ -134,10 +136,26 @@ def _published_cell(variant: str, published: dict | None) -> str | None:
 
 def steps_to_reach(runs: Sequence[dict[str, Any]], target: float) -> int | None:
     """The first evaluation step at which the mean test accuracy over ``runs`` is >= ``target``
-    (None if never)."""
+    (None if never). The caller picks the runs: :func:`markdown_table` passes a variant's
+    finished runs only (:func:`reach_cell`)."""
     steps, mean, _ = series_band(runs, eval_series("test_accuracy"))
     reached = np.nonzero(mean >= target)[0]
     return int(steps[reached[0]]) if len(reached) else None
+
+
+def reach_cell(runs: Sequence[dict[str, Any]], target: float) -> str:
+    """The table's "steps to" cell of a variant's ``runs``: the first evaluation step at which
+    the mean test accuracy over its finished runs reaches ``target`` (:func:`steps_to_reach`;
+    "not reached" if never), the runs the final columns and ``target`` (the reach variant's
+    final, a mean over its finished runs) use. A variant with a diverged run is marked
+    "diverged (k of n seeds)" instead, as the early-loss column marks a divergence: the step
+    at which its survivors alone reach the target is no finding (nor is a mean over a set of
+    seeds that changes where runs stopped)."""
+    finished = [r for r in runs if r["status"] == "finished"]
+    if len(finished) < len(runs):
+        return f"diverged ({len(runs) - len(finished)} of {len(runs)} seeds)"
+    reached = steps_to_reach(finished, target)
+    return str(reached) if reached is not None else "not reached"
 
 
 def early_max_loss(runs: Sequence[dict[str, Any]], early_steps: int) -> float:
@@ -197,8 +215,7 @@ def markdown_table(results: Sequence[dict[str, Any]], report: dict | None = None
             stat = row["final"][m]
             cells.append(_fmt(m, stat["mean"], stat["std"]) if stat["mean"] is not None else "-")
         if target is not None:
-            reached = steps_to_reach(by_variant[row["variant"]], target)
-            cells.append(str(reached) if reached is not None else "not reached")
+            cells.append(reach_cell(by_variant[row["variant"]], target))
         if report.get("early_steps"):
             peak = early_max_loss(by_variant[row["variant"]], report["early_steps"])
             cells.append(f"{peak:.3f}" if math.isfinite(peak) else "diverged")
