@@ -451,7 +451,8 @@ class DoG(ReducingOptimizer):
             return  # (the common case: the list this optimizer made, unchanged)
         params = group["params"]
         if not isinstance(saved, list) or len(saved) != len(params):
-            return  # (not one per parameter: the package would fail; rebuilt after the step)
+            return  # (not one per parameter, as ZeroRedundancyOptimizer's load_state_dict leaves
+            # rank 0's list on every rank: each parameter keeps its own x_0; rebuilt after the step)
         held = self._held_x0()
         for p, x0 in zip(params, saved):
             entry = self.state.get(p)
