@@ -76,10 +76,18 @@ def run(
     """Runs an experiment as ``stepsize run`` does and returns its results.
 
     Args:
-        experiment: a dict in the layout of a TOML experiment file (``name`` is required;
-            tuples may stand for TOML arrays), or a ``.toml`` path, or a bundled experiment's name.
+        experiment: a :class:`runs.spec.Experiment`, a dict in the layout of a TOML experiment
+            file (``name`` is required; tuples may stand for TOML arrays), or a ``.toml`` path,
+            or a bundled experiment's name. An ``Experiment`` that ``runs.load`` resolved from a
+            file or dict (``load_experiment``) trains what ``stepsize run`` trains for that file:
+            its range-test references take the range test's numbers, its ``[quick]`` layer and
+            grids count (``runs.load.resolve``).
         logdir, jobs, quick, seeds, data_dir, device, threads, quiet, backend, address: the options
             of ``stepsize run`` (``--logdir`` ...); ``variants`` may also be a list of names.
+            ``quick`` applies the ``[quick]`` layer and writes to ``<name>-quick``: an
+            ``Experiment`` built in Python has none, so ``quick=True`` is refused for it (build
+            the quick configuration in Python); one that ``runs.load`` resolved takes the
+            ``quick`` and ``data_dir`` it was resolved with (others that change it are refused).
         models: ``{name: factory}`` registered with :func:`register_model` first (after the
             options are checked; a call that raises leaves the registries as they were).
         datasets: ``{name: DatasetSplits}`` registered with :func:`register_dataset` first

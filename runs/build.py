@@ -298,6 +298,13 @@ def check_optimizer(spec: dict, where: dict[str, str], location: str, problems: 
                 where[key], f"unknown hyperparameter of {name}; allowed: {', '.join(allowed)}"
             )
             ok = False
+    # A flag (a parameter whose default is a bool: maximize, nesterov, amsgrad, ...) takes true
+    # or false only: torch.optim and optim test it for truth, so "false" or 1 would turn it on.
+    flags = {p.name for p in parameters if isinstance(p.default, bool)}
+    for key, value in spec.items():
+        if key in flags and not isinstance(value, bool):
+            problems.add(where[key], f"must be true or false, got {value!r}")
+            ok = False
     if not ok:
         return False
     combined = _rejection(spec)
@@ -325,6 +332,48 @@ def _rejection(spec: dict) -> str | None:
     return None
 
 
+INTEGER_WRITTEN = "an integer (written without a decimal point, as every integer of an experiment)"
+
+
+def _float_integers(spec: Any, location: str) -> list[tuple[str, float]]:
+    """``(location, value)`` of each float that the schedule table ``spec`` (written at
+    ``location``) holds as an integer (``decay_steps = 4.0``, ``milestones = [2.0]``, nested
+    schedules' too): ``schedulers.check_int`` takes an integral float as its int, while every
+    integer field of an experiment refuses one, so a schedule's integer is refused too (one
+    spelling, one fingerprint). Nothing when ``spec`` is no table or does not build (its own
+    check reports why)."""
+    import schedulers
+
+    if not isinstance(spec, dict):
+        return []
+    try:
+        held = schedulers.from_dict(copy.deepcopy(spec)).to_dict()
+    except (ValueError, TypeError, KeyError):
+        return []
+    return _floats_held_as_ints(spec, held, location)
+
+
+def _floats_held_as_ints(written: Any, held: Any, location: str) -> list[tuple[str, float]]:
+    if isinstance(written, Mapping) and isinstance(held, Mapping):
+        return [
+            found
+            for key, value in written.items()
+            if key in held
+            for found in _floats_held_as_ints(value, held[key], f"{location}.{key}")
+        ]
+    if isinstance(written, list | tuple) and isinstance(held, list | tuple):
+        if len(written) == len(held):
+            return [
+                found
+                for index, (w, h) in enumerate(zip(written, held))
+                for found in _floats_held_as_ints(w, h, f"{location}[{index}]")
+            ]
+        return []
+    if isinstance(written, float) and type(held) is int:
+        return [(location, written)]
+    return []
+
+
 def check_schedules(
     optimizer: dict, schedules: dict, where: dict[str, str], location: str, problems: Problems
 ) -> None:
@@ -336,6 +385,9 @@ def check_schedules(
         return
     ok = True
     for key, spec in schedules.items():
+        for place, value in _float_integers(spec, where[key]):
+            problems.add(place, f"must be {INTEGER_WRITTEN}, got {value!r}")
+            ok = False
         if not isinstance(spec, dict):
             problem = f'must be a schedule such as {{name = "constant", value = 0.1}}, got {spec!r}'
             if isinstance(spec, list | tuple):  # one per param group, as schedulers.attach takes

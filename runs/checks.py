@@ -173,13 +173,17 @@ def check_arguments(function: Callable, arguments: Mapping[str, Any]) -> None:
 
 
 class Problems:
-    """Collects every problem found, each as ``location: message``."""
+    """Collects every problem found, each as ``location: message``, once: a problem of a common
+    table that every variant inherits is found for each of them, at the same location, and is
+    listed (and counted) once."""
 
     def __init__(self) -> None:
         self.items: list[str] = []
 
     def add(self, location: str, message: str) -> None:
-        self.items.append(f"{location}: {message}" if location else message)
+        item = f"{location}: {message}" if location else message
+        if item not in self.items:
+            self.items.append(item)
 
     def raise_if_any(self, source: str) -> None:
         if self.items:
@@ -307,3 +311,40 @@ def seeds(value: Any) -> str | None:
 def folder_name(value: Any) -> str | None:
     ok = isinstance(value, str) and NAME.match(value)
     return None if ok else "a name of letters, digits and - _ . + (it names a folder)"
+
+
+def experiment_folder_entries() -> tuple[str, ...]:
+    """What an experiment's folder holds besides its variants' folders (``<variant>/seed<N>``):
+    ``experiment.json`` (``runs.experiment``), ``summary.json`` and ``summary.md``
+    (``runs.summary``), ``figures``, the range test's and the search's records
+    (``runs.tuning.RANGE_TEST_FILE``, ``SEARCH_FILE``), the search runs' folder
+    (``runs.tuning.SEARCH_DIR``) and the lock (``runs.checkpoint.LOCK``). A variant cannot be
+    named so: its runs would be written into one of them, or it into theirs. (The last two do
+    not match :data:`NAME` anyway; they are listed so that this is the whole list.)"""
+    from runs import checkpoint, tuning
+
+    return (
+        "experiment.json",
+        "summary.json",
+        "summary.md",
+        "figures",
+        tuning.RANGE_TEST_FILE,
+        tuning.SEARCH_FILE,
+        tuning.SEARCH_DIR,
+        checkpoint.LOCK,
+    )
+
+
+def variant_name(value: Any) -> str | None:
+    """A variant's name: a folder name (:func:`folder_name`) that is none of the experiment
+    folder's own entries (:func:`experiment_folder_entries`), compared without case, since a
+    file system may not tell ``Summary.json`` from ``summary.json``."""
+    if (allowed := folder_name(value)) is not None:
+        return allowed
+    entries = experiment_folder_entries()
+    if value.casefold() in {entry.casefold() for entry in entries}:
+        return (
+            "a name of letters, digits and - _ . + other than the experiment folder's own "
+            f"entries ({', '.join(entries)})"
+        )
+    return None

@@ -34,7 +34,7 @@ from runs.catalog import find_experiment
 from runs.checks import NAME, Problems, join
 from runs.claims import claimed_variants
 from runs.references import RANGE_TEST_VALUES, with_references
-from runs.spec import Experiment, Variant, check_table
+from runs.spec import Experiment, Variant, Written, check_table
 from schedulers.files import read_toml
 
 TOP_KEYS = (
@@ -113,7 +113,7 @@ def _resolve_variant(
         return None
     _unknown(raw, loc, VARIANT_KEYS, problems)
     name = raw.get("name")
-    if (allowed := checks.folder_name(name)) is not None:
+    if (allowed := checks.variant_name(name)) is not None:
         problems.add(join(loc, "name"), f"must be {allowed}, got {name!r}")
     tables: dict[str, dict] = {}
     wheres: dict[str, dict[str, str]] = {}
@@ -192,9 +192,10 @@ def _dataset_size_problem(
     (``where[key]``, else ``location.key``); None when they suit it."""
     from runs.data import dataset_size_problem
 
-    problem = dataset_size_problem(
-        table.get("name"), table.get("train_examples"), table.get("test_examples")
-    )
+    sizes = [table.get(key) for key in ("train_examples", "test_examples")]
+    if any(size is not None and checks.positive_int(size) is not None for size in sizes):
+        return None  # (refused by the field's own check, where it was written)
+    problem = dataset_size_problem(table.get("name"), *sizes)
     if problem is None:
         return None
     key, message = problem
@@ -485,6 +486,7 @@ def parse_experiment(
             integer is refused first, alone).
     """
     checks.check_seeds(seeds)
+    document = copy.deepcopy(raw)  # (as written: what resolve() resolves again)
     problems = Problems()
     _unknown(raw, "", TOP_KEYS, problems)
     for key in ("name", "description", "runtime", "reference"):
@@ -572,7 +574,8 @@ def parse_experiment(
         problems,
     )
     report = check_table(spec.Report, raw.get("report", {}), "report", problems)
-    for index, claim in enumerate(report.get("claims") or []):
+    claims = report.get("claims")  # (one that is not a list is refused by its field's check)
+    for index, claim in enumerate(claims if isinstance(claims, list) else []):
         for claimed in claimed_variants(claim) if isinstance(claim, dict) else ():
             if claimed not in names:
                 allowed = ", ".join(names)
@@ -616,6 +619,14 @@ def parse_experiment(
         search=search,
         report=spec.Report.from_table(report),
         fallback_used=fallback_used,
+        written=Written(
+            document,
+            source,
+            quick=quick,
+            seeds=seeds,
+            data_dir=data_dir,
+            derived=None if derived is None else dict(derived),
+        ),
     )
 
 
@@ -721,10 +732,26 @@ def as_toml_values(value: Any) -> Any:
 
 def document_of(experiment: Experiment) -> dict[str, Any]:
     """A Python :class:`~runs.spec.Experiment` as a TOML document (every variant complete), to be
-    validated by :func:`parse_experiment` like a file."""
+    validated by :func:`parse_experiment` like a file.
+
+    ``Search.grids`` is what this module resolves (each variant's grid): given in Python, it is
+    refused (a TOML file cannot give it either); on an experiment this module resolved
+    (``experiment.written`` set), each variant's grid is written as its own ``search.lr``.
+
+    Raises:
+        TypeError: ``experiment`` is not an Experiment.
+        ValueError: ``Search.grids`` given in Python.
+    """
     if not isinstance(experiment, Experiment):
         raise TypeError(
             f"experiment must be a runs.spec.Experiment, got {type(experiment).__name__}"
+        )
+    grids = None if experiment.search is None else experiment.search.grids
+    if grids is not None and experiment.written is None:
+        raise ValueError(
+            "search.grids: resolved by runs.load from the grids written, not given; give "
+            "Search(lr=[...]) for every variant or Variant(search={'lr': [...]}) for one, got "
+            f"grids={grids!r}"
         )
     raw: dict[str, Any] = {"name": experiment.name, "seeds": experiment.seeds}
     for key in ("description", "runtime", "reference"):
@@ -739,8 +766,11 @@ def document_of(experiment: Experiment) -> dict[str, Any]:
     variants = []
     for variant in experiment.variants:  # (Variant objects: Experiment checks its fields' types)
         table = variant.to_dict()
-        if variant.search:
-            table["search"] = dict(variant.search)
+        search = dict(variant.search)
+        if grids is not None and grids.get(variant.name) is not None:
+            search["lr"] = list(grids[variant.name])  # (the grid it was resolved with)
+        if search:
+            table["search"] = search
         variants.append(table)
     raw["variants"] = variants
     return as_toml_values(raw)
@@ -754,17 +784,109 @@ def resolve(
     data_dir: str | None = None,
     derived: Mapping[str, float | None] | None = None,
 ) -> Experiment:
-    """A Python experiment validated and resolved as a file would be (keyword arguments of
-    :func:`parse_experiment`)."""
+    """An experiment validated and resolved as a file would be (keyword arguments of
+    :func:`parse_experiment`); ``runs.run`` trains what it returns.
+
+    - An experiment this module resolved (``load_experiment``, ``parse_experiment``: its
+      ``written`` is set) and unchanged since is resolved again from the document it was
+      resolved from, as ``stepsize run`` resolves the file: its range-test references take
+      ``derived`` (the range test's numbers), ``[quick]`` applies under ``quick``, a common
+      ``[search] lr`` grid and ``[fallback]`` count as in the file. ``seeds`` overrides the
+      seeds (None: those it was resolved with). ``quick`` and ``data_dir`` must resolve the
+      document to this same experiment (they are those it was resolved with, or make no
+      difference to it); other ones are refused (load it again with them).
+    - Any other experiment (built in Python, or a copy changed with ``dataclasses.replace``) is
+      resolved from its values. It has no ``[quick]`` layer: ``quick=True`` is refused, except
+      for a changed copy of one resolved with ``quick=True``, which must keep it. A changed copy
+      whose document gives range-test references is refused (they hold the values it was
+      resolved with, not the range test's of the run).
+
+    Raises:
+        ValueError: the experiment is invalid (every problem, with its location), or the cases
+            above.
+    """
+    written = experiment.written if isinstance(experiment, Experiment) else None
+    if written is not None and _resolved_again(written) == experiment:
+        if quick and written.python:
+            raise ValueError(_python_quick(experiment))
+        seeds = written.seeds if seeds is None else seeds
+        if (quick, data_dir) != (written.quick, written.data_dir):
+            other = _resolved_again(written, quick=quick, seeds=seeds, data_dir=data_dir)
+            if dataclasses.replace(other, seeds=experiment.seeds) != experiment:
+                raise ValueError(
+                    f"quick={quick!r}, data_dir={data_dir!r}: the experiment was resolved from "
+                    f"{written.source} with quick={written.quick!r}, "
+                    f"data_dir={written.data_dir!r}, and these options resolve it to other "
+                    "variants; pass the options it was resolved with, or load it again with "
+                    "these (runs.load.load_experiment), or pass its .toml path"
+                )
+        again = _resolved_again(
+            written, quick=quick, seeds=seeds, data_dir=data_dir, derived=derived
+        )
+        return _from_python(again) if written.python else again
+    loaded_quick = written is not None and not written.python and written.quick
+    if quick != loaded_quick and (written is None or written.python):
+        raise ValueError(_python_quick(experiment))
+    if quick != loaded_quick:
+        raise ValueError(
+            f"quick={quick!r}: this experiment was resolved from {written.source} with "
+            f"quick={written.quick!r} and changed since (dataclasses.replace), so its [quick] "
+            f"layer can neither be applied nor undone; pass quick={written.quick!r}, or load "
+            "the file again with the quick you want and change that"
+        )
+    if written is not None and not written.python and _has_references(written.document):
+        raise ValueError(
+            f"experiment: changed since it was resolved from {written.source} "
+            "(dataclasses.replace), and that file gives optimizer or schedule values as the LR "
+            'range test\'s numbers ("$NAME"), which the changed copy holds as the values it was '
+            "resolved with (stand-ins unless derived was given), not the numbers the run's range "
+            "test measures; change the file, or a dict in the TOML layout, and pass that"
+        )
     source = experiment.source if experiment.source != "<python>" else f"<{experiment.name}>"
-    return parse_experiment(
+    resolved = parse_experiment(
         document_of(experiment),
         source,
-        quick=quick,
         seeds=seeds,
         data_dir=data_dir,
         derived=derived,
     )
+    return dataclasses.replace(_from_python(resolved), fallback_used=experiment.fallback_used)
+
+
+def _resolved_again(written: Written, **options: Any) -> Experiment:
+    """:func:`parse_experiment` of the document ``written`` holds, with ``options`` (by default
+    the options it was resolved with)."""
+    defaults = {
+        "quick": written.quick,
+        "seeds": written.seeds,
+        "data_dir": written.data_dir,
+        "derived": written.derived,
+    }
+    return parse_experiment(written.document, written.source, **{**defaults, **options})
+
+
+def _from_python(experiment: Experiment) -> Experiment:
+    """``experiment`` (resolved from a document written from a Python experiment) marked so."""
+    assert experiment.written is not None
+    written = dataclasses.replace(experiment.written, python=True)
+    return dataclasses.replace(experiment, written=written)
+
+
+def _python_quick(experiment: Experiment) -> str:
+    return (
+        "quick: a Python experiment (runs.spec.Experiment) has no [quick] layer, so quick=True "
+        f"would train its configuration as it is into {experiment.name + '-quick'!r}; build the "
+        "quick configuration in Python, or pass a .toml path or a dict in the TOML layout with "
+        "a [quick] table"
+    )
+
+
+def _has_references(document: dict) -> bool:
+    """Whether ``document`` gives an optimizer or schedule value as an LR range test's number
+    (``"$NAME"``, ``"F * $NAME"``)."""
+    found = Problems()
+    with_references(document, None, found)
+    return bool(found.items)
 
 
 def load_experiment(
