@@ -929,8 +929,9 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
     tasks = final_tasks(experiment, root)
     if resumed is None:  # the stages decided the configuration: check the folders now
         resumed = check_task_dirs(tasks, option_name(args, "logdir"), session_of(args))
-    if rank0:  # every check passed: the folder's record of this configuration
-        ckpt.save_json(root / "experiment.json", meta)
+    if rank0:  # every check passed: the folder's record of this configuration, as it trains
+        # (the range test's numbers and the search's rates, not the stand-ins validated first)
+        ckpt.save_json(root / "experiment.json", {**meta, **experiment.to_dict()})
         every = load()  # the layout and HParams configuration: every variant, whichever ran
         hyper_keys = sorted(
             {"lr", *(KEY_ALIASES.get(k, k) for v in every.variants for k in v.schedules)}

@@ -164,6 +164,19 @@ def test_a_loaded_experiment_trains_at_the_rates_its_range_test_measures(tmp_pat
     assert results == _results(cli)  # the same runs, the same final numbers, bit for bit
 
 
+def test_the_folders_record_holds_the_rates_the_range_test_measured(tmp_path):
+    """``experiment.json`` records the configuration as it trained: a schedule or optimizer value
+    given as the range test's number holds that number (before: the validation stand-in, 1e-3,
+    while the runs trained at the measured rate)."""
+    path = tmp_path / "refs.toml"
+    path.write_text(REFERENCES)
+    assert main(["run", str(path), "--logdir", str(tmp_path), "--quiet"]) == 0
+    measured = json.loads((tmp_path / "refs" / "range_test.json").read_text())["values"]
+    recorded = json.loads((tmp_path / "refs" / "experiment.json").read_text())["variants"]
+    assert recorded[0]["schedules"]["lr"]["value"] == measured["clr_base_lr"]
+    assert recorded[1]["optimizer"]["lr"] == pytest.approx(0.5 * measured["clr_max_lr"])
+
+
 def test_a_resolved_experiment_keeps_its_common_grid_quick_grid_and_fallback():
     raw = _doc(search={"lr": [0.1, 0.01]})
     resolved = parse_experiment(raw, "<doc>")
