@@ -34,12 +34,37 @@ The test trains for ``num_iter`` updates while the learning rate sweeps from ``s
 Suggestions, each named by the rule that made it (computed on the smoothed loss, restricted to
 the points recorded before any divergence):
 
+* The bias warm-up. The smoothed loss at point ``i`` is the uncorrected average divided by
+  ``1 - beta ** (i + 1)``, the share of the average's weight that the recorded losses carry (the
+  rest is on its zero start). While that share is below 1/2 the correction more than doubles the
+  average, and the point is a mean of so few batches (one at ``i = 0``) that batch-to-batch noise
+  gives it a slope, or a "fall", larger than the loss's real descent: the first points of a
+  noisy sweep won ``steepest`` and ``clr_bounds``' ``base_lr``. The rules that read the early
+  curve therefore start at ``k`` (cut on a short sweep, below), the first index with
+  ``1 - beta ** (k + 1) >= 1/2`` (:func:`bias_warmup`: about ``ln 2 / (1 - beta)``; 34 for the
+  default ``beta = 0.98``, 13 for 0.95, 0 without smoothing), where the smoothed point's
+  effective sample size
+  ``(sum w)**2 / sum w**2`` (weights ``w_j = beta ** (i - j)``) is at least a third of the
+  stationary average's ``(1 + beta) / (1 - beta)``. For comparison: fastai's
+  ``Learner.lr_find`` (2.x, ``fastai.callback.schedule``), whose smoothed loss is bias-corrected
+  the same way, drops a fixed ``num_it // 10`` first points (and the last 5) before every
+  suggestion, 10 of its default 100, still inside its warm-up of 34. torch-lr-finder (0.2.2,
+  ``LRFinder.range_test``) has no warm-up to skip: its average has no bias correction and is
+  seeded with the first loss (``s_0 = loss_0``, ``s_i = f * loss_i + (1 - f) * s_{i-1}``,
+  ``f = smooth_f``, our ``1 - beta``), so its early points stay near the first loss; its
+  ``LRFinder.plot(suggest_lr=True)`` drops ``skip_start = 10`` and ``skip_end = 5`` points.
 * ``steepest``: the rate with the most negative slope d(smoothed)/d(log lr) (central
   differences over the whole usable curve, ``np.gradient``), searched over the points before the
   minimum ``m`` of the smoothed loss (``m`` itself excluded: the loss turns up there) from index
-  ``min(skip_start, max(m - 2, 0))`` on: after the first ``skip_start`` points, so an early spike
-  cannot win, except that a minimum within ``skip_start + 2`` points of the start is searched over
-  the two points before it; none when ``m < 2`` (torch-lr-finder's ``suggestion``, made robust).
+  ``s = max(skip_start, min(k, m // 2))`` on: after the first ``skip_start`` points (an early
+  spike of an unsmoothed curve) and after the warm-up, which is cut to half the points before
+  the minimum when the minimum comes before ``2 k`` (a short sweep: otherwise the few points left
+  between ``k`` and ``m`` would hide a fall that began earlier; the points searched still average
+  at least ``m // 2`` batches). A minimum within ``s + 2`` points of the start is searched over
+  the two points before it; none when ``m < 2``. torch-lr-finder's steepest-gradient suggestion
+  (``LRFinder.plot(suggest_lr=True)``) takes the most negative ``np.gradient`` of its smoothed
+  loss index by index (for an exponential sweep proportional to the slope in log lr, for a linear
+  one to the slope in lr) over the whole trimmed curve, after the minimum too.
 * ``min/10``: the rate at the minimum smoothed loss divided by 10 (fastai v1's rule of thumb).
 * ``valley``: fastai's ``valley``, exactly as ``Learner.lr_find`` applies it: on the smoothed
   losses of every recorded update (the diverging one included, as fastai records it) without the
@@ -47,9 +72,11 @@ the points recorded before any divergence):
   thirds of the way down it (fastai 2.x, ``fastai.callback.schedule.valley``).
 * ``clr_bounds``: cyclical-learning-rate bounds read on the loss, the reading of Smith's rule that
   torch-lr-finder's README gives ("the point at which the loss starts descending and the point at
-  which the loss stops descending"): ``base_lr`` where the loss starts to fall (the first rate at
-  which the smoothed loss is 10% of its total fall below its starting value; the 10% is this
-  module's threshold) and ``max_lr`` where it stops falling (the minimum of the smoothed loss).
+  which the loss stops descending"): ``base_lr`` where the loss starts to fall (the first rate,
+  from ``min(k, m // 2)`` on, the warm-up cut as for ``steepest``, at which the smoothed loss is
+  10% of its total fall below its starting value, its value there; the 10% is this module's
+  threshold) and ``max_lr`` where it stops falling (the minimum ``m`` of the smoothed loss); none
+  when ``m = 0`` or the loss does not fall after the starting point.
   Smith's own rule (2017, section 3.3) reads accuracy, not loss, over a linear sweep of a few
   epochs: ``base_lr`` where the accuracy starts to rise, ``max_lr`` where it slows, becomes ragged
   or falls.
@@ -308,42 +335,86 @@ def valley(lrs: list[float], smoothed: list[float], num_iter: int) -> Suggestion
     )
 
 
-def suggest(lrs: list[float], smoothed: list[float], skip_start: int = 5) -> dict[str, Suggestion]:
-    """The suggestions of the module docstring from a recorded (smoothed) curve."""
+def bias_warmup(smoothing: float) -> int:
+    """The bias warm-up's end ``k`` for the average's ``beta = smoothing``: the first index with
+    ``1 - beta ** (k + 1) >= 1/2``, where the bias correction at most doubles the average (see
+    the module docstring; 0 for ``smoothing = 0``, 34 for 0.98).
+
+    >>> bias_warmup(0.98), bias_warmup(0.95), bias_warmup(0.5), bias_warmup(0.0)
+    (34, 13, 0, 0)
+    """
+    beta = check_float("smoothing", smoothing, 0.0, 1.0, high_open=True)
+    if beta == 0.0:
+        return 0
+    k = max(math.ceil(math.log(0.5) / math.log(beta)) - 1, 0)
+    while 1 - beta ** (k + 1) < 0.5:  # the logarithms' rounding, either way
+        k += 1
+    while k > 0 and 1 - beta**k >= 0.5:
+        k -= 1
+    return k
+
+
+def suggest(
+    lrs: list[float], losses: list[float], skip_start: int = 5, *, smoothing: float = 0.0
+) -> dict[str, Suggestion]:
+    """The suggestions of the module docstring (``steepest``, ``min/10``, ``valley``) from the
+    recorded ``losses`` at the rates ``lrs`` (the points before any divergence, all finite).
+
+    ``losses`` are the raw losses; they are smoothed here with ``smoothing`` (the test's
+    ``beta``; :func:`smooth`), which also sets the bias warm-up the ``steepest`` search starts
+    after, so the curve and its warm-up cannot disagree. With ``smoothing = 0`` (the default)
+    ``losses`` are taken as they are (an already smoothed curve then has no warm-up beyond
+    ``skip_start``). A result's ``steepest`` and ``min/10`` are those of
+    ``suggest(r.lrs[:n], r.losses[:n], skip_start, smoothing=r.settings["smoothing"])``, ``n``
+    the points recorded before the divergence (its ``valley`` is fastai's, on every point).
+    """
     skip_start = check_int("skip_start", skip_start, 0)
+    warmup = bias_warmup(smoothing)
     if len(lrs) < 3:
         return {}
-    losses = np.asarray(smoothed)
-    minimum = int(np.nanargmin(losses))
+    curve = np.asarray(smooth(losses, smoothing), dtype=np.float64)
+    minimum = int(np.nanargmin(curve))
     suggestions = {
         "min/10": Suggestion(
             "min/10", lrs[minimum] / 10, f"minimum smoothed loss at lr = {lrs[minimum]:.3g}, / 10"
         )
     }
-    first = min(skip_start, max(minimum - 2, 0))
+    # after skip_start and the warm-up, the warm-up cut at half the points before the minimum;
+    # at least the two points before the minimum
+    first = max(min(max(skip_start, min(warmup, minimum // 2)), minimum - 2), 0)
     if minimum - first >= 2:
-        slopes = np.gradient(losses, np.log(np.asarray(lrs, dtype=np.float64)))
+        slopes = np.gradient(curve, np.log(np.asarray(lrs, dtype=np.float64)))
         steepest = first + int(np.argmin(slopes[first:minimum]))  # the minimum itself excluded
         suggestions["steepest"] = Suggestion(
             "steepest", lrs[steepest], "most negative slope of the smoothed loss before its minimum"
         )
-    found = valley(lrs, list(losses), len(lrs))
+    found = valley(lrs, list(curve), len(lrs))
     if found is not None:
         suggestions["valley"] = found
     return suggestions
 
 
 def clr_bounds(
-    lrs: list[float], smoothed: list[float], fall: float = 0.1
+    lrs: list[float], losses: list[float], fall: float = 0.1, *, smoothing: float = 0.0
 ) -> tuple[float, float] | None:
     """(base_lr, max_lr) for cyclical learning rates, read on the loss (torch-lr-finder's reading
-    of Smith's accuracy rule): where the loss starts to fall and where it stops falling."""
-    losses = np.asarray(smoothed)
-    minimum = int(np.nanargmin(losses))
-    drop = losses[0] - losses[minimum]
+    of Smith's accuracy rule): where the loss starts to fall and where it stops falling.
+
+    ``losses`` are the raw losses at ``lrs``, smoothed here with ``smoothing`` as in
+    :func:`suggest`. The starting point is the bias warm-up's end ``k`` (:func:`bias_warmup`),
+    cut to ``m // 2`` for a minimum ``m`` before ``2 k``: ``min(k, m // 2)``; ``base_lr`` is the
+    first rate from there on at which the smoothed loss is ``fall`` of its fall to the minimum
+    below its starting value, ``max_lr`` the rate at the minimum. None when ``m = 0`` or the loss
+    does not fall after the starting point.
+    """
+    warmup = bias_warmup(smoothing)
+    curve = np.asarray(smooth(losses, smoothing), dtype=np.float64)
+    minimum = int(np.nanargmin(curve))
+    start = min(warmup, minimum // 2)
+    drop = curve[start] - curve[minimum]
     if minimum == 0 or not drop > 0:
         return None
-    started = int(np.argmax(losses[: minimum + 1] <= losses[0] - fall * drop))
+    started = start + int(np.argmax(curve[start : minimum + 1] <= curve[start] - fall * drop))
     return float(lrs[started]), float(lrs[minimum])
 
 
@@ -649,7 +720,8 @@ def lr_range_test(
             most the largest value of the parameters' dtype: :func:`check_options`).
         num_iter: number of updates (2 to ``MAX_NUM_ITER`` = 10**7).
         sweep: ``"exp"`` (geometric) or ``"linear"``.
-        smoothing: beta of the bias-corrected moving average, in [0, 1) (0: no smoothing).
+        smoothing: beta of the bias-corrected moving average, in [0, 1) (0: no smoothing); it
+            also sets the bias warm-up that ``steepest`` and ``clr_bounds`` start after.
         diverge_threshold: stop when the smoothed loss rises above the best by more than
             ``(diverge_threshold - 1) * |best|`` (> 1; for a positive loss: exceeds this
             multiple of the best).
@@ -666,8 +738,10 @@ def lr_range_test(
             estimate, so the sweep sees exactly the batches and random draws it would see
             without it (for a loader that reshuffles from the global RNG, as long as
             ``curvature_batches`` does not exceed one pass).
-        skip_start: points ignored at the start by the ``steepest`` rule (an int >= 0; see the
-            module docstring for a minimum that comes earlier).
+        skip_start: points ignored at the start by the ``steepest`` rule (an int >= 0), which
+            starts at ``max(skip_start, min(k, m // 2))``, ``k`` the smoothing's bias warm-up
+            (:func:`bias_warmup`: 34 for the default 0.98), ``m`` the minimum's index (see the
+            module docstring, also for a minimum that comes earlier).
         device: where batches are moved (default: the model's parameters' device).
         label: what is tested (e.g. the experiment's name), for the figure's title.
 
@@ -761,7 +835,10 @@ def lr_range_test(
         "label": label, "optimizer": describe_optimizer(optimizer),
         "plain_gd": is_plain_gd(optimizer),
     }  # fmt: skip
-    suggestions = suggest(usable_lrs, usable, skip_start) if all(map(math.isfinite, usable)) else {}
+    usable_losses = losses[: len(usable)]  # the raw losses, which suggest and clr_bounds smooth
+    suggestions = {}
+    if all(map(math.isfinite, usable)):
+        suggestions = suggest(usable_lrs, usable_losses, skip_start, smoothing=smoothing)
     fastai_valley = valley(lrs, smoothed, num_iter)
     suggestions.pop("valley", None)
     if fastai_valley is not None:
@@ -773,7 +850,9 @@ def lr_range_test(
         accuracies=accuracies,
         diverged_lr=diverged_lr,
         suggestions=suggestions,
-        clr_bounds=clr_bounds(usable_lrs, usable) if len(usable) > 1 else None,
+        clr_bounds=(
+            clr_bounds(usable_lrs, usable_losses, smoothing=smoothing) if len(usable) > 1 else None
+        ),
         curvature=curvature,
         settings=settings,
     )
