@@ -14,8 +14,9 @@ a microsecond per update.
 Conventions shared by every schedule:
 
 * ``t`` counts optimizer updates already made: ``s(0)`` is the value used by the first update.
-  Steps are float64: whole steps are exact up to ``2**53``; fractional steps (``epoch + i / n``)
-  are allowed.
+  Steps are float64: whole steps are exact up to ``2**53``, and a step above it is refused
+  (``ValueError``), as the constructors refuse step counts above it; fractional steps
+  (``epoch + i / n``) are allowed.
 * Every constructor argument is stored under its own name, so ``s.to_dict()`` is
   ``{"name": <registered name>, <argument>: <value>, ...}`` (nested schedules as nested dicts,
   ``None`` arguments left out) and :func:`from_dict` rebuilds an equal schedule.
@@ -248,24 +249,44 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _rebuild(value: Any) -> Any:
+def _rebuild(key: str, value: Any) -> Any:
     """Nested schedule specs (mappings with a ``name``) rebuilt; other values as they are (a
-    constructor's own checks turn a malformed nested spec into :func:`from_dict`'s error)."""
+    constructor's own checks turn a malformed nested spec into :func:`from_dict`'s error).
+    ``key`` is the argument's name, which an error from a nested spec is prefixed with."""
     if isinstance(value, Mapping) and "name" in value:
-        return from_dict(value)
+        return _rebuild_nested(key, value)
     if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-        return [from_dict(v) if "name" in v else v for v in value]
+        return [
+            _rebuild_nested(f"{key}[{i}]", v) if "name" in v else v for i, v in enumerate(value)
+        ]
     return value
+
+
+def _rebuild_nested(where: str, spec: Mapping[str, Any]) -> Schedule:
+    """:func:`from_dict` of a nested spec; its ``TypeError``/``ValueError`` says where the spec
+    sits, e.g. ``schedules[2].schedule: value must be ...``."""
+    try:
+        return from_dict(spec)
+    except (TypeError, ValueError) as err:
+        if type(err) not in (TypeError, ValueError):
+            raise
+        inner = getattr(err, "spec_path", None)
+        path = f"{where}.{inner}" if inner else where
+        message = err.spec_message if inner else str(err)  # type: ignore[attr-defined]
+        located = type(err)(f"{path}: {message}")
+        located.spec_path, located.spec_message = path, message  # type: ignore[attr-defined]
+        raise located from None
 
 
 def from_dict(spec: Mapping[str, Any]) -> Schedule:
     """Rebuild a schedule from ``Schedule.to_dict()`` output (nested compositions included).
 
     ``spec["name"]`` picks the schedule; every other key is a constructor argument. A nested
-    mapping (or a list of mappings) is itself rebuilt with :func:`from_dict`.
+    mapping (or a list of mappings) is itself rebuilt with :func:`from_dict`; its error is
+    prefixed with where it sits (``schedules[2].schedule: value must be ...``).
 
     Raises:
-        TypeError: ``spec`` is not a mapping.
+        TypeError: ``spec`` is not a mapping, or an argument of a type the constructor rejects.
         ValueError: unknown name (the message lists the valid ones), unknown or missing keys
             (the message lists the valid keys), or an argument the constructor rejects.
     """
@@ -299,7 +320,7 @@ def from_dict(spec: Mapping[str, Any]) -> Schedule:
             f"schedule {name!r} is missing required key(s) {missing}; "
             f"valid keys: {', '.join(params)}"
         )
-    return cls(**{k: _rebuild(v) for k, v in args.items()})
+    return cls(**{k: _rebuild(k, v) for k, v in args.items()})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,8 +351,10 @@ class Schedule:
 
     Call it on an ``int`` or ``float`` (returns a ``float``), a numpy array of steps, of any
     shape including 0-dim (returns a float64 array of that shape) or a torch tensor of steps
-    (returns a float64 tensor of that shape on the same device). Steps must be finite and
-    ``>= 0``; ``t`` counts updates already made, so ``s(0)`` is the first update's value.
+    (returns a float64 tensor of that shape on the same device). Steps must be finite, ``>= 0``
+    and at most ``2**53`` (``ValueError`` otherwise), and real numbers: a bool, complex,
+    date/time or object array or tensor is refused (``TypeError``), as a bool or complex number
+    is; ``t`` counts updates already made, so ``s(0)`` is the first update's value.
 
     Subclasses set ``name``, store each constructor argument as an attribute of the same name,
     and implement ``_value(t, xp)`` (the formula, once, on a 1-d float64 array of steps) and
@@ -360,8 +383,7 @@ class Schedule:
             return float(self._evaluate(_scalar_step(t))[0])
         torch = _torch_if_tensor(t)
         if torch is not None:
-            steps = t.detach().to("cpu", torch.float64).numpy()  # a host read of the steps
-            return torch.from_numpy(self._evaluate_array(steps)).to(t.device)
+            return torch.from_numpy(self._evaluate_array(_tensor_steps(t, torch))).to(t.device)
         if isinstance(t, np.generic):  # a numpy scalar gives a numpy scalar
             return self._evaluate_array(np.asarray(t))[()]
         if isinstance(t, (np.ndarray, list, tuple)):
@@ -372,18 +394,23 @@ class Schedule:
         )
 
     def _evaluate_array(self, steps: np.ndarray) -> np.ndarray:
-        if steps.dtype == np.bool_ or not np.issubdtype(steps.dtype, np.number):
-            raise TypeError(f"steps must be a numeric array, got dtype {steps.dtype}")
-        if np.issubdtype(steps.dtype, np.complexfloating):
-            raise TypeError(f"steps must be real numbers, got dtype {steps.dtype}")
+        dtype = steps.dtype
+        if dtype.kind not in "iuf":  # (numpy counts bool apart, timedelta64 as an integer)
+            if dtype.kind == "O":
+                _refuse_large_objects(steps)
+            raise TypeError(f"steps must be {_STEP_DTYPES}, got dtype {dtype}")
         flat = np.ascontiguousarray(steps, dtype=np.float64).reshape(-1)
-        bad = ~(np.isfinite(flat) & (flat >= 0))
+        bad = ~((flat >= 0) & (flat <= MAX_STEP))  # (nan compares false)
+        if dtype.itemsize > 8 or (dtype.kind in "iu" and dtype.itemsize == 8):
+            bad |= (steps > MAX_STEP).reshape(-1)  # (2**53 + 1 rounds to 2**53 in float64)
         if bad.any():
             first = int(np.argmax(bad))
-            where = np.unravel_index(first, steps.shape) if steps.ndim else ()
+            if not steps.ndim:  # (a numpy scalar or 0-d array: one step)
+                raise ValueError(f"step t must be {_STEP_RULE}, got t={steps.item()!r}")
+            where = np.unravel_index(first, steps.shape)
             index = ", ".join(str(int(i)) for i in where)
             raise ValueError(
-                f"steps must be finite and >= 0, got steps[{index}] = {steps.flat[first].item()!r} "
+                f"steps must be {_STEP_RULE}, got steps[{index}] = {steps.flat[first].item()!r} "
                 f"({int(bad.sum())} bad step(s) of {flat.size})"
             )
         return self._evaluate(flat).reshape(steps.shape)
@@ -478,13 +505,15 @@ class Schedule:
         return hash((type(self), repr(self)))
 
     # --- arithmetic -------------------------------------------------------------------------
+    # A number operand is checked here, so that a refusal names the operator and the number
+    # the user wrote, not the argument of the schedule built from it (a scale, a constant).
     def __mul__(self, other: Any) -> Schedule:
         from schedulers.compose import product, scale
 
         if isinstance(other, Schedule):
             return product([self, other])
         if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            return scale(self, other)
+            return scale(self, _operand("schedule * number", "the factor", other))
         return NotImplemented
 
     __rmul__ = __mul__
@@ -496,7 +525,8 @@ class Schedule:
         if isinstance(other, Schedule):
             return sum_of([self, other])
         if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            return sum_of([self, constant(other)])
+            value = _operand("schedule + number", "the added number", other)
+            return sum_of([self, constant(value)])
         return NotImplemented
 
     def __radd__(self, other: Any) -> Schedule:
@@ -508,11 +538,14 @@ class Schedule:
         from schedulers.compose import scale
 
         if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            if not other > 0:
+            divisor = _operand("schedule / number", "the divisor", other, positive=True)
+            factor = 1.0 / divisor
+            if math.isinf(factor):
                 raise ValueError(
-                    f"a schedule can only be divided by a positive number, got {other!r}"
+                    f"schedule / number: the divisor {divisor!r} is too small, 1 / {divisor!r} "
+                    "overflows float64; divide by a number >= 5.6e-309 (or multiply instead)"
                 )
-            return scale(self, 1.0 / check_float("divisor", other, low_open=True))
+            return scale(self, factor)
         return NotImplemented
 
     def clamp(self, floor: float = 0.0, ceiling: float | None = None) -> Schedule:
@@ -529,15 +562,69 @@ class Schedule:
         return shift(self, steps)
 
 
+#: What a step must be (the constructors' step counts stop at 2**53 too: :func:`check_int`).
+_STEP_RULE = "finite and >= 0 and at most 2**53 (float64 tells whole steps apart up to there)"
+#: The array types a step array may have.
+_STEP_DTYPES = "real numbers (an array of an integer or floating-point dtype)"
+
+
 def _scalar_step(t: Any) -> np.ndarray:
     """A single step as the one-element float64 array the formulas take (validated)."""
     try:
         value = float(t)
     except OverflowError:
-        raise ValueError(f"step t must be finite and >= 0, got t={t!r} (too large)") from None
+        raise ValueError(f"step t must be {_STEP_RULE}, got t={_shown(t)} (too large)") from None
     if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"step t must be finite and >= 0, got t={t!r}")
+        raise ValueError(f"step t must be {_STEP_RULE}, got t={t!r}")
+    if value > MAX_STEP or (type(t) is not float and t > MAX_STEP):  # (an int 2**53 + 1 rounds)
+        raise ValueError(f"step t must be {_STEP_RULE}, got t={_shown(t)} (too large)")
     return np.array([value])
+
+
+def _refuse_large_objects(steps: np.ndarray) -> None:
+    """For an object array of Python numbers (numpy's type for a list holding an int above
+    2**64), a ``ValueError`` naming the first one out of range, as for a numeric array."""
+    items = steps.reshape(-1).tolist()
+    if not items or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in items
+    ):
+        return
+    bad = [k for k, v in enumerate(items) if not 0 <= v <= MAX_STEP]
+    if bad and not steps.ndim:
+        raise ValueError(f"step t must be {_STEP_RULE}, got t={_shown(items[0])}")
+    if bad:
+        index = ", ".join(str(int(i)) for i in np.unravel_index(bad[0], steps.shape))
+        raise ValueError(
+            f"steps must be {_STEP_RULE}, got steps[{index}] = {_shown(items[bad[0]])} "
+            f"({len(bad)} bad step(s) of {len(items)})"
+        )
+
+
+def _tensor_steps(t: Any, torch: Any) -> np.ndarray:
+    """A torch tensor's steps as a numpy array on the host, refusing what a numpy array of its
+    dtype would be refused for (bool, complex); integer steps keep their dtype, so that an
+    int64 step above 2**53 is seen before float64 rounds it."""
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"steps must be {_STEP_DTYPES}, got dtype {t.dtype}")
+    if t.is_floating_point():
+        return t.detach().to("cpu", torch.float64).numpy()  # a host read of the steps
+    host = t.detach().to("cpu")
+    try:
+        return host.numpy()
+    except (TypeError, RuntimeError):  # an integer dtype numpy lacks: its values are exact
+        return host.to(torch.float64).numpy()
+
+
+def _operand(operation: str, role: str, value: Any, positive: bool = False) -> float:
+    """A number in ``schedule <op> number`` as a float, or a ``ValueError`` naming the operation,
+    the number's role in it and the number (finite, ``>= 0``, or ``> 0`` with ``positive``)."""
+    try:
+        return check_float("number", value, low_open=positive)
+    except ValueError:
+        rule = "> 0" if positive else ">= 0"
+        raise ValueError(
+            f"{operation}: {role} must be a finite number {rule}, got {_shown(value)}"
+        ) from None
 
 
 def _torch_if_tensor(t: Any) -> Any:
@@ -585,7 +672,8 @@ def check_float(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    """``value`` as a finite float in the interval given by ``low``/``high`` (open or closed)."""
+    """``value`` as a finite float in the interval given by ``low``/``high`` (open or closed);
+    ``-0.0`` is returned as ``0.0`` (the same value, so equal schedules have one repr and hash)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {name}={_shown(value)}")
     closing = ")" if high_open or high == math.inf else "]"
@@ -603,7 +691,7 @@ def check_float(
         raise ValueError(
             f"{name} must be a finite number in {interval}, got {name}={_shown(value)}"
         )
-    return number
+    return number + 0.0  # (-0.0 stored as 0.0: equal schedules print, and hash, the same)
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:

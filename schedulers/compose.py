@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import importlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -251,6 +251,26 @@ def _import_path(function: Callable) -> str | None:
     return f"{module}:{qualname}" if found is function else None
 
 
+def _why_no_path(function: Callable) -> str:
+    """Why :func:`_import_path` finds no path for ``function`` (the end of a ``to_dict`` error)."""
+    module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if module and ("<" in qualname or module == "__main__"):
+        return (
+            "it has no import path (a lambda, a nested function or one defined in __main__); "
+            "define it with def at the top level of an importable module"
+        )
+    if not module or not qualname:
+        return (
+            "it names no module and qualname to import it back by (numpy ufuncs from scipy.special "
+            "are such objects); give it by its import path, e.g. "
+            "from_function('scipy.special:expit'), which is kept"
+        )
+    return (
+        f"importing {module}:{qualname} does not give it back; give it by an import path "
+        "that does, as 'module:qualname'"
+    )
+
+
 def _resolve(path: str) -> Callable:
     module, _, qualname = path.partition(":")
     if not module or not qualname:
@@ -277,13 +297,18 @@ class FromFunction(Schedule):
 
     It is serialised by its import path: ``to_dict()`` gives
     ``{"name": "function", "function": "package.module:qualname", ...}`` and :func:`from_dict`
-    imports it back. A lambda, a nested function or one defined in ``__main__`` has no import
-    path: it works in memory, and ``to_dict()`` refuses it with a message saying so.
+    imports it back. The path is the function's own ``__module__`` and ``__qualname__`` when
+    importing them gives it back, else the ``"module:qualname"`` it was given by (a scipy
+    ufunc such as ``"scipy.special:expit"`` carries neither). The path identifies the function
+    (equality, ``repr`` and hash), so ``from_function("scipy.special:expit")`` and
+    ``from_function(scipy.special.expit)`` differ: only the first can be serialised. A lambda,
+    a nested function or one defined in ``__main__`` has no import path: it works in memory,
+    and ``to_dict()`` refuses it with a message saying so.
 
     Args:
         function: the callable, or its ``"module:qualname"``.
-        bounds: ``[lowest, highest]`` of its values if known (lets :func:`attach` check the
-            whole range at once; otherwise the driver checks each value as it is written).
+        bounds: a list ``[lowest, highest]`` of its values if known (lets :func:`attach` check
+            the whole range at once; otherwise the driver checks each value as it is written).
         vectorized: whether ``function`` takes an array of steps.
 
     >>> s = from_function("math:sqrt", vectorized=False)
@@ -299,13 +324,24 @@ class FromFunction(Schedule):
         bounds: Sequence[float] | None = None,
         vectorized: bool = True,
     ) -> None:
-        if isinstance(function, str):
-            function = _resolve(function)
+        given = function if isinstance(function, str) else None
+        if given is not None:
+            function = _resolve(given)
         if not callable(function):
             raise TypeError(f"function must be callable or 'module:qualname', got {function!r}")
         self._function = function
+        # what identifies the function (equality, repr, hash, to_dict): its own import path;
+        # else the path it was given by (a scipy ufunc has no __module__ or __qualname__ to
+        # find one from); else the object itself (a lambda: in memory only)
+        self._key: Any = _import_path(function) or given or function
         if bounds is not None:
-            if isinstance(bounds, (str, bytes)) or len(bounds) != 2:
+            try:  # (a list, a tuple or a 1-d array; not a number, a string or a mapping)
+                size = None if isinstance(bounds, (str, bytes, Mapping)) else len(bounds)
+            except TypeError:
+                size = None
+            if size is None:
+                raise TypeError(f"bounds must be a list [lowest, highest], got bounds={bounds!r}")
+            if size != 2:
                 raise ValueError(f"bounds must be [lowest, highest], got bounds={bounds!r}")
             low = check_float("bounds[0]", bounds[0], -math.inf)
             high = check_float("bounds[1]", bounds[1], low)
@@ -318,16 +354,20 @@ class FromFunction(Schedule):
         """The wrapped callable."""
         return self._function
 
+    def _identity(self) -> Any:
+        """The import path that identifies the function, or the object when it has none."""
+        key = self.__dict__.get("_key")  # (absent from one pickled before it was kept)
+        return (_import_path(self._function) or self._function) if key is None else key
+
     def _arguments(self):
-        return {"function": self._function, "bounds": self.bounds_, "vectorized": self.vectorized}
+        return {"function": self._identity(), "bounds": self.bounds_, "vectorized": self.vectorized}
 
     def to_dict(self):
-        path = _import_path(self._function)
-        if path is None:
+        path = self._identity()
+        if not isinstance(path, str):
             raise ValueError(
-                f"from_function({self._function!r}) cannot be serialised: it has no import path "
-                "(a lambda, a nested function or one defined in __main__); define it with def at "
-                "the top level of an importable module"
+                f"from_function({self._function!r}) cannot be serialised: "
+                + _why_no_path(self._function)
             )
         out = {"name": self.name, "function": path, "vectorized": self.vectorized}
         if self.bounds_ is not None:
@@ -335,7 +375,8 @@ class FromFunction(Schedule):
         return out
 
     def __repr__(self):
-        path = _import_path(self._function) or repr(self._function)
+        key = self._identity()
+        path = key if isinstance(key, str) else repr(self._function)
         return f"function(function={path!r}, bounds={self.bounds_!r}, vectorized={self.vectorized})"
 
     def _value(self, t, xp):

@@ -91,22 +91,38 @@ class RestartCycles:
             # exact for whole i below 2**53 / first)
             i = i - (i * first > t) + ((i + 1.0) * first <= t)
             return i, t - i * first, first + 0.0 * t
-        i = xp.floor(xp.log1p(t * (mult - 1.0) / first) / self._log_mult)
-        power = xp.power(mult, i)
-        start, length = (power - 1.0) / (mult - 1.0) * first, first * power
-        i = i + (t >= start + length) - (t < start)  # the logarithm put t one cycle off
-        power = xp.power(mult, i)
-        # timm's order, (1 - mult**i) / (1 - mult) * first (the same bits: both negations are
-        # exact), so that a step away from a start has timm's t - S_i bits (torch's integer
-        # T_mult makes every order exact)
-        start, length = (power - 1.0) / (mult - 1.0) * first, first * power
-        into = t - start
-        window = (self._error_base + self._error_per_cycle * i) * (start + length)
-        near = (np.abs(into) <= window) | (np.abs(into - length) <= window)
-        if np.any(near):
-            i, into = self._exact(t, i, into, near)
-            length = first * xp.power(mult, i)
+        i = xp.floor(self._log_growth(t, xp) / self._log_mult)
+        # (a huge mult: a cycle's start or length past float64's range is inf, which places t
+        # before it, or at its very beginning, as the exact lengths do at steps up to 2**53)
+        with np.errstate(over="ignore"):
+            power = xp.power(mult, i)
+            start, length = (power - 1.0) / (mult - 1.0) * first, first * power
+            i = i + (t >= start + length) - (t < start)  # the logarithm put t one cycle off
+            power = xp.power(mult, i)
+            # timm's order, (1 - mult**i) / (1 - mult) * first (the same bits: both negations
+            # are exact), so that a step away from a start has timm's t - S_i bits (torch's
+            # integer T_mult makes every order exact)
+            start, length = (power - 1.0) / (mult - 1.0) * first, first * power
+            into = t - start
+            window = (self._error_base + self._error_per_cycle * i) * (start + length)
+            near = (np.abs(into) <= window) | (np.abs(into - length) <= window)
+            if np.any(near):
+                i, into = self._exact(t, i, into, near)
+                length = first * xp.power(mult, i)
         return i, into, length
+
+    def _log_growth(self, t, xp: Ops):
+        """``log1p(t (mult - 1) / first)``, also where ``t (mult - 1)`` overflows float64 (a
+        huge ``mult``): there ``log t + log(mult - 1) - log first``, which it equals to within
+        rounding (the ``1`` is below an ulp of a ratio above ``1.8e308``)."""
+        with np.errstate(over="ignore"):
+            ratio = t * (self.mult - 1.0) / self.first
+        overflow = np.isinf(ratio)
+        if not np.any(overflow):
+            return xp.log1p(ratio)
+        offset = math.log(self.mult - 1.0) - math.log(self.first)
+        with np.errstate(divide="ignore"):  # (log 0 where t = 0, a step not taken from here)
+            return xp.where(overflow, xp.log(t) + offset, xp.log1p(ratio))
 
     def _exact(self, t, i, into, near) -> tuple[np.ndarray, np.ndarray]:
         """``(i, t - S_i)`` with the steps in ``near`` placed against the exact starts."""
@@ -114,9 +130,10 @@ class RestartCycles:
         i, into = np.array(i, dtype=np.float64), np.array(into, dtype=np.float64)
         flat_t, flat_i, flat_into = t.reshape(-1), i.reshape(-1), into.reshape(-1)
         for k in np.flatnonzero(near):
-            step, index = float(flat_t[k]), int(flat_i[k])
-            if not math.isfinite(step) or index < 0:
+            step, index = float(flat_t[k]), float(flat_i[k])
+            if not (math.isfinite(step) and math.isfinite(index)) or index < 0:
                 continue
+            index = int(index)
             if (index + 1) * self._bits_per_cycle > self.EXACT_BITS:
                 continue  # too large to compare exactly: the float64 index stays
             exact = Fraction(step)

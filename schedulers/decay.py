@@ -119,8 +119,8 @@ class PolynomialDecay(Schedule):
 
     * ``cycle=False``: ``t`` is capped at ``decay_steps`` and ``D = decay_steps``: the value
       reaches ``end_learning_rate`` at ``t = decay_steps`` and stays there.
-    * ``cycle=True``: ``D = decay_steps * ceil(t / decay_steps)`` (``D = decay_steps`` at
-      ``t = 0``), the first multiple of ``decay_steps`` that is ``>= t``: the value reaches
+    * ``cycle=True``: ``D = decay_steps * max(ceil(t / decay_steps), 1)`` (``D = decay_steps``
+      at ``t = 0``), the first multiple of ``decay_steps`` that is ``>= t``: the value reaches
       ``end_learning_rate`` at every multiple of ``decay_steps`` and then jumps back up, each
       cycle decaying more slowly.
 
@@ -153,7 +153,8 @@ class PolynomialDecay(Schedule):
 
     def _value(self, t, xp):
         if self.cycle:
-            periods = xp.where(t == 0, 1.0, xp.ceil(t / self.decay_steps))
+            # (at least one period: t = 0, and a subnormal t whose t / decay_steps is 0)
+            periods = xp.maximum(xp.ceil(t / self.decay_steps), 1.0)
             horizon = self.decay_steps * periods
         else:
             t = xp.minimum(t, self.decay_steps)

@@ -22,6 +22,7 @@ here because ``schedulers`` must not import ``runs``:
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -62,7 +63,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
 
     Raises:
         IsADirectoryError: ``path`` is a folder (or a link to one).
-        OSError: naming ``path`` (not the temporary file) when the folder cannot be written.
+        OSError: naming ``path`` (not the temporary file) when the folder cannot be written, or
+            a link that never ends (``ELOOP``, as ``open`` raises: see :func:`write_target`).
     """
     given = Path(path)
     if given.is_dir():
@@ -92,9 +94,22 @@ def write_target(path: str | os.PathLike) -> Path:
     """The file that writing ``path`` changes: ``path`` itself, or, when it is a symbolic link
     (possibly to another link, or dangling), the file it finally points to, as ``open`` follows
     it. :func:`atomic_write` renames its temporary file onto this path, so that the link is
-    written through rather than replaced by a regular file."""
+    written through rather than replaced by a regular file.
+
+    Raises:
+        OSError: ``ELOOP`` naming ``path``, as ``open`` raises it, for a link that never ends
+            (a loop, or a chain past the system's limit): ``os.path.realpath`` would return
+            the link itself, and the rename would replace it.
+    """
     path = Path(path)
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    if not path.is_symlink():
+        return path
+    try:
+        os.stat(path)
+    except OSError as err:  # (a dangling link is written through: its target is made)
+        if err.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path)) from None
+    return Path(os.path.realpath(path))
 
 
 def atomic_copy(source: str | os.PathLike, destination: str | os.PathLike) -> None:
@@ -141,7 +156,10 @@ def check_output_file(path: str | os.PathLike, option: str, *, make_parent: bool
         )
     if path.is_dir():
         raise ValueError(f"{option} {str(path)!r} is a folder, not a file; give an image file")
-    target = write_target(path)  # (a symbolic link is written through: its target's folder)
+    try:
+        target = write_target(path)  # (a symbolic link is written through: its target's folder)
+    except OSError as err:
+        raise ValueError(f"{option} {str(path)!r}: {err.strerror}") from None
     folder = nearest_existing(target.parent)
     if not folder.is_dir():
         raise ValueError(f"{option} {str(path)!r}: {str(folder)!r} is a file, not a folder")
@@ -168,8 +186,12 @@ def check_replaceable(path: str | os.PathLike, option: str) -> None:
     for this process (``os.access(..., W_OK)``; for a symbolic link, the file it points to,
     :func:`write_target`), as ``stepsize report --readme`` refuses a read-only README: the
     rename of :func:`atomic_write` would replace it although its permissions protect it. A path
-    that does not exist, or is not a file, passes (its own checks judge it)."""
-    target = write_target(path)
+    that does not exist, or is not a file, passes (its own checks judge it); a symbolic link
+    that never ends (a loop) is refused, as ``open`` would fail on it."""
+    try:
+        target = write_target(path)
+    except OSError as err:
+        raise ValueError(f"{option}: {str(path)!r}: {err.strerror}") from None
     if target.is_file() and not os.access(target, os.W_OK):
         raise ValueError(f"{option}: {str(path)!r} is read-only; make it writable to rewrite it")
 

@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -286,8 +286,70 @@ def load_preset(name: str) -> dict[str, Any]:
 
 
 def _default_label(schedule: Schedule) -> str:
-    text = repr(schedule)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """The label of an unlabelled spec: its repr, cut at 60 characters (see
+    :func:`distinct_labels` for two that are cut alike)."""
+    return _shortened(repr(schedule))
+
+
+def distinct_labels(entries: Sequence[tuple[str, Schedule]]) -> list[str]:
+    """The labels of ``(label, schedule)`` pairs, with default labels (:func:`_default_label`,
+    a repr cut at 60 characters) that two different schedules share made distinct: each shows
+    the schedule's name and only the arguments that differ within the group, e.g.
+    ``cosine_decay(..., exponent=2.0)`` (cut at 80 characters); where those are cut alike
+    too, ``#1``, ``#2``, ... are appended. A label given by the user is kept, and the same
+    schedule given twice keeps its one label (:func:`collect` refuses a label used twice)."""
+    labels = [label for label, _ in entries]
+    groups: dict[str, list[int]] = {}
+    for k, (label, schedule) in enumerate(entries):
+        if label == _default_label(schedule):
+            groups.setdefault(label, []).append(k)
+    for members in groups.values():
+        group = [entries[k][1] for k in members]
+        if len({repr(schedule) for schedule in group}) < 2:
+            continue  # (one schedule, or the same one repeated)
+        relabelled = [_shortened(text, 80) for text in _differences(group)]
+        if len(set(relabelled)) < len({repr(schedule) for schedule in group}):
+            relabelled = [f"{label} #{i}" for i, label in enumerate(relabelled, 1)]
+        for k, label in zip(members, relabelled):
+            labels[k] = label
+    return labels
+
+
+def _differences(group: Sequence[Schedule]) -> list[str]:
+    """``name(..., argument=value)`` for each schedule of ``group`` (one name), showing only the
+    arguments whose values differ within it; a differing nested schedule of one name shown the
+    same way (``linear_warmup(..., schedule=cosine_decay(..., alpha=0.5))``)."""
+    arguments = [_flat_arguments(schedule) for schedule in group]
+    keys = list(dict.fromkeys(key for values in arguments for key in values))
+    shown: list[list[str]] = [[] for _ in group]
+    for key in keys:
+        values = [given.get(key) for given in arguments]
+        if len({repr(v) for v in values}) < 2:
+            continue
+        nested = all(isinstance(v, Schedule) for v in values)
+        if nested and len({v.name for v in values}) == 1:
+            texts = _differences(values)
+        else:
+            texts = [repr(v) for v in values]
+        for parts, value, text in zip(shown, values, texts):
+            if value is not None:
+                parts.append(f"{key}={text}")
+    return [f"{s.name}(..., {', '.join(parts)})" for s, parts in zip(group, shown)]
+
+
+def _flat_arguments(schedule: Schedule) -> dict[str, Any]:
+    """A schedule's arguments, a list's entries each under ``name[i]`` (``None`` left out)."""
+    out: dict[str, Any] = {}
+    for key, value in schedule._arguments().items():
+        if isinstance(value, (list, tuple)):
+            out.update((f"{key}[{i}]", v) for i, v in enumerate(value))
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _shortened(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_inline(text: str) -> dict[str, Any]:
@@ -361,14 +423,11 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     """
     if args.steps is not None:
         check_steps(args.steps)
-    schedules: dict[str, Schedule] = {}
+    entries: list[tuple[str, Schedule]] = []
     titles, steps, logs = [], [], []
     for spec in args.specs:
         parsed = parse_spec(spec)
-        for label, schedule in parsed["schedules"].items():
-            if label in schedules:
-                raise ValueError(f"label {label!r} is used twice; label specs as LABEL={{...}}")
-            schedules[label] = schedule
+        entries.extend(parsed["schedules"].items())
         if parsed["title"]:
             titles.append(parsed["title"])
         if parsed["steps"]:
@@ -382,6 +441,11 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         check_steps(n_steps, spec)
     else:
         n_steps = DEFAULT_STEPS
+    schedules: dict[str, Schedule] = {}
+    for label, schedule in zip(distinct_labels(entries), (s for _, s in entries)):
+        if label in schedules:
+            raise ValueError(f"label {label!r} is used twice; label specs as LABEL={{...}}")
+        schedules[label] = schedule
     return {
         "schedules": schedules,
         "steps": n_steps,
