@@ -65,7 +65,7 @@ from runs.checks import (
 )
 from runs.checks import seed as a_seed
 from runs.claims import claim_problem
-from runs.mnist1d import MNIST1D_DEFAULT_SIZES, MNIST1D_MAX_EXAMPLES
+from runs.mnist1d import MNIST1D_MAX_EXAMPLES
 
 _ANY_BAD = object()  # a value no check allows: check(_ANY_BAD) is the phrase of what is allowed
 # What every evaluation measures (the trainer logs these; tables and figures read them).
@@ -458,7 +458,7 @@ class Variant:
         from runs.data import known_shape, registered_digest
         from runs.models import registered_model_digest
 
-        numeric = canonical_tables({k: v for k, v in self.to_dict().items() if k != "logging"})
+        numeric = {k: v for k, v in self.to_dict().items() if k != "logging"}
         payload: dict[str, Any] = {"variant": numeric, "seed": seed}
         digest = registered_digest(self.dataset.name)
         if digest is not None:  # never for the bundled datasets: their fingerprints stay
@@ -481,107 +481,6 @@ def schedule_tables(schedules: Mapping[str, Any]) -> dict[str, Any]:
     """``schedules`` with ``schedulers.Schedule`` objects in their ``to_dict`` form (every
     argument written, defaults included: the form the fingerprint hashes for an object)."""
     return {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in schedules.items()}
-
-
-def canonical_tables(tables: Mapping[str, Any]) -> dict[str, Any]:
-    """A variant's tables (``Variant.to_dict()``) in the one spelling the fingerprint hashes, so
-    that spellings of the same configuration give one fingerprint; each rewrite leaves the usual
-    spelling as it is, so that the fingerprints of existing run folders (the bundled
-    experiments' among them) do not change:
-
-    - an integer where the optimizer's constructor takes a float (``lr = 1``; its parameter's
-      default is a float, or its annotation names ``float`` and not ``int``) is that float
-      (``lr = 1.0``), lists such as ``betas`` item by item;
-    - a schedule's value is the one the schedule holds (``schedulers.from_dict(...).to_dict()``:
-      ``learning_rate = 1`` is ``1.0``), for the keys written only (a key left out stays out);
-    - ``dataset.train_examples`` and ``test_examples`` of ``mnist1d`` equal to the defaults
-      (``runs.mnist1d.MNIST1D_DEFAULT_SIZES``) are left out, as when they are not written.
-
-    Keys written at their default value otherwise count as written (an optimizer's
-    ``momentum = 0.0``, a schedule dict's ``alpha = 0.0``), and a ``schedulers.Schedule`` object
-    counts as its ``to_dict()``, which writes every argument: the bundled experiments write
-    some defaults and leave others out, so leaving them out (or writing them all) would change
-    their fingerprints.
-    """
-    out = dict(tables)
-    dataset = dict(out.get("dataset", {}))
-    if dataset.get("name") == "mnist1d":
-        for key, default in zip(("train_examples", "test_examples"), MNIST1D_DEFAULT_SIZES):
-            if type(dataset.get(key)) is int and dataset[key] == default:
-                del dataset[key]
-        out["dataset"] = dataset
-    if isinstance(out.get("optimizer"), Mapping):
-        out["optimizer"] = _canonical_optimizer(out["optimizer"])
-    if isinstance(out.get("schedules"), Mapping):
-        out["schedules"] = {
-            key: _canonical_schedule(value) for key, value in out["schedules"].items()
-        }
-    return out
-
-
-def _canonical_optimizer(table: Mapping[str, Any]) -> dict[str, Any]:
-    import inspect
-
-    from runs.build import optimizer_class
-
-    try:
-        cls = optimizer_class(table.get("name"))
-        parameters = inspect.signature(cls.__init__).parameters
-    except Exception:  # (an invalid table is refused before any fingerprint; hash it as it is)
-        return dict(table)
-    out = {}
-    for key, value in table.items():
-        parameter = parameters.get(key) if key != "name" else None
-        out[key] = _as_float(value) if parameter and _takes_float(parameter) else value
-    return out
-
-
-def _takes_float(parameter: Any) -> bool:
-    """Whether a constructor's parameter takes a float: its default is one, or its annotation
-    names ``float`` and not ``int``."""
-    default = parameter.default
-    if isinstance(default, float):
-        return True
-    annotation = parameter.annotation
-    text = annotation if isinstance(annotation, str) else repr(annotation)
-    return "float" in text and "int" not in text
-
-
-def _as_float(value: Any) -> Any:
-    """An ``int`` (not a bool) as the float it equals exactly, a list or tuple item by item;
-    any other value as it is."""
-    if isinstance(value, list | tuple):
-        return [_as_float(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53:
-        return float(value)
-    return value
-
-
-def _canonical_schedule(table: Any) -> Any:
-    """A schedule dict with each written key's value as the schedule holds it."""
-    import copy
-
-    import schedulers
-
-    if not isinstance(table, Mapping):
-        return table
-    try:
-        held = schedulers.from_dict(copy.deepcopy(dict(table))).to_dict()
-    except (TypeError, ValueError, KeyError):  # (refused before any fingerprint)
-        return dict(table)
-    return _written_as_held(table, held)
-
-
-def _written_as_held(written: Any, held: Any) -> Any:
-    if isinstance(written, Mapping) and isinstance(held, Mapping):
-        return {
-            key: _written_as_held(value, held[key]) if key in held else value
-            for key, value in written.items()
-        }
-    lists = isinstance(written, list | tuple) and isinstance(held, list | tuple)
-    if lists and len(written) == len(held):
-        return [_written_as_held(w, h) for w, h in zip(written, held)]
-    return held
 
 
 @dataclasses.dataclass(frozen=True)
@@ -663,13 +562,12 @@ LAYERS_DOC = """## Layers: `[[variants]]`, `[quick]`, `[fallback]`
 
 FINGERPRINT_DOC = """\
 Every integer is written as one (`4`, not `4.0`; a schedule's too). A run folder is resumed or
-read back only by the same configuration: its fingerprint hashes every resolved table but
-`[logging]`, and the seed (`runs.spec.canonical_tables`). Spellings of one value are one
-configuration: an integer for a float (`lr = 1` and `lr = 1.0`), and MNIST-1D's sizes at their
-defaults written or left out. A key of `[optimizer]` or of a schedule's dict written at its
-default value (`momentum = 0.0`, `alpha = 0.0`) counts as written: another configuration than the
-key left out. A `schedulers.Schedule` object given from Python counts as its `to_dict()`, which
-writes every argument (`alpha` and `exponent` of a cosine decay too).
+read back only by the same configuration as written: its fingerprint hashes every resolved table
+but `[logging]`, and the seed, as they are spelt. So `lr = 1` and `lr = 1.0`, or a key written
+at its default value and the key left out (`momentum = 0.0`, MNIST-1D's `train_examples = 4000`),
+are other configurations to it, though they train the same runs: keep one spelling for a folder
+(a folder is refused, never mixed). A `schedulers.Schedule` object given from Python counts as
+its `to_dict()`, which writes every argument (`alpha` and `exponent` of a cosine decay too).
 """
 
 # Top-level keys of an experiment file: (key, doc); the sections are the classes above.
