@@ -40,6 +40,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -263,11 +264,32 @@ def run_all(
                     done(result)
             except BaseException as err:
                 stop_pool(pool, err)  # a failed run stops the rest
+                if isinstance(err, BrokenProcessPool):
+                    unfinished = [tasks[i] for i, r in enumerate(ordered) if r is None]
+                    raise worker_died(unfinished, jobs) from None
                 raise
         return ordered  # type: ignore[return-value]
     finally:
         if bar is not None:
             bar.close()
+
+
+def worker_died(unfinished: Sequence[Task], jobs: int) -> ChildProcessError:
+    """The error (one line, a ``ChildProcessError``: an ``OSError``, which the CLI reports as
+    ``stepsize: error: ...``) for a pool whose worker process died without an exception (killed
+    from outside: the out-of-memory killer, a ``kill -9``), which ``concurrent.futures``
+    reports as ``BrokenProcessPool``: it names the runs that did not finish (one of them was in
+    the worker that died; which one is not known), says that finished runs and checkpoints are
+    kept and that running the same command again resumes, and suggests a smaller ``--jobs``
+    (less memory at once)."""
+    names = [f"{task.variant.name} seed {task.seed}" for task in unfinished]
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return ChildProcessError(
+        f"a --jobs {jobs} worker process died (killed by a signal, e.g. by the out-of-memory "
+        f"killer) while training one of the unfinished runs ({shown or 'none'}); finished runs "
+        "and checkpoints are kept: run the same command again to resume (a smaller --jobs "
+        "needs less memory)"
+    )
 
 
 def stop_pool(pool: ProcessPoolExecutor, err: BaseException) -> None:

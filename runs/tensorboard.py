@@ -42,6 +42,9 @@ are written again. ``SessionLog.START`` is written twice: TensorBoard's server-s
 for its beginning and purges only on later ones, and a file written before every session began
 with one (by an earlier version of this module) has none. Stale event files are purged, not
 deleted: the run folder keeps what every session wrote, and every TensorBoard reader hides it.
+The events of the steps a checkpoint covers are on disk before it is written, and every event
+before ``result.json`` (:meth:`RunLogger.sync`): a session killed at any point loses no event
+that the next one does not write again.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import re
 import tempfile
 import time
@@ -262,19 +266,66 @@ class RunLogger:
             setattr(start.hparams[key], _VALUE_FIELDS[hparam_type(value, key)], value)
         content = HParamsPluginData(session_start_info=start, version=metadata.PLUGIN_DATA_VERSION)
         session_start = _hparams_summary(metadata.SESSION_START_INFO_TAG, content)
-        self.writer.file_writer.add_summary(session_start, step)
+        self._add_summary(session_start, step)
         self._write(step, list(metrics.items()))
-        self.writer.file_writer.add_summary(_session_end(failed), step)
+        self._add_summary(_session_end(failed), step)
+
+    def sync(self) -> None:
+        """Returns once every event given so far is in the run's event file, on disk (the writer
+        writes from a thread: its queue is drained, the file flushed, then ``fsync``-ed), and
+        raises the error that thread met, naming the event file (an ``OSError`` such as a full
+        disk). The trainer calls it before each checkpoint and before ``result.json`` (through
+        :meth:`close`), the files that tell a later session which steps are done: the events of
+        those steps are then never lost to a process killed afterwards, which a resume would not
+        write again (it writes from the checkpoint's step on). One call per checkpoint, not per
+        update. A disabled logger does nothing."""
+        if self.writer is None:
+            return
+        event_file = self._event_file()
+        try:
+            self.writer.flush()  # (waits for the queue; raises the writer thread's error)
+            if event_file is not None and os.name == "posix":  # (power loss, too)
+                descriptor = os.open(event_file, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+        except OSError as err:
+            raise self._named(err) from None
+
+    def _event_file(self) -> str | None:
+        """The path of this session's event file (None when the writer does not say)."""
+        return getattr(self.writer.file_writer.event_writer, "_file_name", None)
+
+    def _named(self, err: OSError) -> OSError:
+        """``err`` naming the event file when it names no file (the error of a write: a full
+        disk), so that the CLI's one line says which file could not be written."""
+        event_file = self._event_file()
+        if err.errno is not None and err.strerror and err.filename is None and event_file:
+            return type(err)(err.errno, err.strerror, event_file)
+        return err
+
+    def _add_summary(self, summary: Summary, step: int, wall: float | None = None) -> None:
+        """Gives ``summary`` to the writer (its thread writes it), raising the error the thread
+        met earlier, named by :meth:`_named`."""
+        try:
+            self.writer.file_writer.add_summary(summary, step, wall)
+        except OSError as err:
+            raise self._named(err) from None
 
     def close(self) -> None:
+        """Writes every pending event (:meth:`sync`, raising the writer's error) and closes the
+        event file; a second call does nothing."""
         if self.writer is not None:
+            self.sync()
             self.writer.close()
+            self.writer = None
 
     def _write(
         self, step: int, pairs: Sequence[tuple[str, float]], wall: float | None = None
     ) -> None:
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=v) for tag, v in pairs])
-        self.writer.file_writer.add_summary(summary, step, wall)
+        self._add_summary(summary, step, wall)
 
 
 def _hparams_summary(tag: str, content: Any) -> Summary:

@@ -353,6 +353,9 @@ def train_run(
 
     def save() -> None:
         if rank == 0:
+            # the events of every step the checkpoint covers are on disk first: a resume
+            # writes again only from the checkpoint's step on (RunLogger.sync)
+            log.sync()
             ckpt.save_checkpoint(run_dir, {
                 "fingerprint": variant.fingerprint(seed),
                 "model": model.state_dict(),
@@ -445,8 +448,11 @@ def train_run(
         final = {k: v for k, v in result["final"].items() if v is not None and math.isfinite(v)}
         hyper = flat_hparams(variant.to_dict(), seed, types=hparam_types)
         log.hparams(hyper, final, step, failed=bool(diverged))
-        ckpt.save_json(run_dir / ckpt.RESULT, result)
+    # every event on disk (the writer's error raised) before result.json, which makes the run
+    # count as finished: a later command never writes its events again
     log.close()
+    if rank == 0:
+        ckpt.save_json(run_dir / ckpt.RESULT, result)
     if dist is not None:
         # Every rank ends the run once rank 0 has written its result.json, from which a search
         # chooses its rate on every rank (runs.parallel imports this module: imported here).

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -55,6 +56,15 @@ def _target_mode(path: Path) -> int:
         return 0o666 & ~umask()
 
 
+TEMPORARY_SUFFIX = ".tmp"
+TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+"""The name :func:`atomic_write` gives its temporary file while it writes ``<name>``:
+``tempfile.mkstemp(prefix=".<name>.", suffix=TEMPORARY_SUFFIX)``, whose random part is 8
+characters of lowercase letters, digits and ``_`` (``tempfile``'s name sequence); matched whole
+(``TEMPORARY_NAME.fullmatch(file_name)``) by the cleanup of a write killed before its rename
+(``runs.checkpoint.remove_leftover_temporaries``)."""
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
     """Writes through ``write(file)`` to a temporary file in ``path``'s folder (made if needed),
     then renames it to ``path``; see the module docstring for the permissions it gets. A ``path``
@@ -63,8 +73,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
 
     Raises:
         IsADirectoryError: ``path`` is a folder (or a link to one).
-        OSError: naming ``path`` (not the temporary file) when the folder cannot be written, or
-            a link that never ends (``ELOOP``, as ``open`` raises: see :func:`write_target`).
+        OSError: naming ``path`` (not the temporary file) when the folder cannot be written,
+            when a write fails (``ENOSPC``: the error of ``write`` or ``fsync``, which names no
+            file, is given ``path``), or a link that never ends (``ELOOP``, as ``open`` raises:
+            see :func:`write_target`).
     """
     given = Path(path)
     if given.is_dir():
@@ -73,7 +85,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _target_mode(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        prefix = f".{path.name}."
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TEMPORARY_SUFFIX)
     except OSError as err:
         raise type(err)(err.errno, f"cannot write here ({err.strerror})", str(given)) from None
     try:
@@ -85,7 +98,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename in (tmp, str(path)):
+        # an error of the write itself (ENOSPC from write or fsync) names no file: it is
+        # given ``path`` as given, as one naming the temporary file or the target is
+        if (
+            isinstance(err, OSError)
+            and (err.filename in (tmp, str(path)) or err.filename is None)
+            and err.errno is not None
+            and err.strerror
+        ):
             raise type(err)(err.errno, err.strerror, str(given)) from None
         raise
 
