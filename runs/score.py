@@ -182,6 +182,7 @@ def run_trials(trials: Sequence[Trial], jobs: int = 1, quiet: bool = True) -> li
             return results  # type: ignore[return-value]
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
         from runs.parallel import stop_pool
 
@@ -195,6 +196,12 @@ def run_trials(trials: Sequence[Trial], jobs: int = 1, quiet: bool = True) -> li
                     bar.update(1)
             except BaseException as err:
                 stop_pool(pool, err)
+                if isinstance(err, BrokenProcessPool):  # (a worker killed from outside)
+                    raise ChildProcessError(
+                        f"a --jobs {jobs} worker process died (killed by a signal, e.g. by the "
+                        "out-of-memory killer) while running a trial; run the command again (a "
+                        "smaller --jobs needs less memory)"
+                    ) from None
                 raise
     return results  # type: ignore[return-value]
 

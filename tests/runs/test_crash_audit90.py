@@ -401,3 +401,38 @@ def test_report_removes_leftover_temporary_files(tmp_path, finished_tiny):
     os.close(fd)
     assert main(["report", str(folder)]) == 0
     assert not Path(path).exists()
+
+
+def test_a_score_worker_killed_from_outside_is_one_error_line(monkeypatch):
+    """``stepsize score --jobs N``'s own pool: a worker that died without an exception (a kill,
+    the out-of-memory killer), which ``concurrent.futures`` reports as ``BrokenProcessPool``, is
+    a ``ChildProcessError`` (an ``OSError``: the CLI's one line) saying so; before, the raw
+    ``BrokenProcessPool`` traceback. A pool whose futures fail so stands in for the kill."""
+    import concurrent.futures
+    from concurrent.futures.process import BrokenProcessPool
+    from types import SimpleNamespace
+
+    from runs import score
+
+    class DeadPool:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> bool:
+            return False
+
+        def submit(self, function, *args):
+            future = concurrent.futures.Future()
+            future.set_exception(BrokenProcessPool("a process was terminated abruptly"))
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False) -> None:
+            pass
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", DeadPool)
+    trial = SimpleNamespace(budget=1, workload=SimpleNamespace(model="logistic"))
+    with pytest.raises(ChildProcessError, match="a --jobs 2 worker process died"):
+        score.run_trials([trial, trial], jobs=2)
