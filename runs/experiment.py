@@ -886,6 +886,8 @@ def _run_checked(args, experiment, root, load, settings, dist, resumed, started)
                     experiment, args.data_dir, settings.device, quiet=args.quiet or not rank0
                 )
             derived = range_test.values
+        elif rank0 and (note := tuning.earlier_rules_note(root)) is not None:
+            print(note)
         experiment = select_variants(
             load(derived=derived), args.variants, option_name(args, "variants")
         )

@@ -134,6 +134,40 @@ def saved_range_test(experiment: Experiment, root: Path) -> dict[str, float | No
     return None
 
 
+def earlier_rules_note(root: Path) -> str | None:
+    """A note when the range test saved in ``root`` (reused by :func:`saved_range_test`) reads
+    otherwise by this version's rules (``schedulers.range_test.read_curve`` on its saved curve:
+    an earlier version's ``steepest`` and CLR ``base_lr`` read the first points of a noisy
+    sweep): the saved numbers, which the folder's runs trained with, are kept; the note names
+    what differs and how to measure again. None when they agree, or the record has no curve."""
+    from schedulers.range_test import RangeTestResult, read_curve
+
+    try:
+        saved = json.loads((root / RANGE_TEST_FILE).read_bytes())
+        settings, values = saved["settings"], saved["values"]
+        curve = [saved[key] for key in ("lrs", "losses", "smoothed", "diverged_lr")]
+        suggestions, bounds = read_curve(
+            *curve, settings["num_iter"], smoothing=settings["smoothing"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    result = RangeTestResult(*curve[:3], None, curve[3], suggestions, bounds, None)
+    now = {k: v for k, v in derived_values(result).items() if k not in ("safe_step", "edge_step")}
+    changed = [k for k, v in now.items() if v != values.get(k)]
+    if not changed:
+        return None
+    shown = ", ".join(f"{k} = {_shown(values.get(k))} (now {_shown(now[k])})" for k in changed)
+    return (
+        f"note: {RANGE_TEST_FILE} was read by an earlier version's rules: {shown}; its runs "
+        f"trained with the saved numbers, which are kept; delete {RANGE_TEST_FILE} and the runs "
+        "that use them to measure again"
+    )
+
+
+def _shown(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4g}"
+
+
 @dataclasses.dataclass(frozen=True)
 class RangeTestRun:
     """A range test computed but not yet written: its values, the ``range_test.json`` record and

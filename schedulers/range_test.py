@@ -688,6 +688,36 @@ def is_plain_gd(optimizer: torch.optim.Optimizer) -> bool:
     return all(not group.get("momentum") for group in optimizer.param_groups)
 
 
+def read_curve(
+    lrs: list[float],
+    losses: list[float],
+    smoothed: list[float],
+    diverged_lr: float | None,
+    num_iter: int,
+    skip_start: int = 5,
+    *,
+    smoothing: float = 0.0,
+) -> tuple[dict[str, Suggestion], tuple[float, float] | None]:
+    """The suggestions and CLR bounds of a recorded sweep, as :func:`lr_range_test` reads them
+    (the module docstring's rules): ``steepest``, ``min/10`` and :func:`clr_bounds` on the points
+    recorded before any divergence (the raw ``losses``, smoothed with ``smoothing``), fastai's
+    ``valley`` on every point's ``smoothed`` loss, the diverging one included. A record saved
+    with its ``lrs``, ``losses``, ``smoothed`` and ``diverged_lr`` is read again by the rules of
+    this version (``runs.tuning`` compares them with a range test saved by an earlier one)."""
+    recorded = len(smoothed) - (1 if diverged_lr is not None else 0)
+    usable_lrs, usable = lrs[: max(recorded, 1)], smoothed[: max(recorded, 1)]
+    usable_losses = losses[: len(usable)]  # the raw losses, which suggest and clr_bounds smooth
+    suggestions = {}
+    if all(map(math.isfinite, usable)):
+        suggestions = suggest(usable_lrs, usable_losses, skip_start, smoothing=smoothing)
+    fastai_valley = valley(lrs, smoothed, num_iter)
+    suggestions.pop("valley", None)
+    if fastai_valley is not None:
+        suggestions["valley"] = fastai_valley
+    bounds = clr_bounds(usable_lrs, usable_losses, smoothing=smoothing) if len(usable) > 1 else None
+    return suggestions, bounds
+
+
 def lr_range_test(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -826,8 +856,6 @@ def lr_range_test(
                 diverged_lr = float(lr)
                 break
             best = min(best, current)
-    recorded = len(smoothed) - (1 if diverged_lr is not None else 0)
-    usable_lrs, usable = lrs[: max(recorded, 1)], smoothed[: max(recorded, 1)]
     settings = {
         "start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "sweep": sweep,
         "smoothing": smoothing, "diverge_threshold": diverge_threshold,
@@ -835,14 +863,9 @@ def lr_range_test(
         "label": label, "optimizer": describe_optimizer(optimizer),
         "plain_gd": is_plain_gd(optimizer),
     }  # fmt: skip
-    usable_losses = losses[: len(usable)]  # the raw losses, which suggest and clr_bounds smooth
-    suggestions = {}
-    if all(map(math.isfinite, usable)):
-        suggestions = suggest(usable_lrs, usable_losses, skip_start, smoothing=smoothing)
-    fastai_valley = valley(lrs, smoothed, num_iter)
-    suggestions.pop("valley", None)
-    if fastai_valley is not None:
-        suggestions["valley"] = fastai_valley
+    suggestions, bounds = read_curve(
+        lrs, losses, smoothed, diverged_lr, num_iter, skip_start, smoothing=smoothing
+    )
     return RangeTestResult(
         lrs=lrs,
         losses=losses,
@@ -850,9 +873,7 @@ def lr_range_test(
         accuracies=accuracies,
         diverged_lr=diverged_lr,
         suggestions=suggestions,
-        clr_bounds=(
-            clr_bounds(usable_lrs, usable_losses, smoothing=smoothing) if len(usable) > 1 else None
-        ),
+        clr_bounds=bounds,
         curvature=curvature,
         settings=settings,
     )
