@@ -272,8 +272,20 @@ def _parse_plot_document(document: Mapping[str, Any], source: str) -> dict[str, 
         "title": title,
         "steps": steps,
         "log": log,
-        "schedules": {str(label): from_dict(spec) for label, spec in table.items()},
+        "schedules": {str(label): _entry(source, label, spec) for label, spec in table.items()},
     }
+
+
+def _entry(source: str, label: Any, spec: Any) -> Schedule:
+    """:func:`from_dict` of one ``[schedules]`` entry, its error naming ``source`` and the
+    entry's label (a file's entries may differ only in one argument, as the warmup preset's
+    three ``beta2``)."""
+    try:
+        return from_dict(spec)
+    except (TypeError, ValueError) as err:
+        if type(err) not in (TypeError, ValueError):
+            raise
+        raise type(err)(f"{source}: schedules.{str(label)!r}: {err}") from None
 
 
 def load_preset(name: str) -> dict[str, Any]:

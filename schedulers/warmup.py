@@ -192,10 +192,13 @@ class UntunedWarmup(_Warmup):
     As in the paper the ramp multiplies the schedule underneath (``clock="from_start"``).
 
     pytorch_warmup 0.2 (``UntunedLinearWarmup``, ``UntunedExponentialWarmup``) differs: it
-    truncates the period to an integer, ``int(2 / (1 - beta2))``, and float64's
-    ``2 / (1 - 0.999)`` is ``1999.9999999999982``, so its linear ramp is ``(t + 1) / 1999``
-    (its exponential one ``1 - exp(-(t + 1) / 1999)``) where the paper's is over 2000 steps: up
-    to 5e-4 apart for ``beta2 = 0.999``, 5e-3 for 0.99. Here the paper's rate is kept.
+    truncates each period to an integer, and float64 rounds ``1 - beta2`` below its decimal
+    value. Its linear period is ``int(2 / (1 - beta2))``, and ``2 / (1 - 0.999)`` is
+    ``1999.9999999999982``, so its linear ramp is ``(t + 1) / 1999`` where the paper's is over
+    2000 steps (up to 5e-4 apart for ``beta2 = 0.999``, 5e-3 for 0.99). Its exponential period
+    is ``int(1 / (1 - beta2))``, so its exponential ramp is ``1 - exp(-(t + 1) / 999)`` where the
+    paper's time constant is 1000 (up to 3.7e-4 apart for 0.999, 3.7e-3 for 0.99). Here the
+    paper's rates are kept.
 
     Args:
         schedule: the wrapped schedule.

@@ -78,6 +78,25 @@ def test_untuned_warmup_of_ma_and_yarats():
     assert expo(99) == pytest.approx(1 - math.exp(-1))
 
 
+@pytest.mark.parametrize(
+    ("beta2", "linear_gap", "exponential_gap"), [(0.999, 5e-4, 3.7e-4), (0.99, 5e-3, 3.7e-3)]
+)
+def test_untuned_warmup_against_pytorch_warmups_integer_periods(beta2, linear_gap, exponential_gap):
+    """pytorch_warmup 0.2, as its source writes it: ``UntunedLinearWarmup``'s period is
+    ``int(2 / (1 - beta2))``, ``UntunedExponentialWarmup``'s ``int(1 / (1 - beta2))`` (1999
+    and 999 for 0.999 in float64), ramps ``min(1, (t + 1) / P)`` and ``1 - exp(-(t + 1) / P)``.
+    Ours keeps the paper's rates; the gaps are the docstring's (before, it gave the exponential
+    period as 1999, a ramp 0.25 away from the package's)."""
+    t = np.arange(5000, dtype=np.float64)
+    base = S.constant(1.0)
+    linear = S.untuned_warmup(base, beta2=beta2, form="linear")(t)
+    exponential = S.untuned_warmup(base, beta2=beta2, form="exponential")(t)
+    package_linear = np.minimum(1.0, (t + 1) / int(2.0 / (1.0 - beta2)))
+    package_exponential = 1.0 - np.exp(-(t + 1) / int(1.0 / (1.0 - beta2)))
+    assert linear_gap / 2 < np.abs(linear - package_linear).max() <= linear_gap
+    assert exponential_gap / 2 < np.abs(exponential - package_exponential).max() <= exponential_gap
+
+
 def test_sum_and_addition():
     a, b = S.cosine_decay(1.0, 10), S.cyclic(0.5, 1.0, 2)
     s = a + b

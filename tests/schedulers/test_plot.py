@@ -207,3 +207,19 @@ def test_plot_schedules_and_save_figure_check_the_path_before_drawing(
     with pytest.raises(ValueError, match=message):
         plot.save_figure(_NoFigure(), path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_entry_of_a_plot_file_is_refused_naming_the_file_and_its_label(tmp_path):
+    """A file's entries may differ in one argument only (the warmup preset's three ``beta2``):
+    the refusal names the file and the entry, as the top-level refusals name the file (before:
+    only the argument, ``beta2 must be ... got beta2=1.0``)."""
+    text = (plot._presets_dir() / "warmup.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        text.replace('name = "radam_warmup", beta2 = 0.99', 'name = "radam_warmup", beta2 = 1.0')
+    )
+    with pytest.raises(ValueError, match="beta2") as caught:
+        plot.parse_spec(str(bad))
+    message = str(caught.value)
+    assert message.startswith(f"file {str(bad)!r}: schedules.'RAdam warmup (beta2 = 0.99)': ")
+    assert "got beta2=1.0" in message
