@@ -41,8 +41,9 @@ lr = 0.1
 """
 
 
-# The fastest valid experiment: 5 updates of a logistic regression on 200 MNIST-1D examples.
-FASTEST = """
+# The fastest valid experiment: 5 updates of a logistic regression on 200 MNIST-1D examples
+# (FASTEST_TABLES: its tables without variants, to add other top-level tables and variants to).
+FASTEST_TABLES = """
 name = "tiny"
 seeds = 1
 [dataset]
@@ -58,9 +59,21 @@ eval_every = 5
 [optimizer]
 name = "sgd"
 lr = 0.1
-[[variants]]
+"""
+# A short LR range test (30 updates, no curvature estimate), to add to FASTEST's tables.
+SHORT_RANGE_TEST = """
+[range_test]
+num_iter = 30
+start_lr = 1e-3
+end_lr = 10.0
+curvature_batches = 0
+"""
+FASTEST = (
+    FASTEST_TABLES
+    + """[[variants]]
 name = "a"
 """
+)
 
 TINY = (
     mlp_experiment("tiny", seeds=2, logging=True)

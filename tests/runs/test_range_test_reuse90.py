@@ -9,19 +9,10 @@ import json
 import pytest
 
 from runs.cli import main
-from tests.runs.helpers import FASTEST
+from tests.runs.helpers import FASTEST, SHORT_RANGE_TEST
 
 # a range test whose numbers no variant uses, so that editing them changes no run
-WITH_RANGE_TEST = (
-    FASTEST.replace('name = "tiny"', 'name = "swept"')
-    + """
-[range_test]
-num_iter = 30
-start_lr = 1e-3
-end_lr = 10.0
-curvature_batches = 0
-"""
-)
+WITH_RANGE_TEST = FASTEST.replace('name = "tiny"', 'name = "swept"') + SHORT_RANGE_TEST
 
 
 @pytest.fixture

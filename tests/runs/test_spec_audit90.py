@@ -25,11 +25,28 @@ from runs import spec
 from runs.catalog import bundled_experiments
 from runs.cli import main
 from runs.load import load_experiment, parse_experiment, resolve
-from tests.runs.helpers import FASTEST, refused
+from tests.runs.helpers import FASTEST, FASTEST_TABLES, SHORT_RANGE_TEST, refused
 
 pytestmark = pytest.mark.usefixtures("mnist1d_cache")
 
 BASE = tomllib.loads(FASTEST)
+
+
+def _python(hyperparameters: dict | None = None, **search) -> runs.Experiment:
+    """A one-variant experiment built in Python (``search``: its ``runs.Search`` arguments)."""
+    return runs.Experiment(
+        name="tiny",
+        search=runs.Search(**search) if search else None,
+        variants=(
+            runs.Variant(
+                name="a",
+                dataset=runs.Dataset("mnist1d", train_examples=200, test_examples=100),
+                model=runs.Model("logistic"),
+                train=runs.Train(steps=4, batch_size=50),
+                optimizer=runs.Optimizer("sgd", hyperparameters or {"lr": 0.1}),
+            ),
+        ),
+    )
 
 
 def _doc(**changes) -> dict:
@@ -88,52 +105,23 @@ def test_a_string_flag_would_have_turned_the_flag_on():
 
 
 def test_a_python_optimizer_flag_is_refused_at_its_location():
-    python = runs.Experiment(
-        name="flags",
-        variants=(
-            runs.Variant(
-                name="a",
-                dataset=runs.Dataset("mnist1d", train_examples=200, test_examples=100),
-                model=runs.Model("logistic"),
-                train=runs.Train(steps=2, batch_size=50),
-                optimizer=runs.Optimizer("sgd", {"lr": 0.1, "maximize": "false"}),
-            ),
-        ),
-    )
     with pytest.raises(ValueError, match="problem") as caught:
-        resolve(python)
+        resolve(_python(hyperparameters={"lr": 0.1, "maximize": "false"}))
     assert "variants[0].optimizer.maximize: must be true or false, got 'false'" in str(caught.value)
 
 
 # ------------------------------------------------------- F2: a resolved experiment, run again
-REFERENCES = """
-name = "refs"
-seeds = 1
-[dataset]
-name = "mnist1d"
-train_examples = 200
-test_examples = 100
-[model]
-name = "logistic"
-[train]
-steps = 4
-batch_size = 50
-eval_every = 2
-[optimizer]
-name = "sgd"
-lr = 0.1
-[range_test]
-num_iter = 30
-start_lr = 1e-3
-end_lr = 10.0
-curvature_batches = 0
-[[variants]]
+REFERENCES = (
+    FASTEST_TABLES.replace('name = "tiny"', 'name = "refs"')
+    + SHORT_RANGE_TEST
+    + """[[variants]]
 name = "fixed"
 schedules.lr = {name = "constant", value = "$clr_base_lr"}
 [[variants]]
 name = "peak"
 optimizer = {name = "sgd", lr = "0.5 * $clr_max_lr"}
 """
+)
 
 
 def test_a_loaded_experiment_trains_at_the_rates_its_range_test_measures(tmp_path):
@@ -412,20 +400,6 @@ def test_the_bundled_experiments_keep_their_fingerprints_measured_and_searched_t
 
 
 # ------------------------------------------------------------- F6, F7: Python's refusals
-def _python(**search) -> runs.Experiment:
-    return runs.Experiment(
-        name="tiny",
-        search=runs.Search(**search) if search else None,
-        variants=(
-            runs.Variant(
-                name="a",
-                dataset=runs.Dataset("mnist1d", train_examples=200, test_examples=100),
-                model=runs.Model("logistic"),
-                train=runs.Train(steps=4, batch_size=50),
-                optimizer=runs.Optimizer("sgd", {"lr": 0.1}),
-            ),
-        ),
-    )
 
 
 def test_search_grids_given_in_python_are_refused_as_toml_refuses_them(tmp_path):
