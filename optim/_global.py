@@ -610,7 +610,9 @@ def squared_sums_per_tensor(
     return _sums_of(_square, (xs,), scratch, segments)
 
 
-def add_products_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], scratch=None) -> None:
+def add_products_(
+    xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], scratch: Tensor | None = None
+) -> None:
     """x_i += y_i z_i with the product rounded first, ``x.add_(y * z)`` as ``dadaptation``
     writes it (``addcmul_`` fuses the two and rounds once: 140 of 1000 float32 elements
     differ); with ``scratch``, the products are written there a piece at a time."""

@@ -32,12 +32,13 @@ from optim._paths import _PLAIN_TYPES, KEPT_TEMPORARY_SIZES, round_temporaries
 
 Scalar = float | Tensor
 TensorList = list[Tensor]
+_Scalars = Scalar | list[float] | TensorList  # (one value, or one per tensor)
 _DTYPE = operator.attrgetter("dtype")
 _IS_CPU = operator.attrgetter("is_cpu")
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
-def host_number(value):
+def host_number(value: _Scalars) -> _Scalars:
     """``value``, or its number if it is a 0-dim tensor on the host (a list: each item), outside
     ``torch.compile`` (a compiled rule keeps tensors, so a new value never recompiles)."""
     if torch.compiler.is_compiling():
@@ -98,7 +99,7 @@ def per_count(
     return _per_row(lambda *row: host_number(formula(*row)), (counts, *per_tensor), len(counts))
 
 
-def negated(value: Scalar | list[float]):
+def negated(value: Scalar | list[float]) -> Scalar | list[float]:
     """``-value``, or for one number per tensor (see :func:`per_tensor`) each negated: the
     ``alpha=-lr`` of a rule's last op, without :func:`per_tensor`'s bookkeeping on a hot path.
 
@@ -108,7 +109,9 @@ def negated(value: Scalar | list[float]):
     return [-v for v in value] if type(value) is list else -value
 
 
-def per_tensor(formula: Callable[..., Scalar], *arguments: Scalar | list[float]):
+def per_tensor(
+    formula: Callable[..., Scalar], *arguments: Scalar | list[float]
+) -> Scalar | list[Scalar]:
     """``formula(*arguments)``, or where an argument is a list with one number per tensor (param
     groups run together; see ``RuleOptimizer._per_tensor_arguments``), the list of its values
     per tensor, ``formula`` evaluated once per distinct row: a multi-tensor op takes the list as
@@ -137,7 +140,7 @@ def _per_row(formula: Callable[..., Scalar], arguments: tuple, length: int) -> l
 _FAST_ROUTE_DTYPES = (torch.float32, torch.float64)
 
 
-def host_in_dtype_of(value, xs: TensorList):
+def host_in_dtype_of(value: Scalar, xs: TensorList) -> Scalar:
     """A 0-dim host tensor ``value`` cast to the dtype of ``xs`` (anything else unchanged), as
     torch.optim's for-loop path casts a tensor ``beta1`` to the parameter's dtype before
     ``1 - beta1`` (float64 parameters: the weight is exact, not rounded to float32)."""
@@ -146,7 +149,7 @@ def host_in_dtype_of(value, xs: TensorList):
     return value
 
 
-def in_dtype_of(value, xs: TensorList):
+def in_dtype_of(value: _Scalars, xs: TensorList) -> _Scalars:
     """``value`` (a scalar or a list of 0-dim tensors, one per x) in the dtype of ``xs``.
 
     Eager ops already cast a 0-dim float64 scalar to a float32 operand's dtype (the scalar's
@@ -288,7 +291,7 @@ class KeptOperands(threading.local):
 _kept_operands = KeptOperands()
 
 
-def operand(value, xs: TensorList):
+def operand(value: _Scalars, xs: TensorList) -> _Scalars:
     """``value`` as the scalar operand of a multi-tensor ``mul`` or ``div`` over ``xs``: a
     Python number (or a list of one number per tensor, all equal) becomes a 0-dim CPU tensor of
     their dtype when they are all float32 or all float64 CPU tensors; anything else is returned
@@ -442,7 +445,7 @@ def _added_term(term, xs: TensorList):
     return term
 
 
-def add_(xs: TensorList, term) -> None:
+def add_(xs: TensorList, term: _Scalars) -> None:
     """``x += term`` for every x (``term`` a scalar or one 0-dim tensor per x)."""
     torch._foreach_add_(xs, _added_term(term, xs))
 
@@ -456,7 +459,10 @@ _ONE_TENSOR_OP = {
 
 
 def temporary(
-    foreach_op: Callable[..., TensorList], xs: TensorList, *operands, **keywords
+    foreach_op: Callable[..., TensorList],
+    xs: TensorList,
+    *operands: _Scalars,
+    **keywords: Scalar,
 ) -> TensorList:
     """``list(foreach_op(xs, *operands, **keywords))``, a new list the rule uses only until it
     returns (``foreach_op`` one of ``torch._foreach_sqrt``, ``_neg``, ``_add``, ``_addcmul``).
@@ -486,7 +492,7 @@ def temporary(
     return [out]
 
 
-def temporary_add(xs: TensorList, term) -> TensorList:
+def temporary_add(xs: TensorList, term: _Scalars) -> TensorList:
     """``x + term`` for every x, a :func:`temporary` of the rule."""
     return temporary(torch._foreach_add, xs, _added_term(term, xs))
 
@@ -519,7 +525,7 @@ def temporary_add_scaled(xs: TensorList, ys: TensorList, scale: Scalar) -> Tenso
     return temporary(torch._foreach_add, xs, ys, alpha=scale)
 
 
-def div_(xs: TensorList, divisor) -> None:
+def div_(xs: TensorList, divisor: _Scalars) -> None:
     """``x /= divisor`` for every x (``divisor`` a scalar or one 0-dim tensor per x)."""
     torch._foreach_div_(xs, operand(in_dtype_of(host_number(divisor), xs), xs))
 
@@ -614,12 +620,14 @@ def addcmul_(xs: TensorList, ys: TensorList, zs: TensorList, value: Scalar) -> N
         torch._foreach_addcmul_(xs, ys, zs, value)
 
 
-def on_device(value) -> bool:
+def on_device(value: _Scalars) -> bool:
     """True for a 0-dim tensor or a list of them (device scalars), False for host numbers."""
     return isinstance(value, Tensor) or (isinstance(value, list) and isinstance(value[0], Tensor))
 
 
-def addcdiv_(xs: TensorList, numerators: TensorList, denominators: TensorList, value) -> None:
+def addcdiv_(
+    xs: TensorList, numerators: TensorList, denominators: TensorList, value: _Scalars
+) -> None:
     """``x += value * n / d`` for every triple.
 
     ``value`` is a Python number, a list of numbers (one per x, torch's scalar list), a 0-dim

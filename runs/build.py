@@ -18,13 +18,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from runs.checks import Problems
 from runs.spec import Optimizer, schedule_tables
+
+if TYPE_CHECKING:  # (schedulers is imported where a schedule is attached)
+    from torch.optim.optimizer import ParamsT
+
+    from schedulers.driver import ScheduleDriver
 
 OPTIMIZER_CLASS_NAMES = {
     "sgd": "SGD",
@@ -101,7 +106,7 @@ def _import_optimizer(path: str) -> type[torch.optim.Optimizer]:
     return target
 
 
-def make_optimizer(spec: Optimizer | Mapping[str, Any], params) -> torch.optim.Optimizer:
+def make_optimizer(spec: Optimizer | Mapping[str, Any], params: ParamsT) -> torch.optim.Optimizer:
     """Builds the optimizer described by an :class:`~runs.spec.Optimizer` or its table (``name``
     plus keyword arguments; lists become tuples, as TOML has no tuples), ready to train: one
     with train and eval modes (:func:`has_train_eval_modes`) is put in train mode."""
@@ -168,7 +173,7 @@ def evaluation_mode(
     then_train: bool = True,
     model: torch.nn.Module | None = None,
     inputs: Callable[[], Iterable[torch.Tensor]] | None = None,
-):
+) -> Iterator[None]:
     """The parameters at the point to evaluate while the block runs: an optimizer with train and
     eval modes is switched to ``eval()``, and back to ``train()`` afterwards when ``then_train``
     (not after the last evaluation, so that the final checkpoint holds the averaged point, as
@@ -199,7 +204,9 @@ def evaluation_mode(
                         buffer.copy_(value)
 
 
-def attach_schedules(optimizer: torch.optim.Optimizer, schedules: Mapping[str, Any]):
+def attach_schedules(
+    optimizer: torch.optim.Optimizer, schedules: Mapping[str, Any]
+) -> ScheduleDriver | None:
     """``schedulers.attach`` on the schedules (``Schedule`` objects or their dict forms); returns
     the driver (or None if there are none). A reduce-on-plateau schedule among them observes the
     metric ``driver.step(metric=...)`` is given: in the runner, the test split's loss

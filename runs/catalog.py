@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -80,7 +81,7 @@ def find_experiment(name_or_path: str) -> Path:
     )
 
 
-def catalogue_order(names) -> list[str]:
+def catalogue_order(names: Iterable[str]) -> list[str]:
     """``names`` in the catalogue's order, others after them alphabetically."""
     rank = {name: i for i, name in enumerate(CATALOGUE)}
     return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))

@@ -22,6 +22,8 @@ import select
 import sys
 import threading
 from collections.abc import Sequence
+from types import ModuleType
+from typing import NoReturn
 
 from runs.catalog import DEFAULT_EXPERIMENT  # (light: argparse, tomllib, pathlib)
 
@@ -57,7 +59,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = _NEGATIVE_NUMBERS
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
         """Prints the one error line and exits with status 2."""
         message = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -69,7 +71,7 @@ class _LazyModule:
     def __init__(self, module: str, command: str) -> None:
         self.module, self.command = module, command
 
-    def load(self):
+    def load(self) -> ModuleType:
         try:
             return importlib.import_module(self.module)
         except ModuleNotFoundError as err:

@@ -40,9 +40,9 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runs import checkpoint as ckpt
 from runs import tuning
@@ -52,6 +52,11 @@ from runs.checks import MAX_JOBS, MAX_THREADS, check_positive_int, check_seeds
 from runs.load import load_experiment
 from runs.spec import Experiment, Variant
 from schedulers.driver import KEY_ALIASES
+
+if TYPE_CHECKING:  # (torch and the data are imported where a run needs them)
+    import torch
+
+    from runs.data import DatasetSplits
 
 DEFAULT_LOGDIR = "stepsize-logs"
 
@@ -171,7 +176,7 @@ def select_variants(
     return dataclasses.replace(experiment, variants=chosen)
 
 
-def model_problem(variant, input_shape: tuple[int, ...], num_classes: int) -> str | None:
+def model_problem(variant: Variant, input_shape: tuple[int, ...], num_classes: int) -> str | None:
     """What is wrong with building ``variant``'s model for these shapes, or None
     (``runs.models.build_problem``, named by the variant)."""
     from runs.models import build_problem
@@ -183,7 +188,7 @@ def model_problem(variant, input_shape: tuple[int, ...], num_classes: int) -> st
 PREFLIGHT_EXAMPLES = 2  # the examples of the preflight's forward pass
 
 
-def training_problem(variant, data, *, update: bool = True) -> str | None:
+def training_problem(variant: Variant, data: DatasetSplits, *, update: bool = True) -> str | None:
     """What stops ``variant`` from training on ``data``, found before anything is written, or None.
 
     On models built here for the check (twice, on the CPU, inside ``torch.random.fork_rng``: the
@@ -342,7 +347,9 @@ def _model_restored(model) -> Iterator[None]:
         model.train(training)
 
 
-def update_error(model, optimizer, x, y) -> Exception | None:
+def update_error(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> Exception | None:
     """What one update of ``optimizer`` raises, or None: a train-mode forward pass and loss
     (``runs.trainer.mini_batch_loss``), its backward pass and ``optimizer.step(closure)``, as the
     runner makes it (the closure's first call returns that loss, a later one evaluates the loss
@@ -375,7 +382,7 @@ def update_error(model, optimizer, x, y) -> Exception | None:
     return None
 
 
-def shared_problem(variant, model, again) -> str | None:
+def shared_problem(variant: Variant, model: torch.nn.Module, again: torch.nn.Module) -> str | None:
     """The refusal of a factory whose two builds ``model`` and ``again`` share the storage of a
     parameter or buffer (a pretrained backbone closed over by the factory, a module-level
     tensor registered as a buffer), naming the factory and the first shared tensor, or None.
@@ -417,7 +424,9 @@ def shared_problem(variant, model, again) -> str | None:
     )
 
 
-def training_step_error(model, x, y) -> Exception | None:
+def training_step_error(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> Exception | None:
     """What one train-mode forward pass, loss (``runs.trainer.mini_batch_loss``) and backward pass
     of ``model`` on ``x``, ``y`` raises, or None. The model is left as it was
     (:func:`_model_restored`: parameters, buffers such as BatchNorm's running statistics,
@@ -680,7 +689,9 @@ def check_candidates(experiment: Experiment, root: Path, option: str = "--logdir
                 )
 
 
-def check_folder(experiment: Experiment, root: Path, load, args: argparse.Namespace) -> dict | None:
+def check_folder(
+    experiment: Experiment, root: Path, load: Callable[..., Experiment], args: argparse.Namespace
+) -> dict | None:
     """Every check of the existing run folders that can be made before anything is written.
 
     The search's runs are always checked. The comparison's runs are checked when their
@@ -791,7 +802,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_experiment(args: argparse.Namespace, load) -> Path:
+def run_experiment(args: argparse.Namespace, load: Callable[..., Experiment]) -> Path:
     """Everything ``stepsize run`` does for a training experiment once its options are checked:
     ``load(derived=None)`` gives the validated :class:`Experiment` (from a TOML file, or from a
     dict for ``runs.run``). Returns the experiment's folder."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from runs.results import (
     variant_prefix,
 )
 from runs.spec import EVAL_METRICS
+
+if TYPE_CHECKING:  # (matplotlib is imported where a figure is drawn, not with this module)
+    import matplotlib.figure
 
 # What ``[report] figure`` may name: the figure the README shows for the experiment.
 README_FIGURE = "readme.png"
@@ -201,7 +204,7 @@ def _legend(ax, entries: int) -> None:
         ax.legend(fontsize="small")
 
 
-def save_figure(fig, path: Path, *, layout: bool = True) -> Path:
+def save_figure(fig: matplotlib.figure.Figure, path: Path, *, layout: bool = True) -> Path:
     """Lays out (unless ``layout`` is False: the caller laid it out), writes (temporary name,
     then rename) and closes a matplotlib figure, also when writing fails."""
     import matplotlib.pyplot as plt

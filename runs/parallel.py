@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -414,7 +415,7 @@ def _execute_ray(
                 os.environ[name] = value
 
 
-def import_ray(option: str = "--backend ray"):
+def import_ray(option: str = "--backend ray") -> ModuleType:
     """The ``ray`` module, or a ``ValueError`` naming ``option`` saying how to install it."""
     try:
         import ray

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,12 +154,18 @@ def variant_prefix(name: str) -> str:
     return name.split(".", 1)[0]
 
 
-def eval_series(metric: str):
+# A run's ``(steps, values)`` of one series (a value None where the run had none).
+_SeriesGetter = Callable[[dict[str, Any]], tuple[Sequence[int], Sequence[float | None]]]
+
+
+def eval_series(metric: str) -> _SeriesGetter:
     """A getter of a run's ``(steps, values)`` of the evaluation metric ``metric``."""
     return lambda r: (r["history"]["eval"]["step"], r["history"]["eval"][metric])
 
 
-def series_band(runs: Sequence[dict[str, Any]], get) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def series_band(
+    runs: Sequence[dict[str, Any]], get: _SeriesGetter
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps, mean and sample std (``ddof = 1``) over runs of a series, aligned on the step (runs
     that stopped early contribute to the steps they reached); non-finite values are ignored."""
     by_step: dict[int, list[float]] = {}

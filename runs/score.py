@@ -223,7 +223,9 @@ def _median_studies(studies: Sequence[dict]) -> list[int]:
     return order[half : half + 1] if len(order) % 2 else order[half - 1 : half + 1]
 
 
-def summarize(results: Sequence[dict], workloads: Sequence[Workload], rulesets: Sequence[str]):
+def summarize(
+    results: Sequence[dict], workloads: Sequence[Workload], rulesets: Sequence[str]
+) -> dict[str, Any]:
     """Per ruleset: each submission's study times, median times, ratios and scores.
 
     A study's record is its fastest trial in steps (the first on a tie, as AlgoPerf's

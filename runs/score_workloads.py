@@ -24,12 +24,15 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from runs.build import attach_schedules, evaluation_mode, make_optimizer
 from runs.checks import folder_name
+
+if TYPE_CHECKING:  # (theory is imported where a problem is built)
+    import theory
 
 SOURCES = ("mnist1d", "theory")
 MNIST1D_METRICS = {"test_accuracy": "max", "test_loss": "min"}  # metric -> better direction
@@ -268,7 +271,7 @@ def _problem(model: str, options_items: tuple):
     return theory.LogisticRegression(X, y, l2, seed=seed)
 
 
-def problem_of(workload: Workload):
+def problem_of(workload: Workload) -> theory.Quadratic | theory.LogisticRegression:
     """The ``theory`` problem of a theory workload (built once per process)."""
     return _problem(workload.model, tuple(sorted(workload.options.items())))
 

@@ -39,7 +39,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from runs.checks import (
     Check,
@@ -185,7 +185,7 @@ class Section:
         return all(type_allows(hints[k], v) for k, v in values.items() if k in known)
 
     @classmethod
-    def from_table(cls, values: Mapping[str, Any]):
+    def from_table(cls, values: Mapping[str, Any]) -> Self:
         """The section of an already checked table (keys of an open table go to ``OPEN``)."""
         known = cls.known()
         kwargs = {k: v for k, v in values.items() if k in known}

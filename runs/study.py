@@ -29,7 +29,7 @@ import importlib
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -42,7 +42,7 @@ RESULTS = "results.json"
 REQUIRED = ("DESCRIPTION", "RUNTIME", "REFERENCE", "SEEDS", "QUICK_SEEDS", "compute", "report")
 
 
-def mean_std(values) -> dict[str, Any]:
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
     """Mean and sample standard deviation (``ddof = 1``; 0 for a single value) of ``values``,
     as the JSON-ready ``{"mean": ..., "std": ...}`` of study results.
 

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -65,6 +65,9 @@ from runs.models import build_model
 from runs.spec import Train, Variant
 from runs.tensorboard import RunLogger, flat_hparams, new_history
 
+if TYPE_CHECKING:
+    from schedulers.driver import ScheduleDriver
+
 EVAL_BATCH = 1000
 
 
@@ -83,7 +86,9 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed_e)
 
 
-def epoch_batches(data: DatasetSplits, train: Train, seed: int, epoch: int):
+def epoch_batches(
+    data: DatasetSplits, train: Train, seed: int, epoch: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The mini-batches of ``epoch``: a fresh generator seeded by ``(seed, epoch)`` (pure, so a
     resumed run needs only the step)."""
     return batches(
@@ -209,7 +214,9 @@ def mini_batch_loss(
     return loss if scale == 1 else loss * scale
 
 
-def current_hypers(optimizer: torch.optim.Optimizer, driver) -> dict[str, list[float]]:
+def current_hypers(
+    optimizer: torch.optim.Optimizer, driver: ScheduleDriver | None
+) -> dict[str, list[float]]:
     """Every driven param-group key per group, and ``lr`` whenever the groups have one (SPS and
     SLS choose their own step and have none)."""
     values = dict(driver.last_values()) if driver is not None else {}

@@ -31,7 +31,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,9 @@ from runs.data import DatasetSplits
 from runs.models import build_model
 from runs.spec import Experiment, Train, Variant
 from runs.trainer import epoch_batches
+
+if TYPE_CHECKING:  # (the range test is imported where one runs)
+    from schedulers.range_test import RangeTestResult
 
 RANGE_TEST_FILE = "range_test.json"
 SEARCH_FILE = "search.json"
@@ -72,7 +75,7 @@ class _CountedBatches:
 
 def range_test_on_variant(
     variant: Variant, data: DatasetSplits, seed: int, *, quiet: bool = True, **options: Any
-):
+) -> RangeTestResult:
     """``lr_range_test`` on ``variant``'s model (initialised after ``torch.manual_seed(seed)``),
     its optimizer and the batches of its first epoch (cycled); ``options`` are the test's keyword
     arguments. The variant's schedules are not applied: the test drives ``lr`` itself. Unless
@@ -96,7 +99,7 @@ def range_test_on_variant(
         )
 
 
-def derived_values(result) -> dict[str, float | None]:
+def derived_values(result: RangeTestResult) -> dict[str, float | None]:
     """The numbers ``"$NAME"`` references take from a range test result."""
     base, top = result.clr_bounds if result.clr_bounds is not None else (None, None)
     values: dict[str, float | None] = {"clr_base_lr": base, "clr_max_lr": top}

@@ -57,7 +57,7 @@ class _TimmCycles(Schedule):
         value = self.lr_min + (lr_max - self.lr_min) * self._shape(t_curr, t_i, xp)
         return xp.where(i < self.cycle_limit, value, self.lr_min)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         if not self.cycle_limit:
             return (self.lr_min, self.lr_min)
         # a cycle whose decayed peak is below lr_min rises from it towards lr_min (as in timm);

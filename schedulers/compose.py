@@ -79,7 +79,7 @@ class Join(Schedule):
         offset = self.boundaries[index - 1] if index else 0
         return [(self.schedules[index], t - offset)]
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         lows, highs = zip(*(s.bounds() for s in self.schedules))
         return (min(lows), max(highs))
 
@@ -114,7 +114,7 @@ class Sum(Schedule):
             value = value + schedule._value(t, xp)
         return value
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         lows, highs = zip(*(s.bounds() for s in self.schedules))
         return (sum(lows), sum(highs))
 
@@ -138,7 +138,7 @@ class Product(Schedule):
             value = value * schedule._value(t, xp)
         return value
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         """Interval multiplication: the lowest and highest of the four products of the ends (an
         enclosure also where a factor can be negative)."""
         low, high = 1.0, 1.0
@@ -166,7 +166,7 @@ class Scale(Schedule):
     def _value(self, t, xp):
         return self.factor * self.schedule._value(t, xp)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         low, high = self.schedule.bounds()
         return (_times(self.factor, low), _times(self.factor, high))
 
@@ -194,7 +194,7 @@ class Clamp(Schedule):
     def _value(self, t, xp):
         return xp.minimum(xp.maximum(self.schedule._value(t, xp), self.floor), self._ceiling)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         def clip(v: float) -> float:
             return min(max(v, self.floor), self._ceiling)
 
@@ -233,7 +233,7 @@ class Shift(Schedule):
     def _child_steps(self, t):
         return [(self.schedule, max(t - self.steps, 0.0))]
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return self.schedule.bounds()
 
 
@@ -362,7 +362,7 @@ class FromFunction(Schedule):
     def _arguments(self):
         return {"function": self._identity(), "bounds": self.bounds_, "vectorized": self.vectorized}
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         path = self._identity()
         if not isinstance(path, str):
             raise ValueError(
@@ -384,7 +384,7 @@ class FromFunction(Schedule):
             return self._function(t)
         return np.fromiter((self._function(float(x)) for x in t), dtype=np.float64, count=len(t))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return tuple(self.bounds_) if self.bounds_ is not None else (-math.inf, math.inf)
 
 

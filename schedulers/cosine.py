@@ -82,7 +82,7 @@ class RestartCycles:
             self._starts[i] = start
         return start
 
-    def locate(self, t, xp: Ops):
+    def locate(self, t: np.ndarray, xp: Ops) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(i, t - S_i, length of cycle i)``: index, steps made in the cycle, cycle length."""
         first, mult = self.first, self.mult
         if mult == 1:
@@ -145,7 +145,7 @@ class RestartCycles:
         return i, into
 
 
-def half_cosine(fraction, xp: Ops):
+def half_cosine(fraction: np.ndarray, xp: Ops) -> np.ndarray:
     """``(1 + cos(pi * fraction)) / 2``: 1 at fraction 0, 0 at fraction 1."""
     return 0.5 * (1.0 + xp.cos(xp.pi * fraction))
 
@@ -181,7 +181,7 @@ class CosineAnnealing(Schedule):
         eta_min = self.eta_min
         return eta_min + (self.base_lr - eta_min) * (1 + xp.cos(xp.pi * t / self.T_max)) / 2
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         # the peak is eta_min + (base_lr - eta_min), which can round an ulp past base_lr
         eta_min = self.eta_min
         return hull(self.base_lr, eta_min, eta_min + (self.base_lr - eta_min))
@@ -217,7 +217,7 @@ class CosineAnnealingWarmRestarts(Schedule):
         eta_min = self.eta_min
         return eta_min + (self.base_lr - eta_min) * (1 + xp.cos(xp.pi * T_cur / T_i)) / 2
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         # the peak is eta_min + (base_lr - eta_min), which can round an ulp past base_lr
         eta_min = self.eta_min
         return hull(self.base_lr, eta_min, eta_min + (self.base_lr - eta_min))
@@ -267,7 +267,7 @@ class CosineDecay(Schedule):
             shape = xp.power(xp.maximum(shape, 0.0), self.exponent)
         return self.learning_rate * ((1.0 - self.alpha) * shape + self.alpha)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (self.alpha * self.learning_rate, self.learning_rate)
 
 
@@ -312,7 +312,7 @@ class CosineDecayRestarts(Schedule):
         cosine_decayed = xp.power(self.m_mul, i) * half_cosine(into_cycle / length, xp)
         return self.learning_rate * ((1.0 - self.alpha) * cosine_decayed + self.alpha)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (self.alpha * self.learning_rate, self.learning_rate)
 
 
@@ -363,7 +363,7 @@ class LinearCosineDecay(Schedule):
         _, linear, cosine = _linear_cosine_parts(t, self.decay_steps, self.num_periods, xp)
         return self.learning_rate * ((self.alpha + linear) * cosine + self.beta)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (self.learning_rate * self.beta, self.learning_rate * (1 + self.alpha + self.beta))
 
 
@@ -410,7 +410,7 @@ class NoisyLinearCosineDecay(Schedule):
         self.beta = check_float("beta", beta)
         self.seed = check_int("seed", seed, minimum=0, maximum=2**63 - 1)
 
-    def noise_std(self, t, xp: Ops):
+    def noise_std(self, t: np.ndarray, xp: Ops) -> np.ndarray:
         """Standard deviation of ``eps_t``: ``sqrt(initial_variance / (1 + t')**variance_decay)``.
 
         ``t' = min(t, decay_steps)``.
@@ -425,7 +425,7 @@ class NoisyLinearCosineDecay(Schedule):
             (self.alpha + linear + noise) * cosine + self.beta, 0.0
         )
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         top = 1 + self.alpha + self.beta + MAX_ABS_NORMAL * math.sqrt(self.initial_variance)
         # the largest value by the formula's own arithmetic: linear = cosine = 1 and the largest
         # draw, whose logarithm (numpy's log1p) can differ from MAX_ABS_NORMAL's by an ulp

@@ -145,7 +145,7 @@ class Cyclic(_CycleShape):
     def _value(self, t, xp):
         return self.base_lr + self._height(t, self.max_lr - self.base_lr, xp)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         # the peak is base_lr + (max_lr - base_lr), which can round an ulp past max_lr
         return hull(self.base_lr, self.max_lr, self.base_lr + (self.max_lr - self.base_lr))
 
@@ -187,7 +187,7 @@ class CyclicMomentum(_CycleShape):
     def _value(self, t, xp):
         return self.max_momentum - self._height(t, self.max_momentum - self.base_momentum, xp)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         low, top = self.base_momentum, self.max_momentum
         return hull(low, top, top - (top - low))  # (the trough, an ulp from base_momentum)
 
@@ -265,7 +265,7 @@ class _OneCyclePhases(Schedule):
             return end + (start - end) / 2.0 * (xp.cos(xp.pi * pct) + 1)
         return (end - start) * pct + start
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         """The knots joined with each phase's ends by :meth:`_value`'s own arithmetic
         (``(c - b) * 1 + b`` at a linear phase's end, ``end + (start - end) / 2 * 2`` at a
         cos phase's start), which can lie an ulp past the knots."""

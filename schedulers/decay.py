@@ -33,7 +33,7 @@ class _TFDecay(Schedule):
     def _exponent(self, t, xp: Ops):
         return _decay_exponent(t, self.decay_steps, self.staircase, xp)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (0.0, self.learning_rate)
 
 
@@ -107,7 +107,7 @@ class InverseTimeDecay(_TFDecay):
     def _value(self, t, xp):
         return self.learning_rate / (1.0 + self.decay_rate * self._exponent(t, xp))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (0.0, self.learning_rate)
 
 
@@ -163,7 +163,7 @@ class PolynomialDecay(Schedule):
         lr, end = self.learning_rate, self.end_learning_rate
         return (lr - end) * xp.power(remaining, self.power) + end
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         # at t = 0 the value is (lr - end) * 1 + end, which can round an ulp past lr
         lr, end = self.learning_rate, self.end_learning_rate
         return hull(lr, end, (lr - end) * 1.0 + end)
@@ -191,7 +191,7 @@ class PowerDecay(Schedule):
     def _value(self, t, xp):
         return self.base_lr * xp.power(t + 1.0, -self.power)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (0.0, self.base_lr)
 
 
@@ -237,7 +237,7 @@ class Linear(Schedule):
         ramp = self.start_factor + (self.end_factor - self.start_factor) * t / self.total_iters
         return self.base_lr * xp.where(t < self.total_iters, ramp, self.end_factor)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         # the ramp rises (or falls) towards its value at t = total_iters by its own arithmetic,
         # which can round an ulp past end_factor
         start, end, total = self.start_factor, self.end_factor, self.total_iters
@@ -283,7 +283,7 @@ class Rex(Schedule):
         lr, end = self.learning_rate, self.end_learning_rate
         return end + (lr - end) * remaining / (0.5 + remaining / 2)
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         # at t = 0 the value is end + (lr - end) * 1 / 1, which can round an ulp past lr
         lr, end = self.learning_rate, self.end_learning_rate
         return hull(end, lr, end + (lr - end))

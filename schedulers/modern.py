@@ -86,7 +86,7 @@ class WSD(Schedule):
         ramp = peak * t / warmup if warmup else peak + 0.0 * t
         return xp.where(t < warmup, ramp, xp.where(t < decay_start, peak + 0.0 * t, cooled))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         # by the formula's own arithmetic: the warmup's ramp towards peak * W / W and the
         # cooldown's start, final + (peak - final) * c(u) with c(u) rounding to 1 for a long
         # cosine cooldown, can lie an ulp above peak_lr
@@ -132,7 +132,7 @@ class InverseSqrt(Schedule):
         warmup = self.warmup_steps
         return self.peak_lr * xp.minimum(step / warmup, xp.sqrt(warmup / step))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (0.0, self.peak_lr)
 
 

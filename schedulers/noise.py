@@ -47,13 +47,13 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def random_bits(seed: int, t) -> np.ndarray:
+def random_bits(seed: int, t: np.ndarray) -> np.ndarray:
     """64 random bits per step: ``splitmix64(floor(t) + splitmix64(seed))`` (mod 2**64)."""
     counter = np.asarray(t, dtype=np.float64).astype(np.uint64)
     return _splitmix64(counter + np.uint64(_splitmix64_int(seed)))
 
 
-def standard_normal(seed: int, t, xp: Ops):
+def standard_normal(seed: int, t: np.ndarray, xp: Ops) -> np.ndarray:
     """A standard normal draw that is a pure function of ``(seed, t)``.
 
     The high and low 32 bits of :func:`random_bits` are two uniforms ``u1, u2`` in [0, 1) and
@@ -65,7 +65,7 @@ def standard_normal(seed: int, t, xp: Ops):
     return xp.sqrt(-2.0 * xp.log1p(-u1)) * xp.cos(2.0 * xp.pi * u2)
 
 
-def open_uniform(seed: int, t) -> np.ndarray:
+def open_uniform(seed: int, t: np.ndarray) -> np.ndarray:
     """A uniform draw in the open interval (0, 1), 53-bit resolution, from ``(seed, t)``."""
     return ((random_bits(seed, t) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
 
@@ -134,7 +134,7 @@ class Noisy(Schedule):
             self._range = (float(self.noise_range_t), math.inf)
         self.noise_seed = check_int("noise_seed", noise_seed, minimum=0, maximum=_MAX_SEED)
 
-    def noise(self, t) -> np.ndarray:
+    def noise(self, t: np.ndarray) -> np.ndarray:
         """``n_t`` at an array of steps (0 outside ``noise_range_t``)."""
         u = open_uniform(self.noise_seed, t)
         pct = self.noise_pct
@@ -150,7 +150,7 @@ class Noisy(Schedule):
     def _value(self, t, xp):
         return self.schedule._value(t, xp) * (1.0 + self.noise(t))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         """The schedule's range times the factor's, ``1 + n_t`` in ``[1 - m, 1 + m]``: every
         product of the ends (an enclosure also where the schedule can be negative). ``m`` is
         ``noise_pct``, or the largest normal draw, ``noise_std * (noise_pct / noise_std)``,

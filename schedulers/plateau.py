@@ -257,7 +257,7 @@ class ReduceOnPlateau(Schedule):
         scaled = self._scaled(base, self._reductions, self.multiplier)
         return xp.maximum(scaled, xp.minimum(base, self.min_lr))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         """Values are ``>= min(schedule(t), min_lr)``; the multiplier (in [0, 1]) moves a value
         towards 0, so a schedule below 0 can rise up to 0."""
         low, high = self.schedule.bounds()

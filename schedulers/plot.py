@@ -24,12 +24,15 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from schedulers.base import Schedule, from_dict
 from schedulers.files import atomic_write, check_output_file, read_toml
+
+if TYPE_CHECKING:  # (matplotlib is imported where a figure is drawn, not with this module)
+    import matplotlib.figure
 
 DEFAULT_STEPS = 1000
 DEFAULT_OUT = "schedules.png"  # --out when it is not given
@@ -94,7 +97,7 @@ def draw_schedules(
     steps: int,
     title: str | None = None,
     log_scale: bool | None = None,
-):
+) -> matplotlib.figure.Figure:
     """A matplotlib Figure of ``{label: schedule}`` over steps ``0 .. steps - 1``.
 
     Nothing is hidden: each curve has its own colour and line style, and when two curves would
@@ -172,7 +175,10 @@ def draw_schedules(
 
 
 def save_figure(
-    figure, path: str | os.PathLike, create_parent: bool = False, dpi: float | None = None
+    figure: matplotlib.figure.Figure,
+    path: str | os.PathLike,
+    create_parent: bool = False,
+    dpi: float | None = None,
 ) -> Path:
     """Write ``figure`` to ``path`` atomically (:func:`schedulers.files.atomic_write`: a
     temporary file in the same directory, then ``os.replace``; the permissions an ``open`` would

@@ -97,13 +97,17 @@ import os
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from schedulers.base import check_bool, check_float, check_int
+
+if TYPE_CHECKING:  # (matplotlib is imported where a figure is drawn, not with this module)
+    import matplotlib.axes
+    import matplotlib.figure
 
 #: The largest ``num_iter``: the sweep's rates are held in memory (80 MB at this size).
 MAX_NUM_ITER = 10**7
@@ -196,7 +200,12 @@ class RangeTestResult:
         pad = 0.05 * (high - low) or 0.05 * max(abs(high), 1e-12)
         return (low - pad, high + pad)
 
-    def plot(self, path: str | os.PathLike | None = None, ax=None, title: str | None = None):
+    def plot(
+        self,
+        path: str | os.PathLike | None = None,
+        ax: matplotlib.axes.Axes | None = None,
+        title: str | None = None,
+    ) -> matplotlib.figure.Figure:
         """Loss (raw and smoothed) against lr on a log axis, with everything the test found.
 
         Drawn: the suggestions, Smith's CLR bounds (a shaded band), the divergence (a red

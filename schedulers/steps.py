@@ -24,7 +24,7 @@ class Constant(Schedule):
     def _value(self, t, xp):
         return self.value + 0.0 * t
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (self.value, self.value)
 
 
@@ -58,7 +58,7 @@ class PiecewiseConstant(Schedule):
     def _value(self, t, xp):
         return xp.take(self.values, xp.count_below(self.boundaries, t))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (min(self.values), max(self.values))
 
 
@@ -84,7 +84,7 @@ class StepLR(Schedule):
     def _value(self, t, xp):
         return self.base_lr * xp.power(self.gamma, xp.floor(t / self.step_size))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (0.0, self.base_lr)
 
 
@@ -117,7 +117,7 @@ class MultiStep(Schedule):
     def _value(self, t, xp):
         return self.base_lr * xp.power(self.gamma, xp.count_at_or_below(self.milestones, t))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (self.base_lr * self.gamma ** len(self.milestones), self.base_lr)
 
 
@@ -146,7 +146,7 @@ class Factor(Schedule):
     def _value(self, t, xp):
         return xp.maximum(self.stop_factor_lr, self.base_lr * xp.power(self.factor, t))
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         return (self.stop_factor_lr, max(self.stop_factor_lr, self.base_lr))
 
 

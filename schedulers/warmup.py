@@ -54,7 +54,7 @@ class _Warmup(Schedule):
     def _ramp(self, t, xp: Ops):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def ramp(self, t, xp: Ops):
+    def ramp(self, t: np.ndarray, xp: Ops) -> np.ndarray:
         """The multiplier ``r(t)``: the warmup formula before ``warmup_steps``, 1 from there on."""
         k = self.warmup_steps
         return xp.where(t < k, self._ramp(xp.minimum(t, k), xp), 1.0)
@@ -69,7 +69,7 @@ class _Warmup(Schedule):
         local = max(t - self.warmup_steps, 0.0) if self.clock == "after_warmup" else t
         return [(self.schedule, local)]
 
-    def bounds(self):
+    def bounds(self) -> tuple[float, float]:
         """The ramp's range ``[lowest_ramp, 1]`` times the schedule's: every product of the
         ends (an enclosure also where the schedule can be negative or its bounds unknown)."""
         return product_bounds((self.lowest_ramp, 1.0), self.schedule.bounds())
@@ -219,7 +219,7 @@ class UntunedWarmup(_Warmup):
         # can be an ulp below -expm1(-rate))
         self.lowest_ramp = float(self.ramp(np.zeros(1), ARRAY)[0])
 
-    def ramp(self, t, xp):
+    def ramp(self, t: np.ndarray, xp: Ops) -> np.ndarray:
         rate = 1.0 - self.beta2
         if self.form == "linear":
             return xp.minimum(1.0, rate / 2 * (t + 1))
@@ -264,7 +264,7 @@ class RAdamWarmup(_Warmup):
         b2k = self.beta2**k
         return self._rho_inf - 2 * k * b2k / (1 - b2k)
 
-    def ramp(self, t, xp):
+    def ramp(self, t: np.ndarray, xp: Ops) -> np.ndarray:
         k = t + self._offset
         b2k = xp.power(self.beta2, k)
         rho = self._rho_inf - 2.0 * k * b2k / (1.0 - b2k)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from runs.build import make_optimizer
 from runs.checks import MAX_REPEATS, MAX_THREADS, MAX_UPDATES, check_positive_int
-from runs.data import known_shape
+from runs.data import DatasetSplits, known_shape
 from runs.experiment import model_problem
 from runs.models import build_model
 from runs.parallel import dataset_on
@@ -39,7 +39,7 @@ def bench_variant(model: str, steps: int, batch_size: int) -> Variant:
     )
 
 
-def bare_loop(variant: Variant, data, seed: int) -> float:
+def bare_loop(variant: Variant, data: DatasetSplits, seed: int) -> float:
     """The same work without the runner: returns the wall time of the training updates."""
     torch.manual_seed(seed)
     model = build_model(variant.model.name, data.input_shape, data.num_classes)
@@ -62,7 +62,7 @@ def bare_loop(variant: Variant, data, seed: int) -> float:
     return time.perf_counter() - started
 
 
-def runner_loop(variant: Variant, data, seed: int) -> float:
+def runner_loop(variant: Variant, data: DatasetSplits, seed: int) -> float:
     with tempfile.TemporaryDirectory(prefix="stepsize-bench-") as run_dir:
         started = time.perf_counter()
         train_run(variant, seed, data, run_dir, quiet=True)

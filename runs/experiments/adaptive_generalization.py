@@ -38,7 +38,7 @@ and training loss at ``SNAPSHOTS`` log-spaced steps, per seed.
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -137,7 +137,7 @@ def train(
     return w.detach().clone(), snapshots, lr
 
 
-def curves(results: dict[str, Any]):
+def curves(results: dict[str, Any]) -> Iterator[tuple[str, str, list[int], list[float]]]:
     """TensorBoard's curves (``runs.study``): per method and seed, the training loss and the
     test error at the recorded steps."""
     for run in results["runs"]:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import itertools
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -132,7 +133,7 @@ def _window_means(values: np.ndarray, windows: int) -> tuple[list[float], list[f
     return centres, means
 
 
-def curves(results: dict[str, Any]):
+def curves(results: dict[str, Any]) -> Iterator[tuple[str, str, list[int], list[float]]]:
     """TensorBoard's curves (``runs.study``): per version, method and seed, the iterate x_t
     (window means, at each window's centre step rounded down) and the average regret R_t / t."""
     for run in results["runs"]:

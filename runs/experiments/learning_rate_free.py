@@ -69,7 +69,7 @@ import math
 import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -81,6 +81,9 @@ from runs.figures import save_figure
 from runs.spec import Train
 from runs.study import format_mean_std as fmt
 from runs.study import mean_std
+
+if TYPE_CHECKING:  # (the data are loaded where a study needs them)
+    from runs.data import DatasetSplits
 
 DESCRIPTION = (
     "Prodigy, D-Adaptation, DoG, Schedule-Free, SPS and SLS at their defaults beside Adam and "
@@ -260,7 +263,7 @@ def _build(model: dict, data, seed: int) -> torch.nn.Module:
     return build_model(model["name"], data.input_shape, data.num_classes, **options)
 
 
-def initial_smoothness(model: dict, data, train: dict, seed: int) -> float:
+def initial_smoothness(model: dict, data: DatasetSplits, train: dict, seed: int) -> float:
     """L at the start: the top Hessian eigenvalue of the first training batch's loss at the
     model ``seed`` initialises (``theory.smoothness``; the global RNG is left untouched)."""
     from runs.trainer import epoch_batches
@@ -274,7 +277,12 @@ def initial_smoothness(model: dict, data, train: dict, seed: int) -> float:
 
 
 def train_mnist1d(
-    method: Method, model: dict, data, train: dict, seed: int, lr: float | None = None
+    method: Method,
+    model: dict,
+    data: DatasetSplits,
+    train: dict,
+    seed: int,
+    lr: float | None = None,
 ) -> dict[str, Any]:
     """``train["steps"]`` updates of ``method`` (the loop of ``runs.trainer.train_run``); the
     final metrics (``runs.trainer.eval_metrics``), status and per-update step sizes."""
@@ -355,7 +363,12 @@ def package_method(method: Method) -> Method | None:
 
 
 def package_check(
-    method: Method, ours: dict[str, Any], model: dict, data, train: dict, seed: int
+    method: Method,
+    ours: dict[str, Any],
+    model: dict,
+    data: DatasetSplits,
+    train: dict,
+    seed: int,
 ) -> dict[str, Any]:
     """The MNIST-1D run ``ours`` of ``method`` (one that collapsed or diverged) trained again
     from the same seed with the reference package's class (:func:`package_method`): whether the
@@ -398,7 +411,7 @@ def _choose(rows: list[dict[str, Any]]) -> float:
     return min(rows, key=lambda row: (score(row), row["lr"]))["lr"]
 
 
-def search_mnist1d(settings: dict, data) -> dict[str, dict[str, Any]]:
+def search_mnist1d(settings: dict, data: DatasetSplits) -> dict[str, dict[str, Any]]:
     """The ``optimizers`` experiment's grid search for Adam and SGD with momentum, per panel."""
     found = {}
     metric = settings["search_metric"]

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,7 +280,7 @@ def _aggregate(method: Method, kappa: float, records: list[dict[str, Any]]) -> d
     return row
 
 
-def curves(results: dict[str, Any]):
+def curves(results: dict[str, Any]) -> Iterator[tuple[str, str, list[int], list[float]]]:
     """TensorBoard's curves (``runs.study``): per κ and method, the first seed's gap
     f(x_k) - f* and, when certified, its bound, against the update count k."""
     for panel in results["panels"]:
