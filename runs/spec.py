@@ -599,6 +599,28 @@ def _default_text(field: dataclasses.Field) -> str:
     return "unset" if value is None else json.dumps(value)
 
 
+def _section_doc(table: str, cls: type[Section]) -> str:
+    """A section class's docstring, from the one home of its settings (``TITLE`` and each field's
+    doc and default, as :func:`toml_reference` lists them): what ``help(Train)`` shows."""
+    lines = [
+        f"An experiment's ``[{table}]`` table (TOML or Python): {cls.TITLE}.",
+        "",
+        "Fields:",
+        "",
+    ]
+    for field in dataclasses.fields(cls):
+        doc = field.metadata.get("doc")
+        if doc is not None:
+            key = "other keys" if field.name == cls.OPEN else f"``{field.name}``"
+            lines.append(f"- {key} ({_default_text(field)}): {doc}")
+    return "\n".join(lines) + "\n"
+
+
+for _table, _cls in {**SECTIONS, **STAGES}.items():
+    if "__doc__" not in vars(_cls) or vars(_cls)["__doc__"].startswith(_cls.__name__ + "("):
+        _cls.__doc__ = _section_doc(_table, _cls)  # (a written docstring is kept)
+
+
 def toml_reference() -> str:
     """The reference of experiment files, generated from the dataclasses above (markdown)."""
     lines = [

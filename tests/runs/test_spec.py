@@ -43,6 +43,23 @@ def test_every_field_has_a_doc_a_check_and_a_default_it_accepts(cls):
             assert check(field.default) is None, (cls.__name__, name, field.default)
 
 
+@pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.__name__)
+def test_help_on_a_section_names_its_table_and_every_key(cls):
+    # help(runs.spec.Train) shows the table's keys and their meanings (not dataclass's bare
+    # signature); Dataset keeps the docstring written for it
+    table = {**spec.SECTIONS, **spec.STAGES}
+    name = next(key for key, value in table.items() if value is cls)
+    doc = cls.__doc__
+    assert not doc.startswith(cls.__name__ + "(")
+    if cls is spec.Dataset:
+        assert "standardises" in doc
+        return
+    assert f"``[{name}]``" in doc
+    for key, field in cls.known().items():
+        assert f"``{key}``" in doc, key
+        assert field.metadata["doc"] in doc, key
+
+
 COSINE = {"name": "cosine_decay", "learning_rate": 0.1, "decay_steps": 6, "alpha": 0.0}
 COSINE["exponent"] = 1.0
 
