@@ -187,13 +187,29 @@ def safe_step(L: float) -> float:
 def stability_edge(L: float) -> float:
     """2/L: gradient descent on a quadratic with largest Hessian eigenvalue L converges for
     0 < η < 2/L and diverges for η > 2/L (the top mode is multiplied by |1 - ηL| > 1 per step)
-    unless x_0 - x* has no component along the top eigenvector ([N04] section 1.2.3)."""
+    unless x_0 - x* has no component along the top eigenvector ([N04] section 1.2.3).
+
+    Example::
+
+        >>> stability_edge(4.0)  # 2/4
+        0.5
+        >>> stability_edge(4.0) == 2 * safe_step(4.0)
+        True
+    """
     return 2.0 / _positive("L", L)
 
 
 def optimal_step_rate(L: float, mu: float) -> float:
     """(κ - 1)/(κ + 1) = (L - mu)/(L + mu): the contraction per step of ||x_k - x*|| for gradient
-    descent with the step 2/(mu + L) on an L-smooth, mu-strongly convex f ([N04] Thm 2.1.15)."""
+    descent with the step 2/(mu + L) on an L-smooth, mu-strongly convex f ([N04] Thm 2.1.15).
+
+    Example::
+
+        >>> optimal_step_rate(3.0, 1.0)  # (3 - 1)/(3 + 1)
+        0.5
+        >>> optimal_step_rate(2.0, 2.0)  # κ = 1: the step 2/(mu + L) = 1/L reaches x* at once
+        0.0
+    """
     L, mu = _constants(L, mu, strongly_convex=True)
     return (L - mu) / (L + mu)
 
@@ -204,6 +220,12 @@ def heavy_ball_parameters(L: float, mu: float) -> tuple[float, float]:
 
     The update is x_{k+1} = x_k - α∇f(x_k) + β(x_k - x_{k-1}) with x_{-1} = x_0, which is exactly
     ``torch.optim.SGD(lr=α, momentum=β)`` (buffer b_k = β b_{k-1} + ∇f(x_k), x_{k+1} = x_k - α b_k).
+
+    Example::
+
+        >>> alpha, beta = heavy_ball_parameters(9.0, 1.0)  # √L = 3, √mu = 1, √κ = 3
+        >>> alpha, beta  # 4/(3 + 1)², ((3 - 1)/(3 + 1))²
+        (0.25, 0.25)
     """
     L, mu = _constants(L, mu, strongly_convex=True)
     alpha = 4.0 / (math.sqrt(L) + math.sqrt(mu)) ** 2
@@ -212,7 +234,15 @@ def heavy_ball_parameters(L: float, mu: float) -> tuple[float, float]:
 
 def heavy_ball_rate(L: float, mu: float) -> float:
     """q = (√κ - 1)/(√κ + 1): the asymptotic contraction per step of optimal heavy ball
-    ([P87] section 3.2.1, Theorem 1 there: ||x_k - x*|| <= C (q + ε)^k for every ε > 0)."""
+    ([P87] section 3.2.1, Theorem 1 there: ||x_k - x*|| <= C (q + ε)^k for every ε > 0).
+
+    Example::
+
+        >>> heavy_ball_rate(9.0, 1.0)  # √κ = 3: (3 - 1)/(3 + 1)
+        0.5
+        >>> heavy_ball_rate(4.0, 4.0)  # κ = 1
+        0.0
+    """
     L, mu = _constants(L, mu, strongly_convex=True)
     root = math.sqrt(L / mu)
     return (root - 1) / (root + 1)
@@ -220,7 +250,15 @@ def heavy_ball_rate(L: float, mu: float) -> float:
 
 def nesterov_momentum(L: float, mu: float) -> float:
     """(√κ - 1)/(√κ + 1): the constant momentum of Nesterov's method for an L-smooth,
-    mu-strongly convex f ([N04] constant step scheme III); with step 1/L."""
+    mu-strongly convex f ([N04] constant step scheme III); with step 1/L.
+
+    Example::
+
+        >>> round(nesterov_momentum(4.0, 1.0), 6)  # √κ = 2: (2 - 1)/(2 + 1) = 1/3
+        0.333333
+        >>> nesterov_momentum(4.0, 1.0) == heavy_ball_rate(4.0, 1.0)  # the same number
+        True
+    """
     return heavy_ball_rate(L, mu)
 
 
@@ -233,6 +271,12 @@ class StepSizeLimits:
     (fastest constant GD step on quadratics, rate (κ-1)/(κ+1)), ``heavy_ball`` = (α, β) of
     Polyak's method and ``nesterov`` = (1/L, (√κ-1)/(√κ+1)) when mu > 0; ``assumptions`` states
     for each entry what it needs.
+
+    Example::
+
+        >>> limits = step_size_limits(4.0)  # mu = 0: no optimal, heavy-ball or Nesterov step
+        >>> limits.safe, limits.edge, limits.optimal, limits.heavy_ball
+        (0.25, 0.5, None, None)
     """
 
     L: float
@@ -247,7 +291,16 @@ class StepSizeLimits:
 
 def step_size_limits(L: float, mu: float = 0.0) -> StepSizeLimits:
     """The safe step 1/L, the stability edge 2/L and, if mu > 0, the optimal GD step, heavy-ball
-    and Nesterov parameters, each with its assumptions (see ``StepSizeLimits``)."""
+    and Nesterov parameters, each with its assumptions (see ``StepSizeLimits``).
+
+    Example::
+
+        >>> limits = step_size_limits(4.0, 1.0)  # κ = 4, √κ = 2
+        >>> limits.safe, limits.edge, limits.optimal  # 1/L, 2/L, 2/(mu + L)
+        (0.25, 0.5, 0.4)
+        >>> [round(value, 6) for value in limits.heavy_ball]  # 4/(2 + 1)², (1/3)²
+        [0.444444, 0.111111]
+    """
     L, mu = _constants(L, mu)
     strongly = mu > 0
     return StepSizeLimits(
@@ -278,7 +331,15 @@ def step_size_limits(L: float, mu: float = 0.0) -> StepSizeLimits:
 # ----------------------------------------------------------------------------------------------
 def gd_convex_gap(k: Any, lr: float, dist0_sq: float) -> np.ndarray:
     """||x0 - x*||² / (2 lr k): gradient descent with 0 < lr <= 1/L on a convex L-smooth f
-    has f(x_k) - f* at most this ([GG] Theorem 3.4). Infinite at k = 0 (no claim)."""
+    has f(x_k) - f* at most this ([GG] Theorem 3.4). Infinite at k = 0 (no claim).
+
+    Example::
+
+        >>> float(gd_convex_gap(4, lr=0.5, dist0_sq=2.0))  # 2/(2 * 0.5 * 4)
+        0.5
+        >>> gd_convex_gap([0, 1, 2], lr=0.5, dist0_sq=2.0).tolist()  # no claim at k = 0
+        [inf, 2.0, 1.0]
+    """
     steps = _steps(k)
     lr, dist0_sq = _positive("lr", lr), _non_negative("dist0_sq", dist0_sq)
     with np.errstate(divide="ignore", over="ignore"):  # (k = 0, discarded: no claim)
@@ -293,6 +354,12 @@ def gd_long_step_gap(k: Any, lr: float, L: float, gap0: float, dist0_sq: float) 
     Derivation (as in [N04]): each step decreases f by at least ω ||∇f(x_k)||², ω = lr (1 -
     L lr / 2); ||x_k - x*|| <= r0; convexity gives Δ_k <= r0 ||∇f(x_k)||, so Δ_{k+1} <= Δ_k -
     (ω / r0²) Δ_k², hence 1/Δ_k >= 1/Δ0 + k ω / r0².
+
+    Example::
+
+        >>> # L = 1, lr = 1.5, Δ0 = 0.5, r0² = 1: k = 8 gives 2 * 0.5 / (2 + 8 * 1.5 * 0.5 * 0.5)
+        >>> gd_long_step_gap([0, 8], lr=1.5, L=1.0, gap0=0.5, dist0_sq=1.0).tolist()
+        [0.5, 0.2]
     """
     steps = _steps(k)
     lr, L = _positive("lr", lr), _positive("L", L)
@@ -306,7 +373,15 @@ def gd_long_step_gap(k: Any, lr: float, L: float, gap0: float, dist0_sq: float) 
 
 def gd_strongly_convex_distance_sq(k: Any, lr: float, mu: float, dist0_sq: float) -> np.ndarray:
     """(1 - lr mu)^k ||x0 - x*||²: gradient descent with 0 < lr <= 1/L on an L-smooth,
-    mu-strongly convex f has ||x_k - x*||² at most this ([GG] Theorem 3.6)."""
+    mu-strongly convex f has ||x_k - x*||² at most this ([GG] Theorem 3.6).
+
+    Example::
+
+        >>> float(gd_strongly_convex_distance_sq(2, lr=0.5, mu=1.0, dist0_sq=4.0))  # 0.5² * 4
+        1.0
+        >>> gd_strongly_convex_distance_sq([0, 1], lr=0.25, mu=1.0, dist0_sq=4.0).tolist()
+        [4.0, 3.0]
+    """
     steps = _steps(k)
     lr, mu = _positive("lr", lr), _positive("mu", mu)
     if not lr * mu <= 1:  # (lr <= 1/L and mu <= L; above it the "bound" changes sign)
@@ -319,7 +394,15 @@ def gd_strongly_convex_distance_sq(k: Any, lr: float, mu: float, dist0_sq: float
 
 def gd_optimal_step_distance(k: Any, L: float, mu: float, dist0: float) -> np.ndarray:
     """((κ - 1)/(κ + 1))^k ||x0 - x*||: gradient descent with lr = 2/(mu + L) on an L-smooth,
-    mu-strongly convex f ([N04] Theorem 2.1.15)."""
+    mu-strongly convex f ([N04] Theorem 2.1.15).
+
+    Example::
+
+        >>> float(gd_optimal_step_distance(2, L=3.0, mu=1.0, dist0=2.0))  # ((3-1)/(3+1))² * 2
+        0.5
+        >>> gd_optimal_step_distance([0, 1], L=2.0, mu=2.0, dist0=2.0).tolist()  # κ = 1
+        [2.0, 0.0]
+    """
     return optimal_step_rate(L, mu) ** _steps(k) * _non_negative("dist0", dist0)
 
 
@@ -339,6 +422,15 @@ def heavy_ball_distance(k: Any, L: float, mu: float, dist0: float) -> np.ndarray
     |1 + β - αλ| <= 2q on [mu, L], so ||M_λ||_2 <= ||M_λ||_F <= m and
     ||M_λ^k|| <= q^{k-1}(k m + (k - 1) q). The state (x_k - x*, x_{k-1} - x*) starts at norm
     √2 ||x0 - x*|| (x_{-1} = x0) and decouples over the eigenvectors of A, which gives the bound.
+
+    Example::
+
+        >>> q = 0.5  # L = 9, mu = 1: √κ = 3, q = (3 - 1)/(3 + 1); at k = 1 the bound is √2 m
+        >>> float(heavy_ball_distance(0, 9.0, 1.0, dist0=1.0))
+        1.0
+        >>> m = math.sqrt(1 + 4 * q**2 + q**4)
+        >>> math.isclose(heavy_ball_distance(1, 9.0, 1.0, dist0=1.0), math.sqrt(2) * m)
+        True
     """
     steps = _steps(k)
     q = heavy_ball_rate(L, mu)
@@ -354,7 +446,15 @@ def nesterov_convex_gap(k: Any, L: float, dist0_sq: float) -> np.ndarray:
     """2 L ||x0 - x*||² / (k + 1)²: Nesterov's accelerated gradient (step 1/L, momentum
     (t_k - 1)/t_{k+1} with t_1 = 1, t_{k+1} = (1 + √(1 + 4 t_k²))/2 as in FISTA, or (k-1)/(k+2))
     on a convex L-smooth f, for the gradient-step sequence x_k ([BT09] Thm 4.4, [SBC16]).
-    Needs a momentum that grows with k: a constant-momentum method has no such guarantee."""
+    Needs a momentum that grows with k: a constant-momentum method has no such guarantee.
+
+    Example::
+
+        >>> float(nesterov_convex_gap(3, L=2.0, dist0_sq=1.0))  # 2 * 2 * 1 / (3 + 1)²
+        0.25
+        >>> float(nesterov_convex_gap(0, L=2.0, dist0_sq=1.0))  # finite at k = 0: 2 L r0²
+        4.0
+    """
     steps = _steps(k)
     L, dist0_sq = _positive("L", L), _non_negative("dist0_sq", dist0_sq)
     return 2 * L * dist0_sq / (steps + 1) ** 2
@@ -387,7 +487,15 @@ def nesterov_strongly_convex_gap(
 def gd_divergence_distance(k: Any, lr: float, L: float, top_component: float) -> np.ndarray:
     """|1 - lr L|^k |<v, x0 - x*>|: on a quadratic, x_k - x* = (I - lr A)^k (x0 - x*), so the
     component along the top eigenvector v is multiplied by exactly (1 - lr L) per step and
-    ||x_k - x*|| is at least this. For lr > 2/L it grows geometrically: divergence ([N04] 1.2.3)."""
+    ||x_k - x*|| is at least this. For lr > 2/L it grows geometrically: divergence ([N04] 1.2.3).
+
+    Example::
+
+        >>> float(gd_divergence_distance(3, lr=3.0, L=1.0, top_component=0.5))  # |1 - 3|³ * 0.5
+        4.0
+        >>> float(gd_divergence_distance(3, lr=1.5, L=1.0, top_component=0.5))  # |1 - 1.5|³ * 0.5
+        0.0625
+    """
     steps = _steps(k)
     lr, L = _positive("lr", lr), _positive("L", L)
     return abs(1 - lr * L) ** steps * abs(_finite_float("top_component", top_component))
@@ -430,6 +538,13 @@ class Bound:
         whose optimizer is neither one of them nor a subclass of one is not applicable. Empty:
         any optimizer with the stated ``hyperparameters``.
     assumptions, source: what the bound needs and where it comes from.
+
+    Example::
+
+        >>> bound = Bound(name="one_over_k", quantity="gap", values=lambda k: 1 / (k + 1),
+        ...               formula="f(x_k) - f* <= 1/(k + 1)")
+        >>> bound([0, 1, 3]).tolist(), bound.direction  # 1/1, 1/2, 1/4; an upper bound
+        ([1.0, 0.5, 0.25], 'upper')
     """
 
     name: str
@@ -605,7 +720,16 @@ def _require_strongly_convex(problem: Any, name: str) -> None:
 
 
 def gd_bound(problem: Any, lr: float) -> Bound:
-    """f(x_k) - f* <= ||x0 - x*||²/(2 lr k) for GD with 0 < lr <= 1/L on convex f ([GG] 3.4)."""
+    """f(x_k) - f* <= ||x0 - x*||²/(2 lr k) for GD with 0 < lr <= 1/L on convex f ([GG] 3.4).
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0, 0.0], [0.0, 0.5]], x_star=[0.0, 0.0], x0=[1.0, 0.0])
+        >>> bound = gd_bound(problem, lr=1.0)  # L = 1, lr = 1/L, ||x0 - x*|| = 1
+        >>> float(bound(4)), bound.hyperparameters["lr"]  # 1/(2 * 1 * 4)
+        (0.125, 1.0)
+    """
     _require_convex(problem, "gd_bound")
     L = _require_gd_setting(problem, "gd_bound")
     lr = _check_safe_lr(lr, L)
@@ -628,7 +752,16 @@ def gd_long_step_bound(problem: Any, lr: float) -> Bound:
     f ([N04] 2.1.14): the guarantee on merely convex f between the safe step 1/L and the edge
     2/L. On mu-strongly convex f, ``gd_strongly_convex_tight_bound`` also covers
     1/L < lr <= 2/(mu + L) (a linear rate); for 2/(mu + L) < lr < 2/L this O(1/k) bound is
-    the one left."""
+    the one left.
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0, 0.0], [0.0, 0.5]], x_star=[0.0, 0.0], x0=[1.0, 0.0])
+        >>> # L = 1, Δ0 = f(x0) - f* = 0.5, r0² = 1: 2 * 0.5 / (2 + 8 * 1.5 * 0.5 * 0.5) at k = 8
+        >>> gd_long_step_bound(problem, lr=1.5)([0, 8]).tolist()
+        [0.5, 0.2]
+    """
     _require_convex(problem, "gd_long_step_bound")
     L = _require_gd_setting(problem, "gd_long_step_bound")
     lr = _positive("lr", lr)
@@ -650,7 +783,16 @@ def gd_long_step_bound(problem: Any, lr: float) -> Bound:
 
 
 def gd_strongly_convex_bound(problem: Any, lr: float) -> Bound:
-    """||x_k - x*||² <= (1 - lr mu)^k ||x0 - x*||² for GD with 0 < lr <= 1/L ([GG] 3.6)."""
+    """||x_k - x*||² <= (1 - lr mu)^k ||x0 - x*||² for GD with 0 < lr <= 1/L ([GG] 3.6).
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[2.0, 0.0], [0.0, 1.0]], x_star=[0.0, 0.0], x0=[0.0, 1.0])
+        >>> bound = gd_strongly_convex_bound(problem, lr=0.5)  # L = 2, mu = 1, r0² = 1
+        >>> bound.rate, float(bound(2))  # 1 - 0.5 * 1, 0.5²
+        (0.5, 0.25)
+    """
     _require_strongly_convex(problem, "gd_strongly_convex_bound")
     L = _require_gd_setting(problem, "gd_strongly_convex_bound")
     lr = _check_safe_lr(lr, L)
@@ -670,7 +812,16 @@ def gd_strongly_convex_bound(problem: Any, lr: float) -> Bound:
 
 
 def gd_optimal_step_bound(problem: Any) -> Bound:
-    """||x_k - x*|| <= ((κ-1)/(κ+1))^k ||x0 - x*|| for GD with lr = 2/(mu + L) ([N04] 2.1.15)."""
+    """||x_k - x*|| <= ((κ-1)/(κ+1))^k ||x0 - x*|| for GD with lr = 2/(mu + L) ([N04] 2.1.15).
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[3.0, 0.0], [0.0, 1.0]], x_star=[0.0, 0.0], x0=[0.0, 1.0])
+        >>> bound = gd_optimal_step_bound(problem)  # κ = 3: lr = 2/(1 + 3), rate 2/4
+        >>> bound.hyperparameters["lr"], bound.rate, float(bound(3))  # 0.5³ * 1
+        (0.5, 0.5, 0.125)
+    """
     _require_strongly_convex(problem, "gd_optimal_step_bound")
     L = _require_gd_setting(problem, "gd_optimal_step_bound")
     mu = problem.mu
@@ -690,7 +841,18 @@ def gd_optimal_step_bound(problem: Any) -> Bound:
 
 def heavy_ball_bound(problem: Any) -> Bound:
     """Optimal heavy ball on a quadratic: ||x_k - x*|| <= √2 q^{k-1}(k m + (k-1) q)||x0 - x*||,
-    asymptotic rate q = (√κ-1)/(√κ+1) with a factor linear in k (see ``heavy_ball_distance``)."""
+    asymptotic rate q = (√κ-1)/(√κ+1) with a factor linear in k (see ``heavy_ball_distance``).
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[9.0, 0.0], [0.0, 1.0]], x_star=[0.0, 0.0], x0=[0.0, 1.0])
+        >>> bound = heavy_ball_bound(problem)  # √κ = 3: α = 4/(3 + 1)², β = (2/4)², q = 2/4
+        >>> bound.hyperparameters["lr"], bound.hyperparameters["momentum"], bound.rate
+        (0.25, 0.25, 0.5)
+        >>> float(bound(0))  # ||x0 - x*||
+        1.0
+    """
     _require_strongly_convex(problem, "heavy_ball_bound")
     _require_gd_setting(problem, "heavy_ball_bound")
     if not getattr(problem, "is_quadratic", False):
@@ -761,6 +923,14 @@ def nesterov_bound(problem: Any, steps: int = 10_000, schedule: str = "fista") -
     ``certify`` reports gradient descent or ``SGD(nesterov=True)`` with a constant momentum as
     not applicable (their constant-momentum Nesterov has no O(1/k²) guarantee on convex f, and
     torch's buffer form with a varying momentum is not this scheme either).
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[2.0, 0.0], [0.0, 1.0]], x_star=[0.0, 0.0], x0=[0.0, 1.0])
+        >>> bound = nesterov_bound(problem, steps=10)  # L = 2, ||x0 - x*||² = 1
+        >>> bound([3, 11]).tolist(), bound.hyperparameters["lr"]  # 2 * 2 * 1/(3 + 1)²; no claim
+        ([0.25, inf], 0.5)
     """
     _require_convex(problem, "nesterov_bound")
     L = _require_gd_setting(problem, "nesterov_bound")
@@ -797,6 +967,14 @@ def sgd_nesterov_gradient_point(
     ``state["momentum_buffer"]`` (so x_{k+1} = y_k - lr ∇f(y_k) is Nesterov's gradient step);
     hence x_k = y_k + lr β b_{k-1}. Before the first update (no buffer) x_0 = y_0. Works for any
     optimizer with torch's SGD state layout (``optim.SGD`` included).
+
+    Example::
+
+        >>> x = torch.nn.Parameter(torch.tensor([1.0]))  # f(x) = x²/2, x_0 = 1, ∇f(x_0) = 1
+        >>> optimizer = torch.optim.SGD([x], lr=0.5, momentum=0.5, nesterov=True)
+        >>> (x**2 / 2).sum().backward(); optimizer.step()  # y_1 = 1 - 0.5 (1 + 0.5 * 1)
+        >>> x.item(), sgd_nesterov_gradient_point(x, optimizer).item()  # x_1 = 1 - 0.5 * 1
+        (0.25, 0.5)
     """
     group = next((g for g in optimizer.param_groups if any(p is param for p in g["params"])), None)
     if group is None:
@@ -823,7 +1001,18 @@ def nesterov_strongly_convex_bound(problem: Any) -> Bound:
     """f(x_k) - f* <= (1 - 1/√κ)^k (f(x0) - f* + mu/2 ||x0 - x*||²) for Nesterov's method with
     step 1/L and constant momentum (√κ-1)/(√κ+1) ([N04] scheme III, Thm 2.2.3). The bound is
     about the gradient-step sequence x_k; torch's ``SGD(nesterov=True)`` stores the look-ahead
-    point y_k instead, so ``observe`` recovers x_k from the momentum buffer."""
+    point y_k instead, so ``observe`` recovers x_k from the momentum buffer.
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[4.0, 0.0], [0.0, 1.0]], x_star=[0.0, 0.0], x0=[0.0, 1.0])
+        >>> bound = nesterov_strongly_convex_bound(problem)  # κ = 4: momentum (2 - 1)/(2 + 1)
+        >>> round(bound.hyperparameters["momentum"], 6), bound.rate  # rate 1 - 1/√4
+        (0.333333, 0.5)
+        >>> float(bound(2))  # 0.5² (f(x0) - f* + mu/2 ||x0 - x*||²) = 0.25 (0.5 + 0.5)
+        0.25
+    """
 
     _require_strongly_convex(problem, "nesterov_strongly_convex_bound")
     L = _require_gd_setting(problem, "nesterov_strongly_convex_bound")
@@ -853,7 +1042,16 @@ def nesterov_strongly_convex_bound(problem: Any) -> Bound:
 
 def gd_divergence_bound(problem: Any, lr: float) -> Bound:
     """A lower bound ||x_k - x*|| >= |1 - lr L|^k |<v, x0 - x*>| (v the top eigenvector of A) on
-    a ``Quadratic``; with lr > 2/L it grows without limit: gradient descent diverges."""
+    a ``Quadratic``; with lr > 2/L it grows without limit: gradient descent diverges.
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0, 0.0], [0.0, 0.5]], x_star=[0.0, 0.0], x0=[1.0, 0.0])
+        >>> bound = gd_divergence_bound(problem, lr=3.0)  # L = 1, x0 - x* on the top eigenvector
+        >>> bound.direction, float(bound(3))  # |1 - 3 * 1|³ * 1
+        ('lower', 8.0)
+    """
     _require_gd_setting(problem, "gd_divergence_bound")
     if not hasattr(problem, "eigenvectors"):
         raise ValueError(
@@ -1003,6 +1201,14 @@ def gd_nonconvex_bound(
     only for problems whose L is global; for ``Rosenbrock`` (whose ``L`` is local to x*) pass
     ``L=problem.sublevel_smoothness()``, valid on a box around {f <= f(x0)}, which gradient
     descent with lr < 2/L never leaves. ``f_low`` defaults to ``problem.f_star``.
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0, 0.0], [0.0, 0.5]], x_star=[0.0, 0.0], x0=[1.0, 0.0])
+        >>> bound = gd_nonconvex_bound(problem, lr=1.0)  # L = 1, f(x0) - f* = 0.5
+        >>> bound.quantity, float(bound(4))  # 2 L (f(x0) - f*)/k = 2 * 1 * 0.5/4
+        ('grad_sq_min', 0.25)
     """
     _require_deterministic(problem, "gd_nonconvex_bound")
     if L is None:
@@ -1044,7 +1250,17 @@ def gd_nonconvex_bound(
 
 def pl_bound(problem: Any) -> Bound:
     """f(x_k) - f* <= (1 - pl/L)^k (f(x0) - f*) for GD with step 1/L on an L-smooth f with the
-    Polyak-Łojasiewicz constant ``problem.pl_constant`` ([KNS16] Theorem 1; see ``pl_gap``)."""
+    Polyak-Łojasiewicz constant ``problem.pl_constant`` ([KNS16] Theorem 1; see ``pl_gap``).
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> A = [[4.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]  # singular: mu = 0, pl = 1
+        >>> problem = Quadratic(A, x_star=[0.0, 0.0, 0.0], x0=[1.0, 0.0, 0.0])
+        >>> bound = pl_bound(problem)  # f(x0) - f* = 4/2
+        >>> problem.mu, bound.rate, float(bound(2))  # 1 - 1/4, 0.75² * 2
+        (0.0, 0.75, 1.125)
+    """
     _require_problem(problem, "pl_bound")
     pl = float(getattr(problem, "pl_constant", 0.0))
     if not pl > 0:
@@ -1070,7 +1286,15 @@ def pl_bound(problem: Any) -> Bound:
 
 def gd_tight_bound(problem: Any, lr: float) -> Bound:
     """f(x_k) - f* <= L ||x0 - x*||² / (4 k lr L + 2) for GD with 0 < lr <= 1/L on convex
-    L-smooth f: the tight worst case ([DT14] Theorems 3.1-3.2; see ``gd_tight_convex_gap``)."""
+    L-smooth f: the tight worst case ([DT14] Theorems 3.1-3.2; see ``gd_tight_convex_gap``).
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0, 0.0], [0.0, 0.5]], x_star=[0.0, 0.0], x0=[1.0, 0.0])
+        >>> gd_tight_bound(problem, lr=1.0)([0, 2]).tolist()  # 1 * 1/(4 * 2 * 1 * 1 + 2) at k = 2
+        [0.5, 0.1]
+    """
     _require_convex(problem, "gd_tight_bound")
     L = _require_gd_setting(problem, "gd_tight_bound")
     lr = _check_safe_lr(lr, L)
@@ -1090,7 +1314,16 @@ def gd_tight_bound(problem: Any, lr: float) -> Bound:
 
 def gd_strongly_convex_tight_bound(problem: Any, lr: float) -> Bound:
     """||x_k - x*||² <= (1 - 2 lr mu L/(mu + L))^k ||x0 - x*||² for GD with
-    0 < lr <= 2/(mu + L) ([N04] Theorem 2.1.15; see ``gd_strongly_convex_tight_distance_sq``)."""
+    0 < lr <= 2/(mu + L) ([N04] Theorem 2.1.15; see ``gd_strongly_convex_tight_distance_sq``).
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[3.0, 0.0], [0.0, 1.0]], x_star=[0.0, 0.0], x0=[0.0, 1.0])
+        >>> bound = gd_strongly_convex_tight_bound(problem, lr=0.5)  # lr = 2/(1 + 3)
+        >>> bound.rate, float(bound(2))  # 1 - 2 * 0.5 * 1 * 3/4 = ((3-1)/(3+1))², 0.25²
+        (0.25, 0.0625)
+    """
     _require_strongly_convex(problem, "gd_strongly_convex_tight_bound")
     L = _require_gd_setting(problem, "gd_strongly_convex_tight_bound")
     mu = problem.mu
@@ -1121,7 +1354,19 @@ def sgd_noise_ball_bound(problem: Any, lr: float) -> Bound:
     one term of a strongly convex finite sum per update, 0 < lr <= 1/(2 L_max) ([GLQ19] Theorem
     3.1; see ``sgd_noise_ball_distance_sq``). ``problem`` must be a sampled finite sum with
     ``batch_size`` 1 that states ``L_max`` and ``sigma_star_sq`` (``LeastSquares(...,
-    batch_size=1)``)."""
+    batch_size=1)``).
+
+    Example::
+
+        >>> from theory.problems import LeastSquares
+        >>> X, y = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], [1.0, -1.0, 1.0, -1.0]
+        >>> problem = LeastSquares(X, y, x0=[1.0, 0.0], batch_size=1)  # x* = 0, ||x0 - x*|| = 1
+        >>> problem.mu, problem.L_max, problem.sigma_star_sq  # X^T X/4 = I/2, max ||x_i||², 1
+        (0.5, 1.0, 1.0)
+        >>> bound = sgd_noise_ball_bound(problem, lr=0.5)  # (1 - 0.25)^k * 1 + 2 * 0.5 * 1/0.5
+        >>> bound([1, 2]).round(6).tolist(), bound.expectation
+        ([2.75, 2.5625], True)
+    """
     _require_strongly_convex(problem, "sgd_noise_ball_bound")
     if getattr(problem, "batch_size", None) != 1 or not hasattr(problem, "sigma_star_sq"):
         raise ValueError(

@@ -87,6 +87,14 @@ class Trajectory:
     all finite), ``optimizer`` the names of the optimizer's class and of its base classes
     (``type(optimizer).__mro__``, the class first), ``dtype`` the dtype of the parameter the
     optimizer updated (the points are stored in float64 whatever it was).
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0]], x_star=[0.0], x0=[1.0])  # f(x) = x²/2
+        >>> trajectory = run(problem, lambda p: torch.optim.SGD(p, lr=0.5), steps=2)  # x_k = 0.5^k
+        >>> trajectory.steps, trajectory.distance.tolist(), trajectory.gap.tolist()  # x_k²/2
+        (2, [1.0, 0.5, 0.25], [0.5, 0.125, 0.03125])
     """
 
     points: torch.Tensor
@@ -164,6 +172,16 @@ def run(
     ``gradients`` the full gradient norm ||∇f(x_k)||² of every point is measured too
     (``Trajectory.grad_sq``, needed by ``"grad_sq_min"`` bounds). The run stops at the first
     non-finite point or loss; the remaining rows are NaN.
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0]], x_star=[0.0], x0=[1.0])  # f(x) = x²/2
+        >>> trajectory = run(problem, lambda p: torch.optim.SGD(p, lr=0.5), steps=3)
+        >>> trajectory.points[:, 0].tolist()  # x_{k+1} = x_k - 0.5 x_k
+        [1.0, 0.5, 0.25, 0.125]
+        >>> trajectory.hyperparameters["lr"].tolist(), trajectory.optimizer[0]
+        ([0.5, 0.5, 0.5], 'SGD')
     """
     _check_problem(problem)
     steps = _integer("steps", steps, 1, "a positive integer")
@@ -380,6 +398,16 @@ def numerical_floor(problem: Problem, quantity: str, dtype: torch.dtype = DTYPE)
     smooth f, Lipschitz for non-smooth); grad_sq_min: 1e4 ε64 ||∇f(x0)||² + (L d)² (0
     curvature term when L is infinite). f* shifts no gradient, so it enters only the
     measurement's rounding, at float64's ε whatever the run's dtype.
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0]], x_star=[0.0], x0=[1.0])  # ||x*|| = 0, ||x0 - x*|| = 1
+        >>> d = 1e4 * torch.finfo(torch.float64).eps * (0.0 + 1.0)  # x_star_tol = 0
+        >>> numerical_floor(problem, "distance") == d
+        True
+        >>> numerical_floor(problem, "distance_sq") == d**2
+        True
     """
     _check_dtype(dtype)
     eps = float(torch.finfo(dtype).eps)
@@ -435,7 +463,15 @@ def _tail(values: np.ndarray, floor: float, start: int | None) -> np.ndarray:
 def fit_rate(values: np.ndarray, floor: float = 0.0, start: int | None = None) -> float:
     """exp(slope) of the least-squares line through log(values[k]) over the fitting window
     (the second half of the part of the run above 10 x floor, or from ``start``): the empirical
-    per-step factor. NaN when fewer than 3 points remain."""
+    per-step factor. NaN when fewer than 3 points remain.
+
+    Example::
+
+        >>> round(fit_rate(3.0 * 0.5 ** np.arange(10)), 6)  # values 3 * 0.5^k
+        0.5
+        >>> math.isnan(fit_rate([1.0, 0.5]))  # fewer than 3 points
+        True
+    """
     values = np.asarray(values, dtype=np.float64)
     window = _tail(values, floor, start)
     if window.size < 3:
@@ -446,7 +482,14 @@ def fit_rate(values: np.ndarray, floor: float = 0.0, start: int | None = None) -
 
 def fit_order(values: np.ndarray, floor: float = 0.0, start: int | None = None) -> float:
     """Slope of log(values[k]) against log(k) on the same window as ``fit_rate``: the empirical
-    power of a sublinear rate (about -1 for GD's gap, -2 for Nesterov's)."""
+    power of a sublinear rate (about -1 for GD's gap, -2 for Nesterov's).
+
+    Example::
+
+        >>> k = np.arange(1, 21)
+        >>> round(fit_order(np.r_[5.0, 5.0 / k**2]), 6)  # values[k] = 5/k² (k = 0 not fitted)
+        -2.0
+    """
     values = np.asarray(values, dtype=np.float64)
     window = _tail(values, floor, start)
     if window.size < 3:
@@ -480,6 +523,16 @@ class Certificate:
     band's lower edge is above an upper bound (below a lower one), else None;
     ``trajectories``: every run (``trajectory`` is the first). ``rate_rounding``: the most the
     rounding of the iterates can move the log of the fitted rate (see ``rate_consistent``).
+
+    Example::
+
+        >>> from theory.bounds import gd_bound
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0]], x_star=[0.0], x0=[1.0])  # f(x) = x²/2
+        >>> sgd = lambda p: torch.optim.SGD(p, lr=0.5)  # gap 0.5 * 0.25^k, bound 1/k
+        >>> certificate = certify(problem, sgd, 4, gd_bound(problem, 0.5).scaled(0.1))
+        >>> certificate.status, certificate.first_violation  # 0.125 > 0.1/1 at k = 1
+        ('violated', 1)
     """
 
     bound: Bound
@@ -835,6 +888,17 @@ def not_applicable_reason(problem: Problem, bound: Bound, trajectory: Trajectory
     counts as False (the optimizer minimises); ``dampening`` is not compared at updates that ran
     with momentum 0 (it acts on the momentum buffer only). A bound that names its
     ``optimizers`` applies only to runs of one of those classes (or a subclass).
+
+    Example::
+
+        >>> from theory.bounds import gd_bound
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0]], x_star=[0.0], x0=[1.0])  # f(x) = x²/2
+        >>> trajectory = run(problem, lambda p: torch.optim.SGD(p, lr=0.25), steps=2)
+        >>> print(not_applicable_reason(problem, gd_bound(problem, 0.25), trajectory))
+        None
+        >>> not_applicable_reason(problem, gd_bound(problem, 0.5), trajectory)
+        'update t=0 ran with lr=0.25, the bound assumes lr=0.5'
     """
     if bound.problem is not None:
         difference = _problem_difference(bound.problem, problem)
@@ -947,6 +1011,16 @@ def certify(
     per seed on ``problem.reseeded(seed)``; the mean over runs is compared with the bound, and
     a 95 % Student-t band (mean ± t_{0.975, n-1} s/√n, s the sample standard deviation) is
     reported beside it (see ``Certificate``).
+
+    Example::
+
+        >>> from theory.bounds import gd_bound
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0]], x_star=[0.0], x0=[1.0])  # f(x) = x²/2
+        >>> sgd = lambda p: torch.optim.SGD(p, lr=0.5)  # gap 0.5 * 0.25^k
+        >>> certificate = certify(problem, sgd, 4, gd_bound(problem, 0.5))  # bound 1/(2 * 0.5 k)
+        >>> certificate.status, certificate.worst_ratio, certificate.worst_step  # 0.125/1 at k = 1
+        ('held', 0.125, 1)
     """
     if not isinstance(bound, Bound):
         raise TypeError(f"bound must be a theory.bounds.Bound, got {type(bound).__name__}")

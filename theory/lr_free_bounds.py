@@ -353,6 +353,14 @@ def sps_step_bound(problem: Any, c: float = 0.5, gamma_b: float = 1.0) -> Bound:
     the step, so a step short by more than that is still reported. ``observe`` reads
     ``param_groups[0]["step_size"]`` and computes ∇f where each step was taken; no claim at
     k = 0.
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[2.0, 0.0], [0.0, 1.0]], x_star=[0.0, 0.0], x0=[1.0, 1.0])
+        >>> bound = sps_step_bound(problem, c=0.5, gamma_b=1.0)  # L = 2
+        >>> bound.direction, float(bound(1))  # min(1/(2 * 0.5 * 2), 1)
+        ('lower', 0.5)
     """
     c, gamma_b = _positive("c", c), float(gamma_b)
     if not gamma_b > 0:
@@ -389,6 +397,16 @@ def polyak_bound(problem: Any) -> Bound:
       ||x_k - x*||² <= (1 - mu / (4 L))^k ||x0 - x*||² (quantity ``"distance_sq"``);
     * convex: (f - f*)²/||g||² >= ||g||² / (4 L²), so min_{j<k} ||g_j||² <= 4 L² ||x0 - x*||² / k
       (quantity ``"grad_sq_min"``). [HK19] Theorem 1 states the same rates.
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> strongly = Quadratic([[4.0, 0.0], [0.0, 1.0]], x_star=[0.0, 0.0], x0=[0.0, 1.0])
+        >>> polyak_bound(strongly).rate  # 1 - mu/(4L) = 1 - 1/16
+        0.9375
+        >>> convex = Quadratic([[2.0, 0.0], [0.0, 0.0]], x_star=[0.0, 0.0], x0=[1.0, 0.0])
+        >>> float(polyak_bound(convex)(4))  # mu = 0: 4 L² ||x0 - x*||²/k = 4 * 2² * 1/4
+        4.0
     """
     _require_convex(problem, "polyak_bound")
     _require_full_loss(problem, "polyak_bound", "the deterministic Polyak step, f* exact")
@@ -464,6 +482,15 @@ def armijo_bound(
     1e-6 started where ||g|| = 5e-9 was reported violated from step 223).
 
     The bound pins ``init_step_size``, ``c``, ``beta_b``, ``eta_max`` and ``max_backtracks``.
+
+    Example::
+
+        >>> from theory.problems import Quadratic
+        >>> problem = Quadratic([[1.0, 0.0], [0.0, 0.5]], x_star=[0.0, 0.0], x0=[1.0, 0.0])
+        >>> # L = 1: eta_min = min(1, 10, 0.5 * 2 (1 - 0.5)/1) = 0.5; ||x0 - x*||² = 1
+        >>> bound = armijo_bound(problem, init_step_size=1.0, c=0.5, beta_b=0.5)
+        >>> float(bound(4))  # max(1/(2 * 4 * 0.5), 1e-8 * 1)
+        0.25
     """
     _require_convex(problem, "armijo_bound")
     _require_full_loss(problem, "armijo_bound", "the Armijo test on f itself")
@@ -571,6 +598,14 @@ def schedulefree_sgd_bound(problem: Any, lr: float, momentum: float = 0.9) -> Bo
     the bound here is 1.00005.) lr = D / (G sqrt(k)) gives (D G / sqrt(k)) (1 + 1/(2k)).
 
     The bound is on x (``schedule_free_x``), the average the optimizer's ``eval()`` returns.
+
+    Example::
+
+        >>> from theory.problems import LeastAbsoluteDeviations
+        >>> problem = LeastAbsoluteDeviations([[1.0]], [0.0], x0=[0.01])  # f(x) = |x|, G = 1
+        >>> bound = schedulefree_sgd_bound(problem, lr=1.0)  # (0.01² + 1)/(2 k) + 1/2
+        >>> round(float(bound(1)), 6), bound.expectation
+        (1.00005, True)
     """
     _require_convex(problem, "schedulefree_sgd_bound")
     lr = _positive("lr", lr)

@@ -288,6 +288,18 @@ class Problem:
 
     Subclasses set the attributes in ``__init__`` and implement ``loss`` (and, where there is a
     closed form, ``grad``). See the module docstring for the meaning of every attribute.
+
+    Example::
+
+        >>> class Parabola(Problem):  # f(x) = ||x||², minimiser 0: L = mu = 2
+        ...     def __init__(self):
+        ...         self.L, self.mu, self.f_star = 2.0, 2.0, 0.0
+        ...         self.x_star, self.x0 = torch.zeros(1, dtype=DTYPE), torch.ones(1, dtype=DTYPE)
+        ...     def loss(self, x):
+        ...         return (x**2).sum()
+        >>> problem = Parabola()
+        >>> problem.kappa, problem.gap(problem.x0), problem.grad(problem.x0).tolist()  # ∇f = 2x
+        (1.0, 1.0, [2.0])
     """
 
     L: float
@@ -414,6 +426,16 @@ class Quadratic(Problem):
 
     Attributes beyond the common interface: ``A``, ``eigenvalues`` (ascending) and
     ``eigenvectors`` (columns, same order), used by the divergence bound.
+
+    Example::
+
+        >>> problem = Quadratic([[4.0, 0.0], [0.0, 1.0]], x_star=[1.0, 1.0], x0=[0.0, 0.0])
+        >>> problem.L, problem.mu, problem.kappa  # the largest and smallest diagonal entries
+        (4.0, 1.0, 4.0)
+        >>> float(problem.loss(problem.x0))  # (4 * 1² + 1 * 1²)/2
+        2.5
+        >>> Quadratic.from_spectrum([3.0, 1.0, 2.0], seed=0).L  # any seed: the largest value
+        3.0
     """
 
     is_quadratic = True
@@ -662,6 +684,12 @@ class LeastSquares(_SampledFiniteSum, Problem):
 
     ``pl_constant`` is the smallest positive eigenvalue of X^T X / n (dense X): the PL
     inequality holds with it even when mu = 0 (d > n or rank-deficient X).
+
+    Example::
+
+        >>> problem = LeastSquares([[1.0, 0.0], [0.0, 2.0]], [1.0, 2.0])  # X^T X/n = diag(1, 4)/2
+        >>> problem.L, problem.mu, problem.x_star.tolist(), problem.f_star  # Xw = y at w = (1, 1)
+        (2.0, 0.5, [1.0, 1.0], 0.0)
     """
 
     is_quadratic = True
@@ -772,6 +800,15 @@ class LogisticRegression(Problem):
     y: (n,) labels, each -1 or +1 (anything else raises ValueError).
     l2: the ridge coefficient, > 0 (it makes the minimiser exist even on separable data).
     x0: start; default standard normal from ``seed``.
+
+    Example::
+
+        >>> # x_1 = 1, x_2 = -1, both labels +1: f is even in w, so w* = 0 and f* = log 2
+        >>> problem = LogisticRegression([[1.0], [-1.0]], [1.0, 1.0], l2=0.25)
+        >>> problem.L, problem.mu  # λ_max(X^T X)/(4n) + l2 = 2/8 + 0.25, l2
+        (0.5, 0.25)
+        >>> problem.x_star.tolist(), math.isclose(problem.f_star, math.log(2))
+        ([0.0], True)
     """
 
     def __init__(self, X: Any, y: Any, l2: float, x0: Any = None, seed: int = 0):
@@ -1046,6 +1083,12 @@ class LeastAbsoluteDeviations(_PiecewiseLinear):
 
     ``synthetic(n, dim, seed)`` draws a standard instance: rows x_i uniform on the unit sphere
     (so G = 1), y = X w_true + Laplace noise.
+
+    Example::
+
+        >>> problem = LeastAbsoluteDeviations([[1.0], [1.0], [1.0]], [0.0, 1.0, 5.0])
+        >>> problem.x_star.tolist(), round(problem.f_star, 6), problem.G  # median; (1 + 0 + 4)/3
+        ([1.0], 1.666667, 1.0)
     """
 
     def __init__(
@@ -1091,6 +1134,13 @@ class HingeLoss(_PiecewiseLinear):
     minimum is attained (``x_star`` by a certified LP, see ``_PiecewiseLinear``). Sampling as
     ``LeastAbsoluteDeviations``. ``synthetic`` flips a fraction of the labels of a linear rule
     so that the data are not separable.
+
+    Example::
+
+        >>> # f(w) = (2 max(0, 1 - w) + max(0, 1 + w))/3: slope -1/3 on [-1, 1], +1/3 above 1
+        >>> problem = HingeLoss([[1.0], [1.0], [1.0]], [1.0, 1.0, -1.0])
+        >>> problem.x_star.tolist(), round(problem.f_star, 6), problem.G  # f(1) = 2/3
+        ([1.0], 0.666667, 1.0)
     """
 
     def __init__(
@@ -1154,6 +1204,15 @@ class Rosenbrock(Problem):
 
     Parameters: ``dim`` >= 2, ``b`` > 0 (100 classically), ``x0`` (default x* plus a standard
     normal draw from ``seed`` scaled by 0.5).
+
+    Example::
+
+        >>> problem = Rosenbrock()  # d = 2, b = 100
+        >>> problem.x_star.tolist(), problem.f_star, float(problem.loss(torch.zeros(2)))
+        ([1.0, 1.0], 0.0, 1.0)
+        >>> # λ_max of [[802, -400], [-400, 200]]: trace 1002, determinant 400
+        >>> math.isclose(problem.L, (1002 + math.sqrt(1002**2 - 4 * 400)) / 2)
+        True
     """
 
     is_convex = False
@@ -1239,7 +1298,16 @@ class Rosenbrock(Problem):
 @dataclass(frozen=True)
 class Regret:
     """Regret of an online run: ``regret[t-1]`` = R_t and ``average[t-1]`` = R_t / t for
-    t = 1..T, with R_t = Σ_{s<t} f_s(x_s) - min_{x∈[-1,1]} Σ_{s<t} f_s(x)."""
+    t = 1..T, with R_t = Σ_{s<t} f_s(x_s) - min_{x∈[-1,1]} Σ_{s<t} f_s(x).
+
+    Example::
+
+        >>> result = ReddiCounterexample().regret([1.0, 1.0])  # c_0 = 1010, c_1 = -10
+        >>> result.regret.tolist()  # 1010 - (-1010), 1000 - (-1000)
+        [2020.0, 2000.0]
+        >>> result.average.tolist()  # R_t / t
+        [2020.0, 1000.0]
+    """
 
     regret: np.ndarray
     average: np.ndarray
@@ -1263,6 +1331,14 @@ class ReddiCounterexample(Problem):
     ``loss(x)`` is the average loss (10/101) x (deterministic) or 0.2 x (stochastic), so
     ``f_star`` = -10/101 or -0.2; ``L`` = ``mu`` = 0 (linear). ``regret(iterates)`` returns
     R_t and R_t / t for the points x_0, x_1, ... an optimizer played.
+
+    Example::
+
+        >>> problem = ReddiCounterexample()
+        >>> problem.coefficients(3).tolist(), problem.x_star.tolist()
+        ([1010.0, -10.0, -10.0], [-1.0])
+        >>> math.isclose(problem.f_star, -(1010 - 100 * 10) / 101)  # -(mean coefficient)
+        True
     """
 
     period = 101
@@ -1410,6 +1486,17 @@ class WilsonSeparable(LeastSquares):
 
     Parameters: ``n`` training points (>= 1), ``p`` ∈ (1/2, 1), ``seed`` for the labels.
     ``label_sum`` = b; the paper's analysis assumes b > 0 (probable for p > 1/2, not forced).
+
+    Example::
+
+        >>> WilsonSeparable.features([1.0, -1.0]).astype(int).tolist()  # private blocks from col 3
+        [[1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], [-1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]]
+        >>> problem = WilsonSeparable(n=10, seed=0)
+        >>> problem.dim, problem.label_sum > 0, problem.test_error(problem.x_star)  # 3 + 5n
+        (53, True, 0.0)
+        >>> negatives = float(np.mean(problem.test_set(1000)[1] == -1))  # all scored positive
+        >>> problem.test_error(problem.adaptive_solution()) == negatives
+        True
     """
 
     def __init__(self, n: int = 40, p: float = 0.7, seed: int = 0):

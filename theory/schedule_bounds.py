@@ -473,7 +473,16 @@ def sgd_last_iterate_bound(problem: Any, lrs: Any, steps: int | None = None) -> 
     """E f(x_k) - f* <= ``last_iterate_bound(lrs[:k + 1], D, G)`` at every k < len(lrs), for
     plain SGD whose update t uses the step ``lrs[t]`` on a convex problem with stochastic
     gradients bounded by ``problem.G`` and D = ||x0 - x*|| ([DCMM23] Theorem 10). A bound on an
-    expectation: certify it with ``seeds=``. No claim at k >= len(lrs)."""
+    expectation: certify it with ``seeds=``. No claim at k >= len(lrs).
+
+    Example::
+
+        >>> from theory.problems import LeastAbsoluteDeviations
+        >>> problem = LeastAbsoluteDeviations([[1.0]], [0.0], x0=[1.0])  # f = |x|: D = G = 1
+        >>> bound = sgd_last_iterate_bound(problem, [1.0, 1.0])  # k = 1: (1 + 2)/4 + 1/2
+        >>> bound([0, 1, 2]).tolist()  # k = 0: (1 + 1)/2; no claim past the schedule
+        [1.0, 1.25, inf]
+    """
     D, G = _lipschitz_problem(problem, "sgd_last_iterate_bound")
     eta = step_sizes(lrs, steps)
     curve = last_iterate_bound_curve(eta, D, G)
@@ -497,7 +506,16 @@ def sgd_average_iterate_bound(problem: Any, lrs: Any, steps: int | None = None) 
     """E f(x̄_k) - f* <= (D² + G² Σ_{j<=k} η_j²) / (2 Σ_{j<=k} η_j) for the step-size-weighted
     average x̄_k of the points after 0..k updates of plain SGD (update t uses ``lrs[t]``) on a
     convex problem with stochastic gradients bounded by ``problem.G`` ([NJLS09]): the classical
-    guarantee of decreasing steps with iterate averaging. A bound on an expectation."""
+    guarantee of decreasing steps with iterate averaging. A bound on an expectation.
+
+    Example::
+
+        >>> from theory.problems import LeastAbsoluteDeviations
+        >>> problem = LeastAbsoluteDeviations([[1.0]], [0.0], x0=[1.0])  # f = |x|: D = G = 1
+        >>> bound = sgd_average_iterate_bound(problem, [1.0, 1.0])
+        >>> bound([0, 1]).tolist()  # (1 + 1)/(2 * 1), (1 + 2)/(2 * 2)
+        [1.0, 0.75]
+    """
     D, G = _lipschitz_problem(problem, "sgd_average_iterate_bound")
     eta = step_sizes(lrs, steps)
     curve = average_iterate_bound_curve(eta, D, G)

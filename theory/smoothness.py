@@ -63,6 +63,15 @@ class SmoothnessEstimate:
     parameters' dtype (see ``smoothness``); otherwise the numbers are the best estimates at the
     last product; ``eigenvector``: the unit eigenvector estimate of ``eigenvalue`` (flattened
     over the parameters, in ``model.parameters()`` order).
+
+    Example::
+
+        >>> model = torch.nn.Linear(2, 1, bias=False).double()  # loss w^T diag(4, 1) w / 2
+        >>> x = torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64))  # H = 2 X^T X / 2
+        >>> y = torch.zeros(2, 1, dtype=torch.float64)
+        >>> estimate = smoothness(model, torch.nn.functional.mse_loss, (x, y))
+        >>> round(estimate.L, 6), round(estimate.safe_step, 6), round(estimate.edge_step, 6)
+        (4.0, 0.25, 0.5)
     """
 
     eigenvalue: float
@@ -130,7 +139,17 @@ def hessian_vector_product(
     Parameters the loss does not depend on (an unused head), losses whose gradient does not
     depend on the parameters (linear), and a loss that depends on no parameter requiring grad
     (a frozen trunk whose trainable head the loss does not use) contribute exact zeros to H v.
-    A non-finite loss raises ValueError."""
+    A non-finite loss raises ValueError.
+
+    Example::
+
+        >>> model = torch.nn.Linear(2, 1, bias=False).double()  # mean of (w^T x_i)² over 2 rows
+        >>> x = torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64))  # H = 2 X^T X / 2
+        >>> y = torch.zeros(2, 1, dtype=torch.float64)
+        >>> product, count = hessian_vector_product(model, torch.nn.functional.mse_loss, (x, y))
+        >>> count, product(torch.ones(2, dtype=torch.float64)).tolist()  # diag(4, 1) (1, 1)
+        (2, [4.0, 1.0])
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no parameters that require grad")

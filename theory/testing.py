@@ -84,7 +84,16 @@ def assert_converges(
     minimum (or x* is wrong) and convergence to it means nothing. Returns the trajectory.
 
     ``tol``: a positive finite real number (Python or NumPy; a bool is refused, TypeError);
-    ``quantity`` is checked before the run (ValueError), ``relative`` must be a bool."""
+    ``quantity`` is checked before the run (ValueError), ``relative`` must be a bool.
+
+    Example::
+
+        >>> problem = Quadratic([[1.0]], x_star=[0.0], x0=[1.0])  # f(x) = x²/2
+        >>> sgd = lambda p: torch.optim.SGD(p, lr=0.5)  # x_k = 0.5^k, gap 0.5 * 0.25^k
+        >>> trajectory = assert_converges(problem, sgd, steps=10, tol=1e-6)  # 0.25^10 < 1e-6
+        >>> float(trajectory.gap[-1] / trajectory.gap[0]) == 0.25**10
+        True
+    """
     tol = _positive("tol", tol)
     if not isinstance(quantity, str) or quantity not in QUANTITIES:
         raise ValueError(f"quantity must be one of {sorted(QUANTITIES)}, got quantity={quantity!r}")
@@ -136,7 +145,16 @@ def assert_bound_holds(
 ) -> Certificate:
     """Assert that ``bound`` held at every step of the run (``theory.certify.certify``; options
     such as ``rtol``, ``atol``, ``observe`` are passed on). The failure message names the first
-    violating step, the observed value and the bound there. Returns the certificate."""
+    violating step, the observed value and the bound there. Returns the certificate.
+
+    Example::
+
+        >>> from theory.bounds import gd_bound
+        >>> problem = Quadratic([[1.0]], x_star=[0.0], x0=[1.0])  # f(x) = x²/2
+        >>> sgd = lambda p: torch.optim.SGD(p, lr=0.5)  # gap 0.5 * 0.25^k <= 1/(2 * 0.5 k)
+        >>> assert_bound_holds(problem, sgd, 5, gd_bound(problem, 0.5)).status
+        'held'
+    """
     certificate = certify(problem, make_optimizer, steps, bound, **certify_options)
     if not certificate.held:
         raise AssertionError(f"{problem!r}: {certificate.violation_message()}")
@@ -165,7 +183,18 @@ def assert_rate(
     Fails (AssertionError) on a certificate whose bound does not apply to the run (its rate
     says nothing about it) and when no rate could be fitted (fewer than 3 steps above the
     numerical floor: the run reached it at once, or stopped). ``slack`` must be a non-negative
-    finite number, ``at_least`` a positive one."""
+    finite number, ``at_least`` a positive one.
+
+    Example::
+
+        >>> from theory.bounds import gd_optimal_step_bound
+        >>> problem = Quadratic([[3.0, 0.0], [0.0, 1.0]], x_star=[0.0, 0.0], x0=[1.0, 1.0])
+        >>> sgd = lambda p: torch.optim.SGD(p, lr=0.5)  # both modes shrink by |1 - 0.5 λ| = 0.5
+        >>> certificate = assert_bound_holds(problem, sgd, 20, gd_optimal_step_bound(problem))
+        >>> assert_rate(certificate, at_least=0.49)  # rate (3 - 1)/(3 + 1) attained
+        >>> round(certificate.fitted_rate, 6)
+        0.5
+    """
     if not isinstance(certificate, Certificate):
         raise TypeError(
             f"certificate must be a theory.certify.Certificate (from certify or "

@@ -6,6 +6,7 @@ WSD closed form of Schaipp et al. (2025), a grid search for the optimal base rat
 from __future__ import annotations
 
 import doctest
+import inspect
 import math
 from fractions import Fraction
 
@@ -224,23 +225,39 @@ def test_plot_draws_schedules_beside_their_bounds():
         theory.plot_schedule_bound([0.1], 1, base_lr="best")
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "theory.schedule_bounds",
-        "theory.bounds",
-        "theory.certify",
-        "theory.problems",
-        "theory.smoothness",
-        "theory.lr_free_bounds",
-    ],
-)
+# every theory module whose docstrings hold examples (theory.testing's run in
+# tests/theory/test_pytest_plugin.py)
+DOCTEST_MODULES = [
+    "theory.schedule_bounds",
+    "theory.bounds",
+    "theory.certify",
+    "theory.problems",
+    "theory.smoothness",
+    "theory.lr_free_bounds",
+]
+
+
+@pytest.mark.parametrize("module", DOCTEST_MODULES)
 def test_docstring_examples_run(module):
     import importlib
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0
     assert result.attempted > 0
+
+
+def test_every_public_class_and_function_has_an_example():
+    # the code style: public API docstrings carry examples that run, and every module defining
+    # a public name is one whose examples are run
+    public = [getattr(theory, name) for name in theory.__all__]
+    missing = [
+        obj.__name__
+        for obj in public
+        if (inspect.isclass(obj) or inspect.isfunction(obj)) and ">>>" not in (obj.__doc__ or "")
+    ]
+    assert missing == []
+    modules = {obj.__module__ for obj in public if inspect.isclass(obj) or inspect.isfunction(obj)}
+    assert modules <= {*DOCTEST_MODULES, "theory.testing"}
 
 
 def exact_bound(eta, D, G):
