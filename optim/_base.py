@@ -239,6 +239,15 @@ class UnsupportedOptionError(ValueError, RuntimeError):
     """An option that cannot be honoured, or two that contradict each other. Both a
     ``ValueError`` (this project's convention) and a ``RuntimeError`` (the type torch.optim
     raises for ``fused`` with ``foreach`` or ``differentiable``), so either ``except`` catches it.
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.ones(2))
+        >>> try:
+        ...     optim.Adam([w], foreach=True, fused=True)
+        ... except RuntimeError as err:  # what torch.optim raises here
+        ...     print(type(err).__name__, isinstance(err, ValueError))
+        UnsupportedOptionError True
     """
 
 
@@ -739,6 +748,21 @@ class RuleOptimizer(Optimizer):
 
     A state dict saved by an older torch (param groups without the flags added since) loads as
     in torch: each missing key of ``_torch_setstate_defaults`` takes torch's default.
+
+    Example:
+        >>> import torch, optim
+        >>> def first_step(impl):  # one SGD step on sum(w ** 2) from w = (1, -2): w - 0.25 * 2 w
+        ...     w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        ...     (w ** 2).sum().backward()
+        ...     optim.SGD([w], lr=0.25, impl=impl).step()
+        ...     return w.detach().tolist()
+        >>> [first_step(impl) for impl in ("single", "foreach", "flat")]  # one rule, three paths
+        [[0.5, -1.0], [0.5, -1.0], [0.5, -1.0]]
+        >>> opt = optim.SGD([torch.zeros(1, requires_grad=True)], foreach=False)
+        >>> isinstance(opt, optim.RuleOptimizer), opt.impl  # foreach=False: "single"
+        (True, 'single')
+        >>> optim.FusedOptimizer is optim.RuleOptimizer  # the first version's name
+        True
     """
 
     _counts_steps: ClassVar[bool] = True

@@ -246,6 +246,15 @@ class AdamW(Adam, torch.optim.AdamW):
     Same arguments as :class:`Adam` except ``weight_decay`` (default 1e-2), which multiplies the
     parameters by ``1 - lr * weight_decay`` before the Adam step instead of entering the gradient,
     and no ``decoupled_weight_decay`` (always on, as in torch.optim.AdamW).
+
+    Example:
+        >>> import torch, optim
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optim.AdamW([w], lr=0.1, weight_decay=0.5)
+        >>> (w ** 2).sum().backward()
+        >>> opt.step()  # w * (1 - 0.1 * 0.5), then Adam's first step: lr against sign(grad)
+        >>> w.detach()
+        tensor([ 0.8500, -1.8000])
     """
 
     def __init__(

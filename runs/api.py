@@ -104,6 +104,22 @@ def run(
         TypeError: an argument of another type than its annotation's, named with its value.
         ValueError: the options or the experiment are invalid (every problem, with its location),
             as the command reports them, naming the keyword arguments; nothing is written then.
+
+    >>> import shutil, tempfile, torch
+    >>> x = torch.arange(8.0)[:, None]; y = (x[:, 0] >= 4).long()  # 8 points on a line, 2 classes
+    >>> def variant(name, lr):  # 4 updates of 4 examples, evaluated at steps 0, 2 and 4
+    ...     return Variant(name, Dataset("doc-points"), Model("doc-logistic"),
+    ...                    Train(steps=4, batch_size=4, eval_every=2), Optimizer("sgd", {"lr": lr}))
+    >>> folder = tempfile.mkdtemp()
+    >>> summary = run(
+    ...     Experiment("doc-run", (variant("slow", 0.01), variant("fast", 0.1))),
+    ...     logdir=folder, datasets={"doc-points": dataset_from(x, y, x, y)},
+    ...     models={"doc-logistic": lambda shape, classes: torch.nn.Linear(shape[0], classes)},
+    ... )  # prints each run as it ends, then the summary table
+    [1/2] slow seed 0: finished...
+    >>> [(r["variant"], r["status"], r["steps"]) for r in summary["runs"]]
+    [('slow', 'finished', 4), ('fast', 'finished', 4)]
+    >>> shutil.rmtree(folder)
     """
     from runs import experiment as command
     from runs.checks import check_arguments

@@ -73,6 +73,13 @@ class DatasetSplits:
             one per channel, per feature (a registered dataset's vectors) or a single one
             (MNIST-1D; see the module doc); empty tuples when not normalised.
         source: where the arrays were read from (a directory or the cache file).
+
+    >>> x, y = torch.zeros(4, 1, 3, 3), torch.tensor([0, 1, 0, 1])  # four 1 x 3 x 3 images
+    >>> splits = DatasetSplits("tiny", x, y, x[:2], y[:2], num_classes=2, input_shape=(1, 3, 3))
+    >>> splits.input_shape, splits.num_classes, splits.mean, splits.std  # nothing applied
+    ((1, 3, 3), 2, (), ())
+    >>> dataset_from(x, y, x[:2], y[:2]).input_shape  # dataset_from builds one from the arrays
+    (1, 3, 3)
     """
 
     name: str
@@ -471,6 +478,14 @@ def dataset_from(
             input (naming the array and the index of the first), or a label outside
             ``0..num_classes-1`` (naming the split, the value and its index). An exception
             raised by a ``Dataset``'s ``__getitem__`` propagates as itself.
+
+    >>> x = np.array([[0.0, 10.0], [1.0, 20.0], [2.0, 30.0], [3.0, 40.0]])  # 4 examples, 2 features
+    >>> splits = dataset_from(x[:3], np.array([0, 1, 2]), x[3:], np.array([1]))
+    >>> splits.train_x.dtype, splits.train_y.dtype, splits.input_shape, splits.num_classes
+    (torch.float32, torch.int64, (2,), 3)
+    >>> pairs = [(torch.tensor([0.0, 1.0]), 0), (torch.tensor([1.0, 0.0]), 1)]  # (x, y) pairs
+    >>> dataset_from(train=pairs, test=pairs).num_classes  # the largest label plus one
+    2
     """
     if train is not None or test is not None:
         given = [v is not None for v in (train_x, train_y, test_x, test_y)]
@@ -518,6 +533,14 @@ def register_dataset(
             ``replace=True``), or malformed splits (see :func:`dataset_from`).
         TypeError: a name that is not a string; ``data`` not a ``DatasetSplits``, or given
             together with arrays.
+
+    >>> x, y = torch.tensor([[0.0], [1.0], [2.0], [3.0]]), torch.tensor([0, 0, 1, 1])
+    >>> splits = register_dataset("doc-line", train_x=x, train_y=y, test_x=x, test_y=y)
+    >>> register_dataset("doc-line", train_x=x, train_y=y, test_x=x, test_y=y) is splits  # no-op
+    True
+    >>> used = load_dataset("doc-line")  # as [dataset] name = "doc-line" loads it: standardised
+    >>> used.mean, round(used.std[0] ** 2, 6), splits.train_x[:, 0].tolist()  # population variance
+    ((1.5,), 1.25, [0.0, 1.0, 2.0, 3.0])
     """
     check_registry_name("register_dataset", name)
     if name in DATASETS:

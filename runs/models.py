@@ -72,6 +72,15 @@ def register_model(name: str, factory: Callable[..., nn.Module], *, replace: boo
             (without ``replace=True``).
         TypeError: a name that is not a string; ``factory`` not callable or unable to take
             ``(input_shape, num_classes)`` positionally and its other arguments by keyword.
+
+    >>> def linear(input_shape, num_classes, *, bias=True):
+    ...     return nn.Linear(input_shape[0], num_classes, bias=bias)
+    >>> register_model("doc-linear", linear)
+    >>> register_model("doc-linear", linear)  # the same factory again: nothing happens
+    >>> build_model("doc-linear", (3,), 2, bias=False)  # [model] name = "doc-linear", bias = false
+    Linear(in_features=3, out_features=2, bias=False)
+    >>> "doc-linear" in model_names()
+    True
     """
     check_registry_name("register_model", name)
     if name in MODELS:

@@ -405,7 +405,17 @@ class Report(Section):
 # ------------------------------------------------------------------------------ variants, runs
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One variant: every setting it trains with (a resolved one, after layering)."""
+    """One variant: every setting it trains with (a resolved one, after layering).
+
+    >>> import schedulers
+    >>> v = Variant("sgd", Dataset("mnist1d"), Model("logistic"), Train(steps=100, batch_size=32),
+    ...             Optimizer("sgd", {"lr": 0.1}), schedules={"lr": schedulers.step_lr(0.1, 50)})
+    >>> v.to_dict()["optimizer"], v.to_dict()["schedules"]["lr"]["name"], v.logging.checkpoint_every
+    ({'name': 'sgd', 'lr': 0.1}, 'step_lr', 500)
+    >>> quieter = dataclasses.replace(v, logging=Logging(flush_every=10))  # cadence only
+    >>> quieter.fingerprint(0) == v.fingerprint(0) != v.fingerprint(1)
+    True
+    """
 
     name: str
     dataset: Dataset
@@ -509,7 +519,17 @@ class Experiment:
 
     ``written`` is set by ``runs.load`` on what it resolves (:class:`Written`; not compared, not
     shown, not in :meth:`to_dict`); ``dataclasses.replace`` carries it, and ``runs.load.resolve``
-    tells a changed copy from the object it resolved by resolving the document again."""
+    tells a changed copy from the object it resolved by resolving the document again.
+
+    >>> sgd = Variant("sgd", Dataset("mnist1d"), Model("logistic"), Train(epochs=1, batch_size=32),
+    ...               Optimizer("sgd", {"lr": 0.1}))
+    >>> fast = dataclasses.replace(sgd, name="fast", optimizer=sgd.optimizer.with_values(lr=1.0))
+    >>> e = Experiment("demo", (sgd, fast), seeds=3)  # seeds=3: the seeds 0, 1, 2
+    >>> e.to_dict()["seeds"], [v["optimizer"]["lr"] for v in e.to_dict()["variants"]]
+    ([0, 1, 2], [0.1, 1.0])
+    >>> Experiment("demo", (sgd,), seeds=(4, 7)).to_dict()["seeds"]  # a tuple: these seeds
+    [4, 7]
+    """
 
     name: str
     variants: tuple[Variant, ...]

@@ -226,7 +226,14 @@ def register(cls: type[Schedule]) -> type[Schedule]:
 
 
 def registered_names() -> list[str]:
-    """The names :func:`from_dict` accepts, sorted."""
+    """The names :func:`from_dict` accepts, sorted.
+
+    >>> names = registered_names()
+    >>> "cosine_decay" in names and "wsd" in names, names == sorted(names)
+    (True, True)
+    >>> from_dict({"name": "constant", "value": 0.5})(7)
+    0.5
+    """
     return sorted(_REGISTRY)
 
 
@@ -289,6 +296,14 @@ def from_dict(spec: Mapping[str, Any]) -> Schedule:
         TypeError: ``spec`` is not a mapping, or an argument of a type the constructor rejects.
         ValueError: unknown name (the message lists the valid ones), unknown or missing keys
             (the message lists the valid keys), or an argument the constructor rejects.
+
+    >>> s = from_dict({"name": "step_lr", "base_lr": 1.0, "step_size": 2})
+    >>> s(1), s(2)  # gamma takes its default, 0.1
+    (1.0, 0.1)
+    >>> w = from_dict({"name": "linear_warmup", "schedule": {"name": "constant", "value": 1.0},
+    ...                "warmup_steps": 4})
+    >>> [w(t) for t in range(5)], from_dict(w.to_dict()) == w
+    ([0.0, 0.25, 0.5, 0.75, 1.0], True)
     """
     if not isinstance(spec, Mapping):
         raise TypeError(f"a schedule spec must be a mapping with a 'name', got {spec!r}")
@@ -361,6 +376,14 @@ class Schedule:
     ``bounds()``. Composites hold their parts as constructor arguments (a schedule or a list of
     them), which :meth:`children` finds; one whose parts see another clock than ``t`` says so in
     :meth:`_child_steps`.
+
+    >>> s = step_lr(1.0, step_size=2, gamma=0.5)
+    >>> s(0), s([1, 2, 5]).tolist()  # one step, or an array of steps
+    (1.0, [1.0, 0.5, 0.25])
+    >>> s.to_dict()
+    {'name': 'step_lr', 'base_lr': 1.0, 'step_size': 2, 'gamma': 0.5}
+    >>> from_dict(s.to_dict()) == s, s.bounds()
+    (True, (0.0, 1.0))
     """
 
     name: ClassVar[str] = ""

@@ -54,6 +54,10 @@ class Join(Schedule):
     Args:
         schedules: ``len(boundaries) + 1`` schedules (or their dicts).
         boundaries: strictly increasing steps (ints >= 1) where the next piece starts.
+
+    >>> s = join([constant(0.1), step_lr(1.0, step_size=2, gamma=0.5)], [3])
+    >>> [s(t) for t in range(7)]  # step_lr runs from its own step 0 at t = 3
+    [0.1, 0.1, 0.1, 1.0, 1.0, 0.5, 0.5]
     """
 
     name = "join"
@@ -125,6 +129,12 @@ class Product(Schedule):
 
     Args:
         schedules: at least one schedule.
+
+    >>> s = product([linear(1.0, 1.0, 0.0, total_iters=4), step_lr(1.0, step_size=2, gamma=0.5)])
+    >>> [s(t) for t in range(5)]  # (1, 0.75, 0.5, 0.25, 0) times (1, 1, 0.5, 0.5, 0.25)
+    [1.0, 0.75, 0.25, 0.125, 0.0]
+    >>> linear(1.0, 1.0, 0.0, total_iters=4) * step_lr(1.0, step_size=2, gamma=0.5) == s
+    True
     """
 
     name = "product"
@@ -155,6 +165,12 @@ class Scale(Schedule):
     Args:
         schedule: the scaled schedule.
         factor: the multiplier (>= 0).
+
+    >>> s = scale(cosine_decay(1.0, decay_steps=4), 0.1)
+    >>> [round(s(t), 6) for t in (0, 2, 4)]  # 0.1 times the peak, the mean, the floor
+    [0.1, 0.05, 0.0]
+    >>> 0.1 * cosine_decay(1.0, decay_steps=4) == s
+    True
     """
 
     name = "scale"
@@ -179,6 +195,10 @@ class Clamp(Schedule):
         schedule: the clamped schedule.
         floor: lowest value (>= 0).
         ceiling: highest value (>= floor), or ``None`` for no ceiling.
+
+    >>> s = clamp(linear(1.0, 1.0, 0.0, total_iters=4), floor=0.1, ceiling=0.6)
+    >>> [s(t) for t in range(6)]  # 1, 0.75, 0.5, 0.25, 0, 0 clipped to [0.1, 0.6]
+    [0.6, 0.6, 0.5, 0.25, 0.1, 0.1]
     """
 
     name = "clamp"

@@ -168,6 +168,10 @@ class CosineAnnealing(Schedule):
         base_lr: value at ``t = 0`` (>= 0).
         T_max: half period in steps (int >= 1).
         eta_min: value at ``t = T_max`` (>= 0).
+
+    >>> s = cosine_annealing(1.0, T_max=4, eta_min=0.2)
+    >>> [round(s(t), 6) for t in (0, 2, 4, 6, 8)]  # base_lr, the mean, eta_min, and back up
+    [1.0, 0.6, 0.2, 0.6, 1.0]
     """
 
     name = "cosine_annealing"
@@ -201,6 +205,10 @@ class CosineAnnealingWarmRestarts(Schedule):
         T_0: length of the first cycle (int >= 1).
         T_mult: growth of the cycle length (int >= 1, as in torch).
         eta_min: floor approached at the end of each cycle (>= 0).
+
+    >>> s = cosine_annealing_warm_restarts(1.0, T_0=2, T_mult=2)
+    >>> [round(s(t), 6) for t in range(7)]  # cycles [0, 2), [2, 6), [6, 14)
+    [1.0, 0.5, 1.0, 0.853553, 0.5, 0.146447, 1.0]
     """
 
     name = "cosine_annealing_warm_restarts"
@@ -288,6 +296,10 @@ class CosineDecayRestarts(Schedule):
         t_mul: growth of the cycle length (>= 1; TF's default 2.0).
         m_mul: peak multiplier per restart, in (0, 1] (TF's default 1.0).
         alpha: floor as a fraction of ``learning_rate``, in [0, 1].
+
+    >>> s = cosine_decay_restarts(1.0, first_decay_steps=2, t_mul=2.0, m_mul=0.5)
+    >>> [round(s(t), 6) for t in range(7)]  # restarts at t = 2 and 6, each peak halved
+    [1.0, 0.5, 0.5, 0.426777, 0.25, 0.073223, 0.25]
     """
 
     name = "cosine_decay_restarts"
@@ -341,6 +353,10 @@ class LinearCosineDecay(Schedule):
         decay_steps: length of the decay (int >= 1).
         num_periods: number of cosine periods over ``decay_steps`` (>= 0).
         alpha, beta: offsets (>= 0); ``s(0) = learning_rate * (1 + alpha + beta)``.
+
+    >>> s = linear_cosine_decay(1.0, decay_steps=4)  # half a period, alpha = 0, beta = 0.001
+    >>> [round(s(t), 6) for t in (0, 2, 4, 10)]  # at t = 2: linear 0.5 * cosine 0.5 + beta
+    [1.001, 0.251, 0.001, 0.001]
     """
 
     name = "linear_cosine_decay"
@@ -386,6 +402,14 @@ class NoisyLinearCosineDecay(Schedule):
         initial_variance: noise variance at ``t = 0`` (>= 0).
         variance_decay: decay exponent of the variance (>= 0).
         seed: integer seed of the noise (>= 0).
+
+    >>> s = noisy_linear_cosine_decay(1.0, decay_steps=100, seed=3)
+    >>> s(10) == noisy_linear_cosine_decay(1.0, decay_steps=100, seed=3)(10)  # (seed, t) decide
+    True
+    >>> round(s(100), 6), round(s(1000), 6)  # from decay_steps on the cosine is 0: lr * beta
+    (0.001, 0.001)
+    >>> noisy_linear_cosine_decay(1.0, 4, initial_variance=0.0)(2) == linear_cosine_decay(1.0, 4)(2)
+    True
     """
 
     name = "noisy_linear_cosine_decay"

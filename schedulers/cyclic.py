@@ -122,6 +122,12 @@ class Cyclic(_CycleShape):
         mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
         gamma: base of exp_range's ``gamma ** t``, in (0, 1].
         window: ``"triangular"`` (linear), ``"welch"`` (parabolic) or ``"hann"`` (sine).
+
+    >>> s = cyclic(0.2, 1.0, step_size_up=2)
+    >>> [round(s(t), 6) for t in range(7)]  # up to max_lr at t = 2, down to base_lr at 4, ...
+    [0.2, 0.6, 1.0, 0.6, 0.2, 0.6, 1.0]
+    >>> round(cyclic(0.2, 1.0, step_size_up=2, mode="triangular2")(6), 6)  # second peak: halved
+    0.6
     """
 
     name = "cyclic"
@@ -167,6 +173,12 @@ class CyclicMomentum(_CycleShape):
         base_momentum: momentum at the learning-rate peak, in [0, 1].
         max_momentum: momentum at the start of a cycle, in [base_momentum, 1].
         step_size_up, step_size_down, mode, gamma, window: as :class:`Cyclic`.
+
+    >>> s = cyclic_momentum(0.8, 0.9, step_size_up=2)
+    >>> [round(s(t), 6) for t in range(5)]  # max_momentum at the start, base_momentum at the peak
+    [0.9, 0.85, 0.8, 0.85, 0.9]
+    >>> cyclic(0.2, 1.0, step_size_up=2).momentum(0.8, 0.9) == s
+    True
     """
 
     name = "cyclic_momentum"
@@ -311,6 +323,10 @@ class OneCycle(_OneCyclePhases):
         div_factor: ``initial_lr = max_lr / div_factor`` (> 0).
         final_div_factor: ``min_lr = initial_lr / final_div_factor`` (> 0).
         three_phase: use the three-phase layout.
+
+    >>> s = one_cycle(1.0, total_steps=10, pct_start=0.3)  # phases end at 0.3 * 10 - 1 = 2 and 9
+    >>> [round(s(t), 6) for t in (0, 1, 2, 9, 50)]  # 1 / 25, the mean, max_lr, 1 / 25 / 1e4
+    [0.04, 0.52, 1.0, 4e-06, 4e-06]
     """
 
     name = "one_cycle"
@@ -352,6 +368,12 @@ class OneCycleMomentum(_OneCyclePhases):
         total_steps, pct_start, anneal_strategy, three_phase: as :class:`OneCycle`.
         base_momentum: momentum at the learning-rate peak, in [0, 1].
         max_momentum: momentum at the start and end, in [base_momentum, 1].
+
+    >>> s = one_cycle_momentum(total_steps=10, pct_start=0.3)
+    >>> [round(s(t), 6) for t in (0, 1, 2, 9, 50)]  # inverse to one_cycle's learning rate
+    [0.95, 0.9, 0.85, 0.95, 0.95]
+    >>> one_cycle(1.0, total_steps=10, pct_start=0.3).momentum() == s
+    True
     """
 
     name = "one_cycle_momentum"

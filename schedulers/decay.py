@@ -52,6 +52,12 @@ class ExponentialDecay(_TFDecay):
         decay_rate: multiplicative decay per ``decay_steps``, in (0, 1] (growth is refused: it
             overflows; use a warmup for increasing phases).
         staircase: decay in discrete jumps every ``decay_steps`` steps.
+
+    >>> s = exponential_decay(1.0, decay_steps=2, decay_rate=0.25)
+    >>> [s(t) for t in range(5)]  # 0.25 ** (t / 2)
+    [1.0, 0.5, 0.25, 0.125, 0.0625]
+    >>> [exponential_decay(1.0, 2, 0.25, staircase=True)(t) for t in range(5)]
+    [1.0, 1.0, 0.25, 0.25, 0.0625]
     """
 
     name = "exponential_decay"
@@ -80,6 +86,12 @@ class NaturalExpDecay(_TFDecay):
         decay_steps: the unit of ``p`` (int >= 1).
         decay_rate: rate in the exponent (>= 0).
         staircase: use ``floor(t / decay_steps)``.
+
+    >>> s = natural_exp_decay(1.0, decay_steps=2, decay_rate=1.0)
+    >>> [round(s(t), 6) for t in range(3)]  # exp(-t / 2): 1, exp(-0.5), exp(-1)
+    [1.0, 0.606531, 0.367879]
+    >>> natural_exp_decay(1.0, 2, 1.0, staircase=True)(1)  # floor(1 / 2) = 0
+    1.0
     """
 
     name = "natural_exp_decay"
@@ -100,6 +112,12 @@ class InverseTimeDecay(_TFDecay):
         decay_steps: the unit of ``p`` (int >= 1).
         decay_rate: coefficient of ``p`` (>= 0).
         staircase: use ``floor(t / decay_steps)``.
+
+    >>> s = inverse_time_decay(1.0, decay_steps=2, decay_rate=1.0)
+    >>> [round(s(t), 6) for t in (0, 1, 2, 6)]  # 1 / (1 + t / 2)
+    [1.0, 0.666667, 0.5, 0.25]
+    >>> inverse_time_decay(1.0, 2, 1.0, staircase=True)(1)  # floor(1 / 2) = 0
+    1.0
     """
 
     name = "inverse_time_decay"
@@ -133,6 +151,12 @@ class PolynomialDecay(Schedule):
         end_learning_rate: final value (>= 0; may exceed ``learning_rate`` for an increase).
         power: exponent (> 0); 1 is linear.
         cycle: restart as described above.
+
+    >>> s = polynomial_decay(1.0, decay_steps=4, end_learning_rate=0.0, power=2.0)
+    >>> [s(t) for t in range(6)]  # (1 - t / 4) ** 2, then held
+    [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
+    >>> polynomial_decay(1.0, 4, 0.0, power=2.0, cycle=True)(6)  # D = 8: (1 - 6 / 8) ** 2
+    0.0625
     """
 
     name = "polynomial_decay"
@@ -180,6 +204,10 @@ class PowerDecay(Schedule):
     Args:
         base_lr: value at ``t = 0`` (>= 0).
         power: exponent (> 0).
+
+    >>> s = power_decay(1.0, power=0.5)
+    >>> [round(s(t), 6) for t in (0, 3, 15, 99)]  # 1 / sqrt(t + 1)
+    [1.0, 0.5, 0.25, 0.1]
     """
 
     name = "power_decay"
@@ -214,6 +242,10 @@ class Linear(Schedule):
         start_factor: factor at ``t = 0``, in [0, 1] (torch requires > 0; 0 is allowed here).
         end_factor: factor from ``t = total_iters`` on, in [0, 1].
         total_iters: length of the ramp (int >= 1).
+
+    >>> s = linear(1.0, start_factor=0.25, end_factor=1.0, total_iters=3)
+    >>> [s(t) for t in range(5)]  # 0.25 + 0.75 * t / 3, then end_factor
+    [0.25, 0.5, 0.75, 1.0, 1.0]
     """
 
     name = "linear"

@@ -842,6 +842,15 @@ def attach(
         TypeError: not an optimizer, not a schedule; ``schedules`` not a mapping (a schedule
             given positionally, ``attach(optimizer, schedule)``: give it by key,
             ``attach(optimizer, lr=schedule)``).
+
+    >>> import torch
+    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0, momentum=0.9)
+    >>> driver = attach(opt, lr=multistep(0.1, milestones=[2], gamma=0.5), momentum=constant(0.8))
+    >>> opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]  # the values of t = 0
+    (0.1, 0.8)
+    >>> for _ in range(2): opt.step(); driver.step()  # two updates: t = 2, the milestone
+    >>> opt.param_groups[0]["lr"]
+    0.05
     """
     if schedules is not None and not isinstance(schedules, Mapping):
         hint = "give each schedule by the key it drives: attach(optimizer, lr=schedule)"

@@ -14,6 +14,10 @@ class Constant(Schedule):
 
     Args:
         value: the constant (>= 0).
+
+    >>> s = constant(0.1)
+    >>> s(0), s(10**6), s.to_dict()
+    (0.1, 0.1, {'name': 'constant', 'value': 0.1})
     """
 
     name = "constant"
@@ -40,6 +44,10 @@ class PiecewiseConstant(Schedule):
     Args:
         boundaries: strictly increasing step numbers (ints >= 0).
         values: ``len(boundaries) + 1`` values (>= 0).
+
+    >>> s = piecewise_constant([2, 4], [1.0, 0.5, 0.1])
+    >>> [s(t) for t in range(6)]  # TF's <=: a boundary step keeps the value before it
+    [1.0, 1.0, 1.0, 0.5, 0.5, 0.1]
     """
 
     name = "piecewise_constant"
@@ -72,6 +80,10 @@ class StepLR(Schedule):
         base_lr: value for ``t < step_size`` (>= 0).
         step_size: period of the decay (int >= 1).
         gamma: factor per period, in [0, 1].
+
+    >>> s = step_lr(1.0, step_size=2, gamma=0.5)
+    >>> [s(t) for t in range(6)]  # 0.5 ** floor(t / 2)
+    [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     """
 
     name = "step_lr"
@@ -101,6 +113,12 @@ class MultiStep(Schedule):
         base_lr: value before the first milestone (>= 0).
         milestones: steps (ints >= 0), in any order; a step listed ``k`` times decays ``k`` times.
         gamma: factor per milestone, in [0, 1].
+
+    >>> s = multistep(1.0, milestones=[4, 2], gamma=0.5)
+    >>> [s(t) for t in range(6)]  # each milestone decays from its own step on
+    [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    >>> s.milestones
+    [2, 4]
     """
 
     name = "multistep"
@@ -134,6 +152,10 @@ class Factor(Schedule):
         base_lr: value at ``t = 0`` (>= 0).
         factor: multiplier per step, in [0, 1].
         stop_factor_lr: floor (>= 0).
+
+    >>> s = factor(1.0, factor=0.5, stop_factor_lr=0.1)
+    >>> [s(t) for t in range(6)]  # halved every step down to the floor
+    [1.0, 0.5, 0.25, 0.125, 0.1, 0.1]
     """
 
     name = "factor"

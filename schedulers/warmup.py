@@ -88,6 +88,10 @@ class ConstantWarmup(_Warmup):
         warmup_steps: steps at the reduced value (int >= 1).
         factor: multiplier during warmup, in [0, 1].
         clock: ``"after_warmup"`` or ``"from_start"`` (module docstring).
+
+    >>> s = constant_warmup(step_lr(1.0, step_size=2, gamma=0.5), warmup_steps=2, factor=0.1)
+    >>> [s(t) for t in range(5)]  # 0.1 * s(0) twice, then step_lr from its own step 0
+    [0.1, 0.1, 1.0, 1.0, 0.5]
     """
 
     name = "constant_warmup"
@@ -125,6 +129,13 @@ class LinearWarmup(_Warmup):
         warmup_steps: length of the ramp (int >= 1).
         start_factor: ramp at ``t = 0``, in [0, 1].
         clock: ``"after_warmup"`` or ``"from_start"``.
+
+    >>> s = linear_warmup(cosine_decay(1.0, decay_steps=4), warmup_steps=2)
+    >>> [round(s(t), 6) for t in range(7)]  # the cosine starts at t = 2, its mean at t = 4
+    [0.0, 0.5, 1.0, 0.853553, 0.5, 0.146447, 0.0]
+    >>> s = linear_warmup(cosine_decay(1.0, decay_steps=4), warmup_steps=2, clock="from_start")
+    >>> [round(s(t), 6) for t in range(5)]  # the ramp times the cosine underneath
+    [0.0, 0.426777, 0.5, 0.146447, 0.0]
     """
 
     name = "linear_warmup"
@@ -158,6 +169,10 @@ class ExponentialWarmup(_Warmup):
         warmup_steps: length of the ramp (int >= 1).
         start_factor: ramp at ``t = 0``, in (0, 1].
         clock: ``"after_warmup"`` or ``"from_start"``.
+
+    >>> s = exponential_warmup(constant(1.0), warmup_steps=2, start_factor=0.01)
+    >>> [round(s(t), 6) for t in range(4)]  # 0.01 ** (1 - t / 2), then the schedule
+    [0.01, 0.1, 1.0, 1.0]
     """
 
     name = "exponential_warmup"
@@ -204,6 +219,12 @@ class UntunedWarmup(_Warmup):
         schedule: the wrapped schedule.
         beta2: the optimizer's second-moment decay, in (0, 1).
         form: ``"linear"`` or ``"exponential"``.
+
+    >>> s = untuned_warmup(constant(1.0), beta2=0.999)  # linear over 2 / (1 - 0.999) = 2000 steps
+    >>> [round(s(t), 6) for t in (0, 999, 1999, 5000)]  # min(1, (1 - beta2) / 2 * (t + 1))
+    [0.0005, 0.5, 1.0, 1.0]
+    >>> round(untuned_warmup(constant(1.0), beta2=0.999, form="exponential")(999), 6)  # 1 - 1/e
+    0.632121
     """
 
     name = "untuned_warmup"
