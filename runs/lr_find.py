@@ -5,7 +5,9 @@ does, runs :func:`schedulers.range_test.lr_range_test` (the variant's schedules 
 the test drives ``lr`` itself), prints the suggestions and the curvature numbers (top Hessian
 eigenvalue L at the starting parameters, 1/L, 2/L), and saves the plot under
 ``<logdir>/<experiment>/lr-find-<variant>.png``, or at ``--out`` (then ``--logdir``, which would
-be ignored, is refused). Nothing is trained for keeps.
+be ignored, is refused). It runs on ``--threads`` torch threads (default 1, as ``stepsize run``
+computes its range test: CPU kernels reduce in an order that depends on it), the caller's count
+restored afterwards. Nothing is trained for keeps.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from runs.catalog import DEFAULT_EXPERIMENT
 from runs.checkpoint import check_writable_folder
-from runs.checks import check_seed
+from runs.checks import MAX_THREADS, check_positive_int, check_seed
 from runs.data import known_shape, load_dataset
 from runs.experiment import (
     DATA_DIR_HELP,
@@ -27,6 +29,7 @@ from runs.experiment import (
     select_variants,
 )
 from runs.load import load_experiment
+from runs.parallel import torch_threads
 from runs.tuning import range_test_on_variant
 from schedulers.files import check_output_file
 from schedulers.range_test import check_options
@@ -57,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--curvature-batches", type=int, default=1, help="batches for the Hessian (0: skip)"
     )
     parser.add_argument("--seed", type=int, default=0, help="model and batch-order seed")
+    parser.add_argument(
+        "--threads", type=int, default=1, metavar="T",
+        help="torch threads (default 1, as `stepsize run`'s range test; the numbers depend on it)",
+    )  # fmt: skip
     parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument(
         "--logdir",
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
         raise type(err)(message) from None
     check_seed("--seed", args.seed)
+    check_positive_int("--threads", args.threads, MAX_THREADS)
     if args.out is not None and args.logdir is not None:  # (--logdir would be ignored)
         raise ValueError(
             f"--logdir {args.logdir!r} does not apply with --out {args.out!r}: the plot goes to "
@@ -116,16 +124,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{experiment.source}: {problem}")
     dataset_options = {k: v for k, v in variant.dataset.to_table().items() if k != "name"}
     data = load_dataset(variant.dataset.name, data_dir=args.data_dir, **dataset_options)
-    result = range_test_on_variant(
-        variant,
-        data,
-        args.seed,
-        label=f"{experiment.name}, variant {variant.name}",
-        val_data=[(data.test_x, data.test_y)] if args.validation else None,
-        accuracy=args.accuracy,
-        quiet=args.quiet,
-        **options,
-    )
+    with torch_threads(args.threads):  # (as `stepsize run` computes its range test)
+        result = range_test_on_variant(
+            variant,
+            data,
+            args.seed,
+            label=f"{experiment.name}, variant {variant.name}",
+            val_data=[(data.test_x, data.test_y)] if args.validation else None,
+            accuracy=args.accuracy,
+            quiet=args.quiet,
+            **options,
+        )
     result.plot(out)
     print(f"{experiment.name} / {variant.name} ({variant.optimizer.name})")
     print(result.summary())

@@ -110,3 +110,38 @@ def test_the_range_test_figure_names_the_experiment_and_variant(
     args = parser.parse_args([str(toml), "--num-iter", "12", "--logdir", str(tmp_path), "--quiet"])
     assert lr_find.run(args) == 0
     assert any("tiny" in t and "plain" in t for t in titles), titles
+
+
+def test_lr_find_runs_on_the_threads_it_is_given_default_one_as_stepsize_run(
+    mnist1d_cache, monkeypatch, tmp_path
+):
+    """``--threads`` sets torch's thread count for the test (default 1, the count ``stepsize
+    run`` computes its range test with: CPU kernels reduce in an order that depends on it), and
+    the caller's count comes back afterwards; a bad count is refused naming the option."""
+    import argparse
+
+    import torch
+
+    from runs import lr_find
+    from runs.cli import main
+
+    seen = []
+    test = lr_find.range_test_on_variant
+
+    def recording_test(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return test(*args, **kwargs)
+
+    monkeypatch.setattr(lr_find, "range_test_on_variant", recording_test)
+    parser = argparse.ArgumentParser()
+    lr_find.add_arguments(parser)
+    toml = write_toml(tmp_path / "tiny.toml")
+    before = torch.get_num_threads()
+    common = [str(toml), "--num-iter", "4", "--curvature-batches", "0", "--quiet"]
+    for extra, expected in (([], 1), (["--threads", "3"], 3)):
+        args = parser.parse_args([*common, "--out", str(tmp_path / f"{expected}.png"), *extra])
+        assert lr_find.run(args) == 0
+        assert seen[-1] == expected
+        assert torch.get_num_threads() == before
+    assert main(["lr-find", str(toml), "--threads", "0", "--out", str(tmp_path / "x.png")]) == 2
+    assert not (tmp_path / "x.png").exists()
