@@ -35,6 +35,18 @@ def adadelta_update(
 
     ``state`` holds ``square_avg`` (v) and ``acc_delta`` (u). The step counter is kept (torch keeps
     it) but does not enter the formula.
+
+    Example:
+        >>> import torch, optim
+        >>> p, g = [torch.tensor([1.0, -2.0])], [torch.tensor([1.0, -1.0])]
+        >>> state = {"square_avg": [torch.zeros(2)], "acc_delta": [torch.zeros(2)]}
+        >>> optim.adadelta_update(p, g, [1], state, lr=1.0, rho=0.5, eps=0.28125,
+        ...     weight_decay=0.0, maximize=False)  # eps = 9/32, v = 0.5 g^2 = 16/32, u = 0
+        >>> [round(v, 6) for v in p[0].tolist()]  # delta = sqrt(9/32) / sqrt(25/32) g = 0.6 g
+        [0.4, -1.4]
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True); w.grad = g[0]  # torch's Adadelta:
+        >>> torch.optim.Adadelta([w], rho=0.5, eps=0.28125).step(); w.tolist() == p[0].tolist()
+        True
     """
     grads = ops.regularized_gradients(grads, params, maximize=maximize, weight_decay=weight_decay)
     square_avgs, acc_deltas = state["square_avg"], state["acc_delta"]

@@ -35,6 +35,17 @@ def adagrad_update(
         \theta_t = \theta_{t-1} - \tilde\gamma_t \frac{g_t}{\sqrt{s_t} + \epsilon}
 
     with ``eta = lr_decay``; ``state`` holds ``sum`` (s, started at ``initial_accumulator_value``).
+
+    Example:
+        >>> import torch, optim
+        >>> p, g = [torch.tensor([1.0, -2.0])], [torch.tensor([0.5, 4.0])]
+        >>> optim.adagrad_update(p, g, [1], {"sum": [torch.zeros(2)]}, lr=0.5, lr_decay=0.0,
+        ...     weight_decay=0.0, eps=1e-10, maximize=False)
+        >>> p[0].tolist()  # s = g^2, so the step is 0.5 * g / (|g| + 1e-10) = 0.5 sign(g)
+        [0.5, -2.5]
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True); w.grad = g[0]  # torch's Adagrad:
+        >>> torch.optim.Adagrad([w], lr=0.5).step(); w.tolist() == p[0].tolist()  # bit for bit
+        True
     """
     # bfloat16 and float16 take torch's foreach order (the one-tensor path, its for-loop's)
     low_precision_order = ops.is_low_precision(params) and not ops.tensor_method_numbers_active()

@@ -47,6 +47,18 @@ def adam_update(
     flat path), whose scalars are computed there in float64, so nothing synchronises. The step
     size multiplies the numerator (never divides), so ``lr = 0`` is exact. ``state`` holds
     ``exp_avg``, ``exp_avg_sq`` and, with AMSGrad, ``max_exp_avg_sq``.
+
+    Example:
+        >>> import torch, optim
+        >>> p, g = [torch.tensor([1.0, -2.0])], [torch.tensor([0.5, 4.0])]
+        >>> state = {"exp_avg": [torch.zeros(2)], "exp_avg_sq": [torch.zeros(2)]}
+        >>> optim.adam_update(p, g, [1], state, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8,
+        ...     weight_decay=0.0, amsgrad=False, maximize=False, decoupled_weight_decay=False)
+        >>> [round(v, 6) for v in p[0].tolist()]  # m/(1-b1) = g, sqrt(v/(1-b2)) = |g|: 0.1 sign(g)
+        [0.9, -2.1]
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True); w.grad = g[0]  # torch's Adam:
+        >>> torch.optim.Adam([w], lr=0.1).step(); w.tolist() == p[0].tolist()  # bit for bit
+        True
     """
     if decoupled_weight_decay and ops.may_be_nonzero(weight_decay):
         ops.mul_(params, ops.per_tensor(lambda lr: 1 - lr * weight_decay, lr))

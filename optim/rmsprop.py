@@ -40,6 +40,17 @@ def rmsprop_update(
 
     ``state`` holds ``square_avg`` (v), ``grad_avg`` (centered) and ``momentum_buffer``
     (momentum > 0). The step counter is kept (torch keeps it) but does not enter the formula.
+
+    Example:
+        >>> import torch, optim
+        >>> p, g = [torch.tensor([1.0, -2.0])], [torch.tensor([0.5, 4.0])]
+        >>> optim.rmsprop_update(p, g, [1], {"square_avg": [torch.zeros(2)]}, lr=0.01, alpha=0.75,
+        ...     eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False)
+        >>> [round(v, 6) for v in p[0].tolist()]  # v = 0.25 g^2: 0.01 g / (0.5 |g|) = 0.02 sign(g)
+        [0.98, -2.02]
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True); w.grad = g[0]  # torch's RMSprop:
+        >>> torch.optim.RMSprop([w], lr=0.01, alpha=0.75).step(); w.tolist() == p[0].tolist()
+        True
     """
     grads = ops.regularized_gradients(grads, params, maximize=maximize, weight_decay=weight_decay)
     square_avgs = state["square_avg"]

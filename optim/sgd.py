@@ -56,6 +56,18 @@ def sgd_update(
     float16 tensor by the number in float32, where its multi-tensor ``_foreach_mul_`` first rounds
     the number to the tensors' dtype (see ``ops.tensor_mul_``): the same op here gives its bits
     (float32 and float64 are the same either way).
+
+    Example:
+        >>> import torch, optim
+        >>> p, g, b = [torch.tensor([1.0, -2.0])], [torch.tensor([0.5, 4.0])], [torch.zeros(2)]
+        >>> optim.sgd_update(p, g, [1], {"momentum_buffer": b}, lr=0.25, momentum=0.9,
+        ...     dampening=0.5, weight_decay=0.0, nesterov=False, maximize=False, first_step=True)
+        >>> p[0].tolist(), b[0].tolist()  # b = g (not 0.5 g: no dampening yet), p - 0.25 * b
+        ([0.875, -3.0], [0.5, 4.0])
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True); w.grad = g[0]  # torch's SGD:
+        >>> torch.optim.SGD([w], lr=0.25, momentum=0.9, dampening=0.5).step()
+        >>> w.tolist() == p[0].tolist()  # bit for bit
+        True
     """
     grads = ops.regularized_gradients(grads, params, maximize=maximize, weight_decay=weight_decay)
     if "momentum_buffer" in state:
