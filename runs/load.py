@@ -130,7 +130,13 @@ def _resolve_variant(
             dataset_layers = layers
     train = tables["train"]
     if ("epochs" in train) == ("steps" in train):
-        problems.add(join(loc, "train"), "give exactly one of epochs, steps")
+        # both written in one table (common, the variant's, [quick]'s): located there, once
+        places = {
+            wheres["train"][key].rpartition(".")[0] for key in ("epochs", "steps") if key in train
+        }
+        both_in_one = "epochs" in train and len(places) == 1
+        where = places.pop() if both_in_one else join(loc, "train")
+        problems.add(where, "give exactly one of epochs, steps")
     missing = [
         (section, key)
         for section, cls in spec.SECTIONS.items()
@@ -148,7 +154,7 @@ def _resolve_variant(
             join(loc, "schedules"),
             problems,
         )
-    _check_names(tables["dataset"].get("name"), tables["model"].get("name"), loc, problems)
+    _check_names(tables, wheres, loc, problems)
     found = _check_dataset_sizes(
         tables["dataset"], wheres["dataset"], join(loc, "dataset"), problems
     )
@@ -168,18 +174,23 @@ def _resolve_variant(
     return Variant(name=name, schedules=tables["schedules"], search=search, **sections)
 
 
-def _check_names(dataset: Any, model: Any, location: str, problems: Problems) -> None:
-    """Dataset and model names against the registries of runs.data and runs.models."""
+def _check_names(
+    tables: Mapping[str, dict], wheres: Mapping[str, Mapping[str, str]], location: str,
+    problems: Problems,
+) -> None:  # fmt: skip
+    """Dataset and model names against the registries of runs.data and runs.models, each
+    located where it was written (a common table's name once, not once per variant)."""
     from runs.data import dataset_names
     from runs.models import model_names
 
-    for key, value, known, how in (
-        ("dataset", dataset, dataset_names(), "runs.register_dataset"),
-        ("model", model, model_names(), "runs.register_model"),
+    for key, known, how in (
+        ("dataset", dataset_names(), "runs.register_dataset"),
+        ("model", model_names(), "runs.register_model"),
     ):
+        value = tables[key].get("name")
         if isinstance(value, str) and value not in known:
             problems.add(
-                join(location, f"{key}.name"),
+                wheres[key].get("name", join(location, f"{key}.name")),
                 f"unknown {key} {value!r}; allowed: {', '.join(known)} ({how} adds your own)",
             )
 
@@ -239,10 +250,8 @@ def _apply_fallback(raw: dict, data_dir: str | None, problems: Problems) -> tupl
         for key in ("dataset", "model"):
             if isinstance(fallback.get(key), dict):
                 check_table(spec.SECTIONS[key], fallback[key], join("fallback", key), problems)
-        _check_names(
-            _name_in(fallback.get("dataset")), _name_in(fallback.get("model")), "fallback",
-            problems,
-        )  # fmt: skip
+        names = {key: {"name": _name_in(fallback.get(key))} for key in ("dataset", "model")}
+        _check_names(names, {"dataset": {}, "model": {}}, "fallback", problems)
         if isinstance(fallback.get("dataset"), dict):
             _check_dataset_sizes(fallback["dataset"], {}, join("fallback", "dataset"), problems)
         return raw, False

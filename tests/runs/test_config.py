@@ -85,18 +85,60 @@ def test_unknown_dataset_and_model_names_list_the_allowed_ones():
     raw = _base(dataset={"name": "imagenet"}, model={"name": "resnet"})
     with pytest.raises(ValueError, match="2 problem") as err:
         parse_experiment(raw, "exp.toml")
-    assert "variants[0].dataset.name: unknown dataset 'imagenet'; allowed: mnist1d" in str(
-        err.value
-    )
-    assert "variants[0].model.name: unknown model 'resnet'; allowed: logistic" in str(err.value)
+    # written in the common tables: located there (stop 91; before, at variants[0])
+    assert ": dataset.name: unknown dataset 'imagenet'; allowed: mnist1d" in str(err.value)
+    assert "; model.name: unknown model 'resnet'; allowed: logistic" in str(err.value)
 
 
 def test_exactly_one_of_epochs_and_steps():
     raw = _base(train={"steps": 10, "epochs": 2, "batch_size": 4})
-    with pytest.raises(
-        ValueError, match=r"variants\[0\]\.train: give exactly one of epochs, steps"
-    ):
+    with pytest.raises(ValueError, match=r"exp.toml: 1 problem\(s\): train: give exactly one of"):
+        parse_experiment(raw, "exp.toml")  # (both written in the common [train]: located there)
+
+
+@pytest.mark.parametrize(
+    ("extra", "located"),
+    [
+        # a common table's value: once, where it was written, however many variants it reaches
+        ({"model": {"name": "resnet"}}, ["model.name: unknown model 'resnet'"]),
+        ({"dataset": {"name": "imagenet"}}, ["dataset.name: unknown dataset 'imagenet'"]),
+        (
+            {"train": {"steps": 3, "epochs": 1, "batch_size": 4}},
+            ["train: give exactly one of epochs, steps"],
+        ),
+        # a variant's own value: at that variant
+        (
+            {"variants": [{"name": "a"}, {"name": "b", "model": {"name": "resnet"}}]},
+            ["variants[1].model.name: unknown model 'resnet'"],
+        ),
+        (
+            {"variants": [{"name": "a", "train": {"epochs": 1, "steps": 2}}, {"name": "b"}]},
+            ["variants[0].train: give exactly one of epochs, steps"],
+        ),
+        # epochs in the common table, steps in a variant's: the combination is the variant's
+        (
+            {
+                "train": {"epochs": 1, "batch_size": 4},
+                "variants": [{"name": "a"}, {"name": "b", "train": {"steps": 2}}],
+            },
+            ["variants[1].train: give exactly one of epochs, steps"],
+        ),
+        # neither given: each variant lacks it
+        (
+            {"train": {"batch_size": 4}},
+            [f"variants[{i}].train: give exactly one of epochs, steps" for i in (0, 1)],
+        ),
+    ],
+)
+def test_names_and_the_training_budget_are_located_where_they_were_written(extra, located):
+    raw = _base(variants=[{"name": "a"}, {"name": "b"}])
+    raw.update(extra)
+    with pytest.raises(ValueError, match="problem") as err:
         parse_experiment(raw, "exp.toml")
+    text = _problems(err)
+    assert text.startswith(f"exp.toml: {len(located)} problem(s): "), text
+    for want in located:  # (each at the start of a problem: after the count or a "; ")
+        assert f"problem(s): {want}" in text or f"; {want}" in text, (want, text)
 
 
 def test_merging_common_variant_and_quick_settings():
