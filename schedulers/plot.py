@@ -278,20 +278,23 @@ def _parse_plot_document(document: Mapping[str, Any], source: str) -> dict[str, 
         "title": title,
         "steps": steps,
         "log": log,
-        "schedules": {str(label): _entry(source, label, spec) for label, spec in table.items()},
+        "schedules": {
+            str(label): _entry(f"{source}: schedules.{str(label)!r}", spec)
+            for label, spec in table.items()
+        },
     }
 
 
-def _entry(source: str, label: Any, spec: Any) -> Schedule:
-    """:func:`from_dict` of one ``[schedules]`` entry, its error naming ``source`` and the
-    entry's label (a file's entries may differ only in one argument, as the warmup preset's
-    three ``beta2``)."""
+def _entry(where: str, spec: Any) -> Schedule:
+    """:func:`from_dict` of one spec, its error starting with ``where``: a file's entry and its
+    label (a file's entries may differ only in one argument, as the warmup preset's three
+    ``beta2``), or an inline spec as written, with its ``LABEL=``."""
     try:
         return from_dict(spec)
     except (TypeError, ValueError) as err:
         if type(err) not in (TypeError, ValueError):
             raise
-        raise type(err)(f"{source}: schedules.{str(label)!r}: {err}") from None
+        raise type(err)(f"{where}: {err}") from None
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -396,7 +399,7 @@ def parse_spec(spec: str) -> dict[str, Any]:
         document = _parse_inline(body)
         if not isinstance(document, Mapping):
             raise ValueError(f"schedule spec {spec!r} must be a dict")
-        schedule = from_dict(document)
+        schedule = _entry(f"schedule spec {spec!r}", document)
         return {
             "title": None,
             "steps": None,

@@ -223,3 +223,19 @@ def test_a_bad_entry_of_a_plot_file_is_refused_naming_the_file_and_its_label(tmp
     message = str(caught.value)
     assert message.startswith(f"file {str(bad)!r}: schedules.'RAdam warmup (beta2 = 0.99)': ")
     assert "got beta2=1.0" in message
+
+
+def test_a_bad_inline_spec_is_named_with_its_label_among_others():
+    # two inline specs that differ in one argument: the error says which one, as a file's
+    # entries are named by their labels (before: the schedule's message alone)
+    from schedulers.plot import parse_spec
+
+    good = 'warm={"name": "cosine_decay", "learning_rate": 1, "decay_steps": 10}'
+    bad = 'cold={"name": "cosine_decay", "learning_rate": 1, "decay_steps": 0}'
+    assert parse_spec(good)["schedules"]["warm"](0) == 1.0
+    with pytest.raises(ValueError, match="decay_steps") as err:
+        parse_spec(bad)
+    assert str(err.value).startswith(f"schedule spec {bad!r}: ")
+    with pytest.raises(TypeError) as err:  # the type of error is kept
+        parse_spec('{"name": "cosine_decay", "learning_rate": "a", "decay_steps": 10}')
+    assert str(err.value).startswith('schedule spec \'{"name"')
