@@ -233,6 +233,12 @@ class Dataset(Section):
       standardised them so already; kept, so the bundled experiments' numbers stay).
 
     A channel or feature that does not vary in the training split is only centred.
+
+    >>> Dataset("mnist1d", train_examples=4000).to_table()  # (test_examples unset: left out)
+    {'name': 'mnist1d', 'normalize': True, 'train_examples': 4000}
+    >>> Dataset("mnist1d", normalize="yes")
+    Traceback (most recent call last):
+    TypeError: Dataset: normalize must be bool, got 'yes' (str)
     """
 
     TITLE: ClassVar[str] = "what the models train on: runs.data.load_dataset(name, ...)"
