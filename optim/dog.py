@@ -186,10 +186,15 @@ def _accumulated_in_place(group: dict, G: Tensor) -> Tensor:
     a ``state_dict()`` not copied) reads the current one; the group's tensor, holding ``G``'s
     values, where it has ``G``'s shape, dtype and device, else ``G`` (the first step, or a
     number or another tensor put there). An inference tensor outside inference mode, where
-    the package's ``+=`` raises, is replaced instead."""
+    the package's ``+=`` raises, is replaced instead; so is the group's tensor while a user's
+    ``torch.compile(optimizer.step)`` traces the step: torch 2.13's dynamo drops that in-place
+    copy into a tensor it reads from the group (``G`` stayed at its first step's value, and
+    ``eta`` left the package's from the third step on), so a ``G`` kept from an earlier step
+    is not updated there."""
     held = group.get("G")
     if (
         group.get("rbar") is None
+        or torch.compiler.is_compiling()
         or not isinstance(held, Tensor)
         or held.shape != G.shape
         or held.dtype != G.dtype
