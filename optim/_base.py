@@ -951,17 +951,17 @@ class RuleOptimizer(Optimizer):
             }
             for group in saved["param_groups"]
         ]
-        self._to_saved_layout(saved)
         for hook in post_hooks.values():
             result = hook(self, saved)
             if result is not None:
                 saved = result
+        self._add_package_entries(saved)
         return saved
 
-    def _to_saved_layout(self, saved: dict[str, Any]) -> None:
-        """Where a class saves its state as its reference package does (Prodigy's flattened
-        ``s``, DoG's ``_first_step`` flag), it rewrites ``saved`` here, in place, before
-        ``state_dict``'s post-hooks see it. Default: nothing."""
+    def _add_package_entries(self, saved: dict[str, Any]) -> None:
+        """Where a reference package adds entries to torch's ``state_dict`` after it returned
+        (DoG's ``state["_first_step"]``), a class adds them here, to the dict the post-hooks
+        left, as the package's ``state_dict`` does after torch's. Default: nothing."""
 
     def _still_valid(self, layout: OwnedState, params: list[Tensor], group: dict) -> bool:
         """Whether ``layout`` still describes these parameters and their state.

@@ -488,11 +488,15 @@ class DoG(ReducingOptimizer):
             if isinstance(value, Tensor) and value.dim() == 1 and len(value) == len(where):
                 group[key] = value[torch.tensor(where, device=value.device)]
 
-    def _to_saved_layout(self, saved: dict[str, Any]) -> None:
+    def _add_package_entries(self, saved: dict[str, Any]) -> None:
         """torch's ``state_dict`` plus the package's ``state["_first_step"]`` flag (True until
         a group has stepped), which the package's ``load_state_dict`` reads: a checkpoint of
-        ours loads into ``dog.DoG`` / ``dog.LDoG``."""
-        saved["state"]["_first_step"] = all(g.get("rbar") is None for g in self.param_groups)
+        ours loads into ``dog.DoG`` / ``dog.LDoG``. Added, as the package adds it, after
+        torch's ``state_dict`` and its post-hooks: a hook does not see it, and the dict a hook
+        returns gets it (where that dict has no ``state`` table, the package's raises
+        ``KeyError``; this adds nothing, as torch's contract lets a hook return any dict)."""
+        if isinstance(saved.get("state"), dict):
+            saved["state"]["_first_step"] = all(g.get("rbar") is None for g in self.param_groups)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; a checkpoint of the package loads too (its
