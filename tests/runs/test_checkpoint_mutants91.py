@@ -14,6 +14,9 @@ from runs.data import dataset_from
 from runs.load import parse_experiment
 from runs.trainer import train_run
 
+# (the tests register datasets or models: the registries are restored after each)
+pytestmark = pytest.mark.usefixtures("clean_registries")
+
 
 def _dropout_mlp(input_shape, num_classes):
     return torch.nn.Sequential(

@@ -9,6 +9,9 @@ import torch
 
 from runs.data import dataset_from, load_dataset, register_dataset
 
+# (the tests register datasets or models: the registries are restored after each)
+pytestmark = pytest.mark.usefixtures("clean_registries")
+
 
 def _scaler(train: np.ndarray, test: np.ndarray, axes: tuple[int, ...]):
     """scikit-learn StandardScaler semantics by hand: training mean and population std (ddof 0)

@@ -17,6 +17,9 @@ from runs.load import parse_experiment
 from runs.models import build_model
 from runs.trainer import evaluate, train_run
 
+# (the tests register datasets or models: the registries are restored after each)
+pytestmark = pytest.mark.usefixtures("clean_registries")
+
 N_TRAIN, N_TEST, FEATURES, CLASSES = 250, 60, 6, 3
 BASE_LR, GAMMA, MILESTONES = 0.2, 0.5, (1, 2)
 
