@@ -12,20 +12,26 @@ def _param(value):
     return torch.nn.Parameter(torch.tensor([value], dtype=torch.float64))
 
 
+def _step(opt, loss, set_to_none=True):
+    """One ``opt.step(closure)``, the closure zeroing the gradients (in place when not
+    ``set_to_none``) and back-propagating ``loss()``."""
+
+    def closure():
+        opt.zero_grad(set_to_none=set_to_none)
+        value = loss()
+        value.backward()
+        return value
+
+    opt.step(closure)
+
+
 def test_sps_reads_c_from_the_first_param_group():
     """Documented: c, gamma_b, f_star, eps come from the first group. f = (a^2 + b^2)/2 at
     a = b = 1: f = 1, ||g||^2 = 2, so gamma = 1 / (0.5 * 2) = 1 (the second group's c = 2
     would give 0.25)."""
     a, b = _param(1.0), _param(1.0)
     opt = optim.SPS([{"params": [a], "c": 0.5}, {"params": [b], "c": 2.0}], gamma_b=10.0)
-
-    def closure():
-        opt.zero_grad()
-        loss = 0.5 * (a**2 + b**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    _step(opt, lambda: 0.5 * (a**2 + b**2).sum())
     assert float(opt.param_groups[0]["step_size"]) == 1.0
     assert a.item() == 0.0
     assert b.item() == 0.0
@@ -37,14 +43,7 @@ def test_sls_first_trial_is_capped_at_eta_max():
     and 1.0 would be accepted)."""
     x = _param(1.0)
     opt = optim.SLS([x], init_step_size=4.0, eta_max=1.5, c=0.1, beta_b=0.5, reset_option=0)
-
-    def closure():
-        opt.zero_grad()
-        loss = 0.5 * (x**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    _step(opt, lambda: 0.5 * (x**2).sum())
     assert opt.param_groups[0]["step_size"] == 1.5
     assert x.item() == -0.5
 
@@ -55,14 +54,7 @@ def test_sls_searches_where_the_gradient_norm_is_above_1e_8():
     x -> 0."""
     x = _param(1e-6)
     opt = optim.SLS([x], init_step_size=1.0, eta_max=1.0, c=0.1, beta_b=0.5, reset_option=0)
-
-    def closure():
-        opt.zero_grad()
-        loss = 0.5 * (x**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    _step(opt, lambda: 0.5 * (x**2).sum())
     assert x.item() == 0.0
     assert opt.param_groups[0]["step_size"] == 1.0
 
@@ -75,14 +67,7 @@ def test_sls_trials_follow_the_gradient_at_x_k_when_grads_are_zeroed_in_place():
     = 0.9 passes: x_{k+1} = 0, step 0.25."""
     x = _param(1.0)
     opt = optim.SLS([x], init_step_size=1.0, eta_max=1.0, c=0.1, beta_b=0.5, reset_option=0)
-
-    def closure():
-        opt.zero_grad(set_to_none=False)
-        loss = (x**4).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    _step(opt, lambda: (x**4).sum(), set_to_none=False)
     assert opt.param_groups[0]["step_size"] == 0.25
     assert x.item() == 0.0
     assert math.isfinite(x.item())
@@ -95,14 +80,7 @@ def test_sps_step_is_clipped_at_zero_where_the_loss_is_below_f_star():
     quotient (0.5 - 1) / 0.5 = -1 would move x AWAY from the minimiser to 2."""
     x = _param(1.0)
     opt = optim.SPS([x], c=0.5, gamma_b=10.0, f_star=1.0)
-
-    def closure():
-        opt.zero_grad()
-        loss = 0.5 * (x**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    _step(opt, lambda: 0.5 * (x**2).sum())
     assert float(opt.param_groups[0]["step_size"]) == 0.0
     assert x.item() == 1.0
 
@@ -115,14 +93,7 @@ def test_sls_accepts_a_trial_meeting_the_armijo_condition_with_equality():
     that ||g||^2 = |g|^2 is exact)."""
     w = _param(1.0)
     opt = optim.SLS([w], init_step_size=1.0, c=0.5, beta_b=0.5, reset_option=0)
-
-    def closure():
-        opt.zero_grad()
-        loss = ((w - 3) ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    _step(opt, lambda: ((w - 3) ** 2).sum())
     assert opt.param_groups[0]["step_size"] == 0.5
     assert w.item() == 3.0
 
@@ -144,15 +115,8 @@ def test_sls_reset_step_is_capped_at_eta_max():
         beta_b=0.9,
         reset_option=1,
     )
-
-    def closure():
-        opt.zero_grad()
-        loss = 0.5 * (x**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    _step(opt, lambda: 0.5 * (x**2).sum())
     assert x.item() == -0.5
-    opt.step(closure)
+    _step(opt, lambda: 0.5 * (x**2).sum())
     assert opt.param_groups[0]["step_size"] == 1.5
     assert x.item() == 0.25

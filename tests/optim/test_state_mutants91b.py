@@ -10,15 +10,21 @@ import torch
 import optim
 
 
-@pytest.mark.parametrize("impl", ["default", "single", "foreach", "flat"])
-def test_state_copy_is_a_defaultdict_of_the_same_entries_as_torchs(impl):
-    results = []
+def _stepped_torch_and_ours(impl: str):
+    """(parameter, optimizer) after one Adam step: torch's, then ours on ``impl``."""
     kwargs = {} if impl == "default" else {"impl": impl}
     for make in (torch.optim.Adam, lambda ps: optim.Adam(ps, **kwargs)):
         p = torch.nn.Parameter(torch.ones(3))
         optimizer = make([p])
         p.grad = torch.ones_like(p)
         optimizer.step()
+        yield p, optimizer
+
+
+@pytest.mark.parametrize("impl", ["default", "single", "foreach", "flat"])
+def test_state_copy_is_a_defaultdict_of_the_same_entries_as_torchs(impl):
+    results = []
+    for p, optimizer in _stepped_torch_and_ours(impl):
         copied = optimizer.state.copy()
         same_entry = dict.__getitem__(copied, p) is dict.__getitem__(optimizer.state, p)
         copied[p]["note"] = 1  # seen through the optimizer's state, as in torch's
@@ -32,12 +38,7 @@ def test_state_union_takes_the_right_operands_entries_as_torchs(impl):
     """S17, S18: ``state | other`` and ``other | state`` are dict unions (PEP 584): on a key in
     both, the right operand's value wins, as with torch's ``defaultdict(dict)`` state."""
     results = []
-    kwargs = {} if impl == "default" else {"impl": impl}
-    for make in (torch.optim.Adam, lambda ps: optim.Adam(ps, **kwargs)):
-        p = torch.nn.Parameter(torch.ones(3))
-        optimizer = make([p])
-        p.grad = torch.ones_like(p)
-        optimizer.step()
+    for p, optimizer in _stepped_torch_and_ours(impl):
         other = {p: {"other": True}}
         right = optimizer.state | other
         left = other | optimizer.state
