@@ -1,4 +1,4 @@
-"""The learning-rate-free optimizers under a user's ``torch.compile(optimizer.step)`` (the way
+"""Learning-rate-free optimizers under a user's ``torch.compile(optimizer.step)`` (the way
 torch's documentation compiles an optimizer's step; not the ``compile=True`` path): the package's
 numbers, stepping eagerly, at every step (stop 91: DoG's ``G`` stayed at its first step's value
 there, so ``eta`` left dog 1.0.3's from the third step on, 7e-6 apart after 5 steps; eager 0)."""
@@ -13,18 +13,15 @@ import optim
 
 dadaptation = pytest.importorskip("dadaptation")
 dog = pytest.importorskip("dog")
-prodigyopt = pytest.importorskip("prodigyopt")
-schedulefree = pytest.importorskip("schedulefree")
 
+# DoG and LDoG keep host-side state between traced regions (the bug was there); DAdaptSGD takes
+# its roots on the traced path (``python_sqrt``). Prodigy's user-compiled step is tested in
+# test_compile.py; D-Adaptation's Adam/AdaGrad and Schedule-Free matched to 2e-16 when measured
+# (stop 91) and are left out for the suite's time (each compile costs 6-13 s on 2 cores).
 REFERENCES = {
     "DoG": lambda: dog.DoG,
     "LDoG": lambda: dog.LDoG,
-    "Prodigy": lambda: prodigyopt.Prodigy,
     "DAdaptSGD": lambda: dadaptation.DAdaptSGD,
-    "DAdaptAdam": lambda: dadaptation.DAdaptAdam,
-    "DAdaptAdaGrad": lambda: dadaptation.DAdaptAdaGrad,
-    "SGDScheduleFree": lambda: schedulefree.SGDScheduleFree,
-    "AdamWScheduleFree": lambda: schedulefree.AdamWScheduleFree,
 }
 
 
