@@ -634,12 +634,16 @@ def _section_doc(table: str, cls: type[Section]) -> str:
         "Fields:",
         "",
     ]
-    for field in dataclasses.fields(cls):
-        doc = field.metadata.get("doc")
-        if doc is not None:
-            key = "other keys" if field.name == cls.OPEN else f"``{field.name}``"
-            lines.append(f"- {key} ({_default_text(field)}): {doc}")
+    for field, doc in _documented_fields(cls):
+        key = "other keys" if field.name == cls.OPEN else f"``{field.name}``"
+        lines.append(f"- {key} ({_default_text(field)}): {doc}")
     return "\n".join(lines) + "\n"
+
+
+def _documented_fields(cls: type[Section]) -> list[tuple[dataclasses.Field, str]]:
+    """``(field, doc)`` of each setting a file can write (a field without a doc is resolved)."""
+    fields = dataclasses.fields(cls)
+    return [(f, f.metadata["doc"]) for f in fields if f.metadata.get("doc") is not None]
 
 
 for _table, _cls in {**SECTIONS, **STAGES}.items():
@@ -672,10 +676,8 @@ def toml_reference() -> str:
             continue
         lines += [cls.TITLE[:1].upper() + cls.TITLE[1:] + ".", ""]
         lines += ["| key | default | meaning | allowed |", "|---|---|---|---|"]
-        for field in dataclasses.fields(cls):
-            doc, check = field.metadata.get("doc"), field.metadata.get("check")
-            if doc is None:
-                continue
+        for field, doc in _documented_fields(cls):
+            check = field.metadata.get("check")
             key = "other keys" if field.name == cls.OPEN else f"`{field.name}`"
             allowed = check(_ANY_BAD) if check else "any"
             lines.append(f"| {key} | {_default_text(field)} | {doc} | {allowed} |")
