@@ -245,12 +245,13 @@ def preset_names() -> list[str]:
 def _parse_plot_document(document: Mapping[str, Any], source: str) -> dict[str, Any]:
     """``{"title", "steps", "log", "schedules": {label: Schedule}}`` from a parsed TOML document.
 
-    A document with a ``name`` is one schedule table (:func:`from_dict` checks it); else its
-    top-level keys must be among :data:`PLOT_FILE_KEYS`: ``title`` a string, ``steps`` an int
-    >= 1, ``log`` a boolean, ``schedules`` a table. Errors name ``source`` and the key.
+    A document with a ``name`` is one schedule table (:func:`from_dict` checks it, its errors
+    starting with ``source``); else its top-level keys must be among :data:`PLOT_FILE_KEYS`:
+    ``title`` a string, ``steps`` an int >= 1, ``log`` a boolean, ``schedules`` a table.
+    Errors name ``source`` and the key.
     """
     if "name" in document:
-        schedule = from_dict(document)
+        schedule = _entry(source, document)
         return {
             "title": None, "steps": None, "log": None,
             "schedules": {_default_label(schedule): schedule},

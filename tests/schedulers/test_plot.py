@@ -239,3 +239,24 @@ def test_a_bad_inline_spec_is_named_with_its_label_among_others():
     with pytest.raises(TypeError) as err:  # the type of error is kept
         parse_spec('{"name": "cosine_decay", "learning_rate": "a", "decay_steps": 10}')
     assert str(err.value).startswith('schedule spec \'{"name"')
+
+
+def test_a_bad_single_schedule_file_is_refused_naming_the_file(tmp_path):
+    """A file that is one schedule table (a ``name`` at its top) is checked by ``from_dict``; its
+    refusal names the file, as the refusal of an entry of a ``[schedules]`` file does (before:
+    the schedule's message alone, which did not say which of several files was wrong)."""
+    from schedulers.plot import parse_spec
+
+    good = tmp_path / "good.toml"
+    good.write_text('name = "cosine_decay"\nlearning_rate = 1.0\ndecay_steps = 10\n')
+    assert parse_spec(str(good))["schedules"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "cosine_decay"\nlearning_rate = 1.0\ndecay_steps = 0\n')
+    with pytest.raises(ValueError, match="decay_steps") as err:
+        parse_spec(str(bad))
+    assert str(err.value).startswith(f"file {str(bad)!r}: ")
+    wrong_type = tmp_path / "wrong_type.toml"
+    wrong_type.write_text('name = "cosine_decay"\nlearning_rate = "a"\ndecay_steps = 10\n')
+    with pytest.raises(TypeError) as err:  # the type of error is kept
+        parse_spec(str(wrong_type))
+    assert str(err.value).startswith(f"file {str(wrong_type)!r}: ")
