@@ -114,6 +114,19 @@ def relative_error(ours: list[torch.Tensor], reference: list[torch.Tensor]) -> f
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
+_REFERENCE_RUNS: dict[tuple, object] = {}
+
+
+def reference_once(key: tuple, run: Callable[[], object]) -> object:
+    """``run()``, the reference's side of a comparison (torch.optim's or a package's run),
+    computed once per ``key`` in this process and kept: a test parametrized over our paths
+    (``IMPLS``) compares each path with the same reference run, which does not depend on the
+    path. ``key`` names everything the run depends on (the test, the case, the dtype); the kept
+    tensors are only read."""
+    if key not in _REFERENCE_RUNS:
+        _REFERENCE_RUNS[key] = run()
+    return _REFERENCE_RUNS[key]
+
 
 @pytest.fixture(params=CASES, ids=case_id)
 def case(request):

@@ -28,6 +28,7 @@ from optim import _paths
 from tests.optim.conftest import (
     IMPLS,
     in_a_forked_child,
+    reference_once,
     relative_error,
     steps_around_inference_mode,
 )
@@ -277,8 +278,9 @@ def test_matches_the_reference_package(case, impl, capsys):
     """
     name, reference, kwargs, second = case
     sf = name in SCHEDULE_FREE
-    ref_train, ref_eval, _ = train(
-        lambda ps: reference(groups(ps, second), **kwargs), schedule_free=sf
+    ref_train, ref_eval = reference_once(
+        ("parity", case_id(case)),
+        lambda: train(lambda ps: reference(groups(ps, second), **kwargs), schedule_free=sf)[:2],
     )
     ours_train, ours_eval, _ = train(
         lambda ps: getattr(optim, name)(groups(ps, second), impl=impl, **kwargs), schedule_free=sf
@@ -365,21 +367,34 @@ def test_float64_gives_the_packages_bits(case, impl):
     and the flat path dotted parts of its buffer off the alignment that MKL's ``ddot`` sums by
     (``optim._global._aligned``): d was an ulp apart within the first steps, and a chaotic loss
     grows an ulp to 1e-2 within 200."""
-    _bits_beside_the_package(case, impl, make_params, STEPS, moved=1e-3)
+    _bits_beside_the_package(case, impl, make_params, ("parity",), STEPS, moved=1e-3)
 
 
-def _bits_beside_the_package(case, impl: str, make, steps: int = 30, moved: float = 1e-5):
-    """``case``'s package and ours side by side on the parameters ``make()`` builds, in two
-    groups, for ``steps`` noisy steps: ``d`` equal at every step, the parameters bit for bit
-    at the end, and moved by more than ``moved`` (``d`` starts at 1e-6). Returns ours."""
+def _bits_beside_the_package(
+    case, impl: str, make, made: tuple, steps: int = 30, moved: float = 1e-5
+):
+    """``case``'s package and ours on the parameters ``make()`` builds, in two groups, for
+    ``steps`` noisy steps: ``d`` equal at every step, the parameters bit for bit at the end, and
+    moved by more than ``moved`` (``d`` starts at 1e-6). ``made`` names what ``make`` builds:
+    the package's run is made once per case, ``made`` and ``steps`` (:func:`reference_once`).
+    Returns ours."""
     name, reference, kwargs, second = case
-    ref_params, ours_params = make(), make()
-    ref = reference(groups(ref_params, second), **kwargs)
+
+    def package_run() -> tuple[list[float], list[torch.Tensor]]:
+        params = make()
+        package = reference(groups(params, second), **kwargs)
+        estimates = []
+        for t in range(steps):
+            run_steps(package, params, range(t, t + 1))
+            estimates.append(package.param_groups[0]["d"])
+        return estimates, params
+
+    estimates, ref_params = reference_once(("bits", case_id(case), *made, steps), package_run)
+    ours_params = make()
     ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
     for t in range(steps):
-        run_steps(ref, ref_params, range(t, t + 1))
         run_steps(ours, ours_params, range(t, t + 1))
-        assert float(ours.param_groups[0]["d"]) == ref.param_groups[0]["d"], t
+        assert float(ours.param_groups[0]["d"]) == estimates[t], t
     assert relative_error(ours_params, make()) > moved, "nothing moved"
     for a, b in zip(ours_params, ref_params):
         assert torch.equal(a, b)
@@ -411,7 +426,7 @@ def test_many_small_tensors_give_the_packages_bits(case, impl, dtype):
 
     make = functools.partial(many_small_params, dtype)
 
-    ours = _bits_beside_the_package(case, impl, make)
+    ours = _bits_beside_the_package(case, impl, make, ("many small", dtype))
     if impl != "single":
         assert ours._packed or ours._layouts, "the many small tensors were not laid out together"
 
@@ -548,7 +563,7 @@ def test_a_group_mixing_dtypes_gives_the_packages_bits(case, impl, count):
             for i in range(count)
         ]
 
-    _bits_beside_the_package(case, impl, make)
+    _bits_beside_the_package(case, impl, make, ("mixing dtypes", count))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -3033,13 +3048,19 @@ def test_runs_of_large_tensors_among_many_small_give_the_packages_bits(case, imp
         generator = torch.Generator().manual_seed(6)
         return [torch.randn(n, generator=generator).requires_grad_() for n in LARGE_RUN_SIZES]
 
-    ref_params, ours_params = make(), make()
-    ref = reference(groups(ref_params, second), **kwargs)
+    def package_run() -> list[torch.Tensor]:
+        params = make()
+        package = reference(groups(params, second), **kwargs)
+        if hasattr(package, "train"):
+            package.train()
+        run_steps(package, params, range(20))
+        return params
+
+    ref_params = reference_once(("large runs", case_id(case)), package_run)
+    ours_params = make()
     ours = getattr(optim, name)(groups(ours_params, second), impl=impl, **kwargs)
-    for optimizer in (ref, ours):
-        if hasattr(optimizer, "train"):
-            optimizer.train()
-    run_steps(ref, ref_params, range(20))
+    if hasattr(ours, "train"):
+        ours.train()
     run_steps(ours, ours_params, range(20))
     assert relative_error(ours_params, make()) > 1e-6, "nothing moved"
     for a, b in zip(ours_params, ref_params):

@@ -6,8 +6,10 @@ import torch
 from tests.optim.conftest import (
     IMPLS,
     TOLERANCE,
+    case_id,
     make_params,
     ours,
+    reference_once,
     relative_error,
     theirs,
     train,
@@ -22,8 +24,13 @@ STEPS = 200
 def test_matches_torch_with_two_param_groups(case, impl, dtype):
     name, kwargs = case
     sign = -1.0 if kwargs.get("maximize") else 1.0
-    reference = make_params(dtype)
-    train(lambda ps: theirs(name)(two_groups(ps, kwargs), **kwargs), reference, STEPS, sign)
+
+    def reference_run() -> list[torch.Tensor]:
+        reference = make_params(dtype)
+        train(lambda ps: theirs(name)(two_groups(ps, kwargs), **kwargs), reference, STEPS, sign)
+        return reference
+
+    reference = reference_once(("two groups", case_id(case), dtype), reference_run)
     params = make_params(dtype)
     train(lambda ps: ours(name)(two_groups(ps, kwargs), impl=impl, **kwargs), params, STEPS, sign)
     assert relative_error(params, make_params(dtype)) > 1e-3, "the parameters did not move"
