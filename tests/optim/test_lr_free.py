@@ -30,6 +30,8 @@ from tests.optim.conftest import (
     in_a_forked_child,
     reference_once,
     relative_error,
+    squares_and_cosines,
+    squares_and_cosines_gradient,
     steps_around_inference_mode,
 )
 from tests.optim.test_no_sync import FailOnHostSync
@@ -91,50 +93,10 @@ def make_params(seed: int = 1) -> list[torch.Tensor]:
 
 def noisy_loss(params: list[torch.Tensor], t: int) -> torch.Tensor:
     """A non-convex loss whose targets are redrawn at every step (a stochastic gradient):
-    ``sum_i (i + 1) ||p_i - target_i||^2 + 0.1 sum cos(3 p_i)``, its gradient written out
-    (:class:`_NoisyLoss`)."""
+    :func:`squares_and_cosines` with targets ``0.1 N(0, 1)`` drawn from seed ``1000 + t``."""
     generator = torch.Generator().manual_seed(1000 + t)
     targets = [0.1 * torch.randn(p.shape, dtype=p.dtype, generator=generator) for p in params]
-    return _NoisyLoss.apply(len(params), *params, *targets)
-
-
-def noisy_gradient(i: int, difference: torch.Tensor, tripled: torch.Tensor) -> torch.Tensor:
-    """The gradient of :func:`noisy_loss`'s term ``i`` at ``p``, from ``difference = p - target``
-    and ``tripled = 3 p``: ``2 (i + 1) (p - target) - 0.3 sin(3 p)``."""
-    return 2 * (i + 1) * difference - 0.3 * torch.sin(tripled)
-
-
-class _NoisyLoss(torch.autograd.Function):
-    """:func:`noisy_loss` as one autograd node whose backward is its gradient written out
-    (:func:`noisy_gradient`, times the incoming gradient), not the chain of about 30 nodes of
-    the loss's ops: autograd's backward was about 70% of a step of these tests. Both sides of
-    every comparison (the package's and ours, and the forked worker's written-out gradient)
-    get the same gradient; autograd still accumulates it into ``p.grad`` (layout, in-place
-    accumulation, casts before the loss). As the ops' own nodes, it keeps ``p - target`` and
-    ``3 p``, not ``p``, which may change in place before the backward."""
-
-    @staticmethod
-    def forward(ctx, count: int, *tensors: torch.Tensor) -> torch.Tensor:
-        params, targets = tensors[:count], tensors[count:]
-        differences = [p - target for p, target in zip(params, targets)]
-        tripled = [3 * p for p in params]
-        ctx.save_for_backward(*differences, *tripled)
-        ctx.count = count
-        total = 0
-        for i, (difference, three_p) in enumerate(zip(differences, tripled)):
-            total = total + (i + 1) * (difference**2).sum() + 0.1 * torch.cos(three_p).sum()
-        return total
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> tuple:
-        saved = ctx.saved_tensors
-        differences, tripled = saved[: ctx.count], saved[ctx.count :]
-        needed = ctx.needs_input_grad[1 : 1 + ctx.count]
-        grads = [
-            grad_output * noisy_gradient(i, difference, three_p) if need else None
-            for i, (difference, three_p, need) in enumerate(zip(differences, tripled, needed))
-        ]
-        return (None, *grads, *(None for _ in range(ctx.count)))
+    return squares_and_cosines(params, targets)
 
 
 def reference_class(name: str) -> type:
@@ -175,7 +137,7 @@ def run_steps_forked(optimizer, params: list[torch.Tensor], steps: range) -> Non
         generator = torch.Generator().manual_seed(1000 + t)
         for i, p in enumerate(params):
             target = 0.1 * torch.randn(p.shape, dtype=p.dtype, generator=generator)
-            p.grad = noisy_gradient(i, p.detach() - target, 3 * p.detach())
+            p.grad = squares_and_cosines_gradient(i, p.detach() - target, 3 * p.detach())
         optimizer.step()
 
 
