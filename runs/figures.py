@@ -210,11 +210,12 @@ def save_figure(fig: matplotlib.figure.Figure, path: Path, *, layout: bool = Tru
     import matplotlib.pyplot as plt
 
     from runs.checkpoint import atomic_write
+    from schedulers.files import savefig_once
 
     try:
         if layout:
             fig.tight_layout()
-        atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+        atomic_write(path, lambda file: savefig_once(fig, file, format="png", dpi=110))
     finally:
         plt.close(fig)
     return path

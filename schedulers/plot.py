@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from schedulers.base import Schedule, from_dict
-from schedulers.files import atomic_write, check_output_file, read_toml
+from schedulers.files import atomic_write, check_output_file, read_toml, savefig_once
 
 if TYPE_CHECKING:  # (matplotlib is imported where a figure is drawn, not with this module)
     import matplotlib.figure
@@ -193,7 +193,7 @@ def save_figure(
     """
     path = check_output_file(path, "path", make_parent=create_parent)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    atomic_write(path, lambda handle: figure.savefig(handle, format=fmt, dpi=dpi or "figure"))
+    atomic_write(path, lambda handle: savefig_once(figure, handle, format=fmt, dpi=dpi or "figure"))
     return path
 
 
