@@ -550,13 +550,13 @@ import torch.distributed as dist
 
 
 def report(data):  # one JSON line to this rank's own file
-    with open(f"{sys.argv[3]}/rank{dist.get_rank()}.jsonl", "a") as file:
+    with open(f"{sys.argv[-1]}/rank{dist.get_rank()}.jsonl", "a") as file:
         file.write(json.dumps(data) + "\\n")
 """
 
 
-def _torchrun_reports(tmp_path, script_text: str, toml) -> list[dict]:
-    """``script_text`` run by ``torchrun`` on two CPU ranks with ``(toml, tmp_path / "logs",
+def _torchrun_reports(tmp_path, script_text: str, *tomls) -> list[dict]:
+    """``script_text`` run by ``torchrun`` on two CPU ranks with ``(*tomls, tmp_path / "logs",
     reports)`` as its arguments; the JSON lines the ranks wrote, each to its own file
     ``reports/rank{r}.jsonl`` (on one shared stdout, two ranks' lines could interleave)."""
     script = tmp_path / "script.py"
@@ -567,7 +567,7 @@ def _torchrun_reports(tmp_path, script_text: str, toml) -> list[dict]:
     ddp = subprocess.run(
         [
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            str(script), str(toml), str(tmp_path / "logs"), str(reports),
+            str(script), *map(str, tomls), str(tmp_path / "logs"), str(reports),
         ],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
@@ -579,42 +579,7 @@ def _torchrun_reports(tmp_path, script_text: str, toml) -> list[dict]:
     ]
 
 
-TWO_CALLS = """
-import json, sys
-import torch.distributed as dist
-import runs
-
-toml, logdir = sys.argv[1], sys.argv[2]
-first = runs.run(toml, logdir=logdir + "/first", variants="plain", seeds=1)
-second = runs.run(toml, logdir=logdir + "/second", variants="momentum", seeds=1)
-report({
-    "rank": dist.get_rank(),
-    "kept": dist.is_initialized(),
-    "accuracies": [run["final"]["test_accuracy"] for run in first["runs"] + second["runs"]],
-})
-"""
-
-
-@pytest.mark.slow
-def test_runs_run_under_torchrun_returns_the_summary_on_every_rank(tmp_path):
-    """``runs.run`` called twice in one ``torchrun`` script: every rank returns the summary
-    rank 0 wrote (each waits at a barrier until it is written; before, rank 1 read it at once
-    and failed with ``FileNotFoundError``), the second call uses the process group the first
-    made, and the script exits cleanly (the group is destroyed as the interpreter exits, see
-    ``runs.parallel._leave_at_exit``)."""
-    reports = _torchrun_reports(tmp_path, TWO_CALLS, write_toml(tmp_path / "tiny.toml", TINY))
-    assert sorted(report["rank"] for report in reports) == [0, 1]
-    assert all(report["kept"] for report in reports)
-    written = [
-        json.loads((tmp_path / "logs" / call / "tiny" / "summary.json").read_text())
-        for call in ("first", "second")
-    ]
-    expected = [run["final"]["test_accuracy"] for summary in written for run in summary["runs"]]
-    assert len(expected) == 2
-    assert all(report["accuracies"] == expected for report in reports)
-
-
-SLOW_RESULTS = """
+SEARCH_THEN_TWO_CALLS = """
 import json, sys, time
 import torch.distributed as dist
 import runs
@@ -623,9 +588,9 @@ from runs import checkpoint, tuning
 save_json = checkpoint.save_json
 
 
-def slow_save_json(path, data):  # rank 0 writes each run's result.json 2 s late
+def slow_save_json(path, data):  # rank 0 writes each run's result.json 1 s late
     if path.name == checkpoint.RESULT and dist.get_rank() == 0:
-        time.sleep(2)
+        time.sleep(1)
     save_json(path, data)
 
 
@@ -640,26 +605,55 @@ def choose_and_report(experiment, by_variant):
 
 
 tuning._choose = choose_and_report
-runs.run(sys.argv[1], logdir=sys.argv[2], variants="plain", seeds=1)
+toml, searched, logdir = sys.argv[1], sys.argv[2], sys.argv[3]
+runs.run(searched, logdir=logdir + "/searched", variants="plain", seeds=1)
+first = runs.run(toml, logdir=logdir + "/first", variants="plain", seeds=1)
+second = runs.run(toml, logdir=logdir + "/second", variants="momentum", seeds=1)
+report({
+    "rank": dist.get_rank(),
+    "kept": dist.is_initialized(),
+    "accuracies": [run["final"]["test_accuracy"] for run in first["runs"] + second["runs"]],
+})
 """
 
 
 @pytest.mark.slow
-def test_a_searched_rate_is_the_same_on_every_rank(tmp_path):
-    """Under ``torchrun``, a learning-rate search's choice is made from every search run's
-    result on every rank. Only rank 0 writes ``result.json``; with it slow to write (2 s here),
-    rank 1 read a grid whose last run was missing and chose another rate than rank 0, so the
-    final runs trained each replica at its own rate. A run now ends on every rank only once its
-    result is on disk."""
+def test_under_torchrun_a_search_chooses_alike_and_runs_run_returns_on_every_rank(tmp_path):
+    """One ``torchrun`` script (two CPU ranks), rank 0 writing each ``result.json`` 1 s late:
+
+    - a learning-rate search's choice is made from every search run's result on every rank.
+      Only rank 0 writes ``result.json``; with it slow to write, rank 1 read a grid whose last
+      run was missing and chose another rate than rank 0, so the final runs trained each replica
+      at its own rate. A run now ends on every rank only once its result is on disk.
+    - ``runs.run`` called twice more: every rank returns the summary rank 0 wrote (each waits at
+      a barrier until it is written; before, rank 1 read it at once and failed with
+      ``FileNotFoundError``), the later calls use the process group the first made, and the
+      script exits cleanly (the group is destroyed as the interpreter exits, see
+      ``runs.parallel._leave_at_exit``).
+
+    (Two tests before, each paying for a ``torchrun`` of its own.)"""
     search = '\n[search]\nlr = [0.05, 0.2]\nmetric = "train_loss"\nseed = 3\ntrain = {steps = 6}\n'
-    toml = write_toml(
-        tmp_path / "tiny.toml", TINY.replace('name = "tiny"', 'name = "tinysearch"') + search
+    searched = write_toml(
+        tmp_path / "tinysearch.toml",
+        TINY.replace('name = "tiny"', 'name = "tinysearch"') + search,
     )
-    reports = {report["rank"]: report for report in _torchrun_reports(tmp_path, SLOW_RESULTS, toml)}
-    assert sorted(reports) == [0, 1]
-    assert all(row["status"] != "missing" for row in reports[0]["grid"]["plain"])
-    assert reports[1]["grid"] == reports[0]["grid"]
-    assert reports[1]["chosen"] == reports[0]["chosen"]
+    toml = write_toml(tmp_path / "tiny.toml", TINY)
+    reports = _torchrun_reports(tmp_path, SEARCH_THEN_TWO_CALLS, toml, searched)
+    searches = {report["rank"]: report for report in reports if "grid" in report}
+    assert sorted(searches) == [0, 1]
+    assert all(row["status"] != "missing" for row in searches[0]["grid"]["plain"])
+    assert searches[1]["grid"] == searches[0]["grid"]
+    assert searches[1]["chosen"] == searches[0]["chosen"]
+    finals = [report for report in reports if "accuracies" in report]
+    assert sorted(report["rank"] for report in finals) == [0, 1]
+    assert all(report["kept"] for report in finals)
+    written = [
+        json.loads((tmp_path / "logs" / call / "tiny" / "summary.json").read_text())
+        for call in ("first", "second")
+    ]
+    expected = [run["final"]["test_accuracy"] for summary in written for run in summary["runs"]]
+    assert len(expected) == 2
+    assert all(report["accuracies"] == expected for report in finals)
 
 
 @pytest.mark.slow
