@@ -34,7 +34,7 @@ def _loss(params: list[torch.Tensor]) -> torch.Tensor:
 def test_a_user_compiled_step_gives_the_packages_numbers(name):
     torch._dynamo.reset()
     torch.manual_seed(0)
-    ours = [torch.randn(3, 2, dtype=torch.float64).requires_grad_() for _ in range(12)]
+    ours = [torch.randn(3, 2, dtype=torch.float64).requires_grad_() for _ in range(4)]
     theirs = [p.detach().clone().requires_grad_() for p in ours]
     optimizer, package = getattr(optim, name)(ours), REFERENCES[name]()(theirs)
     for opt in (optimizer, package):
