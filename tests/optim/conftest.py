@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 import traceback
@@ -56,8 +57,30 @@ def make_params(dtype: torch.dtype, seed: int = 1) -> list[torch.Tensor]:
 def loss_fn(params: list[torch.Tensor], sign: float = 1.0) -> torch.Tensor:
     """A smooth non-quadratic loss with a different curvature per tensor; bounded below:
     :func:`squares_and_cosines` with targets spaced evenly from -1 to 1, times ``sign``."""
-    targets = [torch.linspace(-1, 1, p.numel(), dtype=p.dtype).reshape(p.shape) for p in params]
-    return sign * squares_and_cosines(params, targets)
+    return sign * squares_and_cosines(params, made_once(_spaced_targets, params))
+
+
+def made_once(make: Callable[..., list[torch.Tensor]], params: list[torch.Tensor], *args):
+    """``make(signature, *args)``: a loss's constant targets for tensors of ``params``' shapes
+    and dtypes (``signature``), made once per worker and shared, never written to (a loss reads
+    its targets only). Keyed by the default device and inference mode too, under which they
+    were made as they are made at each call."""
+    signature = tuple((tuple(p.shape), p.dtype) for p in params)
+    mode = (torch.get_default_device(), torch.is_inference_mode_enabled())
+    return _made_once(make, signature, mode, *args)
+
+
+@functools.lru_cache(maxsize=4096)
+def _made_once(make, signature, mode, *args) -> list[torch.Tensor]:
+    return make(signature, *args)
+
+
+def _spaced_targets(signature: tuple) -> list[torch.Tensor]:
+    """:func:`loss_fn`'s targets: spaced evenly from -1 to 1."""
+    return [
+        torch.linspace(-1, 1, math.prod(shape), dtype=dtype).reshape(shape)
+        for shape, dtype in signature
+    ]
 
 
 def squares_and_cosines(params: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
@@ -85,13 +108,14 @@ class _SquaresAndCosines(torch.autograd.Function):
     @staticmethod
     def forward(ctx, count: int, *tensors: torch.Tensor) -> torch.Tensor:
         params, targets = tensors[:count], tensors[count:]
-        differences = [p - target for p, target in zip(params, targets)]
-        tripled = [3 * p for p in params]
+        differences = torch._foreach_sub(params, targets)  # (each op's bits: one call per op)
+        tripled = torch._foreach_mul(params, 3)
         ctx.save_for_backward(*differences, *tripled)
         ctx.count = count
         total = 0
-        for i, (difference, three_p) in enumerate(zip(differences, tripled)):
-            total = total + (i + 1) * (difference**2).sum() + 0.1 * torch.cos(three_p).sum()
+        squares, cosines = torch._foreach_pow(differences, 2), torch._foreach_cos(tripled)
+        for i, (square, cosine) in enumerate(zip(squares, cosines)):
+            total = total + (i + 1) * square.sum() + 0.1 * cosine.sum()
         return total
 
     @staticmethod

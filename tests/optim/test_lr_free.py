@@ -28,6 +28,7 @@ from optim import _paths
 from tests.optim.conftest import (
     IMPLS,
     in_a_forked_child,
+    made_once,
     reference_once,
     relative_error,
     squares_and_cosines,
@@ -94,9 +95,15 @@ def make_params(seed: int = 1) -> list[torch.Tensor]:
 def noisy_loss(params: list[torch.Tensor], t: int) -> torch.Tensor:
     """A non-convex loss whose targets are redrawn at every step (a stochastic gradient):
     :func:`squares_and_cosines` with targets ``0.1 N(0, 1)`` drawn from seed ``1000 + t``."""
+    return squares_and_cosines(params, made_once(_noise_targets, params, t))
+
+
+def _noise_targets(signature: tuple, t: int) -> list[torch.Tensor]:
+    """:func:`noisy_loss`'s targets at step ``t``."""
     generator = torch.Generator().manual_seed(1000 + t)
-    targets = [0.1 * torch.randn(p.shape, dtype=p.dtype, generator=generator) for p in params]
-    return squares_and_cosines(params, targets)
+    return [
+        0.1 * torch.randn(shape, dtype=dtype, generator=generator) for shape, dtype in signature
+    ]
 
 
 def reference_class(name: str) -> type:
