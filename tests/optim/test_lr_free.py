@@ -141,9 +141,7 @@ def run_steps_forked(optimizer, params: list[torch.Tensor], steps: range) -> Non
     ``backward()`` on a machine with a GPU (:func:`in_a_forked_child`)."""
     for t in steps:
         optimizer.zero_grad()
-        generator = torch.Generator().manual_seed(1000 + t)
-        for i, p in enumerate(params):
-            target = 0.1 * torch.randn(p.shape, dtype=p.dtype, generator=generator)
+        for i, (p, target) in enumerate(zip(params, made_once(_noise_targets, params, t))):
             p.grad = squares_and_cosines_gradient(i, p.detach() - target, 3 * p.detach())
         optimizer.step()
 
