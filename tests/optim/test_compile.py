@@ -2,6 +2,7 @@
 
 import gc
 import itertools
+import sys
 
 import pytest
 import torch
@@ -112,15 +113,40 @@ def test_user_compiled_flat_step_runs_plain_lists_and_matches_torch(name, eager_
     assert relative_error(params, reference) <= TOLERANCE[torch.float64]
 
 
+def _packing_from_two_tensors(monkeypatch) -> list[tuple[int, int]]:
+    """``PACK_AT_LEAST`` set to 2 in every module of ``optim`` that holds it, and the shapes of
+    two small tensors, so that a test of "many small tensors" compiles a graph over two (its
+    compile time grows with the number of tensors: a user-compiled Prodigy step over the 16 of
+    the real threshold cost 20 s more cold than warm on this project's CPU). The rule that
+    decides packing is the same at any threshold; :func:`_packed_eagerly` checks that eager
+    steps do pack these tensors, so the traced step is tested where packing would apply."""
+    threshold = _paths.PACK_AT_LEAST
+    for module in list(sys.modules.values()):
+        is_ours = getattr(module, "__name__", "").partition(".")[0] == "optim"
+        if is_ours and getattr(module, "PACK_AT_LEAST", None) == threshold:
+            monkeypatch.setattr(module, "PACK_AT_LEAST", 2)
+    return [(3, 2), (2, 3)]
+
+
+def _packed_eagerly(optimizer) -> bool:
+    """Whether ``optimizer``'s eager steps packed its tensors (a packed layout, or a reducing
+    optimizer's packed buffers)."""
+    layouts = [layout for held in optimizer._layouts.values() for layout in held]
+    return any(isinstance(layout, _paths.Packed) for layout in layouts) or bool(
+        getattr(optimizer, "_packed", None)
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["Prodigy"])
-def test_user_compiled_learning_rate_free_step_runs_plain_lists_and_matches_the_package(name):
-    """A user's torch.compile(step, fullgraph=True) over many small tensors: the step runs the
-    rule over plain lists, no layout built in the trace (before, dynamo refused the packed
-    layout, "Unsupported"), with the package's numbers. Prodigy here (compiling takes half a
-    minute); DAdaptSGD, DAdaptAdam, SGDScheduleFree and AdamWScheduleFree passed too when
-    written. DoG, LDoG and DAdaptAdaGrad still stop the trace in their own host-side code,
-    as before."""
+def test_user_compiled_learning_rate_free_step_runs_plain_lists_and_matches_the_package(
+    name, monkeypatch
+):
+    """A user's torch.compile(step, fullgraph=True) over tensors that eager steps pack: the step
+    runs the rule over plain lists, no layout built in the trace (before, dynamo refused the
+    packed layout, "Unsupported"), with the package's numbers. Prodigy here; DAdaptSGD,
+    DAdaptAdam, SGDScheduleFree and AdamWScheduleFree passed too when written. DoG, LDoG and
+    DAdaptAdaGrad still stop the trace in their own host-side code, as before."""
     reference = {
         "Prodigy": pytest.importorskip("prodigyopt").Prodigy,
         "DAdaptSGD": pytest.importorskip("dadaptation").DAdaptSGD,
@@ -130,16 +156,20 @@ def test_user_compiled_learning_rate_free_step_runs_plain_lists_and_matches_the_
     }[name]
     kwargs = {"lr": 0.05} if "ScheduleFree" in name else {}
     torch._dynamo.reset()
-    shapes = [(3, 2)] * _paths.PACK_AT_LEAST  # (as many as eager steps pack)
+    shapes = _packing_from_two_tensors(monkeypatch)
     params = [torch.randn(s, dtype=torch.float64).requires_grad_() for s in shapes]
     expected = [p.detach().clone().requires_grad_() for p in params]
+    eager = [p.detach().clone().requires_grad_() for p in params]
     optimizer = getattr(optim, name)(params, **kwargs)
     package = reference(expected, **kwargs)
+    eager_optimizer = getattr(optim, name)(eager, **kwargs)
     if "ScheduleFree" in name:
-        optimizer.train()
-        package.train()
+        for opt in (optimizer, package, eager_optimizer):
+            opt.train()
     _train(torch.compile(optimizer.step, fullgraph=True), optimizer, params, 4, 1.0)
     _train(package.step, package, expected, 4, 1.0)
+    _train(eager_optimizer.step, eager_optimizer, eager, 4, 1.0)
+    assert _packed_eagerly(eager_optimizer)
     assert relative_error(params, expected) <= 1e-10
 
 
@@ -383,16 +413,21 @@ def test_compile_has_no_limit_on_shapes_groups_and_optimizers():
 
 
 @pytest.mark.slow
-def test_user_compiled_step_with_many_small_tensors_runs_plain_lists():
-    """Under a user's torch.compile(step, fullgraph=True) nothing is packed or read on the host."""
+def test_user_compiled_step_with_many_small_tensors_runs_plain_lists(monkeypatch):
+    """Under a user's torch.compile(step, fullgraph=True) nothing is packed or read on the host,
+    over tensors that eager steps pack (:func:`_packing_from_two_tensors`)."""
     torch._dynamo.reset()
-    shapes = [(3, 2)] * _paths.PACK_AT_LEAST  # (as many as eager steps pack)
+    shapes = _packing_from_two_tensors(monkeypatch)
     params = [torch.randn(s, dtype=torch.float64).requires_grad_() for s in shapes]
     reference = [p.detach().clone().requires_grad_() for p in params]
+    eager = [p.detach().clone().requires_grad_() for p in params]
     optimizer = ours("Adam")(params, lr=0.01)
     _train(torch.compile(optimizer.step, fullgraph=True), optimizer, params, 4, 1.0)
     torch_optimizer = theirs("Adam")(reference, lr=0.01)
     _train(torch_optimizer.step, torch_optimizer, reference, 4, 1.0)
+    eager_optimizer = ours("Adam")(eager, lr=0.01)
+    _train(eager_optimizer.step, eager_optimizer, eager, 4, 1.0)
+    assert _packed_eagerly(eager_optimizer)
     assert relative_error(params, reference) <= TOLERANCE[torch.float64]
 
 
@@ -433,25 +468,34 @@ def test_compiled_rule_keeps_an_infinite_parameter_infinite_as_torch_does(name, 
     """A parameter with an infinite element and the default ``weight_decay=0``: torch skips the
     decay term (``if weight_decay != 0``) and the element stays infinite. The compiled rule took
     every number as a 0-dim tensor and added ``0 * p``, NaN there (Adam, Adagrad, SGD, RMSprop,
-    Adadelta); now a zero is compiled in and the term dropped."""
+    Adadelta); now a zero is compiled in and the term dropped. (The conftest's float32 tensors
+    and default numbers, as in the compile-once test below: the same graph, which torch's
+    compile cache then serves to that test.)"""
     monkeypatch.setattr(_paths, "_COMPILED_NUMBERS", {})
     torch._dynamo.reset()
     kwargs = {"lr": 0.1, **COMPILED_PEERS[name]}
     ours_kwargs = {k: v for k, v in kwargs.items() if k != "fused"}
-    start = torch.tensor([float("inf"), 1.0, -2.0, 0.5])
-    params, reference = [start.clone().requires_grad_()], [start.clone().requires_grad_()]
+    params, reference = make_params(torch.float32), make_params(torch.float32)
+    with torch.no_grad():
+        for p in (params[0], reference[0]):
+            p.view(-1)[0] = float("inf")
     optimizer = ours(name)(params, compile=True, **ours_kwargs)
     torch_optimizer = theirs(name)(reference, **kwargs)
     for step in range(3):
-        gradient = torch.tensor([0.5, -1.0, 2.0, 0.25]) * (step + 1)
+        generator = torch.Generator().manual_seed(step)
+        gradients = [torch.randn(p.shape, generator=generator) for p in params]
         for opt, ps in ((optimizer, params), (torch_optimizer, reference)):
-            ps[0].grad = gradient.clone()
+            for p, gradient in zip(ps, gradients, strict=True):
+                p.grad = gradient.clone()
             opt.step()
-    mine, theirs_ = params[0].detach(), reference[0].detach()
+    mine, theirs_ = params[0].detach().view(-1), reference[0].detach().view(-1)
     assert torch.isinf(mine[0])
     assert torch.isinf(theirs_[0])
-    assert not mine.isnan().any()
-    assert relative_error([mine[1:]], [theirs_[1:]]) <= TOLERANCE[torch.float32]
+    assert not any(p.isnan().any() for p in params)
+    assert (
+        relative_error([mine[1:], *params[1:]], [theirs_[1:], *reference[1:]])
+        <= TOLERANCE[torch.float32]
+    )
 
 
 @pytest.mark.slow
