@@ -9,7 +9,9 @@ package's DAdaptSGD with momentum 0, whose estimate is twice the paper's: d_k <=
 certified in ``theory.lr_free_bounds.d_estimate_bound``. The Adam and AdaGrad variants'
 estimates are not of the lemma's form, and no bound is certified for them (DAdaptAdam's d
 reaches 2.02 D on a 2-D quadratic, DAdaptAdaGrad's 1.03 D on |x|). All scalars are
-shared by every param group (the references' design) and stay on the device as 0-dim tensors.
+shared by every param group (the references' design); DAdaptSGD's stay on the device as 0-dim
+tensors, and so do DAdaptAdam's and DAdaptAdaGrad's on a GPU, which on a CPU are Python floats,
+as in the package (:func:`optim._global.host_scalars`).
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from optim._global import (
     check_at_least,
     check_count,
     check_positive,
+    choose,
     chunk_roots_plus,
     common_lr,
     d_times_lr,
     dots,
+    host_scalars,
     known_zero,
     parameter_order,
     py_max,
@@ -325,13 +329,16 @@ def _check_sum_of_squares(sk_sq: Tensor, lr: float | Tensor) -> None:
         )
 
 
-def _keep_unless(new: Tensor, old: Tensor, lr: float | Tensor, progress: Tensor) -> Tensor:
-    """``new`` where lr > 0 and the step made progress, else ``old`` (no host read)."""
+def _keep_unless(
+    new: float | Tensor, old: float | Tensor, lr: float | Tensor, progress: bool | Tensor
+) -> float | Tensor:
+    """``new`` where lr > 0 and the step made progress, else ``old`` (host numbers, or 0-dim
+    tensors read nowhere: :func:`optim._global.choose`)."""
     if isinstance(lr, Tensor):
         progress = progress & (lr > 0)
     elif not lr > 0:
         return old
-    return torch.where(progress, new, old)
+    return choose(progress, new, old)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,7 +503,7 @@ class DAdaptAdam(FairseqFlags, ReducingOptimizer):
         first = self.param_groups[0]
         beta1, beta2 = (_number(b, "betas") for b in first["betas"])
         k = first["k"]
-        d = self.scalar(first, "d", device)
+        d = self.number(first, "d", device)
         lr = common_lr(self.param_groups, device)
         bias_correction = 1.0
         if first["use_bias_correction"]:
@@ -517,19 +524,23 @@ class DAdaptAdam(FairseqFlags, ReducingOptimizer):
                 )  # fmt: skip
                 numerators.append(n)
                 l1s.append(l1)
-        old_numerator = self.scalar(first, "numerator_weighted", device)
+        old_numerator = self.number(first, "numerator_weighted", device)
         order = parameter_order(work, active)
         numerator = sqrt_beta2 * old_numerator + (1 - sqrt_beta2) * total(
             numerators, device, order=order
         )
         # (numerator is kept per rank; the package tests its own rank's sum for its early return)
         global_numerator, sk_l1 = self.over_ranks(numerator, total(l1s, device, order=order))
+        if host_scalars(device):
+            numerator, global_numerator, sk_l1 = (
+                numerator.item(), global_numerator.item(), sk_l1.item()
+            )  # fmt: skip
         if known_zero(lr) or known_zero(sk_l1):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         d_hat = global_numerator / ((1 - sqrt_beta2) * sk_l1)
         progress = sk_l1 != 0  # (a NaN sum goes on, as the package's early return is on 0 only)
         new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, progress)
-        numerator = torch.where(progress, numerator, old_numerator)
+        numerator = choose(progress, numerator, old_numerator)
         _log(self, first, k, lr=lr, dlr=dlr, d_hat=d_hat, d=new_d)
         for item in work:
             group = item.group
@@ -721,7 +732,7 @@ class DAdaptAdaGrad(ReducingOptimizer):
         first = self.param_groups[0]
         lr = self.number_or_tensor(first["lr"], device)
         momentum = _number(first["momentum"], "momentum")
-        d = self.scalar(first, "d", device)
+        d = self.number(first, "d", device)
         dlr = d * lr
         grad_sqs, weighted, l1s = [], [], []
         for item in work:
@@ -735,19 +746,22 @@ class DAdaptAdaGrad(ReducingOptimizer):
                 weighted.append(w)
                 l1s.append(l1)
         old = {
-            name: self.scalar(first, name, device)
+            name: self.number(first, name, device)
             for name in ("gsq_weighted", "sksq_weighted", "skl1")
         }
         order = parameter_order(work)
-        sksq_weighted = old["sksq_weighted"] + total(weighted, device, order=order)
-        skl1 = old["skl1"] + total(l1s, device, order=order)
+        sums = [total(values, device, order=order) for values in (weighted, l1s, grad_sqs)]
+        if host_scalars(device):
+            sums = [value.item() for value in sums]
+        sksq_weighted = old["sksq_weighted"] + sums[0]
+        skl1 = old["skl1"] + sums[1]
         if known_zero(skl1):
             return False  # the package's early return: nothing stored or updated, k unchanged
-        gsq_weighted = old["gsq_weighted"] + dlr * dlr * total(grad_sqs, device, order=order)
+        gsq_weighted = old["gsq_weighted"] + dlr * dlr * sums[2]
         d_hat = (sksq_weighted - gsq_weighted) / skl1
         progress = skl1 != 0
         new_d = _keep_unless(_grow(d, d_hat, first["growth_rate"]), d, lr, progress)
-        gsq_weighted = torch.where(progress, gsq_weighted, old["gsq_weighted"])
+        gsq_weighted = choose(progress, gsq_weighted, old["gsq_weighted"])
         k = first["k"]
         _log(self, first, k, d_hat=d_hat, d=new_d, skl1=skl1, gsq_weighted=gsq_weighted)
         for item in work:

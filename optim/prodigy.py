@@ -23,11 +23,13 @@ from optim._global import (
     check_at_least,
     check_count,
     check_positive,
+    choose,
     chunk_roots_plus,
     common_lr,
     d_times_lr,
     differences,
     dots,
+    host_scalars,
     known_zero,
     parameter_order,
     py_max,
@@ -183,8 +185,11 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         foreach, impl: execution path (``"single"``, ``"foreach"``, ``"flat"``).
 
     Global scalars live in every param group under the package's names (``d``, ``d_max``,
-    ``d_numerator``, ``d_denom``, ``d_hat``, ``k``); ``d`` and its companions become 0-dim float64
-    tensors on the parameters' device at the first step, so ``step()`` never synchronises.
+    ``d_numerator``, ``d_denom``, ``d_hat``, ``k``); on a GPU ``d`` and its companions become
+    0-dim float64 tensors on the parameters' device at the first step, so ``step()`` never
+    synchronises; on a CPU they are Python floats, as in the package
+    (:func:`optim._global.host_scalars`: the same bits, and 27 aten ops a step on one tensor
+    where the tensors took 58; the package's step runs 24).
     State per parameter: ``step`` (an int, the updates it received), ``s``, ``p0``, ``exp_avg``
     (if beta1 > 0), ``exp_avg_sq``: the package's keys, in its order and shapes (``s`` and ``p0``
     flat, ``p.flatten()[::slice_p]``), so that a checkpoint moves either way and code that reads
@@ -327,14 +332,14 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         beta1, beta2 = (_number(b, "betas") for b in first["betas"])
         beta3 = first["beta3"] if first["beta3"] is not None else math.sqrt(beta2)
         k = first["k"]
-        d = self.scalar(first, "d", device)
-        d_max = self.scalar(first, "d_max", device)
+        d = self.number(first, "d", device)
+        d_max = self.number(first, "d_max", device)
         lr = common_lr(self.param_groups, device)
         bias_correction = 1.0
         if first["use_bias_correction"]:
             bias_correction = ((1 - beta2 ** (k + 1)) ** 0.5) / (1 - beta1 ** (k + 1))
         dlr = d * lr * bias_correction
-        d_numerator = self.scalar(first, "d_numerator", device) * beta3
+        d_numerator = self.number(first, "d_numerator", device) * beta3
         decouple = first["decouple"]
         numerators, denominators, used = [], [], {}
         for item in work:
@@ -355,6 +360,8 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         delta, d_denom = self.over_ranks(
             total(numerators, device, order=order), total(denominators, device, order=order)
         )
+        if host_scalars(device):
+            delta, d_denom = delta.item(), d_denom.item()
         if known_zero(lr) or known_zero(d_denom):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         global_numerator = d_numerator + delta
@@ -364,16 +371,18 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         # (a NaN or infinite gradient) goes on there, and loses in its max and min.
         progress = d_denom != 0
         # (the package compares d with the d0 of its loop's last group, the last param group)
-        d_first = torch.where(d == self.param_groups[-1]["d0"], py_max(d, d_hat), d)
+        d_first = choose(d == self.param_groups[-1]["d0"], py_max(d, d_hat), d)
         new_d_max = py_max(d_max, d_hat)
         new_d = py_min(new_d_max, d_first * first["growth_rate"])
         if isinstance(lr, Tensor):
             progress = progress & (lr > 0)
         elif not lr > 0:
-            progress = torch.zeros((), dtype=torch.bool, device=device)
-        new_d = torch.where(progress, new_d, d)
-        new_d_max = torch.where(progress, new_d_max, d_max)
-        d_hat = torch.where(progress, d_hat, d)
+            progress = torch.zeros((), dtype=torch.bool, device=device) if isinstance(
+                progress, Tensor
+            ) else False  # fmt: skip
+        new_d = choose(progress, new_d, d)
+        new_d_max = choose(progress, new_d_max, d_max)
+        d_hat = choose(progress, d_hat, d)
         for item in work:
             group = item.group
             group.update(
