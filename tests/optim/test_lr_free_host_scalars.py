@@ -2,8 +2,8 @@
 their packages (``optim._global.host_scalars``): every global value of a param group has the
 package's type and bits after each step, so a state dict or a script that formats ``d`` finds
 what the package gives. (Before, they were 0-dim float64 tensors there too: the same values,
-and twice the kernels of a step; on a GPU they stay tensors, so that a step never reads one
-back.)"""
+and more kernels a step: Prodigy's 58 aten ops on one tensor, 27 now. On a GPU they stay
+tensors, so that a step never reads one back.)"""
 
 from __future__ import annotations
 
