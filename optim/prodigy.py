@@ -377,9 +377,7 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
         if isinstance(lr, Tensor):
             progress = progress & (lr > 0)
         elif not lr > 0:
-            progress = torch.zeros((), dtype=torch.bool, device=device) if isinstance(
-                progress, Tensor
-            ) else False  # fmt: skip
+            progress = False  # (every value below keeps its old one, tensor or number)
         new_d = choose(progress, new_d, d)
         new_d_max = choose(progress, new_d_max, d_max)
         d_hat = choose(progress, d_hat, d)
