@@ -41,7 +41,7 @@ that the float64 estimates are the packages' bits (a group mixing dtypes or devi
 ...) are kept in the param groups under the reference package's names, as 0-dim float64
 tensors on the device after the first step (floats before it, as the references keep them,
 computing in Python floats), so ``step()`` never reads a value back from the device; on a CPU,
-where that read is no synchronisation, Prodigy, DAdaptAdam and DAdaptAdaGrad keep them as
+where that read is no synchronisation, Prodigy and the D-Adaptation classes keep them as
 Python floats, as the references do (:func:`host_scalars`, :meth:`ReducingOptimizer.number`). DoG's
 package instead computes its ``rbar``, ``G`` and ``eta`` as tensors in the parameters' dtype,
 and so do ours (``optim.dog``). On the CPU the updates read them as numbers
@@ -207,21 +207,34 @@ def py_min(a: float | Tensor, b: float | Tensor) -> float | Tensor:
     return choose(b < a, b, a)
 
 
-def python_sqrt(x: Tensor) -> Tensor:
-    """``math.sqrt`` of a 0-dim float64 tensor, as the references take it of their Python floats:
-    on the host it is read, rooted by Python and put back (host memory: not a synchronisation);
-    on a GPU, ``torch.sqrt``, which CUDA rounds correctly. (torch's CPU ``sqrt`` of float64 is
-    not correctly rounded: 1.4% of 20k values in [1e-8, 1e-3] were an ulp from ``math.sqrt``,
-    which put DAdaptSGD's d an ulp from the package's after 16 steps.)"""
+def python_sqrt(x: float | Tensor) -> float | Tensor:
+    """``math.sqrt`` of a host number or a 0-dim float64 tensor, as the references take it of
+    their Python floats: a tensor in host memory is read, rooted by Python and put back (not a
+    synchronisation); on a GPU, ``torch.sqrt``, which CUDA rounds correctly. (torch's CPU
+    ``sqrt`` of float64 is not correctly rounded: 1.4% of 20k values in [1e-8, 1e-3] were an ulp
+    from ``math.sqrt``, which put DAdaptSGD's d an ulp from the package's after 16 steps.)"""
+    if not isinstance(x, Tensor):
+        return math.sqrt(x)
     if x.device.type != "cpu" or torch.compiler.is_compiling():
         return x.sqrt()
     return torch.tensor(math.sqrt(x.item()), dtype=torch.float64, device=x.device)
 
 
+def ieee_divide(a: float | Tensor, b: float | Tensor) -> float | Tensor:
+    """``a / b`` as IEEE 754 and a tensor divide it: where ``b`` is 0 a host number gives
+    ``±inf`` (``a`` not 0) or NaN, where Python raises ``ZeroDivisionError``. For an estimate
+    that a step computes and then discards (DAdaptSGD's at lr 0, whose ``||s||`` is 0 there)."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor) or b != 0:
+        return a / b
+    if a == 0 or math.isnan(a):
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
 def total(
     values: Iterable[Tensor],
     device: torch.device,
-    start: Tensor | None = None,
+    start: float | Tensor | None = None,
     order: list[list[tuple[int, int]]] | None = None,
 ) -> Tensor:
     """``start + v_1 + v_2 + ...`` over the entries of ``values`` (0-dim tensors or vectors, in
@@ -242,6 +255,8 @@ def total(
         joined = torch.cat(parts)
         parts = [joined[torch.tensor(ranks, device=joined.device)]]
     if start is not None:
+        if not isinstance(start, Tensor):  # (a host number: a step's running sum, see host_scalars)
+            start = torch.tensor(start, dtype=torch.float64, device=device)
         parts.insert(0, start.reshape(-1))
     if not parts:
         return torch.zeros((), dtype=torch.float64, device=device)

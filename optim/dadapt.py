@@ -9,9 +9,9 @@ package's DAdaptSGD with momentum 0, whose estimate is twice the paper's: d_k <=
 certified in ``theory.lr_free_bounds.d_estimate_bound``. The Adam and AdaGrad variants'
 estimates are not of the lemma's form, and no bound is certified for them (DAdaptAdam's d
 reaches 2.02 D on a 2-D quadratic, DAdaptAdaGrad's 1.03 D on |x|). All scalars are
-shared by every param group (the references' design); DAdaptSGD's stay on the device as 0-dim
-tensors, and so do DAdaptAdam's and DAdaptAdaGrad's on a GPU, which on a CPU are Python floats,
-as in the package (:func:`optim._global.host_scalars`).
+shared by every param group (the references' design): on a GPU they stay on the device as
+0-dim tensors; on a CPU they are Python floats, as in the package
+(:func:`optim._global.host_scalars`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from optim._global import (
     d_times_lr,
     dots,
     host_scalars,
+    ieee_divide,
     known_zero,
     parameter_order,
     py_max,
@@ -235,6 +236,7 @@ class DAdaptSGD(ReducingOptimizer):
 
     def _update(self, work: list[Work]) -> None:
         device = self._device_of(work)
+        host = host_scalars(device)
         first = self.param_groups[0]
         lr = common_lr(self.param_groups, device)
         decay, momentum, k = (
@@ -242,8 +244,8 @@ class DAdaptSGD(ReducingOptimizer):
             _number(first["momentum"], "momentum"),
             first["k"],
         )
-        d = self.scalar(first, "d", device)
-        numerator = self.scalar(first, "numerator_weighted", device)
+        d = self.number(first, "d", device)
+        numerator = self.number(first, "numerator_weighted", device)
         order = parameter_order(work, active)
         if k == 0:
             squares = [
@@ -253,10 +255,10 @@ class DAdaptSGD(ReducingOptimizer):
                 for chunk in item.chunks
             ]
             (g_sq,) = self.over_ranks(total(squares, device, order=order))
-            self.param_groups[-1]["g0_norm"] = python_sqrt(g_sq)
+            self.param_groups[-1]["g0_norm"] = python_sqrt(g_sq.item() if host else g_sq)
         # The package's loop variable: the last group on the first step, the first one after
         # (the same value, unless a group was added since: then the first group's, as there).
-        g0_norm = self.scalar(self.param_groups[-1 if k == 0 else 0], "g0_norm", device)
+        g0_norm = self.number(self.param_groups[-1 if k == 0 else 0], "g0_norm", device)
         if k == 0:
             _check_first_gradient_norm(g0_norm, lr)
         dlr = d * lr / g0_norm
@@ -272,8 +274,14 @@ class DAdaptSGD(ReducingOptimizer):
                 squares.append(s2)
         numerator = total(numerators, device, numerator, order)  # (kept per rank, as the package)
         global_numerator, sk_sq = self.over_ranks(numerator, total(squares, device, order=order))
+        if host:
+            numerator, global_numerator, sk_sq = (
+                numerator.item(),
+                global_numerator.item(),
+                sk_sq.item(),
+            )
         _check_sum_of_squares(sk_sq, lr)
-        d_hat = 2 * global_numerator / python_sqrt(sk_sq)
+        d_hat = ieee_divide(2 * global_numerator, python_sqrt(sk_sq))  # (inf or NaN at lr 0)
         new_d = _grow(d, d_hat, first["growth_rate"])
         new_d = _keep_unless(new_d, d, lr, sk_sq != 0)  # (a NaN sum goes on, as there)
         _log(self, first, k, dlr=dlr, d_hat=d_hat, d=new_d)
@@ -294,7 +302,7 @@ class DAdaptSGD(ReducingOptimizer):
         return not ops.may_be_nonzero(self.param_groups[0]["weight_decay"])
 
 
-def _check_first_gradient_norm(g0_norm: Tensor, lr: float | Tensor) -> None:
+def _check_first_gradient_norm(g0_norm: float | Tensor, lr: float | Tensor) -> None:
     """DAdaptSGD divides d * lr by g0, the first step's gradient norm, at every step; the package
     raises ``ZeroDivisionError`` when g0 is 0 (a first step with lr = 0, as
     ``torch.distributed.checkpoint``'s ``get_optimizer_state_dict`` takes to create the state,
@@ -312,7 +320,7 @@ def _check_first_gradient_norm(g0_norm: Tensor, lr: float | Tensor) -> None:
         )
 
 
-def _check_sum_of_squares(sk_sq: Tensor, lr: float | Tensor) -> None:
+def _check_sum_of_squares(sk_sq: float | Tensor, lr: float | Tensor) -> None:
     """DAdaptSGD's estimate divides by ||s||: the package computes ``2 * numerator /
     math.sqrt(sk_sq)`` whenever lr > 0 and raises ``ZeroDivisionError`` when ||s||^2 is 0,
     after s was updated and before anything else is stored. That happens when every square
