@@ -222,9 +222,11 @@ class DAdaptSGD(ReducingOptimizer):
     def _step_size(self, group: dict) -> Tensor | float | None:
         """``d * lr / ||g_0||``, the step the update takes (the package's ``dlr``, this class's
         lambda_k; ``d * lr`` alone is in the units of a distance, ||x_0 - x*||), with the
-        ||g_0|| the next update reads (the first group's); None before the first update."""
+        ||g_0|| the next update reads (the first group's); None before the first update; inf
+        after a first step that raised on ||g_0|| = 0, whose 0 the group keeps, as the package's
+        does."""
         g0_norm = self.param_groups[0].get("g0_norm")
-        return None if g0_norm is None else d_times_lr(group) / g0_norm
+        return None if g0_norm is None else ieee_divide(d_times_lr(group), g0_norm)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("z", "s", "x0")

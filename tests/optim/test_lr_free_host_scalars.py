@@ -76,3 +76,21 @@ def test_dadapt_sgd_at_lr_zero_after_its_first_step_moves_x_toward_z_only(impl):
         torch.testing.assert_close(
             p.detach(), momentum * x + (1 - momentum) * z, rtol=0, atol=1e-15
         )
+
+
+def test_dadapt_sgd_step_size_after_a_first_step_on_zero_gradients_is_inf():
+    """A first step on zero gradients raises ``ZeroDivisionError``, as the package's, and leaves
+    ``g0_norm`` 0 in the group, as the package's (its ``group['g0_norm'] = math.sqrt(g_sq)``
+    comes before its division). ``step_sizes()`` then reads d * lr / 0: inf, as the 0-dim
+    tensor gave it, not a Python ``ZeroDivisionError`` from the host float."""
+    groups = []
+    for make in (dadaptation.DAdaptSGD, optim.DAdaptSGD):
+        param = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+        param.grad = torch.zeros(3, dtype=torch.float64)
+        optimizer = make([param])
+        with pytest.raises(ZeroDivisionError):
+            optimizer.step()
+        groups.append(optimizer.param_groups[0])
+        if make is optim.DAdaptSGD:
+            assert optimizer.step_sizes() == [float("inf")]
+    assert groups[1]["g0_norm"] == groups[0]["g0_norm"] == 0.0
