@@ -187,6 +187,12 @@ def host_scalars(device: torch.device) -> bool:
     return device.type == "cpu" and not torch.compiler.is_compiling()
 
 
+def host_numbers(device: torch.device, *values: Tensor) -> tuple[float | Tensor, ...]:
+    """``values`` (0-dim tensors: a step's totals) read as Python floats where the step computes
+    its scalars on the host (:func:`host_scalars`), else as they are."""
+    return tuple(v.item() for v in values) if host_scalars(device) else values
+
+
 def choose(condition: bool | Tensor, if_true: float | Tensor, otherwise: float | Tensor):
     """``if_true if condition else otherwise``: ``torch.where`` for a tensor condition (on the
     device, nothing read back), Python's conditional for a host one."""

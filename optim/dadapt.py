@@ -43,7 +43,7 @@ from optim._global import (
     common_lr,
     d_times_lr,
     dots,
-    host_scalars,
+    host_numbers,
     ieee_divide,
     known_zero,
     parameter_order,
@@ -238,7 +238,6 @@ class DAdaptSGD(ReducingOptimizer):
 
     def _update(self, work: list[Work]) -> None:
         device = self._device_of(work)
-        host = host_scalars(device)
         first = self.param_groups[0]
         lr = common_lr(self.param_groups, device)
         decay, momentum, k = (
@@ -256,8 +255,8 @@ class DAdaptSGD(ReducingOptimizer):
                 if active(item.group)
                 for chunk in item.chunks
             ]
-            (g_sq,) = self.over_ranks(total(squares, device, order=order))
-            self.param_groups[-1]["g0_norm"] = python_sqrt(g_sq.item() if host else g_sq)
+            (g_sq,) = host_numbers(device, *self.over_ranks(total(squares, device, order=order)))
+            self.param_groups[-1]["g0_norm"] = python_sqrt(g_sq)
         # The package's loop variable: the last group on the first step, the first one after
         # (the same value, unless a group was added since: then the first group's, as there).
         g0_norm = self.number(self.param_groups[-1 if k == 0 else 0], "g0_norm", device)
@@ -276,12 +275,9 @@ class DAdaptSGD(ReducingOptimizer):
                 squares.append(s2)
         numerator = total(numerators, device, numerator, order)  # (kept per rank, as the package)
         global_numerator, sk_sq = self.over_ranks(numerator, total(squares, device, order=order))
-        if host:
-            numerator, global_numerator, sk_sq = (
-                numerator.item(),
-                global_numerator.item(),
-                sk_sq.item(),
-            )
+        numerator, global_numerator, sk_sq = host_numbers(
+            device, numerator, global_numerator, sk_sq
+        )
         _check_sum_of_squares(sk_sq, lr)
         d_hat = ieee_divide(2 * global_numerator, python_sqrt(sk_sq))  # (inf or NaN at lr 0)
         new_d = _grow(d, d_hat, first["growth_rate"])
@@ -541,10 +537,9 @@ class DAdaptAdam(FairseqFlags, ReducingOptimizer):
         )
         # (numerator is kept per rank; the package tests its own rank's sum for its early return)
         global_numerator, sk_l1 = self.over_ranks(numerator, total(l1s, device, order=order))
-        if host_scalars(device):
-            numerator, global_numerator, sk_l1 = (
-                numerator.item(), global_numerator.item(), sk_l1.item()
-            )  # fmt: skip
+        numerator, global_numerator, sk_l1 = host_numbers(
+            device, numerator, global_numerator, sk_l1
+        )
         if known_zero(lr) or known_zero(sk_l1):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         d_hat = global_numerator / ((1 - sqrt_beta2) * sk_l1)
@@ -760,9 +755,9 @@ class DAdaptAdaGrad(ReducingOptimizer):
             for name in ("gsq_weighted", "sksq_weighted", "skl1")
         }
         order = parameter_order(work)
-        sums = [total(values, device, order=order) for values in (weighted, l1s, grad_sqs)]
-        if host_scalars(device):
-            sums = [value.item() for value in sums]
+        sums = host_numbers(
+            device, *(total(values, device, order=order) for values in (weighted, l1s, grad_sqs))
+        )
         sksq_weighted = old["sksq_weighted"] + sums[0]
         skl1 = old["skl1"] + sums[1]
         if known_zero(skl1):

@@ -29,7 +29,7 @@ from optim._global import (
     d_times_lr,
     differences,
     dots,
-    host_scalars,
+    host_numbers,
     known_zero,
     parameter_order,
     py_max,
@@ -357,11 +357,12 @@ class Prodigy(FairseqFlags, ReducingOptimizer):
                 denominators.append(l1)
                 used[id(group), i] = grads
         order = parameter_order(work, active)
-        delta, d_denom = self.over_ranks(
-            total(numerators, device, order=order), total(denominators, device, order=order)
+        delta, d_denom = host_numbers(
+            device,
+            *self.over_ranks(
+                total(numerators, device, order=order), total(denominators, device, order=order)
+            ),
         )
-        if host_scalars(device):
-            delta, d_denom = delta.item(), d_denom.item()
         if known_zero(lr) or known_zero(d_denom):  # (lr 0: nothing was summed)
             return False  # the package's early return: nothing stored or updated, k unchanged
         global_numerator = d_numerator + delta
