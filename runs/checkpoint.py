@@ -114,7 +114,7 @@ def unreadable_entry(state: Any) -> str | None:
         where = _foreign_entry(state, "")
         return where if where is not None else f"it ({_one_line(err)})"
     if structure is not None:
-        if len(_READABLE_STRUCTURES) >= 1024:
+        if len(_READABLE_STRUCTURES) >= 64:  # (a few per experiment; each as large as its state)
             _READABLE_STRUCTURES.clear()
         _READABLE_STRUCTURES.add(structure)
     return None
