@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,9 +133,10 @@ def _structure(value: Any) -> Any:
     back, as a hashable value, or None where that is not known without the round trip (any
     object outside plain strided tensors, dicts, ordered dicts, lists, tuples and
     :data:`_PLAIN`): each container's type with its keys' types and its items' structures, a
-    tensor's dtype, a dtype's or device's value, a plain value's type (an ``int``'s with whether
-    pickle's 4-byte-length opcode holds it, a ``str``'s or ``bytes``' with whether its length
-    needs 8 bytes: the opcodes that depend on a value)."""
+    tensor's dtype, a dtype's or device's value, a plain value's type; for an ``int``, also
+    whether pickle writes it with ``LONG4`` (more than 255 bytes in two's complement), which the
+    unpickler refuses where it reads ``LONG1`` (``2**2038`` is read back, ``2**2039`` not), and
+    for a ``str`` or ``bytes`` whether its length needs 8 bytes."""
     kind = type(value)
     if kind is torch.Tensor:
         return ("tensor", value.dtype) if value.layout == torch.strided else None
@@ -156,8 +158,8 @@ def _structure(value: Any) -> Any:
         return (kind, tuple(items))
     if kind in (torch.dtype, torch.device):
         return (kind, value)
-    if kind is int:
-        return (kind, value.bit_length() > 8 * 255)
+    if kind is int:  # (encode_long only near the bound: it costs a pass over the digits)
+        return (kind, value.bit_length() >= 8 * 254 and len(pickle.encode_long(value)) > 255)
     if kind in (str, bytes):
         return (kind, len(value) >= 2**32)
     return (kind,) if kind in _PLAIN else None

@@ -78,6 +78,20 @@ def test_a_state_of_another_structure_is_read_back_again_and_refused_by_its_entr
     assert len(loads) == 3
 
 
+@pytest.mark.parametrize("large", [2**2039, -(2**2039) - 1], ids=["2**2039", "-2**2039-1"])
+def test_an_int_pickle_writes_with_long4_is_read_back_again_and_refused(loads, large):
+    """An int of more than 255 bytes is pickled with ``LONG4``, which the weights-only unpickler
+    refuses; one of 255 bytes (``2**2038``, ``-2**2039``) with ``LONG1``, which it reads. The
+    same dict holding a small int is no licence for it (the remembered structure had taken every
+    int below 2**2040 for one)."""
+    assert ckpt.unreadable_entry({"step": 3}) is None
+    assert ckpt.unreadable_entry({"step": 2**2038}) is None
+    assert ckpt.unreadable_entry({"step": -(2**2039)}) is None
+    assert ckpt.unreadable_entry({"step": large}) is not None
+    assert _round_trip_reads({"step": -(2**2039)})  # (the unpickler's own verdicts)
+    assert not _round_trip_reads({"step": large})
+
+
 class _Foreign:
     """An object the weights-only unpickler refuses."""
 
@@ -86,6 +100,7 @@ _PLAIN_VALUES = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([2**2038, 2**2039, -(2**2039), -(2**2039) - 1]),  # (LONG1 / LONG4)
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=5),
     st.sampled_from([torch.float32, torch.int64, torch.device("cpu"), torch.Size([2, 3])]),
