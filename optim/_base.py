@@ -1967,10 +1967,13 @@ class RuleOptimizer(Optimizer):
         call_rule(type(self)._rule, batch.params, grads, steps, batch.buffers, arguments, False)
 
     def _steady(self, lists: SteadyLists, group: dict, params: list[Tensor]) -> bool:
-        """Whether last step's lists still describe this group: the same parameter objects, the
-        same state keys, and no state entry assigned, added or removed since (the
-        :class:`~optim._state.TrackedState` count). (A parameter whose ``.data`` changed dtype or
-        device no longer matches its state: torch's error, from the same lists either way.)"""
+        """Whether last step's lists (or the learning-rate-free optimizers' kept chunks,
+        ``optim._global.KeptChunks``, which hold the same ``params``, ``keys`` and ``stamp``)
+        still describe this group: the same parameter objects, the same state keys, and no state
+        entry assigned, added or removed since (the :class:`~optim._state.TrackedState` count).
+        (A parameter whose ``.data`` changed dtype or device no longer matches its state:
+        torch's error, from the same lists either way; the kept chunks also check each
+        parameter's dtype and device.)"""
         state = self.state
         return (
             not torch.compiler.is_compiling()

@@ -1482,8 +1482,12 @@ def refuse_narrow_numpy_numbers(owner: ReducingOptimizer, group: dict, index: in
     1.1e-6 from its package after 30 steps, DAdaptAdam with ``lr=np.float32(0.5)`` 5.1e-7, where
     ``float(...)`` of the same values gives the package's bits. A clear error instead of a silent
     deviation; ``np.float64`` (a Python float) is taken."""
-    narrow = [key for key, value in group.items() if key != "params" and _has_narrow(value)]
-    if not narrow:  # (at every step: one pass over the group's values)
+    narrow = [
+        key
+        for key, value in group.items()
+        if isinstance(value, _MAY_BE_NARROW) and key != "params" and _has_narrow(value)
+    ]
+    if not narrow:  # (at every step: one pass over the group's values, one isinstance each)
         return
     arguments = _constructor_arguments(type(owner))  # (named first: d0 before the d it sets)
     for key in sorted(narrow, key=lambda k: (k not in arguments, arguments.get(k))):
@@ -1499,6 +1503,10 @@ def refuse_narrow_numpy_numbers(owner: ReducingOptimizer, group: dict, index: in
                     f"computes its estimate d in NumPy's {item.dtype} arithmetic, which this "
                     "class does not follow (it computes in float64): give Python floats, float(x)"
                 )
+
+
+_MAY_BE_NARROW = (np.floating, tuple)
+"""The types of a group's values :func:`refuse_narrow_numpy_numbers` looks into further."""
 
 
 def _is_narrow(item: Any) -> bool:
