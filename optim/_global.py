@@ -1199,7 +1199,7 @@ class ReducingOptimizer(RuleOptimizer):
                 state = {k: as_real([s[k] for s in ss[i:j]]) for k in keys}
                 grads = as_real([p.grad for p in ps[i:j]])
                 chunks.append(Chunk(as_real(ps[i:j]), grads, state, where[i:j]))
-        if not compiling and len(by_kind) == 1:
+        if not compiling and len(by_kind) == 1 and self.impl != "flat":  # (flat: its layouts)
             self._keep(index, group, states, keys, chunks)
         return chunks
 

@@ -160,3 +160,23 @@ def test_a_parameter_made_float32_after_kept_steps_is_as_when_rebuilt(case, shap
     for a, b in zip(ours, expected, strict=True):
         assert a.dtype == b.dtype
         assert torch.equal(a, b)
+
+
+def test_the_flat_path_lays_out_a_group_once_what_kept_it_on_lists_is_gone():
+    """``impl="flat"`` runs a group on lists while a parameter's memory is also held elsewhere
+    (here a view of it; an autograd graph still alive counts alike), and lays it out flat at
+    the first step after that is gone: its lists are not kept from step to step, or the group
+    would stay on them."""
+    params = make_params()
+    optimizer = optim.DAdaptSGD(params, impl="flat")
+    held = params[0].detach()[:1]  # (another tensor on the parameter's memory)
+    for t in range(3):
+        optimizer.zero_grad()
+        noisy_loss(params, t).backward()
+        optimizer.step()
+    assert not optimizer._layouts, "on lists while the view is held"
+    del held
+    optimizer.zero_grad()
+    noisy_loss(params, 3).backward()
+    optimizer.step()
+    assert optimizer._layouts, "laid out flat once it is gone"
