@@ -1214,6 +1214,8 @@ class ReducingOptimizer(RuleOptimizer):
         stamp = self.state.stamp() if isinstance(self.state, TrackedState) else None
         if stamp is None or not chunks or len(states) != len(params):
             return
+        if self.impl != "single" and self._may_pack(params):
+            return  # (chosen again at every step, see _may_pack)
         spans, begin = [], 0
         for chunk in chunks:
             end = begin + len(chunk.params)
@@ -1282,11 +1284,7 @@ class ReducingOptimizer(RuleOptimizer):
 
     def _packed_chunks(self, slot, group, params, states, keys, positions) -> list[Chunk] | None:
         """The chunks over packed buffers (gathered now, scattered after the step), or None."""
-        if not self._packs or len(params) < PACK_AT_LEAST:
-            self._packed.pop(slot, None)
-            return None
-        packable = params[0].dtype in FAST_DTYPES and not params[0].is_complex()
-        packable = packable and max(map(Tensor.numel, params)) < PACK_BELOW
+        packable = self._may_pack(params)
         packable = packable and packs_alike(params, states, keys, self._flat_state_keys(group))
         if not packable:
             self._packed.pop(slot, None)
@@ -1297,6 +1295,20 @@ class ReducingOptimizer(RuleOptimizer):
             self._packed[slot] = packed
         packed.positions = positions
         return self._gather(packed, params, [p.grad for p in params], positions)
+
+    def _may_pack(self, params: list[Tensor]) -> bool:
+        """Whether the default path packs ``params`` (one device and dtype) where their tensors
+        and state allow it (:func:`~optim._paths.packs_alike`, which can change from step to
+        step: a gradient not contiguous this once): enough of them, all small, of a fast dtype
+        and real. A group it may pack keeps no chunks between steps (:meth:`_keep`), so that
+        it is packed again once it can be."""
+        return (
+            self._packs
+            and len(params) >= PACK_AT_LEAST
+            and params[0].dtype in FAST_DTYPES
+            and not params[0].is_complex()
+            and max(map(Tensor.numel, params)) < PACK_BELOW
+        )
 
     def _gather(self, packed: Pack, params, grads, positions, late: bool = False) -> list[Chunk]:
         """The chunks over ``packed``'s buffers, filled now (``late``: the gradients only, each

@@ -180,3 +180,26 @@ def test_the_flat_path_lays_out_a_group_once_what_kept_it_on_lists_is_gone():
     noisy_loss(params, 3).backward()
     optimizer.step()
     assert optimizer._layouts, "laid out flat once it is gone"
+
+
+@pytest.mark.parametrize("case", REDUCING, ids=_case_id)
+def test_a_group_the_default_path_may_pack_is_packed_once_it_can_be(case):
+    """20 small tensors, one of whose gradients is not contiguous at the first step: that step
+    runs them as lists (a packed buffer needs contiguous tensors), and the next, whose
+    gradients are contiguous, packs them, as every step after a change chooses again: the lists
+    of a group that may be packed are not kept, or it would stay on them."""
+    name, _, kwargs, _ = case
+    generator = torch.Generator().manual_seed(3)
+    params = [
+        torch.randn(2, 3, dtype=torch.float64, generator=generator).requires_grad_()
+        for _ in range(optim._paths.PACK_AT_LEAST + 4)
+    ]
+    optimizer = getattr(optim, name)(params, **kwargs)
+    for t in range(3):
+        optimizer.zero_grad()
+        noisy_loss(params, t).backward()
+        if t == 0:
+            params[4].grad = params[4].grad.t().contiguous().t()  # (the same values)
+            assert not params[4].grad.is_contiguous()
+        optimizer.step()
+        assert bool(optimizer._packed) == (t > 0), t
