@@ -1216,6 +1216,8 @@ class ReducingOptimizer(RuleOptimizer):
             return
         if self.impl != "single" and self._may_pack(params):
             return  # (chosen again at every step, see _may_pack)
+        if self._blocks_large_tensors and max(map(Tensor.numel, params)) > _paths.BLOCK:
+            return  # (blocks, where its tensors allow them this step: see _blocks)
         spans, begin = [], 0
         for chunk in chunks:
             end = begin + len(chunk.params)

@@ -203,3 +203,37 @@ def test_a_group_the_default_path_may_pack_is_packed_once_it_can_be(case):
             assert not params[4].grad.is_contiguous()
         optimizer.step()
         assert bool(optimizer._packed) == (t > 0), t
+
+
+def test_sps_takes_a_large_tensor_in_blocks_once_it_can_again(monkeypatch):
+    """SPS runs a tensor of more than ``BLOCK`` elements as blocks where it and its gradient are
+    contiguous (no temporary larger than a block), else whole: a first step with a gradient that
+    is not contiguous runs it whole, and the next steps in blocks again (the lists of a group
+    with such a tensor are not kept, or it would stay whole)."""
+    size = optim._paths.BLOCK + 5000
+    largest = []
+    original = ReducingOptimizer._chunks
+
+    def recorded(self, index, group):
+        chunks = original(self, index, group)
+        largest.append(max(t.numel() for chunk in chunks for t in chunk.params))
+        return chunks
+
+    monkeypatch.setattr(ReducingOptimizer, "_chunks", recorded)
+    generator = torch.Generator().manual_seed(4)
+    params = [torch.randn(n, generator=generator).requires_grad_() for n in (size, 50)]
+    targets = [torch.randn(p.shape, generator=generator) for p in params]
+    optimizer = optim.SPS(params, c=0.5)
+
+    def closure(strided: bool) -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = sum(((p - y) ** 2).mean() for p, y in zip(params, targets, strict=True))
+        loss.backward()
+        if strided:  # (the same values, every other element of a buffer)
+            params[0].grad = torch.empty(2 * size)[::2].copy_(params[0].grad)
+            assert not params[0].grad.is_contiguous()
+        return loss
+
+    for t in range(3):
+        optimizer.step(lambda t=t: closure(strided=t == 0))
+    assert largest == [size, optim._paths.BLOCK, optim._paths.BLOCK]
