@@ -188,15 +188,20 @@ class KeptChunks(NamedTuple):
     nor complex views), as a step built them, kept for the next step: while
     :meth:`~optim._base.RuleOptimizer._steady` finds them current (the same parameters and
     state keys, no state entry assigned, added or removed since) and every parameter still has
-    a dense gradient and the device and dtype it had, the next step reuses them with its own
+    a dense gradient and the device, dtype and size it had, the next step reuses them with its own
     gradients (:meth:`ReducingOptimizer._kept_chunks`), as the classic rules reuse their
     :class:`~optim._base.SteadyLists`; a group of a few small tensors then skips the state
-    lookups and the choice of rounds (DAdaptSGD over five tiny tensors: 36 of a 240 us step)."""
+    lookups and the choice of rounds (DAdaptSGD over five tiny tensors: 36 of a 240 us step).
+    Not kept, so that every step chooses again, where that choice can change without anything
+    above changing: ``impl="flat"``'s (its layouts), a group the default path may pack
+    (:meth:`ReducingOptimizer._may_pack`) and SPS's and SLS's groups holding a tensor of more
+    than ``BLOCK`` elements (blocks where it and its gradient are contiguous)."""
 
     params: list[Tensor]  # the group's parameters as they were (a copy of its list)
     keys: tuple[str, ...]
     stamp: tuple[int, int]
     kind: tuple[torch.device, torch.dtype]
+    sizes: list[int]  # each parameter's number of elements (its rounds were chosen by them)
     chunks: list[Chunk]
     spans: list[tuple[int, int]]  # each chunk's parameters, params[begin:end]
 
@@ -1230,8 +1235,8 @@ class ReducingOptimizer(RuleOptimizer):
                     return
             spans.append((begin, end))
             begin = end
-        kind = (params[0].device, params[0].dtype)
-        self._kept[index] = KeptChunks(list(params), keys, stamp, kind, chunks, spans)
+        kind, sizes = (params[0].device, params[0].dtype), list(map(Tensor.numel, params))
+        self._kept[index] = KeptChunks(list(params), keys, stamp, kind, sizes, chunks, spans)
 
     def _kept_chunks(self, index: int, group: dict) -> list[Chunk] | None:
         """Last step's chunks of this group (:class:`KeptChunks`) with this step's gradients, if
@@ -1246,6 +1251,7 @@ class ReducingOptimizer(RuleOptimizer):
             dense(grads)
             and all(map(operator.is_, map(_DTYPE, params), itertools.repeat(dtype)))
             and all(map(operator.eq, map(_DEVICE, params), itertools.repeat(device)))
+            and list(map(Tensor.numel, params)) == kept.sizes
         ):  # (C-level passes)
             return None
         return [

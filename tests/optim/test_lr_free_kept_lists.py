@@ -237,3 +237,33 @@ def test_sps_takes_a_large_tensor_in_blocks_once_it_can_again(monkeypatch):
     for t in range(3):
         optimizer.step(lambda t=t: closure(strided=t == 0))
     assert largest == [size, optim._paths.BLOCK, optim._paths.BLOCK]
+
+
+def test_a_parameter_given_more_elements_is_chosen_for_again(monkeypatch):
+    """Two small SPS parameters run as kept lists; then one is given ``.data`` (and a gradient)
+    of more than ``BLOCK`` elements: the next step runs it in blocks, as a step choosing afresh
+    does (the kept chunks compare each parameter's size)."""
+    size = optim._paths.BLOCK + 5000
+    largest = []
+    original = ReducingOptimizer._chunks
+
+    def recorded(self, index, group):
+        chunks = original(self, index, group)
+        largest.append(max(t.numel() for chunk in chunks for t in chunk.params))
+        return chunks
+
+    monkeypatch.setattr(ReducingOptimizer, "_chunks", recorded)
+    params = [torch.randn(n).requires_grad_() for n in (50, 60)]
+    optimizer = optim.SPS(params, c=0.5)
+    for t in range(4):
+        if t == 2:
+            params[0].data = torch.randn(size)
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = sum((p**2).mean() for p in params)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+    assert largest == [60, 60, optim._paths.BLOCK, optim._paths.BLOCK]
