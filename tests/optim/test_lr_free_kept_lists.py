@@ -205,21 +205,27 @@ def test_a_group_the_default_path_may_pack_is_packed_once_it_can_be(case):
         assert bool(optimizer._packed) == (t > 0), t
 
 
-def test_sps_takes_a_large_tensor_in_blocks_once_it_can_again(monkeypatch):
+@pytest.fixture
+def largest(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The largest tensor of each step's chunks, step by step (what the step ran whole)."""
+    sizes: list[int] = []
+    original = ReducingOptimizer._chunks
+
+    def recorded(self, index, group):
+        chunks = original(self, index, group)
+        sizes.append(max(t.numel() for chunk in chunks for t in chunk.params))
+        return chunks
+
+    monkeypatch.setattr(ReducingOptimizer, "_chunks", recorded)
+    return sizes
+
+
+def test_sps_takes_a_large_tensor_in_blocks_once_it_can_again(largest):
     """SPS runs a tensor of more than ``BLOCK`` elements as blocks where it and its gradient are
     contiguous (no temporary larger than a block), else whole: a first step with a gradient that
     is not contiguous runs it whole, and the next steps in blocks again (the lists of a group
     with such a tensor are not kept, or it would stay whole)."""
     size = optim._paths.BLOCK + 5000
-    largest = []
-    original = ReducingOptimizer._chunks
-
-    def recorded(self, index, group):
-        chunks = original(self, index, group)
-        largest.append(max(t.numel() for chunk in chunks for t in chunk.params))
-        return chunks
-
-    monkeypatch.setattr(ReducingOptimizer, "_chunks", recorded)
     generator = torch.Generator().manual_seed(4)
     params = [torch.randn(n, generator=generator).requires_grad_() for n in (size, 50)]
     targets = [torch.randn(p.shape, generator=generator) for p in params]
@@ -239,31 +245,22 @@ def test_sps_takes_a_large_tensor_in_blocks_once_it_can_again(monkeypatch):
     assert largest == [size, optim._paths.BLOCK, optim._paths.BLOCK]
 
 
-def test_a_parameter_given_more_elements_is_chosen_for_again(monkeypatch):
+def test_a_parameter_given_more_elements_is_chosen_for_again(largest):
     """Two small SPS parameters run as kept lists; then one is given ``.data`` (and a gradient)
     of more than ``BLOCK`` elements: the next step runs it in blocks, as a step choosing afresh
     does (the kept chunks compare each parameter's size)."""
     size = optim._paths.BLOCK + 5000
-    largest = []
-    original = ReducingOptimizer._chunks
-
-    def recorded(self, index, group):
-        chunks = original(self, index, group)
-        largest.append(max(t.numel() for chunk in chunks for t in chunk.params))
-        return chunks
-
-    monkeypatch.setattr(ReducingOptimizer, "_chunks", recorded)
     params = [torch.randn(n).requires_grad_() for n in (50, 60)]
     optimizer = optim.SPS(params, c=0.5)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = sum((p**2).mean() for p in params)
+        loss.backward()
+        return loss
+
     for t in range(4):
         if t == 2:
             params[0].data = torch.randn(size)
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = sum((p**2).mean() for p in params)
-            loss.backward()
-            return loss
-
         optimizer.step(closure)
     assert largest == [60, 60, optim._paths.BLOCK, optim._paths.BLOCK]
