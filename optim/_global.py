@@ -217,9 +217,12 @@ def host_scalars(device: torch.device) -> bool:
 
 
 def host_numbers(device: torch.device, *values: Tensor) -> tuple[float | Tensor, ...]:
-    """``values`` (0-dim tensors: a step's totals) read as Python floats where the step computes
-    its scalars on the host (:func:`host_scalars`), else as they are."""
-    return tuple(v.item() for v in values) if host_scalars(device) else values
+    """``values`` (a step's totals: 0-dim tensors, or Python floats already where :func:`total`
+    added them on the host) read as Python floats where the step computes its scalars on the
+    host (:func:`host_scalars`), else as they are."""
+    if not host_scalars(device):
+        return values
+    return tuple(v.item() if isinstance(v, Tensor) else v for v in values)
 
 
 def choose(condition: bool | Tensor, if_true: float | Tensor, otherwise: float | Tensor):
@@ -271,18 +274,26 @@ def total(
     device: torch.device,
     start: float | Tensor | None = None,
     order: list[list[tuple[int, int]]] | None = None,
-) -> Tensor:
+) -> Tensor | float:
     """``start + v_1 + v_2 + ...`` over the entries of ``values`` (0-dim tensors or vectors, in
-    order) as a 0-dim float64 tensor on ``device`` (0 if there is nothing to add), added one
-    after another: on a CPU, the bits of the references' Python float that accumulates
-    ``.item()`` parameter by parameter (``torch.cumsum`` adds in order, in float64; a ``sum``
+    order), added one after another in float64 (0 if there is nothing to add): the bits of the
+    references' Python float that accumulates ``.item()`` parameter by parameter (a ``sum``
     adds pairwise, which put D-Adaptation's and Prodigy's float64 estimates an ulp from the
-    packages' at the first step, and a chaotic loss grows an ulp to 1e-2 in 200 steps). On a
-    GPU the scan adds in another order, within rounding of it.
+    packages' at the first step, and a chaotic loss grows an ulp to 1e-2 in 200 steps).
+
+    Where the step computes its scalars on the host (:func:`host_scalars`: a CPU, outside
+    ``torch.compile``) a Python float, the entries read with one ``tolist`` per vector and added
+    in a Python loop, as the references add them (not ``sum()``, which compensates its rounding
+    from Python 3.12): a reorder, a ``cat``, a conversion and a scan of 0-dim tensors took 8-23
+    us a call there, this about 2. Elsewhere a 0-dim float64 tensor on ``device``, added by
+    ``torch.cumsum`` (on a GPU the scan adds in another order, within rounding of it), nothing
+    read back.
 
     ``order`` (see :func:`parameter_order`): for each of ``values``, the (param group,
     position) of each of its entries; they are then added in the order of the param groups and
     their parameters, as the packages add them."""
+    if host_scalars(device):
+        return _host_total(values, start, order)
     parts = [v.reshape(-1) for v in values]
     if order is not None and parts:
         keys = [key for keys in order for key in keys]
@@ -299,6 +310,28 @@ def total(
     if flat.numel() == 1:
         return flat.reshape(())
     return torch.cumsum(flat, 0)[-1]
+
+
+def _host_total(
+    values: Iterable[Tensor],
+    start: float | Tensor | None,
+    order: list[list[tuple[int, int]]] | None,
+) -> float:
+    """:func:`total` on the host: a Python float (see there)."""
+    numbers: list[float] = []
+    for v in values:
+        numbers.extend(v.reshape(-1).tolist())
+    if order is not None:
+        keys = [key for keys in order for key in keys]
+        numbers = [numbers[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
+    if start is not None:
+        numbers.insert(0, start.item() if isinstance(start, Tensor) else float(start))
+    if not numbers:
+        return 0.0
+    running = numbers[0]
+    for number in numbers[1:]:
+        running += number
+    return running
 
 
 def parameter_order(
@@ -883,7 +916,7 @@ def sum_over_ranks(*values: Tensor) -> tuple[Tensor, ...]:
     read."""
     import torch.distributed as dist
 
-    stacked = torch.stack([v.to(torch.float64) for v in values])
+    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values])
     dist.all_reduce(stacked)
     return tuple(stacked.unbind())
 

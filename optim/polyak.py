@@ -204,6 +204,7 @@ class SPS(ReducingOptimizer):
         first = self.param_groups[0]
         squares = [sum_of_squares(c.grads) for item in work for c in item.chunks]
         (grad_sq,) = self.over_ranks(total(squares, device))  # (FSDP shards: over all of them)
+        grad_sq = torch.as_tensor(grad_sq, dtype=torch.float64, device=device)  # (a host total)
         step = sps_step_size(
             _loss_tensor(self._loss, device),
             grad_sq,

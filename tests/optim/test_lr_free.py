@@ -917,9 +917,12 @@ def test_prodigy_checkpoint_with_a_zero_parameter_loads_and_continues_as_the_pac
     assert relative_error(twin, params) <= 1e-10
 
 
-def test_totals_add_in_order_as_a_python_float():
+def test_totals_add_in_order_as_a_python_float(monkeypatch):
     """``total`` is the references' ``x = 0.0; x += v.item()`` over vectors and scalars, with a
-    start value (DAdaptSGD's running numerator), where a pairwise sum rounds differently."""
+    start value (DAdaptSGD's running numerator), where a pairwise sum rounds differently: on a
+    CPU a Python float, added in a loop (Python 3.12's ``sum()`` compensates its rounding, which
+    the references' ``+=`` does not), and as a 0-dim tensor where the step keeps its scalars on
+    the device (the path taken on a GPU, here on the CPU with ``host_scalars`` off)."""
     generator = torch.Generator().manual_seed(0)
     scales = torch.logspace(-12, 12, 3000, dtype=torch.float64)
     values = torch.randn(3000, dtype=torch.float64, generator=generator) * scales
@@ -929,8 +932,21 @@ def test_totals_add_in_order_as_a_python_float():
         expected += v
     parts = [values[:1000], values[1000].reshape(()), values[1001:]]
     start = torch.tensor(0.5, dtype=torch.float64)
-    assert optim._global.total(parts, torch.device("cpu"), start=start).item() == expected
-    assert optim._global.total([], torch.device("cpu")).item() == 0.0
+    cpu = torch.device("cpu")
+    on_host = optim._global.total(parts, cpu, start=start)
+    assert type(on_host) is float
+    assert on_host == expected
+    assert optim._global.total(parts, cpu, start=0.5) == expected
+    assert optim._global.total([], cpu) == 0.0
+    cancelling = [torch.tensor([1e16, 1.0, -1e16], dtype=torch.float64)]
+    assert optim._global.total(cancelling, cpu) == 0.0  # (1e16 + 1 rounds to 1e16; fsum: 1.0)
+    monkeypatch.setattr(optim._global, "host_scalars", lambda device: False)
+    on_device = optim._global.total(parts, cpu, start=start)
+    assert isinstance(on_device, torch.Tensor)
+    assert on_device.dtype == torch.float64
+    assert on_device.item() == expected
+    assert optim._global.total(cancelling, cpu).item() == 0.0
+    assert optim._global.total([], cpu).item() == 0.0
 
 
 def test_python_sqrt_is_math_sqrt_where_torch_rounds_otherwise():
