@@ -590,17 +590,19 @@ def dadapt_adagrad_statistics(
         grads = with_coupled_decay(grads, params, weight_decay)
     alphak, sk, segments = state["alphak"], state["sk"], chunk.segments
 
-    def denominators() -> list[Tensor]:
-        return chunk_roots_plus(alphak, eps, root_scratch)
+    def weighted_sq(denominators: list[Tensor]) -> Tensor:
+        return quotient_sums(sk, sk, denominators, scratch, segments)
 
-    def weighted_sq() -> Tensor:
-        return quotient_sums(sk, sk, denominators(), scratch, segments)
-
-    old_weighted, old_l1 = weighted_sq(), abs_sums(sk, scratch, segments)
+    old_weighted = weighted_sq(chunk_roots_plus(alphak, eps, root_scratch))
+    old_l1 = abs_sums(sk, scratch, segments)
     add_products_(alphak, grads, grads, scratch)
-    grad_sq = quotient_sums(grads, grads, denominators(), scratch, segments)
+    # (the package takes alphak.sqrt().add(eps) again for each of the two sums below: the same
+    # values, one pass over alphak fewer)
+    denominators = chunk_roots_plus(alphak, eps, root_scratch)
+    grad_sq = quotient_sums(grads, grads, denominators, scratch, segments)
     ops.add_scaled_(sk, grads, dlr)
-    return grad_sq, weighted_sq() - old_weighted, abs_sums(sk, scratch, segments) - old_l1
+    new_weighted = weighted_sq(denominators)
+    return grad_sq, new_weighted - old_weighted, abs_sums(sk, scratch, segments) - old_l1
 
 
 def dadapt_adagrad_update(
