@@ -917,36 +917,43 @@ def test_prodigy_checkpoint_with_a_zero_parameter_loads_and_continues_as_the_pac
     assert relative_error(twin, params) <= 1e-10
 
 
+def _added_in_order(values: torch.Tensor, start: float = 0.5) -> float:
+    running = start
+    for v in values.tolist():
+        running += v
+    return running
+
+
 def test_totals_add_in_order_as_a_python_float(monkeypatch):
     """``total`` is the references' ``x = 0.0; x += v.item()`` over vectors and scalars, with a
     start value (DAdaptSGD's running numerator), where a pairwise sum rounds differently: on a
-    CPU a Python float, added in a loop (Python 3.12's ``sum()`` compensates its rounding, which
-    the references' ``+=`` does not), and as a 0-dim tensor where the step keeps its scalars on
-    the device (the path taken on a GPU, here on the CPU with ``host_scalars`` off)."""
+    CPU a Python float, added in a loop up to ``HOST_LOOP_MOST`` entries (Python 3.12's
+    ``sum()`` compensates its rounding, which the references' ``+=`` does not) and by a scan
+    beyond, and as a 0-dim tensor where the step keeps its scalars on the device (the path taken
+    on a GPU, here on the CPU with ``host_scalars`` off). ``order`` adds the entries in the
+    param groups' order."""
     generator = torch.Generator().manual_seed(0)
     scales = torch.logspace(-12, 12, 3000, dtype=torch.float64)
     values = torch.randn(3000, dtype=torch.float64, generator=generator) * scales
     values = values[torch.randperm(3000, generator=generator)]
-    expected = 0.5
-    for v in values.tolist():
-        expected += v
-    parts = [values[:1000], values[1000].reshape(()), values[1001:]]
-    start = torch.tensor(0.5, dtype=torch.float64)
     cpu = torch.device("cpu")
-    on_host = optim._global.total(parts, cpu, start=start)
-    assert type(on_host) is float
-    assert on_host == expected
-    assert optim._global.total(parts, cpu, start=0.5) == expected
-    assert optim._global.total([], cpu) == 0.0
+    few = optim._global.HOST_LOOP_MOST
     cancelling = [torch.tensor([1e16, 1.0, -1e16], dtype=torch.float64)]
-    assert optim._global.total(cancelling, cpu) == 0.0  # (1e16 + 1 rounds to 1e16; fsum: 1.0)
-    monkeypatch.setattr(optim._global, "host_scalars", lambda device: False)
-    on_device = optim._global.total(parts, cpu, start=start)
-    assert isinstance(on_device, torch.Tensor)
-    assert on_device.dtype == torch.float64
-    assert on_device.item() == expected
-    assert optim._global.total(cancelling, cpu).item() == 0.0
-    assert optim._global.total([], cpu).item() == 0.0
+    order = [[(1, 0), (0, 1)], [(0, 0)]]  # (the entries of [x, y] and [z]: z, y, x)
+    in_order = [torch.tensor([1e16, -1e16], dtype=torch.float64), torch.tensor([1.0])]
+    for host in (True, False):
+        monkeypatch.setattr(optim._global, "host_scalars", lambda device, host=host: host)
+        for n in (few // 2, few, few + 1, 3000):  # (loop, loop, scan, scan on the host)
+            parts = [values[: n // 2], values[n // 2].reshape(()), values[n // 2 + 1 : n]]
+            expected = _added_in_order(values[:n])
+            for start in (torch.tensor(0.5, dtype=torch.float64), 0.5):
+                got = optim._global.total(parts, cpu, start=start)
+                assert type(got) is (float if host else torch.Tensor), (host, n)
+                assert float(got) == expected, (host, n)
+        for values_of, expected in (([], 0.0), (cancelling, 0.0)):  # (1e16 + 1 is 1e16; fsum: 1)
+            assert float(optim._global.total(values_of, cpu)) == expected
+        assert float(optim._global.total(in_order, cpu, order=order)) == 0.0  # (1 - 1e16 + 1e16)
+        assert float(optim._global.total(in_order, cpu)) == 1.0  # (1e16 - 1e16 + 1)
 
 
 def test_python_sqrt_is_math_sqrt_where_torch_rounds_otherwise():
