@@ -316,10 +316,8 @@ def _scanned_total(
     """:func:`total` as a 0-dim float64 tensor on ``device``, added by ``torch.cumsum``."""
     parts = [v.reshape(-1) for v in values]
     if order is not None and parts:
-        keys = [key for keys in order for key in keys]
-        ranks = sorted(range(len(keys)), key=keys.__getitem__)
         joined = torch.cat(parts)
-        parts = [joined[torch.tensor(ranks, device=joined.device)]]
+        parts = [joined[torch.tensor(_in_group_order(order), device=joined.device)]]
     if start is not None:
         if not isinstance(start, Tensor):  # (a host number: a step's running sum, see host_scalars)
             start = torch.tensor(start, dtype=torch.float64, device=device)
@@ -342,8 +340,7 @@ def _host_total(
     for v in values:
         numbers.extend(v.reshape(-1).tolist())
     if order is not None:
-        keys = [key for keys in order for key in keys]
-        numbers = [numbers[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
+        numbers = [numbers[i] for i in _in_group_order(order)]
     if start is not None:
         numbers.insert(0, start.item() if isinstance(start, Tensor) else float(start))
     if not numbers:
@@ -352,6 +349,13 @@ def _host_total(
     for number in numbers[1:]:
         running += number
     return running
+
+
+def _in_group_order(order: list[list[tuple[int, int]]]) -> list[int]:
+    """The positions of :func:`total`'s entries (listed chunk by chunk, ``order`` giving each
+    one's param group and position) in the order of the param groups and their parameters."""
+    keys = [key for keys in order for key in keys]
+    return sorted(range(len(keys)), key=keys.__getitem__)
 
 
 def parameter_order(
@@ -934,12 +938,12 @@ FSDP_FLATTENED = "_fsdp_flattened"
 ``FlatParameter`` and, with ``use_orig_params=True``, the original parameters, views of a shard."""
 
 
-def sum_over_ranks(*values: Tensor) -> tuple[Tensor, ...]:
-    """``values`` (0-dim tensors) each summed over the ranks of the default process group, in one
-    ``all_reduce`` of their float64 stack: the packages' ``fsdp_in_use`` reduction, where each
-    rank holds a shard of the parameters and its sums are partial. The packages reduce in a
-    float32 CUDA tensor; here the sums stay float64, on the parameters' device, with no host
-    read."""
+def sum_over_ranks(*values: Tensor | float) -> tuple[Tensor, ...]:
+    """``values`` (0-dim tensors, or host floats: :func:`total` on a CPU) each summed over the
+    ranks of the default process group, in one ``all_reduce`` of their float64 stack: the
+    packages' ``fsdp_in_use`` reduction, where each rank holds a shard of the parameters and
+    its sums are partial. The packages reduce in a float32 CUDA tensor; here the sums stay
+    float64, on the parameters' device (a host float on the CPU), with no device read."""
     import torch.distributed as dist
 
     stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values])
